@@ -1,0 +1,203 @@
+"""The result model: :class:`Document` -> :class:`Page` -> :class:`Block`.
+
+This is the JSON output contract (DESIGN.md): ``Document.model_dump_json()`` is what
+``ocr convert`` writes as ``<stem>.json``; ``python -m ocrclient.document schema.json`` (or
+``ocr schema``) writes its JSON schema, kept in the repo as ``schema/document.schema.json``.
+
+No page is ever silently empty or dropped: a page that could not be read is present with
+``status="failed"`` and an ``error``; a page whose reply was only partly usable is ``degraded``
+with its ``warnings``.
+
+Example::
+
+    >>> from ocrclient.document import Document, Page
+    >>> doc = Document(source="a.pdf", backend="local", pages=[
+    ...     Page(page=1, status="ok", width=612, height=792, markdown="# Hello")])
+    >>> doc.markdown
+    '# Hello'
+    >>> doc.ok
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "BLOCK_TYPES",
+    "SCHEMA_VERSION",
+    "Block",
+    "Document",
+    "Page",
+    "PageError",
+    "PageStatus",
+    "RunStats",
+    "Usage",
+    "json_schema",
+]
+
+SCHEMA_VERSION = "1.0"
+
+PageStatus = Literal["ok", "degraded", "failed"]
+
+#: the block types dialects map their labels to; unknown labels become "text"
+BLOCK_TYPES = (
+    "title",
+    "section_header",
+    "text",
+    "list_item",
+    "table",
+    "figure",
+    "caption",
+    "equation",
+    "code",
+    "footnote",
+    "page_header",
+    "page_footer",
+    "form",
+    "handwriting",
+    "line",
+    "word",
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class Usage(_Model):
+    """What a page (or run) cost, as far as the backend reports it."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    gpu_seconds: float | None = Field(None, description="RunPod executionTime, when reported")
+    queue_seconds: float | None = Field(None, description="RunPod delayTime, when reported")
+    cost_usd: float | None = Field(None, description="estimate from the profile's price per GPU-second")
+
+    def add(self, other: Usage) -> Usage:
+        def _sum(a: float | None, b: float | None) -> float | None:
+            return None if a is None and b is None else (a or 0.0) + (b or 0.0)
+
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            gpu_seconds=_sum(self.gpu_seconds, other.gpu_seconds),
+            queue_seconds=_sum(self.queue_seconds, other.queue_seconds),
+            cost_usd=_sum(self.cost_usd, other.cost_usd),
+        )
+
+
+class PageError(_Model):
+    """Why a page failed (or why it is degraded)."""
+
+    kind: str = Field(description="transient | permanent | auth | bad_output | input | config | cancelled")
+    cause: str = Field("", description="finer cause, e.g. http_503, timeout, repetition")
+    message: str
+
+
+class Block(_Model):
+    """One layout element.  ``bbox`` is in PDF points of the displayed page (top-left origin),
+    ``bbox_norm`` in [0, 1] of the same page; both are ``None`` when the model gives no box."""
+
+    type: str = Field(description="one of BLOCK_TYPES")
+    text: str = ""
+    bbox: list[float] | None = Field(None, min_length=4, max_length=4)
+    bbox_norm: list[float] | None = Field(None, min_length=4, max_length=4)
+    confidence: float | None = None
+    label: str | None = Field(None, description="the model's own label, before mapping to type")
+    flags: list[str] = Field(default_factory=list, description="geometry notes: clamped, reversed, degenerate")
+    children: list[Block] = Field(default_factory=list, description="lines of a paragraph, words of a line")
+
+
+class Page(_Model):
+    page: int = Field(ge=1, description="1-based page number in the source")
+    status: PageStatus
+    error: PageError | None = None
+    warnings: list[str] = Field(default_factory=list)
+    width: float = Field(0.0, description="displayed page width in points")
+    height: float = Field(0.0, description="displayed page height in points")
+    rotation: int = Field(0, description="the page's /Rotate")
+    markdown: str = ""
+    blocks: list[Block] = Field(default_factory=list)
+    attempts: int = 0
+    latency_s: float = 0.0
+    usage: Usage = Field(default_factory=Usage)
+    cached: bool = Field(False, description="served from the resume cache, nothing was sent")
+
+    @property
+    def text(self) -> str:
+        return self.markdown
+
+
+class RunStats(_Model):
+    pages: int = 0
+    ok: int = 0
+    degraded: int = 0
+    failed: int = 0
+    cached: int = 0
+    attempts: int = 0
+    retries_by_cause: dict[str, int] = Field(default_factory=dict)
+    wall_s: float = 0.0
+    pages_per_s: float = 0.0
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+
+class Document(_Model):
+    schema_version: str = SCHEMA_VERSION
+    source: str
+    backend: str
+    model: str | None = None
+    pages: list[Page] = Field(default_factory=list)
+    stats: RunStats = Field(default_factory=RunStats)
+
+    @property
+    def markdown(self) -> str:
+        """All pages' markdown joined by blank lines (failed pages contribute a comment)."""
+        return page_separator_join(self.pages, separator="\n\n")
+
+    @property
+    def ok(self) -> bool:
+        return all(p.status != "failed" for p in self.pages)
+
+    @property
+    def failed_pages(self) -> list[int]:
+        return [p.page for p in self.pages if p.status == "failed"]
+
+
+def page_separator_join(pages: list[Page], separator: str = "\n\n") -> str:
+    parts = []
+    for p in pages:
+        if p.status == "failed":
+            msg = p.error.message if p.error else "failed"
+            parts.append(f"<!-- page {p.page} failed: {msg} -->")
+        else:
+            parts.append(p.markdown.strip())
+    return separator.join(parts)
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON schema of :class:`Document` (what ``<stem>.json`` validates against)."""
+    schema = Document.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://ocrclient.dev/schema/document-{SCHEMA_VERSION}.json"
+    return schema
+
+
+def write_schema(path: str | Path) -> Path:
+    """Write the JSON schema to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":  # python -m ocrclient.document [PATH]
+    target = sys.argv[1] if len(sys.argv) > 1 else "schema/document.schema.json"
+    print(write_schema(target))

@@ -1,0 +1,203 @@
+"""Error taxonomy shared by every backend.
+
+The scheduler decides what to do with a failed attempt from the *class* of the error alone:
+
+* :class:`TransientError` – worth retrying as-is (timeouts, resets, 408/429/5xx/524, RunPod
+  ``TIMED_OUT``, infrastructure ``FAILED``).  ``retry_after`` carries a server hint in seconds.
+* :class:`PermanentError` – retrying cannot help (400/404/413/501, a payload over a limit).
+* :class:`AuthError` – a :class:`PermanentError` that stops the whole run (401/403).
+* :class:`BadOutputError` – the model answered, but the answer is unusable (unparseable,
+  repetition, truncated at ``max_tokens``).  Retried with changed sampling; ``hint`` lets a
+  dialect ask for something specific on the next attempt (e.g. olmOCR's rotation).
+* :class:`InputError` – the user's input is unusable (missing file, broken PDF, bad page range).
+
+Every message is a single line and never contains a secret: build messages with
+:func:`redact` when they might echo a header, URL or body.
+
+Example::
+
+    >>> from ocrclient.errors import TransientError, classify_status
+    >>> classify_status(429, "slow down", retry_after=2.0).retry_after
+    2.0
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+__all__ = [
+    "AuthError",
+    "BadOutputError",
+    "CancelledRunError",
+    "ConfigError",
+    "InputError",
+    "OcrError",
+    "PermanentError",
+    "TransientError",
+    "classify_status",
+    "redact",
+    "register_secret",
+]
+
+
+class OcrError(Exception):
+    """Base class of every error ocrclient raises on purpose."""
+
+    #: short machine name of the cause, used in stats ("retries by cause") and JSON output
+    kind: str = "error"
+
+    def __init__(self, message: str, *, cause: str | None = None) -> None:
+        message = redact(" ".join(str(message).split()))
+        super().__init__(message)
+        self.message = message
+        #: finer cause label, e.g. "http_503", "timeout", "repetition"
+        self.cause = cause or self.kind
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TransientError(OcrError):
+    """A failure that may succeed if the same request is sent again."""
+
+    kind = "transient"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cause: str | None = None,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, cause=cause)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class PermanentError(OcrError):
+    """A failure that repeating the same request cannot fix."""
+
+    kind = "permanent"
+
+    def __init__(self, message: str, *, cause: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, cause=cause)
+        self.status = status
+
+
+class AuthError(PermanentError):
+    """Bad or missing credentials (401/403): the whole run stops at the first one."""
+
+    kind = "auth"
+
+
+class BadOutputError(OcrError):
+    """The model replied, but the reply cannot be used as it is.
+
+    ``partial`` may hold what could be salvaged (a dialect's ``PageContent``); if every attempt
+    fails the scheduler keeps it as a *degraded* page instead of a failed one.
+    ``hint`` is passed back to the dialect's ``build`` on the next attempt.
+    """
+
+    kind = "bad_output"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cause: str | None = None,
+        partial: Any = None,
+        hint: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, cause=cause)
+        self.partial = partial
+        self.hint = dict(hint or {})
+
+
+class InputError(OcrError):
+    """The input cannot be processed (missing, corrupt, encrypted, empty, bad page range)."""
+
+    kind = "input"
+
+
+class ConfigError(OcrError):
+    """A backend profile, flag or environment setting is missing or invalid."""
+
+    kind = "config"
+
+
+class CancelledRunError(OcrError):
+    """The run was cancelled (Ctrl-C or an exception elsewhere)."""
+
+    kind = "cancelled"
+
+
+def classify_status(
+    status: int, message: str, *, retry_after: float | None = None
+) -> OcrError:
+    """Map an HTTP status to the taxonomy (see DESIGN.md, wire facts)."""
+    text = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+    if status in (401, 403):
+        return AuthError(text, cause=f"http_{status}", status=status)
+    if status in (408, 425, 429) or status >= 500:
+        return TransientError(text, cause=f"http_{status}", retry_after=retry_after, status=status)
+    return PermanentError(text, cause=f"http_{status}", status=status)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date); ``None`` if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+    from datetime import datetime, timezone
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+# --------------------------------------------------------------------------------------------
+# secret redaction
+# --------------------------------------------------------------------------------------------
+
+_SECRETS: set[str] = set()
+_SECRET_ENV_HINTS = ("KEY", "SECRET", "TOKEN", "PASSWORD")
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}")
+_KV = re.compile(r"(?i)\b(api[_-]?key|modal[_-]secret|modal[_-]key|token|password)(\"?\s*[:=]\s*\"?)([^\s\"',}]{4,})")
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so :func:`redact` masks it wherever it appears."""
+    if value and len(value) >= 4 and value.upper() != "EMPTY":
+        _SECRETS.add(value)
+
+
+def _env_secrets() -> set[str]:
+    found = set()
+    for name, value in os.environ.items():
+        if value and len(value) >= 6 and any(h in name.upper() for h in _SECRET_ENV_HINTS):
+            found.add(value)
+    return found
+
+
+def redact(text: str) -> str:
+    """Mask registered secrets, secret-looking env values, bearer tokens and ``key=value`` pairs."""
+    if not text:
+        return text
+    for secret in sorted(_SECRETS | _env_secrets(), key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    text = _BEARER.sub(r"\1***", text)
+    text = _KV.sub(r"\1\2***", text)
+    return text

@@ -1,0 +1,154 @@
+"""Render specs and image encoding.
+
+A :class:`RenderSpec` says how big a page image a backend wants and in which format; the page
+stream (:mod:`ocrclient.pages`) renders to it, and :func:`encode` turns a PIL image into the bytes
+that are sent.  Sizes are decided here, in one place, so every backend gets the same arithmetic.
+
+Example::
+
+    >>> from ocrclient.imaging import RenderSpec
+    >>> RenderSpec(longest_side=1288).pixel_size(612, 792)   # US letter, olmOCR's size
+    (995, 1288)
+    >>> RenderSpec(dpi=144).pixel_size(612, 792)
+    (1224, 1584)
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from PIL import Image
+
+__all__ = ["EncodedImage", "ImageFormat", "RenderSpec", "encode", "fit_size"]
+
+ImageFormat = Literal["png", "jpeg", "webp"]
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+
+#: hard ceiling on rendered pixels whatever the spec says (a 20000 x 20000 pt page at 150 dpi
+#: would otherwise be 1.7 gigapixels)
+MAX_PIXELS = 40_000_000
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """What page image a backend wants.
+
+    * ``dpi`` – render resolution; ``None`` means "whatever ``longest_side`` asks for".
+    * ``longest_side`` – with ``dpi`` unset, the longest side is exactly this many pixels (olmOCR,
+      LightOnOCR); with ``dpi`` set, a cap the render is shrunk to fit.
+    * ``max_pixels`` – a pixel budget (width x height) the image is shrunk to fit.
+    * ``min_side`` – never smaller than this on the shortest side (tiny pages).
+    * ``grayscale`` – send a single-channel image.
+    * ``format`` / ``quality`` – encoding of the bytes that are sent.
+    """
+
+    dpi: float | None = 150.0
+    longest_side: int | None = None
+    max_pixels: int | None = None
+    min_side: int = 16
+    grayscale: bool = False
+    format: ImageFormat = "png"
+    quality: int = 90
+
+    def __post_init__(self) -> None:
+        if self.dpi is None and self.longest_side is None:
+            raise ValueError("RenderSpec needs dpi or longest_side")
+        if self.dpi is not None and self.dpi <= 0:
+            raise ValueError("dpi must be positive")
+        if self.format not in _MIME:
+            raise ValueError(f"unknown image format {self.format!r} (png, jpeg, webp)")
+
+    def with_(self, **changes: object) -> RenderSpec:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+    def scale(self, width_pt: float, height_pt: float) -> float:
+        """Pixels per point for a page of this size in points."""
+        width_pt = max(width_pt, 1e-3)
+        height_pt = max(height_pt, 1e-3)
+        longest = max(width_pt, height_pt)
+        if self.dpi is None:
+            assert self.longest_side is not None
+            scale = self.longest_side / longest
+        else:
+            scale = self.dpi / 72.0
+            if self.longest_side is not None:
+                scale = min(scale, self.longest_side / longest)
+        budget = min(self.max_pixels or MAX_PIXELS, MAX_PIXELS)
+        if width_pt * height_pt * scale * scale > budget:
+            scale = math.sqrt(budget / (width_pt * height_pt))
+        shortest = min(width_pt, height_pt)
+        if shortest * scale < self.min_side:
+            # tiny or skinny page: grow it, but never past the budget
+            scale = min(self.min_side / shortest, math.sqrt(budget / (width_pt * height_pt)))
+        return scale
+
+    def pixel_size(self, width_pt: float, height_pt: float) -> tuple[int, int]:
+        """The (width, height) in pixels that a page of this size renders to."""
+        s = self.scale(width_pt, height_pt)
+        return max(1, round(width_pt * s)), max(1, round(height_pt * s))
+
+    @property
+    def mime(self) -> str:
+        return _MIME[self.format]
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """Encoded bytes of one image plus what a request needs to know about them."""
+
+    data: bytes
+    format: ImageFormat
+    width: int
+    height: int
+
+    @property
+    def mime(self) -> str:
+        return _MIME[self.format]
+
+    def b64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        """``data:image/png;base64,...`` as OpenAI-style image_url parts expect."""
+        return f"data:{self.mime};base64,{self.b64()}"
+
+    def decode(self) -> Image.Image:
+        """The PIL image (decoded on demand; encoded bytes are what pages carry around)."""
+        img = Image.open(io.BytesIO(self.data))
+        img.load()
+        return img
+
+
+def fit_size(width: int, height: int, spec: RenderSpec, width_pt: float, height_pt: float) -> tuple[int, int]:
+    """Target pixel size for an already-rasterised image of a page (images, rotations)."""
+    del width, height
+    return spec.pixel_size(width_pt, height_pt)
+
+
+def encode(image: Image.Image, spec: RenderSpec) -> EncodedImage:
+    """Encode ``image`` as ``spec`` says (mode conversion included).
+
+    PNG uses compress level 1: on page renders it is 3-5x faster than the default and only a few
+    percent larger, and page bytes are sent once.
+    """
+    if spec.grayscale and image.mode != "L":
+        image = image.convert("L")
+    elif not spec.grayscale and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    if spec.format == "jpeg" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buf = io.BytesIO()
+    fmt = _PIL_FORMAT[spec.format]
+    if spec.format == "png":
+        image.save(buf, fmt, compress_level=1)
+    elif spec.format == "jpeg":
+        image.save(buf, fmt, quality=spec.quality, optimize=False)
+    else:
+        image.save(buf, fmt, quality=spec.quality, method=2)
+    return EncodedImage(buf.getvalue(), spec.format, image.width, image.height)

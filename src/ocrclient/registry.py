@@ -1,0 +1,124 @@
+"""Names -> implementations, imported lazily.
+
+Transports and dialects are registered by import path (``"module:Class"``) and only imported
+when a backend that uses them is loaded; a failed import becomes a :class:`ConfigError` naming the
+pip extra to install (the way fsspec's ``known_implementations`` does).  Third-party packages add
+their own through the entry-point groups ``ocrclient.transports`` and ``ocrclient.dialects``.
+
+Every implementation class exposes ``from_config(cfg: BackendConfig)``.
+
+Example::
+
+    >>> b = load_backend("local")
+    >>> b.config.dialect, type(b.dialect).__name__
+    ('rapidocr', 'RapidOCRDialect')
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from .config import BackendConfig, resolve_config
+from .dialects.base import Dialect
+from .errors import ConfigError
+from .imaging import RenderSpec
+from .transports.base import Transport
+
+__all__ = ["DIALECTS", "TRANSPORTS", "Backend", "load_backend", "load_dialect", "load_transport"]
+
+#: name -> (import path, pip extra that provides its dependencies or None)
+TRANSPORTS: dict[str, tuple[str, str | None]] = {
+    "local": ("ocrclient.transports.local:LocalTransport", "local"),
+    "runpod": ("ocrclient.transports.runpod:RunPodTransport", None),
+    "openai": ("ocrclient.transports.openai:OpenAITransport", None),
+    "ocular": ("ocrclient.transports.ocular:OcularTransport", None),
+}
+
+DIALECTS: dict[str, tuple[str, str | None]] = {
+    "rapidocr": ("ocrclient.dialects.rapidocr:RapidOCRDialect", "local"),
+    "chandra": ("ocrclient.dialects.chandra:ChandraDialect", None),
+    "deepseek": ("ocrclient.dialects.deepseek:DeepSeekDialect", None),
+    "lighton": ("ocrclient.dialects.lighton:LightOnDialect", None),
+    "olmocr": ("ocrclient.dialects.olmocr:OlmOCRDialect", None),
+    "rolmocr": ("ocrclient.dialects.rolmocr:RolmOCRDialect", None),
+    "trocr": ("ocrclient.dialects.trocr:TrOCRDialect", None),
+    "dots": ("ocrclient.dialects.dots:DotsDialect", None),
+    "plain": ("ocrclient.dialects.plain:PlainDialect", None),
+}
+
+
+def _entry_point_table(group: str) -> dict[str, tuple[str, str | None]]:
+    out: dict[str, tuple[str, str | None]] = {}
+    for ep in entry_points(group=group):
+        out[ep.name] = (ep.value, None)
+    return out
+
+
+def _import(kind: str, name: str, table: dict[str, tuple[str, str | None]]) -> Any:
+    known = {**table, **_entry_point_table(f"ocrclient.{kind}s")}
+    if name not in known:
+        raise ConfigError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")
+    target, extra = known[name]
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f"; install it with: pip install 'ocrclient[{extra}]'" if extra else ""
+        raise ConfigError(f"{kind} {name!r} cannot be imported ({exc}){hint}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise ConfigError(f"{kind} {name!r}: {target} has no {attr}") from exc
+
+
+def load_transport(cfg: BackendConfig) -> Transport:
+    cls = _import("transport", cfg.transport, TRANSPORTS)
+    transport: Transport = cls.from_config(cfg)
+    return transport
+
+
+def load_dialect(cfg: BackendConfig) -> Dialect:
+    cls = _import("dialect", cfg.dialect, DIALECTS)
+    dialect: Dialect = cls.from_config(cfg)
+    return dialect
+
+
+@dataclass
+class Backend:
+    """A loaded backend: its resolved config, its dialect and its transport."""
+
+    config: BackendConfig
+    dialect: Dialect
+    transport: Transport
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def render(self) -> RenderSpec:
+        return self.dialect.render
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    async def __aenter__(self) -> Backend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def load_backend(name: str | None = None, /, **overrides: Any) -> Backend:
+    """Load a named backend (or a TOML profile path) with optional overrides.
+
+    ``overrides`` are :class:`~ocrclient.config.BackendConfig` fields, e.g.
+    ``load_backend("runpod-chandra", endpoint_id="abc123", concurrency=16)``.
+    """
+    cfg = resolve_config(name, **overrides)
+    dialect = load_dialect(cfg)
+    transport = load_transport(cfg)
+    return Backend(cfg, dialect, transport)
