@@ -1,0 +1,230 @@
+"""Seeded fault plans and pluggable model responders for the simulated clouds.
+
+A :class:`FaultPlan` decides, reproducibly, what goes wrong with each request a simulator
+receives.  The decision for a request depends only on the plan's seed, a key for the request
+(by default a hash of its body, i.e. the page) and how many times that key was seen before — not
+on arrival order — so a run with 32 concurrent pages injects the same faults as a serial run.
+
+A *responder* is what the simulated model answers: any callable taking the request body (the
+OpenAI chat request, ocular body or whole-PDF input) and returning a :class:`SimReply`.
+
+Example::
+
+    >>> plan = FaultPlan(seed=7, rates={"http_503": 0.5})
+    >>> [plan.draw("page-1"), plan.draw("page-1"), plan.draw("page-2")]  # doctest: +SKIP
+    ['http_503', None, None]
+    >>> FaultPlan(seed=7, rates={"http_503": 0.5}).draw("page-1") == FaultPlan(
+    ...     seed=7, rates={"http_503": 0.5}).draw("page-1")
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "FAULTS",
+    "FaultPlan",
+    "FixedResponder",
+    "ReplayResponder",
+    "Responder",
+    "SimReply",
+    "body_key",
+    "echo_responder",
+]
+
+#: fault classes the simulators understand (each simulator implements those that exist on its
+#: cloud; unknown ones are ignored there)
+FAULTS = (
+    "http_500",  # plain 500
+    "http_502",
+    "http_503",
+    "http_429",  # rate limited, with Retry-After
+    "http_400",
+    "http_401",
+    "reset",  # connection dropped mid-reply
+    "hang",  # the request never completes (until hang_s)
+    "slow_first_byte",  # first byte after first_byte_delay_s, then streams (proxy idle tests)
+    "failed",  # RunPod job FAILED (handler exception)
+    "no_output",  # RunPod job COMPLETED without output
+    "timed_out",  # RunPod job TIMED_OUT
+    "length",  # model stops at max_tokens (finish_reason "length")
+    "garbage",  # model answers nonsense (bad output)
+)
+
+
+@dataclass
+class SimReply:
+    """What the simulated model says for one request."""
+
+    text: str
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    #: extra fields for non-chat contracts (ocular confidence, whole-PDF outputs)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Responder = Callable[[dict[str, Any]], SimReply]
+
+
+def body_key(body: Any) -> str:
+    """A stable key for a request body (the page it carries)."""
+    raw = json.dumps(body, sort_keys=True, default=str).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+@dataclass
+class FaultPlan:
+    """Rates per fault class, latency, service slots and cold start — all seeded.
+
+    * ``rates`` – probability per request of each fault class in :data:`FAULTS` (summing ≤ 1).
+    * ``latency_s`` – (min, max) service time of a healthy request, drawn uniformly (seeded).
+    * ``slots`` – how many requests the simulated GPU serves at once; the rest queue.
+    * ``cold_start_s`` – delay before the first request is served (scaled-to-zero start).
+    * ``retry_after_s`` – the Retry-After value sent with 429s.
+    * ``hang_s`` – how long a "hang" holds the request before giving up on it.
+    * ``first_byte_delay_s`` – for ``slow_first_byte``.
+    * ``max_faults_per_key`` – after this many faults for the same page, it is served healthy
+      (so a plan with high rates still lets retries finish; ``None`` = unlimited).
+    """
+
+    seed: int = 0
+    rates: Mapping[str, float] = field(default_factory=dict)
+    latency_s: tuple[float, float] = (0.0, 0.0)
+    slots: int = 8
+    cold_start_s: float = 0.0
+    retry_after_s: float = 1.0
+    hang_s: float = 3600.0
+    first_byte_delay_s: float = 0.0
+    max_faults_per_key: int | None = None
+    _seen: Counter[str] = field(default_factory=Counter, init=False, repr=False)
+    _faults: Counter[str] = field(default_factory=Counter, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    #: what was injected, by fault class (for test assertions and benchmark reports)
+    injected: Counter[str] = field(default_factory=Counter, init=False)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.rates) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault classes: {sorted(unknown)}; known: {FAULTS}")
+        if sum(self.rates.values()) > 1.0 + 1e-9:
+            raise ValueError("fault rates sum to more than 1")
+
+    def _rng(self, key: str, n: int, salt: str) -> random.Random:
+        return random.Random(f"{self.seed}:{salt}:{key}:{n}")
+
+    def draw(self, key: str) -> str | None:
+        """The fault for the next request with this key (``None`` = healthy)."""
+        with self._lock:
+            n = self._seen[key]
+            self._seen[key] += 1
+            if self.max_faults_per_key is not None and self._faults[key] >= self.max_faults_per_key:
+                return None
+            x = self._rng(key, n, "fault").random()
+            acc = 0.0
+            for name in FAULTS:
+                acc += self.rates.get(name, 0.0)
+                if x < acc:
+                    self._faults[key] += 1
+                    self.injected[name] += 1
+                    return name
+            return None
+
+    def latency(self, key: str) -> float:
+        """Service time for a healthy request with this key."""
+        lo, hi = self.latency_s
+        if hi <= lo:
+            return lo
+        with self._lock:
+            n = self._seen[key]
+        return self._rng(key, n, "latency").uniform(lo, hi)
+
+    def attempts(self, key: str) -> int:
+        """How many requests with this key were seen."""
+        with self._lock:
+            return self._seen[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# responders
+# ---------------------------------------------------------------------------------------------
+
+
+def _image_digest(body: Mapping[str, Any]) -> str:
+    """A short digest of the image in a chat/ocular body (so replies differ per page)."""
+    return body_key(_find_image(body))[:8]
+
+
+def _find_image(body: Any) -> Any:
+    if isinstance(body, Mapping):
+        if "image_url" in body and isinstance(body["image_url"], Mapping):
+            return body["image_url"].get("url")
+        for key in ("image", "image_base64", "pdf_base64"):
+            if key in body:
+                return body[key]
+        for value in body.values():
+            found = _find_image(value)
+            if found is not None:
+                return found
+    elif isinstance(body, list):
+        for value in body:
+            found = _find_image(value)
+            if found is not None:
+                return found
+    return None
+
+
+def echo_responder(body: dict[str, Any]) -> SimReply:
+    """Answers plain markdown naming the image it saw: ``# Page <digest>`` plus a line."""
+    digest = _image_digest(body)
+    text = f"# Page {digest}\n\nSimulated text for image {digest}."
+    return SimReply(text=text, prompt_tokens=100, completion_tokens=len(text.split()))
+
+
+@dataclass
+class FixedResponder:
+    """Always the same reply (handy for contract tests)."""
+
+    text: str
+    finish_reason: str = "stop"
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, body: dict[str, Any]) -> SimReply:
+        return SimReply(self.text, self.finish_reason, 10, len(self.text.split()), dict(self.data))
+
+
+@dataclass
+class ReplayResponder:
+    """Replays recorded replies in turn (e.g. the real olmOCR-2 outputs in the shared corpus).
+
+    ``ReplayResponder.from_dir(path, "*.md")`` loads every matching file, sorted by name; the
+    n-th distinct image seen gets the n-th reply (wrapping around), the same image always the
+    same reply.
+    """
+
+    replies: list[str]
+    _assigned: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @classmethod
+    def from_dir(cls, path: str | Path, pattern: str = "*.md") -> ReplayResponder:
+        files = sorted(Path(path).glob(pattern))
+        if not files:
+            raise FileNotFoundError(f"no replies matching {pattern} in {path}")
+        return cls([f.read_text(encoding="utf-8") for f in files])
+
+    def __call__(self, body: dict[str, Any]) -> SimReply:
+        digest = _image_digest(body)
+        with self._lock:
+            idx = self._assigned.setdefault(digest, len(self._assigned))
+        text = self.replies[idx % len(self.replies)]
+        return SimReply(text, "stop", 100, len(text.split()))
