@@ -1,0 +1,655 @@
+"""Async page fan-out: concurrency, retries by cause, deadlines, cold starts, cancel, progress.
+
+The scheduler is backend-agnostic and owns every retry (transports and the openai SDK never retry).
+Pages flow ``render -> build -> send -> parse -> geometry``; a page is pulled from the page stream
+only when a concurrency slot is free, so rendered pages never pile up however long the document.
+
+* **Errors by cause** – :class:`~ocrclient.errors.TransientError` is retried with jittered
+  exponential backoff (tenacity), honouring ``Retry-After``; :class:`~ocrclient.errors.BadOutputError`
+  is retried with the error handed back to the dialect (temperature ladder, rotation hint);
+  :class:`~ocrclient.errors.PermanentError` fails the page at once; :class:`~ocrclient.errors.AuthError`
+  stops the whole run at the first reply.  Attempts per page and total time per page are capped.
+* **Deadlines** – each attempt has a timeout; until the backend has answered once, attempts get
+  the profile's cold-start allowance on top (a scaled-to-zero endpoint can take minutes).
+* **Adaptive concurrency** – AIMD: 429/503 halve the limit, successes climb back by one slot per
+  window; the user's limit is the ceiling.
+* **Cancel** – cancelling the run cancels in-flight attempts (transports cancel remote jobs), the
+  pages that finished are kept in :attr:`Scheduler.partial`, unfinished pages are marked failed.
+* **Resume** – finished pages go to the content-addressed :class:`~ocrclient.cache.PageCache`;
+  a rerun sends nothing for them.
+
+Example::
+
+    backend = load_backend("runpod-chandra")
+    sched = Scheduler(backend, on_event=print)
+    doc = await sched.run_document("a.pdf", aiter_pages("a.pdf", backend.render))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from . import geometry
+from .cache import PageCache, page_key
+from .dialects.base import Attempt, PageContent, RawBlock
+from .document import Block, Document, Page, PageError, RunStats, Usage
+from .errors import (
+    AuthError,
+    BadOutputError,
+    CancelledRunError,
+    OcrError,
+    PermanentError,
+    TransientError,
+)
+from .pages import PageImage
+from .registry import Backend
+from .transports.base import ModelReply, ModelRequest
+
+__all__ = [
+    "AdaptiveLimiter",
+    "DocumentDone",
+    "DocumentJob",
+    "Event",
+    "PageDone",
+    "PageFailed",
+    "PageRetried",
+    "PageStarted",
+    "RunAborted",
+    "Scheduler",
+    "content_to_blocks",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# progress events
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageStarted:
+    source: str
+    page: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class PageRetried:
+    source: str
+    page: int
+    attempt: int
+    kind: str
+    cause: str
+    message: str
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class PageDone:
+    source: str
+    page: int
+    status: str
+    attempts: int
+    latency_s: float
+    cached: bool
+
+
+@dataclass(frozen=True)
+class PageFailed:
+    source: str
+    page: int
+    error: PageError
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DocumentDone:
+    source: str
+    document: Document
+
+
+Event = PageStarted | PageRetried | PageDone | PageFailed | DocumentDone
+
+
+class RunAborted(OcrError):
+    """The whole run stopped (bad credentials).  ``documents`` holds what finished."""
+
+    kind = "auth"
+
+    def __init__(self, error: OcrError, documents: list[Document]) -> None:
+        super().__init__(f"run stopped: {error}", cause=error.cause)
+        self.error = error
+        self.documents = documents
+
+
+# ---------------------------------------------------------------------------------------------
+# adaptive concurrency
+# ---------------------------------------------------------------------------------------------
+
+
+class AdaptiveLimiter:
+    """An AIMD concurrency limit shared by every document of one backend.
+
+    ``ceiling`` is the user's limit; congestion (429/503) halves the current limit (at most once
+    per ``cooldown_s``), and each window of ``limit`` successes adds one slot back.
+
+    Example::
+
+        lim = AdaptiveLimiter(8)
+        async with lim:        # waits for a free slot
+            ...
+    """
+
+    def __init__(self, ceiling: int, *, floor: int = 1, cooldown_s: float = 1.0) -> None:
+        self.ceiling = max(1, ceiling)
+        self.floor = max(1, min(floor, self.ceiling))
+        self.limit: float = float(self.ceiling)
+        self.in_use = 0
+        self.cooldown_s = cooldown_s
+        self._last_cut = -math.inf
+        self._cond = asyncio.Condition()
+        self.min_seen = self.ceiling
+
+    async def acquire(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_use < int(self.limit))
+            self.in_use += 1
+
+    async def release(self) -> None:
+        async with self._cond:
+            self.in_use -= 1
+            self._cond.notify_all()
+
+    async def __aenter__(self) -> AdaptiveLimiter:
+        await self.acquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()
+
+    def congestion(self) -> None:
+        now = time.monotonic()
+        if now - self._last_cut < self.cooldown_s:
+            return
+        self._last_cut = now
+        self.limit = max(float(self.floor), math.floor(self.limit / 2))
+        self.min_seen = min(self.min_seen, int(self.limit))
+
+    async def success(self) -> None:
+        if self.limit >= self.ceiling:
+            return
+        async with self._cond:
+            self.limit = min(float(self.ceiling), self.limit + 1.0 / max(self.limit, 1.0))
+            self._cond.notify_all()
+
+
+# ---------------------------------------------------------------------------------------------
+# content -> blocks
+# ---------------------------------------------------------------------------------------------
+
+
+def content_to_blocks(content: PageContent, request: ModelRequest, page: PageImage) -> list[Block]:
+    """Map a dialect's raw blocks (model space) to output blocks (page points), via geometry."""
+    frame = request.frame or page.frame
+
+    def convert(raw: RawBlock) -> Block:
+        bbox = bbox_norm = None
+        flags: list[str] = []
+        if raw.box is not None:
+            mapped = geometry.to_page(raw.box, content.space, frame, page.page_box)
+            bbox, bbox_norm, flags = mapped.bbox, mapped.bbox_norm, mapped.flags
+        return Block(
+            type=raw.type,
+            text=raw.text,
+            bbox=bbox,
+            bbox_norm=bbox_norm,
+            confidence=raw.confidence,
+            label=raw.label,
+            flags=flags,
+            children=[convert(c) for c in raw.children],
+        )
+
+    return [convert(b) for b in content.blocks]
+
+
+def _page_error(err: BaseException) -> PageError:
+    if isinstance(err, OcrError):
+        return PageError(kind=err.kind, cause=err.cause, message=err.message)
+    if isinstance(err, asyncio.TimeoutError | TimeoutError):
+        return PageError(kind="transient", cause="timeout", message="attempt timed out")
+    return PageError(kind="bad_output", cause=type(err).__name__, message=str(err) or type(err).__name__)
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    idx = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return round(ordered[idx], 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# the scheduler
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DocumentJob:
+    """One document to process: its name, its page stream and, when known, the page numbers the
+    stream will yield (so pages never reached before a cancel are still reported)."""
+
+    source: str
+    pages: AsyncIterable[PageImage]
+    expected_pages: Sequence[int] | None = None
+
+
+@dataclass
+class _Run:
+    """Per-document bookkeeping."""
+
+    job: DocumentJob
+    pages: dict[int, Page] = field(default_factory=dict)
+    inflight: dict[int, PageImage] = field(default_factory=dict)
+    submitted: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Scheduler:
+    """Fans pages of one or many documents out to one backend.
+
+    ``concurrency`` overrides the profile's limit; ``cache`` (a :class:`PageCache`) enables
+    resume; ``on_event`` receives every :data:`Event`.  Backoff timing can be tuned for tests
+    with ``backoff_initial_s`` / ``backoff_max_s``.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        concurrency: int | None = None,
+        cache: PageCache | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        max_attempts: int | None = None,
+        attempt_timeout_s: float | None = None,
+        page_deadline_s: float | None = None,
+        cold_start_s: float | None = None,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        timeout_grace_s: float = 5.0,
+    ) -> None:
+        cfg = backend.config
+        self.backend = backend
+        self.dialect = backend.dialect
+        self.transport = backend.transport
+        self.cache = cache
+        self.on_event = on_event
+        self.limiter = AdaptiveLimiter(concurrency or cfg.concurrency)
+        self.max_attempts = max_attempts or cfg.max_attempts
+        self.attempt_timeout_s = attempt_timeout_s or cfg.attempt_timeout_s
+        self.page_deadline_s = page_deadline_s or cfg.page_deadline_s
+        self.cold_start_s = cfg.cold_start_s if cold_start_s is None else cold_start_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.timeout_grace_s = timeout_grace_s
+        self._warm = self.cold_start_s <= 0
+        self._abort: AuthError | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.retries_by_cause: Counter[str] = Counter()
+        #: documents finished so far (and, after a cancel or abort, the partial ones)
+        self.partial: list[Document] = []
+
+    # -- events ---------------------------------------------------------------------------
+    def _emit(self, event: Event) -> None:
+        if self.on_event is not None:
+            with contextlib.suppress(Exception):  # a broken progress callback must not lose pages
+                self.on_event(event)
+
+    # -- public API -----------------------------------------------------------------------
+    async def run_document(self, source: str, pages: AsyncIterable[PageImage]) -> Document:
+        """Process one document's page stream; returns the Document with pages in order."""
+        docs = [d async for d in self.run_documents([DocumentJob(source, pages)])]
+        return docs[0]
+
+    async def run_documents(self, documents: Sequence[DocumentJob]) -> AsyncIterator[Document]:
+        """Process several documents through one shared concurrency limit, yielding each
+        :class:`Document` (pages in order) as soon as its last page is done, in input order."""
+        async for item in self._run(documents, per_page=False):
+            assert isinstance(item, Document)
+            yield item
+
+    async def iter_pages(self, source: str, pages: AsyncIterable[PageImage]) -> AsyncIterator[Page]:
+        """Pages of one document as they complete (not in order) — for streaming callers."""
+        async for item in self._run([DocumentJob(source, pages)], per_page=True):
+            if isinstance(item, Page):
+                yield item
+
+    # -- internals ------------------------------------------------------------------------
+    async def _run(self, documents: Sequence[DocumentJob], *, per_page: bool) -> AsyncIterator[Document | Page]:
+        runs = [_Run(job) for job in documents]
+        results: asyncio.Queue[tuple[int, Page] | None] = asyncio.Queue()
+        feeding_done = [False] * len(documents)
+        feed_error: list[BaseException] = []
+
+        async def feed() -> None:
+            try:
+                for i, run in enumerate(runs):
+                    run.started = time.monotonic()
+                    async for page in run.job.pages:
+                        if self._abort is not None:
+                            break
+                        await self.limiter.acquire()
+                        run.submitted += 1
+                        run.inflight[page.number] = page
+                        task = asyncio.create_task(self._page_task(i, page, results))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+                    feeding_done[i] = True
+                    await results.put(None)  # wake the collector to re-check completion
+            except Exception as exc:  # the page stream broke: surface it to the collector
+                feed_error.append(exc)
+                await results.put(None)
+
+        feeder = asyncio.create_task(feed())
+        next_doc = 0
+        try:
+            while next_doc < len(runs):
+                item = await results.get()
+                if item is not None:
+                    idx, page = item
+                    runs[idx].pages[page.page] = page
+                    runs[idx].inflight.pop(page.page, None)
+                    if per_page:
+                        yield page
+                if self._abort is not None:
+                    raise self._abort
+                if feed_error:
+                    raise feed_error[0]
+                while next_doc < len(runs) and feeding_done[next_doc] and (
+                    len(runs[next_doc].pages) >= runs[next_doc].submitted
+                ):
+                    run = runs[next_doc]
+                    doc = self._document(run, time.monotonic() - run.started)
+                    self.partial.append(doc)
+                    self._emit(DocumentDone(doc.source, doc))
+                    if not per_page:
+                        yield doc
+                    next_doc += 1
+        except BaseException as exc:
+            await self._cancel_all(feeder)
+            reason: OcrError = (
+                exc if isinstance(exc, OcrError) else CancelledRunError("cancelled before it finished")
+            )
+            self.partial = [
+                self._document(r, time.monotonic() - r.started, unfinished=reason) for r in runs[next_doc:]
+            ]
+            if isinstance(exc, AuthError):
+                raise RunAborted(exc, self.partial) from None
+            raise
+        finally:
+            if not feeder.done():
+                feeder.cancel()
+                await asyncio.gather(feeder, return_exceptions=True)
+
+    async def _cancel_all(self, feeder: asyncio.Task[Any]) -> None:
+        feeder.cancel()
+        tasks = [*self._tasks, feeder]
+        for t in tasks:
+            t.cancel()
+        # transports send their remote cancels while unwinding; wait for them (bounded)
+        await asyncio.wait(tasks, timeout=15.0)
+
+    async def _page_task(
+        self, doc_index: int, page: PageImage, results: asyncio.Queue[tuple[int, Page] | None]
+    ) -> None:
+        try:
+            result = await self._process(page)
+        except AuthError as exc:
+            self._abort = exc
+            result = self._failed_page(page, exc, 1)
+        finally:
+            await self.limiter.release()
+        await results.put((doc_index, result))
+
+    def _failed_page(self, page: PageImage, err: BaseException, attempts: int) -> Page:
+        error = _page_error(err)
+        self._emit(PageFailed(page.source, page.number, error, attempts))
+        return Page(
+            page=page.number,
+            status="failed",
+            error=error,
+            width=page.page_box.width,
+            height=page.page_box.height,
+            rotation=page.page_box.rotation,
+            attempts=attempts,
+        )
+
+    def _cache_key(self, page: PageImage) -> str | None:
+        if self.cache is None or page.encoded is None:
+            return None
+        return page_key(page.encoded.data, self.backend.config, self.dialect.name)
+
+    async def _process(self, page: PageImage) -> Page:
+        if page.encoded is None:
+            return self._failed_page(page, OcrError(page.error or "page could not be rendered"), 0)
+        key = self._cache_key(page)
+        if key is not None and self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                hit = hit.model_copy(update={"page": page.number, "cached": True})
+                self._emit(PageDone(page.source, page.number, hit.status, 0, 0.0, True))
+                return hit
+
+        started = time.monotonic()
+        deadline = started + self.page_deadline_s + (0 if self._warm else self.cold_start_s)
+        attempts = 0
+        last_error: OcrError | None = None
+        usage = Usage()
+
+        # exponential from backoff_initial_s, capped, plus up to one initial step of jitter
+        backoff = wait_exponential(multiplier=self.backoff_initial_s, max=self.backoff_max_s) + wait_random(
+            0, self.backoff_initial_s
+        )
+
+        def wait(state: RetryCallState) -> float:
+            base = backoff(state)
+            exc = state.outcome.exception() if state.outcome else None
+            hint = getattr(exc, "retry_after", None)
+            if isinstance(exc, BadOutputError):
+                base = 0.0  # the model answered; ask again right away with new sampling
+            if hint is not None:
+                base = max(base, float(hint))
+            return max(0.0, min(base, deadline - time.monotonic()))
+
+        def stop(state: RetryCallState) -> bool:
+            if stop_after_attempt(self.max_attempts)(state):
+                return True
+            return time.monotonic() >= deadline
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            assert isinstance(exc, OcrError)
+            self.retries_by_cause[exc.cause] += 1
+            delay = state.next_action.sleep if state.next_action else 0.0
+            self._emit(
+                PageRetried(page.source, page.number, state.attempt_number, exc.kind, exc.cause, exc.message, delay)
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((TransientError, BadOutputError)),
+            stop=stop,
+            wait=wait,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            async for state in retrying:
+                with state:
+                    attempts = state.retry_state.attempt_number
+                    page_out, reply_usage = await self._attempt(page, Attempt(attempts, last_error), deadline)
+                    usage = usage.add(reply_usage)
+                if state.retry_state.outcome is not None and state.retry_state.outcome.failed:
+                    exc = state.retry_state.outcome.exception()
+                    if isinstance(exc, OcrError):
+                        last_error = exc
+        except AuthError:
+            raise
+        except BadOutputError as exc:
+            salvaged: Page | None = getattr(exc, "partial_page", None)
+            if salvaged is None:
+                return self._failed_page(page, exc, attempts)
+            # every attempt was unusable, but the last one said something: keep it, degraded
+            page_out = salvaged.model_copy(update={"status": "degraded", "error": _page_error(exc)})
+        except OcrError as exc:
+            return self._failed_page(page, exc, attempts)
+        page_out = page_out.model_copy(
+            update={
+                "attempts": attempts,
+                "latency_s": round(time.monotonic() - started, 4),
+                "usage": self._priced(usage),
+            }
+        )
+        self._warm = True
+        if key is not None and self.cache is not None:
+            self.cache.put(key, page_out)
+        self._emit(PageDone(page.source, page.number, page_out.status, attempts, page_out.latency_s, False))
+        return page_out
+
+    def _priced(self, usage: Usage) -> Usage:
+        price = self.backend.config.price_per_gpu_second
+        if price is not None and usage.gpu_seconds is not None:
+            return usage.model_copy(update={"cost_usd": round(usage.gpu_seconds * price, 6)})
+        return usage
+
+    def _page_from(
+        self, page: PageImage, content: PageContent, request: ModelRequest, warnings: list[str]
+    ) -> Page:
+        try:
+            blocks = content_to_blocks(content, request, page)
+        except (ValueError, TypeError) as exc:
+            blocks, warnings = [], [*warnings, f"boxes dropped: {exc}"]
+        return Page(
+            page=page.number,
+            status="degraded" if warnings else "ok",
+            warnings=warnings,
+            width=page.page_box.width,
+            height=page.page_box.height,
+            rotation=page.page_box.rotation,
+            markdown=content.markdown,
+            blocks=blocks,
+        )
+
+    async def _attempt(self, page: PageImage, attempt: Attempt, deadline: float) -> tuple[Page, Usage]:
+        try:
+            request = await asyncio.to_thread(self.dialect.build, page, attempt)
+        except OcrError:
+            raise
+        except Exception as exc:  # a dialect bug fails this page, not the run
+            raise PermanentError(
+                f"request could not be built: {type(exc).__name__}: {exc}", cause="build_error"
+            ) from exc
+        budget = self.attempt_timeout_s + (0 if self._warm else self.cold_start_s)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TransientError("page deadline passed", cause="deadline")
+        request.timeout_s = min(budget, remaining)
+        request.page = page.number
+        request.source = page.source
+        self._emit(PageStarted(page.source, page.number, attempt.number))
+        try:
+            reply: ModelReply = await asyncio.wait_for(
+                self.transport.send(request), request.timeout_s + self.timeout_grace_s
+            )
+        except TimeoutError:
+            raise TransientError(f"no reply within {request.timeout_s:.0f}s", cause="timeout") from None
+        except TransientError as exc:
+            if exc.status in (429, 503):
+                self.limiter.congestion()
+            raise
+        except OcrError:
+            raise
+        except Exception as exc:  # a transport bug must not lose the page
+            raise TransientError(f"transport error: {type(exc).__name__}: {exc}", cause="transport_bug") from exc
+        usage = Usage(
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            gpu_seconds=reply.gpu_seconds,
+            queue_seconds=reply.queue_seconds,
+        )
+        try:
+            content = self.dialect.parse(reply, page)
+            if reply.finish_reason == "length":
+                raise BadOutputError("reply truncated at max_tokens", cause="length", partial=content)
+        except BadOutputError as exc:
+            if isinstance(exc.partial, PageContent):
+                exc.partial_page = self._page_from(  # type: ignore[attr-defined]
+                    page, exc.partial, request, [*exc.partial.warnings, exc.message]
+                )
+            raise
+        except OcrError:
+            raise
+        except Exception as exc:  # a parser bug is bad output, never a crash
+            raise BadOutputError(
+                f"reply could not be parsed: {type(exc).__name__}: {exc}", cause="parser_error"
+            ) from exc
+        await self.limiter.success()
+        return self._page_from(page, content, request, list(content.warnings)), usage
+
+    def _document(self, run: _Run, wall_s: float, unfinished: OcrError | None = None) -> Document:
+        pages = dict(run.pages)
+        if unfinished is not None:
+            # pages in flight or never reached when the run stopped: present and failed
+            missing = set(run.inflight) | (set(run.job.expected_pages or ()) - set(pages))
+            for number in missing:
+                box = run.inflight[number].page_box if number in run.inflight else None
+                pages[number] = Page(
+                    page=number,
+                    status="failed",
+                    error=_page_error(unfinished),
+                    width=box.width if box else 0.0,
+                    height=box.height if box else 0.0,
+                    rotation=box.rotation if box else 0,
+                )
+        ordered = [pages[k] for k in sorted(pages)]
+        return Document(
+            source=run.job.source,
+            backend=self.backend.name,
+            model=self.backend.config.model,
+            pages=ordered,
+            stats=self.stats(ordered, wall_s),
+        )
+
+    def stats(self, pages: Sequence[Page], wall_s: float) -> RunStats:
+        latencies = [p.latency_s for p in pages if not p.cached and p.status != "failed"]
+        usage = Usage()
+        for p in pages:
+            usage = usage.add(p.usage)
+        done = [p for p in pages if p.status != "failed"]
+        return RunStats(
+            pages=len(pages),
+            ok=sum(p.status == "ok" for p in pages),
+            degraded=sum(p.status == "degraded" for p in pages),
+            failed=sum(p.status == "failed" for p in pages),
+            cached=sum(p.cached for p in pages),
+            attempts=sum(p.attempts for p in pages),
+            retries_by_cause=dict(self.retries_by_cause),
+            wall_s=round(wall_s, 4),
+            pages_per_s=round(len(done) / wall_s, 4) if wall_s > 0 else 0.0,
+            latency_p50_s=_percentile(latencies, 0.5),
+            latency_p95_s=_percentile(latencies, 0.95),
+            usage=usage,
+        )

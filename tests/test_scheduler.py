@@ -1,0 +1,272 @@
+"""Scheduler behaviour against an in-process fake transport driven by a seeded FaultPlan."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from ocrclient.cache import PageCache
+from ocrclient.scheduler import (
+    AdaptiveLimiter,
+    DocumentJob,
+    PageRetried,
+    RunAborted,
+    Scheduler,
+)
+from ocrclient.testing.faults import FaultPlan
+
+from .fakes import FakeDialect, FakeTransport, make_backend, page_stream
+
+FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
+
+
+def sched(transport: FakeTransport, **kw: object) -> Scheduler:
+    dialect = kw.pop("dialect", None)
+    backend = make_backend(transport, dialect, **{k: kw.pop(k) for k in list(kw) if k in ("concurrency", "max_attempts", "price_per_gpu_second")})
+    return Scheduler(backend, **{**FAST, **kw})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fault", "retried", "status"),
+    [
+        ("http_500", True, "ok"),
+        ("http_502", True, "ok"),
+        ("http_503", True, "ok"),
+        ("http_429", True, "ok"),
+        ("reset", True, "ok"),
+        ("garbage", True, "ok"),
+        ("http_400", False, "failed"),
+    ],
+)
+async def test_each_fault_class_is_retried_or_not(fault: str, retried: bool, status: str) -> None:
+    plan = FaultPlan(seed=1, rates={fault: 1.0}, max_faults_per_key=1, retry_after_s=0.01)
+    t = FakeTransport(plan)
+    doc = await sched(t).run_document("doc.pdf", page_stream(3))
+    assert [p.status for p in doc.pages] == [status] * 3
+    assert all(t.calls[k] == (2 if retried else 1) for k in t.calls)
+    if not retried:
+        assert doc.pages[0].error is not None and doc.pages[0].error.kind == "permanent"
+
+
+async def test_retry_after_is_honoured() -> None:
+    plan = FaultPlan(seed=1, rates={"http_429": 1.0}, max_faults_per_key=1, retry_after_s=0.4)
+    t = FakeTransport(plan)
+    doc = await sched(t).run_document("doc.pdf", page_stream(1))
+    assert doc.pages[0].status == "ok"
+    times = t.call_times["doc.pdf#1"]
+    assert times[1] - times[0] >= 0.39
+
+
+async def test_401_stops_the_run_after_the_first_reply() -> None:
+    plan = FaultPlan(seed=1, rates={"http_401": 1.0})
+    t = FakeTransport(plan, service_s=0.05)
+    s = sched(t, concurrency=2)
+    with pytest.raises(RunAborted) as info:
+        await s.run_document("doc.pdf", page_stream(50))
+    assert "401" in str(info.value)
+    # only the requests already in flight when the first 401 came back were ever sent
+    assert sum(t.calls.values()) <= 2
+    assert t.started_after_401 == 0
+    assert t.inflight == 0
+    doc = info.value.documents[0]
+    assert all(p.status == "failed" for p in doc.pages)
+
+
+async def test_bad_output_is_retried_with_changed_sampling() -> None:
+    plan = FaultPlan(seed=3, rates={"garbage": 1.0}, max_faults_per_key=2)
+    t = FakeTransport(plan)
+    d = FakeDialect()
+    doc = await sched(t, dialect=d).run_document("doc.pdf", page_stream(2))
+    assert [p.status for p in doc.pages] == ["ok", "ok"]
+    assert d.temperatures[1] == [0.0, 0.3, 0.6]
+    assert doc.pages[0].attempts == 3
+
+
+async def test_bad_output_every_attempt_fails_the_page_with_reason() -> None:
+    t = FakeTransport(FaultPlan(seed=3, rates={"garbage": 1.0}))
+    doc = await sched(t, max_attempts=3).run_document("doc.pdf", page_stream(1))
+    page = doc.pages[0]
+    assert page.status == "failed" and page.attempts == 3
+    assert page.error is not None and page.error.cause == "repetition"
+
+
+async def test_truncated_reply_kept_as_degraded_after_attempts() -> None:
+    t = FakeTransport(FaultPlan(seed=3, rates={"length": 1.0}))
+    doc = await sched(t, max_attempts=2).run_document("doc.pdf", page_stream(1))
+    page = doc.pages[0]
+    assert page.status == "degraded"
+    assert page.markdown == "partial doc.pdf#1"
+    assert page.error is not None and page.error.cause == "length"
+    assert any("truncated" in w for w in page.warnings)
+
+
+async def test_results_come_out_in_page_order() -> None:
+    class Jittery(FakeTransport):
+        async def send(self, request):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(random.Random(request.body["page"]).uniform(0, 0.03))
+            return await super().send(request)
+
+    t = Jittery()
+    s = sched(t, concurrency=8)
+    completion = []
+    async for page in s.iter_pages("doc.pdf", page_stream(30)):
+        completion.append(page.page)
+    assert sorted(completion) == list(range(1, 31))
+    assert completion != sorted(completion)  # they really did finish out of order
+    doc = await sched(Jittery(), concurrency=8).run_document("doc.pdf", page_stream(30))
+    assert [p.page for p in doc.pages] == list(range(1, 31))
+
+
+async def test_boxes_are_mapped_to_page_points() -> None:
+    doc = await sched(FakeTransport()).run_document("doc.pdf", page_stream(1))
+    block = doc.pages[0].blocks[0]
+    assert block.bbox == [153.0, 198.0, 459.0, 594.0]
+    assert block.bbox_norm == [0.25, 0.25, 0.75, 0.75]
+
+
+async def test_cancel_leaves_no_task_running() -> None:
+    t = FakeTransport(service_s=10)
+    s = sched(t, concurrency=3)
+    run = asyncio.create_task(s.run_document("doc.pdf", page_stream(10)))
+    while t.inflight < 3:
+        await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert t.inflight == 0
+    assert t.cancelled == 3
+    others = [x for x in asyncio.all_tasks() if x is not asyncio.current_task()]
+    assert others == []
+    # what was in flight is reported as failed/cancelled, never dropped
+    doc = s.partial[0]
+    assert {p.page for p in doc.pages} == {1, 2, 3}
+    assert all(p.status == "failed" and p.error and p.error.kind == "cancelled" for p in doc.pages)
+
+
+async def test_cancel_reports_unreached_pages_when_expected_pages_known() -> None:
+    t = FakeTransport(service_s=10)
+    s = sched(t, concurrency=2)
+
+    async def consume() -> None:
+        async for _ in s.run_documents([DocumentJob("doc.pdf", page_stream(6), expected_pages=range(1, 7))]):
+            pass
+
+    run = asyncio.create_task(consume())
+    while t.inflight < 2:
+        await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert [p.page for p in s.partial[0].pages] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_hang_times_out_and_is_retried() -> None:
+    plan = FaultPlan(seed=1, rates={"hang": 1.0}, max_faults_per_key=1, hang_s=30)
+    t = FakeTransport(plan)
+    s = sched(t, attempt_timeout_s=0.2, timeout_grace_s=0.05)
+    doc = await s.run_document("doc.pdf", page_stream(2))
+    assert [p.status for p in doc.pages] == ["ok", "ok"]
+    assert s.retries_by_cause["timeout"] == 2
+    assert t.cancelled == 2
+
+
+async def test_cold_start_allowance_applies_until_first_success() -> None:
+    t = FakeTransport()
+    s = sched(t, attempt_timeout_s=5, cold_start_s=100, concurrency=1)
+    await s.run_document("doc.pdf", page_stream(3))
+    assert t.timeouts[0] == pytest.approx(105)
+    assert t.timeouts[1] == pytest.approx(5)
+
+
+async def test_page_deadline_caps_total_time() -> None:
+    t = FakeTransport(FaultPlan(seed=1, rates={"http_503": 1.0}))
+    s = sched(t, max_attempts=50, page_deadline_s=0.3)
+    doc = await s.run_document("doc.pdf", page_stream(1))
+    assert doc.pages[0].status == "failed"
+    assert doc.pages[0].latency_s <= 0.5 or doc.stats.wall_s < 1.0
+
+
+async def test_render_failure_keeps_the_page() -> None:
+    t = FakeTransport()
+    doc = await sched(t).run_document("doc.pdf", page_stream(3, errors={1}))
+    assert [p.status for p in doc.pages] == ["ok", "failed", "ok"]
+    assert doc.pages[1].error is not None and "render failed" in doc.pages[1].error.message
+    assert "doc.pdf#2" not in t.calls
+
+
+async def test_pages_are_pulled_only_when_a_slot_frees() -> None:
+    t = FakeTransport(service_s=0.05)
+    pulled: list[int] = []
+    s = sched(t, concurrency=2)
+    run = asyncio.create_task(s.run_document("doc.pdf", page_stream(20, pulled=pulled)))
+    await asyncio.sleep(0.02)
+    assert len(pulled) <= 3  # two in flight, the feeder holds at most one more
+    await run
+
+
+async def test_documents_share_one_limit_and_come_back_in_order() -> None:
+    t = FakeTransport(service_s=0.01)
+    s = sched(t, concurrency=3)
+    jobs = [DocumentJob(f"d{i}.pdf", page_stream(5, f"d{i}.pdf")) for i in range(4)]
+    docs = [d async for d in s.run_documents(jobs)]
+    assert [d.source for d in docs] == ["d0.pdf", "d1.pdf", "d2.pdf", "d3.pdf"]
+    assert t.max_inflight == 3
+    assert all(len(d.pages) == 5 for d in docs)
+
+
+async def test_resume_cache_sends_nothing_for_finished_pages(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cache = PageCache(tmp_path)
+    t1 = FakeTransport()
+    doc1 = await sched(t1, cache=cache).run_document("doc.pdf", page_stream(5))
+    assert sum(t1.calls.values()) == 5
+    t2 = FakeTransport()
+    doc2 = await sched(t2, cache=PageCache(tmp_path)).run_document("doc.pdf", page_stream(5))
+    assert sum(t2.calls.values()) == 0
+    assert all(p.cached for p in doc2.pages)
+    assert [p.markdown for p in doc2.pages] == [p.markdown for p in doc1.pages]
+    assert doc2.stats.cached == 5
+
+
+async def test_failed_pages_are_not_cached(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    t = FakeTransport(FaultPlan(seed=1, rates={"http_400": 1.0}))
+    await sched(t, cache=PageCache(tmp_path)).run_document("doc.pdf", page_stream(2))
+    assert len(PageCache(tmp_path)) == 0
+
+
+async def test_events_and_stats() -> None:
+    events: list[object] = []
+    plan = FaultPlan(seed=5, rates={"http_503": 1.0}, max_faults_per_key=1)
+    s = sched(FakeTransport(plan), on_event=events.append, price_per_gpu_second=0.001)
+    doc = await s.run_document("doc.pdf", page_stream(4))
+    kinds = {type(e).__name__ for e in events}
+    assert {"PageStarted", "PageRetried", "PageDone", "DocumentDone"} <= kinds
+    retried = [e for e in events if isinstance(e, PageRetried)]
+    assert len(retried) == 4 and all(e.cause == "http_503" for e in retried)
+    assert doc.stats.retries_by_cause == {"http_503": 4}
+    assert doc.stats.attempts == 8
+    assert doc.stats.usage.completion_tokens == 20
+    assert doc.stats.usage.gpu_seconds == pytest.approx(2.0)
+    assert doc.stats.usage.cost_usd == pytest.approx(0.002)
+    assert doc.stats.latency_p50_s is not None
+
+
+async def test_aimd_backs_off_on_429_and_climbs_back() -> None:
+    lim = AdaptiveLimiter(16, cooldown_s=0)
+    lim.congestion()
+    assert lim.limit == 8
+    lim.congestion()
+    assert lim.limit == 4
+    for _ in range(200):
+        await lim.success()
+    assert lim.limit == 16
+
+
+async def test_scheduler_reduces_concurrency_under_429() -> None:
+    plan = FaultPlan(seed=2, rates={"http_429": 0.5}, max_faults_per_key=1, retry_after_s=0.01)
+    t = FakeTransport(plan, service_s=0.01)
+    s = sched(t, concurrency=16)
+    doc = await s.run_document("doc.pdf", page_stream(40))
+    assert all(p.status == "ok" for p in doc.pages)
+    assert s.limiter.min_seen < 16
