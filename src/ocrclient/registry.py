@@ -27,7 +27,7 @@ from .errors import ConfigError
 from .imaging import RenderSpec
 from .transports.base import Transport
 
-__all__ = ["DIALECTS", "TRANSPORTS", "Backend", "load_backend", "load_dialect", "load_transport"]
+__all__ = ["DIALECTS", "TRANSPORTS", "Backend", "configured", "load_backend", "load_dialect", "load_transport"]
 
 #: name -> (import path, pip extra that provides its dependencies or None)
 TRANSPORTS: dict[str, tuple[str, str | None]] = {
@@ -122,3 +122,25 @@ def load_backend(name: str | None = None, /, **overrides: Any) -> Backend:
     dialect = load_dialect(cfg)
     transport = load_transport(cfg)
     return Backend(cfg, dialect, transport)
+
+
+def configured(cfg: BackendConfig) -> tuple[bool, str]:
+    """Whether a backend has what it needs to run here (no network call), and what is missing."""
+    import importlib.util
+
+    if cfg.transport == "local":
+        missing = [m for m in ("rapidocr", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            return False, "pip install 'ocrclient[local]'"
+        return True, "in-process"
+    if cfg.transport == "runpod":
+        if not cfg.resolved_endpoint_id():
+            return False, f"set {cfg.endpoint_id_env or 'RUNPOD_ENDPOINT_ID'} or --endpoint-id"
+        if cfg.transport_options.get("mode") != "local" and not cfg.secret():
+            return False, f"set {cfg.api_key_env or 'RUNPOD_API_KEY'}"
+        return True, "endpoint and key set"
+    if cfg.transport in ("openai", "ocular"):
+        if not cfg.resolved_base_url():
+            return False, f"set {cfg.base_url_env or 'the base URL'} or --base-url"
+        return True, "base URL set"
+    return True, "third-party transport"

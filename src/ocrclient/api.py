@@ -1,0 +1,178 @@
+"""The public entry points: :func:`convert`, :func:`aconvert`, :func:`aconvert_many`,
+:func:`astream_pages`.
+
+They wire ``pages -> scheduler -> document``: open and validate the inputs (one-line
+:class:`~ocrclient.errors.InputError` before any work), load the backend, render pages in a shared
+process pool at the backend's render spec, fan them out through one :class:`Scheduler`, and hand
+back :class:`~ocrclient.document.Document` objects with every page present, in order.
+
+Example::
+
+    >>> import ocrclient
+    >>> doc = ocrclient.convert("examples/sample.pdf", pages="1")      # doctest: +SKIP
+    >>> doc.pages[0].status, doc.pages[0].blocks[0].bbox                 # doctest: +SKIP
+    ('ok', [72.0, 70.1, 301.4, 96.5])
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cache import PageCache
+from .config import cache_dir as default_cache_dir
+from .document import Document, Page
+from .pages import RenderPool, Source, aiter_pages, open_sources, parse_page_range
+from .registry import Backend, load_backend
+from .scheduler import DocumentJob, Event, Scheduler
+
+__all__ = ["Conversion", "ConvertResult", "aconvert", "aconvert_many", "astream_pages", "convert", "prepare"]
+
+Inputs = str | Path | bytes | Sequence[str | Path | bytes]
+
+
+@dataclass
+class ConvertResult:
+    """One input document and its result."""
+
+    source: Source
+    document: Document
+
+
+def _cache(cache: bool | str | Path | PageCache | None) -> PageCache | None:
+    if cache is None or cache is False:
+        return None
+    if isinstance(cache, PageCache):
+        return cache
+    if cache is True:
+        return PageCache(default_cache_dir())
+    return PageCache(cache)
+
+
+def prepare(inputs: Inputs, *, pages: str | None = None, password: str | None = None) -> list[tuple[Source, list[int]]]:
+    """Open and validate every input and its page range up front (raises InputError)."""
+    sources = open_sources(inputs, password=password)
+    return [(src, parse_page_range(pages, src.page_count)) for src in sources]
+
+
+class Conversion:
+    """A run over many documents through one backend: one shared concurrency limit, one render
+    pool, one cache.  Iterate it (``async for result in conv``) to get each
+    :class:`ConvertResult` as soon as its last page is done, in input order.  After a cancel or
+    an aborted run, :attr:`partial` holds the documents that were not yielded, with their
+    unfinished pages marked failed — so callers can still write what finished.
+    """
+
+    def __init__(
+        self,
+        inputs: Inputs | None = None,
+        *,
+        backend: str | Backend | None = None,
+        pages: str | None = None,
+        password: str | None = None,
+        cache: bool | str | Path | PageCache | None = True,
+        concurrency: int | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        scheduler_options: dict[str, Any] | None = None,
+        prepared: list[tuple[Source, list[int]]] | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.inputs = inputs
+        self.backend = backend
+        self.pages = pages
+        self.password = password
+        self.cache = _cache(cache)
+        self.concurrency = concurrency
+        self.on_event = on_event
+        self.scheduler_options = scheduler_options or {}
+        self.plan = prepared
+        self.overrides = overrides
+        self.scheduler: Scheduler | None = None
+        self.yielded = 0
+        self.loaded_backend: Backend | None = None
+
+    @property
+    def partial(self) -> list[ConvertResult]:
+        if self.scheduler is None or self.plan is None:
+            return []
+        by_name = {src.name: src for src, _ in self.plan}
+        return [ConvertResult(by_name[d.source], d) for d in self.scheduler.partial[self.yielded :] if d.source in by_name]
+
+    async def __aiter__(self) -> AsyncIterator[ConvertResult]:
+        if self.plan is None:
+            assert self.inputs is not None, "Conversion needs inputs or prepared"
+            self.plan = await asyncio.to_thread(prepare, self.inputs, pages=self.pages, password=self.password)
+        async with AsyncExitStack() as stack:
+            if isinstance(self.backend, Backend):
+                be = self.backend
+            else:
+                be = load_backend(self.backend, **self.overrides)
+                stack.push_async_callback(be.aclose)
+            self.loaded_backend = be
+            pool = RenderPool()
+            stack.callback(pool.close)
+            self.scheduler = sched = Scheduler(
+                be, concurrency=self.concurrency, cache=self.cache, on_event=self.on_event, **self.scheduler_options
+            )
+            jobs = [
+                DocumentJob(
+                    src.name,
+                    aiter_pages(src, be.render, pages=indices, pool=pool),
+                    expected_pages=[i + 1 for i in indices],
+                )
+                for src, indices in self.plan
+            ]
+            async for doc in sched.run_documents(jobs):
+                result = ConvertResult(self.plan[self.yielded][0], doc)
+                self.yielded += 1
+                yield result
+
+
+async def aconvert_many(inputs: Inputs, **kwargs: Any) -> AsyncIterator[ConvertResult]:
+    """Convert many documents through one backend (see :class:`Conversion` for the keyword
+    arguments: ``backend``, ``pages``, ``password``, ``cache``, ``concurrency``, ``on_event`` and
+    any :class:`~ocrclient.config.BackendConfig` override such as ``endpoint_id``)."""
+    async for result in Conversion(inputs, **kwargs):
+        yield result
+
+
+async def aconvert(source: str | Path | bytes, **kwargs: Any) -> Document:
+    """Convert one document (see :func:`aconvert_many` for the keyword arguments)."""
+    async for result in aconvert_many([source], **kwargs):
+        return result.document
+    raise RuntimeError("no document produced")  # pragma: no cover - open_sources raises first
+
+
+def convert(source: str | Path | bytes, **kwargs: Any) -> Document:
+    """Synchronous :func:`aconvert`: ``ocrclient.convert("a.pdf", backend="runpod-chandra")``."""
+    return asyncio.run(aconvert(source, **kwargs))
+
+
+async def astream_pages(
+    source: str | Path | bytes,
+    *,
+    backend: str | Backend | None = None,
+    pages: str | None = None,
+    password: str | None = None,
+    cache: bool | str | Path | PageCache | None = True,
+    concurrency: int | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    **overrides: Any,
+) -> AsyncIterator[Page]:
+    """Pages of one document as they finish (out of order) — for streaming consumers."""
+    ((src, indices),) = await asyncio.to_thread(prepare, [source], pages=pages, password=password)
+    async with AsyncExitStack() as stack:
+        if isinstance(backend, Backend):
+            be = backend
+        else:
+            be = load_backend(backend, **overrides)
+            stack.push_async_callback(be.aclose)
+        pool = RenderPool()
+        stack.callback(pool.close)
+        sched = Scheduler(be, concurrency=concurrency, cache=_cache(cache), on_event=on_event)
+        async for page in sched.iter_pages(src.name, aiter_pages(src, be.render, pages=indices, pool=pool)):
+            yield page

@@ -1,0 +1,488 @@
+"""The ``ocr`` command.
+
+Exit codes: 0 every page ok (or degraded), 1 some pages failed, 2 unusable input or
+configuration (nothing was sent), 130 interrupted (what finished is written).  Errors are one
+line on stderr; tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import ConfigError, InputError, OcrError, redact
+
+app = typer.Typer(
+    name="ocr",
+    help="PDFs and images -> markdown + layout blocks, on remote GPUs or the embedded CPU engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show or initialise settings.", invoke_without_command=True)
+app.add_typer(config_app, name="config")
+
+EXIT_OK, EXIT_FAILED_PAGES, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    _stderr().print(f"[bold red]error:[/] {redact(message)}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ocrclient {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """ocrclient command line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# convert
+# ---------------------------------------------------------------------------------------------
+
+
+def _parse_shard(shard: str | None) -> tuple[int, int] | None:
+    if not shard:
+        return None
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise InputError(f"--shard takes i/n (e.g. 0/4), got {shard!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"--shard {shard}: need 0 <= i < n")
+    return i, n
+
+
+def _in_shard(key: str, shard: tuple[int, int] | None) -> bool:
+    if shard is None:
+        return True
+    digest = int(hashlib.sha256(key.encode()).hexdigest()[:12], 16)
+    return digest % shard[1] == shard[0]
+
+
+def _overrides(
+    endpoint_id: str | None,
+    base_url: str | None,
+    api_key_env: str | None,
+    model: str | None,
+    dpi: float | None,
+    image_format: str | None,
+    mode: str | None,
+    document_mode: bool,
+) -> dict[str, Any]:
+    over: dict[str, Any] = {
+        "endpoint_id": endpoint_id,
+        "base_url": base_url,
+        "api_key_env": api_key_env,
+        "model": model,
+    }
+    if base_url:
+        over["base_url_env"] = ""  # an explicit flag beats the profile's env var
+    render = {k: v for k, v in {"dpi": dpi, "format": image_format}.items() if v is not None}
+    if render:
+        over["render"] = render
+    topts: dict[str, Any] = {}
+    if mode:
+        topts["mode"] = mode
+    if topts:
+        over["transport_options"] = topts
+    if document_mode:
+        over["dialect_options"] = {"document_mode": True}
+    return over
+
+
+class _Progress:
+    """Rich progress bar on stderr fed by scheduler events."""
+
+    def __init__(self, total: int, enabled: bool, verbose: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.enabled = enabled
+        self.verbose = verbose
+        self.console = _stderr()
+        self.done = 0
+        self.failed = 0
+        self.started = time.monotonic()
+        self.retries: Counter[str] = Counter()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]}"),
+            TextColumn("{task.fields[rate]} p/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not enabled,
+            transient=False,
+        )
+        self.task = self.progress.add_task("pages", total=total, failed=0, rate="0.00")
+
+    def __enter__(self) -> _Progress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def __call__(self, event: object) -> None:
+        from .scheduler import PageDone, PageFailed, PageRetried
+
+        if isinstance(event, PageDone | PageFailed):
+            self.done += 1
+            if isinstance(event, PageFailed):
+                self.failed += 1
+                if self.verbose:
+                    self.console.print(f"page {event.page} of {event.source} failed: {event.error.message}")
+            rate = self.done / max(time.monotonic() - self.started, 1e-6)
+            self.progress.update(self.task, advance=1, failed=self.failed, rate=f"{rate:.2f}")
+        elif isinstance(event, PageRetried):
+            self.retries[event.cause] += 1
+            if self.verbose:
+                self.console.print(
+                    f"retry page {event.page} of {event.source} (attempt {event.attempt}, {event.cause}): "
+                    f"{event.message}; next in {event.delay_s:.1f}s"
+                )
+
+
+def _output_stem(src: Any, out_dir: Path) -> tuple[Path, str]:
+    rel: Path | None = src.rel
+    folder = out_dir / rel.parent if rel is not None else out_dir
+    return folder, src.stem
+
+
+def _summary(results: list[Any], wall: float, console: Console) -> None:
+    table = Table(title="ocr convert", show_lines=False)
+    for col in ("file", "pages", "ok", "degraded", "failed", "cached", "retries", "pages/s"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    for r in results:
+        s = r.document.stats
+        table.add_row(
+            r.source.name,
+            str(s.pages),
+            str(s.ok),
+            str(s.degraded),
+            f"[red]{s.failed}[/]" if s.failed else "0",
+            str(s.cached),
+            str(sum(s.retries_by_cause.values())),
+            f"{s.pages_per_s:.2f}",
+        )
+    console.print(table)
+    pages = sum(r.document.stats.pages for r in results)
+    console.print(f"{pages} pages in {wall:.1f}s")
+
+
+@app.command()
+def convert(
+    inputs: Annotated[list[str], typer.Argument(help="PDF/image files, directories or glob patterns.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Output directory (default: markdown to stdout).")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Backend name or TOML profile path.")] = None,
+    pages: Annotated[str | None, typer.Option("--pages", "-p", help="Page range, e.g. 1-3,7,10-")] = None,
+    formats: Annotated[str, typer.Option("--format", "-f", help="Comma-separated: md,json,txt,html,pdf")] = "md,json",
+    password: Annotated[str | None, typer.Option("--password", help="Password for encrypted PDFs.")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, help="Pages in flight (ceiling).")] = None,
+    endpoint_id: Annotated[str | None, typer.Option("--endpoint-id", help="RunPod endpoint id.")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="Override the backend's base URL.")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env", help="Env var holding the API key.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Override the model name.")] = None,
+    dpi: Annotated[float | None, typer.Option("--dpi", help="Render resolution.")] = None,
+    image_format: Annotated[str | None, typer.Option("--image-format", help="png, jpeg or webp.")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
+    document_mode: Annotated[bool, typer.Option("--document-mode", help="Send whole PDFs (DeepSeek seed contract).")] = False,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Resume cache directory.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the resume cache.")] = False,
+    shard: Annotated[str | None, typer.Option("--shard", help="i/n: process only this machine's share of the inputs.")] = None,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log retries and failures.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Convert documents to markdown + JSON (OUT/<stem>.md, OUT/<stem>.json)."""
+    from .api import Conversion, prepare
+    from .cache import PageCache
+    from .exporters import EXPORTERS, write_outputs
+
+    if verbose:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    console = _stderr()
+    try:
+        bad = [f for f in fmts if f not in EXPORTERS]
+        if bad:
+            raise ConfigError(f"unknown --format {', '.join(bad)}; known: {', '.join(EXPORTERS)}")
+        shard_spec = _parse_shard(shard)
+        plan = prepare(inputs, pages=pages, password=password)
+        plan = [(src, idx) for src, idx in plan if _in_shard(str(src.rel or src.name), shard_spec)]
+        from .registry import load_backend
+
+        be = load_backend(
+            backend,
+            **_overrides(endpoint_id, base_url, api_key_env, model, dpi, image_format, mode, document_mode),
+        )
+    except OcrError as exc:
+        if debug:
+            raise
+        raise _fail(str(exc)) from None
+
+    cache: PageCache | None = None if no_cache else PageCache(cache_dir) if cache_dir else True  # type: ignore[assignment]
+    total = sum(len(idx) for _, idx in plan)
+    show = progress if progress is not None else (console.is_terminal and not quiet)
+    results: list[Any] = []
+    t0 = time.monotonic()
+    reporter = _Progress(total, bool(show), verbose and not quiet)
+    conv = Conversion(backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan)
+
+    def emit(result: Any) -> None:
+        results.append(result)
+        if out is None:
+            from .exporters.markdown import render
+
+            sys.stdout.write(render(result.document))
+            sys.stdout.flush()
+        else:
+            folder, stem = _output_stem(result.source, out)
+            write_outputs(result.document, folder, stem, fmts)
+
+    async def run() -> None:
+        try:
+            async for result in conv:
+                emit(result)
+        finally:
+            await be.aclose()
+
+    code = EXIT_OK
+    try:
+        with reporter:
+            asyncio.run(run())
+    except KeyboardInterrupt:
+        for result in conv.partial:
+            emit(result)
+        console.print(f"interrupted: wrote {len(results)} document(s) with what had finished")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OcrError as exc:
+        from .scheduler import RunAborted
+
+        if isinstance(exc, RunAborted):
+            for result in conv.partial:
+                emit(result)
+        if debug:
+            raise
+        raise _fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, ConfigError | InputError | RunAborted) else EXIT_FAILED_PAGES) from None
+    wall = time.monotonic() - t0
+    failed = sum(r.document.stats.failed for r in results)
+    if failed:
+        code = EXIT_FAILED_PAGES
+    if as_json:
+        summary = {
+            "documents": [
+                {
+                    "source": r.source.name,
+                    "pages": r.document.stats.pages,
+                    "ok": r.document.stats.ok,
+                    "degraded": r.document.stats.degraded,
+                    "failed": r.document.stats.failed,
+                    "failed_pages": r.document.failed_pages,
+                }
+                for r in results
+            ],
+            "wall_s": round(wall, 3),
+            "exit_code": code,
+        }
+        typer.echo(json.dumps(summary, indent=2))
+    if not quiet:
+        _summary(results, wall, console)
+        for r in results:
+            for p in r.document.pages:
+                if p.status == "failed" and p.error is not None:
+                    console.print(f"[red]failed[/] {r.source.name} page {p.page}: {p.error.message}")
+    raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# backends, health, config, schema
+# ---------------------------------------------------------------------------------------------
+
+
+def _configured(cfg: Any) -> tuple[bool, str]:
+    from .registry import configured
+
+    return configured(cfg)
+
+
+@app.command()
+def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """List the known backends and whether each is configured here."""
+    from .config import list_profiles, resolve_config
+
+    rows: list[dict[str, Any]] = []
+    for name in sorted(list_profiles()):
+        try:
+            cfg = resolve_config(name)
+        except OcrError as exc:
+            rows.append({"name": name, "transport": "?", "dialect": "?", "model": "?", "configured": False, "detail": str(exc)})
+            continue
+        ok, detail = _configured(cfg)
+        rows.append(
+            {
+                "name": name,
+                "transport": cfg.transport,
+                "dialect": cfg.dialect,
+                "model": cfg.model or "",
+                "configured": ok,
+                "detail": detail,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="ocrclient backends")
+    for col in ("name", "transport", "dialect", "model", "configured"):
+        table.add_column(col)
+    for r in rows:
+        mark = "[green]yes[/]" if r["configured"] else f"[yellow]no[/] ({r['detail']})"
+        table.add_row(str(r["name"]), str(r["transport"]), str(r["dialect"]), str(r["model"]), mark)
+    Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)
+
+
+@app.command()
+def health(
+    backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+    endpoint_id: Annotated[str | None, typer.Option("--endpoint-id")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check that a backend is reachable and authorised (workers/queue, models)."""
+    from .registry import load_backend
+
+    try:
+        be = load_backend(backend, **_overrides(endpoint_id, base_url, api_key_env, None, None, None, None, False))
+    except OcrError as exc:
+        raise _fail(str(exc)) from None
+
+    async def check() -> Any:
+        try:
+            return await be.transport.health()
+        finally:
+            await be.aclose()
+
+    try:
+        h = asyncio.run(check())
+    except OcrError as exc:
+        raise _fail(str(exc), EXIT_FAILED_PAGES) from None
+    if as_json:
+        typer.echo(json.dumps({"backend": be.name, "ok": h.ok, "detail": h.detail, "info": h.info}, indent=2, default=str))
+    else:
+        colour = "green" if h.ok else "red"
+        Console(no_color=bool(os.environ.get("NO_COLOR"))).print(f"[{colour}]{'ok' if h.ok else 'down'}[/] {be.name}: {redact(h.detail)}")
+        for k, v in h.info.items():
+            typer.echo(f"  {k}: {redact(str(v))}")
+    raise typer.Exit(0 if h.ok else EXIT_FAILED_PAGES)
+
+
+@config_app.callback()
+def config_show(
+    ctx: typer.Context,
+    backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+) -> None:
+    """Show the resolved settings of a backend, secrets masked."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .config import config_dir, resolve_config
+
+    try:
+        cfg = resolve_config(backend)
+    except OcrError as exc:
+        raise _fail(str(exc)) from None
+    data = cfg.public_dict()
+    data["config_dir"] = str(config_dir())
+    typer.echo(redact(json.dumps(data, indent=2, default=str)))
+
+
+_CONFIG_TEMPLATE = """\
+# ocrclient user configuration.  Keep secrets in environment variables (RUNPOD_API_KEY,
+# OCRCLIENT_API_KEY, MODAL_KEY / MODAL_SECRET); if you put an api_key here, chmod 600 this file.
+
+# default_backend = "local"
+
+# Per-backend overrides: any field of a backend profile (see `ocr config --backend NAME`).
+# [backends.runpod-chandra]
+# endpoint_id = "abc123xyz"
+# concurrency = 16
+#
+# [backends.runpod-pod-lightonocr2]
+# base_url = "https://POD_ID-8000.proxy.runpod.net/v1"
+"""
+
+
+@config_app.command("init")
+def config_init(force: Annotated[bool, typer.Option("--force")] = False) -> None:
+    """Write a commented config file to the user config directory."""
+    from .config import config_dir
+
+    path = config_dir() / "config.toml"
+    if path.exists() and not force:
+        raise _fail(f"{path} exists (use --force to overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_CONFIG_TEMPLATE, encoding="utf-8")
+    path.chmod(0o600)
+    (config_dir() / "backends").mkdir(exist_ok=True)
+    typer.echo(str(path))
+
+
+@app.command()
+def schema(path: Annotated[Path | None, typer.Argument(help="Write here instead of stdout.")] = None) -> None:
+    """Print (or write) the JSON schema of the output document."""
+    from .document import json_schema, write_schema
+
+    if path is None:
+        typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+    else:
+        typer.echo(str(write_schema(path)))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

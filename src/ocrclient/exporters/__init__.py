@@ -1,0 +1,49 @@
+"""Writers for a :class:`~ocrclient.document.Document`: ``md``, ``json``, ``txt`` (and the formats
+registered in :data:`EXPORTERS`).  Each writer is ``write(document, path) -> Path``.
+
+Example::
+
+    paths = write_outputs(doc, "out/", "report", ["md", "json"])
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..document import Document
+from ..errors import ConfigError
+
+__all__ = ["EXPORTERS", "write_outputs"]
+
+Writer = Callable[[Document, Path], Path]
+
+#: format -> ("module:function", file suffix)
+EXPORTERS: dict[str, tuple[str, str]] = {
+    "md": ("ocrclient.exporters.markdown:write", ".md"),
+    "json": ("ocrclient.exporters.jsonout:write", ".json"),
+    "txt": ("ocrclient.exporters.text:write", ".txt"),
+    "html": ("ocrclient.exporters.html:write", ".html"),
+    "pdf": ("ocrclient.exporters.pdf:write", ".pdf"),
+}
+
+
+def _writer(fmt: str) -> Writer:
+    if fmt not in EXPORTERS:
+        raise ConfigError(f"unknown output format {fmt!r}; known: {', '.join(EXPORTERS)}")
+    target = EXPORTERS[fmt][0]
+    module, _, attr = target.partition(":")
+    try:
+        fn: Writer = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"output format {fmt!r} is not available ({exc})") from exc
+    return fn
+
+
+def write_outputs(doc: Document, out_dir: str | Path, stem: str, formats: Sequence[str]) -> list[Path]:
+    """Write ``doc`` as ``out_dir/stem.<suffix>`` for each format; returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    writers = [(fmt, _writer(fmt)) for fmt in formats]  # fail on a bad format before writing
+    return [fn(doc, out / f"{stem}{EXPORTERS[fmt][1]}") for fmt, fn in writers]

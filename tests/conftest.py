@@ -1,0 +1,47 @@
+"""Test-wide isolation: no test reads or writes the user's config or cache, and no test can
+reach the network except loopback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    base = tmp_path_factory.mktemp("ocrhome")
+    monkeypatch.setenv("OCRCLIENT_CACHE_DIR", str(base / "cache"))
+    monkeypatch.setenv("OCRCLIENT_CONFIG_DIR", str(base / "config"))
+    for var in ("RUNPOD_API_KEY", "RUNPOD_ENDPOINT_ID", "OCRCLIENT_API_KEY", "OCRCLIENT_BACKEND", "MODAL_KEY", "MODAL_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self: socket.socket, address: object) -> object:
+    host = address[0] if isinstance(address, tuple) else None
+    loopback = str(host).startswith("127.") or host in ("::1", "localhost")
+    if host is not None and self.family in (socket.AF_INET, socket.AF_INET6) and not loopback:
+        raise OSError(f"tests may only connect to loopback, not {host}")
+    return _real_connect(self, address)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+def corpus(*parts: str) -> Path:
+    """A path in ../shared/corpus (skips the test when the corpus is not beside the repo)."""
+    path = SHARED.joinpath("corpus", *parts)
+    if not path.exists():
+        pytest.skip(f"shared corpus not available: {path}")
+    return path
