@@ -92,6 +92,7 @@ def _overrides(
     api_key_env: str | None,
     model: str | None,
     dpi: float | None,
+    dialect: str | None,
     image_format: str | None,
     mode: str | None,
     document_mode: bool,
@@ -101,6 +102,7 @@ def _overrides(
         "base_url": base_url,
         "api_key_env": api_key_env,
         "model": model,
+        "dialect": dialect,
     }
     if base_url:
         over["base_url_env"] = ""  # an explicit flag beats the profile's env var
@@ -219,6 +221,7 @@ def convert(
     base_url: Annotated[str | None, typer.Option("--base-url", help="Override the backend's base URL.")] = None,
     api_key_env: Annotated[str | None, typer.Option("--api-key-env", help="Env var holding the API key.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Override the model name.")] = None,
+    dialect: Annotated[str | None, typer.Option("--dialect", help="Override the model dialect (generic backends).")] = None,
     dpi: Annotated[float | None, typer.Option("--dpi", help="Render resolution.")] = None,
     image_format: Annotated[str | None, typer.Option("--image-format", help="png, jpeg or webp.")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
@@ -252,7 +255,7 @@ def convert(
 
         be = load_backend(
             backend,
-            **_overrides(endpoint_id, base_url, api_key_env, model, dpi, image_format, mode, document_mode),
+            **_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode, document_mode),
         )
     except OcrError as exc:
         if debug:
@@ -391,7 +394,7 @@ def health(
     from .registry import load_backend
 
     try:
-        be = load_backend(backend, **_overrides(endpoint_id, base_url, api_key_env, None, None, None, None, False))
+        be = load_backend(backend, **_overrides(endpoint_id, base_url, api_key_env, None, None, None, None, None, False))
     except OcrError as exc:
         raise _fail(str(exc)) from None
 

@@ -102,6 +102,8 @@ class BackendConfig(BaseModel):
     endpoint_id_env: str | None = None
     #: env var holding the base URL
     base_url_env: str | None = None
+    #: env var holding the model name (generic profiles: OCRCLIENT_MODEL)
+    model_env: str | None = None
     api_key: SecretStr | None = None
     render: RenderSettings = Field(default_factory=RenderSettings)
     sampling: dict[str, Any] = Field(default_factory=dict)
@@ -141,6 +143,11 @@ class BackendConfig(BaseModel):
         if self.base_url_env and os.environ.get(self.base_url_env):
             return os.environ[self.base_url_env]
         return self.base_url
+
+    def resolved_model(self) -> str | None:
+        if self.model_env and os.environ.get(self.model_env):
+            return os.environ[self.model_env]
+        return self.model
 
     def render_spec(self, base: RenderSpec) -> RenderSpec:
         return self.render.apply(base)
@@ -271,4 +278,6 @@ def resolve_config(name: str | Path | None = None, **overrides: Any) -> BackendC
         raise ConfigError(f"backend {name!r}: {loc}: {first['msg']}") from exc
     if cfg.api_key is not None:
         register_secret(cfg.api_key.get_secret_value())
+    if cfg.model_env and os.environ.get(cfg.model_env) and "model" not in overrides:
+        cfg = cfg.model_copy(update={"model": os.environ[cfg.model_env]})
     return cfg

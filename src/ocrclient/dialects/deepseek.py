@@ -1,0 +1,207 @@
+"""DeepSeek-OCR / DeepSeek-OCR-2 — grounding tags with boxes on a 0-999 grid.
+
+Facts, and where they were checked:
+
+* Prompt: ``<image>\\n<|grounding|>Convert the document to markdown.`` for documents
+  (``deepseek-ai/DeepSeek-OCR`` ``DeepSeek-OCR-master/DeepSeek-OCR-vllm/config.py``, with the other
+  modes: ``<|grounding|>OCR this image.``, ``Free OCR.`` without layout).  Over the OpenAI chat API
+  the ``<image>`` placeholder is *not* written in the text: vLLM's DeepSeek-OCR recipe
+  (``docs.vllm.ai/projects/recipes`` DeepSeek-OCR, "Online OCR serving") sends an ``image_url``
+  part followed by a text part with only the instruction.
+* vLLM extras: ``skip_special_tokens: false`` and ``vllm_xargs`` read by vLLM's
+  ``NGramPerReqLogitsProcessor``: ``ngram_size=30``, ``window_size=90``,
+  ``whitelist_token_ids=[128821, 128822]`` (``<td>``, ``</td>``) — same recipe; the server must be
+  started with ``--logits_processors vllm.model_executor.models.deepseek_ocr:NGramPerReqLogitsProcessor``.
+  ``temperature=0``, ``max_tokens=8192`` (recipe and ``run_dpsk_ocr_pdf.py``).
+* Reply: ``<|ref|>label<|/ref|><|det|>[[x1, y1, x2, y2], ...]<|/det|>`` followed by the block's
+  markdown; one tag may hold several boxes; coordinates are ``v / 999`` of the image's width /
+  height (``run_dpsk_ocr_pdf.py`` ``draw_bounding_boxes``); ``image`` refs become pictures
+  (``![](images/...)``) and every other tag is removed from the markdown (same file).  Replies that
+  did not end in the end-of-sentence token were treated as repetition and skipped there.
+* Render: PDF pages at 144 dpi (``pdf_to_images_high_quality(dpi=144)``); the model's "Gundam"
+  mode tiles that image itself (``BASE_SIZE=1024``, ``IMAGE_SIZE=640``, ``CROP_MODE=True``).
+
+Labels seen in real replies: title, sub_title, text, table, table_caption, table_footnote,
+image, image_caption, equation, header, footer, page_number... (mapped below; unknown -> text).
+
+Example::
+
+    >>> d = DeepSeekDialect(model="deepseek-ai/DeepSeek-OCR")
+    >>> d.space.label
+    'grid:999'
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..config import BackendConfig
+from ..geometry import CoordSpace
+from ..imaging import EncodedImage, RenderSpec
+from ..transports.base import ModelReply
+from ._common import ChatDialect, block_type, heading_text, image_part, parse_box, text_part
+from .base import PageContent, RawBlock
+
+__all__ = ["DEFAULT_PROMPT", "DeepSeekDialect", "parse_grounded"]
+
+DEFAULT_PROMPT = "<|grounding|>Convert the document to markdown."
+GRID = 999
+
+#: vllm_xargs of the DeepSeek-OCR vLLM recipe (the n-gram no-repeat logits processor)
+NGRAM_XARGS: Mapping[str, Any] = {"ngram_size": 30, "window_size": 90, "whitelist_token_ids": [128821, 128822]}
+
+LABELS: Mapping[str, str] = {
+    "title": "title",
+    "sub_title": "section_header",
+    "subtitle": "section_header",
+    "text": "text",
+    "table": "table",
+    "table_caption": "caption",
+    "table_footnote": "footnote",
+    "image": "figure",
+    "figure": "figure",
+    "image_caption": "caption",
+    "figure_title": "caption",
+    "table_title": "caption",
+    "equation": "equation",
+    "formula": "equation",
+    "header": "page_header",
+    "page_header": "page_header",
+    "footer": "page_footer",
+    "page_footer": "page_footer",
+    "page_number": "page_footer",
+    "footnote": "footnote",
+    "list": "list_item",
+    "code": "code",
+}
+
+_TAG = re.compile(r"<\|ref\|>(.*?)<\|/ref\|>\s*<\|det\|>(.*?)<\|/det\|>", re.S)
+#: special tokens that survive with skip_special_tokens=false
+_SPECIALS = re.compile(r"<｜end▁of▁sentence｜>|<\|end▁of▁sentence\|>|<｜begin▁of▁sentence｜>|<\|grounding\|>")
+_LEFTOVER = re.compile(r"<\|/?(?:ref|det)\|>")
+
+
+class DeepSeekDialect(ChatDialect):
+    """DeepSeek-OCR(-2) grounding mode over vLLM's OpenAI server.
+
+    Example::
+
+        >>> d = DeepSeekDialect(model="deepseek-ai/DeepSeek-OCR")
+        >>> d.render.dpi
+        144.0
+    """
+
+    name = "deepseek"
+    DEFAULT_RENDER = RenderSpec(dpi=144.0)
+    DEFAULT_MODEL = "deepseek-ai/DeepSeek-OCR"
+    DEFAULT_MAX_TOKENS = 8192
+    DEFAULT_LADDER = (0.0, 0.2, 0.4, 0.6)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        prompt = str(self.options.get("prompt") or DEFAULT_PROMPT)
+        # "<image>\n" belongs to the offline prompt; the chat template adds the image itself
+        self.prompt = re.sub(r"^\s*<image>\s*", "", prompt)
+        self.ngram = bool(self.options.get("ngram_logits_processor", True))
+        self.space = CoordSpace.grid(GRID)
+
+    @classmethod
+    def from_config(cls, cfg: BackendConfig) -> DeepSeekDialect:
+        return cls(
+            model=cfg.model,
+            render=cfg.render_spec(cls.DEFAULT_RENDER),
+            sampling=cfg.sampling,
+            options=cfg.dialect_options,
+        )
+
+    def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
+        return [image_part(image), text_part(self.prompt)]
+
+    def extras(self, attempt: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"skip_special_tokens": False}
+        if self.ngram:
+            out["vllm_xargs"] = dict(NGRAM_XARGS)
+        return out
+
+    def parse_text(self, text: str, reply: ModelReply, page: Any) -> PageContent:
+        return parse_grounded(text)
+
+
+def _boxes(det: str, warnings: list[str], what: str) -> list[tuple[float, float, float, float]]:
+    det = det.strip()
+    try:
+        value = ast.literal_eval(det)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = None
+    out: list[tuple[float, float, float, float]] = []
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (list, tuple)) for v in value):
+        for i, item in enumerate(value):
+            box = parse_box(item, GRID, warnings, what=f"{what} box {i + 1}")
+            if box is not None:
+                out.append(box)
+        return out
+    if isinstance(value, (list, tuple)) and len(value) == 4:
+        box = parse_box(value, GRID, warnings, what=what)
+        return [box] if box is not None else []
+    # broken brackets: take the numbers four at a time
+    nums = re.findall(r"[-+]?\d+(?:\.\d+)?", det)
+    if not nums or len(nums) % 4:
+        warnings.append(f"{what}: unreadable boxes {det[:60]!r}")
+        return []
+    warnings.append(f"{what}: malformed box list {det[:60]!r}")
+    for i in range(0, len(nums), 4):
+        box = parse_box(nums[i : i + 4], GRID, warnings, what=what)
+        if box is not None:
+            out.append(box)
+    return out
+
+
+def _clean(md: str) -> str:
+    md = _SPECIALS.sub("", md)
+    md = _LEFTOVER.sub("", md)
+    md = md.replace("\\coloneqq", ":=").replace("\\eqqcolon", "=:")
+    return re.sub(r"\n{3,}", "\n\n", md).strip()
+
+
+def parse_grounded(text: str) -> PageContent:
+    """Parse a grounding-mode reply: one block per box, markdown without the tags."""
+    warnings: list[str] = []
+    blocks: list[RawBlock] = []
+    parts: list[str] = []
+    matches = list(_TAG.finditer(text))
+    lead = _clean(text[: matches[0].start()] if matches else text)
+    if lead:
+        parts.append(lead)
+        blocks.append(RawBlock(type="text", text=lead))
+    if not matches:
+        warnings.append("no grounding tags (<|ref|>...<|det|>) in the reply")
+    figure_n = 0
+    for i, m in enumerate(matches):
+        label = m.group(1).strip()
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        body = _clean(text[m.end() : end])
+        kind = block_type(label, LABELS)
+        what = f"<|ref|>{label[:30]}"
+        boxes = _boxes(m.group(2), warnings, what)
+        if kind == "figure":
+            figure_n += 1
+            ref = f"![](images/{figure_n}.jpg)"
+            parts.append(ref if not body else ref + "\n\n" + body)
+            text_for_block = body
+        else:
+            if body:
+                parts.append(body)
+            text_for_block = heading_text(body) if kind in ("title", "section_header") else body
+        if not boxes:
+            blocks.append(RawBlock(type=kind, text=text_for_block, label=label))
+        for box in boxes:
+            blocks.append(RawBlock(type=kind, text=text_for_block, box=box, label=label))
+    return PageContent(
+        markdown="\n\n".join(p for p in parts if p.strip()),
+        blocks=blocks,
+        space=CoordSpace.grid(GRID),
+        warnings=warnings,
+    )

@@ -1,0 +1,106 @@
+"""LightOnOCR (1B-1025, 2-1B and the 2-1B ``-bbox`` variants) — image only, markdown out.
+
+Facts, and where they were checked:
+
+* Request: the user message holds only the image (no text prompt); ``max_tokens=4096``,
+  ``temperature=0.2``, ``top_p=0.9`` (LightOnOCR-2-1B model card "Usage with vLLM", mirrored in
+  ``xiechengmude/xFun-Audio-Chat`` ``docs/pdf/pdf_lightonocr.md``; the seeds
+  ``lightonocr-modal.md`` / ``lightonocr2-runpod-pod.md`` send the same body).
+* Render: longest side 1540 px, aspect kept (card: "Render PDFs ... at a target longest dimension
+  of 1540px"; the processor config has ``size.longest_edge = 1540``; seed: 200 dpi capped at
+  1540 px).
+* Reply: plain markdown, tables as HTML, math as LaTeX.
+* ``-bbox`` variants write each embedded image as ``![image](image_N.png)x1,y1,x2,y2`` with
+  coordinates normalized to 0-1000 of the image (seed ``lightonocr2-runpod-pod.md``, "Bbox Output
+  Format"; not found in a stored copy of the lightonai card, so the parser also accepts spaces and
+  brackets around the numbers).  The coordinates are removed from the markdown and become figure
+  blocks on ``CoordSpace.grid(1000)``.
+
+Example::
+
+    >>> d = LightOnDialect(model="lightonai/LightOnOCR-2-1B-bbox")
+    >>> d.render.longest_side, d.space.label
+    (1540, 'grid:1000')
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..config import BackendConfig
+from ..geometry import CoordSpace
+from ..imaging import EncodedImage, RenderSpec
+from ..transports.base import ModelReply
+from ._common import ChatDialect, image_part, markdown_blocks, parse_box, text_part
+from .base import PageContent, RawBlock
+
+__all__ = ["LightOnDialect", "parse_lighton"]
+
+GRID = 1000
+_N = r"([-+]?\d+(?:\.\d+)?)"
+_NUMS = r"[ \t]*\[?[ \t]*" + r"[ \t]*,[ \t]*".join([_N] * 4) + r"(?:[ \t]*\])?"
+_IMG_BOX = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]*)\)" + _NUMS)
+
+
+class LightOnDialect(ChatDialect):
+    """LightOnOCR over vLLM's OpenAI server (pods, Modal).
+
+    Example::
+
+        >>> LightOnDialect(model="lightonai/LightOnOCR-1B-1025").DEFAULT_MAX_TOKENS
+        4096
+    """
+
+    name = "lighton"
+    DEFAULT_RENDER = RenderSpec(dpi=None, longest_side=1540)
+    DEFAULT_MODEL = "lightonai/LightOnOCR-2-1B"
+    DEFAULT_MAX_TOKENS = 4096
+    DEFAULT_LADDER = (0.2, 0.3, 0.4, 0.5)
+    DEFAULT_TOP_P = 0.9
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prompt = self.options.get("prompt")  # out of distribution; off unless asked
+        self.space = CoordSpace.grid(GRID)
+
+    @classmethod
+    def from_config(cls, cfg: BackendConfig) -> LightOnDialect:
+        return cls(
+            model=cfg.model,
+            render=cfg.render_spec(cls.DEFAULT_RENDER),
+            sampling=cfg.sampling,
+            options=cfg.dialect_options,
+        )
+
+    def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
+        parts = [image_part(image)]
+        if self.prompt:
+            parts.append(text_part(str(self.prompt)))
+        return parts
+
+    def parse_text(self, text: str, reply: ModelReply, page: Any) -> PageContent:
+        return parse_lighton(text)
+
+
+def parse_lighton(text: str) -> PageContent:
+    """Markdown blocks, plus figure blocks with boxes for ``![image](..)x1,y1,x2,y2``."""
+    warnings: list[str] = []
+    figures: list[RawBlock] = []
+
+    def repl(m: re.Match[str]) -> str:
+        alt, src = m.group(1), m.group(2)
+        box = parse_box(m.groups()[2:6], GRID, warnings, what=f"image {src or alt}")
+        figures.append(RawBlock(type="figure", text=alt, box=box, label=src or "image"))
+        return f"![{alt}]({src})"
+
+    markdown = _IMG_BOX.sub(repl, text).strip()
+    blocks: list[RawBlock] = []
+    pending = list(figures)
+    for block in markdown_blocks(markdown):
+        if block.type == "figure" and pending:
+            blocks.append(pending.pop(0))
+        else:
+            blocks.append(block)
+    blocks.extend(pending)
+    return PageContent(markdown=markdown, blocks=blocks, space=CoordSpace.grid(GRID), warnings=warnings)

@@ -1,0 +1,136 @@
+"""TrOCR behind the OLM/RoLM "Ocular" service contract — one text line in, text + confidence out.
+
+TrOCR (``microsoft/trocr-base-printed``, ``-large-printed``, ...) reads a *single line of text*.
+It is not a page OCR model: given a whole page it returns one short guess.  The server in
+``deploy/runpod-trocr`` first cuts a page into lines (``segment_lines``, on by default there) and
+reads them one by one, which works for clean printed text only; use a page model (olmOCR, Chandra,
+LightOnOCR, ...) for real documents.  Output is one text block without a box.
+
+Contract (seed ``olm-rolm-runpod-ocular.md``, its FastAPI ``app.py``): ``POST /extract_text`` (or
+``/extract_text_robust``) with JSON ``{"image": <base64>, "model_name", "prompt",
+"use_preprocessing", "ensemble_size", "robust_processing", "decoding_options", "options"}`` returns
+``{"text", "confidence", "language", "processing_time", "metadata"}``.  Decoding defaults there are
+``num_beams=4``, ``max_length=512``, greedy.  The route defaults to
+``/extract_text``; the ocular transport puts ``text`` in
+``ModelReply.text`` and the other fields in ``ModelReply.data``.  The route is read from
+``dialect_options.route`` (the RunPod transport accepts no ``route`` option), else
+``transport_options.route``.
+
+Retries: attempt 1 decodes with beam search; later attempts sample with the temperature ladder.
+
+Example::
+
+    >>> d = TrOCRDialect(model="microsoft/trocr-base-printed")
+    >>> d.route
+    '/extract_text'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from ..config import BackendConfig
+from ..geometry import CoordSpace, Frame
+from ..imaging import RenderSpec
+from ..transports.base import ModelReply, ModelRequest
+from ._common import DEFAULT_LADDER, _require_image, check_reply, finish, ladder_value
+from .base import PageContent, RawBlock
+
+__all__ = ["TrOCRDialect"]
+
+
+class TrOCRDialect:
+    """The Ocular ``/extract_text`` contract (TrOCR and friends).
+
+    Example::
+
+        >>> TrOCRDialect(model="microsoft/trocr-base-printed").space.label
+        'grid:1'
+    """
+
+    name = "trocr"
+    DEFAULT_RENDER = RenderSpec(dpi=150.0, longest_side=2048)
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        render: RenderSpec | None = None,
+        sampling: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        route: str = "/extract_text",
+    ) -> None:
+        self.model = model or "microsoft/trocr-base-printed"
+        self.render: RenderSpec = render or self.DEFAULT_RENDER
+        self.sampling_cfg = dict(sampling or {})
+        self.options = dict(options or {})
+        self.route = route
+        self.space = CoordSpace.unit()
+
+    @classmethod
+    def from_config(cls, cfg: BackendConfig) -> TrOCRDialect:
+        return cls(
+            model=cfg.model,
+            render=cfg.render_spec(cls.DEFAULT_RENDER),
+            sampling=cfg.sampling,
+            options=cfg.dialect_options,
+            route=str(
+                cfg.dialect_options.get("route") or cfg.transport_options.get("route") or "/extract_text"
+            ),
+        )
+
+    def build(self, page: Any, attempt: Any) -> ModelRequest:
+        number = int(getattr(attempt, "number", 1) or 1)
+        enc = _require_image(page)
+        ladder = self.sampling_cfg.get("temperature_ladder", list(DEFAULT_LADDER))
+        temperature = ladder_value([float(v) for v in ladder], number)
+        decoding: dict[str, Any] = {
+            "max_length": int(self.sampling_cfg.get("max_tokens", 512)),
+            "num_beams": int(self.sampling_cfg.get("num_beams", 4)),
+        }
+        if number > 1 and temperature > 0:
+            decoding.update({"do_sample": True, "temperature": temperature, "num_beams": 1})
+        body: dict[str, Any] = {
+            "image": enc.b64(),
+            "model_name": self.model,
+            "use_preprocessing": bool(self.options.get("use_preprocessing", False)),
+            "ensemble_size": int(self.options.get("ensemble_size", 1)),
+            "decoding_options": decoding,
+        }
+        if "segment_lines" in self.options:
+            body["segment_lines"] = bool(self.options["segment_lines"])
+        if self.options.get("prompt"):
+            body["prompt"] = str(self.options["prompt"])
+        return ModelRequest(
+            body=body,
+            kind="ocular",
+            route=self.route,
+            frame=Frame(enc.width, enc.height, 0),
+            page=getattr(page, "number", None),
+            source=getattr(page, "source", None),
+        )
+
+    def parse(self, reply: ModelReply, page: Any) -> PageContent:
+        text = check_reply(reply).strip()
+        warnings: list[str] = []
+        raw = (reply.data or {}).get("confidence") if isinstance(reply.data, dict) else None
+        confidence: float | None = None
+        if raw is not None:
+            try:
+                confidence = float(raw)
+            except (TypeError, ValueError):
+                warnings.append(f"confidence is not a number: {str(raw)[:30]!r}")
+            else:
+                if not math.isfinite(confidence) or not 0.0 <= confidence <= 1.0:
+                    warnings.append(f"confidence {confidence!r} outside 0..1; dropped")
+                    confidence = None
+        content = PageContent(
+            markdown=text,
+            blocks=[RawBlock(type="text", text=text, confidence=confidence, label="trocr")],
+            space=CoordSpace.unit(),
+            warnings=warnings,
+            meta={k: v for k, v in (reply.data or {}).items() if k in ("language", "processing_time")},
+        )
+        return finish(content, reply)

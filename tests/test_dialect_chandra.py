@@ -1,0 +1,192 @@
+"""Chandra dialect: request shape, real replies, broken HTML, geometry round trip, fuzz."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+
+from ocrclient.config import resolve_config
+from ocrclient.dialects.base import Attempt
+from ocrclient.dialects.chandra import ChandraDialect, build_prompt
+from ocrclient.errors import BadOutputError, ConfigError
+from ocrclient.geometry import to_page
+from ocrclient.registry import load_dialect
+
+from .test_dialect_common import (
+    REPLIES,
+    assert_chat_shape,
+    fuzz_finish,
+    fuzz_parse,
+    fuzz_text,
+    geometry_roundtrip,
+    image_parts,
+    make_page,
+    reply,
+    text_parts,
+)
+
+
+@pytest.fixture
+def v2() -> ChandraDialect:
+    return ChandraDialect(model="datalab-to/chandra-ocr-2")
+
+
+def test_build_request_shape(v2: ChandraDialect) -> None:
+    page = make_page(v2.render)
+    req = v2.build(page, Attempt(1))
+    assert_chat_shape(req, page, "datalab-to/chandra-ocr-2")
+    content = req.body["messages"][0]["content"]
+    assert content[0]["type"] == "image_url" and content[1]["type"] == "text"  # image first
+    assert req.body["max_tokens"] == 12384
+    assert req.body["temperature"] == 0.0 and req.body["top_p"] == 0.1
+    retry = v2.build(page, Attempt(2))
+    assert retry.body["temperature"] == 0.3 and retry.body["top_p"] == 0.95
+    assert "skip_special_tokens" not in req.body
+
+
+def test_prompts_per_version() -> None:
+    p1, p2 = build_prompt(1), build_prompt(2)
+    assert "[x0, y0, x1, y1] format" in p1 and "normalized 0-1024" in p1
+    assert "x0 y0 x1 y1 format" in p2 and "normalized 0-1000" in p2
+    assert "- Blank-Page" in p2 and "- Blank-Page" not in p1
+    assert "'data-bbox'" in p2
+
+
+def test_version_from_model_and_options() -> None:
+    assert ChandraDialect(model="datalab-to/chandra").version == 1
+    assert ChandraDialect(model="datalab-to/chandra-ocr-2").version == 2
+    assert ChandraDialect(model="my/served-name").version == 2
+    assert ChandraDialect(model="my/served-name", options={"version": 1}).space.grid_size == 1024
+    with pytest.raises(ConfigError):
+        ChandraDialect(model="m", options={"version": 3})
+
+
+def test_profile_builds_v1_with_its_sampling() -> None:
+    d = load_dialect(resolve_config("runpod-chandra"))
+    assert isinstance(d, ChandraDialect) and d.version == 1
+    page = make_page(d.render)
+    req = d.build(page, Attempt(1))
+    assert req.body["max_tokens"] == 8192
+    assert "normalized 0-1024" in text_parts(req)[0]
+    assert image_parts(req)[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    # Chandra renders at 192 dpi: a US letter page is 1632 x 2112 px
+    assert (req.frame.width_px, req.frame.height_px) == (1632, 2112)  # type: ignore[union-attr]
+
+
+def test_real_reply_papermeister(v2: ChandraDialect) -> None:
+    text = (REPLIES / "chandra" / "papermeister_structured.html").read_text(encoding="utf-8")
+    page = make_page(v2.render)
+    c = v2.parse(reply(text), page)
+    assert not c.warnings
+    assert [b.label for b in c.blocks] == ["Page-Header", "Section-Header", "Text", "Figure", "Caption"]
+    assert [b.type for b in c.blocks] == ["page_header", "section_header", "text", "figure", "caption"]
+    assert c.blocks[3].box == (240, 89, 760, 293) and c.blocks[3].text == "Map of the equatorial Pacific."
+    assert "megálo" in c.blocks[2].text  # entity decoded
+    assert c.blocks[1].text == "Etymology"
+    # headers/footers are left out of the markdown by default, headings keep their level
+    assert "Fossils 86" not in c.markdown
+    assert c.markdown.startswith("#### Etymology")
+    assert "![Map of the equatorial Pacific.]()" in c.markdown
+    assert c.space.label == "grid:1000"
+    box = to_page(c.blocks[3].box, c.space, v2.build(page, Attempt(1)).frame, page.page_box)  # type: ignore[arg-type]
+    assert box.bbox_norm == [0.24, 0.089, 0.76, 0.293]
+
+
+def test_real_reply_raglit(v2: ChandraDialect) -> None:
+    text = (REPLIES / "chandra" / "raglit_memo.html").read_text(encoding="utf-8")
+    c = v2.parse(reply(text), make_page())
+    assert len(c.blocks) == 3 and not c.warnings
+    assert c.blocks[0].type == "section_header"
+    assert c.markdown.splitlines()[0] == "## **TRANSACTION MEMO** (COMPLETED BY SELLING AGENT)"
+    assert "DATE: 5/27/2021" in c.markdown
+
+
+def test_headers_footers_option() -> None:
+    d = ChandraDialect(model="m", options={"include_headers_footers": True})
+    text = (REPLIES / "chandra" / "papermeister_structured.html").read_text(encoding="utf-8")
+    assert "Fossils 86" in d.parse(reply(text), make_page()).markdown
+
+
+def test_v1_json_boxes_and_math_tables() -> None:
+    d = ChandraDialect(model="datalab-to/chandra")
+    html = ('<div data-bbox="[10, 20, 500, 80]" data-label="Equation-Block"><p><math display="block">'
+            'E=mc^2</math></p></div><div data-bbox="[10, 100, 1000, 400]" data-label="Table">'
+            '<table><tr><th>a</th></tr><tr><td>1</td></tr></table></div>'
+            '<div data-bbox="[0, 0, 1024, 1024]" data-label="Blank-Page"></div>'
+            '<div data-bbox="[1, 2, 3, 4]" data-label="List-Group"><ul><li>x</li><li>y</li></ul></div>')  # fmt: skip
+    c = d.parse(reply(html), make_page())
+    assert [b.type for b in c.blocks] == ["equation", "table", "list_item"]
+    assert c.blocks[0].box == (10, 20, 500, 80) and c.space.grid_size == 1024
+    assert "$$\nE=mc^2\n$$" in c.markdown
+    assert "<table><tr><th>a</th></tr><tr><td>1</td></tr></table>" in c.markdown
+    assert "- x\n- y" in c.markdown
+
+
+def test_malformed_blocks_degrade_with_warnings(v2: ChandraDialect) -> None:
+    html = ('<div data-bbox="900 10 100 50" data-label="Text"><p>reversed</p></div>'
+            '<div data-bbox="0 0 5000 20" data-label="Text"><p>too big</p></div>'
+            '<div data-bbox="1 2 3" data-label="Text"><p>three numbers</p></div>'
+            '<div data-label="Text"><p>no box</p></div>'
+            '<div data-bbox="1 1 9 9" data-label="Mystery-Label"><p>unknown label</p></div>'
+            'loose words</span>')  # fmt: skip
+    c = v2.parse(reply(html), make_page())
+    joined = " | ".join(c.warnings)
+    for needle in ("reversed", "outside", "expected 4", "no data-bbox", "stray"):
+        assert needle in joined
+    assert c.blocks[0].box == (900, 10, 100, 50)  # kept as said; geometry reorders and flags it
+    assert c.blocks[2].box is None and c.blocks[3].box is None
+    assert c.blocks[4].type == "text" and c.blocks[4].label == "Mystery-Label"
+    assert c.blocks[-1].text == "loose words"
+    for text in ("reversed", "too big", "three numbers", "no box", "unknown label", "loose words"):
+        assert text in c.markdown
+
+
+def test_truncated_html_is_length_error_with_partial(v2: ChandraDialect) -> None:
+    html = '<div data-bbox="1 2 300 40" data-label="Text"><p>First block.</p></div><div data-bbox="1 50 300 90" data-label="Table"><table><tr><td>cut'
+    with pytest.raises(BadOutputError) as info:
+        v2.parse(reply(html, finish="length"), make_page())
+    err = info.value
+    assert err.cause == "length"
+    assert err.partial is not None and "First block." in err.partial.markdown
+    assert any("unclosed" in w for w in err.partial.warnings)
+
+
+def test_plain_html_without_layout_is_degraded(v2: ChandraDialect) -> None:
+    c = v2.parse(reply("<p>Just a paragraph.</p>"), make_page())
+    assert c.markdown == "Just a paragraph."
+    assert any("no layout blocks" in w for w in c.warnings)
+
+
+@pytest.mark.parametrize("text", ["", "   \n"])
+def test_empty_reply(v2: ChandraDialect, text: str) -> None:
+    with pytest.raises(BadOutputError) as info:
+        v2.parse(reply(text), make_page())
+    assert info.value.cause == "empty"
+
+
+def test_endless_repetition(v2: ChandraDialect) -> None:
+    html = '<div data-bbox="1 2 3 4" data-label="Text"><p>' + "Lorem ipsum dolor. " * 200
+    with pytest.raises(BadOutputError) as info:
+        v2.parse(reply(html, finish="length"), make_page())
+    assert info.value.cause == "repetition"
+    assert info.value.partial is not None and len(info.value.partial.markdown) < 400
+
+
+@pytest.mark.parametrize("version,grid", [(1, 1024), (2, 1000)])
+def test_geometry_roundtrip(version: int, grid: int) -> None:
+    d = ChandraDialect(model="m", options={"version": version})
+
+    def make(boxes: list[tuple[int, int, int, int]]) -> str:
+        out = []
+        for i, b in enumerate(boxes):
+            coords = f"[{b[0]}, {b[1]}, {b[2]}, {b[3]}]" if version == 1 else " ".join(map(str, b))
+            out.append(f'<div data-bbox="{coords}" data-label="Text"><p>block {i}</p></div>')
+        return "\n".join(out)
+
+    geometry_roundtrip(make, d.parse, d.build, grid, d.render)
+
+
+@settings(max_examples=150, deadline=None)
+@given(fuzz_text, fuzz_finish)
+def test_fuzz_never_raises_other_errors(text: str, finish: str | None) -> None:
+    fuzz_parse(ChandraDialect(model="m").parse, text, finish)

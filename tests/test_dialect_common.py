@@ -1,0 +1,356 @@
+"""Shared dialect machinery (_common, _html) and the helpers the per-dialect tests import."""
+
+from __future__ import annotations
+
+import base64
+import io
+import random
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from ocrclient.config import list_profiles, resolve_config
+from ocrclient.dialects._common import (
+    block_type,
+    chat_body,
+    detect_repetition,
+    ladder_value,
+    markdown_blocks,
+    parse_box,
+    rotate_encoded,
+    sampling,
+)
+from ocrclient.dialects._html import parse_html, to_markdown
+from ocrclient.dialects.base import Attempt, PageContent
+from ocrclient.document import BLOCK_TYPES
+from ocrclient.errors import BadOutputError, ConfigError
+from ocrclient.geometry import PageBox, to_page
+from ocrclient.imaging import RenderSpec, encode
+from ocrclient.pages import PageImage
+from ocrclient.registry import load_dialect
+from ocrclient.transports.base import ModelReply, ModelRequest
+
+REPLIES = Path(__file__).parent / "data" / "replies"
+
+# ------------------------------------------------------------------------------------------------
+# helpers imported by the other test_dialect_* modules
+# ------------------------------------------------------------------------------------------------
+
+
+def make_page(spec: RenderSpec | None = None, width_pt: float = 612, height_pt: float = 792,
+              source: str = "t", index: int = 0) -> PageImage:  # fmt: skip
+    """A page whose image is a white render of the page's size with a black top-left square."""
+    spec = spec or RenderSpec(dpi=72)
+    w, h = spec.pixel_size(width_pt, height_pt)
+    img = Image.new("RGB", (w, h), "white")
+    img.paste((0, 0, 0), (0, 0, max(1, w // 4), max(1, h // 8)))
+    return PageImage(source=source, index=index, page_box=PageBox(width_pt, height_pt),
+                     encoded=encode(img, spec))  # fmt: skip
+
+
+def reply(text: str, finish: str | None = "stop", **data: object) -> ModelReply:
+    return ModelReply(text=text, finish_reason=finish, data=dict(data))
+
+
+def image_parts(request: ModelRequest) -> list[dict]:
+    return [p for p in request.body["messages"][-1]["content"] if p["type"] == "image_url"]
+
+
+def text_parts(request: ModelRequest) -> list[str]:
+    return [p["text"] for p in request.body["messages"][-1]["content"] if p["type"] == "text"]
+
+
+def decode_sent(request: ModelRequest) -> Image.Image:
+    url = image_parts(request)[0]["image_url"]["url"]
+    header, b64 = url.split(",", 1)
+    assert header.startswith("data:image/") and header.endswith(";base64")
+    return Image.open(io.BytesIO(base64.b64decode(b64)))
+
+
+def assert_chat_shape(request: ModelRequest, page: PageImage, model: str) -> None:
+    """The exact OpenAI chat body every chat dialect must produce."""
+    body = request.body
+    assert request.kind == "chat"
+    assert body["model"] == model
+    assert isinstance(body["max_tokens"], int) and body["max_tokens"] > 0
+    assert isinstance(body["temperature"], float)
+    msgs = body["messages"]
+    assert msgs[-1]["role"] == "user"
+    imgs = image_parts(request)
+    assert len(imgs) == 1
+    assert page.encoded is not None
+    assert imgs[0]["image_url"]["url"] == page.encoded.data_url()
+    assert request.frame is not None
+    assert (request.frame.width_px, request.frame.height_px) == (page.encoded.width, page.encoded.height)
+
+
+def geometry_roundtrip(
+    make_reply: Callable[[list[tuple[int, int, int, int]]], str],
+    parse: Callable[[ModelReply, PageImage], PageContent],
+    build: Callable[[PageImage, Attempt], ModelRequest],
+    grid: float,
+    spec: RenderSpec,
+    seed: int = 7,
+) -> None:
+    """True boxes (fractions of the page) -> model grid ints -> reply -> parse -> to_page; every
+    coordinate within one grid step of the truth, the median within half a step."""
+    rng = random.Random(seed)
+    page = make_page(spec, 612, 792)
+    request = build(page, Attempt(1))
+    assert request.frame is not None
+    truths: list[tuple[float, float, float, float]] = []
+    grid_boxes: list[tuple[int, int, int, int]] = []
+    for _ in range(12):
+        x0, x1 = sorted(rng.uniform(0, 1) for _ in range(2))
+        y0, y1 = sorted(rng.uniform(0, 1) for _ in range(2))
+        truths.append((x0, y0, x1, y1))
+        grid_boxes.append(tuple(round(v * grid) for v in (x0, y0, x1, y1)))  # type: ignore[misc]
+    content = parse(reply(make_reply(grid_boxes)), page)
+    boxed = [b for b in content.blocks if b.box is not None]
+    assert len(boxed) == len(truths), content.warnings
+    errors: list[float] = []
+    step_x, step_y = page.page_box.width / grid, page.page_box.height / grid
+    for block, truth in zip(boxed, truths, strict=True):
+        assert block.box is not None
+        mapped = to_page(block.box, content.space, request.frame, page.page_box)
+        expect = [truth[0] * 612, truth[1] * 792, truth[2] * 612, truth[3] * 792]
+        for i, (got, want) in enumerate(zip(mapped.bbox, expect, strict=True)):
+            step = step_x if i % 2 == 0 else step_y
+            assert abs(got - want) <= step + 1e-6, (got, want, step)
+            errors.append(abs(got - want) / step)
+    assert statistics.median(errors) <= 0.5
+
+
+def fuzz_parse(parse: Callable[[ModelReply, PageImage], PageContent], text: str, finish: str | None) -> None:
+    """Random replies never raise anything but BadOutputError and give valid block types."""
+    page = make_page()
+    try:
+        content = parse(ModelReply(text=text, finish_reason=finish), page)
+    except BadOutputError as exc:
+        assert str(exc)
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(content.markdown, str)
+    for block in content.blocks:
+        assert block.type in BLOCK_TYPES
+        if block.box is not None:
+            assert len(block.box) == 4
+
+
+fuzz_text = st.one_of(
+    st.text(max_size=400),
+    st.binary(max_size=300).map(lambda b: b.decode("utf-8", "replace")),
+    st.lists(
+        st.sampled_from([
+            "<div", ' data-bbox="', '1 2 3 4', "[5, 6, 7]", '"', ">", "</div>", "<p>", "</p>",
+            "<table>", "<td>", "<|ref|>", "text", "<|/ref|>", "<|det|>", "[[1, 2, 999, 998]]",
+            "<|/det|>", "---\n", "is_rotation_valid: false\n", "rotation_correction: 90\n",
+            "![image](image_1.png)", "100,200,300,400", "<math>", "x^2", "\n", "# ", "|a|b|",
+            "nan", "1e999", "-5", "<!--", "<![CDATA[", "&#", "<br/>",
+        ]),
+        max_size=60,
+    ).map("".join),
+)
+fuzz_finish = st.sampled_from(["stop", "length", None, "content_filter"])
+
+
+# ------------------------------------------------------------------------------------------------
+# _common
+# ------------------------------------------------------------------------------------------------
+
+
+def test_ladder_value_clamps_to_last_rung() -> None:
+    assert ladder_value([0.0, 0.2, 0.4], 1) == 0.0
+    assert ladder_value([0.0, 0.2, 0.4], 2) == 0.2
+    assert ladder_value([0.0, 0.2, 0.4], 10) == 0.4
+
+
+def test_sampling_profile_wins_and_always_has_max_tokens() -> None:
+    s = sampling({}, 1, max_tokens=123)
+    assert s == {"max_tokens": 123, "temperature": 0.0}
+    s = sampling({"max_tokens": 50, "temperature_ladder": [0.1, 0.7], "top_p": 0.9,
+                  "repetition_penalty": 1.05, "bogus": 1}, 2, max_tokens=123)  # fmt: skip
+    assert s == {"max_tokens": 50, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.05}
+    # a fixed temperature is the first rung; retries still climb
+    s1 = sampling({"temperature": 0.1}, 1, max_tokens=9)
+    s3 = sampling({"temperature": 0.1}, 3, max_tokens=9)
+    assert s1["temperature"] == 0.1 and s3["temperature"] > 0.1
+    assert sampling({"top_p_ladder": [0.1, 0.95]}, 2, max_tokens=9)["top_p"] == 0.95
+
+
+@pytest.mark.parametrize("bad", [{"max_tokens": 0}, {"max_tokens": "x"}, {"temperature_ladder": []},
+                                 {"temperature_ladder": ["hot"]}])  # fmt: skip
+def test_sampling_rejects_bad_profile_values(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        sampling(bad, 1, max_tokens=10)
+
+
+def test_chat_body_merges_vllm_xargs() -> None:
+    body = chat_body("m", [], {"max_tokens": 5, "vllm_xargs": {"window_size": 10}},
+                     {"vllm_xargs": {"ngram_size": 30, "window_size": 90}})  # fmt: skip
+    assert body["vllm_xargs"] == {"ngram_size": 30, "window_size": 10}
+    assert body["max_tokens"] == 5
+
+
+def test_repetition_detector() -> None:
+    assert detect_repetition("A normal page.\n\nWith two paragraphs and nothing odd.") is None
+    assert detect_repetition("Intro\n" + "The cat sat on the mat. " * 40) is not None
+    assert detect_repetition("x" + "ab" * 500) is not None
+    # a table of 20 identical rows is not a loop
+    assert detect_repetition("| 0.00 | 0.00 | 0.00 |\n" * 20) is None
+    # table rules and padding are not repetition
+    assert detect_repetition("| a | b |\n|" + "-" * 600 + "|") is None
+    assert detect_repetition("text " + " " * 2000) is None
+    # a legitimate short repeat stays below the threshold
+    assert detect_repetition("Yes. " * 5) is None
+
+
+def test_parse_box_warnings() -> None:
+    w: list[str] = []
+    assert parse_box("1 2 3 4", 1000, w) == (1, 2, 3, 4) and not w
+    assert parse_box("[1, 2, 3, 4]", 1000, w) == (1, 2, 3, 4) and not w
+    assert parse_box("3 4 1 2", 1000, w) == (3, 4, 1, 2) and "reversed" in w[-1]
+    assert parse_box("0 0 2000 10", 1000, w) is not None and "outside" in w[-1]
+    assert parse_box("1 2 3", 1000, w) is None and "expected 4" in w[-1]
+    assert parse_box([1, 2, float("nan"), 4], 1000, w) is None and "non-finite" in w[-1]
+    assert parse_box(["a", 2, 3, 4], 1000, w) is None
+
+
+def test_block_type_is_case_insensitive_and_defaults_to_text() -> None:
+    assert block_type("Section-Header", {"section-header": "section_header"}) == "section_header"
+    assert block_type("SECTION_HEADER", {"Section-Header": "section_header"}) == "section_header"
+    assert block_type("weird", {"a": "table"}) == "text"
+    assert block_type(None, {}) == "text"
+
+
+def test_markdown_blocks_types_and_whole_tables() -> None:
+    md = ("# Title\n\n## Part\n\nSome text\nmore text\n\n- a\n- b\n\n"
+          "<table>\n<tr><td>1</td></tr>\n\n<tr><td>2</td></tr>\n</table>\n\n"
+          "$$\nx = 1\n\ny = 2\n$$\n\n![A chart](page_1_2_3_4.png)\n\n| a | b |\n|---|---|")  # fmt: skip
+    blocks = markdown_blocks(md)
+    assert [b.type for b in blocks] == ["title", "section_header", "text", "list_item", "table",
+                                        "equation", "figure", "table"]  # fmt: skip
+    assert "<tr><td>2</td></tr>" in blocks[4].text
+    assert blocks[6].text == "A chart"
+
+
+def test_rotate_encoded_is_clockwise() -> None:
+    page = make_page(RenderSpec(dpi=72), 100, 200)  # black square at the top-left
+    assert page.encoded is not None
+    rotated, frame = rotate_encoded(page.encoded, 90, RenderSpec(dpi=72))
+    assert (frame.width_px, frame.height_px, frame.rotation) == (200, 100, 90)
+    img = rotated.decode().convert("L")
+    # clockwise: the top-left corner goes to the top-right
+    assert img.getpixel((199, 0)) < 50 and img.getpixel((0, 0)) > 200
+
+
+# ------------------------------------------------------------------------------------------------
+# _html
+# ------------------------------------------------------------------------------------------------
+
+
+def test_html_to_markdown_constructs() -> None:
+    root, notes = parse_html(
+        "<h1>T</h1><p>a<br>b <b>bold</b> <i>it</i> <math>x^2</math></p>"
+        '<math display="block">\\int f</math><ol><li>one</li><li>two</li></ol>'
+        '<p><input type="checkbox" checked> yes <input type="checkbox"> no</p>'
+        '<table><tr><td colspan="2">c</td></tr></table><pre>code\n  here</pre>'
+        '<p><a href="http://x">link</a> <img alt="pic"></p>'
+    )
+    md = to_markdown(root)
+    assert not notes
+    assert md.startswith("# T\n\na\nb **bold** *it* $x^2$")
+    assert "$$\n\\int f\n$$" in md
+    assert "1. one\n2. two" in md
+    assert "[x] yes [ ] no" in md
+    assert '<table><tr><td colspan="2">c</td></tr></table>' in md
+    assert "```\ncode\n  here\n```" in md
+    assert "[link](http://x) ![pic]()" in md
+
+
+def test_html_repairs_are_reported() -> None:
+    _, notes = parse_html("<div><p>cut off")
+    assert any("unclosed" in n for n in notes)
+    _, notes = parse_html("text</span>")
+    assert any("stray" in n for n in notes)
+
+
+@settings(max_examples=150, deadline=None)
+@given(fuzz_text)
+def test_html_parser_never_raises(text: str) -> None:
+    root, _ = parse_html(text)
+    assert isinstance(to_markdown(root), str)
+
+
+# ------------------------------------------------------------------------------------------------
+# profiles
+# ------------------------------------------------------------------------------------------------
+
+PROFILES = ["runpod-chandra", "runpod-deepseek-ocr", "runpod-olmocr", "runpod-rolmocr", "runpod-trocr",
+            "runpod-pod-lightonocr2", "modal-lightonocr", "openai", "runpod"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_every_profile_resolves_and_builds_its_dialect(name: str) -> None:
+    assert name in list_profiles()
+    cfg = resolve_config(name)
+    assert cfg.name == name and cfg.description
+    assert cfg.transport in ("runpod", "openai", "ocular")
+    assert cfg.api_key_env
+    if cfg.transport == "runpod":
+        assert cfg.api_key_env == "RUNPOD_API_KEY"
+        assert cfg.transport_options.get("mode") in ("run", "runsync")
+    if cfg.transport == "openai":
+        assert cfg.base_url_env
+    assert cfg.price_per_gpu_second is not None or cfg.price_per_hour is not None or name == "openai"
+    dialect = load_dialect(cfg if cfg.model else resolve_config(name, model="org/model"))
+    request = dialect.build(make_page(dialect.render), Attempt(1))
+    if request.kind == "chat":
+        assert request.body["max_tokens"] == cfg.sampling.get("max_tokens", request.body["max_tokens"])
+        assert request.body["model"] == (cfg.model or "org/model")
+
+
+def test_generic_profiles_need_a_model() -> None:
+    with pytest.raises(ConfigError, match="model"):
+        load_dialect(resolve_config("openai"))
+
+
+def test_endpoint_env_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RUNPOD_CHANDRA_ENDPOINT_ID", raising=False)
+    monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "ep-fallback")
+    assert resolve_config("runpod-chandra").resolved_endpoint_id() == "ep-fallback"
+    monkeypatch.setenv("RUNPOD_CHANDRA_ENDPOINT_ID", "ep-chandra")
+    assert resolve_config("runpod-chandra").resolved_endpoint_id() == "ep-chandra"
+
+
+@pytest.mark.parametrize("name", PROFILES)
+async def test_every_profile_loads_a_backend(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocrclient.registry import load_backend
+
+    for var, value in {"RUNPOD_API_KEY": "rk-test-0123456789", "RUNPOD_ENDPOINT_ID": "ep123",
+                       "RUNPOD_POD_BASE_URL": "http://127.0.0.1:9/v1",
+                       "MODAL_LIGHTONOCR_URL": "http://127.0.0.1:9/v1",
+                       "OCRCLIENT_BASE_URL": "http://127.0.0.1:9/v1"}.items():  # fmt: skip
+        monkeypatch.setenv(var, value)
+    backend = load_backend(name, **({} if resolve_config(name).model else {"model": "org/model"}))
+    try:
+        assert backend.render == backend.dialect.render
+        assert type(backend.transport).__name__.lower().startswith(backend.config.transport)
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.parametrize("module", ["_common", "_html", "chandra", "deepseek", "lighton", "olmocr",
+                                    "plain", "rolmocr", "trocr", "dots"])  # fmt: skip
+def test_docstring_examples(module: str) -> None:
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"ocrclient.dialects.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

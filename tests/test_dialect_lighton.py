@@ -1,0 +1,97 @@
+"""LightOnOCR dialect: image-only request, markdown reply, -bbox image boxes, geometry, fuzz."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+
+from ocrclient.config import resolve_config
+from ocrclient.dialects.base import Attempt
+from ocrclient.dialects.lighton import LightOnDialect
+from ocrclient.errors import BadOutputError
+from ocrclient.registry import load_dialect
+
+from .test_dialect_common import (
+    assert_chat_shape,
+    fuzz_finish,
+    fuzz_parse,
+    fuzz_text,
+    geometry_roundtrip,
+    make_page,
+    reply,
+    text_parts,
+)
+
+
+@pytest.fixture
+def lo() -> LightOnDialect:
+    return LightOnDialect(model="lightonai/LightOnOCR-2-1B-bbox")
+
+
+def test_build_image_only_with_card_sampling(lo: LightOnDialect) -> None:
+    page = make_page(lo.render)
+    req = lo.build(page, Attempt(1))
+    assert_chat_shape(req, page, "lightonai/LightOnOCR-2-1B-bbox")
+    assert text_parts(req) == []
+    assert len(req.body["messages"][0]["content"]) == 1
+    assert req.body["max_tokens"] == 4096 and req.body["temperature"] == 0.2 and req.body["top_p"] == 0.9
+    assert lo.build(page, Attempt(2)).body["temperature"] == 0.3
+    assert max(req.frame.width_px, req.frame.height_px) == 1540  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name,model", [("runpod-pod-lightonocr2", "lightonai/LightOnOCR-2-1B"),
+                                        ("modal-lightonocr", "lightonai/LightOnOCR-1B-1025")])  # fmt: skip
+def test_profiles(name: str, model: str) -> None:
+    d = load_dialect(resolve_config(name))
+    req = d.build(make_page(d.render), Attempt(1))
+    assert req.body["model"] == model and req.body["top_p"] == 0.9
+    assert resolve_config(name).transport_options["stream"] is True
+
+
+def test_bbox_variant_reply(lo: LightOnDialect) -> None:
+    text = ("# Results\n\nSome text with $x^2$.\n\n![image](image_1.png)100,200,500,600\n\n"
+            "FIG. 1 A caption.\n\n<table><tr><td>a</td></tr></table>\n\n![image](image_2.png) 0, 0, 1000, 1000")  # fmt: skip
+    c = lo.parse(reply(text), make_page())
+    assert "100,200" not in c.markdown and "![image](image_1.png)\n\nFIG. 1" in c.markdown
+    figs = [b for b in c.blocks if b.type == "figure"]
+    assert [f.box for f in figs] == [(100, 200, 500, 600), (0, 0, 1000, 1000)]
+    assert [f.label for f in figs] == ["image_1.png", "image_2.png"]
+    assert [b.type for b in c.blocks] == ["title", "text", "figure", "text", "table", "figure"]
+    assert c.space.label == "grid:1000" and not c.warnings
+
+
+def test_plain_variant_reply_has_no_boxes(lo: LightOnDialect) -> None:
+    c = lo.parse(reply("Plain page text.\n\n![image](image_1.png)"), make_page())
+    assert all(b.box is None for b in c.blocks) and c.markdown.endswith("![image](image_1.png)")
+
+
+def test_bad_boxes_degrade(lo: LightOnDialect) -> None:
+    c = lo.parse(reply("![image](image_1.png)600,200,100,100\n\n![image](image_2.png)0,0,4000,10"), make_page())
+    assert any("reversed" in w for w in c.warnings) and any("outside" in w for w in c.warnings)
+    assert len([b for b in c.blocks if b.box]) == 2
+
+
+def test_empty_truncated_repeated(lo: LightOnDialect) -> None:
+    with pytest.raises(BadOutputError) as info:
+        lo.parse(reply(" "), make_page())
+    assert info.value.cause == "empty"
+    with pytest.raises(BadOutputError) as info:
+        lo.parse(reply("Some text", finish="length"), make_page())
+    assert info.value.cause == "length" and info.value.partial.markdown == "Some text"
+    with pytest.raises(BadOutputError) as info:
+        lo.parse(reply("Start " + "\\frac{1}{2} + " * 100), make_page())
+    assert info.value.cause == "repetition"
+
+
+def test_geometry_roundtrip(lo: LightOnDialect) -> None:
+    def make(boxes: list[tuple[int, int, int, int]]) -> str:
+        return "\n\n".join(f"Paragraph {i}.\n\n![image](image_{i}.png){b[0]},{b[1]},{b[2]},{b[3]}"
+                           for i, b in enumerate(boxes))  # fmt: skip
+
+    geometry_roundtrip(make, lo.parse, lo.build, 1000, lo.render)
+
+
+@settings(max_examples=150, deadline=None)
+@given(fuzz_text, fuzz_finish)
+def test_fuzz_never_raises_other_errors(text: str, finish: str | None) -> None:
+    fuzz_parse(LightOnDialect(model="m").parse, text, finish)
