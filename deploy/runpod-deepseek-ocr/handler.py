@@ -1,0 +1,291 @@
+"""RunPod serverless worker for DeepSeek-OCR (and DeepSeek-OCR-2) on in-process vLLM.
+
+Two contracts:
+
+1. Per page (what ocrclient fans out): the envelope of RunPod's official vLLM worker, or a
+   small ``pages`` batch -- see ``ocrworker/envelope.py``.  Output: a list of chat completions
+   whose content is the raw model text with grounding tags (``<|ref|>..<|/ref|><|det|>..``).
+2. Whole PDF (the original worker's contract, kept)::
+
+       {"input": {"pdf_url" | "pdf_path" | "pdf_base64": ..., "prompt": "...", "output_dir": "..."}}
+
+   Output: ``{"status": "succeeded", "markdown", "detection_markdown" (both base64 of UTF-8, as
+   the original worker), "encoding": "base64", "markdown_path", "detection_markdown_path",
+   "page_count", "pages": [...], "timing": {...}}``.  ``pdf_url`` is
+   fetched under an SSRF guard, ``pdf_path`` / ``output_dir`` must stay under allowed roots.
+
+vLLM runs with DeepSeek's n-gram repetition guard (``NGramPerReqLogitsProcessor``; per request
+``ngram_size`` / ``window_size`` / ``whitelist_token_ids``, from ``vllm_xargs`` or defaults),
+no prefix caching and no multimodal processor cache, as in vLLM's DeepSeek-OCR recipe.
+``OCRWORKER_STANDIN=echo`` runs it without a GPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+_HERE = Path(__file__).resolve().parent
+if not (_HERE / "ocrworker").is_dir():  # source tree: deploy/ocrworker next to this folder
+    sys.path.insert(0, str(_HERE.parent))
+
+from ocrworker.envelope import ChatPage, Generation, JobError, decode_base64, error_output  # noqa: E402
+from ocrworker.modelcache import configure_offline, resolve_model_path  # noqa: E402
+from ocrworker.netguard import UrlPolicy, fetch_url, safe_path  # noqa: E402
+from ocrworker.vllm_engine import sampling_kwargs, to_generation  # noqa: E402
+from ocrworker.worker import ModelFn, PageWorker, env_float, env_int  # noqa: E402
+
+log = logging.getLogger("deepseek-ocr-worker")
+
+DEFAULT_MODEL = "deepseek-ai/DeepSeek-OCR"
+DEFAULT_PDF_PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
+PAGE_SPLIT = "\n\n<--- Page Split --->\n\n"
+#: n-gram guard defaults from vLLM's DeepSeek-OCR recipe (128821/128822 are <td> and </td>)
+NGRAM_DEFAULTS: dict[str, Any] = {
+    "ngram_size": 30,
+    "window_size": 90,
+    "whitelist_token_ids": [128821, 128822],
+}
+
+_GROUNDING = re.compile(r"<\|ref\|>(.*?)<\|/ref\|>\s*<\|det\|>.*?<\|/det\|>\s*", re.S)
+_SPECIAL = re.compile(r"<\|grounding\|>|<｜end▁of▁sentence｜>|<\|end▁of▁sentence\|>")
+
+
+def model_name() -> str:
+    return (
+        os.environ.get("MODEL_PATH", "").strip()
+        or os.environ.get("MODEL_NAME", "").strip()
+        or DEFAULT_MODEL
+    )
+
+
+def served_model_name() -> str:
+    return os.environ.get("OPENAI_SERVED_MODEL_NAME_OVERRIDE", "").strip() or model_name()
+
+
+def deepseek_prompt(text: str) -> str:
+    """DeepSeek-OCR wants the ``<image>`` placeholder in the prompt; add it when missing."""
+    text = text.strip() or DEFAULT_PDF_PROMPT
+    return text if "<image>" in text else "<image>\n" + text
+
+
+def clean_markdown(raw: str) -> str:
+    """Markdown without grounding tags: ``<|ref|>x<|/ref|><|det|>[[..]]<|/det|>`` blocks go."""
+    return _SPECIAL.sub("", _GROUNDING.sub("", raw)).strip()
+
+
+def load_model() -> ModelFn:
+    configure_offline()
+    path = resolve_model_path(model_name())
+    from vllm import LLM, SamplingParams
+    from vllm.model_executor.models.deepseek_ocr import NGramPerReqLogitsProcessor
+
+    llm = LLM(
+        model=path,
+        served_model_name=served_model_name(),
+        max_model_len=env_int("MAX_MODEL_LEN", 8192),
+        gpu_memory_utilization=env_float("GPU_MEMORY_UTILIZATION", 0.9),
+        max_num_seqs=env_int("MAX_NUM_SEQS", 32),
+        limit_mm_per_prompt={"image": 1},
+        enable_prefix_caching=False,
+        mm_processor_cache_gb=0,
+        logits_processors=[NGramPerReqLogitsProcessor],
+        trust_remote_code=os.environ.get("TRUST_REMOTE_CODE", "0") in ("1", "true"),
+    )
+
+    def run(pages: list[ChatPage]) -> list[Generation]:
+        params = []
+        for p in pages:
+            kw = sampling_kwargs(p, default_xargs=NGRAM_DEFAULTS, skip_special_tokens=False)
+            xargs = kw.get("extra_args", {})
+            if isinstance(xargs.get("whitelist_token_ids"), list):
+                xargs["whitelist_token_ids"] = set(xargs["whitelist_token_ids"])
+            params.append(SamplingParams(**kw))
+        inputs = [
+            {"prompt": deepseek_prompt(p.prompt), "multi_modal_data": {"image": p.image}}
+            for p in pages
+        ]
+        outputs = llm.generate(inputs, params, use_tqdm=False)
+        return [to_generation(o) for o in outputs]
+
+    return run
+
+
+WORKER = PageWorker("deepseek-ocr", served_model=served_model_name(), loader=load_model)
+
+
+def set_model(fn: ModelFn | None) -> None:
+    """Inject the model call (tests / custom engines)."""
+    WORKER.set_model(fn)
+
+
+# -- whole-PDF contract ---------------------------------------------------------------------
+def _roots(var: str, default: str) -> list[str]:
+    return [r.strip() for r in os.environ.get(var, default).split(",") if r.strip()]
+
+
+def _stem(inp: dict[str, Any]) -> str:
+    name = ""
+    if isinstance(inp.get("pdf_path"), str):
+        name = Path(inp["pdf_path"]).stem
+    elif isinstance(inp.get("pdf_url"), str):
+        name = Path(urlsplit(inp["pdf_url"]).path).stem
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:80]
+    return name or "document"
+
+
+async def _pdf_bytes(inp: dict[str, Any]) -> bytes:
+    max_bytes = env_int("MAX_PDF_BYTES", 100 * 1024 * 1024)
+    given = [k for k in ("pdf_url", "pdf_path", "pdf_base64") if inp.get(k)]
+    if len(given) != 1:
+        raise JobError("give exactly one of pdf_url, pdf_path, pdf_base64")
+    key = given[0]
+    if key == "pdf_base64":
+        data = decode_base64(inp[key], max_bytes=max_bytes, what="pdf_base64")
+    elif key == "pdf_path":
+        path = safe_path(inp[key], roots=_roots("PDF_PATH_ROOTS", "/runpod-volume,/app/inputs"))
+        if path.stat().st_size > max_bytes:
+            raise JobError(f"pdf_path file is larger than {max_bytes} bytes", code=413)
+        data = await asyncio.to_thread(path.read_bytes)
+    else:
+        data = await fetch_url(
+            inp[key], max_bytes=max_bytes, policy=UrlPolicy.from_env(dict(os.environ))
+        )
+    if not data.startswith(b"%PDF-"):
+        raise JobError(f"{key} is not a PDF (no %PDF- header)")
+    return data
+
+
+def open_pdf(data: bytes, *, max_pages: int) -> Any:
+    """Open PDF bytes with pypdfium2, enforcing the page limit."""
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except Exception as exc:
+        raise JobError(f"PDF cannot be opened ({type(exc).__name__})") from exc
+    n = len(pdf)
+    if n == 0 or n > max_pages:
+        pdf.close()
+        if n == 0:
+            raise JobError("PDF has no pages")
+        raise JobError(f"PDF has {n} pages, the limit is {max_pages}", code=413)
+    return pdf
+
+
+def render_pages(pdf: Any, start: int, stop: int, *, dpi: int) -> list[Any]:
+    """Pages ``start..stop-1`` as RGB PIL images (rendered a chunk at a time to bound memory)."""
+    images = []
+    for i in range(start, stop):
+        page = pdf[i]
+        try:
+            images.append(page.render(scale=dpi / 72).to_pil().convert("RGB"))
+        finally:
+            page.close()
+    return images
+
+
+async def handle_document(job: dict[str, Any]) -> dict[str, Any]:
+    """The whole-PDF contract (see the module docstring)."""
+    t0 = time.perf_counter()
+    inp = job["input"]
+    prompt = inp.get("prompt") or DEFAULT_PDF_PROMPT
+    if not isinstance(prompt, str):
+        raise JobError("prompt must be a string")
+    out_root = inp.get("output_dir") or os.environ.get("RUNPOD_OUTPUT_DIR") or "/tmp/runpod-output"
+    out_dir = safe_path(
+        out_root,
+        roots=_roots("OUTPUT_ROOTS", "/tmp/runpod-output,/runpod-volume")
+        + _roots("RUNPOD_OUTPUT_DIR", ""),
+        must_exist=False,
+    )
+    data = await _pdf_bytes(inp)
+    pdf = await asyncio.to_thread(open_pdf, data, max_pages=env_int("MAX_PDF_PAGES", 200))
+    dpi = env_int("PDF_DPI", 144)
+    max_tokens = env_int("OCR_DEFAULT_MAX_TOKENS", 8192)
+    chunk = max(1, 2 * WORKER.max_batch)
+    completions: list[dict[str, Any]] = []
+    try:
+        for start in range(0, len(pdf), chunk):
+            stop = min(len(pdf), start + chunk)
+            images = await asyncio.to_thread(render_pages, pdf, start, stop, dpi=dpi)
+            pages = [
+                ChatPage(image=img, prompt=prompt, max_tokens=max_tokens, index=start + i)
+                for i, img in enumerate(images)
+            ]
+            completions.extend(await WORKER.run_pages(pages, t0))
+    finally:
+        pdf.close()
+    raw_pages = [c["choices"][0]["message"]["content"] for c in completions]
+    detection = PAGE_SPLIT.join(raw_pages)
+    markdown = PAGE_SPLIT.join(clean_markdown(r) for r in raw_pages)
+
+    job_dir = out_dir / re.sub(r"[^A-Za-z0-9._-]+", "_", str(job.get("id") or "job"))
+    job_dir.mkdir(parents=True, exist_ok=True)
+    stem = _stem(inp)
+    md_path = job_dir / f"{stem}.mmd"
+    det_path = job_dir / f"{stem}_det.mmd"
+    md_path.write_text(markdown, encoding="utf-8")
+    det_path.write_text(detection, encoding="utf-8")
+
+    inline_limit = env_int("MAX_INLINE_BYTES", 8 * 1024 * 1024)
+    out: dict[str, Any] = {
+        "status": "succeeded",
+        "model": served_model_name(),
+        "page_count": len(completions),
+        "pages": [
+            {
+                "page": i + 1,
+                "finish_reason": c["choices"][0]["finish_reason"],
+                "usage": c["usage"],
+            }
+            for i, c in enumerate(completions)
+        ],
+        "markdown_path": str(md_path),
+        "detection_markdown_path": str(det_path),
+        "timing": {"total_s": round(time.perf_counter() - t0, 4)},
+    }
+    md_bytes, det_bytes = markdown.encode("utf-8"), detection.encode("utf-8")
+    if (len(md_bytes) + len(det_bytes)) * 4 // 3 <= inline_limit:
+        # base64 of UTF-8, as the original worker returned its artifacts
+        out["markdown"] = base64.b64encode(md_bytes).decode("ascii")
+        out["detection_markdown"] = base64.b64encode(det_bytes).decode("ascii")
+        out["encoding"] = "base64"
+    return out
+
+
+def is_document_job(inp: Any) -> bool:
+    return isinstance(inp, dict) and any(k in inp for k in ("pdf_url", "pdf_path", "pdf_base64"))
+
+
+async def handler(job: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
+    """RunPod handler: page envelope -> list of chat completions; whole-PDF input -> dict."""
+    if isinstance(job, dict) and is_document_job(job.get("input")):
+        try:
+            return await handle_document(job)
+        except JobError as exc:
+            return error_output(exc)
+        except Exception as exc:
+            log.exception("document job failed")
+            return error_output(JobError(f"document failed: {type(exc).__name__}: {exc}", code=500))
+    return await WORKER.handle(job)
+
+
+def concurrency_modifier(current: int) -> int:
+    return WORKER.concurrency_modifier(current)
+
+
+if __name__ == "__main__":
+    import runpod
+
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
+    WORKER.warm()
+    runpod.serverless.start({"handler": handler, "concurrency_modifier": concurrency_modifier})

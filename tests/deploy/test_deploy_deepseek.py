@@ -1,0 +1,286 @@
+"""deploy/runpod-deepseek-ocr: per-page envelope, the n-gram guard wiring, and the whole-PDF
+contract with its SSRF / traversal / size guards."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_helpers import DEPLOY, chat_request, data_url, envelope, load_module, page_png
+from ocrworker.envelope import ChatPage, Generation
+from PIL import Image
+
+HANDLER = DEPLOY / "runpod-deepseek-ocr" / "handler.py"
+
+GROUNDED = (
+    "<|ref|>title<|/ref|><|det|>[[10, 20, 500, 60]]<|/det|>\n# Report {n}\n\n"
+    "<|ref|>image<|/ref|><|det|>[[10, 80, 300, 400]]<|/det|>\n\n"
+    "<|ref|>text<|/ref|><|det|>[[10, 420, 900, 480]]<|/det|>\nBody of page {n}."
+)
+
+
+@pytest.fixture
+def deepseek(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    monkeypatch.delenv("OCRWORKER_STANDIN", raising=False)
+    monkeypatch.setenv("OUTPUT_ROOTS", str(tmp_path / "out"))
+    monkeypatch.setenv("PDF_PATH_ROOTS", str(tmp_path / "vol"))
+    (tmp_path / "vol").mkdir()
+    mod = load_module("deepseek_handler", HANDLER)
+    yield mod
+    mod.set_model(None)
+
+
+def grounded_model(calls: list[ChatPage]) -> Any:
+    def run(pages: list[ChatPage]) -> list[Generation]:
+        calls.extend(pages)
+        return [
+            Generation(text=GROUNDED.format(n=len(calls) - len(pages) + i + 1), completion_tokens=9)
+            for i, _ in enumerate(pages)
+        ]
+
+    return run
+
+
+def make_pdf(pages: int = 2) -> bytes:
+    imgs = [Image.new("RGB", (200, 260), "white") for _ in range(pages)]
+    buf = io.BytesIO()
+    imgs[0].save(buf, format="PDF", save_all=True, append_images=imgs[1:], resolution=72)
+    return buf.getvalue()
+
+
+async def test_page_envelope_returns_raw_grounded_text(deepseek: Any) -> None:
+    calls: list[ChatPage] = []
+    deepseek.set_model(grounded_model(calls))
+    out = await deepseek.handler(
+        envelope(
+            chat_request(
+                data_url(page_png()), prompt="<|grounding|>Convert the document to markdown."
+            )
+        )
+    )
+    content = out[0]["choices"][0]["message"]["content"]
+    assert (
+        "<|ref|>title<|/ref|><|det|>[[10, 20, 500, 60]]<|/det|>" in content
+    )  # untouched for the client's dialect
+    assert out[0]["model"] == "deepseek-ai/DeepSeek-OCR"
+
+
+def test_markdown_cleaning_and_prompt() -> None:
+    mod = load_module("deepseek_handler_plain", HANDLER)
+    md = mod.clean_markdown(GROUNDED.format(n=1) + "<｜end▁of▁sentence｜>")
+    assert md == "# Report 1\n\nBody of page 1."
+    assert mod.deepseek_prompt("Free OCR.") == "<image>\nFree OCR."
+    assert mod.deepseek_prompt("<image>\nFree OCR.") == "<image>\nFree OCR."
+    assert mod.deepseek_prompt("") == mod.DEFAULT_PDF_PROMPT
+
+
+async def test_ngram_guard_and_prompt_reach_vllm(
+    deepseek: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, Any] = {}
+
+    class FakeLLM:
+        def __init__(self, **kwargs: Any) -> None:
+            seen["llm"] = kwargs
+
+        def generate(
+            self, inputs: list[dict], params: list[Any], use_tqdm: bool = True
+        ) -> list[Any]:
+            seen["inputs"], seen["params"] = inputs, params
+            return [
+                types.SimpleNamespace(
+                    prompt_token_ids=[0] * 5,
+                    outputs=[types.SimpleNamespace(text="ok", finish_reason="stop", token_ids=[1])],
+                )
+                for _ in inputs
+            ]
+
+    class NGram:
+        pass
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM = FakeLLM  # type: ignore[attr-defined]
+    vllm.SamplingParams = lambda **kw: kw  # type: ignore[attr-defined]
+    dso = types.ModuleType("vllm.model_executor.models.deepseek_ocr")
+    dso.NGramPerReqLogitsProcessor = NGram  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.model_executor.models.deepseek_ocr", dso)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    deepseek.set_model(None)
+
+    out = await deepseek.handler(
+        envelope(
+            chat_request(data_url(page_png()), prompt="Free OCR.", vllm_xargs={"ngram_size": 20})
+        )
+    )
+    assert out[0]["choices"][0]["message"]["content"] == "ok"
+    assert seen["llm"]["logits_processors"] == [NGram]
+    assert (
+        seen["llm"]["enable_prefix_caching"] is False and seen["llm"]["mm_processor_cache_gb"] == 0
+    )
+    assert seen["inputs"][0]["prompt"] == "<image>\nFree OCR."
+    assert isinstance(seen["inputs"][0]["multi_modal_data"]["image"], Image.Image)
+    params = seen["params"][0]
+    assert params["skip_special_tokens"] is False
+    assert params["extra_args"] == {
+        "ngram_size": 20,
+        "window_size": 90,
+        "whitelist_token_ids": {128821, 128822},
+    }
+
+
+async def test_whole_pdf_base64(deepseek: Any, tmp_path: Path) -> None:
+    calls: list[ChatPage] = []
+    deepseek.set_model(grounded_model(calls))
+    pdf = make_pdf(3)
+    out = await deepseek.handler(
+        {
+            "id": "job-7",
+            "input": {
+                "pdf_base64": base64.b64encode(pdf).decode(),
+                "output_dir": str(tmp_path / "out"),
+            },
+        }
+    )
+    assert out["status"] == "succeeded", out
+    assert out["page_count"] == 3 and len(calls) == 3
+    assert calls[0].image.size == (400, 520)  # 144 dpi render of a 200x260 pt page
+    assert calls[0].prompt == "<image>\n<|grounding|>Convert the document to markdown."
+    assert out["encoding"] == "base64"
+    markdown = base64.b64decode(out["markdown"]).decode()
+    detection = base64.b64decode(out["detection_markdown"]).decode()
+    assert markdown.split("\n\n<--- Page Split --->\n\n") == [
+        f"# Report {n}\n\nBody of page {n}." for n in (1, 2, 3)
+    ]
+    assert "<|det|>" in detection
+    md_path = Path(out["markdown_path"])
+    assert md_path.parent == (tmp_path / "out" / "job-7").resolve()
+    assert md_path.read_text() == markdown
+    assert Path(out["detection_markdown_path"]).read_text() == detection
+
+
+async def test_whole_pdf_is_rendered_in_chunks_in_order(
+    deepseek: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[ChatPage] = []
+    deepseek.set_model(grounded_model(calls))
+    monkeypatch.setattr(deepseek.WORKER, "max_batch", 1)  # chunks of 2 pages
+    rendered: list[tuple[int, int]] = []
+    real = deepseek.render_pages
+
+    def spy(pdf: Any, start: int, stop: int, *, dpi: int) -> list[Any]:
+        rendered.append((start, stop))
+        return real(pdf, start, stop, dpi=dpi)
+
+    monkeypatch.setattr(deepseek, "render_pages", spy)
+    pdf = base64.b64encode(make_pdf(5)).decode()
+    out = await deepseek.handler(
+        {"id": "c", "input": {"pdf_base64": pdf, "output_dir": str(tmp_path / "out")}}
+    )
+    assert rendered == [(0, 2), (2, 4), (4, 5)]
+    assert out["page_count"] == 5 and [p["page"] for p in out["pages"]] == [1, 2, 3, 4, 5]
+    assert [c.index for c in calls] == [0, 1, 2, 3, 4]
+    assert base64.b64decode(out["markdown"]).decode().count("<--- Page Split --->") == 4
+
+
+async def test_large_results_are_returned_by_path_only(
+    deepseek: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deepseek.set_model(grounded_model([]))
+    monkeypatch.setenv("MAX_INLINE_BYTES", "100")
+    pdf = base64.b64encode(make_pdf(1)).decode()
+    out = await deepseek.handler(
+        {"id": "big", "input": {"pdf_base64": pdf, "output_dir": str(tmp_path / "out")}}
+    )
+    assert out["status"] == "succeeded" and "markdown" not in out and "encoding" not in out
+    assert Path(out["markdown_path"]).read_text() == "# Report 1\n\nBody of page 1."
+
+
+async def test_whole_pdf_path_inside_root(deepseek: Any, tmp_path: Path) -> None:
+    deepseek.set_model(grounded_model([]))
+    pdf_file = tmp_path / "vol" / "in" / "My Report.pdf"
+    pdf_file.parent.mkdir()
+    pdf_file.write_bytes(make_pdf(1))
+    out = await deepseek.handler(
+        {"id": "j", "input": {"pdf_path": str(pdf_file), "output_dir": str(tmp_path / "out")}}
+    )
+    assert out["status"] == "succeeded"
+    assert Path(out["markdown_path"]).name == "My_Report.mmd"
+
+
+@pytest.mark.parametrize(
+    ("make_input", "code", "needle"),
+    [
+        (lambda t: {"pdf_path": "/etc/passwd"}, 400, "outside the allowed roots"),
+        (
+            lambda t: {"pdf_path": str(t / "vol" / ".." / "secret.pdf")},
+            400,
+            "outside the allowed roots",
+        ),
+        (lambda t: {"pdf_url": "https://127.0.0.1/x.pdf"}, 400, "non-public"),
+        (lambda t: {"pdf_url": "https://169.254.169.254/latest/meta-data/"}, 400, "non-public"),
+        (lambda t: {"pdf_url": "https://10.0.0.8/a.pdf"}, 400, "non-public"),
+        (lambda t: {"pdf_url": "http://example.com/a.pdf"}, 400, "scheme must be https"),
+        (lambda t: {"pdf_base64": "JVBERi0=", "pdf_path": "/x.pdf"}, 400, "exactly one"),
+        (lambda t: {"pdf_base64": base64.b64encode(b"hello").decode()}, 400, "not a PDF"),
+        (lambda t: {"pdf_base64": "***"}, 400, "not valid base64"),
+        (
+            lambda t: {"pdf_base64": base64.b64encode(make_pdf(1)).decode(), "output_dir": "/etc"},
+            400,
+            "outside the allowed roots",
+        ),
+        (
+            lambda t: {
+                "pdf_base64": base64.b64encode(b"%PDF-1.4 garbage").decode(),
+                "output_dir": str(t / "out"),
+            },
+            400,
+            "cannot be opened",
+        ),
+    ],
+)
+async def test_whole_pdf_guards(
+    deepseek: Any, tmp_path: Path, make_input: Any, code: int, needle: str
+) -> None:
+    calls: list[ChatPage] = []
+    deepseek.set_model(grounded_model(calls))
+    (tmp_path / "secret.pdf").write_bytes(make_pdf(1))
+    inp = make_input(tmp_path)
+    inp.setdefault("output_dir", str(tmp_path / "out"))
+    out = await deepseek.handler({"id": "j", "input": inp})
+    payload = json.loads(out["error"])
+    assert payload["code"] == code, payload
+    assert needle in payload["error_message"]
+    assert calls == []
+
+
+async def test_whole_pdf_size_and_page_limits(
+    deepseek: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deepseek.set_model(grounded_model([]))
+    pdf = base64.b64encode(make_pdf(3)).decode()
+    monkeypatch.setenv("MAX_PDF_PAGES", "2")
+    payload = json.loads(
+        (
+            await deepseek.handler(
+                {"id": "j", "input": {"pdf_base64": pdf, "output_dir": str(tmp_path / "out")}}
+            )
+        )["error"]
+    )
+    assert payload["code"] == 413 and "3 pages" in payload["error_message"]
+    monkeypatch.setenv("MAX_PDF_BYTES", "100")
+    payload = json.loads(
+        (
+            await deepseek.handler(
+                {"id": "j", "input": {"pdf_base64": pdf, "output_dir": str(tmp_path / "out")}}
+            )
+        )["error"]
+    )
+    assert payload["code"] == 413 and "larger than 100 bytes" in payload["error_message"]
