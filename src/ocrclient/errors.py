@@ -142,7 +142,7 @@ def classify_status(
     text = f"HTTP {status}: {message}" if message else f"HTTP {status}"
     if status in (401, 403):
         return AuthError(text, cause=f"http_{status}", status=status)
-    if status in (408, 425, 429) or status >= 500:
+    if status in (408, 425, 429) or (status >= 500 and status != 501):
         return TransientError(text, cause=f"http_{status}", retry_after=retry_after, status=status)
     return PermanentError(text, cause=f"http_{status}", status=status)
 

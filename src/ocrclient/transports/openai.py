@@ -1,0 +1,458 @@
+"""The OpenAI-compatible transport: vLLM reached directly, through the RunPod pod proxy, or on Modal.
+
+One request = one ``POST {base}/v1/chat/completions`` made with the official ``openai`` SDK
+(``AsyncOpenAI(max_retries=0)`` over one shared ``httpx.AsyncClient``: the scheduler owns retries).
+The request body is exactly what the dialect built; standard OpenAI parameters go to the SDK as
+arguments and vLLM extras (``top_k``, ``repetition_penalty``, ``skip_special_tokens``,
+``vllm_xargs``...) go through ``extra_body``, so the JSON on the wire is the dialect's JSON.
+
+* **Streaming by default** (``transport_options.stream``, per request ``request.options["stream"]``)
+  with ``stream_options={"include_usage": true}``: bytes keep flowing while a long page is decoded,
+  so the RunPod pod proxy (Cloudflare, 524 after 100 s without a byte) does not cut the request.
+  ``transport_options.idle_timeout_s`` bounds the silence between two chunks.
+* **Modal**: ``transport_options.modal = true`` (or a ``*.modal.run`` URL) sends ``Modal-Key`` /
+  ``Modal-Secret`` from ``$MODAL_KEY`` / ``$MODAL_SECRET``; the 303 See Other Modal answers after
+  150 s is followed with a GET of the result URL (httpx turns a 303 on a POST into a GET and keeps
+  same-origin headers; the SDK then parses the final reply as usual).
+* ``max_tokens`` is capped so it fits the server's ``max_model_len`` (read once, lazily, from
+  ``GET /v1/models``; failures are tolerated): the cap is ``max_model_len - prompt_token_reserve``
+  (default a quarter of the context), because vLLM rejects ``prompt + max_tokens > max_model_len``.
+* Errors become :mod:`ocrclient.errors` classes: HTTP statuses via ``classify_status`` with the
+  message parsed from either vLLM error shape and ``Retry-After`` surfaced; 524 is
+  ``TransientError(cause="proxy_idle_524")``; connection errors, timeouts and a stream cut
+  mid-reply are transient.  ``finish_reason == "length"`` is reported, not raised.
+
+Example::
+
+    transport = OpenAITransport("https://abc123-8000.proxy.runpod.net", model="lightonai/LightOnOCR-2-1B")
+    reply = await transport.send(ModelRequest(body={"model": "lightonai/LightOnOCR-2-1B",
+        "messages": [...], "max_tokens": 4096, "temperature": 0.2}, timeout_s=300))
+    reply.text, reply.finish_reason, reply.completion_tokens
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import openai
+from openai import AsyncOpenAI
+
+from ..config import BackendConfig
+from ..errors import (
+    ConfigError,
+    OcrError,
+    PermanentError,
+    TransientError,
+    redact,
+    register_secret,
+)
+from .base import Health, ModelReply, ModelRequest
+from .ocular import error_message, shared_ssl_context, status_error, transport_error
+
+__all__ = ["OpenAITransport", "normalize_base_url"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_KEY_ENV = "OCRCLIENT_API_KEY"
+DEFAULT_BASE_URL_ENV = "OCRCLIENT_BASE_URL"
+
+
+def _standard_params() -> frozenset[str]:
+    try:
+        from openai.types.chat.completion_create_params import CompletionCreateParamsBase
+
+        names = set(CompletionCreateParamsBase.__annotations__)
+    except Exception:  # pragma: no cover - SDK layout changed
+        names = {
+            "messages", "model", "frequency_penalty", "logit_bias", "logprobs", "max_tokens",
+            "max_completion_tokens", "n", "presence_penalty", "response_format", "seed", "stop",
+            "temperature", "top_logprobs", "top_p", "user", "tools", "tool_choice",
+        }
+    return frozenset(names - {"stream", "stream_options"})
+
+
+#: chat-completions parameters the SDK accepts as arguments; everything else goes in extra_body
+STANDARD_PARAMS = _standard_params()
+
+
+def normalize_base_url(url: str) -> tuple[str, str]:
+    """``(root, api_base)`` for a server URL given with or without ``/v1``.
+
+    >>> normalize_base_url("https://abc-8000.proxy.runpod.net/v1/")
+    ('https://abc-8000.proxy.runpod.net', 'https://abc-8000.proxy.runpod.net/v1')
+    >>> normalize_base_url("http://127.0.0.1:8000")
+    ('http://127.0.0.1:8000', 'http://127.0.0.1:8000/v1')
+    """
+    u = url.strip().rstrip("/")
+    if not u.startswith(("http://", "https://")):
+        raise ConfigError(f"server URL must start with http:// or https://: {redact(u)!r}")
+    for suffix in ("/chat/completions", "/v1"):
+        if u.endswith(suffix):
+            u = u[: -len(suffix)].rstrip("/")
+    return u, u + "/v1"
+
+
+class OpenAITransport:
+    """Sends chat-completions requests to a vLLM (OpenAI-compatible) server.
+
+    Example::
+
+        >>> t = OpenAITransport("http://127.0.0.1:8000/v1", api_key="EMPTY")
+        >>> t.api_url
+        'http://127.0.0.1:8000/v1'
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        model: str | None = None,
+        stream: bool = True,
+        idle_timeout_s: float | None = None,
+        timeout_s: float = 600.0,
+        connect_timeout_s: float = 15.0,
+        health_timeout_s: float = 30.0,
+        modal: bool | None = None,
+        modal_key: str | None = None,
+        modal_secret: str | None = None,
+        cap_max_tokens: bool = True,
+        prompt_token_reserve: int | None = None,
+        max_connections: int = 100,
+        api_key_env: str = DEFAULT_API_KEY_ENV,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.root_url, self.api_url = normalize_base_url(base_url)
+        host = urlsplit(self.root_url).hostname or ""
+        self.modal = bool(modal) if modal is not None else host.endswith(".modal.run")
+        self.model = model
+        self.stream = stream
+        self.idle_timeout_s = idle_timeout_s
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.health_timeout_s = health_timeout_s
+        self.cap_max_tokens = cap_max_tokens
+        self.prompt_token_reserve = prompt_token_reserve
+        self._api_key_env = api_key_env
+        for secret in (api_key, modal_key, modal_secret):
+            register_secret(secret)
+        key = api_key or "EMPTY"
+        headers = {"Authorization": f"Bearer {key}"}
+        if self.modal and modal_key and modal_secret:
+            # on the client, not per request: the SDK logs per-request options at DEBUG
+            headers["Modal-Key"] = modal_key
+            headers["Modal-Secret"] = modal_secret
+        self._has_modal_keys = bool(modal_key and modal_secret)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=None),
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
+            follow_redirects=True,  # Modal's 303 to the result URL (POST -> GET)
+            max_redirects=20,
+            verify=shared_ssl_context(),
+        )
+        self._http.headers.update(headers)
+        self._host = urlsplit(self.root_url).netloc
+        self._http.event_hooks.setdefault("request", []).append(self._keep_secrets_home)
+        self._client = AsyncOpenAI(base_url=self.api_url, api_key=key, max_retries=0,
+                                   http_client=self._http, timeout=self._http.timeout)
+        self._models: dict[str, int | None] | None = None
+        self._models_checked_at = -1e9
+        self._models_lock = asyncio.Lock()
+
+    async def _keep_secrets_home(self, request: httpx.Request) -> None:
+        """Never send the API key or Modal credentials to another host (e.g. a redirect away)."""
+        if request.url.netloc.decode("ascii", "replace") != self._host:
+            for name in ("Authorization", "Modal-Key", "Modal-Secret"):
+                request.headers.pop(name, None)
+
+    @classmethod
+    def from_config(cls, cfg: BackendConfig) -> OpenAITransport:
+        """Build from a backend profile (``base_url`` / ``base_url_env``, ``api_key_env``,
+        ``transport_options``: ``stream``, ``idle_timeout_s``, ``modal``, ``modal_key_env``,
+        ``modal_secret_env``, ``cap_max_tokens``, ``prompt_token_reserve``)."""
+        base = cfg.resolved_base_url() or os.environ.get(DEFAULT_BASE_URL_ENV)
+        if not base:
+            env = cfg.base_url_env or DEFAULT_BASE_URL_ENV
+            raise ConfigError(
+                f"backend {cfg.name!r} needs the server URL: set ${env} or pass --base-url "
+                "(e.g. https://<pod-id>-8000.proxy.runpod.net/v1)"
+            )
+        api_key_env = cfg.api_key_env or DEFAULT_API_KEY_ENV
+        key = cfg.secret()
+        if key is None and not cfg.api_key_env:
+            key = os.environ.get(DEFAULT_API_KEY_ENV) or None
+            register_secret(key)
+        opts = cfg.transport_options
+        modal_key = os.environ.get(str(opts.get("modal_key_env", "MODAL_KEY"))) or opts.get("modal_key")
+        modal_secret = os.environ.get(str(opts.get("modal_secret_env", "MODAL_SECRET"))) or opts.get(
+            "modal_secret"
+        )
+        idle = opts.get("idle_timeout_s")
+        reserve = opts.get("prompt_token_reserve")
+        return cls(
+            base,
+            api_key=key,
+            model=cfg.model,
+            stream=bool(opts.get("stream", True)),
+            idle_timeout_s=float(idle) if idle is not None else None,
+            timeout_s=float(cfg.attempt_timeout_s),
+            connect_timeout_s=float(opts.get("connect_timeout_s", 15.0)),
+            health_timeout_s=float(opts.get("health_timeout_s", 30.0)),
+            modal=opts.get("modal"),
+            modal_key=str(modal_key) if modal_key else None,
+            modal_secret=str(modal_secret) if modal_secret else None,
+            cap_max_tokens=bool(opts.get("cap_max_tokens", True)),
+            prompt_token_reserve=int(reserve) if reserve is not None else None,
+            max_connections=max(100, cfg.concurrency + 8),
+            api_key_env=api_key_env,
+        )
+
+    # -- sending ------------------------------------------------------------------------------
+    async def send(self, request: ModelRequest) -> ModelReply:
+        """One chat-completions attempt; raises an :mod:`ocrclient.errors` class on failure."""
+        if request.kind != "chat":
+            raise PermanentError(f"the openai transport sends chat requests, not {request.kind!r}")
+        body = {k: v for k, v in request.body.items() if k not in ("stream", "stream_options")}
+        stream = bool(request.options.get("stream", self.stream))
+        timeout = float(request.timeout_s or self.timeout_s)
+        idle = request.options.get("idle_timeout_s", self.idle_timeout_s)
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                if not body.get("model"):
+                    body["model"] = self.model or await self._only_model()
+                capped = await self._cap(body)
+                log.debug("POST %s/chat/completions model=%s stream=%s max_tokens=%s page=%s",
+                          redact(self.api_url), body.get("model"), stream,
+                          body.get("max_tokens"), request.page)
+                if stream:
+                    reply = await self._send_stream(body, timeout, idle)
+                else:
+                    reply = await self._send_json(body, timeout)
+        except OcrError:
+            raise
+        except TimeoutError as exc:
+            raise TransientError(f"no complete reply within {timeout:g} s", cause="timeout") from exc
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc.status_code, exc.response) from exc
+        except openai.APITimeoutError as exc:
+            raise TransientError(f"no reply within {timeout:g} s", cause="timeout") from exc
+        except openai.APIConnectionError as exc:
+            raise transport_error(exc.__cause__ or exc, what="POST /chat/completions") from exc
+        except openai.APIError as exc:  # an error event inside the SSE stream
+            raise self._stream_error(exc) from exc
+        except httpx.HTTPError as exc:  # raised while reading the stream body
+            raise transport_error(exc, what="chat completion stream") from exc
+        reply.latency_s = time.monotonic() - t0
+        if capped is not None:
+            reply.data["max_tokens_capped_to"] = capped
+        return reply
+
+    def _split(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        args = {k: v for k, v in body.items() if k in STANDARD_PARAMS}
+        extra = {k: v for k, v in body.items() if k not in STANDARD_PARAMS}
+        return args, extra
+
+    def _timeout(self, timeout: float) -> httpx.Timeout:
+        return httpx.Timeout(timeout, connect=min(self.connect_timeout_s, timeout), pool=None)
+
+    async def _send_json(self, body: dict[str, Any], timeout: float) -> ModelReply:
+        args, extra = self._split(body)
+        resp = await self._client.chat.completions.create(
+            **args, extra_body=extra or None, stream=False, timeout=self._timeout(timeout)
+        )
+        if not resp.choices:
+            raise TransientError("the server answered a completion without choices", cause="bad_reply")
+        choice = resp.choices[0]
+        usage = resp.usage
+        return ModelReply(
+            text=choice.message.content or "",
+            finish_reason=choice.finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+            data={"id": resp.id, "model": resp.model, "streamed": False},
+        )
+
+    async def _send_stream(
+        self, body: dict[str, Any], timeout: float, idle: float | None
+    ) -> ModelReply:
+        args, extra = self._split(body)
+        stream = await self._client.chat.completions.create(
+            **args, extra_body=extra or None, stream=True,
+            stream_options={"include_usage": True}, timeout=self._timeout(timeout),
+        )
+        parts: list[str] = []
+        finish: str | None = None
+        prompt_tokens = completion_tokens = 0
+        chunk_id = model = None
+        chunks = 0
+        try:
+            iterator = stream.__aiter__()
+            while True:
+                try:
+                    if idle:
+                        chunk = await asyncio.wait_for(iterator.__anext__(), idle)
+                    else:
+                        chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    raise TransientError(
+                        f"the stream was silent for more than {idle:g} s", cause="stream_idle"
+                    ) from exc
+                chunks += 1
+                chunk_id, model = chunk.id or chunk_id, chunk.model or model
+                if chunk.usage is not None:
+                    prompt_tokens = chunk.usage.prompt_tokens or 0
+                    completion_tokens = chunk.usage.completion_tokens or 0
+                for choice in chunk.choices:
+                    if choice.index != 0:
+                        continue
+                    if choice.delta is not None and choice.delta.content:
+                        parts.append(choice.delta.content)
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        finally:
+            await stream.close()
+        if finish is None:
+            raise TransientError(
+                f"the stream ended before the reply was complete ({chunks} chunks, no finish_reason)",
+                cause="stream_cut",
+            )
+        return ModelReply(
+            text="".join(parts),
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            data={"id": chunk_id, "model": model, "streamed": True, "chunks": chunks},
+        )
+
+    # -- error mapping ------------------------------------------------------------------------
+    def _auth_hint(self) -> str:
+        if self.modal:
+            if not self._has_modal_keys:
+                return "this Modal endpoint needs proxy auth: set MODAL_KEY and MODAL_SECRET"
+            return "check MODAL_KEY / MODAL_SECRET (Modal proxy auth) and the API key"
+        return f"check the API key (${self._api_key_env})"
+
+    def _status_error(self, status: int, response: httpx.Response) -> OcrError:
+        try:
+            content: Any = response.content
+        except httpx.ResponseNotRead:
+            content = ""
+        return status_error(status, content, response.headers, hint=self._auth_hint())
+
+    def _stream_error(self, exc: openai.APIError) -> OcrError:
+        body = exc.body
+        code = body.get("code") if isinstance(body, dict) else None
+        message = error_message({"error": body}) if isinstance(body, dict) else str(exc.message)
+        if isinstance(code, int) and 400 <= code < 600:
+            return status_error(code, {"error": body}, None, hint=self._auth_hint())
+        return TransientError(f"error in stream: {message}", cause="stream_error")
+
+    # -- model cards / max_model_len ------------------------------------------------------------
+    async def list_models(self, *, timeout: float | None = None) -> dict[str, int | None]:
+        """``GET /v1/models`` as ``{model id: max_model_len or None}`` (raises on failure)."""
+        resp = await self._http.get(self.api_url + "/models",
+                                    timeout=timeout or self.health_timeout_s)
+        if resp.status_code >= 400:
+            raise self._status_error(resp.status_code, resp)
+        try:
+            data = resp.json().get("data") or []
+        except (ValueError, AttributeError) as exc:
+            raise TransientError("GET /v1/models: not a model list", cause="bad_reply") from exc
+        out: dict[str, int | None] = {}
+        for card in data:
+            if isinstance(card, dict) and card.get("id"):
+                mml = card.get("max_model_len")
+                out[str(card["id"])] = int(mml) if isinstance(mml, int) else None
+        return out
+
+    async def _cards(self) -> dict[str, int | None]:
+        """The model cards, fetched once (re-tried at most every 60 s after a failure)."""
+        if self._models is not None:
+            return self._models
+        async with self._models_lock:
+            if self._models is not None:
+                return self._models
+            if time.monotonic() - self._models_checked_at < 60.0:
+                return {}
+            self._models_checked_at = time.monotonic()
+            try:
+                self._models = await self.list_models(timeout=min(10.0, self.health_timeout_s))
+            except (OcrError, httpx.HTTPError) as exc:
+                log.debug("could not read /v1/models (%s); max_tokens is sent as is", exc)
+                return {}
+            return self._models
+
+    async def max_model_len(self, model: str | None = None) -> int | None:
+        """The server's context length for ``model`` (or its only model), if it reports one."""
+        cards = await self._cards()
+        if model is None:
+            return next(iter(cards.values())) if len(cards) == 1 else None
+        return cards.get(model)
+
+    async def _only_model(self) -> str:
+        cards = await self._cards()
+        if len(cards) == 1:
+            return next(iter(cards))
+        served = ", ".join(sorted(cards)) or "unknown"
+        raise ConfigError(f"no model set for this backend (pass --model); the server serves: {served}")
+
+    async def _cap(self, body: dict[str, Any]) -> int | None:
+        if not self.cap_max_tokens:
+            return None
+        key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        want = body.get(key)
+        if not isinstance(want, int):
+            return None
+        limit = await self.max_model_len(str(body.get("model")))
+        if not limit:
+            return None
+        reserve = self.prompt_token_reserve if self.prompt_token_reserve is not None else limit // 4
+        cap = max(1, limit - reserve)
+        if want <= cap:
+            return None
+        log.debug("capping %s from %d to %d (max_model_len %d)", key, want, cap, limit)
+        body[key] = cap
+        return cap
+
+    # -- health / close -------------------------------------------------------------------------
+    async def health(self) -> Health:
+        """``GET /health`` and ``GET /v1/models``: ok when both answer."""
+        info: dict[str, Any] = {"url": redact(self.root_url), "modal": self.modal}
+        try:
+            resp = await self._http.get(self.root_url + "/health", timeout=self.health_timeout_s)
+            info["health_status"] = resp.status_code
+            health_ok = resp.status_code < 400 or resp.status_code == 404
+            if not health_ok:
+                err = self._status_error(resp.status_code, resp)
+                return Health(False, f"GET /health: {err.message}", info)
+        except httpx.HTTPError as exc:
+            return Health(False, transport_error(exc, what="GET /health").message, info)
+        try:
+            cards = await self.list_models(timeout=self.health_timeout_s)
+        except OcrError as exc:
+            return Health(False, f"GET /v1/models: {exc.message}", info)
+        except httpx.HTTPError as exc:
+            return Health(False, transport_error(exc, what="GET /v1/models").message, info)
+        self._models = cards
+        info["models"] = cards
+        described = ", ".join(
+            f"{name} (max_model_len {mml})" if mml else name for name, mml in cards.items()
+        )
+        if self.model and cards and self.model not in cards:
+            return Health(False, f"model {self.model!r} is not served; the server has: {described}", info)
+        return Health(True, f"server up; models: {described or 'none listed'}", info)
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()

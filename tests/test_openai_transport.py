@@ -1,0 +1,608 @@
+"""Contract tests: OpenAITransport against the simulated vLLM server (direct, pod proxy, Modal)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from ocrclient.config import BackendConfig
+from ocrclient.errors import AuthError, ConfigError, PermanentError, TransientError
+from ocrclient.testing.__main__ import build_parser, make_simulator
+from ocrclient.testing.faults import FaultPlan, FixedResponder, echo_responder
+from ocrclient.testing.openai_sim import HTTPSimulator, OpenAISimulator, SimRequest
+from ocrclient.transports.base import ModelRequest, Transport
+from ocrclient.transports.openai import OpenAITransport, normalize_base_url
+
+IMAGE = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=="
+
+
+def chat_body(sim: OpenAISimulator, **extra: Any) -> dict[str, Any]:
+    """A chat request as a dialect builds it: standard params plus vLLM extras at top level."""
+    return {
+        "model": sim.model,
+        "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": IMAGE}},
+            {"type": "text", "text": "OCR this page."},
+        ]}],
+        "max_tokens": 2048,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "top_k": 40,
+        "repetition_penalty": 1.05,
+        "skip_special_tokens": False,
+        "vllm_xargs": {"ngram_size": 30},
+        **extra,
+    }
+
+
+def request(sim: OpenAISimulator, *, timeout: float = 5.0, stream: bool | None = None,
+            **extra: Any) -> ModelRequest:
+    options = {} if stream is None else {"stream": stream}
+    return ModelRequest(body=chat_body(sim, **extra), timeout_s=timeout, options=options, page=1)
+
+
+def transport_for(sim: OpenAISimulator, **kw: Any) -> OpenAITransport:
+    if sim.mode == "modal":
+        kw.setdefault("modal", True)
+        kw.setdefault("modal_key", sim.modal_key)
+        kw.setdefault("modal_secret", sim.modal_secret)
+    return OpenAITransport(sim.base_url, api_key=sim.api_key, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# replies
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_reply_text_usage_and_finish_reason_are_kept(stream: bool) -> None:
+    with OpenAISimulator(plan=FaultPlan(latency_s=(0.05, 0.05))) as sim:
+        t = transport_for(sim)
+        assert isinstance(t, Transport)
+        req = request(sim, stream=stream)
+        reply = await t.send(req)
+        await t.aclose()
+        expected = echo_responder(req.body)
+        assert reply.text == expected.text
+        assert reply.finish_reason == "stop"
+        assert reply.prompt_tokens == expected.prompt_tokens
+        assert reply.completion_tokens == expected.completion_tokens
+        assert reply.data["streamed"] is stream
+        assert reply.latency_s >= 0.05
+        assert (sim.streamed, sim.non_streamed) == ((1, 0) if stream else (0, 1))
+        wire = sim.bodies[-1]
+        # the vLLM extras travel at top level, unchanged (extra_body), with the standard params
+        assert wire["top_k"] == 40 and wire["repetition_penalty"] == 1.05
+        assert wire["skip_special_tokens"] is False and wire["vllm_xargs"] == {"ngram_size": 30}
+        assert wire["messages"] == req.body["messages"] and wire["max_tokens"] == 2048
+        assert wire["temperature"] == 0.2 and wire["top_p"] == 0.9
+
+
+async def test_streaming_requests_usage_and_joins_chunks_exactly() -> None:
+    text = "Line one.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nÜnïcödé ∑ end."
+    with OpenAISimulator(responder=FixedResponder(text), stream_chunks=13) as sim:
+        t = transport_for(sim)
+        reply = await t.send(request(sim))  # streaming is the default
+        await t.aclose()
+    assert reply.text == text
+    assert reply.data["chunks"] >= 13
+    assert sim.streamed == 1
+    # the SDK sent the body as a stream with include_usage (the usage chunk came back)
+    assert reply.completion_tokens == len(text.split())
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_length_finish_is_reported_not_raised(stream: bool) -> None:
+    with OpenAISimulator(plan=FaultPlan(rates={"length": 1.0})) as sim:
+        t = transport_for(sim)
+        reply = await t.send(request(sim, stream=stream, max_tokens=300))
+        await t.aclose()
+    assert reply.finish_reason == "length"
+    assert reply.completion_tokens == 300
+    assert reply.text and len(reply.text) < len(echo_responder(chat_body(sim)).text)
+
+
+async def test_model_defaults_to_the_profile_or_the_only_served_model() -> None:
+    with OpenAISimulator() as sim:
+        t = transport_for(sim)
+        req = request(sim)
+        del req.body["model"]
+        reply = await t.send(req)
+        assert reply.text
+        assert sim.bodies[-1]["model"] == sim.model
+        await t.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["new", "flat"])
+@pytest.mark.parametrize("stream", [True, False])
+async def test_both_vllm_error_shapes_give_a_readable_one_line_message(shape: str, stream: bool) -> None:
+    with OpenAISimulator(plan=FaultPlan(rates={"http_400": 1.0}), error_shape=shape) as sim:
+        t = transport_for(sim)
+        with pytest.raises(PermanentError) as info:
+            await t.send(request(sim, stream=stream))
+        await t.aclose()
+    msg = str(info.value)
+    assert msg == "HTTP 400: simulated bad request (BadRequestError)"
+    assert "\n" not in msg and "{" not in msg
+    assert info.value.status == 400 and not isinstance(info.value, AuthError)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, PermanentError), (404, PermanentError), (501, PermanentError),
+        (401, AuthError), (403, AuthError),
+        (408, TransientError), (429, TransientError), (500, TransientError),
+        (502, TransientError), (503, TransientError), (524, TransientError),
+    ],
+)
+async def test_every_status_is_classified(status: int, kind: type[Exception]) -> None:
+    with OpenAISimulator(force_status=status) as sim:
+        t = transport_for(sim)
+        with pytest.raises(kind) as info:
+            await t.send(request(sim))
+        await t.aclose()
+    err = info.value
+    assert type(err) is kind
+    assert getattr(err, "status", None) == status
+    if status == 524:
+        assert err.cause == "proxy_idle_524"  # type: ignore[attr-defined]
+    else:
+        assert f"forced status {status}" in str(err)
+
+
+async def test_unknown_model_is_permanent_404() -> None:
+    with OpenAISimulator() as sim:
+        t = transport_for(sim)
+        with pytest.raises(PermanentError) as info:
+            await t.send(request(sim, model="no/such-model"))
+        await t.aclose()
+    assert info.value.status == 404
+    assert "The model `no/such-model` does not exist." in str(info.value)
+
+
+async def test_429_surfaces_retry_after() -> None:
+    with OpenAISimulator(plan=FaultPlan(rates={"http_429": 1.0}, retry_after_s=7)) as sim:
+        t = transport_for(sim)
+        with pytest.raises(TransientError) as info:
+            await t.send(request(sim))
+        await t.aclose()
+    assert info.value.retry_after == 7.0
+    assert info.value.status == 429 and info.value.cause == "http_429"
+
+
+async def test_wrong_api_key_is_an_auth_error_naming_the_env_var() -> None:
+    with OpenAISimulator() as sim:
+        t = OpenAITransport(sim.base_url, api_key="sk-wrong-key-123456")
+        with pytest.raises(AuthError) as info:
+            await t.send(request(sim))
+        await t.aclose()
+    assert "OCRCLIENT_API_KEY" in str(info.value)
+    assert "sk-wrong-key-123456" not in str(info.value)
+    assert "Unauthorized" in str(info.value)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_connection_reset_mid_reply_is_transient(stream: bool) -> None:
+    with OpenAISimulator(plan=FaultPlan(rates={"reset": 1.0}, latency_s=(0.1, 0.1))) as sim:
+        t = transport_for(sim)
+        with pytest.raises(TransientError) as info:
+            await t.send(request(sim, stream=stream))
+        await t.aclose()
+        assert sim.resets == 1
+    assert info.value.cause in ("reset", "connection", "stream_cut")
+
+
+async def test_hang_hits_the_per_attempt_deadline() -> None:
+    with OpenAISimulator(plan=FaultPlan(rates={"hang": 1.0}, hang_s=30)) as sim:
+        t = transport_for(sim)
+        t0 = time.monotonic()
+        with pytest.raises(TransientError) as info:
+            await t.send(request(sim, timeout=0.6))
+        elapsed = time.monotonic() - t0
+        await t.aclose()
+    assert info.value.cause == "timeout"
+    assert 0.5 <= elapsed < 4.0  # far below hang_s: the deadline cut it (loose for loaded CI)
+
+
+async def test_idle_timeout_between_stream_chunks() -> None:
+    with OpenAISimulator(plan=FaultPlan(latency_s=(2.0, 2.0)), stream_chunks=4) as sim:
+        t = transport_for(sim, idle_timeout_s=0.2)
+        t0 = time.monotonic()
+        with pytest.raises(TransientError) as info:
+            await t.send(request(sim, timeout=5))
+        await t.aclose()
+    assert info.value.cause == "stream_idle"
+    assert time.monotonic() - t0 < 1.9  # before the 2 s stream could have finished
+
+
+class _OddStream(HTTPSimulator):
+    """Streams one content chunk, then either an in-stream vLLM error event or a clean end of
+    the body without a finish_reason or ``[DONE]``."""
+
+    def __init__(self, ending: str) -> None:
+        super().__init__()
+        self.ending = ending
+
+    def dispatch(self, req: SimRequest) -> Any:
+        def work(emit: Any) -> None:
+            emit(("head", 200, [("Content-Type", "text/event-stream")], True))
+            first = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "delta": {"content": "partial"}, "finish_reason": None}]}
+            emit(("data", b"data: " + json.dumps(first).encode() + b"\n\n"))
+            if self.ending == "error_event":
+                err = {"error": {"message": "engine died", "type": "InternalServerError",
+                                 "param": None, "code": 500}}
+                emit(("data", b"data: " + json.dumps(err).encode() + b"\n\n"))
+            emit(("end",))
+
+        return work
+
+
+@pytest.mark.parametrize(("ending", "cause"), [("error_event", "http_500"), ("clean_end", "stream_cut")])
+async def test_stream_errors_and_early_ends_are_transient(ending: str, cause: str) -> None:
+    with _OddStream(ending) as sim:
+        t = OpenAITransport(sim.url, cap_max_tokens=False)
+        with pytest.raises(TransientError) as info:
+            await t.send(ModelRequest(body={"model": "m", "messages": [], "max_tokens": 5}, timeout_s=5))
+        await t.aclose()
+    assert info.value.cause == cause
+    if ending == "error_event":
+        assert "engine died" in str(info.value)
+
+
+async def test_cancelling_a_send_propagates() -> None:
+    with OpenAISimulator(plan=FaultPlan(rates={"hang": 1.0}, hang_s=30)) as sim:
+        t = transport_for(sim)
+        task = asyncio.create_task(t.send(request(sim, timeout=10)))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await t.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# max_model_len
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_max_tokens_is_capped_to_max_model_len() -> None:
+    with OpenAISimulator(max_model_len=1000) as sim:
+        uncapped = transport_for(sim, cap_max_tokens=False)
+        with pytest.raises(PermanentError) as info:
+            await uncapped.send(request(sim, max_tokens=5000))
+        assert "maximum context length is 1000 tokens" in str(info.value)
+        await uncapped.aclose()
+
+        t = transport_for(sim)
+        assert await t.max_model_len(sim.model) == 1000
+        reply = await t.send(request(sim, max_tokens=5000))
+        reply2 = await t.send(request(sim, stream=False, max_tokens=5000))
+        small = await t.send(request(sim, max_tokens=100))
+        await t.aclose()
+        assert reply.text and reply2.text and small.text
+        assert reply.data["max_tokens_capped_to"] == 750  # 1000 minus a quarter for the prompt
+        assert [b["max_tokens"] for b in sim.bodies[-3:]] == [750, 750, 100]
+        assert "max_tokens_capped_to" not in small.data
+        assert sim.requests["GET /v1/models"] == 1  # looked up once, lazily
+
+
+async def test_models_lookup_failure_is_tolerated() -> None:
+    with OpenAISimulator() as sim:
+        t = transport_for(sim)
+        t.api_url = sim.url + "/nowhere"  # /v1/models cannot be read from here
+        assert await t.max_model_len("x") is None
+        t.api_url = sim.base_url
+        reply = await t.send(request(sim))
+        await t.aclose()
+    assert reply.text and reply.data.get("max_tokens_capped_to") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# RunPod pod proxy
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_streaming_survives_the_proxy_idle_cut_that_kills_a_json_reply() -> None:
+    # first byte after 0.3 s (under the 0.5 s idle limit), then chunks every 0.125 s for 2 s
+    plan = FaultPlan(rates={"slow_first_byte": 1.0}, first_byte_delay_s=0.3, latency_s=(2.0, 2.0))
+    with OpenAISimulator(plan=plan, mode="proxy", proxy_idle_s=0.5, stream_chunks=16) as sim:
+        t = transport_for(sim)
+        t0 = time.monotonic()
+        reply = await t.send(request(sim, stream=True))
+        streamed_for = time.monotonic() - t0
+        assert reply.finish_reason == "stop" and reply.text == echo_responder(chat_body(sim)).text
+        assert streamed_for > 2.0 > sim.proxy_idle_s  # longer in total than the idle limit
+        assert sim.proxy_524s == 0 and sim.proxy_cuts == 0
+
+        with pytest.raises(TransientError) as info:
+            await t.send(request(sim, stream=False))
+        await t.aclose()
+    assert info.value.cause == "proxy_idle_524" and info.value.status == 524
+    assert "\n" not in str(info.value) and "<" not in str(info.value)
+    assert sim.proxy_524s == 1
+
+
+async def test_proxy_cuts_a_stream_that_goes_silent() -> None:
+    # chunks 1.2 s apart behind a 0.5 s proxy: the proxy drops the connection mid-stream
+    with OpenAISimulator(plan=FaultPlan(latency_s=(2.4, 2.4)), mode="proxy", proxy_idle_s=0.5,
+                         stream_chunks=2) as sim:
+        t = transport_for(sim)
+        with pytest.raises(TransientError):
+            await t.send(request(sim, timeout=5))
+        await t.aclose()
+        assert sim.proxy_cuts == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Modal
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_modal_303_is_followed_to_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = FaultPlan(latency_s=(0.6, 0.6))
+    with OpenAISimulator(plan=plan, mode="modal", modal_redirect_after_s=0.25) as sim:
+        monkeypatch.setenv("MODAL_KEY", sim.modal_key or "")
+        monkeypatch.setenv("MODAL_SECRET", sim.modal_secret or "")
+        cfg = BackendConfig(name="modal-test", transport="openai", dialect="plain",
+                            base_url=sim.base_url, model=sim.model,
+                            transport_options={"modal": True, "stream": False})
+        t = OpenAITransport.from_config(cfg)
+        reply = await t.send(request(sim, timeout=5))
+        await t.aclose()
+    assert reply.text == echo_responder(chat_body(sim)).text and reply.finish_reason == "stop"
+    assert sim.redirects >= 1 and sim.statuses[303] >= 1
+    # the result URL was fetched with GET, carrying the proxy-auth headers (else 401)
+    assert sim.requests["GET /v1/chat/completions"] >= 1
+    assert sim.statuses[401] == 0
+    assert sim.requests["POST /v1/chat/completions"] == 1
+
+
+async def test_modal_303_on_a_stream_that_starts_late() -> None:
+    plan = FaultPlan(rates={"slow_first_byte": 1.0}, first_byte_delay_s=0.5, latency_s=(0.1, 0.1))
+    with OpenAISimulator(plan=plan, mode="modal", modal_redirect_after_s=0.2) as sim:
+        t = transport_for(sim)
+        reply = await t.send(request(sim, stream=True))
+        await t.aclose()
+    assert reply.data["streamed"] is True and reply.finish_reason == "stop"
+    assert reply.text == echo_responder(chat_body(sim)).text
+    assert sim.redirects >= 1 and sim.requests["GET /v1/chat/completions"] >= 1
+
+
+class _RedirectAway(HTTPSimulator):
+    """Answers the POST with a 303 to another host (localhost instead of 127.0.0.1), whose GET
+    echoes the headers it received as the completion text."""
+
+    def dispatch(self, req: SimRequest) -> Any:
+        if req.method == "POST":
+            where = f"http://localhost:{self.port}/elsewhere"
+            return lambda emit: self.emit_bytes(emit, 303, b"", "text/plain", [("Location", where)])
+        seen = {k.lower(): v for k, v in req.headers.items()}
+        completion = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                      "choices": [{"index": 0, "finish_reason": "stop",
+                                   "message": {"role": "assistant", "content": json.dumps(seen)}}]}
+        return lambda emit: self.emit_json(emit, 200, completion)
+
+
+async def test_credentials_are_not_sent_to_another_host_on_redirect() -> None:
+    with _RedirectAway() as sim:
+        t = OpenAITransport(sim.url, api_key="sk-home-only-24680", modal=True,
+                            modal_key="wk-home-only", modal_secret="ws-home-only-13579",
+                            stream=False, cap_max_tokens=False)
+        reply = await t.send(ModelRequest(body={"model": "m", "messages": [], "max_tokens": 5},
+                                          timeout_s=5))
+        await t.aclose()
+    seen = json.loads(reply.text)
+    assert seen["host"].startswith("localhost")
+    assert "authorization" not in seen and "modal-key" not in seen and "modal-secret" not in seen
+
+
+async def test_modal_without_keys_is_an_auth_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODAL_KEY", raising=False)
+    monkeypatch.delenv("MODAL_SECRET", raising=False)
+    with OpenAISimulator(mode="modal") as sim:
+        cfg = BackendConfig(name="modal-test", transport="openai", dialect="plain",
+                            base_url=sim.base_url, transport_options={"modal": True})
+        t = OpenAITransport.from_config(cfg)
+        with pytest.raises(AuthError) as info:
+            await t.send(request(sim))
+        health = await t.health()
+        await t.aclose()
+    assert "missing credentials for proxy authorization" in str(info.value)
+    assert "MODAL_KEY" in str(info.value)
+    assert health.ok is False
+
+
+async def test_modal_cold_start_waits_then_answers() -> None:
+    plan = FaultPlan(cold_start_s=1.0)
+    with OpenAISimulator(plan=plan, mode="modal", modal_redirect_after_s=0.3) as sim:
+        t = transport_for(sim, stream=False)
+        t0 = time.monotonic()
+        reply = await t.send(request(sim))
+        assert time.monotonic() - t0 >= 1.0
+        t1 = time.monotonic()
+        await t.send(request(sim))
+        assert time.monotonic() - t1 < 0.8  # warm now: no second cold start
+        await t.aclose()
+    assert reply.text and sim.redirects >= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# secrets, config, health, concurrency
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_secrets_never_in_messages_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    plan = FaultPlan(seed=3, rates={"http_500": 0.5}, latency_s=(0.3, 0.3))
+    errors: list[str] = []
+    with OpenAISimulator(plan=plan, mode="modal", api_key="sk-sim-secret-api-key-998877",
+                         modal_key="wk-modal-key-id-445566", modal_secret="ws-modal-secret-112233",
+                         modal_redirect_after_s=0.15) as sim:
+        t = transport_for(sim)
+        ok = 0
+        for i in range(4):
+            for stream in (True, False):
+                try:
+                    await t.send(request(sim, stream=stream, temperature=0.1 * i))
+                    ok += 1
+                except TransientError as exc:
+                    errors.append(str(exc))
+        wrong = OpenAITransport(sim.base_url, api_key="sk-sim-secret-api-key-998877", modal=True,
+                                modal_key="wk-modal-key-id-445566", modal_secret="ws-wrong-secret-000")
+        with pytest.raises(AuthError) as info:
+            await wrong.send(request(sim))
+        errors.append(str(info.value))
+        errors.append((await t.health()).detail)
+        await t.aclose()
+        await wrong.aclose()
+    assert ok >= 1 and len(errors) >= 3 and sim.redirects >= 1  # keys were really sent
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert "Sending HTTP Request" in logged or "POST" in logged  # DEBUG logging was on
+    for secret in ("sk-sim-secret-api-key-998877", "wk-modal-key-id-445566",
+                   "ws-modal-secret-112233", "ws-wrong-secret-000"):
+        assert secret not in logged
+        assert all(secret not in e for e in errors)
+
+
+def test_from_config_requires_a_url_and_names_the_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OCRCLIENT_BASE_URL", raising=False)
+    monkeypatch.delenv("POD_URL", raising=False)
+    cfg = BackendConfig(name="pod", transport="openai", dialect="plain", base_url_env="POD_URL")
+    with pytest.raises(ConfigError) as info:
+        OpenAITransport.from_config(cfg)
+    assert "$POD_URL" in str(info.value) and "--base-url" in str(info.value)
+
+
+async def test_from_config_reads_url_key_and_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    with OpenAISimulator() as sim:
+        monkeypatch.setenv("POD_URL", sim.url)  # no /v1: normalised
+        monkeypatch.setenv("OCRCLIENT_API_KEY", sim.api_key or "")
+        cfg = BackendConfig(name="pod", transport="openai", dialect="plain", base_url_env="POD_URL",
+                            model=sim.model, transport_options={"stream": False})
+        t = OpenAITransport.from_config(cfg)
+        assert t.api_url == sim.base_url and t.stream is False and t.modal is False
+        reply = await t.send(request(sim))
+        await t.aclose()
+    assert reply.data["streamed"] is False and sim.non_streamed == 1
+
+
+def test_base_url_normalisation() -> None:
+    assert normalize_base_url("https://x-8000.proxy.runpod.net/v1/") == (
+        "https://x-8000.proxy.runpod.net", "https://x-8000.proxy.runpod.net/v1")
+    assert normalize_base_url("https://x-8000.proxy.runpod.net")[1] == "https://x-8000.proxy.runpod.net/v1"
+    assert normalize_base_url("http://h:1/v1/chat/completions")[1] == "http://h:1/v1"
+    assert OpenAITransport("https://me--lighton-ocr-vllm-serve.modal.run").modal is True
+    with pytest.raises(ConfigError):
+        normalize_base_url("ftp://nope")
+
+
+async def test_health_reports_models_and_max_model_len() -> None:
+    with OpenAISimulator(max_model_len=8192) as sim:
+        t = transport_for(sim, model=sim.model)
+        health = await t.health()
+        bad = await OpenAITransport(sim.base_url, api_key="nope-nope").health()
+        other = await transport_for(sim, model="other/model").health()
+        await t.aclose()
+    assert health.ok and health.info["models"] == {sim.model: 8192}
+    assert "max_model_len 8192" in health.detail
+    assert not bad.ok and "401" in bad.detail
+    assert not other.ok and "not served" in other.detail
+
+
+async def test_health_when_the_server_is_down() -> None:
+    with OpenAISimulator() as sim:
+        url = sim.base_url
+    t = OpenAITransport(url)
+    health = await t.health()
+    with pytest.raises(TransientError) as info:
+        await t.send(ModelRequest(body={"model": "m", "messages": [], "max_tokens": 5}, timeout_s=2))
+    await t.aclose()
+    assert not health.ok
+    assert info.value.cause == "connection"
+
+
+async def test_slots_bound_concurrency_and_requests_are_counted_per_page() -> None:
+    with OpenAISimulator(plan=FaultPlan(latency_s=(0.15, 0.15), slots=2)) as sim:
+        t = transport_for(sim)
+        reqs = [request(sim, stream=i % 2 == 0, temperature=0.01 * i) for i in range(6)]
+        replies = await asyncio.gather(*(t.send(r) for r in reqs))
+        await t.aclose()
+    assert all(r.finish_reason == "stop" for r in replies)
+    assert sim.max_active == 2 and sim.max_concurrency == 6
+    assert sum(sim.requests_by_key.values()) == 6 and len(sim.requests_by_key) == 6
+    assert sim.streamed == 3 and sim.non_streamed == 3
+
+
+async def test_fault_plan_is_reproducible_per_page() -> None:
+    outcomes = []
+    for _ in range(2):
+        plan = FaultPlan(seed=11, rates={"http_503": 0.5})
+        with OpenAISimulator(plan=plan) as sim:
+            t = transport_for(sim)
+            run = []
+            for i in range(6):
+                try:
+                    await t.send(request(sim, temperature=0.1 * i))
+                    run.append("ok")
+                except TransientError as exc:
+                    run.append(exc.cause)
+            await t.aclose()
+        outcomes.append(run)
+    assert outcomes[0] == outcomes[1]
+    assert "http_503" in outcomes[0] and "ok" in outcomes[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# launcher
+# ---------------------------------------------------------------------------------------------
+
+
+def test_launcher_builds_each_mode() -> None:
+    args = build_parser().parse_args(
+        ["proxy", "--proxy-idle", "0.5", "--rate", "http_503=0.2", "--latency", "0.1", "0.3",
+         "--error-shape", "flat"])
+    sim = make_simulator(args)
+    assert isinstance(sim, OpenAISimulator)
+    assert sim.mode == "proxy" and sim.proxy_idle_s == 0.5 and sim.error_shape == "flat"
+    assert sim.plan.rates == {"http_503": 0.2} and sim.plan.latency_s == (0.1, 0.3)
+    modal = make_simulator(build_parser().parse_args(["modal", "--modal-redirect-after", "2"]))
+    assert modal.mode == "modal" and modal.modal_headers and modal.api_key is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["openai", "--rate", "nonsense=0.1"])
+    ocular = make_simulator(build_parser().parse_args(["ocular", "--api-key", "k-123456"]))
+    assert type(ocular).__name__ == "OcularSimulator" and ocular.api_key == "k-123456"
+    pytest.importorskip("ocrclient.testing.runpod_sim")
+    runpod = make_simulator(build_parser().parse_args(["runpod", "--slots", "3"]))
+    assert type(runpod).__name__ == "RunPodSimulator" and runpod.plan.slots == 3
+
+
+def test_launcher_serves_until_terminated() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ocrclient.testing", "openai", "--port", "0", "--no-auth"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line
+        base = line.rsplit(" ", 1)[1].strip()
+        models = httpx.get(base + "/models", timeout=5).json()
+        assert models["data"][0]["max_model_len"] == 16384
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=5) == 0
