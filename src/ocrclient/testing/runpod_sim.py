@@ -1,0 +1,800 @@
+"""A simulated RunPod serverless endpoint on loopback (stdlib only).
+
+It speaks the RunPod serverless API (``flavour="api"``, paths under ``/v2/{endpoint_id}``) or the
+runpod SDK's ``--rp_serve_api`` test server (``flavour="local"``), runs jobs through N worker
+slots with a queue, a cold start, retention expiry, cancel, ``executionTimeout`` and seeded
+faults from a :class:`~ocrclient.testing.faults.FaultPlan`, and answers with what a pluggable
+responder says, wrapped in the output shape of the worker that would have run it:
+
+* ``{"openai_route": ..., "openai_input": req}`` -> worker-vllm's aggregated stream:
+  ``[chat_completion]``, or (``req["stream"]``) a list of SSE strings ending in ``data: [DONE]``;
+* ``{"route": "/extract_text", ...}`` -> the ocular ``OCRResponse`` dict
+  (``text``, ``confidence``, ``language``, ``processing_time``, ``metadata``);
+* anything else -> the DeepSeek whole-PDF worker dict (``status``, ``markdown`` base64, ...).
+
+A responder that returns ``SimReply(data={"raw_output": X})`` makes ``X`` the job output as is;
+a responder that raises makes the job ``FAILED`` with the runpod SDK's JSON-encoded error.
+
+Why ``http.server.ThreadingHTTPServer``: ``ocrclient.testing`` must work with the core
+dependencies only (FastAPI/uvicorn are dev extras), the stdlib server needs no event loop of its
+own (so it runs beside pytest-asyncio's loop without interference), and one thread per
+connection is plenty for loopback tests.  Jobs run on ``slots`` daemon worker threads.
+
+Example::
+
+    from ocrclient.testing import FaultPlan
+    from ocrclient.testing.runpod_sim import RunPodSimulator
+
+    with RunPodSimulator(plan=FaultPlan(seed=1, slots=2)) as sim:
+        # sim.base_url ("http://127.0.0.1:PORT/v2"), sim.endpoint_id, sim.api_key
+        ...
+        assert sim.max_concurrent <= 2
+
+Not simulated: the ``ttl`` policy, ``/stream`` and ``/retry``, webhooks, the ``?wait=``
+retention extension (``wait`` only bounds how long ``/runsync`` blocks, at most
+``runsync_block_s``).  Unverified guesses: the bodies of 401/404/413/429 replies (RunPod documents
+the status codes, not the bodies) — clients should rely on the status code only.
+
+Run one by hand: ``python -m ocrclient.testing.runpod_sim --port 8765``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import queue
+import re
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .faults import FaultPlan, Responder, SimReply, body_key, echo_responder
+
+__all__ = ["RUNSYNC_LIMIT_BYTES", "RUN_LIMIT_BYTES", "RunPodSimulator", "SimJob"]
+
+RUN_LIMIT_BYTES = 10_000_000
+RUNSYNC_LIMIT_BYTES = 20_000_000
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+_RUNPOD_VERSION = "1.12.0-sim"
+
+
+@dataclass
+class SimJob:
+    """One job as the simulator tracks it."""
+
+    id: str
+    input: Any
+    key: str
+    sync: bool
+    execution_timeout_s: float
+    created: float = field(default_factory=time.monotonic)
+    status: str = "IN_QUEUE"
+    started: float | None = None
+    finished: float | None = None
+    output: Any = None
+    has_output: bool = False
+    error: str | None = None
+    worker_id: str | None = None
+    expires: float | None = None
+    fault: str | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    done_event: threading.Event = field(default_factory=threading.Event)
+
+    def reply(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "status": self.status}
+        if self.started is not None:
+            out["delayTime"] = int((self.started - self.created) * 1000)
+            out["workerId"] = self.worker_id
+        if self.finished is not None and self.started is not None:
+            out["executionTime"] = int((self.finished - self.started) * 1000)
+        if self.status == "COMPLETED" and self.has_output:
+            out["output"] = self.output
+        if self.status == "FAILED" and self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+def _chat_completion(reply: SimReply, request: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model") or "sim-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply.text, "tool_calls": []},
+                "logprobs": None,
+                "finish_reason": reply.finish_reason,
+                "stop_reason": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": reply.prompt_tokens,
+            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "prompt_tokens_details": None,
+        },
+        "prompt_logprobs": None,
+    }
+
+
+def _sse_batches(reply: SimReply, request: Mapping[str, Any], batch: int) -> list[str]:
+    """worker-vllm's streamed output with RAW_OPENAI_OUTPUT=1: batches of SSE lines, joined."""
+    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    model = request.get("model") or "sim-model"
+    words = re.findall(r"\S+\s*|\s+", reply.text) or [""]
+
+    def chunk(delta: dict[str, Any], finish: str | None, usage: bool = False) -> str:
+        body: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if usage:
+            body["usage"] = {
+                "prompt_tokens": reply.prompt_tokens,
+                "completion_tokens": reply.completion_tokens,
+                "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+            }
+        return f"data: {json.dumps(body)}\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""}, None)]
+    events += [chunk({"content": w}, None) for w in words]
+    events.append(chunk({"content": ""}, reply.finish_reason, usage=True))
+    events.append("data: [DONE]\n\n")
+    batch = max(1, batch)
+    return ["".join(events[i : i + batch]) for i in range(0, len(events), batch)]
+
+
+def _garbage(reply: SimReply) -> SimReply:
+    return SimReply("lorem " * 50, reply.finish_reason, reply.prompt_tokens, 50, dict(reply.data))
+
+
+class RunPodSimulator:
+    """A RunPod serverless endpoint (or the SDK's local test server) on 127.0.0.1.
+
+    Example::
+
+        with RunPodSimulator(plan=FaultPlan(seed=3, rates={"failed": 0.2})) as sim:
+            transport = RunPodTransport(endpoint_id=sim.endpoint_id, api_key=sim.api_key,
+                                        base_url=sim.base_url)
+            ...
+            print(sim.jobs_submitted, sim.cancels_received, sim.max_concurrent)
+
+    Counters (thread-safe reads): ``jobs_submitted``, ``jobs_by_key``, ``cancels_received``,
+    ``running_now``, ``max_concurrent``, ``requests`` (by route), ``requests_total``.
+    """
+
+    def __init__(
+        self,
+        *,
+        plan: FaultPlan | None = None,
+        responder: Responder | None = None,
+        flavour: str = "api",
+        endpoint_id: str = "sim-endpoint",
+        api_key: str = "rp_sim_key_0123456789",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        retention_s: float = 1800.0,
+        runsync_retention_s: float = 60.0,
+        runsync_block_s: float = 90.0,
+        execution_timeout_s: float = 600.0,
+        run_limit_bytes: int = RUN_LIMIT_BYTES,
+        runsync_limit_bytes: int = RUNSYNC_LIMIT_BYTES,
+        max_queue: int | None = None,
+        stream_batch: int = 4,
+        failed_message: str = "CUDA out of memory. Tried to allocate 2.00 GiB",
+    ) -> None:
+        if flavour not in ("api", "local"):
+            raise ValueError("flavour must be 'api' or 'local'")
+        self.plan = plan or FaultPlan()
+        self.responder: Responder = responder or echo_responder
+        self.flavour = flavour
+        self.endpoint_id = endpoint_id
+        self.api_key = api_key
+        self.host = host
+        self._port = port
+        self.retention_s = retention_s
+        self.runsync_retention_s = runsync_retention_s
+        self.runsync_block_s = runsync_block_s
+        self.execution_timeout_s = execution_timeout_s
+        self.run_limit_bytes = run_limit_bytes
+        self.runsync_limit_bytes = runsync_limit_bytes
+        self.max_queue = max_queue
+        self.stream_batch = stream_batch
+        self.failed_message = failed_message
+
+        self._lock = threading.Lock()
+        self._jobs: dict[str, SimJob] = {}
+        self._local_pending: dict[str, Any] = {}
+        self._queue: queue.Queue[SimJob] = queue.Queue()
+        self._stop = threading.Event()
+        self._warm_at: float | None = None
+        self._generation = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+
+        self.jobs_submitted = 0
+        self.jobs_by_key: Counter[str] = Counter()
+        self.cancels_received = 0
+        self.running_now = 0
+        self.max_concurrent = 0
+        self.requests: Counter[str] = Counter()
+        self.requests_total = 0
+        self.completed = 0
+        self.failed = 0
+        self._status_errors: list[int] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "simulator not started"
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """What a client uses as its base URL (``.../v2`` for the api flavour)."""
+        root = f"http://{self.host}:{self.port}"
+        return root if self.flavour == "local" else f"{root}/v2"
+
+    def start(self) -> RunPodSimulator:
+        sim = self
+
+        class Handler(_Handler):
+            simulator = sim
+
+        self._stop.clear()
+        self._server = _Server((self.host, self._port), Handler)
+        self._server.daemon_threads = True
+        t = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        t.start()
+        self._threads = [t]
+        for i in range(max(1, self.plan.slots)):
+            w = threading.Thread(target=self._worker, args=(f"sim-worker-{i}",), daemon=True)
+            w.start()
+            self._threads.append(w)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for job in self._jobs.values():
+                job.cancel_event.set()
+                job.done_event.set()  # release runsync / local requests still waiting
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        for t in self._threads:
+            t.join(timeout=2.0)
+        self._threads = []
+
+    def __enter__(self) -> RunPodSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def restart(self) -> None:
+        """An endpoint restart: every job (queued, running, finished) is lost -> 404."""
+        with self._lock:
+            self._generation += 1
+            for job in self._jobs.values():
+                job.cancel_event.set()
+                job.done_event.set()
+            self._jobs.clear()
+            self._local_pending.clear()
+            self._warm_at = None
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+
+    def fail_next_status(self, count: int, code: int = 503) -> None:
+        """Answer the next ``count`` status requests with HTTP ``code`` (a flaky gateway)."""
+        with self._lock:
+            self._status_errors.extend([code] * count)
+
+    def _next_status_error(self) -> int | None:
+        with self._lock:
+            return self._status_errors.pop(0) if self._status_errors else None
+
+    # -- job engine --------------------------------------------------------------------------
+    def job(self, job_id: str) -> SimJob | None:
+        """The job with this id (``None`` if unknown or expired)."""
+        with self._lock:
+            self._expire_locked()
+            return self._jobs.get(job_id)
+
+    def _expire_locked(self) -> None:
+        now = time.monotonic()
+        for jid in [j.id for j in self._jobs.values() if j.expires is not None and j.expires <= now]:
+            del self._jobs[jid]
+
+    def submit(
+        self,
+        job_input: Any,
+        *,
+        sync: bool,
+        policy: Mapping[str, Any] | None = None,
+        fault: str | None = None,
+    ) -> SimJob:
+        """Queue a job (``fault`` is what the plan drew for it at submission)."""
+        timeout_s = self.execution_timeout_s
+        if policy and isinstance(policy.get("executionTimeout"), int | float):
+            timeout_s = float(policy["executionTimeout"]) / 1000.0
+        key = body_key(job_input)
+        prefix = "sync-" if sync else ""
+        job = SimJob(
+            id=f"{prefix}{uuid.uuid4()}-u1", input=job_input, key=key, sync=sync, execution_timeout_s=timeout_s,
+            fault=fault,
+        )
+        with self._lock:
+            self.jobs_submitted += 1
+            self.jobs_by_key[key] += 1
+            self._jobs[job.id] = job
+            if self._warm_at is None:
+                self._warm_at = time.monotonic() + self.plan.cold_start_s
+        self._queue.put(job)
+        return job
+
+    def _queue_depth(self) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.status == "IN_QUEUE")
+
+    def _worker(self, worker_id: str) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            with self._lock:
+                warm_at = self._warm_at or 0.0
+                gen = self._generation
+                live = self._jobs.get(job.id) is job and job.status == "IN_QUEUE"
+            if not live:
+                continue
+            delay = warm_at - time.monotonic()
+            if delay > 0 and job.cancel_event.wait(delay):
+                continue
+            with self._lock:
+                if self._jobs.get(job.id) is not job or job.status != "IN_QUEUE" or gen != self._generation:
+                    continue
+                job.status = "IN_PROGRESS"
+                job.started = time.monotonic()
+                job.worker_id = worker_id
+                self.running_now += 1
+                self.max_concurrent = max(self.max_concurrent, self.running_now)
+            try:
+                self._execute(job)
+            finally:
+                with self._lock:
+                    self.running_now -= 1
+
+    def _finish(self, job: SimJob, status: str, *, output: Any = None, has_output: bool = False,
+                error: str | None = None) -> None:
+        with self._lock:
+            if job.status in TERMINAL or self._jobs.get(job.id) is not job:
+                return  # cancelled meanwhile, or lost in a restart
+            job.status = status
+            job.finished = time.monotonic()
+            job.output = output
+            job.has_output = has_output
+            job.error = error
+            job.expires = job.finished + (self.runsync_retention_s if job.sync else self.retention_s)
+            if status == "COMPLETED":
+                self.completed += 1
+            elif status == "FAILED":
+                self.failed += 1
+        job.done_event.set()
+
+    def _execute(self, job: SimJob) -> None:
+        fault = job.fault
+        latency = self.plan.latency(job.key)
+        if fault == "hang":
+            latency = self.plan.hang_s
+        limit = job.execution_timeout_s
+        if job.cancel_event.wait(min(latency, limit)):
+            return
+        if latency > limit:
+            self._finish(job, "TIMED_OUT")
+            return
+        if fault == "timed_out":
+            self._finish(job, "TIMED_OUT")
+            return
+        if fault == "no_output":
+            self._finish(job, "COMPLETED")
+            return
+        if fault == "failed":
+            self._finish(job, "FAILED", error=self._error_json(RuntimeError(self.failed_message), ""))
+            return
+        try:
+            output = self._output(job.input, fault)
+        except Exception as exc:  # the "handler" raised: FAILED as the runpod SDK reports it
+            self._finish(job, "FAILED", error=self._error_json(exc, traceback.format_exc()))
+            return
+        if output is None or output == {}:
+            self._finish(job, "COMPLETED")  # rp_job drops None / {} outputs
+        else:
+            self._finish(job, "COMPLETED", output=output, has_output=True)
+
+    @staticmethod
+    def _error_json(exc: BaseException, tb: str) -> str:
+        return json.dumps(
+            {
+                "error_type": str(type(exc)),
+                "error_message": str(exc),
+                "error_traceback": tb or f"Traceback (most recent call last):\n{type(exc).__name__}: {exc}\n",
+                "hostname": "sim-host",
+                "worker_id": "sim-worker",
+                "runpod_version": _RUNPOD_VERSION,
+            }
+        )
+
+    def _output(self, job_input: Any, fault: str | None) -> Any:
+        if isinstance(job_input, Mapping) and "openai_route" in job_input:
+            request = job_input.get("openai_input") or {}
+            reply = self.responder(dict(request))
+            if "raw_output" in reply.data:
+                return reply.data["raw_output"]
+            reply = self._apply_model_fault(reply, fault)
+            if request.get("stream"):
+                return _sse_batches(reply, request, self.stream_batch)
+            return [_chat_completion(reply, request)]
+        if isinstance(job_input, Mapping) and "route" in job_input:
+            body = {k: v for k, v in job_input.items() if k != "route"}
+            reply = self.responder(body)
+            if "raw_output" in reply.data:
+                return reply.data["raw_output"]
+            reply = self._apply_model_fault(reply, fault)
+            extra = dict(reply.data)
+            confidence = extra.pop("confidence", 0.9)
+            return {
+                "text": reply.text,
+                "confidence": confidence,
+                "language": extra.pop("language", "en"),
+                "processing_time": 0.01,
+                "metadata": {"route": job_input.get("route"), **extra},
+            }
+        body = dict(job_input) if isinstance(job_input, Mapping) else {"input": job_input}
+        reply = self.responder(body)
+        if "raw_output" in reply.data:
+            return reply.data["raw_output"]
+        reply = self._apply_model_fault(reply, fault)
+        out_dir = body.get("output_dir") or "/tmp/runpod-output"
+        return {
+            "status": "succeeded",
+            "command": "python custom_run_dpsk_ocr_pdf.py --input input.pdf",
+            "return_code": 0,
+            "stdout": "",
+            "stderr": "",
+            "markdown": base64.b64encode(reply.text.encode()).decode(),
+            "markdown_path": f"{out_dir}/result.md",
+            **reply.data,
+        }
+
+    @staticmethod
+    def _apply_model_fault(reply: SimReply, fault: str | None) -> SimReply:
+        if fault == "length":
+            return SimReply(reply.text, "length", reply.prompt_tokens, reply.completion_tokens, dict(reply.data))
+        if fault == "garbage":
+            return _garbage(reply)
+        return reply
+
+    # -- HTTP-facing operations (called by the handler) -------------------------------------
+    def cancel(self, job_id: str) -> SimJob | None:
+        with self._lock:
+            self.cancels_received += 1
+            self._expire_locked()
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            if job.status not in TERMINAL:
+                job.status = "CANCELLED"
+                job.finished = time.monotonic()
+                job.expires = job.finished + self.retention_s
+                job.cancel_event.set()
+                job.done_event.set()
+            return job
+
+    def purge_queue(self) -> int:
+        with self._lock:
+            queued = [j for j in self._jobs.values() if j.status == "IN_QUEUE"]
+            for j in queued:
+                del self._jobs[j.id]
+                j.cancel_event.set()
+                j.done_event.set()
+            return len(queued)
+
+    def health(self) -> dict[str, Any]:
+        with self._lock:
+            self._expire_locked()
+            in_queue = sum(1 for j in self._jobs.values() if j.status == "IN_QUEUE")
+            in_progress = sum(1 for j in self._jobs.values() if j.status == "IN_PROGRESS")
+            cold = self._warm_at is not None and self._warm_at > time.monotonic()
+            slots = max(1, self.plan.slots)
+            return {
+                "jobs": {
+                    "completed": self.completed,
+                    "failed": self.failed,
+                    "inProgress": in_progress,
+                    "inQueue": in_queue,
+                    "retried": 0,
+                },
+                "workers": {
+                    "idle": 0 if cold else slots - self.running_now,
+                    "initializing": slots if cold else 0,
+                    "ready": 0 if cold else slots,
+                    "running": self.running_now,
+                    "throttled": 0,
+                    "unhealthy": 0,
+                },
+            }
+
+    def _count(self, route: str) -> None:
+        with self._lock:
+            self.requests[route] += 1
+            self.requests_total += 1
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up (cancelled sends, resets) are normal here: stay quiet."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+
+_ROUTE = re.compile(r"^/v2/(?P<endpoint>[^/]+)/(?P<op>run|runsync|status|cancel|health|purge-queue|stream|retry)(?:/(?P<id>[^/]+))?/?$")
+_LOCAL_ROUTE = re.compile(r"^/(?P<op>run|runsync|status|stream)(?:/(?P<id>[^/]+))?/?$")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    simulator: RunPodSimulator
+    protocol_version = "HTTP/1.1"
+    server_version = "RunPodSim/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _send(self, code: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _read_body(self, limit: int | None) -> tuple[Any, bool]:
+        """(parsed JSON or None, too_large)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if limit is not None and length > limit:
+            remaining = length
+            while remaining > 0:  # drain so the client can read our 413
+                chunk = self.rfile.read(min(65536, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+            return None, True
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return None, False
+        try:
+            return json.loads(raw), False
+        except ValueError:
+            return ValueError, False
+
+    def _drop(self) -> None:
+        """A connection reset: close without a reply."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    # -- routing -----------------------------------------------------------------------------
+    def _dispatch(self, method: str) -> None:
+        sim = self.simulator
+        parts = urlsplit(self.path)
+        if sim.flavour == "local":
+            self._dispatch_local(method, parts.path)
+            return
+        m = _ROUTE.match(parts.path)
+        if not m:
+            self._read_body(None)
+            self._send(404, {"error": "not found"})
+            return
+        op, job_id = m.group("op"), m.group("id")
+        sim._count(op)
+        auth = self.headers.get("Authorization") or ""
+        if auth not in (f"Bearer {sim.api_key}", sim.api_key):
+            self._read_body(None)
+            self._send(401, {"error": "Unauthorized"})
+            return
+        if m.group("endpoint") != sim.endpoint_id:
+            self._read_body(None)
+            self._send(404, {"error": f"endpoint {m.group('endpoint')} not found"})
+            return
+        if op in ("run", "runsync") and method == "POST":
+            self._submit(op, parse_qs(parts.query))
+        elif op == "status" and job_id:
+            self._read_body(None)
+            failure = sim._next_status_error()
+            if failure is not None:
+                headers = {"Retry-After": "0.05"} if failure == 429 else None
+                self._send(failure, {"error": HTTPStatus(failure).phrase}, headers)
+                return
+            job = sim.job(job_id)
+            if job is None:
+                self._send(404, {"error": "request does not exist"})
+            else:
+                self._send(200, job.reply())
+        elif op == "cancel" and job_id and method == "POST":
+            self._read_body(None)
+            job = sim.cancel(job_id)
+            if job is None:
+                self._send(404, {"error": "request does not exist"})
+            else:
+                self._send(200, {"id": job.id, "status": job.status})
+        elif op == "health" and method == "GET":
+            self._send(200, sim.health())
+        elif op == "purge-queue" and method == "POST":
+            self._read_body(None)
+            self._send(200, {"removed": sim.purge_queue(), "status": "completed"})
+        else:
+            self._read_body(None)
+            self._send(405 if op in ("run", "runsync", "cancel", "health", "purge-queue") else 404,
+                       {"error": f"{method} /{op} not supported by the simulator"})
+
+    def _submit(self, op: str, query: Mapping[str, list[str]]) -> None:
+        sim = self.simulator
+        limit = sim.run_limit_bytes if op == "run" else sim.runsync_limit_bytes
+        body, too_large = self._read_body(limit)
+        if too_large:
+            self._send(413, {"error": f"request body exceeds the {limit // 1_000_000} MB limit of /{op}"})
+            return
+        if body is ValueError or not isinstance(body, dict) or "input" not in body:
+            self._send(400, {"error": "body must be a JSON object with an 'input' field"})
+            return
+        job_input = body["input"]
+        fault = sim.plan.draw(body_key(job_input))
+        if fault == "reset":
+            self._drop()
+            return
+        if fault and fault.startswith("http_"):
+            code = int(fault[5:])
+            headers = {"Retry-After": f"{sim.plan.retry_after_s:g}"} if code == 429 else None
+            msg = HTTPStatus(code).phrase
+            self._send(code, {"error": msg}, headers)
+            return
+        if sim.max_queue is not None and sim._queue_depth() >= sim.max_queue:
+            self._send(429, {"error": "Too Many Requests"}, {"Retry-After": f"{sim.plan.retry_after_s:g}"})
+            return
+        policy = body.get("policy") if isinstance(body.get("policy"), Mapping) else None
+        job = sim.submit(job_input, sync=(op == "runsync"), policy=policy, fault=fault)
+        if op == "run":
+            self._send(200, {"id": job.id, "status": "IN_QUEUE"})
+            return
+        wait_s = sim.runsync_block_s
+        if query.get("wait"):
+            with contextlib.suppress(ValueError):
+                wait_s = min(wait_s, max(1.0, float(query["wait"][0]) / 1000.0))
+        job.done_event.wait(wait_s)
+        current = sim.job(job.id)
+        self._send(200, current.reply() if current else {"id": job.id, "status": "IN_QUEUE"})
+
+    # -- the runpod SDK's --rp_serve_api flavour ---------------------------------------------
+    def _dispatch_local(self, method: str, path: str) -> None:
+        sim = self.simulator
+        m = _LOCAL_ROUTE.match(path)
+        if path == "/openapi.json" and method == "GET":
+            self._send(200, {"openapi": "3.1.0", "paths": {"/run": {}, "/runsync": {}, "/stream/{job_id}": {}, "/status/{job_id}": {}}})
+            return
+        if not m or method != "POST":
+            self._read_body(None)
+            self._send(404 if not m else 405, {"detail": "Not Found" if not m else "Method Not Allowed"})
+            return
+        op, job_id = m.group("op"), m.group("id")
+        sim._count(op)
+        if op == "run":
+            body, _ = self._read_body(None)
+            if not isinstance(body, dict) or "input" not in body:
+                self._send(422, {"detail": [{"type": "missing", "loc": ["body", "input"], "msg": "Field required"}]})
+                return
+            jid = f"test-{uuid.uuid4()}"
+            with sim._lock:
+                sim._local_pending[jid] = body["input"]
+            self._send(200, {"id": jid, "status": "IN_PROGRESS"})
+            return
+        if op == "runsync":
+            body, _ = self._read_body(None)
+            if not isinstance(body, dict) or "input" not in body:
+                self._send(422, {"detail": [{"type": "missing", "loc": ["body", "input"], "msg": "Field required"}]})
+                return
+            self._send(200, self._run_local(f"test-{uuid.uuid4()}", body["input"]))
+            return
+        self._read_body(None)
+        with sim._lock:
+            pending = sim._local_pending.pop(job_id or "", None)
+        if op == "status" and pending is not None and job_id:
+            self._send(200, self._run_local(job_id, pending))
+        else:
+            self._send(200, {"id": job_id, "status": "FAILED", "error": "Job ID not found"})
+
+    def _run_local(self, jid: str, job_input: Any) -> dict[str, Any]:
+        sim = self.simulator
+        fault = sim.plan.draw(body_key(job_input))
+        if fault and (fault.startswith("http_") or fault == "reset"):
+            fault = None  # the local server has no gateway in front of it
+        job = sim.submit(job_input, sync=True, fault=fault)
+        # the SDK's server runs the handler inside the request; bounded by hang_s / timeout
+        job.done_event.wait(max(sim.plan.hang_s, job.execution_timeout_s) + 1.0)
+        done = sim.job(job.id)
+        if done is None or done.status not in TERMINAL:
+            return {"id": jid, "status": "FAILED", "error": "Job ID not found"}
+        if done.status == "FAILED":
+            return {"id": jid, "status": "FAILED", "error": done.error}
+        out: dict[str, Any] = {"id": jid, "status": done.status}
+        if done.has_output:
+            out["output"] = done.output
+        return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m ocrclient.testing.runpod_sim --port 8765``: serve until Ctrl-C."""
+    p = argparse.ArgumentParser(description="Simulated RunPod serverless endpoint on loopback")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--flavour", choices=["api", "local"], default="api")
+    p.add_argument("--endpoint-id", default="sim-endpoint")
+    p.add_argument("--api-key", default="rp_sim_key_0123456789")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--slots", type=int, default=4)
+    p.add_argument("--latency", type=float, nargs=2, default=(0.2, 0.8), metavar=("MIN", "MAX"))
+    p.add_argument("--cold-start", type=float, default=0.0)
+    p.add_argument("--fault", action="append", default=[], metavar="NAME=RATE",
+                   help="e.g. --fault failed=0.1 --fault http_429=0.05")
+    args = p.parse_args(argv)
+    rates = {k: float(v) for k, _, v in (f.partition("=") for f in args.fault)}
+    plan = FaultPlan(seed=args.seed, rates=rates, latency_s=tuple(args.latency), slots=args.slots,
+                     cold_start_s=args.cold_start)
+    sim = RunPodSimulator(plan=plan, flavour=args.flavour, endpoint_id=args.endpoint_id,
+                          api_key=args.api_key, port=args.port)
+    with sim:
+        print(f"RunPod simulator ({args.flavour}) at {sim.base_url}")
+        if args.flavour == "api":
+            print(f"  RUNPOD_ENDPOINT_ID={sim.endpoint_id}  (API key: the --api-key value)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping")
+
+
+if __name__ == "__main__":
+    main()
