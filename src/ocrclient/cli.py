@@ -279,7 +279,11 @@ def convert(
             sys.stdout.flush()
         else:
             folder, stem = _output_stem(result.source, out)
-            write_outputs(result.document, folder, stem, fmts)
+            try:
+                write_outputs(result.document, folder, stem, fmts)
+            except OcrError as exc:  # one format failing must not lose the others or the run
+                console.print(f"[red]error:[/] {result.source.name}: {redact(str(exc))}")
+                write_outputs(result.document, folder, stem, [f for f in fmts if f in ("md", "json")])
 
     async def run() -> None:
         try:
@@ -465,6 +469,25 @@ def config_init(force: Annotated[bool, typer.Option("--force")] = False) -> None
     path.write_text(_CONFIG_TEMPLATE, encoding="utf-8")
     path.chmod(0o600)
     (config_dir() / "backends").mkdir(exist_ok=True)
+    typer.echo(str(path))
+
+
+@app.command()
+def view(
+    result: Annotated[Path, typer.Argument(help="A JSON result written by `ocr convert`.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="HTML file to write (default: next to the JSON).")] = None,
+) -> None:
+    """Write a static HTML viewer: page images with block boxes drawn over them."""
+    from .viewer import write_viewer
+
+    if not result.is_file():
+        raise _fail(f"{result}: no such file")
+    try:
+        path = write_viewer(result, out)
+    except OcrError as exc:
+        raise _fail(str(exc)) from None
+    except ValueError as exc:
+        raise _fail(f"{result}: not an ocrclient result ({str(exc).splitlines()[0]})") from None
     typer.echo(str(path))
 
 

@@ -35,6 +35,7 @@ TRANSPORTS: dict[str, tuple[str, str | None]] = {
     "runpod": ("ocrclient.transports.runpod:RunPodTransport", None),
     "openai": ("ocrclient.transports.openai:OpenAITransport", None),
     "ocular": ("ocrclient.transports.ocular:OcularTransport", None),
+    "pool": ("ocrclient.transports.pool:PoolTransport", None),
 }
 
 DIALECTS: dict[str, tuple[str, str | None]] = {
@@ -143,4 +144,7 @@ def configured(cfg: BackendConfig) -> tuple[bool, str]:
         if not cfg.resolved_base_url():
             return False, f"set {cfg.base_url_env or 'the base URL'} or --base-url"
         return True, "base URL set"
+    if cfg.transport == "pool":
+        members = cfg.transport_options.get("members") or []
+        return (bool(members), f"{len(members)} members")
     return True, "third-party transport"

@@ -2,32 +2,246 @@
 
 ``render(doc, page_separators=True)`` puts ``<!-- page N -->`` before each page so a reader (or
 a diff) can find page boundaries.
+
+:func:`write` also cuts every figure block that has a box out of the source page (rendered as
+displayed, PDFs at :data:`~ocrclient.exporters.figures.FIGURE_DPI`, images at their own pixels)
+and saves it next to the markdown as ``<stem>_figures/page<N>_fig<K>.png`` (``K`` counts the
+figure blocks of page ``N`` in block order, from 1).  The markdown then links the crop:
+
+* if the page markdown already has image references (``![alt](image_1.png)``, ``![alt]()``,
+  ``<img ...>``), the K-th reference on the page is the K-th figure block (models write them in
+  the same order) and is rewritten to ``![caption or alt](<stem>_figures/pageN_figK.png)``;
+* a figure with no reference of its own is inserted as its own paragraph right after the
+  paragraph holding the text of the block before it in block order (before the next block's
+  paragraph when there is no such block, at the end of the page when neither is found).
+
+The alt text is the caption block next to the figure, else the figure's own text, else the
+reference's alt, else ``Figure K``.  When the source file cannot be found (or a page cannot be
+rendered) nothing is cropped for it, the markdown of those pages is left exactly as the model
+wrote it, and a warning is logged; writing never fails for it.
+
+Example::
+
+    >>> from ocrclient.document import Document, Page
+    >>> doc = Document(source="a.pdf", backend="x", pages=[Page(page=1, status="ok", markdown="Hi")])
+    >>> render(doc, page_separators=True)
+    '<!-- page 1 -->\\n\\nHi\\n'
 """
 
 from __future__ import annotations
 
+import html
+import logging
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
-from ..document import Document
+from ..document import Block, Document, Page
 from ._io import atomic_write
+from .figures import FIGURE_DPI, crop_figures, figure_blocks, resolve_source
+
+__all__ = ["MarkdownResult", "figure_dir", "render", "render_with_figures", "write"]
+
+log = logging.getLogger("ocrclient.exporters.markdown")
+
+#: markdown image references and HTML <img> tags, as models write them
+_IMAGE_REF = re.compile(r"!\[(?P<alt>[^\]\n]*)\]\((?P<src>[^)\n]*)\)|<img\b(?P<attrs>[^>]*)>", re.I)
+_ALT_ATTR = re.compile(r"""\balt\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
+_CROP_NAME = re.compile(r"^page\d+_fig\d+\.png$")
+
+#: (page number, figure index on the page) -> relative link to the crop
+Links = dict[tuple[int, int], str]
 
 
-def render(doc: Document, *, page_separators: bool = False) -> str:
+@dataclass
+class MarkdownResult:
+    """What :func:`render_with_figures` produced: the markdown text, the crops to save
+    (relative path -> PNG bytes) and notes about what could not be cropped."""
+
+    text: str
+    crops: dict[str, bytes] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def figure_dir(md_path: Path) -> Path:
+    """Where the crops of ``md_path`` go: ``<stem>_figures`` beside it."""
+    return md_path.with_name(f"{md_path.stem}_figures")
+
+
+def _comment(text: str) -> str:
+    """Text safe inside an HTML comment (no ``--``, one line)."""
+    return " ".join(text.replace("--", "- -").split())
+
+
+def _alt_escape(text: str) -> str:
+    text = " ".join(text.split())
+    return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _snippet(text: str) -> str:
+    """A piece of a block's text likely to appear verbatim in the page markdown."""
+    from .pdf import plain_text
+
+    line = _first_line(plain_text(text))
+    words = line.split()
+    return " ".join(words[:6])
+
+
+def _top_index(page: Page, fig: Block) -> int | None:
+    """Position of ``fig`` among the page's top-level blocks (by identity), if it is one."""
+    return next((i for i, b in enumerate(page.blocks) if b is fig), None)
+
+
+def _alt_for(page: Page, fig: Block, k: int, ref_alt: str) -> str:
+    top = page.blocks
+    i = _top_index(page, fig)
+    if i is not None:
+        for j in (i + 1, i - 1):
+            if 0 <= j < len(top) and top[j].type == "caption" and top[j].text.strip():
+                return _alt_escape(_first_line(top[j].text))
+    for cand in (fig.text, ref_alt):
+        if cand and cand.strip():
+            return _alt_escape(_first_line(cand))
+    return f"Figure {k}"
+
+
+def _paragraph_end(md: str, pos: int) -> int:
+    nxt = md.find("\n\n", pos)
+    return len(md) if nxt < 0 else nxt
+
+
+def _paragraph_start(md: str, pos: int) -> int:
+    prev = md.rfind("\n\n", 0, pos)
+    return 0 if prev < 0 else prev
+
+
+def _insert_at(md: str, page: Page, fig: Block) -> tuple[int, bool]:
+    """Insertion offset for an unreferenced figure and whether it goes *before* the offset's
+    paragraph (True) or after the paragraph ending there (False)."""
+    top = page.blocks
+    i = _top_index(page, fig)
+    if i is not None:
+        for j in range(i - 1, -1, -1):
+            snip = _snippet(top[j].text) if top[j].type != "figure" else ""
+            if snip and (pos := md.find(snip)) >= 0:
+                return _paragraph_end(md, pos + len(snip)), False
+        for j in range(i + 1, len(top)):
+            snip = _snippet(top[j].text) if top[j].type != "figure" else ""
+            if snip and (pos := md.find(snip)) >= 0:
+                return _paragraph_start(md, pos), True
+    return len(md), False
+
+
+def page_markdown(page: Page, links: Links) -> str:
+    """One page's markdown with its figure references pointing at the crops in ``links``."""
+    md = page.markdown.strip()
+    figs = figure_blocks(page)
+    if not figs or not any((page.page, k) in links for k in range(1, len(figs) + 1)):
+        return md
+    refs = list(_IMAGE_REF.finditer(md))
+    edits: list[tuple[int, int, str]] = []
+    for k, fig in enumerate(figs, start=1):
+        link = links.get((page.page, k))
+        if link is None:
+            continue
+        if k <= len(refs):
+            m = refs[k - 1]
+            if m.group("attrs") is not None:
+                am = _ALT_ATTR.search(m.group("attrs"))
+                ref_alt = html.unescape(next((g for g in am.groups() if g), "")) if am else ""
+            else:
+                ref_alt = m.group("alt") or ""
+            edits.append((m.start(), m.end(), f"![{_alt_for(page, fig, k, ref_alt)}]({link})"))
+        else:
+            pos, before = _insert_at(md, page, fig)
+            ref = f"![{_alt_for(page, fig, k, '')}]({link})"
+            if before and pos == 0:
+                edits.append((0, 0, ref + "\n\n"))
+            else:
+                edits.append((pos, pos, ("\n\n" if pos else "") + ref))
+    for start, end, new in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
+        md = md[:start] + new + md[end:]
+    return md.strip()
+
+
+def render(doc: Document, *, page_separators: bool = False, links: Links | None = None) -> str:
+    """The markdown of ``doc`` (figure references rewritten to ``links`` when given)."""
     parts: list[str] = []
     for page in doc.pages:
         if page_separators:
             parts.append(f"<!-- page {page.page} -->")
         if page.status == "failed":
             msg = page.error.message if page.error else "failed"
-            parts.append(f"<!-- page {page.page} failed: {msg} -->")
+            parts.append(f"<!-- page {page.page} failed: {_comment(msg)} -->")
         else:
-            body = page.markdown.strip()
+            body = page_markdown(page, links or {})
             if page.status == "degraded":
-                parts.append(f"<!-- page {page.page} degraded: {'; '.join(page.warnings)} -->")
+                parts.append(f"<!-- page {page.page} degraded: {_comment('; '.join(page.warnings))} -->")
             if body:
                 parts.append(body)
     return "\n\n".join(parts).strip() + "\n"
 
 
-def write(doc: Document, path: Path, *, page_separators: bool = False) -> Path:
-    return atomic_write(path, render(doc, page_separators=page_separators))
+def render_with_figures(
+    doc: Document,
+    md_path: Path,
+    *,
+    page_separators: bool = False,
+    source: str | Path | None = None,
+    dpi: float = FIGURE_DPI,
+) -> MarkdownResult:
+    """Markdown for ``md_path`` plus the figure crops it links (see the module docstring)."""
+    import io
+
+    has_figures = any(p.status != "failed" and figure_blocks(p) for p in doc.pages)
+    if not has_figures:
+        return MarkdownResult(render(doc, page_separators=page_separators))
+    path = resolve_source(doc, source, md_path.parent)
+    if path is None:
+        note = f"{doc.source}: source file not found; figures are not cropped and their references are left as written"
+        return MarkdownResult(render(doc, page_separators=page_separators), notes=[note])
+    crops, notes = crop_figures(doc, path, dpi)
+    folder = figure_dir(md_path).name
+    links: Links = {}
+    files: dict[str, bytes] = {}
+    for crop in crops:
+        name = f"page{crop.page}_fig{crop.index}.png"
+        buf = io.BytesIO()
+        crop.image.save(buf, "PNG", optimize=False, compress_level=6)
+        files[name] = buf.getvalue()
+        links[(crop.page, crop.index)] = quote(f"{folder}/{name}", safe="/")
+    return MarkdownResult(render(doc, page_separators=page_separators, links=links), files, notes)
+
+
+def write(
+    doc: Document,
+    path: Path,
+    *,
+    page_separators: bool = False,
+    figures: bool = True,
+    source: str | Path | None = None,
+) -> Path:
+    """Write ``path`` (and, with ``figures``, the crops in ``<stem>_figures/``)."""
+    if not figures:
+        return atomic_write(path, render(doc, page_separators=page_separators))
+    result = render_with_figures(doc, path, page_separators=page_separators, source=source)
+    for note in result.notes:
+        log.warning("%s", note)
+    folder = figure_dir(path)
+    for name, data in result.crops.items():
+        atomic_write(folder / name, data)
+    if folder.is_dir():  # crops of an earlier run that this one no longer has
+        for old in folder.iterdir():
+            if _CROP_NAME.match(old.name) and old.name not in result.crops:
+                old.unlink(missing_ok=True)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return atomic_write(path, result.text)

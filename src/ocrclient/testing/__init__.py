@@ -31,7 +31,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .faults import FAULTS, FaultPlan, FixedResponder, ReplayResponder, Responder, SimReply, echo_responder
+from .faults import (
+    FAULTS,
+    FaultPlan,
+    FixedResponder,
+    ReplayResponder,
+    Responder,
+    SimReply,
+    echo_responder,
+)
 
 if TYPE_CHECKING:
     from .ocular_sim import OcularSimulator

@@ -1,0 +1,179 @@
+"""A pool of endpoints behind one transport: weighted load sharing and failover.
+
+Several endpoints serving the same model (two RunPod endpoints in different regions, a RunPod
+endpoint plus a pod, ...) act as one backend.  Each request goes to the healthy member with the
+lowest ``in-flight / weight``; a member whose attempt fails with a transient error (down, 5xx,
+timeout) or an auth error is benched for a cooldown that doubles on repeated failures, so the
+scheduler's next attempt — the scheduler still owns every retry — lands on another member.  When
+every member is benched, the one whose cooldown ends first is tried.  An auth error only stops the
+run when every member has one.
+
+Profile::
+
+    transport = "pool"
+    dialect = "olmocr"
+    [transport_options]
+    cooldown_s = 30
+    members = [
+      { backend = "runpod-olmocr", endpoint_id = "abc", weight = 2 },
+      { backend = "runpod-olmocr", endpoint_id = "def", weight = 1 },
+    ]
+
+Each member is a backend profile name (or TOML path) plus overrides; its dialect must match the
+pool's, since one request is built once for whichever member sends it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import BackendConfig, resolve_config
+from ..errors import AuthError, ConfigError, PermanentError, TransientError
+from .base import Health, ModelReply, ModelRequest, Transport
+
+__all__ = ["PoolMember", "PoolTransport"]
+
+
+@dataclass
+class PoolMember:
+    name: str
+    transport: Transport
+    weight: float = 1.0
+    inflight: int = 0
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    benched_until: float = 0.0
+    strikes: int = 0
+    auth_failed: bool = False
+    last_error: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def healthy(self, now: float) -> bool:
+        return not self.auth_failed and now >= self.benched_until
+
+
+class PoolTransport:
+    """Weighted, failover-aware pool of transports (see the module docstring).
+
+    Example::
+
+        pool = PoolTransport([PoolMember("east", t1, weight=2), PoolMember("west", t2)])
+        reply = await pool.send(request)
+    """
+
+    def __init__(self, members: list[PoolMember], *, cooldown_s: float = 30.0, max_cooldown_s: float = 600.0) -> None:
+        if not members:
+            raise ConfigError("a pool needs at least one member")
+        self.members = members
+        self.cooldown_s = cooldown_s
+        self.max_cooldown_s = max_cooldown_s
+
+    @classmethod
+    def from_config(cls, cfg: BackendConfig) -> PoolTransport:
+        from ..registry import load_transport
+
+        specs = cfg.transport_options.get("members") or []
+        if not isinstance(specs, list) or not specs:
+            raise ConfigError(f"backend {cfg.name!r}: transport 'pool' needs transport_options.members")
+        members = []
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, dict) or "backend" not in spec:
+                raise ConfigError(f"backend {cfg.name!r}: pool member {i + 1} needs a 'backend' name")
+            spec = dict(spec)
+            name = spec.pop("backend")
+            weight = float(spec.pop("weight", 1.0))
+            label = str(spec.pop("label", f"{name}#{i + 1}"))
+            member_cfg = resolve_config(name, **spec)
+            if member_cfg.dialect != cfg.dialect:
+                raise ConfigError(
+                    f"pool member {label} speaks dialect {member_cfg.dialect!r}, the pool {cfg.dialect!r}"
+                )
+            if member_cfg.transport == "pool":
+                raise ConfigError("pools cannot be nested")
+            members.append(PoolMember(label, load_transport(member_cfg), weight=max(weight, 1e-3)))
+        return cls(
+            members,
+            cooldown_s=float(cfg.transport_options.get("cooldown_s", 30.0)),
+            max_cooldown_s=float(cfg.transport_options.get("max_cooldown_s", 600.0)),
+        )
+
+    def _pick(self) -> PoolMember:
+        now = time.monotonic()
+        live = [m for m in self.members if m.healthy(now)]
+        if live:
+            return min(live, key=lambda m: ((m.inflight + 1) / m.weight, -m.weight))
+        candidates = [m for m in self.members if not m.auth_failed]
+        if not candidates:
+            raise AuthError(f"every pool member rejected the credentials ({self.members[0].last_error})")
+        return min(candidates, key=lambda m: m.benched_until)
+
+    def _bench(self, member: PoolMember, message: str) -> None:
+        member.strikes += 1
+        member.failed += 1
+        member.last_error = message
+        delay = min(self.max_cooldown_s, self.cooldown_s * 2 ** (member.strikes - 1))
+        member.benched_until = time.monotonic() + delay
+
+    async def send(self, request: ModelRequest) -> ModelReply:
+        member = self._pick()
+        member.inflight += 1
+        member.sent += 1
+        try:
+            reply = await member.transport.send(request)
+        except AuthError as exc:
+            member.auth_failed = True
+            member.failed += 1
+            member.last_error = exc.message
+            if all(m.auth_failed for m in self.members):
+                raise
+            # another member may accept: let the scheduler retry there
+            raise TransientError(f"pool member {member.name}: {exc.message}", cause="pool_member_auth") from exc
+        except TransientError as exc:
+            self._bench(member, exc.message)
+            raise TransientError(
+                f"pool member {member.name}: {exc.message}",
+                cause=exc.cause,
+                retry_after=None if self._any_healthy() else exc.retry_after,
+                status=exc.status,
+            ) from exc
+        except PermanentError:
+            member.failed += 1
+            raise
+        finally:
+            member.inflight -= 1
+        member.ok += 1
+        member.strikes = 0
+        member.benched_until = 0.0
+        reply.data.setdefault("pool_member", member.name)
+        return reply
+
+    def _any_healthy(self) -> bool:
+        now = time.monotonic()
+        return any(m.healthy(now) for m in self.members)
+
+    async def health(self) -> Health:
+        results: dict[str, Any] = {}
+        ok_any = False
+        for m in self.members:
+            try:
+                h = await m.transport.health()
+            except Exception as exc:
+                results[m.name] = f"error: {exc}"
+                continue
+            ok_any = ok_any or h.ok
+            results[m.name] = f"{'ok' if h.ok else 'down'}: {h.detail}"
+        up = sum(1 for v in results.values() if str(v).startswith("ok"))
+        return Health(ok_any, f"{up}/{len(self.members)} members up", results)
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return {
+            m.name: {"weight": m.weight, "sent": m.sent, "ok": m.ok, "failed": m.failed, "benched": not m.healthy(time.monotonic())}
+            for m in self.members
+        }
+
+    async def aclose(self) -> None:
+        for m in self.members:
+            await m.transport.aclose()

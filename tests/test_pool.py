@@ -1,0 +1,143 @@
+"""Endpoint pools: weighted sharing and failover when one member goes down mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pytest
+
+import ocrclient
+from ocrclient.errors import AuthError, TransientError
+from ocrclient.registry import load_backend
+from ocrclient.testing import FaultPlan, OpenAISimulator
+from ocrclient.transports.base import Health, ModelReply, ModelRequest
+from ocrclient.transports.pool import PoolMember, PoolTransport
+
+
+def _pdf(path: Path, pages: int) -> Path:
+    pdf = pdfium.PdfDocument.new()
+    for _ in range(pages):
+        pdf.new_page(200, 260)
+    pdf.save(str(path))
+    return path
+
+
+def _pool_profile(tmp_path: Path, a: OpenAISimulator, b: OpenAISimulator, wa: float = 1, wb: float = 1) -> Path:
+    prof = tmp_path / "pool.toml"
+    prof.write_text(
+        f"""
+transport = "pool"
+dialect = "plain"
+model = "sim/ocr-model"
+concurrency = 4
+max_attempts = 6
+[render]
+dpi = 30
+[transport_options]
+cooldown_s = 30
+members = [
+  {{ backend = "openai", base_url = "{a.base_url}", api_key = "{a.api_key}", label = "a", weight = {wa} }},
+  {{ backend = "openai", base_url = "{b.base_url}", api_key = "{b.api_key}", label = "b", weight = {wb} }},
+]
+""",
+        encoding="utf-8",
+    )
+    return prof
+
+
+async def test_failover_when_one_endpoint_goes_down_mid_run(tmp_path: Path) -> None:
+    pdf = _pdf(tmp_path / "doc.pdf", 24)
+    plan = FaultPlan(latency_s=(0.02, 0.02), slots=4)
+    with OpenAISimulator(plan=plan) as a, OpenAISimulator(plan=FaultPlan(latency_s=(0.02, 0.02), slots=4)) as b:
+        backend = load_backend(str(_pool_profile(tmp_path, a, b)))
+        done = 0
+
+        def on_event(event: object) -> None:
+            nonlocal done
+            if type(event).__name__ == "PageDone":
+                done += 1
+                if done == 6:
+                    a.stop()  # endpoint a dies mid-run
+
+        doc = await ocrclient.aconvert(
+            pdf, backend=backend, cache=False, on_event=on_event,
+            scheduler_options={"backoff_initial_s": 0.01, "backoff_max_s": 0.05},
+        )
+        await backend.aclose()
+    assert [p.status for p in doc.pages] == ["ok"] * 24
+    assert [p.page for p in doc.pages] == list(range(1, 25))
+    pool = backend.transport
+    assert isinstance(pool, PoolTransport)
+    stats = pool.stats()
+    assert stats["a"]["ok"] >= 1 and stats["b"]["ok"] >= 12
+    assert stats["a"]["failed"] >= 1  # it was tried, benched, and the pages went to b
+    assert stats["a"]["ok"] + stats["b"]["ok"] == 24
+
+
+async def test_weights_share_the_load(tmp_path: Path) -> None:
+    pdf = _pdf(tmp_path / "doc.pdf", 30)
+    with OpenAISimulator(plan=FaultPlan(latency_s=(0.05, 0.05), slots=8)) as a, OpenAISimulator(
+        plan=FaultPlan(latency_s=(0.05, 0.05), slots=8)
+    ) as b:
+        backend = load_backend(str(_pool_profile(tmp_path, a, b, wa=3, wb=1)))
+        doc = await ocrclient.aconvert(pdf, backend=backend, cache=False)
+        await backend.aclose()
+    assert doc.ok
+    stats = backend.transport.stats()  # type: ignore[attr-defined]
+    assert stats["a"]["sent"] > stats["b"]["sent"] >= 1
+
+
+class _Dead:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+        self.calls = 0
+
+    async def send(self, request: ModelRequest) -> ModelReply:
+        self.calls += 1
+        raise self.exc
+
+    async def health(self) -> Health:
+        return Health(False, "dead")
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _Ok(_Dead):
+    async def send(self, request: ModelRequest) -> ModelReply:
+        self.calls += 1
+        await asyncio.sleep(0)
+        return ModelReply(text="ok", finish_reason="stop")
+
+    async def health(self) -> Health:
+        return Health(True, "up")
+
+
+async def test_auth_error_on_one_member_is_not_fatal_but_on_all_is() -> None:
+    bad = _Dead(AuthError("HTTP 401: nope"))
+    pool = PoolTransport([PoolMember("bad", bad, weight=10), PoolMember("good", _Ok(None))])  # type: ignore[arg-type]
+    req = ModelRequest(body={})
+    with pytest.raises(TransientError):
+        await pool.send(req)
+    assert (await pool.send(req)).text == "ok"
+    assert bad.calls == 1
+    both_bad = PoolTransport([PoolMember("x", _Dead(AuthError("HTTP 401"))), PoolMember("y", _Dead(AuthError("HTTP 403")))])
+    with pytest.raises(TransientError):
+        await both_bad.send(req)
+    with pytest.raises(AuthError):
+        await both_bad.send(req)
+
+
+async def test_benched_member_is_skipped_until_cooldown() -> None:
+    flaky = _Dead(TransientError("HTTP 503", status=503))
+    good = _Ok(None)
+    pool = PoolTransport([PoolMember("flaky", flaky, weight=5), PoolMember("good", good)], cooldown_s=60)  # type: ignore[arg-type]
+    with pytest.raises(TransientError):
+        await pool.send(ModelRequest(body={}))
+    for _ in range(5):
+        await pool.send(ModelRequest(body={}))
+    assert flaky.calls == 1 and good.calls == 5
+    health = await pool.health()
+    assert health.detail == "1/2 members up"
