@@ -26,7 +26,7 @@ from typing import Any
 from .cache import PageCache
 from .config import cache_dir as default_cache_dir
 from .document import Document, Page
-from .pages import RenderPool, Source, aiter_pages, open_sources, parse_page_range
+from .pages import PageImage, RenderPool, Source, aiter_pages, open_sources, parse_page_range
 from .registry import Backend, load_backend
 from .scheduler import DocumentJob, Event, Scheduler
 
@@ -115,6 +115,10 @@ class Conversion:
             self.loaded_backend = be
             pool = RenderPool()
             stack.callback(pool.close)
+            if be.config.dialect_options.get("document_mode"):
+                async for result in self._document_mode(be):
+                    yield result
+                return
             self.scheduler = sched = Scheduler(
                 be, concurrency=self.concurrency, cache=self.cache, on_event=self.on_event, **self.scheduler_options
             )
@@ -130,6 +134,36 @@ class Conversion:
                 result = ConvertResult(self.plan[self.yielded][0], doc)
                 self.yielded += 1
                 yield result
+
+    async def _document_mode(self, be: Backend) -> AsyncIterator[ConvertResult]:
+        """Whole-PDF contract: one job per document, split back into pages (see docmode)."""
+        from .docmode import DocumentDialect, document_unit, split_unit_page
+        from .errors import ConfigError
+
+        if be.config.transport != "runpod":
+            raise ConfigError("--document-mode needs a RunPod endpoint running the whole-PDF worker")
+        assert self.plan is not None
+        units = [await asyncio.to_thread(document_unit, src, idx) for src, idx in self.plan]
+        dialect = DocumentDialect(be.dialect, prompt=be.config.dialect_options.get("document_prompt"))
+        self.scheduler = sched = Scheduler(
+            Backend(be.config, dialect, be.transport),
+            concurrency=self.concurrency,
+            cache=self.cache,
+            on_event=self.on_event,
+            **self.scheduler_options,
+        )
+
+        async def one(page: PageImage) -> AsyncIterator[PageImage]:
+            yield page
+
+        jobs = [DocumentJob(u.page.source, one(u.page), expected_pages=[u.page.number]) for u in units]
+        async for doc in sched.run_documents(jobs):
+            unit = units[self.yielded]
+            pages = split_unit_page(unit, doc.pages[0])
+            doc = doc.model_copy(update={"pages": pages, "stats": sched.stats(pages, doc.stats.wall_s)})
+            result = ConvertResult(self.plan[self.yielded][0], doc)
+            self.yielded += 1
+            yield result
 
 
 async def aconvert_many(inputs: Inputs, **kwargs: Any) -> AsyncIterator[ConvertResult]:

@@ -1,0 +1,96 @@
+"""--document-mode: the DeepSeek seed's whole-PDF contract, split back into pages."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pypdfium2 as pdfium
+import pytest
+
+import ocrclient
+from ocrclient.testing import FaultPlan, RunPodSimulator, SimReply
+
+SPLIT = "\n\n<--- Page Split --->\n\n"
+
+
+def _pdf(path: Path, sizes: list[tuple[float, float]]) -> Path:
+    pdf = pdfium.PdfDocument.new()
+    for w, h in sizes:
+        pdf.new_page(w, h)
+    pdf.save(str(path))
+    return path
+
+
+def _responder(n_pages: int, seen: list[dict[str, Any]]) -> Any:
+    def respond(body: dict[str, Any]) -> SimReply:
+        seen.append(body)
+        sent = pdfium.PdfDocument(base64.b64decode(body["pdf_base64"]))
+        assert len(sent) == n_pages
+        md = SPLIT.join(f"# Page {i + 1}\n\nBody of page {i + 1}." for i in range(n_pages))
+        det = SPLIT.join(
+            f"<|ref|>title<|/ref|><|det|>[[100, 100, 500, 200]]<|/det|>\n# Page {i + 1}\n\n"
+            f"<|ref|>text<|/ref|><|det|>[[100, 300, 900, 400]]<|/det|>\nBody of page {i + 1}."
+            for i in range(n_pages)
+        )
+        return SimReply(md, data={"detection_markdown": base64.b64encode(det.encode()).decode()})
+
+    return respond
+
+
+async def test_document_mode_splits_pages_with_boxes(tmp_path: Path) -> None:
+    pdf = _pdf(tmp_path / "d.pdf", [(600, 800), (800, 600), (600, 800)])
+    seen: list[dict[str, Any]] = []
+    with RunPodSimulator(responder=_responder(2, seen)) as sim:
+        doc = await ocrclient.aconvert(
+            pdf, backend="runpod-deepseek-ocr", pages="2-3", cache=False,
+            base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
+            dialect_options={"document_mode": True},
+        )
+    assert len(seen) == 1  # one job for the whole document
+    assert [p.page for p in doc.pages] == [2, 3]
+    assert [p.status for p in doc.pages] == ["ok", "ok"]
+    assert doc.pages[0].markdown.startswith("# Page 1")
+    title = doc.pages[0].blocks[0]
+    # page 2 is 800 x 600 pt: 100/999 .. 500/999 of the width, 100/999 .. 200/999 of the height
+    assert title.bbox == pytest.approx([100 / 999 * 800, 100 / 999 * 600, 500 / 999 * 800, 200 / 999 * 600], abs=0.01)
+    assert doc.pages[1].blocks[1].bbox[2] == pytest.approx(900 / 999 * 600, abs=0.01)
+
+
+async def test_document_mode_page_count_mismatch_is_degraded_not_guessed(tmp_path: Path) -> None:
+    pdf = _pdf(tmp_path / "d.pdf", [(600, 800)] * 3)
+
+    def respond(body: dict[str, Any]) -> SimReply:
+        return SimReply("only one page of markdown")
+
+    with RunPodSimulator(responder=respond) as sim:
+        doc = await ocrclient.aconvert(
+            pdf, backend="runpod-deepseek-ocr", cache=False,
+            base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
+            dialect_options={"document_mode": True},
+        )
+    assert [p.status for p in doc.pages] == ["degraded"] * 3
+    assert doc.pages[0].markdown == "only one page of markdown"
+    assert "1 page(s) for 3 sent" in doc.pages[1].warnings[-1]
+
+
+async def test_document_mode_retries_and_failure_marks_every_page(tmp_path: Path) -> None:
+    pdf = _pdf(tmp_path / "d.pdf", [(600, 800)] * 2)
+    seen: list[dict[str, Any]] = []
+    plan = FaultPlan(seed=1, rates={"http_503": 1.0}, max_faults_per_key=1)
+    with RunPodSimulator(plan=plan, responder=_responder(2, seen)) as sim:
+        doc = await ocrclient.aconvert(
+            pdf, backend="runpod-deepseek-ocr", cache=False,
+            base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
+            dialect_options={"document_mode": True}, scheduler_options={"backoff_initial_s": 0.01},
+        )
+        assert doc.ok and doc.stats.retries_by_cause
+    with RunPodSimulator(plan=FaultPlan(seed=1, rates={"http_400": 1.0}), responder=_responder(2, seen)) as sim:
+        doc = await ocrclient.aconvert(
+            pdf, backend="runpod-deepseek-ocr", cache=False,
+            base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
+            dialect_options={"document_mode": True},
+        )
+    assert [p.status for p in doc.pages] == ["failed", "failed"]
+    assert all(p.error is not None for p in doc.pages)
