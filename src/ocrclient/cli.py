@@ -229,6 +229,7 @@ def convert(
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Resume cache directory.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the resume cache.")] = False,
     shard: Annotated[str | None, typer.Option("--shard", help="i/n: process only this machine's share of the inputs.")] = None,
+    redo: Annotated[bool, typer.Option("--redo", help="Convert inputs the manifest says are done again.")] = False,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log retries and failures.")] = False,
@@ -262,6 +263,20 @@ def convert(
             raise
         raise _fail(str(exc)) from None
 
+    manifest = None
+    if out is not None:
+        from .manifest import Manifest
+
+        manifest = Manifest(out)
+        if not redo:
+            before = len(plan)
+            plan = [
+                (src, idx)
+                for src, idx in plan
+                if not manifest.done(src, backend=be.name, model=be.config.model, pages=pages)
+            ]
+            if before != len(plan) and not quiet:
+                console.print(f"skipping {before - len(plan)} input(s) already done (see {manifest.path}; --redo to force)")
     cache: PageCache | None = None if no_cache else PageCache(cache_dir) if cache_dir else True  # type: ignore[assignment]
     total = sum(len(idx) for _, idx in plan)
     show = progress if progress is not None else (console.is_terminal and not quiet)
@@ -280,10 +295,12 @@ def convert(
         else:
             folder, stem = _output_stem(result.source, out)
             try:
-                write_outputs(result.document, folder, stem, fmts)
+                written = write_outputs(result.document, folder, stem, fmts)
             except OcrError as exc:  # one format failing must not lose the others or the run
                 console.print(f"[red]error:[/] {result.source.name}: {redact(str(exc))}")
-                write_outputs(result.document, folder, stem, [f for f in fmts if f in ("md", "json")])
+                written = write_outputs(result.document, folder, stem, [f for f in fmts if f in ("md", "json")])
+            if manifest is not None:
+                manifest.record(result.source, result.document, written, pages=pages)
 
     async def run() -> None:
         try:
@@ -470,6 +487,51 @@ def config_init(force: Annotated[bool, typer.Option("--force")] = False) -> None
     path.chmod(0o600)
     (config_dir() / "backends").mkdir(exist_ok=True)
     typer.echo(str(path))
+
+
+@app.command()
+def bench(
+    inputs: Annotated[list[str], typer.Argument(help="Documents to run (the cache is bypassed).")],
+    backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+    pages: Annotated[str | None, typer.Option("--pages", "-p")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1)] = None,
+    endpoint_id: Annotated[str | None, typer.Option("--endpoint-id")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env")] = None,
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    metrics: Annotated[bool, typer.Option("--metrics", help="Sample the vLLM server's /metrics during the run.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Measure a backend: pages/s, latency p50/p95, retries, tokens, cost estimate."""
+    from .bench import run_bench
+
+    try:
+        report = asyncio.run(
+            run_bench(
+                inputs,
+                backend=backend,
+                pages=pages,
+                concurrency=concurrency,
+                metrics=metrics,
+                **_overrides(endpoint_id, base_url, api_key_env, model, None, None, None, None, False),
+            )
+        )
+    except OcrError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        table = Table(title=f"ocr bench: {report['backend']}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for k, v in report.items():
+            if k in ("backend",):
+                continue
+            table.add_row(k, json.dumps(v) if isinstance(v, dict) else str(v))
+        Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)
+    raise typer.Exit(EXIT_FAILED_PAGES if report["failed"] else EXIT_OK)
 
 
 @app.command()

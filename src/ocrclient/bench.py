@@ -1,0 +1,152 @@
+"""``ocr bench``: measure a backend on real input — pages/s, latency p50/p95, retries by cause,
+tokens, GPU-seconds and an estimated cost — and, with ``metrics=True``, sample the vLLM server's
+Prometheus ``/metrics`` during the run (running / waiting requests, KV-cache use).
+
+The run bypasses the resume cache (a cached page would measure nothing).
+
+Example::
+
+    report = asyncio.run(run_bench(["doc.pdf"], backend="runpod-pod-lightonocr2", metrics=True))
+    print(report["pages_per_s"], report["metrics"]["max_running"])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from .api import Conversion, prepare
+from .registry import Backend, load_backend
+from .scheduler import _percentile as percentile
+
+__all__ = ["parse_prometheus", "run_bench"]
+
+_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)")
+
+#: vLLM metric names (old and new spellings) -> our short names
+VLLM_METRICS = {
+    "vllm:num_requests_running": "running",
+    "vllm:num_requests_waiting": "waiting",
+    "vllm:gpu_cache_usage_perc": "kv_cache_usage",
+    "vllm:kv_cache_usage_perc": "kv_cache_usage",
+}
+
+
+def parse_prometheus(text: str) -> dict[str, float]:
+    """Sum the samples of each metric in a Prometheus text exposition (labels summed over)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _LINE.match(line.strip())
+        if not m:
+            continue
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            continue
+        out[m.group(1)] = out.get(m.group(1), 0.0) + value
+    return out
+
+
+def _metrics_url(be: Backend) -> str | None:
+    base = be.config.resolved_base_url()
+    if be.config.transport != "openai" or not base:
+        return None
+    root = base.rstrip("/")
+    if root.endswith("/v1"):
+        root = root[: -len("/v1")]
+    return root + "/metrics"
+
+
+async def _sample_metrics(url: str, headers: dict[str, str], samples: list[dict[str, float]], stop: asyncio.Event) -> None:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        while not stop.is_set():
+            with contextlib.suppress(httpx.HTTPError, OSError):
+                resp = await client.get(url, headers=headers)
+                if resp.status_code == 200:
+                    raw = parse_prometheus(resp.text)
+                    samples.append({short: raw[name] for name, short in VLLM_METRICS.items() if name in raw})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+
+async def run_bench(
+    inputs: list[str],
+    *,
+    backend: str | Backend | None = None,
+    pages: str | None = None,
+    concurrency: int | None = None,
+    metrics: bool = False,
+    **overrides: Any,
+) -> dict[str, Any]:
+    plan = await asyncio.to_thread(prepare, inputs, pages=pages)
+    be = backend if isinstance(backend, Backend) else load_backend(backend, **overrides)
+    samples: list[dict[str, float]] = []
+    stop = asyncio.Event()
+    sampler = None
+    url = _metrics_url(be) if metrics else None
+    if url:
+        key = be.config.secret()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        sampler = asyncio.create_task(_sample_metrics(url, headers, samples, stop))
+    t0 = time.monotonic()
+    docs = []
+    try:
+        async for result in Conversion(backend=be, cache=False, concurrency=concurrency, prepared=plan):
+            docs.append(result.document)
+    finally:
+        stop.set()
+        if sampler is not None:
+            await sampler
+        if not isinstance(backend, Backend):
+            await be.aclose()
+    wall = time.monotonic() - t0
+    all_pages = [p for d in docs for p in d.pages]
+    latencies = sorted(p.latency_s for p in all_pages if p.status != "failed")
+    retries: Counter[str] = Counter()
+    for d in docs:
+        retries.update(d.stats.retries_by_cause)
+    gpu = sum(p.usage.gpu_seconds or 0.0 for p in all_pages)
+    cost = sum(p.usage.cost_usd or 0.0 for p in all_pages)
+    if not cost and be.config.price_per_hour:
+        cost = be.config.price_per_hour * wall / 3600.0
+
+    report: dict[str, Any] = {
+        "backend": be.name,
+        "model": be.config.model,
+        "documents": len(docs),
+        "pages": len(all_pages),
+        "ok": sum(p.status == "ok" for p in all_pages),
+        "degraded": sum(p.status == "degraded" for p in all_pages),
+        "failed": sum(p.status == "failed" for p in all_pages),
+        "wall_s": round(wall, 3),
+        "pages_per_s": round(len(all_pages) / wall, 4) if wall > 0 else 0.0,
+        "latency_p50_s": percentile(latencies, 0.5),
+        "latency_p95_s": percentile(latencies, 0.95),
+        "attempts": sum(p.attempts for p in all_pages),
+        "retries_by_cause": dict(retries),
+        "prompt_tokens": sum(p.usage.prompt_tokens for p in all_pages),
+        "completion_tokens": sum(p.usage.completion_tokens for p in all_pages),
+        "gpu_seconds": round(gpu, 3) if gpu else None,
+        "estimated_cost_usd": round(cost, 6) if cost else None,
+    }
+    if metrics:
+        report["metrics"] = (
+            {
+                "url": url,
+                "samples": len(samples),
+                "max_running": max((s.get("running", 0.0) for s in samples), default=None),
+                "max_waiting": max((s.get("waiting", 0.0) for s in samples), default=None),
+                "max_kv_cache_usage": max((s.get("kv_cache_usage", 0.0) for s in samples), default=None),
+            }
+            if url
+            else {"detail": "this backend exposes no vLLM /metrics"}
+        )
+    return report

@@ -1,0 +1,100 @@
+"""The run manifest: ``OUT/manifest.jsonl``, one line per finished document.
+
+Each line records the input, its size and mtime, the backend and model, the pages asked for,
+their status counts and the output files written — so a corpus run is auditable after the fact
+and resumable at the document level: a rerun skips an input whose last entry has no failed page,
+the same backend, model and page selection, unchanged size/mtime, and outputs still present
+(page-level resume is the cache's job; this saves even the rendering).  Appends are one
+``write`` of one line each, so a kill leaves at most one partial last line, which is ignored.
+
+Example::
+
+    m = Manifest(Path("out"))
+    if not m.done(src, backend="local", model=None, pages=None):
+        ...
+        m.record(src, doc, outputs, pages=None)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .document import Document
+from .pages import Source
+
+__all__ = ["Manifest"]
+
+
+def _stat(src: Source) -> tuple[int | None, float | None]:
+    if src.path is None:
+        return (len(src.data) if src.data is not None else None), None
+    try:
+        st = src.path.stat()
+    except OSError:
+        return None, None
+    return st.st_size, st.st_mtime
+
+
+class Manifest:
+    def __init__(self, out_dir: Path, name: str = "manifest.jsonl") -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / name
+        self._entries: dict[str, dict[str, Any]] | None = None
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """Last entry per input (later lines win; a torn last line is ignored)."""
+        if self._entries is None:
+            self._entries = {}
+            if self.path.is_file():
+                for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(entry, dict) and "input" in entry:
+                        self._entries[str(entry["input"])] = entry
+        return self._entries
+
+    def done(self, src: Source, *, backend: str, model: str | None, pages: str | None) -> bool:
+        entry = self.entries().get(src.name)
+        if not entry or entry.get("failed", 1) != 0:
+            return False
+        size, mtime = _stat(src)
+        same = (
+            entry.get("backend") == backend
+            and entry.get("model") == model
+            and entry.get("pages_spec") == pages
+            and entry.get("size") == size
+            and entry.get("mtime") == mtime
+        )
+        return same and all((self.out_dir / p).is_file() for p in entry.get("outputs", []))
+
+    def record(self, src: Source, doc: Document, outputs: list[Path], *, pages: str | None) -> dict[str, Any]:
+        size, mtime = _stat(src)
+        s = doc.stats
+        entry = {
+            "input": src.name,
+            "rel": str(src.rel) if src.rel is not None else None,
+            "size": size,
+            "mtime": mtime,
+            "backend": doc.backend,
+            "model": doc.model,
+            "pages_spec": pages,
+            "pages": s.pages,
+            "ok": s.ok,
+            "degraded": s.degraded,
+            "failed": s.failed,
+            "failed_pages": doc.failed_pages,
+            "status": "ok" if s.failed == 0 else ("failed" if s.failed == s.pages else "partial"),
+            "outputs": [os.path.relpath(p, self.out_dir) for p in outputs],
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+        self.entries()[src.name] = entry
+        return entry

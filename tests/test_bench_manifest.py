@@ -1,0 +1,78 @@
+"""`ocr bench` (with vLLM /metrics) and the batch manifest (document-level resume)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pypdfium2 as pdfium
+from PIL import Image
+
+from ocrclient.bench import parse_prometheus, run_bench
+from ocrclient.testing import FaultPlan, OpenAISimulator
+
+
+def _pdf(path: Path, pages: int) -> Path:
+    pdf = pdfium.PdfDocument.new()
+    for _ in range(pages):
+        pdf.new_page(200, 260)
+    pdf.save(str(path))
+    return path
+
+
+def _run(args: list[str], env_extra: dict[str, str], tmp: Path) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {**os.environ, **env_extra}
+    return subprocess.run([sys.executable, "-m", "ocrclient.cli", *args], capture_output=True, text=True, env=env, cwd=tmp, timeout=120)
+
+
+def test_parse_prometheus_sums_labels() -> None:
+    text = """# HELP vllm:num_requests_running Number of requests
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="m",engine="0"} 3.0
+vllm:num_requests_running{model_name="m",engine="1"} 2.0
+vllm:kv_cache_usage_perc{model_name="m"} 0.25
+"""
+    assert parse_prometheus(text) == {"vllm:num_requests_running": 5.0, "vllm:kv_cache_usage_perc": 0.25}
+
+
+async def test_bench_reports_throughput_latency_and_retries(tmp_path: Path) -> None:
+    pdf = _pdf(tmp_path / "d.pdf", 12)
+    plan = FaultPlan(seed=4, rates={"http_503": 0.3}, max_faults_per_key=1, latency_s=(0.02, 0.04), slots=4)
+    with OpenAISimulator(plan=plan) as sim:
+        report = await run_bench(
+            [str(pdf)], backend="openai", base_url=sim.base_url, api_key=sim.api_key, model=sim.model, metrics=True
+        )
+    assert report["pages"] == 12 and report["ok"] == 12
+    assert report["pages_per_s"] > 0
+    assert report["latency_p50_s"] is not None and report["latency_p95_s"] >= report["latency_p50_s"]
+    assert report["retries_by_cause"].get("http_503", 0) == sum(plan.injected.values())
+    assert report["metrics"]["url"].endswith("/metrics")
+
+
+def test_manifest_records_and_skips_done_inputs(tmp_path: Path) -> None:
+    docs = tmp_path / "in"
+    (docs / "sub").mkdir(parents=True)
+    _pdf(docs / "a.pdf", 2)
+    Image.new("RGB", (120, 90), "white").save(docs / "sub" / "b.png")
+    out = tmp_path / "out"
+    with OpenAISimulator() as sim:
+        env = {"OCRCLIENT_API_KEY": sim.api_key or ""}
+        args = ["convert", str(docs), "-o", str(out), "--backend", "openai", "--base-url", sim.base_url, "--model", sim.model, "--no-progress"]
+        first = _run(args, env, tmp_path)
+        assert first.returncode == 0, first.stderr
+        sent = sum(sim.requests_by_key.values())
+        lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+        assert {x["input"] for x in lines} == {str(docs / "a.pdf"), str(docs / "sub" / "b.png")}
+        assert all(x["status"] == "ok" and x["failed"] == 0 for x in lines)
+        assert (out / "sub" / "b.md").is_file() and (out / "a.json").is_file()  # mirrors the input tree
+        second = _run(args, env, tmp_path)
+        assert second.returncode == 0, second.stderr
+        assert "skipping 2 input(s) already done" in second.stderr
+        assert sum(sim.requests_by_key.values()) == sent  # nothing sent again
+        third = _run([*args, "--redo", "--no-cache"], env, tmp_path)
+        assert third.returncode == 0
+        assert sum(sim.requests_by_key.values()) == 2 * sent
