@@ -1,0 +1,424 @@
+"""The embedded CPU backend: RapidOCR (ONNX models shipped inside the ``rapidocr`` wheel), in-process.
+
+Nothing is downloaded: the detection, orientation and recognition models that RapidOCR 3.x
+ships in its wheel are loaded from the installed package, once per process (a lazy, lock-guarded
+singleton shared by every :class:`LocalTransport` with the same settings).  Each page runs in a
+worker thread (:func:`asyncio.to_thread`) so the event loop stays free; calls into the engine are
+serialized with a lock, because ``RapidOCR.__call__`` mutates the engine's settings and because
+on a small CPU one page at a time with all cores (onnxruntime intra-op threads = CPU count) is
+faster than two pages fighting for the same cores.
+
+The request body is ``{"image": <encoded image bytes>}`` (built by
+:class:`ocrclient.dialects.rapidocr.RapidOCRDialect`).  The reply's ``text`` is the recognised
+lines joined by newlines; ``data["lines"]`` holds every line as
+``{"text", "score", "box": [x0, y0, x1, y1], "det_box": [...], "words": [{"text", "score",
+"box"}, ...]}``.  Boxes are axis-aligned (RapidOCR's polygons reduced to their bounds), in pixels
+of the image that was sent — RapidOCR maps its internal downscale of images longer than
+``max_side_len`` back itself, and the tests check it.  ``det_box`` is the detector's box, padded
+around the text by a fraction of its height; ``box`` is that box shrunk to the ink it holds
+(``tight_boxes``), and word boxes share their line's vertical extent.
+
+Example::
+
+    >>> import asyncio
+    >>> from ocrclient.transports.base import ModelRequest
+    >>> t = LocalTransport()
+    >>> png = open("examples/page.png", "rb").read()            # doctest: +SKIP
+    >>> reply = asyncio.run(t.send(ModelRequest(body={"image": png})))  # doctest: +SKIP
+    >>> reply.data["lines"][0]["text"], reply.data["lines"][0]["box"]    # doctest: +SKIP
+    ('Quarterly Field Report', [152.0, 172.0, 676.0, 219.0])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, PermanentError
+from .base import Health, ModelReply, ModelRequest
+
+if TYPE_CHECKING:
+    from ..config import BackendConfig
+
+__all__ = ["EngineSettings", "LocalTransport", "engine_constructions", "get_engine"]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the one RapidOCR engine of a process is built with.
+
+    * ``threads`` – onnxruntime intra-op threads (default: the CPU count, capped at 8);
+    * ``max_side_len`` – RapidOCR downscales images whose longest side is larger (boxes are still
+      returned in pixels of the image sent);
+    * ``use_cls`` – run the 0/180 degree text-line orientation classifier;
+    * ``text_score`` – lines recognised with a lower confidence are dropped;
+    * ``tight_boxes`` – shrink the detector's padded boxes to the ink they contain (the raw
+      detector box is kept as ``det_box``).  Not an engine setting: engines are shared across it.
+    """
+
+    threads: int = 0
+    max_side_len: int = 2000
+    use_cls: bool = True
+    text_score: float = 0.5
+    tight_boxes: bool = True
+
+    def resolved_threads(self) -> int:
+        if self.threads > 0:
+            return self.threads
+        try:
+            cpus = len(os.sched_getaffinity(0))  # the CPUs this process may use (containers)
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, 8))
+
+    def params(self) -> dict[str, Any]:
+        """RapidOCR ``params`` (dotted config keys)."""
+        return {
+            "Global.log_level": "error",
+            "Global.max_side_len": int(self.max_side_len),
+            "Global.use_cls": bool(self.use_cls),
+            "Global.text_score": float(self.text_score),
+            "EngineConfig.onnxruntime.intra_op_num_threads": self.resolved_threads(),
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        }
+
+
+@dataclass
+class _Engine:
+    ocr: Any
+    models: dict[str, str]
+    run_lock: threading.Lock
+    load_s: float
+
+
+_ENGINES: dict[tuple[tuple[str, Any], ...], _Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+_CONSTRUCTIONS = 0
+
+
+def engine_constructions() -> int:
+    """How many RapidOCR engines this process has built (tests assert it stays at one)."""
+    return _CONSTRUCTIONS
+
+
+def _quiet_rapidocr_logging() -> None:
+    logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (onnxruntime errors carry a whole traceback as message)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Traceback"):
+        lines = lines[-1:]
+    text = lines[0] if lines else ""
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _model_name(part: Any) -> str:
+    session = getattr(getattr(part, "session", None), "session", None)
+    path = getattr(session, "_model_path", None)
+    return Path(str(path)).name if path else type(part).__name__
+
+
+def get_engine(settings: EngineSettings | None = None) -> _Engine:
+    """The process-wide engine for ``settings``, built (models loaded) on first use."""
+    global _CONSTRUCTIONS
+    settings = settings or EngineSettings()
+    key = tuple(sorted(settings.params().items()))
+    engine = _ENGINES.get(key)
+    if engine is not None:
+        return engine
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is not None:
+            return engine
+        _quiet_rapidocr_logging()
+        try:
+            from rapidocr import RapidOCR
+        except ImportError as exc:
+            raise ConfigError(
+                f"the local backend needs rapidocr and onnxruntime ({exc}); "
+                "install them with: pip install 'ocrclient[local]'"
+            ) from exc
+        start = time.perf_counter()
+        try:
+            ocr = RapidOCR(params=settings.params())
+            # RapidOCR loads its models lazily on the first page; load them now so that a
+            # broken install fails here (and health() says so) rather than on page one.
+            parts: dict[str, Any] = {}
+            for part, loader in (("det", "_load_det_model"), ("cls", "_load_cls_model"),
+                                 ("rec", "_load_rec_model")):  # fmt: skip
+                if part == "cls" and not settings.use_cls:
+                    continue
+                load = getattr(ocr, loader, None)
+                if load is not None:
+                    parts[part] = load()
+        except Exception as exc:  # a broken install or a model that would need downloading
+            raise ConfigError(f"cannot load the RapidOCR engine: {_one_line(exc)}") from exc
+        _quiet_rapidocr_logging()
+        _CONSTRUCTIONS += 1
+        engine = _Engine(
+            ocr=ocr,
+            models={k: _model_name(v) for k, v in parts.items()},
+            run_lock=threading.Lock(),
+            load_s=time.perf_counter() - start,
+        )
+        _ENGINES[key] = engine
+        return engine
+
+
+def _axis_box(points: Any) -> list[float]:
+    """A polygon (sequence of [x, y]) -> ``[x0, y0, x1, y1]``."""
+    xs = [float(p[0]) for p in points]
+    ys = [float(p[1]) for p in points]
+    return [round(min(xs), 2), round(min(ys), 2), round(max(xs), 2), round(max(ys), 2)]
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def _align_words(txts: Sequence[str], groups: Sequence[Any]) -> list[list[Any]]:
+    """RapidOCR drops the word list of a line whose word boxes could not be computed, so the word
+    groups are not always index-aligned with the lines: align them by their text."""
+    if len(groups) == len(txts):
+        return [list(g) for g in groups]
+    out: list[list[Any]] = []
+    j = 0
+    for txt in txts:
+        if j < len(groups) and _squash("".join(str(w[0]) for w in groups[j])) == _squash(txt):
+            out.append(list(groups[j]))
+            j += 1
+        else:
+            out.append([])
+    return out
+
+
+def _lines_from_result(result: Any) -> list[dict[str, Any]]:
+    txts = getattr(result, "txts", None)
+    boxes = getattr(result, "boxes", None)
+    if not txts or boxes is None:
+        return []
+    scores = list(getattr(result, "scores", None) or [0.0] * len(txts))
+    groups = getattr(result, "word_results", None) or ()
+    # an empty result carries the placeholder (("", 1.0, None),)
+    groups = tuple(
+        g for g in groups if g and isinstance(g, (list, tuple)) and isinstance(g[0], (list, tuple))
+    )
+    words_per_line = _align_words(list(txts), groups)
+    lines: list[dict[str, Any]] = []
+    for i, txt in enumerate(txts):
+        text = str(txt).strip()
+        if not text:
+            continue
+        words = []
+        for w in words_per_line[i] if i < len(words_per_line) else []:
+            wtext, wscore, wbox = w[0], w[1], w[2]
+            if wbox is None or not str(wtext).strip():
+                continue
+            words.append(
+                {"text": str(wtext), "score": round(float(wscore), 4), "box": _axis_box(wbox)}
+            )
+        lines.append(
+            {
+                "text": text,
+                "score": round(float(scores[i]), 4),
+                "box": _axis_box(boxes[i]),
+                "words": words,
+            }
+        )
+    return lines
+
+
+def _decode_gray(data: bytes) -> Any:
+    """The sent image as a 2-D uint8 numpy array (grayscale)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            gray = img.convert("L")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise PermanentError(
+            f"the local engine cannot decode the page image ({exc})", cause="bad_image"
+        ) from exc
+    return np.asarray(gray)
+
+
+def _tighten(gray: Any, box: Sequence[float], rules: bool = True) -> list[float]:
+    """Shrink ``box`` to the ink inside it.
+
+    The detector pads its boxes by a fraction of the text height on every side (much more than the
+    glyphs need on short words); trimming the blank margins gives boxes that hug the text.  Rows or
+    columns that are almost entirely ink (table rules, frames) are ignored, polarity (dark on light
+    or light on dark) is taken from the box itself, and a box without clear contrast is kept.
+    ``rules=False`` for boxes already tight in one direction (words inside a tight line), where
+    a glyph's stem ("l", "1") spans the whole height and would look like a rule.
+    """
+    import numpy as np
+
+    h, w = gray.shape
+    x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+    x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return list(box)
+    crop = gray[y0:y1, x0:x1]
+    lo, hi = np.percentile(crop, (2, 98))
+    if hi - lo < 48:
+        return list(box)
+    thresh = (float(lo) + float(hi)) / 2
+    ink = crop < thresh
+    if ink.mean() > 0.5:  # light text on a dark background
+        ink = ~ink
+    limit = 0.9 if rules else 2.0  # 2.0: never
+    rule_rows = ink.mean(axis=1) >= limit
+    rule_cols = ink.mean(axis=0) >= limit
+    core = ink[~rule_rows][:, ~rule_cols] if (rule_rows.any() or rule_cols.any()) else ink
+    if core.size == 0 or not core.any():
+        return list(box)
+    rows = np.zeros(ink.shape[0], dtype=bool)
+    rows[~rule_rows] = core.any(axis=1)
+    cols = np.zeros(ink.shape[1], dtype=bool)
+    cols[~rule_cols] = core.any(axis=0)
+    ys, xs = np.flatnonzero(rows), np.flatnonzero(cols)
+    return [float(x0 + xs[0]), float(y0 + ys[0]), float(x0 + xs[-1] + 1), float(y0 + ys[-1] + 1)]
+
+
+def _place_words(gray: Any, line: dict[str, Any], width: int, height: int, tight: bool) -> None:
+    """Word boxes share their line's vertical extent.  RapidOCR places words from the recogniser's
+    character columns, which can cut a glyph short, so with ``tight`` each word box is first
+    widened by a fifth of the line height (never past the line or half-way to its neighbours)
+    and then shrunk to its ink."""
+    lx0, ly0, lx1, ly1 = line["box"]
+    words = line["words"]
+    spans = [_clip(w["box"], width, height) for w in words]
+    pad = 0.2 * (ly1 - ly0) if tight else 0.0
+    for i, word in enumerate(words):
+        wx0, _, wx1, _ = spans[i]
+        lo = max(lx0, (spans[i - 1][2] + wx0) / 2 if i > 0 else lx0)
+        hi = min(lx1, (wx1 + spans[i + 1][0]) / 2 if i + 1 < len(spans) else lx1)
+        x0, x1 = max(lo, wx0 - pad), min(hi, wx1 + pad)
+        box = [x0, ly0, max(x1, x0 + 1), ly1]
+        word["box"] = _tighten(gray, box, rules=False) if tight else box
+
+
+def _clip(box: list[float], width: int, height: int) -> list[float]:
+    x0, y0, x1, y1 = box
+    return [max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)]
+
+
+class LocalTransport:
+    """Runs RapidOCR in-process, on the CPU.
+
+    ``from_config`` reads ``transport_options``: ``threads`` (onnxruntime intra-op threads,
+    default the CPU count), ``max_side_len`` (default 2000), ``use_cls`` (default true),
+    ``text_score`` (default 0.5), ``tight_boxes`` (default true).
+
+    Example::
+
+        t = LocalTransport()
+        reply = await t.send(ModelRequest(body={"image": png_bytes}))
+        reply.text                 # "Quarterly Field Report\\nPrepared by ..."
+        reply.data["lines"][0]     # {"text": ..., "score": 0.99, "box": [...], "words": [...]}
+    """
+
+    def __init__(self, settings: EngineSettings | None = None) -> None:
+        self.settings = settings or EngineSettings()
+
+    @classmethod
+    def from_config(cls, cfg: BackendConfig) -> LocalTransport:
+        opts = dict(cfg.transport_options)
+        known = {"threads", "max_side_len", "use_cls", "text_score", "tight_boxes"}
+        unknown = sorted(set(opts) - known)
+        if unknown:
+            raise ConfigError(
+                f"backend {cfg.name!r}: unknown transport option(s) {', '.join(unknown)} "
+                f"for the local engine (known: {', '.join(sorted(known))})"
+            )
+        try:
+            settings = EngineSettings(
+                threads=int(opts.get("threads", 0)),
+                max_side_len=int(opts.get("max_side_len", 2000)),
+                use_cls=bool(opts.get("use_cls", True)),
+                text_score=float(opts.get("text_score", 0.5)),
+                tight_boxes=bool(opts.get("tight_boxes", True)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"backend {cfg.name!r}: bad transport option ({exc})") from exc
+        return cls(settings)
+
+    # -- the seam ----------------------------------------------------------------------------
+    async def send(self, request: ModelRequest) -> ModelReply:
+        image = request.body.get("image")
+        if not isinstance(image, (bytes, bytearray)) or not image:
+            raise PermanentError(
+                "the local engine needs the page image bytes in body['image']", cause="bad_request"
+            )
+        return await asyncio.to_thread(self._run, bytes(image))
+
+    async def health(self) -> Health:
+        try:
+            engine = await asyncio.to_thread(get_engine, self.settings)
+        except ConfigError as exc:
+            return Health(ok=False, detail=str(exc))
+        models = ", ".join(f"{k}={v}" for k, v in engine.models.items())
+        return Health(
+            ok=True,
+            detail=f"RapidOCR loaded in-process ({models})",
+            info={
+                "engine": "rapidocr",
+                "version": _rapidocr_version(),
+                "models": dict(engine.models),
+                "threads": self.settings.resolved_threads(),
+                "load_s": round(engine.load_s, 3),
+            },
+        )
+
+    async def aclose(self) -> None:
+        """Nothing to close: the engine is shared by the whole process and lives with it."""
+
+    # -- work (in a worker thread) -------------------------------------------------------------
+    def _run(self, data: bytes) -> ModelReply:
+        gray = _decode_gray(data)
+        height, width = gray.shape
+        engine = get_engine(self.settings)
+        start = time.perf_counter()
+        with engine.run_lock:
+            try:
+                result = engine.ocr(data, return_word_box=True)
+            except Exception as exc:
+                raise PermanentError(
+                    f"the local engine failed on this page: {_one_line(exc)}", cause="engine_error"
+                ) from exc
+        lines = _lines_from_result(result)
+        for line in lines:
+            line["det_box"] = _clip(line["box"], width, height)
+            line["box"] = (
+                _tighten(gray, line["det_box"]) if self.settings.tight_boxes else line["det_box"]
+            )
+            _place_words(gray, line, width, height, self.settings.tight_boxes)
+        elapsed = time.perf_counter() - start
+        return ModelReply(
+            text="\n".join(line["text"] for line in lines),
+            finish_reason="stop",
+            latency_s=elapsed,
+            data={"lines": lines, "image_size": [width, height], "engine": "rapidocr"},
+        )
+
+
+def _rapidocr_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("rapidocr")
+    except Exception:
+        return None
