@@ -222,6 +222,7 @@ def convert(
     api_key_env: Annotated[str | None, typer.Option("--api-key-env", help="Env var holding the API key.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Override the model name.")] = None,
     dialect: Annotated[str | None, typer.Option("--dialect", help="Override the model dialect (generic backends).")] = None,
+    transport: Annotated[str | None, typer.Option("--transport", help="Override the transport: runpod, openai, ocular.")] = None,
     dpi: Annotated[float | None, typer.Option("--dpi", help="Render resolution.")] = None,
     image_format: Annotated[str | None, typer.Option("--image-format", help="png, jpeg or webp.")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
@@ -257,6 +258,7 @@ def convert(
         be = load_backend(
             backend,
             **_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode, document_mode),
+            transport=transport,
         )
     except OcrError as exc:
         if debug:
@@ -409,13 +411,16 @@ def health(
     endpoint_id: Annotated[str | None, typer.Option("--endpoint-id")] = None,
     base_url: Annotated[str | None, typer.Option("--base-url")] = None,
     api_key_env: Annotated[str | None, typer.Option("--api-key-env")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
+    transport: Annotated[str | None, typer.Option("--transport", help="Override the transport.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check that a backend is reachable and authorised (workers/queue, models)."""
     from .registry import load_backend
 
     try:
-        be = load_backend(backend, **_overrides(endpoint_id, base_url, api_key_env, None, None, None, None, None, False))
+        over = _overrides(endpoint_id, base_url, api_key_env, None, None, None, None, mode, False)
+        be = load_backend(backend, **over, transport=transport)
     except OcrError as exc:
         raise _fail(str(exc)) from None
 

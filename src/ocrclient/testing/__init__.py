@@ -44,20 +44,34 @@ from .faults import (
 if TYPE_CHECKING:
     from .ocular_sim import OcularSimulator
     from .openai_sim import HTTPSimulator, OpenAISimulator
+    from .responders import (
+        DialectResponder,
+        RapidOCRResponder,
+        SentImage,
+        TruthBlock,
+        format_reply,
+        image_digest,
+    )
     from .runpod_sim import RunPodSimulator
 
 __all__ = [
     "FAULTS",
+    "DialectResponder",
     "FaultPlan",
     "FixedResponder",
     "HTTPSimulator",
     "OcularSimulator",
     "OpenAISimulator",
+    "RapidOCRResponder",
     "ReplayResponder",
     "Responder",
     "RunPodSimulator",
+    "SentImage",
     "SimReply",
+    "TruthBlock",
     "echo_responder",
+    "format_reply",
+    "image_digest",
 ]
 
 _LAZY = {
@@ -65,6 +79,12 @@ _LAZY = {
     "OpenAISimulator": "openai_sim",
     "OcularSimulator": "ocular_sim",
     "RunPodSimulator": "runpod_sim",
+    "DialectResponder": "responders",
+    "RapidOCRResponder": "responders",
+    "SentImage": "responders",
+    "TruthBlock": "responders",
+    "format_reply": "responders",
+    "image_digest": "responders",
 }
 
 

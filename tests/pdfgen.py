@@ -1,0 +1,82 @@
+"""A tiny PDF writer for the end-to-end tests: pages with filled rectangles and Helvetica text at
+known user-space positions, any MediaBox / CropBox / /Rotate.  Written by hand (no dependency)
+so each test knows exactly where every element sits in PDF user space."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class PdfPage:
+    """One page: ``media`` (x0, y0, x1, y1) in user space, optional ``crop``, ``rotate``; ``rects``
+    are filled boxes (x0, y0, x1, y1) in user space; ``texts`` are (x, y, size, text) baselines."""
+
+    media: Box = (0.0, 0.0, 300.0, 200.0)
+    crop: Box | None = None
+    rotate: int = 0
+    rects: list[Box] = field(default_factory=list)
+    texts: list[tuple[float, float, float, str]] = field(default_factory=list)
+
+    def content(self) -> bytes:
+        ops = ["0 g"]
+        for x0, y0, x1, y1 in self.rects:
+            ops.append(f"{x0:.3f} {y0:.3f} {x1 - x0:.3f} {y1 - y0:.3f} re f")
+        for x, y, size, text in self.texts:
+            esc = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+            ops.append(f"BT /F1 {size:g} Tf {x:.3f} {y:.3f} Td ({esc}) Tj ET")
+        return ("\n".join(ops) + "\n").encode("latin-1")
+
+
+def write_pdf(path: Path, pages: list[PdfPage]) -> Path:
+    """Write ``pages`` as a PDF file at ``path``."""
+    objects: list[bytes] = []
+    n = len(pages)
+    # 1 catalog, 2 pages, 3 font, then (page, contents) pairs
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(n))
+    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {n} >>".encode())
+    objects.append(
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+    )
+    for i, page in enumerate(pages):
+        media = " ".join(f"{v:g}" for v in page.media)
+        extra = ""
+        if page.crop is not None:
+            extra += " /CropBox [" + " ".join(f"{v:g}" for v in page.crop) + "]"
+        if page.rotate:
+            extra += f" /Rotate {page.rotate}"
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [{media}]{extra} "
+            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode()
+        )
+        stream = page.content()
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"endstream")
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for num, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{num} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for off in offsets:
+        out += f"{off:010d} 00000 n \n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    path.write_bytes(bytes(out))
+    return path
+
+
+def text_pdf(path: Path, lines_per_page: list[list[str]], size: Box = (0, 0, 300, 200)) -> Path:
+    """A PDF whose page ``i`` shows ``lines_per_page[i]`` in 16 pt Helvetica, top to bottom."""
+    pages = []
+    for lines in lines_per_page:
+        top = size[3] - 40
+        pages.append(
+            PdfPage(media=size, texts=[(30, top - 28 * j, 16, t) for j, t in enumerate(lines)])
+        )
+    return write_pdf(path, pages)

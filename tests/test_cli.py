@@ -1,0 +1,254 @@
+"""The `ocr` command: version, backends, config, schema, convert (stdout, exit codes, pages,
+formats, shards, quiet, NO_COLOR, JSON summary).
+
+Conversions run against a simulated vLLM server with the ``openai`` backend and a plain-markdown
+responder (fast and offline); most commands run in-process through typer's runner, a few as real
+subprocesses where the process boundary matters (colours, exit codes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw
+from typer.testing import CliRunner
+
+from ocrclient import __version__
+from ocrclient.cli import app
+from ocrclient.document import Document
+from ocrclient.testing import DialectResponder, FaultPlan, OpenAISimulator, SentImage
+
+from .pdfgen import text_pdf
+
+MODEL = "sim/plain-model"
+
+
+def page_text(image: SentImage) -> list[tuple[str, str]]:
+    return [("text", f"Text of image {image.width}x{image.height}")]
+
+
+@pytest.fixture
+def sim() -> Iterator[OpenAISimulator]:
+    with OpenAISimulator(responder=DialectResponder("plain", truth=page_text), model=MODEL) as s:
+        yield s
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+def sim_args(sim: OpenAISimulator) -> list[str]:
+    return ["--backend", "openai", "--base-url", sim.base_url, "--model", MODEL, "--dpi", "36"]
+
+
+def sim_env(sim: OpenAISimulator) -> dict[str, str]:
+    return {"OCRCLIENT_API_KEY": str(sim.api_key), "NO_COLOR": "1"}
+
+
+@pytest.fixture
+def pdf(tmp_path: Path) -> Path:
+    return text_pdf(tmp_path / "doc.pdf", [["one"], ["two"], ["three"]], size=(0, 0, 200, 120))
+
+
+# -- simple commands ----------------------------------------------------------------------------
+
+
+def test_version() -> None:
+    res = invoke("--version")
+    assert res.exit_code == 0
+    assert res.stdout.strip() == f"ocrclient {__version__}"
+
+
+def test_backends_table_and_json() -> None:
+    table = invoke("backends", env={"NO_COLOR": "1", "COLUMNS": "200"})
+    assert table.exit_code == 0
+    for name in ("local", "runpod-chandra", "runpod-pod-lightonocr2", "modal-lightonocr", "openai"):
+        assert name in table.stdout
+    rows = json.loads(invoke("backends", "--json").stdout)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["local"]["configured"] is True
+    assert by_name["runpod-olmocr"]["configured"] is False
+    assert "RUNPOD" in by_name["runpod-olmocr"]["detail"]
+    assert set(rows[0]) == {"name", "transport", "dialect", "model", "configured", "detail"}
+
+
+def test_config_masks_secrets(tmp_path: Path) -> None:
+    cfg_dir = Path(os.environ["OCRCLIENT_CONFIG_DIR"])
+    cfg_dir.mkdir(parents=True, exist_ok=True)
+    conf = cfg_dir / "config.toml"
+    conf.write_text(
+        '[backends.runpod-chandra]\napi_key = "rp_supersecret_123"\nendpoint_id = "ep42"\n'
+    )
+    conf.chmod(0o600)
+    res = invoke(
+        "config", "--backend", "runpod-chandra", env={"RUNPOD_API_KEY": "rp_envsecret_456"}
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["endpoint_id"] == "ep42" and data["dialect"] == "chandra"
+    assert data["api_key"] == "***" and data["api_key_set"] is True
+    assert "rp_supersecret_123" not in res.output and "rp_envsecret_456" not in res.output
+
+
+def test_config_init_writes_once() -> None:
+    first = invoke("config", "init")
+    assert first.exit_code == 0, first.output
+    path = Path(first.stdout.strip())
+    assert path == Path(os.environ["OCRCLIENT_CONFIG_DIR"]) / "config.toml"
+    assert "default_backend" in path.read_text()
+    assert path.stat().st_mode & 0o077 == 0
+    again = invoke("config", "init")
+    assert again.exit_code == 2 and "exists" in again.stderr
+    assert invoke("config", "init", "--force").exit_code == 0
+
+
+def test_schema_stdout_and_file(tmp_path: Path) -> None:
+    res = invoke("schema")
+    schema = json.loads(res.stdout)
+    assert "pages" in schema["properties"]
+    target = tmp_path / "s.json"
+    assert invoke("schema", str(target)).exit_code == 0
+    assert json.loads(target.read_text()) == schema
+
+
+# -- convert --------------------------------------------------------------------------------------
+
+
+def test_markdown_to_stdout_without_out(sim: OpenAISimulator, pdf: Path) -> None:
+    res = invoke("convert", str(pdf), *sim_args(sim), "--quiet", env=sim_env(sim))
+    assert res.exit_code == 0, res.output
+    # 200x120 pt at 36 dpi -> 100x60 px, once per page, in order
+    assert res.stdout.count("Text of image 100x60") == 3
+    assert res.stderr == ""
+
+
+def test_pages_formats_and_json_summary(sim: OpenAISimulator, pdf: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = invoke("convert", str(pdf), "-o", str(out), *sim_args(sim), "--pages", "2-3", "--format", "md,json,txt",
+                 "--json", env=sim_env(sim))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["exit_code"] == 0
+    (d,) = summary["documents"]
+    assert (d["pages"], d["ok"], d["failed"], d["failed_pages"]) == (2, 2, 0, [])
+    assert sorted(p.name for p in out.iterdir() if p.stem == "doc") == [
+        "doc.json",
+        "doc.md",
+        "doc.txt",
+    ]
+    doc = Document.model_validate_json((out / "doc.json").read_text())
+    assert [p.page for p in doc.pages] == [2, 3]
+    assert "Text of image" in (out / "doc.txt").read_text()
+    assert "ocr convert" in res.stderr  # the summary table (not --quiet)
+
+
+def test_exit_1_when_a_page_fails(pdf: Path, tmp_path: Path) -> None:
+    class FirstRequest400(FaultPlan):
+        def draw(self, key: str) -> str | None:
+            with self._lock:
+                self._seen[key] += 1
+                first = sum(self._seen.values()) == 1
+            if first:
+                self.injected["http_400"] += 1
+                return "http_400"
+            return None
+
+    plan = FirstRequest400()
+    with OpenAISimulator(
+        responder=DialectResponder("plain", truth=page_text), model=MODEL, plan=plan
+    ) as s:
+        out = tmp_path / "o"
+        res = invoke(
+            "convert", str(pdf), "-o", str(out), *sim_args(s), "-c", "1", "--json", env=sim_env(s)
+        )
+    assert res.exit_code == 1, res.output
+    assert plan.injected["http_400"] == 1
+    summary = json.loads(res.stdout)
+    assert summary["exit_code"] == 1 and summary["documents"][0]["failed"] == 1
+    doc = Document.model_validate_json((out / "doc.json").read_text())
+    failed = [p for p in doc.pages if p.status == "failed"]
+    assert len(failed) == 1 and failed[0].error is not None and "400" in failed[0].error.message
+    assert failed[0].attempts == 1  # 400 is permanent: not retried
+    assert sum(p.status == "ok" for p in doc.pages) == 2
+    assert f"page {failed[0].page}" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.pdf"], "missing.pdf"),
+        (["{pdf}", "--backend", "no-such-backend"], "unknown backend"),
+        (["{pdf}", "--pages", "7-9"], "page"),
+        (["{pdf}", "--format", "md,docx"], "unknown --format"),
+        (["{pdf}", "--shard", "3/2"], "--shard"),
+    ],
+)
+def test_exit_2_on_bad_input(args: list[str], message: str, pdf: Path, tmp_path: Path) -> None:
+    argv = [a.replace("{pdf}", str(pdf)) for a in args]
+    res = invoke("convert", *argv, "-o", str(tmp_path / "x"), env={"NO_COLOR": "1"})
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr
+    assert res.stderr.strip().count("\n") == 0, "one line"
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_shards_cover_every_file_once(sim: OpenAISimulator, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    files = []
+    for i in range(4):
+        files.append(text_pdf(src / f"a{i}.pdf", [[f"doc {i}"]], size=(0, 0, 100, 80)))
+    for i in range(2):
+        files.append(text_pdf(src / "sub" / f"b{i}.pdf", [[f"sub {i}"]], size=(0, 0, 100, 80)))
+    img = Image.new("RGB", (90, 60), "white")
+    ImageDraw.Draw(img).rectangle((10, 10, 60, 30), fill="black")
+    img.save(src / "sub" / "deeper" / "c.png")
+    files.append(src / "sub" / "deeper" / "c.png")
+    expected = {str(f.relative_to(src).with_suffix(".md")) for f in files}
+
+    out = tmp_path / "out"
+    seen: list[str] = []
+    for i in range(3):
+        res = invoke("convert", str(src), "-o", str(out), *sim_args(sim), "--shard", f"{i}/3", "--format", "md",
+                     "--json", "--quiet", env=sim_env(sim))  # fmt: skip
+        assert res.exit_code == 0, res.output
+        seen += [d["source"] for d in json.loads(res.stdout)["documents"]]
+    assert len(seen) == len(files) == len(set(seen)), seen
+    written = {str(p.relative_to(out)) for p in out.rglob("*.md")}
+    assert written == expected  # outputs mirror the input tree
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ocrclient.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+COLOUR = re.compile(r"\x1b\[[0-9;]*(?:3[0-9]|9[0-7]|38;[0-9;]+)m")
+
+
+def test_no_color_and_quiet_in_a_real_process(
+    sim: OpenAISimulator, pdf: Path, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env.update(FORCE_COLOR="1", OCRCLIENT_API_KEY=str(sim.api_key), COLUMNS="120")
+    coloured = _cli("backends", env=env)
+    assert coloured.returncode == 0 and COLOUR.search(coloured.stdout), coloured.stdout[:300]
+    plain = _cli("backends", env={**env, "NO_COLOR": "1"})
+    assert plain.returncode == 0 and "runpod-chandra" in plain.stdout
+    assert not COLOUR.search(plain.stdout)
+
+    args = ["convert", str(pdf), "-o", str(tmp_path / "o"), *sim_args(sim)]
+    loud = _cli(*args, env={**env, "NO_COLOR": "1"})
+    assert loud.returncode == 0, loud.stderr
+    assert "ocr convert" in loud.stderr and not COLOUR.search(loud.stderr)
+    quiet = _cli(*args, "--quiet", "--no-cache", env={**env, "NO_COLOR": "1"})
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
+    assert (tmp_path / "o" / "doc.md").read_text().count("Text of image") == 3
