@@ -206,12 +206,15 @@ class AdaptiveLimiter:
 def content_to_blocks(content: PageContent, request: ModelRequest, page: PageImage) -> list[Block]:
     """Map a dialect's raw blocks (model space) to output blocks (page points), via geometry."""
     frame = request.frame or page.frame
+    # `convert` is recursive, hence a reference cycle: let it capture only small values, never
+    # the page (its encoded image would live until the cyclic GC runs)
+    space, page_box = content.space, page.page_box
 
     def convert(raw: RawBlock) -> Block:
         bbox = bbox_norm = None
         flags: list[str] = []
         if raw.box is not None:
-            mapped = geometry.to_page(raw.box, content.space, frame, page.page_box)
+            mapped = geometry.to_page(raw.box, space, frame, page_box)
             bbox, bbox_norm, flags = mapped.bbox, mapped.bbox_norm, mapped.flags
         return Block(
             type=raw.type,
@@ -480,14 +483,16 @@ class Scheduler:
                 return True
             return time.monotonic() >= deadline
 
+        # tenacity's AsyncRetrying is a reference cycle: a closure that captured `page` would keep
+        # its encoded image alive until the cyclic GC runs (memory grew with page count)
+        source, number = page.source, page.number
+
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             assert isinstance(exc, OcrError)
             self.retries_by_cause[exc.cause] += 1
             delay = state.next_action.sleep if state.next_action else 0.0
-            self._emit(
-                PageRetried(page.source, page.number, state.attempt_number, exc.kind, exc.cause, exc.message, delay)
-            )
+            self._emit(PageRetried(source, number, state.attempt_number, exc.kind, exc.cause, exc.message, delay))
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((TransientError, BadOutputError)),

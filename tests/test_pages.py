@@ -1,0 +1,701 @@
+"""The page stream: inputs, validation, page ranges, rendering, bounds, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import signal
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ocrclient.errors import InputError
+from ocrclient.imaging import RenderSpec
+from ocrclient.pages import (
+    PageImage,
+    RenderPool,
+    RenderPoolError,
+    Source,
+    aiter_pages,
+    iter_pages,
+    open_sources,
+    parse_page_range,
+)
+
+CORPUS = Path("/work/shared/corpus")
+LOW = RenderSpec(dpi=36)
+
+# ---------------------------------------------------------------------------------------------
+# fixtures: PDFs written by hand (standard Helvetica), optional RC4 (R2) encryption
+# ---------------------------------------------------------------------------------------------
+
+_PAD = bytes.fromhex("28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A")
+
+
+def _rc4(key: bytes, data: bytes) -> bytes:
+    s = list(range(256))
+    j = 0
+    for i in range(256):
+        j = (j + s[i] + key[i % len(key)]) % 256
+        s[i], s[j] = s[j], s[i]
+    out = bytearray()
+    i = j = 0
+    for byte in data:
+        i = (i + 1) % 256
+        j = (j + s[i]) % 256
+        s[i], s[j] = s[j], s[i]
+        out.append(byte ^ s[(s[i] + s[j]) % 256])
+    return bytes(out)
+
+
+def make_pdf(
+    pages: list[dict] | int = 1,
+    *,
+    user_password: str | None = None,
+    kids_extra: int = 0,
+) -> bytes:
+    """A PDF with one text line per page.  Page dicts may set w, h, text, rotate, crop.
+    ``kids_extra`` adds page references to objects that do not exist (pages that cannot load)."""
+    if isinstance(pages, int):
+        pages = [{} for _ in range(pages)]
+    objs: dict[int, bytes] = {}
+    streams: dict[int, bytes] = {}
+    objs[3] = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+    kids = []
+    num = 4
+    for i, p in enumerate(pages):
+        w, h = p.get("w", 612), p.get("h", 792)
+        text = p.get("text", f"Hello page {i + 1}").encode("latin-1")
+        content = b"BT /F1 24 Tf 36 %d Td (%s) Tj ET\n0 0 0 rg 36 36 100 100 re f\n" % (
+            int(h) - 60,
+            text,
+        )
+        extra = b""
+        if "rotate" in p:
+            extra += b" /Rotate %d" % p["rotate"]
+        if "crop" in p:
+            extra += b" /CropBox [%s]" % " ".join(str(v) for v in p["crop"]).encode()
+        objs[num] = (
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %s %s] /Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R%s >>"
+            % (str(w).encode(), str(h).encode(), num + 1, extra)
+        )
+        streams[num + 1] = content
+        kids.append(num)
+        num += 2
+    missing = [900 + k for k in range(kids_extra)]
+    kid_refs = b" ".join(b"%d 0 R" % k for k in kids + missing)
+    objs[1] = b"<< /Type /Catalog /Pages 2 0 R >>"
+    objs[2] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kid_refs, len(kids) + len(missing))
+
+    file_id = hashlib.md5(repr(pages).encode()).digest()
+    key = None
+    encrypt_num = None
+    if user_password is not None:
+        perms = struct.pack("<i", -44)
+        owner = _rc4(
+            hashlib.md5((b"owner-secret" + _PAD)[:32]).digest()[:5],
+            (user_password.encode() + _PAD)[:32],
+        )
+        key = hashlib.md5((user_password.encode() + _PAD)[:32] + owner + perms + file_id).digest()[
+            :5
+        ]
+        user = _rc4(key, _PAD)
+        encrypt_num = num
+        objs[num] = b"<< /Filter /Standard /V 1 /R 2 /O <%s> /U <%s> /P -44 >>" % (
+            owner.hex().encode(),
+            user.hex().encode(),
+        )
+    for n, data in streams.items():
+        if key is not None:
+            data = _rc4(
+                hashlib.md5(key + n.to_bytes(3, "little") + b"\x00\x00").digest()[:10], data
+            )
+        objs[n] = b"<< /Length %d >>\nstream\n" % len(data) + data + b"\nendstream"
+
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = {}
+    for n in sorted(objs):
+        offsets[n] = len(out)
+        out += b"%d 0 obj\n" % n + objs[n] + b"\nendobj\n"
+    size = max(objs) + 1
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % size
+    for n in range(1, size):
+        out += (b"%010d 00000 n \n" % offsets[n]) if n in offsets else b"0000000000 65535 f \n"
+    trailer = b"/Size %d /Root 1 0 R /ID [<%s><%s>]" % (
+        size,
+        file_id.hex().encode(),
+        file_id.hex().encode(),
+    )
+    if encrypt_num is not None:
+        trailer += b" /Encrypt %d 0 R" % encrypt_num
+    out += b"trailer\n<< " + trailer + b" >>\nstartxref\n%d\n%%%%EOF\n" % xref
+    return bytes(out)
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def image_bytes(fmt: str, size=(120, 80), color=(200, 30, 30), **save) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, fmt, **save)
+    return buf.getvalue()
+
+
+def one_line(exc: pytest.ExceptionInfo[InputError]) -> str:
+    msg = str(exc.value)
+    assert msg and "\n" not in msg, msg
+    return msg
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with RenderPool(workers=2) as p:
+        yield p
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pdf_file_opens_and_renders_text(tmp_path: Path, pool: RenderPool) -> None:
+    f = write(tmp_path / "doc.pdf", make_pdf(3))
+    [src] = open_sources([f])
+    assert (src.kind, src.page_count, src.stem, src.format, src.rel) == (
+        "pdf",
+        3,
+        "doc",
+        "pdf",
+        None,
+    )
+    assert src.path == f and src.data is None
+    pages = list(iter_pages(src, RenderSpec(dpi=72), pool=pool))
+    assert [p.number for p in pages] == [1, 2, 3]
+    for p in pages:
+        assert p.error is None and p.source == str(f)
+        assert (p.encoded.width, p.encoded.height) == (612, 792)
+        assert p.render_scale == pytest.approx(1.0)
+        arr = np.asarray(p.image().convert("L"))
+        # the heading (text) is dark near the top, the 100pt square near the bottom-left
+        assert arr[20:70, 30:300].min() < 80
+        assert arr[792 - 130 : 792 - 40, 40:130].mean() < 10
+        assert arr[300:500, 300:600].min() == 255
+
+
+def test_pdf_bytes_and_image_bytes(pool: RenderPool) -> None:
+    data = make_pdf(2)
+    srcs = open_sources([data, image_bytes("PNG"), data])  # duplicate bytes kept once
+    assert [s.kind for s in srcs] == ["pdf", "image"]
+    assert srcs[0].path is None and srcs[0].data == data
+    assert srcs[0].name.startswith("bytes:") and srcs[0].stem.startswith("document-")
+    assert len(list(iter_pages(data, LOW, pool=pool))) == 2
+    [img] = list(iter_pages(srcs[1], RenderSpec(dpi=72), pool=pool))
+    assert img.page_box.width == 120 and img.page_box.height == 80
+    assert img.image().getpixel((5, 5))[:3] == (200, 30, 30)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "save"),
+    [
+        ("PNG", {}),
+        ("JPEG", {"quality": 95}),
+        ("WEBP", {"lossless": True}),
+        ("BMP", {}),
+        ("TIFF", {}),
+    ],
+)
+def test_each_image_kind(tmp_path: Path, fmt: str, save: dict, pool: RenderPool) -> None:
+    f = write(tmp_path / f"pic.{fmt.lower()}", image_bytes(fmt, (300, 200), (10, 120, 240), **save))
+    [src] = open_sources([f])
+    assert src.kind == "image" and src.page_count == 1 and src.format == fmt.lower()
+    [page] = list(iter_pages(src, RenderSpec(dpi=150), pool=pool))
+    assert page.error is None
+    # a point is a pixel at 72 dpi of the original image; no upscaling past the raster
+    assert (page.page_box.width, page.page_box.height) == (300, 200)
+    assert (page.encoded.width, page.encoded.height) == (300, 200)
+    r, g, b = page.image().convert("RGB").getpixel((150, 100))
+    assert abs(r - 10) < 8 and abs(g - 120) < 8 and abs(b - 240) < 8
+
+
+def test_image_resized_to_spec_budget(pool: RenderPool) -> None:
+    data = image_bytes("PNG", (2000, 1000))
+    [page] = list(iter_pages(data, RenderSpec(dpi=150, longest_side=500), pool=pool))
+    assert (page.encoded.width, page.encoded.height) == (500, 250)
+    assert page.render_scale == pytest.approx(0.25)
+    assert (page.page_box.width, page.page_box.height) == (2000, 1000)
+    # an exact longest_side spec (olmOCR-style) also enlarges
+    [page] = list(
+        iter_pages(image_bytes("PNG", (100, 50)), RenderSpec(dpi=None, longest_side=400), pool=pool)
+    )
+    assert (page.encoded.width, page.encoded.height) == (400, 200)
+
+
+def test_multiframe_tiff_each_frame_is_a_page(tmp_path: Path, pool: RenderPool) -> None:
+    frames = [Image.new("L", (64 + 10 * i, 48), 40 * i) for i in range(4)]
+    f = tmp_path / "scan.tif"
+    frames[0].save(f, save_all=True, append_images=frames[1:])
+    [src] = open_sources([f])
+    assert src.page_count == 4
+    pages = list(iter_pages(src, RenderSpec(dpi=72), pages="2-4", pool=pool))
+    assert [p.index for p in pages] == [1, 2, 3]
+    for p in pages:
+        assert p.page_box.width == 64 + 10 * p.index
+        assert p.image().convert("L").getpixel((3, 3)) == 40 * p.index
+
+
+def test_exif_orientation_applied(tmp_path: Path, pool: RenderPool) -> None:
+    img = Image.new("RGB", (200, 100), (255, 255, 255))
+    img.paste((0, 0, 0), (0, 0, 100, 100))  # stored: left half black
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display = stored rotated 90 degrees clockwise
+    f = tmp_path / "phone.jpg"
+    img.save(f, "JPEG", exif=exif, quality=95)
+    [page] = list(iter_pages(f, RenderSpec(dpi=72), pool=pool))
+    assert (page.page_box.width, page.page_box.height) == (100, 200)
+    arr = np.asarray(page.image().convert("L"))
+    assert arr.shape == (200, 100)
+    assert arr[:90].mean() < 20 and arr[110:].mean() > 235  # left column went to the top
+
+
+def test_rgba_image_flattened_on_white(pool: RenderPool) -> None:
+    img = Image.new("RGBA", (50, 50), (0, 0, 0, 0))
+    img.paste((0, 0, 0, 255), (0, 0, 10, 10))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    [page] = list(iter_pages(buf.getvalue(), RenderSpec(dpi=72), pool=pool))
+    im = page.image().convert("L")
+    assert im.getpixel((30, 30)) == 255 and im.getpixel((2, 2)) == 0
+
+
+def test_type_detected_by_magic_not_suffix(tmp_path: Path) -> None:
+    a = write(tmp_path / "really_png.pdf", image_bytes("PNG"))
+    b = write(tmp_path / "really_pdf.png", make_pdf(1))
+    kinds = [(s.stem, s.kind) for s in open_sources([a, b])]
+    assert kinds == [("really_png", "image"), ("really_pdf", "pdf")]
+
+
+def test_directory_walk_sorted_recursive_with_rel(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    write(root / "b.pdf", make_pdf(2))
+    write(root / "a" / "z.png", image_bytes("PNG"))
+    write(root / "a" / "y.TIFF", image_bytes("TIFF"))
+    write(root / "notes.txt", b"not a document")
+    write(root / ".hidden.pdf", make_pdf(1))
+    write(root / "a" / "deeper" / "c.jpeg", image_bytes("JPEG"))
+    srcs = open_sources([root])
+    assert [s.rel.as_posix() for s in srcs] == ["a/deeper/c.jpeg", "a/y.TIFF", "a/z.png", "b.pdf"]
+    assert [s.kind for s in srcs] == ["image", "image", "image", "pdf"]
+    assert open_sources([root]) == srcs  # deterministic
+    # explicit file + the directory holding it: kept once
+    assert len(open_sources([root / "b.pdf", root])) == 4
+
+
+def test_glob_patterns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "in"
+    write(root / "one.pdf", make_pdf(1))
+    write(root / "sub" / "two.pdf", make_pdf(1))
+    write(root / "sub" / "pic.png", image_bytes("PNG"))
+    srcs = open_sources([str(root / "**" / "*.pdf")])
+    assert [s.rel.as_posix() for s in srcs] == ["one.pdf", "sub/two.pdf"]
+    monkeypatch.chdir(tmp_path)
+    srcs = open_sources(["in/sub/*"])
+    assert [(s.name, s.rel.as_posix()) for s in srcs] == [
+        ("in/sub/pic.png", "pic.png"),
+        ("in/sub/two.pdf", "two.pdf"),
+    ]
+
+
+def test_source_repr_hides_password() -> None:
+    [src] = open_sources([make_pdf(1, user_password="hunter22")], password="hunter22")
+    assert "hunter22" not in repr(src)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad inputs: one clear line each
+# ---------------------------------------------------------------------------------------------
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[object, str]]:
+    good = make_pdf(3)
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    write(empty_dir / "readme.txt", b"nothing to see")
+    gif = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(gif, "GIF")
+    return {
+        "missing": (tmp_path / "nope.pdf", "no such file"),
+        "text named pdf": (
+            write(tmp_path / "fake.pdf", b"just some notes\nin a text file\n"),
+            "not a PDF",
+        ),
+        "empty file": (write(tmp_path / "empty.pdf", b""), "empty"),
+        "truncated": (write(tmp_path / "cut.pdf", good[: len(good) // 2]), "corrupt or truncated"),
+        "garbage after header": (
+            write(tmp_path / "junk.pdf", b"%PDF-1.7\n" + os.urandom(300)),
+            "corrupt or truncated",
+        ),
+        "zero pages": (
+            write(tmp_path / "zero.pdf", make_pdf([])),
+            "no pages",
+        ),
+        "encrypted, no password": (
+            write(tmp_path / "locked.pdf", make_pdf(2, user_password="s3cret")),
+            "encrypted",
+        ),
+        "unsupported type": (write(tmp_path / "anim.gif", gif.getvalue()), "GIF"),
+        "empty dir": (empty_dir, "no PDF or image"),
+        "glob nothing": (str(tmp_path / "*.nothing"), "matches no"),
+        "corrupt png": (
+            write(tmp_path / "bad.png", image_bytes("PNG")[:40]),
+            "corrupt or unreadable",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "text named pdf",
+        "empty file",
+        "truncated",
+        "garbage after header",
+        "zero pages",
+        "encrypted, no password",
+        "unsupported type",
+        "empty dir",
+        "glob nothing",
+        "corrupt png",
+    ],
+)
+def test_bad_inputs_raise_one_line_input_error(tmp_path: Path, case: str) -> None:
+    value, needle = _bad_inputs(tmp_path)[case]
+    with pytest.raises(InputError) as exc:
+        open_sources([value])  # type: ignore[list-item]
+    msg = one_line(exc)
+    assert needle.lower() in msg.lower(), msg
+    if not isinstance(value, bytes):
+        assert str(value) in msg  # says which input
+
+
+def test_bad_input_fails_iter_pages_before_iteration(tmp_path: Path) -> None:
+    f = write(tmp_path / "fake.pdf", b"hello")
+    with pytest.raises(InputError):
+        iter_pages(f, LOW)  # raises on the call, not on first next()
+
+
+def test_password_protected_pdf(tmp_path: Path, pool: RenderPool) -> None:
+    f = write(tmp_path / "locked.pdf", make_pdf(2, user_password="s3cret"))
+    with pytest.raises(InputError) as exc:
+        open_sources([f], password="wrong-one")
+    assert "wrong password" in one_line(exc)
+    assert "wrong-one" not in str(exc.value)
+    [src] = open_sources([f], password="s3cret")
+    assert src.page_count == 2
+    pages = list(iter_pages(src, RenderSpec(dpi=72), pool=pool))
+    assert all(p.error is None for p in pages)
+    # the decrypted content really rendered (text + square), not a blank page
+    assert np.asarray(pages[1].image().convert("L"))[792 - 130 : 792 - 40, 40:130].mean() < 10
+    # password given to iter_pages directly
+    assert len(list(iter_pages(f, LOW, password="s3cret", pool=pool))) == 2
+
+
+def test_decompression_bomb_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(InputError) as exc:
+        open_sources([image_bytes("PNG", (100, 100))])
+    assert "decompression bomb" in one_line(exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# page ranges
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "count", "want"),
+    [
+        (None, 3, [0, 1, 2]),
+        ("", 2, [0, 1]),
+        ("1-3,7,10-", 11, [0, 1, 2, 6, 9, 10]),
+        ("-3", 10, [0, 1, 2]),
+        ("5-", 6, [4, 5]),
+        (" 3 , 1-2 ,2", 4, [0, 1, 2]),
+        ("4-4", 4, [3]),
+    ],
+)
+def test_parse_page_range(spec: str | None, count: int, want: list[int]) -> None:
+    assert parse_page_range(spec, count) == want
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ("12", "has 11 pages"),
+        ("3-20", "has 11 pages"),
+        ("0", "start at 1"),
+        ("5-2", "backwards"),
+        ("a-b", "cannot read"),
+        ("-", "needs a number"),
+        ("1;2", "cannot read"),
+        (",", "selects no pages"),
+    ],
+)
+def test_parse_page_range_errors(spec: str, needle: str) -> None:
+    with pytest.raises(InputError) as exc:
+        parse_page_range(spec, 11)
+    assert needle in one_line(exc)
+
+
+def test_page_selection_in_stream(pool: RenderPool) -> None:
+    data = make_pdf(6)
+    assert [p.number for p in iter_pages(data, LOW, pages="2,4-", pool=pool)] == [2, 4, 5, 6]
+    assert [p.index for p in iter_pages(data, LOW, pages=[5, 0, 5], pool=pool)] == [0, 5]
+    with pytest.raises(InputError, match="has 6 pages"):
+        iter_pages(data, LOW, pages="7", pool=pool)
+    with pytest.raises(InputError, match="out of range"):
+        iter_pages(data, LOW, pages=[6], pool=pool)
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry of what is rendered
+# ---------------------------------------------------------------------------------------------
+
+
+def test_rotate_and_cropbox_render_as_displayed(pool: RenderPool) -> None:
+    data = make_pdf(
+        [{"w": 400, "h": 600, "rotate": 90}, {"w": 400, "h": 600, "crop": [50, 100, 350, 400]}]
+    )
+    rot, crop = list(iter_pages(data, RenderSpec(dpi=72), pool=pool))
+    assert (rot.page_box.width, rot.page_box.height, rot.page_box.rotation) == (600, 400, 90)
+    assert (rot.encoded.width, rot.encoded.height) == (600, 400)
+    # the unrotated bottom-left square (36..136) ends up top-left once turned clockwise
+    arr = np.asarray(rot.image().convert("L"))
+    assert arr[40:130, 40:130].mean() < 10
+    assert (crop.page_box.width, crop.page_box.height) == (300, 300)
+    assert (crop.page_box.crop_x, crop.page_box.crop_y) == (50, 100)
+    assert (crop.encoded.width, crop.encoded.height) == (300, 300)
+
+
+def test_spec_scale_and_pixel_budget(pool: RenderPool) -> None:
+    data = make_pdf([{"w": 612, "h": 792}, {"w": 14400, "h": 14400}])
+    letter, huge = list(iter_pages(data, RenderSpec(dpi=100, max_pixels=250_000), pool=pool))
+    assert letter.encoded.width * letter.encoded.height <= 250_000 * 1.01
+    assert letter.encoded.width / letter.encoded.height == pytest.approx(612 / 792, rel=0.01)
+    assert huge.error is None and huge.encoded.width * huge.encoded.height <= 250_000 * 1.01
+    [g] = list(
+        iter_pages(data, RenderSpec(dpi=30, grayscale=True, format="jpeg"), pages="1", pool=pool)
+    )
+    assert g.encoded.format == "jpeg" and g.image().mode == "L"
+    assert (g.encoded.width, g.encoded.height) == RenderSpec(dpi=30).pixel_size(612, 792)
+
+
+# ---------------------------------------------------------------------------------------------
+# failures of single pages, bounds, pool breakage
+# ---------------------------------------------------------------------------------------------
+
+
+def test_failed_page_is_kept_with_error(pool: RenderPool) -> None:
+    data = make_pdf([{}, {"w": 0.5, "h": 0.5}, {}], kids_extra=1)
+    [src] = open_sources([data])
+    assert src.page_count == 4
+    pages = list(iter_pages(src, LOW, pool=pool))
+    assert [p.index for p in pages] == [0, 1, 2, 3]
+    assert [p.error is None for p in pages] == [True, False, True, False]
+    tiny, missing = pages[1], pages[3]
+    assert tiny.encoded is None and "unusable size" in tiny.error and "\n" not in tiny.error
+    assert missing.encoded is None and "page 4" in missing.error
+    with pytest.raises(ValueError):
+        _ = missing.frame
+
+
+def test_stream_is_lazy_and_bounded(tmp_path: Path) -> None:
+    data = make_pdf(12)
+    with RenderPool(workers=2) as pool:
+        stream = iter_pages(data, LOW, pool=pool, prefetch=3)
+        time.sleep(0.2)
+        assert pool.submitted == 0  # nothing before the first pull
+        seen = []
+        for consumed, page in enumerate(stream):
+            # pages handed out so far: `consumed`; in flight/ready but unconsumed: <= prefetch
+            assert pool.submitted - consumed <= 3, (pool.submitted, consumed)
+            seen.append(page.index)
+            time.sleep(0.03)  # a slow consumer: workers would race ahead if unbounded
+        assert seen == list(range(12)) and pool.submitted == 12
+
+
+def test_default_prefetch_is_twice_the_workers() -> None:
+    with RenderPool(workers=2) as pool:
+        stream = iter_pages(make_pdf(10), LOW, pool=pool)
+        next(stream)
+        time.sleep(0.2)
+        assert pool.submitted == 4
+        stream.close()
+
+
+def test_abandoned_stream_cancels_and_private_pool_closes() -> None:
+    stream = iter_pages(make_pdf(8), LOW)
+    first = next(stream)
+    assert first.index == 0
+    stream.close()  # must not hang or leak
+
+
+def test_worker_crash_raises_clear_error_not_hang() -> None:
+    with RenderPool(workers=2) as pool:
+        stream = iter_pages(make_pdf(30), LOW, pool=pool, prefetch=2)
+        next(stream)
+        for proc in list(pool._executor._processes.values()):  # type: ignore[union-attr]
+            os.kill(proc.pid, signal.SIGKILL)
+        with pytest.raises(RenderPoolError, match="render worker process died"):
+            for _ in stream:
+                pass
+        with pytest.raises(RenderPoolError):
+            pool.submit(open_sources([make_pdf(1)])[0], 0, LOW)
+
+
+def test_pool_shared_across_documents_and_inline_mode(tmp_path: Path) -> None:
+    a, b = make_pdf(3), make_pdf([{"w": 300, "h": 300}] * 2)
+    with RenderPool(workers=0) as inline, RenderPool(workers=2) as procs:
+        for doc in (a, b):
+            x = list(iter_pages(doc, RenderSpec(dpi=50), pool=inline))
+            y = list(iter_pages(doc, RenderSpec(dpi=50), pool=procs))
+            assert [p.encoded.data for p in x] == [p.encoded.data for p in y]
+        assert procs.submitted == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# async
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_aiter_pages_matches_sync_and_keeps_loop_free() -> None:
+    data = make_pdf(6)
+    spec = RenderSpec(dpi=300)
+    gaps: list[float] = []
+    done = False
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0.002)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    async with RenderPool(workers=2) as pool:
+        tick = asyncio.create_task(ticker())
+        got = [p async for p in aiter_pages(data, spec, pool=pool)]
+        done = True
+        await tick
+        want = list(iter_pages(data, spec, pool=pool))
+    assert [p.index for p in got] == list(range(6))
+    assert [p.encoded.data for p in got] == [p.encoded.data for p in want]
+    slowest_render = max(p.render_s for p in got)
+    # a blocking implementation would stall the loop for at least one whole render
+    assert max(gaps) < max(0.5 * slowest_render, 0.02), (max(gaps), slowest_render)
+
+
+async def test_aiter_pages_input_errors_and_private_pool(tmp_path: Path) -> None:
+    with pytest.raises(InputError):
+        async for _ in aiter_pages(tmp_path / "missing.pdf", LOW):
+            pass
+    pages = [p async for p in aiter_pages(make_pdf(3), LOW, pages="2-")]
+    assert [p.number for p in pages] == [2, 3]
+
+
+# ---------------------------------------------------------------------------------------------
+# real documents
+# ---------------------------------------------------------------------------------------------
+
+_REAL = sorted((CORPUS / "gnarly").glob("*.pdf")) + sorted(
+    (CORPUS / "olmocr-bench-sample" / "pdfs").glob("*.pdf")
+)
+
+
+@pytest.mark.skipif(not _REAL, reason="shared corpus not present")
+def test_real_corpus_opens_and_streams(pool: RenderPool) -> None:
+    srcs = open_sources(_REAL)
+    assert len(srcs) == len(_REAL) >= 20
+    rotated = {s.stem: s for s in srcs}.get("edgar-rotated90")
+    for src in srcs:
+        assert src.kind == "pdf" and src.page_count >= 1
+        pages = list(
+            iter_pages(src, RenderSpec(dpi=24), pages=f"1-{min(2, src.page_count)}", pool=pool)
+        )
+        for p in pages:
+            assert p.error is None, p.error
+            assert isinstance(p, PageImage) and p.encoded is not None
+            w, h = RenderSpec(dpi=24).pixel_size(p.page_box.width, p.page_box.height)
+            assert (p.encoded.width, p.encoded.height) == (w, h)
+            if src.stem != "blanktext":  # that one is blank by design (invisible text only)
+                assert np.asarray(p.image().convert("L")).min() < 200, (
+                    f"{src.name} page {p.number} is blank"
+                )
+    if rotated is not None:
+        [p] = list(iter_pages(rotated, RenderSpec(dpi=24), pool=pool))
+        assert p.page_box.rotation == 90 and p.page_box.width > p.page_box.height
+
+
+def test_source_requires_exactly_one_of_path_and_data() -> None:
+    with pytest.raises(ValueError):
+        Source(name="x", stem="x", path=None, data=None, kind="pdf", page_count=1)
+
+
+def test_pil_pixel_limit_travels_to_workers(
+    monkeypatch: pytest.MonkeyPatch, pool: RenderPool
+) -> None:
+    [src] = open_sources([image_bytes("PNG", (100, 100))])  # validated under the default limit
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # now 10000 px > 2 x limit
+    [page] = list(iter_pages(src, LOW, pool=pool))
+    assert page.encoded is None and "decompression bomb" in page.error.lower()
+    monkeypatch.undo()
+    [page] = list(iter_pages(src, LOW, pool=pool))
+    assert page.error is None
+
+
+async def test_aiter_pages_is_lazy_and_bounded() -> None:
+    async with RenderPool(workers=2) as pool:
+        stream = aiter_pages(make_pdf(10), LOW, pool=pool, prefetch=2)
+        await asyncio.sleep(0.1)
+        assert pool.submitted == 0
+        consumed = 0
+        async for page in stream:
+            assert pool.submitted - consumed <= 2, (pool.submitted, consumed)
+            assert page.index == consumed
+            consumed += 1
+            await asyncio.sleep(0.03)
+        assert consumed == 10 and pool.submitted == 10
+
+
+@pytest.mark.parametrize("orientation", [1, 6, 8])
+def test_large_jpeg_downscaled_keeps_original_page_size(
+    tmp_path: Path, orientation: int, pool: RenderPool
+) -> None:
+    img = Image.new("RGB", (2400, 1200), (255, 255, 255))
+    img.paste((0, 0, 0), (0, 0, 1200, 1200))  # stored: left half black
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    f = tmp_path / "photo.jpg"
+    img.save(f, "JPEG", exif=exif, quality=90)
+    [page] = list(iter_pages(f, RenderSpec(dpi=None, longest_side=300), pool=pool))
+    want_w, want_h = (1200, 2400) if orientation != 1 else (2400, 1200)
+    assert (page.page_box.width, page.page_box.height) == (want_w, want_h)
+    assert max(page.encoded.width, page.encoded.height) == 300
+    assert page.render_scale == pytest.approx(300 / 2400)
+    arr = np.asarray(page.image().convert("L")).astype(int)
+    if orientation == 1:
+        assert arr[:, :140].mean() < 20 and arr[:, 160:].mean() > 235
+    elif orientation == 6:  # rotated clockwise: left half -> top half
+        assert arr[:140].mean() < 20 and arr[160:].mean() > 235
+    else:  # orientation 8, counter-clockwise: left half -> bottom half
+        assert arr[160:].mean() < 20 and arr[:140].mean() > 235
