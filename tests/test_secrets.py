@@ -444,12 +444,6 @@ def test_cli_health_modal_profile_sends_proxy_auth(env: dict[str, str], tmp_path
         assert leaks(_all_text(run)) == [] and "ws-wrong-secret-value" not in _all_text(run)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (config.resolve_config): the CLI always passes model=None, and resolve_config "
-    "skips $OCRCLIENT_MODEL when the key 'model' is in overrides at all, so `ocr health/convert "
-    "--backend openai` ignores OCRCLIENT_MODEL (ocr config honours it)",
-)
 def test_cli_honours_ocrclient_model_env(env: dict[str, str], tmp_path: Path) -> None:
     cenv = {**_cli_env(env, tmp_path), "OCRCLIENT_MODEL": "sim"}
     with _sim("direct") as sim:

@@ -278,6 +278,6 @@ def resolve_config(name: str | Path | None = None, **overrides: Any) -> BackendC
         raise ConfigError(f"backend {name!r}: {loc}: {first['msg']}") from exc
     if cfg.api_key is not None:
         register_secret(cfg.api_key.get_secret_value())
-    if cfg.model_env and os.environ.get(cfg.model_env) and "model" not in overrides:
+    if cfg.model_env and os.environ.get(cfg.model_env) and overrides.get("model") is None:
         cfg = cfg.model_copy(update={"model": os.environ[cfg.model_env]})
     return cfg
