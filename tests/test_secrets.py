@@ -577,12 +577,6 @@ def test_cli_convert_echoing_401_without_debug_is_one_masked_line(
     assert leaks(_all_text(run)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with --verbose, httpx's INFO 'HTTP Request: POST <url>' reaches stderr unredacted "
-    "(cli.py's logging.basicConfig has no redacting filter), so a key in the base URL's query "
-    "string is printed; the URL is also mangled (?api_key=...//v1/chat/completions -> 404)",
-)
 def test_cli_verbose_does_not_print_key_from_url_query(
     env: dict[str, str], pdf: Path, tmp_path: Path
 ) -> None:

@@ -244,6 +244,9 @@ def convert(
 
     if verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+        from .errors import install_log_redaction
+
+        install_log_redaction()
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     console = _stderr()
     try:

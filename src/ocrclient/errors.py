@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from datetime import UTC
@@ -202,3 +203,26 @@ def redact(text: str) -> str:
     text = _BEARER.sub(r"\1***", text)
     text = _KV.sub(r"\1\2***", text)
     return text
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in every record it sees (attach it to handlers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not stop logging
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = ()
+        return True
+
+
+def install_log_redaction(logger_names: tuple[str, ...] = ("", "httpx", "httpcore", "openai")) -> None:
+    """Attach :class:`RedactingFilter` to the handlers of these loggers (idempotent)."""
+    for name in logger_names:
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
