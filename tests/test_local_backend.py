@@ -379,7 +379,8 @@ def test_profile_loads_through_the_registry() -> None:
     backend = load_backend("local")
     assert isinstance(backend.transport, LocalTransport)
     assert isinstance(backend.dialect, RapidOCRDialect)
-    assert backend.dialect.render == RenderSpec(dpi=150, format="png")
+    assert backend.dialect.render == RenderSpec(dpi=150, longest_side=4000, format="png")
+    assert backend.dialect.render.pixel_size(234, 14295)[1] == 4000  # tall pages are capped
     with pytest.raises(ConfigError, match="unknown transport option"):
         load_backend("local", transport_options={"gpu": True})
     assert load_backend("local", render={"dpi": 200}).dialect.render.dpi == 200
