@@ -251,6 +251,12 @@ class OpenAITransport:
             raise self._stream_error(exc) from exc
         except httpx.HTTPError as exc:  # raised while reading the stream body
             raise transport_error(exc, what="chat completion stream") from exc
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            # a 2xx whose body is not a chat completion (empty, HTML, wrong types): the SDK's
+            # parser raises these; the server misbehaved, so it is worth another attempt
+            raise TransientError(
+                f"the server's reply is not a chat completion ({type(exc).__name__})", cause="bad_reply"
+            ) from exc
         reply.latency_s = time.monotonic() - t0
         if capped is not None:
             reply.data["max_tokens_capped_to"] = capped
