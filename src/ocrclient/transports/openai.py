@@ -279,11 +279,15 @@ class OpenAITransport:
             raise TransientError("the server answered a completion without choices", cause="bad_reply")
         choice = resp.choices[0]
         usage = resp.usage
+        content = choice.message.content if choice.message is not None else None
+        if content is not None and not isinstance(content, str):
+            raise TransientError("the server's completion has non-text content", cause="bad_reply")
+        finish = choice.finish_reason if isinstance(choice.finish_reason, str) else None
         return ModelReply(
-            text=choice.message.content or "",
-            finish_reason=choice.finish_reason,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+            text=content or "",
+            finish_reason=finish,
+            prompt_tokens=_int(getattr(usage, "prompt_tokens", 0)),
+            completion_tokens=_int(getattr(usage, "completion_tokens", 0)),
             data={"id": resp.id, "model": resp.model, "streamed": False},
         )
 
@@ -317,15 +321,17 @@ class OpenAITransport:
                 chunks += 1
                 chunk_id, model = chunk.id or chunk_id, chunk.model or model
                 if chunk.usage is not None:
-                    prompt_tokens = chunk.usage.prompt_tokens or 0
-                    completion_tokens = chunk.usage.completion_tokens or 0
+                    prompt_tokens = _int(chunk.usage.prompt_tokens)
+                    completion_tokens = _int(chunk.usage.completion_tokens)
                 for choice in chunk.choices:
                     if choice.index != 0:
                         continue
                     if choice.delta is not None and choice.delta.content:
+                        if not isinstance(choice.delta.content, str):
+                            raise TransientError("the server streamed non-text content", cause="bad_reply")
                         parts.append(choice.delta.content)
                     if choice.finish_reason:
-                        finish = choice.finish_reason
+                        finish = str(choice.finish_reason)
         finally:
             await stream.close()
         if finish is None:
@@ -462,3 +468,8 @@ class OpenAITransport:
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
+
+
+def _int(value: object) -> int:
+    """A token count from a reply whose types the SDK does not check."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
