@@ -299,13 +299,6 @@ async def test_bad_url_with_key_in_query_string_leaks_nothing(
     assert "ftp://" in str(info.value) and leaks(full_error_text(info.value)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a key in the base URL's query string is logged in clear by third-party loggers "
-    "(openai._base_client DEBUG 'Sending HTTP Request: POST <url>', httpx INFO 'HTTP Request: "
-    "POST <url>'); ocrclient installs no redacting filter on them, and normalize_base_url "
-    "appends /chat/completions after the query string",
-)
 async def test_key_in_url_query_is_not_logged_by_http_libraries(
     env: dict[str, str], pdf: Path, tmp_path: Path, debug_logs: pytest.LogCaptureFixture
 ) -> None:

@@ -226,3 +226,24 @@ def install_log_redaction(logger_names: tuple[str, ...] = ("", "httpx", "httpcor
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):
                 handler.addFilter(RedactingFilter())
+
+
+#: loggers of the HTTP libraries under us that print URLs and headers
+HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "openai",
+    "openai._base_client",
+)
+
+
+def install_logger_redaction(logger_names: tuple[str, ...] = HTTP_LOGGERS) -> None:
+    """Attach :class:`RedactingFilter` to these loggers themselves (idempotent), so records they
+    emit are masked before any handler — the user's included — sees them."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())

@@ -76,6 +76,9 @@ def _import(kind: str, name: str, table: dict[str, tuple[str, str | None]]) -> A
 
 
 def load_transport(cfg: BackendConfig) -> Transport:
+    from .errors import install_logger_redaction
+
+    install_logger_redaction()  # httpx / openai log URLs: mask secrets before any handler
     cls = _import("transport", cfg.transport, TRANSPORTS)
     transport: Transport = cls.from_config(cfg)
     return transport

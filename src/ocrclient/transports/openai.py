@@ -37,7 +37,7 @@ import logging
 import os
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 import openai
@@ -49,6 +49,7 @@ from ..errors import (
     OcrError,
     PermanentError,
     TransientError,
+    install_logger_redaction,
     redact,
     register_secret,
 )
@@ -81,6 +82,21 @@ def _standard_params() -> frozenset[str]:
 STANDARD_PARAMS = _standard_params()
 
 
+def split_query(url: str) -> tuple[str, dict[str, str]]:
+    """``(url without query or fragment, query parameters)``: a query (e.g. ``?api_key=...`` on a
+    gateway URL) is sent as parameters on every request instead of being glued before the path,
+    and its values are registered as secrets.
+
+    >>> split_query("https://gw.example/v1?api_key=abcd1234")
+    ('https://gw.example/v1', {'api_key': 'abcd1234'})
+    """
+    parts = urlsplit(url.strip())
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    for value in params.values():
+        register_secret(value)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), params
+
+
 def normalize_base_url(url: str) -> tuple[str, str]:
     """``(root, api_base)`` for a server URL given with or without ``/v1``.
 
@@ -89,7 +105,7 @@ def normalize_base_url(url: str) -> tuple[str, str]:
     >>> normalize_base_url("http://127.0.0.1:8000")
     ('http://127.0.0.1:8000', 'http://127.0.0.1:8000/v1')
     """
-    u = url.strip().rstrip("/")
+    u = split_query(url)[0].rstrip("/")
     if not u.startswith(("http://", "https://")):
         raise ConfigError(f"server URL must start with http:// or https://: {redact(u)!r}")
     for suffix in ("/chat/completions", "/v1"):
@@ -159,6 +175,10 @@ class OpenAITransport:
             verify=shared_ssl_context(),
         )
         self._http.headers.update(headers)
+        query = split_query(base_url)[1]
+        if query:
+            self._http.params = self._http.params.merge(query)
+        install_logger_redaction()
         self._host = urlsplit(self.root_url).netloc
         self._http.event_hooks.setdefault("request", []).append(self._keep_secrets_home)
         self._client = AsyncOpenAI(base_url=self.api_url, api_key=key, max_retries=0,
