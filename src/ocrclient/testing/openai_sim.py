@@ -130,6 +130,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     sim: HTTPSimulator
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up mid-reply is normal here (timeouts, cancels): no traceback."""
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
