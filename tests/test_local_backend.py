@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import os
 import re
@@ -342,16 +343,17 @@ async def test_boxes_are_in_sent_pixels_when_the_engine_downscales(run: Run) -> 
     """RapidOCR shrinks images longer than max_side_len (2000) before reading them; the boxes
     must still come back in pixels of the image that was sent."""
     res = run.pages[3]
-    top = res.page.image().crop((0, 100, res.page.frame.width_px, 225))  # heading + first line
+    top = res.page.image().crop((0, 100, res.page.frame.width_px, 560))  # heading + first lines
     big = top.resize((top.width * 3 // 2, top.height * 3 // 2), Image.Resampling.LANCZOS)
     assert max(big.size) > 2000
+    assert len(local_mod.plan_tiles(*big.size)) == 1  # one image: this is about the downscale
     buf = io.BytesIO()
     big.save(buf, "PNG")
     reply = await LocalTransport().send(ModelRequest(body={"image": buf.getvalue()}))
     small = {ln["text"]: ln["box"] for ln in res.reply.data["lines"]}
     matched = 0
     for ln in reply.data["lines"]:
-        if ln["text"] in small:
+        if ln["text"] in small and small[ln["text"]][3] < 560:
             x0, y0, x1, y1 = small[ln["text"]]
             expect = [x0 * 1.5, (y0 - 100) * 1.5, x1 * 1.5, (y1 - 100) * 1.5]
             assert ln["box"] == pytest.approx(expect, abs=6), ln["text"]
@@ -379,8 +381,11 @@ def test_profile_loads_through_the_registry() -> None:
     backend = load_backend("local")
     assert isinstance(backend.transport, LocalTransport)
     assert isinstance(backend.dialect, RapidOCRDialect)
-    assert backend.dialect.render == RenderSpec(dpi=150, longest_side=4000, format="png")
-    assert backend.dialect.render.pixel_size(234, 14295)[1] == 4000  # tall pages are capped
+    assert backend.dialect.render == RenderSpec(dpi=150, max_pixels=16_000_000, format="png")
+    # tall pages render at full dpi (the engine tiles them); huge pages fit the pixel budget
+    assert backend.dialect.render.pixel_size(234, 14295) == (488, 29781)
+    w, h = backend.dialect.render.pixel_size(20000, 20000)
+    assert w * h <= 16_000_000 and w == h
     with pytest.raises(ConfigError, match="unknown transport option"):
         load_backend("local", transport_options={"gpu": True})
     assert load_backend("local", render={"dpi": 200}).dialect.render.dpi == 200
@@ -549,3 +554,80 @@ def test_tight_boxes_hug_the_ink_and_ignore_rules() -> None:
     assert _tighten(stem, [0, 0, 30, 20], rules=False) == [12.0, 0.0, 16.0, 20.0]
     # no contrast: the box is kept
     assert _tighten(np.full((50, 50), 200, dtype=np.uint8), [5, 5, 45, 45]) == [5, 5, 45, 45]
+
+
+# ---------------------------------------------------------------------------------------------
+# extreme aspect ratios: read in tiles
+# ---------------------------------------------------------------------------------------------
+
+_WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+          "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo"]
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_plan_tiles_partitions_the_long_axis() -> None:
+    for width, height in [(488, 29781), (30000, 66), (100, 401), (10, 10_000)]:
+        tiles = local_mod.plan_tiles(width, height)
+        long_side, short_side = max(width, height), min(width, height)
+        assert len(tiles) > 1
+        assert tiles[0].core_start == 0 and tiles[-1].core_end == long_side
+        for a, b in itertools.pairwise(tiles):
+            assert a.core_end == b.core_start  # cores partition the axis: nothing read twice
+        for t in tiles:
+            assert t.start <= t.core_start < t.core_end <= t.end
+            assert t.end - t.start <= 4 * short_side  # what the engine sees is at most 4:1
+    assert len(local_mod.plan_tiles(1275, 1650)) == 1
+    assert len(local_mod.plan_tiles(400, 1600)) == 1  # exactly 4:1 is still one image
+
+
+async def test_tall_strip_is_read_in_tiles_every_line_once_in_place() -> None:
+    """A 420 x 6400 px strip (like skinnypage.pdf page 2) holds one word every 160 px; RapidOCR
+    would upscale it to 736 x 11200 px.  Tiled, each word comes back exactly once, in order,
+    with its box where it was drawn."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=40)
+    img = Image.new("RGB", (420, 6400), "white")
+    draw = ImageDraw.Draw(img)
+    truth = []
+    for i in range(40):
+        word = f"{_WORDS[i % len(_WORDS)]}{i}"
+        y = 40 + i * 160
+        draw.text((30, y), word, fill="black", font=font)
+        truth.append((word, draw.textbbox((30, y), word, font=font)))
+    reply = await LocalTransport().send(ModelRequest(body={"image": _png(img)}))
+    assert reply.data["tiles"] == len(local_mod.plan_tiles(420, 6400)) > 1
+    got = [ln["text"].replace(" ", "").lower() for ln in reply.data["lines"]]
+    assert got == [w for w, _ in truth]
+    for line, (_, box) in zip(reply.data["lines"], truth, strict=True):
+        assert line["box"] == pytest.approx(list(box), abs=8)
+        assert reply.data["image_size"] == [420, 6400]
+
+
+async def test_wide_banner_lines_cut_by_seams_are_stitched() -> None:
+    """A 6000 x 140 px banner with two lines of text running across several seams: every word
+    comes back once, in order, on its own line, and word boxes stay where the words were drawn."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=36)
+    img = Image.new("RGB", (6000, 140), "white")
+    draw = ImageDraw.Draw(img)
+    rows = [" ".join(_WORDS[:14]), " ".join(reversed(_WORDS[4:18]))]
+    for r, text in enumerate(rows):
+        draw.text((40, 20 + r * 60), text, fill="black", font=font)
+    assert draw.textbbox((40, 20), rows[0], font=font)[2] > 2 * 4 * 140  # crosses 2+ seams
+    reply = await LocalTransport().send(ModelRequest(body={"image": _png(img)}))
+    assert reply.data["tiles"] > 3
+    lines = reply.data["lines"]
+    assert [ln["text"].lower().split() for ln in lines] == [r.split() for r in rows]
+    for r, line in enumerate(lines):
+        xs = [w["box"][0] for w in line["words"]]
+        assert xs == sorted(xs)
+        drawn = draw.textbbox((40, 20 + r * 60), rows[r], font=font)
+        assert line["box"][0] == pytest.approx(drawn[0], abs=6)
+        assert line["box"][2] == pytest.approx(drawn[2], abs=6)

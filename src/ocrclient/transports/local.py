@@ -48,7 +48,14 @@ from .base import Health, ModelReply, ModelRequest
 if TYPE_CHECKING:
     from ..config import BackendConfig
 
-__all__ = ["EngineSettings", "LocalTransport", "engine_constructions", "get_engine"]
+__all__ = [
+    "EngineSettings",
+    "LocalTransport",
+    "Tile",
+    "engine_constructions",
+    "get_engine",
+    "plan_tiles",
+]
 
 
 @dataclass(frozen=True)
@@ -316,6 +323,128 @@ def _clip(box: list[float], width: int, height: int) -> list[float]:
     return [max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)]
 
 
+#: pages whose long side is more than this many times their short side are read in tiles
+TILE_ASPECT = 4.0
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile along a page's long axis: pixels ``[start, end)`` are sent, and the lines (or, on
+    wide pages, the words) whose centre falls in ``[core_start, core_end)`` are kept."""
+
+    start: int
+    end: int
+    core_start: int
+    core_end: int
+
+
+def plan_tiles(width: int, height: int, aspect: float = TILE_ASPECT) -> list[Tile]:
+    """How to cut a page image of ``width`` x ``height`` pixels for the engine.
+
+    RapidOCR's detector scales every image so its *short* side is at least 736 px: a 66 x 4000
+    px strip became 736 x 44600 px inside the engine and peaked at 4.6 GB (``skinnypage.pdf``
+    page 2, 234 x 14295 pt).  A page whose aspect ratio is above ``aspect`` is therefore read in
+    tiles of ``aspect`` x its short side along the long axis.  Neighbouring tiles overlap by a
+    quarter of a tile on each side; each tile keeps only what is centred in its core, and the
+    cores partition the page, so nothing is read twice or lost at a seam (a line or word up to
+    half a tile long is whole in the tile that keeps it).  Other pages are one tile.
+
+    >>> [(t.start, t.end) for t in plan_tiles(100, 1000)]
+    [(0, 300), (100, 500), (300, 700), (500, 900), (700, 1000)]
+    >>> len(plan_tiles(1275, 1650))
+    1
+    """
+    long_side, short_side = max(width, height), max(1, min(width, height))
+    if long_side <= aspect * short_side:
+        return [Tile(0, long_side, 0, long_side)]
+    length = max(4, int(aspect * short_side))
+    margin = length // 4
+    core = length - 2 * margin
+    tiles = []
+    for core_start in range(0, long_side, core):
+        core_end = min(long_side, core_start + core)
+        tiles.append(
+            Tile(max(0, core_start - margin), min(long_side, core_end + margin), core_start, core_end)
+        )
+    return tiles
+
+
+def _shift(line: dict[str, Any], dx: float, dy: float) -> None:
+    for item in (line, *line["words"]):
+        b = item["box"]
+        item["box"] = [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy]
+
+
+def _centre(box: Sequence[float], axis: int) -> float:
+    return (box[axis] + box[axis + 2]) / 2
+
+
+def _keep_core(line: dict[str, Any], tile: Tile, axis: int) -> dict[str, Any] | None:
+    """The part of ``line`` this tile is responsible for, or None.
+
+    Across the tiles (tall pages) a whole line is kept by its centre; along them (wide pages) a
+    line may cross a seam, so its words are kept by their centres and the line shrinks to them
+    (the piece remembers on which side it was cut, for :func:`_stitch`).
+    """
+    inside = lambda box: tile.core_start <= _centre(box, axis) < tile.core_end  # noqa: E731
+    if axis == 1 or not line["words"]:
+        return line if inside(line["box"]) else None
+    words = [w for w in line["words"] if inside(w["box"])]
+    if not words:
+        return None
+    if len(words) == len(line["words"]):
+        return line
+    sep = " " if " " in line["text"] else ""
+    x0, y0, x1, y1 = line["box"]
+    cut_before = words[0] is not line["words"][0]
+    cut_after = words[-1] is not line["words"][-1]
+    # an uncut end keeps the line's own (detector) edge: word boxes can cut a glyph short
+    return {
+        **line,
+        "text": sep.join(w["text"] for w in words),
+        "box": [
+            words[0]["box"][0] if cut_before else x0,
+            y0,
+            words[-1]["box"][2] if cut_after else x1,
+            y1,
+        ],
+        "words": words,
+        "_sep": sep,
+        "_cut_before": cut_before,
+        "_cut_after": cut_after,
+    }
+
+
+def _stitch(lines: list[dict[str, Any]], axis: int) -> list[dict[str, Any]]:
+    """Join the pieces of a line that a seam cut (wide pages): a piece cut after joins the next
+    piece cut before on the same row that starts within a line height of where it ends."""
+    if axis == 1:
+        return lines
+    out: list[dict[str, Any]] = []
+    for line in sorted(lines, key=lambda ln: (ln["box"][0], ln["box"][1])):
+        x0, y0, x1, y1 = line["box"]
+        for prev in out if line.get("_cut_before") else ():
+            if not prev.get("_cut_after"):
+                continue
+            px0, py0, px1, py1 = prev["box"]
+            overlap = min(y1, py1) - max(y0, py0)
+            height = min(y1 - y0, py1 - py0)
+            if height > 0 and overlap >= 0.5 * height and -height <= x0 - px1 <= 1.5 * height:
+                prev["text"] = f"{prev['text']}{prev.get('_sep', ' ')}{line['text']}"
+                prev["box"] = [px0, min(y0, py0), max(x1, px1), max(y1, py1)]
+                prev["words"] = prev["words"] + line["words"]
+                prev["score"] = min(prev["score"], line["score"])
+                prev["_cut_after"] = line.get("_cut_after", False)
+                break
+        else:
+            out.append(dict(line))
+    for line in out:
+        for key in ("_sep", "_cut_before", "_cut_after"):
+            line.pop(key, None)
+    out.sort(key=lambda ln: (ln["box"][1], ln["box"][0]))
+    return out
+
+
 class LocalTransport:
     """Runs RapidOCR in-process, on the CPU.
 
@@ -392,14 +521,11 @@ class LocalTransport:
         height, width = gray.shape
         engine = get_engine(self.settings)
         start = time.perf_counter()
-        with engine.run_lock:
-            try:
-                result = engine.ocr(data, return_word_box=True)
-            except Exception as exc:
-                raise PermanentError(
-                    f"the local engine failed on this page: {_one_line(exc)}", cause="engine_error"
-                ) from exc
-        lines = _lines_from_result(result)
+        tiles = plan_tiles(width, height)
+        if len(tiles) == 1:
+            lines = _lines_from_result(self._ocr(engine, data))
+        else:
+            lines = self._run_tiled(engine, data, tiles, vertical=height > width)
         for line in lines:
             line["det_box"] = _clip(line["box"], width, height)
             line["box"] = (
@@ -407,12 +533,52 @@ class LocalTransport:
             )
             _place_words(gray, line, width, height, self.settings.tight_boxes)
         elapsed = time.perf_counter() - start
+        data_out: dict[str, Any] = {
+            "lines": lines,
+            "image_size": [width, height],
+            "engine": "rapidocr",
+        }
+        if len(tiles) > 1:
+            data_out["tiles"] = len(tiles)
         return ModelReply(
             text="\n".join(line["text"] for line in lines),
             finish_reason="stop",
             latency_s=elapsed,
-            data={"lines": lines, "image_size": [width, height], "engine": "rapidocr"},
+            data=data_out,
         )
+
+    @staticmethod
+    def _ocr(engine: _Engine, image: Any) -> Any:
+        with engine.run_lock:
+            try:
+                return engine.ocr(image, return_word_box=True)
+            except Exception as exc:
+                raise PermanentError(
+                    f"the local engine failed on this page: {_one_line(exc)}", cause="engine_error"
+                ) from exc
+
+    def _run_tiled(
+        self, engine: _Engine, data: bytes, tiles: list[Tile], vertical: bool
+    ) -> list[dict[str, Any]]:
+        """OCR an extreme-aspect page tile by tile (see :func:`plan_tiles`) and stitch the lines."""
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            rgb = img.convert("RGB")
+        axis = 1 if vertical else 0  # the coordinate tiles advance along
+        kept: list[dict[str, Any]] = []
+        for tile in tiles:
+            x0, y0 = (0, tile.start) if vertical else (tile.start, 0)
+            x1, y1 = (rgb.width, tile.end) if vertical else (tile.end, rgb.height)
+            buf = io.BytesIO()
+            rgb.crop((x0, y0, x1, y1)).save(buf, format="PNG", compress_level=1)
+            for line in _lines_from_result(self._ocr(engine, buf.getvalue())):
+                _shift(line, x0, y0)
+                piece = _keep_core(line, tile, axis)
+                if piece is not None:
+                    kept.append(piece)
+        return _stitch(kept, axis)
 
 
 def _rapidocr_version() -> str | None:
