@@ -167,8 +167,9 @@ def _inline(node: Node | str) -> str:
     if tag == "code":
         return f"`{inner.strip()}`" if inner.strip() else ""
     if tag == "a":
-        href = node.attrs.get("href", "")
-        return f"[{inner.strip()}]({href})" if href else inner
+        # Chandra writes in-page references as <a href="#">1</a>: a link to nowhere, keep the text
+        href = node.attrs.get("href", "").strip()
+        return f"[{inner.strip()}]({href})" if href and href != "#" else inner
     if tag in _KEEP_HTML_INLINE:
         return f"<{tag}>{inner}</{tag}>"
     return inner
@@ -178,6 +179,10 @@ def _clean_lines(text: str) -> str:
     lines = [re.sub(r"[ \t]{2,}", " ", ln).strip() for ln in text.split("\n")]
     out = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", out).strip()
+
+
+#: bullet glyphs (• ◦ ▪ ▫ ● ○ ■ □ ‣ ⁃ ∙ ·) that models copy from the page into an <li>
+_BULLET = re.compile(r"^[\u2022\u25e6\u25aa\u25ab\u25cf\u25cb\u25a0\u25a1\u2023\u2043\u2219\u00b7]\s*")
 
 
 def _list(node: Node, depth: int) -> str:
@@ -206,6 +211,8 @@ def _list(node: Node, depth: int) -> str:
             else:
                 inline_parts.append(_inline(part))
         line = " ".join("".join(inline_parts).split())
+        if not ordered:  # models copy the printed bullet into <li>: "- • text" -> "- text"
+            line = _BULLET.sub("", line)
         items.append("  " * depth + f"{marker} {line}".rstrip())
         items.extend(x for x in nested if x)
     return "\n".join(items)

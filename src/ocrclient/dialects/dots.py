@@ -151,12 +151,22 @@ class DotsDialect(ChatDialect):
                            truncated=reply.finish_reason == "length")  # fmt: skip
 
 
-def _load_cells(text: str) -> Any:
+def _load_cells(text: str) -> tuple[Any, bool]:
+    """The decoded reply, and whether the list's closing ``]`` had to be added.
+
+    Real dots.ocr replies can stop right after the last cell's ``}`` (both docling-captured
+    replies in ``tests/data/replies/dots`` do): every cell is complete, only the bracket is
+    missing, so it is added rather than treating the page as broken JSON."""
     body = text.strip()
     fence = re.match(r"^```(?:json)?\s*\n(.*?)\n?```\s*$", body, re.S)
     if fence:
-        body = fence.group(1)
-    return json.loads(body)
+        body = fence.group(1).strip()
+    try:
+        return json.loads(body), False
+    except ValueError:
+        if body.startswith("[") and body.endswith("}"):
+            return json.loads(body + "]"), True  # a ValueError here falls back to salvage
+        raise
 
 
 def _salvage(text: str) -> list[Any]:
@@ -179,8 +189,13 @@ def parse_cells(text: str, space: CoordSpace, *, include_headers_footers: bool =
                 truncated: bool = False) -> PageContent:  # fmt: skip
     """JSON cells -> blocks on ``space`` (model pixels) and page markdown."""
     warnings: list[str] = []
+    meta: dict[str, Any] = {}
     try:
-        cells = _load_cells(text)
+        cells, closed = _load_cells(text)
+        if closed:
+            meta["repaired"] = "added the closing ] of the cell list"
+            if truncated:
+                warnings.append("reply ends after a complete cell, without the closing ]")
     except (ValueError, RecursionError):
         cells = _salvage(text)
         if not cells:
@@ -221,4 +236,4 @@ def parse_cells(text: str, space: CoordSpace, *, include_headers_footers: bool =
         blocks.append(RawBlock(type=kind, text=block_text, box=box, label=label))
         if md.strip() and (include_headers_footers or kind not in _HEADER_FOOTER):
             parts.append(md.strip())
-    return PageContent(markdown="\n\n".join(parts), blocks=blocks, space=space, warnings=warnings)
+    return PageContent(markdown="\n\n".join(parts), blocks=blocks, space=space, warnings=warnings, meta=meta)

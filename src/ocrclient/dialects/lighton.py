@@ -12,9 +12,13 @@ Facts, and where they were checked:
 * Reply: plain markdown, tables as HTML, math as LaTeX.
 * ``-bbox`` variants write each embedded image as ``![image](image_N.png)x1,y1,x2,y2`` with
   coordinates normalized to 0-1000 of the image (seed ``lightonocr2-runpod-pod.md``, "Bbox Output
-  Format"; not found in a stored copy of the lightonai card, so the parser also accepts spaces and
-  brackets around the numbers).  The coordinates are removed from the markdown and become figure
-  blocks on ``CoordSpace.grid(1000)``.
+  Format"; the LightOnOCR-2-1B-bbox-soup card writes ``![image](image_N.png) x1,y1,x2,y2`` with a
+  space, so the parser also accepts spaces and brackets around the numbers).  The coordinates are
+  removed from the markdown and become figure blocks on ``CoordSpace.grid(1000)``.  A ``---``
+  thematic break (e.g. between the articles of a newspaper page) stays in the markdown but is
+  not a block.
+* Not handled: LightOnOCR-3's ``grounding`` mode (``![label](x1,y1,x2,y2) text`` per block,
+  lightonai/LightOnOCR ``lightonocr/grounding.py``); its plain mode is plain markdown like 1 and 2.
 
 Example::
 
@@ -41,6 +45,8 @@ GRID = 1000
 _N = r"([-+]?\d+(?:\.\d+)?)"
 _NUMS = r"[ \t]*\[?[ \t]*" + r"[ \t]*,[ \t]*".join([_N] * 4) + r"(?:[ \t]*\])?"
 _IMG_BOX = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]*)\)" + _NUMS)
+#: a markdown thematic break (``---``): a separator in the markdown, not a block
+_RULE = re.compile(r"(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,}")
 
 
 class LightOnDialect(ChatDialect):
@@ -98,6 +104,8 @@ def parse_lighton(text: str) -> PageContent:
     blocks: list[RawBlock] = []
     pending = list(figures)
     for block in markdown_blocks(markdown):
+        if block.type == "text" and _RULE.fullmatch(block.text.strip()):
+            continue  # a separator, not content: it stays in the markdown, it is no block
         if block.type == "figure" and pending:
             blocks.append(pending.pop(0))
         else:
