@@ -354,3 +354,45 @@ async def test_lighton2_bbox_soup_newspaper_page() -> None:
     assert page.markdown.count("\n---\n") == 4
     assert all(b.text != "---" for b in page.blocks)
     assert len(page.blocks) == 25
+
+
+async def test_lighton2_bbox_recorded_page_with_figure_list_and_headings() -> None:
+    """manuquadros/pdfparser ``tests/data/dumps/30592559_raw_markdown.md`` @
+    21be5750fcb922d46e754a3600ad8b5b3bff9346, the text of ``===== PAGE 1 =====`` (what the
+    project's own ``_load_dump`` yields for that page).  Its ``tests/test_dump_replay.py``: "The
+    dumps under ``tests/data/dumps/`` are captured LightOnOCR page markdown for the six
+    fixtures"; its ``docs/design.rst``: each page goes to "**LightOnOCR-2-1B-bbox**", and the
+    tests "replay *recorded* model markdown"; ``deploy/vllm/README.md`` serves
+    ``lightonai/LightOnOCR-2-1B-bbox``.  Page 2 of Clark 2019 (BAMBED 47:124): a figure box at the
+    top, its bold label and italic caption, a numbered list, two heading levels, running footer."""
+    text = fixture("lighton/lighton2_bbox_pdfparser_30592559_p1.md")
+    assert text.startswith("![image](image_1.png)100,89,495,487\n") and text.endswith("\n\nClark\n\n125")
+    lo = LightOnDialect(model="lightonai/LightOnOCR-2-1B-bbox")
+    page = await run_page(lo, text)
+    assert page.status == "ok" and page.warnings == [] and page.error is None
+    assert [b.type for b in page.blocks] == [
+        "figure", "text", "text", "text", "list_item", "section_header", "text",
+        "section_header", "text", "section_header", "text", "text", "text",
+    ]  # fmt: skip
+    fig = page.blocks[0]
+    assert fig.label == "image_1.png" and fig.flags == []
+    # 0-1000 of the page image -> fractions of the page; on US letter 0.1 * 612 pt = 61.2 pt
+    assert fig.bbox_norm == pytest.approx([0.100, 0.089, 0.495, 0.487], abs=1e-6)
+    assert fig.bbox == pytest.approx([61.2, 0.089 * 792, 0.495 * 612, 0.487 * 792], abs=1e-6)
+    assert all(b.bbox_norm is None for b in page.blocks[1:])  # only images carry boxes
+    # the coordinates leave the markdown; the placeholder stays where the figure was
+    assert page.markdown.startswith("![image](image_1.png)\n\n**FIG 1**\n\n*Pathway of short-chain")
+    assert "100,89,495,487" not in page.markdown
+    # the five numbered goals are one list block, the model's "1.  " spacing kept
+    items = page.blocks[4].text.split("\n")
+    assert len(items) == 5 and items[0] == "1.  Students improve their appreciation for the utility of enzyme kinetic data."
+    assert all(item.startswith(f"{i}.  ") for i, item in enumerate(items, 1))
+    assert [b.text for b in page.blocks if b.type == "section_header"] == [
+        "Case Study Description",
+        "Part 1—Pathway of Short-Chain Alkene and Epoxide Metabolism in *Xanthobacter autotrophicus* Py2",
+        "Part 2—Proposed Active Site Models (Pre-X-Ray Crystallography)",
+    ]
+    assert "\n## Case Study Description\n" in page.markdown and "\n### Part 2—Proposed" in page.markdown
+    assert "CO₂⁻" in page.markdown and "NAD⁺ cofactor." in page.markdown  # unicode super/subscripts kept
+    # the running footer (author, page number) comes back as plain text: nothing marks it
+    assert [b.text for b in page.blocks[-2:]] == ["Clark", "125"]
