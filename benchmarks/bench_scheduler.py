@@ -661,7 +661,13 @@ def main() -> int:
         print(
             f"    ideal wall: pages x s / slots = {ideal_b:.2f} s; makespan bound ceil(pages/slots) x s = {ideal_m:.2f} s"
         )
-        profile_run = "runpod run, profile poll 2.0 s x1.5 cap 5 s"
+        from ocrclient.config import resolve_config
+
+        popts = resolve_config("runpod").transport_options  # what users get: merged below
+        profile_run = (
+            f"runpod run, profile poll {popts['poll_interval_s']:g} s x1.5 cap "
+            f"{popts['max_poll_interval_s']:g} s"
+        )
         variants: list[tuple[str, str, int, dict[str, Any]]] = [
             ("runpod runsync", "runpod", 2 * slots, {"mode": "runsync"}),
             (profile_run, "runpod", 2 * slots, {"mode": "run"}),
@@ -669,7 +675,7 @@ def main() -> int:
                 "runpod run, poll 0.25 s x1.5 cap 5 s",
                 "runpod",
                 2 * slots,
-                {"mode": "run", "poll_interval_s": 0.25},
+                {"mode": "run", "poll_interval_s": 0.25, "max_poll_interval_s": 5.0},
             ),
             (
                 "runpod run, poll 0.25 s x1.5 cap 0.5 s",

@@ -606,3 +606,25 @@ def test_launcher_serves_until_terminated() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=5) == 0
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_sent_request_bodies_are_released(stream: bool) -> None:
+    """The page image in a sent request is dropped once the reply is in (httpx keeps requests
+    alive in reference cycles); the server still got all of it."""
+    sent: list[httpx.Request] = []
+
+    async def capture(request: httpx.Request) -> None:
+        sent.append(request)
+
+    with OpenAISimulator() as sim:
+        client = httpx.AsyncClient(event_hooks={"request": [capture]})
+        t = transport_for(sim, http_client=client)
+        req = request(sim, stream=stream)
+        reply = await t.send(req)
+        await t.aclose()
+        await client.aclose()
+        assert reply.text == echo_responder(req.body).text
+        assert sim.bodies[-1]["messages"] == req.body["messages"]
+    posts = [r for r in sent if r.method == "POST"]
+    assert posts and all(r.content == b"" for r in posts)

@@ -726,3 +726,37 @@ async def test_document_worker_failures(sim_factory: Callable[..., RunPodSimulat
     finally:
         await t.aclose()
     assert info.value.cause == cause and text in str(info.value)
+
+
+async def test_sent_request_bodies_are_released(sim_factory: Callable[..., RunPodSimulator]) -> None:
+    """httpx responses sit in reference cycles that keep their request (and its body, a page
+    image) alive until a full GC: the transport empties the body once the reply is in, so a
+    long run's memory stays flat.  The worker still received the whole body."""
+    rec = Recorder()
+    sim = sim_factory(plan=FaultPlan(latency_s=(0.01, 0.01)), responder=rec)
+    sent: list[httpx.Request] = []
+
+    async def capture(request: httpx.Request) -> None:
+        sent.append(request)
+
+    client = httpx.AsyncClient(event_hooks={"request": [capture]})
+    t = RunPodTransport(endpoint_id=sim.endpoint_id, api_key=sim.api_key, base_url=sim.base_url,
+                        mode="runsync", client=client)  # fmt: skip
+    req = chat_request()
+    try:
+        reply = await t.send(req)
+    finally:
+        await t.aclose()
+        await client.aclose()
+    assert reply.text == rec.text and rec.bodies == [req.body]
+    posts = [r for r in sent if r.method == "POST"]
+    assert posts and all(r.content == b"" and b"".join(r.stream) == b"" for r in posts)  # type: ignore[arg-type]
+
+
+def test_release_keeps_the_body_of_a_307_redirect() -> None:
+    from ocrclient.transports.base import release_request_body
+
+    for status, kept in ((200, b""), (500, b""), (303, b""), (307, b"body"), (308, b"body")):
+        req = httpx.Request("POST", "http://sim/x", content=b"body")
+        release_request_body(httpx.Response(status, request=req))
+        assert req.content == kept and b"".join(req.stream) == kept, status  # type: ignore[arg-type]

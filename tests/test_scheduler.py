@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 
@@ -270,3 +271,25 @@ async def test_scheduler_reduces_concurrency_under_429() -> None:
     doc = await s.run_document("doc.pdf", page_stream(40))
     assert all(p.status == "ok" for p in doc.pages)
     assert s.limiter.min_seen < 16
+
+
+async def test_full_collections_every_n_pages_within_a_time_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages leave reference cycles behind in the libraries they pass through; the scheduler runs
+    a full collection every GC_EVERY_PAGES finished pages, unless the last one was so recent
+    that collections would take more than GC_MAX_SHARE of the time."""
+    import ocrclient.scheduler as sched_mod
+
+    calls: list[int] = []
+    monkeypatch.setattr(sched_mod.gc, "collect", lambda *a: calls.append(1) or 0)
+    monkeypatch.setattr(sched_mod, "GC_EVERY_PAGES", 10)
+    doc = await sched(FakeTransport(FaultPlan(seed=1)), concurrency=4).run_document(
+        "doc.pdf", page_stream(45)
+    )
+    assert doc.stats.ok == 45 and len(calls) == 4  # after pages 10, 20, 30 and 40
+
+    calls.clear()
+    s = sched(FakeTransport(FaultPlan(seed=1)), concurrency=4)
+    s._last_gc_s = 3600.0  # pretend the last collection took an hour: none for a long while
+    s._last_gc_end = time.perf_counter()
+    doc = await s.run_document("doc.pdf", page_stream(45))
+    assert doc.stats.ok == 45 and calls == []

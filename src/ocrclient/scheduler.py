@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import time
 from collections import Counter
@@ -60,6 +61,15 @@ from .errors import (
 from .pages import PageImage
 from .registry import Backend
 from .transports.base import ModelReply, ModelRequest
+
+#: a full garbage collection every this many finished pages.  Each page leaves reference cycles
+#: behind in the libraries it goes through (tenacity's retry state, httpx's response <-> stream,
+#: exception tracebacks holding the page's frames); CPython runs a full collection only when the
+#: heap has grown by a quarter, so what those cycles hold piles up over a long run.  The biggest
+#: item, the request body, is also released by the transports (``release_request_body``).
+GC_EVERY_PAGES = 64
+#: ... but at most this share of the wall time goes to those collections
+GC_MAX_SHARE = 0.02
 
 __all__ = [
     "AdaptiveLimiter",
@@ -312,6 +322,9 @@ class Scheduler:
         self._warm = self.cold_start_s <= 0
         self._abort: AuthError | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._since_gc = 0
+        self._last_gc_end = 0.0
+        self._last_gc_s = 0.0
         self.retries_by_cause: Counter[str] = Counter()
         #: documents finished so far (and, after a cancel or abort, the partial ones)
         self.partial: list[Document] = []
@@ -427,6 +440,19 @@ class Scheduler:
         finally:
             await self.limiter.release()
         await results.put((doc_index, result))
+        self._collect_garbage()
+
+    def _collect_garbage(self) -> None:
+        """A full collection every ``GC_EVERY_PAGES`` finished pages, but never more than
+        ``GC_MAX_SHARE`` of the time (a full collection of a big heap takes tens of ms)."""
+        self._since_gc += 1
+        now = time.perf_counter()
+        if self._since_gc < GC_EVERY_PAGES or now - self._last_gc_end < self._last_gc_s / GC_MAX_SHARE:
+            return
+        gc.collect()
+        self._last_gc_end = time.perf_counter()
+        self._last_gc_s = self._last_gc_end - now
+        self._since_gc = 0
 
     def _failed_page(self, page: PageImage, err: BaseException, attempts: int) -> Page:
         error = _page_error(err)

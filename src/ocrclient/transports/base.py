@@ -19,9 +19,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import httpx
+
 from ..geometry import Frame
 
-__all__ = ["Health", "ModelReply", "ModelRequest", "RequestKind", "Transport"]
+__all__ = [
+    "Health",
+    "ModelReply",
+    "ModelRequest",
+    "RequestKind",
+    "Transport",
+    "release_request_body",
+    "release_request_body_hook",
+]
 
 #: chat: an OpenAI chat-completions body; ocular: the OLM/RoLM HTTP JSON contract;
 #: document: the DeepSeek seed's whole-PDF job input
@@ -85,3 +95,35 @@ class Transport(Protocol):
     async def health(self) -> Health: ...
 
     async def aclose(self) -> None: ...
+
+
+def release_request_body(response: httpx.Response) -> None:
+    """Drop the (sent) request body that ``response`` keeps alive.
+
+    An ``httpx.Response`` and its stream refer to each other, and the response holds its request,
+    which holds the whole body (a page image, often hundreds of KB): the body lives until the
+    cyclic garbage collector gets to that cycle, which on a growing heap can be hundreds of pages
+    later.  Once the response has arrived the body has been sent, so it is released here.
+    Not for 307/308 replies, whose redirect re-sends the same body.
+
+    >>> req = httpx.Request("POST", "http://h/x", content=b"page image")
+    >>> release_request_body(httpx.Response(200, request=req))
+    >>> req.content, b"".join(req.stream)
+    (b'', b'')
+    """
+    if response.status_code in (307, 308):
+        return
+    request = response.request
+    # httpx keeps the body twice, both private: the request's cached ``_content`` and the
+    # ``ByteStream`` that httpcore's own request object shares; both are emptied in place
+    # (guarded, so a change in httpx only turns this off)
+    if isinstance(getattr(request, "_content", None), bytes):
+        request._content = b""
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream) and isinstance(getattr(stream, "_stream", None), bytes):
+        stream._stream = b""
+
+
+async def release_request_body_hook(response: httpx.Response) -> None:
+    """:func:`release_request_body` as an ``httpx.AsyncClient`` response event hook."""
+    release_request_body(response)

@@ -44,7 +44,7 @@ from ..errors import (
     parse_retry_after,
     redact,
 )
-from .base import Health, ModelReply, ModelRequest
+from .base import Health, ModelReply, ModelRequest, release_request_body_hook
 
 __all__ = ["OcularTransport", "error_message", "shared_ssl_context", "status_error", "transport_error"]
 
@@ -208,6 +208,7 @@ class OcularTransport:
         )
         if http_client is not None and headers:
             http_client.headers.update(headers)
+        self._client.event_hooks.setdefault("response", []).append(release_request_body_hook)
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> OcularTransport:

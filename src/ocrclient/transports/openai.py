@@ -53,7 +53,7 @@ from ..errors import (
     redact,
     register_secret,
 )
-from .base import Health, ModelReply, ModelRequest
+from .base import Health, ModelReply, ModelRequest, release_request_body_hook
 from .ocular import error_message, shared_ssl_context, status_error, transport_error
 
 __all__ = ["OpenAITransport", "normalize_base_url"]
@@ -181,6 +181,7 @@ class OpenAITransport:
         install_logger_redaction()
         self._host = urlsplit(self.root_url).netloc
         self._http.event_hooks.setdefault("request", []).append(self._keep_secrets_home)
+        self._http.event_hooks.setdefault("response", []).append(release_request_body_hook)
         self._client = AsyncOpenAI(base_url=self.api_url, api_key=key, max_retries=0,
                                    http_client=self._http, timeout=self._http.timeout)
         self._models: dict[str, int | None] | None = None

@@ -73,7 +73,7 @@ from ..errors import (
     redact,
     register_secret,
 )
-from .base import Health, ModelReply, ModelRequest
+from .base import Health, ModelReply, ModelRequest, release_request_body
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -522,13 +522,15 @@ class RunPodTransport:
         if self._client.is_closed:
             raise CancelledRunError(f"RunPod {what}: the transport was closed", cause="closed")
         try:
-            return await self._client.request(
+            resp = await self._client.request(
                 method,
                 url,
                 content=content,
                 headers=self._headers,
                 timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)) if timeout else None,
             )
+            release_request_body(resp)
+            return resp
         except httpx.TimeoutException as exc:
             raise TransientError(f"RunPod {what}: timed out ({type(exc).__name__})", cause="timeout") from None
         except httpx.TransportError as exc:
