@@ -11,6 +11,9 @@ Everything here is model-agnostic.  A dialect composes these pieces; the facts a
   raising :class:`~ocrclient.errors.BadOutputError` with what could be salvaged.
 * :func:`markdown_blocks` – split plain model markdown into box-less blocks.
 * :func:`parse_box` – numbers -> a raw box in model space, with warnings instead of exceptions.
+* :class:`ModelDialect` – model, render, sampling and options, and ``from_config`` for every
+  configured dialect; :class:`ChatDialect` – the chat-completions ``build`` / ``parse`` around
+  the ``content`` / ``parse_text`` hooks.
 
 Example::
 
@@ -23,21 +26,26 @@ Example::
 
 from __future__ import annotations
 
+import abc
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from ..document import BLOCK_TYPES
 from ..errors import BadOutputError
 from ..geometry import Frame
 from ..imaging import EncodedImage, RenderSpec, encode
-from ..transports.base import ModelReply
+from ..transports.base import ModelReply, ModelRequest
 from .base import PageContent, RawBlock
+
+if TYPE_CHECKING:
+    from ..config import BackendConfig
 
 __all__ = [
     "DEFAULT_LADDER",
     "ChatDialect",
+    "ModelDialect",
     "block_type",
     "chat_body",
     "check_reply",
@@ -426,34 +434,22 @@ def markdown_blocks(markdown: str) -> list[RawBlock]:
 
 
 # ---------------------------------------------------------------------------------------------
-# a base for the OpenAI-chat dialects
+# bases for the configured dialects
 # ---------------------------------------------------------------------------------------------
 
 
-class ChatDialect:
-    """Shared machinery of the chat-completions dialects (subclasses set the class attributes
-    and override :meth:`content` / :meth:`parse_text`).
+class ModelDialect(abc.ABC):
+    """What every configured model dialect holds: the model name, the render spec, the profile's
+    ``[sampling]`` and ``dialect_options``; built from a profile by :meth:`from_config`.
 
-    Example::
-
-        class Echo(ChatDialect):
-            name = "echo"
-            DEFAULT_RENDER = RenderSpec(dpi=100)
-            def content(self, page, image, attempt):
-                return [image_part(image), text_part("Read this.")]
-            def parse_text(self, text, reply, page):
-                return PageContent(markdown=text)
+    Subclasses set the class attributes, implement ``build`` / ``parse`` and, when their
+    constructor takes more keywords, return them from :meth:`config_kwargs`.
     """
 
-    name: str = "chat"
+    name: str = "model"
     #: the model's own render spec (before the profile's [render] is laid over it)
     DEFAULT_RENDER: RenderSpec = RenderSpec(dpi=150.0)
     DEFAULT_MODEL: str | None = None
-    DEFAULT_MAX_TOKENS: int = 4096
-    DEFAULT_LADDER: tuple[float, ...] = DEFAULT_LADDER
-    DEFAULT_TOP_P: float | tuple[float, ...] | None = None
-    #: finish_reason other than "stop" is bad output (olmOCR's pipeline rule)
-    STRICT_STOP: bool = False
 
     def __init__(
         self,
@@ -473,18 +469,54 @@ class ChatDialect:
         self.options: dict[str, Any] = dict(options or {})
 
     @classmethod
-    def from_config(cls, cfg: Any) -> Any:
+    def from_config(cls, cfg: BackendConfig) -> Self:
         """Build from a :class:`~ocrclient.config.BackendConfig`."""
         return cls(
             model=cfg.model,
             render=cfg.render_spec(cls.DEFAULT_RENDER),
             sampling=cfg.sampling,
             options=cfg.dialect_options,
+            **cls.config_kwargs(cfg),
         )
 
+    @classmethod
+    def config_kwargs(cls, cfg: BackendConfig) -> dict[str, Any]:
+        """Constructor keywords beyond model, render, sampling and options (none by default)."""
+        return {}
+
+    @abc.abstractmethod
+    def build(self, page: Any, attempt: Any) -> ModelRequest: ...
+
+    @abc.abstractmethod
+    def parse(self, reply: ModelReply, page: Any) -> PageContent: ...
+
+
+class ChatDialect(ModelDialect):
+    """Shared machinery of the chat-completions dialects (subclasses set the class attributes
+    and implement :meth:`content` / :meth:`parse_text`).
+
+    Example::
+
+        class Echo(ChatDialect):
+            name = "echo"
+            DEFAULT_RENDER = RenderSpec(dpi=100)
+            def content(self, page, image, attempt):
+                return [image_part(image), text_part("Read this.")]
+            def parse_text(self, text, reply, page):
+                return PageContent(markdown=text)
+    """
+
+    name: str = "chat"
+    DEFAULT_MAX_TOKENS: int = 4096
+    DEFAULT_LADDER: tuple[float, ...] = DEFAULT_LADDER
+    DEFAULT_TOP_P: float | tuple[float, ...] | None = None
+    #: finish_reason other than "stop" is bad output (olmOCR's pipeline rule)
+    STRICT_STOP: bool = False
+
     # -- hooks ----------------------------------------------------------------------------
+    @abc.abstractmethod
     def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """The user message's content parts (image and prompt, in the model's order)."""
 
     def extras(self, attempt: Any) -> dict[str, Any]:
         """vLLM fields at the top level of the body."""
@@ -495,13 +527,12 @@ class ChatDialect:
         enc = _require_image(page)
         return enc, Frame(enc.width, enc.height, 0)
 
+    @abc.abstractmethod
     def parse_text(self, text: str, reply: ModelReply, page: Any) -> PageContent:
-        raise NotImplementedError
+        """The reply text (already checked to be non-empty) -> page content in model space."""
 
     # -- the Dialect protocol ---------------------------------------------------------------
-    def build(self, page: Any, attempt: Any) -> Any:
-        from ..transports.base import ModelRequest
-
+    def build(self, page: Any, attempt: Any) -> ModelRequest:
         number = getattr(attempt, "number", attempt if isinstance(attempt, int) else 1)
         image, frame = self.prepare(page, attempt)
         fields = sampling(

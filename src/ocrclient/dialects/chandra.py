@@ -38,7 +38,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import BackendConfig
 from ..errors import ConfigError
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
@@ -196,15 +195,6 @@ class ChandraDialect(ChatDialect):
         self.space = CoordSpace.grid(self.grid)
         self.prompt = str(self.options.get("prompt") or build_prompt(self.version))
         self.include_headers_footers = bool(self.options.get("include_headers_footers", False))
-
-    @classmethod
-    def from_config(cls, cfg: BackendConfig) -> ChandraDialect:
-        return cls(
-            model=cfg.model,
-            render=cfg.render_spec(cls.DEFAULT_RENDER),
-            sampling=cfg.sampling,
-            options=cfg.dialect_options,
-        )
 
     def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
         return [image_part(image), text_part(self.prompt)]

@@ -38,7 +38,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import BackendConfig
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
 from ..transports.base import ModelReply
@@ -107,15 +106,6 @@ class DeepSeekDialect(ChatDialect):
         self.prompt = re.sub(r"^\s*<image>\s*", "", prompt)
         self.ngram = bool(self.options.get("ngram_logits_processor", True))
         self.space = CoordSpace.grid(GRID)
-
-    @classmethod
-    def from_config(cls, cfg: BackendConfig) -> DeepSeekDialect:
-        return cls(
-            model=cfg.model,
-            render=cfg.render_spec(cls.DEFAULT_RENDER),
-            sampling=cfg.sampling,
-            options=cfg.dialect_options,
-        )
 
     def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
         return [image_part(image), text_part(self.prompt)]

@@ -32,7 +32,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import BackendConfig
 from ..errors import BadOutputError
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
@@ -126,15 +125,6 @@ class DotsDialect(ChatDialect):
         self.min_pixels = int(self.options.get("min_pixels", MIN_PIXELS))
         self.max_pixels = int(self.options.get("max_pixels", MAX_PIXELS))
         self.include_headers_footers = bool(self.options.get("include_headers_footers", False))
-
-    @classmethod
-    def from_config(cls, cfg: BackendConfig) -> DotsDialect:
-        return cls(
-            model=cfg.model,
-            render=cfg.render_spec(cls.DEFAULT_RENDER),
-            sampling=cfg.sampling,
-            options=cfg.dialect_options,
-        )
 
     def space_for(self, width: int, height: int) -> CoordSpace:
         """The model's pixel space for a sent image of ``width x height``."""

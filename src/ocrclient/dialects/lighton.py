@@ -32,7 +32,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..config import BackendConfig
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
 from ..transports.base import ModelReply
@@ -69,15 +68,6 @@ class LightOnDialect(ChatDialect):
         super().__init__(**kwargs)
         self.prompt = self.options.get("prompt")  # out of distribution; off unless asked
         self.space = CoordSpace.grid(GRID)
-
-    @classmethod
-    def from_config(cls, cfg: BackendConfig) -> LightOnDialect:
-        return cls(
-            model=cfg.model,
-            render=cfg.render_spec(cls.DEFAULT_RENDER),
-            sampling=cfg.sampling,
-            options=cfg.dialect_options,
-        )
 
     def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
         parts = [image_part(image)]

@@ -146,14 +146,8 @@ class OlmOCRDialect(ChatDialect):
         self._rotation: dict[tuple[str, int], int] = {}
 
     @classmethod
-    def from_config(cls, cfg: BackendConfig) -> OlmOCRDialect:
-        return cls(
-            model=cfg.model,
-            render=cfg.render_spec(cls.DEFAULT_RENDER),
-            sampling=cfg.sampling,
-            options=cfg.dialect_options,
-            max_attempts=cfg.max_attempts,
-        )
+    def config_kwargs(cls, cfg: BackendConfig) -> dict[str, Any]:
+        return {"max_attempts": cfg.max_attempts}
 
     # olmOCR rotation (counter-clockwise, pipeline convention) -> our clockwise Frame rotation
     @staticmethod

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..config import BackendConfig
 from ..errors import ConfigError
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
@@ -58,15 +57,6 @@ class PlainDialect(ChatDialect):
         self.position = position
         self.system = self.options.get("system")
         self.space = CoordSpace.unit()
-
-    @classmethod
-    def from_config(cls, cfg: BackendConfig) -> PlainDialect:
-        return cls(
-            model=cfg.model,
-            render=cfg.render_spec(cls.DEFAULT_RENDER),
-            sampling=cfg.sampling,
-            options=cfg.dialect_options,
-        )
 
     def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
         if self.position == "before":

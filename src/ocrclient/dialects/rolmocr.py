@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import BackendConfig
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
 from ..transports.base import ModelReply
@@ -53,15 +52,6 @@ class RolmOCRDialect(ChatDialect):
         super().__init__(**kwargs)
         self.prompt = str(self.options.get("prompt") or PROMPT)
         self.space = CoordSpace.unit()
-
-    @classmethod
-    def from_config(cls, cfg: BackendConfig) -> RolmOCRDialect:
-        return cls(
-            model=cfg.model,
-            render=cfg.render_spec(cls.DEFAULT_RENDER),
-            sampling=cfg.sampling,
-            options=cfg.dialect_options,
-        )
 
     def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
         return [image_part(image), text_part(self.prompt)]

@@ -28,20 +28,19 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 from ..config import BackendConfig
 from ..geometry import CoordSpace, Frame
 from ..imaging import RenderSpec
 from ..transports.base import ModelReply, ModelRequest
-from ._common import DEFAULT_LADDER, _require_image, check_reply, finish, ladder_value
+from ._common import DEFAULT_LADDER, ModelDialect, _require_image, check_reply, finish, ladder_value
 from .base import PageContent, RawBlock
 
 __all__ = ["TrOCRDialect"]
 
 
-class TrOCRDialect:
+class TrOCRDialect(ModelDialect):
     """The Ocular ``/extract_text`` contract (TrOCR and friends).
 
     Example::
@@ -52,34 +51,17 @@ class TrOCRDialect:
 
     name = "trocr"
     DEFAULT_RENDER = RenderSpec(dpi=150.0, longest_side=2048)
+    DEFAULT_MODEL = "microsoft/trocr-base-printed"
 
-    def __init__(
-        self,
-        *,
-        model: str | None = None,
-        render: RenderSpec | None = None,
-        sampling: Mapping[str, Any] | None = None,
-        options: Mapping[str, Any] | None = None,
-        route: str = "/extract_text",
-    ) -> None:
-        self.model = model or "microsoft/trocr-base-printed"
-        self.render: RenderSpec = render or self.DEFAULT_RENDER
-        self.sampling_cfg = dict(sampling or {})
-        self.options = dict(options or {})
+    def __init__(self, *, route: str = "/extract_text", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.route = route
         self.space = CoordSpace.unit()
 
     @classmethod
-    def from_config(cls, cfg: BackendConfig) -> TrOCRDialect:
-        return cls(
-            model=cfg.model,
-            render=cfg.render_spec(cls.DEFAULT_RENDER),
-            sampling=cfg.sampling,
-            options=cfg.dialect_options,
-            route=str(
-                cfg.dialect_options.get("route") or cfg.transport_options.get("route") or "/extract_text"
-            ),
-        )
+    def config_kwargs(cls, cfg: BackendConfig) -> dict[str, Any]:
+        route = cfg.dialect_options.get("route") or cfg.transport_options.get("route") or "/extract_text"
+        return {"route": str(route)}
 
     def build(self, page: Any, attempt: Any) -> ModelRequest:
         number = int(getattr(attempt, "number", 1) or 1)
