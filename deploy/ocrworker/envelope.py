@@ -59,9 +59,8 @@ __all__ = [
 CHAT_ROUTE = "/v1/chat/completions"
 MODELS_ROUTE = "/v1/models"
 
-#: sampling keys passed through to the engine (everything else in the request is ignored)
-SAMPLING_KEYS = (
-    "temperature",
+#: sampling keys an engine takes as they are (``vllm.SamplingParams`` keyword arguments)
+PLAIN_SAMPLING_KEYS = (
     "top_p",
     "top_k",
     "repetition_penalty",
@@ -69,9 +68,9 @@ SAMPLING_KEYS = (
     "frequency_penalty",
     "seed",
     "stop",
-    "skip_special_tokens",
-    "vllm_xargs",
 )
+#: sampling keys passed through to the engine (everything else in the request is ignored)
+SAMPLING_KEYS = ("temperature", *PLAIN_SAMPLING_KEYS, "skip_special_tokens", "vllm_xargs")
 
 
 class JobError(Exception):

@@ -15,19 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .envelope import ChatPage, Generation
+from .envelope import PLAIN_SAMPLING_KEYS, ChatPage, Generation
 
 __all__ = ["sampling_kwargs", "to_generation"]
-
-_PASS = (
-    "top_p",
-    "top_k",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-    "stop",
-)
 
 
 def sampling_kwargs(
@@ -43,7 +33,7 @@ def sampling_kwargs(
         "max_tokens": page.max_tokens,
         "temperature": float(s.get("temperature", default_temperature)),
     }
-    for key in _PASS:
+    for key in PLAIN_SAMPLING_KEYS:
         if key in s:
             kw[key] = s[key]
     if "skip_special_tokens" in s:

@@ -10,6 +10,7 @@ Example::
     worker = PageWorker("chandra", served_model="datalab-to/chandra", loader=load_chandra)
     worker.set_model(fake_fn)                 # tests: skip the GPU load
     output = await worker.handle(job)         # list of chat completions, or {"error": "..."}
+    worker.serve(handler)                     # __main__: warm the model, start the RunPod loop
 """
 
 from __future__ import annotations
@@ -166,6 +167,17 @@ class PageWorker:
     def concurrency_modifier(self, current: int) -> int:
         """For ``runpod.serverless.start``: jobs one worker takes at once (``MAX_CONCURRENCY``)."""
         return max(1, env_int("MAX_CONCURRENCY", 8))
+
+    def serve(self, handler: Callable[[dict[str, Any]], Any]) -> None:
+        """Run as a RunPod worker (a handler module's ``__main__``): log at ``LOG_LEVEL``, load
+        the model (:meth:`warm`), then hand ``handler`` to ``runpod.serverless.start``."""
+        import runpod
+
+        logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
+        self.warm()
+        runpod.serverless.start(
+            {"handler": handler, "concurrency_modifier": self.concurrency_modifier}
+        )
 
 
 class _Timed:

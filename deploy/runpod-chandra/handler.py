@@ -161,8 +161,4 @@ def concurrency_modifier(current: int) -> int:
 
 
 if __name__ == "__main__":
-    import runpod
-
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
-    WORKER.warm()
-    runpod.serverless.start({"handler": handler, "concurrency_modifier": concurrency_modifier})
+    WORKER.serve(handler)

@@ -532,6 +532,22 @@ def _open_pdf(path: str, password: str | None) -> Any:
     return pdf
 
 
+def _encoded_page(job: _Job, page_box: PageBox, img: Image.Image, render_scale: float) -> PageImage:
+    """The rendered page, encoded as the job's spec asks."""
+    encoded = encode(img, job.spec)
+    return PageImage(job.name, job.index, page_box, encoded, render_scale=render_scale)
+
+
+def _failed_page(job: _Job, page_box: PageBox, error: str) -> PageImage:
+    """A page that could not be rendered: reported with its error, never dropped."""
+    return PageImage(job.name, job.index, page_box, None, error=error)
+
+
+def _why(exc: BaseException) -> str:
+    """An exception as one line (its type name when it has no message)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _render_pdf_page(job: _Job) -> PageImage:
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
@@ -547,12 +563,10 @@ def _render_pdf_page(job: _Job) -> PageImage:
             left, bottom, _, _ = page.get_bbox()  # effective CropBox, inherited attrs included
             page_box = PageBox(float(width), float(height), rotation, float(left), float(bottom))
             if width < _MIN_PAGE_PT or height < _MIN_PAGE_PT:
-                return PageImage(
-                    job.name,
-                    job.index,
+                return _failed_page(
+                    job,
                     page_box,
-                    None,
-                    error=f"page {job.index + 1} has an unusable size of {width:g} x {height:g} pt",
+                    f"page {job.index + 1} has an unusable size of {width:g} x {height:g} pt",
                 )
             px_w, px_h = spec.pixel_size(width, height)
             if spec.grayscale:
@@ -568,17 +582,9 @@ def _render_pdf_page(job: _Job) -> PageImage:
             img = bitmap.to_pil()
         finally:
             page.close()
-        encoded = encode(img, spec)
-        return PageImage(job.name, job.index, page_box, encoded, render_scale=px_w / width)
+        return _encoded_page(job, page_box, img, px_w / width)
     except Exception as exc:
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        return PageImage(
-            job.name,
-            job.index,
-            page_box,
-            None,
-            error=f"page {job.index + 1}: cannot render ({msg})",
-        )
+        return _failed_page(job, page_box, f"page {job.index + 1}: cannot render ({_why(exc)})")
 
 
 def _flatten(img: Image.Image) -> Image.Image:
@@ -646,16 +652,10 @@ def _render_image_page(job: _Job) -> PageImage:
         img = _flatten(img)
         if img.size != (tw, th):
             img = img.resize((tw, th), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        encoded = encode(img, spec)
-        return PageImage(job.name, job.index, page_box, encoded, render_scale=tw / w)
+        return _encoded_page(job, page_box, img, tw / w)
     except Exception as exc:
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        return PageImage(
-            job.name,
-            job.index,
-            page_box,
-            None,
-            error=f"page {job.index + 1}: cannot render image ({msg})",
+        return _failed_page(
+            job, page_box, f"page {job.index + 1}: cannot render image ({_why(exc)})"
         )
 
 
