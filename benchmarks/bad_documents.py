@@ -34,7 +34,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _procfs import tree_kb  # noqa: E402
 from tests.test_bad_inputs import (  # noqa: E402
     CORPUS,
     CORPUS_PDFS,
@@ -57,42 +59,6 @@ class Result:
     tree_mb: float
 
 
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-        kids.setdefault(ppid, []).append(int(entry))
-    return kids
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _tree_rss_kb(root: int) -> int:
-    kids = _children()
-    todo, total = [root], 0
-    while todo:
-        pid = todo.pop()
-        total += _rss_kb(pid)
-        todo.extend(kids.get(pid, []))
-    return total
-
-
 def run_cli(args: list[str], timeout: float = 3600) -> Result:
     env = dict(os.environ, NO_COLOR="1", COLUMNS="200")
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -105,7 +71,7 @@ def run_cli(args: list[str], timeout: float = 3600) -> Result:
 
         def sample() -> None:
             while not done.wait(0.1):
-                peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+                peak[0] = max(peak[0], tree_kb(proc.pid))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()

@@ -27,6 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _procfs import proc_cpu_s, status_kb
+
 _LOREM = (
     "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut "
     "labore et dolore magna aliqua Ut enim ad minim veniam quis nostrud exercitation ullamco "
@@ -107,16 +110,6 @@ def serial_baseline(path: Path, dpi: float, pages: int) -> tuple[float, float]:
     return dt, cpu
 
 
-def _proc_cpu_s(pid: int) -> float:
-    """utime + stime of a live process (Linux), 0.0 elsewhere."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 def stream_run(path: Path, dpi: float, pages: int, workers: int | None) -> tuple[float, float, int]:
     """iter_pages through a fresh RenderPool.  Returns (wall s, CPU s of consumer + workers,
     workers)."""
@@ -133,21 +126,10 @@ def stream_run(path: Path, dpi: float, pages: int, workers: int | None) -> tuple
         dt = time.perf_counter() - t0
         ex = pool._executor
         procs = list(ex._processes.values()) if ex is not None else []  # type: ignore[attr-defined]
-        cpu = time.process_time() - c0 + sum(_proc_cpu_s(p.pid) for p in procs)
+        cpu = time.process_time() - c0 + sum(proc_cpu_s(p.pid) for p in procs)
         used = pool.workers
     assert n == pages
     return dt, cpu, used
-
-
-def _vm_hwm_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def rss_child(path: str, pages: int, dpi: float, workers: int | None) -> None:
@@ -163,7 +145,7 @@ def rss_child(path: str, pages: int, dpi: float, workers: int | None) -> None:
             n += len(page.encoded.data) > 0 if page.encoded else 0
         ex = pool._executor
         procs = list(ex._processes.values()) if ex is not None else []  # type: ignore[attr-defined]
-        worker_kb = sum(_vm_hwm_kb(p.pid) for p in procs)
+        worker_kb = sum(status_kb(p.pid) for p in procs)
         nworkers = len(procs)
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(

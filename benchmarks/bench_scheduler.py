@@ -64,6 +64,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from _procfs import busy_cpu_s, descendants, proc_cpu_s, status_kb  # noqa: E402
+
 RUNPOD_KEY = "rp_sim_key_0123456789"
 SIM_MODEL = "sim/ocr-model"
 
@@ -251,6 +253,7 @@ class SimHost:
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_host_main, args=(kind, plan, sim_kw, child), daemon=True)
         self._proc.start()
+        self.pid: int = self._proc.pid or 0
         info = self._conn.recv()
         self.base_url: str = info["base_url"]
         self.api_key: str = info["api_key"]
@@ -413,53 +416,32 @@ def client_bound(
         serial_render_encode(pdf, spec, 3)  # warm-up
         runs = []
         base = []
+        cpu: list[tuple[float, float, float, float]] = []
         for _ in range(2):  # interleaved, best of 2 (shared machine)
+            c0 = time.process_time()
             base.append(serial_render_encode(pdf, spec, pages))
+            base_cpu = time.process_time() - c0
+            m0, s0, b0 = time.process_time(), proc_cpu_s(host.pid), busy_cpu_s()
             doc, wall = asyncio.run(convert_pdf(kind, over, pdf, pages=pages, concurrency=64))
+            main_s, sim_s = time.process_time() - m0, proc_cpu_s(host.pid) - s0
+            cpu.append((base_cpu, main_s, busy_cpu_s() - b0 - main_s - sim_s, sim_s))
             assert doc.stats.ok == pages, doc.stats
             runs.append(wall)
+    best = runs.index(min(runs))
     return {
         "spec": f"{spec.dpi:g} dpi {spec.format}",
         "client_pps": pages / min(runs),
         "serial_pps": pages / min(base),
         "ratio": min(base) / min(runs),
+        # CPU ms/page: the serial loop; the client's main process; the rest of the machine's busy
+        # time (render workers, plus anything else running); the simulated server
+        "cpu_ms": [round(1000 * v / pages, 2) for v in cpu[best]],
     }
 
 
 # ---------------------------------------------------------------------------------------------
 # (c) peak RSS of a full CLI convert
 # ---------------------------------------------------------------------------------------------
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        for c in children.get(pid, []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _hwm_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def rss_child(argv: list[str]) -> None:
@@ -470,8 +452,8 @@ def rss_child(argv: list[str]) -> None:
 
     def sample() -> None:
         while not stop.is_set():
-            for pid in _descendants(me):
-                kb = _hwm_kb(pid)
+            for pid in descendants(me):
+                kb = status_kb(pid)
                 if kb:
                     peaks[pid] = max(peaks.get(pid, 0), kb)
             stop.wait(0.1)
@@ -491,7 +473,7 @@ def rss_child(argv: list[str]) -> None:
     t.join()
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so a child started by a
     # big parent would report the parent's peak (seen: 434 MB for a 136 MB CLI run)
-    self_kb = _hwm_kb(os.getpid()) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    self_kb = status_kb(os.getpid()) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
             {
@@ -678,10 +660,10 @@ def main() -> int:
                 {"mode": "run", "poll_interval_s": 0.25, "max_poll_interval_s": 5.0},
             ),
             (
-                "runpod run, poll 0.25 s x1.5 cap 0.5 s",
+                "runpod run, poll 0.5 s x1.5 cap 1 s",
                 "runpod",
                 2 * slots,
-                {"mode": "run", "poll_interval_s": 0.25, "max_poll_interval_s": 0.5},
+                {"mode": "run", "poll_interval_s": 0.5, "max_poll_interval_s": 1.0},
             ),
             ("openai (vLLM direct), streaming", "openai", 2 * slots, {}),
             ("runpod runsync", "runpod", slots, {"mode": "runsync"}),
@@ -754,11 +736,20 @@ def main() -> int:
         print(
             f"\n(b) client-bound: {client_pages} pages against an instant server (64 slots, runpod runsync)"
         )
-        print(f"    {'spec':<18}{'client p/s':>12}{'serial loop p/s':>17}{'ratio':>8}")
+        print(
+            "    CPU ms/page: serial loop | client main process | rest of the machine (render"
+            " workers + anything else) | simulated server"
+        )
+        print(
+            f"    {'spec':<18}{'client p/s':>12}{'serial loop p/s':>17}{'ratio':>8}"
+            f"{'CPU ms/page':>32}"
+        )
         for render in ({"dpi": 150, "format": "png"}, FAST_RENDER):
             r = client_bound(pdf, client_pages, render)
+            split = " | ".join(f"{v:.1f}" for v in r["cpu_ms"])
             print(
                 f"    {r['spec']:<18}{r['client_pps']:>12.1f}{r['serial_pps']:>17.1f}{r['ratio']:>8.2f}"
+                f"{split:>32}"
             )
             rows.append(
                 _row(
