@@ -571,7 +571,7 @@ def _png(img: Image.Image) -> bytes:
 
 
 def test_plan_tiles_partitions_the_long_axis() -> None:
-    for width, height in [(488, 29781), (30000, 66), (100, 401), (10, 10_000)]:
+    for width, height in [(488, 29781), (30000, 66), (100, 401), (10, 10_000), (1833, 8731)]:
         tiles = local_mod.plan_tiles(width, height)
         long_side, short_side = max(width, height), min(width, height)
         assert len(tiles) > 1
@@ -581,6 +581,7 @@ def test_plan_tiles_partitions_the_long_axis() -> None:
         for t in tiles:
             assert t.start <= t.core_start < t.core_end <= t.end
             assert t.end - t.start <= 4 * short_side  # what the engine sees is at most 4:1
+            assert t.end - t.start <= max(2000, short_side)  # and is not shrunk by the engine
     assert len(local_mod.plan_tiles(1275, 1650)) == 1
     assert len(local_mod.plan_tiles(400, 1600)) == 1  # exactly 4:1 is still one image
 

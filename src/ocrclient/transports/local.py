@@ -338,16 +338,20 @@ class Tile:
     core_end: int
 
 
-def plan_tiles(width: int, height: int, aspect: float = TILE_ASPECT) -> list[Tile]:
+def plan_tiles(
+    width: int, height: int, aspect: float = TILE_ASPECT, max_side: int = 2000
+) -> list[Tile]:
     """How to cut a page image of ``width`` x ``height`` pixels for the engine.
 
     RapidOCR's detector scales every image so its *short* side is at least 736 px: a 66 x 4000
     px strip became 736 x 44600 px inside the engine and peaked at 4.6 GB (``skinnypage.pdf``
     page 2, 234 x 14295 pt).  A page whose aspect ratio is above ``aspect`` is therefore read in
-    tiles of ``aspect`` x its short side along the long axis.  Neighbouring tiles overlap by a
-    quarter of a tile on each side; each tile keeps only what is centred in its core, and the
-    cores partition the page, so nothing is read twice or lost at a seam (a line or word up to
-    half a tile long is whole in the tile that keeps it).  Other pages are one tile.
+    tiles along its long axis, each ``aspect`` x the short side long but no longer than
+    ``max_side`` (the engine's own downscale limit) unless the short side is longer still, so
+    the text is not shrunk.  Neighbouring tiles overlap by a quarter of a tile on each side;
+    each tile keeps only what is centred in its core, and the cores partition the page, so
+    nothing is read twice or lost at a seam (a line or word up to half a tile long is whole in
+    the tile that keeps it).  Other pages are one tile.
 
     >>> [(t.start, t.end) for t in plan_tiles(100, 1000)]
     [(0, 300), (100, 500), (300, 700), (500, 900), (700, 1000)]
@@ -357,7 +361,7 @@ def plan_tiles(width: int, height: int, aspect: float = TILE_ASPECT) -> list[Til
     long_side, short_side = max(width, height), max(1, min(width, height))
     if long_side <= aspect * short_side:
         return [Tile(0, long_side, 0, long_side)]
-    length = max(4, int(aspect * short_side))
+    length = max(4, int(min(aspect * short_side, max(max_side, short_side))))
     margin = length // 4
     core = length - 2 * margin
     tiles = []
@@ -521,7 +525,7 @@ class LocalTransport:
         height, width = gray.shape
         engine = get_engine(self.settings)
         start = time.perf_counter()
-        tiles = plan_tiles(width, height)
+        tiles = plan_tiles(width, height, max_side=self.settings.max_side_len)
         if len(tiles) == 1:
             lines = _lines_from_result(self._ocr(engine, data))
         else:
