@@ -343,14 +343,3 @@ async def test_every_profile_loads_a_backend(name: str, monkeypatch: pytest.Monk
         assert type(backend.transport).__name__.lower().startswith(backend.config.transport)
     finally:
         await backend.aclose()
-
-
-@pytest.mark.parametrize("module", ["_common", "_html", "chandra", "deepseek", "lighton", "olmocr",
-                                    "plain", "rolmocr", "trocr", "dots"])  # fmt: skip
-def test_docstring_examples(module: str) -> None:
-    import doctest
-    import importlib
-
-    mod = importlib.import_module(f"ocrclient.dialects.{module}")
-    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

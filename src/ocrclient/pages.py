@@ -142,7 +142,7 @@ class Source:
     Example::
 
         >>> src = open_sources(["report.pdf"])[0]                  # doctest: +SKIP
-        >>> src.kind, src.page_count, src.stem
+        >>> src.kind, src.page_count, src.stem                     # doctest: +SKIP
         ('pdf', 12, 'report')
     """
 
