@@ -35,7 +35,7 @@ def _modules_with_examples() -> list[str]:
 
     finder = doctest.DocTestFinder()
     names = [m.name for m in pkgutil.walk_packages(ocrclient.__path__, "ocrclient.")
-             if not m.name.endswith("__main__")]  # fmt: skip
+             if not m.name.endswith(("__main__", "pytest_plugin"))]  # fmt: skip  (pytest loads the plugin)
     def runnable(name: str) -> bool:
         tests = finder.find(importlib.import_module(name))
         return any(not ex.options.get(doctest.SKIP) for t in tests for ex in t.examples)
