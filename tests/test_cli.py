@@ -18,14 +18,15 @@ from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw
+from rich.text import Text
 from typer.testing import CliRunner
 
 from ocrclient import __version__
-from ocrclient.cli import app
+from ocrclient.cli import _failed_page, app
 from ocrclient.document import Document
 from ocrclient.testing import DialectResponder, FaultPlan, OpenAISimulator, SentImage
 
-from .pdfgen import text_pdf
+from .pdfgen import PdfPage, text_pdf, write_pdf
 
 MODEL = "sim/plain-model"
 
@@ -252,3 +253,37 @@ def test_no_color_and_quiet_in_a_real_process(
     quiet = _cli(*args, "--quiet", "--no-cache", env={**env, "NO_COLOR": "1"})
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
     assert (tmp_path / "o" / "doc.md").read_text().count("Text of image") == 3
+
+
+@pytest.mark.parametrize(
+    "message, line",
+    [
+        ("page 3: cannot render (bad xref)", "d.pdf page 3: cannot render (bad xref)"),
+        ("page 3 has an unusable size of 0 x 0 pt", "d.pdf page 3 has an unusable size of 0 x 0 pt"),
+        ("page 3 of d.pdf has no image: gone", "d.pdf page 3 has no image: gone"),
+        ("HTTP 400: simulated bad request", "d.pdf page 3: HTTP 400: simulated bad request"),
+        ("page 30: not this page", "d.pdf page 3: page 30: not this page"),
+        ("bad [bold]markup[/]", "d.pdf page 3: bad \\[bold]markup\\[/]"),
+    ],
+)
+def test_failed_page_line_names_the_page_once(message: str, line: str) -> None:
+    assert _failed_page("d.pdf", 3, message) == line
+
+
+def test_failed_page_lines_in_a_run(sim: OpenAISimulator, tmp_path: Path) -> None:
+    """A page that cannot be rendered (0.5 pt square) fails with its own message; the failure
+    lines (--verbose and the summary) name the page once, each on one line even in a narrow
+    terminal."""
+    doc = write_pdf(tmp_path / "doc.pdf", [PdfPage(media=(0, 0, 200, 120), texts=[(30, 80, 16, "one")]),
+                                          PdfPage(media=(0, 0, 0.5, 0.5))])  # fmt: skip
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "40", "OCRCLIENT_API_KEY": str(sim.api_key)}
+    run = _cli("convert", str(doc), "-o", str(tmp_path / "o"), *sim_args(sim), "--no-cache", "-v", env=env)
+    assert run.returncode == 1, run.stderr
+    pages = json.loads((tmp_path / "o" / "doc.json").read_text())["pages"]
+    assert [p["status"] for p in pages] == ["ok", "failed"]
+    message = pages[1]["error"]["message"]
+    lines = [x for x in run.stderr.splitlines() if x.startswith("failed ")]
+    assert len(lines) == 2, run.stderr  # one from --verbose, one after the summary
+    for got in lines:
+        assert got == "failed " + Text.from_markup(_failed_page(str(doc), 2, message)).plain, got
+        assert got.count("page 2") == 1, got

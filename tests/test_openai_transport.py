@@ -628,3 +628,41 @@ async def test_sent_request_bodies_are_released(stream: bool) -> None:
         assert sim.bodies[-1]["messages"] == req.body["messages"]
     posts = [r for r in sent if r.method == "POST"]
     assert posts and all(r.content == b"" for r in posts)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_restart_cuts_requests_in_flight_then_serves_again(stream: bool) -> None:
+    """``sim.restart()`` (a vLLM server restart): the request in flight is cut (a transient
+    error, well before its 30 s hang or 10 s deadline), the port refuses connections while the
+    server is down, then it listens again at the same base URL, reloads its model (``/health``
+    is 502 during the cold start) and the cut page, sent again, is answered."""
+    plan = FaultPlan(rates={"hang": 1.0}, hang_s=30, max_faults_per_key=1, cold_start_s=0.6)
+    with OpenAISimulator(plan=plan) as sim:
+        base_url = sim.base_url
+        t = transport_for(sim)
+        req = request(sim, stream=stream, timeout=10)
+        inflight = asyncio.create_task(t.send(req))
+        deadline = time.monotonic() + 5
+        while not (sim.max_active and sim.is_ready()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)  # the request holds a slot and hangs
+        assert not inflight.done()
+        t0 = time.monotonic()
+        restarting = asyncio.create_task(asyncio.to_thread(sim.restart, 0.5))
+        with pytest.raises(TransientError) as cut:
+            await inflight
+        assert time.monotonic() - t0 < 5
+        assert cut.value.cause in ("reset", "connection", "stream_cut")
+        # while down: refused (a request that reached a server would hang to its 2 s deadline)
+        with pytest.raises(TransientError) as down:
+            await t.send(request(sim, timeout=2, temperature=0.5))
+        assert down.value.cause == "connection"
+        await restarting
+        assert sim.restarts == 1 and sim.base_url == base_url
+        async with httpx.AsyncClient() as client:
+            loading = await client.get(sim.url + "/health")
+            reply = await t.send(req)  # the cut page again: its fault was used up
+            healthy = await client.get(sim.url + "/health")
+        await t.aclose()
+    assert loading.status_code == 502 and healthy.status_code == 200
+    assert reply.text == echo_responder(req.body).text and reply.finish_reason == "stop"
+    assert plan.injected["hang"] == 1

@@ -699,3 +699,73 @@ def test_large_jpeg_downscaled_keeps_original_page_size(
         assert arr[:140].mean() < 20 and arr[160:].mean() > 235
     else:  # orientation 8, counter-clockwise: left half -> bottom half
         assert arr[160:].mean() < 20 and arr[:140].mean() > 235
+
+
+# ---------------------------------------------------------------------------------------------
+# through the API: one page renders in process
+# ---------------------------------------------------------------------------------------------
+
+
+async def _convert_via_sim(sources: list[tuple[Path, str | None]], **extra: object) -> list[object]:
+    """Convert each (source, pages) through the generic openai backend and a simulated server."""
+    import ocrclient
+    from ocrclient.testing import DialectResponder, OpenAISimulator
+
+    with OpenAISimulator(api_key=None, model="sim", responder=DialectResponder("plain")) as sim:
+        over = {"backend": "openai", "base_url": sim.base_url, "base_url_env": "", "model": "sim",
+                "cache": False, "render": {"dpi": 36}, **extra}
+        return [await ocrclient.aconvert(source, pages=pages, **over) for source, pages in sources]
+
+
+async def test_one_page_conversion_starts_no_render_processes(tmp_path: Path) -> None:
+    """Converting one PNG, or one page of a PDF, renders in this process: no render worker
+    process appears while its page is done.  Converting two pages does start them (which shows
+    the check can see them)."""
+    import multiprocessing
+
+    from ocrclient.scheduler import PageDone
+
+    png = tmp_path / "one.png"
+    Image.new("RGB", (300, 200), "white").save(png)
+    pdf = tmp_path / "two.pdf"
+    pdf.write_bytes(make_pdf(2))
+    before = {p.pid for p in multiprocessing.active_children()}  # e.g. this module's pool
+    new_children: dict[str, int] = {}
+
+    def on_event(event: object) -> None:
+        if isinstance(event, PageDone):
+            now = {p.pid for p in multiprocessing.active_children()}
+            key = f"{Path(event.source).suffix} {event.page}"
+            new_children[key] = max(new_children.get(key, 0), len(now - before))
+
+    one_png, pdf_page_2 = await _convert_via_sim([(png, None), (pdf, "2")], on_event=on_event)
+    single = dict(new_children)
+    new_children.clear()
+    (both,) = await _convert_via_sim([(pdf, None)], on_event=on_event)
+    for doc, n in ((one_png, 1), (pdf_page_2, 1), (both, 2)):
+        assert [p.status for p in doc.pages] == ["ok"] * n  # type: ignore[attr-defined]
+    assert single == {".png 1": 0, ".pdf 2": 0}, single
+    assert max(new_children.values()) >= 1, new_children
+
+
+async def test_conversion_closes_its_render_pool_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each conversion closes its render pool (in-process or processes) before ``aconvert``
+    returns, in a worker thread: joining render processes never blocks the event loop."""
+    import threading
+
+    closed_in: list[int] = []
+    real_close = RenderPool.close
+
+    def close(self: RenderPool) -> None:
+        closed_in.append(threading.get_ident())
+        real_close(self)
+
+    monkeypatch.setattr(RenderPool, "close", close)
+    png = tmp_path / "one.png"
+    Image.new("RGB", (300, 200), "white").save(png)
+    pdf = tmp_path / "two.pdf"
+    pdf.write_bytes(make_pdf(2))
+    await _convert_via_sim([(png, None), (pdf, None)])
+    assert len(closed_in) == 2 and threading.get_ident() not in closed_in, closed_in

@@ -3,8 +3,9 @@
 
 They wire ``pages -> scheduler -> document``: open and validate the inputs (one-line
 :class:`~ocrclient.errors.InputError` before any work), load the backend, render pages in a shared
-process pool at the backend's render spec, fan them out through one :class:`Scheduler`, and hand
-back :class:`~ocrclient.document.Document` objects with every page present, in order.
+process pool (in-process when only one page is selected) at the backend's render spec, fan them
+out through one :class:`Scheduler`, and hand back :class:`~ocrclient.document.Document` objects
+with every page present, in order.
 
 Example::
 
@@ -17,8 +18,8 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,13 @@ def prepare(inputs: Inputs, *, pages: str | None = None, password: str | None = 
     """Open and validate every input and its page range up front (raises InputError)."""
     sources = open_sources(inputs, password=password)
     return [(src, parse_page_range(pages, src.page_count)) for src in sources]
+
+
+def _render_pool(plan: list[tuple[Source, list[int]]]) -> RenderPool:
+    """The render pool for ``plan``: in-process for a single page (no worker processes to start
+    for one render), else the default process pool."""
+    single = sum(len(indices) for _, indices in plan) <= 1
+    return RenderPool(workers=0) if single else RenderPool()
 
 
 class Conversion:
@@ -102,19 +110,28 @@ class Conversion:
         by_name = {src.name: src for src, _ in self.plan}
         return [ConvertResult(by_name[d.source], d) for d in self.scheduler.partial[self.yielded :] if d.source in by_name]
 
-    async def __aiter__(self) -> AsyncIterator[ConvertResult]:
+    async def _prepare(self) -> list[tuple[Source, list[int]]]:
         if self.plan is None:
             assert self.inputs is not None, "Conversion needs inputs or prepared"
             self.plan = await asyncio.to_thread(prepare, self.inputs, pages=self.pages, password=self.password)
+        return self.plan
+
+    async def _open(self, stack: AsyncExitStack, plan: list[tuple[Source, list[int]]]) -> tuple[Backend, RenderPool]:
+        """The backend (closed with ``stack`` unless the caller passed a loaded one) and a render
+        pool for ``plan`` (closed with ``stack``, off the event loop)."""
+        if isinstance(self.backend, Backend):
+            be = self.backend
+        else:
+            be = load_backend(self.backend, **self.overrides)
+            stack.push_async_callback(be.aclose)
+        self.loaded_backend = be
+        pool = await stack.enter_async_context(_render_pool(plan))
+        return be, pool
+
+    async def __aiter__(self) -> AsyncGenerator[ConvertResult, None]:
+        plan = await self._prepare()
         async with AsyncExitStack() as stack:
-            if isinstance(self.backend, Backend):
-                be = self.backend
-            else:
-                be = load_backend(self.backend, **self.overrides)
-                stack.push_async_callback(be.aclose)
-            self.loaded_backend = be
-            pool = RenderPool()
-            stack.callback(pool.close)
+            be, pool = await self._open(stack, plan)
             if be.config.dialect_options.get("document_mode"):
                 async for result in self._document_mode(be):
                     yield result
@@ -128,12 +145,25 @@ class Conversion:
                     aiter_pages(src, be.render, pages=indices, pool=pool),
                     expected_pages=[i + 1 for i in indices],
                 )
-                for src, indices in self.plan
+                for src, indices in plan
             ]
             async for doc in sched.run_documents(jobs):
-                result = ConvertResult(self.plan[self.yielded][0], doc)
+                result = ConvertResult(plan[self.yielded][0], doc)
                 self.yielded += 1
                 yield result
+
+    async def iter_pages(self) -> AsyncGenerator[Page, None]:
+        """The pages of the one input document as they finish (out of order): what
+        :func:`astream_pages` yields."""
+        plan = await self._prepare()
+        ((src, indices),) = plan
+        async with AsyncExitStack() as stack:
+            be, pool = await self._open(stack, plan)
+            self.scheduler = sched = Scheduler(
+                be, concurrency=self.concurrency, cache=self.cache, on_event=self.on_event, **self.scheduler_options
+            )
+            async for page in sched.iter_pages(src.name, aiter_pages(src, be.render, pages=indices, pool=pool)):
+                yield page
 
     async def _document_mode(self, be: Backend) -> AsyncIterator[ConvertResult]:
         """Whole-PDF contract: one job per document, split back into pages (see docmode)."""
@@ -166,18 +196,21 @@ class Conversion:
             yield result
 
 
-async def aconvert_many(inputs: Inputs, **kwargs: Any) -> AsyncIterator[ConvertResult]:
+async def aconvert_many(inputs: Inputs, **kwargs: Any) -> AsyncGenerator[ConvertResult, None]:
     """Convert many documents through one backend (see :class:`Conversion` for the keyword
     arguments: ``backend``, ``pages``, ``password``, ``cache``, ``concurrency``, ``on_event`` and
     any :class:`~ocrclient.config.BackendConfig` override such as ``endpoint_id``)."""
-    async for result in Conversion(inputs, **kwargs):
-        yield result
+    async with aclosing(Conversion(inputs, **kwargs).__aiter__()) as results:
+        async for result in results:
+            yield result
 
 
 async def aconvert(source: str | Path | bytes, **kwargs: Any) -> Document:
-    """Convert one document (see :func:`aconvert_many` for the keyword arguments)."""
-    async for result in aconvert_many([source], **kwargs):
-        return result.document
+    """Convert one document (see :func:`aconvert_many` for the keyword arguments).  The backend
+    and the render pool are closed before it returns."""
+    async with aclosing(aconvert_many([source], **kwargs)) as results:
+        async for result in results:
+            return result.document
     raise RuntimeError("no document produced")  # pragma: no cover - open_sources raises first
 
 
@@ -186,27 +219,9 @@ def convert(source: str | Path | bytes, **kwargs: Any) -> Document:
     return asyncio.run(aconvert(source, **kwargs))
 
 
-async def astream_pages(
-    source: str | Path | bytes,
-    *,
-    backend: str | Backend | None = None,
-    pages: str | None = None,
-    password: str | None = None,
-    cache: bool | str | Path | PageCache | None = True,
-    concurrency: int | None = None,
-    on_event: Callable[[Event], None] | None = None,
-    **overrides: Any,
-) -> AsyncIterator[Page]:
-    """Pages of one document as they finish (out of order) — for streaming consumers."""
-    ((src, indices),) = await asyncio.to_thread(prepare, [source], pages=pages, password=password)
-    async with AsyncExitStack() as stack:
-        if isinstance(backend, Backend):
-            be = backend
-        else:
-            be = load_backend(backend, **overrides)
-            stack.push_async_callback(be.aclose)
-        pool = RenderPool()
-        stack.callback(pool.close)
-        sched = Scheduler(be, concurrency=concurrency, cache=_cache(cache), on_event=on_event)
-        async for page in sched.iter_pages(src.name, aiter_pages(src, be.render, pages=indices, pool=pool)):
+async def astream_pages(source: str | Path | bytes, **kwargs: Any) -> AsyncGenerator[Page, None]:
+    """Pages of one document as they finish (out of order) — for streaming consumers (see
+    :func:`aconvert_many` for the keyword arguments)."""
+    async with aclosing(Conversion([source], **kwargs).iter_pages()) as pages:
+        async for page in pages:
             yield page

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -45,6 +46,16 @@ def _stderr() -> Console:
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     _stderr().print(f"[bold red]error:[/] {redact(message)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
+
+
+def _failed_page(source: str, page: int, message: str) -> str:
+    """``doc.pdf page 3: cannot render (...)`` (rich markup escaped): the page is named once,
+    also when the message (a render error, say) starts with ``page 3`` or ``page 3 of doc.pdf``."""
+    from rich.markup import escape
+
+    said = re.match(rf"page {page}(?: of {re.escape(source)})?(?=[\s:]|$)", message)
+    line = f"{source} page {page}{message[said.end():]}" if said else f"{source} page {page}: {message}"
+    return escape(line)
 
 
 def _version(value: bool) -> None:
@@ -169,7 +180,8 @@ class _Progress:
             if isinstance(event, PageFailed):
                 self.failed += 1
                 if self.verbose:
-                    self.console.print(f"page {event.page} of {event.source} failed: {event.error.message}")
+                    line = _failed_page(event.source, event.page, event.error.message)
+                    self.console.print(f"failed {line}", soft_wrap=True)
             rate = self.done / max(time.monotonic() - self.started, 1e-6)
             self.progress.update(self.task, advance=1, failed=self.failed, rate=f"{rate:.2f}")
         elif isinstance(event, PageRetried):
@@ -358,7 +370,8 @@ def convert(
         for r in results:
             for p in r.document.pages:
                 if p.status == "failed" and p.error is not None:
-                    console.print(f"[red]failed[/] {r.source.name} page {p.page}: {p.error.message}")
+                    line = _failed_page(r.source.name, p.page, p.error.message)
+                    console.print(f"[red]failed[/] {line}", soft_wrap=True)
     raise typer.Exit(code)
 
 

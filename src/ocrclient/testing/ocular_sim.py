@@ -111,12 +111,7 @@ class OcularSimulator(HTTPSimulator):
         if self.force_status is not None:
             self.emit_json(emit, self.force_status, {"detail": f"forced status {self.force_status}"})
             return
-        with self.slot():
-            self.wait_until_ready()
-            if fault == "hang":
-                self.sleep(self.plan.hang_s)
-                emit(("reset",))
-                return
+        with self.serving(fault):
             if fault in FAULT_STATUS:
                 status = FAULT_STATUS[fault]
                 headers = [("Retry-After", f"{self.plan.retry_after_s:g}")] if status == 429 else []
@@ -155,10 +150,6 @@ class OcularSimulator(HTTPSimulator):
                 out = {"text": text, "confidence": confidence, "language": "en",
                        "processing_time": elapsed, "metadata": meta}
             if fault == "reset":
-                data = json.dumps(out).encode()
-                emit(("head", 200, [("Content-Type", "application/json"),
-                                    ("Content-Length", str(len(data)))], False))
-                emit(("data", data[: len(data) // 2]))
-                emit(("reset",))
+                self.emit_cut(emit, json.dumps(out).encode())
                 return
             self.emit_json(emit, 200, out)

@@ -14,7 +14,8 @@ ocrclient uses:
   ``max_tokens`` does not fit in ``max_model_len``.
 
 Faults come from a seeded :class:`~ocrclient.testing.faults.FaultPlan` (``http_*``, ``reset``,
-``hang``, ``slow_first_byte``, ``length``, ``garbage``), plus service slots, latency and cold start.
+``hang``, ``slow_first_byte``, ``length``, ``garbage``), plus service slots, latency and cold start;
+:meth:`HTTPSimulator.restart` restarts the server on the same port (requests in flight are cut).
 
 Modes:
 
@@ -37,6 +38,7 @@ Example::
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import queue
@@ -100,7 +102,11 @@ Worker = Callable[[Emit], None]
 
 
 class _Stopped(Exception):
-    """The simulator is shutting down: the worker gives up."""
+    """The simulator is shutting down or restarting: the worker gives up."""
+
+
+class _Dropped(Exception):
+    """The worker hangs up without a reply (the ``hang`` fault, once its time is up)."""
 
 
 @dataclass
@@ -125,13 +131,48 @@ class _Recorded:
 
 
 class _Server(ThreadingHTTPServer):
+    """One run of the server process: :meth:`HTTPSimulator.restart` replaces it.  It tracks its
+    open connections (so a restart can cut idle keep-alive ones too) and owns ``cut``, the event
+    its workers watch while they wait."""
+
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
     sim: HTTPSimulator
 
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__(address, _Handler)
+        self.cut = threading.Event()
+        self._conn_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conn_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conn_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def cut_connections(self) -> None:
+        """Reset every open connection, idle or mid-reply, as a dying process would."""
+        with self._conn_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            _reset(conn)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client hanging up mid-reply is normal here (timeouts, cancels): no traceback."""
+
+
+def _reset(conn: socket.socket) -> None:
+    """Make the connection end with a TCP reset (on close) and wake its reader now."""
+    with suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -153,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = _handle
 
 
-class HTTPSimulator:
+class HTTPSimulator(abc.ABC):
     """Shared machinery of the simulated servers: threaded HTTP server, proxy / Modal behaviour,
     fault plan, slots, cold start, counters.  Subclasses implement :meth:`dispatch`.
 
@@ -206,6 +247,7 @@ class HTTPSimulator:
         self._results: dict[str, _Recorded] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._tls = threading.local()  # .cut: the event a worker thread watches
         self._inflight = 0
         self._active = 0
         # -- counters (read them in tests) --
@@ -221,10 +263,15 @@ class HTTPSimulator:
         self.proxy_cuts = 0
         self.redirects = 0
         self.resets = 0
+        self.restarts = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> HTTPSimulator:
-        server = _Server((self.host, self._port), _Handler)
+        self._listen(self._port)
+        return self
+
+    def _listen(self, port: int) -> None:
+        server = _Server((self.host, port))
         server.sim = self
         self._server = server
         self._thread = threading.Thread(
@@ -232,14 +279,43 @@ class HTTPSimulator:
             name=f"{self.name}-sim",
         )
         self._thread.start()
-        return self
 
     def stop(self) -> None:
         self._stop.set()
         if self._server is not None:
+            self._server.cut.set()
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def restart(self, down_s: float = 0.1) -> None:
+        """A server restart (the process dies and comes back on the same port).
+
+        Every open connection is reset (requests in flight, idle keep-alive connections), the
+        workers of the old process give up, the port refuses connections for ``down_s``
+        seconds, then the server listens again at the same :attr:`url` (and ``base_url``) and
+        loads its models anew: the plan's ``cold_start_s`` runs again from that moment
+        (``/health`` answers 502 and requests wait until it is over).  Counters are kept;
+        :attr:`restarts` counts the restarts.  Blocks for ``down_s``: from async code call it
+        in a thread (``await asyncio.to_thread(sim.restart)``).
+        """
+        old, thread = self._server, self._thread
+        if old is None:
+            raise RuntimeError("simulator not started")
+        port = int(old.server_address[1])
+        old.shutdown()  # accept no more connections
+        old.server_close()  # from now on the port refuses them
+        old.cut.set()  # the old process's workers stop at their next wait
+        old.cut_connections()
+        if thread is not None:
+            thread.join(timeout=2.0)
+        with self._lock:
+            self.restarts += 1
+        if self._stop.wait(down_s):
+            return  # stopped while down
+        with self._lock:
+            self._ready_at = time.monotonic() + self.plan.cold_start_s
+        self._listen(port)
 
     def __enter__(self) -> Any:
         return self.start()
@@ -266,12 +342,18 @@ class HTTPSimulator:
         return {"Modal-Key": self.modal_key, "Modal-Secret": self.modal_secret}
 
     # -- helpers for subclasses ------------------------------------------------------------------
-    def dispatch(self, req: SimRequest) -> Worker:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def dispatch(self, req: SimRequest) -> Worker:
+        """The worker that answers ``req`` (it runs in its own thread and emits events)."""
+
+    def _cut(self) -> threading.Event:
+        """What this worker thread watches: its server run's ``cut`` (set on stop and restart)."""
+        cut = getattr(self._tls, "cut", None)
+        return cut if cut is not None else self._stop
 
     def sleep(self, seconds: float) -> None:
-        """Sleep, but give up at once when the simulator stops."""
-        if seconds > 0 and self._stop.wait(seconds):
+        """Sleep, but give up at once when the simulator stops or restarts."""
+        if seconds > 0 and self._cut().wait(seconds):
             raise _Stopped
 
     def wait_until_ready(self) -> None:
@@ -292,7 +374,7 @@ class HTTPSimulator:
     def slot(self) -> Iterator[None]:
         """Hold one of the plan's service slots (the rest queue)."""
         while not self._slots.acquire(timeout=0.05):
-            if self._stop.is_set():
+            if self._cut().is_set():
                 raise _Stopped
         with self._lock:
             self._active += 1
@@ -303,6 +385,25 @@ class HTTPSimulator:
             with self._lock:
                 self._active -= 1
             self._slots.release()
+
+    @contextmanager
+    def serving(self, fault: str | None) -> Iterator[None]:
+        """Hold a service slot once the cold start is over, for one request whose plan drew
+        ``fault``: the ``hang`` fault answers nothing for ``plan.hang_s``, then hangs up."""
+        with self.slot():
+            self.wait_until_ready()
+            if fault == "hang":
+                self.sleep(self.plan.hang_s)
+                raise _Dropped
+            yield
+
+    @staticmethod
+    def emit_cut(emit: Emit, data: bytes, content_type: str = "application/json") -> None:
+        """The ``reset`` fault on a plain reply: the head and half of ``data``, then a reset."""
+        emit(("head", 200, [("Content-Type", content_type),
+                            ("Content-Length", str(len(data)))], False))
+        emit(("data", data[: len(data) // 2]))
+        emit(("reset",))
 
     @staticmethod
     def emit_bytes(
@@ -355,11 +456,13 @@ class HTTPSimulator:
                     return
             work = self.dispatch(req)
             q: queue.Queue[Event] = queue.Queue()
+            cut = h.server.cut
 
             def run() -> None:
+                self._tls.cut = cut
                 try:
                     work(q.put)
-                except _Stopped:
+                except (_Stopped, _Dropped):
                     q.put(("reset",))
                 except Exception as exc:  # a bug in a responder: answer 500, like a server
                     log.debug("simulator worker failed: %r", exc)
@@ -499,10 +602,7 @@ class HTTPSimulator:
         h.close_connection = True
         with suppress(OSError):
             h.wfile.flush()
-        with suppress(OSError):
-            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        with suppress(OSError):
-            h.connection.shutdown(socket.SHUT_RDWR)
+        _reset(h.connection)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,12 +721,7 @@ class OpenAISimulator(HTTPSimulator):
         if self.force_status is not None:
             self.emit_error(emit, self.force_status, f"forced status {self.force_status}")
             return
-        with self.slot():
-            self.wait_until_ready()
-            if fault == "hang":
-                self.sleep(self.plan.hang_s)
-                emit(("reset",))
-                return
+        with self.serving(fault):
             if fault in FAULT_STATUS:
                 status = FAULT_STATUS[fault]
                 msg = {
@@ -672,10 +767,7 @@ class OpenAISimulator(HTTPSimulator):
                 self.sleep(latency)
                 data = json.dumps(self._completion(body, reply)).encode()
                 if fault == "reset":
-                    emit(("head", 200, [("Content-Type", "application/json"),
-                                        ("Content-Length", str(len(data)))], False))
-                    emit(("data", data[: len(data) // 2]))
-                    emit(("reset",))
+                    self.emit_cut(emit, data)
                     return
                 self.emit_bytes(emit, 200, data, "application/json")
 

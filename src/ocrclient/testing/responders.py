@@ -45,6 +45,7 @@ Example (pytest)::
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import binascii
@@ -381,7 +382,7 @@ def format_reply(
 
 
 @dataclass
-class _Base:
+class _Base(abc.ABC):
     dialect: str
     version: int | None = None
     bbox: bool | None = None
@@ -430,8 +431,9 @@ class _Base:
             return self.bbox
         return "bbox" in str(body.get("model") or "").lower()
 
-    def blocks_for(self, image: SentImage) -> list[TruthBlock]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def blocks_for(self, image: SentImage) -> list[TruthBlock]:
+        """What is on ``image``: the blocks the reply will show."""
 
     def __call__(self, body: dict[str, Any]) -> SimReply:
         image = self.sent_image(body)
