@@ -12,7 +12,8 @@ status polling), the other half (another PDF) through the vLLM OpenAI-compatible
 
 (``failed`` / ``no_output`` exist only on RunPod; the OpenAI simulator serves those draws
 healthy.  The RunPod restart loses every job -> status 404 -> resubmit; the OpenAI restart stops
-the server and starts it again on the same port, dropping what was in flight.)
+the server and starts it again on the same port (``restart()``): connections in flight are cut,
+the port refuses for a moment, the model loads again.)
 
 Bounded in time: service 0.05-0.2 s, hangs hold 3 s, attempt timeout 2 s (+0.5 s grace), cold
 start 1.5 s (3 s allowance until the first success), backoff 0.05 s doubling to 0.5 s,
@@ -89,30 +90,6 @@ def make_plan(seed: int) -> Any:
     )
 
 
-def _restart_openai(sim: Any) -> None:
-    """Stop the OpenAI simulator and start it again on the same port (a server restart).
-
-    ``HTTPSimulator.start`` neither clears its stop flag nor reuses the port, so both are reset
-    here by hand (see the report: a ``restart()`` on the simulator would be the clean fix)."""
-    port = sim.port
-    sim.stop()
-    time.sleep(0.2)  # the port is closed meanwhile: clients get connection refused
-    sim._port = port
-    sim._stop.clear()
-    with sim._lock:
-        sim._ready_at = None  # a restarted server starts cold again
-    sim.start()
-    _quiet(sim)
-
-
-def _quiet(sim: Any) -> None:
-    """The OpenAI simulator's stdlib server prints a traceback for every client that hangs up
-    (resets, timeouts); RunPod's already stays quiet.  Silence it on this instance."""
-    server = getattr(sim, "_server", None)
-    if server is not None:
-        server.handle_error = lambda request, client_address: None
-
-
 def run_one(
     kind: str, pdf: Path, pages: int, seed: int, *, restart: bool = True, concurrency: int = 16
 ) -> dict[str, Any]:
@@ -129,7 +106,6 @@ def run_one(
     else:
         sim = OpenAISimulator(plan=plan, model=SIM_MODEL)
     sim.start()
-    _quiet(sim)
     restarted: list[float] = []
     threads: list[threading.Thread] = []
     try:
@@ -152,8 +128,7 @@ def run_one(
                 done[0] += 1
                 if restart and not restarted and done[0] >= pages // 2:
                     restarted.append(time.monotonic())
-                    fn = sim.restart if kind == "runpod" else (lambda: _restart_openai(sim))
-                    t = threading.Thread(target=fn, daemon=True)
+                    t = threading.Thread(target=sim.restart, daemon=True)
                     t.start()
                     threads.append(t)
 
