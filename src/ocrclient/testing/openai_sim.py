@@ -177,6 +177,9 @@ def _reset(conn: socket.socket) -> None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without TCP_NODELAY, Nagle + the client's
+    # delayed ACK add ~40 ms to every reply (real servers such as uvicorn set it too)
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:

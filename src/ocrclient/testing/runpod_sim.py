@@ -571,6 +571,9 @@ _LOCAL_ROUTE = re.compile(r"^/(?P<op>run|runsync|status|stream)(?:/(?P<id>[^/]+)
 class _Handler(BaseHTTPRequestHandler):
     simulator: RunPodSimulator
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without TCP_NODELAY, Nagle + the client's
+    # delayed ACK add ~40 ms to every reply (real servers such as uvicorn set it too)
+    disable_nagle_algorithm = True
     server_version = "RunPodSim/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
