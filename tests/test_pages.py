@@ -769,3 +769,28 @@ async def test_conversion_closes_its_render_pool_off_the_event_loop(
     pdf.write_bytes(make_pdf(2))
     await _convert_via_sim([(png, None), (pdf, None)])
     assert len(closed_in) == 2 and threading.get_ident() not in closed_in, closed_in
+
+
+def test_long_documents_are_reopened_and_render_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pdfium keeps what it parsed while a document is open, so a renderer reopens a document
+    after ``_REOPEN_AFTER`` pages; pages rendered across the reopen are identical."""
+    import ocrclient.pages as pages_mod
+
+    monkeypatch.setattr(pages_mod, "_REOPEN_AFTER", 3)
+    f = write(tmp_path / "long.pdf", make_pdf(8))
+    [src] = open_sources([f])
+    opened: list[object] = []
+    real_open = pages_mod._open_pdf
+
+    def spy(path: str, password: str | None) -> object:
+        pdf = real_open(path, password)
+        if not opened or opened[-1] is not pdf:
+            opened.append(pdf)
+        return pdf
+
+    monkeypatch.setattr(pages_mod, "_open_pdf", spy)
+    with RenderPool(workers=0) as inline:
+        first = [p.encoded.data for p in iter_pages(src, LOW, pool=inline)]  # type: ignore[union-attr]
+        again = [p.encoded.data for p in iter_pages(src, LOW, pool=inline)]  # type: ignore[union-attr]
+    assert len(first) == 8 and first == again
+    assert len(opened) >= 16 // 3  # one document object per 3 renders, not one for all 16

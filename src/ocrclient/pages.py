@@ -504,6 +504,11 @@ class _Job:
 #: per-process cache of open documents: (path, size, mtime_ns, password) -> PdfDocument
 _DOCS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _MAX_DOCS = 4
+#: pdfium keeps every object it has parsed for as long as the document is open (about 10 kB per
+#: rendered page of dense text): a worker reopens a document after this many pages, so a
+#: 10,000-page PDF does not grow it by 100 MB
+_REOPEN_AFTER = 256
+_USES: dict[tuple[Any, ...], int] = {}
 
 
 def _worker_init() -> None:
@@ -519,14 +524,21 @@ def _open_pdf(path: str, password: str | None) -> Any:
     key = (path, st.st_size, st.st_mtime_ns, password)
     pdf = _DOCS.get(key)
     if pdf is not None:
-        _DOCS.move_to_end(key)
-        return pdf
+        _USES[key] = _USES.get(key, 0) + 1
+        if _USES[key] < _REOPEN_AFTER:
+            _DOCS.move_to_end(key)
+            return pdf
+        del _DOCS[key]
+        with contextlib.suppress(Exception):
+            pdf.close()
+    _USES[key] = 0
     pdf = pdfium.PdfDocument(path, password=password)
     with contextlib.suppress(Exception):  # forms are a nicety; never fail a render for them
         pdf.init_forms()
     _DOCS[key] = pdf
     while len(_DOCS) > _MAX_DOCS:
-        _, old = _DOCS.popitem(last=False)
+        old_key, old = _DOCS.popitem(last=False)
+        _USES.pop(old_key, None)
         with contextlib.suppress(Exception):
             old.close()
     return pdf
