@@ -414,7 +414,10 @@ def client_bound(
         spec = be.render
         asyncio.run(be.aclose())
         serial_render_encode(pdf, spec, 3)  # warm-up
+        from ocrclient.scheduler import PageDone
+
         runs = []
+        steady = []
         base = []
         cpu: list[tuple[float, float, float, float]] = []
         for _ in range(2):  # interleaved, best of 2 (shared machine)
@@ -422,17 +425,29 @@ def client_bound(
             base.append(serial_render_encode(pdf, spec, pages))
             base_cpu = time.process_time() - c0
             m0, s0, b0 = time.process_time(), proc_cpu_s(host.pid), busy_cpu_s()
-            doc, wall = asyncio.run(convert_pdf(kind, over, pdf, pages=pages, concurrency=64))
+            done: list[float] = []
+
+            def on_event(event: object, done: list[float] = done) -> None:
+                if isinstance(event, PageDone):
+                    done.append(time.perf_counter())
+
+            doc, wall = asyncio.run(
+                convert_pdf(kind, over, pdf, pages=pages, concurrency=64, on_event=on_event)
+            )
             main_s, sim_s = time.process_time() - m0, proc_cpu_s(host.pid) - s0
             cpu.append((base_cpu, main_s, busy_cpu_s() - b0 - main_s - sim_s, sim_s))
             assert doc.stats.ok == pages, doc.stats
             runs.append(wall)
+            # pages/s once running: from the first page done to the last (start-up excluded)
+            steady.append((pages - 1) / (done[-1] - done[0]))
     best = runs.index(min(runs))
     return {
         "spec": f"{spec.dpi:g} dpi {spec.format}",
         "client_pps": pages / min(runs),
         "serial_pps": pages / min(base),
         "ratio": min(base) / min(runs),
+        "steady_pps": max(steady),
+        "steady_ratio": max(steady) * min(base) / pages,
         # CPU ms/page: the serial loop; the client's main process; the rest of the machine's busy
         # time (render workers, plus anything else running); the simulated server
         "cpu_ms": [round(1000 * v / pages, 2) for v in cpu[best]],
@@ -623,7 +638,7 @@ def main() -> int:
     slots = args.slots
     s = args.service_s
     rss_pages = (50, 300) if quick else (100, 1000)
-    client_pages = 40 if quick else 100
+    client_pages = 40 if quick else 300
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     rows: list[tuple[str, str, str, str]] = []
     figures: dict[str, Any] = {}
@@ -741,15 +756,19 @@ def main() -> int:
             " workers + anything else) | simulated server"
         )
         print(
+            "    'once running': pages/s from the first page done to the last (render-pool and"
+            " connection start-up excluded)"
+        )
+        print(
             f"    {'spec':<18}{'client p/s':>12}{'serial loop p/s':>17}{'ratio':>8}"
-            f"{'CPU ms/page':>32}"
+            f"{'once running p/s':>18}{'ratio':>8}{'CPU ms/page':>32}"
         )
         for render in ({"dpi": 150, "format": "png"}, FAST_RENDER):
             r = client_bound(pdf, client_pages, render)
             split = " | ".join(f"{v:.1f}" for v in r["cpu_ms"])
             print(
                 f"    {r['spec']:<18}{r['client_pps']:>12.1f}{r['serial_pps']:>17.1f}{r['ratio']:>8.2f}"
-                f"{split:>32}"
+                f"{r['steady_pps']:>18.1f}{r['steady_ratio']:>8.2f}{split:>32}"
             )
             rows.append(
                 _row(
@@ -757,6 +776,14 @@ def main() -> int:
                     f"{r['ratio']:.2f}",
                     ">= 0.8",
                     r["ratio"] >= 0.8,
+                )
+            )
+            rows.append(
+                _row(
+                    f"(b) client/serial pages/s once running, {r['spec']}",
+                    f"{r['steady_ratio']:.2f}",
+                    ">= 0.8",
+                    r["steady_ratio"] >= 0.8,
                 )
             )
             figures[f"b:{r['spec']}"] = r
