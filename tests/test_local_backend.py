@@ -580,7 +580,7 @@ def test_plan_tiles_partitions_the_long_axis() -> None:
             assert a.core_end == b.core_start  # cores partition the axis: nothing read twice
         for t in tiles:
             assert t.start <= t.core_start < t.core_end <= t.end
-            assert t.end - t.start <= 4 * short_side  # what the engine sees is at most 4:1
+            assert t.end - t.start <= max(4 * short_side, 64)  # at most 4:1 (64 px at least)
             assert t.end - t.start <= max(2000, short_side)  # and is not shrunk by the engine
     assert len(local_mod.plan_tiles(1275, 1650)) == 1
     assert len(local_mod.plan_tiles(400, 1600)) == 1  # exactly 4:1 is still one image
@@ -632,3 +632,61 @@ async def test_wide_banner_lines_cut_by_seams_are_stitched() -> None:
         drawn = draw.textbbox((40, 20 + r * 60), rows[r], font=font)
         assert line["box"][0] == pytest.approx(drawn[0], abs=6)
         assert line["box"][2] == pytest.approx(drawn[2], abs=6)
+
+
+async def test_words_centred_on_a_tall_strip_seam_are_read_once() -> None:
+    """Each tile's detector box for a line near a seam differs by a few pixels, so a line must
+    not be kept or dropped by which side of the seam its centre falls: it is read in both
+    tiles and kept once (review found lines lost at offsets 0, +2, +4, +6 px)."""
+    from PIL import ImageDraw, ImageFont
+
+    width, height = 420, 6400
+    seams = [t.core_end for t in local_mod.plan_tiles(width, height)[:-1]][:3]
+    font = ImageFont.load_default(size=24)
+    transport = LocalTransport()
+    for offset in (-2, 0, 2, 4, 6):
+        img = Image.new("RGB", (width, height), "white")
+        draw = ImageDraw.Draw(img)
+        bb = draw.textbbox((0, 0), "november", font=font)
+        for seam in seams:
+            draw.text((30, seam + offset - (bb[1] + bb[3]) / 2), "november", fill="black", font=font)
+        reply = await transport.send(ModelRequest(body={"image": _png(img)}))
+        assert [ln["text"].lower() for ln in reply.data["lines"]] == ["november"] * len(seams), offset
+
+
+@pytest.mark.parametrize("x", [20, 56, 92, 98])
+async def test_a_banner_line_across_seams_reads_once_at_any_shift(x: int) -> None:
+    """One line over six seams of an 1800 x 140 px banner, at shifts where review saw words
+    doubled ("charlie" read by two tiles), detector fragments ("t", "a k") and split lines:
+    it comes back as the one line that was drawn."""
+    from PIL import ImageDraw, ImageFont
+
+    text = " ".join(_WORDS[:13])
+    img = Image.new("RGB", (1800, 140), "white")
+    ImageDraw.Draw(img).text((x, 50), text, fill="black", font=ImageFont.load_default(size=36))
+    reply = await LocalTransport().send(ModelRequest(body={"image": _png(img)}))
+    assert [ln["text"].lower().split() for ln in reply.data["lines"]] == [text.split()]
+
+
+def test_wide_merge_keeps_each_lines_own_spacing() -> None:
+    """RapidOCR gives one word per character on lines with CJK in them; a line read in two
+    overlapping tiles is joined back with the spacing of its own text, not a space per word."""
+    text = "Total 合计 123"
+    words, x = [], 100.0
+    for ch in text:
+        if ch == " ":
+            x += 20
+            continue
+        words.append({"text": ch, "score": 0.9, "box": [x, 10.0, x + 18, 40.0]})
+        x += 20
+    tiles = [local_mod.Tile(0, 300, 0, 200), local_mod.Tile(100, 500, 200, 400)]
+    per_tile = []
+    for tile in tiles:  # each tile reads the characters that lie inside it, as one line
+        seen = [w for w in words if tile.start <= w["box"][0] and w["box"][2] <= tile.end]
+        chars = "".join(w["text"] for w in seen)
+        line_text = text[text.index(chars[0]) : text.rindex(chars[-1]) + 1]
+        box = [seen[0]["box"][0], 10.0, seen[-1]["box"][2], 40.0]
+        per_tile.append([{"text": line_text, "score": 0.9, "box": box, "words": [dict(w) for w in seen]}])
+    lines = local_mod._merge_wide(per_tile, tiles, 500)
+    assert [ln["text"] for ln in lines] == [text]
+    assert len(lines[0]["words"]) == len(words)

@@ -618,12 +618,11 @@ async def test_sent_request_bodies_are_released(stream: bool) -> None:
         sent.append(request)
 
     with OpenAISimulator() as sim:
-        client = httpx.AsyncClient(event_hooks={"request": [capture]})
-        t = transport_for(sim, http_client=client)
+        t = transport_for(sim)
+        t._http.event_hooks["request"].append(capture)
         req = request(sim, stream=stream)
         reply = await t.send(req)
         await t.aclose()
-        await client.aclose()
         assert reply.text == echo_responder(req.body).text
         assert sim.bodies[-1]["messages"] == req.body["messages"]
     posts = [r for r in sent if r.method == "POST"]

@@ -753,10 +753,11 @@ async def test_sent_request_bodies_are_released(sim_factory: Callable[..., RunPo
     assert posts and all(r.content == b"" and b"".join(r.stream) == b"" for r in posts)  # type: ignore[arg-type]
 
 
-def test_release_keeps_the_body_of_a_307_redirect() -> None:
+def test_release_keeps_the_body_a_redirect_or_auth_flow_resends() -> None:
     from ocrclient.transports.base import release_request_body
 
-    for status, kept in ((200, b""), (500, b""), (303, b""), (307, b"body"), (308, b"body")):
+    for status, kept in ((200, b""), (500, b""), (303, b""), (307, b"body"), (308, b"body"),
+                         (401, b"body"), (407, b"body")):  # fmt: skip
         req = httpx.Request("POST", "http://sim/x", content=b"body")
         release_request_body(httpx.Response(status, request=req))
         assert req.content == kept and b"".join(req.stream) == kept, status  # type: ignore[arg-type]

@@ -104,14 +104,15 @@ def release_request_body(response: httpx.Response) -> None:
     which holds the whole body (a page image, often hundreds of KB): the body lives until the
     cyclic garbage collector gets to that cycle, which on a growing heap can be hundreds of pages
     later.  Once the response has arrived the body has been sent, so it is released here.
-    Not for 307/308 replies, whose redirect re-sends the same body.
+    Not for 307/308 replies, whose redirect re-sends the same body, nor 401/407, which an
+    httpx auth flow (e.g. ``DigestAuth``) answers by sending the same request again.
 
     >>> req = httpx.Request("POST", "http://h/x", content=b"page image")
     >>> release_request_body(httpx.Response(200, request=req))
     >>> req.content, b"".join(req.stream)
     (b'', b'')
     """
-    if response.status_code in (307, 308):
+    if response.status_code in (307, 308, 401, 407):
         return
     request = response.request
     # httpx keeps the body twice, both private: the request's cached ``_content`` and the

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import logging
 import os
 import threading
@@ -329,8 +330,9 @@ TILE_ASPECT = 4.0
 
 @dataclass(frozen=True)
 class Tile:
-    """One tile along a page's long axis: pixels ``[start, end)`` are sent, and the lines (or, on
-    wide pages, the words) whose centre falls in ``[core_start, core_end)`` are kept."""
+    """One tile along a page's long axis: pixels ``[start, end)`` are sent.  The cores
+    ``[core_start, core_end)`` of all tiles partition the axis; around its core a tile overlaps
+    its neighbours by a quarter of its length on each side."""
 
     start: int
     end: int
@@ -348,10 +350,11 @@ def plan_tiles(
     page 2, 234 x 14295 pt).  A page whose aspect ratio is above ``aspect`` is therefore read in
     tiles along its long axis, each ``aspect`` x the short side long but no longer than
     ``max_side`` (the engine's own downscale limit) unless the short side is longer still, so
-    the text is not shrunk.  Neighbouring tiles overlap by a quarter of a tile on each side;
-    each tile keeps only what is centred in its core, and the cores partition the page, so
-    nothing is read twice or lost at a seam (a line or word up to half a tile long is whole in
-    the tile that keeps it).  Other pages are one tile.
+    the text is not shrunk (and never shorter than 64 px).  Neighbouring tiles overlap by a
+    quarter of a tile on each side, so a line (tall pages) or a word (wide pages) cut by one
+    tile's edge is whole in its neighbour; what two tiles both read is kept once
+    (:func:`_dedupe`), and on wide pages words are grouped into lines again.  Other pages are
+    one tile.
 
     >>> [(t.start, t.end) for t in plan_tiles(100, 1000)]
     [(0, 300), (100, 500), (300, 700), (500, 900), (700, 1000)]
@@ -361,7 +364,7 @@ def plan_tiles(
     long_side, short_side = max(width, height), max(1, min(width, height))
     if long_side <= aspect * short_side:
         return [Tile(0, long_side, 0, long_side)]
-    length = max(4, int(min(aspect * short_side, max(max_side, short_side))))
+    length = max(64, int(min(aspect * short_side, max(max_side, short_side))))
     margin = length // 4
     core = length - 2 * margin
     tiles = []
@@ -383,68 +386,134 @@ def _centre(box: Sequence[float], axis: int) -> float:
     return (box[axis] + box[axis + 2]) / 2
 
 
-def _keep_core(line: dict[str, Any], tile: Tile, axis: int) -> dict[str, Any] | None:
-    """The part of ``line`` this tile is responsible for, or None.
+@dataclass
+class _Seen:
+    """One line (tall pages) or word (wide pages) as one tile read it, in page pixels."""
 
-    Across the tiles (tall pages) a whole line is kept by its centre; along them (wide pages) a
-    line may cross a seam, so its words are kept by their centres and the line shrinks to them
-    (the piece remembers on which side it was cut, for :func:`_stitch`).
-    """
-    inside = lambda box: tile.core_start <= _centre(box, axis) < tile.core_end  # noqa: E731
-    if axis == 1 or not line["words"]:
-        return line if inside(line["box"]) else None
-    words = [w for w in line["words"] if inside(w["box"])]
-    if not words:
-        return None
-    if len(words) == len(line["words"]):
-        return line
-    sep = " " if " " in line["text"] else ""
-    x0, y0, x1, y1 = line["box"]
-    cut_before = words[0] is not line["words"][0]
-    cut_after = words[-1] is not line["words"][-1]
-    # an uncut end keeps the line's own (detector) edge: word boxes can cut a glyph short
-    return {
-        **line,
-        "text": sep.join(w["text"] for w in words),
-        "box": [
-            words[0]["box"][0] if cut_before else x0,
-            y0,
-            words[-1]["box"][2] if cut_after else x1,
-            y1,
-        ],
-        "words": words,
-        "_sep": sep,
-        "_cut_before": cut_before,
-        "_cut_after": cut_after,
-    }
+    item: dict[str, Any]
+    box: list[float]
+    tile: int
+    cut: bool  # touches an edge where its tile was cut from the page: maybe partial
+    centrality: float  # distance of its centre from the nearer edge of its tile
+    line: int = 0  # which line of its tile it came from (wide pages)
+    sep: str = " "  # how that line separated its words
+    before: str = " "  # what stood before this word in its own line's text ("" for CJK)
 
 
-def _stitch(lines: list[dict[str, Any]], axis: int) -> list[dict[str, Any]]:
-    """Join the pieces of a line that a seam cut (wide pages): a piece cut after joins the next
-    piece cut before on the same row that starts within a line height of where it ends."""
-    if axis == 1:
-        return lines
-    out: list[dict[str, Any]] = []
-    for line in sorted(lines, key=lambda ln: (ln["box"][0], ln["box"][1])):
-        x0, y0, x1, y1 = line["box"]
-        for prev in out if line.get("_cut_before") else ():
-            if not prev.get("_cut_after"):
-                continue
-            px0, py0, px1, py1 = prev["box"]
-            overlap = min(y1, py1) - max(y0, py0)
-            height = min(y1 - y0, py1 - py0)
-            if height > 0 and overlap >= 0.5 * height and -height <= x0 - px1 <= 1.5 * height:
-                prev["text"] = f"{prev['text']}{prev.get('_sep', ' ')}{line['text']}"
-                prev["box"] = [px0, min(y0, py0), max(x1, px1), max(y1, py1)]
-                prev["words"] = prev["words"] + line["words"]
-                prev["score"] = min(prev["score"], line["score"])
-                prev["_cut_after"] = line.get("_cut_after", False)
+def _separators(text: str, words: Sequence[str]) -> list[str] | None:
+    """What stands before each word in ``text`` (its first: ""), or None where the words do not
+    spell the text.  RapidOCR gives one "word" per character on lines with CJK in them, so a
+    line's separators are read from its text, not guessed."""
+    out, pos = [], 0
+    for word in words:
+        start = text.find(word, pos)
+        if start < 0 or text[pos:start].strip():
+            return None
+        out.append(" " if text[pos:start] else "")
+        pos = start + len(word)
+    return out
+
+
+def _seen(item: dict[str, Any], tiles: list[Tile], i: int, axis: int, long_side: int) -> _Seen:
+    box, tile = item["box"], tiles[i]
+    lo, hi = box[axis], box[axis + 2]
+    # near a cut edge: within 2 px across lines (tall pages); within half the text height along
+    # a line (wide pages), where the recogniser's word boxes can stop short of the edge
+    eps = 2.0 if axis == 1 else max(2.0, 0.5 * (box[3] - box[1]))
+    cut = (tile.start > 0 and lo <= tile.start + eps) or (tile.end < long_side and hi >= tile.end - eps)
+    c = _centre(box, axis)
+    return _Seen(item, box, i, cut, min(c - tile.start, tile.end - c))
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over the smaller of the two boxes' areas."""
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / max(smaller, 1e-6)
+
+
+def _dedupe(seen: list[_Seen]) -> list[_Seen]:
+    """What neighbouring tiles both read, once.  Readings are taken best first: not cut by a
+    tile edge, then the longer text, then nearer the middle of its tile (seams are where the
+    detector wavers).  A reading is dropped when it overlaps one already taken by more than half
+    of the smaller box, or, if it looks like a fragment (it touches a cut edge, or it is one or
+    two characters: the recogniser sometimes repeats a word's last letters as a word of their
+    own), when it overlaps one at all noticeably (a tenth)."""
+    rank = lambda s: (s.cut, -len(s.item["text"]), -s.centrality)  # noqa: E731
+    kept: list[_Seen] = []
+    for s in sorted(seen, key=rank):
+        limit = 0.1 if s.cut or len(s.item["text"].strip()) <= 2 else 0.5
+        if not any(_overlap(k.box, s.box) > limit for k in kept):
+            kept.append(s)
+    return kept
+
+
+def _merge_tall(per_tile: list[list[dict[str, Any]]], tiles: list[Tile], long_side: int) -> list[dict[str, Any]]:
+    """Tall pages: lines run across the tiles, so each is whole in the tile that sees it best
+    (the overlap, a quarter tile, is far taller than a line)."""
+    seen = [_seen(line, tiles, i, 1, long_side) for i, lines in enumerate(per_tile) for line in lines]
+    out = [s.item for s in _dedupe(seen)]
+    out.sort(key=lambda ln: (ln["box"][1], ln["box"][0]))
+    return out
+
+
+def _merge_wide(per_tile: list[list[dict[str, Any]]], tiles: list[Tile], long_side: int) -> list[dict[str, Any]]:
+    """Wide pages: lines run along the tiles and may be longer than any tile, so words are
+    de-duplicated across tiles and grouped into lines again (same row, gaps under 1.2 line
+    heights), joined the way their own line joined them."""
+    seen: list[_Seen] = []
+    for i, lines in enumerate(per_tile):
+        for j, line in enumerate(lines):
+            words = line["words"] or [{"text": line["text"], "score": line["score"], "box": line["box"]}]
+            sep = " " if " " in line["text"] else ""
+            befores = _separators(line["text"], [str(w["text"]) for w in words])
+            for k, word in enumerate(words):
+                s = _seen(word, tiles, i, 0, long_side)
+                s.line, s.sep = j, sep
+                s.before = befores[k] if befores is not None else sep
+                seen.append(s)
+    rows: list[list[_Seen]] = []
+    for s in sorted(_dedupe(seen), key=lambda s: (s.box[1] + s.box[3]) / 2):
+        for row in rows:
+            top, bottom = min(r.box[1] for r in row), max(r.box[3] for r in row)
+            overlap = min(bottom, s.box[3]) - max(top, s.box[1])
+            if overlap >= 0.5 * min(bottom - top, s.box[3] - s.box[1]):
+                row.append(s)
                 break
         else:
-            out.append(dict(line))
-    for line in out:
-        for key in ("_sep", "_cut_before", "_cut_after"):
-            line.pop(key, None)
+            rows.append([s])
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        row.sort(key=lambda s: s.box[0])
+        height = max(r.box[3] for r in row) - min(r.box[1] for r in row)
+        groups: list[list[_Seen]] = [[row[0]]]
+        for prev, s in itertools.pairwise(row):
+            if s.box[0] - prev.box[2] > 1.2 * height:
+                groups.append([s])
+            else:
+                groups[-1].append(s)
+        for group in groups:
+            text = group[0].item["text"]
+            for prev, s in itertools.pairwise(group):
+                same_line = (prev.tile, prev.line) == (s.tile, s.line)
+                sep = s.before if same_line else (" " if " " in (prev.sep, s.sep) else "")
+                text += sep + s.item["text"]
+            out.append(
+                {
+                    "text": text,
+                    "score": min(float(s.item["score"]) for s in group),
+                    "box": [
+                        min(s.box[0] for s in group),
+                        min(s.box[1] for s in group),
+                        max(s.box[2] for s in group),
+                        max(s.box[3] for s in group),
+                    ],
+                    "words": [dict(s.item) for s in group],
+                }
+            )
     out.sort(key=lambda ln: (ln["box"][1], ln["box"][0]))
     return out
 
@@ -570,19 +639,19 @@ class LocalTransport:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             rgb = img.convert("RGB")
-        axis = 1 if vertical else 0  # the coordinate tiles advance along
-        kept: list[dict[str, Any]] = []
+        per_tile: list[list[dict[str, Any]]] = []
         for tile in tiles:
             x0, y0 = (0, tile.start) if vertical else (tile.start, 0)
             x1, y1 = (rgb.width, tile.end) if vertical else (tile.end, rgb.height)
             buf = io.BytesIO()
             rgb.crop((x0, y0, x1, y1)).save(buf, format="PNG", compress_level=1)
-            for line in _lines_from_result(self._ocr(engine, buf.getvalue())):
+            lines = _lines_from_result(self._ocr(engine, buf.getvalue()))
+            for line in lines:
                 _shift(line, x0, y0)
-                piece = _keep_core(line, tile, axis)
-                if piece is not None:
-                    kept.append(piece)
-        return _stitch(kept, axis)
+            per_tile.append(lines)
+        if vertical:
+            return _merge_tall(per_tile, tiles, rgb.height)
+        return _merge_wide(per_tile, tiles, rgb.width)
 
 
 def _rapidocr_version() -> str | None:

@@ -208,7 +208,8 @@ class OcularTransport:
         )
         if http_client is not None and headers:
             http_client.headers.update(headers)
-        self._client.event_hooks.setdefault("response", []).append(release_request_body_hook)
+        if self._owns_client:  # a caller's own client keeps its own behaviour
+            self._client.event_hooks.setdefault("response", []).append(release_request_body_hook)
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> OcularTransport:

@@ -181,7 +181,8 @@ class OpenAITransport:
         install_logger_redaction()
         self._host = urlsplit(self.root_url).netloc
         self._http.event_hooks.setdefault("request", []).append(self._keep_secrets_home)
-        self._http.event_hooks.setdefault("response", []).append(release_request_body_hook)
+        if self._owns_http:  # a caller's own client keeps its own behaviour
+            self._http.event_hooks.setdefault("response", []).append(release_request_body_hook)
         self._client = AsyncOpenAI(base_url=self.api_url, api_key=key, max_retries=0,
                                    http_client=self._http, timeout=self._http.timeout)
         self._models: dict[str, int | None] | None = None
