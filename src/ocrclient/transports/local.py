@@ -246,20 +246,18 @@ def _lines_from_result(result: Any) -> list[dict[str, Any]]:
     return lines
 
 
-def _decode_gray(data: bytes) -> Any:
-    """The sent image as a 2-D uint8 numpy array (grayscale)."""
-    import numpy as np
+def _decode(data: bytes) -> Any:
+    """The sent image, decoded (a loaded PIL image)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            gray = img.convert("L")
+        img = Image.open(io.BytesIO(data))  # in-memory: nothing to close
+        img.load()
+        return img
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise PermanentError(
             f"the local engine cannot decode the page image ({exc})", cause="bad_image"
         ) from exc
-    return np.asarray(gray)
 
 
 def _tighten(gray: Any, box: Sequence[float], rules: bool = True) -> list[float]:
@@ -590,7 +588,10 @@ class LocalTransport:
 
     # -- work (in a worker thread) -------------------------------------------------------------
     def _run(self, data: bytes) -> ModelReply:
-        gray = _decode_gray(data)
+        import numpy as np
+
+        image = _decode(data)
+        gray = np.asarray(image.convert("L"))
         height, width = gray.shape
         engine = get_engine(self.settings)
         start = time.perf_counter()
@@ -598,7 +599,7 @@ class LocalTransport:
         if len(tiles) == 1:
             lines = _lines_from_result(self._ocr(engine, data))
         else:
-            lines = self._run_tiled(engine, data, tiles, vertical=height > width)
+            lines = self._run_tiled(engine, image, tiles, vertical=height > width)
         for line in lines:
             line["det_box"] = _clip(line["box"], width, height)
             line["box"] = (
@@ -631,14 +632,11 @@ class LocalTransport:
                 ) from exc
 
     def _run_tiled(
-        self, engine: _Engine, data: bytes, tiles: list[Tile], vertical: bool
+        self, engine: _Engine, image: Any, tiles: list[Tile], vertical: bool
     ) -> list[dict[str, Any]]:
-        """OCR an extreme-aspect page tile by tile (see :func:`plan_tiles`) and stitch the lines."""
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            rgb = img.convert("RGB")
+        """OCR an extreme-aspect page (the decoded image) tile by tile (see :func:`plan_tiles`)
+        and merge what the tiles read."""
+        rgb = image.convert("RGB")
         per_tile: list[list[dict[str, Any]]] = []
         for tile in tiles:
             x0, y0 = (0, tile.start) if vertical else (tile.start, 0)
