@@ -128,6 +128,13 @@ class Conversion:
         pool = await stack.enter_async_context(_render_pool(plan))
         return be, pool
 
+    def _scheduler(self, be: Backend) -> Scheduler:
+        """The run's one scheduler (kept in :attr:`scheduler` for :attr:`partial`)."""
+        self.scheduler = Scheduler(
+            be, concurrency=self.concurrency, cache=self.cache, on_event=self.on_event, **self.scheduler_options
+        )
+        return self.scheduler
+
     async def __aiter__(self) -> AsyncGenerator[ConvertResult, None]:
         plan = await self._prepare()
         async with AsyncExitStack() as stack:
@@ -136,9 +143,7 @@ class Conversion:
                 async for result in self._document_mode(be):
                     yield result
                 return
-            self.scheduler = sched = Scheduler(
-                be, concurrency=self.concurrency, cache=self.cache, on_event=self.on_event, **self.scheduler_options
-            )
+            sched = self._scheduler(be)
             jobs = [
                 DocumentJob(
                     src.name,
@@ -159,9 +164,7 @@ class Conversion:
         ((src, indices),) = plan
         async with AsyncExitStack() as stack:
             be, pool = await self._open(stack, plan)
-            self.scheduler = sched = Scheduler(
-                be, concurrency=self.concurrency, cache=self.cache, on_event=self.on_event, **self.scheduler_options
-            )
+            sched = self._scheduler(be)
             async for page in sched.iter_pages(src.name, aiter_pages(src, be.render, pages=indices, pool=pool)):
                 yield page
 
@@ -219,9 +222,22 @@ def convert(source: str | Path | bytes, **kwargs: Any) -> Document:
     return asyncio.run(aconvert(source, **kwargs))
 
 
-async def astream_pages(source: str | Path | bytes, **kwargs: Any) -> AsyncGenerator[Page, None]:
-    """Pages of one document as they finish (out of order) — for streaming consumers (see
-    :func:`aconvert_many` for the keyword arguments)."""
-    async with aclosing(Conversion([source], **kwargs).iter_pages()) as pages:
-        async for page in pages:
+async def astream_pages(
+    source: str | Path | bytes,
+    *,
+    backend: str | Backend | None = None,
+    pages: str | None = None,
+    password: str | None = None,
+    cache: bool | str | Path | PageCache | None = True,
+    concurrency: int | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    **overrides: Any,
+) -> AsyncGenerator[Page, None]:
+    """Pages of one document as they finish (out of order) — for streaming consumers."""
+    conversion = Conversion(
+        [source], backend=backend, pages=pages, password=password, cache=cache,
+        concurrency=concurrency, on_event=on_event, **overrides,
+    )  # fmt: skip
+    async with aclosing(conversion.iter_pages()) as results:
+        async for page in results:
             yield page
