@@ -332,12 +332,14 @@ class RunPodSimulator:
         sync: bool,
         policy: Mapping[str, Any] | None = None,
         fault: str | None = None,
+        key: str | None = None,
     ) -> SimJob:
-        """Queue a job (``fault`` is what the plan drew for it at submission)."""
+        """Queue a job (``fault`` is what the plan drew for it at submission; ``key`` is
+        :func:`body_key` of ``job_input`` when the caller has it already)."""
         timeout_s = self.execution_timeout_s
         if policy and isinstance(policy.get("executionTimeout"), int | float):
             timeout_s = float(policy["executionTimeout"]) / 1000.0
-        key = body_key(job_input)
+        key = key or body_key(job_input)
         prefix = "sync-" if sync else ""
         job = SimJob(
             id=f"{prefix}{uuid.uuid4()}-u1", input=job_input, key=key, sync=sync, execution_timeout_s=timeout_s,
@@ -686,7 +688,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": "body must be a JSON object with an 'input' field"})
             return
         job_input = body["input"]
-        fault = sim.plan.draw(body_key(job_input))
+        key = body_key(job_input)
+        fault = sim.plan.draw(key)
         if fault == "reset":
             self._drop()
             return
@@ -700,7 +703,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(429, {"error": "Too Many Requests"}, {"Retry-After": f"{sim.plan.retry_after_s:g}"})
             return
         policy = body.get("policy") if isinstance(body.get("policy"), Mapping) else None
-        job = sim.submit(job_input, sync=(op == "runsync"), policy=policy, fault=fault)
+        job = sim.submit(job_input, sync=(op == "runsync"), policy=policy, fault=fault, key=key)
         if op == "run":
             self._send(200, {"id": job.id, "status": "IN_QUEUE"})
             return
@@ -752,10 +755,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _run_local(self, jid: str, job_input: Any) -> dict[str, Any]:
         sim = self.simulator
-        fault = sim.plan.draw(body_key(job_input))
+        key = body_key(job_input)
+        fault = sim.plan.draw(key)
         if fault and (fault.startswith("http_") or fault == "reset"):
             fault = None  # the local server has no gateway in front of it
-        job = sim.submit(job_input, sync=True, fault=fault)
+        job = sim.submit(job_input, sync=True, fault=fault, key=key)
         # the SDK's server runs the handler inside the request; bounded by hang_s / timeout
         job.done_event.wait(max(sim.plan.hang_s, job.execution_timeout_s) + 1.0)
         done = sim.job(job.id)
