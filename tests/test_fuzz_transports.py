@@ -104,3 +104,68 @@ def test_ocular_transport_never_raises_foreign_exceptions(body: bytes, status: i
 
     t = OcularTransport("http://fuzz.invalid", http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
     _run(_drive(t, ModelRequest(body={"image": "aGk="}, kind="ocular", route="/extract_text", timeout_s=10)))
+
+
+# --- request bodies: page images spliced into the JSON as they are ---------------------------
+
+import base64  # noqa: E402
+
+from ocrclient.imaging import Base64Text  # noqa: E402
+from ocrclient.testing.faults import body_key  # noqa: E402
+from ocrclient.transports.base import _SPLICE_TAG, json_bytes  # noqa: E402
+
+images = st.tuples(st.sampled_from(["", "data:image/png;base64,", "data:image/jpeg;base64,"]), st.binary(max_size=64)).map(
+    lambda t: Base64Text(t[0] + base64.b64encode(t[1]).decode())
+)
+# strings that look like the encoder's stand-in for an image, at the start, alone or after a quote
+look_alikes = st.sampled_from([_SPLICE_TAG, _SPLICE_TAG + "0", _SPLICE_TAG + "1", 'x"' + _SPLICE_TAG + "0", "\x00"])
+body_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20) | images | look_alikes,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8) | look_alikes, inner, max_size=4),
+    max_leaves=16,
+)
+
+
+@SETTINGS
+@given(body_values)
+def test_json_bytes_is_the_json_of_the_body(body: Any) -> None:
+    """Whatever the body (images anywhere, strings that mimic the stand-ins), json_bytes gives
+    exactly what json.dumps gives, parsed back."""
+    out = json_bytes(body)
+    assert json.loads(out) == json.loads(json.dumps(body))
+    assert out == json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_runpod_sends_the_image_bytes_unchanged() -> None:
+    """The RunPod transport's spliced body carries the page image byte for byte."""
+    image = bytes(range(256)) * 40
+    url = Base64Text("data:image/png;base64," + base64.b64encode(image).decode())
+    seen: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content)
+        return httpx.Response(200, json={"id": "j1", "status": "COMPLETED", "output": "ok"})
+
+    body = {"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": 'read "this"'}]}]}
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    t = RunPodTransport(endpoint_id="ep", api_key="k", mode="runsync", client=client)
+    reply = _run(t.send(ModelRequest(body=body)))
+    assert reply.text == "ok"
+    sent = json.loads(seen[0])["input"]["openai_input"]
+    assert base64.b64decode(sent["messages"][0]["content"][0]["image_url"]["url"].split(",", 1)[1]) == image
+    assert sent["messages"][0]["content"][1]["text"] == 'read "this"'
+
+
+@SETTINGS
+@given(st.dictionaries(st.text(max_size=6), body_values, max_size=5), st.randoms())
+def test_body_key_ignores_mapping_order(body: dict[str, Any], rnd: Any) -> None:
+    items = list(body.items())
+    rnd.shuffle(items)
+    assert body_key(dict(items)) == body_key(body)
+
+
+def test_body_key_tells_structures_apart() -> None:
+    keys = [body_key(v) for v in (["ab"], ["a", "b"], {"a": "b"}, ["a", ["b"]], "ab", 1, "1", True, None, [])]
+    assert len(set(keys)) == len(keys)

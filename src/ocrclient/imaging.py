@@ -23,7 +23,7 @@ from typing import Literal
 
 from PIL import Image
 
-__all__ = ["EncodedImage", "ImageFormat", "RenderSpec", "encode", "fit_size"]
+__all__ = ["Base64Text", "EncodedImage", "ImageFormat", "RenderSpec", "encode", "fit_size"]
 
 ImageFormat = Literal["png", "jpeg", "webp"]
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -98,6 +98,19 @@ class RenderSpec:
         return _MIME[self.format]
 
 
+class Base64Text(str):
+    """Text made only of the base64 alphabet, optionally after a ``data:<mime>;base64,`` prefix:
+    what :meth:`EncodedImage.b64` and :meth:`EncodedImage.data_url` return.
+
+    It is an ordinary ``str`` everywhere; the mark tells a JSON encoder
+    (:func:`ocrclient.transports.base.json_bytes`) that it needs no escaping, so a page image of
+    hundreds of kB is copied into a request body instead of being scanned character by character.
+    Build one only from such text.
+    """
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class EncodedImage:
     """Encoded bytes of one image plus what a request needs to know about them."""
@@ -111,12 +124,12 @@ class EncodedImage:
     def mime(self) -> str:
         return _MIME[self.format]
 
-    def b64(self) -> str:
-        return base64.b64encode(self.data).decode("ascii")
+    def b64(self) -> Base64Text:
+        return Base64Text(base64.b64encode(self.data).decode("ascii"))
 
-    def data_url(self) -> str:
+    def data_url(self) -> Base64Text:
         """``data:image/png;base64,...`` as OpenAI-style image_url parts expect."""
-        return f"data:{self.mime};base64,{self.b64()}"
+        return Base64Text(f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}")
 
     def decode(self) -> Image.Image:
         """The PIL image (decoded on demand; encoded bytes are what pages carry around)."""

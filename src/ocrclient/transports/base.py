@@ -16,12 +16,15 @@ Example (a transport in four lines — the in-process fakes in tests look like t
 
 from __future__ import annotations
 
+import json
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 
 from ..geometry import Frame
+from ..imaging import Base64Text
 
 __all__ = [
     "Health",
@@ -29,6 +32,7 @@ __all__ = [
     "ModelRequest",
     "RequestKind",
     "Transport",
+    "json_bytes",
     "release_request_body",
     "release_request_body_hook",
 ]
@@ -128,3 +132,54 @@ def release_request_body(response: httpx.Response) -> None:
 async def release_request_body_hook(response: httpx.Response) -> None:
     """:func:`release_request_body` as an ``httpx.AsyncClient`` response event hook."""
     release_request_body(response)
+
+
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as compact UTF-8 JSON, the body of a request.
+
+    Strings marked :class:`~ocrclient.imaging.Base64Text` (page images as base64 or data URLs,
+    often hundreds of kB) are copied in as they are: they need no escaping, and having
+    :func:`json.dumps` scan them for it costs most of a request's encoding (a 273 kB JPEG page:
+    0.8 ms as one ``json.dumps``, 0.2 ms spliced).  Everything else goes through ``json.dumps``.
+
+    >>> from ocrclient.imaging import Base64Text
+    >>> json_bytes({"image": Base64Text("aGk="), "prompt": "read it", "n": [1, None]})
+    b'{"image":"aGk=","prompt":"read it","n":[1,null]}'
+    >>> body = {"prompt": 'say "hi"', "images": [Base64Text("aGk="), Base64Text("aGk=")]}
+    >>> json.loads(json_bytes(body)) == body
+    True
+    """
+    spliced: list[str] = []
+
+    def light(value: Any) -> Any:
+        if isinstance(value, Base64Text):
+            spliced.append(value)
+            return f"{_SPLICE_TAG}{len(spliced) - 1}"
+        if isinstance(value, dict):
+            return {k: light(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [light(v) for v in value]
+        return value
+
+    text = json.dumps(light(obj), separators=(",", ":"), ensure_ascii=False)
+    if not spliced:
+        return text.encode()
+    # every stand-in is now `"<escaped tag><n>"`, in the order they were made: split there and
+    # put the texts back; a real string that looks like a stand-in upsets the count or the order,
+    # and then the body is encoded the plain way
+    head, *rest = text.split(_SPLICE_JSON)
+    if len(rest) == len(spliced):
+        out = [head.encode()]
+        for i, piece in enumerate(rest):
+            number, quote, tail = piece.partition('"')
+            if number != str(i) or not quote:
+                break
+            out += (b'"', spliced[i].encode("ascii"), b'"', tail.encode())
+        else:
+            return b"".join(out)
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+#: what stands in for a Base64Text while the rest is encoded: no real string can equal it (a NUL,
+#: always escaped as \u0000, then a random tag); and the form json.dumps gives it, opening quote on
+_SPLICE_TAG = f"\x00{secrets.token_hex(8)}:"
+_SPLICE_JSON = '"' + json.dumps(_SPLICE_TAG)[1:-1]

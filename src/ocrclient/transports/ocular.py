@@ -44,7 +44,7 @@ from ..errors import (
     parse_retry_after,
     redact,
 )
-from .base import Health, ModelReply, ModelRequest, release_request_body_hook
+from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body_hook
 
 __all__ = ["OcularTransport", "error_message", "shared_ssl_context", "status_error", "transport_error"]
 
@@ -242,7 +242,8 @@ class OcularTransport:
         t0 = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
-                resp = await self._client.post(url, json=request.body,
+                resp = await self._client.post(url, content=json_bytes(request.body),
+                                               headers={"Content-Type": "application/json"},
                                                timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0), pool=None))
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise TransientError(f"no reply from {route} within {timeout:g} s",

@@ -73,7 +73,7 @@ from ..errors import (
     redact,
     register_secret,
 )
-from .base import Health, ModelReply, ModelRequest, release_request_body
+from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -593,7 +593,7 @@ class RunPodTransport:
         """Submit one job, wait for it, and return its reply (see the class docstring)."""
         started = time.monotonic()
         route = "run" if self.mode == "run" else "runsync"
-        data = json.dumps(self.envelope(request), separators=(",", ":"), ensure_ascii=False).encode()
+        data = json_bytes(self.envelope(request))
         self._check_size(len(data), route)
         budget = request.timeout_s if request.timeout_s and request.timeout_s > 0 else self.default_timeout_s
         deadline = started + budget
