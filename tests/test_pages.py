@@ -534,12 +534,14 @@ def test_stream_is_lazy_and_bounded(tmp_path: Path) -> None:
         assert seen == list(range(12)) and pool.submitted == 12
 
 
-def test_default_prefetch_is_twice_the_workers() -> None:
+def test_default_prefetch_is_per_worker() -> None:
+    from ocrclient.pages import PREFETCH_PER_WORKER
+
     with RenderPool(workers=2) as pool:
-        stream = iter_pages(make_pdf(10), LOW, pool=pool)
+        stream = iter_pages(make_pdf(20), LOW, pool=pool)
         next(stream)
         time.sleep(0.2)
-        assert pool.submitted == 4
+        assert pool.submitted == 2 * PREFETCH_PER_WORKER
         stream.close()
 
 

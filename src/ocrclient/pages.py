@@ -54,6 +54,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "PDFIUM_LOCK",
     "PDF_SUFFIXES",
+    "PREFETCH_PER_WORKER",
     "PageImage",
     "RenderPool",
     "RenderPoolError",
@@ -684,6 +685,13 @@ def _render_job(job: _Job) -> PageImage:
 # --------------------------------------------------------------------------------------------
 
 
+#: pages rendered ahead of the consumer, per render worker.  At 2 a worker starved whenever the
+#: event loop was busy for a few pages' time (a full GC, a burst of replies): 72-dpi JPEG pages
+#: against an instant server went 0.77 -> 0.83 of the serial render loop at 4 (benchmarks/
+#: bench_scheduler.py (b)).  The memory cost is that many encoded pages (a few MB).
+PREFETCH_PER_WORKER = 4
+
+
 def _default_workers() -> int:
     try:
         n = len(os.sched_getaffinity(0))
@@ -721,6 +729,8 @@ class RenderPool:
         self._lock = threading.Lock()
         self._tmpdir: str | None = None
         self._spilled: dict[str, str] = {}
+        #: each source path resolved once (a resolve is a few lstat calls: per page, it showed)
+        self._resolved: dict[Path, str] = {}
         self._closed = False
         self._broken: str | None = None
         #: number of pages submitted for rendering so far (all streams on this pool)
@@ -791,7 +801,12 @@ class RenderPool:
 
     def _path_of(self, source: Source) -> str:
         if source.path is not None:
-            return str(source.path.resolve())
+            resolved = self._resolved.get(source.path)
+            if resolved is None:
+                if len(self._resolved) >= 1024:  # a long-lived pool sees many documents
+                    self._resolved.clear()
+                resolved = self._resolved[source.path] = str(source.path.resolve())
+            return resolved
         assert source.data is not None
         key = source.key
         with self._lock:
@@ -891,7 +906,7 @@ def _plan(
     own = pool is None
     if pool is None:
         pool = RenderPool(workers=0 if len(indices) <= 1 else min(_default_workers(), len(indices)))
-    depth = prefetch if prefetch is not None else max(1, 2 * pool.workers)
+    depth = prefetch if prefetch is not None else max(1, PREFETCH_PER_WORKER * pool.workers)
     if depth < 1:
         raise ValueError("prefetch must be at least 1")
     return src, indices, pool, own, depth
@@ -911,8 +926,8 @@ def iter_pages(
     ``pages`` is a 1-based range string (``"1-3,7,10-"``) or a sequence of 0-based indices.
     Without ``pool`` a private pool is started and closed with the stream (share a
     :class:`RenderPool` across documents to pay worker start-up once).  At most ``prefetch``
-    (default ``2 x workers``) pages are rendered ahead of the consumer, and nothing is rendered
-    before the first ``next()``.  Input problems raise :class:`InputError` when called; a
+    (default :data:`PREFETCH_PER_WORKER` x workers) pages are rendered ahead of the consumer,
+    and nothing is rendered before the first ``next()``.  Input problems raise :class:`InputError` when called; a
     broken pool raises :class:`RenderPoolError` from ``next()``.
     """
     src, indices, rpool, own, depth = _plan(source, pages, password, pool, prefetch)
