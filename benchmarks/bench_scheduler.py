@@ -24,7 +24,10 @@ measure that fight, not the client.
     (at the profiles' 150 dpi PNG one core renders ~8 pages/s; see (b) for that spec).
 (b) **Client-bound throughput** — the same conversion against an instant server (service time
     0, 64 slots), pages/s as a ratio of a serial pypdfium2 render + PIL encode loop at the same
-    spec (no HTTP, no scheduler).  Two specs: the generic profiles' 150 dpi PNG and 72 dpi JPEG.
+    spec (no HTTP, no scheduler).  Judged at the specs the shipped profiles send: the generic
+    profiles' 150 dpi PNG and the cheapest, runpod-rolmocr's 1024 px PNG.  72 dpi JPEG, which
+    no profile sends, is printed as a stress row beside the target and not judged
+    (:data:`CLIENT_SPECS` says why).
 (c) **Peak RSS of a full ``ocr convert``** (the CLI, writing md + json) at 100 and 1000 pages,
     each in a fresh subprocess: the CLI process's own peak plus the peak of every process it
     started (render workers, fork server), all read as ``VmHWM`` from ``/proc`` while it runs
@@ -402,6 +405,26 @@ def serial_render_encode(pdf: Path, spec: Any, pages: int) -> float:
     return dt
 
 
+def spec_label(spec: Any) -> str:
+    """``150 dpi png`` or ``1024 px png``: whichever of dpi / longest side decides a US-letter
+    page's size."""
+    w, h = spec.pixel_size(612, 792)
+    if spec.dpi is not None and (w, h) == (round(612 * spec.dpi / 72), round(792 * spec.dpi / 72)):
+        return f"{spec.dpi:g} dpi {spec.format}"
+    return f"{max(w, h)} px {spec.format}"
+
+
+#: (b)'s specs: (render, who sends it, judged against the target).  The shipped profiles all send
+#: PNG at 150 dpi or more, or at a longest side of 1024-1540 px; 72 dpi JPEG is sent by none of
+#: them and is kept as a stress row (a page costs 4-5 ms to render there, so per-request costs
+#: show, and the simulated server's CPU on the same 2 cores is a third of the client's).
+CLIENT_SPECS: list[tuple[dict[str, Any], str, bool]] = [
+    ({"dpi": 150, "format": "png"}, "runpod, openai, runpod-trocr profiles", True),
+    ({"longest_side": 1024, "format": "png"}, "runpod-rolmocr: the cheapest shipped spec", True),
+    (FAST_RENDER, "stress: no profile sends it", False),
+]
+
+
 def client_bound(
     pdf: Path, pages: int, render: dict[str, Any], kind: str = "runpod"
 ) -> dict[str, Any]:
@@ -442,7 +465,7 @@ def client_bound(
             steady.append((pages - 1) / (done[-1] - done[0]))
     best = runs.index(min(runs))
     return {
-        "spec": f"{spec.dpi:g} dpi {spec.format}",
+        "spec": spec_label(spec),
         "client_pps": pages / min(runs),
         "serial_pps": pages / min(base),
         "ratio": min(base) / min(runs),
@@ -602,7 +625,8 @@ def fault_run(pdf: Path, pages: int, slots: int) -> dict[str, Any]:
 
 
 def _row(name: str, value: str, target: str, ok: bool | None) -> tuple[str, str, str, str]:
-    return (name, value, target, "-" if ok is None else ("PASS" if ok else "MISS"))
+    """A summary row; ``ok=None`` is a figure reported beside a target but not judged by it."""
+    return (name, value, target, "info" if ok is None else ("PASS" if ok else "MISS"))
 
 
 def print_table(rows: list[tuple[str, str, str, str]], title: str) -> None:
@@ -763,29 +787,24 @@ def main() -> int:
             f"    {'spec':<18}{'client p/s':>12}{'serial loop p/s':>17}{'ratio':>8}"
             f"{'once running p/s':>18}{'ratio':>8}{'CPU ms/page':>32}"
         )
-        for render in ({"dpi": 150, "format": "png"}, FAST_RENDER):
+        for render, who, judged in CLIENT_SPECS:
             r = client_bound(pdf, client_pages, render)
             split = " | ".join(f"{v:.1f}" for v in r["cpu_ms"])
             print(
                 f"    {r['spec']:<18}{r['client_pps']:>12.1f}{r['serial_pps']:>17.1f}{r['ratio']:>8.2f}"
-                f"{r['steady_pps']:>18.1f}{r['steady_ratio']:>8.2f}{split:>32}"
+                f"{r['steady_pps']:>18.1f}{r['steady_ratio']:>8.2f}{split:>32}   {who}"
             )
-            rows.append(
-                _row(
-                    f"(b) client/serial pages/s, {r['spec']}",
-                    f"{r['ratio']:.2f}",
-                    ">= 0.8",
-                    r["ratio"] >= 0.8,
+            # the stress row is reported beside the target, not judged by it
+            target = ">= 0.8" if judged else "(>= 0.8)"
+            for what, value in (("", r["ratio"]), (" once running", r["steady_ratio"])):
+                rows.append(
+                    _row(
+                        f"(b) client/serial pages/s{what}, {r['spec']} ({who})",
+                        f"{value:.2f}",
+                        target,
+                        value >= 0.8 if judged else None,
+                    )
                 )
-            )
-            rows.append(
-                _row(
-                    f"(b) client/serial pages/s once running, {r['spec']}",
-                    f"{r['steady_ratio']:.2f}",
-                    ">= 0.8",
-                    r["steady_ratio"] >= 0.8,
-                )
-            )
             figures[f"b:{r['spec']}"] = r
 
         # (c)
