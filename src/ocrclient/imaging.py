@@ -23,7 +23,7 @@ from typing import Literal
 
 from PIL import Image
 
-__all__ = ["Base64Text", "EncodedImage", "ImageFormat", "RenderSpec", "encode", "fit_size"]
+__all__ = ["Base64Text", "EncodedImage", "ImageFormat", "RenderSpec", "encode"]
 
 ImageFormat = Literal["png", "jpeg", "webp"]
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -136,12 +136,6 @@ class EncodedImage:
         img = Image.open(io.BytesIO(self.data))
         img.load()
         return img
-
-
-def fit_size(width: int, height: int, spec: RenderSpec, width_pt: float, height_pt: float) -> tuple[int, int]:
-    """Target pixel size for an already-rasterised image of a page (images, rotations)."""
-    del width, height
-    return spec.pixel_size(width_pt, height_pt)
 
 
 def encode(image: Image.Image, spec: RenderSpec) -> EncodedImage:
