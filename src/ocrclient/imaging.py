@@ -129,7 +129,7 @@ class EncodedImage:
 
     def data_url(self) -> Base64Text:
         """``data:image/png;base64,...`` as OpenAI-style image_url parts expect."""
-        return Base64Text(f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}")
+        return Base64Text(f"data:{self.mime};base64,{self.b64()}")
 
     def decode(self) -> Image.Image:
         """The PIL image (decoded on demand; encoded bytes are what pages carry around)."""

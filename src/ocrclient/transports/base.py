@@ -134,6 +134,12 @@ async def release_request_body_hook(response: httpx.Response) -> None:
     release_request_body(response)
 
 
+#: what stands in for a Base64Text while the rest is encoded: no real string can equal it (a NUL,
+#: always escaped as \u0000, then a random tag); and the form json.dumps gives it, opening quote on
+_SPLICE_TAG = f"\x00{secrets.token_hex(8)}:"
+_SPLICE_JSON = '"' + json.dumps(_SPLICE_TAG)[1:-1]
+
+
 def json_bytes(obj: Any) -> bytes:
     """``obj`` as compact UTF-8 JSON, the body of a request.
 
@@ -178,8 +184,3 @@ def json_bytes(obj: Any) -> bytes:
         else:
             return b"".join(out)
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-#: what stands in for a Base64Text while the rest is encoded: no real string can equal it (a NUL,
-#: always escaped as \u0000, then a random tag); and the form json.dumps gives it, opening quote on
-_SPLICE_TAG = f"\x00{secrets.token_hex(8)}:"
-_SPLICE_JSON = '"' + json.dumps(_SPLICE_TAG)[1:-1]
