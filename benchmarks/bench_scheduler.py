@@ -415,9 +415,10 @@ def spec_label(spec: Any) -> str:
 
 
 #: (b)'s specs: (render, who sends it, judged against the target).  The shipped profiles all send
-#: PNG at 150 dpi or more, or at a longest side of 1024-1540 px; 72 dpi JPEG is sent by none of
-#: them and is kept as a stress row (a page costs 4-5 ms to render there, so per-request costs
-#: show, and the simulated server's CPU on the same 2 cores is a third of the client's).
+#: PNG at 144 dpi or more, or at a longest side of 1024-1540 px; 72 dpi JPEG is sent by none of
+#: them and is kept as a stress row (a page costs 4-5 ms to render there, so the client's
+#: per-request work costs about as much as the render, and the simulated server's CPU comes out
+#: of the same 2 cores).
 CLIENT_SPECS: list[tuple[dict[str, Any], str, bool]] = [
     ({"dpi": 150, "format": "png"}, "runpod, openai, runpod-trocr profiles", True),
     ({"longest_side": 1024, "format": "png"}, "runpod-rolmocr: the cheapest shipped spec", True),

@@ -12,8 +12,9 @@ Runs, each in its own process, with its output shown as it goes:
 
 Figures are read from each script's summary (rows ending in PASS / MISS, or ``info`` for a
 figure printed beside a target but not judged by it; for ``bench_render.py`` its "target"
-lines); a script that exits non-zero without reporting a MISS is listed as FAILED.  ``--quick`` runs small versions (a few minutes in all).  Exit code 0 only
-if every figure passes.
+lines); a script that exits non-zero without reporting a MISS is listed as FAILED.
+``--quick`` runs small versions (a few minutes in all).  Exit code 0 only if every judged
+figure passes.
 """
 
 from __future__ import annotations

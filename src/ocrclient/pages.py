@@ -687,8 +687,9 @@ def _render_job(job: _Job) -> PageImage:
 
 #: pages rendered ahead of the consumer, per render worker.  At 2 a worker starved whenever the
 #: event loop was busy for a few pages' time (a full GC, a burst of replies): 72-dpi JPEG pages
-#: against an instant server went 0.77 -> 0.83 of the serial render loop at 4 (benchmarks/
-#: bench_scheduler.py (b)).  The memory cost is that many encoded pages (a few MB).
+#: against an instant server ran at 0.72-0.83 of the serial render loop with 2 and 0.82-0.91
+#: with 4 (500 pages, two runs each, the setup of benchmarks/bench_scheduler.py (b)).  The memory
+#: cost is that many encoded pages (a few MB).
 PREFETCH_PER_WORKER = 4
 
 
@@ -927,8 +928,9 @@ def iter_pages(
     Without ``pool`` a private pool is started and closed with the stream (share a
     :class:`RenderPool` across documents to pay worker start-up once).  At most ``prefetch``
     (default :data:`PREFETCH_PER_WORKER` x workers) pages are rendered ahead of the consumer,
-    and nothing is rendered before the first ``next()``.  Input problems raise :class:`InputError` when called; a
-    broken pool raises :class:`RenderPoolError` from ``next()``.
+    and nothing is rendered before the first ``next()``.  Input problems raise
+    :class:`InputError` when called; a broken pool raises :class:`RenderPoolError` from
+    ``next()``.
     """
     src, indices, rpool, own, depth = _plan(source, pages, password, pool, prefetch)
     return _iter(src, indices, spec, rpool, own, depth)

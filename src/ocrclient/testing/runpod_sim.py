@@ -281,7 +281,9 @@ class RunPodSimulator:
             self._server.shutdown()
             self._server.server_close()
         for _ in self._threads:
-            self._queue.put(None)  # one stop mark per slot thread (they block on the queue)
+            # a stop mark for each slot thread, which blocks on the queue (one more than needed:
+            # the list holds the server thread too; start() begins with a fresh queue)
+            self._queue.put(None)
         for t in self._threads:
             t.join(timeout=2.0)
         self._threads = []
