@@ -597,7 +597,7 @@ class LocalTransport:
         start = time.perf_counter()
         tiles = plan_tiles(width, height, max_side=self.settings.max_side_len)
         if len(tiles) == 1:
-            lines = _lines_from_result(self._ocr(engine, data))
+            lines = _lines_from_result(self._ocr(engine, image))
         else:
             lines = self._run_tiled(engine, image, tiles, vertical=height > width)
         for line in lines:
@@ -641,9 +641,7 @@ class LocalTransport:
         for tile in tiles:
             x0, y0 = (0, tile.start) if vertical else (tile.start, 0)
             x1, y1 = (rgb.width, tile.end) if vertical else (tile.end, rgb.height)
-            buf = io.BytesIO()
-            rgb.crop((x0, y0, x1, y1)).save(buf, format="PNG", compress_level=1)
-            lines = _lines_from_result(self._ocr(engine, buf.getvalue()))
+            lines = _lines_from_result(self._ocr(engine, rgb.crop((x0, y0, x1, y1))))
             for line in lines:
                 _shift(line, x0, y0)
             per_tile.append(lines)
