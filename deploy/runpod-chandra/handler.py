@@ -156,9 +156,5 @@ async def handler(job: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
     return await WORKER.handle(job)
 
 
-def concurrency_modifier(current: int) -> int:
-    return WORKER.concurrency_modifier(current)
-
-
 if __name__ == "__main__":
     WORKER.serve(handler)
