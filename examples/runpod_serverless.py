@@ -52,7 +52,7 @@ def target(backend: str) -> Iterator[tuple[dict[str, Any], RunPodSimulator | Non
               "set RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID to use your endpoint")
         yield {
             "base_url": sim.base_url, "endpoint_id": sim.endpoint_id, "api_key": sim.api_key,
-            "transport_options": {"poll_interval_s": 0.05},  # the profile polls every 2 s
+            "transport_options": {"poll_interval_s": 0.05},  # the profile polls from 0.25 s
         }, sim
 
 

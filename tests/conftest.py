@@ -3,6 +3,7 @@ reach the network except loopback."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+#: the real PDFs beside the repository (CI lays ``shared/`` out next to the clone)
+CORPUS = SHARED / "corpus"
 
 
 @pytest.fixture(autouse=True)
@@ -39,9 +42,19 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
 
 
+def require_corpus(present: object, what: str = "") -> None:
+    """Skip a test whose corpus files are missing -- but fail under CI, which always lays the
+    corpus beside the clone, so a CI run never silently skips the real documents."""
+    if present:
+        return
+    msg = f"shared corpus not available: {CORPUS}{' (' + what + ')' if what else ''}"
+    if os.environ.get("CI"):
+        pytest.fail(msg + "; CI lays it out at ../shared/corpus beside the clone")
+    pytest.skip(msg)
+
+
 def corpus(*parts: str) -> Path:
-    """A path in ../shared/corpus (skips the test when the corpus is not beside the repo)."""
-    path = SHARED.joinpath("corpus", *parts)
-    if not path.exists():
-        pytest.skip(f"shared corpus not available: {path}")
+    """A path in ../shared/corpus (skipped when absent outside CI, failed under CI)."""
+    path = CORPUS.joinpath(*parts)
+    require_corpus(path.exists(), "/".join(parts))
     return path

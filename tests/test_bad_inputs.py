@@ -35,8 +35,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
+from .conftest import CORPUS, ROOT, require_corpus
+
 CORPUS_PDFS = sorted((CORPUS / "gnarly").glob("*.pdf")) + sorted(
     (CORPUS / "olmocr-bench-sample" / "pdfs").rglob("*.pdf")
 )
@@ -595,8 +595,8 @@ def test_truncated_jpeg_among_good_inputs_keeps_every_document(tmp_path: Path, v
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not CORPUS_PDFS, reason="shared corpus not present")
 def test_every_corpus_pdf_opens_and_streams_its_first_page() -> None:
+    require_corpus(CORPUS_PDFS)
     from ocrclient.imaging import RenderSpec
     from ocrclient.pages import RenderPool, iter_pages, open_sources
 
@@ -614,9 +614,9 @@ def test_every_corpus_pdf_opens_and_streams_its_first_page() -> None:
 _LOCAL_PICKS = ["gnarly/edgar-rotated90.pdf", "gnarly/slideshow_mostly_images.pdf"]
 
 
-@pytest.mark.skipif(not CORPUS_PDFS, reason="shared corpus not present")
 def test_corpus_pages_through_the_local_engine(tmp_path: Path) -> None:
     """Real pages through the default engine: one process, two documents, their first pages."""
+    require_corpus(CORPUS_PDFS)
     inputs = [str(CORPUS / p) for p in _LOCAL_PICKS if (CORPUS / p).exists()]
     out = tmp_path / "out"
     run = ocr(

@@ -28,7 +28,8 @@ from ocrclient.pages import (
     parse_page_range,
 )
 
-CORPUS = Path("/work/shared/corpus")
+from .conftest import CORPUS, require_corpus
+
 LOW = RenderSpec(dpi=36)
 
 # ---------------------------------------------------------------------------------------------
@@ -624,8 +625,8 @@ _REAL = sorted((CORPUS / "gnarly").glob("*.pdf")) + sorted(
 )
 
 
-@pytest.mark.skipif(not _REAL, reason="shared corpus not present")
 def test_real_corpus_opens_and_streams(pool: RenderPool) -> None:
+    require_corpus(_REAL)
     srcs = open_sources(_REAL)
     assert len(srcs) == len(_REAL) >= 20
     rotated = {s.stem: s for s in srcs}.get("edgar-rotated90")

@@ -84,7 +84,7 @@ S = TypeVar("S", RunPodSimulator, OpenAISimulator, OcularSimulator)
 POD_PROXY_MODEL = "lightonai/LightOnOCR-2-1B"
 MODAL_MODEL = "lightonai/LightOnOCR-1B-1025"
 
-#: RunPod profiles poll every 2 s; a simulator answers in milliseconds
+#: RunPod profiles poll from every 0.25 s (backing off to 0.5 s); a simulator answers in milliseconds
 SIM_POLL_INTERVAL_S = 0.05
 
 
