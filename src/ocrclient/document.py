@@ -1,6 +1,6 @@
 """The result model: :class:`Document` -> :class:`Page` -> :class:`Block`.
 
-This is the JSON output contract (DESIGN.md): ``Document.model_dump_json()`` is what
+This is the JSON output contract: ``Document.model_dump_json()`` is what
 ``ocr convert`` writes as ``<stem>.json``; ``python -m ocrclient.document schema.json`` (or
 ``ocr schema``) writes its JSON schema, kept in the repo as ``schema/document.schema.json``.
 

@@ -3,7 +3,7 @@
 Every dialect returns boxes in the model's own space, tagged with a :class:`CoordSpace`; every
 request carries the :class:`Frame` of the image that was actually sent (its pixel size and the
 clockwise rotation the client applied to the displayed page before sending).  :func:`to_page`
-maps a box to the output contract (DESIGN.md, "Coordinates"): ``[x0, y0, x1, y1]`` in PDF points
+maps a box to the output contract (README, "Output"): ``[x0, y0, x1, y1]`` in PDF points
 of the page *as displayed* (after ``/Rotate`` and CropBox), origin top-left, y down, plus
 ``bbox_norm`` in [0, 1] of the same page.
 
