@@ -227,6 +227,7 @@ def convert(
     backend: Annotated[str | None, typer.Option("--backend", "-b", help="Backend name or TOML profile path.")] = None,
     pages: Annotated[str | None, typer.Option("--pages", "-p", help="Page range, e.g. 1-3,7,10-")] = None,
     formats: Annotated[str, typer.Option("--format", "-f", help="Comma-separated: md,json,txt,html,pdf")] = "md,json",
+    force_ocr_text: Annotated[bool, typer.Option("--force-ocr-text", help="pdf: add the OCR text also on pages that carry their own text.")] = False,
     password: Annotated[str | None, typer.Option("--password", help="Password for encrypted PDFs.")] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, help="Pages in flight (ceiling).")] = None,
     endpoint_id: Annotated[str | None, typer.Option("--endpoint-id", help="RunPod endpoint id.")] = None,
@@ -312,7 +313,7 @@ def convert(
         else:
             folder, stem = _output_stem(result.source, out)
             try:
-                written = write_outputs(result.document, folder, stem, fmts)
+                written = write_outputs(result.document, folder, stem, fmts, options={"pdf": {"force_ocr_text": force_ocr_text}})
             except OcrError as exc:  # one format failing must not lose the others or the run
                 console.print(f"[red]error:[/] {result.source.name}: {redact(str(exc))}")
                 written = write_outputs(result.document, folder, stem, [f for f in fmts if f in ("md", "json")])

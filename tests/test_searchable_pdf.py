@@ -1,0 +1,399 @@
+"""The searchable PDF (``--format pdf``) searches: ``pdftotext`` of it holds the OCR's lines.
+
+The kind (issue 13, defect 5): on scanned pages (image only), born-digital pages (a text layer of
+their own) and pages shown rotated (``/Rotate 90`` and ``270``), ``pdftotext`` of the output
+holds >= 95 % of the OCR lines verbatim (whitespace-normalized, as whole words) and no line
+more often than the OCR has it.  Where the text layer is ours, the page's words must also be
+exactly the OCR's words (nothing run together, split into letters, lost or doubled).
+
+* scanned: the bundled sample rasterized to image-only pages and read by the real ``local``
+  engine (RapidOCR), whose word boxes touch and overlap ("visit|followed");
+* born-digital and rotated: Documents written here with known lines and word boxes shaped like
+  an OCR engine's (tight to the ink: words without ascenders lower, without descenders
+  shorter; neighbours touching or overlapping), so the check is exact.  Rotated pages hold
+  lines that read horizontally as displayed and lines that run vertically, both ways.
+
+``pdftotext`` comes from poppler-utils (see ``test_exporters._need``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pytest
+from typer.testing import CliRunner
+
+import ocrclient
+from ocrclient.cli import app
+from ocrclient.document import Block, Document, Page
+from ocrclient.exporters import pdf as pdf_exporter
+from ocrclient.exporters import write_outputs
+
+from .pdfgen import PdfPage, write_pdf
+from .test_exporters import _need, _pdftotext, _Words
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample.pdf"
+Box = tuple[float, float, float, float]
+
+
+# --------------------------------------------------------------------------------------------
+# the measure
+# --------------------------------------------------------------------------------------------
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _count(line: str, text: str) -> int:
+    """How often ``line`` occurs in ``text`` as whole words (both whitespace-normalized)."""
+    return len(re.findall(r"(?<!\S)" + re.escape(_norm(line)) + r"(?!\S)", _norm(text)))
+
+
+def verbatim_share(lines: list[str], text: str) -> float:
+    return sum(_count(ln, text) > 0 for ln in lines) / len(lines)
+
+
+def repeated(lines: list[str], text: str) -> list[str]:
+    """Lines found in ``text`` more often than in the OCR's own lines."""
+    own = "\n".join(lines)
+    return sorted({ln for ln in lines if _count(ln, text) > _count(ln, own)})
+
+
+def ocr_lines(page: Page) -> list[str]:
+    out: list[str] = []
+
+    def walk(blocks: list[Block]) -> None:
+        for b in blocks:
+            if b.type == "line" and _norm(b.text):
+                out.append(_norm(b.text))
+            walk(b.children)
+
+    walk(page.blocks)
+    return out
+
+
+def test_the_measure_can_fail() -> None:
+    lines = ["visit followed the", "Weather was mild"]
+    assert verbatim_share(lines, "each visitfollowed the same\nWeatherwas mild") == 0.0
+    assert verbatim_share(lines, "visit followed the\nWeather  was\nmild") == 1.0
+    assert repeated(lines, "Weather was mild\nWeather was mild") == ["Weather was mild"]
+    assert repeated(["Forty", "Forty five"], "Forty five\nForty") == []
+
+
+# --------------------------------------------------------------------------------------------
+# OCR-like lines with known boxes
+# --------------------------------------------------------------------------------------------
+
+_TALL = set("bdfhklt0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_DEEP = set("gjpqy,;")
+#: gaps between words, in ems, cycled: OCR word boxes touch (0) and overlap (< 0) too
+_GAPS = (0.3, 0.0, 0.22, -0.06, 0.35, 0.05)
+
+
+def _ink(word: str, size: float) -> tuple[float, float]:
+    """Where a word's ink starts and ends across its line, in ems from the line's top edge."""
+    top = 0.0 if _TALL & set(word) else 0.22
+    bottom = 1.0 if _DEEP & set(word) else 0.78
+    return top * size, bottom * size
+
+
+def ocr_line(text: str, x: float, y: float, size: float, page: tuple[float, float], way: str = "ltr",
+             words: bool = True) -> Block:
+    """A line block at displayed point (x, y) (its top-left corner; for vertical lines the
+    corner where the line starts is the top-left for ``ttb`` and bottom-left for ``btt``)."""
+    pw, ph = page
+    boxes: list[tuple[str, Box]] = []
+    s = 0.0
+    for i, word in enumerate(text.split()):
+        length = 0.5 * size * len(word)
+        a, b = _ink(word, size)
+        if way == "ltr":
+            box = (x + s, y + a, x + s + length, y + b)
+        elif way == "ttb":  # glyph tops face right: ascenders on the right
+            box = (x + size - b, y + s, x + size - a, y + s + length)
+        else:  # btt: tops face left
+            box = (x + a, y - s - length, x + b, y - s)
+        boxes.append((word, box))
+        s += length + _GAPS[i % len(_GAPS)] * size
+    x0, y0 = min(b[0] for _, b in boxes), min(b[1] for _, b in boxes)
+    x1, y1 = max(b[2] for _, b in boxes), max(b[3] for _, b in boxes)
+
+    def norm(b: Box) -> list[float]:
+        return [b[0] / pw, b[1] / ph, b[2] / pw, b[3] / ph]
+
+    kids = [Block(type="word", text=w, bbox=list(b), bbox_norm=norm(b)) for w, b in boxes] if words else []
+    line = (x0, y0, x1, y1)
+    return Block(type="line", text=text, bbox=list(line), bbox_norm=norm(line), children=kids)
+
+
+def paragraph(*lines: Block) -> Block:
+    boxes = [ln.bbox for ln in lines if ln.bbox]
+    box = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+    return Block(type="text", text="\n".join(ln.text for ln in lines), bbox=box, children=list(lines))
+
+
+def make_page(n: int, size: tuple[float, float], blocks: list[Block], rotation: int = 0) -> Page:
+    return Page(page=n, status="ok", width=size[0], height=size[1], rotation=rotation,
+                markdown="\n\n".join(b.text for b in blocks), blocks=blocks)
+
+
+def _pdf_words(path: Path, page: int) -> list[tuple[str, Box]]:
+    parser = _Words()
+    parser.feed(_pdftotext(path, page, "-bbox-layout", "-cropbox"))
+    return parser.words
+
+
+# --------------------------------------------------------------------------------------------
+# scanned: the sample, rasterized, read by the real local engine
+# --------------------------------------------------------------------------------------------
+
+
+def rasterize(src: Path, dst: Path, dpi: float = 150) -> Path:
+    """An image-only copy of ``src``: each page rendered as displayed, one image per page."""
+    pdf = pdfium.PdfDocument(src)
+    try:
+        images = [pdf[i].render(scale=dpi / 72).to_pil().convert("RGB") for i in range(len(pdf))]
+    finally:
+        pdf.close()
+    images[0].save(dst, save_all=True, append_images=images[1:], resolution=dpi)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Document]:
+    _need("pdftotext")
+    scan = rasterize(SAMPLE, tmp_path_factory.mktemp("scan") / "sample-scan.pdf")
+    return scan, ocrclient.convert(scan, backend="local", cache=False)
+
+
+@pytest.mark.slow
+def test_scanned_pages_hold_every_ocr_line_once(scanned: tuple[Path, Document], tmp_path: Path) -> None:
+    scan, doc = scanned
+    out = pdf_exporter.write(doc, tmp_path / "searchable.pdf")
+    total = found = 0
+    for page in doc.pages:
+        assert page.status == "ok", page.error
+        assert _pdftotext(scan, page.page).strip() == ""  # every word below is from our layer
+        lines, text = ocr_lines(page), _pdftotext(out, page.page)
+        assert len(lines) >= 5, page.page
+        share = verbatim_share(lines, text)
+        assert share >= 0.95, (page.page, share, [ln for ln in lines if not _count(ln, text)])
+        assert not repeated(lines, text), page.page
+        assert Counter(text.split()) == Counter(" ".join(lines).split()), page.page
+        total += len(lines)
+        found += sum(_count(ln, text) > 0 for ln in lines)
+    assert found / total >= 0.95
+
+
+# --------------------------------------------------------------------------------------------
+# rotated: /Rotate 90 and 270, lines across and along the displayed page
+# --------------------------------------------------------------------------------------------
+
+ROTATED = [
+    # /Rotate 90: user space 300 x 420 shown as 420 x 300
+    PdfPage(media=(0, 0, 300, 420), rotate=90, rects=[(20, 20, 40, 60)]),
+    # /Rotate 270 with a CropBox offset: crop 280 x 400 shown as 400 x 280
+    PdfPage(media=(0, 0, 320, 440), crop=(20, 30, 300, 430), rotate=270, rects=[(40, 50, 60, 90)]),
+]
+
+
+def _rotated_blocks(size: tuple[float, float], tag: str) -> list[Block]:
+    return [
+        paragraph(
+            ocr_line(f"Landscape {tag} heading typed quickly", 40, 30, 16, size),
+            ocr_line(f"visit followed the {tag} survey, heavy rain, and joy", 40, 56, 10, size),
+            ocr_line(f"Weather was mild for the {tag} period of study", 40, 72, 10, size),
+        ),
+        paragraph(ocr_line(f"Boxless {tag} line laid out by widths", 40, 100, 11, size, words=False)),
+        paragraph(ocr_line(f"RED BOX {tag} reads down", 360, 40, 12, size, way="ttb")),
+        paragraph(ocr_line(f"GREEN BOX {tag} reads up", 330, 250, 12, size, way="btt")),
+        paragraph(ocr_line(f"Margin {tag} note without word boxes", 300, 40, 10, size, way="ttb", words=False)),
+    ]
+
+
+@pytest.fixture(scope="module")
+def rotated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Document]:
+    _need("pdftotext")
+    src = write_pdf(tmp_path_factory.mktemp("rot") / "rotated.pdf", ROTATED)
+    pages = []
+    for n, (spec, tag) in enumerate(zip(ROTATED, ("ninety", "twoseventy"), strict=True), start=1):
+        x0, y0, x1, y1 = spec.crop or spec.media
+        size = (y1 - y0, x1 - x0)  # shown turned
+        pages.append(make_page(n, size, _rotated_blocks(size, tag), rotation=spec.rotate))
+    return src, Document(source=str(src), backend="test", pages=pages)
+
+
+def test_rotated_pages_hold_every_ocr_line_once(rotated: tuple[Path, Document], tmp_path: Path) -> None:
+    src, doc = rotated
+    out = pdf_exporter.write(doc, tmp_path / "rotated-searchable.pdf")
+    for page in doc.pages:
+        assert _pdftotext(src, page.page).strip() == ""
+        lines, text = ocr_lines(page), _pdftotext(out, page.page)
+        share = verbatim_share(lines, text)
+        assert share >= 0.95, (page.page, share, text)
+        assert not repeated(lines, text), (page.page, text)
+        assert Counter(text.split()) == Counter(" ".join(lines).split()), (page.page, text)
+
+
+def test_rotated_page_words_sit_in_their_boxes(rotated: tuple[Path, Document], tmp_path: Path) -> None:
+    """Each word pdftotext finds lies in the box the OCR gave it (its line's box when the
+    line has no word boxes): vertical text runs along its line, not across it."""
+    _, doc = rotated
+    out = pdf_exporter.write(doc, tmp_path / "rotated-searchable.pdf")
+    for page in doc.pages:
+        found = _pdf_words(out, page.page)
+        want: list[tuple[str, Box]] = []
+        for block in page.blocks:
+            for line in block.children:
+                assert line.bbox is not None
+                pairs = [(w.text, w.bbox) for w in line.children] or [(t, line.bbox) for t in line.text.split()]
+                want += [(t, tuple(b)) for t, b in pairs if b is not None]  # type: ignore[misc]
+        for text, (x0, y0, x1, y1) in want:
+            hits = [b for t, b in found if t == text and x0 - 2 <= (b[0] + b[2]) / 2 <= x1 + 2
+                    and y0 - 2 <= (b[1] + b[3]) / 2 <= y1 + 2]
+            assert hits, (page.page, text, (x0, y0, x1, y1), [f for f in found if f[0] == text])
+
+
+def test_words_the_line_writes_together_stay_together(tmp_path: Path) -> None:
+    """Word boxes are not always words: RapidOCR boxes CJK characters one by one, and may split
+    "rain,and" in two.  The line's own text says where its spaces are; no others are added."""
+    _need("pdftotext")
+    size = (300.0, 200.0)
+    src = write_pdf(tmp_path / "blank.pdf", [PdfPage(media=(0, 0, 300, 200), rects=[(5, 5, 9, 9)])])
+    line = ocr_line("e - mail rain, and done", 30, 40, 12, size)
+    line.text = "e-mail rain,and done"
+    doc = Document(source=str(src), backend="test", pages=[make_page(1, size, [paragraph(line)])])
+    assert [w.text for w in pdf_exporter.text_lines(doc.pages[0])[0].words] == ["e-mail", "rain,and", "done"]
+    text = _pdftotext(pdf_exporter.write(doc, tmp_path / "out.pdf"), 1)
+    assert _norm(text) == "e-mail rain,and done"
+
+
+# --------------------------------------------------------------------------------------------
+# born-digital: pages with text of their own are left as they are (unless forced)
+# --------------------------------------------------------------------------------------------
+
+BORN = ["Annual report of the northern survey", "Twelve sites were visited in spring",
+        "Moisture was measured with a new probe"]
+SCAN = ["This page was scanned on a flatbed", "so its words are only in the image",
+        "and the OCR layer must carry them"]
+STAMPED = ["A scanned page stamped by the clerk", "keeps its stamp as the only own text"]
+STAMP = "Exhibit 7 page 3"
+
+
+def _born_digital(tmp: Path) -> tuple[Path, Document]:
+    size = (400.0, 200.0)
+    top = 200 - 40
+    src = write_pdf(tmp / "mixed.pdf", [
+        PdfPage(media=(0, 0, 400, 200), texts=[(30, top - 28 * j, 16, t) for j, t in enumerate(BORN)]),
+        PdfPage(media=(0, 0, 400, 200), rects=[(10, 10, 20, 20)]),
+        PdfPage(media=(0, 0, 400, 200), rects=[(10, 10, 20, 20)], texts=[(300, 12, 9, STAMP)]),
+    ])
+
+    def lines(texts: list[str], size_pt: float, first_top: float) -> list[Block]:
+        return [ocr_line(t, 30, first_top + 28 * j, size_pt, size) for j, t in enumerate(texts)]
+
+    stamp = ocr_line(STAMP, 300, 200 - 12 - 0.72 * 9, 9, size)
+    doc = Document(source=str(src), backend="test", pages=[
+        make_page(1, size, [paragraph(*lines(BORN, 16, 200 - top - 0.72 * 16))]),
+        make_page(2, size, [paragraph(*lines(SCAN, 12, 40))]),
+        make_page(3, size, [paragraph(*lines(STAMPED, 12, 40)), paragraph(stamp)]),
+    ])
+    return src, doc
+
+
+@pytest.fixture(scope="module")
+def born(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Document]:
+    _need("pdftotext")
+    return _born_digital(tmp_path_factory.mktemp("born"))
+
+
+def test_born_digital_pages_are_left_as_they_are(born: tuple[Path, Document], tmp_path: Path) -> None:
+    src, doc = born
+    out = pdf_exporter.write(doc, tmp_path / "out.pdf")
+    for page in doc.pages:
+        lines, text = ocr_lines(page), _pdftotext(out, page.page)
+        share = verbatim_share(lines, text)
+        assert share >= 0.95, (page.page, share, text)
+        assert not repeated(lines, text), (page.page, text)
+        assert Counter(text.split()) == Counter(" ".join(lines).split()), (page.page, text)
+    # the born-digital page is untouched: the same text, and no text object was added
+    assert _pdftotext(out, 1) == _pdftotext(src, 1)
+    pdf = pdfium.PdfDocument(out)
+    try:
+        kinds = [obj.type for obj in pdf[0].get_objects()]
+    finally:
+        pdf.close()
+    assert kinds.count(pdfium.raw.FPDF_PAGEOBJ_TEXT) == len(BORN)
+    # the stamp is the stamped scan's own text, once; the rest of that page is the OCR's
+    assert _count(STAMP, _pdftotext(out, 3)) == 1
+
+
+def pdfium_text(path: Path, page: int) -> str:
+    """The page's text as PDFium extracts it: unlike pdftotext, which drops or interleaves
+    glyphs drawn over glyphs, it keeps two texts at one place apart, so a forced layer shows."""
+    pdf = pdfium.PdfDocument(path)
+    try:
+        tp = pdf[page - 1].get_textpage()
+        return str(tp.get_text_range())
+    finally:
+        pdf.close()
+
+
+def test_force_ocr_text_writes_over_own_text(born: tuple[Path, Document], tmp_path: Path) -> None:
+    _, doc = born
+    default = pdf_exporter.write(doc, tmp_path / "default.pdf")
+    forced = pdf_exporter.write(doc, tmp_path / "forced.pdf", force_ocr_text=True)
+    for line in BORN:
+        assert _count(line, pdfium_text(default, 1)) == 1
+        assert _count(line, pdfium_text(forced, 1)) == 2  # the page's own line and the OCR's
+    assert _count(STAMP, pdfium_text(default, 3)) == 1
+    assert _count(STAMP, pdfium_text(forced, 3)) == 2
+    # scanned pages are the same either way
+    assert _pdftotext(forced, 2) == _pdftotext(default, 2)
+    # and through write_outputs, as the CLI calls it
+    (path,) = write_outputs(doc, tmp_path / "w", "forced", ["pdf"], options={"pdf": {"force_ocr_text": True}})
+    assert pdfium_text(path, 1) == pdfium_text(forced, 1)
+
+
+def test_text_layer_rule() -> None:
+    line = [pdf_exporter.TextLine("Twelve field sites were visited", (0, 0, 1, 1))]
+    assert pdf_exporter.has_text_layer("Twelve field sites were visited\r\n", line)
+    assert pdf_exporter.has_text_layer("twelve FIELD sites", line)  # most of the words: yes
+    assert not pdf_exporter.has_text_layer("Page 3", line)  # a stamp is not a text layer
+    assert not pdf_exporter.has_text_layer("\x01\x02 #$%", line)  # nor is junk without Unicode
+    assert not pdf_exporter.has_text_layer("", line)
+
+
+LETTER = ["Dear reader of this letter", "searching finds each line once"]
+
+
+@pytest.fixture
+def one_born_digital_page(tmp_path: Path) -> Iterator[Path]:
+    _need("pdftotext")
+    yield write_pdf(tmp_path / "letter.pdf", [PdfPage(media=(0, 0, 300, 200), texts=[
+        (30, 150, 18, LETTER[0]), (30, 115, 18, LETTER[1])])])
+
+
+def test_cli_force_ocr_text_flag(one_born_digital_page: Path, tmp_path: Path) -> None:
+    """``ocr convert --format pdf`` (real local OCR) leaves the page's own text alone;
+    ``--force-ocr-text`` adds the OCR's over it."""
+    src = one_born_digital_page
+    runs = {}
+    for name, extra in (("default", []), ("forced", ["--force-ocr-text"])):
+        out = tmp_path / name
+        res = CliRunner().invoke(app, ["convert", str(src), "-o", str(out), "--format", "pdf,json",
+                                       "--backend", "local", "--no-cache", "-q", *extra],
+                                 env={"NO_COLOR": "1"}, catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        doc = Document.model_validate_json((out / "letter.json").read_text(encoding="utf-8"))
+        assert ocr_lines(doc.pages[0]) == LETTER  # the engine read the page's lines
+        runs[name] = out / "letter.pdf"
+    assert _pdftotext(runs["default"], 1) == _pdftotext(src, 1)
+    for line in LETTER:
+        assert _count(line, pdfium_text(runs["default"], 1)) == 1
+        assert _count(line, pdfium_text(runs["forced"], 1)) == 2
