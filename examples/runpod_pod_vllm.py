@@ -2,8 +2,8 @@
 (backend ``runpod-pod-lightonocr2``, OpenAI API through the RunPod pod proxy).
 
 With ``RUNPOD_POD_BASE_URL`` (or ``OCRCLIENT_BASE_URL``) set to
-``https://<pod-id>-8000.proxy.runpod.net/v1`` it talks to your pod (``OCRCLIENT_API_KEY`` if
-vLLM was started with ``--api-key``; see deploy/runpod-pod-lightonocr2/).  Without it, it starts
+``https://<pod-id>-8000.proxy.runpod.net/v1`` it talks to your pod (the key in ``VLLM_API_KEY``,
+as on the pod; see deploy/runpod-pod-lightonocr2/).  Without it, it starts
 ``ocrclient.testing.OpenAISimulator(mode="proxy")``: a vLLM server behind a simulated pod proxy
 that answers 524 when no byte flows for ``proxy_idle_s`` — here 0.6 s instead of RunPod's 100 s,
 with replies that take up to 0.9 s.  The backend streams its replies, so none is cut.

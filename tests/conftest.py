@@ -21,7 +21,8 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     base = tmp_path_factory.mktemp("ocrhome")
     monkeypatch.setenv("OCRCLIENT_CACHE_DIR", str(base / "cache"))
     monkeypatch.setenv("OCRCLIENT_CONFIG_DIR", str(base / "config"))
-    for var in ("RUNPOD_API_KEY", "RUNPOD_ENDPOINT_ID", "OCRCLIENT_API_KEY", "OCRCLIENT_BACKEND", "MODAL_KEY", "MODAL_SECRET"):
+    for var in ("RUNPOD_API_KEY", "RUNPOD_ENDPOINT_ID", "OCRCLIENT_API_KEY", "VLLM_API_KEY", "OCRCLIENT_BACKEND",
+                "MODAL_KEY", "MODAL_SECRET"):
         monkeypatch.delenv(var, raising=False)
     yield
 

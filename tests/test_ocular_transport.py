@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ocrclient.config import BackendConfig
-from ocrclient.errors import AuthError, ConfigError, PermanentError, TransientError
+from ocrclient.errors import AuthError, ConfigError, EndpointError, PermanentError, TransientError
 from ocrclient.testing.faults import FaultPlan, FixedResponder, SimReply, echo_responder
 from ocrclient.testing.ocular_sim import OcularSimulator
 from ocrclient.transports.base import ModelRequest, Transport
@@ -97,7 +97,7 @@ async def test_bad_requests_are_permanent_with_fastapi_messages(body: dict[str, 
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(400, PermanentError), (404, PermanentError), (501, PermanentError), (401, AuthError),
+    [(400, PermanentError), (404, EndpointError), (501, PermanentError), (401, AuthError),
      (403, AuthError), (408, TransientError), (500, TransientError), (503, TransientError),
      (524, TransientError)],
 )

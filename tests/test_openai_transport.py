@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ocrclient.config import BackendConfig
-from ocrclient.errors import AuthError, ConfigError, PermanentError, TransientError
+from ocrclient.errors import AuthError, ConfigError, EndpointError, PermanentError, TransientError
 from ocrclient.testing.__main__ import build_parser, make_simulator
 from ocrclient.testing.faults import FaultPlan, FixedResponder, echo_responder
 from ocrclient.testing.openai_sim import HTTPSimulator, OpenAISimulator, SimRequest
@@ -143,7 +143,7 @@ async def test_both_vllm_error_shapes_give_a_readable_one_line_message(shape: st
 @pytest.mark.parametrize(
     ("status", "kind"),
     [
-        (400, PermanentError), (404, PermanentError), (501, PermanentError),
+        (400, PermanentError), (404, EndpointError), (501, PermanentError),
         (401, AuthError), (403, AuthError),
         (408, TransientError), (429, TransientError), (500, TransientError),
         (502, TransientError), (503, TransientError), (524, TransientError),
@@ -164,10 +164,10 @@ async def test_every_status_is_classified(status: int, kind: type[Exception]) ->
         assert f"forced status {status}" in str(err)
 
 
-async def test_unknown_model_is_permanent_404() -> None:
+async def test_unknown_model_is_an_endpoint_error_404() -> None:
     with OpenAISimulator() as sim:
         t = transport_for(sim)
-        with pytest.raises(PermanentError) as info:
+        with pytest.raises(EndpointError) as info:
             await t.send(request(sim, model="no/such-model"))
         await t.aclose()
     assert info.value.status == 404

@@ -9,7 +9,7 @@ import pypdfium2 as pdfium
 import pytest
 
 import ocrclient
-from ocrclient.errors import AuthError, TransientError
+from ocrclient.errors import AuthError, EndpointError, TransientError
 from ocrclient.registry import load_backend
 from ocrclient.testing import FaultPlan, OpenAISimulator
 from ocrclient.transports.base import Health, ModelReply, ModelRequest
@@ -128,6 +128,26 @@ async def test_auth_error_on_one_member_is_not_fatal_but_on_all_is() -> None:
         await both_bad.send(req)
     with pytest.raises(AuthError):
         await both_bad.send(req)
+
+
+async def test_endpoint_error_on_one_member_drops_it_and_on_all_stops() -> None:
+    """A member whose endpoint does not exist (or does not serve the model) is dropped, like one
+    that refuses the key; only when every member has one does the run stop, as an EndpointError."""
+    gone = _Dead(EndpointError("RunPod endpoint 'x' not found (HTTP 404)", status=404))
+    pool = PoolTransport([PoolMember("gone", gone, weight=10), PoolMember("good", _Ok(None))])  # type: ignore[arg-type]
+    req = ModelRequest(body={})
+    with pytest.raises(TransientError) as first:
+        await pool.send(req)
+    assert first.value.cause == "pool_member_endpoint"
+    assert [(await pool.send(req)).text for _ in range(3)] == ["ok"] * 3
+    assert gone.calls == 1
+    all_gone = PoolTransport([PoolMember("x", _Dead(EndpointError("HTTP 404: no model", status=404))),
+                              PoolMember("y", _Dead(EndpointError("HTTP 404: no model", status=404)))])  # fmt: skip
+    with pytest.raises(TransientError):
+        await all_gone.send(req)
+    with pytest.raises(EndpointError) as last:
+        await all_gone.send(req)
+    assert "no model" in str(last.value) and last.value.status == 404
 
 
 async def test_benched_member_is_skipped_until_cooldown() -> None:

@@ -95,7 +95,7 @@ class Usage(_Model):
 class PageError(_Model):
     """Why a page failed (or why it is degraded)."""
 
-    kind: str = Field(description="transient | permanent | auth | bad_output | input | config | cancelled")
+    kind: str = Field(description="transient | permanent | auth | endpoint | bad_output | input | config | cancelled")
     cause: str = Field("", description="finer cause, e.g. http_503, timeout, repetition")
     message: str
 

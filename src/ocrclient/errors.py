@@ -4,8 +4,10 @@ The scheduler decides what to do with a failed attempt from the *class* of the e
 
 * :class:`TransientError` – worth retrying as-is (timeouts, resets, 408/429/5xx/524, RunPod
   ``TIMED_OUT``, infrastructure ``FAILED``).  ``retry_after`` carries a server hint in seconds.
-* :class:`PermanentError` – retrying cannot help (400/404/413/501, a payload over a limit).
+* :class:`PermanentError` – retrying cannot help (400/413/501, a payload over a limit).
 * :class:`AuthError` – a :class:`PermanentError` that stops the whole run (401/403).
+* :class:`EndpointError` – a :class:`PermanentError` about the endpoint, not the page (an unknown
+  endpoint id, a model or route the server does not serve): it stops the whole run too.
 * :class:`BadOutputError` – the model answered, but the answer is unusable (unparseable,
   repetition, truncated at ``max_tokens``).  Retried with changed sampling; ``hint`` lets a
   dialect ask for something specific on the next attempt (e.g. olmOCR's rotation).
@@ -30,15 +32,18 @@ from datetime import UTC
 from typing import Any
 
 __all__ = [
+    "RUN_STOPPING",
     "AuthError",
     "BadOutputError",
     "CancelledRunError",
     "ConfigError",
+    "EndpointError",
     "InputError",
     "OcrError",
     "PermanentError",
     "TransientError",
     "classify_status",
+    "is_endpoint_error",
     "redact",
     "register_secret",
 ]
@@ -95,6 +100,18 @@ class AuthError(PermanentError):
     kind = "auth"
 
 
+class EndpointError(PermanentError):
+    """The endpoint cannot serve this backend at all: an unknown endpoint id, a model it does not
+    serve, a route it does not have, a server misconfigured behind it.  Every page would fail the
+    same way, so the whole run stops at the first one, as for :class:`AuthError`."""
+
+    kind = "endpoint"
+
+
+#: the error classes that stop the whole run at the first one (every page would fail alike)
+RUN_STOPPING: tuple[type[PermanentError], ...] = (AuthError, EndpointError)
+
+
 class BadOutputError(OcrError):
     """The model replied, but the reply cannot be used as it is.
 
@@ -136,15 +153,57 @@ class CancelledRunError(OcrError):
     kind = "cancelled"
 
 
+#: a 4xx message that names a model the server does not have (vLLM: "The model `x` does not
+#: exist." with type NotFoundError; our TrOCR server: "model_name 'x' is not allowed")
+_MODEL_NOT_SERVED = re.compile(
+    r"\bmodel(?:_name)?\b(?:[^.;\n]|\.(?=\S)){0,200}?\b(?:does not exist|not found|not allowed|not served|"
+    r"is not available|unknown)|\b(?:unknown|no such) model\b",
+    re.IGNORECASE,
+)
+#: a 4xx message saying the server has no such route (worker-vllm's "Invalid route", our
+#: handlers' "unsupported openai_route" / "unknown route")
+_ROUTE_NOT_SERVED = re.compile(r"\b(?:invalid|unknown|unsupported) (?:openai_)?route\b", re.IGNORECASE)
+#: a 404 message about something the request named (a file, a URL, a job), not the endpoint
+_INPUT_NOT_FOUND = re.compile(
+    r"\b(?:path|file|pdf_url|url|job|request|document|image)\b(?:[^.;\n]|\.(?=\S)){0,200}?"
+    r"\b(?:does not exist|not (?:an existing|found))",
+    re.IGNORECASE,
+)
+
+
+def is_endpoint_error(status: int | None, message: str) -> bool:
+    """Whether an error is about the endpoint rather than the page: every 404 except one that
+    names an input (a path, a job), a 405 (the server has no POST there), and any 4xx — or, with
+    no status, any message — saying the model or route is not served.  401/403/408/425/429 and
+    5xx never are.
+
+    >>> is_endpoint_error(404, "The model `x` does not exist. (NotFoundError)")
+    True
+    >>> is_endpoint_error(404, "path '/in/a.pdf' is not an existing file")
+    False
+    >>> is_endpoint_error(400, "max_tokens must be a positive integer")
+    False
+    """
+    if status is not None and (not 400 <= status < 500 or status in (401, 403, 408, 425, 429)):
+        return False
+    if _MODEL_NOT_SERVED.search(message) or _ROUTE_NOT_SERVED.search(message):
+        return True
+    return status == 405 or (status == 404 and not _INPUT_NOT_FOUND.search(message))
+
+
 def classify_status(
     status: int, message: str, *, retry_after: float | None = None
 ) -> OcrError:
-    """Map an HTTP status to the taxonomy (see DESIGN.md, wire facts)."""
+    """Map an HTTP status to the taxonomy (see DESIGN.md, wire facts): 401/403 are
+    :class:`AuthError`; 408/425/429 and 5xx but 501 transient; a 4xx about the endpoint (see
+    :func:`is_endpoint_error`) :class:`EndpointError`; any other 4xx :class:`PermanentError`."""
     text = f"HTTP {status}: {message}" if message else f"HTTP {status}"
     if status in (401, 403):
         return AuthError(text, cause=f"http_{status}", status=status)
     if status in (408, 425, 429) or (status >= 500 and status != 501):
         return TransientError(text, cause=f"http_{status}", retry_after=retry_after, status=status)
+    if is_endpoint_error(status, message):
+        return EndpointError(text, cause=f"http_{status}", status=status)
     return PermanentError(text, cause=f"http_{status}", status=status)
 
 

@@ -8,7 +8,8 @@ only when a concurrency slot is free, so rendered pages never pile up however lo
   exponential backoff (tenacity), honouring ``Retry-After``; :class:`~ocrclient.errors.BadOutputError`
   is retried with the error handed back to the dialect (temperature ladder, rotation hint);
   :class:`~ocrclient.errors.PermanentError` fails the page at once; :class:`~ocrclient.errors.AuthError`
-  stops the whole run at the first reply.  Attempts per page and total time per page are capped.
+  and :class:`~ocrclient.errors.EndpointError` (an unknown endpoint id or model) stop the whole
+  run at the first reply.  Attempts per page and total time per page are capped.
 * **Deadlines** – each attempt has a timeout; until the backend has answered once, attempts get
   the profile's cold-start allowance on top (a scaled-to-zero endpoint can take minutes).
 * **Adaptive concurrency** – AIMD: 429/503 halve the limit, successes climb back by one slot per
@@ -51,7 +52,7 @@ from .cache import PageCache, page_key
 from .dialects.base import Attempt, PageContent, RawBlock
 from .document import Block, Document, Page, PageError, RunStats, Usage
 from .errors import (
-    AuthError,
+    RUN_STOPPING,
     BadOutputError,
     CancelledRunError,
     OcrError,
@@ -137,7 +138,8 @@ Event = PageStarted | PageRetried | PageDone | PageFailed | DocumentDone
 
 
 class RunAborted(OcrError):
-    """The whole run stopped (bad credentials).  ``documents`` holds what finished."""
+    """The whole run stopped (bad credentials, or an endpoint that cannot serve the backend:
+    see :data:`~ocrclient.errors.RUN_STOPPING`).  ``documents`` holds what finished."""
 
     kind = "auth"
 
@@ -320,7 +322,7 @@ class Scheduler:
         self.backoff_max_s = backoff_max_s
         self.timeout_grace_s = timeout_grace_s
         self._warm = self.cold_start_s <= 0
-        self._abort: AuthError | None = None
+        self._abort: PermanentError | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._since_gc = 0
         self._last_gc_end = 0.0
@@ -413,7 +415,7 @@ class Scheduler:
             self.partial = [
                 self._document(r, time.monotonic() - r.started, unfinished=reason) for r in runs[next_doc:]
             ]
-            if isinstance(exc, AuthError):
+            if isinstance(exc, RUN_STOPPING):
                 raise RunAborted(exc, self.partial) from None
             raise
         finally:
@@ -434,7 +436,7 @@ class Scheduler:
     ) -> None:
         try:
             result = await self._process(page)
-        except AuthError as exc:
+        except RUN_STOPPING as exc:
             self._abort = exc
             result = self._failed_page(page, exc, 1)
         finally:
@@ -537,7 +539,7 @@ class Scheduler:
                     exc = state.retry_state.outcome.exception()
                     if isinstance(exc, OcrError):
                         last_error = exc
-        except AuthError:
+        except RUN_STOPPING:
             raise
         except BadOutputError as exc:
             salvaged: Page | None = getattr(exc, "partial_page", None)

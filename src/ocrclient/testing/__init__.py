@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .faults import (
     FAULTS,
+    CannedReply,
     FaultPlan,
     FixedResponder,
     ReplayResponder,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAULTS",
+    "CannedReply",
     "DialectResponder",
     "FaultPlan",
     "FixedResponder",

@@ -4,12 +4,15 @@ KIND is ``runpod`` (RunPod serverless), ``openai`` (a vLLM server reached direct
 (vLLM behind the RunPod pod proxy: 524 after ``--proxy-idle`` seconds without a byte), ``modal``
 (a Modal web endpoint: proxy auth + 303 to a result URL after ``--modal-redirect-after``) or
 ``ocular`` (the OLM / RoLM HTTP contract).  It prints the URL (and keys) to point a client at,
-then serves until Ctrl-C.
+then serves until Ctrl-C.  ``--dialect NAME`` answers as that model family writes (``chandra``,
+``deepseek``, ``olmocr``, ``lighton``, ``rolmocr``, ``plain``, ``trocr``, ``dots``), so a named
+backend reads ok pages from it; without it the simulator echoes a line naming the image.
 
 Example::
 
-    python -m ocrclient.testing proxy --port 8000 --latency 0.5 2 --rate http_503=0.1
-    OCRCLIENT_BASE_URL=http://127.0.0.1:8000/v1 OCRCLIENT_API_KEY=... ocr convert doc.pdf ...
+    python -m ocrclient.testing proxy --port 8000 --dialect lighton --model lightonai/LightOnOCR-2-1B
+    RUNPOD_POD_BASE_URL=http://127.0.0.1:8000/v1 VLLM_API_KEY=... \
+        ocr convert doc.pdf --backend runpod-pod-lightonocr2
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import threading
 from typing import Any
 
 from .faults import FAULTS, FaultPlan, FixedResponder, ReplayResponder, Responder, echo_responder
+from .responders import DIALECT_NAMES, DialectResponder
 
 KINDS = ("runpod", "openai", "modal", "proxy", "ocular")
 
@@ -56,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--error-shape", choices=("new", "flat"), default="new")
     p.add_argument("--proxy-idle", type=float, default=100.0, help="proxy: 524 after S s of silence")
     p.add_argument("--modal-redirect-after", type=float, default=150.0)
-    p.add_argument("--reply", default=None, help="answer this fixed text instead of the echo")
-    p.add_argument("--replay-dir", default=None, help="replay recorded *.md replies from DIR")
+    answer = p.add_mutually_exclusive_group()
+    answer.add_argument("--dialect", choices=DIALECT_NAMES, default=None,
+                        help="answer in this model family's output format (blocks with boxes)")
+    answer.add_argument("--reply", default=None, help="answer this fixed text instead of the echo")
+    answer.add_argument("--replay-dir", default=None, help="replay recorded *.md replies from DIR")
     return p
 
 
@@ -66,6 +73,8 @@ def _responder(args: argparse.Namespace) -> Responder:
         return ReplayResponder.from_dir(args.replay_dir)
     if args.reply is not None:
         return FixedResponder(args.reply)
+    if args.dialect is not None:
+        return DialectResponder(args.dialect)
     return echo_responder
 
 
@@ -96,7 +105,9 @@ def make_simulator(args: argparse.Namespace) -> Any:
                               "port": args.port}
     if args.kind == "runpod":
         kwargs = dict(common)
-        if args.api_key:
+        if args.no_auth:
+            kwargs["api_key"] = None
+        elif args.api_key:
             kwargs["api_key"] = args.api_key
         return _construct(_runpod_class(), kwargs)
     if args.kind == "ocular":
@@ -132,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if modal_headers:
         print(f"  MODAL_KEY={modal_headers['Modal-Key']} MODAL_SECRET={modal_headers['Modal-Secret']}",
               flush=True)
+    print("  serving until Ctrl-C", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:

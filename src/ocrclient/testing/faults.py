@@ -32,6 +32,7 @@ from typing import Any
 
 __all__ = [
     "FAULTS",
+    "CannedReply",
     "FaultPlan",
     "FixedResponder",
     "ReplayResponder",
@@ -74,6 +75,40 @@ class SimReply:
 
 
 Responder = Callable[[dict[str, Any]], SimReply]
+
+
+@dataclass(frozen=True)
+class CannedReply:
+    """An exact HTTP reply a simulator gives to every request instead of serving it: to test how
+    a client reads each error shape a real server sends (a proxy's HTML 502, Modal's
+    ``modal-http:`` 404, vLLM's error JSON of a given release, RunPod's 404 for an unknown
+    endpoint).  Pass it as ``force_reply=`` to any simulator.
+
+    ``body``: bytes or text are sent as they are (text starting with ``<`` as HTML, other text as
+    plain text), anything else as JSON; ``content_type`` overrides that guess.
+
+        >>> CannedReply(404, {"detail": "Not Found"}).encoded()
+        (b'{"detail": "Not Found"}', 'application/json')
+        >>> CannedReply(502, "<html><title>502 Bad Gateway</title></html>").encoded()[1]
+        'text/html; charset=utf-8'
+    """
+
+    status: int
+    body: Any = b""
+    content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def encoded(self) -> tuple[bytes, str]:
+        """``(body bytes, content type)``."""
+        if isinstance(self.body, bytes):
+            data, ctype = self.body, "text/plain; charset=utf-8"
+        elif isinstance(self.body, str):
+            data = self.body.encode()
+            html = self.body.lstrip().startswith("<")
+            ctype = "text/html; charset=utf-8" if html else "text/plain; charset=utf-8"
+        else:
+            data, ctype = json.dumps(self.body).encode(), "application/json"
+        return data, self.content_type or ctype
 
 
 def body_key(body: Any) -> str:

@@ -57,7 +57,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from .faults import FaultPlan, Responder, SimReply, body_key, echo_responder
+from .faults import CannedReply, FaultPlan, Responder, SimReply, body_key, echo_responder
 
 __all__ = ["HTTPSimulator", "OpenAISimulator", "SimRequest", "SimulatorMode"]
 
@@ -225,6 +225,7 @@ class HTTPSimulator(abc.ABC):
         port: int = 0,
         key_fn: Callable[[Any], str] | None = None,
         force_status: int | None = None,
+        force_reply: CannedReply | None = None,
     ) -> None:
         if mode not in ("direct", "proxy", "modal"):
             raise ValueError(f"unknown simulator mode {mode!r}")
@@ -243,6 +244,8 @@ class HTTPSimulator(abc.ABC):
         self.key_fn = key_fn or body_key
         #: every POST answers this status (for classification tests); ``None`` = normal
         self.force_status = force_status
+        #: every request gets exactly this reply (a server's error shape); ``None`` = normal
+        self.force_reply = force_reply
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._slots = threading.BoundedSemaphore(max(1, self.plan.slots))
@@ -448,6 +451,10 @@ class HTTPSimulator(abc.ABC):
             self._inflight += 1
             self.max_concurrency = max(self.max_concurrency, self._inflight)
         try:
+            if self.force_reply is not None:
+                data, ctype = self.force_reply.encoded()
+                self._write_simple(h, self.force_reply.status, data, ctype, list(self.force_reply.headers))
+                return
             if self.mode == "modal":
                 denied = self._modal_auth(req)
                 if denied is not None:

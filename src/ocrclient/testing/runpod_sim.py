@@ -13,7 +13,10 @@ responder says, wrapped in the output shape of the worker that would have run it
 * anything else -> the DeepSeek whole-PDF worker dict (``status``, ``markdown`` base64, ...).
 
 A responder that returns ``SimReply(data={"raw_output": X})`` makes ``X`` the job output as is;
-a responder that raises makes the job ``FAILED`` with the runpod SDK's JSON-encoded error.
+a responder that raises makes the job ``FAILED`` with the runpod SDK's JSON-encoded error; the
+``failed`` fault makes it ``FAILED`` with ``failed_error`` as is when that is set (any worker's
+error string), and ``force_reply`` answers every request with one exact HTTP reply.  ``api_key``
+``None`` accepts requests without a key.
 
 Why ``http.server.ThreadingHTTPServer``: ``ocrclient.testing`` must work with the core
 dependencies only (FastAPI/uvicorn are dev extras), the stdlib server needs no event loop of its
@@ -59,7 +62,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .faults import FaultPlan, Responder, SimReply, body_key, echo_responder
+from .faults import CannedReply, FaultPlan, Responder, SimReply, body_key, echo_responder
 
 __all__ = ["RUNSYNC_LIMIT_BYTES", "RUN_LIMIT_BYTES", "RunPodSimulator", "SimJob"]
 
@@ -186,7 +189,7 @@ class RunPodSimulator:
         responder: Responder | None = None,
         flavour: str = "api",
         endpoint_id: str = "sim-endpoint",
-        api_key: str = "rp_sim_key_0123456789",
+        api_key: str | None = "rp_sim_key_0123456789",
         host: str = "127.0.0.1",
         port: int = 0,
         retention_s: float = 1800.0,
@@ -198,6 +201,8 @@ class RunPodSimulator:
         max_queue: int | None = None,
         stream_batch: int = 4,
         failed_message: str = "CUDA out of memory. Tried to allocate 2.00 GiB",
+        failed_error: str | None = None,
+        force_reply: CannedReply | None = None,
     ) -> None:
         if flavour not in ("api", "local"):
             raise ValueError("flavour must be 'api' or 'local'")
@@ -217,6 +222,11 @@ class RunPodSimulator:
         self.max_queue = max_queue
         self.stream_batch = stream_batch
         self.failed_message = failed_message
+        #: the exact ``error`` of a job FAILED by the ``failed`` fault (``None``: the runpod
+        #: SDK's JSON for a handler that raised ``RuntimeError(failed_message)``)
+        self.failed_error = failed_error
+        #: every request gets exactly this reply (a gateway's error shape); ``None`` = normal
+        self.force_reply = force_reply
 
         self._lock = threading.Lock()
         self._jobs: dict[str, SimJob] = {}
@@ -429,7 +439,10 @@ class RunPodSimulator:
             self._finish(job, "COMPLETED")
             return
         if fault == "failed":
-            self._finish(job, "FAILED", error=self._error_json(RuntimeError(self.failed_message), ""))
+            error = self.failed_error
+            if error is None:
+                error = self._error_json(RuntimeError(self.failed_message), "")
+            self._finish(job, "FAILED", error=error)
             return
         try:
             output = self._output(job.input, fault)
@@ -599,6 +612,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
+    def _send_raw(self, reply: CannedReply) -> None:
+        data, ctype = reply.encoded()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in reply.headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
     def _read_body(self, limit: int | None) -> tuple[Any, bool]:
         """(parsed JSON or None, too_large)."""
         length = int(self.headers.get("Content-Length") or 0)
@@ -634,6 +657,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         sim = self.simulator
         parts = urlsplit(self.path)
+        if sim.force_reply is not None:
+            routed = (_LOCAL_ROUTE if sim.flavour == "local" else _ROUTE).match(parts.path)
+            sim._count(routed.group("op") if routed else parts.path)
+            self._read_body(None)
+            self._send_raw(sim.force_reply)
+            return
         if sim.flavour == "local":
             self._dispatch_local(method, parts.path)
             return
@@ -645,7 +674,7 @@ class _Handler(BaseHTTPRequestHandler):
         op, job_id = m.group("op"), m.group("id")
         sim._count(op)
         auth = self.headers.get("Authorization") or ""
-        if auth not in (f"Bearer {sim.api_key}", sim.api_key):
+        if sim.api_key is not None and auth not in (f"Bearer {sim.api_key}", sim.api_key):
             self._read_body(None)
             self._send(401, {"error": "Unauthorized"})
             return

@@ -114,6 +114,28 @@ def normalize_base_url(url: str) -> tuple[str, str]:
     return u, u + "/v1"
 
 
+def api_key_from_aliases(names: Any, *, backend: str = "") -> str | None:
+    """The API key from the first set variable of ``transport_options.api_key_env_aliases``
+    (other names a profile accepts for its ``api_key_env``, read only when that one is unset),
+    registered for redaction.
+
+    >>> api_key_from_aliases(["OCRCLIENT_DOCTEST_UNSET_VARIABLE"]) is None
+    True
+    """
+    if names is None:
+        return None
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"backend {backend!r}: transport_options.api_key_env_aliases must be a list of names")
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            register_secret(value)
+            return value
+    return None
+
+
 class OpenAITransport:
     """Sends chat-completions requests to a vLLM (OpenAI-compatible) server.
 
@@ -199,7 +221,9 @@ class OpenAITransport:
     def from_config(cls, cfg: BackendConfig) -> OpenAITransport:
         """Build from a backend profile (``base_url`` / ``base_url_env``, ``api_key_env``,
         ``transport_options``: ``stream``, ``idle_timeout_s``, ``modal``, ``modal_key_env``,
-        ``modal_secret_env``, ``cap_max_tokens``, ``prompt_token_reserve``)."""
+        ``modal_secret_env``, ``cap_max_tokens``, ``prompt_token_reserve``,
+        ``api_key_env_aliases`` — other variables read for the key when ``api_key_env`` is
+        unset)."""
         base = cfg.resolved_base_url() or os.environ.get(DEFAULT_BASE_URL_ENV)
         if not base:
             env = cfg.base_url_env or DEFAULT_BASE_URL_ENV
@@ -208,11 +232,13 @@ class OpenAITransport:
                 "(e.g. https://<pod-id>-8000.proxy.runpod.net/v1)"
             )
         api_key_env = cfg.api_key_env or DEFAULT_API_KEY_ENV
+        opts = cfg.transport_options
         key = cfg.secret()
         if key is None and not cfg.api_key_env:
             key = os.environ.get(DEFAULT_API_KEY_ENV) or None
             register_secret(key)
-        opts = cfg.transport_options
+        if key is None and cfg.api_key is None:
+            key = api_key_from_aliases(opts.get("api_key_env_aliases"), backend=cfg.name)
         modal_key = os.environ.get(str(opts.get("modal_key_env", "MODAL_KEY"))) or opts.get("modal_key")
         modal_secret = os.environ.get(str(opts.get("modal_secret_env", "MODAL_SECRET"))) or opts.get(
             "modal_secret"

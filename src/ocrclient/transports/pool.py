@@ -3,10 +3,11 @@
 Several endpoints serving the same model (two RunPod endpoints in different regions, a RunPod
 endpoint plus a pod, ...) act as one backend.  Each request goes to the healthy member with the
 lowest ``in-flight / weight``; a member whose attempt fails with a transient error (down, 5xx,
-timeout) or an auth error is benched for a cooldown that doubles on repeated failures, so the
-scheduler's next attempt — the scheduler still owns every retry — lands on another member.  When
-every member is benched, the one whose cooldown ends first is tried.  An auth error only stops the
-run when every member has one.
+timeout) is benched for a cooldown that doubles on repeated failures, so the scheduler's next
+attempt — the scheduler still owns every retry — lands on another member.  When every member is
+benched, the one whose cooldown ends first is tried.  A member that answers an auth or endpoint
+error (bad key, unknown endpoint id or model) is dropped; that error only stops the run when
+every member has had one.
 
 Profile::
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import BackendConfig, resolve_config
-from ..errors import AuthError, ConfigError, PermanentError, TransientError
+from ..errors import RUN_STOPPING, AuthError, ConfigError, PermanentError, TransientError
 from .base import Health, ModelReply, ModelRequest, Transport
 
 __all__ = ["PoolMember", "PoolTransport"]
@@ -47,7 +48,9 @@ class PoolMember:
     failed: int = 0
     benched_until: float = 0.0
     strikes: int = 0
+    #: dropped after an auth or endpoint error (``fatal``): it is never picked again
     auth_failed: bool = False
+    fatal: PermanentError | None = None
     last_error: str = ""
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -107,6 +110,9 @@ class PoolTransport:
             return min(live, key=lambda m: ((m.inflight + 1) / m.weight, -m.weight))
         candidates = [m for m in self.members if not m.auth_failed]
         if not candidates:
+            first = self.members[0].fatal
+            if first is not None and not isinstance(first, AuthError):
+                raise type(first)(f"every pool member failed: {first.message}", cause=first.cause, status=first.status)
             raise AuthError(f"every pool member rejected the credentials ({self.members[0].last_error})")
         return min(candidates, key=lambda m: m.benched_until)
 
@@ -123,14 +129,16 @@ class PoolTransport:
         member.sent += 1
         try:
             reply = await member.transport.send(request)
-        except AuthError as exc:
+        except RUN_STOPPING as exc:
             member.auth_failed = True
+            member.fatal = exc
             member.failed += 1
             member.last_error = exc.message
             if all(m.auth_failed for m in self.members):
                 raise
             # another member may accept: let the scheduler retry there
-            raise TransientError(f"pool member {member.name}: {exc.message}", cause="pool_member_auth") from exc
+            cause = "pool_member_auth" if isinstance(exc, AuthError) else "pool_member_endpoint"
+            raise TransientError(f"pool member {member.name}: {exc.message}", cause=cause) from exc
         except TransientError as exc:
             self._bench(member, exc.message)
             raise TransientError(

@@ -28,12 +28,19 @@ Envelopes by :attr:`ModelRequest.kind`:
 
 Error classification of a ``FAILED`` job (its ``error`` is a JSON-encoded string of
 ``{error_type, error_message, error_traceback, hostname, worker_id, runpod_version}`` for a
-handler exception, a plain ``"handler: ... traceback: ..."`` string for a generator handler):
-infrastructure words (out of memory, CUDA, NCCL, killed, worker/engine crash, timeout,
-connection) -> :class:`TransientError` ``runpod_failed``; validation words (ValueError,
-KeyError, TypeError, ValidationError, invalid, bad request, missing, unsupported, context
-length) -> :class:`PermanentError` ``runpod_failed``; anything else -> transient (the scheduler
-caps attempts, and an unexplained worker failure is more often infrastructure than input).
+handler exception, a plain ``"handler: ... traceback: ..."`` string for a generator handler, or
+the ``str()`` of what a generator yielded as ``{"error": x}`` — today's worker-vllm yields
+``{"message": "vLLM returned HTTP 404: {...}", "type": "worker_error", "code": None}``): an HTTP
+status, from the error's type/code or quoted in its message (``HTTP 404``), is read first — 4xx
+but 408/429 permanent, and :class:`EndpointError` (the run stops) when it is about the endpoint
+(an unknown model or route, the worker's own server refusing it); then worker-vllm's startup
+verdicts about the endpoint's configuration (model not on Hugging Face, gated, bad vLLM flags)
+-> :class:`EndpointError`; infrastructure words (out of memory, CUDA, NCCL, killed,
+worker/engine crash, timeout, connection) -> :class:`TransientError` ``runpod_failed``;
+validation words (ValueError, KeyError, TypeError, ValidationError, invalid, bad request,
+missing, unsupported, context length) -> :class:`PermanentError` ``runpod_failed``; anything
+else -> transient (the scheduler caps attempts, and an unexplained worker failure is more often
+infrastructure than input).
 
 Example::
 
@@ -65,15 +72,18 @@ from ..errors import (
     AuthError,
     CancelledRunError,
     ConfigError,
+    EndpointError,
     OcrError,
     PermanentError,
     TransientError,
     classify_status,
+    is_endpoint_error,
     parse_retry_after,
     redact,
     register_secret,
 )
 from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body
+from .ocular import error_message
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -131,6 +141,17 @@ _PERMANENT_WORDS = re.compile(
     r"context length|too long|maximum context|exceeds|cannot identify image|unprocessable",
     re.IGNORECASE,
 )
+#: worker-vllm's answer to every job when vLLM cannot start on the endpoint's configuration
+#: (``startup_errors.py``: model not on Hugging Face, gated, bad flags, MAX_MODEL_LEN above the
+#: model's, an architecture it cannot serve) -- a restart cannot fix those; its out-of-memory
+#: verdict is left transient (an endpoint may offer other, larger GPUs)
+_ENDPOINT_WORDS = re.compile(
+    r"not found on hugging face|gated or private on hugging face|rejected its command line|"
+    r"larger than the context length|architecture this vllm version cannot serve",
+    re.IGNORECASE,
+)
+#: an HTTP status a worker quotes in its message ("vLLM returned HTTP 404: {...}")
+_QUOTED_STATUS = re.compile(r"\bHTTP(?:/\d(?:\.\d)?)?[ :]*([1-5]\d\d)\b")
 
 
 @dataclass
@@ -158,6 +179,23 @@ def _short(obj: Any) -> str:
         return json.dumps(obj, default=str)[:400]
     except (RecursionError, ValueError, TypeError):
         return reprlib.repr(obj)
+
+
+def _readable(text: str) -> str:
+    """A quoted error body made readable: ``'vLLM returned HTTP 404: {"error": {"message": "The
+    model `x` does not exist.", "type": "NotFoundError", ...}}'`` ->
+    ``'vLLM returned HTTP 404: The model `x` does not exist. (NotFoundError)'``."""
+    m = _QUOTED_STATUS.search(text)
+    if not m:
+        return text
+    rest = text[m.end() :].lstrip(" :")
+    if rest[:1] not in ("{", "<") or len(rest) > 1_000_000:
+        return text
+    try:
+        detail = error_message(rest)
+    except (ValueError, RecursionError):
+        return text
+    return f"{text[: m.end()]}: {detail}" if detail else text
 
 
 def decode_job_error(error: Any, _depth: int = 0) -> tuple[str, str]:
@@ -188,7 +226,7 @@ def decode_job_error(error: Any, _depth: int = 0) -> tuple[str, str]:
             msg = obj
             if msg.startswith("handler:"):
                 msg = msg[len("handler:") :]
-            return "", _first_line(msg)
+            return "", _first_line(_readable(msg))
     if isinstance(obj, Mapping):
         if "error" in obj and len(obj) <= 3 and not obj.get("error_message") and _depth < 5:
             inner_type, inner_msg = decode_job_error(obj["error"], _depth + 1)
@@ -203,25 +241,39 @@ def decode_job_error(error: Any, _depth: int = 0) -> tuple[str, str]:
             kind = f"{kind} {code}".strip()
         if not message:
             message = _short(obj)
-        return kind, _first_line(str(message))
+        return kind, _first_line(_readable(str(message)))
     return "", _first_line(_short(obj))
 
 
 def classify_failure(kind: str, message: str, *, cause: str, job_id: str | None) -> OcrError:
-    """A FAILED job (or an error output) -> Transient or Permanent, by what it says.
+    """A FAILED job (or an error output) -> Transient, Permanent or Endpoint, by what it says.
 
-    Order: explicit HTTP-like codes first (4xx permanent except 408/429; 5xx transient), then
-    infrastructure words (transient), then validation words (permanent), else transient.
+    Order: an HTTP status first, from the error's type/code or quoted in the message (4xx
+    permanent except 408/425/429, 5xx but 501 transient; a 4xx about the endpoint — see
+    :func:`~ocrclient.errors.is_endpoint_error` — and a 401/403 the worker's own server answered
+    it are :class:`EndpointError`), then worker-vllm's startup verdicts and "model not served"
+    (endpoint), then infrastructure words (transient), then validation words (permanent), else
+    transient.
+
+    >>> type(classify_failure("worker_error", "vLLM returned HTTP 404: The model `m` does not "
+    ...     "exist. (NotFoundError)", cause="runpod_failed", job_id="j1")).__name__
+    'EndpointError'
     """
     label = f"{kind}: {message}" if kind else message
     where = f"RunPod job {job_id} failed" if job_id else "RunPod job failed"
     text = f"{where}: {label}"
-    code = re.search(r"\b([45]\d\d)\b", kind)
+    code = re.search(r"\b([45]\d\d)\b", kind) or _QUOTED_STATUS.search(message)
     if code:
         status = int(code.group(1))
-        if status in (408, 429) or status >= 500:
+        if status in (408, 425, 429) or (status >= 500 and status != 501):
             return TransientError(text, cause=cause, status=status)
-        return PermanentError(text, cause=cause, status=status)
+        if status in (401, 403) or is_endpoint_error(status, message):
+            # a 401/403 inside a job: RunPod took our key, the worker's own server refused it
+            return EndpointError(text, cause=cause, status=status)
+        if status >= 400:
+            return PermanentError(text, cause=cause, status=status)
+    if _ENDPOINT_WORDS.search(label) or is_endpoint_error(None, message):
+        return EndpointError(text, cause=cause)
     if _TRANSIENT_WORDS.search(label):
         return TransientError(text, cause=cause)
     if _PERMANENT_WORDS.search(label):
@@ -578,7 +630,7 @@ class RunPodTransport:
                 status=code,
             )
         if code == 404 and what in ("submit", "runsync"):
-            raise PermanentError(
+            raise EndpointError(
                 f"RunPod endpoint {self.endpoint_id!r} not found (HTTP 404); check RUNPOD_ENDPOINT_ID / --endpoint-id",
                 cause="http_404",
                 status=code,
