@@ -115,8 +115,6 @@ def _overrides(
         "model": model,
         "dialect": dialect,
     }
-    if base_url:
-        over["base_url_env"] = ""  # an explicit flag beats the profile's env var
     render = {k: v for k, v in {"dpi": dpi, "format": image_format}.items() if v is not None}
     if render:
         over["render"] = render
@@ -464,14 +462,22 @@ def health(
 def config_show(
     ctx: typer.Context,
     backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+    endpoint_id: Annotated[str | None, typer.Option("--endpoint-id")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env")] = None,
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    dialect: Annotated[str | None, typer.Option("--dialect")] = None,
+    transport: Annotated[str | None, typer.Option("--transport")] = None,
 ) -> None:
-    """Show the resolved settings of a backend, secrets masked."""
+    """Show the resolved settings of a backend (with the flags `ocr convert` would get), secrets
+    masked."""
     if ctx.invoked_subcommand is not None:
         return
     from .config import config_dir, resolve_config
 
     try:
-        cfg = resolve_config(backend)
+        over = _overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, None, False)
+        cfg = resolve_config(backend, **over, transport=transport)
     except OcrError as exc:
         raise _fail(str(exc)) from None
     data = cfg.public_dict()
