@@ -292,7 +292,6 @@ def sim_overrides(
 ) -> dict[str, Any]:
     over: dict[str, Any] = {
         "base_url": base_url,
-        "base_url_env": "",
         "api_key": api_key,
         "model": SIM_MODEL,
     }

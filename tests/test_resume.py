@@ -124,3 +124,74 @@ def test_damaged_cache_entry_is_resent_not_fatal(
     )
     finished, corrupt, _ = cr.read_cache(cache)
     assert corrupt == 0 and len(finished) == PAGES  # the torn entry was rewritten whole
+
+
+# -- what a cached page is valid for (issue 13, defect 2) -----------------------------------------
+# A cached page is served only for the settings and the server it came from: a changed engine
+# setting or another endpoint sends the page again.  The key's kind tests are in test_cache.py.
+
+
+def _one_page_pdf(path: Path) -> Path:
+    from .pdfgen import text_pdf
+
+    return text_pdf(path, [["Resume cache check", "second line of text"]], size=(0, 0, 300, 140))
+
+
+def test_changed_local_text_score_is_not_served_from_the_cache(tmp_path: Path) -> None:
+    pytest.importorskip("rapidocr")
+    import ocrclient
+
+    pdf = _one_page_pdf(tmp_path / "one.pdf")
+    cache = tmp_path / "cache"
+    kwargs: dict[str, Any] = {"backend": "local", "cache": cache, "render": {"dpi": 100}}
+    first = ocrclient.convert(pdf, **kwargs)
+    assert first.pages[0].status == "ok" and not first.pages[0].cached
+    again = ocrclient.convert(pdf, **kwargs)
+    assert again.pages[0].cached  # same settings: served from the cache
+    for options in ({"text_score": 0.9}, {"tight_boxes": False}):
+        changed = ocrclient.convert(pdf, **kwargs, transport_options=options)
+        assert changed.pages[0].status == "ok"
+        assert not changed.pages[0].cached, f"{options} was served the page read with other settings"
+        assert changed.stats.cached == 0
+
+
+def test_another_endpoint_is_not_served_from_the_cache(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ocrclient.cli import app
+    from ocrclient.testing import RunPodSimulator
+
+    pdf = _one_page_pdf(tmp_path / "doc.pdf")
+    cache = tmp_path / "cache"
+
+    def convert(sim: RunPodSimulator, endpoint_id: str, key: str, out: str) -> Any:
+        args = ["convert", str(pdf), "-o", str(tmp_path / out), "--backend", "runpod", "--model", "sim/m",
+                "--base-url", sim.base_url, "--endpoint-id", endpoint_id, "--cache-dir", str(cache),
+                "--dpi", "36", "--quiet", "--no-progress"]  # fmt: skip
+        return CliRunner().invoke(app, args, env={"RUNPOD_API_KEY": key, "NO_COLOR": "1"}, catch_exceptions=False)
+
+    with (
+        RunPodSimulator(endpoint_id="sim-endpoint") as sim,
+        RunPodSimulator(endpoint_id="PRODUCTION", api_key="rp_production_key_98765") as prod,
+    ):
+        res = convert(sim, "sim-endpoint", sim.api_key, "o1")
+        assert res.exit_code == 0, res.output
+        assert sim.jobs_submitted == 1
+        # the same endpoint again: from the cache, nothing sent (the control)
+        assert convert(sim, "sim-endpoint", sim.api_key, "o2").exit_code == 0
+        assert sim.jobs_submitted == 1
+        # production, on another URL, refuses the simulator's key: it must be asked, and say no
+        res = convert(prod, "PRODUCTION", sim.api_key, "o3")
+        assert prod.requests_total > 0, "pages cached from the simulator were served for PRODUCTION"
+        assert res.exit_code == 2 and "401" in res.stderr
+        # with its own key, production reads the page itself
+        res = convert(prod, "PRODUCTION", prod.api_key, "o4")
+        assert res.exit_code == 0, res.output
+        assert prod.jobs_submitted == 1
+        doc = json.loads((tmp_path / "o4" / "doc.json").read_text())
+        assert [p["cached"] for p in doc["pages"]] == [False]
+        # the same URL with another endpoint id is another server too (this one does not exist)
+        before = sim.requests_total
+        res = convert(sim, "other-endpoint", sim.api_key, "o5")
+        assert sim.requests_total > before
+        assert res.exit_code == 1

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import random
 import time
+from pathlib import Path
 
 import pytest
 
+import ocrclient.errors as errors_mod
 from ocrclient.cache import PageCache
+from ocrclient.errors import AuthError, OcrError
 from ocrclient.scheduler import (
+    ABORTS_RUN,
     AdaptiveLimiter,
     DocumentJob,
     PageRetried,
@@ -17,6 +22,7 @@ from ocrclient.scheduler import (
     Scheduler,
 )
 from ocrclient.testing.faults import FaultPlan
+from ocrclient.transports.base import Health, ModelReply, ModelRequest
 
 from .fakes import FakeDialect, FakeTransport, make_backend, page_stream
 
@@ -293,3 +299,97 @@ async def test_full_collections_every_n_pages_within_a_time_share(monkeypatch: p
     s._last_gc_end = time.perf_counter()
     doc = await s.run_document("doc.pdf", page_stream(45))
     assert doc.stats.ok == 45 and calls == []
+
+
+# -- an abort is also its cause (issue 13, defect 4) ---------------------------------------------
+
+
+class TransportAuthError(AuthError):
+    """A transport's own, finer auth error: the abort must be one too."""
+
+
+def _error_classes() -> list[type[OcrError]]:
+    classes = [
+        obj
+        for obj in vars(errors_mod).values()
+        if isinstance(obj, type) and issubclass(obj, OcrError) and obj.__module__ == errors_mod.__name__
+    ]
+    return [*sorted(classes, key=lambda c: c.__name__), TransportAuthError]
+
+
+class RaisingTransport:
+    def __init__(self, cls: type[OcrError]) -> None:
+        self.cls = cls
+        self.calls = 0
+
+    async def send(self, request: ModelRequest) -> ModelReply:
+        self.calls += 1
+        await asyncio.sleep(0.001)
+        raise self.cls(f"simulated {self.cls.__name__}")
+
+    async def health(self) -> Health:
+        return Health(True, "raising")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_every_error_that_aborts_a_run_is_raised_as_itself() -> None:
+    """For every error class of ocrclient.errors (and a transport's own AuthError subclass): if
+    a page raising it stops the run, what the run raises is a RunAborted *and* that class — so
+    ``except AuthError`` catches a bad key — and it carries what finished."""
+    aborted: set[type[OcrError]] = set()
+    for cls in _error_classes():
+        t = RaisingTransport(cls)
+        s = sched(t, concurrency=2, max_attempts=2)  # type: ignore[arg-type]
+        try:
+            doc = await s.run_document("doc.pdf", page_stream(6))
+        except RunAborted as exc:
+            aborted.add(cls)
+            assert isinstance(exc, cls), f"{type(exc).__name__} is not a {cls.__name__}"
+            assert isinstance(exc.error, cls) and exc.cause == exc.error.cause
+            assert exc.kind == exc.error.kind
+            pages = exc.documents[0].pages
+            assert pages and all(p.status == "failed" for p in pages)
+            assert t.calls <= 2  # stopped at the first reply: only what was in flight was sent
+            assert exc.partial is exc.documents
+            with pytest.raises(cls):  # an ordinary `except Cause` catches it
+                raise exc
+            assert pickle.loads(pickle.dumps(exc)).__class__ is type(exc)
+        else:
+            assert all(p.status in ("failed", "degraded") for p in doc.pages), cls
+    assert aborted == {c for c in _error_classes() if issubclass(c, ABORTS_RUN)}
+    assert AuthError in aborted and TransportAuthError in aborted
+
+
+def test_run_aborted_classes_are_one_per_cause() -> None:
+    a = RunAborted(AuthError("HTTP 401", status=401), [])
+    b = RunAborted(AuthError("HTTP 403", status=403), [])
+    assert type(a) is type(b) and type(a).__name__ == "RunAborted[AuthError]"
+    assert isinstance(a, RunAborted) and isinstance(a, AuthError) and a.status == 401
+    assert type(RunAborted(TransportAuthError("x"), [])) is not type(a)
+    assert str(a) == "run stopped: HTTP 401"
+
+
+def test_bad_key_against_the_runpod_simulator_is_caught_as_auth_error(tmp_path: Path) -> None:
+    """Through the public API: ``except AuthError`` catches a refused key."""
+    import ocrclient
+    from ocrclient.testing import RunPodSimulator
+
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "three.pdf", [["one"], ["two"], ["three"]], size=(0, 0, 200, 100))
+    with RunPodSimulator() as sim:
+        try:
+            ocrclient.convert(
+                pdf, backend="runpod-chandra", base_url=sim.base_url, endpoint_id=sim.endpoint_id,
+                api_key="rp_wrong_key_12345", cache=False, render={"dpi": 36},
+                transport_options={"poll_interval_s": 0.05},
+            )  # fmt: skip
+        except AuthError as exc:
+            assert isinstance(exc, RunAborted)
+            assert "401" in str(exc) and "rp_wrong_key_12345" not in str(exc)
+            assert exc.documents and all(p.status == "failed" for p in exc.documents[0].pages)
+        else:
+            pytest.fail("a refused key did not raise")
+        assert sim.jobs_submitted == 0

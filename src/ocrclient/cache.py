@@ -1,10 +1,24 @@
 """Content-addressed page-result cache: the resume mechanism.
 
 A finished page is stored under a key derived from what determines its result — the encoded page
-image that is sent, the dialect, the model, the render spec, the sampling and dialect options —
-never from the file name or page number, so a rerun after a crash (or the same page in another
-file) is served from disk and nothing is sent again.  Writes are atomic (temp file + rename in
-the same directory), so a kill at any moment leaves either the old entry or the new one.
+image that is sent, the dialect, which server answered (transport, base URL, endpoint id — never
+the API key), the model, the render spec, the sampling, transport and dialect options, and for the
+embedded engine the versions of its packages — never from the file name or page number, so a
+rerun after a crash (or the same page in another file) is served from disk and nothing is sent
+again, while a changed setting or another endpoint sends the page again.
+
+Every field of :class:`~ocrclient.config.BackendConfig` is either part of the key
+(:data:`KEY_FIELDS`) or named in :data:`NEUTRAL_FIELDS` (settings that cannot change what a page
+reads: credentials, concurrency, timeouts, retries, prices, descriptions); likewise the
+``transport_options`` in :data:`NEUTRAL_TRANSPORT_OPTIONS` (poll intervals, timeouts, payload
+limits, auth header names) are left out and every other one is in the key.
+
+Writes are atomic (temp file + rename in the same directory), so a kill at any moment leaves
+either the old entry or the new one.  The cache holds at most ``max_bytes`` (default
+:data:`~ocrclient.config.DEFAULT_CACHE_MAX_BYTES`, 2 GiB; ``OCRCLIENT_CACHE_MAX_BYTES`` or
+``cache_max_bytes`` in the user config change it, 0 lifts it): when a write takes it over, the
+least recently used entries (oldest modification time; a hit refreshes it) are deleted until it
+is under :data:`PRUNE_TO` of the cap.
 
 Example::
 
@@ -18,12 +32,17 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -32,10 +51,141 @@ from .document import SCHEMA_VERSION, Page
 if TYPE_CHECKING:
     from .config import BackendConfig
 
-__all__ = ["PageCache", "page_key"]
+__all__ = [
+    "ENGINE_PACKAGES",
+    "KEY_FIELDS",
+    "NEUTRAL_FIELDS",
+    "NEUTRAL_TRANSPORT_OPTIONS",
+    "CacheInfo",
+    "PageCache",
+    "engine_versions",
+    "key_settings",
+    "page_key",
+]
 
 #: bump when what a cached page means changes (invalidates every entry)
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"
+
+#: after a prune the cache holds at most this share of its cap (so a full cache is not rescanned
+#: at every write)
+PRUNE_TO = 0.9
+
+
+def _url(value: str | None) -> str | None:
+    return value.rstrip("/") if value else value
+
+
+#: the BackendConfig fields a page's content depends on, and how each enters the key (the
+#: endpoint's identity as it is reached: field or environment, trailing slash dropped)
+_KEY_FIELDS: dict[str, Callable[[BackendConfig], Any]] = {
+    "transport": lambda c: c.transport,
+    "dialect": lambda c: c.dialect,
+    "model": lambda c: c.resolved_model(),
+    "base_url": lambda c: _url(c.resolved_base_url()),
+    "endpoint_id": lambda c: c.resolved_endpoint_id(),
+    "render": lambda c: c.render.model_dump(exclude_none=True),
+    "sampling": lambda c: c.sampling,
+    "transport_options": lambda c: _content_options(c.transport_options),
+    "dialect_options": lambda c: c.dialect_options,
+}
+KEY_FIELDS: frozenset[str] = frozenset(_KEY_FIELDS)
+
+#: the BackendConfig fields that cannot change what a page reads, so they stay out of the key:
+#: names and provenance, the variables that *hold* settings (their values are in the key via the
+#: resolved field, the key's never), credentials, concurrency, retries, timeouts, prices
+NEUTRAL_FIELDS: frozenset[str] = frozenset(
+    {
+        "name",
+        "description",
+        "origin",
+        "api_key",
+        "api_key_env",
+        "base_url_env",
+        "endpoint_id_env",
+        "model_env",
+        "concurrency",
+        "max_attempts",
+        "attempt_timeout_s",
+        "page_deadline_s",
+        "cold_start_s",
+        "price_per_gpu_second",
+        "price_per_hour",
+    }
+)
+
+#: transport_options that cannot change what a page reads (polling, timeouts, payload limits,
+#: streaming, engine threads, pool cooldowns, credentials and the headers that carry them); every
+#: other option (local ``text_score``, ``tight_boxes``, RunPod ``mode``, a pool's ``members``...)
+#: is part of the key
+NEUTRAL_TRANSPORT_OPTIONS: frozenset[str] = frozenset(
+    {
+        # runpod
+        "poll_interval_s",
+        "max_poll_interval_s",
+        "runsync_wait_ms",
+        "policy",
+        "max_run_bytes",
+        "max_runsync_bytes",
+        "default_timeout_s",
+        "cancel_timeout_s",
+        "max_poll_errors",
+        # openai / ocular
+        "stream",
+        "idle_timeout_s",
+        "connect_timeout_s",
+        "health_timeout_s",
+        "modal",
+        "modal_key_env",
+        "modal_secret_env",
+        "modal_key",
+        "modal_secret",
+        "api_key_header",
+        # local
+        "threads",
+        # pool
+        "cooldown_s",
+        "max_cooldown_s",
+    }
+)
+
+#: keys that hold credentials: dropped at any depth (a pool member may carry an ``api_key``)
+_SECRET_OPTIONS = frozenset({"api_key", "modal_key", "modal_secret"})
+
+#: transport -> the packages whose versions decide what its engine reads
+ENGINE_PACKAGES: dict[str, tuple[str, ...]] = {"local": ("rapidocr", "onnxruntime")}
+
+
+def _without_secrets(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_secrets(v) for k, v in value.items() if k not in _SECRET_OPTIONS}
+    if isinstance(value, list | tuple):
+        return [_without_secrets(v) for v in value]
+    return value
+
+
+def _content_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in options.items() if k not in NEUTRAL_TRANSPORT_OPTIONS}
+    return dict(_without_secrets(kept))
+
+
+@functools.cache
+def engine_versions(transport: str) -> dict[str, str | None]:
+    """The installed versions of the packages an in-process engine runs on (``{}`` for remote
+    transports: the endpoint's identity stands for its model)."""
+    out: dict[str, str | None] = {}
+    for package in ENGINE_PACKAGES.get(transport, ()):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def key_settings(cfg: BackendConfig) -> dict[str, Any]:
+    """What of ``cfg`` goes into a page's key (no secret, no neutral field)."""
+    settings = {field: read(cfg) for field, read in _KEY_FIELDS.items()}
+    settings["engine"] = engine_versions(cfg.transport)
+    return settings
 
 
 def page_key(image: bytes, cfg: BackendConfig, dialect: str) -> str:
@@ -43,11 +193,8 @@ def page_key(image: bytes, cfg: BackendConfig, dialect: str) -> str:
     settings = {
         "format": CACHE_FORMAT,
         "schema": SCHEMA_VERSION,
-        "dialect": dialect,
-        "model": cfg.model,
-        "render": cfg.render.model_dump(exclude_none=True),
-        "sampling": cfg.sampling,
-        "dialect_options": cfg.dialect_options,
+        "dialect_used": dialect,
+        **key_settings(cfg),
     }
     h = hashlib.sha256()
     h.update(hashlib.sha256(image).digest())
@@ -55,17 +202,53 @@ def page_key(image: bytes, cfg: BackendConfig, dialect: str) -> str:
     return h.hexdigest()
 
 
-class PageCache:
-    """Finished pages on disk, one JSON file per key (``<dir>/pages/ab/abcd....json``)."""
+@dataclass(frozen=True)
+class CacheInfo:
+    """What ``ocr cache info`` prints."""
 
-    def __init__(self, directory: str | Path) -> None:
+    directory: str
+    entries: int
+    bytes: int
+    max_bytes: int
+
+
+class PageCache:
+    """Finished pages on disk, one JSON file per key (``<dir>/pages/ab/abcd....json``).
+
+    ``max_bytes`` caps its size (``None``: :func:`~ocrclient.config.cache_max_bytes`, 0: no cap).
+    """
+
+    def __init__(self, directory: str | Path, *, max_bytes: int | None = None) -> None:
+        from .config import cache_max_bytes
+
         self.directory = Path(directory)
+        self.max_bytes = cache_max_bytes() if max_bytes is None else max(0, int(max_bytes))
         self.hits = 0
         self.misses = 0
         self.writes = 0
+        self.pruned = 0
+        #: bytes on disk as this process sees them (counted at the first write, then kept up)
+        self._size: int | None = None
 
     def _path(self, key: str) -> Path:
         return self.directory / "pages" / key[:2] / f"{key}.json"
+
+    def _files(self, *, temp: bool = False) -> Iterator[os.DirEntry[str]]:
+        """The entries (or, with ``temp``, also the temp files a killed writer left behind)."""
+        try:
+            shards = list(os.scandir(self.directory / "pages"))
+        except FileNotFoundError:
+            return
+        for shard in shards:
+            if not shard.is_dir(follow_symlinks=False):
+                continue
+            try:
+                files = list(os.scandir(shard.path))
+            except FileNotFoundError:
+                continue
+            for f in files:
+                if f.name.endswith(".json") and (temp or not f.name.startswith(".tmp-")):
+                    yield f
 
     def get(self, key: str) -> Page | None:
         path = self._path(key)
@@ -79,6 +262,8 @@ class PageCache:
             # a damaged entry is a miss; it will be rewritten
             self.misses += 1
             return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: the last to be pruned
         self.hits += 1
         return page
 
@@ -88,10 +273,16 @@ class PageCache:
             return
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = page.model_copy(update={"cached": False}).model_dump_json()
+        data = page.model_copy(update={"cached": False}).model_dump_json().encode("utf-8")
+        if self._size is None and self.max_bytes:
+            self._size = self.info().bytes
+        try:
+            replaced = path.stat().st_size
+        except OSError:
+            replaced = 0
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -100,14 +291,61 @@ class PageCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         self.writes += 1
+        if self._size is not None:
+            self._size += len(data) - replaced
+            if self.max_bytes and self._size > self.max_bytes:
+                self.prune()
+
+    def prune(self, target: int | None = None) -> int:
+        """Delete the least recently used entries until the cache holds at most ``target``
+        bytes (default: :data:`PRUNE_TO` of the cap; nothing to do without a cap).  Returns how
+        many entries were deleted."""
+        if target is None:
+            if not self.max_bytes:
+                return 0
+            target = int(self.max_bytes * PRUNE_TO)
+        entries: list[tuple[float, int, str]] = []
+        for f in self._files():
+            try:
+                st = f.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            entries.append((st.st_mtime, st.st_size, f.path))
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for _, size, path in sorted(entries):
+            if total <= target:
+                break
+            with contextlib.suppress(FileNotFoundError):  # another process pruned it
+                os.unlink(path)
+            total -= size
+            removed += 1
+        self._size = total
+        self.pruned += removed
+        return removed
+
+    def info(self) -> CacheInfo:
+        """Directory, entries, bytes on disk and the cap."""
+        entries = size = 0
+        for f in self._files():
+            try:
+                size += f.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+            entries += 1
+        return CacheInfo(str(self.directory), entries, size, self.max_bytes)
 
     def clear(self) -> int:
-        """Delete every entry; returns how many were removed."""
+        """Delete every entry (and leftover temp files); returns how many entries were removed."""
         removed = 0
-        for f in (self.directory / "pages").glob("*/*.json"):
-            f.unlink(missing_ok=True)
-            removed += 1
+        for f in self._files(temp=True):
+            try:
+                os.unlink(f.path)
+            except FileNotFoundError:
+                continue
+            removed += not f.name.startswith(".tmp-")
+        self._size = 0
         return removed
 
     def __len__(self) -> int:
-        return sum(1 for _ in (self.directory / "pages").glob("*/*.json"))
+        return sum(1 for _ in self._files())

@@ -35,6 +35,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show or initialise settings.", invoke_without_command=True)
 app.add_typer(config_app, name="config")
+cache_app = typer.Typer(help="Inspect or empty the page cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
 
 EXIT_OK, EXIT_FAILED_PAGES, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -115,8 +117,6 @@ def _overrides(
         "model": model,
         "dialect": dialect,
     }
-    if base_url:
-        over["base_url_env"] = ""  # an explicit flag beats the profile's env var
     render = {k: v for k, v in {"dpi": dpi, "format": image_format}.items() if v is not None}
     if render:
         over["render"] = render
@@ -276,6 +276,7 @@ def convert(
             **_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode, document_mode),
             transport=transport,
         )
+        cache: PageCache | None = None if no_cache else PageCache(cache_dir) if cache_dir else True  # type: ignore[assignment]
     except OcrError as exc:
         if debug:
             raise
@@ -295,7 +296,6 @@ def convert(
             ]
             if before != len(plan) and not quiet:
                 console.print(f"skipping {before - len(plan)} input(s) already done (see {manifest.path}; --redo to force)")
-    cache: PageCache | None = None if no_cache else PageCache(cache_dir) if cache_dir else True  # type: ignore[assignment]
     total = sum(len(idx) for _, idx in plan)
     show = progress if progress is not None else (console.is_terminal and not quiet)
     results: list[Any] = []
@@ -465,14 +465,22 @@ def health(
 def config_show(
     ctx: typer.Context,
     backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+    endpoint_id: Annotated[str | None, typer.Option("--endpoint-id")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env")] = None,
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    dialect: Annotated[str | None, typer.Option("--dialect")] = None,
+    transport: Annotated[str | None, typer.Option("--transport")] = None,
 ) -> None:
-    """Show the resolved settings of a backend, secrets masked."""
+    """Show the resolved settings of a backend (with the flags `ocr convert` would get), secrets
+    masked."""
     if ctx.invoked_subcommand is not None:
         return
     from .config import config_dir, resolve_config
 
     try:
-        cfg = resolve_config(backend)
+        over = _overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, None, False)
+        cfg = resolve_config(backend, **over, transport=transport)
     except OcrError as exc:
         raise _fail(str(exc)) from None
     data = cfg.public_dict()
@@ -485,6 +493,9 @@ _CONFIG_TEMPLATE = """\
 # OCRCLIENT_API_KEY, MODAL_KEY / MODAL_SECRET); if you put an api_key here, chmod 600 this file.
 
 # default_backend = "local"
+
+# The page cache's size cap (default 2G; 0 = none); OCRCLIENT_CACHE_MAX_BYTES outranks it.
+# cache_max_bytes = "2G"
 
 # Per-backend overrides: any field of a backend profile (see `ocr config --backend NAME`).
 # [backends.runpod-chandra]
@@ -509,6 +520,50 @@ def config_init(force: Annotated[bool, typer.Option("--force")] = False) -> None
     path.chmod(0o600)
     (config_dir() / "backends").mkdir(exist_ok=True)
     typer.echo(str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# cache
+# ---------------------------------------------------------------------------------------------
+
+CacheDirOption = Annotated[
+    Path | None, typer.Option("--cache-dir", help="Cache directory (default: $OCRCLIENT_CACHE_DIR or ~/.cache/ocrclient).")
+]
+
+
+def _page_cache(directory: Path | None) -> Any:
+    from .cache import PageCache
+    from .config import cache_dir
+
+    try:
+        return PageCache(directory or cache_dir())
+    except OcrError as exc:
+        raise _fail(str(exc)) from None
+
+
+@cache_app.command("info")
+def cache_info(
+    cache_dir: CacheDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Where the page cache is, how many pages it holds, its size and its cap."""
+    info = _page_cache(cache_dir).info()
+    if as_json:
+        typer.echo(json.dumps({"dir": info.directory, "entries": info.entries, "bytes": info.bytes, "max_bytes": info.max_bytes}, indent=2))
+        return
+    cap = f"{info.max_bytes} bytes ({info.max_bytes / 1024**3:.2f} GiB)" if info.max_bytes else "none"
+    typer.echo(f"dir: {info.directory}")
+    typer.echo(f"entries: {info.entries}")
+    typer.echo(f"bytes: {info.bytes} ({info.bytes / 1024**2:.1f} MiB)")
+    typer.echo(f"cap: {cap}")
+
+
+@cache_app.command("clear")
+def cache_clear(cache_dir: CacheDirOption = None) -> None:
+    """Delete every cached page (the next run sends every page again)."""
+    cache = _page_cache(cache_dir)
+    removed = cache.clear()
+    typer.echo(f"removed {removed} cached page(s) from {cache.directory}")
 
 
 @app.command()

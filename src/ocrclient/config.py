@@ -1,13 +1,17 @@
 """Backend profiles + user config + environment + flags -> one resolved :class:`BackendConfig`.
 
-Precedence, lowest first: the shipped profile (``ocrclient/backends/<name>.toml``, or a user
-profile in ``<config dir>/backends/<name>.toml``, or a TOML path given as the backend name), the
-``[backends.<name>]`` table of the user config file, environment variables, explicit overrides
-(CLI flags / ``load_backend(**overrides)``).
+One precedence rule for every setting, CLI and Python API alike (:func:`merge_layers`), highest
+first: an explicit argument (CLI flag, ``convert(..., base_url=...)``,
+``load_backend(**overrides)``) > the environment (the variable the profile names in
+``base_url_env`` / ``endpoint_id_env`` / ``model_env`` / ``api_key_env``; ``OCRCLIENT_BACKEND``)
+> the user config file (its ``[backends.<name>]`` table, ``default_backend``) > the profile (the
+shipped ``ocrclient/backends/<name>.toml``, a user profile in ``<config dir>/backends/<name>.toml``,
+or a TOML path given as the backend name).  A transport's generic variable
+(``RUNPOD_ENDPOINT_ID``, ``OCRCLIENT_BASE_URL``) is only a fallback when no layer sets the value.
 
-Secrets are never stored on the model in clear: ``api_key`` is a ``SecretStr`` and
-:meth:`BackendConfig.public_dict` masks it.  Environment variables that hold secrets are named by
-the profile (``api_key_env``) and read only when a transport is built.
+Secrets are never stored on the model in clear: ``api_key`` is a ``SecretStr`` (whichever layer
+it came from, the variable named by ``api_key_env`` included), :meth:`BackendConfig.public_dict`
+masks it, and every secret is registered for redaction.
 
 Example::
 
@@ -19,10 +23,12 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import tomllib
 import warnings
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,15 +39,39 @@ from .errors import ConfigError, register_secret
 from .imaging import RenderSpec
 
 __all__ = [
+    "DEFAULT_CACHE_MAX_BYTES",
+    "ENV_SETTINGS",
     "BackendConfig",
     "cache_dir",
+    "cache_max_bytes",
     "config_dir",
     "list_profiles",
     "load_user_config",
+    "merge_layers",
+    "parse_size",
+    "resolve_backend_name",
     "resolve_config",
 ]
 
 DEFAULT_BACKEND = "local"
+
+#: the settings an environment variable can set: field -> the field that names the variable
+ENV_SETTINGS: dict[str, str] = {
+    "base_url": "base_url_env",
+    "endpoint_id": "endpoint_id_env",
+    "model": "model_env",
+    "api_key": "api_key_env",
+}
+
+#: generic variables a transport falls back to when no layer sets the value: (transport, field)
+ENV_FALLBACKS: dict[tuple[str, str], str] = {
+    ("runpod", "endpoint_id"): "RUNPOD_ENDPOINT_ID",
+    ("openai", "base_url"): "OCRCLIENT_BASE_URL",
+}
+
+#: the page cache's default size cap (2 GiB); ``OCRCLIENT_CACHE_MAX_BYTES`` or ``cache_max_bytes``
+#: in the user config change it, ``0`` lifts it
+DEFAULT_CACHE_MAX_BYTES = 2 * 1024**3
 
 
 def config_dir() -> Path:
@@ -58,6 +88,37 @@ def cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "ocrclient"
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(value: str | int, what: str = "size") -> int:
+    """Bytes from ``2147483648``, ``"500M"``, ``"2G"``, ``"2GiB"`` or ``"1.5 GB"`` (binary units)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what}: expected a size in bytes, got {value!r}")
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
+        if m is None:
+            raise ConfigError(f"{what}: expected a size such as 2G or 500M, got {value!r}")
+        number, unit = float(m.group(1)), m.group(2).upper()
+    if number < 0:
+        raise ConfigError(f"{what}: a size cannot be negative ({value!r})")
+    return int(number * _SIZE_UNITS[unit])
+
+
+def cache_max_bytes() -> int:
+    """The page cache's size cap in bytes (``0`` = no cap): ``$OCRCLIENT_CACHE_MAX_BYTES`` >
+    ``cache_max_bytes`` in the user config > :data:`DEFAULT_CACHE_MAX_BYTES`."""
+    user = load_user_config()
+    chosen = merge_layers(
+        profile={"cache_max_bytes": DEFAULT_CACHE_MAX_BYTES},
+        user={"cache_max_bytes": user.get("cache_max_bytes")},
+        env={"cache_max_bytes": os.environ.get("OCRCLIENT_CACHE_MAX_BYTES") or None},
+    )
+    return parse_size(chosen["cache_max_bytes"], "cache_max_bytes / OCRCLIENT_CACHE_MAX_BYTES")
 
 
 class RenderSettings(BaseModel):
@@ -121,33 +182,32 @@ class BackendConfig(BaseModel):
 
     # -- secrets ---------------------------------------------------------------------------
     def secret(self) -> str | None:
-        """The API key: explicit value, else the env var the profile names; registered for
+        """The API key (the field, else the variable ``api_key_env`` names); registered for
         redaction before it is returned."""
-        value: str | None = None
-        if self.api_key is not None:
-            value = self.api_key.get_secret_value()
-        elif self.api_key_env:
-            value = os.environ.get(self.api_key_env)
+        value = self.api_key.get_secret_value() if self.api_key is not None else None
+        if not value:
+            value = _env_layer(self.model_dump(include=set(ENV_SETTINGS.values())), self.transport).get("api_key")
         register_secret(value)
         return value or None
 
+    # A config from :func:`resolve_config` already holds the winners of every layer in its
+    # fields; for one built directly, its fields are the explicit layer and the environment fills
+    # in what they leave empty (the same rule).
+    def _resolved(self, field: str) -> str | None:
+        value = getattr(self, field)
+        if value:
+            return str(value)
+        env = _env_layer(self.model_dump(include=set(ENV_SETTINGS.values())), self.transport)
+        return env.get(field)
+
     def resolved_endpoint_id(self) -> str | None:
-        if self.endpoint_id:
-            return self.endpoint_id
-        for env in (self.endpoint_id_env, "RUNPOD_ENDPOINT_ID" if self.transport == "runpod" else None):
-            if env and os.environ.get(env):
-                return os.environ[env]
-        return None
+        return self._resolved("endpoint_id")
 
     def resolved_base_url(self) -> str | None:
-        if self.base_url_env and os.environ.get(self.base_url_env):
-            return os.environ[self.base_url_env]
-        return self.base_url
+        return self._resolved("base_url")
 
     def resolved_model(self) -> str | None:
-        if self.model_env and os.environ.get(self.model_env):
-            return os.environ[self.model_env]
-        return self.model
+        return self._resolved("model")
 
     def render_spec(self, base: RenderSpec) -> RenderSpec:
         return self.render.apply(base)
@@ -230,7 +290,7 @@ def load_user_config() -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
         if value is None:
@@ -242,17 +302,61 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def merge_layers(
+    *,
+    profile: Mapping[str, Any] | None = None,
+    user: Mapping[str, Any] | None = None,
+    env: Mapping[str, Any] | None = None,
+    explicit: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """THE precedence rule of every setting: explicit argument > environment > user config >
+    profile.  Each layer is a mapping of settings; ``None`` values are "not set here" and nested
+    tables merge key by key."""
+    data: dict[str, Any] = {}
+    for layer in (profile, user, env, explicit):
+        if layer:
+            data = _merge(data, layer)
+    return data
+
+
+def _env_layer(names: Mapping[str, Any], transport: str | None) -> dict[str, str]:
+    """The environment's layer: each setting of :data:`ENV_SETTINGS` whose variable (named by
+    ``names``) is set and not empty."""
+    out: dict[str, str] = {}
+    for field, env_field in ENV_SETTINGS.items():
+        var = names.get(env_field)
+        if var and os.environ.get(var):
+            out[field] = os.environ[var]
+    for (fallback_transport, field), var in ENV_FALLBACKS.items():
+        if transport == fallback_transport and field not in out and not names.get(field) and os.environ.get(var):
+            out[field] = os.environ[var]
+    return out
+
+
+def resolve_backend_name(name: str | Path | None = None, *, user: Mapping[str, Any] | None = None) -> str:
+    """The backend to use: ``name`` > ``$OCRCLIENT_BACKEND`` > ``default_backend`` in the user
+    config (``user``, read from disk when not given) > ``local``."""
+    if user is None:
+        user = load_user_config()
+    chosen = merge_layers(
+        profile={"backend": DEFAULT_BACKEND},
+        user={"backend": user.get("default_backend")},
+        env={"backend": os.environ.get("OCRCLIENT_BACKEND") or None},
+        explicit={"backend": str(name) if name is not None else None},
+    )
+    return str(chosen["backend"])
+
+
 def resolve_config(name: str | Path | None = None, **overrides: Any) -> BackendConfig:
     """Resolve a backend name (or TOML path) plus overrides into a :class:`BackendConfig`.
 
     Overrides use the field names of :class:`BackendConfig`; nested tables (``render``,
     ``sampling``, ``transport_options``, ``dialect_options``) merge key by key.  ``None`` values
-    are ignored, so CLI flags that were not given can be passed straight through.
+    are ignored, so CLI flags that were not given can be passed straight through.  Every value
+    follows :func:`merge_layers`: overrides > environment > user config > profile.
     """
     user = load_user_config()
-    if name is None:
-        name = os.environ.get("OCRCLIENT_BACKEND") or user.get("default_backend") or DEFAULT_BACKEND
-    name = str(name)
+    name = resolve_backend_name(name, user=user)
     path: Path
     if name.endswith(".toml") or os.sep in name or "/" in name:
         path = Path(name).expanduser()
@@ -264,12 +368,16 @@ def resolve_config(name: str | Path | None = None, **overrides: Any) -> BackendC
             known = ", ".join(sorted(profiles))
             raise ConfigError(f"unknown backend {name!r}; known backends: {known}")
         path = profiles[name]
-    data = _read_toml(path)
-    _warn_if_world_readable(path, data)
-    data.setdefault("name", path.stem)
-    data["origin"] = str(path)
-    data = _merge(data, dict(user.get("backends", {}).get(data["name"], {})))
-    data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
+    profile = _read_toml(path)
+    _warn_if_world_readable(path, profile)
+    profile.setdefault("name", path.stem)
+    profile["origin"] = str(path)
+    user_table = dict(user.get("backends", {}).get(profile["name"], {}))
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    # which variables the environment layer reads (and the transport) are settings themselves
+    names = merge_layers(profile=profile, user=user_table, explicit=explicit)
+    env = _env_layer(names, names.get("transport"))
+    data = merge_layers(profile=profile, user=user_table, env=env, explicit=explicit)
     try:
         cfg = BackendConfig.model_validate(data)
     except ValidationError as exc:
@@ -278,6 +386,4 @@ def resolve_config(name: str | Path | None = None, **overrides: Any) -> BackendC
         raise ConfigError(f"backend {name!r}: {loc}: {first['msg']}") from exc
     if cfg.api_key is not None:
         register_secret(cfg.api_key.get_secret_value())
-    if cfg.model_env and os.environ.get(cfg.model_env) and overrides.get("model") is None:
-        cfg = cfg.model_copy(update={"model": os.environ[cfg.model_env]})
     return cfg

@@ -36,7 +36,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from tenacity import (
     AsyncRetrying,
@@ -73,6 +73,7 @@ GC_EVERY_PAGES = 64
 GC_MAX_SHARE = 0.02
 
 __all__ = [
+    "ABORTS_RUN",
     "AdaptiveLimiter",
     "DocumentDone",
     "DocumentJob",
@@ -137,16 +138,58 @@ class DocumentDone:
 Event = PageStarted | PageRetried | PageDone | PageFailed | DocumentDone
 
 
+#: the errors that stop a whole run (not just the page) at the first reply that carries one:
+#: a refused key, an endpoint that cannot serve the backend (one list, in errors.py)
+ABORTS_RUN: tuple[type[OcrError], ...] = RUN_STOPPING
+
+
 class RunAborted(OcrError):
-    """The whole run stopped (bad credentials, or an endpoint that cannot serve the backend:
-    see :data:`~ocrclient.errors.RUN_STOPPING`).  ``documents`` holds what finished."""
+    """The whole run stopped (bad credentials, or an endpoint that cannot serve the backend: see
+    :data:`ABORTS_RUN`).  ``documents`` (also ``partial``) holds what finished, with the unfinished
+    pages marked failed; ``error`` is the cause.
 
-    kind = "auth"
+    An abort is also an instance of its cause's class: ``RunAborted(auth_error, docs)`` builds a
+    ``RunAborted[AuthError]`` that subclasses both, so ``except AuthError`` (or ``except
+    PermanentError``) catches it as well as ``except RunAborted``.
+    """
 
-    def __init__(self, error: OcrError, documents: list[Document]) -> None:
-        super().__init__(f"run stopped: {error}", cause=error.cause)
+    kind = "aborted"
+
+    def __new__(cls, error: OcrError, documents: Sequence[Document] = ()) -> RunAborted:
+        if cls is RunAborted:
+            cls = _abort_class(type(error))
+        return super().__new__(cls, error, documents)
+
+    def __init__(self, error: OcrError, documents: Sequence[Document] = ()) -> None:
+        # the cause's own attributes (status, retry_after, ...) are the abort's too
+        self.__dict__.update({k: v for k, v in vars(error).items() if not k.startswith("_")})
+        OcrError.__init__(self, f"run stopped: {error}", cause=error.cause)
         self.error = error
-        self.documents = documents
+        self.documents = list(documents)
+
+    @property
+    def partial(self) -> list[Document]:
+        """The documents of the run, finished or not (the same list as ``documents``)."""
+        return self.documents
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return RunAborted, (self.error, self.documents)
+
+
+#: cause class -> its RunAborted subclass (built once per cause)
+_ABORT_CLASSES: dict[type[OcrError], type[RunAborted]] = {}
+
+
+def _abort_class(cause: type[OcrError]) -> type[RunAborted]:
+    """``RunAborted[cause]``: a subclass of both, one per cause class."""
+    if issubclass(cause, RunAborted):
+        return cause
+    cls = _ABORT_CLASSES.get(cause)
+    if cls is None:
+        name = f"RunAborted[{cause.__name__}]"
+        made = type(name, (RunAborted, cause), {"kind": cause.kind, "__module__": __name__, "__qualname__": name})
+        cls = _ABORT_CLASSES.setdefault(cause, cast(type[RunAborted], made))
+    return cls
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,7 +365,7 @@ class Scheduler:
         self.backoff_max_s = backoff_max_s
         self.timeout_grace_s = timeout_grace_s
         self._warm = self.cold_start_s <= 0
-        self._abort: PermanentError | None = None
+        self._abort: OcrError | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._since_gc = 0
         self._last_gc_end = 0.0
@@ -415,7 +458,7 @@ class Scheduler:
             self.partial = [
                 self._document(r, time.monotonic() - r.started, unfinished=reason) for r in runs[next_doc:]
             ]
-            if isinstance(exc, RUN_STOPPING):
+            if isinstance(exc, ABORTS_RUN) and not isinstance(exc, RunAborted):
                 raise RunAborted(exc, self.partial) from None
             raise
         finally:
@@ -436,7 +479,7 @@ class Scheduler:
     ) -> None:
         try:
             result = await self._process(page)
-        except RUN_STOPPING as exc:
+        except ABORTS_RUN as exc:
             self._abort = exc
             result = self._failed_page(page, exc, 1)
         finally:
@@ -539,7 +582,7 @@ class Scheduler:
                     exc = state.retry_state.outcome.exception()
                     if isinstance(exc, OcrError):
                         last_error = exc
-        except RUN_STOPPING:
+        except ABORTS_RUN:
             raise
         except BadOutputError as exc:
             salvaged: Page | None = getattr(exc, "partial_page", None)

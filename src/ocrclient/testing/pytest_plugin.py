@@ -243,6 +243,8 @@ class _OcrEnv:
             self._expect(cfg, {"runpod"}, sim)
             table["base_url"] = sim.base_url
             table["endpoint_id"] = sim.endpoint_id
+            if cfg.base_url_env:  # the environment outranks the config file
+                env[cfg.base_url_env] = sim.base_url
             env[cfg.endpoint_id_env or "RUNPOD_ENDPOINT_ID"] = sim.endpoint_id
             env["RUNPOD_ENDPOINT_ID"] = sim.endpoint_id
             secret(sim.api_key)

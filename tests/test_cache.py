@@ -1,0 +1,402 @@
+"""The page cache (issue 13, defect 2): what its key holds, its size cap, `ocr cache info|clear`.
+
+*Kind* tests: every field of :class:`BackendConfig` (walked recursively) is either in the key or
+on the one list of content-neutral fields; changing any content field, or any transport option
+not listed as neutral, changes the key; changing a neutral one does not.  The end-to-end checks
+(a changed ``text_score``, another endpoint) are in ``test_resume.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import tomllib
+import types
+import typing
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, Field
+from typer.testing import CliRunner
+
+import ocrclient.cache as cache_mod
+from ocrclient.cache import (
+    KEY_FIELDS,
+    NEUTRAL_FIELDS,
+    NEUTRAL_TRANSPORT_OPTIONS,
+    PageCache,
+    key_settings,
+    page_key,
+)
+from ocrclient.cli import app
+from ocrclient.config import DEFAULT_CACHE_MAX_BYTES, BackendConfig, RenderSettings, cache_max_bytes
+from ocrclient.document import Page
+from ocrclient.errors import ConfigError
+
+IMAGE = b"\x89PNG fake page bytes"
+SRC = Path(cache_mod.__file__).resolve().parent
+
+
+def base_config(**over: Any) -> BackendConfig:
+    data: dict[str, Any] = {
+        "name": "t",
+        "transport": "runpod",
+        "dialect": "plain",
+        "model": "m",
+        "base_url": "http://127.0.0.1:9/v2",
+        "endpoint_id": "ep",
+        "sampling": {"max_tokens": 100, "temperature_ladder": [0.0, 0.2]},
+        "transport_options": {"mode": "run", "poll_interval_s": 0.25},
+        "dialect_options": {"prompt": "read"},
+        **over,
+    }
+    return BackendConfig.model_validate(data)
+
+
+def key(cfg: BackendConfig, dialect: str = "plain") -> str:
+    return page_key(IMAGE, cfg, dialect)
+
+
+# -- every field is classified ----------------------------------------------------------------
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``X``, ``X | None``, ``Optional[X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _nested_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def leaf_fields(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    """Dotted names of every field, descending into nested models (``render.dpi``)."""
+    for name, info in model.model_fields.items():
+        nested = _nested_model(info.annotation)
+        if nested is not None:
+            yield from leaf_fields(nested, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}"
+
+
+def unclassified(model: type[BaseModel]) -> list[str]:
+    """Fields that are neither in the key nor on the neutral list (by themselves or through the
+    model that holds them)."""
+    classified = KEY_FIELDS | NEUTRAL_FIELDS
+    out = []
+    for path in leaf_fields(model):
+        parts = path.split(".")
+        if not any(".".join(parts[:i]) in classified for i in range(1, len(parts) + 1)):
+            out.append(path)
+    return out
+
+
+def test_every_backend_field_is_in_the_key_or_declared_neutral() -> None:
+    assert "render.dpi" in set(leaf_fields(BackendConfig))  # the walk reaches nested models
+    assert unclassified(BackendConfig) == []
+    assert not KEY_FIELDS & NEUTRAL_FIELDS
+    # no stale names on either list
+    assert set(BackendConfig.model_fields) >= KEY_FIELDS | NEUTRAL_FIELDS
+
+
+def test_a_new_field_on_neither_list_fails_the_walk() -> None:
+    class Render2(RenderSettings):
+        sharpen: bool | None = None
+
+    class Config2(BackendConfig):
+        gpu_type: str | None = None
+        render: Render2 = Field(default_factory=Render2)
+
+    missing = unclassified(Config2)
+    # a new top-level field is caught; a new render field is in the key through "render"
+    assert missing == ["gpu_type"]
+
+
+# -- content fields change the key, neutral ones do not ----------------------------------------
+
+
+def _other_value(annotation: Any, current: Any) -> Any:
+    """A valid value of ``annotation`` different from ``current``."""
+    args = set(typing.get_args(annotation)) or {annotation}
+    if bool in args:
+        return not current
+    if int in args:
+        return (current or 0) + 7
+    if float in args:
+        return (current or 0.0) + 13.5
+    if str in args:
+        return "webp" if current != "webp" else "jpeg"
+    raise AssertionError(f"no test value for {annotation!r}")
+
+
+def _changed(cfg: BackendConfig, path: str) -> BackendConfig:
+    """``cfg`` with the field at ``path`` (dotted; dicts get a key changed and a key added)."""
+    head, _, rest = path.partition(".")
+    value = getattr(cfg, head)
+    if rest:
+        sub = value.model_copy(update={rest: _other_value(type(value).model_fields[rest].annotation, getattr(value, rest))})
+        return cfg.model_copy(update={head: sub})
+    if isinstance(value, dict):
+        return cfg.model_copy(update={head: {**value, "added_by_test": 1}})
+    info = BackendConfig.model_fields[head]
+    if head in ("base_url", "endpoint_id", "model", "transport", "dialect"):
+        return cfg.model_copy(update={head: f"{value}-other"})
+    return cfg.model_copy(update={head: _other_value(info.annotation, value)})
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p for p in leaf_fields(BackendConfig) if p.split(".")[0] in KEY_FIELDS)
+)
+def test_changing_a_content_field_changes_the_key(path: str) -> None:
+    cfg = base_config()
+    assert key(_changed(cfg, path)) != key(cfg)
+
+
+@pytest.mark.parametrize("field", sorted(KEY_FIELDS & {"sampling", "transport_options", "dialect_options"}))
+def test_changing_an_existing_table_entry_changes_the_key(field: str) -> None:
+    cfg = base_config()
+    table = dict(getattr(cfg, field))
+    first = next(k for k in sorted(table) if not (field == "transport_options" and k in NEUTRAL_TRANSPORT_OPTIONS))
+    table[first] = [table[first], "changed"]
+    assert key(cfg.model_copy(update={field: table})) != key(cfg)
+
+
+#: a changed value for each neutral field
+NEUTRAL_VALUES: dict[str, Any] = {
+    "name": "renamed",
+    "description": "other words",
+    "origin": "/elsewhere.toml",
+    "api_key": "sk-a-different-key",
+    "api_key_env": "OTHER_KEY_VAR",
+    "base_url_env": "OTHER_URL_VAR",
+    "endpoint_id_env": "OTHER_EP_VAR",
+    "model_env": "OTHER_MODEL_VAR",
+    "concurrency": 99,
+    "max_attempts": 9,
+    "attempt_timeout_s": 5.0,
+    "page_deadline_s": 50.0,
+    "cold_start_s": 1.0,
+    "price_per_gpu_second": 0.5,
+    "price_per_hour": 3.0,
+}
+
+
+def test_every_neutral_field_has_a_test_value() -> None:
+    assert set(NEUTRAL_VALUES) == NEUTRAL_FIELDS
+
+
+@pytest.mark.parametrize("field", sorted(NEUTRAL_VALUES))
+def test_changing_a_neutral_field_keeps_the_key(field: str) -> None:
+    cfg = base_config()
+    changed = BackendConfig.model_validate({**cfg.model_dump(), field: NEUTRAL_VALUES[field]})
+    assert getattr(changed, field) != getattr(cfg, field)
+    assert key(changed) == key(cfg)
+
+
+def transport_option_names() -> set[str]:
+    """Every transport option the shipped transports read or the shipped profiles set."""
+    names: set[str] = set()
+    for path in (SRC / "transports").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        names |= set(re.findall(r"""(?:opts|transport_options)\.(?:get|pop)\(\s*["'](\w+)["']""", text))
+        block = re.search(r"_OPTIONS = \{(.*?)\}", text, re.S)
+        if block:
+            names |= set(re.findall(r'"(\w+)"', block.group(1)))
+    for profile in (resources.files("ocrclient") / "backends").iterdir():
+        if profile.name.endswith(".toml"):
+            names |= set(tomllib.loads(profile.read_text()).get("transport_options", {}))
+    return names
+
+
+def test_transport_option_discovery_finds_the_known_ones() -> None:
+    names = transport_option_names()
+    assert {"text_score", "tight_boxes", "threads", "mode", "poll_interval_s", "stream", "route", "members"} <= names
+    assert names >= NEUTRAL_TRANSPORT_OPTIONS  # no stale names on the neutral list
+
+
+@pytest.mark.parametrize("option", sorted(transport_option_names()))
+def test_each_transport_option_is_in_the_key_unless_declared_neutral(option: str) -> None:
+    cfg = base_config(transport="local", dialect="rapidocr", transport_options={})
+    one = cfg.model_copy(update={"transport_options": {option: 1}})
+    two = cfg.model_copy(update={"transport_options": {option: 2}})
+    if option in NEUTRAL_TRANSPORT_OPTIONS:
+        assert key(one) == key(two) == key(cfg)
+    else:
+        assert len({key(one), key(two), key(cfg)}) == 3
+
+
+def test_local_text_score_and_tight_boxes_change_the_key() -> None:
+    cfg = base_config(transport="local", dialect="rapidocr", transport_options={})
+    keys = {
+        key(cfg),
+        key(cfg.model_copy(update={"transport_options": {"text_score": 0.9}})),
+        key(cfg.model_copy(update={"transport_options": {"tight_boxes": False}})),
+    }
+    assert len(keys) == 3
+
+
+def test_endpoint_identity_is_in_the_key_and_the_api_key_is_not() -> None:
+    cfg = base_config(api_key="rp_secret_value_123")
+    assert key(cfg.model_copy(update={"endpoint_id": "PRODUCTION"})) != key(cfg)
+    assert key(cfg.model_copy(update={"base_url": "https://api.runpod.ai/v2"})) != key(cfg)
+    assert key(cfg.model_copy(update={"transport": "openai"})) != key(cfg)
+    # a trailing slash is the same server
+    assert key(cfg.model_copy(update={"base_url": "http://127.0.0.1:9/v2/"})) == key(cfg)
+    assert "rp_secret_value_123" not in json.dumps(key_settings(cfg), default=str)
+
+
+def test_endpoint_from_the_environment_is_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = base_config(base_url=None, endpoint_id=None, base_url_env="T_URL", endpoint_id_env="T_EP")
+    monkeypatch.setenv("T_URL", "http://127.0.0.1:1/v2")
+    monkeypatch.setenv("T_EP", "one")
+    first = key(cfg)
+    monkeypatch.setenv("T_EP", "two")
+    assert key(cfg) != first
+    monkeypatch.setenv("T_EP", "one")
+    monkeypatch.setenv("T_URL", "http://127.0.0.1:2/v2")
+    assert key(cfg) != first
+
+
+def test_secrets_inside_transport_options_stay_out_of_the_key() -> None:
+    member = {"backend": "runpod-olmocr", "endpoint_id": "abc", "api_key": "rp_member_secret_1"}
+    cfg = base_config(transport="pool", transport_options={"members": [member], "modal_key": "mk_secret_value"})
+    text = json.dumps(key_settings(cfg), default=str)
+    assert "rp_member_secret_1" not in text and "mk_secret_value" not in text
+    other_key = {**member, "api_key": "rp_member_secret_2"}
+    assert key(cfg.model_copy(update={"transport_options": {"members": [other_key]}})) == key(cfg)
+    other_ep = {**member, "endpoint_id": "def"}
+    assert key(cfg.model_copy(update={"transport_options": {"members": [other_ep]}})) != key(cfg)
+
+
+def test_local_engine_versions_are_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = base_config(transport="local", dialect="rapidocr", transport_options={})
+    assert set(key_settings(cfg)["engine"]) == {"rapidocr", "onnxruntime"}
+    before = key(cfg)
+    versions = {"rapidocr": "3.0.0", "onnxruntime": "1.20.0"}
+    monkeypatch.setattr(cache_mod, "version", lambda package: versions[package])
+    cache_mod.engine_versions.cache_clear()
+    try:
+        first = key(cfg)
+        versions["rapidocr"] = "3.1.0"
+        cache_mod.engine_versions.cache_clear()
+        assert key(cfg) != first
+        versions["rapidocr"], versions["onnxruntime"] = "3.0.0", "1.21.0"
+        cache_mod.engine_versions.cache_clear()
+        assert key(cfg) != first
+    finally:
+        monkeypatch.undo()
+        cache_mod.engine_versions.cache_clear()
+    assert key(cfg) == before
+    assert key_settings(base_config())["engine"] == {}  # remote: the endpoint stands for the model
+
+
+# -- size cap ----------------------------------------------------------------------------------
+
+
+def _page(n: int, size: int = 900) -> Page:
+    return Page(page=n + 1, status="ok", markdown="x" * size)
+
+
+def _entry_bytes(tmp_path: Path) -> int:
+    probe = PageCache(tmp_path / "probe", max_bytes=0)
+    probe.put("00" * 32, _page(1))
+    return probe.info().bytes
+
+
+def test_cap_prunes_least_recently_used_entries(tmp_path: Path) -> None:
+    one = _entry_bytes(tmp_path)
+    cache = PageCache(tmp_path / "c", max_bytes=10 * one)
+    keys = [f"{i:02x}" * 32 for i in range(30)]
+    for i, k in enumerate(keys):
+        cache.put(k, _page(i))
+        os.utime(cache._path(k), (1_000_000 + i, 1_000_000 + i))  # a clear age order, oldest first
+        assert cache.info().bytes <= 10 * one
+    info = cache.info()
+    assert 0 < info.entries <= 10 and info.bytes <= 10 * one
+    assert cache.pruned == 30 - info.entries
+    kept = [k for k in keys if cache._path(k).exists()]
+    assert kept == keys[-len(kept):]  # the newest survive, the oldest went first
+
+
+def test_cap_keeps_the_recently_hit_entry(tmp_path: Path) -> None:
+    one = _entry_bytes(tmp_path)
+    cache = PageCache(tmp_path / "c", max_bytes=int(4.5 * one))
+    keys = [f"{i:02x}" * 32 for i in range(4)]
+    now = time.time()
+    for i, k in enumerate(keys):
+        cache.put(k, _page(i))
+        os.utime(cache._path(k), (now - 100 + i, now - 100 + i))
+    assert cache.get(keys[0]) is not None  # refreshes the oldest entry's mtime
+    cache.put("ff" * 32, _page(9))  # 5 entries: over the cap, pruned to 90 % of it (4 entries)
+    assert cache._path(keys[0]).exists()
+    assert not cache._path(keys[1]).exists()  # the least recently used went
+
+
+def test_no_cap_with_zero(tmp_path: Path) -> None:
+    cache = PageCache(tmp_path / "c", max_bytes=0)
+    for i in range(20):
+        cache.put(f"{i:02x}" * 32, _page(i))
+    assert len(cache) == 20 and cache.pruned == 0
+
+
+def test_cap_default_env_and_user_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cache_max_bytes() == DEFAULT_CACHE_MAX_BYTES == 2 * 1024**3
+    cfg_dir = Path(os.environ["OCRCLIENT_CONFIG_DIR"])
+    cfg_dir.mkdir(parents=True, exist_ok=True)
+    (cfg_dir / "config.toml").write_text('cache_max_bytes = "300M"\n')
+    assert cache_max_bytes() == 300 * 1024**2
+    monkeypatch.setenv("OCRCLIENT_CACHE_MAX_BYTES", "1.5GiB")  # the environment outranks the file
+    assert cache_max_bytes() == int(1.5 * 1024**3)
+    assert PageCache("/nonexistent-dir-for-test").max_bytes == int(1.5 * 1024**3)
+    monkeypatch.setenv("OCRCLIENT_CACHE_MAX_BYTES", "12345")
+    assert cache_max_bytes() == 12345
+    monkeypatch.setenv("OCRCLIENT_CACHE_MAX_BYTES", "lots")
+    with pytest.raises(ConfigError, match="OCRCLIENT_CACHE_MAX_BYTES"):
+        cache_max_bytes()
+
+
+# -- ocr cache info | clear --------------------------------------------------------------------
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+def test_cli_cache_info_and_clear(tmp_path: Path) -> None:
+    default_dir = Path(os.environ["OCRCLIENT_CACHE_DIR"])
+    cache = PageCache(default_dir)
+    for i in range(3):
+        cache.put(f"{i:02x}" * 32, _page(i))
+    (cache._path("00" * 32).parent / ".tmp-leftover.json").write_text("{")
+    size = cache.info().bytes
+
+    res = invoke("cache", "info", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {"dir": str(default_dir), "entries": 3, "bytes": size, "max_bytes": DEFAULT_CACHE_MAX_BYTES}
+    text = invoke("cache", "info", env={"OCRCLIENT_CACHE_MAX_BYTES": "1G"}).stdout
+    assert f"dir: {default_dir}" in text and "entries: 3" in text and f"bytes: {size}" in text
+    assert "cap: 1073741824 bytes" in text
+
+    res = invoke("cache", "clear")
+    assert res.exit_code == 0 and "removed 3 cached page(s)" in res.stdout
+    assert json.loads(invoke("cache", "info", "--json").stdout)["entries"] == 0
+    assert not list((default_dir / "pages").rglob("*.json"))  # the temp file went too
+
+    other = tmp_path / "elsewhere"
+    PageCache(other).put("ab" * 32, _page(1))
+    assert json.loads(invoke("cache", "info", "--cache-dir", str(other), "--json").stdout)["entries"] == 1
+    assert "removed 1" in invoke("cache", "clear", "--cache-dir", str(other)).stdout
+
+
+def test_cli_cache_bad_cap_is_one_line_exit_2() -> None:
+    res = CliRunner().invoke(app, ["cache", "info"], env={"OCRCLIENT_CACHE_MAX_BYTES": "-5"})
+    assert res.exit_code == 2
+    assert "OCRCLIENT_CACHE_MAX_BYTES" in res.stderr and "Traceback" not in res.output
