@@ -135,3 +135,89 @@ def test_trocr_worker_end_to_end(worker: object, tmp_path: Path) -> None:
     assert page.markdown.startswith("line ") and "x" in page.markdown
     (block,) = page.blocks
     assert block.confidence is not None and 0 < block.confidence <= 1
+
+
+class FaultProxy:
+    """A loopback proxy in front of a worker: the first job for each page image answers HTTP 503
+    (a transient fault), later ones go through to the worker; every job body is kept."""
+
+    def __init__(self, upstream: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.upstream = upstream
+        self.bodies: list[dict[str, object]] = []
+        self.answers: list[int] = []
+        seen: set[str] = set()
+        lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _relay(self, method: str, body: bytes | None) -> None:
+                r = httpx.request(method, proxy.upstream + self.path, content=body, timeout=60,
+                                  headers={"Content-Type": "application/json"})  # fmt: skip
+                self._answer(r.status_code, r.content)
+
+            def _answer(self, status: int, content: bytes, **headers: str) -> None:
+                with lock:
+                    proxy.answers.append(status)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                for key, value in headers.items():
+                    self.send_header(key.replace("_", "-"), value)
+                self.end_headers()
+                self.wfile.write(content)
+
+            def do_GET(self) -> None:
+                self._relay("GET", None)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                job = json.loads(body or b"{}")
+                image = str((job.get("input") or {}).get("image", ""))
+                with lock:
+                    proxy.bodies.append(job)
+                    first = bool(image) and image not in seen
+                    seen.add(image)
+                if first:
+                    self._answer(503, b'{"error": "injected fault"}', Retry_After="0")
+                else:
+                    self._relay("POST", body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_trocr_retry_after_a_transient_fault_passes_the_real_handler(worker: object, tmp_path: Path) -> None:
+    """Issue 14, defect 1: attempt 2 decodes by sampling (do_sample + temperature); the real
+    handler used to refuse those keys with a 400, so a page that needed a retry always failed."""
+    base = worker("runpod-trocr", {"TROCR_STANDIN": "1"})  # type: ignore[operator]
+    proxy = FaultProxy(base)
+    try:
+        pdf = text_pdf(tmp_path / "retry.pdf", [["first line of text"], ["second page line"]],
+                       size=(0, 0, 220, 120))  # fmt: skip
+        res = ocr("convert", str(pdf), "--backend", "runpod-trocr", "--mode", "local", "--base-url", proxy.url,
+                  "--endpoint-id", "local", "--dpi", "100", "--format", "md,json", "-o", str(tmp_path / "o"))  # fmt: skip
+    finally:
+        proxy.close()
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = Document.model_validate_json((tmp_path / "o" / "retry.json").read_text())
+    assert [p.status for p in doc.pages] == ["ok", "ok"], [p.error for p in doc.pages]
+    assert [p.attempts for p in doc.pages] == [2, 2]
+    assert all(p.markdown.startswith("line ") for p in doc.pages)
+    # each page: attempt 1 hit the fault, attempt 2 (sampling) reached the worker and was served
+    jobs = [b["input"] for b in proxy.bodies if isinstance(b.get("input"), dict) and "image" in b["input"]]
+    assert len(jobs) == 4 and proxy.answers.count(503) == 2
+    retries = [j["decoding_options"] for j in jobs if j["decoding_options"].get("do_sample")]  # type: ignore[index]
+    assert len(retries) == 2 and all(r["temperature"] == 0.3 and r["num_beams"] == 1 for r in retries)
+    assert proxy.answers.count(200) >= 2

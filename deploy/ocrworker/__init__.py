@@ -1,7 +1,8 @@
 """Shared code for the RunPod workers in ``deploy/`` (job envelope, validation, guards).
 
-Pure Python (pillow + httpx only): no torch / vllm / transformers at import time, so the
-request handling of every worker runs on a CPU box with a stand-in model.
+Pure Python (pillow + httpx + pydantic, and the client's request models ``ocrclient.contracts``,
+which the images copy to ``/app/ocrclient/contracts``): no torch / vllm / transformers at import
+time, so the request handling of every worker runs on a CPU box with a stand-in model.
 
 Example::
 

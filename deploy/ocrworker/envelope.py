@@ -26,6 +26,11 @@ Errors: the handler returns ``{"error": "<json string>"}``, which the RunPod SDK
 FAILED job whose ``error`` is that string: ``{"error_type": "invalid_request",
 "error_message": "...", "code": 400, "retryable": false}`` (``error_type`` /
 ``error_message`` are the keys RunPod itself uses for handler exceptions).
+
+The request models are the client's own (``ocrclient.contracts.runpod.WorkerJobInput`` and
+``ocrclient.contracts.chat.WorkerChatRequest``; the images copy them to
+``/app/ocrclient/contracts``): names and types are checked there, the rest (one image, limits)
+here.  Keys the worker does not implement are ignored and logged, as vLLM ignores them.
 """
 
 from __future__ import annotations
@@ -34,13 +39,27 @@ import base64
 import binascii
 import io
 import json
+import logging
 import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from pydantic import ValidationError
+
+try:  # the images copy the client's contracts to /app/ocrclient/contracts
+    from ocrclient.contracts import first_error, unknown_fields
+    from ocrclient.contracts.chat import SAMPLING_KEYS, WorkerChatRequest
+    from ocrclient.contracts.runpod import CHAT_ROUTE, MODELS_ROUTE, WorkerJobInput
+except ImportError:  # a source checkout without the client installed: use <repo>/src
+    sys.path.append(str(Path(__file__).resolve().parents[2] / "src"))
+    from ocrclient.contracts import first_error, unknown_fields
+    from ocrclient.contracts.chat import SAMPLING_KEYS, WorkerChatRequest
+    from ocrclient.contracts.runpod import CHAT_ROUTE, MODELS_ROUTE, WorkerJobInput
 
 __all__ = [
     "ChatPage",
@@ -56,21 +75,12 @@ __all__ = [
     "parse_pages",
 ]
 
-CHAT_ROUTE = "/v1/chat/completions"
-MODELS_ROUTE = "/v1/models"
+log = logging.getLogger("ocrworker")
 
 #: sampling keys an engine takes as they are (``vllm.SamplingParams`` keyword arguments)
-PLAIN_SAMPLING_KEYS = (
-    "top_p",
-    "top_k",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-    "stop",
+PLAIN_SAMPLING_KEYS = tuple(
+    k for k in SAMPLING_KEYS if k not in ("temperature", "skip_special_tokens", "vllm_xargs")
 )
-#: sampling keys passed through to the engine (everything else in the request is ignored)
-SAMPLING_KEYS = ("temperature", *PLAIN_SAMPLING_KEYS, "skip_special_tokens", "vllm_xargs")
 
 
 class JobError(Exception):
@@ -277,20 +287,29 @@ def _parse_request(body: Any, limits: Limits, index: int) -> ChatPage:
     if body.get("stream"):
         raise JobError(f"{where}stream=true is not supported by this worker; send stream=false")
     n = body.get("n", 1)
-    if n != 1:
+    if n not in (1, None):
         raise JobError(f"{where}n must be 1")
-    sampling = {k: body[k] for k in SAMPLING_KEYS if k in body and body[k] is not None}
-    for key in ("temperature", "top_p"):
-        if key in sampling and not isinstance(sampling[key], int | float):
-            raise JobError(f"{where}{key} must be a number")
-    model = body.get("model")
+    try:
+        request = WorkerChatRequest.model_validate(body)
+    except ValidationError as exc:
+        raise JobError(f"{where}invalid openai_input: {first_error(exc)}") from exc
+    ignored = unknown_fields(request)
+    if ignored:
+        log.warning(
+            "%signoring fields this worker does not implement: %s", where, ", ".join(ignored)
+        )
+    sampling = {
+        k: getattr(request, k)
+        for k in SAMPLING_KEYS
+        if k in request.model_fields_set and getattr(request, k) is not None
+    }
     return ChatPage(
         image=images[0],
         prompt="\n".join(t for t in texts if t),
         max_tokens=max_tokens,
         sampling=sampling,
         messages=messages,
-        model=model if isinstance(model, str) else None,
+        model=request.model,
         index=index,
     )
 
@@ -308,21 +327,29 @@ def parse_pages(job_input: Any, limits: Limits | None = None) -> ParsedJob:
             raise JobError(
                 f"{len(pages)} pages in one job, the limit is {limits.max_pages}", code=413
             )
-        return ParsedJob(
+        parsed = ParsedJob(
             route=CHAT_ROUTE,
             pages=[_parse_request(p, limits, i) for i, p in enumerate(pages)],
             batch=True,
         )
-    route = job_input.get("openai_route")
-    if route is None:
-        raise JobError("input needs openai_route + openai_input, or pages")
-    if route == MODELS_ROUTE:
-        return ParsedJob(route=MODELS_ROUTE, pages=[])
-    if route != CHAT_ROUTE:
-        raise JobError(f"unsupported openai_route {route!r} (use {CHAT_ROUTE})", code=404)
-    return ParsedJob(
-        route=CHAT_ROUTE, pages=[_parse_request(job_input.get("openai_input"), limits, 0)]
-    )
+    else:
+        route = job_input.get("openai_route")
+        if route is None:
+            raise JobError("input needs openai_route + openai_input, or pages")
+        if route not in (CHAT_ROUTE, MODELS_ROUTE):
+            raise JobError(f"unsupported openai_route {route!r} (use {CHAT_ROUTE})", code=404)
+        pages_in = [] if route == MODELS_ROUTE else [job_input.get("openai_input")]
+        parsed = ParsedJob(route=route, pages=[_parse_request(p, limits, 0) for p in pages_in])
+    try:  # the job as a whole (each page passed above, so this is about the envelope)
+        job = WorkerJobInput.model_validate(job_input)
+    except ValidationError as exc:
+        raise JobError(f"invalid job input: {first_error(exc)}") from exc
+    ignored = [f for f in unknown_fields(job) if not f.startswith(("openai_input.", "pages."))]
+    if ignored:
+        log.warning(
+            "ignoring job input fields this worker does not implement: %s", ", ".join(ignored)
+        )
+    return parsed
 
 
 def chat_completion(

@@ -42,6 +42,10 @@ from ocrworker.modelcache import configure_offline, resolve_model_path  # noqa: 
 from ocrworker.netguard import UrlPolicy, fetch_url, safe_path  # noqa: E402
 from ocrworker.vllm_engine import sampling_kwargs, to_generation  # noqa: E402
 from ocrworker.worker import ModelFn, PageWorker, env_float, env_int  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+
+from ocrclient.contracts import first_error  # noqa: E402  (importable once ocrworker is)
+from ocrclient.contracts.runpod import PDF_KEYS, DocumentJobInput  # noqa: E402
 
 log = logging.getLogger("deepseek-ocr-worker")
 
@@ -132,32 +136,41 @@ def _roots(var: str, default: str) -> list[str]:
     return [r.strip() for r in os.environ.get(var, default).split(",") if r.strip()]
 
 
-def _stem(inp: dict[str, Any]) -> str:
+def _stem(doc: DocumentJobInput) -> str:
     name = ""
-    if isinstance(inp.get("pdf_path"), str):
-        name = Path(inp["pdf_path"]).stem
-    elif isinstance(inp.get("pdf_url"), str):
-        name = Path(urlsplit(inp["pdf_url"]).path).stem
+    if doc.pdf_path:
+        name = Path(doc.pdf_path).stem
+    elif doc.pdf_url:
+        name = Path(urlsplit(doc.pdf_url).path).stem
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:80]
     return name or "document"
 
 
-async def _pdf_bytes(inp: dict[str, Any]) -> bytes:
+def document_input(inp: Any) -> DocumentJobInput:
+    """The whole-PDF job input, validated by the client's own model (see ``ocrclient.contracts``)."""
+    try:
+        doc = DocumentJobInput.model_validate(inp)
+    except ValidationError as exc:
+        raise JobError(first_error(exc)) from exc
+    ignored = ", ".join(doc.model_extra or {})
+    if ignored:
+        log.warning("ignoring document job fields this worker does not implement: %s", ignored)
+    return doc
+
+
+async def _pdf_bytes(doc: DocumentJobInput) -> bytes:
     max_bytes = env_int("MAX_PDF_BYTES", 100 * 1024 * 1024)
-    given = [k for k in ("pdf_url", "pdf_path", "pdf_base64") if inp.get(k)]
-    if len(given) != 1:
-        raise JobError("give exactly one of pdf_url, pdf_path, pdf_base64")
-    key = given[0]
+    key, value = doc.source
     if key == "pdf_base64":
-        data = decode_base64(inp[key], max_bytes=max_bytes, what="pdf_base64")
+        data = decode_base64(value, max_bytes=max_bytes, what="pdf_base64")
     elif key == "pdf_path":
-        path = safe_path(inp[key], roots=_roots("PDF_PATH_ROOTS", "/runpod-volume,/app/inputs"))
+        path = safe_path(value, roots=_roots("PDF_PATH_ROOTS", "/runpod-volume,/app/inputs"))
         if path.stat().st_size > max_bytes:
             raise JobError(f"pdf_path file is larger than {max_bytes} bytes", code=413)
         data = await asyncio.to_thread(path.read_bytes)
     else:
         data = await fetch_url(
-            inp[key], max_bytes=max_bytes, policy=UrlPolicy.from_env(dict(os.environ))
+            value, max_bytes=max_bytes, policy=UrlPolicy.from_env(dict(os.environ))
         )
     if not data.startswith(b"%PDF-"):
         raise JobError(f"{key} is not a PDF (no %PDF- header)")
@@ -196,18 +209,16 @@ def render_pages(pdf: Any, start: int, stop: int, *, dpi: int) -> list[Any]:
 async def handle_document(job: dict[str, Any]) -> dict[str, Any]:
     """The whole-PDF contract (see the module docstring)."""
     t0 = time.perf_counter()
-    inp = job["input"]
-    prompt = inp.get("prompt") or DEFAULT_PDF_PROMPT
-    if not isinstance(prompt, str):
-        raise JobError("prompt must be a string")
-    out_root = inp.get("output_dir") or os.environ.get("RUNPOD_OUTPUT_DIR") or "/tmp/runpod-output"
+    doc = document_input(job["input"])
+    prompt = doc.prompt or DEFAULT_PDF_PROMPT
+    out_root = doc.output_dir or os.environ.get("RUNPOD_OUTPUT_DIR") or "/tmp/runpod-output"
     out_dir = safe_path(
         out_root,
         roots=_roots("OUTPUT_ROOTS", "/tmp/runpod-output,/runpod-volume")
         + _roots("RUNPOD_OUTPUT_DIR", ""),
         must_exist=False,
     )
-    data = await _pdf_bytes(inp)
+    data = await _pdf_bytes(doc)
     pdf = await asyncio.to_thread(open_pdf, data, max_pages=env_int("MAX_PDF_PAGES", 200))
     dpi = env_int("PDF_DPI", 144)
     max_tokens = env_int("OCR_DEFAULT_MAX_TOKENS", 8192)
@@ -230,7 +241,7 @@ async def handle_document(job: dict[str, Any]) -> dict[str, Any]:
 
     job_dir = out_dir / re.sub(r"[^A-Za-z0-9._-]+", "_", str(job.get("id") or "job"))
     job_dir.mkdir(parents=True, exist_ok=True)
-    stem = _stem(inp)
+    stem = _stem(doc)
     md_path = job_dir / f"{stem}.mmd"
     det_path = job_dir / f"{stem}_det.mmd"
     md_path.write_text(markdown, encoding="utf-8")
@@ -263,7 +274,7 @@ async def handle_document(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_document_job(inp: Any) -> bool:
-    return isinstance(inp, dict) and any(k in inp for k in ("pdf_url", "pdf_path", "pdf_base64"))
+    return isinstance(inp, dict) and any(k in inp for k in PDF_KEYS)
 
 
 async def handler(job: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:

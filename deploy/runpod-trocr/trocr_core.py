@@ -10,6 +10,11 @@ Contract (the OLM / RoLM "ocular" service):
   ``{"structured_data", "confidence", "processing_time", "metadata"}``
 * ``/health`` -> ``{"status", "models_loaded", "gpu_available", "memory_info"}``
 
+The request bodies are the client's own models (``ocrclient.contracts.ocular``, copied into the
+image), so the TrOCR dialect and this service validate against the same definition;
+``decoding_options`` takes beam-search and sampling keys (``do_sample``, ``temperature``,
+``top_k``, ``top_p``) and refuses anything else.
+
 TrOCR reads one text *line* per image, so a page is first cut into lines with a
 projection profile (``segment_lines``, default on); every line is recognised in one batch and
 the confidence is the token-weighted mean of the per-token probabilities from the generation
@@ -30,16 +35,27 @@ import io
 import math
 import os
 import re
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
+
+try:  # the image copies the client's contracts to /app/ocrclient/contracts
+    from ocrclient.contracts import first_error
+    from ocrclient.contracts.ocular import ROUTES, DecodingOptions, OcularRequest, StructuredRequest
+except ImportError:  # a source checkout without the client installed: use <repo>/src
+    sys.path.append(str(Path(__file__).resolve().parents[2] / "src"))
+    from ocrclient.contracts import first_error
+    from ocrclient.contracts.ocular import ROUTES, DecodingOptions, OcularRequest, StructuredRequest
 
 __all__ = [
+    "DecodingOptions",
     "OcrRequest",
     "OcrService",
     "Recognizer",
@@ -54,17 +70,6 @@ DEFAULT_ALLOWED = (
     "microsoft/trocr-base-printed,microsoft/trocr-large-printed,"
     "microsoft/trocr-base-handwritten,microsoft/trocr-large-handwritten,microsoft/trocr-small-printed"
 )
-#: decoding options a caller may set (anything else is refused, not silently passed to generate)
-DECODING_KEYS = {
-    "num_beams",
-    "max_length",
-    "max_new_tokens",
-    "repetition_penalty",
-    "length_penalty",
-    "no_repeat_ngram_size",
-    "early_stopping",
-}
-
 #: (model_name, line images, decoding options) -> [(text, sum_logprob, n_tokens)] per line
 Recognizer = Callable[[str, list[Image.Image], dict[str, Any]], list[tuple[str, float, int]]]
 
@@ -82,29 +87,8 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
-class OcrRequest(BaseModel):
-    """Body of ``/extract_text`` and ``/extract_text_robust``."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    image: str = Field(..., description="base64 image (PNG/JPEG/...), optionally a data URL")
-    model_name: str | None = None
-    prompt: str | None = Field(
-        default=None, description="accepted for compatibility; TrOCR has no prompt"
-    )
-    use_preprocessing: bool = False
-    ensemble_size: int = Field(default=1, ge=1, le=5)
-    robust_processing: bool = False
-    segment_lines: bool = True
-    decoding_options: dict[str, Any] = Field(default_factory=dict)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class StructuredRequest(OcrRequest):
-    """Body of ``/extract_structured``: ``schema`` names the fields wanted."""
-
-    schema_: dict[str, Any] = Field(..., alias="schema")
-    extraction_type: str = "structured"
+#: body of ``/extract_text`` (the shared contract's model; ``StructuredRequest`` adds ``schema``)
+OcrRequest = OcularRequest
 
 
 # -- image handling -------------------------------------------------------------------------
@@ -295,13 +279,21 @@ class TrOcrModels:
         pixel_values = processor(images=images, return_tensors="pt").pixel_values
         pixel_values = pixel_values.to(model.device, dtype=next(model.parameters()).dtype)
         opts = {"max_new_tokens": 128, "num_beams": 1, **decoding}
+        # sampling (a retry): the confidence comes from the raw logits, i.e. the model's own
+        # probability of each token, not the temperature- / top-p-warped one it sampled from
+        raw = bool(opts.get("do_sample")) and opts["num_beams"] == 1
         with torch.inference_mode():
             out = model.generate(
-                pixel_values, output_scores=True, return_dict_in_generate=True, **opts
+                pixel_values,
+                output_scores=True,
+                return_dict_in_generate=True,
+                **({"output_logits": True} if raw else {}),
+                **opts,
             )
+            logits = getattr(out, "logits", None) if raw else None
             scores = model.compute_transition_scores(
                 out.sequences,
-                out.scores,
+                logits if logits is not None else out.scores,
                 getattr(out, "beam_indices", None),
                 normalize_logits=opts["num_beams"] == 1,
             )
@@ -332,6 +324,18 @@ def standin_recognizer(
     return out
 
 
+def _describe(exc: ValidationError) -> str:
+    """One line for a refused body; unknown decoding options are named as such."""
+    unknown = [
+        str(err["loc"][-1])
+        for err in exc.errors(include_url=False)
+        if err.get("type") == "extra_forbidden" and err.get("loc", ())[:1] == ("decoding_options",)
+    ]
+    if unknown:
+        return f"unsupported decoding_options: {', '.join(sorted(unknown))}"
+    return f"invalid request: {first_error(exc)}"
+
+
 # -- the service ----------------------------------------------------------------------------
 class OcrService:
     """Routes requests of the ocular contract to a recognizer (see the module docstring).
@@ -342,13 +346,7 @@ class OcrService:
         await svc.route("/health", {})
     """
 
-    ROUTES = (
-        "/health",
-        "/extract_text",
-        "/extract_text_robust",
-        "/extract_structured",
-        "/extract_structured_robust",
-    )
+    ROUTES = ("/health", *ROUTES)
 
     def __init__(self, recognizer: Recognizer | None = None) -> None:
         self._models: TrOcrModels | None = None
@@ -409,20 +407,12 @@ class OcrService:
         return name
 
     @staticmethod
-    def _decoding(opts: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(opts) - DECODING_KEYS
-        if unknown:
-            raise ServiceError(f"unsupported decoding_options: {', '.join(sorted(unknown))}")
-        merged = {**base, **opts}
-        beams = merged.get("num_beams", 1)
-        if not isinstance(beams, int) or not 1 <= beams <= 16:
-            raise ServiceError("decoding_options.num_beams must be an integer 1..16")
+    def _decoding(opts: DecodingOptions, base: dict[str, Any]) -> dict[str, Any]:
+        """``generate()`` arguments: ``base`` (the route's defaults) overlaid with ``opts``."""
+        merged = {**base, **opts.generate_kwargs()}
         limit = merged.pop("max_length", None)
         if limit is not None and "max_new_tokens" not in merged:
             merged["max_new_tokens"] = limit
-        mnt = merged.get("max_new_tokens", 128)
-        if not isinstance(mnt, int) or not 1 <= mnt <= 1024:
-            raise ServiceError("decoding_options.max_new_tokens must be an integer 1..1024")
         return merged
 
     def _recognize_variant(
@@ -503,9 +493,7 @@ class OcrService:
                 )
             return self._extract(OcrRequest.model_validate(body), robust=route.endswith("_robust"))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-            raise ServiceError(f"invalid request: {where}: {first.get('msg', 'invalid')}") from exc
+            raise ServiceError(_describe(exc)) from exc
 
     async def route(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         """Serve one request without blocking the event loop (model calls run in a thread)."""

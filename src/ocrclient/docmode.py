@@ -2,7 +2,8 @@
 
 Some deployed workers only speak ``{"input": {"pdf_base64", "prompt"}}`` and answer with the
 whole document's markdown (base64), pages joined by ``<--- Page Split --->``, plus the grounded
-``detection_markdown``.  ``--document-mode`` sends each document (its selected pages cut into a
+``detection_markdown``; the job input is :class:`~ocrclient.contracts.runpod.DocumentJobInput`,
+the model ``deploy/runpod-deepseek-ocr`` validates with.  ``--document-mode`` sends each document (its selected pages cut into a
 new PDF) as ONE unit through the same scheduler — so retries, deadlines, cancel and the resume
 cache all apply — and splits the reply back into pages: markdown per page, boxes from the
 per-page grounding tags (0-999 of each page image, mapped by :mod:`ocrclient.geometry`).
@@ -19,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .contracts.runpod import DocumentJobInput
 from .dialects.base import Attempt, PageContent, RawBlock
 from .document import Block, Page, Usage
 from .errors import BadOutputError, InputError
@@ -93,7 +95,8 @@ class DocumentDialect:
 
     def build(self, page: PageImage, attempt: Attempt) -> ModelRequest:
         assert page.encoded is not None
-        body = {"pdf_base64": base64.b64encode(page.encoded.data).decode("ascii"), "prompt": self.prompt}
+        job = DocumentJobInput(pdf_base64=base64.b64encode(page.encoded.data).decode("ascii"), prompt=self.prompt)
+        body = job.model_dump(exclude_none=True)
         return ModelRequest(body=body, kind="document", frame=Frame(1000, 1000))
 
     def parse(self, reply: ModelReply, page: PageImage) -> PageContent:

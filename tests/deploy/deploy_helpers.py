@@ -45,6 +45,10 @@ def page_png(width: int = 120, height: int = 80, *, lines: int = 2, color: str =
     return buf.getvalue()
 
 
+def b64_png(png: bytes) -> str:
+    return base64.b64encode(png).decode()
+
+
 def data_url(png: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64," + base64.b64encode(png).decode()
 

@@ -331,3 +331,73 @@ def test_real_model_path_confidence_from_generation_scores(monkeypatch: pytest.M
     assert reply["text"] == "hello world\nok" and reply["confidence"] == pytest.approx(
         expected, abs=1e-6
     )
+
+
+async def test_sampling_options_reach_generate_and_keep_the_models_own_confidence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A retry samples (do_sample + temperature, one beam): the service passes the options to
+    ``generate`` and scores the tokens with the raw logits, not the temperature-warped scores."""
+    import contextlib
+    import sys
+    import types
+
+    import numpy as np
+
+    seen: dict[str, Any] = {}
+    sequences = np.array([[2, 10, 2]])
+    warped = np.log(np.array([[0.99, 0.99]]))  # what sampling at a low temperature saw
+    raw = np.log(np.array([[0.6, 0.5]]))  # the model's own probabilities
+
+    class Model:
+        device = "cpu"
+        generation_config = types.SimpleNamespace(pad_token_id=1)
+
+        def to(self, device: str) -> Model:
+            return self
+
+        def eval(self) -> Model:
+            return self
+
+        def parameters(self) -> Any:
+            return iter([types.SimpleNamespace(dtype="float32")])
+
+        def generate(self, pixel_values: Any, **kwargs: Any) -> Any:
+            seen["generate"] = kwargs
+            logits = raw if kwargs.get("output_logits") else None
+            return types.SimpleNamespace(sequences=sequences, scores=warped, logits=logits)
+
+        def compute_transition_scores(
+            self, seqs: Any, sc: Any, beams: Any, normalize_logits: bool
+        ) -> Any:
+            return sc
+
+    class Processor:
+        def __call__(self, images: list[Any], return_tensors: str) -> Any:
+            return types.SimpleNamespace(pixel_values=_Arr(np.zeros((len(images), 3, 384, 384))))
+
+        def batch_decode(self, seqs: Any, skip_special_tokens: bool) -> list[str]:
+            return ["hi"]
+
+    fake_torch = types.ModuleType("torch")
+    fake_torch.cuda = types.SimpleNamespace(is_available=lambda: False)  # type: ignore[attr-defined]
+    fake_torch.inference_mode = contextlib.nullcontext  # type: ignore[attr-defined]
+    fake_torch.isfinite = np.isfinite  # type: ignore[attr-defined]
+    fake_tf = types.ModuleType("transformers")
+    fake_tf.TrOCRProcessor = types.SimpleNamespace(from_pretrained=lambda name: Processor())  # type: ignore[attr-defined]
+    fake_tf.VisionEncoderDecoderModel = types.SimpleNamespace(from_pretrained=lambda name: Model())  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    monkeypatch.setitem(sys.modules, "transformers", fake_tf)
+
+    svc = core.OcrService(recognizer=core.TrOcrModels())
+    body = {"image": b64(page_png(lines=1)), "segment_lines": False,
+            "decoding_options": {"num_beams": 1, "max_length": 64, "do_sample": True, "temperature": 0.3}}  # fmt: skip
+    out = await svc.route("/extract_text", body)
+    kwargs = seen["generate"]
+    assert kwargs["do_sample"] is True and kwargs["temperature"] == 0.3 and kwargs["num_beams"] == 1
+    assert kwargs["output_logits"] is True and kwargs["max_new_tokens"] == 64
+    assert out["confidence"] == pytest.approx(math.sqrt(0.6 * 0.5), abs=1e-6)
+    # beam search (attempt 1) keeps the generation scores and asks for no logits
+    body["decoding_options"] = {"num_beams": 4, "max_length": 64}
+    await svc.route("/extract_text", body)
+    assert "output_logits" not in seen["generate"] and "do_sample" not in seen["generate"]

@@ -32,6 +32,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
+from ..contracts.chat import SAMPLING_KEYS
 from ..document import BLOCK_TYPES
 from ..errors import BadOutputError
 from ..geometry import Frame
@@ -67,19 +68,10 @@ DEFAULT_LADDER: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6)
 #: sampling keys that are ours (not sent as-is)
 _OWN_KEYS = {"temperature_ladder", "top_p_ladder", "max_tokens", "temperature", "top_p"}
 
-#: vLLM / OpenAI body keys a profile may pass through from [sampling]
-_PASS_THROUGH = {
-    "repetition_penalty",
-    "frequency_penalty",
-    "presence_penalty",
-    "top_k",
-    "min_p",
-    "seed",
-    "stop",
-    "skip_special_tokens",
-    "vllm_xargs",
-    "include_stop_str_in_output",
-}
+#: vLLM / OpenAI body keys a profile may pass through from [sampling]: the sampling keys every
+#: chat server honours (the shared contract, :data:`ocrclient.contracts.chat.SAMPLING_KEYS`),
+#: except the two this module sets per attempt
+_PASS_THROUGH = set(SAMPLING_KEYS) - {"temperature", "top_p"}
 
 
 # ---------------------------------------------------------------------------------------------

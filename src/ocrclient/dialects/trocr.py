@@ -16,7 +16,11 @@ Contract (seed ``olm-rolm-runpod-ocular.md``, its FastAPI ``app.py``): ``POST /e
 ``dialect_options.route`` (the RunPod transport accepts no ``route`` option), else
 ``transport_options.route``.
 
-Retries: attempt 1 decodes with beam search; later attempts sample with the temperature ladder.
+The body is built with the service's own request models (:mod:`ocrclient.contracts.ocular`, which
+``deploy/runpod-trocr`` validates with), so every key sent is one the service accepts.
+
+Retries: attempt 1 decodes with beam search; later attempts sample (``do_sample``, one beam) at
+the temperature ladder's rung, when that rung is above 0.
 
 Example::
 
@@ -30,7 +34,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..config import BackendConfig
+from ..contracts import first_error
+from ..contracts.ocular import DecodingOptions, OcularRequest
+from ..errors import ConfigError
 from ..geometry import CoordSpace, Frame
 from ..imaging import RenderSpec
 from ..transports.base import ModelReply, ModelRequest
@@ -57,34 +66,47 @@ class TrOCRDialect(ModelDialect):
         super().__init__(**kwargs)
         self.route = route
         self.space = CoordSpace.unit()
+        ladder = self.sampling_cfg.get("temperature_ladder", list(DEFAULT_LADDER))
+        try:
+            self.ladder = [float(v) for v in ladder]
+            for number in range(1, len(self.ladder) + 2):  # every rung, and past the last one
+                DecodingOptions.model_validate(self.decoding(number))
+        except (TypeError, ValueError) as exc:  # ValidationError is a ValueError
+            detail = first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            raise ConfigError(f"trocr: [sampling] asks for decoding the service refuses ({detail})") from exc
 
     @classmethod
     def config_kwargs(cls, cfg: BackendConfig) -> dict[str, Any]:
         route = cfg.dialect_options.get("route") or cfg.transport_options.get("route") or "/extract_text"
         return {"route": str(route)}
 
-    def build(self, page: Any, attempt: Any) -> ModelRequest:
-        number = int(getattr(attempt, "number", 1) or 1)
-        enc = _require_image(page)
-        ladder = self.sampling_cfg.get("temperature_ladder", list(DEFAULT_LADDER))
-        temperature = ladder_value([float(v) for v in ladder], number)
-        decoding: dict[str, Any] = {
+    def decoding(self, attempt: int) -> dict[str, Any]:
+        """``decoding_options`` for a 1-based attempt: beam search first, then sampling at the
+        temperature ladder's rung (when that rung is above 0)."""
+        out: dict[str, Any] = {
             "max_length": int(self.sampling_cfg.get("max_tokens", 512)),
             "num_beams": int(self.sampling_cfg.get("num_beams", 4)),
         }
-        if number > 1 and temperature > 0:
-            decoding.update({"do_sample": True, "temperature": temperature, "num_beams": 1})
-        body: dict[str, Any] = {
+        temperature = ladder_value(self.ladder, attempt)
+        if attempt > 1 and temperature > 0:
+            out.update({"do_sample": True, "temperature": temperature, "num_beams": 1})
+        return out
+
+    def build(self, page: Any, attempt: Any) -> ModelRequest:
+        number = int(getattr(attempt, "number", 1) or 1)
+        enc = _require_image(page)
+        fields: dict[str, Any] = {
             "image": enc.b64(),
             "model_name": self.model,
             "use_preprocessing": bool(self.options.get("use_preprocessing", False)),
             "ensemble_size": int(self.options.get("ensemble_size", 1)),
-            "decoding_options": decoding,
+            "decoding_options": self.decoding(number),
         }
         if "segment_lines" in self.options:
-            body["segment_lines"] = bool(self.options["segment_lines"])
+            fields["segment_lines"] = bool(self.options["segment_lines"])
         if self.options.get("prompt"):
-            body["prompt"] = str(self.options["prompt"])
+            fields["prompt"] = str(self.options["prompt"])
+        body = OcularRequest.model_validate(fields).model_dump(exclude_unset=True)
         return ModelRequest(
             body=body,
             kind="ocular",
