@@ -1,23 +1,25 @@
 """Writers for a :class:`~ocrclient.document.Document`: ``md``, ``json``, ``txt`` (and the formats
-registered in :data:`EXPORTERS`).  Each writer is ``write(document, path) -> Path``.
+registered in :data:`EXPORTERS`).  Each writer is ``write(document, path, **options) -> Path``.
 
 Example::
 
     paths = write_outputs(doc, "out/", "report", ["md", "json"])
+    paths = write_outputs(doc, "out/", "report", ["md"], options={"md": {"page_markers": True}})
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..document import Document
 from ..errors import ConfigError
 
 __all__ = ["EXPORTERS", "write_outputs"]
 
-Writer = Callable[[Document, Path], Path]
+Writer = Callable[..., Path]
 
 #: format -> ("module:function", file suffix)
 EXPORTERS: dict[str, tuple[str, str]] = {
@@ -41,9 +43,19 @@ def _writer(fmt: str) -> Writer:
     return fn
 
 
-def write_outputs(doc: Document, out_dir: str | Path, stem: str, formats: Sequence[str]) -> list[Path]:
-    """Write ``doc`` as ``out_dir/stem.<suffix>`` for each format; returns the paths written."""
+def write_outputs(
+    doc: Document,
+    out_dir: str | Path,
+    stem: str,
+    formats: Sequence[str],
+    *,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Path]:
+    """Write ``doc`` as ``out_dir/stem.<suffix>`` for each format; returns the paths written.
+    ``options`` maps a format to keyword arguments for its writer (e.g.
+    ``{"md": {"page_markers": True}}``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    opts = options or {}
     writers = [(fmt, _writer(fmt)) for fmt in formats]  # fail on a bad format before writing
-    return [fn(doc, out / f"{stem}{EXPORTERS[fmt][1]}") for fmt, fn in writers]
+    return [fn(doc, out / f"{stem}{EXPORTERS[fmt][1]}", **opts.get(fmt, {})) for fmt, fn in writers]
