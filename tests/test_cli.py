@@ -287,3 +287,157 @@ def test_failed_page_lines_in_a_run(sim: OpenAISimulator, tmp_path: Path) -> Non
     for got in lines:
         assert got == "failed " + Text.from_markup(_failed_page(str(doc), 2, message)).plain, got
         assert got.count("page 2") == 1, got
+
+
+# -- outputs: one per input, always -------------------------------------------------------------
+
+
+def _two_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """``a/x.pdf`` (200x120 pt) and ``b/x.pdf`` (300x200 pt): same name, different documents
+    (the simulator's text names the image size, so each output shows which input it came from)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = text_pdf(tmp_path / "a" / "x.pdf", [["alpha"]], size=(0, 0, 200, 120))
+    b = text_pdf(tmp_path / "b" / "x.pdf", [["beta"], ["beta 2"]], size=(0, 0, 300, 200))
+    return a, b
+
+
+@pytest.mark.parametrize("given", ["folders", "files"])
+def test_same_named_inputs_in_two_folders_write_two_documents(
+    sim: OpenAISimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """``ocr convert a b -o out`` (or ``a/x.pdf b/x.pdf``) wrote one out/x.json holding the
+    second document and marked both done; now each input has its own mirrored output."""
+    a, b = _two_folders(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    inputs = ["a", "b"] if given == "folders" else ["a/x.pdf", "b/x.pdf"]
+    res = invoke("convert", *inputs, "-o", "out", *sim_args(sim), "--quiet", env=sim_env(sim))
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "out"
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("x.*")) == ["a/x.json", "a/x.md", "b/x.json", "b/x.md"]
+    for folder, src, pages, size in (("a", a, 1, "100x60"), ("b", b, 2, "150x100")):
+        doc = Document.model_validate_json((out / folder / "x.json").read_text())
+        assert Path(doc.source).resolve() == src.resolve() and len(doc.pages) == pages
+        assert (out / folder / "x.md").read_text().count(f"Text of image {size}") == pages
+    entries = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(e["key"] for e in entries) == [str(a.resolve()), str(b.resolve())]
+    assert sorted(o for e in entries for o in e["outputs"]) == ["a/x.json", "a/x.md", "b/x.json", "b/x.md"]
+    # a rerun (the inputs spelled differently: absolute paths) skips both, sends nothing
+    sent = sum(sim.requests_by_key.values())
+    again = invoke("convert", str(a), str(b), "-o", "out", *sim_args(sim), env=sim_env(sim))
+    assert again.exit_code == 0, again.output
+    assert "skipping 2 input(s) already done" in again.stderr and sum(sim.requests_by_key.values()) == sent
+
+
+def test_two_inputs_with_one_output_name_are_refused_before_sending(sim: OpenAISimulator, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    text_pdf(folder / "x.pdf", [["pdf"]], size=(0, 0, 200, 120))
+    Image.new("RGB", (90, 60), "white").save(folder / "x.png")
+    out = tmp_path / "out"
+    res = invoke("convert", str(folder), "-o", str(out), *sim_args(sim), env=sim_env(sim))
+    assert res.exit_code == 2, res.output
+    line = f"error: {folder / 'x.pdf'} and {folder / 'x.png'} would both be written as {out / 'x'}.*; "
+    assert res.stderr.startswith(line) and res.stderr.strip().count("\n") == 0, res.stderr
+    assert sum(sim.requests_by_key.values()) == 0 and not out.exists()
+
+
+def test_single_file_keeps_out_stem(sim: OpenAISimulator, pdf: Path, tmp_path: Path) -> None:
+    """README: ``ocr convert examples/sample.pdf -o out/`` writes out/sample.md and out/sample.json."""
+    out = tmp_path / "o"
+    res = invoke("convert", str(pdf), "-o", str(out), *sim_args(sim), "--quiet", env=sim_env(sim))
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["doc.json", "doc.md", "manifest.jsonl"]
+
+
+# -- ocr config / ocr backends ------------------------------------------------------------------
+
+SECRETS = {
+    "RUNPOD_API_KEY": "rp_envsecret_4567",
+    "OCRCLIENT_API_KEY": "sk-envsecret-8910",
+    "MODAL_KEY": "wk-modalkey-1112",
+    "MODAL_SECRET": "ws-modalsecret-1314",
+}
+SHIPPED = sorted(p.stem for p in (Path(__file__).parents[1] / "src" / "ocrclient" / "backends").glob("*.toml"))
+
+
+@pytest.mark.parametrize("backend", SHIPPED)
+@pytest.mark.parametrize("keys", ["none", "env", "env+file"])
+def test_config_prints_valid_json_without_secrets(backend: str, keys: str) -> None:
+    """``"api_key": ***`` was not JSON: every backend, with and without keys set, prints JSON
+    that parses and holds no secret."""
+    env = {"NO_COLOR": "1", **(SECRETS if keys != "none" else {})}
+    file_key = "cfg-filesecret-1516"
+    if keys == "env+file":
+        conf = Path(os.environ["OCRCLIENT_CONFIG_DIR"]) / "config.toml"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(f'[backends.{backend}]\napi_key = "{file_key}"\n')
+        conf.chmod(0o600)
+    res = invoke("config", "--backend", backend, env=env)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["name"] == backend
+    assert data["api_key"] == ("***" if keys == "env+file" else None)
+    for secret in [*SECRETS.values(), file_key]:
+        assert secret not in res.output
+
+
+def test_backends_at_80_columns_keep_every_env_var_name_whole() -> None:
+    from ocrclient.config import resolve_config
+
+    res = invoke("backends", env={"NO_COLOR": "1", "COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    assert max(len(line) for line in res.stdout.splitlines()) <= 80
+    words = set(re.findall(r"[A-Za-z0-9_.-]+", res.stdout))
+    for name in SHIPPED:
+        cfg = resolve_config(name)
+        assert name in words, name
+        names = [cfg.endpoint_id_env, cfg.base_url_env, cfg.model_env, cfg.api_key_env]
+        for var in filter(None, names):
+            assert var in words, (name, var)
+
+
+# -- a missing local engine ---------------------------------------------------------------------
+
+
+def test_missing_local_engine_is_a_config_error(tmp_path: Path) -> None:
+    """Without the [local] extra every page failed and the exit code was 1: now exit 2, one line
+    saying how to install it, nothing rendered or written."""
+    pdf = text_pdf(tmp_path / "d.pdf", [["one"], ["two"]], size=(0, 0, 200, 120))
+    out = tmp_path / "out"
+    for module in ("rapidocr", "onnxruntime"):
+        code = (
+            f"import sys; sys.modules[{module!r}] = None\n"
+            "from ocrclient.cli import main\n"
+            f"sys.argv = ['ocr', 'convert', {str(pdf)!r}, '-o', {str(out)!r}, '--backend', 'local', '--no-cache']\n"
+            "main()\n"
+        )
+        run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NO_COLOR": "1", "COLUMNS": "300"},
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert run.returncode == 2, run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: the local backend needs rapidocr and onnxruntime"), lines
+        assert lines[0].endswith("install them with: pip install 'ocrclient[local]'"), lines
+        assert module in lines[0] and "Traceback" not in run.stderr
+        assert not out.exists()
+
+
+# -- the markdown holds only what the model read -------------------------------------------------
+
+
+def test_blank_page_writes_an_empty_markdown_unless_markers_are_asked_for(tmp_path: Path) -> None:
+    """A blank page was written as ``<!-- page 1 degraded: no text found -->`` and an empty
+    document as "\\n": now a 0-byte .md (the status is in the JSON); --page-markers adds it."""
+    blank = write_pdf(tmp_path / "blank.pdf", [PdfPage(media=(0, 0, 200, 120))])
+    out = tmp_path / "o"
+    args = ["convert", str(blank), "--backend", "local", "--dpi", "72", "--no-cache", "--quiet"]
+    res = invoke(*args, "-o", str(out), env={"NO_COLOR": "1"})
+    assert res.exit_code == 0, res.output
+    assert (out / "blank.md").read_bytes() == b""
+    page = Document.model_validate_json((out / "blank.json").read_text()).pages[0]
+    assert page.status == "degraded" and page.warnings == ["no text found"]
+    stdout = invoke(*args, env={"NO_COLOR": "1"})
+    assert stdout.exit_code == 0 and stdout.stdout == ""
+    marked = invoke(*args, "-o", str(tmp_path / "m"), "--page-markers", env={"NO_COLOR": "1"})
+    assert marked.exit_code == 0, marked.output
+    assert (tmp_path / "m" / "blank.md").read_text() == "<!-- page 1 degraded: no text found -->\n"

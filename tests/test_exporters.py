@@ -22,15 +22,19 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import pypdfium2 as pdfium
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageStat
 
 from ocrclient.document import Block, Document, Page, PageError, json_schema
@@ -345,8 +349,11 @@ def test_markdown_links_figure_crops_of_the_right_size(built: tuple[Path, Docume
     # page 3 had none: inserted after the paragraph of the block before it in block order
     p3 = md.index("Offset crop boxes move everything")
     assert p3 < md.index("scan_figures/page3_fig1.png") < md.index("Text after the figure")
-    assert "<!-- page 4 failed: backend said <b>503</b> & gave up -->" in md
-    assert "<!-- page 5 degraded: repetition trimmed" in md
+    # page status is in the JSON, not in the markdown (page 4 failed, page 5 is degraded)
+    assert "<!--" not in md and "503" not in md
+    marked = markdown.render(doc, page_markers=True)
+    assert "<!-- page 4 failed: backend said <b>503</b> & gave up -->" in marked
+    assert "<!-- page 5 degraded: repetition trimmed" in marked
 
 
 def test_markdown_page_separators_and_plain_render(built: tuple[Path, Document, Path], tmp_path: Path) -> None:
@@ -357,6 +364,48 @@ def test_markdown_page_separators_and_plain_render(built: tuple[Path, Document, 
     text = out.read_text()
     assert [int(n) for n in re.findall(r"<!-- page (\d+) -->", text)] == [1, 2, 3, 4, 5]
     assert (tmp_path / "sep_figures" / "page2_fig1.png").is_file()
+
+
+_MODEL_TEXT = st.text(st.characters(codec="utf-8", exclude_characters="<>\x00"), max_size=30)
+_PAGE = st.fixed_dictionaries({
+    "status": st.sampled_from(["ok", "degraded", "failed"]),
+    "cached": st.booleans(),
+    "markdown": st.one_of(st.just(""), st.just(" \n "), _MODEL_TEXT),
+    "warnings": st.lists(st.sampled_from(["no text found", "repetition trimmed", "truncated"]), max_size=2),
+})  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(pages=st.lists(_PAGE, max_size=5), markers=st.booleans())
+def test_markdown_holds_only_model_text_for_every_page_status(pages: list[dict[str, Any]], markers: bool) -> None:
+    """For every page status (ok, degraded, failed; cached or not) and empty documents, the
+    written .md holds the text the model read and nothing else — a 0-byte file when it read
+    none — unless page markers are asked for; then each page has exactly one marker."""
+    doc = Document(source="gone.pdf", backend="t", pages=[
+        Page(page=i, status=p["status"], cached=p["cached"], markdown=p["markdown"], warnings=p["warnings"],
+             error=PageError(kind="permanent", message="HTTP 503 gave up") if p["status"] == "failed" else None)
+        for i, p in enumerate(pages, start=1)
+    ])  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        options = {"md": {"page_markers": True}} if markers else None
+        (path,) = write_outputs(doc, Path(tmp), "d", ["md"], options=options)
+        data = path.read_bytes()
+    text = data.decode("utf-8")
+    read = [p.markdown.strip() for p in doc.pages if p.status != "failed" and p.markdown.strip()]
+    if markers:
+        found = re.findall(r"<!-- page (\d+)(?: (degraded|failed)(?:: [^>]*)?)? -->", text)
+        assert [int(n) for n, _ in found] == [p.page for p in doc.pages]
+        assert [s or "ok" for _, s in found] == [p.status for p in doc.pages]
+        text = re.sub(r"<!-- page \d+[^>]*-->", "", text)
+    elif not read:
+        assert data == b""
+    rest = text
+    for body in read:  # every page's text, in page order ...
+        at = rest.find(body)
+        assert at >= 0 and not rest[:at].strip(), (body, rest)
+        rest = rest[at + len(body) :]
+    assert not rest.strip(), rest  # ... and nothing else
+    assert doc.markdown == "\n\n".join(read)  # Document.markdown: the same text
 
 
 def test_markdown_without_source_is_unchanged_and_says_so(

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import ConfigError, InputError, OcrError, redact
+from .errors import ConfigError, InputError, OcrError, redact, redact_data
 
 app = typer.Typer(
     name="ocr",
@@ -46,7 +46,10 @@ def _stderr() -> Console:
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    _stderr().print(f"[bold red]error:[/] {redact(message)}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: a message may hold brackets ("pip install 'ocrclient[local]'") that are not markup
+    _stderr().print(f"[bold red]error:[/] {escape(redact(message))}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -193,12 +196,6 @@ class _Progress:
                 )
 
 
-def _output_stem(src: Any, out_dir: Path) -> tuple[Path, str]:
-    rel: Path | None = src.rel
-    folder = out_dir / rel.parent if rel is not None else out_dir
-    return folder, src.stem
-
-
 def _summary(results: list[Any], wall: float, console: Console) -> None:
     table = Table(title="ocr convert", show_lines=False)
     for col in ("file", "pages", "ok", "degraded", "failed", "cached", "retries", "pages/s"):
@@ -247,13 +244,18 @@ def convert(
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log retries and failures.")] = False,
+    page_markers: Annotated[
+        bool, typer.Option("--page-markers", help="Start each page's markdown with <!-- page N [status] -->.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
-    """Convert documents to markdown + JSON (OUT/<stem>.md, OUT/<stem>.json)."""
+    """Convert documents to markdown + JSON.  Outputs mirror the inputs under OUT from their
+    common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
     from .api import Conversion, prepare
     from .cache import PageCache
     from .exporters import EXPORTERS, write_outputs
+    from .outputs import output_stems
 
     if verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -268,6 +270,12 @@ def convert(
             raise ConfigError(f"unknown --format {', '.join(bad)}; known: {', '.join(EXPORTERS)}")
         shard_spec = _parse_shard(shard)
         plan = prepare(inputs, pages=pages, password=password)
+        # laid out over every input, before sharding, so that all machines agree on the names
+        suffixes = [EXPORTERS[f][1] for f in fmts]
+        stem_of: dict[str, Path] = {}
+        if out is not None:
+            stems = output_stems([src for src, _ in plan], out, suffixes)
+            stem_of = {src.key: stem for (src, _), stem in zip(plan, stems, strict=True)}
         plan = [(src, idx) for src, idx in plan if _in_shard(str(src.rel or src.name), shard_spec)]
         from .registry import load_backend
 
@@ -289,10 +297,11 @@ def convert(
         manifest = Manifest(out)
         if not redo:
             before = len(plan)
+            model_name = be.config.model
             plan = [
                 (src, idx)
                 for src, idx in plan
-                if not manifest.done(src, backend=be.name, model=be.config.model, pages=pages)
+                if not manifest.done(src, backend=be.name, model=model_name, pages=pages, stem=stem_of[src.key])
             ]
             if before != len(plan) and not quiet:
                 console.print(f"skipping {before - len(plan)} input(s) already done (see {manifest.path}; --redo to force)")
@@ -303,20 +312,23 @@ def convert(
     reporter = _Progress(total, bool(show), verbose and not quiet)
     conv = Conversion(backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan)
 
+    writer_options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
+
     def emit(result: Any) -> None:
         results.append(result)
         if out is None:
             from .exporters.markdown import render
 
-            sys.stdout.write(render(result.document))
+            sys.stdout.write(render(result.document, page_markers=page_markers))
             sys.stdout.flush()
         else:
-            folder, stem = _output_stem(result.source, out)
+            stem = stem_of[result.source.key]
             try:
-                written = write_outputs(result.document, folder, stem, fmts, options={"pdf": {"force_ocr_text": force_ocr_text}})
+                written = write_outputs(result.document, stem.parent, stem.name, fmts, options=writer_options)
             except OcrError as exc:  # one format failing must not lose the others or the run
                 console.print(f"[red]error:[/] {result.source.name}: {redact(str(exc))}")
-                written = write_outputs(result.document, folder, stem, [f for f in fmts if f in ("md", "json")])
+                kept = [f for f in fmts if f in ("md", "json")]
+                written = write_outputs(result.document, stem.parent, stem.name, kept, options=writer_options)
             if manifest is not None:
                 manifest.record(result.source, result.document, written, pages=pages)
 
@@ -387,12 +399,22 @@ def _configured(cfg: Any) -> tuple[bool, str]:
     return configured(cfg)
 
 
+def _env_names(cfg: Any) -> list[str]:
+    """The environment variables a profile reads (endpoint, URL, model, key), in that order."""
+    names = [cfg.endpoint_id_env, cfg.base_url_env, cfg.model_env, cfg.api_key_env]
+    return list(dict.fromkeys(n for n in names if n))
+
+
 @app.command()
 def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """List the known backends and whether each is configured here."""
+    """List the known backends, whether each is configured here, and the environment
+    variables each one reads."""
+    from rich.text import Text
+
     from .config import list_profiles, resolve_config
 
     rows: list[dict[str, Any]] = []
+    env: dict[str, list[str]] = {}
     for name in sorted(list_profiles()):
         try:
             cfg = resolve_config(name)
@@ -400,6 +422,7 @@ def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-reada
             rows.append({"name": name, "transport": "?", "dialect": "?", "model": "?", "configured": False, "detail": str(exc)})
             continue
         ok, detail = _configured(cfg)
+        env[name] = _env_names(cfg)
         rows.append(
             {
                 "name": name,
@@ -413,13 +436,33 @@ def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-reada
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    console = Console(no_color=bool(os.environ.get("NO_COLOR")))
+    # names are never cut (they are what --backend takes) and the model folds; the variables
+    # each backend reads, and what is missing, follow in a grid whose text wraps between words,
+    # so no variable name is cut at any width where the longest one fits (80 columns and more)
+    width = max((len(r["name"]) for r in rows), default=4)
     table = Table(title="ocrclient backends")
-    for col in ("name", "transport", "dialect", "model", "configured"):
-        table.add_column(col)
+    table.add_column("name", no_wrap=True, min_width=width)
+    table.add_column("transport")
+    table.add_column("dialect")
+    table.add_column("model", overflow="fold")
+    table.add_column("configured", no_wrap=True)
     for r in rows:
-        mark = "[green]yes[/]" if r["configured"] else f"[yellow]no[/] ({r['detail']})"
+        mark = "[green]yes[/]" if r["configured"] else "[yellow]no[/]"
         table.add_row(str(r["name"]), str(r["transport"]), str(r["dialect"]), str(r["model"]), mark)
-    Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)
+    console.print(table)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True, min_width=width)
+    grid.add_column(overflow="fold")
+    for r in rows:
+        names = env.get(r["name"], [])
+        text = Text(", ".join(names) if names else "nothing")
+        if not r["configured"]:
+            text.append("\nnot configured: ")
+            text.append(str(r["detail"]), style="yellow")
+        grid.add_row(Text(str(r["name"]), style="bold"), text)
+    console.print("environment variables each backend reads:")
+    console.print(grid)
 
 
 @app.command()
@@ -485,7 +528,8 @@ def config_show(
         raise _fail(str(exc)) from None
     data = cfg.public_dict()
     data["config_dir"] = str(config_dir())
-    typer.echo(redact(json.dumps(data, indent=2, default=str)))
+    # mask value by value: redacting the serialised text could turn a value into bare ***
+    typer.echo(json.dumps(redact_data(data), indent=2, default=str))
 
 
 _CONFIG_TEMPLATE = """\

@@ -159,7 +159,8 @@ class Document(_Model):
 
     @property
     def markdown(self) -> str:
-        """All pages' markdown joined by blank lines (failed pages contribute a comment)."""
+        """All pages' markdown joined by blank lines: only what the model read (a failed page,
+        its error in :attr:`Page.error`, and a page without text contribute nothing)."""
         return page_separator_join(self.pages, separator="\n\n")
 
     @property
@@ -172,13 +173,8 @@ class Document(_Model):
 
 
 def page_separator_join(pages: list[Page], separator: str = "\n\n") -> str:
-    parts = []
-    for p in pages:
-        if p.status == "failed":
-            msg = p.error.message if p.error else "failed"
-            parts.append(f"<!-- page {p.page} failed: {msg} -->")
-        else:
-            parts.append(p.markdown.strip())
+    """The text of the pages that have some, joined by ``separator`` (failed pages skipped)."""
+    parts = [text for p in pages if p.status != "failed" and (text := p.markdown.strip())]
     return separator.join(parts)
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "classify_status",
     "is_endpoint_error",
     "redact",
+    "redact_data",
     "register_secret",
 ]
 
@@ -262,6 +263,25 @@ def redact(text: str) -> str:
     text = _BEARER.sub(r"\1***", text)
     text = _KV.sub(r"\1\2***", text)
     return text
+
+
+_SECRET_FIELD = re.compile(r"(?i)api[_-]?key|modal[_-]secret|modal[_-]key|token|password|secret")
+
+
+def redact_data(value: Any) -> Any:
+    """A copy of JSON-like data (dicts, lists, scalars) with every string :func:`redact`-ed and
+    every field named like a secret (``api_key``, ``token``, ``password``...) that holds a value
+    replaced by the string ``"***"`` — so the result still serialises to valid JSON."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {
+            k: "***" if _SECRET_FIELD.fullmatch(str(k)) and v is not None and not isinstance(v, bool) else redact_data(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_data(v) for v in value]
+    return value
 
 
 class RedactingFilter(logging.Filter):

@@ -1,16 +1,18 @@
 """The run manifest: ``OUT/manifest.jsonl``, one line per finished document.
 
-Each line records the input, its size and mtime, the backend and model, the pages asked for,
-their status counts and the output files written — so a corpus run is auditable after the fact
-and resumable at the document level: a rerun skips an input whose last entry has no failed page,
-the same backend, model and page selection, unchanged size/mtime, and outputs still present
-(page-level resume is the cache's job; this saves even the rendering).  Appends are one
+Each line records the input (as given, and its resolved path ``key``, by which entries are
+keyed), its size and mtime, the backend and model, the pages asked for, their status counts and
+the output files written — so a corpus run is auditable after the fact and resumable at the
+document level: a rerun skips an input whose last entry has no failed page, the same backend,
+model and page selection, unchanged size/mtime, and outputs still present where this run would
+write them (page-level resume is the cache's job; this saves even the rendering).  Lines without
+a ``key`` (older manifests) are not trusted: those inputs are converted again.  Appends are one
 ``write`` of one line each, so a kill leaves at most one partial last line, which is ignored.
 
 Example::
 
     m = Manifest(Path("out"))
-    if not m.done(src, backend="local", model=None, pages=None):
+    if not m.done(src, backend="local", model=None, pages=None, stem=Path("out/report")):
         ...
         m.record(src, doc, outputs, pages=None)
 """
@@ -55,12 +57,17 @@ class Manifest:
                         entry = json.loads(line)
                     except ValueError:
                         continue
-                    if isinstance(entry, dict) and "input" in entry:
-                        self._entries[str(entry["input"])] = entry
+                    if isinstance(entry, dict) and "key" in entry:
+                        self._entries[str(entry["key"])] = entry
         return self._entries
 
-    def done(self, src: Source, *, backend: str, model: str | None, pages: str | None) -> bool:
-        entry = self.entries().get(src.name)
+    def done(
+        self, src: Source, *, backend: str, model: str | None, pages: str | None, stem: Path | None = None
+    ) -> bool:
+        """Whether ``src`` is finished: see the module docstring.  With ``stem`` (where this run
+        writes ``src``'s outputs, see :func:`~ocrclient.outputs.output_stems`), outputs written
+        anywhere else do not count."""
+        entry = self.entries().get(src.key)
         if not entry or entry.get("failed", 1) != 0:
             return False
         size, mtime = _stat(src)
@@ -71,13 +78,19 @@ class Manifest:
             and entry.get("size") == size
             and entry.get("mtime") == mtime
         )
-        return same and all((self.out_dir / p).is_file() for p in entry.get("outputs", []))
+        outputs = [str(p) for p in entry.get("outputs", [])]
+        if stem is not None:
+            want = os.path.relpath(stem, self.out_dir)
+            if not outputs or any(os.path.splitext(p)[0] != want for p in outputs):
+                return False
+        return same and all((self.out_dir / p).is_file() for p in outputs)
 
     def record(self, src: Source, doc: Document, outputs: list[Path], *, pages: str | None) -> dict[str, Any]:
         size, mtime = _stat(src)
         s = doc.stats
         entry = {
             "input": src.name,
+            "key": src.key,
             "rel": str(src.rel) if src.rel is not None else None,
             "size": size,
             "mtime": mtime,
@@ -96,5 +109,5 @@ class Manifest:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry, sort_keys=True) + "\n")
-        self.entries()[src.name] = entry
+        self.entries()[src.key] = entry
         return entry

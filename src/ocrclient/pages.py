@@ -137,8 +137,9 @@ class Source:
 
     ``name`` is the path as the user gave it (or ``bytes:<hash>``), ``stem`` the base name for
     output files, ``rel`` the path below the directory/glob root it was found in (``None`` for
-    inputs named directly) so outputs can mirror the input tree.  Exactly one of ``path`` and
-    ``data`` is set.
+    inputs named directly), ``root`` that directory (the directory named, a glob's fixed prefix,
+    or a named file's own folder; ``None`` for bytes) — :func:`ocrclient.outputs.output_stems`
+    mirrors inputs under OUT from their roots.  Exactly one of ``path`` and ``data`` is set.
 
     Example::
 
@@ -157,6 +158,7 @@ class Source:
     password: str | None = field(default=None, repr=False)
     #: detected container format: "pdf", "png", "jpeg", "tiff", "webp", "bmp"
     format: str = ""
+    root: Path | None = None
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.data is None):
@@ -279,6 +281,7 @@ def _make_source(
     data: bytes | None,
     rel: Path | None,
     password: str | None,
+    root: Path | None = None,
 ) -> Source:
     if path is not None:
         try:
@@ -313,6 +316,7 @@ def _make_source(
         rel=rel,
         password=password if kind == "pdf" else None,
         format=fmt,
+        root=root,
     )
 
 
@@ -359,14 +363,14 @@ def open_sources(
     sources: list[Source] = []
     seen: set[str] = set()
 
-    def add(path: Path, name: str, rel: Path | None) -> None:
+    def add(path: Path, name: str, rel: Path | None, root: Path) -> None:
         key = str(path.resolve())
         if key in seen:
             return
         seen.add(key)
         sources.append(
             _make_source(
-                name=name, stem=path.stem, path=path, data=None, rel=rel, password=password
+                name=name, stem=path.stem, path=path, data=None, rel=rel, password=password, root=root
             )
         )
 
@@ -395,9 +399,9 @@ def open_sources(
             if not files:
                 raise InputError(f"{text}: directory has no PDF or image files ({_SUPPORTED})")
             for f in files:
-                add(f, str(f), f.relative_to(path))
+                add(f, str(f), f.relative_to(path), path)
         elif path.exists():
-            add(path, text, None)
+            add(path, text, None, path.parent)
         elif isinstance(item, str) and _GLOB_CHARS.search(text):
             pattern = os.path.expanduser(text)
             root = _glob_root(pattern)
@@ -414,9 +418,10 @@ def open_sources(
             for f in files:
                 try:
                     rel: Path | None = f.relative_to(root)
+                    found_in = root
                 except ValueError:
-                    rel = Path(f.name)
-                add(f, str(f), rel)
+                    rel, found_in = Path(f.name), f.parent
+                add(f, str(f), rel, found_in)
         else:
             raise InputError(f"{text}: no such file or directory")
     return sources
@@ -885,6 +890,7 @@ def _resolve(source: Source | str | Path | bytes, password: str | None) -> Sourc
                 data=source.data,
                 rel=source.rel,
                 password=password,
+                root=source.root,
             )
         return source
     found = open_sources([source], password=password)

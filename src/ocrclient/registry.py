@@ -130,12 +130,11 @@ def load_backend(name: str | None = None, /, **overrides: Any) -> Backend:
 
 def configured(cfg: BackendConfig) -> tuple[bool, str]:
     """Whether a backend has what it needs to run here (no network call), and what is missing."""
-    import importlib.util
-
     if cfg.transport == "local":
-        missing = [m for m in ("rapidocr", "onnxruntime") if importlib.util.find_spec(m) is None]
-        if missing:
-            return False, "pip install 'ocrclient[local]'"
+        from .transports.local import INSTALL_HINT, engine_missing
+
+        if engine_missing():
+            return False, INSTALL_HINT
         return True, "in-process"
     if cfg.transport == "runpod":
         if not cfg.resolved_endpoint_id():

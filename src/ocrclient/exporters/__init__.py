@@ -4,6 +4,7 @@ registered in :data:`EXPORTERS`).  Each writer is ``write(document, path, **opti
 Example::
 
     paths = write_outputs(doc, "out/", "report", ["md", "json"])
+    paths = write_outputs(doc, "out/", "report", ["md"], options={"md": {"page_markers": True}})
     paths = write_outputs(doc, "out/", "report", ["pdf"], options={"pdf": {"force_ocr_text": True}})
 """
 
@@ -52,8 +53,8 @@ def write_outputs(
     options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Path]:
     """Write ``doc`` as ``out_dir/stem.<suffix>`` for each format; returns the paths written.
-    ``options`` maps a format to keyword arguments of its writer (e.g. ``{"pdf":
-    {"force_ocr_text": True}}``, see :func:`ocrclient.exporters.pdf.write`)."""
+    ``options`` maps a format to keyword arguments of its writer (e.g. ``{"md": {"page_markers":
+    True}}``, ``{"pdf": {"force_ocr_text": True}}``, see :func:`ocrclient.exporters.pdf.write`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     opts = options or {}

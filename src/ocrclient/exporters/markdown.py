@@ -1,7 +1,13 @@
-"""Markdown writer: every page's markdown in order; failed pages leave a visible comment.
+"""Markdown writer: the markdown the model read, page after page, and nothing else.
 
-``render(doc, page_separators=True)`` puts ``<!-- page N -->`` before each page so a reader (or
-a diff) can find page boundaries.
+A page's status is not written here but in the JSON: a failed page (its error is in the JSON,
+on stderr and in the exit code) and a page with no text (a blank ``degraded`` page, say)
+contribute nothing, and a document without any text is an empty (0-byte) file, so whoever
+indexes the ``.md`` finds only text that is on the page.  Opt in to markers with
+``render(doc, page_markers=True)`` (``ocr convert --page-markers``): each page then starts with
+``<!-- page N -->``, or ``<!-- page N degraded: <warnings> -->`` / ``<!-- page N failed:
+<error> -->``.  ``page_separators=True`` puts only ``<!-- page N -->`` before each page so a
+reader (or a diff) can find page boundaries.
 
 :func:`write` also cuts every figure block that has a box out of the source page (rendered as
 displayed, PDFs at :data:`~ocrclient.exporters.figures.FIGURE_DPI`, images at their own pixels)
@@ -26,6 +32,8 @@ Example::
     >>> doc = Document(source="a.pdf", backend="x", pages=[Page(page=1, status="ok", markdown="Hi")])
     >>> render(doc, page_separators=True)
     '<!-- page 1 -->\\n\\nHi\\n'
+    >>> render(Document(source="b.pdf", backend="x", pages=[Page(page=1, status="degraded")]))
+    ''
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from ..document import Block, Document, Page
 from ._io import atomic_write
 from .figures import FIGURE_DPI, crop_figures, figure_blocks, resolve_source
 
-__all__ = ["MarkdownResult", "figure_dir", "render", "render_with_figures", "write"]
+__all__ = ["MarkdownResult", "figure_dir", "page_marker", "render", "render_with_figures", "write"]
 
 log = logging.getLogger("ocrclient.exporters.markdown")
 
@@ -172,22 +180,35 @@ def page_markdown(page: Page, links: Links) -> str:
     return md.strip()
 
 
-def render(doc: Document, *, page_separators: bool = False, links: Links | None = None) -> str:
-    """The markdown of ``doc`` (figure references rewritten to ``links`` when given)."""
+def page_marker(page: Page) -> str:
+    """``<!-- page N -->``, with the status for a degraded or failed page."""
+    if page.status == "failed":
+        why = _comment(page.error.message if page.error else "")
+        return f"<!-- page {page.page} failed: {why} -->" if why else f"<!-- page {page.page} failed -->"
+    if page.status == "degraded":
+        why = _comment("; ".join(page.warnings))
+        return f"<!-- page {page.page} degraded: {why} -->" if why else f"<!-- page {page.page} degraded -->"
+    return f"<!-- page {page.page} -->"
+
+
+def render(
+    doc: Document, *, page_separators: bool = False, page_markers: bool = False, links: Links | None = None
+) -> str:
+    """The markdown of ``doc`` (figure references rewritten to ``links`` when given): only the
+    pages' text unless ``page_markers`` / ``page_separators`` ask for comments; ``""`` when
+    there is nothing to write, else the text ends with one newline."""
     parts: list[str] = []
     for page in doc.pages:
-        if page_separators:
+        if page_markers:
+            parts.append(page_marker(page))
+        elif page_separators:
             parts.append(f"<!-- page {page.page} -->")
-        if page.status == "failed":
-            msg = page.error.message if page.error else "failed"
-            parts.append(f"<!-- page {page.page} failed: {_comment(msg)} -->")
-        else:
+        if page.status != "failed":
             body = page_markdown(page, links or {})
-            if page.status == "degraded":
-                parts.append(f"<!-- page {page.page} degraded: {_comment('; '.join(page.warnings))} -->")
             if body:
                 parts.append(body)
-    return "\n\n".join(parts).strip() + "\n"
+    text = "\n\n".join(parts).strip()
+    return text + "\n" if text else ""
 
 
 def render_with_figures(
@@ -195,6 +216,7 @@ def render_with_figures(
     md_path: Path,
     *,
     page_separators: bool = False,
+    page_markers: bool = False,
     source: str | Path | None = None,
     dpi: float = FIGURE_DPI,
 ) -> MarkdownResult:
@@ -203,11 +225,11 @@ def render_with_figures(
 
     has_figures = any(p.status != "failed" and figure_blocks(p) for p in doc.pages)
     if not has_figures:
-        return MarkdownResult(render(doc, page_separators=page_separators))
+        return MarkdownResult(render(doc, page_separators=page_separators, page_markers=page_markers))
     path = resolve_source(doc, source, md_path.parent)
     if path is None:
         note = f"{doc.source}: source file not found; figures are not cropped and their references are left as written"
-        return MarkdownResult(render(doc, page_separators=page_separators), notes=[note])
+        return MarkdownResult(render(doc, page_separators=page_separators, page_markers=page_markers), notes=[note])
     crops, notes = crop_figures(doc, path, dpi)
     folder = figure_dir(md_path).name
     links: Links = {}
@@ -218,7 +240,8 @@ def render_with_figures(
         crop.image.save(buf, "PNG", optimize=False, compress_level=6)
         files[name] = buf.getvalue()
         links[(crop.page, crop.index)] = quote(f"{folder}/{name}", safe="/")
-    return MarkdownResult(render(doc, page_separators=page_separators, links=links), files, notes)
+    text = render(doc, page_separators=page_separators, page_markers=page_markers, links=links)
+    return MarkdownResult(text, files, notes)
 
 
 def write(
@@ -226,13 +249,14 @@ def write(
     path: Path,
     *,
     page_separators: bool = False,
+    page_markers: bool = False,
     figures: bool = True,
     source: str | Path | None = None,
 ) -> Path:
     """Write ``path`` (and, with ``figures``, the crops in ``<stem>_figures/``)."""
     if not figures:
-        return atomic_write(path, render(doc, page_separators=page_separators))
-    result = render_with_figures(doc, path, page_separators=page_separators, source=source)
+        return atomic_write(path, render(doc, page_separators=page_separators, page_markers=page_markers))
+    result = render_with_figures(doc, path, page_separators=page_separators, page_markers=page_markers, source=source)
     for note in result.notes:
         log.warning("%s", note)
     folder = figure_dir(path)

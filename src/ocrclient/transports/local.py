@@ -136,6 +136,26 @@ def _model_name(part: Any) -> str:
     return Path(str(path)).name if path else type(part).__name__
 
 
+#: the modules the engine needs (the ``[local]`` extra)
+ENGINE_MODULES = ("rapidocr", "onnxruntime")
+INSTALL_HINT = "pip install 'ocrclient[local]'"
+
+
+def engine_missing() -> str | None:
+    """Why the engine cannot run here (one line, saying how to install it), or ``None``: the
+    modules of the ``[local]`` extra are imported (cheap next to building the engine), so a
+    missing or broken install is a configuration error before any page is rendered."""
+    import importlib
+
+    for name in ENGINE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            why = " ".join(str(exc).split())[:200] or f"{name} cannot be imported"
+            return f"the local backend needs rapidocr and onnxruntime ({why}); install them with: {INSTALL_HINT}"
+    return None
+
+
 def get_engine(settings: EngineSettings | None = None) -> _Engine:
     """The process-wide engine for ``settings``, built (models loaded) on first use."""
     global _CONSTRUCTIONS
@@ -153,8 +173,7 @@ def get_engine(settings: EngineSettings | None = None) -> _Engine:
             from rapidocr import RapidOCR
         except ImportError as exc:
             raise ConfigError(
-                f"the local backend needs rapidocr and onnxruntime ({exc}); "
-                "install them with: pip install 'ocrclient[local]'"
+                f"the local backend needs rapidocr and onnxruntime ({exc}); install them with: {INSTALL_HINT}"
             ) from exc
         start = time.perf_counter()
         try:
@@ -536,6 +555,8 @@ class LocalTransport:
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> LocalTransport:
+        """Raises :class:`ConfigError` for unknown options and when the engine is not installed
+        (so a run without the ``[local]`` extra stops before any page, exit code 2)."""
         opts = dict(cfg.transport_options)
         known = {"threads", "max_side_len", "use_cls", "text_score", "tight_boxes"}
         unknown = sorted(set(opts) - known)
@@ -554,6 +575,8 @@ class LocalTransport:
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"backend {cfg.name!r}: bad transport option ({exc})") from exc
+        if why := engine_missing():
+            raise ConfigError(why)
         return cls(settings)
 
     # -- the seam ----------------------------------------------------------------------------
