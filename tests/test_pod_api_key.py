@@ -93,3 +93,23 @@ def test_the_primary_name_wins_and_a_missing_key_is_refused(pdf: Path, monkeypat
             ocrclient.convert(pdf, backend=BACKEND, base_url=sim.base_url, cache=False)
     message = str(info.value)
     assert "HTTP 401" in message and "$VLLM_API_KEY" in message and "k-some-other-server" not in message
+
+
+def test_ocr_config_sees_a_key_set_under_the_alias(tmp_path: Path) -> None:
+    """`ocr config` says the key is set when only the alias variable holds it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("VLLM_API_KEY", "OCRCLIENT_API_KEY")}
+    env["OCRCLIENT_CONFIG_DIR"] = str(tmp_path)
+    for extra, expected in (({}, False), ({"OCRCLIENT_API_KEY": "alias-secret-1"}, True)):
+        run = subprocess.run(
+            [sys.executable, "-m", "ocrclient.cli", "config", "--backend", "runpod-pod-lightonocr2"],
+            capture_output=True, text=True, env={**env, **extra}, timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        data = json.loads(run.stdout)
+        assert data["api_key_set"] is expected
+        assert "alias-secret-1" not in run.stdout

@@ -217,7 +217,9 @@ class BackendConfig(BaseModel):
         data = self.model_dump(mode="json", exclude={"api_key"})
         data["api_key"] = "***" if self.api_key is not None else None
         if self.api_key_env:
-            data["api_key_set"] = bool(os.environ.get(self.api_key_env))
+            aliases = self.transport_options.get("api_key_env_aliases") or []
+            names = [self.api_key_env, *(a for a in aliases if isinstance(a, str))]
+            data["api_key_set"] = self.api_key is not None or any(os.environ.get(n) for n in names)
         return data
 
 
