@@ -286,7 +286,7 @@ def _trim_tail(text: str, keep: int) -> str | None:
 
 
 def trim_repetition(text: str, keep: int = 2) -> str:
-    """``text`` with a repeated tail cut down to ``keep`` copies (best effort).
+    r"""``text`` with a repeated tail cut down to ``keep`` copies (best effort).
 
     The repeat is looked for in the text as it is (its line breaks kept), then in a
     whitespace-collapsed copy (repeats that differ only in whitespace; the result is that
@@ -317,7 +317,7 @@ def bound_blocks(blocks: Sequence[RawBlock], budget: int) -> list[RawBlock]:
     reply are bounded the way its markdown is.
 
     >>> [b.text for b in bound_blocks([RawBlock("text", "a" * 5), RawBlock("text", "b" * 50)], 8)]
-    ['aaaaa', 'bb']
+    ['aaaaa', 'bbb']
     """
     out: list[RawBlock] = []
     for block in blocks:

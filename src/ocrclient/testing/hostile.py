@@ -45,7 +45,8 @@ Example (pytest; the client bounded by its caps, see ``docs/testing.md``)::
 Counters (read them in tests): ``requests`` (a ``Counter`` of ``"METHOD /path"``, ids
 replaced by ``{id}``), ``hostile_replies``, ``healthy_replies``, ``bytes_sent`` (reply bytes
 written, all requests), ``hangups`` (replies the client stopped reading before the end),
-``cancels``.  Run one by hand: ``python -m ocrclient.testing.hostile huge_stream --size 40MB``.
+``cancels``; events ``hostile_started`` (a hostile reply began) and ``hostile_written`` (one was
+written to its end), to act at a chosen moment (e.g. send the client SIGINT).  Run one by hand: ``python -m ocrclient.testing.hostile huge_stream --size 40MB``.
 """
 
 from __future__ import annotations
@@ -171,8 +172,10 @@ class HostileServer:
         self.bytes_sent = 0
         self.hangups = 0
         self.cancels = 0
-        #: set when the first hostile reply starts (tests wait on it)
+        #: set when the first hostile reply starts, and when one was written to its end (tests
+        #: wait on them: Ctrl-C while the client reads it, or while it processes it)
         self.hostile_started = threading.Event()
+        self.hostile_written = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> HostileServer:
@@ -221,11 +224,14 @@ class HostileServer:
         return {"openai": f"{self.url}/v1", "runpod": f"{self.url}/v2", "ocular": self.url}[self.contract]
 
     def env(self) -> dict[str, str]:
-        """Environment variables that point the generic backends at this server (``openai``:
-        ``OCRCLIENT_BASE_URL`` / ``OCRCLIENT_API_KEY`` / ``OCRCLIENT_MODEL``; ``runpod``:
-        ``RUNPOD_API_KEY`` / ``RUNPOD_ENDPOINT_ID``, plus ``--base-url`` on the command line)."""
+        """Environment variables that point the backends at this server: ``OCRCLIENT_MODEL``,
+        and ``OCRCLIENT_BASE_URL`` / ``OCRCLIENT_API_KEY`` (``openai``, for the ``openai``
+        backend) or ``RUNPOD_BASE_URL`` / ``RUNPOD_API_KEY`` / ``RUNPOD_ENDPOINT_ID``
+        (``runpod``, for ``runpod`` and the named RunPod backends).  ``ocular``: pass
+        ``--base-url``."""
         if self.contract == "runpod":
-            return {"RUNPOD_API_KEY": self.api_key, "RUNPOD_ENDPOINT_ID": self.endpoint_id}
+            return {"RUNPOD_BASE_URL": self.base_url, "RUNPOD_API_KEY": self.api_key,
+                    "RUNPOD_ENDPOINT_ID": self.endpoint_id, "OCRCLIENT_MODEL": self.model}
         return {"OCRCLIENT_BASE_URL": self.base_url, "OCRCLIENT_API_KEY": self.api_key,
                 "OCRCLIENT_MODEL": self.model}
 
@@ -383,17 +389,17 @@ class HostileServer:
 
     def _openai(self, h: _Handler, path: str, body: Any) -> None:
         if path.endswith("/health"):
-            self._send(h, 200, [b""], 0)
+            self._send(h, 200, [[b""]], 0)
         elif path.endswith("/models"):
             card = {"id": self.model, "object": "model", "max_model_len": self.max_model_len}
             self._send_json(h, 200, {"object": "list", "data": [card]})
         elif path.endswith("/chat/completions"):
             hostile = self._next_is_hostile()
             if isinstance(body, dict) and body.get("stream"):
-                self._send(h, 200, [self._sse(hostile)], None, "text/event-stream", cut=False)
+                self._send(h, 200, [self._sse(hostile)], None, "text/event-stream", hostile=hostile)
             else:
                 parts, n = self._body(hostile)
-                self._send(h, 200, parts, n, cut=hostile and self.behaviour == "early_close")
+                self._send(h, 200, parts, n, cut=hostile and self.behaviour == "early_close", hostile=hostile)
         else:
             self._send_json(h, 404, {"error": {"message": f"no route {path}", "type": "NotFoundError"}})
 
@@ -403,7 +409,7 @@ class HostileServer:
             return
         hostile = self._next_is_hostile()
         parts, n = self._body(hostile)
-        self._send(h, 200, parts, n, cut=hostile and self.behaviour == "early_close")
+        self._send(h, 200, parts, n, cut=hostile and self.behaviour == "early_close", hostile=hostile)
 
     def _runpod(self, h: _Handler, path: str, body: Any) -> None:
         m = re.match(r"^/v2/([^/]+)/(run|runsync|status|cancel|health)(?:/([^/]+))?$", path)
@@ -446,7 +452,7 @@ class HostileServer:
                  for part in parts]
         if n is not None:
             n += len(jid) - len("{id}")
-        self._send(h, 200, parts, n, cut=hostile and self.behaviour == "early_close")
+        self._send(h, 200, parts, n, cut=hostile and self.behaviour == "early_close", hostile=hostile)
 
     # -- writing --------------------------------------------------------------------------------
     def _send_json(self, h: _Handler, status: int, obj: Any) -> None:
@@ -462,6 +468,7 @@ class HostileServer:
         content_type: str = "application/json",
         *,
         cut: bool = False,
+        hostile: bool = False,
     ) -> None:
         """Write a reply from ``parts`` (iterables of bytes): with ``Content-Length`` when
         ``length`` is known, else chunked.  ``cut``: stop after half the body and close."""
@@ -491,6 +498,8 @@ class HostileServer:
             if chunked:
                 h.wfile.write(b"0\r\n\r\n")
             h.wfile.flush()
+            if hostile:
+                self.hostile_written.set()
         except _Hangup:  # the server goes away: FIN, no more bytes
             h.close_connection = True
             with suppress(OSError):

@@ -45,7 +45,16 @@ from ..errors import (
     redact,
 )
 from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body_hook
-from .limits import ERROR_BODY_BYTES, aloads, error_body, finite, loads, read_capped, reply_limit, seconds
+from .limits import (
+    ERROR_BODY_BYTES,
+    aloads,
+    error_body,
+    finite,
+    loads,
+    read_capped,
+    reply_limit,
+    seconds,
+)
 
 __all__ = ["OcularTransport", "error_message", "shared_ssl_context", "status_error", "transport_error"]
 

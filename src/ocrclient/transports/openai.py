@@ -372,6 +372,12 @@ class OpenAITransport:
                         chunk = await iterator.__anext__()
                 except StopAsyncIteration:
                     break
+                except ValueError:
+                    # a chunk the SDK cannot decode (e.g. a usage number of 5000 digits) after
+                    # the reply finished does not undo the reply; before it, it is bad_reply
+                    if finish is None:
+                        raise
+                    break
                 except TimeoutError as exc:
                     raise TransientError(
                         f"the stream was silent for more than {idle:g} s", cause="stream_idle"
