@@ -184,9 +184,7 @@ class HostileServer:
         class Handler(_Handler):
             server_ref = sim
 
-        server = ThreadingHTTPServer((self.host, self._port), Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
+        server = _Server((self.host, self._port), Handler)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True, name="hostile-server"
@@ -517,6 +515,14 @@ class HostileServer:
             h.wfile.write(data)
         with self._lock:
             self.bytes_sent += len(data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up is what these replies provoke: no traceback."""
 
 
 class _Handler(BaseHTTPRequestHandler):
