@@ -17,16 +17,19 @@ from PIL import Image
 from ocrclient.config import list_profiles, resolve_config
 from ocrclient.dialects._common import (
     block_type,
+    bound_blocks,
     chat_body,
     detect_repetition,
+    finish,
     ladder_value,
     markdown_blocks,
     parse_box,
     rotate_encoded,
     sampling,
+    trim_repetition,
 )
 from ocrclient.dialects._html import parse_html, to_markdown
-from ocrclient.dialects.base import Attempt, PageContent
+from ocrclient.dialects.base import Attempt, PageContent, RawBlock
 from ocrclient.document import BLOCK_TYPES
 from ocrclient.errors import BadOutputError, ConfigError
 from ocrclient.geometry import PageBox, to_page
@@ -208,6 +211,105 @@ def test_repetition_detector() -> None:
     assert detect_repetition("text " + " " * 2000) is None
     # a legitimate short repeat stays below the threshold
     assert detect_repetition("Yes. " * 5) is None
+
+
+def _trim_reference(text: str, keep: int = 2) -> str:
+    """The trimming rule as it was written before (a Python loop over every repeat, whitespace
+    collapsed): the new trim_repetition must cut where it did."""
+    import math
+    import re
+
+    collapsed = re.sub(r"\s+", " ", text).rstrip()
+    n = len(collapsed)
+    for period in range(1, min(400, n // 6) + 1):
+        unit = collapsed[n - period :]
+        if not any(ch.isalnum() for ch in unit):
+            continue
+        pos, count = n - period, 1
+        while pos - period >= 0 and collapsed[pos - period : pos] == unit:
+            count, pos = count + 1, pos - period
+        if count >= max(6, math.ceil(800 / period)):
+            return collapsed[: pos + keep * period]
+    return text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Intro. " + "the same words " * 300,
+        "x" + "ab" * 700,
+        "A normal page.\n\nNothing repeats here at all.",
+        "| 0.00 | 0.00 |\n" * 30,
+        "abc" * 5 + "xyz",
+    ],
+)
+def test_trim_repetition_cuts_where_it_always_did(text: str) -> None:
+    assert " ".join(trim_repetition(text).split()) == " ".join(_trim_reference(text).split())
+
+
+def test_trim_repetition_with_varying_whitespace_stays_short() -> None:
+    """Repeats whose whitespace varies in a cycle: the exact unit is that cycle (line breaks
+    kept), at most two of it are kept."""
+    text = "Intro.\n" + "".join(f"the same words{' ' if i % 3 else chr(10)}" for i in range(3000))
+    trimmed = trim_repetition(text)
+    assert trimmed.startswith("Intro.\nthe same words") and "\n" in trimmed[7:]
+    unit = 3 * len("the same words ")  # the whitespace cycle
+    assert len(trimmed) < len("Intro.\n") + 3 * unit  # a ragged start of the run, then two units
+
+
+def test_trim_repetition_keeps_line_breaks_and_is_linear_on_a_runaway() -> None:
+    """A 20 MB runaway (3.4 s with the old pure-Python loop) trims in well under a second, and
+    repeats that are exact keep their line breaks."""
+    import time
+
+    text = "# Title\n\nIntro line.\n" + "| row | 1 |\n" * 1_700_000
+    t0 = time.perf_counter()
+    trimmed = trim_repetition(text)
+    elapsed = time.perf_counter() - t0
+    assert trimmed == "# Title\n\nIntro line.\n| row | 1 |\n| row | 1 |"
+    assert len(text) > 20_000_000 and elapsed < 1.0, elapsed
+    big = "Start. " + "The same line of text comes back again and again. " * 400_000
+    t0 = time.perf_counter()
+    assert trim_repetition(big).count("The same line") == 2
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_bound_blocks_cuts_blocks_to_the_text_budget() -> None:
+    blocks = [RawBlock("title", "Title"), *[RawBlock("text", "the same words again") for _ in range(10_000)]]
+    kept = bound_blocks(blocks, 100)
+    assert sum(len(b.text) for b in kept) <= 100 and kept[0].text == "Title"
+    one_huge = [RawBlock("text", "Intro. " + "loop " * 100_000, children=[RawBlock("text", "child")])]
+    (only,) = bound_blocks(one_huge, 50)
+    assert len(only.text) <= 50 and only.text.startswith("Intro. loop")
+    assert bound_blocks([RawBlock("figure") for _ in range(1000)], 10) == [RawBlock("figure")] * 10
+
+
+def test_repetition_trims_the_blocks_as_the_markdown() -> None:
+    """Repetition trimming used to cut only the markdown while the blocks kept every repeat (a
+    500 MB reply wrote a 105 MB JSON).  Now the blocks are bounded with it; the page is degraded."""
+    line = "the same words again"
+    content = PageContent(markdown="Intro.\n\n" + "\n\n".join([line] * 50_000),
+                          blocks=[RawBlock("text", "Intro."), *[RawBlock("text", line) for _ in range(50_000)]])
+    with pytest.raises(BadOutputError) as info:
+        finish(content, ModelReply(text=content.markdown, finish_reason="stop"))
+    partial = info.value.partial
+    assert info.value.cause == "repetition"
+    assert len(partial.markdown) < 200
+    assert len(partial.blocks) < 200 and sum(len(b.text) for b in partial.blocks) <= len(partial.markdown) + 2000
+
+
+def test_repetition_in_the_markdown_is_found_when_the_raw_reply_varies() -> None:
+    """A Chandra runaway whose boxes change while its text repeats: the raw HTML has no period,
+    the markdown does — it is repetition, not an ok page."""
+    dialect = load_dialect(resolve_config("runpod-chandra"))
+    html = "".join(
+        f'<div data-bbox="100 {i % 900} 900 {i % 900 + 20}" data-label="Text"><p>The same words again.</p></div>'
+        for i in range(3000)
+    )
+    with pytest.raises(BadOutputError) as info:
+        dialect.parse(ModelReply(text=html, finish_reason="stop"), None)
+    assert info.value.cause == "repetition"
+    assert len(info.value.partial.blocks) < 150
 
 
 def test_parse_box_warnings() -> None:

@@ -62,6 +62,7 @@ from .errors import (
 from .pages import PageImage
 from .registry import Backend
 from .transports.base import ModelReply, ModelRequest
+from .transports.limits import MAX_TOKEN_COUNT, request_max_tokens, seconds, token_count
 
 #: a full garbage collection every this many finished pages.  Each page leaves reference cycles
 #: behind in the libraries it goes through (tenacity's retry state, httpx's response <-> stream,
@@ -71,6 +72,9 @@ from .transports.base import ModelReply, ModelRequest
 GC_EVERY_PAGES = 64
 #: ... but at most this share of the wall time goes to those collections
 GC_MAX_SHARE = 0.02
+#: replies longer than this are parsed (dialect, repetition checks, geometry) in a worker
+#: thread, so the event loop — and Ctrl-C — never waits for one
+OFF_LOOP_REPLY_CHARS = 64 * 1024
 
 __all__ = [
     "ABORTS_RUN",
@@ -660,12 +664,24 @@ class Scheduler:
             raise
         except Exception as exc:  # a transport bug must not lose the page
             raise TransientError(f"transport error: {type(exc).__name__}: {exc}", cause="transport_bug") from exc
+        # whatever transport it came through, a number a server sent stays sane; no reply has
+        # more tokens than its request allowed
+        most = request_max_tokens(request) or MAX_TOKEN_COUNT
         usage = Usage(
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-            gpu_seconds=reply.gpu_seconds,
-            queue_seconds=reply.queue_seconds,
+            prompt_tokens=token_count(reply.prompt_tokens),
+            completion_tokens=min(token_count(reply.completion_tokens), most),
+            gpu_seconds=seconds(reply.gpu_seconds),
+            queue_seconds=seconds(reply.queue_seconds),
         )
+        if len(reply.text or "") > OFF_LOOP_REPLY_CHARS:  # parsing it takes a while: not on the loop
+            out = await asyncio.to_thread(self._parse, reply, page, request)
+        else:
+            out = self._parse(reply, page, request)
+        await self.limiter.success()
+        return out, usage
+
+    def _parse(self, reply: ModelReply, page: PageImage, request: ModelRequest) -> Page:
+        """The dialect's reading of ``reply``, as a page (pure: may run in a worker thread)."""
         try:
             content = self.dialect.parse(reply, page)
             if reply.finish_reason == "length":
@@ -682,8 +698,7 @@ class Scheduler:
             raise BadOutputError(
                 f"reply could not be parsed: {type(exc).__name__}: {exc}", cause="parser_error"
             ) from exc
-        await self.limiter.success()
-        return self._page_from(page, content, request, list(content.warnings)), usage
+        return self._page_from(page, content, request, list(content.warnings))
 
     def _document(self, run: _Run, wall_s: float, unfinished: OcrError | None = None) -> Document:
         pages = dict(run.pages)

@@ -6,7 +6,8 @@ Everything here is model-agnostic.  A dialect composes these pieces; the facts a
 * :func:`sampling` – ``max_tokens`` (always), ``temperature`` from the per-attempt ladder,
   ``top_p`` (scalar or its own ladder) and pass-through extras from ``cfg.sampling``.
 * :func:`chat_body` – the exact OpenAI ``/chat/completions`` JSON for one image + optional text.
-* :func:`detect_repetition` – the one repetition detector every dialect uses.
+* :func:`detect_repetition` – the one repetition detector every dialect uses;
+  :func:`trim_repetition` / :func:`bound_blocks` cut a runaway's markdown and blocks down.
 * :func:`check_reply` / :func:`finish` – empty reply, repetition and ``finish_reason`` checks,
   raising :class:`~ocrclient.errors.BadOutputError` with what could be salvaged.
 * :func:`markdown_blocks` – split plain model markdown into box-less blocks.
@@ -27,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -48,6 +50,7 @@ __all__ = [
     "ChatDialect",
     "ModelDialect",
     "block_type",
+    "bound_blocks",
     "chat_body",
     "check_reply",
     "detect_repetition",
@@ -60,6 +63,7 @@ __all__ = [
     "rotate_encoded",
     "sampling",
     "text_part",
+    "trim_repetition",
 ]
 
 #: temperature per attempt when neither the profile nor the dialect says otherwise
@@ -240,22 +244,87 @@ def detect_repetition(
     return None
 
 
-def trim_repetition(text: str, keep: int = 2) -> str:
-    """``text`` with a repeated tail cut down to ``keep`` copies (best effort)."""
-    collapsed = re.sub(r"\s+", " ", text).rstrip()
-    n = len(collapsed)
+def _run_length(text: str, unit: str) -> int:
+    """How many copies of ``unit`` ``text`` ends with, back to back.
+
+    Copies are taken in blocks of 1, 2, 4, ... while they match, then in halving blocks: each
+    test is one C-speed ``endswith`` on the text in place, so a 20 MB run costs two passes over
+    it, not a Python loop over every copy.
+    """
+    p, end, count, k = len(unit), len(text), 0, 1
+    while k * p <= end and text.endswith(unit * k, 0, end):
+        end, count, k = end - k * p, count + k, k * 2
+    while k > 1:
+        k //= 2
+        if k * p <= end and text.endswith(unit * k, 0, end):
+            end, count = end - k * p, count + k
+    return count
+
+
+def _trim_tail(text: str, keep: int) -> str | None:
+    """``text`` with a repeated tail cut to ``keep`` copies, or ``None`` if its tail does not
+    repeat (the thresholds of :func:`detect_repetition`)."""
+    n = len(text)
     for period in range(1, min(400, n // 6) + 1):
-        unit = collapsed[n - period :]
+        unit = text[n - period :]
         if not any(ch.isalnum() for ch in unit):
             continue
-        pos = n - period
-        count = 1
-        while pos - period >= 0 and collapsed[pos - period : pos] == unit:
-            count += 1
-            pos -= period
-        if count >= max(6, math.ceil(800 / period)):
-            return collapsed[: pos + keep * period]
-    return text
+        needed = max(6, math.ceil(800 / period))
+        if needed * period > n or not text.endswith(unit * needed):
+            continue
+        count = _run_length(text, unit)
+        return text[: n - (count - keep) * period]
+    return None
+
+
+def trim_repetition(text: str, keep: int = 2) -> str:
+    r"""``text`` with a repeated tail cut down to ``keep`` copies (best effort).
+
+    The repeat is looked for in the text as it is (its line breaks kept), then in a
+    whitespace-collapsed copy (repeats that differ only in whitespace; the result is that
+    copy).  Linear in the text at C speed: safe on a multi-megabyte runaway reply.
+
+    >>> trim_repetition("Intro.\n" + "row 1 | x\n" * 500)
+    'Intro.\nrow 1 | x\nrow 1 | x'
+    """
+    trimmed = _trim_tail(text.rstrip(), keep)
+    if trimmed is None:
+        trimmed = _trim_tail(" ".join(text.split()), keep)  # split/join: C speed, unlike re.sub
+    return text if trimmed is None else trimmed
+
+
+#: characters of block text allowed beyond the trimmed markdown's length (blocks the markdown
+#: leaves out, such as Chandra's page headers and footers)
+BLOCK_TEXT_SLACK = 2000
+
+
+def _block_size(block: RawBlock) -> int:
+    return max(1, len(block.text)) + sum(_block_size(c) for c in block.children)
+
+
+def bound_blocks(blocks: Sequence[RawBlock], budget: int) -> list[RawBlock]:
+    """The leading ``blocks`` whose text (children included, every block at least 1) fits in
+    ``budget`` characters; the block that does not fit is kept with its text trimmed of
+    repetition and cut to what is left, and nothing after it.  So the blocks of a runaway
+    reply are bounded the way its markdown is.
+
+    >>> [b.text for b in bound_blocks([RawBlock("text", "a" * 5), RawBlock("text", "b" * 50)], 8)]
+    ['aaaaa', 'bbb']
+    """
+    out: list[RawBlock] = []
+    for block in blocks:
+        if budget <= 0:
+            break
+        size = _block_size(block)
+        if size <= budget:
+            out.append(block)
+            budget -= size
+            continue
+        text = trim_repetition(block.text)[:budget] if block.text else ""
+        budget -= max(1, len(text))
+        out.append(dataclasses.replace(block, text=text, children=bound_blocks(block.children, budget)))
+        break
+    return out
 
 
 def check_reply(reply: ModelReply) -> str:
@@ -271,14 +340,18 @@ def check_reply(reply: ModelReply) -> str:
 def finish(content: PageContent, reply: ModelReply, *, strict_stop: bool = False) -> PageContent:
     """Final checks shared by every dialect, after a reply has been parsed into ``content``.
 
-    * endless repetition -> ``BadOutputError(cause="repetition")`` with the content (repeated tail
-      trimmed) as ``partial``;
+    * endless repetition (in the reply or in the markdown read from it) ->
+      ``BadOutputError(cause="repetition")`` with the content as ``partial``: its markdown's
+      repeated tail trimmed, its blocks bounded to the same text (:func:`bound_blocks`);
     * ``finish_reason == "length"`` -> ``BadOutputError(cause="length")`` (truncated page);
     * with ``strict_stop`` any finish reason other than ``stop`` (or unknown) is bad output.
     """
-    rep = detect_repetition(reply.text or "")
+    # the raw reply, or what was read from it (a runaway whose markup varies, e.g. its boxes,
+    # while its text repeats)
+    rep = detect_repetition(reply.text or "") or detect_repetition(content.markdown)
     if rep is not None:
         content.markdown = trim_repetition(content.markdown)
+        content.blocks = bound_blocks(content.blocks, len(content.markdown) + BLOCK_TEXT_SLACK)
         content.warnings.append(f"repetition: {rep}")
         raise BadOutputError(
             f"the model repeated itself endlessly ({rep})", cause="repetition", partial=content

@@ -9,7 +9,9 @@ Real HTTP servers on loopback that speak each cloud's wire contract, with seeded
 * :class:`OpenAISimulator` – a vLLM OpenAI-compatible server (JSON and SSE, both error shapes,
   ``/health``, ``/v1/models``), with ``mode="proxy"`` (RunPod pod proxy: 524 after an idle gap)
   and ``mode="modal"`` (Modal: proxy-auth 401, 303 to a result URL after a time);
-* :class:`OcularSimulator` – the OLM/RoLM ``/extract_text`` HTTP contract.
+* :class:`OcularSimulator` – the OLM/RoLM ``/extract_text`` HTTP contract;
+* :class:`HostileServer` – breaks the rules on purpose (runaway replies, endless streams, deep
+  nesting, NaN numbers, early closes, jobs stuck in the queue), to check a client stays bounded.
 
 Example (pytest)::
 
@@ -43,6 +45,7 @@ from .faults import (
 )
 
 if TYPE_CHECKING:
+    from .hostile import HostileServer
     from .ocular_sim import OcularSimulator
     from .openai_sim import HTTPSimulator, OpenAISimulator
     from .responders import (
@@ -62,6 +65,7 @@ __all__ = [
     "FaultPlan",
     "FixedResponder",
     "HTTPSimulator",
+    "HostileServer",
     "OcularSimulator",
     "OpenAISimulator",
     "RapidOCRResponder",
@@ -78,6 +82,7 @@ __all__ = [
 
 _LAZY = {
     "HTTPSimulator": "openai_sim",
+    "HostileServer": "hostile",
     "OpenAISimulator": "openai_sim",
     "OcularSimulator": "ocular_sim",
     "RunPodSimulator": "runpod_sim",

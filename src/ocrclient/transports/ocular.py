@@ -45,6 +45,16 @@ from ..errors import (
     redact,
 )
 from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body_hook
+from .limits import (
+    ERROR_BODY_BYTES,
+    aloads,
+    error_body,
+    finite,
+    loads,
+    read_capped,
+    reply_limit,
+    seconds,
+)
 
 __all__ = ["OcularTransport", "error_message", "shared_ssl_context", "status_error", "transport_error"]
 
@@ -242,9 +252,13 @@ class OcularTransport:
         t0 = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
-                resp = await self._client.post(url, content=json_bytes(request.body),
-                                               headers={"Content-Type": "application/json"},
-                                               timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0), pool=None))
+                req = self._client.build_request(
+                    "POST", url, content=json_bytes(request.body),
+                    headers={"Content-Type": "application/json"},
+                    timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0), pool=None),
+                )
+                # read as it arrives, never past the cap max_tokens allow (see .limits)
+                resp = await read_capped(self._client, req, reply_limit(request), what=f"POST {route}")
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise TransientError(f"no reply from {route} within {timeout:g} s",
                                  cause="timeout") from exc
@@ -252,19 +266,21 @@ class OcularTransport:
             raise transport_error(exc, what=f"POST {route}") from exc
         latency = time.monotonic() - t0
         if resp.status_code >= 400:
-            raise status_error(resp.status_code, resp.content, resp.headers,
+            raise status_error(resp.status_code, error_body(resp.content), resp.headers,
                                hint="check the API key for this ocular server")
         try:
-            data = resp.json()
+            data = await aloads(resp.content)  # NaN -> None, too deep -> BadOutputError
         except ValueError as exc:
             raise TransientError(f"{route} answered HTTP {resp.status_code} with a non-JSON body: "
                                  f"{error_message(resp.content)}", cause="bad_reply") from exc
         if not isinstance(data, dict):
             raise TransientError(f"{route} answered JSON that is not an object", cause="bad_reply")
         text = data.get("text")
+        confidence = data.get("confidence")
         extra: dict[str, Any] = {
-            "confidence": data.get("confidence"),
-            "processing_time": data.get("processing_time"),
+            # numbers from the server: finite or absent (the dialect checks the 0..1 range)
+            "confidence": finite(confidence) if isinstance(confidence, int | float) else confidence,
+            "processing_time": seconds(data.get("processing_time")),
         }
         for key in ("language", "metadata", "structured_data"):
             if key in data:
@@ -281,15 +297,18 @@ class OcularTransport:
     async def health(self) -> Health:
         """``GET /health``: ok when the server says ``healthy``."""
         try:
-            resp = await self._client.get(self.base_url + "/health", timeout=30.0)
+            req = self._client.build_request("GET", self.base_url + "/health", timeout=30.0)
+            resp = await read_capped(self._client, req, ERROR_BODY_BYTES, what="GET /health")
         except httpx.HTTPError as exc:
             return Health(False, transport_error(exc, what="GET /health").message)
+        except OcrError as exc:
+            return Health(False, exc.message)
         if resp.status_code >= 400:
-            return Health(False, status_error(resp.status_code, resp.content, resp.headers).message,
+            return Health(False, status_error(resp.status_code, error_body(resp.content), resp.headers).message,
                           {"status_code": resp.status_code})
         try:
-            data = resp.json()
-        except ValueError:
+            data = loads(resp.content)
+        except (ValueError, OcrError):
             data = {}
         status = data.get("status") if isinstance(data, dict) else None
         ok = status in (None, "healthy", "ok")

@@ -45,6 +45,7 @@ from openai import AsyncOpenAI
 
 from ..config import BackendConfig
 from ..errors import (
+    BadOutputError,
     ConfigError,
     OcrError,
     PermanentError,
@@ -54,6 +55,18 @@ from ..errors import (
     register_secret,
 )
 from .base import Health, ModelReply, ModelRequest, release_request_body_hook
+from .limits import (
+    ERROR_BODY_BYTES,
+    aloads,
+    capping,
+    chunk_limit,
+    error_body,
+    loads,
+    reply_cap_hook,
+    reply_limit,
+    text_limit,
+    token_count,
+)
 from .ocular import error_message, shared_ssl_context, status_error, transport_error
 
 __all__ = ["OpenAITransport", "normalize_base_url"]
@@ -62,6 +75,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_KEY_ENV = "OCRCLIENT_API_KEY"
 DEFAULT_BASE_URL_ENV = "OCRCLIENT_BASE_URL"
+#: the most a ``/v1/models`` reply may weigh (a card is ~1 kB)
+MODEL_LIST_BYTES = 1024 * 1024
 
 
 def _standard_params() -> frozenset[str]:
@@ -203,6 +218,8 @@ class OpenAITransport:
         install_logger_redaction()
         self._host = urlsplit(self.root_url).netloc
         self._http.event_hooks.setdefault("request", []).append(self._keep_secrets_home)
+        # every reply the SDK reads for us is capped (limits.capping sets the cap per call)
+        self._http.event_hooks.setdefault("response", []).append(reply_cap_hook)
         if self._owns_http:  # a caller's own client keeps its own behaviour
             self._http.event_hooks.setdefault("response", []).append(release_request_body_hook)
         self._client = AsyncOpenAI(base_url=self.api_url, api_key=key, max_retries=0,
@@ -281,12 +298,19 @@ class OpenAITransport:
                 log.debug("POST %s/chat/completions model=%s stream=%s max_tokens=%s page=%s",
                           redact(self.api_url), body.get("model"), stream,
                           body.get("max_tokens"), request.page)
-                if stream:
-                    reply = await self._send_stream(body, timeout, idle)
-                else:
-                    reply = await self._send_json(body, timeout)
+                sent = ModelRequest(body=body)
+                with capping(reply_limit(sent, streamed=stream), "POST /chat/completions"):
+                    if stream:
+                        reply = await self._send_stream(body, timeout, idle)
+                    else:
+                        reply = await self._send_json(body, timeout)
         except OcrError:
             raise
+        except RecursionError as exc:  # the SDK decoding a chunk nested deeper than it can go
+            raise BadOutputError(
+                "the reply is nested too deeply to read (JSON deeper than the decoder allows)",
+                cause="reply_too_deep",
+            ) from exc
         except TimeoutError as exc:
             raise TransientError(f"no complete reply within {timeout:g} s", cause="timeout") from exc
         except openai.APIStatusError as exc:
@@ -294,6 +318,8 @@ class OpenAITransport:
         except openai.APITimeoutError as exc:
             raise TransientError(f"no reply within {timeout:g} s", cause="timeout") from exc
         except openai.APIConnectionError as exc:
+            if isinstance(exc.__cause__, OcrError):  # the reply cap, raised while httpx read
+                raise exc.__cause__ from None
             raise transport_error(exc.__cause__ or exc, what="POST /chat/completions") from exc
         except openai.APIError as exc:  # an error event inside the SSE stream
             raise self._stream_error(exc) from exc
@@ -319,24 +345,30 @@ class OpenAITransport:
         return httpx.Timeout(timeout, connect=min(self.connect_timeout_s, timeout), pool=None)
 
     async def _send_json(self, body: dict[str, Any], timeout: float) -> ModelReply:
+        """A non-streamed completion.  The SDK sends it and maps error statuses; the body (read
+        under the cap) is decoded here, off the event loop when big, with the server's numbers
+        made sane (:mod:`.limits`)."""
         args, extra = self._split(body)
-        resp = await self._client.chat.completions.create(
+        raw = await self._client.chat.completions.with_raw_response.create(
             **args, extra_body=extra or None, stream=False, timeout=self._timeout(timeout)
         )
-        if not resp.choices:
+        data = await aloads(raw.http_response.content)
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices:
             raise TransientError("the server answered a completion without choices", cause="bad_reply")
-        choice = resp.choices[0]
-        usage = resp.usage
-        content = choice.message.content if choice.message is not None else None
+        choice = choices[0] if isinstance(choices[0], dict) else {}
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
         if content is not None and not isinstance(content, str):
             raise TransientError("the server's completion has non-text content", cause="bad_reply")
-        finish = choice.finish_reason if isinstance(choice.finish_reason, str) else None
+        finish = choice.get("finish_reason")
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         return ModelReply(
             text=content or "",
-            finish_reason=finish,
-            prompt_tokens=_int(getattr(usage, "prompt_tokens", 0)),
-            completion_tokens=_int(getattr(usage, "completion_tokens", 0)),
-            data={"id": resp.id, "model": resp.model, "streamed": False},
+            finish_reason=finish if isinstance(finish, str) else None,
+            prompt_tokens=token_count(usage.get("prompt_tokens")),
+            completion_tokens=token_count(usage.get("completion_tokens")),
+            data={"id": data.get("id"), "model": data.get("model"), "streamed": False},
         )
 
     async def _send_stream(
@@ -351,7 +383,11 @@ class OpenAITransport:
         finish: str | None = None
         prompt_tokens = completion_tokens = 0
         chunk_id = model = None
-        chunks = 0
+        chunks = size = 0
+        # besides the byte cap on the stream: no more text, nor chunks, than max_tokens allow
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        max_text = text_limit(max_tokens if isinstance(max_tokens, int) else None)
+        max_chunks = chunk_limit(max_tokens if isinstance(max_tokens, int) else None)
         try:
             iterator = stream.__aiter__()
             while True:
@@ -362,15 +398,26 @@ class OpenAITransport:
                         chunk = await iterator.__anext__()
                 except StopAsyncIteration:
                     break
+                except ValueError:
+                    # a chunk the SDK cannot decode (e.g. a usage number of 5000 digits) after
+                    # the reply finished does not undo the reply; before it, it is bad_reply
+                    if finish is None:
+                        raise
+                    break
                 except TimeoutError as exc:
                     raise TransientError(
                         f"the stream was silent for more than {idle:g} s", cause="stream_idle"
                     ) from exc
                 chunks += 1
+                if chunks > max_chunks:
+                    raise BadOutputError(
+                        f"the stream sent more than {max_chunks} chunks, more than max_tokens allow "
+                        f"({size} characters of text so far); stopped reading it", cause="reply_too_large",
+                    )
                 chunk_id, model = chunk.id or chunk_id, chunk.model or model
                 if chunk.usage is not None:
-                    prompt_tokens = _int(chunk.usage.prompt_tokens)
-                    completion_tokens = _int(chunk.usage.completion_tokens)
+                    prompt_tokens = token_count(chunk.usage.prompt_tokens)
+                    completion_tokens = token_count(chunk.usage.completion_tokens)
                 for choice in chunk.choices:
                     if choice.index != 0:
                         continue
@@ -378,6 +425,13 @@ class OpenAITransport:
                         if not isinstance(choice.delta.content, str):
                             raise TransientError("the server streamed non-text content", cause="bad_reply")
                         parts.append(choice.delta.content)
+                        size += len(choice.delta.content)
+                        if size > max_text:
+                            raise BadOutputError(
+                                f"the stream's text is longer than {max_text} characters, more than "
+                                "max_tokens allow; stopped reading it (a runaway model or a broken server)",
+                                cause="reply_too_large",
+                            )
                     if choice.finish_reason:
                         finish = str(choice.finish_reason)
         finally:
@@ -405,7 +459,7 @@ class OpenAITransport:
 
     def _status_error(self, status: int, response: httpx.Response) -> OcrError:
         try:
-            content: Any = response.content
+            content: Any = error_body(response.content)  # read under the cap: 64 kB at most
         except httpx.ResponseNotRead:
             content = ""
         return status_error(status, content, response.headers, hint=self._auth_hint())
@@ -421,19 +475,23 @@ class OpenAITransport:
     # -- model cards / max_model_len ------------------------------------------------------------
     async def list_models(self, *, timeout: float | None = None) -> dict[str, int | None]:
         """``GET /v1/models`` as ``{model id: max_model_len or None}`` (raises on failure)."""
-        resp = await self._http.get(self.api_url + "/models",
-                                    timeout=timeout or self.health_timeout_s)
+        with capping(MODEL_LIST_BYTES, "GET /v1/models"):
+            resp = await self._http.get(self.api_url + "/models",
+                                        timeout=timeout or self.health_timeout_s)
         if resp.status_code >= 400:
             raise self._status_error(resp.status_code, resp)
         try:
-            data = resp.json().get("data") or []
-        except (ValueError, AttributeError) as exc:
+            data = loads(resp.content).get("data") or []
+        except (ValueError, AttributeError, BadOutputError) as exc:
             raise TransientError("GET /v1/models: not a model list", cause="bad_reply") from exc
         out: dict[str, int | None] = {}
+        if not isinstance(data, list):
+            raise TransientError("GET /v1/models: not a model list", cause="bad_reply")
         for card in data:
             if isinstance(card, dict) and card.get("id"):
                 mml = card.get("max_model_len")
-                out[str(card["id"])] = int(mml) if isinstance(mml, int) else None
+                # a context length is a positive int (a server's nonsense is no cap at all)
+                out[str(card["id"])] = (token_count(mml) or None) if isinstance(mml, int) else None
         return out
 
     async def _cards(self) -> dict[str, int | None]:
@@ -490,7 +548,8 @@ class OpenAITransport:
         """``GET /health`` and ``GET /v1/models``: ok when both answer."""
         info: dict[str, Any] = {"url": redact(self.root_url), "modal": self.modal}
         try:
-            resp = await self._http.get(self.root_url + "/health", timeout=self.health_timeout_s)
+            with capping(ERROR_BODY_BYTES, "GET /health"):
+                resp = await self._http.get(self.root_url + "/health", timeout=self.health_timeout_s)
             info["health_status"] = resp.status_code
             health_ok = resp.status_code < 400 or resp.status_code == 404
             if not health_ok:
@@ -498,6 +557,8 @@ class OpenAITransport:
                 return Health(False, f"GET /health: {err.message}", info)
         except httpx.HTTPError as exc:
             return Health(False, transport_error(exc, what="GET /health").message, info)
+        except OcrError as exc:  # a reply over its cap
+            return Health(False, f"GET /health: {exc.message}", info)
         try:
             cards = await self.list_models(timeout=self.health_timeout_s)
         except OcrError as exc:
@@ -517,7 +578,3 @@ class OpenAITransport:
         if self._owns_http:
             await self._http.aclose()
 
-
-def _int(value: object) -> int:
-    """A token count from a reply whose types the SDK does not check."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

@@ -70,6 +70,7 @@ import httpx
 from ..config import BackendConfig
 from ..errors import (
     AuthError,
+    BadOutputError,
     CancelledRunError,
     ConfigError,
     EndpointError,
@@ -83,6 +84,17 @@ from ..errors import (
     register_secret,
 )
 from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body
+from .limits import (
+    DEFAULT_REPLY_BYTES,
+    ERROR_BODY_BYTES,
+    aloads,
+    error_body,
+    loads,
+    read_capped,
+    reply_limit,
+    seconds,
+    token_count,
+)
 from .ocular import error_message
 
 __all__ = [
@@ -106,6 +118,9 @@ RUN_LIMIT_BYTES = 10_000_000
 RUNSYNC_LIMIT_BYTES = 20_000_000
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+#: how long a cancelled send (the run stopping: Ctrl-C) and then ``aclose`` wait for the remote
+#: cancel of its job, each: the run must end within 2 s even when ``/cancel`` does not answer
+INTERRUPT_CANCEL_WAIT_S = 0.75
 MODES = ("run", "runsync", "local")
 _OPTIONS = {
     "mode",
@@ -311,7 +326,7 @@ def _sse_events(text: str) -> list[Any]:
         if not data or data == "[DONE]":
             continue
         try:
-            events.append(json.loads(data))
+            events.append(loads(data))
         except ValueError:
             continue
     return events
@@ -360,9 +375,9 @@ def parse_chat_output(output: Any) -> _Chat | Any:
         choices = item.get("choices") or []
         choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
         usage = item.get("usage") or {}
-        if isinstance(usage, Mapping):
-            prompt_tokens = int(usage.get("prompt_tokens") or usage.get("input") or prompt_tokens)
-            completion_tokens = int(
+        if isinstance(usage, Mapping):  # whatever the numbers, counts stay sane (limits.token_count)
+            prompt_tokens = token_count(usage.get("prompt_tokens") or usage.get("input") or prompt_tokens)
+            completion_tokens = token_count(
                 usage.get("completion_tokens") or usage.get("output") or completion_tokens
             )
         if isinstance(choice.get("message"), Mapping):  # a whole chat completion: done
@@ -407,6 +422,18 @@ def _unwrap_single(output: Any) -> Any:
     return output
 
 
+def _readable_error(resp: httpx.Response) -> httpx.Response:
+    """An error reply whose JSON is nested too deeply to decode, with that as its body instead
+    (so reading its message cannot fail); any other reply as it is."""
+    if resp.status_code < 400:
+        return resp
+    body = error_body(resp.content)
+    if body is resp.content:
+        return resp
+    kept = {k: v for k, v in resp.headers.items() if k.lower() == "retry-after"}
+    return httpx.Response(resp.status_code, headers=kept, content=body, request=resp.request)
+
+
 # ---------------------------------------------------------------------------------------------
 # the transport
 # ---------------------------------------------------------------------------------------------
@@ -429,7 +456,9 @@ class RunPodTransport:
 
     ``send`` raises :class:`TransientError` / :class:`PermanentError` / :class:`AuthError`; it
     never retries a job itself (the scheduler does).  A ``send`` that is cancelled, times out or
-    fails while its job is queued or running cancels the job remotely (best effort).  The one
+    fails while its job is queued or running cancels the job remotely (best effort; a cancelled
+    ``send`` waits at most ``INTERRUPT_CANCEL_WAIT_S`` for it, so Ctrl-C stays prompt).  Every
+    reply is read under a cap derived from the request's ``max_tokens`` (:mod:`.limits`).  The one
     blind spot: while the ``/run`` or ``/runsync`` request itself is still open the job id is not
     known yet, so a cancellation then cannot reach the job (it runs, and its result expires).
     """
@@ -570,19 +599,23 @@ class RunPodTransport:
         content: bytes | None = None,
         timeout: float | None = None,
         what: str,
+        limit: int = DEFAULT_REPLY_BYTES,
     ) -> httpx.Response:
+        """One request, its reply read in full but never past ``limit`` bytes (see
+        :mod:`.limits`: over it the connection is closed and ``BadOutputError`` raised)."""
         if self._client.is_closed:
             raise CancelledRunError(f"RunPod {what}: the transport was closed", cause="closed")
         try:
-            resp = await self._client.request(
+            req = self._client.build_request(
                 method,
                 url,
                 content=content,
                 headers=self._headers,
                 timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)) if timeout else None,
             )
+            resp = await read_capped(self._client, req, limit, what=f"RunPod {what}")
             release_request_body(resp)
-            return resp
+            return _readable_error(resp)
         except httpx.TimeoutException as exc:
             raise TransientError(f"RunPod {what}: timed out ({type(exc).__name__})", cause="timeout") from None
         except httpx.TransportError as exc:
@@ -590,12 +623,18 @@ class RunPodTransport:
                 f"RunPod {what}: connection failed ({type(exc).__name__}: {redact(str(exc))})",
                 cause="connection",
             ) from None
+        except httpx.HTTPError as exc:  # e.g. a body that does not decode as its Content-Encoding says
+            raise TransientError(
+                f"RunPod {what}: unreadable reply ({type(exc).__name__})", cause="bad_reply"
+            ) from None
 
     @staticmethod
-    def _json(resp: httpx.Response, what: str) -> dict[str, Any]:
+    async def _json(resp: httpx.Response, what: str) -> dict[str, Any]:
         try:
-            data = resp.json()
-        except (ValueError, RecursionError):
+            data = await aloads(resp.content)  # NaN -> None; big bodies off the event loop
+        except BadOutputError as exc:  # nested too deeply
+            raise BadOutputError(f"RunPod {what}: {exc.message}", cause=exc.cause) from None
+        except ValueError:
             raise TransientError(
                 f"RunPod {what}: HTTP {resp.status_code} with a non-JSON body", cause="bad_reply"
             ) from None
@@ -650,9 +689,11 @@ class RunPodTransport:
         budget = request.timeout_s if request.timeout_s and request.timeout_s > 0 else self.default_timeout_s
         deadline = started + budget
         job = _Job()
+        streamed = request.kind == "chat" and bool(request.body.get("stream"))
+        limit = reply_limit(request, streamed=streamed)
         try:
             async with asyncio.timeout(budget):
-                status = await self._run(data, route, job, deadline)
+                status = await self._run(data, route, job, deadline, limit)
         except TimeoutError:
             if job.id and not job.terminal:
                 await self._cancel_shielded(job.id)
@@ -662,9 +703,9 @@ class RunPodTransport:
                 f"RunPod {what} did not finish within {budget:g}s (attempt timeout){tail}",
                 cause="timeout",
             ) from None
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the run is stopping (Ctrl-C): it must not wait long
             if job.id and not job.terminal:
-                await self._cancel_shielded(job.id)
+                await self._cancel_shielded(job.id, wait=INTERRUPT_CANCEL_WAIT_S)
             raise
         except OcrError as exc:
             if job.id and not job.terminal and getattr(exc, "cause", "") != "job_expired":
@@ -673,15 +714,26 @@ class RunPodTransport:
         finally:
             if job.id:
                 self.in_flight.discard(job.id)
-        reply = self._reply(status, request)
+        try:
+            reply = self._reply(status, request)
+        except RecursionError:  # an error or output nested deeper than its readers go
+            raise BadOutputError(
+                f"RunPod job {job.id}: the reply is nested too deeply to read", cause="reply_too_deep"
+            ) from None
         reply.latency_s = time.monotonic() - started
+        # a job cannot have queued or run longer than we waited for it (what it costs follows)
+        bound = reply.latency_s + 1.0
+        if reply.gpu_seconds is not None:
+            reply.gpu_seconds = min(reply.gpu_seconds, bound)
+        if reply.queue_seconds is not None:
+            reply.queue_seconds = min(reply.queue_seconds, bound)
         return reply
 
-    async def _run(self, data: bytes, route: str, job: _Job, deadline: float) -> dict[str, Any]:
+    async def _run(self, data: bytes, route: str, job: _Job, deadline: float, limit: int) -> dict[str, Any]:
         if route == "run":
-            resp = await self._http("POST", self.url("run"), content=data, timeout=30.0, what="submit")
+            resp = await self._http("POST", self.url("run"), content=data, timeout=30.0, what="submit", limit=limit)
             self._raise_http(resp, "submit")
-            status = self._json(resp, "submit")
+            status = await self._json(resp, "submit")
         else:
             remaining = max(1.0, deadline - time.monotonic())
             url = self.url("runsync")
@@ -690,9 +742,9 @@ class RunPodTransport:
                 wait_ms = max(1000, min(self.runsync_wait_ms, int(remaining * 1000)))
                 url = f"{url}?wait={wait_ms}"
                 read_timeout = min(remaining, wait_ms / 1000 + 30.0)
-            resp = await self._http("POST", url, content=data, timeout=read_timeout, what="runsync")
+            resp = await self._http("POST", url, content=data, timeout=read_timeout, what="runsync", limit=limit)
             self._raise_http(resp, "runsync")
-            status = self._json(resp, "runsync")
+            status = await self._json(resp, "runsync")
         job.id = str(status.get("id") or "") or None
         state = str(status.get("status") or "")
         if state in TERMINAL:
@@ -702,11 +754,11 @@ class RunPodTransport:
             raise TransientError(f"RunPod {route}: reply without a job id (status {state!r})", cause="bad_reply")
         self.in_flight.add(job.id)
         log.debug("runpod job %s submitted (%s)", job.id, state or "?")
-        status = await self._poll(job, deadline)
+        status = await self._poll(job, deadline, limit)
         job.terminal = True
         return status
 
-    async def _poll(self, job: _Job, deadline: float) -> dict[str, Any]:
+    async def _poll(self, job: _Job, deadline: float, limit: int) -> dict[str, Any]:
         assert job.id is not None
         interval = self.poll_interval_s
         errors = 0
@@ -715,7 +767,9 @@ class RunPodTransport:
         while True:
             remaining = deadline - time.monotonic()
             try:
-                resp = await self._http(method, url, timeout=max(1.0, min(30.0, remaining)), what="status")
+                resp = await self._http(
+                    method, url, timeout=max(1.0, min(30.0, remaining)), what="status", limit=limit
+                )
                 if resp.status_code == 404:
                     raise TransientError(
                         f"RunPod job {job.id} no longer exists (expired or endpoint restarted); resubmit",
@@ -723,7 +777,7 @@ class RunPodTransport:
                         status=404,
                     )
                 self._raise_http(resp, "status")
-                status = self._json(resp, "status")
+                status = await self._json(resp, "status")
             except TransientError as exc:
                 if exc.cause == "job_expired":
                     raise
@@ -774,8 +828,8 @@ class RunPodTransport:
         queue = status.get("delayTime")
         reply = self._parse_output(output, request, job_id)
         reply.job_id = job_id
-        reply.gpu_seconds = float(gpu) / 1000.0 if isinstance(gpu, int | float) else None
-        reply.queue_seconds = float(queue) / 1000.0 if isinstance(queue, int | float) else None
+        reply.gpu_seconds = seconds(gpu, 0.001)  # ms; NaN, negative or absurd -> None / clamped
+        reply.queue_seconds = seconds(queue, 0.001)
         return reply
 
     def _output_error(self, item: Any, job_id: str | None) -> OcrError:
@@ -836,9 +890,11 @@ class RunPodTransport:
             self.in_flight.discard(job_id)
             return False
         try:
-            resp = await self._client.post(
-                self.url("cancel", job_id), headers=self._headers, timeout=self.cancel_timeout_s
+            req = self._client.build_request(
+                "POST", self.url("cancel", job_id), headers=self._headers, timeout=self.cancel_timeout_s
             )
+            resp = await self._client.send(req, stream=True)  # the status is the answer: no body read
+            await resp.aclose()
             ok = resp.status_code < 400
             log.debug("runpod cancel %s -> HTTP %s", job_id, resp.status_code)
         except (httpx.HTTPError, OSError) as exc:
@@ -847,13 +903,14 @@ class RunPodTransport:
         self.in_flight.discard(job_id)
         return ok
 
-    async def _cancel_shielded(self, job_id: str) -> None:
-        """Cancel ``job_id`` even while our own task is being cancelled (bounded wait)."""
+    async def _cancel_shielded(self, job_id: str, wait: float | None = None) -> None:
+        """Cancel ``job_id`` even while our own task is being cancelled, waiting ``wait`` seconds
+        at most (default: the cancel's own timeout; the request goes on in the background)."""
         task = asyncio.ensure_future(self.cancel(job_id))
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
         try:
-            await asyncio.wait_for(asyncio.shield(task), self.cancel_timeout_s + 1.0)
+            await asyncio.wait_for(asyncio.shield(task), self.cancel_timeout_s + 1.0 if wait is None else wait)
         except (asyncio.CancelledError, TimeoutError):
             pass  # the shielded task keeps going on its own
         except Exception as exc:  # pragma: no cover - cancel() swallows its errors
@@ -870,9 +927,12 @@ class RunPodTransport:
             ok = resp.status_code == 200 and "/runsync" in resp.text
             return Health(ok, "local RunPod test server up" if ok else f"local server: HTTP {resp.status_code}")
         try:
-            resp = await self._client.get(self.url("health"), headers=self._headers, timeout=10.0)
+            req = self._client.build_request("GET", self.url("health"), headers=self._headers, timeout=10.0)
+            resp = await read_capped(self._client, req, ERROR_BODY_BYTES, what="RunPod health")
         except httpx.HTTPError as exc:
             return Health(False, f"cannot reach RunPod at {self.base_url} ({type(exc).__name__})")
+        except OcrError as exc:
+            return Health(False, exc.message)
         if resp.status_code in (401, 403):
             return Health(False, f"bad API key (HTTP {resp.status_code})")
         if resp.status_code == 404:
@@ -880,9 +940,11 @@ class RunPodTransport:
         if resp.status_code >= 400:
             return Health(False, f"RunPod health: HTTP {resp.status_code}")
         try:
-            info = resp.json()
-        except ValueError:
+            info = loads(resp.content)
+        except (ValueError, OcrError):
             return Health(False, "RunPod health: non-JSON reply")
+        if not isinstance(info, dict):
+            return Health(False, "RunPod health: not a JSON object")
         workers = info.get("workers") or {}
         jobs = info.get("jobs") or {}
         detail = (
@@ -897,8 +959,8 @@ class RunPodTransport:
         pending = list(self.in_flight)
         if pending:
             await asyncio.gather(*(self._cancel_shielded(j) for j in pending), return_exceptions=True)
-        if self._bg:
-            await asyncio.wait(list(self._bg), timeout=self.cancel_timeout_s + 1.0)
+        if self._bg:  # cancels a stopping run left going: a last, short chance to arrive
+            await asyncio.wait(list(self._bg), timeout=INTERRUPT_CANCEL_WAIT_S)
         if self._owns_client:
             await self._client.aclose()
 
