@@ -194,4 +194,5 @@ def test_another_endpoint_is_not_served_from_the_cache(tmp_path: Path) -> None:
         before = sim.requests_total
         res = convert(sim, "other-endpoint", sim.api_key, "o5")
         assert sim.requests_total > before
-        assert res.exit_code == 1
+        # an endpoint id the server does not know stops the run (exit 2), it is not served
+        assert res.exit_code == 2 and "not found" in res.stderr
