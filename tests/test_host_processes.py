@@ -8,10 +8,12 @@ pool's worker processes (``api._render_pool`` renders in process only for a sing
 run reports how many worker processes its pool started, and must have started one).  The
 backend is the generic ``runpod`` one, chosen through ``OCRCLIENT_BACKEND`` and pointed at a
 RunPod simulator in this process by its environment variables (the README's ``local`` engine
-would add seconds of OCR per page, and the render pool is the same for every backend).  Each run must: finish with every page ok and
-distinct content, exit 0, execute the program's body once (render workers used to re-run the
-user's main module), write no traceback and no "leaked semaphore" warning to stderr, and leave
-no process behind (the fork server and the workers run in the program's process group).
+would add seconds of OCR per page, and the render pool is the same for every backend).
+
+Each run must finish with every page ok and distinct content, exit 0, execute the program's
+body once (render workers used to re-run the user's main module), write no traceback and no
+"leaked semaphore" warning to stderr, and leave no process behind (the fork server and the
+workers run in the program's process group).
 """
 
 from __future__ import annotations
@@ -131,9 +133,9 @@ def _result(out: str) -> dict[str, Any]:
 
 
 def _group(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group ``pgid``."""
+    """Live (not zombie) processes of process group ``pgid`` (none known without ``/proc``)."""
     found = []
-    for entry in os.listdir("/proc"):
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         try:
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
@@ -259,6 +261,38 @@ async def test_convert_inside_a_running_event_loop(workdir: Path, sim: RunPodSim
     )  # fmt: skip
     _check_pages([[p.page, p.status, p.markdown] for p in doc.pages])
     assert seen == {"req-42"}, seen
+
+
+async def test_interrupt_while_waiting_in_a_running_loop_cancels_the_work() -> None:
+    """A notebook's stop button (SIGINT) while ``convert`` waits on its helper thread: the
+    conversion is cancelled and wound down, and KeyboardInterrupt reaches the caller.  (ipykernel
+    runs a cell with Python's default SIGINT handler, installed here the same way; this loop's
+    runner has its own, which only cancels its main task.)"""
+    import asyncio
+
+    from ocrclient.api import _run_blocking
+
+    events: list[str] = []
+
+    async def work() -> None:
+        try:
+            events.append("started")
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+
+    timer = threading.Timer(0.3, signal.raise_signal, args=(signal.SIGINT,))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            _run_blocking(work())
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
+    assert events == ["started", "cancelled"] and time.monotonic() - t0 < 10, events
 
 
 def test_readme_lines_in_an_ipython_kernel(workdir: Path, env: dict[str, str]) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextlib
 import contextvars
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
@@ -256,15 +257,19 @@ def _run_blocking(coro: Coroutine[Any, Any, _T]) -> _T:
             done.set_exception(exc)
 
     ctx = contextvars.copy_context()
-    thread = threading.Thread(target=ctx.run, args=(run,), name="ocrclient-convert", daemon=True)
-    thread.start()
+    threading.Thread(target=ctx.run, args=(run,), name="ocrclient-convert", daemon=True).start()
     try:
-        return done.result()
+        # in slices: a SIGINT delivered to another thread does not wake a blocked wait, but this
+        # thread handles it as soon as it runs Python code again
+        while not done.done():
+            cf.wait([done], timeout=0.1)
     except KeyboardInterrupt:
         loop, task = started.result()
-        loop.call_soon_threadsafe(task.cancel)
-        thread.join()
+        with contextlib.suppress(RuntimeError):  # the loop has already finished
+            loop.call_soon_threadsafe(task.cancel)
+        cf.wait([done])
         raise
+    return done.result()
 
 
 async def astream_pages(
