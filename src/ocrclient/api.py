@@ -18,11 +18,15 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+import concurrent.futures as cf
+import contextlib
+import contextvars
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .cache import PageCache
 from .config import cache_dir as default_cache_dir
@@ -34,6 +38,7 @@ from .scheduler import DocumentJob, Event, Scheduler
 __all__ = ["Conversion", "ConvertResult", "aconvert", "aconvert_many", "astream_pages", "convert", "prepare"]
 
 Inputs = str | Path | bytes | Sequence[str | Path | bytes]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -218,8 +223,53 @@ async def aconvert(source: str | Path | bytes, **kwargs: Any) -> Document:
 
 
 def convert(source: str | Path | bytes, **kwargs: Any) -> Document:
-    """Synchronous :func:`aconvert`: ``ocrclient.convert("a.pdf", backend="runpod-chandra")``."""
-    return asyncio.run(aconvert(source, **kwargs))
+    """Synchronous :func:`aconvert`: ``ocrclient.convert("a.pdf", backend="runpod-chandra")``.
+
+    Works where an event loop already runs in the calling thread (a Jupyter/IPython kernel, an
+    ``async def`` handler): the conversion then runs on its own loop in a helper thread while
+    this call waits.  In async code ``await ocrclient.aconvert(...)`` does not block the loop.
+    """
+    return _run_blocking(aconvert(source, **kwargs))
+
+
+def _run_blocking(coro: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run(coro)``, also from a thread whose event loop is running (where asyncio.run
+    refuses): then on a fresh loop in a helper thread, with the caller's context variables.  An
+    interrupt while waiting (Ctrl-C, a notebook's stop button) cancels the conversion, waits for
+    it to wind down, and is raised here."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    started: cf.Future[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = cf.Future()
+    done: cf.Future[_T] = cf.Future()
+
+    async def main() -> _T:
+        task = asyncio.current_task()
+        assert task is not None
+        started.set_result((asyncio.get_running_loop(), task))
+        return await coro
+
+    def run() -> None:
+        try:
+            done.set_result(asyncio.run(main()))
+        except BaseException as exc:
+            done.set_exception(exc)
+
+    ctx = contextvars.copy_context()
+    threading.Thread(target=ctx.run, args=(run,), name="ocrclient-convert", daemon=True).start()
+    try:
+        # in slices: a SIGINT delivered to another thread does not wake a blocked wait, but this
+        # thread handles it as soon as it runs Python code again
+        while not done.done():
+            cf.wait([done], timeout=0.1)
+    except KeyboardInterrupt:
+        loop, task = started.result()
+        with contextlib.suppress(RuntimeError):  # the loop has already finished
+            loop.call_soon_threadsafe(task.cancel)
+        cf.wait([done])
+        raise
+    return done.result()
 
 
 async def astream_pages(

@@ -37,6 +37,7 @@ import signal
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -49,6 +50,7 @@ from PIL import Image
 from .errors import InputError, OcrError
 from .geometry import Frame, PageBox
 from .imaging import EncodedImage, RenderSpec, encode
+from .mpcontext import library_context
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -706,20 +708,24 @@ def _default_workers() -> int:
     return max(1, min(2, n))
 
 
-def _start_method() -> str:
-    methods = multiprocessing.get_all_start_methods()
-    return "forkserver" if "forkserver" in methods else "spawn"
+#: what the render workers' fork server imports once, so each worker starts with it loaded
+_PRELOAD = ("pypdfium2", "PIL.Image", "PIL.PngImagePlugin", __name__)
 
 
 class RenderPool:
     """A small process pool that renders pages; share one across documents.
 
     ``workers`` defaults to ``min(2, usable CPUs)``; ``workers=0`` renders inline in the calling
-    thread (no processes; useful for one-page inputs and debugging).  Workers are started with
-    ``forkserver`` (``spawn`` where unavailable), which is safe in a threaded parent; the fork
-    server preloads pypdfium2 and Pillow so each worker starts in milliseconds.  Each worker keeps
-    the last few documents open, so a document is parsed once per worker, not once per page.
-    PDF/image bytes are spilled once to a private temporary directory that :meth:`close` removes.
+    thread (no processes; useful for one-page inputs and debugging).  Workers come from the
+    library's own fork server (:func:`ocrclient.mpcontext.library_context`): they never run the
+    caller's ``__main__``, so no ``if __name__ == "__main__":`` guard is needed in a script, with
+    ``python -c``, from stdin, in a notebook or in a web server; forking from it is safe in a
+    threaded parent; it preloads pypdfium2 and Pillow once per process, so each later worker
+    starts in milliseconds.  ``start_method`` ("spawn", "forkserver", "fork") asks for a
+    standard ``multiprocessing`` context instead, with its rules about ``__main__``.  Each
+    worker keeps the last few documents open, so a document is parsed once per worker, not once
+    per page.  PDF/image bytes are spilled once to a private temporary directory that
+    :meth:`close` removes.
 
     Example::
 
@@ -730,10 +736,13 @@ class RenderPool:
 
     def __init__(self, workers: int | None = None, *, start_method: str | None = None) -> None:
         self.workers = _default_workers() if workers is None else max(0, int(workers))
-        self._start_method = start_method or _start_method()
+        self._start_method = start_method
         self._executor: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._tmpdir: str | None = None
+        #: removes ``_tmpdir`` on close, or when a pool nobody closed is collected or the
+        #: interpreter exits
+        self._rm_tmpdir: weakref.finalize[Any, Any] | None = None
         self._spilled: dict[str, str] = {}
         #: each source path resolved once (a resolve is a few lstat calls: per page, it showed)
         self._resolved: dict[Path, str] = {}
@@ -770,12 +779,11 @@ class RenderPool:
             return None
         with self._lock:
             if self._executor is None:
-                ctx = multiprocessing.get_context(self._start_method)
-                if self._start_method == "forkserver":
-                    # effective only before the fork server starts (process-wide); harmless after
-                    ctx.set_forkserver_preload(
-                        ["pypdfium2", "PIL.Image", "PIL.PngImagePlugin", __name__]
-                    )
+                ctx = (
+                    library_context(_PRELOAD)
+                    if self._start_method is None
+                    else multiprocessing.get_context(self._start_method)
+                )
                 self._executor = cf.ProcessPoolExecutor(
                     max_workers=self.workers, mp_context=ctx, initializer=_worker_init
                 )
@@ -795,9 +803,9 @@ class RenderPool:
                     _, pdf = _DOCS.popitem()
                     with contextlib.suppress(Exception):
                         pdf.close()
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+        if self._rm_tmpdir is not None:
+            self._rm_tmpdir()
+            self._tmpdir = self._rm_tmpdir = None
 
     @property
     def closed(self) -> bool:
@@ -820,6 +828,9 @@ class RenderPool:
             if spilled is None:
                 if self._tmpdir is None:
                     self._tmpdir = tempfile.mkdtemp(prefix="ocrclient-pages-")
+                    self._rm_tmpdir = weakref.finalize(
+                        self, shutil.rmtree, self._tmpdir, ignore_errors=True
+                    )
                 spilled = os.path.join(
                     self._tmpdir, key.split(":", 1)[1][:32] + "." + (source.format or "bin")
                 )
@@ -857,8 +868,8 @@ class RenderPool:
 
     def _mark_broken(self) -> RenderPoolError:
         self._broken = (
-            "a render worker process died (PDFium crashed, the process was killed, or the main "
-            "script lacks an `if __name__ == '__main__':` guard); the render pool is unusable"
+            "a render worker process died (PDFium crashed or the process was killed); the render "
+            "pool is unusable"
         )
         return RenderPoolError(self._broken)
 
