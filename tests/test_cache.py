@@ -16,7 +16,6 @@ import tomllib
 import types
 import typing
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,13 @@ from ocrclient.cache import (
     page_key,
 )
 from ocrclient.cli import app
-from ocrclient.config import DEFAULT_CACHE_MAX_BYTES, BackendConfig, RenderSettings, cache_max_bytes
+from ocrclient.config import (
+    DEFAULT_CACHE_MAX_BYTES,
+    BackendConfig,
+    RenderSettings,
+    cache_max_bytes,
+    shipped_profiles_dir,
+)
 from ocrclient.document import Page
 from ocrclient.errors import ConfigError
 
@@ -210,9 +215,10 @@ def transport_option_names() -> set[str]:
         block = re.search(r"_OPTIONS = \{(.*?)\}", text, re.S)
         if block:
             names |= set(re.findall(r'"(\w+)"', block.group(1)))
-    for profile in (resources.files("ocrclient") / "backends").iterdir():
-        if profile.name.endswith(".toml"):
-            names |= set(tomllib.loads(profile.read_text()).get("transport_options", {}))
+    profiles = shipped_profiles_dir()
+    assert profiles is not None
+    for profile in profiles.glob("*.toml"):
+        names |= set(tomllib.loads(profile.read_text()).get("transport_options", {}))
     return names
 
 

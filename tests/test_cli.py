@@ -358,7 +358,7 @@ SECRETS = {
     "MODAL_KEY": "wk-modalkey-1112",
     "MODAL_SECRET": "ws-modalsecret-1314",
 }
-SHIPPED = sorted(p.stem for p in (Path(__file__).parents[1] / "src" / "ocrclient" / "backends").glob("*.toml"))
+SHIPPED = sorted(p.stem for p in (Path(__file__).parents[1] / "backends").glob("*.toml"))
 
 
 @pytest.mark.parametrize("backend", SHIPPED)

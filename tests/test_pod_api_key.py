@@ -23,7 +23,7 @@ from .pdfgen import text_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
 POD = ROOT / "deploy" / "runpod-pod-lightonocr2"
-PROFILE = ROOT / "src" / "ocrclient" / "backends" / "runpod-pod-lightonocr2.toml"
+PROFILE = ROOT / "backends" / "runpod-pod-lightonocr2.toml"
 BACKEND = "runpod-pod-lightonocr2"
 KEY_NAME = re.compile(r"\b([A-Z][A-Z0-9_]*API_KEY)\b")
 

@@ -4,9 +4,9 @@ One precedence rule for every setting, CLI and Python API alike (:func:`merge_la
 first: an explicit argument (CLI flag, ``convert(..., base_url=...)``,
 ``load_backend(**overrides)``) > the environment (the variable the profile names in
 ``base_url_env`` / ``endpoint_id_env`` / ``model_env`` / ``api_key_env``; ``OCRCLIENT_BACKEND``)
-> the user config file (its ``[backends.<name>]`` table, ``default_backend``) > the profile (the
-shipped ``ocrclient/backends/<name>.toml``, a user profile in ``<config dir>/backends/<name>.toml``,
-or a TOML path given as the backend name).  A transport's generic variable
+> the user config file (its ``[backends.<name>]`` table, ``default_backend``) > the profile (a
+shipped ``backends/<name>.toml``, found by :func:`shipped_profiles_dir`; a user profile in
+``<config dir>/backends/<name>.toml``; or a TOML path given as the backend name).  A transport's generic variable
 (``RUNPOD_ENDPOINT_ID``, ``OCRCLIENT_BASE_URL``) is only a fallback when no layer sets the value.
 
 Secrets are never stored on the model in clear: ``api_key`` is a ``SecretStr`` (whichever layer
@@ -51,6 +51,7 @@ __all__ = [
     "parse_size",
     "resolve_backend_name",
     "resolve_config",
+    "shipped_profiles_dir",
 ]
 
 DEFAULT_BACKEND = "local"
@@ -228,13 +229,33 @@ class BackendConfig(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
+def _holds_profiles(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.toml"))
+
+
+def shipped_profiles_dir() -> Path | None:
+    """The folder of the shipped backend profiles, found by one rule for every way of running.
+
+    The profiles' single source is the repository's top-level ``backends/`` folder.  The wheel
+    carries it as ``ocrclient/backends/`` inside the package (hatch ``force-include``), so an
+    installed wheel finds it with :mod:`importlib.resources`.  A checkout or an editable install
+    imports the package from ``src/ocrclient/``, whose package folder holds no profiles: there the
+    folder is ``backends/`` two levels above the package, at the top of the repository.  Rule: the
+    package's own ``backends/`` if it holds a ``*.toml``, else the repository's; ``None`` if
+    neither does (a broken install).
+    """
+    packaged = resources.files("ocrclient") / "backends"
+    if isinstance(packaged, Path) and _holds_profiles(packaged):
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "backends"
+    return checkout if _holds_profiles(checkout) else None
+
+
 def _shipped_profiles() -> dict[str, Path]:
-    root = resources.files("ocrclient") / "backends"
-    out: dict[str, Path] = {}
-    for entry in root.iterdir():
-        if entry.name.endswith(".toml"):
-            out[entry.name[:-5]] = Path(str(entry))
-    return out
+    folder = shipped_profiles_dir()
+    if folder is None:
+        return {}
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
 
 
 def _user_profiles() -> dict[str, Path]:

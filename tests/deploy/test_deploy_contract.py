@@ -1,7 +1,7 @@
 """Issue 14, defect 1 and its kind: every request the client can build passes its server's own
 validator, so the client and the servers in ``deploy/`` cannot drift apart.
 
-For each named profile (``src/ocrclient/backends/*.toml``) x attempt 1..max_attempts x page /
+For each named profile (``backends/*.toml``) x attempt 1..max_attempts x page /
 document mode, the request is built by the profile's real dialect and wrapped by its real
 transport, then checked by the server(s) the profile targets:
 
