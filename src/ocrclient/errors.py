@@ -200,7 +200,7 @@ def is_endpoint_error(status: int | None, message: str) -> bool:
 def classify_status(
     status: int, message: str, *, retry_after: float | None = None
 ) -> OcrError:
-    """Map an HTTP status to the taxonomy (see DESIGN.md, wire facts): 401/403 are
+    """Map an HTTP status to the taxonomy: 401/403 are
     :class:`AuthError`; 408/425/429 and 5xx but 501 transient; a 4xx about the endpoint (see
     :func:`is_endpoint_error`) :class:`EndpointError`; any other 4xx :class:`PermanentError`."""
     text = f"HTTP {status}: {message}" if message else f"HTTP {status}"

@@ -162,7 +162,7 @@ def status_error(
     status: int, body: Any, headers: httpx.Headers | dict[str, str] | None = None, *,
     hint: str | None = None, where: str | None = None,
 ) -> OcrError:
-    """Classify an HTTP error reply (see DESIGN.md): 524 is the pod proxy's idle cut,
+    """Classify an HTTP error reply: 524 is the pod proxy's idle cut,
     401/403 are :class:`AuthError` (with ``hint``), ``Retry-After`` is surfaced; ``where``
     (e.g. ``"RunPod submit"``) goes before the server's message."""
     message = error_message(body)
