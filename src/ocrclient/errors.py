@@ -13,8 +13,8 @@ The scheduler decides what to do with a failed attempt from the *class* of the e
   dialect ask for something specific on the next attempt (e.g. olmOCR's rotation).
 * :class:`InputError` – the user's input is unusable (missing file, broken PDF, bad page range).
 
-Every message is a single line and never contains a secret: build messages with
-:func:`redact` when they might echo a header, URL or body.
+Every message is a single line and never contains a secret: each is passed through
+:func:`ocrclient.secrets.redact` (:mod:`ocrclient.secrets` registers and masks secrets).
 
 Example::
 
@@ -25,11 +25,16 @@ Example::
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 from datetime import UTC
 from typing import Any
+
+# secret redaction lives in .secrets; these names stay importable from here (their old home)
+from .secrets import HTTP_LOGGERS as HTTP_LOGGERS
+from .secrets import RedactingFilter as RedactingFilter
+from .secrets import install_log_redaction as install_log_redaction
+from .secrets import install_logger_redaction as install_logger_redaction
+from .secrets import redact, redact_data, register_secret
 
 __all__ = [
     "RUN_STOPPING",
@@ -195,7 +200,7 @@ def is_endpoint_error(status: int | None, message: str) -> bool:
 def classify_status(
     status: int, message: str, *, retry_after: float | None = None
 ) -> OcrError:
-    """Map an HTTP status to the taxonomy (see DESIGN.md, wire facts): 401/403 are
+    """Map an HTTP status to the taxonomy: 401/403 are
     :class:`AuthError`; 408/425/429 and 5xx but 501 transient; a 4xx about the endpoint (see
     :func:`is_endpoint_error`) :class:`EndpointError`; any other 4xx :class:`PermanentError`."""
     text = f"HTTP {status}: {message}" if message else f"HTTP {status}"
@@ -227,102 +232,3 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-# --------------------------------------------------------------------------------------------
-# secret redaction
-# --------------------------------------------------------------------------------------------
-
-_SECRETS: set[str] = set()
-_SECRET_ENV_HINTS = ("KEY", "SECRET", "TOKEN", "PASSWORD")
-_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}")
-_KV = re.compile(r"(?i)\b(api[_-]?key|modal[_-]secret|modal[_-]key|token|password)(\"?\s*[:=]\s*\"?)([^\s\"',}]{4,})")
-
-
-def register_secret(value: str | None) -> None:
-    """Remember a secret value so :func:`redact` masks it wherever it appears."""
-    if value and len(value) >= 4 and value.upper() != "EMPTY":
-        _SECRETS.add(value)
-
-
-def _env_secrets() -> set[str]:
-    found = set()
-    for name, value in os.environ.items():
-        if value and len(value) >= 6 and any(h in name.upper() for h in _SECRET_ENV_HINTS):
-            found.add(value)
-    return found
-
-
-def redact(text: str) -> str:
-    """Mask registered secrets, secret-looking env values, bearer tokens and ``key=value`` pairs."""
-    if not text:
-        return text
-    for secret in sorted(_SECRETS | _env_secrets(), key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, "***")
-    text = _BEARER.sub(r"\1***", text)
-    text = _KV.sub(r"\1\2***", text)
-    return text
-
-
-_SECRET_FIELD = re.compile(r"(?i)api[_-]?key|modal[_-]secret|modal[_-]key|token|password|secret")
-
-
-def redact_data(value: Any) -> Any:
-    """A copy of JSON-like data (dicts, lists, scalars) with every string :func:`redact`-ed and
-    every field named like a secret (``api_key``, ``token``, ``password``...) that holds a value
-    replaced by the string ``"***"`` — so the result still serialises to valid JSON."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {
-            k: "***" if _SECRET_FIELD.fullmatch(str(k)) and v is not None and not isinstance(v, bool) else redact_data(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact_data(v) for v in value]
-    return value
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that masks secrets in every record it sees (attach it to handlers)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string must not stop logging
-            return True
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg = cleaned
-            record.args = ()
-        return True
-
-
-def install_log_redaction(logger_names: tuple[str, ...] = ("", "httpx", "httpcore", "openai")) -> None:
-    """Attach :class:`RedactingFilter` to the handlers of these loggers (idempotent)."""
-    for name in logger_names:
-        for handler in logging.getLogger(name).handlers:
-            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-                handler.addFilter(RedactingFilter())
-
-
-#: loggers of the HTTP libraries under us that print URLs and headers
-HTTP_LOGGERS = (
-    "httpx",
-    "httpcore.connection",
-    "httpcore.http11",
-    "httpcore.http2",
-    "httpcore.proxy",
-    "openai",
-    "openai._base_client",
-)
-
-
-def install_logger_redaction(logger_names: tuple[str, ...] = HTTP_LOGGERS) -> None:
-    """Attach :class:`RedactingFilter` to these loggers themselves (idempotent), so records they
-    emit are masked before any handler — the user's included — sees them."""
-    for name in logger_names:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-            logger.addFilter(RedactingFilter())

@@ -46,8 +46,9 @@ from .faults import (
 
 if TYPE_CHECKING:
     from .hostile import HostileServer
+    from .http_sim import HTTPSimulator
     from .ocular_sim import OcularSimulator
-    from .openai_sim import HTTPSimulator, OpenAISimulator
+    from .openai_sim import OpenAISimulator
     from .responders import (
         DialectResponder,
         RapidOCRResponder,
@@ -81,7 +82,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "HTTPSimulator": "openai_sim",
+    "HTTPSimulator": "http_sim",
     "HostileServer": "hostile",
     "OpenAISimulator": "openai_sim",
     "OcularSimulator": "ocular_sim",

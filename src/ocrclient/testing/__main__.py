@@ -114,7 +114,8 @@ def make_simulator(args: argparse.Namespace) -> Any:
         from .ocular_sim import OcularSimulator
 
         return OcularSimulator(api_key=None if args.no_auth else args.api_key, **common)
-    from .openai_sim import OpenAISimulator, SimulatorMode
+    from .http_sim import SimulatorMode
+    from .openai_sim import OpenAISimulator
 
     modes: dict[str, SimulatorMode] = {"openai": "direct", "proxy": "proxy", "modal": "modal"}
     mode = modes[args.kind]

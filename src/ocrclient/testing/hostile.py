@@ -55,16 +55,24 @@ import argparse
 import itertools
 import json
 import re
-import socket
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
+
+from ._server import (
+    LoopbackServer,
+    ServerOwner,
+    SimHandler,
+    end_chunks,
+    hang_up,
+    read_body,
+    write_chunk,
+)
 
 __all__ = ["BEHAVIOURS", "CONTRACTS", "HostileServer"]
 
@@ -100,7 +108,7 @@ class _Hangup(Exception):
     """The client stopped reading (closed or reset the connection)."""
 
 
-class HostileServer:
+class HostileServer(ServerOwner):
     """One hostile behaviour for one wire contract, served on ``127.0.0.1`` in a thread.
 
     * ``size`` – bytes of reply text for ``huge_body`` / ``huge_stream`` (default 40 MB);
@@ -161,8 +169,7 @@ class HostileServer:
         self._port = port
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
         self._jobs: dict[str, bool] = {}  # job id -> hostile?
         self._served = 0
         # -- counters --
@@ -178,38 +185,17 @@ class HostileServer:
         self.hostile_written = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> HostileServer:
-        sim = self
-
-        class Handler(_Handler):
-            server_ref = sim
-
-        server = _Server((self.host, self._port), Handler)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True, name="hostile-server"
+    def start(self) -> Self:
+        self._server = LoopbackServer.start(
+            self, _Handler, host=self.host, port=self._port, poll_interval=0.02, name="hostile-server"
         )
-        self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-
-    def __enter__(self) -> HostileServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("server not started")
-        return int(self._server.server_address[1])
 
     @property
     def url(self) -> str:
@@ -371,8 +357,7 @@ class HostileServer:
 
     def _handle(self, h: _Handler) -> None:
         path = urlsplit(h.path).path
-        length = int(h.headers.get("Content-Length") or 0)
-        raw = h.rfile.read(length) if length else b""
+        raw, _ = read_body(h)
         self._count(h.command, path)
         try:
             body = json.loads(raw) if raw else {}
@@ -494,15 +479,12 @@ class HostileServer:
                 if self.delay_s:
                     time.sleep(self.delay_s)
             if chunked:
-                h.wfile.write(b"0\r\n\r\n")
+                end_chunks(h)
             h.wfile.flush()
             if hostile:
                 self.hostile_written.set()
         except _Hangup:  # the server goes away: FIN, no more bytes
-            h.close_connection = True
-            with suppress(OSError):
-                h.wfile.flush()
-                h.connection.shutdown(socket.SHUT_WR)
+            hang_up(h)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
             with self._lock:
                 self.hangups += 1
@@ -510,37 +492,18 @@ class HostileServer:
 
     def _write(self, h: _Handler, data: bytes, chunked: bool) -> None:
         if chunked:
-            h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            write_chunk(h, data)
         else:
             h.wfile.write(data)
         with self._lock:
             self.bytes_sent += len(data)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Handler(SimHandler):
+    server: LoopbackServer
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client hanging up is what these replies provoke: no traceback."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server_ref: HostileServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def _any(self) -> None:
-        try:
-            self.server_ref._handle(self)
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
-            self.close_connection = True
-
-    do_GET = _any
-    do_POST = _any
+    def respond(self) -> None:
+        self.server.owner._handle(self)
 
 
 def main(argv: list[str] | None = None) -> int:

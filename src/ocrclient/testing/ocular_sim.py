@@ -14,7 +14,7 @@ Errors are FastAPI's: ``{"detail": "..."}`` (HTTPException) and 422
 ``{"detail": [{"loc", "msg", "type"}]}`` for a body that does not validate; 400 ``Invalid image
 data`` when ``image`` is not base64.  An optional API key is checked as ``Authorization: Bearer``
 (the seed leaves auth to the deployment).  Faults, slots, latency, cold start and the proxy /
-Modal modes work as in :class:`~ocrclient.testing.openai_sim.HTTPSimulator`.
+Modal modes work as in :class:`~ocrclient.testing.http_sim.HTTPSimulator`.
 
 Example::
 
@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from .faults import FaultPlan, Responder
-from .openai_sim import FAULT_STATUS, Emit, HTTPSimulator, SimRequest, SimulatorMode, Worker
+from .http_sim import FAULT_STATUS, Emit, HTTPSimulator, SimRequest, SimulatorMode, Worker
 
 __all__ = ["OcularSimulator"]
 
@@ -68,10 +68,6 @@ class OcularSimulator(HTTPSimulator):
         super().__init__(plan=plan, responder=responder, api_key=api_key, mode=mode, **kwargs)
         self.models_loaded = list(models_loaded)
         self.default_confidence = default_confidence
-
-    def __enter__(self) -> OcularSimulator:
-        self.start()
-        return self
 
     def dispatch(self, req: SimRequest) -> Worker:
         path = req.path.rstrip("/") or "/"

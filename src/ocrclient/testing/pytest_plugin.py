@@ -58,8 +58,9 @@ import pytest
 
 from ..config import BackendConfig, resolve_config
 from .faults import FaultPlan
+from .http_sim import HTTPSimulator
 from .ocular_sim import OcularSimulator
-from .openai_sim import HTTPSimulator, OpenAISimulator
+from .openai_sim import OpenAISimulator
 from .runpod_sim import RunPodSimulator
 
 __all__ = [

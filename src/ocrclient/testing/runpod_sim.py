@@ -18,10 +18,8 @@ a responder that raises makes the job ``FAILED`` with the runpod SDK's JSON-enco
 error string), and ``force_reply`` answers every request with one exact HTTP reply.  ``api_key``
 ``None`` accepts requests without a key.
 
-Why ``http.server.ThreadingHTTPServer``: ``ocrclient.testing`` must work with the core
-dependencies only (FastAPI/uvicorn are dev extras), the stdlib server needs no event loop of its
-own (so it runs beside pytest-asyncio's loop without interference), and one thread per
-connection is plenty for loopback tests.  Jobs run on ``slots`` daemon worker threads.
+It is served by the loopback server every simulator shares (:mod:`ocrclient.testing._server`);
+jobs run on ``slots`` daemon worker threads.
 
 Example::
 
@@ -49,7 +47,6 @@ import contextlib
 import json
 import queue
 import re
-import socket
 import threading
 import time
 import traceback
@@ -58,10 +55,18 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from ._server import (
+    LoopbackServer,
+    ServerOwner,
+    SimHandler,
+    hang_up,
+    read_body,
+    write_json,
+    write_reply,
+)
 from .faults import CannedReply, FaultPlan, Responder, SimReply, body_key, echo_responder
 
 __all__ = ["RUNSYNC_LIMIT_BYTES", "RUN_LIMIT_BYTES", "RunPodSimulator", "SimJob"]
@@ -167,7 +172,7 @@ def _garbage(reply: SimReply) -> SimReply:
     return SimReply("lorem " * 50, reply.finish_reason, reply.prompt_tokens, 50, dict(reply.data))
 
 
-class RunPodSimulator:
+class RunPodSimulator(ServerOwner):
     """A RunPod serverless endpoint (or the SDK's local test server) on 127.0.0.1.
 
     Example::
@@ -236,7 +241,7 @@ class RunPodSimulator:
         self._stop = threading.Event()
         self._warm_at: float | None = None
         self._generation = 0
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
         self._threads: list[threading.Thread] = []
 
         self.jobs_submitted = 0
@@ -252,29 +257,17 @@ class RunPodSimulator:
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
-    def port(self) -> int:
-        assert self._server is not None, "simulator not started"
-        return int(self._server.server_address[1])
-
-    @property
     def base_url(self) -> str:
         """What a client uses as its base URL (``.../v2`` for the api flavour)."""
         root = f"http://{self.host}:{self.port}"
         return root if self.flavour == "local" else f"{root}/v2"
 
-    def start(self) -> RunPodSimulator:
-        sim = self
-
-        class Handler(_Handler):
-            simulator = sim
-
+    def start(self) -> Self:
         self._stop.clear()
         self._queue = queue.Queue()  # no stop marks left over from an earlier stop()
-        self._server = _Server((self.host, self._port), Handler)
-        self._server.daemon_threads = True
-        t = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        t.start()
-        self._threads = [t]
+        self._server = LoopbackServer.start(self, _Handler, host=self.host, port=self._port, name="runpod-sim")
+        assert self._server.thread is not None
+        self._threads = [self._server.thread]
         for i in range(max(1, self.plan.slots)):
             w = threading.Thread(target=self._worker, args=(f"sim-worker-{i}",), daemon=True)
             w.start()
@@ -288,8 +281,7 @@ class RunPodSimulator:
                 job.cancel_event.set()
                 job.done_event.set()  # release runsync / local requests still waiting
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
         for _ in self._threads:
             # a stop mark for each slot thread, which blocks on the queue (one more than needed:
             # the list holds the server thread too; start() begins with a fresh queue)
@@ -297,12 +289,6 @@ class RunPodSimulator:
         for t in self._threads:
             t.join(timeout=2.0)
         self._threads = []
-
-    def __enter__(self) -> RunPodSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def restart(self) -> None:
         """An endpoint restart: every job (queued, running, finished) is lost -> 404."""
@@ -573,85 +559,42 @@ class RunPodSimulator:
             self.requests_total += 1
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that hang up (cancelled sends, resets) are normal here: stay quiet."""
-        import sys
-
-        exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
-
-
 _ROUTE = re.compile(r"^/v2/(?P<endpoint>[^/]+)/(?P<op>run|runsync|status|cancel|health|purge-queue|stream|retry)(?:/(?P<id>[^/]+))?/?$")
 _LOCAL_ROUTE = re.compile(r"^/(?P<op>run|runsync|status|stream)(?:/(?P<id>[^/]+))?/?$")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    simulator: RunPodSimulator
-    protocol_version = "HTTP/1.1"
-    # headers and body go out in separate writes: without TCP_NODELAY, Nagle + the client's
-    # delayed ACK add ~40 ms to every reply (real servers such as uvicorn set it too)
-    disable_nagle_algorithm = True
+class _Handler(SimHandler):
     server_version = "RunPodSim/1.0"
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
+    @property
+    def simulator(self) -> RunPodSimulator:
+        sim: RunPodSimulator = self.server.owner
+        return sim
+
+    def respond(self) -> None:
+        self._dispatch(self.command)
 
     # -- plumbing ----------------------------------------------------------------------------
     def _send(self, code: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(raw)
+        write_json(self, code, body, (headers or {}).items())
 
     def _send_raw(self, reply: CannedReply) -> None:
         data, ctype = reply.encoded()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in reply.headers:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        write_reply(self, reply.status, data, ctype, reply.headers)
 
     def _read_body(self, limit: int | None) -> tuple[Any, bool]:
-        """(parsed JSON or None, too_large)."""
-        length = int(self.headers.get("Content-Length") or 0)
-        if limit is not None and length > limit:
-            remaining = length
-            while remaining > 0:  # drain so the client can read our 413
-                chunk = self.rfile.read(min(65536, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-            return None, True
-        raw = self.rfile.read(length) if length else b""
-        if not raw:
-            return None, False
+        """(parsed JSON or None, too_large); a body over ``limit`` is drained (for our 413)."""
+        raw, too_large = read_body(self, limit)
+        if too_large or not raw:
+            return None, too_large
         try:
             return json.loads(raw), False
         except ValueError:
             return ValueError, False
 
     def _drop(self) -> None:
-        """A connection reset: close without a reply."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
+        """The ``reset`` fault: close without a reply."""
+        hang_up(self)
 
     # -- routing -----------------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:

@@ -17,8 +17,8 @@ arguments and vLLM extras (``top_k``, ``repetition_penalty``, ``skip_special_tok
 * ``max_tokens`` is capped so it fits the server's ``max_model_len`` (read once, lazily, from
   ``GET /v1/models``; failures are tolerated): the cap is ``max_model_len - prompt_token_reserve``
   (default a quarter of the context), because vLLM rejects ``prompt + max_tokens > max_model_len``.
-* Errors become :mod:`ocrclient.errors` classes: HTTP statuses via ``classify_status`` with the
-  message parsed from either vLLM error shape and ``Retry-After`` surfaced; 524 is
+* Errors become :mod:`ocrclient.errors` classes through :func:`.http.map_errors`: HTTP statuses
+  with the message parsed from either vLLM error shape and ``Retry-After`` surfaced; 524 is
   ``TransientError(cause="proxy_idle_524")``; connection errors, timeouts and a stream cut
   mid-reply are transient.  ``finish_reason == "length"`` is reported, not raised.
 
@@ -40,34 +40,24 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
-import openai
 from openai import AsyncOpenAI
 
 from ..config import BackendConfig
-from ..errors import (
-    BadOutputError,
-    ConfigError,
-    OcrError,
-    PermanentError,
-    TransientError,
-    install_logger_redaction,
-    redact,
-    register_secret,
-)
-from .base import Health, ModelReply, ModelRequest, release_request_body_hook
+from ..errors import BadOutputError, ConfigError, OcrError, PermanentError, TransientError
+from ..secrets import install_logger_redaction, redact, register_secret
+from .base import Health, ModelReply, ModelRequest
+from .http import make_client, map_errors, raise_for_status
 from .limits import (
     ERROR_BODY_BYTES,
     aloads,
     capping,
     chunk_limit,
-    error_body,
     loads,
     reply_cap_hook,
     reply_limit,
     text_limit,
     token_count,
 )
-from .ocular import error_message, shared_ssl_context, status_error, transport_error
 
 __all__ = ["OpenAITransport", "normalize_base_url"]
 
@@ -203,13 +193,10 @@ class OpenAITransport:
             headers["Modal-Secret"] = modal_secret
         self._has_modal_keys = bool(modal_key and modal_secret)
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
+        self._http = http_client or make_client(
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=None),
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
+            max_connections=max_connections,
             follow_redirects=True,  # Modal's 303 to the result URL (POST -> GET)
-            max_redirects=20,
-            verify=shared_ssl_context(),
         )
         self._http.headers.update(headers)
         query = split_query(base_url)[1]
@@ -220,8 +207,6 @@ class OpenAITransport:
         self._http.event_hooks.setdefault("request", []).append(self._keep_secrets_home)
         # every reply the SDK reads for us is capped (limits.capping sets the cap per call)
         self._http.event_hooks.setdefault("response", []).append(reply_cap_hook)
-        if self._owns_http:  # a caller's own client keeps its own behaviour
-            self._http.event_hooks.setdefault("response", []).append(release_request_body_hook)
         self._client = AsyncOpenAI(base_url=self.api_url, api_key=key, max_retries=0,
                                    http_client=self._http, timeout=self._http.timeout)
         self._models: dict[str, int | None] | None = None
@@ -291,40 +276,20 @@ class OpenAITransport:
         idle = request.options.get("idle_timeout_s", self.idle_timeout_s)
         t0 = time.monotonic()
         try:
-            async with asyncio.timeout(timeout):
-                if not body.get("model"):
-                    body["model"] = self.model or await self._only_model()
-                capped = await self._cap(body)
-                log.debug("POST %s/chat/completions model=%s stream=%s max_tokens=%s page=%s",
-                          redact(self.api_url), body.get("model"), stream,
-                          body.get("max_tokens"), request.page)
-                sent = ModelRequest(body=body)
-                with capping(reply_limit(sent, streamed=stream), "POST /chat/completions"):
-                    if stream:
-                        reply = await self._send_stream(body, timeout, idle)
-                    else:
-                        reply = await self._send_json(body, timeout)
-        except OcrError:
-            raise
-        except RecursionError as exc:  # the SDK decoding a chunk nested deeper than it can go
-            raise BadOutputError(
-                "the reply is nested too deeply to read (JSON deeper than the decoder allows)",
-                cause="reply_too_deep",
-            ) from exc
-        except TimeoutError as exc:
-            raise TransientError(f"no complete reply within {timeout:g} s", cause="timeout") from exc
-        except openai.APIStatusError as exc:
-            raise self._status_error(exc.status_code, exc.response) from exc
-        except openai.APITimeoutError as exc:
-            raise TransientError(f"no reply within {timeout:g} s", cause="timeout") from exc
-        except openai.APIConnectionError as exc:
-            if isinstance(exc.__cause__, OcrError):  # the reply cap, raised while httpx read
-                raise exc.__cause__ from None
-            raise transport_error(exc.__cause__ or exc, what="POST /chat/completions") from exc
-        except openai.APIError as exc:  # an error event inside the SSE stream
-            raise self._stream_error(exc) from exc
-        except httpx.HTTPError as exc:  # raised while reading the stream body
-            raise transport_error(exc, what="chat completion stream") from exc
+            with map_errors("POST /chat/completions", timeout_s=timeout, hint=self._auth_hint()):
+                async with asyncio.timeout(timeout):
+                    if not body.get("model"):
+                        body["model"] = self.model or await self._only_model()
+                    capped = await self._cap(body)
+                    log.debug("POST %s/chat/completions model=%s stream=%s max_tokens=%s page=%s",
+                              redact(self.api_url), body.get("model"), stream,
+                              body.get("max_tokens"), request.page)
+                    with capping(reply_limit(ModelRequest(body=body), streamed=stream),
+                                 "POST /chat/completions"):
+                        if stream:
+                            reply = await self._send_stream(body, timeout, idle)
+                        else:
+                            reply = await self._send_json(body, timeout)
         except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
             # a 2xx whose body is not a chat completion (empty, HTML, wrong types): the SDK's
             # parser raises these; the server misbehaved, so it is worth another attempt
@@ -457,29 +422,14 @@ class OpenAITransport:
             return "check MODAL_KEY / MODAL_SECRET (Modal proxy auth) and the API key"
         return f"check the API key (${self._api_key_env})"
 
-    def _status_error(self, status: int, response: httpx.Response) -> OcrError:
-        try:
-            content: Any = error_body(response.content)  # read under the cap: 64 kB at most
-        except httpx.ResponseNotRead:
-            content = ""
-        return status_error(status, content, response.headers, hint=self._auth_hint())
-
-    def _stream_error(self, exc: openai.APIError) -> OcrError:
-        body = exc.body
-        code = body.get("code") if isinstance(body, dict) else None
-        message = error_message({"error": body}) if isinstance(body, dict) else str(exc.message)
-        if isinstance(code, int) and 400 <= code < 600:
-            return status_error(code, {"error": body}, None, hint=self._auth_hint())
-        return TransientError(f"error in stream: {message}", cause="stream_error")
-
     # -- model cards / max_model_len ------------------------------------------------------------
     async def list_models(self, *, timeout: float | None = None) -> dict[str, int | None]:
         """``GET /v1/models`` as ``{model id: max_model_len or None}`` (raises on failure)."""
-        with capping(MODEL_LIST_BYTES, "GET /v1/models"):
-            resp = await self._http.get(self.api_url + "/models",
-                                        timeout=timeout or self.health_timeout_s)
-        if resp.status_code >= 400:
-            raise self._status_error(resp.status_code, resp)
+        with map_errors("GET /v1/models", hint=self._auth_hint(), label_status=True):
+            with capping(MODEL_LIST_BYTES, "GET /v1/models"):
+                resp = await self._http.get(self.api_url + "/models",
+                                            timeout=timeout or self.health_timeout_s)
+            raise_for_status(resp)
         try:
             data = loads(resp.content).get("data") or []
         except (ValueError, AttributeError, BadOutputError) as exc:
@@ -506,7 +456,7 @@ class OpenAITransport:
             self._models_checked_at = time.monotonic()
             try:
                 self._models = await self.list_models(timeout=min(10.0, self.health_timeout_s))
-            except (OcrError, httpx.HTTPError) as exc:
+            except OcrError as exc:
                 log.debug("could not read /v1/models (%s); max_tokens is sent as is", exc)
                 return {}
             return self._models
@@ -548,23 +498,15 @@ class OpenAITransport:
         """``GET /health`` and ``GET /v1/models``: ok when both answer."""
         info: dict[str, Any] = {"url": redact(self.root_url), "modal": self.modal}
         try:
-            with capping(ERROR_BODY_BYTES, "GET /health"):
-                resp = await self._http.get(self.root_url + "/health", timeout=self.health_timeout_s)
-            info["health_status"] = resp.status_code
-            health_ok = resp.status_code < 400 or resp.status_code == 404
-            if not health_ok:
-                err = self._status_error(resp.status_code, resp)
-                return Health(False, f"GET /health: {err.message}", info)
-        except httpx.HTTPError as exc:
-            return Health(False, transport_error(exc, what="GET /health").message, info)
-        except OcrError as exc:  # a reply over its cap
-            return Health(False, f"GET /health: {exc.message}", info)
-        try:
+            with map_errors("GET /health", hint=self._auth_hint(), label_status=True):
+                with capping(ERROR_BODY_BYTES, "GET /health"):
+                    resp = await self._http.get(self.root_url + "/health", timeout=self.health_timeout_s)
+                info["health_status"] = resp.status_code
+                if resp.status_code != 404:  # no /health route: /v1/models decides
+                    raise_for_status(resp)
             cards = await self.list_models(timeout=self.health_timeout_s)
-        except OcrError as exc:
-            return Health(False, f"GET /v1/models: {exc.message}", info)
-        except httpx.HTTPError as exc:
-            return Health(False, transport_error(exc, what="GET /v1/models").message, info)
+        except OcrError as exc:  # down, a status, a reply over its cap
+            return Health(False, exc.message, info)
         self._models = cards
         info["models"] = cards
         described = ", ".join(

@@ -1,0 +1,130 @@
+"""Secrets: registered as soon as they are read, masked in every log line, error and output.
+
+A secret (an API key, a Modal token, a key in a URL's query string) is registered with
+:func:`register_secret` by whoever reads it (the config resolver, a transport).  :func:`redact`
+masks every registered secret, any environment value whose variable name looks secret (``*KEY*``,
+``*SECRET*``, ``*TOKEN*``, ``*PASSWORD*``), bearer tokens and ``api_key=...`` style pairs;
+:func:`redact_data` does the same for JSON-like data.  Every :class:`~ocrclient.errors.OcrError`
+message goes through :func:`redact`, and :class:`RedactingFilter` masks log records (installed on
+the HTTP libraries' loggers by :func:`install_logger_redaction`, on handlers by
+:func:`install_log_redaction`).
+
+Example::
+
+    >>> register_secret("sk-doctest-0123456789")
+    >>> redact("POST failed with key sk-doctest-0123456789")
+    'POST failed with key ***'
+    >>> redact_data({"api_key": "abc", "note": "Bearer abcdefgh1234"})
+    {'api_key': '***', 'note': 'Bearer ***'}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+__all__ = [
+    "HTTP_LOGGERS",
+    "RedactingFilter",
+    "install_log_redaction",
+    "install_logger_redaction",
+    "redact",
+    "redact_data",
+    "register_secret",
+]
+
+_SECRETS: set[str] = set()
+_SECRET_ENV_HINTS = ("KEY", "SECRET", "TOKEN", "PASSWORD")
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}")
+_KV = re.compile(r"(?i)\b(api[_-]?key|modal[_-]secret|modal[_-]key|token|password)(\"?\s*[:=]\s*\"?)([^\s\"',}]{4,})")
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so :func:`redact` masks it wherever it appears."""
+    if value and len(value) >= 4 and value.upper() != "EMPTY":
+        _SECRETS.add(value)
+
+
+def _env_secrets() -> set[str]:
+    found = set()
+    for name, value in os.environ.items():
+        if value and len(value) >= 6 and any(h in name.upper() for h in _SECRET_ENV_HINTS):
+            found.add(value)
+    return found
+
+
+def redact(text: str) -> str:
+    """Mask registered secrets, secret-looking env values, bearer tokens and ``key=value`` pairs."""
+    if not text:
+        return text
+    for secret in sorted(_SECRETS | _env_secrets(), key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    text = _BEARER.sub(r"\1***", text)
+    text = _KV.sub(r"\1\2***", text)
+    return text
+
+
+_SECRET_FIELD = re.compile(r"(?i)api[_-]?key|modal[_-]secret|modal[_-]key|token|password|secret")
+
+
+def redact_data(value: Any) -> Any:
+    """A copy of JSON-like data (dicts, lists, scalars) with every string :func:`redact`-ed and
+    every field named like a secret (``api_key``, ``token``, ``password``...) that holds a value
+    replaced by the string ``"***"`` — so the result still serialises to valid JSON."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {
+            k: "***" if _SECRET_FIELD.fullmatch(str(k)) and v is not None and not isinstance(v, bool) else redact_data(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_data(v) for v in value]
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in every record it sees (attach it to handlers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not stop logging
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = ()
+        return True
+
+
+def install_log_redaction(logger_names: tuple[str, ...] = ("", "httpx", "httpcore", "openai")) -> None:
+    """Attach :class:`RedactingFilter` to the handlers of these loggers (idempotent)."""
+    for name in logger_names:
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
+
+
+#: loggers of the HTTP libraries under us that print URLs and headers
+HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "openai",
+    "openai._base_client",
+)
+
+
+def install_logger_redaction(logger_names: tuple[str, ...] = HTTP_LOGGERS) -> None:
+    """Attach :class:`RedactingFilter` to these loggers themselves (idempotent), so records they
+    emit are masked before any handler — the user's included — sees them."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())

@@ -1,0 +1,244 @@
+"""The loopback HTTP server every simulator runs on, and the ways a reply is written or cut.
+
+Why ``http.server.ThreadingHTTPServer``: ``ocrclient.testing`` must work with the core
+dependencies only (FastAPI/uvicorn are dev extras), the stdlib server needs no event loop of its
+own (so it runs beside pytest-asyncio's loop without interference), and one thread per
+connection is plenty for loopback tests.
+
+* :class:`LoopbackServer` serves one simulator (its ``owner``) in a daemon thread; it tracks its
+  open connections so that a restart can cut them all, idle keep-alive ones included, and it
+  stays quiet about clients that hang up (cancelled sends, timeouts, resets are normal here).
+* :class:`SimHandler` speaks HTTP/1.1 with ``TCP_NODELAY`` and hands each request to
+  :meth:`SimHandler.respond` (a simulator's handler overrides it).
+* :func:`read_body`, :func:`write_reply` / :func:`write_json`, :func:`write_chunk` /
+  :func:`end_chunks` (``Transfer-Encoding: chunked``), and the three ways a connection ends
+  early: :func:`hang_up` (FIN: the server goes away), :func:`reset` (a TCP reset, as a dying
+  process or a proxy cut).
+
+Example (a server that answers every request with ``{"ok": true}``)::
+
+    >>> class Ok(SimHandler):
+    ...     def respond(self) -> None:
+    ...         read_body(self)
+    ...         write_json(self, 200, {"ok": True})
+    >>> server = LoopbackServer.start(None, Ok, name="ok-sim")
+    >>> import urllib.request
+    >>> urllib.request.urlopen(f"http://127.0.0.1:{server.port}/").read()
+    b'{"ok": true}'
+    >>> server.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Iterable
+from contextlib import suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+__all__ = [
+    "LoopbackServer",
+    "ServerOwner",
+    "SimHandler",
+    "end_chunks",
+    "hang_up",
+    "read_body",
+    "reset",
+    "write_chunk",
+    "write_json",
+    "write_reply",
+]
+
+#: what a client that hangs up raises in the thread serving it
+HANGUPS = (TimeoutError, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """One run of a simulator's server: a thread per connection, each connection tracked."""
+
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[SimHandler], owner: Any) -> None:
+        super().__init__(address, handler)
+        #: the simulator whose requests this server serves (its handler reads it)
+        self.owner = owner
+        #: set when this run ends (stop, restart): the simulator's workers watch it while they wait
+        self.cut = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._conn_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+
+    @classmethod
+    def start(
+        cls, owner: Any, handler: type[SimHandler], *, host: str = "127.0.0.1", port: int = 0,
+        poll_interval: float = 0.05, name: str = "sim",
+    ) -> LoopbackServer:
+        """Listen on ``host:port`` (0: any free port) and serve in a daemon thread."""
+        server = cls((host, port), handler, owner)
+        server.thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True, name=name
+        )
+        server.thread.start()
+        return server
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket (the port refuses from now on)."""
+        self.cut.set()
+        self.shutdown()
+        self.server_close()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conn_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conn_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def cut_connections(self) -> None:
+        """Reset every open connection, idle or mid-reply, as a dying process would."""
+        with self._conn_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            _reset_socket(conn)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up (cancelled sends, timeouts, resets) are normal here: stay quiet;
+        anything else is a simulator bug, reported as the stdlib does."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+
+class ServerOwner:
+    """What a simulator holding a :class:`LoopbackServer` gets: a context manager that starts
+    and stops it, and its port."""
+
+    _server: LoopbackServer | None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} not started")
+        return self._server.port
+
+
+class SimHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with ``TCP_NODELAY``; every request goes to :meth:`respond`."""
+
+    protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without TCP_NODELAY, Nagle + the client's
+    # delayed ACK add ~40 ms to every reply (real servers such as uvicorn set it too)
+    disable_nagle_algorithm = True
+    server: LoopbackServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read the counters
+        pass
+
+    def respond(self) -> None:
+        """Answer the request (``self.command``, ``self.path``, ``self.headers``)."""
+        raise NotImplementedError
+
+    def _any(self) -> None:
+        try:
+            self.respond()
+        except HANGUPS:  # the client hung up
+            self.close_connection = True
+
+    do_GET = _any
+    do_POST = _any
+
+
+def read_body(h: BaseHTTPRequestHandler, limit: int | None = None) -> tuple[bytes, bool]:
+    """``(body, too_large)``: the request body by its ``Content-Length``; one over ``limit`` is
+    read and dropped (so the client can read the 413 that follows) and ``b""`` returned."""
+    length = int(h.headers.get("Content-Length") or 0)
+    if limit is not None and length > limit:
+        remaining = length
+        while remaining > 0:
+            chunk = h.rfile.read(min(65536, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+        return b"", True
+    return (h.rfile.read(length) if length else b""), False
+
+
+def write_reply(
+    h: BaseHTTPRequestHandler, status: int, data: bytes, content_type: str,
+    headers: Iterable[tuple[str, str]] = (),
+) -> None:
+    """A whole reply with its ``Content-Length``."""
+    h.send_response(status)
+    h.send_header("Content-Type", content_type)
+    h.send_header("Content-Length", str(len(data)))
+    for name, value in headers:
+        h.send_header(name, value)
+    h.end_headers()
+    if data:
+        h.wfile.write(data)
+    h.wfile.flush()
+
+
+def write_json(
+    h: BaseHTTPRequestHandler, status: int, obj: Any, headers: Iterable[tuple[str, str]] = ()
+) -> None:
+    write_reply(h, status, json.dumps(obj).encode(), "application/json", headers)
+
+
+def write_chunk(h: BaseHTTPRequestHandler, data: bytes) -> None:
+    """One chunk of a ``Transfer-Encoding: chunked`` body (an empty one ends the body)."""
+    h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+
+def end_chunks(h: BaseHTTPRequestHandler) -> None:
+    h.wfile.write(b"0\r\n\r\n")
+    h.wfile.flush()
+
+
+def hang_up(h: BaseHTTPRequestHandler) -> None:
+    """The server goes away: what was written is sent, then a FIN, and no more bytes."""
+    h.close_connection = True
+    with suppress(OSError):
+        h.wfile.flush()
+        h.connection.shutdown(socket.SHUT_WR)
+
+
+def reset(h: BaseHTTPRequestHandler) -> None:
+    """Drop the connection with a TCP reset, mid-reply."""
+    h.close_connection = True
+    with suppress(OSError):
+        h.wfile.flush()
+    _reset_socket(h.connection)
+
+
+def _reset_socket(conn: socket.socket) -> None:
+    """Make the connection end with a TCP reset (on close) and wake its reader now."""
+    with suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)

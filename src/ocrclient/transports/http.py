@@ -1,0 +1,354 @@
+"""What every HTTP transport shares: one client recipe, one error map, readable error messages.
+
+* :func:`map_errors` is the one place where what the HTTP libraries raise becomes the
+  :mod:`ocrclient.errors` taxonomy (in the manner of httpx's own ``map_exceptions``).  Wrap the
+  request and the reading of its reply in it::
+
+      with map_errors("POST /extract_text", timeout_s=300, hint="check the API key"):
+          async with asyncio.timeout(300):
+              response = await read_capped(client, request, limit, what="POST /extract_text")
+          raise_for_status(response)
+
+  What is raised inside the block becomes:
+
+  - an :class:`~ocrclient.errors.OcrError` (a reply over its cap, a transport's own): itself;
+  - ``httpx.HTTPStatusError`` (from :func:`raise_for_status`) and ``openai.APIStatusError``:
+    the transport's own ``rule`` for that status if it has one, else :func:`status_error` --
+    401/403 ``AuthError`` (ending with ``hint``), 408/425/429/5xx ``TransientError`` with
+    ``Retry-After``, 524 the pod proxy's idle cut, a 4xx about the endpoint ``EndpointError``,
+    any other 4xx ``PermanentError``;
+  - ``TimeoutError`` / ``httpx.TimeoutException``: ``TransientError`` cause ``timeout``;
+    ``httpx.RemoteProtocolError`` mid-reply: cause ``reset``; ``httpx.TooManyRedirects``:
+    ``redirects``; ``httpx.DecodingError``: ``bad_reply``; any other ``httpx.HTTPError`` and
+    ``openai.APIConnectionError``: ``connection``;
+  - an error event inside an SSE stream (``openai.APIError``): its status's class, or
+    ``TransientError`` cause ``stream_error``;
+  - ``RecursionError`` (JSON deeper than a decoder goes): ``BadOutputError`` ``reply_too_deep``.
+
+* :func:`make_client` builds a transport's ``httpx.AsyncClient`` (one shared TLS context, sent
+  request bodies released as soon as the reply arrives); :func:`json_object` decodes a reply
+  that must be a JSON object; :func:`error_message` reads any error body as one line.
+
+The reply caps (what a server may send back at most) are in :mod:`.limits`.
+
+Example::
+
+    >>> error_message('{"error": {"message": "bad image", "type": "BadRequestError", "code": 400}}')
+    'bad image (BadRequestError)'
+    >>> type(status_error(404, {"detail": "Not Found"})).__name__
+    'EndpointError'
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+import httpx
+
+from ..errors import (
+    AuthError,
+    BadOutputError,
+    OcrError,
+    TransientError,
+    classify_status,
+    parse_retry_after,
+)
+from .base import release_request_body_hook
+from .limits import ERROR_BODY_BYTES, aloads, error_body
+
+__all__ = [
+    "StatusRule",
+    "error_message",
+    "json_object",
+    "make_client",
+    "map_errors",
+    "raise_for_status",
+    "shared_ssl_context",
+    "status_error",
+    "transport_error",
+]
+
+#: a transport's own reading of an error status: ``(status, message) -> error`` or ``None`` for
+#: the common rules (e.g. RunPod: a 404 on ``/run`` names the endpoint id to check)
+StatusRule = Callable[[int, str], OcrError | None]
+
+_TITLE = re.compile(r"(?is)<title>(.*?)</title>")
+_TAGS = re.compile(r"(?s)<[^>]+>")
+_MAX_MESSAGE = 300
+#: httpcore's words for a server that closed the connection before any byte of a reply
+_NO_RESPONSE = re.compile(r"without sending a response", re.IGNORECASE)
+
+
+# ---------------------------------------------------------------------------------------------
+# error messages
+# ---------------------------------------------------------------------------------------------
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def _with_type(message: Any, err_type: Any) -> str:
+    text = str(message) if message not in (None, "") else ""
+    if err_type and str(err_type) not in text:
+        text = f"{text} ({err_type})" if text else str(err_type)
+    return _short(text)
+
+
+def _detail(detail: list[Any]) -> str:
+    """FastAPI's validation errors: ``[{"loc": ["body", "image"], "msg": "Field required"}]``."""
+    parts = []
+    for item in detail[:3]:
+        if isinstance(item, dict):
+            loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+            parts.append(f"{loc}: {item.get('msg')}" if loc else str(item.get("msg")))
+        else:
+            parts.append(str(item))
+    return _short("; ".join(parts))
+
+
+def error_message(body: Any) -> str:
+    """A readable one-line message from an error body, whatever its shape.
+
+    Understands vLLM's ``{"error": {"message", "type", "code"}}`` and older flat
+    ``{"object": "error", "message", ...}``, ``{"error": "Unauthorized"}``, FastAPI's
+    ``{"detail": "..."}`` / ``{"detail": [{"loc", "msg"}]}``, HTML pages (their ``<title>``) and
+    plain text.  ``body`` may be bytes, text or already-parsed JSON.
+
+    >>> error_message({"object": "error", "message": "no such model", "type": "NotFoundError"})
+    'no such model (NotFoundError)'
+    >>> error_message("<html><title>502 Bad Gateway</title><body>nginx</body></html>")
+    '502 Bad Gateway'
+    """
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str):
+        stripped = body.strip()
+        if not stripped:
+            return ""
+        try:
+            body = json.loads(stripped)
+        except ValueError:
+            if "<" in stripped and ">" in stripped:
+                match = _TITLE.search(stripped)
+                text = match.group(1) if match else _TAGS.sub(" ", stripped)
+                return _short(html.unescape(text))
+            return _short(stripped)
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            return _with_type(err.get("message"), err.get("type"))
+        if isinstance(err, str) and err:
+            return _short(err)
+        if "message" in body:
+            return _with_type(body.get("message"), body.get("type"))
+        detail = body.get("detail")
+        if isinstance(detail, str):
+            return _short(detail)
+        if isinstance(detail, list) and detail:
+            return _detail(detail)
+    return _short(json.dumps(body, default=str)) if body is not None else ""
+
+
+def status_error(
+    status: int, body: Any, headers: httpx.Headers | dict[str, str] | None = None, *,
+    hint: str | None = None, where: str | None = None,
+) -> OcrError:
+    """Classify an HTTP error reply: 524 is the pod proxy's idle cut,
+    401/403 are :class:`AuthError` (with ``hint``), ``Retry-After`` is surfaced; ``where``
+    (e.g. ``"RunPod submit"``) goes before the server's message."""
+    message = error_message(body)
+    if where:
+        message = f"{where}: {message}" if message else where
+    retry_after = parse_retry_after(headers.get("retry-after")) if headers is not None else None
+    if status == 524:
+        return TransientError(
+            "HTTP 524: the proxy closed the request after its idle limit without a byte from the "
+            "server (stream the reply or use a shorter page)",
+            cause="proxy_idle_524", retry_after=retry_after, status=524,
+        )
+    err = classify_status(status, message, retry_after=retry_after)
+    if isinstance(err, AuthError) and hint:
+        return AuthError(f"{err.message}; {hint}", cause=err.cause, status=status)
+    return err
+
+
+def transport_error(
+    exc: BaseException, *, what: str = "request", timeout_s: float | None = None
+) -> TransientError:
+    """A timeout or a failed connection as a :class:`TransientError` with a short cause.
+
+    >>> transport_error(httpx.ConnectError("refused"), what="GET /health").cause
+    'connection'
+    """
+    name = type(exc).__name__
+    if isinstance(exc, TimeoutError) and timeout_s:  # the attempt's whole budget ran out
+        return TransientError(f"{what}: no reply within {timeout_s:g} s", cause="timeout")
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return TransientError(f"{what}: timed out ({name})", cause="timeout")
+    if isinstance(exc, httpx.RemoteProtocolError) and not _NO_RESPONSE.search(str(exc)):
+        return TransientError(f"{what}: connection dropped mid-reply ({exc})", cause="reset")
+    if isinstance(exc, httpx.TooManyRedirects):
+        return TransientError(f"{what}: too many redirects", cause="redirects")
+    if isinstance(exc, httpx.DecodingError):  # a body that does not decode as its encoding says
+        return TransientError(f"{what}: unreadable reply ({name})", cause="bad_reply")
+    detail = f"{name}: {exc}" if str(exc) else name
+    return TransientError(f"{what}: connection failed ({detail})", cause="connection")
+
+
+# ---------------------------------------------------------------------------------------------
+# the error map
+# ---------------------------------------------------------------------------------------------
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    """Raise ``httpx.HTTPStatusError`` for a reply of 400 or more, for :func:`map_errors` to
+    classify (unlike ``Response.raise_for_status``, a 1xx/3xx reply is left to the caller)."""
+    if response.status_code >= 400:
+        raise httpx.HTTPStatusError(
+            f"HTTP {response.status_code}", request=response.request, response=response
+        )
+
+
+def _response_error(
+    response: httpx.Response, *, hint: str | None, where: str | None, rule: StatusRule | None
+) -> OcrError:
+    try:
+        body: Any = error_body(response.content)  # read under the cap: 64 kB at most
+    except httpx.ResponseNotRead:
+        body = ""
+    status = response.status_code
+    if rule is not None:
+        own = rule(status, error_message(body))
+        if own is not None:
+            return own
+    return status_error(status, body, response.headers, hint=hint, where=where)
+
+
+def _openai_error(
+    exc: Exception, what: str, timeout_s: float | None, hint: str | None,
+    where: str | None, rule: StatusRule | None,
+) -> OcrError | None:
+    """What the openai SDK raised, in the taxonomy (``None``: not the SDK's)."""
+    if not type(exc).__module__.startswith("openai"):
+        return None
+    import openai  # loaded already: it raised this
+
+    if isinstance(exc, openai.APIStatusError):
+        return _response_error(exc.response, hint=hint, where=where, rule=rule)
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientError(f"{what}: timed out ({type(exc.__cause__ or exc).__name__})", cause="timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__
+        if isinstance(cause, OcrError):  # the reply cap, raised while httpx read
+            return cause
+        return transport_error(cause or exc, what=what, timeout_s=timeout_s)
+    if isinstance(exc, openai.APIError):  # an error event inside the SSE stream
+        body = exc.body
+        code = body.get("code") if isinstance(body, dict) else None
+        if isinstance(code, int) and 400 <= code < 600:
+            return status_error(code, {"error": body}, None, hint=hint, where=where)
+        message = error_message({"error": body}) if isinstance(body, dict) else str(exc.message)
+        return TransientError(f"error in stream: {message}", cause="stream_error")
+    return None
+
+
+@contextmanager
+def map_errors(
+    what: str,
+    *,
+    timeout_s: float | None = None,
+    hint: str | None = None,
+    label_status: bool = False,
+    rule: StatusRule | None = None,
+) -> Iterator[None]:
+    """Turn what httpx, the openai SDK and :func:`raise_for_status` raise inside the block into
+    :mod:`ocrclient.errors` classes (the table in the module docstring).
+
+    ``what`` names the request in messages (``"POST /extract_text"``); ``timeout_s`` is the
+    attempt's budget, named when it runs out; ``hint`` ends an authentication error's message
+    (which key to check); ``label_status`` puts ``what`` in status messages too; ``rule`` reads
+    the statuses the transport knows better (see :data:`StatusRule`).
+    """
+    try:
+        yield
+    except OcrError:
+        raise
+    except httpx.HTTPStatusError as exc:  # from raise_for_status: the status says it all
+        where = what if label_status else None
+        raise _response_error(exc.response, hint=hint, where=where, rule=rule) from None
+    except (httpx.HTTPError, TimeoutError) as exc:
+        raise transport_error(exc, what=what, timeout_s=timeout_s) from exc
+    except RecursionError:  # a decoder (ours or the SDK's) met JSON nested deeper than it goes
+        raise BadOutputError(
+            f"{what}: the reply is nested too deeply to read (JSON deeper than the decoder allows)",
+            cause="reply_too_deep",
+        ) from None
+    except Exception as exc:
+        err = _openai_error(exc, what, timeout_s, hint, what if label_status else None, rule)
+        if err is None:
+            raise
+        raise err from (None if err is exc.__cause__ else exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# clients and replies
+# ---------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def shared_ssl_context() -> ssl.SSLContext:
+    """One verified TLS context per process (building one costs ~40 ms per httpx client)."""
+    return httpx.create_ssl_context()
+
+
+def make_client(
+    *,
+    timeout: httpx.Timeout,
+    max_connections: int,
+    max_keepalive: int | None = None,
+    follow_redirects: bool = False,
+    headers: dict[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """A transport's own ``httpx.AsyncClient``: the shared TLS context, connection limits, and
+    each sent request body released as soon as its reply arrives (see
+    :func:`~ocrclient.transports.base.release_request_body`)."""
+    return httpx.AsyncClient(
+        headers=headers,
+        timeout=timeout,
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections if max_keepalive is None else max_keepalive,
+        ),
+        follow_redirects=follow_redirects,
+        max_redirects=20,
+        verify=shared_ssl_context(),
+        event_hooks={"response": [release_request_body_hook]},
+    )
+
+
+async def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """A 2xx reply's JSON object (decoded safely, off the event loop when big: see
+    :func:`~.limits.aloads`); anything else is a :class:`TransientError` ``bad_reply``, and JSON
+    nested too deeply a :class:`BadOutputError` ``reply_too_deep``."""
+    try:
+        data = await aloads(response.content)
+    except BadOutputError as exc:  # nested too deeply
+        raise BadOutputError(f"{what}: {exc.message}", cause=exc.cause) from None
+    except ValueError:
+        said = error_message(response.content[:ERROR_BODY_BYTES])
+        raise TransientError(
+            f"{what}: HTTP {response.status_code} with a non-JSON body" + (f": {said}" if said else ""),
+            cause="bad_reply",
+        ) from None
+    if not isinstance(data, dict):
+        raise TransientError(f"{what}: the reply is {type(data).__name__}, not a JSON object", cause="bad_reply")
+    return data

@@ -1,0 +1,180 @@
+"""The one error map every HTTP transport uses (``transports/http.py``): each row of its table —
+what httpx, the openai SDK and an error status raise -> the ocrclient error class and cause."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from ocrclient.errors import (
+    AuthError,
+    BadOutputError,
+    EndpointError,
+    OcrError,
+    PermanentError,
+    TransientError,
+)
+from ocrclient.transports.http import json_object, map_errors, raise_for_status
+
+REQ = httpx.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
+
+
+def _mapped(exc: BaseException, **kwargs: Any) -> BaseException:
+    """What ``exc`` raised inside ``map_errors("POST /x", **kwargs)`` comes out as."""
+    try:
+        with map_errors("POST /x", **kwargs):
+            raise exc
+    except BaseException as out:
+        return out
+    raise AssertionError("map_errors swallowed the exception")
+
+
+def _reply(status: int, body: bytes = b"", **headers: str) -> httpx.Response:
+    return httpx.Response(status, content=body, headers=headers, request=REQ)
+
+
+def _status(status: int, body: bytes = b"", **kwargs: Any) -> BaseException:
+    try:
+        with map_errors("POST /x", **kwargs):
+            raise_for_status(_reply(status, body))
+    except BaseException as out:
+        return out
+    raise AssertionError(f"HTTP {status} raised nothing")
+
+
+@pytest.mark.parametrize(
+    ("exc", "cause"),
+    [
+        (httpx.ConnectError("[Errno 111] Connection refused", request=REQ), "connection"),
+        (httpx.ReadTimeout("read timed out", request=REQ), "timeout"),
+        (httpx.ConnectTimeout("connect timed out", request=REQ), "timeout"),
+        (TimeoutError(), "timeout"),
+        (httpx.RemoteProtocolError("Server disconnected without sending a response.", request=REQ),
+         "connection"),
+        (httpx.RemoteProtocolError("peer closed connection without sending complete message body",
+                                   request=REQ), "reset"),
+        (httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=REQ), "redirects"),
+        (httpx.DecodingError("Error -3 while decompressing data", request=REQ), "bad_reply"),
+        (openai.APIConnectionError(request=REQ), "connection"),
+        (openai.APITimeoutError(request=REQ), "timeout"),
+    ],
+)
+def test_library_exceptions_become_transient_errors_by_cause(exc: BaseException, cause: str) -> None:
+    out = _mapped(exc)
+    assert type(out) is TransientError and out.cause == cause, repr(out)
+    assert str(out).startswith("POST /x: ") and "\n" not in str(out)
+
+
+def test_the_attempt_budget_is_named_when_it_runs_out() -> None:
+    out = _mapped(TimeoutError(), timeout_s=12.5)
+    assert str(out) == "POST /x: no reply within 12.5 s"
+
+
+def test_ocrclient_errors_and_unrelated_exceptions_pass_through_unchanged() -> None:
+    own = BadOutputError("too large", cause="reply_too_large")
+    assert _mapped(own) is own
+    other = ValueError("not ours")
+    assert _mapped(other) is other
+    cancelled = asyncio.CancelledError()
+    assert _mapped(cancelled) is cancelled
+
+
+def test_too_deep_json_is_bad_output() -> None:
+    out = _mapped(RecursionError("maximum recursion depth exceeded"))
+    assert isinstance(out, BadOutputError) and out.cause == "reply_too_deep"
+
+
+def test_the_reply_cap_inside_the_sdk_surfaces_as_itself() -> None:
+    cap = BadOutputError("the reply is larger than 1.0 MB", cause="reply_too_large")
+    sdk = openai.APIConnectionError(request=REQ)
+    sdk.__cause__ = cap
+    out = _mapped(sdk)
+    assert out is cap and out.__cause__ is None
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "cause"),
+    [
+        (400, PermanentError, "http_400"),
+        (401, AuthError, "http_401"),
+        (403, AuthError, "http_403"),
+        (404, EndpointError, "http_404"),
+        (405, EndpointError, "http_405"),
+        (408, TransientError, "http_408"),
+        (413, PermanentError, "http_413"),
+        (429, TransientError, "http_429"),
+        (500, TransientError, "http_500"),
+        (501, PermanentError, "http_501"),
+        (503, TransientError, "http_503"),
+        (524, TransientError, "proxy_idle_524"),
+    ],
+)
+def test_statuses_from_raise_for_status_and_the_sdk_get_the_same_class(
+    status: int, kind: type[OcrError], cause: str
+) -> None:
+    body = b'{"error": {"message": "the server says no", "type": "SomeError"}}'
+    ours = _status(status, body)
+    sdk = _mapped(openai.APIStatusError("x", response=_reply(status, body), body=None))
+    for out in (ours, sdk):
+        assert type(out) is kind and out.cause == cause, repr(out)
+        assert getattr(out, "status", None) == status
+        if status != 524:
+            assert str(out) == f"HTTP {status}: the server says no (SomeError)"
+
+
+def test_retry_after_hint_and_label() -> None:
+    try:
+        with map_errors("RunPod status", label_status=True):
+            raise_for_status(httpx.Response(429, content=b'{"error": "slow down"}',
+                                            headers={"Retry-After": "3"}, request=REQ))
+    except TransientError as exc:
+        assert exc.retry_after == 3.0 and str(exc) == "HTTP 429: RunPod status: slow down"
+    out = _status(401, b"<html><title>401 Unauthorized</title></html>", hint="check $MY_KEY")
+    assert isinstance(out, AuthError) and str(out) == "HTTP 401: 401 Unauthorized; check $MY_KEY"
+
+
+def test_a_transport_rule_reads_its_own_statuses_first() -> None:
+    def rule(status: int, message: str) -> OcrError | None:
+        return PermanentError(f"too big: {message}", cause="payload_too_large") if status == 413 else None
+
+    assert _status(413, b'{"detail": "over 10 MB"}', rule=rule).cause == "payload_too_large"  # type: ignore[attr-defined]
+    assert _status(500, b"", rule=rule).cause == "http_500"  # type: ignore[attr-defined]
+
+
+def test_only_error_statuses_raise() -> None:
+    for status in (200, 204, 303, 399):
+        raise_for_status(_reply(status))
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ({"code": 503, "message": "engine overloaded", "type": "ServiceUnavailableError"}, TransientError),
+        ({"code": 400, "message": "bad image", "type": "BadRequestError"}, PermanentError),
+        ({"message": "something broke mid-stream"}, TransientError),
+    ],
+)
+def test_an_error_event_inside_a_stream(body: dict[str, Any], kind: type[OcrError]) -> None:
+    out = _mapped(openai.APIError(str(body.get("message")), REQ, body=body))
+    assert type(out) is kind
+    if "code" not in body:
+        assert out.cause == "stream_error"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("content", "kind", "cause"),
+    [
+        (b"<html>oops</html>", TransientError, "bad_reply"),
+        (b"[1, 2]", TransientError, "bad_reply"),
+        (b"[" * 100_000 + b"]" * 100_000, BadOutputError, "reply_too_deep"),
+    ],
+)
+async def test_json_object_refuses_what_is_not_a_json_object(content: bytes, kind: type[OcrError], cause: str) -> None:
+    with pytest.raises(kind) as info:
+        await json_object(_reply(200, content), "GET /x")
+    assert info.value.cause == cause and str(info.value).startswith("GET /x: ")
+    assert await json_object(_reply(200, b'{"ok": NaN}'), "GET /x") == {"ok": None}
