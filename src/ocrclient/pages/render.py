@@ -47,10 +47,10 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from .errors import InputError, OcrError
-from .geometry import Frame, PageBox
-from .imaging import EncodedImage, RenderSpec, encode
-from .mpcontext import library_context
+from ..errors import InputError, OcrError
+from ..geometry import Frame, PageBox
+from ..imaging import EncodedImage, RenderSpec, encode
+from ..mpcontext import library_context
 
 __all__ = [
     "IMAGE_SUFFIXES",
