@@ -12,10 +12,11 @@ Box = tuple[float, float, float, float]
 
 @dataclass
 class PdfPage:
-    """One page: ``media`` (x0, y0, x1, y1) in user space, optional ``crop``, ``rotate``; ``rects``
-    are filled boxes (x0, y0, x1, y1) in user space; ``texts`` are (x, y, size, text) baselines."""
+    """One page: ``media`` (x0, y0, x1, y1) in user space (``None``: inherited from the page
+    tree, see :func:`write_pdf`), optional ``crop``, ``rotate``; ``rects`` are filled boxes
+    (x0, y0, x1, y1) in user space; ``texts`` are (x, y, size, text) baselines."""
 
-    media: Box = (0.0, 0.0, 300.0, 200.0)
+    media: Box | None = (0.0, 0.0, 300.0, 200.0)
     crop: Box | None = None
     rotate: int = 0
     rects: list[Box] = field(default_factory=list)
@@ -31,26 +32,28 @@ class PdfPage:
         return ("\n".join(ops) + "\n").encode("latin-1")
 
 
-def write_pdf(path: Path, pages: list[PdfPage]) -> Path:
-    """Write ``pages`` as a PDF file at ``path``."""
+def write_pdf(path: Path, pages: list[PdfPage], *, tree: str = "") -> Path:
+    """Write ``pages`` as a PDF file at ``path``; ``tree`` is extra entries of the page tree's
+    root (``/Pages``) that its pages inherit, e.g. ``"/MediaBox [0 0 300 200] /Rotate 90"``."""
     objects: list[bytes] = []
     n = len(pages)
     # 1 catalog, 2 pages, 3 font, then (page, contents) pairs
     kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(n))
     objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
-    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {n} >>".encode())
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {n}{' ' + tree if tree else ''} >>".encode())
     objects.append(
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
     )
     for i, page in enumerate(pages):
-        media = " ".join(f"{v:g}" for v in page.media)
         extra = ""
+        if page.media is not None:
+            extra += " /MediaBox [" + " ".join(f"{v:g}" for v in page.media) + "]"
         if page.crop is not None:
             extra += " /CropBox [" + " ".join(f"{v:g}" for v in page.crop) + "]"
         if page.rotate:
             extra += f" /Rotate {page.rotate}"
         objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [{media}]{extra} "
+            f"<< /Type /Page /Parent 2 0 R{extra} "
             f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode()
         )
         stream = page.content()

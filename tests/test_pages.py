@@ -777,7 +777,7 @@ async def test_conversion_closes_its_render_pool_off_the_event_loop(
 def test_long_documents_are_reopened_and_render_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """pdfium keeps what it parsed while a document is open, so a renderer reopens a document
     after ``_REOPEN_AFTER`` pages; pages rendered across the reopen are identical."""
-    import ocrclient.pages as pages_mod
+    import ocrclient.pages.render as pages_mod
 
     monkeypatch.setattr(pages_mod, "_REOPEN_AFTER", 3)
     f = write(tmp_path / "long.pdf", make_pdf(8))

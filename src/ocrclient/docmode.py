@@ -27,6 +27,7 @@ from .errors import BadOutputError, InputError
 from .geometry import Frame, PageBox
 from .imaging import EncodedImage, RenderSpec
 from .pages import PageImage, Source
+from .pages.render import pdf_page_box
 from .transports.base import ModelReply, ModelRequest
 
 __all__ = ["DocumentDialect", "document_unit", "split_unit_page"]
@@ -43,12 +44,7 @@ def _pdf_subset(src: Source, indices: list[int]) -> tuple[bytes, list[PageBox]]:
     except pdfium.PdfiumError as exc:
         raise InputError(f"{src.name}: cannot open PDF ({exc})") from exc
     try:
-        boxes = []
-        for i in indices:
-            page = pdf[i]
-            w, h = page.get_size()
-            x0, y0, _, _ = page.get_cropbox()
-            boxes.append(PageBox(w, h, page.get_rotation(), x0, y0))
+        boxes = [pdf_page_box(pdf[i]) for i in indices]
         if len(indices) == len(pdf):
             out = pdf
         else:

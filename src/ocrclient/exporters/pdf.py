@@ -587,9 +587,9 @@ def _lines_to_add(pg: Any, pb: PageBox, lines: list[TextLine]) -> list[TextLine]
 
 
 def _page_box(pg: Any) -> PageBox:
-    w, h = pg.get_size()
-    left, bottom, _, _ = pg.get_bbox()
-    return PageBox(float(w), float(h), int(pg.get_rotation()), float(left), float(bottom))
+    from ..pages.render import pdf_page_box
+
+    return pdf_page_box(pg)
 
 
 def _flatten(img: Any) -> Any:

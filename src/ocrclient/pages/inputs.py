@@ -1,0 +1,143 @@
+"""Finding inputs: what a user typed (files, directories, glob patterns, PDF or image bytes) ->
+validated :class:`~ocrclient.pages.sources.Source` documents, in a deterministic order.
+
+Directories are walked and patterns expanded for files with a PDF or image suffix; each file
+found (and each bytes input) is then validated by :func:`~ocrclient.pages.sources.make_source`,
+so anything unusable fails here, before a page is sent, with one
+:class:`~ocrclient.errors.InputError` line.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import InputError
+from .sources import SUPPORTED, Source, make_source
+
+__all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIXES", "open_sources"]
+
+#: file name suffixes picked up when walking a directory or expanding a glob (the type itself
+#: is always decided by the file's magic bytes, never by its suffix)
+PDF_SUFFIXES = frozenset({".pdf"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def _wanted(p: Path) -> bool:
+    return p.suffix.lower() in PDF_SUFFIXES | IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+def _walk(root: Path) -> list[Path]:
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in filenames:
+            p = Path(dirpath) / fn
+            if _wanted(p) and p.is_file():
+                found.append(p)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _glob_root(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    root: list[str] = []
+    for part in parts:
+        if _GLOB_CHARS.search(part):
+            break
+        root.append(part)
+    return Path(*root) if root else Path(".")
+
+
+def open_sources(
+    inputs: Sequence[str | Path | bytes] | str | Path | bytes, *, password: str | None = None
+) -> list[Source]:
+    """Resolve and validate inputs into documents, in a deterministic order.
+
+    Accepts file paths, directories (walked recursively for PDFs and PNG/JPEG/TIFF/WebP/BMP
+    images, sorted by relative path), glob patterns (``**`` allowed) and raw PDF/image bytes.
+    Types are detected from magic bytes, never from the suffix.  The same file reached twice
+    is kept once.  Raises :class:`InputError` (one line) for a missing file, a file that is not
+    a PDF/supported image, a corrupt/truncated PDF, an encrypted PDF without the right
+    ``password``, a PDF with no pages, an image over PIL's ``MAX_IMAGE_PIXELS``, and a
+    directory or pattern that matches nothing.
+    """
+    if isinstance(inputs, (str, Path, bytes)):
+        inputs = [inputs]
+    sources: list[Source] = []
+    seen: set[str] = set()
+    for item in inputs:
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            data = bytes(item)
+            digest = hashlib.sha256(data).hexdigest()
+            if ("sha256:" + digest) in seen:
+                continue
+            seen.add("sha256:" + digest)
+            sources.append(
+                make_source(
+                    name=f"bytes:{digest[:12]}",
+                    stem=f"document-{digest[:8]}",
+                    path=None,
+                    data=data,
+                    rel=None,
+                    password=password,
+                )
+            )
+            continue
+        for path, name, rel, root in _find_files(item):
+            key = str(path.resolve())
+            if key in seen:
+                continue
+            seen.add(key)
+            sources.append(
+                make_source(
+                    name=name, stem=path.stem, path=path, data=None, rel=rel, password=password, root=root
+                )
+            )
+    return sources
+
+
+#: a file found for one input: (path, name as shown, path below its root, the root)
+_Found = tuple[Path, str, Path | None, Path]
+
+
+def _find_files(item: str | Path) -> list[_Found]:
+    """The files one path, directory or glob pattern names, in order (not yet validated)."""
+    text = str(item)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        files = _walk(path)
+        if not files:
+            raise InputError(f"{text}: directory has no PDF or image files ({SUPPORTED})")
+        return [(f, str(f), f.relative_to(path), path) for f in files]
+    if path.exists():
+        return [(path, text, None, path.parent)]
+    if isinstance(item, str) and _GLOB_CHARS.search(text):
+        return _expand_glob(text)
+    raise InputError(f"{text}: no such file or directory")
+
+
+def _expand_glob(text: str) -> list[_Found]:
+    """The PDF and image files a glob pattern matches (directories it matches are walked)."""
+    pattern = os.path.expanduser(text)
+    root = _glob_root(pattern)
+    files: list[Path] = []
+    for m in sorted(glob.glob(pattern, recursive=True)):
+        mp = Path(m)
+        if mp.is_dir():
+            files.extend(_walk(mp))
+        elif _wanted(mp):
+            files.append(mp)
+    if not files:
+        raise InputError(f"{text}: pattern matches no PDF or image files")
+    found: list[_Found] = []
+    for f in files:
+        try:
+            found.append((f, str(f), f.relative_to(root), root))
+        except ValueError:
+            found.append((f, str(f), Path(f.name), f.parent))
+    return found

@@ -1,0 +1,237 @@
+"""The render pool: a few worker processes that render pages, shared across documents.
+
+PDFium is not thread-safe, so pages are rendered in processes.  The workers come from the
+library's own fork server (:func:`ocrclient.mpcontext.library_context`), which never runs the
+caller's ``__main__``; each worker runs :func:`ocrclient.pages.render.render_job` for one page
+at a time and keeps the last few documents open.  ``workers=0`` renders inline instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextlib
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import weakref
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..errors import OcrError
+from ..imaging import RenderSpec
+from ..mpcontext import library_context
+from .render import PDFIUM_LOCK, PageImage, RenderJob, close_open_documents, render_job
+from .sources import Source
+
+__all__ = ["PREFETCH_PER_WORKER", "RenderPool", "RenderPoolError", "default_workers"]
+
+
+class RenderPoolError(OcrError):
+    """The render pool broke (a worker process died, e.g. PDFium crashed on a page)."""
+
+    kind = "render_pool"
+
+
+#: pages rendered ahead of the consumer, per render worker.  At 2 a worker starved whenever the
+#: event loop was busy for a few pages' time (a full GC, a burst of replies): 72-dpi JPEG pages
+#: against an instant server ran at 0.72-0.83 of the serial render loop with 2 and 0.82-0.91
+#: with 4 (500 pages, two runs each, the setup of benchmarks/bench_scheduler.py (b)).  The memory
+#: cost is that many encoded pages (a few MB).
+PREFETCH_PER_WORKER = 4
+
+
+def default_workers() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(2, n))
+
+
+#: what the render workers' fork server imports once, so each worker starts with it loaded
+#: (the render module, and with it the whole ``ocrclient.pages`` package)
+_PRELOAD = ("pypdfium2", "PIL.Image", "PIL.PngImagePlugin", render_job.__module__)
+
+
+def _worker_init() -> None:
+    # Ctrl-C is handled by the consumer, which shuts the pool down; workers stay quiet
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class RenderPool:
+    """A small process pool that renders pages; share one across documents.
+
+    ``workers`` defaults to ``min(2, usable CPUs)``; ``workers=0`` renders inline in the calling
+    thread (no processes; useful for one-page inputs and debugging).  Workers come from the
+    library's own fork server (:func:`ocrclient.mpcontext.library_context`): they never run the
+    caller's ``__main__``, so no ``if __name__ == "__main__":`` guard is needed in a script, with
+    ``python -c``, from stdin, in a notebook or in a web server; forking from it is safe in a
+    threaded parent; it preloads pypdfium2 and Pillow once per process, so each later worker
+    starts in milliseconds.  ``start_method`` ("spawn", "forkserver", "fork") asks for a
+    standard ``multiprocessing`` context instead, with its rules about ``__main__``.  Each
+    worker keeps the last few documents open, so a document is parsed once per worker, not once
+    per page.  PDF/image bytes are spilled once to a private temporary directory that
+    :meth:`close` removes.
+
+    Example::
+
+        >>> with RenderPool(workers=2) as pool:                     # doctest: +SKIP
+        ...     for src in open_sources(["a.pdf", "b.pdf"]):
+        ...         pages = list(iter_pages(src, RenderSpec(dpi=100), pool=pool))
+    """
+
+    def __init__(self, workers: int | None = None, *, start_method: str | None = None) -> None:
+        self.workers = default_workers() if workers is None else max(0, int(workers))
+        self._start_method = start_method
+        self._executor: cf.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._tmpdir: str | None = None
+        #: removes ``_tmpdir`` on close, or when a pool nobody closed is collected or the
+        #: interpreter exits
+        self._rm_tmpdir: weakref.finalize[Any, Any] | None = None
+        self._spilled: dict[str, str] = {}
+        #: each source path resolved once (a resolve is a few lstat calls: per page, it showed)
+        self._resolved: dict[Path, str] = {}
+        self._closed = False
+        self._broken: str | None = None
+        #: number of pages submitted for rendering so far (all streams on this pool)
+        self.submitted = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def __enter__(self) -> RenderPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RenderPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)
+
+    def start(self) -> RenderPool:
+        """Start the worker processes now (otherwise they start on first use)."""
+        self._ensure_executor()
+        return self
+
+    def _ensure_executor(self) -> cf.ProcessPoolExecutor | None:
+        if self._closed:
+            raise RuntimeError("RenderPool is closed")
+        if self._broken:
+            raise RenderPoolError(self._broken)
+        if self.workers == 0:
+            return None
+        with self._lock:
+            if self._executor is None:
+                ctx = (
+                    library_context(_PRELOAD)
+                    if self._start_method is None
+                    else multiprocessing.get_context(self._start_method)
+                )
+                self._executor = cf.ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=ctx, initializer=_worker_init
+                )
+            return self._executor
+
+    def close(self) -> None:
+        """Stop the workers (pending renders are cancelled) and remove spilled bytes."""
+        if self._closed:
+            return
+        self._closed = True
+        ex, self._executor = self._executor, None
+        if ex is not None:
+            ex.shutdown(wait=True, cancel_futures=True)
+        if self.workers == 0:  # inline renders cached documents in this process: let them go
+            with PDFIUM_LOCK:
+                close_open_documents()
+        if self._rm_tmpdir is not None:
+            self._rm_tmpdir()
+            self._tmpdir = self._rm_tmpdir = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- work --------------------------------------------------------------------------------
+
+    def _path_of(self, source: Source) -> str:
+        if source.path is not None:
+            resolved = self._resolved.get(source.path)
+            if resolved is None:
+                if len(self._resolved) >= 1024:  # a long-lived pool sees many documents
+                    self._resolved.clear()
+                resolved = self._resolved[source.path] = str(source.path.resolve())
+            return resolved
+        assert source.data is not None
+        key = source.key
+        with self._lock:
+            spilled = self._spilled.get(key)
+            if spilled is None:
+                if self._tmpdir is None:
+                    self._tmpdir = tempfile.mkdtemp(prefix="ocrclient-pages-")
+                    self._rm_tmpdir = weakref.finalize(
+                        self, shutil.rmtree, self._tmpdir, ignore_errors=True
+                    )
+                spilled = os.path.join(
+                    self._tmpdir, key.split(":", 1)[1][:32] + "." + (source.format or "bin")
+                )
+                with open(spilled, "wb") as fh:
+                    fh.write(source.data)
+                self._spilled[key] = spilled
+            return spilled
+
+    def _job(self, source: Source, index: int, spec: RenderSpec) -> RenderJob:
+        return RenderJob(
+            source.kind,
+            self._path_of(source),
+            source.password,
+            index,
+            spec,
+            source.name,
+            Image.MAX_IMAGE_PIXELS,
+        )
+
+    def submit(self, source: Source, index: int, spec: RenderSpec) -> cf.Future[PageImage]:
+        """Render one page (0-based ``index``) of ``source``; the future never fails for a bad
+        page (it carries ``error``), only for a broken pool."""
+        job = self._job(source, index, spec)
+        ex = self._ensure_executor()
+        self.submitted += 1
+        if ex is None:
+            fut: cf.Future[PageImage] = cf.Future()
+            with PDFIUM_LOCK:
+                fut.set_result(render_job(job))
+            return fut
+        try:
+            return ex.submit(render_job, job)
+        except BrokenProcessPool as exc:
+            raise self._mark_broken() from exc
+
+    def _mark_broken(self) -> RenderPoolError:
+        self._broken = (
+            "a render worker process died (PDFium crashed or the process was killed); the render "
+            "pool is unusable"
+        )
+        return RenderPoolError(self._broken)
+
+    def result(self, fut: cf.Future[PageImage]) -> PageImage:
+        try:
+            return fut.result()
+        except BrokenProcessPool as exc:
+            raise self._mark_broken() from exc
+
+    async def aresult(self, fut: cf.Future[PageImage]) -> PageImage:
+        try:
+            return await asyncio.wrap_future(fut)
+        except BrokenProcessPool as exc:
+            raise self._mark_broken() from exc

@@ -1,0 +1,76 @@
+"""Page ranges: which pages of a document a run takes.
+
+:func:`parse_page_range` reads what a user types (``"1-3,7,10-"``, 1-based, inclusive);
+:func:`select_pages` also takes a sequence of 0-based indices (the Python API) and checks both
+against the document's page count, failing with one :class:`~ocrclient.errors.InputError` line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ..errors import InputError
+
+__all__ = ["parse_page_range", "select_pages"]
+
+
+def parse_page_range(spec: str | None, page_count: int) -> list[int]:
+    """``"1-3,7,10-"`` (1-based, inclusive) -> sorted unique 0-based indices.
+
+    ``None``/empty means every page; ``"-3"`` means 1-3; ``"10-"`` means 10 to the end.
+    Raises :class:`InputError` for syntax errors and pages past the end.
+
+    >>> parse_page_range("1-3,7,10-", 11)
+    [0, 1, 2, 6, 9, 10]
+    >>> parse_page_range("-2", 5)
+    [0, 1]
+    """
+    if spec is None or not spec.strip():
+        return list(range(page_count))
+    picked: set[int] = set()
+    for raw in spec.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d*)\s*-\s*(\d*)", part)
+        if m:
+            a_txt, b_txt = m.groups()
+            if not a_txt and not b_txt:
+                raise InputError(f"page range {spec!r}: '-' needs a number on at least one side")
+            first = int(a_txt) if a_txt else 1
+            last = int(b_txt) if b_txt else page_count
+        elif part.isdigit():
+            first = last = int(part)
+        else:
+            raise InputError(f"page range {spec!r}: cannot read {part!r} (use e.g. 1-3,7,10-)")
+        if first < 1 or last < 1:
+            raise InputError(f"page range {spec!r}: pages start at 1")
+        if first > last:
+            raise InputError(f"page range {spec!r}: {part!r} runs backwards")
+        if last > page_count or first > page_count:
+            bad = last if last > page_count else first
+            noun = "page" if page_count == 1 else "pages"
+            raise InputError(
+                f"page range {spec!r}: page {bad} is past the end (the document has {page_count} {noun})"
+            )
+        picked.update(range(first - 1, last))
+    if not picked:
+        raise InputError(f"page range {spec!r} selects no pages")
+    return sorted(picked)
+
+
+def select_pages(pages: str | Sequence[int] | None, page_count: int) -> list[int]:
+    """A range string (see :func:`parse_page_range`) or 0-based indices -> sorted unique
+    0-based indices, each checked against ``page_count``."""
+    if pages is None or isinstance(pages, str):
+        return parse_page_range(pages, page_count)
+    out = sorted({int(i) for i in pages})
+    for i in out:
+        if i < 0 or i >= page_count:
+            noun = "page" if page_count == 1 else "pages"
+            raise InputError(
+                f"page index {i} is out of range (the document has {page_count} {noun}; indices are 0-based)"
+            )
+    return out
+

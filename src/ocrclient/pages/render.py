@@ -1,0 +1,288 @@
+"""Rendering: one page of a document -> a :class:`PageImage`, as displayed, encoded.
+
+This is the render stage, run in the render pool's worker processes (or inline): the one owner
+of a PDF page's box (:func:`pdf_page_box`: CropBox, MediaBox and ``/Rotate``; every other place
+that needs a page box calls it) and of flattening a raster to RGB or L (:func:`_flatten`).  PDF
+pages are drawn by PDFium at the size the backend's :class:`~ocrclient.imaging.RenderSpec`
+asks, with ``/Rotate`` and the CropBox applied; images are taken as displayed (EXIF orientation
+applied), at their own pixel size unless the spec shrinks them.  A page that cannot be rendered
+comes back with ``encoded=None`` and ``error`` set, never as an exception.
+
+Each process keeps the last few documents open (:data:`_MAX_DOCS`), so a document is parsed
+once per worker, not once per page, and reopened every :data:`_REOPEN_AFTER` pages so that
+PDFium's per-document memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from ..geometry import Frame, PageBox
+from ..imaging import EncodedImage, RenderSpec, encode
+
+if TYPE_CHECKING:
+    from .sources import SourceKind
+
+__all__ = ["PDFIUM_LOCK", "PageImage", "RenderJob", "close_open_documents", "pdf_page_box", "render_job"]
+
+#: every use of PDFium in *this* process must hold this lock (PDFium is not thread-safe, and
+#: ``aiter_pages`` validates inputs in a worker thread); other modules that call pypdfium2 in
+#: the main process (exporters) should take it too
+PDFIUM_LOCK = threading.RLock()
+#: pages smaller than this (points) on either side are refused (PDFium turns a 0x0 MediaBox
+#: into US letter itself; anything below one point is a broken page, not a document)
+_MIN_PAGE_PT = 1.0
+
+
+@dataclass
+class PageImage:
+    """One page, rendered as displayed and encoded as its backend's RenderSpec asks.
+
+    ``page_box`` carries the page's geometry (displayed size in points, ``/Rotate``, CropBox
+    offset); ``encoded`` the image bytes that will be sent; ``error`` is set instead of
+    ``encoded`` when this one page could not be rendered (the page is then reported as failed,
+    never dropped).
+    """
+
+    source: str
+    index: int
+    page_box: PageBox
+    encoded: EncodedImage | None
+    render_scale: float = 1.0
+    error: str | None = None
+    #: seconds the worker spent rendering + encoding this page
+    render_s: float = 0.0
+
+    @property
+    def number(self) -> int:
+        """1-based page number."""
+        return self.index + 1
+
+    @property
+    def frame(self) -> Frame:
+        if self.encoded is None:
+            raise ValueError(f"page {self.number} of {self.source} has no image: {self.error}")
+        return Frame(self.encoded.width, self.encoded.height)
+
+    def image(self) -> Image.Image:
+        """The decoded PIL image of the page (as displayed)."""
+        if self.encoded is None:
+            raise ValueError(f"page {self.number} of {self.source} has no image: {self.error}")
+        return self.encoded.decode()
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """One page to render, as the pool sends it to a worker (picklable)."""
+
+    kind: SourceKind
+    path: str
+    password: str | None
+    index: int
+    spec: RenderSpec
+    name: str
+    #: the parent's PIL limit (validated there), so a raised limit holds in workers too
+    max_image_pixels: int | None = None
+
+
+#: per-process cache of open documents: (path, size, mtime_ns, password) -> PdfDocument
+_DOCS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_MAX_DOCS = 4
+#: pdfium keeps every object it has parsed for as long as the document is open (about 10 kB per
+#: rendered page of dense text): a worker reopens a document after this many pages, so a
+#: 10,000-page PDF does not grow it by 100 MB
+_REOPEN_AFTER = 256
+_USES: dict[tuple[Any, ...], int] = {}
+
+
+def _open_pdf(path: str, password: str | None) -> Any:
+    import pypdfium2 as pdfium
+
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns, password)
+    pdf = _DOCS.get(key)
+    if pdf is not None:
+        _USES[key] = _USES.get(key, 0) + 1
+        if _USES[key] < _REOPEN_AFTER:
+            _DOCS.move_to_end(key)
+            return pdf
+        del _DOCS[key]
+        with contextlib.suppress(Exception):
+            pdf.close()
+    _USES[key] = 0
+    pdf = pdfium.PdfDocument(path, password=password)
+    with contextlib.suppress(Exception):  # forms are a nicety; never fail a render for them
+        pdf.init_forms()
+    _DOCS[key] = pdf
+    while len(_DOCS) > _MAX_DOCS:
+        old_key, old = _DOCS.popitem(last=False)
+        _USES.pop(old_key, None)
+        with contextlib.suppress(Exception):
+            old.close()
+    return pdf
+
+
+def close_open_documents() -> None:
+    """Close the documents this process keeps open (an inline pool's, when it closes)."""
+    while _DOCS:
+        _, pdf = _DOCS.popitem()
+        with contextlib.suppress(Exception):
+            pdf.close()
+    _USES.clear()
+
+
+def pdf_page_box(page: Any) -> PageBox:
+    """The geometry of a PDF page as displayed: the one place the client reads a page's box.
+
+    ``page`` is an open ``pypdfium2.PdfPage`` (hold :data:`PDFIUM_LOCK` in the main process).
+    The page is its effective CropBox (inherited from the page tree when the page has none;
+    the MediaBox when there is none) clipped to the MediaBox: ``width`` x ``height`` is that
+    box's size in points with ``/Rotate`` applied, ``rotation`` the page's ``/Rotate``
+    (inherited too), ``crop_x``/``crop_y`` the box's lower-left corner in PDF user space.
+    The renderer, document mode and the searchable-PDF writer all take it from here, so a box
+    drawn on a rendered page lands on the same spot of the PDF everywhere.
+    """
+    width, height = page.get_size()  # displayed size: after /Rotate, CropBox ∩ MediaBox
+    left, bottom, _, _ = page.get_bbox()  # that box in user space, inherited attrs included
+    return PageBox(float(width), float(height), int(page.get_rotation()), float(left), float(bottom))
+
+
+def _encoded_page(job: RenderJob, page_box: PageBox, img: Image.Image, render_scale: float) -> PageImage:
+    """The rendered page, encoded as the job's spec asks."""
+    encoded = encode(img, job.spec)
+    return PageImage(job.name, job.index, page_box, encoded, render_scale=render_scale)
+
+
+def _failed_page(job: RenderJob, page_box: PageBox, error: str) -> PageImage:
+    """A page that could not be rendered: reported with its error, never dropped."""
+    return PageImage(job.name, job.index, page_box, None, error=error)
+
+
+def _why(exc: BaseException) -> str:
+    """An exception as one line (its type name when it has no message)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _render_pdf_page(job: RenderJob) -> PageImage:
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    spec = job.spec
+    page_box = PageBox(0.0, 0.0)
+    try:
+        pdf = _open_pdf(job.path, job.password)
+        page = pdf[job.index]
+        try:
+            page_box = pdf_page_box(page)
+            width, height = page_box.width, page_box.height
+            if width < _MIN_PAGE_PT or height < _MIN_PAGE_PT:
+                return _failed_page(
+                    job,
+                    page_box,
+                    f"page {job.index + 1} has an unusable size of {width:g} x {height:g} pt",
+                )
+            px_w, px_h = spec.pixel_size(width, height)
+            if spec.grayscale:
+                fmt, flags = pdfium_c.FPDFBitmap_Gray, pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_GRAYSCALE
+            else:
+                fmt, flags = pdfium_c.FPDFBitmap_BGR, pdfium_c.FPDF_ANNOT
+            bitmap = pdfium.PdfBitmap.new_native(px_w, px_h, fmt)
+            bitmap.fill_rect((255, 255, 255, 255), 0, 0, px_w, px_h)
+            # the page is mapped onto exactly px_w x px_h pixels, with its /Rotate applied
+            pdfium_c.FPDF_RenderPageBitmap(bitmap, page, 0, 0, px_w, px_h, 0, flags)
+            if page.formenv:
+                pdfium_c.FPDF_FFLDraw(page.formenv, bitmap, page, 0, 0, px_w, px_h, 0, flags)
+            img = bitmap.to_pil()
+        finally:
+            page.close()
+        return _encoded_page(job, page_box, img, px_w / width)
+    except Exception as exc:
+        return _failed_page(job, page_box, f"page {job.index + 1}: cannot render ({_why(exc)})")
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB or L, transparency composited onto white."""
+    if img.mode in ("RGB", "L"):
+        return img
+    if img.mode == "1":
+        return img.convert("L")
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = img.convert("F") if img.mode == "F" else img.convert("I")
+        ext: Any = img.getextrema()
+        lo, hi = float(ext[0]), float(ext[1])
+        if hi <= 255 and lo >= 0:
+            return img.convert("L")
+        span = (hi - lo) or 1.0
+        return img.point(lambda v: (v - lo) * (255.0 / span)).convert("L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    return img.convert("RGB")
+
+
+def _image_size_for(spec: RenderSpec, w: int, h: int) -> tuple[int, int]:
+    """Target pixels for an image of w x h pixels (= points).  A dpi-driven spec never enlarges a
+    raster beyond its own pixels (it has no more detail to give); exact ``longest_side`` specs
+    and ``min_side`` still resize as asked; budgets always shrink."""
+    tw, th = spec.pixel_size(w, h)
+    if spec.dpi is not None and tw * th > w * h:
+        shortest = min(w, h)
+        if shortest >= spec.min_side:
+            return w, h
+    return tw, th
+
+
+def _render_image_page(job: RenderJob) -> PageImage:
+    from PIL import ImageOps
+
+    spec = job.spec
+    page_box = PageBox(0.0, 0.0)
+    Image.MAX_IMAGE_PIXELS = job.max_image_pixels
+    try:
+        with Image.open(job.path) as raw:
+            if job.index:
+                raw.seek(job.index)
+            # the page is the image as displayed, at its ORIGINAL pixel size (1 px = 1 pt)
+            sw, sh = raw.size
+            swapped = raw.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            w, h = (sh, sw) if swapped else (sw, sh)
+            tw, th = _image_size_for(spec, w, h)
+            if raw.format == "JPEG" and tw * 2 <= w and th * 2 <= h:
+                # let libjpeg decode at 1/2, 1/4 or 1/8 scale (never below the target size)
+                raw.draft(raw.mode, (th, tw) if swapped else (tw, th))
+            img = ImageOps.exif_transpose(raw)  # a transposed copy of the current frame
+            if img is None:  # pragma: no cover - only with in_place=True
+                img = raw
+            img.load()
+        if (img.width > img.height) != (w > h) and img.width != img.height:
+            w, h = h, w  # orientation read differently by exif_transpose: trust the pixels
+            tw, th = _image_size_for(spec, w, h)
+        page_box = PageBox(float(w), float(h))
+        img = _flatten(img)
+        if img.size != (tw, th):
+            img = img.resize((tw, th), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return _encoded_page(job, page_box, img, tw / w)
+    except Exception as exc:
+        return _failed_page(
+            job, page_box, f"page {job.index + 1}: cannot render image ({_why(exc)})"
+        )
+
+
+def render_job(job: RenderJob) -> PageImage:
+    """Runs in a worker process (or inline): never raises for a bad page."""
+    t0 = time.perf_counter()
+    page = _render_pdf_page(job) if job.kind == "pdf" else _render_image_page(job)
+    page.render_s = time.perf_counter() - t0
+    return page

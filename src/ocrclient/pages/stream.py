@@ -1,0 +1,158 @@
+"""The page streams: one document's selected pages, rendered in order, pulled lazily.
+
+:func:`iter_pages` and :func:`aiter_pages` are pull-based and bounded: a page is submitted to
+the :class:`~ocrclient.pages.pool.RenderPool` only when the consumer asks for the next one, and
+at most ``prefetch`` pages are ever rendered-but-not-consumed, so memory stays flat however long
+the document.  A page that cannot be rendered is yielded with ``encoded=None`` and ``error``
+set, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+
+from ..errors import InputError
+from ..imaging import RenderSpec
+from .inputs import open_sources
+from .pool import PREFETCH_PER_WORKER, RenderPool, default_workers
+from .ranges import select_pages
+from .render import PageImage
+from .sources import Source, make_source
+
+__all__ = ["aiter_pages", "iter_pages"]
+
+
+def _resolve(source: Source | str | Path | bytes, password: str | None) -> Source:
+    if isinstance(source, Source):
+        if password is not None and source.kind == "pdf" and source.password != password:
+            return make_source(
+                name=source.name,
+                stem=source.stem,
+                path=source.path,
+                data=source.data,
+                rel=source.rel,
+                password=password,
+                root=source.root,
+            )
+        return source
+    found = open_sources([source], password=password)
+    if len(found) != 1:
+        raise InputError(
+            f"{found[0].name if found else source!r}: matches {len(found)} documents; iterate open_sources() instead"
+        )
+    return found[0]
+
+
+def _plan(
+    source: Source | str | Path | bytes,
+    pages: str | Sequence[int] | None,
+    password: str | None,
+    pool: RenderPool | None,
+    prefetch: int | None,
+) -> tuple[Source, list[int], RenderPool, bool, int]:
+    src = _resolve(source, password)
+    indices = select_pages(pages, src.page_count)
+    own = pool is None
+    if pool is None:
+        pool = RenderPool(workers=0 if len(indices) <= 1 else min(default_workers(), len(indices)))
+    depth = prefetch if prefetch is not None else max(1, PREFETCH_PER_WORKER * pool.workers)
+    if depth < 1:
+        raise ValueError("prefetch must be at least 1")
+    return src, indices, pool, own, depth
+
+
+def iter_pages(
+    source: Source | str | Path | bytes,
+    spec: RenderSpec,
+    *,
+    pages: str | Sequence[int] | None = None,
+    password: str | None = None,
+    pool: RenderPool | None = None,
+    prefetch: int | None = None,
+) -> Iterator[PageImage]:
+    """Yield the selected pages of one document, in page order, rendered to ``spec``.
+
+    ``pages`` is a 1-based range string (``"1-3,7,10-"``) or a sequence of 0-based indices.
+    Without ``pool`` a private pool is started and closed with the stream (share a
+    :class:`RenderPool` across documents to pay worker start-up once).  At most ``prefetch``
+    (default :data:`PREFETCH_PER_WORKER` x workers) pages are rendered ahead of the consumer,
+    and nothing is rendered before the first ``next()``.  Input problems raise
+    :class:`InputError` when called; a broken pool raises :class:`RenderPoolError` from
+    ``next()``.
+    """
+    src, indices, rpool, own, depth = _plan(source, pages, password, pool, prefetch)
+    return _iter(src, indices, spec, rpool, own, depth)
+
+
+def _iter(
+    src: Source, indices: list[int], spec: RenderSpec, pool: RenderPool, own: bool, depth: int
+) -> Iterator[PageImage]:
+    pending: deque[cf.Future[PageImage]] = deque()
+    todo = iter(indices)
+    try:
+        while True:
+            # top up to `depth` outstanding pages, only now that the consumer asked for one
+            while len(pending) < depth:
+                nxt = next(todo, None)
+                if nxt is None:
+                    break
+                pending.append(pool.submit(src, nxt, spec))
+            if not pending:
+                return
+            yield pool.result(pending.popleft())
+    finally:
+        for fut in pending:
+            fut.cancel()
+        if own:
+            pool.close()
+
+
+async def aiter_pages(
+    source: Source | str | Path | bytes,
+    spec: RenderSpec,
+    *,
+    pages: str | Sequence[int] | None = None,
+    password: str | None = None,
+    pool: RenderPool | None = None,
+    prefetch: int | None = None,
+) -> AsyncIterator[PageImage]:
+    """Async twin of :func:`iter_pages` (same arguments, same bounds).  Validation, pool start
+    and waiting on renders run off the event loop; being an async generator, it raises
+    :class:`InputError` on the first ``__anext__`` rather than on the call.
+
+    Example::
+
+        >>> async for page in aiter_pages("a.pdf", RenderSpec(dpi=150), pages="1-3"):  # doctest: +SKIP
+        ...     print(page.number, page.frame)
+    """
+    src, indices, rpool, own, depth = await asyncio.to_thread(
+        _plan, source, pages, password, pool, prefetch
+    )
+    pending: deque[cf.Future[PageImage]] = deque()
+    todo = iter(indices)
+    first = True
+    try:
+        while True:
+            while len(pending) < depth:
+                nxt = next(todo, None)
+                if nxt is None:
+                    break
+                if first or rpool.workers == 0:
+                    # the first submit may start processes / spill bytes; inline renders block:
+                    # keep both off the loop
+                    pending.append(await asyncio.to_thread(rpool.submit, src, nxt, spec))
+                    first = False
+                else:
+                    pending.append(rpool.submit(src, nxt, spec))
+            if not pending:
+                return
+            yield await rpool.aresult(pending.popleft())
+    finally:
+        for fut in pending:
+            fut.cancel()
+        if own:
+            await asyncio.to_thread(rpool.close)
