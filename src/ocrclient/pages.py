@@ -47,8 +47,9 @@ from typing import Any, Literal
 from PIL import Image
 
 from .errors import InputError, OcrError
-from .geometry import Frame, PageBox
-from .imaging import EncodedImage, RenderSpec, encode
+from .geometry import PageBox
+from .imaging import RenderSpec, encode
+from .models import PageImage  # the page that crosses the seams (defined with the others)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -92,43 +93,6 @@ class RenderPoolError(OcrError):
 # --------------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PageImage:
-    """One page, rendered as displayed and encoded as its backend's RenderSpec asks.
-
-    ``page_box`` carries the page's geometry (displayed size in points, ``/Rotate``, CropBox
-    offset); ``encoded`` the image bytes that will be sent; ``error`` is set instead of
-    ``encoded`` when this one page could not be rendered (the page is then reported as failed,
-    never dropped).
-    """
-
-    source: str
-    index: int
-    page_box: PageBox
-    encoded: EncodedImage | None
-    render_scale: float = 1.0
-    error: str | None = None
-    #: seconds the worker spent rendering + encoding this page
-    render_s: float = 0.0
-
-    @property
-    def number(self) -> int:
-        """1-based page number."""
-        return self.index + 1
-
-    @property
-    def frame(self) -> Frame:
-        if self.encoded is None:
-            raise ValueError(f"page {self.number} of {self.source} has no image: {self.error}")
-        return Frame(self.encoded.width, self.encoded.height)
-
-    def image(self) -> Image.Image:
-        """The decoded PIL image of the page (as displayed)."""
-        if self.encoded is None:
-            raise ValueError(f"page {self.number} of {self.source} has no image: {self.error}")
-        return self.encoded.decode()
 
 
 @dataclass
