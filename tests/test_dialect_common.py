@@ -56,6 +56,12 @@ def make_page(spec: RenderSpec | None = None, width_pt: float = 612, height_pt: 
                      encoded=encode(img, spec))  # fmt: skip
 
 
+def request_for(page: PageImage) -> ModelRequest:
+    """A request for ``page`` as ``parse`` sees it, made by hand: the page and the frame of its
+    image (the olmOCR tests build real requests, whose context matters)."""
+    return ModelRequest(body={}, frame=page.frame, page_image=page)
+
+
 def reply(text: str, finish: str | None = "stop", **data: object) -> ModelReply:
     return ModelReply(text=text, finish_reason=finish, data=dict(data))
 
@@ -94,7 +100,7 @@ def assert_chat_shape(request: ModelRequest, page: PageImage, model: str) -> Non
 
 def geometry_roundtrip(
     make_reply: Callable[[list[tuple[int, int, int, int]]], str],
-    parse: Callable[[ModelReply, PageImage], PageContent],
+    parse: Callable[[ModelReply, ModelRequest], PageContent],
     build: Callable[[PageImage, Attempt], ModelRequest],
     grid: float,
     spec: RenderSpec,
@@ -113,7 +119,7 @@ def geometry_roundtrip(
         y0, y1 = sorted(rng.uniform(0, 1) for _ in range(2))
         truths.append((x0, y0, x1, y1))
         grid_boxes.append(tuple(round(v * grid) for v in (x0, y0, x1, y1)))  # type: ignore[misc]
-    content = parse(reply(make_reply(grid_boxes)), page)
+    content = parse(reply(make_reply(grid_boxes)), request)
     boxed = [b for b in content.blocks if b.box is not None]
     assert len(boxed) == len(truths), content.warnings
     errors: list[float] = []
@@ -129,11 +135,11 @@ def geometry_roundtrip(
     assert statistics.median(errors) <= 0.5
 
 
-def fuzz_parse(parse: Callable[[ModelReply, PageImage], PageContent], text: str, finish: str | None) -> None:
+def fuzz_parse(parse: Callable[[ModelReply, ModelRequest], PageContent], text: str, finish: str | None) -> None:
     """Random replies never raise anything but BadOutputError and give valid block types."""
     page = make_page()
     try:
-        content = parse(ModelReply(text=text, finish_reason=finish), page)
+        content = parse(ModelReply(text=text, finish_reason=finish), request_for(page))
     except BadOutputError as exc:
         assert str(exc)
         assert "\n" not in str(exc)

@@ -99,7 +99,7 @@ class DocumentDialect:
         body = job.model_dump(exclude_none=True)
         return ModelRequest(body=body, kind="document", frame=Frame(1000, 1000))
 
-    def parse(self, reply: ModelReply, page: PageImage) -> PageContent:
+    def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent:
         """One top-level block per page (label ``document-page:N``), its children the page's
         grounded blocks (0-999 grid), so the split survives the scheduler and the cache."""
         from .dialects.deepseek import parse_grounded

@@ -49,7 +49,6 @@ from tenacity import (
 
 from . import geometry
 from .cache import PageCache, page_key
-from .dialects.base import Attempt, PageContent, RawBlock
 from .document import Block, Document, Page, PageError, RunStats, Usage
 from .errors import (
     RUN_STOPPING,
@@ -59,9 +58,8 @@ from .errors import (
     PermanentError,
     TransientError,
 )
-from .pages import PageImage
+from .models import Attempt, ModelReply, ModelRequest, PageContent, PageImage, RawBlock
 from .registry import Backend
-from .transports.base import ModelReply, ModelRequest
 from .transports.limits import MAX_TOKEN_COUNT, request_max_tokens, seconds, token_count
 
 #: a full garbage collection every this many finished pages.  Each page leaves reference cycles
@@ -536,6 +534,8 @@ class Scheduler:
         deadline = started + self.page_deadline_s + (0 if self._warm else self.cold_start_s)
         attempts = 0
         last_error: OcrError | None = None
+        #: what the last request's dialect decided, handed to the next attempt
+        previous: dict[str, Any] = {}
         usage = Usage()
 
         # exponential from backoff_initial_s, capped, plus up to one initial step of jitter
@@ -580,7 +580,8 @@ class Scheduler:
             async for state in retrying:
                 with state:
                     attempts = state.retry_state.attempt_number
-                    page_out, reply_usage = await self._attempt(page, Attempt(attempts, last_error), deadline)
+                    attempt = Attempt(attempts, last_error, dict(previous))
+                    page_out, reply_usage = await self._attempt(page, attempt, deadline, previous)
                     usage = usage.add(reply_usage)
                 if state.retry_state.outcome is not None and state.retry_state.outcome.failed:
                     exc = state.retry_state.outcome.exception()
@@ -633,7 +634,9 @@ class Scheduler:
             blocks=blocks,
         )
 
-    async def _attempt(self, page: PageImage, attempt: Attempt, deadline: float) -> tuple[Page, Usage]:
+    async def _attempt(
+        self, page: PageImage, attempt: Attempt, deadline: float, previous: dict[str, Any]
+    ) -> tuple[Page, Usage]:
         try:
             request = await asyncio.to_thread(self.dialect.build, page, attempt)
         except OcrError:
@@ -642,6 +645,8 @@ class Scheduler:
             raise PermanentError(
                 f"request could not be built: {type(exc).__name__}: {exc}", cause="build_error"
             ) from exc
+        previous.clear()
+        previous.update(request.context)
         budget = self.attempt_timeout_s + (0 if self._warm else self.cold_start_s)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -683,7 +688,7 @@ class Scheduler:
     def _parse(self, reply: ModelReply, page: PageImage, request: ModelRequest) -> Page:
         """The dialect's reading of ``reply``, as a page (pure: may run in a worker thread)."""
         try:
-            content = self.dialect.parse(reply, page)
+            content = self.dialect.parse(reply, request)
             if reply.finish_reason == "length":
                 raise BadOutputError("reply truncated at max_tokens", cause="length", partial=content)
         except BadOutputError as exc:

@@ -40,9 +40,10 @@ from typing import Any
 
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
-from ..transports.base import ModelReply
-from ._common import ChatDialect, block_type, heading_text, image_part, parse_box, text_part
-from .base import PageContent, RawBlock
+from ..models import ModelReply, ModelRequest, PageContent, RawBlock
+from .base import ChatDialect
+from .parsing import block_type, heading_text, parse_box
+from .request_parts import image_part, text_part
 
 __all__ = ["DEFAULT_PROMPT", "DeepSeekDialect", "parse_grounded"]
 
@@ -116,7 +117,7 @@ class DeepSeekDialect(ChatDialect):
             out["vllm_xargs"] = dict(NGRAM_XARGS)
         return out
 
-    def parse_text(self, text: str, reply: ModelReply, page: Any) -> PageContent:
+    def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
         return parse_grounded(text)
 
 
