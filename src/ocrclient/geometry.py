@@ -27,13 +27,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .document import Block
 
 __all__ = [
     "CoordSpace",
     "Frame",
     "MappedBox",
     "PageBox",
+    "norm_to_points",
+    "rescale_blocks",
     "rotate_norm_box",
     "to_page",
     "to_pdf_user_space",
@@ -185,12 +190,32 @@ def to_page(box: Sequence[float], space: CoordSpace, frame: Frame, page: PageBox
     nx0, ny0, nx1, ny1 = rotate_norm_box(norm_sent, (360 - frame.rotation) % 360)
     if nx1 - nx0 <= 0 or ny1 - ny0 <= 0:
         flags.append("degenerate")
-    bbox = [nx0 * page.width, ny0 * page.height, nx1 * page.width, ny1 * page.height]
     return MappedBox(
-        bbox=[round(v, 3) for v in bbox],
+        bbox=norm_to_points((nx0, ny0, nx1, ny1), page),
         bbox_norm=[round(v, 6) for v in (nx0, ny0, nx1, ny1)],
         flags=flags,
     )
+
+
+def norm_to_points(norm: Sequence[float], page: PageBox) -> list[float]:
+    """``[x0, y0, x1, y1]`` in [0, 1] of the displayed page -> points of that page (to 0.001 pt).
+
+    >>> norm_to_points((0.0, 0.25, 0.5, 1.0), PageBox(612, 792))
+    [0.0, 198.0, 306.0, 792.0]
+    """
+    x0, y0, x1, y1 = norm
+    return [round(v, 3) for v in (x0 * page.width, y0 * page.height, x1 * page.width, y1 * page.height)]
+
+
+def rescale_blocks(blocks: Sequence[Block], page: PageBox) -> list[Block]:
+    """``blocks`` (children included) moved onto ``page``: each ``bbox`` rebuilt for its size
+    from the size-free ``bbox_norm`` (a block without one keeps no ``bbox``).  Whole-document
+    mode maps a document's boxes on its first page, then moves each page's onto its own."""
+    out = []
+    for block in blocks:
+        bbox = None if block.bbox_norm is None else norm_to_points(block.bbox_norm, page)
+        out.append(block.model_copy(update={"bbox": bbox, "children": rescale_blocks(block.children, page)}))
+    return out
 
 
 def to_pdf_user_space(bbox: Sequence[float], page: PageBox) -> Box:
