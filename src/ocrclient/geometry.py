@@ -31,12 +31,14 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from .document import Block
+    from .models import ModelRequest, PageContent, PageImage, RawBlock
 
 __all__ = [
     "CoordSpace",
     "Frame",
     "MappedBox",
     "PageBox",
+    "content_to_blocks",
     "norm_to_points",
     "rescale_blocks",
     "rotate_norm_box",
@@ -240,3 +242,31 @@ def to_pdf_user_space(bbox: Sequence[float], page: PageBox) -> Box:
     u0, u1 = min(us), max(us)
     v0, v1 = min(vs), max(vs)
     return (page.crop_x + u0, page.crop_y + (h - v1), page.crop_x + u1, page.crop_y + (h - v0))
+
+
+def content_to_blocks(content: PageContent, request: ModelRequest, page: PageImage) -> list[Block]:
+    """A dialect's raw blocks (model space, children included) -> output blocks on the page
+    (points and [0, 1] of the displayed page), each box through :func:`to_page` with the frame
+    of the image that was sent."""
+    from .document import Block  # the output contract (pydantic), loaded when first needed
+
+    frame = request.frame or page.frame
+    return [_to_block(Block, raw, content.space, frame, page.page_box) for raw in content.blocks]
+
+
+def _to_block(block: type[Block], raw: RawBlock, space: CoordSpace, frame: Frame, page: PageBox) -> Block:
+    bbox = bbox_norm = None
+    flags: list[str] = []
+    if raw.box is not None:
+        mapped = to_page(raw.box, space, frame, page)
+        bbox, bbox_norm, flags = mapped.bbox, mapped.bbox_norm, mapped.flags
+    return block(
+        type=raw.type,
+        text=raw.text,
+        bbox=bbox,
+        bbox_norm=bbox_norm,
+        confidence=raw.confidence,
+        label=raw.label,
+        flags=flags,
+        children=[_to_block(block, c, space, frame, page) for c in raw.children],
+    )
