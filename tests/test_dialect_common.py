@@ -527,6 +527,11 @@ def test_build_carries_the_page_and_leaves_page_and_source_to_the_scheduler(name
     assert request.page_image is page
 
 
+def test_attempt_stays_hashable_with_the_previous_context() -> None:
+    a = Attempt(2, None, {"olmocr_rotation": 90})
+    assert hash(a) == hash(Attempt(2)) and a != Attempt(2) and a == Attempt(2, None, {"olmocr_rotation": 90})
+
+
 def test_a_parser_bug_leaves_the_dialect_unwrapped() -> None:
     """A chat dialect no longer turns a parser bug into bad output itself: the scheduler does,
     once, for every dialect (tests/test_scheduler.py)."""

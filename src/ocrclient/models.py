@@ -105,7 +105,8 @@ class Attempt:
 
     number: int = 1
     last_error: OcrError | None = None
-    previous_context: Mapping[str, Any] = field(default_factory=dict)
+    #: (left out of the hash, so an Attempt stays hashable)
+    previous_context: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def hint(self) -> dict[str, Any]:
