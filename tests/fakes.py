@@ -63,7 +63,7 @@ class FakeDialect:
             frame=Frame(page.encoded.width, page.encoded.height),
         )
 
-    def parse(self, reply: ModelReply, page: PageImage) -> PageContent:
+    def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent:
         if reply.text.startswith("GARBAGE"):
             raise BadOutputError("model repeated itself", cause="repetition")
         return PageContent(

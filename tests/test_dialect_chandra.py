@@ -22,6 +22,7 @@ from .test_dialect_common import (
     image_parts,
     make_page,
     reply,
+    request_for,
     text_parts,
 )
 
@@ -76,7 +77,7 @@ def test_profile_builds_v1_with_its_sampling() -> None:
 def test_real_reply_papermeister(v2: ChandraDialect) -> None:
     text = (REPLIES / "chandra" / "papermeister_structured.html").read_text(encoding="utf-8")
     page = make_page(v2.render)
-    c = v2.parse(reply(text), page)
+    c = v2.parse(reply(text), request_for(page))
     assert not c.warnings
     assert [b.label for b in c.blocks] == ["Page-Header", "Section-Header", "Text", "Figure", "Caption"]
     assert [b.type for b in c.blocks] == ["page_header", "section_header", "text", "figure", "caption"]
@@ -94,7 +95,7 @@ def test_real_reply_papermeister(v2: ChandraDialect) -> None:
 
 def test_real_reply_raglit(v2: ChandraDialect) -> None:
     text = (REPLIES / "chandra" / "raglit_memo.html").read_text(encoding="utf-8")
-    c = v2.parse(reply(text), make_page())
+    c = v2.parse(reply(text), request_for(make_page()))
     assert len(c.blocks) == 3 and not c.warnings
     assert c.blocks[0].type == "section_header"
     assert c.markdown.splitlines()[0] == "## **TRANSACTION MEMO** (COMPLETED BY SELLING AGENT)"
@@ -104,7 +105,7 @@ def test_real_reply_raglit(v2: ChandraDialect) -> None:
 def test_headers_footers_option() -> None:
     d = ChandraDialect(model="m", options={"include_headers_footers": True})
     text = (REPLIES / "chandra" / "papermeister_structured.html").read_text(encoding="utf-8")
-    assert "Fossils 86" in d.parse(reply(text), make_page()).markdown
+    assert "Fossils 86" in d.parse(reply(text), request_for(make_page())).markdown
 
 
 def test_v1_json_boxes_and_math_tables() -> None:
@@ -114,7 +115,7 @@ def test_v1_json_boxes_and_math_tables() -> None:
             '<table><tr><th>a</th></tr><tr><td>1</td></tr></table></div>'
             '<div data-bbox="[0, 0, 1024, 1024]" data-label="Blank-Page"></div>'
             '<div data-bbox="[1, 2, 3, 4]" data-label="List-Group"><ul><li>x</li><li>y</li></ul></div>')  # fmt: skip
-    c = d.parse(reply(html), make_page())
+    c = d.parse(reply(html), request_for(make_page()))
     assert [b.type for b in c.blocks] == ["equation", "table", "list_item"]
     assert c.blocks[0].box == (10, 20, 500, 80) and c.space.grid_size == 1024
     assert "$$\nE=mc^2\n$$" in c.markdown
@@ -129,7 +130,7 @@ def test_malformed_blocks_degrade_with_warnings(v2: ChandraDialect) -> None:
             '<div data-label="Text"><p>no box</p></div>'
             '<div data-bbox="1 1 9 9" data-label="Mystery-Label"><p>unknown label</p></div>'
             'loose words</span>')  # fmt: skip
-    c = v2.parse(reply(html), make_page())
+    c = v2.parse(reply(html), request_for(make_page()))
     joined = " | ".join(c.warnings)
     for needle in ("reversed", "outside", "expected 4", "no data-bbox", "stray"):
         assert needle in joined
@@ -144,7 +145,7 @@ def test_malformed_blocks_degrade_with_warnings(v2: ChandraDialect) -> None:
 def test_truncated_html_is_length_error_with_partial(v2: ChandraDialect) -> None:
     html = '<div data-bbox="1 2 300 40" data-label="Text"><p>First block.</p></div><div data-bbox="1 50 300 90" data-label="Table"><table><tr><td>cut'
     with pytest.raises(BadOutputError) as info:
-        v2.parse(reply(html, finish="length"), make_page())
+        v2.parse(reply(html, finish="length"), request_for(make_page()))
     err = info.value
     assert err.cause == "length"
     assert err.partial is not None and "First block." in err.partial.markdown
@@ -152,7 +153,7 @@ def test_truncated_html_is_length_error_with_partial(v2: ChandraDialect) -> None
 
 
 def test_plain_html_without_layout_is_degraded(v2: ChandraDialect) -> None:
-    c = v2.parse(reply("<p>Just a paragraph.</p>"), make_page())
+    c = v2.parse(reply("<p>Just a paragraph.</p>"), request_for(make_page()))
     assert c.markdown == "Just a paragraph."
     assert any("no layout blocks" in w for w in c.warnings)
 
@@ -160,14 +161,14 @@ def test_plain_html_without_layout_is_degraded(v2: ChandraDialect) -> None:
 @pytest.mark.parametrize("text", ["", "   \n"])
 def test_empty_reply(v2: ChandraDialect, text: str) -> None:
     with pytest.raises(BadOutputError) as info:
-        v2.parse(reply(text), make_page())
+        v2.parse(reply(text), request_for(make_page()))
     assert info.value.cause == "empty"
 
 
 def test_endless_repetition(v2: ChandraDialect) -> None:
     html = '<div data-bbox="1 2 3 4" data-label="Text"><p>' + "Lorem ipsum dolor. " * 200
     with pytest.raises(BadOutputError) as info:
-        v2.parse(reply(html, finish="length"), make_page())
+        v2.parse(reply(html, finish="length"), request_for(make_page()))
     assert info.value.cause == "repetition"
     assert info.value.partial is not None and len(info.value.partial.markdown) < 400
 

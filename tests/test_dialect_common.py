@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import random
 import statistics
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -56,6 +58,12 @@ def make_page(spec: RenderSpec | None = None, width_pt: float = 612, height_pt: 
                      encoded=encode(img, spec))  # fmt: skip
 
 
+def request_for(page: PageImage) -> ModelRequest:
+    """A request for ``page`` as ``parse`` sees it, made by hand: the page and the frame of its
+    image (the olmOCR tests build real requests, whose context matters)."""
+    return ModelRequest(body={}, frame=page.frame, page_image=page)
+
+
 def reply(text: str, finish: str | None = "stop", **data: object) -> ModelReply:
     return ModelReply(text=text, finish_reason=finish, data=dict(data))
 
@@ -94,7 +102,7 @@ def assert_chat_shape(request: ModelRequest, page: PageImage, model: str) -> Non
 
 def geometry_roundtrip(
     make_reply: Callable[[list[tuple[int, int, int, int]]], str],
-    parse: Callable[[ModelReply, PageImage], PageContent],
+    parse: Callable[[ModelReply, ModelRequest], PageContent],
     build: Callable[[PageImage, Attempt], ModelRequest],
     grid: float,
     spec: RenderSpec,
@@ -113,7 +121,7 @@ def geometry_roundtrip(
         y0, y1 = sorted(rng.uniform(0, 1) for _ in range(2))
         truths.append((x0, y0, x1, y1))
         grid_boxes.append(tuple(round(v * grid) for v in (x0, y0, x1, y1)))  # type: ignore[misc]
-    content = parse(reply(make_reply(grid_boxes)), page)
+    content = parse(reply(make_reply(grid_boxes)), request)
     boxed = [b for b in content.blocks if b.box is not None]
     assert len(boxed) == len(truths), content.warnings
     errors: list[float] = []
@@ -129,11 +137,11 @@ def geometry_roundtrip(
     assert statistics.median(errors) <= 0.5
 
 
-def fuzz_parse(parse: Callable[[ModelReply, PageImage], PageContent], text: str, finish: str | None) -> None:
+def fuzz_parse(parse: Callable[[ModelReply, ModelRequest], PageContent], text: str, finish: str | None) -> None:
     """Random replies never raise anything but BadOutputError and give valid block types."""
     page = make_page()
     try:
-        content = parse(ModelReply(text=text, finish_reason=finish), page)
+        content = parse(ModelReply(text=text, finish_reason=finish), request_for(page))
     except BadOutputError as exc:
         assert str(exc)
         assert "\n" not in str(exc)
@@ -445,3 +453,94 @@ async def test_every_profile_loads_a_backend(name: str, monkeypatch: pytest.Monk
         assert type(backend.transport).__name__.lower().startswith(backend.config.transport)
     finally:
         await backend.aclose()
+
+
+# ------------------------------------------------------------------------------------------------
+# the seam: parse(reply, request), no per-page state in a dialect, page/source stamped elsewhere
+# ------------------------------------------------------------------------------------------------
+
+
+def _every_dialect() -> list[tuple[str, Any]]:
+    from ocrclient.registry import DIALECTS, _import
+
+    out = []
+    for name in sorted(DIALECTS):
+        cls = _import("dialect", name, DIALECTS)
+        out.append((name, cls() if name == "rapidocr" else cls(model="org/model")))
+    return out
+
+
+def _reply_for(name: str, request: ModelRequest, *, rotation: int = 0) -> ModelReply:
+    """What the dialect's model would answer for a page with a heading and a paragraph."""
+    from ocrclient.testing.responders import format_reply
+
+    if name == "rapidocr":
+        lines = [{"text": "Quarterly report", "score": 0.99, "box": [2, 2, 40, 8], "words": []}]
+        return ModelReply(text="Quarterly report", finish_reason="stop", data={"lines": lines})
+    assert request.frame is not None
+    blocks = [("section_header", "Quarterly report", (0.1, 0.1, 0.6, 0.2)), ("text", "Sales rose.", (0.1, 0.3, 0.9, 0.5))]
+    text = format_reply(name, blocks, width=request.frame.width_px, height=request.frame.height_px,
+                        rotation_correction=rotation)  # fmt: skip
+    return ModelReply(text=text, finish_reason="stop", data={"confidence": 0.9})
+
+
+@pytest.mark.parametrize(("name", "dialect"), _every_dialect(), ids=lambda v: v if isinstance(v, str) else "")
+def test_no_dialect_keeps_per_page_state(name: str, dialect: Any) -> None:
+    """Every reply reads the same whether its page is alone or other requests were built in
+    between — the same page for a second run included — and a dialect object is unchanged by
+    any number of pages, failed ones included.  (olmOCR kept the rotation sent per (source,
+    page) in dicts: a second run of the same page overwrote the first one's rotation, and every
+    failed page stayed in them.)"""
+    import copy
+
+    before = copy.deepcopy(vars(dialect))
+    turned = BadOutputError("not upright", cause="rotation", hint={"rotate": 90, "olmocr_rotation": 90})
+    jobs = [  # a retry after a rotation hint, two other pages, the first page again for a second run
+        (make_page(dialect.render, index=0), Attempt(2, last_error=turned)),
+        (make_page(dialect.render, index=1), Attempt(1)),
+        (make_page(dialect.render, index=2), Attempt(1)),
+        (make_page(dialect.render, index=0), Attempt(1)),
+    ]
+
+    def read(request: ModelRequest) -> tuple[str, dict[str, Any]]:
+        content = dialect.parse(_reply_for(name, request), request)
+        return content.markdown, content.meta
+
+    alone = [read(dialect.build(page, attempt)) for page, attempt in jobs]
+    requests = [dialect.build(page, attempt) for page, attempt in jobs]
+    # an empty reply (bad output for the models, "no text found" for RapidOCR) leaves nothing
+    # behind either
+    with contextlib.suppress(BadOutputError):
+        dialect.parse(ModelReply(text="", finish_reason="stop"), dialect.build(*jobs[1]))
+    assert [read(r) for r in reversed(requests)][::-1] == alone
+    assert all("Quarterly report" in markdown for markdown, _ in alone), alone
+    assert vars(dialect) == before
+
+
+@pytest.mark.parametrize(("name", "dialect"), _every_dialect(), ids=lambda v: v if isinstance(v, str) else "")
+def test_build_carries_the_page_and_leaves_page_and_source_to_the_scheduler(name: str, dialect: Any) -> None:
+    """One owner of a request's ``page``/``source`` stamps (the scheduler); the dialect's
+    request carries the page it was built from, for its own ``parse``."""
+    page = make_page(dialect.render, source="doc.pdf", index=4)
+    request = dialect.build(page, Attempt(1))
+    assert request.page is None and request.source is None
+    assert request.page_image is page
+
+
+def test_attempt_stays_hashable_with_the_previous_context() -> None:
+    a = Attempt(2, None, {"olmocr_rotation": 90})
+    assert hash(a) == hash(Attempt(2)) and a != Attempt(2) and a == Attempt(2, None, {"olmocr_rotation": 90})
+
+
+def test_a_parser_bug_leaves_the_dialect_unwrapped() -> None:
+    """A chat dialect no longer turns a parser bug into bad output itself: the scheduler does,
+    once, for every dialect (tests/test_scheduler.py)."""
+    from ocrclient.dialects.plain import PlainDialect
+
+    class Buggy(PlainDialect):
+        def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
+            raise KeyError("bug")
+
+    d = Buggy(model="m")
+    with pytest.raises(KeyError):
+        d.parse(reply("some text"), d.build(make_page(), Attempt(1)))

@@ -20,6 +20,7 @@ from .test_dialect_common import (
     geometry_roundtrip,
     make_page,
     reply,
+    request_for,
     text_parts,
 )
 
@@ -54,7 +55,7 @@ def test_profile_prompt_with_image_placeholder_is_cleaned() -> None:
 
 def test_real_reply_sto8(ds: DeepSeekDialect) -> None:
     text = (REPLIES / "deepseek" / "sto8_page1.mmd").read_text(encoding="utf-8")
-    c = ds.parse(reply(text), make_page())
+    c = ds.parse(reply(text), request_for(make_page()))
     assert not c.warnings
     assert len(c.blocks) == 18
     assert c.blocks[0].type == "title" and c.blocks[0].label == "title"
@@ -70,7 +71,7 @@ def test_real_reply_sto8(ds: DeepSeekDialect) -> None:
 
 def test_real_reply_sto5_equations(ds: DeepSeekDialect) -> None:
     text = (REPLIES / "deepseek" / "sto5_page1.mmd").read_text(encoding="utf-8")
-    c = ds.parse(reply(text), make_page())
+    c = ds.parse(reply(text), request_for(make_page()))
     assert not c.warnings
     eqs = [b for b in c.blocks if b.type == "equation"]
     assert len(eqs) == 10
@@ -82,7 +83,7 @@ def test_several_boxes_in_one_tag_and_images(ds: DeepSeekDialect) -> None:
     text = ("<|ref|>image<|/ref|><|det|>[[10, 20, 300, 400], [500, 20, 900, 400]]<|/det|>\n"
             "<|ref|>image_caption<|/ref|><|det|>[[10, 410, 900, 440]]<|/det|>\nFigure 1: two panels"
             "<｜end▁of▁sentence｜>")  # fmt: skip
-    c = ds.parse(reply(text), make_page())
+    c = ds.parse(reply(text), request_for(make_page()))
     assert [b.type for b in c.blocks] == ["figure", "figure", "caption"]
     assert c.blocks[1].box == (500, 20, 900, 400)
     assert c.markdown == "![](images/1.jpg)\n\nFigure 1: two panels"
@@ -96,7 +97,7 @@ def test_malformed_tags_degrade(ds: DeepSeekDialect) -> None:
             "<|ref|>text<|/ref|><|det|>[[10, 20, 30, 40]<|/det|>\nbroken brackets\n"
             "<|ref|>text<|/ref|><|det|>garbage<|/det|>\nno numbers\n"
             "<|ref|>weird_label<|/ref|><|det|>[[1, 1, 2, 2]]<|/det|>\nunknown label <|ref|>dangling")  # fmt: skip
-    c = ds.parse(reply(text), make_page())
+    c = ds.parse(reply(text), request_for(make_page()))
     joined = " | ".join(c.warnings)
     for needle in ("reversed", "outside", "expected 4", "malformed", "unreadable"):
         assert needle in joined
@@ -109,7 +110,7 @@ def test_malformed_tags_degrade(ds: DeepSeekDialect) -> None:
 
 
 def test_no_tags_at_all(ds: DeepSeekDialect) -> None:
-    c = ds.parse(reply("# Free OCR output\n\nplain text"), make_page())
+    c = ds.parse(reply("# Free OCR output\n\nplain text"), request_for(make_page()))
     assert c.markdown == "# Free OCR output\n\nplain text"
     assert any("no grounding tags" in w for w in c.warnings)
 
@@ -117,17 +118,17 @@ def test_no_tags_at_all(ds: DeepSeekDialect) -> None:
 def test_truncated_and_empty(ds: DeepSeekDialect) -> None:
     text = "<|ref|>text<|/ref|><|det|>[[1, 2, 30, 40]]<|/det|>\nkept\n<|ref|>table<|/ref|><|det|>[[1, 50"
     with pytest.raises(BadOutputError) as info:
-        ds.parse(reply(text, finish="length"), make_page())
+        ds.parse(reply(text, finish="length"), request_for(make_page()))
     assert info.value.cause == "length" and "kept" in info.value.partial.markdown
     with pytest.raises(BadOutputError) as info:
-        ds.parse(reply(""), make_page())
+        ds.parse(reply(""), request_for(make_page()))
     assert info.value.cause == "empty"
 
 
 def test_repetition(ds: DeepSeekDialect) -> None:
     text = "<|ref|>text<|/ref|><|det|>[[1, 2, 30, 40]]<|/det|>\n" + "<td>1</td><td>2</td>" * 100
     with pytest.raises(BadOutputError) as info:
-        ds.parse(reply(text, finish="length"), make_page())
+        ds.parse(reply(text, finish="length"), request_for(make_page()))
     assert info.value.cause == "repetition"
 
 
@@ -169,5 +170,5 @@ async def test_over_the_wire_with_simulated_vllm(ds: DeepSeekDialect) -> None:
     assert seen[0]["skip_special_tokens"] is False
     assert seen[0]["vllm_xargs"]["ngram_size"] == 30
     assert seen[0]["max_tokens"] == 8192
-    content = ds.parse(got, page)
+    content = ds.parse(got, request_for(page))
     assert content.markdown.startswith("# Übungsblatt Sto 8") and len(content.blocks) == 18

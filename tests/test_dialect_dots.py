@@ -21,6 +21,7 @@ from .test_dialect_common import (
     fuzz_text,
     make_page,
     reply,
+    request_for,
     text_parts,
 )
 
@@ -57,7 +58,7 @@ def test_parse_cells(dots: DotsDialect) -> None:
         {"bbox": [100, 450, 400, 700], "category": "Picture"},
         {"bbox": [100, 720, 700, 760], "category": "Formula", "text": "$$x^2$$"},
     ]
-    c = dots.parse(reply(json.dumps(cells)), page)
+    c = dots.parse(reply(json.dumps(cells)), request_for(page))
     assert [b.type for b in c.blocks] == ["page_header", "title", "table", "figure", "equation"]
     assert c.blocks[1].text == "Invoice" and c.blocks[3].box == (100, 450, 400, 700)
     assert c.markdown == "# Invoice\n\n<table><tr><td>Pen</td></tr></table>\n\n![]()\n\n$$x^2$$"
@@ -70,18 +71,18 @@ def test_parse_cells(dots: DotsDialect) -> None:
 def test_truncated_json_is_salvaged_into_partial(dots: DotsDialect) -> None:
     text = '[{"bbox": [1, 2, 300, 40], "category": "Text", "text": "kept"}, {"bbox": [1, 50, 3'
     with pytest.raises(BadOutputError) as info:
-        dots.parse(reply(text, finish="length"), make_page())
+        dots.parse(reply(text, finish="length"), request_for(make_page()))
     assert info.value.cause == "length" and info.value.partial.markdown == "kept"
     assert any("salvaged" in w for w in info.value.partial.warnings)
 
 
 def test_unparseable_and_degraded(dots: DotsDialect) -> None:
     with pytest.raises(BadOutputError) as info:
-        dots.parse(reply("I cannot read this image."), make_page())
+        dots.parse(reply("I cannot read this image."), request_for(make_page()))
     assert info.value.cause == "unparseable"
     bad = [{"bbox": [500, 10, 100, 50], "category": "Text", "text": "reversed"}, "junk",
            {"category": "Text", "text": "no box"}, {"bbox": [0, 0, 99999, 5], "category": "Odd", "text": "far"}]  # fmt: skip
-    c = dots.parse(reply(json.dumps(bad)), make_page(dots.render))
+    c = dots.parse(reply(json.dumps(bad)), request_for(make_page(dots.render)))
     joined = " | ".join(c.warnings)
     for needle in ("reversed", "not an object", "no bbox", "outside"):
         assert needle in joined
@@ -101,7 +102,7 @@ def test_geometry_roundtrip(dots: DotsDialect) -> None:
         truths.append((x0, y0, x1, y1))
         cells.append({"bbox": [round(x0 * mw), round(y0 * mh), round(x1 * mw), round(y1 * mh)],
                       "category": "Text", "text": "t"})  # fmt: skip
-    c = dots.parse(reply(json.dumps(cells)), page)
+    c = dots.parse(reply(json.dumps(cells)), request_for(page))
     errors = []
     for block, t in zip(c.blocks, truths, strict=True):
         m = to_page(block.box, c.space, req.frame, page.page_box)  # type: ignore[arg-type]

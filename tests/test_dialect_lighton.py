@@ -19,6 +19,7 @@ from .test_dialect_common import (
     geometry_roundtrip,
     make_page,
     reply,
+    request_for,
     text_parts,
 )
 
@@ -51,7 +52,7 @@ def test_profiles(name: str, model: str) -> None:
 def test_bbox_variant_reply(lo: LightOnDialect) -> None:
     text = ("# Results\n\nSome text with $x^2$.\n\n![image](image_1.png)100,200,500,600\n\n"
             "FIG. 1 A caption.\n\n<table><tr><td>a</td></tr></table>\n\n![image](image_2.png) 0, 0, 1000, 1000")  # fmt: skip
-    c = lo.parse(reply(text), make_page())
+    c = lo.parse(reply(text), request_for(make_page()))
     assert "100,200" not in c.markdown and "![image](image_1.png)\n\nFIG. 1" in c.markdown
     figs = [b for b in c.blocks if b.type == "figure"]
     assert [f.box for f in figs] == [(100, 200, 500, 600), (0, 0, 1000, 1000)]
@@ -61,25 +62,25 @@ def test_bbox_variant_reply(lo: LightOnDialect) -> None:
 
 
 def test_plain_variant_reply_has_no_boxes(lo: LightOnDialect) -> None:
-    c = lo.parse(reply("Plain page text.\n\n![image](image_1.png)"), make_page())
+    c = lo.parse(reply("Plain page text.\n\n![image](image_1.png)"), request_for(make_page()))
     assert all(b.box is None for b in c.blocks) and c.markdown.endswith("![image](image_1.png)")
 
 
 def test_bad_boxes_degrade(lo: LightOnDialect) -> None:
-    c = lo.parse(reply("![image](image_1.png)600,200,100,100\n\n![image](image_2.png)0,0,4000,10"), make_page())
+    c = lo.parse(reply("![image](image_1.png)600,200,100,100\n\n![image](image_2.png)0,0,4000,10"), request_for(make_page()))
     assert any("reversed" in w for w in c.warnings) and any("outside" in w for w in c.warnings)
     assert len([b for b in c.blocks if b.box]) == 2
 
 
 def test_empty_truncated_repeated(lo: LightOnDialect) -> None:
     with pytest.raises(BadOutputError) as info:
-        lo.parse(reply(" "), make_page())
+        lo.parse(reply(" "), request_for(make_page()))
     assert info.value.cause == "empty"
     with pytest.raises(BadOutputError) as info:
-        lo.parse(reply("Some text", finish="length"), make_page())
+        lo.parse(reply("Some text", finish="length"), request_for(make_page()))
     assert info.value.cause == "length" and info.value.partial.markdown == "Some text"
     with pytest.raises(BadOutputError) as info:
-        lo.parse(reply("Start " + "\\frac{1}{2} + " * 100), make_page())
+        lo.parse(reply("Start " + "\\frac{1}{2} + " * 100), request_for(make_page()))
     assert info.value.cause == "repetition"
 
 

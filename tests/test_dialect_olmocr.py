@@ -23,6 +23,7 @@ from .test_dialect_common import (
     fuzz_text,
     make_page,
     reply,
+    request_for,
     text_parts,
 )
 
@@ -70,7 +71,7 @@ def test_front_matter_parsing() -> None:
 
 def test_parse_reply_with_front_matter(olm: OlmOCRDialect) -> None:
     text = FM.format(valid="True", corr=0) + "# Title\n\nA paragraph.\n\n<table><tr><td>1</td></tr></table>"
-    c = olm.parse(reply(text), make_page())
+    c = olm.parse(reply(text), request_for(make_page()))
     assert c.markdown.startswith("# Title") and "primary_language" not in c.markdown
     assert c.meta["primary_language"] == "en" and c.meta["front_matter"] is True
     assert [b.type for b in c.blocks] == ["title", "text", "table"]
@@ -78,7 +79,7 @@ def test_parse_reply_with_front_matter(olm: OlmOCRDialect) -> None:
 
 
 def test_blank_page_with_front_matter_is_ok(olm: OlmOCRDialect) -> None:
-    c = olm.parse(reply(FM.format(valid="True", corr=0).replace("en", "null")), make_page())
+    c = olm.parse(reply(FM.format(valid="True", corr=0).replace("en", "null")), request_for(make_page()))
     assert c.markdown == "" and c.blocks == [] and not c.warnings
 
 
@@ -89,15 +90,15 @@ def test_corpus_replies(olm: OlmOCRDialect, path: Path) -> None:
     if not text.strip():
         # the pipeline stored natural_text=None for a blank page: the bare reply is empty ...
         with pytest.raises(BadOutputError) as info:
-            olm.parse(reply(text), page)
+            olm.parse(reply(text), request_for(page))
         assert info.value.cause == "empty"
         # ... while the model's actual reply (front matter, no text) is a fine blank page
-        c = olm.parse(reply(FM.format(valid="True", corr=0)), page)
+        c = olm.parse(reply(FM.format(valid="True", corr=0)), request_for(page))
         assert c.markdown == ""
         return
     # stripped form (as stored) and the model's own form (with front matter) parse the same
-    bare = olm.parse(reply(text), page)
-    full = olm.parse(reply(FM.format(valid="True", corr=0) + text), page)
+    bare = olm.parse(reply(text), request_for(page))
+    full = olm.parse(reply(FM.format(valid="True", corr=0) + text), request_for(page))
     assert bare.markdown == full.markdown == text.strip()
     assert bare.meta["front_matter"] is False and full.meta["front_matter"] is True
     assert not full.warnings and not bare.warnings
@@ -106,7 +107,7 @@ def test_corpus_replies(olm: OlmOCRDialect, path: Path) -> None:
 
 def test_corpus_table_reply_has_table_block(olm: OlmOCRDialect) -> None:
     text = (REPLIES / "olmocr" / "olmo2-pg4_pg1_repeat1.md").read_text(encoding="utf-8")
-    c = olm.parse(reply(text), make_page())
+    c = olm.parse(reply(text), request_for(make_page()))
     assert any(b.type == "table" and "| Source" in b.text for b in c.blocks)
 
 
@@ -115,7 +116,7 @@ def test_rotation_round_trip(olm: OlmOCRDialect) -> None:
     first = olm.build(page, Attempt(1))
     assert first.frame.rotation == 0  # type: ignore[union-attr]
     with pytest.raises(BadOutputError) as info:
-        olm.parse(reply(FM.format(valid="False", corr=90) + "sdrawkcab txet"), page)
+        olm.parse(reply(FM.format(valid="False", corr=90) + "sdrawkcab txet"), first)
     err = info.value
     assert err.cause == "rotation" and err.hint["rotate"] == 90 and err.hint["olmocr_rotation"] == 90
     assert err.partial is not None and err.partial.meta["rotation_correction"] == 90
@@ -132,48 +133,48 @@ def test_rotation_round_trip(olm: OlmOCRDialect) -> None:
     m = to_page((0.0, 0.75, 0.25, 1.0), olm.space, second.frame, page.page_box)  # type: ignore[arg-type]
     assert m.bbox_norm == [0.0, 0.0, 0.25, 0.25]
     # the upright reply is accepted, the rotation it was read at is recorded
-    c = olm.parse(reply(FM.format(valid="True", corr=0) + "text"), page)
+    c = olm.parse(reply(FM.format(valid="True", corr=0) + "text"), second)
     assert c.meta["rotation_sent"] == 90 and c.markdown == "text"
 
 
 def test_rotation_accumulates_and_survives_other_errors(olm: OlmOCRDialect) -> None:
     page = make_page(olm.render)
-    olm.build(page, Attempt(1))
+    first = olm.build(page, Attempt(1))
     with pytest.raises(BadOutputError) as info:
-        olm.parse(reply(FM.format(valid="False", corr=90) + "x"), page)
-    olm.build(page, Attempt(2, last_error=info.value))
+        olm.parse(reply(FM.format(valid="False", corr=90) + "x"), first)
+    second = olm.build(page, Attempt(2, last_error=info.value, previous_context=first.context))
     with pytest.raises(BadOutputError) as info2:  # truncated at the rotated attempt
-        olm.parse(reply(FM.format(valid="True", corr=0) + "x", finish="length"), page)
+        olm.parse(reply(FM.format(valid="True", corr=0) + "x", finish="length"), second)
     assert info2.value.cause == "length"
-    third = olm.build(page, Attempt(3, last_error=info2.value))
+    third = olm.build(page, Attempt(3, last_error=info2.value, previous_context=second.context))
     assert third.frame.rotation == 270  # type: ignore[union-attr]  # still rotated
     with pytest.raises(BadOutputError) as info3:
-        olm.parse(reply(FM.format(valid="False", corr=180) + "x"), page)
+        olm.parse(reply(FM.format(valid="False", corr=180) + "x"), third)
     assert info3.value.hint["olmocr_rotation"] == 270
 
 
 def test_rotation_on_last_attempt_is_kept_with_warning(olm: OlmOCRDialect) -> None:
     page = make_page(olm.render)
-    olm.build(page, Attempt(4))
-    c = olm.parse(reply(FM.format(valid="False", corr=180) + "text"), page)
+    last = olm.build(page, Attempt(4))
+    c = olm.parse(reply(FM.format(valid="False", corr=180) + "text"), last)
     assert c.markdown == "text" and any("last attempt" in w for w in c.warnings)
 
 
 def test_invalid_rotation_without_correction_is_a_warning(olm: OlmOCRDialect) -> None:
-    c = olm.parse(reply(FM.format(valid="False", corr=0) + "text"), make_page())
+    c = olm.parse(reply(FM.format(valid="False", corr=0) + "text"), request_for(make_page()))
     assert c.markdown == "text" and any("no usable correction" in w for w in c.warnings)
 
 
 @pytest.mark.parametrize("finish,cause", [("length", "length"), ("content_filter", "finish_content_filter")])
 def test_finish_reason_other_than_stop_is_bad(olm: OlmOCRDialect, finish: str, cause: str) -> None:
     with pytest.raises(BadOutputError) as info:
-        olm.parse(reply(FM.format(valid="True", corr=0) + "partial text", finish=finish), make_page())
+        olm.parse(reply(FM.format(valid="True", corr=0) + "partial text", finish=finish), request_for(make_page()))
     assert info.value.cause == cause and info.value.partial.markdown == "partial text"
 
 
 def test_repetition(olm: OlmOCRDialect) -> None:
     with pytest.raises(BadOutputError) as info:
-        olm.parse(reply(FM.format(valid="True", corr=0) + "| 1 | 2 |\n" * 150), make_page())
+        olm.parse(reply(FM.format(valid="True", corr=0) + "| 1 | 2 |\n" * 150), request_for(make_page()))
     assert info.value.cause == "repetition"
 
 

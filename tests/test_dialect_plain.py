@@ -18,6 +18,7 @@ from .test_dialect_common import (
     fuzz_text,
     make_page,
     reply,
+    request_for,
     text_parts,
 )
 
@@ -48,10 +49,10 @@ def test_generic_profiles_with_a_model() -> None:
 
 def test_parse_strips_code_fence() -> None:
     d = PlainDialect(model="m")
-    c = d.parse(reply("```markdown\n# Page\n\ntext\n```"), make_page())
+    c = d.parse(reply("```markdown\n# Page\n\ntext\n```"), request_for(make_page()))
     assert c.markdown == "# Page\n\ntext" and [b.type for b in c.blocks] == ["title", "text"]
     with pytest.raises(BadOutputError):
-        d.parse(reply("\n"), make_page())
+        d.parse(reply("\n"), request_for(make_page()))
 
 
 @settings(max_examples=100, deadline=None)

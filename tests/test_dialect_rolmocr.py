@@ -19,6 +19,7 @@ from .test_dialect_common import (
     fuzz_text,
     make_page,
     reply,
+    request_for,
     text_parts,
 )
 
@@ -48,7 +49,7 @@ def test_profile() -> None:
 def test_parse_markdown(rolm: RolmOCRDialect) -> None:
     # RolmOCR was trained on olmOCR's data: plain markdown such as the olmOCR corpus replies
     text = (REPLIES / "olmocr" / "lincoln_letter_pg1_repeat1.md").read_text(encoding="utf-8")
-    c = rolm.parse(reply(text), make_page())
+    c = rolm.parse(reply(text), request_for(make_page()))
     assert c.markdown == text.strip() and "Abraham Lincoln" in c.blocks[-1].text
     assert all(b.box is None for b in c.blocks) and not c.warnings
 
@@ -57,7 +58,7 @@ def test_bad_replies(rolm: RolmOCRDialect) -> None:
     for text, finish, cause in [("", "stop", "empty"), ("cut", "length", "length"),
                                 ("a " + "same line again\n" * 60, "stop", "repetition")]:  # fmt: skip
         with pytest.raises(BadOutputError) as info:
-            rolm.parse(reply(text, finish=finish), make_page())
+            rolm.parse(reply(text, finish=finish), request_for(make_page()))
         assert info.value.cause == cause
 
 

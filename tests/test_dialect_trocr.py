@@ -13,7 +13,7 @@ from ocrclient.dialects.trocr import TrOCRDialect
 from ocrclient.errors import BadOutputError
 from ocrclient.registry import load_dialect
 
-from .test_dialect_common import fuzz_finish, fuzz_parse, fuzz_text, make_page, reply
+from .test_dialect_common import fuzz_finish, fuzz_parse, fuzz_text, make_page, reply, request_for
 
 
 def test_build_ocular_request() -> None:
@@ -40,7 +40,7 @@ def test_route_override() -> None:
 
 def test_parse_text_and_confidence() -> None:
     d = TrOCRDialect(model="microsoft/trocr-base-printed")
-    c = d.parse(reply("INVOICE 12345", confidence=0.91, language="en"), make_page())
+    c = d.parse(reply("INVOICE 12345", confidence=0.91, language="en"), request_for(make_page()))
     assert c.markdown == "INVOICE 12345" and len(c.blocks) == 1
     assert c.blocks[0].type == "text" and c.blocks[0].box is None and c.blocks[0].confidence == 0.91
     assert c.meta == {"language": "en"} and not c.warnings
@@ -48,14 +48,14 @@ def test_parse_text_and_confidence() -> None:
 
 @pytest.mark.parametrize("conf,warn", [("high", "not a number"), (3.5, "outside"), (None, None)])
 def test_bad_confidence_degrades(conf: object, warn: str | None) -> None:
-    c = TrOCRDialect().parse(reply("text", confidence=conf), make_page())
+    c = TrOCRDialect().parse(reply("text", confidence=conf), request_for(make_page()))
     assert c.blocks[0].confidence is None
     assert (warn is None and not c.warnings) or (warn is not None and warn in c.warnings[0])
 
 
 def test_empty_reply_is_bad_output() -> None:
     with pytest.raises(BadOutputError) as info:
-        TrOCRDialect().parse(reply("", confidence=0.05), make_page())
+        TrOCRDialect().parse(reply("", confidence=0.05), request_for(make_page()))
     assert info.value.cause == "empty"
 
 

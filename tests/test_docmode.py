@@ -94,3 +94,56 @@ async def test_document_mode_retries_and_failure_marks_every_page(tmp_path: Path
         )
     assert [p.status for p in doc.pages] == ["failed", "failed"]
     assert all(p.error is not None for p in doc.pages)
+
+
+# -- a mode of the run -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["run option", "profile option (older spelling)", "cli flag"])
+def test_document_mode_is_a_mode_of_the_run_however_it_is_asked(tmp_path: Path, how: str) -> None:
+    """``document_mode=True`` on the run, ``--document-mode`` (which now sets the run's mode, not
+    a dialect option), and a profile's ``dialect_options.document_mode`` all send ONE whole-PDF
+    job and give the pages back split, with their boxes."""
+    import asyncio
+    import json
+
+    from typer.testing import CliRunner
+
+    from ocrclient.cli import app
+
+    pdf = _pdf(tmp_path / "d.pdf", [(600, 800), (800, 600)])
+    seen: list[dict[str, Any]] = []
+    with RunPodSimulator(responder=_responder(2, seen)) as sim:
+        where = {"base_url": sim.base_url, "endpoint_id": sim.endpoint_id, "api_key": sim.api_key}
+        if how == "cli flag":
+            out = tmp_path / "out"
+            res = CliRunner().invoke(
+                app,
+                ["convert", str(pdf), "--backend", "runpod-deepseek-ocr", "--base-url", sim.base_url,
+                 "--endpoint-id", sim.endpoint_id, "--document-mode", "--no-cache", "-o", str(out),
+                 "--format", "json", "--quiet"],
+                env={"RUNPOD_API_KEY": str(sim.api_key), "NO_COLOR": "1"},
+                catch_exceptions=False,
+            )  # fmt: skip
+            assert res.exit_code == 0, res.output
+            doc = ocrclient.Document.model_validate(json.loads((out / "d.json").read_text()))
+        else:
+            ask = {"document_mode": True} if how == "run option" else {"dialect_options": {"document_mode": True}}
+            doc = asyncio.run(ocrclient.aconvert(pdf, backend="runpod-deepseek-ocr", cache=False, **where, **ask))
+    assert len(seen) == 1 and "pdf_base64" in seen[0]
+    assert [(p.page, p.status) for p in doc.pages] == [(1, "ok"), (2, "ok")]
+    assert doc.pages[1].blocks[0].bbox == pytest.approx([100 / 999 * 800, 100 / 999 * 600, 500 / 999 * 800, 200 / 999 * 600], abs=0.01)
+
+
+def test_without_document_mode_pages_are_sent_one_by_one(tmp_path: Path) -> None:
+    """The mode is off unless asked: the same profile sends one chat job per page."""
+    from ocrclient.testing.responders import DialectResponder
+
+    pdf = _pdf(tmp_path / "d.pdf", [(600, 800), (800, 600)])
+    responder = DialectResponder("deepseek")
+    with RunPodSimulator(responder=responder) as sim:
+        doc = ocrclient.convert(
+            pdf, backend="runpod-deepseek-ocr", cache=False,
+            base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
+        )  # fmt: skip
+    assert len(responder.seen) == 2 and [p.status for p in doc.pages] == ["ok", "ok"]

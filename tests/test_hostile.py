@@ -441,7 +441,7 @@ def test_parsing_a_giant_reply_never_blocks_the_event_loop() -> None:
         def build(self, page: Any, attempt: Any) -> ModelRequest:
             return ModelRequest(body={"max_tokens": 100_000}, frame=Frame(10, 10))
 
-        def parse(self, reply: ModelReply, page: Any) -> PageContent:
+        def parse(self, reply: ModelReply, request: Any) -> PageContent:
             end = time.perf_counter() + 0.6
             while time.perf_counter() < end:  # CPU, holding the GIL between switches
                 pass

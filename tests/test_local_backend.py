@@ -168,7 +168,7 @@ def run() -> Run:
         assert local_mod.engine_constructions() == before + made
     results = []
     for page, reply in zip(pages, replies, strict=True):
-        content = dialect.parse(reply, page)
+        content = dialect.parse(reply, dialect.build(page, Attempt()))
         res = PageResult(page, reply, content)
         for line in walk(content.blocks, "line"):
             assert line.box is not None
@@ -334,7 +334,7 @@ async def test_blank_page_yields_a_warning_not_silence() -> None:
     page = _page_from_image(Image.new("RGB", (600, 400), "white"))
     reply = await transport.send(dialect.build(page, Attempt()))
     assert reply.data["lines"] == [] and reply.text == ""
-    content = dialect.parse(reply, page)
+    content = dialect.parse(reply, dialect.build(page, Attempt()))
     assert content.markdown == "" and content.blocks == []
     assert content.warnings == ["no text found"]
 
@@ -435,13 +435,14 @@ def _reply(lines: list[tuple[str, tuple[float, float, float, float]]]) -> ModelR
     return ModelReply(text="\n".join(t for t, _ in lines), data={"lines": data})
 
 
-def _fake_page(number: int = 1) -> PageImage:
-    return PageImage(
+def _fake_request(number: int = 1) -> ModelRequest:
+    page = PageImage(
         source="mem",
         index=number - 1,
         page_box=PageBox(612, 792),
         encoded=encode(Image.new("L", (8, 8), 255), RenderSpec()),
     )
+    return RapidOCRDialect().build(page, Attempt())
 
 
 def _body(x: float, y: float, text: str) -> tuple[str, tuple[float, float, float, float]]:
@@ -460,7 +461,7 @@ def test_spanning_heading_over_two_columns() -> None:
     right = [_body(680, 200 + 31 * i, f"right column line number {i} of text") for i in range(6)]
     # interleave them in the reply, as a detector that reads by rows would
     mixed = [x for pair in zip(left, right, strict=True) for x in pair]
-    content = RapidOCRDialect().parse(_reply([heading, *mixed]), _fake_page())
+    content = RapidOCRDialect().parse(_reply([heading, *mixed]), _fake_request())
     order = [b.text for b in content.blocks]
     assert order[0].startswith("Results")
     assert order[1].startswith("left column line number 0") and "number 5" in order[1]
@@ -474,7 +475,7 @@ def test_hyphen_join_and_paragraph_gap() -> None:
         _body(150, 162, "Known results were kept."),
         _body(150, 240, "A second paragraph after a gap."),
     ]
-    content = RapidOCRDialect().parse(_reply(lines), _fake_page(2))
+    content = RapidOCRDialect().parse(_reply(lines), _fake_request(2))
     assert content.markdown == (
         "The measurements were taken twice, and well- Known results were kept.\n\n"
         "A second paragraph after a gap."
@@ -485,7 +486,7 @@ def test_hyphen_join_and_paragraph_gap() -> None:
 
 def test_noise_only_reply_is_a_blank_page() -> None:
     content = RapidOCRDialect().parse(
-        _reply([("_", (10.0, 10.0, 40.0, 200.0)), ("|", (50.0, 10.0, 60.0, 90.0))]), _fake_page()
+        _reply([("_", (10.0, 10.0, 40.0, 200.0)), ("|", (50.0, 10.0, 60.0, 90.0))]), _fake_request()
     )
     assert content.markdown == "" and content.warnings == ["no text found"]
 
@@ -505,7 +506,7 @@ def test_table_rows_with_an_empty_cell_stay_in_the_table() -> None:
         for c, text in enumerate(row):
             if text:
                 lines.append(cell(150 + 330 * c, 140 + 50 * r, text))
-    content = RapidOCRDialect().parse(_reply(lines), _fake_page())
+    content = RapidOCRDialect().parse(_reply(lines), _fake_request())
     assert [b.type for b in content.blocks] == ["text", "table"]
     assert content.blocks[1].text.splitlines() == [
         "| Region | Visits | Mean depth |",
@@ -531,7 +532,7 @@ def test_sidebar_of_label_value_pairs_beside_the_text() -> None:
         box_lines.append(_body(edge, 320 + 60 * i, label))
         box_lines.append(_body(edge + 200, 320 + 60 * i, value))
     tail = _body(70, 700, "a final line that runs under both the text and the infobox, " * 2)
-    content = RapidOCRDialect().parse(_reply([*box_lines, *body, tail]), _fake_page(2))
+    content = RapidOCRDialect().parse(_reply([*box_lines, *body, tail]), _fake_request(2))
     md = content.markdown
     assert md.index("body text line 9") < md.index("Reign") < md.index("a final line")
     pairs = [md.index(x) for pair in zip(labels, values, strict=True) for x in pair]

@@ -25,7 +25,7 @@ from ocrclient.scheduler import Scheduler
 from ocrclient.transports.base import Health, ModelReply, ModelRequest
 
 from .fakes import make_backend
-from .test_dialect_common import make_page, reply
+from .test_dialect_common import make_page, reply, request_for
 
 REPLIES = Path(__file__).parent / "data" / "replies"
 
@@ -301,7 +301,7 @@ def test_dots_real_reply_cut_at_max_tokens_keeps_every_cell() -> None:
 
     dots = DotsDialect(model="rednote-hilab/dots.ocr")
     with pytest.raises(BadOutputError) as info:
-        dots.parse(reply(fixture("dots/dots_docling_word_processor.json"), finish="length"), make_page(dots.render))
+        dots.parse(reply(fixture("dots/dots_docling_word_processor.json"), finish="length"), request_for(make_page(dots.render)))
     assert info.value.cause == "length"
     assert info.value.partial is not None and len(info.value.partial.blocks) == 12
     assert any("without the closing ]" in w for w in info.value.partial.warnings)

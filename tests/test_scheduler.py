@@ -393,3 +393,89 @@ def test_bad_key_against_the_runpod_simulator_is_caught_as_auth_error(tmp_path: 
         else:
             pytest.fail("a refused key did not raise")
         assert sim.jobs_submitted == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the dialect seam as the scheduler drives it
+# ---------------------------------------------------------------------------------------------
+
+
+class _Script:
+    """A transport answering from a script, one item per call (an exception is raised); it
+    records every request it was sent."""
+
+    def __init__(self, *items: object) -> None:
+        self.items = list(items)
+        self.requests: list[ModelRequest] = []
+
+    async def send(self, request: ModelRequest) -> ModelReply:
+        self.requests.append(request)
+        item = self.items.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, ModelReply)
+        return item
+
+    async def health(self) -> Health:
+        return Health(True, "script")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_decision_of_the_dialect_survives_a_transient_error_between_attempts() -> None:
+    """olmOCR asks for a quarter turn; the turned attempt times out; the next attempt is still
+    sent turned.  The decision travels in the request (``context``) and the scheduler hands it
+    to the next attempt (``Attempt.previous_context``): the dialect keeps no per-page state."""
+    from ocrclient.dialects.olmocr import OlmOCRDialect
+    from ocrclient.errors import TransientError
+
+    fm = "---\nprimary_language: en\nis_rotation_valid: {}\nrotation_correction: {}\nis_table: False\nis_diagram: False\n---\n"
+    t = _Script(
+        ModelReply(fm.format("False", 90) + "sdrawkcab", finish_reason="stop"),
+        TransientError("timed out", cause="timeout"),
+        ModelReply(fm.format("True", 0) + "upright text", finish_reason="stop"),
+    )
+    dialect = OlmOCRDialect(model="m", max_attempts=4)
+    backend = make_backend(t, dialect, max_attempts=4)
+    doc = await Scheduler(backend, **FAST).run_document("doc.pdf", page_stream(1))  # type: ignore[arg-type]
+    assert doc.pages[0].status == "ok" and doc.pages[0].markdown == "upright text"
+    assert [r.frame.rotation for r in t.requests if r.frame] == [0, 270, 270]
+    assert [r.context["olmocr_rotation"] for r in t.requests] == [0, 90, 90]
+
+
+async def test_the_scheduler_stamps_page_and_source_and_hands_parse_the_request() -> None:
+    """One owner of the stamps: the dialect's request has no page/source, the transport sees
+    the scheduler's; ``parse`` gets the very request that was sent."""
+    seen: list[tuple[ModelRequest, ModelRequest]] = []
+
+    class Recording(FakeDialect):
+        def build(self, page, attempt):  # type: ignore[no-untyped-def]
+            request = super().build(page, attempt)
+            assert request.page is None and request.source is None
+            return request
+
+        def parse(self, reply, request):  # type: ignore[no-untyped-def]
+            seen.append((request, t.requests[-1]))
+            return super().parse(reply, request)
+
+    t = _Script(*[ModelReply(f"page {i}", finish_reason="stop") for i in range(3)])
+    doc = await sched(t, dialect=Recording(), concurrency=1).run_document("doc.pdf", page_stream(3))  # type: ignore[arg-type]
+    assert [p.status for p in doc.pages] == ["ok"] * 3
+    assert [(r.source, r.page) for r in t.requests] == [("doc.pdf", 1), ("doc.pdf", 2), ("doc.pdf", 3)]
+    assert all(parsed is sent for parsed, sent in seen)
+
+
+async def test_a_parser_bug_is_bad_output_once_for_every_dialect() -> None:
+    """Any exception out of ``parse`` (a dialect bug) is turned into bad output by the scheduler
+    — the one place that wraps parse errors: retried, then the page fails with the cause."""
+
+    class Buggy(FakeDialect):
+        def parse(self, reply, request):  # type: ignore[no-untyped-def]
+            raise KeyError("a bug")
+
+    t = _Script(*[ModelReply("text", finish_reason="stop") for _ in range(2)])
+    doc = await sched(t, dialect=Buggy(), max_attempts=2).run_document("doc.pdf", page_stream(1))  # type: ignore[arg-type]
+    page = doc.pages[0]
+    assert page.status == "failed" and page.attempts == 2
+    assert page.error is not None and page.error.cause == "parser_error" and "KeyError" in page.error.message

@@ -22,16 +22,17 @@ import concurrent.futures as cf
 import contextlib
 import contextvars
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import docmode
 from .cache import PageCache
 from .config import cache_dir as default_cache_dir
 from .document import Document, Page
-from .pages import PageImage, RenderPool, Source, aiter_pages, open_sources, parse_page_range
+from .pages import RenderPool, Source, aiter_pages, open_sources, parse_page_range
 from .registry import Backend, load_backend
 from .scheduler import DocumentJob, Event, Scheduler
 
@@ -92,6 +93,7 @@ class Conversion:
         on_event: Callable[[Event], None] | None = None,
         scheduler_options: dict[str, Any] | None = None,
         prepared: list[tuple[Source, list[int]]] | None = None,
+        document_mode: bool = False,
         **overrides: Any,
     ) -> None:
         self.inputs = inputs
@@ -102,6 +104,8 @@ class Conversion:
         self.concurrency = concurrency
         self.on_event = on_event
         self.scheduler_options = scheduler_options or {}
+        #: send each document whole, as one job (see :mod:`ocrclient.docmode`)
+        self.document_mode = document_mode
         self.plan = prepared
         self.overrides = overrides
         self.scheduler: Scheduler | None = None
@@ -144,9 +148,10 @@ class Conversion:
         plan = await self._prepare()
         async with AsyncExitStack() as stack:
             be, pool = await self._open(stack, plan)
-            if be.config.dialect_options.get("document_mode"):
-                async for result in self._document_mode(be):
-                    yield result
+            if docmode.requested(be.config, self.document_mode):
+                async for src, doc in docmode.convert(be, plan, self._scheduler):
+                    self.yielded += 1
+                    yield ConvertResult(src, doc)
                 return
             sched = self._scheduler(be)
             jobs = [
@@ -172,36 +177,6 @@ class Conversion:
             sched = self._scheduler(be)
             async for page in sched.iter_pages(src.name, aiter_pages(src, be.render, pages=indices, pool=pool)):
                 yield page
-
-    async def _document_mode(self, be: Backend) -> AsyncIterator[ConvertResult]:
-        """Whole-PDF contract: one job per document, split back into pages (see docmode)."""
-        from .docmode import DocumentDialect, document_unit, split_unit_page
-        from .errors import ConfigError
-
-        if be.config.transport != "runpod":
-            raise ConfigError("--document-mode needs a RunPod endpoint running the whole-PDF worker")
-        assert self.plan is not None
-        units = [await asyncio.to_thread(document_unit, src, idx) for src, idx in self.plan]
-        dialect = DocumentDialect(be.dialect, prompt=be.config.dialect_options.get("document_prompt"))
-        self.scheduler = sched = Scheduler(
-            Backend(be.config, dialect, be.transport),
-            concurrency=self.concurrency,
-            cache=self.cache,
-            on_event=self.on_event,
-            **self.scheduler_options,
-        )
-
-        async def one(page: PageImage) -> AsyncIterator[PageImage]:
-            yield page
-
-        jobs = [DocumentJob(u.page.source, one(u.page), expected_pages=[u.page.number]) for u in units]
-        async for doc in sched.run_documents(jobs):
-            unit = units[self.yielded]
-            pages = split_unit_page(unit, doc.pages[0])
-            doc = doc.model_copy(update={"pages": pages, "stats": sched.stats(pages, doc.stats.wall_s)})
-            result = ConvertResult(self.plan[self.yielded][0], doc)
-            self.yielded += 1
-            yield result
 
 
 async def aconvert_many(inputs: Inputs, **kwargs: Any) -> AsyncGenerator[ConvertResult, None]:

@@ -119,7 +119,6 @@ def _overrides(
     dialect: str | None,
     image_format: str | None,
     mode: str | None,
-    document_mode: bool,
 ) -> dict[str, Any]:
     over: dict[str, Any] = {
         "endpoint_id": endpoint_id,
@@ -136,8 +135,6 @@ def _overrides(
         topts["mode"] = mode
     if topts:
         over["transport_options"] = topts
-    if document_mode:
-        over["dialect_options"] = {"document_mode": True}
     return over
 
 
@@ -289,7 +286,7 @@ def convert(
 
         be = load_backend(
             backend,
-            **_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode, document_mode),
+            **_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode),
             transport=transport,
         )
         cache: PageCache | None = None if no_cache else PageCache(cache_dir) if cache_dir else True  # type: ignore[assignment]
@@ -318,7 +315,9 @@ def convert(
     results: list[Any] = []
     t0 = time.monotonic()
     reporter = _Progress(total, bool(show), verbose and not quiet)
-    conv = Conversion(backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan)
+    conv = Conversion(
+        backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan, document_mode=document_mode
+    )
 
     writer_options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
 
@@ -487,7 +486,7 @@ def health(
     from .registry import load_backend
 
     try:
-        over = _overrides(endpoint_id, base_url, api_key_env, None, None, None, None, mode, False)
+        over = _overrides(endpoint_id, base_url, api_key_env, None, None, None, None, mode)
         be = load_backend(backend, **over, transport=transport)
     except OcrError as exc:
         raise _fail(str(exc)) from None
@@ -530,7 +529,7 @@ def config_show(
     from .config import config_dir, resolve_config
 
     try:
-        over = _overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, None, False)
+        over = _overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, None)
         cfg = resolve_config(backend, **over, transport=transport)
     except OcrError as exc:
         raise _fail(str(exc)) from None
@@ -642,7 +641,7 @@ def bench(
                 pages=pages,
                 concurrency=concurrency,
                 metrics=metrics,
-                **_overrides(endpoint_id, base_url, api_key_env, model, None, None, None, None, False),
+                **_overrides(endpoint_id, base_url, api_key_env, model, None, None, None, None),
             )
         )
     except OcrError as exc:

@@ -1,60 +1,92 @@
-"""Whole-document mode: endpoints that take a whole PDF per job (the DeepSeek-OCR seed's contract).
+"""Whole-document mode: a mode of the run that sends each document as one job.
 
-Some deployed workers only speak ``{"input": {"pdf_base64", "prompt"}}`` and answer with the
-whole document's markdown (base64), pages joined by ``<--- Page Split --->``, plus the grounded
-``detection_markdown``; the job input is :class:`~ocrclient.contracts.runpod.DocumentJobInput`,
-the model ``deploy/runpod-deepseek-ocr`` validates with.  ``--document-mode`` sends each document (its selected pages cut into a
-new PDF) as ONE unit through the same scheduler — so retries, deadlines, cancel and the resume
-cache all apply — and splits the reply back into pages: markdown per page, boxes from the
-per-page grounding tags (0-999 of each page image, mapped by :mod:`ocrclient.geometry`).
+Some endpoints take a whole PDF per job (the DeepSeek-OCR seed's worker).  In this mode a run
+(``document_mode=True`` on :func:`~ocrclient.aconvert` / :class:`~ocrclient.api.Conversion`,
+``ocr convert --document-mode``) cuts each document's selected pages into one new PDF
+(:func:`pdf_subset`), sends it as ONE unit through the same scheduler — so retries, deadlines,
+cancel and the resume cache all apply — with the page dialect wrapped for the whole-PDF contract
+(:class:`~ocrclient.dialects.deepseek.DeepSeekDocumentDialect`: the request and the reply), and
+splits the result back into pages (:func:`split_unit_page`): markdown per page, boxes from the
+per-page grounding tags, moved onto each page by :func:`ocrclient.geometry.rescale_blocks`.
 
 If the worker returns a different number of pages than were sent, nothing is guessed: the whole
 markdown goes to the first page and every page is marked degraded with the reason.
+
+The PDF is cut here rather than where pages are rendered: this mode renders nothing, it sends
+the document's own bytes.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import io
-import re
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .contracts.runpod import DocumentJobInput
-from .dialects.base import Attempt, PageContent, RawBlock
-from .document import Block, Page, Usage
-from .errors import BadOutputError, InputError
-from .geometry import Frame, PageBox
-from .imaging import EncodedImage, RenderSpec
-from .pages import PageImage, Source
+from .document import Document, Page, Usage
+from .errors import ConfigError, InputError
+from .geometry import PageBox, rescale_blocks
+from .imaging import EncodedImage
+from .models import PageImage
+from .pages import PDFIUM_LOCK, Source
 from .pages.render import pdf_page_box
-from .transports.base import ModelReply, ModelRequest
 
-__all__ = ["DocumentDialect", "document_unit", "split_unit_page"]
+if TYPE_CHECKING:
+    from .config import BackendConfig
+    from .dialects.deepseek import DeepSeekDocumentDialect as DocumentDialect
+    from .registry import Backend
+    from .scheduler import Scheduler
 
-PAGE_SPLIT = re.compile(r"\n*<---\s*Page Split\s*--->\n*")
-DEFAULT_PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
+__all__ = [
+    "DocumentDialect",
+    "DocumentUnit",
+    "convert",
+    "document_unit",
+    "pdf_subset",
+    "requested",
+    "split_unit_page",
+]
 
 
-def _pdf_subset(src: Source, indices: list[int]) -> tuple[bytes, list[PageBox]]:
+def __getattr__(name: str) -> Any:
+    # ``DocumentDialect``: the old name of the whole-PDF request and reply, which are the DeepSeek
+    # dialect's (imported on first use: the dialect is not loaded until a run needs it)
+    if name == "DocumentDialect":
+        from .dialects.deepseek import DeepSeekDocumentDialect
+
+        return DeepSeekDocumentDialect
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def requested(cfg: BackendConfig, document_mode: bool = False) -> bool:
+    """Whether a run sends whole documents: the run asked (``document_mode``), or the profile
+    still sets the older ``dialect_options.document_mode`` (read here and nowhere else)."""
+    return bool(document_mode or cfg.dialect_options.get("document_mode"))
+
+
+def pdf_subset(src: Source, indices: list[int]) -> tuple[bytes, list[PageBox]]:
+    """The pages ``indices`` (0-based) of the PDF ``src`` as a new PDF (the original bytes when
+    every page is selected, re-saved), and each page's box."""
     import pypdfium2 as pdfium
 
-    try:
-        pdf = pdfium.PdfDocument(src.path if src.path is not None else src.data, password=src.password)
-    except pdfium.PdfiumError as exc:
-        raise InputError(f"{src.name}: cannot open PDF ({exc})") from exc
-    try:
-        boxes = [pdf_page_box(pdf[i]) for i in indices]
-        if len(indices) == len(pdf):
-            out = pdf
-        else:
-            out = pdfium.PdfDocument.new()
-            out.import_pages(pdf, indices)
-        buf = io.BytesIO()
-        out.save(buf)
-        return buf.getvalue(), boxes
-    finally:
-        pdf.close()
+    with PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(src.path if src.path is not None else src.data, password=src.password)
+        except pdfium.PdfiumError as exc:
+            raise InputError(f"{src.name}: cannot open PDF ({exc})") from exc
+        try:
+            boxes = [pdf_page_box(pdf[i]) for i in indices]
+            if len(indices) == len(pdf):
+                out = pdf
+            else:
+                out = pdfium.PdfDocument.new()
+                out.import_pages(pdf, indices)
+            buf = io.BytesIO()
+            out.save(buf)
+            return buf.getvalue(), boxes
+        finally:
+            pdf.close()
 
 
 @dataclass
@@ -70,7 +102,7 @@ def document_unit(src: Source, indices: list[int]) -> DocumentUnit:
     """Cut the selected pages of a PDF into one unit (a PageImage whose bytes are the PDF)."""
     if src.kind != "pdf":
         raise InputError(f"{src.name}: --document-mode needs a PDF, not an image")
-    data, boxes = _pdf_subset(src, indices)
+    data, boxes = pdf_subset(src, indices)
     unit = PageImage(
         source=src.name,
         index=indices[0],
@@ -78,43 +110,6 @@ def document_unit(src: Source, indices: list[int]) -> DocumentUnit:
         encoded=EncodedImage(data, "png", 0, 0),  # format is irrelevant: the bytes are sent as PDF
     )
     return DocumentUnit(unit, [i + 1 for i in indices], boxes)
-
-
-class DocumentDialect:
-    """Wraps a page dialect (DeepSeek) for the whole-PDF contract."""
-
-    def __init__(self, inner: Any, prompt: str | None = None) -> None:
-        self.inner = inner
-        self.name = f"{getattr(inner, 'name', 'dialect')}-document"
-        self.render: RenderSpec = getattr(inner, "render", RenderSpec())
-        self.prompt = prompt or DEFAULT_PROMPT
-
-    def build(self, page: PageImage, attempt: Attempt) -> ModelRequest:
-        assert page.encoded is not None
-        job = DocumentJobInput(pdf_base64=base64.b64encode(page.encoded.data).decode("ascii"), prompt=self.prompt)
-        body = job.model_dump(exclude_none=True)
-        return ModelRequest(body=body, kind="document", frame=Frame(1000, 1000))
-
-    def parse(self, reply: ModelReply, page: PageImage) -> PageContent:
-        """One top-level block per page (label ``document-page:N``), its children the page's
-        grounded blocks (0-999 grid), so the split survives the scheduler and the cache."""
-        from .dialects.deepseek import parse_grounded
-        from .geometry import CoordSpace
-
-        text = reply.text or ""
-        if not text.strip():
-            raise BadOutputError("the worker returned empty markdown", cause="empty")
-        detection = reply.data.get("detection_markdown")
-        pages_md = PAGE_SPLIT.split(text.strip())
-        pages_det = PAGE_SPLIT.split(detection.strip()) if isinstance(detection, str) and detection.strip() else []
-        blocks: list[RawBlock] = []
-        warnings: list[str] = []
-        for k, md in enumerate(pages_md):
-            children = parse_grounded(pages_det[k]).blocks if len(pages_det) == len(pages_md) else []
-            blocks.append(RawBlock("text", md.strip(), label=f"document-page:{k + 1}", children=children))
-        if pages_det and len(pages_det) != len(pages_md):
-            warnings.append("detection markdown does not match the pages: no boxes")
-        return PageContent(markdown=text, blocks=blocks, space=CoordSpace.grid(999), warnings=warnings)
 
 
 def split_unit_page(unit: DocumentUnit, result: Page) -> list[Page]:
@@ -145,8 +140,8 @@ def split_unit_page(unit: DocumentUnit, result: Page) -> list[Page]:
         ]
     out = []
     for i, holder in enumerate(per_page):
-        box = unit.boxes[i]
-        blocks = [_rescale(b, box) for b in holder.children]
+        # boxes were mapped on the unit's first page; bbox_norm is size-free
+        blocks = rescale_blocks(holder.children, unit.boxes[i])
         warnings = list(result.warnings)
         if not blocks:
             warnings.append("no boxes for this page (no detection markdown)")
@@ -165,10 +160,29 @@ def split_unit_page(unit: DocumentUnit, result: Page) -> list[Page]:
     return out
 
 
-def _rescale(block: Block, box: PageBox) -> Block:
-    """Boxes were mapped on the unit's first page; bbox_norm is size-free, so rebuild bbox."""
-    bbox = None
-    if block.bbox_norm is not None:
-        x0, y0, x1, y1 = block.bbox_norm
-        bbox = [round(x0 * box.width, 3), round(y0 * box.height, 3), round(x1 * box.width, 3), round(y1 * box.height, 3)]
-    return block.model_copy(update={"bbox": bbox, "children": [_rescale(c, box) for c in block.children]})
+async def convert(
+    be: Backend, plan: list[tuple[Source, list[int]]], scheduler: Callable[[Backend], Scheduler]
+) -> AsyncIterator[tuple[Source, Document]]:
+    """Run ``plan`` in whole-document mode through ``be``'s transport: one job per document,
+    each :class:`Document` (split back into pages) yielded in input order.  ``scheduler`` makes
+    the run's scheduler for the wrapped backend."""
+    from .dialects.deepseek import DeepSeekDocumentDialect
+    from .registry import Backend
+    from .scheduler import DocumentJob
+
+    if be.config.transport != "runpod":
+        raise ConfigError("--document-mode needs a RunPod endpoint running the whole-PDF worker")
+    units = [await asyncio.to_thread(document_unit, src, idx) for src, idx in plan]
+    dialect = DeepSeekDocumentDialect(be.dialect, prompt=be.config.dialect_options.get("document_prompt"))
+    sched = scheduler(Backend(be.config, dialect, be.transport))
+
+    async def one(page: PageImage) -> AsyncIterator[PageImage]:
+        yield page
+
+    jobs = [DocumentJob(u.page.source, one(u.page), expected_pages=[u.page.number]) for u in units]
+    done = 0
+    async for doc in sched.run_documents(jobs):
+        pages = split_unit_page(units[done], doc.pages[0])
+        doc = doc.model_copy(update={"pages": pages, "stats": sched.stats(pages, doc.stats.wall_s)})
+        yield plan[done][0], doc
+        done += 1

@@ -27,13 +27,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .document import Block
+    from .models import ModelRequest, PageContent, PageImage, RawBlock
 
 __all__ = [
     "CoordSpace",
     "Frame",
     "MappedBox",
     "PageBox",
+    "content_to_blocks",
+    "norm_to_points",
+    "rescale_blocks",
     "rotate_norm_box",
     "to_page",
     "to_pdf_user_space",
@@ -185,12 +192,32 @@ def to_page(box: Sequence[float], space: CoordSpace, frame: Frame, page: PageBox
     nx0, ny0, nx1, ny1 = rotate_norm_box(norm_sent, (360 - frame.rotation) % 360)
     if nx1 - nx0 <= 0 or ny1 - ny0 <= 0:
         flags.append("degenerate")
-    bbox = [nx0 * page.width, ny0 * page.height, nx1 * page.width, ny1 * page.height]
     return MappedBox(
-        bbox=[round(v, 3) for v in bbox],
+        bbox=norm_to_points((nx0, ny0, nx1, ny1), page),
         bbox_norm=[round(v, 6) for v in (nx0, ny0, nx1, ny1)],
         flags=flags,
     )
+
+
+def norm_to_points(norm: Sequence[float], page: PageBox) -> list[float]:
+    """``[x0, y0, x1, y1]`` in [0, 1] of the displayed page -> points of that page (to 0.001 pt).
+
+    >>> norm_to_points((0.0, 0.25, 0.5, 1.0), PageBox(612, 792))
+    [0.0, 198.0, 306.0, 792.0]
+    """
+    x0, y0, x1, y1 = norm
+    return [round(v, 3) for v in (x0 * page.width, y0 * page.height, x1 * page.width, y1 * page.height)]
+
+
+def rescale_blocks(blocks: Sequence[Block], page: PageBox) -> list[Block]:
+    """``blocks`` (children included) moved onto ``page``: each ``bbox`` rebuilt for its size
+    from the size-free ``bbox_norm`` (a block without one keeps no ``bbox``).  Whole-document
+    mode maps a document's boxes on its first page, then moves each page's onto its own."""
+    out = []
+    for block in blocks:
+        bbox = None if block.bbox_norm is None else norm_to_points(block.bbox_norm, page)
+        out.append(block.model_copy(update={"bbox": bbox, "children": rescale_blocks(block.children, page)}))
+    return out
 
 
 def to_pdf_user_space(bbox: Sequence[float], page: PageBox) -> Box:
@@ -215,3 +242,31 @@ def to_pdf_user_space(bbox: Sequence[float], page: PageBox) -> Box:
     u0, u1 = min(us), max(us)
     v0, v1 = min(vs), max(vs)
     return (page.crop_x + u0, page.crop_y + (h - v1), page.crop_x + u1, page.crop_y + (h - v0))
+
+
+def content_to_blocks(content: PageContent, request: ModelRequest, page: PageImage) -> list[Block]:
+    """A dialect's raw blocks (model space, children included) -> output blocks on the page
+    (points and [0, 1] of the displayed page), each box through :func:`to_page` with the frame
+    of the image that was sent."""
+    from .document import Block  # the output contract (pydantic), loaded when first needed
+
+    frame = request.frame or page.frame
+    return [_to_block(Block, raw, content.space, frame, page.page_box) for raw in content.blocks]
+
+
+def _to_block(block: type[Block], raw: RawBlock, space: CoordSpace, frame: Frame, page: PageBox) -> Block:
+    bbox = bbox_norm = None
+    flags: list[str] = []
+    if raw.box is not None:
+        mapped = to_page(raw.box, space, frame, page)
+        bbox, bbox_norm, flags = mapped.bbox, mapped.bbox_norm, mapped.flags
+    return block(
+        type=raw.type,
+        text=raw.text,
+        bbox=bbox,
+        bbox_norm=bbox_norm,
+        confidence=raw.confidence,
+        label=raw.label,
+        flags=flags,
+        children=[_to_block(block, c, space, frame, page) for c in raw.children],
+    )

@@ -19,6 +19,12 @@ only when a concurrency slot is free, so rendered pages never pile up however lo
 * **Resume** – finished pages go to the content-addressed :class:`~ocrclient.cache.PageCache`;
   a rerun sends nothing for them.
 
+The scheduler is the one owner of a request's ``page``/``source`` stamps and of turning a
+dialect's parser bug into bad output.  Its pieces live beside it: the retry policy in
+:mod:`ocrclient.retries`, the AIMD limit in :mod:`ocrclient.concurrency`, the progress events in
+:mod:`ocrclient.events` (all importable from here as before), box mapping in
+:mod:`ocrclient.geometry`.
+
 Example::
 
     backend = load_backend("runpod-chandra")
@@ -38,19 +44,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
-
-from . import geometry
 from .cache import PageCache, page_key
-from .dialects.base import Attempt, PageContent, RawBlock
-from .document import Block, Document, Page, PageError, RunStats, Usage
+from .concurrency import AdaptiveLimiter
+from .document import Document, Page, PageError, RunStats, Usage
 from .errors import (
     RUN_STOPPING,
     BadOutputError,
@@ -59,9 +55,11 @@ from .errors import (
     PermanentError,
     TransientError,
 )
-from .pages import PageImage
+from .events import DocumentDone, Event, PageDone, PageFailed, PageRetried, PageStarted
+from .geometry import PageBox, content_to_blocks
+from .models import Attempt, ModelReply, ModelRequest, PageContent, PageImage
 from .registry import Backend
-from .transports.base import ModelReply, ModelRequest
+from .retries import page_retrying
 from .transports.limits import MAX_TOKEN_COUNT, request_max_tokens, seconds, token_count
 
 #: a full garbage collection every this many finished pages.  Each page leaves reference cycles
@@ -90,56 +88,6 @@ __all__ = [
     "Scheduler",
     "content_to_blocks",
 ]
-
-
-# ---------------------------------------------------------------------------------------------
-# progress events
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PageStarted:
-    source: str
-    page: int
-    attempt: int
-
-
-@dataclass(frozen=True)
-class PageRetried:
-    source: str
-    page: int
-    attempt: int
-    kind: str
-    cause: str
-    message: str
-    delay_s: float
-
-
-@dataclass(frozen=True)
-class PageDone:
-    source: str
-    page: int
-    status: str
-    attempts: int
-    latency_s: float
-    cached: bool
-
-
-@dataclass(frozen=True)
-class PageFailed:
-    source: str
-    page: int
-    error: PageError
-    attempts: int
-
-
-@dataclass(frozen=True)
-class DocumentDone:
-    source: str
-    document: Document
-
-
-Event = PageStarted | PageRetried | PageDone | PageFailed | DocumentDone
 
 
 #: the errors that stop a whole run (not just the page) at the first reply that carries one:
@@ -197,96 +145,8 @@ def _abort_class(cause: type[OcrError]) -> type[RunAborted]:
 
 
 # ---------------------------------------------------------------------------------------------
-# adaptive concurrency
+# helpers
 # ---------------------------------------------------------------------------------------------
-
-
-class AdaptiveLimiter:
-    """An AIMD concurrency limit shared by every document of one backend.
-
-    ``ceiling`` is the user's limit; congestion (429/503) halves the current limit (at most once
-    per ``cooldown_s``), and each window of ``limit`` successes adds one slot back.
-
-    Example::
-
-        lim = AdaptiveLimiter(8)
-        async with lim:        # waits for a free slot
-            ...
-    """
-
-    def __init__(self, ceiling: int, *, floor: int = 1, cooldown_s: float = 1.0) -> None:
-        self.ceiling = max(1, ceiling)
-        self.floor = max(1, min(floor, self.ceiling))
-        self.limit: float = float(self.ceiling)
-        self.in_use = 0
-        self.cooldown_s = cooldown_s
-        self._last_cut = -math.inf
-        self._cond = asyncio.Condition()
-        self.min_seen = self.ceiling
-
-    async def acquire(self) -> None:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.in_use < int(self.limit))
-            self.in_use += 1
-
-    async def release(self) -> None:
-        async with self._cond:
-            self.in_use -= 1
-            self._cond.notify_all()
-
-    async def __aenter__(self) -> AdaptiveLimiter:
-        await self.acquire()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.release()
-
-    def congestion(self) -> None:
-        now = time.monotonic()
-        if now - self._last_cut < self.cooldown_s:
-            return
-        self._last_cut = now
-        self.limit = max(float(self.floor), math.floor(self.limit / 2))
-        self.min_seen = min(self.min_seen, int(self.limit))
-
-    async def success(self) -> None:
-        if self.limit >= self.ceiling:
-            return
-        async with self._cond:
-            self.limit = min(float(self.ceiling), self.limit + 1.0 / max(self.limit, 1.0))
-            self._cond.notify_all()
-
-
-# ---------------------------------------------------------------------------------------------
-# content -> blocks
-# ---------------------------------------------------------------------------------------------
-
-
-def content_to_blocks(content: PageContent, request: ModelRequest, page: PageImage) -> list[Block]:
-    """Map a dialect's raw blocks (model space) to output blocks (page points), via geometry."""
-    frame = request.frame or page.frame
-    # `convert` is recursive, hence a reference cycle: let it capture only small values, never
-    # the page (its encoded image would live until the cyclic GC runs)
-    space, page_box = content.space, page.page_box
-
-    def convert(raw: RawBlock) -> Block:
-        bbox = bbox_norm = None
-        flags: list[str] = []
-        if raw.box is not None:
-            mapped = geometry.to_page(raw.box, space, frame, page_box)
-            bbox, bbox_norm, flags = mapped.bbox, mapped.bbox_norm, mapped.flags
-        return Block(
-            type=raw.type,
-            text=raw.text,
-            bbox=bbox,
-            bbox_norm=bbox_norm,
-            confidence=raw.confidence,
-            label=raw.label,
-            flags=flags,
-            children=[convert(c) for c in raw.children],
-        )
-
-    return [convert(b) for b in content.blocks]
 
 
 def _page_error(err: BaseException) -> PageError:
@@ -295,6 +155,11 @@ def _page_error(err: BaseException) -> PageError:
     if isinstance(err, asyncio.TimeoutError | TimeoutError):
         return PageError(kind="transient", cause="timeout", message="attempt timed out")
     return PageError(kind="bad_output", cause=type(err).__name__, message=str(err) or type(err).__name__)
+
+
+def _size(box: PageBox | None) -> dict[str, Any]:
+    """A page's displayed size and rotation, as a :class:`Page` records them."""
+    return {"width": box.width, "height": box.height, "rotation": box.rotation} if box else {}
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -329,6 +194,17 @@ class _Run:
     inflight: dict[int, PageImage] = field(default_factory=dict)
     submitted: int = 0
     started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Tries:
+    """One page's attempts so far: what the next :class:`Attempt` is made of, and the usage."""
+
+    number: int = 0
+    last_error: OcrError | None = None
+    #: what the last request's dialect decided (its ``context``), handed to the next attempt
+    context: dict[str, Any] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
 
 
 class Scheduler:
@@ -506,15 +382,7 @@ class Scheduler:
     def _failed_page(self, page: PageImage, err: BaseException, attempts: int) -> Page:
         error = _page_error(err)
         self._emit(PageFailed(page.source, page.number, error, attempts))
-        return Page(
-            page=page.number,
-            status="failed",
-            error=error,
-            width=page.page_box.width,
-            height=page.page_box.height,
-            rotation=page.page_box.rotation,
-            attempts=attempts,
-        )
+        return Page(page=page.number, status="failed", error=error, attempts=attempts, **_size(page.page_box))
 
     def _cache_key(self, page: PageImage) -> str | None:
         if self.cache is None or page.encoded is None:
@@ -525,88 +393,73 @@ class Scheduler:
         if page.encoded is None:
             return self._failed_page(page, OcrError(page.error or "page could not be rendered"), 0)
         key = self._cache_key(page)
-        if key is not None and self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                hit = hit.model_copy(update={"page": page.number, "cached": True})
-                self._emit(PageDone(page.source, page.number, hit.status, 0, 0.0, True))
-                return hit
-
+        hit = self._cached(page, key)
+        if hit is not None:
+            return hit
         started = time.monotonic()
         deadline = started + self.page_deadline_s + (0 if self._warm else self.cold_start_s)
-        attempts = 0
-        last_error: OcrError | None = None
-        usage = Usage()
-
-        # exponential from backoff_initial_s, capped, plus up to one initial step of jitter
-        backoff = wait_exponential(multiplier=self.backoff_initial_s, max=self.backoff_max_s) + wait_random(
-            0, self.backoff_initial_s
-        )
-
-        def wait(state: RetryCallState) -> float:
-            base = backoff(state)
-            exc = state.outcome.exception() if state.outcome else None
-            hint = getattr(exc, "retry_after", None)
-            if isinstance(exc, BadOutputError):
-                base = 0.0  # the model answered; ask again right away with new sampling
-            if hint is not None:
-                base = max(base, float(hint))
-            return max(0.0, min(base, deadline - time.monotonic()))
-
-        def stop(state: RetryCallState) -> bool:
-            if stop_after_attempt(self.max_attempts)(state):
-                return True
-            return time.monotonic() >= deadline
-
-        # tenacity's AsyncRetrying is a reference cycle: a closure that captured `page` would keep
-        # its encoded image alive until the cyclic GC runs (memory grew with page count)
-        source, number = page.source, page.number
-
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            assert isinstance(exc, OcrError)
-            self.retries_by_cause[exc.cause] += 1
-            delay = state.next_action.sleep if state.next_action else 0.0
-            self._emit(PageRetried(source, number, state.attempt_number, exc.kind, exc.cause, exc.message, delay))
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type((TransientError, BadOutputError)),
-            stop=stop,
-            wait=wait,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+        tries = _Tries()
         try:
-            async for state in retrying:
-                with state:
-                    attempts = state.retry_state.attempt_number
-                    page_out, reply_usage = await self._attempt(page, Attempt(attempts, last_error), deadline)
-                    usage = usage.add(reply_usage)
-                if state.retry_state.outcome is not None and state.retry_state.outcome.failed:
-                    exc = state.retry_state.outcome.exception()
-                    if isinstance(exc, OcrError):
-                        last_error = exc
+            page_out = await self._tries(page, deadline, tries)
         except ABORTS_RUN:
             raise
         except BadOutputError as exc:
             salvaged: Page | None = getattr(exc, "partial_page", None)
             if salvaged is None:
-                return self._failed_page(page, exc, attempts)
+                return self._failed_page(page, exc, tries.number)
             # every attempt was unusable, but the last one said something: keep it, degraded
             page_out = salvaged.model_copy(update={"status": "degraded", "error": _page_error(exc)})
         except OcrError as exc:
-            return self._failed_page(page, exc, attempts)
+            return self._failed_page(page, exc, tries.number)
         page_out = page_out.model_copy(
             update={
-                "attempts": attempts,
+                "attempts": tries.number,
                 "latency_s": round(time.monotonic() - started, 4),
-                "usage": self._priced(usage),
+                "usage": self._priced(tries.usage),
             }
         )
         self._warm = True
         if key is not None and self.cache is not None:
             self.cache.put(key, page_out)
-        self._emit(PageDone(page.source, page.number, page_out.status, attempts, page_out.latency_s, False))
+        self._emit(PageDone(page.source, page.number, page_out.status, tries.number, page_out.latency_s, False))
+        return page_out
+
+    def _cached(self, page: PageImage, key: str | None) -> Page | None:
+        """The page from the resume cache, or ``None``."""
+        hit = self.cache.get(key) if key is not None and self.cache is not None else None
+        if hit is None:
+            return None
+        hit = hit.model_copy(update={"page": page.number, "cached": True})
+        self._emit(PageDone(page.source, page.number, hit.status, 0, 0.0, True))
+        return hit
+
+    async def _tries(self, page: PageImage, deadline: float, tries: _Tries) -> Page:
+        """Attempt ``page`` until one attempt gives a page, retried by cause
+        (:func:`~ocrclient.retries.page_retrying`); what went before is in ``tries``."""
+        # the retry state is a reference cycle: its closures must not hold `page` (its encoded
+        # image would live until the cyclic GC runs; memory grew with page count)
+        source, number = page.source, page.number
+
+        def on_retry(exc: OcrError, attempt: int, delay: float) -> None:
+            self.retries_by_cause[exc.cause] += 1
+            self._emit(PageRetried(source, number, attempt, exc.kind, exc.cause, exc.message, delay))
+
+        retrying = page_retrying(
+            max_attempts=self.max_attempts,
+            deadline=deadline,
+            backoff_initial_s=self.backoff_initial_s,
+            backoff_max_s=self.backoff_max_s,
+            on_retry=on_retry,
+        )
+        async for state in retrying:
+            with state:
+                tries.number = state.retry_state.attempt_number
+                page_out, usage = await self._attempt(page, tries, deadline)
+                tries.usage = tries.usage.add(usage)
+            outcome = state.retry_state.outcome
+            exc = outcome.exception() if outcome is not None and outcome.failed else None
+            if isinstance(exc, OcrError):
+                tries.last_error = exc
         return page_out
 
     def _priced(self, usage: Usage) -> Usage:
@@ -626,14 +479,14 @@ class Scheduler:
             page=page.number,
             status="degraded" if warnings else "ok",
             warnings=warnings,
-            width=page.page_box.width,
-            height=page.page_box.height,
-            rotation=page.page_box.rotation,
             markdown=content.markdown,
             blocks=blocks,
+            **_size(page.page_box),
         )
 
-    async def _attempt(self, page: PageImage, attempt: Attempt, deadline: float) -> tuple[Page, Usage]:
+    async def _attempt(self, page: PageImage, tries: _Tries, deadline: float) -> tuple[Page, Usage]:
+        """One attempt: build, stamp, send, parse; raises the attempt's error by cause."""
+        attempt = Attempt(tries.number, tries.last_error, dict(tries.context))
         try:
             request = await asyncio.to_thread(self.dialect.build, page, attempt)
         except OcrError:
@@ -642,6 +495,7 @@ class Scheduler:
             raise PermanentError(
                 f"request could not be built: {type(exc).__name__}: {exc}", cause="build_error"
             ) from exc
+        tries.context = request.context  # what the dialect decided, for the next attempt
         budget = self.attempt_timeout_s + (0 if self._warm else self.cold_start_s)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -650,20 +504,7 @@ class Scheduler:
         request.page = page.number
         request.source = page.source
         self._emit(PageStarted(page.source, page.number, attempt.number))
-        try:
-            reply: ModelReply = await asyncio.wait_for(
-                self.transport.send(request), request.timeout_s + self.timeout_grace_s
-            )
-        except TimeoutError:
-            raise TransientError(f"no reply within {request.timeout_s:.0f}s", cause="timeout") from None
-        except TransientError as exc:
-            if exc.status in (429, 503):
-                self.limiter.congestion()
-            raise
-        except OcrError:
-            raise
-        except Exception as exc:  # a transport bug must not lose the page
-            raise TransientError(f"transport error: {type(exc).__name__}: {exc}", cause="transport_bug") from exc
+        reply = await self._send(request)
         # whatever transport it came through, a number a server sent stays sane; no reply has
         # more tokens than its request allowed
         most = request_max_tokens(request) or MAX_TOKEN_COUNT
@@ -680,10 +521,26 @@ class Scheduler:
         await self.limiter.success()
         return out, usage
 
+    async def _send(self, request: ModelRequest) -> ModelReply:
+        """The transport's reply, within the attempt's time; any failure as an OcrError."""
+        assert request.timeout_s is not None
+        try:
+            return await asyncio.wait_for(self.transport.send(request), request.timeout_s + self.timeout_grace_s)
+        except TimeoutError:
+            raise TransientError(f"no reply within {request.timeout_s:.0f}s", cause="timeout") from None
+        except TransientError as exc:
+            if exc.status in (429, 503):
+                self.limiter.congestion()
+            raise
+        except OcrError:
+            raise
+        except Exception as exc:  # a transport bug must not lose the page
+            raise TransientError(f"transport error: {type(exc).__name__}: {exc}", cause="transport_bug") from exc
+
     def _parse(self, reply: ModelReply, page: PageImage, request: ModelRequest) -> Page:
         """The dialect's reading of ``reply``, as a page (pure: may run in a worker thread)."""
         try:
-            content = self.dialect.parse(reply, page)
+            content = self.dialect.parse(reply, request)
             if reply.finish_reason == "length":
                 raise BadOutputError("reply truncated at max_tokens", cause="length", partial=content)
         except BadOutputError as exc:
@@ -707,14 +564,7 @@ class Scheduler:
             missing = set(run.inflight) | (set(run.job.expected_pages or ()) - set(pages))
             for number in missing:
                 box = run.inflight[number].page_box if number in run.inflight else None
-                pages[number] = Page(
-                    page=number,
-                    status="failed",
-                    error=_page_error(unfinished),
-                    width=box.width if box else 0.0,
-                    height=box.height if box else 0.0,
-                    rotation=box.rotation if box else 0,
-                )
+                pages[number] = Page(page=number, status="failed", error=_page_error(unfinished), **_size(box))
         ordered = [pages[k] for k in sorted(pages)]
         return Document(
             source=run.job.source,

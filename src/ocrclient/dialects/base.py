@@ -1,15 +1,30 @@
-"""The dialect seam: what one model family expects and says.
+"""The dialect seam: what one model family expects and says, and the bases dialects build on.
 
 A dialect builds the request for a page (prompt, image, sampling — chosen per attempt, so a retry
-after bad output can change temperature or rotate the page) and parses the raw reply into markdown
-and blocks whose boxes are in the model's own coordinate space, tagged with that space.  It knows
-nothing about HTTP; :mod:`ocrclient.geometry` maps its boxes to the page.
+after bad output can change temperature or rotate the page) and parses the raw reply, *with that
+request in hand*, into markdown and blocks whose boxes are in the model's own coordinate space,
+tagged with that space.  It knows nothing about HTTP; :mod:`ocrclient.geometry` maps its boxes to
+the page.  Whatever ``build`` decided that ``parse`` needs travels in the request
+(``request.frame``, ``request.page_image``, ``request.context``), so a dialect keeps no per-page
+state: one dialect object serves any number of pages and runs at once.
 
 ``parse`` raises :class:`~ocrclient.errors.BadOutputError` when the reply is unusable; it may
 attach what it salvaged as ``partial`` (kept as a degraded page if every attempt fails) and a
-``hint`` for the next ``build`` (e.g. ``{"rotate": 90}``).
+``hint`` for the next ``build`` (e.g. ``{"rotate": 90}``).  Any other exception out of ``parse``
+is a parser bug, which the scheduler turns into bad output for that page.
 
-Example::
+* :class:`Dialect` – the protocol (``name``, ``render``, ``build``, ``parse``).
+* :class:`ModelDialect` – model, render spec, ``[sampling]`` and ``dialect_options``, and
+  ``from_config`` for every configured dialect.
+* :class:`ChatDialect` – the chat-completions ``build`` / ``parse`` around the ``content`` /
+  ``parse_text`` hooks (sampling ladders from :mod:`.sampling`, request pieces from
+  :mod:`.request_parts`, reply checks from :mod:`.reply_checks`, parsing helpers in
+  :mod:`.parsing`).
+
+The data (:class:`Attempt`, :class:`PageContent`, :class:`RawBlock`) is defined in
+:mod:`ocrclient.models` and importable from here.
+
+Example (a whole dialect: the protocol needs nothing more)::
 
     class Shout:
         name = "shout"
@@ -17,62 +32,29 @@ Example::
         def build(self, page, attempt):
             img = page.encoded
             return ModelRequest(body={"model": "m", "messages": [...], "max_tokens": 100},
-                                frame=Frame(img.width, img.height))
-        def parse(self, reply, page):
+                                frame=Frame(img.width, img.height), page_image=page)
+        def parse(self, reply, request):
             return PageContent(markdown=reply.text.upper(), space=CoordSpace.unit())
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+import abc
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
-from ..geometry import CoordSpace
-from ..imaging import RenderSpec
+from ..errors import ConfigError
+from ..geometry import Frame
+from ..imaging import EncodedImage, RenderSpec
+from ..models import Attempt, ModelReply, ModelRequest, PageContent, PageImage, RawBlock
+from .reply_checks import check_reply, finish
+from .request_parts import chat_body, require_image
+from .sampling import DEFAULT_LADDER, sampling
 
 if TYPE_CHECKING:
-    from ..errors import OcrError
-    from ..pages import PageImage
-    from ..transports.base import ModelReply, ModelRequest
+    from ..config import BackendConfig
 
-__all__ = ["Attempt", "Dialect", "PageContent", "RawBlock"]
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """Which attempt this is (1-based) and what went wrong with the previous one."""
-
-    number: int = 1
-    last_error: OcrError | None = None
-
-    @property
-    def hint(self) -> dict[str, Any]:
-        """The previous BadOutputError's hint, or ``{}``."""
-        return dict(getattr(self.last_error, "hint", None) or {})
-
-
-@dataclass
-class RawBlock:
-    """A block in the model's own space (``box`` in ``PageContent.space`` units, or ``None``)."""
-
-    type: str
-    text: str = ""
-    box: tuple[float, float, float, float] | None = None
-    confidence: float | None = None
-    label: str | None = None
-    children: list[RawBlock] = field(default_factory=list)
-
-
-@dataclass
-class PageContent:
-    """What a dialect read from one reply.  Non-empty ``warnings`` make the page *degraded*."""
-
-    markdown: str
-    blocks: list[RawBlock] = field(default_factory=list)
-    space: CoordSpace = field(default_factory=CoordSpace.unit)
-    warnings: list[str] = field(default_factory=list)
-    #: free-form facts the model reported (olmOCR's front matter, language, ...)
-    meta: dict[str, Any] = field(default_factory=dict)
+__all__ = ["Attempt", "ChatDialect", "Dialect", "ModelDialect", "PageContent", "RawBlock"]
 
 
 @runtime_checkable
@@ -82,4 +64,114 @@ class Dialect(Protocol):
 
     def build(self, page: PageImage, attempt: Attempt) -> ModelRequest: ...
 
-    def parse(self, reply: ModelReply, page: PageImage) -> PageContent: ...
+    def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent: ...
+
+
+class ModelDialect(abc.ABC):
+    """What every configured model dialect holds: the model name, the render spec, the profile's
+    ``[sampling]`` and ``dialect_options``; built from a profile by :meth:`from_config`.
+
+    Subclasses set the class attributes, implement ``build`` / ``parse`` and, when their
+    constructor takes more keywords, return them from :meth:`config_kwargs`.
+    """
+
+    name: str = "model"
+    #: the model's own render spec (before the profile's [render] is laid over it)
+    DEFAULT_RENDER: RenderSpec = RenderSpec(dpi=150.0)
+    DEFAULT_MODEL: str | None = None
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        render: RenderSpec | None = None,
+        sampling: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.model = model or self.DEFAULT_MODEL
+        if not self.model:
+            raise ConfigError(f"dialect {self.name!r} needs a model name: set `model` in the profile or pass --model")
+        self.render: RenderSpec = render or self.DEFAULT_RENDER
+        self.sampling_cfg: dict[str, Any] = dict(sampling or {})
+        self.options: dict[str, Any] = dict(options or {})
+
+    @classmethod
+    def from_config(cls, cfg: BackendConfig) -> Self:
+        """Build from a :class:`~ocrclient.config.BackendConfig`."""
+        return cls(
+            model=cfg.model,
+            render=cfg.render_spec(cls.DEFAULT_RENDER),
+            sampling=cfg.sampling,
+            options=cfg.dialect_options,
+            **cls.config_kwargs(cfg),
+        )
+
+    @classmethod
+    def config_kwargs(cls, cfg: BackendConfig) -> dict[str, Any]:
+        """Constructor keywords beyond model, render, sampling and options (none by default)."""
+        return {}
+
+    @abc.abstractmethod
+    def build(self, page: Any, attempt: Any) -> ModelRequest: ...
+
+    @abc.abstractmethod
+    def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent: ...
+
+
+class ChatDialect(ModelDialect):
+    """Shared machinery of the chat-completions dialects (subclasses set the class attributes
+    and implement :meth:`content` / :meth:`parse_text`).
+
+    Example::
+
+        class Echo(ChatDialect):
+            name = "echo"
+            DEFAULT_RENDER = RenderSpec(dpi=100)
+            def content(self, page, image, attempt):
+                return [image_part(image), text_part("Read this.")]
+            def parse_text(self, text, reply, request):
+                return PageContent(markdown=text)
+    """
+
+    name: str = "chat"
+    DEFAULT_MAX_TOKENS: int = 4096
+    DEFAULT_LADDER: tuple[float, ...] = DEFAULT_LADDER
+    DEFAULT_TOP_P: float | tuple[float, ...] | None = None
+    #: finish_reason other than "stop" is bad output (olmOCR's pipeline rule)
+    STRICT_STOP: bool = False
+
+    # -- hooks ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
+        """The user message's content parts (image and prompt, in the model's order)."""
+
+    def extras(self, attempt: Any) -> dict[str, Any]:
+        """vLLM fields at the top level of the body."""
+        return {}
+
+    def prepare(self, page: Any, attempt: Any) -> tuple[EncodedImage, Frame]:
+        """The image to send and its frame (olmOCR rotates here)."""
+        enc = require_image(page)
+        return enc, Frame(enc.width, enc.height, 0)
+
+    @abc.abstractmethod
+    def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
+        """The reply text (already checked to be non-empty) -> page content in model space."""
+
+    # -- the Dialect protocol ---------------------------------------------------------------
+    def build(self, page: Any, attempt: Any) -> ModelRequest:
+        number = getattr(attempt, "number", attempt if isinstance(attempt, int) else 1)
+        image, frame = self.prepare(page, attempt)
+        fields = sampling(
+            self.sampling_cfg,
+            int(number),
+            max_tokens=self.DEFAULT_MAX_TOKENS,
+            ladder=self.DEFAULT_LADDER,
+            top_p=self.DEFAULT_TOP_P,
+        )
+        assert self.model is not None
+        body = chat_body(self.model, self.content(page, image, attempt), fields, self.extras(attempt))
+        return ModelRequest(body=body, kind="chat", frame=frame, page_image=page)
+
+    def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent:
+        return finish(self.parse_text(check_reply(reply), reply, request), reply, strict_stop=self.STRICT_STOP)

@@ -41,10 +41,11 @@ from typing import Any
 from ..errors import ConfigError
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
-from ..transports.base import ModelReply
-from ._common import ChatDialect, block_type, heading_text, image_part, parse_box, text_part
+from ..models import ModelReply, ModelRequest, PageContent, RawBlock
 from ._html import Node, parse_html, text_of, to_markdown
-from .base import PageContent, RawBlock
+from .base import ChatDialect
+from .parsing import block_type, heading_text, parse_box
+from .request_parts import image_part, text_part
 
 __all__ = ["ChandraDialect", "build_prompt"]
 
@@ -199,7 +200,7 @@ class ChandraDialect(ChatDialect):
     def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
         return [image_part(image), text_part(self.prompt)]
 
-    def parse_text(self, text: str, reply: ModelReply, page: Any) -> PageContent:
+    def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
         return parse_chandra_html(text, self.grid, include_headers_footers=self.include_headers_footers)
 
 

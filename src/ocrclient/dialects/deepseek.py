@@ -24,6 +24,13 @@ Facts, and where they were checked:
 Labels seen in real replies: title, sub_title, text, table, table_caption, table_footnote,
 image, image_caption, equation, header, footer, page_number... (mapped below; unknown -> text).
 
+Whole-PDF jobs (the DeepSeek-OCR seed's worker, ``--document-mode``): some deployed workers only
+speak ``{"input": {"pdf_base64", "prompt"}}`` (:class:`~ocrclient.contracts.runpod.DocumentJobInput`,
+the model ``deploy/runpod-deepseek-ocr`` validates with) and answer with the whole document's
+markdown, pages joined by ``<--- Page Split --->``, plus the grounded ``detection_markdown``.
+:class:`DeepSeekDocumentDialect` builds that request and reads that reply; the run mode that cuts
+the PDF and splits the result back into pages is :mod:`ocrclient.docmode`.
+
 Example::
 
     >>> d = DeepSeekDialect(model="deepseek-ai/DeepSeek-OCR")
@@ -34,19 +41,27 @@ Example::
 from __future__ import annotations
 
 import ast
+import base64
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..geometry import CoordSpace
+from ..contracts.runpod import DocumentJobInput
+from ..errors import BadOutputError
+from ..geometry import CoordSpace, Frame
 from ..imaging import EncodedImage, RenderSpec
-from ..transports.base import ModelReply
-from ._common import ChatDialect, block_type, heading_text, image_part, parse_box, text_part
-from .base import PageContent, RawBlock
+from ..models import ModelReply, ModelRequest, PageContent, RawBlock
+from .base import ChatDialect
+from .parsing import block_type, heading_text, parse_box
+from .request_parts import image_part, text_part
 
-__all__ = ["DEFAULT_PROMPT", "DeepSeekDialect", "parse_grounded"]
+__all__ = ["DEFAULT_DOCUMENT_PROMPT", "DEFAULT_PROMPT", "DeepSeekDialect", "DeepSeekDocumentDialect", "parse_grounded"]
 
 DEFAULT_PROMPT = "<|grounding|>Convert the document to markdown."
+#: the whole-PDF worker runs the model offline, so its prompt keeps the ``<image>`` placeholder
+DEFAULT_DOCUMENT_PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
+#: how the whole-PDF worker joins the pages of its markdown
+PAGE_SPLIT = re.compile(r"\n*<---\s*Page Split\s*--->\n*")
 GRID = 999
 
 #: vllm_xargs of the DeepSeek-OCR vLLM recipe (the n-gram no-repeat logits processor)
@@ -116,7 +131,7 @@ class DeepSeekDialect(ChatDialect):
             out["vllm_xargs"] = dict(NGRAM_XARGS)
         return out
 
-    def parse_text(self, text: str, reply: ModelReply, page: Any) -> PageContent:
+    def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
         return parse_grounded(text)
 
 
@@ -195,3 +210,49 @@ def parse_grounded(text: str) -> PageContent:
         space=CoordSpace.grid(GRID),
         warnings=warnings,
     )
+
+
+class DeepSeekDocumentDialect:
+    """The DeepSeek seed's whole-PDF contract: the request is the PDF (a unit made by
+    :func:`ocrclient.docmode.document_unit`, whose "image" bytes are the PDF), the reply the
+    whole document's markdown.  ``inner`` is the run's page dialect (its name and render spec
+    are kept); ``prompt`` is ``dialect_options.document_prompt``.
+
+    ``parse`` gives one top-level block per page (label ``document-page:N``), its children the
+    page's grounded blocks (0-999 grid), so the split survives the scheduler and the cache.
+
+    Example::
+
+        >>> d = DeepSeekDocumentDialect(DeepSeekDialect())
+        >>> d.name, d.prompt.startswith("<image>")
+        ('deepseek-document', True)
+    """
+
+    def __init__(self, inner: Any, prompt: str | None = None) -> None:
+        self.inner = inner
+        self.name = f"{getattr(inner, 'name', 'dialect')}-document"
+        self.render: RenderSpec = getattr(inner, "render", RenderSpec())
+        self.prompt = prompt or DEFAULT_DOCUMENT_PROMPT
+
+    def build(self, page: Any, attempt: Any) -> ModelRequest:
+        assert page.encoded is not None
+        job = DocumentJobInput(pdf_base64=base64.b64encode(page.encoded.data).decode("ascii"), prompt=self.prompt)
+        return ModelRequest(
+            body=job.model_dump(exclude_none=True), kind="document", frame=Frame(1000, 1000), page_image=page
+        )
+
+    def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent:
+        text = reply.text or ""
+        if not text.strip():
+            raise BadOutputError("the worker returned empty markdown", cause="empty")
+        detection = reply.data.get("detection_markdown")
+        pages_md = PAGE_SPLIT.split(text.strip())
+        pages_det = PAGE_SPLIT.split(detection.strip()) if isinstance(detection, str) and detection.strip() else []
+        blocks: list[RawBlock] = []
+        warnings: list[str] = []
+        for k, md in enumerate(pages_md):
+            children = parse_grounded(pages_det[k]).blocks if len(pages_det) == len(pages_md) else []
+            blocks.append(RawBlock("text", md.strip(), label=f"document-page:{k + 1}", children=children))
+        if pages_det and len(pages_det) != len(pages_md):
+            warnings.append("detection markdown does not match the pages: no boxes")
+        return PageContent(markdown=text, blocks=blocks, space=CoordSpace.grid(GRID), warnings=warnings)

@@ -35,9 +35,10 @@ from typing import Any
 from ..errors import BadOutputError
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
-from ..transports.base import ModelReply
-from ._common import ChatDialect, block_type, heading_text, image_part, parse_box, text_part
-from .base import PageContent, RawBlock
+from ..models import ModelReply, ModelRequest, PageContent, RawBlock
+from .base import ChatDialect
+from .parsing import block_type, heading_text, parse_box
+from .request_parts import image_part, text_part
 
 __all__ = ["PROMPT_LAYOUT_ALL_EN", "DotsDialect", "smart_resize"]
 
@@ -134,9 +135,9 @@ class DotsDialect(ChatDialect):
     def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
         return [image_part(image), text_part(IMAGE_TOKENS + self.prompt)]
 
-    def parse_text(self, text: str, reply: ModelReply, page: Any) -> PageContent:
-        enc = getattr(page, "encoded", None)
-        space = self.space_for(enc.width, enc.height) if enc is not None else CoordSpace.sent_pixels()
+    def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
+        frame = request.frame  # the image the model saw
+        space = self.space_for(frame.width_px, frame.height_px) if frame is not None else CoordSpace.sent_pixels()
         return parse_cells(text, space, include_headers_footers=self.include_headers_footers,
                            truncated=reply.finish_reason == "length")  # fmt: skip
 

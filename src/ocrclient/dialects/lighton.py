@@ -34,9 +34,10 @@ from typing import Any
 
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
-from ..transports.base import ModelReply
-from ._common import ChatDialect, image_part, markdown_blocks, parse_box, text_part
-from .base import PageContent, RawBlock
+from ..models import ModelReply, ModelRequest, PageContent, RawBlock
+from .base import ChatDialect
+from .parsing import markdown_blocks, parse_box
+from .request_parts import image_part, text_part
 
 __all__ = ["LightOnDialect", "parse_lighton"]
 
@@ -75,7 +76,7 @@ class LightOnDialect(ChatDialect):
             parts.append(text_part(str(self.prompt)))
         return parts
 
-    def parse_text(self, text: str, reply: ModelReply, page: Any) -> PageContent:
+    def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
         return parse_lighton(text)
 
 

@@ -44,16 +44,10 @@ from ..config import BackendConfig
 from ..errors import BadOutputError
 from ..geometry import CoordSpace, Frame
 from ..imaging import EncodedImage, RenderSpec
-from ..transports.base import ModelReply
-from ._common import (
-    ChatDialect,
-    _require_image,
-    image_part,
-    markdown_blocks,
-    rotate_encoded,
-    text_part,
-)
-from .base import PageContent
+from ..models import ModelReply, ModelRequest, PageContent
+from .base import ChatDialect
+from .parsing import markdown_blocks
+from .request_parts import image_part, require_image, rotate_encoded, text_part
 
 __all__ = ["PROMPT_V4", "OlmOCRDialect", "parse_front_matter"]
 
@@ -140,25 +134,27 @@ class OlmOCRDialect(ChatDialect):
         self.prompt = str(self.options.get("prompt") or PROMPT_V4)
         self.max_attempts = max_attempts
         self.space = CoordSpace.unit()
-        #: (source, index) -> (attempt number, cumulative olmOCR rotation) of the last build
-        self._sent: dict[tuple[str, int], tuple[int, int]] = {}
-        #: (source, index) -> cumulative olmOCR rotation, kept across attempts until a success
-        self._rotation: dict[tuple[str, int], int] = {}
 
     @classmethod
     def config_kwargs(cls, cfg: BackendConfig) -> dict[str, Any]:
         return {"max_attempts": cfg.max_attempts}
 
     # olmOCR rotation (counter-clockwise, pipeline convention) -> our clockwise Frame rotation
+    # (and back: the conversion is its own inverse)
     @staticmethod
     def clockwise(olm_rotation: int) -> int:
         return (360 - olm_rotation % 360) % 360
 
-    def prepare(self, page: Any, attempt: Any) -> tuple[EncodedImage, Frame]:
+    @staticmethod
+    def rotation_for(attempt: Any) -> int:
+        """The cumulative olmOCR rotation to send at ``attempt``: the previous error's
+        ``olmocr_rotation`` hint; else its ``rotate`` hint on top of what the previous attempt
+        sent; else what the previous attempt sent (so a page turned upright stays turned when a
+        timeout or a truncation comes between).  The first attempt sends the page as it is."""
         hint = getattr(attempt, "hint", {}) or {}
         number = int(getattr(attempt, "number", 1) or 1)
-        key = (str(getattr(page, "source", "")), int(getattr(page, "index", 0)))
-        previous = self._rotation.get(key, 0) if number > 1 else 0
+        previous_context = getattr(attempt, "previous_context", None) or {}
+        previous = _int(previous_context.get("olmocr_rotation", 0)) if number > 1 else 0
         if "olmocr_rotation" in hint:
             cumulative = hint["olmocr_rotation"]
         elif "rotate" in hint:
@@ -166,19 +162,28 @@ class OlmOCRDialect(ChatDialect):
         else:
             cumulative = previous
         cumulative = _int(cumulative) % 360
-        if cumulative % 90:
-            cumulative = 0
-        self._rotation[key] = cumulative
-        self._sent[key] = (number, cumulative)
-        enc = _require_image(page)
-        return rotate_encoded(enc, self.clockwise(cumulative), self.render)
+        return 0 if cumulative % 90 else cumulative
+
+    def prepare(self, page: Any, attempt: Any) -> tuple[EncodedImage, Frame]:
+        return rotate_encoded(require_image(page), self.clockwise(self.rotation_for(attempt)), self.render)
+
+    def build(self, page: Any, attempt: Any) -> ModelRequest:
+        request = super().build(page, attempt)
+        assert request.frame is not None
+        # what parse needs to judge the reply: the rotation it was read at, and how many tries
+        # are left
+        request.context.update(
+            olmocr_rotation=self.clockwise(request.frame.rotation),
+            attempt=int(getattr(attempt, "number", 1) or 1),
+        )
+        return request
 
     def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
         return [text_part(self.prompt), image_part(image)]
 
-    def parse_text(self, text: str, reply: ModelReply, page: Any) -> PageContent:
-        key = (str(getattr(page, "source", "")), int(getattr(page, "index", 0)))
-        number, sent_rotation = self._sent.pop(key, (1, 0))
+    def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
+        number = _int(request.context.get("attempt", 1)) or 1
+        sent_rotation = _int(request.context.get("olmocr_rotation", 0))
         meta, body, warnings = parse_front_matter(text)
         content = PageContent(
             markdown=body,
@@ -195,18 +200,12 @@ class OlmOCRDialect(ChatDialect):
                 content.warnings.append(f"model asks for a {corr} degree rotation; last attempt, kept as is")
             elif reply.finish_reason in (None, "stop"):
                 cumulative = (sent_rotation + corr) % 360
-                self._rotation[key] = cumulative
                 raise BadOutputError(
                     f"page is not upright; retrying rotated (olmOCR rotation_correction={corr})",
                     cause="rotation",
                     partial=content,
                     hint={"rotate": corr, "olmocr_rotation": cumulative},
                 )
-        return content
-
-    def parse(self, reply: ModelReply, page: Any) -> PageContent:
-        content = super().parse(reply, page)
-        self._rotation.pop((str(getattr(page, "source", "")), int(getattr(page, "index", 0))), None)
         return content
 
 

@@ -19,9 +19,10 @@ from typing import Any
 from ..errors import ConfigError
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
-from ..transports.base import ModelReply, ModelRequest
-from ._common import ChatDialect, image_part, markdown_blocks, text_part
-from .base import PageContent
+from ..models import ModelReply, ModelRequest, PageContent
+from .base import ChatDialect
+from .parsing import markdown_blocks
+from .request_parts import image_part, text_part
 
 __all__ = ["DEFAULT_PROMPT", "PlainDialect"]
 
@@ -69,7 +70,7 @@ class PlainDialect(ChatDialect):
             request.body["messages"].insert(0, {"role": "system", "content": str(self.system)})
         return request
 
-    def parse_text(self, text: str, reply: ModelReply, page: Any) -> PageContent:
+    def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
         md = text.strip()
         m = _FENCE.match(md)
         if m:  # chat models like to wrap the page in ```markdown fences

@@ -54,8 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..geometry import CoordSpace
 from ..imaging import RenderSpec
-from ..transports.base import ModelReply, ModelRequest
-from .base import Attempt, PageContent, RawBlock
+from ..models import Attempt, ModelReply, ModelRequest, PageContent, RawBlock
 
 if TYPE_CHECKING:
     from ..config import BackendConfig
@@ -646,7 +645,7 @@ class RapidOCRDialect:
 
         dialect = RapidOCRDialect()
         request = dialect.build(page, Attempt())          # body == {"image": <png bytes>}
-        content = dialect.parse(await transport.send(request), page)
+        content = dialect.parse(await transport.send(request), request)
         content.markdown                                   # "# Quarterly Field Report\\n\\n..."
     """
 
@@ -666,11 +665,10 @@ class RapidOCRDialect:
         return ModelRequest(
             body={"image": page.encoded.data},
             frame=page.frame,
-            page=page.number,
-            source=page.source,
+            page_image=page,
         )
 
-    def parse(self, reply: ModelReply, page: PageImage) -> PageContent:
+    def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent:
         space = CoordSpace.sent_pixels()
         lines = _lines_from_reply(reply)
         if lines is None:  # a reply without line data (e.g. from a cache of text only)
@@ -685,5 +683,6 @@ class RapidOCRDialect:
             )
         if not lines:
             return PageContent(markdown="", space=space, warnings=["no text found"])
-        markdown, blocks, meta = _layout_lines(lines, page.number)
+        page = request.page_image
+        markdown, blocks, meta = _layout_lines(lines, page.number if page is not None else request.page or 1)
         return PageContent(markdown=markdown, blocks=blocks, space=space, meta=meta)

@@ -24,9 +24,10 @@ from typing import Any
 
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
-from ..transports.base import ModelReply
-from ._common import ChatDialect, image_part, markdown_blocks, text_part
-from .base import PageContent
+from ..models import ModelReply, ModelRequest, PageContent
+from .base import ChatDialect
+from .parsing import markdown_blocks
+from .request_parts import image_part, text_part
 
 __all__ = ["PROMPT", "RolmOCRDialect"]
 
@@ -56,6 +57,6 @@ class RolmOCRDialect(ChatDialect):
     def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
         return [image_part(image), text_part(self.prompt)]
 
-    def parse_text(self, text: str, reply: ModelReply, page: Any) -> PageContent:
+    def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
         md = text.strip()
         return PageContent(markdown=md, blocks=markdown_blocks(md), space=CoordSpace.unit())

@@ -42,9 +42,11 @@ from ..contracts.ocular import DecodingOptions, OcularRequest
 from ..errors import ConfigError
 from ..geometry import CoordSpace, Frame
 from ..imaging import RenderSpec
-from ..transports.base import ModelReply, ModelRequest
-from ._common import DEFAULT_LADDER, ModelDialect, _require_image, check_reply, finish, ladder_value
-from .base import PageContent, RawBlock
+from ..models import ModelReply, ModelRequest, PageContent, RawBlock
+from .base import ModelDialect
+from .reply_checks import check_reply, finish
+from .request_parts import require_image
+from .sampling import DEFAULT_LADDER, ladder_value
 
 __all__ = ["TrOCRDialect"]
 
@@ -94,7 +96,7 @@ class TrOCRDialect(ModelDialect):
 
     def build(self, page: Any, attempt: Any) -> ModelRequest:
         number = int(getattr(attempt, "number", 1) or 1)
-        enc = _require_image(page)
+        enc = require_image(page)
         fields: dict[str, Any] = {
             "image": enc.b64(),
             "model_name": self.model,
@@ -112,11 +114,10 @@ class TrOCRDialect(ModelDialect):
             kind="ocular",
             route=self.route,
             frame=Frame(enc.width, enc.height, 0),
-            page=getattr(page, "number", None),
-            source=getattr(page, "source", None),
+            page_image=page,
         )
 
-    def parse(self, reply: ModelReply, page: Any) -> PageContent:
+    def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent:
         text = check_reply(reply).strip()
         warnings: list[str] = []
         raw = (reply.data or {}).get("confidence") if isinstance(reply.data, dict) else None

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from ..geometry import Frame, PageBox
-from ..imaging import EncodedImage, RenderSpec, encode
+from ..geometry import PageBox
+from ..imaging import RenderSpec, encode
+from ..models import PageImage
 
 if TYPE_CHECKING:
     from .sources import SourceKind
@@ -40,43 +41,6 @@ PDFIUM_LOCK = threading.RLock()
 #: pages smaller than this (points) on either side are refused (PDFium turns a 0x0 MediaBox
 #: into US letter itself; anything below one point is a broken page, not a document)
 _MIN_PAGE_PT = 1.0
-
-
-@dataclass
-class PageImage:
-    """One page, rendered as displayed and encoded as its backend's RenderSpec asks.
-
-    ``page_box`` carries the page's geometry (displayed size in points, ``/Rotate``, CropBox
-    offset); ``encoded`` the image bytes that will be sent; ``error`` is set instead of
-    ``encoded`` when this one page could not be rendered (the page is then reported as failed,
-    never dropped).
-    """
-
-    source: str
-    index: int
-    page_box: PageBox
-    encoded: EncodedImage | None
-    render_scale: float = 1.0
-    error: str | None = None
-    #: seconds the worker spent rendering + encoding this page
-    render_s: float = 0.0
-
-    @property
-    def number(self) -> int:
-        """1-based page number."""
-        return self.index + 1
-
-    @property
-    def frame(self) -> Frame:
-        if self.encoded is None:
-            raise ValueError(f"page {self.number} of {self.source} has no image: {self.error}")
-        return Frame(self.encoded.width, self.encoded.height)
-
-    def image(self) -> Image.Image:
-        """The decoded PIL image of the page (as displayed)."""
-        if self.encoded is None:
-            raise ValueError(f"page {self.number} of {self.source} has no image: {self.error}")
-        return self.encoded.decode()
 
 
 @dataclass(frozen=True)

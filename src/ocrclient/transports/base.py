@@ -3,7 +3,9 @@
 A transport moves exactly one attempt for one page and knows HTTP, auth, polling and limits —
 nothing about models.  It never retries on its own: it raises an :mod:`ocrclient.errors` class
 and the scheduler decides.  If the awaiting task is cancelled, a transport that started remote
-work (a RunPod job) cancels it remotely before re-raising.
+work (a RunPod job) cancels it remotely before re-raising.  :class:`ModelRequest` and
+:class:`ModelReply` are defined in :mod:`ocrclient.models` (the data that crosses the seams) and
+stay importable from here.
 
 Example (a transport in four lines — the in-process fakes in tests look like this)::
 
@@ -19,12 +21,12 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from ..geometry import Frame
 from ..imaging import Base64Text
+from ..models import ModelReply, ModelRequest, RequestKind  # the seam's data (re-exported here)
 
 __all__ = [
     "Health",
@@ -36,51 +38,6 @@ __all__ = [
     "release_request_body",
     "release_request_body_hook",
 ]
-
-#: chat: an OpenAI chat-completions body; ocular: the OLM/RoLM HTTP JSON contract;
-#: document: the DeepSeek seed's whole-PDF job input
-RequestKind = Literal["chat", "ocular", "document"]
-
-
-@dataclass
-class ModelRequest:
-    """One attempt for one page, as plain data.
-
-    ``body`` is, for ``kind="chat"``, exactly the JSON of an OpenAI ``/chat/completions`` request
-    (``model``, ``messages`` with the image as a data URL, ``max_tokens``, sampling, and vLLM extras
-    such as ``skip_special_tokens`` / ``vllm_xargs`` at top level).  For ``ocular`` it is
-    ``{"image": <base64>, ...}`` and ``route`` names the path (``/extract_text``); for
-    ``document`` it is the whole-PDF job input.
-    """
-
-    body: dict[str, Any]
-    kind: RequestKind = "chat"
-    frame: Frame | None = None
-    route: str | None = None
-    #: seconds this attempt may take end to end (set by the scheduler)
-    timeout_s: float | None = None
-    #: 1-based page number and source name, for logs and remote job metadata only
-    page: int | None = None
-    source: str | None = None
-    #: per-request knobs for the transport (e.g. {"stream": False})
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ModelReply:
-    """The raw answer of one attempt."""
-
-    text: str
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    latency_s: float = 0.0
-    #: RunPod executionTime / delayTime in seconds, when the platform reports them
-    gpu_seconds: float | None = None
-    queue_seconds: float | None = None
-    job_id: str | None = None
-    #: anything else the contract returns (ocular ``confidence``, whole-PDF paths, raw JSON)
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,0 +1,74 @@
+"""What a run reports as it goes: one event per page started, retried, done or failed, and per
+document done.  Pass a callable as ``on_event`` (:class:`~ocrclient.scheduler.Scheduler`,
+:func:`~ocrclient.aconvert`) to receive them; the ``ocr`` progress bar is one such callable.
+
+Example::
+
+    >>> from ocrclient.events import PageDone
+    >>> PageDone("a.pdf", 3, "ok", attempts=1, latency_s=2.5, cached=False).status
+    'ok'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .document import Document, PageError
+
+__all__ = ["DocumentDone", "Event", "PageDone", "PageFailed", "PageRetried", "PageStarted"]
+
+
+@dataclass(frozen=True)
+class PageStarted:
+    """An attempt at a page is being sent."""
+
+    source: str
+    page: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class PageRetried:
+    """An attempt failed; the page is tried again after ``delay_s``."""
+
+    source: str
+    page: int
+    attempt: int
+    kind: str
+    cause: str
+    message: str
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class PageDone:
+    """A page finished, ok or degraded (``cached``: read from the resume cache)."""
+
+    source: str
+    page: int
+    status: str
+    attempts: int
+    latency_s: float
+    cached: bool
+
+
+@dataclass(frozen=True)
+class PageFailed:
+    """A page failed for good (its error is in the document too)."""
+
+    source: str
+    page: int
+    error: PageError
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DocumentDone:
+    """Every page of a document is done."""
+
+    source: str
+    document: Document
+
+
+#: any of the events above
+Event = PageStarted | PageRetried | PageDone | PageFailed | DocumentDone
