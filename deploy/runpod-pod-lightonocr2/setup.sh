@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# One-time setup on a RunPod GPU pod (template "RunPod PyTorch", >= 8 GB VRAM, 40 GB disk,
+# One-time setup on a RunPod GPU pod (template "RunPod PyTorch", image
+# runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04; >= 8 GB VRAM, 40 GB disk,
 # TCP/HTTP port 8000 exposed).  Installs pinned vLLM + transformers and pre-downloads the weights
 # into /workspace (the pod's persistent volume) so restarts do not download again.
+# Each `pip install` below is one resolve: tests/deploy/test_deploy_pins.py checks every one of
+# them on PyPI for that image's Python.
 set -euo pipefail
 
 MODEL_ID="${MODEL_ID:-lightonai/LightOnOCR-2-1B}"
@@ -10,10 +13,10 @@ TRANSFORMERS_VERSION="${TRANSFORMERS_VERSION:-5.0.0}"
 export HF_HOME="${HF_HOME:-/workspace/hf-cache}"
 
 python3 -m pip install --no-cache-dir --upgrade "pip==25.3"
-python3 -m pip install --no-cache-dir "vllm==${VLLM_VERSION}"
-# LightOnOCR-2 needs transformers 5; vLLM 0.15 pins <5, so install it afterwards (works at runtime).
+python3 -m pip install --no-cache-dir "vllm==${VLLM_VERSION}" "httpx==0.28.1"
+# LightOnOCR-2 needs transformers 5; vLLM 0.15 pins <5, so install it afterwards, on its own: a
+# deliberate override of vLLM's pin (works at runtime).
 python3 -m pip install --no-cache-dir "transformers==${TRANSFORMERS_VERSION}"
-python3 -m pip install --no-cache-dir "httpx==0.28.1"
 
 python3 - <<PY
 from huggingface_hub import snapshot_download
