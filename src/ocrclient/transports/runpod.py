@@ -1,7 +1,8 @@
 """RunPod serverless transport: one page = one RunPod job, over plain httpx.
 
 Wire contract (verified against RunPod's docs ``serverless/endpoints/send-requests.mdx`` and the
-``runpod`` SDK 1.12 sources; see the module notes at the bottom):
+``runpod`` SDK 1.12 sources, whose wire parts are the same in 1.10, the release deploy/ pins;
+see the module notes at the bottom):
 
 * ``POST {base}/{endpoint}/run`` -> ``{"id", "status"}``, then ``GET .../status/{id}`` until a
   terminal status (``COMPLETED``, ``FAILED``, ``CANCELLED``, ``TIMED_OUT``).  Results of ``/run``
