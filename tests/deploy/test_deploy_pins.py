@@ -207,7 +207,8 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
 
 
 def _copied_from(dockerfile: Path, copies: list[str], target: str) -> Path:
-    """The repo file a ``COPY src dest`` put at ``target`` (build context: the folder or deploy/)."""
+    """The repo file a ``COPY src dest`` put at ``target`` (build context: the folder, deploy/ or
+    the repository root, which the images that copy ``src/ocrclient/contracts`` are built from)."""
     for args in copies:
         words = [w for w in args.split() if not w.startswith("--")]
         *srcs, dest = words
@@ -215,7 +216,7 @@ def _copied_from(dockerfile: Path, copies: list[str], target: str) -> Path:
             in_image = dest if not dest.endswith("/") else dest + Path(src).name
             if in_image != target:
                 continue
-            for context in (dockerfile.parent, dockerfile.parent.parent):
+            for context in (dockerfile.parent, dockerfile.parent.parent, dockerfile.parent.parent.parent):
                 if (context / src).is_file():
                     return context / src
     raise DiscoveryError(f"{dockerfile}: no COPY puts a repo file at {target}")
