@@ -1,0 +1,1 @@
+"""The embedded OCR engine (RapidOCR) and the layout built from its lines."""
