@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Box", "Line", "em_width", "estimate_size", "lines_from_dicts", "union", "weighted_median"]
+__all__ = ["Box", "Line", "Measured", "em_width", "estimate_size", "lines_from_dicts", "union", "weighted_median"]
 
 Box = tuple[float, float, float, float]
 
@@ -48,8 +48,44 @@ def em_width(text: str) -> float:
     return total
 
 
+class Measured:
+    """The coordinates of the box the layout rules measure (:attr:`mbox`), for lines and tables."""
+
+    @property
+    def mbox(self) -> Box:
+        raise NotImplementedError
+
+    @property
+    def x0(self) -> float:
+        return self.mbox[0]
+
+    @property
+    def y0(self) -> float:
+        return self.mbox[1]
+
+    @property
+    def x1(self) -> float:
+        return self.mbox[2]
+
+    @property
+    def y1(self) -> float:
+        return self.mbox[3]
+
+    @property
+    def w(self) -> float:
+        return self.mbox[2] - self.mbox[0]
+
+    @property
+    def h(self) -> float:
+        return self.mbox[3] - self.mbox[1]
+
+    @property
+    def cy(self) -> float:
+        return (self.mbox[1] + self.mbox[3]) / 2
+
+
 @dataclass
-class Line:
+class Line(Measured):
     """A recognised line: ``box`` is what is reported, ``lbox`` what the layout rules measure (the
     detector's box, padded to the line height, when the transport sends it as ``det_box``: ink-tight
     boxes vary with ascenders and descenders, which would upset gap and size rules)."""
@@ -66,33 +102,8 @@ class Line:
             self.lbox = self.box
 
     @property
-    def x0(self) -> float:
-        return self.lbox[0]
-
-    @property
-    def y0(self) -> float:
-        return self.lbox[1]
-
-    @property
-    def x1(self) -> float:
-        return self.lbox[2]
-
-    @property
-    def y1(self) -> float:
-        return self.lbox[3]
-
-    @property
-    def w(self) -> float:
-        return self.lbox[2] - self.lbox[0]
-
-    @property
-    def h(self) -> float:
-        return self.lbox[3] - self.lbox[1]
-
-    @property
-    def cy(self) -> float:
-        return (self.lbox[1] + self.lbox[3]) / 2
-
+    def mbox(self) -> Box:
+        return self.lbox
 
 
 def union(boxes: Iterable[Box]) -> Box:

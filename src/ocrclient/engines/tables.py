@@ -16,13 +16,13 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .lines import Box, Line, union
+from .lines import Box, Line, Measured, union
 
 __all__ = ["Table", "find_tables", "table_columns", "table_markdown"]
 
 
 @dataclass
-class Table:
+class Table(Measured):
     """Rows of cells (lines), top to bottom; ``box`` is what the layout measures, ``out_box`` what
     is reported."""
 
@@ -41,28 +41,8 @@ class Table:
         return union(ln.box for ln in self.lines)
 
     @property
-    def x0(self) -> float:
-        return self.box[0]
-
-    @property
-    def y0(self) -> float:
-        return self.box[1]
-
-    @property
-    def x1(self) -> float:
-        return self.box[2]
-
-    @property
-    def y1(self) -> float:
-        return self.box[3]
-
-    @property
-    def w(self) -> float:
-        return self.box[2] - self.box[0]
-
-    @property
-    def cy(self) -> float:
-        return (self.box[1] + self.box[3]) / 2
+    def mbox(self) -> Box:
+        return self.box
 
 
 def _group_rows(lines: Sequence[Line]) -> list[list[Line]]:
