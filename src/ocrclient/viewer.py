@@ -433,6 +433,12 @@ def load_document(json_path: Path) -> Document:
         raise InputError(f"{json_path}: not JSON ({exc.msg})") from exc
 
 
+def write(doc: Document, path: Path, *, source: str | Path | None = None) -> Path:
+    """Write the viewer for ``doc`` to ``path`` (pages rendered from ``source`` or
+    ``doc.source``; blank pages with a note when it cannot be found)."""
+    return atomic_write(path, render_html(doc, source=source, base=path.parent))
+
+
 def write_viewer(json_path: Path, out_html: Path | None = None) -> Path:
     """Write the viewer for the result ``json_path`` to ``out_html`` (default: the same path
     with ``.html``) and return it.  The source document is looked up as recorded in the JSON,
