@@ -669,7 +669,7 @@ def view(
     out: Annotated[Path | None, typer.Option("-o", "--out", help="HTML file to write (default: next to the JSON).")] = None,
 ) -> None:
     """Write a static HTML viewer: page images with block boxes drawn over them."""
-    from .viewer import write_viewer
+    from .exporters.html import write_viewer
 
     if not result.is_file():
         raise _fail(f"{result}: no such file")

@@ -27,7 +27,7 @@ EXPORTERS: dict[str, tuple[str, str]] = {
     "md": ("ocrclient.exporters.markdown:write", ".md"),
     "json": ("ocrclient.exporters.jsonout:write", ".json"),
     "txt": ("ocrclient.exporters.text:write", ".txt"),
-    "html": ("ocrclient.viewer:write", ".html"),
+    "html": ("ocrclient.exporters.html:write", ".html"),
     "pdf": ("ocrclient.exporters.pdf:write", ".pdf"),
 }
 

@@ -40,10 +40,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .document import BLOCK_TYPES, Block, Document, Page
-from .errors import InputError
-from .exporters._io import atomic_write
-from .exporters.figures import norm_box, render_pages, resolve_source, source_spec
+from ..document import BLOCK_TYPES, Block, Document, Page
+from ..errors import InputError
+from ._io import atomic_write
+from .figures import norm_box, render_pages, resolve_source, source_spec
 
 __all__ = [
     "FIXED_SHEET_LEFT",
