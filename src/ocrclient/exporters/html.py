@@ -1,8 +1,10 @@
-"""A static, self-contained HTML viewer for an OCR result (``ocr view`` and ``--format html``).
+"""HTML writer (``--format html``, ``ocr view``): a static, self-contained viewer of an OCR result.
 
 One file, no server and nothing fetched from the network: each page is embedded as a JPEG data
-URL (rendered from the source at :data:`VIEWER_DPI`; a blank page of the right aspect with a
-note when the source cannot be found), the blocks are drawn over it as absolutely positioned
+URL at :data:`VIEWER_DPI` (:func:`page_jpeg`: in a run, made from the run's own render of the
+page as it finishes and kept in the output folder until the file is written; for a Document
+written without its run — ``ocr view`` on a JSON result — rendered again from the input, and a
+blank page of the right aspect with a note when it cannot be found), the blocks are drawn over it as absolutely positioned
 boxes placed with ``bbox_norm`` (percentages, so any zoom works), colored by block type with a
 legend.  Hovering a box shows its text; clicking it shows the block (type, label, confidence,
 box, flags, text) in the side panel.  A page list, prev/next buttons and the keyboard
@@ -22,9 +24,13 @@ JavaScript every page is shown one after another.
 
 Example::
 
-    >>> from ocrclient.viewer import write_viewer                  # doctest: +SKIP
+    >>> from ocrclient.exporters.html import write_viewer          # doctest: +SKIP
     >>> write_viewer(Path("out/report.json"))    # writes out/report.html  # doctest: +SKIP
     PosixPath('out/report.html')
+    >>> viewer_size(612, 792, pdf=True, pages=3)   # a US-letter page at 100 dpi
+    (850, 1100)
+
+``ocrclient.viewer`` (its old home) re-exports this module.
 """
 
 from __future__ import annotations
@@ -36,14 +42,17 @@ import json
 import logging
 import re
 import secrets
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
+from PIL import Image
 from pydantic import ValidationError
 
 from ..document import BLOCK_TYPES, Block, Document, Page
 from ..errors import InputError
 from ._io import atomic_write
-from .figures import norm_box, render_pages, resolve_source, source_spec
+from .figures import norm_box
 
 __all__ = [
     "FIXED_SHEET_LEFT",
@@ -51,7 +60,11 @@ __all__ = [
     "FIXED_SHEET_WIDTH",
     "TYPE_COLORS",
     "VIEWER_DPI",
+    "load_document",
+    "page_jpeg",
     "render_html",
+    "viewer_size",
+    "write",
     "write_viewer",
 ]
 
@@ -310,24 +323,46 @@ def _banner(page: Page) -> str:
     return ""
 
 
-def _page_images(doc: Document, source: Path | None) -> tuple[dict[int, str], dict[int, str]]:
-    """page number -> data URL, and page number -> why there is no image."""
-    images: dict[int, str] = {}
+def viewer_size(width_pt: float, height_pt: float, *, pdf: bool, pages: int, have: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Pixel size of a page's embedded image: PDF pages at :data:`VIEWER_DPI` (72 dpi past 100
+    pages, so the one file stays openable), images at their own pixels, capped at
+    :data:`VIEWER_MAX_SIDE` and never larger than the image there is (``have``)."""
+    scale = ((VIEWER_DPI if pages <= 100 else 72.0) / 72.0) if pdf else 1.0
+    w, h = max(1.0, width_pt * scale), max(1.0, height_pt * scale)
+    shrink = min(1.0, VIEWER_MAX_SIDE / max(w, h))
+    if have is not None:
+        shrink = min(shrink, have[0] / w, have[1] / h)
+    return max(1, round(w * shrink)), max(1, round(h * shrink))
+
+
+def page_jpeg(image: Image.Image, size: tuple[int, int]) -> bytes:
+    """A page image as the viewer embeds it: ``size`` pixels, JPEG at :data:`VIEWER_JPEG_QUALITY`."""
+    img = image if image.mode in ("RGB", "L") else image.convert("RGB")
+    if img.size != size:
+        img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=VIEWER_JPEG_QUALITY)
+    return buf.getvalue()
+
+
+def _page_images(doc: Document, source: Path | None) -> tuple[dict[int, bytes], dict[int, str]]:
+    """For a Document without its run: page number -> JPEG rendered again from ``source``, and
+    page number -> why there is no image."""
+    from .source import render_pages, source_spec
+
+    images: dict[int, bytes] = {}
     missing: dict[int, str] = {}
     numbers = [p.page for p in doc.pages]
     if source is None:
         why = f"source not available: {doc.source}"
         return images, dict.fromkeys(numbers, why)
-    # long documents get lighter images so the one file stays openable
     dpi = VIEWER_DPI if len(numbers) <= 100 else 72.0
     spec = source_spec(source, dpi, fmt="jpeg", quality=VIEWER_JPEG_QUALITY, longest_side=VIEWER_MAX_SIDE)
-    for number, img, err in render_pages(source, numbers, spec):
-        if img is None:
+    for number, pimg, err in render_pages(source, numbers, spec):
+        if pimg is None or pimg.encoded is None:
             missing[number] = f"page image not available: {err}"
             continue
-        buf = io.BytesIO()
-        img.convert("RGB").save(buf, "JPEG", quality=VIEWER_JPEG_QUALITY)
-        images[number] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        images[number] = pimg.encoded.data
     return images, missing
 
 
@@ -344,48 +379,42 @@ def _used_types(doc: Document) -> dict[str, int]:
     return counts
 
 
-def render_html(doc: Document, *, source: str | Path | None = None, base: Path | None = None, title: str | None = None) -> str:
-    """The viewer page for ``doc`` as one HTML string (page images rendered from ``source``, or
-    from ``doc.source`` found as written or under ``base``)."""
-    src_path = resolve_source(doc, source, base)
-    images, missing = _page_images(doc, src_path)
-    nonce = secrets.token_urlsafe(16)
-    name = title or Path(doc.source).name or doc.source
-    stats = doc.stats
+def _section(p: Page, image: bytes | str | None, note: str) -> tuple[str, str]:
+    """One page's navigator entry and its section (image or blank note, boxes, banner, info)."""
+    badge = {"failed": "failed", "degraded": "degraded"}.get(p.status, "ok")
+    nav = (
+        f'<a href="?page={p.page}" data-page="{p.page}" class="nav-{badge}">Page {p.page}'
+        f'<span class="st st-{badge}">{_e(p.status)}</span></a>'
+    )
+    w, h = (p.width, p.height) if p.width > 0 and p.height > 0 else _DEFAULT_SIZE
+    if image is not None:
+        url = image if isinstance(image, str) else "data:image/jpeg;base64," + base64.b64encode(image).decode("ascii")
+        visual = f'<img class="scan" alt="page {p.page}" src="{url}">'
+    else:
+        visual = f'<div class="blank"><p>{_e(note)}</p></div>'
+    section = (
+        f'<section class="page status-{badge}" id="page-{p.page}" data-page="{p.page}" '
+        f'data-width="{w:g}" data-height="{h:g}">'
+        f'<div class="pagehead"><h2>Page {p.page} <span class="st st-{badge}">{_e(p.status)}</span></h2>{_banner(p)}</div>'
+        f'<div class="sheet" style="aspect-ratio:{w:g} / {h:g}">{visual}{"".join(_boxes(p))}</div>'
+        f'<template class="info">{_page_info(p)}</template>'
+        "</section>"
+    )
+    return nav, section
+
+
+def _meta(doc: Document) -> str:
     n_failed = sum(p.status == "failed" for p in doc.pages)
     n_degraded = sum(p.status == "degraded" for p in doc.pages)
-    meta = (
+    return (
         f"{len(doc.pages)} page(s) · {n_failed} failed · {n_degraded} degraded · backend {doc.backend}"
         + (f" · model {doc.model}" if doc.model else "")
-        + (f" · {stats.wall_s:.1f} s" if stats.wall_s else "")
+        + (f" · {doc.stats.wall_s:.1f} s" if doc.stats.wall_s else "")
     )
-    nav, sections = [], []
-    for p in doc.pages:
-        badge = {"failed": "failed", "degraded": "degraded"}.get(p.status, "ok")
-        nav.append(
-            f'<a href="?page={p.page}" data-page="{p.page}" class="nav-{badge}">Page {p.page}'
-            f'<span class="st st-{badge}">{_e(p.status)}</span></a>'
-        )
-        w, h = (p.width, p.height) if p.width > 0 and p.height > 0 else _DEFAULT_SIZE
-        if p.page in images:
-            visual = f'<img class="scan" alt="page {p.page}" src="{images[p.page]}">'
-        else:
-            note = missing.get(p.page, "page image not available")
-            visual = f'<div class="blank"><p>{_e(note)}</p></div>'
-        boxes = "".join(_boxes(p))
-        sections.append(
-            f'<section class="page status-{badge}" id="page-{p.page}" data-page="{p.page}" '
-            f'data-width="{w:g}" data-height="{h:g}">'
-            f'<div class="pagehead"><h2>Page {p.page} <span class="st st-{badge}">{_e(p.status)}</span></h2>{_banner(p)}</div>'
-            f'<div class="sheet" style="aspect-ratio:{w:g} / {h:g}">{visual}{boxes}</div>'
-            f'<template class="info">{_page_info(p)}</template>'
-            "</section>"
-        )
-    legend = "".join(
-        f'<span class="t-{k}"><i></i>{_e(k)} <span class="muted">{n}</span></span>'
-        for k, n in sorted(_used_types(doc).items(), key=lambda kv: list(TYPE_COLORS).index(kv[0]))
-    )
-    css = (
+
+
+def _styles() -> str:
+    return (
         _css()
         .replace("__LEFT__", str(FIXED_SHEET_LEFT))
         .replace("__TOP__", str(FIXED_SHEET_TOP))
@@ -393,13 +422,41 @@ def render_html(doc: Document, *, source: str | Path | None = None, base: Path |
         .replace("__HEADTOP__", str(FIXED_HEAD_TOP))
         .replace("__HEADH__", str(FIXED_SHEET_TOP - FIXED_HEAD_TOP - 4))
     )
+
+
+def render_html(
+    doc: Document,
+    *,
+    source: str | Path | None = None,
+    base: Path | None = None,
+    title: str | None = None,
+    images: Mapping[int, bytes | str] | None = None,
+    missing: Mapping[int, str] | None = None,
+) -> str:
+    """The viewer page for ``doc`` as one HTML string.  ``images`` (page number -> JPEG bytes
+    or a data URL) are a run's page images and ``missing`` the reasons for pages without one;
+    without ``images`` the pages are rendered again from ``source``, or from ``doc.source``
+    found as written or under ``base``."""
+    if images is None:
+        from .source import resolve_source
+
+        images, missing = _page_images(doc, resolve_source(doc, source, base))
+    missing = missing or {}
+    nonce = secrets.token_urlsafe(16)
+    name = title or Path(doc.source).name or doc.source
+    parts = [_section(p, images.get(p.page), missing.get(p.page, "page image not available")) for p in doc.pages]
+    nav, sections = [n for n, _ in parts], [s for _, s in parts]
+    legend = "".join(
+        f'<span class="t-{k}"><i></i>{_e(k)} <span class="muted">{n}</span></span>'
+        for k, n in sorted(_used_types(doc).items(), key=lambda kv: list(TYPE_COLORS).index(kv[0]))
+    )
     csp = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'"
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(name)} — ocrclient viewer</title><style>{css}</style></head>\n<body>"
-        f'<header><h1>{_e(name)}</h1><span class="meta">{_e(meta)}</span></header>'
+        f"<title>{_e(name)} — ocrclient viewer</title><style>{_styles()}</style></head>\n<body>"
+        f'<header><h1>{_e(name)}</h1><span class="meta">{_e(_meta(doc))}</span></header>'
         '<div id="layout">'
         f'<nav aria-label="pages">{"".join(nav)}</nav>'
         '<main><div class="toolbar"><button id="prev" type="button" title="previous page (←)">◀ Prev</button>'
@@ -433,12 +490,6 @@ def load_document(json_path: Path) -> Document:
         raise InputError(f"{json_path}: not JSON ({exc.msg})") from exc
 
 
-def write(doc: Document, path: Path, *, source: str | Path | None = None) -> Path:
-    """Write the viewer for ``doc`` to ``path`` (pages rendered from ``source`` or
-    ``doc.source``; blank pages with a note when it cannot be found)."""
-    return atomic_write(path, render_html(doc, source=source, base=path.parent))
-
-
 def write_viewer(json_path: Path, out_html: Path | None = None) -> Path:
     """Write the viewer for the result ``json_path`` to ``out_html`` (default: the same path
     with ``.html``) and return it.  The source document is looked up as recorded in the JSON,
@@ -450,14 +501,31 @@ def write_viewer(json_path: Path, out_html: Path | None = None) -> Path:
     return atomic_write(out, page)
 
 
-if __name__ == "__main__":  # python -m ocrclient.viewer RESULT.json [OUT.html]
-    import sys
+def write(
+    doc: Document,
+    path: Path,
+    *,
+    source: str | Path | None = None,
+    images: Mapping[int, bytes | str] | None = None,
+    missing: Mapping[int, str] | None = None,
+) -> Path:
+    """Write the viewer for ``doc`` to ``path``: with a run's page ``images``, or pages rendered
+    again from ``source`` / ``doc.source`` (blank pages with a note when it cannot be found)."""
+    return atomic_write(path, render_html(doc, source=source, base=path.parent, images=images, missing=missing))
 
-    if len(sys.argv) not in (2, 3):
+
+def main(argv: list[str]) -> int:
+    """``python -m ocrclient.exporters.html RESULT.json [OUT.html]`` (also ``-m ocrclient.viewer``)."""
+    if len(argv) not in (1, 2):
         print("usage: python -m ocrclient.viewer RESULT.json [OUT.html]", file=sys.stderr)
-        sys.exit(2)
+        return 2
     try:
-        print(write_viewer(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) == 3 else None))
+        print(write_viewer(Path(argv[0]), Path(argv[1]) if len(argv) == 2 else None))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
