@@ -123,6 +123,8 @@ class PageDone:
     attempts: int
     latency_s: float
     cached: bool
+    #: the finished page, for consumers that act on each page as it finishes (the output sink)
+    result: Page | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -529,7 +531,7 @@ class Scheduler:
             hit = self.cache.get(key)
             if hit is not None:
                 hit = hit.model_copy(update={"page": page.number, "cached": True})
-                self._emit(PageDone(page.source, page.number, hit.status, 0, 0.0, True))
+                self._emit(PageDone(page.source, page.number, hit.status, 0, 0.0, True, hit))
                 return hit
 
         started = time.monotonic()
@@ -606,7 +608,7 @@ class Scheduler:
         self._warm = True
         if key is not None and self.cache is not None:
             self.cache.put(key, page_out)
-        self._emit(PageDone(page.source, page.number, page_out.status, attempts, page_out.latency_s, False))
+        self._emit(PageDone(page.source, page.number, page_out.status, attempts, page_out.latency_s, False, page_out))
         return page_out
 
     def _priced(self, usage: Usage) -> Usage:
