@@ -24,8 +24,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from .errors import ConfigError, InputError, OcrError, redact, redact_data
+from .. import __version__
+from ..errors import ConfigError, InputError, OcrError, redact, redact_data
 
 app = typer.Typer(
     name="ocr",
@@ -184,7 +184,7 @@ class _Progress:
         self.progress.__exit__(None, None, None)
 
     def __call__(self, event: object) -> None:
-        from .scheduler import PageDone, PageFailed, PageRetried
+        from ..scheduler import PageDone, PageFailed, PageRetried
 
         if isinstance(event, PageDone | PageFailed):
             self.done += 1
@@ -260,14 +260,14 @@ def convert(
 ) -> None:
     """Convert documents to markdown + JSON.  Outputs mirror the inputs under OUT from their
     common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
-    from .api import Conversion, prepare
-    from .cache import PageCache
-    from .exporters import EXPORTERS, write_outputs
-    from .outputs import output_stems
+    from ..api import Conversion, prepare
+    from ..cache import PageCache
+    from ..exporters import EXPORTERS, write_outputs
+    from ..outputs import output_stems
 
     if verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-        from .errors import install_log_redaction
+        from ..errors import install_log_redaction
 
         install_log_redaction()
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
@@ -285,7 +285,7 @@ def convert(
             stems = output_stems([src for src, _ in plan], out, suffixes)
             stem_of = {src.key: stem for (src, _), stem in zip(plan, stems, strict=True)}
         plan = [(src, idx) for src, idx in plan if _in_shard(str(src.rel or src.name), shard_spec)]
-        from .registry import load_backend
+        from ..registry import load_backend
 
         be = load_backend(
             backend,
@@ -300,7 +300,7 @@ def convert(
 
     manifest = None
     if out is not None:
-        from .manifest import Manifest
+        from ..manifest import Manifest
 
         manifest = Manifest(out)
         if not redo:
@@ -325,7 +325,7 @@ def convert(
     def emit(result: Any) -> None:
         results.append(result)
         if out is None:
-            from .exporters.markdown import render
+            from ..exporters.markdown import render
 
             sys.stdout.write(render(result.document, page_markers=page_markers))
             sys.stdout.flush()
@@ -357,7 +357,7 @@ def convert(
         console.print(f"interrupted: wrote {len(results)} document(s) with what had finished")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except OcrError as exc:
-        from .scheduler import RunAborted
+        from ..scheduler import RunAborted
 
         if isinstance(exc, RunAborted):
             for result in conv.partial:
@@ -402,7 +402,7 @@ def convert(
 
 
 def _configured(cfg: Any) -> tuple[bool, str]:
-    from .registry import configured
+    from ..registry import configured
 
     return configured(cfg)
 
@@ -419,7 +419,7 @@ def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-reada
     variables each one reads."""
     from rich.text import Text
 
-    from .config import list_profiles, resolve_config
+    from ..config import list_profiles, resolve_config
 
     rows: list[dict[str, Any]] = []
     env: dict[str, list[str]] = {}
@@ -484,7 +484,7 @@ def health(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check that a backend is reachable and authorised (workers/queue, models)."""
-    from .registry import load_backend
+    from ..registry import load_backend
 
     try:
         over = _overrides(endpoint_id, base_url, api_key_env, None, None, None, None, mode, False)
@@ -527,7 +527,7 @@ def config_show(
     masked."""
     if ctx.invoked_subcommand is not None:
         return
-    from .config import config_dir, resolve_config
+    from ..config import config_dir, resolve_config
 
     try:
         over = _overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, None, False)
@@ -562,7 +562,7 @@ _CONFIG_TEMPLATE = """\
 @config_app.command("init")
 def config_init(force: Annotated[bool, typer.Option("--force")] = False) -> None:
     """Write a commented config file to the user config directory."""
-    from .config import config_dir
+    from ..config import config_dir
 
     path = config_dir() / "config.toml"
     if path.exists() and not force:
@@ -584,8 +584,8 @@ CacheDirOption = Annotated[
 
 
 def _page_cache(directory: Path | None) -> Any:
-    from .cache import PageCache
-    from .config import cache_dir
+    from ..cache import PageCache
+    from ..config import cache_dir
 
     try:
         return PageCache(directory or cache_dir())
@@ -632,7 +632,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Measure a backend: pages/s, latency p50/p95, retries, tokens, cost estimate."""
-    from .bench import run_bench
+    from ..bench import run_bench
 
     try:
         report = asyncio.run(
@@ -669,7 +669,7 @@ def view(
     out: Annotated[Path | None, typer.Option("-o", "--out", help="HTML file to write (default: next to the JSON).")] = None,
 ) -> None:
     """Write a static HTML viewer: page images with block boxes drawn over them."""
-    from .exporters.html import write_viewer
+    from ..exporters.html import write_viewer
 
     if not result.is_file():
         raise _fail(f"{result}: no such file")
@@ -685,7 +685,7 @@ def view(
 @app.command()
 def schema(path: Annotated[Path | None, typer.Argument(help="Write here instead of stdout.")] = None) -> None:
     """Print (or write) the JSON schema of the output document."""
-    from .document import json_schema, write_schema
+    from ..document import json_schema, write_schema
 
     if path is None:
         typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
