@@ -181,21 +181,22 @@ class SearchablePdf:
                 log.warning("%s page %d has no page image; left out of the PDF", self.label, page.page)
                 return False
             else:
-                self._image_page(image, dpi, pos)
+                size = (page.width, page.height) if page.width > 0 and page.height > 0 else image.size
+                self._image_page(image, size, dpi, pos)
             self.placed.insert(pos, page.page)
             self._text_layer(pos, page)
             return True
 
-    def _image_page(self, image: Image.Image, dpi: float, index: int) -> None:
-        """A new page at ``index`` showing ``image`` (the page as displayed, at the input's own
-        pixels or the run's render of it), ``dpi`` pixels to the inch."""
+    def _image_page(self, image: Image.Image, size_px: tuple[float, float], dpi: float, index: int) -> None:
+        """A new page at ``index`` showing ``image`` (the page as displayed: the input's own
+        pixels or the run's render of them), as large as ``size_px`` input pixels at ``dpi``."""
         import pypdfium2 as pdfium
 
         img = _flatten(image)
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=IMAGE_QUALITY)
         buf.seek(0)
-        w_pt, h_pt = img.width * 72.0 / dpi, img.height * 72.0 / dpi
+        w_pt, h_pt = size_px[0] * 72.0 / dpi, size_px[1] * 72.0 / dpi
         pg = self._out.new_page(w_pt, h_pt, index=index)
         try:
             obj = pdfium.PdfImage.new(self._out)
