@@ -304,6 +304,7 @@ def test_writing_begins_as_pages_finish(pdf_input: tuple[Path, list[Box]], tmp_p
     assert len(seen) == n
     page, figures, spilled, md_written = seen[-1]
     others = sorted(p for p, *_ in seen[:-1])
+    assert page not in others
     assert figures == [f"page{p}_fig1.png" for p in others]
     assert spilled == [f"page{p}.jpg" for p in others]
     assert not md_written
@@ -329,3 +330,62 @@ def test_a_sink_keeps_file_names_not_page_images(pdf_input: tuple[Path, list[Box
     assert all(isinstance(f, Path) and f.is_file() for f in sink.html_files.values())
     sink.close()
     assert not any(f.exists() for f in sink.html_files.values())
+
+
+def test_a_document_stopped_before_its_pages_started_is_still_written(pdf_input: tuple[Path, list[Box]], tmp_path: Path) -> None:
+    """A run stopped (Ctrl-C, an abort) before a document's pages started: its outputs are
+    written from the Document alone — failed pages, blank viewer pages saying why, the input's
+    pages in the PDF."""
+    path, _ = pdf_input
+    (src,) = open_sources([path])
+    doc = Document(source=str(path), backend="t", pages=[
+        Page(page=i + 1, status="failed", width=300, height=200) for i in range(len(PAGES))])  # fmt: skip
+    with OutputWriter(tmp_path / "out", ["md", "html", "pdf"]) as w:
+        written = w.finish(src, doc)
+    assert [p.name for p in written.paths] == ["doc.md", "doc.html", "doc.pdf"] and not written.errors
+    html = (tmp_path / "out" / "doc.html").read_text(encoding="utf-8")
+    assert html.count("the run stopped before this page was rendered") == len(PAGES)
+    pdf = pdfium.PdfDocument(tmp_path / "out" / "doc.pdf")
+    try:
+        assert len(pdf) == len(PAGES)
+    finally:
+        pdf.close()
+
+
+def test_finishing_a_sink_twice_writes_once(pdf_input: tuple[Path, list[Box]], tmp_path: Path) -> None:
+    """Ctrl-C while a document's files are being written: the partial run's second finish waits
+    for the first and returns what it wrote (no second, poorer write over it)."""
+    path, _ = pdf_input
+    (src,) = open_sources([path])
+    doc = Document(source=str(path), backend="t", pages=[Page(page=1, status="ok", markdown="x")])
+    sink = DocumentSink.start(src, {"md": tmp_path / "d.md"})
+    first = sink.finish(doc)
+    assert sink.finish(doc.model_copy(update={"pages": []})) is first
+    assert (tmp_path / "d.md").read_text(encoding="utf-8") == "x\n"
+
+
+async def test_document_mode_outputs_get_page_images_of_the_pdf_it_sent(tmp_path: Path) -> None:
+    """Document mode sends whole PDFs, no page images: the run renders the pages of the PDF it
+    sent (in memory) for the outputs that need them."""
+    from ocrclient.testing import RunPodSimulator
+
+    from .test_docmode import _pdf, _responder
+
+    pdf = _pdf(tmp_path / "d.pdf", [(600, 800), (800, 600), (600, 800)])
+    data = pdf.read_bytes()
+    out = tmp_path / "out"
+    with RunPodSimulator(responder=_responder(2, [])) as sim, OutputWriter(out, ["md", "html", "pdf"]) as w:
+        doc = await ocrclient.aconvert(
+            data, backend="runpod-deepseek-ocr", pages="2-3", cache=False, outputs=w,
+            base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
+            dialect_options={"document_mode": True},
+        )  # fmt: skip
+    assert [p.page for p in doc.pages] == [2, 3]
+    (stem,) = {p.with_suffix("") for p in out.glob("*.html")}
+    images = html_images(stem.with_suffix(".html").read_text(encoding="utf-8"))
+    assert [round(i.width / i.height, 2) for i in images] == [round(800 / 600, 2), round(600 / 800, 2)]
+    got = pdfium.PdfDocument(stem.with_suffix(".pdf"))
+    try:
+        assert [got[i].get_size() for i in range(len(got))] == [(800, 600), (600, 800)]
+    finally:
+        got.close()

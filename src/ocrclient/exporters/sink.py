@@ -99,6 +99,8 @@ class DocumentSink:
         self.missing: dict[int, str] = {}
         self.notes: list[str] = []
         self.finished = False
+        self._written: Written | None = None
+        self._finish_lock = threading.Lock()
         self._pending: dict[int, PageImage | None] = {}
         self._seen: set[int] = set()
         self._futures: list[cf.Future[None]] = []
@@ -245,7 +247,15 @@ class DocumentSink:
 
     # -- the end ------------------------------------------------------------------------------
     def finish(self, doc: Document) -> Written:
-        """The document is done: wait for its pages' work, write every format, clean up."""
+        """The document is done: wait for its pages' work, write every format, clean up.  Called
+        again (a run stopped while the first call was writing), it waits for the first call and
+        returns what that wrote."""
+        with self._finish_lock:
+            if self._written is None:
+                self._written = self._finish(doc)
+            return self._written
+
+    def _finish(self, doc: Document) -> Written:
         with self._lock:
             futures, self._futures = self._futures, []
         cf.wait(futures)
@@ -290,6 +300,8 @@ class DocumentSink:
         from ..errors import InputError
         from ._io import atomic_write
 
+        if self._pdf is None and self._pdf_error is None:  # a document whose pages never started
+            self._open_pdf()
         if self._pdf is None:
             raise InputError(self._pdf_error or f"{doc.source}: no searchable PDF was started")
         for page in doc.pages:  # pages never reported (a stopped run): as they are in the document
@@ -372,14 +384,15 @@ class OutputWriter:
         """Write ``doc``'s outputs (its sink's, or, for a document whose pages never started, a
         sink without page images)."""
         with self._lock:
-            sink = next((s for s in self._sinks if s.source is source and not s.finished), None)
-            if sink is not None:
+            sink = next((s for s in self._sinks if s.source is source), None)
+            if sink is None:
+                sink = DocumentSink(source, self.targets(source), self.options, pages=len(doc.pages))
+                self._sinks.append(sink)
+        written = sink.finish(doc)
+        with self._lock:
+            if sink in self._sinks:
                 self._sinks.remove(sink)
-        if sink is None:
-            sink = DocumentSink(source, self.targets(source), self.options, pages=len(doc.pages))
-            if "pdf" in sink.targets:
-                sink._open_pdf()
-        return sink.finish(doc)
+        return written
 
     def close(self) -> None:
         """Stop the workers and free what unfinished documents hold."""
