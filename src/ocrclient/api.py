@@ -171,10 +171,11 @@ class Conversion:
     async def _tee(self, src: Source, indices: list[int], stream: AsyncIterator[PageImage]) -> AsyncIterator[PageImage]:
         assert self.outputs is not None
         sink = await asyncio.to_thread(self.outputs.open, src, [i + 1 for i in indices])
-        async with _closing(stream):
-            async for page in stream:
-                sink.take_image(page)
-                yield page
+        # (an unfinished `stream` is closed by the event loop's async-generator finalizer, as it
+        # is without outputs; closing it from here while the loop shuts down raised)
+        async for page in stream:
+            sink.take_image(page)
+            yield page
 
     async def _result(self, src: Source, doc: Document) -> ConvertResult:
         """The result of a finished document, its files written first when there are outputs."""
@@ -257,23 +258,10 @@ class Conversion:
         (sent,) = await asyncio.to_thread(open_sources, [unit.page.encoded.data])
         by_number = {p.page: p for p in pages}
         numbers = iter(unit.numbers)
-        stream = aiter_pages(sent, be.render, pool=pool)
-        async with _closing(stream):
-            async for image in stream:
-                number = next(numbers)
-                sink.take_image(replace(image, source=src.name, index=number - 1))
-                sink.page_done(number, by_number.get(number))
-
-
-@contextlib.asynccontextmanager
-async def _closing(stream: AsyncIterator[Any]) -> AsyncIterator[None]:
-    """Close an async generator (a page stream: its pending renders) however the loop over it ends."""
-    try:
-        yield
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        async for image in aiter_pages(sent, be.render, pool=pool):
+            number = next(numbers)
+            sink.take_image(replace(image, source=src.name, index=number - 1))
+            sink.page_done(number, by_number.get(number))
 
 
 async def aconvert_many(inputs: Inputs, **kwargs: Any) -> AsyncGenerator[ConvertResult, None]:
