@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +35,6 @@ __all__ = [
     "has_figure_boxes",
     "norm_box",
 ]
-
-log = logging.getLogger("ocrclient.exporters")
 
 #: resolution of figure crops cut from PDF pages when a Document is written without its run
 #: (image inputs are cropped at their own pixels; a run crops its own renders)

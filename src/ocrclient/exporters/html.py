@@ -39,7 +39,6 @@ import base64
 import html
 import io
 import json
-import logging
 import re
 import secrets
 import sys
@@ -68,8 +67,6 @@ __all__ = [
     "write",
     "write_viewer",
 ]
-
-log = logging.getLogger("ocrclient.viewer")
 
 #: resolution of the embedded page images (PDF inputs; 72 dpi past 100 pages; images are
 #: embedded at their own pixels, all capped at VIEWER_MAX_SIDE)
