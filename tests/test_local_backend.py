@@ -40,14 +40,16 @@ from PIL import Image
 from ocrclient.config import resolve_config
 from ocrclient.dialects.base import Attempt, PageContent, RawBlock
 from ocrclient.dialects.rapidocr import RapidOCRDialect
+from ocrclient.engines import rapidocr as engine_mod
+from ocrclient.engines import tiling
+from ocrclient.engines.rapidocr import get_engine
 from ocrclient.errors import ConfigError, PermanentError
 from ocrclient.geometry import PageBox, to_page
 from ocrclient.imaging import RenderSpec, encode
 from ocrclient.pages import PageImage, iter_pages
 from ocrclient.registry import load_backend
-from ocrclient.transports import local as local_mod
 from ocrclient.transports.base import ModelReply, ModelRequest
-from ocrclient.transports.local import LocalTransport, get_engine
+from ocrclient.transports.local import LocalTransport
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SAMPLE = EXAMPLES / "sample.pdf"
@@ -155,9 +157,9 @@ def run() -> Run:
         await beat
         return list(replies), ticks
 
-    before = local_mod.engine_constructions()
+    before = engine_mod.engine_constructions()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(local_mod, "_ENGINES", {})  # start from no engine, whatever ran before
+        mp.setattr(engine_mod, "_ENGINES", {})  # start from no engine, whatever ran before
         _CountingRapidOCR.made = 0
         _CountingRapidOCR.real = rapidocr.RapidOCR
         mp.setattr(rapidocr, "RapidOCR", _CountingRapidOCR)
@@ -165,7 +167,7 @@ def run() -> Run:
         replies, ticks = asyncio.run(go())
         wall = time.perf_counter() - start
         made = _CountingRapidOCR.made
-        assert local_mod.engine_constructions() == before + made
+        assert engine_mod.engine_constructions() == before + made
     results = []
     for page, reply in zip(pages, replies, strict=True):
         content = dialect.parse(reply, dialect.build(page, Attempt()))
@@ -346,7 +348,7 @@ async def test_boxes_are_in_sent_pixels_when_the_engine_downscales(run: Run) -> 
     top = res.page.image().crop((0, 100, res.page.frame.width_px, 560))  # heading + first lines
     big = top.resize((top.width * 3 // 2, top.height * 3 // 2), Image.Resampling.LANCZOS)
     assert max(big.size) > 2000
-    assert len(local_mod.plan_tiles(*big.size)) == 1  # one image: this is about the downscale
+    assert len(tiling.plan_tiles(*big.size)) == 1  # one image: this is about the downscale
     buf = io.BytesIO()
     big.save(buf, "PNG")
     reply = await LocalTransport().send(ModelRequest(body={"image": buf.getvalue()}))
@@ -447,9 +449,9 @@ def _fake_request(number: int = 1) -> ModelRequest:
 
 def _body(x: float, y: float, text: str) -> tuple[str, tuple[float, float, float, float]]:
     # ~23 px per em at 150 dpi for 11 pt text; width from the text
-    from ocrclient.dialects.rapidocr import _em_width
+    from ocrclient.engines.lines import em_width
 
-    return text, (x, y, x + _em_width(text) * 23 + 7, y + 29)
+    return text, (x, y, x + em_width(text) * 23 + 7, y + 29)
 
 
 def test_spanning_heading_over_two_columns() -> None:
@@ -542,19 +544,19 @@ def test_sidebar_of_label_value_pairs_beside_the_text() -> None:
 def test_tight_boxes_hug_the_ink_and_ignore_rules() -> None:
     import numpy as np
 
-    from ocrclient.transports.local import _tighten
+    from ocrclient.engines.ink import tighten
 
     gray = np.full((100, 300), 255, dtype=np.uint8)
     gray[40:60, 50:200] = 0  # "text"
     gray[:, 20] = 0  # a vertical table rule crossing the detector's padded box
     gray[85, 20:280] = 0  # and a horizontal one
-    assert _tighten(gray, [15, 5, 290, 95]) == [50.0, 40.0, 200.0, 60.0]
+    assert tighten(gray, [15, 5, 290, 95]) == [50.0, 40.0, 200.0, 60.0]
     # a glyph stem spanning a word box that is already tight vertically is ink, not a rule
     stem = np.full((20, 30), 255, dtype=np.uint8)
     stem[:, 12:16] = 0
-    assert _tighten(stem, [0, 0, 30, 20], rules=False) == [12.0, 0.0, 16.0, 20.0]
+    assert tighten(stem, [0, 0, 30, 20], rules=False) == [12.0, 0.0, 16.0, 20.0]
     # no contrast: the box is kept
-    assert _tighten(np.full((50, 50), 200, dtype=np.uint8), [5, 5, 45, 45]) == [5, 5, 45, 45]
+    assert tighten(np.full((50, 50), 200, dtype=np.uint8), [5, 5, 45, 45]) == [5, 5, 45, 45]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -573,7 +575,7 @@ def _png(img: Image.Image) -> bytes:
 
 def test_plan_tiles_partitions_the_long_axis() -> None:
     for width, height in [(488, 29781), (30000, 66), (100, 401), (10, 10_000), (1833, 8731)]:
-        tiles = local_mod.plan_tiles(width, height)
+        tiles = tiling.plan_tiles(width, height)
         long_side, short_side = max(width, height), min(width, height)
         assert len(tiles) > 1
         assert tiles[0].core_start == 0 and tiles[-1].core_end == long_side
@@ -583,8 +585,8 @@ def test_plan_tiles_partitions_the_long_axis() -> None:
             assert t.start <= t.core_start < t.core_end <= t.end
             assert t.end - t.start <= max(4 * short_side, 64)  # at most 4:1 (64 px at least)
             assert t.end - t.start <= max(2000, short_side)  # and is not shrunk by the engine
-    assert len(local_mod.plan_tiles(1275, 1650)) == 1
-    assert len(local_mod.plan_tiles(400, 1600)) == 1  # exactly 4:1 is still one image
+    assert len(tiling.plan_tiles(1275, 1650)) == 1
+    assert len(tiling.plan_tiles(400, 1600)) == 1  # exactly 4:1 is still one image
 
 
 async def test_tall_strip_is_read_in_tiles_every_line_once_in_place() -> None:
@@ -603,7 +605,7 @@ async def test_tall_strip_is_read_in_tiles_every_line_once_in_place() -> None:
         draw.text((30, y), word, fill="black", font=font)
         truth.append((word, draw.textbbox((30, y), word, font=font)))
     reply = await LocalTransport().send(ModelRequest(body={"image": _png(img)}))
-    assert reply.data["tiles"] == len(local_mod.plan_tiles(420, 6400)) > 1
+    assert reply.data["tiles"] == len(tiling.plan_tiles(420, 6400)) > 1
     got = [ln["text"].replace(" ", "").lower() for ln in reply.data["lines"]]
     assert got == [w for w, _ in truth]
     for line, (_, box) in zip(reply.data["lines"], truth, strict=True):
@@ -642,7 +644,7 @@ async def test_words_centred_on_a_tall_strip_seam_are_read_once() -> None:
     from PIL import ImageDraw, ImageFont
 
     width, height = 420, 6400
-    seams = [t.core_end for t in local_mod.plan_tiles(width, height)[:-1]][:3]
+    seams = [t.core_end for t in tiling.plan_tiles(width, height)[:-1]][:3]
     font = ImageFont.load_default(size=24)
     transport = LocalTransport()
     for offset in (-2, 0, 2, 4, 6):
@@ -680,7 +682,7 @@ def test_wide_merge_keeps_each_lines_own_spacing() -> None:
             continue
         words.append({"text": ch, "score": 0.9, "box": [x, 10.0, x + 18, 40.0]})
         x += 20
-    tiles = [local_mod.Tile(0, 300, 0, 200), local_mod.Tile(100, 500, 200, 400)]
+    tiles = [tiling.Tile(0, 300, 0, 200), tiling.Tile(100, 500, 200, 400)]
     per_tile = []
     for tile in tiles:  # each tile reads the characters that lie inside it, as one line
         seen = [w for w in words if tile.start <= w["box"][0] and w["box"][2] <= tile.end]
@@ -688,6 +690,6 @@ def test_wide_merge_keeps_each_lines_own_spacing() -> None:
         line_text = text[text.index(chars[0]) : text.rindex(chars[-1]) + 1]
         box = [seen[0]["box"][0], 10.0, seen[-1]["box"][2], 40.0]
         per_tile.append([{"text": line_text, "score": 0.9, "box": box, "words": [dict(w) for w in seen]}])
-    lines = local_mod._merge_wide(per_tile, tiles, 500)
+    lines = tiling.merge_wide(per_tile, tiles, 500)
     assert [ln["text"] for ln in lines] == [text]
     assert len(lines[0]["words"]) == len(words)

@@ -111,7 +111,7 @@ def test_renderer_docmode_and_pdf_writer_agree_on_every_page_box(
     import pypdfium2 as pdfium
 
     from ocrclient.docmode import document_unit
-    from ocrclient.exporters.pdf import _page_box
+    from ocrclient.exporters.pdf_layer import page_box_of as _page_box
     from ocrclient.pages import PDFIUM_LOCK
 
     path, tree, cases = document

@@ -22,19 +22,23 @@ import concurrent.futures as cf
 import contextlib
 import contextvars
 import threading
-from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import docmode
 from .cache import PageCache
 from .config import cache_dir as default_cache_dir
 from .document import Document, Page
+from .models import PageImage
 from .pages import RenderPool, Source, aiter_pages, open_sources, parse_page_range
 from .registry import Backend, load_backend
 from .scheduler import DocumentJob, Event, Scheduler
+
+if TYPE_CHECKING:
+    from .exporters.sink import OutputWriter
 
 __all__ = ["Conversion", "ConvertResult", "aconvert", "aconvert_many", "astream_pages", "convert", "prepare"]
 
@@ -44,10 +48,14 @@ _T = TypeVar("_T")
 
 @dataclass
 class ConvertResult:
-    """One input document and its result."""
+    """One input document and its result; with ``outputs=`` (an
+    :class:`~ocrclient.exporters.sink.OutputWriter`) also the files written for it and, one line
+    each, the formats that could not be written."""
 
     source: Source
     document: Document
+    outputs: list[Path] = field(default_factory=list)
+    output_errors: list[str] = field(default_factory=list)
 
 
 def _cache(cache: bool | str | Path | PageCache | None) -> PageCache | None:
@@ -78,7 +86,12 @@ class Conversion:
     pool, one cache.  Iterate it (``async for result in conv``) to get each
     :class:`ConvertResult` as soon as its last page is done, in input order.  After a cancel or
     an aborted run, :attr:`partial` holds the documents that were not yielded, with their
-    unfinished pages marked failed — so callers can still write what finished.
+    unfinished pages marked failed — so callers can still write what finished
+    (``outputs.finish(result.source, result.document)``).
+
+    ``outputs`` (an :class:`~ocrclient.exporters.sink.OutputWriter`) writes each document's
+    files as its pages finish, from the run's own page images (figure crops, the viewer's page
+    images, the searchable PDF's pages); a result is yielded once its files are written.
     """
 
     def __init__(
@@ -94,6 +107,7 @@ class Conversion:
         scheduler_options: dict[str, Any] | None = None,
         prepared: list[tuple[Source, list[int]]] | None = None,
         document_mode: bool = False,
+        outputs: OutputWriter | None = None,
         **overrides: Any,
     ) -> None:
         self.inputs = inputs
@@ -107,6 +121,7 @@ class Conversion:
         #: send each document whole, as one job (see :mod:`ocrclient.docmode`)
         self.document_mode = document_mode
         self.plan = prepared
+        self.outputs = outputs
         self.overrides = overrides
         self.scheduler: Scheduler | None = None
         self.yielded = 0
@@ -140,30 +155,59 @@ class Conversion:
     def _scheduler(self, be: Backend) -> Scheduler:
         """The run's one scheduler (kept in :attr:`scheduler` for :attr:`partial`)."""
         self.scheduler = Scheduler(
-            be, concurrency=self.concurrency, cache=self.cache, on_event=self.on_event, **self.scheduler_options
+            be, concurrency=self.concurrency, cache=self.cache, on_event=self._on_event, **self.scheduler_options
         )
         return self.scheduler
+
+    def _on_event(self, event: Event) -> None:
+        """Every scheduler event: to the outputs (finished pages) and to the caller's ``on_event``."""
+        if self.outputs is not None:
+            with contextlib.suppress(Exception):  # an output's trouble never loses the run
+                self.outputs.on_event(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _pages(self, src: Source, indices: list[int], be: Backend, pool: RenderPool) -> AsyncIterator[PageImage]:
+        """The page stream of one document; with outputs, each page image is handed to the
+        document's sink on its way to the scheduler (the sink starts with the stream)."""
+        stream = aiter_pages(src, be.render, pages=indices, pool=pool)
+        return stream if self.outputs is None else self._tee(src, indices, stream)
+
+    async def _tee(self, src: Source, indices: list[int], stream: AsyncIterator[PageImage]) -> AsyncIterator[PageImage]:
+        assert self.outputs is not None
+        sink = await asyncio.to_thread(self.outputs.open, src, [i + 1 for i in indices])
+        # (an unfinished `stream` is closed by the event loop's async-generator finalizer, as it
+        # is without outputs; closing it from here while the loop shuts down raised)
+        async for page in stream:
+            sink.take_image(page)
+            yield page
+
+    async def _result(self, src: Source, doc: Document) -> ConvertResult:
+        """The result of a finished document, its files written first when there are outputs."""
+        if self.outputs is None:
+            return ConvertResult(src, doc)
+        written = await asyncio.to_thread(self.outputs.finish, src, doc)
+        return ConvertResult(src, doc, written.paths, written.errors)
 
     async def __aiter__(self) -> AsyncGenerator[ConvertResult, None]:
         plan = await self._prepare()
         async with AsyncExitStack() as stack:
             be, pool = await self._open(stack, plan)
             if docmode.requested(be.config, self.document_mode):
-                async for src, doc in docmode.convert(be, plan, self._scheduler):
+                async for src, unit, doc in docmode.convert(be, plan, self._scheduler):
+                    if self.outputs is not None:
+                        await self._unit_images(src, unit, doc.pages, be, pool)
+                    result = await self._result(src, doc)
                     self.yielded += 1
-                    yield ConvertResult(src, doc)
+                    yield result
                 return
             sched = self._scheduler(be)
             jobs = [
-                DocumentJob(
-                    src.name,
-                    aiter_pages(src, be.render, pages=indices, pool=pool),
-                    expected_pages=[i + 1 for i in indices],
-                )
+                DocumentJob(src.name, self._pages(src, indices, be, pool), expected_pages=[i + 1 for i in indices])
                 for src, indices in plan
             ]
             async for doc in sched.run_documents(jobs):
-                result = ConvertResult(plan[self.yielded][0], doc)
+                result = await self._result(plan[self.yielded][0], doc)
                 self.yielded += 1
                 yield result
 
@@ -177,6 +221,23 @@ class Conversion:
             sched = self._scheduler(be)
             async for page in sched.iter_pages(src.name, aiter_pages(src, be.render, pages=indices, pool=pool)):
                 yield page
+
+    async def _unit_images(self, src: Source, unit: Any, pages: list[Page], be: Backend, pool: RenderPool) -> None:
+        """Document mode sends no page images: for the outputs that need them, the run renders
+        the pages of the PDF it sent (the unit's own bytes, in memory) and feeds the sink."""
+        from .pages import open_sources
+
+        assert self.outputs is not None
+        sink = await asyncio.to_thread(self.outputs.open, src, unit.numbers)
+        if not sink.wants_images() or unit.page.encoded is None:
+            return
+        (sent,) = await asyncio.to_thread(open_sources, [unit.page.encoded.data])
+        by_number = {p.page: p for p in pages}
+        numbers = iter(unit.numbers)
+        async for image in aiter_pages(sent, be.render, pool=pool):
+            number = next(numbers)
+            sink.take_image(replace(image, source=src.name, index=number - 1))
+            sink.page_done(number, by_number.get(number))
 
 
 async def aconvert_many(inputs: Inputs, **kwargs: Any) -> AsyncGenerator[ConvertResult, None]:

@@ -162,9 +162,10 @@ def split_unit_page(unit: DocumentUnit, result: Page) -> list[Page]:
 
 async def convert(
     be: Backend, plan: list[tuple[Source, list[int]]], scheduler: Callable[[Backend], Scheduler]
-) -> AsyncIterator[tuple[Source, Document]]:
+) -> AsyncIterator[tuple[Source, DocumentUnit, Document]]:
     """Run ``plan`` in whole-document mode through ``be``'s transport: one job per document,
-    each :class:`Document` (split back into pages) yielded in input order.  ``scheduler`` makes
+    each :class:`Document` (split back into pages) yielded in input order with its source and
+    the unit that was sent (its PDF bytes, for outputs that need page images).  ``scheduler`` makes
     the run's scheduler for the wrapped backend."""
     from .dialects.deepseek import DeepSeekDocumentDialect
     from .registry import Backend
@@ -184,5 +185,5 @@ async def convert(
     async for doc in sched.run_documents(jobs):
         pages = split_unit_page(units[done], doc.pages[0])
         doc = doc.model_copy(update={"pages": pages, "stats": sched.stats(pages, doc.stats.wall_s)})
-        yield plan[done][0], doc
+        yield plan[done][0], units[done], doc
         done += 1

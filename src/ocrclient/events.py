@@ -11,9 +11,9 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .document import Document, PageError
+from .document import Document, Page, PageError
 
 __all__ = ["DocumentDone", "Event", "PageDone", "PageFailed", "PageRetried", "PageStarted"]
 
@@ -50,6 +50,8 @@ class PageDone:
     attempts: int
     latency_s: float
     cached: bool
+    #: the finished page, for consumers that act on each page as it finishes (the output sink)
+    result: Page | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def load_backend(name: str | None = None, /, **overrides: Any) -> Backend:
 def configured(cfg: BackendConfig) -> tuple[bool, str]:
     """Whether a backend has what it needs to run here (no network call), and what is missing."""
     if cfg.transport == "local":
-        from .transports.local import INSTALL_HINT, engine_missing
+        from .engines.rapidocr import INSTALL_HINT, engine_missing
 
         if engine_missing():
             return False, INSTALL_HINT

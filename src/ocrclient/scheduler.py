@@ -421,7 +421,7 @@ class Scheduler:
         self._warm = True
         if key is not None and self.cache is not None:
             self.cache.put(key, page_out)
-        self._emit(PageDone(page.source, page.number, page_out.status, tries.number, page_out.latency_s, False))
+        self._emit(PageDone(page.source, page.number, page_out.status, tries.number, page_out.latency_s, False, page_out))
         return page_out
 
     def _cached(self, page: PageImage, key: str | None) -> Page | None:
@@ -430,7 +430,7 @@ class Scheduler:
         if hit is None:
             return None
         hit = hit.model_copy(update={"page": page.number, "cached": True})
-        self._emit(PageDone(page.source, page.number, hit.status, 0, 0.0, True))
+        self._emit(PageDone(page.source, page.number, hit.status, 0, 0.0, True, hit))
         return hit
 
     async def _tries(self, page: PageImage, deadline: float, tries: _Tries) -> Page:

@@ -1,5 +1,12 @@
-"""Writers for a :class:`~ocrclient.document.Document`: ``md``, ``json``, ``txt`` (and the formats
-registered in :data:`EXPORTERS`).  Each writer is ``write(document, path, **options) -> Path``.
+"""Writers for a :class:`~ocrclient.document.Document`: ``md``, ``json``, ``txt``, ``html``,
+``pdf`` (and the formats registered in :data:`EXPORTERS`).  Each writer is
+``write(document, path, **options) -> Path``.
+
+A run writes its outputs as its pages finish, from the page images it rendered
+(:class:`ocrclient.exporters.sink.OutputWriter`, ``convert(..., outputs=...)``, ``ocr convert
+-o``): nothing reads the input again.  :func:`write_outputs` writes a Document given without its
+run (a loaded JSON): the writers that need page images (figure crops, the viewer, the searchable
+PDF) find the input again and render it (:mod:`ocrclient.exporters.source`).
 
 Example::
 
@@ -52,7 +59,8 @@ def write_outputs(
     *,
     options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Path]:
-    """Write ``doc`` as ``out_dir/stem.<suffix>`` for each format; returns the paths written.
+    """Write ``doc`` as ``out_dir/stem.<suffix>`` for each format; returns the paths written
+    (a Document without its run: see the module docstring).
     ``options`` maps a format to keyword arguments of its writer (e.g. ``{"md": {"page_markers":
     True}}``, ``{"pdf": {"force_ocr_text": True}}``, see :func:`ocrclient.exporters.pdf.write`)."""
     out = Path(out_dir)

@@ -1,11 +1,11 @@
-"""Page renders and figure crops shared by the exporters that need the source pages
-(markdown figure crops, the HTML viewer, the searchable PDF).
+"""Figure crops: which blocks of a page are figures, where they are on a page image, and the
+crops themselves (used by the markdown writer; the HTML viewer and the PDF share the box
+helpers).
 
-A :class:`~ocrclient.document.Document` only remembers its input as ``Document.source`` (the
-path as the user typed it).  :func:`resolve_source` finds that file again (as given, or
-relative to a directory such as the one holding the JSON); :func:`render_pages` renders the
-wanted pages *as displayed* through :mod:`ocrclient.pages` (PDFium for PDFs, the image itself
-for image inputs), so a block's ``bbox_norm`` maps straight onto the render's pixels.
+Crops are cut from a page image *as displayed* — the run's own render of the page (see
+:mod:`ocrclient.exporters.sink`), or, for a Document written without its run, a fresh render at
+:data:`FIGURE_DPI` (see :mod:`ocrclient.exporters.source`) — so a block's ``bbox_norm`` maps
+straight onto the image's pixels.
 
 Example::
 
@@ -16,32 +16,28 @@ Example::
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
 from ..document import Block, Document, Page
-from ..errors import OcrError
-from ..imaging import RenderSpec
+from .source import resolve_source, source_spec  # noqa: F401 - their old home; kept importable
 
 __all__ = [
     "FIGURE_DPI",
     "FigureCrop",
     "crop_box_px",
     "crop_figures",
+    "cut_figures",
     "figure_blocks",
+    "has_figure_boxes",
     "norm_box",
-    "render_pages",
-    "resolve_source",
-    "source_spec",
 ]
 
-log = logging.getLogger("ocrclient.exporters")
-
-#: resolution of figure crops cut from PDF pages (image inputs are cropped at their own pixels)
+#: resolution of figure crops cut from PDF pages when a Document is written without its run
+#: (image inputs are cropped at their own pixels; a run crops its own renders)
 FIGURE_DPI = 150.0
 
 
@@ -55,28 +51,6 @@ class FigureCrop:
     block: Block
     image: Image.Image
     box_px: tuple[int, int, int, int] = field(default=(0, 0, 0, 0))
-
-
-def resolve_source(doc: Document, source: str | Path | None = None, base: Path | None = None) -> Path | None:
-    """The input file of ``doc`` if it can be found: ``source`` when given, else
-    ``doc.source`` as written (relative to the working directory), else relative to ``base``.
-    ``None`` when nothing readable is there (e.g. the input was raw bytes or was moved)."""
-    candidates: list[Path] = []
-    if source is not None:
-        candidates.append(Path(source).expanduser())
-    elif doc.source and not doc.source.startswith("bytes:"):
-        raw = Path(doc.source).expanduser()
-        candidates.append(raw)
-        if base is not None and not raw.is_absolute():
-            candidates.append(base / raw)
-            candidates.append(base / raw.name)
-    for cand in candidates:
-        try:
-            if cand.is_file():
-                return cand
-        except OSError:
-            continue
-    return None
 
 
 def norm_box(block: Block, page: Page) -> tuple[float, float, float, float] | None:
@@ -121,83 +95,40 @@ def figure_blocks(page: Page) -> list[Block]:
     return out
 
 
-def render_pages(
-    path: Path, numbers: Sequence[int], spec: RenderSpec
-) -> Iterator[tuple[int, Image.Image | None, str | None]]:
-    """Render the 1-based pages ``numbers`` of ``path`` as displayed: yields
-    ``(number, image, error)``, pages in order (pages past the end of the file last); a page that cannot be rendered (or does not exist in
-    the file) comes with ``image=None`` and a one-line ``error``.  Never raises for a bad file:
-    every page then carries the error."""
-    from ..pages import iter_pages, open_sources
-
-    wanted = sorted({n for n in numbers if n >= 1})
-    if not wanted:
-        return
-    try:
-        src = open_sources([path])[0]
-    except OcrError as exc:
-        for n in wanted:
-            yield n, None, str(exc)
-        return
-    valid = [n for n in wanted if n <= src.page_count]
-    done: set[int] = set()
-    if valid:
-        try:
-            for pimg in iter_pages(src, spec, pages=[n - 1 for n in valid]):
-                done.add(pimg.number)
-                if pimg.encoded is None:
-                    yield pimg.number, None, pimg.error or "render failed"
-                else:
-                    yield pimg.number, pimg.image(), None
-        except OcrError as exc:
-            for n in valid:
-                if n not in done:
-                    yield n, None, str(exc)
-    for n in wanted:
-        if n > src.page_count:
-            yield n, None, f"page {n} is not in {path.name} (it has {src.page_count})"
+def has_figure_boxes(page: Page) -> bool:
+    """Whether ``page`` (not failed) has a figure block with a usable box: something to crop."""
+    return page.status != "failed" and any(norm_box(b, page) for b in figure_blocks(page))
 
 
-def source_spec(path: Path, dpi: float, fmt: str = "png", quality: int = 85, longest_side: int | None = None) -> RenderSpec:
-    """Render spec for ``path``: PDFs at ``dpi``; images at their own pixels (dpi 72 = one pixel
-    per point), both optionally capped at ``longest_side``."""
-    try:
-        with path.open("rb") as fh:
-            is_pdf = b"%PDF-" in fh.read(1024)
-    except OSError:
-        is_pdf = False
-    eff_dpi = dpi if is_pdf else 72.0
-    return RenderSpec(dpi=eff_dpi, longest_side=longest_side, format=fmt, quality=quality)  # type: ignore[arg-type]
-
-
-def crop_figures(
-    doc: Document, source: Path, dpi: float = FIGURE_DPI
-) -> tuple[list[FigureCrop], list[str]]:
-    """Cut every figure block that has a box out of its page render.  Returns the crops and
-    notes about pages that could not be rendered (failed pages are skipped: their blocks, if
-    any, are not trusted)."""
-    wanted: dict[int, list[Block]] = {}
-    for page in doc.pages:
-        if page.status == "failed":
+def cut_figures(page: Page, image: Image.Image) -> list[FigureCrop]:
+    """Cut every figure block of ``page`` that has a box out of ``image`` (the page as
+    displayed, any resolution); nothing for a failed page (its blocks are not trusted)."""
+    if page.status == "failed":
+        return []
+    crops: list[FigureCrop] = []
+    for k, block in enumerate(figure_blocks(page), start=1):
+        box = norm_box(block, page)
+        if box is None:
             continue
-        figs = figure_blocks(page)
-        if any(norm_box(b, page) for b in figs):
-            wanted[page.page] = figs
-    pages_by_no = {p.page: p for p in doc.pages}
+        px = crop_box_px(box, image.width, image.height)
+        crops.append(FigureCrop(page.page, k, block, image.crop(px), px))
+    return crops
+
+
+def crop_figures(doc: Document, source: Path, dpi: float = FIGURE_DPI) -> tuple[list[FigureCrop], list[str]]:
+    """The figure crops of a Document written without its run: its pages with figures are
+    rendered again from ``source`` (PDFs at ``dpi``, images at their own pixels).  Returns the
+    crops and notes about pages that could not be rendered."""
+    from .source import render_pages
+
+    wanted = {p.page: p for p in doc.pages if has_figure_boxes(p)}
     crops: list[FigureCrop] = []
     notes: list[str] = []
     if not wanted:
         return crops, notes
-    spec = source_spec(source, dpi)
-    for number, img, err in render_pages(source, list(wanted), spec):
-        if img is None:
+    for number, pimg, err in render_pages(source, list(wanted), source_spec(source, dpi)):
+        if pimg is None:
             notes.append(f"page {number}: no figure crops ({err})")
             continue
-        page = pages_by_no[number]
-        for k, block in enumerate(wanted[number], start=1):
-            box = norm_box(block, page)
-            if box is None:
-                continue
-            px = crop_box_px(box, img.width, img.height)
-            crops.append(FigureCrop(number, k, block, img.crop(px), px))
+        crops.extend(cut_figures(wanted[number], pimg.image()))
     return crops, notes

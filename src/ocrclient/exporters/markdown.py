@@ -9,10 +9,13 @@ indexes the ``.md`` finds only text that is on the page.  Opt in to markers with
 <error> -->``.  ``page_separators=True`` puts only ``<!-- page N -->`` before each page so a
 reader (or a diff) can find page boundaries.
 
-:func:`write` also cuts every figure block that has a box out of the source page (rendered as
-displayed, PDFs at :data:`~ocrclient.exporters.figures.FIGURE_DPI`, images at their own pixels)
-and saves it next to the markdown as ``<stem>_figures/page<N>_fig<K>.png`` (``K`` counts the
-figure blocks of page ``N`` in block order, from 1).  The markdown then links the crop:
+Every figure block that has a box is cut out of its page image and saved next to the markdown as
+``<stem>_figures/page<N>_fig<K>.png`` (``K`` counts the figure blocks of page ``N`` in block
+order, from 1).  In a run the crops are cut from the run's own render of each page as the page
+finishes (:mod:`ocrclient.exporters.sink`), so they exist for documents given as bytes too;
+:func:`write` of a Document without its run renders the pages again from the input (PDFs at
+:data:`~ocrclient.exporters.figures.FIGURE_DPI`, images at their own pixels).  The markdown
+then links the crop:
 
 * if the page markdown already has image references (``![alt](image_1.png)``, ``![alt]()``,
   ``<img ...>``), the K-th reference on the page is the K-th figure block (models write them in
@@ -22,8 +25,8 @@ figure blocks of page ``N`` in block order, from 1).  The markdown then links th
   paragraph when there is no such block, at the end of the page when neither is found).
 
 The alt text is the caption block next to the figure, else the figure's own text, else the
-reference's alt, else ``Figure K``.  When the source file cannot be found (or a page cannot be
-rendered) nothing is cropped for it, the markdown of those pages is left exactly as the model
+reference's alt, else ``Figure K``.  When a page has no image (it could not be rendered, or a
+Document written without its run has no input to be found) nothing is cropped for it, the markdown of those pages is left exactly as the model
 wrote it, and a warning is logged; writing never fails for it.
 
 Example::
@@ -39,6 +42,7 @@ Example::
 from __future__ import annotations
 
 import html
+import io
 import logging
 import re
 from dataclasses import dataclass, field
@@ -47,9 +51,21 @@ from urllib.parse import quote
 
 from ..document import Block, Document, Page
 from ._io import atomic_write
-from .figures import FIGURE_DPI, crop_figures, figure_blocks, resolve_source
+from .figures import FIGURE_DPI, FigureCrop, crop_figures, figure_blocks
+from .source import resolve_source
 
-__all__ = ["MarkdownResult", "figure_dir", "page_marker", "render", "render_with_figures", "write"]
+__all__ = [
+    "MarkdownResult",
+    "crop_link",
+    "crop_name",
+    "figure_dir",
+    "page_marker",
+    "prune_figures",
+    "render",
+    "render_with_figures",
+    "save_crop",
+    "write",
+]
 
 log = logging.getLogger("ocrclient.exporters.markdown")
 
@@ -96,7 +112,7 @@ def _first_line(text: str) -> str:
 
 def _snippet(text: str) -> str:
     """A piece of a block's text likely to appear verbatim in the page markdown."""
-    from .pdf import plain_text
+    from .pdf_text import plain_text
 
     line = _first_line(plain_text(text))
     words = line.split()
@@ -211,6 +227,49 @@ def render(
     return text + "\n" if text else ""
 
 
+def crop_name(page: int, index: int) -> str:
+    """The file name of a figure crop: ``page<N>_fig<K>.png``."""
+    return f"page{page}_fig{index}.png"
+
+
+def crop_png(crop: FigureCrop) -> bytes:
+    """A crop as the PNG bytes that are saved (compress level 1, as page images are encoded:
+    about half the time of level 6 for files a few percent larger, and a run's last pages'
+    crops are on the way to its end)."""
+    buf = io.BytesIO()
+    crop.image.save(buf, "PNG", optimize=False, compress_level=1)
+    return buf.getvalue()
+
+
+def save_crop(md_path: Path, crop: FigureCrop) -> str:
+    """Write ``crop`` into the figure folder of ``md_path``; returns the link the markdown uses."""
+    name = crop_name(crop.page, crop.index)
+    atomic_write(figure_dir(md_path) / name, crop_png(crop))
+    return crop_link(md_path, crop.page, crop.index)
+
+
+def crop_link(md_path: Path, page: int, index: int) -> str:
+    """The relative link from ``md_path`` to a crop of its figure folder."""
+    return quote(f"{figure_dir(md_path).name}/{crop_name(page, index)}", safe="/")
+
+
+def prune_figures(md_path: Path, keep: set[str]) -> None:
+    """Remove the crops of an earlier run that this one no longer has (and the folder when it
+    is left empty)."""
+    folder = figure_dir(md_path)
+    if folder.is_dir():
+        for old in folder.iterdir():
+            if _CROP_NAME.match(old.name) and old.name not in keep:
+                old.unlink(missing_ok=True)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def source_missing_note(doc: Document) -> str:
+    """What is logged when figures cannot be cropped for want of page images."""
+    return f"{doc.source}: source file not found; figures are not cropped and their references are left as written"
+
+
 def render_with_figures(
     doc: Document,
     md_path: Path,
@@ -220,26 +279,23 @@ def render_with_figures(
     source: str | Path | None = None,
     dpi: float = FIGURE_DPI,
 ) -> MarkdownResult:
-    """Markdown for ``md_path`` plus the figure crops it links (see the module docstring)."""
-    import io
-
+    """Markdown for ``md_path`` plus the figure crops it links, for a Document written without
+    its run: the pages with figures are rendered again from ``source`` (else ``doc.source``,
+    as written or beside ``md_path``).  A run crops its own renders instead
+    (:mod:`ocrclient.exporters.sink`)."""
     has_figures = any(p.status != "failed" and figure_blocks(p) for p in doc.pages)
     if not has_figures:
         return MarkdownResult(render(doc, page_separators=page_separators, page_markers=page_markers))
     path = resolve_source(doc, source, md_path.parent)
     if path is None:
-        note = f"{doc.source}: source file not found; figures are not cropped and their references are left as written"
+        note = source_missing_note(doc)
         return MarkdownResult(render(doc, page_separators=page_separators, page_markers=page_markers), notes=[note])
     crops, notes = crop_figures(doc, path, dpi)
-    folder = figure_dir(md_path).name
     links: Links = {}
     files: dict[str, bytes] = {}
     for crop in crops:
-        name = f"page{crop.page}_fig{crop.index}.png"
-        buf = io.BytesIO()
-        crop.image.save(buf, "PNG", optimize=False, compress_level=6)
-        files[name] = buf.getvalue()
-        links[(crop.page, crop.index)] = quote(f"{folder}/{name}", safe="/")
+        files[crop_name(crop.page, crop.index)] = crop_png(crop)
+        links[(crop.page, crop.index)] = crop_link(md_path, crop.page, crop.index)
     text = render(doc, page_separators=page_separators, page_markers=page_markers, links=links)
     return MarkdownResult(text, files, notes)
 
@@ -252,20 +308,21 @@ def write(
     page_markers: bool = False,
     figures: bool = True,
     source: str | Path | None = None,
+    links: Links | None = None,
 ) -> Path:
-    """Write ``path`` (and, with ``figures``, the crops in ``<stem>_figures/``)."""
-    if not figures:
-        return atomic_write(path, render(doc, page_separators=page_separators, page_markers=page_markers))
+    """Write ``path``.  With ``links`` (a run's crops, already saved by
+    :mod:`ocrclient.exporters.sink`) the markdown links them; otherwise, with ``figures``, the
+    crops are cut from a new render of the input (:func:`render_with_figures`) and saved in
+    ``<stem>_figures/``.  Crops of an earlier run that this one does not have are removed."""
+    if links is not None or not figures:
+        if figures:
+            prune_figures(path, {crop_name(p, k) for p, k in links or {}})
+        return atomic_write(path, render(doc, page_separators=page_separators, page_markers=page_markers, links=links))
     result = render_with_figures(doc, path, page_separators=page_separators, page_markers=page_markers, source=source)
     for note in result.notes:
         log.warning("%s", note)
     folder = figure_dir(path)
     for name, data in result.crops.items():
         atomic_write(folder / name, data)
-    if folder.is_dir():  # crops of an earlier run that this one no longer has
-        for old in folder.iterdir():
-            if _CROP_NAME.match(old.name) and old.name not in result.crops:
-                old.unlink(missing_ok=True)
-        if not any(folder.iterdir()):
-            folder.rmdir()
+    prune_figures(path, set(result.crops))
     return atomic_write(path, result.text)

@@ -1,0 +1,5 @@
+"""``python -m ocrclient.cli``: the ``ocr`` command."""
+
+from . import main
+
+main()

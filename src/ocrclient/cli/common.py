@@ -1,0 +1,109 @@
+"""What every ``ocr`` command shares: the typer apps, exit codes, one-line errors on stderr, and
+the backend overrides the flags make.
+
+Example::
+
+    >>> backend_overrides(None, None, None, "m", 72, None, None, None)["render"]
+    {'dpi': 72}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from ..errors import redact
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED_PAGES",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "app",
+    "backend_overrides",
+    "cache_app",
+    "config_app",
+    "fail",
+    "failed_page",
+    "print_traceback",
+    "stderr",
+]
+
+app = typer.Typer(
+    name="ocr",
+    help="PDFs and images -> markdown + layout blocks, on remote GPUs or the embedded CPU engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show or initialise settings.", invoke_without_command=True)
+app.add_typer(config_app, name="config")
+cache_app = typer.Typer(help="Inspect or empty the page cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+EXIT_OK, EXIT_FAILED_PAGES, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def stderr() -> Console:
+    """A console on stderr (no colour under ``NO_COLOR``)."""
+    return Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print ``error: <message>`` (one line, redacted) on stderr; the exit to raise."""
+    from rich.markup import escape
+
+    # escaped: a message may hold brackets ("pip install 'ocrclient[local]'") that are not markup
+    stderr().print(f"[bold red]error:[/] {escape(redact(message))}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def print_traceback() -> None:
+    """The exception being handled, as a (redacted) traceback on stderr (``--debug``)."""
+    import traceback
+
+    sys.stderr.write(redact(traceback.format_exc()))
+
+
+def failed_page(source: str, page: int, message: str) -> str:
+    """``doc.pdf page 3: cannot render (...)`` (rich markup escaped): the page is named once,
+    also when the message (a render error, say) starts with ``page 3`` or ``page 3 of doc.pdf``."""
+    from rich.markup import escape
+
+    said = re.match(rf"page {page}(?: of {re.escape(source)})?(?=[\s:]|$)", message)
+    line = f"{source} page {page}{message[said.end():]}" if said else f"{source} page {page}: {message}"
+    return escape(line)
+
+
+def backend_overrides(
+    endpoint_id: str | None,
+    base_url: str | None,
+    api_key_env: str | None,
+    model: str | None,
+    dpi: float | None,
+    dialect: str | None,
+    image_format: str | None,
+    mode: str | None,
+) -> dict[str, Any]:
+    """The :func:`~ocrclient.registry.load_backend` overrides the command's flags make."""
+    over: dict[str, Any] = {
+        "endpoint_id": endpoint_id,
+        "base_url": base_url,
+        "api_key_env": api_key_env,
+        "model": model,
+        "dialect": dialect,
+    }
+    render = {k: v for k, v in {"dpi": dpi, "format": image_format}.items() if v is not None}
+    if render:
+        over["render"] = render
+    topts: dict[str, Any] = {}
+    if mode:
+        topts["mode"] = mode
+    if topts:
+        over["transport_options"] = topts
+    return over

@@ -1,0 +1,251 @@
+"""``ocr convert``: inputs -> one run through a backend -> outputs written as pages finish.
+
+The command plans the run up front (inputs opened and validated, output names laid out over
+every input before sharding, the manifest's finished inputs skipped), then runs one
+:class:`~ocrclient.api.Conversion` whose :class:`~ocrclient.exporters.sink.OutputWriter`
+writes each document's files from the run's own page images as its pages finish
+(:class:`_Emitter` records each finished document in the manifest).  Without ``-o`` the
+markdown goes to stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ..errors import ConfigError, InputError, OcrError, redact
+from .common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED_PAGES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    app,
+    backend_overrides,
+    fail,
+    print_traceback,
+    stderr,
+)
+from .progress import Progress, print_failed_pages, summary, summary_json
+
+if TYPE_CHECKING:
+    from ..api import Conversion, ConvertResult
+    from ..manifest import Manifest
+    from ..pages import Source
+    from ..registry import Backend
+
+Plan = list[tuple["Source", list[int]]]
+
+
+def _parse_shard(shard: str | None) -> tuple[int, int] | None:
+    if not shard:
+        return None
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise InputError(f"--shard takes i/n (e.g. 0/4), got {shard!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"--shard {shard}: need 0 <= i < n")
+    return i, n
+
+
+def _in_shard(key: str, shard: tuple[int, int] | None) -> bool:
+    if shard is None:
+        return True
+    digest = int(hashlib.sha256(key.encode()).hexdigest()[:12], 16)
+    return digest % shard[1] == shard[0]
+
+
+def _plan(
+    inputs: list[str], pages: str | None, password: str | None, shard: str | None, fmts: list[str], out: Path | None
+) -> tuple[Plan, dict[str, Path]]:
+    """The inputs of this machine's shard with their page ranges, and each input's output stem
+    (laid out over every input, before sharding, so that all machines agree on the names)."""
+    from ..api import prepare
+    from ..exporters import EXPORTERS
+    from ..outputs import output_stems
+
+    bad = [f for f in fmts if f not in EXPORTERS]
+    if bad:
+        raise ConfigError(f"unknown --format {', '.join(bad)}; known: {', '.join(EXPORTERS)}")
+    shard_spec = _parse_shard(shard)
+    plan = prepare(inputs, pages=pages, password=password)
+    stem_of: dict[str, Path] = {}
+    if out is not None:
+        stems = output_stems([src for src, _ in plan], out, [EXPORTERS[f][1] for f in fmts])
+        stem_of = {src.key: stem for (src, _), stem in zip(plan, stems, strict=True)}
+    return [(src, idx) for src, idx in plan if _in_shard(str(src.rel or src.name), shard_spec)], stem_of
+
+
+def _not_done(plan: Plan, manifest: Manifest, be: Backend, pages: str | None, stem_of: dict[str, Path], console: Console | None) -> Plan:
+    """``plan`` without the inputs the manifest says are done with these settings."""
+    todo = [
+        (src, idx)
+        for src, idx in plan
+        if not manifest.done(src, backend=be.name, model=be.config.model, pages=pages, stem=stem_of[src.key])
+    ]
+    if len(todo) != len(plan) and console is not None:
+        console.print(f"skipping {len(plan) - len(todo)} input(s) already done (see {manifest.path}; --redo to force)")
+    return todo
+
+
+class _Emitter:
+    """Takes each finished document: its files are written by the run's outputs (or its
+    markdown goes to stdout); errors of single formats are reported, the manifest records it."""
+
+    def __init__(self, out: Path | None, fmts: list[str], options: dict[str, dict[str, Any]], stem_of: dict[str, Path],
+                 manifest: Manifest | None, pages: str | None, console: Console) -> None:  # fmt: skip
+        from ..exporters.sink import OutputWriter
+
+        self.console = console
+        self.pages = pages
+        self.page_markers = bool(options["md"].get("page_markers"))
+        self.results: list[ConvertResult] = []
+        self.writer = OutputWriter(out, fmts, options=options, stems=stem_of) if out is not None else None
+        self.manifest = manifest
+
+    def __call__(self, result: ConvertResult) -> None:
+        self.results.append(result)
+        if self.writer is None:
+            from ..exporters.markdown import render
+
+            sys.stdout.write(render(result.document, page_markers=self.page_markers))
+            sys.stdout.flush()
+            return
+        for error in result.output_errors:  # one format failing loses neither the others nor the run
+            self.console.print(f"[red]error:[/] {result.source.name}: {redact(error)}")
+        if self.manifest is not None:
+            self.manifest.record(result.source, result.document, result.outputs, pages=self.pages)
+
+    def partial(self, conv: Conversion) -> None:
+        """The run stopped: write what finished of the documents not yet written."""
+        for result in conv.partial:
+            if self.writer is not None:
+                written = self.writer.finish(result.source, result.document)
+                result = replace(result, outputs=written.paths, output_errors=written.errors)
+            self(result)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _run(conv: Conversion, be: Backend, reporter: Progress, emit: _Emitter, debug: bool) -> None:
+    """Run the conversion; on Ctrl-C or a stopped run, write what finished and exit."""
+
+    async def run() -> None:
+        try:
+            async for result in conv:
+                emit(result)
+        finally:
+            await be.aclose()
+
+    try:
+        with reporter:
+            asyncio.run(run())
+    except KeyboardInterrupt:
+        emit.partial(conv)
+        emit.console.print(f"interrupted: wrote {len(emit.results)} document(s) with what had finished")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OcrError as exc:
+        from ..scheduler import RunAborted
+
+        if isinstance(exc, RunAborted):
+            emit.partial(conv)
+        if debug:  # the traceback too, but the exit code stays the one without --debug
+            print_traceback()
+        raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, ConfigError | InputError | RunAborted) else EXIT_FAILED_PAGES) from None
+
+
+def _log_to_stderr() -> None:
+    from ..errors import install_log_redaction
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
+
+
+@app.command()
+def convert(
+    inputs: Annotated[list[str], typer.Argument(help="PDF/image files, directories or glob patterns.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Output directory (default: markdown to stdout).")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Backend name or TOML profile path.")] = None,
+    pages: Annotated[str | None, typer.Option("--pages", "-p", help="Page range, e.g. 1-3,7,10-")] = None,
+    formats: Annotated[str, typer.Option("--format", "-f", help="Comma-separated: md,json,txt,html,pdf")] = "md,json",
+    force_ocr_text: Annotated[bool, typer.Option("--force-ocr-text", help="pdf: add the OCR text also on pages that carry their own text.")] = False,
+    password: Annotated[str | None, typer.Option("--password", help="Password for encrypted PDFs.")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, help="Pages in flight (ceiling).")] = None,
+    endpoint_id: Annotated[str | None, typer.Option("--endpoint-id", help="RunPod endpoint id.")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="Override the backend's base URL.")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env", help="Env var holding the API key.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Override the model name.")] = None,
+    dialect: Annotated[str | None, typer.Option("--dialect", help="Override the model dialect (generic backends).")] = None,
+    transport: Annotated[str | None, typer.Option("--transport", help="Override the transport: runpod, openai, ocular.")] = None,
+    dpi: Annotated[float | None, typer.Option("--dpi", help="Render resolution.")] = None,
+    image_format: Annotated[str | None, typer.Option("--image-format", help="png, jpeg or webp.")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
+    document_mode: Annotated[bool, typer.Option("--document-mode", help="Send whole PDFs (DeepSeek seed contract).")] = False,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Resume cache directory.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the resume cache.")] = False,
+    shard: Annotated[str | None, typer.Option("--shard", help="i/n: process only this machine's share of the inputs.")] = None,
+    redo: Annotated[bool, typer.Option("--redo", help="Convert inputs the manifest says are done again.")] = False,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log retries and failures.")] = False,
+    page_markers: Annotated[
+        bool, typer.Option("--page-markers", help="Start each page's markdown with <!-- page N [status] -->.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Convert documents to markdown + JSON.  Outputs mirror the inputs under OUT from their
+    common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
+    from ..api import Conversion
+    from ..cache import PageCache
+    from ..manifest import Manifest
+    from ..registry import load_backend
+
+    if verbose:
+        _log_to_stderr()
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    console = stderr()
+    try:
+        plan, stem_of = _plan(inputs, pages, password, shard, fmts, out)
+        over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
+        be = load_backend(backend, **over, transport=transport)
+        cache: PageCache | None = None if no_cache else PageCache(cache_dir) if cache_dir else True  # type: ignore[assignment]
+    except OcrError as exc:
+        if debug:  # the traceback too, but the exit code stays the one without --debug
+            print_traceback()
+        raise fail(str(exc)) from None
+    manifest = Manifest(out) if out is not None else None
+    if manifest is not None and not redo:
+        plan = _not_done(plan, manifest, be, pages, stem_of, None if quiet else console)
+    show = progress if progress is not None else (console.is_terminal and not quiet)
+    reporter = Progress(sum(len(idx) for _, idx in plan), bool(show), verbose and not quiet)
+    options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
+    emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console)
+    t0 = time.monotonic()
+    try:
+        conv = Conversion(
+            backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan,
+            outputs=emit.writer, document_mode=document_mode,
+        )
+        _run(conv, be, reporter, emit, debug)
+    finally:
+        emit.close()
+    wall = time.monotonic() - t0
+    code = EXIT_FAILED_PAGES if any(r.document.stats.failed for r in emit.results) else EXIT_OK
+    if as_json:
+        typer.echo(summary_json(emit.results, wall, code))
+    if not quiet:
+        summary(emit.results, wall, console)
+        print_failed_pages(emit.results, console)
+    raise typer.Exit(code)

@@ -1,0 +1,131 @@
+"""What ``ocr convert`` shows: the progress bar fed by the scheduler's events, and the summary
+(a table on stderr, or JSON on stdout) when the run is over."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .common import failed_page, stderr
+
+__all__ = ["Progress", "print_failed_pages", "summary", "summary_json"]
+
+
+class Progress:
+    """Rich progress bar on stderr fed by scheduler events."""
+
+    def __init__(self, total: int, enabled: bool, verbose: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as RichProgress
+
+        self.enabled = enabled
+        self.verbose = verbose
+        self.console = stderr()
+        self.done = 0
+        self.failed = 0
+        self.started = time.monotonic()
+        self.retries: Counter[str] = Counter()
+        self.progress = RichProgress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]}"),
+            TextColumn("{task.fields[rate]} p/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not enabled,
+            transient=False,
+        )
+        self.task = self.progress.add_task("pages", total=total, failed=0, rate="0.00")
+
+    def __enter__(self) -> Progress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def __call__(self, event: object) -> None:
+        from ..scheduler import PageDone, PageFailed, PageRetried
+
+        if isinstance(event, PageDone | PageFailed):
+            self.done += 1
+            if isinstance(event, PageFailed):
+                self.failed += 1
+                if self.verbose:
+                    line = failed_page(event.source, event.page, event.error.message)
+                    self.console.print(f"failed {line}", soft_wrap=True)
+            rate = self.done / max(time.monotonic() - self.started, 1e-6)
+            self.progress.update(self.task, advance=1, failed=self.failed, rate=f"{rate:.2f}")
+        elif isinstance(event, PageRetried):
+            self.retries[event.cause] += 1
+            if self.verbose:
+                self.console.print(
+                    f"retry page {event.page} of {event.source} (attempt {event.attempt}, {event.cause}): "
+                    f"{event.message}; next in {event.delay_s:.1f}s"
+                )
+
+
+def summary(results: list[Any], wall: float, console: Console) -> None:
+    table = Table(title="ocr convert", show_lines=False)
+    for col in ("file", "pages", "ok", "degraded", "failed", "cached", "retries", "pages/s"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    for r in results:
+        s = r.document.stats
+        table.add_row(
+            r.source.name,
+            str(s.pages),
+            str(s.ok),
+            str(s.degraded),
+            f"[red]{s.failed}[/]" if s.failed else "0",
+            str(s.cached),
+            str(sum(s.retries_by_cause.values())),
+            f"{s.pages_per_s:.2f}",
+        )
+    console.print(table)
+    pages = sum(r.document.stats.pages for r in results)
+    console.print(f"{pages} pages in {wall:.1f}s")
+
+
+def summary_json(results: list[Any], wall: float, code: int) -> str:
+    """The ``--json`` summary: per document its page counts and failed pages, the wall time
+    and the exit code."""
+    return json.dumps(
+        {
+            "documents": [
+                {
+                    "source": r.source.name,
+                    "pages": r.document.stats.pages,
+                    "ok": r.document.stats.ok,
+                    "degraded": r.document.stats.degraded,
+                    "failed": r.document.stats.failed,
+                    "failed_pages": r.document.failed_pages,
+                }
+                for r in results
+            ],
+            "wall_s": round(wall, 3),
+            "exit_code": code,
+        },
+        indent=2,
+    )
+
+
+def print_failed_pages(results: list[Any], console: Console) -> None:
+    """One line per failed page, with its error, after the summary."""
+    for r in results:
+        for p in r.document.pages:
+            if p.status == "failed" and p.error is not None:
+                console.print(f"[red]failed[/] {failed_page(r.source.name, p.page, p.error.message)}", soft_wrap=True)

@@ -1,0 +1,230 @@
+"""``ocr backends``, ``ocr health``, ``ocr config`` and ``ocr cache``: what is configured here,
+whether a backend answers, the resolved settings, and the page cache."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import OcrError, redact, redact_data
+from .common import EXIT_FAILED_PAGES, app, backend_overrides, cache_app, config_app, fail
+
+
+def _configured(cfg: Any) -> tuple[bool, str]:
+    from ..registry import configured
+
+    return configured(cfg)
+
+
+def _env_names(cfg: Any) -> list[str]:
+    """The environment variables a profile reads (endpoint, URL, model, key), in that order."""
+    names = [cfg.endpoint_id_env, cfg.base_url_env, cfg.model_env, cfg.api_key_env]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+@app.command()
+def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """List the known backends, whether each is configured here, and the environment
+    variables each one reads."""
+    from rich.text import Text
+
+    from ..config import list_profiles, resolve_config
+
+    rows: list[dict[str, Any]] = []
+    env: dict[str, list[str]] = {}
+    for name in sorted(list_profiles()):
+        try:
+            cfg = resolve_config(name)
+        except OcrError as exc:
+            rows.append({"name": name, "transport": "?", "dialect": "?", "model": "?", "configured": False, "detail": str(exc)})
+            continue
+        ok, detail = _configured(cfg)
+        env[name] = _env_names(cfg)
+        rows.append(
+            {
+                "name": name,
+                "transport": cfg.transport,
+                "dialect": cfg.dialect,
+                "model": cfg.model or "",
+                "configured": ok,
+                "detail": detail,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    console = Console(no_color=bool(os.environ.get("NO_COLOR")))
+    # names are never cut (they are what --backend takes) and the model folds; the variables
+    # each backend reads, and what is missing, follow in a grid whose text wraps between words,
+    # so no variable name is cut at any width where the longest one fits (80 columns and more)
+    width = max((len(r["name"]) for r in rows), default=4)
+    table = Table(title="ocrclient backends")
+    table.add_column("name", no_wrap=True, min_width=width)
+    table.add_column("transport")
+    table.add_column("dialect")
+    table.add_column("model", overflow="fold")
+    table.add_column("configured", no_wrap=True)
+    for r in rows:
+        mark = "[green]yes[/]" if r["configured"] else "[yellow]no[/]"
+        table.add_row(str(r["name"]), str(r["transport"]), str(r["dialect"]), str(r["model"]), mark)
+    console.print(table)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True, min_width=width)
+    grid.add_column(overflow="fold")
+    for r in rows:
+        names = env.get(r["name"], [])
+        text = Text(", ".join(names) if names else "nothing")
+        if not r["configured"]:
+            text.append("\nnot configured: ")
+            text.append(str(r["detail"]), style="yellow")
+        grid.add_row(Text(str(r["name"]), style="bold"), text)
+    console.print("environment variables each backend reads:")
+    console.print(grid)
+
+
+@app.command()
+def health(
+    backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+    endpoint_id: Annotated[str | None, typer.Option("--endpoint-id")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
+    transport: Annotated[str | None, typer.Option("--transport", help="Override the transport.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check that a backend is reachable and authorised (workers/queue, models)."""
+    from ..registry import load_backend
+
+    try:
+        over = backend_overrides(endpoint_id, base_url, api_key_env, None, None, None, None, mode)
+        be = load_backend(backend, **over, transport=transport)
+    except OcrError as exc:
+        raise fail(str(exc)) from None
+
+    async def check() -> Any:
+        try:
+            return await be.transport.health()
+        finally:
+            await be.aclose()
+
+    try:
+        h = asyncio.run(check())
+    except OcrError as exc:
+        raise fail(str(exc), EXIT_FAILED_PAGES) from None
+    if as_json:
+        typer.echo(json.dumps({"backend": be.name, "ok": h.ok, "detail": h.detail, "info": h.info}, indent=2, default=str))
+    else:
+        colour = "green" if h.ok else "red"
+        Console(no_color=bool(os.environ.get("NO_COLOR"))).print(f"[{colour}]{'ok' if h.ok else 'down'}[/] {be.name}: {redact(h.detail)}")
+        for k, v in h.info.items():
+            typer.echo(f"  {k}: {redact(str(v))}")
+    raise typer.Exit(0 if h.ok else EXIT_FAILED_PAGES)
+
+
+@config_app.callback()
+def config_show(
+    ctx: typer.Context,
+    backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+    endpoint_id: Annotated[str | None, typer.Option("--endpoint-id")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env")] = None,
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    dialect: Annotated[str | None, typer.Option("--dialect")] = None,
+    transport: Annotated[str | None, typer.Option("--transport")] = None,
+) -> None:
+    """Show the resolved settings of a backend (with the flags `ocr convert` would get), secrets
+    masked."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..config import config_dir, resolve_config
+
+    try:
+        over = backend_overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, None)
+        cfg = resolve_config(backend, **over, transport=transport)
+    except OcrError as exc:
+        raise fail(str(exc)) from None
+    data = cfg.public_dict()
+    data["config_dir"] = str(config_dir())
+    # mask value by value: redacting the serialised text could turn a value into bare ***
+    typer.echo(json.dumps(redact_data(data), indent=2, default=str))
+
+
+_CONFIG_TEMPLATE = """\
+# ocrclient user configuration.  Keep secrets in environment variables (RUNPOD_API_KEY,
+# OCRCLIENT_API_KEY, MODAL_KEY / MODAL_SECRET); if you put an api_key here, chmod 600 this file.
+
+# default_backend = "local"
+
+# The page cache's size cap (default 2G; 0 = none); OCRCLIENT_CACHE_MAX_BYTES outranks it.
+# cache_max_bytes = "2G"
+
+# Per-backend overrides: any field of a backend profile (see `ocr config --backend NAME`).
+# [backends.runpod-chandra]
+# endpoint_id = "abc123xyz"
+# concurrency = 16
+#
+# [backends.runpod-pod-lightonocr2]
+# base_url = "https://POD_ID-8000.proxy.runpod.net/v1"
+"""
+
+
+@config_app.command("init")
+def config_init(force: Annotated[bool, typer.Option("--force")] = False) -> None:
+    """Write a commented config file to the user config directory."""
+    from ..config import config_dir
+
+    path = config_dir() / "config.toml"
+    if path.exists() and not force:
+        raise fail(f"{path} exists (use --force to overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_CONFIG_TEMPLATE, encoding="utf-8")
+    path.chmod(0o600)
+    (config_dir() / "backends").mkdir(exist_ok=True)
+    typer.echo(str(path))
+
+
+CacheDirOption = Annotated[
+    Path | None, typer.Option("--cache-dir", help="Cache directory (default: $OCRCLIENT_CACHE_DIR or ~/.cache/ocrclient).")
+]
+
+
+def _page_cache(directory: Path | None) -> Any:
+    from ..cache import PageCache
+    from ..config import cache_dir
+
+    try:
+        return PageCache(directory or cache_dir())
+    except OcrError as exc:
+        raise fail(str(exc)) from None
+
+
+@cache_app.command("info")
+def cache_info(
+    cache_dir: CacheDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Where the page cache is, how many pages it holds, its size and its cap."""
+    info = _page_cache(cache_dir).info()
+    if as_json:
+        typer.echo(json.dumps({"dir": info.directory, "entries": info.entries, "bytes": info.bytes, "max_bytes": info.max_bytes}, indent=2))
+        return
+    cap = f"{info.max_bytes} bytes ({info.max_bytes / 1024**3:.2f} GiB)" if info.max_bytes else "none"
+    typer.echo(f"dir: {info.directory}")
+    typer.echo(f"entries: {info.entries}")
+    typer.echo(f"bytes: {info.bytes} ({info.bytes / 1024**2:.1f} MiB)")
+    typer.echo(f"cap: {cap}")
+
+
+@cache_app.command("clear")
+def cache_clear(cache_dir: CacheDirOption = None) -> None:
+    """Delete every cached page (the next run sends every page again)."""
+    cache = _page_cache(cache_dir)
+    removed = cache.clear()
+    typer.echo(f"removed {removed} cached page(s) from {cache.directory}")

@@ -1,0 +1,92 @@
+"""``ocr bench``, ``ocr view`` and ``ocr schema``: measure a backend, write the HTML viewer of a
+result, print the output's JSON schema."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import OcrError
+from .common import EXIT_FAILED_PAGES, EXIT_INTERRUPTED, EXIT_OK, app, backend_overrides, fail
+
+
+@app.command()
+def bench(
+    inputs: Annotated[list[str], typer.Argument(help="Documents to run (the cache is bypassed).")],
+    backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+    pages: Annotated[str | None, typer.Option("--pages", "-p")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1)] = None,
+    endpoint_id: Annotated[str | None, typer.Option("--endpoint-id")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env")] = None,
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    metrics: Annotated[bool, typer.Option("--metrics", help="Sample the vLLM server's /metrics during the run.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Measure a backend: pages/s, latency p50/p95, retries, tokens, cost estimate."""
+    from ..bench import run_bench
+
+    try:
+        report = asyncio.run(
+            run_bench(
+                inputs,
+                backend=backend,
+                pages=pages,
+                concurrency=concurrency,
+                metrics=metrics,
+                **backend_overrides(endpoint_id, base_url, api_key_env, model, None, None, None, None),
+            )
+        )
+    except OcrError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        table = Table(title=f"ocr bench: {report['backend']}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for k, v in report.items():
+            if k in ("backend",):
+                continue
+            table.add_row(k, json.dumps(v) if isinstance(v, dict) else str(v))
+        Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)
+    raise typer.Exit(EXIT_FAILED_PAGES if report["failed"] else EXIT_OK)
+
+
+@app.command()
+def view(
+    result: Annotated[Path, typer.Argument(help="A JSON result written by `ocr convert`.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="HTML file to write (default: next to the JSON).")] = None,
+) -> None:
+    """Write a static HTML viewer: page images with block boxes drawn over them."""
+    from ..exporters.html import write_viewer
+
+    if not result.is_file():
+        raise fail(f"{result}: no such file")
+    try:
+        path = write_viewer(result, out)
+    except OcrError as exc:
+        raise fail(str(exc)) from None
+    except ValueError as exc:
+        raise fail(f"{result}: not an ocrclient result ({str(exc).splitlines()[0]})") from None
+    typer.echo(str(path))
+
+
+@app.command()
+def schema(path: Annotated[Path | None, typer.Argument(help="Write here instead of stdout.")] = None) -> None:
+    """Print (or write) the JSON schema of the output document."""
+    from ..document import json_schema, write_schema
+
+    if path is None:
+        typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+    else:
+        typer.echo(str(write_schema(path)))

@@ -1,0 +1,235 @@
+"""Layout: recognised text lines -> paragraphs, headings, captions and tables in reading order.
+
+RapidOCR (the embedded ``local`` backend) returns text *lines* with boxes in pixels of the image
+that was sent — no paragraphs, headings, columns or tables.  :func:`layout_lines` builds those from
+geometry alone, in stages:
+
+1. **Font size** (:mod:`.lines`).  Each line's font size is estimated from its box width and its
+   text (a generic proportional-font width table), which separates a 14 pt heading from 11 pt body
+   text even where the detector gives both boxes the same height.  The body size is the median
+   over all text, weighted by characters.
+2. **Tables** (:mod:`.tables`).  Lines are grouped into rows (vertical overlap).  Two or more
+   consecutive rows of three or more separate segments, none wider than 45 % of the row, form a
+   table (neighbouring rows of two or more cells that each sit in one of its columns join it:
+   empty cells); cells are assigned to columns by x-overlap and the table becomes one ``table``
+   block rendered as a markdown table (first row as header, ``|`` in cells escaped).  Two text
+   columns have two segments per row and are *not* a table; a two-column table is read as label /
+   value rows (see 3), and a table whose cells wrap over several lines is read as text (known
+   limits).
+3. **Reading order** (:mod:`.reading_order`).  A recursive XY-cut on the line boxes: a vertical
+   whitespace corridor at least 0.6 body em wide splits a region into columns (left to right),
+   except that two neighbouring groups of label / value pairs (an infobox, a form: lines paired
+   row by row, one group ragged) are read row by row.  When items that span the corridor (a
+   full-width heading over two columns) block it, the corridor is found among the narrow lines
+   alone and the region is cut into horizontal sections at the spanning items.  Without a
+   corridor the region is read in rows, top to bottom, left to right.
+4. **Paragraphs** (here).  Consecutive lines in reading order form a paragraph while they stay in
+   the same column, below each other, with a vertical gap under 0.6 em, a similar font size and a
+   common left edge; a short line ending a sentence also ends its paragraph.  Hyphenated line ends
+   (``tran-`` + ``scription``) are joined.
+5. **Headings** (here).  A paragraph of short lines (at most 14 words, no final period) set
+   clearly larger than the body (>= 1.18x) is a ``section_header`` (``## text``); on page 1 the
+   largest of them, when >= 1.5x the body, is the ``title`` (``# text``).  ``Figure N``/``Table N``
+   paragraphs are ``caption`` blocks.
+
+Blocks: one :class:`RawBlock` per paragraph/table, with ``line`` children, each with ``word``
+children; boxes in the lines' space (pixels of the image sent).  The markdown is the paragraphs
+separated by blank lines.
+
+>>> from ocrclient.engines.lines import Line
+>>> md, blocks, meta = layout_lines([Line("Hello world", (10.0, 10.0, 120.0, 30.0), 0.9)])
+>>> md, blocks[0].type, meta["lines"]
+('Hello world', 'text', 1)
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from ..dialects.base import RawBlock
+from .lines import Line, estimate_size, union, weighted_median
+from .reading_order import Item, reading_order
+from .tables import Table, find_tables, table_markdown
+
+__all__ = ["HEADING_RATIO", "TITLE_RATIO", "layout_lines"]
+
+HEADING_RATIO = 1.18
+TITLE_RATIO = 1.5
+_CAPTION = re.compile(
+    r"^(figure|fig\.|table|chart|plate)\s*[0-9ivxlc]+\s*[.:\u2013\u2014-]\s", re.IGNORECASE
+)
+_SENTENCE_END = (".", "!", "?", ":", ";")
+
+
+def _join_lines(texts: Sequence[str]) -> str:
+    out = ""
+    for t in texts:
+        t = t.strip()
+        if not out:
+            out = t
+        elif len(out) > 1 and out.endswith("-") and out[-2].isalpha() and t[:1].islower():
+            out = out[:-1] + t
+        else:
+            out = f"{out} {t}"
+    return out
+
+
+def _same_size(a: Line, b: Line) -> bool:
+    lo, hi = sorted((a.size, b.size))
+    return hi <= lo * 1.15
+
+
+def _starts_new_paragraph(prev: Line, cur: Line, para: Sequence[Line], em: float) -> bool:
+    if not _same_size(prev, cur):
+        return True
+    if cur.y0 < prev.cy:  # went up: a new column or section
+        return True
+    if cur.y0 - prev.y1 > 0.6 * max(em, min(prev.size, cur.size)):  # leading grows with size
+        return True
+    if min(prev.x1, cur.x1) - max(prev.x0, cur.x0) <= 0:
+        return True
+    if abs(cur.x0 - prev.x0) > 1.5 * em:
+        first_line_indent = len(para) == 1 and prev.x0 > cur.x0
+        if not first_line_indent:
+            return True
+    width = max(ln.x1 for ln in para) - min(ln.x0 for ln in para)
+    short = len(para) > 1 and prev.x1 < min(ln.x0 for ln in para) + 0.8 * width
+    return short and prev.text.rstrip().endswith(_SENTENCE_END)
+
+
+def _is_heading_text(text: str) -> bool:
+    t = text.strip()
+    return 0 < len(t) <= 120 and len(t.split()) <= 14 and not t.endswith(".")
+
+
+def _word_blocks(line: Line) -> list[RawBlock]:
+    out = []
+    for w in line.words:
+        box = w.get("box")
+        wbox = (float(box[0]), float(box[1]), float(box[2]), float(box[3])) if box else None
+        out.append(
+            RawBlock(
+                type="word",
+                text=str(w.get("text", "")),
+                box=wbox,
+                confidence=float(w["score"]) if w.get("score") is not None else None,
+            )
+        )
+    return out
+
+
+def _line_block(line: Line) -> RawBlock:
+    return RawBlock(
+        type="line",
+        text=line.text,
+        box=line.box,
+        confidence=line.score,
+        children=_word_blocks(line),
+    )
+
+
+def _confidence(lines: Sequence[Line]) -> float | None:
+    weight = sum(max(len(ln.text), 1) for ln in lines)
+    if not weight:
+        return None
+    return round(sum(ln.score * max(len(ln.text), 1) for ln in lines) / weight, 4)
+
+
+def layout_lines(
+    lines: Sequence[Line], page_number: int = 1
+) -> tuple[str, list[RawBlock], dict[str, Any]]:
+    """Lines -> (markdown, blocks, meta).  See the module docstring for the rules."""
+    if not lines:
+        return "", [], {}
+    for ln in lines:
+        ln.size = estimate_size(ln.text, ln.lbox)
+    body = weighted_median([(ln.size, float(max(len(ln.text), 1))) for ln in lines])
+    em = max(body, 4.0)
+    tables, rest = find_tables(lines, em)
+    items: list[Item] = [*rest, *tables]
+    groups = _paragraphs(reading_order(items, em), em)
+    kinds = _classify(groups, body, page_number)
+    markdown, blocks = _blocks(groups, kinds)
+    meta = {"body_size_px": round(body, 2), "lines": len(lines), "tables": len(tables)}
+    return markdown, blocks, meta
+
+
+def _paragraphs(ordered: Sequence[Item], em: float) -> list[list[Line] | Table]:
+    """Items in reading order -> paragraphs (lists of lines) and tables."""
+    groups: list[list[Line] | Table] = []
+    for it in ordered:
+        if isinstance(it, Table):
+            groups.append(it)
+            continue
+        last = groups[-1] if groups else None
+        if isinstance(last, list) and not _starts_new_paragraph(last[-1], it, last, em):
+            last.append(it)
+        else:
+            groups.append([it])
+    return groups
+
+
+def _classify(groups: Sequence[list[Line] | Table], body: float, page_number: int) -> list[str]:
+    """Each group's block type: table, section_header, caption or text; on page 1 the largest
+    heading, set large enough, is the title."""
+    kinds: list[str] = []
+    for g in groups:
+        if isinstance(g, Table):
+            kinds.append("table")
+            continue
+        size = statistics.median(ln.size for ln in g)
+        text = _join_lines([ln.text for ln in g])
+        if size >= HEADING_RATIO * body and len(g) <= 3 and _is_heading_text(text):
+            kinds.append("section_header")
+        elif _CAPTION.match(text) and len(g) <= 4:
+            kinds.append("caption")
+        else:
+            kinds.append("text")
+    if page_number == 1:
+        heads = [
+            (statistics.median(ln.size for ln in g), k)
+            for k, g in enumerate(groups)
+            if kinds[k] == "section_header" and isinstance(g, list)
+        ]
+        if heads:
+            size, k = max(heads)
+            if size >= TITLE_RATIO * body:
+                kinds[k] = "title"
+    return kinds
+
+
+def _blocks(groups: Sequence[list[Line] | Table], kinds: Sequence[str]) -> tuple[str, list[RawBlock]]:
+    """The page's markdown and blocks, one per group."""
+    blocks: list[RawBlock] = []
+    parts: list[str] = []
+    for g, kind in zip(groups, kinds, strict=True):
+        if isinstance(g, Table):
+            md = table_markdown(g)
+            children = [_line_block(ln) for ln in g.lines]
+            blocks.append(
+                RawBlock(
+                    type="table",
+                    text=md,
+                    box=g.out_box,
+                    confidence=_confidence(g.lines),
+                    children=children,
+                )
+            )
+            parts.append(md)
+            continue
+        text = _join_lines([ln.text for ln in g])
+        blocks.append(
+            RawBlock(
+                type=kind,
+                text=text,
+                box=union(ln.box for ln in g),
+                confidence=_confidence(g),
+                children=[_line_block(ln) for ln in g],
+            )
+        )
+        prefix = {"title": "# ", "section_header": "## "}.get(kind, "")
+        parts.append(prefix + text)
+    return "\n\n".join(parts), blocks

@@ -1,0 +1,273 @@
+"""The RapidOCR engine: its settings, loading it once per process, running it on one image.
+
+Nothing is downloaded: the detection, orientation and recognition models that RapidOCR 3.x
+ships in its wheel are loaded from the installed package, once per process (a lazy, lock-guarded
+singleton per :class:`EngineSettings`, shared by every transport built with them).  Calls into
+the engine are serialized with a lock (:func:`run_engine`), because ``RapidOCR.__call__`` mutates
+the engine's settings and because on a small CPU one page at a time with all cores (onnxruntime
+intra-op threads = CPU count) is faster than two pages fighting for the same cores.
+
+``rapidocr`` and ``onnxruntime`` (the ``[local]`` extra) are imported only when an engine is built
+or checked (:func:`engine_missing`), never when this module is imported.
+
+:func:`lines_from_result` turns RapidOCR's result into line dicts ``{"text", "score", "box":
+[x0, y0, x1, y1], "words": [{"text", "score", "box"}, ...]}``: RapidOCR's polygons reduced to
+their axis-aligned bounds, in pixels of the image given (RapidOCR maps its internal downscale of
+images longer than ``max_side_len`` back itself, and the tests check it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, PermanentError
+
+__all__ = [
+    "ENGINE_MODULES",
+    "INSTALL_HINT",
+    "Engine",
+    "EngineSettings",
+    "engine_constructions",
+    "engine_missing",
+    "get_engine",
+    "lines_from_result",
+    "rapidocr_version",
+    "run_engine",
+]
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the one RapidOCR engine of a process is built with.
+
+    * ``threads`` – onnxruntime intra-op threads (default: the CPU count, capped at 8);
+    * ``max_side_len`` – RapidOCR downscales images whose longest side is larger (boxes are still
+      returned in pixels of the image sent);
+    * ``use_cls`` – run the 0/180 degree text-line orientation classifier;
+    * ``text_score`` – lines recognised with a lower confidence are dropped;
+    * ``tight_boxes`` – shrink the detector's padded boxes to the ink they contain (the raw
+      detector box is kept as ``det_box``).  Not an engine setting: engines are shared across it.
+    """
+
+    threads: int = 0
+    max_side_len: int = 2000
+    use_cls: bool = True
+    text_score: float = 0.5
+    tight_boxes: bool = True
+
+    def resolved_threads(self) -> int:
+        if self.threads > 0:
+            return self.threads
+        try:
+            cpus = len(os.sched_getaffinity(0))  # the CPUs this process may use (containers)
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, 8))
+
+    def params(self) -> dict[str, Any]:
+        """RapidOCR ``params`` (dotted config keys)."""
+        return {
+            "Global.log_level": "error",
+            "Global.max_side_len": int(self.max_side_len),
+            "Global.use_cls": bool(self.use_cls),
+            "Global.text_score": float(self.text_score),
+            "EngineConfig.onnxruntime.intra_op_num_threads": self.resolved_threads(),
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        }
+
+
+@dataclass
+class Engine:
+    """A loaded engine: the RapidOCR object, its model files, its lock and how long it took to load."""
+
+    ocr: Any
+    models: dict[str, str]
+    run_lock: threading.Lock
+    load_s: float
+
+
+_ENGINES: dict[tuple[tuple[str, Any], ...], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+_CONSTRUCTIONS = 0
+
+
+def engine_constructions() -> int:
+    """How many RapidOCR engines this process has built (tests assert it stays at one)."""
+    return _CONSTRUCTIONS
+
+
+def _quiet_rapidocr_logging() -> None:
+    logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (onnxruntime errors carry a whole traceback as message)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Traceback"):
+        lines = lines[-1:]
+    text = lines[0] if lines else ""
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _model_name(part: Any) -> str:
+    session = getattr(getattr(part, "session", None), "session", None)
+    path = getattr(session, "_model_path", None)
+    return Path(str(path)).name if path else type(part).__name__
+
+
+#: the modules the engine needs (the ``[local]`` extra)
+ENGINE_MODULES = ("rapidocr", "onnxruntime")
+INSTALL_HINT = "pip install 'ocrclient[local]'"
+
+
+def engine_missing() -> str | None:
+    """Why the engine cannot run here (one line, saying how to install it), or ``None``: the
+    modules of the ``[local]`` extra are imported (cheap next to building the engine), so a
+    missing or broken install is a configuration error before any page is rendered."""
+    import importlib
+
+    for name in ENGINE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            why = " ".join(str(exc).split())[:200] or f"{name} cannot be imported"
+            return f"the local backend needs rapidocr and onnxruntime ({why}); install them with: {INSTALL_HINT}"
+    return None
+
+
+def get_engine(settings: EngineSettings | None = None) -> Engine:
+    """The process-wide engine for ``settings``, built (models loaded) on first use."""
+    global _CONSTRUCTIONS
+    settings = settings or EngineSettings()
+    key = tuple(sorted(settings.params().items()))
+    engine = _ENGINES.get(key)
+    if engine is not None:
+        return engine
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is not None:
+            return engine
+        _quiet_rapidocr_logging()
+        try:
+            from rapidocr import RapidOCR
+        except ImportError as exc:
+            raise ConfigError(
+                f"the local backend needs rapidocr and onnxruntime ({exc}); install them with: {INSTALL_HINT}"
+            ) from exc
+        start = time.perf_counter()
+        try:
+            ocr = RapidOCR(params=settings.params())
+            # RapidOCR loads its models lazily on the first page; load them now so that a
+            # broken install fails here (and health() says so) rather than on page one.
+            parts: dict[str, Any] = {}
+            for part, loader in (("det", "_load_det_model"), ("cls", "_load_cls_model"),
+                                 ("rec", "_load_rec_model")):  # fmt: skip
+                if part == "cls" and not settings.use_cls:
+                    continue
+                load = getattr(ocr, loader, None)
+                if load is not None:
+                    parts[part] = load()
+        except Exception as exc:  # a broken install or a model that would need downloading
+            raise ConfigError(f"cannot load the RapidOCR engine: {_one_line(exc)}") from exc
+        _quiet_rapidocr_logging()
+        _CONSTRUCTIONS += 1
+        engine = Engine(
+            ocr=ocr,
+            models={k: _model_name(v) for k, v in parts.items()},
+            run_lock=threading.Lock(),
+            load_s=time.perf_counter() - start,
+        )
+        _ENGINES[key] = engine
+        return engine
+
+
+def run_engine(engine: Engine, image: Any) -> Any:
+    """RapidOCR's result for ``image`` (a PIL image), one call at a time per engine; an engine
+    failure is a :class:`PermanentError` for this page."""
+    with engine.run_lock:
+        try:
+            return engine.ocr(image, return_word_box=True)
+        except Exception as exc:
+            raise PermanentError(
+                f"the local engine failed on this page: {_one_line(exc)}", cause="engine_error"
+            ) from exc
+
+
+def rapidocr_version() -> str | None:
+    """The installed ``rapidocr`` version (``None`` when it is not installed)."""
+    try:
+        from importlib.metadata import version
+
+        return version("rapidocr")
+    except Exception:
+        return None
+
+
+def _axis_box(points: Any) -> list[float]:
+    """A polygon (sequence of [x, y]) -> ``[x0, y0, x1, y1]``."""
+    xs = [float(p[0]) for p in points]
+    ys = [float(p[1]) for p in points]
+    return [round(min(xs), 2), round(min(ys), 2), round(max(xs), 2), round(max(ys), 2)]
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def _align_words(txts: Sequence[str], groups: Sequence[Any]) -> list[list[Any]]:
+    """RapidOCR drops the word list of a line whose word boxes could not be computed, so the word
+    groups are not always index-aligned with the lines: align them by their text."""
+    if len(groups) == len(txts):
+        return [list(g) for g in groups]
+    out: list[list[Any]] = []
+    j = 0
+    for txt in txts:
+        if j < len(groups) and _squash("".join(str(w[0]) for w in groups[j])) == _squash(txt):
+            out.append(list(groups[j]))
+            j += 1
+        else:
+            out.append([])
+    return out
+
+
+def lines_from_result(result: Any) -> list[dict[str, Any]]:
+    """RapidOCR's result -> line dicts (see the module docstring); lines without text are left out."""
+    txts = getattr(result, "txts", None)
+    boxes = getattr(result, "boxes", None)
+    if not txts or boxes is None:
+        return []
+    scores = list(getattr(result, "scores", None) or [0.0] * len(txts))
+    groups = getattr(result, "word_results", None) or ()
+    # an empty result carries the placeholder (("", 1.0, None),)
+    groups = tuple(
+        g for g in groups if g and isinstance(g, (list, tuple)) and isinstance(g[0], (list, tuple))
+    )
+    words_per_line = _align_words(list(txts), groups)
+    lines: list[dict[str, Any]] = []
+    for i, txt in enumerate(txts):
+        text = str(txt).strip()
+        if not text:
+            continue
+        words = []
+        for w in words_per_line[i] if i < len(words_per_line) else []:
+            wtext, wscore, wbox = w[0], w[1], w[2]
+            if wbox is None or not str(wtext).strip():
+                continue
+            words.append(
+                {"text": str(wtext), "score": round(float(wscore), 4), "box": _axis_box(wbox)}
+            )
+        lines.append(
+            {
+                "text": text,
+                "score": round(float(scores[i]), 4),
+                "box": _axis_box(boxes[i]),
+                "words": words,
+            }
+        )
+    return lines

@@ -1,0 +1,89 @@
+"""One page image through the engine: decode -> tiles -> RapidOCR -> ink-tight boxes.
+
+:func:`read_image` is what the in-process transport (:mod:`ocrclient.transports.local`) runs in a
+worker thread for each page.  Its :class:`Reading` becomes the reply's ``data``:
+``{"lines": [...], "image_size": [w, h], "engine": "rapidocr"}`` (plus ``"tiles": n`` for a page
+read in tiles), where every line is ``{"text", "score", "box": [x0, y0, x1, y1], "det_box":
+[...], "words": [{"text", "score", "box"}, ...]}`` in pixels of the image that was sent.
+``det_box`` is the detector's box (clipped to the image), padded around the text by a fraction
+of its height; ``box`` is that box shrunk to the ink it holds (when ``tight_boxes``), and word
+boxes share their line's vertical extent.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import PermanentError
+from .ink import clip, place_words, tighten
+from .rapidocr import EngineSettings, get_engine, lines_from_result, run_engine
+from .tiling import plan_tiles, read_tiles
+
+__all__ = ["Reading", "read_image"]
+
+
+@dataclass
+class Reading:
+    """What the engine read on one page image."""
+
+    lines: list[dict[str, Any]]
+    width: int
+    height: int
+    tiles: int  # 1: read as one image
+    seconds: float  # engine and box work, after decoding and loading
+
+    @property
+    def text(self) -> str:
+        """The lines' text, one per line."""
+        return "\n".join(line["text"] for line in self.lines)
+
+    def data(self) -> dict[str, Any]:
+        """The reply's ``data`` (see the module docstring)."""
+        out: dict[str, Any] = {
+            "lines": self.lines,
+            "image_size": [self.width, self.height],
+            "engine": "rapidocr",
+        }
+        if self.tiles > 1:
+            out["tiles"] = self.tiles
+        return out
+
+
+def decode(data: bytes) -> Any:
+    """The sent image, decoded (a loaded PIL image); undecodable bytes are a
+    :class:`PermanentError` (``cause="bad_image"``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))  # in-memory: nothing to close
+        img.load()
+        return img
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise PermanentError(
+            f"the local engine cannot decode the page image ({exc})", cause="bad_image"
+        ) from exc
+
+
+def read_image(data: bytes, settings: EngineSettings) -> Reading:
+    """Read one encoded page image with the process's engine for ``settings`` (blocking: call
+    it from a worker thread)."""
+    import numpy as np
+
+    image = decode(data)
+    gray = np.asarray(image.convert("L"))
+    height, width = gray.shape
+    engine = get_engine(settings)
+    start = time.perf_counter()
+    tiles = plan_tiles(width, height, max_side=settings.max_side_len)
+    if len(tiles) == 1:
+        lines = lines_from_result(run_engine(engine, image))
+    else:
+        lines = read_tiles(engine, image, tiles, vertical=height > width)
+    for line in lines:
+        line["det_box"] = clip(line["box"], width, height)
+        line["box"] = tighten(gray, line["det_box"]) if settings.tight_boxes else line["det_box"]
+        place_words(gray, line, width, height, settings.tight_boxes)
+    return Reading(lines, width, height, len(tiles), time.perf_counter() - start)

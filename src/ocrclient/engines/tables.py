@@ -1,0 +1,158 @@
+"""Tables: rows of three or more separate cells, from line geometry alone.
+
+Lines are grouped into rows (vertical overlap).  Two or more consecutive rows of three or more
+separate segments, none wider than 45 % of the row, form a table; neighbouring rows of two
+or more cells that each sit in one of its columns join it (empty cells).  Cells are assigned to
+columns by x-overlap and the table becomes one markdown table (first row as header, ``|`` in
+cells escaped, :func:`table_markdown`).  Two text columns have two segments per row and are *not*
+a table; a two-column table is read as label / value rows (:mod:`.reading_order`), and a table
+whose cells wrap over several lines is read as text (known limits).
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .lines import Box, Line, Measured, union
+
+__all__ = ["Table", "find_tables", "table_columns", "table_markdown"]
+
+
+@dataclass
+class Table(Measured):
+    """Rows of cells (lines), top to bottom; ``box`` is what the layout measures, ``out_box`` what
+    is reported."""
+
+    rows: list[list[Line]]
+
+    @property
+    def lines(self) -> list[Line]:
+        return [ln for row in self.rows for ln in row]
+
+    @property
+    def box(self) -> Box:
+        return union(ln.lbox for ln in self.lines)
+
+    @property
+    def out_box(self) -> Box:
+        return union(ln.box for ln in self.lines)
+
+    @property
+    def mbox(self) -> Box:
+        return self.box
+
+
+def _group_rows(lines: Sequence[Line]) -> list[list[Line]]:
+    """Group lines whose vertical extents overlap by at least half the smaller height."""
+    rows: list[list[Line]] = []
+    spans: list[tuple[float, float]] = []
+    for ln in sorted(lines, key=lambda ln: (ln.cy, ln.x0)):
+        if rows:
+            top, bot = spans[-1]
+            overlap = min(bot, ln.y1) - max(top, ln.y0)
+            ref = min(ln.h, statistics.median(x.h for x in rows[-1]))
+            if overlap >= 0.5 * ref:
+                rows[-1].append(ln)
+                spans[-1] = (min(top, ln.y0), max(bot, ln.y1))
+                continue
+        rows.append([ln])
+        spans.append((ln.y0, ln.y1))
+    return [sorted(r, key=lambda ln: ln.x0) for r in rows]
+
+
+def _segments_apart(row: Sequence[Line], min_gap: float) -> bool:
+    return all(b.x0 - a.x1 >= min_gap for a, b in itertools.pairwise(row))
+
+
+def _x_overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return min(a[1], b[1]) - max(a[0], b[0]) > 0
+
+
+def find_tables(lines: Sequence[Line], em: float) -> tuple[list[Table], list[Line]]:
+    """The tables among ``lines`` (see the module docstring) and the lines outside them."""
+    rows = _group_rows(lines)
+    cand = [
+        len(r) >= 3
+        and _segments_apart(r, 0.5 * em)
+        # a line of prose beside a sidebar is not a cell
+        and max(ln.w for ln in r) <= 0.45 * (r[-1].x1 - r[0].x0)
+        for r in rows
+    ]
+    tables: list[Table] = []
+    used: set[int] = set()
+    i = 0
+    while i < len(rows):
+        if not cand[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(rows) and cand[j + 1] and rows[j + 1][0].y0 - rows[j][-1].y1 < 3 * em:
+            j += 1
+        if j > i:
+            members = list(range(i, j + 1))
+            cols = table_columns(Table([rows[k] for k in members]))
+
+            def in_one_column(ln: Line, cols: list[tuple[float, float]] = cols) -> bool:
+                return sum(_x_overlaps((ln.x0, ln.x1), c) for c in cols) == 1
+
+            # absorb neighbouring rows of 2+ cells that each sit in one of the table's columns
+            # (rows with empty cells); lines of a text column would straddle several
+            for step, start in ((-1, i - 1), (1, j + 1)):
+                k = start
+                while (
+                    0 <= k < len(rows)
+                    and len(rows[k]) >= 2
+                    and all(in_one_column(ln) for ln in rows[k])
+                ):
+                    near = rows[members[0]] if step < 0 else rows[members[-1]]
+                    if abs(rows[k][0].cy - near[0].cy) > 4 * em:
+                        break
+                    if step < 0:
+                        members.insert(0, k)
+                    else:
+                        members.append(k)
+                    k += step
+            tables.append(Table([rows[k] for k in sorted(members)]))
+            used.update(members)
+            i = max(members) + 1
+        else:
+            i += 1
+    rest = [ln for k, r in enumerate(rows) if k not in used for ln in r]
+    return tables, rest
+
+
+def table_columns(table: Table) -> list[tuple[float, float]]:
+    spans = sorted((ln.x0, ln.x1) for ln in table.lines)
+    cols: list[list[float]] = []
+    for x0, x1 in spans:
+        if cols and x0 < cols[-1][1]:
+            cols[-1][1] = max(cols[-1][1], x1)
+        else:
+            cols.append([x0, x1])
+    return [(c[0], c[1]) for c in cols]
+
+
+def table_markdown(table: Table) -> str:
+    cols = table_columns(table)
+    grid: list[list[str]] = []
+    for row in table.rows:
+        cells = [""] * len(cols)
+        for ln in row:
+            cx = (ln.x0 + ln.x1) / 2
+            k = min(
+                range(len(cols)),
+                key=lambda c: (
+                    0
+                    if cols[c][0] <= cx <= cols[c][1]
+                    else min(abs(cx - cols[c][0]), abs(cx - cols[c][1]))
+                ),
+            )
+            text = ln.text.replace("|", "\\|")
+            cells[k] = f"{cells[k]} {text}".strip()
+        grid.append(cells)
+    out = ["| " + " | ".join(grid[0]) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    out += ["| " + " | ".join(r) + " |" for r in grid[1:]]
+    return "\n".join(out)

@@ -1,0 +1,227 @@
+"""Tiling: extreme-aspect pages are read in overlapping tiles and what the tiles read is merged.
+
+:func:`plan_tiles` cuts a page image along its long axis (see its docstring for why);
+:func:`read_tiles` runs the engine on each tile and merges the readings: on tall pages whole lines
+(:func:`merge_tall`), on wide pages words, grouped into lines again (:func:`merge_wide`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .rapidocr import Engine, lines_from_result, run_engine
+
+__all__ = ["TILE_ASPECT", "Tile", "merge_tall", "merge_wide", "plan_tiles", "read_tiles"]
+
+
+#: pages whose long side is more than this many times their short side are read in tiles
+TILE_ASPECT = 4.0
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile along a page's long axis: pixels ``[start, end)`` are sent.  The cores
+    ``[core_start, core_end)`` of all tiles partition the axis; around its core a tile overlaps
+    its neighbours by a quarter of its length on each side."""
+
+    start: int
+    end: int
+    core_start: int
+    core_end: int
+
+
+def plan_tiles(
+    width: int, height: int, aspect: float = TILE_ASPECT, max_side: int = 2000
+) -> list[Tile]:
+    """How to cut a page image of ``width`` x ``height`` pixels for the engine.
+
+    RapidOCR's detector scales every image so its *short* side is at least 736 px: a 66 x 4000
+    px strip became 736 x 44600 px inside the engine and peaked at 4.6 GB (``skinnypage.pdf``
+    page 2, 234 x 14295 pt).  A page whose aspect ratio is above ``aspect`` is therefore read in
+    tiles along its long axis, each ``aspect`` x the short side long but no longer than
+    ``max_side`` (the engine's own downscale limit) unless the short side is longer still, so
+    the text is not shrunk (and never shorter than 64 px).  Neighbouring tiles overlap by a
+    quarter of a tile on each side, so a line (tall pages) or a word (wide pages) cut by one
+    tile's edge is whole in its neighbour; what two tiles both read is kept once
+    (:func:`_dedupe`), and on wide pages words are grouped into lines again.  Other pages are
+    one tile.
+
+    >>> [(t.start, t.end) for t in plan_tiles(100, 1000)]
+    [(0, 300), (100, 500), (300, 700), (500, 900), (700, 1000)]
+    >>> len(plan_tiles(1275, 1650))
+    1
+    """
+    long_side, short_side = max(width, height), max(1, min(width, height))
+    if long_side <= aspect * short_side:
+        return [Tile(0, long_side, 0, long_side)]
+    length = max(64, int(min(aspect * short_side, max(max_side, short_side))))
+    margin = length // 4
+    core = length - 2 * margin
+    tiles = []
+    for core_start in range(0, long_side, core):
+        core_end = min(long_side, core_start + core)
+        tiles.append(
+            Tile(max(0, core_start - margin), min(long_side, core_end + margin), core_start, core_end)
+        )
+    return tiles
+
+
+def _shift(line: dict[str, Any], dx: float, dy: float) -> None:
+    for item in (line, *line["words"]):
+        b = item["box"]
+        item["box"] = [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy]
+
+
+def _centre(box: Sequence[float], axis: int) -> float:
+    return (box[axis] + box[axis + 2]) / 2
+
+
+@dataclass
+class _Seen:
+    """One line (tall pages) or word (wide pages) as one tile read it, in page pixels."""
+
+    item: dict[str, Any]
+    box: list[float]
+    tile: int
+    cut: bool  # touches an edge where its tile was cut from the page: maybe partial
+    centrality: float  # distance of its centre from the nearer edge of its tile
+    line: int = 0  # which line of its tile it came from (wide pages)
+    sep: str = " "  # how that line separated its words
+    before: str = " "  # what stood before this word in its own line's text ("" for CJK)
+
+
+def _separators(text: str, words: Sequence[str]) -> list[str] | None:
+    """What stands before each word in ``text`` (its first: ""), or None where the words do not
+    spell the text.  RapidOCR gives one "word" per character on lines with CJK in them, so a
+    line's separators are read from its text, not guessed."""
+    out, pos = [], 0
+    for word in words:
+        start = text.find(word, pos)
+        if start < 0 or text[pos:start].strip():
+            return None
+        out.append(" " if text[pos:start] else "")
+        pos = start + len(word)
+    return out
+
+
+def _seen(item: dict[str, Any], tiles: list[Tile], i: int, axis: int, long_side: int) -> _Seen:
+    box, tile = item["box"], tiles[i]
+    lo, hi = box[axis], box[axis + 2]
+    # near a cut edge: within 2 px across lines (tall pages); within half the text height along
+    # a line (wide pages), where the recogniser's word boxes can stop short of the edge
+    eps = 2.0 if axis == 1 else max(2.0, 0.5 * (box[3] - box[1]))
+    cut = (tile.start > 0 and lo <= tile.start + eps) or (tile.end < long_side and hi >= tile.end - eps)
+    c = _centre(box, axis)
+    return _Seen(item, box, i, cut, min(c - tile.start, tile.end - c))
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over the smaller of the two boxes' areas."""
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / max(smaller, 1e-6)
+
+
+def _dedupe(seen: list[_Seen]) -> list[_Seen]:
+    """What neighbouring tiles both read, once.  Readings are taken best first: not cut by a
+    tile edge, then the longer text, then nearer the middle of its tile (seams are where the
+    detector wavers).  A reading is dropped when it overlaps one already taken by more than half
+    of the smaller box, or, if it looks like a fragment (it touches a cut edge, or it is one or
+    two characters: the recogniser sometimes repeats a word's last letters as a word of their
+    own), when it overlaps one at all noticeably (a tenth)."""
+    rank = lambda s: (s.cut, -len(s.item["text"]), -s.centrality)  # noqa: E731
+    kept: list[_Seen] = []
+    for s in sorted(seen, key=rank):
+        limit = 0.1 if s.cut or len(s.item["text"].strip()) <= 2 else 0.5
+        if not any(_overlap(k.box, s.box) > limit for k in kept):
+            kept.append(s)
+    return kept
+
+
+def merge_tall(per_tile: list[list[dict[str, Any]]], tiles: list[Tile], long_side: int) -> list[dict[str, Any]]:
+    """Tall pages: lines run across the tiles, so each is whole in the tile that sees it best
+    (the overlap, a quarter tile, is far taller than a line)."""
+    seen = [_seen(line, tiles, i, 1, long_side) for i, lines in enumerate(per_tile) for line in lines]
+    out = [s.item for s in _dedupe(seen)]
+    out.sort(key=lambda ln: (ln["box"][1], ln["box"][0]))
+    return out
+
+
+def merge_wide(per_tile: list[list[dict[str, Any]]], tiles: list[Tile], long_side: int) -> list[dict[str, Any]]:
+    """Wide pages: lines run along the tiles and may be longer than any tile, so words are
+    de-duplicated across tiles and grouped into lines again (same row, gaps under 1.2 line
+    heights), joined the way their own line joined them."""
+    seen: list[_Seen] = []
+    for i, lines in enumerate(per_tile):
+        for j, line in enumerate(lines):
+            words = line["words"] or [{"text": line["text"], "score": line["score"], "box": line["box"]}]
+            sep = " " if " " in line["text"] else ""
+            befores = _separators(line["text"], [str(w["text"]) for w in words])
+            for k, word in enumerate(words):
+                s = _seen(word, tiles, i, 0, long_side)
+                s.line, s.sep = j, sep
+                s.before = befores[k] if befores is not None else sep
+                seen.append(s)
+    rows: list[list[_Seen]] = []
+    for s in sorted(_dedupe(seen), key=lambda s: (s.box[1] + s.box[3]) / 2):
+        for row in rows:
+            top, bottom = min(r.box[1] for r in row), max(r.box[3] for r in row)
+            overlap = min(bottom, s.box[3]) - max(top, s.box[1])
+            if overlap >= 0.5 * min(bottom - top, s.box[3] - s.box[1]):
+                row.append(s)
+                break
+        else:
+            rows.append([s])
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        row.sort(key=lambda s: s.box[0])
+        height = max(r.box[3] for r in row) - min(r.box[1] for r in row)
+        groups: list[list[_Seen]] = [[row[0]]]
+        for prev, s in itertools.pairwise(row):
+            if s.box[0] - prev.box[2] > 1.2 * height:
+                groups.append([s])
+            else:
+                groups[-1].append(s)
+        for group in groups:
+            text = group[0].item["text"]
+            for prev, s in itertools.pairwise(group):
+                same_line = (prev.tile, prev.line) == (s.tile, s.line)
+                sep = s.before if same_line else (" " if " " in (prev.sep, s.sep) else "")
+                text += sep + s.item["text"]
+            out.append(
+                {
+                    "text": text,
+                    "score": min(float(s.item["score"]) for s in group),
+                    "box": [
+                        min(s.box[0] for s in group),
+                        min(s.box[1] for s in group),
+                        max(s.box[2] for s in group),
+                        max(s.box[3] for s in group),
+                    ],
+                    "words": [dict(s.item) for s in group],
+                }
+            )
+    out.sort(key=lambda ln: (ln["box"][1], ln["box"][0]))
+    return out
+
+def read_tiles(engine: Engine, image: Any, tiles: list[Tile], vertical: bool) -> list[dict[str, Any]]:
+    """OCR an extreme-aspect page (the decoded image) tile by tile (see :func:`plan_tiles`)
+    and merge what the tiles read: line dicts in pixels of the whole page."""
+    rgb = image.convert("RGB")
+    per_tile: list[list[dict[str, Any]]] = []
+    for tile in tiles:
+        x0, y0 = (0, tile.start) if vertical else (tile.start, 0)
+        x1, y1 = (rgb.width, tile.end) if vertical else (tile.end, rgb.height)
+        lines = lines_from_result(run_engine(engine, rgb.crop((x0, y0, x1, y1))))
+        for line in lines:
+            _shift(line, x0, y0)
+        per_tile.append(lines)
+    if vertical:
+        return merge_tall(per_tile, tiles, rgb.height)
+    return merge_wide(per_tile, tiles, rgb.width)

@@ -1,0 +1,409 @@
+"""Writing a run's outputs as its pages finish, from what the run already has.
+
+Each page's rendered image travels with the page: the run hands it to the document's
+:class:`DocumentSink` as the page stream yields it (:meth:`DocumentSink.take_image`), and when
+the scheduler reports the page done (``PageDone``, whose ``result`` is the finished page, or
+``PageFailed``) the sink turns it, in a worker thread, into what the outputs need and drops it:
+
+* ``md``: the page's figure crops, cut from the image and written at once to
+  ``<stem>_figures/page<N>_fig<K>.png`` (only their names are kept);
+* ``html``: the page's viewer image (:func:`ocrclient.exporters.html.page_jpeg`), spilled to a
+  hidden folder beside the outputs until the one HTML file is written;
+* ``pdf``: the page is put into the searchable PDF being built
+  (:class:`ocrclient.exporters.pdf.SearchablePdf`): copied from the input's own PDF, which the
+  run opened when the document started (:func:`ocrclient.exporters.source.open_pdf`; from its
+  bytes for a document given as bytes), or, for an image input, made from the page image.
+
+So no writer opens the input once its pages are done, figure crops and page images exist for
+documents given as bytes, memory holds crops' names, not pages, and when the document's last
+page is done only the small files are left to write (:meth:`DocumentSink.finish`: markdown,
+JSON, text, the HTML from its spilled images, the PDF saved).
+
+Example::
+
+    from ocrclient import aconvert
+    from ocrclient.exporters.sink import OutputWriter
+
+    with OutputWriter("out/", ["md", "json", "html", "pdf"]) as outputs:
+        doc = await aconvert(pdf_bytes, backend="local", outputs=outputs)
+        # out/bytes-<hash>.md, its _figures/, .json, .html, .pdf are written
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..document import Document, Page
+from ..errors import ConfigError, OcrError
+from ..pages import PDFIUM_LOCK, PageImage, Source
+
+__all__ = ["DocumentSink", "OutputWriter", "Written"]
+
+log = logging.getLogger("ocrclient.exporters")
+
+#: threads that turn finished pages into crops / page images / PDF pages (PIL and PDFium work
+#: outside the GIL for the most part; the PDF itself is built under PDFIUM_LOCK)
+DEFAULT_WORKERS = 2
+
+
+@dataclass
+class Written:
+    """What :meth:`DocumentSink.finish` wrote (``paths``, in format order) and, one line each,
+    why a format could not be written (``errors``; the other formats are written regardless)."""
+
+    paths: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _failed_stub(number: int) -> Page:
+    """What a page reported failed stands for until the document is done (no content)."""
+    return Page(page=number, status="failed")
+
+
+class DocumentSink:
+    """One document's outputs, fed page by page (see the module docstring).
+
+    ``targets`` maps each format to its file; ``options`` each format to its writer's keyword
+    arguments (``md``: ``page_markers``, ``page_separators``, ``figures``; ``pdf``:
+    ``force_ocr_text``).  ``pages`` is how many pages the document will have (the viewer's image
+    size depends on it).  ``executor`` runs the page work (``None``: in the calling thread).
+    Create it with :meth:`start` when the document's pages start.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        targets: Mapping[str, Path],
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        pages: int = 0,
+        executor: cf.Executor | None = None,
+    ) -> None:
+        self.source = source
+        self.targets = dict(targets)
+        self.options = {k: dict(v) for k, v in (options or {}).items()}
+        self.pages = pages
+        self.executor = executor
+        self.links: dict[tuple[int, int], str] = {}
+        self.html_files: dict[int, Path] = {}
+        self.missing: dict[int, str] = {}
+        self.notes: list[str] = []
+        self.finished = False
+        self._written: Written | None = None
+        self._finish_lock = threading.Lock()
+        self._pending: dict[int, PageImage | None] = {}
+        self._seen: set[int] = set()
+        self._futures: list[cf.Future[None]] = []
+        self._lock = threading.Lock()
+        self._spill: Path | None = None
+        self._pdf: Any = None  # SearchablePdf
+        self._source_pdf: Any = None
+        self._dpis: dict[int, float] = {}
+        self._pdf_error: str | None = None
+
+    # -- setup --------------------------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        source: Source,
+        targets: Mapping[str, Path],
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        pages: int = 0,
+        executor: cf.Executor | None = None,
+    ) -> DocumentSink:
+        """A sink for a document whose pages are about to start.  For a searchable PDF it takes
+        now what the PDF needs from the input beside the page images: a PDF input's own
+        document (its pages are copied), an image input's recorded resolution."""
+        sink = cls(source, targets, options, pages=pages, executor=executor)
+        if "pdf" in sink.targets:
+            sink._open_pdf()
+        return sink
+
+    def _open_pdf(self) -> None:
+        from .pdf import SearchablePdf
+        from .source import image_dpis, open_pdf
+
+        try:
+            if self.source.kind == "pdf":
+                self._source_pdf = open_pdf(self.source)
+            else:
+                self._dpis = image_dpis(self.source)
+        except OcrError as exc:
+            self._pdf_error = str(exc)
+            return
+        force = bool(self.options.get("pdf", {}).get("force_ocr_text", False))
+        self._pdf = SearchablePdf(self._source_pdf, force_ocr_text=force, label=self.source.name)
+
+    @property
+    def figures(self) -> bool:
+        return "md" in self.targets and bool(self.options.get("md", {}).get("figures", True))
+
+    def wants_images(self) -> bool:
+        """Whether any output of this document is made from page images."""
+        return self.figures or "html" in self.targets or ("pdf" in self.targets and self.source.kind == "image")
+
+    # -- pages --------------------------------------------------------------------------------
+    def take_image(self, image: PageImage) -> None:
+        """The run rendered a page of this document (before it is sent): keep it until the page
+        is done.  The scheduler holds it for as long anyway."""
+        if self.wants_images() or "pdf" in self.targets:  # a PDF input's page: only its number
+            with self._lock:
+                self._pending[image.number] = image if self.wants_images() else None
+
+    def expects(self, number: int) -> bool:
+        """Whether page ``number`` was rendered for this sink and is not done yet."""
+        with self._lock:
+            return number in self._pending
+
+    def page_done(self, number: int, page: Page | None) -> None:
+        """Page ``number`` finished (``page``: the result; ``None`` when it failed): make its
+        outputs' pieces (in the executor) and drop its image."""
+        with self._lock:
+            image = self._pending.pop(number, None)
+            self._seen.add(number)
+        if self.executor is None:
+            self._process(number, page, image)
+            return
+        future = self.executor.submit(self._process, number, page, image)
+        with self._lock:
+            self._futures.append(future)
+
+    def _process(self, number: int, page: Page | None, image: PageImage | None) -> None:
+        page = page if page is not None else _failed_stub(number)
+        decoded: Image.Image | None = None
+
+        def pixels() -> Image.Image | None:
+            nonlocal decoded
+            if decoded is None and image is not None and image.encoded is not None:
+                decoded = image.image()
+            return decoded
+
+        for what, step in (("figure crops", self._crops), ("page image", self._html_page), ("pdf page", self._pdf_page)):
+            try:
+                step(page, image, pixels)
+            except Exception as exc:  # one output's trouble never loses the run or the others
+                with self._lock:
+                    self.notes.append(f"{self.source.name} page {number}: {what} not made ({type(exc).__name__}: {exc})")
+
+    def _crops(self, page: Page, image: PageImage | None, pixels: Callable[[], Image.Image | None]) -> None:
+        from . import markdown
+        from .figures import cut_figures, has_figure_boxes
+
+        if not self.figures or not has_figure_boxes(page):
+            return
+        img = pixels()
+        if img is None:
+            why = image.error if image is not None and image.error else "the page was not rendered"
+            with self._lock:
+                self.notes.append(f"{self.source.name} page {page.page}: no figure crops ({why})")
+            return
+        for crop in cut_figures(page, img):
+            link = markdown.save_crop(self.targets["md"], crop)
+            with self._lock:
+                self.links[(crop.page, crop.index)] = link
+
+    def _html_page(self, page: Page, image: PageImage | None, pixels: Callable[[], Image.Image | None]) -> None:
+        from ._io import atomic_write
+        from .html import page_jpeg, viewer_size
+
+        if "html" not in self.targets:
+            return
+        img = pixels()
+        if img is None or image is None:
+            why = image.error if image is not None and image.error else "the page was not rendered"
+            with self._lock:
+                self.missing[page.page] = f"page image not available: {why}"
+            return
+        box = image.page_box
+        size = viewer_size(box.width, box.height, pdf=self.source.kind == "pdf", pages=self.pages, have=img.size)
+        path = atomic_write(self._spill_dir() / f"page{page.page}.jpg", page_jpeg(img, size))
+        with self._lock:
+            self.html_files[page.page] = path
+
+    def _pdf_page(self, page: Page, image: PageImage | None, pixels: Callable[[], Image.Image | None]) -> None:
+        if self._pdf is None:
+            return
+        img = pixels() if self.source.kind == "image" else None
+        self._pdf.add(page, img, self._dpis.get(page.page, 72.0))
+
+    def _spill_dir(self) -> Path:
+        with self._lock:
+            if self._spill is None:
+                folder = self.targets["html"].parent
+                folder.mkdir(parents=True, exist_ok=True)
+                self._spill = Path(tempfile.mkdtemp(prefix=f".{self.targets['html'].stem}.", suffix=".pages", dir=folder))
+            return self._spill
+
+    # -- the end ------------------------------------------------------------------------------
+    def finish(self, doc: Document) -> Written:
+        """The document is done: wait for its pages' work, write every format, clean up.  Called
+        again (a run stopped while the first call was writing), it waits for the first call and
+        returns what that wrote."""
+        with self._finish_lock:
+            if self._written is None:
+                self._written = self._finish(doc)
+            return self._written
+
+    def _finish(self, doc: Document) -> Written:
+        with self._lock:
+            futures, self._futures = self._futures, []
+        cf.wait(futures)
+        by_number = {p.page: p for p in doc.pages}
+        with self._lock:
+            leftover = list(self._pending.items())
+            self._pending.clear()
+        for number, image in leftover:  # in flight when the run stopped: failed, but rendered
+            self._process(number, by_number.get(number), image)
+        reached = self._seen | {n for n, _ in leftover}
+        for page in doc.pages:
+            if page.page not in reached:
+                self.missing.setdefault(page.page, "page image not available: the run stopped before this page was rendered")
+        for note in self.notes:
+            log.warning("%s", note)
+        written = Written()
+        try:
+            for fmt, path in self.targets.items():
+                try:
+                    written.paths.append(self._write(fmt, path, doc))
+                except (OcrError, OSError) as exc:
+                    written.errors.append(str(exc))
+        finally:
+            self.close()
+        return written
+
+    def _write(self, fmt: str, path: Path, doc: Document) -> Path:
+        from . import _writer, html, markdown
+
+        opts = self.options.get(fmt, {})
+        if fmt == "md":
+            md = {k: v for k, v in opts.items() if k in ("page_markers", "page_separators", "figures")}
+            return markdown.write(doc, path, links=dict(self.links) if self.figures else None, **md)
+        if fmt == "html":
+            images = {n: f.read_bytes() for n, f in sorted(self.html_files.items())}
+            return html.write(doc, path, images=images, missing=self.missing)
+        if fmt == "pdf":
+            return self._write_pdf(path, doc)
+        return _writer(fmt)(doc, path, **opts)
+
+    def _write_pdf(self, path: Path, doc: Document) -> Path:
+        from ..errors import InputError
+        from ._io import atomic_write
+
+        if self._pdf is None and self._pdf_error is None:  # a document whose pages never started
+            self._open_pdf()
+        if self._pdf is None:
+            raise InputError(self._pdf_error or f"{doc.source}: no searchable PDF was started")
+        for page in doc.pages:  # pages never reported (a stopped run): as they are in the document
+            self._pdf.add(page)
+        return atomic_write(path, self._pdf.save())
+
+    def close(self) -> None:
+        """Free what the sink holds (the PDF, the input's handle, spilled images)."""
+        self.finished = True
+        if self._pdf is not None:
+            self._pdf.close()
+            self._pdf = None
+        if self._source_pdf is not None:
+            with PDFIUM_LOCK:
+                self._source_pdf.close()
+            self._source_pdf = None
+        if self._spill is not None:
+            shutil.rmtree(self._spill, ignore_errors=True)
+            self._spill = None
+
+
+class OutputWriter:
+    """The outputs of a run: one :class:`DocumentSink` per document, fed by the run.
+
+    ``out_dir`` and ``formats`` as :func:`~ocrclient.exporters.write_outputs` takes them;
+    ``stems`` maps a source's :attr:`~ocrclient.pages.Source.key` to its output stem
+    (``out/<stem>`` without suffix; default ``out_dir/<source stem>``).  Pass it to
+    :class:`~ocrclient.api.Conversion` / ``aconvert(..., outputs=...)``; each
+    :class:`~ocrclient.api.ConvertResult` then lists the files written.  Close it (or use it as
+    a context manager) when the run is over.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        formats: Sequence[str] = ("md", "json"),
+        *,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        stems: Mapping[str, Path] | None = None,
+        workers: int = DEFAULT_WORKERS,
+    ) -> None:
+        from . import EXPORTERS
+
+        bad = [f for f in formats if f not in EXPORTERS]
+        if bad:
+            raise ConfigError(f"unknown output format {', '.join(bad)}; known: {', '.join(EXPORTERS)}")
+        self.out_dir = Path(out_dir)
+        self.formats = list(dict.fromkeys(formats))
+        self.options = options or {}
+        self.stems = dict(stems or {})
+        self._executor = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ocrclient-outputs")
+        self._sinks: list[DocumentSink] = []
+        self._lock = threading.Lock()
+
+    def targets(self, source: Source) -> dict[str, Path]:
+        from . import EXPORTERS
+
+        stem = self.stems.get(source.key, self.out_dir / source.stem)
+        return {fmt: stem.with_name(stem.name + EXPORTERS[fmt][1]) for fmt in self.formats}
+
+    def open(self, source: Source, pages: Sequence[int] = ()) -> DocumentSink:
+        """The sink of a document whose pages are about to start (``pages``: their numbers)."""
+        sink = DocumentSink.start(source, self.targets(source), self.options, pages=len(pages), executor=self._executor)
+        with self._lock:
+            self._sinks.append(sink)
+        return sink
+
+    def on_event(self, event: object) -> None:
+        """Route the scheduler's ``PageDone`` / ``PageFailed`` to the document's sink."""
+        from ..scheduler import PageDone, PageFailed
+
+        if not isinstance(event, PageDone | PageFailed):
+            return
+        with self._lock:
+            sink = next((s for s in self._sinks if s.source.name == event.source and s.expects(event.page)), None)
+        if sink is not None:
+            sink.page_done(event.page, event.result if isinstance(event, PageDone) else None)
+
+    def finish(self, source: Source, doc: Document) -> Written:
+        """Write ``doc``'s outputs (its sink's, or, for a document whose pages never started, a
+        sink without page images)."""
+        with self._lock:
+            sink = next((s for s in self._sinks if s.source is source), None)
+            if sink is None:
+                sink = DocumentSink(source, self.targets(source), self.options, pages=len(doc.pages))
+                self._sinks.append(sink)
+        written = sink.finish(doc)
+        with self._lock:
+            if sink in self._sinks:
+                self._sinks.remove(sink)
+        return written
+
+    def close(self) -> None:
+        """Stop the workers and free what unfinished documents hold."""
+        self._executor.shutdown(wait=True)
+        with self._lock:
+            sinks, self._sinks = self._sinks, []
+        for sink in sinks:
+            sink.close()
+
+    def __enter__(self) -> OutputWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,144 @@
+"""The input a Document was made from, for the writers that need its pages.
+
+Two moments read it, and no writer reads it afterwards:
+
+* **A run, when a document starts** (:class:`~ocrclient.exporters.sink.OutputWriter`, before
+  its first page is rendered): for a searchable PDF of a PDF input, :func:`open_pdf` opens the
+  input's own document from the run's :class:`~ocrclient.pages.Source` (its bytes when it was
+  given as bytes), and the PDF writer copies pages from that handle as they finish; for an
+  image input, :func:`image_dpis` reads the resolution each frame records (the PDF page size).
+  Page images and figure crops come from the run's own renders, never from here.
+* **A Document written without its run** (``ocr view`` on a JSON result, or
+  :func:`~ocrclient.exporters.write_outputs` / a writer's ``write`` called with a bare
+  Document): :func:`resolve_source` finds the file again (as recorded, or relative to a folder
+  such as the one holding the JSON) and :func:`render_pages` renders the wanted pages *as
+  displayed* through :mod:`ocrclient.pages` (PDFium for PDFs, the image itself for images), so a
+  block's ``bbox_norm`` maps straight onto the render's pixels.
+
+Example::
+
+    >>> from ocrclient.document import Document
+    >>> resolve_source(Document(source="bytes:1f2e", backend="x")) is None
+    True
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..document import Document
+from ..errors import InputError, OcrError
+from ..imaging import RenderSpec
+from ..pages import PDFIUM_LOCK, PageImage, Source
+
+__all__ = ["image_dpis", "open_pdf", "render_pages", "resolve_source", "source_spec"]
+
+#: resolutions an image may record that are taken as its print size (others mean 72 dpi)
+_SANE_DPI = (30.0, 1200.0)
+
+
+def resolve_source(doc: Document, source: str | Path | None = None, base: Path | None = None) -> Path | None:
+    """The input file of ``doc`` if it can be found: ``source`` when given, else
+    ``doc.source`` as written (relative to the working directory), else relative to ``base``.
+    ``None`` when nothing readable is there (e.g. the input was raw bytes or was moved)."""
+    candidates: list[Path] = []
+    if source is not None:
+        candidates.append(Path(source).expanduser())
+    elif doc.source and not doc.source.startswith("bytes:"):
+        raw = Path(doc.source).expanduser()
+        candidates.append(raw)
+        if base is not None and not raw.is_absolute():
+            candidates.append(base / raw)
+            candidates.append(base / raw.name)
+    for cand in candidates:
+        try:
+            if cand.is_file():
+                return cand
+        except OSError:
+            continue
+    return None
+
+
+def source_spec(path: Path, dpi: float, fmt: str = "png", quality: int = 85, longest_side: int | None = None) -> RenderSpec:
+    """Render spec for ``path``: PDFs at ``dpi``; images at their own pixels (dpi 72 = one pixel
+    per point), both optionally capped at ``longest_side``."""
+    try:
+        with path.open("rb") as fh:
+            is_pdf = b"%PDF-" in fh.read(1024)
+    except OSError:
+        is_pdf = False
+    eff_dpi = dpi if is_pdf else 72.0
+    return RenderSpec(dpi=eff_dpi, longest_side=longest_side, format=fmt, quality=quality)  # type: ignore[arg-type]
+
+
+def render_pages(path: Path, numbers: Sequence[int], spec: RenderSpec) -> Iterator[tuple[int, PageImage | None, str | None]]:
+    """Render the 1-based pages ``numbers`` of ``path`` as displayed: yields
+    ``(number, page image, error)``, pages in order (pages past the end of the file last); a
+    page that cannot be rendered (or is not in the file) comes with ``None`` and a one-line
+    ``error``.  Never raises for a bad file: every page then carries the error."""
+    from ..pages import iter_pages, open_sources
+
+    wanted = sorted({n for n in numbers if n >= 1})
+    if not wanted:
+        return
+    try:
+        src = open_sources([path])[0]
+    except OcrError as exc:
+        for n in wanted:
+            yield n, None, str(exc)
+        return
+    valid = [n for n in wanted if n <= src.page_count]
+    done: set[int] = set()
+    if valid:
+        try:
+            for pimg in iter_pages(src, spec, pages=[n - 1 for n in valid]):
+                done.add(pimg.number)
+                if pimg.encoded is None:
+                    yield pimg.number, None, pimg.error or "render failed"
+                else:
+                    yield pimg.number, pimg, None
+        except OcrError as exc:
+            for n in valid:
+                if n not in done:
+                    yield n, None, str(exc)
+    for n in wanted:
+        if n > src.page_count:
+            yield n, None, f"page {n} is not in {path.name} (it has {src.page_count})"
+
+
+def open_pdf(src: Source) -> Any:
+    """The input's own ``pypdfium2.PdfDocument`` (from its bytes when it was given as bytes);
+    one-line :class:`InputError` when it cannot be opened.  Close it under ``PDFIUM_LOCK``."""
+    import pypdfium2 as pdfium
+
+    with PDFIUM_LOCK:
+        try:
+            return pdfium.PdfDocument(src.path if src.path is not None else src.data, password=src.password)
+        except (pdfium.PdfiumError, OSError) as exc:
+            raise InputError(f"{src.name}: cannot open PDF ({exc})") from exc
+
+
+def image_dpis(src: Source) -> dict[int, float]:
+    """page number (1-based frame) -> the resolution the image records, when sane (30-1200
+    dpi); frames without one are left out (72 dpi: one pixel per point).  Reads only headers."""
+    from PIL import Image
+
+    out: dict[int, float] = {}
+    try:
+        with Image.open(src.path if src.path is not None else io.BytesIO(src.data or b"")) as img:
+            for i in range(int(getattr(img, "n_frames", 1))):
+                if i:
+                    img.seek(i)
+                dpi = img.info.get("dpi")
+                try:
+                    res = float(dpi[0]) if dpi else 0.0
+                except (TypeError, ValueError, IndexError):
+                    res = 0.0
+                if _SANE_DPI[0] <= res <= _SANE_DPI[1]:
+                    out[i + 1] = res
+    except (OSError, ValueError, Image.DecompressionBombError):
+        pass
+    return out

@@ -1,0 +1,391 @@
+"""Outputs are written from what the run already has (issue 15, "Exporters take what the run
+already has").
+
+The kind: every output made of page images — the markdown's figure crops, the HTML viewer's
+page images, the searchable PDF's pages — comes from the run's own renders (or, for a PDF
+input's searchable PDF, from the input document the run opened when the document started), so
+
+* a document given as bytes gets them all (the old writers re-opened ``doc.source``, which a
+  document made from bytes does not have: no crops, blank viewer pages, no PDF);
+* no writer opens the input once its pages are rendered (the input renamed away at that moment
+  changes nothing; every open of it is recorded and there is none);
+* writing begins as pages finish: a finished page's crops and viewer image are on disk while
+  the document's last page is still out, and the sink keeps file names, not page images.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import pypdfium2 as pdfium
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+import ocrclient
+from ocrclient.document import Block, Document, Page
+from ocrclient.exporters import write_outputs
+from ocrclient.exporters.sink import DocumentSink, OutputWriter
+from ocrclient.imaging import RenderSpec
+from ocrclient.pages import iter_pages, open_sources
+from ocrclient.scheduler import Event, PageDone
+from ocrclient.testing import DialectResponder, OpenAISimulator, SentImage
+
+from .pdfgen import PdfPage, write_pdf
+from .test_e2e_geometry import displayed_box
+from .test_exporters import _need, _pdftotext
+
+MODEL = "datalab-to/chandra"
+TEXT = "Hello bytes world"
+#: the run's render (the chandra dialect also lifts the shortest side to 1024 px): crops are cut
+#: from the image the model saw, not from a re-render at FIGURE_DPI
+DPI = 108.0
+
+Box = tuple[float, float, float, float]
+
+#: pages of the test PDF: (media, /Rotate, the figure rectangle in user space)
+PAGES: list[tuple[Box, int, Box]] = [
+    ((0, 0, 300, 200), 0, (60, 40, 180, 120)),
+    ((0, 0, 300, 200), 90, (20, 30, 110, 90)),
+    ((0, 0, 240, 320), 0, (40, 200, 200, 300)),
+    ((0, 0, 240, 320), 270, (100, 20, 220, 140)),
+]
+
+
+def make_pdf(path: Path) -> tuple[Path, list[Box]]:
+    """The test PDF and each page's figure box in [0, 1] of the displayed page."""
+    pages, norms = [], []
+    for media, rot, rect in PAGES:
+        pages.append(PdfPage(media=media, rotate=rot, rects=[rect]))
+        x0, y0, x1, y1 = displayed_box(rect, media, rot)
+        w, h = (media[2], media[3]) if rot in (0, 180) else (media[3], media[2])
+        norms.append((x0 / w, y0 / h, x1 / w, y1 / h))
+    return write_pdf(path, pages), norms
+
+
+def by_aspect(norms: dict[float, Box]) -> Any:
+    """A responder truth: a line of text and one figure, the figure's box picked by the image's
+    aspect ratio (every test page has its own)."""
+
+    def truth(image: SentImage) -> list[tuple[str, str, Box]]:
+        aspect = image.width / image.height
+        key = min(norms, key=lambda a: abs(a / aspect - 1))
+        return [("text", TEXT, (0.05, 0.02, 0.95, 0.1)), ("figure", "a black box", norms[key])]
+
+    return truth
+
+
+def aspects(norms: list[Box]) -> dict[float, Box]:
+    out = {}
+    for (media, rot, _), box in zip(PAGES, norms, strict=True):
+        w, h = media[2] - media[0], media[3] - media[1]
+        out[(w / h) if rot in (0, 180) else (h / w)] = box
+    return out
+
+
+def convert(source: Any, sim: OpenAISimulator, outputs: OutputWriter, **kw: Any) -> Document:
+    return ocrclient.convert(
+        source, backend="openai", base_url=sim.base_url, api_key=sim.api_key, model=MODEL, dialect="chandra",
+        cache=False, render={"dpi": DPI}, concurrency=8, outputs=outputs, **kw,
+    )  # fmt: skip
+
+
+def darkness(img: Image.Image) -> float:
+    return 1 - ImageStat.Stat(img.convert("L")).mean[0] / 255
+
+
+def html_images(html: str) -> list[Image.Image]:
+    urls = re.findall(r'<img class="scan" alt="page \d+" src="data:image/jpeg;base64,([^"]+)"', html)
+    return [Image.open(io.BytesIO(base64.b64decode(u))) for u in urls]
+
+
+def sent_scale(responder: DialectResponder, page: Page) -> float:
+    """Pixels per point of the image the model saw for ``page`` (the run's render)."""
+    sent = min(responder.seen, key=lambda s: abs(s.width / s.height / (page.width / page.height) - 1))
+    return sent.width / page.width
+
+
+def check_outputs(doc: Document, stem: Path, responder: DialectResponder) -> None:
+    """Every page: its figure crop, cut from the image the model saw (the box in points times
+    that image's pixels per point), its viewer image, its page in the searchable PDF with the
+    OCR's text."""
+    md = stem.with_suffix(".md").read_text(encoding="utf-8")
+    folder = stem.parent / f"{stem.name}_figures"
+    for page in doc.pages:
+        assert page.status == "ok", page.error
+        fig = next(b for b in page.blocks if b.type == "figure")
+        crop_path = folder / f"page{page.page}_fig1.png"
+        assert f"{folder.name}/page{page.page}_fig1.png" in md
+        assert fig.bbox is not None
+        scale = sent_scale(responder, page)
+        with Image.open(crop_path) as crop:
+            w_pt, h_pt = fig.bbox[2] - fig.bbox[0], fig.bbox[3] - fig.bbox[1]
+            assert abs(crop.width - w_pt * scale) <= 1.5 and abs(crop.height - h_pt * scale) <= 1.5, (crop.size, fig.bbox)
+            assert darkness(crop) > 0.8, page.page  # the black rectangle, not page background
+    html = stem.with_suffix(".html").read_text(encoding="utf-8")
+    images = html_images(html)
+    assert len(images) == len(doc.pages)
+    for img, page in zip(images, doc.pages, strict=True):
+        assert abs(img.width / img.height - page.width / page.height) < 0.02
+    pdf = pdfium.PdfDocument(stem.with_suffix(".pdf"))
+    try:
+        assert len(pdf) == len(doc.pages)
+        for i, page in enumerate(doc.pages):
+            assert pdf[i].get_size() == pytest.approx((page.width, page.height), abs=0.5)
+    finally:
+        pdf.close()
+    for page in doc.pages:
+        assert TEXT in " ".join(_pdftotext(stem.with_suffix(".pdf"), page.page).split())
+
+
+@pytest.fixture
+def pdf_input(tmp_path: Path) -> tuple[Path, list[Box]]:
+    _need("pdftotext")
+    (tmp_path / "in").mkdir()
+    return make_pdf(tmp_path / "in" / "doc.pdf")
+
+
+def test_a_pdf_given_as_bytes_gets_crops_page_images_and_a_searchable_pdf(
+    pdf_input: tuple[Path, list[Box]], tmp_path: Path
+) -> None:
+    path, norms = pdf_input
+    data = path.read_bytes()
+    responder = DialectResponder("chandra", truth=by_aspect(aspects(norms)))
+    out = tmp_path / "out"
+    with OpenAISimulator(responder=responder, model=MODEL) as sim, OutputWriter(out, ["md", "json", "html", "pdf"]) as w:
+        doc = convert(data, sim, w)
+    assert doc.source.startswith("bytes:")
+    (stem,) = {p.with_suffix("") for p in out.glob("*.json")}
+    check_outputs(doc, stem, responder)
+    # the searchable PDF keeps the input's own pages: rotation and vector content as they were
+    src, got = pdfium.PdfDocument(data), pdfium.PdfDocument(stem.with_suffix(".pdf"))
+    try:
+        assert [got[i].get_rotation() for i in range(len(got))] == [rot for _, rot, _ in PAGES]
+        for i in range(len(src)):
+            a = src[i].render(scale=0.5).to_pil().convert("L")
+            b = got[i].render(scale=0.5).to_pil().convert("L")
+            assert a.size == b.size
+            assert ImageStat.Stat(ImageChops.difference(a, b)).mean[0] < 0.5, i
+    finally:
+        src.close()
+        got.close()
+    # nothing is left behind but the outputs (the viewer's spilled page images are gone)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{stem.name}{s}" for s in (".md", ".json", ".html", ".pdf")] + [f"{stem.name}_figures"]
+    )
+
+
+def test_an_image_given_as_bytes_gets_crops_page_images_and_a_searchable_pdf(tmp_path: Path) -> None:
+    _need("pdftotext")
+    img = Image.new("RGB", (400, 300), "white")
+    img.paste((0, 0, 0), (100, 60, 260, 180))
+    buf = io.BytesIO()
+    img.save(buf, "PNG", dpi=(144, 144))
+    box = (100 / 400, 60 / 300, 260 / 400, 180 / 300)
+    responder = DialectResponder("chandra", truth=lambda image: [("text", TEXT, (0.05, 0.02, 0.95, 0.1)),
+                                                                  ("figure", "a black box", box)])  # fmt: skip
+    out = tmp_path / "out"
+    with OpenAISimulator(responder=responder, model=MODEL) as sim, OutputWriter(out, ["md", "html", "pdf"]) as w:
+        doc = convert(buf.getvalue(), sim, w)
+    (stem,) = {p.with_suffix("") for p in out.glob("*.md")}
+    md = stem.with_suffix(".md").read_text(encoding="utf-8")
+    assert f"{stem.name}_figures/page1_fig1.png" in md
+    scale = sent_scale(responder, doc.pages[0])  # the run's render of the 400 x 300 px image
+    with Image.open(stem.parent / f"{stem.name}_figures" / "page1_fig1.png") as crop:
+        assert abs(crop.width - 160 * scale) <= 1.5 and abs(crop.height - 120 * scale) <= 1.5
+        assert darkness(crop) > 0.8
+    assert len(html_images(stem.with_suffix(".html").read_text(encoding="utf-8"))) == 1
+    pdf = pdfium.PdfDocument(stem.with_suffix(".pdf"))
+    try:
+        assert pdf[0].get_size() == pytest.approx((200.0, 150.0), abs=0.1)  # 400 px at 144 dpi
+    finally:
+        pdf.close()
+    assert TEXT in " ".join(_pdftotext(stem.with_suffix(".pdf"), 1).split())
+    assert doc.pages[0].status == "ok"
+
+
+class _OpenGuard:
+    """Records every open of the input (by path or by its bytes) through pypdfium2 or PIL."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, path: Path, moved: Path) -> None:
+        self.paths = {path.resolve(), moved.resolve()}
+        self.data = path.read_bytes()
+        self.armed = False
+        self.opened: list[str] = []
+        real_doc, real_open = pdfium.PdfDocument, Image.open
+        guard = self
+
+        class GuardedDocument(real_doc):  # type: ignore[misc, valid-type]
+            def __init__(self, input: Any, *args: Any, **kwargs: Any) -> None:
+                guard.check("pypdfium2.PdfDocument", input)
+                super().__init__(input, *args, **kwargs)
+
+        def guarded_open(fp: Any, *args: Any, **kwargs: Any) -> Any:
+            guard.check("PIL.Image.open", fp)
+            return real_open(fp, *args, **kwargs)
+
+        monkeypatch.setattr(pdfium, "PdfDocument", GuardedDocument)
+        monkeypatch.setattr(Image, "open", guarded_open)
+
+    def check(self, what: str, target: Any) -> None:
+        if not self.armed:
+            return
+        if isinstance(target, str | Path) and Path(target).resolve() in self.paths:
+            self.opened.append(f"{what}({target})")
+        elif isinstance(target, bytes) and target == self.data:
+            self.opened.append(f"{what}(<the input's bytes>)")
+
+
+def test_no_writer_opens_the_input(pdf_input: tuple[Path, list[Box]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulated model answers no page before every page has been rendered and sent; at
+    that moment the input is renamed away and every later open of it is recorded.  All outputs
+    are still complete — and the old way (writing the Document afterwards, which re-opens the
+    input) cannot make them."""
+    path, norms = pdf_input
+    moved = path.with_name("moved-away.bin")
+    guard = _OpenGuard(monkeypatch, path, moved)
+    n = len(PAGES)
+    all_sent = threading.Event()
+    lock = threading.Lock()
+    inner = by_aspect(aspects(norms))
+
+    def truth(image: SentImage) -> Any:
+        with lock:
+            if len(responder.seen) >= n and not all_sent.is_set():
+                path.rename(moved)
+                guard.armed = True
+                all_sent.set()
+        assert all_sent.wait(30), "not every page was sent"
+        return inner(image)
+
+    responder = DialectResponder("chandra", truth=truth)
+    out = tmp_path / "out"
+    with OpenAISimulator(responder=responder, model=MODEL) as sim, OutputWriter(out, ["md", "json", "txt", "html", "pdf"]) as w:
+        doc = convert(path, sim, w)
+    assert not path.exists() and guard.armed
+    assert guard.opened == []
+    guard.armed = False
+    check_outputs(doc, out / "doc", responder)
+    # the control: the old way re-opens the input for its pages, and it is gone
+    legacy = tmp_path / "legacy"
+    write_outputs(doc, legacy, "doc", ["md"])
+    assert not (legacy / "doc_figures").exists()
+
+
+def test_writing_begins_as_pages_finish(pdf_input: tuple[Path, list[Box]], tmp_path: Path) -> None:
+    """While the last page is still out, every other page's crop and viewer image are already
+    on disk (and the markdown is not: it is written when the document is done)."""
+    path, norms = pdf_input
+    n = len(PAGES)
+    inner = by_aspect(aspects(norms))
+    last = threading.Event()
+
+    def truth(image: SentImage) -> Any:
+        if image.order == n:  # the last page to arrive answers a second after the others
+            last.wait(1.0)
+        return inner(image)
+
+    out = tmp_path / "out"
+    seen: list[tuple[int, list[str], list[str], bool]] = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, PageDone):
+            figures = sorted(p.name for p in (out / "doc_figures").glob("*.png")) if (out / "doc_figures").is_dir() else []
+            spilled = sorted(p.name for p in out.glob(".doc.*.pages/*.jpg"))
+            seen.append((event.page, figures, spilled, (out / "doc.md").exists()))
+
+    responder = DialectResponder("chandra", truth=truth)
+    with OpenAISimulator(responder=responder, model=MODEL) as sim, OutputWriter(out, ["md", "html"]) as w:
+        convert(path, sim, w, on_event=on_event)
+    assert len(seen) == n
+    page, figures, spilled, md_written = seen[-1]
+    others = sorted(p for p, *_ in seen[:-1])
+    assert page not in others
+    assert figures == [f"page{p}_fig1.png" for p in others]
+    assert spilled == [f"page{p}.jpg" for p in others]
+    assert not md_written
+    assert not list(out.glob(".doc.*.pages"))  # spilled images are gone once the HTML is written
+
+
+def test_a_sink_keeps_file_names_not_page_images(pdf_input: tuple[Path, list[Box]], tmp_path: Path) -> None:
+    """Memory stays bounded: a finished page's image is dropped; what stays is its crops' links
+    and the path of its spilled viewer image."""
+    path, norms = pdf_input
+    (src,) = open_sources([path])
+    sink = DocumentSink.start(src, {"md": tmp_path / "d.md", "html": tmp_path / "d.html"}, pages=len(PAGES))
+    images = list(iter_pages(src, RenderSpec(dpi=DPI)))
+    for image, box in zip(images, norms, strict=True):
+        sink.take_image(image)
+        assert sink.expects(image.number)
+        page = Page(page=image.number, status="ok", width=image.page_box.width, height=image.page_box.height,
+                    blocks=[Block(type="figure", bbox_norm=list(box))])  # fmt: skip
+        sink.page_done(image.number, page)
+        assert not sink.expects(image.number)
+    assert sink._pending == {}
+    assert sorted(sink.links) == [(p, 1) for p in range(1, len(PAGES) + 1)]
+    assert all(isinstance(f, Path) and f.is_file() for f in sink.html_files.values())
+    sink.close()
+    assert not any(f.exists() for f in sink.html_files.values())
+
+
+def test_a_document_stopped_before_its_pages_started_is_still_written(pdf_input: tuple[Path, list[Box]], tmp_path: Path) -> None:
+    """A run stopped (Ctrl-C, an abort) before a document's pages started: its outputs are
+    written from the Document alone — failed pages, blank viewer pages saying why, the input's
+    pages in the PDF."""
+    path, _ = pdf_input
+    (src,) = open_sources([path])
+    doc = Document(source=str(path), backend="t", pages=[
+        Page(page=i + 1, status="failed", width=300, height=200) for i in range(len(PAGES))])  # fmt: skip
+    with OutputWriter(tmp_path / "out", ["md", "html", "pdf"]) as w:
+        written = w.finish(src, doc)
+    assert [p.name for p in written.paths] == ["doc.md", "doc.html", "doc.pdf"] and not written.errors
+    html = (tmp_path / "out" / "doc.html").read_text(encoding="utf-8")
+    assert html.count("the run stopped before this page was rendered") == len(PAGES)
+    pdf = pdfium.PdfDocument(tmp_path / "out" / "doc.pdf")
+    try:
+        assert len(pdf) == len(PAGES)
+    finally:
+        pdf.close()
+
+
+def test_finishing_a_sink_twice_writes_once(pdf_input: tuple[Path, list[Box]], tmp_path: Path) -> None:
+    """Ctrl-C while a document's files are being written: the partial run's second finish waits
+    for the first and returns what it wrote (no second, poorer write over it)."""
+    path, _ = pdf_input
+    (src,) = open_sources([path])
+    doc = Document(source=str(path), backend="t", pages=[Page(page=1, status="ok", markdown="x")])
+    sink = DocumentSink.start(src, {"md": tmp_path / "d.md"})
+    first = sink.finish(doc)
+    assert sink.finish(doc.model_copy(update={"pages": []})) is first
+    assert (tmp_path / "d.md").read_text(encoding="utf-8") == "x\n"
+
+
+async def test_document_mode_outputs_get_page_images_of_the_pdf_it_sent(tmp_path: Path) -> None:
+    """Document mode sends whole PDFs, no page images: the run renders the pages of the PDF it
+    sent (in memory) for the outputs that need them."""
+    from ocrclient.testing import RunPodSimulator
+
+    from .test_docmode import _pdf, _responder
+
+    pdf = _pdf(tmp_path / "d.pdf", [(600, 800), (800, 600), (600, 800)])
+    data = pdf.read_bytes()
+    out = tmp_path / "out"
+    with RunPodSimulator(responder=_responder(2, [])) as sim, OutputWriter(out, ["md", "html", "pdf"]) as w:
+        doc = await ocrclient.aconvert(
+            data, backend="runpod-deepseek-ocr", pages="2-3", cache=False, outputs=w,
+            base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
+            dialect_options={"document_mode": True},
+        )  # fmt: skip
+    assert [p.page for p in doc.pages] == [2, 3]
+    (stem,) = {p.with_suffix("") for p in out.glob("*.html")}
+    images = html_images(stem.with_suffix(".html").read_text(encoding="utf-8"))
+    assert [round(i.width / i.height, 2) for i in images] == [round(800 / 600, 2), round(600 / 800, 2)]
+    got = pdfium.PdfDocument(stem.with_suffix(".pdf"))
+    try:
+        assert [got[i].get_size() for i in range(len(got))] == [(800, 600), (600, 800)]
+    finally:
+        got.close()
