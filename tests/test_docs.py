@@ -86,7 +86,9 @@ def _named_path(token: str) -> str | None:
 
 def _exists(token: str, md: Path) -> bool:
     if "/" not in token:
-        return token in _ALL_NAMES or token in _USER_FILES
+        # a worked example's own files are written out in the doc (```python file=NAME)
+        shown = set(re.findall(r"```\w+ file=(\S+)", md.read_text(encoding="utf-8")))
+        return token in _ALL_NAMES or token in _USER_FILES or token in shown
     bases = [ROOT, md.parent, _PKG]
     candidates = [token, token.rstrip("/")]
     # `transports/base.json_bytes` names a symbol in transports/base.py

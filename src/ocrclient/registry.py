@@ -3,7 +3,8 @@
 Transports and dialects are registered by import path (``"module:Class"``) and only imported
 when a backend that uses them is loaded; a failed import becomes a :class:`ConfigError` naming the
 pip extra to install (the way fsspec's ``known_implementations`` does).  Third-party packages add
-their own through the entry-point groups ``ocrclient.transports`` and ``ocrclient.dialects``.
+their own through the entry-point groups ``ocrclient.transports`` and ``ocrclient.dialects``, and
+a profile may name any class by its import path (``dialect = "my_dialect:ShoutDialect"``).
 
 Every implementation class exposes ``from_config(cfg: BackendConfig)``.
 
@@ -60,9 +61,12 @@ def _entry_point_table(group: str) -> dict[str, tuple[str, str | None]]:
 
 def _import(kind: str, name: str, table: dict[str, tuple[str, str | None]]) -> Any:
     known = {**table, **_entry_point_table(f"ocrclient.{kind}s")}
-    if name not in known:
-        raise ConfigError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")
-    target, extra = known[name]
+    if name in known:
+        target, extra = known[name]
+    elif ":" in name:  # your own class, named by import path in a profile ("my_dialect:Shout")
+        target, extra = name, None
+    else:
+        raise ConfigError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))} (or an import path 'module:Class')")
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
