@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_helpers import DEPLOY, ROOT, b64_png, data_url, page_png
+from deploy_helpers import DEPLOY, ROOT, b64_png, data_url, dockerfile_instructions, page_png
 
 #: Dockerfile -> its build context: the repository root, since every image needs the client's
 #: request models (src/ocrclient/contracts) and the Chandra / DeepSeek images deploy/ocrworker
@@ -31,27 +31,9 @@ IMAGES = {
 }
 
 
-def instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    out: list[tuple[str, str]] = []
-    buf = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        buf += line
-        word, _, rest = buf.partition(" ")
-        out.append((word.upper(), rest.strip()))
-        buf = ""
-    return out
-
-
 def lint(path: Path, context: Path) -> list[str]:
     problems: list[str] = []
-    ins = instructions(path)
+    ins = dockerfile_instructions(path)
     text = path.read_text()
     froms = [a for k, a in ins if k == "FROM"]
     if not froms:
@@ -168,7 +150,7 @@ def test_the_linter_catches_problems(tmp_path: Path) -> None:
 
 def image_app(dockerfile: Path, context: Path, dest: Path) -> Path:
     """What the Dockerfile's ``COPY`` lines put in the image, recreated under ``dest``."""
-    for kind, args in instructions(dockerfile):
+    for kind, args in dockerfile_instructions(dockerfile):
         if kind != "COPY":
             continue
         *sources, target = [p for p in args.split() if not p.startswith("--")]

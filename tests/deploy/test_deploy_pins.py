@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_helpers import DEPLOY, ROOT
+from deploy_helpers import DEPLOY, ROOT, dockerfile_instructions
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -187,23 +187,6 @@ def split_pip_args(args: list[str]) -> tuple[list[str], list[str]]:
 
 
 # -- Dockerfiles ---------------------------------------------------------------------------------
-
-
-def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments), continuation lines joined, comments dropped."""
-    out: list[tuple[str, str]] = []
-    buf = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        word, _, rest = (buf + line).partition(" ")
-        out.append((word.upper(), rest.strip()))
-        buf = ""
-    return out
 
 
 def _copied_from(dockerfile: Path, copies: list[str], target: str) -> Path:
