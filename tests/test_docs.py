@@ -155,3 +155,12 @@ def test_a_missing_corpus_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest
     with pytest.raises(pytest.skip.Exception):
         require_corpus([], "x")
     require_corpus(["a.pdf"])  # present: no exception
+
+
+def test_the_architecture_map_names_every_package_folder_and_top_level_folder() -> None:
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    packages = sorted(p.parent.relative_to(ROOT).as_posix() for p in _PKG.rglob("__init__.py"))
+    missing = [f"{p}/" for p in packages if p != "src/ocrclient" and f"`{p}/`" not in text]
+    tops = [p.name for p in ROOT.iterdir() if p.is_dir() and p.name in {"backends", "deploy", "tests", "benchmarks"}]
+    missing += [f"{t}/" for t in tops if f"`{t}/`" not in text]
+    assert not missing, f"docs/ARCHITECTURE.md does not name: {missing}"
