@@ -112,7 +112,8 @@ def test_add_a_cloud_example_runs(example_dir: Path, tiny_cloud: str, monkeypatc
     assert sum(p.attempts for p in doc.pages) == 3  # the 503 was retried by the scheduler
     assert all(b["model"] == "tiny/vision" for b in _TinyCloud.seen)
     # its errors go through map_errors: a refused key stops the run as an AuthError
-    monkeypatch.setenv("TINY_API_KEY", "wrong")
+    # (a distinctive value: every key the client reads is registered for redaction, process-wide)
+    monkeypatch.setenv("TINY_API_KEY", "tiny-refused-key-7731")
     with pytest.raises(AuthError):
         ocrclient.convert(SAMPLE, backend=profile, pages="1", cache=False)
 
