@@ -13,6 +13,7 @@ heading from 11 pt body text even where the detector gives both boxes the same h
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,12 +49,12 @@ def em_width(text: str) -> float:
     return total
 
 
-class Measured:
+class Measured(abc.ABC):
     """The coordinates of the box the layout rules measure (:attr:`mbox`), for lines and tables."""
 
     @property
-    def mbox(self) -> Box:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def mbox(self) -> Box: ...
 
     @property
     def x0(self) -> float:

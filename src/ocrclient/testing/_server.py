@@ -30,6 +30,7 @@ Example (a server that answers every request with ``{"ok": true}``)::
 
 from __future__ import annotations
 
+import abc
 import json
 import socket
 import struct
@@ -122,17 +123,17 @@ class LoopbackServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class ServerOwner:
+class ServerOwner(abc.ABC):
     """What a simulator holding a :class:`LoopbackServer` gets: a context manager that starts
     and stops it, and its port."""
 
     _server: LoopbackServer | None
 
-    def start(self) -> Self:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def start(self) -> Self: ...
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def stop(self) -> None: ...
 
     def __enter__(self) -> Self:
         return self.start()
