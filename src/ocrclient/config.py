@@ -266,8 +266,12 @@ def _user_profiles() -> dict[str, Path]:
 
 
 def list_profiles() -> dict[str, Path]:
-    """Known backend names -> profile file (user profiles override shipped ones)."""
-    return {**_shipped_profiles(), **_user_profiles()}
+    """Known backend names -> profile file: shipped ones, plugins' (``ocrclient.backends`` entry
+    points, :mod:`ocrclient.plugins`; a clash with a shipped name is an error), then the user's
+    (which override both)."""
+    from .plugins import profile_path, table
+
+    return {**table("backend", _shipped_profiles(), profile_path), **_user_profiles()}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 Transports and dialects are registered by import path (``"module:Class"``) and only imported
 when a backend that uses them is loaded; a failed import becomes a :class:`ConfigError` naming the
 pip extra to install (the way fsspec's ``known_implementations`` does).  Third-party packages add
-their own through the entry-point groups ``ocrclient.transports`` and ``ocrclient.dialects``, and
-a profile may name any class by its import path (``dialect = "my_dialect:ShoutDialect"``).
+their own through the entry-point groups ``ocrclient.transports`` and ``ocrclient.dialects``
+(:mod:`ocrclient.plugins`: read once, a clash with a built-in name is an error), and a profile
+may name any class by its import path (``dialect = "my_dialect:ShoutDialect"``).
 
 Every implementation class exposes ``from_config(cfg: BackendConfig)``.
 
@@ -19,13 +20,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 from .config import BackendConfig, resolve_config
 from .dialects.base import Dialect
 from .errors import ConfigError
 from .imaging import RenderSpec
+from .plugins import table
 from .transports.base import Transport
 
 __all__ = ["DIALECTS", "TRANSPORTS", "Backend", "configured", "load_backend", "load_dialect", "load_transport"]
@@ -52,15 +53,8 @@ DIALECTS: dict[str, tuple[str, str | None]] = {
 }
 
 
-def _entry_point_table(group: str) -> dict[str, tuple[str, str | None]]:
-    out: dict[str, tuple[str, str | None]] = {}
-    for ep in entry_points(group=group):
-        out[ep.name] = (ep.value, None)
-    return out
-
-
-def _import(kind: str, name: str, table: dict[str, tuple[str, str | None]]) -> Any:
-    known = {**table, **_entry_point_table(f"ocrclient.{kind}s")}
+def _import(kind: str, name: str, builtin: dict[str, tuple[str, str | None]]) -> Any:
+    known = table(kind, builtin, lambda plugin: (plugin.value, None))
     if name in known:
         target, extra = known[name]
     elif ":" in name:  # your own class, named by import path in a profile ("my_dialect:Shout")

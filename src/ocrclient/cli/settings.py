@@ -39,7 +39,11 @@ def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-reada
 
     rows: list[dict[str, Any]] = []
     env: dict[str, list[str]] = {}
-    for name in sorted(list_profiles()):
+    try:
+        profiles = list_profiles()  # a plugin clashing with a shipped backend is refused here
+    except OcrError as exc:
+        raise fail(str(exc)) from None
+    for name in sorted(profiles):
         try:
             cfg = resolve_config(name)
         except OcrError as exc:

@@ -24,19 +24,26 @@ from typing import Any
 
 from ..document import Document
 from ..errors import ConfigError
+from ..plugins import lazy_table
 
 __all__ = ["EXPORTERS", "write_outputs"]
 
 Writer = Callable[..., Path]
 
-#: format -> ("module:function", file suffix)
-EXPORTERS: dict[str, tuple[str, str]] = {
+#: the built-in formats: format -> ("module:function", file suffix)
+BUILTIN_EXPORTERS: dict[str, tuple[str, str]] = {
     "md": ("ocrclient.exporters.markdown:write", ".md"),
     "json": ("ocrclient.exporters.jsonout:write", ".json"),
     "txt": ("ocrclient.exporters.text:write", ".txt"),
     "html": ("ocrclient.exporters.html:write", ".html"),
     "pdf": ("ocrclient.exporters.pdf:write", ".pdf"),
 }
+
+#: every format: the built-in ones plus the plugins' (``ocrclient.exporters`` entry points, suffix
+#: ``.<name>``), read when first used (:mod:`ocrclient.plugins`)
+EXPORTERS: Mapping[str, tuple[str, str]] = lazy_table(
+    "output format", BUILTIN_EXPORTERS, lambda plugin: (plugin.value, f".{plugin.name}")
+)
 
 
 def _writer(fmt: str) -> Writer:

@@ -1,0 +1,1 @@
+"""ocrclient-shout: a worked ocrclient plugin (see docs/plugins.md)."""
