@@ -34,15 +34,19 @@ Example::
 
 from __future__ import annotations
 
+import copy
+import html
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from bs4 import NavigableString, Tag
 
 from ..errors import ConfigError
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
 from ..models import ModelReply, ModelRequest, PageContent, RawBlock
-from ._html import Node, parse_html, text_of, to_markdown
+from ._html import parse_html, text_of, to_markdown
 from .base import ChatDialect
 from .parsing import block_type, heading_text, parse_box
 from .request_parts import image_part, text_part
@@ -210,32 +214,27 @@ def parse_chandra_html(text: str, grid: int, *, include_headers_footers: bool = 
     warnings: list[str] = [f"html: {n}" for n in notes]
     blocks: list[RawBlock] = []
     parts: list[str] = []
-    loose: list[Node | str] = []
+    loose: list[str] = []
     n_div = 0
 
     def flush_loose() -> None:
-        if not loose:
-            return
-        node = Node("div", children=list(loose))
+        md = to_markdown("".join(loose))
         loose.clear()
-        md = to_markdown(node)
         if md.strip():
             blocks.append(RawBlock(type="text", text=md))
             parts.append(md)
 
-    for child in root.children:
-        if isinstance(child, Node) and child.tag == "div" and (
-            "data-label" in child.attrs or "data-bbox" in child.attrs
-        ):
+    for child in list(root.children):
+        if isinstance(child, Tag) and child.name == "div" and (child.has_attr("data-label") or child.has_attr("data-bbox")):
             flush_loose()
             n_div += 1
-            label = child.attrs.get("data-label", "").strip() or None
+            label = str(child.get("data-label", "")).strip() or None
             key = (label or "").lower()
             if key in _SKIP_LABELS:
                 continue
             box = None
-            if "data-bbox" in child.attrs:
-                box = parse_box(child.attrs["data-bbox"], grid, warnings, what=f"block {n_div} ({label})")
+            if child.has_attr("data-bbox"):
+                box = parse_box(str(child["data-bbox"]), grid, warnings, what=f"block {n_div} ({label})")
             else:
                 warnings.append(f"block {n_div} ({label}) has no data-bbox")
             kind = block_type(label, LABELS)
@@ -251,10 +250,8 @@ def parse_chandra_html(text: str, grid: int, *, include_headers_footers: bool = 
             blocks.append(RawBlock(type=kind, text=block_text, box=box, label=label))
             if md and (include_headers_footers or key not in _HEADER_FOOTER):
                 parts.append(md)
-        else:
-            if isinstance(child, str) and not child.strip():
-                continue
-            loose.append(child)
+        elif not (isinstance(child, NavigableString) and not child.strip()):
+            loose.append(str(child) if isinstance(child, Tag) else html.escape(str(child), quote=False))
     flush_loose()
     if n_div == 0:
         warnings.append("no layout blocks (data-label divs) in the reply")
@@ -266,20 +263,18 @@ def parse_chandra_html(text: str, grid: int, *, include_headers_footers: bool = 
     )
 
 
-def _alt(node: Node) -> str:
-    for child in node.children:
-        if isinstance(child, Node):
-            if child.tag == "img" and child.attrs.get("alt"):
-                return child.attrs["alt"].strip()
-            found = _alt(child)
-            if found:
-                return found
+def _alt(node: Tag) -> str:
+    for img in node.find_all("img"):
+        if img.get("alt"):
+            return str(img["alt"]).strip()
     return ""
 
 
-def _figure_markdown(node: Node) -> str:
+def _figure_markdown(node: Tag) -> str:
     alt = _alt(node)
-    rest = Node("div", children=[c for c in node.children if not (isinstance(c, Node) and c.tag == "img")])
+    rest = copy.copy(node)
+    for img in rest.find_all("img", recursive=False):
+        img.decompose()
     extra = to_markdown(rest)
     clean_alt = re.sub(r"[\[\]]", "", alt)
     out = f"![{clean_alt}]()"
