@@ -182,3 +182,21 @@ def test_repetition(olm: OlmOCRDialect) -> None:
 @given(fuzz_text, fuzz_finish)
 def test_fuzz_never_raises_other_errors(text: str, finish: str | None) -> None:
     fuzz_parse(OlmOCRDialect(model="m").parse, text, finish)
+
+
+def test_front_matter_is_read_as_yaml() -> None:
+    """Values follow YAML (quoted strings stay strings, ``~`` is null), read by PyYAML."""
+    meta, body, warnings = parse_front_matter(
+        "---\nprimary_language: 'no'\nis_rotation_valid: true\nrotation_correction: 180\n"
+        "is_table: false\nis_diagram: ~\n---\n# Body"
+    )
+    assert meta == {"primary_language": "no", "is_rotation_valid": True, "rotation_correction": 180,
+                    "is_table": False, "is_diagram": None}  # fmt: skip
+    assert body == "# Body" and not warnings
+
+
+def test_malformed_front_matter_keeps_the_body_and_the_readable_keys() -> None:
+    meta, body, warnings = parse_front_matter("---\nprimary_language: en\nrotation_correction: [1\n---\nThe text")
+    assert body == "The text"
+    assert meta == {"primary_language": "en", "rotation_correction": "[1"}
+    assert any("not valid YAML" in w for w in warnings) and any("lacks is_rotation_valid" in w for w in warnings)

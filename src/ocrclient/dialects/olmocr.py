@@ -40,6 +40,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import yaml
+
 from ..config import BackendConfig
 from ..errors import BadOutputError
 from ..geometry import CoordSpace, Frame
@@ -62,48 +64,51 @@ PROMPT_V4 = (
 )
 
 _FM_KEYS = ("primary_language", "is_rotation_valid", "rotation_correction", "is_table", "is_diagram")
-_KV = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.*?)\s*$")
+#: a ``key: value`` line: where front matter that is never closed by ``---`` ends
+_KV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*:")
 
 
-def _scalar(raw: str) -> Any:
-    v = raw.strip().strip("'\"") if raw.strip()[:1] in "'\"" else raw.strip()
-    low = v.lower()
-    if low in ("true", "yes"):
-        return True
-    if low in ("false", "no"):
-        return False
-    if low in ("null", "none", "~", ""):
-        return None
-    if re.fullmatch(r"[-+]?\d+", v):
-        return int(v)
-    return v
+def _load_yaml(block: str, warnings: list[str]) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(block) if block.strip() else {}
+    except yaml.YAMLError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        warnings.append(f"front matter is not valid YAML ({first}); read line by line")
+        return {k: v for line in block.splitlines() for k, v in _load_line(line).items()}
+    if not isinstance(data, dict):
+        warnings.append("front matter is not a mapping of keys to values")
+        return {}
+    return {str(k): v for k, v in data.items()}
+
+
+def _load_line(line: str) -> dict[str, Any]:
+    """One ``key: value`` line of broken front matter: its YAML value, else the text as said."""
+    key, _, raw = line.partition(":")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw.strip()
+    return {key.strip(): value} if key.strip() else {}
 
 
 def parse_front_matter(text: str) -> tuple[dict[str, Any] | None, str, list[str]]:
-    """Split ``---`` front matter from the body: ``(front_matter or None, body, warnings)``."""
+    """Split ``---`` front matter (YAML, read with ``yaml.safe_load``) from the body:
+    ``(front_matter or None, body, warnings)``.  The front matter ends at its closing ``---``, or
+    (never closed) where the text starts: the first line that is not ``key: value``."""
     warnings: list[str] = []
     stripped = text.lstrip("\ufeff \t\r\n")
     if not stripped.startswith("---"):
         return None, text.strip(), warnings
     lines = stripped.split("\n")
-    meta: dict[str, Any] = {}
-    end = None
-    for i, line in enumerate(lines[1:], start=1):
-        if line.strip() == "---":
-            end = i
-            break
-        m = _KV.match(line.strip())
-        if m:
-            meta[m.group(1)] = _scalar(m.group(2))
-        elif line.strip():
-            # front matter never closed: the text started here
-            warnings.append("front matter is not closed by '---'")
-            end = i - 1
-            break
+    end = next((i for i, ln in enumerate(lines[1:], start=1) if ln.strip() == "---" or (ln.strip() and not _KV.match(ln.strip()))), None)
+    meta = _load_yaml("\n".join(lines[1:end]), warnings)
     if end is None:
         warnings.append("front matter is not closed by '---'")
         return meta, "", warnings
-    body = "\n".join(lines[end + 1 :]).strip()
+    closed = lines[end].strip() == "---"
+    if not closed:
+        warnings.append("front matter is not closed by '---'")
+    body = "\n".join(lines[end + 1 if closed else end :]).strip()
     if body.lower() == "null":
         body = ""
     missing = [k for k in _FM_KEYS if k not in meta]
