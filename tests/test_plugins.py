@@ -191,3 +191,17 @@ def test_a_backend_entry_point_that_names_no_file_is_a_clear_error(on_path: Path
     _dist_info(on_path, "acme-bad", {"ocrclient.backends": {"acme-bad": value}})
     with pytest.raises(ConfigError, match=rf"plugin 'acme-bad': backend 'acme-bad' = .*{message}"):
         list_profiles()
+
+
+def test_the_plugins_page_shows_the_example_as_it_is() -> None:
+    """docs/plugins.md quotes the example's files: each quoted block is in the file it names."""
+    import re
+
+    page = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```(?:toml|python) file=(\S+)\n(.*?)```", page, re.S)
+    assert {name for name, _ in blocks} == {
+        "examples/plugin/pyproject.toml", "examples/plugin/ocrclient_shout/acme-shout.toml",
+        "examples/plugin/ocrclient_shout/csv_export.py",
+    }  # fmt: skip
+    for name, body in blocks:
+        assert body in (ROOT / name).read_text(encoding="utf-8"), name
