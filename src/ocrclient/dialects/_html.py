@@ -99,7 +99,7 @@ class _Markdown(MarkdownConverter):
         href = str(el.get("href") or "").strip()
         if not href or href == "#":  # Chandra's in-page reference <a href="#">1</a>: its text
             return text
-        return str(super().convert_a(el, re.sub(r"([\[\]()])", r"\\\1", text), parent_tags))
+        return str(super().convert_a(el, re.sub(r"([\[\]()])", r"\\\1", text), parent_tags))  # type: ignore[misc]
 
     def convert_img(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         return f"![{str(el.get('alt') or '').strip()}]()"
@@ -112,7 +112,7 @@ class _Markdown(MarkdownConverter):
         return str(el.get("value") or "")
 
     def convert_li(self, el: Tag, text: str, parent_tags: set[str]) -> str:
-        item = str(super().convert_li(el, text, parent_tags))
+        item = str(super().convert_li(el, text, parent_tags))  # type: ignore[misc]
         if el.parent is not None and el.parent.name == "ol":
             return item
         return _BULLET.sub(r"\1", item)  # "- • text" would be a bullet inside a bullet

@@ -1,5 +1,6 @@
 """Writers for a :class:`~ocrclient.document.Document`: ``md``, ``json``, ``txt``, ``html``,
-``pdf`` (and the formats registered in :data:`EXPORTERS`).  Each writer is
+``pdf`` (:data:`BUILTIN_EXPORTERS`), and the formats plugins add through the
+``ocrclient.exporters`` entry-point group (:data:`EXPORTERS` holds both; docs/plugins.md).  Each writer is
 ``write(document, path, **options) -> Path``.
 
 A run writes its outputs as its pages finish, from the page images it rendered
@@ -26,7 +27,7 @@ from ..document import Document
 from ..errors import ConfigError
 from ..plugins import lazy_table
 
-__all__ = ["EXPORTERS", "write_outputs"]
+__all__ = ["BUILTIN_EXPORTERS", "EXPORTERS", "write_outputs"]
 
 Writer = Callable[..., Path]
 
