@@ -50,6 +50,7 @@ from pydantic import ValidationError
 
 from ..document import BLOCK_TYPES, Block, Document, Page
 from ..errors import InputError
+from ..pages.render import flatten
 from ._io import atomic_write
 from .figures import norm_box
 from .html_assets import CSS, JS
@@ -214,7 +215,7 @@ def page_jpeg(image: Image.Image, size: tuple[int, int]) -> bytes:
     placed in percent), JPEG at :data:`VIEWER_JPEG_QUALITY`.  A render two or more times as
     large is first shrunk by a whole factor (a box filter: a few ms, where resampling a
     192-dpi page costs 50 ms)."""
-    img = image if image.mode in ("RGB", "L") else image.convert("RGB")
+    img = flatten(image)
     factor = int(min(img.width / size[0], img.height / size[1]) * 1.1)
     if factor >= 2:
         img = img.reduce(factor)
