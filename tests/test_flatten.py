@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from ocrclient.document import Page
-from ocrclient.exporters import html as html_exporter
+from ocrclient.exporters import html_images
 from ocrclient.exporters import pdf as pdf_exporter
 from ocrclient.exporters.pdf import SearchablePdf
 from ocrclient.imaging import RenderSpec
@@ -85,7 +85,7 @@ def _rendered(img: Image.Image) -> np.ndarray:
 
 def test_the_exporters_flatten_with_the_render_stage_s_function() -> None:
     assert pdf_exporter.flatten is flatten
-    assert html_exporter.flatten is flatten
+    assert html_images.flatten is flatten
     assert not hasattr(pdf_exporter, "_flatten")
 
 

@@ -10,8 +10,8 @@ set, never dropped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import concurrent.futures as cf
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from itertools import islice
