@@ -54,8 +54,8 @@ from ..document import BLOCK_TYPES, Block, Document, Page
 from ..errors import InputError
 from ._io import atomic_write
 from .figures import norm_box
+from .html_assets import FIXED_HEAD_TOP as FIXED_HEAD_TOP  # old names of this module, kept
 from .html_assets import (
-    FIXED_HEAD_TOP,
     FIXED_SHEET_LEFT,
     FIXED_SHEET_TOP,
     FIXED_SHEET_WIDTH,
@@ -64,27 +64,19 @@ from .html_assets import (
     TYPE_COLORS,
     stylesheet,
 )
-from .html_images import (
-    VIEWER_DPI,
-    VIEWER_JPEG_QUALITY,
-    VIEWER_MAX_SIDE,
-    page_images,
-    page_jpeg,
-    viewer_size,
-)
+from .html_images import VIEWER_DPI, page_images, page_jpeg, viewer_size
+from .html_images import VIEWER_JPEG_QUALITY as VIEWER_JPEG_QUALITY
+from .html_images import VIEWER_MAX_SIDE as VIEWER_MAX_SIDE
 
 if TYPE_CHECKING:
     import jinja2
 
 __all__ = [
-    "FIXED_HEAD_TOP",
     "FIXED_SHEET_LEFT",
     "FIXED_SHEET_TOP",
     "FIXED_SHEET_WIDTH",
     "TYPE_COLORS",
     "VIEWER_DPI",
-    "VIEWER_JPEG_QUALITY",
-    "VIEWER_MAX_SIDE",
     "load_document",
     "page_jpeg",
     "render_html",
