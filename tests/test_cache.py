@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 import tomllib
 import types
@@ -27,9 +29,9 @@ import ocrclient.cache as cache_mod
 from ocrclient.cache import (
     KEY_FIELDS,
     NEUTRAL_FIELDS,
-    NEUTRAL_TRANSPORT_OPTIONS,
     PageCache,
     key_settings,
+    neutral_transport_options,
     page_key,
 )
 from ocrclient.cli import app
@@ -42,6 +44,7 @@ from ocrclient.config import (
 )
 from ocrclient.document import Page
 from ocrclient.errors import ConfigError
+from ocrclient.registry import TRANSPORTS
 
 IMAGE = b"\x89PNG fake page bytes"
 SRC = Path(cache_mod.__file__).resolve().parent
@@ -169,7 +172,8 @@ def test_changing_a_content_field_changes_the_key(path: str) -> None:
 def test_changing_an_existing_table_entry_changes_the_key(field: str) -> None:
     cfg = base_config()
     table = dict(getattr(cfg, field))
-    first = next(k for k in sorted(table) if not (field == "transport_options" and k in NEUTRAL_TRANSPORT_OPTIONS))
+    neutral = neutral_transport_options(cfg.transport) if field == "transport_options" else frozenset()
+    first = next(k for k in sorted(table) if k not in neutral)
     table[first] = [table[first], "changed"]
     assert key(cfg.model_copy(update={field: table})) != key(cfg)
 
@@ -206,37 +210,112 @@ def test_changing_a_neutral_field_keeps_the_key(field: str) -> None:
     assert key(changed) == key(cfg)
 
 
-def transport_option_names() -> set[str]:
-    """Every transport option the shipped transports read or the shipped profiles set."""
-    names: set[str] = set()
-    for path in (SRC / "transports").glob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        names |= set(re.findall(r"""(?:opts|transport_options)\.(?:get|pop)\(\s*["'](\w+)["']""", text))
-        block = re.search(r"_OPTIONS = \{(.*?)\}", text, re.S)
-        if block:
-            names |= set(re.findall(r'"(\w+)"', block.group(1)))
+def transport_options_by_transport() -> dict[str, set[str]]:
+    """Every transport option each shipped transport reads (its module's ``opts.get(...)`` and
+    ``_OPTIONS`` / ``_NEUTRAL_OPTIONS`` sets) or a shipped profile sets for it."""
+    out: dict[str, set[str]] = {}
+    for name, (target, _) in TRANSPORTS.items():
+        module = target.partition(":")[0].rpartition(".")[2]
+        text = (SRC / "transports" / f"{module}.py").read_text(encoding="utf-8")
+        names = set(re.findall(r"""(?:opts|transport_options)\.(?:get|pop)\(\s*["'](\w+)["']""", text))
+        for block in re.findall(r"_(?:NEUTRAL_)?OPTIONS = [({](.*?)[)}]", text, re.S):
+            names |= set(re.findall(r'"(\w+)"', block))
+        out[name] = names
+    for profile in shipped_profiles().values():
+        out[profile.transport] |= set(profile.transport_options)
+    return out
+
+
+def shipped_profiles() -> dict[str, BackendConfig]:
     profiles = shipped_profiles_dir()
     assert profiles is not None
-    for profile in profiles.glob("*.toml"):
-        names |= set(tomllib.loads(profile.read_text()).get("transport_options", {}))
-    return names
+    return {
+        path.stem: BackendConfig.model_validate({"name": path.stem, **tomllib.loads(path.read_text())})
+        for path in sorted(profiles.glob("*.toml"))
+    }
 
 
 def test_transport_option_discovery_finds_the_known_ones() -> None:
-    names = transport_option_names()
-    assert {"text_score", "tight_boxes", "threads", "mode", "poll_interval_s", "stream", "route", "members"} <= names
-    assert names >= NEUTRAL_TRANSPORT_OPTIONS  # no stale names on the neutral list
+    found = transport_options_by_transport()
+    assert set(found) == {"local", "runpod", "openai", "ocular", "pool"}
+    assert {"text_score", "tight_boxes", "threads"} <= found["local"]
+    assert {"mode", "poll_interval_s", "policy"} <= found["runpod"]
+    assert {"stream", "modal", "cap_max_tokens", "api_key_env_aliases"} <= found["openai"]
+    assert {"route", "api_key_header"} <= found["ocular"]
+    assert {"members", "cooldown_s"} <= found["pool"]
 
 
-@pytest.mark.parametrize("option", sorted(transport_option_names()))
-def test_each_transport_option_is_in_the_key_unless_declared_neutral(option: str) -> None:
-    cfg = base_config(transport="local", dialect="rapidocr", transport_options={})
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+def test_each_transport_declares_only_options_it_reads(transport: str) -> None:
+    declared = neutral_transport_options(transport)
+    assert declared, f"{transport} declares no neutral option"
+    assert declared <= transport_options_by_transport()[transport]  # no stale names
+
+
+@pytest.mark.parametrize(
+    ("transport", "option"),
+    sorted((t, o) for t, names in transport_options_by_transport().items() for o in names),
+)
+def test_each_transport_option_is_in_the_key_unless_its_transport_declares_it_neutral(
+    transport: str, option: str
+) -> None:
+    cfg = base_config(transport=transport, transport_options={})
     one = cfg.model_copy(update={"transport_options": {option: 1}})
     two = cfg.model_copy(update={"transport_options": {option: 2}})
-    if option in NEUTRAL_TRANSPORT_OPTIONS:
+    if option in neutral_transport_options(transport):
         assert key(one) == key(two) == key(cfg)
     else:
         assert len({key(one), key(two), key(cfg)}) == 3
+
+
+@pytest.mark.parametrize("profile", sorted(shipped_profiles()))
+def test_every_option_of_every_shipped_profile_is_classified(profile: str) -> None:
+    """Each option the profile sets either keeps the key (its transport declares it neutral) or
+    moves it when its value changes, from the profile's own settings."""
+    cfg = shipped_profiles()[profile]
+    neutral = neutral_transport_options(cfg.transport)
+    for option, value in cfg.transport_options.items():
+        changed = cfg.model_copy(update={"transport_options": {**cfg.transport_options, option: [value, "changed"]}})
+        if option in neutral:
+            assert key(changed) == key(cfg), option
+        else:
+            assert key(changed) != key(cfg), option
+
+
+def test_neutral_options_are_the_declaring_transports_own() -> None:
+    # the same option is neutral for the transport that declares it and in the key elsewhere
+    assert "threads" in neutral_transport_options("local")
+    runpod = base_config(transport_options={"mode": "run"})
+    assert key(runpod.model_copy(update={"transport_options": {"mode": "run", "threads": 4}})) != key(runpod)
+    local = base_config(transport="local", transport_options={})
+    assert key(local.model_copy(update={"transport_options": {"threads": 4}})) == key(local)
+
+
+class DeclaresRoute:
+    """A third-party transport named by import path, declaring one neutral option."""
+
+    neutral_options = frozenset({"route_hint"})
+
+
+def test_a_transport_named_by_import_path_declares_its_own() -> None:
+    cfg = base_config(transport=f"{__name__}:DeclaresRoute", transport_options={"route_hint": "a"})
+    assert neutral_transport_options(cfg.transport) == {"route_hint"}
+    assert key(cfg.model_copy(update={"transport_options": {"route_hint": "b"}})) == key(cfg)
+    assert key(cfg.model_copy(update={"transport_options": {"other": "b"}})) != key(cfg)
+    # one that cannot be imported declares nothing: every option is in the key
+    gone = base_config(transport="no_such_module_xyz:Gone", transport_options={"poll_interval_s": 1})
+    assert key(gone.model_copy(update={"transport_options": {"poll_interval_s": 2}})) != key(gone)
+
+
+def test_importing_the_cache_does_not_import_a_transport() -> None:
+    code = (
+        "import sys, ocrclient.cache; "
+        "print(sorted(m for m in sys.modules if m.startswith(('ocrclient.transports.', 'ocrclient.registry'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(SRC.parent)})
+    loaded = json.loads(out.stdout.replace("'", '"'))
+    assert "ocrclient.transports.runpod" not in loaded and "ocrclient.registry" not in loaded, loaded
 
 
 def test_local_text_score_and_tight_boxes_change_the_key() -> None:

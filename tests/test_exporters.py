@@ -578,6 +578,51 @@ def test_html_escapes_model_output(built: tuple[Path, Document, Path], tmp_path:
     assert f"script-src 'nonce-{scripts[0]['nonce']}'" in csp and "default-src 'none'" in csp
 
 
+#: text that breaks out of every HTML context it can land in (text, double- and single-quoted
+#: attributes, <template>, <pre>, <title>) and a template expression that must stay text
+HOSTILE = """</pre></template></title><script>alert("x")</script><img src=x onerror='y'>" ' & {{ 7*7 }}"""
+
+
+def _everywhere(s: str) -> tuple[Document, dict[int, str], dict[int, str]]:
+    """A document with ``s`` in every string that reaches the viewer, and run images / notes
+    that hold it too."""
+    block = Block(type=s, text=s, label=s, flags=[s], bbox=[1, 1, 50, 50], bbox_norm=[0.1, 0.1, 0.5, 0.5],
+                  children=[Block(type="word", text=s, bbox_norm=[0.1, 0.1, 0.2, 0.2])])
+    pages = [
+        Page(page=1, status="ok", width=612, height=792, markdown=s, warnings=[s], blocks=[block]),
+        Page(page=2, status="failed", error=PageError(kind=s, cause=s, message=s)),
+        Page(page=3, status="degraded", warnings=[s, s]),
+        Page(page=4, status="degraded", error=PageError(kind="bad_output", message=s)),
+    ]
+    doc = Document(source=s, backend=s, model=s, pages=pages)
+    return doc, {1: "data:image/jpeg;base64," + s}, {3: s, 4: s}
+
+
+def _occurrences(parsed: _Collect, s: str) -> int:
+    in_attrs = sum(v.count(s) for _, a in parsed.elements for v in a.values())
+    return in_attrs + "".join(parsed.text).count(s)
+
+
+def test_html_escapes_hostile_text_everywhere_it_appears() -> None:
+    """Every string of a Document that reaches the viewer — block text, type, label, flags,
+    markdown, warnings, error kind / cause / message, source, backend, model, title, a run's
+    image URL and missing-image notes — comes back from an HTML parser as the same text, in
+    the same places a harmless marker lands, and adds no element or attribute."""
+    marker = "MARKER"
+    doc, images, missing = _everywhere(marker)
+    plain = _parse(render_html(doc, images=images, missing=missing, title=marker))
+    doc, images, missing = _everywhere(HOSTILE)
+    raw = render_html(doc, images=images, missing=missing, title=HOSTILE)
+    hostile = _parse(raw)
+    assert HOSTILE not in raw and "<script>alert" not in raw and "<img src=x" not in raw
+    assert "{{ 7*7 }}" in raw.replace("&#39;", "'")  # data is never evaluated as a template
+    shape = [(t, sorted(a)) for t, a in plain.elements]
+    assert [(t, sorted(a)) for t, a in hostile.elements] == shape  # nothing injected
+    assert _occurrences(plain, marker) >= 20  # the marker reached every place listed above
+    assert _occurrences(hostile, HOSTILE) == _occurrences(plain, marker)
+    assert [a["nonce"] for t, a in hostile.elements if t == "script"] != [""]
+
+
 def test_html_without_source_draws_blank_pages(built: tuple[Path, Document, Path], tmp_path: Path) -> None:
     _, doc, _ = built
     gone = doc.model_copy(update={"source": str(tmp_path / "nope.pdf")})

@@ -10,8 +10,9 @@ again, while a changed setting or another endpoint sends the page again.
 Every field of :class:`~ocrclient.config.BackendConfig` is either part of the key
 (:data:`KEY_FIELDS`) or named in :data:`NEUTRAL_FIELDS` (settings that cannot change what a page
 reads: credentials, concurrency, timeouts, retries, prices, descriptions); likewise the
-``transport_options`` in :data:`NEUTRAL_TRANSPORT_OPTIONS` (poll intervals, timeouts, payload
-limits, auth header names) are left out and every other one is in the key.
+``transport_options`` that the backend's transport class declares content-neutral in its
+``neutral_options`` (poll intervals, timeouts, payload limits, auth header names: see
+:func:`neutral_transport_options`) are left out and every other one is in the key.
 
 Writes are atomic (temp file + rename in the same directory), so a kill at any moment leaves
 either the old entry or the new one.  The cache holds at most ``max_bytes`` (default
@@ -55,11 +56,11 @@ __all__ = [
     "ENGINE_PACKAGES",
     "KEY_FIELDS",
     "NEUTRAL_FIELDS",
-    "NEUTRAL_TRANSPORT_OPTIONS",
     "CacheInfo",
     "PageCache",
     "engine_versions",
     "key_settings",
+    "neutral_transport_options",
     "page_key",
 ]
 
@@ -85,7 +86,7 @@ _KEY_FIELDS: dict[str, Callable[[BackendConfig], Any]] = {
     "endpoint_id": lambda c: c.resolved_endpoint_id(),
     "render": lambda c: c.render.model_dump(exclude_none=True),
     "sampling": lambda c: c.sampling,
-    "transport_options": lambda c: _content_options(c.transport_options),
+    "transport_options": lambda c: _content_options(c.transport, c.transport_options),
     "dialect_options": lambda c: c.dialect_options,
 }
 KEY_FIELDS: frozenset[str] = frozenset(_KEY_FIELDS)
@@ -113,41 +114,6 @@ NEUTRAL_FIELDS: frozenset[str] = frozenset(
     }
 )
 
-#: transport_options that cannot change what a page reads (polling, timeouts, payload limits,
-#: streaming, engine threads, pool cooldowns, credentials and the headers that carry them); every
-#: other option (local ``text_score``, ``tight_boxes``, RunPod ``mode``, a pool's ``members``...)
-#: is part of the key
-NEUTRAL_TRANSPORT_OPTIONS: frozenset[str] = frozenset(
-    {
-        # runpod
-        "poll_interval_s",
-        "max_poll_interval_s",
-        "runsync_wait_ms",
-        "policy",
-        "max_run_bytes",
-        "max_runsync_bytes",
-        "default_timeout_s",
-        "cancel_timeout_s",
-        "max_poll_errors",
-        # openai / ocular
-        "stream",
-        "idle_timeout_s",
-        "connect_timeout_s",
-        "health_timeout_s",
-        "modal",
-        "modal_key_env",
-        "modal_secret_env",
-        "modal_key",
-        "modal_secret",
-        "api_key_header",
-        # local
-        "threads",
-        # pool
-        "cooldown_s",
-        "max_cooldown_s",
-    }
-)
-
 #: keys that hold credentials: dropped at any depth (a pool member may carry an ``api_key``)
 _SECRET_OPTIONS = frozenset({"api_key", "modal_key", "modal_secret"})
 
@@ -163,8 +129,31 @@ def _without_secrets(value: Any) -> Any:
     return value
 
 
-def _content_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    kept = {k: v for k, v in options.items() if k not in NEUTRAL_TRANSPORT_OPTIONS}
+@functools.cache
+def neutral_transport_options(transport: str) -> frozenset[str]:
+    """The ``transport_options`` of ``transport`` (a registered name or ``module:Class``) that
+    cannot change what a page reads: what its class declares in ``neutral_options``.
+
+    The class is looked up in the registry when the first key is computed, not when this module
+    is imported (by then the run has loaded it); a transport that cannot be imported declares
+    nothing, so all its options are in the key.
+
+    >>> sorted(neutral_transport_options("pool"))
+    ['cooldown_s', 'max_cooldown_s']
+    """
+    from .errors import ConfigError
+    from .registry import TRANSPORTS, _import
+    from .transports.base import neutral_options
+
+    try:
+        return neutral_options(_import("transport", transport, TRANSPORTS))
+    except ConfigError:
+        return frozenset()
+
+
+def _content_options(transport: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    neutral = neutral_transport_options(transport)
+    kept = {k: v for k, v in options.items() if k not in neutral}
     return dict(_without_secrets(kept))
 
 

@@ -1,14 +1,120 @@
-"""The HTML viewer's stylesheet and script (:mod:`ocrclient.exporters.html` inlines them into
-each page; ``__LEFT__``-style placeholders are filled with the fixed layout's numbers there).
+"""The HTML viewer's static parts: the page template, the stylesheet, the script, and the
+numbers they share (block colours, the fixed layout).  :mod:`ocrclient.exporters.html` fills the
+template with a Document.
+
+The template is Jinja2 with autoescape on: every value put into it (model text, labels, file
+names, error messages: all untrusted) is escaped in text and in attributes; only the stylesheet
+and the script below, constants of this module, are inserted as they are.  Its line breaks and
+indentation are for reading and are removed before it is compiled (:data:`TEMPLATE`), so the
+page holds no whitespace between elements.
 
 The script adds no inline event handlers and runs under the page's nonce; it only reads the
-``data-*`` attributes the writer escaped, and puts block text in the side panel through
+``data-*`` attributes the template escaped, and puts block text in the side panel through
 ``textContent``.
 """
 
 from __future__ import annotations
 
-__all__ = ["CSS", "JS"]
+__all__ = [
+    "CSS",
+    "FIXED_HEAD_TOP",
+    "FIXED_SHEET_LEFT",
+    "FIXED_SHEET_TOP",
+    "FIXED_SHEET_WIDTH",
+    "JS",
+    "TEMPLATE",
+    "TYPE_COLORS",
+    "stylesheet",
+]
+
+#: fixed layout (``?fixed=1``): where the current page sits in the window, in CSS pixels
+FIXED_SHEET_LEFT = 220
+FIXED_SHEET_TOP = 170
+FIXED_SHEET_WIDTH = 640
+#: top of the page heading (status + error banner) in the fixed layout
+FIXED_HEAD_TOP = 92
+
+#: block type -> border color (the legend shows the types a document uses)
+TYPE_COLORS: dict[str, str] = {
+    "title": "#e6194b",
+    "section_header": "#f58231",
+    "text": "#4363d8",
+    "list_item": "#3cb44b",
+    "table": "#911eb4",
+    "figure": "#f032e6",
+    "caption": "#008080",
+    "equation": "#9a6324",
+    "code": "#808000",
+    "footnote": "#800000",
+    "page_header": "#469990",
+    "page_footer": "#000075",
+    "form": "#a0c000",
+    "handwriting": "#00a5c8",
+    "line": "#8c8c8c",
+    "word": "#d4a000",
+    "other": "#505050",
+}
+
+_RAW_TEMPLATE = """
+<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{{ csp }}">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{{ name }} — ocrclient viewer</title><style>{{ css }}</style></head>
+<body>
+  <header><h1>{{ name }}</h1><span class="meta">{{ meta }}</span></header>
+  <div id="layout">
+    <nav aria-label="pages">{% for p in doc.pages %}
+      <a href="?page={{ p.page }}" data-page="{{ p.page }}" class="nav-{{ p.status }}">Page {{ p.page }}{#
+      #}<span class="st st-{{ p.status }}">{{ p.status }}</span></a>
+    {% endfor %}</nav>
+    <main>
+      <div class="toolbar"><button id="prev" type="button" title="previous page (←)">◀ Prev</button><span id="pos"></span>
+        <button id="next" type="button" title="next page (→)">Next ▶</button>
+        <label><input type="checkbox" id="lines"> lines &amp; words</label></div>
+      {% for p in doc.pages %}{% set w, h = size(p) %}
+        <section class="page status-{{ p.status }}" id="page-{{ p.page }}" data-page="{{ p.page }}" {#
+        #}data-width="{{ w }}" data-height="{{ h }}">
+          <div class="pagehead"><h2>Page {{ p.page }} <span class="st st-{{ p.status }}">{{ p.status }}</span></h2>
+            {% if p.status == "failed" %}<div class="banner failed" role="alert"><b>Page {{ p.page }} failed</b> — {#
+              #}{% if p.error %}{{ p.error.kind }}{{ "/" ~ p.error.cause if p.error.cause }}: {{ p.error.message }}{#
+              #}{% else %}no reason recorded{% endif %}</div>
+            {% elif p.status == "degraded" %}<div class="banner degraded" role="status"><b>Page {{ p.page }} degraded</b> — {#
+              #}{{ p.warnings | join("; ") or (p.error.message if p.error else "no details recorded") }}</div>
+            {% elif p.warnings %}<div class="banner degraded" role="status">{{ p.warnings | join("; ") }}</div>{% endif %}
+          </div>
+          <div class="sheet" style="aspect-ratio:{{ w }} / {{ h }}">
+            {% if p.page in images %}<img class="scan" alt="page {{ p.page }}" src="{{ images[p.page] }}">
+            {% else %}<div class="blank"><p>{{ missing.get(p.page, "page image not available") }}</p></div>{% endif %}
+            {% for box in boxes(p) %}<div{{ box | xmlattr }}></div>{% endfor %}
+          </div>
+          <template class="info"><dl>
+            <dt>status</dt><dd>{{ p.status }}</dd><dt>size (pt)</dt><dd>{{ "%g × %g" | format(p.width, p.height) }}</dd>
+            <dt>rotation</dt><dd>{{ p.rotation }}</dd><dt>blocks</dt><dd>{{ p.blocks | length }}</dd>
+            <dt>attempts</dt><dd>{{ p.attempts }}</dd><dt>latency</dt><dd>{{ "%.2f s" | format(p.latency_s) }}</dd>
+            {% if p.usage.prompt_tokens or p.usage.completion_tokens %}<dt>tokens</dt>{#
+            #}<dd>{{ p.usage.prompt_tokens }} in / {{ p.usage.completion_tokens }} out</dd>{% endif %}
+            {% if p.usage.cost_usd is not none %}<dt>cost</dt><dd>{{ "$%.5f" | format(p.usage.cost_usd) }}</dd>{% endif %}
+            {% if p.cached %}<dt>cached</dt><dd>yes</dd>{% endif %}</dl>
+            {% if p.markdown %}<details><summary>page markdown</summary><pre>{{ p.markdown }}</pre></details>{% endif %}
+          </template>
+        </section>
+      {% else %}<p>This document has no pages.</p>{% endfor %}
+    </main>
+    <aside><h2>Legend</h2><div class="legend">{% for kind, count in legend %}
+      <span class="t-{{ kind }}"><i></i>{{ kind }} <span class="muted">{{ count }}</span></span>
+      {% else %}<span class=muted>no blocks</span>{% endfor %}</div>
+      <h2>Block</h2><div id="block"><p class="muted">Click a box to see its block.</p></div>
+      <h2>Page</h2><div id="pageinfo"></div>
+      <h2>Document</h2><dl><dt>source</dt><dd>{{ doc.source }}</dd><dt>backend</dt><dd>{{ doc.backend }}</dd>
+        <dt>model</dt><dd>{{ doc.model or "" }}</dd><dt>schema</dt><dd>{{ doc.schema_version }}</dd></dl></aside>
+  </div>
+  <script nonce="{{ nonce }}">{{ js }}</script>
+</body></html>
+"""
+
+#: the viewer page (Jinja2, autoescaped): :data:`_RAW_TEMPLATE` without its line breaks and
+#: indentation (a space that ends a line is kept with a comment after it: ``{# #}``)
+TEMPLATE = "".join(line.strip() for line in _RAW_TEMPLATE.splitlines()) + "\n"
 
 CSS = """
 *{box-sizing:border-box}
@@ -132,3 +238,24 @@ JS = r"""
   }
 })();
 """
+
+
+def _rgb(hex_color: str) -> tuple[int, int, int]:
+    h = hex_color.lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+def stylesheet() -> str:
+    """:data:`CSS` with the fixed layout's numbers filled in and a colour rule per block type."""
+    rules = []
+    for kind, color in TYPE_COLORS.items():
+        r, g, b = _rgb(color)
+        rules.append(f".t-{kind}{{--c:{color};--f:rgba({r},{g},{b},.07)}}")
+    return (
+        (CSS + "\n".join(rules))
+        .replace("__LEFT__", str(FIXED_SHEET_LEFT))
+        .replace("__TOP__", str(FIXED_SHEET_TOP))
+        .replace("__WIDTH__", str(FIXED_SHEET_WIDTH))
+        .replace("__HEADTOP__", str(FIXED_HEAD_TOP))
+        .replace("__HEADH__", str(FIXED_SHEET_TOP - FIXED_HEAD_TOP - 4))
+    )

@@ -74,6 +74,7 @@ from PIL import Image
 from ..document import Document, Page
 from ..errors import InputError
 from ..pages import PDFIUM_LOCK
+from ..pages.render import flatten
 from ._io import atomic_write
 from .pdf_fonts import Fonts
 from .pdf_layer import MIN_GAP_EM, display_to_user, lines_to_add, page_box_of, place_line
@@ -124,18 +125,6 @@ def system_font() -> Path | None:
 
 
 _system_font = system_font  # the name the tests and older callers use
-
-
-def _flatten(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB or L, transparency composited onto white."""
-    if img.mode in ("RGB", "L"):
-        return img
-    if img.mode in ("1", "I", "F") or img.mode.startswith("I;16"):
-        return img.convert("L")
-    rgba = img.convert("RGBA")
-    bg = Image.new("RGB", rgba.size, (255, 255, 255))
-    bg.paste(rgba, mask=rgba.getchannel("A"))
-    return bg
 
 
 class SearchablePdf:
@@ -192,7 +181,7 @@ class SearchablePdf:
         pixels or the run's render of them), as large as ``size_px`` input pixels at ``dpi``."""
         import pypdfium2 as pdfium
 
-        img = _flatten(image)
+        img = flatten(image)
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=IMAGE_QUALITY)
         buf.seek(0)

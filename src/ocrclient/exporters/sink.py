@@ -5,15 +5,13 @@ Each page's rendered image travels with the page: the run hands it to the docume
 the scheduler reports the page done (``PageDone``, whose ``result`` is the finished page, or
 ``PageFailed``) the sink turns it, in a worker thread, into what the outputs need and drops it:
 
-* ``md``: the page's figure crops, cut from the image and written at once to
-  ``<stem>_figures/page<N>_fig<K>.png`` (only their names are kept);
-* ``html``: the page's viewer image (:func:`ocrclient.exporters.html.page_jpeg`), spilled to a
-  hidden folder beside the outputs until the one HTML file is written;
-* ``pdf``: the page is put into the searchable PDF being built
-  (:class:`ocrclient.exporters.pdf.SearchablePdf`): copied from the input's own PDF, which the
-  run opened when the document started (:func:`ocrclient.exporters.source.open_pdf`; from its
-  bytes for a document given as bytes), or, for an image input, made from the page image.
+* ``md``: the page's figure crops, written at once to ``<stem>_figures/``;
+* ``html``: the page's viewer image, spilled beside the outputs until the HTML is written;
+* ``pdf``: the page put into the searchable PDF being built, copied from the input's own PDF
+  (opened when the document started, from its bytes for a document given as bytes) or, for an
+  image input, made from the page image.
 
+Those pieces are made and kept by :class:`ocrclient.exporters.pieces.PagePieces`.
 So no writer opens the input once its pages are done, figure crops and page images exist for
 documents given as bytes, memory holds crops' names, not pages, and when the document's last
 page is done only the small files are left to write (:meth:`DocumentSink.finish`: markdown,
@@ -33,21 +31,18 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import shutil
-import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from PIL import Image
+from typing import Any, TypedDict, Unpack
 
 from ..document import Document, Page
 from ..errors import ConfigError, OcrError
-from ..pages import PDFIUM_LOCK, PageImage, Source
+from ..pages import PageImage, Source
+from .pieces import PagePieces
 
-__all__ = ["DocumentSink", "OutputWriter", "Written"]
+__all__ = ["DocumentSink", "OutputWriter", "SinkSettings", "Written"]
 
 log = logging.getLogger("ocrclient.exporters")
 
@@ -70,14 +65,22 @@ def _failed_stub(number: int) -> Page:
     return Page(page=number, status="failed")
 
 
+class SinkSettings(TypedDict, total=False):
+    """:class:`DocumentSink`'s keyword arguments."""
+
+    #: how many pages the document will have (the viewer's image size depends on it)
+    pages: int
+    #: runs the page work (``None``: in the calling thread)
+    executor: cf.Executor | None
+
+
 class DocumentSink:
     """One document's outputs, fed page by page (see the module docstring).
 
     ``targets`` maps each format to its file; ``options`` each format to its writer's keyword
     arguments (``md``: ``page_markers``, ``page_separators``, ``figures``; ``pdf``:
-    ``force_ocr_text``).  ``pages`` is how many pages the document will have (the viewer's image
-    size depends on it).  ``executor`` runs the page work (``None``: in the calling thread).
-    Create it with :meth:`start` when the document's pages start.
+    ``force_ocr_text``); ``pages`` and ``executor`` as :class:`SinkSettings` says.  Create it
+    with :meth:`start` when the document's pages start.
     """
 
     def __init__(
@@ -85,19 +88,14 @@ class DocumentSink:
         source: Source,
         targets: Mapping[str, Path],
         options: Mapping[str, Mapping[str, Any]] | None = None,
-        *,
-        pages: int = 0,
-        executor: cf.Executor | None = None,
+        **settings: Unpack[SinkSettings],
     ) -> None:
         self.source = source
         self.targets = dict(targets)
         self.options = {k: dict(v) for k, v in (options or {}).items()}
-        self.pages = pages
-        self.executor = executor
-        self.links: dict[tuple[int, int], str] = {}
-        self.html_files: dict[int, Path] = {}
-        self.missing: dict[int, str] = {}
-        self.notes: list[str] = []
+        self.pages = settings.get("pages", 0)
+        self.executor = settings.get("executor")
+        self.pieces = PagePieces(source, self.targets, self.options, self.pages)
         self.finished = False
         self._written: Written | None = None
         self._finish_lock = threading.Lock()
@@ -105,53 +103,47 @@ class DocumentSink:
         self._seen: set[int] = set()
         self._futures: list[cf.Future[None]] = []
         self._lock = threading.Lock()
-        self._spill: Path | None = None
-        self._pdf: Any = None  # SearchablePdf
-        self._source_pdf: Any = None
-        self._dpis: dict[int, float] = {}
-        self._pdf_error: str | None = None
 
-    # -- setup --------------------------------------------------------------------------------
     @classmethod
     def start(
         cls,
         source: Source,
         targets: Mapping[str, Path],
         options: Mapping[str, Mapping[str, Any]] | None = None,
-        *,
-        pages: int = 0,
-        executor: cf.Executor | None = None,
+        **settings: Unpack[SinkSettings],
     ) -> DocumentSink:
         """A sink for a document whose pages are about to start.  For a searchable PDF it takes
-        now what the PDF needs from the input beside the page images: a PDF input's own
-        document (its pages are copied), an image input's recorded resolution."""
-        sink = cls(source, targets, options, pages=pages, executor=executor)
+        now what the PDF needs from the input beside the page images
+        (:meth:`PagePieces.open_pdf`)."""
+        sink = cls(source, targets, options, **settings)
         if "pdf" in sink.targets:
-            sink._open_pdf()
+            sink.pieces.open_pdf()
         return sink
 
-    def _open_pdf(self) -> None:
-        from .pdf import SearchablePdf
-        from .source import image_dpis, open_pdf
+    # what the pages have left so far (kept by the pieces)
+    @property
+    def links(self) -> dict[tuple[int, int], str]:
+        return self.pieces.links
 
-        try:
-            if self.source.kind == "pdf":
-                self._source_pdf = open_pdf(self.source)
-            else:
-                self._dpis = image_dpis(self.source)
-        except OcrError as exc:
-            self._pdf_error = str(exc)
-            return
-        force = bool(self.options.get("pdf", {}).get("force_ocr_text", False))
-        self._pdf = SearchablePdf(self._source_pdf, force_ocr_text=force, label=self.source.name)
+    @property
+    def html_files(self) -> dict[int, Path]:
+        return self.pieces.html_files
+
+    @property
+    def missing(self) -> dict[int, str]:
+        return self.pieces.missing
+
+    @property
+    def notes(self) -> list[str]:
+        return self.pieces.notes
 
     @property
     def figures(self) -> bool:
-        return "md" in self.targets and bool(self.options.get("md", {}).get("figures", True))
+        return self.pieces.figures
 
     def wants_images(self) -> bool:
         """Whether any output of this document is made from page images."""
-        return self.figures or "html" in self.targets or ("pdf" in self.targets and self.source.kind == "image")
+        return self.pieces.wants_images()
 
     # -- pages --------------------------------------------------------------------------------
     def take_image(self, image: PageImage) -> None:
@@ -180,70 +172,7 @@ class DocumentSink:
             self._futures.append(future)
 
     def _process(self, number: int, page: Page | None, image: PageImage | None) -> None:
-        page = page if page is not None else _failed_stub(number)
-        decoded: Image.Image | None = None
-
-        def pixels() -> Image.Image | None:
-            nonlocal decoded
-            if decoded is None and image is not None and image.encoded is not None:
-                decoded = image.image()
-            return decoded
-
-        for what, step in (("figure crops", self._crops), ("page image", self._html_page), ("pdf page", self._pdf_page)):
-            try:
-                step(page, image, pixels)
-            except Exception as exc:  # one output's trouble never loses the run or the others
-                with self._lock:
-                    self.notes.append(f"{self.source.name} page {number}: {what} not made ({type(exc).__name__}: {exc})")
-
-    def _crops(self, page: Page, image: PageImage | None, pixels: Callable[[], Image.Image | None]) -> None:
-        from . import markdown
-        from .figures import cut_figures, has_figure_boxes
-
-        if not self.figures or not has_figure_boxes(page):
-            return
-        img = pixels()
-        if img is None:
-            why = image.error if image is not None and image.error else "the page was not rendered"
-            with self._lock:
-                self.notes.append(f"{self.source.name} page {page.page}: no figure crops ({why})")
-            return
-        for crop in cut_figures(page, img):
-            link = markdown.save_crop(self.targets["md"], crop)
-            with self._lock:
-                self.links[(crop.page, crop.index)] = link
-
-    def _html_page(self, page: Page, image: PageImage | None, pixels: Callable[[], Image.Image | None]) -> None:
-        from ._io import atomic_write
-        from .html import page_jpeg, viewer_size
-
-        if "html" not in self.targets:
-            return
-        img = pixels()
-        if img is None or image is None:
-            why = image.error if image is not None and image.error else "the page was not rendered"
-            with self._lock:
-                self.missing[page.page] = f"page image not available: {why}"
-            return
-        box = image.page_box
-        size = viewer_size(box.width, box.height, pdf=self.source.kind == "pdf", pages=self.pages, have=img.size)
-        path = atomic_write(self._spill_dir() / f"page{page.page}.jpg", page_jpeg(img, size))
-        with self._lock:
-            self.html_files[page.page] = path
-
-    def _pdf_page(self, page: Page, image: PageImage | None, pixels: Callable[[], Image.Image | None]) -> None:
-        if self._pdf is None:
-            return
-        img = pixels() if self.source.kind == "image" else None
-        self._pdf.add(page, img, self._dpis.get(page.page, 72.0))
-
-    def _spill_dir(self) -> Path:
-        with self._lock:
-            if self._spill is None:
-                folder = self.targets["html"].parent
-                folder.mkdir(parents=True, exist_ok=True)
-                self._spill = Path(tempfile.mkdtemp(prefix=f".{self.targets['html'].stem}.", suffix=".pages", dir=folder))
-            return self._spill
+        self.pieces.make(page if page is not None else _failed_stub(number), image)
 
     # -- the end ------------------------------------------------------------------------------
     def finish(self, doc: Document) -> Written:
@@ -290,37 +219,15 @@ class DocumentSink:
             md = {k: v for k, v in opts.items() if k in ("page_markers", "page_separators", "figures")}
             return markdown.write(doc, path, links=dict(self.links) if self.figures else None, **md)
         if fmt == "html":
-            images = {n: f.read_bytes() for n, f in sorted(self.html_files.items())}
-            return html.write(doc, path, images=images, missing=self.missing)
+            return html.write(doc, path, images=self.pieces.html_images(), missing=self.missing)
         if fmt == "pdf":
-            return self._write_pdf(path, doc)
+            return self.pieces.write_pdf(path, doc)
         return _writer(fmt)(doc, path, **opts)
-
-    def _write_pdf(self, path: Path, doc: Document) -> Path:
-        from ..errors import InputError
-        from ._io import atomic_write
-
-        if self._pdf is None and self._pdf_error is None:  # a document whose pages never started
-            self._open_pdf()
-        if self._pdf is None:
-            raise InputError(self._pdf_error or f"{doc.source}: no searchable PDF was started")
-        for page in doc.pages:  # pages never reported (a stopped run): as they are in the document
-            self._pdf.add(page)
-        return atomic_write(path, self._pdf.save())
 
     def close(self) -> None:
         """Free what the sink holds (the PDF, the input's handle, spilled images)."""
         self.finished = True
-        if self._pdf is not None:
-            self._pdf.close()
-            self._pdf = None
-        if self._source_pdf is not None:
-            with PDFIUM_LOCK:
-                self._source_pdf.close()
-            self._source_pdf = None
-        if self._spill is not None:
-            shutil.rmtree(self._spill, ignore_errors=True)
-            self._spill = None
+        self.pieces.close()
 
 
 class OutputWriter:

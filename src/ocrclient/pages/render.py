@@ -2,7 +2,7 @@
 
 This is the render stage, run in the render pool's worker processes (or inline): the one owner
 of a PDF page's box (:func:`pdf_page_box`: CropBox, MediaBox and ``/Rotate``; every other place
-that needs a page box calls it) and of flattening a raster to RGB or L (:func:`_flatten`).  PDF
+that needs a page box calls it) and of flattening a raster to RGB or L (:func:`flatten`, which the exporters use too).  PDF
 pages are drawn by PDFium at the size the backend's :class:`~ocrclient.imaging.RenderSpec`
 asks, with ``/Rotate`` and the CropBox applied; images are taken as displayed (EXIF orientation
 applied), at their own pixel size unless the spec shrinks them.  A page that cannot be rendered
@@ -32,7 +32,15 @@ from ..models import PageImage
 if TYPE_CHECKING:
     from .sources import SourceKind
 
-__all__ = ["PDFIUM_LOCK", "PageImage", "RenderJob", "close_open_documents", "pdf_page_box", "render_job"]
+__all__ = [
+    "PDFIUM_LOCK",
+    "PageImage",
+    "RenderJob",
+    "close_open_documents",
+    "flatten",
+    "pdf_page_box",
+    "render_job",
+]
 
 #: every use of PDFium in *this* process must hold this lock (PDFium is not thread-safe, and
 #: ``aiter_pages`` validates inputs in a worker thread); other modules that call pypdfium2 in
@@ -172,8 +180,15 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
         return _failed_page(job, page_box, f"page {job.index + 1}: cannot render ({_why(exc)})")
 
 
-def _flatten(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB or L, transparency composited onto white."""
+def flatten(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB or L: transparency (alpha, a palette's transparent colour) composited
+    onto white, CMYK and other colour modes converted to RGB, 1-bit to L, 16/32-bit grey scaled
+    into 0..255 when it does not fit.  The one place a raster is flattened: the render stage and
+    the exporters (searchable PDF, HTML page images) both call it.
+
+    >>> flatten(Image.new("RGBA", (1, 1), (0, 0, 0, 0))).getpixel((0, 0))
+    (255, 255, 255)
+    """
     if img.mode in ("RGB", "L"):
         return img
     if img.mode == "1":
@@ -234,7 +249,7 @@ def _render_image_page(job: RenderJob) -> PageImage:
             w, h = h, w  # orientation read differently by exif_transpose: trust the pixels
             tw, th = _image_size_for(spec, w, h)
         page_box = PageBox(float(w), float(h))
-        img = _flatten(img)
+        img = flatten(img)
         if img.size != (tw, th):
             img = img.resize((tw, th), Image.Resampling.LANCZOS, reducing_gap=3.0)
         return _encoded_page(job, page_box, img, tw / w)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 
 from ..errors import InputError
@@ -91,24 +93,33 @@ def iter_pages(
 def _iter(
     src: Source, indices: list[int], spec: RenderSpec, pool: RenderPool, own: bool, depth: int
 ) -> Iterator[PageImage]:
+    futures = _submitted(src, indices, spec, pool, depth)
+    try:
+        for fut in futures:
+            yield pool.result(fut)
+    finally:
+        futures.close()
+        if own:
+            pool.close()
+
+
+def _submitted(
+    src: Source, indices: list[int], spec: RenderSpec, pool: RenderPool, depth: int
+) -> Generator[cf.Future[PageImage], None, None]:
+    """The renders of ``indices``, in order, submitted lazily: each pull tops the window up to
+    ``depth`` outstanding renders (nothing is submitted before the first pull) and hands over
+    the oldest.  Closing it cancels those not handed over.  Both streams drive this one window."""
     pending: deque[cf.Future[PageImage]] = deque()
     todo = iter(indices)
     try:
         while True:
-            # top up to `depth` outstanding pages, only now that the consumer asked for one
-            while len(pending) < depth:
-                nxt = next(todo, None)
-                if nxt is None:
-                    break
-                pending.append(pool.submit(src, nxt, spec))
+            pending.extend(pool.submit(src, i, spec) for i in islice(todo, depth - len(pending)))
             if not pending:
                 return
-            yield pool.result(pending.popleft())
+            yield pending.popleft()
     finally:
         for fut in pending:
             fut.cancel()
-        if own:
-            pool.close()
 
 
 async def aiter_pages(
@@ -132,27 +143,22 @@ async def aiter_pages(
     src, indices, rpool, own, depth = await asyncio.to_thread(
         _plan, source, pages, password, pool, prefetch
     )
-    pending: deque[cf.Future[PageImage]] = deque()
-    todo = iter(indices)
+    futures = _submitted(src, indices, spec, rpool, depth)
     first = True
     try:
         while True:
-            while len(pending) < depth:
-                nxt = next(todo, None)
-                if nxt is None:
-                    break
-                if first or rpool.workers == 0:
-                    # the first submit may start processes / spill bytes; inline renders block:
-                    # keep both off the loop
-                    pending.append(await asyncio.to_thread(rpool.submit, src, nxt, spec))
-                    first = False
-                else:
-                    pending.append(rpool.submit(src, nxt, spec))
-            if not pending:
+            if first or rpool.workers == 0:
+                # the first submit may start processes / spill bytes; inline renders block:
+                # keep both off the loop
+                fut = await asyncio.to_thread(next, futures, None)
+                first = False
+            else:
+                fut = next(futures, None)
+            if fut is None:
                 return
-            yield await rpool.aresult(pending.popleft())
+            yield await rpool.aresult(fut)
     finally:
-        for fut in pending:
-            fut.cancel()
+        with contextlib.suppress(ValueError):  # still running in a thread (cancelled): it ends on its own
+            futures.close()
         if own:
             await asyncio.to_thread(rpool.close)

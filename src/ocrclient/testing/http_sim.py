@@ -9,11 +9,9 @@ such server:
 
 * the plan's service slots, latency, cold start (counted from the first request, and again
   after :meth:`HTTPSimulator.restart`) and the ``hang`` fault (:meth:`HTTPSimulator.serving`);
-* ``mode="proxy"`` — the RunPod pod proxy (Cloudflare): no byte for ``proxy_idle_s`` before the
-  response starts is a 524 with an HTML body; a gap that long mid-body cuts the connection;
-* ``mode="modal"`` — a Modal web endpoint: 401 ``modal-http: ...`` without the right
-  ``Modal-Key`` / ``Modal-Secret``, and a request not answering after
-  ``modal_redirect_after_s`` gets ``303 See Other`` to a result URL that serves it on GET;
+* ``mode="proxy"`` (the RunPod pod proxy: 524s, cut connections) and ``mode="modal"`` (a Modal
+  web endpoint: its credentials, 303 redirects to a result URL), played by the front the
+  replies pass through (:class:`~ocrclient.testing.http_front.ProxyFront`);
 * ``force_reply`` (one exact reply to every request), counters (requests, statuses, bodies,
   concurrency, 524s, cuts, redirects, resets, restarts).
 
@@ -30,35 +28,31 @@ import abc
 import json
 import logging
 import queue
-import secrets
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from email.message import Message
-from typing import Any, Literal, Self
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-from ._server import (
-    LoopbackServer,
-    ServerOwner,
-    SimHandler,
-    end_chunks,
-    read_body,
-    reset,
-    write_chunk,
-    write_reply,
-)
+from ._server import LoopbackServer, SimHandler, read_body
 from .faults import CannedReply, FaultPlan, Responder, body_key, echo_responder
+from .http_front import (  # CLOUDFLARE_524 .. Worker: re-exported (their old home)
+    CLOUDFLARE_524,
+    Dropped,
+    Emit,
+    Event,
+    ProxyFront,
+    SimRequest,
+    SimulatorMode,
+    Stopped,
+    Worker,
+)
 
 __all__ = ["CLOUDFLARE_524", "FAULT_STATUS", "Emit", "Event", "HTTPSimulator", "SimRequest", "SimulatorMode", "Worker"]
 
 log = logging.getLogger(__name__)
-
-SimulatorMode = Literal["direct", "proxy", "modal"]
 
 #: fault class -> HTTP status it answers with
 FAULT_STATUS = {
@@ -69,47 +63,6 @@ FAULT_STATUS = {
     "http_502": 502,
     "http_503": 503,
 }
-
-CLOUDFLARE_524 = (
-    "<!DOCTYPE html>\n<html><head><title>proxy.runpod.net | 524: A timeout occurred</title></head>"
-    "<body><div id=\"cf-error-details\"><h1>A timeout occurred</h1>"
-    "<p>The origin web server timed out responding to this request.</p>"
-    "<span>Error code 524</span></div></body></html>\n"
-)
-
-# events a worker emits; the pump turns them into bytes on the socket
-Event = tuple[Any, ...]
-Emit = Callable[[Event], None]
-Worker = Callable[[Emit], None]
-
-
-class _Stopped(Exception):
-    """The simulator is shutting down or restarting: the worker gives up."""
-
-
-class _Dropped(Exception):
-    """The worker hangs up without a reply (the ``hang`` fault, once its time is up)."""
-
-
-@dataclass
-class SimRequest:
-    """One request as the simulator saw it."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: Message
-    body: bytes
-    json: Any = None
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name)
-
-
-@dataclass
-class _Recorded:
-    events: list[Event] = field(default_factory=list)
-    done: threading.Event = field(default_factory=threading.Event)
 
 
 class _Handler(SimHandler):
@@ -125,7 +78,7 @@ class _Handler(SimHandler):
     do_DELETE = SimHandler._any
 
 
-class HTTPSimulator(ServerOwner, abc.ABC):
+class HTTPSimulator(ProxyFront, abc.ABC):
     """Shared machinery of the simulated servers: threaded HTTP server, proxy / Modal behaviour,
     fault plan, slots, cold start, counters.  Subclasses implement :meth:`dispatch`.
 
@@ -155,18 +108,16 @@ class HTTPSimulator(ServerOwner, abc.ABC):
         force_status: int | None = None,
         force_reply: CannedReply | None = None,
     ) -> None:
-        if mode not in ("direct", "proxy", "modal"):
-            raise ValueError(f"unknown simulator mode {mode!r}")
+        super().__init__(
+            mode,
+            proxy_idle_s=proxy_idle_s,
+            modal_redirect_after_s=modal_redirect_after_s,
+            modal_key=modal_key,
+            modal_secret=modal_secret,
+        )
         self.plan = plan or FaultPlan()
         self.responder: Responder = responder or echo_responder
         self.api_key = api_key
-        self.mode: SimulatorMode = mode
-        self.proxy_idle_s = proxy_idle_s
-        self.modal_redirect_after_s = modal_redirect_after_s
-        self.modal_key = modal_key or ("wk-sim-" + secrets.token_hex(6) if mode == "modal" else None)
-        self.modal_secret = modal_secret or (
-            "ws-sim-" + secrets.token_hex(12) if mode == "modal" else None
-        )
         self.host = host
         self._port = port
         self.key_fn = key_fn or body_key
@@ -174,11 +125,9 @@ class HTTPSimulator(ServerOwner, abc.ABC):
         self.force_status = force_status
         #: every request gets exactly this reply (a server's error shape); ``None`` = normal
         self.force_reply = force_reply
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._slots = threading.BoundedSemaphore(max(1, self.plan.slots))
         self._ready_at: float | None = None
-        self._results: dict[str, _Recorded] = {}
         self._server: LoopbackServer | None = None
         self._thread: threading.Thread | None = None
         self._tls = threading.local()  # .cut: the event a worker thread watches
@@ -187,16 +136,11 @@ class HTTPSimulator(ServerOwner, abc.ABC):
         # -- counters (read them in tests) --
         self.requests: Counter[str] = Counter()  # "POST /v1/chat/completions" -> n
         self.requests_by_key: Counter[str] = Counter()
-        self.statuses: Counter[int] = Counter()
         #: the last ``keep_bodies`` request bodies received (newest last)
         self.bodies: list[Any] = []
         self.keep_bodies = 64
         self.max_concurrency = 0  # most requests in flight at once
         self.max_active = 0  # most requests holding a service slot at once
-        self.proxy_524s = 0
-        self.proxy_cuts = 0
-        self.redirects = 0
-        self.resets = 0
         self.restarts = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -250,13 +194,6 @@ class HTTPSimulator(ServerOwner, abc.ABC):
         """Root URL, e.g. ``http://127.0.0.1:53127``."""
         return f"http://{self.host}:{self.port}"
 
-    @property
-    def modal_headers(self) -> dict[str, str]:
-        """The proxy-auth headers a Modal client must send (empty outside ``modal`` mode)."""
-        if self.mode != "modal" or not self.modal_key or not self.modal_secret:
-            return {}
-        return {"Modal-Key": self.modal_key, "Modal-Secret": self.modal_secret}
-
     # -- helpers for subclasses ------------------------------------------------------------------
     @abc.abstractmethod
     def dispatch(self, req: SimRequest) -> Worker:
@@ -270,7 +207,7 @@ class HTTPSimulator(ServerOwner, abc.ABC):
     def sleep(self, seconds: float) -> None:
         """Sleep, but give up at once when the simulator stops or restarts."""
         if seconds > 0 and self._cut().wait(seconds):
-            raise _Stopped
+            raise Stopped
 
     def wait_until_ready(self) -> None:
         """Block until the cold start (counted from the first request) is over."""
@@ -291,7 +228,7 @@ class HTTPSimulator(ServerOwner, abc.ABC):
         """Hold one of the plan's service slots (the rest queue)."""
         while not self._slots.acquire(timeout=0.05):
             if self._cut().is_set():
-                raise _Stopped
+                raise Stopped
         with self._lock:
             self._active += 1
             self.max_active = max(self.max_active, self._active)
@@ -310,7 +247,7 @@ class HTTPSimulator(ServerOwner, abc.ABC):
             self.wait_until_ready()
             if fault == "hang":
                 self.sleep(self.plan.hang_s)
-                raise _Dropped
+                raise Dropped
             yield
 
     @staticmethod
@@ -362,16 +299,16 @@ class HTTPSimulator(ServerOwner, abc.ABC):
         try:
             if self.force_reply is not None:
                 data, ctype = self.force_reply.encoded()
-                self._write_simple(h, self.force_reply.status, data, ctype, list(self.force_reply.headers))
+                self.write_simple(h, self.force_reply.status, data, ctype, list(self.force_reply.headers))
                 return
             if self.mode == "modal":
-                denied = self._modal_auth(req)
+                denied = self.modal_denied(req)
                 if denied is not None:
-                    self._write_simple(h, 401, denied.encode(), "text/plain; charset=utf-8")
+                    self.write_simple(h, 401, denied.encode(), "text/plain; charset=utf-8")
                     return
                 call_ids = req.query.get("__modal_function_call_id")
                 if call_ids:
-                    self._serve_result(h, req, call_ids[0], started)
+                    self.serve_result(h, req, call_ids[0], started)
                     return
             work = self.dispatch(req)
             q: queue.Queue[Event] = queue.Queue()
@@ -381,7 +318,7 @@ class HTTPSimulator(ServerOwner, abc.ABC):
                 self._tls.cut = cut
                 try:
                     work(q.put)
-                except (_Stopped, _Dropped):
+                except (Stopped, Dropped):
                     q.put(("reset",))
                 except Exception as exc:  # a bug in a responder: answer 500, like a server
                     log.debug("simulator worker failed: %r", exc)
@@ -390,123 +327,7 @@ class HTTPSimulator(ServerOwner, abc.ABC):
                                                           "param": None, "code": 500}})
 
             threading.Thread(target=run, daemon=True, name=f"{self.name}-work").start()
-            self._pump(h, req, q, started)
+            self.pump(h, req, q, started)
         finally:
             with self._lock:
                 self._inflight -= 1
-
-    def _modal_auth(self, req: SimRequest) -> str | None:
-        key, secret = req.header("Modal-Key"), req.header("Modal-Secret")
-        if not key or not secret:
-            return "modal-http: missing credentials for proxy authorization"
-        if key != self.modal_key or secret != self.modal_secret:
-            return "modal-http: invalid credentials for proxy authorization"
-        return None
-
-    def _pump(self, h: _Handler, req: SimRequest, q: queue.Queue[Event], started: float) -> None:
-        """Write the worker's events to the socket, applying the proxy / Modal rules."""
-        head_sent = False
-        chunked = False
-        last_byte = started
-        while True:
-            timeout: float | None = None
-            now = time.monotonic()
-            if self.mode == "proxy":
-                timeout = self.proxy_idle_s - (now - last_byte)
-            elif self.mode == "modal" and not head_sent:
-                timeout = self.modal_redirect_after_s - (now - started)
-            try:
-                ev = q.get(timeout=max(0.0, timeout) if timeout is not None else None)
-            except queue.Empty:
-                if self.mode == "modal":
-                    self._redirect(h, req, q)
-                    return
-                if not head_sent:
-                    with self._lock:
-                        self.proxy_524s += 1
-                    self._write_simple(h, 524, CLOUDFLARE_524.encode(), "text/html; charset=UTF-8")
-                else:
-                    with self._lock:
-                        self.proxy_cuts += 1
-                    self._abort(h)
-                return
-            kind = ev[0]
-            if kind == "head":
-                _, status, headers, chunked = ev
-                with self._lock:
-                    self.statuses[status] += 1
-                h.send_response(status)
-                for name, value in headers:
-                    h.send_header(name, value)
-                if chunked:
-                    h.send_header("Transfer-Encoding", "chunked")
-                h.end_headers()
-                head_sent = True
-            elif kind == "data":
-                data: bytes = ev[1]
-                if chunked:
-                    write_chunk(h, data)
-                else:
-                    h.wfile.write(data)
-                h.wfile.flush()
-            elif kind == "end":
-                if chunked:
-                    end_chunks(h)
-                return
-            elif kind == "reset":
-                with self._lock:
-                    self.resets += 1
-                self._abort(h)
-                return
-            last_byte = time.monotonic()
-
-    def _redirect(self, h: _Handler, req: SimRequest, q: queue.Queue[Event]) -> None:
-        call_id = "fc-" + uuid.uuid4().hex[:20]
-        rec = _Recorded()
-        with self._lock:
-            self._results[call_id] = rec
-            self.redirects += 1
-
-        def collect() -> None:
-            while True:
-                ev = q.get()
-                rec.events.append(ev)
-                if ev[0] in ("end", "reset"):
-                    rec.done.set()
-                    return
-
-        threading.Thread(target=collect, daemon=True, name=f"{self.name}-collect").start()
-        host = req.header("Host") or f"{self.host}:{self.port}"
-        location = f"http://{host}{req.path}?__modal_function_call_id={call_id}"
-        self._write_simple(h, 303, b"", "text/plain", [("Location", location)])
-
-    def _serve_result(self, h: _Handler, req: SimRequest, call_id: str, started: float) -> None:
-        with self._lock:
-            rec = self._results.get(call_id)
-        if rec is None:
-            self._write_simple(h, 404, b"modal-http: function call not found", "text/plain")
-            return
-        if not rec.done.wait(max(0.0, self.modal_redirect_after_s - (time.monotonic() - started))):
-            with self._lock:
-                self.redirects += 1
-            host = req.header("Host") or f"{self.host}:{self.port}"
-            location = f"http://{host}{req.path}?__modal_function_call_id={call_id}"
-            self._write_simple(h, 303, b"", "text/plain", [("Location", location)])
-            return
-        q: queue.Queue[Event] = queue.Queue()
-        for ev in rec.events:
-            q.put(ev)
-        self._pump(h, req, q, time.monotonic())
-
-    def _write_simple(
-        self, h: _Handler, status: int, data: bytes, content_type: str,
-        headers: list[tuple[str, str]] | None = None,
-    ) -> None:
-        with self._lock:
-            self.statuses[status] += 1
-        write_reply(h, status, data, content_type, headers or ())
-
-    @staticmethod
-    def _abort(h: _Handler) -> None:
-        """Drop the connection with a TCP reset, mid-reply."""
-        reset(h)

@@ -35,6 +35,7 @@ __all__ = [
     "RequestKind",
     "Transport",
     "json_bytes",
+    "neutral_options",
     "release_request_body",
     "release_request_body_hook",
 ]
@@ -49,13 +50,32 @@ class Health:
 
 @runtime_checkable
 class Transport(Protocol):
-    """How a request reaches a GPU.  See the module docstring for a complete example."""
+    """How a request reaches a GPU.  See the module docstring for a complete example.
+
+    A transport class may declare ``neutral_options``: a class attribute, the frozenset of its
+    ``transport_options`` that cannot change what a page reads (polling, timeouts, payload
+    limits, credentials and the headers that carry them).  The page cache leaves those out of
+    its key and keys on every other option; a class that declares none keys on all of them
+    (see :func:`neutral_options`).
+    """
 
     async def send(self, request: ModelRequest) -> ModelReply: ...
 
     async def health(self) -> Health: ...
 
     async def aclose(self) -> None: ...
+
+
+def neutral_options(transport: type | object) -> frozenset[str]:
+    """The content-neutral ``transport_options`` a transport class (or instance) declares in
+    its ``neutral_options`` attribute; none when it declares none.
+
+    >>> class Polling:
+    ...     neutral_options = frozenset({"poll_interval_s"})
+    >>> sorted(neutral_options(Polling)), neutral_options(object)
+    (['poll_interval_s'], frozenset())
+    """
+    return frozenset(getattr(transport, "neutral_options", ()))
 
 
 def release_request_body(response: httpx.Response) -> None:

@@ -76,6 +76,9 @@ class LocalTransport:
         reply.data["lines"][0]     # {"text": ..., "score": 0.99, "box": [...], "words": [...]}
     """
 
+    #: options that cannot change what a page reads (the cache key leaves them out)
+    neutral_options = frozenset({"threads"})
+
     def __init__(self, settings: EngineSettings | None = None) -> None:
         from ..engines.rapidocr import EngineSettings
 

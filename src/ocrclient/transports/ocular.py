@@ -58,6 +58,9 @@ class OcularTransport:
         'http://127.0.0.1:8000'
     """
 
+    #: options that cannot change what a page reads (the cache key leaves them out)
+    neutral_options = frozenset({"api_key_header", "connect_timeout_s"})
+
     def __init__(
         self,
         base_url: str,

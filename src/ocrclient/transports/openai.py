@@ -151,6 +151,12 @@ class OpenAITransport:
         'http://127.0.0.1:8000/v1'
     """
 
+    #: options that cannot change what a page reads (the cache key leaves them out)
+    neutral_options = frozenset(
+        {"stream", "idle_timeout_s", "connect_timeout_s", "health_timeout_s", "modal", "modal_key_env",
+         "modal_secret_env", "modal_key", "modal_secret", "api_key_env_aliases"}
+    )
+
     def __init__(
         self,
         base_url: str,

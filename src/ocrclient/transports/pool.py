@@ -67,6 +67,9 @@ class PoolTransport:
         reply = await pool.send(request)
     """
 
+    #: options that cannot change what a page reads (the cache key leaves them out)
+    neutral_options = frozenset({"cooldown_s", "max_cooldown_s"})
+
     def __init__(self, members: list[PoolMember], *, cooldown_s: float = 30.0, max_cooldown_s: float = 600.0) -> None:
         if not members:
             raise ConfigError("a pool needs at least one member")

@@ -93,8 +93,8 @@ RUNSYNC_LIMIT_BYTES = 20_000_000
 #: cancel of its job, each: the run must end within 2 s even when ``/cancel`` does not answer
 INTERRUPT_CANCEL_WAIT_S = 0.75
 MODES = ("run", "runsync", "local")
-_OPTIONS = {
-    "mode",
+#: the transport_options that cannot change what a page reads (the cache key leaves them out)
+_NEUTRAL_OPTIONS = {
     "poll_interval_s",
     "max_poll_interval_s",
     "runsync_wait_ms",
@@ -105,6 +105,7 @@ _OPTIONS = {
     "cancel_timeout_s",
     "max_poll_errors",
 }
+_OPTIONS = {"mode", *_NEUTRAL_OPTIONS}
 _POLICY_KEYS = {"executionTimeout", "ttl", "lowPriority"}
 CHAT_ROUTE = "/v1/chat/completions"
 
@@ -133,6 +134,8 @@ class RunPodTransport:
     blind spot: while the ``/run`` or ``/runsync`` request itself is still open the job id is not
     known yet, so a cancellation then cannot reach the job (it runs, and its result expires).
     """
+
+    neutral_options = frozenset(_NEUTRAL_OPTIONS)
 
     def __init__(
         self,
