@@ -60,8 +60,7 @@ def _public_callables() -> list[tuple[str, Callable[..., Any]]]:
         if inspect.isfunction(obj):
             found.append((name, obj))
         elif inspect.isclass(obj) and not issubclass(obj, BaseException):
-            if obj.__module__.startswith("ocrclient") and name not in ("Event",):
-                found.append((name, obj))  # its constructor
+            found.append((name, obj))  # its constructor
     for cls in (ocrclient.Client, ocrclient.AsyncClient, ocrclient.Backend):
         for attr, member in vars(cls).items():
             if inspect.isfunction(member) and (not attr.startswith("_") or attr == "__init__"):
