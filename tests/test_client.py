@@ -79,6 +79,16 @@ def test_no_public_signature_takes_var_keywords() -> None:
         if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
     ]
     assert not bad, bad
+    untyped = [
+        name
+        for name, fn in checked
+        if inspect.isfunction(fn)
+        and (
+            inspect.signature(fn).return_annotation is inspect.Signature.empty
+            or any(p.annotation is p.empty for p in inspect.signature(fn).parameters.values() if p.name != "self")
+        )
+    ]
+    assert not untyped, untyped
 
 
 def test_the_signature_check_can_fail() -> None:
