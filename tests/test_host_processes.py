@@ -4,7 +4,7 @@ script read from stdin, ``python -m module``, a Jupyter/IPython kernel, and a uv
 FastAPI app (started by ``python -m uvicorn`` and by a server script).
 
 Each runs as a real subprocess converting a 6-page PDF, so the pages go through the render
-pool's worker processes (``api._render_pool`` renders in process only for a single page; each
+pool's worker processes (``run._render_pool`` renders in process only for a single page; each
 run reports how many worker processes its pool started, and must have started one).  The
 backend is the generic ``runpod`` one, chosen through ``OCRCLIENT_BACKEND`` and pointed at a
 RunPod simulator in this process by its environment variables (the README's ``local`` engine
@@ -239,14 +239,34 @@ print("STATE", pool._tmpdir, *workers, flush=True)
 _REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
 
 
-async def test_convert_inside_a_running_event_loop(workdir: Path, sim: RunPodSimulator) -> None:
+async def test_convert_inside_a_running_event_loop_refuses_outside_a_kernel(workdir: Path) -> None:
+    """Inside ``asyncio.run(...)`` (or a FastAPI ``async def`` handler) a blocking ``convert``
+    would stall every other task of the loop: it raises UsageError naming the async twin, before
+    any work, with no "coroutine was never awaited" warning.  (This test used to expect the call
+    to block the loop and return; issue 17 makes that an error outside a notebook kernel.)"""
+    import warnings
+
+    import ocrclient
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a never-awaited coroutine would warn
+        with pytest.raises(ocrclient.UsageError, match=r"ocrclient\.aconvert"):
+            ocrclient.convert(str(workdir / "report.pdf"), backend="runpod", cache=False)
+    assert isinstance(ocrclient.UsageError("x"), RuntimeError)
+
+
+async def test_convert_in_a_kernel_loop_blocks_and_returns(
+    workdir: Path, sim: RunPodSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What a notebook cell does: the synchronous ``convert`` called in a thread whose event
-    loop is running (``asyncio.run`` refuses there).  It returns the document; callbacks see
-    the caller's context variables; the caller's loop is blocked meanwhile, as with any
-    blocking call."""
+    loop is a Jupyter kernel's (``asyncio.run`` refuses there).  It returns the document;
+    callbacks see the caller's context variables; the caller's loop is blocked meanwhile, as with
+    any blocking call.  (The kernel is detected by its shell; a real kernel runs in
+    ``test_readme_lines_in_an_ipython_kernel``.)"""
     import ocrclient
     from ocrclient.scheduler import PageDone
 
+    monkeypatch.setattr("ocrclient.loops.in_ipython_kernel", lambda: True)
     _REQUEST_ID.set("req-42")
     seen: set[str] = set()
 
@@ -263,14 +283,32 @@ async def test_convert_inside_a_running_event_loop(workdir: Path, sim: RunPodSim
     assert seen == {"req-42"}, seen
 
 
+def test_kernel_detection_needs_a_kernel_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only an IPython shell with a kernel (ipykernel's) lifts the rule: not a plain process,
+    not a terminal IPython shell."""
+    import types
+
+    from ocrclient.loops import in_ipython_kernel
+
+    fake = types.ModuleType("IPython")
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    fake.get_ipython = lambda: None  # type: ignore[attr-defined]
+    assert not in_ipython_kernel()
+    fake.get_ipython = lambda: types.SimpleNamespace(kernel=None)  # type: ignore[attr-defined]
+    assert not in_ipython_kernel()
+    fake.get_ipython = lambda: types.SimpleNamespace(kernel=object())  # type: ignore[attr-defined]
+    assert in_ipython_kernel()
+
+
 async def test_interrupt_while_waiting_in_a_running_loop_cancels_the_work() -> None:
-    """A notebook's stop button (SIGINT) while ``convert`` waits on its helper thread: the
-    conversion is cancelled and wound down, and KeyboardInterrupt reaches the caller.  (ipykernel
+    """A notebook's stop button (SIGINT) while ``convert`` waits on its client's loop thread
+    (:class:`ocrclient.loops.LoopThread`): the conversion is cancelled and wound down, and
+    KeyboardInterrupt reaches the caller.  (ipykernel
     runs a cell with Python's default SIGINT handler, installed here the same way; this loop's
     runner has its own, which only cancels its main task.)"""
     import asyncio
 
-    from ocrclient.api import _run_blocking
+    from ocrclient.loops import LoopThread
 
     events: list[str] = []
 
@@ -284,14 +322,16 @@ async def test_interrupt_while_waiting_in_a_running_loop_cancels_the_work() -> N
 
     timer = threading.Timer(0.3, signal.raise_signal, args=(signal.SIGINT,))
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    loop_thread = LoopThread()
     try:
         timer.start()
         t0 = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
-            _run_blocking(work())
+            loop_thread.call(work())
     finally:
         timer.join()
         signal.signal(signal.SIGINT, previous)
+        loop_thread.stop()
     assert events == ["started", "cancelled"] and time.monotonic() - t0 < 10, events
 
 

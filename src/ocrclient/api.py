@@ -1,11 +1,16 @@
-"""The public entry points: :func:`convert`, :func:`aconvert`, :func:`aconvert_many`,
-:func:`astream_pages`.
+"""The Python entry points: one-call shortcuts over a client, and :func:`load_backend`.
 
-They wire ``pages -> scheduler -> document``: open and validate the inputs (one-line
-:class:`~ocrclient.errors.InputError` before any work), load the backend, render pages in a shared
-process pool (in-process when only one page is selected) at the backend's render spec, fan them
-out through one :class:`Scheduler`, and hand back :class:`~ocrclient.document.Document` objects
-with every page present, in order.
+Each shortcut makes a client with its settings, makes the one call, and closes the client
+(its backend and connections) before it returns; to convert many times, keep a
+:class:`~ocrclient.Client` / :class:`~ocrclient.AsyncClient` instead.  The keywords are the
+client's settings (:class:`~ocrclient.AsyncClient`: ``backend``, ``endpoint_id``, ``base_url``,
+``api_key``, ``model``, ``concurrency``, ``timeout``, ``cache``, the other
+:class:`~ocrclient.config.BackendConfig` fields) plus the call's (``pages``, ``password``,
+``on_event``, ``outputs``, ``document_mode``).
+
+The blocking ones (:func:`convert`, :func:`convert_many`, :func:`stream_pages`) raise
+:class:`~ocrclient.errors.UsageError` naming their ``a``-twin when called where an event loop
+is running, except in a Jupyter/IPython kernel (:mod:`ocrclient.loops` has the rule).
 
 Example::
 
@@ -17,313 +22,321 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures as cf
-import contextlib
-import contextvars
-import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import AsyncExitStack, aclosing
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
+from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import docmode
-from .cache import PageCache
-from .config import cache_dir as default_cache_dir
+from . import registry
+from .client import AsyncClient, Client, settings_of
 from .document import Document, Page
-from .models import PageImage
-from .pages import RenderPool, Source, aiter_pages, open_sources, parse_page_range
-from .registry import Backend, load_backend
-from .scheduler import DocumentJob, Event, Scheduler
+from .events import Event
+from .loops import refuse_in_loop
+from .registry import Backend
+from .run import CacheOption, Conversion, ConvertResult, Inputs, prepare
 
 if TYPE_CHECKING:
     from .exporters.sink import OutputWriter
 
-__all__ = ["Conversion", "ConvertResult", "aconvert", "aconvert_many", "astream_pages", "convert", "prepare"]
+__all__ = [
+    "Conversion",
+    "ConvertResult",
+    "aconvert",
+    "aconvert_many",
+    "astream_pages",
+    "convert",
+    "convert_many",
+    "load_backend",
+    "prepare",
+    "stream_pages",
+]
 
-Inputs = str | Path | bytes | Sequence[str | Path | bytes]
 _T = TypeVar("_T")
 
 
-@dataclass
-class ConvertResult:
-    """One input document and its result; with ``outputs=`` (an
-    :class:`~ocrclient.exporters.sink.OutputWriter`) also the files written for it and, one line
-    each, the formats that could not be written."""
-
-    source: Source
-    document: Document
-    outputs: list[Path] = field(default_factory=list)
-    output_errors: list[str] = field(default_factory=list)
+def _closing(client: Client, items: Iterator[_T]) -> Generator[_T, None, None]:
+    """``items``, then ``client`` closed (also when the caller stops early)."""
+    with client:
+        yield from items
 
 
-def _cache(cache: bool | str | Path | PageCache | None) -> PageCache | None:
-    if cache is None or cache is False:
-        return None
-    if isinstance(cache, PageCache):
-        return cache
-    if cache is True:
-        return PageCache(default_cache_dir())
-    return PageCache(cache)
+def convert(
+    source: str | Path | bytes,
+    *,
+    backend: str | Path | Backend | None = None,
+    pages: str | None = None,
+    password: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    outputs: OutputWriter | None = None,
+    document_mode: bool = False,
+    endpoint_id: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model: str | None = None,
+    concurrency: int | None = None,
+    timeout: float | None = None,
+    cache: CacheOption = True,
+    transport: str | None = None,
+    dialect: str | None = None,
+    render: Mapping[str, Any] | None = None,
+    sampling: Mapping[str, Any] | None = None,
+    transport_options: Mapping[str, Any] | None = None,
+    dialect_options: Mapping[str, Any] | None = None,
+    max_attempts: int | None = None,
+    attempt_timeout_s: float | None = None,
+    page_deadline_s: float | None = None,
+    cold_start_s: float | None = None,
+    api_key_env: str | None = None,
+    endpoint_id_env: str | None = None,
+    base_url_env: str | None = None,
+    model_env: str | None = None,
+    price_per_gpu_second: float | None = None,
+    price_per_hour: float | None = None,
+    scheduler_options: Mapping[str, Any] | None = None,
+) -> Document:
+    """Convert one document: ``ocrclient.convert("a.pdf", backend="runpod-chandra")``.  Blocking:
+    in async code ``await ocrclient.aconvert(...)``, which does not block the loop."""
+    refuse_in_loop("ocrclient.convert()", "`await ocrclient.aconvert(...)`")
+    with Client(**settings_of(locals())) as client:
+        return client.convert(source, pages=pages, password=password, on_event=on_event,
+                              outputs=outputs, document_mode=document_mode)  # fmt: skip
 
 
-def prepare(inputs: Inputs, *, pages: str | None = None, password: str | None = None) -> list[tuple[Source, list[int]]]:
-    """Open and validate every input and its page range up front (raises InputError)."""
-    sources = open_sources(inputs, password=password)
-    return [(src, parse_page_range(pages, src.page_count)) for src in sources]
+def convert_many(
+    inputs: Inputs,
+    *,
+    backend: str | Path | Backend | None = None,
+    pages: str | None = None,
+    password: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    outputs: OutputWriter | None = None,
+    document_mode: bool = False,
+    endpoint_id: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model: str | None = None,
+    concurrency: int | None = None,
+    timeout: float | None = None,
+    cache: CacheOption = True,
+    transport: str | None = None,
+    dialect: str | None = None,
+    render: Mapping[str, Any] | None = None,
+    sampling: Mapping[str, Any] | None = None,
+    transport_options: Mapping[str, Any] | None = None,
+    dialect_options: Mapping[str, Any] | None = None,
+    max_attempts: int | None = None,
+    attempt_timeout_s: float | None = None,
+    page_deadline_s: float | None = None,
+    cold_start_s: float | None = None,
+    api_key_env: str | None = None,
+    endpoint_id_env: str | None = None,
+    base_url_env: str | None = None,
+    model_env: str | None = None,
+    price_per_gpu_second: float | None = None,
+    price_per_hour: float | None = None,
+    scheduler_options: Mapping[str, Any] | None = None,
+) -> Generator[ConvertResult, None, None]:
+    """Convert many documents, yielding each :class:`ConvertResult` in input order as it is
+    done (blocking iterator; :func:`aconvert_many` is the async twin)."""
+    refuse_in_loop("ocrclient.convert_many()", "`async for ... in ocrclient.aconvert_many(...)`")
+    client = Client(**settings_of(locals()))
+    return _closing(client, client.convert_many(inputs, pages=pages, password=password, on_event=on_event,
+                                                outputs=outputs, document_mode=document_mode))  # fmt: skip
 
 
-def _render_pool(plan: list[tuple[Source, list[int]]]) -> RenderPool:
-    """The render pool for ``plan``: in-process for a single page (no worker processes to start
-    for one render), else the default process pool."""
-    single = sum(len(indices) for _, indices in plan) <= 1
-    return RenderPool(workers=0) if single else RenderPool()
+def stream_pages(
+    source: str | Path | bytes,
+    *,
+    backend: str | Path | Backend | None = None,
+    pages: str | None = None,
+    password: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    endpoint_id: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model: str | None = None,
+    concurrency: int | None = None,
+    timeout: float | None = None,
+    cache: CacheOption = True,
+    transport: str | None = None,
+    dialect: str | None = None,
+    render: Mapping[str, Any] | None = None,
+    sampling: Mapping[str, Any] | None = None,
+    transport_options: Mapping[str, Any] | None = None,
+    dialect_options: Mapping[str, Any] | None = None,
+    max_attempts: int | None = None,
+    attempt_timeout_s: float | None = None,
+    page_deadline_s: float | None = None,
+    cold_start_s: float | None = None,
+    api_key_env: str | None = None,
+    endpoint_id_env: str | None = None,
+    base_url_env: str | None = None,
+    model_env: str | None = None,
+    price_per_gpu_second: float | None = None,
+    price_per_hour: float | None = None,
+    scheduler_options: Mapping[str, Any] | None = None,
+) -> Generator[Page, None, None]:
+    """The pages of one document as they finish, not in order (blocking iterator;
+    :func:`astream_pages` is the async twin)."""
+    refuse_in_loop("ocrclient.stream_pages()", "`async for ... in ocrclient.astream_pages(...)`")
+    client = Client(**settings_of(locals()))
+    return _closing(client, client.stream_pages(source, pages=pages, password=password, on_event=on_event))
 
 
-class Conversion:
-    """A run over many documents through one backend: one shared concurrency limit, one render
-    pool, one cache.  Iterate it (``async for result in conv``) to get each
-    :class:`ConvertResult` as soon as its last page is done, in input order.  After a cancel or
-    an aborted run, :attr:`partial` holds the documents that were not yielded, with their
-    unfinished pages marked failed — so callers can still write what finished
-    (``outputs.finish(result.source, result.document)``).
+async def aconvert(
+    source: str | Path | bytes,
+    *,
+    backend: str | Path | Backend | None = None,
+    pages: str | None = None,
+    password: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    outputs: OutputWriter | None = None,
+    document_mode: bool = False,
+    endpoint_id: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model: str | None = None,
+    concurrency: int | None = None,
+    timeout: float | None = None,
+    cache: CacheOption = True,
+    transport: str | None = None,
+    dialect: str | None = None,
+    render: Mapping[str, Any] | None = None,
+    sampling: Mapping[str, Any] | None = None,
+    transport_options: Mapping[str, Any] | None = None,
+    dialect_options: Mapping[str, Any] | None = None,
+    max_attempts: int | None = None,
+    attempt_timeout_s: float | None = None,
+    page_deadline_s: float | None = None,
+    cold_start_s: float | None = None,
+    api_key_env: str | None = None,
+    endpoint_id_env: str | None = None,
+    base_url_env: str | None = None,
+    model_env: str | None = None,
+    price_per_gpu_second: float | None = None,
+    price_per_hour: float | None = None,
+    scheduler_options: Mapping[str, Any] | None = None,
+) -> Document:
+    """Convert one document (async).  The backend and the render pool are closed before it
+    returns."""
+    async with AsyncClient(**settings_of(locals())) as client:
+        return await client.convert(source, pages=pages, password=password, on_event=on_event,
+                                    outputs=outputs, document_mode=document_mode)  # fmt: skip
 
-    ``outputs`` (an :class:`~ocrclient.exporters.sink.OutputWriter`) writes each document's
-    files as its pages finish, from the run's own page images (figure crops, the viewer's page
-    images, the searchable PDF's pages); a result is yielded once its files are written.
-    """
 
-    def __init__(
-        self,
-        inputs: Inputs | None = None,
-        *,
-        backend: str | Backend | None = None,
-        pages: str | None = None,
-        password: str | None = None,
-        cache: bool | str | Path | PageCache | None = True,
-        concurrency: int | None = None,
-        on_event: Callable[[Event], None] | None = None,
-        scheduler_options: dict[str, Any] | None = None,
-        prepared: list[tuple[Source, list[int]]] | None = None,
-        document_mode: bool = False,
-        outputs: OutputWriter | None = None,
-        **overrides: Any,
-    ) -> None:
-        self.inputs = inputs
-        self.backend = backend
-        self.pages = pages
-        self.password = password
-        self.cache = _cache(cache)
-        self.concurrency = concurrency
-        self.on_event = on_event
-        self.scheduler_options = scheduler_options or {}
-        #: send each document whole, as one job (see :mod:`ocrclient.docmode`)
-        self.document_mode = document_mode
-        self.plan = prepared
-        self.outputs = outputs
-        self.overrides = overrides
-        self.scheduler: Scheduler | None = None
-        self.yielded = 0
-        self.loaded_backend: Backend | None = None
-
-    @property
-    def partial(self) -> list[ConvertResult]:
-        if self.scheduler is None or self.plan is None:
-            return []
-        by_name = {src.name: src for src, _ in self.plan}
-        return [ConvertResult(by_name[d.source], d) for d in self.scheduler.partial[self.yielded :] if d.source in by_name]
-
-    async def _prepare(self) -> list[tuple[Source, list[int]]]:
-        if self.plan is None:
-            assert self.inputs is not None, "Conversion needs inputs or prepared"
-            self.plan = await asyncio.to_thread(prepare, self.inputs, pages=self.pages, password=self.password)
-        return self.plan
-
-    async def _open(self, stack: AsyncExitStack, plan: list[tuple[Source, list[int]]]) -> tuple[Backend, RenderPool]:
-        """The backend (closed with ``stack`` unless the caller passed a loaded one) and a render
-        pool for ``plan`` (closed with ``stack``, off the event loop)."""
-        if isinstance(self.backend, Backend):
-            be = self.backend
-        else:
-            be = load_backend(self.backend, **self.overrides)
-            stack.push_async_callback(be.aclose)
-        self.loaded_backend = be
-        pool = await stack.enter_async_context(_render_pool(plan))
-        return be, pool
-
-    def _scheduler(self, be: Backend) -> Scheduler:
-        """The run's one scheduler (kept in :attr:`scheduler` for :attr:`partial`)."""
-        self.scheduler = Scheduler(
-            be, concurrency=self.concurrency, cache=self.cache, on_event=self._on_event, **self.scheduler_options
-        )
-        return self.scheduler
-
-    def _on_event(self, event: Event) -> None:
-        """Every scheduler event: to the outputs (finished pages) and to the caller's ``on_event``."""
-        if self.outputs is not None:
-            with contextlib.suppress(Exception):  # an output's trouble never loses the run
-                self.outputs.on_event(event)
-        if self.on_event is not None:
-            self.on_event(event)
-
-    def _pages(self, src: Source, indices: list[int], be: Backend, pool: RenderPool) -> AsyncIterator[PageImage]:
-        """The page stream of one document; with outputs, each page image is handed to the
-        document's sink on its way to the scheduler (the sink starts with the stream)."""
-        stream = aiter_pages(src, be.render, pages=indices, pool=pool)
-        return stream if self.outputs is None else self._tee(src, indices, stream)
-
-    async def _tee(self, src: Source, indices: list[int], stream: AsyncIterator[PageImage]) -> AsyncIterator[PageImage]:
-        assert self.outputs is not None
-        sink = await asyncio.to_thread(self.outputs.open, src, [i + 1 for i in indices])
-        # (an unfinished `stream` is closed by the event loop's async-generator finalizer, as it
-        # is without outputs; closing it from here while the loop shuts down raised)
-        async for page in stream:
-            sink.take_image(page)
-            yield page
-
-    async def _result(self, src: Source, doc: Document) -> ConvertResult:
-        """The result of a finished document, its files written first when there are outputs."""
-        if self.outputs is None:
-            return ConvertResult(src, doc)
-        written = await asyncio.to_thread(self.outputs.finish, src, doc)
-        return ConvertResult(src, doc, written.paths, written.errors)
-
-    async def __aiter__(self) -> AsyncGenerator[ConvertResult, None]:
-        plan = await self._prepare()
-        async with AsyncExitStack() as stack:
-            be, pool = await self._open(stack, plan)
-            if docmode.requested(be.config, self.document_mode):
-                async for src, unit, doc in docmode.convert(be, plan, self._scheduler):
-                    if self.outputs is not None:
-                        await self._unit_images(src, unit, doc.pages, be, pool)
-                    result = await self._result(src, doc)
-                    self.yielded += 1
-                    yield result
-                return
-            sched = self._scheduler(be)
-            jobs = [
-                DocumentJob(src.name, self._pages(src, indices, be, pool), expected_pages=[i + 1 for i in indices])
-                for src, indices in plan
-            ]
-            async for doc in sched.run_documents(jobs):
-                result = await self._result(plan[self.yielded][0], doc)
-                self.yielded += 1
+async def aconvert_many(
+    inputs: Inputs,
+    *,
+    backend: str | Path | Backend | None = None,
+    pages: str | None = None,
+    password: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    outputs: OutputWriter | None = None,
+    document_mode: bool = False,
+    endpoint_id: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model: str | None = None,
+    concurrency: int | None = None,
+    timeout: float | None = None,
+    cache: CacheOption = True,
+    transport: str | None = None,
+    dialect: str | None = None,
+    render: Mapping[str, Any] | None = None,
+    sampling: Mapping[str, Any] | None = None,
+    transport_options: Mapping[str, Any] | None = None,
+    dialect_options: Mapping[str, Any] | None = None,
+    max_attempts: int | None = None,
+    attempt_timeout_s: float | None = None,
+    page_deadline_s: float | None = None,
+    cold_start_s: float | None = None,
+    api_key_env: str | None = None,
+    endpoint_id_env: str | None = None,
+    base_url_env: str | None = None,
+    model_env: str | None = None,
+    price_per_gpu_second: float | None = None,
+    price_per_hour: float | None = None,
+    scheduler_options: Mapping[str, Any] | None = None,
+) -> AsyncGenerator[ConvertResult, None]:
+    """Convert many documents through one backend and one concurrency limit, yielding each
+    :class:`ConvertResult` in input order as soon as its last page is done."""
+    async with AsyncClient(**settings_of(locals())) as client:
+        results = client.convert_many(inputs, pages=pages, password=password, on_event=on_event,
+                                      outputs=outputs, document_mode=document_mode)  # fmt: skip
+        async with aclosing(results):
+            async for result in results:
                 yield result
-
-    async def iter_pages(self) -> AsyncGenerator[Page, None]:
-        """The pages of the one input document as they finish (out of order): what
-        :func:`astream_pages` yields."""
-        plan = await self._prepare()
-        ((src, indices),) = plan
-        async with AsyncExitStack() as stack:
-            be, pool = await self._open(stack, plan)
-            sched = self._scheduler(be)
-            async for page in sched.iter_pages(src.name, aiter_pages(src, be.render, pages=indices, pool=pool)):
-                yield page
-
-    async def _unit_images(self, src: Source, unit: Any, pages: list[Page], be: Backend, pool: RenderPool) -> None:
-        """Document mode sends no page images: for the outputs that need them, the run renders
-        the pages of the PDF it sent (the unit's own bytes, in memory) and feeds the sink."""
-        from .pages import open_sources
-
-        assert self.outputs is not None
-        sink = await asyncio.to_thread(self.outputs.open, src, unit.numbers)
-        if not sink.wants_images() or unit.page.encoded is None:
-            return
-        (sent,) = await asyncio.to_thread(open_sources, [unit.page.encoded.data])
-        by_number = {p.page: p for p in pages}
-        numbers = iter(unit.numbers)
-        async for image in aiter_pages(sent, be.render, pool=pool):
-            number = next(numbers)
-            sink.take_image(replace(image, source=src.name, index=number - 1))
-            sink.page_done(number, by_number.get(number))
-
-
-async def aconvert_many(inputs: Inputs, **kwargs: Any) -> AsyncGenerator[ConvertResult, None]:
-    """Convert many documents through one backend (see :class:`Conversion` for the keyword
-    arguments: ``backend``, ``pages``, ``password``, ``cache``, ``concurrency``, ``on_event`` and
-    any :class:`~ocrclient.config.BackendConfig` override such as ``endpoint_id``)."""
-    async with aclosing(Conversion(inputs, **kwargs).__aiter__()) as results:
-        async for result in results:
-            yield result
-
-
-async def aconvert(source: str | Path | bytes, **kwargs: Any) -> Document:
-    """Convert one document (see :func:`aconvert_many` for the keyword arguments).  The backend
-    and the render pool are closed before it returns."""
-    async with aclosing(aconvert_many([source], **kwargs)) as results:
-        async for result in results:
-            return result.document
-    raise RuntimeError("no document produced")  # pragma: no cover - open_sources raises first
-
-
-def convert(source: str | Path | bytes, **kwargs: Any) -> Document:
-    """Synchronous :func:`aconvert`: ``ocrclient.convert("a.pdf", backend="runpod-chandra")``.
-
-    Works where an event loop already runs in the calling thread (a Jupyter/IPython kernel, an
-    ``async def`` handler): the conversion then runs on its own loop in a helper thread while
-    this call waits.  In async code ``await ocrclient.aconvert(...)`` does not block the loop.
-    """
-    return _run_blocking(aconvert(source, **kwargs))
-
-
-def _run_blocking(coro: Coroutine[Any, Any, _T]) -> _T:
-    """``asyncio.run(coro)``, also from a thread whose event loop is running (where asyncio.run
-    refuses): then on a fresh loop in a helper thread, with the caller's context variables.  An
-    interrupt while waiting (Ctrl-C, a notebook's stop button) cancels the conversion, waits for
-    it to wind down, and is raised here."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    started: cf.Future[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = cf.Future()
-    done: cf.Future[_T] = cf.Future()
-
-    async def main() -> _T:
-        task = asyncio.current_task()
-        assert task is not None
-        started.set_result((asyncio.get_running_loop(), task))
-        return await coro
-
-    def run() -> None:
-        try:
-            done.set_result(asyncio.run(main()))
-        except BaseException as exc:
-            done.set_exception(exc)
-
-    ctx = contextvars.copy_context()
-    threading.Thread(target=ctx.run, args=(run,), name="ocrclient-convert", daemon=True).start()
-    try:
-        # in slices: a SIGINT delivered to another thread does not wake a blocked wait, but this
-        # thread handles it as soon as it runs Python code again
-        while not done.done():
-            cf.wait([done], timeout=0.1)
-    except KeyboardInterrupt:
-        loop, task = started.result()
-        with contextlib.suppress(RuntimeError):  # the loop has already finished
-            loop.call_soon_threadsafe(task.cancel)
-        cf.wait([done])
-        raise
-    return done.result()
 
 
 async def astream_pages(
     source: str | Path | bytes,
     *,
-    backend: str | Backend | None = None,
+    backend: str | Path | Backend | None = None,
     pages: str | None = None,
     password: str | None = None,
-    cache: bool | str | Path | PageCache | None = True,
-    concurrency: int | None = None,
     on_event: Callable[[Event], None] | None = None,
-    **overrides: Any,
+    endpoint_id: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model: str | None = None,
+    concurrency: int | None = None,
+    timeout: float | None = None,
+    cache: CacheOption = True,
+    transport: str | None = None,
+    dialect: str | None = None,
+    render: Mapping[str, Any] | None = None,
+    sampling: Mapping[str, Any] | None = None,
+    transport_options: Mapping[str, Any] | None = None,
+    dialect_options: Mapping[str, Any] | None = None,
+    max_attempts: int | None = None,
+    attempt_timeout_s: float | None = None,
+    page_deadline_s: float | None = None,
+    cold_start_s: float | None = None,
+    api_key_env: str | None = None,
+    endpoint_id_env: str | None = None,
+    base_url_env: str | None = None,
+    model_env: str | None = None,
+    price_per_gpu_second: float | None = None,
+    price_per_hour: float | None = None,
+    scheduler_options: Mapping[str, Any] | None = None,
 ) -> AsyncGenerator[Page, None]:
     """Pages of one document as they finish (out of order) — for streaming consumers."""
-    conversion = Conversion(
-        [source], backend=backend, pages=pages, password=password, cache=cache,
-        concurrency=concurrency, on_event=on_event, **overrides,
-    )  # fmt: skip
-    async with aclosing(conversion.iter_pages()) as results:
-        async for page in results:
-            yield page
+    async with AsyncClient(**settings_of(locals())) as client:
+        pages_done = client.stream_pages(source, pages=pages, password=password, on_event=on_event)
+        async with aclosing(pages_done):
+            async for page in pages_done:
+                yield page
+
+
+def load_backend(
+    name: str | Path | None = None,
+    /,
+    *,
+    endpoint_id: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model: str | None = None,
+    concurrency: int | None = None,
+    transport: str | None = None,
+    dialect: str | None = None,
+    render: Mapping[str, Any] | None = None,
+    sampling: Mapping[str, Any] | None = None,
+    transport_options: Mapping[str, Any] | None = None,
+    dialect_options: Mapping[str, Any] | None = None,
+    max_attempts: int | None = None,
+    attempt_timeout_s: float | None = None,
+    page_deadline_s: float | None = None,
+    cold_start_s: float | None = None,
+    api_key_env: str | None = None,
+    endpoint_id_env: str | None = None,
+    base_url_env: str | None = None,
+    model_env: str | None = None,
+    price_per_gpu_second: float | None = None,
+    price_per_hour: float | None = None,
+) -> Backend:
+    """Load a backend by name (or TOML profile path) with settings laid over its profile, e.g.
+    ``load_backend("runpod-chandra", endpoint_id="abc123")``; close it with ``close()`` /
+    ``aclose()`` or ``with`` / ``async with``.  The keywords are the
+    :class:`~ocrclient.config.BackendConfig` fields of the same names."""
+    given = {k: v for k, v in locals().items() if k != "name"}
+    return registry.load_backend(None if name is None else str(name), **given)

@@ -12,6 +12,8 @@ The scheduler decides what to do with a failed attempt from the *class* of the e
   repetition, truncated at ``max_tokens``).  Retried with changed sampling; ``hint`` lets a
   dialect ask for something specific on the next attempt (e.g. olmOCR's rotation).
 * :class:`InputError` – the user's input is unusable (missing file, broken PDF, bad page range).
+* :class:`UsageError` – the library was called in a way that cannot work (a blocking call where
+  an event loop runs, a closed client); also a :class:`RuntimeError`.
 
 Every message is a single line and never contains a secret: each is passed through
 :func:`ocrclient.secrets.redact` (:mod:`ocrclient.secrets` registers and masks secrets).
@@ -47,6 +49,7 @@ __all__ = [
     "OcrError",
     "PermanentError",
     "TransientError",
+    "UsageError",
     "classify_status",
     "is_endpoint_error",
     "redact",
@@ -151,6 +154,14 @@ class ConfigError(OcrError):
     """A backend profile, flag or environment setting is missing or invalid."""
 
     kind = "config"
+
+
+class UsageError(OcrError, RuntimeError):
+    """The library was called in a way that cannot work: a blocking call (``ocrclient.convert``,
+    ``Client.convert``) in a thread whose event loop is running (its message names the async
+    twin to await instead), a call on a closed client, settings a loaded backend cannot take."""
+
+    kind = "usage"
 
 
 class CancelledRunError(OcrError):

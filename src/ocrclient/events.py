@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .document import Document, Page, PageError
+from .document import Document, Page, PageError, PageStatus
 
 __all__ = ["DocumentDone", "Event", "PageDone", "PageFailed", "PageRetried", "PageStarted"]
 
@@ -46,7 +46,7 @@ class PageDone:
 
     source: str
     page: int
-    status: str
+    status: PageStatus
     attempts: int
     latency_s: float
     cached: bool

@@ -107,11 +107,24 @@ class Backend:
     async def aclose(self) -> None:
         await self.transport.aclose()
 
+    def close(self) -> None:
+        """:meth:`aclose` from synchronous code (raises :class:`~ocrclient.errors.UsageError`
+        where an event loop is running: ``await backend.aclose()`` there)."""
+        from .loops import run_sync
+
+        run_sync(self.aclose(), "Backend.close()", "await backend.aclose()")
+
     async def __aenter__(self) -> Backend:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def load_backend(name: str | None = None, /, **overrides: Any) -> Backend:

@@ -1,0 +1,221 @@
+"""Blocking calls over async code: where the synchronous API runs its coroutines, and the one
+rule for calling it while an event loop runs.
+
+* :class:`LoopThread` — an event loop in a daemon thread of its own.  A
+  :class:`~ocrclient.Client` runs every call on one, so its backend's connections, its cache and
+  its concurrency limit live on one loop across calls (and across the threads that call it).
+  The caller's context variables are seen by the work; an interrupt while waiting (Ctrl-C, a
+  notebook's stop button) cancels the work, waits for it to wind down, and is raised.
+* :func:`refuse_in_loop` — THE rule: a blocking call in a thread whose event loop is running
+  raises :class:`~ocrclient.errors.UsageError` naming the async twin to await instead (blocking
+  there would stall every other task of that loop: a FastAPI server, an ``asyncio.run`` program).
+  The one exception is a Jupyter/IPython kernel, whose loop runs while a cell executes: there the
+  cell waiting for the result is what the user wants.
+* :func:`run_sync` — a coroutine run to completion from synchronous code under that rule.
+
+Example::
+
+    >>> import asyncio
+    >>> async def answer() -> int:
+    ...     return 42
+    >>> run_sync(answer(), "answer()", "await answer()")
+    42
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextvars
+import sys
+import threading
+import weakref
+from collections.abc import AsyncGenerator, Coroutine, Generator
+from typing import Any, TypeVar
+
+from .errors import UsageError
+
+__all__ = ["LoopThread", "in_ipython_kernel", "refuse_in_loop", "run_sync"]
+
+_T = TypeVar("_T")
+
+#: the loops of our own threads: a blocking call from one of them (an ``on_event`` callback
+#: calling its Client) would wait on itself
+_OWN_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def in_ipython_kernel() -> bool:
+    """Whether this process is a Jupyter/IPython kernel (ipykernel's shell is active)."""
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if callable(get_ipython) else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def refuse_in_loop(what: str, twin: str) -> None:
+    """Raise :class:`UsageError` if ``what`` (a blocking call) is made in a thread whose event
+    loop is running, unless that loop is a Jupyter/IPython kernel's."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if loop not in _OWN_LOOPS and in_ipython_kernel():
+        return
+    raise UsageError(
+        f"{what} blocks, and an event loop is running in this thread: use {twin} instead "
+        "(a blocking call is allowed where no loop runs, and in a Jupyter/IPython kernel)"
+    )
+
+
+def run_sync(coro: Coroutine[Any, Any, _T], what: str, twin: str) -> _T:
+    """Run ``coro`` to completion from synchronous code (see :func:`refuse_in_loop`): with
+    :func:`asyncio.run` where no loop runs, on a loop thread of its own in a kernel."""
+    try:
+        refuse_in_loop(what, twin)
+    except UsageError:
+        coro.close()  # never started: no "coroutine was never awaited" warning
+        raise
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    thread = LoopThread(name="ocrclient-run")
+    try:
+        return thread.call(coro)
+    finally:
+        thread.stop()
+
+
+class LoopThread:
+    """An event loop in a daemon thread, started on first use; :meth:`call` runs a coroutine on
+    it and waits; :meth:`stop` cancels what is left and ends the thread."""
+
+    def __init__(self, name: str = "ocrclient-client") -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._stopped:
+                raise UsageError("this client is closed")
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                _OWN_LOOPS.add(loop)
+                thread = threading.Thread(target=_serve, args=(loop,), name=self._name, daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def in_thread(self) -> bool:
+        return self._thread is threading.current_thread()
+
+    def call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """``coro``'s result (or exception), run on the loop with the caller's context variables.
+        An interrupt while waiting cancels it, waits for it to wind down, and is raised here."""
+        try:
+            loop = self._start()
+        except BaseException:
+            coro.close()
+            raise
+        done: cf.Future[_T] = cf.Future()
+        tasks: list[asyncio.Task[_T]] = []
+        context = contextvars.copy_context()
+
+        def start() -> None:
+            task = loop.create_task(coro, context=context)
+            tasks.append(task)
+            task.add_done_callback(lambda t: _settle(t, done))
+
+        loop.call_soon_threadsafe(start)
+        try:
+            # in slices: a SIGINT delivered to another thread does not wake a blocked wait, but
+            # this thread handles it as soon as it runs Python code again
+            while not done.done():
+                cf.wait([done], timeout=0.1)
+        except BaseException:
+            loop.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])  # after start()
+            cf.wait([done])
+            raise
+        return done.result()
+
+    def iterate(self, agen: AsyncGenerator[_T, None]) -> Generator[_T, None, None]:
+        """The items of ``agen`` (an async generator to be run on this loop), one :meth:`call`
+        each; closing the iterator (or leaving it) closes ``agen`` on the loop."""
+        try:
+            while True:
+                item = self.call(_next(agen))
+                if item is _END:
+                    return
+                yield item
+        finally:
+            self._close_agen(agen)
+
+    def _close_agen(self, agen: AsyncGenerator[Any, None]) -> None:
+        if self._stopped or self._loop is None:
+            return  # the loop's shutdown finalizes what is left
+        if self.in_thread():  # collected on the loop's own thread: cannot wait for itself
+            self._loop.create_task(agen.aclose())
+            return
+        self.call(agen.aclose())
+
+    def stop(self) -> None:
+        """End the thread (what still runs on it is cancelled); later calls raise UsageError."""
+        with self._lock:
+            self._stopped = True
+            loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not threading.current_thread():
+            thread.join(timeout=60)
+
+    def stop_soon(self) -> None:
+        """Ask the thread to end without waiting (for a garbage-collected client)."""
+        with self._lock:
+            self._stopped = True
+            loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+
+
+#: what :func:`_next` returns at the end of an async generator
+_END: Any = object()
+
+
+async def _next(agen: AsyncGenerator[_T, None]) -> _T:
+    try:
+        return await agen.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
+def _settle(task: asyncio.Task[_T], done: cf.Future[_T]) -> None:
+    if task.cancelled():
+        done.set_exception(asyncio.CancelledError())
+    elif (exc := task.exception()) is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(task.result())
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The loop thread: run until stopped, then cancel what is left and close the loop."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()

@@ -1,0 +1,242 @@
+"""A run over many documents through one backend: :class:`Conversion` and its
+:class:`ConvertResult` objects, the engine under :class:`~ocrclient.Client` /
+:class:`~ocrclient.AsyncClient` and the ``ocr`` command.
+
+It wires ``pages -> scheduler -> document``: open and validate the inputs (one-line
+:class:`~ocrclient.errors.InputError` before any work), load the backend, render pages in a shared
+process pool (in-process when only one page is selected) at the backend's render spec, fan them
+out through one :class:`Scheduler`, and hand back :class:`~ocrclient.document.Document` objects
+with every page present, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import docmode
+from .cache import PageCache
+from .concurrency import AdaptiveLimiter
+from .config import cache_dir as default_cache_dir
+from .document import Document, Page
+from .models import PageImage
+from .pages import RenderPool, Source, aiter_pages, open_sources, parse_page_range
+from .registry import Backend, load_backend
+from .scheduler import DocumentJob, Event, Scheduler
+
+if TYPE_CHECKING:
+    from .exporters.sink import OutputWriter
+
+__all__ = ["CacheOption", "Conversion", "ConvertResult", "Inputs", "open_cache", "prepare"]
+
+#: what the entry points take as input: a path, bytes, or a list of them (files, folders, globs)
+Inputs = str | Path | bytes | Sequence[str | Path | bytes]
+#: the ``cache=`` argument: ``True`` (the default cache folder), ``False``/``None`` (no cache), a
+#: folder, or a :class:`~ocrclient.cache.PageCache`
+CacheOption = bool | str | Path | PageCache | None
+
+
+@dataclass
+class ConvertResult:
+    """One input document and its result; with ``outputs=`` (an
+    :class:`~ocrclient.exporters.sink.OutputWriter`) also the files written for it and, one line
+    each, the formats that could not be written."""
+
+    source: Source
+    document: Document
+    outputs: list[Path] = field(default_factory=list)
+    output_errors: list[str] = field(default_factory=list)
+
+
+def open_cache(cache: CacheOption) -> PageCache | None:
+    """The page cache that ``cache=`` names (see :data:`CacheOption`)."""
+    if cache is None or cache is False:
+        return None
+    if isinstance(cache, PageCache):
+        return cache
+    if cache is True:
+        return PageCache(default_cache_dir())
+    return PageCache(cache)
+
+
+def prepare(inputs: Inputs, *, pages: str | None = None, password: str | None = None) -> list[tuple[Source, list[int]]]:
+    """Open and validate every input and its page range up front (raises InputError)."""
+    sources = open_sources(inputs, password=password)
+    return [(src, parse_page_range(pages, src.page_count)) for src in sources]
+
+
+def _render_pool(plan: list[tuple[Source, list[int]]]) -> RenderPool:
+    """The render pool for ``plan``: in-process for a single page (no worker processes to start
+    for one render), else the default process pool."""
+    single = sum(len(indices) for _, indices in plan) <= 1
+    return RenderPool(workers=0) if single else RenderPool()
+
+
+class Conversion:
+    """A run over many documents through one backend: one shared concurrency limit, one render
+    pool, one cache.  Iterate it (``async for result in conv``) to get each
+    :class:`ConvertResult` as soon as its last page is done, in input order.  After a cancel or
+    an aborted run, :attr:`partial` holds the documents that were not yielded, with their
+    unfinished pages marked failed — so callers can still write what finished
+    (``outputs.finish(result.source, result.document)``).
+
+    ``outputs`` (an :class:`~ocrclient.exporters.sink.OutputWriter`) writes each document's
+    files as its pages finish, from the run's own page images (figure crops, the viewer's page
+    images, the searchable PDF's pages); a result is yielded once its files are written.
+    """
+
+    def __init__(
+        self,
+        inputs: Inputs | None = None,
+        *,
+        backend: str | Backend | None = None,
+        pages: str | None = None,
+        password: str | None = None,
+        cache: CacheOption = True,
+        concurrency: int | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        scheduler_options: dict[str, Any] | None = None,
+        prepared: list[tuple[Source, list[int]]] | None = None,
+        document_mode: bool = False,
+        outputs: OutputWriter | None = None,
+        limiter: AdaptiveLimiter | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.inputs = inputs
+        self.backend = backend
+        self.pages = pages
+        self.password = password
+        self.cache = open_cache(cache)
+        self.concurrency = concurrency
+        self.on_event = on_event
+        self.scheduler_options = scheduler_options or {}
+        #: send each document whole, as one job (see :mod:`ocrclient.docmode`)
+        self.document_mode = document_mode
+        self.plan = prepared
+        self.outputs = outputs
+        self.overrides = overrides
+        #: a concurrency limit shared with other runs (an :class:`~ocrclient.AsyncClient`'s):
+        #: used instead of the scheduler's own, so ``concurrency`` is then ignored
+        self.limiter = limiter
+        self.scheduler: Scheduler | None = None
+        self.yielded = 0
+        self.loaded_backend: Backend | None = None
+
+    @property
+    def partial(self) -> list[ConvertResult]:
+        if self.scheduler is None or self.plan is None:
+            return []
+        by_name = {src.name: src for src, _ in self.plan}
+        return [ConvertResult(by_name[d.source], d) for d in self.scheduler.partial[self.yielded :] if d.source in by_name]
+
+    async def _prepare(self) -> list[tuple[Source, list[int]]]:
+        if self.plan is None:
+            assert self.inputs is not None, "Conversion needs inputs or prepared"
+            self.plan = await asyncio.to_thread(prepare, self.inputs, pages=self.pages, password=self.password)
+        return self.plan
+
+    async def _open(self, stack: AsyncExitStack, plan: list[tuple[Source, list[int]]]) -> tuple[Backend, RenderPool]:
+        """The backend (closed with ``stack`` unless the caller passed a loaded one) and a render
+        pool for ``plan`` (closed with ``stack``, off the event loop)."""
+        if isinstance(self.backend, Backend):
+            be = self.backend
+        else:
+            be = load_backend(self.backend, **self.overrides)
+            stack.push_async_callback(be.aclose)
+        self.loaded_backend = be
+        pool = await stack.enter_async_context(_render_pool(plan))
+        return be, pool
+
+    def _scheduler(self, be: Backend) -> Scheduler:
+        """The run's one scheduler (kept in :attr:`scheduler` for :attr:`partial`)."""
+        self.scheduler = Scheduler(
+            be, concurrency=self.concurrency, cache=self.cache, on_event=self._on_event, **self.scheduler_options
+        )
+        if self.limiter is not None:
+            self.scheduler.limiter = self.limiter
+        return self.scheduler
+
+    def _on_event(self, event: Event) -> None:
+        """Every scheduler event: to the outputs (finished pages) and to the caller's ``on_event``."""
+        if self.outputs is not None:
+            with contextlib.suppress(Exception):  # an output's trouble never loses the run
+                self.outputs.on_event(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _pages(self, src: Source, indices: list[int], be: Backend, pool: RenderPool) -> AsyncIterator[PageImage]:
+        """The page stream of one document; with outputs, each page image is handed to the
+        document's sink on its way to the scheduler (the sink starts with the stream)."""
+        stream = aiter_pages(src, be.render, pages=indices, pool=pool)
+        return stream if self.outputs is None else self._tee(src, indices, stream)
+
+    async def _tee(self, src: Source, indices: list[int], stream: AsyncIterator[PageImage]) -> AsyncIterator[PageImage]:
+        assert self.outputs is not None
+        sink = await asyncio.to_thread(self.outputs.open, src, [i + 1 for i in indices])
+        # (an unfinished `stream` is closed by the event loop's async-generator finalizer, as it
+        # is without outputs; closing it from here while the loop shuts down raised)
+        async for page in stream:
+            sink.take_image(page)
+            yield page
+
+    async def _result(self, src: Source, doc: Document) -> ConvertResult:
+        """The result of a finished document, its files written first when there are outputs."""
+        if self.outputs is None:
+            return ConvertResult(src, doc)
+        written = await asyncio.to_thread(self.outputs.finish, src, doc)
+        return ConvertResult(src, doc, written.paths, written.errors)
+
+    async def __aiter__(self) -> AsyncGenerator[ConvertResult, None]:
+        plan = await self._prepare()
+        async with AsyncExitStack() as stack:
+            be, pool = await self._open(stack, plan)
+            if docmode.requested(be.config, self.document_mode):
+                async for src, unit, doc in docmode.convert(be, plan, self._scheduler):
+                    if self.outputs is not None:
+                        await self._unit_images(src, unit, doc.pages, be, pool)
+                    result = await self._result(src, doc)
+                    self.yielded += 1
+                    yield result
+                return
+            sched = self._scheduler(be)
+            jobs = [
+                DocumentJob(src.name, self._pages(src, indices, be, pool), expected_pages=[i + 1 for i in indices])
+                for src, indices in plan
+            ]
+            async for doc in sched.run_documents(jobs):
+                result = await self._result(plan[self.yielded][0], doc)
+                self.yielded += 1
+                yield result
+
+    async def iter_pages(self) -> AsyncGenerator[Page, None]:
+        """The pages of the one input document as they finish (out of order): what
+        :func:`astream_pages` yields."""
+        plan = await self._prepare()
+        ((src, indices),) = plan
+        async with AsyncExitStack() as stack:
+            be, pool = await self._open(stack, plan)
+            sched = self._scheduler(be)
+            async for page in sched.iter_pages(src.name, aiter_pages(src, be.render, pages=indices, pool=pool)):
+                yield page
+
+    async def _unit_images(self, src: Source, unit: Any, pages: list[Page], be: Backend, pool: RenderPool) -> None:
+        """Document mode sends no page images: for the outputs that need them, the run renders
+        the pages of the PDF it sent (the unit's own bytes, in memory) and feeds the sink."""
+        from .pages import open_sources
+
+        assert self.outputs is not None
+        sink = await asyncio.to_thread(self.outputs.open, src, unit.numbers)
+        if not sink.wants_images() or unit.page.encoded is None:
+            return
+        (sent,) = await asyncio.to_thread(open_sources, [unit.page.encoded.data])
+        by_number = {p.page: p for p in pages}
+        numbers = iter(unit.numbers)
+        async for image in aiter_pages(sent, be.render, pool=pool):
+            number = next(numbers)
+            sink.take_image(replace(image, source=src.name, index=number - 1))
+            sink.page_done(number, by_number.get(number))

@@ -1,0 +1,363 @@
+"""The Python API as an SDK (issue 17): client objects held across calls, typed signatures, the
+public names at the top level, and the rule for blocking calls where an event loop runs.
+
+* every public function and every Client/AsyncClient/Backend method names its keywords (no
+  ``**kwargs``); the shortcuts take exactly a client's settings plus the call's keywords, and a
+  client takes every :class:`~ocrclient.config.BackendConfig` field the old ``**overrides`` did;
+* ``with Client("local") as c: c.convert(a); c.convert(b)`` and its async twin load the backend
+  once and close it at the end;
+* one AsyncClient shared by 50 concurrent calls keeps its concurrency limit across all of them
+  (the simulator counts requests in flight; 50 separate calls exceed it, so the check can fail);
+* the blocking API inside ``asyncio.run(...)`` or a FastAPI ``async def`` handler raises
+  UsageError naming the async twin (the notebook kernel case is in test_host_processes.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+import ocrclient
+from ocrclient.config import BackendConfig
+from ocrclient.testing import FaultPlan, OpenAISimulator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: the BackendConfig fields that were never settings of a run (a profile's own name and notes)
+NOT_SETTINGS = {"name", "description", "origin"}
+CLIENT_ONLY = {"backend", "timeout", "cache", "scheduler_options"}
+CALL_KEYWORDS = {"pages", "password", "on_event", "outputs", "document_mode"}
+STREAM_KEYWORDS = {"pages", "password", "on_event"}
+
+
+def png(text: str, width: int = 480) -> bytes:
+    img = Image.new("RGB", (width, 90), "white")
+    ImageDraw.Draw(img).text((16, 20), text, fill="black", font=ImageFont.load_default(size=40))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def sim_settings(sim: OpenAISimulator) -> dict[str, Any]:
+    return {"base_url": sim.base_url, "api_key": sim.api_key, "model": sim.model, "cache": False}
+
+
+# -- signatures --------------------------------------------------------------------------------
+
+
+def _public_callables() -> list[tuple[str, Callable[..., Any]]]:
+    found: list[tuple[str, Callable[..., Any]]] = []
+    for name in ocrclient.__all__:
+        obj = getattr(ocrclient, name)
+        if inspect.isfunction(obj):
+            found.append((name, obj))
+        elif inspect.isclass(obj) and not issubclass(obj, BaseException):
+            found.append((name, obj))  # its constructor
+    for cls in (ocrclient.Client, ocrclient.AsyncClient, ocrclient.Backend):
+        for attr, member in vars(cls).items():
+            if inspect.isfunction(member) and (not attr.startswith("_") or attr == "__init__"):
+                found.append((f"{cls.__name__}.{attr}", member))
+    return found
+
+
+def test_no_public_signature_takes_var_keywords() -> None:
+    checked = _public_callables()
+    names = {n for n, _ in checked}
+    assert {"convert", "aconvert_many", "load_backend", "Client.convert_many", "AsyncClient.stream_pages",
+            "Client.__init__", "Backend.close"} <= names, names  # fmt: skip
+    bad = [
+        f"{name}{inspect.signature(fn)}"
+        for name, fn in checked
+        if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    ]
+    assert not bad, bad
+    untyped = [
+        name
+        for name, fn in checked
+        if inspect.isfunction(fn)
+        and (
+            inspect.signature(fn).return_annotation is inspect.Signature.empty
+            or any(p.annotation is p.empty for p in inspect.signature(fn).parameters.values() if p.name != "self")
+        )
+    ]
+    assert not untyped, untyped
+
+
+def test_the_signature_check_can_fail() -> None:
+    def old_style(source: str, **kwargs: Any) -> None: ...
+
+    assert any(p.kind is p.VAR_KEYWORD for p in inspect.signature(old_style).parameters.values())
+
+
+def _keywords(fn: Callable[..., Any]) -> set[str]:
+    return {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def test_every_setting_of_the_old_overrides_is_a_keyword() -> None:
+    """What ``**overrides`` accepted before (any BackendConfig field) is a named keyword of the
+    clients and of every shortcut; the shortcuts take exactly the client's settings plus the
+    call's keywords, and both clients take the same settings."""
+    fields = set(BackendConfig.model_fields) - NOT_SETTINGS
+    settings = set(inspect.signature(ocrclient.AsyncClient).parameters)
+    assert settings == set(inspect.signature(ocrclient.Client).parameters)
+    assert fields <= settings and settings - fields == CLIENT_ONLY, settings ^ fields
+    for fn in (ocrclient.convert, ocrclient.aconvert, ocrclient.convert_many, ocrclient.aconvert_many):
+        assert _keywords(fn) == settings | CALL_KEYWORDS, fn.__name__
+        assert _keywords(ocrclient.Client.convert) == CALL_KEYWORDS
+    for fn in (ocrclient.stream_pages, ocrclient.astream_pages):
+        assert _keywords(fn) == settings | STREAM_KEYWORDS, fn.__name__
+    assert _keywords(ocrclient.load_backend) == fields
+
+
+# -- the top-level names -----------------------------------------------------------------------
+
+
+def test_public_names_import_from_the_top_level_and_dir_lists_them() -> None:
+    from ocrclient import AsyncClient, AuthError, Client, ConvertResult, PageDone, UsageError
+
+    assert issubclass(AuthError, ocrclient.OcrError) and issubclass(UsageError, RuntimeError)
+    assert PageDone.__module__ == "ocrclient.events" and ConvertResult.__module__ == "ocrclient.run"
+    assert Client.__module__ == AsyncClient.__module__ == "ocrclient.client"
+    listed = dir(ocrclient)
+    assert set(ocrclient.__all__) <= set(listed), set(ocrclient.__all__) - set(listed)
+    for name in ocrclient.__all__:
+        assert getattr(ocrclient, name) is not None, name
+    with pytest.raises(AttributeError):
+        ocrclient.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_every_exception_and_event_class_is_exported() -> None:
+    """The kind, not a list: every OcrError subclass and event class defined in the package is a
+    top-level name."""
+    import importlib
+    import pkgutil
+
+    from ocrclient import events
+
+    for mod in pkgutil.walk_packages(ocrclient.__path__, "ocrclient."):
+        if mod.name.startswith(("ocrclient.testing", "ocrclient.cli")) or mod.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(mod.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and obj.__module__ == mod.name and issubclass(obj, ocrclient.OcrError):
+                assert name in ocrclient.__all__, f"{mod.name}.{name} is not exported"
+    for name in events.__all__:
+        assert name in ocrclient.__all__, name
+
+
+def _documented_names() -> set[str]:
+    """The names docs/python-api.md lists under its "Public names" heading."""
+    import re
+
+    text = (ROOT / "docs" / "python-api.md").read_text()
+    section = text.split("## Public names", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", section))
+
+
+def test_all_equals_the_documented_surface() -> None:
+    assert set(ocrclient.__all__) == _documented_names()
+    assert len(ocrclient.__all__) == len(set(ocrclient.__all__))
+
+
+# -- one client, many calls --------------------------------------------------------------------
+
+
+def test_client_local_two_calls_one_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocrclient import client as client_module
+
+    loads: list[str | None] = []
+    real_load = client_module.load_backend
+    monkeypatch.setattr(client_module, "load_backend", lambda name, **kw: loads.append(name) or real_load(name, **kw))
+    with ocrclient.Client("local", cache=False) as c:
+        a = c.convert(png("Hello client"))
+        b = c.convert(png("Second call"), pages="1")
+        backend = c.backend
+    assert loads == ["local"]
+    assert [a.pages[0].status, b.pages[0].status] == ["ok", "ok"]
+    assert "Hello" in a.markdown and "Second" in b.markdown
+    assert backend.name == "local"
+    with pytest.raises(ocrclient.UsageError, match="closed"):
+        c.convert(png("after close"))
+
+
+async def test_async_client_local_two_calls() -> None:
+    async with ocrclient.AsyncClient("local", cache=False) as c:
+        a = await c.convert(png("Hello async"))
+        b = await c.convert(png("Again async"))
+    assert [a.pages[0].status, b.pages[0].status] == ["ok", "ok"]
+    assert "Hello" in a.markdown and "Again" in b.markdown
+    with pytest.raises(ocrclient.UsageError, match="closed"):
+        await c.convert(png("after close"))
+
+
+async def test_one_async_client_keeps_its_limit_across_50_concurrent_calls() -> None:
+    images = [png(f"Document {i}") for i in range(50)]
+    plan = FaultPlan(latency_s=(0.05, 0.05), slots=64)
+    with OpenAISimulator(plan=plan) as sim:
+        async with ocrclient.AsyncClient("openai", concurrency=4, **sim_settings(sim)) as client:
+            docs = await asyncio.gather(*(client.convert(img) for img in images))
+        shared = sim.max_concurrency
+    assert all(d.ok for d in docs) and len({d.markdown for d in docs}) == 50
+    assert shared == 4, shared  # reached, never exceeded
+    # the same 50 calls each with its own limit of 4 (separate shortcuts) go far over it
+    with OpenAISimulator(plan=plan) as sim:
+        await asyncio.gather(*(ocrclient.aconvert(img, backend="openai", concurrency=4, **sim_settings(sim))
+                               for img in images))  # fmt: skip
+        separate = sim.max_concurrency
+    assert separate > 4, separate
+
+
+def test_one_client_shared_by_threads_keeps_its_limit() -> None:
+    """A sync Client called from 12 threads at once: one loop, one limit."""
+    plan = FaultPlan(latency_s=(0.05, 0.05), slots=64)
+    docs: list[ocrclient.Document] = []
+    with OpenAISimulator(plan=plan) as sim, ocrclient.Client("openai", concurrency=3, **sim_settings(sim)) as c:
+        threads = [threading.Thread(target=lambda i=i: docs.append(c.convert(png(f"T {i}")))) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sim.max_concurrency == 3, sim.max_concurrency
+    assert len(docs) == 12 and all(d.ok for d in docs)
+
+
+def test_sync_iterators_convert_many_and_stream_pages(tmp_path: Path) -> None:
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "three.pdf", [["one"], ["two"], ["three"]])
+    with OpenAISimulator() as sim, ocrclient.Client("openai", **sim_settings(sim)) as c:
+        results = list(c.convert_many([png("a"), pdf, png("b")]))
+        pages = sorted(p.page for p in c.stream_pages(pdf))
+        early = c.convert_many([pdf, pdf])
+        first = next(early)
+        early.close()  # stops the run; the client stays usable
+        again = c.convert(png("c"))
+    assert [len(r.document.pages) for r in results] == [1, 3, 1]
+    assert isinstance(results[1], ocrclient.ConvertResult) and results[1].source.name == str(pdf)
+    assert pages == [1, 2, 3] and len(first.document.pages) == 3 and again.ok
+    with OpenAISimulator() as sim:
+        shortcut = list(ocrclient.convert_many([png("x"), png("y")], backend="openai", **sim_settings(sim)))
+        streamed = list(ocrclient.stream_pages(pdf, backend="openai", pages="2-3", **sim_settings(sim)))
+    assert [r.document.ok for r in shortcut] == [True, True]
+    assert sorted(p.page for p in streamed) == [2, 3]
+
+
+# -- timeouts ----------------------------------------------------------------------------------
+
+
+def test_timeout_is_the_attempt_timeout() -> None:
+    with OpenAISimulator(plan=FaultPlan(latency_s=(3.0, 3.0))) as sim:
+        c = ocrclient.Client("openai", timeout=0.5, max_attempts=1, **sim_settings(sim),
+                             scheduler_options={"timeout_grace_s": 0.2})  # fmt: skip
+        with c:
+            assert c.backend.config.attempt_timeout_s == 0.5
+            doc = c.convert(png("slow"))
+    assert doc.pages[0].status == "failed" and doc.pages[0].error is not None
+    assert doc.pages[0].error.cause == "timeout", doc.pages[0].error
+    with pytest.raises(ocrclient.UsageError, match="same setting"):
+        ocrclient.Client("openai", timeout=5, attempt_timeout_s=6)
+    with pytest.raises(ocrclient.ConfigError, match="timeout"):
+        ocrclient.Client("openai", timeout=0)
+
+
+def test_a_loaded_backend_takes_only_scheduler_settings() -> None:
+    with OpenAISimulator() as sim:
+        with ocrclient.load_backend("openai", base_url=sim.base_url, api_key=sim.api_key, model=sim.model) as be:
+            with ocrclient.Client(be, timeout=30, cache=False) as c:
+                assert c.convert(png("x")).ok
+            assert not be.transport._http.is_closed  # type: ignore[attr-defined]  # yours to close
+            with pytest.raises(ocrclient.UsageError, match="endpoint_id"):
+                ocrclient.Client(be, endpoint_id="other")
+        assert be.transport._http.is_closed  # type: ignore[attr-defined]  # plain `with` closed it
+
+
+# -- blocking calls where an event loop runs -----------------------------------------------------
+
+
+def test_blocking_api_inside_asyncio_run_names_the_async_twin(tmp_path: Path) -> None:
+    image = tmp_path / "a.png"
+    image.write_bytes(png("x"))
+
+    async def main() -> list[str]:
+        messages = []
+        calls: list[tuple[Callable[[], object], str]] = [
+            (lambda: ocrclient.convert(image, cache=False), r"await ocrclient\.aconvert"),
+            (lambda: ocrclient.convert_many([image], cache=False), r"ocrclient\.aconvert_many"),
+            (lambda: ocrclient.stream_pages(image, cache=False), r"ocrclient\.astream_pages"),
+        ]
+        with ocrclient.Client("local", cache=False) as c:
+            calls += [
+                (lambda: c.convert(image), r"AsyncClient\.convert"),
+                (lambda: c.convert_many([image]), r"AsyncClient\.convert_many"),
+                (lambda: c.stream_pages(image), r"AsyncClient\.stream_pages"),
+            ]
+            for call, twin in calls:
+                with pytest.raises(ocrclient.UsageError, match=twin) as err:
+                    call()
+                messages.append(str(err.value))
+        be = ocrclient.load_backend("local")
+        with pytest.raises(ocrclient.UsageError, match=r"await backend\.aclose"):
+            be.close()
+        await be.aclose()
+        return messages
+
+    messages = asyncio.run(main())
+    assert all("event loop is running" in m for m in messages), messages
+
+
+def test_blocking_convert_in_a_fastapi_async_handler_raises_the_clear_error(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    image = tmp_path / "a.png"
+    image.write_bytes(png("x"))
+    app = FastAPI()
+
+    @app.get("/wrong")
+    async def wrong() -> dict[str, str]:
+        try:
+            ocrclient.convert(image, cache=False)
+        except ocrclient.UsageError as exc:
+            return {"error": str(exc)}
+        return {"error": ""}
+
+    reply = TestClient(app).get("/wrong").json()
+    assert "await ocrclient.aconvert" in reply["error"], reply
+
+
+def test_a_client_callback_calling_the_client_raises_instead_of_hanging() -> None:
+    """An ``on_event`` callback runs on the client's own loop: a blocking call from there would
+    wait for itself forever, so it raises (also in a notebook kernel)."""
+    errors: list[BaseException] = []
+    with OpenAISimulator() as sim, ocrclient.Client("openai", **sim_settings(sim)) as c:
+
+        def on_event(event: ocrclient.Event) -> None:
+            if isinstance(event, ocrclient.PageDone) and not errors:
+                try:
+                    c.convert(png("inner"))
+                except ocrclient.UsageError as exc:
+                    errors.append(exc)
+
+        assert c.convert(png("outer"), on_event=on_event).ok
+    assert len(errors) == 1
+
+
+async def test_an_async_client_belongs_to_one_loop() -> None:
+    with OpenAISimulator() as sim:
+        client = ocrclient.AsyncClient("openai", **sim_settings(sim))
+        assert (await client.convert(png("a"))).ok
+
+        def elsewhere() -> None:
+            with pytest.raises(ocrclient.UsageError, match="event loop it was first used in"):
+                asyncio.run(client.convert(png("b")))
+
+        await asyncio.to_thread(elsewhere)
+        await client.aclose()
