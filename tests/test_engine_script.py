@@ -106,6 +106,19 @@ def test_a_few_stray_characters_do_not_make_a_script() -> None:
     assert "cjk" in page_scripts(many)
 
 
+def test_a_page_read_with_low_confidence_throughout_keeps_its_own_script() -> None:
+    """A poor CJK scan (every character under CONFIDENT) is not emptied: with too few confident
+    letters to judge by, every letter read counts."""
+    text = "水质监测报告显示硝酸盐含量下降了二三"
+    lines = [_line(text, [0.7] * len(text), score=0.7), _line("米", [0.6], score=0.6)]
+    assert "cjk" in page_scripts(lines)
+    assert [ln["text"] for ln in drop_foreign(lines, page_scripts(lines))] == [text, "米"]
+    english = [_line(t, [0.7] * len(t), score=0.7) for t in ENGLISH] + [_line("米", [0.6], score=0.6)]
+    removed: list[str] = []
+    out = drop_foreign(english, page_scripts(english), removed)
+    assert len(out) == len(ENGLISH) and removed == ["米"]
+
+
 def test_the_text_layer_decides_the_scripts_when_there_is_one() -> None:
     lines = [*_english_page(), _line("监测", [0.5, 0.5], score=0.5)]
     assert "cjk" not in page_scripts(lines)
@@ -172,6 +185,7 @@ def test_read_image_drops_a_low_confidence_cjk_read_from_an_english_page(monkeyp
     assert "eiπ + 1 = 0" in text  # Greek stays on a Latin page
     assert reading.data()["scripts"] == ["greek", "latin"]
     assert [ln.get("dropped") for ln in reading.lines][-1] == "二"
+    assert reading.data()["removed_lines"] == ["米"]
     assert all("_chars" not in ln for ln in reading.lines)
 
 

@@ -12,7 +12,8 @@ boxes share their line's vertical extent.
 The page's script is decided from what the engine read with confidence (or from the page's
 trusted text layer, when the caller passes it as ``layer_text``), and low-confidence characters
 of any other script are removed (:mod:`.script`): a line that lost some says which in
-``"dropped"``, and ``data["scripts"]`` lists the scripts found.  The one recognition model the
+``"dropped"``, a line of nothing else is left out (its text listed in ``data["removed_lines"]``),
+and ``data["scripts"]`` lists the scripts found.  The one recognition model the
 installed RapidOCR wheel ships is multilingual (Chinese, Japanese, English, Latin-script
 languages), so there is no other model to select offline.
 """
@@ -43,6 +44,7 @@ class Reading:
     tiles: int  # 1: read as one image
     seconds: float  # engine and box work, after decoding and loading
     scripts: list[str] = field(default_factory=list)  # the page's scripts (engines.script)
+    removed: list[str] = field(default_factory=list)  # lines dropped whole as stray characters
 
     @property
     def text(self) -> str:
@@ -60,6 +62,8 @@ class Reading:
             out["tiles"] = self.tiles
         if self.scripts:
             out["scripts"] = self.scripts
+        if self.removed:
+            out["removed_lines"] = self.removed
         return out
 
 
@@ -95,9 +99,10 @@ def read_image(data: bytes, settings: EngineSettings, layer_text: str | None = N
     else:
         lines = read_tiles(engine, image, tiles, vertical=height > width)
     scripts = page_scripts(lines, layer_text)
-    lines = drop_foreign(lines, scripts)
+    removed: list[str] = []
+    lines = drop_foreign(lines, scripts, removed)
     for line in lines:
         line["det_box"] = clip(line["box"], width, height)
         line["box"] = tighten(gray, line["det_box"]) if settings.tight_boxes else line["det_box"]
         place_words(gray, line, width, height, settings.tight_boxes)
-    return Reading(lines, width, height, len(tiles), time.perf_counter() - start, sorted(scripts))
+    return Reading(lines, width, height, len(tiles), time.perf_counter() - start, sorted(scripts), removed)

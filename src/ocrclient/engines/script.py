@@ -8,7 +8,9 @@ This module keeps those out:
 
 * :func:`page_scripts` — the scripts the page contains: those of the characters the engine read
   with confidence (each character's own probability >= :data:`CONFIDENT`), when a script holds at
-  least :data:`MIN_CHARS` of them and :data:`MIN_SHARE` of all confident letters; or, when the
+  least :data:`MIN_CHARS` of them and :data:`MIN_SHARE` of all confident letters (on a page with
+  fewer than :data:`MIN_EVIDENCE` confident letters, a poor scan, every letter read counts, so a
+  page read with low confidence throughout keeps its own script); or, when the
   caller has the page's trusted text layer, the scripts of its characters (a hook for the
   text-layer path: the layer is exact, one letter is enough).
 * :func:`drop_foreign` — removes from every line the characters of a script the page does not
@@ -32,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["CONFIDENT", "MIN_CHARS", "MIN_SHARE", "drop_foreign", "page_scripts", "script_of"]
+__all__ = ["CONFIDENT", "MIN_CHARS", "MIN_EVIDENCE", "MIN_SHARE", "drop_foreign", "page_scripts", "script_of"]
 
 #: a character read with at least this probability is a confident read
 CONFIDENT = 0.9
@@ -40,6 +42,9 @@ CONFIDENT = 0.9
 MIN_CHARS = 3
 #: ... and this share of all confident letters (a stray confident character or two is not a script)
 MIN_SHARE = 0.02
+#: fewer confident letters than this on a page (a poor scan): its scripts are judged from every
+#: character read, whatever its confidence
+MIN_EVIDENCE = 20
 #: scripts that come with another on a page (Greek letters in Latin-script math)
 COMPANIONS = {"latin": {"greek"}}
 
@@ -104,13 +109,16 @@ def page_scripts(lines: Iterable[dict[str, Any]], layer_text: str | None = None)
         found = {s for ch in layer_text if (s := script_of(ch)) is not None}
     else:
         confident: Counter[str] = Counter()
+        every: Counter[str] = Counter()
         for line in lines:
             for ch, p in zip(str(line["text"]), char_scores(line), strict=True):
                 s = script_of(ch)
-                if s is not None and p >= CONFIDENT:
-                    confident[s] += 1
-        total = sum(confident.values())
-        found = {s for s, n in confident.items() if n >= MIN_CHARS and n >= MIN_SHARE * total}
+                if s is not None:
+                    every[s] += 1
+                    confident[s] += p >= CONFIDENT
+        counts = confident if sum(confident.values()) >= MIN_EVIDENCE else every
+        total = sum(counts.values())
+        found = {s for s, n in counts.items() if n >= MIN_CHARS and n >= MIN_SHARE * total}
     for s in list(found):
         found |= COMPANIONS.get(s, set())
     return found
@@ -144,9 +152,12 @@ def _clean(text: str, scores: Sequence[float], keep: set[str]) -> tuple[str, str
     return " ".join("".join(out).split()), "".join(dropped)
 
 
-def drop_foreign(lines: list[dict[str, Any]], scripts: set[str]) -> list[dict[str, Any]]:
+def drop_foreign(
+    lines: list[dict[str, Any]], scripts: set[str], removed: list[str] | None = None
+) -> list[dict[str, Any]]:
     """``lines`` with the low-confidence characters of scripts not in ``scripts`` removed
-    (see the module docstring); the ``"_chars"`` scores are consumed."""
+    (see the module docstring); the ``"_chars"`` scores are consumed.  The text of each line
+    removed whole is appended to ``removed``."""
     out: list[dict[str, Any]] = []
     for line in lines:
         scores = char_scores(line)
@@ -156,6 +167,8 @@ def drop_foreign(lines: list[dict[str, Any]], scripts: set[str]) -> list[dict[st
             out.append(line)
             continue
         if not text:
+            if removed is not None:
+                removed.append(dropped)
             continue
         line["text"], line["dropped"] = text, dropped
         line["words"] = _drop_from_words(line.get("words", []), dropped)
