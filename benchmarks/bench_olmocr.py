@@ -79,11 +79,13 @@ def _venv_python(venv: Path) -> Path:
 def scorer_venv(cache: Path) -> tuple[Path | None, str]:
     """The cached scorer venv's python (built on first use), or ``None`` and why not."""
     key = hashlib.sha256(json.dumps([sys.version_info[:2], "olmocr", SCORER_PACKAGES]).encode()).hexdigest()[:12]
-    venv = cache / f"venv-{key}"
+    keyed = cache / key  # its venv folder is called "venv": the repository's doc checks skip it
+    venv = keyed / "venv"
     if (venv / "ready").exists():
         return _venv_python(venv), "cached"
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="venv-building-", dir=cache))
+    building = Path(tempfile.mkdtemp(prefix="building-", dir=cache))
+    tmp = building / "venv"
     steps = [
         [sys.executable, "-m", "venv", str(tmp)],
         [str(_venv_python(tmp)), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "olmocr"],
@@ -92,14 +94,15 @@ def scorer_venv(cache: Path) -> tuple[Path | None, str]:
     for cmd in steps:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(building, ignore_errors=True)
             tail = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and "WARNING" not in ln]
             return None, f"`{' '.join(cmd[2:] if cmd[1] == '-m' else cmd)}` failed: {(tail or ['?'])[-1][:200]}"
     (tmp / "ready").write_text("ok\n")
+    shutil.rmtree(keyed, ignore_errors=True)  # a half-built venv of an interrupted run
     try:
-        tmp.rename(venv)
+        building.rename(keyed)
     except OSError:  # another run finished first: use its venv
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(building, ignore_errors=True)
     return _venv_python(venv), "built"
 
 
