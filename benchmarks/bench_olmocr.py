@@ -157,7 +157,9 @@ def run_local(corpus: Path, out: Path) -> dict[str, Any]:
                     "latency_s": page.latency_s,
                 }
             )
-        print(f"  {name:<62} {len(doc.pages)} page(s)  {wall / len(doc.pages):6.2f} s/page", flush=True)
+        failed = [p.page for p in doc.pages if p.status == "failed"]
+        note = f"  FAILED pages {failed} (scored as empty)" if failed else ""
+        print(f"  {name:<62} {len(doc.pages)} page(s)  {wall / len(doc.pages):6.2f} s/page{note}", flush=True)
     return {"engine_load_s": load_s, "pages": pages}
 
 
@@ -240,7 +242,11 @@ def main() -> int:
             local = run_local(a.corpus, md_dir)
             candidates["local"] = md_dir
         t = time.perf_counter()
-        report = score(python, a.corpus, candidates, a.cache)
+        try:
+            report = score(python, a.corpus, candidates, a.cache)
+        except RuntimeError as exc:
+            print(f"FAILED: {exc}")
+            return 1
         score_s = time.perf_counter() - t
     names = list(candidates)
     print(f"\nolmocr {report['olmocr_version']} bench rules, {report['n_tests']} tests "
@@ -261,7 +267,7 @@ def main() -> int:
             print(f"  {t['type']:<8} {t['id']:<48} {t['why'][:110]}")
         rows += [(f, m, tg, "PASS" if ok else "MISS") for f, m, tg, ok in judged_rows(report["candidates"]["local"]["tests"])]
         if a.compare:
-            slow = slower_pages(local["pages"], json.loads(a.compare.read_text(encoding="utf-8"))["local"]["pages"])
+            slow = slower_pages(local["pages"], json.loads(a.compare.read_text(encoding="utf-8")).get("local", {}).get("pages", []))
             for s in slow:
                 print(f"  slower: {s}")
             rows.append(("local pages slower than --compare", str(len(slow)), "0", "PASS" if not slow else "MISS"))
