@@ -10,6 +10,7 @@ Runs, each in its own process, with its output shown as it goes:
 * ``chaos.py``            500 pages through the RunPod + OpenAI simulators under every fault
 * ``crash_resume.py``     SIGKILL ``ocr convert`` at random points, rerun, count resends
 * ``bad_documents.py``    (when present) hostile inputs
+* ``bench_olmocr.py``     the ``local`` backend scored with olmOCR-bench's rules (full run only)
 
 Figures are read from each script's summary (rows ending in PASS / MISS, or ``info`` for a
 figure printed beside a target but not judged by it; for ``bench_render.py`` its "target"
@@ -30,14 +31,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-SCRIPTS: list[tuple[str, list[str], list[str]]] = [
-    # name, full args, quick args
+SCRIPTS: list[tuple[str, list[str], list[str] | None]] = [
+    # name, full args, quick args (None: the full run only)
     ("bench_render.py", [], ["--pages", "40", "--repeat", "1", "--rss-pages", "50,300"]),
     ("bench_scheduler.py", [], ["--quick"]),
     ("bench_outputs.py", [], ["--quick"]),
     ("chaos.py", [], ["--quick"]),
     ("crash_resume.py", [], ["--quick"]),
     ("bad_documents.py", [], ["--quick"]),
+    ("bench_olmocr.py", [], None),  # every corpus page through the engine: minutes, no small version
 ]
 
 _ROW = re.compile(
@@ -125,7 +127,10 @@ def main() -> int:
         if not path.exists():
             print(f"\n(skipping {name}: not present)")
             continue
-        args = quick if a.quick else full
+        if a.quick and quick is None:
+            print(f"\n(skipping {name} with --quick: it runs in the full run only)")
+            continue
+        args = (quick or []) if a.quick else full
         if a.quick and name == "bad_documents.py":  # another helper's script: use what it offers
             text = path.read_text(encoding="utf-8")
             args = (

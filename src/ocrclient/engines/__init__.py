@@ -6,7 +6,8 @@ One page through the modules, in pipeline order:
   image, its result as line dicts, the ``[local]`` extra check (:func:`engine_missing`);
 * :mod:`.tiling` – extreme-aspect pages cut into overlapping tiles, and the readings merged;
 * :mod:`.ink` – the detector's padded boxes shrunk to the ink they hold;
-* :mod:`.read` – one encoded page image through the three above (what the ``local`` transport,
+* :mod:`.script` – the page's script, and low-confidence characters of other scripts kept out;
+* :mod:`.read` – one encoded page image through the four above (what the ``local`` transport,
   :mod:`ocrclient.transports.local`, runs in a worker thread);
 * :mod:`.lines` – recognised lines as the layout sees them (boxes, font sizes);
 * :mod:`.tables`, :mod:`.reading_order`, :mod:`.layout` – lines -> tables, reading order,

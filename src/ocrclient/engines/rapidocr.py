@@ -82,6 +82,23 @@ class EngineSettings:
         }
 
 
+class _KeepCharScores:
+    """Wraps RapidOCR's word-box step (``RapidOCR.cal_rec_boxes``), the last place where each
+    line's per-character probabilities are whole: it replaces them with word tuples whose scores
+    are not aligned with their words.  Keeps ``(text, probabilities)`` per recognised line of the
+    last call (read under the engine's run lock)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.last: list[tuple[str, list[float]]] = []
+
+    def __call__(self, imgs: Any, dt_boxes: Any, rec_res: Any, *args: Any, **kwargs: Any) -> Any:
+        txts = getattr(rec_res, "txts", None) or ()
+        infos = getattr(rec_res, "word_results", None) or ()
+        self.last = [(str(t), [float(c) for c in getattr(w, "confs", None) or []]) for t, w in zip(txts, infos, strict=False)]
+        return self.inner(imgs, dt_boxes, rec_res, *args, **kwargs)
+
+
 @dataclass
 class Engine:
     """A loaded engine: the RapidOCR object, its model files, its lock and how long it took to load."""
@@ -90,6 +107,11 @@ class Engine:
     models: dict[str, str]
     run_lock: threading.Lock
     load_s: float
+
+    @property
+    def char_scores(self) -> _KeepCharScores | None:
+        keep = getattr(self.ocr, "cal_rec_boxes", None)
+        return keep if isinstance(keep, _KeepCharScores) else None
 
 
 _ENGINES: dict[tuple[tuple[str, Any], ...], Engine] = {}
@@ -162,7 +184,7 @@ def get_engine(settings: EngineSettings | None = None) -> Engine:
             ) from exc
         start = time.perf_counter()
         try:
-            ocr = RapidOCR(params=settings.params())
+            ocr: Any = RapidOCR(params=settings.params())
             # RapidOCR loads its models lazily on the first page; load them now so that a
             # broken install fails here (and health() says so) rather than on page one.
             parts: dict[str, Any] = {}
@@ -176,6 +198,8 @@ def get_engine(settings: EngineSettings | None = None) -> Engine:
         except Exception as exc:  # a broken install or a model that would need downloading
             raise ConfigError(f"cannot load the RapidOCR engine: {_one_line(exc)}") from exc
         _quiet_rapidocr_logging()
+        if callable(getattr(ocr, "cal_rec_boxes", None)):
+            ocr.cal_rec_boxes = _KeepCharScores(ocr.cal_rec_boxes)
         _CONSTRUCTIONS += 1
         engine = Engine(
             ocr=ocr,
@@ -191,12 +215,34 @@ def run_engine(engine: Engine, image: Any) -> Any:
     """RapidOCR's result for ``image`` (a PIL image), one call at a time per engine; an engine
     failure is a :class:`PermanentError` for this page."""
     with engine.run_lock:
+        keep = engine.char_scores
+        if keep is not None:
+            keep.last = []
         try:
-            return engine.ocr(image, return_word_box=True)
+            result = engine.ocr(image, return_word_box=True)
         except Exception as exc:
             raise PermanentError(
                 f"the local engine failed on this page: {_one_line(exc)}", cause="engine_error"
             ) from exc
+        if keep is not None and getattr(result, "txts", None):
+            result.char_scores = _aligned_scores(result.txts, keep.last)
+        return result
+
+
+def _aligned_scores(txts: Sequence[str], kept: list[tuple[str, list[float]]]) -> list[list[float] | None]:
+    """Per output line, its characters' probabilities: ``kept`` holds every recognised line in
+    order, the output the subset above the text score, so walk both."""
+    out: list[list[float] | None] = []
+    j = 0
+    for txt in txts:
+        while j < len(kept) and kept[j][0] != txt:
+            j += 1
+        if j < len(kept):
+            out.append(kept[j][1] if len(kept[j][1]) == len(txt) else None)
+            j += 1
+        else:
+            out.append(None)
+    return out
 
 
 def rapidocr_version() -> str | None:
@@ -249,11 +295,13 @@ def lines_from_result(result: Any) -> list[dict[str, Any]]:
         g for g in groups if g and isinstance(g, (list, tuple)) and isinstance(g[0], (list, tuple))
     )
     words_per_line = _align_words(list(txts), groups)
+    char_scores = list(getattr(result, "char_scores", None) or [])
     lines: list[dict[str, Any]] = []
     for i, txt in enumerate(txts):
         text = str(txt).strip()
         if not text:
             continue
+        chars = char_scores[i] if i < len(char_scores) else None
         words = []
         for w in words_per_line[i] if i < len(words_per_line) else []:
             wtext, wscore, wbox = w[0], w[1], w[2]
@@ -262,12 +310,14 @@ def lines_from_result(result: Any) -> list[dict[str, Any]]:
             words.append(
                 {"text": str(wtext), "score": round(float(wscore), 4), "box": _axis_box(wbox)}
             )
-        lines.append(
-            {
-                "text": text,
-                "score": round(float(scores[i]), 4),
-                "box": _axis_box(boxes[i]),
-                "words": words,
-            }
-        )
+        line: dict[str, Any] = {
+            "text": text,
+            "score": round(float(scores[i]), 4),
+            "box": _axis_box(boxes[i]),
+            "words": words,
+        }
+        if chars is not None:  # consumed by engines.script.drop_foreign
+            lead = len(str(txt)) - len(str(txt).lstrip())
+            line["_chars"] = chars[lead : lead + len(text)]
+        lines.append(line)
     return lines

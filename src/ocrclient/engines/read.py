@@ -8,18 +8,27 @@ read in tiles), where every line is ``{"text", "score", "box": [x0, y0, x1, y1],
 ``det_box`` is the detector's box (clipped to the image), padded around the text by a fraction
 of its height; ``box`` is that box shrunk to the ink it holds (when ``tight_boxes``), and word
 boxes share their line's vertical extent.
+
+The page's script is decided from what the engine read with confidence (or from the page's
+trusted text layer, when the caller passes it as ``layer_text``), and low-confidence characters
+of any other script are removed (:mod:`.script`): a line that lost some says which in
+``"dropped"``, a line of nothing else is left out (its text listed in ``data["removed_lines"]``),
+and ``data["scripts"]`` lists the scripts found.  The one recognition model the
+installed RapidOCR wheel ships is multilingual (Chinese, Japanese, English, Latin-script
+languages), so there is no other model to select offline.
 """
 
 from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PermanentError
 from .ink import clip, place_words, tighten
 from .rapidocr import EngineSettings, get_engine, lines_from_result, run_engine
+from .script import drop_foreign, page_scripts
 from .tiling import plan_tiles, read_tiles
 
 __all__ = ["Reading", "read_image"]
@@ -34,6 +43,8 @@ class Reading:
     height: int
     tiles: int  # 1: read as one image
     seconds: float  # engine and box work, after decoding and loading
+    scripts: list[str] = field(default_factory=list)  # the page's scripts (engines.script)
+    removed: list[str] = field(default_factory=list)  # lines dropped whole as stray characters
 
     @property
     def text(self) -> str:
@@ -49,6 +60,10 @@ class Reading:
         }
         if self.tiles > 1:
             out["tiles"] = self.tiles
+        if self.scripts:
+            out["scripts"] = self.scripts
+        if self.removed:
+            out["removed_lines"] = self.removed
         return out
 
 
@@ -67,9 +82,10 @@ def decode(data: bytes) -> Any:
         ) from exc
 
 
-def read_image(data: bytes, settings: EngineSettings) -> Reading:
+def read_image(data: bytes, settings: EngineSettings, layer_text: str | None = None) -> Reading:
     """Read one encoded page image with the process's engine for ``settings`` (blocking: call
-    it from a worker thread)."""
+    it from a worker thread).  ``layer_text``: the page's trusted text layer, when there is one
+    (it decides the page's scripts)."""
     import numpy as np
 
     image = decode(data)
@@ -82,8 +98,11 @@ def read_image(data: bytes, settings: EngineSettings) -> Reading:
         lines = lines_from_result(run_engine(engine, image))
     else:
         lines = read_tiles(engine, image, tiles, vertical=height > width)
+    scripts = page_scripts(lines, layer_text)
+    removed: list[str] = []
+    lines = drop_foreign(lines, scripts, removed)
     for line in lines:
         line["det_box"] = clip(line["box"], width, height)
         line["box"] = tighten(gray, line["det_box"]) if settings.tight_boxes else line["det_box"]
         place_words(gray, line, width, height, settings.tight_boxes)
-    return Reading(lines, width, height, len(tiles), time.perf_counter() - start)
+    return Reading(lines, width, height, len(tiles), time.perf_counter() - start, sorted(scripts), removed)
