@@ -1,15 +1,37 @@
 """RunPod serverless transport: one page = one RunPod job, over plain httpx.
 
-Wire contract (verified against RunPod's docs ``serverless/endpoints/send-requests.mdx`` and the
-``runpod`` SDK 1.12 sources, whose wire parts are the same in 1.10, the release deploy/ pins;
-see the module notes at the bottom):
+Wire contract (verified against RunPod's serverless docs -- "Send API requests" and the operation
+reference -- and the ``runpod`` SDK 1.12 sources, whose wire parts are the same in 1.10, the
+release deploy/ pins; see the module notes at the bottom):
 
-* ``POST {base}/{endpoint}/run`` -> ``{"id", "status"}``, then ``GET .../status/{id}`` until a
-  terminal status (``COMPLETED``, ``FAILED``, ``CANCELLED``, ``TIMED_OUT``).  Results of ``/run``
-  are kept 30 minutes; we poll with a backoff that starts fast (``poll_interval_s``) and is
-  capped (``max_poll_interval_s``), far inside that window.
-* ``POST .../runsync?wait=<ms>`` answers with the finished job, or with an unfinished
-  ``{"id", "status"}`` that we then poll like a ``/run`` job (``/runsync`` results live ~1 min).
+* ``mode="runsync"`` (the default, and every shipped profile's): ``POST {base}/{endpoint}/runsync
+  ?wait=<ms>``.  RunPod holds the request until the job ends and answers with the finished job
+  (``{"id": "sync-...", "status": "COMPLETED", "output", "delayTime", "executionTime"}``), so a
+  freed GPU slot is seen the moment it frees: no poll delay.  ``?wait=`` bounds the hold (1000 to
+  300000 ms; 90 s without it); past it RunPod answers the unfinished ``{"id", "status":
+  "IN_QUEUE" | "IN_PROGRESS"}`` and the job goes on: we then poll ``GET .../status/{id}`` like
+  a ``/run`` job (never resubmitting it).  ``/runsync`` results are kept 1 minute after the job
+  ends (the docs differ on whether ``?wait=`` extends that to 5 minutes); our first poll comes
+  within ``poll_interval_s``.  This is what RunPod's own SDKs do (the Python ``run_sync`` polls
+  ``/status`` by id past the hold; the JavaScript ``runSync`` long-polls ``/status-sync/{id}
+  ?wait=``, a route only the older docs list, so we do not rely on it).  One request per page,
+  one job per page; the price: while the request is held the job id is not known yet, so a run
+  stopped then (Ctrl-C) cannot cancel those jobs (each runs to its end, one page each), and a
+  connection lost during the hold leaves its job running while the scheduler's retry submits the
+  page again.
+* ``mode="run"``: ``POST .../run`` -> ``{"id", "status"}``, then ``GET .../status/{id}`` until
+  a terminal status (``COMPLETED``, ``FAILED``, ``CANCELLED``, ``TIMED_OUT``).  Results of
+  ``/run`` are kept 30 minutes.  A finished job is seen at the next poll, so each page costs its
+  slot up to one poll interval (``poll_interval_s`` x1.5 per poll, capped at
+  ``max_poll_interval_s``); with ``--concurrency`` = the endpoint's workers that idles the GPUs
+  (``benchmarks/bench_scheduler.py``).  The job id is known at once, so every job can be
+  cancelled.
+* Rate limits per endpoint (``/run`` 1000 per 10 s, ``/runsync`` and ``/status`` 2000 per 10 s,
+  ``/cancel`` 100 per 10 s; 429 beyond them, and for ``/run`` / ``/runsync`` also when the queue
+  is over 50 jobs and over max workers x 500): paced by :class:`.runpod_rate.EndpointGate` at
+  ``rate_share`` (default half) of each limit, and a 429 on any route makes every request to the
+  endpoint wait (``Retry-After``, else exponential backoff) and the refused one go again -- a
+  signal to slow down, never a page failure while the attempt's time lasts.
 * ``POST .../cancel/{id}``, ``GET .../health``.
 * Bodies: ``/run`` <= 10 MB, ``/runsync`` <= 20 MB — checked *before* sending.
 * Status replies carry ``delayTime`` (queue) and ``executionTime`` (GPU) in milliseconds.
@@ -47,6 +69,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, retry_if_result, wait_exponential
 
 from ..config import BackendConfig
 from ..errors import (
@@ -62,6 +85,7 @@ from ..secrets import register_secret
 from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body
 from .http import StatusRule, json_object, make_client, map_errors, raise_for_status
 from .limits import DEFAULT_REPLY_BYTES, ERROR_BODY_BYTES, loads, read_capped, reply_limit
+from .runpod_rate import DOCUMENTED_LIMITS, EndpointGate
 from .runpod_jobs import (  # classify_failure .. parse_chat_output: re-exported (their old home)
     TERMINAL,
     classify_failure,
@@ -89,6 +113,9 @@ DEFAULT_LOCAL_URL = "http://localhost:8000"
 #: RunPod's documented request-body limits (decimal MB, the conservative reading of "10 MB")
 RUN_LIMIT_BYTES = 10_000_000
 RUNSYNC_LIMIT_BYTES = 20_000_000
+#: how long ``/runsync`` holds the request for the job by default, and the most ``?wait=`` asks
+RUNSYNC_DEFAULT_WAIT_MS = 90_000
+RUNSYNC_MAX_WAIT_MS = 300_000
 #: how long a cancelled send (the run stopping: Ctrl-C) and then ``aclose`` wait for the remote
 #: cancel of its job, each: the run must end within 2 s even when ``/cancel`` does not answer
 INTERRUPT_CANCEL_WAIT_S = 0.75
@@ -104,6 +131,7 @@ _OPTIONS = {
     "default_timeout_s",
     "cancel_timeout_s",
     "max_poll_errors",
+    "rate_share",
 }
 _POLICY_KEYS = {"executionTimeout", "ttl", "lowPriority"}
 CHAT_ROUTE = "/v1/chat/completions"
@@ -121,9 +149,9 @@ class RunPodTransport:
 
     Example::
 
-        >>> t = RunPodTransport(endpoint_id="abc123", api_key="rp_xxx", mode="runsync")
-        >>> t.url("run")
-        'https://api.runpod.ai/v2/abc123/run'
+        >>> t = RunPodTransport(endpoint_id="abc123", api_key="rp_xxx")
+        >>> t.mode, t.url("runsync")
+        ('runsync', 'https://api.runpod.ai/v2/abc123/runsync')
 
     ``send`` raises :class:`TransientError` / :class:`PermanentError` / :class:`AuthError`; it
     never retries a job itself (the scheduler does).  A ``send`` that is cancelled, times out or
@@ -140,16 +168,17 @@ class RunPodTransport:
         endpoint_id: str | None,
         api_key: str | None,
         base_url: str | None = None,
-        mode: str = "run",
+        mode: str = "runsync",
         poll_interval_s: float = 0.25,
         max_poll_interval_s: float = 5.0,
-        runsync_wait_ms: int = 60_000,
+        runsync_wait_ms: int = RUNSYNC_DEFAULT_WAIT_MS,
         policy: Mapping[str, Any] | None = None,
         max_run_bytes: int = RUN_LIMIT_BYTES,
         max_runsync_bytes: int = RUNSYNC_LIMIT_BYTES,
         default_timeout_s: float = 1800.0,
         cancel_timeout_s: float = 5.0,
         max_poll_errors: int = 5,
+        rate_share: float = 0.5,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         if mode not in MODES:
@@ -166,13 +195,15 @@ class RunPodTransport:
         self.base_url = (base_url or (DEFAULT_LOCAL_URL if mode == "local" else DEFAULT_BASE_URL)).rstrip("/")
         self.poll_interval_s = float(poll_interval_s)
         self.max_poll_interval_s = float(max_poll_interval_s)
-        self.runsync_wait_ms = max(1000, min(int(runsync_wait_ms), 300_000))
+        self.runsync_wait_ms = max(1000, min(int(runsync_wait_ms), RUNSYNC_MAX_WAIT_MS))
         self.policy = dict(policy or {})
         self.max_run_bytes = int(max_run_bytes)
         self.max_runsync_bytes = int(max_runsync_bytes)
         self.default_timeout_s = float(default_timeout_s)
         self.cancel_timeout_s = float(cancel_timeout_s)
         self.max_poll_errors = int(max_poll_errors)
+        #: this endpoint's pacing and 429 backoff, shared by every send (:mod:`.runpod_rate`)
+        self.gate = EndpointGate(share=float(rate_share))
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -196,7 +227,7 @@ class RunPodTransport:
                 f"backend {cfg.name!r}: unknown runpod transport_options {sorted(unknown)}; "
                 f"known: {', '.join(sorted(_OPTIONS))}"
             )
-        mode = str(opts.pop("mode", "run"))
+        mode = str(opts.pop("mode", "runsync"))
         policy = opts.pop("policy", None)
         if policy is not None and (not isinstance(policy, Mapping) or set(policy) - _POLICY_KEYS):
             raise ConfigError(
@@ -286,9 +317,22 @@ class RunPodTransport:
         url: str,
         *,
         what: str,
+        deadline: float,
         content: bytes | None = None,
         timeout: float | None = None,
         limit: int = DEFAULT_REPLY_BYTES,
+    ) -> dict[str, Any]:
+        """One request and its JSON object reply, paced by the endpoint's :attr:`gate` and sent
+        again after a 429 while ``deadline`` allows (:meth:`.EndpointGate.resend_on_429`: a 429
+        created no job, so resending never duplicates one)."""
+        op = "run" if what == "submit" else what
+        return await self.gate.resend_on_429(
+            op, lambda: self._request(method, url, what=what, content=content, timeout=timeout, limit=limit),
+            deadline=deadline,
+        )
+
+    async def _request(
+        self, method: str, url: str, *, what: str, content: bytes | None, timeout: float | None, limit: int
     ) -> dict[str, Any]:
         """One request and its JSON object reply, read in full but never past ``limit`` bytes
         (see :mod:`.limits`: over it the connection is closed and ``BadOutputError`` raised).
@@ -370,7 +414,9 @@ class RunPodTransport:
 
     async def _run(self, data: bytes, route: str, job: _Job, deadline: float, limit: int) -> dict[str, Any]:
         if route == "run":
-            status = await self._call("POST", self.url("run"), content=data, timeout=30.0, what="submit", limit=limit)
+            status = await self._call(
+                "POST", self.url("run"), content=data, timeout=30.0, what="submit", limit=limit, deadline=deadline
+            )
         else:
             remaining = max(1.0, deadline - time.monotonic())
             url = self.url("runsync")
@@ -379,7 +425,9 @@ class RunPodTransport:
                 wait_ms = max(1000, min(self.runsync_wait_ms, int(remaining * 1000)))
                 url = f"{url}?wait={wait_ms}"
                 read_timeout = min(remaining, wait_ms / 1000 + 30.0)
-            status = await self._call("POST", url, content=data, timeout=read_timeout, what="runsync", limit=limit)
+            status = await self._call(
+                "POST", url, content=data, timeout=read_timeout, what="runsync", limit=limit, deadline=deadline
+            )
         job.id = str(status.get("id") or "") or None
         state = str(status.get("status") or "")
         if state in TERMINAL:
@@ -387,46 +435,53 @@ class RunPodTransport:
             return status
         if not job.id:
             raise TransientError(f"RunPod {route}: reply without a job id (status {state!r})", cause="bad_reply")
+        # past /runsync's hold (or after /run) the job goes on by its id: polled, never resubmitted
         self.in_flight.add(job.id)
-        log.debug("runpod job %s submitted (%s)", job.id, state or "?")
+        log.debug("runpod job %s %s (%s)", job.id, "submitted" if route == "run" else "outlasted the hold", state or "?")
         status = await self._poll(job, deadline, limit)
         job.terminal = True
         return status
 
     async def _poll(self, job: _Job, deadline: float, limit: int) -> dict[str, Any]:
+        """``/status`` of the job until it is terminal (tenacity): from ``poll_interval_s``, x1.5
+        per poll up to ``max_poll_interval_s``; a failed poll is tried again (at least its
+        ``Retry-After`` later) up to ``max_poll_errors`` times in a row; a 429 is the gate's."""
         assert job.id is not None
-        interval = self.poll_interval_s
-        errors = 0
         method = "POST" if self.mode == "local" else "GET"
         url = self.url("status", job.id)
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
+        growth = wait_exponential(multiplier=self.poll_interval_s, exp_base=1.5, max=self.max_poll_interval_s)
+        errors = 0
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return max(growth(state), getattr(exc, "retry_after", None) or 0.0)
+
+        def after(state: RetryCallState) -> None:
+            nonlocal errors
+            errors = errors + 1 if state.outcome and state.outcome.failed else 0
+
+        async for attempt in AsyncRetrying(
+            retry=retry_if_result(lambda st: str(st.get("status") or "") not in TERMINAL)
+            | retry_if_exception(lambda e: isinstance(e, TransientError) and e.cause != "job_expired"),
+            wait=wait,
+            after=after,
+            stop=lambda _: errors > self.max_poll_errors,
+            reraise=True,
+        ):
+            with attempt:
+                remaining = deadline - time.monotonic()
                 status = await self._call(
-                    method, url, timeout=max(1.0, min(30.0, remaining)), what="status", limit=limit
+                    method, url, timeout=max(1.0, min(30.0, remaining)), what="status", limit=limit,
+                    deadline=deadline,
                 )
-            except TransientError as exc:
-                if exc.cause == "job_expired":
-                    raise
-                errors += 1
-                if errors > self.max_poll_errors:
-                    raise
-                delay = max(interval, exc.retry_after or 0.0)
-                log.debug("runpod status poll for %s failed (%s); retrying in %.2fs", job.id, exc.cause, delay)
-                await asyncio.sleep(delay)
-                interval = min(interval * 2, self.max_poll_interval_s)
-                continue
-            errors = 0
-            state = str(status.get("status") or "")
-            if self.mode == "local" and state == "FAILED" and "not found" in str(status.get("error", "")).lower():
-                raise TransientError(
-                    f"RunPod job {job.id} is unknown to the local test server; resubmit",
-                    cause="job_expired",
-                )
-            if state in TERMINAL:
-                return status
-            await asyncio.sleep(interval)
-            interval = min(interval * 1.5, self.max_poll_interval_s)
+                state = str(status.get("status") or "")
+                if self.mode == "local" and state == "FAILED" and "not found" in str(status.get("error", "")).lower():
+                    raise TransientError(
+                        f"RunPod job {job.id} is unknown to the local test server; resubmit", cause="job_expired"
+                    )
+            if attempt.retry_state.outcome and not attempt.retry_state.outcome.failed:
+                attempt.retry_state.set_result(status)
+        return status
 
     # -- cancel ------------------------------------------------------------------------------
     async def cancel(self, job_id: str) -> bool:
@@ -502,8 +557,14 @@ class RunPodTransport:
     async def aclose(self) -> None:
         """Cancel jobs still in flight (best effort), then close the HTTP client."""
         pending = list(self.in_flight)
-        if pending:
-            await asyncio.gather(*(self._cancel_shielded(j) for j in pending), return_exceptions=True)
+        if pending:  # at most RunPod's concurrent /cancel limit at once
+            room = asyncio.Semaphore(DOCUMENTED_LIMITS["cancel"].concurrent or 20)
+
+            async def cancel_one(job_id: str) -> None:
+                async with room:
+                    await self._cancel_shielded(job_id)
+
+            await asyncio.gather(*(cancel_one(j) for j in pending), return_exceptions=True)
         if self._bg:  # cancels a stopping run left going: a last, short chance to arrive
             await asyncio.wait(list(self._bg), timeout=INTERRUPT_CANCEL_WAIT_S)
         if self._owns_client:
@@ -519,7 +580,15 @@ class RunPodTransport:
 # Sources checked (facts only):
 # - runpod/docs serverless/endpoints/send-requests.mdx: routes, 10/20 MB limits, retention
 #   (30 min /run, 1 min /runsync, ?wait=1000..300000), /health shape, /cancel reply, policy
-#   {executionTimeout (ms, > 5000), lowPriority, ttl (ms, >= 10000)}, rate limits + 429.
+#   {executionTimeout (ms, > 5000), lowPriority, ttl (ms, >= 10000)}, the rate-limit table
+#   (per endpoint: /run 1000/10 s 200 concurrent, /runsync and /status and /stream 2000/10 s 400
+#   concurrent, /cancel 100/10 s 20 concurrent) + 429 on a full queue.
+# - runpod/docs serverless/endpoints/operation-reference.mdx: /runsync "default wait time 90
+#   seconds (adjustable via ?wait=x, 1000-300000 ms)"; ?wait is the hold, not the retention.
+# - runpod 1.12 runpod/endpoint/runner.py: Endpoint.run_sync posts /runsync and, when the reply
+#   is not final, polls /status/{id} of the returned id (Job.output).
+# - runpod js-sdk src/index.ts: runSync posts /runsync?wait= (<= 90000) and then long-polls
+#   /status-sync/{id}?wait= until final (a route the current docs no longer list).
 # - runpod 1.12 runpod/serverless/modules/rp_job.py: FAILED error = json.dumps({error_type,
 #   error_message, error_traceback, hostname, worker_id, runpod_version}); generator errors are
 #   "handler: ... \ntraceback: ..."; a yielded {"error": x} ends the job with str(x); an
