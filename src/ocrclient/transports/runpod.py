@@ -4,21 +4,16 @@ Wire contract (verified against RunPod's serverless docs -- "Send API requests" 
 reference -- and the ``runpod`` SDK 1.12 sources, whose wire parts are the same in 1.10, the
 release deploy/ pins; see the module notes at the bottom):
 
-* ``mode="runsync"`` (the default, and every shipped profile's): ``POST {base}/{endpoint}/runsync
-  ?wait=<ms>``.  RunPod holds the request until the job ends and answers with the finished job
-  (``{"id": "sync-...", "status": "COMPLETED", "output", "delayTime", "executionTime"}``), so a
-  freed GPU slot is seen the moment it frees: no poll delay.  ``?wait=`` bounds the hold (1000 to
-  300000 ms; 90 s without it); past it RunPod answers the unfinished ``{"id", "status":
-  "IN_QUEUE" | "IN_PROGRESS"}`` and the job goes on: we then poll ``GET .../status/{id}`` like
-  a ``/run`` job (never resubmitting it).  ``/runsync`` results are kept 1 minute after the job
-  ends (the docs differ on whether ``?wait=`` extends that to 5 minutes); our first poll comes
-  within ``poll_interval_s``.  This is what RunPod's own SDKs do (the Python ``run_sync`` polls
-  ``/status`` by id past the hold; the JavaScript ``runSync`` long-polls ``/status-sync/{id}
-  ?wait=``, a route only the older docs list, so we do not rely on it).  One request per page,
-  one job per page; the price: while the request is held the job id is not known yet, so a run
-  stopped then (Ctrl-C) cannot cancel those jobs (each runs to its end, one page each), and a
-  connection lost during the hold leaves its job running while the scheduler's retry submits the
-  page again.
+* ``mode="runsync"`` (the default, and every shipped profile's): ``POST .../runsync?wait=<ms>``.
+  RunPod holds the request until the job ends and answers with the finished job (``{"id":
+  "sync-...", "status": "COMPLETED", "output", ...}``): a freed GPU slot is seen the moment it
+  frees, no poll delay.  ``?wait=`` bounds the hold (1000 to 300000 ms; 90 s without it); past
+  it RunPod answers ``{"id", "status": "IN_QUEUE" | "IN_PROGRESS"}`` and the job goes on: we
+  poll ``GET .../status/{id}`` as for ``/run``, never resubmitting (RunPod's Python SDK does the
+  same).  ``/runsync`` results are kept 1 minute.  One request and one job per page; the price:
+  while the request is held the job id is unknown, so a run stopped then (Ctrl-C) cannot cancel
+  those jobs (each runs its one page to the end), and a connection lost during the hold leaves
+  its job running while the scheduler's retry submits the page again.
 * ``mode="run"``: ``POST .../run`` -> ``{"id", "status"}``, then ``GET .../status/{id}`` until
   a terminal status (``COMPLETED``, ``FAILED``, ``CANCELLED``, ``TIMED_OUT``).  Results of
   ``/run`` are kept 30 minutes.  A finished job is seen at the next poll, so each page costs its
@@ -26,12 +21,9 @@ release deploy/ pins; see the module notes at the bottom):
   ``max_poll_interval_s``); with ``--concurrency`` = the endpoint's workers that idles the GPUs
   (``benchmarks/bench_scheduler.py``).  The job id is known at once, so every job can be
   cancelled.
-* Rate limits per endpoint (``/run`` 1000 per 10 s, ``/runsync`` and ``/status`` 2000 per 10 s,
-  ``/cancel`` 100 per 10 s; 429 beyond them, and for ``/run`` / ``/runsync`` also when the queue
-  is over 50 jobs and over max workers x 500): paced by :class:`.runpod_rate.EndpointGate` at
-  ``rate_share`` (default half) of each limit, and a 429 on any route makes every request to the
-  endpoint wait (``Retry-After``, else exponential backoff) and the refused one go again -- a
-  signal to slow down, never a page failure while the attempt's time lasts.
+* RunPod's per-endpoint rate limits (:mod:`.runpod_rate`): paced at ``rate_share`` (default
+  half) of each; a 429 on any route makes every request to the endpoint wait (``Retry-After``,
+  else exponential backoff) and the refused one go again -- a slow-down, not a failed page.
 * ``POST .../cancel/{id}``, ``GET .../health``.
 * Bodies: ``/run`` <= 10 MB, ``/runsync`` <= 20 MB — checked *before* sending.
 * Status replies carry ``delayTime`` (queue) and ``executionTime`` (GPU) in milliseconds.
@@ -69,7 +61,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, retry_if_result, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    retry_if_result,
+    wait_exponential,
+)
 
 from ..config import BackendConfig
 from ..errors import (
@@ -85,7 +83,6 @@ from ..secrets import register_secret
 from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body
 from .http import StatusRule, json_object, make_client, map_errors, raise_for_status
 from .limits import DEFAULT_REPLY_BYTES, ERROR_BODY_BYTES, loads, read_capped, reply_limit
-from .runpod_rate import DOCUMENTED_LIMITS, EndpointGate
 from .runpod_jobs import (  # classify_failure .. parse_chat_output: re-exported (their old home)
     TERMINAL,
     classify_failure,
@@ -93,6 +90,7 @@ from .runpod_jobs import (  # classify_failure .. parse_chat_output: re-exported
     job_reply,
     parse_chat_output,
 )
+from .runpod_rate import DOCUMENTED_LIMITS, EndpointGate
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -141,7 +139,6 @@ CHAT_ROUTE = "/v1/chat/completions"
 class _Job:
     id: str | None = None
     terminal: bool = False
-
 
 
 class RunPodTransport:
@@ -580,15 +577,10 @@ class RunPodTransport:
 # Sources checked (facts only):
 # - runpod/docs serverless/endpoints/send-requests.mdx: routes, 10/20 MB limits, retention
 #   (30 min /run, 1 min /runsync, ?wait=1000..300000), /health shape, /cancel reply, policy
-#   {executionTimeout (ms, > 5000), lowPriority, ttl (ms, >= 10000)}, the rate-limit table
-#   (per endpoint: /run 1000/10 s 200 concurrent, /runsync and /status and /stream 2000/10 s 400
-#   concurrent, /cancel 100/10 s 20 concurrent) + 429 on a full queue.
-# - runpod/docs serverless/endpoints/operation-reference.mdx: /runsync "default wait time 90
-#   seconds (adjustable via ?wait=x, 1000-300000 ms)"; ?wait is the hold, not the retention.
-# - runpod 1.12 runpod/endpoint/runner.py: Endpoint.run_sync posts /runsync and, when the reply
-#   is not final, polls /status/{id} of the returned id (Job.output).
-# - runpod js-sdk src/index.ts: runSync posts /runsync?wait= (<= 90000) and then long-polls
-#   /status-sync/{id}?wait= until final (a route the current docs no longer list).
+#   {executionTimeout (ms, > 5000), lowPriority, ttl (ms, >= 10000)}, rate limits (runpod_rate).
+# - runpod/docs .../operation-reference.mdx: /runsync holds 90 s, ?wait=1000..300000 ms the hold.
+# - runpod 1.12 endpoint/runner.py run_sync: /runsync, then /status/{id} polls if not final;
+#   runpod js-sdk src/index.ts runSync: /runsync?wait=, then /status-sync/{id}?wait= long-polls.
 # - runpod 1.12 runpod/serverless/modules/rp_job.py: FAILED error = json.dumps({error_type,
 #   error_message, error_traceback, hostname, worker_id, runpod_version}); generator errors are
 #   "handler: ... \ntraceback: ..."; a yielded {"error": x} ends the job with str(x); an
