@@ -477,7 +477,8 @@ def client_bound(
 ) -> dict[str, Any]:
     from ocrclient.registry import load_backend
 
-    topts = {"mode": "runsync"} if kind == "runpod" else {"stream": False}
+    # the client's own speed: RunPod's whole /runsync rate limit (200/s), not the half it paces at
+    topts = {"mode": "runsync", "rate_share": 1.0} if kind == "runpod" else {"stream": False}
     with SimHost(kind, {"slots": 64, "latency_s": (0.0, 0.0)}) as host:
         over = {**host.backend_overrides(), "render": render, "transport_options": topts}
         be = load_backend("runpod" if kind == "runpod" else "openai", **over)

@@ -245,3 +245,11 @@ async def test_pool_over_two_runpod_endpoints_keeps_each_at_its_share(tmp_path: 
     assert a.jobs_submitted + b.jobs_submitted == 16 and a.jobs_submitted >= 4 and b.jobs_submitted >= 4
     assert a.max_outstanding <= 2 and b.max_outstanding <= 2  # no queue beyond each one's share
     assert a.requests["runsync"] == a.jobs_submitted and a.requests["run"] == 0
+
+
+def test_rate_share_is_a_profile_option() -> None:
+    cfg = resolve_config("runpod", endpoint_id="abc", api_key="rp_x", transport_options={"rate_share": 0.25})
+    t = RunPodTransport.from_config(cfg)
+    assert t.mode == "runsync" and t.gate.share == 0.25 and t.runsync_wait_ms == 90_000
+    with pytest.raises(ValueError):
+        EndpointGate(share=0.0)
