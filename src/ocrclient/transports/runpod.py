@@ -199,8 +199,8 @@ class RunPodTransport:
         self.default_timeout_s = float(default_timeout_s)
         self.cancel_timeout_s = float(cancel_timeout_s)
         self.max_poll_errors = int(max_poll_errors)
-        #: this endpoint's pacing and 429 backoff, shared by every send (:mod:`.runpod_rate`)
-        self.gate = EndpointGate(share=float(rate_share))
+        #: this endpoint's pacing and 429 backoff, shared by every send to it (:mod:`.runpod_rate`)
+        self.gate = EndpointGate.shared(self.url("run"), share=float(rate_share))
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"

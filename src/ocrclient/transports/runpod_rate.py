@@ -17,8 +17,9 @@ also answered 429 while the endpoint's queue holds more than 50 jobs *and* more 
 ``max workers x 500``.  A 429 creates no job.  RunPod documents neither a ``Retry-After``
 header nor the body of a 429; it asks clients to back off exponentially.
 
-:class:`EndpointGate` (one per transport, that is per endpoint, shared by all its sends) keeps
-those rules on the client side:
+:class:`EndpointGate` (one per endpoint in a process: :meth:`EndpointGate.shared` hands every
+transport of the same endpoint the same gate, so all their sends share its pace and its
+backoff) keeps those rules on the client side:
 
 * **pacing** -- before a request, :meth:`EndpointGate.acquire` takes a token of the operation's
   family from a token bucket filled at ``share`` of the documented rate (default one half: the
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -141,6 +143,16 @@ class EndpointGate:
         #: 429s seen, by operation family (what ``ocr bench`` and the tests read)
         self.throttles: dict[str, int] = {}
 
+    @classmethod
+    def shared(cls, endpoint: str, *, share: float = 0.5) -> EndpointGate:
+        """The gate of ``endpoint`` (its URL) in this process, made on first use; it lives as long
+        as a transport holds it (it holds no event-loop object, so any loop may use it)."""
+        gate = _GATES.get(endpoint)
+        if gate is None or gate.share != share:
+            gate = cls(share=share)
+            _GATES[endpoint] = gate
+        return gate
+
     async def acquire(self, op: str) -> None:
         """Wait until a request of ``op`` may go out (after any 429 backoff, within the pace)."""
         bucket = self._buckets[family(op)]
@@ -190,3 +202,6 @@ class EndpointGate:
         # the blocked time was set by ``wait``; ``acquire`` of the next try waits it out with
         # every other request to the endpoint, so nothing more to sleep here
         return None
+
+
+_GATES: weakref.WeakValueDictionary[str, EndpointGate] = weakref.WeakValueDictionary()
