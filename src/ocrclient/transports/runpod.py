@@ -458,7 +458,7 @@ class RunPodTransport:
             errors = errors + 1 if state.outcome and state.outcome.failed else 0
 
         async for attempt in AsyncRetrying(
-            retry=retry_if_result(lambda st: str(st.get("status") or "") not in TERMINAL)
+            retry=retry_if_result(lambda done: not done)
             | retry_if_exception(lambda e: isinstance(e, TransientError) and e.cause != "job_expired"),
             wait=wait,
             after=after,
@@ -477,7 +477,8 @@ class RunPodTransport:
                         f"RunPod job {job.id} is unknown to the local test server; resubmit", cause="job_expired"
                     )
             if attempt.retry_state.outcome and not attempt.retry_state.outcome.failed:
-                attempt.retry_state.set_result(status)
+                # a bool, not the reply: tenacity's state is a reference cycle (kept until the GC)
+                attempt.retry_state.set_result(state in TERMINAL)
         return status
 
     # -- cancel ------------------------------------------------------------------------------

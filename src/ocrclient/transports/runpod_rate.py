@@ -184,6 +184,8 @@ class EndpointGate:
         def after(state: RetryCallState) -> None:  # runs before ``stop``: the block it sets counts
             exc = state.outcome.exception() if state.outcome else None
             self.throttled(op, getattr(exc, "retry_after", None))
+            if exc is not None:  # tenacity's state is a cycle: its traceback would keep the body
+                exc.__traceback__ = None
 
         def stop(state: RetryCallState) -> bool:
             return self.blocked_until >= deadline
