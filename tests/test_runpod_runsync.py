@@ -262,3 +262,19 @@ def test_transports_of_one_endpoint_share_its_gate() -> None:
     assert a.gate is b.gate and a.gate is not c.gate
     a.gate.throttled("status", 5.0)
     assert b.gate.blocked_until > time.monotonic() + 4 and c.gate.blocked_until == 0.0
+
+
+async def test_the_hold_ends_before_the_attempt_so_a_late_job_is_cancelled(
+    sims: Callable[..., RunPodSimulator],
+) -> None:
+    """An attempt of 2 s asks a hold of 1.5 s: the job's id comes back before the deadline, and
+    the job still running then is cancelled, not left running beside the retry."""
+    sim = sims(plan=FaultPlan(latency_s=(5.0, 5.0)))
+    t = transport(sim)
+    try:
+        with pytest.raises(TransientError) as info:
+            await t.send(page_request(1, timeout_s=2.0))
+    finally:
+        await t.aclose()
+    assert info.value.cause == "timeout" and "cancelled it" in info.value.message
+    assert sim.requests["runsync"] == 1 and sim.cancels_received == 1 and sim.jobs_submitted == 1

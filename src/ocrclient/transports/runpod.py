@@ -419,7 +419,10 @@ class RunPodTransport:
             url = self.url("runsync")
             read_timeout = remaining
             if self.mode != "local":
-                wait_ms = max(1000, min(self.runsync_wait_ms, int(remaining * 1000)))
+                # the hold ends before the attempt does: the job's id then comes back in time to
+                # cancel the job if it is still running at the deadline
+                hold = remaining - min(5.0, remaining / 4)
+                wait_ms = max(1000, min(self.runsync_wait_ms, int(hold * 1000)))
                 url = f"{url}?wait={wait_ms}"
                 read_timeout = min(remaining, wait_ms / 1000 + 30.0)
             status = await self._call(
