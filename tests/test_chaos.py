@@ -43,11 +43,16 @@ def test_chaos_subset_keeps_every_page_once_in_order(kind: str, seed: int, tmp_p
     assert r["order_errors"] == 0
     assert r["wrong_content"] == 0 and r["missing"] == 0
     assert r["left_running"] == 0
-    # faults really were injected and really were retried
+    # faults really were injected and really were retried -- by the scheduler, but for RunPod's
+    # 429s: the RunPod transport waits those out and sends again (a slow-down, not a failed try)
     assert sum(r["injected"].values()) > 0
+    absorbed = ("http_429",) if kind == "runpod" else ()
     assert sum(r["retries"].values()) >= sum(
-        v for k, v in r["injected"].items() if k not in ("failed", "no_output") or kind == "runpod"
+        v for k, v in r["injected"].items()
+        if (k not in ("failed", "no_output") or kind == "runpod") and k not in absorbed
     )
+    if absorbed:
+        assert "http_429" not in r["retries"]
 
 
 def test_chaos_plan_is_the_issue_mix() -> None:

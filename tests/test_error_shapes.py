@@ -484,7 +484,7 @@ def test_an_unknown_endpoint_id_ends_the_run_at_the_first_page(four_pages: Path,
         run = _in_process("convert", str(four_pages), "-o", str(tmp_path / "out"), "--backend", "runpod-olmocr",
                           "--endpoint-id", "no-such-endpoint", "--base-url", sim.base_url, "--concurrency", "1",
                           env={"RUNPOD_API_KEY": str(sim.api_key)})  # fmt: skip
-        submits = sim.requests["run"]
+        submits = sim.requests["run"] + sim.requests["runsync"]
     assert run.exit_code == 2, run.output
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "'no-such-endpoint' not found (HTTP 404)" in lines[0], run.stderr

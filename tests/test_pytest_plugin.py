@@ -199,7 +199,7 @@ def test_ocr_env_sets_profile_variables(runpod_sim_factory: Any, ocr_env: Any) -
     cfg = resolve_config()
     assert cfg.name == "runpod-chandra" and cfg.resolved_base_url() == sim.base_url
     assert cfg.transport_options["poll_interval_s"] == 0.05
-    assert cfg.transport_options["mode"] == "run"  # the profile's other options stay
+    assert cfg.transport_options["mode"] == "runsync"  # the profile's other options stay
     assert configured(cfg)[0]
     config = Path(env["OCRCLIENT_CONFIG_DIR"]) / "config.toml"
     assert config.stat().st_mode & 0o077 == 0

@@ -70,10 +70,10 @@ def sim_factory() -> Iterator[Callable[..., RunPodSimulator]]:
 
 
 def transport_for(sim: RunPodSimulator, **kwargs: Any) -> RunPodTransport:
-    opts: dict[str, Any] = {"poll_interval_s": 0.02, "max_poll_interval_s": 0.1}
+    opts: dict[str, Any] = {"mode": "run", "poll_interval_s": 0.02, "max_poll_interval_s": 0.1}
     opts.update(kwargs)
     if sim.flavour == "local":
-        return RunPodTransport(endpoint_id=None, api_key=None, base_url=sim.base_url, mode="local", **opts)
+        return RunPodTransport(endpoint_id=None, api_key=None, base_url=sim.base_url, **{**opts, "mode": "local"})
     return RunPodTransport(endpoint_id=sim.endpoint_id, api_key=sim.api_key, base_url=sim.base_url, **opts)
 
 

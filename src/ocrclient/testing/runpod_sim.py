@@ -31,10 +31,19 @@ Example::
         ...
         assert sim.max_concurrent <= 2
 
-Not simulated: the ``ttl`` policy, ``/stream`` and ``/retry``, webhooks, the ``?wait=``
-retention extension (``wait`` only bounds how long ``/runsync`` blocks, at most
-``runsync_block_s``).  Unverified guesses: the bodies of 401/404/413/429 replies (RunPod documents
-the status codes, not the bodies) — clients should rely on the status code only.
+``/runsync`` holds the request until the job ends, for ``?wait=`` milliseconds (1000 to 300000)
+or 90 s without it -- and never longer than ``runsync_block_s``, a test knob -- then answers the
+unfinished ``{"id": "sync-...", "status": "IN_QUEUE" | "IN_PROGRESS"}``; the job goes on and is
+read by ``/status/{id}`` for ``runsync_retention_s`` after it ends.  RunPod's per-endpoint rate
+limits (:mod:`.runpod_limits`: ``/run`` 1000 per 10 s, ``/runsync`` and ``/status`` 2000 per
+10 s, ...; ``rate_limits`` to change them, ``{}`` for none) answer ``429`` past them, with
+``Retry-After: rate_retry_after_s`` when that is set (RunPod documents no such header).
+``max_outstanding`` is the most jobs queued or running at once, ``max_queued`` the most waiting
+for a slot: what a client keeps at the endpoint.
+
+Not simulated: the ``ttl`` policy, ``/stream`` and ``/retry``, webhooks, whether ``?wait=``
+also extends the retention.  Unverified guesses: the bodies of 401/404/413/429 replies (RunPod
+documents the status codes, not the bodies) — clients should rely on the status code only.
 
 Run one by hand: ``python -m ocrclient.testing.runpod_sim --port 8765``.
 """
@@ -68,11 +77,14 @@ from ._server import (
     write_reply,
 )
 from .faults import CannedReply, FaultPlan, Responder, SimReply, body_key, echo_responder
+from .runpod_limits import DOCUMENTED, RateWindow
 
 __all__ = ["RUNSYNC_LIMIT_BYTES", "RUN_LIMIT_BYTES", "RunPodSimulator", "SimJob"]
 
 RUN_LIMIT_BYTES = 10_000_000
 RUNSYNC_LIMIT_BYTES = 20_000_000
+#: how long /runsync holds the request without ?wait=
+RUNSYNC_DEFAULT_WAIT_S = 90.0
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 _RUNPOD_VERSION = "1.12.0-sim"
 
@@ -199,7 +211,7 @@ class RunPodSimulator(ServerOwner):
         port: int = 0,
         retention_s: float = 1800.0,
         runsync_retention_s: float = 60.0,
-        runsync_block_s: float = 90.0,
+        runsync_block_s: float = 300.0,
         execution_timeout_s: float = 600.0,
         run_limit_bytes: int = RUN_LIMIT_BYTES,
         runsync_limit_bytes: int = RUNSYNC_LIMIT_BYTES,
@@ -208,6 +220,8 @@ class RunPodSimulator(ServerOwner):
         failed_message: str = "CUDA out of memory. Tried to allocate 2.00 GiB",
         failed_error: str | None = None,
         force_reply: CannedReply | None = None,
+        rate_limits: Mapping[str, tuple[int, float, int | None]] | None = None,
+        rate_retry_after_s: float | None = None,
     ) -> None:
         if flavour not in ("api", "local"):
             raise ValueError("flavour must be 'api' or 'local'")
@@ -232,6 +246,9 @@ class RunPodSimulator(ServerOwner):
         self.failed_error = failed_error
         #: every request gets exactly this reply (a gateway's error shape); ``None`` = normal
         self.force_reply = force_reply
+        #: RunPod's per-endpoint limits (family -> requests, window s, concurrent); 429 past them
+        self.rates = RateWindow(DOCUMENTED if rate_limits is None else rate_limits)
+        self.rate_retry_after_s = rate_retry_after_s
 
         self._lock = threading.Lock()
         self._jobs: dict[str, SimJob] = {}
@@ -253,6 +270,11 @@ class RunPodSimulator(ServerOwner):
         self.requests_total = 0
         self.completed = 0
         self.failed = 0
+        #: most jobs queued or running at once / most queued (waiting for a slot) at once
+        self.max_outstanding = 0
+        self.max_queued = 0
+        #: when each operation's requests arrived (``time.monotonic``), for rates over time
+        self.request_times: dict[str, list[float]] = {}
         self._status_errors: list[int] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -351,6 +373,9 @@ class RunPodSimulator(ServerOwner):
             self.jobs_submitted += 1
             self.jobs_by_key[key] += 1
             self._jobs[job.id] = job
+            states = Counter(j.status for j in self._jobs.values())
+            self.max_queued = max(self.max_queued, states["IN_QUEUE"])
+            self.max_outstanding = max(self.max_outstanding, states["IN_QUEUE"] + states["IN_PROGRESS"])
             if self._warm_at is None:
                 self._warm_at = time.monotonic() + self.plan.cold_start_s
         self._queue.put(job)
@@ -557,6 +582,7 @@ class RunPodSimulator(ServerOwner):
         with self._lock:
             self.requests[route] += 1
             self.requests_total += 1
+            self.request_times.setdefault(route, []).append(time.monotonic())
 
 
 _ROUTE = re.compile(r"^/v2/(?P<endpoint>[^/]+)/(?P<op>run|runsync|status|cancel|health|purge-queue|stream|retry)(?:/(?P<id>[^/]+))?/?$")
@@ -625,8 +651,20 @@ class _Handler(SimHandler):
             self._read_body(None)
             self._send(404, {"error": f"endpoint {m.group('endpoint')} not found"})
             return
+        if not sim.rates.admit(op):
+            self._read_body(None)
+            wait = sim.rate_retry_after_s
+            self._send(429, {"error": "Too Many Requests"}, {"Retry-After": f"{wait:g}"} if wait is not None else None)
+            return
+        try:
+            self._operate(method, op, job_id, parts.query)
+        finally:
+            sim.rates.leave(op)
+
+    def _operate(self, method: str, op: str, job_id: str | None, query: str) -> None:
+        sim = self.simulator
         if op in ("run", "runsync") and method == "POST":
-            self._submit(op, parse_qs(parts.query))
+            self._submit(op, parse_qs(query))
         elif op == "status" and job_id:
             self._read_body(None)
             failure = sim._next_status_error()
@@ -686,11 +724,11 @@ class _Handler(SimHandler):
         if op == "run":
             self._send(200, {"id": job.id, "status": "IN_QUEUE"})
             return
-        wait_s = sim.runsync_block_s
+        wait_s = RUNSYNC_DEFAULT_WAIT_S  # RunPod: 90 s, or ?wait= ms in 1000..300000
         if query.get("wait"):
             with contextlib.suppress(ValueError):
-                wait_s = min(wait_s, max(1.0, float(query["wait"][0]) / 1000.0))
-        job.done_event.wait(wait_s)
+                wait_s = min(300.0, max(1.0, float(query["wait"][0]) / 1000.0))
+        job.done_event.wait(min(wait_s, sim.runsync_block_s))
         current = sim.job(job.id)
         self._send(200, current.reply() if current else {"id": job.id, "status": "IN_QUEUE"})
 

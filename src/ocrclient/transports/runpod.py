@@ -1,15 +1,29 @@
 """RunPod serverless transport: one page = one RunPod job, over plain httpx.
 
-Wire contract (verified against RunPod's docs ``serverless/endpoints/send-requests.mdx`` and the
-``runpod`` SDK 1.12 sources, whose wire parts are the same in 1.10, the release deploy/ pins;
-see the module notes at the bottom):
+Wire contract (verified against RunPod's serverless docs -- "Send API requests" and the operation
+reference -- and the ``runpod`` SDK 1.12 sources, whose wire parts are the same in 1.10, the
+release deploy/ pins; see the module notes at the bottom):
 
-* ``POST {base}/{endpoint}/run`` -> ``{"id", "status"}``, then ``GET .../status/{id}`` until a
-  terminal status (``COMPLETED``, ``FAILED``, ``CANCELLED``, ``TIMED_OUT``).  Results of ``/run``
-  are kept 30 minutes; we poll with a backoff that starts fast (``poll_interval_s``) and is
-  capped (``max_poll_interval_s``), far inside that window.
-* ``POST .../runsync?wait=<ms>`` answers with the finished job, or with an unfinished
-  ``{"id", "status"}`` that we then poll like a ``/run`` job (``/runsync`` results live ~1 min).
+* ``mode="runsync"`` (the default, and every shipped profile's): ``POST .../runsync?wait=<ms>``.
+  RunPod holds the request until the job ends and answers with the finished job (``{"id":
+  "sync-...", "status": "COMPLETED", "output", ...}``): a freed GPU slot is seen the moment it
+  frees, no poll delay.  ``?wait=`` bounds the hold (1000 to 300000 ms; 90 s without it); past
+  it RunPod answers ``{"id", "status": "IN_QUEUE" | "IN_PROGRESS"}`` and the job goes on: we
+  poll ``GET .../status/{id}`` as for ``/run``, never resubmitting (RunPod's Python SDK does the
+  same).  ``/runsync`` results are kept 1 minute.  One request and one job per page; the price:
+  while the request is held the job id is unknown, so a run stopped then (Ctrl-C) cannot cancel
+  those jobs (each runs its one page to the end), and a connection lost during the hold leaves
+  its job running while the scheduler's retry submits the page again.
+* ``mode="run"``: ``POST .../run`` -> ``{"id", "status"}``, then ``GET .../status/{id}`` until
+  a terminal status (``COMPLETED``, ``FAILED``, ``CANCELLED``, ``TIMED_OUT``).  Results of
+  ``/run`` are kept 30 minutes.  A finished job is seen at the next poll, so each page costs its
+  slot up to one poll interval (``poll_interval_s`` x1.5 per poll, capped at
+  ``max_poll_interval_s``); with ``--concurrency`` = the endpoint's workers that idles the GPUs
+  (``benchmarks/bench_scheduler.py``).  The job id is known at once, so every job can be
+  cancelled.
+* RunPod's per-endpoint rate limits (:mod:`.runpod_rate`): paced at ``rate_share`` (default
+  half) of each; a 429 on any route makes every request to the endpoint wait (``Retry-After``,
+  else exponential backoff) and the refused one go again -- a slow-down, not a failed page.
 * ``POST .../cancel/{id}``, ``GET .../health``.
 * Bodies: ``/run`` <= 10 MB, ``/runsync`` <= 20 MB — checked *before* sending.
 * Status replies carry ``delayTime`` (queue) and ``executionTime`` (GPU) in milliseconds.
@@ -47,6 +61,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    retry_if_result,
+    wait_exponential,
+)
 
 from ..config import BackendConfig
 from ..errors import (
@@ -69,6 +90,7 @@ from .runpod_jobs import (  # classify_failure .. parse_chat_output: re-exported
     job_reply,
     parse_chat_output,
 )
+from .runpod_rate import DOCUMENTED_LIMITS, EndpointGate
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -89,12 +111,16 @@ DEFAULT_LOCAL_URL = "http://localhost:8000"
 #: RunPod's documented request-body limits (decimal MB, the conservative reading of "10 MB")
 RUN_LIMIT_BYTES = 10_000_000
 RUNSYNC_LIMIT_BYTES = 20_000_000
+#: how long ``/runsync`` holds the request for the job by default, and the most ``?wait=`` asks
+RUNSYNC_DEFAULT_WAIT_MS = 90_000
+RUNSYNC_MAX_WAIT_MS = 300_000
 #: how long a cancelled send (the run stopping: Ctrl-C) and then ``aclose`` wait for the remote
 #: cancel of its job, each: the run must end within 2 s even when ``/cancel`` does not answer
 INTERRUPT_CANCEL_WAIT_S = 0.75
 MODES = ("run", "runsync", "local")
 #: the transport_options that cannot change what a page reads (the cache key leaves them out)
 _NEUTRAL_OPTIONS = {
+    "mode",  # /run + poll or /runsync: the same job, learnt of sooner or later
     "poll_interval_s",
     "max_poll_interval_s",
     "runsync_wait_ms",
@@ -104,8 +130,9 @@ _NEUTRAL_OPTIONS = {
     "default_timeout_s",
     "cancel_timeout_s",
     "max_poll_errors",
+    "rate_share",
 }
-_OPTIONS = {"mode", *_NEUTRAL_OPTIONS}
+_OPTIONS = set(_NEUTRAL_OPTIONS)
 _POLICY_KEYS = {"executionTimeout", "ttl", "lowPriority"}
 CHAT_ROUTE = "/v1/chat/completions"
 
@@ -116,15 +143,14 @@ class _Job:
     terminal: bool = False
 
 
-
 class RunPodTransport:
     """Send one page as one RunPod serverless job and wait for its result.
 
     Example::
 
-        >>> t = RunPodTransport(endpoint_id="abc123", api_key="rp_xxx", mode="runsync")
-        >>> t.url("run")
-        'https://api.runpod.ai/v2/abc123/run'
+        >>> t = RunPodTransport(endpoint_id="abc123", api_key="rp_xxx")
+        >>> t.mode, t.url("runsync")
+        ('runsync', 'https://api.runpod.ai/v2/abc123/runsync')
 
     ``send`` raises :class:`TransientError` / :class:`PermanentError` / :class:`AuthError`; it
     never retries a job itself (the scheduler does).  A ``send`` that is cancelled, times out or
@@ -143,16 +169,17 @@ class RunPodTransport:
         endpoint_id: str | None,
         api_key: str | None,
         base_url: str | None = None,
-        mode: str = "run",
+        mode: str = "runsync",
         poll_interval_s: float = 0.25,
         max_poll_interval_s: float = 5.0,
-        runsync_wait_ms: int = 60_000,
+        runsync_wait_ms: int = RUNSYNC_DEFAULT_WAIT_MS,
         policy: Mapping[str, Any] | None = None,
         max_run_bytes: int = RUN_LIMIT_BYTES,
         max_runsync_bytes: int = RUNSYNC_LIMIT_BYTES,
         default_timeout_s: float = 1800.0,
         cancel_timeout_s: float = 5.0,
         max_poll_errors: int = 5,
+        rate_share: float = 0.5,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         if mode not in MODES:
@@ -169,13 +196,15 @@ class RunPodTransport:
         self.base_url = (base_url or (DEFAULT_LOCAL_URL if mode == "local" else DEFAULT_BASE_URL)).rstrip("/")
         self.poll_interval_s = float(poll_interval_s)
         self.max_poll_interval_s = float(max_poll_interval_s)
-        self.runsync_wait_ms = max(1000, min(int(runsync_wait_ms), 300_000))
+        self.runsync_wait_ms = max(1000, min(int(runsync_wait_ms), RUNSYNC_MAX_WAIT_MS))
         self.policy = dict(policy or {})
         self.max_run_bytes = int(max_run_bytes)
         self.max_runsync_bytes = int(max_runsync_bytes)
         self.default_timeout_s = float(default_timeout_s)
         self.cancel_timeout_s = float(cancel_timeout_s)
         self.max_poll_errors = int(max_poll_errors)
+        #: this endpoint's pacing and 429 backoff, shared by every send to it (:mod:`.runpod_rate`)
+        self.gate = EndpointGate.shared(self.url("run"), share=float(rate_share))
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -199,7 +228,7 @@ class RunPodTransport:
                 f"backend {cfg.name!r}: unknown runpod transport_options {sorted(unknown)}; "
                 f"known: {', '.join(sorted(_OPTIONS))}"
             )
-        mode = str(opts.pop("mode", "run"))
+        mode = str(opts.pop("mode", "runsync"))
         policy = opts.pop("policy", None)
         if policy is not None and (not isinstance(policy, Mapping) or set(policy) - _POLICY_KEYS):
             raise ConfigError(
@@ -289,9 +318,22 @@ class RunPodTransport:
         url: str,
         *,
         what: str,
+        deadline: float,
         content: bytes | None = None,
         timeout: float | None = None,
         limit: int = DEFAULT_REPLY_BYTES,
+    ) -> dict[str, Any]:
+        """One request and its JSON object reply, paced by the endpoint's :attr:`gate` and sent
+        again after a 429 while ``deadline`` allows (:meth:`.EndpointGate.resend_on_429`: a 429
+        created no job, so resending never duplicates one)."""
+        op = "run" if what == "submit" else what
+        return await self.gate.resend_on_429(
+            op, lambda: self._request(method, url, what=what, content=content, timeout=timeout, limit=limit),
+            deadline=deadline,
+        )
+
+    async def _request(
+        self, method: str, url: str, *, what: str, content: bytes | None, timeout: float | None, limit: int
     ) -> dict[str, Any]:
         """One request and its JSON object reply, read in full but never past ``limit`` bytes
         (see :mod:`.limits`: over it the connection is closed and ``BadOutputError`` raised).
@@ -373,16 +415,23 @@ class RunPodTransport:
 
     async def _run(self, data: bytes, route: str, job: _Job, deadline: float, limit: int) -> dict[str, Any]:
         if route == "run":
-            status = await self._call("POST", self.url("run"), content=data, timeout=30.0, what="submit", limit=limit)
+            status = await self._call(
+                "POST", self.url("run"), content=data, timeout=30.0, what="submit", limit=limit, deadline=deadline
+            )
         else:
             remaining = max(1.0, deadline - time.monotonic())
             url = self.url("runsync")
             read_timeout = remaining
             if self.mode != "local":
-                wait_ms = max(1000, min(self.runsync_wait_ms, int(remaining * 1000)))
+                # the hold ends before the attempt does: the job's id then comes back in time to
+                # cancel the job if it is still running at the deadline
+                hold = remaining - min(5.0, remaining / 4)
+                wait_ms = max(1000, min(self.runsync_wait_ms, int(hold * 1000)))
                 url = f"{url}?wait={wait_ms}"
                 read_timeout = min(remaining, wait_ms / 1000 + 30.0)
-            status = await self._call("POST", url, content=data, timeout=read_timeout, what="runsync", limit=limit)
+            status = await self._call(
+                "POST", url, content=data, timeout=read_timeout, what="runsync", limit=limit, deadline=deadline
+            )
         job.id = str(status.get("id") or "") or None
         state = str(status.get("status") or "")
         if state in TERMINAL:
@@ -390,46 +439,54 @@ class RunPodTransport:
             return status
         if not job.id:
             raise TransientError(f"RunPod {route}: reply without a job id (status {state!r})", cause="bad_reply")
+        # past /runsync's hold (or after /run) the job goes on by its id: polled, never resubmitted
         self.in_flight.add(job.id)
-        log.debug("runpod job %s submitted (%s)", job.id, state or "?")
+        log.debug("runpod job %s %s (%s)", job.id, "submitted" if route == "run" else "outlasted the hold", state or "?")
         status = await self._poll(job, deadline, limit)
         job.terminal = True
         return status
 
     async def _poll(self, job: _Job, deadline: float, limit: int) -> dict[str, Any]:
+        """``/status`` of the job until it is terminal (tenacity): from ``poll_interval_s``, x1.5
+        per poll up to ``max_poll_interval_s``; a failed poll is tried again (at least its
+        ``Retry-After`` later) up to ``max_poll_errors`` times in a row; a 429 is the gate's."""
         assert job.id is not None
-        interval = self.poll_interval_s
-        errors = 0
         method = "POST" if self.mode == "local" else "GET"
         url = self.url("status", job.id)
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
+        growth = wait_exponential(multiplier=self.poll_interval_s, exp_base=1.5, max=self.max_poll_interval_s)
+        errors = 0
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return max(growth(state), getattr(exc, "retry_after", None) or 0.0)
+
+        def after(state: RetryCallState) -> None:
+            nonlocal errors
+            errors = errors + 1 if state.outcome and state.outcome.failed else 0
+
+        async for attempt in AsyncRetrying(
+            retry=retry_if_result(lambda done: not done)
+            | retry_if_exception(lambda e: isinstance(e, TransientError) and e.cause != "job_expired"),
+            wait=wait,
+            after=after,
+            stop=lambda _: errors > self.max_poll_errors,
+            reraise=True,
+        ):
+            with attempt:
+                remaining = deadline - time.monotonic()
                 status = await self._call(
-                    method, url, timeout=max(1.0, min(30.0, remaining)), what="status", limit=limit
+                    method, url, timeout=max(1.0, min(30.0, remaining)), what="status", limit=limit,
+                    deadline=deadline,
                 )
-            except TransientError as exc:
-                if exc.cause == "job_expired":
-                    raise
-                errors += 1
-                if errors > self.max_poll_errors:
-                    raise
-                delay = max(interval, exc.retry_after or 0.0)
-                log.debug("runpod status poll for %s failed (%s); retrying in %.2fs", job.id, exc.cause, delay)
-                await asyncio.sleep(delay)
-                interval = min(interval * 2, self.max_poll_interval_s)
-                continue
-            errors = 0
-            state = str(status.get("status") or "")
-            if self.mode == "local" and state == "FAILED" and "not found" in str(status.get("error", "")).lower():
-                raise TransientError(
-                    f"RunPod job {job.id} is unknown to the local test server; resubmit",
-                    cause="job_expired",
-                )
-            if state in TERMINAL:
-                return status
-            await asyncio.sleep(interval)
-            interval = min(interval * 1.5, self.max_poll_interval_s)
+                state = str(status.get("status") or "")
+                if self.mode == "local" and state == "FAILED" and "not found" in str(status.get("error", "")).lower():
+                    raise TransientError(
+                        f"RunPod job {job.id} is unknown to the local test server; resubmit", cause="job_expired"
+                    )
+            if attempt.retry_state.outcome and not attempt.retry_state.outcome.failed:
+                # a bool, not the reply: tenacity's state is a reference cycle (kept until the GC)
+                attempt.retry_state.set_result(state in TERMINAL)
+        return status
 
     # -- cancel ------------------------------------------------------------------------------
     async def cancel(self, job_id: str) -> bool:
@@ -505,8 +562,14 @@ class RunPodTransport:
     async def aclose(self) -> None:
         """Cancel jobs still in flight (best effort), then close the HTTP client."""
         pending = list(self.in_flight)
-        if pending:
-            await asyncio.gather(*(self._cancel_shielded(j) for j in pending), return_exceptions=True)
+        if pending:  # at most RunPod's concurrent /cancel limit at once
+            room = asyncio.Semaphore(DOCUMENTED_LIMITS["cancel"].concurrent or 20)
+
+            async def cancel_one(job_id: str) -> None:
+                async with room:
+                    await self._cancel_shielded(job_id)
+
+            await asyncio.gather(*(cancel_one(j) for j in pending), return_exceptions=True)
         if self._bg:  # cancels a stopping run left going: a last, short chance to arrive
             await asyncio.wait(list(self._bg), timeout=INTERRUPT_CANCEL_WAIT_S)
         if self._owns_client:
@@ -522,7 +585,10 @@ class RunPodTransport:
 # Sources checked (facts only):
 # - runpod/docs serverless/endpoints/send-requests.mdx: routes, 10/20 MB limits, retention
 #   (30 min /run, 1 min /runsync, ?wait=1000..300000), /health shape, /cancel reply, policy
-#   {executionTimeout (ms, > 5000), lowPriority, ttl (ms, >= 10000)}, rate limits + 429.
+#   {executionTimeout (ms, > 5000), lowPriority, ttl (ms, >= 10000)}, rate limits (runpod_rate).
+# - runpod/docs .../operation-reference.mdx: /runsync holds 90 s, ?wait=1000..300000 ms the hold.
+# - runpod 1.12 endpoint/runner.py run_sync: /runsync, then /status/{id} polls if not final;
+#   runpod js-sdk src/index.ts runSync: /runsync?wait=, then /status-sync/{id}?wait= long-polls.
 # - runpod 1.12 runpod/serverless/modules/rp_job.py: FAILED error = json.dumps({error_type,
 #   error_message, error_traceback, hostname, worker_id, runpod_version}); generator errors are
 #   "handler: ... \ntraceback: ..."; a yielded {"error": x} ends the job with str(x); an
