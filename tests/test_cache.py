@@ -59,7 +59,8 @@ def base_config(**over: Any) -> BackendConfig:
         "base_url": "http://127.0.0.1:9/v2",
         "endpoint_id": "ep",
         "sampling": {"max_tokens": 100, "temperature_ladder": [0.0, 0.2]},
-        "transport_options": {"mode": "run", "poll_interval_s": 0.25},
+        # worker_route: unknown to the RunPod transport, so it stays in the key (its own are all neutral)
+        "transport_options": {"mode": "run", "poll_interval_s": 0.25, "worker_route": "/ocr"},
         "dialect_options": {"prompt": "read"},
         **over,
     }
