@@ -159,5 +159,9 @@ def lines_from_dicts(raw: Iterable[dict[str, Any]]) -> list[Line]:
         if len(text) <= 3 and not any(ch.isalnum() for ch in text):
             continue  # "_", "|", "-" read off rules and drawings: noise, not text
         words = list(item.get("words") or [])
-        out.append(Line(text, (x0, y0, x1, y1), float(item.get("score") or 0.0), words, lbox))
+        line = Line(text, (x0, y0, x1, y1), float(item.get("score") or 0.0), words, lbox)
+        size = item.get("size")
+        if isinstance(size, (int, float)) and size > 0:
+            line.size = float(size)  # the text layer knows it
+        out.append(line)
     return out

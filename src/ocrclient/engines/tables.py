@@ -89,8 +89,14 @@ def find_tables(lines: Sequence[Line], em: float) -> tuple[list[Table], list[Lin
             i += 1
             continue
         j = i
-        while j + 1 < len(rows) and cand[j + 1] and rows[j + 1][0].y0 - rows[j][-1].y1 < 3 * em:
-            j += 1
+        while True:
+            if j + 1 < len(rows) and cand[j + 1] and rows[j + 1][0].y0 - rows[j][-1].y1 < 3 * em:
+                j += 1
+                continue
+            k = _bridge(rows, cand, j, em, (rows[i][0].x0, max(ln.x1 for ln in rows[i])))
+            if k is None:
+                break
+            j = k
         if j > i:
             members = list(range(i, j + 1))
             cols = table_columns(Table([rows[k] for k in members]))
@@ -124,8 +130,35 @@ def find_tables(lines: Sequence[Line], em: float) -> tuple[list[Table], list[Lin
     return tables, rest
 
 
+def _bridge(
+    rows: Sequence[Sequence[Line]], cand: Sequence[bool], j: int, em: float, span: tuple[float, float]
+) -> int | None:
+    """The next candidate row after row ``j`` when at most two rows of one or two narrow lines
+    lie between them, close together and inside the table's span ``span`` (wrapped cells, a
+    label set between two rows, a group heading): they belong to the table."""
+    width = span[1] - span[0]
+    for k in (j + 2, j + 3):
+        if k >= len(rows) or not cand[k]:
+            continue
+        between = rows[j + 1 : k]
+        if any(cand[m] for m in range(j + 1, k)):
+            return None
+        tight = all(b[0].y0 - a[-1].y1 < 1.5 * em for a, b in itertools.pairwise(rows[j : k + 1]))
+        inside = all(
+            len(r) <= 2 and all(ln.x0 >= span[0] - em and ln.x1 <= span[1] + em and ln.w <= 0.45 * width for ln in r)
+            for r in between
+        )
+        return k if tight and inside else None
+    return None
+
+
 def table_columns(table: Table) -> list[tuple[float, float]]:
-    spans = sorted((ln.x0, ln.x1) for ln in table.lines)
+    """The table's columns: the x-spans of its cells merged where they overlap, measured on its
+    rows of three or more cells when it has two such rows (a group heading or a wrapped cell
+    between rows would join columns)."""
+    full = [ln for row in table.rows if len(row) >= 3 for ln in row]
+    lines = full if sum(len(row) >= 3 for row in table.rows) >= 2 else table.lines
+    spans = sorted((ln.x0, ln.x1) for ln in lines)
     cols: list[list[float]] = []
     for x0, x1 in spans:
         if cols and x0 < cols[-1][1]:

@@ -1,0 +1,372 @@
+"""A PDF page's own text layer, read with pypdfium2: characters -> words -> lines, exact boxes.
+
+:func:`read_layer` opens one page of a PDF and returns its :class:`Layer`: every character PDFium
+finds (its Unicode, its tight glyph box and its loose box — the font's ascent to descent —, its
+font size, whether it is invisible, render mode 3, and whether its font has no Unicode map) in
+points of the page *as displayed* (after ``/Rotate`` and the CropBox, origin top-left, y down: the
+output contract's space, see ``docs/ARCHITECTURE.md``), the bounds of the page's image objects,
+and the page's straight ruling lines (thin filled or stroked path rectangles, for tables).
+
+:func:`layer_lines` groups the characters in PDFium's text order into lines: a new line starts
+at a line break PDFium reports (a generated CR/LF) or where the next character does not sit on
+the current line; a line is cut into separate segments (cells, columns) at a horizontal gap wider
+than :data:`SEGMENT_GAP` em, and into words at spaces.  The result has the engine's line-dict
+format (:mod:`ocrclient.engines.read`): ``{"text", "score": 1.0, "box", "det_box", "words",
+"size"}`` with ``box`` the union of the tight glyph boxes, ``det_box`` of the loose ones (what the
+layout measures, as it measures the detector's padded box) and ``size`` the font size, all scaled
+by ``scale`` (pixels of the image sent per point), so the layout and the box mapping
+(:mod:`ocrclient.geometry`) treat both paths alike and the points come back exactly.
+
+Ligatures (``ﬁ``) are spelled out and PDFium's hyphen marker at a line end becomes ``-``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["BAND", "SEGMENT_GAP", "Char", "Layer", "band_lines", "fold", "layer_lines", "page_count", "read_layer"]
+
+#: a gap wider than this many em inside a line cuts it into separate segments (table cells,
+#: columns set on one baseline); justified prose stays well below it
+SEGMENT_GAP = 0.9
+#: a word break where two glyphs are further apart than this many em without a space between
+_WORD_GAP = 0.3
+
+_LIGATURES = {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+              "\ufb05": "st", "\ufb06": "st"}  # fmt: skip
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class Char:
+    """One character of the layer, in points of the displayed page."""
+
+    text: str
+    box: Box  # tight glyph box
+    loose: Box  # the font's ascent..descent box
+    size: float  # font size, points
+    generated: bool = False  # a space or line break PDFium inserted
+    invisible: bool = False  # render mode 3 (an OCR layer over a scan)
+    unmapped: bool = False  # its font has no (or a broken) Unicode map
+
+
+@dataclass
+class Layer:
+    """What the text layer of one page holds (see the module docstring)."""
+
+    width: float  # the page upright (``/Rotate`` not applied), points
+    height: float
+    rotation: int = 0  # the page's /Rotate: clockwise degrees from upright to displayed
+    chars: list[Char] = field(default_factory=list)
+    images: list[Box] = field(default_factory=list)
+    rules: list[Box] = field(default_factory=list)
+
+    @property
+    def text_chars(self) -> list[Char]:
+        """The characters actually on the page (not PDFium's spaces and breaks, not spaces)."""
+        return [c for c in self.chars if not c.generated and not c.text.isspace()]
+
+    def image_cover(self) -> float:
+        """The share of the page that image objects cover (on a 50 x 50 grid, overlaps once)."""
+        if self.width <= 0 or self.height <= 0 or not self.images:
+            return 0.0
+        n = 50
+        cells = set()
+        for x0, y0, x1, y1 in self.images:
+            i0, i1 = int(x0 / self.width * n), int(min(x1 / self.width, 0.9999) * n)
+            j0, j1 = int(y0 / self.height * n), int(min(y1 / self.height, 0.9999) * n)
+            cells.update((i, j) for i in range(i0, i1 + 1) for j in range(j0, j1 + 1))
+        return len(cells) / (n * n)
+
+
+# -- opening ---------------------------------------------------------------------------------
+
+_DOCS: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
+_MAX_DOCS = 4
+
+
+def _lock() -> Any:
+    """PDFium is not thread-safe: every call holds the renderer's process-wide lock."""
+    from ..pages.render import PDFIUM_LOCK
+
+    return PDFIUM_LOCK
+
+
+def _open(path: str) -> Any:
+    import pypdfium2 as pdfium
+
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    pdf = _DOCS.get(key)
+    if pdf is None:
+        pdf = _DOCS[key] = pdfium.PdfDocument(path)
+        while len(_DOCS) > _MAX_DOCS:
+            _, old = _DOCS.popitem(last=False)
+            with contextlib.suppress(Exception):
+                old.close()
+    _DOCS.move_to_end(key)
+    return pdf
+
+
+def page_count(path: str) -> int:
+    """How many pages the PDF at ``path`` has."""
+    with _lock():
+        return len(_open(path))
+
+
+class _Upright:
+    """PDF user space -> points of the page upright (the CropBox's top-left corner as origin, y
+    down, ``/Rotate`` *not* applied: text runs left to right there).  :attr:`rotation` is the
+    page's ``/Rotate``, which turns this space into the displayed page."""
+
+    def __init__(self, page: Any) -> None:
+        left, bottom, right, top = (float(v) for v in page.get_bbox())
+        self.left, self.top = left, top
+        self.w, self.h = right - left, top - bottom
+        self.rotation = int(page.get_rotation()) % 360
+
+    def box(self, left: float, bottom: float, right: float, top: float) -> Box:
+        x0, x1 = sorted((left - self.left, right - self.left))
+        y0, y1 = sorted((self.top - top, self.top - bottom))
+        return (x0, y0, x1, y1)
+
+
+def read_layer(path: str, index: int) -> Layer:
+    """The text layer of page ``index`` (0-based) of the PDF at ``path`` (see the module
+    docstring); raises what pypdfium2 raises for a file it cannot open."""
+    with _lock():
+        page = _open(path)[index]
+        try:
+            return _read_page(page)
+        finally:
+            page.close()
+
+
+def _read_page(page: Any) -> Layer:
+    import pypdfium2.raw as pdfium_c
+
+    disp = _Upright(page)
+    layer = Layer(disp.w, disp.h, rotation=disp.rotation)
+    textpage = page.get_textpage()
+    try:
+        raw = textpage.raw
+        modes: dict[int, bool] = {}
+        left, right, bottom, top = (ctypes.c_double() for _ in range(4))
+        rect = pdfium_c.FS_RECTF()
+        for i in range(textpage.count_chars()):
+            code = pdfium_c.FPDFText_GetUnicode(raw, i)
+            if code == 0:
+                continue
+            pdfium_c.FPDFText_GetCharBox(raw, i, left, right, bottom, top)
+            pdfium_c.FPDFText_GetLooseCharBox(raw, i, rect)
+            obj = pdfium_c.FPDFText_GetTextObject(raw, i)
+            key = ctypes.cast(obj, ctypes.c_void_p).value or 0
+            if key not in modes:
+                modes[key] = bool(obj) and pdfium_c.FPDFTextObj_GetTextRenderMode(obj) == 3
+            ch = (
+                Char(
+                    text=chr(code) if code < 0x110000 else "\ufffd",
+                    box=disp.box(left.value, bottom.value, right.value, top.value),
+                    loose=disp.box(rect.left, rect.bottom, rect.right, rect.top),
+                    size=0.0,
+                    generated=bool(pdfium_c.FPDFText_IsGenerated(raw, i) == 1),
+                    invisible=modes[key],
+                    unmapped=bool(pdfium_c.FPDFText_HasUnicodeMapError(raw, i) == 1),
+                )
+            )
+            # the loose box spans the font's ascent to descent: the size as the eye sees it
+            # (the nominal font size is often 1 with the size in the text matrix)
+            ch.size = max(ch.loose[3] - ch.loose[1], ch.box[3] - ch.box[1], 0.1)
+            layer.chars.append(ch)
+    finally:
+        textpage.close()
+    _page_objects(page, disp, layer)
+    return layer
+
+
+def _page_objects(page: Any, disp: _Upright, layer: Layer) -> None:
+    """Image bounds and thin path rectangles (ruling lines) of the page, top-level and in forms."""
+    import pypdfium2.raw as pdfium_c
+
+    for obj in page.get_objects(max_depth=1):
+        if obj.type not in (pdfium_c.FPDF_PAGEOBJ_IMAGE, pdfium_c.FPDF_PAGEOBJ_PATH):
+            continue
+        try:
+            x0, y0, x1, y1 = disp.box(*obj.get_bounds())
+        except Exception:  # an object PDFium cannot measure is no image and no rule
+            continue
+        box = (max(x0, 0.0), max(y0, 0.0), min(x1, disp.w), min(y1, disp.h))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            continue
+        if obj.type == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+            layer.images.append(box)
+        elif min(box[2] - box[0], box[3] - box[1]) <= 2.0 and max(box[2] - box[0], box[3] - box[1]) >= 8.0:
+            layer.rules.append(box)
+
+
+# -- characters -> lines ---------------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    return "".join(_LIGATURES.get(ch, ch) for ch in text)
+
+
+def _on_line(cur: list[Char], ch: Char) -> bool:
+    """Whether ``ch`` continues the line ``cur``: it overlaps the line's band by half its own
+    height (accents and sub/superscripts included) and has not gone back left (right-to-left
+    scripts run leftwards)."""
+    if unicodedata.category(ch.text) in ("Mn", "Sk"):
+        return True  # a spacing accent placed over the previous glyph
+    ink = [c for c in cur if not c.text.isspace()]  # PDFium's own spaces have odd boxes
+    if not ink:
+        return True
+    last = ink[-1]
+    y0 = min(c.loose[1] for c in ink)
+    y1 = max(c.loose[3] for c in ink)
+    h = max(ch.loose[3] - ch.loose[1], 1e-6)
+    if min(y1, ch.loose[3]) - max(y0, ch.loose[1]) < 0.5 * min(h, y1 - y0):
+        return False
+    if unicodedata.bidirectional(ch.text) in ("R", "AL") or unicodedata.bidirectional(last.text) in ("R", "AL"):
+        return True
+    return ch.box[0] >= last.box[0] - 0.5 * max(last.size, 1.0)
+
+
+def _split_lines(chars: list[Char]) -> list[list[Char]]:
+    lines: list[list[Char]] = []
+    cur: list[Char] = []
+    for ch in chars:
+        if ch.text in "\r\n":
+            if cur:
+                lines.append(cur)
+            cur = []
+            continue
+        if cur and not ch.text.isspace() and not _on_line(cur, ch):
+            lines.append(cur)
+            cur = []
+        if cur or not ch.text.isspace():
+            cur.append(ch)
+    if cur:
+        lines.append(cur)
+    return lines
+
+
+def _segments(line: list[Char]) -> list[list[Char]]:
+    """A line cut at gaps wider than :data:`SEGMENT_GAP` em (spaces do not count as ink).  An
+    invisible layer (a scan's OCR, whose word boxes are loose) is cut at gaps of 2.5 em only."""
+    ink = [c for c in line if not c.text.isspace()]
+    factor = 2.5 if sum(c.invisible for c in ink) > len(ink) / 2 else SEGMENT_GAP
+    segs: list[list[Char]] = [[]]
+    last: Char | None = None
+    for ch in line:
+        if ch.text.isspace():
+            if segs[-1]:
+                segs[-1].append(ch)
+            continue
+        if last is not None and ch.box[0] - last.box[2] > factor * max(last.size, ch.size, 1.0):
+            segs.append([])
+        segs[-1].append(ch)
+        last = ch
+    return [s for s in segs if any(not c.text.isspace() for c in s)]
+
+
+def _words(seg: list[Char]) -> list[list[Char]]:
+    words: list[list[Char]] = [[]]
+    for ch in seg:
+        if ch.text.isspace():
+            words.append([])
+            continue
+        prev = words[-1][-1] if words[-1] else None
+        if prev is not None and ch.box[0] - prev.box[2] > _WORD_GAP * max(prev.size, 1.0):
+            words.append([])
+        words[-1].append(ch)
+    return [w for w in words if w]
+
+
+def _union(boxes: list[Box], scale: float) -> list[float]:
+    return [
+        round(min(b[0] for b in boxes) * scale, 3),
+        round(min(b[1] for b in boxes) * scale, 3),
+        round(max(b[2] for b in boxes) * scale, 3),
+        round(max(b[3] for b in boxes) * scale, 3),
+    ]
+
+
+def _word_text(word: list[Char], last_of_line: bool) -> str:
+    text = _clean("".join(c.text for c in word))
+    if last_of_line and text.endswith("\x02"):
+        text = text[:-1] + "-"  # PDFium's marker of a hyphen at a line break
+    return text.replace("\x02", "").replace("\u00ad", "")
+
+
+def layer_lines(layer: Layer, scale: float = 1.0) -> list[dict[str, Any]]:
+    """The layer's line dicts (see the module docstring), boxes in points times ``scale``;
+    invisible characters are included (they are the text of a scan's OCR layer)."""
+    out: list[dict[str, Any]] = []
+    for line in _split_lines(layer.chars):
+        for seg in _segments(line):
+            words = _words(seg)
+            wdicts = []
+            for k, w in enumerate(words):
+                text = _word_text(w, k == len(words) - 1)
+                if text:
+                    wdicts.append({"text": text, "score": 1.0, "box": _union([c.box for c in w], scale)})
+            if not wdicts:
+                continue
+            glyphs = [c for w in words for c in w]
+            sizes = sorted(c.size for c in glyphs)
+            out.append(
+                {
+                    "text": " ".join(w["text"] for w in wdicts),
+                    "score": 1.0,
+                    "box": _union([c.box for c in glyphs], scale),
+                    "det_box": _union([c.loose for c in glyphs], scale),
+                    "words": wdicts,
+                    "size": round(sizes[len(sizes) // 2] * scale, 3),
+                }
+            )
+    return out
+
+
+
+
+# -- the neighbours' bands (page furniture) --------------------------------------------------
+
+#: the share of the page height at the top and at the bottom where running heads live
+BAND = 0.12
+
+
+def fold(text: str) -> str:
+    """A line of text as furniture is compared: lower case, digits as ``#``, spaces collapsed."""
+    return " ".join("".join("#" if c.isdigit() else c for c in text.lower()).split())
+
+
+def band_lines(path: str, index: int, neighbours: int = 2) -> list[str]:
+    """The folded lines (:func:`fold`) in the top and bottom :data:`BAND` of up to
+    ``neighbours`` pages next to page ``index`` (the previous and next first), sorted, unique."""
+    out: set[str] = set()
+    with _lock():
+        pdf = _open(path)
+        n = len(pdf)
+        order = sorted((i for i in range(n) if i != index), key=lambda i: (abs(i - index), i))
+        for i in order[:neighbours]:
+            page = pdf[i]
+            try:
+                left, bottom, right, top = (float(v) for v in page.get_bbox())
+                band = BAND * (top - bottom)
+                textpage = page.get_textpage()
+                try:
+                    for lo, hi in ((top - band, top), (bottom, bottom + band)):
+                        text = textpage.get_text_bounded(left=left, bottom=lo, right=right, top=hi)
+                        out.update(f for ln in text.splitlines() if (f := fold(ln)))
+                finally:
+                    textpage.close()
+            finally:
+                page.close()
+    return sorted(out)
