@@ -13,9 +13,10 @@ and one of these holds:
   appears in the same bands of the neighbouring pages (the text-layer path reads them);
 * **apart**: it is the outermost content of its band — nothing else lies above it (top) or
   below it (bottom) — and at least :data:`GAP` body em away from the rest of the page, in a
-  font no larger than the body's: where running heads and footers sit on a single page.
+  font at most 1.3 times the body's: where running heads and footers sit on a single page.
 
-A short paragraph in the left or right :data:`SIDE` of the page that is a stamp, or a vertical
+A page number that is the outermost content of the page (``apart``) is furniture anywhere in
+the outer :data:`NUMBER_BAND` (a page whose text ends early).  A short paragraph in the left or right :data:`SIDE` of the page that is a stamp, or a vertical
 run (taller than wide: the arXiv identifier, a "Downloaded from" note set sideways), is a
 ``page_footer`` too.
 """
@@ -28,9 +29,11 @@ from collections.abc import Collection, Sequence
 from .lines import Box, Line, union
 from .text_layer import fold
 
-__all__ = ["BAND", "GAP", "MAX_LINES", "MAX_WORDS", "SIDE", "is_stamp", "mark_furniture"]
+__all__ = ["BAND", "GAP", "MAX_LINES", "MAX_WORDS", "NUMBER_BAND", "SIDE", "is_stamp", "mark_furniture"]
 
 BAND = 0.12
+#: a page number counts as furniture this far from the edge when nothing lies beyond it
+NUMBER_BAND = 0.4
 SIDE = 0.08
 GAP = 0.8
 MAX_LINES = 3
@@ -91,13 +94,16 @@ def mark_furniture(
         if side and (is_stamp(text) or (y1 - y0) > 3 * (x1 - x0)) and not (top or bottom):
             out[i] = "page_footer"
             continue
+        number = bool(_PAGE_NUMBER.match(" ".join(text.split())))
         if not (top or bottom):
+            # a page number below (above) everything else, on a page whose text ends early
+            top, bottom = number and y1 <= NUMBER_BAND * height, number and y0 >= (1 - NUMBER_BAND) * height
+            if not (top or bottom):
+                continue
+        elif is_stamp(text) or any(fold(ln.text) in repeated for ln in g):
+            out[i] = "page_header" if top else "page_footer"
             continue
-        kind = "page_header" if top else "page_footer"
-        if is_stamp(text) or any(fold(ln.text) in repeated for ln in g):
-            out[i] = kind
-            continue
-        if kinds[i] != "text" or max(ln.size for ln in g) > 1.1 * em:
+        if kinds[i] != "text" or max(ln.size for ln in g) > 1.3 * em:
             continue
         others = [b for j, b in enumerate(boxes) if b is not None and j != i]
         if len(others) < 2:
@@ -107,5 +113,5 @@ def mark_furniture(
         else:
             apart = all(b[3] <= y0 - GAP * em or b[1] >= y0 - 0.5 * em for b in others)
         if apart:
-            out[i] = kind
+            out[i] = "page_header" if top else "page_footer"
     return out

@@ -133,8 +133,8 @@ def _sections(items: Sequence[Item], em: float, min_gap: float) -> list[list[Ite
 def _key_value_pairs(left: Sequence[Item], right: Sequence[Item]) -> bool:
     """Two groups side by side that are a list of label / value pairs (an infobox, a form), to be
     read row by row: most lines of each group have a partner on the same row in the other, at
-    least one group is ragged (lines of a text column mostly fill its width) and holds short
-    lines (labels: at most 5 words a line, as a median)."""
+    least one group is ragged (lines of a text column mostly fill its width) and the left one
+    holds short lines (labels: at most 5 words a line, as a median)."""
     if len(left) < 2 or len(right) < 2:
         return False
 
@@ -150,7 +150,7 @@ def _key_value_pairs(left: Sequence[Item], right: Sequence[Item]) -> bool:
     def words(group: Sequence[Item]) -> float:
         return statistics.median(len(getattr(it, "text", "x").split()) for it in group)
 
-    if min(words(left), words(right)) > 5:
+    if words(left) > 5:
         return False  # two columns of prose whose baselines happen to line up: no labels
     share = min(
         sum(paired(a, right) for a in left) / len(left),

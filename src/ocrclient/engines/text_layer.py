@@ -35,6 +35,8 @@ __all__ = ["BAND", "SEGMENT_GAP", "Char", "Layer", "band_lines", "fold", "layer_
 #: a gap wider than this many em inside a line cuts it into separate segments (table cells,
 #: columns set on one baseline); justified prose stays well below it
 SEGMENT_GAP = 0.9
+#: a gap that this many lines share (at one x) is a column gutter
+GUTTER_LINES = 6
 #: a word break where two glyphs are further apart than this many em without a space between
 _WORD_GAP = 0.3
 
@@ -257,11 +259,49 @@ def _split_lines(chars: list[Char]) -> list[list[Char]]:
     return lines
 
 
-def _segments(line: list[Char]) -> list[list[Char]]:
-    """A line cut at gaps wider than :data:`SEGMENT_GAP` em (spaces do not count as ink).  An
-    invisible layer (a scan's OCR, whose word boxes are loose) is cut at gaps of 2.5 em only."""
+def _gaps(line: list[Char], least: float) -> list[tuple[float, float]]:
+    ink = [c for c in line if not c.text.isspace()]
+    return [
+        (a.box[2], b.box[0])
+        for a, b in zip(ink, ink[1:], strict=False)
+        if b.box[0] - a.box[2] > least * max(a.size, 1.0)
+    ]
+
+
+def _gutters(lines: list[list[Char]]) -> list[float]:
+    """x positions (whole points) that the word gaps of at least :data:`GUTTER_LINES` lines
+    cover, and of at least 60 % of the lines that reach across them: the gutter between two
+    columns whose lines PDFium reads as one (in prose, word gaps fall anywhere)."""
+    counts: dict[int, int] = {}
+    for line in lines:
+        for a, b in _gaps(line, 0.3):
+            for x in range(int(a) + 1, int(b)):
+                counts[x] = counts.get(x, 0) + 1
+    cand = {x for x, n in counts.items() if n >= GUTTER_LINES}
+    if not cand:
+        return []
+    across: dict[int, int] = dict.fromkeys(cand, 0)
+    for line in lines:
+        ink = [c for c in line if not c.text.isspace()]
+        if ink:
+            lo, hi = ink[0].box[0], max(c.box[2] for c in ink)
+            for x in cand:
+                if lo < x < hi:
+                    across[x] += 1
+    return [float(x) for x in cand if counts[x] >= 0.6 * across[x]]
+
+
+def _segments(line: list[Char], gutters: frozenset[int] = frozenset()) -> list[list[Char]]:
+    """A line cut at gaps wider than :data:`SEGMENT_GAP` em (spaces do not count as ink), or
+    wider than 0.3 em that cover one of the page's ``gutters``.  An invisible layer (a scan's
+    OCR, whose word boxes are loose) is cut at gaps of 2.5 em only, and a loosely justified line
+    (three or more word gaps, the widest at most 1.6 times the narrowest: table rows mix narrow
+    gaps inside cells with wide ones between them) only at gutters."""
     ink = [c for c in line if not c.text.isspace()]
     factor = 2.5 if sum(c.invisible for c in ink) > len(ink) / 2 else SEGMENT_GAP
+    widths = [b - a for a, b in _gaps(line, 0.15)]
+    if len(widths) >= 3 and max(widths) <= 1.6 * min(widths):
+        factor = float("inf")
     segs: list[list[Char]] = [[]]
     last: Char | None = None
     for ch in line:
@@ -269,8 +309,13 @@ def _segments(line: list[Char]) -> list[list[Char]]:
             if segs[-1]:
                 segs[-1].append(ch)
             continue
-        if last is not None and ch.box[0] - last.box[2] > factor * max(last.size, ch.size, 1.0):
-            segs.append([])
+        if last is not None:
+            gap = ch.box[0] - last.box[2]
+            wide = gap > factor * max(last.size, ch.size, 1.0)
+            if wide or (gap > 0.3 * max(last.size, 1.0) and any(
+                x in gutters for x in range(int(last.box[2]) + 1, int(ch.box[0]))
+            )):
+                segs.append([])
         segs[-1].append(ch)
         last = ch
     return [s for s in segs if any(not c.text.isspace() for c in s)]
@@ -309,8 +354,10 @@ def layer_lines(layer: Layer, scale: float = 1.0) -> list[dict[str, Any]]:
     """The layer's line dicts (see the module docstring), boxes in points times ``scale``;
     invisible characters are included (they are the text of a scan's OCR layer)."""
     out: list[dict[str, Any]] = []
-    for line in _split_lines(layer.chars):
-        for seg in _segments(line):
+    lines = _split_lines(layer.chars)
+    gutters = frozenset(int(x) for x in _gutters(lines))
+    for line in lines:
+        for seg in _segments(line, gutters):
             words = _words(seg)
             wdicts = []
             for k, w in enumerate(words):
