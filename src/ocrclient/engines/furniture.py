@@ -35,7 +35,7 @@ BAND = 0.12
 #: a page number counts as furniture this far from the edge when nothing lies beyond it
 NUMBER_BAND = 0.4
 SIDE = 0.08
-GAP = 0.8
+GAP = 0.6
 MAX_LINES = 3
 MAX_WORDS = 25
 
@@ -103,7 +103,7 @@ def mark_furniture(
         elif is_stamp(text) or any(fold(ln.text) in repeated for ln in g):
             out[i] = "page_header" if top else "page_footer"
             continue
-        if kinds[i] != "text" or max(ln.size for ln in g) > 1.3 * em:
+        if kinds[i] not in ("text", "section_header") or max(ln.size for ln in g) > 1.3 * em:
             continue
         others = [b for j, b in enumerate(boxes) if b is not None and j != i]
         if len(others) < 2:

@@ -130,6 +130,7 @@ def _line_block(line: Line) -> RawBlock:
         box=line.box,
         confidence=line.score,
         children=_word_blocks(line),
+        source=line.source,
     )
 
 
@@ -181,9 +182,13 @@ def layout_lines(
 
 
 def _tag(blocks: Sequence[RawBlock], source: str) -> None:
+    """Set ``source`` on blocks that have none: a block's own lines decide (all from the text
+    layer: ``text-layer``; any OCR'd: ``ocr``), else the page's ``source``."""
     for b in blocks:
-        b.source = source
-        _tag(b.children, source)
+        _tag(b.children, b.source or source)
+        if b.source is None:
+            own = {c.source for c in b.children if c.type == "line"}
+            b.source = own.pop() if len(own) == 1 else ("ocr" if own else source)
 
 
 def _paragraphs(ordered: Sequence[Item], em: float) -> list[list[Line] | Table]:

@@ -28,7 +28,7 @@ from typing import Any
 
 from .rapidocr import EngineSettings
 from .text_layer import Layer, band_lines, layer_lines, read_layer
-from .trust import Sampler, Verdict, judge
+from .trust import Sampler, Verdict, inked, judge
 
 __all__ = ["MODES", "PageReading", "read_pdf_page"]
 
@@ -78,6 +78,37 @@ def _ocr(image: bytes, settings: EngineSettings, why: str, start: float) -> Page
     return PageReading(reading.text, data, time.perf_counter() - start)
 
 
+def _overlap(a: list[float], b: list[float]) -> float:
+    """The intersection of two boxes as a share of the smaller one."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return w * h / max(small, 1e-6)
+
+
+def _hybrid(
+    image: bytes, settings: EngineSettings, why: str, start: float, layer_lines: list[dict[str, Any]]
+) -> PageReading:
+    """A page that is mostly image: OCR'd (the words in the images), with the text layer's own
+    lines in place of the OCR lines they cover (exact text where the layer has it)."""
+    page = _ocr(image, settings, why, start)
+    if not layer_lines:
+        return page
+    ocr_lines = page.data.get("lines") or []
+    kept = [o for o in ocr_lines if not any(_overlap(o["box"], t["box"]) >= 0.5 for t in layer_lines)]
+    for o in kept:
+        o["source"] = "ocr"
+    for t in layer_lines:
+        t["source"] = "text-layer"
+    merged = sorted([*kept, *layer_lines], key=lambda ln: (ln["box"][1], ln["box"][0]))
+    page.data["lines"] = merged
+    page.data["text_layer"] = {"used": True, "why": why + "; OCR'd, with the layer's lines where it has them"}
+    page.text = "\n".join(ln["text"] for ln in merged)
+    return page
+
+
 def _scaled(boxes: list[tuple[float, float, float, float]], scale: float) -> list[list[float]]:
     return [[round(v * scale, 3) for v in b] for b in boxes]
 
@@ -107,6 +138,8 @@ def read_pdf_page(image: bytes, pdf: Mapping[str, Any], settings: EngineSettings
         verdict = Verdict(True, "forced (text_layer = always)")
     else:
         verdict = judge(layer, lines, gray, _sampler(settings))
+    if verdict.image_page and not layer.rotation:
+        return _hybrid(image, settings, verdict.why, start, [ln for ln in lines if inked(gray, ln["box"])])
     if not verdict.trusted or not lines:
         return _ocr(image, settings, verdict.why, start)
     data: dict[str, Any] = {

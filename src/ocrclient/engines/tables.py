@@ -1,7 +1,7 @@
 """Tables: rows of three or more separate cells, from line geometry alone.
 
 Lines are grouped into rows (vertical overlap).  Two or more consecutive rows of three or more
-separate segments, none wider than 45 % of the row and at most one of six words or more (three
+separate segments, none wider than 45 % of the row and at most one of five words or more (three
 columns of prose are no table), form a table (up to two rows of one or two narrow lines may lie
 between them: wrapped cells, a group heading); neighbouring rows of two
 or more cells that each sit in one of its columns join it (empty cells).  Cells are assigned to
@@ -82,7 +82,7 @@ def find_tables(lines: Sequence[Line], em: float) -> tuple[list[Table], list[Lin
         # a line of prose beside a sidebar is not a cell
         and max(ln.w for ln in r) <= 0.45 * (r[-1].x1 - r[0].x0)
         # nor are the lines of three columns of prose side by side
-        and sum(len(ln.text.split()) >= 6 for ln in r) < 2
+        and sum(len(ln.text.split()) >= 5 for ln in r) < 2
         for r in rows
     ]
     tables: list[Table] = []

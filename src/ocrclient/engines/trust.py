@@ -8,7 +8,9 @@ to OCR (its reason is kept in the reply's ``text_layer.why``):
    (PDFium's map error), private-use code points, U+FFFD, control characters.  ``(cid:12)``-style
    garbage and symbol fonts end here.
 3. **Not mostly image**: a page whose image objects cover at least half of it and that has fewer
-   than :data:`IMAGE_PAGE_CHARS` characters is a slide or a poster whose words are in the images.
+   than :data:`IMAGE_PAGE_CHARS` characters is a slide or a poster whose words are in the images:
+   it is OCR'd, and the layer's own lines (those on ink) replace the OCR lines they cover
+   (:mod:`ocrclient.engines.pdf_page`).
 4. **Glyphs on ink**: the page image is rendered anyway (it is what OCR would read); at least
    :data:`MIN_INKED` of the text (by characters) must sit on inked pixels (contrast inside the
    line's box).  White or hidden text, and an invisible layer that does not lie over the scan it
@@ -37,7 +39,7 @@ from typing import Any
 
 from .text_layer import Layer
 
-__all__ = ["MIN_CHARS", "Verdict", "judge", "plausible_letters"]
+__all__ = ["MIN_CHARS", "Verdict", "inked", "judge", "plausible_letters"]
 
 MIN_CHARS = 20
 MAX_BAD = 0.05
@@ -59,6 +61,8 @@ Sampler = Callable[[list[Any]], list[str]]
 class Verdict:
     trusted: bool
     why: str
+    #: failed check 3 only (mostly image): the layer's lines are good where they are
+    image_page: bool = False
 
 
 def _bad(ch: str, unmapped: bool) -> bool:
@@ -77,7 +81,8 @@ def plausible_letters(text: str) -> float | None:
     return sum(c in _COMMON for c in letters) / len(letters)
 
 
-def _inked(gray: Any, box: Sequence[float]) -> bool:
+def inked(gray: Any, box: Sequence[float]) -> bool:
+    """Whether the box holds ink (contrast) in the page image ``gray``."""
     h, w = gray.shape
     x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
     x1, y1 = min(w, int(box[2]) + 1), min(h, int(box[3]) + 1)
@@ -140,11 +145,11 @@ def judge(layer: Layer, lines: Sequence[dict[str, Any]], gray: Any, sample: Samp
         return Verdict(False, f"{bad:.0%} of the characters have no valid Unicode")
     cover = layer.image_cover()
     if cover >= 0.5 and len(chars) < IMAGE_PAGE_CHARS:
-        return Verdict(False, f"mostly image ({cover:.0%} of the page) with little text")
+        return Verdict(False, f"mostly image ({cover:.0%} of the page) with little text", image_page=True)
     weight = sum(len(ln["text"]) for ln in lines) or 1
-    inked = sum(len(ln["text"]) for ln in lines if _inked(gray, ln["box"])) / weight
-    if inked < MIN_INKED:
-        return Verdict(False, f"only {inked:.0%} of the text lies on ink")
+    share = sum(len(ln["text"]) for ln in lines if inked(gray, ln["box"])) / weight
+    if share < MIN_INKED:
+        return Verdict(False, f"only {share:.0%} of the text lies on ink")
     invisible = sum(c.invisible for c in chars) / len(chars)
     letters = plausible_letters("".join(c.text for c in chars))
     implausible = letters is not None and letters < MIN_COMMON_LETTERS
