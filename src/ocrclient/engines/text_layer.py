@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import unicodedata
 from collections import OrderedDict
@@ -63,9 +64,9 @@ class Char:
 class Layer:
     """What the text layer of one page holds (see the module docstring)."""
 
-    width: float  # the page upright (``/Rotate`` not applied), points
+    width: float  # the page turned so that its text runs left to right, points
     height: float
-    rotation: int = 0  # the page's /Rotate: clockwise degrees from upright to displayed
+    rotation: int = 0  # clockwise degrees from this frame to the displayed page
     chars: list[Char] = field(default_factory=list)
     images: list[Box] = field(default_factory=list)
     rules: list[Box] = field(default_factory=list)
@@ -159,7 +160,6 @@ def _read_page(page: Any) -> Layer:
     textpage = page.get_textpage()
     try:
         raw = textpage.raw
-        modes: dict[int, bool] = {}
         left, right, bottom, top = (ctypes.c_double() for _ in range(4))
         rect = pdfium_c.FS_RECTF()
         for i in range(textpage.count_chars()):
@@ -169,9 +169,6 @@ def _read_page(page: Any) -> Layer:
             pdfium_c.FPDFText_GetCharBox(raw, i, left, right, bottom, top)
             pdfium_c.FPDFText_GetLooseCharBox(raw, i, rect)
             obj = pdfium_c.FPDFText_GetTextObject(raw, i)
-            key = ctypes.cast(obj, ctypes.c_void_p).value or 0
-            if key not in modes:
-                modes[key] = bool(obj) and pdfium_c.FPDFTextObj_GetTextRenderMode(obj) == 3
             ch = (
                 Char(
                     text=chr(code) if code < 0x110000 else "\ufffd",
@@ -179,7 +176,7 @@ def _read_page(page: Any) -> Layer:
                     loose=disp.box(rect.left, rect.bottom, rect.right, rect.top),
                     size=0.0,
                     generated=bool(pdfium_c.FPDFText_IsGenerated(raw, i) == 1),
-                    invisible=modes[key],
+                    invisible=bool(obj) and pdfium_c.FPDFTextObj_GetTextRenderMode(obj) == 3,
                     unmapped=bool(pdfium_c.FPDFText_HasUnicodeMapError(raw, i) == 1),
                 )
             )
@@ -187,10 +184,50 @@ def _read_page(page: Any) -> Layer:
             # (the nominal font size is often 1 with the size in the text matrix)
             ch.size = max(ch.loose[3] - ch.loose[1], ch.box[3] - ch.box[1], 0.1)
             layer.chars.append(ch)
+        turn = _text_turn(raw, textpage.count_chars())
     finally:
         textpage.close()
     _page_objects(page, disp, layer)
+    if turn:
+        _turn(layer, turn)
     return layer
+
+
+def _text_turn(raw: Any, count: int) -> int:
+    """The clockwise turn (0/90/180/270) that makes most of the page's text run left to right
+    (PDFium's character angle, read on up to 400 characters)."""
+    import pypdfium2.raw as pdfium_c
+
+    votes: dict[int, int] = {}
+    for i in range(0, count, max(1, count // 400)):
+        angle = pdfium_c.FPDFText_GetCharAngle(raw, i)
+        if angle >= 0:
+            quarter = int(round(math.degrees(angle) / 90.0)) % 4
+            votes[quarter] = votes.get(quarter, 0) + 1
+    if not votes:
+        return 0
+    return (-90 * max(votes, key=lambda q: votes[q])) % 360
+
+
+def _turn(layer: Layer, turn: int) -> None:
+    """Turn the layer clockwise by ``turn`` degrees (its text then runs left to right); its
+    :attr:`Layer.rotation` becomes the turn left from there to the displayed page."""
+    from ..geometry import rotate_norm_box
+
+    w, h = layer.width, layer.height
+    nw, nh = (h, w) if turn in (90, 270) else (w, h)
+
+    def move(b: Box) -> Box:
+        n = rotate_norm_box((b[0] / w, b[1] / h, b[2] / w, b[3] / h), turn)
+        return (n[0] * nw, n[1] * nh, n[2] * nw, n[3] * nh)
+
+    for ch in layer.chars:
+        ch.box, ch.loose = move(ch.box), move(ch.loose)
+        ch.size = max(ch.loose[3] - ch.loose[1], ch.box[3] - ch.box[1], 0.1)
+    layer.images = [move(b) for b in layer.images]
+    layer.rules = [move(b) for b in layer.rules]
+    layer.width, layer.height = nw, nh
+    layer.rotation = (layer.rotation - turn) % 360
 
 
 def _page_objects(page: Any, disp: _Upright, layer: Layer) -> None:
@@ -220,42 +257,55 @@ def _clean(text: str) -> str:
     return "".join(_LIGATURES.get(ch, ch) for ch in text)
 
 
-def _on_line(cur: list[Char], ch: Char) -> bool:
-    """Whether ``ch`` continues the line ``cur``: it overlaps the line's band by half its own
-    height (accents and sub/superscripts included) and has not gone back left (right-to-left
-    scripts run leftwards)."""
-    if unicodedata.category(ch.text) in ("Mn", "Sk"):
-        return True  # a spacing accent placed over the previous glyph
-    ink = [c for c in cur if not c.text.isspace()]  # PDFium's own spaces have odd boxes
-    if not ink:
-        return True
-    last = ink[-1]
-    y0 = min(c.loose[1] for c in ink)
-    y1 = max(c.loose[3] for c in ink)
-    h = max(ch.loose[3] - ch.loose[1], 1e-6)
-    if min(y1, ch.loose[3]) - max(y0, ch.loose[1]) < 0.5 * min(h, y1 - y0):
-        return False
-    if unicodedata.bidirectional(ch.text) in ("R", "AL") or unicodedata.bidirectional(last.text) in ("R", "AL"):
-        return True
-    return ch.box[0] >= last.box[0] - 0.5 * max(last.size, 1.0)
+class _LineState:
+    """The line being built: its characters, its band (top, bottom) and its last glyph."""
+
+    def __init__(self) -> None:
+        self.chars: list[Char] = []
+        self.y0 = self.y1 = 0.0
+        self.last: Char | None = None
+
+    def add(self, ch: Char) -> None:
+        self.chars.append(ch)
+        if ch.text.isspace():
+            return  # PDFium's own spaces have odd boxes
+        if self.last is None:
+            self.y0, self.y1 = ch.loose[1], ch.loose[3]
+        else:
+            self.y0, self.y1 = min(self.y0, ch.loose[1]), max(self.y1, ch.loose[3])
+        self.last = ch
+
+    def takes(self, ch: Char) -> bool:
+        """Whether ``ch`` continues the line: it overlaps the line's band by half its own height
+        (accents and sub/superscripts included) and has not gone back left (right-to-left
+        scripts run leftwards)."""
+        last = self.last
+        if last is None or unicodedata.category(ch.text) in ("Mn", "Sk"):
+            return True  # a spacing accent placed over the previous glyph
+        h = max(ch.loose[3] - ch.loose[1], 1e-6)
+        if min(self.y1, ch.loose[3]) - max(self.y0, ch.loose[1]) < 0.5 * min(h, self.y1 - self.y0):
+            return False
+        if unicodedata.bidirectional(ch.text) in ("R", "AL") or unicodedata.bidirectional(last.text) in ("R", "AL"):
+            return True
+        return ch.box[0] >= last.box[0] - 0.5 * max(last.size, 1.0)
 
 
 def _split_lines(chars: list[Char]) -> list[list[Char]]:
     lines: list[list[Char]] = []
-    cur: list[Char] = []
+    cur = _LineState()
     for ch in chars:
         if ch.text in "\r\n":
-            if cur:
-                lines.append(cur)
-            cur = []
+            if cur.chars:
+                lines.append(cur.chars)
+            cur = _LineState()
             continue
-        if cur and not ch.text.isspace() and not _on_line(cur, ch):
-            lines.append(cur)
-            cur = []
-        if cur or not ch.text.isspace():
-            cur.append(ch)
-    if cur:
-        lines.append(cur)
+        if cur.chars and not ch.text.isspace() and not cur.takes(ch):
+            lines.append(cur.chars)
+            cur = _LineState()
+        if cur.chars or not ch.text.isspace():
+            cur.add(ch)
+    if cur.chars:
+        lines.append(cur.chars)
     return lines
 
 
@@ -274,7 +324,7 @@ def _gutters(lines: list[list[Char]]) -> list[float]:
     columns whose lines PDFium reads as one (in prose, word gaps fall anywhere)."""
     counts: dict[int, int] = {}
     for line in lines:
-        for a, b in _gaps(line, 0.3):
+        for a, b in _gaps(line, 0.6):
             for x in range(int(a) + 1, int(b)):
                 counts[x] = counts.get(x, 0) + 1
     cand = {x for x, n in counts.items() if n >= GUTTER_LINES}
@@ -293,7 +343,7 @@ def _gutters(lines: list[list[Char]]) -> list[float]:
 
 def _segments(line: list[Char], gutters: frozenset[int] = frozenset()) -> list[list[Char]]:
     """A line cut at gaps wider than :data:`SEGMENT_GAP` em (spaces do not count as ink), or
-    wider than 0.3 em that cover one of the page's ``gutters``.  An invisible layer (a scan's
+    wider than 0.6 em that cover one of the page's ``gutters``.  An invisible layer (a scan's
     OCR, whose word boxes are loose) is cut at gaps of 2.5 em only, and a loosely justified line
     (three or more word gaps, the widest at most 1.6 times the narrowest: table rows mix narrow
     gaps inside cells with wide ones between them) only at gutters."""
@@ -312,7 +362,7 @@ def _segments(line: list[Char], gutters: frozenset[int] = frozenset()) -> list[l
         if last is not None:
             gap = ch.box[0] - last.box[2]
             wide = gap > factor * max(last.size, ch.size, 1.0)
-            if wide or (gap > 0.3 * max(last.size, 1.0) and any(
+            if wide or (gap > 0.6 * max(last.size, 1.0) and any(
                 x in gutters for x in range(int(last.box[2]) + 1, int(ch.box[0]))
             )):
                 segs.append([])
