@@ -342,7 +342,11 @@ def test_pdf_given_as_bytes_is_read_from_its_text_layer() -> None:
 # page furniture
 # ---------------------------------------------------------------------------------------------
 
-HEADERS_FOOTERS = sorted(p.name for p in (BENCH / "pdfs" / "headers_footers").glob("*.pdf")) or ["(none)"]
+#: the born-digital pages of the headers/footers set (ff1fc6...: a slide whose furniture is
+#: lettering in its images, OCR'd: the benchmark scores that one)
+HEADERS_FOOTERS = sorted(
+    p.name for p in (BENCH / "pdfs" / "headers_footers").glob("*.pdf") if not p.name.startswith("ff1fc6")
+) or ["(none)"]
 
 
 @pytest.mark.parametrize("name", HEADERS_FOOTERS)
@@ -350,9 +354,8 @@ def test_running_heads_footers_and_page_numbers_stay_out_of_the_markdown(name: s
     require_corpus(name != "(none)", "olmocr-bench-sample/pdfs/headers_footers")
     pdf = f"headers_footers/{name}"
     doc = _convert(f"olmocr-bench-sample/pdfs/{pdf}")
-    if {b.source for b in doc.pages[0].blocks} != {"text-layer"}:
-        pytest.skip("an image page: its furniture is the OCR's (the benchmark scores it)")
-    passed, failed = _score(pdf, ("absent",))
+    assert {b.source for b in doc.pages[0].blocks} == {"text-layer"}
+    _passed, failed = _score(pdf, ("absent",))
     assert not failed, failed
     assert any(b.type in ("page_header", "page_footer") for b in doc.pages[0].blocks)
 

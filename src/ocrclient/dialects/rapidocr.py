@@ -118,7 +118,8 @@ class RapidOCRDialect:
         data = reply.data
         size = data.get("image_size")
         page_size = (float(size[0]), float(size[1])) if isinstance(size, list) and len(size) == 2 else None
-        layer = data.get("text_layer") if isinstance(data.get("text_layer"), dict) else {}
+        found = data.get("text_layer")
+        layer: dict[str, Any] = found if isinstance(found, dict) else {}
         markdown, blocks, meta = layout_lines(
             lines,
             page.number if page is not None else request.page or 1,

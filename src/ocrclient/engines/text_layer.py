@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import math
 import os
 import unicodedata
@@ -81,7 +82,7 @@ class Layer:
         if self.width <= 0 or self.height <= 0 or not self.images:
             return 0.0
         n = 50
-        cells = set()
+        cells: set[tuple[int, int]] = set()
         for x0, y0, x1, y1 in self.images:
             i0, i1 = int(x0 / self.width * n), int(min(x1 / self.width, 0.9999) * n)
             j0, j1 = int(y0 / self.height * n), int(min(y1 / self.height, 0.9999) * n)
@@ -130,10 +131,13 @@ class _Upright:
     page's ``/Rotate``, which turns this space into the displayed page."""
 
     def __init__(self, page: Any) -> None:
-        left, bottom, right, top = (float(v) for v in page.get_bbox())
-        self.left, self.top = left, top
-        self.w, self.h = right - left, top - bottom
-        self.rotation = int(page.get_rotation()) % 360
+        from ..pages.render import pdf_page_box  # the one reader of a page's box
+
+        box = pdf_page_box(page)
+        self.rotation = box.rotation % 360
+        self.w, self.h = (box.height, box.width) if self.rotation in (90, 270) else (box.width, box.height)
+        self.left, self.bottom = box.crop_x, box.crop_y
+        self.top = box.crop_y + self.h
 
     def box(self, left: float, bottom: float, right: float, top: float) -> Box:
         x0, x1 = sorted((left - self.left, right - self.left))
@@ -202,7 +206,7 @@ def _text_turn(raw: Any, count: int) -> int:
     for i in range(0, count, max(1, count // 400)):
         angle = pdfium_c.FPDFText_GetCharAngle(raw, i)
         if angle >= 0:
-            quarter = int(round(math.degrees(angle) / 90.0)) % 4
+            quarter = round(math.degrees(angle) / 90.0) % 4
             votes[quarter] = votes.get(quarter, 0) + 1
     if not votes:
         return 0
@@ -313,7 +317,7 @@ def _gaps(line: list[Char], least: float) -> list[tuple[float, float]]:
     ink = [c for c in line if not c.text.isspace()]
     return [
         (a.box[2], b.box[0])
-        for a, b in zip(ink, ink[1:], strict=False)
+        for a, b in itertools.pairwise(ink)
         if b.box[0] - a.box[2] > least * max(a.size, 1.0)
     ]
 
@@ -409,7 +413,7 @@ def layer_lines(layer: Layer, scale: float = 1.0) -> list[dict[str, Any]]:
     for line in lines:
         for seg in _segments(line, gutters):
             words = _words(seg)
-            wdicts = []
+            wdicts: list[dict[str, Any]] = []
             for k, w in enumerate(words):
                 text = _word_text(w, k == len(words) - 1)
                 if text:
@@ -455,7 +459,8 @@ def band_lines(path: str, index: int, neighbours: int = 2) -> list[str]:
         for i in order[:neighbours]:
             page = pdf[i]
             try:
-                left, bottom, right, top = (float(v) for v in page.get_bbox())
+                up = _Upright(page)
+                left, bottom, right, top = up.left, up.bottom, up.left + up.w, up.top
                 band = BAND * (top - bottom)
                 textpage = page.get_textpage()
                 try:
