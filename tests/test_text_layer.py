@@ -440,3 +440,31 @@ def test_math_keeps_the_layer_characters() -> None:
     md = _convert("olmocr-bench-sample/pdfs/math_2503_04086.pdf").pages[0].markdown
     assert "ζ" in md and "∑" in md
     assert "Allgemeine theorie der Gaußschen Summen" in md
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cli_text_layer_and_keep_furniture_flags(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ocrclient.cli import app
+
+    pdf = corpus("olmocr-bench-sample", "pdfs", "headers_footers", "ff4f7dad78081cff727d19ab51c181d4a661_pg1.pdf")
+    runner = CliRunner()
+    bad = runner.invoke(app, ["convert", str(pdf), "-o", str(tmp_path / "bad"), "--text-layer", "sometimes"])
+    assert bad.exit_code == 2 and "--text-layer must be auto, always or never" in bad.output
+    assert "Traceback" not in bad.output
+    for flag, out in (([], "plain"), (["--keep-furniture"], "kept")):
+        res = runner.invoke(app, ["convert", str(pdf), "-o", str(tmp_path / out), "--no-cache", "-q", *flag])
+        assert res.exit_code == 0, res.output
+    stamp = "Download date: 28 Dec 2018"
+    plain = (tmp_path / "plain" / f"{pdf.stem}.md").read_text(encoding="utf-8")
+    kept = (tmp_path / "kept" / f"{pdf.stem}.md").read_text(encoding="utf-8")
+    assert stamp not in plain and stamp in kept
+    doc = json.loads((tmp_path / "plain" / f"{pdf.stem}.json").read_text(encoding="utf-8"))
+    blocks = doc["pages"][0]["blocks"]
+    assert {b["source"] for b in blocks} == {"text-layer"}
+    assert any(b["type"] == "page_footer" and stamp in b["text"] for b in blocks)
