@@ -12,8 +12,10 @@ and one of these holds:
 * **repeated**: one of its lines, digits folded (:func:`ocrclient.engines.text_layer.fold`),
   appears in the same bands of the neighbouring pages (the text-layer path reads them);
 * **apart**: it is the outermost content of its band — nothing else lies above it (top) or
-  below it (bottom) — and at least :data:`GAP` body em away from the rest of the page, in a
-  font at most 1.3 times the body's: where running heads and footers sit on a single page.
+  below it (bottom) — and at least :data:`GAP` body em away from the rest of the page (at the
+  top in a font at most 1.3 times the body's, not a title): where running heads and footers
+  sit on a single page.  Furniture already found does not count as the rest of the page, so a
+  footer of two lines is found from the bottom up.
 
 A page number that is the outermost content of the page (``apart``) is furniture anywhere in
 the outer :data:`NUMBER_BAND` (a page whose text ends early).  A short paragraph in the left or right :data:`SIDE` of the page that is a stamp, or a vertical
@@ -84,7 +86,9 @@ def mark_furniture(
         for i, g in enumerate(groups)
         if g and kinds[i] in ("text", "section_header", "title") and _short(g)
     ]
-    for i in cands:
+    for i in cands * 2:  # twice: a footer of two lines is found from its lower line up
+        if out[i] != kinds[i]:
+            continue
         g, box = groups[i], boxes[i]
         assert g is not None and box is not None
         x0, y0, x1, y1 = box
@@ -103,9 +107,10 @@ def mark_furniture(
         elif is_stamp(text) or any(fold(ln.text) in repeated for ln in g):
             out[i] = "page_header" if top else "page_footer"
             continue
-        if kinds[i] not in ("text", "section_header") or max(ln.size for ln in g) > 1.3 * em:
+        # a big title at the top of a page is no running head; at the bottom, a logo line may be
+        if top and (kinds[i] not in ("text", "section_header") or max(ln.size for ln in g) > 1.3 * em):
             continue
-        others = [b for j, b in enumerate(boxes) if b is not None and j != i]
+        others = [b for j, b in enumerate(boxes) if b is not None and j != i and out[j] == kinds[j]]
         if len(others) < 2:
             continue  # a page of a line or two has no furniture to tell apart
         if top:
