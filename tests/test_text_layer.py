@@ -468,3 +468,28 @@ def test_cli_text_layer_and_keep_furniture_flags(tmp_path: Path) -> None:
     blocks = doc["pages"][0]["blocks"]
     assert {b["source"] for b in blocks} == {"text-layer"}
     assert any(b["type"] == "page_footer" and stamp in b["text"] for b in blocks)
+
+
+def test_a_defect_in_the_layer_reading_falls_back_to_ocr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any exception while reading a layer costs the page its layer, never the page."""
+    from ocrclient.engines import pdf_page
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a bug")
+
+    seen: list[str] = []
+
+    def ocr(image: bytes, settings: EngineSettings, why: str, start: float) -> Any:
+        seen.append(why)
+        return pdf_page.PageReading("", {"lines": [], "source": "ocr"}, 0.0)
+
+    monkeypatch.setattr(pdf_page, "layer_lines", broken)
+    monkeypatch.setattr(pdf_page, "_ocr", ocr)
+    path = corpus("olmocr-bench-sample", "pdfs", "earnings.pdf")
+    page = read_pdf_page(_png(path, dpi=50), {"path": str(path), "index": 0, "mode": "auto"}, EngineSettings())
+    assert page.data["source"] == "ocr" and seen == ["the text layer could not be read (TypeError)"]
+
+
+def test_spacing_accents_combine_with_their_letter() -> None:
+    md = _convert("olmocr-bench-sample/pdfs/math_2503_04086.pdf").pages[0].markdown
+    assert "Ján Min" in md and "´" not in md

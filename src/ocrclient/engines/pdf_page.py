@@ -115,8 +115,6 @@ def _scaled(boxes: list[tuple[float, float, float, float]], scale: float) -> lis
 
 def read_pdf_page(image: bytes, pdf: Mapping[str, Any], settings: EngineSettings) -> PageReading:
     """Read one page (blocking: call it from a worker thread); see the module docstring."""
-    import numpy as np
-
     from .read import decode
 
     start = time.perf_counter()
@@ -128,7 +126,21 @@ def read_pdf_page(image: bytes, pdf: Mapping[str, Any], settings: EngineSettings
         return _ocr(image, settings, f"cannot read the text layer ({type(exc).__name__})", start)
     if not layer.text_chars:
         return _ocr(image, settings, "no text layer", start)
-    img = decode(image)
+    img = decode(image)  # an undecodable image fails the page either way
+    try:
+        return _from_layer(image, img, layer, mode, (path, index), settings, start)
+    except Exception as exc:  # a defect in the layer's reading must not cost the page: OCR it
+        log.warning("page %d of %s: the text layer could not be read: %r", index + 1, path, exc)
+        return _ocr(image, settings, f"the text layer could not be read ({type(exc).__name__})", start)
+
+
+def _from_layer(
+    image: bytes, img: Any, layer: Layer, mode: str, where: tuple[str, int], settings: EngineSettings, start: float
+) -> PageReading:
+    """The page from its layer when it is trusted (or forced), else OCR (or the hybrid)."""
+    import numpy as np
+
+    path, index = where
     shown_w = layer.height if layer.rotation in (90, 270) else layer.width
     scale = img.size[0] / max(shown_w, 1e-6)
     upright = img.rotate(layer.rotation, expand=True) if layer.rotation else img

@@ -313,6 +313,43 @@ def _split_lines(chars: list[Char]) -> list[list[Char]]:
     return lines
 
 
+#: spacing accents as fonts draw them (a separate glyph over the letter) -> combining marks
+_ACCENTS = {"\u00b4": "\u0301", "`": "\u0300", "\u02c6": "\u0302", "^": "\u0302", "\u02dc": "\u0303",
+            "~": "\u0303", "\u00a8": "\u0308", "\u02c7": "\u030c", "\u00b8": "\u0327", "\u02d8": "\u0306",
+            "\u02d9": "\u0307", "\u02da": "\u030a", "\u00af": "\u0304", "\u02dd": "\u030b", "\u02db": "\u0328"}  # fmt: skip
+
+
+def _place_accents(line: list[Char]) -> list[Char]:
+    """Spacing accents drawn over (or under) a letter of the line -> combined with it (``a`` +
+    ``´`` -> ``á``), wherever PDFium put them in its order; the spaces it inserted around them go."""
+    marks = [c for c in line if c.text in _ACCENTS and not c.generated]
+    if not marks:
+        return line
+    letters = [c for c in line if c.text.isalpha()]
+    taken: set[int] = set()
+    for mark in marks:
+        cx = (mark.box[0] + mark.box[2]) / 2
+        over = [c for c in letters if c.box[0] - 0.5 <= cx <= c.box[2] + 0.5]
+        if not over or (mark.box[3] - mark.box[1]) > 0.6 * mark.size:
+            continue  # a free-standing accent (or an apostrophe-like glyph): keep it
+        base = min(over, key=lambda c: abs((c.box[0] + c.box[2]) / 2 - cx))
+        combined = unicodedata.normalize("NFC", base.text + _ACCENTS[mark.text])
+        if len(combined) == 1:  # a letter Unicode has with that accent
+            base.text = combined
+            taken.add(id(mark))
+    if not taken:
+        return line
+    out: list[Char] = []
+    for k, c in enumerate(line):
+        if id(c) in taken:
+            continue
+        near = (k > 0 and id(line[k - 1]) in taken) or (k + 1 < len(line) and id(line[k + 1]) in taken)
+        if c.generated and near:
+            continue
+        out.append(c)
+    return out
+
+
 def _gaps(line: list[Char], least: float) -> list[tuple[float, float]]:
     ink = [c for c in line if not c.text.isspace()]
     return [
@@ -408,7 +445,7 @@ def layer_lines(layer: Layer, scale: float = 1.0) -> list[dict[str, Any]]:
     """The layer's line dicts (see the module docstring), boxes in points times ``scale``;
     invisible characters are included (they are the text of a scan's OCR layer)."""
     out: list[dict[str, Any]] = []
-    lines = _split_lines(layer.chars)
+    lines = [_place_accents(line) for line in _split_lines(layer.chars)]
     gutters = frozenset(int(x) for x in _gutters(lines))
     for line in lines:
         for seg in _segments(line, gutters):
