@@ -3,7 +3,8 @@
 Lines are grouped into rows (vertical overlap).  Two or more consecutive rows of three or more
 separate segments, none wider than 45 % of the row and at most one of five words or more (three
 columns of prose are no table), form a table (up to two rows of one or two narrow lines may lie
-between them: wrapped cells, a group heading); neighbouring rows of two
+between them: wrapped cells, a group heading; a short heading right above it that spans two or
+more of its columns joins it); neighbouring rows of two
 or more cells that each sit in one of its columns join it (empty cells).  Cells are assigned to
 columns by x-overlap and the table becomes one markdown table (first row as header, ``|`` in
 cells escaped, :func:`table_markdown`).  Two text columns have two segments per row and are *not*
@@ -14,6 +15,7 @@ whose cells wrap over several lines is read as text (known limits).
 from __future__ import annotations
 
 import itertools
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,6 +65,9 @@ def _group_rows(lines: Sequence[Line]) -> list[list[Line]]:
         rows.append([ln])
         spans.append((ln.y0, ln.y1))
     return [sorted(r, key=lambda ln: ln.x0) for r in rows]
+
+
+_CAPTION = re.compile(r"^\s*(table|figure|fig\.)\s*\d", re.IGNORECASE)
 
 
 def _segments_apart(row: Sequence[Line], min_gap: float) -> bool:
@@ -125,6 +130,9 @@ def find_tables(lines: Sequence[Line], em: float) -> tuple[list[Table], list[Lin
                     else:
                         members.append(k)
                     k += step
+            head = members[0] - 1
+            if head >= 0 and head not in used and _column_heading(rows[head], rows[members[0]], cols, em):
+                members.insert(0, head)
             tables.append(Table([rows[k] for k in sorted(members)]))
             used.update(members)
             i = max(members) + 1
@@ -132,6 +140,20 @@ def find_tables(lines: Sequence[Line], em: float) -> tuple[list[Table], list[Lin
             i += 1
     rest = [ln for k, r in enumerate(rows) if k not in used for ln in r]
     return tables, rest
+
+
+def _column_heading(row: Sequence[Line], first: Sequence[Line], cols: list[tuple[float, float]], em: float) -> bool:
+    """A heading over the table's columns ("Year Ended" over three years): one or two short lines
+    (at most four words, no ``Table N`` caption) within a line of the table's top, over its
+    columns and not beyond them."""
+    if not row or len(row) > 2 or first[0].y0 - max(ln.y1 for ln in row) > 1.0 * em:
+        return False
+    lo, hi = cols[0][0], cols[-1][1]
+    return all(
+        ln.x0 >= lo - em and ln.x1 <= hi + em and len(ln.text.split()) <= 4
+        and not _CAPTION.match(ln.text) and any(_x_overlaps((ln.x0, ln.x1), c) for c in cols)
+        for ln in row
+    )  # fmt: skip
 
 
 def _bridge(
