@@ -113,7 +113,8 @@ def _sections(items: Sequence[Item], em: float, min_gap: float) -> list[list[Ite
     """Horizontal sections of a region that has no clean column corridor (a full-width title or
     rule over two columns, a two-column article below a page-wide one): the region is cut at
     full-width whitespace, and neighbouring bands whose column corridors line up (one column
-    layout that merely had a paragraph break on both sides at once) are joined again."""
+    layout that merely had a paragraph break on both sides at once), or that hold one of the
+    columns alone, are joined again."""
     bands = _y_bands(items, 0.25 * em)
     if len(bands) <= 1:
         return bands
@@ -124,6 +125,10 @@ def _sections(items: Sequence[Item], em: float, min_gap: float) -> list[list[Ite
         if last and cur and any(min(a[1], b[1]) > max(a[0], b[0]) for a in last for b in cur):
             merged[-1] = [*merged[-1], *band]
             last = _corridors(merged[-1], min_gap) or cur
+        elif last and not cur and any(
+            all(it.x1 <= c[1] for it in band) or all(it.x0 >= c[0] for it in band) for c in last
+        ):
+            merged[-1] = [*merged[-1], *band]  # a band of one of the columns alone
         else:
             merged.append(band)
             last = cur
