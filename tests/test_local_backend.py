@@ -134,7 +134,9 @@ def run() -> Run:
     import rapidocr
 
     truth = json.loads((EXAMPLES / "sample.truth.json").read_text(encoding="utf-8"))
-    dialect = RapidOCRDialect.from_config(resolve_config("local"))
+    # the OCR engine is what this module measures: the sample is a PDF with a text layer, which
+    # the default (text_layer = auto) would read instead (tests/test_text_layer.py covers that)
+    dialect = RapidOCRDialect.from_config(resolve_config("local", dialect_options={"text_layer": "never"}))
     transport = LocalTransport.from_config(resolve_config("local"))
     pages = list(iter_pages(SAMPLE, dialect.render))
 

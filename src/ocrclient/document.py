@@ -112,6 +112,9 @@ class Block(_Model):
     label: str | None = Field(None, description="the model's own label, before mapping to type")
     flags: list[str] = Field(default_factory=list, description="geometry notes: clamped, reversed, degenerate")
     children: list[Block] = Field(default_factory=list, description="lines of a paragraph, words of a line")
+    source: Literal["text-layer", "ocr"] | None = Field(
+        None, description="where the text came from: the PDF's own text layer or OCR (null: not said)"
+    )
 
 
 class Page(_Model):

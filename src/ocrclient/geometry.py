@@ -269,4 +269,5 @@ def _to_block(block: type[Block], raw: RawBlock, space: CoordSpace, frame: Frame
         label=raw.label,
         flags=flags,
         children=[_to_block(block, c, space, frame, page) for c in raw.children],
+        source=raw.source if raw.source in ("text-layer", "ocr") else None,
     )

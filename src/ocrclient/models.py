@@ -67,6 +67,10 @@ class PageImage:
     error: str | None = None
     #: seconds the worker spent rendering + encoding this page
     render_s: float = 0.0
+    #: the PDF file this page was rendered from (the input, or the render pool's copy of a
+    #: document given as bytes), so a backend can read the page's own text layer; ``None`` for
+    #: images
+    pdf_path: str | None = None
 
     @property
     def number(self) -> int:
@@ -181,6 +185,8 @@ class RawBlock:
     confidence: float | None = None
     label: str | None = None
     children: list[RawBlock] = field(default_factory=list)
+    #: where the text came from: "text-layer" (the PDF's own) or "ocr" (``None``: not said)
+    source: str | None = None
 
 
 @dataclass

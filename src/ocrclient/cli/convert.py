@@ -172,6 +172,18 @@ def _log_to_stderr() -> None:
     install_log_redaction()
 
 
+def _layer_options(text_layer: str | None, keep_furniture: bool) -> dict[str, Any] | None:
+    """The dialect options ``--text-layer`` and ``--keep-furniture`` set (``None``: neither)."""
+    opts: dict[str, Any] = {}
+    if text_layer is not None:
+        if text_layer not in ("auto", "always", "never"):
+            raise ConfigError(f"--text-layer must be auto, always or never (got {text_layer!r})")
+        opts["text_layer"] = text_layer
+    if keep_furniture:
+        opts["include_headers_footers"] = True
+    return opts or None
+
+
 @app.command()
 def convert(
     inputs: Annotated[list[str], typer.Argument(help="PDF/image files, directories or glob patterns.")],
@@ -180,6 +192,8 @@ def convert(
     pages: Annotated[str | None, typer.Option("--pages", "-p", help="Page range, e.g. 1-3,7,10-")] = None,
     formats: Annotated[str, typer.Option("--format", "-f", help="Comma-separated: md,json,txt,html,pdf")] = "md,json",
     force_ocr_text: Annotated[bool, typer.Option("--force-ocr-text", help="pdf: add the OCR text also on pages that carry their own text.")] = False,
+    text_layer: Annotated[str | None, typer.Option("--text-layer", help="local backend: read PDF pages from their own text layer: auto (when it can be trusted), always, never (OCR).")] = None,
+    keep_furniture: Annotated[bool, typer.Option("--keep-furniture", help="Keep running headers, footers and page numbers in the markdown (local, chandra, dots).")] = False,
     password: Annotated[str | None, typer.Option("--password", help="Password for encrypted PDFs.")] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, help="Pages in flight (ceiling).")] = None,
     endpoint_id: Annotated[str | None, typer.Option("--endpoint-id", help="RunPod endpoint id.")] = None,
@@ -219,6 +233,7 @@ def convert(
     try:
         plan, stem_of = _plan(inputs, pages, password, shard, fmts, out)
         over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
+        over["dialect_options"] = _layer_options(text_layer, keep_furniture)
         be = load_backend(backend, **over, transport=transport)
         cache: PageCache | None = None if no_cache else PageCache(cache_dir) if cache_dir else True  # type: ignore[assignment]
     except OcrError as exc:

@@ -7,8 +7,20 @@ headings, columns or tables.  :meth:`RapidOCRDialect.parse` builds those from ge
 headings: the rules are in that module).
 
 Blocks: one :class:`RawBlock` per paragraph/table, with ``line`` children, each with ``word``
-children; boxes in :meth:`CoordSpace.sent_pixels`.  The markdown is the paragraphs separated by
-blank lines.  A page without any text gives ``markdown=""`` and the warning ``"no text found"``.
+children; boxes in :meth:`CoordSpace.sent_pixels`; every block says where its text came from
+(``source``: ``"text-layer"`` or ``"ocr"``).  The markdown is the paragraphs separated by blank
+lines, without the page furniture (running headers, footers, page numbers: typed
+``page_header`` / ``page_footer``, :mod:`ocrclient.engines.furniture`).  A page without any text
+gives ``markdown=""`` and the warning ``"no text found"``.
+
+``dialect_options``:
+
+* ``text_layer`` – ``"auto"`` (default: a PDF page is read from its own text layer when that can
+  be trusted, :mod:`ocrclient.engines.trust`), ``"always"`` or ``"never"`` (always OCR);
+  ``ocr convert --text-layer``.  ``build`` names the page's PDF in the request for the first two
+  (``body["pdf"]``), and the ``local`` transport decides (:mod:`ocrclient.engines.pdf_page`).
+* ``include_headers_footers`` – keep the page furniture in the markdown (default false; the
+  name Chandra's and dots.ocr's dialects use); ``ocr convert --keep-furniture``.
 
 Example::
 
@@ -21,11 +33,12 @@ Example::
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..engines.layout import layout_lines
 from ..engines.lines import lines_from_dicts
-from ..geometry import CoordSpace
+from ..errors import ConfigError
+from ..geometry import CoordSpace, rotate_norm_box
 from ..imaging import RenderSpec
 from ..models import Attempt, ModelReply, ModelRequest, PageContent, RawBlock
 
@@ -62,23 +75,36 @@ class RapidOCRDialect:
     """
 
     name = "rapidocr"
+    TEXT_LAYER_MODES = ("auto", "always", "never")
 
-    def __init__(self, render: RenderSpec | None = None) -> None:
+    def __init__(
+        self, render: RenderSpec | None = None, *, text_layer: str = "auto", keep_furniture: bool = False
+    ) -> None:
+        if text_layer not in self.TEXT_LAYER_MODES:
+            raise ConfigError(
+                f"text_layer must be one of {', '.join(self.TEXT_LAYER_MODES)} (got {text_layer!r})"
+            )
         self.render = render or RenderSpec(dpi=150, format="png")
+        self.text_layer = text_layer
+        self.keep_furniture = keep_furniture
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> RapidOCRDialect:
-        return cls(cfg.render_spec(RenderSpec(dpi=150, format="png")))
+        opts = cfg.dialect_options
+        return cls(
+            cfg.render_spec(RenderSpec(dpi=150, format="png")),
+            text_layer=str(opts.get("text_layer", "auto")),
+            keep_furniture=bool(opts.get("include_headers_footers", False)),
+        )
 
     def build(self, page: PageImage, attempt: Attempt | int = 1) -> ModelRequest:
         del attempt  # the engine is deterministic: every attempt sends the same image
         if page.encoded is None:
             raise ValueError(f"page {page.number} of {page.source} has no image: {page.error}")
-        return ModelRequest(
-            body={"image": page.encoded.data},
-            frame=page.frame,
-            page_image=page,
-        )
+        body: dict[str, Any] = {"image": page.encoded.data}
+        if page.pdf_path and self.text_layer != "never":
+            body["pdf"] = {"path": page.pdf_path, "index": page.index, "mode": self.text_layer}
+        return ModelRequest(body=body, frame=page.frame, page_image=page)
 
     def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent:
         space = CoordSpace.sent_pixels()
@@ -89,5 +115,36 @@ class RapidOCRDialect:
         if not lines:
             return PageContent(markdown="", space=space, warnings=["no text found"])
         page = request.page_image
-        markdown, blocks, meta = layout_lines(lines, page.number if page is not None else request.page or 1)
+        data = reply.data
+        size = data.get("image_size")
+        page_size = (float(size[0]), float(size[1])) if isinstance(size, list) and len(size) == 2 else None
+        found = data.get("text_layer")
+        layer: dict[str, Any] = found if isinstance(found, dict) else {}
+        markdown, blocks, meta = layout_lines(
+            lines,
+            page.number if page is not None else request.page or 1,
+            page_size=page_size,
+            repeated=set(layer.get("repeated") or ()),
+            keep_furniture=self.keep_furniture,
+            source="text-layer" if data.get("source") == "text-layer" else "ocr",
+        )
+        rotation = int(data.get("rotation") or 0) % 360
+        if rotation and page_size is not None and request.frame is not None:
+            _upright_to_sent(blocks, page_size, rotation, request.frame.width_px, request.frame.height_px)
+        if layer:
+            meta["text_layer"] = {"used": bool(layer.get("used")), "why": str(layer.get("why", ""))}
         return PageContent(markdown=markdown, blocks=blocks, space=space, meta=meta)
+
+
+def _upright_to_sent(
+    blocks: list[RawBlock], upright: tuple[float, float], rotation: int, width: int, height: int
+) -> None:
+    """Boxes laid out on the page upright (the text layer's space) -> pixels of the image sent
+    (the page as displayed: upright turned clockwise by ``rotation``)."""
+    uw, uh = upright
+    for b in blocks:
+        if b.box is not None:
+            x0, y0, x1, y1 = b.box
+            n = rotate_norm_box((x0 / uw, y0 / uh, x1 / uw, y1 / uh), rotation)
+            b.box = (n[0] * width, n[1] * height, n[2] * width, n[3] * height)
+        _upright_to_sent(b.children, upright, rotation, width, height)

@@ -9,10 +9,13 @@ One page through the modules, in pipeline order:
 * :mod:`.script` – the page's script, and low-confidence characters of other scripts kept out;
 * :mod:`.read` – one encoded page image through the four above (what the ``local`` transport,
   :mod:`ocrclient.transports.local`, runs in a worker thread);
+* :mod:`.text_layer`, :mod:`.trust`, :mod:`.pdf_page` – a PDF page read from its own text layer
+  (pypdfium2, exact boxes) when that can be trusted, else through :mod:`.read` (what the
+  transport runs for a page whose request names its PDF);
 * :mod:`.lines` – recognised lines as the layout sees them (boxes, font sizes);
-* :mod:`.tables`, :mod:`.reading_order`, :mod:`.layout` – lines -> tables, reading order,
-  paragraphs and headings (what the ``rapidocr`` dialect, :mod:`ocrclient.dialects.rapidocr`,
-  runs on each reply).
+* :mod:`.tables`, :mod:`.reading_order`, :mod:`.furniture`, :mod:`.layout` – lines -> tables,
+  reading order, page furniture, paragraphs and headings (what the ``rapidocr`` dialect,
+  :mod:`ocrclient.dialects.rapidocr`, runs on each reply).
 
 ``rapidocr``, ``onnxruntime`` and ``numpy`` are imported only when an engine is built or a page is
 read, so importing this package is cheap.  Transports reach it only lazily (inside a function):

@@ -46,10 +46,11 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ..dialects.base import RawBlock
+from .furniture import mark_furniture
 from .lines import Line, estimate_size, union, weighted_median
 from .reading_order import Item, reading_order
 from .tables import Table, find_tables, table_markdown
@@ -62,6 +63,7 @@ _CAPTION = re.compile(
     r"^(figure|fig\.|table|chart|plate)\s*[0-9ivxlc]+\s*[.:\u2013\u2014-]\s", re.IGNORECASE
 )
 _SENTENCE_END = (".", "!", "?", ":", ";")
+_FURNITURE = ("page_header", "page_footer")
 
 
 def _join_lines(texts: Sequence[str]) -> str:
@@ -128,6 +130,7 @@ def _line_block(line: Line) -> RawBlock:
         box=line.box,
         confidence=line.score,
         children=_word_blocks(line),
+        source=line.source,
     )
 
 
@@ -139,22 +142,53 @@ def _confidence(lines: Sequence[Line]) -> float | None:
 
 
 def layout_lines(
-    lines: Sequence[Line], page_number: int = 1
+    lines: Sequence[Line],
+    page_number: int = 1,
+    *,
+    page_size: tuple[float, float] | None = None,
+    repeated: Collection[str] = (),
+    keep_furniture: bool = False,
+    source: str | None = None,
 ) -> tuple[str, list[RawBlock], dict[str, Any]]:
-    """Lines -> (markdown, blocks, meta).  See the module docstring for the rules."""
+    """Lines -> (markdown, blocks, meta).  See the module docstring for the rules.
+
+    ``page_size`` (in the lines' space) lets page furniture be found (:mod:`.furniture`, with
+    ``repeated``: the neighbouring pages' folded band lines); furniture blocks are typed
+    ``page_header`` / ``page_footer`` and left out of the markdown unless ``keep_furniture``.
+    ``source`` (``"text-layer"`` or ``"ocr"``) is set on every block.  A line whose font size
+    is known (``Line.size`` set: the text layer's) keeps it."""
     if not lines:
         return "", [], {}
     for ln in lines:
-        ln.size = estimate_size(ln.text, ln.lbox)
+        if ln.size <= 0:
+            ln.size = estimate_size(ln.text, ln.lbox)
     body = weighted_median([(ln.size, float(max(len(ln.text), 1))) for ln in lines])
     em = max(body, 4.0)
     tables, rest = find_tables(lines, em)
     items: list[Item] = [*rest, *tables]
     groups = _paragraphs(reading_order(items, em), em)
     kinds = _classify(groups, body, page_number)
-    markdown, blocks = _blocks(groups, kinds)
+    if page_size is not None:
+        paras = [g if isinstance(g, list) else None for g in groups]
+        kinds = mark_furniture(paras, kinds, page_size, em, repeated)
+    markdown, blocks = _blocks(groups, kinds, keep_furniture)
+    if source is not None:
+        _tag(blocks, source)
     meta = {"body_size_px": round(body, 2), "lines": len(lines), "tables": len(tables)}
+    furniture = sum(k in _FURNITURE for k in kinds)
+    if furniture:
+        meta["furniture"] = furniture
     return markdown, blocks, meta
+
+
+def _tag(blocks: Sequence[RawBlock], source: str) -> None:
+    """Set ``source`` on blocks that have none: a block's own lines decide (all from the text
+    layer: ``text-layer``; any OCR'd: ``ocr``), else the page's ``source``."""
+    for b in blocks:
+        _tag(b.children, b.source or source)
+        if b.source is None:
+            own = {c.source for c in b.children if c.type == "line"}
+            b.source = own.pop() if len(own) == 1 else ("ocr" if own else source)
 
 
 def _paragraphs(ordered: Sequence[Item], em: float) -> list[list[Line] | Table]:
@@ -201,8 +235,11 @@ def _classify(groups: Sequence[list[Line] | Table], body: float, page_number: in
     return kinds
 
 
-def _blocks(groups: Sequence[list[Line] | Table], kinds: Sequence[str]) -> tuple[str, list[RawBlock]]:
-    """The page's markdown and blocks, one per group."""
+def _blocks(
+    groups: Sequence[list[Line] | Table], kinds: Sequence[str], keep_furniture: bool = True
+) -> tuple[str, list[RawBlock]]:
+    """The page's markdown and blocks, one per group (furniture in the markdown only when
+    ``keep_furniture``)."""
     blocks: list[RawBlock] = []
     parts: list[str] = []
     for g, kind in zip(groups, kinds, strict=True):
@@ -230,6 +267,8 @@ def _blocks(groups: Sequence[list[Line] | Table], kinds: Sequence[str]) -> tuple
                 children=[_line_block(ln) for ln in g],
             )
         )
+        if kind in _FURNITURE and not keep_furniture:
+            continue
         prefix = {"title": "# ", "section_header": "## "}.get(kind, "")
         parts.append(prefix + text)
     return "\n\n".join(parts), blocks

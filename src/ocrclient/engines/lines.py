@@ -97,6 +97,7 @@ class Line(Measured):
     words: list[dict[str, Any]] = field(default_factory=list)
     lbox: Box = (0.0, 0.0, 0.0, 0.0)
     size: float = 0.0  # estimated font size (em) in pixels
+    source: str | None = None  # "text-layer" or "ocr", when the reply says per line
 
     def __post_init__(self) -> None:
         if self.lbox == (0.0, 0.0, 0.0, 0.0):
@@ -159,5 +160,11 @@ def lines_from_dicts(raw: Iterable[dict[str, Any]]) -> list[Line]:
         if len(text) <= 3 and not any(ch.isalnum() for ch in text):
             continue  # "_", "|", "-" read off rules and drawings: noise, not text
         words = list(item.get("words") or [])
-        out.append(Line(text, (x0, y0, x1, y1), float(item.get("score") or 0.0), words, lbox))
+        line = Line(text, (x0, y0, x1, y1), float(item.get("score") or 0.0), words, lbox)
+        if item.get("source") in ("text-layer", "ocr"):
+            line.source = str(item["source"])
+        size = item.get("size")
+        if isinstance(size, (int, float)) and size > 0:
+            line.size = float(size)  # the text layer knows it
+        out.append(line)
     return out

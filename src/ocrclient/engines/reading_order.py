@@ -10,6 +10,7 @@ region is read in rows, top to bottom, left to right.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Sequence
 
@@ -68,6 +69,9 @@ def reading_order(items: Sequence[Item], em: float, depth: int = 0) -> list[Item
                 out += reading_order(cols[i], em, depth + 1)
                 i += 1
         return out
+    bands = _sections(items, em, min_gap)
+    if len(bands) > 1:
+        return [it for band in bands for it in reading_order(band, em, depth + 1)]
     found = _blocked_corridor(items, min_gap)
     if found is not None and found[1]:
         crossing = found[1]
@@ -85,10 +89,57 @@ def reading_order(items: Sequence[Item], em: float, depth: int = 0) -> list[Item
     return _row_order(items)
 
 
+def _y_bands(items: Sequence[Item], min_gap: float) -> list[list[Item]]:
+    """Split items at horizontal whitespace (a gap across the whole region) ``min_gap`` tall."""
+    ordered = sorted(items, key=lambda it: it.y0)
+    bands: list[list[Item]] = [[ordered[0]]]
+    bottom = ordered[0].y1
+    for it in ordered[1:]:
+        if it.y0 - bottom >= min_gap:
+            bands.append([it])
+        else:
+            bands[-1].append(it)
+        bottom = max(bottom, it.y1)
+    return bands
+
+
+def _corridors(items: Sequence[Item], min_gap: float) -> list[tuple[float, float]]:
+    """The vertical whitespace corridors between the column groups of ``items``."""
+    groups = _x_groups(items, min_gap)
+    return [(max(it.x1 for it in a), min(it.x0 for it in b)) for a, b in itertools.pairwise(groups)]
+
+
+def _sections(items: Sequence[Item], em: float, min_gap: float) -> list[list[Item]]:
+    """Horizontal sections of a region that has no clean column corridor (a full-width title or
+    rule over two columns, a two-column article below a page-wide one): the region is cut at
+    full-width whitespace, and neighbouring bands whose column corridors line up (one column
+    layout that merely had a paragraph break on both sides at once), or that hold one of the
+    columns alone, are joined again."""
+    bands = _y_bands(items, 0.25 * em)
+    if len(bands) <= 1:
+        return bands
+    merged: list[list[Item]] = [bands[0]]
+    last = _corridors(bands[0], min_gap)
+    for band in bands[1:]:
+        cur = _corridors(band, min_gap)
+        if last and cur and any(min(a[1], b[1]) > max(a[0], b[0]) for a in last for b in cur):
+            merged[-1] = [*merged[-1], *band]
+            last = _corridors(merged[-1], min_gap) or cur
+        elif last and not cur and any(
+            all(it.x1 <= c[1] for it in band) or all(it.x0 >= c[0] for it in band) for c in last
+        ):
+            merged[-1] = [*merged[-1], *band]  # a band of one of the columns alone
+        else:
+            merged.append(band)
+            last = cur
+    return merged
+
+
 def _key_value_pairs(left: Sequence[Item], right: Sequence[Item]) -> bool:
     """Two groups side by side that are a list of label / value pairs (an infobox, a form), to be
-    read row by row: most lines of each group have a partner on the same row in the other, and
-    at least one group is ragged (lines of a text column mostly fill its width)."""
+    read row by row: most lines of each group have a partner on the same row in the other, at
+    least one group is ragged (lines of a text column mostly fill its width) and the left one
+    holds short lines (labels: at most 5 words a line, as a median)."""
     if len(left) < 2 or len(right) < 2:
         return False
 
@@ -101,6 +152,11 @@ def _key_value_pairs(left: Sequence[Item], right: Sequence[Item]) -> bool:
         widest = max(it.w for it in group)
         return sum(it.w >= 0.85 * widest for it in group) / len(group)
 
+    def words(group: Sequence[Item]) -> float:
+        return statistics.median(len(getattr(it, "text", "x").split()) for it in group)
+
+    if words(left) > 5:
+        return False  # two columns of prose whose baselines happen to line up: no labels
     share = min(
         sum(paired(a, right) for a in left) / len(left),
         sum(paired(b, left) for b in right) / len(right),

@@ -1,7 +1,10 @@
 """Tables: rows of three or more separate cells, from line geometry alone.
 
 Lines are grouped into rows (vertical overlap).  Two or more consecutive rows of three or more
-separate segments, none wider than 45 % of the row, form a table; neighbouring rows of two
+separate segments, none wider than 45 % of the row and at most one of five words or more (three
+columns of prose are no table), form a table (up to two rows of one or two narrow lines may lie
+between them: wrapped cells, a group heading; a short heading right above it that spans two or
+more of its columns joins it); neighbouring rows of two
 or more cells that each sit in one of its columns join it (empty cells).  Cells are assigned to
 columns by x-overlap and the table becomes one markdown table (first row as header, ``|`` in
 cells escaped, :func:`table_markdown`).  Two text columns have two segments per row and are *not*
@@ -12,6 +15,7 @@ whose cells wrap over several lines is read as text (known limits).
 from __future__ import annotations
 
 import itertools
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,6 +67,9 @@ def _group_rows(lines: Sequence[Line]) -> list[list[Line]]:
     return [sorted(r, key=lambda ln: ln.x0) for r in rows]
 
 
+_CAPTION = re.compile(r"^\s*(table|figure|fig\.)\s*\d", re.IGNORECASE)
+
+
 def _segments_apart(row: Sequence[Line], min_gap: float) -> bool:
     return all(b.x0 - a.x1 >= min_gap for a, b in itertools.pairwise(row))
 
@@ -79,6 +86,8 @@ def find_tables(lines: Sequence[Line], em: float) -> tuple[list[Table], list[Lin
         and _segments_apart(r, 0.5 * em)
         # a line of prose beside a sidebar is not a cell
         and max(ln.w for ln in r) <= 0.45 * (r[-1].x1 - r[0].x0)
+        # nor are the lines of three columns of prose side by side
+        and sum(len(ln.text.split()) >= 5 for ln in r) < 2
         for r in rows
     ]
     tables: list[Table] = []
@@ -89,8 +98,14 @@ def find_tables(lines: Sequence[Line], em: float) -> tuple[list[Table], list[Lin
             i += 1
             continue
         j = i
-        while j + 1 < len(rows) and cand[j + 1] and rows[j + 1][0].y0 - rows[j][-1].y1 < 3 * em:
-            j += 1
+        while True:
+            if j + 1 < len(rows) and cand[j + 1] and rows[j + 1][0].y0 - rows[j][-1].y1 < 3 * em:
+                j += 1
+                continue
+            k = _bridge(rows, cand, j, em, (rows[i][0].x0, max(ln.x1 for ln in rows[i])))
+            if k is None:
+                break
+            j = k
         if j > i:
             members = list(range(i, j + 1))
             cols = table_columns(Table([rows[k] for k in members]))
@@ -115,6 +130,9 @@ def find_tables(lines: Sequence[Line], em: float) -> tuple[list[Table], list[Lin
                     else:
                         members.append(k)
                     k += step
+            head = members[0] - 1
+            if head >= 0 and head not in used and _column_heading(rows[head], rows[members[0]], cols, em):
+                members.insert(0, head)
             tables.append(Table([rows[k] for k in sorted(members)]))
             used.update(members)
             i = max(members) + 1
@@ -124,8 +142,49 @@ def find_tables(lines: Sequence[Line], em: float) -> tuple[list[Table], list[Lin
     return tables, rest
 
 
+def _column_heading(row: Sequence[Line], first: Sequence[Line], cols: list[tuple[float, float]], em: float) -> bool:
+    """A heading over the table's columns ("Year Ended" over three years): one or two short lines
+    (at most four words, no ``Table N`` caption) within a line of the table's top, over its
+    columns and not beyond them."""
+    if not row or len(row) > 2 or first[0].y0 - max(ln.y1 for ln in row) > 1.0 * em:
+        return False
+    lo, hi = cols[0][0], cols[-1][1]
+    return all(
+        ln.x0 >= lo - em and ln.x1 <= hi + em and len(ln.text.split()) <= 4
+        and not _CAPTION.match(ln.text) and any(_x_overlaps((ln.x0, ln.x1), c) for c in cols)
+        for ln in row
+    )  # fmt: skip
+
+
+def _bridge(
+    rows: Sequence[Sequence[Line]], cand: Sequence[bool], j: int, em: float, span: tuple[float, float]
+) -> int | None:
+    """The next candidate row after row ``j`` when at most two rows of one or two narrow lines
+    lie between them, close together and inside the table's span ``span`` (wrapped cells, a
+    label set between two rows, a group heading): they belong to the table."""
+    width = span[1] - span[0]
+    for k in (j + 2, j + 3):
+        if k >= len(rows) or not cand[k]:
+            continue
+        between = rows[j + 1 : k]
+        if any(cand[m] for m in range(j + 1, k)):
+            return None
+        tight = all(b[0].y0 - a[-1].y1 < 1.5 * em for a, b in itertools.pairwise(rows[j : k + 1]))
+        inside = all(
+            len(r) <= 2 and all(ln.x0 >= span[0] - em and ln.x1 <= span[1] + em and ln.w <= 0.45 * width for ln in r)
+            for r in between
+        )
+        return k if tight and inside else None
+    return None
+
+
 def table_columns(table: Table) -> list[tuple[float, float]]:
-    spans = sorted((ln.x0, ln.x1) for ln in table.lines)
+    """The table's columns: the x-spans of its cells merged where they overlap, measured on its
+    rows of three or more cells when it has two such rows (a group heading or a wrapped cell
+    between rows would join columns)."""
+    full = [ln for row in table.rows if len(row) >= 3 for ln in row]
+    lines = full if sum(len(row) >= 3 for row in table.rows) >= 2 else table.lines
+    spans = sorted((ln.x0, ln.x1) for ln in lines)
     cols: list[list[float]] = []
     for x0, x1 in spans:
         if cols and x0 < cols[-1][1]:

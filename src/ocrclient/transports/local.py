@@ -2,7 +2,10 @@
 
 A thin adapter: it checks the request, runs :func:`ocrclient.engines.read.read_image` in a worker
 thread (:func:`asyncio.to_thread`, so the event loop stays free) and wraps what the engine read
-as a :class:`ModelReply`.  The engine itself (loading, tiling, ink-tight boxes) and the reply's
+as a :class:`ModelReply`.  A request that also names the page's PDF (``body["pdf"] = {"path",
+"index", "mode"}``: the ``rapidocr`` dialect sets it for PDF pages unless ``text_layer`` is
+``"never"``) runs :func:`ocrclient.engines.pdf_page.read_pdf_page` instead, which reads the page
+from its own text layer when that can be trusted and OCRs the image otherwise.  The engine itself (loading, tiling, ink-tight boxes) and the reply's
 ``data`` format are described in :mod:`ocrclient.engines`.
 
 The rule for ``transports/``: no transport imports an OCR engine.  No module here imports
@@ -118,7 +121,12 @@ class LocalTransport:
             raise PermanentError(
                 "the local engine needs the page image bytes in body['image']", cause="bad_request"
             )
-        return await asyncio.to_thread(self._read, bytes(image))
+        pdf = request.body.get("pdf")
+        if pdf is not None and not (isinstance(pdf, dict) and pdf.get("path") and "index" in pdf):
+            raise PermanentError(
+                "the local engine needs body['pdf'] as {'path', 'index', 'mode'}", cause="bad_request"
+            )
+        return await asyncio.to_thread(self._read, bytes(image), pdf)
 
     async def health(self) -> Health:
         from ..engines.rapidocr import get_engine, rapidocr_version
@@ -143,8 +151,13 @@ class LocalTransport:
     async def aclose(self) -> None:
         """Nothing to close: the engine is shared by the whole process and lives with it."""
 
-    def _read(self, data: bytes) -> ModelReply:
+    def _read(self, data: bytes, pdf: dict[str, Any] | None = None) -> ModelReply:
         """One page, in a worker thread."""
+        if pdf is not None:
+            from ..engines.pdf_page import read_pdf_page
+
+            page = read_pdf_page(data, pdf, self.settings)
+            return ModelReply(text=page.text, finish_reason="stop", latency_s=page.seconds, data=page.data)
         from ..engines.read import read_image
 
         reading = read_image(data, self.settings)

@@ -1,0 +1,122 @@
+"""Page furniture: running headers, footers, page numbers and margin stamps, found by position.
+
+:func:`mark_furniture` retypes paragraphs of a laid-out page as ``page_header`` / ``page_footer``
+(the layout then keeps them out of the markdown unless asked, as olmOCR and Chandra do).  A
+paragraph is furniture when it is short (at most :data:`MAX_LINES` lines and :data:`MAX_WORDS`
+words, not a heading, caption or table) and lies in the top or bottom :data:`BAND` of the page,
+and one of these holds:
+
+* **page number or stamp**: its text is a page number (``12``, ``- 12 -``, ``Page 3 of 9``,
+  ``xiv``) or a stamp (``Downloaded from ...``, ``Download date``, ``Published by``, ``arXiv:``,
+  ``doi:``, ``Vol. 8 | Issue 3``, ``©``, ``www.``/``http``, ``All rights reserved``);
+* **repeated**: one of its lines, digits folded (:func:`ocrclient.engines.text_layer.fold`),
+  appears in the same bands of the neighbouring pages (the text-layer path reads them);
+* **apart**: it is the outermost content of its band — nothing else lies above it (top) or
+  below it (bottom) — and at least :data:`GAP` body em away from the rest of the page (at the
+  top in a font at most 1.3 times the body's, not a title): where running heads and footers
+  sit on a single page.  Furniture already found does not count as the rest of the page, so a
+  footer of two lines is found from the bottom up.
+
+A page number that is the outermost content of the page (``apart``) is furniture anywhere in
+the outer :data:`NUMBER_BAND` (a page whose text ends early).  A short paragraph in the left or right :data:`SIDE` of the page that is a stamp, or a vertical
+run (taller than wide: the arXiv identifier, a "Downloaded from" note set sideways), is a
+``page_footer`` too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+
+from .lines import Box, Line, union
+from .text_layer import fold
+
+__all__ = ["BAND", "GAP", "MAX_LINES", "MAX_WORDS", "NUMBER_BAND", "SIDE", "is_stamp", "mark_furniture"]
+
+BAND = 0.12
+#: a page number counts as furniture this far from the edge when nothing lies beyond it
+NUMBER_BAND = 0.4
+SIDE = 0.08
+GAP = 0.6
+MAX_LINES = 3
+MAX_WORDS = 25
+
+_PAGE_NUMBER = re.compile(
+    r"^[\s\-\u2013\u2014\[\(|]*(page|p\.|seite|pág\.?)?\s*([0-9]{1,4}|[ivxlcdm]{1,7})"
+    r"(\s*(of|/|de|von)\s*[0-9]{1,4})?[\s\-\u2013\u2014\]\)|]*$",
+    re.IGNORECASE,
+)
+_STAMP = re.compile(
+    r"download(ed)?\s+(from|date|by)|published\s+(by|online)|arxiv:|\bdoi\b|\bvol(\.|ume)\s*\d|"
+    r"\bissue\s*\d|©|\(c\)\s*\d{4}|copyright|all rights reserved|www\.|https?://|"
+    r"retrieved\s+(from|on)|accessed\s+on|licen[sc]ed\s+(to|under)|for personal use|"
+    r"\bpp?\.\s*\d+\s*[-\u2013]\s*\d+|\bjournal\b|proceedings\b",
+    re.IGNORECASE,
+)
+
+
+def is_stamp(text: str) -> bool:
+    """Whether ``text`` is a page number or a stamp (see the module docstring)."""
+    t = " ".join(text.split())
+    return bool(_PAGE_NUMBER.match(t) or _STAMP.search(t))
+
+
+def _short(lines: Sequence[Line]) -> bool:
+    words = sum(len(ln.text.split()) for ln in lines)
+    return len(lines) <= MAX_LINES and words <= MAX_WORDS
+
+
+def mark_furniture(
+    groups: Sequence[Sequence[Line] | None],
+    kinds: list[str],
+    page: tuple[float, float],
+    em: float,
+    repeated: Collection[str] = (),
+) -> list[str]:
+    """``kinds`` with the furniture among ``groups`` retyped (see the module docstring).
+    ``groups`` are the page's paragraphs (``None`` for a table), ``page`` its size and ``em`` the
+    body font size, both in the lines' space; ``repeated`` the neighbours' folded band lines."""
+    width, height = page
+    out = list(kinds)
+    if width <= 0 or height <= 0:
+        return out
+    boxes: list[Box | None] = [union(ln.lbox for ln in g) if g else None for g in groups]
+    cands = [
+        i
+        for i, g in enumerate(groups)
+        if g and kinds[i] in ("text", "section_header", "title") and _short(g)
+    ]
+    for i in cands * 2:  # twice: a footer of two lines is found from its lower line up
+        if out[i] != kinds[i]:
+            continue
+        g, box = groups[i], boxes[i]
+        assert g is not None and box is not None
+        x0, y0, x1, y1 = box
+        text = " ".join(ln.text for ln in g)
+        top, bottom = y1 <= BAND * height, y0 >= (1 - BAND) * height
+        side = x1 <= SIDE * width or x0 >= (1 - SIDE) * width
+        if side and (is_stamp(text) or (y1 - y0) > 3 * (x1 - x0)) and not (top or bottom):
+            out[i] = "page_footer"
+            continue
+        number = bool(_PAGE_NUMBER.match(" ".join(text.split())))
+        if not (top or bottom):
+            # a page number below (above) everything else, on a page whose text ends early
+            top, bottom = number and y1 <= NUMBER_BAND * height, number and y0 >= (1 - NUMBER_BAND) * height
+            if not (top or bottom):
+                continue
+        elif is_stamp(text) or any(fold(ln.text) in repeated for ln in g):
+            out[i] = "page_header" if top else "page_footer"
+            continue
+        # a big title at the top of a page is no running head; at the bottom, a logo line may be
+        if top and (kinds[i] not in ("text", "section_header") or max(ln.size for ln in g) > 1.3 * em):
+            continue
+        others = [b for j, b in enumerate(boxes) if b is not None and j != i and out[j] == kinds[j]]
+        if len(others) < 2:
+            continue  # a page of a line or two has no furniture to tell apart
+        if top:
+            apart = all(b[1] >= y1 + GAP * em or b[3] <= y1 + 0.5 * em for b in others)
+        else:
+            apart = all(b[3] <= y0 - GAP * em or b[1] >= y0 - 0.5 * em for b in others)
+        if apart:
+            out[i] = "page_header" if top else "page_footer"
+    return out
