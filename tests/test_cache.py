@@ -486,3 +486,61 @@ def test_cli_cache_bad_cap_is_one_line_exit_2() -> None:
     res = CliRunner().invoke(app, ["cache", "info"], env={"OCRCLIENT_CACHE_MAX_BYTES": "-5"})
     assert res.exit_code == 2
     assert "OCRCLIENT_CACHE_MAX_BYTES" in res.stderr and "Traceback" not in res.output
+
+
+# -- a request that reads more than the page image: that file is in the key -------------------
+
+
+def _pdf_page(pdf: Path | None) -> Any:
+    import dataclasses
+
+    from .fakes import make_page
+
+    return dataclasses.replace(make_page(0), pdf_path=str(pdf) if pdf else None)
+
+
+def test_two_pdfs_rendering_alike_but_holding_other_text_get_other_keys(tmp_path: Path) -> None:
+    """The embedded engine reads a PDF page's own text layer: the same pixels with another text
+    layer (an invisible OCR layer, a font's wrong mapping) must not be served from the cache."""
+    from ocrclient.cache import page_key_for
+    from ocrclient.dialects.rapidocr import RapidOCRDialect
+    from .pdfgen import text_pdf
+
+    a = text_pdf(tmp_path / "a.pdf", [["one text"]])
+    b = text_pdf(tmp_path / "b.pdf", [["another text"]])
+    cfg = base_config(transport="local")
+    reading = RapidOCRDialect()
+    assert page_key_for(_pdf_page(a), cfg, reading) != page_key_for(_pdf_page(b), cfg, reading)
+    # the file changing in place moves the key too
+    before = page_key_for(_pdf_page(a), cfg, reading)
+    text_pdf(a, [["one text, edited"]])
+    assert page_key_for(_pdf_page(a), cfg, reading) != before
+    # with the text layer off, the request is the image alone: one key for both files
+    pixels_only = RapidOCRDialect(text_layer="never")
+    assert page_key_for(_pdf_page(a), cfg, pixels_only) == page_key_for(_pdf_page(b), cfg, pixels_only)
+    # a file that is gone gives no key (no entry could be checked against it)
+    gone = _pdf_page(tmp_path / "gone.pdf")
+    assert page_key_for(gone, cfg, reading) is None
+
+
+def test_every_dialect_that_sends_the_pdf_says_so(tmp_path: Path) -> None:
+    """Whole kind: any built-in dialect whose request carries the page's file must declare
+    ``reads_source`` (so the file is in the key)."""
+    from ocrclient.config import BackendConfig
+    from ocrclient.registry import DIALECTS, load_dialect
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "a.pdf", [["text"]])
+    page = _pdf_page(pdf)
+    checked = 0
+    for name in sorted(DIALECTS):
+        try:
+            dialect = load_dialect(BackendConfig(name="t", transport="local", dialect=name, model="m"))
+            body = dialect.build(page, 1).body
+        except Exception:  # dialects that need options or another kind of page
+            continue
+        checked += 1
+        carries_file = str(pdf) in repr(body)
+        declares = getattr(dialect, "reads_source", None)
+        assert not carries_file or (declares is not None and declares(page)), name
+    assert checked >= 3

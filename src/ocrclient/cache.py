@@ -51,6 +51,7 @@ from .document import SCHEMA_VERSION, Page
 
 if TYPE_CHECKING:
     from .config import BackendConfig
+    from .models import PageImage
 
 __all__ = [
     "ENGINE_PACKAGES",
@@ -117,8 +118,9 @@ NEUTRAL_FIELDS: frozenset[str] = frozenset(
 #: keys that hold credentials: dropped at any depth (a pool member may carry an ``api_key``)
 _SECRET_OPTIONS = frozenset({"api_key", "modal_key", "modal_secret"})
 
-#: transport -> the packages whose versions decide what its engine reads
-ENGINE_PACKAGES: dict[str, tuple[str, ...]] = {"local": ("rapidocr", "onnxruntime")}
+#: transport -> the packages whose versions decide what its engine reads (ocrclient's own: its
+#: layout, text-layer and furniture code are part of what the embedded engine hands back)
+ENGINE_PACKAGES: dict[str, tuple[str, ...]] = {"local": ("ocrclient", "rapidocr", "onnxruntime")}
 
 
 def _without_secrets(value: Any) -> Any:
@@ -177,18 +179,56 @@ def key_settings(cfg: BackendConfig) -> dict[str, Any]:
     return settings
 
 
-def page_key(image: bytes, cfg: BackendConfig, dialect: str) -> str:
-    """The cache key of one page for one backend configuration (sha256 hex)."""
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the memo's key: a changed file is read again
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def source_digest(path: str) -> str:
+    """sha256 of a source file, read once per (path, size, mtime) in a process.
+
+    Part of a page's key when the request reads more of the source than the page image (the
+    embedded engine reading the PDF's own text layer): two PDFs that render to the same pixels
+    but carry different text must not share a cache entry.
+    """
+    st = os.stat(path)
+    return _file_digest(path, st.st_size, st.st_mtime_ns)
+
+
+def page_key(image: bytes, cfg: BackendConfig, dialect: str, source: str | None = None) -> str:
+    """The cache key of one page for one backend configuration (sha256 hex); ``source`` is
+    :func:`source_digest` of the page's file when the request reads that file too."""
     settings = {
         "format": CACHE_FORMAT,
         "schema": SCHEMA_VERSION,
         "dialect_used": dialect,
         **key_settings(cfg),
     }
+    if source is not None:
+        settings["source"] = source
     h = hashlib.sha256()
     h.update(hashlib.sha256(image).digest())
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return h.hexdigest()
+
+
+def page_key_for(page: PageImage, cfg: BackendConfig, dialect: object) -> str | None:
+    """The key of ``page`` as ``dialect`` will send it: its image, plus its source file's digest
+    when the dialect's request reads the file too (a dialect says so with
+    ``reads_source(page) -> bool``); ``None`` (no caching) for a page without an image or whose
+    file is gone."""
+    if page.encoded is None:
+        return None
+    reads_source = getattr(dialect, "reads_source", None)
+    source = None
+    if page.pdf_path and reads_source is not None and reads_source(page):
+        try:
+            source = source_digest(page.pdf_path)
+        except OSError:
+            return None
+    return page_key(page.encoded.data, cfg, str(getattr(dialect, "name", type(dialect).__name__)), source)
 
 
 @dataclass(frozen=True)

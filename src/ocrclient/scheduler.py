@@ -44,7 +44,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from .cache import PageCache, page_key
+from .cache import PageCache, page_key_for
 from .concurrency import AdaptiveLimiter
 from .document import Document, Page, PageError, RunStats, Usage
 from .errors import (
@@ -387,7 +387,7 @@ class Scheduler:
     def _cache_key(self, page: PageImage) -> str | None:
         if self.cache is None or page.encoded is None:
             return None
-        return page_key(page.encoded.data, self.backend.config, self.dialect.name)
+        return page_key_for(page, self.backend.config, self.dialect)
 
     async def _process(self, page: PageImage) -> Page:
         if page.encoded is None:

@@ -97,12 +97,17 @@ class RapidOCRDialect:
             keep_furniture=bool(opts.get("include_headers_footers", False)),
         )
 
+    def reads_source(self, page: PageImage) -> bool:
+        """Whether the request for ``page`` reads its PDF as well as its image (then the
+        file's digest is part of the page's cache key)."""
+        return bool(page.pdf_path) and self.text_layer != "never"
+
     def build(self, page: PageImage, attempt: Attempt | int = 1) -> ModelRequest:
         del attempt  # the engine is deterministic: every attempt sends the same image
         if page.encoded is None:
             raise ValueError(f"page {page.number} of {page.source} has no image: {page.error}")
         body: dict[str, Any] = {"image": page.encoded.data}
-        if page.pdf_path and self.text_layer != "never":
+        if self.reads_source(page):
             body["pdf"] = {"path": page.pdf_path, "index": page.index, "mode": self.text_layer}
         return ModelRequest(body=body, frame=page.frame, page_image=page)
 
