@@ -504,6 +504,7 @@ def test_two_pdfs_rendering_alike_but_holding_other_text_get_other_keys(tmp_path
     layer (an invisible OCR layer, a font's wrong mapping) must not be served from the cache."""
     from ocrclient.cache import page_key_for
     from ocrclient.dialects.rapidocr import RapidOCRDialect
+
     from .pdfgen import text_pdf
 
     a = text_pdf(tmp_path / "a.pdf", [["one text"]])
@@ -528,6 +529,7 @@ def test_every_dialect_that_sends_the_pdf_says_so(tmp_path: Path) -> None:
     ``reads_source`` (so the file is in the key)."""
     from ocrclient.config import BackendConfig
     from ocrclient.registry import DIALECTS, load_dialect
+
     from .pdfgen import text_pdf
 
     pdf = text_pdf(tmp_path / "a.pdf", [["text"]])
