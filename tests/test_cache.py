@@ -364,7 +364,7 @@ def test_secrets_inside_transport_options_stay_out_of_the_key() -> None:
 
 def test_local_engine_versions_are_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = base_config(transport="local", dialect="rapidocr", transport_options={})
-    assert set(key_settings(cfg)["engine"]) == {"rapidocr", "onnxruntime"}
+    assert set(key_settings(cfg)["engine"]) == {"ocrclient", "rapidocr", "onnxruntime"}
     before = key(cfg)
     versions = {"rapidocr": "3.0.0", "onnxruntime": "1.20.0"}
     monkeypatch.setattr(cache_mod, "version", lambda package: versions[package])
