@@ -102,6 +102,8 @@ class RenderPool:
         self._resolved: dict[Path, str] = {}
         self._closed = False
         self._broken: str | None = None
+        #: the thread starting the workers in the background (:meth:`start_soon`)
+        self._booting: threading.Thread | None = None
         #: number of pages submitted for rendering so far (all streams on this pool)
         self.submitted = 0
 
@@ -114,6 +116,7 @@ class RenderPool:
         self.close()
 
     async def __aenter__(self) -> RenderPool:
+        self.start_soon()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -123,6 +126,23 @@ class RenderPool:
         """Start the worker processes now (otherwise they start on first use)."""
         self._ensure_executor()
         return self
+
+    def start_soon(self) -> None:
+        """Start the worker processes in a background thread and return at once (``async
+        with`` does this): the fork server boots in its own process while this one goes on
+        importing and planning, so the first page's render does not wait for it.  A failure
+        is left for the first :meth:`submit` to meet."""
+        if self.workers == 0 or self._closed or self._executor is not None or self._booting is not None:
+            return
+
+        def boot() -> None:
+            with contextlib.suppress(Exception):
+                ex = self._ensure_executor()
+                if ex is not None:  # launch the workers now: submit() would do it on first use
+                    ex.submit(os.getpid).result()
+
+        self._booting = threading.Thread(target=boot, name="ocrclient-render-pool-start", daemon=True)
+        self._booting.start()
 
     def _ensure_executor(self) -> cf.ProcessPoolExecutor | None:
         if self._closed:
@@ -148,6 +168,8 @@ class RenderPool:
         if self._closed:
             return
         self._closed = True
+        if self._booting is not None:  # a start under way finishes first: its executor is shut down below
+            self._booting.join()
         ex, self._executor = self._executor, None
         if ex is not None:
             ex.shutdown(wait=True, cancel_futures=True)
