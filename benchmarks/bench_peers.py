@@ -66,6 +66,18 @@ RUNPOD_KEY = "rp-bench-peers"
 # ---------------------------------------------------------------------------------------------
 
 
+def _truth(image: Any) -> list[tuple[str, str, tuple[float, float, float, float]]]:
+    """What the simulated Chandra reads on every page: text and one figure (so the default
+    outputs cut a figure crop per page, as bench_outputs.py does)."""
+    return [
+        ("section_header", f"Page {image.digest[:8]}", (0.1, 0.05, 0.9, 0.1)),
+        ("text", "Text before the figure on this page.", (0.1, 0.15, 0.9, 0.3)),
+        ("figure", "A chart", (0.15, 0.35, 0.85, 0.65)),
+        ("caption", "Figure: a chart of the page", (0.15, 0.66, 0.85, 0.7)),
+        ("text", "Text after the figure.", (0.1, 0.75, 0.9, 0.9)),
+    ]
+
+
 def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
     from ocrclient.testing import _server
     from ocrclient.testing.faults import FaultPlan
@@ -90,7 +102,7 @@ def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
         from ocrclient.testing import DialectResponder
         from ocrclient.testing.runpod_sim import RunPodSimulator
 
-        sim = RunPodSimulator(plan=plan, api_key=RUNPOD_KEY, responder=DialectResponder("chandra"))
+        sim = RunPodSimulator(plan=plan, api_key=RUNPOD_KEY, responder=DialectResponder("chandra", truth=_truth))
     else:
         from ocrclient.testing import DialectResponder, OpenAISimulator
 
