@@ -145,7 +145,7 @@ async def run_bench(
     t0 = time.monotonic()
     docs = []
     counted = _Counting(be.transport)
-    be.transport = counted  # type: ignore[assignment]
+    be.transport = counted
     try:
         async for result in Conversion(backend=be, cache=False, concurrency=concurrency, prepared=plan):
             docs.append(result.document)
