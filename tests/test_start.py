@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from ocrclient.imaging import RenderSpec
-from ocrclient.pages import RenderPool, aiter_pages
+from ocrclient.pages import RenderPool, aiter_pages, iter_pages
 
 from .pdfgen import text_pdf
 
@@ -95,3 +96,54 @@ async def _sleep(s: float) -> None:
     import asyncio
 
     await asyncio.sleep(s)
+
+
+async def test_while_the_workers_start_the_first_page_renders_here_and_the_rest_queue(tmp_path: Path) -> None:
+    """The first page does not wait for the fork server; the pages submitted meanwhile do not
+    block the caller and come back, in order, as the workers render them -- the same images as
+    an inline pool renders."""
+    import pypdfium2  # noqa: F401 - loaded for the render below either way
+
+    from ocrclient.pages import pool as pool_mod
+
+    pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(6)])
+    spec = RenderSpec(dpi=40)
+    with RenderPool(workers=0) as inline:
+        want = [p.encoded.data for p in iter_pages(pdf, spec, pool=inline)]  # type: ignore[union-attr]
+    from ocrclient.pages import open_sources
+
+    src = open_sources([pdf])[0]
+    slow = threading.Event()
+    real = pool_mod.RenderPool._ensure_executor
+
+    def held(self: RenderPool) -> object:  # the fork server "takes" until the test lets it go
+        if threading.current_thread().name == "ocrclient-render-pool-start":
+            slow.wait(30)
+        return real(self)
+
+    pool_mod.RenderPool._ensure_executor = held  # type: ignore[method-assign]
+    try:
+        async with RenderPool(workers=2) as pool:
+            t0 = time.monotonic()
+            futs = [pool.submit(src, i, spec) for i in range(6)]
+            submitted_in = time.monotonic() - t0
+            assert futs[0].done() and not any(f.done() for f in futs[1:])  # first rendered here
+            slow.set()
+            got = [(await pool.aresult(f)).encoded.data for f in futs]  # type: ignore[union-attr]
+        assert pool._rendered_inline and pool.submitted == 6
+    finally:
+        pool_mod.RenderPool._ensure_executor = real  # type: ignore[method-assign]
+    assert submitted_in < 5  # nothing waited for the held start but the one inline render
+    assert got == want
+
+
+async def test_pages_queued_while_starting_are_let_go_when_the_pool_closes(tmp_path: Path) -> None:
+    pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(4)])
+    pages = []
+    before = {p.pid for p in multiprocessing.active_children()}
+    async with RenderPool(workers=2) as pool:
+        async for page in aiter_pages(pdf, RenderSpec(dpi=40), pool=pool):
+            pages.append(page)
+            break  # abandon the stream with pages still queued for the starting workers
+    assert len(pages) == 1 and pages[0].number == 1 and pages[0].encoded is not None and pool.closed
+    assert not ({p.pid for p in multiprocessing.active_children()} - before)
