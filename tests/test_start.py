@@ -9,11 +9,11 @@
 from __future__ import annotations
 
 import multiprocessing
-import threading
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
