@@ -21,9 +21,12 @@ and converts the same ``--pages``-page text PDF:
 The simulator records when each request arrived and when its reply was written (every route,
 patched onto its handler in the simulator's process).  Printed per client:
 
-* **efficiency** — ideal busy time (pages x service / slots) / (first request -> last reply
-  written, on the simulator's clock); 1.0 is every slot busy from the first request on;
-* **first request** — process start (just before ``exec``) -> the first request arrived;
+* **requests** — what the client sent besides health checks and ``/v1/models`` (RunPod: ``/run``
+  and ``/status`` polls); a client with any page not answered 200 is reported as failed;
+* **efficiency** — ideal busy time (pages x service / slots) / (first page's request -> last
+  reply written, on the simulator's clock); 1.0 is every slot busy from the first request on;
+* **first request** — process start (just before ``exec``) -> the first page's request arrived
+  (health checks and ``/v1/models`` not counted);
 * **wall** — process start -> process exit;
 * **exit after last** — the last reply written -> the process exited (the tail: outputs,
   shutdown, interpreter exit);
@@ -47,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -79,22 +83,31 @@ def _truth(image: Any) -> list[tuple[str, str, tuple[float, float, float, float]
 
 
 def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
+    from http.server import BaseHTTPRequestHandler
+
     from ocrclient.testing import _server
     from ocrclient.testing.faults import FaultPlan
 
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the stdlib server prints client hang-ups
-    spans: list[tuple[float, float, str]] = []
+    spans: list[tuple[float, float, str, int]] = []
     lock = threading.Lock()
     plain = _server.SimHandler._any
+    send_response = BaseHTTPRequestHandler.send_response
+
+    def noted(self: Any, code: int, message: str | None = None) -> None:
+        self.bench_status = code
+        send_response(self, code, message)
 
     def timed(self: Any) -> None:
         t0 = time.monotonic()
+        self.bench_status = 0
         try:
             plain(self)
         finally:
             with lock:
-                spans.append((t0, time.monotonic(), f"{self.command} {self.path.split('?')[0]}"))
+                spans.append((t0, time.monotonic(), f"{self.command} {self.path.split('?')[0]}", self.bench_status))
 
+    _server.SimHandler.send_response = noted  # type: ignore[method-assign]
     _server.SimHandler.do_GET = _server.SimHandler.do_POST = timed  # type: ignore[method-assign]
     plan = FaultPlan(slots=slots, latency_s=(service_s, service_s))
     sim: Any
@@ -106,8 +119,9 @@ def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
     else:
         from ocrclient.testing import DialectResponder, OpenAISimulator
 
-        sim = OpenAISimulator(plan=plan, responder=DialectResponder("lighton"), api_key=None,
-                              model="lightonai/LightOnOCR-2-1B")  # fmt: skip
+        # vlmparse names the model "vllm-model" (the served name of the servers it deploys)
+        model = "vllm-model" if kind == "openai-vlmparse" else "lightonai/LightOnOCR-2-1B"
+        sim = OpenAISimulator(plan=plan, responder=DialectResponder("lighton"), api_key=None, model=model)
     sim.start()
     conn.send({"base_url": sim.base_url, "endpoint_id": getattr(sim, "endpoint_id", None)})
     while True:
@@ -122,7 +136,8 @@ def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
 
 class Sim:
     """The simulator (``"runpod"`` or ``"openai"``) in a child process; :meth:`take` hands back
-    (and forgets) the requests it served since the last call: ``(arrived, replied, route)``."""
+    (and forgets) the requests it served since the last call: ``(arrived, replied, route,
+    status)``."""
 
     def __init__(self, kind: str, slots: int, service_s: float) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -134,7 +149,7 @@ class Sim:
         self.base_url: str = info["base_url"]
         self.endpoint_id: str | None = info["endpoint_id"]
 
-    def take(self) -> list[tuple[float, float, str]]:
+    def take(self) -> list[tuple[float, float, str, int]]:
         self._conn.send("take")
         return list(self._conn.recv())
 
@@ -195,18 +210,25 @@ def run_client(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float
     }
 
 
-def figures(run: dict[str, Any], spans: list[tuple[float, float, str]], pages: int, slots: int,
+def figures(run: dict[str, Any], spans: list[tuple[float, float, str, int]], pages: int, slots: int,
             service_s: float) -> dict[str, Any]:  # fmt: skip
     """The printed figures of one client run from its process times and the simulator's log."""
+    # a page's request: not a health check or the model list (the OpenAI transport reads
+    # /v1/models once for max_model_len; vlmparse may too)
     work = [s for s in spans if not s[2].endswith(("/health", "/models"))]
     if not work:
         return {**run, "error": "sent no request"}
-    first = min(s[0] for s in spans)
+    first = min(s[0] for s in work)
     last = max(s[1] for s in work)
     ideal = pages * service_s / slots
+    ok = sum(1 for s in work if s[3] == 200)
+    if ok < pages:  # a client whose pages failed measured nothing worth printing
+        bad = Counter(s[3] for s in work if s[3] != 200)
+        return {**run, "error": f"{ok} of {pages} pages answered 200 (others: {dict(bad)})"}
     return {
         **run,
         "requests": len(spans),
+        "page_requests": len(work),
         "efficiency": ideal / (last - first),
         "first_request_s": first - run["start"],
         "wall_s": run["exit"] - run["start"],
@@ -335,9 +357,10 @@ def clients(sims: dict[str, Sim], tmp: Path, pdf: Path, concurrency: int, vlmpar
          _env(RUNPOD_POD_BASE_URL=oa.base_url, VLLM_API_KEY=SIM_KEY)),
     ]  # fmt: skip
     if vlmparse is not None:
-        rows.append(("vlmparse " + VLMPARSE.split("==")[1], "openai",
+        vp = sims["openai-vlmparse"]
+        rows.append(("vlmparse " + VLMPARSE.split("==")[1], "openai-vlmparse",
                      [str(vlmparse), "convert", str(pdf), "-o", str(out / "vlmparse"), "--model", "lightonocr2",
-                      "--uri", oa.base_url, "--concurrency", str(concurrency), "--save-mode", "md"],
+                      "--uri", vp.base_url, "--concurrency", str(concurrency), "--save-mode", "md"],
                      _env(OPENAI_API_KEY=SIM_KEY)))  # fmt: skip
     naive = tmp / "naive.py"
     naive.write_text(NAIVE)
@@ -352,6 +375,7 @@ def clients(sims: dict[str, Sim], tmp: Path, pdf: Path, concurrency: int, vlmpar
 # ---------------------------------------------------------------------------------------------
 
 COLUMNS = [  # key, header, format, better ("hi" or "lo")
+    ("page_requests", "requests", "{:d}", "lo"),
     ("efficiency", "efficiency", "{:.3f}", "hi"),
     ("first_request_s", "first request", "{:.2f} s", "lo"),
     ("wall_s", "wall", "{:.2f} s", "lo"),
@@ -411,8 +435,12 @@ def main() -> int:
             vlm, why = install_vlmparse(tmp)
             if vlm is None:
                 print(f"SKIPPED vlmparse: {why}")
-        with Sim("runpod", args.slots, args.service_s) as rp, Sim("openai", args.slots, args.service_s) as oa:
-            sims = {"runpod": rp, "openai": oa}
+        with (
+            Sim("runpod", args.slots, args.service_s) as rp,
+            Sim("openai", args.slots, args.service_s) as oa,
+            Sim("openai-vlmparse", args.slots, args.service_s) as vp,
+        ):
+            sims = {"runpod": rp, "openai": oa, "openai-vlmparse": vp}
             for label, kind, argv, env in clients(sims, tmp, pdf, args.slots, vlm):
                 if args.only and not any(o in label for o in args.only):
                     continue
