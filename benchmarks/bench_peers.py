@@ -13,7 +13,8 @@ and converts the same ``--pages``-page text PDF:
   (OpenAI API, streaming) against the OpenAI simulator, default outputs;
 * ``vlmparse`` — installed by this script with pip into a throwaway venv under a temporary
   directory (skipped with a message when that fails: no network, no wheel), run as
-  ``vlmparse convert DOC -o OUT --model lightonocr2 --uri SIM/v1`` against the OpenAI simulator;
+  ``vlmparse convert DOC -o OUT --model lightonocr2 --uri SIM/v1 --concurrency N --save-mode md``
+  against a twin OpenAI simulator serving the model name it sends (``vllm-model``);
 * ``naive loop`` — the ~70-line asyncio client below (:data:`NAIVE`): pypdfium2 renders each
   page to a 1540 px PNG in the event loop's thread, httpx sends it, a semaphore keeps
   ``--concurrency`` in flight, the markdown is written at the end.
