@@ -2,6 +2,13 @@
 tokens, GPU-seconds and an estimated cost — and, with ``metrics=True``, sample the vLLM server's
 Prometheus ``/metrics`` during the run (running / waiting requests, KV-cache use).
 
+Bytes on the wire: every request body the transport is handed is counted (its JSON text: the
+page image travels base64-encoded inside it), and the report sets the upload rate the run
+achieved beside the rate needed to keep the endpoint busy: ``concurrency`` requests in flight,
+each served in the median latency measured, each carrying the mean body size
+(``upload_mbit_s`` and ``upload_mbit_s_to_keep_busy``).  When the second is near or above what
+the link can upload, the link, not the GPU, sets the pace.
+
 The run bypasses the resume cache (a cached page would measure nothing).
 
 Example::
@@ -25,7 +32,7 @@ from .api import Conversion, prepare
 from .registry import Backend, load_backend
 from .scheduler import _percentile as percentile
 
-__all__ = ["parse_prometheus", "run_bench"]
+__all__ = ["body_bytes", "parse_prometheus", "run_bench"]
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)")
 
@@ -77,6 +84,45 @@ async def _sample_metrics(url: str, headers: dict[str, str], samples: list[dict[
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
+def body_bytes(value: Any) -> int:
+    """The length of ``value`` as JSON text, near enough (strings and keys counted, quotes and
+    separators not): a request body is dominated by its base64 image."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(len(str(k)) + body_bytes(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return sum(body_bytes(v) for v in value)
+    return len(str(value))
+
+
+class _Counting:
+    """A transport that counts the request bytes it is handed, then sends as the wrapped one."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.requests = 0
+        self.bytes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def send(self, request: Any) -> Any:
+        self.requests += 1
+        self.bytes += body_bytes(request.body)
+        return await self.inner.send(request)
+
+
+def _upload(counted: _Counting, wall: float, concurrency: int, p50: float | None) -> dict[str, Any]:
+    per_request = counted.bytes / counted.requests if counted.requests else 0.0
+    busy = per_request * 8 * concurrency / p50 / 1e6 if p50 else None
+    return {
+        "upload_bytes_per_request": round(per_request),
+        "upload_mbit_s": round(counted.bytes * 8 / wall / 1e6, 3) if wall > 0 else 0.0,
+        "upload_mbit_s_to_keep_busy": round(busy, 3) if busy is not None else None,
+    }
+
+
 async def run_bench(
     inputs: list[str],
     *,
@@ -98,10 +144,13 @@ async def run_bench(
         sampler = asyncio.create_task(_sample_metrics(url, headers, samples, stop))
     t0 = time.monotonic()
     docs = []
+    counted = _Counting(be.transport)
+    be.transport = counted
     try:
         async for result in Conversion(backend=be, cache=False, concurrency=concurrency, prepared=plan):
             docs.append(result.document)
     finally:
+        be.transport = counted.inner
         stop.set()
         if sampler is not None:
             await sampler
@@ -136,6 +185,7 @@ async def run_bench(
         "completion_tokens": sum(p.usage.completion_tokens for p in all_pages),
         "gpu_seconds": round(gpu, 3) if gpu else None,
         "estimated_cost_usd": round(cost, 6) if cost else None,
+        **_upload(counted, wall, concurrency or be.config.concurrency, percentile(latencies, 0.5)),
     }
     if metrics:
         report["metrics"] = (

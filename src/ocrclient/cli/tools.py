@@ -30,7 +30,8 @@ def bench(
     metrics: Annotated[bool, typer.Option("--metrics", help="Sample the vLLM server's /metrics during the run.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Measure a backend: pages/s, latency p50/p95, retries, tokens, cost estimate."""
+    """Measure a backend: pages/s, latency p50/p95, retries, tokens, cost estimate, and the upload
+    rate the run achieved beside the rate needed to keep the endpoint busy."""
     from ..bench import run_bench
 
     try:

@@ -30,7 +30,7 @@ from ..mpcontext import library_context
 from .render import PDFIUM_LOCK, PageImage, RenderJob, close_open_documents, render_job
 from .sources import Source
 
-__all__ = ["PREFETCH_PER_WORKER", "RenderPool", "RenderPoolError", "default_workers"]
+__all__ = ["INLINE_WHILE_STARTING", "PREFETCH_PER_WORKER", "RenderPool", "RenderPoolError", "default_workers"]
 
 
 class RenderPoolError(OcrError):
@@ -45,6 +45,12 @@ class RenderPoolError(OcrError):
 #: with 4 (500 pages, two runs each, the setup of benchmarks/bench_scheduler.py (b)).  The memory
 #: cost is that many encoded pages (a few MB).
 PREFETCH_PER_WORKER = 4
+
+#: pages rendered in this process while the workers start (:meth:`RenderPool.start_soon`): the
+#: first request then leaves as soon as its page is rendered, not when the fork server is up
+#: (0.3-1 s of another interpreter's start, more on a busy machine).  Only the first: a page
+#: rendered here is one a PDFium crash would take the whole process down with.
+INLINE_WHILE_STARTING = 1
 
 
 def default_workers() -> int:
@@ -64,6 +70,18 @@ def _worker_init() -> None:
     # Ctrl-C is handled by the consumer, which shuts the pool down; workers stay quiet
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _settle(fut: cf.Future[PageImage], done: cf.Future[PageImage]) -> None:
+    """``fut`` (running) takes the outcome of ``done``."""
+    if done.cancelled():
+        fut.set_exception(cf.CancelledError())
+        return
+    exc = done.exception()
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(done.result())
 
 
 class RenderPool:
@@ -102,6 +120,10 @@ class RenderPool:
         self._resolved: dict[Path, str] = {}
         self._closed = False
         self._broken: str | None = None
+        #: the thread starting the workers in the background (:meth:`start_soon`)
+        self._booting: threading.Thread | None = None
+        self._inline_left = INLINE_WHILE_STARTING
+        self._rendered_inline = False
         #: number of pages submitted for rendering so far (all streams on this pool)
         self.submitted = 0
 
@@ -114,6 +136,7 @@ class RenderPool:
         self.close()
 
     async def __aenter__(self) -> RenderPool:
+        self.start_soon()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -123,6 +146,24 @@ class RenderPool:
         """Start the worker processes now (otherwise they start on first use)."""
         self._ensure_executor()
         return self
+
+    def start_soon(self) -> None:
+        """Start the worker processes in a background thread and return at once (``async
+        with`` does this): the fork server boots in its own process while this one goes on.
+        Meanwhile the first page submitted is rendered in the calling thread
+        (:data:`INLINE_WHILE_STARTING`) and the next ones are queued for the workers without
+        blocking the caller.  A failure is left for the first :meth:`submit` to meet."""
+        if self.workers == 0 or self._closed or self._executor is not None or self._booting is not None:
+            return
+
+        def boot() -> None:
+            with contextlib.suppress(Exception):
+                ex = self._ensure_executor()
+                if ex is not None:  # launch the workers now: submit() would do it on first use
+                    ex.submit(os.getpid).result()
+
+        self._booting = threading.Thread(target=boot, name="ocrclient-render-pool-start", daemon=True)
+        self._booting.start()
 
     def _ensure_executor(self) -> cf.ProcessPoolExecutor | None:
         if self._closed:
@@ -148,10 +189,12 @@ class RenderPool:
         if self._closed:
             return
         self._closed = True
+        if self._booting is not None:  # a start under way finishes first: its executor is shut down below
+            self._booting.join()
         ex, self._executor = self._executor, None
         if ex is not None:
             ex.shutdown(wait=True, cancel_futures=True)
-        if self.workers == 0:  # inline renders cached documents in this process: let them go
+        if self.workers == 0 or self._rendered_inline:  # inline renders cached documents here
             with PDFIUM_LOCK:
                 close_open_documents()
         if self._rm_tmpdir is not None:
@@ -205,6 +248,10 @@ class RenderPool:
         """Render one page (0-based ``index``) of ``source``; the future never fails for a bad
         page (it carries ``error``), only for a broken pool."""
         job = self._job(source, index, spec)
+        booting = self._booting
+        if booting is not None and booting.is_alive() and not self._closed and not self._broken:
+            self.submitted += 1
+            return self._submit_while_starting(job, booting)
         ex = self._ensure_executor()
         self.submitted += 1
         if ex is None:
@@ -216,6 +263,33 @@ class RenderPool:
             return ex.submit(render_job, job)
         except BrokenProcessPool as exc:
             raise self._mark_broken() from exc
+
+    def _submit_while_starting(self, job: RenderJob, booting: threading.Thread) -> cf.Future[PageImage]:
+        """The first page rendered here; later ones handed to the workers once they are up, by
+        a thread, so the caller (the event loop) never waits for the fork server."""
+        fut: cf.Future[PageImage] = cf.Future()
+        if self._inline_left > 0:
+            self._inline_left -= 1
+            self._rendered_inline = True
+            with PDFIUM_LOCK:
+                fut.set_result(render_job(job))
+            return fut
+
+        def forward() -> None:
+            booting.join()
+            if not fut.set_running_or_notify_cancel():  # the stream let it go meanwhile
+                return
+            try:
+                ex = self._ensure_executor()
+                assert ex is not None
+                inner = ex.submit(render_job, job)
+            except BaseException as exc:  # closed or broken meanwhile: the consumer meets it
+                fut.set_exception(exc)
+                return
+            inner.add_done_callback(lambda done: _settle(fut, done))
+
+        threading.Thread(target=forward, name="ocrclient-render-queue", daemon=True).start()
+        return fut
 
     def _mark_broken(self) -> RenderPoolError:
         self._broken = (

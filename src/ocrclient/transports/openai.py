@@ -2,6 +2,10 @@
 
 One request = one ``POST {base}/v1/chat/completions`` made with the official ``openai`` SDK
 (``AsyncOpenAI(max_retries=0)`` over one shared ``httpx.AsyncClient``: the scheduler owns retries).
+The SDK is the ``openai`` extra (``pip install 'ocrclient[openai]'``): without it, building the
+transport is a one-line :class:`~ocrclient.errors.ConfigError`; with it, its import (1.5-2 s of
+CPU) starts in a background thread when the transport is built (:func:`prefetch_sdk`) and the
+first request awaits it.
 The request body is exactly what the dialect built; standard OpenAI parameters go to the SDK as
 arguments and vLLM extras (``top_k``, ``repetition_penalty``, ``skip_special_tokens``,
 ``vllm_xargs``...) go through ``extra_body``, so the JSON on the wire is the dialect's JSON.
@@ -33,14 +37,18 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import importlib.util
 import logging
 import os
+import sys
+import threading
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
-from openai import AsyncOpenAI
 
 from ..config import BackendConfig
 from ..errors import BadOutputError, ConfigError, OcrError, PermanentError, TransientError
@@ -59,7 +67,7 @@ from .limits import (
     token_count,
 )
 
-__all__ = ["OpenAITransport", "normalize_base_url"]
+__all__ = ["INSTALL_HINT", "OpenAITransport", "load_sdk", "normalize_base_url", "prefetch_sdk"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +77,44 @@ DEFAULT_BASE_URL_ENV = "OCRCLIENT_BASE_URL"
 MODEL_LIST_BYTES = 1024 * 1024
 
 
-def _standard_params() -> frozenset[str]:
+#: what a user without the SDK is told (the ``openai`` extra holds it)
+INSTALL_HINT = "the OpenAI-compatible transport needs the openai package: pip install 'ocrclient[openai]'"
+
+
+def load_sdk() -> Any:
+    """The ``openai`` module, imported on first use (1.5-2 s of CPU: a RunPod or local run never
+    pays it); a missing SDK is a :class:`ConfigError` with the one-line install hint."""
+    try:
+        import openai
+    except ImportError as exc:
+        raise ConfigError(INSTALL_HINT) from exc
+    return openai
+
+
+_prefetched = threading.Lock()
+
+
+def prefetch_sdk() -> None:
+    """Check that the SDK is installed (:class:`ConfigError` with the install hint, nothing
+    sent) and start importing it in a background thread, once per process: the import then
+    overlaps the render pool's start and the first page's render instead of delaying them."""
+    if sys.modules.get("openai") is not None:
+        return
+    if importlib.util.find_spec("openai") is None:
+        raise ConfigError(INSTALL_HINT)
+    if _prefetched.acquire(blocking=False):
+
+        def run() -> None:
+            with contextlib.suppress(Exception):
+                load_sdk()
+
+        threading.Thread(target=run, name="ocrclient-openai-import", daemon=True).start()
+
+
+@functools.cache
+def standard_params() -> frozenset[str]:
+    """Chat-completions parameters the SDK accepts as arguments; everything else goes in
+    ``extra_body`` (read from the SDK on first use)."""
     try:
         from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 
@@ -81,10 +126,6 @@ def _standard_params() -> frozenset[str]:
             "temperature", "top_logprobs", "top_p", "user", "tools", "tool_choice",
         }
     return frozenset(names - {"stream", "stream_options"})
-
-
-#: chat-completions parameters the SDK accepts as arguments; everything else goes in extra_body
-STANDARD_PARAMS = _standard_params()
 
 
 def split_query(url: str) -> tuple[str, dict[str, str]]:
@@ -213,11 +254,23 @@ class OpenAITransport:
         self._http.event_hooks.setdefault("request", []).append(self._keep_secrets_home)
         # every reply the SDK reads for us is capped (limits.capping sets the cap per call)
         self._http.event_hooks.setdefault("response", []).append(reply_cap_hook)
-        self._client = AsyncOpenAI(base_url=self.api_url, api_key=key, max_retries=0,
-                                   http_client=self._http, timeout=self._http.timeout)
+        self._key = key
+        #: the SDK client, made on the first request (:meth:`_sdk`); the SDK is imported meanwhile
+        self._client: Any = None
+        prefetch_sdk()
         self._models: dict[str, int | None] | None = None
         self._models_checked_at = -1e9
         self._models_lock = asyncio.Lock()
+
+    async def _sdk(self) -> Any:
+        """The ``AsyncOpenAI`` client over our httpx client (``max_retries=0``), made once; the
+        import (begun by :func:`prefetch_sdk`) is awaited off the event loop."""
+        if self._client is None:
+            sdk = await asyncio.to_thread(load_sdk)
+            if self._client is None:
+                self._client = sdk.AsyncOpenAI(base_url=self.api_url, api_key=self._key, max_retries=0,
+                                               http_client=self._http, timeout=self._http.timeout)
+        return self._client
 
     async def _keep_secrets_home(self, request: httpx.Request) -> None:
         """Never send the API key or Modal credentials to another host (e.g. a redirect away)."""
@@ -308,8 +361,9 @@ class OpenAITransport:
         return reply
 
     def _split(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        args = {k: v for k, v in body.items() if k in STANDARD_PARAMS}
-        extra = {k: v for k, v in body.items() if k not in STANDARD_PARAMS}
+        standard = standard_params()
+        args = {k: v for k, v in body.items() if k in standard}
+        extra = {k: v for k, v in body.items() if k not in standard}
         return args, extra
 
     def _timeout(self, timeout: float) -> httpx.Timeout:
@@ -320,7 +374,8 @@ class OpenAITransport:
         under the cap) is decoded here, off the event loop when big, with the server's numbers
         made sane (:mod:`.limits`)."""
         args, extra = self._split(body)
-        raw = await self._client.chat.completions.with_raw_response.create(
+        client = await self._sdk()
+        raw = await client.chat.completions.with_raw_response.create(
             **args, extra_body=extra or None, stream=False, timeout=self._timeout(timeout)
         )
         data = await aloads(raw.http_response.content)
@@ -346,7 +401,8 @@ class OpenAITransport:
         self, body: dict[str, Any], timeout: float, idle: float | None
     ) -> ModelReply:
         args, extra = self._split(body)
-        stream = await self._client.chat.completions.create(
+        client = await self._sdk()
+        stream = await client.chat.completions.create(
             **args, extra_body=extra or None, stream=True,
             stream_options={"include_usage": True}, timeout=self._timeout(timeout),
         )

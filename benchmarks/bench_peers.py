@@ -1,0 +1,473 @@
+"""ocrclient beside its peers, against the same simulated endpoint, in one run.
+
+    python benchmarks/bench_peers.py [--quick] [--pages 64] [--slots 8] [--service-s 1.5]
+                                     [--repeat 1] [--no-vlmparse]
+
+Every client runs as its own process (as a user runs it) against one simulator served from
+another process (``--slots`` GPU slots, ``--service-s`` per page, ``--concurrency`` = slots)
+and converts the same ``--pages``-page text PDF:
+
+* ``ocrclient runpod-chandra`` — ``ocr convert --backend runpod-chandra`` (the profile's
+  default mode) against the RunPod simulator, default outputs (md with figure crops + json);
+* ``ocrclient runpod-pod-lightonocr2`` — ``ocr convert --backend runpod-pod-lightonocr2``
+  (OpenAI API, streaming) against the OpenAI simulator, default outputs;
+* ``vlmparse`` — installed by this script with pip into a throwaway venv under a temporary
+  directory (skipped with a message when that fails: no network, no wheel), run as
+  ``vlmparse convert DOC -o OUT --model lightonocr2 --uri SIM/v1 --concurrency N --save-mode md``
+  against a twin OpenAI simulator serving the model name it sends (``vllm-model``);
+* ``naive loop`` — the ~70-line asyncio client below (:data:`NAIVE`): pypdfium2 renders each
+  page to a 1540 px PNG in the event loop's thread, httpx sends it, a semaphore keeps
+  ``--concurrency`` in flight, the markdown is written at the end.
+
+The simulator records when each request arrived and when its reply was written (every route,
+patched onto its handler in the simulator's process).  Printed per client:
+
+* **requests** — what the client sent besides health checks and ``/v1/models`` (RunPod: ``/run``
+  and ``/status`` polls); a client with any page not answered 200 is reported as failed;
+* **efficiency** — ideal busy time (pages x service / slots) / (first page's request -> last
+  reply written, on the simulator's clock); 1.0 is every slot busy from the first request on;
+* **first request** — process start (just before ``exec``) -> the first page's request arrived
+  (health checks and ``/v1/models`` not counted);
+* **wall** — process start -> process exit;
+* **exit after last** — the last reply written -> the process exited (the tail: outputs,
+  shutdown, interpreter exit);
+* **client CPU** — user + system CPU of the client and every process under it (``/proc``,
+  sampled, plus ``wait4`` of the client);
+* **peak RSS** — the sum over the client and every process under it of each one's peak.
+
+Each figure is also printed as a ratio to ocrclient's OpenAI row in the same run.  Not a unit
+test: the figures move with other load on the machine (the 1-minute load average is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from _procfs import descendants, proc_cpu_s, status_kb  # noqa: E402
+
+VLMPARSE = "vlmparse==0.1.28"
+SIM_KEY = "sk-bench-peers"
+RUNPOD_KEY = "rp-bench-peers"
+
+# ---------------------------------------------------------------------------------------------
+# the simulator, in its own process, recording every request's arrival and reply
+# ---------------------------------------------------------------------------------------------
+
+
+def _truth(image: Any) -> list[tuple[str, str, tuple[float, float, float, float]]]:
+    """What the simulated Chandra reads on every page: text and one figure (so the default
+    outputs cut a figure crop per page, as bench_outputs.py does)."""
+    return [
+        ("section_header", f"Page {image.digest[:8]}", (0.1, 0.05, 0.9, 0.1)),
+        ("text", "Text before the figure on this page.", (0.1, 0.15, 0.9, 0.3)),
+        ("figure", "A chart", (0.15, 0.35, 0.85, 0.65)),
+        ("caption", "Figure: a chart of the page", (0.15, 0.66, 0.85, 0.7)),
+        ("text", "Text after the figure.", (0.1, 0.75, 0.9, 0.9)),
+    ]
+
+
+def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
+    from http.server import BaseHTTPRequestHandler
+
+    from ocrclient.testing import _server
+    from ocrclient.testing.faults import FaultPlan
+
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the stdlib server prints client hang-ups
+    spans: list[tuple[float, float, str, int]] = []
+    lock = threading.Lock()
+    plain = _server.SimHandler._any
+    send_response = BaseHTTPRequestHandler.send_response
+
+    def noted(self: Any, code: int, message: str | None = None) -> None:
+        self.bench_status = code
+        send_response(self, code, message)
+
+    def timed(self: Any) -> None:
+        t0 = time.monotonic()
+        self.bench_status = 0
+        try:
+            plain(self)
+        finally:
+            with lock:
+                spans.append((t0, time.monotonic(), f"{self.command} {self.path.split('?')[0]}", self.bench_status))
+
+    _server.SimHandler.send_response = noted  # type: ignore[method-assign]
+    _server.SimHandler.do_GET = _server.SimHandler.do_POST = timed  # type: ignore[method-assign]
+    plan = FaultPlan(slots=slots, latency_s=(service_s, service_s))
+    sim: Any
+    if kind == "runpod":
+        from ocrclient.testing import DialectResponder
+        from ocrclient.testing.runpod_sim import RunPodSimulator
+
+        sim = RunPodSimulator(plan=plan, api_key=RUNPOD_KEY, responder=DialectResponder("chandra", truth=_truth))
+    else:
+        from ocrclient.testing import DialectResponder, OpenAISimulator
+
+        # vlmparse names the model "vllm-model" (the served name of the servers it deploys)
+        model = "vllm-model" if kind == "openai-vlmparse" else "lightonai/LightOnOCR-2-1B"
+        sim = OpenAISimulator(plan=plan, responder=DialectResponder("lighton"), api_key=None, model=model)
+    sim.start()
+    conn.send({"base_url": sim.base_url, "endpoint_id": getattr(sim, "endpoint_id", None)})
+    while True:
+        cmd = conn.recv()
+        with lock:
+            got, spans[:] = list(spans), []
+        conn.send(got)
+        if cmd == "stop":
+            sim.stop()
+            return
+
+
+class Sim:
+    """The simulator (``"runpod"`` or ``"openai"``) in a child process; :meth:`take` hands back
+    (and forgets) the requests it served since the last call: ``(arrived, replied, route,
+    status)``."""
+
+    def __init__(self, kind: str, slots: int, service_s: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_host_main, args=(kind, slots, service_s, child), daemon=True)
+        self._proc.start()
+        info = self._conn.recv()
+        self.kind = kind
+        self.base_url: str = info["base_url"]
+        self.endpoint_id: str | None = info["endpoint_id"]
+
+    def take(self) -> list[tuple[float, float, str, int]]:
+        self._conn.send("take")
+        return list(self._conn.recv())
+
+    def __enter__(self) -> Sim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.send("stop")
+        self._conn.recv()
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+
+# ---------------------------------------------------------------------------------------------
+# running one client process and watching it from /proc
+# ---------------------------------------------------------------------------------------------
+
+
+def run_client(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float = 600) -> dict[str, Any]:
+    """Run ``argv``; its start and exit on the monotonic clock the simulator uses, CPU and peak
+    RSS of its process tree (sampled every 20 ms from ``/proc``)."""
+    peak: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    t_start = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else b""), daemon=True)
+    reader.start()
+    rusage_cpu = 0.0
+    deadline = t_start + timeout_s
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            t_exit = time.monotonic()
+            rusage_cpu = ru.ru_utime + ru.ru_stime
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            break
+        for p in [proc.pid, *descendants(proc.pid)]:
+            peak[p] = max(peak.get(p, 0), status_kb(p, "VmHWM"))
+            c = proc_cpu_s(p)
+            if c:
+                cpu[p] = c
+        if time.monotonic() > deadline:
+            proc.kill()
+        time.sleep(0.02)
+    reader.join(5)
+    # the client's own CPU from wait4 (it includes every child it waited for); processes it did
+    # not wait for are counted from their last /proc sample
+    others = sum(c for p, c in cpu.items() if p != proc.pid)
+    return {
+        "rc": proc.returncode,
+        "start": t_start,
+        "exit": t_exit,
+        "cpu_s": max(rusage_cpu, cpu.get(proc.pid, 0.0) + others),
+        "rss_mb": sum(peak.values()) / 1024,
+        "output": b"".join(out).decode("utf-8", "replace"),
+    }
+
+
+def figures(run: dict[str, Any], spans: list[tuple[float, float, str, int]], pages: int, slots: int,
+            service_s: float) -> dict[str, Any]:  # fmt: skip
+    """The printed figures of one client run from its process times and the simulator's log."""
+    # a page's request: not a health check or the model list (the OpenAI transport reads
+    # /v1/models once for max_model_len; vlmparse may too)
+    work = [s for s in spans if not s[2].endswith(("/health", "/models"))]
+    if not work:
+        return {**run, "error": "sent no request"}
+    first = min(s[0] for s in work)
+    last = max(s[1] for s in work)
+    ideal = pages * service_s / slots
+    ok = sum(1 for s in work if s[3] == 200)
+    if ok < pages:  # a client whose pages failed measured nothing worth printing
+        bad = Counter(s[3] for s in work if s[3] != 200)
+        return {**run, "error": f"{ok} of {pages} pages answered 200 (others: {dict(bad)})"}
+    return {
+        **run,
+        "requests": len(spans),
+        "page_requests": len(work),
+        "efficiency": ideal / (last - first),
+        "first_request_s": first - run["start"],
+        "wall_s": run["exit"] - run["start"],
+        "exit_after_last_s": run["exit"] - last,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the clients
+# ---------------------------------------------------------------------------------------------
+
+#: the naive client: what a developer writes in an afternoon (python naive.py PDF OUT BASE_URL
+#: KEY MODEL CONCURRENCY)
+NAIVE = '''\
+"""A naive asyncio OCR client: render every page, send it, write the markdown."""
+
+import asyncio
+import base64
+import io
+import sys
+from pathlib import Path
+
+import httpx
+import pypdfium2 as pdfium
+
+LONGEST_SIDE = 1540
+
+
+def render(pdf, index):
+    page = pdf[index]
+    width, height = page.get_size()
+    scale = LONGEST_SIDE / max(width, height)
+    image = page.render(scale=scale).to_pil().convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+async def ocr_page(client, sem, pdf, lock, index, model, results):
+    async with lock:  # pdfium is not thread-safe: one render at a time, off the event loop
+        b64 = await asyncio.to_thread(render, pdf, index)
+    async with sem:
+        body = {
+            "model": model,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64}},
+                    ],
+                }
+            ],
+            "max_tokens": 4096,
+            "temperature": 0.2,
+        }
+        for attempt in range(5):
+            try:
+                resp = await client.post("/chat/completions", json=body)
+                resp.raise_for_status()
+                results[index] = resp.json()["choices"][0]["message"]["content"]
+                return
+            except (httpx.HTTPError, KeyError, ValueError):
+                await asyncio.sleep(0.5 * 2**attempt)
+        results[index] = ""
+
+
+async def main():
+    pdf_path, out_dir, base_url, key, model, concurrency = sys.argv[1:7]
+    pdf = pdfium.PdfDocument(pdf_path)
+    results = [None] * len(pdf)
+    sem = asyncio.Semaphore(int(concurrency))
+    lock = asyncio.Lock()
+    headers = {"Authorization": "Bearer " + key}
+    limits = httpx.Limits(max_connections=int(concurrency))
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=600, limits=limits) as client:
+        await asyncio.gather(
+            *(ocr_page(client, sem, pdf, lock, i, model, results) for i in range(len(pdf)))
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / (Path(pdf_path).stem + ".md")).write_text("\\n\\n".join(r or "" for r in results))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+'''
+
+
+def install_vlmparse(tmp: Path) -> tuple[Path | None, str]:
+    """``vlmparse`` installed into a throwaway venv under ``tmp``: (its executable, "") or
+    (None, why not)."""
+    venv = tmp / "vlmparse-venv"
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+        done = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", VLMPARSE],
+                              capture_output=True, text=True, timeout=900)  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"could not make a venv for it: {exc}"
+    exe = venv / "bin" / "vlmparse"
+    if done.returncode != 0 or not exe.exists():
+        last = (done.stderr or done.stdout).strip().splitlines()
+        return None, f"pip install {VLMPARSE} failed: {last[-1] if last else done.returncode}"
+    return exe, ""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "VLLM_", "OCRCLIENT_"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
+    env.update(extra)
+    return env
+
+
+def clients(sims: dict[str, Sim], tmp: Path, pdf: Path, concurrency: int, vlmparse: Path | None) -> list[tuple[str, str, list[str], dict[str, str]]]:
+    """(label, simulator kind, argv, env) of each client to run."""
+    py = sys.executable
+    rp, oa = sims["runpod"], sims["openai"]
+    out = tmp / "out"
+    rows = [
+        ("ocrclient runpod-chandra", "runpod",
+         [py, "-m", "ocrclient.cli", "convert", str(pdf), "-o", str(out / "chandra"), "--backend", "runpod-chandra",
+          "--concurrency", str(concurrency), "--no-cache", "--quiet"],
+         _env(RUNPOD_API_KEY=RUNPOD_KEY, RUNPOD_CHANDRA_ENDPOINT_ID=rp.endpoint_id or "", RUNPOD_BASE_URL=rp.base_url)),
+        ("ocrclient runpod-pod-lightonocr2", "openai",
+         [py, "-m", "ocrclient.cli", "convert", str(pdf), "-o", str(out / "lighton"), "--backend",
+          "runpod-pod-lightonocr2", "--concurrency", str(concurrency), "--no-cache", "--quiet"],
+         _env(RUNPOD_POD_BASE_URL=oa.base_url, VLLM_API_KEY=SIM_KEY)),
+    ]  # fmt: skip
+    if vlmparse is not None:
+        vp = sims["openai-vlmparse"]
+        rows.append(("vlmparse " + VLMPARSE.split("==")[1], "openai-vlmparse",
+                     [str(vlmparse), "convert", str(pdf), "-o", str(out / "vlmparse"), "--model", "lightonocr2",
+                      "--uri", vp.base_url, "--concurrency", str(concurrency), "--save-mode", "md"],
+                     _env(OPENAI_API_KEY=SIM_KEY)))  # fmt: skip
+    naive = tmp / "naive.py"
+    naive.write_text(NAIVE)
+    rows.append(("naive asyncio loop", "openai",
+                 [py, str(naive), str(pdf), str(out / "naive"), oa.base_url, SIM_KEY,
+                  "lightonai/LightOnOCR-2-1B", str(concurrency)], _env()))  # fmt: skip
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
+# ---------------------------------------------------------------------------------------------
+
+COLUMNS = [  # key, header, format, better ("hi" or "lo")
+    ("page_requests", "requests", "{:d}", "lo"),
+    ("efficiency", "efficiency", "{:.3f}", "hi"),
+    ("first_request_s", "first request", "{:.2f} s", "lo"),
+    ("wall_s", "wall", "{:.2f} s", "lo"),
+    ("exit_after_last_s", "exit after last", "{:.2f} s", "lo"),
+    ("cpu_s", "client CPU", "{:.2f} s", "lo"),
+    ("rss_mb", "peak RSS", "{:.0f} MB", "lo"),
+]
+
+
+def print_table(results: list[tuple[str, dict[str, Any]]], base: str) -> None:
+    ref = dict(results).get(base)
+    head = ["client", *(c[1] for c in COLUMNS)]
+    rows = []
+    for label, r in results:
+        if "error" in r:
+            rows.append([label, r["error"], *[""] * (len(COLUMNS) - 1)])
+            continue
+        cells = [label]
+        for key, _, fmt, _better in COLUMNS:
+            cell = fmt.format(r[key])
+            if ref is not None and label != base and ref.get(key):
+                cell += f" ({r[key] / ref[key]:.2f}x)"
+            cells.append(cell)
+        rows.append(cells)
+    widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
+    for row in [head, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    print(f"(x): ratio to {base} in this run")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pages", type=int, default=64)
+    ap.add_argument("--slots", type=int, default=8)
+    ap.add_argument("--service-s", type=float, default=1.5)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per client (the median is kept)")
+    ap.add_argument("--no-vlmparse", action="store_true", help="skip installing and running vlmparse")
+    ap.add_argument("--vlmparse", type=Path, help="an installed vlmparse executable to run (no install)")
+    ap.add_argument("--only", action="append", default=[], help="run only clients whose label contains this")
+    ap.add_argument("--quick", action="store_true", help="16 pages, 0.5 s per page")
+    ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = ap.parse_args()
+    if args.quick:
+        args.pages, args.service_s = 16, 0.5
+    from bench_scheduler import make_pdf
+
+    print(f"load average (1 min) at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"{args.pages} pages, {args.slots} slots x {args.service_s} s, concurrency {args.slots}; "
+          f"ideal busy {args.pages * args.service_s / args.slots:.2f} s")  # fmt: skip
+    tmp = Path(tempfile.mkdtemp(prefix="bench-peers-"))
+    results: list[tuple[str, dict[str, Any]]] = []
+    try:
+        pdf = make_pdf(tmp / "doc.pdf", args.pages)
+        vlm: Path | None = args.vlmparse
+        if vlm is None and not args.no_vlmparse and (not args.only or any("vlmparse" in o for o in args.only)):
+            print(f"installing {VLMPARSE} into a throwaway venv ...", flush=True)
+            vlm, why = install_vlmparse(tmp)
+            if vlm is None:
+                print(f"SKIPPED vlmparse: {why}")
+        with (
+            Sim("runpod", args.slots, args.service_s) as rp,
+            Sim("openai", args.slots, args.service_s) as oa,
+            Sim("openai-vlmparse", args.slots, args.service_s) as vp,
+        ):
+            sims = {"runpod": rp, "openai": oa, "openai-vlmparse": vp}
+            for label, kind, argv, env in clients(sims, tmp, pdf, args.slots, vlm):
+                if args.only and not any(o in label for o in args.only):
+                    continue
+                runs = []
+                for _ in range(args.repeat):
+                    shutil.rmtree(tmp / "out", ignore_errors=True)
+                    sims[kind].take()
+                    run = run_client(argv, env, tmp)
+                    fig = figures(run, sims[kind].take(), args.pages, args.slots, args.service_s)
+                    if run["rc"] != 0:
+                        fig["error"] = f"exit {run['rc']}: {run['output'].strip()[-300:]}"
+                    runs.append(fig)
+                    time.sleep(0.5)
+                ok = [r for r in runs if "error" not in r]
+                pick = sorted(ok, key=lambda r: r["wall_s"])[len(ok) // 2] if ok else runs[0]
+                results.append((label, pick))
+                print(f"  {label}: " + ("; ".join(f"{r.get('efficiency', 0):.3f} eff, {r.get('first_request_s', 0):.2f} s first, "
+                                                   f"{r.get('exit_after_last_s', 0):.2f} s tail" for r in ok) or pick["error"]), flush=True)  # fmt: skip
+        print()
+        print_table(results, "ocrclient runpod-pod-lightonocr2")
+        if args.json:
+            args.json.write_text(json.dumps([{"client": k, **{c[0]: v.get(c[0]) for c in COLUMNS}} for k, v in results], indent=1))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

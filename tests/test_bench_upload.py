@@ -1,0 +1,49 @@
+"""`ocr bench` reports bytes on the wire: the mean request body, the upload rate achieved and the
+rate needed to keep the endpoint busy (``concurrency`` requests in flight at the median latency)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ocrclient.bench import body_bytes, run_bench
+from ocrclient.testing import FaultPlan, OpenAISimulator
+
+from .pdfgen import text_pdf
+
+
+def test_body_bytes_is_the_json_text_near_enough() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 50_000}}]}], "max_tokens": 4096}
+    exact = len(json.dumps(body, separators=(",", ":")))
+    assert 0.99 * exact <= body_bytes(body) <= exact
+
+
+async def test_bench_reports_upload_needed_beside_achieved(tmp_path: Path) -> None:
+    pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i} text"] for i in range(6)])
+    with OpenAISimulator(plan=FaultPlan(latency_s=(0.05, 0.05), slots=2)) as sim:
+        report = await run_bench([str(pdf)], backend="openai", base_url=sim.base_url, api_key=sim.api_key,
+                                 model=sim.model, concurrency=2)  # fmt: skip
+        sent = [len(json.dumps(b, separators=(",", ":"))) for b in sim.bodies]
+    assert report["pages"] == 6 and len(sent) == 6
+    mean = sum(sent) / len(sent)
+    assert 0.97 * mean <= report["upload_bytes_per_request"] <= mean  # the bodies the server got
+    achieved = sum(sent) * 8 / report["wall_s"] / 1e6
+    assert abs(report["upload_mbit_s"] - achieved) <= 0.05 * achieved + 0.001
+    need = report["upload_bytes_per_request"] * 8 * 2 / report["latency_p50_s"] / 1e6
+    assert abs(report["upload_mbit_s_to_keep_busy"] - need) <= 0.01 * need + 0.001
+
+
+def test_cli_bench_prints_the_upload_rates(tmp_path: Path) -> None:
+    pdf = text_pdf(tmp_path / "d.pdf", [["one"], ["two"]])
+    with OpenAISimulator() as sim:
+        env = {**os.environ, "OCRCLIENT_API_KEY": sim.api_key or "", "COLUMNS": "200"}
+        run = subprocess.run([sys.executable, "-m", "ocrclient.cli", "bench", str(pdf), "--backend", "openai",
+                              "--base-url", sim.base_url, "--model", sim.model, "--json"],
+                             capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["upload_bytes_per_request"] > 0
+    assert report["upload_mbit_s"] > 0 and report["upload_mbit_s_to_keep_busy"] > 0
