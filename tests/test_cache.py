@@ -366,17 +366,17 @@ def test_local_engine_versions_are_in_the_key(monkeypatch: pytest.MonkeyPatch) -
     cfg = base_config(transport="local", dialect="rapidocr", transport_options={})
     assert set(key_settings(cfg)["engine"]) == {"ocrclient", "rapidocr", "onnxruntime"}
     before = key(cfg)
-    versions = {"rapidocr": "3.0.0", "onnxruntime": "1.20.0"}
+    versions = {"ocrclient": "0.1.0", "rapidocr": "3.0.0", "onnxruntime": "1.20.0"}
     monkeypatch.setattr(cache_mod, "version", lambda package: versions[package])
     cache_mod.engine_versions.cache_clear()
     try:
         first = key(cfg)
-        versions["rapidocr"] = "3.1.0"
-        cache_mod.engine_versions.cache_clear()
-        assert key(cfg) != first
-        versions["rapidocr"], versions["onnxruntime"] = "3.0.0", "1.21.0"
-        cache_mod.engine_versions.cache_clear()
-        assert key(cfg) != first
+        for package, newer in (("rapidocr", "3.1.0"), ("onnxruntime", "1.21.0"), ("ocrclient", "0.2.0")):
+            old = versions[package]
+            versions[package] = newer
+            cache_mod.engine_versions.cache_clear()
+            assert key(cfg) != first, package
+            versions[package] = old
     finally:
         monkeypatch.undo()
         cache_mod.engine_versions.cache_clear()
