@@ -493,3 +493,30 @@ def test_a_defect_in_the_layer_reading_falls_back_to_ocr(monkeypatch: pytest.Mon
 def test_spacing_accents_combine_with_their_letter() -> None:
     md = _convert("olmocr-bench-sample/pdfs/math_2503_04086.pdf").pages[0].markdown
     assert "Ján Min" in md and "´" not in md
+
+
+@pytest.mark.parametrize("how", ["module function", "client closed"])
+def test_no_pdf_is_left_open_at_exit(how: str, tmp_path: Path) -> None:
+    """The text-layer reader keeps a few PDFs open between pages; the run's end (the transport's
+    aclose) or the interpreter's exit closes them, so pypdfium2 never warns of a document left
+    open and no file handle outlives the run."""
+    import subprocess
+    import sys
+
+    sample = Path(__file__).resolve().parents[1] / "examples" / "sample.pdf"
+    if how == "module function":
+        body = f"import ocrclient\nd = ocrclient.convert({str(sample)!r}, backend='local', cache=False)\n"
+    else:
+        body = (
+            "import os, ocrclient\n"
+            f"with ocrclient.Client('local', cache=False) as c:\n    d = c.convert({str(sample)!r})\n"
+            "print('fds', sum(1 for f in os.listdir('/proc/self/fd') "
+            f"if os.path.realpath('/proc/self/fd/' + f) == {str(sample)!r}))\n"
+        )
+    body += "print('ok', [p.status for p in d.pages])\n"
+    proc = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ok ['ok', 'ok', 'ok', 'ok']" in proc.stdout
+    assert "still open" not in proc.stderr, proc.stderr[-2000:]
+    if how == "client closed":
+        assert "fds 0" in proc.stdout, proc.stdout

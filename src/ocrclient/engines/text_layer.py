@@ -22,6 +22,7 @@ Ligatures (``ﬁ``) are spelled out and PDFium's hyphen marker at a line end bec
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import itertools
@@ -117,6 +118,19 @@ def _open(path: str) -> Any:
                 old.close()
     _DOCS.move_to_end(key)
     return pdf
+
+
+def close_documents() -> None:
+    """Close the PDFs kept open between pages (a transport's ``aclose``, and at exit: an open
+    document holds its file and makes pypdfium2 warn when the interpreter ends)."""
+    with _lock():
+        while _DOCS:
+            _, pdf = _DOCS.popitem()
+            with contextlib.suppress(Exception):
+                pdf.close()
+
+
+atexit.register(close_documents)
 
 
 def page_count(path: str) -> int:

@@ -149,7 +149,13 @@ class LocalTransport:
         )
 
     async def aclose(self) -> None:
-        """Nothing to close: the engine is shared by the whole process and lives with it."""
+        """Close the PDFs the text-layer reader kept open between pages; the engine itself is
+        shared by the whole process and lives with it."""
+        import sys
+
+        text_layer = sys.modules.get("ocrclient.engines.text_layer")
+        if text_layer is not None:  # only when a page was read from its PDF: imports no engine
+            await asyncio.to_thread(text_layer.close_documents)
 
     def _read(self, data: bytes, pdf: dict[str, Any] | None = None) -> ModelReply:
         """One page, in a worker thread."""
