@@ -495,7 +495,7 @@ def test_spacing_accents_combine_with_their_letter() -> None:
     assert "Ján Min" in md and "´" not in md
 
 
-@pytest.mark.parametrize("how", ["module function", "client closed"])
+@pytest.mark.parametrize("how", ["module function", "client closed", "client left open"])
 def test_no_pdf_is_left_open_at_exit(how: str, tmp_path: Path) -> None:
     """The text-layer reader keeps a few PDFs open between pages; the run's end (the transport's
     aclose) or the interpreter's exit closes them, so pypdfium2 never warns of a document left
@@ -506,6 +506,8 @@ def test_no_pdf_is_left_open_at_exit(how: str, tmp_path: Path) -> None:
     sample = Path(__file__).resolve().parents[1] / "examples" / "sample.pdf"
     if how == "module function":
         body = f"import ocrclient\nd = ocrclient.convert({str(sample)!r}, backend='local', cache=False)\n"
+    elif how == "client left open":  # never closed: the interpreter's exit closes the PDFs
+        body = f"import ocrclient\nc = ocrclient.Client('local', cache=False)\nd = c.convert({str(sample)!r})\n"
     else:
         body = (
             "import os, ocrclient\n"

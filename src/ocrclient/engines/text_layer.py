@@ -111,6 +111,11 @@ def _open(path: str) -> Any:
     key = (path, st.st_size, st.st_mtime_ns)
     pdf = _DOCS.get(key)
     if pdf is None:
+        if not _DOCS:
+            # registered after pypdfium2's own exit hook, so it runs first (hooks run last-in
+            # first-out): the documents are closed before pypdfium2 looks for open ones
+            atexit.unregister(close_documents)
+            atexit.register(close_documents)
         pdf = _DOCS[key] = pdfium.PdfDocument(path)
         while len(_DOCS) > _MAX_DOCS:
             _, old = _DOCS.popitem(last=False)
@@ -129,8 +134,6 @@ def close_documents() -> None:
             with contextlib.suppress(Exception):
                 pdf.close()
 
-
-atexit.register(close_documents)
 
 
 def page_count(path: str) -> int:
