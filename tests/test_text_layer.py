@@ -522,3 +522,20 @@ def test_no_pdf_is_left_open_at_exit(how: str, tmp_path: Path) -> None:
     assert "still open" not in proc.stderr, proc.stderr[-2000:]
     if how == "client closed":
         assert "fds 0" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("rel", ["olmocr-bench-sample/pdfs/mattsnotes.pdf", "gnarly/most_content_in_image_form.pdf", "gnarly/horribleocr.pdf"])
+def test_a_scan_with_a_layer_decodes_its_image_once(rel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scan that carries a text layer goes through the layer's trust test and then OCR: the
+    page image is decoded once for both (the OCR pass takes the image the test already holds),
+    so reading the layer costs a scan next to nothing."""
+    import ocrclient.engines.read as read_mod
+
+    path = corpus(*rel.split("/"))
+    png = _png(path, dpi=72)
+    calls: list[int] = []
+    real = read_mod.decode
+    monkeypatch.setattr(read_mod, "decode", lambda data: calls.append(len(data)) or real(data))
+    page = read_pdf_page(png, {"path": str(path), "index": 0, "mode": "auto"}, EngineSettings())
+    assert page.data["source"] in {"ocr", "text-layer"} and page.text.strip()
+    assert len(calls) == 1, (calls, page.data["text_layer"]["why"])

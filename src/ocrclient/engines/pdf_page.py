@@ -68,7 +68,8 @@ def _sampler(settings: EngineSettings) -> Sampler:
     return sample
 
 
-def _ocr(image: bytes, settings: EngineSettings, why: str, start: float) -> PageReading:
+def _ocr(image: Any, settings: EngineSettings, why: str, start: float) -> PageReading:
+    """OCR of the page image (its bytes, or the PIL image already decoded: not decoded twice)."""
     from .read import read_image
 
     reading = read_image(image, settings)
@@ -89,7 +90,7 @@ def _overlap(a: list[float], b: list[float]) -> float:
 
 
 def _hybrid(
-    image: bytes, settings: EngineSettings, why: str, start: float, layer_lines: list[dict[str, Any]]
+    image: Any, settings: EngineSettings, why: str, start: float, layer_lines: list[dict[str, Any]]
 ) -> PageReading:
     """A page that is mostly image: OCR'd (the words in the images), with the text layer's own
     lines in place of the OCR lines they cover (exact text where the layer has it)."""
@@ -151,9 +152,9 @@ def _from_layer(
     else:
         verdict = judge(layer, lines, gray, _sampler(settings))
     if verdict.image_page and not layer.rotation:
-        return _hybrid(image, settings, verdict.why, start, [ln for ln in lines if inked(gray, ln["box"])])
+        return _hybrid(img, settings, verdict.why, start, [ln for ln in lines if inked(gray, ln["box"])])
     if not verdict.trusted or not lines:
-        return _ocr(image, settings, verdict.why, start)
+        return _ocr(img, settings, verdict.why, start)
     data: dict[str, Any] = {
         "lines": lines,
         "image_size": [int(gray.shape[1]), int(gray.shape[0])],

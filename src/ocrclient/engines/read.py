@@ -82,13 +82,14 @@ def decode(data: bytes) -> Any:
         ) from exc
 
 
-def read_image(data: bytes, settings: EngineSettings, layer_text: str | None = None) -> Reading:
-    """Read one encoded page image with the process's engine for ``settings`` (blocking: call
-    it from a worker thread).  ``layer_text``: the page's trusted text layer, when there is one
-    (it decides the page's scripts)."""
+def read_image(data: bytes | Any, settings: EngineSettings, layer_text: str | None = None) -> Reading:
+    """Read one page image (its encoded bytes, or the PIL image a caller already decoded) with
+    the process's engine for ``settings`` (blocking: call it from a worker thread).
+    ``layer_text``: the page's trusted text layer, when there is one (it decides the page's
+    scripts)."""
     import numpy as np
 
-    image = decode(data)
+    image = decode(bytes(data)) if isinstance(data, bytes | bytearray | memoryview) else data
     gray = np.asarray(image.convert("L"))
     height, width = gray.shape
     engine = get_engine(settings)
