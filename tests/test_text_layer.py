@@ -15,7 +15,7 @@ import os
 import re
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,15 @@ def _norm(text: str) -> str:
 
 
 def _tables(md: str) -> Iterator[list[list[str]]]:
+    """The page's tables as grids: pipe tables, and HTML tables with each spanning cell repeated
+    over the columns it spans (as olmOCR-bench reads them)."""
+    from bs4 import BeautifulSoup
+
+    for table in BeautifulSoup(md, "html.parser").find_all("table"):
+        yield [
+            [_norm(td.get_text()) for td in tr.find_all(["td", "th"]) for _ in range(int(str(td.get("colspan") or 1)))]
+            for tr in table.find_all("tr")
+        ]
     rows: list[list[str]] = []
     for line in [*md.splitlines(), ""]:
         if line.strip().startswith("|"):
@@ -535,7 +544,65 @@ def test_a_scan_with_a_layer_decodes_its_image_once(rel: str, monkeypatch: pytes
     png = _png(path, dpi=72)
     calls: list[int] = []
     real = read_mod.decode
-    monkeypatch.setattr(read_mod, "decode", lambda data: calls.append(len(data)) or real(data))
+    def counting(data: bytes) -> Any:
+        calls.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(read_mod, "decode", counting)
     page = read_pdf_page(png, {"path": str(path), "index": 0, "mode": "auto"}, EngineSettings())
     assert page.data["source"] in {"ocr", "text-layer"} and page.text.strip()
     assert len(calls) == 1, (calls, page.data["text_layer"]["why"])
+
+
+def _grid_lines(rows: Sequence[Sequence[tuple[float, str]]], width: float = 60.0) -> list[Line]:
+    """Lines of a table: each row a list of (centre x, text), 20 px apart."""
+    raw = []
+    for r, row in enumerate(rows):
+        for cx, text in row:
+            raw.append({"text": text, "box": [cx - width / 2, 100 + 20 * r, cx + width / 2, 112 + 20 * r], "score": 1.0})
+    return lines_from_dicts(raw)
+
+
+def test_a_group_heading_over_the_value_columns_spans_them() -> None:
+    """A financial statement's "Year Ended" over three value columns: a pipe table cannot say
+    that it spans them, so the table comes out as HTML with colspan (olmOCR-bench's top-heading
+    check, earnings.pdf); cell text is escaped."""
+    from ocrclient.engines.tables import find_tables, table_markdown
+
+    rows = [
+        [(300, "Year Ended")],
+        [(200, "Jan 26, 2025"), (300, "Jan 28, 2024"), (400, "Jan 29, 2023")],
+        [(50, "Cost <of> revenue"), (200, "178"), (300, "141"), (400, "138")],
+        [(50, "Research"), (200, "3,423"), (300, "2,532"), (400, "1,892")],
+        [(50, "Total"), (200, "4,737"), (300, "3,549"), (400, "2,710")],
+    ]
+    tables, _ = find_tables(_grid_lines(rows), em=12.0)
+    assert len(tables) == 1
+    out = table_markdown(tables[0])
+    assert '<tr><td></td><td colspan="3">Year Ended</td></tr>' in out, out
+    assert "<td>Cost &lt;of&gt; revenue</td><td>178</td>" in out, out
+
+
+def test_a_wrapped_cell_in_the_body_is_no_group_heading() -> None:
+    """Only the heading rows (above the first row with a label) may span: a body row holding one
+    middle cell (a wrapped value) stays a pipe-table row."""
+    from ocrclient.engines.tables import find_tables, table_markdown
+
+    rows = [
+        [(200, "2025"), (300, "2024"), (400, "2023")],
+        [(50, "Revenue"), (200, "1"), (300, "2"), (400, "3")],
+        [(300, "(restated)")],
+        [(50, "Cost"), (200, "4"), (300, "5"), (400, "6")],
+        [(50, "Total"), (200, "7"), (300, "8"), (400, "9")],
+    ]
+    tables, _ = find_tables(_grid_lines(rows), em=12.0)
+    assert len(tables) == 1
+    out = table_markdown(tables[0])
+    assert out.startswith("|") and "colspan" not in out, out
+
+
+def test_earnings_table_keeps_its_group_heading() -> None:
+    path = corpus("olmocr-bench-sample", "pdfs", "earnings.pdf")
+    doc = ocrclient.convert(path, backend="local", cache=False)
+    assert '<td colspan="3">Year Ended</td>' in doc.markdown
+    assert "<td>Sales, general and administrative</td><td>1,136</td>" in doc.markdown

@@ -14,6 +14,7 @@ whose cells wrap over several lines is read as text (known limits).
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 import statistics
@@ -194,24 +195,59 @@ def table_columns(table: Table) -> list[tuple[float, float]]:
     return [(c[0], c[1]) for c in cols]
 
 
+def _column_of(ln: Line, cols: list[tuple[float, float]]) -> int:
+    cx = (ln.x0 + ln.x1) / 2
+    return min(
+        range(len(cols)),
+        key=lambda c: 0 if cols[c][0] <= cx <= cols[c][1] else min(abs(cx - cols[c][0]), abs(cx - cols[c][1])),
+    )
+
+
+def _spanning_headings(table: Table, cols: list[tuple[float, float]]) -> set[int]:
+    """Rows of the heading (above the first row with a label in the first column) that hold one
+    cell centred over the value columns: a group heading ("Year Ended", "(In millions)") that
+    spans them all, as a financial statement sets it."""
+    if len(cols) < 3:
+        return set()
+    left, right = cols[1][0], cols[-1][1]
+    middle, half = (left + right) / 2, (right - left) / 2
+    out: set[int] = set()
+    for i, row in enumerate(table.rows):
+        if any(_column_of(ln, cols) == 0 for ln in row):
+            break
+        if len(row) == 1 and abs((row[0].x0 + row[0].x1) / 2 - middle) <= 0.25 * half:
+            out.add(i)
+    return out
+
+
+def _html_table(grid: list[list[str]], spanning: set[int]) -> str:
+    """The table as HTML (a markdown pipe table cannot say that a cell spans columns)."""
+    esc = html.escape
+    rows = []
+    for i, cells in enumerate(grid):
+        if i in spanning:
+            text = next((c for c in cells if c), "")
+            tds = f'<td></td><td colspan="{len(cells) - 1}">{esc(text)}</td>'
+        else:
+            tds = "".join(f"<td>{esc(c)}</td>" for c in cells)
+        rows.append(f"<tr>{tds}</tr>")
+    return "<table>\n" + "\n".join(rows) + "\n</table>"
+
+
 def table_markdown(table: Table) -> str:
+    """The table as a markdown pipe table, or as HTML when a heading spans the value columns."""
     cols = table_columns(table)
     grid: list[list[str]] = []
     for row in table.rows:
         cells = [""] * len(cols)
         for ln in row:
-            cx = (ln.x0 + ln.x1) / 2
-            k = min(
-                range(len(cols)),
-                key=lambda c: (
-                    0
-                    if cols[c][0] <= cx <= cols[c][1]
-                    else min(abs(cx - cols[c][0]), abs(cx - cols[c][1]))
-                ),
-            )
-            text = ln.text.replace("|", "\\|")
-            cells[k] = f"{cells[k]} {text}".strip()
+            k = _column_of(ln, cols)
+            cells[k] = f"{cells[k]} {ln.text}".strip()
         grid.append(cells)
+    spanning = _spanning_headings(table, cols)
+    if spanning:
+        return _html_table(grid, spanning)
+    grid = [[c.replace("|", "\\|") for c in r] for r in grid]
     out = ["| " + " | ".join(grid[0]) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
     out += ["| " + " | ".join(r) + " |" for r in grid[1:]]
     return "\n".join(out)
