@@ -51,6 +51,7 @@ from .document import SCHEMA_VERSION, Page
 
 if TYPE_CHECKING:
     from .config import BackendConfig
+    from .dialects.base import Dialect
     from .models import PageImage
 
 __all__ = [
@@ -214,7 +215,7 @@ def page_key(image: bytes, cfg: BackendConfig, dialect: str, source: str | None 
     return h.hexdigest()
 
 
-def page_key_for(page: PageImage, cfg: BackendConfig, dialect: object) -> str | None:
+def page_key_for(page: PageImage, cfg: BackendConfig, dialect: Dialect) -> str | None:
     """The key of ``page`` as ``dialect`` will send it: its image, plus its source file's digest
     when the dialect's request reads the file too (a dialect says so with
     ``reads_source(page) -> bool``); ``None`` (no caching) for a page without an image or whose
@@ -228,7 +229,7 @@ def page_key_for(page: PageImage, cfg: BackendConfig, dialect: object) -> str | 
             source = source_digest(page.pdf_path)
         except OSError:
             return None
-    return page_key(page.encoded.data, cfg, str(getattr(dialect, "name", type(dialect).__name__)), source)
+    return page_key(page.encoded.data, cfg, dialect.name, source)
 
 
 @dataclass(frozen=True)
