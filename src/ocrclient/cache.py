@@ -145,11 +145,11 @@ def neutral_transport_options(transport: str) -> frozenset[str]:
     ['cooldown_s', 'max_cooldown_s']
     """
     from .errors import ConfigError
-    from .registry import TRANSPORTS, _import
+    from .registry import transport_class
     from .transports.base import neutral_options
 
     try:
-        return neutral_options(_import("transport", transport, TRANSPORTS))
+        return neutral_options(transport_class(transport))
     except ConfigError:
         return frozenset()
 

@@ -73,11 +73,17 @@ def _import(kind: str, name: str, builtin: dict[str, tuple[str, str | None]]) ->
         raise ConfigError(f"{kind} {name!r}: {target} has no {attr}") from exc
 
 
+def transport_class(name: str) -> Any:
+    """The transport class named ``name`` (built-in, plugin, or ``module:Class``), imported;
+    :class:`ConfigError` when unknown or not importable."""
+    return _import("transport", name, TRANSPORTS)
+
+
 def load_transport(cfg: BackendConfig) -> Transport:
     from .errors import install_logger_redaction
 
     install_logger_redaction()  # httpx / openai log URLs: mask secrets before any handler
-    cls = _import("transport", cfg.transport, TRANSPORTS)
+    cls = transport_class(cfg.transport)
     transport: Transport = cls.from_config(cfg)
     return transport
 
