@@ -2,7 +2,7 @@
 either returns a ModelReply or raises an ocrclient error — never anything else (issue 8.4).
 
 Replies are served through httpx.MockTransport, so the real request/parse code runs without a
-network; the OpenAI transport is driven through the real openai SDK on top of it.
+network.
 """
 
 from __future__ import annotations

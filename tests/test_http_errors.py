@@ -1,13 +1,14 @@
 """The one error map every HTTP transport uses (``transports/http.py``): each row of its table —
-what httpx, the openai SDK and an error status raise -> the ocrclient error class and cause."""
+what httpx and an error status raise -> the ocrclient error class and cause (and an error event
+inside a chat-completions stream, read by ``transports/openai_replies.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
-import openai
 import pytest
 
 from ocrclient.errors import (
@@ -19,6 +20,7 @@ from ocrclient.errors import (
     TransientError,
 )
 from ocrclient.transports.http import json_object, map_errors, raise_for_status
+from ocrclient.transports.openai_replies import stream_error
 
 REQ = httpx.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
 
@@ -59,8 +61,8 @@ def _status(status: int, body: bytes = b"", **kwargs: Any) -> BaseException:
                                    request=REQ), "reset"),
         (httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=REQ), "redirects"),
         (httpx.DecodingError("Error -3 while decompressing data", request=REQ), "bad_reply"),
-        (openai.APIConnectionError(request=REQ), "connection"),
-        (openai.APITimeoutError(request=REQ), "timeout"),
+        (httpx.ConnectError("All connection attempts failed", request=REQ), "connection"),
+        (httpx.ReadTimeout("timed out", request=REQ), "timeout"),
     ],
 )
 def test_library_exceptions_become_transient_errors_by_cause(exc: BaseException, cause: str) -> None:
@@ -88,14 +90,6 @@ def test_too_deep_json_is_bad_output() -> None:
     assert isinstance(out, BadOutputError) and out.cause == "reply_too_deep"
 
 
-def test_the_reply_cap_inside_the_sdk_surfaces_as_itself() -> None:
-    cap = BadOutputError("the reply is larger than 1.0 MB", cause="reply_too_large")
-    sdk = openai.APIConnectionError(request=REQ)
-    sdk.__cause__ = cap
-    out = _mapped(sdk)
-    assert out is cap and out.__cause__ is None
-
-
 @pytest.mark.parametrize(
     ("status", "kind", "cause"),
     [
@@ -113,13 +107,13 @@ def test_the_reply_cap_inside_the_sdk_surfaces_as_itself() -> None:
         (524, TransientError, "proxy_idle_524"),
     ],
 )
-def test_statuses_from_raise_for_status_and_the_sdk_get_the_same_class(
+def test_statuses_from_a_reply_and_from_a_stream_error_event_get_the_same_class(
     status: int, kind: type[OcrError], cause: str
 ) -> None:
-    body = b'{"error": {"message": "the server says no", "type": "SomeError"}}'
-    ours = _status(status, body)
-    sdk = _mapped(openai.APIStatusError("x", response=_reply(status, body), body=None))
-    for out in (ours, sdk):
+    error = {"message": "the server says no", "type": "SomeError", "code": status}
+    ours = _status(status, json.dumps({"error": error}).encode())
+    in_stream = stream_error(error)
+    for out in (ours, in_stream):
         assert type(out) is kind and out.cause == cause, repr(out)
         assert getattr(out, "status", None) == status
         if status != 524:
@@ -159,7 +153,7 @@ def test_only_error_statuses_raise() -> None:
     ],
 )
 def test_an_error_event_inside_a_stream(body: dict[str, Any], kind: type[OcrError]) -> None:
-    out = _mapped(openai.APIError(str(body.get("message")), REQ, body=body))
+    out = stream_error(body)
     assert type(out) is kind
     if "code" not in body:
         assert out.cause == "stream_error"  # type: ignore[attr-defined]

@@ -1,18 +1,14 @@
 """A run's start: nothing the first request does not need stands in its way.
 
 * the render pool's worker processes start in the background when the run enters the pool
-  (``async with``), while the process goes on planning, not on the first page's render;
-* the openai SDK (1.5-2 s of CPU to import) is imported in a background thread from the moment
-  the OpenAI transport is built, not in front of the first request.
+  (``async with``), while the process goes on planning, not on the first page's render.
+
+(The OpenAI transport imports no SDK at all: tests/test_openai_without_sdk.py.)
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -58,38 +54,6 @@ def test_an_inline_pool_starts_nothing() -> None:
     pool.start_soon()
     assert pool._booting is None and pool._executor is None
     pool.close()
-
-
-def test_building_the_openai_transport_does_not_wait_for_the_sdk_import(tmp_path: Path) -> None:
-    """A stand-in ``openai`` whose import takes 3 s: building the transport returns at once (the
-    import runs in a thread), and the first request waits for it and uses it."""
-    fake = tmp_path / "fake" / "openai"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text(textwrap.dedent("""
-        import time
-        time.sleep(3)
-
-        class AsyncOpenAI:
-            def __init__(self, **kw):
-                self.kw = kw
-    """))
-    code = textwrap.dedent("""
-        import asyncio, sys, time
-        from ocrclient.transports.openai import OpenAITransport
-        t0 = time.monotonic()
-        t = OpenAITransport("http://127.0.0.1:9/v1", api_key="k", model="m")
-        built = time.monotonic() - t0
-        client = asyncio.run(t._sdk())
-        used = time.monotonic() - t0
-        assert type(client).__name__ == "AsyncOpenAI" and client.kw["max_retries"] == 0
-        print(f"{built:.3f} {used:.3f}")
-    """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), *sys.path])}
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    built, used = (float(x) for x in run.stdout.split())
-    assert built < 1.5, f"building the transport waited {built:.2f} s for the SDK import"
-    assert used >= 2.9  # the client was made from the (slow) SDK once its import finished
 
 
 async def _sleep(s: float) -> None:

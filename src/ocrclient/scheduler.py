@@ -1,6 +1,6 @@
 """Async page fan-out: concurrency, retries by cause, deadlines, cold starts, cancel, progress.
 
-The scheduler is backend-agnostic and owns every retry (transports and the openai SDK never retry).
+The scheduler is backend-agnostic and owns every retry (transports never retry).
 Pages flow ``render -> build -> send -> parse -> geometry``; a page is pulled from the page stream
 only when a concurrency slot is free, so rendered pages never pile up however long the document.
 

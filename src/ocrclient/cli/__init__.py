@@ -50,7 +50,7 @@ def main() -> None:
         sys.exit(EXIT_INTERRUPTED)
     finally:
         # the run is over: spare the interpreter's exit a garbage collection over every object
-        # the imported libraries made (about 1 s with the openai SDK loaded, measured; it made
+        # the imported libraries made (up to 1 s with large libraries loaded, measured; it made
         # Ctrl-C slow to take effect).  Files are closed by then; stdout/stderr are flushed.
         gc.freeze()
 

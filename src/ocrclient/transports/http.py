@@ -12,17 +12,14 @@
   What is raised inside the block becomes:
 
   - an :class:`~ocrclient.errors.OcrError` (a reply over its cap, a transport's own): itself;
-  - ``httpx.HTTPStatusError`` (from :func:`raise_for_status`) and ``openai.APIStatusError``:
-    the transport's own ``rule`` for that status if it has one, else :func:`status_error` --
+  - ``httpx.HTTPStatusError`` (from :func:`raise_for_status`): the transport's own ``rule`` for that status if it has one, else :func:`status_error` --
     401/403 ``AuthError`` (ending with ``hint``), 408/425/429/5xx ``TransientError`` with
     ``Retry-After``, 524 the pod proxy's idle cut, a 4xx about the endpoint ``EndpointError``,
     any other 4xx ``PermanentError``;
   - ``TimeoutError`` / ``httpx.TimeoutException``: ``TransientError`` cause ``timeout``;
     ``httpx.RemoteProtocolError`` mid-reply: cause ``reset``; ``httpx.TooManyRedirects``:
-    ``redirects``; ``httpx.DecodingError``: ``bad_reply``; any other ``httpx.HTTPError`` and
-    ``openai.APIConnectionError``: ``connection``;
-  - an error event inside an SSE stream (``openai.APIError``): its status's class, or
-    ``TransientError`` cause ``stream_error``;
+    ``redirects``; ``httpx.DecodingError``: ``bad_reply``; any other ``httpx.HTTPError``:
+    ``connection``;
   - ``RecursionError`` (JSON deeper than a decoder goes): ``BadOutputError`` ``reply_too_deep``.
 
 * :func:`make_client` builds a transport's ``httpx.AsyncClient`` (one shared TLS context, sent
@@ -233,34 +230,6 @@ def _response_error(
     return status_error(status, body, response.headers, hint=hint, where=where)
 
 
-def _openai_error(
-    exc: Exception, what: str, timeout_s: float | None, hint: str | None,
-    where: str | None, rule: StatusRule | None,
-) -> OcrError | None:
-    """What the openai SDK raised, in the taxonomy (``None``: not the SDK's)."""
-    if not type(exc).__module__.startswith("openai"):
-        return None
-    import openai  # loaded already: it raised this
-
-    if isinstance(exc, openai.APIStatusError):
-        return _response_error(exc.response, hint=hint, where=where, rule=rule)
-    if isinstance(exc, openai.APITimeoutError):
-        return TransientError(f"{what}: timed out ({type(exc.__cause__ or exc).__name__})", cause="timeout")
-    if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__
-        if isinstance(cause, OcrError):  # the reply cap, raised while httpx read
-            return cause
-        return transport_error(cause or exc, what=what, timeout_s=timeout_s)
-    if isinstance(exc, openai.APIError):  # an error event inside the SSE stream
-        body = exc.body
-        code = body.get("code") if isinstance(body, dict) else None
-        if isinstance(code, int) and 400 <= code < 600:
-            return status_error(code, {"error": body}, None, hint=hint, where=where)
-        message = error_message({"error": body}) if isinstance(body, dict) else str(exc.message)
-        return TransientError(f"error in stream: {message}", cause="stream_error")
-    return None
-
-
 @contextmanager
 def map_errors(
     what: str,
@@ -270,7 +239,7 @@ def map_errors(
     label_status: bool = False,
     rule: StatusRule | None = None,
 ) -> Iterator[None]:
-    """Turn what httpx, the openai SDK and :func:`raise_for_status` raise inside the block into
+    """Turn what httpx and :func:`raise_for_status` raise inside the block into
     :mod:`ocrclient.errors` classes (the table in the module docstring).
 
     ``what`` names the request in messages (``"POST /extract_text"``); ``timeout_s`` is the
@@ -287,16 +256,11 @@ def map_errors(
         raise _response_error(exc.response, hint=hint, where=where, rule=rule) from None
     except (httpx.HTTPError, TimeoutError) as exc:
         raise transport_error(exc, what=what, timeout_s=timeout_s) from exc
-    except RecursionError:  # a decoder (ours or the SDK's) met JSON nested deeper than it goes
+    except RecursionError:  # a decoder met JSON nested deeper than it goes
         raise BadOutputError(
             f"{what}: the reply is nested too deeply to read (JSON deeper than the decoder allows)",
             cause="reply_too_deep",
         ) from None
-    except Exception as exc:
-        err = _openai_error(exc, what, timeout_s, hint, what if label_status else None, rule)
-        if err is None:
-            raise
-        raise err from (None if err is exc.__cause__ else exc)
 
 
 # ---------------------------------------------------------------------------------------------

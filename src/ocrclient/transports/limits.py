@@ -39,13 +39,11 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import math
 import re
 import zlib
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -65,13 +63,11 @@ __all__ = [
     "CappedStream",
     "aloads",
     "cap_reply",
-    "capping",
     "chunk_limit",
     "error_body",
     "finite",
     "loads",
     "read_capped",
-    "reply_cap_hook",
     "reply_limit",
     "request_max_tokens",
     "seconds",
@@ -258,29 +254,6 @@ async def read_capped(client: httpx.AsyncClient, request: httpx.Request, limit: 
     finally:
         await response.aclose()
     return response
-
-
-#: (limit, what) for replies read by an SDK on our behalf (see :func:`reply_cap_hook`)
-_CAP: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar("ocrclient_reply_cap", default=None)
-
-
-@contextmanager
-def capping(limit: int, what: str) -> Iterator[None]:
-    """Within this block (this task), replies that reach :func:`reply_cap_hook` are capped."""
-    token = _CAP.set((int(limit), what))
-    try:
-        yield
-    finally:
-        _CAP.reset(token)
-
-
-async def reply_cap_hook(response: httpx.Response) -> None:
-    """An ``httpx.AsyncClient`` response event hook applying the cap set by :func:`capping`
-    (for clients whose replies another library reads, e.g. the openai SDK); outside a
-    :func:`capping` block it does nothing."""
-    spec = _CAP.get()
-    if spec is not None:
-        cap_reply(response, spec[0], what=spec[1])
 
 
 # ---------------------------------------------------------------------------------------------

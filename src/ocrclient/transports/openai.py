@@ -1,14 +1,10 @@
 """The OpenAI-compatible transport: vLLM reached directly, through the RunPod pod proxy, or on Modal.
 
-One request = one ``POST {base}/v1/chat/completions`` made with the official ``openai`` SDK
-(``AsyncOpenAI(max_retries=0)`` over one shared ``httpx.AsyncClient``: the scheduler owns retries).
-The SDK is the ``openai`` extra (``pip install 'ocrclient[openai]'``): without it, building the
-transport is a one-line :class:`~ocrclient.errors.ConfigError`; with it, its import (1.5-2 s of
-CPU) starts in a background thread when the transport is built (:func:`prefetch_sdk`) and the
-first request awaits it.
-The request body is exactly what the dialect built; standard OpenAI parameters go to the SDK as
-arguments and vLLM extras (``top_k``, ``repetition_penalty``, ``skip_special_tokens``,
-``vllm_xargs``...) go through ``extra_body``, so the JSON on the wire is the dialect's JSON.
+One request = one ``POST {base}/v1/chat/completions`` sent with httpx (one shared
+``httpx.AsyncClient``; the scheduler owns retries): the JSON body is exactly what the dialect
+built.  No SDK stands between: importing the openai SDK costs about 1 s of CPU, as much as the
+whole budget of a first request (see docs/ARCHITECTURE.md, "Decisions, and why"); the replies
+are read by :mod:`.openai_replies` and the error statuses mapped by :func:`.http.map_errors`.
 
 * **Streaming by default** (``transport_options.stream``, per request ``request.options["stream"]``)
   with ``stream_options={"include_usage": true}``: bytes keep flowing while a long page is decoded,
@@ -17,7 +13,7 @@ arguments and vLLM extras (``top_k``, ``repetition_penalty``, ``skip_special_tok
 * **Modal**: ``transport_options.modal = true`` (or a ``*.modal.run`` URL) sends ``Modal-Key`` /
   ``Modal-Secret`` from ``$MODAL_KEY`` / ``$MODAL_SECRET``; the 303 See Other Modal answers after
   150 s is followed with a GET of the result URL (httpx turns a 303 on a POST into a GET and keeps
-  same-origin headers; the SDK then parses the final reply as usual).
+  same-origin headers; the final reply is read as usual).
 * ``max_tokens`` is capped so it fits the server's ``max_model_len`` (read once, lazily, from
   ``GET /v1/models``; failures are tolerated): the cap is ``max_model_len - prompt_token_reserve``
   (default a quarter of the context), because vLLM rejects ``prompt + max_tokens > max_model_len``.
@@ -37,13 +33,8 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import importlib.util
 import logging
 import os
-import sys
-import threading
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -58,16 +49,15 @@ from .http import make_client, map_errors, raise_for_status
 from .limits import (
     ERROR_BODY_BYTES,
     aloads,
-    capping,
-    chunk_limit,
+    cap_reply,
     loads,
-    reply_cap_hook,
+    read_capped,
     reply_limit,
-    text_limit,
     token_count,
 )
+from .openai_replies import CHAT, completion_reply, read_stream
 
-__all__ = ["INSTALL_HINT", "OpenAITransport", "load_sdk", "normalize_base_url", "prefetch_sdk"]
+__all__ = ["OpenAITransport", "normalize_base_url"]
 
 log = logging.getLogger(__name__)
 
@@ -75,57 +65,6 @@ DEFAULT_API_KEY_ENV = "OCRCLIENT_API_KEY"
 DEFAULT_BASE_URL_ENV = "OCRCLIENT_BASE_URL"
 #: the most a ``/v1/models`` reply may weigh (a card is ~1 kB)
 MODEL_LIST_BYTES = 1024 * 1024
-
-
-#: what a user without the SDK is told (the ``openai`` extra holds it)
-INSTALL_HINT = "the OpenAI-compatible transport needs the openai package: pip install 'ocrclient[openai]'"
-
-
-def load_sdk() -> Any:
-    """The ``openai`` module, imported on first use (1.5-2 s of CPU: a RunPod or local run never
-    pays it); a missing SDK is a :class:`ConfigError` with the one-line install hint."""
-    try:
-        import openai
-    except ImportError as exc:
-        raise ConfigError(INSTALL_HINT) from exc
-    return openai
-
-
-_prefetched = threading.Lock()
-
-
-def prefetch_sdk() -> None:
-    """Check that the SDK is installed (:class:`ConfigError` with the install hint, nothing
-    sent) and start importing it in a background thread, once per process: the import then
-    overlaps the render pool's start and the first page's render instead of delaying them."""
-    if sys.modules.get("openai") is not None:
-        return
-    if importlib.util.find_spec("openai") is None:
-        raise ConfigError(INSTALL_HINT)
-    if _prefetched.acquire(blocking=False):
-
-        def run() -> None:
-            with contextlib.suppress(Exception):
-                load_sdk()
-
-        threading.Thread(target=run, name="ocrclient-openai-import", daemon=True).start()
-
-
-@functools.cache
-def standard_params() -> frozenset[str]:
-    """Chat-completions parameters the SDK accepts as arguments; everything else goes in
-    ``extra_body`` (read from the SDK on first use)."""
-    try:
-        from openai.types.chat.completion_create_params import CompletionCreateParamsBase
-
-        names = set(CompletionCreateParamsBase.__annotations__)
-    except Exception:  # pragma: no cover - SDK layout changed
-        names = {
-            "messages", "model", "frequency_penalty", "logit_bias", "logprobs", "max_tokens",
-            "max_completion_tokens", "n", "presence_penalty", "response_format", "seed", "stop",
-            "temperature", "top_logprobs", "top_p", "user", "tools", "tool_choice",
-        }
-    return frozenset(names - {"stream", "stream_options"})
 
 
 def split_query(url: str) -> tuple[str, dict[str, str]]:
@@ -235,7 +174,7 @@ class OpenAITransport:
         key = api_key or "EMPTY"
         headers = {"Authorization": f"Bearer {key}"}
         if self.modal and modal_key and modal_secret:
-            # on the client, not per request: the SDK logs per-request options at DEBUG
+            # on the client, not per request: nothing per request to log them
             headers["Modal-Key"] = modal_key
             headers["Modal-Secret"] = modal_secret
         self._has_modal_keys = bool(modal_key and modal_secret)
@@ -252,25 +191,9 @@ class OpenAITransport:
         install_logger_redaction()
         self._host = urlsplit(self.root_url).netloc
         self._http.event_hooks.setdefault("request", []).append(self._keep_secrets_home)
-        # every reply the SDK reads for us is capped (limits.capping sets the cap per call)
-        self._http.event_hooks.setdefault("response", []).append(reply_cap_hook)
-        self._key = key
-        #: the SDK client, made on the first request (:meth:`_sdk`); the SDK is imported meanwhile
-        self._client: Any = None
-        prefetch_sdk()
         self._models: dict[str, int | None] | None = None
         self._models_checked_at = -1e9
         self._models_lock = asyncio.Lock()
-
-    async def _sdk(self) -> Any:
-        """The ``AsyncOpenAI`` client over our httpx client (``max_retries=0``), made once; the
-        import (begun by :func:`prefetch_sdk`) is awaited off the event loop."""
-        if self._client is None:
-            sdk = await asyncio.to_thread(load_sdk)
-            if self._client is None:
-                self._client = sdk.AsyncOpenAI(base_url=self.api_url, api_key=self._key, max_retries=0,
-                                               http_client=self._http, timeout=self._http.timeout)
-        return self._client
 
     async def _keep_secrets_home(self, request: httpx.Request) -> None:
         """Never send the API key or Modal credentials to another host (e.g. a redirect away)."""
@@ -335,7 +258,7 @@ class OpenAITransport:
         idle = request.options.get("idle_timeout_s", self.idle_timeout_s)
         t0 = time.monotonic()
         try:
-            with map_errors("POST /chat/completions", timeout_s=timeout, hint=self._auth_hint()):
+            with map_errors(CHAT, timeout_s=timeout, hint=self._auth_hint()):
                 async with asyncio.timeout(timeout):
                     if not body.get("model"):
                         body["model"] = self.model or await self._only_model()
@@ -343,15 +266,13 @@ class OpenAITransport:
                     log.debug("POST %s/chat/completions model=%s stream=%s max_tokens=%s page=%s",
                               redact(self.api_url), body.get("model"), stream,
                               body.get("max_tokens"), request.page)
-                    with capping(reply_limit(ModelRequest(body=body), streamed=stream),
-                                 "POST /chat/completions"):
-                        if stream:
-                            reply = await self._send_stream(body, timeout, idle)
-                        else:
-                            reply = await self._send_json(body, timeout)
-        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
-            # a 2xx whose body is not a chat completion (empty, HTML, wrong types): the SDK's
-            # parser raises these; the server misbehaved, so it is worth another attempt
+                    if stream:
+                        reply = await self._send_stream(body, timeout, idle)
+                    else:
+                        reply = await self._send_json(body, timeout)
+        except ValueError as exc:
+            # a 2xx whose body is not JSON (empty, HTML): the server misbehaved, so it is worth
+            # another attempt
             raise TransientError(
                 f"the server's reply is not a chat completion ({type(exc).__name__})", cause="bad_reply"
             ) from exc
@@ -360,121 +281,40 @@ class OpenAITransport:
             reply.data["max_tokens_capped_to"] = capped
         return reply
 
-    def _split(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        standard = standard_params()
-        args = {k: v for k, v in body.items() if k in standard}
-        extra = {k: v for k, v in body.items() if k not in standard}
-        return args, extra
-
     def _timeout(self, timeout: float) -> httpx.Timeout:
         return httpx.Timeout(timeout, connect=min(self.connect_timeout_s, timeout), pool=None)
 
-    async def _send_json(self, body: dict[str, Any], timeout: float) -> ModelReply:
-        """A non-streamed completion.  The SDK sends it and maps error statuses; the body (read
-        under the cap) is decoded here, off the event loop when big, with the server's numbers
-        made sane (:mod:`.limits`)."""
-        args, extra = self._split(body)
-        client = await self._sdk()
-        raw = await client.chat.completions.with_raw_response.create(
-            **args, extra_body=extra or None, stream=False, timeout=self._timeout(timeout)
-        )
-        data = await aloads(raw.http_response.content)
-        choices = data.get("choices") if isinstance(data, dict) else None
-        if not isinstance(choices, list) or not choices:
-            raise TransientError("the server answered a completion without choices", cause="bad_reply")
-        choice = choices[0] if isinstance(choices[0], dict) else {}
-        message = choice.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        if content is not None and not isinstance(content, str):
-            raise TransientError("the server's completion has non-text content", cause="bad_reply")
-        finish = choice.get("finish_reason")
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        return ModelReply(
-            text=content or "",
-            finish_reason=finish if isinstance(finish, str) else None,
-            prompt_tokens=token_count(usage.get("prompt_tokens")),
-            completion_tokens=token_count(usage.get("completion_tokens")),
-            data={"id": data.get("id"), "model": data.get("model"), "streamed": False},
+    def _post(self, body: dict[str, Any], timeout: float) -> httpx.Request:
+        """The ``POST {api}/chat/completions`` of ``body``, exactly as the dialect built it."""
+        return self._http.build_request(
+            "POST", self.api_url + "/chat/completions", json=body, timeout=self._timeout(timeout)
         )
 
-    async def _send_stream(
-        self, body: dict[str, Any], timeout: float, idle: float | None
-    ) -> ModelReply:
-        args, extra = self._split(body)
-        client = await self._sdk()
-        stream = await client.chat.completions.create(
-            **args, extra_body=extra or None, stream=True,
-            stream_options={"include_usage": True}, timeout=self._timeout(timeout),
-        )
-        parts: list[str] = []
-        finish: str | None = None
-        prompt_tokens = completion_tokens = 0
-        chunk_id = model = None
-        chunks = size = 0
-        # besides the byte cap on the stream: no more text, nor chunks, than max_tokens allow
-        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-        max_text = text_limit(max_tokens if isinstance(max_tokens, int) else None)
-        max_chunks = chunk_limit(max_tokens if isinstance(max_tokens, int) else None)
+    async def _send_json(self, body: dict[str, Any], timeout: float) -> ModelReply:
+        """A non-streamed completion, read under its cap and decoded off the event loop when
+        big, with the server's numbers made sane (:mod:`.limits`)."""
+        limit = reply_limit(ModelRequest(body=body))
+        response = await read_capped(self._http, self._post(body, timeout), limit, what=CHAT)
+        raise_for_status(response)
+        return completion_reply(await aloads(response.content))
+
+    async def _send_stream(self, body: dict[str, Any], timeout: float, idle: float | None) -> ModelReply:
+        """A streamed completion (``stream_options.include_usage``), read event by event under
+        its caps; a server that answers with a whole completion instead is read as one."""
+        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        limit = reply_limit(ModelRequest(body=body), streamed=True)
+        response = await self._http.send(self._post(body, timeout), stream=True)
         try:
-            iterator = stream.__aiter__()
-            while True:
-                try:
-                    if idle:
-                        chunk = await asyncio.wait_for(iterator.__anext__(), idle)
-                    else:
-                        chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                except ValueError:
-                    # a chunk the SDK cannot decode (e.g. a usage number of 5000 digits) after
-                    # the reply finished does not undo the reply; before it, it is bad_reply
-                    if finish is None:
-                        raise
-                    break
-                except TimeoutError as exc:
-                    raise TransientError(
-                        f"the stream was silent for more than {idle:g} s", cause="stream_idle"
-                    ) from exc
-                chunks += 1
-                if chunks > max_chunks:
-                    raise BadOutputError(
-                        f"the stream sent more than {max_chunks} chunks, more than max_tokens allow "
-                        f"({size} characters of text so far); stopped reading it", cause="reply_too_large",
-                    )
-                chunk_id, model = chunk.id or chunk_id, chunk.model or model
-                if chunk.usage is not None:
-                    prompt_tokens = token_count(chunk.usage.prompt_tokens)
-                    completion_tokens = token_count(chunk.usage.completion_tokens)
-                for choice in chunk.choices:
-                    if choice.index != 0:
-                        continue
-                    if choice.delta is not None and choice.delta.content:
-                        if not isinstance(choice.delta.content, str):
-                            raise TransientError("the server streamed non-text content", cause="bad_reply")
-                        parts.append(choice.delta.content)
-                        size += len(choice.delta.content)
-                        if size > max_text:
-                            raise BadOutputError(
-                                f"the stream's text is longer than {max_text} characters, more than "
-                                "max_tokens allow; stopped reading it (a runaway model or a broken server)",
-                                cause="reply_too_large",
-                            )
-                    if choice.finish_reason:
-                        finish = str(choice.finish_reason)
+            cap_reply(response, limit, what=CHAT)
+            if response.status_code >= 400:
+                await response.aread()
+                raise_for_status(response)
+            if "text/event-stream" not in response.headers.get("content-type", ""):
+                await response.aread()
+                return completion_reply(await aloads(response.content))
+            return await read_stream(response, body, idle)
         finally:
-            await stream.close()
-        if finish is None:
-            raise TransientError(
-                f"the stream ended before the reply was complete ({chunks} chunks, no finish_reason)",
-                cause="stream_cut",
-            )
-        return ModelReply(
-            text="".join(parts),
-            finish_reason=finish,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            data={"id": chunk_id, "model": model, "streamed": True, "chunks": chunks},
-        )
+            await response.aclose()
 
     # -- error mapping ------------------------------------------------------------------------
     def _auth_hint(self) -> str:
@@ -488,9 +328,8 @@ class OpenAITransport:
     async def list_models(self, *, timeout: float | None = None) -> dict[str, int | None]:
         """``GET /v1/models`` as ``{model id: max_model_len or None}`` (raises on failure)."""
         with map_errors("GET /v1/models", hint=self._auth_hint(), label_status=True):
-            with capping(MODEL_LIST_BYTES, "GET /v1/models"):
-                resp = await self._http.get(self.api_url + "/models",
-                                            timeout=timeout or self.health_timeout_s)
+            get = self._http.build_request("GET", self.api_url + "/models", timeout=timeout or self.health_timeout_s)
+            resp = await read_capped(self._http, get, MODEL_LIST_BYTES, what="GET /v1/models")
             raise_for_status(resp)
         try:
             data = loads(resp.content).get("data") or []
@@ -561,8 +400,8 @@ class OpenAITransport:
         info: dict[str, Any] = {"url": redact(self.root_url), "modal": self.modal}
         try:
             with map_errors("GET /health", hint=self._auth_hint(), label_status=True):
-                with capping(ERROR_BODY_BYTES, "GET /health"):
-                    resp = await self._http.get(self.root_url + "/health", timeout=self.health_timeout_s)
+                get = self._http.build_request("GET", self.root_url + "/health", timeout=self.health_timeout_s)
+                resp = await read_capped(self._http, get, ERROR_BODY_BYTES, what="GET /health")
                 info["health_status"] = resp.status_code
                 if resp.status_code != 404:  # no /health route: /v1/models decides
                     raise_for_status(resp)
