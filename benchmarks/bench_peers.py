@@ -115,6 +115,7 @@ def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
     plan = FaultPlan(slots=slots, latency_s=(service_s, service_s))
     sim: Any
     jobs: list[tuple[float, Any]] = []  # RunPod: (its /run or /runsync request's arrival, the job)
+    holds: list[tuple[float, float]] = []  # OpenAI: each request's slot service (start, end)
     if kind == "runpod":
         from ocrclient.testing import DialectResponder
         from ocrclient.testing.runpod_sim import RunPodSimulator
@@ -130,7 +131,23 @@ def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
         RunPodSimulator.submit = noted_submit  # type: ignore[method-assign]
         sim = RunPodSimulator(plan=plan, api_key=RUNPOD_KEY, responder=DialectResponder("chandra", truth=_truth))
     else:
+        from contextlib import contextmanager
+
         from ocrclient.testing import DialectResponder, OpenAISimulator
+        from ocrclient.testing.http_sim import HTTPSimulator
+
+        serving = HTTPSimulator.serving
+
+        @contextmanager
+        def held(self: Any, fault: str | None) -> Any:
+            with serving(self, fault) as start:
+                try:
+                    yield start
+                finally:
+                    with lock:
+                        holds.append((start, self.clock()))
+
+        HTTPSimulator.serving = held  # type: ignore[assignment,method-assign]
 
         # vlmparse names the model "vllm-model" (the served name of the servers it deploys)
         model = "vllm-model" if kind == "openai-vlmparse" else "lightonai/LightOnOCR-2-1B"
@@ -142,7 +159,10 @@ def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
         with lock:
             got, spans[:] = list(spans), []
             submitted, jobs[:] = list(jobs), []
-        conn.send((got, [_page_span(t0, job, got) for t0, job in submitted]))
+            slot_spans, holds[:] = list(holds), []
+        if submitted:
+            slot_spans = [(job.started, job.finished) for _, job in submitted if job.finished is not None]
+        conn.send((got, [_page_span(t0, job, got) for t0, job in submitted], slot_spans))
         if cmd == "stop":
             sim.stop()
             return
@@ -174,12 +194,13 @@ class Sim:
         self.base_url: str = info["base_url"]
         self.endpoint_id: str | None = info["endpoint_id"]
 
-    def take(self) -> tuple[list[tuple[float, float, str, int]], list[tuple[float, float]]]:
+    def take(self) -> tuple[list[tuple[float, float, str, int]], list[tuple[float, float]], list[tuple[float, float]]]:
         """(every request served, as ``(arrived, replied, route, status)``; RunPod only: every
-        job submitted, as ``(its request arrived, its result ready)``)."""
+        job submitted, as ``(its request arrived, its result ready)``; every slot service, as
+        ``(start, end)``: a job's run, an OpenAI request's hold of its slot after the cold start)."""
         self._conn.send("take")
-        spans, pages = self._conn.recv()
-        return list(spans), list(pages)
+        spans, pages, slot_spans = self._conn.recv()
+        return list(spans), list(pages), list(slot_spans)
 
     def __enter__(self) -> Sim:
         return self
@@ -238,21 +259,25 @@ def run_client(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float
     }
 
 
-def diagnostics(pages: list[tuple[float, float]], slots: int) -> dict[str, float]:
+def diagnostics(pages: list[tuple[float, float]], slots: int, held: list[tuple[float, float]]) -> dict[str, float]:
     """What explains the efficiency, from each page request's ``(arrived, result ready)`` on the
     simulator's clock: the service time (mean, max), the start stagger (the first page request
     -> the ``slots``-th one's arrival) and the refill gap of the i-th request after the first
     ``slots`` (its arrival - the (i - slots)-th earliest result: how long a freed slot stood
-    idle; mean, max)."""
+    idle; mean, max); and from ``held`` (each slot service's start and end) the slot time (mean,
+    max): the service without reading the request and writing the reply."""
     if not pages:
         return {}
     service = [end - t0 for t0, end in pages]
+    hold = [end - t0 for t0, end in held] or [float("nan")]
     arrivals = sorted(t0 for t0, _ in pages)
     ends = sorted(end for _, end in pages)
     gaps = [arrivals[i] - ends[i - slots] for i in range(slots, len(arrivals))]
     return {
         "service_mean_s": sum(service) / len(service),
         "service_max_s": max(service),
+        "slot_mean_s": sum(hold) / len(hold),
+        "slot_max_s": max(hold),
         "stagger_s": arrivals[min(slots, len(arrivals)) - 1] - arrivals[0],
         "refill_mean_s": sum(gaps) / len(gaps) if gaps else 0.0,
         "refill_max_s": max(gaps) if gaps else 0.0,
@@ -260,9 +285,11 @@ def diagnostics(pages: list[tuple[float, float]], slots: int) -> dict[str, float
 
 
 def figures(run: dict[str, Any], spans: list[tuple[float, float, str, int]], pages: int, slots: int,
-            service_s: float, jobs: list[tuple[float, float]] | None = None) -> dict[str, Any]:  # fmt: skip
+            service_s: float, jobs: list[tuple[float, float]] | None = None,
+            held: list[tuple[float, float]] | None = None) -> dict[str, Any]:  # fmt: skip
     """The printed figures of one client run from its process times and the simulator's log
-    (``jobs``: the RunPod simulator's page submits, ``(arrived, result ready)``)."""
+    (``jobs``: the RunPod simulator's page submits, ``(arrived, result ready)``; ``held``: each
+    slot service's ``(start, end)``)."""
     # a page's request: not a health check or the model list (the OpenAI transport reads
     # /v1/models once for max_model_len; vlmparse may too)
     work = [s for s in spans if not s[2].endswith(("/health", "/models"))]
@@ -279,7 +306,7 @@ def figures(run: dict[str, Any], spans: list[tuple[float, float, str, int]], pag
         jobs = [(s[0], s[1]) for s in work if s[2].endswith("/chat/completions")]
     return {
         **run,
-        **diagnostics(jobs, slots),
+        **diagnostics(jobs, slots, held or []),
         "requests": len(spans),
         "page_requests": len(work),
         "efficiency": ideal / (last - first),
@@ -462,6 +489,8 @@ def print_table(results: list[tuple[str, dict[str, Any]]], base: str) -> None:
 DIAGNOSTICS = [  # key, header
     ("service_mean_s", "service mean"),
     ("service_max_s", "service max"),
+    ("slot_mean_s", "slot mean"),
+    ("slot_max_s", "slot max"),
     ("stagger_s", "start stagger"),
     ("refill_mean_s", "refill gap mean"),
     ("refill_max_s", "refill gap max"),
@@ -476,9 +505,10 @@ def print_diagnostics(results: list[tuple[str, dict[str, Any]]], service_s: floa
     widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
     for row in [head, ["-" * w for w in widths], *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-    print(f"service: a page request's arrival -> its result ready (plan: {service_s:g} s); start stagger: "
-          "the first page request -> the slots-th one; refill gap: a request after the first slots -> "
-          "the result that freed its slot")  # fmt: skip
+    print(f"service: a page request's arrival -> its result ready (plan: {service_s:g} s); slot: the "
+          "simulator's service in its slot (RunPod: the job's run); start stagger: the first page "
+          "request -> the slots-th one; refill gap: a request after the first slots -> the result "
+          "that freed its slot")  # fmt: skip
 
 
 def main() -> int:
@@ -524,9 +554,9 @@ def main() -> int:
                     shutil.rmtree(tmp / "out", ignore_errors=True)
                     sims[kind].take()
                     run = run_client(argv, env, tmp)
-                    spans, jobs = sims[kind].take()
+                    spans, jobs, held = sims[kind].take()
                     fig = figures(run, spans, args.pages, args.slots, args.service_s,
-                                  jobs if kind == "runpod" else None)  # fmt: skip
+                                  jobs if kind == "runpod" else None, held)  # fmt: skip
                     if run["rc"] != 0:
                         fig["error"] = f"exit {run['rc']}: {run['output'].strip()[-300:]}"
                     runs.append(fig)
@@ -536,7 +566,7 @@ def main() -> int:
                 results.append((label, pick))
                 print(f"  {label}: " + ("; ".join(f"{r.get('efficiency', 0):.3f} eff, {r.get('first_request_s', 0):.2f} s first, "
                                                    f"{r.get('exit_after_last_s', 0):.2f} s tail, service {r.get('service_mean_s', 0):.3f}/"
-                                                   f"{r.get('service_max_s', 0):.3f} s, stagger {r.get('stagger_s', 0):.3f} s, "
+                                                   f"{r.get('service_max_s', 0):.3f} s, slot {r.get('slot_mean_s', 0):.3f}/{r.get('slot_max_s', 0):.3f} s, stagger {r.get('stagger_s', 0):.3f} s, "
                                                    f"refill {r.get('refill_mean_s', 0):.3f}/{r.get('refill_max_s', 0):.3f} s" for r in ok) or pick["error"]), flush=True)  # fmt: skip
         print()
         print_table(results, "ocrclient runpod-pod-lightonocr2")
