@@ -35,7 +35,17 @@ patched onto its handler in the simulator's process).  Printed per client:
   sampled, plus ``wait4`` of the client);
 * **peak RSS** — the sum over the client and every process under it of each one's peak.
 
-Each figure is also printed as a ratio to ocrclient's OpenAI row in the same run.  Not a unit
+Each figure is also printed as a ratio to ocrclient's OpenAI row in the same run.  A second
+table explains the efficiency, on the simulator's clock, from the page requests (OpenAI: chat
+completions; RunPod: ``/run`` and ``/runsync`` submits, not ``/status``):
+
+* **service** (mean, max) — a page request's arrival -> its result ready (the reply written;
+  RunPod: the job's end, or the ``/runsync`` reply that carried it);
+* **slot** (mean, max) — the simulator's service in its slot (RunPod: the job's run), which the
+  plan's latency sets; service - slot is reading the request and writing the reply;
+* **start stagger** — the first page request -> the ``slots``-th one's arrival;
+* **refill gap** (mean, max) — for the i-th page request after the first ``slots``: its arrival
+  - the (i - slots)-th earliest result: how long a freed slot stood idle.  Not a unit
 test: the figures move with other load on the machine (the 1-minute load average is printed).
 """
 
