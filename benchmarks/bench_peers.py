@@ -35,7 +35,17 @@ patched onto its handler in the simulator's process).  Printed per client:
   sampled, plus ``wait4`` of the client);
 * **peak RSS** — the sum over the client and every process under it of each one's peak.
 
-Each figure is also printed as a ratio to ocrclient's OpenAI row in the same run.  Not a unit
+Each figure is also printed as a ratio to ocrclient's OpenAI row in the same run.  A second
+table explains the efficiency, on the simulator's clock, from the page requests (OpenAI: chat
+completions; RunPod: ``/run`` and ``/runsync`` submits, not ``/status``):
+
+* **service** (mean, max) — a page request's arrival -> its result ready (the reply written;
+  RunPod: the job's end, or the ``/runsync`` reply that carried it);
+* **slot** (mean, max) — the simulator's service in its slot (RunPod: the job's run), which the
+  plan's latency sets; service - slot is reading the request and writing the reply;
+* **start stagger** — the first page request -> the ``slots``-th one's arrival;
+* **refill gap** (mean, max) — for the i-th page request after the first ``slots``: its arrival
+  - the (i - slots)-th earliest result: how long a freed slot stood idle.  Not a unit
 test: the figures move with other load on the machine (the 1-minute load average is printed).
 """
 
@@ -99,8 +109,10 @@ def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
         self.bench_status = code
         send_response(self, code, message)
 
+    here = threading.local()  # .t0: when the request this thread serves arrived
+
     def timed(self: Any) -> None:
-        t0 = time.monotonic()
+        t0 = here.t0 = time.monotonic()
         self.bench_status = 0
         try:
             plain(self)
@@ -112,13 +124,40 @@ def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
     _server.SimHandler.do_GET = _server.SimHandler.do_POST = timed  # type: ignore[method-assign]
     plan = FaultPlan(slots=slots, latency_s=(service_s, service_s))
     sim: Any
+    jobs: list[tuple[float, Any]] = []  # RunPod: (its /run or /runsync request's arrival, the job)
+    holds: list[tuple[float, float]] = []  # OpenAI: each request's slot service (start, end)
     if kind == "runpod":
         from ocrclient.testing import DialectResponder
         from ocrclient.testing.runpod_sim import RunPodSimulator
 
+        submit = RunPodSimulator.submit
+
+        def noted_submit(self: Any, *args: Any, **kwargs: Any) -> Any:
+            job = submit(self, *args, **kwargs)
+            with lock:
+                jobs.append((here.t0, job))
+            return job
+
+        RunPodSimulator.submit = noted_submit  # type: ignore[method-assign]
         sim = RunPodSimulator(plan=plan, api_key=RUNPOD_KEY, responder=DialectResponder("chandra", truth=_truth))
     else:
+        from contextlib import contextmanager
+
         from ocrclient.testing import DialectResponder, OpenAISimulator
+        from ocrclient.testing.http_sim import HTTPSimulator
+
+        serving = HTTPSimulator.serving
+
+        @contextmanager
+        def held(self: Any, fault: str | None) -> Any:
+            with serving(self, fault) as start:
+                try:
+                    yield start
+                finally:
+                    with lock:
+                        holds.append((start, self.clock()))
+
+        HTTPSimulator.serving = held  # type: ignore[assignment,method-assign]
 
         # vlmparse names the model "vllm-model" (the served name of the servers it deploys)
         model = "vllm-model" if kind == "openai-vlmparse" else "lightonai/LightOnOCR-2-1B"
@@ -129,10 +168,25 @@ def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
         cmd = conn.recv()
         with lock:
             got, spans[:] = list(spans), []
-        conn.send(got)
+            submitted, jobs[:] = list(jobs), []
+            slot_spans, holds[:] = list(holds), []
+        if submitted:
+            slot_spans = [(job.started, job.finished) for _, job in submitted if job.finished is not None]
+        conn.send((got, [_page_span(t0, job, got) for t0, job in submitted], slot_spans))
         if cmd == "stop":
             sim.stop()
             return
+
+
+def _page_span(arrived: float, job: Any, spans: list[tuple[float, float, str, int]]) -> tuple[float, float]:
+    """A RunPod page's (request arrived, result ready): its job's end, or the reply written to
+    the ``/runsync`` that carried the result (what the client could read first)."""
+    end = job.finished if job.finished is not None else float("inf")
+    if job.sync:
+        held = [s[1] for s in spans if s[0] == arrived and s[2].endswith("/runsync")]
+        if held and held[0] >= end:
+            end = held[0]
+    return arrived, end
 
 
 class Sim:
@@ -150,9 +204,13 @@ class Sim:
         self.base_url: str = info["base_url"]
         self.endpoint_id: str | None = info["endpoint_id"]
 
-    def take(self) -> list[tuple[float, float, str, int]]:
+    def take(self) -> tuple[list[tuple[float, float, str, int]], list[tuple[float, float]], list[tuple[float, float]]]:
+        """(every request served, as ``(arrived, replied, route, status)``; RunPod only: every
+        job submitted, as ``(its request arrived, its result ready)``; every slot service, as
+        ``(start, end)``: a job's run, an OpenAI request's hold of its slot after the cold start)."""
         self._conn.send("take")
-        return list(self._conn.recv())
+        spans, pages, slot_spans = self._conn.recv()
+        return list(spans), list(pages), list(slot_spans)
 
     def __enter__(self) -> Sim:
         return self
@@ -211,9 +269,37 @@ def run_client(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float
     }
 
 
+def diagnostics(pages: list[tuple[float, float]], slots: int, held: list[tuple[float, float]]) -> dict[str, float]:
+    """What explains the efficiency, from each page request's ``(arrived, result ready)`` on the
+    simulator's clock: the service time (mean, max), the start stagger (the first page request
+    -> the ``slots``-th one's arrival) and the refill gap of the i-th request after the first
+    ``slots`` (its arrival - the (i - slots)-th earliest result: how long a freed slot stood
+    idle; mean, max); and from ``held`` (each slot service's start and end) the slot time (mean,
+    max): the service without reading the request and writing the reply."""
+    if not pages:
+        return {}
+    service = [end - t0 for t0, end in pages]
+    hold = [end - t0 for t0, end in held] or [float("nan")]
+    arrivals = sorted(t0 for t0, _ in pages)
+    ends = sorted(end for _, end in pages)
+    gaps = [arrivals[i] - ends[i - slots] for i in range(slots, len(arrivals))]
+    return {
+        "service_mean_s": sum(service) / len(service),
+        "service_max_s": max(service),
+        "slot_mean_s": sum(hold) / len(hold),
+        "slot_max_s": max(hold),
+        "stagger_s": arrivals[min(slots, len(arrivals)) - 1] - arrivals[0],
+        "refill_mean_s": sum(gaps) / len(gaps) if gaps else 0.0,
+        "refill_max_s": max(gaps) if gaps else 0.0,
+    }
+
+
 def figures(run: dict[str, Any], spans: list[tuple[float, float, str, int]], pages: int, slots: int,
-            service_s: float) -> dict[str, Any]:  # fmt: skip
-    """The printed figures of one client run from its process times and the simulator's log."""
+            service_s: float, jobs: list[tuple[float, float]] | None = None,
+            held: list[tuple[float, float]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The printed figures of one client run from its process times and the simulator's log
+    (``jobs``: the RunPod simulator's page submits, ``(arrived, result ready)``; ``held``: each
+    slot service's ``(start, end)``)."""
     # a page's request: not a health check or the model list (the OpenAI transport reads
     # /v1/models once for max_model_len; vlmparse may too)
     work = [s for s in spans if not s[2].endswith(("/health", "/models"))]
@@ -226,8 +312,11 @@ def figures(run: dict[str, Any], spans: list[tuple[float, float, str, int]], pag
     if ok < pages:  # a client whose pages failed measured nothing worth printing
         bad = Counter(s[3] for s in work if s[3] != 200)
         return {**run, "error": f"{ok} of {pages} pages answered 200 (others: {dict(bad)})"}
+    if jobs is None:  # an OpenAI server: a page request is a chat completion, ready when replied
+        jobs = [(s[0], s[1]) for s in work if s[2].endswith("/chat/completions")]
     return {
         **run,
+        **diagnostics(jobs, slots, held or []),
         "requests": len(spans),
         "page_requests": len(work),
         "efficiency": ideal / (last - first),
@@ -407,6 +496,31 @@ def print_table(results: list[tuple[str, dict[str, Any]]], base: str) -> None:
     print(f"(x): ratio to {base} in this run")
 
 
+DIAGNOSTICS = [  # key, header
+    ("service_mean_s", "service mean"),
+    ("service_max_s", "service max"),
+    ("slot_mean_s", "slot mean"),
+    ("slot_max_s", "slot max"),
+    ("stagger_s", "start stagger"),
+    ("refill_mean_s", "refill gap mean"),
+    ("refill_max_s", "refill gap max"),
+]
+
+
+def print_diagnostics(results: list[tuple[str, dict[str, Any]]], service_s: float) -> None:
+    """Where each client's efficiency goes, on the simulator's clock (see :func:`diagnostics`)."""
+    head = ["client", *(d[1] for d in DIAGNOSTICS)]
+    rows = [[label, *(f"{r[key]:.3f} s" for key, _ in DIAGNOSTICS)]
+            for label, r in results if "error" not in r and "service_mean_s" in r]  # fmt: skip
+    widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
+    for row in [head, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    print(f"service: a page request's arrival -> its result ready (plan: {service_s:g} s); slot: the "
+          "simulator's service in its slot (RunPod: the job's run); start stagger: the first page "
+          "request -> the slots-th one; refill gap: a request after the first slots -> the result "
+          "that freed its slot")  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pages", type=int, default=64)
@@ -450,7 +564,9 @@ def main() -> int:
                     shutil.rmtree(tmp / "out", ignore_errors=True)
                     sims[kind].take()
                     run = run_client(argv, env, tmp)
-                    fig = figures(run, sims[kind].take(), args.pages, args.slots, args.service_s)
+                    spans, jobs, held = sims[kind].take()
+                    fig = figures(run, spans, args.pages, args.slots, args.service_s,
+                                  jobs if kind == "runpod" else None, held)  # fmt: skip
                     if run["rc"] != 0:
                         fig["error"] = f"exit {run['rc']}: {run['output'].strip()[-300:]}"
                     runs.append(fig)
@@ -459,11 +575,17 @@ def main() -> int:
                 pick = sorted(ok, key=lambda r: r["wall_s"])[len(ok) // 2] if ok else runs[0]
                 results.append((label, pick))
                 print(f"  {label}: " + ("; ".join(f"{r.get('efficiency', 0):.3f} eff, {r.get('first_request_s', 0):.2f} s first, "
-                                                   f"{r.get('exit_after_last_s', 0):.2f} s tail" for r in ok) or pick["error"]), flush=True)  # fmt: skip
+                                                   f"{r.get('exit_after_last_s', 0):.2f} s tail, service {r.get('service_mean_s', 0):.3f}/"
+                                                   f"{r.get('service_max_s', 0):.3f} s, slot {r.get('slot_mean_s', 0):.3f}/{r.get('slot_max_s', 0):.3f} s, stagger {r.get('stagger_s', 0):.3f} s, "
+                                                   f"refill {r.get('refill_mean_s', 0):.3f}/{r.get('refill_max_s', 0):.3f} s" for r in ok) or pick["error"]), flush=True)  # fmt: skip
         print()
         print_table(results, "ocrclient runpod-pod-lightonocr2")
+        print()
+        print_diagnostics(results, args.service_s)
+        print(f"load average (1 min) at end: {os.getloadavg()[0]:.2f}")
         if args.json:
-            args.json.write_text(json.dumps([{"client": k, **{c[0]: v.get(c[0]) for c in COLUMNS}} for k, v in results], indent=1))
+            keys = [c[0] for c in COLUMNS] + [d[0] for d in DIAGNOSTICS]
+            args.json.write_text(json.dumps([{"client": k, **{c: v.get(c) for c in keys}} for k, v in results], indent=1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

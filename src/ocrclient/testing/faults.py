@@ -155,7 +155,9 @@ class FaultPlan:
     """Rates per fault class, latency, service slots and cold start — all seeded.
 
     * ``rates`` – probability per request of each fault class in :data:`FAULTS` (summing ≤ 1).
-    * ``latency_s`` – (min, max) service time of a healthy request, drawn uniformly (seeded).
+    * ``latency_s`` – (min, max) service time of a healthy request, drawn uniformly (seeded):
+      how long it holds its slot, counted from when it got the slot (after any cold start), the
+      simulator's own work inside the slot (the responder, building the reply) included.
     * ``slots`` – how many requests the simulated GPU serves at once; the rest queue.
     * ``cold_start_s`` – delay before the first request is served (scaled-to-zero start).
     * ``retry_after_s`` – the Retry-After value sent with 429s.

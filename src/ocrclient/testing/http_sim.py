@@ -8,7 +8,13 @@ serves it on a :class:`~ocrclient.testing._server.LoopbackServer` with what sits
 such server:
 
 * the plan's service slots, latency, cold start (counted from the first request, and again
-  after :meth:`HTTPSimulator.restart`) and the ``hang`` fault (:meth:`HTTPSimulator.serving`);
+  after :meth:`HTTPSimulator.restart`) and the ``hang`` fault (:meth:`HTTPSimulator.serving`).
+  A healthy request holds its slot for the plan's latency counted from when it got the slot
+  (after any cold start): :meth:`HTTPSimulator.serving` hands that moment to the worker, which
+  sleeps *to deadlines* from it (:meth:`HTTPSimulator.sleep_until`), so the work it does inside
+  the slot (the responder, encoding the reply) is part of the latency, not added to it, and a
+  sleep that overshoots does not push the next one back — as a GPU server's service time
+  includes its preprocessing;
 * ``mode="proxy"`` (the RunPod pod proxy: 524s, cut connections) and ``mode="modal"`` (a Modal
   web endpoint: its credentials, 303 redirects to a result URL), played by the front the
   replies pass through (:class:`~ocrclient.testing.http_front.ProxyFront`);
@@ -186,7 +192,7 @@ class HTTPSimulator(ProxyFront, abc.ABC):
         if self._stop.wait(down_s):
             return  # stopped while down
         with self._lock:
-            self._ready_at = time.monotonic() + self.plan.cold_start_s
+            self._ready_at = self.clock() + self.plan.cold_start_s
         self._listen(port)
 
     @property
@@ -204,24 +210,34 @@ class HTTPSimulator(ProxyFront, abc.ABC):
         cut = getattr(self._tls, "cut", None)
         return cut if cut is not None else self._stop
 
+    def clock(self) -> float:
+        """The simulator's clock (``time.monotonic``): what service deadlines are counted on."""
+        return time.monotonic()
+
     def sleep(self, seconds: float) -> None:
         """Sleep, but give up at once when the simulator stops or restarts."""
         if seconds > 0 and self._cut().wait(seconds):
             raise Stopped
 
+    def sleep_until(self, deadline: float) -> None:
+        """Sleep until :meth:`clock` reads ``deadline`` (not at all if it is past): the time
+        spent since counts toward the wait, and an overshoot of one sleep is not added to the
+        next deadline."""
+        self.sleep(max(0.0, deadline - self.clock()))
+
     def wait_until_ready(self) -> None:
         """Block until the cold start (counted from the first request) is over."""
         with self._lock:
             if self._ready_at is None:
-                self._ready_at = time.monotonic() + self.plan.cold_start_s
+                self._ready_at = self.clock() + self.plan.cold_start_s
             ready_at = self._ready_at
-        self.sleep(ready_at - time.monotonic())
+        self.sleep_until(ready_at)
 
     def is_ready(self) -> bool:
         with self._lock:
             if self._ready_at is None:
-                self._ready_at = time.monotonic() + self.plan.cold_start_s
-            return time.monotonic() >= self._ready_at
+                self._ready_at = self.clock() + self.plan.cold_start_s
+            return self.clock() >= self._ready_at
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -240,15 +256,19 @@ class HTTPSimulator(ProxyFront, abc.ABC):
             self._slots.release()
 
     @contextmanager
-    def serving(self, fault: str | None) -> Iterator[None]:
+    def serving(self, fault: str | None) -> Iterator[float]:
         """Hold a service slot once the cold start is over, for one request whose plan drew
-        ``fault``: the ``hang`` fault answers nothing for ``plan.hang_s``, then hangs up."""
+        ``fault``, and give the moment (on :meth:`clock`) its service began: the slot got and
+        the cold start over.  The worker counts its latency from there
+        (``self.sleep_until(start + latency)`` after its own work).  The ``hang`` fault answers
+        nothing for ``plan.hang_s``, then hangs up."""
         with self.slot():
             self.wait_until_ready()
+            start = self.clock()
             if fault == "hang":
-                self.sleep(self.plan.hang_s)
+                self.sleep_until(start + self.plan.hang_s)
                 raise Dropped
-            yield
+            yield start
 
     @staticmethod
     def emit_cut(emit: Emit, data: bytes, content_type: str = "application/json") -> None:

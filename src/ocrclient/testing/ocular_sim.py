@@ -14,7 +14,9 @@ Errors are FastAPI's: ``{"detail": "..."}`` (HTTPException) and 422
 ``{"detail": [{"loc", "msg", "type"}]}`` for a body that does not validate; 400 ``Invalid image
 data`` when ``image`` is not base64.  An optional API key is checked as ``Authorization: Bearer``
 (the seed leaves auth to the deployment).  Faults, slots, latency, cold start and the proxy /
-Modal modes work as in :class:`~ocrclient.testing.http_sim.HTTPSimulator`.
+Modal modes work as in :class:`~ocrclient.testing.http_sim.HTTPSimulator`: a healthy request
+holds its slot for the plan's latency from when it got the slot, checking the image and the
+responder included, and reports that latency as ``processing_time``.
 
 Example::
 
@@ -28,7 +30,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
 from typing import Any
 
 from .faults import FaultPlan, Responder
@@ -107,7 +108,7 @@ class OcularSimulator(HTTPSimulator):
         if self.force_status is not None:
             self.emit_json(emit, self.force_status, {"detail": f"forced status {self.force_status}"})
             return
-        with self.serving(fault):
+        with self.serving(fault) as start:
             if fault in FAULT_STATUS:
                 status = FAULT_STATUS[fault]
                 headers = [("Retry-After", f"{self.plan.retry_after_s:g}")] if status == 429 else []
@@ -120,16 +121,15 @@ class OcularSimulator(HTTPSimulator):
             except (binascii.Error, ValueError) as exc:
                 self.emit_json(emit, 400, {"detail": f"Invalid image data: {exc}"})
                 return
-            if fault == "slow_first_byte":
-                self.sleep(self.plan.first_byte_delay_s)
-            t0 = time.monotonic()
-            reply = self.responder(body)
-            self.sleep(self.plan.latency(key))
+            if fault == "slow_first_byte":  # nothing for first_byte_delay_s, then the service
+                start += self.plan.first_byte_delay_s
+                self.sleep_until(start)
+            reply = self.responder(body)  # its time, and checking the image, count toward latency
             text = reply.text
             confidence = reply.data.get("confidence", self.default_confidence)
             if fault == "garbage":
                 text, confidence = "\u2591\u2591 ::: " + "lorem " * 20, 0.05
-            elapsed = time.monotonic() - t0
+            latency = self.plan.latency(key)
             meta = {"model_name": body.get("model_name", self.models_loaded[0]),
                     "variants_processed": max(1, int(body.get("ensemble_size") or 1)),
                     "preprocessing_enabled": bool(body.get("use_preprocessing"))}
@@ -138,14 +138,16 @@ class OcularSimulator(HTTPSimulator):
             if path in _STRUCT_ROUTES:
                 out: dict[str, Any] = {
                     "structured_data": reply.data.get("structured_data", {}),
-                    "confidence": confidence, "processing_time": elapsed,
+                    "confidence": confidence, "processing_time": latency,
                     "metadata": {**meta, "source_text": text,
                                  "schema_keys": list((body.get("schema") or {}).keys())},
                 }
             else:
                 out = {"text": text, "confidence": confidence, "language": "en",
-                       "processing_time": elapsed, "metadata": meta}
+                       "processing_time": latency, "metadata": meta}
+            data = json.dumps(out).encode()
+            self.sleep_until(start + latency)
             if fault == "reset":
-                self.emit_cut(emit, json.dumps(out).encode())
+                self.emit_cut(emit, data)
                 return
-            self.emit_json(emit, 200, out)
+            self.emit_bytes(emit, 200, data, "application/json")

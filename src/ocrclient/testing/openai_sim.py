@@ -17,6 +17,11 @@ Faults come from a seeded :class:`~ocrclient.testing.faults.FaultPlan` (``http_*
 (requests in flight are cut).  The modes below, slots and faults are the shared machinery of
 :mod:`ocrclient.testing.http_sim`; this module is vLLM's contract.
 
+Latency: a healthy request holds its slot for the plan's latency, counted from when it got the
+slot (after any cold start; after ``first_byte_delay_s`` for ``slow_first_byte``), the
+responder's time included: a JSON reply is written at that deadline, and a stream's n content
+chunks at ``latency * i / n`` from the start (deadlines, so sleeps that overshoot do not add up).
+
 Modes:
 
 * ``mode="direct"`` — a vLLM server reached directly.
@@ -184,7 +189,7 @@ class OpenAISimulator(HTTPSimulator):
         if self.force_status is not None:
             self.emit_error(emit, self.force_status, f"forced status {self.force_status}")
             return
-        with self.serving(fault):
+        with self.serving(fault) as start:
             if fault in FAULT_STATUS:
                 status = FAULT_STATUS[fault]
                 msg = {
@@ -203,8 +208,9 @@ class OpenAISimulator(HTTPSimulator):
             if body.get("model") != self.model:
                 self.emit_error(emit, 404, f"The model `{body.get('model')}` does not exist.")
                 return
-            if fault == "slow_first_byte":
-                self.sleep(self.plan.first_byte_delay_s)
+            if fault == "slow_first_byte":  # nothing for first_byte_delay_s, then the service
+                start += self.plan.first_byte_delay_s
+                self.sleep_until(start)
             reply = self.responder(body)
             max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
             prompt_tokens = reply.prompt_tokens
@@ -223,12 +229,12 @@ class OpenAISimulator(HTTPSimulator):
                 )
                 return
             reply = _apply_output_fault(reply, fault, max_tokens)
-            latency = self.plan.latency(key)
+            done = start + self.plan.latency(key)  # the responder's time is part of it
             if stream:
-                self._stream(body, reply, latency, emit, reset=fault == "reset")
+                self._stream(body, reply, (start, done), emit, reset=fault == "reset")
             else:
-                self.sleep(latency)
                 data = json.dumps(self._completion(body, reply)).encode()
+                self.sleep_until(done)
                 if fault == "reset":
                     self.emit_cut(emit, data)
                     return
@@ -254,8 +260,13 @@ class OpenAISimulator(HTTPSimulator):
         }
 
     def _stream(
-        self, body: dict[str, Any], reply: SimReply, latency: float, emit: Emit, *, reset: bool
+        self, body: dict[str, Any], reply: SimReply, span: tuple[float, float], emit: Emit, *,
+        reset: bool,
     ) -> None:
+        """The reply as SSE: the i-th of n content chunks at ``start + (done - start) * i / n``
+        on :meth:`clock` (``span`` = (start, done)), the last one at ``done``: deadlines, so the
+        stream takes the latency however much each sleep overshoots."""
+        start, done = span
         cid = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
 
@@ -267,17 +278,18 @@ class OpenAISimulator(HTTPSimulator):
             return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
         pieces = _split(reply.text, self.stream_chunks)
+        n = len(pieces)
+        chunks = [chunk({"content": piece}, reply.finish_reason if i == n - 1 else None)
+                  for i, piece in enumerate(pieces)]
         emit(("head", 200, [("Content-Type", "text/event-stream; charset=utf-8"),
                             ("Cache-Control", "no-cache")], True))
         emit(("data", chunk({"role": "assistant", "content": ""}, None)))
-        gap = latency / len(pieces)
-        for i, piece in enumerate(pieces):
-            self.sleep(gap)
-            if reset and i >= len(pieces) // 2:
+        for i, data in enumerate(chunks, 1):
+            self.sleep_until(done if i == n else start + (done - start) * i / n)
+            if reset and i > n // 2:
                 emit(("reset",))
                 return
-            last = i == len(pieces) - 1
-            emit(("data", chunk({"content": piece}, reply.finish_reason if last else None)))
+            emit(("data", data))
         opts = body.get("stream_options") or {}
         if isinstance(opts, dict) and opts.get("include_usage"):
             usage = {"id": cid, "object": "chat.completion.chunk", "created": created,

@@ -41,6 +41,11 @@ limits (:mod:`.runpod_limits`: ``/run`` 1000 per 10 s, ``/runsync`` and ``/statu
 ``max_outstanding`` is the most jobs queued or running at once, ``max_queued`` the most waiting
 for a slot: what a client keeps at the endpoint.
 
+Latency: a job holds its slot for the plan's latency counted from when it started on the slot
+(after any cold start), the handler's work (the responder, building the output) included, so its
+``executionTime`` is the latency; it ends then, whether a ``/status`` poll or a held
+``/runsync`` reads it.
+
 Not simulated: the ``ttl`` policy, ``/stream`` and ``/retry``, webhooks, whether ``?wait=``
 also extends the retention.  Unverified guesses: the bodies of 401/404/413/429 replies (RunPod
 documents the status codes, not the bodies) — clients should rely on the status code only.
@@ -345,7 +350,7 @@ class RunPodSimulator(ServerOwner):
             return self._jobs.get(job_id)
 
     def _expire_locked(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         for jid in [j.id for j in self._jobs.values() if j.expires is not None and j.expires <= now]:
             del self._jobs[jid]
 
@@ -377,7 +382,7 @@ class RunPodSimulator(ServerOwner):
             self.max_queued = max(self.max_queued, states["IN_QUEUE"])
             self.max_outstanding = max(self.max_outstanding, states["IN_QUEUE"] + states["IN_PROGRESS"])
             if self._warm_at is None:
-                self._warm_at = time.monotonic() + self.plan.cold_start_s
+                self._warm_at = self.clock() + self.plan.cold_start_s
         self._queue.put(job)
         return job
 
@@ -398,14 +403,14 @@ class RunPodSimulator(ServerOwner):
                 live = self._jobs.get(job.id) is job and job.status == "IN_QUEUE"
             if not live:
                 continue
-            delay = warm_at - time.monotonic()
+            delay = warm_at - self.clock()
             if delay > 0 and job.cancel_event.wait(delay):
                 continue
             with self._lock:
                 if self._jobs.get(job.id) is not job or job.status != "IN_QUEUE" or gen != self._generation:
                     continue
                 job.status = "IN_PROGRESS"
-                job.started = time.monotonic()
+                job.started = self.clock()
                 job.worker_id = worker_id
                 self.running_now += 1
                 self.max_concurrent = max(self.max_concurrent, self.running_now)
@@ -421,7 +426,7 @@ class RunPodSimulator(ServerOwner):
             if job.status in TERMINAL or self._jobs.get(job.id) is not job:
                 return  # cancelled meanwhile, or lost in a restart
             job.status = status
-            job.finished = time.monotonic()
+            job.finished = self.clock()
             job.output = output
             job.has_output = has_output
             job.error = error
@@ -432,38 +437,49 @@ class RunPodSimulator(ServerOwner):
                 self.failed += 1
         job.done_event.set()
 
+    def clock(self) -> float:
+        """The simulator's clock (``time.monotonic``): what job times and deadlines are on."""
+        return time.monotonic()
+
+    def _hold(self, job: SimJob, seconds: float) -> bool:
+        """Keep ``job``'s slot for ``seconds``; ``True`` when it was cancelled meanwhile."""
+        return job.cancel_event.wait(seconds)
+
     def _execute(self, job: SimJob) -> None:
+        """Run ``job`` on its slot: it ends ``latency`` after it started (``hang_s`` for the
+        ``hang`` fault; ``TIMED_OUT`` at its execution timeout when that is shorter), the
+        handler's work (the responder, the output) counted in that time, not added to it."""
         fault = job.fault
-        latency = self.plan.latency(job.key)
-        if fault == "hang":
-            latency = self.plan.hang_s
+        start = job.started if job.started is not None else self.clock()
+        latency = self.plan.hang_s if fault == "hang" else self.plan.latency(job.key)
         limit = job.execution_timeout_s
-        if job.cancel_event.wait(min(latency, limit)):
-            return
         if latency > limit:
-            self._finish(job, "TIMED_OUT")
+            if not self._hold(job, max(0.0, start + limit - self.clock())):
+                self._finish(job, "TIMED_OUT")
             return
+        status, output, error = self._outcome(job, fault)
+        if self._hold(job, max(0.0, start + latency - self.clock())):
+            return
+        if status == "COMPLETED" and output is not None and output != {}:
+            self._finish(job, status, output=output, has_output=True)
+        else:  # rp_job drops None / {} outputs
+            self._finish(job, status, error=error)
+
+    def _outcome(self, job: SimJob, fault: str | None) -> tuple[str, Any, str | None]:
+        """(status, output, error) the handler ends ``job`` with."""
         if fault == "timed_out":
-            self._finish(job, "TIMED_OUT")
-            return
+            return "TIMED_OUT", None, None
         if fault == "no_output":
-            self._finish(job, "COMPLETED")
-            return
+            return "COMPLETED", None, None
         if fault == "failed":
             error = self.failed_error
             if error is None:
                 error = self._error_json(RuntimeError(self.failed_message), "")
-            self._finish(job, "FAILED", error=error)
-            return
+            return "FAILED", None, error
         try:
-            output = self._output(job.input, fault)
+            return "COMPLETED", self._output(job.input, fault), None
         except Exception as exc:  # the "handler" raised: FAILED as the runpod SDK reports it
-            self._finish(job, "FAILED", error=self._error_json(exc, traceback.format_exc()))
-            return
-        if output is None or output == {}:
-            self._finish(job, "COMPLETED")  # rp_job drops None / {} outputs
-        else:
-            self._finish(job, "COMPLETED", output=output, has_output=True)
+            return "FAILED", None, self._error_json(exc, traceback.format_exc())
 
     @staticmethod
     def _error_json(exc: BaseException, tb: str) -> str:
@@ -538,7 +554,7 @@ class RunPodSimulator(ServerOwner):
                 return None
             if job.status not in TERMINAL:
                 job.status = "CANCELLED"
-                job.finished = time.monotonic()
+                job.finished = self.clock()
                 job.expires = job.finished + self.retention_s
                 job.cancel_event.set()
                 job.done_event.set()
@@ -558,7 +574,7 @@ class RunPodSimulator(ServerOwner):
             self._expire_locked()
             in_queue = sum(1 for j in self._jobs.values() if j.status == "IN_QUEUE")
             in_progress = sum(1 for j in self._jobs.values() if j.status == "IN_PROGRESS")
-            cold = self._warm_at is not None and self._warm_at > time.monotonic()
+            cold = self._warm_at is not None and self._warm_at > self.clock()
             slots = max(1, self.plan.slots)
             return {
                 "jobs": {
