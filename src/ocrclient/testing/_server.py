@@ -74,6 +74,9 @@ class LoopbackServer(ThreadingHTTPServer):
         self.thread: threading.Thread | None = None
         self._conn_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
+        #: TCP connections accepted by this run (a client that reuses its connections opens
+        #: as many as it has requests in flight at once, not one per request)
+        self.accepted = 0
 
     @classmethod
     def start(
@@ -101,6 +104,7 @@ class LoopbackServer(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
             self._connections.add(request)
+            self.accepted += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -146,6 +150,12 @@ class ServerOwner(abc.ABC):
         if self._server is None:
             raise RuntimeError(f"{type(self).__name__} not started")
         return self._server.port
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections the simulator accepted since it started (or last restarted): a
+        client that keeps its connections alive opens no more than it has requests in flight."""
+        return self._server.accepted if self._server is not None else 0
 
 
 class SimHandler(BaseHTTPRequestHandler, abc.ABC):

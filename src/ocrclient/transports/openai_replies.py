@@ -16,6 +16,8 @@ ends before its ``finish_reason`` is ``stream_cut``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -152,6 +154,20 @@ class _Reading:
         )
 
 
+#: how long the end of a stream is read after ``[DONE]`` (the chunked body's last bytes)
+DRAIN_S = 1.0
+
+
+async def _drain(events: AsyncIterator[Any]) -> None:
+    """Read what follows ``[DONE]`` to the end of the body, so the connection goes back to the
+    pool for the next page instead of being closed (a new TCP, and TLS, handshake per page).
+    A server that keeps the stream open after it is left after :data:`DRAIN_S`."""
+    with contextlib.suppress(TimeoutError, OcrError, httpx.HTTPError):
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in events:
+                pass
+
+
 async def read_stream(
     response: httpx.Response, body: dict[str, Any], idle: float | None
 ) -> ModelReply:
@@ -170,6 +186,7 @@ async def read_stream(
                     f"the stream was silent for more than {idle:g} s", cause="stream_idle"
                 ) from exc
             if event.data.startswith("[DONE]"):
+                await _drain(events)
                 break
             try:
                 chunk = loads(event.data)

@@ -1,0 +1,71 @@
+"""Every HTTP transport keeps its connections alive: a run opens no more TCP connections than it
+has requests in flight, not one per page (a new handshake -- TLS through the pod proxy, Modal
+and RunPod -- per page is time every GPU slot waits).
+
+The whole kind: the OpenAI-compatible transport streamed and not, direct, behind the pod proxy
+and on Modal; RunPod ``/runsync`` and ``/run`` + ``/status``; the plain-HTTP ``ocular``
+transport -- each converting 12 pages at concurrency 3 against its simulator, which counts the
+connections it accepted.  A streamed reply is read past its ``data: [DONE]`` to the end of the
+body, or the connection could not go back to the pool (the defect this guards).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ocrclient
+from ocrclient.testing import DialectResponder, FaultPlan, OcularSimulator, OpenAISimulator
+from ocrclient.testing.runpod_sim import RunPodSimulator
+
+from .pdfgen import text_pdf
+
+PAGES = 12
+CONCURRENCY = 3
+
+
+@pytest.fixture(scope="module")
+def pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return text_pdf(tmp_path_factory.mktemp("reuse") / "d.pdf", [[f"page {i}"] for i in range(PAGES)])
+
+
+def _convert(pdf: Path, **kw: Any) -> None:
+    doc = ocrclient.convert(pdf, cache=False, concurrency=CONCURRENCY, render={"dpi": 40}, **kw)
+    assert [p.status for p in doc.pages] == ["ok"] * PAGES
+
+
+@pytest.mark.parametrize("mode", ["direct", "proxy", "modal"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_openai_transport_reuses_its_connections(pdf: Path, mode: str, stream: bool,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    plan = FaultPlan(slots=CONCURRENCY, latency_s=(0.02, 0.02))
+    with OpenAISimulator(plan=plan, mode=mode, api_key="sk-reuse-11223", model="sim/ocr-model") as sim:  # type: ignore[arg-type]
+        if mode == "modal":
+            monkeypatch.setenv("MODAL_KEY", sim.modal_key or "")
+            monkeypatch.setenv("MODAL_SECRET", sim.modal_secret or "")
+        _convert(pdf, backend="openai", base_url=sim.base_url, api_key="sk-reuse-11223", model="sim/ocr-model",
+                 transport_options={"stream": stream, "modal": mode == "modal"})  # fmt: skip
+        sent = sim.streamed if stream else sim.non_streamed
+        accepted = sim.connections_accepted
+    assert sent == PAGES
+    assert accepted <= CONCURRENCY + 1, f"{accepted} connections for {PAGES} pages"  # + the /v1/models probe
+
+
+@pytest.mark.parametrize("transport_mode", ["runsync", "run"])
+def test_runpod_transport_reuses_its_connections(pdf: Path, transport_mode: str) -> None:
+    plan = FaultPlan(slots=CONCURRENCY, latency_s=(0.02, 0.02))
+    with RunPodSimulator(plan=plan, responder=DialectResponder("plain")) as sim:
+        _convert(pdf, backend="runpod", base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
+                 model="sim/ocr-model", transport_options={"mode": transport_mode, "poll_interval_s": 0.02})  # fmt: skip
+        accepted = sim.connections_accepted
+    assert accepted <= CONCURRENCY + 1, f"{accepted} connections for {PAGES} pages"
+
+
+def test_ocular_transport_reuses_its_connections(pdf: Path) -> None:
+    plan = FaultPlan(slots=CONCURRENCY, latency_s=(0.02, 0.02))
+    with OcularSimulator(plan=plan, responder=DialectResponder("trocr"), api_key="ocular-reuse-445566") as sim:
+        _convert(pdf, backend="runpod-trocr", transport="ocular", base_url=sim.url, api_key="ocular-reuse-445566")
+        accepted = sim.connections_accepted
+    assert accepted <= CONCURRENCY + 1, f"{accepted} connections for {PAGES} pages"
