@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import ocrclient
@@ -69,3 +70,33 @@ def test_ocular_transport_reuses_its_connections(pdf: Path) -> None:
         _convert(pdf, backend="runpod-trocr", transport="ocular", base_url=sim.url, api_key="ocular-reuse-445566")
         accepted = sim.connections_accepted
     assert accepted <= CONCURRENCY + 1, f"{accepted} connections for {PAGES} pages"
+
+
+@pytest.mark.parametrize("kind", ["openai", "runpod", "ocular"])
+def test_a_backend_whose_connections_a_client_kept_alive_closes_later(pdf: Path, kind: str) -> None:
+    """The whole kind: a loaded backend lent to a blocking Client (whose event loop ends with
+    it) keeps connections alive on that loop; closing the backend afterwards, on another loop,
+    closes it without an error."""
+    sim: Any
+    if kind == "openai":
+        sim = OpenAISimulator(api_key="sk-lent-99887", model="sim/ocr-model")
+        name = "openai"
+    elif kind == "runpod":
+        sim = RunPodSimulator(responder=DialectResponder("plain"))
+        name = "runpod"
+    else:
+        sim = OcularSimulator(responder=DialectResponder("trocr"), api_key="ocular-lent-776655")
+        name = "runpod-trocr"
+    with sim:
+        over: dict[str, Any] = {
+            "openai": lambda: {"base_url": sim.base_url, "api_key": "sk-lent-99887", "model": "sim/ocr-model"},
+            "runpod": lambda: {"base_url": sim.base_url, "endpoint_id": sim.endpoint_id, "api_key": sim.api_key,
+                               "model": "m"},
+            "ocular": lambda: {"base_url": sim.url, "api_key": "ocular-lent-776655", "transport": "ocular"},
+        }[kind]()
+        with ocrclient.load_backend(name, render={"dpi": 40}, **over) as be:
+            with ocrclient.Client(be, cache=False) as client:
+                assert client.convert(pdf, pages="1-2").ok
+            assert sim.connections_accepted >= 1
+        clients = [v for v in vars(be.transport).values() if isinstance(v, httpx.AsyncClient)]
+        assert clients and all(c.is_closed for c in clients)

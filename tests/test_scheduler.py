@@ -15,6 +15,7 @@ from ocrclient.cache import PageCache
 from ocrclient.errors import AuthError, OcrError
 from ocrclient.scheduler import (
     ABORTS_RUN,
+    BUILT_AHEAD,
     AdaptiveLimiter,
     DocumentJob,
     PageRetried,
@@ -146,9 +147,10 @@ async def test_cancel_leaves_no_task_running() -> None:
     assert t.cancelled == 3
     others = [x for x in asyncio.all_tasks() if x is not asyncio.current_task()]
     assert others == []
-    # what was in flight is reported as failed/cancelled, never dropped
+    # what was in hand -- 3 sent, 3 built and waiting for a slot (BUILT_AHEAD) -- is reported as
+    # failed/cancelled, never dropped; only the 3 sent reached the transport
     doc = s.partial[0]
-    assert {p.page for p in doc.pages} == {1, 2, 3}
+    assert {p.page for p in doc.pages} == set(range(1, 3 * BUILT_AHEAD + 1))
     assert all(p.status == "failed" and p.error and p.error.kind == "cancelled" for p in doc.pages)
 
 
@@ -209,7 +211,7 @@ async def test_pages_are_pulled_only_when_a_slot_frees() -> None:
     s = sched(t, concurrency=2)
     run = asyncio.create_task(s.run_document("doc.pdf", page_stream(20, pulled=pulled)))
     await asyncio.sleep(0.02)
-    assert len(pulled) <= 3  # two in flight, the feeder holds at most one more
+    assert len(pulled) <= BUILT_AHEAD * 2 + 1  # two in flight, two built ahead, the feeder holds one more
     await run
 
 

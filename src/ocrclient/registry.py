@@ -111,7 +111,14 @@ class Backend:
         return self.dialect.render
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        try:
+            await self.transport.aclose()
+        except RuntimeError as exc:
+            # kept-alive connections made on an event loop that has ended (a Client's, whose
+            # loop stopped with it) cannot be closed from this one: the client is closed all
+            # the same, and their sockets go with the loop that owned them
+            if "Event loop is closed" not in str(exc):
+                raise
 
     def close(self) -> None:
         """:meth:`aclose` from synchronous code (raises :class:`~ocrclient.errors.UsageError`
