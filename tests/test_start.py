@@ -16,7 +16,6 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from ocrclient.imaging import RenderSpec
 from ocrclient.pages import RenderPool, aiter_pages, iter_pages
@@ -148,67 +147,3 @@ async def test_pages_queued_while_starting_are_let_go_when_the_pool_closes(tmp_p
             break  # abandon the stream with pages still queued for the starting workers
     assert len(pages) == 1 and pages[0].number == 1 and pages[0].encoded is not None and pool.closed
     assert not ({p.pid for p in multiprocessing.active_children()} - before)
-
-
-def test_prestart_boots_the_render_server_with_the_pools_preload() -> None:
-    from ocrclient import mpcontext
-    from ocrclient.pages import pool as pool_mod
-
-    pool_mod.prestart()
-    deadline = time.monotonic() + 30
-    while mpcontext._server is None or mpcontext._server._forkserver_pid is None:
-        assert time.monotonic() < deadline, "prestart() never started the fork server"
-        time.sleep(0.02)
-    assert set(pool_mod._PRELOAD) <= set(mpcontext._server._preload_modules)
-    # a pool made afterwards forks from that server and renders as before
-    with RenderPool(workers=1) as pool:
-        page = pool.result(pool.submit(_source(), 0, RenderSpec(dpi=40)))
-    assert page.encoded is not None and page.error is None
-
-
-_PROBE = """
-import sys, threading
-class Probe:
-    def find_spec(self, name, path=None, target=None):
-        if name == "ocrclient.api":
-            mp = sys.modules.get("ocrclient.mpcontext")
-            booting = any(t.name == "ocrclient-render-server-start" for t in threading.enumerate())
-            up = mp is not None and mp._server is not None and mp._server._forkserver_pid is not None
-            print("RENDER-SERVER-STARTED-BEFORE-API", booting or up, flush=True)
-            sys.meta_path.remove(self)
-        return None
-sys.meta_path.insert(0, Probe())
-from ocrclient.cli import main
-sys.argv = ["ocr", "convert", *sys.argv[1:]]
-main()
-"""
-
-
-def _convert_probe(pdf: Path, *extra: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "OCRCLIENT_"))}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parents[1] / "src"), env.get("PYTHONPATH")) if p)
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(pdf), "--backend", "runpod-chandra", "--no-cache", "-q", *extra],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr  # no API key: a configuration error, nothing sent
-    return proc.stdout
-
-
-def test_convert_boots_the_render_server_before_its_heavy_imports(tmp_path: Path) -> None:
-    pdf = text_pdf(tmp_path / "d.pdf", [["one"], ["two"]])
-    assert "RENDER-SERVER-STARTED-BEFORE-API True" in _convert_probe(pdf)
-
-
-def test_convert_in_document_mode_boots_no_render_server(tmp_path: Path) -> None:
-    pdf = text_pdf(tmp_path / "d.pdf", [["one"], ["two"]])
-    assert "RENDER-SERVER-STARTED-BEFORE-API False" in _convert_probe(pdf, "--document-mode")
-
-
-def _source() -> Any:
-    import tempfile
-
-    from ocrclient.pages import open_sources
-
-    pdf = text_pdf(Path(tempfile.mkdtemp()) / "p.pdf", [["prestarted"]])
-    return open_sources([pdf])[0]

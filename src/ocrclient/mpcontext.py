@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from multiprocessing import context as mp_context
 from typing import Any
 
-__all__ = ["MAIN_KEYS", "library_context", "start_server"]
+__all__ = ["MAIN_KEYS", "library_context"]
 
 #: keys of ``multiprocessing.spawn.get_preparation_data`` that make a child run ``__main__``
 MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
@@ -82,17 +82,6 @@ def library_context(preload: Sequence[str] = ()) -> multiprocessing.context.Base
         if wanted:
             _server.set_forkserver_preload(known + wanted)
     return _CONTEXT
-
-
-def start_server(preload: Sequence[str] = ()) -> None:
-    """Start this module's fork server now (with ``preload``, as :func:`library_context`), so that
-    it boots in its own process while the caller goes on; the first worker then forks from a
-    server that is already up.  Blocks only for the launch (a fork+exec), not for the server's
-    imports.  A no-op where there is no fork server, or when it already runs."""
-    if not _HAVE_FORKSERVER:  # pragma: no cover - Windows
-        return
-    library_context(preload)
-    _server.ensure_running()
 
 
 def _close_fds(*fds: int) -> None:

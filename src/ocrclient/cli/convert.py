@@ -221,10 +221,6 @@ def convert(
 ) -> None:
     """Convert documents to markdown + JSON.  Outputs mirror the inputs under OUT from their
     common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
-    if not document_mode:  # pages will be rendered: the render server boots while we import
-        from ..pages.pool import prestart
-
-        prestart()
     from ..api import Conversion
     from ..cache import PageCache
     from ..manifest import Manifest

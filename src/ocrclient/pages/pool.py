@@ -26,18 +26,11 @@ from PIL import Image
 
 from ..errors import OcrError
 from ..imaging import RenderSpec
-from ..mpcontext import library_context, start_server
+from ..mpcontext import library_context
 from .render import PDFIUM_LOCK, PageImage, RenderJob, close_open_documents, render_job
 from .sources import Source
 
-__all__ = [
-    "INLINE_WHILE_STARTING",
-    "PREFETCH_PER_WORKER",
-    "RenderPool",
-    "RenderPoolError",
-    "default_workers",
-    "prestart",
-]
+__all__ = ["INLINE_WHILE_STARTING", "PREFETCH_PER_WORKER", "RenderPool", "RenderPoolError", "default_workers"]
 
 
 class RenderPoolError(OcrError):
@@ -71,20 +64,6 @@ def default_workers() -> int:
 #: what the render workers' fork server imports once, so each worker starts with it loaded
 #: (the render module, and with it the whole ``ocrclient.pages`` package)
 _PRELOAD = ("pypdfium2", "PIL.Image", "PIL.PngImagePlugin", render_job.__module__)
-
-
-def prestart() -> None:
-    """Boot the render workers' fork server now, in the background, for a pool made later (the
-    ``ocr convert`` command calls it first thing, so the server's interpreter start and preload
-    overlap the command's own imports and input checks instead of following them).  Only the
-    default pool (no ``start_method``) uses that server.  Never raises: a failure to start is
-    met again, and reported, by the pool's first render."""
-
-    def boot() -> None:
-        with contextlib.suppress(Exception):
-            start_server(_PRELOAD)
-
-    threading.Thread(target=boot, name="ocrclient-render-server-start", daemon=True).start()
 
 
 def _worker_init() -> None:
