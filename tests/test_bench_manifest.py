@@ -16,8 +16,8 @@ from ocrclient.testing import FaultPlan, OpenAISimulator
 
 def _pdf(path: Path, pages: int) -> Path:
     pdf = pdfium.PdfDocument.new()
-    for _ in range(pages):
-        pdf.new_page(200, 260)
+    for i in range(pages):  # pages that differ: identical ones may be answered by the cache in-run
+        pdf.new_page(200 + 10 * i, 260)
     pdf.save(str(path))
     return path
 

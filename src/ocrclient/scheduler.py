@@ -1,8 +1,9 @@
 """Async page fan-out: concurrency, retries by cause, deadlines, cold starts, cancel, progress.
 
 The scheduler is backend-agnostic and owns every retry (transports never retry).
-Pages flow ``render -> build -> send -> parse -> geometry``; a page is pulled from the page stream
-only when a concurrency slot is free, so rendered pages never pile up however long the document.
+Pages flow ``render -> build -> send -> parse -> geometry``; a slot of the concurrency limit is
+held from send to reply, and :data:`BUILT_AHEAD` pages per slot are pulled from the page stream,
+so a freed slot is refilled at once and rendered pages never pile up however long the document.
 
 * **Errors by cause** – :class:`~ocrclient.errors.TransientError` is retried with jittered
   exponential backoff (tenacity), honouring ``Retry-After``; :class:`~ocrclient.errors.BadOutputError`
@@ -16,14 +17,11 @@ only when a concurrency slot is free, so rendered pages never pile up however lo
   window; the user's limit is the ceiling.
 * **Cancel** – cancelling the run cancels in-flight attempts (transports cancel remote jobs), the
   pages that finished are kept in :attr:`Scheduler.partial`, unfinished pages are marked failed.
-* **Resume** – finished pages go to the content-addressed :class:`~ocrclient.cache.PageCache`;
-  a rerun sends nothing for them.
+* **Resume** – finished pages go to the :class:`~ocrclient.cache.PageCache`; a rerun sends none.
 
-The scheduler is the one owner of a request's ``page``/``source`` stamps and of turning a
-dialect's parser bug into bad output.  Its pieces live beside it: the retry policy in
-:mod:`ocrclient.retries`, the AIMD limit in :mod:`ocrclient.concurrency`, the progress events in
-:mod:`ocrclient.events` (all importable from here as before), box mapping in
-:mod:`ocrclient.geometry`.
+It owns a request's ``page``/``source`` stamps and turns a dialect's parser bug into bad output.
+Beside it: the retry policy (:mod:`ocrclient.retries`), the AIMD limit (:mod:`ocrclient.concurrency`),
+progress events (:mod:`ocrclient.events`), box mapping (:mod:`ocrclient.geometry`).
 
 Example::
 
@@ -62,21 +60,16 @@ from .registry import Backend
 from .retries import page_retrying
 from .transports.limits import MAX_TOKEN_COUNT, request_max_tokens, seconds, token_count
 
-#: a full garbage collection every this many finished pages.  Each page leaves reference cycles
-#: behind in the libraries it goes through (tenacity's retry state, httpx's response <-> stream,
-#: exception tracebacks holding the page's frames); CPython runs a full collection only when the
-#: heap has grown by a quarter, so what those cycles hold piles up over a long run.  The biggest
-#: item, the request body, is also released by the transports (``release_request_body``).
+#: a full garbage collection every this many finished pages: each page leaves reference cycles
+#: (tenacity's retry state, httpx's response <-> stream, tracebacks) that CPython collects only
+#: when the heap has grown by a quarter (the request body is released by the transports too)
 GC_EVERY_PAGES = 64
 #: ... but at most this share of the wall time goes to those collections
 GC_MAX_SHARE = 0.02
-#: replies longer than this are parsed (dialect, repetition checks, geometry) in a worker
-#: thread, so the event loop — and Ctrl-C — never waits for one
+#: replies longer than this are parsed in a worker thread: the event loop never waits for one
 OFF_LOOP_REPLY_CHARS = 64 * 1024
-#: pages in hand per request slot (see ``Scheduler._admitted``): one sent, one built and waiting.
-#: With one, a freed slot waited for its page's parse and the next page's build -- when a
-#: round of replies lands together, for every parse before it on the event loop (Chandra's
-#: HTML, ~8 ms a page: a refill gap of 0.05 s mean, 0.27 s at most, at 8 slots)
+#: pages in hand per request slot: one sent, one built and waiting for the slot (with one, a
+#: freed slot waited for the parses of a whole round of replies: 0.05 s mean at 8 slots)
 BUILT_AHEAD = 2
 
 __all__ = [
@@ -241,11 +234,9 @@ class Scheduler:
         self.transport = backend.transport
         self.cache = cache
         self.on_event = on_event
-        #: requests at the backend at once (held from send to reply only: a page being built,
-        #: parsed or waiting out a backoff holds no GPU slot)
+        #: requests at the backend (held from send to reply: building, parsing, backoff hold none)
         self.limiter = AdaptiveLimiter(concurrency or cfg.concurrency)
-        #: pages taken from the streams and not finished: up to :data:`BUILT_AHEAD` times the
-        #: limit, so a slot freed by a reply is taken at once by a request built meanwhile
+        #: pages taken from the streams and not finished (:data:`BUILT_AHEAD` per slot)
         self._admitted = asyncio.Semaphore(BUILT_AHEAD * self.limiter.ceiling)
         self.max_attempts = max_attempts or cfg.max_attempts
         self.attempt_timeout_s = attempt_timeout_s or cfg.attempt_timeout_s
