@@ -36,6 +36,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -150,6 +151,11 @@ class ServerOwner(abc.ABC):
         if self._server is None:
             raise RuntimeError(f"{type(self).__name__} not started")
         return self._server.port
+
+    def clock(self) -> float:
+        """The simulator's clock (``time.monotonic``): what its service deadlines and job times
+        are counted on."""
+        return time.monotonic()
 
     @property
     def connections_accepted(self) -> int:

@@ -210,10 +210,6 @@ class HTTPSimulator(ProxyFront, abc.ABC):
         cut = getattr(self._tls, "cut", None)
         return cut if cut is not None else self._stop
 
-    def clock(self) -> float:
-        """The simulator's clock (``time.monotonic``): what service deadlines are counted on."""
-        return time.monotonic()
-
     def sleep(self, seconds: float) -> None:
         """Sleep, but give up at once when the simulator stops or restarts."""
         if seconds > 0 and self._cut().wait(seconds):
@@ -224,6 +220,15 @@ class HTTPSimulator(ProxyFront, abc.ABC):
         spent since counts toward the wait, and an overshoot of one sleep is not added to the
         next deadline."""
         self.sleep(max(0.0, deadline - self.clock()))
+
+    def first_byte_delayed(self, start: float, fault: str | None) -> float:
+        """For the ``slow_first_byte`` fault: nothing for ``plan.first_byte_delay_s`` after
+        ``start``, then the service, whose start this returns (``start`` for any other fault)."""
+        if fault != "slow_first_byte":
+            return start
+        start += self.plan.first_byte_delay_s
+        self.sleep_until(start)
+        return start
 
     def wait_until_ready(self) -> None:
         """Block until the cold start (counted from the first request) is over."""

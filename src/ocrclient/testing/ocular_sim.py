@@ -121,9 +121,7 @@ class OcularSimulator(HTTPSimulator):
             except (binascii.Error, ValueError) as exc:
                 self.emit_json(emit, 400, {"detail": f"Invalid image data: {exc}"})
                 return
-            if fault == "slow_first_byte":  # nothing for first_byte_delay_s, then the service
-                start += self.plan.first_byte_delay_s
-                self.sleep_until(start)
+            start = self.first_byte_delayed(start, fault)
             reply = self.responder(body)  # its time, and checking the image, count toward latency
             text = reply.text
             confidence = reply.data.get("confidence", self.default_confidence)

@@ -208,9 +208,7 @@ class OpenAISimulator(HTTPSimulator):
             if body.get("model") != self.model:
                 self.emit_error(emit, 404, f"The model `{body.get('model')}` does not exist.")
                 return
-            if fault == "slow_first_byte":  # nothing for first_byte_delay_s, then the service
-                start += self.plan.first_byte_delay_s
-                self.sleep_until(start)
+            start = self.first_byte_delayed(start, fault)
             reply = self.responder(body)
             max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
             prompt_tokens = reply.prompt_tokens

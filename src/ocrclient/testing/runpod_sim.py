@@ -437,10 +437,6 @@ class RunPodSimulator(ServerOwner):
                 self.failed += 1
         job.done_event.set()
 
-    def clock(self) -> float:
-        """The simulator's clock (``time.monotonic``): what job times and deadlines are on."""
-        return time.monotonic()
-
     def _hold(self, job: SimJob, seconds: float) -> bool:
         """Keep ``job``'s slot for ``seconds``; ``True`` when it was cancelled meanwhile."""
         return job.cancel_event.wait(seconds)

@@ -12,7 +12,8 @@
   What is raised inside the block becomes:
 
   - an :class:`~ocrclient.errors.OcrError` (a reply over its cap, a transport's own): itself;
-  - ``httpx.HTTPStatusError`` (from :func:`raise_for_status`): the transport's own ``rule`` for that status if it has one, else :func:`status_error` --
+  - ``httpx.HTTPStatusError`` (from :func:`raise_for_status`): the transport's own ``rule``
+    for that status if it has one, else :func:`status_error` --
     401/403 ``AuthError`` (ending with ``hint``), 408/425/429/5xx ``TransientError`` with
     ``Retry-After``, 524 the pod proxy's idle cut, a 4xx about the endpoint ``EndpointError``,
     any other 4xx ``PermanentError``;

@@ -53,6 +53,7 @@ from .limits import (
     loads,
     read_capped,
     reply_limit,
+    request_max_tokens,
     token_count,
 )
 from .openai_replies import CHAT, completion_reply, read_stream
@@ -174,7 +175,7 @@ class OpenAITransport:
         key = api_key or "EMPTY"
         headers = {"Authorization": f"Bearer {key}"}
         if self.modal and modal_key and modal_secret:
-            # on the client, not per request: nothing per request to log them
+            # on the client, once, not in each request's options
             headers["Modal-Key"] = modal_key
             headers["Modal-Secret"] = modal_secret
         self._has_modal_keys = bool(modal_key and modal_secret)
@@ -302,7 +303,8 @@ class OpenAITransport:
         """A streamed completion (``stream_options.include_usage``), read event by event under
         its caps; a server that answers with a whole completion instead is read as one."""
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        limit = reply_limit(ModelRequest(body=body), streamed=True)
+        sent = ModelRequest(body=body)
+        limit = reply_limit(sent, streamed=True)
         response = await self._http.send(self._post(body, timeout), stream=True)
         try:
             cap_reply(response, limit, what=CHAT)
@@ -312,7 +314,7 @@ class OpenAITransport:
             if "text/event-stream" not in response.headers.get("content-type", ""):
                 await response.aread()
                 return completion_reply(await aloads(response.content))
-            return await read_stream(response, body, idle)
+            return await read_stream(response, request_max_tokens(sent), idle)
         finally:
             await response.aclose()
 

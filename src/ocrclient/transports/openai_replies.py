@@ -168,12 +168,10 @@ async def _drain(events: AsyncIterator[Any]) -> None:
                 pass
 
 
-async def read_stream(
-    response: httpx.Response, body: dict[str, Any], idle: float | None
-) -> ModelReply:
-    """Read a streamed completion from ``response`` (capped already) to its ``[DONE]``."""
-    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-    seen = _Reading(max_tokens if isinstance(max_tokens, int) else None)
+async def read_stream(response: httpx.Response, max_tokens: int | None, idle: float | None) -> ModelReply:
+    """Read a streamed completion from ``response`` (capped already) to its ``[DONE]``, bounded
+    by what ``max_tokens`` (the request's, :func:`.limits.request_max_tokens`) allows."""
+    seen = _Reading(max_tokens)
     events = aiter_events(aiter_lines(response.aiter_bytes()))
     try:
         while True:
