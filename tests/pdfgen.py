@@ -83,3 +83,14 @@ def text_pdf(path: Path, lines_per_page: list[list[str]], size: Box = (0, 0, 300
             PdfPage(media=size, texts=[(30, top - 28 * j, 16, t) for j, t in enumerate(lines)])
         )
     return write_pdf(path, pages)
+
+
+def blank_pdf(path: Path, sizes: list[tuple[float, float]]) -> Path:
+    """A PDF of blank pages of ``sizes`` (width, height in points), written by PDFium."""
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument.new()
+    for width, height in sizes:
+        pdf.new_page(width, height)
+    pdf.save(str(path))
+    return path

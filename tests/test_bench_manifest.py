@@ -7,19 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pypdfium2 as pdfium
 from PIL import Image
 
 from ocrclient.bench import parse_prometheus, run_bench
 from ocrclient.testing import FaultPlan, OpenAISimulator
 
-
-def _pdf(path: Path, pages: int) -> Path:
-    pdf = pdfium.PdfDocument.new()
-    for i in range(pages):  # pages that differ: identical ones may be answered by the cache in-run
-        pdf.new_page(200 + 10 * i, 260)
-    pdf.save(str(path))
-    return path
+from .pdfgen import blank_pdf
 
 
 def _run(args: list[str], env_extra: dict[str, str], tmp: Path) -> subprocess.CompletedProcess[str]:
@@ -40,7 +33,7 @@ vllm:kv_cache_usage_perc{model_name="m"} 0.25
 
 
 async def test_bench_reports_throughput_latency_and_retries(tmp_path: Path) -> None:
-    pdf = _pdf(tmp_path / "d.pdf", 12)
+    pdf = blank_pdf(tmp_path / "d.pdf", [(200, 260)] * 12)
     plan = FaultPlan(seed=4, rates={"http_503": 0.3}, max_faults_per_key=1, latency_s=(0.02, 0.04), slots=4)
     with OpenAISimulator(plan=plan) as sim:
         report = await run_bench(
@@ -56,7 +49,8 @@ async def test_bench_reports_throughput_latency_and_retries(tmp_path: Path) -> N
 def test_manifest_records_and_skips_done_inputs(tmp_path: Path) -> None:
     docs = tmp_path / "in"
     (docs / "sub").mkdir(parents=True)
-    _pdf(docs / "a.pdf", 2)
+    # pages that differ: identical ones may be answered by the cache within the run
+    blank_pdf(docs / "a.pdf", [(200, 260), (210, 260)])
     Image.new("RGB", (120, 90), "white").save(docs / "sub" / "b.png")
     out = tmp_path / "out"
     with OpenAISimulator() as sim:

@@ -12,15 +12,9 @@ import pytest
 import ocrclient
 from ocrclient.testing import FaultPlan, RunPodSimulator, SimReply
 
+from .pdfgen import blank_pdf
+
 SPLIT = "\n\n<--- Page Split --->\n\n"
-
-
-def _pdf(path: Path, sizes: list[tuple[float, float]]) -> Path:
-    pdf = pdfium.PdfDocument.new()
-    for w, h in sizes:
-        pdf.new_page(w, h)
-    pdf.save(str(path))
-    return path
 
 
 def _responder(n_pages: int, seen: list[dict[str, Any]]) -> Any:
@@ -40,7 +34,7 @@ def _responder(n_pages: int, seen: list[dict[str, Any]]) -> Any:
 
 
 async def test_document_mode_splits_pages_with_boxes(tmp_path: Path) -> None:
-    pdf = _pdf(tmp_path / "d.pdf", [(600, 800), (800, 600), (600, 800)])
+    pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800), (800, 600), (600, 800)])
     seen: list[dict[str, Any]] = []
     with RunPodSimulator(responder=_responder(2, seen)) as sim:
         doc = await ocrclient.aconvert(
@@ -59,7 +53,7 @@ async def test_document_mode_splits_pages_with_boxes(tmp_path: Path) -> None:
 
 
 async def test_document_mode_page_count_mismatch_is_degraded_not_guessed(tmp_path: Path) -> None:
-    pdf = _pdf(tmp_path / "d.pdf", [(600, 800)] * 3)
+    pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800)] * 3)
 
     def respond(body: dict[str, Any]) -> SimReply:
         return SimReply("only one page of markdown")
@@ -76,7 +70,7 @@ async def test_document_mode_page_count_mismatch_is_degraded_not_guessed(tmp_pat
 
 
 async def test_document_mode_retries_and_failure_marks_every_page(tmp_path: Path) -> None:
-    pdf = _pdf(tmp_path / "d.pdf", [(600, 800)] * 2)
+    pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800)] * 2)
     seen: list[dict[str, Any]] = []
     plan = FaultPlan(seed=1, rates={"http_503": 1.0}, max_faults_per_key=1)
     with RunPodSimulator(plan=plan, responder=_responder(2, seen)) as sim:
@@ -111,7 +105,7 @@ def test_document_mode_is_a_mode_of_the_run_however_it_is_asked(tmp_path: Path, 
 
     from ocrclient.cli import app
 
-    pdf = _pdf(tmp_path / "d.pdf", [(600, 800), (800, 600)])
+    pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800), (800, 600)])
     seen: list[dict[str, Any]] = []
     with RunPodSimulator(responder=_responder(2, seen)) as sim:
         where = {"base_url": sim.base_url, "endpoint_id": sim.endpoint_id, "api_key": sim.api_key}
@@ -139,7 +133,7 @@ def test_without_document_mode_pages_are_sent_one_by_one(tmp_path: Path) -> None
     """The mode is off unless asked: the same profile sends one chat job per page."""
     from ocrclient.testing.responders import DialectResponder
 
-    pdf = _pdf(tmp_path / "d.pdf", [(600, 800), (800, 600)])
+    pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800), (800, 600)])
     responder = DialectResponder("deepseek")
     with RunPodSimulator(responder=responder) as sim:
         doc = ocrclient.convert(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pypdfium2 as pdfium
 import pytest
 
 import ocrclient
@@ -15,13 +14,7 @@ from ocrclient.testing import FaultPlan, OpenAISimulator
 from ocrclient.transports.base import Health, ModelReply, ModelRequest
 from ocrclient.transports.pool import PoolMember, PoolTransport
 
-
-def _pdf(path: Path, pages: int) -> Path:
-    pdf = pdfium.PdfDocument.new()
-    for _ in range(pages):
-        pdf.new_page(200, 260)
-    pdf.save(str(path))
-    return path
+from .pdfgen import blank_pdf
 
 
 def _pool_profile(tmp_path: Path, a: OpenAISimulator, b: OpenAISimulator, wa: float = 1, wb: float = 1) -> Path:
@@ -48,7 +41,7 @@ members = [
 
 
 async def test_failover_when_one_endpoint_goes_down_mid_run(tmp_path: Path) -> None:
-    pdf = _pdf(tmp_path / "doc.pdf", 24)
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(200, 260)] * 24)
     plan = FaultPlan(latency_s=(0.02, 0.02), slots=4)
     with OpenAISimulator(plan=plan) as a, OpenAISimulator(plan=FaultPlan(latency_s=(0.02, 0.02), slots=4)) as b:
         backend = load_backend(str(_pool_profile(tmp_path, a, b)))
@@ -77,7 +70,7 @@ async def test_failover_when_one_endpoint_goes_down_mid_run(tmp_path: Path) -> N
 
 
 async def test_weights_share_the_load(tmp_path: Path) -> None:
-    pdf = _pdf(tmp_path / "doc.pdf", 30)
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(200, 260)] * 30)
     with OpenAISimulator(plan=FaultPlan(latency_s=(0.05, 0.05), slots=8)) as a, OpenAISimulator(
         plan=FaultPlan(latency_s=(0.05, 0.05), slots=8)
     ) as b:

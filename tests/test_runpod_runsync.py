@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pypdfium2 as pdfium
 import pytest
 
 import ocrclient
@@ -25,6 +24,8 @@ from ocrclient.transports.base import ModelRequest
 from ocrclient.transports.pool import PoolTransport
 from ocrclient.transports.runpod import RunPodTransport
 from ocrclient.transports.runpod_rate import DOCUMENTED_LIMITS, EndpointGate
+
+from .pdfgen import blank_pdf
 
 RUNPOD_PROFILES = [
     "runpod", "runpod-chandra", "runpod-deepseek-ocr", "runpod-olmocr", "runpod-rolmocr", "runpod-trocr",
@@ -57,14 +58,6 @@ def page_request(n: int, timeout_s: float = 10.0) -> ModelRequest:
 def transport(sim: RunPodSimulator, **kwargs: Any) -> RunPodTransport:
     opts: dict[str, Any] = {"poll_interval_s": 0.02, "max_poll_interval_s": 0.1, **kwargs}
     return RunPodTransport(endpoint_id=sim.endpoint_id, api_key=sim.api_key, base_url=sim.base_url, **opts)
-
-
-def _pdf(path: Path, pages: int) -> Path:
-    pdf = pdfium.PdfDocument.new()
-    for _ in range(pages):
-        pdf.new_page(200, 260)
-    pdf.save(str(path))
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +204,7 @@ async def test_status_polls_stay_under_the_documented_limit_at_many_jobs(sims: C
 
 @pytest.mark.parametrize("mode", ["runsync", "run"])
 async def test_never_more_jobs_at_the_endpoint_than_the_concurrency(tmp_path: Path, mode: str) -> None:
-    pdf = _pdf(tmp_path / "doc.pdf", 16)
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(200, 260)] * 16)
     with RunPodSimulator(plan=FaultPlan(latency_s=(0.1, 0.1), slots=4)) as sim:
         doc = await ocrclient.aconvert(
             pdf, backend="runpod", base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
@@ -224,7 +217,7 @@ async def test_never_more_jobs_at_the_endpoint_than_the_concurrency(tmp_path: Pa
 
 
 async def test_pool_over_two_runpod_endpoints_keeps_each_at_its_share(tmp_path: Path) -> None:
-    pdf = _pdf(tmp_path / "doc.pdf", 16)
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(200, 260)] * 16)
     plan = {"latency_s": (0.1, 0.1), "slots": 2}
     with RunPodSimulator(plan=FaultPlan(**plan)) as a, RunPodSimulator(plan=FaultPlan(**plan)) as b:
         members = [
