@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 from PIL import Image
+from typer.testing import CliRunner
 
 from ocrclient.bench import parse_prometheus, run_bench
 from ocrclient.testing import FaultPlan, OpenAISimulator
 
-from .pdfgen import blank_pdf
+from .pdfgen import blank_pdf, text_pdf
 
 
 def _run(args: list[str], env_extra: dict[str, str], tmp: Path) -> subprocess.CompletedProcess[str]:
@@ -70,3 +71,33 @@ def test_manifest_records_and_skips_done_inputs(tmp_path: Path) -> None:
         third = _run([*args, "--redo", "--no-cache"], env, tmp_path)
         assert third.returncode == 0
         assert sum(sim.requests_by_key.values()) == 2 * sent
+
+
+def test_a_changed_setting_is_converted_again_not_skipped(tmp_path: Path) -> None:
+    """The manifest skips an input only when it was converted with the same content settings
+    (the cache's own): a rerun with a changed setting converts it again, the same setting again
+    skips it, and an entry from before the manifest recorded settings is not trusted."""
+    from ocrclient.cli import app
+
+    docs = tmp_path / "in"
+    docs.mkdir()
+    text_pdf(docs / "a.pdf", [["Hello world"]], size=(0, 0, 300, 120))
+    out = tmp_path / "out"
+    args = ["convert", str(docs), "-o", str(out), "--backend", "local", "--no-progress", "--cache-dir", str(tmp_path / "c")]
+    runner = CliRunner()
+
+    def run(*extra: str) -> str:
+        res = runner.invoke(app, [*args, *extra])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    assert "skipping" not in run()
+    assert "skipping 1 input(s)" in run()
+    assert "skipping" not in run("--text-layer", "never")  # a content setting changed
+    assert "skipping 1 input(s)" in run("--text-layer", "never")
+    assert "skipping" not in run()  # and back
+    assert "skipping 1 input(s)" in run("--concurrency", "3")  # a neutral setting changed
+    # an entry without settings (an older manifest) is converted again
+    lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    (out / "manifest.jsonl").write_text(json.dumps({k: v for k, v in lines[-1].items() if k != "settings"}) + "\n")
+    assert "skipping" not in run()

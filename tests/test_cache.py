@@ -33,6 +33,7 @@ from ocrclient.cache import (
     key_settings,
     neutral_transport_options,
     page_key,
+    settings_digest,
 )
 from ocrclient.cli import app
 from ocrclient.config import (
@@ -167,6 +168,8 @@ def _changed(cfg: BackendConfig, path: str) -> BackendConfig:
 def test_changing_a_content_field_changes_the_key(path: str) -> None:
     cfg = base_config()
     assert key(_changed(cfg, path)) != key(cfg)
+    # and the run manifest's settings digest, so a changed setting is converted again
+    assert settings_digest(_changed(cfg, path)) != settings_digest(cfg)
 
 
 @pytest.mark.parametrize("field", sorted(KEY_FIELDS & {"sampling", "transport_options", "dialect_options"}))
@@ -209,6 +212,7 @@ def test_changing_a_neutral_field_keeps_the_key(field: str) -> None:
     changed = BackendConfig.model_validate({**cfg.model_dump(), field: NEUTRAL_VALUES[field]})
     assert getattr(changed, field) != getattr(cfg, field)
     assert key(changed) == key(cfg)
+    assert settings_digest(changed) == settings_digest(cfg)
 
 
 def transport_options_by_transport() -> dict[str, set[str]]:

@@ -180,6 +180,13 @@ def key_settings(cfg: BackendConfig) -> dict[str, Any]:
     return settings
 
 
+def settings_digest(cfg: BackendConfig) -> str:
+    """A short digest of :func:`key_settings`: equal exactly when every setting that can change
+    what a page reads is equal (the run manifest's test of "converted with these settings")."""
+    blob = json.dumps(key_settings(cfg), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 @functools.lru_cache(maxsize=64)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     del size, mtime_ns  # part of the memo's key: a changed file is read again

@@ -1,17 +1,18 @@
 """The run manifest: ``OUT/manifest.jsonl``, one line per finished document.
 
 Each line records the input (as given, and its resolved path ``key``, by which entries are
-keyed), its size and mtime, the backend and model, the pages asked for, their status counts and
-the output files written — so a corpus run is auditable after the fact and resumable at the
-document level: a rerun skips an input whose last entry has no failed page, the same backend,
-model and page selection, unchanged size/mtime, and outputs still present where this run would
-write them (page-level resume is the cache's job; this saves even the rendering).  Lines without
+keyed), its size and mtime, the backend and model, the digest of the settings that can change
+what a page reads (:func:`~ocrclient.cache.settings_digest`, the page cache's own), the pages
+asked for, their status counts and the output files written — so a corpus run is auditable after
+the fact and resumable at the document level: a rerun skips an input whose last entry has no
+failed page, the same backend, model, settings and page selection, unchanged size/mtime, and
+outputs still present where this run would write them (page-level resume is the cache's job; this saves even the rendering).  Lines without
 a ``key`` (older manifests) are not trusted: those inputs are converted again.  Appends are one
 ``write`` of one line each, so a kill leaves at most one partial last line, which is ignored.
 
 Example::
 
-    m = Manifest(Path("out"))
+    m = Manifest(Path("out"), settings=settings_digest(backend.config))
     if not m.done(src, backend="local", model=None, pages=None, stem=Path("out/report")):
         ...
         m.record(src, doc, outputs, pages=None)
@@ -42,7 +43,10 @@ def _stat(src: Source) -> tuple[int | None, float | None]:
 
 
 class Manifest:
-    def __init__(self, out_dir: Path, name: str = "manifest.jsonl") -> None:
+    def __init__(self, out_dir: Path, name: str = "manifest.jsonl", *, settings: str | None = None) -> None:
+        #: this run's :func:`~ocrclient.cache.settings_digest`: an entry made with other settings
+        #: is not done (``None``: not compared)
+        self.settings = settings
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / name
         self._entries: dict[str, dict[str, Any]] | None = None
@@ -75,6 +79,7 @@ class Manifest:
             entry.get("backend") == backend
             and entry.get("model") == model
             and entry.get("pages_spec") == pages
+            and (self.settings is None or entry.get("settings") == self.settings)
             and entry.get("size") == size
             and entry.get("mtime") == mtime
         )
@@ -96,6 +101,7 @@ class Manifest:
             "mtime": mtime,
             "backend": doc.backend,
             "model": doc.model,
+            "settings": self.settings,
             "pages_spec": pages,
             "pages": s.pages,
             "ok": s.ok,

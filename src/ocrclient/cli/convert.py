@@ -222,7 +222,7 @@ def convert(
     """Convert documents to markdown + JSON.  Outputs mirror the inputs under OUT from their
     common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
     from ..api import Conversion
-    from ..cache import PageCache
+    from ..cache import PageCache, settings_digest
     from ..manifest import Manifest
     from ..registry import load_backend
 
@@ -240,7 +240,7 @@ def convert(
         if debug:  # the traceback too, but the exit code stays the one without --debug
             print_traceback()
         raise fail(str(exc)) from None
-    manifest = Manifest(out) if out is not None else None
+    manifest = Manifest(out, settings=settings_digest(be.config)) if out is not None else None
     if manifest is not None and not redo:
         plan = _not_done(plan, manifest, be, pages, stem_of, None if quiet else console)
     show = progress if progress is not None else (console.is_terminal and not quiet)
