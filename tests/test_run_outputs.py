@@ -35,7 +35,7 @@ from ocrclient.pages import iter_pages, open_sources
 from ocrclient.scheduler import Event, PageDone
 from ocrclient.testing import DialectResponder, OpenAISimulator, SentImage
 
-from .pdfgen import PdfPage, write_pdf
+from .pdfgen import PdfPage, blank_pdf, write_pdf
 from .test_e2e_geometry import displayed_box
 from .test_exporters import _need, _pdftotext
 
@@ -369,9 +369,9 @@ async def test_document_mode_outputs_get_page_images_of_the_pdf_it_sent(tmp_path
     sent (in memory) for the outputs that need them."""
     from ocrclient.testing import RunPodSimulator
 
-    from .test_docmode import _pdf, _responder
+    from .test_docmode import _responder
 
-    pdf = _pdf(tmp_path / "d.pdf", [(600, 800), (800, 600), (600, 800)])
+    pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800), (800, 600), (600, 800)])
     data = pdf.read_bytes()
     out = tmp_path / "out"
     with RunPodSimulator(responder=_responder(2, [])) as sim, OutputWriter(out, ["md", "html", "pdf"]) as w:
