@@ -125,7 +125,7 @@ def stream_run(path: Path, dpi: float, pages: int, workers: int | None) -> tuple
             n += 1
         dt = time.perf_counter() - t0
         ex = pool._executor
-        procs = list(ex._processes.values()) if ex is not None else []  # type: ignore[attr-defined]
+        procs = list(getattr(ex, "_processes", {}).values()) if ex is not None else []
         cpu = time.process_time() - c0 + sum(proc_cpu_s(p.pid) for p in procs)
         used = pool.workers
     assert n == pages
@@ -144,7 +144,7 @@ def rss_child(path: str, pages: int, dpi: float, workers: int | None) -> None:
         for page in iter_pages(path, spec, pages=f"1-{pages}", pool=pool):
             n += len(page.encoded.data) > 0 if page.encoded else 0
         ex = pool._executor
-        procs = list(ex._processes.values()) if ex is not None else []  # type: ignore[attr-defined]
+        procs = list(getattr(ex, "_processes", {}).values()) if ex is not None else []
         worker_kb = sum(status_kb(p.pid) for p in procs)
         nworkers = len(procs)
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

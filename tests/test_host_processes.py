@@ -59,7 +59,7 @@ def _readme_lines() -> str:
 
 
 #: runs first: counts executions of the program body and records, for each render pool that
-#: closes, how many worker processes it started (the pool must really be used)
+#: closes, how many workers it started, threads or processes (the pool must really be used)
 PROBE = """\
 print("BODY-RAN", flush=True)
 import ocrclient.pages as _pages
@@ -68,7 +68,8 @@ _close = getattr(_pages.RenderPool, "_unprobed_close", _pages.RenderPool.close)
 _pages.RenderPool._unprobed_close = _close
 def _spy(self):
     if self._executor is not None:
-        _workers.append(len(self._executor._processes))
+        _ex = self._executor
+        _workers.append(len(getattr(_ex, "_processes", None) or getattr(_ex, "_threads", ())))
     _close(self)
 _pages.RenderPool.close = _spy
 """
@@ -220,7 +221,7 @@ def test_script_that_closes_nothing_exits_cleanly(workdir: Path, env: dict[str, 
     script = """\
 from ocrclient.imaging import RenderSpec
 from ocrclient.pages import RenderPool, iter_pages
-pool = RenderPool(workers=2)
+pool = RenderPool(workers=2, isolated=True)
 spilled = iter_pages(open("report.pdf", "rb").read(), RenderSpec(dpi=50), pool=pool)
 private = iter_pages("report.pdf", RenderSpec(dpi=50))
 assert next(spilled).error is None and next(private).error is None

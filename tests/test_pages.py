@@ -8,6 +8,7 @@ import io
 import os
 import signal
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -554,7 +555,7 @@ def test_abandoned_stream_cancels_and_private_pool_closes() -> None:
 
 
 def test_worker_crash_raises_clear_error_not_hang() -> None:
-    with RenderPool(workers=2) as pool:
+    with RenderPool(workers=2, isolated=True) as pool:
         stream = iter_pages(make_pdf(30), LOW, pool=pool, prefetch=2)
         next(stream)
         for proc in list(pool._executor._processes.values()):  # type: ignore[union-attr]
@@ -566,14 +567,48 @@ def test_worker_crash_raises_clear_error_not_hang() -> None:
             pool.submit(open_sources([make_pdf(1)])[0], 0, LOW)
 
 
-def test_pool_shared_across_documents_and_inline_mode(tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolated", [False, True], ids=["threads", "processes"])
+def test_pool_shared_across_documents_and_inline_mode(tmp_path: Path, isolated: bool) -> None:
     a, b = make_pdf(3), make_pdf([{"w": 300, "h": 300}] * 2)
-    with RenderPool(workers=0) as inline, RenderPool(workers=2) as procs:
+    with RenderPool(workers=0) as inline, RenderPool(workers=2, isolated=isolated) as procs:
+        assert procs.isolated is isolated
         for doc in (a, b):
             x = list(iter_pages(doc, RenderSpec(dpi=50), pool=inline))
             y = list(iter_pages(doc, RenderSpec(dpi=50), pool=procs))
             assert [p.encoded.data for p in x] == [p.encoded.data for p in y]
         assert procs.submitted == 5
+
+
+def test_threaded_renders_equal_inline_ones_while_this_thread_uses_pdfium() -> None:
+    """Render threads share PDFium with the rest of the process: many pages of several
+    documents, in every spec a profile uses (RGB, grey, PNG, JPEG), rendered by 4 threads at once
+    while this thread opens and reads PDFs under the lock as the exporters do, come out
+    byte-identical to inline renders."""
+    import pypdfium2 as pdfium
+
+    from ocrclient.pages.render import PDFIUM_LOCK
+
+    docs = [make_pdf(6), make_pdf([{"w": 300, "h": 500}] * 5), make_pdf([{"w": 700, "h": 400}] * 4)]
+    specs = [RenderSpec(dpi=60), RenderSpec(dpi=60, grayscale=True), RenderSpec(dpi=60, format="jpeg")]
+    with RenderPool(workers=0) as inline:
+        want = [[p.encoded.data for p in iter_pages(d, s, pool=inline)] for d in docs for s in specs]
+    with RenderPool(workers=4) as threads:
+        assert not threads.isolated
+        streams = [iter_pages(d, s, pool=threads) for d in docs for s in specs]
+        got: list[list[bytes]] = [[] for _ in streams]
+        live = True
+        while live:
+            live = False
+            for i, stream in enumerate(streams):
+                page = next(stream, None)
+                if page is not None:
+                    live = True
+                    got[i].append(page.encoded.data)
+                with PDFIUM_LOCK:  # what an exporter does meanwhile
+                    pdf = pdfium.PdfDocument(docs[i % len(docs)])
+                    pdf[0].get_textpage().get_text_bounded()
+                    pdf.close()
+    assert got == want
 
 
 # ---------------------------------------------------------------------------------------------
@@ -720,10 +755,10 @@ async def _convert_via_sim(sources: list[tuple[Path, str | None]], **extra: obje
         return [await ocrclient.aconvert(source, pages=pages, **over) for source, pages in sources]
 
 
-async def test_one_page_conversion_starts_no_render_processes(tmp_path: Path) -> None:
-    """Converting one PNG, or one page of a PDF, renders in this process: no render worker
-    process appears while its page is done.  Converting two pages does start them (which shows
-    the check can see them)."""
+async def test_a_conversion_starts_no_render_processes(tmp_path: Path) -> None:
+    """Converting one PNG, one page of a PDF, or two pages renders in this process: no render
+    worker process appears while its pages are done.  One page renders inline; two pages in the
+    pool's render threads (which shows the check can see the pool at work)."""
     import multiprocessing
 
     from ocrclient.scheduler import PageDone
@@ -734,12 +769,15 @@ async def test_one_page_conversion_starts_no_render_processes(tmp_path: Path) ->
     pdf.write_bytes(make_pdf(2))
     before = {p.pid for p in multiprocessing.active_children()}  # e.g. this module's pool
     new_children: dict[str, int] = {}
+    render_threads: dict[str, int] = {}
 
     def on_event(event: object) -> None:
         if isinstance(event, PageDone):
             now = {p.pid for p in multiprocessing.active_children()}
             key = f"{Path(event.source).suffix} {event.page}"
             new_children[key] = max(new_children.get(key, 0), len(now - before))
+            threads = [t for t in threading.enumerate() if t.name.startswith("ocrclient-render")]
+            render_threads[key] = max(render_threads.get(key, 0), len(threads))
 
     one_png, pdf_page_2 = await _convert_via_sim([(png, None), (pdf, "2")], on_event=on_event)
     single = dict(new_children)
@@ -748,7 +786,8 @@ async def test_one_page_conversion_starts_no_render_processes(tmp_path: Path) ->
     for doc, n in ((one_png, 1), (pdf_page_2, 1), (both, 2)):
         assert [p.status for p in doc.pages] == ["ok"] * n  # type: ignore[attr-defined]
     assert single == {".png 1": 0, ".pdf 2": 0}, single
-    assert max(new_children.values()) >= 1, new_children
+    assert set(new_children.values()) == {0}, new_children
+    assert render_threads[".pdf 1"] >= 1 and render_threads[".pdf 2"] >= 1, render_threads
 
 
 async def test_conversion_closes_its_render_pool_off_the_event_loop(

@@ -1,6 +1,7 @@
 """A run's start: nothing the first request does not need stands in its way.
 
-* the render pool's worker processes start in the background when the run enters the pool
+* a default render pool's workers are threads: entering it starts no process;
+* an isolated pool's worker processes start in the background when the run enters the pool
   (``async with``), while the process goes on planning, not on the first page's render.
 
 (The OpenAI transport imports no SDK at all: tests/test_openai_without_sdk.py.)
@@ -21,7 +22,7 @@ from .pdfgen import text_pdf
 
 async def test_entering_the_pool_starts_its_workers_in_the_background(tmp_path: Path) -> None:
     before = {p.pid for p in multiprocessing.active_children()}
-    pool = RenderPool(workers=2)
+    pool = RenderPool(workers=2, isolated=True)
     t0 = time.monotonic()
     async with pool:
         entered = time.monotonic() - t0
@@ -42,11 +43,23 @@ async def test_entering_the_pool_starts_its_workers_in_the_background(tmp_path: 
 async def test_a_pool_closed_while_its_workers_start_leaves_none_running() -> None:
     for _ in range(3):
         before = {p.pid for p in multiprocessing.active_children()}
-        async with RenderPool(workers=2) as pool:
+        async with RenderPool(workers=2, isolated=True) as pool:
             pass  # closed at once, the background start possibly still under way
         assert pool.closed and pool._executor is None and pool._booting is not None
         assert not pool._booting.is_alive()
         assert not ({p.pid for p in multiprocessing.active_children()} - before)
+
+
+async def test_a_default_pool_renders_in_threads_and_starts_no_process(tmp_path: Path) -> None:
+    before = {p.pid for p in multiprocessing.active_children()}
+    pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(5)])
+    async with RenderPool(workers=2) as pool:
+        assert not pool.isolated and pool._booting is None
+        pages = [p async for p in aiter_pages(pdf, RenderSpec(dpi=50), pool=pool)]
+        assert not ({p.pid for p in multiprocessing.active_children()} - before)
+    assert [p.number for p in pages] == [1, 2, 3, 4, 5] and all(p.encoded for p in pages)
+    assert pool.closed and pool._executor is None
+    assert not [t for t in threading.enumerate() if t.name.startswith("ocrclient-render")]
 
 
 def test_an_inline_pool_starts_nothing() -> None:
@@ -87,7 +100,7 @@ async def test_while_the_workers_start_the_first_page_renders_here_and_the_rest_
 
     pool_mod.RenderPool._ensure_executor = held  # type: ignore[method-assign]
     try:
-        async with RenderPool(workers=2) as pool:
+        async with RenderPool(workers=2, isolated=True) as pool:
             t0 = time.monotonic()
             futs = [pool.submit(src, i, spec) for i in range(6)]
             submitted_in = time.monotonic() - t0
@@ -105,7 +118,7 @@ async def test_pages_queued_while_starting_are_let_go_when_the_pool_closes(tmp_p
     pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(4)])
     pages = []
     before = {p.pid for p in multiprocessing.active_children()}
-    async with RenderPool(workers=2) as pool:
+    async with RenderPool(workers=2, isolated=True) as pool:
         async for page in aiter_pages(pdf, RenderSpec(dpi=40), pool=pool):
             pages.append(page)
             break  # abandon the stream with pages still queued for the starting workers

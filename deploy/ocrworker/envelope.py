@@ -217,7 +217,7 @@ def decode_image(raw: bytes, *, max_pixels: int) -> Image.Image:
         raise
     except Exception as exc:  # pillow raises many types for bad data
         raise JobError(f"image cannot be decoded ({type(exc).__name__})") from exc
-    if img.mode not in ("RGB", "L"):
+    if img.mode != "RGB":  # the models take RGB: a grey page (the client sends grey as "L") too
         img = img.convert("RGB")
     return img
 

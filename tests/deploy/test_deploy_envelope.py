@@ -134,6 +134,15 @@ def test_limits_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         Limits.from_env()
 
 
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "1", "I;16", "CMYK", "RGBA"])
+def test_every_image_mode_reaches_the_model_as_rgb(mode: str) -> None:
+    """The client sends grey pages as one-channel PNG; whatever the mode, the model gets RGB."""
+    buf = io.BytesIO()
+    Image.new(mode, (20, 10)).save(buf, format="TIFF" if mode == "CMYK" else "PNG")
+    page = parse_pages(single(chat_request(data_url(buf.getvalue())))).pages[0]
+    assert page.image.mode == "RGB" and page.image.size == (20, 10)
+
+
 def test_rgba_and_palette_images_become_rgb() -> None:
     buf = io.BytesIO()
     Image.new("RGBA", (20, 10), (0, 0, 0, 0)).save(buf, format="PNG")

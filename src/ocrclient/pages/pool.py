@@ -1,9 +1,14 @@
-"""The render pool: a few worker processes that render pages, shared across documents.
+"""The render pool: a few workers that render pages, shared across documents.
 
-PDFium is not thread-safe, so pages are rendered in processes.  The workers come from the
-library's own fork server (:func:`ocrclient.mpcontext.library_context`), which never runs the
-caller's ``__main__``; each worker runs :func:`ocrclient.pages.render.render_job` for one page
-at a time and keeps the last few documents open.  ``workers=0`` renders inline instead.
+By default the workers are threads of this process.  PDFium is not thread-safe, so
+:func:`ocrclient.pages.render.render_job` holds :data:`~ocrclient.pages.render.PDFIUM_LOCK` only
+while PDFium draws the page (a fifth of a page's time); the PNG encode, most of it, runs outside
+the lock and outside the GIL, so two threads keep two cores busy with no process to start, no
+second interpreter in memory and no page pickled between processes.  ``isolated=True`` renders
+in worker processes instead, from the library's own fork server
+(:func:`ocrclient.mpcontext.library_context`, which never runs the caller's ``__main__``): a
+PDFium crash on a hostile PDF then stops the run with :class:`RenderPoolError` instead of taking
+this process down.  ``workers=0`` renders inline.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ __all__ = ["INLINE_WHILE_STARTING", "PREFETCH_PER_WORKER", "RenderPool", "Render
 
 
 class RenderPoolError(OcrError):
-    """The render pool broke (a worker process died, e.g. PDFium crashed on a page)."""
+    """The render pool broke (an isolated pool's worker process died, e.g. PDFium crashed on a
+    page)."""
 
     kind = "render_pool"
 
@@ -46,7 +52,7 @@ class RenderPoolError(OcrError):
 #: cost is that many encoded pages (a few MB).
 PREFETCH_PER_WORKER = 4
 
-#: pages rendered in this process while the workers start (:meth:`RenderPool.start_soon`): the
+#: pages an isolated pool renders in this process while its workers start (:meth:`RenderPool.start_soon`): the
 #: first request then leaves as soon as its page is rendered, not when the fork server is up
 #: (0.3-1 s of another interpreter's start, more on a busy machine).  Only the first: a page
 #: rendered here is one a PDFium crash would take the whole process down with.
@@ -85,18 +91,21 @@ def _settle(fut: cf.Future[PageImage], done: cf.Future[PageImage]) -> None:
 
 
 class RenderPool:
-    """A small process pool that renders pages; share one across documents.
+    """A few workers that render pages; share one across documents.
 
     ``workers`` defaults to ``min(2, usable CPUs)``; ``workers=0`` renders inline in the calling
-    thread (no processes; useful for one-page inputs and debugging).  Workers come from the
-    library's own fork server (:func:`ocrclient.mpcontext.library_context`): they never run the
-    caller's ``__main__``, so no ``if __name__ == "__main__":`` guard is needed in a script, with
+    thread (useful for one-page inputs and debugging).  By default the workers are threads (see
+    the module's text).  ``isolated=True`` makes them processes from the library's own fork
+    server (:func:`ocrclient.mpcontext.library_context`): they never run the caller's
+    ``__main__``, so no ``if __name__ == "__main__":`` guard is needed in a script, with
     ``python -c``, from stdin, in a notebook or in a web server; forking from it is safe in a
     threaded parent; it preloads pypdfium2 and Pillow once per process, so each later worker
-    starts in milliseconds.  ``start_method`` ("spawn", "forkserver", "fork") asks for a
-    standard ``multiprocessing`` context instead, with its rules about ``__main__``.  Each
-    worker keeps the last few documents open, so a document is parsed once per worker, not once
-    per page.  PDF/image bytes are spilled once to a private temporary directory that
+    starts in milliseconds.  Choose it for untrusted PDFs in a long-lived process: a PDFium
+    crash then raises :class:`RenderPoolError` instead of ending the process.
+    ``start_method`` ("spawn", "forkserver", "fork") asks for an isolated pool on a standard
+    ``multiprocessing`` context instead, with its rules about ``__main__``.  The pool keeps the
+    last few documents open (per worker process when isolated), so a document is parsed once,
+    not once per page.  PDF/image bytes are spilled once to a private temporary directory that
     :meth:`close` removes.
 
     Example::
@@ -106,10 +115,14 @@ class RenderPool:
         ...         pages = list(iter_pages(src, RenderSpec(dpi=100), pool=pool))
     """
 
-    def __init__(self, workers: int | None = None, *, start_method: str | None = None) -> None:
+    def __init__(
+        self, workers: int | None = None, *, isolated: bool = False, start_method: str | None = None
+    ) -> None:
         self.workers = default_workers() if workers is None else max(0, int(workers))
+        #: workers are processes (a PDFium crash cannot end this one), not threads
+        self.isolated = bool(isolated or start_method is not None)
         self._start_method = start_method
-        self._executor: cf.ProcessPoolExecutor | None = None
+        self._executor: cf.Executor | None = None
         self._lock = threading.Lock()
         self._tmpdir: str | None = None
         #: removes ``_tmpdir`` on close, or when a pool nobody closed is collected or the
@@ -143,17 +156,21 @@ class RenderPool:
         await asyncio.to_thread(self.close)
 
     def start(self) -> RenderPool:
-        """Start the worker processes now (otherwise they start on first use)."""
+        """Start the workers now (otherwise they start on first use)."""
         self._ensure_executor()
         return self
 
     def start_soon(self) -> None:
-        """Start the worker processes in a background thread and return at once (``async
-        with`` does this): the fork server boots in its own process while this one goes on.
-        Meanwhile the first page submitted is rendered in the calling thread
-        (:data:`INLINE_WHILE_STARTING`) and the next ones are queued for the workers without
-        blocking the caller.  A failure is left for the first :meth:`submit` to meet."""
+        """Start the workers and return at once (``async with`` does this).  Threads start at
+        once; an isolated pool's processes start in a background thread: the fork server boots
+        in its own process while this one goes on.  Meanwhile the first page submitted is
+        rendered in the calling thread (:data:`INLINE_WHILE_STARTING`) and the next ones are
+        queued for the workers without blocking the caller.  A failure is left for the first
+        :meth:`submit` to meet."""
         if self.workers == 0 or self._closed or self._executor is not None or self._booting is not None:
+            return
+        if not self.isolated:
+            self._ensure_executor()
             return
 
         def boot() -> None:
@@ -165,7 +182,7 @@ class RenderPool:
         self._booting = threading.Thread(target=boot, name="ocrclient-render-pool-start", daemon=True)
         self._booting.start()
 
-    def _ensure_executor(self) -> cf.ProcessPoolExecutor | None:
+    def _ensure_executor(self) -> cf.Executor | None:
         if self._closed:
             raise RuntimeError("RenderPool is closed")
         if self._broken:
@@ -173,6 +190,8 @@ class RenderPool:
         if self.workers == 0:
             return None
         with self._lock:
+            if self._executor is None and not self.isolated:
+                self._executor = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="ocrclient-render")
             if self._executor is None:
                 ctx = (
                     library_context(_PRELOAD)
@@ -185,7 +204,8 @@ class RenderPool:
             return self._executor
 
     def close(self) -> None:
-        """Stop the workers (pending renders are cancelled) and remove spilled bytes."""
+        """Stop the workers (pending renders are cancelled; running ones end first) and remove
+        spilled bytes."""
         if self._closed:
             return
         self._closed = True
@@ -194,7 +214,7 @@ class RenderPool:
         ex, self._executor = self._executor, None
         if ex is not None:
             ex.shutdown(wait=True, cancel_futures=True)
-        if self.workers == 0 or self._rendered_inline:  # inline renders cached documents here
+        if not self.isolated or self.workers == 0 or self._rendered_inline:  # renders in this process cached documents here
             with PDFIUM_LOCK:
                 close_open_documents()
         if self._rm_tmpdir is not None:
@@ -256,8 +276,7 @@ class RenderPool:
         self.submitted += 1
         if ex is None:
             fut: cf.Future[PageImage] = cf.Future()
-            with PDFIUM_LOCK:
-                fut.set_result(render_job(job))
+            fut.set_result(render_job(job))
             return fut
         try:
             return ex.submit(render_job, job)
@@ -271,8 +290,7 @@ class RenderPool:
         if self._inline_left > 0:
             self._inline_left -= 1
             self._rendered_inline = True
-            with PDFIUM_LOCK:
-                fut.set_result(render_job(job))
+            fut.set_result(render_job(job))
             return fut
 
         def forward() -> None:

@@ -1,6 +1,7 @@
 """Rendering: one page of a document -> a :class:`PageImage`, as displayed, encoded.
 
-This is the render stage, run in the render pool's worker processes (or inline): the one owner
+This is the render stage, run by the render pool's worker threads (worker processes when the pool
+is isolated, or inline): the one owner
 of a PDF page's box (:func:`pdf_page_box`: CropBox, MediaBox and ``/Rotate``; every other place
 that needs a page box calls it) and of flattening a raster to RGB or L (:func:`flatten`, which the exporters use too).  PDF
 pages are drawn by PDFium at the size the backend's :class:`~ocrclient.imaging.RenderSpec`
@@ -9,7 +10,7 @@ applied), at their own pixel size unless the spec shrinks them.  A page that can
 comes back with ``encoded=None`` and ``error`` set, never as an exception.
 
 Each process keeps the last few documents open (:data:`_MAX_DOCS`), so a document is parsed
-once per worker, not once per page, and reopened every :data:`_REOPEN_AFTER` pages so that
+once per process, not once per page, and reopened every :data:`_REOPEN_AFTER` pages so that
 PDFium's per-document memory stays bounded.
 """
 
@@ -151,31 +152,37 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
     spec = job.spec
     page_box = PageBox(0.0, 0.0)
     try:
-        pdf = _open_pdf(job.path, job.password)
-        page = pdf[job.index]
-        try:
-            page_box = pdf_page_box(page)
-            width, height = page_box.width, page_box.height
-            if width < _MIN_PAGE_PT or height < _MIN_PAGE_PT:
-                return _failed_page(
-                    job,
-                    page_box,
-                    f"page {job.index + 1} has an unusable size of {width:g} x {height:g} pt",
-                )
-            px_w, px_h = spec.pixel_size(width, height)
-            if spec.grayscale:
-                fmt, flags = pdfium_c.FPDFBitmap_Gray, pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_GRAYSCALE
-            else:
-                fmt, flags = pdfium_c.FPDFBitmap_BGR, pdfium_c.FPDF_ANNOT
-            bitmap = pdfium.PdfBitmap.new_native(px_w, px_h, fmt)
-            bitmap.fill_rect((255, 255, 255, 255), 0, 0, px_w, px_h)
-            # the page is mapped onto exactly px_w x px_h pixels, with its /Rotate applied
-            pdfium_c.FPDF_RenderPageBitmap(bitmap, page, 0, 0, px_w, px_h, 0, flags)
-            if page.formenv:
-                pdfium_c.FPDF_FFLDraw(page.formenv, bitmap, page, 0, 0, px_w, px_h, 0, flags)
-            img = bitmap.to_pil()
-        finally:
-            page.close()
+        with PDFIUM_LOCK:  # PDFium's part only: the encode below runs beside other renders
+            pdf = _open_pdf(job.path, job.password)
+            page = pdf[job.index]
+            try:
+                page_box = pdf_page_box(page)
+                width, height = page_box.width, page_box.height
+                if width < _MIN_PAGE_PT or height < _MIN_PAGE_PT:
+                    return _failed_page(
+                        job,
+                        page_box,
+                        f"page {job.index + 1} has an unusable size of {width:g} x {height:g} pt",
+                    )
+                px_w, px_h = spec.pixel_size(width, height)
+                if spec.grayscale:
+                    fmt, flags = pdfium_c.FPDFBitmap_Gray, pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_GRAYSCALE
+                else:
+                    fmt, flags = pdfium_c.FPDFBitmap_BGR, pdfium_c.FPDF_ANNOT
+                bitmap = pdfium.PdfBitmap.new_native(px_w, px_h, fmt)
+                try:
+                    bitmap.fill_rect((255, 255, 255, 255), 0, 0, px_w, px_h)
+                    # the page is mapped onto exactly px_w x px_h pixels, with its /Rotate applied
+                    pdfium_c.FPDF_RenderPageBitmap(bitmap, page, 0, 0, px_w, px_h, 0, flags)
+                    if page.formenv:
+                        pdfium_c.FPDF_FFLDraw(page.formenv, bitmap, page, 0, 0, px_w, px_h, 0, flags)
+                    img = bitmap.to_pil()
+                    if spec.grayscale:  # an L image shares the bitmap's memory: copy it out
+                        img = img.copy()
+                finally:
+                    bitmap.close()
+            finally:
+                page.close()
         return _encoded_page(job, page_box, img, px_w / width)
     except Exception as exc:
         return _failed_page(job, page_box, f"page {job.index + 1}: cannot render ({_why(exc)})")
@@ -261,7 +268,8 @@ def _render_image_page(job: RenderJob) -> PageImage:
 
 
 def render_job(job: RenderJob) -> PageImage:
-    """Runs in a worker process (or inline): never raises for a bad page."""
+    """Render one page; never raises for a bad page.  Thread-safe: PDFium runs under
+    :data:`PDFIUM_LOCK`, the encode outside it."""
     t0 = time.perf_counter()
     page = _render_pdf_page(job) if job.kind == "pdf" else _render_image_page(job)
     page.render_s = time.perf_counter() - t0
