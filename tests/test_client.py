@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: the BackendConfig fields that were never settings of a run (a profile's own name and notes)
 NOT_SETTINGS = {"name", "description", "origin"}
-CLIENT_ONLY = {"backend", "timeout", "cache", "scheduler_options"}
+CLIENT_ONLY = {"backend", "timeout", "cache", "scheduler_options", "isolate_render"}
 CALL_KEYWORDS = {"pages", "password", "on_event", "outputs", "document_mode"}
 STREAM_KEYWORDS = {"pages", "password", "on_event"}
 

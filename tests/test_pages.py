@@ -790,6 +790,53 @@ async def test_a_conversion_starts_no_render_processes(tmp_path: Path) -> None:
     assert render_threads[".pdf 1"] >= 1 and render_threads[".pdf 2"] >= 1, render_threads
 
 
+@pytest.mark.parametrize("pages", ["1", None], ids=["one page", "three pages"])
+async def test_isolate_render_renders_in_worker_processes(tmp_path: Path, pages: str | None) -> None:
+    """``isolate_render=True`` (the CLI's ``--isolate-render``) renders every page, even a single
+    one, in worker processes of its own, and the pages come back the same."""
+    import multiprocessing
+
+    from ocrclient.scheduler import PageDone
+
+    pdf = tmp_path / "three.pdf"
+    pdf.write_bytes(make_pdf(3))
+    before = {p.pid for p in multiprocessing.active_children()}
+    seen: list[int] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, PageDone):
+            seen.append(len({p.pid for p in multiprocessing.active_children()} - before))
+
+    (isolated,) = await _convert_via_sim([(pdf, pages)], on_event=on_event, isolate_render=True)
+    (threaded,) = await _convert_via_sim([(pdf, pages)])
+    assert seen and min(seen) >= 1, seen
+    assert [p.markdown for p in isolated.pages] == [p.markdown for p in threaded.pages]  # type: ignore[attr-defined]
+    assert [p.status for p in isolated.pages] == ["ok"] * (1 if pages else 3)  # type: ignore[attr-defined]
+    assert not ({p.pid for p in multiprocessing.active_children()} - before)
+
+
+def test_the_cli_passes_isolate_render_to_the_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import ocrclient.api as api
+    from ocrclient.cli import app
+
+    seen: list[bool] = []
+    real = api.Conversion
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(bool(kwargs.get("isolate_render")))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api, "Conversion", spy)
+    png = tmp_path / "one.png"
+    Image.new("RGB", (60, 40), "white").save(png)
+    for flag in ([], ["--isolate-render"]):
+        CliRunner().invoke(app, ["convert", str(png), "-o", str(tmp_path / "out"), "--backend", "openai",
+                                 "--base-url", "http://127.0.0.1:9", "--model", "m", "--no-cache", "-q", *flag])
+    assert seen == [False, True]
+
+
 async def test_conversion_closes_its_render_pool_off_the_event_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -93,6 +93,7 @@ def convert(
     price_per_gpu_second: float | None = None,
     price_per_hour: float | None = None,
     scheduler_options: Mapping[str, Any] | None = None,
+    isolate_render: bool = False,
 ) -> Document:
     """Convert one document: ``ocrclient.convert("a.pdf", backend="runpod-chandra")``.  Blocking:
     in async code ``await ocrclient.aconvert(...)``, which does not block the loop."""
@@ -135,6 +136,7 @@ def convert_many(
     price_per_gpu_second: float | None = None,
     price_per_hour: float | None = None,
     scheduler_options: Mapping[str, Any] | None = None,
+    isolate_render: bool = False,
 ) -> Generator[ConvertResult, None, None]:
     """Convert many documents, yielding each :class:`ConvertResult` in input order as it is
     done (blocking iterator; :func:`aconvert_many` is the async twin)."""
@@ -175,6 +177,7 @@ def stream_pages(
     price_per_gpu_second: float | None = None,
     price_per_hour: float | None = None,
     scheduler_options: Mapping[str, Any] | None = None,
+    isolate_render: bool = False,
 ) -> Generator[Page, None, None]:
     """The pages of one document as they finish, not in order (blocking iterator;
     :func:`astream_pages` is the async twin)."""
@@ -216,6 +219,7 @@ async def aconvert(
     price_per_gpu_second: float | None = None,
     price_per_hour: float | None = None,
     scheduler_options: Mapping[str, Any] | None = None,
+    isolate_render: bool = False,
 ) -> Document:
     """Convert one document (async).  The backend and the render pool are closed before it
     returns."""
@@ -257,6 +261,7 @@ async def aconvert_many(
     price_per_gpu_second: float | None = None,
     price_per_hour: float | None = None,
     scheduler_options: Mapping[str, Any] | None = None,
+    isolate_render: bool = False,
 ) -> AsyncGenerator[ConvertResult, None]:
     """Convert many documents through one backend and one concurrency limit, yielding each
     :class:`ConvertResult` in input order as soon as its last page is done."""
@@ -299,6 +304,7 @@ async def astream_pages(
     price_per_gpu_second: float | None = None,
     price_per_hour: float | None = None,
     scheduler_options: Mapping[str, Any] | None = None,
+    isolate_render: bool = False,
 ) -> AsyncGenerator[Page, None]:
     """Pages of one document as they finish (out of order) — for streaming consumers."""
     async with AsyncClient(**settings_of(locals())) as client:

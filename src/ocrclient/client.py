@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClient", "Client"]
 
 #: the client settings that are not :class:`~ocrclient.config.BackendConfig` fields
-_CLIENT_ONLY = ("backend", "timeout", "concurrency", "cache", "scheduler_options")
+_CLIENT_ONLY = ("backend", "timeout", "concurrency", "cache", "scheduler_options", "isolate_render")
 #: the settings a loaded :class:`Backend` can still take: they are the scheduler's
 _SCHEDULER_SETTINGS = ("max_attempts", "attempt_timeout_s", "page_deadline_s", "cold_start_s")
 
@@ -91,6 +91,9 @@ class AsyncClient:
     none; a folder; a :class:`~ocrclient.cache.PageCache`).  The other keywords are the
     :class:`~ocrclient.config.BackendConfig` fields of the same names.  ``scheduler_options``
     tunes the :class:`~ocrclient.scheduler.Scheduler` (e.g. ``backoff_initial_s``).
+    ``isolate_render=True`` renders pages in worker processes instead of threads: for untrusted
+    PDFs in a long-lived process, where a PDFium crash must raise
+    :class:`~ocrclient.pages.RenderPoolError` rather than end the process.
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class AsyncClient:
         price_per_gpu_second: float | None = None,
         price_per_hour: float | None = None,
         scheduler_options: Mapping[str, Any] | None = None,
+        isolate_render: bool = False,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, not {concurrency!r}")
@@ -129,6 +133,7 @@ class AsyncClient:
         self._backend = be
         self._cache = open_cache(cache)
         self._scheduler_options = {**extra, **(scheduler_options or {})}
+        self._isolate_render = isolate_render
         self._concurrency = concurrency or be.config.concurrency
         self._limiter: AdaptiveLimiter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -174,6 +179,7 @@ class AsyncClient:
             inputs, backend=self._backend, pages=pages, password=password, cache=self._cache,
             on_event=on_event, scheduler_options=dict(self._scheduler_options),
             document_mode=document_mode, outputs=outputs, limiter=self._limiter,
+            isolate_render=self._isolate_render,
         )  # fmt: skip
 
     async def convert(
@@ -289,6 +295,7 @@ class Client:
         price_per_gpu_second: float | None = None,
         price_per_hour: float | None = None,
         scheduler_options: Mapping[str, Any] | None = None,
+        isolate_render: bool = False,
     ) -> None:
         self._async = AsyncClient(**settings_of(locals()))
         self._thread = LoopThread()

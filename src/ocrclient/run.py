@@ -70,11 +70,11 @@ def prepare(inputs: Inputs, *, pages: str | None = None, password: str | None = 
     return [(src, parse_page_range(pages, src.page_count)) for src in sources]
 
 
-def _render_pool(plan: list[tuple[Source, list[int]]]) -> RenderPool:
-    """The render pool for ``plan``: in-process for a single page (no worker processes to start
-    for one render), else the default process pool."""
+def _render_pool(plan: list[tuple[Source, list[int]]], isolated: bool = False) -> RenderPool:
+    """The render pool for ``plan``: inline for a single page (no worker to start for one
+    render), else the default pool (render threads; worker processes when ``isolated``)."""
     single = sum(len(indices) for _, indices in plan) <= 1
-    return RenderPool(workers=0) if single else RenderPool()
+    return RenderPool(workers=0) if single and not isolated else RenderPool(isolated=isolated)
 
 
 class Conversion:
@@ -105,6 +105,7 @@ class Conversion:
         document_mode: bool = False,
         outputs: OutputWriter | None = None,
         limiter: AdaptiveLimiter | None = None,
+        isolate_render: bool = False,
         **overrides: Any,
     ) -> None:
         self.inputs = inputs
@@ -123,6 +124,8 @@ class Conversion:
         #: a concurrency limit shared with other runs (an :class:`~ocrclient.AsyncClient`'s):
         #: used instead of the scheduler's own, so ``concurrency`` is then ignored
         self.limiter = limiter
+        #: render in worker processes, so a PDFium crash fails the run instead of ending this process
+        self.isolate_render = isolate_render
         self.scheduler: Scheduler | None = None
         self.yielded = 0
         self.loaded_backend: Backend | None = None
@@ -149,7 +152,7 @@ class Conversion:
             be = load_backend(self.backend, **self.overrides)
             stack.push_async_callback(be.aclose)
         self.loaded_backend = be
-        pool = await stack.enter_async_context(_render_pool(plan))
+        pool = await stack.enter_async_context(_render_pool(plan, self.isolate_render))
         return be, pool
 
     def _scheduler(self, be: Backend) -> Scheduler:

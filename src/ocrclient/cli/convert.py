@@ -206,6 +206,7 @@ def convert(
     image_format: Annotated[str | None, typer.Option("--image-format", help="png, jpeg or webp.")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
     document_mode: Annotated[bool, typer.Option("--document-mode", help="Send whole PDFs (DeepSeek seed contract).")] = False,
+    isolate_render: Annotated[bool, typer.Option("--isolate-render", help="Render in worker processes: a PDFium crash on a hostile PDF stops the run with an error instead of killing it.")] = False,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Resume cache directory.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the resume cache.")] = False,
     shard: Annotated[str | None, typer.Option("--shard", help="i/n: process only this machine's share of the inputs.")] = None,
@@ -251,7 +252,7 @@ def convert(
     try:
         conv = Conversion(
             backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan,
-            outputs=emit.writer, document_mode=document_mode,
+            outputs=emit.writer, document_mode=document_mode, isolate_render=isolate_render,
         )
         _run(conv, be, reporter, emit, debug)
     finally:

@@ -35,7 +35,7 @@ from ..mpcontext import library_context
 from .render import PDFIUM_LOCK, PageImage, RenderJob, close_open_documents, render_job
 from .sources import Source
 
-__all__ = ["INLINE_WHILE_STARTING", "PREFETCH_PER_WORKER", "RenderPool", "RenderPoolError", "default_workers"]
+__all__ = ["PREFETCH_PER_WORKER", "RenderPool", "RenderPoolError", "default_workers"]
 
 
 class RenderPoolError(OcrError):
@@ -51,13 +51,6 @@ class RenderPoolError(OcrError):
 #: with 4 (500 pages, two runs each, the setup of benchmarks/bench_scheduler.py (b)).  The memory
 #: cost is that many encoded pages (a few MB).
 PREFETCH_PER_WORKER = 4
-
-#: pages an isolated pool renders in this process while its workers start (:meth:`RenderPool.start_soon`): the
-#: first request then leaves as soon as its page is rendered, not when the fork server is up
-#: (0.3-1 s of another interpreter's start, more on a busy machine).  Only the first: a page
-#: rendered here is one a PDFium crash would take the whole process down with.
-INLINE_WHILE_STARTING = 1
-
 
 def default_workers() -> int:
     try:
@@ -135,8 +128,6 @@ class RenderPool:
         self._broken: str | None = None
         #: the thread starting the workers in the background (:meth:`start_soon`)
         self._booting: threading.Thread | None = None
-        self._inline_left = INLINE_WHILE_STARTING
-        self._rendered_inline = False
         #: number of pages submitted for rendering so far (all streams on this pool)
         self.submitted = 0
 
@@ -163,9 +154,8 @@ class RenderPool:
     def start_soon(self) -> None:
         """Start the workers and return at once (``async with`` does this).  Threads start at
         once; an isolated pool's processes start in a background thread: the fork server boots
-        in its own process while this one goes on.  Meanwhile the first page submitted is
-        rendered in the calling thread (:data:`INLINE_WHILE_STARTING`) and the next ones are
-        queued for the workers without blocking the caller.  A failure is left for the first
+        in its own process while this one goes on.  Meanwhile pages submitted are queued for
+        the workers without blocking the caller: none is drawn by PDFium in this process.  A failure is left for the first
         :meth:`submit` to meet."""
         if self.workers == 0 or self._closed or self._executor is not None or self._booting is not None:
             return
@@ -214,7 +204,7 @@ class RenderPool:
         ex, self._executor = self._executor, None
         if ex is not None:
             ex.shutdown(wait=True, cancel_futures=True)
-        if not self.isolated or self.workers == 0 or self._rendered_inline:  # renders in this process cached documents here
+        if not self.isolated or self.workers == 0:  # renders in this process cached documents here
             with PDFIUM_LOCK:
                 close_open_documents()
         if self._rm_tmpdir is not None:
@@ -284,14 +274,9 @@ class RenderPool:
             raise self._mark_broken() from exc
 
     def _submit_while_starting(self, job: RenderJob, booting: threading.Thread) -> cf.Future[PageImage]:
-        """The first page rendered here; later ones handed to the workers once they are up, by
-        a thread, so the caller (the event loop) never waits for the fork server."""
+        """A page handed to the workers once they are up, by a thread, so the caller (the
+        event loop) never waits for the fork server."""
         fut: cf.Future[PageImage] = cf.Future()
-        if self._inline_left > 0:
-            self._inline_left -= 1
-            self._rendered_inline = True
-            fut.set_result(render_job(job))
-            return fut
 
         def forward() -> None:
             booting.join()
