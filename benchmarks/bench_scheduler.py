@@ -12,7 +12,8 @@ measure that fight, not the client.
 (a) **Every slot busy at ``--concurrency`` = slots** -- what users run: a RunPod endpoint with
     ``eff_slots`` (8) slots and a fixed service time (1.5 s; ``--quick`` 0.15 s, a scaled
     stress version), 64 pages, ``--concurrency 8``; and the pool transport over two endpoints of
-    4 slots each.  Efficiency = ideal busy time (``pages x s / slots``) / (first request -> last
+    4 slots each; pages rendered at the runpod-chandra profile's own spec (192 dpi PNG), in the
+    bench's process as an API user's.  Efficiency = ideal busy time (``pages x s / slots``) / (first request -> last
     page done), both on the simulators' clock; "beyond" = the most jobs queued or running at
     one endpoint at once minus its slots (target <= 0: no job waits at the endpoint, where a
     queue would make RunPod's autoscaler start and bill more workers).  Both modes in the same
@@ -345,6 +346,17 @@ async def convert_pdf(
 FAST_RENDER = {"dpi": 72, "format": "jpeg"}
 
 
+def profile_render(profile: str = "runpod-chandra") -> dict[str, Any]:
+    """``profile``'s own render spec (its ``[render]`` over its dialect's defaults), as the
+    ``render`` setting: (a) renders what a user of that profile sends."""
+    import dataclasses
+
+    from ocrclient.config import resolve_config
+    from ocrclient.registry import load_dialect
+
+    return dataclasses.asdict(load_dialect(resolve_config(profile, model="m")).render)
+
+
 #: the profiles' /run poll (``runpod`` profile: 0.25 s, x1.5 per poll, capped at 0.5 s) and the
 #: default mode: what users get, read from the profile below
 MODES = ("run", "runsync")
@@ -363,7 +375,7 @@ def _pool_backend(hosts: Sequence[SimHost], topts: dict[str, Any], concurrency: 
     prof = tmp / "pool.toml"
     prof.write_text(f'transport = "pool"\ndialect = "plain"\nmodel = "{SIM_MODEL}"\n', encoding="utf-8")
     return load_backend(
-        str(prof), concurrency=concurrency, cold_start_s=0, render=FAST_RENDER,
+        str(prof), concurrency=concurrency, cold_start_s=0, render=profile_render(),
         transport_options={"members": members},
     )  # fmt: skip
 
@@ -386,7 +398,7 @@ def slots_run(
     hosts = [SimHost("runpod", plan, **sim_kw) for _ in range(endpoints)]
     try:
         if endpoints == 1:
-            over = {**hosts[0].backend_overrides(), "render": FAST_RENDER, "transport_options": topts}
+            over = {**hosts[0].backend_overrides(), "render": profile_render(), "transport_options": topts}
             be = load_backend("runpod", concurrency=concurrency, cold_start_s=0, **over)
         else:
             be = _pool_backend(hosts, topts, concurrency, tmp)
@@ -684,7 +696,7 @@ def slots_section(
     rows: list[tuple[str, str, str, str]] = []
     half = max(1, eff_slots // 2)
     print(
-        f"\n(a) --concurrency = slots: {eff_pages} pages, fixed service time {service_s:g} s, render 72 dpi JPEG;"
+        f"\n(a) --concurrency = slots: {eff_pages} pages, fixed service time {service_s:g} s, runpod-chandra's render (192 dpi PNG);"
         f" one endpoint of {eff_slots} slots, and a pool of 2 endpoints x {half} slots"
     )
     print("    efficiency = ideal busy time (pages x s / slots) / (first request -> last page done), simulator's clock")

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from ocrclient.config import resolve_config, shipped_profiles_dir
-from ocrclient.imaging import RenderSpec, achromatic, encode
+from ocrclient.imaging import RenderSpec, achromatic, encode, grey_of
 from ocrclient.pages import RenderPool, iter_pages
 
 from .pdfgen import text_pdf
@@ -40,6 +40,15 @@ def _page(size: tuple[int, int] = (300, 400), colour: tuple[int, int, int] | Non
     if colour is not None:
         img.putpixel((size[0] // 2, size[1] // 2), colour)
     return img
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 254, 255])
+def test_the_grey_band_is_what_convert_l_gives(value: int) -> None:
+    page = _page()
+    page.putpixel((0, 0), (value, value, value))
+    grey = grey_of(page)
+    assert grey is not None and grey.mode == "L"
+    assert grey.tobytes() == page.convert("L").tobytes()
 
 
 def test_every_profile_has_a_render_spec_to_check() -> None:

@@ -23,7 +23,7 @@ from typing import Literal
 
 from PIL import Image, ImageChops
 
-__all__ = ["Base64Text", "EncodedImage", "ImageFormat", "RenderSpec", "achromatic", "encode"]
+__all__ = ["Base64Text", "EncodedImage", "ImageFormat", "RenderSpec", "achromatic", "encode", "grey_of"]
 
 ImageFormat = Literal["png", "jpeg", "webp"]
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -138,10 +138,18 @@ class EncodedImage:
         return img
 
 
-def achromatic(image: Image.Image) -> bool:
-    """Whether every pixel of an RGB ``image`` has R == G == B (2-4 ms for a page render)."""
+def grey_of(image: Image.Image) -> Image.Image | None:
+    """The one-channel image of an RGB ``image`` whose every pixel has R == G == B (which is
+    any of its bands, and what ``convert("L")`` would give), else ``None``; 2-4 ms a page."""
     r, g, b = image.split()
-    return ImageChops.difference(r, g).getbbox() is None and ImageChops.difference(g, b).getbbox() is None
+    if ImageChops.difference(r, g).getbbox() is None and ImageChops.difference(g, b).getbbox() is None:
+        return g
+    return None
+
+
+def achromatic(image: Image.Image) -> bool:
+    """Whether every pixel of an RGB ``image`` has R == G == B."""
+    return grey_of(image) is not None
 
 
 def encode(image: Image.Image, spec: RenderSpec) -> EncodedImage:
@@ -157,8 +165,8 @@ def encode(image: Image.Image, spec: RenderSpec) -> EncodedImage:
         image = image.convert("L")
     elif not spec.grayscale and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
-    if spec.format == "png" and image.mode == "RGB" and achromatic(image):
-        image = image.convert("L")
+    if spec.format == "png" and image.mode == "RGB":
+        image = grey_of(image) or image
     if spec.format == "jpeg" and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
     buf = io.BytesIO()
