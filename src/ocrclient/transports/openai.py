@@ -364,6 +364,13 @@ class OpenAITransport:
                 return {}
             return self._models
 
+    async def warm_up(self) -> None:
+        """Read the model cards while the first page renders (``Backend.warm_up``): the first
+        send then waits for this ``GET /v1/models`` instead of sending it (:meth:`_cards`
+        tolerates its failure as before; a wrong model is still refused by the server's reply)."""
+        if self.cap_max_tokens or not self.model:
+            await self._cards()
+
     async def max_model_len(self, model: str | None = None) -> int | None:
         """The server's context length for ``model`` (or its only model), if it reports one."""
         cards = await self._cards()

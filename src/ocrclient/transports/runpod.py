@@ -81,7 +81,7 @@ from ..errors import (
 )
 from ..secrets import register_secret
 from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body
-from .http import StatusRule, json_object, make_client, map_errors, raise_for_status
+from .http import StatusRule, json_object, make_client, map_errors, raise_for_status, warm_up_imports
 from .limits import DEFAULT_REPLY_BYTES, ERROR_BODY_BYTES, loads, read_capped, reply_limit
 from .runpod_jobs import (  # classify_failure .. parse_chat_output: re-exported (their old home)
     TERMINAL,
@@ -162,6 +162,8 @@ class RunPodTransport:
     """
 
     neutral_options = frozenset(_NEUTRAL_OPTIONS)
+    #: what the first request imports, loaded while the first page renders (``Backend.warm_up``)
+    warm_up = staticmethod(warm_up_imports)
 
     def __init__(
         self,
@@ -185,9 +187,7 @@ class RunPodTransport:
         if mode not in MODES:
             raise ConfigError(f"runpod transport: unknown mode {mode!r}; use one of {', '.join(MODES)}")
         if mode != "local" and not endpoint_id:
-            raise ConfigError(
-                "RunPod endpoint id missing; set RUNPOD_ENDPOINT_ID or pass --endpoint-id"
-            )
+            raise ConfigError("RunPod endpoint id missing; set RUNPOD_ENDPOINT_ID or pass --endpoint-id")
         if poll_interval_s <= 0 or max_poll_interval_s < poll_interval_s:
             raise ConfigError("runpod transport: need 0 < poll_interval_s <= max_poll_interval_s")
         register_secret(api_key)
