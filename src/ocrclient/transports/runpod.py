@@ -81,7 +81,7 @@ from ..errors import (
 )
 from ..secrets import register_secret
 from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body
-from .http import StatusRule, json_object, make_client, map_errors, raise_for_status, warm_up_imports
+from .http import StatusRule, json_object, make_client, map_errors, raise_for_status
 from .limits import DEFAULT_REPLY_BYTES, ERROR_BODY_BYTES, loads, read_capped, reply_limit
 from .runpod_jobs import (  # classify_failure .. parse_chat_output: re-exported (their old home)
     TERMINAL,
@@ -162,8 +162,6 @@ class RunPodTransport:
     """
 
     neutral_options = frozenset(_NEUTRAL_OPTIONS)
-    #: what the first request imports, loaded while the first page renders (``Backend.warm_up``)
-    warm_up = staticmethod(warm_up_imports)
 
     def __init__(
         self,
@@ -217,6 +215,11 @@ class RunPodTransport:
         self.in_flight: set[str] = set()
         self._bg: set[asyncio.Future[bool]] = set()
 
+    async def warm_up(self) -> None:
+        """Import the async HTTP stack while the first page renders (``Backend.warm_up``)."""
+        from .http import warm_up_imports
+        await warm_up_imports()
+
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> RunPodTransport:
@@ -231,10 +234,7 @@ class RunPodTransport:
         mode = str(opts.pop("mode", "runsync"))
         policy = opts.pop("policy", None)
         if policy is not None and (not isinstance(policy, Mapping) or set(policy) - _POLICY_KEYS):
-            raise ConfigError(
-                f"backend {cfg.name!r}: transport_options.policy takes only "
-                f"{', '.join(sorted(_POLICY_KEYS))} (milliseconds)"
-            )
+            raise ConfigError(f"backend {cfg.name!r}: transport_options.policy takes only {', '.join(sorted(_POLICY_KEYS))} (milliseconds)")
         key_cfg = cfg
         if cfg.api_key is None and not cfg.api_key_env:
             key_cfg = cfg.model_copy(update={"api_key_env": "RUNPOD_API_KEY"})
