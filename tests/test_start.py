@@ -343,3 +343,24 @@ def test_the_shared_context_is_httpxs_default_once_loaded(fresh_tls: None) -> No
         assert getattr(ours, attr) == getattr(theirs, attr), attr
     assert ours.cert_store_stats() == theirs.cert_store_stats()
     assert ours.get_ca_certs() == theirs.get_ca_certs()
+
+
+async def test_a_transports_http_client_is_built_at_its_first_use(fresh_tls: None) -> None:
+    """make_client defers building the httpx client (and importing httpcore) to its first use:
+    the run's warm-up.  Built then, it carries what the transport set (the API key the
+    simulator requires, the query parameters of the base URL); closed unused, it builds none."""
+    from ocrclient.testing import OpenAISimulator
+    from ocrclient.transports.openai import OpenAITransport
+
+    with OpenAISimulator(model=MODEL) as sim:
+        t = OpenAITransport(sim.base_url + "?tenant=acme", api_key=sim.api_key)
+        assert t._http._client is None  # type: ignore[attr-defined]
+        assert await t.list_models(timeout=10) == {MODEL: 16384}
+        assert t._http._client is not None and t._http.params["tenant"] == "acme"  # type: ignore[attr-defined]
+        await t.aclose()
+        assert t._http.is_closed
+        unused = OpenAITransport(sim.base_url, api_key=sim.api_key)
+        await unused.aclose()
+        assert unused._http.is_closed and unused._http._client is None  # type: ignore[attr-defined]
+        with pytest.raises(RuntimeError, match="closed"):
+            unused._http.build_request("GET", sim.base_url)

@@ -51,10 +51,10 @@ import re
 import ssl
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -331,9 +331,9 @@ def shared_ssl_context() -> ssl.SSLContext:
     return ctx
 
 
-#: what an httpx async client imports at its first connection (anyio's asyncio backend and TLS
-#: stream, ~30 ms), for :func:`warm_up_imports`
-FIRST_CONNECTION_IMPORTS = ("sniffio", "anyio._backends._asyncio", "anyio.streams.tls", "anyio.to_thread")
+#: what an httpx async client imports when it is built (httpcore, ~40 ms) and at its first
+#: connection (anyio's asyncio backend and TLS stream, ~30 ms), for :func:`warm_up_imports`
+FIRST_CONNECTION_IMPORTS = ("httpcore", "sniffio", "anyio._backends._asyncio", "anyio.streams.tls", "anyio.to_thread")
 
 
 def _import_quietly(names: tuple[str, ...]) -> None:
@@ -343,10 +343,41 @@ def _import_quietly(names: tuple[str, ...]) -> None:
 
 
 async def warm_up_imports() -> None:
-    """Import in a thread what an httpx async client imports at its first connection, so that a
-    transport's first request does not (a transport's ``warm_up``, run while the first page
+    """Import in a thread what an httpx async client imports when built and at its first
+    connection, so that a transport's first request does not (a transport's ``warm_up``, run while the first page
     renders: see ``Backend.warm_up``)."""
     await asyncio.to_thread(_import_quietly, FIRST_CONNECTION_IMPORTS)
+
+
+class _DeferredClient:
+    """An ``httpx.AsyncClient`` built at its first use rather than with its transport: building
+    the first one imports httpcore (~40 ms), which a run does beside its first page's render
+    (``Backend.warm_up``) instead of in front of it.  Everything but :attr:`is_closed` and
+    :meth:`aclose` is the built client's own."""
+
+    def __init__(self, build: Callable[[], httpx.AsyncClient]) -> None:
+        self._build = build
+        self._client: httpx.AsyncClient | None = None
+        self._closed = False
+
+    def _built(self) -> httpx.AsyncClient:
+        if self._client is None:
+            if self._closed:
+                raise RuntimeError("Cannot send a request, as the client has been closed.")  # httpx's words
+            self._client = self._build()
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._built(), name)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._client.is_closed if self._client is not None else self._closed
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._client is not None:
+            await self._client.aclose()
 
 
 def make_client(
@@ -356,22 +387,31 @@ def make_client(
     max_keepalive: int | None = None,
     follow_redirects: bool = False,
     headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    request_hooks: list[Callable[[httpx.Request], Awaitable[None]]] | None = None,
 ) -> httpx.AsyncClient:
-    """A transport's own ``httpx.AsyncClient``: the shared TLS context, connection limits, and
-    each sent request body released as soon as its reply arrives (see
-    :func:`~ocrclient.transports.base.release_request_body`)."""
-    return httpx.AsyncClient(
-        headers=headers,
-        timeout=timeout,
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections if max_keepalive is None else max_keepalive,
-        ),
-        follow_redirects=follow_redirects,
-        max_redirects=20,
-        verify=shared_ssl_context(),
-        event_hooks={"response": [release_request_body_hook]},
-    )
+    """A transport's own ``httpx.AsyncClient``: the shared TLS context, connection limits,
+    ``params`` sent with every request, ``request_hooks`` run before each, and each sent request
+    body released as soon as its reply arrives (see
+    :func:`~ocrclient.transports.base.release_request_body`).  It is built at its first use (see
+    :class:`_DeferredClient`)."""
+
+    def build() -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            headers=headers,
+            params=params,
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections if max_keepalive is None else max_keepalive,
+            ),
+            follow_redirects=follow_redirects,
+            max_redirects=20,
+            verify=shared_ssl_context(),
+            event_hooks={"request": list(request_hooks or []), "response": [release_request_body_hook]},
+        )
+
+    return cast(httpx.AsyncClient, _DeferredClient(build))
 
 
 async def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
