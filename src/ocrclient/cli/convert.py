@@ -37,7 +37,7 @@ from .common import (
 from .progress import Progress, print_failed_pages, summary, summary_json
 
 if TYPE_CHECKING:
-    from ..api import Conversion, ConvertResult
+    from ..run import Conversion, ConvertResult
     from ..manifest import Manifest
     from ..pages import Source
     from ..registry import Backend
@@ -69,7 +69,7 @@ def _plan(
 ) -> tuple[Plan, dict[str, Path]]:
     """The inputs of this machine's shard with their page ranges, and each input's output stem
     (laid out over every input, before sharding, so that all machines agree on the names)."""
-    from ..api import prepare
+    from ..run import prepare  # not ..api: the first request needs neither Client nor its loop thread
     from ..exporters import EXPORTERS
     from ..outputs import output_stems
 
@@ -221,7 +221,7 @@ def convert(
 ) -> None:
     """Convert documents to markdown + JSON.  Outputs mirror the inputs under OUT from their
     common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
-    from ..api import Conversion
+    from ..run import Conversion
     from ..cache import PageCache, settings_digest
     from ..manifest import Manifest
     from ..registry import load_backend
