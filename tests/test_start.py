@@ -364,3 +364,25 @@ async def test_a_transports_http_client_is_built_at_its_first_use(fresh_tls: Non
         assert unused._http.is_closed and unused._http._client is None  # type: ignore[attr-defined]
         with pytest.raises(RuntimeError, match="closed"):
             unused._http.build_request("GET", sim.base_url)
+
+
+async def test_a_pool_warms_up_every_member() -> None:
+    """The pool transport over two endpoints warms each member up (each OpenAI member reads its
+    own ``/v1/models``), and a member whose warm-up fails keeps neither the others from theirs."""
+    from ocrclient.testing import OpenAISimulator
+    from ocrclient.transports.openai import OpenAITransport
+    from ocrclient.transports.pool import PoolMember, PoolTransport
+
+    class Raising(FakeTransport):
+        async def warm_up(self) -> None:
+            raise TransientError("down", cause="connection")
+
+    with OpenAISimulator(model=MODEL) as east, OpenAISimulator(model=MODEL) as west:
+        members = [PoolMember("broken", Raising())] + [
+            PoolMember(name, OpenAITransport(sim.base_url, api_key=sim.api_key, model=MODEL))
+            for name, sim in (("east", east), ("west", west))
+        ]
+        pool = PoolTransport(members)
+        await make_backend(pool).warm_up()
+        await pool.aclose()
+        assert east.requests["GET /v1/models"] == 1 and west.requests["GET /v1/models"] == 1
