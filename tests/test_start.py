@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from ocrclient.errors import EndpointError, TransientError
+from ocrclient.errors import ConfigError, EndpointError, TransientError
 from ocrclient.imaging import RenderSpec
 from ocrclient.pages import PageImage, RenderPool, aiter_pages, iter_pages
 from ocrclient.registry import Backend
@@ -313,6 +313,12 @@ async def test_an_https_url_still_verifies_its_certificate(tmp_path: Path, fresh
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
         t = OpenAITransport(url, api_key="k")
         assert await t.list_models(timeout=10) == {"m": 4096}
+        await t.aclose()
+        shared_ssl_context.cache_clear()  # a trust store that cannot be read: a one-line error
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+        t = OpenAITransport(url, api_key="k")
+        with pytest.raises(ConfigError, match=r"cannot load the CA certificates from .*missing\.pem"):
+            await t.list_models(timeout=10)
         await t.aclose()
 
 
