@@ -359,10 +359,11 @@ async def test_a_transports_http_client_is_built_at_its_first_use(fresh_tls: Non
     from ocrclient.transports.openai import OpenAITransport
 
     with OpenAISimulator(model=MODEL) as sim:
-        t = OpenAITransport(sim.base_url + "?tenant=acme", api_key=sim.api_key)
+        # (a query value is registered as a secret for the process: one no other test prints)
+        t = OpenAITransport(sim.base_url + "?tenant=t-7d41e2b9", api_key=sim.api_key)
         assert t._http._client is None  # type: ignore[attr-defined]
         assert await t.list_models(timeout=10) == {MODEL: 16384}
-        assert t._http._client is not None and t._http.params["tenant"] == "acme"  # type: ignore[attr-defined]
+        assert t._http._client is not None and t._http.params["tenant"] == "t-7d41e2b9"  # type: ignore[attr-defined]
         await t.aclose()
         assert t._http.is_closed
         unused = OpenAITransport(sim.base_url, api_key=sim.api_key)
