@@ -818,17 +818,17 @@ async def test_isolate_render_renders_in_worker_processes(tmp_path: Path, pages:
 def test_the_cli_passes_isolate_render_to_the_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    import ocrclient.api as api
+    import ocrclient.run as run
     from ocrclient.cli import app
 
     seen: list[bool] = []
-    real = api.Conversion
+    real = run.Conversion
 
     def spy(*args: object, **kwargs: object) -> object:
         seen.append(bool(kwargs.get("isolate_render")))
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(api, "Conversion", spy)
+    monkeypatch.setattr(run, "Conversion", spy)
     png = tmp_path / "one.png"
     Image.new("RGB", (60, 40), "white").save(png)
     for flag in ([], ["--isolate-render"]):

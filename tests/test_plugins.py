@@ -168,19 +168,33 @@ def test_two_plugins_with_one_name_is_an_error(on_path: Path) -> None:
 
 
 def test_entry_points_are_read_once(on_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
+    """One scan of the installed distributions serves every group (a scan per group read every
+    distribution's entry points four times), and a plugin in each group is still found."""
+    calls: list[dict[str, str]] = []
     real = plugins.entry_points
 
-    def counting(*, group: str):  # type: ignore[no-untyped-def]
-        calls.append(group)
-        return real(group=group)
+    def counting(**params: str):  # type: ignore[no-untyped-def]
+        calls.append(params)
+        return real(**params)
 
+    _dist_info(on_path, "acme-all", {
+        "ocrclient.exporters": {"acme-blocks": "acme_all:write"},
+        "ocrclient.dialects": {"acme-dialect": "acme_all:Dialect"},
+        "ocrclient.transports": {"acme-transport": "acme_all:Transport"},
+    })  # fmt: skip
+    plugins.refresh()
     monkeypatch.setattr(plugins, "entry_points", counting)
     for _ in range(3):
         list(EXPORTERS)
         list_profiles()
         load_backend("local")
-    assert sorted(calls) == ["ocrclient.backends", "ocrclient.dialects", "ocrclient.exporters", "ocrclient.transports"]
+    assert calls == [{}]
+    assert [p.name for p in plugins.discovered("output format")] == ["acme-blocks"]
+    assert [p.name for p in plugins.discovered("dialect")] == ["acme-dialect"]
+    assert [(p.name, p.dist) for p in plugins.discovered("transport")] == [("acme-transport", "acme-all")]
+    plugins.refresh()
+    list(EXPORTERS)
+    assert calls == [{}, {}]  # refresh reads them again, once
 
 
 @pytest.mark.parametrize(

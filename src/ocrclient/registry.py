@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ from .plugins import table
 from .transports.base import Transport
 
 __all__ = ["DIALECTS", "TRANSPORTS", "Backend", "configured", "load_backend", "load_dialect", "load_transport"]
+
+log = logging.getLogger(__name__)
 
 #: name -> (import path, pip extra that provides its dependencies or None)
 TRANSPORTS: dict[str, tuple[str, str | None]] = {
@@ -109,6 +112,19 @@ class Backend:
     @property
     def render(self) -> RenderSpec:
         return self.dialect.render
+
+    async def warm_up(self) -> None:
+        """Prepare what the first request needs while the first page renders: each part's own
+        optional ``async warm_up()`` (the OpenAI transport reads ``/v1/models``, the RunPod
+        transport imports the async HTTP stack, Chandra imports its HTML parser).  The scheduler
+        starts it with a run; it never raises (a part that cannot warm up works as it did)."""
+        for part in (self.transport, self.dialect):
+            warm = getattr(part, "warm_up", None)
+            if warm is not None:
+                try:
+                    await warm()
+                except Exception as exc:  # best effort: the first request does it then
+                    log.debug("%s.warm_up failed: %s", type(part).__name__, exc)
 
     async def aclose(self) -> None:
         try:

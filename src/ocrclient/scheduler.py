@@ -306,6 +306,7 @@ class Scheduler:
                 feed_error.append(exc)
                 await results.put(None)
 
+        warming = asyncio.create_task(self.backend.warm_up())  # beside the first page's render
         feeder = asyncio.create_task(feed())
         next_doc = 0
         try:
@@ -343,9 +344,8 @@ class Scheduler:
                 raise RunAborted(exc, self.partial) from None
             raise
         finally:
-            if not feeder.done():
-                feeder.cancel()
-                await asyncio.gather(feeder, return_exceptions=True)
+            stopped = [task for task in (feeder, warming) if task.cancel()]  # False: it was done
+            await asyncio.gather(*stopped, return_exceptions=True)
 
     async def _cancel_all(self, feeder: asyncio.Task[Any]) -> None:
         feeder.cancel()

@@ -37,10 +37,10 @@ from .common import (
 from .progress import Progress, print_failed_pages, summary, summary_json
 
 if TYPE_CHECKING:
-    from ..api import Conversion, ConvertResult
     from ..manifest import Manifest
     from ..pages import Source
     from ..registry import Backend
+    from ..run import Conversion, ConvertResult
 
 Plan = list[tuple["Source", list[int]]]
 
@@ -69,9 +69,9 @@ def _plan(
 ) -> tuple[Plan, dict[str, Path]]:
     """The inputs of this machine's shard with their page ranges, and each input's output stem
     (laid out over every input, before sharding, so that all machines agree on the names)."""
-    from ..api import prepare
     from ..exporters import EXPORTERS
     from ..outputs import output_stems
+    from ..run import prepare  # not ..api: `ocr convert` needs neither Client nor its loop thread
 
     bad = [f for f in fmts if f not in EXPORTERS]
     if bad:
@@ -222,10 +222,10 @@ def convert(
 ) -> None:
     """Convert documents to markdown + JSON.  Outputs mirror the inputs under OUT from their
     common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
-    from ..api import Conversion
     from ..cache import PageCache, settings_digest
     from ..manifest import Manifest
     from ..registry import load_backend
+    from ..run import Conversion
 
     if verbose:
         _log_to_stderr()

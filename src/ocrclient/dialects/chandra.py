@@ -34,22 +34,24 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import html
+import importlib
 import re
 from collections.abc import Mapping
-from typing import Any
-
-from bs4 import NavigableString, Tag
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
 from ..models import ModelReply, ModelRequest, PageContent, RawBlock
-from ._html import parse_html, text_of, to_markdown
 from .base import ChatDialect
 from .parsing import block_type, heading_text, parse_box
 from .request_parts import image_part, text_part
+
+if TYPE_CHECKING:
+    from bs4 import Tag
 
 __all__ = ["ChandraDialect", "build_prompt"]
 
@@ -204,12 +206,21 @@ class ChandraDialect(ChatDialect):
     def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
         return [image_part(image), text_part(self.prompt)]
 
+    async def warm_up(self) -> None:
+        """Import the HTML parser (BeautifulSoup, markdownify: ~60 ms) in a thread while the
+        first page renders (``Backend.warm_up``), rather than in front of the first request."""
+        await asyncio.to_thread(importlib.import_module, "._html", __package__)
+
     def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
         return parse_chandra_html(text, self.grid, include_headers_footers=self.include_headers_footers)
 
 
 def parse_chandra_html(text: str, grid: int, *, include_headers_footers: bool = False) -> PageContent:
     """Parse a Chandra HTML reply into blocks (boxes on ``grid``) and page markdown."""
+    from bs4 import NavigableString, Tag  # the HTML parser loads with the first reply (warm_up)
+
+    from ._html import parse_html, to_markdown
+
     root, notes = parse_html(text)
     warnings: list[str] = [f"html: {n}" for n in notes]
     blocks: list[RawBlock] = []
@@ -271,6 +282,8 @@ def _alt(node: Tag) -> str:
 
 
 def _figure_markdown(node: Tag) -> str:
+    from ._html import text_of, to_markdown
+
     alt = _alt(node)
     rest = copy.copy(node)
     for img in rest.find_all("img", recursive=False):

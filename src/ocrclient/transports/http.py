@@ -23,9 +23,11 @@
     ``connection``;
   - ``RecursionError`` (JSON deeper than a decoder goes): ``BadOutputError`` ``reply_too_deep``.
 
-* :func:`make_client` builds a transport's ``httpx.AsyncClient`` (one shared TLS context, sent
-  request bodies released as soon as the reply arrives); :func:`json_object` decodes a reply
-  that must be a JSON object; :func:`error_message` reads any error body as one line.
+* :func:`make_client` builds a transport's ``httpx.AsyncClient`` (one shared TLS context whose
+  CA certificates load at the first TLS connection, sent request bodies released as soon as the
+  reply arrives); :func:`warm_up_imports` loads beforehand what its first connection imports;
+  :func:`json_object` decodes a reply that must be a JSON object; :func:`error_message` reads
+  any error body as one line.
 
 The reply caps (what a server may send back at most) are in :mod:`.limits`.
 
@@ -39,20 +41,27 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
+import importlib
 import json
+import os
 import re
 import ssl
-from collections.abc import Callable, Iterator
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
 from ..errors import (
     AuthError,
     BadOutputError,
+    ConfigError,
     OcrError,
     TransientError,
     classify_status,
@@ -71,6 +80,7 @@ __all__ = [
     "shared_ssl_context",
     "status_error",
     "transport_error",
+    "warm_up_imports",
 ]
 
 #: a transport's own reading of an error status: ``(status, message) -> error`` or ``None`` for
@@ -269,10 +279,105 @@ def map_errors(
 # ---------------------------------------------------------------------------------------------
 
 
+class _DeferredTrustContext(ssl.SSLContext):
+    """httpx's default verified client context whose CA certificates are loaded at the first TLS
+    connection instead of when it is made: a run against an ``http://`` URL never loads them
+    (~20 ms of the first request's way).  The certificates are the ones
+    :func:`httpx.create_ssl_context` picks: ``$SSL_CERT_FILE``, else ``$SSL_CERT_DIR``, else
+    certifi's bundle; the settings are :func:`ssl.create_default_context`'s (certificate and host
+    name required).  Every TLS connection (``wrap_bio`` for the async client, ``wrap_socket``)
+    loads them first, once."""
+
+    _lock = threading.Lock()
+    _loaded = False
+
+    def _load_trust(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+            if not cafile and not capath:
+                import certifi
+
+                cafile = certifi.where()
+            try:
+                self.load_verify_locations(cafile=cafile or None, capath=None if cafile else capath)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the CA certificates from {cafile or capath}: {exc}") from None
+            self._loaded = True
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
+        self._load_trust()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> Any:
+        self._load_trust()
+        return super().wrap_bio(*args, **kwargs)
+
+
 @lru_cache(maxsize=1)
 def shared_ssl_context() -> ssl.SSLContext:
-    """One verified TLS context per process (building one costs ~40 ms per httpx client)."""
-    return httpx.create_ssl_context()
+    """One verified TLS context per process (building one costs ~40 ms per httpx client), its
+    CA certificates loaded at its first TLS connection (see :class:`_DeferredTrustContext`)."""
+    ctx = _DeferredTrustContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+    ctx.verify_mode, ctx.check_hostname = ssl.CERT_REQUIRED, True
+    if sys.version_info >= (3, 13):  # what ssl.create_default_context adds from 3.13 on
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog and not sys.flags.ignore_environment:  # as ssl.create_default_context does
+        ctx.keylog_filename = keylog
+    return ctx
+
+
+#: what an httpx async client imports when it is built (httpcore, ~40 ms) and at its first
+#: connection (anyio's asyncio backend and TLS stream, ~30 ms), for :func:`warm_up_imports`
+FIRST_CONNECTION_IMPORTS = ("httpcore", "sniffio", "anyio._backends._asyncio", "anyio.streams.tls", "anyio.to_thread")
+
+
+def _import_quietly(names: tuple[str, ...]) -> None:
+    for name in names:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+async def warm_up_imports() -> None:
+    """Import in a thread what an httpx async client imports when built and at its first
+    connection, so that a transport's first request does not (a transport's ``warm_up``, run while the first page
+    renders: see ``Backend.warm_up``)."""
+    await asyncio.to_thread(_import_quietly, FIRST_CONNECTION_IMPORTS)
+
+
+class _DeferredClient:
+    """An ``httpx.AsyncClient`` built at its first use rather than with its transport: building
+    the first one imports httpcore (~40 ms), which a run does beside its first page's render
+    (``Backend.warm_up``) instead of in front of it.  Everything but :attr:`is_closed` and
+    :meth:`aclose` is the built client's own."""
+
+    def __init__(self, build: Callable[[], httpx.AsyncClient]) -> None:
+        self._build = build
+        self._client: httpx.AsyncClient | None = None
+        self._closed = False
+
+    def _built(self) -> httpx.AsyncClient:
+        if self._client is None:
+            if self._closed:
+                raise RuntimeError("Cannot send a request, as the client has been closed.")  # httpx's words
+            self._client = self._build()
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._built(), name)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._client.is_closed if self._client is not None else self._closed
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._client is not None:
+            await self._client.aclose()
 
 
 def make_client(
@@ -282,22 +387,31 @@ def make_client(
     max_keepalive: int | None = None,
     follow_redirects: bool = False,
     headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    request_hooks: list[Callable[[httpx.Request], Awaitable[None]]] | None = None,
 ) -> httpx.AsyncClient:
-    """A transport's own ``httpx.AsyncClient``: the shared TLS context, connection limits, and
-    each sent request body released as soon as its reply arrives (see
-    :func:`~ocrclient.transports.base.release_request_body`)."""
-    return httpx.AsyncClient(
-        headers=headers,
-        timeout=timeout,
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections if max_keepalive is None else max_keepalive,
-        ),
-        follow_redirects=follow_redirects,
-        max_redirects=20,
-        verify=shared_ssl_context(),
-        event_hooks={"response": [release_request_body_hook]},
-    )
+    """A transport's own ``httpx.AsyncClient``: the shared TLS context, connection limits,
+    ``params`` sent with every request, ``request_hooks`` run before each, and each sent request
+    body released as soon as its reply arrives (see
+    :func:`~ocrclient.transports.base.release_request_body`).  It is built at its first use (see
+    :class:`_DeferredClient`)."""
+
+    def build() -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            headers=headers,
+            params=params,
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections if max_keepalive is None else max_keepalive,
+            ),
+            follow_redirects=follow_redirects,
+            max_redirects=20,
+            verify=shared_ssl_context(),
+            event_hooks={"request": list(request_hooks or []), "response": [release_request_body_hook]},
+        )
+
+    return cast(httpx.AsyncClient, _DeferredClient(build))
 
 
 async def json_object(response: httpx.Response, what: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from .http import (  # error_message .. transport_error: re-exported (their old 
     shared_ssl_context,
     status_error,
     transport_error,
+    warm_up_imports,
 )
 from .limits import ERROR_BODY_BYTES, finite, loads, read_capped, reply_limit, seconds
 
@@ -60,6 +61,8 @@ class OcularTransport:
 
     #: options that cannot change what a page reads (the cache key leaves them out)
     neutral_options = frozenset({"api_key_header", "connect_timeout_s"})
+    #: what the first request imports, loaded while the first page renders (``Backend.warm_up``)
+    warm_up = staticmethod(warm_up_imports)
 
     def __init__(
         self,

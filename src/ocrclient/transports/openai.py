@@ -180,18 +180,22 @@ class OpenAITransport:
             headers["Modal-Secret"] = modal_secret
         self._has_modal_keys = bool(modal_key and modal_secret)
         self._owns_http = http_client is None
-        self._http = http_client or make_client(
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=None),
-            max_connections=max_connections,
-            follow_redirects=True,  # Modal's 303 to the result URL (POST -> GET)
-        )
-        self._http.headers.update(headers)
-        query = split_query(base_url)[1]
-        if query:
-            self._http.params = self._http.params.merge(query)
-        install_logger_redaction()
         self._host = urlsplit(self.root_url).netloc
-        self._http.event_hooks.setdefault("request", []).append(self._keep_secrets_home)
+        query = split_query(base_url)[1]
+        if http_client is None:  # built at its first use (the run's warm-up)
+            self._http = make_client(
+                timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=None),
+                max_connections=max_connections,
+                follow_redirects=True,  # Modal's 303 to the result URL (POST -> GET)
+                headers=headers, params=query or None, request_hooks=[self._keep_secrets_home],
+            )
+        else:
+            self._http = http_client
+            self._http.headers.update(headers)
+            if query:
+                self._http.params = self._http.params.merge(query)
+            self._http.event_hooks.setdefault("request", []).append(self._keep_secrets_home)
+        install_logger_redaction()
         self._models: dict[str, int | None] | None = None
         self._models_checked_at = -1e9
         self._models_lock = asyncio.Lock()
@@ -363,6 +367,13 @@ class OpenAITransport:
                 log.debug("could not read /v1/models (%s); max_tokens is sent as is", exc)
                 return {}
             return self._models
+
+    async def warm_up(self) -> None:
+        """Read the model cards while the first page renders (``Backend.warm_up``): the first
+        send then waits for this ``GET /v1/models`` instead of sending it (:meth:`_cards`
+        tolerates its failure as before; a wrong model is still refused by the server's reply)."""
+        if self.cap_max_tokens or not self.model:
+            await self._cards()
 
     async def max_model_len(self, model: str | None = None) -> int | None:
         """The server's context length for ``model`` (or its only model), if it reports one."""

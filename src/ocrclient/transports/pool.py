@@ -26,6 +26,7 @@ pool's, since one request is built once for whichever member sends it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,6 +165,12 @@ class PoolTransport:
     def _any_healthy(self) -> bool:
         now = time.monotonic()
         return any(m.healthy(now) for m in self.members)
+
+    async def warm_up(self) -> None:
+        """Every member's own warm-up, side by side (``Backend.warm_up``; failures are theirs to
+        tolerate: a member that cannot warm up works as it did)."""
+        warms = [warm() for m in self.members if (warm := getattr(m.transport, "warm_up", None)) is not None]
+        await asyncio.gather(*warms, return_exceptions=True)
 
     async def health(self) -> Health:
         results: dict[str, Any] = {}

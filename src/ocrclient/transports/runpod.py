@@ -185,9 +185,7 @@ class RunPodTransport:
         if mode not in MODES:
             raise ConfigError(f"runpod transport: unknown mode {mode!r}; use one of {', '.join(MODES)}")
         if mode != "local" and not endpoint_id:
-            raise ConfigError(
-                "RunPod endpoint id missing; set RUNPOD_ENDPOINT_ID or pass --endpoint-id"
-            )
+            raise ConfigError("RunPod endpoint id missing; set RUNPOD_ENDPOINT_ID or pass --endpoint-id")
         if poll_interval_s <= 0 or max_poll_interval_s < poll_interval_s:
             raise ConfigError("runpod transport: need 0 < poll_interval_s <= max_poll_interval_s")
         register_secret(api_key)
@@ -217,6 +215,11 @@ class RunPodTransport:
         self.in_flight: set[str] = set()
         self._bg: set[asyncio.Future[bool]] = set()
 
+    async def warm_up(self) -> None:
+        """Import the async HTTP stack while the first page renders (``Backend.warm_up``)."""
+        from .http import warm_up_imports
+        await warm_up_imports()
+
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> RunPodTransport:
@@ -231,10 +234,7 @@ class RunPodTransport:
         mode = str(opts.pop("mode", "runsync"))
         policy = opts.pop("policy", None)
         if policy is not None and (not isinstance(policy, Mapping) or set(policy) - _POLICY_KEYS):
-            raise ConfigError(
-                f"backend {cfg.name!r}: transport_options.policy takes only "
-                f"{', '.join(sorted(_POLICY_KEYS))} (milliseconds)"
-            )
+            raise ConfigError(f"backend {cfg.name!r}: transport_options.policy takes only {', '.join(sorted(_POLICY_KEYS))} (milliseconds)")
         key_cfg = cfg
         if cfg.api_key is None and not cfg.api_key_env:
             key_cfg = cfg.model_copy(update={"api_key_env": "RUNPOD_API_KEY"})
