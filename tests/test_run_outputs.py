@@ -305,8 +305,10 @@ def test_writing_begins_as_pages_finish(pdf_input: tuple[Path, list[Box]], tmp_p
     page, figures, spilled, md_written = seen[-1]
     others = sorted(p for p, *_ in seen[:-1])
     assert page not in others
-    assert figures == [f"page{p}_fig1.png" for p in others]
-    assert spilled == [f"page{p}.jpg" for p in others]
+    # the last page's own pieces are made beside this event (the outputs get it first and hand
+    # the work to their executor): they may be on disk yet or not; every other page's are
+    assert [f for f in figures if f != f"page{page}_fig1.png"] == [f"page{p}_fig1.png" for p in others]
+    assert [f for f in spilled if f != f"page{page}.jpg"] == [f"page{p}.jpg" for p in others]
     assert not md_written
     assert not list(out.glob(".doc.*.pages"))  # spilled images are gone once the HTML is written
 
