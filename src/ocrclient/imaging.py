@@ -18,12 +18,14 @@ from __future__ import annotations
 import base64
 import io
 import math
+import struct
+import zlib
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from PIL import Image, ImageChops
 
-__all__ = ["Base64Text", "EncodedImage", "ImageFormat", "RenderSpec", "achromatic", "encode", "grey_of"]
+__all__ = ["Base64Text", "EncodedImage", "ImageFormat", "RenderSpec", "achromatic", "encode", "grey_of", "png_bytes"]
 
 ImageFormat = Literal["png", "jpeg", "webp"]
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -152,6 +154,82 @@ def achromatic(image: Image.Image) -> bool:
     return grey_of(image) is not None
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: rows filtered and compressed together: bounds the writer's working memory to a few hundred KB
+_PNG_BAND = 128
+_FILTER_NONE, _FILTER_UP = 0, 2
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def _samples(image: Image.Image, top: int, bottom: int) -> Image.Image:
+    """Rows ``top`` .. ``bottom - 1`` of an L or RGB ``image`` as one byte per sample (an L
+    image ``width x bands`` wide): the bytes a PNG filter works on."""
+    width = image.width * len(image.getbands())
+    band = image.crop((0, top, image.width, bottom))
+    return band if image.mode == "L" else Image.frombytes("L", (width, bottom - top), band.tobytes())
+
+
+def _up_rows(image: Image.Image, top: int, bottom: int) -> bytes:
+    """Rows ``top`` .. ``bottom - 1`` (``top`` >= 1) Up-filtered: each byte minus the one above it."""
+    below, above = _samples(image, top, bottom), _samples(image, top - 1, bottom - 1)
+    return ImageChops.subtract_modulo(below, above).tobytes()
+
+
+def _prefers_up(image: Image.Image) -> bool:
+    """Whether the Up filter compresses ``image`` better than none, judged on eight bands of
+    eight rows spread over the page (~1 ms): text on a flat background compresses best as is,
+    photographs, gradients and scans' noise after Up."""
+    if image.height < 64:
+        return False
+    tops = [1 + (image.height - 9) * k // 7 for k in range(8)]
+    plain = b"".join(_samples(image, t, t + 8).tobytes() for t in tops)
+    up = b"".join(_up_rows(image, t, t + 8) for t in tops)
+    return len(zlib.compress(up, 1)) < len(zlib.compress(plain, 1))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """An 8-bit L or RGB ``image`` as a PNG (zlib level 1), lossless.
+
+    Pillow's PNG writer tries all five PNG filters on every row and keeps the best, which is
+    most of its time on a page render; this writer picks one filter for the whole image (none
+    or Up, from a sample, :func:`_prefers_up`) and leaves the rest to zlib: on page renders
+    2x faster on text pages and 1.6x on scans, with as many bytes (benchmarks/README.md).
+    Filtered rows are compressed a band at a time, so it needs no second copy of the image.
+
+    >>> from PIL import Image
+    >>> im = Image.linear_gradient("L").resize((300, 200))
+    >>> Image.open(io.BytesIO(png_bytes(im))).tobytes() == im.tobytes()
+    True
+    """
+    if image.mode not in ("L", "RGB"):
+        raise ValueError(f"png_bytes writes L or RGB images, not {image.mode}")
+    width, height = image.size
+    stride = width * len(image.getbands())
+    up = _prefers_up(image)
+    deflate = zlib.compressobj(1)
+    parts = []
+    for top in range(0, height, _PNG_BAND):
+        bottom = min(height, top + _PNG_BAND)
+        pieces: list[tuple[int, bytes]]
+        if not up:
+            pieces = [(_FILTER_NONE, _samples(image, top, bottom).tobytes())]
+        elif top == 0:  # the first row has nothing above it: it goes unfiltered
+            pieces = [(_FILTER_NONE, _samples(image, 0, 1).tobytes())]
+            if bottom > 1:
+                pieces.append((_FILTER_UP, _up_rows(image, 1, bottom)))
+        else:
+            pieces = [(_FILTER_UP, _up_rows(image, top, bottom))]
+        for kind, data in pieces:  # each row behind its filter byte
+            tag, view = bytes((kind,)), memoryview(data)
+            parts.append(deflate.compress(tag + tag.join(view[i : i + stride] for i in range(0, len(data), stride))))
+    parts.append(deflate.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if image.mode == "L" else 2, 0, 0, 0)
+    return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", b"".join(parts)) + _png_chunk(b"IEND", b"")
+
+
 def encode(image: Image.Image, spec: RenderSpec) -> EncodedImage:
     """Encode ``image`` as ``spec`` says (mode conversion included).
 
@@ -169,6 +247,8 @@ def encode(image: Image.Image, spec: RenderSpec) -> EncodedImage:
         image = grey_of(image) or image
     if spec.format == "jpeg" and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
+    if spec.format == "png" and image.mode in ("L", "RGB"):
+        return EncodedImage(png_bytes(image), spec.format, image.width, image.height)
     buf = io.BytesIO()
     fmt = _PIL_FORMAT[spec.format]
     if spec.format == "png":
