@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from ocrclient.imaging import RenderSpec, _prefers_up, encode, png_bytes
 
-from .pdfgen import text_pdf
+from .pdfgen import PdfPage, text_pdf, write_pdf
 
 
 def _text(size: tuple[int, int], mode: str) -> Image.Image:
@@ -124,3 +124,34 @@ def test_a_rendered_pdf_page_goes_out_through_it(tmp_path: Path) -> None:
         img = _decoded(page.encoded.data)
         assert page.encoded.data == png_bytes(img)
         assert (img.width, img.height) == (page.encoded.width, page.encoded.height)
+
+
+class _ColourPage(PdfPage):
+    """Three filled squares, pure red, green and blue, on white."""
+
+    def content(self) -> bytes:
+        return b"1 0 0 rg 10 10 80 80 re f\n0 1 0 rg 110 10 80 80 re f\n0 0 1 rg 210 10 80 80 re f\n"
+
+
+@pytest.mark.parametrize("pool", ["inline", "threads", "processes"])
+def test_a_coloured_pdf_page_arrives_in_rgb_order(tmp_path: Path, pool: str) -> None:
+    """PDFium draws BGR into the render's own buffer; what is sent is RGB, colour for colour,
+    however the page was rendered; a grayscale spec gets PDFium's grey render."""
+    from ocrclient.pages import RenderPool, iter_pages
+
+    path = write_pdf(tmp_path / "colour.pdf", [_ColourPage(), _ColourPage()])
+    workers = {"inline": 0, "threads": 2, "processes": 2}[pool]
+    with RenderPool(workers=workers, isolated=pool == "processes") as rp:
+        pages = list(iter_pages(path, RenderSpec(dpi=72, format="png"), pool=rp))
+        greys = list(iter_pages(path, RenderSpec(dpi=72, format="png", grayscale=True), pool=rp))
+    for page in pages:
+        img = page.image()
+        assert (img.mode, img.size) == ("RGB", (300, 200))
+        assert img.getpixel((50, 150)) == (255, 0, 0)
+        assert img.getpixel((150, 150)) == (0, 255, 0)
+        assert img.getpixel((250, 150)) == (0, 0, 255)
+        assert img.getpixel((5, 5)) == (255, 255, 255)
+    for page in greys:
+        img = page.image()
+        assert img.mode == "L" and img.getpixel((5, 5)) == 255
+        assert len({img.getpixel((50, 150)), img.getpixel((150, 150)), img.getpixel((250, 150))}) == 3

@@ -17,12 +17,13 @@ PDFium's per-document memory stays bounded.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from PIL import Image
 
@@ -165,24 +166,27 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
                         f"page {job.index + 1} has an unusable size of {width:g} x {height:g} pt",
                     )
                 px_w, px_h = spec.pixel_size(width, height)
-                if spec.grayscale:
-                    fmt, flags = pdfium_c.FPDFBitmap_Gray, pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_GRAYSCALE
-                else:
-                    fmt, flags = pdfium_c.FPDFBitmap_BGR, pdfium_c.FPDF_ANNOT
-                bitmap = pdfium.PdfBitmap.new_native(px_w, px_h, fmt)
+                flags = pdfium_c.FPDF_ANNOT | (pdfium_c.FPDF_GRAYSCALE if spec.grayscale else 0)
+                grey = (pdfium_c.FPDFBitmap_Gray, "L", "L")
+                fmt, mode, raw = grey if spec.grayscale else (pdfium_c.FPDFBitmap_BGR, "RGB", "BGR")
+                # the pixels live in a buffer of ours (white before PDFium draws on it), so
+                # reading them out runs after the lock, beside other renders
+                stride = px_w * len(raw)
+                pixels = (ctypes.c_ubyte * (stride * px_h))()
+                ctypes.memset(pixels, 255, stride * px_h)
+                bitmap = pdfium.PdfBitmap.new_native(px_w, px_h, fmt, buffer=pixels, stride=stride)
                 try:
-                    bitmap.fill_rect((255, 255, 255, 255), 0, 0, px_w, px_h)
                     # the page is mapped onto exactly px_w x px_h pixels, with its /Rotate applied
                     pdfium_c.FPDF_RenderPageBitmap(bitmap, page, 0, 0, px_w, px_h, 0, flags)
                     if page.formenv:
                         pdfium_c.FPDF_FFLDraw(page.formenv, bitmap, page, 0, 0, px_w, px_h, 0, flags)
-                    img = bitmap.to_pil()
-                    if spec.grayscale:  # an L image shares the bitmap's memory: copy it out
-                        img = img.copy()
                 finally:
                     bitmap.close()
             finally:
                 page.close()
+        # outside the lock: BGR is decoded into an RGB image; an L image maps the buffer, which
+        # is ours (Python's memory, kept alive by the image), not PDFium's
+        img = Image.frombuffer(mode, (px_w, px_h), cast("bytes", pixels), "raw", raw, stride, 1)
         return _encoded_page(job, page_box, img, px_w / width)
     except Exception as exc:
         return _failed_page(job, page_box, f"page {job.index + 1}: cannot render ({_why(exc)})")
