@@ -27,13 +27,13 @@ __all__ = ["Lenient", "Strict", "first_error", "unknown_fields"]
 class Lenient(BaseModel):
     """Undeclared keys are accepted and ignored by the server (see :func:`unknown_fields`)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class Strict(BaseModel):
     """Undeclared keys are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 def unknown_fields(model: BaseModel, prefix: str = "") -> list[str]:
