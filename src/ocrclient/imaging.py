@@ -233,8 +233,8 @@ def png_bytes(image: Image.Image) -> bytes:
 def encode(image: Image.Image, spec: RenderSpec) -> EncodedImage:
     """Encode ``image`` as ``spec`` says (mode conversion included).
 
-    PNG uses compress level 1: on page renders it is 3-5x faster than the default and only a few
-    percent larger, and page bytes are sent once.  An RGB image whose every pixel is grey (black
+    PNG is written by :func:`png_bytes` (zlib level 1: on page renders 3-5x faster than the
+    default level and only a few percent larger; page bytes are sent once).  An RGB image whose every pixel is grey (black
     text on white, a greyscale scan) is written as a one-channel PNG: the same pixels once a
     model converts it to RGB, as every server does, in half the encode time and about half the
     bytes.
