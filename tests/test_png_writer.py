@@ -155,3 +155,19 @@ def test_a_coloured_pdf_page_arrives_in_rgb_order(tmp_path: Path, pool: str) -> 
         img = page.image()
         assert img.mode == "L" and img.getpixel((5, 5)) == 255
         assert len({img.getpixel((50, 150)), img.getpixel((150, 150)), img.getpixel((250, 150))}) == 3
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("size", [(1, 1), (300, 1), (40, 129), (613, 401)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("kind", ["text", "photo"])
+def test_libpng_reads_it_too(mode: str, size: tuple[int, int], kind: str) -> None:
+    """A second decoder, not Pillow's: libpng (through OpenCV, which the embedded engine
+    installs), which checks every CRC and filter byte as model servers' image stacks do."""
+    cv2 = pytest.importorskip("cv2")
+    np = pytest.importorskip("numpy")
+    src = (_text if kind == "text" else _photo)(size, mode)
+    arr = cv2.imdecode(np.frombuffer(png_bytes(src), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert arr is not None
+    want = np.asarray(src)
+    got = arr[..., ::-1] if mode == "RGB" else arr  # OpenCV hands back BGR
+    assert got.shape == want.shape and (got == want).all()
