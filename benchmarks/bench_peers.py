@@ -5,7 +5,8 @@
 
 Every client runs as its own process (as a user runs it) against one simulator served from
 another process (``--slots`` GPU slots, ``--service-s`` per page, ``--concurrency`` = slots)
-and converts the same ``--pages``-page text PDF:
+and converts the same ``--pages``-page text PDF (ocrclient as ``python -m ocrclient``, which is
+what the installed ``ocr`` script runs: :mod:`ocrclient.console`):
 
 * ``ocrclient runpod-chandra`` — ``ocr convert --backend runpod-chandra`` (the profile's
   default mode) against the RunPod simulator, default outputs (md with figure crops + json);
@@ -451,11 +452,11 @@ def clients(sims: dict[str, Sim], tmp: Path, pdf: Path, concurrency: int, vlmpar
     out = tmp / "out"
     rows = [
         ("ocrclient runpod-chandra", "runpod",
-         [py, "-m", "ocrclient.cli", "convert", str(pdf), "-o", str(out / "chandra"), "--backend", "runpod-chandra",
+         [py, "-m", "ocrclient", "convert", str(pdf), "-o", str(out / "chandra"), "--backend", "runpod-chandra",
           "--concurrency", str(concurrency), "--no-cache", "--quiet"],
          _env(RUNPOD_API_KEY=RUNPOD_KEY, RUNPOD_CHANDRA_ENDPOINT_ID=rp.endpoint_id or "", RUNPOD_BASE_URL=rp.base_url)),
         ("ocrclient runpod-pod-lightonocr2", "openai",
-         [py, "-m", "ocrclient.cli", "convert", str(pdf), "-o", str(out / "lighton"), "--backend",
+         [py, "-m", "ocrclient", "convert", str(pdf), "-o", str(out / "lighton"), "--backend",
           "runpod-pod-lightonocr2", "--concurrency", str(concurrency), "--no-cache", "--quiet"],
          _env(RUNPOD_POD_BASE_URL=oa.base_url, VLLM_API_KEY=SIM_KEY)),
     ]  # fmt: skip

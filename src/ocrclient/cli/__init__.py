@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from ..console import start_collecting
 from .common import EXIT_BAD_INPUT, EXIT_FAILED_PAGES, EXIT_INTERRUPTED, EXIT_OK, app
 from .common import failed_page as _failed_page  # noqa: F401 - the name tests and callers import
 
@@ -31,11 +32,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_callback(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
 ) -> None:
     """ocrclient command line."""
+    if ctx.invoked_subcommand != "convert":  # convert collects again once its run begins
+        start_collecting()
 
 
 # the commands register themselves on `app` as their modules load, in this order (ocr --help)

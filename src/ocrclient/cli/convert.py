@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from ..console import start_collecting
 from ..errors import ConfigError, InputError, OcrError, redact
 from .common import (
     EXIT_BAD_INPUT,
@@ -148,6 +149,7 @@ def _run(conv: Conversion, be: Backend, reporter: Progress, emit: _Emitter, debu
         finally:
             await be.aclose()
 
+    start_collecting()  # off while the `ocr` script started (ocrclient.console): the run makes garbage
     try:
         with reporter:
             asyncio.run(run())
