@@ -25,7 +25,7 @@ from typing import Literal
 
 from PIL import Image, ImageChops
 
-__all__ = ["Base64Text", "EncodedImage", "ImageFormat", "RenderSpec", "achromatic", "encode", "grey_of", "png_bytes"]
+__all__ = ["Base64Text", "EncodedImage", "ImageFormat", "RenderSpec", "encode", "grey_of", "png_bytes"]
 
 ImageFormat = Literal["png", "jpeg", "webp"]
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -149,11 +149,6 @@ def grey_of(image: Image.Image) -> Image.Image | None:
     return None
 
 
-def achromatic(image: Image.Image) -> bool:
-    """Whether every pixel of an RGB ``image`` has R == G == B."""
-    return grey_of(image) is not None
-
-
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: rows filtered and compressed together: bounds the writer's working memory to a few hundred KB
 _PNG_BAND = 128
@@ -243,17 +238,14 @@ def encode(image: Image.Image, spec: RenderSpec) -> EncodedImage:
         image = image.convert("L")
     elif not spec.grayscale and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
-    if spec.format == "png" and image.mode == "RGB":
-        image = grey_of(image) or image
-    if spec.format == "jpeg" and image.mode not in ("RGB", "L"):
-        image = image.convert("RGB")
-    if spec.format == "png" and image.mode in ("L", "RGB"):
+    # the image is L or RGB from here on
+    if spec.format == "png":
+        if image.mode == "RGB":
+            image = grey_of(image) or image
         return EncodedImage(png_bytes(image), spec.format, image.width, image.height)
     buf = io.BytesIO()
     fmt = _PIL_FORMAT[spec.format]
-    if spec.format == "png":
-        image.save(buf, fmt, compress_level=1)
-    elif spec.format == "jpeg":
+    if spec.format == "jpeg":
         image.save(buf, fmt, quality=spec.quality, optimize=False)
     else:
         image.save(buf, fmt, quality=spec.quality, method=2)

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -172,9 +172,9 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
                 # the pixels live in a buffer of ours (white before PDFium draws on it), so
                 # reading them out runs after the lock, beside other renders
                 stride = px_w * len(raw)
-                pixels = (ctypes.c_ubyte * (stride * px_h))()
-                ctypes.memset(pixels, 255, stride * px_h)
-                bitmap = pdfium.PdfBitmap.new_native(px_w, px_h, fmt, buffer=pixels, stride=stride)
+                pixels = bytearray(b"\xff") * (stride * px_h)
+                buffer = (ctypes.c_ubyte * len(pixels)).from_buffer(pixels)  # PDFium draws into it
+                bitmap = pdfium.PdfBitmap.new_native(px_w, px_h, fmt, buffer=buffer, stride=stride)
                 try:
                     # the page is mapped onto exactly px_w x px_h pixels, with its /Rotate applied
                     pdfium_c.FPDF_RenderPageBitmap(bitmap, page, 0, 0, px_w, px_h, 0, flags)
@@ -186,7 +186,7 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
                 page.close()
         # outside the lock: BGR is decoded into an RGB image; an L image maps the buffer, which
         # is ours (Python's memory, kept alive by the image), not PDFium's
-        img = Image.frombuffer(mode, (px_w, px_h), cast("bytes", pixels), "raw", raw, stride, 1)
+        img = Image.frombuffer(mode, (px_w, px_h), pixels, "raw", raw, stride, 1)
         return _encoded_page(job, page_box, img, px_w / width)
     except Exception as exc:
         return _failed_page(job, page_box, f"page {job.index + 1}: cannot render ({_why(exc)})")
