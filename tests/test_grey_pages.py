@@ -12,10 +12,12 @@ import io
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from ocrclient.config import resolve_config, shipped_profiles_dir
-from ocrclient.imaging import RenderSpec, encode, grey_of
+from ocrclient.imaging import RenderSpec, encode, grey_of, grey_of_bgr
 from ocrclient.pages import RenderPool, iter_pages
 
 from .pdfgen import text_pdf
@@ -104,3 +106,64 @@ def test_a_rendered_text_pdf_page_is_sent_grey_and_a_colour_one_rgb(tmp_path: Pa
     with RenderPool(workers=0) as pool:
         (colour,) = list(iter_pages(photo, spec, pool=pool))
     assert colour.encoded is not None and colour.image().mode == "RGB"
+
+
+# -- the renderer's own check, on PDFium's BGR buffer (imaging.grey_of_bgr) -------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    width=st.integers(1, 40),
+    height=st.integers(1, 70),
+    grey_values=st.binary(min_size=1, max_size=64),
+    odd=st.one_of(st.none(), st.tuples(st.integers(0, 10**6), st.integers(0, 2), st.integers(1, 255))),
+)
+def test_the_bgr_check_agrees_with_grey_of(width: int, height: int, grey_values: bytes, odd: tuple[int, int, int] | None) -> None:
+    """On any packed BGR buffer: one channel exactly when :func:`grey_of` finds the RGB image
+    grey, with the same bytes; one channel of one pixel off by any amount, in any row (sampled
+    by the quick look or not), keeps it colour."""
+    n = width * height
+    greys = (grey_values * (n // len(grey_values) + 1))[:n]
+    bgr = bytearray(b for v in greys for b in (v, v, v))
+    if odd is not None:
+        at, channel, delta = odd
+        i = (at % n) * 3 + channel
+        bgr[i] = (bgr[i] + delta) % 256
+    rgb = Image.frombuffer("RGB", (width, height), bytes(bgr), "raw", "BGR", 0, 1)
+    want = grey_of(rgb)
+    got = grey_of_bgr(bgr, width, height)
+    assert (got is None) == (want is None) == (odd is not None)
+    if got is not None and want is not None:
+        assert got.mode == "L" and got.tobytes() == want.tobytes()
+
+
+def test_the_bgr_check_refuses_a_buffer_of_another_size() -> None:
+    with pytest.raises(ValueError, match="not 2 x 2 packed BGR"):
+        grey_of_bgr(bytes(11), 2, 2)
+
+
+def test_a_pdf_page_is_sent_as_pdfium_draws_it_grey_or_colour(tmp_path: Path) -> None:
+    """A PDF page goes out pixel for pixel as PDFium draws it: as one channel when it is grey
+    (text), as RGB when one small coloured mark sits anywhere, also between the rows the quick
+    look samples."""
+    import pypdfium2 as pdfium
+
+    grey_pdf = text_pdf(tmp_path / "g.pdf", [["Grey text rendered by PDFium"] * 6])
+    picture = _page(size=(300, 400))
+    ImageDraw.Draw(picture).rectangle((140, 203, 146, 205), fill=(200, 30, 30))  # rows 203-205
+    colour_pdf = tmp_path / "c.pdf"
+    picture.save(colour_pdf, "PDF", resolution=72)
+    spec = RenderSpec(dpi=72)
+    for pdf, mode in ((grey_pdf, "L"), (colour_pdf, "RGB")):
+        with RenderPool(workers=0) as pool:
+            (page,) = list(iter_pages(pdf, spec, pool=pool))
+        assert page.encoded is not None
+        sent = page.image()
+        assert sent.mode == mode, pdf.name
+        doc = pdfium.PdfDocument(str(pdf))
+        try:
+            drawn = doc[0].render(scale=1, may_draw_forms=True).to_pil().convert("RGB")
+        finally:
+            doc.close()
+        assert sent.size == drawn.size
+        assert sent.convert("RGB").tobytes() == drawn.tobytes(), pdf.name

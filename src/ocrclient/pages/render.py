@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from ..geometry import PageBox
-from ..imaging import RenderSpec, encode
+from ..imaging import RenderSpec, encode, grey_of_bgr
 from ..models import PageImage
 
 if TYPE_CHECKING:
@@ -184,9 +184,11 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
                     bitmap.close()
             finally:
                 page.close()
-        # outside the lock: BGR is decoded into an RGB image; an L image maps the buffer, which
-        # is ours (Python's memory, kept alive by the image), not PDFium's
-        img = Image.frombuffer(mode, (px_w, px_h), pixels, "raw", raw, stride, 1)
+        # outside the lock: BGR is decoded into an RGB image, unless the page goes out as a
+        # one-channel PNG (every pixel grey: encode would make it one); an L image maps the
+        # buffer, which is ours (Python's memory, kept alive by the image), not PDFium's
+        one_channel = grey_of_bgr(pixels, px_w, px_h) if raw == "BGR" and spec.format == "png" else None
+        img = one_channel or Image.frombuffer(mode, (px_w, px_h), pixels, "raw", raw, stride, 1)
         return _encoded_page(job, page_box, img, px_w / width)
     except Exception as exc:
         return _failed_page(job, page_box, f"page {job.index + 1}: cannot render ({_why(exc)})")
