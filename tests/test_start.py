@@ -231,6 +231,83 @@ async def test_a_warm_up_that_fails_or_never_ends_changes_nothing() -> None:
     assert ended == ["cancelled"]
 
 
+@pytest.mark.parametrize("pages, concurrency, window", [(6, 3, 3), (2, 8, 2), (1, 1, 1)])
+async def test_the_dialects_warm_up_waits_for_the_first_window_of_requests(pages: int, concurrency: int, window: int) -> None:
+    """The transport's warm-up starts with the run; the dialect's (Chandra's HTML parser, ~60 ms
+    holding the interpreter) only once the first window of requests is out: every slot taken,
+    or, with fewer pages than slots, every page taken.  Its pages are all read either way."""
+    from .fakes import FakeDialect
+
+    seen: dict[str, int] = {}
+
+    class Transport(FakeTransport):
+        async def warm_up(self) -> None:
+            seen["transport"] = sum(self.calls.values())
+
+    transport = Transport(service_s=0.3)
+
+    class Dialect(FakeDialect):
+        async def warm_up(self) -> None:
+            seen["dialect"] = sum(transport.calls.values())
+            seen["in flight"] = transport.inflight
+
+    be = make_backend(transport, Dialect())
+    doc = await asyncio.wait_for(Scheduler(be, concurrency=concurrency).run_document("doc.pdf", page_stream(pages)), 30)
+    assert [p.status for p in doc.pages] == ["ok"] * pages
+    assert seen["transport"] == 0  # at once, before the first send
+    assert seen["dialect"] == window and seen["in flight"] == window, seen
+
+
+async def test_a_backend_warmed_up_with_no_window_warms_every_part_at_once() -> None:
+    """``Backend.warm_up()`` without the scheduler's event (a caller's own warm-up) runs both
+    parts' warm-ups and returns."""
+    from .fakes import FakeDialect
+
+    ran: list[str] = []
+
+    class Transport(FakeTransport):
+        async def warm_up(self) -> None:
+            ran.append("transport")
+
+    class Dialect(FakeDialect):
+        async def warm_up(self) -> None:
+            ran.append("dialect")
+
+    await asyncio.wait_for(make_backend(Transport(), Dialect()).warm_up(), 10)
+    assert sorted(ran) == ["dialect", "transport"]
+
+
+def test_preload_imports_what_the_first_connection_needs() -> None:
+    """``Backend.preload()`` (what ``ocr convert`` calls while its first page renders) imports,
+    in the calling thread, the modules an httpx client imports when built and at its first
+    connection, for every HTTP transport and for each member of a pool; a transport without
+    ``preload`` is left alone."""
+    code = textwrap.dedent("""
+        import sys
+        from ocrclient.registry import load_backend
+        from ocrclient.transports.http import FIRST_CONNECTION_IMPORTS
+        for name, over in (("runpod-chandra", {"endpoint_id": "e", "api_key": "k"}),
+                           ("runpod-pod-lightonocr2", {"base_url": "http://127.0.0.1:9/v1"})):
+            be = load_backend(name, **over)
+            for m in FIRST_CONNECTION_IMPORTS:
+                sys.modules.pop(m, None)
+            be.preload()
+            missing = [m for m in FIRST_CONNECTION_IMPORTS if m not in sys.modules]
+            assert not missing, (name, missing)
+        from ocrclient.transports.pool import PoolMember, PoolTransport
+        calls = []
+        class Member:
+            def preload(self): calls.append(1)
+        class Bare:
+            pass
+        PoolTransport([PoolMember("a", Member()), PoolMember("b", Bare()), PoolMember("c", Member())]).preload()
+        assert calls == [1, 1], calls
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_loading_chandra_leaves_its_html_parser_to_the_warm_up() -> None:
     """The Chandra backend loads without BeautifulSoup or markdownify (~60 ms the first request
     does not need); its warm-up (beside the first render) imports them, as does a first parse."""
@@ -406,3 +483,130 @@ async def test_a_pool_warms_up_every_member() -> None:
         await make_backend(pool).warm_up()
         await pool.aclose()
         assert east.requests["GET /v1/models"] == 1 and west.requests["GET /v1/models"] == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# ocr convert's head start: its first page renders while the transport is imported and built
+# ------------------------------------------------------------------------------------------------
+
+
+def _counting_renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every page index the pools of this process render, in the order they start."""
+    from ocrclient.pages import pool as pool_mod
+
+    rendered: list[int] = []
+    real = pool_mod.render_job
+
+    def counting(job: Any) -> PageImage:
+        rendered.append(job.index)
+        return real(job)
+
+    monkeypatch.setattr(pool_mod, "render_job", counting)
+    return rendered
+
+
+def test_a_primed_page_is_rendered_once_and_handed_to_its_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prime`` renders the first page at once; the stream that then asks for it takes that
+    render (the same image as an unprimed stream's), and no page is rendered twice."""
+    from ocrclient.pages import open_sources
+
+    rendered = _counting_renders(monkeypatch)
+    pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(4)])
+    spec = RenderSpec(dpi=50)
+    (src,) = open_sources([pdf])
+    with RenderPool(workers=2) as pool:
+        assert pool.prime([(src, [0, 1, 2, 3])], spec) == 1
+        deadline = time.monotonic() + 30
+        while not rendered:  # under way before any stream asked
+            assert time.monotonic() < deadline, "the primed page never started rendering"
+            time.sleep(0.005)
+        assert rendered == [0]
+        primed = [p.encoded.data for p in iter_pages(src, spec, pool=pool) if p.encoded is not None]
+    assert sorted(rendered) == [0, 1, 2, 3]  # four pages, four renders
+    plain = [p.encoded.data for p in iter_pages(src, spec) if p.encoded is not None]
+    assert primed == plain
+
+
+def test_a_primed_page_at_another_spec_or_page_is_not_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream takes a primed render only for the same page of the same document at the same
+    spec: at another spec, or from another page on, it renders its own."""
+    from ocrclient.pages import open_sources
+
+    rendered = _counting_renders(monkeypatch)
+    pdf = text_pdf(tmp_path / "d.pdf", [["one"], ["two"], ["three"]])
+    (src,) = open_sources([pdf])
+    with RenderPool(workers=2) as pool:
+        assert pool.prime([(src, [0, 1, 2])], RenderSpec(dpi=50), pages=2) == 2
+        pages = list(iter_pages(src, RenderSpec(dpi=72), pool=pool))
+        assert [p.frame.width_px for p in pages] == [300, 300, 300]  # 300 pt at 72 dpi, not 50
+        later = list(iter_pages(src, RenderSpec(dpi=50), pages=[2], pool=pool))
+        assert [p.number for p in later] == [3]
+    assert sorted(rendered) == [0, 0, 1, 1, 2, 2]  # primed 0 and 1 at 50 dpi; 0-2 at 72; 2 at 50
+
+
+def test_an_inline_pool_primes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocrclient.pages import open_sources
+
+    rendered = _counting_renders(monkeypatch)
+    (src,) = open_sources([text_pdf(tmp_path / "d.pdf", [["one"]])])
+    with RenderPool(workers=0) as pool:
+        assert pool.prime([(src, [0])], RenderSpec(dpi=50)) == 0
+        assert pool.prime([(src, [0])], RenderSpec(dpi=50), pages=0) == 0
+    assert rendered == []
+    with RenderPool(workers=2) as pool:
+        assert pool.prime([(src, [0])], RenderSpec(dpi=50), pages=0) == 0
+    assert rendered == []
+
+
+@pytest.mark.parametrize("transport", ["runpod", "openai"])
+def test_ocr_convert_starts_its_first_page_before_it_builds_the_transport(
+    transport: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ocr convert`` primes its first page before it imports and builds the transport, and
+    every page is still rendered exactly once and read; a rerun that the manifest skips renders
+    nothing (the manifest is read before the head start)."""
+    from typer.testing import CliRunner
+
+    from ocrclient import registry
+    from ocrclient.cli import app
+    from ocrclient.pages.pool import RenderPool as Pool
+    from ocrclient.testing import DialectResponder, OpenAISimulator, RunPodSimulator
+
+    rendered = _counting_renders(monkeypatch)
+    order: list[str] = []
+    real_submit, real_load = Pool._submit_job, registry.load_transport
+
+    def submit(self: Any, job: Any) -> Any:
+        order.append(f"render {job.index}")
+        return real_submit(self, job)
+
+    def load(cfg: Any) -> Any:
+        order.append("transport")
+        return real_load(cfg)
+
+    monkeypatch.setattr(Pool, "_submit_job", submit)
+    monkeypatch.setattr(registry, "load_transport", load)
+    pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(5)])
+    out = tmp_path / "out"
+    if transport == "runpod":
+        sim: Any = RunPodSimulator(responder=DialectResponder("chandra"))
+        args = ["--backend", "runpod-chandra", "--endpoint-id", "sim-endpoint"]
+    else:
+        sim = OpenAISimulator(responder=DialectResponder("lighton"), model=MODEL)
+        args = ["--backend", "runpod-pod-lightonocr2", "--model", MODEL]
+    with sim:
+        env = {"RUNPOD_API_KEY": str(sim.api_key), "VLLM_API_KEY": str(sim.api_key), "NO_COLOR": "1",
+               "RUNPOD_BASE_URL": sim.base_url, "RUNPOD_POD_BASE_URL": sim.base_url}  # fmt: skip
+        for key in env:
+            monkeypatch.setenv(key, env[key])
+        argv = ["convert", str(pdf), "-o", str(out), *args, "--concurrency", "2", "--no-cache", "--quiet"]
+        first = CliRunner().invoke(app, argv, catch_exceptions=False)
+        assert first.exit_code == 0, first.output
+        assert order[:2] == ["render 0", "transport"], order
+        assert sorted(rendered) == [0, 1, 2, 3, 4]
+        pages = json.loads((out / "d.json").read_text())["pages"]
+        assert [p["page"] for p in pages] == [1, 2, 3, 4, 5] and {p["status"] for p in pages} == {"ok"}
+        rendered.clear()
+        again = CliRunner().invoke(app, argv, catch_exceptions=False)
+        assert again.exit_code == 0, again.output
+        assert rendered == []  # done: skipped before anything was rendered

@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 
 from .api import Conversion, prepare
+from .document import percentile
 from .registry import Backend, load_backend
-from .scheduler import _percentile as percentile
 
 __all__ = ["body_bytes", "parse_prometheus", "run_bench"]
 

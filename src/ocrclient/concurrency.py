@@ -10,7 +10,7 @@ import asyncio
 import math
 import time
 
-__all__ = ["AdaptiveLimiter"]
+__all__ = ["AdaptiveLimiter", "FirstWindow"]
 
 
 class AdaptiveLimiter:
@@ -67,3 +67,35 @@ class AdaptiveLimiter:
         async with self._cond:
             self.limit = min(float(self.ceiling), self.limit + 1.0 / max(self.limit, 1.0))
             self._cond.notify_all()
+
+
+class FirstWindow:
+    """Whether a run's first window of requests is out: :attr:`out` is set once every slot of
+    the limiter is taken, or every page taken from the streams has been sent (or needed no
+    request: a cache hit, a page that could not be rendered).  What only the replies need waits
+    for it (the dialect's warm-up: :meth:`~ocrclient.registry.Backend.warm_up`), so it does not
+    hold the interpreter while the first pages are encoded and sent."""
+
+    def __init__(self) -> None:
+        self.out = asyncio.Event()
+        self.taken = 0
+        self.started = 0
+        self.fed_all = False
+
+    def take(self) -> None:
+        """A page was taken from a stream."""
+        self.taken += 1
+
+    def start(self, limiter: AdaptiveLimiter) -> None:
+        """A taken page's first request took its slot in ``limiter`` (or it needs none)."""
+        self.started += 1
+        self._check(limiter)
+
+    def all_taken(self, limiter: AdaptiveLimiter) -> None:
+        """Every stream was taken to its end."""
+        self.fed_all = True
+        self._check(limiter)
+
+    def _check(self, limiter: AdaptiveLimiter) -> None:
+        if limiter.in_use >= int(limiter.limit) or (self.fed_all and self.started >= self.taken):
+            self.out.set()

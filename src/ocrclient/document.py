@@ -22,7 +22,9 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -150,6 +152,38 @@ class RunStats(_Model):
     latency_p50_s: float | None = None
     latency_p95_s: float | None = None
     usage: Usage = Field(default_factory=Usage)
+
+    @classmethod
+    def of(cls, pages: Sequence[Page], wall_s: float, retries_by_cause: Mapping[str, int]) -> RunStats:
+        """The stats of a run's ``pages`` that took ``wall_s``."""
+        latencies = [p.latency_s for p in pages if not p.cached and p.status != "failed"]
+        usage = Usage()
+        for p in pages:
+            usage = usage.add(p.usage)
+        done = [p for p in pages if p.status != "failed"]
+        return cls(
+            pages=len(pages),
+            ok=sum(p.status == "ok" for p in pages),
+            degraded=sum(p.status == "degraded" for p in pages),
+            failed=sum(p.status == "failed" for p in pages),
+            cached=sum(p.cached for p in pages),
+            attempts=sum(p.attempts for p in pages),
+            retries_by_cause=dict(retries_by_cause),
+            wall_s=round(wall_s, 4),
+            pages_per_s=round(len(done) / wall_s, 4) if wall_s > 0 else 0.0,
+            latency_p50_s=percentile(latencies, 0.5),
+            latency_p95_s=percentile(latencies, 0.95),
+            usage=usage,
+        )
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile of ``values`` (nearest rank), rounded to 0.1 ms; ``None`` for none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    idx = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return round(ordered[idx], 4)
 
 
 class Document(_Model):

@@ -18,17 +18,20 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import BackendConfig, resolve_config
 from .dialects.base import Dialect
 from .errors import ConfigError
 from .imaging import RenderSpec
 from .plugins import table
-from .transports.base import Transport
+
+if TYPE_CHECKING:  # the transports import httpx: only load_transport imports one
+    from .transports.base import Transport
 
 __all__ = ["DIALECTS", "TRANSPORTS", "Backend", "configured", "load_backend", "load_dialect", "load_transport"]
 
@@ -97,6 +100,16 @@ def load_dialect(cfg: BackendConfig) -> Dialect:
     return dialect
 
 
+async def _warm(part: object) -> None:
+    """``part.warm_up()`` if it has one; a failure is logged at debug level, never raised."""
+    warm = getattr(part, "warm_up", None)
+    if warm is not None:
+        try:
+            await warm()
+        except Exception as exc:  # best effort: the first request does it then
+            log.debug("%s.warm_up failed: %s", type(part).__name__, exc)
+
+
 @dataclass
 class Backend:
     """A loaded backend: its resolved config, its dialect and its transport."""
@@ -113,18 +126,33 @@ class Backend:
     def render(self) -> RenderSpec:
         return self.dialect.render
 
-    async def warm_up(self) -> None:
-        """Prepare what the first request needs while the first page renders: each part's own
-        optional ``async warm_up()`` (the OpenAI transport reads ``/v1/models``, the RunPod
-        transport imports the async HTTP stack, Chandra imports its HTML parser).  The scheduler
-        starts it with a run; it never raises (a part that cannot warm up works as it did)."""
-        for part in (self.transport, self.dialect):
-            warm = getattr(part, "warm_up", None)
-            if warm is not None:
-                try:
-                    await warm()
-                except Exception as exc:  # best effort: the first request does it then
-                    log.debug("%s.warm_up failed: %s", type(part).__name__, exc)
+    def preload(self) -> None:
+        """Import now, in this thread, what the first request imports: the transport's optional
+        ``preload()`` (the HTTP transports: httpcore and anyio's backend, which an httpx client
+        imports when built and at its first connection, ~70 ms).  For a caller with the time to
+        spare while its first pages render (``ocr convert``'s head start); a run without it
+        does the same in :meth:`warm_up`, in a worker thread beside the first render."""
+        load = getattr(self.transport, "preload", None)
+        if load is not None:
+            load()
+
+    async def warm_up(self, requests_out: asyncio.Event | None = None) -> None:
+        """Prepare what the first request and the first reply need, each before it is needed:
+        each part's own optional ``async warm_up()``.  The transport's (the OpenAI transport reads
+        ``/v1/models``, the RunPod transport imports the async HTTP stack) starts at once, beside
+        the first page's render; the dialect's (Chandra imports its HTML parser, ~60 ms of Python
+        holding the interpreter) waits for ``requests_out``, which the scheduler sets once the
+        first window of requests has gone, so it runs while they are served, not while the first
+        pages are encoded and sent.  It never raises (a part that cannot warm up works as it did:
+        the first request, or the first reply's parse, does it then)."""
+
+        async def dialect() -> None:
+            if requests_out is not None:
+                await requests_out.wait()
+                await asyncio.sleep(0)  # the request that filled the window starts first
+            await _warm(self.dialect)
+
+        await asyncio.gather(_warm(self.transport), dialect())
 
     async def aclose(self) -> None:
         try:

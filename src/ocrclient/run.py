@@ -26,6 +26,7 @@ from .config import cache_dir as default_cache_dir
 from .document import Document, Page
 from .models import PageImage
 from .pages import RenderPool, Source, aiter_pages, open_sources, parse_page_range
+from .pages.pool import pool_for
 from .registry import Backend, load_backend
 from .scheduler import DocumentJob, Event, Scheduler
 
@@ -71,10 +72,8 @@ def prepare(inputs: Inputs, *, pages: str | None = None, password: str | None = 
 
 
 def _render_pool(plan: list[tuple[Source, list[int]]], isolated: bool = False) -> RenderPool:
-    """The render pool for ``plan``: inline for a single page (no worker to start for one
-    render), else the default pool (render threads; worker processes when ``isolated``)."""
-    single = sum(len(indices) for _, indices in plan) <= 1
-    return RenderPool(workers=0) if single and not isolated else RenderPool(isolated=isolated)
+    """The render pool for ``plan`` (:func:`~ocrclient.pages.pool.pool_for`)."""
+    return pool_for(sum(len(indices) for _, indices in plan), isolated=isolated)
 
 
 class Conversion:
@@ -88,6 +87,11 @@ class Conversion:
     ``outputs`` (an :class:`~ocrclient.exporters.sink.OutputWriter`) writes each document's
     files as its pages finish, from the run's own page images (figure crops, the viewer's page
     images, the searchable PDF's pages); a result is yielded once its files are written.
+
+    ``render_pool``: a :class:`~ocrclient.pages.RenderPool` the run renders with instead of
+    starting its own, and closes when it ends (``ocr convert`` hands over one whose first
+    pages it has started with :meth:`~ocrclient.pages.RenderPool.prime`, so they render
+    while the backend's transport is imported and built).
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class Conversion:
         outputs: OutputWriter | None = None,
         limiter: AdaptiveLimiter | None = None,
         isolate_render: bool = False,
+        render_pool: RenderPool | None = None,
         **overrides: Any,
     ) -> None:
         self.inputs = inputs
@@ -126,6 +131,7 @@ class Conversion:
         self.limiter = limiter
         #: render in worker processes, so a PDFium crash fails the run instead of ending this process
         self.isolate_render = isolate_render
+        self.render_pool = render_pool
         self.scheduler: Scheduler | None = None
         self.yielded = 0
         self.loaded_backend: Backend | None = None
@@ -152,7 +158,8 @@ class Conversion:
             be = load_backend(self.backend, **self.overrides)
             stack.push_async_callback(be.aclose)
         self.loaded_backend = be
-        pool = await stack.enter_async_context(_render_pool(plan, self.isolate_render))
+        given, self.render_pool = self.render_pool, None  # closed by this run, used by no other
+        pool = await stack.enter_async_context(given or _render_pool(plan, self.isolate_render))
         return be, pool
 
     def _scheduler(self, be: Backend) -> Scheduler:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
@@ -43,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from .cache import PageCache, page_key_for
-from .concurrency import AdaptiveLimiter
+from .concurrency import AdaptiveLimiter, FirstWindow
 from .document import Document, Page, PageError, RunStats, Usage
 from .errors import (
     RUN_STOPPING,
@@ -160,14 +159,6 @@ def _size(box: PageBox | None) -> dict[str, Any]:
     return {"width": box.width, "height": box.height, "rotation": box.rotation} if box else {}
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    idx = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return round(ordered[idx], 4)
-
-
 # ---------------------------------------------------------------------------------------------
 # the scheduler
 # ---------------------------------------------------------------------------------------------
@@ -246,6 +237,7 @@ class Scheduler:
         self.backoff_max_s = backoff_max_s
         self.timeout_grace_s = timeout_grace_s
         self._warm = self.cold_start_s <= 0
+        self._window = FirstWindow()  # what only the replies need waits for it
         self._abort: OcrError | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._since_gc = 0
@@ -296,17 +288,19 @@ class Scheduler:
                             break
                         await self._admitted.acquire()
                         run.submitted += 1
+                        self._window.take()
                         run.inflight[page.number] = page
                         task = asyncio.create_task(self._page_task(i, page, results))
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
                     feeding_done[i] = True
                     await results.put(None)  # wake the collector to re-check completion
+                self._window.all_taken(self.limiter)
             except Exception as exc:  # the page stream broke: surface it to the collector
                 feed_error.append(exc)
                 await results.put(None)
 
-        warming = asyncio.create_task(self.backend.warm_up())  # beside the first page's render
+        warming = asyncio.create_task(self.backend.warm_up(self._window.out))  # (see Backend.warm_up)
         feeder = asyncio.create_task(feed())
         next_doc = 0
         try:
@@ -392,10 +386,12 @@ class Scheduler:
 
     async def _process(self, page: PageImage) -> Page:
         if page.encoded is None:
+            self._window.start(self.limiter)  # (it needs no request)
             return self._failed_page(page, OcrError(page.error or "page could not be rendered"), 0)
         key = self._cache_key(page)
         hit = self._cached(page, key)
         if hit is not None:
+            self._window.start(self.limiter)
             return hit
         started = time.monotonic()
         deadline = started + self.page_deadline_s + (0 if self._warm else self.cold_start_s)
@@ -507,6 +503,7 @@ class Scheduler:
             if remaining <= 0:
                 raise TransientError("page deadline passed", cause="deadline")
             request.timeout_s = min(budget, remaining)
+            self._window.start(self.limiter)
             self._emit(PageStarted(page.source, page.number, attempt.number))
             reply = await self._send(request)
         # whatever transport it came through, a number a server sent stays sane; no reply has
@@ -579,22 +576,4 @@ class Scheduler:
         )
 
     def stats(self, pages: Sequence[Page], wall_s: float) -> RunStats:
-        latencies = [p.latency_s for p in pages if not p.cached and p.status != "failed"]
-        usage = Usage()
-        for p in pages:
-            usage = usage.add(p.usage)
-        done = [p for p in pages if p.status != "failed"]
-        return RunStats(
-            pages=len(pages),
-            ok=sum(p.status == "ok" for p in pages),
-            degraded=sum(p.status == "degraded" for p in pages),
-            failed=sum(p.status == "failed" for p in pages),
-            cached=sum(p.cached for p in pages),
-            attempts=sum(p.attempts for p in pages),
-            retries_by_cause=dict(self.retries_by_cause),
-            wall_s=round(wall_s, 4),
-            pages_per_s=round(len(done) / wall_s, 4) if wall_s > 0 else 0.0,
-            latency_p50_s=_percentile(latencies, 0.5),
-            latency_p95_s=_percentile(latencies, 0.95),
-            usage=usage,
-        )
+        return RunStats.of(pages, wall_s, self.retries_by_cause)

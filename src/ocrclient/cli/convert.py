@@ -38,8 +38,11 @@ from .common import (
 from .progress import Progress, print_failed_pages, summary, summary_json
 
 if TYPE_CHECKING:
+    from ..cache import PageCache
+    from ..config import BackendConfig
+    from ..dialects.base import Dialect
     from ..manifest import Manifest
-    from ..pages import Source
+    from ..pages import RenderPool, Source
     from ..registry import Backend
     from ..run import Conversion, ConvertResult
 
@@ -72,13 +75,13 @@ def _plan(
     (laid out over every input, before sharding, so that all machines agree on the names)."""
     from ..exporters import EXPORTERS
     from ..outputs import output_stems
-    from ..run import prepare  # not ..api: `ocr convert` needs neither Client nor its loop thread
+    from ..pages import open_sources, parse_page_range  # not ..run: see convert
 
     bad = [f for f in fmts if f not in EXPORTERS]
     if bad:
         raise ConfigError(f"unknown --format {', '.join(bad)}; known: {', '.join(EXPORTERS)}")
     shard_spec = _parse_shard(shard)
-    plan = prepare(inputs, pages=pages, password=password)
+    plan = [(src, parse_page_range(pages, src.page_count)) for src in open_sources(inputs, password=password)]
     stem_of: dict[str, Path] = {}
     if out is not None:
         stems = output_stems([src for src, _ in plan], out, [EXPORTERS[f][1] for f in fmts])
@@ -86,12 +89,12 @@ def _plan(
     return [(src, idx) for src, idx in plan if _in_shard(str(src.rel or src.name), shard_spec)], stem_of
 
 
-def _not_done(plan: Plan, manifest: Manifest, be: Backend, pages: str | None, stem_of: dict[str, Path], console: Console | None) -> Plan:
+def _not_done(plan: Plan, manifest: Manifest, cfg: BackendConfig, pages: str | None, stem_of: dict[str, Path], console: Console | None) -> Plan:
     """``plan`` without the inputs the manifest says are done with these settings."""
     todo = [
         (src, idx)
         for src, idx in plan
-        if not manifest.done(src, backend=be.name, model=be.config.model, pages=pages, stem=stem_of[src.key])
+        if not manifest.done(src, backend=cfg.name, model=cfg.model, pages=pages, stem=stem_of[src.key])
     ]
     if len(todo) != len(plan) and console is not None:
         console.print(f"skipping {len(plan) - len(todo)} input(s) already done (see {manifest.path}; --redo to force)")
@@ -167,6 +170,17 @@ def _run(conv: Conversion, be: Backend, reporter: Progress, emit: _Emitter, debu
         raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, ConfigError | InputError | RunAborted) else EXIT_FAILED_PAGES) from None
 
 
+def _report(results: list[ConvertResult], wall: float, as_json: bool, quiet: bool, console: Console) -> int:
+    """The summary (``--json`` on stdout, else on stderr unless ``--quiet``) and the exit code."""
+    code = EXIT_FAILED_PAGES if any(r.document.stats.failed for r in results) else EXIT_OK
+    if as_json:
+        typer.echo(summary_json(results, wall, code))
+    if not quiet:
+        summary(results, wall, console)
+        print_failed_pages(results, console)
+    return code
+
+
 def _log_to_stderr() -> None:
     from ..errors import install_log_redaction
 
@@ -184,6 +198,66 @@ def _layer_options(text_layer: str | None, keep_furniture: bool) -> dict[str, An
     if keep_furniture:
         opts["include_headers_footers"] = True
     return opts or None
+
+
+def _profile(backend: str | None, over: dict[str, Any], transport: str | None) -> tuple[BackendConfig, Dialect]:
+    """The run's settings and its dialect, which knows the render spec (imports no transport)."""
+    from ..config import resolve_config
+    from ..registry import load_dialect
+
+    cfg = resolve_config(backend, **over, transport=transport)
+    return cfg, load_dialect(cfg)
+
+
+def _resumed(
+    plan: Plan, out: Path | None, cfg: BackendConfig, redo: bool, pages: str | None, stem_of: dict[str, Path], console: Console | None
+) -> tuple[Plan, Manifest | None]:
+    """The run manifest of ``out`` (``None`` without one) and ``plan`` without the inputs it
+    says are done.  Its settings digest names the transport's options, so computing it imports
+    the transport: it is computed here only when there are entries to compare it with (a rerun),
+    else by :func:`_backend`, after the head start."""
+    from ..cache import settings_digest
+    from ..manifest import Manifest
+
+    if out is None:
+        return plan, None
+    manifest = Manifest(out)
+    if not redo and manifest.entries():
+        manifest.settings = settings_digest(cfg)
+        plan = _not_done(plan, manifest, cfg, pages, stem_of, console)
+    return plan, manifest
+
+
+def _head_start(plan: Plan, cfg: BackendConfig, dia: Dialect, document_mode: bool, isolate_render: bool) -> RenderPool | None:
+    """The run's render pool, its first page already rendering
+    (:meth:`~ocrclient.pages.RenderPool.prime`) while this thread goes on to import and build
+    the transport; ``None`` in document mode (no page is rendered to be sent: the run makes
+    what it needs itself)."""
+    from .. import docmode
+    from ..pages.pool import pool_for
+
+    if docmode.requested(cfg, document_mode):
+        return None
+    pool = pool_for(sum(len(idx) for _, idx in plan), isolated=isolate_render)
+    pool.start_soon()
+    pool.prime(plan, dia.render)
+    return pool
+
+
+def _backend(
+    cfg: BackendConfig, dia: Dialect, no_cache: bool, cache_dir: Path | None, manifest: Manifest | None
+) -> tuple[Backend, PageCache | bool | None]:
+    """The backend (its transport imported, built and preloaded here, while the first page
+    renders) and the run's page cache (``True``: the default one); the manifest gets its
+    settings digest."""
+    from ..cache import PageCache, settings_digest
+    from ..registry import Backend, load_transport
+
+    be = Backend(cfg, dia, load_transport(cfg))
+    be.preload()
+    if manifest is not None:
+        manifest.settings = settings_digest(cfg)
+    return be, None if no_cache else PageCache(cache_dir) if cache_dir else True
 
 
 @app.command()
@@ -224,46 +298,43 @@ def convert(
 ) -> None:
     """Convert documents to markdown + JSON.  Outputs mirror the inputs under OUT from their
     common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
-    from ..cache import PageCache, settings_digest
-    from ..manifest import Manifest
-    from ..registry import load_backend
-    from ..run import Conversion
-
+    # the first page starts rendering as soon as the inputs and the render spec are known
+    # (_head_start); the transport and the run's machinery are imported while it renders
     if verbose:
         _log_to_stderr()
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     console = stderr()
+    pool: RenderPool | None = None
     try:
-        plan, stem_of = _plan(inputs, pages, password, shard, fmts, out)
-        over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
-        over["dialect_options"] = _layer_options(text_layer, keep_furniture)
-        be = load_backend(backend, **over, transport=transport)
-        cache: PageCache | None = None if no_cache else PageCache(cache_dir) if cache_dir else True  # type: ignore[assignment]
-    except OcrError as exc:
-        if debug:  # the traceback too, but the exit code stays the one without --debug
-            print_traceback()
-        raise fail(str(exc)) from None
-    manifest = Manifest(out, settings=settings_digest(be.config)) if out is not None else None
-    if manifest is not None and not redo:
-        plan = _not_done(plan, manifest, be, pages, stem_of, None if quiet else console)
-    show = progress if progress is not None else (console.is_terminal and not quiet)
-    reporter = Progress(sum(len(idx) for _, idx in plan), bool(show), verbose and not quiet)
-    options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
-    emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console)
-    t0 = time.monotonic()
-    try:
-        conv = Conversion(
-            backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan,
-            outputs=emit.writer, document_mode=document_mode, isolate_render=isolate_render,
-        )
-        _run(conv, be, reporter, emit, debug)
+        try:
+            plan, stem_of = _plan(inputs, pages, password, shard, fmts, out)
+            over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
+            over["dialect_options"] = _layer_options(text_layer, keep_furniture)
+            cfg, dia = _profile(backend, over, transport)
+            plan, manifest = _resumed(plan, out, cfg, redo, pages, stem_of, None if quiet else console)
+            pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
+            be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest)
+        except OcrError as exc:
+            if debug:  # the traceback too, but the exit code stays the one without --debug
+                print_traceback()
+            raise fail(str(exc)) from None
+        from ..run import Conversion
+
+        show = progress if progress is not None else (console.is_terminal and not quiet)
+        reporter = Progress(sum(len(idx) for _, idx in plan), bool(show), verbose and not quiet)
+        options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
+        emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console)
+        t0 = time.monotonic()
+        try:
+            conv = Conversion(
+                backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan,
+                outputs=emit.writer, document_mode=document_mode, isolate_render=isolate_render,
+                render_pool=pool,
+            )  # fmt: skip
+            _run(conv, be, reporter, emit, debug)
+        finally:
+            emit.close()
     finally:
-        emit.close()
-    wall = time.monotonic() - t0
-    code = EXIT_FAILED_PAGES if any(r.document.stats.failed for r in emit.results) else EXIT_OK
-    if as_json:
-        typer.echo(summary_json(emit.results, wall, code))
-    if not quiet:
-        summary(emit.results, wall, console)
-        print_failed_pages(emit.results, console)
-    raise typer.Exit(code)
+        if pool is not None:
+            pool.close()  # the run closed it, unless it never started
+    raise typer.Exit(_report(emit.results, time.monotonic() - t0, as_json, quiet, console))

@@ -23,6 +23,7 @@ import signal
 import tempfile
 import threading
 import weakref
+from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from ..mpcontext import library_context
 from .render import PDFIUM_LOCK, PageImage, RenderJob, close_open_documents, render_job
 from .sources import Source
 
-__all__ = ["PREFETCH_PER_WORKER", "RenderPool", "RenderPoolError", "default_workers"]
+__all__ = ["PREFETCH_PER_WORKER", "RenderPool", "RenderPoolError", "default_workers", "pool_for"]
 
 
 class RenderPoolError(OcrError):
@@ -130,6 +131,8 @@ class RenderPool:
         self._booting: threading.Thread | None = None
         #: number of pages submitted for rendering so far (all streams on this pool)
         self.submitted = 0
+        #: renders started by :meth:`prime`, until a stream asks for them
+        self._primed: dict[RenderJob, cf.Future[PageImage]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -204,6 +207,7 @@ class RenderPool:
         ex, self._executor = self._executor, None
         if ex is not None:
             ex.shutdown(wait=True, cancel_futures=True)
+        self._primed.clear()
         if not self.isolated or self.workers == 0:  # renders in this process cached documents here
             with PDFIUM_LOCK:
                 close_open_documents()
@@ -254,10 +258,35 @@ class RenderPool:
             Image.MAX_IMAGE_PIXELS,
         )
 
+    def prime(self, plan: Sequence[tuple[Source, Sequence[int]]], spec: RenderSpec, pages: int = 1) -> int:
+        """Start rendering the first ``pages`` pages of ``plan`` now, before any stream asks for
+        them; returns how many.  A head start for a caller that knows its first page and render
+        spec before the rest of its run is set up: ``ocr convert`` primes its first page, then
+        imports and builds its transport while it renders.  A stream's :meth:`submit` of the
+        same page at the same spec takes the render under way instead of starting another;
+        renders no stream takes are dropped with the pool.  One page is the default: the
+        caller's thread is busy meanwhile, and a second render thread beside it slowed that
+        thread more than it gained (``benchmarks/README.md``).  An inline pool (``workers=0``)
+        primes nothing: its render would block the caller."""
+        if self.workers == 0 or pages < 1:
+            return 0
+        jobs = [self._job(src, i, spec) for src, indices in plan for i in indices[:pages]][:pages]
+        for job in jobs:
+            if job not in self._primed:
+                self._primed[job] = self._submit_job(job)
+        return len(jobs)
+
     def submit(self, source: Source, index: int, spec: RenderSpec) -> cf.Future[PageImage]:
         """Render one page (0-based ``index``) of ``source``; the future never fails for a bad
-        page (it carries ``error``), only for a broken pool."""
+        page (it carries ``error``), only for a broken pool.  A page :meth:`prime` started is
+        handed over, not rendered again."""
         job = self._job(source, index, spec)
+        primed = self._primed.pop(job, None) if self._primed else None
+        if primed is not None and not primed.cancelled():
+            return primed
+        return self._submit_job(job)
+
+    def _submit_job(self, job: RenderJob) -> cf.Future[PageImage]:
         booting = self._booting
         if booting is not None and booting.is_alive() and not self._closed and not self._broken:
             self.submitted += 1
@@ -312,3 +341,10 @@ class RenderPool:
             return await asyncio.wrap_future(fut)
         except BrokenProcessPool as exc:
             raise self._mark_broken() from exc
+
+
+def pool_for(pages: int, *, isolated: bool = False) -> RenderPool:
+    """The render pool for a run of ``pages`` pages: inline for a single page (no worker to
+    start for one render), else the default pool (render threads; worker processes when
+    ``isolated``)."""
+    return RenderPool(workers=0) if pages <= 1 and not isolated else RenderPool(isolated=isolated)

@@ -25,7 +25,8 @@
 
 * :func:`make_client` builds a transport's ``httpx.AsyncClient`` (one shared TLS context whose
   CA certificates load at the first TLS connection, sent request bodies released as soon as the
-  reply arrives); :func:`warm_up_imports` loads beforehand what its first connection imports;
+  reply arrives); :func:`preload` (in this thread) and :func:`warm_up_imports` (in a worker
+  thread) load beforehand what its first connection imports;
   :func:`json_object` decodes a reply that must be a JSON object; :func:`error_message` reads
   any error body as one line.
 
@@ -71,11 +72,13 @@ from .base import release_request_body_hook
 from .limits import ERROR_BODY_BYTES, aloads, error_body
 
 __all__ = [
+    "HttpImports",
     "StatusRule",
     "error_message",
     "json_object",
     "make_client",
     "map_errors",
+    "preload",
     "raise_for_status",
     "shared_ssl_context",
     "status_error",
@@ -336,17 +339,30 @@ def shared_ssl_context() -> ssl.SSLContext:
 FIRST_CONNECTION_IMPORTS = ("httpcore", "sniffio", "anyio._backends._asyncio", "anyio.streams.tls", "anyio.to_thread")
 
 
-def _import_quietly(names: tuple[str, ...]) -> None:
-    for name in names:
+def preload() -> None:
+    """Import now, in this thread, what an httpx async client imports when it is built and at
+    its first connection, so that a transport's first request does not (a transport's
+    ``preload``: see :meth:`~ocrclient.registry.Backend.preload`).  A module that cannot be
+    imported is left for the first request to meet."""
+    for name in FIRST_CONNECTION_IMPORTS:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
 
 
 async def warm_up_imports() -> None:
-    """Import in a thread what an httpx async client imports when built and at its first
-    connection, so that a transport's first request does not (a transport's ``warm_up``, run while the first page
+    """:func:`preload` in a worker thread (a transport's ``warm_up``, run while the first page
     renders: see ``Backend.warm_up``)."""
-    await asyncio.to_thread(_import_quietly, FIRST_CONNECTION_IMPORTS)
+    await asyncio.to_thread(preload)
+
+
+class HttpImports:
+    """A transport whose requests go through an httpx client imports what that client's first
+    connection imports before its first request: in a worker thread beside the first page's
+    render (``warm_up``, :meth:`~ocrclient.registry.Backend.warm_up`), or at once in the
+    caller's thread (``preload``, :meth:`~ocrclient.registry.Backend.preload`)."""
+
+    warm_up = staticmethod(warm_up_imports)
+    preload = staticmethod(preload)
 
 
 class _DeferredClient:

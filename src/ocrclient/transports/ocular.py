@@ -32,6 +32,7 @@ from ..errors import ConfigError, OcrError, TransientError
 from ..secrets import redact
 from .base import Health, ModelReply, ModelRequest, json_bytes
 from .http import (  # error_message .. transport_error: re-exported (their old home)
+    HttpImports,
     error_message,
     json_object,
     make_client,
@@ -40,7 +41,6 @@ from .http import (  # error_message .. transport_error: re-exported (their old 
     shared_ssl_context,
     status_error,
     transport_error,
-    warm_up_imports,
 )
 from .limits import ERROR_BODY_BYTES, finite, loads, read_capped, reply_limit, seconds
 
@@ -49,7 +49,7 @@ __all__ = ["OcularTransport", "error_message", "shared_ssl_context", "status_err
 log = logging.getLogger(__name__)
 
 
-class OcularTransport:
+class OcularTransport(HttpImports):
     """The OLM / RoLM ocular HTTP contract.
 
     Example::
@@ -61,8 +61,6 @@ class OcularTransport:
 
     #: options that cannot change what a page reads (the cache key leaves them out)
     neutral_options = frozenset({"api_key_header", "connect_timeout_s"})
-    #: what the first request imports, loaded while the first page renders (``Backend.warm_up``)
-    warm_up = staticmethod(warm_up_imports)
 
     def __init__(
         self,

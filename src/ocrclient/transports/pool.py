@@ -166,6 +166,13 @@ class PoolTransport:
         now = time.monotonic()
         return any(m.healthy(now) for m in self.members)
 
+    def preload(self) -> None:
+        """Every member's own ``preload`` (``Backend.preload``)."""
+        for m in self.members:
+            load = getattr(m.transport, "preload", None)
+            if load is not None:
+                load()
+
     async def warm_up(self) -> None:
         """Every member's own warm-up, side by side (``Backend.warm_up``; failures are theirs to
         tolerate: a member that cannot warm up works as it did)."""

@@ -81,7 +81,7 @@ from ..errors import (
 )
 from ..secrets import register_secret
 from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body
-from .http import StatusRule, json_object, make_client, map_errors, raise_for_status
+from .http import HttpImports, StatusRule, json_object, make_client, map_errors, raise_for_status
 from .limits import DEFAULT_REPLY_BYTES, ERROR_BODY_BYTES, loads, read_capped, reply_limit
 from .runpod_jobs import (  # classify_failure .. parse_chat_output: re-exported (their old home)
     TERMINAL,
@@ -143,7 +143,7 @@ class _Job:
     terminal: bool = False
 
 
-class RunPodTransport:
+class RunPodTransport(HttpImports):
     """Send one page as one RunPod serverless job and wait for its result.
 
     Example::
@@ -214,11 +214,6 @@ class RunPodTransport:
         #: job ids submitted and not yet terminal (cancelled by ``aclose``)
         self.in_flight: set[str] = set()
         self._bg: set[asyncio.Future[bool]] = set()
-
-    async def warm_up(self) -> None:
-        """Import the async HTTP stack while the first page renders (``Backend.warm_up``)."""
-        from .http import warm_up_imports
-        await warm_up_imports()
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
