@@ -281,7 +281,7 @@ def test_preload_imports_what_the_first_connection_needs() -> None:
     """``Backend.preload()`` (what ``ocr convert`` calls while its first page renders) imports,
     in the calling thread, the modules an httpx client imports when built and at its first
     connection, for every HTTP transport and for each member of a pool; a transport without
-    ``preload`` is left alone."""
+    ``preload`` is left alone, and one whose ``preload`` fails changes nothing."""
     code = textwrap.dedent("""
         import sys
         from ocrclient.registry import load_backend
@@ -302,6 +302,10 @@ def test_preload_imports_what_the_first_connection_needs() -> None:
             pass
         PoolTransport([PoolMember("a", Member()), PoolMember("b", Bare()), PoolMember("c", Member())]).preload()
         assert calls == [1, 1], calls
+        class Broken:
+            def preload(self): raise RuntimeError("no")
+        be.transport = Broken()
+        be.preload()  # best effort: never raises
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

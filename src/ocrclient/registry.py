@@ -131,10 +131,14 @@ class Backend:
         ``preload()`` (the HTTP transports: httpcore and anyio's backend, which an httpx client
         imports when built and at its first connection, ~70 ms).  For a caller with the time to
         spare while its first pages render (``ocr convert``'s head start); a run without it
-        does the same in :meth:`warm_up`, in a worker thread beside the first render."""
+        does the same in :meth:`warm_up`, in a worker thread beside the first render.  Best
+        effort, as the warm-up: it never raises (the first request imports what it needs)."""
         load = getattr(self.transport, "preload", None)
         if load is not None:
-            load()
+            try:
+                load()
+            except Exception as exc:
+                log.debug("%s.preload failed: %s", type(self.transport).__name__, exc)
 
     async def warm_up(self, requests_out: asyncio.Event | None = None) -> None:
         """Prepare what the first request and the first reply need, each before it is needed:
