@@ -614,3 +614,30 @@ def test_ocr_convert_starts_its_first_page_before_it_builds_the_transport(
         again = CliRunner().invoke(app, argv, catch_exceptions=False)
         assert again.exit_code == 0, again.output
         assert rendered == []  # done: skipped before anything was rendered
+
+
+def test_what_ocr_convert_loads_before_its_head_start_imports_no_http_stack() -> None:
+    """The head start's premise: planning, every shipped profile's settings and dialect (the
+    render spec) and the manifest load without httpx, httpcore or any transport module, so
+    those import while the first page renders.  (The chandra dialect's HTML parser is not
+    loaded either: it waits for the first window.)"""
+    code = textwrap.dedent("""
+        import sys
+        import ocrclient.cli.convert
+        from ocrclient.config import resolve_config, shipped_profiles_dir
+        from ocrclient.manifest import Manifest
+        from ocrclient.pages import open_sources, parse_page_range
+        from ocrclient.pages.pool import pool_for
+        from ocrclient.registry import load_dialect
+        names = sorted(p.stem for p in shipped_profiles_dir().glob("*.toml"))
+        assert len(names) >= 8, names
+        for name in names:
+            cfg = resolve_config(name, model="m", endpoint_id="e", api_key="k", base_url="http://127.0.0.1:9/v1")
+            load_dialect(cfg).render
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "httpcore", "anyio", "bs4")
+                        or m.startswith("ocrclient.transports."))
+        assert not loaded, loaded
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
