@@ -4,7 +4,7 @@ script read from stdin, ``python -m module``, a Jupyter/IPython kernel, and a uv
 FastAPI app (started by ``python -m uvicorn`` and by a server script).
 
 Each runs as a real subprocess converting a 6-page PDF, so the pages go through the render
-pool's worker processes (``run._render_pool`` renders in process only for a single page; each
+pool's worker processes (``pages.pool.pool_for`` renders in process only for a single page; each
 run reports how many worker processes its pool started, and must have started one).  The
 backend is the generic ``runpod`` one, chosen through ``OCRCLIENT_BACKEND`` and pointed at a
 RunPod simulator in this process by its environment variables (the README's ``local`` engine

@@ -71,11 +71,6 @@ def prepare(inputs: Inputs, *, pages: str | None = None, password: str | None = 
     return [(src, parse_page_range(pages, src.page_count)) for src in sources]
 
 
-def _render_pool(plan: list[tuple[Source, list[int]]], isolated: bool = False) -> RenderPool:
-    """The render pool for ``plan`` (:func:`~ocrclient.pages.pool.pool_for`)."""
-    return pool_for(sum(len(indices) for _, indices in plan), isolated=isolated)
-
-
 class Conversion:
     """A run over many documents through one backend: one shared concurrency limit, one render
     pool, one cache.  Iterate it (``async for result in conv``) to get each
@@ -159,7 +154,7 @@ class Conversion:
             stack.push_async_callback(be.aclose)
         self.loaded_backend = be
         given, self.render_pool = self.render_pool, None  # closed by this run, used by no other
-        pool = await stack.enter_async_context(given or _render_pool(plan, self.isolate_render))
+        pool = await stack.enter_async_context(given or pool_for(plan, isolated=self.isolate_render))
         return be, pool
 
     def _scheduler(self, be: Backend) -> Scheduler:

@@ -238,7 +238,7 @@ def _head_start(plan: Plan, cfg: BackendConfig, dia: Dialect, document_mode: boo
 
     if docmode.requested(cfg, document_mode):
         return None
-    pool = pool_for(sum(len(idx) for _, idx in plan), isolated=isolate_render)
+    pool = pool_for(plan, isolated=isolate_render)
     pool.start_soon()
     pool.prime(plan, dia.render)
     return pool
@@ -255,7 +255,7 @@ def _backend(
 
     be = Backend(cfg, dia, load_transport(cfg))
     be.preload()
-    if manifest is not None:
+    if manifest is not None and manifest.settings is None:  # (_resumed set it on a rerun)
         manifest.settings = settings_digest(cfg)
     return be, None if no_cache else PageCache(cache_dir) if cache_dir else True
 

@@ -343,8 +343,9 @@ class RenderPool:
             raise self._mark_broken() from exc
 
 
-def pool_for(pages: int, *, isolated: bool = False) -> RenderPool:
-    """The render pool for a run of ``pages`` pages: inline for a single page (no worker to
-    start for one render), else the default pool (render threads; worker processes when
-    ``isolated``)."""
-    return RenderPool(workers=0) if pages <= 1 and not isolated else RenderPool(isolated=isolated)
+def pool_for(plan: Sequence[tuple[Source, Sequence[int]]], *, isolated: bool = False) -> RenderPool:
+    """The render pool for a run of ``plan`` (each source with its page indices): inline for a
+    single page (no worker to start for one render), else the default pool (render threads;
+    worker processes when ``isolated``)."""
+    single = sum(len(indices) for _, indices in plan) <= 1
+    return RenderPool(workers=0) if single and not isolated else RenderPool(isolated=isolated)

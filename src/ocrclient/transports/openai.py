@@ -45,7 +45,7 @@ from ..config import BackendConfig
 from ..errors import BadOutputError, ConfigError, OcrError, PermanentError, TransientError
 from ..secrets import install_logger_redaction, redact, register_secret
 from .base import Health, ModelReply, ModelRequest
-from .http import make_client, map_errors, preload, raise_for_status
+from .http import HttpImports, make_client, map_errors, raise_for_status
 from .limits import (
     ERROR_BODY_BYTES,
     aloads,
@@ -122,7 +122,7 @@ def api_key_from_aliases(names: Any, *, backend: str = "") -> str | None:
     return None
 
 
-class OpenAITransport:
+class OpenAITransport(HttpImports):
     """Sends chat-completions requests to a vLLM (OpenAI-compatible) server.
 
     Example::
@@ -367,10 +367,6 @@ class OpenAITransport:
                 log.debug("could not read /v1/models (%s); max_tokens is sent as is", exc)
                 return {}
             return self._models
-
-    #: what the first request (or the warm-up's ``GET /v1/models``) imports, now, in this thread
-    #: (``Backend.preload``)
-    preload = staticmethod(preload)
 
     async def warm_up(self) -> None:
         """Read the model cards while the first page renders (``Backend.warm_up``): the first
