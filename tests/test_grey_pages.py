@@ -114,14 +114,14 @@ def test_a_rendered_text_pdf_page_is_sent_grey_and_a_colour_one_rgb(tmp_path: Pa
 @settings(max_examples=200, deadline=None)
 @given(
     width=st.integers(1, 40),
-    height=st.integers(1, 70),
+    height=st.integers(1, 300),  # more than two of grey_of_bgr's bands of rows
     grey_values=st.binary(min_size=1, max_size=64),
     odd=st.one_of(st.none(), st.tuples(st.integers(0, 10**6), st.integers(0, 2), st.integers(1, 255))),
 )
 def test_the_bgr_check_agrees_with_grey_of(width: int, height: int, grey_values: bytes, odd: tuple[int, int, int] | None) -> None:
     """On any packed BGR buffer: one channel exactly when :func:`grey_of` finds the RGB image
     grey, with the same bytes; one channel of one pixel off by any amount, in any row (sampled
-    by the quick look or not), keeps it colour."""
+    by the quick look or not, in any band of rows it compares at a time), keeps it colour."""
     n = width * height
     greys = (grey_values * (n // len(grey_values) + 1))[:n]
     bgr = bytearray(b for v in greys for b in (v, v, v))

@@ -149,6 +149,13 @@ def grey_of(image: Image.Image) -> Image.Image | None:
     return None
 
 
+#: rows :func:`grey_of_bgr` compares at a time.  Slicing bytes holds the interpreter lock for the
+#: whole slice: the whole page at once (3 x 3.4 MB at chandra's size) kept the event loop from
+#: sending a request for 8-15 ms each time a render thread checked a page; a band of this many
+#: rows holds it ~0.5 ms, and the loop between bands lets the lock go
+_GREY_BAND = 128
+
+
 def grey_of_bgr(pixels: bytes | bytearray, width: int, height: int) -> Image.Image | None:
     """:func:`grey_of` on a page as a renderer leaves it, packed 8-bit BGR rows (no padding),
     before any image is made of it: the one-channel image of its blue bytes when every pixel
@@ -168,10 +175,15 @@ def grey_of_bgr(pixels: bytes | bytearray, width: int, height: int) -> Image.Ima
         line = pixels[row * stride : (row + 1) * stride]
         if not line[0::3] == line[1::3] == line[2::3]:
             return None
-    blue = pixels[0::3]
-    if blue != pixels[1::3] or blue != pixels[2::3]:
-        return None
-    return Image.frombuffer("L", (width, height), blue, "raw", "L", 0, 1)
+    blues = []
+    step = _GREY_BAND * stride
+    for top in range(0, len(pixels), step):  # in bands: see _GREY_BAND
+        end = min(top + step, len(pixels))
+        blue = pixels[top:end:3]
+        if blue != pixels[top + 1 : end : 3] or blue != pixels[top + 2 : end : 3]:
+            return None
+        blues.append(blue)
+    return Image.frombuffer("L", (width, height), b"".join(blues), "raw", "L", 0, 1)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
