@@ -2,15 +2,25 @@
 
 One :class:`AdaptiveLimiter` is shared by every document of a run: the user's limit is its
 ceiling, congestion (HTTP 429/503) halves it, successes climb back by one slot per window (AIMD).
+:class:`FirstWindow` tells when the first window of requests is out; :class:`WritesFirst` has
+a reply wait, before it is parsed, for the request that takes its slot to be written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 
-__all__ = ["AdaptiveLimiter", "FirstWindow"]
+from .transports.written import REQUEST_WRITTEN
+
+__all__ = ["AdaptiveLimiter", "FirstWindow", "WritesFirst"]
+
+#: how long a reply waits, before it is parsed, for the requests of freed slots to be written
+#: (:meth:`WritesFirst.after_reply`): a page's upload over a slow link is not waited out
+SEND_FIRST_MAX_S = 0.05
 
 
 class AdaptiveLimiter:
@@ -35,11 +45,22 @@ class AdaptiveLimiter:
         self._last_cut = -math.inf
         self._cond = asyncio.Condition()
         self.min_seen = self.ceiling
+        #: tasks waiting for a slot
+        self.waiting = 0
 
     async def acquire(self) -> None:
         async with self._cond:
-            await self._cond.wait_for(lambda: self.in_use < int(self.limit))
+            self.waiting += 1
+            try:
+                await self._cond.wait_for(lambda: self.in_use < int(self.limit))
+            finally:
+                self.waiting -= 1
             self.in_use += 1
+
+    def handing_over(self) -> bool:
+        """Whether a slot is free and a task waits for it: it takes the slot at its next turn
+        on the event loop."""
+        return self.waiting > 0 and self.in_use < int(self.limit)
 
     async def release(self) -> None:
         async with self._cond:
@@ -99,3 +120,60 @@ class FirstWindow:
     def _check(self, limiter: AdaptiveLimiter) -> None:
         if limiter.in_use >= int(limiter.limit) or (self.fed_all and self.started >= self.taken):
             self.out.set()
+
+
+class WritesFirst:
+    """A freed slot's next request is written before the reply that freed it is parsed.
+
+    When a reply frees a slot, the page waiting for it should go out at once.  Parsing the reply,
+    writing the page's outputs (a figure crop, in a thread) and rendering the next page (another
+    thread) all want the interpreter; queued behind them, the waiting page's request left the
+    slot idle 8-15 ms a round (8 slots x 1.5 s; ``benchmarks/bench_peers.py``'s refill gap).
+
+    The scheduler sends each request inside :meth:`writing`, which counts it until the
+    transport reports it written (through :data:`~ocrclient.transports.written.REQUEST_WRITTEN`:
+    the HTTP transports' clients do) or its send ends; before it parses a reply it awaits
+    :meth:`after_reply`, which returns once no request in a slot is unwritten and no freed slot
+    waits to be taken, or after :data:`SEND_FIRST_MAX_S`.  Until a transport has reported a
+    write, :meth:`after_reply` returns at once: a transport that never reports (the local
+    engine, a test's fake) is never waited for.
+    """
+
+    def __init__(self) -> None:
+        #: requests in a slot and not yet written
+        self.unwritten = 0
+        #: whether the transport has reported a write
+        self.reported = False
+        self._wrote = asyncio.Event()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around one send: the request counts as unwritten until it is reported or ends."""
+        done = False
+
+        def written(reported: bool = True) -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self.unwritten -= 1
+                self.reported = self.reported or reported
+                self._wrote.set()
+
+        self.unwritten += 1
+        token = REQUEST_WRITTEN.set(written)
+        try:
+            yield
+        finally:
+            REQUEST_WRITTEN.reset(token)
+            written(reported=False)
+
+    async def after_reply(self, limiter: AdaptiveLimiter) -> None:
+        """Return once every request in a slot is written and no slot of ``limiter`` is free
+        with a task waiting for it (at most :data:`SEND_FIRST_MAX_S`)."""
+        if not self.reported:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SEND_FIRST_MAX_S):
+                while self.unwritten or limiter.handing_over():
+                    self._wrote.clear()
+                    await self._wrote.wait()

@@ -15,6 +15,8 @@ so a freed slot is refilled at once and rendered pages never pile up however lon
   the profile's cold-start allowance on top (a scaled-to-zero endpoint can take minutes).
 * **Adaptive concurrency** – AIMD: 429/503 halve the limit, successes climb back by one slot per
   window; the user's limit is the ceiling.
+* **Writes first** – a reply is parsed once the page waiting for the slot it freed is sent
+  (:class:`~ocrclient.concurrency.WritesFirst`).
 * **Cancel** – cancelling the run cancels in-flight attempts (transports cancel remote jobs), the
   pages that finished are kept in :attr:`Scheduler.partial`, unfinished pages are marked failed.
 * **Resume** – finished pages go to the :class:`~ocrclient.cache.PageCache`; a rerun sends none.
@@ -42,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from .cache import PageCache, page_key_for
-from .concurrency import AdaptiveLimiter, FirstWindow
+from .concurrency import AdaptiveLimiter, FirstWindow, WritesFirst
 from .document import Document, Page, PageError, RunStats, Usage
 from .errors import (
     RUN_STOPPING,
@@ -238,6 +240,7 @@ class Scheduler:
         self.timeout_grace_s = timeout_grace_s
         self._warm = self.cold_start_s <= 0
         self._window = FirstWindow()  # what only the replies need waits for it
+        self._writes = WritesFirst()  # a freed slot's next request goes out before the parse
         self._abort: OcrError | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._since_gc = 0
@@ -505,7 +508,9 @@ class Scheduler:
             request.timeout_s = min(budget, remaining)
             self._window.start(self.limiter)
             self._emit(PageStarted(page.source, page.number, attempt.number))
-            reply = await self._send(request)
+            with self._writes.writing():
+                reply = await self._send(request)
+        await self._writes.after_reply(self.limiter)
         # whatever transport it came through, a number a server sent stays sane; no reply has
         # more tokens than its request allowed
         most = request_max_tokens(request) or MAX_TOKEN_COUNT

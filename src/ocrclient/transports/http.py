@@ -68,6 +68,7 @@ from ..errors import (
     classify_status,
     parse_retry_after,
 )
+from . import written
 from .base import release_request_body_hook
 from .limits import ERROR_BODY_BYTES, aloads, error_body
 
@@ -396,6 +397,23 @@ class _DeferredClient:
             await self._client.aclose()
 
 
+async def _trace_writes(request: httpx.Request) -> None:
+    """A request sent for a page (:data:`.written.REQUEST_WRITTEN` set) reports when its body is
+    written, through httpcore's ``trace`` extension (chained to one already there)."""
+    if written.REQUEST_WRITTEN.get() is None:
+        return
+    theirs = request.extensions.get("trace")
+    if theirs is None or theirs is written.trace:
+        request.extensions["trace"] = written.trace
+        return
+
+    async def both(event: str, info: dict[str, Any]) -> None:
+        await written.trace(event, info)
+        await theirs(event, info)
+
+    request.extensions["trace"] = both
+
+
 def make_client(
     *,
     timeout: httpx.Timeout,
@@ -407,8 +425,9 @@ def make_client(
     request_hooks: list[Callable[[httpx.Request], Awaitable[None]]] | None = None,
 ) -> httpx.AsyncClient:
     """A transport's own ``httpx.AsyncClient``: the shared TLS context, connection limits,
-    ``params`` sent with every request, ``request_hooks`` run before each, and each sent request
-    body released as soon as its reply arrives (see
+    ``params`` sent with every request, ``request_hooks`` run before each, a page's request
+    reporting when it is written (:mod:`.written`), and each sent request body released as
+    soon as its reply arrives (see
     :func:`~ocrclient.transports.base.release_request_body`).  It is built at its first use (see
     :class:`_DeferredClient`)."""
 
@@ -424,7 +443,10 @@ def make_client(
             follow_redirects=follow_redirects,
             max_redirects=20,
             verify=shared_ssl_context(),
-            event_hooks={"request": list(request_hooks or []), "response": [release_request_body_hook]},
+            event_hooks={
+                "request": [*(request_hooks or []), _trace_writes],
+                "response": [release_request_body_hook],
+            },
         )
 
     return cast(httpx.AsyncClient, _DeferredClient(build))
