@@ -130,36 +130,41 @@ class WritesFirst:
     thread) all want the interpreter; queued behind them, the waiting page's request left the
     slot idle 8-15 ms a round (8 slots x 1.5 s; ``benchmarks/bench_peers.py``'s refill gap).
 
-    The scheduler sends each request inside :meth:`writing`, which counts it until the
-    transport reports it written (through :data:`~ocrclient.transports.written.REQUEST_WRITTEN`:
-    the HTTP transports' clients do) or its send ends; before it parses a reply it awaits
-    :meth:`after_reply`, which returns once no request in a slot is unwritten and no freed slot
-    waits to be taken, or after :data:`SEND_FIRST_MAX_S`.  Until a transport has reported a
-    write, :meth:`after_reply` returns at once: a transport that never reports (the local
-    engine, a test's fake) is never waited for.
+    The scheduler sends each request inside :meth:`writing`, which numbers it and counts it
+    unwritten until the transport reports it written (through
+    :data:`~ocrclient.transports.written.REQUEST_WRITTEN`: the HTTP transports' clients do) or
+    its send ends.  Before it parses a reply it awaits :meth:`after_reply`, called as the reply
+    frees its slot: when a task waits for that slot, it returns once the slot is taken and the
+    requests sent since are written, or after :data:`SEND_FIRST_MAX_S`; when none waits, at
+    once.  It waits for those requests only, not for every request being written (at 64 slots
+    against an instant server some request always is).  Until a transport has reported a write,
+    it returns at once: a transport that never reports (the local engine, a test's fake) is
+    never waited for.
     """
 
     def __init__(self) -> None:
-        #: requests in a slot and not yet written
-        self.unwritten = 0
+        #: requests sent so far (each :meth:`writing` numbers its request)
+        self.sent = 0
+        #: the numbers of the requests in a slot and not yet written
+        self.unwritten: set[int] = set()
         #: whether the transport has reported a write
         self.reported = False
-        self._wrote = asyncio.Event()
+        self._changed = asyncio.Event()  # a request was sent or written
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
         """Around one send: the request counts as unwritten until it is reported or ends."""
-        done = False
+        self.sent += 1
+        number = self.sent
 
         def written(reported: bool = True) -> None:
-            nonlocal done
-            if not done:
-                done = True
-                self.unwritten -= 1
+            if number in self.unwritten:
+                self.unwritten.discard(number)
                 self.reported = self.reported or reported
-                self._wrote.set()
+                self._changed.set()
 
-        self.unwritten += 1
+        self.unwritten.add(number)
+        self._changed.set()
         token = REQUEST_WRITTEN.set(written)
         try:
             yield
@@ -168,12 +173,14 @@ class WritesFirst:
             written(reported=False)
 
     async def after_reply(self, limiter: AdaptiveLimiter) -> None:
-        """Return once every request in a slot is written and no slot of ``limiter`` is free
-        with a task waiting for it (at most :data:`SEND_FIRST_MAX_S`)."""
-        if not self.reported:
+        """Called as a reply frees its slot of ``limiter``: when a task waits for the slot,
+        return once it is taken and the requests sent since are written (at most
+        :data:`SEND_FIRST_MAX_S`)."""
+        if not self.reported or not limiter.handing_over():
             return
+        since = self.sent
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SEND_FIRST_MAX_S):
-                while self.unwritten or limiter.handing_over():
-                    self._wrote.clear()
-                    await self._wrote.wait()
+                while limiter.handing_over() or any(n > since for n in self.unwritten):
+                    self._changed.clear()
+                    await self._changed.wait()
