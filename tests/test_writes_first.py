@@ -267,3 +267,28 @@ async def test_a_pool_of_two_endpoints_reports_its_writes(tmp_path: Path, monkey
             await _check_order(backend, pdf, times, pages=4, one_write_per_page=True)
         finally:
             await backend.aclose()
+
+
+async def test_a_trace_extension_already_on_a_request_is_kept() -> None:
+    """The client's hook chains its trace to one the request already carries: both are called."""
+    import httpx
+
+    from ocrclient.transports.http import make_client
+
+    theirs: list[str] = []
+
+    async def their_trace(event: str, info: dict[str, Any]) -> None:
+        theirs.append(event)
+
+    reported: list[bool] = []
+    with OpenAISimulator() as sim:
+        client = make_client(timeout=httpx.Timeout(5.0), max_connections=1)
+        token = written.REQUEST_WRITTEN.set(lambda: reported.append(True))
+        try:
+            resp = await client.post(f"{sim.base_url}/chat/completions", content=b"{}", extensions={"trace": their_trace})
+        finally:
+            written.REQUEST_WRITTEN.reset(token)
+            await client.aclose()
+    assert resp.status_code in (400, 401, 422)  # answered (the body is not a request): it was written
+    assert reported == [True]
+    assert "http11.send_request_body.complete" in theirs
