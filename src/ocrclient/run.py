@@ -25,7 +25,7 @@ from .concurrency import AdaptiveLimiter
 from .config import cache_dir as default_cache_dir
 from .document import Document, Page
 from .models import PageImage
-from .pages import RenderPool, Source, aiter_pages, open_sources, parse_page_range
+from .pages import RenderPool, Source, aiter_pages, prepare
 from .pages.pool import pool_for
 from .registry import Backend, load_backend
 from .scheduler import DocumentJob, Event, Scheduler
@@ -63,12 +63,6 @@ def open_cache(cache: CacheOption) -> PageCache | None:
     if cache is True:
         return PageCache(default_cache_dir())
     return PageCache(cache)
-
-
-def prepare(inputs: Inputs, *, pages: str | None = None, password: str | None = None) -> list[tuple[Source, list[int]]]:
-    """Open and validate every input and its page range up front (raises InputError)."""
-    sources = open_sources(inputs, password=password)
-    return [(src, parse_page_range(pages, src.page_count)) for src in sources]
 
 
 class Conversion:

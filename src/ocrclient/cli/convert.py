@@ -75,13 +75,13 @@ def _plan(
     (laid out over every input, before sharding, so that all machines agree on the names)."""
     from ..exporters import EXPORTERS
     from ..outputs import output_stems
-    from ..pages import open_sources, parse_page_range  # not ..run: see convert
+    from ..pages import prepare  # not ..run: see convert
 
     bad = [f for f in fmts if f not in EXPORTERS]
     if bad:
         raise ConfigError(f"unknown --format {', '.join(bad)}; known: {', '.join(EXPORTERS)}")
     shard_spec = _parse_shard(shard)
-    plan = [(src, parse_page_range(pages, src.page_count)) for src in open_sources(inputs, password=password)]
+    plan = prepare(inputs, pages=pages, password=password)
     stem_of: dict[str, Path] = {}
     if out is not None:
         stems = output_stems([src for src, _ in plan], out, [EXPORTERS[f][1] for f in fmts])

@@ -30,7 +30,7 @@ Example::
 
 from __future__ import annotations
 
-from .inputs import IMAGE_SUFFIXES, PDF_SUFFIXES, open_sources
+from .inputs import IMAGE_SUFFIXES, PDF_SUFFIXES, open_sources, prepare
 from .pool import PREFETCH_PER_WORKER, RenderPool, RenderPoolError
 from .ranges import parse_page_range
 from .render import PDFIUM_LOCK, PageImage
@@ -50,4 +50,5 @@ __all__ = [
     "iter_pages",
     "open_sources",
     "parse_page_range",
+    "prepare",
 ]

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import InputError
+from .ranges import parse_page_range
 from .sources import SUPPORTED, Source, make_source
 
-__all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIXES", "open_sources"]
+__all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIXES", "open_sources", "prepare"]
 
 #: file name suffixes picked up when walking a directory or expanding a glob (the type itself
 #: is always decided by the file's magic bytes, never by its suffix)
@@ -99,6 +100,13 @@ def open_sources(
                 )
             )
     return sources
+
+
+def prepare(
+    inputs: Sequence[str | Path | bytes] | str | Path | bytes, *, pages: str | None = None, password: str | None = None
+) -> list[tuple[Source, list[int]]]:
+    """Open and validate every input and its page range up front (raises InputError)."""
+    return [(src, parse_page_range(pages, src.page_count)) for src in open_sources(inputs, password=password)]
 
 
 #: a file found for one input: (path, name as shown, path below its root, the root)
