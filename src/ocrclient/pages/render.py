@@ -189,8 +189,8 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
         # buffer, which is ours (Python's memory, kept alive by the image), not PDFium's
         one_channel = grey_of_bgr(pixels, px_w, px_h) if raw == "BGR" and spec.format == "png" else None
         img = one_channel or Image.frombuffer(mode, (px_w, px_h), pixels, "raw", raw, stride, 1)
-        if img.mode != mode or raw != mode:  # the image is a copy: the buffer (10 MB for a
-            del bitmap, buffer, pixels  # chandra page) goes now, not after the encode
+        if raw == "BGR":  # the image is a copy (decoded, or the grey bytes): the buffer (10 MB
+            del bitmap, buffer, pixels  # for a chandra page) goes now, not after the encode
         return _encoded_page(job, page_box, img, px_w / width)
     except Exception as exc:
         return _failed_page(job, page_box, f"page {job.index + 1}: cannot render ({_why(exc)})")
