@@ -641,3 +641,43 @@ def test_what_ocr_convert_loads_before_its_head_start_imports_no_http_stack() ->
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("flags", [["--quiet"], [], ["--progress"]], ids=["quiet", "summary", "progress-bar"])
+def test_a_quiet_ocr_convert_never_imports_rich(flags: list[str], tmp_path: Path) -> None:
+    """Importing rich costs ~30 ms of a run's start: ``ocr convert`` makes its stderr console,
+    progress bar and summary table only when it shows something, so a ``--quiet`` run (no TTY)
+    converts every page without loading rich at all; without ``--quiet`` the summary table
+    loads it at the end, and ``--progress`` draws its bar on the same console.  (httpx's own
+    command line, which loads rich when click is installed, is blocked: a user's install has
+    no click.)"""
+    from ocrclient.testing import DialectResponder, RunPodSimulator
+
+    pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(3)])
+    out = tmp_path / "out"
+    code = textwrap.dedent(f"""
+        import json, sys
+        sys.modules["httpx._main"] = None
+        sys.argv = ["ocr", "convert", {str(pdf)!r}, "-o", {str(out)!r}, "--backend", "runpod-chandra",
+                    "--endpoint-id", "sim-endpoint", "--concurrency", "2", "--no-cache"] + {flags!r}
+        from ocrclient.cli import main
+        try:
+            main()
+        except SystemExit as exc:
+            rc = exc.code
+        print(json.dumps({{"rc": rc, "rich": sorted(m for m in sys.modules if m.split(".")[0] == "rich")}}))
+    """)
+    with RunPodSimulator(responder=DialectResponder("chandra")) as sim:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "RUNPOD_API_KEY": str(sim.api_key),
+               "RUNPOD_BASE_URL": sim.base_url, "NO_COLOR": "1"}  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["rc"] == 0, done.stderr[-2000:]
+    assert [p["status"] for p in json.loads((out / "d.json").read_text())["pages"]] == ["ok"] * 3
+    if flags == ["--quiet"]:
+        assert report["rich"] == [], report["rich"]
+    else:
+        assert "rich.table" in report["rich"] and "3 pages in" in done.stderr, done.stderr[-500:]
+    if flags == ["--progress"]:
+        assert "rich.progress" in report["rich"] and "3/3" in done.stderr, done.stderr[-500:]

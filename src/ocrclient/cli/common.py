@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
-from rich.console import Console
 
 from ..errors import redact
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -31,7 +33,9 @@ __all__ = [
     "fail",
     "failed_page",
     "print_traceback",
+    "real_console",
     "stderr",
+    "stdout",
 ]
 
 app = typer.Typer(
@@ -49,9 +53,41 @@ app.add_typer(cache_app, name="cache")
 EXIT_OK, EXIT_FAILED_PAGES, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+class _LazyConsole:
+    """Stands for the rich :class:`~rich.console.Console` on stderr and makes it at its first
+    use: importing rich takes ~30 ms, which a run that prints nothing before its first request
+    (``--quiet``, or no progress bar) spends after it, or never."""
+
+    def __init__(self) -> None:
+        self._console: Console | None = None
+
+    def made(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:  # only names this object does not have itself
+        return getattr(self.made(), name)
+
+
 def stderr() -> Console:
-    """A console on stderr (no colour under ``NO_COLOR``)."""
-    return Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+    """A console on stderr (no colour under ``NO_COLOR``), made when it is first used."""
+    return cast("Console", _LazyConsole())
+
+
+def stdout() -> Console:
+    """A rich console on stdout (no colour under ``NO_COLOR``): tables and reports."""
+    from rich.console import Console
+
+    return Console(no_color=bool(os.environ.get("NO_COLOR")))
+
+
+def real_console(console: Console) -> Console:
+    """The rich console itself behind what :func:`stderr` returned (what rich's own widgets,
+    a progress bar, must be given: they check its type)."""
+    return console.made() if isinstance(console, _LazyConsole) else console
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:

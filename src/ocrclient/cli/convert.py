@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from ..console import start_collecting
 from ..errors import ConfigError, InputError, OcrError, redact
@@ -38,6 +37,8 @@ from .common import (
 from .progress import Progress, print_failed_pages, summary, summary_json
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ..cache import PageCache
     from ..config import BackendConfig
     from ..dialects.base import Dialect
@@ -320,7 +321,7 @@ def convert(
             raise fail(str(exc)) from None
         from ..run import Conversion
 
-        show = progress if progress is not None else (console.is_terminal and not quiet)
+        show = progress if progress is not None else (not quiet and console.is_terminal)
         reporter = Progress(sum(len(idx) for _, idx in plan), bool(show), verbose and not quiet)
         options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
         emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console)

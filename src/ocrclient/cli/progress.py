@@ -6,20 +6,32 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+from .common import failed_page, real_console, stderr
 
-from .common import failed_page, stderr
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress as RichProgress
 
 __all__ = ["Progress", "print_failed_pages", "summary", "summary_json"]
 
 
 class Progress:
-    """Rich progress bar on stderr fed by scheduler events."""
+    """Rich progress bar on stderr fed by scheduler events; without the bar (``enabled``
+    false) it only counts, and rich is not imported for it."""
 
     def __init__(self, total: int, enabled: bool, verbose: bool) -> None:
+        self.enabled = enabled
+        self.verbose = verbose
+        self.console = stderr()
+        self.done = 0
+        self.failed = 0
+        self.started = time.monotonic()
+        self.retries: Counter[str] = Counter()
+        self.progress: RichProgress | None = self._bar(total) if enabled else None
+
+    def _bar(self, total: int) -> RichProgress:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -29,14 +41,7 @@ class Progress:
         )
         from rich.progress import Progress as RichProgress
 
-        self.enabled = enabled
-        self.verbose = verbose
-        self.console = stderr()
-        self.done = 0
-        self.failed = 0
-        self.started = time.monotonic()
-        self.retries: Counter[str] = Counter()
-        self.progress = RichProgress(
+        bar = RichProgress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -45,18 +50,20 @@ class Progress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=self.console,
-            disable=not enabled,
+            console=real_console(self.console),
             transient=False,
         )
-        self.task = self.progress.add_task("pages", total=total, failed=0, rate="0.00")
+        self.task = bar.add_task("pages", total=total, failed=0, rate="0.00")
+        return bar
 
     def __enter__(self) -> Progress:
-        self.progress.__enter__()
+        if self.progress is not None:
+            self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(None, None, None)
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
 
     def __call__(self, event: object) -> None:
         from ..scheduler import PageDone, PageFailed, PageRetried
@@ -68,8 +75,9 @@ class Progress:
                 if self.verbose:
                     line = failed_page(event.source, event.page, event.error.message)
                     self.console.print(f"failed {line}", soft_wrap=True)
-            rate = self.done / max(time.monotonic() - self.started, 1e-6)
-            self.progress.update(self.task, advance=1, failed=self.failed, rate=f"{rate:.2f}")
+            if self.progress is not None:
+                rate = self.done / max(time.monotonic() - self.started, 1e-6)
+                self.progress.update(self.task, advance=1, failed=self.failed, rate=f"{rate:.2f}")
         elif isinstance(event, PageRetried):
             self.retries[event.cause] += 1
             if self.verbose:
@@ -80,6 +88,8 @@ class Progress:
 
 
 def summary(results: list[Any], wall: float, console: Console) -> None:
+    from rich.table import Table
+
     table = Table(title="ocr convert", show_lines=False)
     for col in ("file", "pages", "ok", "degraded", "failed", "cached", "retries", "pages/s"):
         table.add_column(col, justify="left" if col == "file" else "right")

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ..errors import OcrError, redact, redact_data
-from .common import EXIT_FAILED_PAGES, app, backend_overrides, cache_app, config_app, fail
+from .common import EXIT_FAILED_PAGES, app, backend_overrides, cache_app, config_app, fail, stdout
 
 
 def _configured(cfg: Any) -> tuple[bool, str]:
@@ -33,6 +30,7 @@ def _env_names(cfg: Any) -> list[str]:
 def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """List the known backends, whether each is configured here, and the environment
     variables each one reads."""
+    from rich.table import Table
     from rich.text import Text
 
     from ..config import list_profiles, resolve_config
@@ -64,7 +62,7 @@ def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-reada
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    console = Console(no_color=bool(os.environ.get("NO_COLOR")))
+    console = stdout()
     # names are never cut (they are what --backend takes) and the model folds; the variables
     # each backend reads, and what is missing, follow in a grid whose text wraps between words,
     # so no variable name is cut at any width where the longest one fits (80 columns and more)
@@ -126,7 +124,7 @@ def health(
         typer.echo(json.dumps({"backend": be.name, "ok": h.ok, "detail": h.detail, "info": h.info}, indent=2, default=str))
     else:
         colour = "green" if h.ok else "red"
-        Console(no_color=bool(os.environ.get("NO_COLOR"))).print(f"[{colour}]{'ok' if h.ok else 'down'}[/] {be.name}: {redact(h.detail)}")
+        stdout().print(f"[{colour}]{'ok' if h.ok else 'down'}[/] {be.name}: {redact(h.detail)}")
         for k, v in h.info.items():
             typer.echo(f"  {k}: {redact(str(v))}")
     raise typer.Exit(0 if h.ok else EXIT_FAILED_PAGES)

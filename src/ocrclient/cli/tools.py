@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ..errors import OcrError
-from .common import EXIT_FAILED_PAGES, EXIT_INTERRUPTED, EXIT_OK, app, backend_overrides, fail
+from .common import (
+    EXIT_FAILED_PAGES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    app,
+    backend_overrides,
+    fail,
+    stdout,
+)
 
 
 @app.command()
@@ -52,6 +57,8 @@ def bench(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
+        from rich.table import Table
+
         table = Table(title=f"ocr bench: {report['backend']}")
         table.add_column("metric")
         table.add_column("value", justify="right")
@@ -59,7 +66,7 @@ def bench(
             if k in ("backend",):
                 continue
             table.add_row(k, json.dumps(v) if isinstance(v, dict) else str(v))
-        Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)
+        stdout().print(table)
     raise typer.Exit(EXIT_FAILED_PAGES if report["failed"] else EXIT_OK)
 
 
