@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +44,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CORPUS = ROOT.parent / "shared" / "corpus" / "olmocr-bench-sample"
 CACHE = HERE / ".cache" / "olmocr-bench"
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from _venvs import cached_venv  # noqa: E402
+
 #: what the bench's scoring imports (tests.py, benchmark.py, katex/render.py, report.py); the
 #: package itself goes in with ``--no-deps``
 SCORER_PACKAGES = [
@@ -72,38 +75,9 @@ SLOWER = (1.25, 0.5)  # a page is slower when it takes > 1.25x and > 0.5 s more 
 # --------------------------------------------------------------------------- the scorer's venv
 
 
-def _venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
 def scorer_venv(cache: Path) -> tuple[Path | None, str]:
     """The cached scorer venv's python (built on first use), or ``None`` and why not."""
-    key = hashlib.sha256(json.dumps([sys.version_info[:2], "olmocr", SCORER_PACKAGES]).encode()).hexdigest()[:12]
-    keyed = cache / key  # its venv folder is called "venv": the repository's doc checks skip it
-    venv = keyed / "venv"
-    if (venv / "ready").exists():
-        return _venv_python(venv), "cached"
-    cache.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix="building-", dir=cache))
-    tmp = building / "venv"
-    steps = [
-        [sys.executable, "-m", "venv", str(tmp)],
-        [str(_venv_python(tmp)), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "olmocr"],
-        [str(_venv_python(tmp)), "-m", "pip", "install", "-q", "--disable-pip-version-check", *SCORER_PACKAGES],
-    ]
-    for cmd in steps:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            shutil.rmtree(building, ignore_errors=True)
-            tail = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and "WARNING" not in ln]
-            return None, f"`{' '.join(cmd[2:] if cmd[1] == '-m' else cmd)}` failed: {(tail or ['?'])[-1][:200]}"
-    (tmp / "ready").write_text("ok\n")
-    shutil.rmtree(keyed, ignore_errors=True)  # a half-built venv of an interrupted run
-    try:
-        building.rename(keyed)
-    except OSError:  # another run finished first: use its venv
-        shutil.rmtree(building, ignore_errors=True)
-    return _venv_python(venv), "built"
+    return cached_venv("olmocr", [["--no-deps", "olmocr"], SCORER_PACKAGES], cache)
 
 
 def score(python: Path, corpus: Path, candidates: dict[str, Path], cache: Path) -> dict[str, Any]:

@@ -74,6 +74,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from _procfs import descendants, proc_cpu_s, status_kb  # noqa: E402
+from _venvs import cached_venv  # noqa: E402
 
 VLMPARSE = "vlmparse==0.1.28"
 SIM_KEY = "sk-bench-peers"
@@ -427,6 +428,18 @@ def install_vlmparse(tmp: Path) -> tuple[Path | None, str]:
     return exe, ""
 
 
+def user_python() -> tuple[Path | None, str]:
+    """The python of a venv holding what ``pip install ocrclient`` installs (the project's
+    dependencies, as the resolver picks them; the code under test comes from this checkout's
+    ``src``), built once under benchmarks/.cache: the clients start as on a user's machine, not
+    in the development venv, whose extra packages (click, zstandard, the RunPod SDK's tree) make
+    httpx load its own command line and more at import."""
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return cached_venv("peers-user", [sorted(deps)])
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RUNPOD_", "VLLM_", "OCRCLIENT_")) and k != "PYTHONDONTWRITEBYTECODE"}  # fmt: skip
@@ -445,9 +458,10 @@ def compile_sources() -> str:
     return "ocrclient's sources byte-compiled" if done.returncode == 0 else "could not byte-compile ocrclient's sources"
 
 
-def clients(sims: dict[str, Sim], tmp: Path, pdf: Path, concurrency: int, vlmparse: Path | None) -> list[tuple[str, str, list[str], dict[str, str]]]:
-    """(label, simulator kind, argv, env) of each client to run."""
-    py = sys.executable
+def clients(sims: dict[str, Sim], tmp: Path, pdf: Path, concurrency: int, vlmparse: Path | None,
+            py: str) -> list[tuple[str, str, list[str], dict[str, str]]]:  # fmt: skip
+    """(label, simulator kind, argv, env) of each client to run; ocrclient and the naive loop
+    run with the python ``py``."""
     rp, oa = sims["runpod"], sims["openai"]
     out = tmp / "out"
     rows = [
@@ -546,6 +560,8 @@ def main() -> int:
     ap.add_argument("--only", action="append", default=[], help="run only clients whose label contains this")
     ap.add_argument("--quick", action="store_true", help="16 pages, 0.5 s per page")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    ap.add_argument("--python", help="run ocrclient and the naive loop with this python (default: a venv with "
+                    "ocrclient's dependencies only, built once; 'self': the one running this script)")  # fmt: skip
     args = ap.parse_args()
     if args.quick:
         args.pages, args.service_s = 16, 0.5
@@ -559,6 +575,15 @@ def main() -> int:
     try:
         pdf = make_pdf(tmp / "doc.pdf", args.pages)
         print(compile_sources() + " (as pip install does)", flush=True)
+        py, how = args.python, "given"
+        if py is None:
+            built, how = user_python()
+            py = str(built) if built else sys.executable
+            if built is None:
+                print(f"could not build the user venv ({how}): the clients run with {sys.executable}")
+        elif py == "self":
+            py, how = sys.executable, "this script's"
+        print(f"ocrclient and the naive loop run with {py} ({how})", flush=True)
         vlm: Path | None = args.vlmparse
         if vlm is None and not args.no_vlmparse and (not args.only or any("vlmparse" in o for o in args.only)):
             print(f"installing {VLMPARSE} into a throwaway venv ...", flush=True)
@@ -571,7 +596,7 @@ def main() -> int:
             Sim("openai-vlmparse", args.slots, args.service_s) as vp,
         ):
             sims = {"runpod": rp, "openai": oa, "openai-vlmparse": vp}
-            for label, kind, argv, env in clients(sims, tmp, pdf, args.slots, vlm):
+            for label, kind, argv, env in clients(sims, tmp, pdf, args.slots, vlm, py):
                 if args.only and not any(o in label for o in args.only):
                     continue
                 runs = []
