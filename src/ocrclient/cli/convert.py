@@ -8,7 +8,6 @@ writes each document's files from the run's own page images as its pages finish
 markdown goes to stdout.
 """
 
-from __future__ import annotations
 
 import asyncio
 import hashlib
@@ -71,7 +70,7 @@ def _in_shard(key: str, shard: tuple[int, int] | None) -> bool:
 
 def _plan(
     inputs: list[str], pages: str | None, password: str | None, shard: str | None, fmts: list[str], out: Path | None
-) -> tuple[Plan, dict[str, Path]]:
+) -> "tuple[Plan, dict[str, Path]]":
     """The inputs of this machine's shard with their page ranges, and each input's output stem
     (laid out over every input, before sharding, so that all machines agree on the names)."""
     from ..exporters import EXPORTERS
@@ -90,7 +89,7 @@ def _plan(
     return [(src, idx) for src, idx in plan if _in_shard(str(src.rel or src.name), shard_spec)], stem_of
 
 
-def _not_done(plan: Plan, manifest: Manifest, cfg: BackendConfig, pages: str | None, stem_of: dict[str, Path], console: Console | None) -> Plan:
+def _not_done(plan: "Plan", manifest: "Manifest", cfg: "BackendConfig", pages: str | None, stem_of: dict[str, Path], console: "Console | None") -> "Plan":
     """``plan`` without the inputs the manifest says are done with these settings."""
     todo = [
         (src, idx)
@@ -107,7 +106,7 @@ class _Emitter:
     markdown goes to stdout); errors of single formats are reported, the manifest records it."""
 
     def __init__(self, out: Path | None, fmts: list[str], options: dict[str, dict[str, Any]], stem_of: dict[str, Path],
-                 manifest: Manifest | None, pages: str | None, console: Console) -> None:  # fmt: skip
+                 manifest: "Manifest | None", pages: str | None, console: "Console") -> None:  # fmt: skip
         from ..exporters.sink import OutputWriter
 
         self.console = console
@@ -117,7 +116,7 @@ class _Emitter:
         self.writer = OutputWriter(out, fmts, options=options, stems=stem_of) if out is not None else None
         self.manifest = manifest
 
-    def __call__(self, result: ConvertResult) -> None:
+    def __call__(self, result: "ConvertResult") -> None:
         self.results.append(result)
         if self.writer is None:
             from ..exporters.markdown import render
@@ -130,7 +129,7 @@ class _Emitter:
         if self.manifest is not None:
             self.manifest.record(result.source, result.document, result.outputs, pages=self.pages)
 
-    def partial(self, conv: Conversion) -> None:
+    def partial(self, conv: "Conversion") -> None:
         """The run stopped: write what finished of the documents not yet written."""
         for result in conv.partial:
             if self.writer is not None:
@@ -143,7 +142,7 @@ class _Emitter:
             self.writer.close()
 
 
-def _run(conv: Conversion, be: Backend, reporter: Progress, emit: _Emitter, debug: bool) -> None:
+def _run(conv: "Conversion", be: "Backend", reporter: "Progress", emit: "_Emitter", debug: bool) -> None:
     """Run the conversion; on Ctrl-C or a stopped run, write what finished and exit."""
 
     async def run() -> None:
@@ -171,7 +170,7 @@ def _run(conv: Conversion, be: Backend, reporter: Progress, emit: _Emitter, debu
         raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, ConfigError | InputError | RunAborted) else EXIT_FAILED_PAGES) from None
 
 
-def _report(results: list[ConvertResult], wall: float, as_json: bool, quiet: bool, console: Console) -> int:
+def _report(results: "list[ConvertResult]", wall: float, as_json: bool, quiet: bool, console: "Console") -> int:
     """The summary (``--json`` on stdout, else on stderr unless ``--quiet``) and the exit code."""
     code = EXIT_FAILED_PAGES if any(r.document.stats.failed for r in results) else EXIT_OK
     if as_json:
@@ -201,7 +200,7 @@ def _layer_options(text_layer: str | None, keep_furniture: bool) -> dict[str, An
     return opts or None
 
 
-def _profile(backend: str | None, over: dict[str, Any], transport: str | None) -> tuple[BackendConfig, Dialect]:
+def _profile(backend: str | None, over: dict[str, Any], transport: str | None) -> "tuple[BackendConfig, Dialect]":
     """The run's settings and its dialect, which knows the render spec (imports no transport)."""
     from ..config import resolve_config
     from ..registry import load_dialect
@@ -211,8 +210,8 @@ def _profile(backend: str | None, over: dict[str, Any], transport: str | None) -
 
 
 def _resumed(
-    plan: Plan, out: Path | None, cfg: BackendConfig, redo: bool, pages: str | None, stem_of: dict[str, Path], console: Console | None
-) -> tuple[Plan, Manifest | None]:
+    plan: "Plan", out: Path | None, cfg: "BackendConfig", redo: bool, pages: str | None, stem_of: dict[str, Path], console: "Console | None"
+) -> "tuple[Plan, Manifest | None]":
     """The run manifest of ``out`` (``None`` without one) and ``plan`` without the inputs it
     says are done.  Its settings digest names the transport's options, so computing it imports
     the transport: it is computed here only when there are entries to compare it with (a rerun),
@@ -229,7 +228,7 @@ def _resumed(
     return plan, manifest
 
 
-def _head_start(plan: Plan, cfg: BackendConfig, dia: Dialect, document_mode: bool, isolate_render: bool) -> RenderPool | None:
+def _head_start(plan: "Plan", cfg: "BackendConfig", dia: "Dialect", document_mode: bool, isolate_render: bool) -> "RenderPool | None":
     """The run's render pool, its first page already rendering
     (:meth:`~ocrclient.pages.RenderPool.prime`) while this thread goes on to import and build
     the transport; ``None`` in document mode (no page is rendered to be sent: the run makes
@@ -246,8 +245,8 @@ def _head_start(plan: Plan, cfg: BackendConfig, dia: Dialect, document_mode: boo
 
 
 def _backend(
-    cfg: BackendConfig, dia: Dialect, no_cache: bool, cache_dir: Path | None, manifest: Manifest | None
-) -> tuple[Backend, PageCache | bool | None]:
+    cfg: "BackendConfig", dia: "Dialect", no_cache: bool, cache_dir: Path | None, manifest: "Manifest | None"
+) -> "tuple[Backend, PageCache | bool | None]":
     """The backend (its transport imported, built and preloaded here, while the first page
     renders) and the run's page cache (``True``: the default one); the manifest gets its
     settings digest."""
