@@ -8,7 +8,6 @@ configuration (nothing was sent), 130 interrupted (what finished is written).  E
 line on stderr; tracebacks only with ``--debug``, which never changes the exit code.
 """
 
-
 import gc
 import sys
 from typing import Annotated

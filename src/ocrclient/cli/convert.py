@@ -8,7 +8,6 @@ writes each document's files from the run's own page images as its pages finish
 markdown goes to stdout.
 """
 
-
 import asyncio
 import hashlib
 import logging

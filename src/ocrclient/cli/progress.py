@@ -22,7 +22,6 @@ class Progress:
     false) it only counts, and rich is not imported for it."""
 
     def __init__(self, total: int, enabled: bool, verbose: bool) -> None:
-        self.enabled = enabled
         self.verbose = verbose
         self.console = stderr()
         self.done = 0

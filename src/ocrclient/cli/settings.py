@@ -1,7 +1,6 @@
 """``ocr backends``, ``ocr health``, ``ocr config`` and ``ocr cache``: what is configured here,
 whether a backend answers, the resolved settings, and the page cache."""
 
-
 import asyncio
 import json
 from pathlib import Path

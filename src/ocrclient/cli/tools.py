@@ -1,7 +1,6 @@
 """``ocr bench``, ``ocr view`` and ``ocr schema``: measure a backend, write the HTML viewer of a
 result, print the output's JSON schema."""
 
-
 import asyncio
 import json
 from pathlib import Path
