@@ -6,7 +6,10 @@ import asyncio
 import pickle
 import random
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +19,7 @@ from ocrclient.errors import AuthError, OcrError
 from ocrclient.scheduler import (
     ABORTS_RUN,
     BUILT_AHEAD,
+    OFF_LOOP_REPLY_CHARS,
     AdaptiveLimiter,
     DocumentJob,
     PageRetried,
@@ -23,6 +27,7 @@ from ocrclient.scheduler import (
     Scheduler,
 )
 from ocrclient.testing.faults import FaultPlan
+from ocrclient.transports import written
 from ocrclient.transports.base import Health, ModelReply, ModelRequest
 
 from .fakes import FakeDialect, FakeTransport, make_backend, page_stream
@@ -481,3 +486,69 @@ async def test_a_parser_bug_is_bad_output_once_for_every_dialect() -> None:
     page = doc.pages[0]
     assert page.status == "failed" and page.attempts == 2
     assert page.error is not None and page.error.cause == "parser_error" and "KeyError" in page.error.message
+
+
+class _AnsweredThenHung:
+    """Page 1 is answered (its write reported, as the HTTP transports do); every later page is
+    written and then never answered.  As page 1's reply is handed back, ``on_answer`` runs."""
+
+    def __init__(self, text: str, on_answer: Callable[[], None]) -> None:
+        self.text, self.on_answer = text, on_answer
+        self.sends: Counter[int] = Counter()
+
+    async def send(self, request: ModelRequest) -> ModelReply:
+        page = int(request.body["page"])
+        self.sends[page] += 1
+        written.request_written()
+        if page != 1:
+            await asyncio.Event().wait()
+        self.on_answer()
+        return ModelReply(text=self.text, finish_reason="stop")
+
+    async def health(self) -> Health:
+        return Health(True, "fake")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _cancel_after(task: asyncio.Task[Any], *, turns: int = 0, seconds: float = 0.0) -> None:
+    """Cancel ``task`` after ``turns`` turns of the event loop, or after ``seconds``."""
+    loop = asyncio.get_running_loop()
+    if seconds:
+        loop.call_later(seconds, task.cancel)
+        return
+
+    def turn(left: int) -> None:
+        if left == 0:
+            task.cancel()
+        else:
+            loop.call_soon(turn, left - 1)
+
+    turn(turns)
+
+
+# every moment from the reply's arrival to the page's collection: waiting for the next page's
+# write, the parse (on the loop for a short reply, in a thread for a long one), the page waiting
+# in the queue for the collector
+_MOMENTS = [*(("short", {"turns": n}) for n in range(12)),
+            *(("long", {"turns": n}) for n in range(12)),
+            *(("long", {"seconds": s}) for s in (0.001, 0.005, 0.02))]
+
+
+@pytest.mark.parametrize(("reply", "when"), _MOMENTS)
+async def test_a_cancel_after_a_reply_arrived_keeps_its_page(reply: str, when: dict[str, Any]) -> None:
+    """A page whose reply is in hand (paid for) is never reported cancelled: a cancel (Ctrl-C)
+    at any moment after the reply arrived still parses it and keeps it; nothing more is sent."""
+    text = "text of doc.pdf#1" if reply == "short" else "x" * (OFF_LOOP_REPLY_CHARS * 4)
+    box: list[asyncio.Task[Any]] = []
+    t = _AnsweredThenHung(text, lambda: _cancel_after(box[0], **when))
+    s = sched(t, concurrency=1)  # type: ignore[arg-type]
+    box.append(asyncio.create_task(s.run_document("doc.pdf", page_stream(3))))
+    with pytest.raises(asyncio.CancelledError):
+        await box[0]
+    pages = {p.page: p for p in s.partial[0].pages}
+    assert pages[1].status == "ok" and pages[1].markdown == text, pages[1]
+    assert all(p.status == "failed" and p.error and p.error.kind == "cancelled" for n, p in pages.items() if n != 1)
+    assert t.sends[1] == 1 and t.sends[2] <= 1 and t.sends[3] == 0  # no retry, nothing after the cancel
+    assert [x for x in asyncio.all_tasks() if x is not asyncio.current_task()] == []

@@ -306,13 +306,18 @@ class Scheduler:
         warming = asyncio.create_task(self.backend.warm_up(self._window.out))  # (see Backend.warm_up)
         feeder = asyncio.create_task(feed())
         next_doc = 0
+
+        def collect(item: tuple[int, Page]) -> Page:
+            idx, page = item
+            runs[idx].pages[page.page] = page
+            runs[idx].inflight.pop(page.page, None)
+            return page
+
         try:
             while next_doc < len(runs):
                 item = await results.get()
                 if item is not None:
-                    idx, page = item
-                    runs[idx].pages[page.page] = page
-                    runs[idx].inflight.pop(page.page, None)
+                    page = collect(item)
                     if per_page:
                         yield page
                 if self._abort is not None:
@@ -331,6 +336,10 @@ class Scheduler:
                     next_doc += 1
         except BaseException as exc:
             await self._cancel_all(feeder)
+            while not results.empty():  # pages that finished but were not collected yet: kept
+                left = results.get_nowait()
+                if left is not None:
+                    collect(left)
             reason: OcrError = (
                 exc if isinstance(exc, OcrError) else CancelledRunError("cancelled before it finished")
             )
@@ -510,7 +519,14 @@ class Scheduler:
             self._emit(PageStarted(page.source, page.number, attempt.number))
             with self._writes.writing():
                 reply = await self._send(request)
-        await self._writes.after_reply(self.limiter)
+        # The reply is in hand, and paid for.  A cancel from here on (Ctrl-C, a stopped run)
+        # still parses it -- locally, bounded by the reply caps -- and keeps its page; the
+        # page then stops (a reply that cannot be used is not retried: the cancel wins).
+        cancelled = False
+        try:
+            await self._writes.after_reply(self.limiter)
+        except asyncio.CancelledError:
+            cancelled = True
         # whatever transport it came through, a number a server sent stays sane; no reply has
         # more tokens than its request allowed
         most = request_max_tokens(request) or MAX_TOKEN_COUNT
@@ -520,11 +536,24 @@ class Scheduler:
             gpu_seconds=seconds(reply.gpu_seconds),
             queue_seconds=seconds(reply.queue_seconds),
         )
-        if len(reply.text or "") > OFF_LOOP_REPLY_CHARS:  # parsing it takes a while: not on the loop
-            out = await asyncio.to_thread(self._parse, reply, page, request)
-        else:
-            out = self._parse(reply, page, request)
-        await self.limiter.success()
+        try:
+            if len(reply.text or "") > OFF_LOOP_REPLY_CHARS:  # parsing it takes a while: not on the loop
+                parsing = asyncio.ensure_future(asyncio.to_thread(self._parse, reply, page, request))
+                try:
+                    out = await asyncio.shield(parsing)
+                except asyncio.CancelledError:
+                    if parsing.cancelled():
+                        raise
+                    cancelled = True
+                    out = await parsing
+            else:
+                out = self._parse(reply, page, request)
+        except OcrError:
+            if cancelled:
+                raise asyncio.CancelledError from None
+            raise
+        if not cancelled:
+            await self.limiter.success()
         return out, usage
 
     async def _send(self, request: ModelRequest) -> ModelReply:
