@@ -91,6 +91,28 @@ def test_no_public_signature_takes_var_keywords() -> None:
     assert not untyped, untyped
 
 
+def test_public_models_show_their_fields_before_any_is_built() -> None:
+    """The output models build their schema at first use (``defer_build``); in a fresh
+    interpreter, before any is built, ``help()`` and editors still see their fields."""
+    import subprocess
+    import sys
+
+    code = (
+        "import inspect, ocrclient\n"
+        "from pydantic import BaseModel\n"
+        "names = [n for n in ocrclient.__all__ if isinstance(getattr(ocrclient, n), type)"
+        " and issubclass(getattr(ocrclient, n), BaseModel)]\n"
+        "assert 'Page' in names and 'Document' in names, names\n"
+        "bad = [n for n in names if any(p.kind is p.VAR_KEYWORD for p in"
+        " inspect.signature(getattr(ocrclient, n)).parameters.values())]\n"
+        "print(len(names), bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    count, bad = out.stdout.split(" ", 1)
+    assert int(count) >= 5 and bad.strip() == "[]", out.stdout
+
+
 def test_the_signature_check_can_fail() -> None:
     def old_style(source: str, **kwargs: Any) -> None: ...
 

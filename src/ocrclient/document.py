@@ -26,7 +26,7 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,8 +68,24 @@ BLOCK_TYPES = (
 )
 
 
+class _BuiltSignature:
+    """A deferred model's ``__signature__``: building the model (``defer_build``) is what gives
+    it its fields' signature, so ``help(Page)`` or an editor asking before the first page was
+    made builds it then, and sees ``Page(*, page, status, ...)`` rather than ``Page(**data)``."""
+
+    def __get__(self, instance: object, owner: type[BaseModel]) -> Any:
+        owner.model_rebuild()  # replaces this descriptor with pydantic's own signature
+        return owner.__dict__["__signature__"].__get__(instance, owner)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False, defer_build=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if not cls.__pydantic_complete__:
+            cls.__signature__ = _BuiltSignature()  # type: ignore[assignment]
 
 
 class Usage(_Model):
