@@ -19,6 +19,7 @@ so a freed slot is refilled at once and rendered pages never pile up however lon
   (:class:`~ocrclient.concurrency.WritesFirst`).
 * **Cancel** – cancelling the run cancels in-flight attempts (transports cancel remote jobs), the
   pages that finished are kept in :attr:`Scheduler.partial`, unfinished pages are marked failed.
+  A page whose reply had arrived is parsed to its end and kept (its GPU time is paid for).
 * **Resume** – finished pages go to the :class:`~ocrclient.cache.PageCache`; a rerun sends none.
 
 It owns a request's ``page``/``source`` stamps and turns a dialect's parser bug into bad output.
