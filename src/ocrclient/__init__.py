@@ -86,6 +86,7 @@ if TYPE_CHECKING:
         InputError,
         OcrError,
         PermanentError,
+        RunAborted,
         TransientError,
         UsageError,
     )
@@ -93,7 +94,6 @@ if TYPE_CHECKING:
     from .pages import RenderPoolError
     from .registry import Backend
     from .run import ConvertResult
-    from .scheduler import RunAborted
 
 #: public name -> the module (below ``ocrclient``) it lives in
 _LAZY = {
@@ -131,7 +131,7 @@ _LAZY = {
     "PermanentError": "errors",
     "TransientError": "errors",
     "UsageError": "errors",
-    "RunAborted": "scheduler",
+    "RunAborted": "errors",
     "RenderPoolError": "pages",
 }
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 # secret redaction lives in .secrets; these names stay importable from here (their old home)
 from .secrets import HTTP_LOGGERS as HTTP_LOGGERS
@@ -37,6 +37,11 @@ from .secrets import RedactingFilter as RedactingFilter
 from .secrets import install_log_redaction as install_log_redaction
 from .secrets import install_logger_redaction as install_logger_redaction
 from .secrets import redact, redact_data, register_secret
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .document import Document
 
 __all__ = [
     "RUN_STOPPING",
@@ -48,6 +53,7 @@ __all__ = [
     "InputError",
     "OcrError",
     "PermanentError",
+    "RunAborted",
     "TransientError",
     "UsageError",
     "classify_status",
@@ -243,3 +249,52 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class RunAborted(OcrError):
+    """The whole run stopped (bad credentials, or an endpoint that cannot serve the backend: see
+    :data:`RUN_STOPPING`).  ``documents`` (also ``partial``) holds what finished, with the unfinished
+    pages marked failed; ``error`` is the cause.
+
+    An abort is also an instance of its cause's class: ``RunAborted(auth_error, docs)`` builds a
+    ``RunAborted[AuthError]`` that subclasses both, so ``except AuthError`` (or ``except
+    PermanentError``) catches it as well as ``except RunAborted``.
+    """
+
+    kind = "aborted"
+
+    def __new__(cls, error: OcrError, documents: Sequence[Document] = ()) -> RunAborted:
+        if cls is RunAborted:
+            cls = _abort_class(type(error))
+        return super().__new__(cls, error, documents)
+
+    def __init__(self, error: OcrError, documents: Sequence[Document] = ()) -> None:
+        # the cause's own attributes (status, retry_after, ...) are the abort's too
+        self.__dict__.update({k: v for k, v in vars(error).items() if not k.startswith("_")})
+        OcrError.__init__(self, f"run stopped: {error}", cause=error.cause)
+        self.error = error
+        self.documents = list(documents)
+
+    @property
+    def partial(self) -> list[Document]:
+        """The documents of the run, finished or not (the same list as ``documents``)."""
+        return self.documents
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return RunAborted, (self.error, self.documents)
+
+
+#: cause class -> its RunAborted subclass (built once per cause)
+_ABORT_CLASSES: dict[type[OcrError], type[RunAborted]] = {}
+
+
+def _abort_class(cause: type[OcrError]) -> type[RunAborted]:
+    """``RunAborted[cause]``: a subclass of both, one per cause class."""
+    if issubclass(cause, RunAborted):
+        return cause
+    cls = _ABORT_CLASSES.get(cause)
+    if cls is None:
+        name = f"RunAborted[{cause.__name__}]"
+        made = type(name, (RunAborted, cause), {"kind": cause.kind, "__module__": __name__, "__qualname__": name})
+        cls = _ABORT_CLASSES.setdefault(cause, cast(type[RunAborted], made))
+    return cls

@@ -42,7 +42,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from .cache import PageCache, page_key_for
 from .concurrency import AdaptiveLimiter, FirstWindow, WritesFirst
@@ -53,6 +53,7 @@ from .errors import (
     CancelledRunError,
     OcrError,
     PermanentError,
+    RunAborted,
     TransientError,
 )
 from .events import DocumentDone, Event, PageDone, PageFailed, PageRetried, PageStarted
@@ -93,55 +94,6 @@ __all__ = [
 #: the errors that stop a whole run (not just the page) at the first reply that carries one:
 #: a refused key, an endpoint that cannot serve the backend (one list, in errors.py)
 ABORTS_RUN: tuple[type[OcrError], ...] = RUN_STOPPING
-
-
-class RunAborted(OcrError):
-    """The whole run stopped (bad credentials, or an endpoint that cannot serve the backend: see
-    :data:`ABORTS_RUN`).  ``documents`` (also ``partial``) holds what finished, with the unfinished
-    pages marked failed; ``error`` is the cause.
-
-    An abort is also an instance of its cause's class: ``RunAborted(auth_error, docs)`` builds a
-    ``RunAborted[AuthError]`` that subclasses both, so ``except AuthError`` (or ``except
-    PermanentError``) catches it as well as ``except RunAborted``.
-    """
-
-    kind = "aborted"
-
-    def __new__(cls, error: OcrError, documents: Sequence[Document] = ()) -> RunAborted:
-        if cls is RunAborted:
-            cls = _abort_class(type(error))
-        return super().__new__(cls, error, documents)
-
-    def __init__(self, error: OcrError, documents: Sequence[Document] = ()) -> None:
-        # the cause's own attributes (status, retry_after, ...) are the abort's too
-        self.__dict__.update({k: v for k, v in vars(error).items() if not k.startswith("_")})
-        OcrError.__init__(self, f"run stopped: {error}", cause=error.cause)
-        self.error = error
-        self.documents = list(documents)
-
-    @property
-    def partial(self) -> list[Document]:
-        """The documents of the run, finished or not (the same list as ``documents``)."""
-        return self.documents
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return RunAborted, (self.error, self.documents)
-
-
-#: cause class -> its RunAborted subclass (built once per cause)
-_ABORT_CLASSES: dict[type[OcrError], type[RunAborted]] = {}
-
-
-def _abort_class(cause: type[OcrError]) -> type[RunAborted]:
-    """``RunAborted[cause]``: a subclass of both, one per cause class."""
-    if issubclass(cause, RunAborted):
-        return cause
-    cls = _ABORT_CLASSES.get(cause)
-    if cls is None:
-        name = f"RunAborted[{cause.__name__}]"
-        made = type(name, (RunAborted, cause), {"kind": cause.kind, "__module__": __name__, "__qualname__": name})
-        cls = _ABORT_CLASSES.setdefault(cause, cast(type[RunAborted], made))
-    return cls
 
 
 # ---------------------------------------------------------------------------------------------
