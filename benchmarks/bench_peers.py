@@ -16,9 +16,13 @@ what the installed ``ocr`` script runs: :mod:`ocrclient.console`):
   directory (skipped with a message when that fails: no network, no wheel), run as
   ``vlmparse convert DOC -o OUT --model lightonocr2 --uri SIM/v1 --concurrency N --save-mode md``
   against a twin OpenAI simulator serving the model name it sends (``vllm-model``);
-* ``naive loop`` — the ~70-line asyncio client below (:data:`NAIVE`): pypdfium2 renders each
-  page to a 1540 px PNG in the event loop's thread, httpx sends it, a semaphore keeps
-  ``--concurrency`` in flight, the markdown is written at the end.
+* ``naive loop`` — the ~80-line asyncio client below (:data:`NAIVE`): pypdfium2 renders each
+  page to a PNG in a worker thread, httpx sends it, a semaphore keeps ``--concurrency`` in
+  flight, the markdown is written at the end.  It runs twice, each time sending the images of
+  the ocrclient row it is the baseline of: ``naive loop, RunPod`` renders at Chandra's 192 dpi
+  and sends worker-vllm jobs to ``/runsync`` (polling ``/status`` every 0.5 s if a job is not
+  done when ``/runsync`` answers) against the RunPod simulator; ``naive loop, OpenAI`` renders
+  at LightOnOCR-2's 1540 px and posts chat completions to the OpenAI simulator.
 
 The simulator records when each request arrived and when its reply was written (every route,
 patched onto its handler in the simulator's process).  Printed per client:
@@ -38,7 +42,8 @@ patched onto its handler in the simulator's process).  Printed per client:
   sampled, plus ``wait4`` of the client);
 * **peak RSS** — the sum over the client and every process under it of each one's peak.
 
-Each figure is also printed as a ratio to ocrclient's OpenAI row in the same run.  A second
+Each figure is also printed as a ratio to ocrclient's OpenAI row in the same run, and each
+ocrclient row is set beside the naive loop that sent the same images over the same API.  A second
 table explains the efficiency, on the simulator's clock, from the page requests (OpenAI: chat
 completions; RunPod: ``/run`` and ``/runsync`` submits, not ``/status``):
 
@@ -348,22 +353,23 @@ from pathlib import Path
 import httpx
 import pypdfium2 as pdfium
 
-LONGEST_SIDE = 1540
+LONGEST_SIDE = 1540  # LightOnOCR-2's size (OpenAI API)
+DPI = 192  # Chandra's (RunPod)
 
 
-def render(pdf, index):
+def render(pdf, index, runpod):
     page = pdf[index]
     width, height = page.get_size()
-    scale = LONGEST_SIDE / max(width, height)
+    scale = DPI / 72 if runpod else LONGEST_SIDE / max(width, height)
     image = page.render(scale=scale).to_pil().convert("RGB")
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=1)
     return base64.b64encode(buf.getvalue()).decode()
 
 
-async def ocr_page(client, sem, pdf, lock, index, model, results):
+async def ocr_page(client, sem, pdf, lock, index, model, results, runpod):
     async with lock:  # pdfium is not thread-safe: one render at a time, off the event loop
-        b64 = await asyncio.to_thread(render, pdf, index)
+        b64 = await asyncio.to_thread(render, pdf, index, runpod)
     async with sem:
         body = {
             "model": model,
@@ -380,9 +386,22 @@ async def ocr_page(client, sem, pdf, lock, index, model, results):
         }
         for attempt in range(5):
             try:
-                resp = await client.post("/chat/completions", json=body)
-                resp.raise_for_status()
-                results[index] = resp.json()["choices"][0]["message"]["content"]
+                if runpod:  # a worker-vllm job: /runsync, then /status until it ends
+                    job_input = {"openai_route": "/v1/chat/completions", "openai_input": body}
+                    resp = await client.post("/runsync", json={"input": job_input})
+                    resp.raise_for_status()
+                    job = resp.json()
+                    while job["status"] in ("IN_QUEUE", "IN_PROGRESS"):
+                        await asyncio.sleep(0.5)
+                        resp = await client.get("/status/" + job["id"])
+                        resp.raise_for_status()
+                        job = resp.json()
+                    reply = job["output"][0]
+                else:
+                    resp = await client.post("/chat/completions", json=body)
+                    resp.raise_for_status()
+                    reply = resp.json()
+                results[index] = reply["choices"][0]["message"]["content"]
                 return
             except (httpx.HTTPError, KeyError, ValueError):
                 await asyncio.sleep(0.5 * 2**attempt)
@@ -391,6 +410,7 @@ async def ocr_page(client, sem, pdf, lock, index, model, results):
 
 async def main():
     pdf_path, out_dir, base_url, key, model, concurrency = sys.argv[1:7]
+    runpod = "/v2/" in base_url
     pdf = pdfium.PdfDocument(pdf_path)
     results = [None] * len(pdf)
     sem = asyncio.Semaphore(int(concurrency))
@@ -399,7 +419,7 @@ async def main():
     limits = httpx.Limits(max_connections=int(concurrency))
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=600, limits=limits) as client:
         await asyncio.gather(
-            *(ocr_page(client, sem, pdf, lock, i, model, results) for i in range(len(pdf)))
+            *(ocr_page(client, sem, pdf, lock, i, model, results, runpod) for i in range(len(pdf)))
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -482,7 +502,10 @@ def clients(sims: dict[str, Sim], tmp: Path, pdf: Path, concurrency: int, vlmpar
                      _env(OPENAI_API_KEY=SIM_KEY)))  # fmt: skip
     naive = tmp / "naive.py"
     naive.write_text(NAIVE)
-    rows.append(("naive asyncio loop", "openai",
+    rows.append(("naive loop, RunPod", "runpod",
+                 [py, str(naive), str(pdf), str(out / "naive-runpod"), f"{rp.base_url}/{rp.endpoint_id}",
+                  RUNPOD_KEY, "datalab-to/chandra-ocr-2", str(concurrency)], _env()))  # fmt: skip
+    rows.append(("naive loop, OpenAI", "openai",
                  [py, str(naive), str(pdf), str(out / "naive"), oa.base_url, SIM_KEY,
                   "lightonai/LightOnOCR-2-1B", str(concurrency)], _env()))  # fmt: skip
     return rows
@@ -522,6 +545,28 @@ def print_table(results: list[tuple[str, dict[str, Any]]], base: str) -> None:
     for row in [head, ["-" * w for w in widths], *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
     print(f"(x): ratio to {base} in this run")
+
+
+#: each ocrclient row and the naive loop that sends the same images over the same API
+PAIRS = [("ocrclient runpod-chandra", "naive loop, RunPod"),
+         ("ocrclient runpod-pod-lightonocr2", "naive loop, OpenAI")]  # fmt: skip
+
+
+def print_pairs(results: list[tuple[str, dict[str, Any]]]) -> None:
+    """Each ocrclient row against its naive baseline: ours / naive per column, and which is ahead."""
+    by = dict(results)
+    for ours, naive in PAIRS:
+        a, b = by.get(ours), by.get(naive)
+        if a is None or b is None or "error" in a or "error" in b:
+            continue
+        cells = []
+        for key, header, _fmt, better in COLUMNS:
+            if not b.get(key):
+                continue
+            ahead = a[key] > b[key] if better == "hi" else a[key] < b[key]
+            level = a[key] == b[key]
+            cells.append(f"{header} {a[key] / b[key]:.2f}x " + ("level" if level else "ahead" if ahead else "BEHIND"))
+        print(f"{ours} / {naive}: " + ", ".join(cells))
 
 
 DIAGNOSTICS = [  # key, header
@@ -620,6 +665,8 @@ def main() -> int:
                                                    f"refill {r.get('refill_mean_s', 0):.3f}/{r.get('refill_max_s', 0):.3f} s" for r in ok) or pick["error"]), flush=True)  # fmt: skip
         print()
         print_table(results, "ocrclient runpod-pod-lightonocr2")
+        print()
+        print_pairs(results)
         print()
         print_diagnostics(results, args.service_s)
         print(f"load average (1 min) at end: {os.getloadavg()[0]:.2f}")
