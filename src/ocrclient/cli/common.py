@@ -63,9 +63,7 @@ class _LazyConsole:
 
     def made(self) -> Console:
         if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+            self._console = _rich_console(stderr=True, highlight=False)
         return self._console
 
     def __getattr__(self, name: str) -> Any:  # only names this object does not have itself
@@ -79,9 +77,14 @@ def stderr() -> Console:
 
 def stdout() -> Console:
     """A rich console on stdout (no colour under ``NO_COLOR``): tables and reports."""
+    return _rich_console()
+
+
+def _rich_console(**options: Any) -> Console:
+    """A rich console (rich imported now), without colour under ``NO_COLOR``."""
     from rich.console import Console
 
-    return Console(no_color=bool(os.environ.get("NO_COLOR")))
+    return Console(no_color=bool(os.environ.get("NO_COLOR")), **options)
 
 
 def real_console(console: Console) -> Console:
