@@ -9,6 +9,7 @@ the models mirror the server's own request schema; each module says which releas
 
 * :mod:`.ocular` -- TrOCR's ``/extract_text`` body (``deploy/runpod-trocr``);
 * :mod:`.chat` -- OpenAI chat requests: vLLM's OpenAI server and our workers (``deploy/ocrworker``);
+* :mod:`.sampling` -- the sampling keys every chat server honours (no models: the dialects' import);
 * :mod:`.runpod` -- RunPod job inputs: the official vLLM worker's, ours, DeepSeek's whole-PDF job.
 
 This package depends on pydantic and the standard library only and imports nothing else from

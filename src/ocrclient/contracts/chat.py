@@ -38,6 +38,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from ._base import Lenient
+from .sampling import SAMPLING_KEYS
 
 __all__ = [
     "SAMPLING_KEYS",
@@ -48,22 +49,6 @@ __all__ = [
     "WorkerChatRequest",
 ]
 
-#: sampling keys a chat request may carry that every chat server of ours honours (vLLM and our
-#: workers); the dialects pass the others of a profile's ``[sampling]`` through unchanged
-SAMPLING_KEYS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-    "stop",
-    "skip_special_tokens",
-    "include_stop_str_in_output",
-    "vllm_xargs",
-)
 
 
 class TextPart(Lenient):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..contracts.chat import SAMPLING_KEYS
+from ..contracts.sampling import SAMPLING_KEYS
 from ..errors import ConfigError
 
 __all__ = ["DEFAULT_LADDER", "ladder_value", "sampling"]
@@ -27,7 +27,7 @@ __all__ = ["DEFAULT_LADDER", "ladder_value", "sampling"]
 DEFAULT_LADDER: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6)
 
 #: vLLM / OpenAI body keys a profile may pass through from [sampling]: the sampling keys every
-#: chat server honours (the shared contract, :data:`ocrclient.contracts.chat.SAMPLING_KEYS`),
+#: chat server honours (the shared contract, :data:`ocrclient.contracts.sampling.SAMPLING_KEYS`),
 #: except the two this module sets per attempt
 _PASS_THROUGH = set(SAMPLING_KEYS) - {"temperature", "top_p"}
 

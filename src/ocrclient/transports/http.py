@@ -350,6 +350,16 @@ def preload() -> None:
             importlib.import_module(name)
 
 
+def load_trust() -> None:
+    """The shared TLS context's CA certificates loaded now, in this thread (OpenSSL reads them
+    without holding the interpreter, ~20 ms): else the first TLS connection does it on the event
+    loop, in the first request's way.  A failure is left for that connection to raise."""
+    with contextlib.suppress(OcrError):
+        ctx = shared_ssl_context()
+        if isinstance(ctx, _DeferredTrustContext):
+            ctx._load_trust()
+
+
 async def warm_up_imports() -> None:
     """:func:`preload` in a worker thread (a transport's ``warm_up``, run while the first page
     renders: see ``Backend.warm_up``)."""
@@ -358,12 +368,28 @@ async def warm_up_imports() -> None:
 
 class HttpImports:
     """A transport whose requests go through an httpx client imports what that client's first
-    connection imports before its first request: in a worker thread beside the first page's
-    render (``warm_up``, :meth:`~ocrclient.registry.Backend.warm_up`), or at once in the
-    caller's thread (``preload``, :meth:`~ocrclient.registry.Backend.preload`)."""
+    connection imports before its first request, and loads the CA certificates when its server
+    is an ``https`` one (:func:`load_trust`): in a worker thread beside the first page's render
+    (``warm_up``, :meth:`~ocrclient.registry.Backend.warm_up`), or the imports at once in the
+    caller's thread and the certificates in a thread of their own (``preload``,
+    :meth:`~ocrclient.registry.Backend.preload`, for a caller with set-up work left to do)."""
 
-    warm_up = staticmethod(warm_up_imports)
-    preload = staticmethod(preload)
+    def _server_url(self) -> str:
+        """Where the transport's requests go (its ``base_url``)."""
+        return str(getattr(self, "base_url", ""))
+
+    def _tls(self) -> bool:
+        return self._server_url().lower().startswith("https:")
+
+    def preload(self) -> None:
+        preload()
+        if self._tls():
+            threading.Thread(target=load_trust, name="ocrclient-tls-trust", daemon=True).start()
+
+    async def warm_up(self) -> None:
+        await warm_up_imports()
+        if self._tls():
+            await asyncio.to_thread(load_trust)
 
 
 class _DeferredClient:
