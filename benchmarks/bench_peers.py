@@ -238,8 +238,9 @@ class Sim:
 
 
 def run_client(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float = 600) -> dict[str, Any]:
-    """Run ``argv``; its start and exit on the monotonic clock the simulator uses, CPU and peak
-    RSS of its process tree (sampled every 20 ms from ``/proc``)."""
+    """Run ``argv``; its start and exit on the monotonic clock the simulator uses (the exit as
+    a thread blocked in ``wait4`` sees it, not rounded up to the next sample), CPU and peak RSS
+    of its process tree (sampled every 20 ms from ``/proc``)."""
     peak: dict[int, int] = {}
     cpu: dict[int, float] = {}
     t_start = time.monotonic()
@@ -247,15 +248,16 @@ def run_client(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float
     out: list[bytes] = []
     reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else b""), daemon=True)
     reader.start()
-    rusage_cpu = 0.0
+    ended: dict[str, Any] = {}
+
+    def reap() -> None:
+        _, status, ru = os.wait4(proc.pid, 0)
+        ended.update(t=time.monotonic(), status=status, cpu=ru.ru_utime + ru.ru_stime)
+
+    reaper = threading.Thread(target=reap, daemon=True)
+    reaper.start()
     deadline = t_start + timeout_s
-    while True:
-        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            t_exit = time.monotonic()
-            rusage_cpu = ru.ru_utime + ru.ru_stime
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            break
+    while reaper.is_alive():
         for p in [proc.pid, *descendants(proc.pid)]:
             peak[p] = max(peak.get(p, 0), status_kb(p, "VmHWM"))
             c = proc_cpu_s(p)
@@ -263,7 +265,9 @@ def run_client(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float
                 cpu[p] = c
         if time.monotonic() > deadline:
             proc.kill()
-        time.sleep(0.02)
+        reaper.join(0.02)
+    t_exit, rusage_cpu = ended["t"], ended["cpu"]
+    proc.returncode = os.waitstatus_to_exitcode(ended["status"])
     reader.join(5)
     # the client's own CPU from wait4 (it includes every child it waited for); processes it did
     # not wait for are counted from their last /proc sample
