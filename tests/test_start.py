@@ -7,8 +7,6 @@
   OpenAI transport's ``GET /v1/models`` (its reply still caps the first request, a wrong model
   is still refused), the async HTTP stack's imports, Chandra's HTML parser; a warm-up that fails
   or hangs changes nothing;
-* ``ocr convert``'s ``Backend.preload()`` sends the OpenAI transport's ``GET /v1/models`` from a
-  thread of its own before the event loop runs (failures tolerated as before);
 * the shared TLS context loads its CA certificates before the first TLS connection, off the
   event loop (an ``https`` transport's preload or warm-up): an ``http://`` run loads none, an
   ``https://`` one still verifies, with httpx's certificates and settings.
@@ -209,87 +207,6 @@ async def test_a_wrong_model_still_stops_the_run_with_the_servers_error() -> Non
     assert isinstance(info.value, EndpointError) and info.value.status == 404
     assert "The model `no/such-model` does not exist." in str(info.value)
     assert sim.requests["GET /v1/models"] == 1
-
-
-def _wait_for(check: Any, what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
-def test_preload_sends_the_model_card_request_before_the_event_loop_runs() -> None:
-    """``Backend.preload()`` (``ocr convert``, before its event loop starts) sends ``GET
-    /v1/models`` from a thread of its own, with a client of its own: the simulator sees it while
-    no event loop runs here.  The run then uses that reply (max_model_len 1024 -> max_tokens
-    768 on every page) and reads the cards no second time; the prefetch's client is closed."""
-    from ocrclient.testing import DialectResponder, OpenAISimulator
-
-    with OpenAISimulator(responder=DialectResponder("lighton"), model=MODEL, max_model_len=1024) as sim:
-        be = _openai_backend(sim, MODEL)
-        threads = set(threading.enumerate())
-        be.preload()
-        _wait_for(lambda: sim.requests["GET /v1/models"] == 1, "no GET /v1/models after preload")
-        assert not sim.requests["POST /v1/chat/completions"]
-        for t in set(threading.enumerate()) - threads:  # the prefetch ends with its reply
-            t.join(20)
-            assert not t.is_alive(), t.name
-
-        async def run() -> Any:
-            try:
-                return await Scheduler(be).run_document("doc.pdf", page_stream(3))
-            finally:
-                await be.aclose()
-
-        doc = asyncio.run(run())
-    assert [p.status for p in doc.pages] == ["ok", "ok", "ok"]
-    assert sim.requests["GET /v1/models"] == 1
-    sent = [b for b in sim.bodies if isinstance(b, dict) and "messages" in b]
-    assert len(sent) == 3 and all(b["max_tokens"] == 768 for b in sent)
-
-
-def test_a_failed_prefetch_of_the_model_cards_sends_max_tokens_as_is() -> None:
-    """A ``GET /v1/models`` that preload sent and that failed is what a failed lookup always
-    was: the pages go out uncapped, and the cards are not asked for again within the minute."""
-    from ocrclient.testing import DialectResponder, OpenAISimulator
-    from ocrclient.transports.openai import OpenAITransport
-
-    with OpenAISimulator(responder=DialectResponder("lighton"), model=MODEL, max_model_len=100_000) as sim:
-        be = _openai_backend(sim, MODEL)
-        transport = be.transport
-        assert isinstance(transport, OpenAITransport)
-        real_api = transport.api_url
-        transport.api_url = sim.url + "/nowhere"  # the prefetch's /models answers 404
-        be.preload()
-        early = transport._models_early
-        assert early is not None
-        with pytest.raises(EndpointError):
-            early.result(timeout=20)
-        transport.api_url = real_api
-
-        async def run() -> Any:
-            try:
-                return await Scheduler(be).run_document("doc.pdf", page_stream(2))
-            finally:
-                await be.aclose()
-
-        doc = asyncio.run(run())
-    assert [p.status for p in doc.pages] == ["ok", "ok"]
-    assert sim.requests["GET /v1/models"] == 0  # the 404 went to /nowhere; none was sent after it
-    sent = [b for b in sim.bodies if isinstance(b, dict) and "messages" in b]
-    assert len(sent) == 2 and all("max_tokens_capped_to" not in b for b in sent)
-
-
-def test_preload_fetches_no_cards_through_a_client_it_was_handed() -> None:
-    """A transport built on the caller's own httpx client (``http_client``) reaches the server
-    only through it: preload starts no request of its own."""
-    import httpx
-
-    from ocrclient.transports.openai import OpenAITransport
-
-    t = OpenAITransport("http://127.0.0.1:9/v1", api_key="k", model=MODEL, http_client=httpx.AsyncClient())
-    t.preload()
-    assert t._models_early is None
 
 
 async def test_a_warm_up_that_fails_or_never_ends_changes_nothing() -> None:

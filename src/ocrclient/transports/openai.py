@@ -33,10 +33,8 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import logging
 import os
-import threading
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -184,15 +182,13 @@ class OpenAITransport(HttpImports):
         self._owns_http = http_client is None
         self._host = urlsplit(self.root_url).netloc
         query = split_query(base_url)[1]
-        self._client_options: dict[str, Any] | None = None  # make_client's, when the client is ours
         if http_client is None:  # built at its first use (the run's warm-up)
-            self._client_options = {
-                "timeout": httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=None),
-                "max_connections": max_connections,
-                "follow_redirects": True,  # Modal's 303 to the result URL (POST -> GET)
-                "headers": headers, "params": query or None, "request_hooks": [self._keep_secrets_home],
-            }  # fmt: skip
-            self._http = make_client(**self._client_options)
+            self._http = make_client(
+                timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=None),
+                max_connections=max_connections,
+                follow_redirects=True,  # Modal's 303 to the result URL (POST -> GET)
+                headers=headers, params=query or None, request_hooks=[self._keep_secrets_home],
+            )
         else:
             self._http = http_client
             self._http.headers.update(headers)
@@ -203,7 +199,6 @@ class OpenAITransport(HttpImports):
         self._models: dict[str, int | None] | None = None
         self._models_checked_at = -1e9
         self._models_lock = asyncio.Lock()
-        self._models_early: cf.Future[dict[str, int | None]] | None = None  # see preload
 
     async def _keep_secrets_home(self, request: httpx.Request) -> None:
         """Never send the API key or Modal credentials to another host (e.g. a redirect away)."""
@@ -338,12 +333,9 @@ class OpenAITransport(HttpImports):
     # -- model cards / max_model_len ------------------------------------------------------------
     async def list_models(self, *, timeout: float | None = None) -> dict[str, int | None]:
         """``GET /v1/models`` as ``{model id: max_model_len or None}`` (raises on failure)."""
-        return await self._list_models(self._http, timeout)
-
-    async def _list_models(self, http: httpx.AsyncClient, timeout: float | None) -> dict[str, int | None]:
         with map_errors("GET /v1/models", hint=self._auth_hint(), label_status=True):
-            get = http.build_request("GET", self.api_url + "/models", timeout=timeout or self.health_timeout_s)
-            resp = await read_capped(http, get, MODEL_LIST_BYTES, what="GET /v1/models")
+            get = self._http.build_request("GET", self.api_url + "/models", timeout=timeout or self.health_timeout_s)
+            resp = await read_capped(self._http, get, MODEL_LIST_BYTES, what="GET /v1/models")
             raise_for_status(resp)
         try:
             data = loads(resp.content).get("data") or []
@@ -366,69 +358,24 @@ class OpenAITransport(HttpImports):
         async with self._models_lock:
             if self._models is not None:
                 return self._models
-            early, self._models_early = self._models_early, None
-            if early is None and time.monotonic() - self._models_checked_at < 60.0:
+            if time.monotonic() - self._models_checked_at < 60.0:
                 return {}
             self._models_checked_at = time.monotonic()
             try:
-                if early is not None:  # asked for by preload, in its thread: its answer
-                    self._models = await asyncio.wrap_future(early)
-                else:
-                    self._models = await self.list_models(timeout=self._cards_timeout_s)
+                self._models = await self.list_models(timeout=min(10.0, self.health_timeout_s))
             except OcrError as exc:
                 log.debug("could not read /v1/models (%s); max_tokens is sent as is", exc)
                 return {}
             return self._models
 
-    @property
-    def _cards_timeout_s(self) -> float:
-        return min(10.0, self.health_timeout_s)
-
     def _server_url(self) -> str:
         return self.root_url
-
-    def _wants_cards(self) -> bool:
-        return self.cap_max_tokens or not self.model
-
-    def preload(self) -> None:
-        """What the first request imports (``HttpImports.preload``), then ``GET /v1/models`` in a
-        thread of its own, with a client of its own made as this transport's is: ``ocr convert``
-        calls this (``Backend.preload``) before its event loop runs, so the model cards are on
-        their way while the run is still being set up, and the first page's request, which
-        waits for them (its ``max_tokens`` cap), leaves one round trip sooner.  Nothing is
-        fetched when the client was handed in (``http_client``: only it knows how to reach the
-        server) or no cap needs the cards; a failure is :meth:`_cards`'s, as before."""
-        super().preload()
-        if self._client_options is None or not self._wants_cards() or self._models is not None:
-            return
-        if self._models_early is not None:
-            return
-        early: cf.Future[dict[str, int | None]] = cf.Future()
-        self._models_early = early
-
-        async def fetch() -> dict[str, int | None]:
-            http = make_client(**(self._client_options or {}))
-            try:
-                return await self._list_models(http, self._cards_timeout_s)
-            finally:
-                await http.aclose()
-
-        def run() -> None:
-            if not early.set_running_or_notify_cancel():
-                return
-            try:
-                early.set_result(asyncio.run(fetch()))
-            except BaseException as exc:  # handed to the run's first _cards, which logs it
-                early.set_exception(exc)
-
-        threading.Thread(target=run, name="ocrclient-model-cards", daemon=True).start()
 
     async def warm_up(self) -> None:
         """Read the model cards while the first page renders (``Backend.warm_up``): the first
         send then waits for this ``GET /v1/models`` instead of sending it (:meth:`_cards`
-        tolerates its failure as before; a wrong model is still refused by the server's reply).
-        After :meth:`preload`, this waits for the request that one made."""
-        if self._wants_cards():
+        tolerates its failure as before; a wrong model is still refused by the server's reply)."""
+        if self.cap_max_tokens or not self.model:
             await self._cards()
 
     async def max_model_len(self, model: str | None = None) -> int | None:
