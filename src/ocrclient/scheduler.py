@@ -197,6 +197,7 @@ class Scheduler:
         self._abort: OcrError | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._since_gc = 0
+        self._fed_all = False  # the run's feeder has sent its last page (see _collect_garbage)
         self._last_gc_end = 0.0
         self._last_gc_s = 0.0
         self.retries_by_cause: Counter[str] = Counter()
@@ -231,6 +232,7 @@ class Scheduler:
     # -- internals ------------------------------------------------------------------------
     async def _run(self, documents: Sequence[DocumentJob], *, per_page: bool) -> AsyncIterator[Document | Page]:
         runs = [_Run(job) for job in documents]
+        self._fed_all = False
         results: asyncio.Queue[tuple[int, Page] | None] = asyncio.Queue()
         feeding_done = [False] * len(documents)
         feed_error: list[BaseException] = []
@@ -251,6 +253,7 @@ class Scheduler:
                         task.add_done_callback(self._tasks.discard)
                     feeding_done[i] = True
                     await results.put(None)  # wake the collector to re-check completion
+                self._fed_all = True
                 self._window.all_taken(self.limiter)
             except Exception as exc:  # the page stream broke: surface it to the collector
                 feed_error.append(exc)
@@ -329,10 +332,15 @@ class Scheduler:
 
     def _collect_garbage(self) -> None:
         """A full collection every ``GC_EVERY_PAGES`` finished pages, but never more than
-        ``GC_MAX_SHARE`` of the time (a full collection of a big heap takes tens of ms)."""
+        ``GC_MAX_SHARE`` of the time (a full collection of a big heap takes tens of ms), and
+        none once the run's last page has been sent: memory grows no more, and a collection
+        would only hold up the last replies and the run's end (the caller's own collector, or
+        the process's exit, frees what is left)."""
         self._since_gc += 1
         now = time.perf_counter()
         if self._since_gc < GC_EVERY_PAGES or now - self._last_gc_end < self._last_gc_s / GC_MAX_SHARE:
+            return
+        if self._fed_all:
             return
         gc.collect()
         self._last_gc_end = time.perf_counter()
