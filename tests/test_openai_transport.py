@@ -301,6 +301,88 @@ async def test_max_tokens_is_capped_to_max_model_len() -> None:
         assert sim.requests["GET /v1/models"] == 1  # looked up once, lazily
 
 
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_request_refused_for_its_length_is_sent_again_capped(stream: bool) -> None:
+    """Before the model cards are known, a request leaves with the dialect's ``max_tokens``;
+    the server's 400 for prompt + max_tokens over the context names the length (and the
+    prompt's tokens): the same request is sent once more, capped to fit, and the model's next
+    requests are capped from the start.  No ``GET /v1/models`` stands in the way."""
+    with OpenAISimulator(max_model_len=1000) as sim:
+        t = transport_for(sim)
+        first = await t.send(request(sim, stream=stream, max_tokens=5000))
+        second = await t.send(request(sim, stream=stream, max_tokens=5000))
+        small = await t.send(request(sim, stream=stream, max_tokens=100))
+        await t.aclose()
+    assert first.text and second.text and small.text
+    assert [b["max_tokens"] for b in sim.bodies] == [5000, 750, 750, 100]  # refused once, then capped
+    assert first.data["max_tokens_capped_to"] == second.data["max_tokens_capped_to"] == 750
+    assert "max_tokens_capped_to" not in small.data
+    assert sim.requests["GET /v1/models"] == 0
+
+
+def _refusal(message: str, status: int = 400) -> PermanentError:
+    return PermanentError(f"POST /v1/chat/completions: HTTP {status}: {message}", status=status)
+
+
+@pytest.mark.parametrize(
+    "message, cap",
+    [
+        # the simulator's (vLLM's serving engine): the length and "at least" the prompt's tokens
+        ("This model's maximum context length is 8192 tokens. However, you requested 8192 output tokens and "
+         "your prompt contains at least 3000 input tokens, for a total of at least 11192 tokens. Please reduce "
+         "the length of the input prompt or the number of requested output tokens.", 8192 - 3000),
+        # vLLM's check of max_tokens: the prompt's tokens
+        ("'max_tokens' or 'max_completion_tokens' is too large: 8192. This model's maximum context length is "
+         "8192 tokens and your request has 1500 input tokens (8192 > 8192 - 1500). None", 8192 - 2048),
+        # older vLLM: the split of the total
+        ("This model's maximum context length is 8192 tokens. However, you requested 9000 tokens (900 in the "
+         "messages, 8100 in the completion). Please reduce the length of the messages or completion.", 8192 - 2048),
+        # the length alone: the reserve (a quarter)
+        ("This model's maximum context length is 8192 tokens.", 8192 - 2048),
+    ],
+)
+def test_every_wording_of_a_length_refusal_gives_its_cap(message: str, cap: int) -> None:
+    """The cap from a refusal is its length minus the prompt's share: the tokens it names, or
+    the reserve (a quarter of the length) if that is more."""
+    t = OpenAITransport("http://127.0.0.1:9/v1", api_key="k")
+    body = {"model": "m", "max_tokens": 8192}
+    assert t._cap_to_refusal(body, _refusal(message)) == cap and body["max_tokens"] == cap
+    body = {"model": "m", "max_completion_tokens": 8192}
+    assert t._cap_to_refusal(body, _refusal(message)) == cap and body["max_completion_tokens"] == cap
+    assert t._cap({"model": "m", "max_tokens": 8192}) == 8192 - 2048  # the next request: the reserve
+    assert t._cap({"model": "other", "max_tokens": 8192}) is None  # another model's length is unknown
+
+
+@pytest.mark.parametrize(
+    "exc, body, cap_max_tokens",
+    [
+        (_refusal("The model `m` does not support images."), {"model": "m", "max_tokens": 8192}, True),
+        (_refusal("This model's maximum context length is 8192 tokens.", status=413), {"model": "m", "max_tokens": 8192}, True),
+        (_refusal("This model's maximum context length is 8192 tokens."), {"model": "m", "max_tokens": 6000}, True),
+        (_refusal("This model's maximum context length is 8192 tokens."), {"model": "m"}, True),
+        (_refusal("This model's maximum context length is 8192 tokens."), {"model": "m", "max_tokens": 8192}, False),
+    ],
+    ids=["another-400", "not-a-400", "already-fits", "no-max-tokens", "capping-off"],
+)
+def test_other_refusals_are_not_sent_again(exc: PermanentError, body: dict[str, Any], cap_max_tokens: bool) -> None:
+    """Only a 400 for the length, whose cap changes the request, is sent again (so never twice
+    the same): any other refusal stands, and so does every refusal when capping is off."""
+    t = OpenAITransport("http://127.0.0.1:9/v1", api_key="k", cap_max_tokens=cap_max_tokens)
+    before = dict(body)
+    assert t._cap_to_refusal(body, exc) is None and body == before
+
+
+async def test_a_length_refusal_that_capping_cannot_fix_fails_the_page_once() -> None:
+    """A prompt alone over the context: the capped request is refused too, and that refusal is
+    the page's error (sent twice, not more)."""
+    with OpenAISimulator(max_model_len=8) as sim:  # the simulated prompt alone is over 8 tokens
+        t = transport_for(sim)
+        with pytest.raises(PermanentError, match="maximum context length is 8 tokens"):
+            await t.send(request(sim, max_tokens=5000))
+        await t.aclose()
+    assert sim.requests["POST /v1/chat/completions"] == 2
+
+
 async def test_models_lookup_failure_is_tolerated() -> None:
     with OpenAISimulator() as sim:
         t = transport_for(sim)

@@ -4,9 +4,10 @@
 * an isolated pool's worker processes start in the background when the run enters the pool
   (``async with``), while the process goes on planning, not on the first page's render;
 * what the first request needs is prepared beside the first render (``Backend.warm_up``): the
-  OpenAI transport's ``GET /v1/models`` (its reply still caps the first request, a wrong model
-  is still refused), the async HTTP stack's imports, Chandra's HTML parser; a warm-up that fails
-  or hangs changes nothing;
+  OpenAI transport's ``GET /v1/models`` (no request waits for it: its reply caps those that
+  leave after it, a request refused for its length is sent again capped, a wrong model is still
+  refused), the async HTTP stack's imports, Chandra's HTML parser; a warm-up that fails or
+  hangs changes nothing;
 * the shared TLS context loads its CA certificates before the first TLS connection, off the
   event loop (an ``https`` transport's preload or warm-up): an ``http://`` run loads none, an
   ``https://`` one still verifies, with httpx's certificates and settings.
@@ -168,8 +169,8 @@ def _openai_backend(sim: Any, model: str) -> Backend:
 
 async def test_the_model_cards_are_read_while_the_first_page_renders() -> None:
     """``GET /v1/models`` leaves when the run starts, before any page is ready (the stream below
-    holds its first page until the simulator has seen it), and the first request still goes
-    out capped to what it said (max_model_len 1024 -> max_tokens 768), after its reply."""
+    holds its first page until the transport has the cards), and the requests that leave after
+    its reply are capped to what it said (max_model_len 1024 -> max_tokens 768)."""
     from ocrclient.testing import DialectResponder, OpenAISimulator
 
     with OpenAISimulator(responder=DialectResponder("lighton"), model=MODEL, max_model_len=1024) as sim:
@@ -177,8 +178,8 @@ async def test_the_model_cards_are_read_while_the_first_page_renders() -> None:
 
         async def pages() -> AsyncIterator[PageImage]:
             deadline = time.monotonic() + 20
-            while not sim.requests["GET /v1/models"]:
-                assert time.monotonic() < deadline, "no GET /v1/models before the first page was ready"
+            while be.transport._models is None:  # type: ignore[attr-defined]
+                assert time.monotonic() < deadline, "no model cards before the first page was ready"
                 await _sleep(0.01)
             assert not sim.requests["POST /v1/chat/completions"]
             for i in range(3):
@@ -189,9 +190,39 @@ async def test_the_model_cards_are_read_while_the_first_page_renders() -> None:
         finally:
             await be.aclose()
     assert [p.status for p in doc.pages] == ["ok", "ok", "ok"]
-    assert sim.requests["GET /v1/models"] == 1  # read once, before the first send, not again
+    assert sim.requests["GET /v1/models"] == 1  # read once, not again
     sent = [b for b in sim.bodies if isinstance(b, dict) and "messages" in b]
     assert len(sent) == 3 and all(b["max_tokens"] == 768 for b in sent)
+
+
+async def test_the_first_requests_do_not_wait_for_the_model_cards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pages leave while ``GET /v1/models`` is still on its way (here it takes 0.5 s, a page
+    1 s): none waits for the cards.  Those sent before the reply and refused for their length
+    go once more, capped; every page is read, and the cards are asked for once."""
+    from ocrclient.testing import DialectResponder, FaultPlan, OpenAISimulator
+
+    plan = FaultPlan(latency_s=(1.0, 1.0))
+    with OpenAISimulator(plan=plan, responder=DialectResponder("lighton"), model=MODEL, max_model_len=1024) as sim:
+        be = _openai_backend(sim, MODEL)
+        transport: Any = be.transport
+        real = transport.list_models
+        seen_before_cards: list[int] = []
+
+        async def slow(**kw: Any) -> Any:
+            await _sleep(0.5)
+            seen_before_cards.append(sim.requests["POST /v1/chat/completions"])
+            return await real(**kw)
+
+        monkeypatch.setattr(transport, "list_models", slow)
+        try:
+            doc = await asyncio.wait_for(Scheduler(be).run_document("doc.pdf", page_stream(3)), 30)
+        finally:
+            await be.aclose()
+    assert [p.status for p in doc.pages] == ["ok", "ok", "ok"]
+    assert seen_before_cards and seen_before_cards[0] >= 1  # sent while the cards were on their way
+    assert sim.requests["GET /v1/models"] == 1
+    accepted = [b for b in sim.bodies if isinstance(b, dict) and "messages" in b and b["max_tokens"] <= 1024]
+    assert len(accepted) == 3
 
 
 async def test_a_wrong_model_still_stops_the_run_with_the_servers_error() -> None:

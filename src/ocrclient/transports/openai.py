@@ -14,9 +14,11 @@ are read by :mod:`.openai_replies` and the error statuses mapped by :func:`.http
   ``Modal-Secret`` from ``$MODAL_KEY`` / ``$MODAL_SECRET``; the 303 See Other Modal answers after
   150 s is followed with a GET of the result URL (httpx turns a 303 on a POST into a GET and keeps
   same-origin headers; the final reply is read as usual).
-* ``max_tokens`` is capped so it fits the server's ``max_model_len`` (read once, lazily, from
-  ``GET /v1/models``; failures are tolerated): the cap is ``max_model_len - prompt_token_reserve``
-  (default a quarter of the context), because vLLM rejects ``prompt + max_tokens > max_model_len``.
+* ``max_tokens`` is capped so it fits the server's ``max_model_len``, because vLLM rejects
+  ``prompt + max_tokens > max_model_len`` (a 400 naming the length): the cap is ``max_model_len -
+  prompt_token_reserve`` (default a quarter of the context).  The length comes from ``GET
+  /v1/models``, read by the run's warm-up (failures tolerated) without holding up the first
+  requests, or from such a refusal, after which the refused request is sent once more, capped.
 * Errors become :mod:`ocrclient.errors` classes through :func:`.http.map_errors`: HTTP statuses
   with the message parsed from either vLLM error shape and ``Retry-After`` surfaced; 524 is
   ``TransientError(cause="proxy_idle_524")``; connection errors, timeouts and a stream cut
@@ -35,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -61,6 +64,15 @@ from .openai_replies import CHAT, completion_reply, read_stream
 __all__ = ["OpenAITransport", "normalize_base_url"]
 
 log = logging.getLogger(__name__)
+
+#: vLLM's 400 for prompt + max_tokens over the context names the length in each of its wordings
+#: ("This model's maximum context length is N tokens. However, you requested ...", "'max_tokens'
+#: or 'max_completion_tokens' is too large: M. This model's maximum context length is N tokens
+#: and your request has P input tokens ...")
+_CONTEXT_REFUSAL = re.compile(r"maximum context length is (\d+) tokens")
+#: ... and the prompt's tokens: "your prompt contains at least P input tokens", "your request has
+#: P input tokens", "(P in the messages, M in the completion)"
+_PROMPT_TOKENS = re.compile(r"(?:contains at least|request has) (\d+) input tokens|\((\d+) in the messages")
 
 DEFAULT_API_KEY_ENV = "OCRCLIENT_API_KEY"
 DEFAULT_BASE_URL_ENV = "OCRCLIENT_BASE_URL"
@@ -199,6 +211,7 @@ class OpenAITransport(HttpImports):
         self._models: dict[str, int | None] | None = None
         self._models_checked_at = -1e9
         self._models_lock = asyncio.Lock()
+        self._refused_at: dict[str, int] = {}  # model -> the context length a refusal named
 
     async def _keep_secrets_home(self, request: httpx.Request) -> None:
         """Never send the API key or Modal credentials to another host (e.g. a redirect away)."""
@@ -262,29 +275,41 @@ class OpenAITransport(HttpImports):
         timeout = float(request.timeout_s or self.timeout_s)
         idle = request.options.get("idle_timeout_s", self.idle_timeout_s)
         t0 = time.monotonic()
-        try:
+        if not body.get("model"):
             with map_errors(CHAT, timeout_s=timeout, hint=self._auth_hint()):
                 async with asyncio.timeout(timeout):
-                    if not body.get("model"):
-                        body["model"] = self.model or await self._only_model()
-                    capped = await self._cap(body)
+                    body["model"] = self.model or await self._only_model()
+        capped = self._cap(body)
+        try:
+            reply = await self._complete(body, stream, timeout, idle, request.page)
+        except PermanentError as exc:  # refused for its length: once more, capped to what it said
+            capped = self._cap_to_refusal(body, exc)
+            if capped is None:
+                raise
+            reply = await self._complete(body, stream, timeout - (time.monotonic() - t0), idle, request.page)
+        reply.latency_s = time.monotonic() - t0
+        if capped is not None:
+            reply.data["max_tokens_capped_to"] = capped
+        return reply
+
+    async def _complete(
+        self, body: dict[str, Any], stream: bool, timeout: float, idle: float | None, page: int | None
+    ) -> ModelReply:
+        """``POST /chat/completions`` of ``body`` and its reply, within ``timeout`` s."""
+        try:
+            with map_errors(CHAT, timeout_s=timeout, hint=self._auth_hint()):
+                async with asyncio.timeout(max(timeout, 0.0)):
                     log.debug("POST %s/chat/completions model=%s stream=%s max_tokens=%s page=%s",
-                              redact(self.api_url), body.get("model"), stream,
-                              body.get("max_tokens"), request.page)
+                              redact(self.api_url), body.get("model"), stream, body.get("max_tokens"), page)
                     if stream:
-                        reply = await self._send_stream(body, timeout, idle)
-                    else:
-                        reply = await self._send_json(body, timeout)
+                        return await self._send_stream(body, timeout, idle)
+                    return await self._send_json(body, timeout)
         except ValueError as exc:
             # a 2xx whose body is not JSON (empty, HTML): the server misbehaved, so it is worth
             # another attempt
             raise TransientError(
                 f"the server's reply is not a chat completion ({type(exc).__name__})", cause="bad_reply"
             ) from exc
-        reply.latency_s = time.monotonic() - t0
-        if capped is not None:
-            reply.data["max_tokens_capped_to"] = capped
-        return reply
 
     def _timeout(self, timeout: float) -> httpx.Timeout:
         return httpx.Timeout(timeout, connect=min(self.connect_timeout_s, timeout), pool=None)
@@ -372,8 +397,8 @@ class OpenAITransport(HttpImports):
         return self.root_url
 
     async def warm_up(self) -> None:
-        """Read the model cards while the first page renders (``Backend.warm_up``): the first
-        send then waits for this ``GET /v1/models`` instead of sending it (:meth:`_cards`
+        """Read the model cards as the run starts (``Backend.warm_up``): the requests that leave
+        after their reply are capped by them (:meth:`_cap`); none waits for it (:meth:`_cards`
         tolerates its failure as before; a wrong model is still refused by the server's reply)."""
         if self.cap_max_tokens or not self.model:
             await self._cards()
@@ -392,23 +417,46 @@ class OpenAITransport(HttpImports):
         served = ", ".join(sorted(cards)) or "unknown"
         raise ConfigError(f"no model set for this backend (pass --model); the server serves: {served}")
 
-    async def _cap(self, body: dict[str, Any]) -> int | None:
+    def _cap(self, body: dict[str, Any]) -> int | None:
+        """Cap the body's ``max_tokens`` to the context length known for its model: from a
+        refusal already met, or from the model cards if they have arrived.  Nothing waits for
+        them: the first requests leave at once, and one the server refuses for its length is
+        sent again capped (:meth:`_cap_to_refusal`)."""
         if not self.cap_max_tokens:
             return None
+        model = str(body.get("model"))
+        limit = self._refused_at.get(model) or (self._models or {}).get(model)
+        return self._cap_to(body, limit, 0) if limit else None
+
+    def _cap_to(self, body: dict[str, Any], limit: int, prompt_tokens: int) -> int | None:
+        """``max_tokens`` lowered to ``limit`` minus the prompt's share (``prompt_token_reserve``,
+        default a quarter of ``limit``, or ``prompt_tokens`` if more); ``None`` when it fits."""
         key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
         want = body.get(key)
         if not isinstance(want, int):
             return None
-        limit = await self.max_model_len(str(body.get("model")))
-        if not limit:
-            return None
         reserve = self.prompt_token_reserve if self.prompt_token_reserve is not None else limit // 4
-        cap = max(1, limit - reserve)
+        cap = max(1, limit - max(reserve, prompt_tokens))
         if want <= cap:
             return None
         log.debug("capping %s from %d to %d (max_model_len %d)", key, want, cap, limit)
         body[key] = cap
         return cap
+
+    def _cap_to_refusal(self, body: dict[str, Any], exc: PermanentError) -> int | None:
+        """The cap for a request vLLM refused because prompt + ``max_tokens`` exceeds the
+        model's context (its 400 names the length, and often the prompt's tokens); the length
+        is kept for the model's next requests.  ``None``: not such a refusal, or capping changes
+        nothing (the refusal stands)."""
+        if not self.cap_max_tokens or exc.status != 400:
+            return None
+        found = _CONTEXT_REFUSAL.search(str(exc))
+        if found is None:
+            return None
+        limit = int(found.group(1))
+        prompt = _PROMPT_TOKENS.search(str(exc))
+        self._refused_at[str(body.get("model"))] = limit
+        return self._cap_to(body, limit, int(prompt.group(1) or prompt.group(2)) if prompt else 0)
 
     # -- health / close -------------------------------------------------------------------------
     async def health(self) -> Health:
