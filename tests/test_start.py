@@ -366,6 +366,45 @@ def test_loading_chandra_leaves_its_html_parser_to_the_warm_up() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_a_default_start_imports_neither_multiprocessing_nor_the_request_models(tmp_path: Path) -> None:
+    """What ``ocr convert`` loads before its first request, for every backend profile: its
+    dialect and transport, a render pool of threads with its first page rendered.  Neither
+    ``multiprocessing`` (only an isolated pool's worker processes need it, and one is started
+    below to show it then is) nor, but for DeepSeek's whole-PDF job, the chat request models (the
+    dialects need only the sampling keys: ``ocrclient.contracts.sampling``) are among it."""
+    pdf = text_pdf(tmp_path / "d.pdf", [["one"], ["two"]])
+    code = textwrap.dedent(f"""
+        import sys
+        import ocrclient.cli.convert
+        from ocrclient.config import list_profiles
+        from ocrclient.pages import prepare
+        from ocrclient.pages.pool import pool_for
+        from ocrclient.registry import load_backend
+        plan = prepare([{str(pdf)!r}])
+        for name in sorted(list_profiles(), key=lambda n: ("deepseek" in n, n)):  # (see below)
+            if name == "local":
+                continue
+            be = load_backend(name, endpoint_id="e", api_key="k", base_url="http://127.0.0.1:9/v1", model="m")
+            pool = pool_for(plan)
+            pool.prime(plan, be.render)
+            page = pool.result(pool.submit(plan[0][0], 0, be.render))
+            assert page.error is None, (name, page.error)
+            pool.close()
+            unneeded = ["multiprocessing", "concurrent.futures.process"]
+            if be.dialect.name != "deepseek":  # (its whole-PDF job is built with contracts.runpod)
+                unneeded.append("ocrclient.contracts.chat")
+            loaded = [m for m in unneeded if m in sys.modules]
+            assert not loaded, (name, loaded)
+        pool = pool_for(plan, isolated=True)
+        pool.result(pool.submit(plan[0][0], 0, be.render))
+        pool.close()
+        assert "multiprocessing" in sys.modules
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 # ------------------------------------------------------------------------------------------------
 # the shared TLS context: CA certificates loaded at the first TLS connection, still verified
 # ------------------------------------------------------------------------------------------------

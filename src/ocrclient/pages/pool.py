@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import contextlib
-import multiprocessing
 import os
 import shutil
 import signal
@@ -24,7 +23,6 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Sequence
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,6 @@ from PIL import Image
 
 from ..errors import OcrError
 from ..imaging import RenderSpec
-from ..mpcontext import library_context
 from .render import PDFIUM_LOCK, PageImage, RenderJob, close_open_documents, render_job
 from .sources import Source
 
@@ -185,7 +182,11 @@ class RenderPool:
         with self._lock:
             if self._executor is None and not self.isolated:
                 self._executor = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="ocrclient-render")
-            if self._executor is None:
+            if self._executor is None:  # (multiprocessing is imported by isolated pools only)
+                import multiprocessing
+
+                from ..mpcontext import library_context
+
                 ctx = (
                     library_context(_PRELOAD)
                     if self._start_method is None
@@ -299,7 +300,7 @@ class RenderPool:
             return fut
         try:
             return ex.submit(render_job, job)
-        except BrokenProcessPool as exc:
+        except cf.BrokenExecutor as exc:  # BrokenProcessPool (render threads never break)
             raise self._mark_broken() from exc
 
     def _submit_while_starting(self, job: RenderJob, booting: threading.Thread) -> cf.Future[PageImage]:
@@ -333,13 +334,13 @@ class RenderPool:
     def result(self, fut: cf.Future[PageImage]) -> PageImage:
         try:
             return fut.result()
-        except BrokenProcessPool as exc:
+        except cf.BrokenExecutor as exc:
             raise self._mark_broken() from exc
 
     async def aresult(self, fut: cf.Future[PageImage]) -> PageImage:
         try:
             return await asyncio.wrap_future(fut)
-        except BrokenProcessPool as exc:
+        except cf.BrokenExecutor as exc:
             raise self._mark_broken() from exc
 
 
