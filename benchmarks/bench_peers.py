@@ -42,7 +42,9 @@ patched onto its handler in the simulator's process).  Printed per client:
   sampled, plus ``wait4`` of the client);
 * **peak RSS** — the sum over the client and every process under it of each one's peak.
 
-Each figure is also printed as a ratio to ocrclient's OpenAI row in the same run, and each
+``--repeat N`` runs N rounds, every client once per round (so a slow spell of the shared machine
+falls on all of them alike), and each printed figure is the median of a client's runs.  Each
+figure is also printed as a ratio to ocrclient's OpenAI row in the same run, and each
 ocrclient row is set beside the naive loop that sent the same images over the same API.  A second
 table explains the efficiency, on the simulator's clock, from the page requests (OpenAI: chat
 completions; RunPod: ``/run`` and ``/runsync`` submits, not ``/status``):
@@ -556,6 +558,22 @@ PAIRS = [("ocrclient runpod-chandra", "naive loop, RunPod"),
          ("ocrclient runpod-pod-lightonocr2", "naive loop, OpenAI")]  # fmt: skip
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from a client's runs: each number the median of its runs (the middle one; of
+    two middle ones, their mean, or for counts the lower one), so a column is not one run's
+    outlier."""
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values = sorted(r[key] for r in runs if isinstance(r.get(key), int | float))
+            mid = len(values) // 2
+            if len(values) % 2 or isinstance(value, int):
+                out[key] = values[(len(values) - 1) // 2]
+            else:
+                out[key] = (values[mid - 1] + values[mid]) / 2
+    return out
+
+
 def print_pairs(results: list[tuple[str, dict[str, Any]]]) -> None:
     """Each ocrclient row against its naive baseline: ours / naive per column, and which is ahead."""
     by = dict(results)
@@ -603,7 +621,7 @@ def main() -> int:
     ap.add_argument("--pages", type=int, default=64)
     ap.add_argument("--slots", type=int, default=8)
     ap.add_argument("--service-s", type=float, default=1.5)
-    ap.add_argument("--repeat", type=int, default=1, help="runs per client (the median is kept)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds, each running every client once (the tables print medians)")
     ap.add_argument("--no-vlmparse", action="store_true", help="skip installing and running vlmparse")
     ap.add_argument("--vlmparse", type=Path, help="an installed vlmparse executable to run (no install)")
     ap.add_argument("--only", action="append", default=[], help="run only clients whose label contains this")
@@ -645,11 +663,13 @@ def main() -> int:
             Sim("openai-vlmparse", args.slots, args.service_s) as vp,
         ):
             sims = {"runpod": rp, "openai": oa, "openai-vlmparse": vp}
-            for label, kind, argv, env in clients(sims, tmp, pdf, args.slots, vlm, py):
-                if args.only and not any(o in label for o in args.only):
-                    continue
-                runs = []
-                for _ in range(args.repeat):
+            chosen = [c for c in clients(sims, tmp, pdf, args.slots, vlm, py)
+                      if not args.only or any(o in c[0] for o in args.only)]  # fmt: skip
+            runs: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in chosen}
+            # round by round, every client once per round: a slow spell of the machine falls on
+            # every client alike, not on whichever ran its repeats then
+            for _ in range(args.repeat):
+                for label, kind, argv, env in chosen:
                     shutil.rmtree(tmp / "out", ignore_errors=True)
                     sims[kind].take()
                     run = run_client(argv, env, tmp)
@@ -658,15 +678,15 @@ def main() -> int:
                                   jobs if kind == "runpod" else None, held)  # fmt: skip
                     if run["rc"] != 0:
                         fig["error"] = f"exit {run['rc']}: {run['output'].strip()[-300:]}"
-                    runs.append(fig)
+                    runs[label].append(fig)
                     time.sleep(0.5)
-                ok = [r for r in runs if "error" not in r]
-                pick = sorted(ok, key=lambda r: r["wall_s"])[len(ok) // 2] if ok else runs[0]
-                results.append((label, pick))
+            for label, *_ in chosen:
+                ok = [r for r in runs[label] if "error" not in r]
+                results.append((label, median_run(ok) if ok else runs[label][0]))
                 print(f"  {label}: " + ("; ".join(f"{r.get('efficiency', 0):.3f} eff, {r.get('first_request_s', 0):.2f} s first, "
                                                    f"{r.get('exit_after_last_s', 0):.2f} s tail, service {r.get('service_mean_s', 0):.3f}/"
                                                    f"{r.get('service_max_s', 0):.3f} s, slot {r.get('slot_mean_s', 0):.3f}/{r.get('slot_max_s', 0):.3f} s, stagger {r.get('stagger_s', 0):.3f} s, "
-                                                   f"refill {r.get('refill_mean_s', 0):.3f}/{r.get('refill_max_s', 0):.3f} s" for r in ok) or pick["error"]), flush=True)  # fmt: skip
+                                                   f"refill {r.get('refill_mean_s', 0):.3f}/{r.get('refill_max_s', 0):.3f} s" for r in ok) or runs[label][0]["error"]), flush=True)  # fmt: skip
         print()
         print_table(results, "ocrclient runpod-pod-lightonocr2")
         print()
