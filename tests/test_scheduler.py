@@ -22,6 +22,7 @@ from ocrclient.scheduler import (
     OFF_LOOP_REPLY_CHARS,
     AdaptiveLimiter,
     DocumentJob,
+    PageDone,
     PageRetried,
     RunAborted,
     Scheduler,
@@ -30,7 +31,7 @@ from ocrclient.testing.faults import FaultPlan
 from ocrclient.transports import written
 from ocrclient.transports.base import Health, ModelReply, ModelRequest
 
-from .fakes import FakeDialect, FakeTransport, make_backend, page_stream
+from .fakes import FakeDialect, FakeTransport, make_backend, make_page, page_stream
 
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
 
@@ -295,11 +296,25 @@ async def test_full_collections_every_n_pages_within_a_time_share(monkeypatch: p
     calls: list[int] = []
     monkeypatch.setattr(sched_mod.gc, "collect", lambda *a: calls.append(1) or 0)
     monkeypatch.setattr(sched_mod, "GC_EVERY_PAGES", 10)
-    doc = await sched(FakeTransport(FaultPlan(seed=1)), concurrency=4).run_document(
-        "doc.pdf", page_stream(45)
+    finished: list[object] = []
+
+    async def last_page_held(n: int) -> Any:
+        """n pages, the last one only once every other has finished (until it is sent, the
+        run's pages are not all sent: see test_no_full_collection_once_the_last_page_is_sent)."""
+        async for page in page_stream(n - 1):
+            yield page
+        while len(finished) < n - 1:
+            await asyncio.sleep(0.001)
+        yield make_page(n - 1)
+
+    def on_event(event: object) -> None:
+        if isinstance(event, PageDone):
+            finished.append(event)
+
+    doc = await sched(FakeTransport(FaultPlan(seed=1)), concurrency=4, on_event=on_event).run_document(
+        "doc.pdf", last_page_held(45)
     )
-    # after pages 10, 20 and 30; by the 40th, the 45th (with 8 admitted ahead) had been sent
-    assert doc.stats.ok == 45 and len(calls) == 3
+    assert doc.stats.ok == 45 and len(calls) == 4  # after pages 10, 20, 30 and 40
 
     calls.clear()
     s = sched(FakeTransport(FaultPlan(seed=1)), concurrency=4)

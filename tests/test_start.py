@@ -196,12 +196,12 @@ async def test_the_model_cards_are_read_while_the_first_page_renders() -> None:
 
 
 async def test_the_first_requests_do_not_wait_for_the_model_cards(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pages leave while ``GET /v1/models`` is still on its way (here it takes 0.5 s, a page
-    1 s): none waits for the cards.  Those sent before the reply and refused for their length
+    """The pages leave while ``GET /v1/models`` is still on its way (here it takes 1 s, a page
+    1.5 s): none waits for the cards.  Those sent before the reply and refused for their length
     go once more, capped; every page is read, and the cards are asked for once."""
     from ocrclient.testing import DialectResponder, FaultPlan, OpenAISimulator
 
-    plan = FaultPlan(latency_s=(1.0, 1.0))
+    plan = FaultPlan(latency_s=(1.5, 1.5))
     with OpenAISimulator(plan=plan, responder=DialectResponder("lighton"), model=MODEL, max_model_len=1024) as sim:
         be = _openai_backend(sim, MODEL)
         transport: Any = be.transport
@@ -209,7 +209,7 @@ async def test_the_first_requests_do_not_wait_for_the_model_cards(monkeypatch: p
         seen_before_cards: list[int] = []
 
         async def slow(**kw: Any) -> Any:
-            await _sleep(0.5)
+            await _sleep(1.0)
             seen_before_cards.append(sim.requests["POST /v1/chat/completions"])
             return await real(**kw)
 
