@@ -405,6 +405,36 @@ def test_a_default_start_imports_neither_multiprocessing_nor_the_request_models(
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+@pytest.mark.parametrize(
+    "extra, tty, terminal, rich_loaded",
+    [({}, False, False, False), ({"FORCE_COLOR": "1"}, False, True, True), ({"TTY_COMPATIBLE": "0"}, True, False, True),
+     ({"TTY_COMPATIBLE": "1"}, False, True, True), ({}, True, True, True)],
+    ids=["pipe", "pipe-FORCE_COLOR", "tty-TTY_COMPATIBLE=0", "pipe-TTY_COMPATIBLE=1", "tty"],
+)
+def test_whether_stderr_is_a_terminal_is_riches_answer_and_a_pipe_needs_no_rich(
+    extra: dict[str, str], tty: bool, terminal: bool, rich_loaded: bool
+) -> None:
+    """``ocr convert`` asks, before its first request, whether stderr is a terminal (to draw a
+    progress bar): the answer is rich's own for the same stderr, and for a pipe with neither
+    ``FORCE_COLOR`` nor ``TTY_COMPATIBLE`` set it is found without importing rich (~30 ms)."""
+    code = textwrap.dedent(f"""
+        import os, pty, sys
+        if {tty}:
+            master, slave = pty.openpty()
+            os.dup2(slave, 2)
+        from ocrclient.cli.common import stderr
+        got = stderr().is_terminal
+        loaded = "rich" in sys.modules
+        from rich.console import Console
+        print(got, Console(stderr=True).is_terminal, loaded)
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR")}
+    env.update(extra, PYTHONPATH=str(ROOT / "src"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(terminal), str(terminal), str(rich_loaded)]
+
+
 # ------------------------------------------------------------------------------------------------
 # the shared TLS context: CA certificates loaded at the first TLS connection, still verified
 # ------------------------------------------------------------------------------------------------

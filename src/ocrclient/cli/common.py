@@ -66,6 +66,20 @@ class _LazyConsole:
             self._console = _rich_console(stderr=True, highlight=False)
         return self._console
 
+    @property
+    def is_terminal(self) -> bool:
+        """Whether stderr is a terminal, as rich decides it; but a pipe or a file, with neither
+        ``FORCE_COLOR`` nor ``TTY_COMPATIBLE`` set, is told apart without importing rich (rich
+        answers no then): ``ocr convert`` asks before its first request whether to draw a
+        progress bar, and in a script, a CI log or any redirected run it draws none."""
+        if self._console is None and not {"FORCE_COLOR", "TTY_COMPATIBLE"} & os.environ.keys():
+            try:
+                if not sys.stderr.isatty():
+                    return False
+            except (AttributeError, ValueError):  # no stderr, or a closed one
+                return False
+        return self.made().is_terminal
+
     def __getattr__(self, name: str) -> Any:  # only names this object does not have itself
         return getattr(self.made(), name)
 
