@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 
-
 class TextPart(Lenient):
     type: Literal["text"]
     text: str

@@ -295,10 +295,12 @@ class OpenAITransport(HttpImports):
     async def _complete(
         self, body: dict[str, Any], stream: bool, timeout: float, idle: float | None, page: int | None
     ) -> ModelReply:
-        """``POST /chat/completions`` of ``body`` and its reply, within ``timeout`` s."""
+        """``POST /chat/completions`` of ``body`` and its reply, within ``timeout`` s (none left:
+        it times out at once)."""
+        timeout = max(timeout, 0.0)
         try:
             with map_errors(CHAT, timeout_s=timeout, hint=self._auth_hint()):
-                async with asyncio.timeout(max(timeout, 0.0)):
+                async with asyncio.timeout(timeout):
                     log.debug("POST %s/chat/completions model=%s stream=%s max_tokens=%s page=%s",
                               redact(self.api_url), body.get("model"), stream, body.get("max_tokens"), page)
                     if stream:
@@ -450,11 +452,12 @@ class OpenAITransport(HttpImports):
         nothing (the refusal stands)."""
         if not self.cap_max_tokens or exc.status != 400:
             return None
-        found = _CONTEXT_REFUSAL.search(str(exc))
+        message = str(exc)
+        found = _CONTEXT_REFUSAL.search(message)
         if found is None:
             return None
         limit = int(found.group(1))
-        prompt = _PROMPT_TOKENS.search(str(exc))
+        prompt = _PROMPT_TOKENS.search(message)
         self._refused_at[str(body.get("model"))] = limit
         return self._cap_to(body, limit, int(prompt.group(1) or prompt.group(2)) if prompt else 0)
 
