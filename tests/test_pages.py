@@ -643,6 +643,75 @@ async def test_aiter_pages_matches_sync_and_keeps_loop_free() -> None:
     assert max(gaps) < max(0.5 * slowest_render, 0.02), (max(gaps), slowest_render)
 
 
+_POOLS = {
+    "inline": lambda: RenderPool(workers=0),
+    "threads": lambda: RenderPool(workers=2),
+    "processes, not started": lambda: RenderPool(workers=2, isolated=True),
+}
+
+
+@pytest.mark.parametrize("pool_kind", list(_POOLS))
+@pytest.mark.parametrize("given", ["path", "bytes", "image path", "path, its password again"])
+async def test_aiter_pages_blocks_the_loop_in_no_combination_and_hops_only_when_it_must(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str, pool_kind: str
+) -> None:
+    """Every kind of source on every kind of pool: the stream yields what the synchronous one
+    does, nothing that can block (opening a file, spilling bytes, starting processes, an inline
+    render) runs on the event loop's thread, and a thread pool streaming a file's pages makes
+    no trip to a thread at all (a submit there only queues a render)."""
+    import ocrclient.pages.pool as pool_mod
+    import ocrclient.pages.stream as stream_mod
+
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(make_pdf(3))
+    if given == "image path":
+        path = tmp_path / "doc.png"
+        path.write_bytes(image_bytes("PNG", (120, 90)))
+    [src] = open_sources([path.read_bytes() if given == "bytes" else path])
+    password = "" if given.endswith("password again") else None
+    if password is not None:
+        src.password = password
+    loop_thread = threading.get_ident()
+    on_loop: list[str] = []
+    hops: list[str] = []
+
+    def watch(module: object, name: str, what: str) -> None:
+        real = getattr(module, name)
+
+        def watched(*args: object, **kwargs: object) -> object:
+            if threading.get_ident() == loop_thread:
+                on_loop.append(what)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, watched)
+
+    if pool_kind != "processes, not started":  # (their renders are pickled to the workers)
+        watch(pool_mod, "render_job", "a render in this thread")
+    watch(stream_mod, "make_source", "a file opened")
+    watch(stream_mod, "open_sources", "a file opened")
+    watch(pool_mod.cf, "ProcessPoolExecutor", "worker processes made")
+    watch(pool_mod.tempfile, "mkdtemp", "bytes spilled")
+    real_to_thread = asyncio.to_thread
+
+    async def to_thread(fn: object, *args: object, **kwargs: object) -> object:
+        hops.append(getattr(fn, "__name__", repr(fn)))
+        return await real_to_thread(fn, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stream_mod.asyncio, "to_thread", to_thread)
+    with _POOLS[pool_kind]() as pool:
+        if pool_kind == "threads":
+            pool.start()  # (the run's pool: started, its first page primed, before the stream)
+        got = [p async for p in aiter_pages(src, LOW, pool=pool, password=password)]
+    monkeypatch.undo()
+    want = list(iter_pages(src, LOW))
+    assert [(p.index, p.error, p.encoded.data) for p in got] == [(p.index, p.error, p.encoded.data) for p in want]
+    assert len(got) == src.page_count and on_loop == [], on_loop
+    if pool_kind == "threads" and given != "bytes":
+        assert hops == [], hops
+    else:
+        assert hops, "a pull that may block went on the loop"
+
+
 async def test_aiter_pages_input_errors_and_private_pool(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         async for _ in aiter_pages(tmp_path / "missing.pdf", LOW):

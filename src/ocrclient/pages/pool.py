@@ -259,6 +259,16 @@ class RenderPool:
             Image.MAX_IMAGE_PIXELS,
         )
 
+    def submit_blocks(self, source: Source) -> bool:
+        """Whether :meth:`submit` of a page of ``source`` may hold up its caller: an inline pool
+        (``workers=0``) renders in it, an isolated pool not yet starting starts its processes,
+        and in-memory bytes are hashed (their key) and, the first time, written to a file.
+        Otherwise a submit only queues a render (a path is resolved once, a few ``lstat``
+        calls), and an event loop may make it itself rather than hand it to a thread."""
+        if self.workers == 0 or source.path is None:
+            return True
+        return self.isolated and self._executor is None and self._booting is None
+
     def prime(self, plan: Sequence[tuple[Source, Sequence[int]]], spec: RenderSpec, pages: int = 1) -> int:
         """Start rendering the first ``pages`` pages of ``plan`` now, before any stream asks for
         them; returns how many.  A head start for a caller that knows its first page and render
@@ -339,6 +349,8 @@ class RenderPool:
 
     async def aresult(self, fut: cf.Future[PageImage]) -> PageImage:
         try:
+            if fut.done():  # (a primed page usually is: no trip round the event loop for it)
+                return fut.result()
             return await asyncio.wrap_future(fut)
         except cf.BrokenExecutor as exc:
             raise self._mark_broken() from exc

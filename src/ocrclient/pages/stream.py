@@ -67,6 +67,16 @@ def _plan(
     return src, indices, pool, own, depth
 
 
+def _plan_is_io_free(source: Source | str | Path | bytes, password: str | None, pool: RenderPool | None) -> bool:
+    """Whether :func:`_plan` needs no file opened and no pool made: an opened :class:`Source`
+    (its password unchanged) on the caller's pool."""
+    return (
+        isinstance(source, Source)
+        and pool is not None
+        and (password is None or source.kind != "pdf" or source.password == password)
+    )
+
+
 def iter_pages(
     source: Source | str | Path | bytes,
     spec: RenderSpec,
@@ -140,18 +150,17 @@ async def aiter_pages(
         >>> async for page in aiter_pages("a.pdf", RenderSpec(dpi=150), pages="1-3"):  # doctest: +SKIP
         ...     print(page.number, page.frame)
     """
-    src, indices, rpool, own, depth = await asyncio.to_thread(
-        _plan, source, pages, password, pool, prefetch
-    )
+    if _plan_is_io_free(source, password, pool):
+        src, indices, rpool, own, depth = _plan(source, pages, password, pool, prefetch)
+    else:  # a file to open and probe, or a pool to make: off the loop
+        src, indices, rpool, own, depth = await asyncio.to_thread(
+            _plan, source, pages, password, pool, prefetch
+        )
     futures = _submitted(src, indices, spec, rpool, depth)
-    first = True
     try:
         while True:
-            if first or rpool.workers == 0:
-                # the first submit may start processes / spill bytes; inline renders block:
-                # keep both off the loop
+            if rpool.submit_blocks(src):  # processes to start, bytes to spill, renders inline
                 fut = await asyncio.to_thread(next, futures, None)
-                first = False
             else:
                 fut = next(futures, None)
             if fut is None:
