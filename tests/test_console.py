@@ -103,3 +103,106 @@ def test_importing_the_package_or_the_cli_leaves_collection_alone() -> None:
     code = "import gc, ocrclient, ocrclient.cli, ocrclient.console; print(gc.isenabled())"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == "True", run.stderr
+
+
+# -- the way out -------------------------------------------------------------------------------
+
+#: exit handlers registered before and while the command runs; PYTHONVERBOSE=1 makes the
+#: interpreter's teardown say "# cleanup[...]" on stderr
+SITECUSTOMIZE = """\
+import atexit, os, sys
+if os.environ.get("PRE_REGISTER"):  # a handler registered before the command starts
+    atexit.register(lambda: os.write(2, b"[early handler ran]"))
+def _hook(event, args):
+    if event == "import" and args[0] == "typer":  # one registered while the command runs
+        atexit.register(lambda: os.write(2, b"[late handler ran]"))
+sys.addaudithook(_hook)
+"""
+
+TORN_DOWN = "\n# cleanup["
+
+#: what pip writes for ``[project.scripts] ocr = "ocrclient.console:main"``
+OCR_SCRIPT = """\
+import re
+import sys
+from ocrclient.console import main
+if __name__ == "__main__":
+    sys.argv[0] = re.sub(r"(-script\\.pyw|\\.exe)?$", "", sys.argv[0])
+    sys.exit(main())
+"""
+
+
+def _run_ocr(tmp_path: Path, how: str, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    (tmp_path / "ocr").write_text(OCR_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "OCRCLIENT_", "VLLM_", "OPENAI_"))}
+    env.update(NO_COLOR="1", OCRCLIENT_CACHE_DIR=str(tmp_path / "cache"), OCRCLIENT_CONFIG_DIR=str(tmp_path / "cfg"),
+               PYTHONPATH=os.pathsep.join([str(site), str(ROOT / "src")]), PYTHONVERBOSE="1", **extra_env)  # fmt: skip
+    argv = [sys.executable, "-m", "ocrclient"] if how == "-m" else [sys.executable, str(tmp_path / "ocr")]
+    return subprocess.run([*argv, *args], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+
+WAYS_OUT = {
+    "version": (["--version"], 0),
+    "help": (["--help"], 0),
+    "backends": (["backends"], 0),
+    "missing input": (["convert", "/no/such/file.pdf", "-o", "out"], 2),
+    "no input": (["convert"], 2),
+    "unknown command": (["nonsense"], 2),
+}
+
+
+@pytest.mark.parametrize("how", ["-m", "ocr script"])
+@pytest.mark.parametrize("way", list(WAYS_OUT))
+def test_the_command_leaves_without_tearing_down_and_keeps_its_exit_status_and_output(
+    tmp_path: Path, how: str, way: str
+) -> None:
+    """Every way out of ``python -m ocrclient`` and of the ``ocr`` script pip writes: the same
+    exit status and the same stdout as an interpreter that tears itself down, every exit handler
+    registered while the command ran still runs, and the teardown itself is skipped; with a
+    handler registered before the command, nothing is skipped (that handler would be)."""
+    args, status = WAYS_OUT[way]
+    fast = _run_ocr(tmp_path, how, *args)
+    slow = _run_ocr(tmp_path, how, *args, PRE_REGISTER="1")
+    assert fast.returncode == slow.returncode == status, (fast.stderr[-800:], slow.stderr[-800:])
+    assert fast.stdout == slow.stdout and (fast.stdout or status), fast.stdout
+    assert "Traceback" not in fast.stderr + slow.stderr
+    assert "[late handler ran]" in fast.stderr and TORN_DOWN not in fast.stderr, fast.stderr[-800:]
+    assert "[early handler ran]" in slow.stderr and TORN_DOWN in slow.stderr, slow.stderr[-800:]
+    assert "[late handler ran]" in slow.stderr
+
+
+def test_a_conversion_leaves_every_output_whole_and_exits_without_tearing_down(tmp_path: Path) -> None:
+    pdf = text_pdf(tmp_path / "doc.pdf", [[f"page {i}"] for i in range(5)], size=(0, 0, 200, 120))
+    common = ["--backend", "openai", "--model", "m", "--api-key-env", "SIM_KEY", "--no-cache"]
+    with OpenAISimulator(model="m") as sim:
+        key = str(sim.api_key)
+        done = _run_ocr(tmp_path, "-m", "convert", str(pdf), "-o", str(tmp_path / "out"), "--format", "md,json,txt",
+                        "--base-url", sim.base_url, *common, SIM_KEY=key)  # fmt: skip
+        piped = _run_ocr(tmp_path, "ocr script", "convert", str(pdf), "--base-url", sim.base_url, *common, "-q", SIM_KEY=key)
+    assert done.returncode == 0 and piped.returncode == 0, (done.stderr[-2000:], piped.stderr[-2000:])
+    assert TORN_DOWN not in done.stderr + piped.stderr and "5 pages" in done.stderr, done.stderr[-800:]
+    doc = json.loads((tmp_path / "out" / "doc.json").read_text())
+    assert [p["status"] for p in doc["pages"]] == ["ok"] * 5
+    md, txt = (tmp_path / "out" / "doc.md").read_text(), (tmp_path / "out" / "doc.txt").read_text()
+    assert all(p["markdown"].strip() in md for p in doc["pages"]) and txt.strip()
+    assert piped.stdout == md, (piped.stdout[-300:], md[-300:])  # markdown to stdout, whole
+
+
+def test_a_script_that_runs_main_and_goes_on_keeps_its_own_exit(tmp_path: Path) -> None:
+    """A caller's script may catch the command's ``SystemExit`` and go on: the process then
+    ends as the script says, torn down as usual."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    script = tmp_path / "caller.py"
+    script.write_text(
+        "import sys\nfrom ocrclient.console import main\nsys.argv = ['ocr', 'convert']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    print('command said', exc.code)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "src")]), "PYTHONVERBOSE": "1"}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "command said 2", (done.stdout, done.stderr[-800:])
+    assert TORN_DOWN in done.stderr
