@@ -313,12 +313,17 @@ def test_writing_begins_as_pages_finish(pdf_input: tuple[Path, list[Box]], tmp_p
     assert not list(out.glob(".doc.*.pages"))  # spilled images are gone once the HTML is written
 
 
-def test_a_sink_keeps_file_names_not_page_images(pdf_input: tuple[Path, list[Box]], tmp_path: Path) -> None:
-    """Memory stays bounded: a finished page's image is dropped; what stays is its crops' links
-    and the path of its spilled viewer image."""
+@pytest.mark.parametrize("workers", [0, 2], ids=["inline", "executor"])
+def test_a_sink_keeps_file_names_not_page_images(pdf_input: tuple[Path, list[Box]], tmp_path: Path, workers: int) -> None:
+    """Memory stays bounded: a finished page's image is dropped, and so is its work's future
+    once done (the run's output executor); what stays is its crops' links and the path of its
+    spilled viewer image."""
+    import concurrent.futures as cf
+
     path, norms = pdf_input
     (src,) = open_sources([path])
-    sink = DocumentSink.start(src, {"md": tmp_path / "d.md", "html": tmp_path / "d.html"}, pages=len(PAGES))
+    executor = cf.ThreadPoolExecutor(workers) if workers else None
+    sink = DocumentSink.start(src, {"md": tmp_path / "d.md", "html": tmp_path / "d.html"}, pages=len(PAGES), executor=executor)
     images = list(iter_pages(src, RenderSpec(dpi=DPI)))
     for image, box in zip(images, norms, strict=True):
         sink.take_image(image)
@@ -327,7 +332,9 @@ def test_a_sink_keeps_file_names_not_page_images(pdf_input: tuple[Path, list[Box
                     blocks=[Block(type="figure", bbox_norm=list(box))])  # fmt: skip
         sink.page_done(image.number, page)
         assert not sink.expects(image.number)
-    assert sink._pending == {}
+    if executor is not None:
+        executor.shutdown(wait=True)
+    assert sink._pending == {} and sink._futures == set()
     assert sorted(sink.links) == [(p, 1) for p in range(1, len(PAGES) + 1)]
     assert all(isinstance(f, Path) and f.is_file() for f in sink.html_files.values())
     sink.close()

@@ -101,7 +101,8 @@ class DocumentSink:
         self._finish_lock = threading.Lock()
         self._pending: dict[int, PageImage | None] = {}
         self._seen: set[int] = set()
-        self._futures: list[cf.Future[None]] = []
+        #: the pages' work not yet done (each leaves as it ends: a long document keeps none)
+        self._futures: set[cf.Future[None]] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -169,7 +170,12 @@ class DocumentSink:
             return
         future = self.executor.submit(self._process, number, page, image)
         with self._lock:
-            self._futures.append(future)
+            self._futures.add(future)
+        future.add_done_callback(self._forget)  # (outside the lock: a done future calls it here)
+
+    def _forget(self, future: cf.Future[None]) -> None:
+        with self._lock:
+            self._futures.discard(future)
 
     def _process(self, number: int, page: Page | None, image: PageImage | None) -> None:
         self.pieces.make(page if page is not None else _failed_stub(number), image)
@@ -186,7 +192,7 @@ class DocumentSink:
 
     def _finish(self, doc: Document) -> Written:
         with self._lock:
-            futures, self._futures = self._futures, []
+            futures, self._futures = self._futures, set()
         cf.wait(futures)
         by_number = {p.page: p for p in doc.pages}
         with self._lock:
