@@ -712,6 +712,28 @@ async def test_aiter_pages_blocks_the_loop_in_no_combination_and_hops_only_when_
         assert hops, "a pull that may block went on the loop"
 
 
+async def test_aresult_of_every_state_of_a_render() -> None:
+    """A render done is handed over at once, one still running is awaited, a cancelled one
+    raises the event loop's CancelledError, and a broken pool its RenderPoolError."""
+    import concurrent.futures as cf
+
+    pool = RenderPool(workers=0)
+    done: cf.Future[object] = cf.Future()
+    done.set_result("page")
+    assert await pool.aresult(done) == "page"  # type: ignore[arg-type]
+    later: cf.Future[object] = cf.Future()
+    asyncio.get_running_loop().call_later(0.01, later.set_result, "later")
+    assert await pool.aresult(later) == "later"  # type: ignore[arg-type]
+    cancelled: cf.Future[object] = cf.Future()
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pool.aresult(cancelled)  # type: ignore[arg-type]
+    broken: cf.Future[object] = cf.Future()
+    broken.set_exception(cf.BrokenExecutor("gone"))
+    with pytest.raises(RenderPoolError):
+        await pool.aresult(broken)  # type: ignore[arg-type]
+
+
 async def test_aiter_pages_input_errors_and_private_pool(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         async for _ in aiter_pages(tmp_path / "missing.pdf", LOW):

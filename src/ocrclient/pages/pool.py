@@ -349,7 +349,7 @@ class RenderPool:
 
     async def aresult(self, fut: cf.Future[PageImage]) -> PageImage:
         try:
-            if fut.done():  # (a primed page usually is: no trip round the event loop for it)
+            if fut.done() and not fut.cancelled():  # (a primed page usually is: no trip round the loop)
                 return fut.result()
             return await asyncio.wrap_future(fut)
         except cf.BrokenExecutor as exc:
