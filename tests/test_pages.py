@@ -647,6 +647,7 @@ _POOLS = {
     "inline": lambda: RenderPool(workers=0),
     "threads": lambda: RenderPool(workers=2),
     "processes, not started": lambda: RenderPool(workers=2, isolated=True),
+    "processes, starting": lambda: RenderPool(workers=2, isolated=True),
 }
 
 
@@ -685,10 +686,11 @@ async def test_aiter_pages_blocks_the_loop_in_no_combination_and_hops_only_when_
 
         monkeypatch.setattr(module, name, watched)
 
-    if pool_kind != "processes, not started":  # (their renders are pickled to the workers)
+    if not pool_kind.startswith("processes"):  # (their renders are pickled to the workers)
         watch(pool_mod, "render_job", "a render in this thread")
     watch(stream_mod, "make_source", "a file opened")
     watch(stream_mod, "open_sources", "a file opened")
+    watch(pool_mod.cf.ProcessPoolExecutor, "submit", "a submit that may start a worker process")
     watch(pool_mod.cf, "ProcessPoolExecutor", "worker processes made")
     watch(pool_mod.tempfile, "mkdtemp", "bytes spilled")
     real_to_thread = asyncio.to_thread
@@ -699,8 +701,8 @@ async def test_aiter_pages_blocks_the_loop_in_no_combination_and_hops_only_when_
 
     monkeypatch.setattr(stream_mod.asyncio, "to_thread", to_thread)
     with _POOLS[pool_kind]() as pool:
-        if pool_kind == "threads":
-            pool.start()  # (the run's pool: started, its first page primed, before the stream)
+        if pool_kind in ("threads", "processes, starting"):
+            pool.start_soon()  # (as the run's pool: started before the stream)
         got = [p async for p in aiter_pages(src, LOW, pool=pool, password=password)]
     monkeypatch.undo()
     want = list(iter_pages(src, LOW))
@@ -714,7 +716,8 @@ async def test_aiter_pages_blocks_the_loop_in_no_combination_and_hops_only_when_
 
 async def test_aresult_of_every_state_of_a_render() -> None:
     """A render done is handed over at once, one still running is awaited, a cancelled one
-    raises the event loop's CancelledError, and a broken pool its RenderPoolError."""
+    (or one let go with concurrent.futures' CancelledError) raises the event loop's
+    CancelledError, and a broken pool its RenderPoolError."""
     import concurrent.futures as cf
 
     pool = RenderPool(workers=0)
@@ -726,8 +729,11 @@ async def test_aresult_of_every_state_of_a_render() -> None:
     assert await pool.aresult(later) == "later"  # type: ignore[arg-type]
     cancelled: cf.Future[object] = cf.Future()
     cancelled.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await pool.aresult(cancelled)  # type: ignore[arg-type]
+    let_go: cf.Future[object] = cf.Future()  # (how a page queued while workers start is let go)
+    let_go.set_exception(cf.CancelledError())
+    for fut in (cancelled, let_go):
+        with pytest.raises(asyncio.CancelledError):
+            await pool.aresult(fut)  # type: ignore[arg-type]
     broken: cf.Future[object] = cf.Future()
     broken.set_exception(cf.BrokenExecutor("gone"))
     with pytest.raises(RenderPoolError):

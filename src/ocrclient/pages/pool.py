@@ -261,13 +261,12 @@ class RenderPool:
 
     def submit_blocks(self, source: Source) -> bool:
         """Whether :meth:`submit` of a page of ``source`` may hold up its caller: an inline pool
-        (``workers=0``) renders in it, an isolated pool not yet starting starts its processes,
-        and in-memory bytes are hashed (their key) and, the first time, written to a file.
-        Otherwise a submit only queues a render (a path is resolved once, a few ``lstat``
-        calls), and an event loop may make it itself rather than hand it to a thread."""
-        if self.workers == 0 or source.path is None:
-            return True
-        return self.isolated and self._executor is None and self._booting is None
+        (``workers=0``) renders in it, an isolated pool may start a worker process at any submit
+        (``ProcessPoolExecutor`` starts them one per submit, through the fork server), and
+        in-memory bytes are hashed (their key) and, the first time, written to a file.  A thread
+        pool given a file only queues a render (the path is resolved once, a few ``lstat``
+        calls): an event loop may submit there itself rather than hand it to a thread."""
+        return self.workers == 0 or self.isolated or source.path is None
 
     def prime(self, plan: Sequence[tuple[Source, Sequence[int]]], spec: RenderSpec, pages: int = 1) -> int:
         """Start rendering the first ``pages`` pages of ``plan`` now, before any stream asks for
@@ -349,8 +348,8 @@ class RenderPool:
 
     async def aresult(self, fut: cf.Future[PageImage]) -> PageImage:
         try:
-            if fut.done() and not fut.cancelled():  # (a primed page usually is: no trip round the loop)
-                return fut.result()
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                return fut.result()  # (a primed page usually is done: no trip round the loop)
             return await asyncio.wrap_future(fut)
         except cf.BrokenExecutor as exc:
             raise self._mark_broken() from exc
