@@ -116,6 +116,10 @@ if os.environ.get("PRE_REGISTER"):  # a handler registered before the command st
 def _hook(event, args):
     if event == "import" and args[0] == "typer":  # one registered while the command runs
         atexit.register(lambda: os.write(2, b"[late handler ran]"))
+    if event == "import" and args[0] == "ocrclient.cli" and os.environ.get("CTRL_C_ON_THE_WAY_OUT"):
+        def interrupted():
+            raise KeyboardInterrupt
+        sys.modules["ocrclient.console"].start_collecting = interrupted  # (main's last step)
 sys.addaudithook(_hook)
 """
 
@@ -206,3 +210,48 @@ def test_a_script_that_runs_main_and_goes_on_keeps_its_own_exit(tmp_path: Path) 
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "command said 2", (done.stdout, done.stderr[-800:])
     assert TORN_DOWN in done.stderr
+
+
+def test_a_ctrl_c_on_the_way_out_still_ends_the_process_by_sigint(tmp_path: Path) -> None:
+    """The command finished (status 2) but a Ctrl-C came after it: the process ends as the
+    interpreter ends it for an uncaught KeyboardInterrupt, by SIGINT, not with the status."""
+    import signal
+
+    done = _run_ocr(tmp_path, "-m", "convert", CTRL_C_ON_THE_WAY_OUT="1")
+    assert done.returncode == -signal.SIGINT, (done.returncode, done.stderr[-800:])
+    assert "KeyboardInterrupt" in done.stderr and TORN_DOWN in done.stderr
+
+
+@pytest.mark.parametrize("harness", ["runpy", "pdb"])
+def test_a_harness_that_runs_the_module_and_goes_on_keeps_its_own_exit(tmp_path: Path, harness: str) -> None:
+    """A harness that runs ``-m ocrclient`` (runpy from a script; pdb, which runs the module in
+    the program's own ``__main__``): the command's ``SystemExit`` is the harness's to catch, and
+    the process ends as the harness says, torn down as usual."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    script = tmp_path / "harness.py"
+    script.write_text(
+        "import runpy, sys\nsys.argv = ['ocr', 'nonsense']\n"
+        "try:\n    runpy.run_module('ocrclient', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as exc:\n    print('command said', exc.code)\nsys.exit(5)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "src")]), "PYTHONVERBOSE": "1"}
+    if harness == "runpy":
+        argv, commands, status, said = [str(script)], None, 5, "command said 2"
+    else:  # continue to the end, where pdb reports the exit and restarts; then quit
+        argv, commands, status, said = ["-m", "pdb", "-m", "ocrclient", "nonsense"], "c\nq\n", 0, "exited via sys.exit()"
+    done = subprocess.run([sys.executable, *argv], input=commands, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == status and said in done.stdout, (done.returncode, done.stdout[-800:], done.stderr[-800:])
+    assert TORN_DOWN in done.stderr
+
+
+@pytest.mark.parametrize(
+    "code, status", [(None, 0), (0, 0), (3, 3), (-1, -1), (True, 1), ("message", 1), (2**31 - 1, 2**31 - 1), (2**31, None), (-(2**31) - 1, None)]
+)
+def test_the_exit_status_of_every_kind_of_code(code: object, status: int | None) -> None:
+    """The status ``os._exit`` is given for ``SystemExit(code)``: the interpreter's own, and
+    ``None`` (the interpreter's exit, not this one) where ``os._exit`` would overflow."""
+    from ocrclient.console import _exit_code
+
+    assert _exit_code(code) == status

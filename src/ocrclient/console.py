@@ -15,15 +15,16 @@ Importing :mod:`ocrclient` or :mod:`ocrclient.cli` from Python changes nothing.
 module and freeing the objects of typer, pydantic, httpx, ...) took about 10 ms of the ~30 ms from
 a run's last reply to the process's end (``ocr convert`` of 64 pages, four runs each way,
 ``benchmarks/README.md``), and nothing in it is the command's.  So when this process *is* the
-``ocr`` command (``python -m ocrclient`` or the installed ``ocr`` script, see
-:func:`_the_program_is_ocr`), the last exit handler (:func:`_leave`) flushes stdout and stderr and
+``ocr`` command (``python -m ocrclient``, or the ``ocr`` script pip installs on POSIX, called
+from the program's top level: see :func:`_the_program_is_ocr`), the last exit handler (:func:`_leave`) flushes stdout and stderr and
 ends the process with the command's exit code.  Everything Python does before it still runs:
 non-daemon threads are joined, then every other ``atexit`` handler (logging's, ``weakref.finalize``'s
 temporary directories, multiprocessing's), because they were registered after this one; the
 command's own files are all closed by then.  It is not armed when something registered an exit
 handler before the command started (it would be skipped), when a caller runs :func:`main` from
-its own script (it may catch the ``SystemExit`` and go on), or when the command ended by an
-uncaught exception; a failing flush hands the exit back to the interpreter.
+its own script or under a debugger (it may catch the ``SystemExit`` and go on), or when the
+command ended by an uncaught exception, even one raised on its way out (a Ctrl-C then); an exit
+status beyond a C ``int`` or a failing flush hands the exit back to the interpreter.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import gc
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 
 __all__ = ["main", "start_collecting"]
 
@@ -56,28 +57,45 @@ def start_collecting() -> None:
         gc.enable()
 
 
-def _the_program_is_ocr() -> bool:
-    """Whether this process runs the ``ocr`` command as its program: ``python -m ocrclient``,
-    or the ``ocr`` script pip writes (``sys.exit(main())`` in a file named ``ocr``)."""
+def _the_program_is_ocr(caller: FrameType | None) -> bool:
+    """Whether this process runs the ``ocr`` command as its program: :func:`main` called by
+    ``python -m ocrclient`` or by the ``ocr`` script pip writes on POSIX (``sys.exit(main())``
+    in a file named ``ocr``), from the program's top level (``caller``: the frame that called
+    :func:`main`), with nothing above it but runpy (a debugger or another harness that runs
+    the module may catch the ``SystemExit`` and go on)."""
     program = sys.modules.get("__main__")
     spec = getattr(program, "__spec__", None)
     if spec is not None:
-        return bool(spec.name == "ocrclient.__main__")
-    name = Path(str(getattr(program, "__file__", "") or "")).name.lower()
-    return name in ("ocr", "ocr.exe", "ocr-script.py") and getattr(program, "main", None) is main
+        if spec.name != "ocrclient.__main__":
+            return False
+    elif Path(str(getattr(program, "__file__", "") or "")).name.lower() != "ocr" or getattr(program, "main", None) is not main:
+        return False
+    if caller is None or caller.f_globals is not getattr(program, "__dict__", None):
+        return False
+    above = caller.f_back
+    while above is not None:
+        if above.f_globals.get("__name__") != "runpy":
+            return False
+        above = above.f_back
+    return True
 
 
-def _exit_code(code: object) -> int:
-    """The process's exit status for ``SystemExit(code)``, as the interpreter makes it."""
+def _exit_code(code: object) -> int | None:
+    """The process's exit status for ``SystemExit(code)``, as the interpreter makes it
+    (``None``: an integer beyond a C ``int``, left to the interpreter)."""
     if code is None:
         return 0
-    return code if isinstance(code, int) else 1
+    if not isinstance(code, int):
+        return 1
+    return code if -(2**31) <= code < 2**31 else None
 
 
 def _leave() -> None:
     """The last exit handler: flush stdout and stderr and end the process with the command's
     exit code, without tearing the interpreter down (see the module's text)."""
     if _Exit.code is None or sys.modules.get("__main__") is not _Exit.program:
+        return
+    if getattr(sys, "last_value", None) is not None:  # an exception (Ctrl-C) ended it after all
         return
     try:
         for stream in (sys.stdout, sys.stderr):
@@ -91,7 +109,7 @@ def _leave() -> None:
 def main() -> None:
     """The ``ocr`` command."""
     gc.disable()
-    if atexit._ncallbacks() == 0 and _the_program_is_ocr():  # nothing would run after _leave
+    if atexit._ncallbacks() == 0 and _the_program_is_ocr(sys._getframe(1)):  # nothing would run after _leave
         _Exit.program = sys.modules.get("__main__")
         atexit.register(_leave)
     try:
