@@ -195,23 +195,6 @@ def test_a_conversion_leaves_every_output_whole_and_exits_without_tearing_down(t
     assert piped.stdout == md, (piped.stdout[-300:], md[-300:])  # markdown to stdout, whole
 
 
-def test_a_script_that_runs_main_and_goes_on_keeps_its_own_exit(tmp_path: Path) -> None:
-    """A caller's script may catch the command's ``SystemExit`` and go on: the process then
-    ends as the script says, torn down as usual."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    script = tmp_path / "caller.py"
-    script.write_text(
-        "import sys\nfrom ocrclient.console import main\nsys.argv = ['ocr', 'convert']\n"
-        "try:\n    main()\nexcept SystemExit as exc:\n    print('command said', exc.code)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "src")]), "PYTHONVERBOSE": "1"}
-    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stdout.strip() == "command said 2", (done.stdout, done.stderr[-800:])
-    assert TORN_DOWN in done.stderr
-
-
 def test_a_ctrl_c_on_the_way_out_still_ends_the_process_by_sigint(tmp_path: Path) -> None:
     """The command finished (status 2) but a Ctrl-C came after it: the process ends as the
     interpreter ends it for an uncaught KeyboardInterrupt, by SIGINT, not with the status."""
@@ -222,22 +205,27 @@ def test_a_ctrl_c_on_the_way_out_still_ends_the_process_by_sigint(tmp_path: Path
     assert "KeyboardInterrupt" in done.stderr and TORN_DOWN in done.stderr
 
 
-@pytest.mark.parametrize("harness", ["runpy", "pdb"])
-def test_a_harness_that_runs_the_module_and_goes_on_keeps_its_own_exit(tmp_path: Path, harness: str) -> None:
-    """A harness that runs ``-m ocrclient`` (runpy from a script; pdb, which runs the module in
-    the program's own ``__main__``): the command's ``SystemExit`` is the harness's to catch, and
-    the process ends as the harness says, torn down as usual."""
+@pytest.mark.parametrize("harness", ["script", "runpy", "pdb"])
+def test_a_harness_that_runs_the_command_and_goes_on_keeps_its_own_exit(tmp_path: Path, harness: str) -> None:
+    """A caller that runs the command and may go on after it: a script calling ``main()``,
+    runpy from a script, pdb (which runs ``-m ocrclient`` in the program's own ``__main__``).
+    The command's ``SystemExit`` is the caller's to catch, and the process ends as the caller
+    says, torn down as usual."""
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    run_it = {
+        "script": "from ocrclient.console import main\n    main()",
+        "runpy": "import runpy\n    runpy.run_module('ocrclient', run_name='__main__', alter_sys=True)",
+    }
     script = tmp_path / "harness.py"
     script.write_text(
-        "import runpy, sys\nsys.argv = ['ocr', 'nonsense']\n"
-        "try:\n    runpy.run_module('ocrclient', run_name='__main__', alter_sys=True)\n"
+        "import sys\nsys.argv = ['ocr', 'nonsense']\n"
+        f"try:\n    {run_it.get(harness, '')}\n"
         "except SystemExit as exc:\n    print('command said', exc.code)\nsys.exit(5)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "src")]), "PYTHONVERBOSE": "1"}
-    if harness == "runpy":
+    if harness != "pdb":
         argv, commands, status, said = [str(script)], None, 5, "command said 2"
     else:  # continue to the end, where pdb reports the exit and restarts; then quit
         argv, commands, status, said = ["-m", "pdb", "-m", "ocrclient", "nonsense"], "c\nq\n", 0, "exited via sys.exit()"
