@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
+from typing import TypeGuard
 
 from ..errors import InputError
 from ..imaging import RenderSpec
@@ -28,19 +29,25 @@ from .sources import Source, make_source
 __all__ = ["aiter_pages", "iter_pages"]
 
 
+def _is_open(source: Source | str | Path | bytes, password: str | None) -> TypeGuard[Source]:
+    """Whether ``source`` is an opened :class:`Source` that :func:`_resolve` hands back as it
+    is (no new password for a PDF): nothing to open or probe."""
+    return isinstance(source, Source) and (password is None or source.kind != "pdf" or source.password == password)
+
+
 def _resolve(source: Source | str | Path | bytes, password: str | None) -> Source:
-    if isinstance(source, Source):
-        if password is not None and source.kind == "pdf" and source.password != password:
-            return make_source(
-                name=source.name,
-                stem=source.stem,
-                path=source.path,
-                data=source.data,
-                rel=source.rel,
-                password=password,
-                root=source.root,
-            )
+    if _is_open(source, password):
         return source
+    if isinstance(source, Source):  # a PDF given another password: opened again with it
+        return make_source(
+            name=source.name,
+            stem=source.stem,
+            path=source.path,
+            data=source.data,
+            rel=source.rel,
+            password=password,
+            root=source.root,
+        )
     found = open_sources([source], password=password)
     if len(found) != 1:
         raise InputError(
@@ -65,16 +72,6 @@ def _plan(
     if depth < 1:
         raise ValueError("prefetch must be at least 1")
     return src, indices, pool, own, depth
-
-
-def _plan_is_io_free(source: Source | str | Path | bytes, password: str | None, pool: RenderPool | None) -> bool:
-    """Whether :func:`_plan` needs no file opened and no pool made: an opened :class:`Source`
-    (its password unchanged) on the caller's pool."""
-    return (
-        isinstance(source, Source)
-        and pool is not None
-        and (password is None or source.kind != "pdf" or source.password == password)
-    )
 
 
 def iter_pages(
@@ -150,7 +147,7 @@ async def aiter_pages(
         >>> async for page in aiter_pages("a.pdf", RenderSpec(dpi=150), pages="1-3"):  # doctest: +SKIP
         ...     print(page.number, page.frame)
     """
-    if _plan_is_io_free(source, password, pool):
+    if pool is not None and _is_open(source, password):  # no file to open, no pool to make
         src, indices, rpool, own, depth = _plan(source, pages, password, pool, prefetch)
     else:  # a file to open and probe, or a pool to make: off the loop
         src, indices, rpool, own, depth = await asyncio.to_thread(
