@@ -338,9 +338,7 @@ class Scheduler:
         the process's exit, frees what is left)."""
         self._since_gc += 1
         now = time.perf_counter()
-        if self._since_gc < GC_EVERY_PAGES or now - self._last_gc_end < self._last_gc_s / GC_MAX_SHARE:
-            return
-        if self._fed_all:
+        if self._fed_all or self._since_gc < GC_EVERY_PAGES or now - self._last_gc_end < self._last_gc_s / GC_MAX_SHARE:
             return
         gc.collect()
         self._last_gc_end = time.perf_counter()
