@@ -136,16 +136,21 @@ if __name__ == "__main__":
 """
 
 
-def _run_ocr(tmp_path: Path, how: str, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+def _run_python(tmp_path: Path, *args: str, commands: str | None = None, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` with :data:`SITECUSTOMIZE` loaded and ``PYTHONVERBOSE=1``."""
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    (tmp_path / "ocr").write_text(OCR_SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "OCRCLIENT_", "VLLM_", "OPENAI_"))}
     env.update(NO_COLOR="1", OCRCLIENT_CACHE_DIR=str(tmp_path / "cache"), OCRCLIENT_CONFIG_DIR=str(tmp_path / "cfg"),
                PYTHONPATH=os.pathsep.join([str(site), str(ROOT / "src")]), PYTHONVERBOSE="1", **extra_env)  # fmt: skip
-    argv = [sys.executable, "-m", "ocrclient"] if how == "-m" else [sys.executable, str(tmp_path / "ocr")]
-    return subprocess.run([*argv, *args], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    return subprocess.run([sys.executable, *args], input=commands, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+
+def _run_ocr(tmp_path: Path, how: str, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "ocr").write_text(OCR_SCRIPT)
+    program = ["-m", "ocrclient"] if how == "-m" else [str(tmp_path / "ocr")]
+    return _run_python(tmp_path, *program, *args, **extra_env)
 
 
 WAYS_OUT = {
@@ -211,9 +216,6 @@ def test_a_harness_that_runs_the_command_and_goes_on_keeps_its_own_exit(tmp_path
     runpy from a script, pdb (which runs ``-m ocrclient`` in the program's own ``__main__``).
     The command's ``SystemExit`` is the caller's to catch, and the process ends as the caller
     says, torn down as usual."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     run_it = {
         "script": "from ocrclient.console import main\n    main()",
         "runpy": "import runpy\n    runpy.run_module('ocrclient', run_name='__main__', alter_sys=True)",
@@ -224,12 +226,11 @@ def test_a_harness_that_runs_the_command_and_goes_on_keeps_its_own_exit(tmp_path
         f"try:\n    {run_it.get(harness, '')}\n"
         "except SystemExit as exc:\n    print('command said', exc.code)\nsys.exit(5)\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "src")]), "PYTHONVERBOSE": "1"}
     if harness != "pdb":
         argv, commands, status, said = [str(script)], None, 5, "command said 2"
     else:  # continue to the end, where pdb reports the exit and restarts; then quit
         argv, commands, status, said = ["-m", "pdb", "-m", "ocrclient", "nonsense"], "c\nq\n", 0, "exited via sys.exit()"
-    done = subprocess.run([sys.executable, *argv], input=commands, env=env, capture_output=True, text=True, timeout=60)
+    done = _run_python(tmp_path, *argv, commands=commands)
     assert done.returncode == status and said in done.stdout, (done.returncode, done.stdout[-800:], done.stderr[-800:])
     assert TORN_DOWN in done.stderr
 
