@@ -113,6 +113,11 @@ class LoopbackServer(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
+    def open_connections(self) -> int:
+        """Connections accepted and not yet ended."""
+        with self._conn_lock:
+            return len(self._connections)
+
     def cut_connections(self) -> None:
         """Reset every open connection, idle or mid-reply, as a dying process would."""
         with self._conn_lock:
@@ -162,6 +167,13 @@ class ServerOwner(abc.ABC):
         """TCP connections the simulator accepted since it started (or last restarted): a
         client that keeps its connections alive opens no more than it has requests in flight."""
         return self._server.accepted if self._server is not None else 0
+
+    @property
+    def connections_open(self) -> int:
+        """TCP connections open now, as the simulator sees them: once a client has closed its
+        connections (its transport closed, its event loop's pool let go) this falls to 0 as
+        the simulator reads each one's end."""
+        return self._server.open_connections() if self._server is not None else 0
 
 
 class SimHandler(BaseHTTPRequestHandler, abc.ABC):
