@@ -11,7 +11,7 @@
 
 Example::
 
-    data = await fetch_url("https://arxiv.org/pdf/2109.00256", max_bytes=50_000_000)
+    data = await fetch_url("https://example.com/paper.pdf", max_bytes=50_000_000)
     path = safe_path("/runpod-volume/in/doc.pdf", roots=["/runpod-volume"])
 """
 
