@@ -377,9 +377,15 @@ class Client:
         if self._finalizer.detach() is None:
             return  # closed already
         try:
-            self._thread.call(self._async.aclose())
+            self._thread.call(self._end())
         finally:
             self._thread.stop()
+
+    async def _end(self) -> None:
+        """The client closed on its loop, which ends next: a backend lent to it lets go of the
+        connections it made there (it stays the caller's, usable from another loop)."""
+        await self._async.aclose()
+        await self._async.backend.release()
 
     def __enter__(self) -> Client:
         return self

@@ -35,13 +35,21 @@ from typing import Any, TypeVar
 
 from .errors import UsageError
 
-__all__ = ["LoopThread", "in_ipython_kernel", "refuse_in_loop", "run_sync"]
+__all__ = ["LoopThread", "in_ipython_kernel", "refuse_in_loop", "run_sync", "running_loop"]
 
 _T = TypeVar("_T")
 
 #: the loops of our own threads: a blocking call from one of them (an ``on_event`` callback
 #: calling its Client) would wait on itself
 _OWN_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or ``None``."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def in_ipython_kernel() -> bool:
@@ -55,9 +63,8 @@ def in_ipython_kernel() -> bool:
 def refuse_in_loop(what: str, twin: str) -> None:
     """Raise :class:`UsageError` if ``what`` (a blocking call) is made in a thread whose event
     loop is running, unless that loop is a Jupyter/IPython kernel's."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
+    loop = running_loop()
+    if loop is None:
         return
     if loop not in _OWN_LOOPS and in_ipython_kernel():
         return

@@ -158,15 +158,18 @@ class Backend:
 
         await asyncio.gather(_warm(self.transport), dialect())
 
+    async def release(self) -> None:
+        """Let go of what the backend holds on the running event loop, which is about to end
+        (its transport's kept-alive connections there): the transport's optional ``release()``.
+        The backend stays usable from another loop.  A blocking :class:`~ocrclient.Client` lent
+        this backend does it as it closes; a script that ran its own loop need not (the
+        connections of a loop that has ended are never used again)."""
+        release = getattr(self.transport, "release", None)
+        if release is not None:
+            await release()
+
     async def aclose(self) -> None:
-        try:
-            await self.transport.aclose()
-        except RuntimeError as exc:
-            # kept-alive connections made on an event loop that has ended (a Client's, whose
-            # loop stopped with it) cannot be closed from this one: the client is closed all
-            # the same, and their sockets go with the loop that owned them
-            if "Event loop is closed" not in str(exc):
-                raise
+        await self.transport.aclose()
 
     def close(self) -> None:
         """:meth:`aclose` from synchronous code (raises :class:`~ocrclient.errors.UsageError`

@@ -57,6 +57,11 @@ class Transport(Protocol):
     limits, credentials and the headers that carry them).  The page cache leaves those out of
     its key and keys on every other option; a class that declares none keys on all of them
     (see :func:`neutral_options`).
+
+    A transport that holds something of the event loop it is used on (an HTTP client's
+    kept-alive connections) keeps one per loop and may define ``async def release()``: let go
+    of the running loop's, which is about to end, and stay usable from the next
+    (:meth:`~ocrclient.registry.Backend.release`).
     """
 
     async def send(self, request: ModelRequest) -> ModelReply: ...

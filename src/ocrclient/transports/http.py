@@ -25,7 +25,8 @@
 
 * :func:`make_client` builds a transport's ``httpx.AsyncClient`` (one shared TLS context whose
   CA certificates load at the first TLS connection, sent request bodies released as soon as the
-  reply arrives); :func:`preload` (in this thread) and :func:`warm_up_imports` (in a worker
+  reply arrives, one pool of connections per event loop, which :func:`release_loop` closes
+  before its loop ends); :func:`preload` (in this thread) and :func:`warm_up_imports` (in a worker
   thread) load beforehand what its first connection imports;
   :func:`json_object` decodes a reply that must be a JSON object; :func:`error_message` reads
   any error body as one line.
@@ -68,6 +69,7 @@ from ..errors import (
     classify_status,
     parse_retry_after,
 )
+from ..loops import running_loop
 from . import written
 from .base import release_request_body_hook
 from .limits import ERROR_BODY_BYTES, aloads, error_body
@@ -393,34 +395,73 @@ class HttpImports:
 
 
 class _DeferredClient:
-    """An ``httpx.AsyncClient`` built at its first use rather than with its transport: building
-    the first one imports httpcore (~40 ms), which a run does beside its first page's render
-    (``Backend.warm_up``) instead of in front of it.  Everything but :attr:`is_closed` and
-    :meth:`aclose` is the built client's own."""
+    """A transport's ``httpx.AsyncClient``, one per event loop, each built at its first use there.
+
+    Built at first use rather than with its transport: building the first one imports httpcore
+    (~40 ms), which a run does beside its first page's render (``Backend.warm_up``) instead of
+    in front of it.  One per loop: a client's kept-alive connections belong to the loop that
+    opened them, and a loaded backend outlives loops (each blocking ``Client`` and each
+    ``ocrclient.convert`` runs on a loop of its own, a script may ``asyncio.run`` twice, two
+    threads may each run one).  A connection of a loop that has ended is never used again: that
+    loop's client is dropped when the next one is built, and its sockets close as it is
+    collected; :meth:`release` closes the running loop's client while its loop still runs (a
+    blocking client does it as it closes).  Outside any loop (a request built in a worker
+    thread) any client built so far serves: they differ only in their connections.  Everything
+    but :attr:`is_closed`, :meth:`release` and :meth:`aclose` is the running loop's client's own."""
 
     def __init__(self, build: Callable[[], httpx.AsyncClient]) -> None:
         self._build = build
-        self._client: httpx.AsyncClient | None = None
+        self._clients: dict[asyncio.AbstractEventLoop | None, httpx.AsyncClient] = {}
         self._closed = False
 
     def _built(self) -> httpx.AsyncClient:
-        if self._client is None:
+        loop = running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            if loop is None and self._clients:
+                return next(reversed(self._clients.values()))
             if self._closed:
                 raise RuntimeError("Cannot send a request, as the client has been closed.")  # httpx's words
-            self._client = self._build()
-        return self._client
+            for ended in [k for k in self._clients if k is not None and k.is_closed()]:
+                del self._clients[ended]
+            client = self._clients[loop] = self._build()
+        return client
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._built(), name)
 
     @property
     def is_closed(self) -> bool:
-        return self._client.is_closed if self._client is not None else self._closed
+        return self._closed
+
+    async def release(self) -> None:
+        """Close the running loop's client (its connections); the next use here builds another."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
 
     async def aclose(self) -> None:
+        """Close for good: the running loop's client here, one of a loop running in another
+        thread on that loop (not waited for); one of a loop that is not running is dropped."""
         self._closed = True
-        if self._client is not None:
-            await self._client.aclose()
+        here = running_loop()
+        clients, self._clients = self._clients, {}
+        for loop, client in clients.items():
+            if loop is here or loop is None:  # (a client built outside any loop opened nothing)
+                await client.aclose()
+            elif loop.is_running():
+                closing = client.aclose()
+                try:
+                    asyncio.run_coroutine_threadsafe(closing, loop)
+                except RuntimeError:  # that loop closed meanwhile
+                    closing.close()
+
+
+async def release_loop(client: httpx.AsyncClient) -> None:
+    """Let go of the connections ``client`` (one :func:`make_client` built) holds on the running
+    event loop, before that loop ends; ``client`` stays usable (a transport's ``release``)."""
+    if isinstance(client, _DeferredClient):
+        await client.release()
 
 
 async def _trace_writes(request: httpx.Request) -> None:

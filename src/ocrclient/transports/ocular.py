@@ -38,6 +38,7 @@ from .http import (  # error_message .. transport_error: re-exported (their old 
     make_client,
     map_errors,
     raise_for_status,
+    release_loop,
     shared_ssl_context,
     status_error,
     transport_error,
@@ -158,6 +159,11 @@ class OcularTransport(HttpImports):
         if models:
             detail += f"; models loaded: {', '.join(map(str, models))}"
         return Health(ok, detail, data if isinstance(data, dict) else {})
+
+    async def release(self) -> None:
+        """Close the connections made on the running event loop (it is about to end)."""
+        if self._owns_client:
+            await release_loop(self._client)
 
     async def aclose(self) -> None:
         if self._owns_client:

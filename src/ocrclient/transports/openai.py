@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import time
+import weakref
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -48,7 +49,7 @@ from ..config import BackendConfig
 from ..errors import BadOutputError, ConfigError, OcrError, PermanentError, TransientError
 from ..secrets import install_logger_redaction, redact, register_secret
 from .base import Health, ModelReply, ModelRequest
-from .http import HttpImports, make_client, map_errors, raise_for_status
+from .http import HttpImports, make_client, map_errors, raise_for_status, release_loop
 from .limits import (
     ERROR_BODY_BYTES,
     aloads,
@@ -210,7 +211,8 @@ class OpenAITransport(HttpImports):
         install_logger_redaction()
         self._models: dict[str, int | None] | None = None
         self._models_checked_at = -1e9
-        self._models_lock = asyncio.Lock()
+        self._models_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+        self._models_locks = weakref.WeakKeyDictionary()
         self._refused_at: dict[str, int] = {}  # model -> the context length a refusal named
 
     async def _keep_secrets_home(self, request: httpx.Request) -> None:
@@ -382,7 +384,9 @@ class OpenAITransport(HttpImports):
         """The model cards, fetched once (re-tried at most every 60 s after a failure)."""
         if self._models is not None:
             return self._models
-        async with self._models_lock:
+        # one lock per event loop: a lock that has waited on one loop cannot be waited on another
+        lock = self._models_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
             if self._models is not None:
                 return self._models
             if time.monotonic() - self._models_checked_at < 60.0:
@@ -483,6 +487,11 @@ class OpenAITransport(HttpImports):
         if self.model and cards and self.model not in cards:
             return Health(False, f"model {self.model!r} is not served; the server has: {described}", info)
         return Health(True, f"server up; models: {described or 'none listed'}", info)
+
+    async def release(self) -> None:
+        """Close the connections made on the running event loop (it is about to end)."""
+        if self._owns_http:
+            await release_loop(self._http)
 
     async def aclose(self) -> None:
         if self._owns_http:

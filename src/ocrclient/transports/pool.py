@@ -199,6 +199,13 @@ class PoolTransport:
             for m in self.members
         }
 
+    async def release(self) -> None:
+        """Each member's ``release`` (the running event loop is about to end)."""
+        for m in self.members:
+            release = getattr(m.transport, "release", None)
+            if release is not None:
+                await release()
+
     async def aclose(self) -> None:
         for m in self.members:
             await m.transport.aclose()

@@ -1,8 +1,8 @@
 """RunPod serverless transport: one page = one RunPod job, over plain httpx.
 
-Wire contract (verified against RunPod's serverless docs -- "Send API requests" and the operation
-reference -- and the ``runpod`` SDK 1.12 sources, whose wire parts are the same in 1.10, the
-release deploy/ pins; see the module notes at the bottom):
+Wire contract (RunPod's serverless API, and its Python SDK 1.12, whose wire parts are the same
+in 1.10, the release deploy/ pins; a ``FAILED`` job's error and worker-vllm's output shapes are
+in :mod:`.runpod_jobs`):
 
 * ``mode="runsync"`` (the default, and every shipped profile's): ``POST .../runsync?wait=<ms>``.
   RunPod holds the request until the job ends and answers with the finished job (``{"id":
@@ -24,7 +24,7 @@ release deploy/ pins; see the module notes at the bottom):
 * RunPod's per-endpoint rate limits (:mod:`.runpod_rate`): paced at ``rate_share`` (default
   half) of each; a 429 on any route makes every request to the endpoint wait (``Retry-After``,
   else exponential backoff) and the refused one go again -- a slow-down, not a failed page.
-* ``POST .../cancel/{id}``, ``GET .../health``.
+* ``POST .../cancel/{id}``, ``GET .../health``; every route takes ``Authorization: Bearer <key>``.
 * Bodies: ``/run`` <= 10 MB, ``/runsync`` <= 20 MB — checked *before* sending.
 * Status replies carry ``delayTime`` (queue) and ``executionTime`` (GPU) in milliseconds.
 * ``mode="local"`` talks to the runpod SDK's own test server (``python handler.py
@@ -81,7 +81,15 @@ from ..errors import (
 )
 from ..secrets import register_secret
 from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body
-from .http import HttpImports, StatusRule, json_object, make_client, map_errors, raise_for_status
+from .http import (
+    HttpImports,
+    StatusRule,
+    json_object,
+    make_client,
+    map_errors,
+    raise_for_status,
+    release_loop,
+)
 from .limits import DEFAULT_REPLY_BYTES, ERROR_BODY_BYTES, loads, read_capped, reply_limit
 from .runpod_jobs import (  # classify_failure .. parse_chat_output: re-exported (their old home)
     TERMINAL,
@@ -565,10 +573,24 @@ class RunPodTransport(HttpImports):
                     await self._cancel_shielded(job_id)
 
             await asyncio.gather(*(cancel_one(j) for j in pending), return_exceptions=True)
-        if self._bg:  # cancels a stopping run left going: a last, short chance to arrive
-            await asyncio.wait(list(self._bg), timeout=INTERRUPT_CANCEL_WAIT_S)
+        await self._cancels_sent()
         if self._owns_client:
             await self._client.aclose()
+
+    async def release(self) -> None:
+        """Close the connections made on the running event loop (it is about to end)."""
+        await self._cancels_sent()
+        if self._owns_client:
+            await release_loop(self._client)
+
+    async def _cancels_sent(self) -> None:
+        """The cancels a stopping run left going on this loop: a last, short chance to arrive."""
+        loop = asyncio.get_running_loop()
+        for task in [t for t in self._bg if t.get_loop() is not loop and t.get_loop().is_closed()]:
+            self._bg.discard(task)
+        mine = [t for t in self._bg if t.get_loop() is loop]
+        if mine:
+            await asyncio.wait(mine, timeout=INTERRUPT_CANCEL_WAIT_S)
 
     async def __aenter__(self) -> RunPodTransport:
         return self
@@ -576,20 +598,3 @@ class RunPodTransport(HttpImports):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-
-# Sources checked (facts only):
-# - runpod/docs serverless/endpoints/send-requests.mdx: routes, 10/20 MB limits, retention
-#   (30 min /run, 1 min /runsync, ?wait=1000..300000), /health shape, /cancel reply, policy
-#   {executionTimeout (ms, > 5000), lowPriority, ttl (ms, >= 10000)}, rate limits (runpod_rate).
-# - runpod/docs .../operation-reference.mdx: /runsync holds 90 s, ?wait=1000..300000 ms the hold.
-# - runpod 1.12 endpoint/runner.py run_sync: /runsync, then /status/{id} polls if not final;
-#   runpod js-sdk src/index.ts runSync: /runsync?wait=, then /status-sync/{id}?wait= long-polls.
-# - runpod 1.12 runpod/serverless/modules/rp_job.py: FAILED error = json.dumps({error_type,
-#   error_message, error_traceback, hostname, worker_id, runpod_version}); generator errors are
-#   "handler: ... \ntraceback: ..."; a yielded {"error": x} ends the job with str(x); an
-#   output of {} is dropped (COMPLETED without output).
-# - runpod 1.12 rp_fastapi.py: local routes POST /run, /runsync, /stream/{id}, /status/{id}.
-# - runpod 1.12 endpoint/asyncio/asyncio_runner.py: Bearer auth, GET /status polling.
-# - runpod-workers/worker-vllm src/handler.py, src/engine.py, src/utils.py: async generator,
-#   return_aggregate_stream=True, non-stream yields response.model_dump(); stream yields
-#   "".join(SSE strings) batches (RAW_OPENAI_OUTPUT=1, default) or lists of chunk dicts.
