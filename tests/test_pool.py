@@ -154,3 +154,40 @@ async def test_benched_member_is_skipped_until_cooldown() -> None:
     assert flaky.calls == 1 and good.calls == 5
     health = await pool.health()
     assert health.detail == "1/2 members up"
+
+
+class _Parts:
+    """A member recording which of its lifecycle parts ran; ``broken`` ones raise."""
+
+    def __init__(self, broken: set[str]) -> None:
+        self.broken = broken
+        self.ran: list[str] = []
+
+    def _part(self, name: str) -> None:
+        self.ran.append(name)
+        if name in self.broken:
+            raise RuntimeError(f"{name} broke")
+
+    def preload(self) -> None:
+        self._part("preload")
+
+    async def release(self) -> None:
+        self._part("release")
+
+    async def aclose(self) -> None:
+        self._part("aclose")
+
+
+@pytest.mark.parametrize("part", ["preload", "release", "aclose"])
+async def test_every_member_gets_each_lifecycle_part_when_one_fails(part: str) -> None:
+    """The whole kind: preload, release and close each reach every member even when the first
+    member's raises (a member left unreleased or unclosed keeps its connections open); close and
+    release raise the first error after, preload (best effort, as Backend.preload) logs it."""
+    first, second = _Parts({part}), _Parts(set())
+    pool = PoolTransport([PoolMember("a", first), PoolMember("b", second)])  # type: ignore[arg-type]
+    if part == "preload":
+        pool.preload()
+    else:
+        with pytest.raises(RuntimeError, match=f"{part} broke"):
+            await getattr(pool, part)()
+    assert first.ran == [part] and second.ran == [part]

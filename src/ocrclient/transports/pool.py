@@ -27,6 +27,7 @@ pool's, since one request is built once for whichever member sends it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,8 @@ from ..errors import RUN_STOPPING, AuthError, ConfigError, PermanentError, Trans
 from .base import Health, ModelReply, ModelRequest, Transport
 
 __all__ = ["PoolMember", "PoolTransport"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -167,11 +170,15 @@ class PoolTransport:
         return any(m.healthy(now) for m in self.members)
 
     def preload(self) -> None:
-        """Every member's own ``preload`` (``Backend.preload``)."""
+        """Every member's own ``preload`` (``Backend.preload``): best effort, as there; one that
+        fails leaves the others to preload, and its imports to its first request."""
         for m in self.members:
             load = getattr(m.transport, "preload", None)
-            if load is not None:
-                load()
+            try:
+                if load is not None:
+                    load()
+            except Exception as exc:
+                log.debug("pool member %s: preload failed: %s", m.name, exc)
 
     async def warm_up(self) -> None:
         """Every member's own warm-up, side by side (``Backend.warm_up``; failures are theirs to
@@ -201,11 +208,21 @@ class PoolTransport:
 
     async def release(self) -> None:
         """Each member's ``release`` (the running event loop is about to end)."""
-        for m in self.members:
-            release = getattr(m.transport, "release", None)
-            if release is not None:
-                await release()
+        await self._each("release")
 
     async def aclose(self) -> None:
+        """Close every member, each even when one before it raised (the first error is raised
+        after): a member's failure leaves no other's connections open."""
+        await self._each("aclose")
+
+    async def _each(self, method: str) -> None:
+        first: Exception | None = None
         for m in self.members:
-            await m.transport.aclose()
+            call = getattr(m.transport, method, None)
+            try:
+                if call is not None:
+                    await call()
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
