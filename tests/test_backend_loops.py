@@ -168,6 +168,89 @@ def test_the_model_cards_wait_on_one_event_loop_after_another() -> None:
         t._models_checked_at = -1e9  # the 60 s pause after a failed read: over
         return await asyncio.gather(*(t._cards() for _ in range(3)))
 
-    for _ in range(2):
+    for _ in range(3):
         assert asyncio.run(waiters()) == [{}, {}, {}]
+    # a lock that has waited holds its loop: only the last loop's is kept, not one per loop
+    assert len(t._models_locks.loops()) == 1
     asyncio.run(t.aclose())
+
+
+def test_one_http_client_shared_by_threads_each_running_loop_after_loop() -> None:
+    """A transport's HTTP client serves threads that each run event loop after event loop, at
+    once (two blocking clients in two threads, each call its own loop): no error from one
+    thread's use while another adds or drops its loop's pool, and no more pools kept than loops
+    alive.  Thread switches are forced as often as the interpreter allows."""
+    import sys
+
+    import httpx
+
+    from ocrclient.transports.http import make_client
+
+    client = make_client(timeout=httpx.Timeout(5), max_connections=4)
+    errors: list[BaseException] = []
+
+    async def use() -> None:
+        client.build_request("GET", "http://127.0.0.1:9/")
+        await client.release()  # type: ignore[attr-defined]
+        client.build_request("GET", "http://127.0.0.1:9/")
+
+    def worker() -> None:
+        try:
+            for _ in range(150):
+                asyncio.run(use())
+                client.build_request("GET", "http://127.0.0.1:9/")  # outside any loop
+        except BaseException as exc:
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]
+    asyncio.run(client.aclose())
+    assert client._clients.loops() == []  # type: ignore[attr-defined]
+
+
+def test_runpod_cancels_of_one_loop_while_another_closes() -> None:
+    """The RunPod transport's cancels still going belong to the loops that started them: a
+    blocking client closing on its loop (which waits for its own) while another thread's loop
+    starts and ends cancels of its own raises nothing.  Thread switches are forced as often as
+    the interpreter allows."""
+    import sys
+
+    from ocrclient.transports.runpod import RunPodTransport
+
+    with RunPodSimulator() as sim:
+        t = RunPodTransport(endpoint_id=sim.endpoint_id, api_key=sim.api_key, base_url=sim.base_url, mode="run")
+        stop = threading.Event()
+
+        def other_loop() -> None:  # a run stopping on another client's loop: its cancels go on
+            async def cancels() -> None:
+                while not stop.is_set():
+                    await asyncio.gather(*(t._cancel_shielded(f"job-{i}", wait=0) for i in range(20)))
+                    await asyncio.sleep(0)
+
+            asyncio.run(cancels())
+
+        async def closing() -> None:
+            for _ in range(3000):
+                await t._cancels_sent()
+
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        other = threading.Thread(target=other_loop)
+        other.start()
+        try:
+            for _ in range(3):
+                asyncio.run(closing())
+        finally:
+            stop.set()
+            other.join()
+            sys.setswitchinterval(interval)
+        asyncio.run(t.aclose())

@@ -577,15 +577,15 @@ async def test_a_transports_http_client_is_built_at_its_first_use(fresh_tls: Non
     with OpenAISimulator(model=MODEL) as sim:
         # (a query value is registered as a secret for the process: one no other test prints)
         t = OpenAITransport(sim.base_url + "?tenant=t-7d41e2b9", api_key=sim.api_key)
-        assert not t._http._clients  # type: ignore[attr-defined]
+        assert t._http._clients.loops() == []  # type: ignore[attr-defined]
         assert await t.list_models(timeout=10) == {MODEL: 16384}
-        assert list(t._http._clients) == [asyncio.get_running_loop()]  # type: ignore[attr-defined]
+        assert t._http._clients.loops() == [asyncio.get_running_loop()]  # type: ignore[attr-defined]
         assert t._http.params["tenant"] == "t-7d41e2b9"
         await t.aclose()
         assert t._http.is_closed
         unused = OpenAITransport(sim.base_url, api_key=sim.api_key)
         await unused.aclose()
-        assert unused._http.is_closed and not unused._http._clients  # type: ignore[attr-defined]
+        assert unused._http.is_closed and unused._http._clients.loops() == []  # type: ignore[attr-defined]
         with pytest.raises(RuntimeError, match="closed"):
             unused._http.build_request("GET", sim.base_url)
 

@@ -30,12 +30,12 @@ import contextvars
 import sys
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Coroutine, Generator
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
+from typing import Any, Generic, TypeVar
 
 from .errors import UsageError
 
-__all__ = ["LoopThread", "in_ipython_kernel", "refuse_in_loop", "run_sync", "running_loop"]
+__all__ = ["LoopThread", "PerLoop", "in_ipython_kernel", "refuse_in_loop", "run_sync", "running_loop"]
 
 _T = TypeVar("_T")
 
@@ -50,6 +50,49 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+class PerLoop(Generic[_T]):
+    """One value per event loop (``None`` standing for "no loop runs here"), made by ``make`` the
+    first time a loop asks: what belongs to one loop (an HTTP pool's connections, an
+    ``asyncio.Lock`` once waited on) for an object that outlives loops (a loaded backend).  The
+    values of loops that have closed are dropped as the next is made.  Safe to share between
+    threads that each run a loop."""
+
+    def __init__(self, make: Callable[[], _T]) -> None:
+        self._make = make
+        self._values: dict[asyncio.AbstractEventLoop | None, _T] = {}
+        self._lock = threading.Lock()
+
+    def get(self, *, any_outside: bool = False) -> _T:
+        """The running loop's value, made now if it has none; with ``any_outside``, outside any
+        loop the value made last, if there is one."""
+        loop = running_loop()
+        with self._lock:
+            if loop in self._values:
+                return self._values[loop]
+            if loop is None and any_outside and self._values:
+                return next(reversed(self._values.values()))
+            for ended in [k for k in self._values if k is not None and k.is_closed()]:
+                del self._values[ended]
+            value = self._values[loop] = self._make()
+            return value
+
+    def loops(self) -> list[asyncio.AbstractEventLoop | None]:
+        """The loops that have a value now."""
+        with self._lock:
+            return list(self._values)
+
+    def pop(self) -> _T | None:
+        """The running loop's value, forgotten (``None`` if it had none)."""
+        with self._lock:
+            return self._values.pop(running_loop(), None)
+
+    def drain(self) -> list[tuple[asyncio.AbstractEventLoop | None, _T]]:
+        """Every value with its loop, all forgotten."""
+        with self._lock:
+            values, self._values = list(self._values.items()), {}
+        return values
 
 
 def in_ipython_kernel() -> bool:

@@ -69,7 +69,7 @@ from ..errors import (
     classify_status,
     parse_retry_after,
 )
-from ..loops import running_loop
+from ..loops import PerLoop, running_loop
 from . import written
 from .base import release_request_body_hook
 from .limits import ERROR_BODY_BYTES, aloads, error_body
@@ -411,21 +411,16 @@ class _DeferredClient:
 
     def __init__(self, build: Callable[[], httpx.AsyncClient]) -> None:
         self._build = build
-        self._clients: dict[asyncio.AbstractEventLoop | None, httpx.AsyncClient] = {}
+        self._clients = PerLoop(self._new)
         self._closed = False
 
+    def _new(self) -> httpx.AsyncClient:
+        if self._closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")  # httpx's words
+        return self._build()
+
     def _built(self) -> httpx.AsyncClient:
-        loop = running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            if loop is None and self._clients:
-                return next(reversed(self._clients.values()))
-            if self._closed:
-                raise RuntimeError("Cannot send a request, as the client has been closed.")  # httpx's words
-            for ended in [k for k in self._clients if k is not None and k.is_closed()]:
-                del self._clients[ended]
-            client = self._clients[loop] = self._build()
-        return client
+        return self._clients.get(any_outside=True)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._built(), name)
@@ -436,7 +431,7 @@ class _DeferredClient:
 
     async def release(self) -> None:
         """Close the running loop's client (its connections); the next use here builds another."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
+        client = self._clients.pop()
         if client is not None:
             await client.aclose()
 
@@ -445,8 +440,7 @@ class _DeferredClient:
         thread on that loop (not waited for); one of a loop that is not running is dropped."""
         self._closed = True
         here = running_loop()
-        clients, self._clients = self._clients, {}
-        for loop, client in clients.items():
+        for loop, client in self._clients.drain():
             if loop is here or loop is None:  # (a client built outside any loop opened nothing)
                 await client.aclose()
             elif loop.is_running():

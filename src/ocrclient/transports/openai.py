@@ -39,7 +39,6 @@ import logging
 import os
 import re
 import time
-import weakref
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -47,6 +46,7 @@ import httpx
 
 from ..config import BackendConfig
 from ..errors import BadOutputError, ConfigError, OcrError, PermanentError, TransientError
+from ..loops import PerLoop
 from ..secrets import install_logger_redaction, redact, register_secret
 from .base import Health, ModelReply, ModelRequest
 from .http import HttpImports, make_client, map_errors, raise_for_status, release_loop
@@ -211,8 +211,8 @@ class OpenAITransport(HttpImports):
         install_logger_redaction()
         self._models: dict[str, int | None] | None = None
         self._models_checked_at = -1e9
-        self._models_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
-        self._models_locks = weakref.WeakKeyDictionary()
+        # one per event loop: a lock that has waited on one loop cannot be waited on another
+        self._models_locks = PerLoop(asyncio.Lock)
         self._refused_at: dict[str, int] = {}  # model -> the context length a refusal named
 
     async def _keep_secrets_home(self, request: httpx.Request) -> None:
@@ -384,9 +384,7 @@ class OpenAITransport(HttpImports):
         """The model cards, fetched once (re-tried at most every 60 s after a failure)."""
         if self._models is not None:
             return self._models
-        # one lock per event loop: a lock that has waited on one loop cannot be waited on another
-        lock = self._models_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-        async with lock:
+        async with self._models_locks.get():
             if self._models is not None:
                 return self._models
             if time.monotonic() - self._models_checked_at < 60.0:

@@ -585,10 +585,9 @@ class RunPodTransport(HttpImports):
 
     async def _cancels_sent(self) -> None:
         """The cancels a stopping run left going on this loop: a last, short chance to arrive."""
-        loop = asyncio.get_running_loop()
-        for task in [t for t in self._bg if t.get_loop() is not loop and t.get_loop().is_closed()]:
-            self._bg.discard(task)
-        mine = [t for t in self._bg if t.get_loop() is loop]
+        loop, tasks = asyncio.get_running_loop(), tuple(self._bg)  # (other loops' threads change it)
+        self._bg.difference_update(t for t in tasks if t.get_loop().is_closed())
+        mine = [t for t in tasks if t.get_loop() is loop]
         if mine:
             await asyncio.wait(mine, timeout=INTERRUPT_CANCEL_WAIT_S)
 
