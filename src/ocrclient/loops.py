@@ -12,6 +12,8 @@ rule for calling it while an event loop runs.
   The one exception is a Jupyter/IPython kernel, whose loop runs while a cell executes: there the
   cell waiting for the result is what the user wants.
 * :func:`run_sync` — a coroutine run to completion from synchronous code under that rule.
+* :class:`PerLoop` — one value per event loop, for what outlives loops (a loaded backend lent to
+  one client after another): its HTTP pools, a lock its requests wait on.
 
 Example::
 
