@@ -37,6 +37,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -48,6 +49,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .document import SCHEMA_VERSION, Page
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .config import BackendConfig
@@ -263,6 +266,7 @@ class PageCache:
         self.hits = 0
         self.misses = 0
         self.writes = 0
+        self.write_errors = 0
         self.pruned = 0
         #: bytes on disk as this process sees them (counted at the first write, then kept up)
         self._size: int | None = None
@@ -305,9 +309,19 @@ class PageCache:
         return page
 
     def put(self, key: str, page: Page) -> None:
-        """Store a finished page atomically (failed pages are never stored)."""
+        """Store a finished page atomically (failed pages are never stored).  A cache that cannot
+        be written (read-only, full, its directory removed or cleared under a run) costs the page
+        its entry, never the page: a warning, once per cache, and the run goes on."""
         if page.status == "failed":
             return
+        try:
+            self._put(key, page)
+        except OSError as exc:
+            self.write_errors += 1
+            if self.write_errors == 1:
+                log.warning("the page cache in %s cannot be written (%s): pages are not cached", self.directory, exc)
+
+    def _put(self, key: str, page: Page) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = page.model_copy(update={"cached": False}).model_dump_json().encode("utf-8")

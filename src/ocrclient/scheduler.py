@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
@@ -62,6 +63,8 @@ from .models import Attempt, ModelReply, ModelRequest, PageContent, PageImage
 from .registry import Backend
 from .retries import page_retrying
 from .transports.limits import MAX_TOKEN_COUNT, request_max_tokens, seconds, token_count
+
+log = logging.getLogger(__name__)
 
 #: a full garbage collection every this many finished pages: each page leaves reference cycles
 #: (tenacity's retry state, httpx's response <-> stream, tracebacks) that CPython collects only
@@ -325,6 +328,10 @@ class Scheduler:
         except ABORTS_RUN as exc:
             self._abort = exc
             result = self._failed_page(page, exc, 1)
+        except Exception as exc:  # a defect (ours, a plugin's): the page fails; the run never waits for it
+            log.error("page %s of %s: %s: %s", page.number, page.source, type(exc).__name__, exc,
+                      exc_info=log.isEnabledFor(logging.DEBUG))  # fmt: skip
+            result = self._failed_page(page, exc, 0)
         finally:
             self._admitted.release()
         await results.put((doc_index, result))
