@@ -550,3 +550,55 @@ def test_every_dialect_that_sends_the_pdf_says_so(tmp_path: Path) -> None:
         declares = getattr(dialect, "reads_source", None)
         assert not carries_file or (declares is not None and declares(page)), name
     assert checked >= 3
+
+
+# -- a page's place: pages that render to the same pixels but sit differently ------------------
+
+
+def test_pages_rendering_alike_keep_their_own_size_and_rotation(tmp_path: Path) -> None:
+    """The whole kind of pages that render to the same pixels and differ in what their boxes are
+    laid on: a page turned by ``/Rotate 90`` beside one drawn upright, and two sizes a fraction
+    of a point apart.  Each keeps its own size and rotation with the cache on, in the run that
+    stores them and in the rerun served from it (a hit used to carry the stored page's)."""
+    import asyncio
+
+    import ocrclient
+    from ocrclient.testing import OpenAISimulator
+
+    from .pdfgen import PdfPage, write_pdf
+
+    pdf = write_pdf(tmp_path / "alike.pdf", [
+        PdfPage(media=(0, 0, 612, 792)), PdfPage(media=(0, 0, 792, 612), rotate=90),
+        PdfPage(media=(0, 0, 595.28, 841.89)), PdfPage(media=(0, 0, 595, 842)),
+    ])  # fmt: skip
+
+    def place(cache: Any) -> tuple[list[tuple[float | None, float | None, int | None]], int]:
+        run = ocrclient.aconvert(pdf, backend="openai", base_url=sim.base_url, api_key=sim.api_key,
+                                 model="sim/ocr-model", render={"dpi": 40}, cache=cache)  # fmt: skip
+        doc = asyncio.run(run)
+        return [(p.width, p.height, p.rotation) for p in doc.pages], doc.stats.cached
+
+    with OpenAISimulator(model="sim/ocr-model") as sim:
+        truth, _ = place(False)
+        assert truth[0] != truth[1] and truth[2] != truth[3]  # (the pages differ there)
+        assert place(tmp_path / "cache") == (truth, 0)
+        assert place(tmp_path / "cache") == (truth, 4)
+
+
+def test_a_request_that_reads_the_file_keys_on_the_page_number(tmp_path: Path) -> None:
+    """Two pages of one file rendering alike, for a dialect whose request reads the page from the
+    file as well (the embedded engine's text layer): other keys, since what is read differs."""
+    import dataclasses
+
+    from ocrclient.cache import page_key_for
+    from ocrclient.dialects.rapidocr import RapidOCRDialect
+
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "a.pdf", [["one"], ["two"]])
+    cfg = base_config(transport="local")
+    first = _pdf_page(pdf)
+    second = dataclasses.replace(first, index=1)
+    assert page_key_for(first, cfg, RapidOCRDialect()) != page_key_for(second, cfg, RapidOCRDialect())
+    pixels_only = RapidOCRDialect(text_layer="never")
+    assert page_key_for(first, cfg, pixels_only) == page_key_for(second, cfg, pixels_only)

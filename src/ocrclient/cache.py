@@ -3,9 +3,11 @@
 A finished page is stored under a key derived from what determines its result — the encoded page
 image that is sent, the dialect, which server answered (transport, base URL, endpoint id — never
 the API key), the model, the render spec, the sampling, transport and dialect options, and for the
-embedded engine the versions of its packages — never from the file name or page number, so a
-rerun after a crash (or the same page in another file) is served from disk and nothing is sent
-again, while a changed setting or another endpoint sends the page again.
+embedded engine the versions of its packages, and the page's displayed size and rotation (its
+boxes are laid on them) — never from the file name, nor from the page number unless the request
+reads the page's file as well as its image, so a rerun after a crash (or the same page in another
+file) is served from disk and nothing is sent again, while a changed setting or another endpoint
+sends the page again.
 
 Every field of :class:`~ocrclient.config.BackendConfig` is either part of the key
 (:data:`KEY_FIELDS`) or named in :data:`NEUTRAL_FIELDS` (settings that cannot change what a page
@@ -70,7 +72,7 @@ __all__ = [
 ]
 
 #: bump when what a cached page means changes (invalidates every entry)
-CACHE_FORMAT = "2"
+CACHE_FORMAT = "3"
 
 #: after a prune the cache holds at most this share of its cap (so a full cache is not rescanned
 #: at every write)
@@ -208,10 +210,13 @@ def source_digest(path: str) -> str:
     return _file_digest(path, st.st_size, st.st_mtime_ns)
 
 
-def page_key(image: bytes, cfg: BackendConfig, dialect: str, source: str | None = None) -> str:
+def page_key(
+    image: bytes, cfg: BackendConfig, dialect: str, source: str | None = None, place: Mapping[str, Any] | None = None
+) -> str:
     """The cache key of one page for one backend configuration (sha256 hex); ``source`` is
-    :func:`source_digest` of the page's file when the request reads that file too."""
-    settings = {
+    :func:`source_digest` of the page's file when the request reads that file too; ``place`` is
+    where the page sits (see :func:`page_key_for`)."""
+    settings: dict[str, Any] = {
         "format": CACHE_FORMAT,
         "schema": SCHEMA_VERSION,
         "dialect_used": dialect,
@@ -219,6 +224,8 @@ def page_key(image: bytes, cfg: BackendConfig, dialect: str, source: str | None 
     }
     if source is not None:
         settings["source"] = source
+    if place:
+        settings["place"] = dict(place)
     h = hashlib.sha256()
     h.update(hashlib.sha256(image).digest())
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
@@ -226,12 +233,16 @@ def page_key(image: bytes, cfg: BackendConfig, dialect: str, source: str | None 
 
 
 def page_key_for(page: PageImage, cfg: BackendConfig, dialect: Dialect) -> str | None:
-    """The key of ``page`` as ``dialect`` will send it: its image, plus its source file's digest
-    when the dialect's request reads the file too (a dialect says so with
+    """The key of ``page`` as ``dialect`` will send it: its image and its displayed size and
+    rotation (what its boxes are laid on: two pages can render to the same pixels and differ
+    there, a page turned by ``/Rotate`` and one drawn turned), plus its source file's digest and
+    its number in that file when the dialect's request reads the file too (a dialect says so with
     ``reads_source(page) -> bool``); ``None`` (no caching) for a page without an image or whose
     file is gone."""
     if page.encoded is None:
         return None
+    box = page.page_box
+    place: dict[str, Any] = {"box": [box.width, box.height, box.rotation]} if box is not None else {}
     reads_source = getattr(dialect, "reads_source", None)
     source = None
     if page.pdf_path and reads_source is not None and reads_source(page):
@@ -239,7 +250,8 @@ def page_key_for(page: PageImage, cfg: BackendConfig, dialect: Dialect) -> str |
             source = source_digest(page.pdf_path)
         except OSError:
             return None
-    return page_key(page.encoded.data, cfg, dialect.name, source)
+        place["number"] = page.number
+    return page_key(page.encoded.data, cfg, dialect.name, source, place)
 
 
 @dataclass(frozen=True)
