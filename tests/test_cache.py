@@ -602,3 +602,32 @@ def test_a_request_that_reads_the_file_keys_on_the_page_number(tmp_path: Path) -
     assert page_key_for(first, cfg, RapidOCRDialect()) != page_key_for(second, cfg, RapidOCRDialect())
     pixels_only = RapidOCRDialect(text_layer="never")
     assert page_key_for(first, cfg, pixels_only) == page_key_for(second, cfg, pixels_only)
+
+
+def test_a_run_counts_what_it_spent_not_what_its_cached_pages_once_cost(tmp_path: Path) -> None:
+    """A run's attempts and usage (tokens, GPU time, cost) are what it sent: a rerun served from
+    the cache spent nothing, one half served spent the other half; each cached page keeps what
+    producing it took."""
+    import asyncio
+
+    import ocrclient
+    from ocrclient.testing import OpenAISimulator
+
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(4)])
+    with OpenAISimulator(model="sim/ocr-model") as sim:
+
+        def run(pages: str) -> Any:
+            return asyncio.run(ocrclient.aconvert(pdf, backend="openai", base_url=sim.base_url, api_key=sim.api_key,
+                                                  model="sim/ocr-model", render={"dpi": 40}, pages=pages,
+                                                  cache=tmp_path / "cache"))  # fmt: skip
+
+        half = run("1-2").stats
+        assert (half.cached, half.attempts) == (0, 2) and half.usage.prompt_tokens > 0
+        whole = run("1-4")
+        assert (whole.stats.cached, whole.stats.attempts) == (2, 2)
+        assert whole.stats.usage.prompt_tokens == half.usage.prompt_tokens  # pages 3-4 cost as much as 1-2
+        again = run("1-4")
+        assert (again.stats.cached, again.stats.attempts, again.stats.usage.prompt_tokens) == (4, 0, 0)
+        assert all(p.attempts == 1 and p.usage.prompt_tokens > 0 for p in again.pages)

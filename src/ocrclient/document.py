@@ -171,10 +171,13 @@ class RunStats(_Model):
 
     @classmethod
     def of(cls, pages: Sequence[Page], wall_s: float, retries_by_cause: Mapping[str, int]) -> RunStats:
-        """The stats of a run's ``pages`` that took ``wall_s``."""
-        latencies = [p.latency_s for p in pages if not p.cached and p.status != "failed"]
+        """The stats of a run's ``pages`` that took ``wall_s``.  ``attempts``, ``usage`` (tokens,
+        GPU time, cost) and the latencies are what this run spent: a page served from the cache
+        counts for none of them (its own fields keep what producing it took)."""
+        sent = [p for p in pages if not p.cached]
+        latencies = [p.latency_s for p in sent if p.status != "failed"]
         usage = Usage()
-        for p in pages:
+        for p in sent:
             usage = usage.add(p.usage)
         done = [p for p in pages if p.status != "failed"]
         return cls(
@@ -183,7 +186,7 @@ class RunStats(_Model):
             degraded=sum(p.status == "degraded" for p in pages),
             failed=sum(p.status == "failed" for p in pages),
             cached=sum(p.cached for p in pages),
-            attempts=sum(p.attempts for p in pages),
+            attempts=sum(p.attempts for p in sent),
             retries_by_cause=dict(retries_by_cause),
             wall_s=round(wall_s, 4),
             pages_per_s=round(len(done) / wall_s, 4) if wall_s > 0 else 0.0,
