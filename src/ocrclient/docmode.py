@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -162,7 +162,7 @@ def split_unit_page(unit: DocumentUnit, result: Page) -> list[Page]:
 
 async def convert(
     be: Backend, plan: list[tuple[Source, list[int]]], scheduler: Callable[[Backend], Scheduler]
-) -> AsyncIterator[tuple[Source, DocumentUnit, Document]]:
+) -> AsyncGenerator[tuple[Source, DocumentUnit, Document], None]:
     """Run ``plan`` in whole-document mode through ``be``'s transport: one job per document,
     each :class:`Document` (split back into pages) yielded in input order with its source and
     the unit that was sent (its PDF bytes, for outputs that need page images).  ``scheduler`` makes

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,7 +130,11 @@ class Conversion:
         if self.scheduler is None or self.plan is None:
             return []
         by_name = {src.name: src for src, _ in self.plan}
-        return [ConvertResult(by_name[d.source], d) for d in self.scheduler.partial[self.yielded :] if d.source in by_name]
+        # the scheduler's list starts at its document number partial_from; this run has handed
+        # over the first `yielded` documents (a run stopped while its caller held the last one
+        # handed over has it in both)
+        left = self.scheduler.partial[max(0, self.yielded - self.scheduler.partial_from) :]
+        return [ConvertResult(by_name[d.source], d) for d in left if d.source in by_name]
 
     async def _prepare(self) -> list[tuple[Source, list[int]]]:
         if self.plan is None:
@@ -195,7 +199,9 @@ class Conversion:
         async with AsyncExitStack() as stack:
             be, pool = await self._open(stack, plan)
             if docmode.requested(be.config, self.document_mode):
-                async for src, unit, doc in docmode.convert(be, plan, self._scheduler):
+                # (each inner run closed with this one, not when collected: see Scheduler._run)
+                units = await stack.enter_async_context(aclosing(docmode.convert(be, plan, self._scheduler)))
+                async for src, unit, doc in units:
                     if self.outputs is not None:
                         await self._unit_images(src, unit, doc.pages, be, pool)
                     result = await self._result(src, doc)
@@ -207,7 +213,8 @@ class Conversion:
                 DocumentJob(src.name, self._pages(src, indices, be, pool), expected_pages=[i + 1 for i in indices])
                 for src, indices in plan
             ]
-            async for doc in sched.run_documents(jobs):
+            docs = await stack.enter_async_context(aclosing(sched.run_documents(jobs)))
+            async for doc in docs:
                 result = await self._result(plan[self.yielded][0], doc)
                 self.yielded += 1
                 yield result
@@ -220,7 +227,10 @@ class Conversion:
         async with AsyncExitStack() as stack:
             be, pool = await self._open(stack, plan)
             sched = self._scheduler(be)
-            async for page in sched.iter_pages(src.name, aiter_pages(src, be.render, pages=indices, pool=pool)):
+            pages = await stack.enter_async_context(
+                aclosing(sched.iter_pages(src.name, aiter_pages(src, be.render, pages=indices, pool=pool)))
+            )
+            async for page in pages:
                 yield page
 
     async def _unit_images(self, src: Source, unit: Any, pages: list[Page], be: Backend, pool: RenderPool) -> None:

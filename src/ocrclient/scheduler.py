@@ -41,7 +41,7 @@ import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,8 +204,10 @@ class Scheduler:
         self._last_gc_end = 0.0
         self._last_gc_s = 0.0
         self.retries_by_cause: Counter[str] = Counter()
-        #: documents finished so far (and, after a cancel or abort, the partial ones)
+        #: documents finished so far (and, after a cancel or abort, the partial ones: those from
+        #: the run's document number :attr:`partial_from` on, finished or not)
         self.partial: list[Document] = []
+        self.partial_from = 0
 
     # -- events ---------------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
@@ -219,21 +221,24 @@ class Scheduler:
         docs = [d async for d in self.run_documents([DocumentJob(source, pages)])]
         return docs[0]
 
-    async def run_documents(self, documents: Sequence[DocumentJob]) -> AsyncIterator[Document]:
+    async def run_documents(self, documents: Sequence[DocumentJob]) -> AsyncGenerator[Document, None]:
         """Process several documents through one shared concurrency limit, yielding each
         :class:`Document` (pages in order) as soon as its last page is done, in input order."""
-        async for item in self._run(documents, per_page=False):
-            assert isinstance(item, Document)
-            yield item
-
-    async def iter_pages(self, source: str, pages: AsyncIterable[PageImage]) -> AsyncIterator[Page]:
-        """Pages of one document as they complete (not in order) — for streaming callers."""
-        async for item in self._run([DocumentJob(source, pages)], per_page=True):
-            if isinstance(item, Page):
+        # closed with this generator, not when collected: a caller stopping early ends the run now
+        async with contextlib.aclosing(self._run(documents, per_page=False)) as items:
+            async for item in items:
+                assert isinstance(item, Document)
                 yield item
 
+    async def iter_pages(self, source: str, pages: AsyncIterable[PageImage]) -> AsyncGenerator[Page, None]:
+        """Pages of one document as they complete (not in order) — for streaming callers."""
+        async with contextlib.aclosing(self._run([DocumentJob(source, pages)], per_page=True)) as items:
+            async for item in items:
+                if isinstance(item, Page):
+                    yield item
+
     # -- internals ------------------------------------------------------------------------
-    async def _run(self, documents: Sequence[DocumentJob], *, per_page: bool) -> AsyncIterator[Document | Page]:
+    async def _run(self, documents: Sequence[DocumentJob], *, per_page: bool) -> AsyncGenerator[Document | Page, None]:
         runs = [_Run(job) for job in documents]
         self._fed_all = False
         results: asyncio.Queue[tuple[int, Page] | None] = asyncio.Queue()
@@ -305,6 +310,7 @@ class Scheduler:
             self.partial = [
                 self._document(r, time.monotonic() - r.started, unfinished=reason) for r in runs[next_doc:]
             ]
+            self.partial_from = next_doc
             if isinstance(exc, ABORTS_RUN) and not isinstance(exc, RunAborted):
                 raise RunAborted(exc, self.partial) from None
             raise
