@@ -331,7 +331,8 @@ class PageCache:
         except OSError as exc:
             self.write_errors += 1
             if self.write_errors == 1:
-                log.warning("the page cache in %s cannot be written (%s): pages are not cached", self.directory, exc)
+                log.warning("the page cache in %s cannot be written (%s): a page it does not store is sent again "
+                            "by a rerun (said once)", self.directory, exc)  # fmt: skip
 
     def _put(self, key: str, page: Page) -> None:
         path = self._path(key)
