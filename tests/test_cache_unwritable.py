@@ -88,13 +88,24 @@ def test_a_cache_that_cannot_be_written_costs_no_page(kind: str, pdf: Path, sim:
     assert [p.status for p in again.pages] == ["ok"] * PAGES and again.stats.cached == 0
 
 
+SECRET = "sk-live-c4f3b2a1d0e9f8a7"
+
+
 class _BrokenCache(PageCache):
     def put(self, key: str, page: Page) -> None:
-        raise RuntimeError("a defect in the cache")
+        raise RuntimeError(f"a defect in the cache (GET https://host/?key={SECRET} failed)")
 
 
-def test_a_page_whose_task_dies_fails_and_the_run_ends(pdf: Path, sim: Any, tmp_path: Path) -> None:
-    doc = _convert(pdf, sim, _BrokenCache(tmp_path / "cache"))
+def test_a_page_whose_task_dies_fails_and_the_run_ends(pdf: Path, sim: Any, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """...with its error, secrets masked in the page and in the log line, as everywhere."""
+    from ocrclient.secrets import register_secret
+
+    register_secret(SECRET)
+    with caplog.at_level(logging.ERROR, logger="ocrclient.scheduler"):
+        doc = _convert(pdf, sim, _BrokenCache(tmp_path / "cache"))
     assert [p.status for p in doc.pages] == ["failed"] * PAGES
     assert {p.error.cause for p in doc.pages if p.error} == {"RuntimeError"}
     assert all("a defect in the cache" in p.error.message for p in doc.pages if p.error)
+    assert SECRET not in doc.model_dump_json() and SECRET not in caplog.text
+    assert len([r for r in caplog.records if r.name == "ocrclient.scheduler"]) == PAGES

@@ -78,3 +78,49 @@ async def test_a_stopped_run_hands_over_or_keeps_every_document_once(moment: str
     if moment != "aborted":  # every page the server answered is in a document, none lost
         assert ok_pages == answered, (ok_pages, answered)
     assert all(len(r.document.pages) == PAGES for r in partial)
+
+
+@pytest.mark.parametrize("moment", ["waiting", "holding"])
+async def test_a_stopped_run_in_document_mode_keeps_each_documents_own_pages(moment: str, tmp_path: Path) -> None:
+    """The same in document mode (one job per document): every document handed over or kept, each
+    kept one with all of its own pages (the run's unit of one result page, split)."""
+    import base64
+
+    import pypdfium2 as pdfium
+
+    from ocrclient.testing import RunPodSimulator, SimReply
+
+    from .pdfgen import blank_pdf
+
+    def respond(body: dict[str, Any]) -> SimReply:
+        n = len(pdfium.PdfDocument(base64.b64decode(body["pdf_base64"])))
+        return SimReply("\n\n<--- Page Split --->\n\n".join(f"# Page {i + 1}" for i in range(n)))
+
+    inputs = [blank_pdf(tmp_path / f"doc{d}.pdf", [(600, 800)] * 3) for d in range(DOCS)]
+    with RunPodSimulator(responder=respond, plan=FaultPlan(latency_s=(0.05, 0.15), slots=2)) as sim:
+        conv = Conversion(inputs=[str(p) for p in inputs], backend="runpod-deepseek-ocr", cache=False, concurrency=2,
+                          base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
+                          dialect_options={"document_mode": True})  # fmt: skip
+        got: list[ConvertResult] = []
+
+        async def consume() -> None:
+            results = aiter(conv)
+            try:
+                async for result in results:
+                    got.append(result)
+                    if moment == "holding" and len(got) == 2:
+                        raise _CallerFailed
+            finally:
+                await results.aclose()  # type: ignore[attr-defined]
+
+        task = asyncio.create_task(consume())
+        if moment == "waiting":
+            while len(got) < 2:
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.02)
+            task.cancel()
+        with pytest.raises((asyncio.CancelledError, _CallerFailed)):
+            await task
+    partial = conv.partial
+    assert [Path(r.source.name).name for r in [*got, *partial]] == [p.name for p in inputs]
+    assert partial and all([p.page for p in r.document.pages] == [1, 2, 3] for r in [*got, *partial])

@@ -19,6 +19,7 @@ the document's own bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -181,9 +182,13 @@ async def convert(
         yield page
 
     jobs = [DocumentJob(u.page.source, one(u.page), expected_pages=[u.page.number]) for u in units]
+    def split(i: int, doc: Document) -> Document:
+        pages = split_unit_page(units[i], doc.pages[0])
+        return doc.model_copy(update={"pages": pages, "stats": sched.stats(pages, doc.stats.wall_s)})
+
+    sched.report_partial = split  # a run stopped part-way reports each document's own pages too
     done = 0
-    async for doc in sched.run_documents(jobs):
-        pages = split_unit_page(units[done], doc.pages[0])
-        doc = doc.model_copy(update={"pages": pages, "stats": sched.stats(pages, doc.stats.wall_s)})
-        yield plan[done][0], units[done], doc
-        done += 1
+    async with contextlib.aclosing(sched.run_documents(jobs)) as docs:  # closed with this one
+        async for doc in docs:
+            yield plan[done][0], units[done], split(done, doc)
+            done += 1

@@ -62,6 +62,7 @@ from .geometry import PageBox, content_to_blocks
 from .models import Attempt, ModelReply, ModelRequest, PageContent, PageImage
 from .registry import Backend
 from .retries import page_retrying
+from .secrets import redact
 from .transports.limits import MAX_TOKEN_COUNT, request_max_tokens, seconds, token_count
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def _page_error(err: BaseException) -> PageError:
         return PageError(kind=err.kind, cause=err.cause, message=err.message)
     if isinstance(err, asyncio.TimeoutError | TimeoutError):
         return PageError(kind="transient", cause="timeout", message="attempt timed out")
-    return PageError(kind="bad_output", cause=type(err).__name__, message=str(err) or type(err).__name__)
+    return PageError(kind="bad_output", cause=type(err).__name__, message=redact(str(err)) or type(err).__name__)
 
 
 def _size(box: PageBox | None) -> dict[str, Any]:
@@ -208,6 +209,9 @@ class Scheduler:
         #: the run's document number :attr:`partial_from` on, finished or not)
         self.partial: list[Document] = []
         self.partial_from = 0
+        #: how a document stopped part-way is reported, given its number in the run (document
+        #: mode: the unit's one result page split into the pages it stands for)
+        self.report_partial: Callable[[int, Document], Document] | None = None
 
     # -- events ---------------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
@@ -310,6 +314,8 @@ class Scheduler:
             self.partial = [
                 self._document(r, time.monotonic() - r.started, unfinished=reason) for r in runs[next_doc:]
             ]
+            if self.report_partial is not None:
+                self.partial = [self.report_partial(next_doc + i, d) for i, d in enumerate(self.partial)]
             self.partial_from = next_doc
             if isinstance(exc, ABORTS_RUN) and not isinstance(exc, RunAborted):
                 raise RunAborted(exc, self.partial) from None
@@ -335,7 +341,7 @@ class Scheduler:
             self._abort = exc
             result = self._failed_page(page, exc, 1)
         except Exception as exc:  # a defect (ours, a plugin's): the page fails; the run never waits for it
-            log.error("page %s of %s: %s: %s", page.number, page.source, type(exc).__name__, exc,
+            log.error("page %s of %s: %s: %s", page.number, page.source, type(exc).__name__, redact(str(exc)),
                       exc_info=log.isEnabledFor(logging.DEBUG))  # fmt: skip
             result = self._failed_page(page, exc, 0)
         finally:
