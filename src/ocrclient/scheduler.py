@@ -311,18 +311,23 @@ class Scheduler:
             reason: OcrError = (
                 exc if isinstance(exc, OcrError) else CancelledRunError("cancelled before it finished")
             )
-            self.partial = [
-                self._document(r, time.monotonic() - r.started, unfinished=reason) for r in runs[next_doc:]
-            ]
-            if self.report_partial is not None:
-                self.partial = [self.report_partial(next_doc + i, d) for i, d in enumerate(self.partial)]
-            self.partial_from = next_doc
+            self._keep_partial(runs, next_doc, reason)
             if isinstance(exc, ABORTS_RUN) and not isinstance(exc, RunAborted):
                 raise RunAborted(exc, self.partial) from None
             raise
         finally:
             stopped = [task for task in (feeder, warming) if task.cancel()]  # False: it was done
             await asyncio.gather(*stopped, return_exceptions=True)
+
+    def _keep_partial(self, runs: list[_Run], first: int, reason: OcrError) -> None:
+        """The run stopped: its documents from number ``first`` on, as far as they got, in
+        :attr:`partial` (unfinished pages failed with ``reason``)."""
+        report = self.report_partial or (lambda i, doc: doc)
+        self.partial = [
+            report(first + i, self._document(r, time.monotonic() - r.started, unfinished=reason))
+            for i, r in enumerate(runs[first:])
+        ]
+        self.partial_from = first
 
     async def _cancel_all(self, feeder: asyncio.Task[Any]) -> None:
         feeder.cancel()
