@@ -44,11 +44,8 @@ class _Refusing(FakeTransport):
         return await super().send(request)
 
 
-@pytest.mark.parametrize("moment", ["waiting", "holding", "aborted"])
-async def test_a_stopped_run_hands_over_or_keeps_every_document_once(moment: str, tmp_path: Path) -> None:
-    inputs = [text_pdf(tmp_path / f"doc{d}.pdf", [[f"doc {d} page {i}"] for i in range(PAGES)]) for d in range(DOCS)]
-    transport = (_Refusing if moment == "aborted" else FakeTransport)(plan=FaultPlan(), service_s=0.05)
-    conv = Conversion(inputs=[str(p) for p in inputs], backend=make_backend(transport), cache=False, concurrency=3)
+async def _stopped(conv: Conversion, moment: str) -> list[ConvertResult]:
+    """Iterate ``conv`` and stop it at ``moment``; the documents it handed over."""
     got: list[ConvertResult] = []
 
     async def consume() -> None:
@@ -69,6 +66,15 @@ async def test_a_stopped_run_hands_over_or_keeps_every_document_once(moment: str
         task.cancel()
     with pytest.raises((asyncio.CancelledError, _CallerFailed, OcrError)):
         await task
+    return got
+
+
+@pytest.mark.parametrize("moment", ["waiting", "holding", "aborted"])
+async def test_a_stopped_run_hands_over_or_keeps_every_document_once(moment: str, tmp_path: Path) -> None:
+    inputs = [text_pdf(tmp_path / f"doc{d}.pdf", [[f"doc {d} page {i}"] for i in range(PAGES)]) for d in range(DOCS)]
+    transport = (_Refusing if moment == "aborted" else FakeTransport)(plan=FaultPlan(), service_s=0.05)
+    conv = Conversion(inputs=[str(p) for p in inputs], backend=make_backend(transport), cache=False, concurrency=3)
+    got = await _stopped(conv, moment)
     partial = conv.partial
     names = [Path(r.source.name).name for r in [*got, *partial]]
     assert names == [p.name for p in inputs], (moment, [Path(r.source.name).name for r in got], names)
@@ -101,26 +107,7 @@ async def test_a_stopped_run_in_document_mode_keeps_each_documents_own_pages(mom
         conv = Conversion(inputs=[str(p) for p in inputs], backend="runpod-deepseek-ocr", cache=False, concurrency=2,
                           base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
                           dialect_options={"document_mode": True})  # fmt: skip
-        got: list[ConvertResult] = []
-
-        async def consume() -> None:
-            results = aiter(conv)
-            try:
-                async for result in results:
-                    got.append(result)
-                    if moment == "holding" and len(got) == 2:
-                        raise _CallerFailed
-            finally:
-                await results.aclose()  # type: ignore[attr-defined]
-
-        task = asyncio.create_task(consume())
-        if moment == "waiting":
-            while len(got) < 2:
-                await asyncio.sleep(0.005)
-            await asyncio.sleep(0.02)
-            task.cancel()
-        with pytest.raises((asyncio.CancelledError, _CallerFailed)):
-            await task
+        got = await _stopped(conv, moment)
     partial = conv.partial
     assert [Path(r.source.name).name for r in [*got, *partial]] == [p.name for p in inputs]
     assert partial and all([p.page for p in r.document.pages] == [1, 2, 3] for r in [*got, *partial])
