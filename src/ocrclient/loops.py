@@ -127,9 +127,7 @@ def run_sync(coro: Coroutine[Any, Any, _T], what: str, twin: str) -> _T:
     except UsageError:
         coro.close()  # never started: no "coroutine was never awaited" warning
         raise
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if running_loop() is None:
         return asyncio.run(coro)
     thread = LoopThread(name="ocrclient-run")
     try:

@@ -59,6 +59,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..loops import running_loop
 from .faults import SimReply, _find_image
 
 __all__ = [
@@ -547,9 +548,7 @@ class RapidOCRResponder(_Base):
         def run() -> Any:
             return asyncio.run(LocalTransport().send(ModelRequest(body={"image": image.data})))
 
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # the usual case: a simulator's worker thread
+        if running_loop() is None:  # the usual case: a simulator's worker thread
             reply = run()
         else:  # called from async code: keep its loop free
             with concurrent.futures.ThreadPoolExecutor(1) as pool:

@@ -25,7 +25,8 @@ in :mod:`.runpod_jobs`):
   half) of each; a 429 on any route makes every request to the endpoint wait (``Retry-After``,
   else exponential backoff) and the refused one go again -- a slow-down, not a failed page.
 * ``POST .../cancel/{id}``, ``GET .../health``; every route takes ``Authorization: Bearer <key>``.
-* Bodies: ``/run`` <= 10 MB, ``/runsync`` <= 20 MB — checked *before* sending.
+* Bodies: ``/run`` <= 10 MB, ``/runsync`` <= 20 MB — checked *before* sending; a ``policy``
+  takes ``executionTimeout`` (ms, over 5000), ``ttl`` (ms, at least 10000) and ``lowPriority``.
 * Status replies carry ``delayTime`` (queue) and ``executionTime`` (GPU) in milliseconds.
 * ``mode="local"`` talks to the runpod SDK's own test server (``python handler.py
   --rp_serve_api``): no endpoint id in the path, no auth, ``POST /runsync`` runs the job inside
