@@ -141,3 +141,65 @@ def test_without_document_mode_pages_are_sent_one_by_one(tmp_path: Path) -> None
             base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
         )  # fmt: skip
     assert len(responder.seen) == 2 and [p.status for p in doc.pages] == ["ok", "ok"]
+
+
+def _real_pdfs() -> list[Path]:
+    from .conftest import CORPUS, require_corpus
+
+    found = sorted((CORPUS / "gnarly").glob("*.pdf")) + sorted((CORPUS / "olmocr-bench-sample" / "pdfs").glob("*.pdf"))
+    require_corpus(found)
+    return found
+
+
+def test_the_same_pages_cut_twice_are_the_same_file(tmp_path: Path) -> None:
+    """The unit sent for a document is the resume cache's key: the same pages of the same file
+    must give the same bytes, every time (PDFium wrote a random trailer /ID at each save).  Every
+    real PDF of the corpus and two made here, one page and every page, each cut twice: equal
+    bytes, a file PDFium opens with the pages cut, and a cross-reference table still where
+    ``startxref`` says it is (the identifier kept its length)."""
+    import re
+
+    from ocrclient.docmode import pdf_subset
+    from ocrclient.pages.sources import make_source
+
+    made = [blank_pdf(tmp_path / "one.pdf", [(600, 800)]), blank_pdf(tmp_path / "three.pdf", [(600, 800), (800, 600), (300, 300)])]
+    checked = 0
+    for path in [*made, *_real_pdfs()]:
+        src = make_source(name=path.name, stem=path.stem, path=path, data=None, rel=None, password=None)
+        with pdfium.PdfDocument(path) as doc:
+            n = len(doc)
+        for indices in ([0], list(range(n)), list(range(n))[1:3]):
+            if not indices:
+                continue
+            first, _ = pdf_subset(src, indices)
+            second, _ = pdf_subset(src, indices)
+            assert first == second, f"{path.name} pages {indices[:3]}...: two cuts differ"
+            with pdfium.PdfDocument(first) as cut:
+                assert len(cut) == len(indices), path.name
+            offset = int(re.findall(rb"startxref\s+(\d+)", first)[-1])
+            assert first[offset:].startswith(b"xref") or re.match(rb"\d+ \d+ obj", first[offset:]), path.name
+            checked += 1
+    assert checked >= 60
+
+
+def test_a_document_mode_rerun_is_served_from_the_cache(tmp_path: Path) -> None:
+    """A document-mode run, then the same run again on the same cache: the second sends no job
+    and gives the same pages, marked cached (it sent the document again before)."""
+    import asyncio
+
+    from ocrclient.cache import PageCache
+
+    pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800), (800, 600), (600, 800)])
+    seen: list[dict[str, Any]] = []
+    docs = []
+    with RunPodSimulator(responder=_responder(2, seen)) as sim:
+        for _ in range(2):
+            docs.append(asyncio.run(ocrclient.aconvert(
+                pdf, backend="runpod-deepseek-ocr", pages="1-2", cache=PageCache(tmp_path / "cache"),
+                base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key, document_mode=True,
+            )))  # fmt: skip
+    assert len(seen) == 1
+    first, again = docs
+    assert [(p.page, p.status, p.cached) for p in again.pages] == [(1, "ok", True), (2, "ok", True)]
+    assert [p.markdown for p in again.pages] == [p.markdown for p in first.pages]
+    assert [b.bbox for p in again.pages for b in p.blocks] == [b.bbox for p in first.pages for b in p.blocks]
