@@ -80,6 +80,8 @@ async def test_document_mode_retries_and_failure_marks_every_page(tmp_path: Path
             dialect_options={"document_mode": True}, scheduler_options={"backoff_initial_s": 0.01},
         )
         assert doc.ok and doc.stats.retries_by_cause
+    # one job, sent twice: the run made 2 attempts (not 2 for each page), each page took 2
+    assert doc.stats.attempts == 2 and [p.attempts for p in doc.pages] == [2, 2]
     with RunPodSimulator(plan=FaultPlan(seed=1, rates={"http_400": 1.0}), responder=_responder(2, seen)) as sim:
         doc = await ocrclient.aconvert(
             pdf, backend="runpod-deepseek-ocr", cache=False,
@@ -88,6 +90,7 @@ async def test_document_mode_retries_and_failure_marks_every_page(tmp_path: Path
         )
     assert [p.status for p in doc.pages] == ["failed", "failed"]
     assert all(p.error is not None for p in doc.pages)
+    assert doc.stats.attempts == 1
 
 
 # -- a mode of the run -------------------------------------------------------------------------
