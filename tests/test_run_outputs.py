@@ -373,6 +373,78 @@ def test_finishing_a_sink_twice_writes_once(pdf_input: tuple[Path, list[Box]], t
     assert (tmp_path / "d.md").read_text(encoding="utf-8") == "x\n"
 
 
+class _Stop(Exception):
+    """The run stopped (Ctrl-C) at a moment of a document's writing."""
+
+
+@pytest.mark.parametrize("moment", ["while writing", "written, not handed over"])
+async def test_a_run_stopped_around_a_documents_writing_keeps_its_files(
+    moment: str, pdf_input: tuple[Path, list[Box]], tmp_path: Path
+) -> None:
+    """The whole kind of moments a run can stop at while a document's files are written: while
+    they are being written (the writing thread goes on) and once they are, before the document
+    is handed over.  The stopped run keeps the document (``Conversion.partial``) and
+    ``ocr convert`` finishes it again: that second finish must give what the first wrote, not
+    write again.  Before, once the first finish was over the writer had let go of the
+    document's sink, and the second made a new one without page images: figure crops and the
+    viewer's page images lost, over files that had them."""
+    from ocrclient.run import Conversion
+
+    path, norms = pdf_input
+    responder = DialectResponder("chandra", truth=by_aspect(aspects(norms)))
+    out = tmp_path / "out"
+    with OpenAISimulator(responder=responder, model=MODEL) as sim, OutputWriter(out, ["md", "json", "html", "pdf"]) as w:
+        finish, writing, firsts = w.finish, [], []
+
+        def stopped_finish(src: Any, doc: Document) -> Any:
+            if moment == "while writing":  # the thread writes on; the run stops at once
+                writing.append(threading.Thread(target=lambda: firsts.append(finish(src, doc))))
+                writing[-1].start()
+            else:
+                firsts.append(finish(src, doc))
+            raise _Stop
+
+        w.finish = stopped_finish  # type: ignore[method-assign]
+        conv = Conversion(
+            inputs=[str(path)], backend="openai", base_url=sim.base_url, api_key=sim.api_key, model=MODEL,
+            dialect="chandra", cache=False, render={"dpi": DPI}, concurrency=8, outputs=w,
+        )  # fmt: skip
+        with pytest.raises(_Stop):
+            async for _ in conv:
+                pass
+        (kept,) = conv.partial
+        again = finish(kept.source, kept.document)
+        for thread in writing:
+            thread.join()
+    assert again == firsts[0] and [p.name for p in again.paths] == ["doc.md", "doc.json", "doc.html", "doc.pdf"]
+    check_outputs(kept.document, out / "doc", responder)
+
+
+def test_a_writer_writes_a_finished_document_again_only_when_it_is_opened_again(tmp_path: Path) -> None:
+    """The writer's memory of finished documents: a second finish gives the first's files
+    untouched; a document opened again (another run of it through the same writer) is written
+    anew; the memory goes with the source."""
+    import gc
+
+    pdf = blank_pdf(tmp_path / "d.pdf", [(300, 200)])
+    (src,) = open_sources([pdf])
+
+    def doc(text: str) -> Document:
+        return Document(source=str(pdf), backend="t", pages=[Page(page=1, status="ok", markdown=text)])
+
+    with OutputWriter(tmp_path / "out", ["md"]) as w:
+        first = w.finish(src, doc("first"))
+        assert w.finish(src, doc("second")) == first
+        assert (tmp_path / "out" / "d.md").read_text(encoding="utf-8") == "first\n"
+        w.open(src, [1])
+        w.finish(src, doc("third"))
+        assert (tmp_path / "out" / "d.md").read_text(encoding="utf-8") == "third\n"
+        assert len(w._written) == 1
+        del src
+        gc.collect()
+        assert not w._written
+
+
 async def test_document_mode_outputs_get_page_images_of_the_pdf_it_sent(tmp_path: Path) -> None:
     """Document mode sends whole PDFs, no page images: the run renders the pages of the PDF it
     sent (in memory) for the outputs that need them."""

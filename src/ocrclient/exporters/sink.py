@@ -32,6 +32,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,6 +268,8 @@ class OutputWriter:
         self.stems = dict(stems or {})
         self._executor = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ocrclient-outputs")
         self._sinks: list[DocumentSink] = []
+        #: what each finished document's files are, by its source (held weakly): see finish
+        self._written: dict[int, tuple[weakref.ref[Source], Written]] = {}
         self._lock = threading.Lock()
 
     def targets(self, source: Source) -> dict[str, Path]:
@@ -280,6 +283,7 @@ class OutputWriter:
         sink = DocumentSink.start(source, self.targets(source), self.options, pages=len(pages), executor=self._executor)
         with self._lock:
             self._sinks.append(sink)
+            self._written.pop(id(source), None)  # a new run of it: written anew
         return sink
 
     def on_event(self, event: object) -> None:
@@ -295,16 +299,24 @@ class OutputWriter:
 
     def finish(self, source: Source, doc: Document) -> Written:
         """Write ``doc``'s outputs (its sink's, or, for a document whose pages never started, a
-        sink without page images)."""
+        sink without page images).  A document finished already (a run stopped after writing
+        it, before handing it over, keeps it in :attr:`~ocrclient.api.Conversion.partial`) is
+        not written again: this returns what was written, which a write without its page
+        images would have replaced.  Opening the document again (:meth:`open`) forgets that."""
         with self._lock:
             sink = next((s for s in self._sinks if s.source is source), None)
             if sink is None:
+                ref, written = self._written.get(id(source), (None, None))
+                if written is not None and ref is not None and ref() is source:
+                    return written
                 sink = DocumentSink(source, self.targets(source), self.options, pages=len(doc.pages))
                 self._sinks.append(sink)
         written = sink.finish(doc)
         with self._lock:
             if sink in self._sinks:
                 self._sinks.remove(sink)
+                key = id(source)  # (forgotten with its source)
+                self._written[key] = (weakref.ref(source, lambda _: self._written.pop(key, None)), written)
         return written
 
     def close(self) -> None:
