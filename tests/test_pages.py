@@ -317,6 +317,64 @@ def test_glob_patterns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ]
 
 
+#: patterns of the whole kind: ** first, last, in the middle, alone, after a wildcard, naming
+#: dot folders, relative and absolute (ABS: the test's folder)
+_PATTERNS = ["in/**/*.pdf", "in/**", "**/*.pdf", "in/*/**/*.png", "in/**/sub/*", "in/**/.dot/*.pdf", "in/*.pdf", "in/*"]
+
+
+@pytest.mark.parametrize("pattern", _PATTERNS + ["ABS/" + p for p in _PATTERNS[:4]])
+def test_glob_patterns_match_as_glob_does_and_never_go_down_linked_folders(
+    pattern: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pattern finds what ``glob.glob(..., recursive=True)`` finds (folders it matches
+    walked) in a tree without links; once the tree has links to folders -- one to a parent
+    (``glob`` went down it for ever: ``ocr convert 'in/**/*.pdf'`` hung), one to the root by
+    absolute path, one to a folder outside -- it ends, and ``**`` finds the same files (a link
+    that a plain wildcard matches is taken, as a folder named would be)."""
+    import glob
+    import os
+    import threading
+
+    from ocrclient.pages.inputs import _find_files, _walk, _wanted
+
+    root = tmp_path / "in"
+    for rel in ["one.pdf", "a/two.pdf", "a/sub/three.pdf", "a/sub/pic.png", "b/sub/four.pdf", ".dot/five.pdf",
+                "a/.dot/six.pdf", "a/.seven.pdf", "b/notes.txt"]:  # fmt: skip
+        write(root / rel, image_bytes("PNG") if rel.endswith((".png", ".txt")) else make_pdf(1))
+    outside = tmp_path / "outside"
+    write(outside / "eight.pdf", make_pdf(1))
+    monkeypatch.chdir(tmp_path)
+    text = pattern.replace("ABS", str(tmp_path))
+
+    def once(paths: list[str]) -> list[str]:  # (as open_sources keeps them: the first of a file)
+        firsts: dict[Path, str] = {}
+        for path in paths:
+            firsts.setdefault(Path(path).resolve(), path)
+        return list(firsts.values())
+
+    def found() -> list[str]:
+        got: list[list[str]] = []
+        worker = threading.Thread(target=lambda: got.append(once([f[1] for f in _find_files(text)])), daemon=True)
+        worker.start()
+        worker.join(20)
+        assert got, f"{pattern}: still expanding after 20 s"
+        return got[0]
+
+    by_glob = []
+    for m in sorted(glob.glob(text, recursive=True)):
+        by_glob += [str(f) for f in _walk(Path(m))] if Path(m).is_dir() else [m] if _wanted(Path(m)) else []
+    before = found()
+    assert before == once(by_glob) and before, pattern
+    os.symlink("..", root / "a" / "sub" / "up")
+    os.symlink(root, root / "b" / "sub" / "to-root")
+    os.symlink(outside, root / "b" / "elsewhere")
+    after = found()
+    if pattern.endswith(("**/*.pdf", "**/*.png", "**")):  # only ** could reach a link
+        assert after == before, pattern
+    else:
+        assert set(before) <= set(after), pattern
+
+
 def test_source_repr_hides_password() -> None:
     [src] = open_sources([make_pdf(1, user_password="hunter22")], password="hunter22")
     assert "hunter22" not in repr(src)

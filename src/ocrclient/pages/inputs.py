@@ -1,7 +1,8 @@
 """Finding inputs: what a user typed (files, directories, glob patterns, PDF or image bytes) ->
 validated :class:`~ocrclient.pages.sources.Source` documents, in a deterministic order.
 
-Directories are walked and patterns expanded for files with a PDF or image suffix; each file
+Directories are walked and patterns expanded for files with a PDF or image suffix (neither goes
+down a symbolic link to a directory: a link to a parent folder would never end); each file
 found (and each bytes input) is then validated by :func:`~ocrclient.pages.sources.make_source`,
 so anything unusable fails here, before a page is sent, with one
 :class:`~ocrclient.errors.InputError` line.
@@ -129,12 +130,28 @@ def _find_files(item: str | Path) -> list[_Found]:
     raise InputError(f"{text}: no such file or directory")
 
 
+def _glob(pattern: str, root: Path) -> list[str]:
+    """What ``glob.glob(pattern, recursive=True)`` matches, except that ``**`` never goes down
+    a symbolic link to a directory, as directory walking does not: ``glob`` follows them, and a
+    link to a parent folder made it endless.  Names starting with a dot match only a pattern
+    naming one, as with ``glob``."""
+    if "**" not in pattern:
+        return glob.glob(pattern)
+    rel = Path(pattern).relative_to(root)
+    dotted = any(part.startswith(".") for part in rel.parts)
+    return [
+        str(p)
+        for p in root.glob(str(rel))  # (pathlib's ** does not follow links)
+        if dotted or not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
+
+
 def _expand_glob(text: str) -> list[_Found]:
     """The PDF and image files a glob pattern matches (directories it matches are walked)."""
     pattern = os.path.expanduser(text)
     root = _glob_root(pattern)
     files: list[Path] = []
-    for m in sorted(glob.glob(pattern, recursive=True)):
+    for m in sorted(_glob(pattern, root)):
         mp = Path(m)
         if mp.is_dir():
             files.extend(_walk(mp))
