@@ -416,6 +416,25 @@ def test_cap_prunes_least_recently_used_entries(tmp_path: Path) -> None:
     assert kept == keys[-len(kept):]  # the newest survive, the oldest went first
 
 
+@pytest.mark.parametrize("writers", [2, 4])
+def test_the_cap_holds_for_processes_sharing_the_cache(tmp_path: Path, writers: int) -> None:
+    """Several ``ocr convert`` at once on one cache (each its own PageCache), writing in turn:
+    the directory stays within the cap plus each writer's unmeasured share.  Before, each
+    counted only its own writes from the size it first saw, and together they filled the
+    cache to about ``writers`` times the cap."""
+    from ocrclient.cache import REMEASURE
+
+    one = _entry_bytes(tmp_path)
+    cap = 100 * one
+    caches = [PageCache(tmp_path / "c", max_bytes=cap) for _ in range(writers)]
+    most = 0
+    for i in range(400):
+        caches[i % writers].put(f"{i:04x}" * 16, _page(i))
+        most = max(most, caches[0].info().bytes)
+    assert most <= cap * (1 + writers * REMEASURE) + one, (most / cap, writers)
+    assert sum(c.pruned for c in caches) > 0
+
+
 def test_cap_keeps_the_recently_hit_entry(tmp_path: Path) -> None:
     one = _entry_bytes(tmp_path)
     cache = PageCache(tmp_path / "c", max_bytes=int(4.5 * one))

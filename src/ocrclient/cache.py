@@ -21,7 +21,9 @@ either the old entry or the new one.  The cache holds at most ``max_bytes`` (def
 :data:`~ocrclient.config.DEFAULT_CACHE_MAX_BYTES`, 2 GiB; ``OCRCLIENT_CACHE_MAX_BYTES`` or
 ``cache_max_bytes`` in the user config change it, 0 lifts it): when a write takes it over, the
 least recently used entries (oldest modification time; a hit refreshes it) are deleted until it
-is under :data:`PRUNE_TO` of the cap.
+is under :data:`PRUNE_TO` of the cap.  Several processes may share one cache: each counts its own
+writes and measures the directory again once it has written :data:`REMEASURE` of the cap since
+it last did, so together they overshoot the cap by at most that share each.
 
 Example::
 
@@ -77,6 +79,9 @@ CACHE_FORMAT = "3"
 #: after a prune the cache holds at most this share of its cap (so a full cache is not rescanned
 #: at every write)
 PRUNE_TO = 0.9
+#: the share of the cap a process writes before it measures the cache's directory again (other
+#: processes write to it too); a measure stats every entry (0.35 s for 100,000 entries here)
+REMEASURE = 0.05
 
 
 def _url(value: str | None) -> str | None:
@@ -280,8 +285,10 @@ class PageCache:
         self.writes = 0
         self.write_errors = 0
         self.pruned = 0
-        #: bytes on disk as this process sees them (counted at the first write, then kept up)
+        #: bytes on disk as this process sees them (measured at the first write, then kept up
+        #: and measured again every REMEASURE of the cap written: see the module's text)
         self._size: int | None = None
+        self._unmeasured = 0
 
     def _path(self, key: str) -> Path:
         return self.directory / "pages" / key[:2] / f"{key}.json"
@@ -338,8 +345,8 @@ class PageCache:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = page.model_copy(update={"cached": False}).model_dump_json().encode("utf-8")
-        if self._size is None and self.max_bytes:
-            self._size = self.info().bytes
+        if self.max_bytes and (self._size is None or self._unmeasured > self.max_bytes * REMEASURE):
+            self._size, self._unmeasured = self.info().bytes, 0
         try:
             replaced = path.stat().st_size
         except OSError:
@@ -357,6 +364,7 @@ class PageCache:
         self.writes += 1
         if self._size is not None:
             self._size += len(data) - replaced
+            self._unmeasured += len(data)
             if self.max_bytes and self._size > self.max_bytes:
                 self.prune()
 
@@ -384,7 +392,7 @@ class PageCache:
                 os.unlink(path)
             total -= size
             removed += 1
-        self._size = total
+        self._size, self._unmeasured = total, 0
         self.pruned += removed
         return removed
 
@@ -408,7 +416,7 @@ class PageCache:
             except FileNotFoundError:
                 continue
             removed += not f.name.startswith(".tmp-")
-        self._size = 0
+        self._size, self._unmeasured = 0, 0
         return removed
 
     def __len__(self) -> int:
