@@ -493,11 +493,11 @@ def clients(sims: dict[str, Sim], tmp: Path, pdf: Path, concurrency: int, vlmpar
     rows = [
         ("ocrclient runpod-chandra", "runpod",
          [py, "-m", "ocrclient", "convert", str(pdf), "-o", str(out / "chandra"), "--backend", "runpod-chandra",
-          "--concurrency", str(concurrency), "--no-cache", "--quiet"],
+          "--concurrency", str(concurrency), "--cache-dir", str(out / "cache-chandra"), "--quiet"],
          _env(RUNPOD_API_KEY=RUNPOD_KEY, RUNPOD_CHANDRA_ENDPOINT_ID=rp.endpoint_id or "", RUNPOD_BASE_URL=rp.base_url)),
         ("ocrclient runpod-pod-lightonocr2", "openai",
          [py, "-m", "ocrclient", "convert", str(pdf), "-o", str(out / "lighton"), "--backend",
-          "runpod-pod-lightonocr2", "--concurrency", str(concurrency), "--no-cache", "--quiet"],
+          "runpod-pod-lightonocr2", "--concurrency", str(concurrency), "--cache-dir", str(out / "cache-lighton"), "--quiet"],
          _env(RUNPOD_POD_BASE_URL=oa.base_url, VLLM_API_KEY=SIM_KEY)),
     ]  # fmt: skip
     if vlmparse is not None:
