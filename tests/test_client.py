@@ -226,14 +226,14 @@ async def test_one_async_client_keeps_its_limit_across_50_concurrent_calls() -> 
     with OpenAISimulator(plan=plan) as sim:
         async with ocrclient.AsyncClient("openai", concurrency=4, **sim_settings(sim)) as client:
             docs = await asyncio.gather(*(client.convert(img) for img in images))
-        shared = sim.max_concurrency
+        shared = sim.max_active  # page requests served at once (not /v1/models, read beside them)
     assert all(d.ok for d in docs) and len({d.markdown for d in docs}) == 50
     assert shared == 4, shared  # reached, never exceeded
     # the same 50 calls each with its own limit of 4 (separate shortcuts) go far over it
     with OpenAISimulator(plan=plan) as sim:
         await asyncio.gather(*(ocrclient.aconvert(img, backend="openai", concurrency=4, **sim_settings(sim))
                                for img in images))  # fmt: skip
-        separate = sim.max_concurrency
+        separate = sim.max_active
     assert separate > 4, separate
 
 
@@ -247,7 +247,9 @@ def test_one_client_shared_by_threads_keeps_its_limit() -> None:
             t.start()
         for t in threads:
             t.join(60)
-        assert sim.max_concurrency == 3, sim.max_concurrency
+        # page requests served at once: max_concurrency also counts the GET /v1/models the run
+        # reads beside its first pages (it made this test fail 1 run in 15 on a loaded machine)
+        assert sim.max_active == 3, sim.max_active
     assert len(docs) == 12 and all(d.ok for d in docs)
 
 
