@@ -154,43 +154,74 @@ def _real_pdfs() -> list[Path]:
     return found
 
 
-def test_the_same_pages_cut_twice_are_the_same_file(tmp_path: Path) -> None:
-    """The unit sent for a document is the resume cache's key: the same pages of the same file
-    must give the same bytes, every time (PDFium wrote a random trailer /ID at each save).  Every
-    real PDF of the corpus and two made here, one page and every page, each cut twice: equal
-    bytes, a file PDFium opens with the pages cut, and a cross-reference table still where
-    ``startxref`` says it is (the identifier kept its length)."""
-    import re
-
-    from ocrclient.docmode import pdf_subset
+def test_a_units_cache_key_is_its_content_and_its_pages_not_the_cuts_bytes(tmp_path: Path) -> None:
+    """A unit's bytes differ at every cut (PDFium writes a random file identifier, and the time
+    into a new file), so the resume cache keys a unit on what it holds.  The whole kind, over
+    every real PDF of the corpus and made ones (an encrypted one too): one page, every page and
+    two pages, each cut twice, give one key; another selection of the same file, another file,
+    a file changed in place give another; the same bytes given as bytes give the same.  Every
+    cut opens with its pages (an encrypted file with its password)."""
+    from ocrclient.cache import page_key_for
+    from ocrclient.config import resolve_config
+    from ocrclient.dialects.deepseek import DeepSeekDocumentDialect
+    from ocrclient.docmode import document_unit
     from ocrclient.pages.sources import make_source
+    from ocrclient.registry import load_dialect
 
-    made = [blank_pdf(tmp_path / "one.pdf", [(600, 800)]), blank_pdf(tmp_path / "three.pdf", [(600, 800), (800, 600), (300, 300)])]
-    checked = 0
+    from .test_pages import make_pdf
+
+    cfg = resolve_config("runpod-deepseek-ocr", endpoint_id="e", api_key="k")
+    dialect = DeepSeekDocumentDialect(load_dialect(cfg))
+    locked = tmp_path / "locked.pdf"
+    locked.write_bytes(make_pdf(3, user_password="pw"))
+    made = [blank_pdf(tmp_path / "one.pdf", [(600, 800)]), blank_pdf(tmp_path / "three.pdf", [(600, 800), (800, 600), (300, 300)]),
+            locked]  # fmt: skip
+    keys: dict[str | None, tuple[Path, list[int]]] = {}
+    cuts = 0
     for path in [*made, *_real_pdfs()]:
-        src = make_source(name=path.name, stem=path.stem, path=path, data=None, rel=None, password=None)
-        with pdfium.PdfDocument(path) as doc:
-            n = len(doc)
-        for indices in ([0], list(range(n)), list(range(n))[1:3]):
-            if not indices:
+        password = "pw" if path == locked else None
+        src = make_source(name=path.name, stem=path.stem, path=path, data=None, rel=None, password=password)
+        n = src.page_count
+        for indices in dict.fromkeys(tuple(x) for x in ([0], list(range(n)), list(range(n))[1:3]) if x):
+            first, second = document_unit(src, list(indices)), document_unit(src, list(indices))
+            key = page_key_for(first.page, cfg, dialect)
+            assert key is not None and key == page_key_for(second.page, cfg, dialect), (path.name, indices)
+            if key in keys:  # only the same bytes, the same pages (the corpus has one file twice)
+                assert keys[key][0].read_bytes() == path.read_bytes() and keys[key][1] == list(indices), (path, keys[key])
                 continue
-            first, _ = pdf_subset(src, indices)
-            second, _ = pdf_subset(src, indices)
-            assert first == second, f"{path.name} pages {indices[:3]}...: two cuts differ"
-            with pdfium.PdfDocument(first) as cut:
+            keys[key] = (path, list(indices))
+            cuts += 1
+            assert first.page.encoded is not None
+            with pdfium.PdfDocument(first.page.encoded.data, password=password) as cut:
                 assert len(cut) == len(indices), path.name
-            offset = int(re.findall(rb"startxref\s+(\d+)", first)[-1])
-            assert first[offset:].startswith(b"xref") or re.match(rb"\d+ \d+ obj", first[offset:]), path.name
-            checked += 1
-    assert checked >= 60
+    assert cuts > 40  # the corpus was there
+    # the same content as bytes: the same key; a file changed in place: another
+    three = made[1]
+    as_bytes = make_source(name="b", stem="b", path=None, data=three.read_bytes(), rel=None, password=None)
+    as_file = make_source(name="f", stem="f", path=three, data=None, rel=None, password=None)
+    before = page_key_for(document_unit(as_file, [0, 1]).page, cfg, dialect)
+    assert page_key_for(document_unit(as_bytes, [0, 1]).page, cfg, dialect) == before
+    blank_pdf(three, [(600, 800), (800, 600), (300, 301)])
+    assert page_key_for(document_unit(as_file, [0, 1]).page, cfg, dialect) != before
 
 
-def test_a_document_mode_rerun_is_served_from_the_cache(tmp_path: Path) -> None:
+def test_a_document_mode_rerun_is_served_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A document-mode run, then the same run again on the same cache: the second sends no job
-    and gives the same pages, marked cached (it sent the document again before)."""
+    and gives the same pages, marked cached (it sent the document again before).  The cut is
+    made to differ every time, as PDFium's is a second later (its file identifier and time)."""
     import asyncio
+    import itertools
 
+    from ocrclient import docmode
     from ocrclient.cache import PageCache
+
+    cut, count = docmode.pdf_subset, itertools.count()
+
+    def differing(src: Any, indices: list[int]) -> Any:
+        data, boxes = cut(src, indices)
+        return data + b"%% cut %d\n" % next(count), boxes
+
+    monkeypatch.setattr(docmode, "pdf_subset", differing)
 
     pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800), (800, 600), (600, 800)])
     seen: list[dict[str, Any]] = []
@@ -201,7 +232,7 @@ def test_a_document_mode_rerun_is_served_from_the_cache(tmp_path: Path) -> None:
                 pdf, backend="runpod-deepseek-ocr", pages="1-2", cache=PageCache(tmp_path / "cache"),
                 base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key, document_mode=True,
             )))  # fmt: skip
-    assert len(seen) == 1
+    assert len(seen) == 1 and next(count) == 2
     first, again = docs
     assert [(p.page, p.status, p.cached) for p in again.pages] == [(1, "ok", True), (2, "ok", True)]
     assert [p.markdown for p in again.pages] == [p.markdown for p in first.pages]

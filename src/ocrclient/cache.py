@@ -256,7 +256,7 @@ def page_key_for(page: PageImage, cfg: BackendConfig, dialect: Dialect) -> str |
         except OSError:
             return None
         place["number"] = page.number
-    return page_key(page.encoded.data, cfg, dialect.name, source, place)
+    return page_key(page.content_key or page.encoded.data, cfg, dialect.name, source, place)
 
 
 @dataclass(frozen=True)

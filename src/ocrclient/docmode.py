@@ -13,8 +13,8 @@ If the worker returns a different number of pages than were sent, nothing is gue
 markdown goes to the first page and every page is marked degraded with the reason.
 
 The PDF is cut here rather than where pages are rendered: this mode renders nothing, it sends
-the document's own bytes.  The same pages cut twice give the same bytes (:func:`pdf_subset`), so a
-rerun meets its resume-cache entries.
+the document's own bytes.  A unit's resume-cache key is its source's content and the pages cut
+(:func:`document_unit`), not the cut's bytes, which differ at every cut.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import hashlib
 import io
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,7 +46,6 @@ __all__ = [
     "DocumentUnit",
     "convert",
     "document_unit",
-    "fixed_file_id",
     "pdf_subset",
     "requested",
     "split_unit_page",
@@ -70,34 +68,10 @@ def requested(cfg: BackendConfig, document_mode: bool = False) -> bool:
     return bool(document_mode or cfg.dialect_options.get("document_mode"))
 
 
-#: a file identifier: ``/ID [<hex> <hex>]``
-_FILE_ID = re.compile(rb"/ID\s*\[\s*<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>\s*\]")
-
-
-def fixed_file_id(pdf: bytes) -> bytes:
-    """``pdf`` with the file identifier of its last trailer made from its content.  PDFium
-    writes a random one at each save, so the same pages cut twice were two different files and a
-    document-mode rerun never met its own resume-cache entries (the key hashes the bytes sent).
-    The identifier keeps its length, so every offset in the file holds; a PDF without one is
-    returned as it is."""
-    found = list(_FILE_ID.finditer(pdf, max(pdf.rfind(b"trailer"), 0)))
-    if not found:
-        return pdf
-    last = found[-1]
-    out = bytearray(pdf)
-    spans = [last.span(1), last.span(2)]
-    for start, end in spans:
-        out[start:end] = b"0" * (end - start)
-    digest = hashlib.sha256(out).hexdigest().upper().encode()
-    for start, end in spans:
-        out[start:end] = (digest * (1 + (end - start) // len(digest)))[: end - start]
-    return bytes(out)
-
-
 def pdf_subset(src: Source, indices: list[int]) -> tuple[bytes, list[PageBox]]:
     """The pages ``indices`` (0-based) of the PDF ``src`` as a new PDF (the original bytes when
-    every page is selected, re-saved), and each page's box.  The same pages of the same file
-    give the same bytes (:func:`fixed_file_id`)."""
+    every page is selected, re-saved), and each page's box.  Not the same bytes twice: PDFium
+    writes a random file identifier (and, for a new file, the time) at each save."""
     import pypdfium2 as pdfium
 
     with PDFIUM_LOCK:
@@ -114,7 +88,7 @@ def pdf_subset(src: Source, indices: list[int]) -> tuple[bytes, list[PageBox]]:
                 out.import_pages(pdf, indices)
             buf = io.BytesIO()
             out.save(buf)
-            return fixed_file_id(buf.getvalue()), boxes
+            return buf.getvalue(), boxes
         finally:
             pdf.close()
 
@@ -128,6 +102,16 @@ class DocumentUnit:
     boxes: list[PageBox] = field(default_factory=list)
 
 
+def _content_digest(src: Source) -> str:
+    """The sha256 of the PDF's bytes (a file's: :func:`~ocrclient.cache.source_digest`)."""
+    if src.path is not None:
+        from .cache import source_digest
+
+        return source_digest(str(src.path))
+    assert src.data is not None
+    return hashlib.sha256(src.data).hexdigest()
+
+
 def document_unit(src: Source, indices: list[int]) -> DocumentUnit:
     """Cut the selected pages of a PDF into one unit (a PageImage whose bytes are the PDF)."""
     if src.kind != "pdf":
@@ -138,6 +122,7 @@ def document_unit(src: Source, indices: list[int]) -> DocumentUnit:
         index=indices[0],
         page_box=boxes[0],
         encoded=EncodedImage(data, "png", 0, 0),  # format is irrelevant: the bytes are sent as PDF
+        content_key=f"pdf {_content_digest(src)} pages {','.join(map(str, indices))}".encode(),
     )
     return DocumentUnit(unit, [i + 1 for i in indices], boxes)
 

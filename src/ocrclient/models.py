@@ -71,6 +71,10 @@ class PageImage:
     #: document given as bytes), so a backend can read the page's own text layer; ``None`` for
     #: images
     pdf_path: str | None = None
+    #: what the resume cache hashes for this page instead of ``encoded``'s bytes (``None``: those
+    #: bytes): a document-mode unit's, whose cut PDF differs at every cut
+    #: (:func:`ocrclient.docmode.document_unit`)
+    content_key: bytes | None = None
 
     @property
     def number(self) -> int:
