@@ -319,10 +319,12 @@ def test_glob_patterns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 #: patterns of the whole kind: ** first, last, in the middle, alone, after a wildcard, naming
 #: dot folders, relative and absolute (ABS: the test's folder)
-_PATTERNS = ["in/**/*.pdf", "in/**", "**/*.pdf", "in/*/**/*.png", "in/**/sub/*", "in/**/.dot/*.pdf", "in/*.pdf", "in/*"]
+_PATTERNS = ["in/**/*.pdf", "in/**", "**/*.pdf", "in/*/**/*.png", "in/**/sub/*", "in/**/.dot/*.pdf", "in/*.pdf", "in/*",
+             "in/.*/**/*.pdf", "in/**/../*.pdf", "./in/**/*.pdf", "in/**/", "**.pdf", "in/**.pdf", "in/***/*.pdf",
+             "in/a**/*.pdf", "in/**/**/*.pdf"]  # fmt: skip
 
 
-@pytest.mark.parametrize("pattern", _PATTERNS + ["ABS/" + p for p in _PATTERNS[:4]])
+@pytest.mark.parametrize("pattern", _PATTERNS + ["ABS/" + p for p in _PATTERNS[:4]] + ["ABS/**.pdf"])
 def test_glob_patterns_match_as_glob_does_and_never_go_down_linked_folders(
     pattern: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -339,8 +341,9 @@ def test_glob_patterns_match_as_glob_does_and_never_go_down_linked_folders(
 
     root = tmp_path / "in"
     for rel in ["one.pdf", "a/two.pdf", "a/sub/three.pdf", "a/sub/pic.png", "b/sub/four.pdf", ".dot/five.pdf",
-                "a/.dot/six.pdf", "a/.seven.pdf", "b/notes.txt"]:  # fmt: skip
+                "a/.dot/six.pdf", "a/.seven.pdf", "b/notes.txt", ".h/.dot/ten.pdf", ".dot/.deeper/nine.pdf"]:  # fmt: skip
         write(root / rel, image_bytes("PNG") if rel.endswith((".png", ".txt")) else make_pdf(1))
+    write(tmp_path / "top.pdf", make_pdf(1))
     outside = tmp_path / "outside"
     write(outside / "eight.pdf", make_pdf(1))
     monkeypatch.chdir(tmp_path)
@@ -362,14 +365,14 @@ def test_glob_patterns_match_as_glob_does_and_never_go_down_linked_folders(
 
     by_glob = []
     for m in sorted(glob.glob(text, recursive=True)):
-        by_glob += [str(f) for f in _walk(Path(m))] if Path(m).is_dir() else [m] if _wanted(Path(m)) else []
+        by_glob += [str(f) for f in _walk(Path(m))] if Path(m).is_dir() else [str(Path(m))] if _wanted(Path(m)) else []
     before = found()
     assert before == once(by_glob) and before, pattern
     os.symlink("..", root / "a" / "sub" / "up")
     os.symlink(root, root / "b" / "sub" / "to-root")
     os.symlink(outside, root / "b" / "elsewhere")
     after = found()
-    if pattern.endswith(("**/*.pdf", "**/*.png", "**")):  # only ** could reach a link
+    if pattern.endswith(("**/*.pdf", "**/*.png", "**", "**/")):  # only ** could reach a link
         assert after == before, pattern
     else:
         assert set(before) <= set(after), pattern

@@ -130,20 +130,25 @@ def _find_files(item: str | Path) -> list[_Found]:
     raise InputError(f"{text}: no such file or directory")
 
 
-def _glob(pattern: str, root: Path) -> list[str]:
-    """What ``glob.glob(pattern, recursive=True)`` matches, except that ``**`` never goes down
-    a symbolic link to a directory, as directory walking does not: ``glob`` follows them, and a
-    link to a parent folder made it endless.  Names starting with a dot match only a pattern
-    naming one, as with ``glob``."""
-    if "**" not in pattern:
+def _glob(pattern: str) -> list[str]:
+    """What ``glob.glob(pattern, recursive=True)`` matches, except that a ``**`` component
+    never goes down a symbolic link to a directory, as directory walking does not: ``glob``
+    follows them, and a link to a parent folder made it endless.  ``**`` is this folder and
+    every folder below it but hidden ones, as with ``glob``; the rest of the pattern is
+    ``glob``'s own (a ``**`` inside a name is a ``*``)."""
+    parts = Path(pattern).parts
+    if "**" not in parts:
         return glob.glob(pattern)
-    rel = Path(pattern).relative_to(root)
-    dotted = any(part.startswith(".") for part in rel.parts)
-    return [
-        str(p)
-        for p in root.glob(str(rel))  # (pathlib's ** does not follow links)
-        if dotted or not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
+    at = parts.index("**")
+    head, rest = parts[:at], parts[at + 1 :]
+    found: list[str] = []
+    for top in glob.glob(os.path.join(*head)) if head else [os.curdir]:
+        for folder, subfolders, _ in os.walk(top, followlinks=False):
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            if not head:  # (as glob names them: "a/x.pdf", not "./a/x.pdf")
+                folder = "" if folder == os.curdir else folder.removeprefix(os.curdir + os.sep)
+            found.extend(_glob(os.path.join(glob.escape(folder), *rest)) if rest else [folder or os.curdir])
+    return found
 
 
 def _expand_glob(text: str) -> list[_Found]:
@@ -151,7 +156,7 @@ def _expand_glob(text: str) -> list[_Found]:
     pattern = os.path.expanduser(text)
     root = _glob_root(pattern)
     files: list[Path] = []
-    for m in sorted(_glob(pattern, root)):
+    for m in sorted(_glob(pattern)):
         mp = Path(m)
         if mp.is_dir():
             files.extend(_walk(mp))
