@@ -432,7 +432,26 @@ def test_the_cap_holds_for_processes_sharing_the_cache(tmp_path: Path, writers: 
         caches[i % writers].put(f"{i:04x}" * 16, _page(i))
         most = max(most, caches[0].info().bytes)
     assert most <= cap * (1 + writers * REMEASURE) + one, (most / cap, writers)
-    assert sum(c.pruned for c in caches) > 0
+    # each entry pruned is counted once, by the writer that deleted it
+    assert 0 < sum(c.pruned for c in caches) == 400 - caches[0].info().entries
+
+
+def test_prune_counts_only_the_entries_it_deleted(tmp_path: Path) -> None:
+    """Another process prunes the same entries between this one's listing and its deletes:
+    they are not counted here (before, ``pruned`` counted them for every process)."""
+    cache = PageCache(tmp_path / "c", max_bytes=0)
+    for i in range(6):
+        cache.put(f"{i:02x}" * 32, _page(i))
+    listing = cache._files
+
+    def listed_then_pruned_elsewhere(**kw: Any) -> Any:
+        entries = list(listing(**kw))
+        for entry in entries[:4]:
+            os.unlink(entry.path)
+        return iter(entries)
+
+    cache._files = listed_then_pruned_elsewhere  # type: ignore[method-assign]
+    assert cache.prune(target=0) == 2 and cache.pruned == 2 and len(cache) == 0
 
 
 def test_cap_keeps_the_recently_hit_entry(tmp_path: Path) -> None:

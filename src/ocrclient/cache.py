@@ -388,9 +388,11 @@ class PageCache:
         for _, size, path in sorted(entries):
             if total <= target:
                 break
-            with contextlib.suppress(FileNotFoundError):  # another process pruned it
-                os.unlink(path)
             total -= size
+            try:
+                os.unlink(path)
+            except FileNotFoundError:  # another process pruned it: not counted here
+                continue
             removed += 1
         self._size, self._unmeasured = total, 0
         self.pruned += removed
