@@ -436,21 +436,22 @@ def test_the_cap_holds_for_processes_sharing_the_cache(tmp_path: Path, writers: 
     assert 0 < sum(c.pruned for c in caches) == 400 - caches[0].info().entries
 
 
-def test_prune_counts_only_the_entries_it_deleted(tmp_path: Path) -> None:
-    """Another process prunes the same entries between this one's listing and its deletes:
-    they are not counted here (before, ``pruned`` counted them for every process)."""
+def test_prune_counts_only_the_entries_it_deleted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process deletes entries between this one's listing and its deletes (they prune
+    at once): those are not counted here (before, ``pruned`` counted them for both)."""
+    import ocrclient.cache as cache_mod
+
     cache = PageCache(tmp_path / "c", max_bytes=0)
     for i in range(6):
         cache.put(f"{i:02x}" * 32, _page(i))
-    listing = cache._files
+    unlink, raced = os.unlink, iter(range(4))
 
-    def listed_then_pruned_elsewhere(**kw: Any) -> Any:
-        entries = list(listing(**kw))
-        for entry in entries[:4]:
-            os.unlink(entry.path)
-        return iter(entries)
+    def other_process_first(path: Any) -> None:
+        if next(raced, None) is not None:
+            unlink(path)  # the other process's delete
+        unlink(path)
 
-    cache._files = listed_then_pruned_elsewhere  # type: ignore[method-assign]
+    monkeypatch.setattr(cache_mod.os, "unlink", other_process_first)
     assert cache.prune(target=0) == 2 and cache.pruned == 2 and len(cache) == 0
 
 
