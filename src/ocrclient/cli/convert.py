@@ -11,6 +11,7 @@ markdown goes to stdout.
 import asyncio
 import hashlib
 import logging
+import os
 import sys
 import time
 from dataclasses import replace
@@ -129,12 +130,36 @@ class _Emitter:
             self.manifest.record(result.source, result.document, result.outputs, pages=self.pages)
 
     def partial(self, conv: "Conversion") -> None:
-        """The run stopped: write what finished of the documents not yet written."""
+        """The run stopped: write what finished of the documents not yet written, but for a
+        document whose outputs from an earlier run hold more finished pages (a rerun stopped by
+        Ctrl-C or a refused key): those are kept, not replaced by this run's few or none."""
+        kept = 0
         for result in conv.partial:
+            if self._earlier_is_better(result):
+                kept += 1
+                continue
             if self.writer is not None:
                 written = self.writer.finish(result.source, result.document)
                 result = replace(result, outputs=written.paths, output_errors=written.errors)
             self(result)
+        if kept:
+            self.console.print(f"kept the earlier outputs of {kept} document(s) that this run stopped before finishing")
+
+    def _earlier_is_better(self, result: "ConvertResult") -> bool:
+        """Whether the manifest's entry for ``result``'s input has its files where this run
+        writes them, all there, with more pages ok or degraded than ``result`` has."""
+        if self.manifest is None or self.writer is None:
+            return False
+        entry = self.manifest.entries().get(result.source.key)
+        if not entry or not entry.get("outputs"):
+            return False
+        out_dir = self.manifest.out_dir
+        ours = {os.path.relpath(p, out_dir) for p in self.writer.targets(result.source).values()}
+        theirs = [str(p) for p in entry["outputs"]]
+        if not ours & set(theirs) or not all((out_dir / p).is_file() for p in theirs):
+            return False
+        stats = result.document.stats
+        return int(entry.get("ok", 0)) + int(entry.get("degraded", 0)) > stats.ok + stats.degraded
 
     def close(self) -> None:
         if self.writer is not None:

@@ -1,0 +1,110 @@
+"""A rerun that stops keeps the outputs an earlier run wrote.
+
+``ocr convert`` writes what finished of a stopped run's documents (Ctrl-C, a key refused, an
+endpoint not found): partial results are kept.  But a rerun into the same folder (``--redo``, a
+changed setting) that stops early had replaced every document it had not finished, complete
+outputs from the earlier run included, with its few or no pages: an endpoint id mistyped on a
+rerun emptied every markdown file and removed every figure folder, a Ctrl-C a second into a
+``--redo`` of 21 documents left 9 pages of 112.  The kind: a rerun stopped before it reached a
+document, while it was part-way through one, and after it finished one; and the same stop in a
+folder without earlier outputs, where the partial documents are written as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocrclient.testing import OpenAISimulator, SimReply
+
+from .pdfgen import text_pdf
+
+DOCS = ("a", "b", "c")
+
+
+def _ocr(sim: OpenAISimulator, inputs: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ocrclient", "convert", str(inputs), "-o", str(out), "--backend", "openai",
+         "--base-url", sim.base_url, "--model", "m", "--no-cache", "--concurrency", "1", "--no-progress", *extra],
+        env={**os.environ, "OCRCLIENT_API_KEY": str(sim.api_key)}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def _refusing_after(n: int) -> tuple[Any, list[OpenAISimulator]]:
+    """A responder that answers ``n`` pages, then has the server refuse the key for the rest
+    (a 401 stops the run); the simulator goes in the list once made."""
+    sims: list[OpenAISimulator] = []
+    seen = [0]
+
+    def respond(body: dict[str, Any]) -> SimReply:
+        seen[0] += 1
+        if seen[0] >= n:
+            sims[0].force_status = 401
+        return SimReply(f"# Page read at request {seen[0]}\n\nSome text.")
+
+    return respond, sims
+
+
+def _last_entries(out: Path) -> dict[str, dict[str, Any]]:
+    entries = {}
+    for line in (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        entries[Path(entry["input"]).stem] = entry
+    return entries
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in DOCS:
+        text_pdf(folder / f"{name}.pdf", [[f"{name} page 1"], [f"{name} page 2"]])
+    return folder
+
+
+@pytest.mark.parametrize("stop_at", [0, 1, 3])  # requests answered: none, one, a whole document and one
+def test_a_stopped_rerun_keeps_the_earlier_outputs_it_had_not_bettered(inputs: Path, tmp_path: Path, stop_at: int) -> None:
+    out = tmp_path / "out"
+    with OpenAISimulator(model="m") as sim:
+        first = _ocr(sim, inputs, out)
+    assert first.returncode == 0, first.stderr
+    before = {name: (out / f"{name}.md").read_bytes() for name in DOCS}
+    respond, sims = _refusing_after(stop_at)
+    with OpenAISimulator(model="m", responder=respond) as sim:
+        sims.append(sim)
+        if stop_at == 0:
+            sim.force_status = 401
+        rerun = _ocr(sim, inputs, out, "--redo", "--page-markers")
+    assert rerun.returncode == 2, rerun.stderr
+    assert "Traceback" not in rerun.stderr
+    entries = _last_entries(out)
+    finished = stop_at // 2  # documents the rerun finished before it stopped
+    for i, name in enumerate(DOCS):
+        md = (out / f"{name}.md").read_bytes()
+        if i < finished:  # done by the rerun: its outputs replace the earlier ones
+            assert md != before[name] and md.startswith(b"<!-- page 1 -->"), name
+        else:  # not bettered: the earlier outputs and their manifest entry stay
+            assert md == before[name], (name, md[:80])
+            assert entries[name]["status"] == "ok" and entries[name]["ok"] == 2, entries[name]
+    kept = len(DOCS) - finished
+    assert f"kept the earlier outputs of {kept} document(s)" in rerun.stderr, rerun.stderr
+
+
+def test_a_stopped_first_run_still_writes_what_finished(inputs: Path, tmp_path: Path) -> None:
+    """Nothing earlier to keep: the stopped run writes its partial documents, as before."""
+    out = tmp_path / "out"
+    respond, sims = _refusing_after(3)
+    with OpenAISimulator(model="m", responder=respond) as sim:
+        sims.append(sim)
+        run = _ocr(sim, inputs, out)
+    assert run.returncode == 2, run.stderr
+    entries = _last_entries(out)
+    assert [(entries[n]["ok"], entries[n]["failed"]) for n in DOCS] == [(2, 0), (1, 1), (0, 2)], entries
+    assert all((out / f"{n}.md").is_file() and (out / f"{n}.json").is_file() for n in DOCS)
+    assert "kept the earlier" not in run.stderr
