@@ -101,3 +101,33 @@ def test_a_changed_setting_is_converted_again_not_skipped(tmp_path: Path) -> Non
     lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
     (out / "manifest.jsonl").write_text(json.dumps({k: v for k, v in lines[-1].items() if k != "settings"}) + "\n")
     assert "skipping" not in run()
+
+
+def test_a_rerun_asking_for_other_outputs_is_converted_again(tmp_path: Path) -> None:
+    """An input done with some outputs is not done for a run that writes another format or the
+    same format with other options: it is converted again (before, the rerun skipped it and the
+    new outputs were never written).  The same outputs, or fewer, skip it."""
+    from ocrclient.cli import app
+
+    docs = tmp_path / "in"
+    docs.mkdir()
+    text_pdf(docs / "a.pdf", [["Hello world"]], size=(0, 0, 300, 120))
+    out = tmp_path / "out"
+    args = ["convert", str(docs), "-o", str(out), "--backend", "local", "--no-progress", "--cache-dir", str(tmp_path / "c")]
+    runner = CliRunner()
+
+    def skipped(*extra: str) -> bool:
+        res = runner.invoke(app, [*args, *extra])
+        assert res.exit_code == 0, res.output
+        return "skipping 1 input(s)" in res.output
+
+    assert not skipped()
+    assert skipped()
+    assert not skipped("--format", "md,json,html")  # a format the entry did not write
+    assert (out / "a.html").is_file()
+    assert skipped("--format", "md,json,html") and skipped("--format", "md")  # the same, or fewer
+    assert not skipped("--page-markers")  # the markdown with other options
+    assert (out / "a.md").read_text(encoding="utf-8").startswith("<!-- page 1 -->")
+    assert skipped("--page-markers")
+    assert not skipped()  # and back: without the markers
+    assert not (out / "a.md").read_text(encoding="utf-8").startswith("<!-- page 1 -->")

@@ -33,7 +33,7 @@ from ocrclient.exporters.sink import DocumentSink, OutputWriter
 from ocrclient.imaging import RenderSpec
 from ocrclient.pages import iter_pages, open_sources
 from ocrclient.scheduler import Event, PageDone
-from ocrclient.testing import DialectResponder, OpenAISimulator, SentImage
+from ocrclient.testing import DialectResponder, OpenAISimulator, SentImage, SimReply
 
 from .pdfgen import PdfPage, blank_pdf, write_pdf
 from .test_e2e_geometry import displayed_box
@@ -418,6 +418,60 @@ async def test_a_run_stopped_around_a_documents_writing_keeps_its_files(
             thread.join()
     assert again == firsts[0] and [p.name for p in again.paths] == ["doc.md", "doc.json", "doc.html", "doc.pdf"]
     check_outputs(kept.document, out / "doc", responder)
+
+
+async def test_a_document_written_without_its_page_images_is_not_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Document mode draws a document's page images for its outputs after its job's reply: a
+    run stopped between the two wrote the document, all pages ok, without figure crops or
+    viewer images, and the manifest counted it done, so no rerun ever completed it.  Its
+    outputs now come with an error line saying so, the manifest does not count it done, and the
+    rerun (served by the cache) writes it whole."""
+    import base64 as b64
+
+    from ocrclient.cache import PageCache
+    from ocrclient.manifest import Manifest
+    from ocrclient.run import Conversion
+    from ocrclient.testing import RunPodSimulator
+
+    def respond(body: dict[str, Any]) -> SimReply:
+        n = len(pdfium.PdfDocument(b64.b64decode(body["pdf_base64"])))
+        det = "\n\n<--- Page Split --->\n\n".join(
+            f"<|ref|>text<|/ref|><|det|>[[100, 100, 900, 200]]<|/det|>\nPage {i + 1}.\n\n"
+            f"<|ref|>image<|/ref|><|det|>[[200, 300, 800, 700]]<|/det|>" for i in range(n))  # fmt: skip
+        return SimReply(det.replace("<|ref|>", "").replace("<|/ref|>", ""), data={"detection_markdown": b64.b64encode(det.encode()).decode()})
+
+    pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800), (800, 600)])
+    out, cache = tmp_path / "out", PageCache(tmp_path / "cache")
+    (src,) = open_sources([pdf])
+    manifest = Manifest(out)
+    with RunPodSimulator(responder=respond) as sim:
+        where = {"base_url": sim.base_url, "endpoint_id": sim.endpoint_id, "api_key": sim.api_key}
+        with OutputWriter(out, ["md", "json", "html"]) as w:
+            stop = _Stop()
+
+            async def stopped(*args: Any) -> None:
+                raise stop  # (Ctrl-C as the page images are about to be drawn)
+
+            monkeypatch.setattr(Conversion, "_unit_images", stopped)
+            conv = Conversion(prepared=[(src, [0, 1])], backend="runpod-deepseek-ocr", cache=cache, outputs=w,
+                              document_mode=True, **where)  # fmt: skip
+            with pytest.raises(_Stop):
+                async for _ in conv:
+                    pass
+            (kept,) = conv.partial
+            assert [p.status for p in kept.document.pages] == ["ok", "ok"]
+            written = w.finish(kept.source, kept.document)
+        assert any("written without their page image" in e for e in written.errors), written.errors
+        manifest.record(src, kept.document, written.paths, pages=None, output_errors=len(written.errors))
+        assert not Manifest(out).done(src, backend=kept.document.backend, model=kept.document.model, pages=None)
+        monkeypatch.undo()
+        with OutputWriter(out, ["md", "json", "html"]) as w:
+            (again,) = [r async for r in Conversion(prepared=[(src, [0, 1])], backend="runpod-deepseek-ocr", cache=cache,
+                                                    outputs=w, document_mode=True, **where)]  # fmt: skip
+    assert all(p.cached for p in again.document.pages) and not again.output_errors, again.output_errors
+    md = (out / "d.md").read_text(encoding="utf-8")
+    assert "d_figures/page1_fig1.png" in md and "d_figures/page2_fig1.png" in md
+    assert len(html_images((out / "d.html").read_text(encoding="utf-8"))) == 2
 
 
 def test_a_writer_writes_a_finished_document_again_only_when_it_is_opened_again(tmp_path: Path) -> None:

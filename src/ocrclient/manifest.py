@@ -5,7 +5,8 @@ keyed), its size and mtime, the backend and model, the digest of the settings th
 what a page reads (:func:`~ocrclient.cache.settings_digest`, the page cache's own), the pages
 asked for, their status counts and the output files written — so a corpus run is auditable after
 the fact and resumable at the document level: a rerun skips an input whose last entry has no
-failed page, the same backend, model, settings and page selection, unchanged size/mtime, and
+failed page and no output that could not be written fully, every format this run writes written with
+the same options (``--page-markers``...), the same backend, model, settings and page selection, unchanged size/mtime, and
 outputs still present where this run would write them (page-level resume is the cache's job; this saves even the rendering).  Lines without
 a ``key`` (older manifests) are not trusted: those inputs are converted again.  Appends are one
 ``write`` of one line each, so a kill leaves at most one partial last line, which is ignored.
@@ -32,6 +33,14 @@ from .pages import Source
 __all__ = ["Manifest"]
 
 
+def _options(formats: Any) -> dict[str, dict[str, Any]]:
+    """The output options of ``formats`` as compared: the ones set (an option left at its
+    default, off, is as good as absent, as in entries written before options were recorded)."""
+    if not isinstance(formats, dict):
+        return {}
+    return {fmt: {k: v for k, v in opts.items() if v} for fmt, opts in formats.items() if isinstance(opts, dict) and any(opts.values())}
+
+
 def _stat(src: Source) -> tuple[int | None, float | None]:
     if src.path is None:
         return (len(src.data) if src.data is not None else None), None
@@ -47,6 +56,10 @@ class Manifest:
         #: this run's :func:`~ocrclient.cache.settings_digest`: an entry made with other settings
         #: is not done (``None``: not compared)
         self.settings = settings
+        #: the formats this run writes, each with its options (``{"md": {"page_markers": True},
+        #: "json": {}}``): an entry that did not write one of them, or with other options, is not
+        #: done (``None``: not compared); recorded with each entry
+        self.formats: dict[str, dict[str, Any]] | None = None
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / name
         self._entries: dict[str, dict[str, Any]] | None = None
@@ -72,7 +85,7 @@ class Manifest:
         writes ``src``'s outputs, see :func:`~ocrclient.outputs.output_stems`), outputs written
         anywhere else do not count."""
         entry = self.entries().get(src.key)
-        if not entry or entry.get("failed", 1) != 0:
+        if not entry or entry.get("failed", 1) != 0 or entry.get("output_errors"):
             return False
         size, mtime = _stat(src)
         same = (
@@ -88,9 +101,29 @@ class Manifest:
             want = os.path.relpath(stem, self.out_dir)
             if not outputs or any(os.path.splitext(p)[0] != want for p in outputs):
                 return False
+            if not self._has_formats(entry, outputs, want):
+                return False
         return same and all((self.out_dir / p).is_file() for p in outputs)
 
-    def record(self, src: Source, doc: Document, outputs: list[Path], *, pages: str | None) -> dict[str, Any]:
+    def _has_formats(self, entry: dict[str, Any], outputs: list[str], stem: str) -> bool:
+        """Whether ``entry`` wrote every format this run writes (:attr:`formats`), with the
+        same options."""
+        if self.formats is None:
+            return True
+        from .exporters import EXPORTERS
+
+        theirs = _options(entry.get("output_options"))
+        ours = _options(self.formats)
+        return all(
+            fmt in EXPORTERS and stem + EXPORTERS[fmt][1] in outputs and theirs.get(fmt) == ours.get(fmt)
+            for fmt in self.formats
+        )
+
+    def record(
+        self, src: Source, doc: Document, outputs: list[Path], *, pages: str | None, output_errors: int = 0
+    ) -> dict[str, Any]:
+        """Append ``src``'s entry: ``doc`` with its ``outputs`` written, and how many formats
+        could not be written fully (``output_errors``: then it is not done)."""
         size, mtime = _stat(src)
         s = doc.stats
         entry = {
@@ -110,6 +143,8 @@ class Manifest:
             "failed_pages": doc.failed_pages,
             "status": "ok" if s.failed == 0 else ("failed" if s.failed == s.pages else "partial"),
             "outputs": [os.path.relpath(p, self.out_dir) for p in outputs],
+            "output_errors": output_errors,
+            "output_options": _options(self.formats),
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -127,7 +127,8 @@ class _Emitter:
         for error in result.output_errors:  # one format failing loses neither the others nor the run
             self.console.print(f"[red]error:[/] {result.source.name}: {redact(error)}")
         if self.manifest is not None:
-            self.manifest.record(result.source, result.document, result.outputs, pages=self.pages)
+            self.manifest.record(result.source, result.document, result.outputs, pages=self.pages,
+                                 output_errors=len(result.output_errors))  # fmt: skip
 
     def partial(self, conv: "Conversion") -> None:
         """The run stopped: write what finished of the documents not yet written, but for a
@@ -234,18 +235,21 @@ def _profile(backend: str | None, over: dict[str, Any], transport: str | None) -
 
 
 def _resumed(
-    plan: "Plan", out: Path | None, cfg: "BackendConfig", redo: bool, pages: str | None, stem_of: dict[str, Path], console: "Console | None"
-) -> "tuple[Plan, Manifest | None]":
+    plan: "Plan", out: Path | None, cfg: "BackendConfig", redo: bool, pages: str | None, stem_of: dict[str, Path],
+    formats: dict[str, dict[str, Any]], console: "Console | None",
+) -> "tuple[Plan, Manifest | None]":  # fmt: skip
     """The run manifest of ``out`` (``None`` without one) and ``plan`` without the inputs it
-    says are done.  Its settings digest names the transport's options, so computing it imports
-    the transport: it is computed here only when there are entries to compare it with (a rerun),
-    else by :func:`_backend`, after the head start."""
+    says are done (with ``formats``, the formats written and their options).  Its settings
+    digest names the transport's options, so computing it imports the transport: it is
+    computed here only when there are entries to compare it with (a rerun), else by
+    :func:`_backend`, after the head start."""
     from ..cache import settings_digest
     from ..manifest import Manifest
 
     if out is None:
         return plan, None
     manifest = Manifest(out)
+    manifest.formats = formats
     if not redo and manifest.entries():
         manifest.settings = settings_digest(cfg)
         plan = _not_done(plan, manifest, cfg, pages, stem_of, console)
@@ -335,7 +339,9 @@ def convert(
             over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
             over["dialect_options"] = _layer_options(text_layer, keep_furniture)
             cfg, dia = _profile(backend, over, transport)
-            plan, manifest = _resumed(plan, out, cfg, redo, pages, stem_of, None if quiet else console)
+            options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
+            wanted = {f: options.get(f, {}) for f in fmts}
+            plan, manifest = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
             be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest)
         except OcrError as exc:
@@ -346,7 +352,6 @@ def convert(
 
         show = progress if progress is not None else (not quiet and console.is_terminal)
         reporter = Progress(sum(len(idx) for _, idx in plan), bool(show), verbose and not quiet)
-        options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
         emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console)
         t0 = time.monotonic()
         try:

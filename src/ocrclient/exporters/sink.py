@@ -208,6 +208,10 @@ class DocumentSink:
         for note in self.notes:
             log.warning("%s", note)
         written = Written()
+        lacking = self._lacking_images(doc, reached)
+        if lacking:  # (an error: the manifest does not count the document done, a rerun completes it)
+            written.errors.append(f"page(s) {', '.join(map(str, lacking))} written without their page image (the run "
+                                  "stopped before it was drawn): their figure crops or viewer images are missing")  # fmt: skip
         try:
             for fmt, path in self.targets.items():
                 try:
@@ -217,6 +221,19 @@ class DocumentSink:
         finally:
             self.close()
         return written
+
+    def _lacking_images(self, doc: Document, reached: set[int]) -> list[int]:
+        """The pages read (not failed) whose outputs needed their page image and did without:
+        the viewer's page, or the markdown's figure crops."""
+        from .figures import has_figure_boxes
+
+        html = "html" in self.targets
+        return [
+            p.page
+            for p in doc.pages
+            if p.status != "failed"
+            and ((html and p.page in self.missing) or (self.figures and p.page not in reached and has_figure_boxes(p)))
+        ]
 
     def _write(self, fmt: str, path: Path, doc: Document) -> Path:
         from . import _writer, html, markdown
