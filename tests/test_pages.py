@@ -378,6 +378,35 @@ def test_glob_patterns_match_as_glob_does_and_never_go_down_linked_folders(
         assert set(before) <= set(after), pattern
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_pipes_are_read_once_when_named_and_skipped_when_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipe named as an input (``ocr convert <(curl ...)``, a FIFO) is read once, into
+    memory: the file was opened again to be rendered and found empty ("corrupt or truncated
+    PDF").  A pipe a glob finds is skipped, as a folder's walk skips it: the glob opened it and
+    waited for ever for a writer."""
+    import threading
+
+    from ocrclient.pages.inputs import _find_files
+
+    pdf = make_pdf(3)
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "ok.pdf", pdf)
+    os.mkfifo(tmp_path / "waiting.pdf")  # no writer, ever
+    got: list[list[str]] = []
+    looker = threading.Thread(target=lambda: got.append([f[1] for f in _find_files("*.pdf")]), daemon=True)
+    looker.start()
+    looker.join(10)
+    assert got == [["ok.pdf"]]
+    os.mkfifo(tmp_path / "named.pdf")
+    read, written = os.pipe()
+    for target in (lambda: (tmp_path / "named.pdf").write_bytes(pdf), lambda: os.write(written, pdf) and os.close(written)):
+        threading.Thread(target=target, daemon=True).start()
+    srcs = open_sources(["named.pdf", f"/dev/fd/{read}"])
+    assert [(s.name, s.kind, s.page_count, s.path, s.data == pdf) for s in srcs] == [
+        ("named.pdf", "pdf", 3, None, True), (f"/dev/fd/{read}", "pdf", 3, None, True)]  # fmt: skip
+    os.close(read)
+
+
 def test_source_repr_hides_password() -> None:
     [src] = open_sources([make_pdf(1, user_password="hunter22")], password="hunter22")
     assert "hunter22" not in repr(src)

@@ -160,7 +160,7 @@ def _expand_glob(text: str) -> list[_Found]:
         mp = Path(m)
         if mp.is_dir():
             files.extend(_walk(mp))
-        elif _wanted(mp):
+        elif _wanted(mp) and mp.is_file():  # (as a folder's walk: not a pipe, a device, a broken link)
             files.append(mp)
     if not files:
         raise InputError(f"{text}: pattern matches no PDF or image files")

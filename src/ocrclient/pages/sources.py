@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -164,6 +165,31 @@ def _probe_image(data: bytes | Path, fmt: str, label: str) -> int:
     return frames
 
 
+#: the most a named pipe or device is read for one input
+MAX_STREAM_BYTES = 2 * 1024**3
+
+
+def _stream(path: Path) -> bool:
+    """Whether ``path`` names something other than a file or a folder (a pipe, a device): it
+    can be read once only, where a file is opened again for every render."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False  # (the open below says why)
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _read_stream(path: Path, name: str) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_STREAM_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+    if len(data) > MAX_STREAM_BYTES:
+        raise InputError(f"{name}: a stream of more than {MAX_STREAM_BYTES // 1024**3} GiB; save it to a file first")
+    return data
+
+
 def make_source(
     *,
     name: str,
@@ -174,6 +200,8 @@ def make_source(
     password: str | None,
     root: Path | None = None,
 ) -> Source:
+    if path is not None and _stream(path):  # a pipe (`<(...)`), a device: read once, kept in memory
+        data, path = _read_stream(path, name), None
     if path is not None:
         try:
             with path.open("rb") as fh:
