@@ -381,16 +381,20 @@ def _unusable_cases(tmp: Path) -> dict[str, tuple[list[str], tuple[str, ...]]]:
         "glob matching nothing": ([str(tmp / "*.nothing-here")], ("matches no",)),
         "page past the end": (
             [str(_write(tmp / "three.pdf", _GOOD3)), "--pages", "4"],
-            ("past the end", "3 pages"),
+            ("past the end", "3 pages", "three.pdf"),
         ),
         "page range past the end": (
             [str(_write(tmp / "three2.pdf", _GOOD3)), "--pages", "2-9"],
-            ("past the end",),
+            ("past the end", "three2.pdf"),
         ),
-        "page zero": ([str(_write(tmp / "three3.pdf", _GOOD3)), "--pages", "0"], ("start at 1",)),
+        "open range past the end": (  # (it said '9-' runs backwards)
+            [str(_write(tmp / "three5.pdf", _GOOD3)), "--pages", "9-"],
+            ("past the end", "3 pages", "three5.pdf"),
+        ),
+        "page zero": ([str(_write(tmp / "three3.pdf", _GOOD3)), "--pages", "0"], ("start at 1", "three3.pdf")),
         "backwards range": (
             [str(_write(tmp / "three4.pdf", _GOOD3)), "--pages", "3-1"],
-            ("backwards",),
+            ("backwards", "three4.pdf"),
         ),
         "one bad input among good ones": (
             [str(_write(tmp / "good.pdf", _GOOD3)), str(_write(tmp / "bad.pdf", b"GIF89a..."))],
@@ -414,6 +418,7 @@ _UNUSABLE = [
     "glob matching nothing",
     "page past the end",
     "page range past the end",
+    "open range past the end",
     "page zero",
     "backwards range",
     "one bad input among good ones",

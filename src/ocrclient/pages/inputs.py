@@ -106,8 +106,15 @@ def open_sources(
 def prepare(
     inputs: Sequence[str | Path | bytes] | str | Path | bytes, *, pages: str | None = None, password: str | None = None
 ) -> list[tuple[Source, list[int]]]:
-    """Open and validate every input and its page range up front (raises InputError)."""
-    return [(src, parse_page_range(pages, src.page_count)) for src in open_sources(inputs, password=password)]
+    """Open and validate every input and its page range up front (raises InputError, naming
+    the input whose pages the range does not fit)."""
+    plan = []
+    for src in open_sources(inputs, password=password):
+        try:
+            plan.append((src, parse_page_range(pages, src.page_count)))
+        except InputError as exc:
+            raise InputError(f"{src.name}: {exc}") from None
+    return plan
 
 
 #: a file found for one input: (path, name as shown, path below its root, the root)

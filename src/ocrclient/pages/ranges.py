@@ -46,14 +46,14 @@ def parse_page_range(spec: str | None, page_count: int) -> list[int]:
             raise InputError(f"page range {spec!r}: cannot read {part!r} (use e.g. 1-3,7,10-)")
         if first < 1 or last < 1:
             raise InputError(f"page range {spec!r}: pages start at 1")
-        if first > last:
-            raise InputError(f"page range {spec!r}: {part!r} runs backwards")
-        if last > page_count or first > page_count:
-            bad = last if last > page_count else first
+        if last > page_count or first > page_count:  # (before "backwards": '9-' of 4 pages is past the end)
+            bad = first if first > page_count else last
             noun = "page" if page_count == 1 else "pages"
             raise InputError(
                 f"page range {spec!r}: page {bad} is past the end (the document has {page_count} {noun})"
             )
+        if first > last:
+            raise InputError(f"page range {spec!r}: {part!r} runs backwards")
         picked.update(range(first - 1, last))
     if not picked:
         raise InputError(f"page range {spec!r} selects no pages")
