@@ -237,3 +237,24 @@ def test_a_document_mode_rerun_is_served_from_the_cache(tmp_path: Path, monkeypa
     assert [(p.page, p.status, p.cached) for p in again.pages] == [(1, "ok", True), (2, "ok", True)]
     assert [p.markdown for p in again.pages] == [p.markdown for p in first.pages]
     assert [b.bbox for p in again.pages for b in p.blocks] == [b.bbox for p in first.pages for b in p.blocks]
+
+
+def test_the_simulators_deepseek_responder_answers_whole_pdfs(tmp_path: Path) -> None:
+    """``DialectResponder("deepseek")`` (and ``python -m ocrclient.testing runpod --dialect
+    deepseek``) answers a whole-PDF job as the worker does: every page drawn and answered from
+    its truth, the pages split, boxes on each page where the truth put them (it answered such a
+    job with a 500: it looked for an image)."""
+    from ocrclient.testing.responders import DialectResponder
+
+    pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800), (800, 600)])
+    truth = [[("title", f"Page {i + 1}", (0.1, 0.1, 0.5, 0.2)), ("text", f"Body {i + 1}.", (0.1, 0.3, 0.9, 0.4))]
+             for i in range(2)]  # fmt: skip
+    responder = DialectResponder("deepseek", truth=truth)
+    with RunPodSimulator(responder=responder) as sim:
+        doc = ocrclient.convert(pdf, backend="runpod-deepseek-ocr", cache=False, document_mode=True,
+                                base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key)  # fmt: skip
+    assert [(p.page, p.status) for p in doc.pages] == [(1, "ok"), (2, "ok")] and len(responder.seen) == 2
+    for page, (w, h) in zip(doc.pages, [(600, 800), (800, 600)], strict=True):
+        assert f"Page {page.page}" in page.markdown and "<|ref|>" not in page.markdown
+        title = page.blocks[0]
+        assert title.bbox == pytest.approx([0.1 * w, 0.1 * h, 0.5 * w, 0.2 * h], abs=0.01 * max(w, h)), title

@@ -54,6 +54,7 @@ import hashlib
 import html
 import io
 import json
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -181,6 +182,10 @@ def _decode_image_field(value: Any) -> tuple[bytes, str] | None:
 # ---------------------------------------------------------------------------------------------
 # formatting
 # ---------------------------------------------------------------------------------------------
+
+
+#: a DeepSeek-OCR grounding tag, as the worker's plain markdown leaves it out
+_GROUNDING = re.compile(r"<\|ref\|>.*?<\|/ref\|><\|det\|>.*?<\|/det\|>\n?")
 
 
 def _q(value: float, grid: float) -> int:
@@ -409,13 +414,41 @@ class _Base(abc.ABC):
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
+            return self._seen(data, img.size, mime)
+
+    def _seen(self, data: bytes, size: tuple[int, int], mime: str) -> SentImage:
         digest = image_digest(data)
         with self._lock:
             order = self._order.setdefault(digest, len(self._order) + 1)
-            sent = SentImage(data, width, height, digest, order, mime)
+            sent = SentImage(data, size[0], size[1], digest, order, mime)
             self.seen.append(sent)
         return sent
+
+    def whole_pdf(self, body: Mapping[str, Any]) -> SimReply:
+        """The DeepSeek-OCR whole-PDF worker's reply to a job carrying ``pdf_base64``
+        (``--document-mode``): each page, drawn at 96 dpi, is an image sent (``seen``, truth by
+        its order or digest); the markdown and the grounded ``detection_markdown`` of every page,
+        joined by ``<--- Page Split --->``."""
+        import pypdfium2 as pdfium
+
+        if self.dialect != "deepseek":
+            raise ValueError(f"a whole PDF is the DeepSeek-OCR worker's job, not {self.dialect}'s")
+        grounded: list[str] = []
+        pdf = pdfium.PdfDocument(base64.b64decode(str(body["pdf_base64"])))
+        try:
+            for i in range(len(pdf)):
+                buf = io.BytesIO()
+                img = pdf[i].render(scale=96 / 72).to_pil()
+                img.save(buf, "PNG")
+                image = self._seen(buf.getvalue(), img.size, "image/png")
+                grounded.append(format_reply("deepseek", self.blocks_for(image), width=image.width, height=image.height))
+        finally:
+            pdf.close()
+        split = "\n\n<--- Page Split --->\n\n"
+        markdown = split.join(_GROUNDING.sub("", page) for page in grounded)
+        det = split.join(grounded)
+        return SimReply(text=markdown, prompt_tokens=100 * len(grounded), completion_tokens=max(1, len(det.split())),
+                        data={"detection_markdown": base64.b64encode(det.encode()).decode()})  # fmt: skip
 
     def _version(self, body: Mapping[str, Any]) -> int:
         if self.version is not None:
@@ -437,6 +470,8 @@ class _Base(abc.ABC):
         """What is on ``image``: the blocks the reply will show."""
 
     def __call__(self, body: dict[str, Any]) -> SimReply:
+        if "pdf_base64" in body:
+            return self.whole_pdf(body)
         image = self.sent_image(body)
         correction = int(self.rotation(image)) % 360 if self.rotation is not None else 0
         blocks = self.blocks_for(image)
