@@ -391,10 +391,10 @@ def _unusable_cases(tmp: Path) -> dict[str, tuple[list[str], tuple[str, ...]]]:
             [str(_write(tmp / "three5.pdf", _GOOD3)), "--pages", "9-"],
             ("past the end", "3 pages", "three5.pdf"),
         ),
-        "page zero": ([str(_write(tmp / "three3.pdf", _GOOD3)), "--pages", "0"], ("start at 1", "three3.pdf")),
+        "page zero": ([str(_write(tmp / "three3.pdf", _GOOD3)), "--pages", "0"], ("start at 1",)),
         "backwards range": (
             [str(_write(tmp / "three4.pdf", _GOOD3)), "--pages", "3-1"],
-            ("backwards", "three4.pdf"),
+            ("backwards",),  # (a range that cannot be read names no input)
         ),
         "one bad input among good ones": (
             [str(_write(tmp / "good.pdf", _GOOD3)), str(_write(tmp / "bad.pdf", b"GIF89a..."))],

@@ -258,3 +258,30 @@ def test_the_simulators_deepseek_responder_answers_whole_pdfs(tmp_path: Path) ->
         assert f"Page {page.page}" in page.markdown and "<|ref|>" not in page.markdown
         title = page.blocks[0]
         assert title.bbox == pytest.approx([0.1 * w, 0.1 * h, 0.5 * w, 0.2 * h], abs=0.01 * max(w, h)), title
+
+
+def test_the_simulators_whole_pdf_answers_jobs_on_many_threads_at_once(tmp_path: Path) -> None:
+    """The simulator answers each job on a thread of its own, and PDFium is not thread-safe: the
+    whole-PDF responder drew pages with no lock and crashed the simulator's process (3 runs in 4
+    with two documents at once).  Twelve jobs on four threads."""
+    import threading
+
+    from ocrclient.testing.responders import DialectResponder
+
+    from .pdfgen import text_pdf
+
+    pdfs = [base64.b64encode(text_pdf(tmp_path / f"d{i}.pdf", [[f"doc {i} page {n} " * 4] * 12 for n in range(3)],
+                                      size=(0, 0, 600, 800)).read_bytes()).decode() for i in range(2)]  # fmt: skip
+    responder = DialectResponder("deepseek")
+    replies: list[int] = []
+
+    def answer(body: dict[str, Any]) -> None:
+        for _ in range(3):
+            replies.append(responder({"pdf_base64": body["pdf_base64"]}).text.count("Page Split"))
+
+    threads = [threading.Thread(target=answer, args=({"pdf_base64": pdfs[i % 2]},)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert replies == [2] * 12

@@ -398,13 +398,19 @@ def test_pipes_are_read_once_when_named_and_skipped_when_found(tmp_path: Path, m
     looker.join(10)
     assert got == [["ok.pdf"]]
     os.mkfifo(tmp_path / "named.pdf")
-    read, written = os.pipe()
-    for target in (lambda: (tmp_path / "named.pdf").write_bytes(pdf), lambda: os.write(written, pdf) and os.close(written)):
-        threading.Thread(target=target, daemon=True).start()
-    srcs = open_sources(["named.pdf", f"/dev/fd/{read}"])
-    assert [(s.name, s.kind, s.page_count, s.path, s.data == pdf) for s in srcs] == [
-        ("named.pdf", "pdf", 3, None, True), (f"/dev/fd/{read}", "pdf", 3, None, True)]  # fmt: skip
-    os.close(read)
+    other = make_pdf(2)
+    pipes = [os.pipe(), os.pipe()]  # the same content as named.pdf, and another
+    threading.Thread(target=lambda: (tmp_path / "named.pdf").write_bytes(pdf), daemon=True).start()
+    for (_, w), data in zip(pipes, [pdf, other], strict=True):
+        threading.Thread(target=lambda w=w, data=data: os.write(w, data) and os.close(w), daemon=True).start()
+    srcs = open_sources(["named.pdf", *(f"/dev/fd/{r}" for r, _ in pipes)])
+    # read, each is kept once by its content, as bytes are (two pipes of one file wrote one output)
+    assert [(s.name, s.kind, s.page_count, s.path) for s in srcs] == [
+        ("named.pdf", "pdf", 3, None), (f"/dev/fd/{pipes[1][0]}", "pdf", 2, None)]  # fmt: skip
+    for r, _ in pipes:
+        os.close(r)
+    with pytest.raises(InputError, match="not a PDF or supported image"):  # refused at its first bytes
+        open_sources(["/dev/zero"])
 
 
 def test_source_repr_hides_password() -> None:

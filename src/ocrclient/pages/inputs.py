@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import InputError
-from .ranges import parse_page_range
+from .ranges import check_page_range, parse_page_range
 from .sources import SUPPORTED, Source, make_source
 
 __all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIXES", "open_sources", "prepare"]
@@ -95,11 +95,12 @@ def open_sources(
             if key in seen:
                 continue
             seen.add(key)
-            sources.append(
-                make_source(
-                    name=name, stem=path.stem, path=path, data=None, rel=rel, password=password, root=root
-                )
-            )
+            src = make_source(name=name, stem=path.stem, path=path, data=None, rel=rel, password=password, root=root)
+            if src.data is not None:  # a pipe, read: kept once by its content, as bytes are
+                if src.key in seen:
+                    continue
+                seen.add(src.key)
+            sources.append(src)
     return sources
 
 
@@ -108,6 +109,7 @@ def prepare(
 ) -> list[tuple[Source, list[int]]]:
     """Open and validate every input and its page range up front (raises InputError, naming
     the input whose pages the range does not fit)."""
+    check_page_range(pages)  # (a range that cannot be read is no one input's fault)
     plan = []
     for src in open_sources(inputs, password=password):
         try:

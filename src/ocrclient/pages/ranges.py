@@ -8,11 +8,11 @@ against the document's page count, failing with one :class:`~ocrclient.errors.In
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ..errors import InputError
 
-__all__ = ["parse_page_range", "select_pages"]
+__all__ = ["check_page_range", "parse_page_range", "select_pages"]
 
 
 def parse_page_range(spec: str | None, page_count: int) -> list[int]:
@@ -29,23 +29,8 @@ def parse_page_range(spec: str | None, page_count: int) -> list[int]:
     if spec is None or not spec.strip():
         return list(range(page_count))
     picked: set[int] = set()
-    for raw in spec.split(","):
-        part = raw.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d*)\s*-\s*(\d*)", part)
-        if m:
-            a_txt, b_txt = m.groups()
-            if not a_txt and not b_txt:
-                raise InputError(f"page range {spec!r}: '-' needs a number on at least one side")
-            first = int(a_txt) if a_txt else 1
-            last = int(b_txt) if b_txt else page_count
-        elif part.isdigit():
-            first = last = int(part)
-        else:
-            raise InputError(f"page range {spec!r}: cannot read {part!r} (use e.g. 1-3,7,10-)")
-        if first < 1 or last < 1:
-            raise InputError(f"page range {spec!r}: pages start at 1")
+    for part, first, last in _parts(spec):
+        last = page_count if last is None else last
         if last > page_count or first > page_count:  # (before "backwards": '9-' of 4 pages is past the end)
             bad = first if first > page_count else last
             noun = "page" if page_count == 1 else "pages"
@@ -58,6 +43,39 @@ def parse_page_range(spec: str | None, page_count: int) -> list[int]:
     if not picked:
         raise InputError(f"page range {spec!r} selects no pages")
     return sorted(picked)
+
+
+def check_page_range(spec: str | None) -> None:
+    """Raise :class:`InputError` when ``spec`` cannot be read, whatever the document (what is
+    left to check is whether it fits one: :func:`parse_page_range`)."""
+    if spec is not None and spec.strip():
+        parts = list(_parts(spec))
+        if not parts:
+            raise InputError(f"page range {spec!r} selects no pages")
+        for part, first, last in parts:
+            if last is not None and first > last:
+                raise InputError(f"page range {spec!r}: {part!r} runs backwards")
+
+
+def _parts(spec: str) -> Iterator[tuple[str, int, int | None]]:
+    """Each part of ``spec`` as (its text, first page, last page or ``None`` for the end)."""
+    for raw in spec.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d*)\s*-\s*(\d*)", part)
+        if m:
+            a_txt, b_txt = m.groups()
+            if not a_txt and not b_txt:
+                raise InputError(f"page range {spec!r}: '-' needs a number on at least one side")
+            first, last = (int(a_txt) if a_txt else 1), (int(b_txt) if b_txt else None)
+        elif part.isdigit():
+            first = last = int(part)
+        else:
+            raise InputError(f"page range {spec!r}: cannot read {part!r} (use e.g. 1-3,7,10-)")
+        if first < 1 or (last is not None and last < 1):
+            raise InputError(f"page range {spec!r}: pages start at 1")
+        yield part, first, last
 
 
 def select_pages(pages: str | Sequence[int] | None, page_count: int) -> list[int]:

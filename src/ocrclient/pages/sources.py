@@ -180,9 +180,14 @@ def _stream(path: Path) -> bool:
 
 
 def _read_stream(path: Path, name: str) -> bytes:
+    """All of the stream ``path`` (its first bytes first: what is not a PDF or an image is
+    refused before the rest is read)."""
     try:
         with path.open("rb") as fh:
-            data = fh.read(MAX_STREAM_BYTES + 1)
+            head = fh.read(2048)
+            if _sniff(head) is None:
+                raise InputError(f"{name}: not a PDF or supported image ({_describe(head)}); supported: {SUPPORTED}")
+            data = head + fh.read(MAX_STREAM_BYTES + 1 - len(head))
     except OSError as exc:
         raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from exc
     if len(data) > MAX_STREAM_BYTES:

@@ -426,24 +426,28 @@ class _Base(abc.ABC):
 
     def whole_pdf(self, body: Mapping[str, Any]) -> SimReply:
         """The DeepSeek-OCR whole-PDF worker's reply to a job carrying ``pdf_base64``
-        (``--document-mode``): each page, drawn at 96 dpi, is an image sent (``seen``, truth by
-        its order or digest); the markdown and the grounded ``detection_markdown`` of every page,
+        (``--document-mode``): each page, drawn at 96 dpi, is an image sent (``seen``; truth by
+        arrival order, or by the digest of that drawing, not of any image the client made); the markdown and the grounded ``detection_markdown`` of every page,
         joined by ``<--- Page Split --->``."""
         import pypdfium2 as pdfium
 
         if self.dialect != "deepseek":
             raise ValueError(f"a whole PDF is the DeepSeek-OCR worker's job, not {self.dialect}'s")
+        from ..pages import PDFIUM_LOCK
+
+        drawn = []
+        with PDFIUM_LOCK:  # (PDFium is not thread-safe; the simulator answers jobs on threads)
+            pdf = pdfium.PdfDocument(base64.b64decode(str(body["pdf_base64"])))
+            try:
+                drawn = [pdf[i].render(scale=96 / 72).to_pil() for i in range(len(pdf))]
+            finally:
+                pdf.close()
         grounded: list[str] = []
-        pdf = pdfium.PdfDocument(base64.b64decode(str(body["pdf_base64"])))
-        try:
-            for i in range(len(pdf)):
-                buf = io.BytesIO()
-                img = pdf[i].render(scale=96 / 72).to_pil()
-                img.save(buf, "PNG")
-                image = self._seen(buf.getvalue(), img.size, "image/png")
-                grounded.append(format_reply("deepseek", self.blocks_for(image), width=image.width, height=image.height))
-        finally:
-            pdf.close()
+        for img in drawn:
+            buf = io.BytesIO()
+            img.save(buf, "PNG")
+            image = self._seen(buf.getvalue(), img.size, "image/png")
+            grounded.append(format_reply("deepseek", self.blocks_for(image), width=image.width, height=image.height))
         split = "\n\n<--- Page Split --->\n\n"
         markdown = split.join(_GROUNDING.sub("", page) for page in grounded)
         det = split.join(grounded)
