@@ -108,3 +108,91 @@ def test_a_stopped_first_run_still_writes_what_finished(inputs: Path, tmp_path: 
     assert [(entries[n]["ok"], entries[n]["failed"]) for n in DOCS] == [(2, 0), (1, 1), (0, 2)], entries
     assert all((out / f"{n}.md").is_file() and (out / f"{n}.json").is_file() for n in DOCS)
     assert "kept the earlier" not in run.stderr
+
+
+def test_a_kept_document_whose_crops_the_stopped_run_replaced_is_converted_again(inputs: Path, tmp_path: Path) -> None:
+    """Crops are written as pages finish, into the document's figure folder: a stopped rerun
+    that keeps a document's earlier markdown has replaced the crops of the pages it finished
+    (with another model's boxes, say).  The kept document is then not done: the next rerun
+    converts it again and its crops match its markdown (before, it was skipped for good)."""
+    from ocrclient.testing.responders import DialectResponder
+
+    def figure_at(box: tuple[float, float, float, float]) -> Any:
+        return lambda image: [("text", "Body.", (0.1, 0.05, 0.9, 0.15)), ("figure", "a chart", box)]
+
+    state: dict[str, Any] = {"inner": DialectResponder("chandra", truth=figure_at((0.1, 0.2, 0.5, 0.7))), "stop": None, "n": 0}
+    sims: list[OpenAISimulator] = []
+
+    def respond(body: dict[str, Any]) -> SimReply:
+        state["n"] += 1
+        if state["stop"] is not None and state["n"] >= state["stop"]:
+            sims[0].force_status = 401
+        reply: SimReply = state["inner"](body)
+        return reply
+
+    out = tmp_path / "out"
+    with OpenAISimulator(model="datalab-to/chandra", responder=respond) as sim:
+        sims.append(sim)
+
+        def ocr(*extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "ocrclient", "convert", str(inputs), "-o", str(out), "--backend", "openai",
+                 "--base-url", sim.base_url, "--model", "datalab-to/chandra", "--dialect", "chandra", "--no-cache",
+                 "--concurrency", "1", "--no-progress", *extra],
+                env={**os.environ, "OCRCLIENT_API_KEY": str(sim.api_key)}, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+
+        assert ocr().returncode == 0
+        crops = {p.name: p.read_bytes() for p in (out / "a_figures").iterdir()}
+        state.update(inner=DialectResponder("chandra", truth=figure_at((0.5, 0.2, 0.95, 0.4))), stop=1, n=0)
+        stopped = ocr("--redo")  # a's page 1 answered with another box, then the key is refused
+        assert stopped.returncode == 2 and "kept the earlier outputs of 3 document(s)" in stopped.stderr, stopped.stderr
+        assert (out / "a_figures" / "page1_fig1.png").read_bytes() != crops["page1_fig1.png"]
+        sim.force_status = None
+        state.update(inner=DialectResponder("chandra", truth=figure_at((0.1, 0.2, 0.5, 0.7))), stop=None)
+        again = ocr()
+    assert again.returncode == 0 and "skipping 2 input(s) already done" in again.stderr, again.stderr  # b, c
+    assert {p.name: p.read_bytes() for p in (out / "a_figures").iterdir()} == crops
+
+
+def test_a_document_this_run_began_to_write_is_its_own(inputs: Path, tmp_path: Path) -> None:
+    """Ctrl-C while a finished document's files are being written (the writing thread goes on):
+    the stopped run keeps that document in its partial list, and its write stands, recorded in
+    the manifest as written, even with fewer pages ok than the earlier run's (before, the
+    earlier entry was 'kept' over files already replaced, and a rerun skipped it)."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from ocrclient.cli.convert import _Emitter
+    from ocrclient.document import Document, Page, RunStats
+    from ocrclient.manifest import Manifest
+    from ocrclient.pages import open_sources
+    from ocrclient.run import ConvertResult
+
+    out = tmp_path / "out"
+    (src,) = open_sources([inputs / "a.pdf"])
+
+    def doc(ok: set[int]) -> Document:
+        pages = [Page(page=n, status="ok", markdown=f"page {n} read") if n in ok else Page(page=n, status="failed") for n in (1, 2)]
+        return Document(source=src.name, backend="openai", pages=pages, stats=RunStats(pages=2, ok=len(ok), failed=2 - len(ok)))
+
+    def emitter() -> _Emitter:
+        manifest = Manifest(out, settings="s")
+        manifest.formats = {"md": {}, "json": {}}
+        return _Emitter(out, ["md", "json"], {"md": {}, "pdf": {}}, {src.key: out / "a"}, manifest, None, Console(stderr=True))
+
+    first = emitter()
+    assert first.writer is not None
+    written = first.writer.finish(src, doc({1, 2}))
+    first(ConvertResult(src, doc({1, 2}), written.paths, written.errors))
+    first.close()
+    rerun, stopped = emitter(), doc({1})
+    assert rerun.writer is not None and rerun.manifest is not None
+    rerun.writer.finish(src, stopped)  # the run's writing thread, which a Ctrl-C does not stop
+    rerun.partial(SimpleNamespace(partial=[ConvertResult(src, stopped)]))  # type: ignore[arg-type]
+    rerun.close()
+    assert (out / "a.md").read_text(encoding="utf-8").strip() == "page 1 read"
+    entry = _last_entries(out)["a"]
+    assert (entry["ok"], entry["failed"]) == (1, 1)
+    assert not Manifest(out, settings="s").done(src, backend="openai", model=None, pages=None, stem=out / "a")

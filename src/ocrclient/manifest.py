@@ -119,6 +119,21 @@ class Manifest:
             for fmt in self.formats
         )
 
+    def unfinish(self, src: Source, why: str) -> None:
+        """Append ``src``'s last entry again, not done (an output error, ``why``): its outputs
+        were partly replaced, so a rerun converts it again."""
+        entry = self.entries().get(src.key)
+        if entry is None:
+            return
+        self._append({**entry, "output_errors": int(entry.get("output_errors") or 0) + 1, "note": why,
+                      "finished": datetime.now(UTC).isoformat(timespec="seconds")})  # fmt: skip
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+        self.entries()[str(entry["key"])] = entry
+
     def record(
         self, src: Source, doc: Document, outputs: list[Path], *, pages: str | None, output_errors: int = 0
     ) -> dict[str, Any]:
@@ -147,8 +162,5 @@ class Manifest:
             "output_options": _options(self.formats),
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, sort_keys=True) + "\n")
-        self.entries()[src.key] = entry
+        self._append(entry)
         return entry

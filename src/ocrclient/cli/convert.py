@@ -138,6 +138,8 @@ class _Emitter:
         for result in conv.partial:
             if self._earlier_is_better(result):
                 kept += 1
+                if self.writer is not None and self.manifest is not None and self.writer.wrote_figures(result.source):
+                    self.manifest.unfinish(result.source, "figure crops replaced by a stopped run")
                 continue
             if self.writer is not None:
                 written = self.writer.finish(result.source, result.document)
@@ -149,8 +151,8 @@ class _Emitter:
     def _earlier_is_better(self, result: "ConvertResult") -> bool:
         """Whether the manifest's entry for ``result``'s input has its files where this run
         writes them, all there, with more pages ok or degraded than ``result`` has."""
-        if self.manifest is None or self.writer is None:
-            return False
+        if self.manifest is None or self.writer is None or self.writer.began(result.source):
+            return False  # (a document this run began to write is this run's: its write stands)
         entry = self.manifest.entries().get(result.source.key)
         if not entry or not entry.get("outputs"):
             return False

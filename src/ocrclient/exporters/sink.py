@@ -287,6 +287,8 @@ class OutputWriter:
         self._sinks: list[DocumentSink] = []
         #: what each finished document's files are, by its source (held weakly): see finish
         self._written: dict[int, tuple[weakref.ref[Source], Written]] = {}
+        #: the documents whose files this writer has begun to write (see :meth:`began`)
+        self._begun: dict[int, weakref.ref[Source]] = {}
         self._lock = threading.Lock()
 
     def targets(self, source: Source) -> dict[str, Path]:
@@ -301,6 +303,7 @@ class OutputWriter:
         with self._lock:
             self._sinks.append(sink)
             self._written.pop(id(source), None)  # a new run of it: written anew
+            self._begun.pop(id(source), None)
         return sink
 
     def on_event(self, event: object) -> None:
@@ -320,7 +323,9 @@ class OutputWriter:
         it, before handing it over, keeps it in :attr:`~ocrclient.api.Conversion.partial`) is
         not written again: this returns what was written, which a write without its page
         images would have replaced.  Opening the document again (:meth:`open`) forgets that."""
+        key = id(source)
         with self._lock:
+            self._begun[key] = weakref.ref(source, lambda _: self._begun.pop(key, None))
             sink = next((s for s in self._sinks if s.source is source), None)
             if sink is None:
                 ref, written = self._written.get(id(source), (None, None))
@@ -332,9 +337,21 @@ class OutputWriter:
         with self._lock:
             if sink in self._sinks:
                 self._sinks.remove(sink)
-                key = id(source)  # (forgotten with its source)
-                self._written[key] = (weakref.ref(source, lambda _: self._written.pop(key, None)), written)
+                self._written[key] = (weakref.ref(source, lambda _: self._written.pop(key, None)), written)  # (forgotten with it)
         return written
+
+    def began(self, source: Source) -> bool:
+        """Whether this writer has begun to write ``source``'s files (:meth:`finish`), since it
+        was last opened: a run stopped meanwhile has them written, or being written."""
+        with self._lock:
+            ref = self._begun.get(id(source))
+            return ref is not None and ref() is source
+
+    def wrote_figures(self, source: Source) -> bool:
+        """Whether figure crops of ``source``'s pages were written as its pages finished (they
+        go straight into its figure folder)."""
+        with self._lock:
+            return any(s.source is source and s.links for s in self._sinks)
 
     def close(self) -> None:
         """Stop the workers and free what unfinished documents hold."""
