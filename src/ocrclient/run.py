@@ -196,6 +196,8 @@ class Conversion:
 
     async def __aiter__(self) -> AsyncGenerator[ConvertResult, None]:
         plan = await self._prepare()
+        if self.outputs is not None:  # each input its own output names, before anything is sent
+            self.outputs.lay_out([src for src, _ in plan])
         async with AsyncExitStack() as stack:
             be, pool = await self._open(stack, plan)
             if docmode.requested(be.config, self.document_mode):

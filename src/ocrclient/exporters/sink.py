@@ -291,6 +291,20 @@ class OutputWriter:
         self._begun: dict[int, weakref.ref[Source]] = {}
         self._lock = threading.Lock()
 
+    def lay_out(self, sources: Sequence[Source]) -> None:
+        """Give each of a run's ``sources`` that has no stem yet its own, as ``ocr convert``
+        does (:func:`~ocrclient.outputs.output_stems`: mirrored under the folder from their
+        common root): two inputs named alike (``a/x.pdf``, ``b/x.pdf``) were both written as
+        ``x.*``, the second over the first.  Raises :class:`InputError` for names that would
+        still collide."""
+        from ..outputs import output_stems
+        from . import EXPORTERS
+
+        todo = [src for src in sources if src.key not in self.stems]
+        if todo:
+            stems = output_stems(todo, self.out_dir, [EXPORTERS[f][1] for f in self.formats])
+            self.stems.update({src.key: stem for src, stem in zip(todo, stems, strict=True)})
+
     def targets(self, source: Source) -> dict[str, Path]:
         from . import EXPORTERS
 
