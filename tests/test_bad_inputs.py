@@ -396,6 +396,15 @@ def _unusable_cases(tmp: Path) -> dict[str, tuple[list[str], tuple[str, ...]]]:
             [str(_write(tmp / "three4.pdf", _GOOD3)), "--pages", "3-1"],
             ("backwards",),  # (a range that cannot be read names no input)
         ),
+        # settings a user can get wrong: one line each too (they were tracebacks, exit 1)
+        "render dpi zero": ([str(_write(tmp / "s1.pdf", _GOOD3)), "--dpi", "0"], ("dpi must be positive",)),
+        "render dpi negative": ([str(_write(tmp / "s2.pdf", _GOOD3)), "--dpi", "-5"], ("dpi must be positive",)),
+        "unknown image format": ([str(_write(tmp / "s3.pdf", _GOOD3)), "--image-format", "gif"], ("unknown image format",)),
+        "-o names a file": ([str(_write(tmp / "s4.pdf", _GOOD3)), "-o", str(_write(tmp / "taken", b"x"))],
+                            ("exists and is not a directory",)),
+        "-o cannot be made": ([str(_write(tmp / "s5.pdf", _GOOD3)), "-o", "/proc/no-such/out"], ("cannot make the output folder",)),
+        "profile that is not text": ([str(_write(tmp / "s6.pdf", _GOOD3)), "--backend", str(_write(tmp / "p.toml", _GOOD3))],
+                                     ("not a toml profile",)),
         "one bad input among good ones": (
             [str(_write(tmp / "good.pdf", _GOOD3)), str(_write(tmp / "bad.pdf", b"GIF89a..."))],
             ("bad.pdf",),
@@ -421,6 +430,12 @@ _UNUSABLE = [
     "open range past the end",
     "page zero",
     "backwards range",
+    "render dpi zero",
+    "render dpi negative",
+    "unknown image format",
+    "-o names a file",
+    "-o cannot be made",
+    "profile that is not text",
     "one bad input among good ones",
 ]
 
@@ -633,3 +648,13 @@ def test_corpus_pages_through_the_local_engine(tmp_path: Path) -> None:
         doc = assert_converted(run, out, Path(inp).stem, [1])
         assert doc["backend"] == "local"
     assert run.code == 0
+
+
+def test_a_cache_cap_that_cannot_be_read_is_one_line(sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``OCRCLIENT_CACHE_MAX_BYTES=abc``: one line, exit 2, nothing sent (it was a traceback)."""
+    pdf = _write(tmp_path / "a.pdf", _GOOD3)
+    before = sum(sim.requests.values())
+    args = ["convert", str(pdf), "-o", str(tmp_path / "out"), "--backend", "openai", "--base-url", sim.base_url, "--model", "sim"]
+    run = ocr(args, {"OCRCLIENT_API_KEY": sim.api_key, "OCRCLIENT_CACHE_DIR": str(tmp_path / "c"), "OCRCLIENT_CACHE_MAX_BYTES": "abc"})
+    assert_unusable(run, "expected a size")
+    assert sum(sim.requests.values()) == before

@@ -282,6 +282,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"backend profile not found: {path}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a TOML profile (not UTF-8 text)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the profile ({exc.strerror or exc})") from None
 
 
 def _warn_if_world_readable(path: Path, data: dict[str, Any]) -> None:

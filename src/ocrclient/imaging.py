@@ -58,12 +58,18 @@ class RenderSpec:
     quality: int = 90
 
     def __post_init__(self) -> None:
+        from .errors import ConfigError  # (a setting a user gave: one line, exit 2)
+
         if self.dpi is None and self.longest_side is None:
-            raise ValueError("RenderSpec needs dpi or longest_side")
-        if self.dpi is not None and self.dpi <= 0:
-            raise ValueError("dpi must be positive")
+            raise ConfigError("a render spec needs dpi or longest_side")
+        for name in ("dpi", "longest_side", "min_side"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:  # (not NaN either)
+                raise ConfigError(f"render {name} must be positive (got {value!r})")
         if self.format not in _MIME:
-            raise ValueError(f"unknown image format {self.format!r} (png, jpeg, webp)")
+            raise ConfigError(f"unknown image format {self.format!r} (png, jpeg, webp)")
+        if not 1 <= self.quality <= 100:
+            raise ConfigError(f"image quality must be 1-100 (got {self.quality!r})")
 
     def with_(self, **changes: object) -> RenderSpec:
         """A copy with some fields changed (``None`` values are ignored)."""

@@ -80,6 +80,8 @@ def _plan(
     bad = [f for f in fmts if f not in EXPORTERS]
     if bad:
         raise ConfigError(f"unknown --format {', '.join(bad)}; known: {', '.join(EXPORTERS)}")
+    if out is not None and out.exists() and not out.is_dir():
+        raise InputError(f"-o {out}: exists and is not a directory")
     shard_spec = _parse_shard(shard)
     plan = prepare(inputs, pages=pages, password=password)
     stem_of: dict[str, Path] = {}
@@ -87,6 +89,16 @@ def _plan(
         stems = output_stems([src for src, _ in plan], out, [EXPORTERS[f][1] for f in fmts])
         stem_of = {src.key: stem for (src, _), stem in zip(plan, stems, strict=True)}
     return [(src, idx) for src, idx in plan if _in_shard(str(src.rel or src.name), shard_spec)], stem_of
+
+
+def _output_folder(out: Path | None) -> None:
+    """Make ``-o``'s folder once every setting is checked, before anything is sent (one line
+    when it cannot be; a refused run leaves none behind)."""
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"-o {out}: cannot make the output folder ({exc.strerror or exc})") from None
 
 
 def _not_done(plan: "Plan", manifest: "Manifest", cfg: "BackendConfig", pages: str | None, stem_of: dict[str, Path], console: "Console | None") -> "Plan":
@@ -276,10 +288,9 @@ def _head_start(plan: "Plan", cfg: "BackendConfig", dia: "Dialect", document_mod
 
 def _backend(
     cfg: "BackendConfig", dia: "Dialect", no_cache: bool, cache_dir: Path | None, manifest: "Manifest | None"
-) -> "tuple[Backend, PageCache | bool | None]":
+) -> "tuple[Backend, PageCache | None]":
     """The backend (its transport imported, built and preloaded here, while the first page
-    renders) and the run's page cache (``True``: the default one); the manifest gets its
-    settings digest."""
+    renders) and the run's page cache; the manifest gets its settings digest."""
     from ..cache import PageCache, settings_digest
     from ..registry import Backend, load_transport
 
@@ -287,7 +298,11 @@ def _backend(
     be.preload()
     if manifest is not None and manifest.settings is None:  # (_resumed set it on a rerun)
         manifest.settings = settings_digest(cfg)
-    return be, None if no_cache else PageCache(cache_dir) if cache_dir else True
+    if no_cache:
+        return be, None
+    from ..config import cache_dir as default_cache_dir
+
+    return be, PageCache(cache_dir or default_cache_dir())  # (its cap is read here: a bad one is one line)
 
 
 @app.command()
@@ -346,6 +361,7 @@ def convert(
             plan, manifest = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
             be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest)
+            _output_folder(out)
         except OcrError as exc:
             if debug:  # the traceback too, but the exit code stays the one without --debug
                 print_traceback()

@@ -199,8 +199,11 @@ def _page_cache(directory: Path | None) -> Any:
     from ..cache import PageCache
     from ..config import cache_dir
 
+    folder = directory or cache_dir()
+    if folder.exists() and not folder.is_dir():
+        raise fail(f"{folder}: not a directory (--cache-dir names the page cache's folder)")
     try:
-        return PageCache(directory or cache_dir())
+        return PageCache(folder)
     except OcrError as exc:
         raise fail(str(exc)) from None
 

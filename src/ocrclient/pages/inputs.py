@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from .ranges import check_page_range, parse_page_range
 from .sources import SUPPORTED, Source, make_source
 
@@ -109,6 +109,8 @@ def prepare(
 ) -> list[tuple[Source, list[int]]]:
     """Open and validate every input and its page range up front (raises InputError, naming
     the input whose pages the range does not fit)."""
+    if pages is not None and not isinstance(pages, str):
+        raise ConfigError(f"pages takes a range such as '1-3,7,10-' (got {type(pages).__name__} {pages!r})")
     check_page_range(pages)  # (a range that cannot be read is no one input's fault)
     plan = []
     for src in open_sources(inputs, password=password):
