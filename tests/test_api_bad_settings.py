@@ -24,6 +24,12 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "pages as a list": ("convert", {"pages": [1, 3]}, "pages takes a range"),
     "pages as a number": ("convert", {"pages": 2}, "pages takes a range"),
     "a PDF as a profile": ("load_backend", {}, "not a TOML profile"),
+    # every transport with a base URL: one that is not http(s) is refused, not retried per page
+    "OpenAI API, no URL": ("convert", {"backend": "openai", "base_url": "notaurl", "model": "m", "api_key": "k"}, "not an http"),
+    "RunPod, ftp URL": ("convert", {"backend": "runpod-chandra", "base_url": "ftp://x/y", "endpoint_id": "e", "api_key": "k"},
+                        "not an http"),
+    "ocular, no host": ("convert", {"backend": "runpod-olmocr", "transport": "ocular", "base_url": "http://", "api_key": "k"},
+                        "not an http"),
 }
 
 
@@ -35,4 +41,4 @@ def test_a_setting_the_api_cannot_use_is_a_config_error(case: str, tmp_path: Pat
         if call == "load_backend":
             ocrclient.load_backend(str(pdf))
         else:
-            ocrclient.convert(pdf, backend="local", cache=False, **kwargs)
+            ocrclient.convert(pdf, **{"backend": "local", "cache": False, **kwargs})

@@ -405,6 +405,8 @@ def _unusable_cases(tmp: Path) -> dict[str, tuple[list[str], tuple[str, ...]]]:
         "-o cannot be made": ([str(_write(tmp / "s5.pdf", _GOOD3)), "-o", "/proc/no-such/out"], ("cannot make the output folder",)),
         "profile that is not text": ([str(_write(tmp / "s6.pdf", _GOOD3)), "--backend", str(_write(tmp / "p.toml", _GOOD3))],
                                      ("not a toml profile",)),
+        "base URL that is no URL": ([str(_write(tmp / "s7.pdf", _GOOD3)), "--base-url", "notaurl"], ("not an http(s) url",)),
+        "base URL of another scheme": ([str(_write(tmp / "s8.pdf", _GOOD3)), "--base-url", "ftp://x/y"], ("not an http(s) url",)),
         "one bad input among good ones": (
             [str(_write(tmp / "good.pdf", _GOOD3)), str(_write(tmp / "bad.pdf", b"GIF89a..."))],
             ("bad.pdf",),
@@ -436,6 +438,8 @@ _UNUSABLE = [
     "-o names a file",
     "-o cannot be made",
     "profile that is not text",
+    "base URL that is no URL",
+    "base URL of another scheme",
     "one bad input among good ones",
 ]
 

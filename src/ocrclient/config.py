@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -205,7 +206,14 @@ class BackendConfig(BaseModel):
         return self._resolved("endpoint_id")
 
     def resolved_base_url(self) -> str | None:
-        return self._resolved("base_url")
+        """The base URL, checked: ``http(s)://host...`` (a URL that is not one was sent to,
+        every page retried as a connection failure, instead of refused once)."""
+        url = self._resolved("base_url")
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError(f"base URL {url!r} is not an http(s) URL (e.g. https://host:8000/v1)")
+        return url
 
     def resolved_model(self) -> str | None:
         return self._resolved("model")
