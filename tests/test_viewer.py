@@ -195,3 +195,31 @@ def test_side_panel_shows_model_text_as_text(tmp_path: Path) -> None:
     assert "<pre>&lt;script&gt;document.title='pwned'&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;</pre>" in panel
     assert "<dd>title</dd>" in panel and "<dd>1</dd>" in panel
     assert "pwned</title>" not in dom and "<img src=\"x\"" not in dom and 'class="box t-title sel"' in dom
+
+
+def test_ocr_view_never_replaces_a_viewer_with_one_without_page_images(tmp_path: Path) -> None:
+    """The source moved away: ``ocr view result.json`` would write a viewer of blank pages over
+    the run's own, which holds the page images the run drew (it did, exit 0, no word).  It now
+    refuses with one line and keeps it; with ``-o`` it writes the blank one where it is told;
+    with the source in place it writes as before."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from ocrclient.cli import app
+
+    pdf, doc, _ = build(tmp_path)
+    json_path = write_json(doc, tmp_path / "out" / "scan.json")
+    html = write_viewer(json_path)
+    full = html.read_bytes()
+    assert re.search(rb'src="data:image/jpeg;base64,', full)
+    moved = pdf.rename(tmp_path / "elsewhere.pdf")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["view", str(json_path)])
+    assert refused.exit_code == 2 and "is kept" in refused.output and "Traceback" not in refused.output, refused.output
+    assert html.read_bytes() == full
+    blank = runner.invoke(app, ["view", str(json_path), "-o", str(tmp_path / "blank.html")])
+    assert blank.exit_code == 0 and (tmp_path / "blank.html").is_file(), blank.output
+    moved.rename(pdf)
+    again = runner.invoke(app, ["view", str(json_path)])
+    assert again.exit_code == 0 and re.search(rb'src="data:image/jpeg;base64,', html.read_bytes())

@@ -225,10 +225,17 @@ def load_document(json_path: Path) -> Document:
 def write_viewer(json_path: Path, out_html: Path | None = None) -> Path:
     """Write the viewer for the result ``json_path`` to ``out_html`` (default: the same path
     with ``.html``) and return it.  The source document is looked up as recorded in the JSON,
-    then relative to the JSON's folder; without it pages are drawn blank with a note."""
+    then relative to the JSON's folder; without it pages are drawn blank with a note, and the
+    viewer already next to the JSON (a run's, with its page images) is not replaced."""
     json_path = Path(json_path)
     doc = load_document(json_path)
     out = Path(out_html) if out_html is not None else json_path.with_suffix(".html")
+    from .source import resolve_source
+
+    if out_html is None and out.exists() and resolve_source(doc, None, json_path.parent) is None:
+        # (the run's own viewer is there, with the page images it drew: a blank one would replace it)
+        raise InputError(f"{doc.source}: source not found, so a viewer would have no page images; "
+                         f"{out} is kept (give -o to write one without them)")  # fmt: skip
     page = render_html(doc, base=json_path.parent)
     return atomic_write(out, page)
 
