@@ -18,6 +18,7 @@ import asyncio
 import inspect
 import io
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -385,3 +386,28 @@ async def test_an_async_client_belongs_to_one_loop() -> None:
 
         await asyncio.to_thread(elsewhere)
         await client.aclose()
+
+
+def test_closing_a_client_under_a_running_call_is_an_ocrclient_error() -> None:
+    """``Client.close()`` from another thread while a ``convert`` runs: the call ends with
+    ``CancelledRunError`` (one of ``ocrclient.errors``), not asyncio's ``CancelledError``, a
+    ``BaseException`` that got past ``except Exception``."""
+    plan = FaultPlan(latency_s=(2.0, 2.0), slots=4)
+    caught: list[BaseException] = []
+    with OpenAISimulator(plan=plan) as sim:
+        c = ocrclient.Client("openai", **sim_settings(sim))
+
+        def work() -> None:
+            try:
+                c.convert(png("slow page"))
+            except BaseException as exc:  # (what reaches the caller is the point)
+                caught.append(exc)
+
+        worker = threading.Thread(target=work)
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not sim.requests_by_key and time.monotonic() < deadline:
+            time.sleep(0.02)
+        c.close()
+        worker.join(30)
+    assert len(caught) == 1 and isinstance(caught[0], ocrclient.errors.CancelledRunError), caught

@@ -35,7 +35,7 @@ import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar
 
-from .errors import UsageError
+from .errors import CancelledRunError, UsageError
 
 __all__ = ["LoopThread", "PerLoop", "in_ipython_kernel", "refuse_in_loop", "run_sync", "running_loop"]
 
@@ -244,8 +244,8 @@ async def _next(agen: AsyncGenerator[_T, None]) -> _T:
 
 
 def _settle(task: asyncio.Task[_T], done: cf.Future[_T]) -> None:
-    if task.cancelled():
-        done.set_exception(asyncio.CancelledError())
+    if task.cancelled():  # the client closed under the call (a caller's own interrupt raises itself)
+        done.set_exception(CancelledRunError("the client was closed while this call was running"))
     elif (exc := task.exception()) is not None:
         done.set_exception(exc)
     else:
