@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 from types import FrameType, ModuleType
 
-__all__ = ["main", "start_collecting"]
+__all__ = ["leaving_at_once", "main", "start_collecting"]
 
 
 class _Exit:
@@ -88,6 +88,18 @@ def _exit_code(code: object) -> int | None:
     if not isinstance(code, int):
         return 1
     return code if -(2**31) <= code < 2**31 else None
+
+
+def leaving_at_once() -> bool:
+    """Whether this process ends by :func:`_leave` (``os._exit``, nothing torn down): the
+    ``ocr`` command, finished by a ``SystemExit``.  Exit handlers that wait for threads so that
+    a teardown does not pull objects from under them have nothing to wait for then."""
+    return (
+        _Exit.code is not None
+        and _Exit.program is not None
+        and sys.modules.get("__main__") is _Exit.program
+        and getattr(sys, "last_value", None) is None
+    )
 
 
 def _leave() -> None:

@@ -27,7 +27,9 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures as cf
+import contextlib
 import contextvars
 import sys
 import threading
@@ -37,13 +39,64 @@ from typing import Any, Generic, TypeVar
 
 from .errors import CancelledRunError, UsageError
 
-__all__ = ["LoopThread", "PerLoop", "in_ipython_kernel", "refuse_in_loop", "run_sync", "running_loop"]
+__all__ = ["LoopThread", "PerLoop", "in_ipython_kernel", "left_behind_on_stop", "refuse_in_loop", "run_sync", "running_loop"]
 
 _T = TypeVar("_T")
 
 #: the loops of our own threads: a blocking call from one of them (an ``on_event`` callback
 #: calling its Client) would wait on itself
 _OWN_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+async def left_behind_on_stop(func: Callable[..., _T], *args: Any) -> _T:
+    """``func(*args)`` in a daemon thread of its own, awaited: a long call nothing can interrupt
+    (the embedded engine reading a 14,000-point-tall page, 25 s) that a stopped run leaves
+    behind rather than waits for.  With :func:`asyncio.to_thread` it ran on the loop's default
+    executor, which ``asyncio.run`` waits for as it ends and whose threads the interpreter joins
+    at exit: Ctrl-C took 24 s to end ``ocr convert``, and ``Client.close()`` as long."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if not future.done():  # (cancelled: the run stopped)
+            future.set_exception(exc) if exc is not None else future.set_result(result)
+
+    def run() -> None:
+        try:
+            result, exc = context.run(func, *args), None
+        except BaseException as error:  # handed to the awaiting task
+            result, exc = None, error
+        with contextlib.suppress(RuntimeError):  # (the loop has ended: no one waits for it)
+            loop.call_soon_threadsafe(settle, result, exc)
+
+    thread = threading.Thread(target=run, name="ocrclient-left-behind-on-stop", daemon=True)
+    with _LEFT_LOCK:
+        if not _LEFT:
+            atexit.register(_wait_for_left_behind)  # (once a set empties and fills again: idempotent below)
+        _LEFT.add(thread)
+    thread.start()
+    return await future
+
+
+#: the threads :func:`left_behind_on_stop` started that may still run
+_LEFT: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+_LEFT_LOCK = threading.Lock()
+
+
+def _wait_for_left_behind() -> None:
+    """At exit, wait for the calls stopped runs left behind: a thread still in the embedded
+    engine's native code while the interpreter tears its objects down aborts the process
+    ("terminate called without an active exception", exit 134).  Not when the process ends
+    without a teardown (the ``ocr`` command: :func:`ocrclient.console.leaving_at_once`)."""
+    atexit.unregister(_wait_for_left_behind)
+    console = sys.modules.get("ocrclient.console")
+    if console is not None and console.leaving_at_once():
+        return
+    with _LEFT_LOCK:
+        threads = list(_LEFT)
+    for thread in threads:
+        thread.join()
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:

@@ -1,7 +1,8 @@
 """The ``local`` transport: the embedded RapidOCR engine (:mod:`ocrclient.engines`), in-process.
 
 A thin adapter: it checks the request, runs :func:`ocrclient.engines.read.read_image` in a worker
-thread (:func:`asyncio.to_thread`, so the event loop stays free) and wraps what the engine read
+thread (:func:`~ocrclient.loops.left_behind_on_stop`, so the event loop stays free and a stopped run
+does not wait for a page it cannot interrupt) and wraps what the engine read
 as a :class:`ModelReply`.  A request that also names the page's PDF (``body["pdf"] = {"path",
 "index", "mode"}``: the ``rapidocr`` dialect sets it for PDF pages unless ``text_layer`` is
 ``"never"``) runs :func:`ocrclient.engines.pdf_page.read_pdf_page` instead, which reads the page
@@ -35,6 +36,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, PermanentError
+from ..loops import left_behind_on_stop
 from .base import Health, ModelReply, ModelRequest
 
 if TYPE_CHECKING:
@@ -126,7 +128,7 @@ class LocalTransport:
             raise PermanentError(
                 "the local engine needs body['pdf'] as {'path', 'index', 'mode'}", cause="bad_request"
             )
-        return await asyncio.to_thread(self._read, bytes(image), pdf)
+        return await left_behind_on_stop(self._read, bytes(image), pdf)  # (Ctrl-C does not wait for it)
 
     async def health(self) -> Health:
         from ..engines.rapidocr import get_engine, rapidocr_version

@@ -1,0 +1,69 @@
+"""A stopped run does not wait for the page the embedded engine is reading.
+
+The engine cannot be interrupted mid-page, and a page can take long: page 2 of the corpus'
+``skinnypage.pdf`` (14,295 pt tall) takes about 25 s.  Its call ran on the event loop's default
+executor, which ``asyncio.run`` waits for as it ends and whose threads the interpreter joins at
+exit: Ctrl-C took 24 s to end ``ocr convert``, and ``Client.close()`` as long.  The engine now
+reads in a thread the stopped run leaves behind (``loops.left_behind_on_stop``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .conftest import corpus
+
+
+def test_ctrl_c_ends_a_local_run_at_once_while_a_long_page_is_read(tmp_path: Path) -> None:
+    pdf = corpus("gnarly", "skinnypage.pdf")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ocrclient", "convert", str(pdf), "-o", str(tmp_path / "out"), "--backend", "local",
+         "--no-cache", "--no-progress", "--pages", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    time.sleep(4.0)  # (the engine loaded, the tall page being read: it takes about 25 s)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    waited = time.monotonic() - sent
+    assert proc.returncode == 130, err
+    assert waited < 3.0, f"exited {waited:.1f} s after Ctrl-C"
+    assert "interrupted" in err and "Traceback" not in err, err
+    assert (tmp_path / "out" / "skinnypage.json").is_file()  # what finished (none of it) is written
+
+
+_SCRIPT = """
+import sys, threading, time
+import ocrclient
+client = ocrclient.Client("local", cache=False)
+caught = []
+def work():
+    try:
+        client.convert(sys.argv[1], pages="2")
+    except BaseException as exc:
+        caught.append(type(exc).__name__)
+worker = threading.Thread(target=work)
+worker.start()
+time.sleep(4.0)
+started = time.monotonic()
+client.close()
+worker.join(30)
+print(f"closed in {time.monotonic() - started:.2f} s; caught {caught}", flush=True)
+"""
+
+
+def test_closing_a_local_client_does_not_wait_for_the_page_being_read(tmp_path: Path) -> None:
+    """``Client.close()`` returns at once (the call gets ``CancelledRunError``); the script then
+    ends normally, waiting at exit for the engine's thread (one still in native code while the
+    interpreter tears down aborted the process: "terminate called", exit 134)."""
+    pdf = corpus("gnarly", "skinnypage.pdf")
+    run = subprocess.run([sys.executable, "-c", _SCRIPT, str(pdf)], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "terminate called" not in run.stderr
+    closed = float(run.stdout.split("closed in ")[1].split(" s")[0])
+    assert closed < 3.0 and "caught ['CancelledRunError']" in run.stdout, run.stdout
