@@ -164,3 +164,18 @@ def test_the_architecture_map_names_every_package_folder_and_top_level_folder() 
     tops = [p.name for p in ROOT.iterdir() if p.is_dir() and p.name in {"backends", "deploy", "tests", "benchmarks"}]
     missing += [f"{t}/" for t in tops if f"`{t}/`" not in text]
     assert not missing, f"docs/ARCHITECTURE.md does not name: {missing}"
+
+
+@pytest.mark.parametrize("md", MARKDOWN, ids=_doc_id)
+def test_every_python_block_a_doc_shows_as_a_script_compiles(md: Path) -> None:
+    """README says its Python lines "work as they are in a script": each ```python block must
+    at least compile as one (the README's had a top-level ``async for``, a SyntaxError).  A
+    block meant for a notebook cell says so on its first line (``# in a notebook``)."""
+    text = md.read_text(encoding="utf-8")
+    for i, block in enumerate(re.findall(r"```python\n(.*?)```", text, flags=re.S)):
+        if block.lstrip().startswith(("# in a notebook", ">>>")):
+            continue
+        try:
+            compile(block, f"{_doc_id(md)} python block {i + 1}", "exec")
+        except SyntaxError as exc:
+            pytest.fail(f"{_doc_id(md)} python block {i + 1} does not compile as a script: {exc}")
