@@ -411,3 +411,24 @@ def test_closing_a_client_under_a_running_call_is_an_ocrclient_error() -> None:
         c.close()
         worker.join(30)
     assert len(caught) == 1 and isinstance(caught[0], ocrclient.errors.CancelledRunError), caught
+
+
+@pytest.mark.parametrize("how", ["stream_pages", "convert_many"])
+def test_closing_a_client_with_an_iteration_left_unfinished_is_quiet(how: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An iterator taken from a Client and left unfinished, then ``close()``: the loop's shutdown
+    closed every generator of the run at once, and each inner one, already being closed by the
+    one around it, logged "aclose(): asynchronous generator is already running" (three
+    tracebacks on stderr).  The client now closes each iteration left, outermost first."""
+    import logging
+
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "four.pdf", [[f"page {i}"] for i in range(4)])
+    plan = FaultPlan(latency_s=(0.3, 0.6), slots=2)
+    with caplog.at_level(logging.ERROR, logger="asyncio"), OpenAISimulator(plan=plan) as sim:
+        c = ocrclient.Client("openai", **sim_settings(sim))
+        items = c.stream_pages(pdf) if how == "stream_pages" else c.convert_many([pdf, png("other")])
+        assert next(items) is not None
+        c.close()
+        del items
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]

@@ -199,6 +199,9 @@ class LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
+        #: the async generators :meth:`iterate` runs, not yet finished (closed one by one, the
+        #: outermost first, when the thread ends: see :func:`_serve`)
+        self._agens: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -207,7 +210,7 @@ class LoopThread:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 _OWN_LOOPS.add(loop)
-                thread = threading.Thread(target=_serve, args=(loop,), name=self._name, daemon=True)
+                thread = threading.Thread(target=_serve, args=(loop, self._agens), name=self._name, daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
             return self._loop
@@ -247,6 +250,7 @@ class LoopThread:
     def iterate(self, agen: AsyncGenerator[_T, None]) -> Generator[_T, None, None]:
         """The items of ``agen`` (an async generator to be run on this loop), one :meth:`call`
         each; closing the iterator (or leaving it) closes ``agen`` on the loop."""
+        self._agens.add(agen)
         try:
             while True:
                 item = self.call(_next(agen))
@@ -305,8 +309,11 @@ def _settle(task: asyncio.Task[_T], done: cf.Future[_T]) -> None:
         done.set_result(task.result())
 
 
-def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """The loop thread: run until stopped, then cancel what is left and close the loop."""
+def _serve(loop: asyncio.AbstractEventLoop, agens: weakref.WeakSet[AsyncGenerator[Any, None]]) -> None:
+    """The loop thread: run until stopped, then cancel what is left, close the iterations left
+    unfinished (each closes the generators it nests: the loop's own shutdown closed them all at
+    once, and each inner one, already being closed by its outer, logged "aclose(): asynchronous
+    generator is already running") and close the loop."""
     asyncio.set_event_loop(loop)
     try:
         loop.run_forever()
@@ -317,6 +324,9 @@ def _serve(loop: asyncio.AbstractEventLoop) -> None:
                 task.cancel()
             if left:
                 loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            for agen in list(agens):
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(agen.aclose())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
         finally:
