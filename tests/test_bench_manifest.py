@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -73,10 +74,9 @@ def test_manifest_records_and_skips_done_inputs(tmp_path: Path) -> None:
         assert sum(sim.requests_by_key.values()) == 2 * sent
 
 
-def test_a_changed_setting_is_converted_again_not_skipped(tmp_path: Path) -> None:
-    """The manifest skips an input only when it was converted with the same content settings
-    (the cache's own): a rerun with a changed setting converts it again, the same setting again
-    skips it, and an entry from before the manifest recorded settings is not trusted."""
+def _local_reruns(tmp_path: Path) -> tuple[Callable[..., str], Path]:
+    """``run(*extra)``: ``ocr convert`` of a one-page input folder into ``out`` with the local
+    backend and a cache, asserting exit 0, giving its output; and ``out``."""
     from ocrclient.cli import app
 
     docs = tmp_path / "in"
@@ -91,6 +91,14 @@ def test_a_changed_setting_is_converted_again_not_skipped(tmp_path: Path) -> Non
         assert res.exit_code == 0, res.output
         return res.output
 
+    return run, out
+
+
+def test_a_changed_setting_is_converted_again_not_skipped(tmp_path: Path) -> None:
+    """The manifest skips an input only when it was converted with the same content settings
+    (the cache's own): a rerun with a changed setting converts it again, the same setting again
+    skips it, and an entry from before the manifest recorded settings is not trusted."""
+    run, out = _local_reruns(tmp_path)
     assert "skipping" not in run()
     assert "skipping 1 input(s)" in run()
     assert "skipping" not in run("--text-layer", "never")  # a content setting changed
@@ -107,19 +115,10 @@ def test_a_rerun_asking_for_other_outputs_is_converted_again(tmp_path: Path) -> 
     """An input done with some outputs is not done for a run that writes another format or the
     same format with other options: it is converted again (before, the rerun skipped it and the
     new outputs were never written).  The same outputs, or fewer, skip it."""
-    from ocrclient.cli import app
-
-    docs = tmp_path / "in"
-    docs.mkdir()
-    text_pdf(docs / "a.pdf", [["Hello world"]], size=(0, 0, 300, 120))
-    out = tmp_path / "out"
-    args = ["convert", str(docs), "-o", str(out), "--backend", "local", "--no-progress", "--cache-dir", str(tmp_path / "c")]
-    runner = CliRunner()
+    run, out = _local_reruns(tmp_path)
 
     def skipped(*extra: str) -> bool:
-        res = runner.invoke(app, [*args, *extra])
-        assert res.exit_code == 0, res.output
-        return "skipping 1 input(s)" in res.output
+        return "skipping 1 input(s)" in run(*extra)
 
     assert not skipped()
     assert skipped()
