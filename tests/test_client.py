@@ -432,3 +432,25 @@ def test_closing_a_client_with_an_iteration_left_unfinished_is_quiet(how: str, t
         c.close()
         del items
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+def test_an_on_event_callback_that_raises_is_logged_once_and_loses_no_page(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A callback that raises (a blocking call inside it raises ``UsageError``, which the docs
+    promise) loses no page, and the first error is logged with its type: it was swallowed
+    without a word, so the user never saw the ``UsageError`` meant for them."""
+    import logging
+
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "three.pdf", [[f"page {i}"] for i in range(3)])
+    seen: list[object] = []
+
+    def broken(event: object) -> None:
+        seen.append(event)
+        ocrclient.convert(png("inside"), backend="openai")  # a blocking call on the run's loop
+
+    with caplog.at_level(logging.WARNING, logger="ocrclient.events"), OpenAISimulator() as sim:
+        doc = asyncio.run(ocrclient.aconvert(pdf, on_event=broken, **sim_settings(sim)))
+    assert doc.ok and len(doc.pages) == 3 and len(seen) > 3
+    said = [r.getMessage() for r in caplog.records if r.name == "ocrclient.events"]
+    assert len(said) == 1 and "UsageError" in said[0], said

@@ -11,11 +11,15 @@ Example::
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .document import Document, Page, PageError, PageStatus
 
-__all__ = ["DocumentDone", "Event", "PageDone", "PageFailed", "PageRetried", "PageStarted"]
+__all__ = ["DocumentDone", "Event", "PageDone", "PageFailed", "PageRetried", "PageStarted"]  # (and EventDelivery, internal)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,3 +78,23 @@ class DocumentDone:
 
 #: any of the events above
 Event = PageStarted | PageRetried | PageDone | PageFailed | DocumentDone
+
+
+class EventDelivery:
+    """Hands a run's events to its ``on_event``: an exception the callback raises never loses a
+    page, and the first is logged (a callback calling a blocking API raises ``UsageError``; it
+    was swallowed without a word); the others are counted in :attr:`failures`."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def __call__(self, callback: Callable[[Event], None], event: Event) -> None:
+        try:
+            callback(event)
+        except Exception as exc:
+            from .secrets import redact
+
+            self.failures += 1
+            if self.failures == 1:
+                log.warning("the on_event callback raised %s: %s (the run goes on; its later errors are not shown)",
+                            type(exc).__name__, redact(str(exc)))  # fmt: skip

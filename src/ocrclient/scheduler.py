@@ -45,6 +45,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import events
 from .cache import PageCache, page_key_for
 from .concurrency import AdaptiveLimiter, FirstWindow, WritesFirst
 from .document import Document, Page, PageError, RunStats, Usage
@@ -184,6 +185,7 @@ class Scheduler:
         self.transport = backend.transport
         self.cache = cache
         self.on_event = on_event
+        self._deliver = events.EventDelivery()
         #: requests at the backend (held from send to reply: building, parsing, backoff hold none)
         self.limiter = AdaptiveLimiter(concurrency or cfg.concurrency)
         #: pages taken from the streams and not finished (:data:`BUILT_AHEAD` per slot)
@@ -216,8 +218,7 @@ class Scheduler:
     # -- events ---------------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
         if self.on_event is not None:
-            with contextlib.suppress(Exception):  # a broken progress callback must not lose pages
-                self.on_event(event)
+            self._deliver(self.on_event, event)  # (a broken callback never loses a page)
 
     # -- public API -----------------------------------------------------------------------
     async def run_document(self, source: str, pages: AsyncIterable[PageImage]) -> Document:
