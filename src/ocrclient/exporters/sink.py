@@ -174,6 +174,12 @@ class DocumentSink:
             self._futures.add(future)
         future.add_done_callback(self._forget)  # (outside the lock: a done future calls it here)
 
+    def wait_for_pages(self) -> None:
+        """Wait for the work of the pages finished so far (their crops, viewer images)."""
+        with self._lock:
+            futures = set(self._futures)
+        cf.wait(futures)
+
     def _forget(self, future: cf.Future[None]) -> None:
         with self._lock:
             self._futures.discard(future)
@@ -363,9 +369,12 @@ class OutputWriter:
 
     def wrote_figures(self, source: Source) -> bool:
         """Whether figure crops of ``source``'s pages were written as its pages finished (they
-        go straight into its figure folder)."""
+        go straight into its figure folder), once the work of its finished pages is done."""
         with self._lock:
-            return any(s.source is source and s.links for s in self._sinks)
+            sinks = [s for s in self._sinks if s.source is source]
+        for sink in sinks:
+            sink.wait_for_pages()
+        return any(s.links for s in sinks)
 
     def close(self) -> None:
         """Stop the workers and free what unfinished documents hold."""
