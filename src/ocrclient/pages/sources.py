@@ -165,6 +165,15 @@ def _probe_image(data: bytes | Path, fmt: str, label: str) -> int:
     return frames
 
 
+def _format_of(head: bytes, name: str) -> str:
+    """The container format of a file that starts with ``head`` (one :class:`InputError` line
+    when it is not a PDF or an image we take)."""
+    fmt = _sniff(head)
+    if fmt is None:
+        raise InputError(f"{name}: not a PDF or supported image ({_describe(head)}); supported: {SUPPORTED}")
+    return fmt
+
+
 #: the most a named pipe or device is read for one input
 MAX_STREAM_BYTES = 2 * 1024**3
 
@@ -185,8 +194,7 @@ def _read_stream(path: Path, name: str) -> bytes:
     try:
         with path.open("rb") as fh:
             head = fh.read(2048)
-            if _sniff(head) is None:
-                raise InputError(f"{name}: not a PDF or supported image ({_describe(head)}); supported: {SUPPORTED}")
+            _format_of(head, name)
             data = head + fh.read(MAX_STREAM_BYTES + 1 - len(head))
     except OSError as exc:
         raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from exc
@@ -218,11 +226,7 @@ def make_source(
     else:
         assert data is not None
         head = data[:2048]
-    fmt = _sniff(head)
-    if fmt is None:
-        raise InputError(
-            f"{name}: not a PDF or supported image ({_describe(head)}); supported: {SUPPORTED}"
-        )
+    fmt = _format_of(head, name)
     target: bytes | Path = path if path is not None else data  # type: ignore[assignment]
     if fmt == "pdf":
         count = _probe_pdf(target, password, name)

@@ -435,7 +435,6 @@ class _Base(abc.ABC):
             raise ValueError(f"a whole PDF is the DeepSeek-OCR worker's job, not {self.dialect}'s")
         from ..pages import PDFIUM_LOCK
 
-        drawn = []
         with PDFIUM_LOCK:  # (PDFium is not thread-safe; the simulator answers jobs on threads)
             pdf = pdfium.PdfDocument(base64.b64decode(str(body["pdf_base64"])))
             try:
