@@ -493,10 +493,10 @@ def test_a_writer_writes_a_finished_document_again_only_when_it_is_opened_again(
         w.open(src, [1])
         w.finish(src, doc("third"))
         assert (tmp_path / "out" / "d.md").read_text(encoding="utf-8") == "third\n"
-        assert len(w._written) == 1
+        assert len(w._done) == 1
         del src
         gc.collect()
-        assert not w._written
+        assert not w._done
 
 
 async def test_document_mode_outputs_get_page_images_of_the_pdf_it_sent(tmp_path: Path) -> None:

@@ -291,10 +291,9 @@ class OutputWriter:
         self.stems = dict(stems or {})
         self._executor = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ocrclient-outputs")
         self._sinks: list[DocumentSink] = []
-        #: what each finished document's files are, by its source (held weakly): see finish
-        self._written: dict[int, tuple[weakref.ref[Source], Written]] = {}
-        #: the documents whose files this writer has begun to write (see :meth:`began`)
-        self._begun: dict[int, weakref.ref[Source]] = {}
+        #: the documents whose files this writer has begun to write, by their source (held
+        #: weakly, forgotten with it), with what was written once it is (see finish, began)
+        self._done: dict[int, tuple[weakref.ref[Source], Written | None]] = {}
         self._lock = threading.Lock()
 
     def lay_out(self, sources: Sequence[Source]) -> None:
@@ -322,8 +321,7 @@ class OutputWriter:
         sink = DocumentSink.start(source, self.targets(source), self.options, pages=len(pages), executor=self._executor)
         with self._lock:
             self._sinks.append(sink)
-            self._written.pop(id(source), None)  # a new run of it: written anew
-            self._begun.pop(id(source), None)
+            self._done.pop(id(source), None)  # a new run of it: written anew
         return sink
 
     def on_event(self, event: object) -> None:
@@ -345,11 +343,13 @@ class OutputWriter:
         images would have replaced.  Opening the document again (:meth:`open`) forgets that."""
         key = id(source)
         with self._lock:
-            self._begun[key] = weakref.ref(source, lambda _: self._begun.pop(key, None))
+            ref, written = self._done.get(key, (None, None))
+            if ref is None or ref() is not source:
+                ref, written = weakref.ref(source, lambda _: self._done.pop(key, None)), None
+                self._done[key] = (ref, None)
             sink = next((s for s in self._sinks if s.source is source), None)
             if sink is None:
-                ref, written = self._written.get(id(source), (None, None))
-                if written is not None and ref is not None and ref() is source:
+                if written is not None:
                     return written
                 sink = DocumentSink(source, self.targets(source), self.options, pages=len(doc.pages))
                 self._sinks.append(sink)
@@ -357,14 +357,14 @@ class OutputWriter:
         with self._lock:
             if sink in self._sinks:
                 self._sinks.remove(sink)
-                self._written[key] = (weakref.ref(source, lambda _: self._written.pop(key, None)), written)  # (forgotten with it)
+                self._done[key] = (ref, written)
         return written
 
     def began(self, source: Source) -> bool:
         """Whether this writer has begun to write ``source``'s files (:meth:`finish`), since it
         was last opened: a run stopped meanwhile has them written, or being written."""
         with self._lock:
-            ref = self._begun.get(id(source))
+            ref, _ = self._done.get(id(source), (None, None))
             return ref is not None and ref() is source
 
     def wrote_figures(self, source: Source) -> bool:
