@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .document import Document
+from .document import Document, RunStats
 from .pages import Source
 
 __all__ = ["Manifest"]
@@ -103,7 +104,21 @@ class Manifest:
                 return False
             if not self._has_formats(entry, outputs, want):
                 return False
-        return same and all((self.out_dir / p).is_file() for p in outputs)
+        return same and self._present(outputs)
+
+    def _present(self, outputs: list[str]) -> bool:
+        return all((self.out_dir / p).is_file() for p in outputs)
+
+    def holds_more(self, src: Source, targets: Iterable[Path], stats: RunStats) -> bool:
+        """Whether ``src``'s last entry has its files, all there, some where this run writes
+        (``targets``), with more pages ok or degraded than ``stats`` counts: a stopped run keeps
+        them rather than replace them with its few or none."""
+        entry = self.entries().get(src.key)
+        outputs = [str(p) for p in entry.get("outputs", [])] if entry else []
+        ours = {os.path.relpath(p, self.out_dir) for p in targets}
+        if entry is None or not ours & set(outputs) or not self._present(outputs):
+            return False
+        return int(entry.get("ok", 0)) + int(entry.get("degraded", 0)) > stats.ok + stats.degraded
 
     def _has_formats(self, entry: dict[str, Any], outputs: list[str], stem: str) -> bool:
         """Whether ``entry`` wrote every format this run writes (:attr:`formats`), with the

@@ -11,7 +11,6 @@ markdown goes to stdout.
 import asyncio
 import hashlib
 import logging
-import os
 import sys
 import time
 from dataclasses import replace
@@ -165,16 +164,7 @@ class _Emitter:
         writes them, all there, with more pages ok or degraded than ``result`` has."""
         if self.manifest is None or self.writer is None or self.writer.began(result.source):
             return False  # (a document this run began to write is this run's: its write stands)
-        entry = self.manifest.entries().get(result.source.key)
-        if not entry or not entry.get("outputs"):
-            return False
-        out_dir = self.manifest.out_dir
-        ours = {os.path.relpath(p, out_dir) for p in self.writer.targets(result.source).values()}
-        theirs = [str(p) for p in entry["outputs"]]
-        if not ours & set(theirs) or not all((out_dir / p).is_file() for p in theirs):
-            return False
-        stats = result.document.stats
-        return int(entry.get("ok", 0)) + int(entry.get("degraded", 0)) > stats.ok + stats.degraded
+        return self.manifest.holds_more(result.source, self.writer.targets(result.source).values(), result.document.stats)
 
     def close(self) -> None:
         if self.writer is not None:
