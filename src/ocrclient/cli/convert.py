@@ -281,18 +281,16 @@ def _backend(
 ) -> "tuple[Backend, PageCache | None]":
     """The backend (its transport imported, built and preloaded here, while the first page
     renders) and the run's page cache; the manifest gets its settings digest."""
-    from ..cache import PageCache, settings_digest
+    from ..cache import settings_digest
     from ..registry import Backend, load_transport
 
     be = Backend(cfg, dia, load_transport(cfg))
     be.preload()
     if manifest is not None and manifest.settings is None:  # (_resumed set it on a rerun)
         manifest.settings = settings_digest(cfg)
-    if no_cache:
-        return be, None
-    from ..config import cache_dir as default_cache_dir
+    from ..run import open_cache
 
-    return be, PageCache(cache_dir or default_cache_dir())  # (its cap is read here: a bad one is one line)
+    return be, open_cache(None if no_cache else cache_dir or True)  # (its cap is read here: a bad one is one line)
 
 
 @app.command()
