@@ -436,6 +436,22 @@ def test_the_cap_holds_for_processes_sharing_the_cache(tmp_path: Path, writers: 
     assert 0 < sum(c.pruned for c in caches) == 400 - caches[0].info().entries
 
 
+def test_one_cache_written_from_many_threads_keeps_its_count_and_cap(tmp_path: Path) -> None:
+    """A run stores its pages from worker threads: the size it keeps stays the directory's
+    (so the cap holds without re-measuring), and every write and prune is counted once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    one = _entry_bytes(tmp_path)
+    cap = 40 * one
+    cache = PageCache(tmp_path / "c", max_bytes=cap)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: cache.put(f"{i:04x}" * 16, _page(i)), range(300)))
+    info = cache.info()
+    assert cache.writes == 300 and cache.write_errors == 0
+    assert cache._size == info.bytes <= cap
+    assert cache.pruned == 300 - info.entries > 0
+
+
 def test_prune_counts_only_the_entries_it_deleted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another process deletes entries between this one's listing and its deletes (they prune
     at once): those are not counted here (before, ``pruned`` counted them for both)."""

@@ -244,6 +244,24 @@ async def test_resume_cache_sends_nothing_for_finished_pages(tmp_path) -> None: 
     assert doc2.stats.cached == 5
 
 
+async def test_pages_are_stored_off_the_event_loop(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A cache write ends in an fsync (milliseconds on a disk, more on a network share): it runs
+    in a worker thread, not on the loop that sends and reads every page in flight."""
+    import threading
+
+    loop_thread = threading.get_ident()
+    writers: list[int] = []
+
+    class Watched(PageCache):
+        def put(self, key, page):  # type: ignore[no-untyped-def]
+            writers.append(threading.get_ident())
+            super().put(key, page)
+
+    await sched(FakeTransport(), cache=Watched(tmp_path)).run_document("doc.pdf", page_stream(4))
+    assert len(writers) == 4 and loop_thread not in writers
+    assert len(PageCache(tmp_path)) == 4
+
+
 async def test_failed_pages_are_not_cached(tmp_path) -> None:  # type: ignore[no-untyped-def]
     t = FakeTransport(FaultPlan(seed=1, rates={"http_400": 1.0}))
     await sched(t, cache=PageCache(tmp_path)).run_document("doc.pdf", page_stream(2))

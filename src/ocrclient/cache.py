@@ -44,6 +44,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -289,6 +290,9 @@ class PageCache:
         #: and measured again every REMEASURE of the cap written: see the module's text)
         self._size: int | None = None
         self._unmeasured = 0
+        #: a run stores its pages from worker threads (the fsync stays off its event loop): one
+        #: write at a time keeps the size this process counts, and its prunes, whole
+        self._writing = threading.Lock()
 
     def _path(self, key: str) -> Path:
         return self.directory / "pages" / key[:2] / f"{key}.json"
@@ -330,11 +334,13 @@ class PageCache:
     def put(self, key: str, page: Page) -> None:
         """Store a finished page atomically (failed pages are never stored).  A cache that cannot
         be written (read-only, full, its directory removed or cleared under a run) costs the page
-        its entry, never the page: a warning, once per cache, and the run goes on."""
+        its entry, never the page: a warning, once per cache, and the run goes on.  Safe to call
+        from several threads (a run calls it from worker threads)."""
         if page.status == "failed":
             return
         try:
-            self._put(key, page)
+            with self._writing:
+                self._put(key, page)
         except OSError as exc:
             self.write_errors += 1
             if self.write_errors == 1:

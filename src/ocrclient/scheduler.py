@@ -412,8 +412,8 @@ class Scheduler:
             }
         )
         self._warm = True
-        if key is not None and self.cache is not None:
-            self.cache.put(key, page_out)
+        if key is not None and self.cache is not None:  # (its write and fsync off the event loop)
+            await asyncio.to_thread(self.cache.put, key, page_out)
         self._emit(PageDone(page.source, page.number, page_out.status, tries.number, page_out.latency_s, False, page_out))
         return page_out
 
