@@ -354,8 +354,24 @@ def merge_layers(
     data: dict[str, Any] = {}
     for layer in (profile, user, env, explicit):
         if layer:
-            data = _merge(data, layer)
+            data = _merge(_replaced_by(data, layer), layer)
     return data
+
+
+#: ``[sampling]`` keys that set one thing two ways: a layer that sets one of a pair drops the
+#: other from the layers below it (a user's ``temperature = 0`` over a profile's
+#: ``temperature_ladder``, which the dialects read first, was ignored)
+ONE_SAMPLING_SETTING = (("temperature", "temperature_ladder"), ("top_p", "top_p_ladder"))
+
+
+def _replaced_by(data: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` without the sampling keys ``layer`` replaces (:data:`ONE_SAMPLING_SETTING`)."""
+    over, below = layer.get("sampling"), data.get("sampling")
+    if not isinstance(over, Mapping) or not isinstance(below, dict):
+        return data
+    gone = {other for pair in ONE_SAMPLING_SETTING for key in pair if over.get(key) is not None
+            for other in pair if other != key}  # fmt: skip
+    return {**data, "sampling": {k: v for k, v in below.items() if k not in gone}}
 
 
 def _env_layer(names: Mapping[str, Any], transport: str | None) -> dict[str, str]:

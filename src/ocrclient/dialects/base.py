@@ -49,7 +49,7 @@ from ..imaging import EncodedImage, RenderSpec
 from ..models import Attempt, ModelReply, ModelRequest, PageContent, PageImage, RawBlock
 from .reply_checks import check_reply, finish
 from .request_parts import chat_body, require_image
-from .sampling import DEFAULT_LADDER, sampling
+from .sampling import DEFAULT_LADDER, check_sampling, sampling
 
 if TYPE_CHECKING:
     from ..config import BackendConfig
@@ -139,6 +139,10 @@ class ChatDialect(ModelDialect):
     DEFAULT_TOP_P: float | tuple[float, ...] | None = None
     #: finish_reason other than "stop" is bad output (olmOCR's pipeline rule)
     STRICT_STOP: bool = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        check_sampling(self.sampling_cfg, self.name)
 
     # -- hooks ----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -46,7 +46,7 @@ from ..models import ModelReply, ModelRequest, PageContent, RawBlock
 from .base import ModelDialect
 from .reply_checks import check_reply, finish
 from .request_parts import require_image
-from .sampling import DEFAULT_LADDER, ladder_value
+from .sampling import DEFAULT_LADDER, check_sampling, ladder_value
 
 __all__ = ["TrOCRDialect"]
 
@@ -68,6 +68,7 @@ class TrOCRDialect(ModelDialect):
         super().__init__(**kwargs)
         self.route = route
         self.space = CoordSpace.unit()
+        check_sampling(self.sampling_cfg, self.name, known=("max_tokens", "num_beams", "temperature_ladder"))
         ladder = self.sampling_cfg.get("temperature_ladder", list(DEFAULT_LADDER))
         try:
             self.ladder = [float(v) for v in ladder]
