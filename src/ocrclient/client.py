@@ -162,6 +162,7 @@ class AsyncClient:
         on_event: Callable[[Event], None] | None,
         outputs: OutputWriter | None = None,
         document_mode: bool = False,
+        one_document: bool = False,
     ) -> Conversion:
         import asyncio
 
@@ -179,7 +180,7 @@ class AsyncClient:
             inputs, backend=self._backend, pages=pages, password=password, cache=self._cache,
             on_event=on_event, scheduler_options=dict(self._scheduler_options),
             document_mode=document_mode, outputs=outputs, limiter=self._limiter,
-            isolate_render=self._isolate_render,
+            isolate_render=self._isolate_render, one_document=one_document,
         )  # fmt: skip
 
     async def convert(
@@ -197,11 +198,11 @@ class AsyncClient:
         receives each :data:`~ocrclient.events.Event`; ``outputs`` (an
         :class:`~ocrclient.exporters.sink.OutputWriter`) writes the files as pages finish;
         ``document_mode`` sends the PDF whole (see :mod:`ocrclient.docmode`)."""
-        results = self.convert_many(
-            [source], pages=pages, password=password, on_event=on_event, outputs=outputs,
-            document_mode=document_mode,
+        conversion = self._conversion(
+            source, pages=pages, password=password, on_event=on_event, outputs=outputs,
+            document_mode=document_mode, one_document=True,
         )  # fmt: skip
-        async with aclosing(results):
+        async with aclosing(conversion.__aiter__()) as results:
             async for result in results:
                 return result.document
         raise RuntimeError("no document produced")  # pragma: no cover - inputs raise first
@@ -236,7 +237,7 @@ class AsyncClient:
         on_event: Callable[[Event], None] | None = None,
     ) -> AsyncGenerator[Page, None]:
         """The pages of one document as they finish (not in order), for streaming consumers."""
-        conversion = self._conversion([source], pages=pages, password=password, on_event=on_event)
+        conversion = self._conversion(source, pages=pages, password=password, on_event=on_event, one_document=True)
         async with aclosing(conversion.iter_pages()) as results:
             async for page in results:
                 yield page

@@ -24,8 +24,10 @@ from .cache import PageCache
 from .concurrency import AdaptiveLimiter
 from .config import cache_dir as default_cache_dir
 from .document import Document, Page
+from .errors import InputError
 from .models import PageImage
 from .pages import RenderPool, Source, aiter_pages, prepare
+from .pages.inputs import prepare_one
 from .pages.pool import pool_for
 from .registry import Backend, load_backend
 from .scheduler import DocumentJob, Event, Scheduler
@@ -100,9 +102,12 @@ class Conversion:
         limiter: AdaptiveLimiter | None = None,
         isolate_render: bool = False,
         render_pool: RenderPool | None = None,
+        one_document: bool = False,
         **overrides: Any,
     ) -> None:
         self.inputs = inputs
+        #: ``inputs`` is one path or bytes that must name one document (``convert``, ``stream_pages``)
+        self.one_document = one_document
         self.backend = backend
         self.pages = pages
         self.password = password
@@ -138,8 +143,13 @@ class Conversion:
 
     async def _prepare(self) -> list[tuple[Source, list[int]]]:
         if self.plan is None:
-            assert self.inputs is not None, "Conversion needs inputs or prepared"
-            self.plan = await asyncio.to_thread(prepare, self.inputs, pages=self.pages, password=self.password)
+            assert self.inputs is not None or self.one_document, "Conversion needs inputs or prepared"
+            one: Any = prepare_one  # (its input is one path or bytes: see one_document)
+            prep = one if self.one_document else prepare
+            plan: list[tuple[Source, list[int]]] = await asyncio.to_thread(
+                prep, self.inputs, pages=self.pages, password=self.password
+            )
+            self.plan = plan
         return self.plan
 
     async def _open(self, stack: AsyncExitStack, plan: list[tuple[Source, list[int]]]) -> tuple[Backend, RenderPool]:
@@ -225,12 +235,15 @@ class Conversion:
         """The pages of the one input document as they finish (out of order): what
         :func:`astream_pages` yields."""
         plan = await self._prepare()
+        if len(plan) != 1:
+            raise InputError(f"streams the pages of one document; the inputs name {len(plan)}")
         ((src, indices),) = plan
         async with AsyncExitStack() as stack:
             be, pool = await self._open(stack, plan)
             sched = self._scheduler(be)
+            images = aiter_pages(src, be.render, pages=indices, pool=pool)
             pages = await stack.enter_async_context(
-                aclosing(sched.iter_pages(src.name, aiter_pages(src, be.render, pages=indices, pool=pool)))
+                aclosing(sched.iter_pages(src.name, images, expected_pages=[i + 1 for i in indices]))
             )
             async for page in pages:
                 yield page

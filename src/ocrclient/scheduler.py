@@ -235,9 +235,12 @@ class Scheduler:
                 assert isinstance(item, Document)
                 yield item
 
-    async def iter_pages(self, source: str, pages: AsyncIterable[PageImage]) -> AsyncGenerator[Page, None]:
-        """Pages of one document as they complete (not in order) — for streaming callers."""
-        async with contextlib.aclosing(self._run([DocumentJob(source, pages)], per_page=True)) as items:
+    async def iter_pages(self, source: str, pages: AsyncIterable[PageImage],
+                         expected_pages: Sequence[int] | None = None) -> AsyncGenerator[Page, None]:  # fmt: skip
+        """Pages of one document as they complete (not in order) — for streaming callers;
+        ``expected_pages`` as a :class:`DocumentJob`'s (a stopped run's document holds them all)."""
+        job = DocumentJob(source, pages, expected_pages=expected_pages)
+        async with contextlib.aclosing(self._run([job], per_page=True)) as items:
             async for item in items:
                 if isinstance(item, Page):
                     yield item

@@ -21,7 +21,7 @@ from ..errors import ConfigError, InputError
 from .ranges import check_page_range, parse_page_range
 from .sources import SUPPORTED, Source, make_source
 
-__all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIXES", "open_sources", "prepare"]
+__all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIXES", "open_sources", "prepare", "prepare_one"]
 
 #: file name suffixes picked up when walking a directory or expanding a glob (the type itself
 #: is always decided by the file's magic bytes, never by its suffix)
@@ -121,13 +121,35 @@ def prepare(
     return plan
 
 
+def prepare_one(
+    source: str | Path | bytes, *, pages: str | None = None, password: str | None = None
+) -> list[tuple[Source, list[int]]]:
+    """:func:`prepare` for a call that takes one document (``convert``, ``stream_pages``): a
+    folder or pattern naming more than one, or a list, is an :class:`InputError` before any is
+    opened (``convert("scans/")`` returned the first document and dropped the others)."""
+    if not isinstance(source, (str, Path, bytes, bytearray, memoryview)):
+        if isinstance(source, Sequence):
+            raise InputError(f"takes one document, got a list of {len(source)}: use convert_many for several")
+        raise InputError(f"{source!r}: an input is a path or the document's bytes (got {type(source).__name__})")
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        found = _find_files(source)
+        if len(found) > 1:
+            raise InputError(f"{source}: names {len(found)} documents; this call takes one (use convert_many for a "
+                             "folder or pattern)")  # fmt: skip
+    return prepare(source, pages=pages, password=password)
+
+
 #: a file found for one input: (path, name as shown, path below its root, the root)
 _Found = tuple[Path, str, Path | None, Path]
 
 
 def _find_files(item: str | Path) -> list[_Found]:
     """The files one path, directory or glob pattern names, in order (not yet validated)."""
+    if not isinstance(item, (str, Path)):
+        raise InputError(f"{item!r}: an input is a path, a folder, a glob pattern or bytes (got {type(item).__name__})")
     text = str(item)
+    if not text.strip():
+        raise InputError("an empty path names no document")
     path = Path(text).expanduser()
     if path.is_dir():
         files = _walk(path)
