@@ -144,11 +144,9 @@ class Conversion:
     async def _prepare(self) -> list[tuple[Source, list[int]]]:
         if self.plan is None:
             assert self.inputs is not None or self.one_document, "Conversion needs inputs or prepared"
-            one: Any = prepare_one  # (its input is one path or bytes: see one_document)
-            prep = one if self.one_document else prepare
-            plan: list[tuple[Source, list[int]]] = await asyncio.to_thread(
-                prep, self.inputs, pages=self.pages, password=self.password
-            )
+            inputs: Any = self.inputs  # (one path or bytes, checked there, when one_document)
+            prep = prepare_one if self.one_document else prepare
+            plan = await asyncio.to_thread(prep, inputs, pages=self.pages, password=self.password)
             self.plan = plan
         return self.plan
 
