@@ -46,6 +46,7 @@ RUNPOD_KEY = _secret("rp")  # RUNPOD_API_KEY
 MODAL_KEY = _secret("wk")
 MODAL_SECRET = _secret("ws")
 CONFIG_KEY = _secret("sk")  # only ever in a user config file
+URL_SECRET = _secret("up")  # only ever inside a base URL (its password, or a query value)
 #: a variable name with no KEY / SECRET / TOKEN / PASSWORD in it: the env scan of redact() cannot
 #: find it, only the transport's own register_secret can
 CUSTOM_VAR = "OCR_CREDENTIAL_FOR_TEST"
@@ -56,6 +57,7 @@ ALL = {
     "MODAL_KEY": MODAL_KEY,
     "MODAL_SECRET": MODAL_SECRET,
     "config": CONFIG_KEY,
+    "url": URL_SECRET,
 }
 
 
@@ -598,3 +600,61 @@ def test_cli_verbose_does_not_print_key_from_url_query(
         )
     assert run.code in (0, 1) and "Traceback" not in run.stderr
     assert leaks(_all_text(run)) == [], _all_text(run)
+
+
+#: a URL carrying a secret, each way one can: the password of its user info, a query value under
+#: a secret-looking name, and under any other name (a signed gateway URL)
+URL_FORMS = {
+    "userinfo": "http://user:{secret}@127.0.0.1:{port}{path}",
+    "query api_key": "http://127.0.0.1:{port}{path}?api_key={secret}",
+    "query other": "http://127.0.0.1:{port}{path}?sig={secret}",
+}
+#: a profile of each transport that takes a base URL, and its URL's path
+URL_PROFILES = {"openai": "/v1", "runpod-chandra": "/v2", "runpod-trocr": ""}
+
+
+@pytest.mark.parametrize("profile", list(URL_PROFILES))
+@pytest.mark.parametrize("form", list(URL_FORMS))
+def test_a_secret_inside_the_base_url_is_masked_everywhere(
+    profile: str, form: str, env: dict[str, str], pdf: Path, tmp_path: Path, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    """The backend's and its settings' repr / str, the client's, a failed run's document, page
+    errors and every log record at DEBUG (ours and the HTTP libraries'), and ``ocr config``: a
+    password given only in ``base_url`` was printed in all of the reprs and in the transport's
+    request log."""
+    import ocrclient
+
+    url = URL_FORMS[form].format(secret=URL_SECRET, port=_free_port(), path=URL_PROFILES[profile])
+    settings: dict[str, Any] = {"base_url": url, "base_url_env": "", "endpoint_id": "ep", "model": "m"}
+    if profile == "runpod-trocr":
+        settings["transport"] = "ocular"
+    be = ocrclient.load_backend(profile, **settings)
+    try:
+        with ocrclient.Client(backend=be, max_attempts=1) as client:
+            shown = [repr(be), str(be.config), repr(be.config), repr(client)]
+            doc = client.convert(pdf, pages="1")
+    finally:
+        be.close()
+    assert doc.pages[0].status == "failed"
+    assert leaks("\n".join(shown)) == []
+    assert leaks(doc.model_dump_json()) == []
+    assert leaks(_log_text(debug_logs)) == []
+    run = ocr(["config", "--backend", profile, "--base-url", url], _cli_env(env, tmp_path))
+    assert run.code == 0, run.stderr
+    assert leaks(_all_text(run)) == []
+
+
+def test_the_simulators_request_log_masks_a_key_in_the_url(
+    env: dict[str, str], pdf: Path, tmp_path: Path, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    """The simulators log each request line at DEBUG, query string included (users run them in
+    their own tests, logs on): a key in the URL is masked there as in ocrclient's own records."""
+    import ocrclient
+
+    with _sim("direct") as sim:
+        doc = ocrclient.convert(pdf, backend="openai", base_url=f"{sim.base_url}?api_key={URL_SECRET}", base_url_env="",
+                                model="sim", api_key_env=CUSTOM_VAR, pages="1", cache=False)  # fmt: skip
+    assert doc.pages[0].status == "ok"
+    sim_lines = [r.getMessage() for r in debug_logs.records if r.name.startswith("ocrclient.testing")]
+    assert any("chat/completions" in line for line in sim_lines), sim_lines[:5]
+    assert leaks("\n".join(sim_lines)) == []

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from .errors import ConfigError, register_secret
 from .imaging import RenderSpec
+from .secrets import redact, register_url_secrets
 
 __all__ = [
     "DEFAULT_CACHE_MAX_BYTES",
@@ -183,6 +184,13 @@ class BackendConfig(BaseModel):
     origin: str | None = None
 
     # -- secrets ---------------------------------------------------------------------------
+    def model_post_init(self, context: Any, /) -> None:
+        register_url_secrets(self.base_url)  # (a password or key in the URL: masked everywhere)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if name == "base_url" and isinstance(value, str) else value
+
     def secret(self) -> str | None:
         """The API key (the field, else the variable ``api_key_env`` names); registered for
         redaction before it is returned."""
@@ -209,6 +217,7 @@ class BackendConfig(BaseModel):
         """The base URL, checked: ``http(s)://host...`` (a URL that is not one was sent to,
         every page retried as a connection failure, instead of refused once)."""
         url = self._resolved("base_url")
+        register_url_secrets(url)
         if url is not None:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.netloc:

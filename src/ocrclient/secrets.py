@@ -24,6 +24,7 @@ import logging
 import os
 import re
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
     "HTTP_LOGGERS",
@@ -33,6 +34,7 @@ __all__ = [
     "redact",
     "redact_data",
     "register_secret",
+    "register_url_secrets",
 ]
 
 _SECRETS: set[str] = set()
@@ -45,6 +47,17 @@ def register_secret(value: str | None) -> None:
     """Remember a secret value so :func:`redact` masks it wherever it appears."""
     if value and len(value) >= 4 and value.upper() != "EMPTY":
         _SECRETS.add(value)
+
+
+def register_url_secrets(url: str | None) -> None:
+    """Register what a URL carries that is secret: the password of its user info
+    (``https://user:PASSWORD@host``) and its query's values (``?api_key=...``)."""
+    if not url:
+        return
+    parts = urlsplit(url.strip())
+    register_secret(parts.password)
+    for _, value in parse_qsl(parts.query, keep_blank_values=True):
+        register_secret(value)
 
 
 def _env_secrets() -> set[str]:

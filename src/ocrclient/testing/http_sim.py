@@ -42,6 +42,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from ..secrets import redact
 from ._server import LoopbackServer, SimHandler, read_body
 from .faults import CannedReply, FaultPlan, Responder, body_key, echo_responder
 from .http_front import (  # CLOUDFLARE_524 .. Worker: re-exported (their old home)
@@ -75,7 +76,8 @@ class _Handler(SimHandler):
     server: LoopbackServer
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("sim %s: " + format, self.server.owner.name, *args)
+        if log.isEnabledFor(logging.DEBUG):  # (a request line may carry ?api_key=...)
+            log.debug("sim %s: %s", self.server.owner.name, redact(format % args))
 
     def respond(self) -> None:
         self.server.owner._serve(self)

@@ -47,7 +47,7 @@ import httpx
 from ..config import BackendConfig
 from ..errors import BadOutputError, ConfigError, OcrError, PermanentError, TransientError
 from ..loops import PerLoop
-from ..secrets import install_logger_redaction, redact, register_secret
+from ..secrets import install_logger_redaction, redact, register_secret, register_url_secrets
 from .base import Health, ModelReply, ModelRequest
 from .http import HttpImports, make_client, map_errors, raise_for_status, release_loop
 from .limits import (
@@ -89,10 +89,9 @@ def split_query(url: str) -> tuple[str, dict[str, str]]:
     >>> split_query("https://gw.example/v1?api_key=abcd1234")
     ('https://gw.example/v1', {'api_key': 'abcd1234'})
     """
+    register_url_secrets(url)
     parts = urlsplit(url.strip())
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    for value in params.values():
-        register_secret(value)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), params
 
 
