@@ -30,7 +30,25 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
                         "not an http"),
     "ocular, no host": ("convert", {"backend": "runpod-olmocr", "transport": "ocular", "base_url": "http://", "api_key": "k"},
                         "not an http"),
+    # the client's own settings, and the calls': each of the wrong kind was a bare TypeError from
+    # inside (or, for scheduler_options, a failed page each), now one ConfigError
+    "concurrency as a string": ("convert", {"concurrency": "4"}, "concurrency must be a whole number"),
+    "concurrency 0": ("convert", {"concurrency": 0}, "concurrency must be a whole number"),
+    "concurrency 2.5": ("convert", {"concurrency": 2.5}, "concurrency must be a whole number"),
+    "timeout as a string": ("convert", {"timeout": "30"}, "timeout must be a positive number"),
+    "timeout 0": ("convert", {"timeout": 0}, "timeout must be a positive number"),
+    "cache as a number": ("convert", {"cache": 123}, "cache takes True, False, a folder or a PageCache"),
+    "scheduler option unknown": ("convert", {"scheduler_options": {"bogus": 1}}, "scheduler_options.bogus: not a scheduler"),
+    "scheduler option a string": ("convert", {"scheduler_options": {"backoff_initial_s": "x"}},
+                                  "scheduler_options.backoff_initial_s: Input should be a valid number"),
+    "scheduler option negative": ("convert", {"scheduler_options": {"timeout_grace_s": -1}},
+                                  "scheduler_options.timeout_grace_s: Input should be greater than or equal to 0"),
+    "password as a number": ("convert", {"password": 123}, "password takes a string"),
+    "on_event not callable": ("convert", {"on_event": 1}, "on_event takes a function"),
 }
+
+#: the cases that are the client's settings: refused when the client is made, before any call
+CLIENT_SETTINGS = ("concurrency", "timeout", "cache", "scheduler_options")
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -42,3 +60,11 @@ def test_a_setting_the_api_cannot_use_is_a_config_error(case: str, tmp_path: Pat
             ocrclient.load_backend(str(pdf))
         else:
             ocrclient.convert(pdf, **{"backend": "local", "cache": False, **kwargs})
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c][1].keys() & set(CLIENT_SETTINGS)])
+def test_a_bad_client_setting_is_refused_when_the_client_is_made(case: str) -> None:
+    _, kwargs, needle = CASES[case]
+    for make in (ocrclient.Client, ocrclient.AsyncClient):
+        with pytest.raises(ConfigError, match=needle):
+            make("local", **kwargs)

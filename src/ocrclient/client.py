@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .concurrency import AdaptiveLimiter
+from .config import SchedulerOptions
 from .document import Document, Page
 from .errors import ConfigError, UsageError
 from .events import Event
@@ -62,7 +63,7 @@ def _load(
     options the settings add (for a loaded backend, whose config is fixed)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     if timeout is not None:
-        if timeout <= 0:
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if given.setdefault("attempt_timeout_s", timeout) != timeout:
             raise UsageError("timeout= and attempt_timeout_s= are the same setting: give one")
@@ -82,8 +83,9 @@ class AsyncClient:
     to share between coroutines of one event loop (all its calls share one concurrency limit).
 
     ``backend`` is a backend's name (``"local"``, ``"runpod-chandra"``), a TOML profile path, or
-    a :class:`~ocrclient.Backend` from :func:`~ocrclient.load_backend` (yours to close; only
-    ``timeout``, ``max_attempts``, ``page_deadline_s`` and ``cold_start_s`` apply to it).
+    a :class:`~ocrclient.Backend` from :func:`~ocrclient.load_backend` (yours to close; of the
+    backend's settings only ``timeout``, ``max_attempts``, ``page_deadline_s`` and
+    ``cold_start_s`` apply to it; the client's own, below, apply to any backend).
     ``None`` picks ``$OCRCLIENT_BACKEND``, the user config's ``default_backend``, else ``local``.
     ``concurrency`` is the most pages in flight at once across every call (default: the
     profile's); ``timeout`` the seconds one attempt at a page may take (the profile's
@@ -126,13 +128,13 @@ class AsyncClient:
         scheduler_options: Mapping[str, Any] | None = None,
         isolate_render: bool = False,
     ) -> None:
-        if concurrency is not None and concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1, not {concurrency!r}")
+        if concurrency is not None and (not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1):
+            raise ConfigError(f"concurrency must be a whole number of pages, at least 1, not {concurrency!r}")
         overrides = {k: v for k, v in locals().items() if k in BACKEND_SETTINGS and k not in _CLIENT_ONLY}
         be, self._owns_backend, extra = _load(backend, overrides, timeout)
         self._backend = be
         self._cache = open_cache(cache)
-        self._scheduler_options = {**extra, **(scheduler_options or {})}
+        self._scheduler_options = {**extra, **SchedulerOptions.checked(scheduler_options or {})}
         self._isolate_render = isolate_render
         self._concurrency = concurrency or be.config.concurrency
         self._limiter: AdaptiveLimiter | None = None
@@ -168,6 +170,8 @@ class AsyncClient:
 
         if self._closed:
             raise UsageError(f"this {type(self).__name__} is closed")
+        if on_event is not None and not callable(on_event):
+            raise ConfigError(f"on_event takes a function of one event, not {on_event!r}")
         loop = asyncio.get_running_loop()
         if self._limiter is None:
             self._loop, self._limiter = loop, AdaptiveLimiter(self._concurrency)

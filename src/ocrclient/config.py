@@ -124,6 +124,36 @@ def cache_max_bytes() -> int:
     return parse_size(chosen["cache_max_bytes"], "cache_max_bytes / OCRCLIENT_CACHE_MAX_BYTES")
 
 
+class SchedulerOptions(BaseModel):
+    """What ``scheduler_options=`` may tune (the :class:`~ocrclient.scheduler.Scheduler`'s
+    keywords a caller sets), checked when the client is made: an unknown name or a value of the
+    wrong kind was a ``TypeError`` at the first call, or a failed page at every one."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    max_attempts: int | None = Field(None, ge=1, le=50)
+    attempt_timeout_s: float | None = Field(None, gt=0)
+    page_deadline_s: float | None = Field(None, gt=0)
+    cold_start_s: float | None = Field(None, ge=0)
+    backoff_initial_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    timeout_grace_s: float = Field(5.0, ge=0)
+
+    @classmethod
+    def checked(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` as given, or :class:`ConfigError` naming the first that is wrong."""
+        from .contracts import first_error
+
+        unknown = sorted(set(options) - set(cls.model_fields))
+        if unknown:
+            raise ConfigError(f"scheduler_options.{unknown[0]}: not a scheduler option; known: {', '.join(cls.model_fields)}")
+        try:
+            cls.model_validate(dict(options))
+        except ValidationError as exc:
+            raise ConfigError(first_error(exc, "scheduler_options")) from None
+        return dict(options)
+
+
 class RenderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dpi: float | None = None

@@ -24,7 +24,7 @@ from .cache import PageCache
 from .concurrency import AdaptiveLimiter
 from .config import cache_dir as default_cache_dir
 from .document import Document, Page
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .models import PageImage
 from .pages import RenderPool, Source, aiter_pages, prepare
 from .pages.inputs import prepare_one
@@ -64,6 +64,8 @@ def open_cache(cache: CacheOption) -> PageCache | None:
         return cache
     if cache is True:
         return PageCache(default_cache_dir())
+    if not isinstance(cache, (str, Path)):
+        raise ConfigError(f"cache takes True, False, a folder or a PageCache, not {cache!r}")
     return PageCache(cache)
 
 

@@ -111,6 +111,8 @@ def prepare(
     the input whose pages the range does not fit)."""
     if pages is not None and not isinstance(pages, str):
         raise ConfigError(f"pages takes a range such as '1-3,7,10-' (got {type(pages).__name__} {pages!r})")
+    if password is not None and not isinstance(password, str):
+        raise ConfigError(f"password takes a string (got {type(password).__name__})")
     check_page_range(pages)  # (a range that cannot be read is no one input's fault)
     plan = []
     for src in open_sources(inputs, password=password):
