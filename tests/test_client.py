@@ -454,3 +454,29 @@ def test_an_on_event_callback_that_raises_is_logged_once_and_loses_no_page(tmp_p
     assert doc.ok and len(doc.pages) == 3 and len(seen) > 3
     said = [r.getMessage() for r in caplog.records if r.name == "ocrclient.events"]
     assert len(said) == 1 and "UsageError" in said[0], said
+
+
+@pytest.mark.parametrize("name", ["local", "openai"])
+def test_every_call_refuses_a_closed_backend(name: str) -> None:
+    """A closed Backend's transport has let its connections go: a run through it failed every
+    page as cancelled (remote) or went on as if open (local); now each way in raises UsageError."""
+    settings = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key": "k"} if name == "openai" else {}
+    be = ocrclient.load_backend(name, **settings)
+    client = ocrclient.Client(backend=be, cache=False)  # made while the backend was open
+    be.close()
+    assert be.closed
+    image = png("closed")
+    calls = {
+        "convert": lambda: ocrclient.convert(image, backend=be, cache=False),
+        "convert_many": lambda: list(ocrclient.convert_many([image], backend=be, cache=False)),
+        "stream_pages": lambda: list(ocrclient.stream_pages(image, backend=be, cache=False)),
+        "aconvert": lambda: asyncio.run(ocrclient.aconvert(image, backend=be, cache=False)),
+        "Client()": lambda: ocrclient.Client(backend=be),
+        "AsyncClient()": lambda: ocrclient.AsyncClient(backend=be),
+        "a client made before": lambda: client.convert(image),
+    }
+    for what, call in calls.items():
+        with pytest.raises(ocrclient.UsageError, match="Backend is closed"):
+            call()
+            pytest.fail(what)
+    client.close()

@@ -69,6 +69,7 @@ def _load(
             raise UsageError("timeout= and attempt_timeout_s= are the same setting: give one")
     if not isinstance(backend, Backend):
         return load_backend(None if backend is None else str(backend), **given), True, {}
+    backend.check_open()
     fixed = sorted(set(given) - set(_SCHEDULER_SETTINGS))
     if fixed:
         raise UsageError(

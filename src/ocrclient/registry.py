@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import BackendConfig, resolve_config
 from .dialects.base import Dialect
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 from .imaging import RenderSpec
 from .plugins import table
 
@@ -117,6 +117,8 @@ class Backend:
     config: BackendConfig
     dialect: Dialect
     transport: Transport
+    #: set by :meth:`aclose` / :meth:`close`: a run refuses a closed backend (:meth:`check_open`)
+    closed: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -168,7 +170,15 @@ class Backend:
         if release is not None:
             await release()
 
+    def check_open(self) -> None:
+        """Raise :class:`~ocrclient.errors.UsageError` when the backend was closed (its
+        transport's connections are gone: a run through it failed every page, or the local
+        engine's went on as if open)."""
+        if self.closed:
+            raise UsageError(f"the {self.name!r} Backend is closed: load another (ocrclient.load_backend)")
+
     async def aclose(self) -> None:
+        self.closed = True
         await self.transport.aclose()
 
     def close(self) -> None:

@@ -157,6 +157,7 @@ class Conversion:
         pool for ``plan`` (closed with ``stack``, off the event loop)."""
         if isinstance(self.backend, Backend):
             be = self.backend
+            be.check_open()
         else:
             be = load_backend(self.backend, **self.overrides)
             stack.push_async_callback(be.aclose)
