@@ -606,3 +606,28 @@ def test_earnings_table_keeps_its_group_heading() -> None:
     doc = ocrclient.convert(path, backend="local", cache=False)
     assert '<td colspan="3">Year Ended</td>' in doc.markdown
     assert "<td>Sales, general and administrative</td><td>1,136</td>" in doc.markdown
+
+
+@pytest.mark.parametrize("rotate", [0, 90, 180, 270])
+def test_text_outside_the_cropbox_is_not_read(rotate: int, tmp_path: Path) -> None:
+    """A viewer shows only the CropBox, and so does the page image: text drawn beside it, on any
+    side, was read from the layer into the markdown, with a box flattened onto the page's edge."""
+    from .pdfgen import PdfPage, write_pdf
+
+    crop = (100.0, 200.0, 500.0, 700.0)
+    visible = [(120.0, 650.0 - 30 * i, 14.0, f"Visible line number {i} of the page") for i in range(6)]
+    hidden = [(120.0, 100.0, 14.0, "HIDDEN BELOW"), (520.0, 400.0, 14.0, "HIDDEN RIGHT"),
+              (120.0, 740.0, 14.0, "HIDDEN ABOVE"), (5.0, 400.0, 14.0, "HIDDEN LEFT")]  # fmt: skip
+    pdf = write_pdf(tmp_path / "crop.pdf", [PdfPage(media=(0, 0, 612, 792), crop=crop, rotate=rotate,
+                                                    texts=visible + hidden)])  # fmt: skip
+    layer = read_layer(str(pdf), 0)
+    text = "".join(c.text for c in layer.chars)
+    assert "HIDDEN" not in text and "Visible line number 5" in text
+    doc = ocrclient.convert(pdf, backend="local", cache=False, dialect_options={"text_layer": "always"})
+    read = "\n".join(b.text for b in doc.pages[0].blocks)  # (the top line may be typed a running head)
+    assert "HIDDEN" not in read and all(f"Visible line number {i}" in read for i in range(6))
+    w, h = (500.0, 400.0) if rotate in (90, 270) else (400.0, 500.0)
+    for block in doc.pages[0].blocks:
+        assert block.bbox is not None
+        x0, y0, x1, y1 = block.bbox
+        assert x1 - x0 > 1 and y1 - y0 > 1 and 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, block

@@ -156,6 +156,11 @@ class _Upright:
         self.left, self.bottom = box.crop_x, box.crop_y
         self.top = box.crop_y + self.h
 
+    def shows(self, box: Box) -> bool:
+        """Whether the middle of ``box`` (a glyph's) lies within the CropBox."""
+        x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        return 0.0 <= x <= self.w and 0.0 <= y <= self.h
+
     def box(self, left: float, bottom: float, right: float, top: float) -> Box:
         x0, x1 = sorted((left - self.left, right - self.left))
         y0, y1 = sorted((self.top - top, self.top - bottom))
@@ -201,6 +206,8 @@ def _read_page(page: Any) -> Layer:
                     unmapped=bool(pdfium_c.FPDFText_HasUnicodeMapError(raw, i) == 1),
                 )
             )
+            if not ch.generated and not disp.shows(ch.box):
+                continue  # outside the CropBox: no viewer shows it (nor does the page's render)
             # the loose box spans the font's ascent to descent: the size as the eye sees it
             # (the nominal font size is often 1 with the size in the text matrix)
             ch.size = max(ch.loose[3] - ch.loose[1], ch.box[3] - ch.box[1], 0.1)
