@@ -191,3 +191,65 @@ async def test_every_member_gets_each_lifecycle_part_when_one_fails(part: str) -
         with pytest.raises(RuntimeError, match=f"{part} broke"):
             await getattr(pool, part)()
     assert first.ran == [part] and second.ran == [part]
+
+
+def _runpod_pool(tmp_path: Path, a: object, b: object) -> Path:
+    """A pool of two RunPod endpoints (the simulators ``a`` and ``b``), attempts of 20 s."""
+    prof = tmp_path / "runpod-pool.toml"
+    members = ",\n".join(
+        f'  {{ backend = "runpod", base_url = "{s.base_url}", endpoint_id = "{s.endpoint_id}", '  # type: ignore[attr-defined]
+        f'api_key = "{s.api_key}", model = "m", label = "{label}" }}'  # type: ignore[attr-defined]
+        for label, s in (("a", a), ("b", b))
+    )
+    prof.write_text(
+        'transport = "pool"\ndialect = "plain"\nmodel = "m"\nconcurrency = 8\nmax_attempts = 4\n'
+        "attempt_timeout_s = 20\ncold_start_s = 0\n[render]\ndpi = 30\n"
+        f"[transport_options]\ncooldown_s = 30\nmembers = [\n{members}\n]\n",
+        encoding="utf-8",
+    )
+    return prof
+
+
+@pytest.mark.parametrize("fault", ["http_429", "http_503", "down"])
+async def test_a_runpod_member_that_refuses_every_job_hands_its_pages_over_at_once(fault: str, tmp_path: Path) -> None:
+    """Member b refuses every submission (a 429 storm, 503s, or its server is gone) while a is
+    healthy: each page b took goes to a at its next attempt, with no backoff before it, and the
+    run's concurrency is not cut for b's trouble.  A 429 used to be resent to b, with a doubling
+    wait, until the attempt's whole budget (attempt_timeout_s, plus cold_start_s the first time:
+    over ten minutes with the shipped profiles) had passed, a's slots idle meanwhile."""
+    from ocrclient.testing import RunPodSimulator
+
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(200, 260)] * 16)
+    fast = FaultPlan(latency_s=(0.05, 0.05), slots=4)
+    refusing = FaultPlan(latency_s=(0.05, 0.05), slots=4, rates={fault: 1.0} if fault != "down" else {})
+    with RunPodSimulator(plan=fast, endpoint_id="ep-a") as a, RunPodSimulator(plan=refusing, endpoint_id="ep-b") as b:
+        backend = load_backend(str(_runpod_pool(tmp_path, a, b)))
+        if fault == "down":
+            b.stop()
+        retries: list[float] = []
+
+        def on_event(event: object) -> None:
+            if type(event).__name__ == "PageRetried":
+                retries.append(event.delay_s)  # type: ignore[attr-defined]
+
+        doc = await ocrclient.aconvert(pdf, backend=backend, cache=False, on_event=on_event)
+        await backend.aclose()
+        a_jobs, b_jobs, a_busiest = a.jobs_submitted, b.jobs_submitted, a.max_concurrent
+    assert [(p.page, p.status) for p in doc.pages] == [(i, "ok") for i in range(1, 17)]
+    assert a_jobs == 16 and b_jobs == 0
+    assert retries and all(delay == 0.0 for delay in retries), retries  # straight to a
+    assert max(p.attempts for p in doc.pages) == 2
+    # no page waited out its attempt's budget (20 s) on b: handed over on b's first refusal
+    assert max(p.latency_s or 0.0 for p in doc.pages) < 5.0
+    assert a_busiest == 4  # a's every slot in use: the run's concurrency was not halved for b
+
+
+async def test_a_dropped_member_is_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A member whose key is refused takes no more pages: a user paying for it is told which one
+    and why (it showed only as one retry in the summary)."""
+    pool = PoolTransport([PoolMember("east", _Dead(AuthError("HTTP 401: bad key")), weight=10),  # type: ignore[arg-type]
+                          PoolMember("west", _Ok(None))])  # type: ignore[arg-type]  # fmt: skip
+    with caplog.at_level("WARNING", logger="ocrclient.transports.pool"), pytest.raises(TransientError) as info:
+        await pool.send(ModelRequest(body={}))
+    assert info.value.elsewhere
+    assert [r.getMessage() for r in caplog.records] == ["pool member east takes no more pages in this run: HTTP 401: bad key"]

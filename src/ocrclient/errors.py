@@ -93,10 +93,13 @@ class TransientError(OcrError):
         cause: str | None = None,
         retry_after: float | None = None,
         status: int | None = None,
+        elsewhere: bool = False,
     ) -> None:
         super().__init__(message, cause=cause)
         self.retry_after = retry_after
         self.status = status
+        #: the next attempt goes to another server (a pool's other member): no backoff before it
+        self.elsewhere = elsewhere
 
 
 class PermanentError(OcrError):

@@ -51,8 +51,8 @@ def page_retrying(
         base = backoff(state)
         exc = state.outcome.exception() if state.outcome else None
         hint = getattr(exc, "retry_after", None)
-        if isinstance(exc, BadOutputError):
-            base = 0.0  # the model answered; ask again right away with new sampling
+        if isinstance(exc, BadOutputError) or getattr(exc, "elsewhere", False):
+            base = 0.0  # the model answered (ask again with new sampling), or another server will
         if hint is not None:
             base = max(base, float(hint))
         return max(0.0, min(base, deadline - time.monotonic()))

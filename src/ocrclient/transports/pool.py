@@ -3,8 +3,10 @@
 Several endpoints serving the same model (two RunPod endpoints in different regions, a RunPod
 endpoint plus a pod, ...) act as one backend.  Each request goes to the healthy member with the
 lowest ``in-flight / weight``; a member whose attempt fails with a transient error (down, 5xx,
-timeout) is benched for a cooldown that doubles on repeated failures, so the scheduler's next
-attempt — the scheduler still owns every retry — lands on another member.  When every member is
+timeout, a 429 its RunPod transport hands back rather than resend) is benched for a cooldown that
+doubles on repeated failures, so the scheduler's next attempt — the scheduler still owns every
+retry — lands on another member at once, and one member's 429 / 503 does not lower the run's
+concurrency.  When every member is
 benched, the one whose cooldown ends first is tried.  A member that answers an auth or endpoint
 error (bad key, unknown endpoint id or model) is dropped; that error only stops the run when
 every member has had one.
@@ -27,6 +29,7 @@ pool's, since one request is built once for whichever member sends it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -80,6 +83,13 @@ class PoolTransport:
         self.members = members
         self.cooldown_s = cooldown_s
         self.max_cooldown_s = max_cooldown_s
+        for m in members:  # a member that would resend a refused page itself hands it back
+            if hasattr(m.transport, "hand_back_429"):  # while another member can take it
+                m.transport.hand_back_429 = functools.partial(self._another_takes, m)
+
+    def _another_takes(self, member: PoolMember) -> bool:
+        now = time.monotonic()
+        return any(m is not member and m.healthy(now) for m in self.members)
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> PoolTransport:
@@ -143,16 +153,22 @@ class PoolTransport:
             member.last_error = exc.message
             if all(m.auth_failed for m in self.members):
                 raise
+            log.warning("pool member %s takes no more pages in this run: %s", member.name, exc.message)
             # another member may accept: let the scheduler retry there
             cause = "pool_member_auth" if isinstance(exc, AuthError) else "pool_member_endpoint"
-            raise TransientError(f"pool member {member.name}: {exc.message}", cause=cause) from exc
+            raise TransientError(f"pool member {member.name}: {exc.message}", cause=cause,
+                                 elsewhere=self._any_healthy()) from exc  # fmt: skip
         except TransientError as exc:
             self._bench(member, exc.message)
+            # with another member to go to, the next attempt goes at once, and one member's
+            # 429 / 503 is not the run's congestion (the scheduler would halve its concurrency)
+            others = self._any_healthy()
             raise TransientError(
                 f"pool member {member.name}: {exc.message}",
                 cause=exc.cause,
-                retry_after=None if self._any_healthy() else exc.retry_after,
-                status=exc.status,
+                retry_after=None if others else exc.retry_after,
+                status=None if others and exc.status in (429, 503) else exc.status,
+                elsewhere=others,
             ) from exc
         except PermanentError:
             member.failed += 1

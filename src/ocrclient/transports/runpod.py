@@ -23,7 +23,8 @@ in :mod:`.runpod_jobs`):
   cancelled.
 * RunPod's per-endpoint rate limits (:mod:`.runpod_rate`): paced at ``rate_share`` (default
   half) of each; a 429 on any route makes every request to the endpoint wait (``Retry-After``,
-  else exponential backoff) and the refused one go again -- a slow-down, not a failed page.
+  else exponential backoff) and the refused one go again -- a slow-down, not a failed page --
+  but a pool member hands a refused submission back while another member can take it.
 * ``POST .../cancel/{id}``, ``GET .../health``; every route takes ``Authorization: Bearer <key>``.
 * Bodies: ``/run`` <= 10 MB, ``/runsync`` <= 20 MB — checked *before* sending; a ``policy``
   takes ``executionTimeout`` (ms, over 5000), ``ttl`` (ms, at least 10000) and ``lowPriority``.
@@ -40,9 +41,8 @@ Envelopes by :attr:`ModelRequest.kind`:
 * ``ocular``   -> ``{"input": {"route": request.route, **body}}``;
 * ``document`` -> ``{"input": body}`` (the DeepSeek whole-PDF worker).
 
-What a finished job's status says — its output read by request kind, a ``FAILED`` job's error
-classified as transient, permanent or about the endpoint — is in :mod:`.runpod_jobs`; HTTP
-errors are classified by :func:`.http.map_errors`.
+A finished job's status (its output read by request kind, a ``FAILED`` job's error classified
+as transient, permanent or about the endpoint): :mod:`.runpod_jobs`; HTTP errors: :mod:`.http`.
 
 Example::
 
@@ -57,7 +57,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,6 +212,8 @@ class RunPodTransport(HttpImports):
         self.max_poll_errors = int(max_poll_errors)
         #: this endpoint's pacing and 429 backoff, shared by every send to it (:mod:`.runpod_rate`)
         self.gate = EndpointGate.shared(self.url("run"), share=float(rate_share))
+        #: a pool's (pool.py): while it says True, a 429 to /run or /runsync is raised, not resent
+        self.hand_back_429: Callable[[], bool] | None = None
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -316,24 +318,15 @@ class RunPodTransport(HttpImports):
 
         return rule
 
-    async def _call(
-        self,
-        method: str,
-        url: str,
-        *,
-        what: str,
-        deadline: float,
-        content: bytes | None = None,
-        timeout: float | None = None,
-        limit: int = DEFAULT_REPLY_BYTES,
-    ) -> dict[str, Any]:
+    async def _call(self, method: str, url: str, *, what: str, deadline: float, content: bytes | None = None,
+                    timeout: float | None = None, limit: int = DEFAULT_REPLY_BYTES) -> dict[str, Any]:
         """One request and its JSON object reply, paced by the endpoint's :attr:`gate` and sent
         again after a 429 while ``deadline`` allows (:meth:`.EndpointGate.resend_on_429`: a 429
         created no job, so resending never duplicates one)."""
         op = "run" if what == "submit" else what
         return await self.gate.resend_on_429(
             op, lambda: self._request(method, url, what=what, content=content, timeout=timeout, limit=limit),
-            deadline=deadline,
+            deadline=deadline, give_up=self.hand_back_429 if op in ("run", "runsync") else None,
         )
 
     async def _request(

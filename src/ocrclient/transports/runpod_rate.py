@@ -177,9 +177,17 @@ class EndpointGate:
         """A request went through: the next 429 starts the backoff again from the bottom."""
         self._strikes = 0
 
-    async def resend_on_429(self, op: str, call: Callable[[], Awaitable[T]], *, deadline: float) -> T:
+    async def resend_on_429(
+        self, op: str, call: Callable[[], Awaitable[T]], *, deadline: float, give_up: Callable[[], bool] | None = None
+    ) -> T:
         """``call()`` paced by :meth:`acquire`; on a 429 wait as :meth:`throttled` says and send
-        again, until the wait would end past ``deadline`` (then the 429 is raised)."""
+        again, until the wait would end past ``deadline`` (then the 429 is raised).  While
+        ``give_up()`` is true (a pool with another member to send to) a 429 is raised at once,
+        and so is the endpoint's backoff from an earlier 429 instead of being waited out."""
+        if give_up is not None and self.blocked_until > time.monotonic() and give_up():
+            wait = self.blocked_until - time.monotonic()
+            raise TransientError(f"{op}: the endpoint answered 429 (too many requests): held back {wait:.1f} s more",
+                                 cause="http_429", status=429, retry_after=wait)  # fmt: skip
 
         def after(state: RetryCallState) -> None:  # runs before ``stop``: the block it sets counts
             exc = state.outcome.exception() if state.outcome else None
@@ -188,7 +196,7 @@ class EndpointGate:
                 exc.__traceback__ = None
 
         def stop(state: RetryCallState) -> bool:
-            return self.blocked_until >= deadline
+            return self.blocked_until >= deadline or (give_up is not None and give_up())
 
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(is_throttle), after=after, stop=stop, reraise=True, sleep=self._sleep
