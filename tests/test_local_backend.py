@@ -695,3 +695,51 @@ def test_wide_merge_keeps_each_lines_own_spacing() -> None:
     lines = tiling.merge_wide(per_tile, tiles, 500)
     assert [ln["text"] for ln in lines] == [text]
     assert len(lines[0]["words"]) == len(words)
+
+
+def _turned_words(angle: int) -> tuple[bytes, dict[str, tuple[float, float, float, float]]]:
+    """A PNG of three lines of words turned ``angle`` degrees counter-clockwise (PIL's sense),
+    and where each word's ink box is on it (drawn word by word at known places, then turned)."""
+    from PIL import ImageDraw, ImageFont
+
+    lines = ["Quick brown foxes jump", "over seven lazy dogs", "near the quiet river"]
+    font = ImageFont.load_default(size=36)
+    w, h = 900, 300
+    img = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(img)
+    where: dict[str, tuple[float, float, float, float]] = {}
+    for row, line in enumerate(lines):
+        x = 20.0
+        for word in line.split():
+            draw.text((x, 20 + 90 * row), word, fill="black", font=font)
+            where[word] = draw.textbbox((x, 20 + 90 * row), word, font=font)
+            x += font.getlength(word + " ")
+    turn = {0: lambda x, y: (x, y), 90: lambda x, y: (y, w - x), 180: lambda x, y: (w - x, h - y),
+            270: lambda x, y: (h - y, x)}[angle]  # fmt: skip
+    for word, (x0, y0, x1, y1) in where.items():
+        (a, b), (c, d) = turn(x0, y0), turn(x1, y1)
+        where[word] = (min(a, c), min(b, d), max(a, c), max(b, d))
+    buf = io.BytesIO()
+    img.rotate(angle, expand=True).save(buf, "PNG")
+    return buf.getvalue(), where
+
+
+@pytest.mark.parametrize("angle", [0, 90, 180, 270])
+def test_word_boxes_sit_on_their_words_whichever_way_the_lines_run(angle: int) -> None:
+    """Lines running down the image (a page turned a quarter) had every word box span the whole
+    line's length, as thin slices across it; lines RapidOCR read turned half a turn (upside down,
+    or running up the image) had their words mirrored along the line (its first word's box on its
+    last word).  Each word's box is now on the word's own ink."""
+    import ocrclient
+
+    data, truth = _turned_words(angle)
+    doc = ocrclient.convert(data, backend="local", cache=False)
+    words = [w for b in doc.pages[0].blocks for ln in b.children for w in ln.children]
+    checked = 0
+    for word in words:
+        if word.text in truth and word.bbox is not None:
+            x0, y0, x1, y1 = truth[word.text]
+            cx, cy = (word.bbox[0] + word.bbox[2]) / 2, (word.bbox[1] + word.bbox[3]) / 2
+            assert x0 <= cx <= x1 and y0 <= cy <= y1, (word.text, word.bbox, truth[word.text])
+            checked += 1
+    assert checked >= 10, [w.text for w in words]

@@ -2,7 +2,7 @@
 
 RapidOCR's detector pads each line box by a fraction of the text height on every side; the
 engine's reply keeps that box as ``det_box`` (the layout measures it) and reports ``box`` shrunk to
-the ink (:func:`tighten`).  Word boxes share their line's vertical extent (:func:`place_words`).
+the ink (:func:`tighten`).  Word boxes share their line's extent across it (:func:`place_words`).
 Both work on the page image as a grayscale numpy array (numpy is imported when they run).
 """
 
@@ -54,21 +54,32 @@ def tighten(gray: Any, box: Sequence[float], rules: bool = True) -> list[float]:
 
 
 def place_words(gray: Any, line: dict[str, Any], width: int, height: int, tight: bool) -> None:
-    """Word boxes share their line's vertical extent.  RapidOCR places words from the recogniser's
+    """Word boxes share their line's extent across it: its height for a line that runs across
+    the image, its width for one that runs down it (a page turned a quarter, read as it stands:
+    RapidOCR reports such a line's words along y).  RapidOCR places words from the recogniser's
     character columns, which can cut a glyph short, so with ``tight`` each word box is first
-    widened by a fifth of the line height (never past the line or half-way to its neighbours)
-    and then shrunk to its ink."""
+    lengthened by a fifth of the line's thickness (never past the line or half-way to its
+    neighbours) and then shrunk to its ink."""
     lx0, ly0, lx1, ly1 = line["box"]
     words = line["words"]
     spans = [clip(w["box"], width, height) for w in words]
-    pad = 0.2 * (ly1 - ly0) if tight else 0.0
-    for i, word in enumerate(words):
-        wx0, _, wx1, _ = spans[i]
-        lo = max(lx0, (spans[i - 1][2] + wx0) / 2 if i > 0 else lx0)
-        hi = min(lx1, (wx1 + spans[i + 1][0]) / 2 if i + 1 < len(spans) else lx1)
-        x0, x1 = max(lo, wx0 - pad), min(hi, wx1 + pad)
-        box = [x0, ly0, max(x1, x0 + 1), ly1]
-        word["box"] = tighten(gray, box, rules=False) if tight else box
+    down = (ly1 - ly0) > 1.5 * (lx1 - lx0)
+    a = 1 if down else 0  # the axis the line runs along
+    if line.pop("_turned", False):  # read turned half a turn: RapidOCR's word boxes are mirrored
+        crop = line.get("det_box") or line["box"]
+        m = crop[a] + crop[a + 2]
+        spans = [[m - s[2], s[1], m - s[0], s[3]] if a == 0 else [s[0], m - s[3], s[2], m - s[1]] for s in spans]
+    start, end = (ly0, ly1) if down else (lx0, lx1)
+    pad = 0.2 * ((lx1 - lx0) if down else (ly1 - ly0)) if tight else 0.0
+    order = sorted(range(len(words)), key=lambda k: spans[k][a])  # (up a page, words run back)
+    for n, i in enumerate(order):
+        s0, s1 = spans[i][a], spans[i][a + 2]
+        lo = max(start, (spans[order[n - 1]][a + 2] + s0) / 2 if n > 0 else start)
+        hi = min(end, (s1 + spans[order[n + 1]][a]) / 2 if n + 1 < len(order) else end)
+        v0, v1 = max(lo, s0 - pad), min(hi, s1 + pad)
+        v1 = max(v1, v0 + 1)
+        box = [lx0, v0, lx1, v1] if down else [v0, ly0, v1, ly1]
+        words[i]["box"] = tighten(gray, box, rules=False) if tight else box
 
 
 def clip(box: list[float], width: int, height: int) -> list[float]:

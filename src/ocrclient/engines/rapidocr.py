@@ -91,12 +91,47 @@ class _KeepCharScores:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.last: list[tuple[str, list[float]]] = []
+        #: per line of the last call, whether the orientation classifier turned its crop half a
+        #: turn before it was read (see :class:`_KeepTurns`)
+        self.turned: list[bool] = []
+        self.turns: _KeepTurns | None = None
 
     def __call__(self, imgs: Any, dt_boxes: Any, rec_res: Any, *args: Any, **kwargs: Any) -> Any:
         txts = getattr(rec_res, "txts", None) or ()
         infos = getattr(rec_res, "word_results", None) or ()
         self.last = [(str(t), [float(c) for c in getattr(w, "confs", None) or []]) for t, w in zip(txts, infos, strict=False)]
+        self.turned = self.turns.kept_lines() if self.turns is not None else []
         return self.inner(imgs, dt_boxes, rec_res, *args, **kwargs)
+
+
+class _KeepTurns:
+    """Wraps RapidOCR's orientation step (``cls_and_rotate``) and its recogniser
+    (``recognize_txt``) to learn which lines were read turned half a turn ("180"): RapidOCR then
+    places their words as if they were not (each word's box lands mirrored along its line), so
+    :func:`~ocrclient.engines.ink.place_words` mirrors them back.  The lines RapidOCR keeps for
+    its word step are those whose text is not blank, in order."""
+
+    def __init__(self, ocr: Any) -> None:
+        self.ocr = ocr
+        self.cls, self.rec = ocr.cls_and_rotate, ocr.recognize_txt
+        self.labels: list[bool] = []  # per crop: turned before it was read
+        self.texts: list[str] = []
+
+    def classify(self, imgs: Any) -> Any:
+        images, res = self.cls(imgs)
+        # the classifier turns a crop it calls "180" with a score over its threshold
+        thresh = float(getattr(getattr(self.ocr, "text_cls", None), "cls_thresh", 0.9))
+        self.labels = ["180" in str(label) and float(score) > thresh for label, score in (getattr(res, "cls_res", None) or [])]
+        return images, res
+
+    def recognize(self, imgs: Any) -> Any:
+        res = self.rec(imgs)
+        self.texts = [str(t) for t in (getattr(res, "txts", None) or [])]
+        return res
+
+    def kept_lines(self) -> list[bool]:
+        kept = [i for i, t in enumerate(self.texts) if t.strip()]
+        return [i < len(self.labels) and self.labels[i] for i in kept]
 
 
 @dataclass
@@ -199,7 +234,10 @@ def get_engine(settings: EngineSettings | None = None) -> Engine:
             raise ConfigError(f"cannot load the RapidOCR engine: {_one_line(exc)}") from exc
         _quiet_rapidocr_logging()
         if callable(getattr(ocr, "cal_rec_boxes", None)):
-            ocr.cal_rec_boxes = _KeepCharScores(ocr.cal_rec_boxes)
+            ocr.cal_rec_boxes = keep = _KeepCharScores(ocr.cal_rec_boxes)
+            if callable(getattr(ocr, "cls_and_rotate", None)) and callable(getattr(ocr, "recognize_txt", None)):
+                keep.turns = turns = _KeepTurns(ocr)
+                ocr.cls_and_rotate, ocr.recognize_txt = turns.classify, turns.recognize
         _CONSTRUCTIONS += 1
         engine = Engine(
             ocr=ocr,
@@ -217,7 +255,9 @@ def run_engine(engine: Engine, image: Any) -> Any:
     with engine.run_lock:
         keep = engine.char_scores
         if keep is not None:
-            keep.last = []
+            keep.last, keep.turned = [], []
+            if keep.turns is not None:
+                keep.turns.labels, keep.turns.texts = [], []
         try:
             result = engine.ocr(image, return_word_box=True)
         except Exception as exc:
@@ -226,23 +266,29 @@ def run_engine(engine: Engine, image: Any) -> Any:
             ) from exc
         if keep is not None and getattr(result, "txts", None):
             result.char_scores = _aligned_scores(result.txts, keep.last)
+            at = _aligned(result.txts, [t for t, _ in keep.last])
+            result.turned = [j is not None and j < len(keep.turned) and keep.turned[j] for j in at]
         return result
 
 
-def _aligned_scores(txts: Sequence[str], kept: list[tuple[str, list[float]]]) -> list[list[float] | None]:
-    """Per output line, its characters' probabilities: ``kept`` holds every recognised line in
-    order, the output the subset above the text score, so walk both."""
-    out: list[list[float] | None] = []
+def _aligned(txts: Sequence[str], kept: Sequence[str]) -> list[int | None]:
+    """Per output line, its index in ``kept`` (every recognised line's text, in order; the output
+    is the subset above the text score), found by walking both."""
+    out: list[int | None] = []
     j = 0
     for txt in txts:
-        while j < len(kept) and kept[j][0] != txt:
+        while j < len(kept) and kept[j] != txt:
             j += 1
-        if j < len(kept):
-            out.append(kept[j][1] if len(kept[j][1]) == len(txt) else None)
-            j += 1
-        else:
-            out.append(None)
+        out.append(j if j < len(kept) else None)
+        j += 1
     return out
+
+
+def _aligned_scores(txts: Sequence[str], kept: list[tuple[str, list[float]]]) -> list[list[float] | None]:
+    """Per output line, its characters' probabilities (``kept``: every recognised line's text
+    and probabilities, in order)."""
+    at = _aligned(txts, [t for t, _ in kept])
+    return [kept[j][1] if j is not None and len(kept[j][1]) == len(txt) else None for txt, j in zip(txts, at, strict=True)]
 
 
 def rapidocr_version() -> str | None:
@@ -296,6 +342,7 @@ def lines_from_result(result: Any) -> list[dict[str, Any]]:
     )
     words_per_line = _align_words(list(txts), groups)
     char_scores = list(getattr(result, "char_scores", None) or [])
+    turned = list(getattr(result, "turned", None) or [])
     lines: list[dict[str, Any]] = []
     for i, txt in enumerate(txts):
         text = str(txt).strip()
@@ -316,6 +363,8 @@ def lines_from_result(result: Any) -> list[dict[str, Any]]:
             "box": _axis_box(boxes[i]),
             "words": words,
         }
+        if i < len(turned) and turned[i]:  # consumed by engines.ink.place_words
+            line["_turned"] = True
         if chars is not None:  # consumed by engines.script.drop_foreign
             lead = len(str(txt)) - len(str(txt).lstrip())
             line["_chars"] = chars[lead : lead + len(text)]
