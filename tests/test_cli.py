@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from ocrclient import __version__
 from ocrclient.cli import _failed_page, app
+from ocrclient.config import list_profiles, resolve_config
 from ocrclient.document import Document
 from ocrclient.testing import DialectResponder, FaultPlan, OpenAISimulator, SentImage
 
@@ -466,3 +467,47 @@ def test_no_command_annotation_is_a_string() -> None:
     strings = {f"{cb.__module__}.{cb.__name__}: {name}" for cb in callbacks
                for name, ann in cb.__annotations__.items() if isinstance(ann, str)}  # fmt: skip
     assert not strings, sorted(strings)
+
+
+class _ReadEnv(dict):  # type: ignore[type-arg]
+    """An environment that remembers every variable read from it."""
+
+    def __init__(self, data: dict[str, str]) -> None:
+        super().__init__(data)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return str(super().__getitem__(key))
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return super().__contains__(key)
+
+
+@pytest.mark.parametrize("profile", sorted(list_profiles()))
+def test_ocr_backends_lists_every_credential_and_endpoint_variable_a_backend_reads(
+    profile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a backend reads from the environment to find its server and authenticate (any name
+    with KEY, SECRET, TOKEN, URL, ENDPOINT or MODEL in it) is in ``ocr backends``' list for it:
+    the Modal profile read MODAL_KEY / MODAL_SECRET without saying so."""
+    import os
+
+    from ocrclient.cli.settings import _env_names
+    from ocrclient.registry import load_backend
+
+    cfg = resolve_config(profile)
+    listed = _env_names(cfg)
+    env = _ReadEnv({k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "MODAL_", "OCRCLIENT_"))})
+    for name in listed:  # configured, so that loading goes as far as it can
+        env[name] = "http://127.0.0.1:9/v1" if name.endswith("_URL") else "value-1234"
+    monkeypatch.setattr(os, "environ", env)
+    load_backend(profile).close()
+    wanted = {n for n in env.read if re.search(r"KEY|SECRET|TOKEN|URL|ENDPOINT|MODEL", n)}
+    wanted -= {"OCRCLIENT_BACKEND", "SSLKEYLOGFILE"}  # the choice of backend; TLS debugging
+    assert wanted <= set(listed), (sorted(wanted - set(listed)), listed)

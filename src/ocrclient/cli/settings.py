@@ -19,8 +19,16 @@ def _configured(cfg: Any) -> tuple[bool, str]:
 
 
 def _env_names(cfg: Any) -> list[str]:
-    """The environment variables a profile reads (endpoint, URL, model, key), in that order."""
+    """The environment variables a profile reads (endpoint, URL, model, key), in that order, then
+    those its transport reads from its options (a key's aliases, Modal's proxy auth)."""
+    from ..registry import transport_class
+
     names = [cfg.endpoint_id_env, cfg.base_url_env, cfg.model_env, cfg.api_key_env]
+    try:
+        more = getattr(transport_class(cfg.transport), "env_names", None)
+    except OcrError:  # (a transport that cannot be imported says so in the table above)
+        more = None
+    names += more(cfg) if more is not None else []
     return list(dict.fromkeys(n for n in names if n))
 
 

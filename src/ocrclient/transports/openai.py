@@ -95,6 +95,11 @@ def split_query(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), params
 
 
+def is_modal(modal: Any, url: str | None) -> bool:
+    """A Modal endpoint: ``transport_options.modal`` when it is set, else a ``*.modal.run`` host."""
+    return bool(modal) if modal is not None else (urlsplit((url or "").strip()).hostname or "").endswith(".modal.run")
+
+
 def normalize_base_url(url: str) -> tuple[str, str]:
     """``(root, api_base)`` for a server URL given with or without ``/v1``.
 
@@ -171,8 +176,7 @@ class OpenAITransport(HttpImports):
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.root_url, self.api_url = normalize_base_url(base_url)
-        host = urlsplit(self.root_url).hostname or ""
-        self.modal = bool(modal) if modal is not None else host.endswith(".modal.run")
+        self.modal = is_modal(modal, self.root_url)
         self.model = model
         self.stream = stream
         self.idle_timeout_s = idle_timeout_s
@@ -221,6 +225,20 @@ class OpenAITransport(HttpImports):
                 request.headers.pop(name, None)
 
     @classmethod
+    def env_names(cls, cfg: BackendConfig) -> list[str]:
+        """The variables it reads beyond the profile's own ``*_env`` fields (``ocr backends``
+        lists them): the API key's aliases, and Modal's proxy auth for a Modal endpoint."""
+        opts = cfg.transport_options
+        names = [n for n in opts.get("api_key_env_aliases") or [] if isinstance(n, str)]
+        try:
+            url = cfg.resolved_base_url()
+        except ConfigError:  # (not a URL: loading the backend says so)
+            url = None
+        if is_modal(opts.get("modal"), url):
+            names += [str(opts.get("modal_key_env", "MODAL_KEY")), str(opts.get("modal_secret_env", "MODAL_SECRET"))]
+        return names
+
+    @classmethod
     def from_config(cls, cfg: BackendConfig) -> OpenAITransport:
         """Build from a backend profile (``base_url`` / ``base_url_env``, ``api_key_env``,
         ``transport_options``: ``stream``, ``idle_timeout_s``, ``modal``, ``modal_key_env``,
@@ -242,10 +260,10 @@ class OpenAITransport(HttpImports):
             register_secret(key)
         if key is None and cfg.api_key is None:
             key = api_key_from_aliases(opts.get("api_key_env_aliases"), backend=cfg.name)
-        modal_key = os.environ.get(str(opts.get("modal_key_env", "MODAL_KEY"))) or opts.get("modal_key")
-        modal_secret = os.environ.get(str(opts.get("modal_secret_env", "MODAL_SECRET"))) or opts.get(
-            "modal_secret"
-        )
+        modal_key = modal_secret = None
+        if is_modal(opts.get("modal"), base):  # (Modal's proxy auth is read only for a Modal endpoint)
+            modal_key = os.environ.get(str(opts.get("modal_key_env", "MODAL_KEY"))) or opts.get("modal_key")
+            modal_secret = os.environ.get(str(opts.get("modal_secret_env", "MODAL_SECRET"))) or opts.get("modal_secret")
         idle = opts.get("idle_timeout_s")
         reserve = opts.get("prompt_token_reserve")
         return cls(
