@@ -223,3 +223,41 @@ def test_ocr_view_never_replaces_a_viewer_with_one_without_page_images(tmp_path:
     moved.rename(pdf)
     again = runner.invoke(app, ["view", str(json_path)])
     assert again.exit_code == 0 and re.search(rb'src="data:image/jpeg;base64,', html.read_bytes())
+
+
+def test_a_file_beside_the_json_is_taken_as_the_input_only_if_it_can_be(tmp_path: Path) -> None:
+    """With the input not where the JSON says, a file beside the JSON with the input's name was
+    taken for it: after ``-f pdf --pages 2,4-5`` that is the run's own searchable PDF, whose page
+    2 is the input's page 4, and ``ocr view`` wrote page 4's image as page 2 over the run's good
+    viewer.  A file is taken only when it holds every page, each of the size the JSON records."""
+    from typer.testing import CliRunner
+
+    from ocrclient.cli import app
+    from ocrclient.document import Document, Page
+    from ocrclient.exporters.source import resolve_source
+
+    from .pdfgen import PdfPage, write_pdf
+
+    sizes = [(300.0 + 10 * i, 400.0) for i in range(5)]
+    out = tmp_path / "out"
+    out.mkdir()
+    doc = Document(source="in/doc.pdf", backend="b", pages=[
+        Page(page=n, status="ok", width=sizes[n - 1][0], height=sizes[n - 1][1], markdown=f"page {n}") for n in (2, 4, 5)])  # fmt: skip
+    json_path = write_json(doc, out / "doc.json")
+    html = out / "doc.html"
+    html.write_text("the run's own viewer")
+
+    def beside(pages: list[tuple[float, float]]) -> Path:
+        return write_pdf(out / "doc.pdf", [PdfPage(media=(0, 0, w, h), texts=[(20, 20, 12, "x")]) for w, h in pages])
+
+    runner = CliRunner()
+    for wrong in ([sizes[1], sizes[3], sizes[4]],  # the searchable PDF of pages 2, 4, 5
+                  [(612.0, 792.0)] * 5,  # another PDF of as many pages
+                  sizes[:4]):  # fmt: skip  # the input's first pages only
+        beside(wrong)
+        assert resolve_source(doc, base=out) is None
+        refused = runner.invoke(app, ["view", str(json_path)])
+        assert refused.exit_code == 2 and "is kept" in refused.output, refused.output
+        assert html.read_text() == "the run's own viewer"
+    beside(sizes)  # the input itself, moved beside its JSON: found
+    assert resolve_source(doc, base=out) == out / "doc.pdf"

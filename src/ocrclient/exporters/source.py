@@ -32,9 +32,9 @@ from typing import Any
 from ..document import Document
 from ..errors import InputError, OcrError
 from ..imaging import RenderSpec
-from ..pages import PDFIUM_LOCK, PageImage, Source
+from ..pages import PDFIUM_LOCK, PageImage, Source, open_sources
 
-__all__ = ["image_dpis", "open_pdf", "render_pages", "resolve_source", "source_spec"]
+__all__ = ["could_be_input", "image_dpis", "open_pdf", "render_pages", "resolve_source", "source_spec"]
 
 #: resolutions an image may record that are taken as its print size (others mean 72 dpi)
 _SANE_DPI = (30.0, 1200.0)
@@ -42,24 +42,60 @@ _SANE_DPI = (30.0, 1200.0)
 
 def resolve_source(doc: Document, source: str | Path | None = None, base: Path | None = None) -> Path | None:
     """The input file of ``doc`` if it can be found: ``source`` when given, else
-    ``doc.source`` as written (relative to the working directory), else relative to ``base``.
+    ``doc.source`` as written (relative to the working directory), else relative to ``base``,
+    a file found so being taken only if it can be the input (:func:`could_be_input`).
     ``None`` when nothing readable is there (e.g. the input was raw bytes or was moved)."""
-    candidates: list[Path] = []
     if source is not None:
-        candidates.append(Path(source).expanduser())
-    elif doc.source and not doc.source.startswith("bytes:"):
-        raw = Path(doc.source).expanduser()
-        candidates.append(raw)
-        if base is not None and not raw.is_absolute():
-            candidates.append(base / raw)
-            candidates.append(base / raw.name)
-    for cand in candidates:
+        given = Path(source).expanduser()
+        return given if _is_file(given) else None
+    if not doc.source or doc.source.startswith("bytes:"):
+        return None
+    raw = Path(doc.source).expanduser()
+    candidates = [raw]
+    if base is not None and not raw.is_absolute():
+        candidates += [base / raw, base / raw.name]
+    return next((c for c in candidates if _is_file(c) and could_be_input(doc, c)), None)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def could_be_input(doc: Document, path: Path) -> bool:
+    """Whether the file at ``path`` can be the input ``doc`` was read from: it holds every page
+    ``doc`` holds and, a PDF, each of the displayed size ``doc`` records.  A file beside the
+    JSON with the input's name need not be the input: the run's own searchable PDF is one, and
+    of a page selection its page 2 is another page of the input."""
+    from ..pages.render import pdf_page_box
+
+    try:
+        src = open_sources([path])[0]
+    except OcrError:
+        return False
+    if any(p.page > src.page_count for p in doc.pages):
+        return False
+    if src.kind != "pdf" or src.path is None:
+        return True
+    import pypdfium2 as pdfium
+
+    with PDFIUM_LOCK:
+        pdf = pdfium.PdfDocument(str(src.path))
         try:
-            if cand.is_file():
-                return cand
-        except OSError:
-            continue
-    return None
+            for p in doc.pages:
+                if p.width > 0 and p.height > 0:
+                    page = pdf[p.page - 1]
+                    try:
+                        box = pdf_page_box(page)
+                    finally:
+                        page.close()
+                    if abs(box.width - p.width) > 0.5 or abs(box.height - p.height) > 0.5:
+                        return False
+        finally:
+            pdf.close()
+    return True
 
 
 def source_spec(path: Path, dpi: float, fmt: str = "png", quality: int = 85, longest_side: int | None = None) -> RenderSpec:
