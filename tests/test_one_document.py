@@ -146,3 +146,37 @@ def test_every_entry_point_hands_back_every_page_of_a_stopped_run(tmp_path: Path
             assert [p.page for p in doc.pages] == list(range(2, 12)), name
             assert any(p.status == "failed" for p in doc.pages), name
             assert all(p.error is not None for p in doc.pages if p.status == "failed"), name
+
+
+class _Fspath:
+    """A path-like object that is not a ``pathlib.Path`` (pytest's ``tmpdir`` gives one)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_every_kind_of_one_document_is_taken(entry: str, sim: OpenAISimulator, folders: Path) -> None:
+    """Bytes in any buffer type, a str, a Path or any path-like object: the calls that take one
+    document took bytearray and memoryview before they checked their input, and refused a
+    path-like that is no Path."""
+    call = _entry_points(_settings(sim))[entry]
+    data = (folders / "one" / "c.png").read_bytes()
+    for source in (data, bytearray(data), memoryview(data), str(folders / "one" / "c.png"),
+                   folders / "one" / "c.png", _Fspath(folders / "one" / "c.png")):  # fmt: skip
+        got = call(source)
+        pages = got if isinstance(got, list) else got.pages
+        assert [p.status for p in pages] == ["ok"], type(source).__name__
+
+
+def test_the_lists_call_and_the_cache_take_path_like_objects(sim: OpenAISimulator, folders: Path, tmp_path: Path) -> None:
+    settings = {**_settings(sim), "cache": _Fspath(tmp_path / "cache")}
+    data = (folders / "one" / "c.png").read_bytes()
+    results = list(ocrclient.convert_many([_Fspath(folders / "two"), bytearray(data)], **settings))
+    assert [r.document.ok for r in results] == [True, True, True]
+    assert (tmp_path / "cache").is_dir()
+    with pytest.raises(ocrclient.ConfigError, match="cache takes"):
+        ocrclient.convert(data, **{**settings, "cache": ""})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field, replace
@@ -64,9 +65,9 @@ def open_cache(cache: CacheOption) -> PageCache | None:
         return cache
     if cache is True:
         return PageCache(default_cache_dir())
-    if not isinstance(cache, (str, Path)):
+    if not isinstance(cache, (str, os.PathLike)) or not str(os.fspath(cache)).strip():
         raise ConfigError(f"cache takes True, False, a folder or a PageCache, not {cache!r}")
-    return PageCache(cache)
+    return PageCache(os.fspath(cache))
 
 
 class Conversion:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import typer
@@ -32,6 +34,7 @@ __all__ = [
     "config_app",
     "fail",
     "failed_page",
+    "file_errors",
     "print_traceback",
     "real_console",
     "stderr",
@@ -114,6 +117,19 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     # escaped: a message may hold brackets ("pip install 'ocrclient[local]'") that are not markup
     stderr().print(f"[bold red]error:[/] {escape(redact(message))}", markup=True, soft_wrap=True)
     return typer.Exit(code)
+
+
+@contextmanager
+def file_errors(what: object) -> Iterator[None]:
+    """A file the command cannot read or write (``OSError``) ends it with one line,
+    ``error: <what>: <reason>``, exit 2, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.filename and not str(what).endswith(str(exc.filename)):  # the part of the path at fault
+            reason += f": {exc.filename}"
+        raise fail(f"{what}: {reason}") from None
 
 
 def print_traceback() -> None:

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import OcrError, redact, redact_data
-from .common import EXIT_FAILED_PAGES, app, backend_overrides, cache_app, config_app, fail, stdout
+from .common import (
+    EXIT_FAILED_PAGES,
+    app,
+    backend_overrides,
+    cache_app,
+    config_app,
+    fail,
+    file_errors,
+    stdout,
+)
 
 
 def _configured(cfg: Any) -> tuple[bool, str]:
@@ -222,7 +231,9 @@ def cache_info(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Where the page cache is, how many pages it holds, its size and its cap."""
-    info = _page_cache(cache_dir).info()
+    cache = _page_cache(cache_dir)
+    with file_errors(f"cannot read the page cache in {cache.directory}"):
+        info = cache.info()
     if as_json:
         typer.echo(json.dumps({"dir": info.directory, "entries": info.entries, "bytes": info.bytes, "max_bytes": info.max_bytes}, indent=2))
         return
@@ -237,5 +248,6 @@ def cache_info(
 def cache_clear(cache_dir: CacheDirOption = None) -> None:
     """Delete every cached page (the next run sends every page again)."""
     cache = _page_cache(cache_dir)
-    removed = cache.clear()
+    with file_errors(f"cannot clear the page cache in {cache.directory}"):
+        removed = cache.clear()
     typer.echo(f"removed {removed} cached page(s) from {cache.directory}")

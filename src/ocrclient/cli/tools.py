@@ -16,6 +16,7 @@ from .common import (
     app,
     backend_overrides,
     fail,
+    file_errors,
     stdout,
 )
 
@@ -79,7 +80,8 @@ def view(
     if not result.is_file():
         raise fail(f"{result}: no such file")
     try:
-        path = write_viewer(result, out)
+        with file_errors(f"cannot write the viewer {out or result.with_suffix('.html')}"):
+            path = write_viewer(result, out)
     except OcrError as exc:
         raise fail(str(exc)) from None
     except ValueError as exc:
@@ -95,4 +97,6 @@ def schema(path: Annotated[Path | None, typer.Argument(help="Write here instead 
     if path is None:
         typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
     else:
-        typer.echo(str(write_schema(path)))
+        with file_errors(f"cannot write {path}"):
+            written = write_schema(path)
+        typer.echo(str(written))

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from ..errors import ConfigError, InputError
 from .ranges import check_page_range, parse_page_range
@@ -68,11 +69,12 @@ def open_sources(
     ``password``, a PDF with no pages, an image over PIL's ``MAX_IMAGE_PIXELS``, and a
     directory or pattern that matches nothing.
     """
-    if isinstance(inputs, (str, Path, bytes)):
-        inputs = [inputs]
+    items: Sequence[Any] = (
+        [inputs] if isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview)) else cast(Sequence[Any], inputs)
+    )
     sources: list[Source] = []
     seen: set[str] = set()
-    for item in inputs:
+    for item in items:
         if isinstance(item, (bytes, bytearray, memoryview)):
             data = bytes(item)
             digest = hashlib.sha256(data).hexdigest()
@@ -129,7 +131,7 @@ def prepare_one(
     """:func:`prepare` for a call that takes one document (``convert``, ``stream_pages``): a
     folder or pattern naming more than one, or a list, is an :class:`InputError` before any is
     opened (``convert("scans/")`` returned the first document and dropped the others)."""
-    if not isinstance(source, (str, Path, bytes, bytearray, memoryview)):
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
         if isinstance(source, Sequence):
             raise InputError(f"takes one document, got a list of {len(source)}: use convert_many for several")
         raise InputError(f"{source!r}: an input is a path or the document's bytes (got {type(source).__name__})")
@@ -147,9 +149,9 @@ _Found = tuple[Path, str, Path | None, Path]
 
 def _find_files(item: str | Path) -> list[_Found]:
     """The files one path, directory or glob pattern names, in order (not yet validated)."""
-    if not isinstance(item, (str, Path)):
+    if not isinstance(item, (str, os.PathLike)):
         raise InputError(f"{item!r}: an input is a path, a folder, a glob pattern or bytes (got {type(item).__name__})")
-    text = str(item)
+    text = str(os.fspath(item))
     if not text.strip():
         raise InputError("an empty path names no document")
     path = Path(text).expanduser()
