@@ -68,3 +68,30 @@ def test_a_bad_client_setting_is_refused_when_the_client_is_made(case: str) -> N
     for make in (ocrclient.Client, ocrclient.AsyncClient):
         with pytest.raises(ConfigError, match=needle):
             make("local", **kwargs)
+
+
+@pytest.mark.parametrize("setting,value,needle", [
+    ("max_attempts", -1, "max_attempts: Input should be greater than or equal to 1"),
+    ("max_attempts", 0, "max_attempts: Input should be greater than or equal to 1"),
+    ("page_deadline_s", "x", "page_deadline_s: Input should be a valid number"),
+    ("cold_start_s", -5, "cold_start_s: Input should be greater than or equal to 0"),
+    ("attempt_timeout_s", 0, "attempt_timeout_s: Input should be greater than 0"),
+])  # fmt: skip
+def test_a_loaded_backends_settings_are_checked_when_the_client_is_made(setting: str, value: Any, needle: str) -> None:
+    """With a loaded Backend these four settings are the scheduler's, not the backend's: they
+    were taken unchecked (a string failed every page, -1 fell back to the profile's)."""
+    with ocrclient.load_backend("local") as be:
+        for make in (ocrclient.Client, ocrclient.AsyncClient):
+            with pytest.raises(ConfigError, match=needle):
+                make(backend=be, **{setting: value})
+
+
+def test_numbers_of_any_numeric_type_are_taken() -> None:
+    """numpy's numbers (an int64 from an array, say) are numbers: taken as before the checks."""
+    import numpy as np
+
+    with ocrclient.Client("local", concurrency=np.int64(3), timeout=np.float64(9.5),
+                          scheduler_options={"max_attempts": np.int64(2), "backoff_initial_s": np.float32(0.5)}) as c:  # fmt: skip
+        assert c.concurrency == 3 and isinstance(c.concurrency, int)
+    with ocrclient.load_backend("local") as be, ocrclient.Client(backend=be, max_attempts=np.int64(2)) as c:
+        assert c.concurrency == be.config.concurrency

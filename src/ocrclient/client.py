@@ -31,6 +31,7 @@ import inspect
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from contextlib import aclosing
+from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,7 @@ def _load(
     options the settings add (for a loaded backend, whose config is fixed)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     if timeout is not None:
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
+        if not isinstance(timeout, Real) or isinstance(timeout, bool) or not timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if given.setdefault("attempt_timeout_s", timeout) != timeout:
             raise UsageError("timeout= and attempt_timeout_s= are the same setting: give one")
@@ -129,15 +130,16 @@ class AsyncClient:
         scheduler_options: Mapping[str, Any] | None = None,
         isolate_render: bool = False,
     ) -> None:
-        if concurrency is not None and (not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1):
+        if concurrency is not None and (not isinstance(concurrency, Integral) or isinstance(concurrency, bool) or concurrency < 1):
             raise ConfigError(f"concurrency must be a whole number of pages, at least 1, not {concurrency!r}")
         overrides = {k: v for k, v in locals().items() if k in BACKEND_SETTINGS and k not in _CLIENT_ONLY}
         be, self._owns_backend, extra = _load(backend, overrides, timeout)
         self._backend = be
         self._cache = open_cache(cache)
-        self._scheduler_options = {**extra, **SchedulerOptions.checked(scheduler_options or {})}
+        # (a loaded backend's max_attempts, page_deadline_s, ... come as scheduler options: checked alike)
+        self._scheduler_options = {**SchedulerOptions.checked(extra, root=""), **SchedulerOptions.checked(scheduler_options or {})}
         self._isolate_render = isolate_render
-        self._concurrency = concurrency or be.config.concurrency
+        self._concurrency = int(concurrency) if concurrency is not None else be.config.concurrency
         self._limiter: AdaptiveLimiter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False

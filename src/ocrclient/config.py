@@ -129,7 +129,7 @@ class SchedulerOptions(BaseModel):
     keywords a caller sets), checked when the client is made: an unknown name or a value of the
     wrong kind was a ``TypeError`` at the first call, or a failed page at every one."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # (lax, as BackendConfig)
 
     max_attempts: int | None = Field(None, ge=1, le=50)
     attempt_timeout_s: float | None = Field(None, gt=0)
@@ -140,17 +140,19 @@ class SchedulerOptions(BaseModel):
     timeout_grace_s: float = Field(5.0, ge=0)
 
     @classmethod
-    def checked(cls, options: Mapping[str, Any]) -> dict[str, Any]:
-        """``options`` as given, or :class:`ConfigError` naming the first that is wrong."""
+    def checked(cls, options: Mapping[str, Any], root: str = "scheduler_options") -> dict[str, Any]:
+        """``options`` as given, or :class:`ConfigError` naming the first that is wrong (as
+        ``<root>.<name>``; ``root=""`` for settings given by their own names)."""
         from .contracts import first_error
 
+        where = f"{root}." if root else ""
         unknown = sorted(set(options) - set(cls.model_fields))
         if unknown:
-            raise ConfigError(f"scheduler_options.{unknown[0]}: not a scheduler option; known: {', '.join(cls.model_fields)}")
+            raise ConfigError(f"{where}{unknown[0]}: not a scheduler option; known: {', '.join(cls.model_fields)}")
         try:
             cls.model_validate(dict(options))
         except ValidationError as exc:
-            raise ConfigError(first_error(exc, "scheduler_options")) from None
+            raise ConfigError(first_error(exc, root)) from None
         return dict(options)
 
 
