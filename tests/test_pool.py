@@ -213,8 +213,9 @@ def _runpod_pool(tmp_path: Path, a: object, b: object) -> Path:
 @pytest.mark.parametrize("fault", ["http_429", "http_503", "down"])
 async def test_a_runpod_member_that_refuses_every_job_hands_its_pages_over_at_once(fault: str, tmp_path: Path) -> None:
     """Member b refuses every submission (a 429 storm, 503s, or its server is gone) while a is
-    healthy: each page b took goes to a at its next attempt, with no backoff before it, and the
-    run's concurrency is not cut for b's trouble.  A 429 used to be resent to b, with a doubling
+    healthy: each page b took goes to a (in the same attempt after a 429, which made no job; at
+    the next attempt, with no backoff before it, after a failure), and the run's concurrency is
+    not cut for b's trouble.  A 429 used to be resent to b, with a doubling
     wait, until the attempt's whole budget (attempt_timeout_s, plus cold_start_s the first time:
     over ten minutes with the shipped profiles) had passed, a's slots idle meanwhile."""
     from ocrclient.testing import RunPodSimulator
@@ -237,8 +238,11 @@ async def test_a_runpod_member_that_refuses_every_job_hands_its_pages_over_at_on
         a_jobs, b_jobs, a_busiest = a.jobs_submitted, b.jobs_submitted, a.max_concurrent
     assert [(p.page, p.status) for p in doc.pages] == [(i, "ok") for i in range(1, 17)]
     assert a_jobs == 16 and b_jobs == 0
-    assert retries and all(delay == 0.0 for delay in retries), retries  # straight to a
-    assert max(p.attempts for p in doc.pages) == 2
+    if fault == "http_429":  # b made no job of it: a takes the page within the same attempt
+        assert retries == [] and max(p.attempts for p in doc.pages) == 1
+    else:  # b failed: the retry goes straight to a
+        assert retries and all(delay == 0.0 for delay in retries), retries
+        assert max(p.attempts for p in doc.pages) == 2
     # no page waited out its attempt's budget (20 s) on b: handed over on b's first refusal
     assert max(p.latency_s or 0.0 for p in doc.pages) < 5.0
     assert a_busiest == 4  # a's every slot in use: the run's concurrency was not halved for b
@@ -253,3 +257,26 @@ async def test_a_dropped_member_is_named_in_a_warning(caplog: pytest.LogCaptureF
         await pool.send(ModelRequest(body={}))
     assert info.value.elsewhere
     assert [r.getMessage() for r in caplog.records] == ["pool member east takes no more pages in this run: HTTP 401: bad key"]
+
+
+async def test_a_member_slowed_down_now_and_then_stays_in_the_pool(tmp_path: Path) -> None:
+    """A short 429 (Retry-After 1 s) takes b out of the rotation for that second only, not for a
+    failure's doubling cooldown (b, the bigger member, sat idle for the rest of the run), and the
+    page it refused goes to a in the same attempt: none is retried, none fails."""
+    from ocrclient.testing import RunPodSimulator
+
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(200, 260)] * 60)
+    small = FaultPlan(latency_s=(0.1, 0.1), slots=2)
+    big = FaultPlan(seed=3, latency_s=(0.1, 0.1), slots=8, rates={"http_429": 0.05}, retry_after_s=1.0)
+    with RunPodSimulator(plan=small, endpoint_id="ep-a") as a, RunPodSimulator(plan=big, endpoint_id="ep-b") as b:
+        prof = _runpod_pool(tmp_path, a, b)
+        prof.write_text(prof.read_text().replace('label = "b" }', 'label = "b", weight = 4 }').replace("concurrency = 8", "concurrency = 10"))
+        backend = load_backend(str(prof))
+        doc = await ocrclient.aconvert(pdf, backend=backend, cache=False)
+        await backend.aclose()
+        refused, b_jobs = b.plan.injected.get("http_429", 0), b.jobs_submitted
+    assert [(p.status, p.attempts) for p in doc.pages] == [("ok", 1)] * 60
+    assert refused >= 1  # (the plan's seed makes some)
+    assert b_jobs >= 30, b_jobs  # b kept its share (4 of 5 by weight, less what it refused)
+    pool = backend.transport
+    assert isinstance(pool, PoolTransport) and all(m.strikes == 0 for m in pool.members)

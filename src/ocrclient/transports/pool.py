@@ -3,10 +3,10 @@
 Several endpoints serving the same model (two RunPod endpoints in different regions, a RunPod
 endpoint plus a pod, ...) act as one backend.  Each request goes to the healthy member with the
 lowest ``in-flight / weight``; a member whose attempt fails with a transient error (down, 5xx,
-timeout, a 429 its RunPod transport hands back rather than resend) is benched for a cooldown that
-doubles on repeated failures, so the scheduler's next attempt — the scheduler still owns every
-retry — lands on another member at once, and one member's 429 / 503 does not lower the run's
-concurrency.  When every member is
+timeout) is benched for a cooldown that doubles on repeated failures, one that answers 429 (its
+RunPod transport hands the refusal back rather than resend it) sits out that slow-down only, so
+the scheduler's next attempt — the scheduler still owns every retry — lands on another member at
+once, and one member's 429 / 503 does not lower the run's concurrency.  When every member is
 benched, the one whose cooldown ends first is tried.  A member that answers an auth or endpoint
 error (bad key, unknown endpoint id or model) is dropped; that error only stops the run when
 every member has had one.
@@ -140,46 +140,62 @@ class PoolTransport:
         delay = min(self.max_cooldown_s, self.cooldown_s * 2 ** (member.strikes - 1))
         member.benched_until = time.monotonic() + delay
 
+    def _hold(self, member: PoolMember, exc: TransientError) -> None:
+        """A member that answered 429 sits out its ``Retry-After`` (its endpoint's backoff; 1 s
+        without one), not a failure's doubling cooldown: a short slow-down leaves it in the pool."""
+        member.failed += 1
+        member.last_error = exc.message
+        wait = exc.retry_after if exc.retry_after is not None else min(1.0, self.cooldown_s)
+        member.benched_until = max(member.benched_until, time.monotonic() + wait)
+
     async def send(self, request: ModelRequest) -> ModelReply:
-        member = self._pick()
-        member.inflight += 1
-        member.sent += 1
-        try:
-            reply = await member.transport.send(request)
-        except RUN_STOPPING as exc:
-            member.auth_failed = True
-            member.fatal = exc
-            member.failed += 1
-            member.last_error = exc.message
-            if all(m.auth_failed for m in self.members):
+        """Send ``request`` to the healthiest member (see the module docstring).  A member that
+        answers 429 made nothing of it: the next healthy member takes it in the same attempt."""
+        while True:
+            member = self._pick()
+            member.inflight += 1
+            member.sent += 1
+            try:
+                reply = await member.transport.send(request)
+            except RUN_STOPPING as exc:
+                member.auth_failed = True
+                member.fatal = exc
+                member.failed += 1
+                member.last_error = exc.message
+                if all(m.auth_failed for m in self.members):
+                    raise
+                log.warning("pool member %s takes no more pages in this run: %s", member.name, exc.message)
+                # another member may accept: let the scheduler retry there
+                cause = "pool_member_auth" if isinstance(exc, AuthError) else "pool_member_endpoint"
+                raise TransientError(f"pool member {member.name}: {exc.message}", cause=cause,
+                                     elsewhere=self._any_healthy()) from exc  # fmt: skip
+            except TransientError as exc:
+                if exc.status == 429:  # a slow-down: out of the rotation while it lasts, no strike
+                    self._hold(member, exc)
+                    if self._any_healthy():
+                        continue
+                else:
+                    self._bench(member, exc.message)
+                # with another member to go to, the next attempt goes at once, and one member's
+                # 503 is not the run's congestion (the scheduler would halve its concurrency)
+                others = self._any_healthy()
+                raise TransientError(
+                    f"pool member {member.name}: {exc.message}",
+                    cause=exc.cause,
+                    retry_after=None if others else exc.retry_after,
+                    status=None if others and exc.status in (429, 503) else exc.status,
+                    elsewhere=others,
+                ) from exc
+            except PermanentError:
+                member.failed += 1
                 raise
-            log.warning("pool member %s takes no more pages in this run: %s", member.name, exc.message)
-            # another member may accept: let the scheduler retry there
-            cause = "pool_member_auth" if isinstance(exc, AuthError) else "pool_member_endpoint"
-            raise TransientError(f"pool member {member.name}: {exc.message}", cause=cause,
-                                 elsewhere=self._any_healthy()) from exc  # fmt: skip
-        except TransientError as exc:
-            self._bench(member, exc.message)
-            # with another member to go to, the next attempt goes at once, and one member's
-            # 429 / 503 is not the run's congestion (the scheduler would halve its concurrency)
-            others = self._any_healthy()
-            raise TransientError(
-                f"pool member {member.name}: {exc.message}",
-                cause=exc.cause,
-                retry_after=None if others else exc.retry_after,
-                status=None if others and exc.status in (429, 503) else exc.status,
-                elsewhere=others,
-            ) from exc
-        except PermanentError:
-            member.failed += 1
-            raise
-        finally:
-            member.inflight -= 1
-        member.ok += 1
-        member.strikes = 0
-        member.benched_until = 0.0
-        reply.data.setdefault("pool_member", member.name)
-        return reply
+            finally:
+                member.inflight -= 1
+            member.ok += 1
+            member.strikes = 0
+            member.benched_until = 0.0
+            reply.data.setdefault("pool_member", member.name)
+            return reply
 
     def _any_healthy(self) -> bool:
         now = time.monotonic()

@@ -191,7 +191,9 @@ class EndpointGate:
 
         def after(state: RetryCallState) -> None:  # runs before ``stop``: the block it sets counts
             exc = state.outcome.exception() if state.outcome else None
-            self.throttled(op, getattr(exc, "retry_after", None))
+            wait = self.throttled(op, getattr(exc, "retry_after", None))
+            if isinstance(exc, TransientError):  # raised past ``stop``, it says how long the block is
+                exc.retry_after = wait
             if exc is not None:  # tenacity's state is a cycle: its traceback would keep the body
                 exc.__traceback__ = None
 
