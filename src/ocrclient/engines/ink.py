@@ -60,15 +60,12 @@ def place_words(gray: Any, line: dict[str, Any], width: int, height: int, tight:
     character columns, which can cut a glyph short, so with ``tight`` each word box is first
     lengthened by a fifth of the line's thickness (never past the line or half-way to its
     neighbours) and then shrunk to its ink."""
+    line.pop("_turned", None)  # (engines.rapidocr: its words are already put back)
     lx0, ly0, lx1, ly1 = line["box"]
     words = line["words"]
     spans = [clip(w["box"], width, height) for w in words]
     down = (ly1 - ly0) > 1.5 * (lx1 - lx0)
     a = 1 if down else 0  # the axis the line runs along
-    if line.pop("_turned", False):  # read turned half a turn: RapidOCR's word boxes are mirrored
-        crop = line.get("det_box") or line["box"]
-        m = crop[a] + crop[a + 2]
-        spans = [[m - s[2], s[1], m - s[0], s[3]] if a == 0 else [s[0], m - s[3], s[2], m - s[1]] for s in spans]
     start, end = (ly0, ly1) if down else (lx0, lx1)
     pad = 0.2 * ((lx1 - lx0) if down else (ly1 - ly0)) if tight else 0.0
     order = sorted(range(len(words)), key=lambda k: spans[k][a])  # (up a page, words run back)

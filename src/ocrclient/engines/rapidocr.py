@@ -107,9 +107,9 @@ class _KeepCharScores:
 class _KeepTurns:
     """Wraps RapidOCR's orientation step (``cls_and_rotate``) and its recogniser
     (``recognize_txt``) to learn which lines were read turned half a turn ("180"): RapidOCR then
-    places their words as if they were not (each word's box lands mirrored along its line), so
-    :func:`~ocrclient.engines.ink.place_words` mirrors them back.  The lines RapidOCR keeps for
-    its word step are those whose text is not blank, in order."""
+    places their words as if they were not (each word's box lands mirrored along its line), and
+    :func:`lines_from_result` puts them back (:func:`_mirror_words`).  The lines RapidOCR keeps
+    for its word step are those whose text is not blank, in order."""
 
     def __init__(self, ocr: Any) -> None:
         self.ocr = ocr
@@ -291,6 +291,21 @@ def _aligned_scores(txts: Sequence[str], kept: list[tuple[str, list[float]]]) ->
     return [kept[j][1] if j is not None and len(kept[j][1]) == len(txt) else None for txt, j in zip(txts, at, strict=True)]
 
 
+def _mirror_words(words: list[dict[str, Any]], line: list[float]) -> None:
+    """Put back the words of a line the orientation classifier turned half a turn: RapidOCR places
+    them as if it had not, mirrored along the line (whose crop it reads across when the line is
+    1.5 times as long as it is thick, and down it otherwise: the line runs down the image)."""
+    x0, y0, x1, y1 = line
+    if (y1 - y0) >= 1.5 * (x1 - x0):
+        for w in words:
+            b = w["box"]
+            w["box"] = [b[0], y0 + y1 - b[3], b[2], y0 + y1 - b[1]]
+    else:
+        for w in words:
+            b = w["box"]
+            w["box"] = [x0 + x1 - b[2], b[1], x0 + x1 - b[0], b[3]]
+
+
 def rapidocr_version() -> str | None:
     """The installed ``rapidocr`` version (``None`` when it is not installed)."""
     try:
@@ -357,13 +372,16 @@ def lines_from_result(result: Any) -> list[dict[str, Any]]:
             words.append(
                 {"text": str(wtext), "score": round(float(wscore), 4), "box": _axis_box(wbox)}
             )
+        flip = i < len(turned) and turned[i]
+        if flip:
+            _mirror_words(words, _axis_box(boxes[i]))
         line: dict[str, Any] = {
             "text": text,
             "score": round(float(scores[i]), 4),
             "box": _axis_box(boxes[i]),
             "words": words,
         }
-        if i < len(turned) and turned[i]:  # consumed by engines.ink.place_words
+        if flip:  # read upside down (engines.tiling orders its words; ink.place_words drops it)
             line["_turned"] = True
         if chars is not None:  # consumed by engines.script.drop_foreign
             lead = len(str(txt)) - len(str(txt).lstrip())

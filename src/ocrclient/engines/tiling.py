@@ -91,6 +91,7 @@ class _Seen:
     line: int = 0  # which line of its tile it came from (wide pages)
     sep: str = " "  # how that line separated its words
     before: str = " "  # what stood before this word in its own line's text ("" for CJK)
+    turned: bool = False  # its line was read upside down: it reads right to left on the page
 
 
 def _separators(text: str, words: Sequence[str]) -> list[str] | None:
@@ -165,7 +166,7 @@ def merge_wide(per_tile: list[list[dict[str, Any]]], tiles: list[Tile], long_sid
             befores = _separators(line["text"], [str(w["text"]) for w in words])
             for k, word in enumerate(words):
                 s = _seen(word, tiles, i, 0, long_side)
-                s.line, s.sep = j, sep
+                s.line, s.sep, s.turned = j, sep, bool(line.get("_turned"))
                 s.before = befores[k] if befores is not None else sep
                 seen.append(s)
     rows: list[list[_Seen]] = []
@@ -180,11 +181,12 @@ def merge_wide(per_tile: list[list[dict[str, Any]]], tiles: list[Tile], long_sid
             rows.append([s])
     out: list[dict[str, Any]] = []
     for row in rows:
-        row.sort(key=lambda s: s.box[0])
+        turned = all(r.turned for r in row)  # (an upside-down row reads from the right)
+        row.sort(key=lambda s: s.box[0], reverse=turned)
         height = max(r.box[3] for r in row) - min(r.box[1] for r in row)
         groups: list[list[_Seen]] = [[row[0]]]
         for prev, s in itertools.pairwise(row):
-            if s.box[0] - prev.box[2] > 1.2 * height:
+            if max(s.box[0] - prev.box[2], prev.box[0] - s.box[2]) > 1.2 * height:
                 groups.append([s])
             else:
                 groups[-1].append(s)
@@ -205,6 +207,7 @@ def merge_wide(per_tile: list[list[dict[str, Any]]], tiles: list[Tile], long_sid
                         max(s.box[3] for s in group),
                     ],
                     "words": [dict(s.item) for s in group],
+                    **({"_turned": True} if turned else {}),
                 }
             )
     out.sort(key=lambda ln: (ln["box"][1], ln["box"][0]))
