@@ -743,3 +743,20 @@ def test_word_boxes_sit_on_their_words_whichever_way_the_lines_run(angle: int) -
             assert x0 <= cx <= x1 and y0 <= cy <= y1, (word.text, word.bbox, truth[word.text])
             checked += 1
     assert checked >= 10, [w.text for w in words]
+
+
+def test_wide_tiles_join_an_upside_down_line_from_the_right() -> None:
+    """An upside-down line's words sit right to left on the page (RapidOCR's text reads them in
+    order): merged across the tiles of a wide page, they keep that order, and a line read the
+    right way up keeps its own."""
+    tiles = tiling.plan_tiles(30000, 66)
+
+    def line(words: list[tuple[str, float]], turned: bool) -> dict[str, Any]:
+        out = {"text": " ".join(t for t, _ in words), "score": 0.9, "box": [0.0, 10.0, 400.0, 50.0],
+               "words": [{"text": t, "score": 0.9, "box": [x, 10.0, x + 80.0, 50.0]} for t, x in words]}  # fmt: skip
+        return {**out, "_turned": True} if turned else out
+
+    upside_down = tiling.merge_wide([[line([("first", 300.0), ("second", 150.0), ("third", 10.0)], True)]], tiles, 30000)
+    assert [ln["text"] for ln in upside_down] == ["first second third"]
+    upright = tiling.merge_wide([[line([("first", 10.0), ("second", 150.0), ("third", 300.0)], False)]], tiles, 30000)
+    assert [ln["text"] for ln in upright] == ["first second third"]
