@@ -756,7 +756,7 @@ def test_wide_tiles_join_an_upside_down_line_from_the_right() -> None:
                "words": [{"text": t, "score": 0.9, "box": [x, 10.0, x + 80.0, 50.0]} for t, x in words]}  # fmt: skip
         return {**out, "_turned": True} if turned else out
 
-    upside_down = tiling.merge_wide([[line([("first", 300.0), ("second", 150.0), ("third", 10.0)], True)]], tiles, 30000)
+    upside_down = tiling.merge_wide([[line([("first", 210.0), ("second", 110.0), ("third", 10.0)], True)]], tiles, 30000)
     assert [ln["text"] for ln in upside_down] == ["first second third"]
-    upright = tiling.merge_wide([[line([("first", 10.0), ("second", 150.0), ("third", 300.0)], False)]], tiles, 30000)
+    upright = tiling.merge_wide([[line([("first", 10.0), ("second", 110.0), ("third", 210.0)], False)]], tiles, 30000)
     assert [ln["text"] for ln in upright] == ["first second third"]
