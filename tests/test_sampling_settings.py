@@ -30,7 +30,7 @@ CHAT_PROFILES = sorted(p for p in list_profiles() if p not in ("local", "runpod-
 
 VALID: dict[str, list[Any]] = {
     "max_tokens": [1, 4096],
-    "temperature": [0, 0.7, [0.0, 0.5]],
+    "temperature": [0, 0.7, 1.5],
     "temperature_ladder": [0.2, [0.0, 0.3, 1.5]],
     "top_p": [1, 0.05, [0.1, 0.95]],
     "top_p_ladder": [0.5, [0.1, 0.95]],
@@ -47,7 +47,7 @@ VALID: dict[str, list[Any]] = {
 }
 INVALID: dict[str, list[Any]] = {
     "max_tokens": [0, -1, 1.5, "10", True],
-    "temperature": [-0.1, "hot", float("nan"), [], [0.1, -1]],
+    "temperature": [-0.1, "hot", float("nan"), [], [0.0, 0.5]],  # (a ladder is temperature_ladder)
     "temperature_ladder": [[], ["x"], [0.2, -1], float("inf")],
     "top_p": [0, 1.01, 2, "x"],
     "top_p_ladder": [[], [0.5, 0]],
@@ -135,3 +135,24 @@ def test_the_cli_refuses_a_bad_sampling_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == ["error: sampling.top_p must be a number in (0, 1] (or a list of them) (got 2)"]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_plugin_dialect_declares_its_own_sampling_keys() -> None:
+    """A dialect of a plugin that reads keys of its own from ``[sampling]`` names them; the
+    others are refused as for every chat dialect."""
+    from ocrclient.dialects.base import ChatDialect, PageContent
+
+    class Beamy(ChatDialect):
+        name = "beamy"
+        DEFAULT_MODEL = "m"
+        EXTRA_SAMPLING_KEYS = ("beam_width",)
+
+        def content(self, page: Any, image: Any, attempt: Any) -> list[dict[str, Any]]:
+            return []
+
+        def parse_text(self, text: str, reply: Any, request: Any) -> PageContent:
+            return PageContent(markdown=text)
+
+    assert Beamy(sampling={"beam_width": 3, "top_k": 5}).sampling_cfg["beam_width"] == 3
+    with pytest.raises(ConfigError, match=r"sampling\.beam_widht: not a sampling setting of the beamy dialect"):
+        Beamy(sampling={"beam_widht": 3})

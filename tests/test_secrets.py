@@ -658,3 +658,13 @@ def test_the_simulators_request_log_masks_a_key_in_the_url(
     sim_lines = [r.getMessage() for r in debug_logs.records if r.name.startswith("ocrclient.testing")]
     assert any("chat/completions" in line for line in sim_lines), sim_lines[:5]
     assert leaks("\n".join(sim_lines)) == []
+
+
+def test_a_urls_plain_query_values_are_not_taken_for_secrets() -> None:
+    """Only a query value under a credential's name, or a long opaque one, is a secret: every
+    "true" of ``?stream=true`` masked would garble every log line and error after it."""
+    from ocrclient.secrets import redact, register_url_secrets
+
+    register_url_secrets(f"http://127.0.0.1:9/v1?stream=true&version=2024&api_key=k3y-{URL_SECRET[-8:]}&x={URL_SECRET}")
+    assert redact("stream true, version 2024") == "stream true, version 2024"
+    assert redact(f"k3y-{URL_SECRET[-8:]} and {URL_SECRET}") == "*** and ***"

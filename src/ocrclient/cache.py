@@ -338,14 +338,14 @@ class PageCache:
         from several threads (a run calls it from worker threads)."""
         if page.status == "failed":
             return
-        try:
-            with self._writing:
+        with self._writing:
+            try:
                 self._put(key, page)
-        except OSError as exc:
-            self.write_errors += 1
-            if self.write_errors == 1:
-                log.warning("the page cache in %s cannot be written (%s): a page it does not store is sent again "
-                            "by a rerun (said once)", self.directory, exc)  # fmt: skip
+            except OSError as exc:
+                self.write_errors += 1
+                if self.write_errors == 1:
+                    log.warning("the page cache in %s cannot be written (%s): a page it does not store is sent "
+                                "again by a rerun (said once)", self.directory, exc)  # fmt: skip
 
     def _put(self, key: str, page: Page) -> None:
         path = self._path(key)

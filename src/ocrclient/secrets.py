@@ -49,15 +49,24 @@ def register_secret(value: str | None) -> None:
         _SECRETS.add(value)
 
 
+#: a query parameter whose name says it is a credential (``api_key``, ``token``, ``sig``, ...)
+_SECRET_PARAM = re.compile(r"(?i)key|token|secret|sig|auth|pass|cred|session|code")
+#: a query value that looks like a credential whatever its name: long and opaque
+_OPAQUE = re.compile(r"[A-Za-z0-9._~+/=-]{16,}")
+
+
 def register_url_secrets(url: str | None) -> None:
     """Register what a URL carries that is secret: the password of its user info
-    (``https://user:PASSWORD@host``) and its query's values (``?api_key=...``)."""
+    (``https://user:PASSWORD@host``) and the query's credentials: a value under a name like
+    ``api_key``, ``token`` or ``sig``, or any long opaque one (``?stream=true`` is none: masking
+    every "true" would garble every log line)."""
     if not url:
         return
     parts = urlsplit(url.strip())
     register_secret(parts.password)
-    for _, value in parse_qsl(parts.query, keep_blank_values=True):
-        register_secret(value)
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if _SECRET_PARAM.search(name) or _OPAQUE.fullmatch(value):
+            register_secret(value)
 
 
 def _env_secrets() -> set[str]:

@@ -49,7 +49,7 @@ from ..imaging import EncodedImage, RenderSpec
 from ..models import Attempt, ModelReply, ModelRequest, PageContent, PageImage, RawBlock
 from .reply_checks import check_reply, finish
 from .request_parts import chat_body, require_image
-from .sampling import DEFAULT_LADDER, check_sampling, sampling
+from .sampling import DEFAULT_LADDER, SAMPLING_RULES, check_sampling, sampling
 
 if TYPE_CHECKING:
     from ..config import BackendConfig
@@ -140,9 +140,13 @@ class ChatDialect(ModelDialect):
     #: finish_reason other than "stop" is bad output (olmOCR's pipeline rule)
     STRICT_STOP: bool = False
 
+    #: ``[sampling]`` keys of a dialect's own, beyond the chat servers' (a plugin's: see
+    #: :func:`~ocrclient.dialects.sampling.check_sampling`; they are not sent unless it sends them)
+    EXTRA_SAMPLING_KEYS: tuple[str, ...] = ()
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        check_sampling(self.sampling_cfg, self.name)
+        check_sampling(self.sampling_cfg, self.name, known=(*SAMPLING_RULES, *self.EXTRA_SAMPLING_KEYS))
 
     # -- hooks ----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -65,7 +65,7 @@ def _numbers(ok: Callable[[float], bool]) -> Callable[[Any], bool]:
 #: parameters; its 400 would fail every page of a run): key -> (test, what it must be)
 SAMPLING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_tokens": (lambda v: _integer(v) and v >= 1, "a positive integer"),
-    "temperature": (_numbers(lambda x: x >= 0), "a number >= 0 (or a list of them)"),
+    "temperature": (lambda v: _number(v) and v >= 0, "a number >= 0 (a ladder is temperature_ladder)"),
     "temperature_ladder": (_numbers(lambda x: x >= 0), "a number >= 0 or a non-empty list of them"),
     "top_p": (_numbers(lambda x: 0 < x <= 1), "a number in (0, 1] (or a list of them)"),
     "top_p_ladder": (_numbers(lambda x: 0 < x <= 1), "a number in (0, 1] or a non-empty list of them"),
