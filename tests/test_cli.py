@@ -511,3 +511,39 @@ def test_ocr_backends_lists_every_credential_and_endpoint_variable_a_backend_rea
     wanted = {n for n in env.read if re.search(r"KEY|SECRET|TOKEN|URL|ENDPOINT|MODEL", n)}
     wanted -= {"OCRCLIENT_BACKEND", "SSLKEYLOGFILE"}  # the choice of backend; TLS debugging
     assert wanted <= set(listed), (sorted(wanted - set(listed)), listed)
+
+
+def test_several_documents_on_stdout_stay_apart_and_named(sim: OpenAISimulator, tmp_path: Path) -> None:
+    """Without -o every document's markdown goes to stdout, in order: they were joined by one
+    newline (the last paragraph of one ran into the first of the next) and not named."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = text_pdf(tmp_path / "a" / "x.pdf", [["one"]], size=(0, 0, 200, 120))
+    b = text_pdf(tmp_path / "b" / "x.pdf", [["two"], ["three"]], size=(0, 0, 200, 120))
+    res = invoke("convert", str(a), str(b), *sim_args(sim), "--quiet", env=sim_env(sim))
+    assert res.exit_code == 0, res.output
+    first, second = res.stdout.split("\n\n<!-- document: ")
+    assert first.startswith(f"<!-- document: {a} -->\n\n") and first.count("Text of image") == 1, res.stdout
+    assert second.startswith(f"{b} -->\n\n") and second.count("Text of image") == 2, res.stdout
+    one = invoke("convert", str(a), *sim_args(sim), "--quiet", env=sim_env(sim))  # one document: as it is
+    assert "<!--" not in one.stdout and one.stdout.count("Text of image") == 1
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--json"], "--json prints the run's summary on stdout, where the markdown goes without -o"),
+    (["-f", "json"], "--format json: files need -o DIR"),
+    (["-f", "md,html"], "--format md,html: files need -o DIR"),
+    (["-f", ""], "--format '' names no format"),
+    (["-f", ",", "-o", "OUT"], "--format ',' names no format"),
+])  # fmt: skip
+def test_outputs_that_cannot_be_had_as_asked_are_refused(flags: list[str], needle: str, sim: OpenAISimulator,
+                                                         pdf: Path, tmp_path: Path) -> None:  # fmt: skip
+    """--json or file formats without -o (the markdown goes to stdout: JSON mixed with markdown,
+    formats dropped without a word), or no format at all (every page sent, nothing written)."""
+    flags = [str(tmp_path / "out") if f == "OUT" else f for f in flags]
+    before = dict(sim.requests)
+    res = invoke("convert", str(pdf), *sim_args(sim), *flags, env=sim_env(sim))
+    assert res.exit_code == 2 and res.stderr.startswith(f"error: {needle}"), res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and dict(sim.requests) == before  # one line, nothing sent
+    ok = invoke("convert", str(pdf), *sim_args(sim), "-f", "md", "--quiet", env=sim_env(sim))  # md to stdout: fine
+    assert ok.exit_code == 0 and ok.stdout.count("Text of image") == 3

@@ -801,3 +801,13 @@ def test_searchable_pdf_needs_the_source(built: tuple[Path, Document, Path], tmp
 def test_plain_text_strips_markup() -> None:
     assert pdf_exporter.plain_text("<table><tr><td>a &amp; b</td><td>c</td></tr></table>") == "a & b c"
     assert pdf_exporter.plain_text("- **bold** `code` [link](http://x)") == "bold code link"
+
+
+def test_the_text_keeps_an_images_description_not_its_markup() -> None:
+    """Each dialect's figures as markdown images (chandra's alt text with no file, DeepSeek's
+    image path): the txt output is the markdown stripped of markup, so it keeps the alt text."""
+    from ocrclient.document import Page
+    from ocrclient.exporters.text import page_text
+
+    md = "# Results\n\n![Bar chart of revenue by year]()\n\nAs shown ![](images/1.jpg) above.\n\n**Total**: 5"
+    assert page_text(Page(page=1, status="ok", markdown=md)) == "Results\n\nBar chart of revenue by year\n\nAs shown  above.\n\nTotal: 5"

@@ -60,6 +60,10 @@ def _parse_shard(shard: str | None) -> tuple[int, int] | None:
     return i, n
 
 
+#: what ``ocr convert -o DIR`` writes unless ``--format`` says otherwise
+DEFAULT_FORMATS = "md,json"
+
+
 def _in_shard(key: str, shard: tuple[int, int] | None) -> bool:
     if shard is None:
         return True
@@ -90,6 +94,18 @@ def _plan(
     return [(src, idx) for src, idx in plan if _in_shard(str(src.rel or src.name), shard_spec)], stem_of
 
 
+def _check_outputs(out: Path | None, formats: str, fmts: list[str], as_json: bool) -> None:
+    """Refuse outputs that cannot be had as asked: no format at all, formats that are files
+    without ``-o`` (the markdown goes to stdout: they were dropped without a word), ``--json``
+    without ``-o`` (its summary goes to stdout too: the two mixed were neither)."""
+    if not fmts:
+        raise ConfigError(f"--format {formats!r} names no format (e.g. md,json)")
+    if out is None and formats != DEFAULT_FORMATS and set(fmts) - {"md"}:
+        raise ConfigError(f"--format {formats}: files need -o DIR (without -o the markdown goes to stdout)")
+    if out is None and as_json:
+        raise ConfigError("--json prints the run's summary on stdout, where the markdown goes without -o: give -o DIR")
+
+
 def _output_folder(out: Path | None) -> None:
     """Make ``-o``'s folder once every setting is checked, before anything is sent (one line
     when it cannot be; a refused run leaves none behind)."""
@@ -117,12 +133,14 @@ class _Emitter:
     markdown goes to stdout); errors of single formats are reported, the manifest records it."""
 
     def __init__(self, out: Path | None, fmts: list[str], options: dict[str, dict[str, Any]], stem_of: dict[str, Path],
-                 manifest: "Manifest | None", pages: str | None, console: "Console") -> None:  # fmt: skip
+                 manifest: "Manifest | None", pages: str | None, console: "Console", several: bool = False) -> None:  # fmt: skip
         from ..exporters.sink import OutputWriter
 
         self.console = console
         self.pages = pages
         self.page_markers = bool(options["md"].get("page_markers"))
+        #: several documents go to stdout: each is named as it starts
+        self.several = several
         self.results: list[ConvertResult] = []
         self.writer = OutputWriter(out, fmts, options=options, stems=stem_of) if out is not None else None
         self.manifest = manifest
@@ -132,7 +150,12 @@ class _Emitter:
         if self.writer is None:
             from ..exporters.markdown import render
 
-            sys.stdout.write(render(result.document, page_markers=self.page_markers))
+            # documents apart: a blank line (one newline ran the last paragraph of one into the
+            # first of the next) and, when there are several, a comment naming each
+            head = "\n\n" if len(self.results) > 1 else ""
+            if self.several:
+                head += f"<!-- document: {result.source.name} -->\n\n"
+            sys.stdout.write(head + render(result.document, page_markers=self.page_markers))
             sys.stdout.flush()
             return
         for error in result.output_errors:  # one format failing loses neither the others nor the run
@@ -200,7 +223,8 @@ def _run(conv: "Conversion", be: "Backend", reporter: "Progress", emit: "_Emitte
 
 
 def _report(results: "list[ConvertResult]", wall: float, as_json: bool, quiet: bool, console: "Console") -> int:
-    """The summary (``--json`` on stdout, else on stderr unless ``--quiet``) and the exit code."""
+    """The summary (``--json``: as JSON on stdout; the table on stderr unless ``--quiet``) and
+    the exit code."""
     code = EXIT_FAILED_PAGES if any(r.document.stats.failed for r in results) else EXIT_OK
     if as_json:
         typer.echo(summary_json(results, wall, code))
@@ -299,7 +323,7 @@ def convert(
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Output directory (default: markdown to stdout).")] = None,
     backend: Annotated[str | None, typer.Option("--backend", "-b", help="Backend name or TOML profile path.")] = None,
     pages: Annotated[str | None, typer.Option("--pages", "-p", help="Page range, e.g. 1-3,7,10-")] = None,
-    formats: Annotated[str, typer.Option("--format", "-f", help="Comma-separated: md,json,txt,html,pdf")] = "md,json",
+    formats: Annotated[str, typer.Option("--format", "-f", help="Comma-separated: md,json,txt,html,pdf")] = DEFAULT_FORMATS,
     force_ocr_text: Annotated[bool, typer.Option("--force-ocr-text", help="pdf: add the OCR text also on pages that carry their own text.")] = False,
     text_layer: Annotated[str | None, typer.Option("--text-layer", help="local backend: read PDF pages from their own text layer: auto (when it can be trusted), always, never (OCR).")] = None,
     keep_furniture: Annotated[bool, typer.Option("--keep-furniture", help="Keep running headers, footers and page numbers in the markdown (local, chandra, dots).")] = False,
@@ -340,6 +364,7 @@ def convert(
     pool: RenderPool | None = None
     try:
         try:
+            _check_outputs(out, formats, fmts, as_json)
             plan, stem_of = _plan(inputs, pages, password, shard, fmts, out)
             over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
             over["dialect_options"] = _layer_options(text_layer, keep_furniture)
@@ -358,7 +383,7 @@ def convert(
 
         show = progress if progress is not None else (not quiet and console.is_terminal)
         reporter = Progress(sum(len(idx) for _, idx in plan), bool(show), verbose and not quiet)
-        emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console)
+        emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console, several=len(plan) > 1)
         t0 = time.monotonic()
         try:
             conv = Conversion(

@@ -10,12 +10,14 @@ from ..document import Document, Page
 from ._io import atomic_write
 
 _MD = re.compile(r"(^#{1,6}\s+)|(\*\*|__|`)|(^\s*[-*+]\s+)|(<[^>]+>)", re.M)
+#: an image, ``![alt](where)``: its alt text is what the text keeps (a figure's description)
+_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 
 
 def page_text(page: Page) -> str:
     if page.status == "failed":
         return ""
-    return _MD.sub("", page.markdown).strip()
+    return _MD.sub("", _IMAGE.sub(r"\1", page.markdown)).strip()
 
 
 def render(doc: Document) -> str:
