@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ocrclient.bench import body_bytes, run_bench
 from ocrclient.testing import FaultPlan, OpenAISimulator
 
@@ -47,3 +49,25 @@ def test_cli_bench_prints_the_upload_rates(tmp_path: Path) -> None:
     report = json.loads(run.stdout)
     assert report["upload_bytes_per_request"] > 0
     assert report["upload_mbit_s"] > 0 and report["upload_mbit_s_to_keep_busy"] > 0
+
+
+async def test_bench_counts_neither_pages_nor_bytes_that_went_nowhere(tmp_path: Path) -> None:
+    """Against an endpoint that is not there every page fails: no throughput and nothing
+    uploaded (it reported 0.63 pages/s and 13 Mbit/s of upload for six refused connections);
+    against one that answers some pages with an error, the bodies it got are counted and the
+    pages that failed are not."""
+    import socket
+
+    pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i} text"] for i in range(6)])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    report = await run_bench([str(pdf)], backend="openai", base_url=nowhere, api_key="k", model="m", max_attempts=1)
+    assert (report["failed"], report["pages_per_s"], report["upload_mbit_s"]) == (6, 0.0, 0.0)
+    with OpenAISimulator(plan=FaultPlan(seed=2, rates={"http_400": 0.5}, latency_s=(0.02, 0.02))) as sim:
+        report = await run_bench([str(pdf)], backend="openai", base_url=sim.base_url, api_key=sim.api_key,
+                                 model=sim.model, max_attempts=1)  # fmt: skip
+        answered = sim.requests["POST /v1/chat/completions"]
+    done = report["ok"] + report["degraded"]
+    assert 0 < done < 6 and report["pages_per_s"] == pytest.approx(done / report["wall_s"], rel=0.05)
+    assert report["upload_bytes_per_request"] > 0 and answered == 6  # every body went up, answered or refused

@@ -30,6 +30,7 @@ import httpx
 
 from .api import Conversion, prepare
 from .document import percentile
+from .errors import OcrError
 from .registry import Backend, load_backend
 
 __all__ = ["body_bytes", "parse_prometheus", "run_bench"]
@@ -97,7 +98,9 @@ def body_bytes(value: Any) -> int:
 
 
 class _Counting:
-    """A transport that counts the request bytes it is handed, then sends as the wrapped one."""
+    """A transport that sends as the wrapped one and counts the bytes of the requests that went
+    up: those the server answered (a reply, or an HTTP error), not those that never reached it
+    (a refused connection uploads nothing)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -108,9 +111,15 @@ class _Counting:
         return getattr(self.inner, name)
 
     async def send(self, request: Any) -> Any:
-        self.requests += 1
-        self.bytes += body_bytes(request.body)
-        return await self.inner.send(request)
+        size = body_bytes(request.body)
+        try:
+            reply = await self.inner.send(request)
+        except OcrError as exc:
+            if getattr(exc, "status", None) is not None:  # the server answered: the body went up
+                self.requests, self.bytes = self.requests + 1, self.bytes + size
+            raise
+        self.requests, self.bytes = self.requests + 1, self.bytes + size
+        return reply
 
 
 def _upload(counted: _Counting, wall: float, concurrency: int, p50: float | None) -> dict[str, Any]:
@@ -176,7 +185,8 @@ async def run_bench(
         "degraded": sum(p.status == "degraded" for p in all_pages),
         "failed": sum(p.status == "failed" for p in all_pages),
         "wall_s": round(wall, 3),
-        "pages_per_s": round(len(all_pages) / wall, 4) if wall > 0 else 0.0,
+        # pages read (ok or degraded) per second: a failed page is no throughput
+        "pages_per_s": round(sum(p.status != "failed" for p in all_pages) / wall, 4) if wall > 0 else 0.0,
         "latency_p50_s": percentile(latencies, 0.5),
         "latency_p95_s": percentile(latencies, 0.95),
         "attempts": sum(p.attempts for p in all_pages),
