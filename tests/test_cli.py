@@ -547,3 +547,24 @@ def test_outputs_that_cannot_be_had_as_asked_are_refused(flags: list[str], needl
     assert len(res.stderr.strip().splitlines()) == 1 and dict(sim.requests) == before  # one line, nothing sent
     ok = invoke("convert", str(pdf), *sim_args(sim), "-f", "md", "--quiet", env=sim_env(sim))  # md to stdout: fine
     assert ok.exit_code == 0 and ok.stdout.count("Text of image") == 3
+
+
+@pytest.mark.parametrize("profile", sorted(p for p in list_profiles() if resolve_config(p).transport == "runpod"))
+def test_a_missing_setting_is_asked_for_by_the_variable_the_backend_reads(profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The error for a missing endpoint id names the profile's own variable, the one
+    ``ocr backends`` lists (runpod-chandra's said RUNPOD_ENDPOINT_ID, a fallback it also reads)."""
+    import os
+
+    from ocrclient.cli.settings import _env_names
+    from ocrclient.errors import ConfigError
+    from ocrclient.registry import load_backend
+
+    for name in list(os.environ):
+        if name.startswith(("RUNPOD_", "OCRCLIENT_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("RUNPOD_API_KEY", "key-1234")
+    cfg = resolve_config(profile)
+    with pytest.raises(ConfigError) as info:
+        load_backend(profile, model="m")  # (the generic profile needs one first)
+    asked = re.search(r"set ([A-Z_]+)", str(info.value))
+    assert asked and asked.group(1) in _env_names(cfg) and asked.group(1) == (cfg.endpoint_id_env or "RUNPOD_ENDPOINT_ID")

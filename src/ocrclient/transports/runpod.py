@@ -250,10 +250,8 @@ class RunPodTransport(HttpImports):
             raise ConfigError(f"backend {cfg.name!r}: RunPod API key missing; set {env}")
         endpoint_id = cfg.resolved_endpoint_id()
         if not endpoint_id and mode != "local":
-            raise ConfigError(
-                f"backend {cfg.name!r}: RunPod endpoint id missing; set RUNPOD_ENDPOINT_ID "
-                "or pass --endpoint-id"
-            )
+            env = cfg.endpoint_id_env or "RUNPOD_ENDPOINT_ID"  # (the profile's own variable first)
+            raise ConfigError(f"backend {cfg.name!r}: RunPod endpoint id missing; set {env} or pass --endpoint-id")
         try:
             return cls(
                 endpoint_id=endpoint_id,
