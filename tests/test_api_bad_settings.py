@@ -95,3 +95,14 @@ def test_numbers_of_any_numeric_type_are_taken() -> None:
         assert c.concurrency == 3 and isinstance(c.concurrency, int)
     with ocrclient.load_backend("local") as be, ocrclient.Client(backend=be, max_attempts=np.int64(2)) as c:
         assert c.concurrency == be.config.concurrency
+
+
+def test_one_setting_given_two_ways_is_refused() -> None:
+    """``timeout`` is the attempt's limit, as ``attempt_timeout_s``: given both ways (as a keyword
+    or a scheduler option) with two values, one was dropped without a word."""
+    from ocrclient.errors import UsageError
+
+    for other in ({"attempt_timeout_s": 10}, {"scheduler_options": {"attempt_timeout_s": 10}}):
+        with pytest.raises(UsageError, match="are the same setting: give one"):
+            ocrclient.Client("local", timeout=30, **other)  # type: ignore[arg-type]
+    ocrclient.Client("local", timeout=30, scheduler_options={"attempt_timeout_s": 30}).close()  # the same: fine

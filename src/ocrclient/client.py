@@ -132,6 +132,8 @@ class AsyncClient:
     ) -> None:
         if concurrency is not None and (not isinstance(concurrency, Integral) or isinstance(concurrency, bool) or concurrency < 1):
             raise ConfigError(f"concurrency must be a whole number of pages, at least 1, not {concurrency!r}")
+        if timeout is not None and (scheduler_options or {}).get("attempt_timeout_s", timeout) != timeout:
+            raise UsageError("timeout= and scheduler_options['attempt_timeout_s'] are the same setting: give one")
         overrides = {k: v for k, v in locals().items() if k in BACKEND_SETTINGS and k not in _CLIENT_ONLY}
         be, self._owns_backend, extra = _load(backend, overrides, timeout)
         self._backend = be
