@@ -277,6 +277,8 @@ async def test_a_member_slowed_down_now_and_then_stays_in_the_pool(tmp_path: Pat
         refused, b_jobs = b.plan.injected.get("http_429", 0), b.jobs_submitted
     assert [(p.status, p.attempts) for p in doc.pages] == [("ok", 1)] * 60
     assert refused >= 1  # (the plan's seed makes some)
-    assert b_jobs >= 30, b_jobs  # b kept its share (4 of 5 by weight, less what it refused)
+    # b stays in the rotation: about 4 pages in 5 by weight here (29 to 48 seen, less on a loaded
+    # machine); benched for a cooldown at its first 429, it had taken 6
+    assert b_jobs >= 20, b_jobs
     pool = backend.transport
     assert isinstance(pool, PoolTransport) and all(m.strikes == 0 for m in pool.members)
