@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["clip", "place_words", "tighten"]
+__all__ = ["clip", "place_words", "runs_down", "tighten"]
+
+
+def runs_down(box: Sequence[float]) -> bool:
+    """Whether a line's ``box`` runs down the image (a page turned a quarter, read as it stands):
+    at least 1.5 times as tall as it is wide, RapidOCR's own rule for reading its crop down it."""
+    return (box[3] - box[1]) >= 1.5 * (box[2] - box[0])
 
 
 def tighten(gray: Any, box: Sequence[float], rules: bool = True) -> list[float]:
@@ -64,7 +70,7 @@ def place_words(gray: Any, line: dict[str, Any], width: int, height: int, tight:
     lx0, ly0, lx1, ly1 = line["box"]
     words = line["words"]
     spans = [clip(w["box"], width, height) for w in words]
-    down = (ly1 - ly0) > 1.5 * (lx1 - lx0)
+    down = runs_down(line["box"])
     a = 1 if down else 0  # the axis the line runs along
     start, end = (ly0, ly1) if down else (lx0, lx1)
     pad = 0.2 * ((lx1 - lx0) if down else (ly1 - ly0)) if tight else 0.0

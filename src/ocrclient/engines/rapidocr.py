@@ -293,10 +293,12 @@ def _aligned_scores(txts: Sequence[str], kept: list[tuple[str, list[float]]]) ->
 
 def _mirror_words(words: list[dict[str, Any]], line: list[float]) -> None:
     """Put back the words of a line the orientation classifier turned half a turn: RapidOCR places
-    them as if it had not, mirrored along the line (whose crop it reads across when the line is
-    1.5 times as long as it is thick, and down it otherwise: the line runs down the image)."""
+    them as if it had not, mirrored along the line (down it, for a line that runs down the image:
+    :func:`~ocrclient.engines.ink.runs_down`)."""
+    from .ink import runs_down
+
     x0, y0, x1, y1 = line
-    if (y1 - y0) >= 1.5 * (x1 - x0):
+    if runs_down(line):
         for w in words:
             b = w["box"]
             w["box"] = [b[0], y0 + y1 - b[3], b[2], y0 + y1 - b[1]]
