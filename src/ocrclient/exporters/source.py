@@ -77,12 +77,13 @@ def could_be_input(doc: Document, path: Path) -> bool:
         return False
     if any(p.page > src.page_count for p in doc.pages):
         return False
-    if src.kind != "pdf" or src.path is None:
+    if src.kind != "pdf":
         return True
-    import pypdfium2 as pdfium
-
+    try:
+        pdf = open_pdf(src)
+    except OcrError:
+        return False
     with PDFIUM_LOCK:
-        pdf = pdfium.PdfDocument(str(src.path))
         try:
             for p in doc.pages:
                 if p.width > 0 and p.height > 0:
