@@ -85,11 +85,7 @@ class PoolTransport:
         self.max_cooldown_s = max_cooldown_s
         for m in members:  # a member that would resend a refused page itself hands it back
             if hasattr(m.transport, "hand_back_429"):  # while another member can take it
-                m.transport.hand_back_429 = functools.partial(self._another_takes, m)
-
-    def _another_takes(self, member: PoolMember) -> bool:
-        now = time.monotonic()
-        return any(m is not member and m.healthy(now) for m in self.members)
+                m.transport.hand_back_429 = functools.partial(self._any_healthy, but=m)
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> PoolTransport:
@@ -197,9 +193,10 @@ class PoolTransport:
             reply.data.setdefault("pool_member", member.name)
             return reply
 
-    def _any_healthy(self) -> bool:
+    def _any_healthy(self, but: PoolMember | None = None) -> bool:
+        """Whether a member (other than ``but``) can take a page now."""
         now = time.monotonic()
-        return any(m.healthy(now) for m in self.members)
+        return any(m is not but and m.healthy(now) for m in self.members)
 
     def preload(self) -> None:
         """Every member's own ``preload`` (``Backend.preload``): best effort, as there; one that
