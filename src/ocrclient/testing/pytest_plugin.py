@@ -274,8 +274,10 @@ class _OcrEnv:
             if sim.mode == "modal":
                 options["modal"] = True
                 headers = sim.modal_headers
-                env[str(cfg.transport_options.get("modal_key_env", "MODAL_KEY"))] = headers["Modal-Key"]
-                env[str(cfg.transport_options.get("modal_secret_env", "MODAL_SECRET"))] = headers["Modal-Secret"]
+                from ..transports.openai import modal_env_names
+
+                key_env, secret_env = modal_env_names(cfg.transport_options)
+                env[key_env], env[secret_env] = headers["Modal-Key"], headers["Modal-Secret"]
         else:  # pragma: no cover - HTTPSimulator subclasses of the user's own
             raise TypeError(f"ocr_env does not know {type(sim).__name__}")
 

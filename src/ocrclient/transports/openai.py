@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -98,6 +99,12 @@ def split_query(url: str) -> tuple[str, dict[str, str]]:
 def is_modal(modal: Any, url: str | None) -> bool:
     """A Modal endpoint: ``transport_options.modal`` when it is set, else a ``*.modal.run`` host."""
     return bool(modal) if modal is not None else (urlsplit((url or "").strip()).hostname or "").endswith(".modal.run")
+
+
+def modal_env_names(opts: Mapping[str, Any]) -> tuple[str, str]:
+    """The variables holding Modal's proxy auth (``transport_options.modal_key_env`` /
+    ``modal_secret_env``, else ``MODAL_KEY`` / ``MODAL_SECRET``)."""
+    return str(opts.get("modal_key_env", "MODAL_KEY")), str(opts.get("modal_secret_env", "MODAL_SECRET"))
 
 
 def normalize_base_url(url: str) -> tuple[str, str]:
@@ -235,7 +242,7 @@ class OpenAITransport(HttpImports):
         except ConfigError:  # (not a URL: loading the backend says so)
             url = None
         if is_modal(opts.get("modal"), url):
-            names += [str(opts.get("modal_key_env", "MODAL_KEY")), str(opts.get("modal_secret_env", "MODAL_SECRET"))]
+            names += modal_env_names(opts)
         return names
 
     @classmethod
@@ -262,8 +269,9 @@ class OpenAITransport(HttpImports):
             key = api_key_from_aliases(opts.get("api_key_env_aliases"), backend=cfg.name)
         modal_key = modal_secret = None
         if is_modal(opts.get("modal"), base):  # (Modal's proxy auth is read only for a Modal endpoint)
-            modal_key = os.environ.get(str(opts.get("modal_key_env", "MODAL_KEY"))) or opts.get("modal_key")
-            modal_secret = os.environ.get(str(opts.get("modal_secret_env", "MODAL_SECRET"))) or opts.get("modal_secret")
+            key_env, secret_env = modal_env_names(opts)
+            modal_key = os.environ.get(key_env) or opts.get("modal_key")
+            modal_secret = os.environ.get(secret_env) or opts.get("modal_secret")
         idle = opts.get("idle_timeout_s")
         reserve = opts.get("prompt_token_reserve")
         return cls(
