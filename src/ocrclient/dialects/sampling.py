@@ -129,8 +129,7 @@ def sampling(
     """
     out: dict[str, Any] = {}
     mt = cfg_sampling.get("max_tokens", max_tokens)
-    if not isinstance(mt, int) or isinstance(mt, bool) or mt <= 0:
-        raise ConfigError("sampling.max_tokens must be a positive integer")
+    check_sampling({"max_tokens": mt}, "chat")  # (the one rule: SAMPLING_RULES)
     out["max_tokens"] = mt
     if "temperature_ladder" in cfg_sampling:
         rungs = _float_list(cfg_sampling["temperature_ladder"], "temperature_ladder")
