@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -124,6 +124,12 @@ def cache_max_bytes() -> int:
     return parse_size(chosen["cache_max_bytes"], "cache_max_bytes / OCRCLIENT_CACHE_MAX_BYTES")
 
 
+#: the bounds of the settings a profile and ``scheduler_options`` both set (one rule for both)
+Attempts = Annotated[int, Field(ge=1, le=50)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+Seconds = Annotated[float, Field(ge=0)]
+
+
 class SchedulerOptions(BaseModel):
     """What ``scheduler_options=`` may tune (the :class:`~ocrclient.scheduler.Scheduler`'s
     keywords a caller sets), checked when the client is made: an unknown name or a value of the
@@ -131,13 +137,13 @@ class SchedulerOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)  # (lax, as BackendConfig)
 
-    max_attempts: int | None = Field(None, ge=1, le=50)
-    attempt_timeout_s: float | None = Field(None, gt=0)
-    page_deadline_s: float | None = Field(None, gt=0)
-    cold_start_s: float | None = Field(None, ge=0)
-    backoff_initial_s: float = Field(1.0, ge=0)
-    backoff_max_s: float = Field(60.0, ge=0)
-    timeout_grace_s: float = Field(5.0, ge=0)
+    max_attempts: Attempts | None = None
+    attempt_timeout_s: PositiveSeconds | None = None
+    page_deadline_s: PositiveSeconds | None = None
+    cold_start_s: Seconds | None = None
+    backoff_initial_s: Seconds = 1.0
+    backoff_max_s: Seconds = 60.0
+    timeout_grace_s: Seconds = 5.0
 
     @classmethod
     def checked(cls, options: Mapping[str, Any], root: str = "scheduler_options") -> dict[str, Any]:
@@ -204,10 +210,10 @@ class BackendConfig(BaseModel):
     render: RenderSettings = Field(default_factory=RenderSettings)
     sampling: dict[str, Any] = Field(default_factory=dict)
     concurrency: int = Field(8, ge=1, le=4096)
-    max_attempts: int = Field(4, ge=1, le=50)
-    attempt_timeout_s: float = Field(600.0, gt=0)
-    page_deadline_s: float = Field(1800.0, gt=0)
-    cold_start_s: float = Field(600.0, ge=0)
+    max_attempts: Attempts = 4
+    attempt_timeout_s: PositiveSeconds = 600.0
+    page_deadline_s: PositiveSeconds = 1800.0
+    cold_start_s: Seconds = 600.0
     price_per_gpu_second: float | None = None
     price_per_hour: float | None = None
     transport_options: dict[str, Any] = Field(default_factory=dict)
