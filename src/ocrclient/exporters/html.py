@@ -232,11 +232,12 @@ def write_viewer(json_path: Path, out_html: Path | None = None) -> Path:
     out = Path(out_html) if out_html is not None else json_path.with_suffix(".html")
     from .source import resolve_source
 
-    if out_html is None and out.exists() and resolve_source(doc, None, json_path.parent) is None:
+    found = resolve_source(doc, None, json_path.parent)  # (once: checking it opens the file)
+    if out_html is None and out.exists() and found is None:
         # (the run's own viewer is there, with the page images it drew: a blank one would replace it)
         raise InputError(f"{doc.source}: source not found, so a viewer would have no page images; "
                          f"{out} is kept (give -o to write one without them)")  # fmt: skip
-    page = render_html(doc, base=json_path.parent)
+    page = render_html(doc, source=found, base=json_path.parent)
     return atomic_write(out, page)
 
 
