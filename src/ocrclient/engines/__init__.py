@@ -7,7 +7,8 @@ One page through the modules, in pipeline order:
 * :mod:`.tiling` – extreme-aspect pages cut into overlapping tiles, and the readings merged;
 * :mod:`.ink` – the detector's padded boxes shrunk to the ink they hold;
 * :mod:`.script` – the page's script, and low-confidence characters of other scripts kept out;
-* :mod:`.read` – one encoded page image through the four above (what the ``local`` transport,
+* :mod:`.orientation` – a page standing sideways or upside down in its image, read turned upright;
+* :mod:`.read` – one encoded page image through the five above (what the ``local`` transport,
   :mod:`ocrclient.transports.local`, runs in a worker thread);
 * :mod:`.text_layer`, :mod:`.trust`, :mod:`.pdf_page` – a PDF page read from its own text layer
   (pypdfium2, exact boxes) when that can be trusted, else through :mod:`.read` (what the

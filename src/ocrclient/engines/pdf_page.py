@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .orientation import to_upright
 from .rapidocr import EngineSettings
 from .text_layer import Layer, band_lines, layer_lines, read_layer
 from .trust import Sampler, Verdict, inked, judge
@@ -97,6 +98,11 @@ def _hybrid(
     page = _ocr(image, settings, why, start)
     if not layer_lines:
         return page
+    rotation = int(page.data.get("rotation") or 0)
+    if rotation:  # the OCR read the page turned upright (engines.orientation): the layer too
+        up_w, up_h = page.data["image_size"]
+        w, h = (up_h, up_w) if rotation in (90, 270) else (up_w, up_h)
+        layer_lines = to_upright(layer_lines, rotation, w, h)
     ocr_lines = page.data.get("lines") or []
     kept = [o for o in ocr_lines if not any(_overlap(o["box"], t["box"]) >= 0.5 for t in layer_lines)]
     for o in kept:

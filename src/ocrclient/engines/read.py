@@ -1,10 +1,13 @@
-"""One page image through the engine: decode -> tiles -> RapidOCR -> ink-tight boxes.
+"""One page image through the engine: decode -> tiles -> RapidOCR (upright) -> ink-tight boxes.
 
 :func:`read_image` is what the in-process transport (:mod:`ocrclient.transports.local`) runs in a
 worker thread for each page.  Its :class:`Reading` becomes the reply's ``data``:
 ``{"lines": [...], "image_size": [w, h], "engine": "rapidocr"}`` (plus ``"tiles": n`` for a page
 read in tiles), where every line is ``{"text", "score", "box": [x0, y0, x1, y1], "det_box":
-[...], "words": [{"text", "score", "box"}, ...]}`` in pixels of the image that was sent.
+[...], "words": [{"text", "score", "box"}, ...]}`` in pixels of the image that was sent, or,
+for a page that stands sideways or upside down in it (:mod:`.orientation`), of that image turned
+upright: ``"rotation"`` then says how the page stands in the image sent (clockwise degrees from
+upright, as a PDF page's ``/Rotate``) and ``"image_size"`` is the upright size.
 ``det_box`` is the detector's box (clipped to the image), padded around the text by a fraction
 of its height; ``box`` is that box shrunk to the ink it holds (when ``tight_boxes``), and word
 boxes share their line's vertical extent.
@@ -27,6 +30,7 @@ from typing import Any
 
 from ..errors import PermanentError
 from .ink import clip, place_words, tighten
+from .orientation import read_upright
 from .rapidocr import EngineSettings, get_engine, lines_from_result, run_engine
 from .script import drop_foreign, page_scripts
 from .tiling import plan_tiles, read_tiles
@@ -45,6 +49,8 @@ class Reading:
     seconds: float  # engine and box work, after decoding and loading
     scripts: list[str] = field(default_factory=list)  # the page's scripts (engines.script)
     removed: list[str] = field(default_factory=list)  # lines dropped whole as stray characters
+    #: how the page stands in the image sent: clockwise degrees from upright (:mod:`.orientation`)
+    rotation: int = 0
 
     @property
     def text(self) -> str:
@@ -64,6 +70,8 @@ class Reading:
             out["scripts"] = self.scripts
         if self.removed:
             out["removed_lines"] = self.removed
+        if self.rotation:
+            out["rotation"] = self.rotation
         return out
 
 
@@ -84,21 +92,26 @@ def decode(data: bytes) -> Any:
 
 def read_image(data: bytes | Any, settings: EngineSettings, layer_text: str | None = None) -> Reading:
     """Read one page image (its encoded bytes, or the PIL image a caller already decoded) with
-    the process's engine for ``settings`` (blocking: call it from a worker thread).
-    ``layer_text``: the page's trusted text layer, when there is one (it decides the page's
-    scripts)."""
+    the process's engine for ``settings`` (blocking: call it from a worker thread), upright
+    (:mod:`.orientation`: a page fed sideways or upside down is read turned back, its lines in
+    pixels of the upright image, :attr:`Reading.rotation` saying how it stands in the image
+    sent).  ``layer_text``: the page's trusted text layer, when there is one (it decides the
+    page's scripts)."""
     import numpy as np
 
     image = decode(bytes(data)) if isinstance(data, bytes | bytearray | memoryview) else data
-    gray = np.asarray(image.convert("L"))
-    height, width = gray.shape
     engine = get_engine(settings)
     start = time.perf_counter()
-    tiles = plan_tiles(width, height, max_side=settings.max_side_len)
-    if len(tiles) == 1:
-        lines = lines_from_result(run_engine(engine, image))
-    else:
-        lines = read_tiles(engine, image, tiles, vertical=height > width)
+
+    def read(img: Any) -> tuple[list[dict[str, Any]], int]:
+        tiles = plan_tiles(img.width, img.height, max_side=settings.max_side_len)
+        if len(tiles) == 1:
+            return lines_from_result(run_engine(engine, img)), 1
+        return read_tiles(engine, img, tiles, vertical=img.height > img.width), len(tiles)
+
+    lines, rotation, image, tiles = read_upright(image, read)
+    gray = np.asarray(image.convert("L"))
+    height, width = gray.shape
     scripts = page_scripts(lines, layer_text)
     removed: list[str] = []
     lines = drop_foreign(lines, scripts, removed)
@@ -106,4 +119,5 @@ def read_image(data: bytes | Any, settings: EngineSettings, layer_text: str | No
         line["det_box"] = clip(line["box"], width, height)
         line["box"] = tighten(gray, line["det_box"]) if settings.tight_boxes else line["det_box"]
         place_words(gray, line, width, height, settings.tight_boxes)
-    return Reading(lines, width, height, len(tiles), time.perf_counter() - start, sorted(scripts), removed)
+    seconds = time.perf_counter() - start
+    return Reading(lines, width, height, tiles, seconds, sorted(scripts), removed, rotation)

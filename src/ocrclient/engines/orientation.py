@@ -1,0 +1,119 @@
+"""Which way up a page image stands: a scan fed sideways or upside down is read upright.
+
+RapidOCR reads every line crop it finds, whichever way it runs: a line running down the image is
+turned a quarter before it is read, and its classifier turns a crop it calls upside down.  So
+the *words* of a turned page may come out right, but the page's *layout* (columns, paragraphs,
+reading order, which the ``rapidocr`` dialect builds from the boxes) is built on the page as it
+stands, in the wrong order; and the crops the classifier leaves upside down read as nonsense.
+:func:`read_upright` therefore judges the first reading (of the image as sent):
+
+* most of its characters on lines running down the image (:func:`~.ink.runs_down`): the page
+  stands a quarter turn off.  It is read again turned back either way, and the reading that
+  stands upright with the most confidently read characters (:func:`confident_chars`) is kept,
+  unless it has clearly fewer of them than the first reading (:data:`SIDEWAYS_KEEP`: text that
+  runs down the page, as Japanese may, reads worse turned);
+* else, when the classifier turned more than :data:`TURNED_SHARE` of its characters' lines half
+  a turn, the page may stand upside down: it is read again turned half a turn, and that reading
+  is kept when it has clearly more confidently read characters (:data:`CLEARLY_MORE`; a page
+  read upside down has well under half of them).
+
+An upright page (the usual case) is read once.  A page with little text (under
+:data:`MIN_CHARS` characters) is taken as it stands.  The reading kept comes with its turn
+(``rotation``: clockwise degrees from the upright page to the image sent, the convention of a
+PDF page's ``/Rotate``) and the upright image; the dialect lays the lines out upright and turns
+their boxes back into the image that was sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .ink import runs_down
+
+__all__ = ["MIN_CHARS", "TURNED_SHARE", "Upright", "confident_chars", "read_upright", "sideways", "to_upright", "turned_share"]
+
+#: a reading with fewer characters than this decides no turn
+MIN_CHARS = 20
+#: the share of characters on lines the classifier turned half a turn above which a page may
+#: stand upside down (upright pages of the corpus: at most 0.06; upside-down ones: 0.29 to 0.92)
+TURNED_SHARE = 0.15
+#: how many times the confidently read characters of the page read upside down must exceed the
+#: first reading's for it to be kept
+CLEARLY_MORE = 1.05
+#: the share of the first reading's confidently read characters a sideways page's upright
+#: reading must keep (Latin text read upright: 0.93 and up of the sideways reading)
+SIDEWAYS_KEEP = 0.8
+
+Lines = list[dict[str, Any]]
+Upright = tuple[Lines, int, Any, Any]  # lines, rotation, the image they were read on, extra
+
+
+def _chars(lines: Sequence[dict[str, Any]], pick: Callable[[dict[str, Any]], bool] | None = None) -> int:
+    return sum(len(line["text"]) for line in lines if pick is None or pick(line))
+
+
+def _share(lines: Sequence[dict[str, Any]], pick: Callable[[dict[str, Any]], bool]) -> float:
+    return _chars(lines, pick) / max(1, _chars(lines))
+
+
+def sideways(lines: Sequence[dict[str, Any]]) -> bool:
+    """Most characters of ``lines`` are on lines running down the image."""
+    return _share(lines, lambda line: runs_down(line["box"])) > 0.5
+
+
+def turned_share(lines: Sequence[dict[str, Any]]) -> float:
+    """The share of characters on lines the classifier turned half a turn before reading."""
+    return _share(lines, lambda line: bool(line.get("_turned")))
+
+
+def confident_chars(lines: Sequence[dict[str, Any]]) -> float:
+    """The characters read, each counted by its line's score."""
+    return sum(len(line["text"]) * float(line.get("score") or 0.0) for line in lines)
+
+
+def read_upright(image: Any, read: Callable[[Any], tuple[Lines, Any]]) -> Upright:
+    """Read ``image`` (a PIL image) with ``read`` (image -> (lines, anything it wants back)),
+    upright: ``(lines, rotation, image read, extra)`` (see the module docstring)."""
+    lines, extra = read(image)
+    best: Upright = (lines, 0, image, extra)
+    if _chars(lines) < MIN_CHARS:
+        return best
+    turns: tuple[int, ...]
+    if sideways(lines):
+        turns, bar = (90, 270), SIDEWAYS_KEEP * confident_chars(lines)
+    elif turned_share(lines) > TURNED_SHARE:
+        turns, bar = (180,), CLEARLY_MORE * confident_chars(lines)
+    else:
+        return best
+    for turn in turns:
+        # PIL's rotate turns counter-clockwise: the image sent is the upright page turned
+        # clockwise by `turn`, so turning it counter-clockwise by `turn` stands it upright
+        turned = image.rotate(turn, expand=True)
+        got, more = read(turned)
+        if not sideways(got) and confident_chars(got) > bar:
+            best, bar = (got, turn, turned, more), confident_chars(got)
+    return best
+
+
+def to_upright(lines: Sequence[dict[str, Any]], rotation: int, width: float, height: float) -> Lines:
+    """``lines`` in pixels of the ``width`` x ``height`` image sent -> in pixels of that image
+    turned upright (the page standing ``rotation`` degrees clockwise in it): their boxes, the
+    detector's and their words' (copies; the dicts given are left as they are)."""
+    from ..geometry import rotate_norm_box
+
+    back = (360 - rotation) % 360
+    up_w, up_h = (height, width) if rotation in (90, 270) else (width, height)
+
+    def turn(box: Sequence[float]) -> list[float]:
+        n = rotate_norm_box((box[0] / width, box[1] / height, box[2] / width, box[3] / height), back)
+        return [n[0] * up_w, n[1] * up_h, n[2] * up_w, n[3] * up_h]
+
+    out: Lines = []
+    for line in lines:
+        moved = {**line, "box": turn(line["box"])}
+        if line.get("det_box") is not None:
+            moved["det_box"] = turn(line["det_box"])
+        moved["words"] = [{**w, "box": turn(w["box"])} for w in line.get("words") or ()]
+        out.append(moved)
+    return out

@@ -1,0 +1,212 @@
+"""A page fed sideways or upside down is read upright by the local engine (engines/orientation.py).
+
+Before, a scan turned a quarter or half a turn came out with its paragraphs in reverse order, and
+the lines RapidOCR's classifier left upside down as nonsense ("This  u  r    n  rn  ssn u sa.").
+Now each of the three turns of an image reads exactly as the image given upright, with every box
+turned with the page; a scanned PDF page, at each turn, reads in order with its line boxes on the
+truth's lines; an upright page is still read once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pypdfium2 as pdfium
+import pytest
+from PIL import Image
+
+import ocrclient
+from ocrclient.document import Block, Document
+from ocrclient.engines import orientation
+from ocrclient.engines import read as read_mod
+from ocrclient.geometry import rotate_norm_box
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample.pdf"
+DPI = 100  # the lowest the test reads at: the classifier is least sure of itself there
+
+
+def _upright_page() -> Image.Image:
+    page = pdfium.PdfDocument(str(SAMPLE))[0]
+    return page.render(scale=DPI / 72).to_pil().convert("RGB")
+
+
+def _encoded(img: Image.Image, kind: str) -> bytes:
+    buf = io.BytesIO()
+    if kind == "pdf":  # an image-only PDF page, as a scanner writes it
+        img.save(buf, "PDF", resolution=DPI)
+    else:
+        img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _blocks(doc: Document) -> list[Block]:
+    out: list[Block] = []
+
+    def walk(blocks: list[Block]) -> None:
+        for b in blocks:
+            out.append(b)
+            walk(b.children)
+
+    walk(doc.pages[0].blocks)
+    return out
+
+
+@pytest.fixture(scope="module")
+def upright() -> dict[str, Document]:
+    img = _upright_page()
+    return {"png": ocrclient.convert(_encoded(img, "png"), backend="local", cache=False)}
+
+
+@pytest.mark.parametrize("turn", [90, 180, 270])
+def test_a_turned_image_reads_as_the_upright_image(turn: int, upright: dict[str, Document]) -> None:
+    """The same pixels turned: the very same reading, every box (line and word) turned with the page."""
+    want = upright["png"]
+    sent = _upright_page().rotate(-turn, expand=True)  # PIL turns counter-clockwise
+    doc = ocrclient.convert(_encoded(sent, "png"), backend="local", cache=False)
+    assert doc.pages[0].status == "ok"
+    assert doc.markdown == want.markdown
+    page, up = doc.pages[0], want.pages[0]
+    assert (page.width, page.height) == ((up.height, up.width) if turn in (90, 270) else (up.width, up.height))
+    got, ref = _blocks(doc), _blocks(want)
+    assert [(b.type, b.text) for b in got] == [(b.type, b.text) for b in ref]
+    boxed = 0
+    for b, r in zip(got, ref, strict=True):
+        assert (b.bbox_norm is None) == (r.bbox_norm is None)
+        if b.bbox_norm is not None and r.bbox_norm is not None:
+            assert b.bbox_norm == pytest.approx(rotate_norm_box(tuple(r.bbox_norm), turn), abs=1e-6), b.text
+            boxed += 1
+    assert boxed > 100
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+@pytest.mark.parametrize("turn", [0, 90, 180, 270])
+def test_a_turned_scanned_pdf_page_reads_in_order_with_its_boxes_on_its_lines(turn: int) -> None:
+    """An image-only PDF page (what a scanner writes), turned: against the sample's truth, its
+    text comes in reading order and each truth line, turned with the page, has its line box."""
+    truth = json.loads(SAMPLE.with_name("sample.truth.json").read_text(encoding="utf-8"))["pages"][0]
+    sent = _upright_page().rotate(-turn, expand=True)
+    doc = ocrclient.convert(_encoded(sent, "pdf"), backend="local", cache=False)
+    assert doc.pages[0].status == "ok"
+    # order-sensitive: the same paragraphs in reverse order score well under 0.5
+    want = _words(" ".join(line["text"] for line in truth["lines"]))
+    assert difflib.SequenceMatcher(None, _words(doc.markdown), want, autojunk=False).ratio() > 0.9
+    lines = [b.bbox_norm for b in _blocks(doc) if b.type == "line" and b.bbox_norm is not None]
+    w, h = truth["width"], truth["height"]
+    found = 0
+    for line in truth["lines"]:
+        x0, y0, x1, y1 = line["box"]
+        where = rotate_norm_box((x0 / w, y0 / h, x1 / w, y1 / h), turn)
+        found += max((_iou(where, tuple(b)) for b in lines), default=0.0) >= 0.5
+    assert found >= 0.9 * len(truth["lines"]), (found, len(truth["lines"]))
+
+
+def test_an_upright_page_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    real = read_mod.run_engine
+
+    def counting(engine: Any, image: Any) -> Any:
+        calls.append(image.size)
+        return real(engine, image)
+
+    monkeypatch.setattr(read_mod, "run_engine", counting)
+    doc = ocrclient.convert(_encoded(_upright_page(), "png"), backend="local", cache=False)
+    assert doc.pages[0].status == "ok" and "Quarterly Field Report" in doc.markdown
+    assert len(calls) == 1
+
+
+def _line(text: str, box: tuple[float, float, float, float], score: float = 0.95, turned: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"text": text, "score": score, "box": list(box), "words": []}
+    if turned:
+        out["_turned"] = True
+    return out
+
+
+ACROSS = (10.0, 10.0, 400.0, 30.0)  # a line running across the image
+DOWN = (10.0, 10.0, 30.0, 400.0)  # a line running down it
+TEXT = "a line of some forty characters of text."
+
+
+class _Reader:
+    """``read`` for :func:`read_upright`: what each turn of the image reads (by its turn from the
+    image given: 0 for it, then PIL's counter-clockwise degrees), and the turns it was asked."""
+
+    def __init__(self, by_turn: dict[int, list[dict[str, Any]]]) -> None:
+        self.by_turn = by_turn
+        self.asked: list[int] = []
+
+    def __call__(self, img: Any) -> tuple[list[dict[str, Any]], int]:
+        turn = int(img.info.get("turn", 0))
+        self.asked.append(turn)
+        return self.by_turn[turn], turn
+
+
+class _Img:
+    """Stands in for a PIL image: ``rotate`` records the turn."""
+
+    def __init__(self, turn: int = 0) -> None:
+        self.info = {"turn": turn}
+
+    def rotate(self, angle: int, expand: bool = False) -> _Img:
+        return _Img((self.info["turn"] + angle) % 360)
+
+
+@pytest.mark.parametrize(
+    ("first", "by_turn", "want_turn", "asked"),
+    [
+        # upright, the classifier calm: read once
+        ([_line(TEXT, ACROSS)], {}, 0, [0]),
+        # sideways: both quarter turns are read, the upright one with more confident text wins
+        ([_line(TEXT, DOWN)], {90: [_line(TEXT, ACROSS, 0.99)], 270: [_line(TEXT, ACROSS, 0.4, True)]}, 90, [0, 90, 270]),
+        ([_line(TEXT, DOWN, 0.4, True)], {90: [_line(TEXT, ACROSS, 0.4, True)], 270: [_line(TEXT, ACROSS, 0.99)]}, 270, [0, 90, 270]),
+        # sideways text that reads clearly worse turned (vertical writing) stays as it stands
+        ([_line(TEXT, DOWN, 0.99)], {90: [_line(TEXT, ACROSS, 0.5)], 270: [_line(TEXT, ACROSS, 0.4)]}, 0, [0, 90, 270]),
+        # a turn that still reads sideways is not upright
+        ([_line(TEXT, DOWN, 0.5)], {90: [_line(TEXT, DOWN, 0.99)], 270: [_line(TEXT, DOWN, 0.99)]}, 0, [0, 90, 270]),
+        # upside down: the classifier turned many lines; half a turn reads clearly better
+        ([_line(TEXT, ACROSS, 0.5, True)], {180: [_line(TEXT, ACROSS, 0.99)]}, 180, [0, 180]),
+        # the classifier turned many lines, but half a turn reads no better: kept as it stands
+        ([_line(TEXT, ACROSS, 0.9, True)], {180: [_line(TEXT, ACROSS, 0.9)]}, 0, [0, 180]),
+        # too little text to decide anything
+        ([_line("abc", DOWN, 0.4, True)], {}, 0, [0]),
+    ],
+)
+def test_read_upright_decides(first: list[dict[str, Any]], by_turn: dict[int, list[dict[str, Any]]], want_turn: int, asked: list[int]) -> None:
+    reader = _Reader({0: first, **by_turn})
+    lines, rotation, img, extra = orientation.read_upright(_Img(), reader)
+    assert rotation == want_turn and extra == want_turn
+    assert lines is reader.by_turn[want_turn]
+    assert img.info["turn"] == want_turn
+    assert reader.asked == asked
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_to_upright_turns_every_box_back(rotation: int) -> None:
+    """Lines in pixels of the image sent -> pixels of the upright image, exactly where
+    :func:`rotate_norm_box` puts the upright box when it turns it into the image sent."""
+    up_w, up_h = 300.0, 500.0
+    w, h = (up_h, up_w) if rotation in (90, 270) else (up_w, up_h)
+    upright_box = (30.0, 40.0, 120.0, 60.0)
+    n = rotate_norm_box((30 / up_w, 40 / up_h, 120 / up_w, 60 / up_h), rotation)
+    sent = [n[0] * w, n[1] * h, n[2] * w, n[3] * h]
+    line = {"text": "x", "box": sent, "det_box": sent, "words": [{"text": "x", "box": sent}]}
+    [moved] = orientation.to_upright([line], rotation, w, h)
+    for box in (moved["box"], moved["det_box"], moved["words"][0]["box"]):
+        assert box == pytest.approx(upright_box)
+    assert line["box"] is sent  # the given dicts are left as they are
