@@ -24,7 +24,7 @@ from PIL import Image
 
 import ocrclient
 from ocrclient.document import Block, Document
-from ocrclient.engines import orientation
+from ocrclient.engines import orientation, tiling
 from ocrclient.engines import read as read_mod
 from ocrclient.geometry import rotate_norm_box
 
@@ -119,7 +119,8 @@ def test_a_turned_scanned_pdf_page_reads_in_order_with_its_boxes_on_its_lines(tu
     assert found >= 0.9 * len(truth["lines"]), (found, len(truth["lines"]))
 
 
-def test_an_upright_page_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kind", ["page", "tiles"])
+def test_an_upright_page_is_read_once(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Any] = []
     real = read_mod.run_engine
 
@@ -128,9 +129,16 @@ def test_an_upright_page_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(engine, image)
 
     monkeypatch.setattr(read_mod, "run_engine", counting)
-    doc = ocrclient.convert(_encoded(_upright_page(), "png"), backend="local", cache=False)
-    assert doc.pages[0].status == "ok" and "Quarterly Field Report" in doc.markdown
-    assert len(calls) == 1
+    monkeypatch.setattr(tiling, "run_engine", counting)
+    if kind == "page":
+        doc = ocrclient.convert(_encoded(_upright_page(), "png"), backend="local", cache=False)
+        assert doc.pages[0].status == "ok" and "Quarterly Field Report" in doc.markdown
+        assert len(calls) == 1
+    else:
+        strip = _drawn((1800, 150), ["the river during the spring months and recorded the results"], 22, 60, (15, 25))
+        doc = ocrclient.convert(_encoded(strip, "png"), backend="local", cache=False)
+        assert doc.pages[0].status == "ok" and "spring months" in doc.markdown
+        assert len(calls) == len(tiling.plan_tiles(1800, 150)) > 1
 
 
 def _line(text: str, box: tuple[float, float, float, float], score: float = 0.95, turned: bool = False) -> dict[str, Any]:
@@ -147,16 +155,17 @@ TEXT = "a line of some forty characters of text."
 
 class _Reader:
     """``read`` for :func:`read_upright`: what each turn of the image reads (by its turn from the
-    image given: 0 for it, then PIL's counter-clockwise degrees), and the turns it was asked."""
+    image given: 0 for it, then PIL's counter-clockwise degrees), judged by the same lines unless
+    ``judged`` says otherwise (a page read in tiles), and the turns it was asked."""
 
-    def __init__(self, by_turn: dict[int, list[dict[str, Any]]]) -> None:
-        self.by_turn = by_turn
+    def __init__(self, by_turn: dict[int, list[dict[str, Any]]], judged: dict[int, list[dict[str, Any]]] | None = None) -> None:
+        self.by_turn, self.judged = by_turn, judged or {}
         self.asked: list[int] = []
 
-    def __call__(self, img: Any) -> tuple[list[dict[str, Any]], int]:
+    def __call__(self, img: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
         turn = int(img.info.get("turn", 0))
         self.asked.append(turn)
-        return self.by_turn[turn], turn
+        return self.judged.get(turn, self.by_turn[turn]), self.by_turn[turn], turn
 
 
 class _Img:
@@ -169,28 +178,38 @@ class _Img:
         return _Img((self.info["turn"] + angle) % 360)
 
 
-@pytest.mark.parametrize(
-    ("first", "by_turn", "want_turn", "asked"),
-    [
-        # upright, the classifier calm: read once
-        ([_line(TEXT, ACROSS)], {}, 0, [0]),
-        # sideways: both quarter turns are read, the upright one with more confident text wins
-        ([_line(TEXT, DOWN)], {90: [_line(TEXT, ACROSS, 0.99)], 270: [_line(TEXT, ACROSS, 0.4, True)]}, 90, [0, 90, 270]),
-        ([_line(TEXT, DOWN, 0.4, True)], {90: [_line(TEXT, ACROSS, 0.4, True)], 270: [_line(TEXT, ACROSS, 0.99)]}, 270, [0, 90, 270]),
-        # sideways text that reads clearly worse turned (vertical writing) stays as it stands
-        ([_line(TEXT, DOWN, 0.99)], {90: [_line(TEXT, ACROSS, 0.5)], 270: [_line(TEXT, ACROSS, 0.4)]}, 0, [0, 90, 270]),
-        # a turn that still reads sideways is not upright
-        ([_line(TEXT, DOWN, 0.5)], {90: [_line(TEXT, DOWN, 0.99)], 270: [_line(TEXT, DOWN, 0.99)]}, 0, [0, 90, 270]),
-        # upside down: the classifier turned many lines; half a turn reads clearly better
-        ([_line(TEXT, ACROSS, 0.5, True)], {180: [_line(TEXT, ACROSS, 0.99)]}, 180, [0, 180]),
-        # the classifier turned many lines, but half a turn reads no better: kept as it stands
-        ([_line(TEXT, ACROSS, 0.9, True)], {180: [_line(TEXT, ACROSS, 0.9)]}, 0, [0, 180]),
-        # too little text to decide anything
-        ([_line("abc", DOWN, 0.4, True)], {}, 0, [0]),
-    ],
-)
-def test_read_upright_decides(first: list[dict[str, Any]], by_turn: dict[int, list[dict[str, Any]]], want_turn: int, asked: list[int]) -> None:
-    reader = _Reader({0: first, **by_turn})
+GOOD, POOR = 0.99, 0.4
+CASES = {
+    "upright, the classifier calm: read once": ([_line(TEXT, ACROSS)], {}, None, 0, [0]),
+    "sideways, turned back the better way": (
+        [_line(TEXT, DOWN)], {90: [_line(TEXT, ACROSS, GOOD)], 270: [_line(TEXT, ACROSS, POOR)]}, None, 90, [0, 90, 270]),
+    "sideways the other way": (
+        [_line(TEXT, DOWN, POOR, True)], {90: [_line(TEXT, ACROSS, POOR)], 270: [_line(TEXT, ACROSS, GOOD)]}, None, 270, [0, 90, 270]),
+    # short clean lines read as well upside down, the classifier turning them: its turn decides
+    "sideways, both ways read alike: the one the classifier left alone": (
+        [_line(TEXT, DOWN, GOOD)], {90: [_line(TEXT, ACROSS, GOOD, True)], 270: [_line(TEXT, ACROSS, GOOD)]}, None, 270, [0, 90, 270]),
+    "sideways text that reads clearly worse turned (vertical writing) stays": (
+        [_line(TEXT, DOWN, GOOD)], {90: [_line(TEXT, ACROSS, 0.5)], 270: [_line(TEXT, ACROSS, POOR)]}, None, 0, [0, 90, 270]),
+    "a turn that still reads sideways is not upright": (
+        [_line(TEXT, DOWN, 0.5)], {90: [_line(TEXT, DOWN, GOOD)], 270: [_line(TEXT, DOWN, GOOD)]}, None, 0, [0, 90, 270]),
+    "upside down, its lines nonsense": ([_line(TEXT, ACROSS, 0.5, True)], {180: [_line(TEXT, ACROSS, GOOD)]}, None, 180, [0, 180]),
+    "upside down, every line turned back and read well by the classifier": (
+        [_line(TEXT, ACROSS, GOOD, True)], {180: [_line(TEXT, ACROSS, GOOD)]}, None, 180, [0, 180]),
+    "the classifier turned some lines, but half a turn reads no better": (
+        [_line(TEXT, ACROSS, 0.9), _line(TEXT, ACROSS, 0.9, True)],
+        {180: [_line(TEXT, ACROSS, 0.5, True), _line(TEXT, ACROSS, 0.9)]}, None, 0, [0, 180]),
+    # a wide page read in tiles: its merged rows run across, its tiles' own lines run down
+    "tiles: judged by the tiles' own lines": (
+        [_line(TEXT, ACROSS, 0.5)], {90: [_line(TEXT, ACROSS, GOOD)], 270: [_line(TEXT, ACROSS, POOR)]},
+        {0: [_line(TEXT, DOWN, 0.5)]}, 90, [0, 90, 270]),
+    "too little text to decide anything": ([_line("abc", DOWN, POOR, True)], {}, None, 0, [0]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_read_upright_decides(case: str) -> None:
+    first, by_turn, judged, want_turn, asked = CASES[case]
+    reader = _Reader({0: first, **by_turn}, judged)
     lines, rotation, img, extra = orientation.read_upright(_Img(), reader)
     assert rotation == want_turn and extra == want_turn
     assert lines is reader.by_turn[want_turn]
@@ -264,3 +283,46 @@ def test_second_opinion_keeps_the_better_reading_of_each_turned_crop() -> None:
     assert [w[0][0] for w in res.word_results] == list(res.txts)
     assert turns.labels == [False, False, True]  # crop 0's words are placed as found
     assert turns.kept_lines() == [False, False, True]
+
+
+SHORT_LINES = ["The survey team", "measured the water", "levels at each of the", "twelve stations along",
+               "the northern bank of", "the river during the", "spring months and", "recorded the results"]  # fmt: skip
+
+
+def _drawn(size: tuple[int, int], lines: list[str], font_px: int, step: int, at: tuple[int, int]) -> Image.Image:
+    from PIL import ImageDraw, ImageFont
+
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=font_px)
+    for i, text in enumerate(lines):
+        draw.text((at[0], at[1] + i * step), text, fill="black", font=font)
+    return img
+
+
+def _texts(data: bytes) -> tuple[int, list[str]]:
+    reading = read_mod.read_image(data, read_mod.EngineSettings())
+    return reading.rotation, [line["text"] for line in reading.lines]
+
+
+@pytest.mark.parametrize("turn", [90, 180, 270])
+def test_short_clean_lines_turned_are_read_upright(turn: int) -> None:
+    """Short clean lines read about as well upside down as upright (the classifier turns them):
+    the page turned a quarter either way, or half a turn, still comes back upright."""
+    page = _drawn((1240, 1754), SHORT_LINES, 40, 64, (100, 300))
+    want = _texts(_encoded(page, "png"))
+    assert want[0] == 0 and want[1][:2] == SHORT_LINES[:2]
+    assert _texts(_encoded(page.rotate(-turn, expand=True), "png")) == (turn, want[1])
+
+
+def test_a_page_read_in_tiles_turned_a_quarter_is_read_upright() -> None:
+    """A wide strip (read in tiles) sent turned a quarter: a tall strip, also read in tiles.  Its
+    tiles' own lines run down the image (merging the tiles hid that), so it is turned back (both
+    quarter turns are always tried: one of them suffices here)."""
+    line = "the river during the spring months and recorded the results in the field notebook"
+    strip = _drawn((1800, 150), [line, line.upper()], 22, 60, (15, 25))
+    rotation, texts = _texts(_encoded(strip, "png"))
+    assert rotation == 0 and len(texts) == 2
+    got_rotation, got = _texts(_encoded(strip.rotate(-90, expand=True), "png"))
+    assert got_rotation == 90
+    assert got == texts

@@ -8,14 +8,22 @@ stands, in the wrong order; and the crops the classifier leaves upside down read
 :func:`read_upright` therefore judges the first reading (of the image as sent):
 
 * most of its characters on lines running down the image (:func:`~.ink.runs_down`): the page
-  stands a quarter turn off.  It is read again turned back either way, and the reading that
-  stands upright with the most confidently read characters (:func:`confident_chars`) is kept,
-  unless it has clearly fewer of them than the first reading (:data:`SIDEWAYS_KEEP`: text that
-  runs down the page, as Japanese may, reads worse turned);
+  stands a quarter turn off.  It is read again turned back either way;
 * else, when the classifier turned more than :data:`TURNED_SHARE` of its characters' lines half
-  a turn, the page may stand upside down: it is read again turned half a turn, and that reading
-  is kept when it has clearly more confidently read characters (:data:`CLEARLY_MORE`; a page
-  read upside down has well under half of them).
+  a turn, the page may stand upside down: it is read again turned half a turn.
+
+Readings are compared by their characters read upright (:func:`upright_chars`: each counted by
+its line's score, on lines that run across the image and that the classifier did not turn).
+Upside down, a page's lines either read as nonsense or are turned by the classifier, so either
+way they count little; the classifier's turn, not the score, tells a page standing upright from
+one standing upside down when both read well (short, clean lines read as well either way).  A
+page turned back is kept when it reads more characters upright than the first reading
+(:data:`CLEARLY_MORE` times as many when the first reading already stood across the image), and,
+for a sideways page, at least :data:`SIDEWAYS_KEEP` of the characters the first reading read in
+all (text that runs down the page, as Japanese may, reads worse turned).
+
+A page read in tiles (:mod:`.tiling`) is judged by its tiles' own lines, before they are merged:
+merging the tiles of a wide page groups words into rows, which hides lines running down the image.
 
 An upright page (the usual case) is read once.  A page with little text (under
 :data:`MIN_CHARS` characters) is taken as it stands.  The reading kept comes with its turn
@@ -31,21 +39,26 @@ from typing import Any
 
 from .ink import runs_down
 
-__all__ = ["MIN_CHARS", "TURNED_SHARE", "Upright", "confident_chars", "read_upright", "sideways", "to_upright", "turned_share"]
+__all__ = [
+    "MIN_CHARS", "TURNED_SHARE", "Read", "Upright", "confident_chars", "read_upright", "sideways", "to_upright",
+    "turned_share", "upright_chars",
+]  # fmt: skip
 
 #: a reading with fewer characters than this decides no turn
 MIN_CHARS = 20
 #: the share of characters on lines the classifier turned half a turn above which a page may
 #: stand upside down (upright pages of the corpus: at most 0.06; upside-down ones: 0.29 to 0.92)
 TURNED_SHARE = 0.15
-#: how many times the confidently read characters of the page read upside down must exceed the
-#: first reading's for it to be kept
+#: how many times the characters read upright of a page turned half a turn must exceed the first
+#: reading's for it to be kept
 CLEARLY_MORE = 1.05
-#: the share of the first reading's confidently read characters a sideways page's upright
-#: reading must keep (Latin text read upright: 0.93 and up of the sideways reading)
+#: the share of the first reading's characters (:func:`confident_chars`) a sideways page turned
+#: back must read upright (Latin text read upright: 0.93 and up of the sideways reading)
 SIDEWAYS_KEEP = 0.8
 
 Lines = list[dict[str, Any]]
+#: ``read``: image -> (the lines to judge it by, the lines it gives, anything it wants back)
+Read = Callable[[Any], tuple[Lines, Lines, Any]]
 Upright = tuple[Lines, int, Any, Any]  # lines, rotation, the image they were read on, extra
 
 
@@ -72,27 +85,33 @@ def confident_chars(lines: Sequence[dict[str, Any]]) -> float:
     return sum(len(line["text"]) * float(line.get("score") or 0.0) for line in lines)
 
 
-def read_upright(image: Any, read: Callable[[Any], tuple[Lines, Any]]) -> Upright:
-    """Read ``image`` (a PIL image) with ``read`` (image -> (lines, anything it wants back)),
-    upright: ``(lines, rotation, image read, extra)`` (see the module docstring)."""
-    lines, extra = read(image)
+def upright_chars(lines: Sequence[dict[str, Any]]) -> float:
+    """The characters read as the page stands: :func:`confident_chars` of the lines that run
+    across the image and that the classifier did not turn half a turn."""
+    return confident_chars([ln for ln in lines if not ln.get("_turned") and not runs_down(ln["box"])])
+
+
+def read_upright(image: Any, read: Read) -> Upright:
+    """Read ``image`` (a PIL image) with ``read``, upright: ``(lines, rotation, image read,
+    extra)`` (see the module docstring)."""
+    judged, lines, extra = read(image)
     best: Upright = (lines, 0, image, extra)
-    if _chars(lines) < MIN_CHARS:
+    if _chars(judged) < MIN_CHARS:
         return best
     turns: tuple[int, ...]
-    if sideways(lines):
-        turns, bar = (90, 270), SIDEWAYS_KEEP * confident_chars(lines)
-    elif turned_share(lines) > TURNED_SHARE:
-        turns, bar = (180,), CLEARLY_MORE * confident_chars(lines)
+    if sideways(judged):
+        turns, bar = (90, 270), max(upright_chars(judged), SIDEWAYS_KEEP * confident_chars(judged))
+    elif turned_share(judged) > TURNED_SHARE:
+        turns, bar = (180,), CLEARLY_MORE * upright_chars(judged)
     else:
         return best
     for turn in turns:
         # PIL's rotate turns counter-clockwise: the image sent is the upright page turned
         # clockwise by `turn`, so turning it counter-clockwise by `turn` stands it upright
         turned = image.rotate(turn, expand=True)
-        got, more = read(turned)
-        if not sideways(got) and confident_chars(got) > bar:
-            best, bar = (got, turn, turned, more), confident_chars(got)
+        got_judged, got, more = read(turned)
+        if not sideways(got_judged) and upright_chars(got_judged) > bar:
+            best, bar = (got, turn, turned, more), upright_chars(got_judged)
     return best
 
 

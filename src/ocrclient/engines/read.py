@@ -103,11 +103,14 @@ def read_image(data: bytes | Any, settings: EngineSettings, layer_text: str | No
     engine = get_engine(settings)
     start = time.perf_counter()
 
-    def read(img: Any) -> tuple[list[dict[str, Any]], int]:
+    def read(img: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
         tiles = plan_tiles(img.width, img.height, max_side=settings.max_side_len)
         if len(tiles) == 1:
-            return lines_from_result(run_engine(engine, img)), 1
-        return read_tiles(engine, img, tiles, vertical=img.height > img.width), len(tiles)
+            lines = lines_from_result(run_engine(engine, img))
+            return lines, lines, 1
+        judged: list[dict[str, Any]] = []
+        lines = read_tiles(engine, img, tiles, vertical=img.height > img.width, read=judged)
+        return judged, lines, len(tiles)
 
     lines, rotation, image, tiles = read_upright(image, read)
     gray = np.asarray(image.convert("L"))

@@ -213,9 +213,13 @@ def merge_wide(per_tile: list[list[dict[str, Any]]], tiles: list[Tile], long_sid
     out.sort(key=lambda ln: (ln["box"][1], ln["box"][0]))
     return out
 
-def read_tiles(engine: Engine, image: Any, tiles: list[Tile], vertical: bool) -> list[dict[str, Any]]:
+def read_tiles(
+    engine: Engine, image: Any, tiles: list[Tile], vertical: bool, read: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """OCR an extreme-aspect page (the decoded image) tile by tile (see :func:`plan_tiles`)
-    and merge what the tiles read: line dicts in pixels of the whole page."""
+    and merge what the tiles read: line dicts in pixels of the whole page.  ``read``, when
+    given, gets every tile's own lines before they are merged (in pixels of the whole page:
+    what :mod:`.orientation` judges the page by)."""
     rgb = image.convert("RGB")
     per_tile: list[list[dict[str, Any]]] = []
     for tile in tiles:
@@ -225,6 +229,8 @@ def read_tiles(engine: Engine, image: Any, tiles: list[Tile], vertical: bool) ->
         for line in lines:
             _shift(line, x0, y0)
         per_tile.append(lines)
+    if read is not None:
+        read.extend(dict(line) for lines in per_tile for line in lines)
     if vertical:
         return merge_tall(per_tile, tiles, rgb.height)
     return merge_wide(per_tile, tiles, rgb.width)
