@@ -203,6 +203,9 @@ CASES = {
         [_line(TEXT, ACROSS, 0.5)], {90: [_line(TEXT, ACROSS, GOOD)], 270: [_line(TEXT, ACROSS, POOR)]},
         {0: [_line(TEXT, DOWN, 0.5)]}, 90, [0, 90, 270]),
     "too little text to decide anything": ([_line("abc", DOWN, POOR, True)], {}, None, 0, [0]),
+    # one or two glyphs stand tall whichever way the page stands (a table of single digits)
+    "glyphs standing tall are no sideways page": (
+        [_line("7", DOWN) for _ in range(60)] + [_line("Table 4. Counts per plot", ACROSS)], {}, None, 0, [0]),
 }  # fmt: skip
 
 
@@ -326,3 +329,27 @@ def test_a_page_read_in_tiles_turned_a_quarter_is_read_upright() -> None:
     got_rotation, got = _texts(_encoded(strip.rotate(-90, expand=True), "png"))
     assert got_rotation == 90
     assert got == texts
+
+
+def test_an_upright_table_of_single_digits_is_not_turned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each single digit's box is taller than wide, as a line running down the image is: a page
+    of them was taken for a page turned a quarter, its title read as "Tabl", "e", "Counts" and
+    its table transposed."""
+    import random
+
+    from PIL import ImageDraw, ImageFont
+
+    rng = random.Random(12)
+    img = Image.new("RGB", (1240, 1754), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((80, 60), "Table 4. Counts per plot", fill="black", font=ImageFont.load_default(size=30))
+    digit = ImageFont.load_default(size=28)
+    for row in range(30):
+        for col in range(10):
+            draw.text((100 + col * 110, 140 + row * 52), str(rng.randint(0, 9)), fill="black", font=digit)
+    calls: list[Any] = []
+    real = read_mod.run_engine
+    monkeypatch.setattr(read_mod, "run_engine", lambda engine, image: calls.append(1) or real(engine, image))
+    rotation, texts = _texts(_encoded(img, "png"))
+    assert rotation == 0 and len(calls) == 1
+    assert texts[0].startswith("Table 4. Counts")

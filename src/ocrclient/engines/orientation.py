@@ -7,7 +7,8 @@ reading order, which the ``rapidocr`` dialect builds from the boxes) is built on
 stands, in the wrong order; and the crops the classifier leaves upside down read as nonsense.
 :func:`read_upright` therefore judges the first reading (of the image as sent):
 
-* most of its characters on lines running down the image (:func:`~.ink.runs_down`): the page
+* most of its characters on lines running down the image (:func:`~.ink.runs_down`, for lines of
+  :data:`MIN_LINE_CHARS` characters or more: a glyph or two stand tall either way): the page
   stands a quarter turn off.  It is read again turned back either way;
 * else, when the classifier turned more than :data:`TURNED_SHARE` of its characters' lines half
   a turn, the page may stand upside down: it is read again turned half a turn.
@@ -46,6 +47,8 @@ __all__ = [
 
 #: a reading with fewer characters than this decides no turn
 MIN_CHARS = 20
+#: a line with fewer characters than this runs neither across nor down (see :func:`_down`)
+MIN_LINE_CHARS = 3
 #: the share of characters on lines the classifier turned half a turn above which a page may
 #: stand upside down (upright pages of the corpus: at most 0.06; upside-down ones: 0.29 to 0.92)
 TURNED_SHARE = 0.15
@@ -70,9 +73,16 @@ def _share(lines: Sequence[dict[str, Any]], pick: Callable[[dict[str, Any]], boo
     return _chars(lines, pick) / max(1, _chars(lines))
 
 
+def _down(line: dict[str, Any]) -> bool:
+    """``line`` runs down the image: its box is tall and it holds :data:`MIN_LINE_CHARS` or more
+    characters (one or two glyphs stand tall whichever way the page stands: a table of single
+    digits is not a page turned a quarter)."""
+    return len(str(line["text"]).strip()) >= MIN_LINE_CHARS and runs_down(line["box"])
+
+
 def sideways(lines: Sequence[dict[str, Any]]) -> bool:
     """Most characters of ``lines`` are on lines running down the image."""
-    return _share(lines, lambda line: runs_down(line["box"])) > 0.5
+    return _share(lines, _down) > 0.5
 
 
 def turned_share(lines: Sequence[dict[str, Any]]) -> float:
@@ -88,7 +98,7 @@ def confident_chars(lines: Sequence[dict[str, Any]]) -> float:
 def upright_chars(lines: Sequence[dict[str, Any]]) -> float:
     """The characters read as the page stands: :func:`confident_chars` of the lines that run
     across the image and that the classifier did not turn half a turn."""
-    return confident_chars([ln for ln in lines if not ln.get("_turned") and not runs_down(ln["box"])])
+    return confident_chars([ln for ln in lines if not ln.get("_turned") and not _down(ln)])
 
 
 def read_upright(image: Any, read: Read) -> Upright:
