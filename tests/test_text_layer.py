@@ -631,3 +631,40 @@ def test_text_outside_the_cropbox_is_not_read(rotate: int, tmp_path: Path) -> No
         assert block.bbox is not None
         x0, y0, x1, y1 = block.bbox
         assert x1 - x0 > 1 and y1 - y0 > 1 and 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, block
+
+
+def test_a_double_spaced_page_keeps_its_first_and_last_lines() -> None:
+    """Set double-spaced, each line of a page is a paragraph of its own, as far from the next as
+    a running head from the body: the first line was taken for a running head and the last
+    three for footers, and left out of the markdown.  A line as wide as the body needs more than
+    the page's ordinary gap to stand apart, and a bottom line carrying on the sentence above is
+    body text; a short running head set that far apart, and a short footer, still are not."""
+    text = ["it was the age of wisdom and it was the age of foolishness, it was the", "epoch of"]
+    body = [[_line(text[k % 2] if k < 59 else "belief.", 72, 60 + 12 * k, 540 if k < 59 else 110, 5.0)] for k in range(60)]
+    for g in body[1::2]:
+        g[0].text = "belief, it was the epoch of incredulity, it was the season of light and"
+    groups: list[list[Line] | None] = [*body]
+    kinds = mark_furniture(groups, ["text"] * len(groups), (612, 792), 5.0)
+    assert set(kinds) == {"text"}, [k for k in kinds if k != "text"]
+    head = [_line("Field Notes", 72, 20, 150, 5.0)]  # short, far above the body
+    foot = [_line("Revision: 2.4", 72, 60 + 12 * 60 + 4, 140, 5.0)]  # short, close below
+    kinds = mark_furniture([head, *body, foot], ["text"] * 62, (612, 792), 5.0)
+    assert kinds[0] == "page_header" and kinds[-1] == "page_footer" and set(kinds[1:-1]) == {"text"}
+
+
+def test_a_double_spaced_scan_loses_no_line() -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    lines = ["It was the best of times, it was the worst of times, it was the age of",
+             "wisdom, it was the age of foolishness, it was the epoch of belief, it was"] * 14  # fmt: skip
+    lines.append("the epoch of incredulity.")
+    img = Image.new("RGB", (1275, 1650), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=25)
+    for i, text in enumerate(lines):
+        draw.text((150, 150 + 50 * i), text, fill="black", font=font)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    doc = ocrclient.convert(buf.getvalue(), backend="local", cache=False)
+    assert {b.type for b in doc.pages[0].blocks} == {"text"}
+    assert doc.markdown.startswith("It was the best of times") and "incredulity." in doc.markdown

@@ -14,7 +14,13 @@ and one of these holds:
 * **apart**: it is the outermost content of its band — nothing else lies above it (top) or
   below it (bottom) — and at least :data:`GAP` body em away from the rest of the page (at the
   top in a font at most 1.3 times the body's, not a title): where running heads and footers
-  sit on a single page.  Furniture already found does not count as the rest of the page, so a
+  sit on a single page.  On a page whose paragraphs stand that far apart anyway (its ordinary
+  gap, :func:`ordinary_gap`, is :data:`GAP` em or more: a page set double-spaced, each line a
+  paragraph of its own), a paragraph wider than half the page's widest must stand
+  :data:`SPACED` times that gap apart, and a bottom line that carries on the sentence of the
+  line above it (which ends without a full stop; it starts in lower case) is body text: the
+  first line and the last of such a page were taken for a running head and footer and left out
+  of the markdown.  Furniture already found does not count as the rest of the page, so a
   footer of two lines is found from the bottom up.
 
 A page number that is the outermost content of the page (``apart``) is furniture anywhere in
@@ -31,13 +37,16 @@ from collections.abc import Collection, Sequence
 from .lines import Box, Line, union
 from .text_layer import fold
 
-__all__ = ["BAND", "GAP", "MAX_LINES", "MAX_WORDS", "NUMBER_BAND", "SIDE", "is_stamp", "mark_furniture"]
+__all__ = ["BAND", "GAP", "MAX_LINES", "MAX_WORDS", "NUMBER_BAND", "SIDE", "SPACED", "is_stamp", "mark_furniture", "ordinary_gap"]
 
 BAND = 0.12
 #: a page number counts as furniture this far from the edge when nothing lies beyond it
 NUMBER_BAND = 0.4
 SIDE = 0.08
 GAP = 0.6
+#: how many times the ordinary gap between paragraphs of a double-spaced page (:func:`ordinary_gap`)
+#: sets a line as wide as its body apart
+SPACED = 1.5
 MAX_LINES = 3
 MAX_WORDS = 25
 
@@ -66,6 +75,41 @@ def _short(lines: Sequence[Line]) -> bool:
     return len(lines) <= MAX_LINES and words <= MAX_WORDS
 
 
+def ordinary_gap(boxes: Sequence[Box | None]) -> float:
+    """The page's ordinary gap between a paragraph and the next one below it: the median, over
+    the paragraphs with one below them (overlapping them across), of the gap to the nearest;
+    0 on a page with fewer than three such gaps."""
+    gaps: list[float] = []
+    placed = [b for b in boxes if b is not None]
+    for a in placed:
+        below = [b[1] - a[3] for b in placed if b is not a and b[1] >= a[3] and min(a[2], b[2]) > max(a[0], b[0])]
+        if below:
+            gaps.append(min(below))
+    if len(gaps) < 3:
+        return 0.0
+    gaps.sort()
+    return gaps[len(gaps) // 2]
+
+
+def _carries_on(groups: Sequence[Sequence[Line] | None], boxes: Sequence[Box | None], i: int) -> bool:
+    """Paragraph ``i`` carries on the sentence of the nearest paragraph above it (overlapping it
+    across): that one ends without a full stop, ``i`` starts in lower case."""
+    box, group = boxes[i], groups[i]
+    assert box is not None and group
+    above = [
+        (b[3], j)
+        for j, b in enumerate(boxes)
+        if b is not None and j != i and b[3] <= box[1] and min(b[2], box[2]) > max(b[0], box[0])
+    ]
+    if not above:
+        return False
+    before = groups[max(above)[1]]
+    if not before:
+        return False
+    end, start = before[-1].text.rstrip(), group[0].text.lstrip()
+    return bool(end and start) and end[-1] not in ".!?:;" and start[0].islower()
+
+
 def mark_furniture(
     groups: Sequence[Sequence[Line] | None],
     kinds: list[str],
@@ -81,6 +125,8 @@ def mark_furniture(
     if width <= 0 or height <= 0:
         return out
     boxes: list[Box | None] = [union(ln.lbox for ln in g) if g else None for g in groups]
+    spacing = ordinary_gap(boxes)
+    widest = max((b[2] - b[0] for b in boxes if b is not None), default=0.0)
     cands = [
         i
         for i, g in enumerate(groups)
@@ -113,10 +159,15 @@ def mark_furniture(
         others = [b for j, b in enumerate(boxes) if b is not None and j != i and out[j] == kinds[j]]
         if len(others) < 2:
             continue  # a page of a line or two has no furniture to tell apart
+        gap = GAP * em
+        if spacing >= gap and (x1 - x0) > 0.5 * widest:
+            gap = SPACED * spacing  # a line of the page's body, double-spaced
+        if bottom and _carries_on(groups, boxes, i):
+            continue
         if top:
-            apart = all(b[1] >= y1 + GAP * em or b[3] <= y1 + 0.5 * em for b in others)
+            apart = all(b[1] >= y1 + gap or b[3] <= y1 + 0.5 * em for b in others)
         else:
-            apart = all(b[3] <= y0 - GAP * em or b[1] >= y0 - 0.5 * em for b in others)
+            apart = all(b[3] <= y0 - gap or b[1] >= y0 - 0.5 * em for b in others)
         if apart:
             out[i] = "page_header" if top else "page_footer"
     return out
