@@ -318,17 +318,18 @@ def test_short_clean_lines_turned_are_read_upright(turn: int) -> None:
     assert _texts(_encoded(page.rotate(-turn, expand=True), "png")) == (turn, want[1])
 
 
-def test_a_page_read_in_tiles_turned_a_quarter_is_read_upright() -> None:
-    """A wide strip (read in tiles) sent turned a quarter: a tall strip, also read in tiles.  Its
-    tiles' own lines run down the image (merging the tiles hid that), so it is turned back (both
-    quarter turns are always tried: one of them suffices here)."""
-    line = "the river during the spring months and recorded the results in the field notebook"
-    strip = _drawn((1800, 150), [line, line.upper()], 22, 60, (15, 25))
-    rotation, texts = _texts(_encoded(strip, "png"))
-    assert rotation == 0 and len(texts) == 2
-    got_rotation, got = _texts(_encoded(strip.rotate(-90, expand=True), "png"))
-    assert got_rotation == 90
-    assert got == texts
+def test_a_receipt_photographed_sideways_is_read_upright() -> None:
+    """A tall receipt (read in tiles) sent turned a quarter: a wide strip, read in tiles along
+    it.  Merging a wide page's tiles groups words into rows, so its item lines, running down the
+    image, came out as one line of every item in reverse order ("Total 34.25 Salt 0.65 ... Bread
+    2.40"); the page is judged by its tiles' own lines now, and turned back."""
+    items = ["Bread 2.40", "Milk 1.15", "Apples 3.20", "Cheese 4.75", "Coffee 6.90", "Rice 2.10", "Eggs 3.05",
+             "Butter 2.60", "Tea 3.40", "Pasta 1.80", "Soap 2.25", "Salt 0.65", "Total 34.25"]  # fmt: skip
+    receipt = _drawn((240, 1400), items, 26, 100, (20, 30))
+    assert len(tiling.plan_tiles(1400, 240)) > 1
+    rotation, texts = _texts(_encoded(receipt, "png"))
+    assert rotation == 0 and texts[:3] == items[:3]
+    assert _texts(_encoded(receipt.rotate(-90, expand=True), "png")) == (90, texts)
 
 
 def test_an_upright_table_of_single_digits_is_not_turned(monkeypatch: pytest.MonkeyPatch) -> None:
