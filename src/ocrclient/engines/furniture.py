@@ -31,6 +31,7 @@ run (taller than wide: the arXiv identifier, a "Downloaded from" note set sidewa
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Collection, Sequence
 
@@ -80,11 +81,14 @@ def ordinary_gap(boxes: Sequence[Box | None]) -> float:
     the paragraphs with one below them (overlapping them across), of the gap to the nearest;
     0 on a page with fewer than three such gaps."""
     gaps: list[float] = []
-    placed = [b for b in boxes if b is not None]
+    placed = sorted((b for b in boxes if b is not None), key=lambda b: b[1])
+    tops = [b[1] for b in placed]
     for a in placed:
-        below = [b[1] - a[3] for b in placed if b is not a and b[1] >= a[3] and min(a[2], b[2]) > max(a[0], b[0])]
-        if below:
-            gaps.append(min(below))
+        # by their tops, the first box below ``a`` that overlaps it across is the nearest
+        for b in placed[bisect.bisect_left(tops, a[3]) :]:
+            if b is not a and min(a[2], b[2]) > max(a[0], b[0]):
+                gaps.append(b[1] - a[3])
+                break
     if len(gaps) < 3:
         return 0.0
     gaps.sort()
@@ -125,7 +129,7 @@ def mark_furniture(
     if width <= 0 or height <= 0:
         return out
     boxes: list[Box | None] = [union(ln.lbox for ln in g) if g else None for g in groups]
-    spacing = ordinary_gap(boxes)
+    spacing: float | None = None  # (ordinary_gap, measured once a paragraph needs it)
     widest = max((b[2] - b[0] for b in boxes if b is not None), default=0.0)
     cands = [
         i
@@ -159,11 +163,13 @@ def mark_furniture(
         others = [b for j, b in enumerate(boxes) if b is not None and j != i and out[j] == kinds[j]]
         if len(others) < 2:
             continue  # a page of a line or two has no furniture to tell apart
+        if bottom and _carries_on(groups, boxes, i):
+            continue
+        if spacing is None:
+            spacing = ordinary_gap(boxes)
         gap = GAP * em
         if spacing >= gap and (x1 - x0) > 0.5 * widest:
             gap = SPACED * spacing  # a line of the page's body, double-spaced
-        if bottom and _carries_on(groups, boxes, i):
-            continue
         if top:
             apart = all(b[1] >= y1 + gap or b[3] <= y1 + 0.5 * em for b in others)
         else:
