@@ -93,16 +93,15 @@ def _overlap(a: list[float], b: list[float]) -> float:
 def _hybrid(
     image: Any, settings: EngineSettings, why: str, start: float, layer_lines: list[dict[str, Any]]
 ) -> PageReading:
-    """A page that is mostly image: OCR'd (the words in the images), with the text layer's own
-    lines in place of the OCR lines they cover (exact text where the layer has it)."""
+    """A page that is mostly image (``image``, decoded; the layer's lines are in its pixels):
+    OCR'd (the words in the images), with the text layer's own lines in place of the OCR lines
+    they cover (exact text where the layer has it)."""
     page = _ocr(image, settings, why, start)
     if not layer_lines:
         return page
     rotation = int(page.data.get("rotation") or 0)
     if rotation:  # the OCR read the page turned upright (engines.orientation): the layer too
-        up_w, up_h = page.data["image_size"]
-        w, h = (up_h, up_w) if rotation in (90, 270) else (up_w, up_h)
-        layer_lines = to_upright(layer_lines, rotation, w, h)
+        layer_lines = to_upright(layer_lines, rotation, *image.size)
     ocr_lines = page.data.get("lines") or []
     kept = [o for o in ocr_lines if not any(_overlap(o["box"], t["box"]) >= 0.5 for t in layer_lines)]
     for o in kept:
