@@ -398,7 +398,7 @@ def _line(text: str, x0: float, y0: float, x1: float, size: float = 10.0) -> Lin
 
 def test_single_page_furniture_by_bands_and_gaps() -> None:
     body = [[_line(f"Body line {k} of a paragraph that runs across the column", 72, 100 + 12 * k, 540)] for k in range(40)]
-    head = [_line("A Journal Name", 72, 30, 200)]  # apart from the body, in the top band
+    head = [_line("A Journal Name", 72, 30, 200, 8.0)]  # apart from the body, in the top band
     number = [_line("17", 300, 760, 312)]
     near = [_line("A short closing line.", 72, 100 + 12 * 40, 200)]  # the body's last line: no gap
     groups: list[list[Line] | None] = [head, *body, near, number]
@@ -407,9 +407,81 @@ def test_single_page_furniture_by_bands_and_gaps() -> None:
     assert set(kinds[1:-1]) == {"text"}
 
 
+@pytest.mark.parametrize("where", ["top", "bottom"])
+@pytest.mark.parametrize("size", [7.0, 8.5, 9.0, 10.0, 11.0, 12.0])
+def test_a_line_apart_is_furniture_only_in_a_font_other_than_the_body(where: str, size: float) -> None:
+    """A line standing apart at the top or bottom of a page is a running head or footer only when
+    set in another size than the body's: a letter's salutation and its amount due, in the body's
+    font, were left out of the markdown as a running head and footer.  Every size from well
+    below the body's to above it, both bands; page numbers stay furniture at any size."""
+    body = [[_line(f"Body line {k} of a paragraph that runs across the column", 72, 120 + 12 * k, 540)] for k in range(40)]
+    y = 40.0 if where == "top" else 700.0
+    alone = [_line("Total due: 1,250.00 EUR", 350, y, 500, size)]
+    number = [_line("3", 300, 770 if where == "top" else 20, 306, size)]
+    groups: list[list[Line] | None] = [alone, *body, number]
+    kinds = mark_furniture(groups, ["text"] * len(groups), (612, 792), 10.0)
+    furniture = "page_header" if where == "top" else "page_footer"
+    assert kinds[0] == ("text" if abs(size - 10.0) <= 1.0 else furniture), kinds[0]
+    assert kinds[-1] in ("page_header", "page_footer") and set(kinds[1:-1]) == {"text"}
+
+
+def test_a_one_page_letter_keeps_its_salutation_and_amount_due(tmp_path: Path) -> None:
+    """A born-digital letter, every line in the body's font: its salutation stands apart at the
+    top and its amount due at the bottom, and both were left out of the markdown."""
+    from .pdfgen import PdfPage, write_pdf
+
+    body = ["The committee met on Tuesday to review the budget for the coming year and",
+            "agreed that spending on maintenance should rise by four percent, while the",
+            "allocation for new equipment stays flat until the audit is finished in May.",
+            "Members asked for a clearer breakdown of staff costs at the next meeting."] * 2  # fmt: skip
+    texts = [(72.0, 720.0, 14.0, "Dear Ms Smith,")] + [(72.0, 690.0 - 24 * i, 14.0, t) for i, t in enumerate(body)]
+    texts += [(72.0, 120.0, 14.0, "Yours sincerely,"), (72.0, 96.0, 14.0, "John Brown"), (400.0, 60.0, 14.0, "Total due: 1,250.00 EUR")]
+    pdf = write_pdf(tmp_path / "letter.pdf", [PdfPage(media=(0, 0, 612, 792), texts=texts)])
+    doc = ocrclient.convert(pdf, backend="local", cache=False)
+    assert {b.source for b in doc.pages[0].blocks} == {"text-layer"}
+    md = doc.markdown
+    assert md.startswith("Dear Ms Smith,") and md.rstrip().endswith("Total due: 1,250.00 EUR"), md
+
+
+def test_a_standalone_image_has_no_running_heads() -> None:
+    """An image stands alone (a receipt, a screenshot): its store name at the top and its TOTAL at
+    the bottom, apart from the items in a smaller or larger font, are its text, not furniture; its
+    page number still is."""
+    body = [[_line(f"Item {k}  .........  {k}.99", 72, 120 + 14 * k, 400)] for k in range(30)]
+    name = [_line("CORNER GROCERY STORE", 72, 30, 300, 14.0)]
+    total = [_line("TOTAL", 72, 700, 150, 8.0), _line("39.62", 330, 700, 400, 8.0)]
+    number = [_line("Page 1 of 1", 250, 770, 330, 7.0)]
+    groups: list[list[Line] | None] = [name, *body, total, number]
+    in_document = mark_furniture(groups, ["text"] * len(groups), (612, 792), 10.0)
+    alone = mark_furniture(groups, ["text"] * len(groups), (612, 792), 10.0, running=False)
+    assert in_document[-2] == "page_footer"  # (what a page of a document would make of it)
+    assert alone[:-1] == ["text"] * (len(groups) - 1) and alone[-1] == "page_footer"
+
+
+def test_a_receipt_image_keeps_its_first_and_last_lines() -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows = ["CORNER GROCERY STORE", "", "Milk 2L            2.49", "Bread              3.10", "Eggs 12            4.75",
+            "Apples 1kg         2.99", "Coffee beans      11.50", "Butter             2.80", "Cheese 200g        4.20",
+            "Orange juice       3.65", "Tomatoes           2.15", "Rice 1kg           1.99", "", "TOTAL             39.62"]  # fmt: skip
+    img = Image.new("RGB", (620, 900), "white")
+    draw, y = ImageDraw.Draw(img), 40
+    font = ImageFont.load_default(size=28)
+    for row in rows:
+        if row:
+            draw.text((30, y), row, fill="black", font=font)
+        y += 60 if row else 50
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    doc = ocrclient.convert(buf.getvalue(), backend="local", cache=False)
+    md = doc.markdown
+    assert "GROCERY" in md and "TOTAL" in md and "39.62" in md, md
+    assert not [b.text for b in doc.pages[0].blocks if b.type in ("page_header", "page_footer")]
+
+
 def test_repeated_band_lines_of_neighbouring_pages_are_furniture() -> None:
     body = [[_line(f"Body line {k} of a paragraph that runs across the column", 72, 60 + 12 * k, 540)] for k in range(50)]
-    head = [_line("Smith et al. Brief Notices", 72, 20, 300)]
+    head = [_line("Smith et al. Brief Notices", 72, 20, 300, 8.0)]
     close = [_line("Smith et al. Brief Notices", 72, 58 - 10, 300)]  # no gap: only repetition tells
     kinds = mark_furniture([close, *body], ["text"] * 51, (612, 792), 10.0)
     assert kinds[0] == "text"
@@ -646,8 +718,8 @@ def test_a_double_spaced_page_keeps_its_first_and_last_lines() -> None:
     groups: list[list[Line] | None] = [*body]
     kinds = mark_furniture(groups, ["text"] * len(groups), (612, 792), 5.0)
     assert set(kinds) == {"text"}, [k for k in kinds if k != "text"]
-    head = [_line("Field Notes", 72, 20, 150, 5.0)]  # short, far above the body
-    foot = [_line("Revision: 2.4", 72, 60 + 12 * 60 + 4, 140, 5.0)]  # short, close below
+    head = [_line("Field Notes", 72, 20, 150, 4.0)]  # short, far above the body, in a smaller font
+    foot = [_line("Revision: 2.4", 72, 60 + 12 * 60 + 4, 140, 4.0)]  # short, close below
     kinds = mark_furniture([head, *body, foot], ["text"] * 62, (612, 792), 5.0)
     assert kinds[0] == "page_header" and kinds[-1] == "page_footer" and set(kinds[1:-1]) == {"text"}
 

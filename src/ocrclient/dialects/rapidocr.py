@@ -132,6 +132,7 @@ class RapidOCRDialect:
             repeated=set(layer.get("repeated") or ()),
             keep_furniture=self.keep_furniture,
             source="text-layer" if data.get("source") == "text-layer" else "ocr",
+            running=page is None or page.pdf_path is not None,  # (an image file stands alone)
         )
         rotation = int(data.get("rotation") or 0) % 360
         if rotation and page_size is not None and request.frame is not None:

@@ -13,8 +13,14 @@ and one of these holds:
   appears in the same bands of the neighbouring pages (the text-layer path reads them);
 * **apart**: it is the outermost content of its band — nothing else lies above it (top) or
   below it (bottom) — and at least :data:`GAP` body em away from the rest of the page (at the
-  top in a font at most 1.3 times the body's, not a title): where running heads and footers
-  sit on a single page.  On a page whose paragraphs stand that far apart anyway (its ordinary
+  top in a font at most 1.3 times the body's, not a title), in a font of another size than the
+  body's (more than :data:`SAME_SIZE` apart): where running heads and footers sit on a single
+  page.  A line set in the body's own font is the page's text, however far it stands: a
+  letter's salutation at the top, the amount due at the bottom, a form's last answer were
+  taken for a running head and footer and left out of the markdown.  Only a page of a
+  document counts (``running``): a standalone image (a receipt, a screenshot, a photographed
+  page) has no running heads to tell apart by position, and its store name and TOTAL line
+  are its text; there only page numbers are furniture.  On a page whose paragraphs stand that far apart anyway (its ordinary
   gap, :func:`ordinary_gap`, is :data:`GAP` em or more: a page set double-spaced, each line a
   paragraph of its own), a paragraph wider than half the page's widest must stand
   :data:`SPACED` times that gap apart, and a bottom line that carries on the sentence of the
@@ -38,7 +44,19 @@ from collections.abc import Collection, Sequence
 from .lines import Box, Line, union
 from .text_layer import fold
 
-__all__ = ["BAND", "GAP", "MAX_LINES", "MAX_WORDS", "NUMBER_BAND", "SIDE", "SPACED", "is_stamp", "mark_furniture", "ordinary_gap"]
+__all__ = [
+    "BAND",
+    "GAP",
+    "MAX_LINES",
+    "MAX_WORDS",
+    "NUMBER_BAND",
+    "SAME_SIZE",
+    "SIDE",
+    "SPACED",
+    "is_stamp",
+    "mark_furniture",
+    "ordinary_gap",
+]
 
 BAND = 0.12
 #: a page number counts as furniture this far from the edge when nothing lies beyond it
@@ -48,6 +66,8 @@ GAP = 0.6
 #: how many times the ordinary gap between paragraphs of a double-spaced page (:func:`ordinary_gap`)
 #: sets a line as wide as its body apart
 SPACED = 1.5
+#: a paragraph whose font is within this share of the body's is set in the body's font
+SAME_SIZE = 0.1
 MAX_LINES = 3
 MAX_WORDS = 25
 
@@ -120,10 +140,14 @@ def mark_furniture(
     page: tuple[float, float],
     em: float,
     repeated: Collection[str] = (),
+    *,
+    running: bool = True,
 ) -> list[str]:
     """``kinds`` with the furniture among ``groups`` retyped (see the module docstring).
     ``groups`` are the page's paragraphs (``None`` for a table), ``page`` its size and ``em`` the
-    body font size, both in the lines' space; ``repeated`` the neighbours' folded band lines."""
+    body font size, both in the lines' space; ``repeated`` the neighbours' folded band lines;
+    ``running`` whether the page is one of a document's (``False``: a standalone image, whose
+    only furniture is its page number)."""
     width, height = page
     out = list(kinds)
     if width <= 0 or height <= 0:
@@ -144,11 +168,13 @@ def mark_furniture(
         x0, y0, x1, y1 = box
         text = " ".join(ln.text for ln in g)
         top, bottom = y1 <= BAND * height, y0 >= (1 - BAND) * height
+        number = bool(_PAGE_NUMBER.match(" ".join(text.split())))
+        if not running and not number:
+            continue
         side = x1 <= SIDE * width or x0 >= (1 - SIDE) * width
         if side and (is_stamp(text) or (y1 - y0) > 3 * (x1 - x0)) and not (top or bottom):
             out[i] = "page_footer"
             continue
-        number = bool(_PAGE_NUMBER.match(" ".join(text.split())))
         if not (top or bottom):
             # a page number below (above) everything else, on a page whose text ends early
             top, bottom = number and y1 <= NUMBER_BAND * height, number and y0 >= (1 - NUMBER_BAND) * height
@@ -158,8 +184,11 @@ def mark_furniture(
             out[i] = "page_header" if top else "page_footer"
             continue
         # a big title at the top of a page is no running head; at the bottom, a logo line may be
-        if top and (kinds[i] not in ("text", "section_header") or max(ln.size for ln in g) > 1.3 * em):
+        size = max(ln.size for ln in g)
+        if top and (kinds[i] not in ("text", "section_header") or size > 1.3 * em):
             continue
+        if not number and abs(size - em) <= SAME_SIZE * em:
+            continue  # set in the body's font: the page's own text
         others = [b for j, b in enumerate(boxes) if b is not None and j != i and out[j] == kinds[j]]
         if len(others) < 2:
             continue  # a page of a line or two has no furniture to tell apart

@@ -149,11 +149,13 @@ def layout_lines(
     repeated: Collection[str] = (),
     keep_furniture: bool = False,
     source: str | None = None,
+    running: bool = True,
 ) -> tuple[str, list[RawBlock], dict[str, Any]]:
     """Lines -> (markdown, blocks, meta).  See the module docstring for the rules.
 
     ``page_size`` (in the lines' space) lets page furniture be found (:mod:`.furniture`, with
-    ``repeated``: the neighbouring pages' folded band lines); furniture blocks are typed
+    ``repeated``: the neighbouring pages' folded band lines, and ``running``: ``False`` for a
+    standalone image, whose only furniture is its page number); furniture blocks are typed
     ``page_header`` / ``page_footer`` and left out of the markdown unless ``keep_furniture``.
     ``source`` (``"text-layer"`` or ``"ocr"``) is set on every block.  A line whose font size
     is known (``Line.size`` set: the text layer's) keeps it."""
@@ -170,7 +172,7 @@ def layout_lines(
     kinds = _classify(groups, body, page_number)
     if page_size is not None:
         paras = [g if isinstance(g, list) else None for g in groups]
-        kinds = mark_furniture(paras, kinds, page_size, em, repeated)
+        kinds = mark_furniture(paras, kinds, page_size, em, repeated, running=running)
     markdown, blocks = _blocks(groups, kinds, keep_furniture)
     if source is not None:
         _tag(blocks, source)
