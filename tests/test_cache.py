@@ -366,6 +366,89 @@ def test_secrets_inside_transport_options_stay_out_of_the_key() -> None:
     assert key(cfg.model_copy(update={"transport_options": {"members": [other_ep]}})) != key(cfg)
 
 
+def _pool(*members: dict[str, Any]) -> BackendConfig:
+    return base_config(transport="pool", dialect="olmocr", transport_options={"members": list(members)})
+
+
+#: every way a pool member can be pointed elsewhere: (its override, the environment it reads)
+_MEMBER_MOVES: list[tuple[dict[str, Any], dict[str, str]]] = [
+    ({"endpoint_id": "other"}, {}),
+    ({"base_url": "http://127.0.0.1:2/v2"}, {}),
+    ({"model": "someone/another-model"}, {}),
+    ({}, {"RUNPOD_OLMOCR_ENDPOINT_ID": "other"}),
+    ({}, {"RUNPOD_BASE_URL": "http://127.0.0.1:2/v2"}),
+]
+
+
+@pytest.mark.parametrize(("over", "env"), _MEMBER_MOVES)
+def test_a_pool_member_pointed_elsewhere_changes_the_key(
+    over: dict[str, Any], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool keyed on its members as written: a member whose endpoint came from the environment
+    (or the user config) and was pointed at another endpoint got the first endpoint's pages back
+    from the cache, and nothing was sent to the second.  Each member now enters the key as the
+    endpoint it reaches, resolved as the pool resolves it."""
+    monkeypatch.setenv("RUNPOD_BASE_URL", "http://127.0.0.1:1/v2")
+    monkeypatch.setenv("RUNPOD_OLMOCR_ENDPOINT_ID", "first")
+    monkeypatch.delenv("RUNPOD_ENDPOINT_ID", raising=False)
+    member = {"backend": "runpod-olmocr"}
+    first = key(_pool(member))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    moved = key(_pool({**member, **over}))
+    # (a content option the member's transport declares neutral would keep it: none of these)
+    assert moved != first, (over, env)
+
+
+@pytest.mark.parametrize(
+    ("backend", "option"),
+    sorted(
+        (b, o)
+        for b, t in (("runpod-olmocr", "runpod"), ("runpod-pod-lightonocr2", "openai"))
+        for o in transport_options_by_transport()[t]
+    ),
+)
+def test_each_pool_member_option_is_in_the_key_unless_its_transport_declares_it_neutral(
+    backend: str, option: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNPOD_BASE_URL", "http://127.0.0.1:1/v2")
+    monkeypatch.setenv("RUNPOD_POD_BASE_URL", "http://127.0.0.1:1/v1")
+    member = {"backend": backend, "endpoint_id": "a"}
+    one = key(_pool({**member, "transport_options": {option: 1}}))
+    two = key(_pool({**member, "transport_options": {option: 2}}))
+    transport = "runpod" if backend.startswith("runpod-olmocr") else "openai"
+    if option in neutral_transport_options(transport):
+        assert one == two
+    else:
+        assert one != two
+
+
+def test_a_pool_member_s_weight_label_and_order_keep_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Who serves a page is not what it reads: changing a member's weight sent every page of a
+    corpus again."""
+    monkeypatch.setenv("RUNPOD_BASE_URL", "http://127.0.0.1:1/v2")
+    a = {"backend": "runpod-olmocr", "endpoint_id": "a", "weight": 1}
+    b = {"backend": "runpod-olmocr", "endpoint_id": "b", "weight": 1}
+    first = key(_pool(a, b))
+    assert {"weight", "label"} == cache_mod.POOL_MEMBER_NEUTRAL
+    assert key(_pool(a, {**b, "weight": 3})) == first
+    assert key(_pool({**a, "label": "eu"}, b)) == first
+    assert key(_pool(b, a)) == first
+    assert key(_pool(a)) != first  # a member less: another set of endpoints
+
+
+def test_the_pool_pops_exactly_the_members_neutral_keys() -> None:
+    """The pool transport takes a member's weight and label for itself and hands every other key
+    to the member's profile: the cache's neutral set is those two, no more."""
+    import inspect
+
+    from ocrclient.transports.pool import PoolTransport
+
+    source = inspect.getsource(PoolTransport.from_config)
+    popped = set(re.findall(r'spec\.pop\("(\w+)"', source))
+    assert popped - {"backend"} == set(cache_mod.POOL_MEMBER_NEUTRAL)
+
+
 def test_local_engine_versions_are_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = base_config(transport="local", dialect="rapidocr", transport_options={})
     assert set(key_settings(cfg)["engine"]) == {"ocrclient", "rapidocr", "onnxruntime"}

@@ -14,7 +14,11 @@ Every field of :class:`~ocrclient.config.BackendConfig` is either part of the ke
 reads: credentials, concurrency, timeouts, retries, prices, descriptions); likewise the
 ``transport_options`` that the backend's transport class declares content-neutral in its
 ``neutral_options`` (poll intervals, timeouts, payload limits, auth header names: see
-:func:`neutral_transport_options`) are left out and every other one is in the key.
+:func:`neutral_transport_options`) are left out and every other one is in the key.  A pool's
+members enter it as the endpoints they reach (:func:`pool_members_key`): each member's profile
+resolved with its overrides, the environment and the user config, as the pool builds it, so a
+member pointed at another endpoint sends its pages again, while a member's weight or label (who
+serves a page, not what it reads) and the members' order change nothing.
 
 Writes are atomic (temp file + rename in the same directory), so a kill at any moment leaves
 either the old entry or the new one.  The cache holds at most ``max_bytes`` (default
@@ -168,7 +172,45 @@ def neutral_transport_options(transport: str) -> frozenset[str]:
 def _content_options(transport: str, options: Mapping[str, Any]) -> dict[str, Any]:
     neutral = neutral_transport_options(transport)
     kept = {k: v for k, v in options.items() if k not in neutral}
+    if transport == "pool" and "members" in kept:
+        kept["members"] = pool_members_key(kept["members"])
     return dict(_without_secrets(kept))
+
+
+#: what a pool member's entry says of how it is picked, never of what it reads
+POOL_MEMBER_NEUTRAL = frozenset({"weight", "label"})
+
+
+def pool_members_key(specs: Any) -> list[Any]:
+    """A pool's ``members`` as the page key holds them: for each, the endpoint it reaches (its
+    transport, resolved model, base URL and endpoint id, and its content options), resolved as
+    :meth:`~ocrclient.transports.pool.PoolTransport.from_config` resolves it (the member's
+    profile, its overrides, the environment, the user config), in a fixed order.  A member
+    whose profile cannot be resolved is kept as written (the pool itself refuses it)."""
+    from .config import resolve_config
+    from .errors import OcrError
+
+    out: list[Any] = []
+    for spec in specs if isinstance(specs, list) else [specs]:
+        if not isinstance(spec, Mapping) or "backend" not in spec:
+            out.append(spec)
+            continue
+        over = {k: v for k, v in spec.items() if k != "backend" and k not in POOL_MEMBER_NEUTRAL}
+        try:
+            member = resolve_config(spec["backend"], **over)
+        except (OcrError, TypeError, ValueError):
+            out.append(_without_secrets({k: v for k, v in spec.items() if k not in POOL_MEMBER_NEUTRAL}))
+            continue
+        out.append(
+            {
+                "transport": member.transport,
+                "model": member.resolved_model(),
+                "base_url": _url(member.resolved_base_url()),
+                "endpoint_id": member.resolved_endpoint_id(),
+                "transport_options": _content_options(member.transport, member.transport_options),
+            }
+        )
+    return sorted(out, key=lambda m: json.dumps(m, sort_keys=True, default=str))
 
 
 @functools.cache
