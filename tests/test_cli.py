@@ -151,6 +151,29 @@ def test_pages_formats_and_json_summary(sim: OpenAISimulator, pdf: Path, tmp_pat
     assert "ocr convert" in res.stderr  # the summary table (not --quiet)
 
 
+@pytest.mark.parametrize("fmt", ["md", "json", "txt", "html", "pdf"])
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_1(
+    fmt: str, sim: OpenAISimulator, pdf: Path, tmp_path: Path
+) -> None:
+    """Every page ok but one output file not written (its path is a folder): the run said so on two
+    lines (the path wrapped at 80 columns) and exited 0, its JSON summary too.  Each format in
+    turn: the others are written, the error is one line naming the file, the exit code is 1."""
+    out = tmp_path / "out"
+    (out / f"doc.{fmt}").mkdir(parents=True)
+    res = invoke("convert", str(pdf), "-o", str(out), *sim_args(sim), "--format", "md,json,txt,html,pdf", "--json",
+                 env={**sim_env(sim), "COLUMNS": "80"})  # fmt: skip
+    assert res.exit_code == 1, res.output
+    summary = json.loads(res.stdout)
+    assert summary["exit_code"] == 1 and summary["documents"][0]["failed"] == 0
+    (error,) = summary["documents"][0]["output_errors"]
+    assert f"doc.{fmt}" in error
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and f"doc.{fmt}" in lines[0], res.stderr
+    assert sorted(p.name for p in out.iterdir() if p.is_file() and p.stem == "doc") == sorted(
+        f"doc.{f}" for f in ("md", "json", "txt", "html", "pdf") if f != fmt
+    )
+
+
 def test_exit_1_when_a_page_fails(pdf: Path, tmp_path: Path) -> None:
     class FirstRequest400(FaultPlan):
         def draw(self, key: str) -> str | None:

@@ -3,7 +3,8 @@
 apps, exit codes and error lines they share are in :mod:`.common`, the progress bar and summary
 in :mod:`.progress`.  Entry points: :func:`main` (the ``ocr`` script) and :data:`app`.
 
-Exit codes: 0 every page ok (or degraded), 1 some pages failed, 2 unusable input or
+Exit codes: 0 every page ok (or degraded), 1 some pages failed or an output file could not be
+written, 2 unusable input or
 configuration (nothing was sent), 130 interrupted (what finished is written).  Errors are one
 line on stderr; tracebacks only with ``--debug``, which never changes the exit code.
 """

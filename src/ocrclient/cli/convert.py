@@ -159,7 +159,9 @@ class _Emitter:
             sys.stdout.flush()
             return
         for error in result.output_errors:  # one format failing loses neither the others nor the run
-            self.console.print(f"[red]error:[/] {result.source.name}: {redact(error)}")
+            from rich.markup import escape
+
+            self.console.print(f"[red]error:[/] {escape(redact(f'{result.source.name}: {error}'))}", soft_wrap=True)
         if self.manifest is not None:
             self.manifest.record(result.source, result.document, result.outputs, pages=self.pages,
                                  output_errors=len(result.output_errors))  # fmt: skip
@@ -225,7 +227,8 @@ def _run(conv: "Conversion", be: "Backend", reporter: "Progress", emit: "_Emitte
 def _report(results: "list[ConvertResult]", wall: float, as_json: bool, quiet: bool, console: "Console") -> int:
     """The summary (``--json``: as JSON on stdout; the table on stderr unless ``--quiet``) and
     the exit code."""
-    code = EXIT_FAILED_PAGES if any(r.document.stats.failed for r in results) else EXIT_OK
+    failed = any(r.document.stats.failed or r.output_errors for r in results)  # (a file not written fails too)
+    code = EXIT_FAILED_PAGES if failed else EXIT_OK
     if as_json:
         typer.echo(summary_json(results, wall, code))
     if not quiet:

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from ..errors import redact
 from .common import failed_page, real_console, stderr
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ def summary_json(results: list[Any], wall: float, code: int) -> str:
                     "degraded": r.document.stats.degraded,
                     "failed": r.document.stats.failed,
                     "failed_pages": r.document.failed_pages,
+                    "output_errors": [redact(e) for e in getattr(r, "output_errors", ())],
                 }
                 for r in results
             ],
