@@ -416,7 +416,15 @@ class Scheduler:
         )
         self._warm = True
         if key is not None and self.cache is not None:  # (its write and fsync off the event loop)
-            await asyncio.to_thread(self.cache.put, key, page_out)
+            # the page is done: a cancel during its write (Ctrl-C, a stopped run) lets the write
+            # end and keeps the page, as a reply in hand is kept (_attempt)
+            writing = asyncio.ensure_future(asyncio.to_thread(self.cache.put, key, page_out))
+            try:
+                await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                if writing.cancelled():
+                    raise
+                await writing
         self._emit(PageDone(page.source, page.number, page_out.status, tries.number, page_out.latency_s, False, page_out))
         return page_out
 
