@@ -21,9 +21,18 @@ class PdfPage:
     rotate: int = 0
     rects: list[Box] = field(default_factory=list)
     texts: list[tuple[float, float, float, str]] = field(default_factory=list)
+    #: a JPEG (its bytes, width, height in pixels) drawn over the whole MediaBox under the rest: a scan
+    scan: tuple[bytes, int, int] | None = None
+    #: the texts drawn invisible (render mode 3), as an OCR layer over a scan is
+    invisible: bool = False
 
     def content(self) -> bytes:
         ops = ["0 g"]
+        if self.scan is not None:
+            x0, y0, x1, y1 = self.media or (0.0, 0.0, 300.0, 200.0)
+            ops.append(f"q {x1 - x0:.3f} 0 0 {y1 - y0:.3f} {x0:.3f} {y0:.3f} cm /Im1 Do Q")
+        if self.invisible:
+            ops.append("3 Tr")
         for x0, y0, x1, y1 in self.rects:
             ops.append(f"{x0:.3f} {y0:.3f} {x1 - x0:.3f} {y1 - y0:.3f} re f")
         for x, y, size, text in self.texts:
@@ -44,6 +53,7 @@ def write_pdf(path: Path, pages: list[PdfPage], *, tree: str = "") -> Path:
     objects.append(
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
     )
+    scans = [i for i, page in enumerate(pages) if page.scan is not None]
     for i, page in enumerate(pages):
         extra = ""
         if page.media is not None:
@@ -52,12 +62,19 @@ def write_pdf(path: Path, pages: list[PdfPage], *, tree: str = "") -> Path:
             extra += " /CropBox [" + " ".join(f"{v:g}" for v in page.crop) + "]"
         if page.rotate:
             extra += f" /Rotate {page.rotate}"
+        xobject = f" /XObject << /Im1 {4 + 2 * n + scans.index(i)} 0 R >>" if page.scan is not None else ""
         objects.append(
             f"<< /Type /Page /Parent 2 0 R{extra} "
-            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode()
+            f"/Resources << /Font << /F1 3 0 R >>{xobject} >> /Contents {5 + 2 * i} 0 R >>".encode()
         )
         stream = page.content()
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"endstream")
+    for i in scans:
+        jpeg, w, h = pages[i].scan  # type: ignore[misc]
+        objects.append(
+            f"<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceRGB "
+            f"/BitsPerComponent 8 /Filter /DCTDecode /Length {len(jpeg)} >>\nstream\n".encode() + jpeg + b"\nendstream"
+        )
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for num, body in enumerate(objects, start=1):

@@ -269,6 +269,57 @@ def test_trust_refuses_text_that_is_not_on_ink() -> None:
     assert not verdict.trusted and "on ink" in verdict.why
 
 
+@pytest.mark.parametrize(
+    ("kind", "reads", "hybrid"),
+    [
+        ("visible", None, True),  # a slide's own words: no sample needed
+        ("invisible", "same", True),  # a scan's OCR layer a sample read agrees with
+        ("invisible", "other", False),  # ... that it disagrees with: OCR alone
+        ("invisible", "no sampler", True),  # (as check 5: an OCR layer that cannot be sampled stands)
+        ("shifted", "no sampler", False),  # implausible letters that cannot be checked
+        ("shifted", None, False),  # ... and that a sample read disagrees with
+    ],
+)
+def test_a_mostly_image_page_s_layer_replaces_ocr_lines_only_when_it_can_be_trusted(
+    kind: str, reads: str | None, hybrid: bool
+) -> None:
+    """A short page mostly covered by images is OCR'd and its layer's lines replace the OCR lines
+    they cover: a scan's invisible OCR layer saying other words than the scan won over what the
+    scan shows.  Every kind of layer on such a page, every answer of the sample read."""
+    text = PROSE[:300] if kind != "shifted" else _shift(PROSE[:300])
+    layer = _layer(text, invisible=kind == "invisible")
+    layer.images.append((0.0, 0.0, 612.0, 792.0))
+
+    def sample(crops: list[Any]) -> list[str]:
+        return [{"other": "zzqx vvk"}.get(reads or "", "The quick brown fox")] * len(crops)
+
+    verdict = judge(layer, layer_lines(layer), _inked_page(layer), sample=None if reads == "no sampler" else sample)
+    assert not verdict.trusted and verdict.image_page is hybrid, verdict.why
+    assert "mostly image" in verdict.why
+
+
+def test_a_short_scan_whose_invisible_layer_says_other_words_reads_the_scan(tmp_path: Path) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    from .pdfgen import PdfPage, write_pdf
+
+    shown = ["charlie juliet mike bravo echo", "delta golf hotel kilo lima", "alpha india foxtrot juliet mike"]
+    layer = ["widget lorem quartz widget zebra", "nimbus ipsum zebra quartz lorem", "lorem widget nimbus ipsum zebra"]
+    img = Image.new("RGB", (1240, 1754), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=30)
+    for i, line in enumerate(shown):
+        draw.text((100, 100 + 70 * i), line, fill="black", font=font)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    scale = 595.2 / 1240
+    texts = [(48.0, 841.92 - (126 + 70 * i) * scale, 14.0, t) for i, t in enumerate(layer)]
+    pdf = write_pdf(tmp_path / "scan.pdf", [PdfPage(media=(0, 0, 595.2, 841.92), texts=texts,
+                                                   scan=(buf.getvalue(), 1240, 1754), invisible=True)])  # fmt: skip
+    md = ocrclient.convert(pdf, backend="local", cache=False).markdown
+    assert "charlie juliet" in md and "zebra" not in md and "widget" not in md, md
+
+
 def _shift(text: str) -> str:
     return "".join(chr(ord(c) - 1) if "b" <= c <= "z" else c for c in text)
 

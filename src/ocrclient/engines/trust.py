@@ -10,7 +10,10 @@ to OCR (its reason is kept in the reply's ``text_layer.why``):
 3. **Not mostly image**: a page whose image objects cover at least half of it and that has fewer
    than :data:`IMAGE_PAGE_CHARS` characters is a slide or a poster whose words are in the images:
    it is OCR'd, and the layer's own lines (those on ink) replace the OCR lines they cover
-   (:mod:`ocrclient.engines.pdf_page`).
+   (:mod:`ocrclient.engines.pdf_page`) — unless the layer is a scan's OCR layer (mostly
+   invisible) or its letters are implausible and a sample read (check 5) does not agree with
+   it: then the page is OCR'd alone (a short scanned page whose invisible layer said other words
+   than the scan got the layer's words).
 4. **Glyphs on ink**: the page image is rendered anyway (it is what OCR would read); at least
    :data:`MIN_INKED` of the text (by characters) must sit on inked pixels (contrast inside the
    line's box).  White or hidden text, and an invisible layer that does not lie over the scan it
@@ -144,18 +147,29 @@ def judge(layer: Layer, lines: Sequence[dict[str, Any]], gray: Any, sample: Samp
     if bad > MAX_BAD:
         return Verdict(False, f"{bad:.0%} of the characters have no valid Unicode")
     cover = layer.image_cover()
+    invisible = sum(c.invisible for c in chars) / len(chars)
+    letters = plausible_letters("".join(c.text for c in chars))
+    implausible = letters is not None and letters < MIN_COMMON_LETTERS
     if cover >= 0.5 and len(chars) < IMAGE_PAGE_CHARS:
-        return Verdict(False, f"mostly image ({cover:.0%} of the page) with little text", image_page=True)
+        why = f"mostly image ({cover:.0%} of the page) with little text"
+        if invisible >= 0.5 or implausible:  # a scan's OCR layer: its lines replace none unchecked
+            checked = _sampled(lines, gray, sample, implausible)
+            if not checked.trusted:
+                return Verdict(False, f"{why}, and {checked.why}")
+        return Verdict(False, why, image_page=True)
     weight = sum(len(ln["text"]) for ln in lines) or 1
     share = sum(len(ln["text"]) for ln in lines if inked(gray, ln["box"])) / weight
     if share < MIN_INKED:
         return Verdict(False, f"only {share:.0%} of the text lies on ink")
-    invisible = sum(c.invisible for c in chars) / len(chars)
-    letters = plausible_letters("".join(c.text for c in chars))
-    implausible = letters is not None and letters < MIN_COMMON_LETTERS
     scan = invisible >= 0.5 or cover >= SCAN_COVER
     if not scan and not implausible:
         return Verdict(True, "visible text on ink")
+    return _sampled(lines, gray, sample, implausible)
+
+
+def _sampled(lines: Sequence[dict[str, Any]], gray: Any, sample: Sampler | None, implausible: bool) -> Verdict:
+    """Check 5 (see the module docstring): a scan's OCR layer, or one of implausible letters,
+    against a sample read of a few of its lines."""
     what = "implausible letters" if implausible else "a scan's OCR layer"
     agree = _agreement(lines, gray, sample) if sample is not None else None
     if agree is None:
