@@ -130,3 +130,34 @@ def test_a_rerun_asking_for_other_outputs_is_converted_again(tmp_path: Path) -> 
     assert skipped("--page-markers")
     assert not skipped()  # and back: without the markers
     assert not (out / "a.md").read_text(encoding="utf-8").startswith("<!-- page 1 -->")
+
+
+def test_an_input_whose_outputs_another_input_wrote_over_is_converted_again(tmp_path: Path) -> None:
+    """Two inputs of one name in two folders, converted to one folder in two runs: the second
+    wrote over the first's outputs without a word, and a rerun of the first was skipped as done,
+    leaving the second's text under its name.  Now the second run warns, and the first is
+    converted again; the whole overlap and a part of it (the second writing only the markdown)."""
+    from ocrclient.cli import app
+
+    runner = CliRunner()
+    a, b = tmp_path / "A" / "report.pdf", tmp_path / "B" / "report.pdf"
+    a.parent.mkdir()
+    b.parent.mkdir()
+    text_pdf(a, [["Report of department A"]], size=(0, 0, 300, 120))
+    text_pdf(b, [["Invoice from supplier B"]], size=(0, 0, 300, 120))
+    for second_formats in ("md,json", "md"):
+        out = tmp_path / f"out-{second_formats}"
+
+        def run(src: Path, formats: str = "md,json", out: Path = out) -> str:
+            res = runner.invoke(app, ["convert", str(src), "-o", str(out), "--backend", "local", "--no-progress",
+                                      "--no-cache", "--format", formats])  # fmt: skip
+            assert res.exit_code == 0, res.output
+            return res.output
+
+        assert "replaces" not in run(a)
+        second = run(b, second_formats)
+        assert f"{b} replaces the outputs of {a}" in " ".join(second.split()), second
+        third = run(a)
+        assert "skipping" not in third and f"{a} replaces the outputs of {b}" in " ".join(third.split())
+        assert "department A" in (out / "report.md").read_text(encoding="utf-8")
+        assert "skipping 1 input(s)" in run(a)  # its own outputs again: done

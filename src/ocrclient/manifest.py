@@ -7,7 +7,8 @@ asked for, their status counts and the output files written — so a corpus run 
 the fact and resumable at the document level: a rerun skips an input whose last entry has no
 failed page and no output that could not be written fully, every format this run writes written with
 the same options (``--page-markers``...), the same backend, model, settings and page selection, unchanged size/mtime, and
-outputs still present where this run would write them (page-level resume is the cache's job; this saves even the rendering).  Lines without
+outputs still present where this run would write them and not written over since by another input's run (two inputs of one
+name, converted to one folder in two runs; page-level resume is the cache's job; this saves even the rendering).  Lines without
 a ``key`` (older manifests) are not trusted: those inputs are converted again.  Appends are one
 ``write`` of one line each, so a kill leaves at most one partial last line, which is ignored.
 
@@ -64,6 +65,10 @@ class Manifest:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / name
         self._entries: dict[str, dict[str, Any]] | None = None
+        #: each output file, and each output stem (the file without its suffix) -> the key of the
+        #: input whose entry named it last
+        self._owners: dict[str, str] = {}
+        self._stems: dict[str, str] = {}
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """Last entry per input (later lines win; a torn last line is ignored)."""
@@ -77,7 +82,25 @@ class Manifest:
                         continue
                     if isinstance(entry, dict) and "key" in entry:
                         self._entries[str(entry["key"])] = entry
+                        self._own(entry)
         return self._entries
+
+    def _own(self, entry: dict[str, Any]) -> None:
+        for p in entry.get("outputs") or []:
+            self._owners[str(p)] = self._stems[os.path.splitext(str(p))[0]] = str(entry["key"])
+
+    def other_owner(self, src: Source, stem: Path) -> str | None:
+        """The input (as given) whose outputs, at ``stem`` (where this run writes ``src``'s),
+        are there from an earlier run, when that input is not ``src``: this run replaces them."""
+        want = os.path.relpath(stem, self.out_dir)
+        key = self._stems.get(want) if self.entries() else None
+        if key is None or key == src.key:
+            return None
+        entry = self.entries()[key]
+        theirs = [p for p in entry.get("outputs") or [] if os.path.splitext(str(p))[0] == want]
+        if not any(self._owners.get(str(p)) == key and (self.out_dir / p).is_file() for p in theirs):
+            return None
+        return str(entry.get("input") or key)
 
     def done(
         self, src: Source, *, backend: str, model: str | None, pages: str | None, stem: Path | None = None
@@ -98,6 +121,8 @@ class Manifest:
             and entry.get("mtime") == mtime
         )
         outputs = [str(p) for p in entry.get("outputs", [])]
+        if any(self._owners.get(p) != src.key for p in outputs):
+            return False  # another input's run wrote over them since
         if stem is not None:
             want = os.path.relpath(stem, self.out_dir)
             if not outputs or any(os.path.splitext(p)[0] != want for p in outputs):
@@ -148,6 +173,7 @@ class Manifest:
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry, sort_keys=True) + "\n")
         self.entries()[str(entry["key"])] = entry
+        self._own(entry)
 
     def record(
         self, src: Source, doc: Document, outputs: list[Path], *, pages: str | None, output_errors: int = 0

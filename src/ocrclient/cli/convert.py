@@ -281,6 +281,12 @@ def _resumed(
         return plan, None
     manifest = Manifest(out)
     manifest.formats = formats
+    for src, _ in plan:
+        owner = manifest.other_owner(src, stem_of[src.key])
+        if owner is not None and console is not None:  # (inputs of one name in one run are refused before this)
+            from rich.markup import escape
+
+            console.print(f"warning: {escape(f'{src.name} replaces the outputs of {owner} at {stem_of[src.key]}.*')}", soft_wrap=True)
     if not redo and manifest.entries():
         manifest.settings = settings_digest(cfg)
         plan = _not_done(plan, manifest, cfg, pages, stem_of, console)
