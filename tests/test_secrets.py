@@ -29,6 +29,7 @@ import pytest
 from ocrclient.errors import OcrError
 from ocrclient.testing import FaultPlan, OpenAISimulator
 
+from .pdfgen import text_pdf
 from .test_bad_inputs import Run, build_pdf, ocr
 
 # ---------------------------------------------------------------------------------------------
@@ -668,3 +669,21 @@ def test_a_urls_plain_query_values_are_not_taken_for_secrets() -> None:
     register_url_secrets(f"http://127.0.0.1:9/v1?stream=true&version=2024&api_key=k3y-{URL_SECRET[-8:]}&x={URL_SECRET}")
     assert redact("stream true, version 2024") == "stream true, version 2024"
     assert redact(f"k3y-{URL_SECRET[-8:]} and {URL_SECRET}") == "*** and ***"
+
+
+def test_cli_shows_the_key_file_warning_as_one_line_once_and_not_under_quiet(tmp_path: Path) -> None:
+    """The warning came as Python's own: a file name and ``UserWarning:``, then the source line
+    that read the file, twice under ``ocr backends`` (the file is read twice), and under
+    ``--quiet`` too.  Each command that reads the file, as a user runs it."""
+    path = _user_config(0o644)
+    env = {"OCRCLIENT_CONFIG_DIR": os.environ["OCRCLIENT_CONFIG_DIR"], "OCRCLIENT_CACHE_DIR": str(tmp_path / "c")}
+    doc = text_pdf(tmp_path / "a.pdf", [["Hello world"]], size=(0, 0, 300, 120))
+    convert = ["convert", str(doc), "-b", "local", "-o", str(tmp_path / "out"), "--no-progress"]
+    for args in (["backends"], ["config", "--backend", "openai"], convert):
+        run = ocr(args, env)
+        assert run.code == 0, run.stderr
+        warned = [ln for ln in run.stderr.splitlines() if "chmod 600" in ln]
+        assert warned == [f"warning: {path} holds an API key and is readable by other users; run: chmod 600 {path}"], run.stderr
+        assert "UserWarning" not in run.stderr and "load_user_config" not in run.stderr
+    quiet = ocr([*convert, "-q"], env)
+    assert quiet.code == 0 and quiet.stderr == "", quiet.stderr

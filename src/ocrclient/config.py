@@ -343,6 +343,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the profile ({exc.strerror or exc})") from None
 
 
+#: the (key file, mode) pairs warned of in this process
+_WARNED: set[tuple[str, int]] = set()
+
+
 def _warn_if_world_readable(path: Path, data: dict[str, Any]) -> None:
     if sys.platform == "win32" or not _has_secret(data):
         return
@@ -350,7 +354,8 @@ def _warn_if_world_readable(path: Path, data: dict[str, Any]) -> None:
         mode = path.stat().st_mode
     except OSError:
         return
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
+    if mode & (stat.S_IRGRP | stat.S_IROTH) and (str(path), mode) not in _WARNED:
+        _WARNED.add((str(path), mode))  # (the config is read several times a run: said once)
         warnings.warn(
             f"{path} holds an API key and is readable by other users; run: chmod 600 {path}",
             stacklevel=3,

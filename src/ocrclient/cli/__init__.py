@@ -17,7 +17,14 @@ import typer
 
 from .. import __version__
 from ..console import start_collecting
-from .common import EXIT_BAD_INPUT, EXIT_FAILED_PAGES, EXIT_INTERRUPTED, EXIT_OK, app
+from .common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED_PAGES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    app,
+    one_line_warnings,
+)
 from .common import failed_page as _failed_page  # noqa: F401 - the name tests and callers import
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED_PAGES", "EXIT_INTERRUPTED", "EXIT_OK", "app", "main"]
@@ -37,6 +44,7 @@ def main_callback(
     ] = False,
 ) -> None:
     """ocrclient command line."""
+    one_line_warnings(quiet=False)  # (ocr convert --quiet turns them off)
     if ctx.invoked_subcommand != "convert":  # convert collects again once its run begins
         start_collecting()
 

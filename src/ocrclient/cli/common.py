@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import typer
 
@@ -35,6 +35,7 @@ __all__ = [
     "fail",
     "failed_page",
     "file_errors",
+    "one_line_warnings",
     "print_traceback",
     "real_console",
     "stderr",
@@ -108,6 +109,36 @@ def real_console(console: Console) -> Console:
     """The rich console itself behind what :func:`stderr` returned (what rich's own widgets,
     a progress bar, must be given: they check its type)."""
     return console.made() if isinstance(console, _LazyConsole) else console
+
+
+class _Warnings:
+    """How the command shows Python warnings (a key file readable by others, ...): one
+    ``warning:`` line each on stderr, each message once, none under ``--quiet``."""
+
+    quiet: ClassVar[bool] = False
+    shown: ClassVar[set[str]] = set()
+
+
+def one_line_warnings(*, quiet: bool | None = None) -> None:
+    """Show this process's Python warnings as ``warning: <message>`` lines on stderr (not
+    Python's two lines with a file name and a source line), each message once; with ``quiet``
+    (``--quiet``: only errors on stderr) none."""
+    import warnings
+
+    if quiet is not None:
+        _Warnings.quiet = quiet
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:  # fmt: skip
+        text = " ".join(redact(str(message)).split())
+        if _Warnings.quiet or text in _Warnings.shown:
+            return
+        _Warnings.shown.add(text)
+        from rich.markup import escape
+
+        stderr().print(f"[yellow]warning:[/] {escape(text)}", markup=True, soft_wrap=True)
+
+    warnings.showwarning = show
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:

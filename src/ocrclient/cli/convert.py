@@ -29,6 +29,7 @@ from .common import (
     app,
     backend_overrides,
     fail,
+    one_line_warnings,
     print_traceback,
     stderr,
 )
@@ -366,6 +367,8 @@ def convert(
     common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
     # the first page starts rendering as soon as the inputs and the render spec are known
     # (_head_start); the transport and the run's machinery are imported while it renders
+    if quiet:
+        one_line_warnings(quiet=True)
     if verbose:
         _log_to_stderr()
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
