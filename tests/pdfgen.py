@@ -23,13 +23,15 @@ class PdfPage:
     texts: list[tuple[float, float, float, str]] = field(default_factory=list)
     #: a JPEG (its bytes, width, height in pixels) drawn over the whole MediaBox under the rest: a scan
     scan: tuple[bytes, int, int] | None = None
+    #: where the JPEG is drawn instead (x0, y0, x1, y1 in user space): a picture on the page
+    scan_box: Box | None = None
     #: the texts drawn invisible (render mode 3), as an OCR layer over a scan is
     invisible: bool = False
 
     def content(self) -> bytes:
         ops = ["0 g"]
         if self.scan is not None:
-            x0, y0, x1, y1 = self.media or (0.0, 0.0, 300.0, 200.0)
+            x0, y0, x1, y1 = self.scan_box or self.media or (0.0, 0.0, 300.0, 200.0)
             ops.append(f"q {x1 - x0:.3f} 0 0 {y1 - y0:.3f} {x0:.3f} {y0:.3f} cm /Im1 Do Q")
         if self.invisible:
             ops.append("3 Tr")

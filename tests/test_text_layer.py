@@ -194,9 +194,11 @@ def _png(path: Path, index: int = 0, dpi: float = 150) -> bytes:
 @pytest.mark.parametrize(
     "rel",
     ["olmocr-bench-sample/pdfs/multi_column_miss.pdf", "olmocr-bench-sample/pdfs/olmo2-pg4.pdf",
-     "olmocr-bench-sample/pdfs/earnings.pdf", "olmocr-bench-sample/pdfs/openstax_caculus_pg_273.pdf"],
+     "olmocr-bench-sample/pdfs/earnings.pdf", "olmocr-bench-sample/pdfs/math_2503_04086.pdf"],
 )  # fmt: skip
 def test_born_digital_page_takes_at_most_0_3_s(rel: str) -> None:
+    """A born-digital page without pictures is read from its layer, no OCR (a page with a
+    picture pays for reading the picture's words: the test of pictures below)."""
     path = corpus(*rel.split("/"))
     png = _png(path)
     dialect = RapidOCRDialect()
@@ -213,6 +215,68 @@ def test_born_digital_page_takes_at_most_0_3_s(rel: str) -> None:
     # cores gives each a share of the time (os.getloadavg), and the bound grows by as much
     busy = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
     assert best <= 0.3 * busy, (best, busy)
+
+
+def _picture(text: list[str], size: tuple[int, int] = (900, 300)) -> tuple[bytes, int, int]:
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGB", size, (235, 240, 250))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=34)
+    for i, line in enumerate(text):
+        draw.text((30, 30 + 60 * i), line, fill="black", font=font)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=92)
+    return buf.getvalue(), size[0], size[1]
+
+
+def _noise(size: tuple[int, int] = (600, 400)) -> tuple[bytes, int, int]:
+    """A photograph-like picture: smooth colour and noise, no lettering."""
+    from PIL import Image
+
+    img = Image.radial_gradient("L").resize(size).convert("RGB")
+    img = Image.blend(img, Image.effect_noise(size, 40).convert("RGB"), 0.3)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return buf.getvalue(), size[0], size[1]
+
+
+_BODY = [f"Born digital paragraph line {i} with enough words to be trusted as a layer." for i in range(12)]
+
+
+@pytest.mark.parametrize(
+    ("where", "picture", "mode", "read"),
+    [
+        ("beside", "words", "auto", True),  # a screenshot pasted below the text
+        ("beside", "noise", "auto", False),  # a photograph: nothing it could read well enough
+        ("under", "words", "auto", False),  # a picture behind the text: the layer holds the page
+        ("beside", "words", "always", False),  # the layer, and only the layer, as asked
+    ],
+)
+def test_the_words_in_a_born_digital_page_s_pictures_are_read(
+    where: str, picture: str, mode: str, read: bool, tmp_path: Path
+) -> None:
+    """A born-digital page read from its trusted layer lost the words of a screenshot pasted in
+    (an account number, an amount due): the layer does not hold them.  Each picture the layer's
+    lines do not cover is OCR'd and its words join the page, marked ``"source": "ocr"``."""
+    from .pdfgen import PdfPage, write_pdf
+
+    words = ["SCREENSHOT: Account number 4711-0815", "Balance due before 31 March: 980.00"]
+    image = _picture(words) if picture == "words" else _noise()
+    texts = [(72.0, 740.0 - 16 * i, 11.0, t) for i, t in enumerate(_BODY)]
+    box = (72.0, 300.0, 522.0, 450.0) if where == "beside" else (60.0, 540.0, 560.0, 760.0)
+    page = PdfPage(media=(0, 0, 612, 792), texts=texts, scan=image, scan_box=box)
+    pdf = write_pdf(tmp_path / "pasted.pdf", [page])
+    doc = ocrclient.convert(pdf, backend="local", cache=False, dialect_options={"text_layer": mode})
+    blocks = doc.pages[0].blocks
+    assert all(line in doc.markdown for line in _BODY), doc.markdown
+    assert all(b.source == "text-layer" for b in blocks if any(t in b.text for t in _BODY))
+    found = [b for b in blocks if b.source == "ocr"]
+    if read:
+        assert "4711-0815" in doc.markdown and "980.00" in doc.markdown, doc.markdown
+        assert found and all(b.bbox is not None and b.bbox[1] >= 792 - 450 - 2 for b in found)  # on the picture
+    else:
+        assert not found, [b.text for b in found]
 
 
 def _layer(text: str, *, invisible: bool = False, unmapped: bool = False) -> Layer:

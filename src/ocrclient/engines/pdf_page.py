@@ -4,7 +4,12 @@
 for a page whose request names its PDF (``body["pdf"] = {"path", "index", "mode"}``, set by the
 ``rapidocr`` dialect from the rendered page).  ``mode`` is the ``text_layer`` option:
 
-* ``"auto"`` (default) – the text layer when :func:`ocrclient.engines.trust.judge` trusts it;
+* ``"auto"`` (default) – the text layer when :func:`ocrclient.engines.trust.judge` trusts it,
+  with the words of the page's pictures OCR'd beside it (a screenshot or a scanned table pasted
+  into a born-digital page: the layer does not hold them): each image of at least
+  :data:`IMAGE_MIN_SHARE` of the page that the layer's lines do not cover (not a scan under its
+  OCR layer, not a picture behind text) is read, up to :data:`MAX_IMAGES`, and its lines scored
+  :data:`IMAGE_MIN_SCORE` or more that no layer line holds join the page (``"source": "ocr"``);
 * ``"always"`` – the text layer whenever the page has one (a page without any character is
   OCR'd: there is nothing else to read);
 * ``"never"`` – OCR (the dialect then does not name the PDF at all).
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +39,17 @@ from .trust import Sampler, Verdict, inked, judge
 __all__ = ["MODES", "PageReading", "read_pdf_page"]
 
 MODES = ("auto", "always", "never")
+#: an image on a page read from its layer is OCR'd for the words in it (a screenshot, a scanned
+#: table pasted in) when it is at least this share of the page ...
+IMAGE_MIN_SHARE = 0.01
+#: ... and at most this share of it lies under the layer's own lines (a scan under its OCR layer,
+#: a picture behind text: the layer holds their words)
+IMAGE_MAX_COVERED = 0.1
+#: the largest images OCR'd on one page
+MAX_IMAGES = 8
+#: the least score of a line read in an image (a photograph's texture reads as "mmmm" at 0.6,
+#: a screenshot's words at 0.95 and more)
+IMAGE_MIN_SCORE = 0.8
 log = logging.getLogger("ocrclient.engines.pdf_page")
 
 
@@ -115,6 +131,57 @@ def _hybrid(
     return page
 
 
+def _area(b: Sequence[float]) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _image_regions(layer: Layer, scale: float, lines: list[dict[str, Any]], size: tuple[int, int]) -> list[list[int]]:
+    """The pixel boxes of the page's images worth OCR'ing for their words (see
+    :data:`IMAGE_MIN_SHARE`, :data:`IMAGE_MAX_COVERED`), overlapping images as one, largest first."""
+    width, height = size
+    boxes = [[max(0.0, b[0] * scale), max(0.0, b[1] * scale), min(width, b[2] * scale), min(height, b[3] * scale)]
+             for b in layer.images]  # fmt: skip
+    merged: list[list[float]] = []
+    for b in sorted(boxes, key=_area, reverse=True):
+        for m in merged:
+            if _overlap(m, b) > 0:
+                m[:] = [min(m[0], b[0]), min(m[1], b[1]), max(m[2], b[2]), max(m[3], b[3])]
+                break
+        else:
+            merged.append(list(b))
+    out = []
+    for m in sorted(merged, key=_area, reverse=True):
+        area = _area(m)
+        if area < IMAGE_MIN_SHARE * width * height or m[2] - m[0] < 32 or m[3] - m[1] < 16:
+            continue
+        under = sum(_area([max(m[0], t[0]), max(m[1], t[1]), min(m[2], t[2]), min(m[3], t[3])])
+                    for t in (ln["box"] for ln in lines))  # fmt: skip
+        if under <= IMAGE_MAX_COVERED * area:
+            out.append([int(m[0]), int(m[1]), int(m[2] + 0.999), int(m[3] + 0.999)])
+    return out[:MAX_IMAGES]
+
+
+def _words_in_images(upright: Any, regions: list[list[int]], lines: list[dict[str, Any]], settings: EngineSettings) -> list[dict[str, Any]]:
+    """The OCR lines of each image region (in pixels of the page), but those the layer's own
+    lines hold already."""
+    from .read import read_image
+    from .tiling import shift_line
+
+    found: list[dict[str, Any]] = []
+    for x0, y0, x1, y1 in regions:
+        reading = read_image(upright.crop((x0, y0, x1, y1)), settings)
+        if reading.rotation:  # read turned: its boxes are not in the crop's frame (a figure's
+            continue  # sideways lettering is left to the figure)
+        for ln in reading.lines:
+            shift_line(ln, x0, y0)
+            if float(ln.get("score") or 0.0) < IMAGE_MIN_SCORE:
+                continue
+            if not any(_overlap(ln["box"], t["box"]) >= 0.5 for t in lines):
+                ln["source"] = "ocr"
+                found.append(ln)
+    return found
+
+
 def _scaled(boxes: list[tuple[float, float, float, float]], scale: float) -> list[list[float]]:
     return [[round(v * scale, 3) for v in b] for b in boxes]
 
@@ -160,6 +227,15 @@ def _from_layer(
         return _hybrid(img, settings, verdict.why, start, [ln for ln in lines if inked(gray, ln["box"])])
     if not verdict.trusted or not lines:
         return _ocr(img, settings, verdict.why, start)
+    why = verdict.why
+    if mode == "auto":  # the words in the page's pictures, which the layer does not hold
+        regions = _image_regions(layer, scale, lines, upright.size)
+        pictured = _words_in_images(upright, regions, lines, settings) if regions else []
+        if pictured:
+            for ln in lines:
+                ln.setdefault("source", "text-layer")
+            lines = sorted([*lines, *pictured], key=lambda ln: (ln["box"][1], ln["box"][0]))
+            why += f"; the words in {len(regions)} image(s) OCR'd"
     data: dict[str, Any] = {
         "lines": lines,
         "image_size": [int(gray.shape[1]), int(gray.shape[0])],
@@ -168,7 +244,7 @@ def _from_layer(
         "rotation": layer.rotation,
         "text_layer": {
             "used": True,
-            "why": verdict.why,
+            "why": why,
             "rules": _scaled(layer.rules, scale),
             "repeated": band_lines(path, index),
         },

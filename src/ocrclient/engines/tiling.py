@@ -14,7 +14,7 @@ from typing import Any
 
 from .rapidocr import Engine, lines_from_result, run_engine
 
-__all__ = ["TILE_ASPECT", "Tile", "merge_tall", "merge_wide", "plan_tiles", "read_tiles"]
+__all__ = ["TILE_ASPECT", "Tile", "merge_tall", "merge_wide", "plan_tiles", "read_tiles", "shift_line"]
 
 
 #: pages whose long side is more than this many times their short side are read in tiles
@@ -69,10 +69,15 @@ def plan_tiles(
     return tiles
 
 
-def _shift(line: dict[str, Any], dx: float, dy: float) -> None:
-    for item in (line, *line["words"]):
+def shift_line(line: dict[str, Any], dx: float, dy: float) -> None:
+    """Move a line dict read from a crop (its box, detector box and words' boxes) by ``dx``,
+    ``dy`` pixels: onto the image the crop was cut from."""
+    for item in (line, *(line.get("words") or ())):
         b = item["box"]
         item["box"] = [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy]
+    if "det_box" in line:
+        b = line["det_box"]
+        line["det_box"] = [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy]
 
 
 def _centre(box: Sequence[float], axis: int) -> float:
@@ -227,7 +232,7 @@ def read_tiles(
         x1, y1 = (rgb.width, tile.end) if vertical else (tile.end, rgb.height)
         lines = lines_from_result(run_engine(engine, rgb.crop((x0, y0, x1, y1))))
         for line in lines:
-            _shift(line, x0, y0)
+            shift_line(line, x0, y0)
         per_tile.append(lines)
     if read is not None:
         read.extend(dict(line) for lines in per_tile for line in lines)
