@@ -14,6 +14,8 @@ rule for calling it while an event loop runs.
 * :func:`run_sync` — a coroutine run to completion from synchronous code under that rule.
 * :class:`PerLoop` — one value per event loop, for what outlives loops (a loaded backend lent to
   one client after another): its HTTP pools, a lock its requests wait on.
+* :func:`despite_cancel` — work under way in a thread awaited to its end even when the awaiting
+  task is cancelled meanwhile (a reply in hand parsed, a finished page written to the cache).
 
 Example::
 
@@ -39,13 +41,35 @@ from typing import Any, Generic, TypeVar
 
 from .errors import CancelledRunError, UsageError
 
-__all__ = ["LoopThread", "PerLoop", "in_ipython_kernel", "left_behind_on_stop", "refuse_in_loop", "run_sync", "running_loop"]
+__all__ = [
+    "LoopThread",
+    "PerLoop",
+    "despite_cancel",
+    "in_ipython_kernel",
+    "left_behind_on_stop",
+    "refuse_in_loop",
+    "run_sync",
+    "running_loop",
+]
 
 _T = TypeVar("_T")
 
 #: the loops of our own threads: a blocking call from one of them (an ``on_event`` callback
 #: calling its Client) would wait on itself
 _OWN_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+async def despite_cancel(work: asyncio.Future[_T]) -> tuple[_T, bool]:
+    """``work`` (a thread's, under way: :func:`asyncio.to_thread` wrapped in a future) awaited to
+    its end, and whether this task was cancelled meanwhile: a cancel then waits for the work
+    instead of abandoning its result, and the caller decides what the cancel still stops.  A
+    cancel of ``work`` itself is raised."""
+    try:
+        return await asyncio.shield(work), False
+    except asyncio.CancelledError:
+        if work.cancelled():
+            raise
+        return await work, True
 
 
 async def left_behind_on_stop(func: Callable[..., _T], *args: Any) -> _T:

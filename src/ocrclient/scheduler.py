@@ -60,6 +60,7 @@ from .errors import (
 )
 from .events import DocumentDone, Event, PageDone, PageFailed, PageRetried, PageStarted
 from .geometry import PageBox, content_to_blocks
+from .loops import despite_cancel
 from .models import Attempt, ModelReply, ModelRequest, PageContent, PageImage
 from .registry import Backend
 from .retries import page_retrying
@@ -418,13 +419,7 @@ class Scheduler:
         if key is not None and self.cache is not None:  # (its write and fsync off the event loop)
             # the page is done: a cancel during its write (Ctrl-C, a stopped run) lets the write
             # end and keeps the page, as a reply in hand is kept (_attempt)
-            writing = asyncio.ensure_future(asyncio.to_thread(self.cache.put, key, page_out))
-            try:
-                await asyncio.shield(writing)
-            except asyncio.CancelledError:
-                if writing.cancelled():
-                    raise
-                await writing
+            await despite_cancel(asyncio.ensure_future(asyncio.to_thread(self.cache.put, key, page_out)))
         self._emit(PageDone(page.source, page.number, page_out.status, tries.number, page_out.latency_s, False, page_out))
         return page_out
 
@@ -533,14 +528,8 @@ class Scheduler:
         )
         try:
             if len(reply.text or "") > OFF_LOOP_REPLY_CHARS:  # parsing it takes a while: not on the loop
-                parsing = asyncio.ensure_future(asyncio.to_thread(self._parse, reply, page, request))
-                try:
-                    out = await asyncio.shield(parsing)
-                except asyncio.CancelledError:
-                    if parsing.cancelled():
-                        raise
-                    cancelled = True
-                    out = await parsing
+                out, stopped = await despite_cancel(asyncio.ensure_future(asyncio.to_thread(self._parse, reply, page, request)))
+                cancelled = cancelled or stopped
             else:
                 out = self._parse(reply, page, request)
         except OcrError:

@@ -238,11 +238,15 @@ def _report(results: "list[ConvertResult]", wall: float, as_json: bool, quiet: b
     return code
 
 
-def _log_to_stderr() -> None:
-    from ..errors import install_log_redaction
+def _messages(quiet: bool, verbose: bool) -> None:
+    """``--quiet``: no warnings on stderr; ``--verbose``: the run's log there (redacted)."""
+    if quiet:
+        one_line_warnings(quiet=True)
+    if verbose:
+        from ..errors import install_log_redaction
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    install_log_redaction()
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+        install_log_redaction()
 
 
 def _layer_options(text_layer: str | None, keep_furniture: bool) -> dict[str, Any] | None:
@@ -367,10 +371,7 @@ def convert(
     common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
     # the first page starts rendering as soon as the inputs and the render spec are known
     # (_head_start); the transport and the run's machinery are imported while it renders
-    if quiet:
-        one_line_warnings(quiet=True)
-    if verbose:
-        _log_to_stderr()
+    _messages(quiet, verbose)
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     console = stderr()
     pool: RenderPool | None = None
