@@ -378,7 +378,9 @@ def test_ctrl_c_ends_the_run_within_2s_writing_what_finished(
     tmp_path: Path,
 ) -> None:
     """The first page is answered normally, the others meet the hostile server.  SIGINT at that
-    moment: exit 130 within 2 s, the JSON written with page 1 done and page 2 failed."""
+    moment: exit 130 within 2 s, the JSON written with page 1 done and the others failed, but
+    for a giant reply that was all in hand (parsed and being written to the cache) as the signal
+    came: that page is kept, degraded (what it says is repeated), as every reply in hand is."""
     healthy = CHANDRA_OK if backend == "runpod-chandra" else "# A healthy page\n\nThis page came back normally."
     with HostileServer(behaviour, contract=contract, healthy_first=1, healthy_text=healthy,  # type: ignore[arg-type]
                        **{"size": RUNAWAY, **kw}) as srv:
@@ -391,7 +393,10 @@ def test_ctrl_c_ends_the_run_within_2s_writing_what_finished(
     assert "interrupted" in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert run.doc is not None, run.stderr
     statuses = [p["status"] for p in run.doc["pages"]]
-    assert len(statuses) == pages and statuses[0] == "ok" and set(statuses[1:]) == {"failed"}, run.doc["pages"]
+    assert len(statuses) == pages and statuses[0] == "ok", run.doc["pages"]
+    for page in run.doc["pages"][1:]:
+        kept = behaviour == "huge_body" and page["status"] == "degraded" and page["page"] == 2
+        assert kept or page["status"] == "failed", page
     if behaviour == "in_queue_forever":
         assert cancels >= 1  # the queued job was cancelled on the way out
 

@@ -59,17 +59,21 @@ _T = TypeVar("_T")
 _OWN_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
-async def despite_cancel(work: asyncio.Future[_T]) -> tuple[_T, bool]:
-    """``work`` (a thread's, under way: :func:`asyncio.to_thread` wrapped in a future) awaited to
-    its end, and whether this task was cancelled meanwhile: a cancel then waits for the work
-    instead of abandoning its result, and the caller decides what the cancel still stops.  A
-    cancel of ``work`` itself is raised."""
+async def despite_cancel(work: asyncio.Future[Any]) -> bool:
+    """Wait for ``work`` (a thread's, under way: :func:`asyncio.to_thread` wrapped in a future) to
+    end, and say whether this task was cancelled meanwhile: a cancel then waits for the work
+    instead of abandoning it, and the caller decides what the cancel still stops.  The work's
+    result, or its exception, is ``work.result()``; a cancel of ``work`` itself is raised."""
     try:
-        return await asyncio.shield(work), False
+        await asyncio.shield(work)
     except asyncio.CancelledError:
         if work.cancelled():
             raise
-        return await work, True
+        await asyncio.wait([work])
+        return True
+    except Exception:  # the work's own: work.result() raises it
+        return False
+    return False
 
 
 async def left_behind_on_stop(func: Callable[..., _T], *args: Any) -> _T:

@@ -419,7 +419,9 @@ class Scheduler:
         if key is not None and self.cache is not None:  # (its write and fsync off the event loop)
             # the page is done: a cancel during its write (Ctrl-C, a stopped run) lets the write
             # end and keeps the page, as a reply in hand is kept (_attempt)
-            await despite_cancel(asyncio.ensure_future(asyncio.to_thread(self.cache.put, key, page_out)))
+            writing = asyncio.ensure_future(asyncio.to_thread(self.cache.put, key, page_out))
+            await despite_cancel(writing)
+            writing.result()
         self._emit(PageDone(page.source, page.number, page_out.status, tries.number, page_out.latency_s, False, page_out))
         return page_out
 
@@ -528,8 +530,9 @@ class Scheduler:
         )
         try:
             if len(reply.text or "") > OFF_LOOP_REPLY_CHARS:  # parsing it takes a while: not on the loop
-                out, stopped = await despite_cancel(asyncio.ensure_future(asyncio.to_thread(self._parse, reply, page, request)))
-                cancelled = cancelled or stopped
+                parsing = asyncio.ensure_future(asyncio.to_thread(self._parse, reply, page, request))
+                cancelled = await despite_cancel(parsing) or cancelled
+                out = parsing.result()
             else:
                 out = self._parse(reply, page, request)
         except OcrError:
