@@ -217,16 +217,20 @@ def test_born_digital_page_takes_at_most_0_3_s(rel: str) -> None:
     assert best <= 0.3 * busy, (best, busy)
 
 
-def _picture(text: list[str], size: tuple[int, int] = (900, 300)) -> tuple[bytes, int, int]:
+def _picture(
+    text: list[str], size: tuple[int, int] = (900, 300), *, paper: Any = (235, 240, 250), at: int = 30,
+    step: int = 60, font_size: int = 34,
+) -> tuple[bytes, int, int]:
+    """A JPEG of ``text``, one line every ``step`` pixels from (``at``, ``at``): a screenshot, or a scan."""
     from PIL import Image, ImageDraw, ImageFont
 
-    img = Image.new("RGB", size, (235, 240, 250))
+    img = Image.new("RGB", size, paper)
     draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=34)
+    font = ImageFont.load_default(size=font_size)
     for i, line in enumerate(text):
-        draw.text((30, 30 + 60 * i), line, fill="black", font=font)
+        draw.text((at, at + step * i), line, fill="black", font=font)
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=92)
+    img.save(buf, "JPEG", quality=90)
     return buf.getvalue(), size[0], size[1]
 
 
@@ -363,23 +367,15 @@ def test_a_mostly_image_page_s_layer_replaces_ocr_lines_only_when_it_can_be_trus
 
 
 def test_a_short_scan_whose_invisible_layer_says_other_words_reads_the_scan(tmp_path: Path) -> None:
-    from PIL import Image, ImageDraw, ImageFont
-
     from .pdfgen import PdfPage, write_pdf
 
     shown = ["charlie juliet mike bravo echo", "delta golf hotel kilo lima", "alpha india foxtrot juliet mike"]
     layer = ["widget lorem quartz widget zebra", "nimbus ipsum zebra quartz lorem", "lorem widget nimbus ipsum zebra"]
-    img = Image.new("RGB", (1240, 1754), "white")
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=30)
-    for i, line in enumerate(shown):
-        draw.text((100, 100 + 70 * i), line, fill="black", font=font)
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=90)
+    scan = _picture(shown, (1240, 1754), paper="white", at=100, step=70, font_size=30)
     scale = 595.2 / 1240
     texts = [(48.0, 841.92 - (126 + 70 * i) * scale, 14.0, t) for i, t in enumerate(layer)]
     pdf = write_pdf(tmp_path / "scan.pdf", [PdfPage(media=(0, 0, 595.2, 841.92), texts=texts,
-                                                   scan=(buf.getvalue(), 1240, 1754), invisible=True)])  # fmt: skip
+                                                   scan=scan, invisible=True)])  # fmt: skip
     md = ocrclient.convert(pdf, backend="local", cache=False).markdown
     assert "charlie juliet" in md and "zebra" not in md and "widget" not in md, md
 
