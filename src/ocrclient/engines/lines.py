@@ -18,7 +18,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Box", "Line", "Measured", "em_width", "estimate_size", "lines_from_dicts", "union", "weighted_median"]
+__all__ = [
+    "Box",
+    "Line",
+    "Measured",
+    "area",
+    "em_width",
+    "estimate_size",
+    "lines_from_dicts",
+    "overlap",
+    "shared_area",
+    "union",
+    "weighted_median",
+]
 
 Box = tuple[float, float, float, float]
 
@@ -117,6 +129,24 @@ def union(boxes: Iterable[Box]) -> Box:
         max(b[2] for b in bs),
         max(b[3] for b in bs),
     )
+
+
+def area(box: Sequence[float]) -> float:
+    """The area of a box (0 for an empty one)."""
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def shared_area(a: Sequence[float], b: Sequence[float]) -> float:
+    """The area two boxes have in common."""
+    return area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+
+
+def overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    """What two boxes have in common, as a share of the smaller one."""
+    shared = shared_area(a, b)
+    if shared <= 0:
+        return 0.0
+    return shared / max(min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])), 1e-6)
 
 
 def estimate_size(text: str, box: Box) -> float:

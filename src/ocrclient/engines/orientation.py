@@ -120,8 +120,9 @@ def read_upright(image: Any, read: Read) -> Upright:
         # clockwise by `turn`, so turning it counter-clockwise by `turn` stands it upright
         turned = image.rotate(turn, expand=True)
         got_judged, got, more = read(turned)
-        if not sideways(got_judged) and upright_chars(got_judged) > bar:
-            best, bar = (got, turn, turned, more), upright_chars(got_judged)
+        read_across = upright_chars(got_judged)
+        if not sideways(got_judged) and read_across > bar:
+            best, bar = (got, turn, turned, more), read_across
     return best
 
 

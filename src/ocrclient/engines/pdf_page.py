@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .lines import area, overlap, shared_area
 from .orientation import to_upright
 from .rapidocr import EngineSettings
 from .text_layer import Layer, band_lines, layer_lines, read_layer
@@ -96,14 +97,15 @@ def _ocr(image: Any, settings: EngineSettings, why: str, start: float) -> PageRe
     return PageReading(reading.text, data, time.perf_counter() - start)
 
 
-def _overlap(a: list[float], b: list[float]) -> float:
-    """The intersection of two boxes as a share of the smaller one."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return w * h / max(small, 1e-6)
+def _with_layer(layer_lines: list[dict[str, Any]], ocr_lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The layer's lines and the OCR lines none of them holds (overlapping one by half the
+    smaller), each marked with its ``source``, in reading position."""
+    kept = [o for o in ocr_lines if not any(overlap(o["box"], t["box"]) >= 0.5 for t in layer_lines)]
+    for o in kept:
+        o["source"] = "ocr"
+    for t in layer_lines:
+        t["source"] = "text-layer"
+    return sorted([*kept, *layer_lines], key=lambda ln: (ln["box"][1], ln["box"][0]))
 
 
 def _hybrid(
@@ -118,21 +120,11 @@ def _hybrid(
     rotation = int(page.data.get("rotation") or 0)
     if rotation:  # the OCR read the page turned upright (engines.orientation): the layer too
         layer_lines = to_upright(layer_lines, rotation, *image.size)
-    ocr_lines = page.data.get("lines") or []
-    kept = [o for o in ocr_lines if not any(_overlap(o["box"], t["box"]) >= 0.5 for t in layer_lines)]
-    for o in kept:
-        o["source"] = "ocr"
-    for t in layer_lines:
-        t["source"] = "text-layer"
-    merged = sorted([*kept, *layer_lines], key=lambda ln: (ln["box"][1], ln["box"][0]))
+    merged = _with_layer(layer_lines, page.data.get("lines") or [])
     page.data["lines"] = merged
     page.data["text_layer"] = {"used": True, "why": why + "; OCR'd, with the layer's lines where it has them"}
     page.text = "\n".join(ln["text"] for ln in merged)
     return page
-
-
-def _area(b: Sequence[float]) -> float:
-    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
 
 
 def _image_regions(layer: Layer, scale: float, lines: list[dict[str, Any]], size: tuple[int, int]) -> list[list[int]]:
@@ -142,28 +134,26 @@ def _image_regions(layer: Layer, scale: float, lines: list[dict[str, Any]], size
     boxes = [[max(0.0, b[0] * scale), max(0.0, b[1] * scale), min(width, b[2] * scale), min(height, b[3] * scale)]
              for b in layer.images]  # fmt: skip
     merged: list[list[float]] = []
-    for b in sorted(boxes, key=_area, reverse=True):
+    for b in sorted(boxes, key=area, reverse=True):
         for m in merged:
-            if _overlap(m, b) > 0:
+            if overlap(m, b) > 0:
                 m[:] = [min(m[0], b[0]), min(m[1], b[1]), max(m[2], b[2]), max(m[3], b[3])]
                 break
         else:
             merged.append(list(b))
     out = []
-    for m in sorted(merged, key=_area, reverse=True):
-        area = _area(m)
-        if area < IMAGE_MIN_SHARE * width * height or m[2] - m[0] < 32 or m[3] - m[1] < 16:
+    for m in sorted(merged, key=area, reverse=True):
+        whole = area(m)
+        if whole < IMAGE_MIN_SHARE * width * height or m[2] - m[0] < 32 or m[3] - m[1] < 16:
             continue
-        under = sum(_area([max(m[0], t[0]), max(m[1], t[1]), min(m[2], t[2]), min(m[3], t[3])])
-                    for t in (ln["box"] for ln in lines))  # fmt: skip
-        if under <= IMAGE_MAX_COVERED * area:
+        if sum(shared_area(m, ln["box"]) for ln in lines) <= IMAGE_MAX_COVERED * whole:
             out.append([int(m[0]), int(m[1]), int(m[2] + 0.999), int(m[3] + 0.999)])
     return out[:MAX_IMAGES]
 
 
-def _words_in_images(upright: Any, regions: list[list[int]], lines: list[dict[str, Any]], settings: EngineSettings) -> list[dict[str, Any]]:
-    """The OCR lines of each image region (in pixels of the page), but those the layer's own
-    lines hold already."""
+def _words_in_images(upright: Any, regions: list[list[int]], settings: EngineSettings) -> list[dict[str, Any]]:
+    """The OCR lines of each image region (in pixels of the page) scored
+    :data:`IMAGE_MIN_SCORE` or more."""
     from .read import read_image
     from .tiling import shift_line
 
@@ -173,11 +163,8 @@ def _words_in_images(upright: Any, regions: list[list[int]], lines: list[dict[st
         if reading.rotation:  # read turned: its boxes are not in the crop's frame (a figure's
             continue  # sideways lettering is left to the figure)
         for ln in reading.lines:
-            shift_line(ln, x0, y0)
-            if float(ln.get("score") or 0.0) < IMAGE_MIN_SCORE:
-                continue
-            if not any(_overlap(ln["box"], t["box"]) >= 0.5 for t in lines):
-                ln["source"] = "ocr"
+            if float(ln.get("score") or 0.0) >= IMAGE_MIN_SCORE:
+                shift_line(ln, x0, y0)
                 found.append(ln)
     return found
 
@@ -230,11 +217,9 @@ def _from_layer(
     why = verdict.why
     if mode == "auto":  # the words in the page's pictures, which the layer does not hold
         regions = _image_regions(layer, scale, lines, upright.size)
-        pictured = _words_in_images(upright, regions, lines, settings) if regions else []
-        if pictured:
-            for ln in lines:
-                ln.setdefault("source", "text-layer")
-            lines = sorted([*lines, *pictured], key=lambda ln: (ln["box"][1], ln["box"][0]))
+        merged = _with_layer(lines, _words_in_images(upright, regions, settings)) if regions else lines
+        if len(merged) > len(lines):
+            lines = merged
             why += f"; the words in {len(regions)} image(s) OCR'd"
     data: dict[str, Any] = {
         "lines": lines,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .lines import overlap
 from .rapidocr import Engine, lines_from_result, run_engine
 
 __all__ = ["TILE_ASPECT", "Tile", "merge_tall", "merge_wide", "plan_tiles", "read_tiles", "shift_line"]
@@ -124,16 +125,6 @@ def _seen(item: dict[str, Any], tiles: list[Tile], i: int, axis: int, long_side:
     return _Seen(item, box, i, cut, min(c - tile.start, tile.end - c))
 
 
-def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over the smaller of the two boxes' areas."""
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return ix * iy / max(smaller, 1e-6)
-
-
 def _dedupe(seen: list[_Seen]) -> list[_Seen]:
     """What neighbouring tiles both read, once.  Readings are taken best first: not cut by a
     tile edge, then the longer text, then nearer the middle of its tile (seams are where the
@@ -145,7 +136,7 @@ def _dedupe(seen: list[_Seen]) -> list[_Seen]:
     kept: list[_Seen] = []
     for s in sorted(seen, key=rank):
         limit = 0.1 if s.cut or len(s.item["text"].strip()) <= 2 else 0.5
-        if not any(_overlap(k.box, s.box) > limit for k in kept):
+        if not any(overlap(k.box, s.box) > limit for k in kept):
             kept.append(s)
     return kept
 
