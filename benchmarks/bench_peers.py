@@ -45,7 +45,10 @@ patched onto its handler in the simulator's process).  Printed per client:
 ``--repeat N`` runs N rounds, every client once per round (so a slow spell of the shared machine
 falls on all of them alike), and each printed figure is the median of a client's runs.  Each
 figure is also printed as a ratio to ocrclient's OpenAI row in the same run, and each
-ocrclient row is set beside the naive loop that sent the same images over the same API.  A second
+ocrclient row is set beside the naive loop that sent the same images over the same API, and
+under them the **start floor**: a process importing only the libraries ``ocr convert`` needs before
+its first request (:data:`FLOOR`), start -> imports done, the median of seven, set beside each
+naive loop's first request (what is left for ocrclient's own start to be level).  A second
 table explains the efficiency, on the simulator's clock, from the page requests (OpenAI: chat
 completions; RunPod: ``/run`` and ``/runsync`` submits, not ``/status``):
 
@@ -437,6 +440,36 @@ if __name__ == "__main__":
 '''
 
 
+#: the libraries ``ocr convert`` imports before its first request, and nothing of its own: the
+#: start no CLI built on the required dependencies can beat.  typer (0.29 on) coerces every
+#: option through a pydantic ``TypeAdapter`` (``typer._adapters``), the settings are pydantic
+#: models, pypdfium2 and PIL render, httpx/httpcore/h11/anyio send.
+FLOOR = """\
+import time
+import asyncio, httpx, pypdfium2, PIL.Image, typer, pydantic.main
+try:
+    import typer._adapters
+except ImportError:  # typer before 0.29 coerces without pydantic
+    pass
+import httpcore, h11, anyio, anyio._backends._asyncio
+print(time.monotonic())
+"""
+
+
+def start_floor(py: str, cwd: Path, runs: int = 7) -> float | None:
+    """The median of ``runs`` processes' start -> :data:`FLOOR`'s imports done, in seconds (None
+    when it fails)."""
+    took = []
+    for _ in range(runs):
+        t_start = time.monotonic()
+        done = subprocess.run([py, "-c", FLOOR], env=_env(), cwd=cwd, capture_output=True, text=True, timeout=60)
+        try:
+            took.append(float(done.stdout.strip()) - t_start)
+        except ValueError:
+            return None
+    return sorted(took)[len(took) // 2]
+
+
 def install_vlmparse(tmp: Path) -> tuple[Path | None, str]:
     """``vlmparse`` installed into a throwaway venv under ``tmp``: (its executable, "") or
     (None, why not)."""
@@ -574,8 +607,9 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def print_pairs(results: list[tuple[str, dict[str, Any]]]) -> None:
-    """Each ocrclient row against its naive baseline: ours / naive per column, and which is ahead."""
+def print_pairs(results: list[tuple[str, dict[str, Any]]], floor_s: float | None = None) -> None:
+    """Each ocrclient row against its naive baseline: ours / naive per column, and which is ahead;
+    then the start floor (:data:`FLOOR`) beside each naive loop's first request."""
     by = dict(results)
     for ours, naive in PAIRS:
         a, b = by.get(ours), by.get(naive)
@@ -589,6 +623,18 @@ def print_pairs(results: list[tuple[str, dict[str, Any]]]) -> None:
             level = a[key] == b[key]
             cells.append(f"{header} {a[key] / b[key]:.2f}x " + ("level" if level else "ahead" if ahead else "BEHIND"))
         print(f"{ours} / {naive}: " + ", ".join(cells))
+    if floor_s is None:
+        return
+    print(f"start floor: {floor_s:.3f} s (python importing only the libraries ocr convert needs before its "
+          "first request: httpx, asyncio, pypdfium2, PIL, typer with its pydantic option coercion, pydantic, "
+          "httpcore, h11, anyio; none of ocrclient's code)")  # fmt: skip
+    for _ours, naive in PAIRS:
+        b = by.get(naive)
+        if b is not None and "error" not in b and b.get("first_request_s"):
+            left = b["first_request_s"] - floor_s
+            print(f"  {naive} first request {b['first_request_s']:.3f} s: "
+                  + (f"{left * 1000:.0f} ms left for ocrclient's own start to be level" if left > 0
+                     else f"{-left * 1000:.0f} ms before the floor: no client on these libraries can be ahead"))  # fmt: skip
 
 
 DIAGNOSTICS = [  # key, header
@@ -690,7 +736,8 @@ def main() -> int:
         print()
         print_table(results, "ocrclient runpod-pod-lightonocr2")
         print()
-        print_pairs(results)
+        floor_s = start_floor(py, tmp)
+        print_pairs(results, floor_s)
         print()
         print_diagnostics(results, args.service_s)
         print(f"load average (1 min) at end: {os.getloadavg()[0]:.2f}")

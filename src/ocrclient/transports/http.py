@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import importlib
 import json
 import os
@@ -154,6 +153,8 @@ def error_message(body: Any) -> str:
             if "<" in stripped and ">" in stripped:
                 match = _TITLE.search(stripped)
                 text = match.group(1) if match else _TAGS.sub(" ", stripped)
+                import html  # (only an HTML error page needs it: html.entities is a large table)
+
                 return _short(html.unescape(text))
             return _short(stripped)
     if isinstance(body, dict):
