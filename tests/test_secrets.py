@@ -14,6 +14,7 @@ and ``--debug``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -113,6 +114,73 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# a message cut short across a secret: no piece of it is left, wherever the cut falls
+# ---------------------------------------------------------------------------------------------
+
+CUT_SECRET = _secret("ct")  # registered by whoever read it
+ENV_CUT_SECRET = _secret("ce")  # only in a *_API_KEY variable (redact's environment scan)
+
+
+def longest_piece(text: str, secret: str) -> int:
+    """The most characters of ``secret`` in a row that ``text`` holds."""
+    best = 0
+    for i in range(len(secret)):
+        while i + best < len(secret) and secret[i : i + best + 1] in text:
+            best += 1
+    return best
+
+
+@pytest.fixture(params=["registered", "environment"])
+def cut_secret(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    from ocrclient.secrets import register_secret
+
+    if request.param == "registered":
+        register_secret(CUT_SECRET)
+        return CUT_SECRET
+    monkeypatch.setenv("OCR_TEST_CUT_API_KEY", ENV_CUT_SECRET)
+    return ENV_CUT_SECRET
+
+
+def test_redact_masks_a_secret_cut_anywhere(cut_secret: str) -> None:
+    """Every cut of a message quoting the secret, kept head (with or without an ellipsis) or
+    kept tail: what redact leaves holds fewer than CUT_PIECE of its characters in a row."""
+    from ocrclient.secrets import CUT_PIECE, redact
+
+    msg = f"The request was rejected: {'x' * 20} key {cut_secret} was refused."
+    for n in range(len(msg) + 1):
+        for text in (msg[:n], msg[:n] + "...", msg[:n] + "\u2026", "..." + msg[n:], msg[n:]):
+            assert longest_piece(redact(text), cut_secret) < CUT_PIECE, text
+    assert redact("a plain message about nothing...") == "a plain message about nothing..."
+
+
+#: what a server may answer, quoting a secret after ``pad`` characters of text
+SERVER_SAYS = {
+    "plain text": lambda pad, s: f"{pad} Incorrect API key provided: {s} (check it)",
+    "OpenAI error": lambda pad, s: json.dumps({"error": {"message": f"{pad} key {s}", "type": "BadRequestError"}}),
+    "vLLM error object": lambda pad, s: json.dumps({"object": "error", "message": f"{pad} key {s}", "type": "x"}),
+    "FastAPI detail": lambda pad, s: json.dumps({"detail": [{"loc": ["body", "image"], "msg": f"{pad} {s}"}]}),
+    "HTML page": lambda pad, s: f"<html><head><title>{pad} {s}</title></head><body>x</body></html>",
+    "RunPod job error": lambda pad, s: json.dumps({"error_type": "<class 'ValueError'>", "error_message": f"{pad} {s}"}),
+    "worker quoting vLLM": lambda pad, s: "vLLM returned HTTP 400: " + json.dumps({"error": {"message": f"{pad} {s}"}}),
+}
+
+
+@pytest.mark.parametrize("says", list(SERVER_SAYS))
+def test_every_message_made_of_a_server_reply_is_cut_after_masking(says: str, cut_secret: str) -> None:
+    """error_message (every HTTP transport's errors) and decode_job_error (a RunPod job's), the
+    secret at every offset around the 300-character cut: their message, before anything masks
+    it again (it may be embedded mid-sentence), holds no piece of the secret."""
+    from ocrclient.secrets import CUT_PIECE
+    from ocrclient.transports.http import error_message
+    from ocrclient.transports.runpod_jobs import decode_job_error
+
+    for width in range(0, 420, 3):
+        body = SERVER_SAYS[says]("y" * width, cut_secret)
+        for made in (error_message(body), decode_job_error(body)[1]):
+            assert longest_piece(made, cut_secret) < CUT_PIECE, (width, made)
 
 
 # ---------------------------------------------------------------------------------------------

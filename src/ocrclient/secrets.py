@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 __all__ = [
     "HTTP_LOGGERS",
     "RedactingFilter",
+    "clip",
     "install_log_redaction",
     "install_logger_redaction",
     "redact",
@@ -77,15 +78,60 @@ def _env_secrets() -> set[str]:
     return found
 
 
+#: the fewest characters of a secret, cut off at a text's end or resumed at its start, that are
+#: masked (fewer say nothing of it, and masking them would garble ordinary words)
+CUT_PIECE = 6
+#: what a shortened text ends (or a resumed one starts) with after the cut
+_ELLIPSIS = ".\u2026 "
+
+
 def redact(text: str) -> str:
-    """Mask registered secrets, secret-looking env values, bearer tokens and ``key=value`` pairs."""
+    """Mask registered secrets, secret-looking env values, bearer tokens and ``key=value`` pairs;
+    also a secret's piece where a message was cut short across it (its first characters at the
+    text's end, or its last ones at the start of a text resumed after a cut): messages are
+    shortened before they are masked in more than one place.
+
+    >>> register_secret("sk-doctest-cut-0123456789")
+    >>> redact("the server said: key sk-doctest-cut-01...")
+    'the server said: key ***...'
+    """
     if not text:
         return text
-    for secret in sorted(_SECRETS | _env_secrets(), key=len, reverse=True):
+    secrets = sorted(_SECRETS | _env_secrets(), key=len, reverse=True)
+    for secret in secrets:
         if secret in text:
             text = text.replace(secret, "***")
+    for secret in secrets:
+        text = _mask_cut(text, secret)
     text = _BEARER.sub(r"\1***", text)
     text = _KV.sub(r"\1\2***", text)
+    return text
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """``text`` on one line (each run of whitespace one space), masked (:func:`redact`) and then
+    cut to ``limit`` characters ending in ``...``: masked before it is cut, so no piece of a
+    secret is left where the cut fell (the one way the transports shorten what a server said).
+
+    >>> clip("a  long\t message", 10)
+    'a long ...'
+    """
+    text = redact(" ".join(str(text).split()))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _mask_cut(text: str, secret: str) -> str:
+    """``text`` with the longest piece of ``secret`` (at least :data:`CUT_PIECE` characters) it
+    ends with (before a trailing ellipsis) or starts with (after a leading one) masked."""
+    body = text.rstrip(_ELLIPSIS)
+    for k in range(len(secret) - 1, CUT_PIECE - 1, -1):
+        if body.endswith(secret[:k]):
+            text = body[:-k] + "***" + text[len(body):]
+            break
+    body = text.lstrip(_ELLIPSIS)
+    for k in range(len(secret) - 1, CUT_PIECE - 1, -1):
+        if body.startswith(secret[-k:]):
+            return text[: len(text) - len(body)] + "***" + body[k:]
     return text
 
 

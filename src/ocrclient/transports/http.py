@@ -69,6 +69,7 @@ from ..errors import (
     parse_retry_after,
 )
 from ..loops import PerLoop, running_loop
+from ..secrets import clip
 from . import written
 from .base import release_request_body_hook
 from .limits import ERROR_BODY_BYTES, aloads, error_body
@@ -105,8 +106,7 @@ _NO_RESPONSE = re.compile(r"without sending a response", re.IGNORECASE)
 
 
 def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+    return clip(text, _MAX_MESSAGE)
 
 
 def _with_type(message: Any, err_type: Any) -> str:

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EndpointError, OcrError, PermanentError, TransientError, is_endpoint_error
+from ..secrets import clip
 from .base import ModelReply, ModelRequest
 from .http import error_message
 from .limits import loads, seconds, token_count
@@ -91,9 +92,7 @@ _QUOTED_STATUS = re.compile(r"\bHTTP(?:/\d(?:\.\d)?)?[ :]*([1-5]\d\d)\b")
 
 
 def _first_line(text: str, limit: int = 300) -> str:
-    text = text.split("\ntraceback:", 1)[0].split("\nTraceback", 1)[0]
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(text.split("\ntraceback:", 1)[0].split("\nTraceback", 1)[0], limit)
 
 
 def _type_name(raw: Any) -> str:
@@ -106,7 +105,7 @@ def _type_name(raw: Any) -> str:
 def _short(obj: Any) -> str:
     """A compact, bounded rendering of any JSON-ish value (safe on pathological nesting)."""
     try:
-        return json.dumps(obj, default=str)[:400]
+        return clip(json.dumps(obj, default=str), 400)
     except (RecursionError, ValueError, TypeError):
         return reprlib.repr(obj)
 
