@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping
+from contextlib import aclosing, asynccontextmanager
 from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from .concurrency import AdaptiveLimiter
 from .config import SchedulerOptions
 from .document import Document, Page
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, OutputError, UsageError
 from .events import Event
 from .loops import LoopThread, refuse_in_loop
 from .registry import Backend, load_backend
@@ -55,6 +55,22 @@ __all__ = ["AsyncClient", "Client"]
 _CLIENT_ONLY = ("backend", "timeout", "concurrency", "cache", "scheduler_options", "isolate_render")
 #: the settings a loaded :class:`Backend` can still take: they are the scheduler's
 _SCHEDULER_SETTINGS = ("max_attempts", "attempt_timeout_s", "page_deadline_s", "cold_start_s")
+
+
+@asynccontextmanager
+async def _partial_written(conversion: Conversion, outputs: OutputWriter | None) -> AsyncIterator[None]:
+    """When the run stops early (a :class:`~ocrclient.RunAborted`, a cancel, Ctrl-C, any error),
+    write what finished of the documents not yet written, as ``ocr convert`` does: partial
+    results are kept.  (A caller that stops iterating on purpose is not a stopped run.)"""
+    import asyncio
+
+    try:
+        yield
+    except (Exception, asyncio.CancelledError, KeyboardInterrupt):
+        if outputs is not None:
+            for result in conversion.partial:
+                outputs.finish(result.source, result.document)
+        raise
 
 
 def _load(
@@ -206,13 +222,17 @@ class AsyncClient:
         ``failed`` with its error).  ``pages`` is a range such as ``"1-3,7"``; ``on_event``
         receives each :data:`~ocrclient.events.Event`; ``outputs`` (an
         :class:`~ocrclient.exporters.sink.OutputWriter`) writes the files as pages finish;
-        ``document_mode`` sends the PDF whole (see :mod:`ocrclient.docmode`)."""
+        ``document_mode`` sends the PDF whole (see :mod:`ocrclient.docmode`).  With ``outputs``, a
+        file that could not be written raises :class:`~ocrclient.OutputError` once the rest are
+        (it holds the document); a run that stops still writes what finished."""
         conversion = self._conversion(
             source, pages=pages, password=password, on_event=on_event, outputs=outputs,
             document_mode=document_mode, one_document=True,
         )  # fmt: skip
-        async with aclosing(conversion.__aiter__()) as results:
+        async with _partial_written(conversion, outputs), aclosing(conversion.__aiter__()) as results:
             async for result in results:
+                if result.output_errors:
+                    raise OutputError(result.document, result.output_errors, result.outputs)
                 return result.document
         raise RuntimeError("no document produced")  # pragma: no cover - inputs raise first
 
@@ -228,12 +248,14 @@ class AsyncClient:
     ) -> AsyncGenerator[ConvertResult, None]:
         """Convert many documents (paths, folders, globs, bytes), yielding each
         :class:`~ocrclient.ConvertResult` as its last page is done, in input order.  Every input
-        is opened and checked first (:class:`~ocrclient.InputError` before any page is sent)."""
+        is opened and checked first (:class:`~ocrclient.InputError` before any page is sent).
+        With ``outputs``, each result lists the files written and ``output_errors`` those that
+        could not be; a run that stops still writes what finished."""
         conversion = self._conversion(
             inputs, pages=pages, password=password, on_event=on_event, outputs=outputs,
             document_mode=document_mode,
         )  # fmt: skip
-        async with aclosing(conversion.__aiter__()) as results:
+        async with _partial_written(conversion, outputs), aclosing(conversion.__aiter__()) as results:
             async for result in results:
                 yield result
 

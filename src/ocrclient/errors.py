@@ -40,6 +40,7 @@ from .secrets import redact, redact_data, register_secret
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
     from .document import Document
 
@@ -52,6 +53,7 @@ __all__ = [
     "EndpointError",
     "InputError",
     "OcrError",
+    "OutputError",
     "PermanentError",
     "RunAborted",
     "TransientError",
@@ -171,6 +173,24 @@ class UsageError(OcrError, RuntimeError):
     twin to await instead), a call on a closed client, settings a loaded backend cannot take."""
 
     kind = "usage"
+
+
+class OutputError(OcrError):
+    """Files asked for could not be written (``convert(..., outputs=...)``: a folder where a file
+    must go, a full disk, a format whose writer failed).  Nothing of the conversion is lost:
+    ``document`` is the converted document, ``errors`` says which files failed and why,
+    ``written`` lists the files that were written."""
+
+    kind = "output"
+
+    def __init__(self, document: Document, errors: Sequence[str], written: Sequence[Path] = ()) -> None:
+        super().__init__(f"{len(errors)} output file(s) not written: {'; '.join(errors)}")
+        self.document = document
+        self.errors = list(errors)
+        self.written = list(written)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return OutputError, (self.document, self.errors, self.written)
 
 
 class CancelledRunError(OcrError):
