@@ -853,3 +853,4 @@ def test_a_double_spaced_scan_loses_no_line() -> None:
     doc = ocrclient.convert(buf.getvalue(), backend="local", cache=False)
     assert {b.type for b in doc.pages[0].blocks} == {"text"}
     assert doc.markdown.startswith("It was the best of times") and "incredulity." in doc.markdown
+

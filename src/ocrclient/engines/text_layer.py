@@ -125,6 +125,21 @@ def _open(path: str) -> Any:
     return pdf
 
 
+def _load(path: str, index: int) -> Any:
+    """Page ``index`` of the PDF at ``path``; a handle that fails to load one is dropped
+    (:func:`ocrclient.pages.render.load_page`).  Hold :func:`_lock`."""
+    from ..pages.render import load_page
+
+    return load_page(_open(path), index, lambda: _forget(path))
+
+
+def _forget(path: str) -> None:
+    """Close and forget the handles of ``path``: one failed to load a page (:func:`load_page`)."""
+    for key in [k for k in _DOCS if k[0] == path]:
+        with contextlib.suppress(Exception):
+            _DOCS.pop(key).close()
+
+
 def close_documents() -> None:
     """Close the PDFs kept open between pages (a transport's ``aclose``, and at exit: an open
     document holds its file and makes pypdfium2 warn when the interpreter ends)."""
@@ -171,7 +186,7 @@ def read_layer(path: str, index: int) -> Layer:
     """The text layer of page ``index`` (0-based) of the PDF at ``path`` (see the module
     docstring); raises what pypdfium2 raises for a file it cannot open."""
     with _lock():
-        page = _open(path)[index]
+        page = _load(path, index)
         try:
             return _read_page(page)
         finally:
@@ -511,14 +526,24 @@ def fold(text: str) -> str:
 
 def band_lines(path: str, index: int, neighbours: int = 2) -> list[str]:
     """The folded lines (:func:`fold`) in the top and bottom :data:`BAND` of up to
-    ``neighbours`` pages next to page ``index`` (the previous and next first), sorted, unique."""
+    ``neighbours`` pages next to page ``index`` (the previous and next first), sorted, unique.
+    A page PDFium cannot load is passed over for the next nearest: it says nothing of the
+    others' furniture (and page ``index``'s own layer stays readable without it)."""
+    import pypdfium2 as pdfium
+
     out: set[str] = set()
     with _lock():
-        pdf = _open(path)
-        n = len(pdf)
+        n = len(_open(path))
         order = sorted((i for i in range(n) if i != index), key=lambda i: (abs(i - index), i))
-        for i in order[:neighbours]:
-            page = pdf[i]
+        read = 0
+        for i in order:
+            if read == neighbours:
+                break
+            try:
+                page = _load(path, i)
+            except pdfium.PdfiumError:
+                continue
+            read += 1
             try:
                 up = _Upright(page)
                 left, bottom, right, top = up.left, up.bottom, up.left + up.w, up.top

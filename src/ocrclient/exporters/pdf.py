@@ -66,6 +66,7 @@ import bisect
 import io
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,10 +142,22 @@ class SearchablePdf:
         data = pdf.save(); pdf.close()
     """
 
-    def __init__(self, source_pdf: Any | None = None, *, force_ocr_text: bool = False, label: str = "") -> None:
+    def __init__(
+        self,
+        source_pdf: Any | None = None,
+        *,
+        force_ocr_text: bool = False,
+        label: str = "",
+        reopen: Callable[[], Any] | None = None,
+    ) -> None:
         import pypdfium2 as pdfium
 
         self.source_pdf = source_pdf
+        #: opens the input afresh: after a page fails to be copied, the handle is not asked for
+        #: another (:func:`ocrclient.pages.render.load_page`); the handles it opens are closed here
+        self._reopen = reopen
+        self._reopened: list[Any] = []
+        self._uncopyable: set[int] = set()
         self.force_ocr_text = force_ocr_text
         self.label = label
         self.placed: list[int] = []
@@ -157,15 +170,28 @@ class SearchablePdf:
         ``image``/``dpi``: the page image of an image input and the resolution its input
         records.  ``False`` (with a warning) when the page cannot be placed: not in the source
         PDF, or no image for an image input.  A page already placed is kept as it is."""
+        import pypdfium2 as pdfium
+
         with PDFIUM_LOCK:
             if page.page in self.placed:
                 return True
+            if page.page in self._uncopyable:
+                return False
             pos = bisect.bisect(self.placed, page.page)
             if self.source_pdf is not None:
                 if not 1 <= page.page <= len(self.source_pdf):
                     log.warning("page %d is not in %s; left out of the PDF", page.page, self.label)
                     return False
-                self._out.import_pages(self.source_pdf, pages=[page.page - 1], index=pos)
+                before = len(self._out)
+                try:
+                    self._out.import_pages(self.source_pdf, pages=[page.page - 1], index=pos)
+                except pdfium.PdfiumError as exc:
+                    if len(self._out) > before:  # PDFium leaves a blank page where the copy failed
+                        self._out.del_page(pos)
+                    log.warning("page %d of %s cannot be copied (%s); left out of the PDF", page.page, self.label, exc)
+                    self._uncopyable.add(page.page)
+                    self._fresh_source()
+                    return False
             elif image is None:
                 log.warning("%s page %d has no page image; left out of the PDF", self.label, page.page)
                 return False
@@ -230,10 +256,19 @@ class SearchablePdf:
             self._out.save(buf)
         return buf.getvalue()
 
+    def _fresh_source(self) -> None:
+        """A new handle of the input in place of one that failed to copy a page (hold the lock)."""
+        if self._reopen is not None:
+            self.source_pdf = self._reopen()
+            self._reopened.append(self.source_pdf)
+
     def close(self) -> None:
         with PDFIUM_LOCK:
             self._fonts.close()
             self._out.close()
+            for handle in self._reopened:
+                handle.close()
+            self._reopened.clear()
 
 
 def render(
@@ -252,7 +287,7 @@ def render(
         raise InputError(f"{doc.source}: source file not found; a searchable PDF needs the original pages")
     src = open_sources([path])[0]
     source_pdf = open_pdf(src) if src.kind == "pdf" else None
-    pdf = SearchablePdf(source_pdf, force_ocr_text=force_ocr_text, label=doc.source)
+    pdf = SearchablePdf(source_pdf, force_ocr_text=force_ocr_text, label=doc.source, reopen=lambda: open_pdf(src))
     try:
         if source_pdf is not None:
             for page in doc.pages:

@@ -85,7 +85,8 @@ class PagePieces:
             self._pdf_error = str(exc)
             return
         force = bool(self.options.get("pdf", {}).get("force_ocr_text", False))
-        self._pdf = SearchablePdf(self._source_pdf, force_ocr_text=force, label=self.source.name)
+        self._pdf = SearchablePdf(self._source_pdf, force_ocr_text=force, label=self.source.name,
+                                  reopen=lambda: open_pdf(self.source))  # fmt: skip
 
     def make(self, page: Page, image: PageImage | None) -> None:
         """Make ``page``'s pieces for every output from ``image`` (decoded once, if needed)."""
