@@ -288,7 +288,8 @@ class PeakRSS:
 
 
 def _ocr(srv: HostileServer, backend: str, pdf: Path, out: Path, *, pages: str = "1",
-         sigint_after_s: float | None = None, sigint_on: str = "started", extra: tuple[str, ...] = ()) -> Run:
+         sigint_after_s: float | None = None, sigint_on: str = "started", extra: tuple[str, ...] = (),
+         stop: signal.Signals = signal.SIGINT) -> Run:
     """``ocr convert`` against ``srv``; with ``sigint_after_s``, SIGINT that long after the
     server started (``sigint_on="started"``) or finished writing (``"written"``) its first
     hostile reply.  Peak RSS: :class:`PeakRSS`."""
@@ -305,7 +306,7 @@ def _ocr(srv: HostileServer, backend: str, pdf: Path, out: Path, *, pages: str =
             moment = srv.hostile_started if sigint_on == "started" else srv.hostile_written
             assert moment.wait(30), f"the client never got to the hostile reply ({sigint_on})"
             time.sleep(sigint_after_s)
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop)
             sent = time.monotonic()
         assert proc.stderr is not None
         stderr = proc.stderr.read().decode()  # until the client closes it: it is exiting
@@ -372,25 +373,34 @@ MOMENTS = [
 ]
 
 
+#: how a run is stopped from outside: Ctrl-C, and SIGTERM (``timeout``, ``docker stop``,
+#: Kubernetes, systemd, a batch scheduler), which ended the process at once, writing nothing and
+#: leaving the RunPod jobs in flight to run (and bill) on
+STOPS = {signal.SIGINT: (130, "interrupted"), signal.SIGTERM: (143, "terminated")}
+
+
+@pytest.mark.parametrize("stop", list(STOPS), ids=[s.name for s in STOPS])
 @pytest.mark.parametrize(("behaviour", "contract", "backend", "kw", "on", "after_s", "pages"), MOMENTS)
 def test_ctrl_c_ends_the_run_within_2s_writing_what_finished(
     behaviour: str, contract: str, backend: str, kw: dict[str, Any], on: str, after_s: float, pages: int,
-    tmp_path: Path,
+    stop: signal.Signals, tmp_path: Path,
 ) -> None:
-    """The first page is answered normally, the others meet the hostile server.  SIGINT at that
-    moment: exit 130 within 2 s, the JSON written with page 1 done and the others failed, but
-    for a giant reply that was all in hand (parsed and being written to the cache) as the signal
-    came: that page is kept, degraded (what it says is repeated), as every reply in hand is."""
+    """The first page is answered normally, the others meet the hostile server.  SIGINT (or
+    SIGTERM) at that moment: exit 130 (143) within 2 s, the JSON written with page 1 done and the
+    others failed, but for a giant reply that was all in hand (parsed and being written to the
+    cache) as the signal came: that page is kept, degraded (what it says is repeated), as every
+    reply in hand is."""
     healthy = CHANDRA_OK if backend == "runpod-chandra" else "# A healthy page\n\nThis page came back normally."
     with HostileServer(behaviour, contract=contract, healthy_first=1, healthy_text=healthy,  # type: ignore[arg-type]
                        **{"size": RUNAWAY, **kw}) as srv:
         run = _ocr(srv, backend, _pdf(tmp_path / "doc.pdf", pages), tmp_path / "out", pages=f"1-{pages}",
-                   sigint_after_s=after_s, sigint_on=on, extra=("--concurrency", "1"))
+                   sigint_after_s=after_s, sigint_on=on, extra=("--concurrency", "1"), stop=stop)
         cancels = srv.cancels
-    print(f"Ctrl-C latency {run.sigint_latency_s:.2f} s")
-    assert run.code == 130, run.stderr
+    print(f"{stop.name} latency {run.sigint_latency_s:.2f} s")
+    code, said = STOPS[stop]
+    assert run.code == code, run.stderr
     assert run.sigint_latency_s is not None and run.sigint_latency_s < 2.0, run.sigint_latency_s
-    assert "interrupted" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert f"{said}: wrote 1 document(s)" in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert run.doc is not None, run.stderr
     statuses = [p["status"] for p in run.doc["pages"]]
     assert len(statuses) == pages and statuses[0] == "ok", run.doc["pages"]

@@ -61,14 +61,15 @@ _SCHEDULER_SETTINGS = ("max_attempts", "attempt_timeout_s", "page_deadline_s", "
 async def _partial_written(conversion: Conversion, outputs: OutputWriter | None) -> AsyncIterator[None]:
     """When the run stops early (a :class:`~ocrclient.RunAborted`, a cancel, Ctrl-C, any error),
     write what finished of the documents not yet written, as ``ocr convert`` does: partial
-    results are kept.  (A caller that stops iterating on purpose is not a stopped run.)"""
+    results are kept (a document none of whose pages finished has none to write).  A caller
+    that stops iterating on purpose is not a stopped run."""
     import asyncio
 
     try:
         yield
     except (Exception, asyncio.CancelledError, KeyboardInterrupt):
         if outputs is not None:
-            for result in conversion.partial:
+            for result in conversion.begun:
                 outputs.finish(result.source, result.document)
         raise
 

@@ -25,7 +25,7 @@ from .cache import PageCache
 from .concurrency import AdaptiveLimiter
 from .config import cache_dir as default_cache_dir
 from .document import Document, Page
-from .errors import ConfigError, InputError
+from .errors import RUN_STOPPING, CancelledRunError, ConfigError, InputError
 from .models import PageImage
 from .pages import RenderPool, Source, aiter_pages, prepare
 from .pages.inputs import prepare_one
@@ -68,6 +68,16 @@ def open_cache(cache: CacheOption) -> PageCache | None:
     if not isinstance(cache, (str, os.PathLike)) or not str(os.fspath(cache)).strip():
         raise ConfigError(f"cache takes True, False, a folder or a PageCache, not {cache!r}")
     return PageCache(os.fspath(cache))
+
+
+#: what a stopped run marks its unfinished pages failed with: a cancel, or the cause that stopped it
+_UNFINISHED = frozenset({CancelledRunError.kind, *(c.kind for c in RUN_STOPPING)})
+
+
+def begun(doc: Document) -> bool:
+    """Whether a page of ``doc``, a stopped run's document, finished: ok, degraded, or failed
+    for a reason of its own (not the cancel or the error that stopped the run)."""
+    return any(p.status != "failed" or p.error is None or p.error.kind not in _UNFINISHED for p in doc.pages)
 
 
 class Conversion:
@@ -132,6 +142,12 @@ class Conversion:
         self.scheduler: Scheduler | None = None
         self.yielded = 0
         self.loaded_backend: Backend | None = None
+
+    @property
+    def begun(self) -> list[ConvertResult]:
+        """Of :attr:`partial`, the documents a page of which finished (see :func:`begun`): what a
+        stopped run writes.  One it never reached has nothing to write; a rerun converts it."""
+        return [r for r in self.partial if begun(r.document)]
 
     @property
     def partial(self) -> list[ConvertResult]:

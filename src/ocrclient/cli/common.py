@@ -28,6 +28,7 @@ __all__ = [
     "EXIT_FAILED_PAGES",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "app",
     "backend_overrides",
     "cache_app",
@@ -55,6 +56,8 @@ cache_app = typer.Typer(help="Inspect or empty the page cache.", no_args_is_help
 app.add_typer(cache_app, name="cache")
 
 EXIT_OK, EXIT_FAILED_PAGES, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: a run stopped by SIGTERM (``timeout``, ``docker stop``, Kubernetes, systemd, a batch scheduler): 128 + 15
+EXIT_TERMINATED = 143
 
 
 class _LazyConsole:

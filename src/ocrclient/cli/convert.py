@@ -26,6 +26,7 @@ from .common import (
     EXIT_FAILED_PAGES,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     app,
     backend_overrides,
     fail,
@@ -134,10 +135,13 @@ class _Emitter:
     markdown goes to stdout); errors of single formats are reported, the manifest records it."""
 
     def __init__(self, out: Path | None, fmts: list[str], options: dict[str, dict[str, Any]], stem_of: dict[str, Path],
-                 manifest: "Manifest | None", pages: str | None, console: "Console", several: bool = False) -> None:  # fmt: skip
+                 manifest: "Manifest | None", pages: str | None, console: "Console", several: bool = False,
+                 as_json: bool = False) -> None:  # fmt: skip
         from ..exporters.sink import OutputWriter
 
         self.console = console
+        self.as_json = as_json
+        self.t0 = time.monotonic()
         self.pages = pages
         self.page_markers = bool(options["md"].get("page_markers"))
         #: several documents go to stdout: each is named as it starts
@@ -167,12 +171,16 @@ class _Emitter:
             self.manifest.record(result.source, result.document, result.outputs, pages=self.pages,
                                  output_errors=len(result.output_errors))  # fmt: skip
 
-    def partial(self, conv: "Conversion") -> None:
-        """The run stopped: write what finished of the documents not yet written, but for a
-        document whose outputs from an earlier run hold more finished pages (a rerun stopped by
-        Ctrl-C or a refused key): those are kept, not replaced by this run's few or none."""
+    def partial(self, conv: "Conversion", why: str) -> None:
+        """The run stopped (``why``: "interrupted", "terminated", ...): write what finished of
+        the documents not yet written, but for a document whose outputs from an earlier run hold
+        more finished pages (a rerun stopped by Ctrl-C or a refused key): those are kept, not
+        replaced by this run's few or none; and for one none of whose pages finished: nothing to
+        write (a rerun converts it).  Then say so, and the ``--json`` summary."""
         kept = 0
-        for result in conv.partial:
+        left = conv.partial
+        begun = conv.begun
+        for result in begun:
             if self._earlier_is_better(result):
                 kept += 1
                 if self.writer is not None and self.manifest is not None and self.writer.wrote_figures(result.source):
@@ -184,6 +192,15 @@ class _Emitter:
             self(result)
         if kept:
             self.console.print(f"kept the earlier outputs of {kept} document(s) that this run stopped before finishing")
+        unbegun = len(left) - len(begun)
+        if why != "stopped":
+            self.console.print(f"{why}: wrote {len(self.results)} document(s) with what had finished"
+                               + (f"; {unbegun} not begun (a rerun converts them)" if unbegun else ""), soft_wrap=True)  # fmt: skip
+
+    def stopped(self, code: int) -> None:
+        """The ``--json`` summary of a stopped run (its files are written by then)."""
+        if self.as_json:
+            typer.echo(summary_json(self.results, time.monotonic() - self.t0, code))
 
     def _earlier_is_better(self, result: "ConvertResult") -> bool:
         """Whether the manifest's entry for ``result``'s input has its files where this run
@@ -208,21 +225,57 @@ def _run(conv: "Conversion", be: "Backend", reporter: "Progress", emit: "_Emitte
             await be.aclose()
 
     start_collecting()  # off while the `ocr` script started (ocrclient.console): the run makes garbage
+    term = _Termination()
     try:
-        with reporter:
+        with reporter, term:
             asyncio.run(run())
     except KeyboardInterrupt:
-        emit.partial(conv)
-        emit.console.print(f"interrupted: wrote {len(emit.results)} document(s) with what had finished")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        emit.partial(conv, "terminated" if term.signalled else "interrupted")
+        code = EXIT_TERMINATED if term.signalled else EXIT_INTERRUPTED
+        emit.stopped(code)
+        raise typer.Exit(code) from None
     except OcrError as exc:
         from ..scheduler import RunAborted
 
+        code = EXIT_BAD_INPUT if isinstance(exc, ConfigError | InputError | RunAborted) else EXIT_FAILED_PAGES
         if isinstance(exc, RunAborted):
-            emit.partial(conv)
+            emit.partial(conv, "stopped")
+            emit.stopped(code)
         if debug:  # the traceback too, but the exit code stays the one without --debug
             print_traceback()
-        raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, ConfigError | InputError | RunAborted) else EXIT_FAILED_PAGES) from None
+        raise fail(str(exc), code) from None
+
+
+class _Termination:
+    """While a run goes on, SIGTERM (``timeout``, ``docker stop``, Kubernetes, systemd, a batch
+    scheduler's stop) ends it as Ctrl-C does: the jobs in flight are cancelled at the endpoint
+    (they would go on billing), what finished is written; the exit code is 143.  Python's own
+    SIGTERM ends the process at once, losing both.  Only the main thread can take a signal, and
+    a handler someone else installed is left alone."""
+
+    signalled = False
+
+    def __enter__(self) -> "_Termination":
+        import signal
+        import threading
+
+        self._previous: Any = None
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            self._previous = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        import _thread
+        import signal
+
+        self.signalled = True
+        _thread.interrupt_main(signal.SIGINT)  # the run's own Ctrl-C handling takes it from here
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _report(results: "list[ConvertResult]", wall: float, as_json: bool, quiet: bool, console: "Console") -> int:
@@ -396,7 +449,7 @@ def convert(
 
         show = progress if progress is not None else (not quiet and console.is_terminal)
         reporter = Progress(sum(len(idx) for _, idx in plan), bool(show), verbose and not quiet)
-        emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console, several=len(plan) > 1)
+        emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console, several=len(plan) > 1, as_json=as_json)
         t0 = time.monotonic()
         try:
             conv = Conversion(

@@ -1,0 +1,83 @@
+"""``ocr convert`` over many documents, stopped part-way from outside: what it writes and says.
+
+A user's Ctrl-C on 3000 small PDFs wrote an empty ``.md`` and an all-"cancelled" ``.json`` (and a
+"failed" manifest entry) for each of the ~2990 documents the run never reached, took 3.5-4 s to
+do it, and ``--json`` printed nothing.  The kind: every way a run stops (SIGINT, SIGTERM, the key
+refused mid-run) x ``--json`` or not: the documents a page of which finished are written and
+recorded, the others are not (a rerun converts them, and says how many), the exit code is the
+stop's, and ``--json`` still prints the summary with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ocrclient.testing import CannedReply, FaultPlan, OpenAISimulator
+
+from .pdfgen import text_pdf
+
+DOCS = 30
+#: how each stop is made, the exit code it gives and the word it is reported with
+STOPS = {"SIGINT": (130, "interrupted"), "SIGTERM": (143, "terminated"), "key refused": (2, None)}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("many")
+    for i in range(DOCS):
+        text_pdf(root / f"d{i:03d}.pdf", [[f"document {i} page 1"], [f"document {i} page 2"]])
+    return root
+
+
+def _manifest(out: Path) -> list[dict[str, object]]:
+    path = out / "manifest.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
+@pytest.mark.parametrize("stop", list(STOPS))
+def test_a_stopped_run_writes_the_documents_it_began_and_no_others(
+    stop: str, as_json: bool, folder: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    code, said = STOPS[stop]
+    with OpenAISimulator(model="m", plan=FaultPlan(latency_s=(0.15, 0.15))) as sim:
+        argv = [sys.executable, "-m", "ocrclient.cli", "convert", str(folder), "-o", str(out), "--backend", "openai",
+                "--base-url", sim.base_url, "--model", "m", "--no-cache", "--concurrency", "2", "--no-progress",
+                *(["--json"] if as_json else [])]  # fmt: skip
+        env = {**os.environ, "OCRCLIENT_API_KEY": str(sim.api_key), "NO_COLOR": "1", "COLUMNS": "200"}
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(_manifest(out)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)  # two documents done, the run going on
+        if stop == "key refused":
+            sim.force_reply = CannedReply(401, {"error": {"message": "Unauthorized", "type": "AuthError"}})
+        else:
+            proc.send_signal(getattr(signal, stop))
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr, stderr
+    entries = _manifest(out)
+    written = sorted(p.stem for p in out.glob("*.json"))
+    assert 2 <= len(written) < DOCS, written
+    assert sorted(Path(str(e["input"])).stem for e in entries) == written  # recorded = written
+    for stem in written:  # each written document holds a finished page
+        doc = json.loads((out / f"{stem}.json").read_text())
+        assert any(p["status"] == "ok" for p in doc["pages"]), doc["pages"]
+        assert (out / f"{stem}.md").read_text().strip()
+    if said is not None:
+        line = f"{said}: wrote {len(written)} document(s) with what had finished; {DOCS - len(written)} not begun"
+        assert line in stderr, stderr
+    if as_json:
+        summary = json.loads(stdout)
+        assert summary["exit_code"] == code
+        assert sorted(Path(d["source"]).stem for d in summary["documents"]) == written
+    else:
+        assert stdout == ""
