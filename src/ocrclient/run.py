@@ -165,7 +165,8 @@ class Conversion:
             assert self.inputs is not None or self.one_document, "Conversion needs inputs or prepared"
             inputs: Any = self.inputs  # (one path or bytes, checked there, when one_document)
             prep = prepare_one if self.one_document else prepare
-            plan = await asyncio.to_thread(prep, inputs, pages=self.pages, password=self.password)
+            out = [self.outputs.out_dir] if self.outputs is not None else []  # (not its own outputs)
+            plan = await asyncio.to_thread(prep, inputs, pages=self.pages, password=self.password, exclude=out)
             self.plan = plan
         return self.plan
 

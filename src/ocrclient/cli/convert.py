@@ -88,7 +88,7 @@ def _plan(
     if out is not None and out.exists() and not out.is_dir():
         raise InputError(f"-o {out}: exists and is not a directory")
     shard_spec = _parse_shard(shard)
-    plan = prepare(inputs, pages=pages, password=password)
+    plan = prepare(inputs, pages=pages, password=password, exclude=[out] if out is not None else [])
     stem_of: dict[str, Path] = {}
     if out is not None:
         stems = output_stems([src for src, _ in plan], out, [EXPORTERS[f][1] for f in fmts])

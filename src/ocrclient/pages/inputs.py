@@ -35,10 +35,25 @@ def _wanted(p: Path) -> bool:
     return p.suffix.lower() in PDF_SUFFIXES | IMAGE_SUFFIXES and not p.name.startswith(".")
 
 
-def _walk(root: Path) -> list[Path]:
+#: folders a walk passes over (resolved): the run's own output folder, so a rerun with ``-o``
+#: inside the folder it converts does not send back what the last run wrote
+Exclude = frozenset[Path]
+
+
+def _ours(name: str, filenames: set[str]) -> bool:
+    """Whether a folder ``name`` beside ``filenames`` is the figure crops folder of a markdown
+    output (``<stem>_figures`` next to ``<stem>.md``): the run's own output, not an input."""
+    return name.endswith("_figures") and f"{name[: -len('_figures')]}.md" in filenames
+
+
+def _walk(root: Path, exclude: Exclude = frozenset()) -> list[Path]:
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here, names = Path(dirpath), set(filenames)
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".") and not _ours(d, names) and (here / d).resolve() not in exclude
+        )  # fmt: skip
         for fn in filenames:
             p = Path(dirpath) / fn
             if _wanted(p) and p.is_file():
@@ -57,7 +72,10 @@ def _glob_root(pattern: str) -> Path:
 
 
 def open_sources(
-    inputs: Sequence[str | Path | bytes] | str | Path | bytes, *, password: str | None = None
+    inputs: Sequence[str | Path | bytes] | str | Path | bytes,
+    *,
+    password: str | None = None,
+    exclude: Sequence[str | Path] = (),
 ) -> list[Source]:
     """Resolve and validate inputs into documents, in a deterministic order.
 
@@ -67,7 +85,9 @@ def open_sources(
     is kept once.  Raises :class:`InputError` (one line) for a missing file, a file that is not
     a PDF/supported image, a corrupt/truncated PDF, an encrypted PDF without the right
     ``password``, a PDF with no pages, an image over PIL's ``MAX_IMAGE_PIXELS``, and a
-    directory or pattern that matches nothing.
+    directory or pattern that matches nothing.  Folders are walked past the ``exclude`` ones (a
+    run's output folder) and past a markdown output's ``<stem>_figures`` crops; a file named
+    outright is always taken.
     """
     items: Sequence[Any] = (
         [inputs] if isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview)) else cast(Sequence[Any], inputs)
@@ -92,7 +112,7 @@ def open_sources(
                 )
             )
             continue
-        for path, name, rel, root in _find_files(item):
+        for path, name, rel, root in _find_files(item, _resolved(exclude)):
             key = str(path.resolve())
             if key in seen:
                 continue
@@ -106,18 +126,26 @@ def open_sources(
     return sources
 
 
+def _resolved(folders: Sequence[str | Path]) -> Exclude:
+    return frozenset(Path(f).expanduser().resolve() for f in folders)
+
+
 def prepare(
-    inputs: Sequence[str | Path | bytes] | str | Path | bytes, *, pages: str | None = None, password: str | None = None
+    inputs: Sequence[str | Path | bytes] | str | Path | bytes,
+    *,
+    pages: str | None = None,
+    password: str | None = None,
+    exclude: Sequence[str | Path] = (),
 ) -> list[tuple[Source, list[int]]]:
     """Open and validate every input and its page range up front (raises InputError, naming
-    the input whose pages the range does not fit)."""
+    the input whose pages the range does not fit); ``exclude`` as :func:`open_sources` takes it."""
     if pages is not None and not isinstance(pages, str):
         raise ConfigError(f"pages takes a range such as '1-3,7,10-' (got {type(pages).__name__} {pages!r})")
     if password is not None and not isinstance(password, str):
         raise ConfigError(f"password takes a string (got {type(password).__name__})")
     check_page_range(pages)  # (a range that cannot be read is no one input's fault)
     plan = []
-    for src in open_sources(inputs, password=password):
+    for src in open_sources(inputs, password=password, exclude=exclude):
         try:
             plan.append((src, parse_page_range(pages, src.page_count)))
         except InputError as exc:
@@ -126,7 +154,11 @@ def prepare(
 
 
 def prepare_one(
-    source: str | Path | bytes, *, pages: str | None = None, password: str | None = None
+    source: str | Path | bytes,
+    *,
+    pages: str | None = None,
+    password: str | None = None,
+    exclude: Sequence[str | Path] = (),
 ) -> list[tuple[Source, list[int]]]:
     """:func:`prepare` for a call that takes one document (``convert``, ``stream_pages``): a
     folder or pattern naming more than one, or a list, is an :class:`InputError` before any is
@@ -136,18 +168,18 @@ def prepare_one(
             raise InputError(f"takes one document, got a list of {len(source)}: use convert_many for several")
         raise InputError(f"{source!r}: an input is a path or the document's bytes (got {type(source).__name__})")
     if not isinstance(source, (bytes, bytearray, memoryview)):
-        found = _find_files(source)
+        found = _find_files(source, _resolved(exclude))
         if len(found) > 1:
             raise InputError(f"{source}: names {len(found)} documents; this call takes one (use convert_many for a "
                              "folder or pattern)")  # fmt: skip
-    return prepare(source, pages=pages, password=password)
+    return prepare(source, pages=pages, password=password, exclude=exclude)
 
 
 #: a file found for one input: (path, name as shown, path below its root, the root)
 _Found = tuple[Path, str, Path | None, Path]
 
 
-def _find_files(item: str | Path) -> list[_Found]:
+def _find_files(item: str | Path, exclude: Exclude = frozenset()) -> list[_Found]:
     """The files one path, directory or glob pattern names, in order (not yet validated)."""
     if not isinstance(item, (str, os.PathLike)):
         raise InputError(f"{item!r}: an input is a path, a folder, a glob pattern or bytes (got {type(item).__name__})")
@@ -156,15 +188,32 @@ def _find_files(item: str | Path) -> list[_Found]:
         raise InputError("an empty path names no document")
     path = Path(text).expanduser()
     if path.is_dir():
-        files = _walk(path)
+        files = _walk(path, exclude)
         if not files:
             raise InputError(f"{text}: directory has no PDF or image files ({SUPPORTED})")
         return [(f, str(f), f.relative_to(path), path) for f in files]
     if path.exists():
         return [(path, text, None, path.parent)]
     if isinstance(item, str) and _GLOB_CHARS.search(text):
-        return _expand_glob(text)
+        return _expand_glob(text, exclude)
     raise InputError(f"{text}: no such file or directory")
+
+
+def _passed_over(path: Path, root: Path, exclude: Exclude, listed: dict[Path, set[str]]) -> bool:
+    """Whether a walk from ``root`` would not reach ``path``: it lies in an ``exclude`` folder,
+    or in a markdown output's figure crops folder below ``root`` (``listed``: the file names of
+    the folders looked in so far)."""
+    full, top = path.resolve(), root.resolve()
+    if any(folder in exclude for folder in (full, *full.parents)):
+        return True
+    for folder in (full, *full.parents):
+        if folder == top:
+            break
+        if folder.name.endswith("_figures"):
+            names = listed.setdefault(folder.parent, {p.name for p in folder.parent.iterdir()})
+            if _ours(folder.name, names):
+                return True
+    return False
 
 
 def _glob(pattern: str) -> list[str]:
@@ -188,15 +237,19 @@ def _glob(pattern: str) -> list[str]:
     return found
 
 
-def _expand_glob(text: str) -> list[_Found]:
-    """The PDF and image files a glob pattern matches (directories it matches are walked)."""
+def _expand_glob(text: str, exclude: Exclude = frozenset()) -> list[_Found]:
+    """The PDF and image files a glob pattern matches (directories it matches are walked), but
+    those under an ``exclude`` folder or a markdown output's figure crops."""
     pattern = os.path.expanduser(text)
     root = _glob_root(pattern)
     files: list[Path] = []
+    listed: dict[Path, set[str]] = {}
     for m in sorted(_glob(pattern)):
         mp = Path(m)
+        if _passed_over(mp, root, exclude, listed):
+            continue
         if mp.is_dir():
-            files.extend(_walk(mp))
+            files.extend(_walk(mp, exclude))
         elif _wanted(mp) and mp.is_file():  # (as a folder's walk: not a pipe, a device, a broken link)
             files.append(mp)
     if not files:

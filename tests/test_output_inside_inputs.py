@@ -1,0 +1,105 @@
+"""A rerun never sends back what the last run wrote.
+
+``ocr convert scans -o scans/ocr`` walked ``scans`` again on the rerun (the documented resume)
+and sent the run's own figure crops (``scans/ocr/<stem>_figures/*.png``) as new documents, paid
+GPU time, and nested one level deeper on every rerun.  The kind: every place the output folder
+can sit relative to what is walked (inside the input folder, deeper inside it, the input folder
+itself, under a glob pattern's root), through the CLI and through the Python API's
+``outputs=``: the rerun converts no new document.  A folder of the user's that merely ends in
+``_figures`` is still an input, as is a file named outright."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ocrclient
+from ocrclient.exporters.sink import OutputWriter
+from ocrclient.testing import DialectResponder
+from ocrclient.testing.runpod_sim import RunPodSimulator
+
+from .pdfgen import text_pdf
+from .test_bad_inputs import ocr
+
+KEY = "rp-test-outputs-inside"
+
+
+def _truth(image: Any) -> list[tuple[str, str, tuple[float, float, float, float]]]:
+    """Every page has a figure: the markdown output cuts a crop of it."""
+    return [("text", "Text on the page.", (0.1, 0.1, 0.9, 0.2)), ("figure", "A chart", (0.2, 0.3, 0.8, 0.7))]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Any:
+    with RunPodSimulator(api_key=KEY, responder=DialectResponder("chandra", truth=_truth)) as s:
+        yield s
+
+
+def _env(sim: Any) -> dict[str, str]:
+    return {"RUNPOD_API_KEY": KEY, "RUNPOD_CHANDRA_ENDPOINT_ID": str(sim.endpoint_id), "RUNPOD_BASE_URL": sim.base_url}
+
+
+def _inputs(root: Path) -> None:
+    (root / "sub").mkdir(parents=True, exist_ok=True)
+    text_pdf(root / "report.pdf", [["page one"], ["page two"]])
+    text_pdf(root / "sub" / "memo.pdf", [["a memo"]])
+
+
+#: name -> (what is converted, the output folder), both under the test's folder
+PLACES = {
+    "inside the input folder": ("scans", "scans/ocr"),
+    "deeper inside it": ("scans", "scans/sub/out/ocr"),
+    "the input folder itself": ("scans", "scans"),
+    "under a glob's root": ("scans/**/*", "scans/ocr"),
+}
+
+
+def _converted(stdout: str) -> list[str]:
+    return sorted(Path(d["source"]).name for d in json.loads(stdout)["documents"])
+
+
+@pytest.mark.parametrize("place", list(PLACES))
+def test_a_cli_rerun_converts_no_output_of_the_last_run(place: str, sim: Any, tmp_path: Path) -> None:
+    what, where = PLACES[place]
+    (tmp_path / "scans" / "sub").mkdir(parents=True)
+    _inputs(tmp_path / "scans")
+    argv = ["convert", str(tmp_path / what), "-o", str(tmp_path / where), "--backend", "runpod-chandra",
+            "--no-cache", "--json", "--quiet"]  # fmt: skip
+    first = ocr(argv, _env(sim))
+    assert first.code == 0, first.stderr
+    assert _converted(first.stdout) == ["memo.pdf", "report.pdf"]
+    assert list((tmp_path / where).rglob("*_figures/*.png")), "the run cut figure crops"
+    for again in (argv, [*argv, "--redo"]):  # resumed, and redone from scratch
+        rerun = ocr(again, _env(sim))
+        assert rerun.code == 0, rerun.stderr
+        assert _converted(rerun.stdout) == ([] if again is argv else ["memo.pdf", "report.pdf"]), rerun.stdout
+
+
+def test_the_python_api_does_not_convert_its_own_outputs(sim: Any, tmp_path: Path) -> None:
+    scans = tmp_path / "scans"
+    (scans / "sub").mkdir(parents=True)
+    _inputs(scans)
+    kw = {"backend": "runpod-chandra", "cache": False, "api_key": KEY, "endpoint_id": sim.endpoint_id,
+          "base_url": sim.base_url}  # fmt: skip
+    for _ in range(2):
+        with OutputWriter(scans / "ocr", ["md", "json"]) as writer:
+            results = list(ocrclient.convert_many([scans], outputs=writer, **kw))
+        assert sorted(r.source.name.rsplit("/", 1)[-1] for r in results) == ["memo.pdf", "report.pdf"]
+    assert list((scans / "ocr").rglob("*_figures/*.png"))
+
+
+def test_a_users_own_figures_folder_and_a_file_named_outright_are_inputs(sim: Any, tmp_path: Path) -> None:
+    scans = tmp_path / "scans"
+    (scans / "plates_figures").mkdir(parents=True)
+    text_pdf(scans / "plates_figures" / "plate.pdf", [["a plate"]])  # no plates.md beside it: the user's
+    _inputs(scans)
+    first = ocr(["convert", str(scans), "-o", str(scans / "ocr"), "--backend", "runpod-chandra", "--no-cache",
+                 "--json", "--quiet"], _env(sim))  # fmt: skip
+    assert first.code == 0 and _converted(first.stdout) == ["memo.pdf", "plate.pdf", "report.pdf"], first.stderr
+    (crop,) = list((scans / "ocr" / "report_figures").glob("*.png"))[:1]
+    named = ocr(["convert", str(crop), "-o", str(tmp_path / "crop"), "--backend", "runpod-chandra", "--no-cache",
+                 "--json", "--quiet"], _env(sim))  # fmt: skip
+    assert named.code == 0 and _converted(named.stdout) == [crop.name], named.stderr
