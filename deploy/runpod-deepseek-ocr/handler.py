@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -177,32 +178,50 @@ async def _pdf_bytes(doc: DocumentJobInput) -> bytes:
     return data
 
 
+#: PDFium is not thread-safe, and the worker serves several document jobs at once (each opens
+#: and renders its PDF in a thread): every pypdfium2 call holds this lock.  Without it, concurrent
+#: document jobs crashed the worker (``double free or corruption``, SIGABRT) with every job in it
+PDFIUM_LOCK = threading.Lock()
+
+
 def open_pdf(data: bytes, *, max_pages: int) -> Any:
     """Open PDF bytes with pypdfium2, enforcing the page limit."""
     import pypdfium2 as pdfium
 
-    try:
-        pdf = pdfium.PdfDocument(data)
-    except Exception as exc:
-        raise JobError(f"PDF cannot be opened ({type(exc).__name__})") from exc
-    n = len(pdf)
-    if n == 0 or n > max_pages:
+    with PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(data)
+        except Exception as exc:
+            raise JobError(f"PDF cannot be opened ({type(exc).__name__})") from exc
+        n = len(pdf)
+        if n == 0 or n > max_pages:
+            pdf.close()
+            if n == 0:
+                raise JobError("PDF has no pages")
+            raise JobError(f"PDF has {n} pages, the limit is {max_pages}", code=413)
+        return pdf
+
+
+def close_pdf(pdf: Any) -> None:
+    with PDFIUM_LOCK:
         pdf.close()
-        if n == 0:
-            raise JobError("PDF has no pages")
-        raise JobError(f"PDF has {n} pages, the limit is {max_pages}", code=413)
-    return pdf
 
 
 def render_pages(pdf: Any, start: int, stop: int, *, dpi: int) -> list[Any]:
     """Pages ``start..stop-1`` as RGB PIL images (rendered a chunk at a time to bound memory)."""
     images = []
     for i in range(start, stop):
-        page = pdf[i]
-        try:
-            images.append(page.render(scale=dpi / 72).to_pil().convert("RGB"))
-        finally:
-            page.close()
+        with PDFIUM_LOCK:  # a page at a time: other jobs' pages render in between
+            page = pdf[i]
+            try:
+                bitmap = page.render(scale=dpi / 72)
+                try:
+                    image = bitmap.to_pil().convert("RGB")  # (a copy: the bitmap's memory is PDFium's)
+                finally:
+                    bitmap.close()
+            finally:
+                page.close()
+        images.append(image)
     return images
 
 
@@ -234,7 +253,7 @@ async def handle_document(job: dict[str, Any]) -> dict[str, Any]:
             ]
             completions.extend(await WORKER.run_pages(pages, t0))
     finally:
-        pdf.close()
+        await asyncio.to_thread(close_pdf, pdf)
     raw_pages = [c["choices"][0]["message"]["content"] for c in completions]
     detection = PAGE_SPLIT.join(raw_pages)
     markdown = PAGE_SPLIT.join(clean_markdown(r) for r in raw_pages)

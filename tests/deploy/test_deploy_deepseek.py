@@ -284,3 +284,60 @@ async def test_whole_pdf_size_and_page_limits(
         )["error"]
     )
     assert payload["code"] == 413 and "larger than 100 bytes" in payload["error_message"]
+
+
+async def test_concurrent_whole_pdf_jobs_never_overlap_in_pdfium(
+    deepseek: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker serves several document jobs at once, each opening and rendering its PDF in a
+    thread; PDFium is not thread-safe, and concurrent jobs crashed the worker (SIGABRT, ``double
+    free or corruption``).  Eight jobs at once: no two threads are ever inside PDFium together,
+    and each job's pages are its own (every job's PDF has pages of its own size)."""
+    import asyncio
+    import threading
+    import time
+
+    import pypdfium2 as pdfium
+
+    state = {"inside": 0, "most": 0}
+    guard = threading.Lock()
+
+    def watched(fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with guard:
+                state["inside"] += 1
+                state["most"] = max(state["most"], state["inside"])
+            try:
+                time.sleep(0.002)  # widen the window another thread could enter in
+                return fn(*args, **kwargs)
+            finally:
+                with guard:
+                    state["inside"] -= 1
+
+        return call
+
+    for cls, name in [(pdfium.PdfDocument, "__init__"), (pdfium.PdfDocument, "__getitem__"),
+                      (pdfium.PdfDocument, "close"), (pdfium.PdfPage, "render"), (pdfium.PdfPage, "close"),
+                      (pdfium.PdfBitmap, "to_pil")]:  # fmt: skip
+        monkeypatch.setattr(cls, name, watched(getattr(cls, name)))
+
+    def sized(pages: list[ChatPage]) -> list[Generation]:
+        return [Generation(text=f"{p.image.size[0]}x{p.image.size[1]}", completion_tokens=1) for p in pages]
+
+    deepseek.set_model(sized)
+    monkeypatch.setattr(deepseek.WORKER, "max_batch", 1)  # chunks of 2 pages: renders interleave
+
+    def pdf_of(width: int, pages: int) -> str:
+        imgs = [Image.new("RGB", (width, 100), "white") for _ in range(pages)]
+        buf = io.BytesIO()
+        imgs[0].save(buf, format="PDF", save_all=True, append_images=imgs[1:], resolution=72)
+        return base64.b64encode(buf.getvalue()).decode()
+
+    jobs = [{"id": f"j{n}", "input": {"pdf_base64": pdf_of(100 + 10 * n, 5), "output_dir": str(tmp_path / "out")}}
+            for n in range(8)]  # fmt: skip
+    outs = await asyncio.gather(*(deepseek.handler(job) for job in jobs))
+    assert state["most"] == 1, state
+    for n, out in enumerate(outs):
+        assert out["status"] == "succeeded", out
+        width = 2 * (100 + 10 * n)  # rendered at 144 dpi
+        assert base64.b64decode(out["markdown"]).decode().split("\n\n<--- Page Split --->\n\n") == [f"{width}x200"] * 5
