@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from .errors import ConfigError, register_secret
 from .imaging import RenderSpec
-from .secrets import redact, register_url_secrets
+from .secrets import header_secret, redact, register_url_secrets
 
 __all__ = [
     "DEFAULT_CACHE_MAX_BYTES",
@@ -235,8 +235,8 @@ class BackendConfig(BaseModel):
         value = self.api_key.get_secret_value() if self.api_key is not None else None
         if not value:
             value = _env_layer(self.model_dump(include=set(ENV_SETTINGS.values())), self.transport).get("api_key")
-        register_secret(value)
-        return value or None
+        where = f"${self.api_key_env} or " if self.api_key_env else ""
+        return header_secret(value, f"the API key ({where}api_key in the config)") or None
 
     # A config from :func:`resolve_config` already holds the winners of every layer in its
     # fields; for one built directly, its fields are the explicit layer and the environment fills

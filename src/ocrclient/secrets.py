@@ -30,6 +30,7 @@ __all__ = [
     "HTTP_LOGGERS",
     "RedactingFilter",
     "clip",
+    "header_secret",
     "install_log_redaction",
     "install_logger_redaction",
     "redact",
@@ -118,6 +119,33 @@ def clip(text: str, limit: int = 300) -> str:
     """
     text = redact(" ".join(str(text).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: what an HTTP header value can carry of a secret: visible ASCII, no space
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+
+
+def header_secret(value: str | None, what: str) -> str | None:
+    """``value``, a secret sent in an HTTP header, as it is sent: without the whitespace around
+    it (a key pasted with a space, read from a file with its newline), registered for redaction
+    either way.  A :class:`~ocrclient.errors.ConfigError` naming ``what`` (never the value) when
+    what is left holds a character no header can carry (a space, a control or a non-ASCII
+    character): every request failed as a connection error, each page retried until it failed.
+
+    >>> header_secret(" sk-doctest-header\n", "the API key")
+    'sk-doctest-header'
+    """
+    if not value:
+        return value
+    register_secret(value)
+    clean = value.strip()
+    register_secret(clean)
+    if clean and not _HEADER_SAFE.fullmatch(clean):
+        from .errors import ConfigError
+
+        raise ConfigError(f"{what} holds a space, a control or a non-ASCII character, which no HTTP header can "
+                          "carry: check that it was copied whole")  # fmt: skip
+    return clean or None
 
 
 def _mask_cut(text: str, secret: str) -> str:

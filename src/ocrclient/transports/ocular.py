@@ -29,7 +29,7 @@ import httpx
 
 from ..config import BackendConfig
 from ..errors import ConfigError, OcrError, TransientError
-from ..secrets import redact
+from ..secrets import header_secret, redact
 from .base import Health, ModelReply, ModelRequest, json_bytes
 from .http import (  # error_message .. transport_error: re-exported (their old home)
     HttpImports,
@@ -81,6 +81,7 @@ class OcularTransport(HttpImports):
         self.route = route if route.startswith("/") else "/" + route
         self.timeout_s = timeout_s
         headers = {}
+        api_key = header_secret(api_key, "the API key")
         if api_key:
             headers[api_key_header] = (
                 f"Bearer {api_key}" if api_key_header.lower() == "authorization" else api_key

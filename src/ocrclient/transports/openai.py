@@ -48,7 +48,13 @@ import httpx
 from ..config import BackendConfig
 from ..errors import BadOutputError, ConfigError, OcrError, PermanentError, TransientError
 from ..loops import PerLoop
-from ..secrets import install_logger_redaction, redact, register_secret, register_url_secrets
+from ..secrets import (
+    header_secret,
+    install_logger_redaction,
+    redact,
+    register_secret,
+    register_url_secrets,
+)
 from .base import Health, ModelReply, ModelRequest
 from .http import HttpImports, make_client, map_errors, raise_for_status, release_loop
 from .limits import (
@@ -193,8 +199,9 @@ class OpenAITransport(HttpImports):
         self.cap_max_tokens = cap_max_tokens
         self.prompt_token_reserve = prompt_token_reserve
         self._api_key_env = api_key_env
-        for secret in (api_key, modal_key, modal_secret):
-            register_secret(secret)
+        api_key = header_secret(api_key, f"${api_key_env}" if api_key_env else "the API key")
+        modal_key = header_secret(modal_key, "the Modal key ($MODAL_KEY)")
+        modal_secret = header_secret(modal_secret, "the Modal secret ($MODAL_SECRET)")
         key = api_key or "EMPTY"
         headers = {"Authorization": f"Bearer {key}"}
         if self.modal and modal_key and modal_secret:

@@ -80,7 +80,7 @@ from ..errors import (
     PermanentError,
     TransientError,
 )
-from ..secrets import register_secret
+from ..secrets import header_secret
 from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body
 from .http import (
     HttpImports,
@@ -197,7 +197,7 @@ class RunPodTransport(HttpImports):
             raise ConfigError("RunPod endpoint id missing; set RUNPOD_ENDPOINT_ID or pass --endpoint-id")
         if poll_interval_s <= 0 or max_poll_interval_s < poll_interval_s:
             raise ConfigError("runpod transport: need 0 < poll_interval_s <= max_poll_interval_s")
-        register_secret(api_key)
+        api_key = header_secret(api_key, "the RunPod API key")
         self.mode = mode
         self.endpoint_id = endpoint_id
         self.base_url = (base_url or (DEFAULT_LOCAL_URL if mode == "local" else DEFAULT_BASE_URL)).rstrip("/")
