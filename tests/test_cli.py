@@ -591,3 +591,39 @@ def test_a_missing_setting_is_asked_for_by_the_variable_the_backend_reads(profil
         load_backend(profile, model="m")  # (the generic profile needs one first)
     asked = re.search(r"set ([A-Z_]+)", str(info.value))
     assert asked and asked.group(1) in _env_names(cfg) and asked.group(1) == (cfg.endpoint_id_env or "RUNPOD_ENDPOINT_ID")
+
+
+# ---------------------------------------------------------------------------------------------
+# every command that reaches a backend takes the flags that name it
+# ---------------------------------------------------------------------------------------------
+
+#: the flags with which ``ocr convert`` names and reaches a backend
+BACKEND_FLAGS = ["--backend", "--endpoint-id", "--base-url", "--api-key-env", "--model", "--dialect", "--transport",
+                 "--mode"]  # fmt: skip
+
+
+def _flags(command: str) -> set[str]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    return {o for p in group.commands[command].params for o in p.opts}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", ["convert", "health", "bench", "config"])
+def test_every_command_reaching_a_backend_takes_the_flags_that_name_it(command: str) -> None:
+    """``ocr health --backend runpod`` asked for ``--model`` (a generic backend's dialect needs
+    one) and then refused it: no such option.  A command line that converts, checks and
+    benchmarks alike."""
+    assert not set(BACKEND_FLAGS) - _flags(command), sorted(set(BACKEND_FLAGS) - _flags(command))
+
+
+def test_health_of_a_generic_backend_with_a_model(tmp_path: Path) -> None:
+    from ocrclient.testing.runpod_sim import RunPodSimulator
+
+    with RunPodSimulator(api_key="rp-health") as sim:
+        env = {**os.environ, "RUNPOD_API_KEY": "rp-health", "NO_COLOR": "1"}
+        run = subprocess.run([sys.executable, "-m", "ocrclient.cli", "health", "--backend", "runpod", "--model", "m",
+                              "--base-url", sim.base_url, "--endpoint-id", str(sim.endpoint_id), "--json"],
+                             env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["ok"] is True

@@ -112,15 +112,18 @@ def health(
     endpoint_id: Annotated[str | None, typer.Option("--endpoint-id")] = None,
     base_url: Annotated[str | None, typer.Option("--base-url")] = None,
     api_key_env: Annotated[str | None, typer.Option("--api-key-env")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="The model (a generic backend's dialect needs one).")] = None,
+    dialect: Annotated[str | None, typer.Option("--dialect", help="Override the reply dialect.")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
     transport: Annotated[str | None, typer.Option("--transport", help="Override the transport.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Check that a backend is reachable and authorised (workers/queue, models)."""
+    """Check that a backend is reachable and authorised (workers/queue, models).  It takes the
+    flags ``ocr convert`` takes to name the backend, so a command line that converts checks."""
     from ..registry import load_backend
 
     try:
-        over = backend_overrides(endpoint_id, base_url, api_key_env, None, None, None, None, mode)
+        over = backend_overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, mode)
         be = load_backend(backend, **over, transport=transport)
     except OcrError as exc:
         raise fail(str(exc)) from None
@@ -155,6 +158,7 @@ def config_show(
     model: Annotated[str | None, typer.Option("--model")] = None,
     dialect: Annotated[str | None, typer.Option("--dialect")] = None,
     transport: Annotated[str | None, typer.Option("--transport")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
 ) -> None:
     """Show the resolved settings of a backend (with the flags `ocr convert` would get), secrets
     masked."""
@@ -163,7 +167,7 @@ def config_show(
     from ..config import config_dir, resolve_config
 
     try:
-        over = backend_overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, None)
+        over = backend_overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, mode)
         cfg = resolve_config(backend, **over, transport=transport)
     except OcrError as exc:
         raise fail(str(exc)) from None

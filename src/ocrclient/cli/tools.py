@@ -31,6 +31,9 @@ def bench(
     base_url: Annotated[str | None, typer.Option("--base-url")] = None,
     api_key_env: Annotated[str | None, typer.Option("--api-key-env")] = None,
     model: Annotated[str | None, typer.Option("--model")] = None,
+    dialect: Annotated[str | None, typer.Option("--dialect", help="Override the reply dialect.")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
+    transport: Annotated[str | None, typer.Option("--transport", help="Override the transport.")] = None,
     metrics: Annotated[bool, typer.Option("--metrics", help="Sample the vLLM server's /metrics during the run.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -46,7 +49,8 @@ def bench(
                 pages=pages,
                 concurrency=concurrency,
                 metrics=metrics,
-                **backend_overrides(endpoint_id, base_url, api_key_env, model, None, None, None, None),
+                **backend_overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, mode),
+                **({"transport": transport} if transport else {}),
             )
         )
     except OcrError as exc:
