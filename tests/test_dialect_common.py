@@ -544,3 +544,37 @@ def test_a_parser_bug_leaves_the_dialect_unwrapped() -> None:
     d = Buggy(model="m")
     with pytest.raises(KeyError):
         d.parse(reply("some text"), d.build(make_page(), Attempt(1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# a reply that says nothing once its wrapping is read is never an ok, empty page
+# ---------------------------------------------------------------------------------------------
+
+#: replies with no text in them once a dialect has read its markup: fences, front matter, empty
+#: lists, empty HTML, a grounding tag with no text
+SAYS_NOTHING = ["```markdown\n```", "```\n\n```", "``` \n  \n```", "<div></div>", "<p></p>", "<html><body></body></html>",
+                "[]", "---\nprimary_language: en\nis_rotation_valid: true\nrotation_correction: 0\nis_table: false\n"
+                "is_diagram: false\n---\n", "<|ref|>text<|/ref|><|det|>[[1, 2, 3, 4]]<|/det|>\n", "   \n\n", ""]  # fmt: skip
+CHAT_DIALECTS = ["chandra", "deepseek", "lighton", "olmocr", "rolmocr", "dots", "plain"]
+
+
+@pytest.mark.parametrize("reply", SAYS_NOTHING)
+@pytest.mark.parametrize("dialect", CHAT_DIALECTS)
+def test_a_reply_that_says_nothing_is_never_an_ok_empty_page(dialect: str, reply: str) -> None:
+    """The plain dialect read an empty code fence as an ok page with no markdown: a page silently
+    empty.  Every chat dialect x every reply that holds no text once read: either the reply is
+    refused (bad output, retried) or the page carries a warning (degraded), as the local engine's
+    blank page does ("no text found")."""
+    import importlib
+
+    from ocrclient.geometry import Frame
+    from ocrclient.registry import DIALECTS
+
+    module, attr = DIALECTS[dialect][0].split(":")
+    dia = getattr(importlib.import_module(module), attr)(model="m")
+    try:
+        content = dia.parse(ModelReply(text=reply, finish_reason="stop"), ModelRequest(body={}, frame=Frame(1000, 1000, 0)))
+    except BadOutputError:
+        return
+    said = content.markdown.strip() or any(b.text.strip() for b in content.blocks)
+    assert said or content.warnings, (content.markdown, content.blocks)

@@ -78,9 +78,11 @@ def test_parse_reply_with_front_matter(olm: OlmOCRDialect) -> None:
     assert not c.warnings
 
 
-def test_blank_page_with_front_matter_is_ok(olm: OlmOCRDialect) -> None:
+def test_blank_page_with_front_matter_says_no_text_was_found(olm: OlmOCRDialect) -> None:
+    """The model's blank page (front matter, no text): not an error, and not an ok page silently
+    empty either: marked as the local engine marks one (degraded, "no text found")."""
     c = olm.parse(reply(FM.format(valid="True", corr=0).replace("en", "null")), request_for(make_page()))
-    assert c.markdown == "" and c.blocks == [] and not c.warnings
+    assert c.markdown == "" and c.blocks == [] and c.warnings == ["no text found"]
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
@@ -92,9 +94,9 @@ def test_corpus_replies(olm: OlmOCRDialect, path: Path) -> None:
         with pytest.raises(BadOutputError) as info:
             olm.parse(reply(text), request_for(page))
         assert info.value.cause == "empty"
-        # ... while the model's actual reply (front matter, no text) is a fine blank page
+        # ... while the model's actual reply (front matter, no text) is a blank page, said so
         c = olm.parse(reply(FM.format(valid="True", corr=0)), request_for(page))
-        assert c.markdown == ""
+        assert c.markdown == "" and c.warnings == ["no text found"]
         return
     # stripped form (as stored) and the model's own form (with front matter) parse the same
     bare = olm.parse(reply(text), request_for(page))

@@ -25,6 +25,7 @@ from ..models import ModelReply, PageContent, RawBlock
 
 __all__ = [
     "BLOCK_TEXT_SLACK",
+    "NO_TEXT",
     "bound_blocks",
     "check_reply",
     "detect_repetition",
@@ -154,6 +155,10 @@ def bound_blocks(blocks: Sequence[RawBlock], budget: int) -> list[RawBlock]:
     return out
 
 
+#: the warning of a page in which the model read no text (as the local engine's of a blank page)
+NO_TEXT = "no text found"
+
+
 def check_reply(reply: ModelReply) -> str:
     """The reply text, or :class:`BadOutputError` (cause ``empty``) when there is none."""
     text = reply.text if isinstance(reply.text, str) else ""
@@ -173,6 +178,10 @@ def finish(content: PageContent, reply: ModelReply, *, strict_stop: bool = False
     * ``finish_reason == "length"`` -> ``BadOutputError(cause="length")`` (truncated page);
     * with ``strict_stop`` any finish reason other than ``stop`` (or unknown) is bad output.
     """
+    if not content.markdown.strip() and not any((b.text or "").strip() for b in content.blocks) and not content.warnings:
+        # a reply that says nothing once its wrapping is read (an empty fence, front matter with
+        # no text, an empty list or block): the page is marked so, never ok and silently empty
+        content.warnings.append(NO_TEXT)
     # the raw reply, or what was read from it (a runaway whose markup varies, e.g. its boxes,
     # while its text repeats)
     rep = detect_repetition(reply.text or "") or detect_repetition(content.markdown)
