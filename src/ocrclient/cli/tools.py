@@ -77,14 +77,18 @@ def bench(
 def view(
     result: Annotated[Path, typer.Argument(help="A JSON result written by `ocr convert`.")],
     out: Annotated[Path | None, typer.Option("-o", "--out", help="HTML file to write (default: next to the JSON).")] = None,
+    password: Annotated[str | None, typer.Option("--password", help="Password of an encrypted source PDF.")] = None,
 ) -> None:
     """Write a static HTML viewer: page images with block boxes drawn over them."""
     from ..exporters.html import write_viewer
+    from ..exporters.source import source_password
+    from ..secrets import register_secret
 
+    register_secret(password)
     if not result.is_file():
         raise fail(f"{result}: no such file")
     try:
-        with file_errors(f"cannot write the viewer {out or result.with_suffix('.html')}"):
+        with file_errors(f"cannot write the viewer {out or result.with_suffix('.html')}"), source_password(password):
             path = write_viewer(result, out)
     except OcrError as exc:
         raise fail(str(exc)) from None

@@ -66,13 +66,19 @@ def write_outputs(
     formats: Sequence[str],
     *,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    password: str | None = None,
 ) -> list[Path]:
     """Write ``doc`` as ``out_dir/stem.<suffix>`` for each format; returns the paths written
     (a Document without its run: see the module docstring).
     ``options`` maps a format to keyword arguments of its writer (e.g. ``{"md": {"page_markers":
-    True}}``, ``{"pdf": {"force_ocr_text": True}}``, see :func:`ocrclient.exporters.pdf.write`)."""
+    True}}``, ``{"pdf": {"force_ocr_text": True}}``, see :func:`ocrclient.exporters.pdf.write`).
+    ``password`` opens an encrypted input again (for figure crops, the viewer's pages, the
+    searchable PDF)."""
+    from .source import source_password
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     opts = options or {}
     writers = [(fmt, _writer(fmt)) for fmt in formats]  # fail on a bad format before writing
-    return [fn(doc, out / f"{stem}{EXPORTERS[fmt][1]}", **opts.get(fmt, {})) for fmt, fn in writers]
+    with source_password(password):
+        return [fn(doc, out / f"{stem}{EXPORTERS[fmt][1]}", **opts.get(fmt, {})) for fmt, fn in writers]

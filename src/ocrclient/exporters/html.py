@@ -41,6 +41,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import logging
 import re
 import secrets
 import sys
@@ -88,6 +89,9 @@ __all__ = [
 assert set(BLOCK_TYPES) <= set(TYPE_COLORS)
 
 _DEFAULT_SIZE = (612.0, 792.0)
+
+
+log = logging.getLogger("ocrclient.exporters.html")
 
 
 @functools.cache
@@ -183,7 +187,12 @@ def render_html(
     if images is None:
         from .source import resolve_source
 
-        images, missing = page_images(doc, resolve_source(doc, source, base))
+        try:
+            found = resolve_source(doc, source, base)
+        except InputError as exc:  # there, but encrypted: drawn blank, the reason logged
+            log.warning("%s; the viewer's pages are drawn blank", exc)
+            found = None
+        images, missing = page_images(doc, found)
     nonce = secrets.token_urlsafe(16)
     return _template().render(
         doc=doc,

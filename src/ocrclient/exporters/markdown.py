@@ -50,6 +50,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..document import Block, Document, Page
+from ..errors import InputError
 from ._io import atomic_write
 from .figures import FIGURE_DPI, FigureCrop, crop_figures, figure_blocks
 from .source import resolve_source
@@ -286,10 +287,14 @@ def render_with_figures(
     has_figures = any(p.status != "failed" and figure_blocks(p) for p in doc.pages)
     if not has_figures:
         return MarkdownResult(render(doc, page_separators=page_separators, page_markers=page_markers))
-    path = resolve_source(doc, source, md_path.parent)
+    try:
+        path = resolve_source(doc, source, md_path.parent)
+    except InputError as exc:  # there, but encrypted: the note says what it takes
+        path, why = None, f"{exc}; figures are not cropped and their references are left as written"
+    else:
+        why = source_missing_note(doc)
     if path is None:
-        note = source_missing_note(doc)
-        return MarkdownResult(render(doc, page_separators=page_separators, page_markers=page_markers), notes=[note])
+        return MarkdownResult(render(doc, page_separators=page_separators, page_markers=page_markers), notes=[why])
     crops, notes = crop_figures(doc, path, dpi)
     links: Links = {}
     files: dict[str, bytes] = {}

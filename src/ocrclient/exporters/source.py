@@ -24,8 +24,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +36,42 @@ from ..errors import InputError, OcrError
 from ..imaging import RenderSpec
 from ..pages import PDFIUM_LOCK, PageImage, Source, open_sources
 
-__all__ = ["could_be_input", "image_dpis", "open_pdf", "render_pages", "resolve_source", "source_spec"]
+__all__ = [
+    "could_be_input",
+    "image_dpis",
+    "open_pdf",
+    "render_pages",
+    "resolve_source",
+    "source_password",
+    "source_spec",
+]
 
 #: resolutions an image may record that are taken as its print size (others mean 72 dpi)
 _SANE_DPI = (30.0, 1200.0)
+
+
+#: the password of an encrypted input while a Document is written without its run
+#: (:func:`source_password`): its writers open the input again through this module
+_PASSWORD: ContextVar[str | None] = ContextVar("ocrclient_source_password", default=None)
+
+
+@contextlib.contextmanager
+def source_password(password: str | None) -> Iterator[None]:
+    """Within it, the input of a Document written without its run is opened with ``password``
+    (:func:`~ocrclient.exporters.write_outputs`'s ``password``, ``ocr view --password``)."""
+    token = _PASSWORD.set(password)
+    try:
+        yield
+    finally:
+        _PASSWORD.reset(token)
 
 
 def resolve_source(doc: Document, source: str | Path | None = None, base: Path | None = None) -> Path | None:
     """The input file of ``doc`` if it can be found: ``source`` when given, else
     ``doc.source`` as written (relative to the working directory), else relative to ``base``,
     a file found so being taken only if it can be the input (:func:`could_be_input`).
-    ``None`` when nothing readable is there (e.g. the input was raw bytes or was moved)."""
+    ``None`` when nothing readable is there (e.g. the input was raw bytes or was moved); an
+    :class:`InputError` when it is there but encrypted and no right password was given."""
     if source is not None:
         given = Path(source).expanduser()
         return given if _is_file(given) else None
@@ -69,11 +96,15 @@ def could_be_input(doc: Document, path: Path) -> bool:
     ``doc`` holds and, a PDF, each of the displayed size ``doc`` records.  A file beside the
     JSON with the input's name need not be the input: the run's own searchable PDF is one, and
     of a page selection its page 2 is another page of the input."""
+    import pypdfium2 as pdfium
+
     from ..pages.render import pdf_page_box
 
     try:
-        src = open_sources([path])[0]
-    except OcrError:
+        src = open_sources([path], password=_PASSWORD.get())[0]
+    except OcrError as exc:
+        if exc.cause == "encrypted":  # it may well be the input: say what it takes
+            raise
         return False
     if any(p.page > src.page_count for p in doc.pages):
         return False
@@ -87,7 +118,10 @@ def could_be_input(doc: Document, path: Path) -> bool:
         try:
             for p in doc.pages:
                 if p.width > 0 and p.height > 0:
-                    page = pdf[p.page - 1]
+                    try:
+                        page = pdf[p.page - 1]
+                    except pdfium.PdfiumError:  # a page that will not load: the others decide
+                        continue
                     try:
                         box = pdf_page_box(page)
                     finally:
@@ -122,7 +156,7 @@ def render_pages(path: Path, numbers: Sequence[int], spec: RenderSpec) -> Iterat
     if not wanted:
         return
     try:
-        src = open_sources([path])[0]
+        src = open_sources([path], password=_PASSWORD.get())[0]
     except OcrError as exc:
         for n in wanted:
             yield n, None, str(exc)
