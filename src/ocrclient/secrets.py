@@ -132,7 +132,7 @@ def header_secret(value: str | None, what: str) -> str | None:
     what is left holds a character no header can carry (a space, a control or a non-ASCII
     character): every request failed as a connection error, each page retried until it failed.
 
-    >>> header_secret(" sk-doctest-header\n", "the API key")
+    >>> header_secret(" sk-doctest-header\t", "the API key")
     'sk-doctest-header'
     """
     if not value:
