@@ -78,8 +78,10 @@ def build_pdf(
     *,
     user_password: str | None = None,
     shared_content: bool = False,
+    texts: list[str] | None = None,
 ) -> bytes:
-    """A small valid PDF, one text line per page, pages of the given (w, h) sizes in points.
+    """A small valid PDF, one text line per page ("Page N", or ``texts[i]``), pages of the given
+    (w, h) sizes in points.
 
     ``shared_content`` makes every page point at ONE content stream (cheap 10,000-page files);
     ``user_password`` encrypts it with the standard security handler, RC4 40-bit (V1 R2).
@@ -96,7 +98,7 @@ def build_pdf(
         if shared_content:
             contents = shared
         else:
-            streams[num + 1] = _content(f"Page {i + 1}", h)
+            streams[num + 1] = _content(texts[i] if texts else f"Page {i + 1}", h)
             contents = num + 1
         objs[num] = (
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %s %s] "

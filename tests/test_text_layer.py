@@ -673,8 +673,9 @@ def test_a_defect_in_the_layer_reading_falls_back_to_ocr(monkeypatch: pytest.Mon
 
     seen: list[str] = []
 
-    def ocr(image: bytes, settings: EngineSettings, why: str, start: float) -> Any:
+    def ocr(image: bytes, settings: EngineSettings, why: str, start: float, *, unreadable: bool = False) -> Any:
         seen.append(why)
+        assert unreadable  # (the page will say its layer failed)
         return pdf_page.PageReading("", {"lines": [], "source": "ocr"}, 0.0)
 
     monkeypatch.setattr(pdf_page, "layer_lines", broken)

@@ -70,8 +70,10 @@ def requested(cfg: BackendConfig, document_mode: bool = False) -> bool:
 
 def pdf_subset(src: Source, indices: list[int]) -> tuple[bytes, list[PageBox]]:
     """The pages ``indices`` (0-based) of the PDF ``src`` as a new PDF (the original bytes when
-    every page is selected, re-saved), and each page's box.  Not the same bytes twice: PDFium
-    writes a random file identifier (and, for a new file, the time) at each save."""
+    every page is selected, re-saved, unless it opened with a password: a worker cannot open
+    it, so its pages are copied out unencrypted as for a selection), and each page's box.  Not
+    the same bytes twice: PDFium writes a random file identifier (and, for a new file, the
+    time) at each save."""
     import pypdfium2 as pdfium
 
     with PDFIUM_LOCK:
@@ -81,7 +83,7 @@ def pdf_subset(src: Source, indices: list[int]) -> tuple[bytes, list[PageBox]]:
             raise InputError(f"{src.name}: cannot open PDF ({exc})") from exc
         try:
             boxes = [pdf_page_box(pdf[i]) for i in indices]
-            if len(indices) == len(pdf):
+            if len(indices) == len(pdf) and not src.password:
                 out = pdf
             else:
                 out = pdfium.PdfDocument.new()

@@ -71,6 +71,8 @@ class PageImage:
     #: document given as bytes), so a backend can read the page's own text layer; ``None`` for
     #: images
     pdf_path: str | None = None
+    #: the password ``pdf_path`` opens with (an encrypted input), so its text layer can be read
+    pdf_password: str | None = field(default=None, repr=False)
     #: what the resume cache hashes for this page instead of ``encoded``'s bytes (``None``: those
     #: bytes): a document-mode unit's, whose cut PDF differs at every cut
     #: (:func:`ocrclient.docmode.document_unit`)

@@ -323,16 +323,24 @@ def _profile(backend: str | None, over: dict[str, Any], transport: str | None) -
     return cfg, load_dialect(cfg)
 
 
+def _digest(cfg: "BackendConfig", document_mode: bool) -> str:
+    """The manifest's settings digest: the page cache's (:func:`~ocrclient.cache.settings_digest`)
+    and whether the run sends whole documents (another worker contract, another result)."""
+    from .. import docmode
+    from ..cache import settings_digest
+
+    return settings_digest(cfg) + ("+document" if docmode.requested(cfg, document_mode) else "")
+
+
 def _resumed(
     plan: "Plan", out: Path | None, cfg: "BackendConfig", redo: bool, pages: str | None, stem_of: dict[str, Path],
-    formats: dict[str, dict[str, Any]], console: "Console | None",
+    formats: dict[str, dict[str, Any]], console: "Console | None", document_mode: bool = False,
 ) -> "tuple[Plan, Manifest | None]":  # fmt: skip
     """The run manifest of ``out`` (``None`` without one) and ``plan`` without the inputs it
     says are done (with ``formats``, the formats written and their options).  Its settings
     digest names the transport's options, so computing it imports the transport: it is
     computed here only when there are entries to compare it with (a rerun), else by
     :func:`_backend`, after the head start."""
-    from ..cache import settings_digest
     from ..manifest import Manifest
 
     if out is None:
@@ -346,7 +354,7 @@ def _resumed(
 
             console.print(f"warning: {escape(f'{src.name} replaces the outputs of {owner} at {stem_of[src.key]}.*')}", soft_wrap=True)
     if not redo and manifest.entries():
-        manifest.settings = settings_digest(cfg)
+        manifest.settings = _digest(cfg, document_mode)
         plan = _not_done(plan, manifest, cfg, pages, stem_of, console)
     return plan, manifest
 
@@ -368,17 +376,17 @@ def _head_start(plan: "Plan", cfg: "BackendConfig", dia: "Dialect", document_mod
 
 
 def _backend(
-    cfg: "BackendConfig", dia: "Dialect", no_cache: bool, cache_dir: Path | None, manifest: "Manifest | None"
+    cfg: "BackendConfig", dia: "Dialect", no_cache: bool, cache_dir: Path | None, manifest: "Manifest | None",
+    document_mode: bool = False,
 ) -> "tuple[Backend, PageCache | None]":
     """The backend (its transport imported, built and preloaded here, while the first page
     renders) and the run's page cache; the manifest gets its settings digest."""
-    from ..cache import settings_digest
     from ..registry import Backend, load_transport
 
     be = Backend(cfg, dia, load_transport(cfg))
     be.preload()
     if manifest is not None and manifest.settings is None:  # (_resumed set it on a rerun)
-        manifest.settings = settings_digest(cfg)
+        manifest.settings = _digest(cfg, document_mode)
     from ..run import open_cache
 
     return be, open_cache(None if no_cache else cache_dir or True)  # (its cap is read here: a bad one is one line)
@@ -437,9 +445,9 @@ def convert(
             cfg, dia = _profile(backend, over, transport)
             options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
             wanted = {f: options.get(f, {}) for f in fmts}
-            plan, manifest = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console)
+            plan, manifest = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
-            be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest)
+            be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode)
             _output_folder(out)
         except OcrError as exc:
             if debug:  # the traceback too, but the exit code stays the one without --debug

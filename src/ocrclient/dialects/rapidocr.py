@@ -109,6 +109,8 @@ class RapidOCRDialect:
         body: dict[str, Any] = {"image": page.encoded.data}
         if self.reads_source(page):
             body["pdf"] = {"path": page.pdf_path, "index": page.index, "mode": self.text_layer}
+            if page.pdf_password:
+                body["pdf"]["password"] = page.pdf_password
         return ModelRequest(body=body, frame=page.frame, page_image=page)
 
     def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent:
@@ -137,9 +139,12 @@ class RapidOCRDialect:
         rotation = int(data.get("rotation") or 0) % 360
         if rotation and page_size is not None and request.frame is not None:
             _upright_to_sent(blocks, page_size, rotation, request.frame.width_px, request.frame.height_px)
+        warnings = []
         if layer:
             meta["text_layer"] = {"used": bool(layer.get("used")), "why": str(layer.get("why", ""))}
-        return PageContent(markdown=markdown, blocks=blocks, space=space, meta=meta)
+            if layer.get("unreadable"):  # (not a page without one: a layer there that failed)
+                warnings.append(f"{layer.get('why')}; the page was OCR'd instead")
+        return PageContent(markdown=markdown, blocks=blocks, space=space, meta=meta, warnings=warnings)
 
 
 def _upright_to_sent(

@@ -86,14 +86,15 @@ def _sampler(settings: EngineSettings) -> Sampler:
     return sample
 
 
-def _ocr(image: Any, settings: EngineSettings, why: str, start: float) -> PageReading:
-    """OCR of the page image (its bytes, or the PIL image already decoded: not decoded twice)."""
+def _ocr(image: Any, settings: EngineSettings, why: str, start: float, *, unreadable: bool = False) -> PageReading:
+    """OCR of the page image (its bytes, or the PIL image already decoded: not decoded twice);
+    ``unreadable``: the page has a layer that could not be read (the page says so)."""
     from .read import read_image
 
     reading = read_image(image, settings)
     data = reading.data()
     data["source"] = "ocr"
-    data["text_layer"] = {"used": False, "why": why}
+    data["text_layer"] = {"used": False, "why": why, "unreadable": unreadable}
     return PageReading(reading.text, data, time.perf_counter() - start)
 
 
@@ -180,27 +181,29 @@ def read_pdf_page(image: bytes, pdf: Mapping[str, Any], settings: EngineSettings
     start = time.perf_counter()
     mode = str(pdf.get("mode") or "auto")
     path, index = str(pdf["path"]), int(pdf["index"])
+    password = str(pdf["password"]) if pdf.get("password") else None
     try:
-        layer: Layer = read_layer(path, index)
+        layer: Layer = read_layer(path, index, password)
     except Exception as exc:  # a file gone or unreadable: the image is still there
-        return _ocr(image, settings, f"cannot read the text layer ({type(exc).__name__})", start)
+        return _ocr(image, settings, f"cannot read the text layer ({type(exc).__name__})", start, unreadable=True)
     if not layer.text_chars:
         return _ocr(image, settings, "no text layer", start)
     img = decode(image)  # an undecodable image fails the page either way
     try:
-        return _from_layer(image, img, layer, mode, (path, index), settings, start)
+        return _from_layer(image, img, layer, mode, (path, index, password), settings, start)
     except Exception as exc:  # a defect in the layer's reading must not cost the page: OCR it
         log.warning("page %d of %s: the text layer could not be read: %r", index + 1, path, exc)
-        return _ocr(image, settings, f"the text layer could not be read ({type(exc).__name__})", start)
+        return _ocr(image, settings, f"the text layer could not be read ({type(exc).__name__})", start, unreadable=True)
 
 
 def _from_layer(
-    image: bytes, img: Any, layer: Layer, mode: str, where: tuple[str, int], settings: EngineSettings, start: float
+    image: bytes, img: Any, layer: Layer, mode: str, where: tuple[str, int, str | None], settings: EngineSettings,
+    start: float,
 ) -> PageReading:
     """The page from its layer when it is trusted (or forced), else OCR (or the hybrid)."""
     import numpy as np
 
-    path, index = where
+    path, index, password = where
     shown_w = layer.height if layer.rotation in (90, 270) else layer.width
     scale = img.size[0] / max(shown_w, 1e-6)
     upright = img.rotate(layer.rotation, expand=True) if layer.rotation else img
@@ -231,7 +234,7 @@ def _from_layer(
             "used": True,
             "why": why,
             "rules": _scaled(layer.rules, scale),
-            "repeated": band_lines(path, index),
+            "repeated": band_lines(path, index, password=password),
         },
     }
     text = "\n".join(ln["text"] for ln in lines)

@@ -93,7 +93,7 @@ class Layer:
 
 # -- opening ---------------------------------------------------------------------------------
 
-_DOCS: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
+_DOCS: OrderedDict[tuple[str, int, int, str | None], Any] = OrderedDict()
 _MAX_DOCS = 4
 
 
@@ -104,11 +104,11 @@ def _lock() -> Any:
     return PDFIUM_LOCK
 
 
-def _open(path: str) -> Any:
+def _open(path: str, password: str | None = None) -> Any:
     import pypdfium2 as pdfium
 
     st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns)
+    key = (path, st.st_size, st.st_mtime_ns, password)
     pdf = _DOCS.get(key)
     if pdf is None:
         if not _DOCS:
@@ -116,7 +116,7 @@ def _open(path: str) -> Any:
             # first-out): the documents are closed before pypdfium2 looks for open ones
             atexit.unregister(close_documents)
             atexit.register(close_documents)
-        pdf = _DOCS[key] = pdfium.PdfDocument(path)
+        pdf = _DOCS[key] = pdfium.PdfDocument(path, password=password)
         while len(_DOCS) > _MAX_DOCS:
             _, old = _DOCS.popitem(last=False)
             with contextlib.suppress(Exception):
@@ -125,12 +125,12 @@ def _open(path: str) -> Any:
     return pdf
 
 
-def _load(path: str, index: int) -> Any:
+def _load(path: str, index: int, password: str | None = None) -> Any:
     """Page ``index`` of the PDF at ``path``; a handle that fails to load one is dropped
     (:func:`ocrclient.pages.render.load_page`).  Hold :func:`_lock`."""
     from ..pages.render import load_page
 
-    return load_page(_open(path), index, lambda: _forget(path))
+    return load_page(_open(path, password), index, lambda: _forget(path))
 
 
 def _forget(path: str) -> None:
@@ -182,11 +182,11 @@ class _Upright:
         return (x0, y0, x1, y1)
 
 
-def read_layer(path: str, index: int) -> Layer:
+def read_layer(path: str, index: int, password: str | None = None) -> Layer:
     """The text layer of page ``index`` (0-based) of the PDF at ``path`` (see the module
     docstring); raises what pypdfium2 raises for a file it cannot open."""
     with _lock():
-        page = _load(path, index)
+        page = _load(path, index, password)
         try:
             return _read_page(page)
         finally:
@@ -524,7 +524,7 @@ def fold(text: str) -> str:
     return " ".join("".join("#" if c.isdigit() else c for c in text.lower()).split())
 
 
-def band_lines(path: str, index: int, neighbours: int = 2) -> list[str]:
+def band_lines(path: str, index: int, neighbours: int = 2, *, password: str | None = None) -> list[str]:
     """The folded lines (:func:`fold`) in the top and bottom :data:`BAND` of up to
     ``neighbours`` pages next to page ``index`` (the previous and next first), sorted, unique.
     A page PDFium cannot load is passed over for the next nearest: it says nothing of the
@@ -533,14 +533,14 @@ def band_lines(path: str, index: int, neighbours: int = 2) -> list[str]:
 
     out: set[str] = set()
     with _lock():
-        n = len(_open(path))
+        n = len(_open(path, password))
         order = sorted((i for i in range(n) if i != index), key=lambda i: (abs(i - index), i))
         read = 0
         for i in order:
             if read == neighbours:
                 break
             try:
-                page = _load(path, i)
+                page = _load(path, i, password)
             except pdfium.PdfiumError:
                 continue
             read += 1

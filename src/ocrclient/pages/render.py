@@ -161,8 +161,9 @@ def pdf_page_box(page: Any) -> PageBox:
 def _encoded_page(job: RenderJob, page_box: PageBox, img: Image.Image, render_scale: float) -> PageImage:
     """The rendered page, encoded as the job's spec asks."""
     encoded = encode(img, job.spec)
-    pdf_path = job.path if job.kind == "pdf" else None
-    return PageImage(job.name, job.index, page_box, encoded, render_scale=render_scale, pdf_path=pdf_path)
+    pdf_path, password = (job.path, job.password) if job.kind == "pdf" else (None, None)
+    return PageImage(job.name, job.index, page_box, encoded, render_scale=render_scale, pdf_path=pdf_path,
+                     pdf_password=password)  # fmt: skip
 
 
 def _failed_page(job: RenderJob, page_box: PageBox, error: str) -> PageImage:
