@@ -161,3 +161,32 @@ def test_an_input_whose_outputs_another_input_wrote_over_is_converted_again(tmp_
         assert "skipping" not in third and f"{a} replaces the outputs of {b}" in " ".join(third.split())
         assert "department A" in (out / "report.md").read_text(encoding="utf-8")
         assert "skipping 1 input(s)" in run(a)  # its own outputs again: done
+
+
+def test_a_run_option_that_changes_the_result_is_converted_again(tmp_path: Path) -> None:
+    """The run's settings outside the profile, against the manifest: ``--document-mode`` sends
+    the whole PDF to another worker contract, so a rerun that turns it on (or off) converts the
+    input again (it was skipped, the page-mode outputs kept); the same mode again skips it, and
+    options that change nothing (``--isolate-render``, ``--concurrency``) skip it too."""
+    from ocrclient.testing import DialectResponder
+    from ocrclient.testing.runpod_sim import RunPodSimulator
+
+    docs = tmp_path / "in"
+    docs.mkdir()
+    text_pdf(docs / "a.pdf", [["first page"], ["second page"], ["third page"]])
+    with RunPodSimulator(api_key="rp-manifest", responder=DialectResponder("deepseek")) as sim:
+        env = {"RUNPOD_API_KEY": "rp-manifest", "RUNPOD_BASE_URL": sim.base_url,
+               "RUNPOD_DEEPSEEK_ENDPOINT_ID": str(sim.endpoint_id)}  # fmt: skip
+        args = ["convert", str(docs), "-o", str(tmp_path / "out"), "--backend", "runpod-deepseek-ocr", "--no-cache",
+                "--no-progress"]  # fmt: skip
+
+        def skipped(*extra: str) -> bool:
+            run = _run([*args, *extra], env, tmp_path)
+            assert run.returncode == 0, run.stderr
+            return "skipping 1 input(s)" in run.stderr
+
+        assert not skipped()
+        assert not skipped("--document-mode")  # another contract: converted again
+        assert skipped("--document-mode")
+        assert not skipped()  # and back to pages
+        assert skipped("--isolate-render") and skipped("--concurrency", "3")
