@@ -811,3 +811,56 @@ def test_the_text_keeps_an_images_description_not_its_markup() -> None:
 
     md = "# Results\n\n![Bar chart of revenue by year]()\n\nAs shown ![](images/1.jpg) above.\n\n**Total**: 5"
     assert page_text(Page(page=1, status="ok", markdown=md)) == "Results\n\nBar chart of revenue by year\n\nAs shown  above.\n\nTotal: 5"
+
+
+#: text with ``<`` and ``>`` that is text, not markup: comparisons, arrows, a bracketed span over
+#: lines, an e-mail address in angle brackets, a heap of them
+LT_GT_TEXT = [
+    "if the depth is < 5 m and the moisture value > 30 percent they are flagged",
+    "< 150kg\nMaintenance Manual and Flight Manual - if operating >",
+    "x <= 3, y >= 4, a -> b, b <- c, p <> q, 1<2, 3>2",
+    "write to <1234@example.org> or call",
+    "<<< >>> < > <= =>",
+    "the price <\n\nsecond paragraph> here",
+]
+#: markup the models do write, and the text it stands for (txt: cells by tabs, rows by lines)
+MARKUP = [
+    ("<table><tr><th>A</th><th>B</th></tr><tr><td>1 &amp; 2</td><td>x &lt; y</td></tr></table>", "A\tB\n1 & 2\tx < y"),
+    ("H<sub>2</sub>O and E=mc<sup>2</sup><br>next line", "H2O and E=mc2\nnext line"),
+    ('<div class="note" data-bbox="1 2 3 4">boxed</div>', "boxed"),
+    ("<p>one</p><p>two</p>", "one\ntwo"),
+]
+
+
+@pytest.mark.parametrize("text", LT_GT_TEXT)
+def test_text_between_a_less_than_and_a_greater_than_is_kept(text: str) -> None:
+    """The txt output and the searchable PDF's text layer took anything from a ``<`` to the next
+    ``>`` for a tag, across lines, and deleted it ("depth is < 5 m ... value > 30" lost all
+    between).  Every such text keeps every character (the PDF layer's spaces collapsed)."""
+    from ocrclient.document import Page
+    from ocrclient.exporters.text import page_text
+
+    assert page_text(Page(page=1, status="ok", markdown=text)) == text.strip()
+    assert pdf_exporter.plain_text(text).split() == text.split()
+
+
+@pytest.mark.parametrize(("markup", "text"), MARKUP)
+def test_the_markup_models_write_is_stripped_to_its_text(markup: str, text: str) -> None:
+    from ocrclient.document import Page
+    from ocrclient.exporters.text import page_text
+
+    assert page_text(Page(page=1, status="ok", markdown=markup)) == text
+    assert pdf_exporter.plain_text(markup).split() == text.split()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab19 <>=.,\n", min_size=1, max_size=80))
+def test_no_text_of_ours_is_lost_to_the_markup_stripping(raw: str) -> None:
+    """Any text in which no ``<`` opens a tag (none is followed by a letter or ``/``) comes out of
+    the txt writer whole (line ends aside)."""
+    from ocrclient.document import Page
+    from ocrclient.exporters.text import page_text
+
+    text = raw.replace("<a", "< a").replace("<b", "< b")  # (no markdown marks in the alphabet)
+    got = page_text(Page(page=1, status="ok", markdown=text))
+    assert got == re.sub(r"[ \t]+\n", "\n", text).strip()

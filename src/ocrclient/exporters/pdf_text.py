@@ -24,13 +24,13 @@ from dataclasses import dataclass
 
 from ..document import Block, Page
 from .figures import norm_box
+from .text import CELL_END, HTML_TAG, LINE_END
 
 __all__ = ["Box", "TextLine", "TextUnit", "has_text_layer", "plain_text", "text_lines", "text_units", "word_counts"]
 
 # markup stripped from block text before it becomes a text layer
 _IMG = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_TAG = re.compile(r"<[^>]{0,2000}>")
 _HEAD = re.compile(r"^\s{0,3}#{1,6}\s+", re.M)
 _BULLET = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+(?:\[[ xX]\]\s+)?", re.M)
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$", re.M)
@@ -45,8 +45,7 @@ def plain_text(text: str) -> str:
     """
     t = _IMG.sub("", text)
     t = _LINK.sub(r"\1", t)
-    t = re.sub(r"(?i)<br\s*/?>|</(?:p|div|tr|li|h\d)>", "\n", t)
-    t = _TAG.sub(" ", t)
+    t = HTML_TAG.sub("", LINE_END.sub("\n", CELL_END.sub(" ", t)))  # (H<sub>2</sub>O is one word)
     t = html.unescape(t)
     t = _TABLE_RULE.sub("", t)
     t = _HEAD.sub("", t)
