@@ -538,6 +538,37 @@ def test_a_line_apart_is_furniture_only_in_a_font_other_than_the_body(where: str
     assert kinds[-1] in ("page_header", "page_footer") and set(kinds[1:-1]) == {"text"}
 
 
+#: where a lone number stands (its top, from the page's top), where the body's paragraphs are
+#: (their line tops), and whether the number is the page's: furniture only when nothing of the
+#: page lies beyond it
+NUMBER_PLACES = {
+    "top band, nothing above": (30, [range(120, 600, 12)], "page_header"),
+    "bottom band, nothing below": (770, [range(120, 600, 12)], "page_footer"),
+    "low, the text ending early": (600, [range(120, 400, 12)], "page_footer"),
+    "high, the text starting late": (150, [range(300, 700, 12)], "page_header"),
+    "low, with text below it": (560, [range(120, 400, 12), range(700, 740, 12)], "text"),
+    "high, with text above it": (250, [range(60, 100, 12), range(300, 700, 12)], "text"),
+    "mid-page between paragraphs": (396, [range(120, 380, 12), range(420, 700, 12)], "text"),
+}
+
+
+@pytest.mark.parametrize("size", [10.0, 14.0])
+@pytest.mark.parametrize("place", list(NUMBER_PLACES))
+def test_a_number_is_the_pages_only_when_nothing_lies_beyond_it(place: str, size: float) -> None:
+    """A number on a line of its own mid-page ("the total was: 1250", a chart's axis labels) was
+    taken for a page number and left out of the markdown: a number out of the page's top and
+    bottom bands is furniture only when it is the outermost content of the page.  Every place,
+    in the body's font and larger."""
+    y, spans, want = NUMBER_PLACES[place]
+    if place == "high, the text starting late" and size > 1.3 * 10.0:
+        want = "text"  # (large, near the top but out of its band: a title's, as for every line there)
+    tops = [list(span)[i : i + 4] for span in spans for i in range(0, len(span), 4)]  # paragraphs of 4 lines
+    body = [[_line(f"Body line {k} of a paragraph that runs across the column", 72, k, 540) for k in ks] for ks in tops]
+    groups: list[list[Line] | None] = [*body, [_line("1250", 290, y, 320, size)]]
+    kinds = mark_furniture(groups, ["text"] * len(groups), (612, 792), 10.0)
+    assert kinds[-1] == want and set(kinds[:-1]) == {"text"}, kinds
+
+
 def test_a_one_page_letter_keeps_its_salutation_and_amount_due(tmp_path: Path) -> None:
     """A born-digital letter, every line in the body's font: its salutation stands apart at the
     top and its amount due at the bottom, and both were left out of the markdown."""

@@ -175,11 +175,13 @@ def mark_furniture(
         if side and (is_stamp(text) or (y1 - y0) > 3 * (x1 - x0)) and not (top or bottom):
             out[i] = "page_footer"
             continue
+        outermost = False  # (a number out of the band: nothing may stand beyond it)
         if not (top or bottom):
             # a page number below (above) everything else, on a page whose text ends early
             top, bottom = number and y1 <= NUMBER_BAND * height, number and y0 >= (1 - NUMBER_BAND) * height
             if not (top or bottom):
                 continue
+            outermost = True
         elif is_stamp(text) or any(fold(ln.text) in repeated for ln in g):
             out[i] = "page_header" if top else "page_footer"
             continue
@@ -200,9 +202,9 @@ def mark_furniture(
         if spacing >= gap and (x1 - x0) > 0.5 * widest:
             gap = SPACED * spacing  # a line of the page's body, double-spaced
         if top:
-            apart = all(b[1] >= y1 + gap or b[3] <= y1 + 0.5 * em for b in others)
+            apart = all(b[1] >= y1 + gap or (not outermost and b[3] <= y1 + 0.5 * em) for b in others)
         else:
-            apart = all(b[3] <= y0 - gap or b[1] >= y0 - 0.5 * em for b in others)
+            apart = all(b[3] <= y0 - gap or (not outermost and b[1] >= y0 - 0.5 * em) for b in others)
         if apart:
             out[i] = "page_header" if top else "page_footer"
     return out
