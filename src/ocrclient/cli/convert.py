@@ -269,7 +269,10 @@ class _Termination:
         import signal
 
         self.signalled = True
-        _thread.interrupt_main(signal.SIGINT)  # the run's own Ctrl-C handling takes it from here
+        if callable(signal.getsignal(signal.SIGINT)):
+            _thread.interrupt_main(signal.SIGINT)  # the run's own Ctrl-C handling takes it from here
+        else:  # SIGINT ignored (a job a shell started in the background): no Ctrl-C to borrow
+            raise KeyboardInterrupt
 
     def __exit__(self, *exc: object) -> None:
         import signal
