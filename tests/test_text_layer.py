@@ -886,3 +886,42 @@ def test_a_double_spaced_scan_loses_no_line() -> None:
     assert {b.type for b in doc.pages[0].blocks} == {"text"}
     assert doc.markdown.startswith("It was the best of times") and "incredulity." in doc.markdown
 
+
+
+def _laid_out(words: list[str], gaps_em: list[float], size: float = 9.0) -> list[Char]:
+    """A line of ``words`` (each glyph half an em wide, no space characters) with these gaps."""
+    chars: list[Char] = []
+    x = 72.0
+    for n, word in enumerate(words):
+        for letter in word:
+            box = (x, 100.0, x + size / 2, 100.0 + size)
+            chars.append(Char(letter, box, box, size))
+            x += size / 2
+        if n < len(gaps_em):
+            x += gaps_em[n] * size
+    return chars
+
+
+@pytest.mark.parametrize("close", [0, 2, 5], ids=["close pair first", "close pair inside", "close pair last"])
+@pytest.mark.parametrize("spread", [0.95, 1.2, 1.5, 1.9])
+def test_a_justified_line_with_a_pair_set_close_stays_one(close: int, spread: float) -> None:
+    """A loosely justified line (word gaps spread to about an em) with one pair set close (a
+    kerned run) was cut at every wide gap, its words made one-word paragraphs.  Every spread a
+    justified line takes, the close pair anywhere: one segment."""
+    from ocrclient.engines.text_layer import _segments
+
+    words = ["to", "the", "19th", "century", "when", "large", "industries"]
+    gaps = [spread] * 6
+    gaps[close] = 0.28
+    assert len(_segments(_laid_out(words, gaps))) == 1
+
+
+@pytest.mark.parametrize("gaps", [[0.28, 3.0, 3.0], [0.28, 2.5, 0.28, 2.5], [0.3, 4.0, 0.3, 4.0, 0.3]])
+def test_a_table_row_is_still_cut_between_its_cells(gaps: list[float]) -> None:
+    """Cells of a table row: words close inside a cell, far apart between cells (wider than any
+    justified line stretches)."""
+    from ocrclient.engines.text_layer import _segments
+
+    words = ["John", "Smith", "42", "New", "York", "City"][: len(gaps) + 1]
+    cells = 1 + sum(g > 1 for g in gaps)
+    assert len(_segments(_laid_out(words, gaps))) == cells

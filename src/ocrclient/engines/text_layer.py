@@ -38,6 +38,8 @@ __all__ = ["BAND", "SEGMENT_GAP", "Char", "Layer", "band_lines", "fold", "layer_
 #: a gap wider than this many em inside a line cuts it into separate segments (table cells,
 #: columns set on one baseline); justified prose stays well below it
 SEGMENT_GAP = 0.9
+#: the widest word gap (em) a justified line stretches to; wider ones are a table's
+JUSTIFIED_GAP = 2.0
 #: a gap that this many lines share (at one x) is a column gutter
 GUTTER_LINES = 6
 #: a word break where two glyphs are further apart than this many em without a space between
@@ -425,13 +427,18 @@ def _segments(line: list[Char], gutters: frozenset[int] = frozenset()) -> list[l
     """A line cut at gaps wider than :data:`SEGMENT_GAP` em (spaces do not count as ink), or
     wider than 0.6 em that cover one of the page's ``gutters``.  An invisible layer (a scan's
     OCR, whose word boxes are loose) is cut at gaps of 2.5 em only, and a loosely justified line
-    (three or more word gaps, the widest at most 1.6 times the narrowest: table rows mix narrow
-    gaps inside cells with wide ones between them) only at gutters."""
+    only at gutters: three or more word gaps, the widest at most 1.6 times the narrowest (table
+    rows mix narrow gaps inside cells with wide ones between them), or at most 1.6 times the
+    middle one and no wider than :data:`JUSTIFIED_GAP` em (a justified line with a pair set
+    close, a kerned run, was cut at every other gap into one-word paragraphs)."""
     ink = [c for c in line if not c.text.isspace()]
     factor = 2.5 if sum(c.invisible for c in ink) > len(ink) / 2 else SEGMENT_GAP
-    widths = [b - a for a, b in _gaps(line, 0.15)]
-    if len(widths) >= 3 and max(widths) <= 1.6 * min(widths):
-        factor = float("inf")
+    widths = sorted(b - a for a, b in _gaps(line, 0.15))
+    if len(widths) >= 3:
+        em = max((c.size for c in ink), default=1.0)
+        middle = widths[len(widths) // 2]
+        if widths[-1] <= 1.6 * widths[0] or (widths[-1] <= 1.6 * middle and widths[-1] <= JUSTIFIED_GAP * em):
+            factor = float("inf")
     segs: list[list[Char]] = [[]]
     last: Char | None = None
     for ch in line:
