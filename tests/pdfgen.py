@@ -4,6 +4,7 @@ so each test knows exactly where every element sits in PDF user space."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,8 @@ class PdfPage:
     scan_box: Box | None = None
     #: the texts drawn invisible (render mode 3), as an OCR layer over a scan is
     invisible: bool = False
+    #: (x, y, size, text, degrees) baselines turned counter-clockwise by ``degrees`` about (x, y)
+    turned: list[tuple[float, float, float, str, float]] = field(default_factory=list)
 
     def content(self) -> bytes:
         ops = ["0 g"]
@@ -40,6 +43,11 @@ class PdfPage:
         for x, y, size, text in self.texts:
             esc = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
             ops.append(f"BT /F1 {size:g} Tf {x:.3f} {y:.3f} Td ({esc}) Tj ET")
+        for x, y, size, text, degrees in self.turned:
+            esc = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+            cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+            ops.append(f"BT /F1 1 Tf {cos * size:.4f} {sin * size:.4f} {-sin * size:.4f} {cos * size:.4f} {x:.3f} {y:.3f} Tm "
+                       f"({esc}) Tj ET")  # fmt: skip
         return ("\n".join(ops) + "\n").encode("latin-1")
 
 

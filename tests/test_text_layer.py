@@ -925,3 +925,36 @@ def test_a_table_row_is_still_cut_between_its_cells(gaps: list[float]) -> None:
     words = ["John", "Smith", "42", "New", "York", "City"][: len(gaps) + 1]
     cells = 1 + sum(g > 1 for g in gaps)
     assert len(_segments(_laid_out(words, gaps))) == cells
+
+
+STAMP = "Downloaded from example.org at 6:51 on Monday November 11th 2019"
+#: where a line set sideways stands: (x, y of its baseline's start, degrees turned)
+SIDEWAYS = {
+    "left margin, reading up": (30.0, 200.0, 90.0),
+    "right margin, reading down": (580.0, 650.0, 270.0),
+    "between two columns, reading up": (306.0, 250.0, 90.0),
+}
+
+
+@pytest.mark.parametrize("where", list(SIDEWAYS))
+def test_a_line_set_sideways_reads_as_one_line(where: str, tmp_path: Path) -> None:
+    """A born-digital page's sideways line (a "Downloaded from" stamp, a margin note) was cut
+    into one or two letters per horizontal band ("9 1 0 2 h", "t", ...), reversed, spread over
+    the markdown before the body.  Wherever it stands and whichever way it reads: one line, in
+    its own reading order, and a stamp in a margin is furniture."""
+    from .pdfgen import PdfPage, write_pdf
+
+    x, y, degrees = SIDEWAYS[where]
+    columns = 250 < x < 400  # (two columns of body text, the stamp between them)
+    body = [(72.0 + 260 * (k % 2) if columns else 72.0, 700.0 - 14 * (k // 2 if columns else k), 11.0,
+             "The survey team collected soil cores at twelve sites") for k in range(30)]  # fmt: skip
+    page = PdfPage(media=(0, 0, 612, 792), texts=body, turned=[(x, y, 9.0, STAMP, degrees)])
+    pdf = write_pdf(tmp_path / "stamp.pdf", [page])
+    doc = ocrclient.convert(pdf, backend="local", cache=False, dialect_options={"include_headers_footers": True})
+    blocks = doc.pages[0].blocks
+    (stamp,) = [b for b in blocks if "Downloaded" in b.text]
+    assert stamp.text == STAMP, [b.text for b in blocks if b.bbox and abs(b.bbox[0] - x) < 20]
+    assert not [b.text for b in blocks if b is not stamp and len(b.text) < 12], "fragments left over"
+    if "margin" in where:
+        assert stamp.type in ("page_header", "page_footer")
+        assert "Downloaded" not in ocrclient.convert(pdf, backend="local", cache=False).markdown

@@ -29,7 +29,7 @@ import itertools
 import math
 import os
 import unicodedata
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,7 @@ class Char:
     generated: bool = False  # a space or line break PDFium inserted
     invisible: bool = False  # render mode 3 (an OCR layer over a scan)
     unmapped: bool = False  # its font has no (or a broken) Unicode map
+    quarter: int = 0  # its angle on the page in quarter turns (PDFium's), 0-3
 
 
 @dataclass
@@ -221,6 +222,7 @@ def _read_page(page: Any) -> Layer:
                     generated=bool(pdfium_c.FPDFText_IsGenerated(raw, i) == 1),
                     invisible=bool(obj) and pdfium_c.FPDFTextObj_GetTextRenderMode(obj) == 3,
                     unmapped=bool(pdfium_c.FPDFText_HasUnicodeMapError(raw, i) == 1),
+                    quarter=max(0, round(math.degrees(pdfium_c.FPDFText_GetCharAngle(raw, i)) / 90.0)) % 4,
                 )
             )
             if not ch.generated and not disp.shows(ch.box):
@@ -333,6 +335,30 @@ class _LineState:
         if unicodedata.bidirectional(ch.text) in ("R", "AL") or unicodedata.bidirectional(last.text) in ("R", "AL"):
             return True
         return ch.box[0] >= last.box[0] - 0.5 * max(last.size, 1.0)
+
+
+#: glyphs in a row set a quarter turn from most of the page's (a margin note, a "Downloaded
+#: from ..." stamp): one line in PDFium's order, not a fragment per horizontal band
+SIDEWAYS_RUN = 4
+
+
+def _sideways(chars: list[Char]) -> tuple[list[list[Char]], list[Char]]:
+    """The runs of :data:`SIDEWAYS_RUN` or more glyphs set sideways, each a line (PDFium's
+    order is its reading order), and the other characters."""
+    ink = [i for i, c in enumerate(chars) if not c.text.isspace()]
+    upright = Counter(chars[i].quarter % 2 for i in ink).most_common(1)[0][0] if ink else 0
+    lines: list[list[Char]] = []
+    taken: set[int] = set()
+    run: list[int] = []
+    for i in [*ink, -1]:
+        if i >= 0 and chars[i].quarter % 2 != upright:
+            run.append(i)
+            continue
+        if len(run) >= SIDEWAYS_RUN:
+            taken.update(span := range(run[0], run[-1] + 1))
+            lines.append([chars[k] for k in span if chars[k].text not in "\r\n"])
+        run = []
+    return lines, [c for k, c in enumerate(chars) if k not in taken] if taken else chars
 
 
 def _split_lines(chars: list[Char]) -> list[list[Char]]:
@@ -491,7 +517,8 @@ def layer_lines(layer: Layer, scale: float = 1.0) -> list[dict[str, Any]]:
     """The layer's line dicts (see the module docstring), boxes in points times ``scale``;
     invisible characters are included (they are the text of a scan's OCR layer)."""
     out: list[dict[str, Any]] = []
-    lines = [_place_accents(line) for line in _split_lines(layer.chars)]
+    turned, rest = _sideways(layer.chars)
+    lines = [_place_accents(line) for line in _split_lines(rest)] + turned
     gutters = frozenset(int(x) for x in _gutters(lines))
     for line in lines:
         for seg in _segments(line, gutters):
@@ -516,8 +543,6 @@ def layer_lines(layer: Layer, scale: float = 1.0) -> list[dict[str, Any]]:
                 }
             )
     return out
-
-
 
 
 # -- the neighbours' bands (page furniture) --------------------------------------------------
