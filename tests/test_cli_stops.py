@@ -78,7 +78,7 @@ def test_a_stopped_run_writes_the_documents_it_began_and_no_others(
         assert any(p["status"] == "ok" for p in doc["pages"]), doc["pages"]
         assert (out / f"{stem}.md").read_text().strip()
     if said is not None:
-        line = f"{said}: wrote {len(written)} document(s) with what had finished; {DOCS - len(written)} not begun"
+        line = f"{said}: wrote {len(written)} document(s) with what had finished; {DOCS - len(written)} had no page finished"
         assert line in stderr, stderr
     if as_json:
         summary = json.loads(stdout)

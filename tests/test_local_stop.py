@@ -33,8 +33,9 @@ def test_ctrl_c_ends_a_local_run_at_once_while_a_long_page_is_read(tmp_path: Pat
     waited = time.monotonic() - sent
     assert proc.returncode == 130, err
     assert waited < 3.0, f"exited {waited:.1f} s after Ctrl-C"
-    assert "interrupted" in err and "Traceback" not in err, err
-    assert (tmp_path / "out" / "skinnypage.json").is_file()  # what finished (none of it) is written
+    assert "interrupted: wrote 0 document(s)" in err and "1 had no page finished" in err, err
+    assert "Traceback" not in err, err
+    assert not (tmp_path / "out" / "skinnypage.json").exists()  # no page finished: nothing to write
 
 
 _SCRIPT = """

@@ -97,7 +97,8 @@ def test_a_stopped_rerun_keeps_the_earlier_outputs_it_had_not_bettered(inputs: P
 
 
 def test_a_stopped_first_run_still_writes_what_finished(inputs: Path, tmp_path: Path) -> None:
-    """Nothing earlier to keep: the stopped run writes its partial documents, as before."""
+    """Nothing earlier to keep: the stopped run writes its partial documents, as before; one it
+    never reached (no page of it finished) has nothing to write, and a rerun converts it."""
     out = tmp_path / "out"
     respond, sims = _refusing_after(3)
     with OpenAISimulator(model="m", responder=respond) as sim:
@@ -105,8 +106,9 @@ def test_a_stopped_first_run_still_writes_what_finished(inputs: Path, tmp_path: 
         run = _ocr(sim, inputs, out)
     assert run.returncode == 2, run.stderr
     entries = _last_entries(out)
-    assert [(entries[n]["ok"], entries[n]["failed"]) for n in DOCS] == [(2, 0), (1, 1), (0, 2)], entries
-    assert all((out / f"{n}.md").is_file() and (out / f"{n}.json").is_file() for n in DOCS)
+    assert [(entries[n]["ok"], entries[n]["failed"]) for n in DOCS[:2]] == [(2, 0), (1, 1)], entries
+    assert all((out / f"{n}.md").is_file() and (out / f"{n}.json").is_file() for n in DOCS[:2])
+    assert "c" not in entries and not (out / "c.md").exists() and not (out / "c.json").exists()
     assert "kept the earlier" not in run.stderr
 
 
@@ -190,7 +192,7 @@ def test_a_document_this_run_began_to_write_is_its_own(inputs: Path, tmp_path: P
     rerun, stopped = emitter(), doc({1})
     assert rerun.writer is not None and rerun.manifest is not None
     rerun.writer.finish(src, stopped)  # the run's writing thread, which a Ctrl-C does not stop
-    rerun.partial(SimpleNamespace(partial=[ConvertResult(src, stopped)]))  # type: ignore[arg-type]
+    rerun.partial(SimpleNamespace(partial=[ConvertResult(src, stopped)]), "interrupted")  # type: ignore[arg-type]
     rerun.close()
     assert (out / "a.md").read_text(encoding="utf-8").strip() == "page 1 read"
     entry = _last_entries(out)["a"]

@@ -144,12 +144,6 @@ class Conversion:
         self.loaded_backend: Backend | None = None
 
     @property
-    def begun(self) -> list[ConvertResult]:
-        """Of :attr:`partial`, the documents a page of which finished (see :func:`begun`): what a
-        stopped run writes.  One it never reached has nothing to write; a rerun converts it."""
-        return [r for r in self.partial if begun(r.document)]
-
-    @property
     def partial(self) -> list[ConvertResult]:
         if self.scheduler is None or self.plan is None:
             return []

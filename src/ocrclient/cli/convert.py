@@ -175,16 +175,20 @@ class _Emitter:
         """The run stopped (``why``: "interrupted", "terminated", ...): write what finished of
         the documents not yet written, but for a document whose outputs from an earlier run hold
         more finished pages (a rerun stopped by Ctrl-C or a refused key): those are kept, not
-        replaced by this run's few or none; and for one none of whose pages finished: nothing to
-        write (a rerun converts it).  Then say so, and the ``--json`` summary."""
-        kept = 0
-        left = conv.partial
-        begun = conv.begun
-        for result in begun:
+        replaced by this run's few or none; and for one no page of which finished (and whose
+        files this run had not begun): nothing to write, a rerun converts it (3000 inputs
+        stopped early had an empty md and an all-"cancelled" json each).  Then say so."""
+        from ..run import begun
+
+        kept = idle = 0
+        for result in conv.partial:
             if self._earlier_is_better(result):
                 kept += 1
                 if self.writer is not None and self.manifest is not None and self.writer.wrote_figures(result.source):
                     self.manifest.unfinish(result.source, "figure crops replaced by a stopped run")
+                continue
+            if not begun(result.document) and not (self.writer is not None and self.writer.began(result.source)):
+                idle += 1
                 continue
             if self.writer is not None:
                 written = self.writer.finish(result.source, result.document)
@@ -192,10 +196,9 @@ class _Emitter:
             self(result)
         if kept:
             self.console.print(f"kept the earlier outputs of {kept} document(s) that this run stopped before finishing")
-        unbegun = len(left) - len(begun)
-        if why != "stopped":
+        if why != "stopped":  # (a stop by an error says so in its one line)
             self.console.print(f"{why}: wrote {len(self.results)} document(s) with what had finished"
-                               + (f"; {unbegun} not begun (a rerun converts them)" if unbegun else ""), soft_wrap=True)  # fmt: skip
+                               + (f"; {idle} had no page finished (a rerun converts them)" if idle else ""), soft_wrap=True)  # fmt: skip
 
     def stopped(self, code: int) -> None:
         """The ``--json`` summary of a stopped run (its files are written by then)."""
