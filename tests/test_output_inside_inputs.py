@@ -103,3 +103,24 @@ def test_a_users_own_figures_folder_and_a_file_named_outright_are_inputs(sim: An
     named = ocr(["convert", str(crop), "-o", str(tmp_path / "crop"), "--backend", "runpod-chandra", "--no-cache",
                  "--json", "--quiet"], _env(sim))  # fmt: skip
     assert named.code == 0 and _converted(named.stdout) == [crop.name], named.stderr
+
+
+@pytest.mark.parametrize("pattern", ["{root}", "{root}/*.pdf", "{root}/**/*.pdf"])
+@pytest.mark.parametrize("out", ["{root}", "{root}/..", "{root}/ocr"])
+def test_an_output_folder_at_or_above_what_is_walked_holds_the_inputs(pattern: str, out: str, tmp_path: Path) -> None:
+    """Only an output folder *below* the folder or pattern root is passed over: ``ocr convert
+    'scans/*.pdf' -o scans`` (or ``-o .`` above it) found no input once outputs were excluded."""
+    from ocrclient.pages.inputs import prepare
+
+    root = tmp_path / "scans"
+    _inputs(root)
+    (root / "ocr").mkdir()
+    text_pdf(root / "ocr" / "written.pdf", [["a file a run wrote"]])
+    plan = prepare([pattern.format(root=root)], exclude=[out.format(root=root)])
+    names = sorted(Path(src.name).name for src, _ in plan)
+    flat = pattern == "{root}/*.pdf"
+    want = ["report.pdf"] if flat else ["memo.pdf", "report.pdf"]
+    if out.endswith("ocr") or flat:
+        assert names == want, names
+    else:  # the output folder holds the inputs: nothing below it is passed over
+        assert names == sorted([*want, "written.pdf"]), names

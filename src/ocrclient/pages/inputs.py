@@ -202,17 +202,19 @@ def _find_files(item: str | Path, exclude: Exclude = frozenset()) -> list[_Found
 
 
 def _passed_over(path: Path, root: Path, exclude: Exclude, listed: dict[Path, set[str]]) -> bool:
-    """Whether a walk from ``root`` would not reach ``path``: it lies in an ``exclude`` folder,
-    or in a markdown output's figure crops folder below ``root`` (``listed``: the file names of
-    the folders looked in so far)."""
+    """Whether a walk from ``root`` would not reach ``path``: it lies in an ``exclude`` folder
+    or a markdown output's figure crops folder *below* ``root`` (an output folder that is the
+    root, or above it, holds the inputs; ``listed``: the file names of the folders looked in)."""
     full, top = path.resolve(), root.resolve()
-    if any(folder in exclude for folder in (full, *full.parents)):
-        return True
-    for folder in (full, *full.parents):
-        if folder == top:
+    for folder in full.parents:
+        if top not in folder.parents:  # the root itself, above it, or elsewhere: no more
             break
+        if folder in exclude:
+            return True
         if folder.name.endswith("_figures"):
-            names = listed.setdefault(folder.parent, {p.name for p in folder.parent.iterdir()})
+            names = listed.get(folder.parent)
+            if names is None:
+                names = listed[folder.parent] = {p.name for p in folder.parent.iterdir()}
             if _ours(folder.name, names):
                 return True
     return False
