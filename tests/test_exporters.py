@@ -828,8 +828,13 @@ MARKUP = [
     ("<table><tr><th>A</th><th>B</th></tr><tr><td>1 &amp; 2</td><td>x &lt; y</td></tr></table>", "A\tB\n1 & 2\tx < y"),
     ("H<sub>2</sub>O and E=mc<sup>2</sup><br>next line", "H2O and E=mc2\nnext line"),
     ('<div class="note" data-bbox="1 2 3 4">boxed</div>', "boxed"),
-    ("<p>one</p><p>two</p>", "one\ntwo"),
+    ("<p>one</p><p>two</p>", "one\n\ntwo"),
+    ("<p>one<p>two", "one\ntwo"),  # blocks and cells whose ends are left out (HTML allows it)
+    ("<tr><td>1<td>2</tr>", "1\t2"),
+    ("word<hr>word", "word\nword"),
 ]
+#: text with a "<word ...>" that is no HTML tag: it stays
+NOT_TAGS = ["x<y and y>z", "if n<m then m>0.", "use the <Enter> key", "a <foo bar=1> b"]
 
 
 @pytest.mark.parametrize("text", LT_GT_TEXT)
@@ -851,6 +856,15 @@ def test_the_markup_models_write_is_stripped_to_its_text(markup: str, text: str)
 
     assert page_text(Page(page=1, status="ok", markdown=markup)) == text
     assert pdf_exporter.plain_text(markup).split() == text.split()
+
+
+@pytest.mark.parametrize("text", NOT_TAGS)
+def test_a_word_in_angle_brackets_that_is_no_html_tag_is_kept(text: str) -> None:
+    from ocrclient.document import Page
+    from ocrclient.exporters.text import page_text
+
+    assert page_text(Page(page=1, status="ok", markdown=text)) == text
+    assert pdf_exporter.plain_text(text) == text
 
 
 @settings(max_examples=200, deadline=None)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ..document import Block, Page
 from .figures import norm_box
-from .text import CELL_END, HTML_TAG, LINE_END
+from .text import strip_tags
 
 __all__ = ["Box", "TextLine", "TextUnit", "has_text_layer", "plain_text", "text_lines", "text_units", "word_counts"]
 
@@ -45,7 +45,7 @@ def plain_text(text: str) -> str:
     """
     t = _IMG.sub("", text)
     t = _LINK.sub(r"\1", t)
-    t = HTML_TAG.sub("", LINE_END.sub("\n", CELL_END.sub(" ", t)))  # (H<sub>2</sub>O is one word)
+    t = strip_tags(t, cell=" ")
     t = html.unescape(t)
     t = _TABLE_RULE.sub("", t)
     t = _HEAD.sub("", t)
