@@ -239,13 +239,15 @@ async def handle_document(job: dict[str, Any]) -> dict[str, Any]:
     )
     data = await _pdf_bytes(doc)
     pdf = await asyncio.to_thread(open_pdf, data, max_pages=env_int("MAX_PDF_PAGES", 200))
+    with PDFIUM_LOCK:  # (counting pages is a PDFium call too)
+        page_count = len(pdf)
     dpi = env_int("PDF_DPI", 144)
     max_tokens = env_int("OCR_DEFAULT_MAX_TOKENS", 8192)
     chunk = max(1, 2 * WORKER.max_batch)
     completions: list[dict[str, Any]] = []
     try:
-        for start in range(0, len(pdf), chunk):
-            stop = min(len(pdf), start + chunk)
+        for start in range(0, page_count, chunk):
+            stop = min(page_count, start + chunk)
             images = await asyncio.to_thread(render_pages, pdf, start, stop, dpi=dpi)
             pages = [
                 ChatPage(image=img, prompt=prompt, max_tokens=max_tokens, index=start + i)

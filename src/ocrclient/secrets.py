@@ -151,15 +151,23 @@ def header_secret(value: str | None, what: str) -> str | None:
 def _mask_cut(text: str, secret: str) -> str:
     """``text`` with the longest piece of ``secret`` (at least :data:`CUT_PIECE` characters) it
     ends with (before a trailing ellipsis) or starts with (after a leading one) masked."""
+    if len(secret) <= CUT_PIECE:
+        return text
     body = text.rstrip(_ELLIPSIS)
-    for k in range(len(secret) - 1, CUT_PIECE - 1, -1):
-        if body.endswith(secret[:k]):
-            text = body[:-k] + "***" + text[len(body):]
+    # where the secret's first characters stand in the body's tail: few places, each checked once
+    at = body.find(secret[:CUT_PIECE], max(0, len(body) - len(secret) + 1))
+    while at >= 0:
+        if secret.startswith(body[at:]):
+            text = body[:at] + "***" + text[len(body) :]
             break
+        at = body.find(secret[:CUT_PIECE], at + 1)
     body = text.lstrip(_ELLIPSIS)
-    for k in range(len(secret) - 1, CUT_PIECE - 1, -1):
-        if body.startswith(secret[-k:]):
-            return text[: len(text) - len(body)] + "***" + body[k:]
+    head = body[: len(secret) - 1]
+    at = head.rfind(secret[-CUT_PIECE:])
+    while at >= 0:
+        if secret.endswith(body[: at + CUT_PIECE]):
+            return text[: len(text) - len(body)] + "***" + body[at + CUT_PIECE :]
+        at = head.rfind(secret[-CUT_PIECE:], 0, at + CUT_PIECE - 1)
     return text
 
 

@@ -316,7 +316,7 @@ async def test_concurrent_whole_pdf_jobs_never_overlap_in_pdfium(
 
         return call
 
-    for cls, name in [(pdfium.PdfDocument, "__init__"), (pdfium.PdfDocument, "__getitem__"),
+    for cls, name in [(pdfium.PdfDocument, "__init__"), (pdfium.PdfDocument, "__getitem__"), (pdfium.PdfDocument, "__len__"),
                       (pdfium.PdfDocument, "close"), (pdfium.PdfPage, "render"), (pdfium.PdfPage, "close"),
                       (pdfium.PdfBitmap, "to_pil")]:  # fmt: skip
         monkeypatch.setattr(cls, name, watched(getattr(cls, name)))

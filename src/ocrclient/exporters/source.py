@@ -120,8 +120,8 @@ def could_be_input(doc: Document, path: Path) -> bool:
                 if p.width > 0 and p.height > 0:
                     try:
                         page = pdf[p.page - 1]
-                    except pdfium.PdfiumError:  # a page that will not load: the others decide
-                        continue
+                    except pdfium.PdfiumError:  # one that will not load: the pages checked decide
+                        break  # (this handle may now hand back the wrong page: render.load_page)
                     try:
                         box = pdf_page_box(page)
                     finally:
