@@ -38,8 +38,9 @@ __all__ = ["BAND", "SEGMENT_GAP", "Char", "Layer", "band_lines", "fold", "layer_
 #: a gap wider than this many em inside a line cuts it into separate segments (table cells,
 #: columns set on one baseline); justified prose stays well below it
 SEGMENT_GAP = 0.9
-#: the widest word gap (em) a justified line stretches to; wider ones are a table's
-JUSTIFIED_GAP = 2.0
+#: the widest word gap (em) a justified line stretches to; wider ones are a table's (a compact
+#: table's cells stand 1.5 em apart, and its row was kept whole at 2 em)
+JUSTIFIED_GAP = 1.25
 #: a gap that this many lines share (at one x) is a column gutter
 GUTTER_LINES = 6
 #: a word break where two glyphs are further apart than this many em without a space between
