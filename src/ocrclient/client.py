@@ -42,7 +42,7 @@ from .errors import ConfigError, OutputError, UsageError
 from .events import Event
 from .loops import LoopThread, refuse_in_loop
 from .registry import Backend, load_backend
-from .run import CacheOption, Conversion, ConvertResult, Inputs, begun, open_cache
+from .run import CacheOption, Conversion, ConvertResult, Inputs, open_cache, worth_writing
 
 if TYPE_CHECKING:
     import asyncio
@@ -70,7 +70,7 @@ async def _partial_written(conversion: Conversion, outputs: OutputWriter | None)
     except (Exception, asyncio.CancelledError, KeyboardInterrupt):
         if outputs is not None:
             for result in conversion.partial:
-                if begun(result.document) or outputs.began(result.source):
+                if worth_writing(result, outputs):
                     outputs.finish(result.source, result.document)
         raise
 

@@ -80,6 +80,13 @@ def begun(doc: Document) -> bool:
     return any(p.status != "failed" or p.error is None or p.error.kind not in _UNFINISHED for p in doc.pages)
 
 
+def worth_writing(result: ConvertResult, outputs: OutputWriter | None) -> bool:
+    """Whether a stopped run writes ``result``: a page of it finished (:func:`begun`), or
+    ``outputs`` had begun its files; the others are left for the rerun (the CLI and the Python
+    API's ``outputs=`` alike)."""
+    return begun(result.document) or (outputs is not None and outputs.began(result.source))
+
+
 class Conversion:
     """A run over many documents through one backend: one shared concurrency limit, one render
     pool, one cache.  Iterate it (``async for result in conv``) to get each

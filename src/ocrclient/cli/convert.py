@@ -178,7 +178,7 @@ class _Emitter:
         replaced by this run's few or none; and for one no page of which finished (and whose
         files this run had not begun): nothing to write, a rerun converts it (3000 inputs
         stopped early had an empty md and an all-"cancelled" json each).  Then say so."""
-        from ..run import begun
+        from ..run import worth_writing
 
         kept = idle = 0
         for result in conv.partial:
@@ -187,7 +187,7 @@ class _Emitter:
                 if self.writer is not None and self.manifest is not None and self.writer.wrote_figures(result.source):
                     self.manifest.unfinish(result.source, "figure crops replaced by a stopped run")
                 continue
-            if not begun(result.document) and not (self.writer is not None and self.writer.began(result.source)):
+            if not worth_writing(result, self.writer):
                 idle += 1
                 continue
             if self.writer is not None:
@@ -464,7 +464,6 @@ def convert(
         show = progress if progress is not None else (not quiet and console.is_terminal)
         reporter = Progress(sum(len(idx) for _, idx in plan), bool(show), verbose and not quiet)
         emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console, several=len(plan) > 1, as_json=as_json)
-        t0 = time.monotonic()
         try:
             conv = Conversion(
                 backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan,
@@ -477,4 +476,4 @@ def convert(
     finally:
         if pool is not None:
             pool.close()  # the run closed it, unless it never started
-    raise typer.Exit(_report(emit.results, time.monotonic() - t0, as_json, quiet, console))
+    raise typer.Exit(_report(emit.results, time.monotonic() - emit.t0, as_json, quiet, console))

@@ -279,13 +279,12 @@ def render(
     carry a text layer of their own (see :func:`has_text_layer`) are left as they are unless
     ``force_ocr_text``.  Raises :class:`InputError` (one line) when the input cannot be found
     or opened: its pages are what the PDF is made of."""
-    from ..pages import open_sources
-    from .source import _PASSWORD, image_dpis, open_pdf, render_pages, resolve_source, source_spec
+    from .source import image_dpis, open_pdf, open_source, render_pages, resolve_source, source_spec
 
     path = resolve_source(doc, source, base)
     if path is None:
         raise InputError(f"{doc.source}: source file not found; a searchable PDF needs the original pages")
-    src = open_sources([path], password=_PASSWORD.get())[0]
+    src = open_source(path)
     source_pdf = open_pdf(src) if src.kind == "pdf" else None
     pdf = SearchablePdf(source_pdf, force_ocr_text=force_ocr_text, label=doc.source, reopen=lambda: open_pdf(src))
     try:

@@ -40,6 +40,7 @@ __all__ = [
     "could_be_input",
     "image_dpis",
     "open_pdf",
+    "open_source",
     "render_pages",
     "resolve_source",
     "source_password",
@@ -64,6 +65,11 @@ def source_password(password: str | None) -> Iterator[None]:
         yield
     finally:
         _PASSWORD.reset(token)
+
+
+def open_source(path: Path) -> Source:
+    """The input at ``path``, opened again with the password :func:`source_password` gives."""
+    return open_sources([path], password=_PASSWORD.get())[0]
 
 
 def resolve_source(doc: Document, source: str | Path | None = None, base: Path | None = None) -> Path | None:
@@ -101,7 +107,7 @@ def could_be_input(doc: Document, path: Path) -> bool:
     from ..pages.render import pdf_page_box
 
     try:
-        src = open_sources([path], password=_PASSWORD.get())[0]
+        src = open_source(path)
     except OcrError as exc:
         if exc.cause == "encrypted":  # it may well be the input: say what it takes
             raise
@@ -150,13 +156,13 @@ def render_pages(path: Path, numbers: Sequence[int], spec: RenderSpec) -> Iterat
     ``(number, page image, error)``, pages in order (pages past the end of the file last); a
     page that cannot be rendered (or is not in the file) comes with ``None`` and a one-line
     ``error``.  Never raises for a bad file: every page then carries the error."""
-    from ..pages import iter_pages, open_sources
+    from ..pages import iter_pages
 
     wanted = sorted({n for n in numbers if n >= 1})
     if not wanted:
         return
     try:
-        src = open_sources([path], password=_PASSWORD.get())[0]
+        src = open_source(path)
     except OcrError as exc:
         for n in wanted:
             yield n, None, str(exc)

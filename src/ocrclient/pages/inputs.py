@@ -53,7 +53,7 @@ def _walk(root: Path, exclude: Exclude = frozenset()) -> list[Path]:
         here, names = Path(dirpath), set(filenames)
         dirnames[:] = sorted(
             d for d in dirnames
-            if not d.startswith(".") and not _ours(d, names) and (here / d).resolve() not in exclude
+            if not d.startswith(".") and not _ours(d, names) and not (exclude and (here / d).resolve() in exclude)
         )  # fmt: skip
         for fn in filenames:
             p = Path(dirpath) / fn
@@ -201,11 +201,11 @@ def _find_files(item: str | Path, exclude: Exclude = frozenset()) -> list[_Found
     raise InputError(f"{text}: no such file or directory")
 
 
-def _passed_over(path: Path, root: Path, exclude: Exclude, listed: dict[Path, set[str]]) -> bool:
-    """Whether a walk from ``root`` would not reach ``path``: it lies in an ``exclude`` folder
-    or a markdown output's figure crops folder *below* ``root`` (an output folder that is the
-    root, or above it, holds the inputs; ``listed``: the file names of the folders looked in)."""
-    full, top = path.resolve(), root.resolve()
+def _passed_over(path: Path, top: Path, exclude: Exclude, listed: dict[Path, set[str]]) -> bool:
+    """Whether a walk from ``top`` (resolved) would not reach ``path``: it lies in an ``exclude``
+    folder or a markdown output's figure crops folder *below* ``top`` (an output folder that is
+    the root, or above it, holds the inputs; ``listed``: the file names of the folders looked in)."""
+    full = path.resolve()
     for folder in full.parents:
         if top not in folder.parents:  # the root itself, above it, or elsewhere: no more
             break
@@ -248,9 +248,10 @@ def _expand_glob(text: str, exclude: Exclude = frozenset()) -> list[_Found]:
     root = _glob_root(pattern)
     files: list[Path] = []
     listed: dict[Path, set[str]] = {}
+    top = root.resolve()
     for m in sorted(_glob(pattern)):
         mp = Path(m)
-        if _passed_over(mp, root, exclude, listed):
+        if _passed_over(mp, top, exclude, listed):
             continue
         if mp.is_dir():
             files.extend(_walk(mp, exclude))
