@@ -259,3 +259,46 @@ def test_ocr_env_local_flavour(runpod_sim_factory: Any, ocr_env: Any, tmp_path: 
     doc = ocrclient.convert(tmp_path / "blank.png")
     assert doc.backend == "runpod-rolmocr" and doc.pages[0].status == "ok"
     assert sim.requests["run"] + sim.requests["runsync"] == 1 and sim.jobs_submitted == 1
+
+
+def test_ocr_env_serves_every_shipped_remote_profile_from_every_simulator_that_speaks_it(
+    runpod_sim: RunPodSimulator, openai_sim: OpenAISimulator, pod_proxy_sim: OpenAISimulator,
+    modal_sim: OpenAISimulator, ocular_sim: OcularSimulator, ocr_env: Any, tmp_path: Path,
+) -> None:
+    """The whole kind: each shipped remote profile, pointed by ``ocr_env`` at each simulator
+    that can serve its transport, converts a page with no other setting (the generic ``runpod``
+    profile has no model of its own: ``ocr_env`` gives it one, as it does for ``openai``)."""
+    from PIL import Image
+
+    import ocrclient
+    from ocrclient.config import list_profiles
+
+    Image.new("RGB", (200, 100), "white").save(tmp_path / "blank.png")
+    sims = {"runpod": runpod_sim, "openai": openai_sim, "proxy": pod_proxy_sim, "modal": modal_sim,
+            "ocular": ocular_sim}  # fmt: skip
+    served: dict[str, list[str]] = {}
+    for name in sorted(list_profiles()):
+        if name == "local":
+            continue
+        for kind, sim in sims.items():
+            try:
+                ocr_env(sim, name)
+            except ValueError:  # a transport this simulator does not speak
+                continue
+            doc = ocrclient.convert(tmp_path / "blank.png", cache=False)
+            page = doc.pages[0]
+            assert doc.backend == name and page.status != "failed" and page.markdown.strip(), (name, kind, page.error)
+            served.setdefault(name, []).append(kind)
+    assert set(served) == set(list_profiles()) - {"local"}, served
+    assert served["runpod"] == ["runpod"] and "ocular" in served["runpod-trocr"]
+
+
+def test_ocr_env_called_again_drops_the_variables_of_the_first_call(
+    openai_sim: OpenAISimulator, runpod_sim: RunPodSimulator, ocr_env: Any
+) -> None:
+    first = ocr_env(openai_sim, "openai")
+    assert os.environ["OCRCLIENT_BASE_URL"] == openai_sim.base_url and "OCRCLIENT_MODEL" in first
+    second = ocr_env(runpod_sim, "runpod-chandra")
+    for name in set(first) - set(second):
+        assert name not in os.environ, name
+    assert os.environ["OCRCLIENT_BACKEND"] == "runpod-chandra"

@@ -61,7 +61,7 @@ from .faults import FaultPlan
 from .http_sim import HTTPSimulator
 from .ocular_sim import OcularSimulator
 from .openai_sim import OpenAISimulator
-from .runpod_sim import RunPodSimulator
+from .runpod_sim import SIM_MODEL, RunPodSimulator
 
 __all__ = [
     "OcrEnv",
@@ -84,6 +84,8 @@ S = TypeVar("S", RunPodSimulator, OpenAISimulator, OcularSimulator)
 #: the model each OpenAI-mode fixture serves, so the paired profile's requests are accepted
 POD_PROXY_MODEL = "lightonai/LightOnOCR-2-1B"
 MODAL_MODEL = "lightonai/LightOnOCR-1B-1025"
+#: the model a generic RunPod profile (no model of its own) is given: the simulator serves any
+RUNPOD_SIM_MODEL = SIM_MODEL
 
 #: RunPod profiles poll from every 0.25 s (backing off to 0.5 s); a simulator answers in milliseconds
 SIM_POLL_INTERVAL_S = 0.05
@@ -214,11 +216,14 @@ class _OcrEnv:
         self.monkeypatch = monkeypatch
         self.root = root
         self.calls = 0
+        self.set_before: set[str] = set()
 
     def __call__(self, sim: Any, backend: str | None = None) -> dict[str, str]:
         if not isinstance(sim, RunPodSimulator | HTTPSimulator):
             raise TypeError(f"ocr_env needs an ocrclient.testing simulator, not {type(sim).__name__}")
         self.calls += 1
+        for name in self.set_before:  # an earlier call's variables point at its simulator
+            self.monkeypatch.delenv(name, raising=False)
         home = self.root / f"env{self.calls}"
         config_dir, cache = home / "config", home / "cache"
         config_dir.mkdir(parents=True)
@@ -249,6 +254,11 @@ class _OcrEnv:
             env[cfg.endpoint_id_env or "RUNPOD_ENDPOINT_ID"] = sim.endpoint_id
             env["RUNPOD_ENDPOINT_ID"] = sim.endpoint_id
             secret(sim.api_key)
+            if cfg.resolved_model() is None:  # a generic profile: the simulator serves any name
+                if cfg.model_env:
+                    env[cfg.model_env] = RUNPOD_SIM_MODEL
+                else:
+                    table["model"] = RUNPOD_SIM_MODEL
             if sim.flavour == "local":
                 options["mode"] = "local"
             options["poll_interval_s"] = SIM_POLL_INTERVAL_S
@@ -292,6 +302,7 @@ class _OcrEnv:
         env["OCRCLIENT_BACKEND"] = cfg.name if backend is None or not _is_path(backend) else backend
         for key, value in env.items():
             self.monkeypatch.setenv(key, value)
+        self.set_before = set(env)
         return env
 
     @staticmethod

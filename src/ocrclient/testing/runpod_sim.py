@@ -130,12 +130,16 @@ class SimJob:
         return out
 
 
+#: the model name a completion carries when the request named none (the simulator serves any name)
+SIM_MODEL = "sim-model"
+
+
 def _chat_completion(reply: SimReply, request: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": request.get("model") or "sim-model",
+        "model": request.get("model") or SIM_MODEL,
         "choices": [
             {
                 "index": 0,
@@ -158,7 +162,7 @@ def _chat_completion(reply: SimReply, request: Mapping[str, Any]) -> dict[str, A
 def _sse_batches(reply: SimReply, request: Mapping[str, Any], batch: int) -> list[str]:
     """worker-vllm's streamed output with RAW_OPENAI_OUTPUT=1: batches of SSE lines, joined."""
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-    model = request.get("model") or "sim-model"
+    model = request.get("model") or SIM_MODEL
     words = re.findall(r"\S+\s*|\s+", reply.text) or [""]
 
     def chunk(delta: dict[str, Any], finish: str | None, usage: bool = False) -> str:
