@@ -15,6 +15,7 @@ public names at the top level, and the rule for blocking calls where an event lo
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import io
 import threading
@@ -150,7 +151,11 @@ def test_public_names_import_from_the_top_level_and_dir_lists_them() -> None:
     assert PageDone.__module__ == "ocrclient.events" and ConvertResult.__module__ == "ocrclient.run"
     assert Client.__module__ == AsyncClient.__module__ == "ocrclient.client"
     listed = dir(ocrclient)
-    assert set(ocrclient.__all__) <= set(listed), set(ocrclient.__all__) - set(listed)
+    public = {name for name in listed if not (name.startswith("__") and name.endswith("__"))}
+    assert public == set(ocrclient.__all__) - {"__version__"}, public ^ (set(ocrclient.__all__) - {"__version__"})
+    assert "__version__" in listed and "__name__" in listed
+    importlib.import_module("ocrclient.errors")  # a submodule imported is an attribute, not a listed name
+    assert "errors" not in dir(ocrclient)
     for name in ocrclient.__all__:
         assert getattr(ocrclient, name) is not None, name
     with pytest.raises(AttributeError):

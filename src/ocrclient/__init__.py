@@ -151,4 +151,6 @@ def __getattr__(name: str) -> Any:  # lazy: `import ocrclient` stays cheap (no P
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    """The public names (``__all__``) and the module's own dunder attributes: not the names
+    this file imports for itself (``Any``, ``annotations``, ...), which completion would offer."""
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__") and name.endswith("__"))})
