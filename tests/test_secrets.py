@@ -755,3 +755,50 @@ def test_cli_shows_the_key_file_warning_as_one_line_once_and_not_under_quiet(tmp
         assert "UserWarning" not in run.stderr and "load_user_config" not in run.stderr
     quiet = ocr([*convert, "-q"], env)
     assert quiet.code == 0 and quiet.stderr == "", quiet.stderr
+
+
+# every setting that names an environment variable, given the key itself by mistake: refused in one
+# line that does not repeat it (the name is shown in messages and by `ocr config`)
+KEY_BY_MISTAKE = ["sk-live-" + "Q" * 24, "rpa_" + "Z9" * 12, "hf_" + "abc" * 8, "MY KEY"]
+
+
+@pytest.mark.parametrize("field", ["api_key_env", "endpoint_id_env", "base_url_env", "model_env"])
+@pytest.mark.parametrize("value", KEY_BY_MISTAKE)
+def test_every_env_name_setting_refuses_a_value_without_showing_it(field: str, value: str, tmp_path: Path) -> None:
+    from ocrclient.config import BackendConfig, resolve_config
+    from ocrclient.errors import ConfigError
+
+    secret_like = field == "api_key_env" or not value.replace("_", "").isalnum()
+    profile = tmp_path / "p.toml"
+    profile.write_text(f'transport = "openai"\ndialect = "plain"\nmodel = "m"\n{field} = {json.dumps(value)}\n')
+    if secret_like:
+        for build in (lambda: resolve_config(profile), lambda: resolve_config("openai", **{field: value})):
+            with pytest.raises(ConfigError) as err:
+                build()
+            assert field in str(err.value) and value not in full_error_text(err.value), str(err.value)
+    else:  # a lower-case name is a name (POSIX) for a variable holding no secret
+        assert getattr(resolve_config(profile), field) == value
+    assert getattr(BackendConfig(name="x", transport="openai", dialect="plain", **{field: "GOOD_NAME_2"}), field) == "GOOD_NAME_2"
+
+
+@pytest.mark.parametrize("option", ["modal_key_env", "modal_secret_env", "api_key_env_aliases"])
+def test_every_env_name_transport_option_refuses_a_key_without_showing_it(option: str) -> None:
+    from ocrclient.config import resolve_config
+    from ocrclient.errors import ConfigError
+    from ocrclient.registry import load_transport
+
+    value = KEY_BY_MISTAKE[0]
+    cfg = resolve_config("openai", base_url="https://x.modal.run/v1", model="m",
+                         transport_options={"modal": True, option: [value] if option.endswith("aliases") else value})  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        load_transport(cfg)
+    assert option in str(err.value) and value not in full_error_text(err.value), str(err.value)
+
+
+def test_cli_api_key_env_given_the_key_exits_2_without_showing_it(tmp_path: Path) -> None:
+    pdf = text_pdf(tmp_path / "a.pdf", [["x"]])
+    for args in (["convert", str(pdf), "-o", str(tmp_path / "o"), "--backend", "runpod-chandra", "--endpoint-id", "e"],
+                 ["config", "--backend", "openai"], ["health", "--backend", "openai"]):  # fmt: skip
+        run = ocr([*args, "--api-key-env", KEY_BY_MISTAKE[1]], {**os.environ, "NO_COLOR": "1"})
+        assert run.code == 2 and KEY_BY_MISTAKE[1] not in _all_text(run), (args, run.stdout, run.stderr)
+        assert run.stderr.count("\n") == 1 and "api_key_env" in run.stderr, run.stderr

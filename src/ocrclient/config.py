@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from .errors import ConfigError, register_secret
 from .imaging import RenderSpec
@@ -42,7 +42,9 @@ from .secrets import header_secret, redact, register_url_secrets
 
 __all__ = [
     "DEFAULT_CACHE_MAX_BYTES",
+    "ENV_NAME",
     "ENV_SETTINGS",
+    "env_name",
     "BackendConfig",
     "cache_dir",
     "cache_max_bytes",
@@ -65,6 +67,37 @@ ENV_SETTINGS: dict[str, str] = {
     "model": "model_env",
     "api_key": "api_key_env",
 }
+
+#: what an environment variable's name is (POSIX's portable names: letters, digits, ``_``)
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+#: what the name of a variable holding a secret is: in capitals, as every one ocrclient reads.
+#: Stricter, because the easy mistake is to put the key itself where its variable's name goes,
+#: and a name is shown in messages ("set RUNPOD_API_KEY") and by ``ocr config``: keys have
+#: lower-case letters or dashes (``rpa_...``, ``sk-...``, ``hf_...``), so none passes for a name.
+SECRET_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+#: why a setting that names a variable refused its value (which is not shown: it is often the
+#: key itself)
+NOT_AN_ENV_NAME = "takes the name of an environment variable (letters, digits and _), not a value"
+NOT_A_SECRET_ENV_NAME = (
+    "takes the name of the environment variable holding the key, in capitals (e.g. RUNPOD_API_KEY), not the key itself"
+)
+
+
+def env_name(value: Any, what: str, *, secret: bool = False) -> str:
+    """``value`` when it is an environment variable's name (``secret``: of one holding a secret,
+    :data:`SECRET_ENV_NAME`), else a :class:`ConfigError` naming ``what`` without repeating the
+    value.
+
+    >>> env_name("RUNPOD_API_KEY", "api_key_env", secret=True)
+    'RUNPOD_API_KEY'
+    """
+    pattern, why = (SECRET_ENV_NAME, NOT_A_SECRET_ENV_NAME) if secret else (ENV_NAME, NOT_AN_ENV_NAME)
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ConfigError(f"{what} {why}")
+    return value
+
 
 #: generic variables a transport falls back to when no layer sets the value: (transport, field)
 ENV_FALLBACKS: dict[tuple[str, str], str] = {
@@ -220,6 +253,14 @@ class BackendConfig(BaseModel):
     dialect_options: dict[str, Any] = Field(default_factory=dict)
     #: where the profile came from (file path), for `ocr config`
     origin: str | None = None
+
+    @field_validator(*ENV_SETTINGS.values())
+    @classmethod
+    def _names_a_variable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        secret = info.field_name == "api_key_env"  # ("" reads no variable)
+        if value and not (SECRET_ENV_NAME if secret else ENV_NAME).fullmatch(value):
+            raise ValueError(NOT_A_SECRET_ENV_NAME if secret else NOT_AN_ENV_NAME)
+        return value
 
     # -- secrets ---------------------------------------------------------------------------
     def model_post_init(self, context: Any, /) -> None:
@@ -487,10 +528,10 @@ def resolve_config(name: str | Path | None = None, **overrides: Any) -> BackendC
     data = merge_layers(profile=profile, user=user_table, env=env, explicit=explicit)
     try:
         cfg = BackendConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"backend {name!r}: {loc}: {first['msg']}") from exc
+    except ValidationError as exc:  # (not chained: pydantic's text repeats each bad value, a key given by mistake too)
+        from .contracts import first_error
+
+        raise ConfigError(f"backend {name!r}: {first_error(exc)}") from None
     if cfg.api_key is not None:
         register_secret(cfg.api_key.get_secret_value())
     return cfg

@@ -62,4 +62,5 @@ def first_error(exc: ValidationError, root: str = "") -> str:
     err = errors[0]
     where = ".".join(str(p) for p in (root, *err.get("loc", ())) if str(p)) or "body"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return " ".join(f"{where}: {err.get('msg', 'invalid')}{more}".split())
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")  # (pydantic's prefix for a validator's ValueError)
+    return " ".join(f"{where}: {msg}{more}".split())

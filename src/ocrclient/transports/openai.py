@@ -45,7 +45,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 
-from ..config import BackendConfig
+from ..config import BackendConfig, env_name
 from ..errors import BadOutputError, ConfigError, OcrError, PermanentError, TransientError
 from ..loops import PerLoop
 from ..secrets import (
@@ -110,7 +110,8 @@ def is_modal(modal: Any, url: str | None) -> bool:
 def modal_env_names(opts: Mapping[str, Any]) -> tuple[str, str]:
     """The variables holding Modal's proxy auth (``transport_options.modal_key_env`` /
     ``modal_secret_env``, else ``MODAL_KEY`` / ``MODAL_SECRET``)."""
-    return str(opts.get("modal_key_env", "MODAL_KEY")), str(opts.get("modal_secret_env", "MODAL_SECRET"))
+    return (env_name(opts.get("modal_key_env", "MODAL_KEY"), "transport_options.modal_key_env", secret=True),
+            env_name(opts.get("modal_secret_env", "MODAL_SECRET"), "transport_options.modal_secret_env", secret=True))
 
 
 def normalize_base_url(url: str) -> tuple[str, str]:
@@ -145,6 +146,7 @@ def api_key_from_aliases(names: Any, *, backend: str = "") -> str | None:
     if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
         raise ConfigError(f"backend {backend!r}: transport_options.api_key_env_aliases must be a list of names")
     for name in names:
+        env_name(name, f"backend {backend!r}: transport_options.api_key_env_aliases", secret=True)
         value = os.environ.get(name)
         if value:
             register_secret(value)
