@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .errors import ConfigError, register_secret
 from .imaging import RenderSpec
@@ -44,11 +52,11 @@ __all__ = [
     "DEFAULT_CACHE_MAX_BYTES",
     "ENV_NAME",
     "ENV_SETTINGS",
-    "env_name",
     "BackendConfig",
     "cache_dir",
     "cache_max_bytes",
     "config_dir",
+    "env_name",
     "list_profiles",
     "load_user_config",
     "merge_layers",
