@@ -137,7 +137,7 @@ def test_pages_formats_and_json_summary(sim: OpenAISimulator, pdf: Path, tmp_pat
                  "--json", env=sim_env(sim))  # fmt: skip
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
-    assert summary["exit_code"] == 0
+    assert summary["exit_code"] == 0 and summary["error"] is None
     (d,) = summary["documents"]
     assert (d["pages"], d["ok"], d["failed"], d["failed_pages"]) == (2, 2, 0, [])
     assert sorted(p.name for p in out.iterdir() if p.stem == "doc") == [
@@ -627,3 +627,59 @@ def test_health_of_a_generic_backend_with_a_model(tmp_path: Path) -> None:
                              env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["ok"] is True
+
+
+def _json_commands() -> set[str]:
+    """Every ``ocr`` command that takes ``--json``, by its path (``cache info``)."""
+    import typer
+
+    def walk(t: typer.Typer, prefix: str) -> set[str]:
+        found = set()
+        for c in t.registered_commands:
+            assert c.callback is not None
+            name = c.name or c.callback.__name__.replace("_", "-")
+            if "as_json" in c.callback.__annotations__:
+                found.add(f"{prefix}{name}")
+        for group in t.registered_groups:
+            assert group.typer_instance is not None and group.name
+            found |= walk(group.typer_instance, f"{prefix}{group.name} ")
+        return found
+
+    return walk(app, "")
+
+
+def test_every_json_command_prints_an_object_on_every_failing_exit(tmp_path: Path) -> None:
+    """The whole kind: each command with ``--json``, made to fail in each way it can before or
+    while it works, prints one JSON object on stdout (its error and exit code) beside its
+    one-line error, so a script parsing stdout never meets an empty output (README: "--json
+    prints its summary either way")."""
+    from .test_bad_inputs import ocr
+
+    pdf = tmp_path / "a.pdf"
+    text_pdf(pdf, [["one"]])
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    out = str(tmp_path / "out")
+    failing = {
+        "convert": [
+            ["convert", str(tmp_path / "nope.pdf"), "-o", out],
+            ["convert", str(pdf), "-o", out, "--pages", "9"],
+            ["convert", str(pdf), "-o", out, "--backend", "nosuch"],
+            ["convert", str(pdf)],  # --json without -o
+            ["convert", str(pdf), "-o", out, "--format", "nosuch"],
+            ["convert", str(pdf), "-o", out, "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
+             "--model", "m", "--api-key-env", "sk-live-not-a-name"],
+        ],  # fmt: skip
+        "bench": [["bench", str(tmp_path / "nope.pdf")], ["bench", str(pdf), "--backend", "nosuch"]],
+        "health": [["health", "--backend", "nosuch"], ["health", "--backend", "openai"]],  # (no model)
+        "cache info": [["cache", "info", "--cache-dir", str(a_file)]],
+        "backends": [],  # (fails only on a plugin clash: tests/test_plugins.py)
+    }
+    assert set(failing) == _json_commands()
+    for args in (a for cases in failing.values() for a in cases):
+        run = ocr([*args, "--json"], {"OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg"), "OCRCLIENT_CACHE_DIR": str(tmp_path / "c")})
+        assert run.code == 2, (args, run.code, run.stderr)
+        summary = json.loads(run.stdout)
+        assert summary["exit_code"] == run.code and summary["error"], (args, summary)
+        assert run.stderr.strip() == f"error: {summary['error']}", (args, run.stderr)
+        assert "sk-live-not-a-name" not in run.stdout + run.stderr

@@ -83,6 +83,8 @@ def test_a_stopped_run_writes_the_documents_it_began_and_no_others(
     if as_json:
         summary = json.loads(stdout)
         assert summary["exit_code"] == code
+        why = {"key refused": "401"}.get(stop) or ("terminated" if code == 143 else "interrupted")
+        assert why in summary["error"], summary["error"]  # (why it stopped)
         assert sorted(Path(d["source"]).stem for d in summary["documents"]) == written
     else:
         assert stdout == ""

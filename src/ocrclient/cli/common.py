@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,9 +145,14 @@ def one_line_warnings(*, quiet: bool | None = None) -> None:
     warnings.showwarning = show
 
 
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    """Print ``error: <message>`` (one line, redacted) on stderr; the exit to raise."""
+def fail(message: str, code: int = EXIT_BAD_INPUT, *, as_json: bool = False) -> typer.Exit:
+    """Print ``error: <message>`` (one line, redacted) on stderr; the exit to raise.  With
+    ``as_json`` (the command's ``--json``) stdout gets ``{"ok": false, "error": ..., "exit_code":
+    ...}`` too: a script that parses it gets an object on every exit, not an empty output."""
     from rich.markup import escape
+
+    if as_json:
+        typer.echo(json.dumps({"ok": False, "error": redact(message), "exit_code": code}, indent=2))
 
     # escaped: a message may hold brackets ("pip install 'ocrclient[local]'") that are not markup
     stderr().print(f"[bold red]error:[/] {escape(redact(message))}", markup=True, soft_wrap=True)
@@ -154,7 +160,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 
 
 @contextmanager
-def file_errors(what: object) -> Iterator[None]:
+def file_errors(what: object, *, as_json: bool = False) -> Iterator[None]:
     """A file the command cannot read or write (``OSError``) ends it with one line,
     ``error: <what>: <reason>``, exit 2, not a traceback."""
     try:
@@ -163,7 +169,7 @@ def file_errors(what: object) -> Iterator[None]:
         reason = exc.strerror or str(exc)
         if exc.filename and not str(what).endswith(str(exc.filename)):  # the part of the path at fault
             reason += f": {exc.filename}"
-        raise fail(f"{what}: {reason}") from None
+        raise fail(f"{what}: {reason}", as_json=as_json) from None
 
 
 def print_traceback() -> None:

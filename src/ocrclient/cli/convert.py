@@ -136,12 +136,13 @@ class _Emitter:
 
     def __init__(self, out: Path | None, fmts: list[str], options: dict[str, dict[str, Any]], stem_of: dict[str, Path],
                  manifest: "Manifest | None", pages: str | None, console: "Console", several: bool = False,
-                 as_json: bool = False) -> None:  # fmt: skip
+                 as_json: bool = False, t0: float | None = None) -> None:  # fmt: skip
         from ..exporters.sink import OutputWriter
 
         self.console = console
         self.as_json = as_json
-        self.t0 = time.monotonic()
+        #: when the command started (the summary's wall time)
+        self.t0 = time.monotonic() if t0 is None else t0
         self.pages = pages
         self.page_markers = bool(options["md"].get("page_markers"))
         #: several documents go to stdout: each is named as it starts
@@ -200,10 +201,10 @@ class _Emitter:
             self.console.print(f"{why}: wrote {len(self.results)} document(s) with what had finished"
                                + (f"; {idle} had no page finished (a rerun converts them)" if idle else ""), soft_wrap=True)  # fmt: skip
 
-    def stopped(self, code: int) -> None:
+    def stopped(self, code: int, why: str) -> None:
         """The ``--json`` summary of a stopped run (its files are written by then)."""
         if self.as_json:
-            typer.echo(summary_json(self.results, time.monotonic() - self.t0, code))
+            typer.echo(summary_json(self.results, time.monotonic() - self.t0, code, error=why))
 
     def _earlier_is_better(self, result: "ConvertResult") -> bool:
         """Whether the manifest's entry for ``result``'s input has its files where this run
@@ -233,9 +234,10 @@ def _run(conv: "Conversion", be: "Backend", reporter: "Progress", emit: "_Emitte
         with reporter, term:
             asyncio.run(run())
     except KeyboardInterrupt:
-        emit.partial(conv, "terminated" if term.signalled else "interrupted")
+        why = "terminated" if term.signalled else "interrupted"
+        emit.partial(conv, why)
         code = EXIT_TERMINATED if term.signalled else EXIT_INTERRUPTED
-        emit.stopped(code)
+        emit.stopped(code, why)
         raise typer.Exit(code) from None
     except OcrError as exc:
         from ..scheduler import RunAborted
@@ -243,7 +245,7 @@ def _run(conv: "Conversion", be: "Backend", reporter: "Progress", emit: "_Emitte
         code = EXIT_BAD_INPUT if isinstance(exc, ConfigError | InputError | RunAborted) else EXIT_FAILED_PAGES
         if isinstance(exc, RunAborted):
             emit.partial(conv, "stopped")
-            emit.stopped(code)
+        emit.stopped(code, str(exc))
         if debug:  # the traceback too, but the exit code stays the one without --debug
             print_traceback()
         raise fail(str(exc), code) from None
@@ -438,6 +440,7 @@ def convert(
     common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
     # the first page starts rendering as soon as the inputs and the render spec are known
     # (_head_start); the transport and the run's machinery are imported while it renders
+    started = time.monotonic()
     _messages(quiet, verbose)
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     console = stderr()
@@ -456,6 +459,8 @@ def convert(
             be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode)
             _output_folder(out)
         except OcrError as exc:
+            if as_json:  # (the summary either way: a script reading stdout gets one)
+                typer.echo(summary_json([], time.monotonic() - started, EXIT_BAD_INPUT, error=str(exc)))
             if debug:  # the traceback too, but the exit code stays the one without --debug
                 print_traceback()
             raise fail(str(exc)) from None
@@ -463,7 +468,8 @@ def convert(
 
         show = progress if progress is not None else (not quiet and console.is_terminal)
         reporter = Progress(sum(len(idx) for _, idx in plan), bool(show), verbose and not quiet)
-        emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console, several=len(plan) > 1, as_json=as_json)
+        emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console, several=len(plan) > 1, as_json=as_json,
+                     t0=started)  # fmt: skip
         try:
             conv = Conversion(
                 backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan,

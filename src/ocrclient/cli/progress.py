@@ -110,9 +110,10 @@ def summary(results: list[Any], wall: float, console: Console) -> None:
     console.print(f"{pages} pages in {wall:.1f}s")
 
 
-def summary_json(results: list[Any], wall: float, code: int) -> str:
-    """The ``--json`` summary: per document its page counts and failed pages, the wall time
-    and the exit code."""
+def summary_json(results: list[Any], wall: float, code: int, error: str | None = None) -> str:
+    """The ``--json`` summary: per document its page counts and failed pages, the wall time,
+    the exit code and, for a run that stopped or never started, why (``error``: the one line
+    ``ocr`` printed, "interrupted" or "terminated"; ``null`` for a run that ended)."""
     return json.dumps(
         {
             "documents": [
@@ -129,6 +130,7 @@ def summary_json(results: list[Any], wall: float, code: int) -> str:
             ],
             "wall_s": round(wall, 3),
             "exit_code": code,
+            "error": redact(error) if error else None,
         },
         indent=2,
     )

@@ -55,7 +55,7 @@ def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-reada
     try:
         profiles = list_profiles()  # a plugin clashing with a shipped backend is refused here
     except OcrError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), as_json=as_json) from None
     for name in sorted(profiles):
         try:
             cfg = resolve_config(name)
@@ -126,7 +126,7 @@ def health(
         over = backend_overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, mode)
         be = load_backend(backend, **over, transport=transport)
     except OcrError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), as_json=as_json) from None
 
     async def check() -> Any:
         try:
@@ -137,7 +137,7 @@ def health(
     try:
         h = asyncio.run(check())
     except OcrError as exc:
-        raise fail(str(exc), EXIT_FAILED_PAGES) from None
+        raise fail(str(exc), EXIT_FAILED_PAGES, as_json=as_json) from None
     if as_json:
         typer.echo(json.dumps({"backend": be.name, "ok": h.ok, "detail": h.detail, "info": h.info}, indent=2, default=str))
     else:
@@ -216,17 +216,17 @@ CacheDirOption = Annotated[
 ]
 
 
-def _page_cache(directory: Path | None) -> Any:
+def _page_cache(directory: Path | None, as_json: bool = False) -> Any:
     from ..cache import PageCache
     from ..config import cache_dir
 
     folder = directory or cache_dir()
     if folder.exists() and not folder.is_dir():
-        raise fail(f"{folder}: not a directory (--cache-dir names the page cache's folder)")
+        raise fail(f"{folder}: not a directory (--cache-dir names the page cache's folder)", as_json=as_json)
     try:
         return PageCache(folder)
     except OcrError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), as_json=as_json) from None
 
 
 @cache_app.command("info")
@@ -235,8 +235,8 @@ def cache_info(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Where the page cache is, how many pages it holds, its size and its cap."""
-    cache = _page_cache(cache_dir)
-    with file_errors(f"cannot read the page cache in {cache.directory}"):
+    cache = _page_cache(cache_dir, as_json)
+    with file_errors(f"cannot read the page cache in {cache.directory}", as_json=as_json):
         info = cache.info()
     if as_json:
         typer.echo(json.dumps({"dir": info.directory, "entries": info.entries, "bytes": info.bytes, "max_bytes": info.max_bytes}, indent=2))

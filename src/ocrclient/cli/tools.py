@@ -54,8 +54,10 @@ def bench(
             )
         )
     except OcrError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), as_json=as_json) from None
     except KeyboardInterrupt:
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "error": "interrupted", "exit_code": EXIT_INTERRUPTED}, indent=2))
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
