@@ -669,7 +669,7 @@ def test_every_json_command_prints_an_object_on_every_failing_exit(tmp_path: Pat
             ["convert", str(pdf), "-o", out, "--format", "nosuch"],
             ["convert", str(pdf), "-o", out, "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
              "--model", "m", "--api-key-env", "sk-live-not-a-name"],
-        ],  # fmt: skip
+        ],
         "bench": [["bench", str(tmp_path / "nope.pdf")], ["bench", str(pdf), "--backend", "nosuch"]],
         "health": [["health", "--backend", "nosuch"], ["health", "--backend", "openai"]],  # (no model)
         "cache info": [["cache", "info", "--cache-dir", str(a_file)]],

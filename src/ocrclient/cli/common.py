@@ -9,9 +9,9 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
