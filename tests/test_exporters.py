@@ -878,3 +878,53 @@ def test_no_text_of_ours_is_lost_to_the_markup_stripping(raw: str) -> None:
     text = raw.replace("<a", "< a").replace("<b", "< b")  # (no markdown marks in the alphabet)
     got = page_text(Page(page=1, status="ok", markdown=text))
     assert got == re.sub(r"[ \t]+\n", "\n", text).strip()
+
+
+# a figure's alt text in the markdown: the caption, else the figure's own text, else the model's
+# reference's alt, else "Figure K" -- an image reference among them is no alt text (the whole kind:
+# every form a model writes one in, and every dialect that answers with figures)
+_FIG_TEXTS = {
+    "": "Figure 1", "  ": "Figure 1", "![]()": "Figure 1", "![ ]()": "Figure 1", "![]() ![]()": "Figure 1",
+    '<img alt="" src="x.png">': "Figure 1", "<img src='x.png'/>": "Figure 1", "![A chart]()": "A chart",
+    '<img alt="A chart">': "A chart", "A chart": "A chart", "![A chart](images/1.jpg)\nmore": "A chart",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("text", list(_FIG_TEXTS))
+@pytest.mark.parametrize("where", ["figure", "caption", "reference"])
+def test_figure_alt_text_is_never_an_image_reference(text: str, where: str) -> None:
+    from ocrclient.document import Block, Page
+    from ocrclient.exporters.markdown import page_markdown
+
+    blocks = [Block(type="figure", text=text if where == "figure" else "", bbox=(10, 10, 50, 50))]
+    if where == "caption":
+        blocks.append(Block(type="caption", text=text, bbox=(10, 55, 50, 60)))
+    md = f"{text if where == 'reference' and text.strip().startswith(('!', '<')) else '![]()'}\n\nAfter"
+    page = Page(page=1, width=100, height=100, markdown=md, blocks=blocks, status="ok")
+    out = page_markdown(page, {(1, 1): "x_figures/page1_fig1.png"})
+    want = _FIG_TEXTS[text] if where != "reference" or text.strip().startswith(("!", "<")) else "Figure 1"
+    assert out.startswith(f"![{want}](x_figures/page1_fig1.png)"), out
+    assert "\\[" not in out and "![!" not in out, out
+
+
+@pytest.mark.parametrize("dialect, model", [("chandra", "datalab-to/chandra"), ("deepseek", "deepseek-ai/DeepSeek-OCR"),
+                                            ("dots", "rednote-hilab/dots.ocr"), ("lighton", "lightonai/LightOnOCR-2-1B-bbox")])  # fmt: skip
+@pytest.mark.parametrize("alt", ["", "A chart"])
+def test_every_figure_dialect_writes_a_plain_alt_text(dialect: str, model: str, alt: str, tmp_path: Path) -> None:
+    import ocrclient
+    from ocrclient.exporters.sink import OutputWriter
+    from ocrclient.testing import DialectResponder, OpenAISimulator
+
+    Image.new("RGB", (600, 800), "white").save(tmp_path / "p.png")
+    truth = [[("title", "Report", (0.1, 0.05, 0.6, 0.1)), ("figure", alt, (0.1, 0.2, 0.6, 0.5)),
+              ("text", "After", (0.1, 0.6, 0.6, 0.7))]]  # fmt: skip
+    with OpenAISimulator(model=model, responder=DialectResponder(dialect, truth=truth)) as sim, \
+            OutputWriter(tmp_path / "out", ["md"]) as out:  # fmt: skip
+        doc = ocrclient.convert(tmp_path / "p.png", backend="openai", dialect=dialect, model=model,
+                                base_url=sim.base_url, api_key=sim.api_key, cache=False, outputs=out)  # fmt: skip
+    assert doc.pages[0].status == "ok"
+    refs = re.findall(r"!\[([^\n]*?)\]\(([^)]*)\)", (tmp_path / "out" / "p.md").read_text())
+    assert len(refs) == 1 and refs[0][1] == "p_figures/page1_fig1.png", refs
+    assert refs[0][0] and "![" not in refs[0][0] and "\\" not in refs[0][0], refs
+    if alt and dialect == "chandra":  # (the one whose replies carry a figure's alt text)
+        assert refs[0][0] == alt

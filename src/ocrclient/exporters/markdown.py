@@ -125,16 +125,32 @@ def _top_index(page: Page, fig: Block) -> int | None:
     return next((i for i, b in enumerate(page.blocks) if b is fig), None)
 
 
+def _ref_alt(m: re.Match[str]) -> str:
+    """The alt text of an image reference matched by :data:`_IMAGE_REF` (``![alt](...)`` or
+    ``<img alt=...>``)."""
+    if m.group("attrs") is not None:
+        am = _ALT_ATTR.search(m.group("attrs"))
+        return html.unescape(next((g for g in am.groups() if g), "")) if am else ""
+    return m.group("alt") or ""
+
+
+def _as_alt(text: str) -> str:
+    """``text``'s first line with each image reference in it replaced by its own alt text: a
+    figure block's text is often the model's own reference (Chandra's ``<img alt="">`` is
+    ``![]()``), which is no alt text (it was put in the alt, escaped)."""
+    return _first_line(_IMAGE_REF.sub(_ref_alt, text))
+
+
 def _alt_for(page: Page, fig: Block, k: int, ref_alt: str) -> str:
     top = page.blocks
     i = _top_index(page, fig)
+    candidates = []
     if i is not None:
-        for j in (i + 1, i - 1):
-            if 0 <= j < len(top) and top[j].type == "caption" and top[j].text.strip():
-                return _alt_escape(_first_line(top[j].text))
-    for cand in (fig.text, ref_alt):
-        if cand and cand.strip():
-            return _alt_escape(_first_line(cand))
+        candidates += [top[j].text for j in (i + 1, i - 1) if 0 <= j < len(top) and top[j].type == "caption"]
+    for cand in (*candidates, fig.text, ref_alt):
+        alt = _as_alt(cand or "")
+        if alt:
+            return _alt_escape(alt)
     return f"Figure {k}"
 
 
@@ -179,12 +195,7 @@ def page_markdown(page: Page, links: Links) -> str:
             continue
         if k <= len(refs):
             m = refs[k - 1]
-            if m.group("attrs") is not None:
-                am = _ALT_ATTR.search(m.group("attrs"))
-                ref_alt = html.unescape(next((g for g in am.groups() if g), "")) if am else ""
-            else:
-                ref_alt = m.group("alt") or ""
-            edits.append((m.start(), m.end(), f"![{_alt_for(page, fig, k, ref_alt)}]({link})"))
+            edits.append((m.start(), m.end(), f"![{_alt_for(page, fig, k, _ref_alt(m))}]({link})"))
         else:
             pos, before = _insert_at(md, page, fig)
             ref = f"![{_alt_for(page, fig, k, '')}]({link})"
