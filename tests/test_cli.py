@@ -7,6 +7,7 @@ subprocesses where the process boundary matters (colours, exit codes)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -531,7 +532,16 @@ def test_ocr_backends_lists_every_credential_and_endpoint_variable_a_backend_rea
         env[name] = "http://127.0.0.1:9/v1" if name.endswith("_URL") else "value-1234"
     monkeypatch.setattr(os, "environ", env)
     load_backend(profile).close()
-    wanted = {n for n in env.read if re.search(r"KEY|SECRET|TOKEN|URL|ENDPOINT|MODEL", n)}
+    # and with none of them set: what each setting falls back to (RUNPOD_ENDPOINT_ID, ...) is read
+    bare = _ReadEnv({k: v for k, v in env.items() if k not in listed})
+    monkeypatch.setattr(os, "environ", bare)
+    from ocrclient.errors import OcrError
+
+    cfg = resolve_config(profile)
+    for setting in (cfg.resolved_endpoint_id, cfg.resolved_base_url, cfg.resolved_model, cfg.secret):
+        with contextlib.suppress(OcrError):
+            setting()
+    wanted = {n for n in env.read | bare.read if re.search(r"KEY|SECRET|TOKEN|URL|ENDPOINT|MODEL", n)}
     wanted -= {"OCRCLIENT_BACKEND", "SSLKEYLOGFILE"}  # the choice of backend; TLS debugging
     assert wanted <= set(listed), (sorted(wanted - set(listed)), listed)
 

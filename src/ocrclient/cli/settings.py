@@ -30,9 +30,12 @@ def _configured(cfg: Any) -> tuple[bool, str]:
 def _env_names(cfg: Any) -> list[str]:
     """The environment variables a profile reads (endpoint, URL, model, key), in that order, then
     those its transport reads from its options (a key's aliases, Modal's proxy auth)."""
+    from ..config import ENV_FALLBACKS
     from ..registry import transport_class
 
-    names = [cfg.endpoint_id_env, cfg.base_url_env, cfg.model_env, cfg.api_key_env]
+    names = []
+    for field in ("endpoint_id", "base_url", "model", "api_key"):  # each one's variable, then its fallback
+        names += [getattr(cfg, f"{field}_env"), ENV_FALLBACKS.get((cfg.transport, field))]
     try:
         more = getattr(transport_class(cfg.transport), "env_names", None)
     except OcrError:  # (a transport that cannot be imported says so in the table above)
