@@ -610,6 +610,8 @@ def test_a_missing_setting_is_asked_for_by_the_variable_the_backend_reads(profil
 #: the flags with which ``ocr convert`` names and reaches a backend
 BACKEND_FLAGS = ["--backend", "--endpoint-id", "--base-url", "--api-key-env", "--model", "--dialect", "--transport",
                  "--mode"]  # fmt: skip
+#: the flags with which it changes how pages are rendered for the backend
+RENDER_FLAGS = ["--dpi", "--image-format"]
 
 
 def _flags(command: str) -> set[str]:
@@ -625,6 +627,17 @@ def test_every_command_reaching_a_backend_takes_the_flags_that_name_it(command: 
     one) and then refused it: no such option.  A command line that converts, checks and
     benchmarks alike."""
     assert not set(BACKEND_FLAGS) - _flags(command), sorted(set(BACKEND_FLAGS) - _flags(command))
+    if command != "health":  # (what renders: the settings shown and the pages benchmarked follow them)
+        assert not set(RENDER_FLAGS) - _flags(command), sorted(set(RENDER_FLAGS) - _flags(command))
+
+
+def test_config_shows_the_render_flags_as_convert_gets_them() -> None:
+    from .test_bad_inputs import ocr
+
+    run = ocr(["config", "--backend", "runpod-chandra", "--dpi", "100", "--image-format", "jpeg"])
+    assert run.code == 0, run.stderr
+    render = json.loads(run.stdout)["render"]
+    assert (render["dpi"], render["format"]) == (100, "jpeg")
 
 
 def test_health_of_a_generic_backend_with_a_model(tmp_path: Path) -> None:

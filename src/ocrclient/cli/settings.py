@@ -162,6 +162,8 @@ def config_show(
     dialect: Annotated[str | None, typer.Option("--dialect")] = None,
     transport: Annotated[str | None, typer.Option("--transport")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
+    dpi: Annotated[float | None, typer.Option("--dpi", help="Render resolution.")] = None,
+    image_format: Annotated[str | None, typer.Option("--image-format", help="png, jpeg or webp.")] = None,
 ) -> None:
     """Show the resolved settings of a backend (with the flags `ocr convert` would get), secrets
     masked."""
@@ -170,7 +172,7 @@ def config_show(
     from ..config import config_dir, resolve_config
 
     try:
-        over = backend_overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, mode)
+        over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
         cfg = resolve_config(backend, **over, transport=transport)
     except OcrError as exc:
         raise fail(str(exc)) from None
