@@ -110,7 +110,7 @@ def test_searchable_pdf_image_page_shows_the_rendered_pixels(mode: str) -> None:
     rendered = _rendered(img)
     out = SearchablePdf(None, label="t")
     try:
-        assert out.add(Page(page=1, status="ok", width=W, height=H), img, 72.0)
+        assert out.add(Page(page=1, status="ok", width=W, height=H), img, (72.0, 72.0))
         data = out.save()
     finally:
         out.close()

@@ -397,3 +397,47 @@ def test_cli_force_ocr_text_flag(one_born_digital_page: Path, tmp_path: Path) ->
     for line in LETTER:
         assert _count(line, pdfium_text(runs["default"], 1)) == 1
         assert _count(line, pdfium_text(runs["forced"], 1)) == 2
+
+
+# an image's page in the searchable PDF is as large as its pixels at the resolution it records,
+# across and down apart (a standard fax is 204 x 98 dpi), in the orientation it is displayed in;
+# and each word of the text layer lies where the OCR saw it. The whole kind: equal and unequal
+# resolutions, each way round, with and without an orientation that turns the image a quarter.
+@pytest.mark.parametrize("dpi", [(150, 150), (204, 98), (100, 200)])
+@pytest.mark.parametrize("orientation", [1, 6, 8])
+def test_image_pages_follow_the_recorded_resolution_on_each_axis(
+    dpi: tuple[int, int], orientation: int, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from ocrclient.exporters.sink import OutputWriter
+    from ocrclient.testing import DialectResponder, OpenAISimulator
+
+    stored = (800, 500)  # the pixels as stored; orientation 6/8 shows them turned a quarter
+    img = Image.new("RGB", stored, "white")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "scan.jpg"
+    img.save(path, dpi=dpi, exif=exif.tobytes())
+    turned = orientation in (6, 8)
+    shown = stored[::-1] if turned else stored
+    dx, dy = dpi[::-1] if turned else dpi  # the resolution across and down the page as shown
+    box = (0.2, 0.3, 0.6, 0.4)
+    truth = [[("text", "Hello fax", box)]]
+    model = "datalab-to/chandra"
+    with OpenAISimulator(model=model, responder=DialectResponder("chandra", truth=truth)) as sim, \
+            OutputWriter(tmp_path / "out", ["pdf"]) as out:  # fmt: skip
+        doc = ocrclient.convert(path, backend="openai", dialect="chandra", model=model, base_url=sim.base_url,
+                                api_key=sim.api_key, cache=False, outputs=out)  # fmt: skip
+    assert doc.pages[0].status == "ok" and (doc.pages[0].width, doc.pages[0].height) == shown
+    pdf = pdfium.PdfDocument(tmp_path / "out" / "scan.pdf")
+    w, h = pdf[0].get_size()
+    assert (w, h) == pytest.approx((shown[0] * 72 / dx, shown[1] * 72 / dy), abs=0.5)
+    (again,) = write_outputs(doc, tmp_path / "again", "scan", ["pdf"])  # (from the document, later)
+    assert pdfium.PdfDocument(again)[0].get_size() == pytest.approx((w, h), abs=0.01)
+    tp = pdf[0].get_textpage()
+    assert "Hello fax" in tp.get_text_range()
+    boxes = [tp.get_charbox(i) for i in range(tp.count_chars()) if tp.get_text_range(i, 1).strip()]
+    x0, y0 = min(b[0] for b in boxes) / w, 1 - max(b[3] for b in boxes) / h  # (PDF y runs up)
+    x1, y1 = max(b[2] for b in boxes) / w, 1 - min(b[1] for b in boxes) / h
+    assert box[0] - 0.03 <= x0 and x1 <= box[2] + 0.03 and box[1] - 0.03 <= y0 and y1 <= box[3] + 0.03, (x0, y0, x1, y1)

@@ -165,10 +165,10 @@ class SearchablePdf:
             self._out = pdfium.PdfDocument.new()
             self._fonts = Fonts(self._out, system_font())
 
-    def add(self, page: Page, image: Image.Image | None = None, dpi: float = 72.0) -> bool:
+    def add(self, page: Page, image: Image.Image | None = None, dpi: tuple[float, float] = (72.0, 72.0)) -> bool:
         """Put ``page`` in the PDF, in page order, with its text layer (none for a failed page).
         ``image``/``dpi``: the page image of an image input and the resolution its input
-        records.  ``False`` (with a warning) when the page cannot be placed: not in the source
+        records (across, down).  ``False`` (with a warning) when the page cannot be placed: not in the source
         PDF, or no image for an image input.  A page already placed is kept as it is."""
         import pypdfium2 as pdfium
 
@@ -202,16 +202,17 @@ class SearchablePdf:
             self._text_layer(pos, page)
             return True
 
-    def _image_page(self, image: Image.Image, size_px: tuple[float, float], dpi: float, index: int) -> None:
+    def _image_page(self, image: Image.Image, size_px: tuple[float, float], dpi: tuple[float, float], index: int) -> None:
         """A new page at ``index`` showing ``image`` (the page as displayed: the input's own
-        pixels or the run's render of them), as large as ``size_px`` input pixels at ``dpi``."""
+        pixels or the run's render of them), as large as ``size_px`` input pixels at ``dpi``
+        (across, down)."""
         import pypdfium2 as pdfium
 
         img = flatten(image)
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=IMAGE_QUALITY)
         buf.seek(0)
-        w_pt, h_pt = size_px[0] * 72.0 / dpi, size_px[1] * 72.0 / dpi
+        w_pt, h_pt = size_px[0] * 72.0 / dpi[0], size_px[1] * 72.0 / dpi[1]
         pg = self._out.new_page(w_pt, h_pt, index=index)
         try:
             obj = pdfium.PdfImage.new(self._out)
@@ -298,7 +299,7 @@ def render(
                 if pimg is None:
                     log.warning("page %d of %s: %s; left out of the PDF", number, path.name, err)
                     continue
-                pdf.add(pages[number], pimg.image(), dpis.get(number, 72.0))
+                pdf.add(pages[number], pimg.image(), dpis.get(number, (72.0, 72.0)))
         return pdf.save()
     finally:
         pdf.close()

@@ -59,7 +59,7 @@ class PagePieces:
         self._spill: Path | None = None
         self._pdf: Any = None  # SearchablePdf
         self._source_pdf: Any = None
-        self._dpis: dict[int, float] = {}
+        self._dpis: dict[int, tuple[float, float]] = {}
         self._pdf_error: str | None = None
 
     @property
@@ -144,7 +144,7 @@ class PagePieces:
         if self._pdf is None:
             return
         img = pixels() if self.source.kind == "image" else None
-        self._pdf.add(page, img, self._dpis.get(page.page, 72.0))
+        self._pdf.add(page, img, self._dpis.get(page.page, (72.0, 72.0)))
 
     def _spill_dir(self) -> Path:
         with self._lock:

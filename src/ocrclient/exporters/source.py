@@ -198,12 +198,18 @@ def open_pdf(src: Source) -> Any:
             raise InputError(f"{src.name}: cannot open PDF ({exc})") from exc
 
 
-def image_dpis(src: Source) -> dict[int, float]:
-    """page number (1-based frame) -> the resolution the image records, when sane (30-1200
-    dpi); frames without one are left out (72 dpi: one pixel per point).  Reads only headers."""
+#: a frame's resolution across and down the page as displayed, in dpi
+Dpi = tuple[float, float]
+
+
+def image_dpis(src: Source) -> dict[int, Dpi]:
+    """page number (1-based frame) -> the resolution the image records across and down the
+    page as displayed (a fax's 204 x 98 dpi: its pixels are twice as tall as wide; an EXIF or
+    TIFF orientation that turns the frame a quarter swaps the two), when sane (30-1200 dpi);
+    frames without one are left out (72 dpi: one pixel per point).  Reads only headers."""
     from PIL import Image
 
-    out: dict[int, float] = {}
+    out: dict[int, Dpi] = {}
     try:
         with Image.open(src.path if src.path is not None else io.BytesIO(src.data or b"")) as img:
             for i in range(int(getattr(img, "n_frames", 1))):
@@ -211,11 +217,11 @@ def image_dpis(src: Source) -> dict[int, float]:
                     img.seek(i)
                 dpi = img.info.get("dpi")
                 try:
-                    res = float(dpi[0]) if dpi else 0.0
+                    x, y = (float(dpi[0]), float(dpi[1] if len(dpi) > 1 else dpi[0])) if dpi else (0.0, 0.0)
                 except (TypeError, ValueError, IndexError):
-                    res = 0.0
-                if _SANE_DPI[0] <= res <= _SANE_DPI[1]:
-                    out[i + 1] = res
+                    x = y = 0.0
+                if all(_SANE_DPI[0] <= r <= _SANE_DPI[1] for r in (x, y)):
+                    out[i + 1] = (y, x) if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (x, y)
     except (OSError, ValueError, Image.DecompressionBombError):
         pass
     return out
