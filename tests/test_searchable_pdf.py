@@ -441,3 +441,40 @@ def test_image_pages_follow_the_recorded_resolution_on_each_axis(
     x0, y0 = min(b[0] for b in boxes) / w, 1 - max(b[3] for b in boxes) / h  # (PDF y runs up)
     x1, y1 = max(b[2] for b in boxes) / w, 1 - min(b[1] for b in boxes) / h
     assert box[0] - 0.03 <= x0 and x1 <= box[2] + 0.03 and box[1] - 0.03 <= y0 and y1 <= box[3] + 0.03, (x0, y0, x1, y1)
+
+
+# every page read is searchable, whichever model read it: the whole kind is every dialect, those
+# that give boxes (their words in their boxes: tests above) and those that give none (olmOCR,
+# RolmOCR, plain, LightOnOCR without -bbox: the PDF had no text at all, without a word)
+_DIALECT_MODELS = {
+    "chandra": "datalab-to/chandra", "deepseek": "deepseek-ai/DeepSeek-OCR", "olmocr": "allenai/olmOCR-2-7B-1025-FP8",
+    "lighton": "lightonai/LightOnOCR-2-1B", "rolmocr": "reducto/RolmOCR", "plain": "any/vision-model",
+    "dots": "rednote-hilab/dots.ocr",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("dialect", sorted(_DIALECT_MODELS))
+def test_every_dialect_gives_a_searchable_pdf(dialect: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ocrclient.exporters.pdf_text import word_counts
+    from ocrclient.exporters.sink import OutputWriter
+    from ocrclient.testing import DialectResponder, OpenAISimulator
+    from ocrclient.testing.responders import DIALECT_NAMES
+
+    assert set(DIALECT_NAMES) - set(_DIALECT_MODELS) == {"trocr"}  # (TrOCR reads one line: tests/test_dialect_trocr.py)
+    Image.new("RGB", (600, 800), "white").save(tmp_path / "p.png")
+    truth = [[("title", "Quarterly report", (0.1, 0.05, 0.6, 0.1)),
+              ("text", "Twelve field sites were visited in spring", (0.1, 0.2, 0.9, 0.3)),
+              ("text", "Samples went to the lab", (0.1, 0.4, 0.9, 0.45))]]  # fmt: skip
+    model = _DIALECT_MODELS[dialect]
+    with OpenAISimulator(model=model, responder=DialectResponder(dialect, truth=truth)) as sim, \
+            OutputWriter(tmp_path / "out", ["pdf"]) as out:  # fmt: skip
+        doc = ocrclient.convert(tmp_path / "p.png", backend="openai", dialect=dialect, model=model,
+                                base_url=sim.base_url, api_key=sim.api_key, cache=False, outputs=out)  # fmt: skip
+    assert doc.pages[0].status == "ok", doc.pages[0].warnings
+    text = pdfium.PdfDocument(tmp_path / "out" / "p.pdf")[0].get_textpage().get_text_range()
+    want = word_counts("Quarterly report Twelve field sites were visited in spring Samples went to the lab")
+    assert want <= word_counts(text), (dialect, text)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert [ln.split()[0] for ln in lines][:3] == ["Quarterly", "Twelve", "Samples"], lines  # (in reading order)

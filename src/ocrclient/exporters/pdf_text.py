@@ -141,13 +141,31 @@ def _lines_of(block: Block, page: Page) -> Iterator[TextLine]:
         yield TextLine(line, (x0, y0 + i * step, x1, y0 + (i + 1) * step))
 
 
+#: where the lines of a page whose model gave no boxes are laid, in [0, 1] of the page
+UNBOXED_AREA: Box = (0.05, 0.05, 0.95, 0.95)
+
+
+def _has_box(block: Block, page: Page) -> bool:
+    return norm_box(block, page) is not None or any(_has_box(c, page) for c in block.children)
+
+
 def text_lines(page: Page) -> list[TextLine]:
     """What the text layer of ``page`` holds, line by line: every line the model boxed (with its
     word boxes when it gave them), else each block's text spread line by line over its box;
-    figures' own text excluded; nothing for a failed page."""
+    figures' own text excluded; nothing for a failed page.  A page whose model gave no box at
+    all (olmOCR, RolmOCR, plain, LightOnOCR without ``-bbox``) still has its text: its markdown's
+    lines laid down the page in order (:data:`UNBOXED_AREA`), so that the PDF is searchable
+    and extracts the OCR's text, in places that are not the words' own."""
     if page.status == "failed":
         return []
-    return [ln for b in page.blocks for ln in _lines_of(b, page)]
+    if any(_has_box(b, page) for b in page.blocks):
+        return [ln for b in page.blocks for ln in _lines_of(b, page)]
+    lines = [ln.strip() for ln in plain_text(page.markdown).split("\n") if ln.strip()]
+    if not lines:
+        return []
+    x0, y0, x1, y1 = UNBOXED_AREA
+    step = (y1 - y0) / len(lines)
+    return [TextLine(line, (x0, y0 + i * step, x1, y0 + (i + 1) * step)) for i, line in enumerate(lines)]
 
 
 def text_units(page: Page) -> list[TextUnit]:
