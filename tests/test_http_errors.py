@@ -140,8 +140,18 @@ def test_a_transport_rule_reads_its_own_statuses_first() -> None:
 
 
 def test_only_error_statuses_raise() -> None:
-    for status in (200, 204, 303, 399):
+    for status in (200, 204, 304):
         raise_for_status(_reply(status))
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308, 399])
+def test_a_redirect_left_unfollowed_is_an_endpoint_error_naming_where_it_points(status: int) -> None:
+    reply = httpx.Response(status, headers={"location": "https://u:pw@api.example.com/v2/e/run?key=s3cr3t"},
+                           request=httpx.Request("POST", "http://api.example.com/v2/e/run"))  # fmt: skip
+    with pytest.raises(EndpointError) as err:
+        raise_for_status(reply)
+    assert "redirects http://api.example.com/v2/e/run to https://api.example.com/v2/e/run" in str(err.value)
+    assert "s3cr3t" not in str(err.value) and "pw" not in str(err.value) and err.value.cause == "redirect"
 
 
 @pytest.mark.parametrize(

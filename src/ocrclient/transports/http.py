@@ -63,6 +63,7 @@ from ..errors import (
     AuthError,
     BadOutputError,
     ConfigError,
+    EndpointError,
     OcrError,
     TransientError,
     classify_status,
@@ -224,13 +225,31 @@ def transport_error(
 # ---------------------------------------------------------------------------------------------
 
 
+def shown_url(url: httpx.URL | str) -> str:
+    """A URL as a message shows it: scheme, host, port and path (no credentials, no query).
+
+    >>> shown_url("https://user:pw@api.example.com:8443/v2/x/run?key=abc")
+    'https://api.example.com:8443/v2/x/run'
+    """
+    u = httpx.URL(str(url))
+    port = f":{u.port}" if u.port is not None else ""
+    return f"{u.scheme}://{u.host}{port}{u.path}"
+
+
 def raise_for_status(response: httpx.Response) -> None:
     """Raise ``httpx.HTTPStatusError`` for a reply of 400 or more, for :func:`map_errors` to
-    classify (unlike ``Response.raise_for_status``, a 1xx/3xx reply is left to the caller)."""
-    if response.status_code >= 400:
-        raise httpx.HTTPStatusError(
-            f"HTTP {response.status_code}", request=response.request, response=response
-        )
+    classify; a redirect the client did not follow (RunPod's API never redirects: its base URL
+    is wrong, say ``http://`` for ``https://``) is an :class:`EndpointError` naming where it
+    points, which stops the run: every page would meet it (a page each failed with "a non-JSON
+    body").  A 1xx reply is left to the caller."""
+    status = response.status_code
+    if 300 <= status < 400 and status != 304:
+        location = response.headers.get("location")
+        target = shown_url(response.url.join(location)) if location else "nowhere (no Location header)"
+        raise EndpointError(f"HTTP {status}: the server redirects {shown_url(response.url)} to {target}; "
+                            "set the base URL to where it points", cause="redirect", status=status)  # fmt: skip
+    if status >= 400:
+        raise httpx.HTTPStatusError(f"HTTP {status}", request=response.request, response=response)
 
 
 def _response_error(
@@ -245,7 +264,26 @@ def _response_error(
         own = rule(status, error_message(body))
         if own is not None:
             return own
-    return status_error(status, body, response.headers, hint=hint, where=where)
+    moved = _moved_to(response)
+    if moved and status in (401, 403):  # the key stayed behind: it is not sent to another host
+        hint = (f"the server redirected to {moved}, where the API key is not sent (another host): "
+                "set the base URL to it")  # fmt: skip
+    err = status_error(status, body, response.headers, hint=hint, where=where)
+    if moved and not isinstance(err, AuthError):
+        err.message = f"{err.message} (after a redirect to {moved})"
+        err.args = (err.message,)
+    return err
+
+
+def _moved_to(response: httpx.Response) -> str | None:
+    """Where a followed redirect took the request when it left its host (scheme, host or
+    port), as :func:`shown_url` shows it; ``None`` when it stayed."""
+    if not response.history:
+        return None
+    first, last = response.history[0].request.url, response.url
+    if (first.scheme, first.host, first.port) == (last.scheme, last.host, last.port):
+        return None
+    return shown_url(last)
 
 
 @contextmanager
