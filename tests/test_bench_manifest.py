@@ -190,3 +190,20 @@ def test_a_run_option_that_changes_the_result_is_converted_again(tmp_path: Path)
         assert skipped("--document-mode")
         assert not skipped()  # and back to pages
         assert skipped("--isolate-render") and skipped("--concurrency", "3")
+
+
+async def test_bench_reports_the_429s_a_runpod_endpoint_answered(tmp_path: Path) -> None:
+    """A RunPod 429 is waited out and sent again without spending an attempt (no retry): the
+    report said nothing of the endpoint throttling the run."""
+    from ocrclient.testing import RunPodSimulator
+
+    pdf = blank_pdf(tmp_path / "d.pdf", [(200, 260)] * 6)
+    plan = FaultPlan(seed=2, rates={"http_429": 0.5}, max_faults_per_key=1, latency_s=(0.01, 0.02))
+    with RunPodSimulator(plan=plan, api_key="rp-k") as sim:
+        report = await run_bench([str(pdf)], backend="runpod-chandra", base_url=sim.base_url,
+                                 endpoint_id=sim.endpoint_id, api_key="rp-k",
+                                 transport_options={"poll_interval_s": 0.02})  # fmt: skip
+    injected = plan.injected["http_429"]
+    assert injected and report["failed"] == 0 and report["pages"] == 6
+    assert sum(report["throttled_429"].values()) == injected, (report["throttled_429"], injected)
+    assert "http_429" not in report["retries_by_cause"]

@@ -151,6 +151,8 @@ async def run_bench(
         key = be.config.secret()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         sampler = asyncio.create_task(_sample_metrics(url, headers, samples, stop))
+    gate = getattr(be.transport, "gate", None)  # (RunPod's: the 429s it waited out, resent, not retries)
+    throttles_before = dict(getattr(gate, "throttles", {}))
     t0 = time.monotonic()
     docs = []
     counted = _Counting(be.transport)
@@ -191,6 +193,9 @@ async def run_bench(
         "latency_p95_s": percentile(latencies, 0.95),
         "attempts": sum(p.attempts for p in all_pages),
         "retries_by_cause": dict(retries),
+        # 429s the endpoint answered, by operation, each waited out and sent again (no attempt spent)
+        "throttled_429": {op: n - throttles_before.get(op, 0) for op, n in getattr(gate, "throttles", {}).items()
+                          if n > throttles_before.get(op, 0)},
         "prompt_tokens": sum(p.usage.prompt_tokens for p in all_pages),
         "completion_tokens": sum(p.usage.completion_tokens for p in all_pages),
         "gpu_seconds": round(gpu, 3) if gpu else None,

@@ -45,6 +45,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -54,6 +55,8 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ..errors import TransientError
+
+log = logging.getLogger("ocrclient.transports.runpod")
 
 __all__ = ["DOCUMENTED_LIMITS", "EndpointGate", "RateLimit", "family", "is_throttle"]
 
@@ -192,6 +195,7 @@ class EndpointGate:
         def after(state: RetryCallState) -> None:  # runs before ``stop``: the block it sets counts
             exc = state.outcome.exception() if state.outcome else None
             wait = self.throttled(op, getattr(exc, "retry_after", None))
+            log.info("RunPod %s: 429 (too many requests); the endpoint's requests wait %.1f s", op, wait)
             if isinstance(exc, TransientError):  # raised past ``stop``, it says how long the block is
                 exc.retry_after = wait
             if exc is not None:  # tenacity's state is a cycle: its traceback would keep the body
