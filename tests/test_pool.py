@@ -298,3 +298,21 @@ async def test_a_member_slowed_down_now_and_then_stays_in_the_pool(tmp_path: Pat
     assert a_after < 3 or b_after >= 1, (a_after, b_after)  # pages were still going out: b took some
     pool = backend.transport
     assert isinstance(pool, PoolTransport) and all(m.strikes == 0 for m in pool.members)
+
+
+async def test_a_dropped_member_is_named_once_whatever_was_in_flight_there(caplog: pytest.LogCaptureFixture) -> None:
+    """Every page in flight on the member meets the refusal: one warning, not one per page."""
+
+    class SlowDead(_Dead):
+        async def send(self, request: ModelRequest) -> ModelReply:
+            self.calls += 1
+            await asyncio.sleep(0.05)
+            raise self.exc
+
+    east = SlowDead(AuthError("HTTP 401: bad key"))
+    pool = PoolTransport([PoolMember("east", east, weight=10),  # type: ignore[arg-type]
+                          PoolMember("west", _Ok(None))])  # type: ignore[arg-type]  # fmt: skip
+    with caplog.at_level("WARNING", logger="ocrclient.transports.pool"):
+        got = await asyncio.gather(*(pool.send(ModelRequest(body={})) for _ in range(4)), return_exceptions=True)
+    assert east.calls >= 2 and all(isinstance(g, TransientError) for g in got[: east.calls]), got
+    assert [r.getMessage() for r in caplog.records] == ["pool member east takes no more pages in this run: HTTP 401: bad key"]

@@ -154,13 +154,15 @@ class PoolTransport:
             try:
                 reply = await member.transport.send(request)
             except RUN_STOPPING as exc:
+                first = not member.auth_failed  # (pages in flight there meet it too: one warning)
                 member.auth_failed = True
                 member.fatal = exc
                 member.failed += 1
                 member.last_error = exc.message
                 if all(m.auth_failed for m in self.members):
                     raise
-                log.warning("pool member %s takes no more pages in this run: %s", member.name, exc.message)
+                if first:
+                    log.warning("pool member %s takes no more pages in this run: %s", member.name, exc.message)
                 # another member may accept: let the scheduler retry there
                 cause = "pool_member_auth" if isinstance(exc, AuthError) else "pool_member_endpoint"
                 raise TransientError(f"pool member {member.name}: {exc.message}", cause=cause,
