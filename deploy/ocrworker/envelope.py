@@ -234,8 +234,10 @@ def _image_from_url(url: Any, limits: Limits) -> Image.Image:
     return decode_image(raw, max_pixels=limits.max_image_pixels)
 
 
-def _parse_request(body: Any, limits: Limits, index: int) -> ChatPage:
-    where = f"page {index + 1}: " if index else ""
+def _parse_request(body: Any, limits: Limits, index: int | None) -> ChatPage:
+    """One chat request; ``index``: its place in a ``pages`` batch (named in each error, the
+    first page's too), ``None`` for a job of one request."""
+    where = f"page {index + 1}: " if index is not None else ""
     if not isinstance(body, dict):
         raise JobError(f"{where}openai_input must be a JSON object")
     messages = body.get("messages")
@@ -275,7 +277,9 @@ def _parse_request(body: Any, limits: Limits, index: int) -> ChatPage:
         raise JobError(f"{where}the request has no image (expected one image_url part)")
     if len(images) > 1:
         raise JobError(f"{where}one image per request, got {len(images)}")
-    max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:  # (absent or null: the newer name, as vLLM reads it)
+        max_tokens = body.get("max_completion_tokens")
     if max_tokens is None:
         max_tokens = limits.default_max_tokens
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
@@ -339,7 +343,7 @@ def parse_pages(job_input: Any, limits: Limits | None = None) -> ParsedJob:
         if route not in (CHAT_ROUTE, MODELS_ROUTE):
             raise JobError(f"unsupported openai_route {route!r} (use {CHAT_ROUTE})", code=404)
         pages_in = [] if route == MODELS_ROUTE else [job_input.get("openai_input")]
-        parsed = ParsedJob(route=route, pages=[_parse_request(p, limits, 0) for p in pages_in])
+        parsed = ParsedJob(route=route, pages=[_parse_request(p, limits, None) for p in pages_in])
     try:  # the job as a whole (each page passed above, so this is about the envelope)
         job = WorkerJobInput.model_validate(job_input)
     except ValidationError as exc:

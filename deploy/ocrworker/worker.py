@@ -130,7 +130,8 @@ class PageWorker:
         t0 = time.perf_counter()
         try:
             parsed = parse_pages(job.get("input") if isinstance(job, dict) else None, self.limits)
-            if parsed.route == MODELS_ROUTE:
+            if parsed.route == MODELS_ROUTE:  # served only when it can be: a failed load is its 503
+                await asyncio.to_thread(self._ensure_model)
                 return [models_list(self.served_model)]
             return await self.run_pages(parsed.pages, t0)
         except JobError as exc:

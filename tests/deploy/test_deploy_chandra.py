@@ -85,6 +85,7 @@ async def test_batch_and_concurrent_jobs_share_model_calls(
 
 
 async def test_models_route(chandra: Any) -> None:
+    chandra.set_model(echo_model([]))  # (listed once loaded: a model that cannot load is a 503)
     out = await chandra.handler({"id": "m", "input": {"openai_route": "/v1/models"}})
     assert out[0]["data"][0]["id"] == "datalab-to/chandra"
 
@@ -146,6 +147,10 @@ async def test_model_exception_and_load_failure(
         assert payload["code"] == 503 and payload["error_type"] == "model_not_ready"
         assert "no weights" in payload["error_message"]
     assert attempts == [1]  # loaded once per worker, the failure is remembered
+    # every route says so: /v1/models (what `ocr health` asks) listed the model as served
+    listed = await chandra.handler({"id": "m", "input": {"openai_route": "/v1/models"}})
+    payload = json.loads(listed["error"])
+    assert payload["code"] == 503 and "no weights" in payload["error_message"]
 
 
 def make_cache(root: Path, repo: str, revision: str = "abc123") -> Path:

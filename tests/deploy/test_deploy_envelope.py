@@ -202,3 +202,31 @@ async def test_micro_batcher_propagates_errors_to_every_waiter() -> None:
     # the runner survives a failure
     batcher.fn = lambda items: items
     assert await batcher.submit([5]) == [5]
+
+
+# max_tokens under either name, present, absent or null (vLLM reads max_completion_tokens when
+# max_tokens is unset): the whole kind of the two fields
+@pytest.mark.parametrize(
+    ("fields", "want"),
+    [({}, 256), ({"max_tokens": 50}, 50), ({"max_completion_tokens": 50}, 50), ({"max_tokens": None}, 256),
+     ({"max_tokens": None, "max_completion_tokens": 50}, 50), ({"max_tokens": 40, "max_completion_tokens": 50}, 40),
+     ({"max_tokens": 40, "max_completion_tokens": None}, 40)],
+)  # fmt: skip
+def test_max_tokens_under_either_name(fields: dict, want: int) -> None:
+    body = chat_request(data_url(page_png(60, 40)))
+    body.pop("max_tokens", None)
+    (page,) = parse_pages(single({**body, **fields}), Limits(default_max_tokens=256)).pages
+    assert page.max_tokens == want
+
+
+def test_every_page_of_a_batch_is_named_in_its_error_the_first_too() -> None:
+    good = chat_request(data_url(page_png(60, 40)))
+    for bad_at in range(3):
+        bodies = [dict(good) for _ in range(3)]
+        bodies[bad_at] = {**good, "n": 2}
+        with pytest.raises(JobError) as err:
+            parse_pages({"pages": bodies})
+        assert str(err.value).startswith(f"page {bad_at + 1}: "), str(err.value)
+    with pytest.raises(JobError) as one:
+        parse_pages(single({**good, "n": 2}))
+    assert not str(one.value).startswith("page"), str(one.value)
