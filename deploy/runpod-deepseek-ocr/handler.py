@@ -225,6 +225,11 @@ def render_pages(pdf: Any, start: int, stop: int, *, dpi: int) -> list[Any]:
     return images
 
 
+#: where ``output_dir`` may point unless ``OUTPUT_ROOTS`` says otherwise: the default folder, a
+#: network volume, and ``/runpod/out`` (the DeepSeek worker contract's own example request)
+DEFAULT_OUTPUT_ROOTS = "/tmp/runpod-output,/runpod-volume,/runpod/out"
+
+
 async def handle_document(job: dict[str, Any]) -> dict[str, Any]:
     """The whole-PDF contract (see the module docstring)."""
     t0 = time.perf_counter()
@@ -233,10 +238,16 @@ async def handle_document(job: dict[str, Any]) -> dict[str, Any]:
     out_root = doc.output_dir or os.environ.get("RUNPOD_OUTPUT_DIR") or "/tmp/runpod-output"
     out_dir = safe_path(
         out_root,
-        roots=_roots("OUTPUT_ROOTS", "/tmp/runpod-output,/runpod-volume")
-        + _roots("RUNPOD_OUTPUT_DIR", ""),
+        roots=_roots("OUTPUT_ROOTS", DEFAULT_OUTPUT_ROOTS) + _roots("RUNPOD_OUTPUT_DIR", ""),
         must_exist=False,
     )
+    # made before the model runs: a folder that cannot be is the request's fault (400), found
+    # before the GPU reads the PDF (it was a retryable 500 after, and every retry read it again)
+    job_dir = out_dir / re.sub(r"[^A-Za-z0-9._-]+", "_", str(job.get("id") or "job"))
+    try:
+        await asyncio.to_thread(job_dir.mkdir, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JobError(f"output_dir {out_root!r}: cannot make {job_dir.name} in it ({exc.strerror or exc})") from None
     data = await _pdf_bytes(doc)
     pdf = await asyncio.to_thread(open_pdf, data, max_pages=env_int("MAX_PDF_PAGES", 200))
     with PDFIUM_LOCK:  # (counting pages is a PDFium call too)
@@ -260,8 +271,6 @@ async def handle_document(job: dict[str, Any]) -> dict[str, Any]:
     detection = PAGE_SPLIT.join(raw_pages)
     markdown = PAGE_SPLIT.join(clean_markdown(r) for r in raw_pages)
 
-    job_dir = out_dir / re.sub(r"[^A-Za-z0-9._-]+", "_", str(job.get("id") or "job"))
-    job_dir.mkdir(parents=True, exist_ok=True)
     stem = _stem(doc)
     md_path = job_dir / f"{stem}.mmd"
     det_path = job_dir / f"{stem}_det.mmd"

@@ -244,6 +244,15 @@ async def test_whole_pdf_path_inside_root(deepseek: Any, tmp_path: Path) -> None
             400,
             "cannot be opened",
         ),
+        (  # a file where the folder goes: refused before the model reads a page, not retried
+            lambda t: (
+                (t / "out").mkdir(exist_ok=True),
+                (t / "out" / "afile").write_text("x"),
+                {"pdf_base64": base64.b64encode(make_pdf(1)).decode(), "output_dir": str(t / "out" / "afile")},
+            )[-1],
+            400,
+            "cannot make",
+        ),
     ],
 )
 async def test_whole_pdf_guards(
@@ -341,3 +350,14 @@ async def test_concurrent_whole_pdf_jobs_never_overlap_in_pdfium(
         assert out["status"] == "succeeded", out
         width = 2 * (100 + 10 * n)  # rendered at 144 dpi
         assert base64.b64decode(out["markdown"]).decode().split("\n\n<--- Page Split --->\n\n") == [f"{width}x200"] * 5
+
+
+def test_default_output_roots_take_the_contracts_example(deepseek: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DeepSeek worker contract's example request writes to ``/runpod/out``: refused as
+    outside the allowed roots unless OUTPUT_ROOTS was set."""
+    monkeypatch.delenv("OUTPUT_ROOTS")
+    roots = deepseek._roots("OUTPUT_ROOTS", deepseek.DEFAULT_OUTPUT_ROOTS)
+    for path in ("/runpod/out", "/runpod/out/job1", "/runpod-volume/out", "/tmp/runpod-output"):
+        deepseek.safe_path(path, roots=roots, must_exist=False)
+    with pytest.raises(deepseek.JobError):
+        deepseek.safe_path("/runpod/other", roots=roots, must_exist=False)
