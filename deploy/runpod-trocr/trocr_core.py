@@ -68,7 +68,8 @@ __all__ = [
 DEFAULT_MODEL = "microsoft/trocr-base-printed"
 DEFAULT_ALLOWED = (
     "microsoft/trocr-base-printed,microsoft/trocr-large-printed,"
-    "microsoft/trocr-base-handwritten,microsoft/trocr-large-handwritten,microsoft/trocr-small-printed"
+    "microsoft/trocr-base-handwritten,microsoft/trocr-large-handwritten,microsoft/trocr-small-printed,"
+    "microsoft/trocr-small-handwritten"
 )
 #: (model_name, line images, decoding options) -> [(text, sum_logprob, n_tokens)] per line
 Recognizer = Callable[[str, list[Image.Image], dict[str, Any]], list[tuple[str, float, int]]]

@@ -401,3 +401,29 @@ async def test_sampling_options_reach_generate_and_keep_the_models_own_confidenc
     body["decoding_options"] = {"num_beams": 4, "max_length": 64}
     await svc.route("/extract_text", body)
     assert "output_logits" not in seen["generate"] and "do_sample" not in seen["generate"]
+
+
+# every field the contract declares Optional, sent as null, takes its default; and every model the
+# README's default allow-list names is served (trocr-small-handwritten was refused)
+_OPTIONAL = ["model_name", "prompt", "use_preprocessing", "ensemble_size", "robust_processing", "decoding_options",
+             "options", "segment_lines"]  # fmt: skip
+
+
+@pytest.mark.parametrize("field", _OPTIONAL)
+async def test_every_optional_field_sent_as_null_takes_its_default(field: str) -> None:
+    rec = Recorder(texts=["Hello"])
+    svc = core.OcrService(recognizer=rec)
+    out = await svc.route("/extract_text", {"image": b64(page_png()), field: None})
+    assert out["text"].startswith("Hello"), out
+    assert rec.calls[0][0] == "microsoft/trocr-base-printed"
+
+
+@pytest.mark.parametrize("size", ["small", "base", "large"])
+@pytest.mark.parametrize("kind", ["printed", "handwritten"])
+async def test_the_default_allow_list_is_the_whole_microsoft_set(size: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TROCR_ALLOWED_MODELS", raising=False)
+    rec = Recorder(texts=["x"])
+    svc = core.OcrService(recognizer=rec)
+    name = f"microsoft/trocr-{size}-{kind}"
+    await svc.route("/extract_text", {"image": b64(page_png()), "model_name": name})
+    assert rec.calls[-1][0] == name

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ._base import Lenient, Strict
 
@@ -79,6 +79,15 @@ class OcularRequest(Lenient):
     segment_lines: bool = True
     decoding_options: DecodingOptions = Field(default_factory=DecodingOptions)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_the_default(cls, data: Any) -> Any:
+        """A field sent as ``null`` takes its default: the contract declares every one of them
+        ``Optional`` (``"decoding_options": null`` was a 400)."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k in ("image", "schema")}
+        return data
 
 
 class StructuredRequest(OcularRequest):
