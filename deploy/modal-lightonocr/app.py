@@ -33,6 +33,12 @@ FAST_BOOT = os.environ.get("FAST_BOOT", "0").lower() in ("1", "true", "yes")
 REQUIRES_PROXY_AUTH = os.environ.get("REQUIRES_PROXY_AUTH", "0").lower() in ("1", "true", "yes")
 VLLM_PORT = 8000
 
+
+def gpu_count(gpu: str) -> int:
+    """How many GPUs a Modal GPU string asks for (``"L4:2"`` -> 2, ``"H100"`` -> 1)."""
+    _, sep, count = gpu.rpartition(":")
+    return int(count) if sep and count.isdigit() and int(count) > 0 else 1
+
 VLLM_VERSION = "0.15.0"
 
 image = (
@@ -84,6 +90,9 @@ def vllm_command() -> list[str]:
         cmd += ["--revision", MODEL_REVISION]
     # FAST_BOOT skips CUDA-graph capture and compilation: quicker cold start, lower throughput
     cmd += ["--enforce-eager"] if FAST_BOOT else []
+    # several GPUs on one container (GPU="L4:2") serve one model only split across them
+    if gpu_count(GPU) > 1:
+        cmd += ["--tensor-parallel-size", str(gpu_count(GPU))]
     return cmd
 
 
@@ -105,12 +114,17 @@ def serve() -> None:
 
 @app.local_entrypoint()
 def main(url: str = "") -> None:
-    """``modal run app.py --url <deployed url>``: check /health and /v1/models."""
+    """``modal run app.py --url <deployed url>``: check /health and /v1/models (with
+    ``MODAL_KEY`` / ``MODAL_SECRET`` set, sent as the proxy-auth headers)."""
     import json
     import urllib.request
 
     base = (url or serve.get_web_url() or "").rstrip("/")
+    # with REQUIRES_PROXY_AUTH the proxy wants a token's pair: MODAL_KEY / MODAL_SECRET, as the client
+    key, secret = os.environ.get("MODAL_KEY"), os.environ.get("MODAL_SECRET")
+    headers = {"Modal-Key": key, "Modal-Secret": secret} if key and secret else {}
     for path in ("/health", "/v1/models"):
-        with urllib.request.urlopen(base + path, timeout=600) as resp:
+        request = urllib.request.Request(base + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=600) as resp:
             body = resp.read().decode() or "{}"
             print(path, resp.status, json.loads(body) if path.endswith("models") else "ok")

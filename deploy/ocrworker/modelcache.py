@@ -37,8 +37,11 @@ def configure_offline(cache_root: str | None = None) -> str:
     Returns the cache root.  An explicit ``HF_HUB_OFFLINE=0`` in the environment is kept
     (useful outside RunPod, when the weights may be downloaded).
     """
-    root = cache_root or os.environ.get("RUNPOD_HF_CACHE_ROOT") or DEFAULT_CACHE_ROOT
-    os.environ.setdefault("HF_HOME", root)
+    chosen = cache_root or os.environ.get("RUNPOD_HF_CACHE_ROOT")
+    if chosen:  # named for this worker: over the HF_HOME our images set as their default
+        os.environ["HF_HOME"] = chosen
+        os.environ["HF_HUB_CACHE"] = str(Path(chosen) / "hub")
+    os.environ.setdefault("HF_HOME", DEFAULT_CACHE_ROOT)
     os.environ.setdefault("HF_HUB_CACHE", str(Path(os.environ["HF_HOME"]) / "hub"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", os.environ["HF_HUB_OFFLINE"])

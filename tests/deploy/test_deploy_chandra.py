@@ -311,3 +311,25 @@ def test_worker_over_the_runpod_local_api(worker_process: Any) -> None:
         assert json.loads(failed["error"])["error_message"].endswith(
             "(expected one image_url part)"
         )
+
+
+def test_runpod_hf_cache_root_wins_over_the_images_hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our Dockerfiles set HF_HOME; RUNPOD_HF_CACHE_ROOT set on the endpoint did nothing (the
+    README says it works). The whole kind: each of the two set or not."""
+    from ocrworker.modelcache import DEFAULT_CACHE_ROOT, configure_offline, resolve_model_path
+
+    snap = make_cache(tmp_path / "named", "datalab-to/chandra")
+    for var in ("HF_HOME", "HF_HUB_CACHE", "RUNPOD_HF_CACHE_ROOT", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(var, "")  # (each restored after the test: configure_offline sets them)
+    for hf_home in (None, "/runpod-volume/huggingface-cache"):
+        for named in (None, str(tmp_path / "named")):
+            for var in ("HF_HOME", "HF_HUB_CACHE", "RUNPOD_HF_CACHE_ROOT"):
+                monkeypatch.delenv(var, raising=False)
+            if hf_home:
+                monkeypatch.setenv("HF_HOME", hf_home)
+            if named:
+                monkeypatch.setenv("RUNPOD_HF_CACHE_ROOT", named)
+            root = configure_offline()
+            assert root == (named or hf_home or DEFAULT_CACHE_ROOT)
+            if named:
+                assert resolve_model_path("datalab-to/chandra") == str(snap)

@@ -137,6 +137,11 @@ def test_modal_app_defines_the_web_server(monkeypatch: pytest.MonkeyPatch) -> No
     assert cmd[:3] == ["vllm", "serve", "lightonai/LightOnOCR-0.9B-32k-1025"]
     assert cmd[cmd.index("--limit-mm-per-prompt") + 1] == '{"image": 1}'
     assert "--no-enable-prefix-caching" in cmd and "--enforce-eager" in cmd
+    assert "--tensor-parallel-size" not in cmd  # one GPU
+    assert [app_mod.gpu_count(g) for g in ("L4", "L4:2", "H100:8", "A100-40GB", "x:0")] == [1, 2, 8, 1, 1]
+    monkeypatch.setattr(app_mod, "GPU", "L4:2")  # every GPU asked for is used: the model split over them
+    cmd = app_mod.vllm_command()
+    assert cmd[cmd.index("--tensor-parallel-size") + 1] == "2"
 
 
 @pytest.mark.parametrize(
@@ -204,3 +209,41 @@ def test_worker_vllm_env_files_use_flags_the_worker_maps() -> None:
         assert set(env) <= mapped, set(env) - mapped
         assert env["MODEL_NAME"] == model
         assert json.loads(env["LIMIT_MM_PER_PROMPT"]) == {"image": 1}
+
+
+def test_modal_check_sends_the_proxy_auth_pair_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``modal run app.py --url ...`` beside ``REQUIRES_PROXY_AUTH=1``: the check was refused by
+    Modal's proxy (it sent no Modal-Key / Modal-Secret)."""
+    import io
+    import urllib.request
+
+    pytest.importorskip("modal", reason="modal is not installed (it is in the dev extra: pip install -e .[dev])")
+    app_mod = load_module("modal_lightonocr_app_check", DEPLOY / "modal-lightonocr" / "app.py")
+    sent: list[urllib.request.Request] = []
+
+    class Reply(io.BytesIO):
+        status = 200
+
+        def __enter__(self) -> Reply:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    def urlopen(request: urllib.request.Request, timeout: float = 0) -> Reply:
+        sent.append(request)
+        return Reply(b'{"data": []}')
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    for key, secret in ((None, None), ("wk-1", "ws-2")):
+        for name, value in (("MODAL_KEY", key), ("MODAL_SECRET", secret)):
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        sent.clear()
+        app_mod.main.info.raw_f(url="https://ws--ocrclient-lightonocr-serve.modal.run/")
+        assert [r.full_url for r in sent] == ["https://ws--ocrclient-lightonocr-serve.modal.run/health",
+                                              "https://ws--ocrclient-lightonocr-serve.modal.run/v1/models"]  # fmt: skip
+        got = [(r.get_header("Modal-key"), r.get_header("Modal-secret")) for r in sent]
+        assert got == [(key, secret)] * 2, got
