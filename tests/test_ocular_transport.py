@@ -210,3 +210,40 @@ def test_error_message_shapes() -> None:
     assert error_message("<html><title>502 Bad Gateway</title><body>nginx</body></html>") == "502 Bad Gateway"
     assert error_message("modal-http: missing credentials\n") == "modal-http: missing credentials"
     assert len(error_message("x" * 5000)) <= 300
+
+
+# `ocr health` checks that the backend is reachable AND authorised, on every transport: the whole
+# kind is each transport's simulator x the key right, wrong, missing (the ocular one said "ok" with
+# a wrong key: its /health asks for none)
+@pytest.mark.parametrize("key", ["right", "wrong", "missing"])
+@pytest.mark.parametrize("kind", ["ocular", "runpod", "openai", "proxy"])
+async def test_health_is_ok_only_when_the_key_is_taken(kind: str, key: str) -> None:
+    from ocrclient.registry import load_backend
+    from ocrclient.testing import OpenAISimulator, RunPodSimulator
+
+    sim: Any
+    if kind == "ocular":
+        sim, backend, extra = OcularSimulator(api_key="good-key"), "runpod-trocr", {"transport": "ocular"}
+    elif kind == "runpod":
+        sim, backend, extra = RunPodSimulator(api_key="good-key"), "runpod-chandra", {}
+    else:
+        sim = OpenAISimulator(api_key="good-key", mode="direct" if kind == "openai" else "proxy", model="m")
+        backend, extra = "openai", {"model": "m"}
+    with sim:
+        given = {"right": "good-key", "wrong": "bad-key", "missing": None}[key]
+        base = sim.url if kind == "ocular" else sim.base_url
+        ids = {"endpoint_id": sim.endpoint_id} if kind == "runpod" else {}
+        try:
+            be = load_backend(backend, base_url=base, api_key=given, api_key_env="NO_SUCH_KEY_VARIABLE", **ids,
+                              **extra)  # fmt: skip
+        except ConfigError as exc:  # a key the transport needs and was not given: said before any request
+            assert key == "missing" and "key" in str(exc), exc
+            return
+        try:
+            health = await be.transport.health()
+        finally:
+            await be.aclose()
+    assert health.ok == (key == "right"), (kind, key, health)
+    if key == "wrong":
+        assert "key" in health.detail.lower(), health.detail
+

@@ -200,6 +200,12 @@ def test_fastapi_app_routes_and_auth(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert r.status_code == 200 and r.json()["metadata"]["robust_processing"] is True
     assert client.get("/health").status_code == 200
+    # what the client's health check stands on (/health asks for no key): an empty body is refused
+    # for a wrong key with 401, and for the right one with another 4xx, the model never run
+    calls = len(rec.calls)
+    assert client.post("/extract_text", json={}, headers={"Authorization": "Bearer nope"}).status_code == 401
+    r = client.post("/extract_text", json={}, headers={"Authorization": "Bearer s3cret"})
+    assert 400 <= r.status_code < 500 and r.status_code not in (401, 403) and len(rec.calls) == calls, r.text
 
 
 async def test_runpod_handler_envelopes() -> None:

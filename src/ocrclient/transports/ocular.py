@@ -159,7 +159,26 @@ class OcularTransport(HttpImports):
         detail = f"ocular server {status or 'up'}"
         if models:
             detail += f"; models loaded: {', '.join(map(str, models))}"
-        return Health(ok, detail, data if isinstance(data, dict) else {})
+        info = data if isinstance(data, dict) else {}
+        refused = await self._key_refused() if ok else None
+        if refused is not None:
+            return Health(False, f"bad API key (HTTP {refused}); check the API key for this ocular server",
+                          {**info, "status_code": refused})  # fmt: skip
+        return Health(ok, detail, info)
+
+    async def _key_refused(self) -> int | None:
+        """The status with which the server refuses the key (401/403), ``None`` when it takes it.
+        ``/health`` asks for no key, so a wrong one passed there: ``POST /extract_text`` with an
+        empty body is checked for the key before anything else and runs no model (a 4xx for the
+        missing image when the key is right)."""
+        try:
+            with map_errors("POST /extract_text"):
+                req = self._client.build_request("POST", self.base_url + "/extract_text", content=b"{}",
+                                                 headers={"Content-Type": "application/json"}, timeout=30.0)  # fmt: skip
+                resp = await read_capped(self._client, req, ERROR_BODY_BYTES, what="POST /extract_text")
+        except OcrError:
+            return None
+        return resp.status_code if resp.status_code in (401, 403) else None
 
     async def release(self) -> None:
         """Close the connections made on the running event loop (it is about to end)."""
