@@ -48,3 +48,38 @@ def test_breaking_out_of_astream_pages_is_quiet_and_cancels_the_rest(how: str, t
     for noise in ("Traceback", "Exception ignored", "already running", "no current event loop", "Task was destroyed"):
         assert noise not in run.stderr, run.stderr
     assert run.stdout.startswith("cancels") and int(run.stdout.split()[1]) >= 1, run.stdout
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_a_runpod_run_stream_left_early_leaves_no_job_running(seed: int) -> None:
+    """``mode="run"``: the next page's ``POST /run`` is open when the consumer breaks (its page
+    started as the consumed one finished): its reply, and the job id in it, were thrown away and
+    the job ran to its end, billed, for nobody.  Every job but the consumed page's is cancelled
+    now, or had finished before the break."""
+    import asyncio
+    import contextlib
+    import io
+    import time
+
+    from PIL import Image
+
+    import ocrclient
+    from ocrclient.testing import FaultPlan, RunPodSimulator
+
+    images = [Image.new("RGB", (300, 400), (255, (seed * 7 + i) % 255, 255)) for i in range(6)]
+    buf = io.BytesIO()
+    images[0].save(buf, "PDF", save_all=True, append_images=images[1:])
+    with RunPodSimulator(plan=FaultPlan(seed=seed, latency_s=(0.3, 1.0))) as sim:
+        client = ocrclient.AsyncClient("runpod-olmocr", base_url=sim.base_url, endpoint_id=sim.endpoint_id,
+                                       api_key=sim.api_key, cache=False, concurrency=3,
+                                       transport_options={"mode": "run", "poll_interval_s": 0.05})  # fmt: skip
+        async with client, contextlib.aclosing(client.stream_pages(buf.getvalue())) as pages:
+            async for _ in pages:
+                broke = time.monotonic()
+                break
+        await asyncio.sleep(0.2)  # (the simulator takes the last cancels)
+        jobs = list(sim._jobs.values())
+    done_before = [j for j in jobs if j.status == "COMPLETED" and j.finished is not None and j.finished <= broke + 0.05]
+    assert len(done_before) >= 1  # the consumed page's
+    running_on = [j.status for j in jobs if j not in done_before and j.status != "CANCELLED"]
+    assert not running_on, (running_on, [(j.status, j.finished, broke) for j in jobs])

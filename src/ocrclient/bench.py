@@ -132,6 +132,13 @@ def _upload(counted: _Counting, wall: float, concurrency: int, p50: float | None
     }
 
 
+def _throttled_since(gate: Any, before: dict[str, int]) -> dict[str, int]:
+    """The 429s ``gate`` (a RunPod endpoint's) saw since ``before``, by operation: each waited
+    out and sent again without spending an attempt (so in no retry count)."""
+    now: dict[str, int] = getattr(gate, "throttles", {})
+    return {op: n - before.get(op, 0) for op, n in now.items() if n > before.get(op, 0)}
+
+
 async def run_bench(
     inputs: list[str],
     *,
@@ -151,7 +158,7 @@ async def run_bench(
         key = be.config.secret()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         sampler = asyncio.create_task(_sample_metrics(url, headers, samples, stop))
-    gate = getattr(be.transport, "gate", None)  # (RunPod's: the 429s it waited out, resent, not retries)
+    gate = getattr(be.transport, "gate", None)  # (RunPod's: the 429s it waited out)
     throttles_before = dict(getattr(gate, "throttles", {}))
     t0 = time.monotonic()
     docs = []
@@ -170,9 +177,7 @@ async def run_bench(
     wall = time.monotonic() - t0
     all_pages = [p for d in docs for p in d.pages]
     latencies = sorted(p.latency_s for p in all_pages if p.status != "failed")
-    retries: Counter[str] = Counter()
-    for d in docs:
-        retries.update(d.stats.retries_by_cause)
+    retries: Counter[str] = sum((Counter(d.stats.retries_by_cause) for d in docs), Counter())
     gpu = sum(p.usage.gpu_seconds or 0.0 for p in all_pages)
     cost = sum(p.usage.cost_usd or 0.0 for p in all_pages)
     if not cost and be.config.price_per_hour:
@@ -193,9 +198,7 @@ async def run_bench(
         "latency_p95_s": percentile(latencies, 0.95),
         "attempts": sum(p.attempts for p in all_pages),
         "retries_by_cause": dict(retries),
-        # 429s the endpoint answered, by operation, each waited out and sent again (no attempt spent)
-        "throttled_429": {op: n - throttles_before.get(op, 0) for op, n in getattr(gate, "throttles", {}).items()
-                          if n > throttles_before.get(op, 0)},
+        "throttled_429": _throttled_since(gate, throttles_before),
         "prompt_tokens": sum(p.usage.prompt_tokens for p in all_pages),
         "completion_tokens": sum(p.usage.completion_tokens for p in all_pages),
         "gpu_seconds": round(gpu, 3) if gpu else None,

@@ -286,6 +286,16 @@ class _Termination:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def _refused(exc: OcrError, as_json: bool, started: float, debug: bool) -> typer.Exit:
+    """A run refused before it started: its one line (and ``--json``'s summary either way: a
+    script reading stdout gets one); the exit to raise."""
+    if as_json:
+        typer.echo(summary_json([], time.monotonic() - started, EXIT_BAD_INPUT, error=str(exc)))
+    if debug:  # the traceback too, but the exit code stays the one without --debug
+        print_traceback()
+    return fail(str(exc))
+
+
 def _report(results: "list[ConvertResult]", wall: float, as_json: bool, quiet: bool, console: "Console") -> int:
     """The summary (``--json``: as JSON on stdout; the table on stderr unless ``--quiet``) and
     the exit code."""
@@ -459,11 +469,7 @@ def convert(
             be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode)
             _output_folder(out)
         except OcrError as exc:
-            if as_json:  # (the summary either way: a script reading stdout gets one)
-                typer.echo(summary_json([], time.monotonic() - started, EXIT_BAD_INPUT, error=str(exc)))
-            if debug:  # the traceback too, but the exit code stays the one without --debug
-                print_traceback()
-            raise fail(str(exc)) from None
+            raise _refused(exc, as_json, started, debug) from None
         from ..run import Conversion
 
         show = progress if progress is not None else (not quiet and console.is_terminal)

@@ -291,14 +291,7 @@ class _OcrEnv:
         else:  # pragma: no cover - HTTPSimulator subclasses of the user's own
             raise TypeError(f"ocr_env does not know {type(sim).__name__}")
 
-        lines = [f"[backends.{json.dumps(cfg.name)}]"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
-        if options:
-            lines.append(f"[backends.{json.dumps(cfg.name)}.transport_options]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in options.items()]
-        path = config_dir / "config.toml"
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.chmod(path, 0o600)
+        _write_config(config_dir / "config.toml", cfg.name, table, options)
         env["OCRCLIENT_BACKEND"] = cfg.name if backend is None or not _is_path(backend) else backend
         for key, value in env.items():
             self.monkeypatch.setenv(key, value)
@@ -312,6 +305,17 @@ class _OcrEnv:
                 f"backend {cfg.name!r} uses the {cfg.transport!r} transport; "
                 f"a {type(sim).__name__} serves {' or '.join(sorted(transports))}"
             )
+
+
+def _write_config(path: Path, name: str, table: dict[str, Any], options: dict[str, Any]) -> None:
+    """The user config ``ocr_env`` writes: ``name``'s settings and transport options (0600)."""
+    lines = [f"[backends.{json.dumps(name)}]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    if options:
+        lines.append(f"[backends.{json.dumps(name)}.transport_options]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in options.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.chmod(path, 0o600)
 
 
 def _is_path(name: str) -> bool:

@@ -62,6 +62,7 @@ import httpx
 from ..errors import (
     AuthError,
     BadOutputError,
+    CancelledRunError,
     ConfigError,
     EndpointError,
     OcrError,
@@ -454,8 +455,8 @@ class _DeferredClient:
         self._closed = False
 
     def _new(self) -> httpx.AsyncClient:
-        if self._closed:
-            raise RuntimeError("Cannot send a request, as the client has been closed.")  # httpx's words
+        if self._closed:  # (the run's pages still to send are cancelled, not retried as a bug)
+            raise CancelledRunError("the transport was closed", cause="closed")
         return self._build()
 
     def _built(self) -> httpx.AsyncClient:

@@ -31,6 +31,7 @@ from ..config import BackendConfig
 from ..errors import ConfigError, OcrError, TransientError
 from ..secrets import header_secret, redact
 from .base import Health, ModelReply, ModelRequest, json_bytes
+from .closing import cancelled_if_closed
 from .http import (  # error_message .. transport_error: re-exported (their old home)
     HttpImports,
     error_message,
@@ -119,6 +120,10 @@ class OcularTransport(HttpImports):
 
     async def send(self, request: ModelRequest) -> ModelReply:
         """POST the ocular body to its route; one attempt, no retries."""
+        with cancelled_if_closed(self._client):
+            return await self._send(request)
+
+    async def _send(self, request: ModelRequest) -> ModelReply:
         route = request.route or self.route
         if not route.startswith("/"):
             route = "/" + route

@@ -56,7 +56,14 @@ from ..secrets import (
     register_url_secrets,
 )
 from .base import Health, ModelReply, ModelRequest
-from .http import HttpImports, make_client, map_errors, raise_for_status, release_loop
+from .closing import cancelled_if_closed
+from .http import (
+    HttpImports,
+    make_client,
+    map_errors,
+    raise_for_status,
+    release_loop,
+)
 from .limits import (
     ERROR_BODY_BYTES,
     aloads,
@@ -304,6 +311,10 @@ class OpenAITransport(HttpImports):
     # -- sending ------------------------------------------------------------------------------
     async def send(self, request: ModelRequest) -> ModelReply:
         """One chat-completions attempt; raises an :mod:`ocrclient.errors` class on failure."""
+        with cancelled_if_closed(self._http):
+            return await self._send(request)
+
+    async def _send(self, request: ModelRequest) -> ModelReply:
         if request.kind != "chat":
             raise PermanentError(f"the openai transport sends chat requests, not {request.kind!r}")
         body = {k: v for k, v in request.body.items() if k not in ("stream", "stream_options")}

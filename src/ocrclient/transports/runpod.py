@@ -82,6 +82,7 @@ from ..errors import (
 )
 from ..secrets import header_secret
 from .base import Health, ModelReply, ModelRequest, json_bytes, release_request_body
+from .closing import OpenRequests, finish_if_dropped
 from .http import (
     HttpImports,
     StatusRule,
@@ -91,7 +92,7 @@ from .http import (
     raise_for_status,
     release_loop,
 )
-from .limits import DEFAULT_REPLY_BYTES, ERROR_BODY_BYTES, loads, read_capped, reply_limit
+from .limits import DEFAULT_REPLY_BYTES, read_capped, reply_limit
 from .runpod_jobs import (  # classify_failure .. parse_chat_output: re-exported (their old home)
     TERMINAL,
     classify_failure,
@@ -165,10 +166,11 @@ class RunPodTransport(HttpImports):
     never retries a job itself (the scheduler does).  A ``send`` that is cancelled, times out or
     fails while its job is queued or running cancels the job remotely (best effort; a cancelled
     ``send`` waits at most ``INTERRUPT_CANCEL_WAIT_S`` for it, so Ctrl-C stays prompt).  Every
-    reply is read under a cap derived from the request's ``max_tokens`` (:mod:`.limits`).  The one
-    blind spot: while the ``/run`` or ``/runsync`` request itself is still open the job id is not
-    known yet, so a cancellation then cannot reach the job (it runs, and its result expires).
-    """
+    reply is read under a cap derived from the request's ``max_tokens`` (:mod:`.limits`).  A ``/run``
+    open when its page is dropped is left to answer and its job cancelled then (:mod:`.closing`);
+    the one blind spot left: a ``/runsync`` held open has no job id yet, so a cancellation then
+    cannot reach the job (it runs its one page, and its result expires).  Closing the transport
+    cuts the requests open (a held ``/runsync`` would hold its page until its job ended)."""
 
     neutral_options = frozenset(_NEUTRAL_OPTIONS)
 
@@ -225,6 +227,8 @@ class RunPodTransport(HttpImports):
         #: job ids submitted and not yet terminal (cancelled by ``aclose``)
         self.in_flight: set[str] = set()
         self._bg: set[asyncio.Future[bool]] = set()
+        self._open = OpenRequests()  # (a /runsync held open is cut when the transport closes)
+        self._submits: set[asyncio.Future[Any]] = set()  # /run requests going on for dropped pages
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -322,10 +326,11 @@ class RunPodTransport(HttpImports):
         again after a 429 while ``deadline`` allows (:meth:`.EndpointGate.resend_on_429`: a 429
         created no job, so resending never duplicates one)."""
         op = "run" if what == "submit" else what
-        return await self.gate.resend_on_429(
-            op, lambda: self._request(method, url, what=what, content=content, timeout=timeout, limit=limit),
-            deadline=deadline, give_up=self.hand_back_429 if op in ("run", "runsync") else None,
-        )
+        async with self._open.open(f"RunPod {what}", cut=what != "submit"):  # (see aclose)
+            return await self.gate.resend_on_429(
+                op, lambda: self._request(method, url, what=what, content=content, timeout=timeout, limit=limit),
+                deadline=deadline, give_up=self.hand_back_429 if op in ("run", "runsync") else None,
+            )
 
     async def _request(
         self, method: str, url: str, *, what: str, content: bytes | None, timeout: float | None, limit: int
@@ -409,10 +414,10 @@ class RunPodTransport(HttpImports):
         return reply
 
     async def _run(self, data: bytes, route: str, job: _Job, deadline: float, limit: int) -> dict[str, Any]:
-        if route == "run":
-            status = await self._call(
-                "POST", self.url("run"), content=data, timeout=30.0, what="submit", limit=limit, deadline=deadline
-            )
+        if route == "run":  # (a page dropped meanwhile: its job is cancelled once its id is known)
+            submit = self._call("POST", self.url("run"), content=data, timeout=30.0, what="submit", limit=limit,
+                                deadline=deadline)  # fmt: skip
+            status = await finish_if_dropped(submit, self._dropped_job, self._submits)
         else:
             remaining = max(1.0, deadline - time.monotonic())
             url = self.url("runsync")
@@ -503,6 +508,20 @@ class RunPodTransport(HttpImports):
         self.in_flight.discard(job_id)
         return ok
 
+    def _live_job(self, status: dict[str, Any]) -> str | None:
+        """The id of the job a ``/run`` reply says goes on (noted as in flight), else ``None``."""
+        job_id = str(status.get("id") or "")
+        if not job_id or str(status.get("status") or "") in TERMINAL:
+            return None
+        self.in_flight.add(job_id)
+        return job_id
+
+    def _dropped_job(self, status: dict[str, Any]) -> None:
+        if (job_id := self._live_job(status)) is not None:
+            task = asyncio.ensure_future(self.cancel(job_id))
+            self._bg.add(task)
+            task.add_done_callback(self._bg.discard)
+
     async def _cancel_shielded(self, job_id: str, wait: float | None = None) -> None:
         """Cancel ``job_id`` even while our own task is being cancelled, waiting ``wait`` seconds
         at most (default: the cancel's own timeout; the request goes on in the background)."""
@@ -519,43 +538,18 @@ class RunPodTransport(HttpImports):
     # -- health / close ----------------------------------------------------------------------
     async def health(self) -> Health:
         """Endpoint health from ``GET /health`` (workers and queue), never raising."""
-        if self.mode == "local":
-            try:
-                with map_errors(f"local RunPod test server unreachable at {self.base_url}"):
-                    resp = await self._client.get(f"{self.base_url}/openapi.json", timeout=5.0)
-            except OcrError as exc:
-                return Health(False, exc.message)
-            ok = resp.status_code == 200 and "/runsync" in resp.text
-            return Health(ok, "local RunPod test server up" if ok else f"local server: HTTP {resp.status_code}")
-        try:
-            with map_errors(f"cannot reach RunPod at {self.base_url}"):
-                req = self._client.build_request("GET", self.url("health"), headers=self._headers, timeout=10.0)
-                resp = await read_capped(self._client, req, ERROR_BODY_BYTES, what="RunPod health")
-        except OcrError as exc:  # down, or a reply over its cap
-            return Health(False, exc.message)
-        if resp.status_code in (401, 403):
-            return Health(False, f"bad API key (HTTP {resp.status_code})")
-        if resp.status_code == 404:
-            return Health(False, f"endpoint {self.endpoint_id!r} not found (HTTP 404)")
-        if resp.status_code >= 400:
-            return Health(False, f"RunPod health: HTTP {resp.status_code}")
-        try:
-            info = loads(resp.content)
-        except (ValueError, OcrError):
-            return Health(False, "RunPod health: non-JSON reply")
-        if not isinstance(info, dict):
-            return Health(False, "RunPod health: not a JSON object")
-        workers = info.get("workers") or {}
-        jobs = info.get("jobs") or {}
-        detail = (
-            f"endpoint {self.endpoint_id}: workers {workers.get('idle', 0)} idle, "
-            f"{workers.get('running', 0)} running; jobs {jobs.get('inQueue', 0)} in queue, "
-            f"{jobs.get('inProgress', 0)} in progress"
-        )
-        return Health(True, detail, dict(info))
+        from .runpod_health import endpoint_health
+
+        return await endpoint_health(self)
 
     async def aclose(self) -> None:
-        """Cancel jobs still in flight (best effort), then close the HTTP client."""
+        """Cut the requests open, cancel jobs still in flight (best effort), then close the HTTP
+        client."""
+        self._open.close()  # (a /run is left to answer: the job it made is cancelled below)
+        done = (await asyncio.wait(tuple(self._submits), timeout=INTERRUPT_CANCEL_WAIT_S))[0] if self._submits else ()
+        for submit in done:
+            if not submit.cancelled() and submit.exception() is None:
+                self._live_job(submit.result())
         pending = list(self.in_flight)
         if pending:  # at most RunPod's concurrent /cancel limit at once
             room = asyncio.Semaphore(DOCUMENTED_LIMITS["cancel"].concurrent or 20)

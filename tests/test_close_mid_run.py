@@ -1,0 +1,72 @@
+"""A client (or a backend) closed while a call of it runs -- a web app's shutdown with a request in
+flight: the call returns at once, its unfinished pages cancelled (``CancelledRunError``,
+``cause="closed"``), not retried with back-off against the closed connection (four attempts, ~9 s,
+each page "failed" as a transient "transport_bug").  The whole kind: every transport, streaming
+or not, closed through the client or through its backend."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from typing import Any
+
+import pytest
+from PIL import Image
+
+import ocrclient
+from ocrclient.testing import FaultPlan, OcularSimulator, OpenAISimulator, RunPodSimulator
+
+
+def _pdf(n: int = 3) -> bytes:
+    pages = [Image.new("RGB", (300, 400), (255, 255 - i, 255)) for i in range(n)]
+    buf = io.BytesIO()
+    pages[0].save(buf, "PDF", save_all=True, append_images=pages[1:])
+    return buf.getvalue()
+
+
+CASES = {
+    "openai stream": ("openai", {"model": "m", "transport_options": {"stream": True}}),
+    "openai": ("openai", {"model": "m", "transport_options": {"stream": False}}),
+    "ocular": ("runpod-trocr", {"transport": "ocular"}),
+    "runpod runsync": ("runpod-chandra", {"transport_options": {"mode": "runsync", "poll_interval_s": 0.05}}),
+    "runpod run": ("runpod-chandra", {"transport_options": {"mode": "run", "poll_interval_s": 0.05}}),
+}
+
+
+def _sim(case: str) -> Any:
+    plan = FaultPlan(latency_s=(1.0, 1.0))
+    if case.startswith("openai"):
+        return OpenAISimulator(plan=plan, model="m")
+    if case == "ocular":
+        return OcularSimulator(plan=plan)
+    return RunPodSimulator(plan=plan)
+
+
+@pytest.mark.parametrize("through", ["client", "backend"])
+@pytest.mark.parametrize("case", list(CASES))
+async def test_closing_mid_call_cancels_its_pages_at_once(case: str, through: str) -> None:
+    backend, extra = CASES[case]
+    with _sim(case) as sim:
+        where = {"base_url": sim.url if case == "ocular" else sim.base_url, "api_key": sim.api_key}
+        if case.startswith("runpod"):
+            where["endpoint_id"] = sim.endpoint_id
+        be = ocrclient.load_backend(backend, **where, **extra) if through == "backend" else None
+        client = ocrclient.AsyncClient(be if be is not None else backend, cache=False,
+                                       **({} if be is not None else {**where, **extra}))  # fmt: skip
+        task = asyncio.create_task(client.convert(_pdf()))
+        await asyncio.sleep(0.3)  # every page in flight, none done
+        t0 = time.monotonic()
+        if be is not None:
+            await be.aclose()
+        else:
+            await client.aclose()
+        doc = await asyncio.wait_for(task, 10)
+        took = time.monotonic() - t0
+        if be is not None:
+            await client.aclose()
+    assert took < 1.5, took
+    assert [p.status for p in doc.pages] == ["failed"] * 3
+    for p in doc.pages:
+        assert p.error is not None and (p.error.kind, p.error.cause) == ("cancelled", "closed"), p.error
+        assert p.attempts == 1, p
