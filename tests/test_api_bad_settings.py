@@ -106,3 +106,58 @@ def test_one_setting_given_two_ways_is_refused() -> None:
         with pytest.raises(UsageError, match="are the same setting: give one"):
             ocrclient.Client("local", timeout=30, **other)  # type: ignore[arg-type]
     ocrclient.Client("local", timeout=30, scheduler_options={"attempt_timeout_s": 30}).close()  # the same: fine
+
+
+# every transport's transport_options, the whole kind: an unknown name is refused naming it, and
+# any value of the wrong kind for any option is a ConfigError, never a bare ValueError/TypeError
+# (openai and ocular raised ValueError for "abc" and accepted any unknown name)
+def _transport_settings() -> dict[str, tuple[str, dict[str, Any], set[str]]]:
+    from ocrclient.transports.local import _OPTIONS as LOCAL
+    from ocrclient.transports.options import MODELS
+    from ocrclient.transports.runpod import _OPTIONS as RUNPOD
+
+    return {
+        "runpod": ("runpod-chandra", {"endpoint_id": "e", "api_key": "k"}, set(RUNPOD)),
+        "openai": ("openai", {"base_url": "http://127.0.0.1:9/v1", "model": "m"}, set(MODELS["openai"].model_fields)),
+        "ocular": ("runpod-trocr", {"transport": "ocular", "base_url": "http://127.0.0.1:9"},
+                   set(MODELS["ocular"].model_fields)),
+        "pool": ("openai", {"transport": "pool", "base_url": "http://127.0.0.1:9/v1", "model": "m"},
+                 set(MODELS["pool"].model_fields) - {"members"}),
+        "local": ("local", {}, set(LOCAL)),
+    }  # fmt: skip
+
+
+def _load(backend: str, settings: dict[str, Any], options: dict[str, Any]) -> Any:
+    from ocrclient.registry import load_backend
+
+    if settings.get("transport") == "pool":
+        options = {"members": [{"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"}], **options}
+    be = load_backend(backend, **settings, transport_options=options)
+    be.close()
+    return be
+
+
+@pytest.mark.parametrize("transport", ["runpod", "openai", "ocular", "pool", "local"])
+def test_every_transport_refuses_an_unknown_option_by_name(transport: str) -> None:
+    backend, settings, _ = _transport_settings()[transport]
+    with pytest.raises(ConfigError, match="strem"):
+        _load(backend, settings, {"strem": False})
+
+
+@pytest.mark.parametrize(
+    ("transport", "option"),
+    [(t, o) for t, (_, _, names) in _transport_settings().items() for o in sorted(names)],
+)
+@pytest.mark.parametrize("value", ["abc", [1], {"a": 1}, -5])
+def test_every_transport_option_given_a_wrong_kind_is_a_config_error(transport: str, option: str, value: Any) -> None:
+    backend, settings, _ = _transport_settings()[transport]
+    try:
+        _load(backend, settings, {option: value})
+    except ConfigError as exc:
+        assert option in str(exc) or "transport_options" in str(exc) or "option" in str(exc), str(exc)
+    # (a value this option takes as it is -- a route "abc", a header name -- loads: no other outcome)
+
+
+def test_a_flag_given_as_false_text_is_false() -> None:
+    backend, settings, _ = _transport_settings()["openai"]
+    assert _load(backend, settings, {"stream": "false"}).transport.stream is False

@@ -46,6 +46,7 @@ from ocrclient.config import (
 from ocrclient.document import Page
 from ocrclient.errors import ConfigError
 from ocrclient.registry import TRANSPORTS
+from ocrclient.transports.options import MODELS as OPTION_MODELS
 
 IMAGE = b"\x89PNG fake page bytes"
 SRC = Path(cache_mod.__file__).resolve().parent
@@ -225,6 +226,8 @@ def transport_options_by_transport() -> dict[str, set[str]]:
         names = set(re.findall(r"""(?:opts|transport_options)\.(?:get|pop)\(\s*["'](\w+)["']""", text))
         for block in re.findall(r"_(?:NEUTRAL_)?OPTIONS = [({](.*?)[)}]", text, re.S):
             names |= set(re.findall(r'"(\w+)"', block))
+        if name in OPTION_MODELS:  # (read through a model: transports/options.py)
+            names |= set(OPTION_MODELS[name].model_fields)
         out[name] = names
     for profile in shipped_profiles().values():
         out[profile.transport] |= set(profile.transport_options)

@@ -107,14 +107,16 @@ class OcularTransport(HttpImports):
             raise ConfigError(
                 f"backend {cfg.name!r} needs a server URL: {where}pass --base-url (or base_url in the profile)"
             )
-        opts = cfg.transport_options
+        from .options import OcularOptions, checked_options
+
+        o = checked_options(OcularOptions, cfg, "ocular")
         return cls(
             base,
-            route=str(opts.get("route", "/extract_text")),
+            route=o.route,
             api_key=cfg.secret(),
-            api_key_header=str(opts.get("api_key_header", "Authorization")),
+            api_key_header=o.api_key_header,
             timeout_s=float(cfg.attempt_timeout_s),
-            connect_timeout_s=float(opts.get("connect_timeout_s", 15.0)),
+            connect_timeout_s=o.connect_timeout_s,
             max_connections=max(100, cfg.concurrency + 8),
         )
 

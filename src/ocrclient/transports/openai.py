@@ -276,6 +276,9 @@ class OpenAITransport(HttpImports):
                 "(e.g. https://<pod-id>-8000.proxy.runpod.net/v1)"
             )
         api_key_env = cfg.api_key_env or DEFAULT_API_KEY_ENV
+        from .options import OpenAIOptions, checked_options
+
+        o = checked_options(OpenAIOptions, cfg, "openai")
         opts = cfg.transport_options
         key = cfg.secret()
         if key is None and not cfg.api_key_env:
@@ -288,22 +291,20 @@ class OpenAITransport(HttpImports):
             key_env, secret_env = modal_env_names(opts)
             modal_key = os.environ.get(key_env) or opts.get("modal_key")
             modal_secret = os.environ.get(secret_env) or opts.get("modal_secret")
-        idle = opts.get("idle_timeout_s")
-        reserve = opts.get("prompt_token_reserve")
         return cls(
             base,
             api_key=key,
             model=cfg.model,
-            stream=bool(opts.get("stream", True)),
-            idle_timeout_s=float(idle) if idle is not None else None,
+            stream=o.stream,
+            idle_timeout_s=o.idle_timeout_s,
             timeout_s=float(cfg.attempt_timeout_s),
-            connect_timeout_s=float(opts.get("connect_timeout_s", 15.0)),
-            health_timeout_s=float(opts.get("health_timeout_s", 30.0)),
-            modal=opts.get("modal"),
+            connect_timeout_s=o.connect_timeout_s,
+            health_timeout_s=o.health_timeout_s,
+            modal=o.modal,
             modal_key=str(modal_key) if modal_key else None,
             modal_secret=str(modal_secret) if modal_secret else None,
-            cap_max_tokens=bool(opts.get("cap_max_tokens", True)),
-            prompt_token_reserve=int(reserve) if reserve is not None else None,
+            cap_max_tokens=o.cap_max_tokens,
+            prompt_token_reserve=o.prompt_token_reserve,
             max_connections=max(100, cfg.concurrency + 8),
             api_key_env=api_key_env,
         )

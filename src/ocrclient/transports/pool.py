@@ -90,9 +90,11 @@ class PoolTransport:
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> PoolTransport:
         from ..registry import load_transport
+        from .options import PoolOptions, checked_options
 
-        specs = cfg.transport_options.get("members") or []
-        if not isinstance(specs, list) or not specs:
+        o = checked_options(PoolOptions, cfg, "pool")
+        specs = o.members
+        if not specs:
             raise ConfigError(f"backend {cfg.name!r}: transport 'pool' needs transport_options.members")
         members = []
         for i, spec in enumerate(specs):
@@ -100,7 +102,10 @@ class PoolTransport:
                 raise ConfigError(f"backend {cfg.name!r}: pool member {i + 1} needs a 'backend' name")
             spec = dict(spec)
             name = spec.pop("backend")
-            weight = float(spec.pop("weight", 1.0))
+            try:
+                weight = float(spec.pop("weight", 1.0))
+            except (TypeError, ValueError):
+                raise ConfigError(f"backend {cfg.name!r}: pool member {i + 1}: weight takes a number") from None
             label = str(spec.pop("label", f"{name}#{i + 1}"))
             member_cfg = resolve_config(name, **spec)
             if member_cfg.dialect != cfg.dialect:
@@ -112,8 +117,8 @@ class PoolTransport:
             members.append(PoolMember(label, load_transport(member_cfg), weight=max(weight, 1e-3)))
         return cls(
             members,
-            cooldown_s=float(cfg.transport_options.get("cooldown_s", 30.0)),
-            max_cooldown_s=float(cfg.transport_options.get("max_cooldown_s", 600.0)),
+            cooldown_s=o.cooldown_s,
+            max_cooldown_s=o.max_cooldown_s,
         )
 
     def _pick(self) -> PoolMember:
