@@ -165,3 +165,29 @@ def test_a_file_not_written_is_never_silent(
     assert isinstance(err, ocrclient.OcrError) and "doc.json" in str(err) and len(str(err).splitlines()) == 1
     assert err.document.ok and len(err.document.pages) == PAGES  # nothing of the conversion is lost
     assert [p.name for p in err.written] == ["doc.md"] and (out / "doc.md").is_file()
+
+
+@pytest.mark.parametrize("stop", ["cancelled", "key refused"])
+async def test_a_writer_kept_for_many_runs_lets_go_of_documents_a_stopped_run_leaves_unwritten(
+    stop: str, tmp_path: Path
+) -> None:
+    """A service keeps one OutputWriter: each call stopped before any page of its document
+    finished left that document's sink (its page images, its input's handle) in the writer
+    until the writer closed -- 40 calls, 40 sinks and 160 page images."""
+    docs = [text_pdf(tmp_path / f"d{i}.pdf", [[f"doc {i} page {n}"] for n in range(3)]) for i in range(4)]
+    with OpenAISimulator(model="m", plan=FaultPlan(latency_s=(1.0, 1.0))) as sim, \
+            OutputWriter(tmp_path / "out", ["md", "json", "pdf"]) as writer:  # fmt: skip
+        async with ocrclient.AsyncClient("openai", base_url=sim.base_url, api_key=sim.api_key, model="m",
+                                         cache=False) as client:  # fmt: skip
+            for doc in docs:
+                if stop == "key refused":  # (the run stops at its first reply)
+                    sim.force_reply = CannedReply(401, {"error": {"message": "Unauthorized", "type": "AuthError"}})
+                task = asyncio.create_task(client.convert(doc, outputs=writer))
+                await asyncio.sleep(0.3)  # its pages sent, none answered
+                if stop == "cancelled":
+                    task.cancel()
+                with pytest.raises((asyncio.CancelledError, ocrclient.OcrError)):
+                    await task
+                sim.force_reply = None
+                assert writer._sinks == [], writer._sinks  # (nothing held for a document not written)
+        assert not list((tmp_path / "out").glob("*.json"))  # and nothing was written of them

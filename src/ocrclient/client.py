@@ -72,6 +72,8 @@ async def _partial_written(conversion: Conversion, outputs: OutputWriter | None)
             for result in conversion.partial:
                 if worth_writing(result, outputs):
                     outputs.finish(result.source, result.document)
+                else:  # (nothing to write: what its sink holds is let go)
+                    outputs.drop(result.source)
         raise
 
 

@@ -360,6 +360,17 @@ class OutputWriter:
                 self._done[key] = (ref, written)
         return written
 
+    def drop(self, source: Source) -> None:
+        """Let go of ``source``'s open sink (its page images, its input's handle): a stopped run
+        writes nothing of a document none of whose pages finished.  A writer kept for many runs
+        (a service's) held every one of them until it was closed."""
+        with self._lock:
+            sinks = [s for s in self._sinks if s.source is source]
+            self._sinks = [s for s in self._sinks if s.source is not source]
+        for sink in sinks:
+            sink.wait_for_pages()
+            sink.close()
+
     def began(self, source: Source) -> bool:
         """Whether this writer has begun to write ``source``'s files (:meth:`finish`), since it
         was last opened: a run stopped meanwhile has them written, or being written."""
