@@ -706,3 +706,23 @@ def test_every_json_command_prints_an_object_on_every_failing_exit(tmp_path: Pat
         assert summary["exit_code"] == run.code and summary["error"], (args, summary)
         assert run.stderr.strip() == f"error: {summary['error']}", (args, run.stderr)
         assert "sk-live-not-a-name" not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("value", ["my_modal_key", "my-modal-key"])
+def test_ocr_backends_shows_a_refused_transport_setting_as_its_row(value: str, tmp_path: Path) -> None:
+    """A user profile whose Modal key variable is no capitals name: one "not configured" row
+    saying why (``ocr backends`` ended in a traceback, and ``--json`` printed none)."""
+    from .test_bad_inputs import ocr
+
+    (tmp_path / "cfg" / "backends").mkdir(parents=True)
+    (tmp_path / "cfg" / "backends" / "mymodal.toml").write_text(
+        'transport = "openai"\ndialect = "lighton"\nmodel = "m"\nbase_url = "https://ws--x-serve.modal.run/v1"\n'
+        f'[transport_options]\nmodal = true\nmodal_key_env = "{value}"\n'
+    )
+    env = {"OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg")}
+    listed = ocr(["backends", "--json"], env)
+    assert listed.code == 0 and "Traceback" not in listed.stderr, listed.stderr
+    (row,) = [r for r in json.loads(listed.stdout) if r["name"] == "mymodal"]
+    assert row["configured"] is False and "modal_key_env" in row["detail"]
+    table = ocr(["backends"], env)
+    assert table.code == 0 and "Traceback" not in table.stderr, table.stderr

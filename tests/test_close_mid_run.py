@@ -70,3 +70,27 @@ async def test_closing_mid_call_cancels_its_pages_at_once(case: str, through: st
     for p in doc.pages:
         assert p.error is not None and (p.error.kind, p.error.cause) == ("cancelled", "closed"), p.error
         assert p.attempts == 1, p
+
+
+@pytest.mark.parametrize("spins", [0, 1, 2, 3])
+async def test_two_closes_at_once_are_one(spins: int) -> None:
+    """A second ``aclose`` while the first has cut the requests open (their timers expiring):
+    "Cannot change state of expiring Timeout", and the second close stopped there."""
+    backend, extra = CASES["runpod runsync"]
+    with _sim("runpod runsync") as sim:
+        be = ocrclient.load_backend(backend, base_url=sim.base_url, api_key=sim.api_key, endpoint_id=sim.endpoint_id,
+                                    **extra)  # fmt: skip
+        client = ocrclient.AsyncClient(be, cache=False)
+        task = asyncio.create_task(client.convert(_pdf(1)))
+        await asyncio.sleep(0.3)  # its /runsync held open
+
+        async def later() -> None:
+            for _ in range(spins):
+                await asyncio.sleep(0)
+            await be.aclose()
+
+        got = await asyncio.gather(be.aclose(), later(), return_exceptions=True)
+        assert not [g for g in got if isinstance(g, BaseException)], got
+        doc = await asyncio.wait_for(task, 10)
+        assert doc.pages[0].error is not None and doc.pages[0].error.cause == "closed"
+        await client.aclose()

@@ -83,3 +83,54 @@ async def test_a_runpod_run_stream_left_early_leaves_no_job_running(seed: int) -
     assert len(done_before) >= 1  # the consumed page's
     running_on = [j.status for j in jobs if j not in done_before and j.status != "CANCELLED"]
     assert not running_on, (running_on, [(j.status, j.finished, broke) for j in jobs])
+
+
+@pytest.mark.parametrize("owner", ["client", "caller"])
+def test_a_runpod_run_stream_left_early_from_a_blocking_client_leaves_no_job_running(
+    owner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through a blocking ``Client``, over a backend the client loads (closed with it)
+    or one the caller loaded (it outlives the client's event loop: ``release``, not ``aclose``,
+    ran there, and left the job of a ``/run`` still open running).  Every ``/run`` after the
+    first answers 0.3 s after its job is made, so one is open when the consumer breaks."""
+    import asyncio
+    import io
+    import time
+
+    from PIL import Image
+
+    import ocrclient
+    from ocrclient.testing import FaultPlan, RunPodSimulator
+    from ocrclient.transports.runpod import RunPodTransport
+
+    real = RunPodTransport._request
+    submits = [0]
+
+    async def slow_submit(self: RunPodTransport, method: str, url: str, **kw: object) -> object:
+        reply = await real(self, method, url, **kw)  # type: ignore[arg-type]
+        if kw.get("what") == "submit":
+            submits[0] += 1
+            if submits[0] > 1:
+                await asyncio.sleep(0.3)
+        return reply
+
+    monkeypatch.setattr(RunPodTransport, "_request", slow_submit)
+    images = [Image.new("RGB", (300, 400), (255, i * 9, 255)) for i in range(4)]
+    buf = io.BytesIO()
+    images[0].save(buf, "PDF", save_all=True, append_images=images[1:])
+    with RunPodSimulator(plan=FaultPlan(latency_s=(1.0, 1.0), slots=1)) as sim:
+        where = {"base_url": sim.base_url, "endpoint_id": sim.endpoint_id, "api_key": sim.api_key,
+                 "transport_options": {"mode": "run", "poll_interval_s": 0.05}}  # fmt: skip
+        be = ocrclient.load_backend("runpod-olmocr", **where) if owner == "caller" else None
+        with ocrclient.Client(be if be is not None else "runpod-olmocr", cache=False, concurrency=3,
+                              **({} if be is not None else where)) as client:  # fmt: skip
+            for _ in client.stream_pages(buf.getvalue()):
+                broke = time.monotonic()
+                break
+        if be is not None:
+            be.close()
+        time.sleep(0.3)
+        jobs = list(sim._jobs.values())
+    done_before = [j for j in jobs if j.status == "COMPLETED" and j.finished is not None and j.finished <= broke + 0.05]
+    left = [(j.status, j.finished, broke) for j in jobs if j not in done_before and j.status != "CANCELLED"]
+    assert len(done_before) == 1 and not left, (left, [j.status for j in jobs])

@@ -182,3 +182,23 @@ async def test_json_object_refuses_what_is_not_a_json_object(content: bytes, kin
         await json_object(_reply(200, content), "GET /x")
     assert info.value.cause == cause and str(info.value).startswith("GET /x: ")
     assert await json_object(_reply(200, b'{"ok": NaN}'), "GET /x") == {"ok": None}
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "moved"),
+    [("http://api.example.com/v1/x", "https://api.example.com/v1/x", False),  # (an https upgrade keeps the key)
+     ("https://api.example.com/v1/x", "https://api.example.com/v2/y", False),
+     ("https://api.example.com/v1/x", "https://other.example.com/v1/x", True),
+     ("http://127.0.0.1:8000/v1/x", "http://127.0.0.1:8001/v1/x", True),
+     ("http://[::1]:8000/v1/x", "http://[::1]:8001/v1/x", True)],
+)  # fmt: skip
+def test_a_401_blames_the_redirect_only_where_the_key_was_left_behind(first: str, last: str, moved: bool) -> None:
+    from ocrclient.transports.http import map_errors
+
+    hop = httpx.Response(307, headers={"location": last}, request=httpx.Request("POST", first))
+    reply = httpx.Response(401, json={"error": "no"}, request=httpx.Request("POST", last), history=[hop])
+    with pytest.raises(AuthError) as err, map_errors("POST x", hint="check the API key"):
+        raise_for_status(reply)
+    assert ("redirected to" in str(err.value)) is moved and ("check the API key" in str(err.value)) is not moved
+    if moved:
+        assert last.rsplit("/", 2)[0] in str(err.value), str(err.value)

@@ -124,3 +124,51 @@ def test_a_followed_redirect_to_another_host_is_named_not_the_key(
         else:  # (a 301/302/303 turns a POST into a GET: the server does not serve that route)
             failed = [p for p in doc.pages if p.status == "failed"]
             assert failed and all(p.error and f"redirect to {sim.url}" in p.error.message for p in failed), doc.pages
+
+
+class _Recorder(_Redirector):
+    """Answers 401 to everything, keeping each request's headers."""
+
+    def __init__(self) -> None:
+        outer = self
+        self.seen: list[dict[str, str]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                outer.seen.append({k.lower(): v for k, v in self.headers.items()})
+                length = int(self.headers.get("content-length") or 0)
+                if length:
+                    self.rfile.read(length)
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.parametrize("status", [307, 308])
+@pytest.mark.parametrize(("backend", "header"), [("openai", "authorization"), ("runpod-trocr", "authorization"),
+                                                 ("runpod-trocr", "x-api-key")])  # fmt: skip
+def test_the_key_never_follows_a_redirect_to_another_host(
+    backend: str, header: str, status: int, page: Path, redirector: list[_Redirector]
+) -> None:
+    """httpx drops only ``Authorization`` on a redirect to another host: the ocular transport's
+    custom ``api_key_header`` went along with the key in it."""
+    target = _Recorder()
+    redirector.append(target)
+    r = _Redirector(target.url, status)
+    redirector.append(r)
+    key = "sk-" + "K" * 24
+    extra: dict[str, object] = {"model": "m", "base_url": r.url + "/v1"} if backend == "openai" else {
+        "transport": "ocular", "base_url": r.url, "transport_options": {"api_key_header": header}}  # fmt: skip
+    with pytest.raises(RunAborted):
+        ocrclient.convert(page, backend=backend, api_key=key, cache=False, max_attempts=1, **extra)
+    assert target.seen, "the redirect was not followed"
+    assert not [h for h in target.seen if any(key in v for v in h.values())], target.seen

@@ -27,9 +27,10 @@ def _configured(cfg: Any) -> tuple[bool, str]:
     return configured(cfg)
 
 
-def _env_names(cfg: Any) -> list[str]:
+def _env_names(cfg: Any, refused: list[str] | None = None) -> list[str]:
     """The environment variables a profile reads (endpoint, URL, model, key), in that order, then
-    those its transport reads from its options (a key's aliases, Modal's proxy auth)."""
+    those its transport reads from its options (a key's aliases, Modal's proxy auth); a setting
+    among those the backend refuses goes to ``refused``."""
     from ..config import ENV_FALLBACKS
     from ..registry import transport_class
 
@@ -40,7 +41,11 @@ def _env_names(cfg: Any) -> list[str]:
         more = getattr(transport_class(cfg.transport), "env_names", None)
     except OcrError:  # (a transport that cannot be imported says so in the table above)
         more = None
-    names += more(cfg) if more is not None else []
+    try:
+        names += more(cfg) if more is not None else []
+    except OcrError as exc:  # (loading the backend would refuse it: its row says so)
+        if refused is not None:
+            refused.append(exc.message)
     return list(dict.fromkeys(n for n in names if n))
 
 
@@ -66,7 +71,10 @@ def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-reada
             rows.append({"name": name, "transport": "?", "dialect": "?", "model": "?", "configured": False, "detail": str(exc)})
             continue
         ok, detail = _configured(cfg)
-        env[name] = _env_names(cfg)
+        refused: list[str] = []
+        env[name] = _env_names(cfg, refused)
+        if refused:
+            ok, detail = False, refused[0]
         rows.append(
             {
                 "name": name,

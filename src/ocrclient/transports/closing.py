@@ -76,7 +76,7 @@ class OpenRequests:
         self.closed = True
         loop = asyncio.get_running_loop()
         for entry in list(self._cuts):
-            if entry[0] is loop:
+            if entry[0] is loop and not entry[1].expired():  # (one cut already: a second close)
                 entry[1].reschedule(loop.time())
 
 

@@ -231,10 +231,11 @@ def shown_url(url: httpx.URL | str) -> str:
 
     >>> shown_url("https://user:pw@api.example.com:8443/v2/x/run?key=abc")
     'https://api.example.com:8443/v2/x/run'
+    >>> shown_url("http://[::1]:8000/v1")
+    'http://[::1]:8000/v1'
     """
     u = httpx.URL(str(url))
-    port = f":{u.port}" if u.port is not None else ""
-    return f"{u.scheme}://{u.host}{port}{u.path}"
+    return f"{u.scheme}://{u.netloc.decode('ascii', 'replace')}{u.path}"  # (netloc: host[:port], [v6])
 
 
 def raise_for_status(response: httpx.Response) -> None:
@@ -246,7 +247,10 @@ def raise_for_status(response: httpx.Response) -> None:
     status = response.status_code
     if 300 <= status < 400 and status != 304:
         location = response.headers.get("location")
-        target = shown_url(response.url.join(location)) if location else "nowhere (no Location header)"
+        try:
+            target = shown_url(response.url.join(location)) if location else "nowhere (no Location header)"
+        except httpx.InvalidURL:
+            target = "an address that is not a URL"
         raise EndpointError(f"HTTP {status}: the server redirects {shown_url(response.url)} to {target}; "
                             "set the base URL to where it points", cause="redirect", status=status)  # fmt: skip
     if status >= 400:
@@ -277,14 +281,13 @@ def _response_error(
 
 
 def _moved_to(response: httpx.Response) -> str | None:
-    """Where a followed redirect took the request when it left its host (scheme, host or
-    port), as :func:`shown_url` shows it; ``None`` when it stayed."""
+    """Where a followed redirect took the request when it left its host (host and port as
+    written: where the transports stop sending the key, an ``https`` upgrade keeping it), as
+    :func:`shown_url` shows it; ``None`` when it stayed."""
     if not response.history:
         return None
     first, last = response.history[0].request.url, response.url
-    if (first.scheme, first.host, first.port) == (last.scheme, last.host, last.port):
-        return None
-    return shown_url(last)
+    return None if first.netloc == last.netloc else shown_url(last)
 
 
 @contextmanager

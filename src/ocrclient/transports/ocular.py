@@ -87,15 +87,24 @@ class OcularTransport(HttpImports):
             headers[api_key_header] = (
                 f"Bearer {api_key}" if api_key_header.lower() == "authorization" else api_key
             )
+        self._host, self._key_header = httpx.URL(self.base_url).netloc, api_key_header
         self._owns_client = http_client is None
         self._client = http_client or make_client(
             headers=headers,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=None),
             max_connections=max_connections,
             follow_redirects=True,
+            request_hooks=[self._keep_key_home],
         )
-        if http_client is not None and headers:
+        if http_client is not None:
             http_client.headers.update(headers)
+            http_client.event_hooks.setdefault("request", []).append(self._keep_key_home)
+
+    async def _keep_key_home(self, request: httpx.Request) -> None:
+        """Never send the key to another host (a redirect away): httpx drops only an
+        ``Authorization`` header there, not a custom ``api_key_header``."""
+        if request.url.netloc != self._host:
+            request.headers.pop(self._key_header, None)
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> OcularTransport:

@@ -546,8 +546,7 @@ class RunPodTransport(HttpImports):
         """Cut the requests open, cancel jobs still in flight (best effort), then close the HTTP
         client."""
         self._open.close()  # (a /run is left to answer: the job it made is cancelled below)
-        done = (await asyncio.wait(tuple(self._submits), timeout=INTERRUPT_CANCEL_WAIT_S))[0] if self._submits else ()
-        for submit in done:
+        for submit in await self._submitted():
             if not submit.cancelled() and submit.exception() is None:
                 self._live_job(submit.result())
         pending = list(self.in_flight)
@@ -564,10 +563,18 @@ class RunPodTransport(HttpImports):
             await self._client.aclose()
 
     async def release(self) -> None:
-        """Close the connections made on the running event loop (it is about to end)."""
+        """Close the connections made on the running event loop (it is about to end): the
+        ``/run`` requests of pages dropped on it answered first (their jobs then cancelled)."""
+        await self._submitted()
         await self._cancels_sent()
         if self._owns_client:
             await release_loop(self._client)
+
+    async def _submitted(self) -> set[asyncio.Future[Any]]:
+        """The ``/run`` requests open on this loop, given a short while to answer."""
+        loop = asyncio.get_running_loop()
+        mine = [t for t in tuple(self._submits) if t.get_loop() is loop]
+        return (await asyncio.wait(mine, timeout=INTERRUPT_CANCEL_WAIT_S))[0] if mine else set()
 
     async def _cancels_sent(self) -> None:
         """The cancels a stopping run left going on this loop: a last, short chance to arrive."""
