@@ -391,8 +391,8 @@ class RunPodTransport(HttpImports):
             if job.id and not job.terminal:
                 await self._cancel_shielded(job.id, wait=INTERRUPT_CANCEL_WAIT_S)
             raise
-        except OcrError as exc:
-            if job.id and not job.terminal and getattr(exc, "cause", "") != "job_expired":
+        except OcrError as exc:  # (a transport closing cancels the jobs in flight itself)
+            if job.id and not job.terminal and getattr(exc, "cause", "") not in ("job_expired", "closed"):
                 await self._cancel_shielded(job.id)
             raise
         finally:
