@@ -13,7 +13,7 @@ transport x each redirect status, to another origin (httpx then leaves the API k
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,22 +25,25 @@ from ocrclient.errors import AuthError, EndpointError, RunAborted
 from ocrclient.testing import OcularSimulator, OpenAISimulator, RunPodSimulator
 
 
-class _Redirector:
-    """Answers every request with ``status`` and ``Location: target + path``; counts them."""
+class _Server:
+    """A loopback server answering every request with ``status`` and ``headers(path)``; it
+    counts the requests and keeps each one's headers."""
 
-    def __init__(self, target: str, status: int) -> None:
+    def __init__(self, status: int, headers: Callable[[str], dict[str, str]]) -> None:
         outer = self
         self.hits = 0
+        self.seen: list[dict[str, str]] = []
 
         class Handler(BaseHTTPRequestHandler):
             def _any(self) -> None:
                 outer.hits += 1
+                outer.seen.append({k.lower(): v for k, v in self.headers.items()})
                 length = int(self.headers.get("content-length") or 0)
                 if length:
                     self.rfile.read(length)
                 self.send_response(status)
-                self.send_header("Location", target + self.path)
-                self.send_header("Content-Length", "0")
+                for name, value in {**headers(self.path), "Content-Length": "0"}.items():
+                    self.send_header(name, value)
                 self.end_headers()
 
             do_GET = do_POST = _any
@@ -57,6 +60,16 @@ class _Redirector:
         self.server.server_close()
 
 
+def _Redirector(target: str, status: int) -> _Server:
+    """Answers every request with ``status`` and ``Location: target + path``."""
+    return _Server(status, lambda path: {"Location": target + path})
+
+
+def _Recorder() -> _Server:
+    """Answers 401 to everything, keeping each request's headers."""
+    return _Server(401, lambda path: {})
+
+
 @pytest.fixture
 def page(tmp_path: Path) -> Path:
     Image.new("RGB", (300, 200), "white").save(tmp_path / "p1.png")
@@ -64,8 +77,8 @@ def page(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def redirector() -> Iterator[list[_Redirector]]:
-    made: list[_Redirector] = []
+def redirector() -> Iterator[list[_Server]]:
+    made: list[_Server] = []
     yield made
     for r in made:
         r.close()
@@ -76,7 +89,7 @@ STATUSES = [301, 302, 303, 307, 308]
 
 @pytest.mark.parametrize("status", STATUSES)
 def test_runpod_base_url_that_redirects_stops_the_run_naming_where_it_points(
-    status: int, page: Path, redirector: list[_Redirector]
+    status: int, page: Path, redirector: list[_Server]
 ) -> None:
     pages = [page, page.with_name("p2.png"), page.with_name("p3.png")]
     for p in pages[1:]:
@@ -100,7 +113,7 @@ def test_runpod_base_url_that_redirects_stops_the_run_naming_where_it_points(
 @pytest.mark.parametrize("status", STATUSES)
 @pytest.mark.parametrize("kind", ["openai", "ocular"])
 def test_a_followed_redirect_to_another_host_is_named_not_the_key(
-    kind: str, status: int, page: Path, redirector: list[_Redirector]
+    kind: str, status: int, page: Path, redirector: list[_Server]
 ) -> None:
     sim: OpenAISimulator | OcularSimulator
     if kind == "openai":
@@ -126,38 +139,11 @@ def test_a_followed_redirect_to_another_host_is_named_not_the_key(
             assert failed and all(p.error and f"redirect to {sim.url}" in p.error.message for p in failed), doc.pages
 
 
-class _Recorder(_Redirector):
-    """Answers 401 to everything, keeping each request's headers."""
-
-    def __init__(self) -> None:
-        outer = self
-        self.seen: list[dict[str, str]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                outer.seen.append({k.lower(): v for k, v in self.headers.items()})
-                length = int(self.headers.get("content-length") or 0)
-                if length:
-                    self.rfile.read(length)
-                self.send_response(401)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_GET = do_POST = _any
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.mark.parametrize("status", [307, 308])
 @pytest.mark.parametrize(("backend", "header"), [("openai", "authorization"), ("runpod-trocr", "authorization"),
                                                  ("runpod-trocr", "x-api-key")])  # fmt: skip
 def test_the_key_never_follows_a_redirect_to_another_host(
-    backend: str, header: str, status: int, page: Path, redirector: list[_Redirector]
+    backend: str, header: str, status: int, page: Path, redirector: list[_Server]
 ) -> None:
     """httpx drops only ``Authorization`` on a redirect to another host: the ocular transport's
     custom ``api_key_header`` went along with the key in it."""
