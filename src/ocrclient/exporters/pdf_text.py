@@ -134,11 +134,14 @@ def _lines_of(block: Block, page: Page) -> Iterator[TextLine]:
     text = plain_text(block.text)
     if box is None or not text:
         return
-    lines = text.split("\n")
+    yield from _spread(text.split("\n"), box)
+
+
+def _spread(lines: Sequence[str], box: Box) -> list[TextLine]:
+    """``lines`` laid one under another over ``box``, each an equal band of its height."""
     x0, y0, x1, y1 = box
     step = (y1 - y0) / len(lines)
-    for i, line in enumerate(lines):
-        yield TextLine(line, (x0, y0 + i * step, x1, y0 + (i + 1) * step))
+    return [TextLine(line, (x0, y0 + i * step, x1, y0 + (i + 1) * step)) for i, line in enumerate(lines)]
 
 
 #: where the lines of a page whose model gave no boxes are laid, in [0, 1] of the page
@@ -161,11 +164,7 @@ def text_lines(page: Page) -> list[TextLine]:
     if any(_has_box(b, page) for b in page.blocks):
         return [ln for b in page.blocks for ln in _lines_of(b, page)]
     lines = [ln.strip() for ln in plain_text(page.markdown).split("\n") if ln.strip()]
-    if not lines:
-        return []
-    x0, y0, x1, y1 = UNBOXED_AREA
-    step = (y1 - y0) / len(lines)
-    return [TextLine(line, (x0, y0 + i * step, x1, y0 + (i + 1) * step)) for i, line in enumerate(lines)]
+    return _spread(lines, UNBOXED_AREA) if lines else []
 
 
 def text_units(page: Page) -> list[TextUnit]:
