@@ -209,6 +209,8 @@ def image_dpis(src: Source) -> dict[int, Dpi]:
     frames without one are left out (72 dpi: one pixel per point).  Reads only headers."""
     from PIL import Image
 
+    from ..pages.render import quarter_turned
+
     out: dict[int, Dpi] = {}
     try:
         with Image.open(src.path if src.path is not None else io.BytesIO(src.data or b"")) as img:
@@ -221,7 +223,7 @@ def image_dpis(src: Source) -> dict[int, Dpi]:
                 except (TypeError, ValueError, IndexError):
                     x = y = 0.0
                 if all(_SANE_DPI[0] <= r <= _SANE_DPI[1] for r in (x, y)):
-                    out[i + 1] = (y, x) if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (x, y)
+                    out[i + 1] = (y, x) if quarter_turned(img) else (x, y)
     except (OSError, ValueError, Image.DecompressionBombError):
         pass
     return out

@@ -44,6 +44,7 @@ __all__ = [
     "flatten",
     "load_page",
     "pdf_page_box",
+    "quarter_turned",
     "render_job",
 ]
 
@@ -257,6 +258,12 @@ def flatten(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def quarter_turned(img: Image.Image) -> bool:
+    """Whether ``img``'s current frame is shown turned a quarter (EXIF / TIFF orientation 5-8:
+    its width and height swap as displayed)."""
+    return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+
+
 def _image_size_for(spec: RenderSpec, w: int, h: int) -> tuple[int, int]:
     """Target pixels for an image of w x h pixels (= points).  A dpi-driven spec never enlarges a
     raster beyond its own pixels (it has no more detail to give); exact ``longest_side`` specs
@@ -281,7 +288,7 @@ def _render_image_page(job: RenderJob) -> PageImage:
                 raw.seek(job.index)
             # the page is the image as displayed, at its ORIGINAL pixel size (1 px = 1 pt)
             sw, sh = raw.size
-            swapped = raw.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            swapped = quarter_turned(raw)
             w, h = (sh, sw) if swapped else (sw, sh)
             tw, th = _image_size_for(spec, w, h)
             if raw.format == "JPEG" and tw * 2 <= w and th * 2 <= h:
