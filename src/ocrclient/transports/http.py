@@ -52,7 +52,7 @@ import re
 import ssl
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, cast
@@ -492,6 +492,20 @@ class _DeferredClient:
                     asyncio.run_coroutine_threadsafe(closing, loop)
                 except RuntimeError:  # that loop closed meanwhile
                     closing.close()
+
+
+def secrets_kept_home(home_url: str, headers: Sequence[str]) -> Callable[[httpx.Request], Awaitable[None]]:
+    """A request hook that takes ``headers`` (the ones carrying a secret) off any request to
+    another host than ``home_url``'s: httpx drops only ``Authorization`` on a redirect away,
+    not a custom key header nor Modal's pair."""
+    home = httpx.URL(home_url).netloc
+
+    async def hook(request: httpx.Request) -> None:
+        if request.url.netloc != home:
+            for name in headers:
+                request.headers.pop(name, None)
+
+    return hook
 
 
 async def release_loop(client: httpx.AsyncClient) -> None:

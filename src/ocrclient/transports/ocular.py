@@ -40,6 +40,7 @@ from .http import (  # error_message .. transport_error: re-exported (their old 
     map_errors,
     raise_for_status,
     release_loop,
+    secrets_kept_home,
     shared_ssl_context,
     status_error,
     transport_error,
@@ -87,7 +88,8 @@ class OcularTransport(HttpImports):
             headers[api_key_header] = (
                 f"Bearer {api_key}" if api_key_header.lower() == "authorization" else api_key
             )
-        self._host, self._key_header = httpx.URL(self.base_url).netloc, api_key_header
+        #: the key never goes to another host (a redirect away)
+        self._keep_key_home = secrets_kept_home(self.base_url, (api_key_header,))
         self._owns_client = http_client is None
         self._client = http_client or make_client(
             headers=headers,
@@ -99,12 +101,6 @@ class OcularTransport(HttpImports):
         if http_client is not None:
             http_client.headers.update(headers)
             http_client.event_hooks.setdefault("request", []).append(self._keep_key_home)
-
-    async def _keep_key_home(self, request: httpx.Request) -> None:
-        """Never send the key to another host (a redirect away): httpx drops only an
-        ``Authorization`` header there, not a custom ``api_key_header``."""
-        if request.url.netloc != self._host:
-            request.headers.pop(self._key_header, None)
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> OcularTransport:

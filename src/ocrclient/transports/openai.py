@@ -63,6 +63,7 @@ from .http import (
     map_errors,
     raise_for_status,
     release_loop,
+    secrets_kept_home,
 )
 from .limits import (
     ERROR_BODY_BYTES,
@@ -219,7 +220,8 @@ class OpenAITransport(HttpImports):
             headers["Modal-Secret"] = modal_secret
         self._has_modal_keys = bool(modal_key and modal_secret)
         self._owns_http = http_client is None
-        self._host = urlsplit(self.root_url).netloc
+        #: the API key and Modal's pair never go to another host (a redirect away)
+        self._keep_secrets_home = secrets_kept_home(self.root_url, ("Authorization", "Modal-Key", "Modal-Secret"))
         query = split_query(base_url)[1]
         if http_client is None:  # built at its first use (the run's warm-up)
             self._http = make_client(
@@ -240,12 +242,6 @@ class OpenAITransport(HttpImports):
         # one per event loop: a lock that has waited on one loop cannot be waited on another
         self._models_locks = PerLoop(asyncio.Lock)
         self._refused_at: dict[str, int] = {}  # model -> the context length a refusal named
-
-    async def _keep_secrets_home(self, request: httpx.Request) -> None:
-        """Never send the API key or Modal credentials to another host (e.g. a redirect away)."""
-        if request.url.netloc.decode("ascii", "replace") != self._host:
-            for name in ("Authorization", "Modal-Key", "Modal-Secret"):
-                request.headers.pop(name, None)
 
     @classmethod
     def env_names(cls, cfg: BackendConfig) -> list[str]:
