@@ -518,16 +518,19 @@ class RunPodTransport(HttpImports):
 
     def _dropped_job(self, status: dict[str, Any]) -> None:
         if (job_id := self._live_job(status)) is not None:
-            task = asyncio.ensure_future(self.cancel(job_id))
-            self._bg.add(task)
-            task.add_done_callback(self._bg.discard)
+            self._cancel_in_background(job_id)
+
+    def _cancel_in_background(self, job_id: str) -> asyncio.Future[bool]:
+        """The cancel of ``job_id``, going on by itself (kept in ``_bg`` until it ends)."""
+        task = asyncio.ensure_future(self.cancel(job_id))
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+        return task
 
     async def _cancel_shielded(self, job_id: str, wait: float | None = None) -> None:
         """Cancel ``job_id`` even while our own task is being cancelled, waiting ``wait`` seconds
         at most (default: the cancel's own timeout; the request goes on in the background)."""
-        task = asyncio.ensure_future(self.cancel(job_id))
-        self._bg.add(task)
-        task.add_done_callback(self._bg.discard)
+        task = self._cancel_in_background(job_id)
         try:
             await asyncio.wait_for(asyncio.shield(task), self.cancel_timeout_s + 1.0 if wait is None else wait)
         except (asyncio.CancelledError, TimeoutError):
