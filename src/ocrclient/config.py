@@ -101,10 +101,16 @@ def env_name(value: Any, what: str, *, secret: bool = False) -> str:
     >>> env_name("RUNPOD_API_KEY", "api_key_env", secret=True)
     'RUNPOD_API_KEY'
     """
-    pattern, why = (SECRET_ENV_NAME, NOT_A_SECRET_ENV_NAME) if secret else (ENV_NAME, NOT_AN_ENV_NAME)
-    if not isinstance(value, str) or not pattern.fullmatch(value):
+    why = _not_a_name(value, secret)
+    if why is not None:
         raise ConfigError(f"{what} {why}")
     return value
+
+
+def _not_a_name(value: Any, secret: bool) -> str | None:
+    """Why ``value`` is no environment variable's name (``secret``: in capitals), else ``None``."""
+    pattern, why = (SECRET_ENV_NAME, NOT_A_SECRET_ENV_NAME) if secret else (ENV_NAME, NOT_AN_ENV_NAME)
+    return None if isinstance(value, str) and pattern.fullmatch(value) else why
 
 
 #: generic variables a transport falls back to when no layer sets the value: (transport, field)
@@ -265,9 +271,9 @@ class BackendConfig(BaseModel):
     @field_validator(*ENV_SETTINGS.values())
     @classmethod
     def _names_a_variable(cls, value: str | None, info: ValidationInfo) -> str | None:
-        secret = info.field_name == "api_key_env"  # ("" reads no variable)
-        if value and not (SECRET_ENV_NAME if secret else ENV_NAME).fullmatch(value):
-            raise ValueError(NOT_A_SECRET_ENV_NAME if secret else NOT_AN_ENV_NAME)
+        why = _not_a_name(value, secret=info.field_name == "api_key_env") if value else None  # ("" reads none)
+        if why is not None:
+            raise ValueError(why)
         return value
 
     # -- secrets ---------------------------------------------------------------------------
