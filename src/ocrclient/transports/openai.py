@@ -274,19 +274,18 @@ class OpenAITransport(HttpImports):
         api_key_env = cfg.api_key_env or DEFAULT_API_KEY_ENV
         from .options import OpenAIOptions, checked_options
 
-        o = checked_options(OpenAIOptions, cfg, "openai")
-        opts = cfg.transport_options
+        o = checked_options(OpenAIOptions, cfg, "openai")  # (the options read from here on)
         key = cfg.secret()
         if key is None and not cfg.api_key_env:
             key = os.environ.get(DEFAULT_API_KEY_ENV) or None
             register_secret(key)
         if key is None and cfg.api_key is None:
-            key = api_key_from_aliases(opts.get("api_key_env_aliases"), backend=cfg.name)
+            key = api_key_from_aliases(o.api_key_env_aliases, backend=cfg.name)
         modal_key = modal_secret = None
-        if is_modal(opts.get("modal"), base):  # (Modal's proxy auth is read only for a Modal endpoint)
-            key_env, secret_env = modal_env_names(opts)
-            modal_key = os.environ.get(key_env) or opts.get("modal_key")
-            modal_secret = os.environ.get(secret_env) or opts.get("modal_secret")
+        if is_modal(o.modal, base):  # (Modal's proxy auth is read only for a Modal endpoint)
+            key_env, secret_env = modal_env_names(o.model_dump())
+            modal_key = os.environ.get(key_env) or o.modal_key
+            modal_secret = os.environ.get(secret_env) or o.modal_secret
         return cls(
             base,
             api_key=key,
