@@ -152,11 +152,16 @@ def fail(message: str, code: int = EXIT_BAD_INPUT, *, as_json: bool = False) -> 
     from rich.markup import escape
 
     if as_json:
-        typer.echo(json.dumps({"ok": False, "error": redact(message), "exit_code": code}, indent=2))
+        failed_json(message, code)
 
     # escaped: a message may hold brackets ("pip install 'ocrclient[local]'") that are not markup
     stderr().print(f"[bold red]error:[/] {escape(redact(message))}", markup=True, soft_wrap=True)
     return typer.Exit(code)
+
+
+def failed_json(message: str, code: int) -> None:
+    """``--json``'s object for a command that failed: ``{"ok": false, "error", "exit_code"}``."""
+    typer.echo(json.dumps({"ok": False, "error": redact(message), "exit_code": code}, indent=2))
 
 
 @contextmanager

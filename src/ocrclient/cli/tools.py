@@ -16,6 +16,7 @@ from .common import (
     app,
     backend_overrides,
     fail,
+    failed_json,
     file_errors,
     stdout,
 )
@@ -59,7 +60,7 @@ def bench(
         raise fail(str(exc), as_json=as_json) from None
     except KeyboardInterrupt:
         if as_json:
-            typer.echo(json.dumps({"ok": False, "error": "interrupted", "exit_code": EXIT_INTERRUPTED}, indent=2))
+            failed_json("interrupted", EXIT_INTERRUPTED)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
