@@ -18,7 +18,6 @@ from ..errors import ConfigError
 __all__ = ["OcularOptions", "OpenAIOptions", "PoolOptions", "checked_options"]
 
 
-
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
