@@ -19,7 +19,7 @@ __all__ = ["OcularOptions", "OpenAIOptions", "PoolOptions", "checked_options"]
 
 
 class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # (built when first read)
 
 
 class OpenAIOptions(_Options):
