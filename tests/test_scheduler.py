@@ -203,6 +203,43 @@ async def test_page_deadline_caps_total_time() -> None:
     assert doc.pages[0].latency_s <= 0.5 or doc.stats.wall_s < 1.0
 
 
+@pytest.mark.parametrize("fault", ["http_500", "http_502", "http_503", "http_429", "reset", "hang"])
+async def test_a_page_out_of_time_names_what_the_time_went_on(fault: str) -> None:
+    """Every retryable fault that outlasts the page's deadline: the failed page's error names
+    the fault it kept meeting, not a bare "deadline passed"."""
+    plan = FaultPlan(seed=1, rates={fault: 1.0}, retry_after_s=0.05, hang_s=0.5)
+    t = FakeTransport(plan)
+    s = sched(t, max_attempts=50, page_deadline_s=0.4, attempt_timeout_s=0.1, timeout_grace_s=0.0)
+    doc = await s.run_document("doc.pdf", page_stream(1))
+    page = doc.pages[0]
+    assert page.status == "failed" and page.error is not None
+    named = {"reset": "connection reset", "hang": "no reply within"}.get(fault, fault[5:])
+    assert named in page.error.message, page.error.message
+    assert t.calls["doc.pdf#1"] >= 2
+
+
+@pytest.mark.parametrize("retry_after_s", [0.6, 5.0, 3600.0])
+async def test_a_retry_after_past_the_deadline_fails_the_page_at_once_with_the_429(retry_after_s: float) -> None:
+    """The server asks for a wait that ends past the page's deadline: no attempt is welcome
+    before then, so the page fails now (not at the deadline), with the 429 and the wait asked."""
+    plan = FaultPlan(seed=1, rates={"http_429": 1.0}, retry_after_s=retry_after_s)
+    t = FakeTransport(plan)
+    started = time.monotonic()
+    doc = await sched(t, max_attempts=5, page_deadline_s=0.5).run_document("doc.pdf", page_stream(1))
+    page = doc.pages[0]
+    assert page.status == "failed" and page.error is not None
+    assert "429" in page.error.message and f"{retry_after_s:g} s" in page.error.message
+    assert "past the page's deadline" in page.error.message
+    assert t.calls["doc.pdf#1"] == 1 and time.monotonic() - started < 0.4
+
+
+async def test_a_retry_after_within_the_deadline_is_waited_for() -> None:
+    plan = FaultPlan(seed=1, rates={"http_429": 1.0}, max_faults_per_key=1, retry_after_s=0.2)
+    t = FakeTransport(plan)
+    doc = await sched(t, max_attempts=5, page_deadline_s=2.0).run_document("doc.pdf", page_stream(1))
+    assert doc.pages[0].status == "ok" and t.calls["doc.pdf#1"] == 2
+
+
 async def test_render_failure_keeps_the_page() -> None:
     t = FakeTransport()
     doc = await sched(t).run_document("doc.pdf", page_stream(3, errors={1}))

@@ -8,7 +8,10 @@ as a tenacity :class:`~tenacity.AsyncRetrying`:
 * :class:`~ocrclient.errors.BadOutputError` – again at once (the model answered; the dialect
   changes the next request from the error it is handed);
 * anything else – not retried;
-* at most ``max_attempts`` attempts, and never past the page's ``deadline`` (waits are cut to it).
+* at most ``max_attempts`` attempts, and never past the page's ``deadline`` (waits are cut to it);
+  a server's ``Retry-After`` that ends past the deadline stops the page at once, with that error
+  (the server said no attempt is welcome before then: waiting to the deadline only to fail
+  "deadline passed" would hold the slot and hide the cause).
 """
 
 from __future__ import annotations
@@ -48,19 +51,29 @@ def page_retrying(
     backoff = wait_exponential(multiplier=backoff_initial_s, max=backoff_max_s) + wait_random(0, backoff_initial_s)
 
     def wait(state: RetryCallState) -> float:
-        base = backoff(state)
         exc = state.outcome.exception() if state.outcome else None
-        hint = getattr(exc, "retry_after", None)
-        if isinstance(exc, BadOutputError) or getattr(exc, "elsewhere", False):
-            base = 0.0  # the model answered (ask again with new sampling), or another server will
-        if hint is not None:
-            base = max(base, float(hint))
+        # the model answered (ask again with new sampling), or another server will: no backoff
+        again = isinstance(exc, BadOutputError) or getattr(exc, "elsewhere", False)
+        base = max(0.0 if again else backoff(state), _asked_wait(state))
         return max(0.0, min(base, deadline - time.monotonic()))
 
     def stop(state: RetryCallState) -> bool:
         if stop_after_attempt(max_attempts)(state):
             return True
-        return time.monotonic() >= deadline
+        return time.monotonic() + _asked_wait(state) >= deadline
+
+    def give_up(state: RetryCallState) -> None:
+        """The page's last error, raised; when the server's ``Retry-After`` outlasted the
+        deadline, it says so (else a 429 would read as a page the server never refused)."""
+        exc = state.outcome.exception() if state.outcome else None
+        assert exc is not None
+        hint = _asked_wait(state)
+        if isinstance(exc, TransientError) and hint and time.monotonic() + hint >= deadline:
+            raise TransientError(
+                f"{exc.message} (the server asked for {hint:g} s before another try: past the page's deadline)",
+                cause=exc.cause, retry_after=exc.retry_after, status=exc.status,
+            ) from exc  # fmt: skip
+        raise exc
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -72,5 +85,15 @@ def page_retrying(
         stop=stop,
         wait=wait,
         before_sleep=before_sleep,
-        reraise=True,
+        retry_error_callback=give_up,
     )
+
+
+def _asked_wait(state: RetryCallState) -> float:
+    """The server's ``Retry-After`` on the attempt's error, in seconds (0 without one, and when
+    the next attempt goes to another server)."""
+    exc = state.outcome.exception() if state.outcome else None
+    hint = getattr(exc, "retry_after", None)
+    if hint is None or isinstance(exc, BadOutputError) or getattr(exc, "elsewhere", False):
+        return 0.0
+    return max(0.0, float(hint))

@@ -504,8 +504,9 @@ class Scheduler:
                 raise self._abort
             budget = self.attempt_timeout_s + (0 if self._warm else self.cold_start_s)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TransientError("page deadline passed", cause="deadline")
+            if remaining <= 0:  # (the last error names what the time went on)
+                last = f" after {tries.number - 1} attempt(s); the last: {tries.last_error}" if tries.last_error else ""
+                raise TransientError(f"page deadline passed{last}", cause="deadline")
             request.timeout_s = min(budget, remaining)
             self._window.start(self.limiter)
             self._emit(PageStarted(page.source, page.number, attempt.number))
