@@ -640,6 +640,32 @@ def test_config_shows_the_render_flags_as_convert_gets_them() -> None:
     assert (render["dpi"], render["format"]) == (100, "jpeg")
 
 
+def test_health_takes_document_mode_and_refuses_it_where_convert_would(tmp_path: Path) -> None:
+    """``ocr convert ... --document-mode`` pasted into ``ocr health`` was "no such option"; it now
+    checks what convert would: a backend that cannot take whole PDFs is refused with convert's
+    line (exit 2) before anything is sent; one that can is checked as usual."""
+    from ocrclient.testing.runpod_sim import RunPodSimulator
+
+    from .test_bad_inputs import ocr
+
+    assert "--document-mode" in _flags("health")
+    pdf = tmp_path / "a.pdf"
+    text_pdf(pdf, [["one"]])
+    args = ["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--document-mode"]
+    refused = ocr(["health", *args])
+    converted = ocr(["convert", str(pdf), "-o", str(tmp_path / "out"), *args])
+    assert refused.code == converted.code == 2
+    line = "--document-mode needs a RunPod endpoint running the whole-PDF worker"
+    assert line in refused.stderr and line in converted.stderr
+    with RunPodSimulator(api_key="rp-health") as sim:
+        env = {**os.environ, "RUNPOD_API_KEY": "rp-health", "NO_COLOR": "1"}
+        run = subprocess.run([sys.executable, "-m", "ocrclient.cli", "health", "--backend", "runpod-deepseek-ocr",
+                              "--base-url", sim.base_url, "--endpoint-id", str(sim.endpoint_id), "--document-mode",
+                              "--json"], env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["ok"] is True
+
+
 def test_health_of_a_generic_backend_with_a_model(tmp_path: Path) -> None:
     from ocrclient.testing.runpod_sim import RunPodSimulator
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DocumentDialect",
     "DocumentUnit",
+    "check",
     "convert",
     "document_unit",
     "pdf_subset",
@@ -66,6 +67,13 @@ def requested(cfg: BackendConfig, document_mode: bool = False) -> bool:
     """Whether a run sends whole documents: the run asked (``document_mode``), or the profile
     still sets the older ``dialect_options.document_mode`` (read here and nowhere else)."""
     return bool(document_mode or cfg.dialect_options.get("document_mode"))
+
+
+def check(cfg: BackendConfig) -> None:
+    """Raise :class:`ConfigError` when ``cfg``'s backend cannot take whole documents (a run in
+    document mode and ``ocr health --document-mode`` ask the same)."""
+    if cfg.transport != "runpod":
+        raise ConfigError("--document-mode needs a RunPod endpoint running the whole-PDF worker")
 
 
 def pdf_subset(src: Source, indices: list[int]) -> tuple[bytes, list[PageBox]]:
@@ -188,8 +196,7 @@ async def convert(
     from .registry import Backend
     from .scheduler import DocumentJob
 
-    if be.config.transport != "runpod":
-        raise ConfigError("--document-mode needs a RunPod endpoint running the whole-PDF worker")
+    check(be.config)
     units = [await asyncio.to_thread(document_unit, src, idx) for src, idx in plan]
     dialect = DeepSeekDocumentDialect(be.dialect, prompt=be.config.dialect_options.get("document_prompt"))
     sched = scheduler(Backend(be.config, dialect, be.transport))

@@ -127,6 +127,7 @@ def health(
     dialect: Annotated[str | None, typer.Option("--dialect", help="Override the reply dialect.")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
     transport: Annotated[str | None, typer.Option("--transport", help="Override the transport.")] = None,
+    document_mode: Annotated[bool, typer.Option("--document-mode", help="Also check that the backend takes whole PDFs.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check that a backend is reachable and authorised (workers/queue, models).  It takes the
@@ -136,6 +137,10 @@ def health(
     try:
         over = backend_overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, mode)
         be = load_backend(backend, **over, transport=transport)
+        if document_mode:
+            from ..docmode import check as takes_documents
+
+            takes_documents(be.config)
     except OcrError as exc:
         raise fail(str(exc), as_json=as_json) from None
 
