@@ -27,6 +27,7 @@ import base64
 import logging
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -244,10 +245,21 @@ async def handle_document(job: dict[str, Any]) -> dict[str, Any]:
     # made before the model runs: a folder that cannot be is the request's fault (400), found
     # before the GPU reads the PDF (it was a retryable 500 after, and every retry read it again)
     job_dir = out_dir / re.sub(r"[^A-Za-z0-9._-]+", "_", str(job.get("id") or "job"))
+    made = not job_dir.exists()  # (a retried job's folder from an earlier attempt stays as it is)
     try:
         await asyncio.to_thread(job_dir.mkdir, parents=True, exist_ok=True)
     except OSError as exc:
         raise JobError(f"output_dir {out_root!r}: cannot make {job_dir.name} in it ({exc.strerror or exc})") from None
+    try:
+        return await _run_document(doc, prompt, job_dir, t0)
+    except BaseException:  # a failed job leaves no folder of its own behind (nothing in it is whole)
+        if made:
+            await asyncio.to_thread(shutil.rmtree, job_dir, True)
+        raise
+
+
+async def _run_document(doc: DocumentJobInput, prompt: str, job_dir: Path, t0: float) -> dict[str, Any]:
+    """Read, render and run the PDF; write its two markdown files into ``job_dir``; the reply."""
     data = await _pdf_bytes(doc)
     pdf = await asyncio.to_thread(open_pdf, data, max_pages=env_int("MAX_PDF_PAGES", 200))
     with PDFIUM_LOCK:  # (counting pages is a PDFium call too)

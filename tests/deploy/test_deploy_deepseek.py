@@ -268,6 +268,39 @@ async def test_whole_pdf_guards(
     assert payload["code"] == code, payload
     assert needle in payload["error_message"]
     assert calls == []
+    assert not (tmp_path / "out" / "j").exists()  # a refused job leaves no folder behind
+
+
+@pytest.mark.parametrize("how", ["model raises", "not a pdf", "too many pages", "output unwritable"])
+async def test_a_failed_whole_pdf_job_leaves_no_job_folder(
+    deepseek: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Each way a whole-PDF job can fail after its folder was made: the worker removes the
+    folder it made (an empty or half-written folder per failed job piled up on the volume); a
+    folder an earlier attempt of the same job made is left as it was."""
+    calls: list[ChatPage] = []
+    deepseek.set_model(grounded_model(calls))
+    pdf = make_pdf(2)
+    if how == "model raises":
+        def broken(pages: list[ChatPage]) -> list[Generation]:
+            raise RuntimeError("CUDA out of memory")
+
+        deepseek.set_model(broken)
+    elif how == "not a pdf":
+        pdf = b"%PDF-1.4 garbage"
+    elif how == "too many pages":
+        monkeypatch.setenv("MAX_PDF_PAGES", "1")
+    else:
+        monkeypatch.setattr(deepseek.Path, "write_text", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    job = {"id": "j", "input": {"pdf_base64": base64.b64encode(pdf).decode(), "output_dir": str(tmp_path / "out")}}
+    out = await deepseek.handler(job)
+    assert "error" in out, out
+    assert not (tmp_path / "out" / "j").exists(), list((tmp_path / "out").rglob("*"))
+    earlier = tmp_path / "out" / "j"
+    earlier.mkdir(parents=True)
+    (earlier / "kept.mmd").write_bytes(b"from an earlier attempt")
+    assert "error" in await deepseek.handler(job)
+    assert (earlier / "kept.mmd").read_bytes() == b"from an earlier attempt"
 
 
 async def test_whole_pdf_size_and_page_limits(
