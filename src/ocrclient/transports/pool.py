@@ -247,18 +247,15 @@ class PoolTransport:
         await self._each("release")
 
     async def aclose(self) -> None:
-        """Close every member, each even when one before it raised (the first error is raised
-        after): a member's failure leaves no other's connections open."""
+        """Close every member, each even when another raised (the first error, in member order,
+        is raised after): a member's failure leaves no other's connections open."""
         await self._each("aclose")
 
     async def _each(self, method: str) -> None:
-        first: Exception | None = None
-        for m in self.members:
-            call = getattr(m.transport, method, None)
-            try:
-                if call is not None:
-                    await call()
-            except Exception as exc:
-                first = first or exc
-        if first is not None:
-            raise first
+        """``method`` of every member at once (a RunPod member cancelling its jobs in flight
+        waits for their cancels: members one after another added their waits up)."""
+        calls = [call for m in self.members if (call := getattr(m.transport, method, None)) is not None]
+        done = await asyncio.gather(*(call() for call in calls), return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
