@@ -284,4 +284,74 @@ def test_the_simulators_whole_pdf_answers_jobs_on_many_threads_at_once(tmp_path:
         t.start()
     for t in threads:
         t.join(60)
-    assert replies == [2] * 12
+    assert replies == [3] * 12  # (each page ended by a separator, as DeepSeek's own script does)
+
+
+# -- every shape of a whole-PDF reply ------------------------------------------------------------
+
+_GROUNDED = "<|ref|>text<|/ref|><|det|>[[100, 300, 900, 400]]<|/det|>\nBody {n}."
+
+
+@pytest.mark.parametrize("ending", ["every page ended (DeepSeek's own script)", "pages joined"])
+@pytest.mark.parametrize("detection", [True, False])
+@pytest.mark.parametrize("trouble", [None, "page 2 truncated", "page 2 grounding unreadable"])
+def test_every_whole_pdf_reply_shape_gives_each_page_its_own(tmp_path: Path, ending: str, detection: bool,
+                                                             trouble: str | None) -> None:  # fmt: skip
+    """The whole kind of a whole-PDF worker's reply: its pages ended by the separator (what
+    DeepSeek's own PDF script writes: every page of such a worker's reply was one page too many,
+    so all were degraded with the whole markdown on page 1) or only joined by it; with or without
+    the detection markdown; with one page's own trouble (its reply cut at ``max_tokens``, as the
+    worker's ``pages[].finish_reason`` says; its grounding unreadable), which degrades that page
+    alone (it was ``ok``: a cut-off page passed as whole)."""
+    pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800)] * 3)
+    det = [_GROUNDED.format(n=n) for n in (1, 2, 3)]
+    if trouble == "page 2 grounding unreadable":
+        det[1] = det[1].replace("[[100, 300, 900, 400]]", "[[100, 300, oops]]")
+    md = [f"Body {n}." for n in (1, 2, 3)]
+    end = "\n\n<--- Page Split --->\n"
+
+    def shaped(pages: list[str]) -> str:
+        return "".join(p + end for p in pages) if ending.startswith("every") else end.join(pages)
+
+    data: dict[str, Any] = {"pages": [{"page": n, "finish_reason": "stop"} for n in (1, 2, 3)]}
+    if trouble == "page 2 truncated":
+        data["pages"][1]["finish_reason"] = "length"
+    if detection:
+        data["detection_markdown"] = base64.b64encode(shaped(det).encode()).decode()
+    with RunPodSimulator(responder=lambda body: SimReply(shaped(md), data=data)) as sim:
+        doc = ocrclient.convert(pdf, backend="runpod-deepseek-ocr", cache=False, document_mode=True,
+                                base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key)  # fmt: skip
+    assert [p.page for p in doc.pages] == [1, 2, 3]
+    assert [p.markdown for p in doc.pages] == md  # each page its own text, no separator left
+    for p in doc.pages:
+        assert not any("page(s) for 3 sent" in w for w in p.warnings), p.warnings
+        troubled = trouble is not None and p.page == 2 and (detection or trouble == "page 2 truncated")
+        expected = {"page 2 truncated": "truncated: the reply hit max_tokens",
+                    "page 2 grounding unreadable": "unreadable boxes"}.get(trouble or "", "")  # fmt: skip
+        assert (troubled and any(expected in w for w in p.warnings)) or not troubled
+        if detection:
+            assert len(p.blocks) == 1 and p.blocks[0].text == f"Body {p.page}."
+            if trouble == "page 2 grounding unreadable" and p.page == 2:
+                assert p.blocks[0].bbox is None
+            else:
+                assert p.blocks[0].bbox is not None
+            assert p.status == ("degraded" if troubled else "ok"), (p.page, p.warnings)
+        else:
+            assert p.status == "degraded" and not p.blocks  # (no boxes without the detection markdown)
+            assert (p.page == 2 and trouble == "page 2 truncated") or not any("truncated" in w for w in p.warnings)
+
+
+def test_a_blank_one_page_document_is_an_empty_reply_not_a_missing_one(tmp_path: Path) -> None:
+    """A worker's ``markdown: ""`` (a blank page) was read as no markdown at all, and the page
+    failed for good with "too large to return inline"; it is the empty reply it is (bad output,
+    retried, as per-page mode says of an empty reply)."""
+    pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800)])
+    with RunPodSimulator(responder=lambda body: SimReply("", data={"markdown_path": "/runpod/out/j/d.mmd"})) as sim:
+        doc = ocrclient.convert(pdf, backend="runpod-deepseek-ocr", cache=False, document_mode=True,
+                                base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key,
+                                scheduler_options={"backoff_initial_s": 0.01})  # fmt: skip
+        sent = sim.jobs_submitted
+    page = doc.pages[0]
+    assert page.status == "failed" and page.error is not None
+    assert page.error.kind == "bad_output" and page.error.cause == "empty", page.error
+    assert "too large" not in page.error.message and sent > 1

@@ -53,7 +53,9 @@ log = logging.getLogger("deepseek-ocr-worker")
 
 DEFAULT_MODEL = "deepseek-ai/DeepSeek-OCR"
 DEFAULT_PDF_PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
-PAGE_SPLIT = "\n\n<--- Page Split --->\n\n"
+#: what ends each page of the markdown, as DeepSeek's own PDF script writes it (after every
+#: page, the last one too)
+PAGE_END = "\n\n<--- Page Split --->\n"
 #: n-gram guard defaults from vLLM's DeepSeek-OCR recipe (128821/128822 are <td> and </td>)
 NGRAM_DEFAULTS: dict[str, Any] = {
     "ngram_size": 30,
@@ -280,8 +282,8 @@ async def _run_document(doc: DocumentJobInput, prompt: str, job_dir: Path, t0: f
     finally:
         await asyncio.to_thread(close_pdf, pdf)
     raw_pages = [c["choices"][0]["message"]["content"] for c in completions]
-    detection = PAGE_SPLIT.join(raw_pages)
-    markdown = PAGE_SPLIT.join(clean_markdown(r) for r in raw_pages)
+    detection = "".join(r + PAGE_END for r in raw_pages)
+    markdown = "".join(clean_markdown(r) + PAGE_END for r in raw_pages)
 
     stem = _stem(doc)
     md_path = job_dir / f"{stem}.mmd"

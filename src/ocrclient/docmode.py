@@ -163,16 +163,18 @@ def split_unit_page(unit: DocumentUnit, result: Page) -> list[Page]:
             )
             for i in range(n)
         ]
+    shared, own = _notes(result.warnings)
     out = []
     for i, holder in enumerate(per_page):
         # boxes were mapped on the unit's first page; bbox_norm is size-free
         blocks = rescale_blocks(holder.children, unit.boxes[i])
-        warnings = list(result.warnings)
+        warnings = [*shared, *own.get(i + 1, [])]
         if not blocks:
             warnings.append("no boxes for this page (no detection markdown)")
         out.append(
             Page(
-                status="degraded" if (result.status == "degraded" or not blocks) else "ok",
+                # (a unit degraded by notes on some of its pages degrades those pages only)
+                status="degraded" if warnings or result.error or (result.status == "degraded" and not own) else "ok",
                 warnings=warnings,
                 error=result.error,
                 markdown=holder.text,
@@ -183,6 +185,22 @@ def split_unit_page(unit: DocumentUnit, result: Page) -> list[Page]:
             )
         )
     return out
+
+
+def _notes(warnings: list[str]) -> tuple[list[str], dict[int, list[str]]]:
+    """A unit's warnings: those about the whole unit (every page gets them), and those about one
+    of its pages (:func:`~ocrclient.dialects.deepseek.page_note`) by page (1-based in the unit)."""
+    from .dialects.deepseek import PAGE_NOTE
+
+    shared: list[str] = []
+    own: dict[int, list[str]] = {}
+    for w in warnings:
+        note = PAGE_NOTE.match(w)
+        if note is None:
+            shared.append(w)
+        else:
+            own.setdefault(int(note.group(1)), []).append(note.group(2))
+    return shared, own
 
 
 async def convert(

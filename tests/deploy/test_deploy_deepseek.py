@@ -16,6 +16,8 @@ from deploy_helpers import DEPLOY, chat_request, data_url, envelope, load_module
 from ocrworker.envelope import ChatPage, Generation
 from PIL import Image
 
+from ocrclient.dialects.deepseek import split_pages
+
 HANDLER = DEPLOY / "runpod-deepseek-ocr" / "handler.py"
 
 GROUNDED = (
@@ -156,9 +158,11 @@ async def test_whole_pdf_base64(deepseek: Any, tmp_path: Path) -> None:
     assert out["encoding"] == "base64"
     markdown = base64.b64decode(out["markdown"]).decode()
     detection = base64.b64decode(out["detection_markdown"]).decode()
-    assert markdown.split("\n\n<--- Page Split --->\n\n") == [
-        f"# Report {n}\n\nBody of page {n}." for n in (1, 2, 3)
-    ]
+    # every page ended by the separator, as DeepSeek's own PDF script writes it; read back by the
+    # client's own splitter (the seam: the worker's shape and the client's reading of it)
+    assert markdown == "".join(f"# Report {n}\n\nBody of page {n}.\n\n<--- Page Split --->\n" for n in (1, 2, 3))
+    assert split_pages(markdown) == [f"# Report {n}\n\nBody of page {n}." for n in (1, 2, 3)]
+    assert len(split_pages(detection)) == 3
     assert "<|det|>" in detection
     md_path = Path(out["markdown_path"])
     assert md_path.parent == (tmp_path / "out" / "job-7").resolve()
@@ -187,7 +191,7 @@ async def test_whole_pdf_is_rendered_in_chunks_in_order(
     assert rendered == [(0, 2), (2, 4), (4, 5)]
     assert out["page_count"] == 5 and [p["page"] for p in out["pages"]] == [1, 2, 3, 4, 5]
     assert [c.index for c in calls] == [0, 1, 2, 3, 4]
-    assert base64.b64decode(out["markdown"]).decode().count("<--- Page Split --->") == 4
+    assert base64.b64decode(out["markdown"]).decode().count("<--- Page Split --->") == 5
 
 
 async def test_large_results_are_returned_by_path_only(
@@ -200,7 +204,7 @@ async def test_large_results_are_returned_by_path_only(
         {"id": "big", "input": {"pdf_base64": pdf, "output_dir": str(tmp_path / "out")}}
     )
     assert out["status"] == "succeeded" and "markdown" not in out and "encoding" not in out
-    assert Path(out["markdown_path"]).read_text() == "# Report 1\n\nBody of page 1."
+    assert split_pages(Path(out["markdown_path"]).read_text()) == ["# Report 1\n\nBody of page 1."]
 
 
 async def test_whole_pdf_path_inside_root(deepseek: Any, tmp_path: Path) -> None:
@@ -382,7 +386,7 @@ async def test_concurrent_whole_pdf_jobs_never_overlap_in_pdfium(
     for n, out in enumerate(outs):
         assert out["status"] == "succeeded", out
         width = 2 * (100 + 10 * n)  # rendered at 144 dpi
-        assert base64.b64decode(out["markdown"]).decode().split("\n\n<--- Page Split --->\n\n") == [f"{width}x200"] * 5
+        assert split_pages(base64.b64decode(out["markdown"]).decode()) == [f"{width}x200"] * 5
 
 
 def test_default_output_roots_take_the_contracts_example(deepseek: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,8 +60,16 @@ __all__ = ["DEFAULT_DOCUMENT_PROMPT", "DEFAULT_PROMPT", "DeepSeekDialect", "Deep
 DEFAULT_PROMPT = "<|grounding|>Convert the document to markdown."
 #: the whole-PDF worker runs the model offline, so its prompt keeps the ``<image>`` placeholder
 DEFAULT_DOCUMENT_PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
-#: how the whole-PDF worker joins the pages of its markdown
+#: how the whole-PDF worker separates the pages of its markdown: DeepSeek's own PDF script ends
+#: every page with it, the last one too (``page\n\n<--- Page Split --->\n``); a worker that
+#: only joins pages with it is read alike
 PAGE_SPLIT = re.compile(r"\n*<---\s*Page Split\s*--->\n*")
+#: how DeepSeek's own PDF script ends each page of its markdown (what our worker and simulator write)
+PAGE_END = "\n\n<--- Page Split --->\n"
+_ENDS_WITH_SPLIT = re.compile(r"<---\s*Page Split\s*--->\s*$")
+#: a whole-PDF reply's note about one of its pages: ``docmode.split_unit_page`` gives it to
+#: that page alone (the others stay as they are)
+PAGE_NOTE = re.compile(r"^document page (\d+): (.*)$", re.DOTALL)
 GRID = 999
 
 #: vllm_xargs of the DeepSeek-OCR vLLM recipe (the n-gram no-repeat logits processor)
@@ -242,17 +250,45 @@ class DeepSeekDocumentDialect:
         )
 
     def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent:
+        """One holder block per page; a page's own troubles (its reply cut at ``max_tokens``,
+        as the worker's ``pages[].finish_reason`` says; its grounding unreadable) are notes on
+        that page (:func:`page_note`), the unit's on every page."""
         text = reply.text or ""
         if not text.strip():
             raise BadOutputError("the worker returned empty markdown", cause="empty")
         detection = reply.data.get("detection_markdown")
-        pages_md = PAGE_SPLIT.split(text.strip())
-        pages_det = PAGE_SPLIT.split(detection.strip()) if isinstance(detection, str) and detection.strip() else []
+        pages_md = split_pages(text)
+        pages_det = split_pages(detection) if isinstance(detection, str) and detection.strip() else []
         blocks: list[RawBlock] = []
         warnings: list[str] = []
         for k, md in enumerate(pages_md):
-            children = parse_grounded(pages_det[k]).blocks if len(pages_det) == len(pages_md) else []
+            children: list[RawBlock] = []
+            if len(pages_det) == len(pages_md):
+                grounded = parse_grounded(pages_det[k])
+                children = grounded.blocks
+                warnings.extend(page_note(k + 1, w) for w in grounded.warnings)
             blocks.append(RawBlock("text", md.strip(), label=f"document-page:{k + 1}", children=children))
         if pages_det and len(pages_det) != len(pages_md):
             warnings.append("detection markdown does not match the pages: no boxes")
+        listed = reply.data.get("pages")
+        for k, entry in enumerate(listed if isinstance(listed, list) else []):
+            if isinstance(entry, dict) and entry.get("finish_reason") == "length":
+                number = entry.get("page")
+                warnings.append(page_note(number if isinstance(number, int) else k + 1, "truncated: the reply hit max_tokens"))
         return PageContent(markdown=text, blocks=blocks, space=CoordSpace.grid(GRID), warnings=warnings)
+
+
+def split_pages(text: str) -> list[str]:
+    """A whole-PDF worker's markdown, one string per page: pages separated by ``<--- Page Split
+    --->``, a separator at the very end closing the last page (DeepSeek's own script writes one
+    after every page), not opening an empty one."""
+    body = text.strip()
+    pages = PAGE_SPLIT.split(body)
+    if len(pages) > 1 and _ENDS_WITH_SPLIT.search(body):
+        pages.pop()
+    return pages
+
+
+def page_note(number: int, warning: str) -> str:
+    """A whole-PDF reply's ``warning`` about its ``number``-th page (1-based in the unit)."""
+    return f"document page {number}: {warning}"

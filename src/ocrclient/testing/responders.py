@@ -428,7 +428,7 @@ class _Base(abc.ABC):
         """The DeepSeek-OCR whole-PDF worker's reply to a job carrying ``pdf_base64``
         (``--document-mode``): each page, drawn at 96 dpi, is an image sent (``seen``; truth by
         arrival order, or by the digest of that drawing, not of any image the client made); the markdown and the grounded ``detection_markdown`` of every page,
-        joined by ``<--- Page Split --->``."""
+        each page ended by ``<--- Page Split --->`` as DeepSeek's own PDF script writes them."""
         import pypdfium2 as pdfium
 
         if self.dialect != "deepseek":
@@ -447,9 +447,10 @@ class _Base(abc.ABC):
             img.save(buf, "PNG")
             image = self._seen(buf.getvalue(), img.size, "image/png")
             grounded.append(format_reply("deepseek", self.blocks_for(image), width=image.width, height=image.height))
-        split = "\n\n<--- Page Split --->\n\n"
-        markdown = split.join(_GROUNDING.sub("", page) for page in grounded)
-        det = split.join(grounded)
+        from ..dialects.deepseek import PAGE_END
+
+        markdown = "".join(_GROUNDING.sub("", page) + PAGE_END for page in grounded)
+        det = "".join(page + PAGE_END for page in grounded)
         return SimReply(text=markdown, prompt_tokens=100 * len(grounded), completion_tokens=max(1, len(det.split())),
                         data={"detection_markdown": base64.b64encode(det.encode()).decode()})  # fmt: skip
 

@@ -323,7 +323,9 @@ def parse_chat_output(output: Any) -> _Chat | Any:
 
 
 def _b64_text(value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
+    """A worker's base64 (or plain) text artifact; ``None`` when there is none ("" is an empty
+    one: a blank page's markdown, not a missing artifact)."""
+    if not isinstance(value, str):
         return None
     try:
         return base64.b64decode(value, validate=True).decode("utf-8")
