@@ -35,13 +35,18 @@ vllm:kv_cache_usage_perc{model_name="m"} 0.25
 
 
 async def test_bench_reports_throughput_latency_and_retries(tmp_path: Path) -> None:
-    pdf = blank_pdf(tmp_path / "d.pdf", [(200, 260)] * 12)
+    """Over several documents too: each document's retries are its own, so their sum is the
+    run's (it summed each document's running total of the run's: 33 retries for 23 attempts of
+    12 pages)."""
+    pdfs = [blank_pdf(tmp_path / f"d{i}.pdf", [(200 + 10 * i, 260)] * 4) for i in range(3)]
     plan = FaultPlan(seed=4, rates={"http_503": 0.3}, max_faults_per_key=1, latency_s=(0.02, 0.04), slots=4)
     with OpenAISimulator(plan=plan) as sim:
         report = await run_bench(
-            [str(pdf)], backend="openai", base_url=sim.base_url, api_key=sim.api_key, model=sim.model, metrics=True
+            [str(p) for p in pdfs], backend="openai", base_url=sim.base_url, api_key=sim.api_key, model=sim.model,
+            metrics=True,
         )
-    assert report["pages"] == 12 and report["ok"] == 12
+    assert report["pages"] == 12 and report["ok"] == 12 and report["documents"] == 3
+    assert sum(report["retries_by_cause"].values()) == report["attempts"] - 12 > 0
     assert report["pages_per_s"] > 0
     assert report["latency_p50_s"] is not None and report["latency_p95_s"] >= report["latency_p50_s"]
     assert report["retries_by_cause"].get("http_503", 0) == sum(plan.injected.values())

@@ -240,6 +240,23 @@ async def test_a_retry_after_within_the_deadline_is_waited_for() -> None:
     assert doc.pages[0].status == "ok" and t.calls["doc.pdf#1"] == 2
 
 
+async def test_each_documents_retries_are_its_own() -> None:
+    """Every document of a run reports the retries its own pages took (each reported the run's
+    running total: 7, 12, 12 for documents that took 3, 5, 2), so that, pages all done and none
+    cached, a document's retries are its attempts less its pages, and the documents' add up to
+    the run's."""
+    plan = FaultPlan(seed=3, rates={"http_500": 0.3, "reset": 0.1}, max_faults_per_key=3)
+    t = FakeTransport(plan, service_s=0.001)
+    s = sched(t, concurrency=4, max_attempts=10)
+    jobs = [DocumentJob(f"d{i}.pdf", page_stream(6, f"d{i}.pdf")) for i in range(4)]
+    docs = [d async for d in s.run_documents(jobs)]
+    assert all(p.status == "ok" for d in docs for p in d.pages)
+    own = [sum(d.stats.retries_by_cause.values()) for d in docs]
+    assert own == [d.stats.attempts - d.stats.pages for d in docs]
+    assert len(set(own)) > 1  # (the seed gives the documents different retries)
+    assert sum(own) == sum(s.retries_by_cause.values()) == sum(t.calls.values()) - 24
+
+
 async def test_render_failure_keeps_the_page() -> None:
     t = FakeTransport()
     doc = await sched(t).run_document("doc.pdf", page_stream(3, errors={1}))

@@ -226,7 +226,7 @@ async def convert(
     def split(i: int, doc: Document) -> Document:
         pages = split_unit_page(units[i], doc.pages[0])
         # each page keeps the attempts its unit took; the run made them once, not once a page
-        stats = sched.stats(pages, doc.stats.wall_s).model_copy(update={"attempts": doc.stats.attempts})
+        stats = sched.stats(pages, doc.stats.wall_s, doc.source).model_copy(update={"attempts": doc.stats.attempts})
         return doc.model_copy(update={"pages": pages, "stats": stats})
 
     sched.report_partial = split  # a run stopped part-way reports each document's own pages too

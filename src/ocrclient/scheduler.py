@@ -207,7 +207,9 @@ class Scheduler:
         self._fed_all = False  # the run's feeder has sent its last page (see _collect_garbage)
         self._last_gc_end = 0.0
         self._last_gc_s = 0.0
+        #: the run's retries by cause, and each document's (by its source)
         self.retries_by_cause: Counter[str] = Counter()
+        self._retries_of: dict[str, Counter[str]] = {}
         #: documents finished so far (and, after a cancel or abort, the partial ones: those from
         #: the run's document number :attr:`partial_from` on, finished or not)
         self.partial: list[Document] = []
@@ -443,6 +445,7 @@ class Scheduler:
 
         def on_retry(exc: OcrError, attempt: int, delay: float) -> None:
             self.retries_by_cause[exc.cause] += 1
+            self._retries_of.setdefault(source, Counter())[exc.cause] += 1
             self._emit(PageRetried(source, number, attempt, exc.kind, exc.cause, exc.message, delay))
 
         retrying = page_retrying(
@@ -594,8 +597,10 @@ class Scheduler:
             backend=self.backend.name,
             model=self.backend.config.model,
             pages=ordered,
-            stats=self.stats(ordered, wall_s),
+            stats=self.stats(ordered, wall_s, run.job.source),
         )
 
-    def stats(self, pages: Sequence[Page], wall_s: float) -> RunStats:
-        return RunStats.of(pages, wall_s, self.retries_by_cause)
+    def stats(self, pages: Sequence[Page], wall_s: float, source: str | None = None) -> RunStats:
+        """The stats of ``pages``: with ``source``, that document's retries; else the run's."""
+        retries = self.retries_by_cause if source is None else self._retries_of.get(source, Counter())
+        return RunStats.of(pages, wall_s, retries)
