@@ -471,8 +471,29 @@ def merge_layers(
 ONE_SAMPLING_SETTING = (("temperature", "temperature_ladder"), ("top_p", "top_p_ladder"))
 
 
+#: the API key a transport reads when a layer switched a profile to it without naming one (the
+#: generic profiles' variables): the key of the profile's own transport is not carried over
+KEY_ENV_OF_TRANSPORT: dict[str, str] = {
+    "runpod": "RUNPOD_API_KEY",
+    "openai": "OCRCLIENT_API_KEY",
+    "ocular": "OCRCLIENT_API_KEY",
+}
+
+
 def _replaced_by(data: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
-    """``data`` without the sampling keys ``layer`` replaces (:data:`ONE_SAMPLING_SETTING`)."""
+    """``data`` without what ``layer`` replaces: the sampling keys of a pair it sets one of
+    (:data:`ONE_SAMPLING_SETTING`); and, when it switches the transport, the API key settings
+    (a RunPod profile switched to ``ocular`` or ``openai`` sent the RunPod account key to that
+    other server): the new transport reads :data:`KEY_ENV_OF_TRANSPORT`'s variable unless the
+    layer names its own key."""
+    switched = layer.get("transport")
+    if switched is not None and data.get("transport") not in (None, switched):
+        data = {k: v for k, v in data.items() if k not in ("api_key", "api_key_env")}
+        options = data.get("transport_options")
+        if isinstance(options, Mapping) and "api_key_env_aliases" in options:
+            data["transport_options"] = {k: v for k, v in options.items() if k != "api_key_env_aliases"}
+        if layer.get("api_key") is None and layer.get("api_key_env") is None and switched in KEY_ENV_OF_TRANSPORT:
+            data["api_key_env"] = KEY_ENV_OF_TRANSPORT[str(switched)]
     over, below = layer.get("sampling"), data.get("sampling")
     if not isinstance(over, Mapping) or not isinstance(below, dict):
         return data
