@@ -212,3 +212,73 @@ async def test_bench_reports_the_429s_a_runpod_endpoint_answered(tmp_path: Path)
     assert injected and report["failed"] == 0 and report["pages"] == 6
     assert sum(report["throttled_429"].values()) == injected, (report["throttled_429"], injected)
     assert "http_429" not in report["retries_by_cause"]
+
+
+def test_a_manifest_that_cannot_be_written_fails_its_documents_not_the_run(tmp_path: Path) -> None:
+    """A manifest append that fails (a full disk, a read-only folder; here a folder where the
+    file goes) ended the whole batch with a traceback, the documents after the first converted,
+    paid for and lost, and no ``--json``.  Now each document's outputs are written, each says in
+    one line that it could not be recorded, the summary is printed, exit 1; a rerun once the
+    manifest can be written converts them again and records them."""
+    from ocrclient.cli import app
+
+    docs = tmp_path / "in"
+    docs.mkdir()
+    for name in ("a", "b", "c"):
+        text_pdf(docs / f"{name}.pdf", [[f"Hello {name}"]], size=(0, 0, 300, 120))
+    out = tmp_path / "out"
+    (out / "manifest.jsonl").mkdir(parents=True)
+    args = ["convert", str(docs), "-o", str(out), "--backend", "local", "--no-progress", "--json",
+            "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output and isinstance(res.exception, SystemExit)
+    assert sum(line.startswith("error:") and "cannot record it" in line for line in res.output.splitlines()) == 3
+    assert all((out / f"{n}.md").is_file() and (out / f"{n}.json").is_file() for n in "abc")
+    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    assert [len(d["output_errors"]) for d in summary["documents"]] == [1, 1, 1]
+    (out / "manifest.jsonl").rmdir()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_record_after_a_torn_last_line_is_a_line_of_its_own(tmp_path: Path) -> None:
+    """A run killed mid-append leaves a torn last line; the next record was glued to it, unreadable
+    too, and that input was converted again on every rerun."""
+    from ocrclient.document import Document
+    from ocrclient.manifest import Manifest
+    from ocrclient.pages import prepare
+
+    pdfs = [text_pdf(tmp_path / f"{n}.pdf", [[n]]) for n in ("a", "b")]
+    (src_a, _), (src_b, _) = prepare([str(p) for p in pdfs])
+    m = Manifest(tmp_path / "out")
+    m.record(src_a, Document(source=src_a.name, backend="local", pages=[]), [], pages=None)
+    with (tmp_path / "out" / "manifest.jsonl").open("a") as fh:
+        fh.write('{"input": "b.pdf", "key": "/tm')  # torn
+    m.record(src_b, Document(source=src_b.name, backend="local", pages=[]), [], pages=None)
+    fresh = Manifest(tmp_path / "out")
+    assert set(fresh.entries()) == {src_a.key, src_b.key}
+    assert fresh.done(src_b, backend="local", model=None, pages=None)
+
+
+def test_an_input_replaced_while_the_run_read_it_is_converted_again(tmp_path: Path) -> None:
+    """The manifest recorded the file's size and mtime when the document finished: a file
+    replaced during the run (the old one converted) was recorded as the new one, and skipped by
+    every rerun.  It records what the run opened."""
+    import os
+
+    from ocrclient.document import Document
+    from ocrclient.manifest import Manifest
+    from ocrclient.pages import prepare
+
+    pdf = text_pdf(tmp_path / "a.pdf", [["one"]])
+    ((src, _),) = prepare([str(pdf)])
+    text_pdf(pdf, [["a longer replacement"], ["with a second page"]])  # replaced during the run
+    os.utime(pdf, (1e9, 1e9))
+    m = Manifest(tmp_path / "out")
+    m.record(src, Document(source=src.name, backend="local", pages=[]), [], pages=None)
+    ((again, _),) = prepare([str(pdf)])  # the rerun opens the new file
+    assert not Manifest(tmp_path / "out").done(again, backend="local", model=None, pages=None)
+    m.record(again, Document(source=again.name, backend="local", pages=[]), [], pages=None)
+    assert Manifest(tmp_path / "out").done(again, backend="local", model=None, pages=None)

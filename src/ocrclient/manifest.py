@@ -44,8 +44,12 @@ def _options(formats: Any) -> dict[str, dict[str, Any]]:
 
 
 def _stat(src: Source) -> tuple[int | None, float | None]:
+    """``src``'s (size, mtime) as it was when this run opened it (a run records what it read, not
+    what a file replaced meanwhile is: that one is converted again by the next run)."""
     if src.path is None:
         return (len(src.data) if src.data is not None else None), None
+    if src.opened is not None:
+        return src.opened
     try:
         st = src.path.stat()
     except OSError:
@@ -74,8 +78,12 @@ class Manifest:
         """Last entry per input (later lines win; a torn last line is ignored)."""
         if self._entries is None:
             self._entries = {}
-            if self.path.is_file():
-                for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                text = self.path.read_text(encoding="utf-8", errors="replace") if self.path.is_file() else ""
+            except OSError:  # (unreadable: nothing is known done; writing it will say why)
+                text = ""
+            if text:
+                for line in text.splitlines():
                     try:
                         entry = json.loads(line)
                     except ValueError:
@@ -169,9 +177,17 @@ class Manifest:
                       "finished": datetime.now(UTC).isoformat(timespec="seconds")})  # fmt: skip
 
     def _append(self, entry: dict[str, Any]) -> None:
+        """One line, in one write; after a torn last line (a run killed mid-append) on a line of
+        its own (glued to it, it was unreadable too).  Raises :class:`OSError` when the file
+        cannot be written (a full disk, a read-only folder): the caller says so and goes on."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
+        with self.path.open("ab+") as fh:
+            if fh.seek(0, os.SEEK_END) > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    line = b"\n" + line
+            fh.write(line)
         self.entries()[str(entry["key"])] = entry
         self._own(entry)
 

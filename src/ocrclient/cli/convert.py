@@ -164,13 +164,24 @@ class _Emitter:
             sys.stdout.write(head + render(result.document, page_markers=self.page_markers))
             sys.stdout.flush()
             return
-        for error in result.output_errors:  # one format failing loses neither the others nor the run
-            from rich.markup import escape
-
-            self.console.print(f"[red]error:[/] {escape(redact(f'{result.source.name}: {error}'))}", soft_wrap=True)
         if self.manifest is not None:
-            self.manifest.record(result.source, result.document, result.outputs, pages=self.pages,
-                                 output_errors=len(result.output_errors))  # fmt: skip
+            try:
+                self.manifest.record(result.source, result.document, result.outputs, pages=self.pages,
+                                     output_errors=len(result.output_errors))  # fmt: skip
+            except OSError as exc:  # (a full disk, a read-only folder): a file not written, as the others
+                result = replace(result, output_errors=[*result.output_errors, self._manifest_error(exc)])
+                self.results[-1] = result
+        for error in result.output_errors:  # one format failing loses neither the others nor the run
+            self._error(result.source.name, error)
+
+    def _manifest_error(self, exc: OSError) -> str:
+        assert self.manifest is not None
+        return f"{self.manifest.path.name}: cannot record it ({exc.strerror or exc}); a rerun converts it again"
+
+    def _error(self, name: str, error: str) -> None:
+        from rich.markup import escape
+
+        self.console.print(f"[red]error:[/] {escape(redact(f'{name}: {error}'))}", soft_wrap=True)
 
     def partial(self, conv: "Conversion", why: str) -> None:
         """The run stopped (``why``: "interrupted", "terminated", ...): write what finished of
@@ -186,7 +197,10 @@ class _Emitter:
             if self._earlier_is_better(result):
                 kept += 1
                 if self.writer is not None and self.manifest is not None and self.writer.wrote_figures(result.source):
-                    self.manifest.unfinish(result.source, "figure crops replaced by a stopped run")
+                    try:
+                        self.manifest.unfinish(result.source, "figure crops replaced by a stopped run")
+                    except OSError as exc:
+                        self._error(result.source.name, self._manifest_error(exc))
                 continue
             if not worth_writing(result, self.writer):
                 idle += 1

@@ -56,6 +56,10 @@ class Source:
     #: detected container format: "pdf", "png", "jpeg", "tiff", "webp", "bmp"
     format: str = ""
     root: Path | None = None
+    #: the file's (size, mtime) when it was opened, before it was read (``None`` for bytes):
+    #: what the run's manifest records, so that a file replaced while the run read it is
+    #: converted again by the next run
+    opened: tuple[int, float] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.data is None):
@@ -215,9 +219,12 @@ def make_source(
 ) -> Source:
     if path is not None and _stream(path):  # a pipe (`<(...)`), a device: read once, kept in memory
         data, path = _read_stream(path, name), None
+    opened: tuple[int, float] | None = None
     if path is not None:
         try:
             with path.open("rb") as fh:
+                st = os.fstat(fh.fileno())
+                opened = (st.st_size, st.st_mtime)
                 head = fh.read(2048)
         except IsADirectoryError as exc:
             raise InputError(f"{name}: is a directory") from exc
@@ -245,4 +252,5 @@ def make_source(
         password=password if kind == "pdf" else None,
         format=fmt,
         root=root,
+        opened=opened,
     )
