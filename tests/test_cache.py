@@ -156,6 +156,8 @@ def _changed(cfg: BackendConfig, path: str) -> BackendConfig:
         sub = value.model_copy(update={rest: _other_value(type(value).model_fields[rest].annotation, getattr(value, rest))})
         return cfg.model_copy(update={head: sub})
     if isinstance(value, dict):
+        if head == "dialect_options":  # (the key has the options the dialect reads: plain's prompt)
+            return cfg.model_copy(update={head: {**value, "prompt": f"{value.get('prompt')} changed"}})
         return cfg.model_copy(update={head: {**value, "added_by_test": 1}})
     info = BackendConfig.model_fields[head]
     if head in ("base_url", "endpoint_id", "model", "transport", "dialect"):
@@ -241,6 +243,58 @@ def shipped_profiles() -> dict[str, BackendConfig]:
         path.stem: BackendConfig.model_validate({"name": path.stem, **tomllib.loads(path.read_text())})
         for path in sorted(profiles.glob("*.toml"))
     }
+
+
+def dialect_options_by_module() -> dict[str, set[str]]:
+    """Every dialect option each dialect module (and the run, ``docmode``) reads:
+    ``options.get(...)`` / ``options[...]`` / ``opts.get(...)``."""
+    pattern = r"""(?:options|opts)(?:\.(?:get|pop)\(\s*|\[\s*)["'](\w+)["']"""
+    out = {path.stem: set(re.findall(pattern, path.read_text(encoding="utf-8")))
+           for path in sorted((SRC / "dialects").glob("*.py"))}  # fmt: skip
+    out["docmode"] = set(re.findall(pattern, (SRC / "docmode.py").read_text(encoding="utf-8")))
+    return out
+
+
+def test_every_dialect_option_read_anywhere_is_declared() -> None:
+    """The whole kind behind the resume cache keying a page on the options its dialect reads
+    (``OPTIONS``): an option a dialect read but did not declare would leave the key, and a
+    changed value would be served the old page.  Every option read in a dialect's module is
+    declared by that module's dialect; the run's own (``docmode``) by ``RUN_DIALECT_OPTIONS``."""
+    from ocrclient.cache import RUN_DIALECT_OPTIONS
+    from ocrclient.registry import DIALECTS, dialect_class
+
+    read = dialect_options_by_module()
+    assert read["docmode"] and read["docmode"] <= set(RUN_DIALECT_OPTIONS)
+    assert {"include_headers_footers", "text_layer", "prompt", "route"} <= set().union(*read.values())
+    for name, (target, _) in DIALECTS.items():
+        module = target.partition(":")[0].rpartition(".")[2]
+        declared = dialect_class(name).OPTIONS
+        assert declared is not None, f"{name} declares no OPTIONS"
+        assert read[module] <= set(declared) | set(RUN_DIALECT_OPTIONS), (name, read[module] - set(declared))
+
+
+@pytest.mark.parametrize("profile", sorted(shipped_profiles()))
+def test_a_dialect_option_changes_the_key_only_where_the_dialect_reads_it(profile: str) -> None:
+    """Every shipped profile: an option its dialect does not read (``--keep-furniture`` on
+    olmOCR, ``--text-layer`` on a remote model) and one set to its default (``--text-layer auto``
+    on the local engine) keep the key (both sent every page again); each option it reads, at
+    another value, moves it."""
+    from ocrclient.cache import dialect_options_read
+
+    cfg = shipped_profiles()[profile]
+    read = dialect_options_read(cfg.dialect)
+    assert read is not None
+
+    def with_(**opts: Any) -> BackendConfig:
+        return cfg.model_copy(update={"dialect_options": {**cfg.dialect_options, **opts}})
+
+    for option in ("include_headers_footers", "text_layer", "min_pixels", "route", "not_an_option"):
+        if option not in read:
+            assert settings_digest(with_(**{option: "x"})) == settings_digest(cfg), option
+    for option, default in read.items():
+        if option not in cfg.dialect_options and default is not None:
+            assert settings_digest(with_(**{option: default})) == settings_digest(cfg), option
+        assert settings_digest(with_(**{option: ["another", "value"]})) != settings_digest(cfg), option
 
 
 def test_transport_option_discovery_finds_the_known_ones() -> None:

@@ -14,7 +14,10 @@ Every field of :class:`~ocrclient.config.BackendConfig` is either part of the ke
 reads: credentials, concurrency, timeouts, retries, prices, descriptions); likewise the
 ``transport_options`` that the backend's transport class declares content-neutral in its
 ``neutral_options`` (poll intervals, timeouts, payload limits, auth header names: see
-:func:`neutral_transport_options`) are left out and every other one is in the key.  A pool's
+:func:`neutral_transport_options`) are left out and every other one is in the key.  Of the
+``dialect_options``, the key has those the dialect reads (its ``OPTIONS``, with the run's own,
+:data:`RUN_DIALECT_OPTIONS`), each unless at its default: ``--keep-furniture`` on a dialect
+without furniture, or ``--text-layer auto`` on the local engine, sends nothing again.  A pool's
 members enter it as the endpoints they reach (:func:`pool_members_key`): each member's profile
 resolved with its overrides, the environment and the user config, as the pool builds it, so a
 member pointed at another endpoint sends its pages again, while a member's weight or label (who
@@ -104,7 +107,7 @@ _KEY_FIELDS: dict[str, Callable[[BackendConfig], Any]] = {
     "render": lambda c: c.render.model_dump(exclude_none=True),
     "sampling": lambda c: c.sampling,
     "transport_options": lambda c: _content_options(c.transport, c.transport_options),
-    "dialect_options": lambda c: c.dialect_options,
+    "dialect_options": lambda c: _content_dialect_options(c.dialect, c.dialect_options),
 }
 KEY_FIELDS: frozenset[str] = frozenset(_KEY_FIELDS)
 
@@ -167,6 +170,38 @@ def neutral_transport_options(transport: str) -> frozenset[str]:
         return neutral_options(transport_class(transport))
     except ConfigError:
         return frozenset()
+
+
+#: ``dialect_options`` the run reads whatever the dialect (:mod:`ocrclient.docmode`), with defaults
+RUN_DIALECT_OPTIONS: Mapping[str, Any] = {"document_mode": False, "document_prompt": None}
+
+
+@functools.lru_cache(maxsize=64)
+def dialect_options_read(dialect: str) -> Mapping[str, Any] | None:
+    """The ``dialect_options`` the dialect named ``dialect`` reads, with their defaults (its
+    ``OPTIONS``); ``None`` when it does not say (or cannot be imported): then all are keyed.
+
+    >>> dict(dialect_options_read("olmocr"))
+    {'prompt': None}
+    """
+    from .errors import ConfigError
+    from .registry import dialect_class
+
+    try:
+        declared = getattr(dialect_class(dialect), "OPTIONS", None)
+    except ConfigError:
+        return None
+    return None if declared is None else {**RUN_DIALECT_OPTIONS, **declared}
+
+
+def _content_dialect_options(dialect: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that can change what a page reads: those the dialect reads, not at their
+    default (``--keep-furniture`` on a dialect without furniture, ``--text-layer auto`` on the
+    local one, sent every page again)."""
+    read = dialect_options_read(dialect)
+    if read is None:
+        return dict(options)
+    return {k: v for k, v in options.items() if k in read and v is not None and v != read[k]}
 
 
 def _content_options(transport: str, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -94,6 +94,12 @@ def load_transport(cfg: BackendConfig) -> Transport:
     return transport
 
 
+def dialect_class(name: str) -> Any:
+    """The dialect class named ``name`` (built-in, plugin, or ``module:Class``), imported;
+    :class:`ConfigError` when unknown or not importable."""
+    return _import("dialect", name, DIALECTS)
+
+
 def load_dialect(cfg: BackendConfig) -> Dialect:
     cls = _import("dialect", cfg.dialect, DIALECTS)
     dialect: Dialect = cls.from_config(cfg)

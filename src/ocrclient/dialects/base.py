@@ -76,6 +76,10 @@ class ModelDialect(abc.ABC):
     """
 
     name: str = "model"
+    #: the ``dialect_options`` this dialect reads, each with its default (``None``: none); the
+    #: resume cache keys a page on these only, a default as good as absent
+    #: (:func:`~ocrclient.cache.key_settings`).  ``None``: not declared, every option is keyed
+    OPTIONS: Mapping[str, Any] | None = None
     #: the model's own render spec (before the profile's [render] is laid over it)
     DEFAULT_RENDER: RenderSpec = RenderSpec(dpi=150.0)
     DEFAULT_MODEL: str | None = None

@@ -180,6 +180,7 @@ class ChandraDialect(ChatDialect):
     """
 
     name = "chandra"
+    OPTIONS: Mapping[str, Any] = {"version": None, "prompt": None, "include_headers_footers": False}
     DEFAULT_RENDER = RenderSpec(dpi=192.0, min_side=1024, max_pixels=3072 * 2048)
     DEFAULT_MODEL = "datalab-to/chandra-ocr-2"
     DEFAULT_LADDER = (0.0, 0.3, 0.4, 0.5)

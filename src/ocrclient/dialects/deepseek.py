@@ -117,6 +117,7 @@ class DeepSeekDialect(ChatDialect):
     """
 
     name = "deepseek"
+    OPTIONS: Mapping[str, Any] = {"prompt": None, "ngram_logits_processor": True}
     DEFAULT_RENDER = RenderSpec(dpi=144.0)
     DEFAULT_MODEL = "deepseek-ai/DeepSeek-OCR"
     DEFAULT_MAX_TOKENS = 8192

@@ -114,6 +114,8 @@ class DotsDialect(ChatDialect):
     """
 
     name = "dots"
+    OPTIONS: Mapping[str, Any] = {"prompt": None, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS,
+                                  "include_headers_footers": False}  # fmt: skip
     DEFAULT_RENDER = RenderSpec(dpi=200.0, max_pixels=MAX_PIXELS)
     DEFAULT_MODEL = "rednote-hilab/dots.ocr"
     DEFAULT_MAX_TOKENS = 16384

@@ -30,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from ..geometry import CoordSpace
@@ -59,6 +60,7 @@ class LightOnDialect(ChatDialect):
     """
 
     name = "lighton"
+    OPTIONS: Mapping[str, Any] = {"prompt": None}
     DEFAULT_RENDER = RenderSpec(dpi=None, longest_side=1540)
     DEFAULT_MODEL = "lightonai/LightOnOCR-2-1B"
     DEFAULT_MAX_TOKENS = 4096

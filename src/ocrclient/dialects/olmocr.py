@@ -38,6 +38,7 @@ Example::
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -128,6 +129,7 @@ class OlmOCRDialect(ChatDialect):
     """
 
     name = "olmocr"
+    OPTIONS: Mapping[str, Any] = {"prompt": None}
     DEFAULT_RENDER = RenderSpec(dpi=None, longest_side=1288)
     DEFAULT_MODEL = "allenai/olmOCR-2-7B-1025-FP8"
     DEFAULT_MAX_TOKENS = 8000

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
@@ -45,6 +46,7 @@ class PlainDialect(ChatDialect):
     """
 
     name = "plain"
+    OPTIONS: Mapping[str, Any] = {"prompt": None, "prompt_position": "after", "system": None}
     DEFAULT_RENDER = RenderSpec(dpi=150.0, longest_side=2048)
     DEFAULT_MODEL = None
     DEFAULT_MAX_TOKENS = 4096

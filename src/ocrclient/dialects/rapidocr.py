@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..engines.layout import layout_lines
@@ -75,6 +76,8 @@ class RapidOCRDialect:
     """
 
     name = "rapidocr"
+    #: the ``dialect_options`` read, with their defaults (see ``ModelDialect.OPTIONS``)
+    OPTIONS: Mapping[str, Any] = {"text_layer": "auto", "include_headers_footers": False}
     TEXT_LAYER_MODES = ("auto", "always", "never")
 
     def __init__(

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..geometry import CoordSpace
@@ -44,6 +45,7 @@ class RolmOCRDialect(ChatDialect):
     """
 
     name = "rolmocr"
+    OPTIONS: Mapping[str, Any] = {"prompt": None}
     DEFAULT_RENDER = RenderSpec(dpi=None, longest_side=1024)
     DEFAULT_MODEL = "reducto/RolmOCR"
     DEFAULT_MAX_TOKENS = 4096

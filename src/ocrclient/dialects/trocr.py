@@ -32,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -61,6 +62,8 @@ class TrOCRDialect(ModelDialect):
     """
 
     name = "trocr"
+    OPTIONS: Mapping[str, Any] = {"route": "/extract_text", "use_preprocessing": False, "ensemble_size": 1,
+                                  "segment_lines": None, "prompt": None}  # fmt: skip
     DEFAULT_RENDER = RenderSpec(dpi=150.0, longest_side=2048)
     DEFAULT_MODEL = "microsoft/trocr-base-printed"
 
