@@ -826,3 +826,34 @@ def test_a_run_counts_what_it_spent_not_what_its_cached_pages_once_cost(tmp_path
         again = run("1-4")
         assert (again.stats.cached, again.stats.attempts, again.stats.usage.prompt_tokens) == (4, 0, 0)
         assert all(p.attempts == 1 and p.usage.prompt_tokens > 0 for p in again.pages)
+
+
+@pytest.mark.parametrize("kind", ["openai", "runpod", "ocular"])
+def test_a_rerun_served_from_the_cache_sends_nothing_at_all(kind: str, tmp_path: Path) -> None:
+    """Every remote transport: a rerun whose pages are all in the cache makes no request of any
+    kind (the run's warm-up read ``/v1/models`` anyway: on a Modal app or a pod scaled to zero,
+    a container started and billed for nothing)."""
+    import ocrclient
+    from ocrclient.testing import OcularSimulator, OpenAISimulator, RunPodSimulator
+    from ocrclient.testing.responders import DialectResponder
+
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "a.pdf", [["one"], ["two"]])
+    sims = {"openai": lambda: OpenAISimulator(), "runpod": lambda: RunPodSimulator(),
+            "ocular": lambda: OcularSimulator(responder=DialectResponder("trocr"))}  # fmt: skip
+    with sims[kind]() as sim:
+        if kind == "openai":
+            over: dict[str, Any] = {"backend": "openai", "base_url": sim.base_url, "model": sim.model,
+                                    "api_key": sim.api_key}  # fmt: skip
+        elif kind == "runpod":
+            over = {"backend": "runpod-olmocr", "base_url": sim.base_url, "endpoint_id": sim.endpoint_id,
+                    "api_key": sim.api_key}  # fmt: skip
+        else:
+            over = {"backend": "runpod-trocr", "transport": "ocular", "base_url": sim.url}
+        first = ocrclient.convert(pdf, cache=tmp_path / "c", **over)
+        assert first.ok and sum(sim.requests.values()) > 0
+        before = dict(sim.requests)
+        again = ocrclient.convert(pdf, cache=tmp_path / "c", **over)
+        assert all(p.cached for p in again.pages)
+        assert dict(sim.requests) == before

@@ -200,6 +200,7 @@ class Scheduler:
         self.timeout_grace_s = timeout_grace_s
         self._warm = self.cold_start_s <= 0
         self._window = FirstWindow()  # what only the replies need waits for it
+        self._sending = asyncio.Event()  # (each run makes its own: see run_documents)
         self._writes = WritesFirst()  # a freed slot's next request goes out before the parse
         self._abort: OcrError | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -278,7 +279,17 @@ class Scheduler:
                 feed_error.append(exc)
                 await results.put(None)
 
-        warming = asyncio.create_task(self.backend.warm_up(self._window.out))  # (see Backend.warm_up)
+        sending = self._sending = asyncio.Event()  # set by the first page that is not in the cache
+
+        async def warm_up() -> None:
+            # (see Backend.warm_up); with a cache, once a page is to be sent: a rerun served from
+            # it sends nothing (the OpenAI transport's read of /v1/models may start a container
+            # scaled to zero)
+            if self.cache is not None:
+                await sending.wait()
+            await self.backend.warm_up(self._window.out)
+
+        warming = asyncio.create_task(warm_up())
         feeder = asyncio.create_task(feed())
         next_doc = 0
 
@@ -395,6 +406,7 @@ class Scheduler:
         if hit is not None:
             self._window.start(self.limiter)
             return hit
+        self._sending.set()
         started = time.monotonic()
         deadline = started + self.page_deadline_s + (0 if self._warm else self.cold_start_s)
         tries = _Tries()

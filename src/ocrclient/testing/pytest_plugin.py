@@ -268,6 +268,7 @@ class _OcrEnv:
                 if cfg.dialect != "trocr":
                     raise ValueError(f"backend {cfg.name!r} does not speak the ocular contract")
                 table["transport"] = "ocular"  # the plain-HTTP deployment of the same contract
+                cfg = resolve_config(name, transport="ocular")  # (its key: not the RunPod one)
             table["base_url"] = sim.url
             if cfg.base_url_env:
                 env[cfg.base_url_env] = sim.url
