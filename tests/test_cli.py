@@ -752,3 +752,22 @@ def test_ocr_backends_shows_a_refused_transport_setting_as_its_row(value: str, t
     assert row["configured"] is False and "modal_key_env" in row["detail"]
     table = ocr(["backends"], env)
     assert table.code == 0 and "Traceback" not in table.stderr, table.stderr
+
+
+def test_every_help_text_shows_its_square_brackets() -> None:
+    """Help texts are rich markup: ``<!-- page N [status] -->`` printed as ``<!-- page N  -->``
+    (``[status]`` read as a style).  Every option's help, of every command, rendered as
+    ``--help`` shows each bracketed part it has."""
+    import typer.main
+    from typer.testing import CliRunner
+
+    group = typer.main.get_command(app)
+    checked = 0
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        shown = " ".join(CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "300"}).output.split())
+        for param in command.params:
+            text = (getattr(param, "help", None) or "").replace("\\[", "[")
+            for part in re.findall(r"\[[^\]]*\]", text):
+                checked += 1
+                assert part in shown, (name, param.name, part)
+    assert checked

@@ -455,7 +455,7 @@ def convert(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log retries and failures.")] = False,
     page_markers: Annotated[
-        bool, typer.Option("--page-markers", help="Start each page's markdown with <!-- page N [status] -->.")
+        bool, typer.Option("--page-markers", help="Start each page's markdown with <!-- page N \\[status] -->.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
