@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -761,3 +762,22 @@ def test_release_keeps_the_body_a_redirect_or_auth_flow_resends() -> None:
         req = httpx.Request("POST", "http://sim/x", content=b"body")
         release_request_body(httpx.Response(status, request=req))
         assert req.content == kept and b"".join(req.stream) == kept, status  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("profile", ["runpod", "runpod-chandra", "runpod-olmocr", "runpod-rolmocr", "runpod-trocr",
+                                     "runpod-deepseek-ocr"])  # fmt: skip
+def test_an_unknown_endpoint_names_the_variable_its_profile_reads(profile: str, tmp_path: Path) -> None:
+    """A 404 for the endpoint said "check RUNPOD_ENDPOINT_ID" whatever the profile: the olmOCR
+    profile reads RUNPOD_OLMOCR_ENDPOINT_ID first.  Every shipped RunPod profile names its own."""
+    import ocrclient
+    from ocrclient.config import resolve_config
+    from ocrclient.errors import RunAborted
+
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "a.pdf", [["one"]])
+    want = resolve_config(profile, endpoint_id="x", model="m").endpoint_id_env or "RUNPOD_ENDPOINT_ID"
+    with RunPodSimulator() as sim, pytest.raises(RunAborted) as info:
+        ocrclient.convert(pdf, backend=profile, base_url=sim.base_url, endpoint_id="not-this-one",
+                          api_key=sim.api_key, model="m", cache=False)  # fmt: skip
+    assert f"check {want} / --endpoint-id" in str(info.value)

@@ -202,6 +202,8 @@ class RunPodTransport(HttpImports):
         api_key = header_secret(api_key, "the RunPod API key")
         self.mode = mode
         self.endpoint_id = endpoint_id
+        #: the variable an unknown endpoint's error tells to check (the profile's own, when it has one)
+        self.endpoint_env = "RUNPOD_ENDPOINT_ID"
         self.base_url = (base_url or (DEFAULT_LOCAL_URL if mode == "local" else DEFAULT_BASE_URL)).rstrip("/")
         self.poll_interval_s = float(poll_interval_s)
         self.max_poll_interval_s = float(max_poll_interval_s)
@@ -257,7 +259,7 @@ class RunPodTransport(HttpImports):
             env = cfg.endpoint_id_env or "RUNPOD_ENDPOINT_ID"  # (the profile's own variable first)
             raise ConfigError(f"backend {cfg.name!r}: RunPod endpoint id missing; set {env} or pass --endpoint-id")
         try:
-            return cls(
+            transport = cls(
                 endpoint_id=endpoint_id,
                 api_key=api_key,
                 base_url=cfg.resolved_base_url(),
@@ -267,6 +269,8 @@ class RunPodTransport(HttpImports):
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"backend {cfg.name!r}: bad runpod transport_options ({exc})") from exc
+        transport.endpoint_env = cfg.endpoint_id_env or transport.endpoint_env
+        return transport
 
     # -- urls --------------------------------------------------------------------------------
     def url(self, op: str, job_id: str | None = None) -> str:
@@ -312,7 +316,7 @@ class RunPodTransport(HttpImports):
                 )
             if status == 404 and what in ("submit", "runsync"):
                 return EndpointError(
-                    f"RunPod endpoint {self.endpoint_id!r} not found (HTTP 404); check RUNPOD_ENDPOINT_ID / --endpoint-id",
+                    f"RunPod endpoint {self.endpoint_id!r} not found (HTTP 404); check {self.endpoint_env} / --endpoint-id",
                     cause="http_404",
                     status=status,
                 )
