@@ -771,3 +771,33 @@ def test_every_help_text_shows_its_square_brackets() -> None:
                 checked += 1
                 assert part in shown, (name, param.name, part)
     assert checked
+
+
+@pytest.mark.parametrize("transport", ["runpod", "openai", "ocular"])
+@pytest.mark.parametrize("trouble", ["key refused", "unreachable"])
+def test_health_json_says_a_failure_as_every_command_does(transport: str, trouble: str, tmp_path: Path) -> None:
+    """Every remote transport, down in each way: ``ocr health --json`` has ``error`` and
+    ``exit_code`` beside its fields (README: "the other commands' --json print {ok: false,
+    error, exit_code} when they fail"); a server refusing the settings exits 2, as ``convert``
+    does for a refused key, one that cannot be reached 1."""
+    from ocrclient.testing import OcularSimulator, OpenAISimulator
+    from ocrclient.testing.runpod_sim import RunPodSimulator
+
+    sims = {"runpod": lambda: RunPodSimulator(api_key="rp-right-key-1234"),
+            "openai": lambda: OpenAISimulator(api_key="sk-right-key-1234"),
+            "ocular": lambda: OcularSimulator(api_key="oc-right-key-1234")}  # fmt: skip
+    with sims[transport]() as sim:
+        url = sim.url if transport == "ocular" else sim.base_url
+        args = {"runpod": ["--backend", "runpod", "--model", "m", "--endpoint-id", str(getattr(sim, "endpoint_id", ""))],
+                "openai": ["--backend", "openai", "--model", sim.model if transport == "openai" else "m"],
+                "ocular": ["--backend", "runpod-trocr", "--transport", "ocular"]}[transport]  # fmt: skip
+        if trouble == "unreachable":
+            url = "http://127.0.0.1:9" + ("/v1" if transport == "openai" else "")
+        env = {**os.environ, "RUNPOD_API_KEY": "wrong-key-5678", "OCRCLIENT_API_KEY": "wrong-key-5678",
+               "NO_COLOR": "1", "OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg")}  # fmt: skip
+        run = subprocess.run([sys.executable, "-m", "ocrclient.cli", "health", *args, "--base-url", url, "--json"],
+                             env=env, capture_output=True, text=True, timeout=90)  # fmt: skip
+    out = json.loads(run.stdout)
+    want = 2 if trouble == "key refused" else 1
+    assert run.returncode == want, (run.returncode, run.stdout, run.stderr)
+    assert out["ok"] is False and out["exit_code"] == want and out["error"] == out["detail"] and out["error"]

@@ -10,6 +10,7 @@ import typer
 
 from ..errors import OcrError, redact, redact_data
 from .common import (
+    EXIT_BAD_INPUT,
     EXIT_FAILED_PAGES,
     app,
     backend_overrides,
@@ -154,14 +155,18 @@ def health(
         h = asyncio.run(check())
     except OcrError as exc:
         raise fail(str(exc), EXIT_FAILED_PAGES, as_json=as_json) from None
+    # down: 1 (a server to wait for), or 2 when it refused the settings (key, endpoint, model), as convert
+    code = 0 if h.ok else (EXIT_BAD_INPUT if h.refused else EXIT_FAILED_PAGES)
     if as_json:
-        typer.echo(json.dumps({"backend": be.name, "ok": h.ok, "detail": h.detail, "info": h.info}, indent=2, default=str))
+        failed = {} if h.ok else {"error": h.detail, "exit_code": code}  # (what every --json says of a failure)
+        typer.echo(json.dumps({"backend": be.name, "ok": h.ok, "detail": h.detail, "info": h.info, **failed},
+                              indent=2, default=str))  # fmt: skip
     else:
         colour = "green" if h.ok else "red"
         stdout().print(f"[{colour}]{'ok' if h.ok else 'down'}[/] {be.name}: {redact(h.detail)}")
         for k, v in h.info.items():
             typer.echo(f"  {k}: {redact(str(v))}")
-    raise typer.Exit(0 if h.ok else EXIT_FAILED_PAGES)
+    raise typer.Exit(code)
 
 
 @config_app.callback()

@@ -46,6 +46,17 @@ class Health:
     ok: bool
     detail: str
     info: dict[str, Any] = field(default_factory=dict)
+    #: down because the server refused the settings (the key, the endpoint id, the model): a
+    #: configuration to fix, not a server to wait for (``ocr health`` exits 2, as ``convert``)
+    refused: bool = False
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether a health check's error is the server refusing the settings (a key, an endpoint,
+    a route or model it does not serve): :attr:`Health.refused`."""
+    from ..errors import RUN_STOPPING
+
+    return isinstance(exc, RUN_STOPPING)
 
 
 @runtime_checkable

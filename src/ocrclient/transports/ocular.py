@@ -30,7 +30,7 @@ import httpx
 from ..config import BackendConfig
 from ..errors import ConfigError, OcrError, TransientError
 from ..secrets import header_secret, redact
-from .base import Health, ModelReply, ModelRequest, json_bytes
+from .base import Health, ModelReply, ModelRequest, is_refusal, json_bytes
 from .closing import cancelled_if_closed
 from .http import (  # error_message .. transport_error: re-exported (their old home)
     HttpImports,
@@ -160,7 +160,7 @@ class OcularTransport(HttpImports):
                 raise_for_status(resp)
         except OcrError as exc:
             status = getattr(exc, "status", None)
-            return Health(False, exc.message, {"status_code": status} if status else {})
+            return Health(False, exc.message, {"status_code": status} if status else {}, refused=is_refusal(exc))
         try:
             data = loads(resp.content)
         except (ValueError, OcrError):
@@ -175,7 +175,7 @@ class OcularTransport(HttpImports):
         refused = await self._key_refused() if ok else None
         if refused is not None:
             return Health(False, f"bad API key (HTTP {refused}); check the API key for this ocular server",
-                          {**info, "status_code": refused})  # fmt: skip
+                          {**info, "status_code": refused}, refused=True)  # fmt: skip
         return Health(ok, detail, info)
 
     async def _key_refused(self) -> int | None:

@@ -55,7 +55,7 @@ from ..secrets import (
     register_secret,
     register_url_secrets,
 )
-from .base import Health, ModelReply, ModelRequest
+from .base import Health, ModelReply, ModelRequest, is_refusal
 from .closing import cancelled_if_closed
 from .http import (
     HttpImports,
@@ -517,14 +517,14 @@ class OpenAITransport(HttpImports):
                     raise_for_status(resp)
             cards = await self.list_models(timeout=self.health_timeout_s)
         except OcrError as exc:  # down, a status, a reply over its cap
-            return Health(False, exc.message, info)
+            return Health(False, exc.message, info, refused=is_refusal(exc))
         self._models = cards
         info["models"] = cards
         described = ", ".join(
             f"{name} (max_model_len {mml})" if mml else name for name, mml in cards.items()
         )
         if self.model and cards and self.model not in cards:
-            return Health(False, f"model {self.model!r} is not served; the server has: {described}", info)
+            return Health(False, f"model {self.model!r} is not served; the server has: {described}", info, refused=True)
         return Health(True, f"server up; models: {described or 'none listed'}", info)
 
     async def release(self) -> None:

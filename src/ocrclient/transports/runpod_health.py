@@ -33,9 +33,9 @@ async def endpoint_health(t: RunPodTransport) -> Health:
     except OcrError as exc:  # down, or a reply over its cap
         return Health(False, exc.message)
     if resp.status_code in (401, 403):
-        return Health(False, f"bad API key (HTTP {resp.status_code})")
+        return Health(False, f"bad API key (HTTP {resp.status_code})", refused=True)
     if resp.status_code == 404:
-        return Health(False, f"endpoint {t.endpoint_id!r} not found (HTTP 404)")
+        return Health(False, f"endpoint {t.endpoint_id!r} not found (HTTP 404)", refused=True)
     if resp.status_code >= 400:
         return Health(False, f"RunPod health: HTTP {resp.status_code}")
     try:
