@@ -363,7 +363,7 @@ def test_trocr_over_plain_http_ocular(pdf: Path, tmp_path: Path) -> None:
     responder = DialectResponder("trocr", truth=page_truth, confidence=0.81)
     with OcularSimulator(responder=responder, api_key="ocular-key-123") as sim:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
-        env.update(RUNPOD_API_KEY="ocular-key-123", NO_COLOR="1")
+        env.update(OCRCLIENT_API_KEY="ocular-key-123", RUNPOD_API_KEY="rpa-the-runpod-account-key", NO_COLOR="1")
         args = ["--backend", "runpod-trocr", "--transport", "ocular", "--base-url", sim.url]
         res = run_cli("convert", str(pdf), "-o", str(tmp_path), *args, "--dpi", "72", env=env)
         assert res.returncode == 0, res.stderr

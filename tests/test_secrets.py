@@ -477,7 +477,7 @@ def test_cli_health_leaks_nothing(mode: str, env: dict[str, str], tmp_path: Path
         ok = ocr([*args, "--json"], cenv)
         bad = ocr(args, {**cenv, CUSTOM_VAR: "sk-not-the-right-one"})
     assert ok.code == 0 and '"ok": true' in ok.stdout, ok.stdout + ok.stderr
-    assert bad.code == 1 and "401" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
+    assert bad.code == 2 and "401" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
     for run in (ok, bad):
         assert leaks(_all_text(run)) == [], _all_text(run)
     # a URL carrying the key in its query string, to a port where nothing listens
@@ -503,7 +503,7 @@ def test_cli_health_modal_profile_sends_proxy_auth(env: dict[str, str], tmp_path
         ok = ocr(args, cenv)
         bad = ocr(args, {**cenv, "MODAL_SECRET": "ws-wrong-secret-value"})
     assert ok.code == 0, ok.stdout + ok.stderr
-    assert bad.code == 1 and "401" in bad.stdout + bad.stderr
+    assert bad.code == 2 and "401" in bad.stdout + bad.stderr
     for run in (ok, bad):
         assert leaks(_all_text(run)) == [] and "ws-wrong-secret-value" not in _all_text(run)
 
