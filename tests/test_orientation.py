@@ -119,7 +119,7 @@ def test_a_turned_scanned_pdf_page_reads_in_order_with_its_boxes_on_its_lines(tu
     assert found >= 0.9 * len(truth["lines"]), (found, len(truth["lines"]))
 
 
-@pytest.mark.parametrize("kind", ["page", "tiles"])
+@pytest.mark.parametrize("kind", ["page", "wide line", "tiles"])
 def test_an_upright_page_is_read_once(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Any] = []
     real = read_mod.run_engine
@@ -134,11 +134,16 @@ def test_an_upright_page_is_read_once(kind: str, monkeypatch: pytest.MonkeyPatch
         doc = ocrclient.convert(_encoded(_upright_page(), "png"), backend="local", cache=False)
         assert doc.pages[0].status == "ok" and "Quarterly Field Report" in doc.markdown
         assert len(calls) == 1
-    else:
+    elif kind == "wide line":  # (read whole: see tiling.plan_tiles)
         strip = _drawn((1800, 150), ["the river during the spring months and recorded the results"], 22, 60, (15, 25))
         doc = ocrclient.convert(_encoded(strip, "png"), backend="local", cache=False)
         assert doc.pages[0].status == "ok" and "spring months" in doc.markdown
-        assert len(calls) == len(tiling.plan_tiles(1800, 150)) > 1
+        assert len(calls) == len(tiling.plan_tiles(1800, 150)) == 1
+    else:  # a strip too long for its height to be read whole
+        strip = _drawn((4000, 48), ["the river during the spring months and recorded the results"], 28, 60, (25, 8))
+        doc = ocrclient.convert(_encoded(strip, "png"), backend="local", cache=False)
+        assert doc.pages[0].status == "ok" and "spring months" in doc.markdown
+        assert len(calls) == len(tiling.plan_tiles(4000, 48)) > 1
 
 
 def _line(text: str, box: tuple[float, float, float, float], score: float = 0.95, turned: bool = False) -> dict[str, Any]:
@@ -326,7 +331,7 @@ def test_a_receipt_photographed_sideways_is_read_upright() -> None:
     items = ["Bread 2.40", "Milk 1.15", "Apples 3.20", "Cheese 4.75", "Coffee 6.90", "Rice 2.10", "Eggs 3.05",
              "Butter 2.60", "Tea 3.40", "Pasta 1.80", "Soap 2.25", "Salt 0.65", "Total 34.25"]  # fmt: skip
     receipt = _drawn((240, 1400), items, 26, 100, (20, 30))
-    assert len(tiling.plan_tiles(1400, 240)) > 1
+    assert len(tiling.plan_tiles(240, 1400)) > 1
     rotation, texts = _texts(_encoded(receipt, "png"))
     assert rotation == 0 and texts[:3] == items[:3]
     assert _texts(_encoded(receipt.rotate(-90, expand=True), "png")) == (90, texts)

@@ -33,7 +33,7 @@ from .ink import clip, place_words, tighten
 from .orientation import read_upright
 from .rapidocr import EngineSettings, get_engine, lines_from_result, run_engine
 from .script import drop_foreign, page_scripts
-from .tiling import plan_tiles, read_tiles
+from .tiling import plan_tiles, read_tiles, wide_padded
 
 __all__ = ["Reading", "read_image"]
 
@@ -106,7 +106,7 @@ def read_image(data: bytes | Any, settings: EngineSettings, layer_text: str | No
     def read(img: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
         tiles = plan_tiles(img.width, img.height, max_side=settings.max_side_len)
         if len(tiles) == 1:
-            lines = lines_from_result(run_engine(engine, img))
+            lines = lines_from_result(run_engine(engine, wide_padded(img, settings.max_side_len)))
             return lines, lines, 1
         judged: list[dict[str, Any]] = []
         lines = read_tiles(engine, img, tiles, vertical=img.height > img.width, read=judged)

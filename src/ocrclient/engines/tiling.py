@@ -15,11 +15,35 @@ from typing import Any
 from .lines import overlap
 from .rapidocr import Engine, lines_from_result, run_engine
 
-__all__ = ["TILE_ASPECT", "Tile", "merge_tall", "merge_wide", "plan_tiles", "read_tiles", "shift_line"]
+__all__ = ["TILE_ASPECT", "WIDE_MIN_SHORT", "WIDE_SHRINK", "Tile", "merge_tall", "merge_wide", "plan_tiles", "read_tiles", "shift_line", "wide_padded"]
 
 
 #: pages whose long side is more than this many times their short side are read in tiles
 TILE_ASPECT = 4.0
+#: a wide page is read whole when the engine, bringing its long side down to its limit, shrinks
+#: it to no less than this share of its size (its text stays readable); else in tiles
+WIDE_SHRINK = 0.75
+#: the height (px) a wide page or tile keeps once the engine has brought its long side down to
+#: its limit: a shorter one is padded (the engine refuses a strip it would shrink below ~32 px)
+WIDE_MIN_SHORT = 40
+
+
+def wide_padded(image: Any, max_side: int) -> Any:
+    """A wide page image read whole (:func:`plan_tiles`) with its height padded at the bottom, in
+    its bottom row's most common colour, so that the engine, once it has brought the width
+    down to ``max_side``, keeps :data:`WIDE_MIN_SHORT` px; other images as they are (the
+    padding is below the page: a box read on it is a box on the page)."""
+    width, height = image.size
+    need = int(WIDE_MIN_SHORT * max(1.0, width / max_side)) + 1
+    if width <= height or height >= need:
+        return image
+    from PIL import Image
+
+    rgb = image.convert("RGB")
+    colours = rgb.crop((0, height - 1, width, height)).getcolors(width) or [(1, (255, 255, 255))]
+    out = Image.new("RGB", (width, need), max(colours)[1])
+    out.paste(rgb, (0, 0))
+    return out
 
 
 @dataclass(frozen=True)
@@ -50,15 +74,29 @@ def plan_tiles(
     (:func:`_dedupe`), and on wide pages words are grouped into lines again.  Other pages are
     one tile.
 
+    A *wide* page (a text line, a banner) is another matter: read whole, it costs the engine
+    no more than a page (a 2474 x 66 px line: 2 s, 0.6 GB), while tiles of 4 x its height cut
+    every few words, and words and spaces were lost where they were stitched (a 20000 x 30 px
+    strip took 334 engine runs).  It is read whole unless the engine would shrink it by more
+    than :data:`WIDE_SHRINK` (its text too small then), else in tiles ``max_side`` long; each
+    with its height padded so that the engine keeps :data:`WIDE_MIN_SHORT` px of it
+    (:func:`wide_padded`: the engine refuses a strip it would shrink to nothing).
+
     >>> [(t.start, t.end) for t in plan_tiles(100, 1000)]
     [(0, 300), (100, 500), (300, 700), (500, 900), (700, 1000)]
-    >>> len(plan_tiles(1275, 1650))
-    1
+    >>> len(plan_tiles(1275, 1650)), len(plan_tiles(2474, 66)), len(plan_tiles(20000, 30))
+    (1, 1, 20)
     """
     long_side, short_side = max(width, height), max(1, min(width, height))
     if long_side <= aspect * short_side:
         return [Tile(0, long_side, 0, long_side)]
-    length = max(64, int(min(aspect * short_side, max(max_side, short_side))))
+    if width > height:
+        if long_side * WIDE_SHRINK <= max_side:  # (its height padded: wide_padded)
+            return [Tile(0, long_side, 0, long_side)]
+        length = max_side  # the longest the engine does not shrink
+
+    else:
+        length = max(64, int(min(aspect * short_side, max(max_side, short_side))))
     margin = length // 4
     core = length - 2 * margin
     tiles = []
@@ -221,7 +259,9 @@ def read_tiles(
     for tile in tiles:
         x0, y0 = (0, tile.start) if vertical else (tile.start, 0)
         x1, y1 = (rgb.width, tile.end) if vertical else (tile.end, rgb.height)
-        lines = lines_from_result(run_engine(engine, rgb.crop((x0, y0, x1, y1))))
+        crop = rgb.crop((x0, y0, x1, y1))
+        # (a wide page's tile is no longer than the engine takes unshrunk: padded to its height)
+        lines = lines_from_result(run_engine(engine, crop if vertical else wide_padded(crop, crop.width)))
         for line in lines:
             shift_line(line, x0, y0)
         per_tile.append(lines)
