@@ -182,7 +182,7 @@ def dialect_options_read(dialect: str) -> Mapping[str, Any] | None:
     ``OPTIONS``); ``None`` when it does not say (or cannot be imported): then all are keyed.
 
     >>> dict(dialect_options_read("olmocr"))
-    {'prompt': None}
+    {'document_mode': False, 'document_prompt': None, 'prompt': None}
     """
     from .errors import ConfigError
     from .registry import dialect_class
