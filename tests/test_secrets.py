@@ -802,3 +802,35 @@ def test_cli_api_key_env_given_the_key_exits_2_without_showing_it(tmp_path: Path
         run = ocr([*args, "--api-key-env", KEY_BY_MISTAKE[1]], {**os.environ, "NO_COLOR": "1"})
         assert run.code == 2 and KEY_BY_MISTAKE[1] not in _all_text(run), (args, run.stdout, run.stderr)
         assert run.stderr.count("\n") == 1 and "api_key_env" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("password", ["pass", "wrong", "encrypted", "this", "wron", "word", "password", "crypt"])
+def test_a_wrong_password_that_is_a_word_of_the_message_leaves_it_readable(password: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A PDF's password is masked where it stands as a word of its own, not inside other words:
+    ``--password pass`` made "wrong password" read "wrong ***word", ``encrypted`` "this *** PDF"
+    in every later message of the process too.  Each password that is (part of) a word of the
+    wrong-password error: no mask glued to letters, and the password nowhere as a word."""
+    import re
+
+    import ocrclient
+    from ocrclient import secrets as secrets_mod
+    from ocrclient.errors import InputError
+
+    monkeypatch.setattr(secrets_mod, "_SECRETS", set())  # (this test's secrets stay its own)
+    pdf = tmp_path / "locked.pdf"
+    pdf.write_bytes(build_pdf([(612, 792)], user_password="s3cret-locked"))
+    with pytest.raises(InputError) as info:
+        ocrclient.convert(pdf, password=password)
+    message = str(info.value)
+    assert not re.search(r"[A-Za-z0-9]\*\*\*|\*\*\*[A-Za-z0-9]", message), message
+    assert not re.search(rf"(?<![A-Za-z0-9]){re.escape(password)}(?![A-Za-z0-9])", message), message
+    assert "encrypted" in message or password == "encrypted"
+
+
+def test_a_long_secret_is_masked_inside_words_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocrclient import secrets as secrets_mod
+
+    monkeypatch.setattr(secrets_mod, "_SECRETS", set())
+    secrets_mod.register_secret("rpa0123456789ABCDEF")
+    assert secrets_mod.redact("url=https://x/?k=rpa0123456789ABCDEFtail") == "url=https://x/?k=***tail"

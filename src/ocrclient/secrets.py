@@ -101,9 +101,10 @@ def redact(text: str) -> str:
     secrets = sorted(_SECRETS | _env_secrets(), key=len, reverse=True)
     for secret in secrets:
         if secret in text:
-            text = text.replace(secret, "***")
+            text = _masked(text, secret)
     for secret in secrets:
-        text = _mask_cut(text, secret)
+        if len(secret) >= WORDLIKE_BELOW:
+            text = _mask_cut(text, secret)
     text = _BEARER.sub(r"\1***", text)
     text = _KV.sub(r"\1\2***", text)
     return text
@@ -146,6 +147,18 @@ def header_secret(value: str | None, what: str) -> str | None:
         raise ConfigError(f"{what} holds a space, a control or a non-ASCII character, which no HTTP header can "
                           "carry: check that it was copied whole")  # fmt: skip
     return clean or None
+
+
+#: a secret shorter than this (a PDF's password, a short key) is masked where it stands as a
+#: word of its own, not inside other words: the password "pass" made "wrong password" read
+#: "wrong ***word"; longer ones (API keys) wherever they appear, pieces of them too
+WORDLIKE_BELOW = 12
+
+
+def _masked(text: str, secret: str) -> str:
+    if len(secret) >= WORDLIKE_BELOW:
+        return text.replace(secret, "***")
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
 
 
 def _mask_cut(text: str, secret: str) -> str:

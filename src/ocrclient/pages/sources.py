@@ -122,7 +122,7 @@ def _probe_pdf(data: bytes | Path, password: str | None, label: str) -> int:
             if code == pdfium_c.FPDF_ERR_PASSWORD:
                 if password:
                     raise InputError(f"{label}: wrong password for this encrypted PDF", cause="encrypted")
-                raise InputError(f"{label}: PDF is encrypted; pass its password (--password)", cause="encrypted")
+                raise InputError(f"{label}: PDF is encrypted; pass its password (--password; password= in Python)", cause="encrypted")
             if code == pdfium_c.FPDF_ERR_SECURITY:
                 raise InputError(f"{label}: PDF uses an unsupported encryption scheme")
             if code == pdfium_c.FPDF_ERR_FILE:
