@@ -88,3 +88,39 @@ def test_a_stopped_run_writes_the_documents_it_began_and_no_others(
         assert sorted(Path(d["source"]).stem for d in summary["documents"]) == written
     else:
         assert stdout == ""
+
+
+@pytest.mark.parametrize("gap_s", [0.0, 0.01, 0.05])
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_second_signal_right_after_the_first_loses_nothing(sig: str, gap_s: float, folder: Path,
+                                                             tmp_path: Path) -> None:  # fmt: skip
+    """Ctrl-C or SIGTERM twice in a row (an impatient user, ``timeout`` then ``kill``): half such
+    runs wrote nothing, no ``--json``, or died of the second SIGTERM (exit -15).  What finished is
+    written, recorded and summed up, the exit code is the first signal's."""
+    out = tmp_path / "out"
+    code = {"SIGINT": 130, "SIGTERM": 143}[sig]
+    with OpenAISimulator(model="m", plan=FaultPlan(latency_s=(0.15, 0.15))) as sim:
+        argv = [sys.executable, "-m", "ocrclient.cli", "convert", str(folder), "-o", str(out), "--backend", "openai",
+                "--base-url", sim.base_url, "--model", "m", "--no-cache", "--concurrency", "4", "--no-progress",
+                "--json"]  # fmt: skip
+        env = {**os.environ, "OCRCLIENT_API_KEY": str(sim.api_key), "NO_COLOR": "1"}
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(_manifest(out)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(getattr(signal, sig))
+        time.sleep(gap_s)
+        proc.send_signal(getattr(signal, sig))
+        stdout, stderr = proc.communicate(timeout=60)
+    # (a second signal landing once all is written and the handlers are given back ends the
+    # exiting process by that signal: nothing is lost then)
+    assert proc.returncode in (code, -getattr(signal, sig)), stderr
+    assert "Traceback" not in stderr, stderr
+    written = sorted(p.stem for p in out.glob("*.json"))
+    assert len(written) >= 2
+    assert sorted(Path(str(e["input"])).stem for e in _manifest(out)) == written
+    summary = json.loads(stdout)
+    assert summary["exit_code"] == code
+    assert sorted(Path(d["source"]).stem for d in summary["documents"]) == written
+    said = {"SIGINT": "interrupted", "SIGTERM": "terminated"}[sig]
+    assert f"{said}: wrote {len(written)} document(s)" in stderr

@@ -236,6 +236,7 @@ def _run(conv: "Conversion", be: "Backend", reporter: "Progress", emit: "_Emitte
     """Run the conversion; on Ctrl-C or a stopped run, write what finished and exit."""
 
     async def run() -> None:
+        term.task = asyncio.current_task()
         try:
             async for result in conv:
                 emit(result)
@@ -244,60 +245,77 @@ def _run(conv: "Conversion", be: "Backend", reporter: "Progress", emit: "_Emitte
 
     start_collecting()  # off while the `ocr` script started (ocrclient.console): the run makes garbage
     term = _Termination()
-    try:
-        with reporter, term:
-            asyncio.run(run())
-    except KeyboardInterrupt:
-        why = "terminated" if term.signalled else "interrupted"
-        emit.partial(conv, why)
-        code = EXIT_TERMINATED if term.signalled else EXIT_INTERRUPTED
-        emit.stopped(code, why)
-        raise typer.Exit(code) from None
-    except OcrError as exc:
-        from ..scheduler import RunAborted
+    with term:  # (held while what finished is written: a second Ctrl-C or SIGTERM lost it)
+        try:
+            with reporter:
+                asyncio.run(run())
+        except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not term.stopping:
+                raise
+            term.stopping = True  # (what finished is written: another signal is ignored)
+            why = "terminated" if term.signalled else "interrupted"
+            emit.partial(conv, why)
+            code = EXIT_TERMINATED if term.signalled else EXIT_INTERRUPTED
+            emit.stopped(code, why)
+            raise typer.Exit(code) from None
+        except OcrError as exc:
+            from ..scheduler import RunAborted
 
-        code = EXIT_BAD_INPUT if isinstance(exc, ConfigError | InputError | RunAborted) else EXIT_FAILED_PAGES
-        if isinstance(exc, RunAborted):
-            emit.partial(conv, "stopped")
-        emit.stopped(code, str(exc))
-        if debug:  # the traceback too, but the exit code stays the one without --debug
-            print_traceback()
-        raise fail(str(exc), code) from None
+            code = EXIT_BAD_INPUT if isinstance(exc, ConfigError | InputError | RunAborted) else EXIT_FAILED_PAGES
+            if isinstance(exc, RunAborted):
+                term.stopping = True
+                emit.partial(conv, "stopped")
+            emit.stopped(code, str(exc))
+            if debug:  # the traceback too, but the exit code stays the one without --debug
+                print_traceback()
+            raise fail(str(exc), code) from None
 
 
 class _Termination:
-    """While a run goes on, SIGTERM (``timeout``, ``docker stop``, Kubernetes, systemd, a batch
-    scheduler's stop) ends it as Ctrl-C does: the jobs in flight are cancelled at the endpoint
-    (they would go on billing), what finished is written; the exit code is 143.  Python's own
-    SIGTERM ends the process at once, losing both.  Only the main thread can take a signal, and
-    a handler someone else installed is left alone."""
+    """While a run goes on, Ctrl-C and SIGTERM (``timeout``, ``docker stop``, Kubernetes, systemd,
+    a batch scheduler's stop) end it alike: the run's task is cancelled, as asyncio does on a
+    Ctrl-C, so the jobs in flight are cancelled at the endpoint (they would go on billing) and
+    what finished is written; the exit code is 130 (Ctrl-C) or 143 (SIGTERM).  Python's own
+    SIGTERM ends the process at once, losing both.  A second signal, while the first is acted on
+    and what finished is written, is ignored (it killed the process before the files and
+    ``--json`` were written, or, raised wherever it fell, hung the cancel).  Only the main thread
+    can take a signal; a handler someone else installed, and an ignored SIGINT (a job a shell
+    started in the background), are left alone."""
 
+    #: stopped by SIGTERM (else by Ctrl-C, when :attr:`stopping`)
     signalled = False
+    stopping = False
+    #: the run's task (``asyncio.run``'s), once it runs
+    task: "asyncio.Task[Any] | None" = None
 
     def __enter__(self) -> "_Termination":
         import signal
         import threading
 
-        self._previous: Any = None
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-            self._previous = signal.signal(signal.SIGTERM, self._on_term)
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+                if signal.getsignal(signum) == default:
+                    self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 
-    def _on_term(self, signum: int, frame: Any) -> None:
-        import _thread
+    def _on_signal(self, signum: int, frame: Any) -> None:
         import signal
 
-        self.signalled = True
-        if callable(signal.getsignal(signal.SIGINT)):
-            _thread.interrupt_main(signal.SIGINT)  # the run's own Ctrl-C handling takes it from here
-        else:  # SIGINT ignored (a job a shell started in the background): no Ctrl-C to borrow
+        if self.stopping:  # (a second one: the first is being acted on)
+            return
+        self.stopping = True
+        self.signalled = signum == signal.SIGTERM
+        if self.task is not None and not self.task.done():
+            self.task.get_loop().call_soon_threadsafe(self.task.cancel)
+        else:  # (not running yet, or done)
             raise KeyboardInterrupt
 
     def __exit__(self, *exc: object) -> None:
         import signal
 
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def _refused(exc: OcrError, as_json: bool, started: float, debug: bool) -> typer.Exit:
