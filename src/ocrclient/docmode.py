@@ -142,8 +142,7 @@ def split_unit_page(unit: DocumentUnit, result: Page) -> list[Page]:
     n = len(unit.numbers)
 
     def base(i: int) -> dict[str, Any]:
-        box = unit.boxes[i]
-        return {"page": unit.numbers[i], "width": box.width, "height": box.height, "rotation": box.rotation}
+        return {"page": unit.numbers[i], **unit.boxes[i].page_fields()}
 
     if result.status == "failed":
         return [Page(status="failed", error=result.error, attempts=result.attempts, **base(i)) for i in range(n)]

@@ -117,6 +117,19 @@ class PageError(_Model):
     cause: str = Field("", description="finer cause, e.g. http_503, timeout, repetition")
     message: str
 
+    @classmethod
+    def of(cls, err: BaseException) -> PageError:
+        """The error a page failed with, said as a page records it (an exception that is not one
+        of ocrclient's: a dialect's bug, bad output)."""
+        from .errors import OcrError
+        from .secrets import redact
+
+        if isinstance(err, OcrError):
+            return cls(kind=err.kind, cause=err.cause, message=err.message)
+        if isinstance(err, TimeoutError):
+            return cls(kind="transient", cause="timeout", message="attempt timed out")
+        return cls(kind="bad_output", cause=type(err).__name__, message=redact(str(err)) or type(err).__name__)
+
 
 class Block(_Model):
     """One layout element.  ``bbox`` is in PDF points of the displayed page (top-left origin),

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from .document import Block
@@ -132,6 +132,10 @@ class PageBox:
     rotation: int = 0
     crop_x: float = 0.0
     crop_y: float = 0.0
+
+    def page_fields(self) -> dict[str, Any]:
+        """The displayed size and rotation, as a :class:`~ocrclient.document.Page` records them."""
+        return {"width": self.width, "height": self.height, "rotation": self.rotation}
 
 
 @dataclass

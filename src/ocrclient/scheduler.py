@@ -59,7 +59,7 @@ from .errors import (
     TransientError,
 )
 from .events import DocumentDone, Event, PageDone, PageFailed, PageRetried, PageStarted
-from .geometry import PageBox, content_to_blocks
+from .geometry import content_to_blocks
 from .loops import despite_cancel
 from .models import Attempt, ModelReply, ModelRequest, PageContent, PageImage
 from .registry import Backend
@@ -100,24 +100,6 @@ __all__ = [
 #: the errors that stop a whole run (not just the page) at the first reply that carries one:
 #: a refused key, an endpoint that cannot serve the backend (one list, in errors.py)
 ABORTS_RUN: tuple[type[OcrError], ...] = RUN_STOPPING
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------------------------
-
-
-def _page_error(err: BaseException) -> PageError:
-    if isinstance(err, OcrError):
-        return PageError(kind=err.kind, cause=err.cause, message=err.message)
-    if isinstance(err, asyncio.TimeoutError | TimeoutError):
-        return PageError(kind="transient", cause="timeout", message="attempt timed out")
-    return PageError(kind="bad_output", cause=type(err).__name__, message=redact(str(err)) or type(err).__name__)
-
-
-def _size(box: PageBox | None) -> dict[str, Any]:
-    """A page's displayed size and rotation, as a :class:`Page` records them."""
-    return {"width": box.width, "height": box.height, "rotation": box.rotation} if box else {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,17 +261,8 @@ class Scheduler:
                 feed_error.append(exc)
                 await results.put(None)
 
-        sending = self._sending = asyncio.Event()  # set by the first page that is not in the cache
-
-        async def warm_up() -> None:
-            # (see Backend.warm_up); with a cache, once a page is to be sent: a rerun served from
-            # it sends nothing (the OpenAI transport's read of /v1/models may start a container
-            # scaled to zero)
-            if self.cache is not None:
-                await sending.wait()
-            await self.backend.warm_up(self._window.out)
-
-        warming = asyncio.create_task(warm_up())
+        self._sending = asyncio.Event()  # set by the first page that is not in the cache
+        warming = asyncio.create_task(self._warm_up(self._sending))
         feeder = asyncio.create_task(feed())
         next_doc = 0
 
@@ -336,6 +309,14 @@ class Scheduler:
         finally:
             stopped = [task for task in (feeder, warming) if task.cancel()]  # False: it was done
             await asyncio.gather(*stopped, return_exceptions=True)
+
+    async def _warm_up(self, sending: asyncio.Event) -> None:
+        """The backend's warm-up (see ``Backend.warm_up``); with a cache, once a page is to be
+        sent: a rerun served from it sends nothing (the OpenAI transport's read of /v1/models
+        may start a container scaled to zero)."""
+        if self.cache is not None:
+            await sending.wait()
+        await self.backend.warm_up(self._window.out)
 
     def _keep_partial(self, runs: list[_Run], first: int, reason: OcrError) -> None:
         """The run stopped: its documents from number ``first`` on, as far as they got, in
@@ -388,9 +369,9 @@ class Scheduler:
         self._since_gc = 0
 
     def _failed_page(self, page: PageImage, err: BaseException, attempts: int) -> Page:
-        error = _page_error(err)
+        error = PageError.of(err)
         self._emit(PageFailed(page.source, page.number, error, attempts))
-        return Page(page=page.number, status="failed", error=error, attempts=attempts, **_size(page.page_box))
+        return Page(page=page.number, status="failed", error=error, attempts=attempts, **page.page_box.page_fields())
 
     def _cache_key(self, page: PageImage) -> str | None:
         if self.cache is None or page.encoded is None:
@@ -419,7 +400,7 @@ class Scheduler:
             if salvaged is None:
                 return self._failed_page(page, exc, tries.number)
             # every attempt was unusable, but the last one said something: keep it, degraded
-            page_out = salvaged.model_copy(update={"status": "degraded", "error": _page_error(exc)})
+            page_out = salvaged.model_copy(update={"status": "degraded", "error": PageError.of(exc)})
         except OcrError as exc:
             return self._failed_page(page, exc, tries.number)
         page_out = page_out.model_copy(
@@ -497,7 +478,7 @@ class Scheduler:
             warnings=warnings,
             markdown=content.markdown,
             blocks=blocks,
-            **_size(page.page_box),
+            **page.page_box.page_fields(),
         )
 
     async def _attempt(self, page: PageImage, tries: _Tries, deadline: float) -> tuple[Page, Usage]:
@@ -602,7 +583,7 @@ class Scheduler:
             missing = set(run.inflight) | (set(run.job.expected_pages or ()) - set(pages))
             for number in missing:
                 box = run.inflight[number].page_box if number in run.inflight else None
-                pages[number] = Page(page=number, status="failed", error=_page_error(unfinished), **_size(box))
+                pages[number] = Page(page=number, status="failed", error=PageError.of(unfinished), **(box.page_fields() if box else {}))
         ordered = [pages[k] for k in sorted(pages)]
         return Document(
             source=run.job.source,
