@@ -478,3 +478,33 @@ def test_every_dialect_gives_a_searchable_pdf(dialect: str, tmp_path: Path) -> N
     assert want <= word_counts(text), (dialect, text)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     assert [ln.split()[0] for ln in lines][:3] == ["Quarterly", "Twelve", "Samples"], lines  # (in reading order)
+
+
+_MIXES = {
+    "every block boxed": (True, True, True),
+    "only the figure boxed (LightOnOCR -bbox)": (False, False, True),
+    "one text block boxed": (True, False, False),
+    "no block boxed": (False, False, False),
+}
+
+
+@pytest.mark.parametrize("mix", sorted(_MIXES))
+def test_every_text_block_is_in_the_text_layer_whatever_is_boxed(mix: str) -> None:
+    """The whole kind of a page's boxes: all, none, or some of its blocks boxed.  A page whose
+    model boxed its figures only (LightOnOCR ``-bbox``) had no text at all in its PDF, with
+    exit 0; the text of every block but a figure is in the layer, in reading order."""
+    from ocrclient.exporters.pdf_text import text_lines, word_counts
+
+    heading, body, figure = _MIXES[mix]
+
+    def boxed(on: bool, top: float) -> dict[str, list[float]]:  # a band of the page, 0.1 high
+        return {"bbox_norm": [0.1, top, 0.9, top + 0.1], "bbox": [61.2, top * 792, 550.8, (top + 0.1) * 792]} if on else {}
+
+    blocks = [Block(type="title", text="Heading zzq", **boxed(heading, 0.1)),
+              Block(type="text", text="alpha bravo charlie delta", **boxed(body, 0.3)),
+              Block(type="figure", text="", **boxed(figure, 0.6))]  # fmt: skip
+    page = Page(page=1, status="ok", width=612, height=792, markdown="# Heading zzq\n\nalpha bravo charlie delta\n\n![](f.png)",
+                blocks=blocks)  # fmt: skip
+    text = "\n".join(ln.text for ln in text_lines(page))
+    assert word_counts("Heading zzq alpha bravo charlie delta") <= word_counts(text), (mix, text)
+    assert text.index("zzq") < text.index("charlie") or not heading, text

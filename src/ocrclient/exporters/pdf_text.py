@@ -158,11 +158,17 @@ def text_lines(page: Page) -> list[TextLine]:
     figures' own text excluded; nothing for a failed page.  A page whose model gave no box at
     all (olmOCR, RolmOCR, plain, LightOnOCR without ``-bbox``) still has its text: its markdown's
     lines laid down the page in order (:data:`UNBOXED_AREA`), so that the PDF is searchable
-    and extracts the OCR's text, in places that are not the words' own."""
+    and extracts the OCR's text, in places that are not the words' own; and so do the blocks
+    without a box on a page with boxed ones (LightOnOCR ``-bbox`` boxes only its figures)."""
     if page.status == "failed":
         return []
     if any(_has_box(b, page) for b in page.blocks):
-        return [ln for b in page.blocks for ln in _lines_of(b, page)]
+        boxed = [ln for b in page.blocks if _has_box(b, page) for ln in _lines_of(b, page)]
+        # a block without a box beside boxed ones (LightOnOCR -bbox boxes its figures only):
+        # its text laid down the page as a boxless page's is (it was left out: no text at all)
+        loose = [ln.strip() for b in page.blocks if b.type != "figure" and not _has_box(b, page)
+                 for ln in plain_text(b.text).split("\n") if ln.strip()]  # fmt: skip
+        return boxed + (_spread(loose, UNBOXED_AREA) if loose else [])
     lines = [ln.strip() for ln in plain_text(page.markdown).split("\n") if ln.strip()]
     return _spread(lines, UNBOXED_AREA) if lines else []
 
