@@ -72,6 +72,9 @@ log = logging.getLogger("ocrclient.exporters.markdown")
 
 #: markdown image references and HTML <img> tags, as models write them
 _IMAGE_REF = re.compile(r"!\[(?P<alt>[^\]\n]*)\]\((?P<src>[^)\n]*)\)|<img\b(?P<attrs>[^>]*)>", re.I)
+#: code in markdown: a fenced block (``` or ~~~, to its closing fence or the end) or an inline
+#: code span (backticks, as many to close as opened)
+_CODE = re.compile(r"(?ms)^ {0,3}(`{3,}|~{3,}).*?(?:^ {0,3}\1[ \t]*$|\Z)|(`+)(?!`).+?(?<!`)\2(?!`)")
 _ALT_ATTR = re.compile(r"""\balt\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
 _CROP_NAME = re.compile(r"^page\d+_fig\d+\.png$")
 
@@ -187,7 +190,10 @@ def page_markdown(page: Page, links: Links) -> str:
     figs = figure_blocks(page)
     if not figs or not any((page.page, k) in links for k in range(1, len(figs) + 1)):
         return md
-    refs = list(_IMAGE_REF.finditer(md))
+    code = [m.span() for m in _CODE.finditer(md)]
+    # the page's own image references, not the text's: one written in code (a README read
+    # aloud: `![logo](logo.png)`) is the text's, and was linked to a crop in place of the figure's
+    refs = [m for m in _IMAGE_REF.finditer(md) if not any(a <= m.start() < b for a, b in code)]
     edits: list[tuple[int, int, str]] = []
     for k, fig in enumerate(figs, start=1):
         link = links.get((page.page, k))
