@@ -340,3 +340,31 @@ async def test_a_dropped_member_is_named_once_whatever_was_in_flight_there(caplo
         got = await asyncio.gather(*(pool.send(ModelRequest(body={})) for _ in range(4)), return_exceptions=True)
     assert east.calls >= 2 and all(isinstance(g, TransientError) for g in got[: east.calls]), got
     assert [r.getMessage() for r in caplog.records] == ["pool member east takes no more pages in this run: HTTP 401: bad key"]
+
+
+@pytest.mark.parametrize(("member_model", "refused"), [("served-elsewhere", True), ("sim/ocr-model", False), (None, False)])
+def test_a_member_serving_another_model_is_refused_before_anything_is_sent(member_model: str | None, refused: bool,
+                                                                         tmp_path: Path) -> None:  # fmt: skip
+    """Each page's request carries the pool's model: a member given another one (a pod serving
+    the model under its own name) passed ``ocr health`` on its own model, then answered every
+    page 404 and was dropped, the run on one endpoint and exit 0.  Refused when the backend loads
+    (``convert`` and ``health`` alike), in one line; the same model, or none, is fine."""
+    from ocrclient.errors import ConfigError
+
+    model = f', model = "{member_model}"' if member_model else ""
+    prof = tmp_path / "pool.toml"
+    prof.write_text(f"""
+transport = "pool"
+dialect = "plain"
+model = "sim/ocr-model"
+[transport_options]
+members = [
+  {{ backend = "openai", base_url = "http://127.0.0.1:9/v1", label = "a" }},
+  {{ backend = "openai", base_url = "http://127.0.0.1:9/v1", label = "b"{model} }},
+]
+""", encoding="utf-8")  # fmt: skip
+    if refused:
+        with pytest.raises(ConfigError, match="pool member b serves model 'served-elsewhere'"):
+            load_backend(str(prof))
+    else:
+        load_backend(str(prof)).close()

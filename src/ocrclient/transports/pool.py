@@ -112,6 +112,12 @@ class PoolTransport:
                 raise ConfigError(
                     f"pool member {label} speaks dialect {member_cfg.dialect!r}, the pool {cfg.dialect!r}"
                 )
+            model, sent = member_cfg.resolved_model(), cfg.resolved_model()
+            if model and sent and model != sent:  # (each page's request carries the pool's model)
+                raise ConfigError(
+                    f"pool member {label} serves model {model!r}, but the pool sends {sent!r} to every member; "
+                    "give them the same model"
+                )
             if member_cfg.transport == "pool":
                 raise ConfigError("pools cannot be nested")
             members.append(PoolMember(label, load_transport(member_cfg), weight=max(weight, 1e-3)))
