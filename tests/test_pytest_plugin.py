@@ -302,3 +302,16 @@ def test_ocr_env_called_again_drops_the_variables_of_the_first_call(
     for name in set(first) - set(second):
         assert name not in os.environ, name
     assert os.environ["OCRCLIENT_BACKEND"] == "runpod-chandra"
+
+
+def test_ocr_env_reaches_a_runpod_simulator_that_checks_no_key(runpod_sim_factory: Any, ocr_env: Any, tmp_path: Path) -> None:
+    """``runpod_sim_factory(api_key=None)`` then ``ocr_env(sim)``: the client refused to send
+    without a key ("RunPod API key missing"); ocr_env gives it one nobody checks."""
+    import ocrclient
+
+    from .pdfgen import text_pdf
+
+    sim = runpod_sim_factory(api_key=None)
+    ocr_env(sim)
+    doc = ocrclient.convert(text_pdf(tmp_path / "a.pdf", [["one"]]), cache=False)
+    assert doc.pages[0].status == "ok"

@@ -131,15 +131,21 @@ def make_simulator(args: argparse.Namespace) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    sim = make_simulator(args)
-    sim.start()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:  # (a bad plan, a port in use or out of range, no replay files: one line, exit 2)
+        sim = make_simulator(args)
+        sim.start()
+    except (ValueError, OSError, OverflowError) as exc:
+        parser.error(str(exc))
     base = getattr(sim, "base_url", None) or getattr(sim, "url", "")
     print(f"{args.kind} simulator listening on {base}", flush=True)
     for attr in ("api_key", "endpoint_id", "model"):
         value = getattr(sim, attr, None)
         if value:
             print(f"  {attr}: {value}", flush=True)
+    if args.kind == "runpod" and getattr(sim, "api_key", None) is None:
+        print("  (no key checked: the client sends one all the same, set RUNPOD_API_KEY to anything)", flush=True)
     modal_headers = getattr(sim, "modal_headers", None)
     if modal_headers:
         print(f"  MODAL_KEY={modal_headers['Modal-Key']} MODAL_SECRET={modal_headers['Modal-Secret']}",

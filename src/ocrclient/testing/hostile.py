@@ -518,16 +518,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delay", type=float, default=0.0, help="seconds between writes")
     p.add_argument("--healthy-first", type=int, default=0)
     args = p.parse_args(argv)
-    srv = HostileServer(args.behaviour, contract=args.contract, port=args.port, size=args.size,
-                        depth=args.depth, number=args.number, delay_s=args.delay,
-                        healthy_first=args.healthy_first)
-    with srv:
+    try:  # (a behaviour without that contract's form, a port in use: one line, exit 2)
+        srv = HostileServer(args.behaviour, contract=args.contract, port=args.port, size=args.size,
+                            depth=args.depth, number=args.number, delay_s=args.delay,
+                            healthy_first=args.healthy_first)
+        srv.start()
+    except (ValueError, OSError, OverflowError) as exc:
+        p.error(str(exc))
+    try:
         print(f"hostile {args.contract} server ({args.behaviour}) listening on {srv.base_url}")
         for name, value in srv.env().items():
             print(f"  {name}={value}")
         with suppress(KeyboardInterrupt):
             while True:
                 time.sleep(3600)
+    finally:
+        srv.stop()
     return 0
 
 

@@ -153,6 +153,7 @@ class HTTPSimulator(ProxyFront, abc.ABC):
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Self:
+        self._stop.clear()  # (a restart after stop() and start() found it set, and stayed down)
         self._listen(self._port)
         return self
 

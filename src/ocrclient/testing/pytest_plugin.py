@@ -253,7 +253,7 @@ class _OcrEnv:
                 env[cfg.base_url_env] = sim.base_url
             env[cfg.endpoint_id_env or "RUNPOD_ENDPOINT_ID"] = sim.endpoint_id
             env["RUNPOD_ENDPOINT_ID"] = sim.endpoint_id
-            secret(sim.api_key)
+            secret(sim.api_key or NO_AUTH_KEY)  # (the client sends a key: one checked by nobody)
             if cfg.resolved_model() is None:  # a generic profile: the simulator serves any name
                 if cfg.model_env:
                     env[cfg.model_env] = RUNPOD_SIM_MODEL
@@ -306,6 +306,11 @@ class _OcrEnv:
                 f"backend {cfg.name!r} uses the {cfg.transport!r} transport; "
                 f"a {type(sim).__name__} serves {' or '.join(sorted(transports))}"
             )
+
+
+#: the key ``ocr_env`` gives the client for a RunPod simulator that checks none (``api_key=None``):
+#: the RunPod transport refuses to send without one
+NO_AUTH_KEY = "sim-no-auth-key"
 
 
 def _write_config(path: Path, name: str, table: dict[str, Any], options: dict[str, Any]) -> None:

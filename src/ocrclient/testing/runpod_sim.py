@@ -575,7 +575,9 @@ class RunPodSimulator(ServerOwner):
             in_queue = sum(1 for j in self._jobs.values() if j.status == "IN_QUEUE")
             in_progress = sum(1 for j in self._jobs.values() if j.status == "IN_PROGRESS")
             cold = self._warm_at is not None and self._warm_at > self.clock()
-            slots = max(1, self.plan.slots)
+            # an endpoint with a cold start has no worker up before its first job (scaled to
+            # zero: it reported them all idle and ready)
+            slots = 0 if self.plan.cold_start_s > 0 and self._warm_at is None else max(1, self.plan.slots)
             return {
                 "jobs": {
                     "completed": self.completed,
@@ -779,9 +781,12 @@ class _Handler(SimHandler):
             self._send(200, self._run_local(f"test-{uuid.uuid4()}", body["input"]))
             return
         self._read_body(None)
+        if op != "status":  # (/stream is not simulated: the job stays for its /status)
+            self._send(404, {"error": f"POST /{op} not supported by the simulator"})
+            return
         with sim._lock:
             pending = sim._local_pending.pop(job_id or "", None)
-        if op == "status" and pending is not None and job_id:
+        if pending is not None and job_id:
             self._send(200, self._run_local(job_id, pending))
         else:
             self._send(200, {"id": job_id, "status": "FAILED", "error": "Job ID not found"})
@@ -820,20 +825,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="NAME=RATE",
                    help="e.g. --fault failed=0.1 --fault http_429=0.05")
     args = p.parse_args(argv)
-    rates = {k: float(v) for k, _, v in (f.partition("=") for f in args.fault)}
-    plan = FaultPlan(seed=args.seed, rates=rates, latency_s=tuple(args.latency), slots=args.slots,
-                     cold_start_s=args.cold_start)
-    sim = RunPodSimulator(plan=plan, flavour=args.flavour, endpoint_id=args.endpoint_id,
-                          api_key=args.api_key, port=args.port)
-    with sim:
+    try:  # (a bad --fault, a port in use: one line, exit 2)
+        rates = {k: float(v) for k, _, v in (f.partition("=") for f in args.fault)}
+        plan = FaultPlan(seed=args.seed, rates=rates, latency_s=tuple(args.latency), slots=args.slots,
+                         cold_start_s=args.cold_start)
+        sim = RunPodSimulator(plan=plan, flavour=args.flavour, endpoint_id=args.endpoint_id,
+                              api_key=args.api_key, port=args.port).start()
+    except (ValueError, OSError, OverflowError) as exc:
+        p.error(f"{exc} (--fault takes NAME=RATE)" if "float" in str(exc) else str(exc))
+    try:
         print(f"RunPod simulator ({args.flavour}) at {sim.base_url}")
         if args.flavour == "api":
             print(f"  RUNPOD_ENDPOINT_ID={sim.endpoint_id}  (API key: the --api-key value)")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopping")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping")
+    finally:
+        sim.stop()
 
 
 if __name__ == "__main__":
