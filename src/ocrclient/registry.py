@@ -126,6 +126,17 @@ class Backend:
     #: set by :meth:`aclose` / :meth:`close`: a run refuses a closed backend (:meth:`check_open`)
     closed: bool = field(default=False, init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # the dialect's requests must be ones the transport carries (a dialect's ``SENDS``, a
+        # transport's ``TAKES``, when both say): --dialect rapidocr over openai failed every page
+        # as a "transport bug" after its retries, exit 1, in place of one line before anything
+        sends, takes = getattr(self.dialect, "SENDS", None), getattr(self.transport, "TAKES", None)
+        if sends is not None and takes is not None and sends not in takes:
+            raise ConfigError(
+                f"backend {self.config.name!r}: the {self.config.transport} transport cannot carry the "
+                f"{getattr(self.dialect, 'name', '?')} dialect's requests ({sends}); it carries {', '.join(sorted(takes))}"
+            )
+
     @property
     def name(self) -> str:
         return self.config.name

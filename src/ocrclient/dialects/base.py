@@ -138,6 +138,8 @@ class ChatDialect(ModelDialect):
     """
 
     name: str = "chat"
+    #: the kind of request it builds (a transport's ``TAKES`` must hold it: ``Backend``)
+    SENDS: str = "chat"
     DEFAULT_MAX_TOKENS: int = 4096
     DEFAULT_LADDER: tuple[float, ...] = DEFAULT_LADDER
     DEFAULT_TOP_P: float | tuple[float, ...] | None = None

@@ -237,6 +237,8 @@ class DeepSeekDocumentDialect:
         ('deepseek-document', True)
     """
 
+    SENDS = "document"
+
     def __init__(self, inner: Any, prompt: str | None = None) -> None:
         self.inner = inner
         self.name = f"{getattr(inner, 'name', 'dialect')}-document"

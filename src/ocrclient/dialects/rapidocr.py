@@ -76,6 +76,8 @@ class RapidOCRDialect:
     """
 
     name = "rapidocr"
+    #: the page image itself, for the embedded engine (the ``local`` transport)
+    SENDS = "engine"
     #: the ``dialect_options`` read, with their defaults (see ``ModelDialect.OPTIONS``)
     OPTIONS: Mapping[str, Any] = {"text_layer": "auto", "include_headers_footers": False}
     TEXT_LAYER_MODES = ("auto", "always", "never")

@@ -62,6 +62,7 @@ class TrOCRDialect(ModelDialect):
     """
 
     name = "trocr"
+    SENDS = "ocular"
     OPTIONS: Mapping[str, Any] = {"route": "/extract_text", "use_preprocessing": False, "ensemble_size": 1,
                                   "segment_lines": None, "prompt": None}  # fmt: skip
     DEFAULT_RENDER = RenderSpec(dpi=150.0, longest_side=2048)

@@ -81,6 +81,9 @@ class LocalTransport:
         reply.data["lines"][0]     # {"text": ..., "score": 0.99, "box": [...], "words": [...]}
     """
 
+    #: the kinds of request it carries (``Backend`` checks its dialect's ``SENDS`` against them)
+    TAKES: frozenset[str] = frozenset({"engine"})
+
     #: options that cannot change what a page reads (the cache key leaves them out)
     neutral_options = frozenset({"threads"})
 

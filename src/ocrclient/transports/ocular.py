@@ -62,6 +62,9 @@ class OcularTransport(HttpImports):
         'http://127.0.0.1:8000'
     """
 
+    #: the kinds of request it carries (``Backend`` checks its dialect's ``SENDS`` against them)
+    TAKES: frozenset[str] = frozenset({"ocular"})
+
     #: options that cannot change what a page reads (the cache key leaves them out)
     neutral_options = frozenset({"api_key_header", "connect_timeout_s"})
 

@@ -172,6 +172,9 @@ class OpenAITransport(HttpImports):
         'http://127.0.0.1:8000/v1'
     """
 
+    #: the kinds of request it carries (``Backend`` checks its dialect's ``SENDS`` against them)
+    TAKES: frozenset[str] = frozenset({"chat"})
+
     #: options that cannot change what a page reads (the cache key leaves them out)
     neutral_options = frozenset(
         {"stream", "idle_timeout_s", "connect_timeout_s", "health_timeout_s", "modal", "modal_key_env",

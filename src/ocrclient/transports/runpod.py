@@ -172,6 +172,9 @@ class RunPodTransport(HttpImports):
     cannot reach the job (it runs its one page, and its result expires).  Closing the transport
     cuts the requests open (a held ``/runsync`` would hold its page until its job ended)."""
 
+    #: the kinds of request it carries (``Backend`` checks its dialect's ``SENDS`` against them)
+    TAKES: frozenset[str] = frozenset({"chat", "ocular", "document"})
+
     neutral_options = frozenset(_NEUTRAL_OPTIONS)
 
     def __init__(
