@@ -801,3 +801,49 @@ def test_health_json_says_a_failure_as_every_command_does(transport: str, troubl
     want = 2 if trouble == "key refused" else 1
     assert run.returncode == want, (run.returncode, run.stdout, run.stderr)
     assert out["ok"] is False and out["exit_code"] == want and out["error"] == out["detail"] and out["error"]
+
+
+_REFUSED = {  # a setting `ocr convert` refuses before sending, as a user config sets it
+    "sampling": ("[backends.openai.sampling]\ntop_p = 5\n", "top_p"),
+    "transport option": ("[backends.openai.transport_options]\nstrem = true\n", "strem"),
+    "render": ("[backends.openai.render]\ndpi = -1\n", "dpi"),
+    "dialect option": ("[backends.openai]\ndialect = \"plain\"\n[backends.openai.dialect_options]\nprompt_position = \"sideways\"\n",
+                       "prompt_position"),
+    "pairing": ("[backends.openai]\ndialect = \"rapidocr\"\n", "cannot carry"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(_REFUSED))
+def test_config_and_backends_refuse_what_convert_refuses(case: str, tmp_path: Path) -> None:
+    """``ocr config`` (exit 0) and ``ocr backends`` ("configured") passed settings ``ocr
+    convert`` then refused.  Each kind of setting refused when the backend loads: ``ocr config``
+    shows the settings with convert's own line as ``refused``, exit 2; ``ocr backends`` says
+    the backend is not configured, with that line."""
+    from .test_bad_inputs import ocr
+
+    cfg_dir = tmp_path / "cfg"
+    cfg_dir.mkdir()
+    table, needle = _REFUSED[case]
+    (cfg_dir / "config.toml").write_text(table, encoding="utf-8")
+    env = {"OCRCLIENT_CONFIG_DIR": str(cfg_dir), "OCRCLIENT_BASE_URL": "http://127.0.0.1:9/v1", "OCRCLIENT_MODEL": "m"}
+    pdf = tmp_path / "a.pdf"
+    text_pdf(pdf, [["one"]])
+    converted = ocr(["convert", str(pdf), "-o", str(tmp_path / "out"), "--backend", "openai"], env=env)
+    shown = ocr(["config", "--backend", "openai"], env=env)
+    listed = ocr(["backends", "--json"], env=env)
+    assert converted.code == shown.code == 2, (converted.stderr, shown.stderr)
+    line = converted.stderr.strip().splitlines()[-1].removeprefix("error: ")
+    assert needle in line and json.loads(shown.stdout)["refused"] == line
+    row = next(r for r in json.loads(listed.stdout) if r["name"] == "openai")
+    assert row["configured"] is False and row["detail"] == line
+
+
+def test_config_takes_the_run_flags_convert_takes() -> None:
+    from .test_bad_inputs import ocr
+
+    run = ocr(["config", "--backend", "runpod-chandra", "--endpoint-id", "abc123", "-c", "16", "--dpi", "144",
+               "--mode", "runsync", "--keep-furniture"], env={"RUNPOD_API_KEY": "rpa-0123456789abcdef"})  # fmt: skip
+    assert run.code == 0, run.stderr
+    shown = json.loads(run.stdout)
+    assert shown["concurrency"] == 16 and shown["dialect_options"]["include_headers_footers"] is True
+    assert shown["refused"] is None

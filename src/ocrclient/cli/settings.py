@@ -25,7 +25,31 @@ from .common import (
 def _configured(cfg: Any) -> tuple[bool, str]:
     from ..registry import configured
 
-    return configured(cfg)
+    ok, detail = configured(cfg)
+    refused = _refused(cfg) if ok else None
+    return (False, refused) if refused else (ok, detail)
+
+
+def _refused(cfg: Any) -> str | None:
+    """Why ``ocr convert`` would refuse ``cfg``'s settings before sending anything (its
+    dialect's settings, its transport's options, the pairing: what loading the backend checks),
+    or ``None``.  What is only missing here (a key, an endpoint, a URL, a model: ``configured``
+    says which) is filled in for the check, so that the settings themselves are judged."""
+    from pydantic import SecretStr
+
+    from ..registry import Backend, load_dialect, load_transport
+
+    present = cfg.model_copy(update={
+        "api_key": cfg.api_key or (SecretStr("placeholder-key-0123456789") if not cfg.secret() else None),
+        "endpoint_id": cfg.resolved_endpoint_id() or "placeholder",
+        "base_url": cfg.base_url or ("http://placeholder.invalid/v1" if not cfg._resolved("base_url") else None),
+        "model": cfg.resolved_model() or "placeholder/model",
+    })  # fmt: skip
+    try:
+        Backend(present, load_dialect(present), load_transport(present)).close()
+    except OcrError as exc:
+        return str(exc)
+    return None
 
 
 def _env_names(cfg: Any, refused: list[str] | None = None) -> list[str]:
@@ -182,22 +206,31 @@ def config_show(
     mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
     dpi: Annotated[float | None, typer.Option("--dpi", help="Render resolution.")] = None,
     image_format: Annotated[str | None, typer.Option("--image-format", help="png, jpeg or webp.")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, help="Pages in flight (ceiling).")] = None,
+    text_layer: Annotated[str | None, typer.Option("--text-layer", help="local backend: auto, always or never.")] = None,
+    keep_furniture: Annotated[bool, typer.Option("--keep-furniture", help="Keep running headers and footers.")] = False,
 ) -> None:
     """Show the resolved settings of a backend (with the flags `ocr convert` would get), secrets
-    masked."""
+    masked, and whether `ocr convert` would take them ("refused": its one line; exit 2)."""
     if ctx.invoked_subcommand is not None:
         return
     from ..config import config_dir, resolve_config
+    from .convert import _layer_options
 
     try:
         over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
-        cfg = resolve_config(backend, **over, transport=transport)
+        over["dialect_options"] = _layer_options(text_layer, keep_furniture)
+        cfg = resolve_config(backend, **over, transport=transport, concurrency=concurrency)
     except OcrError as exc:
         raise fail(str(exc)) from None
     data = cfg.public_dict()
     data["config_dir"] = str(config_dir())
+    refused = _refused(cfg)
+    data["refused"] = refused
     # mask value by value: redacting the serialised text could turn a value into bare ***
     typer.echo(json.dumps(redact_data(data), indent=2, default=str))
+    if refused:
+        raise fail(refused)
 
 
 _CONFIG_TEMPLATE = """\
