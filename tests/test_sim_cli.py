@@ -74,3 +74,19 @@ def test_stream_in_the_local_flavour_leaves_the_job_for_its_status() -> None:
         assert httpx.post(sim.base_url + f"/stream/{jid}", timeout=10).status_code == 404
         status = httpx.post(sim.base_url + f"/status/{jid}", timeout=30).json()
     assert status["status"] == "COMPLETED", status
+
+
+def test_page_key_makes_max_faults_per_key_count_per_page_whatever_the_ladder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """docs/testing.md's recipe (every page fails once, then succeeds) with a backend whose
+    retries change the temperature: each retry was a new key with its own draws, and the page
+    failed after 4 attempts.  With ``key_fn=page_key`` it fails once and then reads."""
+    import ocrclient
+    from ocrclient.testing import FaultPlan, page_key
+
+    from .pdfgen import text_pdf
+
+    plan = FaultPlan(rates={"http_503": 1.0}, max_faults_per_key=1, retry_after_s=0.05)
+    with OpenAISimulator(mode="proxy", model="lightonai/LightOnOCR-2-1B", plan=plan, key_fn=page_key) as sim:
+        doc = ocrclient.convert(text_pdf(tmp_path / "a.pdf", [["one"]]), backend="runpod-pod-lightonocr2",
+                                base_url=sim.base_url, api_key=sim.api_key, cache=False, cold_start_s=0)  # fmt: skip
+    assert doc.pages[0].status == "ok" and doc.pages[0].attempts == 2

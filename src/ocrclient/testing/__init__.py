@@ -42,6 +42,7 @@ from .faults import (
     Responder,
     SimReply,
     echo_responder,
+    page_key,
 )
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ __all__ = [
     "echo_responder",
     "format_reply",
     "image_digest",
+    "page_key",
 ]
 
 _LAZY = {

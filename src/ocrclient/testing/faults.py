@@ -40,6 +40,7 @@ __all__ = [
     "SimReply",
     "body_key",
     "echo_responder",
+    "page_key",
 ]
 
 #: fault classes the simulators understand (each simulator implements those that exist on its
@@ -126,6 +127,32 @@ def body_key(body: Any) -> str:
     digest = hashlib.sha256()
     _feed(digest, body)
     return digest.hexdigest()[:16]
+
+
+#: the request fields a client's retry may change for the same page (a dialect's temperature
+#: ladder, a longer ``max_tokens`` after a cut reply): :func:`page_key` leaves them out
+SAMPLING_FIELDS = frozenset({"temperature", "top_p", "top_k", "min_p", "seed", "max_tokens", "max_completion_tokens",
+                             "repetition_penalty", "frequency_penalty", "presence_penalty", "stream_options"})  # fmt: skip
+
+
+def page_key(body: Any) -> str:
+    """A key for the *page* a request carries, whatever its sampling: :func:`body_key` of the
+    body without :data:`SAMPLING_FIELDS` (at the top, and in a RunPod envelope's
+    ``openai_input``).  Give it to a simulator (``key_fn=page_key``) for ``max_faults_per_key``
+    to count per page with a dialect whose retries change the temperature:
+
+        >>> page_key({"messages": ["p1"], "temperature": 0.2}) == page_key({"messages": ["p1"], "temperature": 0.5})
+        True
+    """
+    def strip(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        kept = {k: v for k, v in value.items() if k not in SAMPLING_FIELDS}
+        if isinstance(kept.get("openai_input"), dict):
+            kept["openai_input"] = strip(kept["openai_input"])
+        return kept
+
+    return body_key(strip(body))
 
 
 def _feed(digest: Any, value: Any) -> None:
