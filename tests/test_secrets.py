@@ -818,6 +818,7 @@ def test_a_wrong_password_that_is_a_word_of_the_message_leaves_it_readable(passw
     from ocrclient.errors import InputError
 
     monkeypatch.setattr(secrets_mod, "_SECRETS", set())  # (this test's secrets stay its own)
+    monkeypatch.setattr(secrets_mod, "_WORD_SECRETS", set())
     pdf = tmp_path / "locked.pdf"
     pdf.write_bytes(build_pdf([(612, 792)], user_password="s3cret-locked"))
     with pytest.raises(InputError) as info:
@@ -828,9 +829,14 @@ def test_a_wrong_password_that_is_a_word_of_the_message_leaves_it_readable(passw
     assert "encrypted" in message or password == "encrypted"
 
 
-def test_a_long_secret_is_masked_inside_words_too(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("key", ["rpa0123456789ABCDEF", "s3cr3tkey1", "tok12345"])
+def test_a_key_is_masked_inside_words_and_where_a_message_was_cut(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API key (however short: vLLM's ``--api-key`` is chosen by a person) is masked glued to
+    other characters and where a message was cut across it; only a PDF's password is masked as
+    a whole word alone."""
     from ocrclient import secrets as secrets_mod
 
     monkeypatch.setattr(secrets_mod, "_SECRETS", set())
-    secrets_mod.register_secret("rpa0123456789ABCDEF")
-    assert secrets_mod.redact("url=https://x/?k=rpa0123456789ABCDEFtail") == "url=https://x/?k=***tail"
+    secrets_mod.register_secret(key)
+    assert secrets_mod.redact(f"url=https://x/?k={key}tail") == "url=https://x/?k=***tail"
+    assert key[:6] not in secrets_mod.redact(f"401 from server: key {key[:-2]}...")

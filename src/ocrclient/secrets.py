@@ -40,15 +40,19 @@ __all__ = [
 ]
 
 _SECRETS: set[str] = set()
+#: secrets masked as whole words only (:func:`register_secret` ``word=True``)
+_WORD_SECRETS: set[str] = set()
 _SECRET_ENV_HINTS = ("KEY", "SECRET", "TOKEN", "PASSWORD")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}")
 _KV = re.compile(r"(?i)\b(api[_-]?key|modal[_-]secret|modal[_-]key|token|password)(\"?\s*[:=]\s*\"?)([^\s\"',}]{4,})")
 
 
-def register_secret(value: str | None) -> None:
-    """Remember a secret value so :func:`redact` masks it wherever it appears."""
+def register_secret(value: str | None, *, word: bool = False) -> None:
+    """Remember a secret value so :func:`redact` masks it wherever it appears; with ``word``, only
+    where it stands as a word of its own (a PDF's password, chosen by a person: "pass" made
+    "wrong password" read "wrong ***word" for the rest of the process)."""
     if value and len(value) >= 4 and value.upper() != "EMPTY":
-        _SECRETS.add(value)
+        (_WORD_SECRETS if word else _SECRETS).add(value)
 
 
 #: a query parameter whose name says it is a credential (``api_key``, ``token``, ``sig``, ...)
@@ -101,10 +105,12 @@ def redact(text: str) -> str:
     secrets = sorted(_SECRETS | _env_secrets(), key=len, reverse=True)
     for secret in secrets:
         if secret in text:
-            text = _masked(text, secret)
+            text = text.replace(secret, "***")
+    for secret in _WORD_SECRETS:
+        if secret in text:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
     for secret in secrets:
-        if len(secret) >= WORDLIKE_BELOW:
-            text = _mask_cut(text, secret)
+        text = _mask_cut(text, secret)
     text = _BEARER.sub(r"\1***", text)
     text = _KV.sub(r"\1\2***", text)
     return text
@@ -147,18 +153,6 @@ def header_secret(value: str | None, what: str) -> str | None:
         raise ConfigError(f"{what} holds a space, a control or a non-ASCII character, which no HTTP header can "
                           "carry: check that it was copied whole")  # fmt: skip
     return clean or None
-
-
-#: a secret shorter than this (a PDF's password, a short key) is masked where it stands as a
-#: word of its own, not inside other words: the password "pass" made "wrong password" read
-#: "wrong ***word"; longer ones (API keys) wherever they appear, pieces of them too
-WORDLIKE_BELOW = 12
-
-
-def _masked(text: str, secret: str) -> str:
-    if len(secret) >= WORDLIKE_BELOW:
-        return text.replace(secret, "***")
-    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
 
 
 def _mask_cut(text: str, secret: str) -> str:

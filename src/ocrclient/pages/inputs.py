@@ -144,7 +144,7 @@ def prepare(
         raise ConfigError(f"pages takes a range such as '1-3,7,10-' (got {type(pages).__name__} {pages!r})")
     if password is not None and not isinstance(password, str):
         raise ConfigError(f"password takes a string (got {type(password).__name__})")
-    register_secret(password)  # (it reaches the local engine's request: never shown in a log line)
+    register_secret(password, word=True)  # (it reaches the local engine's request: never shown in a log line)
     check_page_range(pages)  # (a range that cannot be read is no one input's fault)
     plan = []
     for src in open_sources(inputs, password=password, exclude=exclude):
