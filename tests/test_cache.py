@@ -857,3 +857,29 @@ def test_a_rerun_served_from_the_cache_sends_nothing_at_all(kind: str, tmp_path:
         again = ocrclient.convert(pdf, cache=tmp_path / "c", **over)
         assert all(p.cached for p in again.pages)
         assert dict(sim.requests) == before
+
+
+def test_a_dialect_subclass_without_its_own_options_keys_on_every_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin's dialect subclassing a built-in reads options its parent does not: an inherited
+    ``OPTIONS`` left them out of the key (a changed ``shout`` served the old pages).  Only a
+    class's own declaration counts; without one, every option is keyed (docs/plugins.md)."""
+    import sys
+
+    from ocrclient.cache import dialect_options_read
+
+    (tmp_path / "loudplug.py").write_text(
+        "from ocrclient.dialects.plain import PlainDialect\n"
+        "class LoudPlain(PlainDialect):\n"
+        "    pass\n"
+        "class DeclaredLoud(PlainDialect):\n"
+        "    OPTIONS = {**PlainDialect.OPTIONS, 'shout': False}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("loudplug", None)
+    a = base_config(dialect="loudplug:LoudPlain", dialect_options={})
+    assert dialect_options_read("loudplug:LoudPlain") is None
+    assert settings_digest(a) != settings_digest(a.model_copy(update={"dialect_options": {"shout": True}}))
+    b = base_config(dialect="loudplug:DeclaredLoud", dialect_options={})
+    assert settings_digest(b) != settings_digest(b.model_copy(update={"dialect_options": {"shout": True}}))
+    assert settings_digest(b) == settings_digest(b.model_copy(update={"dialect_options": {"shout": False}}))

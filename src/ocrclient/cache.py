@@ -188,9 +188,12 @@ def dialect_options_read(dialect: str) -> Mapping[str, Any] | None:
     from .registry import dialect_class
 
     try:
-        declared = getattr(dialect_class(dialect), "OPTIONS", None)
+        cls = dialect_class(dialect)
     except ConfigError:
         return None
+    # the class's own declaration: a subclass (a plugin's over a built-in) may read options its
+    # parent does not, so an inherited OPTIONS says nothing of it
+    declared = vars(cls).get("OPTIONS") if isinstance(cls, type) else getattr(cls, "OPTIONS", None)
     return None if declared is None else {**RUN_DIALECT_OPTIONS, **declared}
 
 
