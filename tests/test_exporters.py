@@ -935,6 +935,9 @@ def test_every_figure_dialect_writes_a_plain_alt_text(dialect: str, model: str, 
     "Use ``<img src=\"a.png\">`` for HTML.",
     "```markdown\n![logo](logo.png)\n<img src=\"b.png\">\n```",
     "~~~\n![logo](logo.png)\n~~~",
+    "````\n![logo](logo.png)\n```\nstill code\n````",
+    "The operator`s manual.",  # (a lone backtick, OCR's apostrophe: no code, the reference after it is the figure's)
+    "```\nA fence never closed",
 ])  # fmt: skip
 @pytest.mark.parametrize("ref", ["![](images/1.jpg)", '<img src="x.jpg" alt="Figure 1">', "![image](image_0.png)"])
 def test_a_figure_link_never_lands_in_code(code: str, ref: str) -> None:
@@ -942,7 +945,7 @@ def test_a_figure_link_never_lands_in_code(code: str, ref: str) -> None:
     image reference, before the figure's own reference in each dialect's syntax.  The K-th
     reference anywhere was taken for the K-th figure: the code read from the page was rewritten
     to point at the crop, and the figure's own reference left dangling (``images/1.jpg``)."""
-    md = f"{code}\n\n{ref}\n\nAfter the figure."
+    md = f"{code}\n\n{ref}\n\nAfter the figure, run `ls`."
     blocks = [Block(type="text", text=code, bbox=[0, 0, 100, 10]), Block(type="figure", text="", bbox=[10, 20, 110, 70])]
     page = Page(page=1, status="ok", width=300, height=300, markdown=md, blocks=blocks)
     out = markdown.page_markdown(page, {(1, 1): "p_figures/page1_fig1.png"})

@@ -72,9 +72,13 @@ log = logging.getLogger("ocrclient.exporters.markdown")
 
 #: markdown image references and HTML <img> tags, as models write them
 _IMAGE_REF = re.compile(r"!\[(?P<alt>[^\]\n]*)\]\((?P<src>[^)\n]*)\)|<img\b(?P<attrs>[^>]*)>", re.I)
-#: code in markdown: a fenced block (``` or ~~~, to its closing fence or the end) or an inline
-#: code span (backticks, as many to close as opened)
-_CODE = re.compile(r"(?ms)^ {0,3}(`{3,}|~{3,}).*?(?:^ {0,3}\1[ \t]*$|\Z)|(`+)(?!`).+?(?<!`)\2(?!`)")
+#: code in markdown: a fenced block (``` or ~~~ to a closing fence at least as long: one never
+#: closed is OCR's noise, not code) or an inline code span (as many backticks to close as opened,
+#: within its paragraph: a lone backtick, OCR's apostrophe, opens none)
+_CODE = re.compile(
+    r"(?ms)^ {0,3}(?P<fence>`{3,}|~{3,})[^\n]*\n.*?^ {0,3}(?P=fence)[`~]*[ \t]*$"
+    r"|(?P<ticks>`+)(?!`)(?:(?!\n[ \t]*\n)[^`]|`(?!(?P=ticks)))+?(?P=ticks)(?!`)"
+)
 _ALT_ATTR = re.compile(r"""\balt\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
 _CROP_NAME = re.compile(r"^page\d+_fig\d+\.png$")
 
