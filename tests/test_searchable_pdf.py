@@ -508,3 +508,16 @@ def test_every_text_block_is_in_the_text_layer_whatever_is_boxed(mix: str) -> No
     text = "\n".join(ln.text for ln in text_lines(page))
     assert word_counts("Heading zzq alpha bravo charlie delta") <= word_counts(text), (mix, text)
     assert text.index("zzq") < text.index("charlie") or not heading, text
+
+
+def test_a_list_without_a_box_keeps_its_items_boxed_or_not() -> None:
+    """A block with no box of its own whose children are boxed in part (a list, one item boxed):
+    the boxed item on its box, the other laid down the page; both were lost."""
+    from ocrclient.exporters.pdf_text import text_lines
+
+    items = [Block(type="text", text="one", bbox_norm=[0.1, 0.2, 0.9, 0.25], bbox=[61.2, 158.4, 550.8, 198.0]),
+             Block(type="text", text="two")]  # fmt: skip
+    blocks = [Block(type="title", text="Title", bbox_norm=[0.1, 0.05, 0.9, 0.1], bbox=[61.2, 39.6, 550.8, 79.2]),
+              Block(type="list", text="- one\n- two", children=items)]  # fmt: skip
+    page = Page(page=1, status="ok", width=612, height=792, markdown="# Title\n\n- one\n- two", blocks=blocks)
+    assert [ln.text for ln in text_lines(page)] == ["Title", "one", "two"]

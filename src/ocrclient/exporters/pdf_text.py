@@ -112,7 +112,9 @@ def _runs(text: str, words: list[TextUnit]) -> list[TextUnit]:
     return out
 
 
-def _lines_of(block: Block, page: Page) -> Iterator[TextLine]:
+def _lines_of(block: Block, page: Page, loose: list[str]) -> Iterator[TextLine]:
+    """``block``'s boxed lines; the text of what has no box (itself or its children), nor a boxed
+    parent to be spread over, goes to ``loose`` (laid down the page by :func:`text_lines`)."""
     kids = [c for c in block.children if c.text.strip() or c.children]
     if kids and all(norm_box(c, page) is not None for c in kids):
         if all(c.type == "word" for c in kids):
@@ -126,13 +128,20 @@ def _lines_of(block: Block, page: Page) -> Iterator[TextLine]:
                 yield TextLine(" ".join(w.text for w in runs), norm_box(block, page) or _union(runs), tuple(runs))
             return
         for child in kids:
-            yield from _lines_of(child, page)
+            yield from _lines_of(child, page, loose)
         return
     if block.type == "figure":
         return
     box = norm_box(block, page)
+    if box is None and any(_has_box(c, page) for c in kids):
+        for child in kids:  # (a list without a box of its own, some of its items boxed)
+            yield from _lines_of(child, page, loose)
+        return
     text = plain_text(block.text)
-    if box is None or not text:
+    if not text:
+        return
+    if box is None:
+        loose.extend(ln.strip() for ln in text.split("\n") if ln.strip())
         return
     yield from _spread(text.split("\n"), box)
 
@@ -163,11 +172,11 @@ def text_lines(page: Page) -> list[TextLine]:
     if page.status == "failed":
         return []
     if any(_has_box(b, page) for b in page.blocks):
-        boxed = [ln for b in page.blocks if _has_box(b, page) for ln in _lines_of(b, page)]
-        # a block without a box beside boxed ones (LightOnOCR -bbox boxes its figures only):
-        # its text laid down the page as a boxless page's is (it was left out: no text at all)
-        loose = [ln.strip() for b in page.blocks if b.type != "figure" and not _has_box(b, page)
-                 for ln in plain_text(b.text).split("\n") if ln.strip()]  # fmt: skip
+        # a block without a box beside boxed ones (LightOnOCR -bbox boxes its figures only; a
+        # list item the model gave no box): its text laid down the page as a boxless page's is
+        # (it was left out: no text at all)
+        loose: list[str] = []
+        boxed = [ln for b in page.blocks for ln in _lines_of(b, page, loose)]
         return boxed + (_spread(loose, UNBOXED_AREA) if loose else [])
     lines = [ln.strip() for ln in plain_text(page.markdown).split("\n") if ln.strip()]
     return _spread(lines, UNBOXED_AREA) if lines else []
