@@ -847,3 +847,16 @@ def test_config_takes_the_run_flags_convert_takes() -> None:
     shown = json.loads(run.stdout)
     assert shown["concurrency"] == 16 and shown["dialect_options"]["include_headers_footers"] is True
     assert shown["refused"] is None
+
+
+def test_health_refuses_a_profile_asking_document_mode_where_convert_would(tmp_path: Path) -> None:
+    """The older spelling, ``[dialect_options] document_mode = true`` in a profile, makes every
+    run a document-mode run: ``ocr health`` passed such a profile over openai, which convert
+    refuses."""
+    from .test_bad_inputs import ocr
+
+    prof = tmp_path / "docs.toml"
+    prof.write_text('transport = "openai"\ndialect = "deepseek"\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\n'
+                    '[dialect_options]\ndocument_mode = true\n', encoding="utf-8")  # fmt: skip
+    run = ocr(["health", "--backend", str(prof)])
+    assert run.code == 2 and "--document-mode needs a RunPod endpoint" in run.stderr, run.stderr

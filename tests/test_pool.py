@@ -368,3 +368,36 @@ members = [
             load_backend(str(prof))
     else:
         load_backend(str(prof)).close()
+
+
+def test_a_member_model_is_checked_against_the_model_the_pool_sends_by_default(tmp_path: Path) -> None:
+    """A pool naming no model sends its dialect's default (olmOCR's): a member serving another
+    model passed (the check compared with no model at all)."""
+    from ocrclient.errors import ConfigError
+
+    prof = tmp_path / "pool.toml"
+    prof.write_text("""
+transport = "pool"
+dialect = "olmocr"
+[transport_options]
+members = [ { backend = "openai", base_url = "http://127.0.0.1:9/v1", dialect = "olmocr", model = "allenai/olmOCR-7B-0725-FP8" } ]
+""", encoding="utf-8")  # fmt: skip
+    with pytest.raises(ConfigError, match="the pool sends 'allenai/olmOCR-2-7B-1025-FP8'"):
+        load_backend(str(prof))
+
+
+@pytest.mark.parametrize(("refusing", "refused"), [(2, True), (1, False), (0, False)])
+async def test_a_pool_whose_every_member_refuses_the_settings_says_so(refusing: int, refused: bool) -> None:
+    """``ocr health`` exits 2 for a backend refusing its settings: a pool did only when one
+    member alone would have (its own Health never said it)."""
+
+    class _Member:
+        def __init__(self, refuses: bool) -> None:
+            self.refuses = refuses
+
+        async def health(self) -> Health:
+            return Health(False, "bad API key (HTTP 401)", refused=True) if self.refuses else Health(False, "down")
+
+    pool = PoolTransport([PoolMember(n, _Member(i < refusing)) for i, n in enumerate("ab")])  # type: ignore[arg-type]
+    h = await pool.health()
+    assert not h.ok and h.refused is refused

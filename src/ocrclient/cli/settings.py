@@ -162,9 +162,10 @@ def health(
     try:
         over = backend_overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, mode)
         be = load_backend(backend, **over, transport=transport)
-        if document_mode:
-            from ..docmode import check as takes_documents
+        from ..docmode import check as takes_documents
+        from ..docmode import requested
 
+        if requested(be.config, document_mode):  # (the flag, or the profile's older option)
             takes_documents(be.config)
     except OcrError as exc:
         raise fail(str(exc), as_json=as_json) from None

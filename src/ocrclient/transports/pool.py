@@ -65,6 +65,13 @@ class PoolMember:
         return not self.auth_failed and now >= self.benched_until
 
 
+def _model_sent(cfg: BackendConfig) -> str | None:
+    """The model ``cfg``'s requests name: its own, else its dialect's default."""
+    from ..registry import dialect_class
+
+    return cfg.resolved_model() or getattr(dialect_class(cfg.dialect), "DEFAULT_MODEL", None)
+
+
 class PoolTransport:
     """Weighted, failover-aware pool of transports (see the module docstring).
 
@@ -112,7 +119,7 @@ class PoolTransport:
                 raise ConfigError(
                     f"pool member {label} speaks dialect {member_cfg.dialect!r}, the pool {cfg.dialect!r}"
                 )
-            model, sent = member_cfg.resolved_model(), cfg.resolved_model()
+            model, sent = _model_sent(member_cfg), _model_sent(cfg)
             if model and sent and model != sent:  # (each page's request carries the pool's model)
                 raise ConfigError(
                     f"pool member {label} serves model {model!r}, but the pool sends {sent!r} to every member; "
@@ -230,7 +237,7 @@ class PoolTransport:
 
     async def health(self) -> Health:
         results: dict[str, Any] = {}
-        ok_any = False
+        ok_any, refused = False, 0
         for m in self.members:
             try:
                 h = await m.transport.health()
@@ -238,9 +245,11 @@ class PoolTransport:
                 results[m.name] = f"error: {exc}"
                 continue
             ok_any = ok_any or h.ok
+            refused += h.refused
             results[m.name] = f"{'ok' if h.ok else 'down'}: {h.detail}"
         up = sum(1 for v in results.values() if str(v).startswith("ok"))
-        return Health(ok_any, f"{up}/{len(self.members)} members up", results)
+        # every member refusing the settings: a configuration to fix, as one member alone says
+        return Health(ok_any, f"{up}/{len(self.members)} members up", results, refused=refused == len(self.members))
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {
