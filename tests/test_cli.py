@@ -860,3 +860,25 @@ def test_health_refuses_a_profile_asking_document_mode_where_convert_would(tmp_p
                     '[dialect_options]\ndocument_mode = true\n', encoding="utf-8")  # fmt: skip
     run = ocr(["health", "--backend", str(prof)])
     assert run.code == 2 and "--document-mode needs a RunPod endpoint" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["convert", "x.pdf", "-o", "OUT", "-c", "0", "--json"],
+    ["convert", "x.pdf", "-o", "OUT", "--dpi", "abc", "--json"],
+    ["convert", "x.pdf", "-o", "OUT", "--bogus", "--json"],
+    ["health", "--json", "--bogus"],
+    ["bench", "x.pdf", "-c", "0", "--json"],
+    ["backends", "--json", "--bogus"],
+    ["cache", "info", "--json", "--bogus"],
+])  # fmt: skip
+def test_json_says_why_when_the_parser_refuses_the_command_line(argv: list[str], tmp_path: Path) -> None:
+    """The whole kind: every command with ``--json`` given a command line its parser refuses (an
+    option's bound, a value of the wrong type, an unknown option) printed nothing on stdout,
+    only the usage box; now the object every failing ``--json`` prints, with the parser's
+    message, exit 2."""
+    from .test_bad_inputs import ocr
+
+    run = ocr([str(tmp_path / "out") if a == "OUT" else a for a in argv])
+    assert run.code == 2, run.stderr
+    out = json.loads(run.stdout)
+    assert out["exit_code"] == 2 and out["error"], out

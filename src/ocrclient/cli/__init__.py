@@ -59,11 +59,32 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as exc:
+        _usage_error_json(exc, sys.argv[1:])
+        raise
     finally:
         # the run is over: spare the interpreter's exit a garbage collection over every object
         # the imported libraries made (up to 1 s with large libraries loaded, measured; it made
         # Ctrl-C slow to take effect).  Files are closed by then; stdout/stderr are flushed.
         gc.freeze()
+
+
+def _usage_error_json(exc: SystemExit, argv: list[str]) -> None:
+    """A command line the parser refused (an unknown option, ``-c 0``, ``--dpi abc``): typer
+    printed its usage message and the command never ran, so ``--json`` printed nothing; print
+    the object every failing ``--json`` prints (README), with the parser's message."""
+    refused = exc.__context__  # (the parser's error: standalone mode exits from its handler)
+    if "--json" not in argv or exc.code != 2 or not callable(getattr(refused, "format_message", None)):
+        return
+    message = " ".join(str(refused.format_message()).split())  # type: ignore[union-attr]
+    if argv and argv[0] == "convert":
+        from .progress import summary_json
+
+        typer.echo(summary_json([], 0.0, 2, error=message))
+    else:
+        from .common import failed_json
+
+        failed_json(message, 2)
 
 
 if __name__ == "__main__":
