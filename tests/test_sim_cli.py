@@ -90,3 +90,26 @@ def test_page_key_makes_max_faults_per_key_count_per_page_whatever_the_ladder(tm
         doc = ocrclient.convert(text_pdf(tmp_path / "a.pdf", [["one"]]), backend="runpod-pod-lightonocr2",
                                 base_url=sim.base_url, api_key=sim.api_key, cache=False, cold_start_s=0)  # fmt: skip
     assert doc.pages[0].status == "ok" and doc.pages[0].attempts == 2
+
+
+@pytest.mark.parametrize("kind", ["openai", "runpod"])
+def test_a_chunked_upload_is_read_as_its_body(kind: str) -> None:
+    """A user's code that streams its upload (``Transfer-Encoding: chunked``: httpx given a
+    generator) got a false 400 from every simulator, where vLLM and RunPod read it."""
+    import json
+
+    def chunks(data: bytes):  # type: ignore[no-untyped-def]
+        yield data[:10]
+        yield data[10:]
+
+    if kind == "openai":
+        with OpenAISimulator() as sim:
+            body = json.dumps({"model": sim.model, "messages": [{"role": "user", "content": "hi"}]}).encode()
+            reply = httpx.post(sim.base_url + "/chat/completions", content=chunks(body),
+                               headers={"Authorization": f"Bearer {sim.api_key}"}, timeout=30)  # fmt: skip
+    else:
+        with RunPodSimulator() as sim:
+            body = json.dumps({"input": {"prompt": "hi"}}).encode()
+            reply = httpx.post(f"{sim.base_url}/{sim.endpoint_id}/run", content=chunks(body),
+                               headers={"Authorization": f"Bearer {sim.api_key}"}, timeout=30)  # fmt: skip
+    assert reply.status_code == 200, reply.text

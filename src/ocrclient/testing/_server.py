@@ -203,8 +203,13 @@ class SimHandler(BaseHTTPRequestHandler, abc.ABC):
 
 
 def read_body(h: BaseHTTPRequestHandler, limit: int | None = None) -> tuple[bytes, bool]:
-    """``(body, too_large)``: the request body by its ``Content-Length``; one over ``limit`` is
-    read and dropped (so the client can read the 413 that follows) and ``b""`` returned."""
+    """``(body, too_large)``: the request body by its ``Content-Length``, or its chunks
+    (``Transfer-Encoding: chunked``, a streamed upload: vLLM's server and RunPod's gateway take
+    one; it was read as no body, a false 400); one over ``limit`` is read and dropped (so the
+    client can read the 413 that follows) and ``b""`` returned."""
+    if "chunked" in (h.headers.get("Transfer-Encoding") or "").lower():
+        body = _read_chunks(h)
+        return (b"", True) if limit is not None and len(body) > limit else (body, False)
     length = int(h.headers.get("Content-Length") or 0)
     if limit is not None and length > limit:
         remaining = length
@@ -215,6 +220,24 @@ def read_body(h: BaseHTTPRequestHandler, limit: int | None = None) -> tuple[byte
             remaining -= len(chunk)
         return b"", True
     return (h.rfile.read(length) if length else b""), False
+
+
+def _read_chunks(h: BaseHTTPRequestHandler) -> bytes:
+    """A chunked request body, joined (its trailer read and dropped)."""
+    parts: list[bytes] = []
+    while True:
+        size_line = h.rfile.readline(1024)
+        try:
+            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+        except ValueError:
+            break
+        if size == 0:
+            while h.rfile.readline(1024).strip():  # the trailer, to its blank line
+                pass
+            break
+        parts.append(h.rfile.read(size))
+        h.rfile.readline(8)  # the chunk's CRLF
+    return b"".join(parts)
 
 
 def write_reply(
