@@ -28,6 +28,9 @@ class PdfPage:
     scan_box: Box | None = None
     #: the texts drawn invisible (render mode 3), as an OCR layer over a scan is
     invisible: bool = False
+    #: (x, y, size, text, how) baselines of hidden text: ``how`` "invisible" (render mode 3) or
+    #: "white" (white on the white page)
+    hidden: list[tuple[float, float, float, str, str]] = field(default_factory=list)
     #: (x, y, size, text, degrees) baselines turned counter-clockwise by ``degrees`` about (x, y)
     turned: list[tuple[float, float, float, str, float]] = field(default_factory=list)
 
@@ -43,6 +46,10 @@ class PdfPage:
         for x, y, size, text in self.texts:
             esc = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
             ops.append(f"BT /F1 {size:g} Tf {x:.3f} {y:.3f} Td ({esc}) Tj ET")
+        for x, y, size, text, how in self.hidden:
+            esc = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+            style = "3 Tr" if how == "invisible" else "1 g"
+            ops.append(f"q BT {style} /F1 {size:g} Tf {x:.3f} {y:.3f} Td ({esc}) Tj ET Q")
         for x, y, size, text, degrees in self.turned:
             esc = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
             cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))

@@ -795,3 +795,22 @@ def test_a_blank_strip_takes_a_few_engine_runs_not_hundreds(width: int) -> None:
     tiles = tiling.plan_tiles(width, 30)
     assert len(tiles) <= 2 * width // 2000 + 1
     assert all(t.end - t.start <= 2000 for t in tiles)
+
+
+@pytest.mark.parametrize("how", ["invisible", "white"])
+def test_hidden_text_on_a_trusted_page_is_not_its_text(how: str, tmp_path: Path) -> None:
+    """A page whose text layer is trusted (80 % of it on ink) kept the rest too: invisible
+    (render mode 3) or white words lying on no ink came out as the page's text, with a box over
+    nothing.  Each line on no ink is left out, and the reading says so; the visible lines stay."""
+    import ocrclient
+
+    from .pdfgen import PdfPage, write_pdf
+
+    visible = [(72, 720 - 20 * i, 12, f"Visible paragraph line {i} with ordinary words in it for the reader")
+               for i in range(15)]  # fmt: skip
+    pdf = write_pdf(tmp_path / "h.pdf", [PdfPage(media=(0, 0, 612, 792), texts=visible,
+                                                  hidden=[(72, 200, 12, "HIDDEN WORDS NOT ON THE PAGE", how)])])  # fmt: skip
+    doc = ocrclient.convert(pdf, backend="local", cache=False)
+    page = doc.pages[0]
+    assert "HIDDEN" not in page.markdown and all(f"line {i} " in page.markdown for i in range(15)), page.markdown
+    assert all("HIDDEN" not in b.text for b in page.blocks)

@@ -218,6 +218,11 @@ def _from_layer(
     if not verdict.trusted or not lines:
         return _ocr(img, settings, verdict.why, start)
     why = verdict.why
+    if mode == "auto":  # a trusted page's hidden lines (invisible or white, on no ink) are not its text
+        shown = [ln for ln in lines if inked(gray, ln["box"])]
+        if len(shown) < len(lines):
+            why += f"; {len(lines) - len(shown)} line(s) on no ink left out (hidden text)"
+            lines = shown
     if mode == "auto":  # the words in the page's pictures, which the layer does not hold
         regions = _image_regions(layer, scale, lines, upright.size)
         merged = _with_layer(lines, _words_in_images(upright, regions, settings)) if regions else lines
