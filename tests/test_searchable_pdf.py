@@ -521,3 +521,35 @@ def test_a_list_without_a_box_keeps_its_items_boxed_or_not() -> None:
               Block(type="list", text="- one\n- two", children=items)]  # fmt: skip
     page = Page(page=1, status="ok", width=612, height=792, markdown="# Title\n\n- one\n- two", blocks=blocks)
     assert [ln.text for ln in text_lines(page)] == ["Title", "one", "two"]
+
+
+_RTL_LINES = ["مرحبا بالعالم", "שלום עולם 2024", "hello world", "מחיר: 35 שקלים"]
+
+
+@pytest.mark.parametrize("boxed", [False, True], ids=["lines laid down the page", "words in their boxes"])
+def test_right_to_left_text_extracts_in_its_own_order(boxed: bool, tmp_path: Path) -> None:
+    """Hebrew and Arabic lines (with digits and Latin beside them), laid down the page or word
+    by word in their boxes: the text layer wrote them in logical order, and PDFium and pdftotext,
+    which read right-to-left glyphs back into logical order, gave every word reversed
+    (``שלום`` -> ``םולש``): the PDF could not be searched for any of them."""
+    from PIL import Image
+
+    from ocrclient.document import Block
+
+    img = tmp_path / "p.png"
+    Image.new("RGB", (800, 1000), "white").save(img)
+    blocks = []
+    for i, text in enumerate(_RTL_LINES):
+        y0, y1 = 0.1 + 0.1 * i, 0.15 + 0.1 * i
+        words = text.split()
+        kids = [Block(type="word", text=w, bbox_norm=[0.8 - 0.15 * (j + 1), y0, 0.8 - 0.15 * j, y1],
+                      bbox=[(0.8 - 0.15 * (j + 1)) * 800, y0 * 1000, (0.8 - 0.15 * j) * 800, y1 * 1000])
+                for j, w in enumerate(words)] if boxed and text != "hello world" else []  # fmt: skip
+        blocks.append(Block(type="text", text=text, bbox_norm=[0.1, y0, 0.9, y1], bbox=[80, y0 * 1000, 720, y1 * 1000],
+                            children=kids))  # fmt: skip
+    doc = Document(source=str(img), backend="t", pages=[Page(page=1, status="ok", width=800, height=1000,
+                                                              markdown="\n\n".join(_RTL_LINES), blocks=blocks)])  # fmt: skip
+    out = pdf_exporter.write(doc, tmp_path / "p.pdf")
+    text = pdfium.PdfDocument(out)[0].get_textpage().get_text_range()
+    got = [" ".join(ln.split()) for ln in text.splitlines() if ln.strip()]
+    assert got == _RTL_LINES, got

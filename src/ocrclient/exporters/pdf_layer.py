@@ -18,6 +18,8 @@ Example::
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -164,11 +166,32 @@ class _Axis:
         return H - b[3] * H, H - b[1] * H
 
 
+def _rtl(ch: str) -> bool:
+    return unicodedata.bidirectional(ch) in ("R", "AL")
+
+
+def _visual(word: str) -> str:
+    """A word as it is drawn, left to right: the runs of a right-to-left script (Hebrew,
+    Arabic) reversed, the word's runs in reverse order when it has such a run (digits and Latin
+    inside keep their own order).  Text extractors (PDFium, pdftotext) read right-to-left glyphs
+    back into logical order: written in logical order, ``שלום`` extracted as ``םולש``."""
+    if not any(_rtl(c) for c in word):
+        return word
+    runs = [m.group(0) for m in re.finditer(r"(?:[^\W\d_]|[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff])+|\d+|.", word)]
+    return "".join(r[::-1] if any(_rtl(c) for c in r) else r for r in reversed(runs))
+
+
 def _line_words(line: TextLine, translit: bool) -> list[tuple[str, Box | None]]:
-    """The words of ``line`` with their boxes (``None`` without word boxes), non-empty."""
+    """The words of ``line`` with their boxes (``None`` without word boxes), non-empty, each as
+    drawn (:func:`_visual`), in the order they are written: a right-to-left line's from its
+    left end (its last word first)."""
     boxed: list[tuple[str, Box | None]] = [(w.text, w.box) for w in line.words]
     words = [(transliterate(t) if translit else t, b) for t, b in boxed or [(t, None) for t in line.text.split()]]
-    return [(t, b) for t, b in words if t.strip()]
+    shown = [(_visual(t), b) for t, b in words if t.strip()]
+    strong = next((c for c in line.text if unicodedata.bidirectional(c) in ("L", "R", "AL")), "")
+    if strong and _rtl(strong):  # written left to right, as extractors read a line back: its
+        shown.reverse()  # first word (at the line's right end) last
+    return shown
 
 
 def place_line(pdf: Any, raw_page: Any, fonts: Fonts, line: TextLine, page: PageBox, to_user: Matrix) -> int:
