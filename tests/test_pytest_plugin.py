@@ -315,3 +315,11 @@ def test_ocr_env_reaches_a_runpod_simulator_that_checks_no_key(runpod_sim_factor
     ocr_env(sim)
     doc = ocrclient.convert(text_pdf(tmp_path / "a.pdf", [["one"]]), cache=False)
     assert doc.pages[0].status == "ok"
+
+
+def test_ocr_env_refuses_an_ocular_simulator_in_modal_mode(ocular_sim_factory: Any, ocr_env: Any) -> None:
+    """The ocular transport sends no Modal proxy auth: ``ocr_env`` pointed the backend at such
+    a simulator and every page got a 401; it says why instead."""
+    sim = ocular_sim_factory(mode="modal")
+    with pytest.raises(ValueError, match="sends no Modal proxy auth"):
+        ocr_env(sim)

@@ -264,6 +264,9 @@ class _OcrEnv:
             options["poll_interval_s"] = SIM_POLL_INTERVAL_S
         elif isinstance(sim, OcularSimulator):
             self._expect(cfg, {"ocular", "runpod"}, sim)
+            if sim.mode == "modal":  # (a 401 at every page otherwise)
+                raise ValueError("the ocular transport sends no Modal proxy auth: an OcularSimulator(mode='modal') "
+                                 "serves clients of your own, not ocr_env's backend")
             if cfg.transport == "runpod":
                 if cfg.dialect != "trocr":
                     raise ValueError(f"backend {cfg.name!r} does not speak the ocular contract")
