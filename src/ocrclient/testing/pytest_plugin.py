@@ -263,15 +263,7 @@ class _OcrEnv:
                 options["mode"] = "local"
             options["poll_interval_s"] = SIM_POLL_INTERVAL_S
         elif isinstance(sim, OcularSimulator):
-            self._expect(cfg, {"ocular", "runpod"}, sim)
-            if sim.mode == "modal":  # (a 401 at every page otherwise)
-                raise ValueError("the ocular transport sends no Modal proxy auth: an OcularSimulator(mode='modal') "
-                                 "serves clients of your own, not ocr_env's backend")
-            if cfg.transport == "runpod":
-                if cfg.dialect != "trocr":
-                    raise ValueError(f"backend {cfg.name!r} does not speak the ocular contract")
-                table["transport"] = "ocular"  # the plain-HTTP deployment of the same contract
-                cfg = resolve_config(name, transport="ocular")  # (its key: not the RunPod one)
+            cfg = self._ocular(cfg, sim, table)
             table["base_url"] = sim.url
             if cfg.base_url_env:
                 env[cfg.base_url_env] = sim.url
@@ -301,6 +293,20 @@ class _OcrEnv:
             self.monkeypatch.setenv(key, value)
         self.set_before = set(env)
         return env
+
+    def _ocular(self, cfg: BackendConfig, sim: OcularSimulator, table: dict[str, Any]) -> BackendConfig:
+        """``cfg`` as it reaches an ocular simulator: a RunPod TrOCR profile switched to its
+        plain-HTTP deployment (``table`` gets the switch), with the key that one reads."""
+        self._expect(cfg, {"ocular", "runpod"}, sim)
+        if sim.mode == "modal":  # (a 401 at every page otherwise)
+            raise ValueError("the ocular transport sends no Modal proxy auth: an OcularSimulator(mode='modal') "
+                             "serves clients of your own, not ocr_env's backend")
+        if cfg.transport != "runpod":
+            return cfg
+        if cfg.dialect != "trocr":
+            raise ValueError(f"backend {cfg.name!r} does not speak the ocular contract")
+        table["transport"] = "ocular"  # the plain-HTTP deployment of the same contract
+        return resolve_config(cfg.origin or cfg.name, transport="ocular")  # (its key: not the RunPod one)
 
     @staticmethod
     def _expect(cfg: BackendConfig, transports: set[str], sim: Any) -> None:

@@ -172,8 +172,7 @@ class RunPodTransport(HttpImports):
     cannot reach the job (it runs its one page, and its result expires).  Closing the transport
     cuts the requests open (a held ``/runsync`` would hold its page until its job ended)."""
 
-    #: the kinds of request it carries (``Backend`` checks its dialect's ``SENDS`` against them)
-    TAKES: frozenset[str] = frozenset({"chat", "ocular", "document"})
+    TAKES: frozenset[str] = frozenset({"chat", "ocular", "document"})  # (request kinds: see Backend)
 
     neutral_options = frozenset(_NEUTRAL_OPTIONS)
 
@@ -205,8 +204,7 @@ class RunPodTransport(HttpImports):
         api_key = header_secret(api_key, "the RunPod API key")
         self.mode = mode
         self.endpoint_id = endpoint_id
-        #: the variable an unknown endpoint's error tells to check (the profile's own, when it has one)
-        self.endpoint_env = "RUNPOD_ENDPOINT_ID"
+        self.endpoint_env = "RUNPOD_ENDPOINT_ID"  # (what an unknown endpoint's error names: from_config)
         self.base_url = (base_url or (DEFAULT_LOCAL_URL if mode == "local" else DEFAULT_BASE_URL)).rstrip("/")
         self.poll_interval_s = float(poll_interval_s)
         self.max_poll_interval_s = float(max_poll_interval_s)
