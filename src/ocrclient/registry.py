@@ -101,8 +101,7 @@ def dialect_class(name: str) -> Any:
 
 
 def load_dialect(cfg: BackendConfig) -> Dialect:
-    cls = _import("dialect", cfg.dialect, DIALECTS)
-    dialect: Dialect = cls.from_config(cfg)
+    dialect: Dialect = dialect_class(cfg.dialect).from_config(cfg)
     return dialect
 
 

@@ -94,7 +94,6 @@ def plan_tiles(
         if long_side * WIDE_SHRINK <= max_side:  # (its height padded: wide_padded)
             return [Tile(0, long_side, 0, long_side)]
         length = max_side  # the longest the engine does not shrink
-
     else:
         length = max(64, int(min(aspect * short_side, max(max_side, short_side))))
     margin = length // 4

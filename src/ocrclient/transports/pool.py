@@ -104,6 +104,7 @@ class PoolTransport:
         if not specs:
             raise ConfigError(f"backend {cfg.name!r}: transport 'pool' needs transport_options.members")
         members = []
+        sent = _model_sent(cfg)  # (each page's request carries the pool's model)
         for i, spec in enumerate(specs):
             if not isinstance(spec, dict) or "backend" not in spec:
                 raise ConfigError(f"backend {cfg.name!r}: pool member {i + 1} needs a 'backend' name")
@@ -119,8 +120,8 @@ class PoolTransport:
                 raise ConfigError(
                     f"pool member {label} speaks dialect {member_cfg.dialect!r}, the pool {cfg.dialect!r}"
                 )
-            model, sent = _model_sent(member_cfg), _model_sent(cfg)
-            if model and sent and model != sent:  # (each page's request carries the pool's model)
+            model = _model_sent(member_cfg)
+            if model and sent and model != sent:
                 raise ConfigError(
                     f"pool member {label} serves model {model!r}, but the pool sends {sent!r} to every member; "
                     "give them the same model"
