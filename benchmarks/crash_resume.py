@@ -184,6 +184,8 @@ def trial(
     for k in kills:
         before = dict(sim.requests_by_key)
         r = run_until(cmd, env, cache, k)
+        # what the killed run had written before it died may reach the server a moment later
+        sim.wait_quiet()
         finished, bad, tmp_left = read_cache(cache)
         corrupt += bad
         leftovers = tmp_left

@@ -141,6 +141,8 @@ class HTTPSimulator(ProxyFront, abc.ABC):
         self._tls = threading.local()  # .cut: the event a worker thread watches
         self._inflight = 0
         self._active = 0
+        self._open = 0  # requests being read or answered (for wait_quiet)
+        self._last_arrival = 0.0
         # -- counters (read them in tests) --
         self.requests: Counter[str] = Counter()  # "POST /v1/chat/completions" -> n
         self.requests_by_key: Counter[str] = Counter()
@@ -312,7 +314,37 @@ class HTTPSimulator(ProxyFront, abc.ABC):
         return key
 
     # -- the request path ---------------------------------------------------------------------
+    def wait_quiet(self, quiet_s: float = 0.3, timeout_s: float = 10.0) -> bool:
+        """Block until no request is open and none arrived for ``quiet_s`` seconds (counted
+        from the call at the earliest: a connection still in the listen queue is not seen).
+
+        After you kill a client (``kill -9`` mid-run), requests it had already written may
+        still be read and counted by the server a moment later; take your "before" snapshot
+        of the counters after this returns.  ``False`` when ``timeout_s`` ran out first.
+        """
+        start = time.monotonic()
+        deadline = start + timeout_s
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                quiet = self._open == 0 and now - max(self._last_arrival, start) >= quiet_s
+            if quiet:
+                return True
+            if now >= deadline:
+                return False
+            time.sleep(0.01)
+
     def _serve(self, h: _Handler) -> None:
+        with self._lock:
+            self._open += 1
+            self._last_arrival = time.monotonic()
+        try:
+            self._serve_open(h)
+        finally:
+            with self._lock:
+                self._open -= 1
+
+    def _serve_open(self, h: _Handler) -> None:
         started = time.monotonic()
         parts = urlsplit(h.path)
         raw, _ = read_body(h)
