@@ -1076,3 +1076,39 @@ def test_long_documents_are_reopened_and_render_the_same(tmp_path: Path, monkeyp
         again = [p.encoded.data for p in iter_pages(src, LOW, pool=inline)]  # type: ignore[union-attr]
     assert len(first) == 8 and first == again
     assert len(opened) >= 16 // 3  # one document object per 3 renders, not one for all 16
+
+
+def _shipped_specs() -> list[tuple[str, RenderSpec]]:
+    from ocrclient.config import resolve_config, shipped_profiles_dir
+    from ocrclient.registry import load_dialect
+
+    return [
+        (p.stem, load_dialect(resolve_config(p.stem, model="m")).render)
+        for p in sorted(shipped_profiles_dir().glob("*.toml"))
+    ]
+
+
+@pytest.mark.parametrize(("profile", "spec"), _shipped_specs())
+def test_an_image_is_grown_no_further_than_its_own_pixels_or_min_side(profile: str, spec: RenderSpec) -> None:
+    """A raster has no more detail than its pixels: a dpi-driven spec sends it at its own size,
+    grown only as far as ``min_side`` asks (Chandra's 1024 minimum turned a 900 x 600 image
+    into 2400 x 1600 at its 192 dpi, 4x the upload, for one pixel under the minimum)."""
+    from ocrclient.pages.render import _image_size_for
+
+    sizes = [(900, 600), (1500, 1023), (1500, 1024), (1023, 1500), (40, 30), (5000, 20),
+             (20, 5000), (3000, 2000), (8000, 6000), (1, 1)]  # fmt: skip
+    for w, h in sizes:
+        tw, th = _image_size_for(spec, w, h)
+        want_min = spec.pixel_size(w, h)  # what the spec asks at its own scale (budget, caps)
+        if spec.dpi is None:  # an exact longest_side spec resizes as asked
+            assert (tw, th) == want_min, (profile, w, h)
+            continue
+        # never more than the raster's own pixels, unless min_side asks for more ...
+        grow = max(1.0, spec.min_side / min(w, h))
+        assert tw <= max(w, round(w * grow)) + 1 and th <= max(h, round(h * grow)) + 1, (profile, w, h, tw, th)
+        # ... and never more than the spec itself would give
+        assert tw * th <= max(want_min[0] * want_min[1], w * h), (profile, w, h, tw, th)
+        # min_side is honoured (within the budget) and the aspect ratio kept
+        if min(w, h) < spec.min_side and w * h * grow * grow <= (spec.max_pixels or 10**12):
+            assert min(tw, th) >= spec.min_side - 1, (profile, w, h, tw, th)
+        assert abs(tw / th - w / h) <= max(w / h, h / w) * 0.02 + 1 / min(th, tw), (profile, w, h, tw, th)

@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -266,13 +266,12 @@ def quarter_turned(img: Image.Image) -> bool:
 
 def _image_size_for(spec: RenderSpec, w: int, h: int) -> tuple[int, int]:
     """Target pixels for an image of w x h pixels (= points).  A dpi-driven spec never enlarges a
-    raster beyond its own pixels (it has no more detail to give); exact ``longest_side`` specs
-    and ``min_side`` still resize as asked; budgets always shrink."""
+    raster beyond its own pixels (it has no more detail to give) but as far as ``min_side`` asks
+    (a 900 x 600 image under a 1024 minimum goes up to 1536 x 1024, not to the dpi's 2400 x
+    1600); exact ``longest_side`` specs resize as asked; budgets always shrink."""
     tw, th = spec.pixel_size(w, h)
     if spec.dpi is not None and tw * th > w * h:
-        shortest = min(w, h)
-        if shortest >= spec.min_side:
-            return w, h
+        return replace(spec, dpi=72.0).pixel_size(w, h)  # (72 dpi: one pixel a point)
     return tw, th
 
 
