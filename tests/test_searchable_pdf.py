@@ -105,14 +105,15 @@ def _ink(word: str, size: float) -> tuple[float, float]:
 def ocr_line(text: str, x: float, y: float, size: float, page: tuple[float, float], way: str = "ltr",
              words: bool = True) -> Block:
     """A line block at displayed point (x, y) (its top-left corner; for vertical lines the
-    corner where the line starts is the top-left for ``ttb`` and bottom-left for ``btt``)."""
+    corner where the line starts is the top-left for ``ttb`` and bottom-left for ``btt``;
+    ``inv``: the ``ltr`` line turned upside down in its place)."""
     pw, ph = page
     boxes: list[tuple[str, Box]] = []
     s = 0.0
     for i, word in enumerate(text.split()):
         length = 0.5 * size * len(word)
         a, b = _ink(word, size)
-        if way == "ltr":
+        if way in ("ltr", "inv"):
             box = (x + s, y + a, x + s + length, y + b)
         elif way == "ttb":  # glyph tops face right: ascenders on the right
             box = (x + size - b, y + s, x + size - a, y + s + length)
@@ -126,6 +127,8 @@ def ocr_line(text: str, x: float, y: float, size: float, page: tuple[float, floa
     def norm(b: Box) -> list[float]:
         return [b[0] / pw, b[1] / ph, b[2] / pw, b[3] / ph]
 
+    if way == "inv":  # upside down: the line turned half round about its middle, first word right
+        boxes = [(w, (x0 + x1 - b[2], y0 + y1 - b[3], x0 + x1 - b[0], y0 + y1 - b[1])) for w, b in boxes]
     kids = [Block(type="word", text=w, bbox=list(b), bbox_norm=norm(b)) for w, b in boxes] if words else []
     line = (x0, y0, x1, y1)
     return Block(type="line", text=text, bbox=list(line), bbox_norm=norm(line), children=kids)
@@ -553,3 +556,32 @@ def test_right_to_left_text_extracts_in_its_own_order(boxed: bool, tmp_path: Pat
     text = pdfium.PdfDocument(out)[0].get_textpage().get_text_range()
     got = [" ".join(ln.split()) for ln in text.splitlines() if ln.strip()]
     assert got == _RTL_LINES, got
+
+
+@pytest.mark.parametrize("rotate", [0, 90, 180, 270])
+def test_lines_in_every_direction_sit_in_their_boxes_on_every_page_turn(rotate: int, tmp_path: Path) -> None:
+    """Upright, upside-down (a sheet scanned the wrong way up), downward and upward lines, on a
+    page shown turned every way: each word pdftotext finds lies in its OCR box.  Upside-down
+    lines were laid left to right, each word over another ("ALPHA" found over "CHARLIE")."""
+    _need("pdftotext")
+    src = write_pdf(tmp_path / "turned.pdf", [PdfPage(media=(0, 0, 400, 500), crop=(10, 20, 390, 480),
+                                                      rotate=rotate, rects=[(40, 50, 60, 90)])])  # fmt: skip
+    size = (460.0, 380.0) if rotate in (90, 270) else (380.0, 460.0)
+    blocks = [
+        paragraph(ocr_line("Upright words read along", 30, 30, 14, size)),
+        paragraph(ocr_line("Upside down words hang here", 30, 90, 14, size, way="inv")),
+        paragraph(ocr_line("Hanging line without boxes", 30, 130, 12, size, way="inv", words=False)),
+        paragraph(ocr_line("Downward words run", size[0] - 60, 170, 12, size, way="ttb")),
+        paragraph(ocr_line("Upward words climb", size[0] - 110, size[1] - 20, 12, size, way="btt")),
+    ]
+    doc = Document(source=str(src), backend="test", pages=[make_page(1, size, blocks, rotation=rotate)])
+    out = pdf_exporter.write(doc, tmp_path / "turned-searchable.pdf")
+    found = _pdf_words(out, 1)
+    for block in blocks:
+        for line in block.children:
+            assert line.bbox is not None
+            boxed = [(w.text, w.bbox) for w in line.children]
+            for text, (x0, y0, x1, y1) in boxed or [(t, line.bbox) for t in line.text.split()]:
+                hits = [b for t, b in found if t == text and x0 - 2 <= (b[0] + b[2]) / 2 <= x1 + 2
+                        and y0 - 2 <= (b[1] + b[3]) / 2 <= y1 + 2]  # fmt: skip
+                assert hits, (rotate, text, (x0, y0, x1, y1), [f for f in found if f[0] == text])

@@ -96,9 +96,10 @@ def _lay_out(widths: Sequence[Widths], space: float, start: float, end: float) -
 
 
 def direction(line: TextLine, page: PageBox, em_width: float, thickness: float) -> str:
-    """How the line runs on the displayed page: ``ltr``, ``ttb`` (top to bottom, glyph tops to
-    the right) or ``btt`` (bottom to top, tops to the left).  Two or more word boxes say it by
-    their order; otherwise a box taller than wide holds vertical text when the text fits it
+    """How the line runs on the displayed page: ``ltr``, ``inv`` (upside down: right to left,
+    glyph tops down, a scan fed upside down), ``ttb`` (top to bottom, glyph tops to the right)
+    or ``btt`` (bottom to top, tops to the left).  Two or more word boxes say it by their order
+    (a right-to-left script's words run leftwards on an upright line); otherwise a box taller than wide holds vertical text when the text fits it
     with less stretch that way, running as the page's own x axis is shown (down on /Rotate 90,
     up on /Rotate 270; up on other pages, as rotated table headers and axis labels do)."""
     W, H = page.width, page.height
@@ -108,7 +109,9 @@ def direction(line: TextLine, page: PageBox, em_width: float, thickness: float) 
         dy = ((b[1] + b[3]) - (a[1] + a[3])) / 2 * H
         if abs(dy) > abs(dx):
             return "ttb" if dy > 0 else "btt"
-        return "ltr"
+        strong = next((c for c in line.text if unicodedata.bidirectional(c) in ("L", "R", "AL")), "")
+        leftwards = bool(strong) and _rtl(strong)  # how the script's words follow on an upright line
+        return "inv" if (dx < 0) != leftwards and dx != 0 else "ltr"
     w, h = (line.box[2] - line.box[0]) * W, (line.box[3] - line.box[1]) * H
     if h <= w or em_width <= 0:
         return "ltr"
@@ -121,8 +124,8 @@ def direction(line: TextLine, page: PageBox, em_width: float, thickness: float) 
 
 @dataclass(frozen=True)
 class _Axis:
-    """How one line runs on the displayed page (``way``: ``ltr``, ``ttb`` or ``btt``), in
-    points with a bottom-left origin: ``s`` is a position along the line."""
+    """How one line runs on the displayed page (``way``: ``ltr``, ``inv``, ``ttb`` or ``btt``),
+    in points with a bottom-left origin: ``s`` is a position along the line."""
 
     way: str
     page: PageBox
@@ -134,6 +137,9 @@ class _Axis:
         H = self.page.height
         if self.way == "ltr":
             return y1 - y0, x0, x1
+        if self.way == "inv":
+            W = self.page.width
+            return y1 - y0, W - x1, W - x0
         if self.way == "ttb":
             return x1 - x0, y0, y1
         return x1 - x0, H - y1, H - y0
@@ -142,16 +148,20 @@ class _Axis:
         """Unit vectors along the line and toward the glyph tops."""
         if self.way == "ltr":
             return (1.0, 0.0), (0.0, 1.0)
+        if self.way == "inv":
+            return (-1.0, 0.0), (0.0, -1.0)
         if self.way == "ttb":
             return (0.0, -1.0), (1.0, 0.0)
         return (0.0, 1.0), (-1.0, 0.0)
 
     def origin(self, s: float, descent: float) -> tuple[float, float]:
         """The baseline point at ``s`` (``descent``: the font's descent in points, negative)."""
-        x0, _, x1, y1 = self.box
+        x0, y0, x1, y1 = self.box
         H = self.page.height
         if self.way == "ltr":
             return s, H - y1 - descent
+        if self.way == "inv":  # the baseline under the box's upper edge, the glyphs hanging down
+            return self.page.width - s, H - y0 + descent
         if self.way == "ttb":
             return x0 - descent, H - s
         return x1 + descent, s
@@ -161,6 +171,8 @@ class _Axis:
         W, H = self.page.width, self.page.height
         if self.way == "ltr":
             return b[0] * W, b[2] * W
+        if self.way == "inv":
+            return W - b[2] * W, W - b[0] * W
         if self.way == "ttb":
             return b[1] * H, b[3] * H
         return H - b[3] * H, H - b[1] * H
