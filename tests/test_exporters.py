@@ -951,3 +951,42 @@ def test_a_figure_link_never_lands_in_code(code: str, ref: str) -> None:
     out = markdown.page_markdown(page, {(1, 1): "p_figures/page1_fig1.png"})
     assert out.startswith(code), out  # the code as it was read
     assert "](p_figures/page1_fig1.png)" in out.split(code, 1)[1] and ref not in out, out
+
+
+@pytest.mark.parametrize("inline", ["![ACME logo]()", '<img alt="ACME logo"/>', "![logo](logo.png)"])
+@pytest.mark.parametrize("where", ["before", "between", "after", "nested"])
+@pytest.mark.parametrize("ref", ["![chart]()", '<img src="x.jpg" alt="chart">', "![image](image_0.png)"])
+def test_a_figure_link_never_lands_on_an_image_inside_text(inline: str, where: str, ref: str) -> None:
+    """The whole kind: an image written inside a text block (a logo inline in a heading, in a
+    list item), in each syntax, before, between or after two figures.  The K-th reference on the
+    page was taken for the K-th figure: the chart's crop replaced the logo, and the chart's own
+    reference was left empty."""
+    text = f"{inline} ACME Corp quarterly report"
+    ref2 = ref.replace("chart", "map").replace("x.jpg", "y.jpg").replace("image_0", "image_1")
+    fig1 = Block(type="figure", text="chart", bbox=[10, 20, 110, 70])
+    fig2 = Block(type="figure", text="map", bbox=[10, 120, 110, 170])
+    body = Block(type="text", text="Closing paragraph.", bbox=[0, 200, 100, 210])
+    inner = Block(type="text", text=text, bbox=[0, 0, 100, 10])
+    holder = Block(type="list", text=f"- {text}", bbox=[0, 0, 100, 10], children=[inner]) if where == "nested" else inner
+    parts = {"before": [holder, fig1, fig2, body], "between": [fig1, holder, fig2, body],
+             "after": [fig1, fig2, body, holder], "nested": [holder, fig1, fig2, body]}[where]  # fmt: skip
+    written = {id(fig1): ref, id(fig2): ref2, id(holder): holder.text, id(body): body.text}
+    md = "\n\n".join(written[id(b)] for b in parts)
+    page = Page(page=1, status="ok", width=300, height=300, markdown=md, blocks=parts)
+    out = markdown.page_markdown(page, {(1, 1): "p_figures/page1_fig1.png", (1, 2): "p_figures/page1_fig2.png"})
+    assert text in out, out  # the text's own image as it was read
+    paras = out.split("\n\n")
+    fig_paras = [p for p in paras if "p_figures/" in p]
+    assert len(fig_paras) == 2 and "page1_fig1" in fig_paras[0] and "page1_fig2" in fig_paras[1], out
+    assert all(text not in p for p in fig_paras), out
+    assert ref not in out and ref2 not in out, out  # each figure's own reference points at its crop
+
+
+def test_a_figure_inside_a_text_block_keeps_its_link() -> None:
+    """A block that holds a figure (a container whose text includes the figure's reference): the
+    reference is the figure's, not the text's."""
+    fig = Block(type="figure", text="chart", bbox=[10, 20, 110, 70])
+    box = Block(type="text", text="Sales\n\n![chart]()", bbox=[0, 0, 200, 100], children=[fig])
+    page = Page(page=1, status="ok", width=300, height=300, markdown="Sales\n\n![chart]()", blocks=[box])
+    out = markdown.page_markdown(page, {(1, 1): "p_figures/page1_fig1.png"})
+    assert out == "Sales\n\n![chart](p_figures/page1_fig1.png)", out

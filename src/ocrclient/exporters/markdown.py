@@ -188,6 +188,38 @@ def _insert_at(md: str, page: Page, fig: Block) -> tuple[int, bool]:
     return len(md), False
 
 
+def _holds_figure(block: Block) -> bool:
+    return any(c.type == "figure" or _holds_figure(c) for c in block.children)
+
+
+def _text_block_spans(page: Page, md: str) -> list[tuple[int, int]]:
+    """Where, in the page's markdown ``md``, the text of each block that holds an image
+    reference of its own (beside words of its own; no figure inside it) is written (found in block order; a block whose text the
+    markdown does not hold word for word is not located, and its references count as figures')."""
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+
+    def walk(blocks: list[Block]) -> None:
+        nonlocal cursor
+        for b in blocks:
+            if b.type == "figure":
+                continue
+            text = b.text.strip()
+            # (a block that is nothing but an image reference -- a caption or a "text" block
+            # standing for the picture -- writes the figure's reference, not one of its own)
+            own = _IMAGE_REF.search(text) and _IMAGE_REF.sub("", text).strip()
+            if own and not _holds_figure(b):
+                at = md.find(text, cursor)
+                if at >= 0:
+                    spans.append((at, at + len(text)))
+                    cursor = at + len(text)
+                    continue
+            walk(b.children)
+
+    walk(page.blocks)
+    return spans
+
+
 def page_markdown(page: Page, links: Links) -> str:
     """One page's markdown with its figure references pointing at the crops in ``links``."""
     md = page.markdown.strip()
@@ -198,6 +230,10 @@ def page_markdown(page: Page, links: Links) -> str:
     # the page's own image references, not the text's: one written in code (a README read
     # aloud: `![logo](logo.png)`) is the text's, and was linked to a crop in place of the figure's
     refs = [m for m in _IMAGE_REF.finditer(md) if not any(a <= m.start() < b for a, b in code)]
+    # nor those written inside a text block (a logo inline in a heading): a figure's crop went to
+    # the first such reference on the page, and the figure's own was left empty
+    inline = _text_block_spans(page, md)
+    refs = [m for m in refs if not any(a <= m.start() < b for a, b in inline)]
     edits: list[tuple[int, int, str]] = []
     for k, fig in enumerate(figs, start=1):
         link = links.get((page.page, k))
