@@ -882,3 +882,41 @@ def test_json_says_why_when_the_parser_refuses_the_command_line(argv: list[str],
     assert run.code == 2, run.stderr
     out = json.loads(run.stdout)
     assert out["exit_code"] == 2 and out["error"], out
+
+
+def test_a_file_is_in_the_same_shard_however_the_corpus_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole kind: one corpus at two mount points, named as a folder, a glob, absolute file
+    lists, relative ones (with and without ``./``) from its own folder: every spelling puts each
+    file in the same shard.  Keyed by the path as typed, machine A (``/mnt/a/*.pdf``) and
+    machine B (``/data/b/*.pdf``) dropped some documents and converted others twice."""
+    from ocrclient.cli.convert import _plan
+
+    names = [f"doc{i}.pdf" for i in range(12)]
+    mounts = [tmp_path / "mnt" / "a" / "corpus", tmp_path / "data" / "corpus"]
+    for m in mounts:
+        m.mkdir(parents=True)
+        for i, n in enumerate(names):
+            text_pdf(m / n, [[f"doc {i}"]], size=(0, 0, 100, 80))
+    spellings: list[tuple[Path, list[str]]] = []  # (working directory, inputs)
+    for m in mounts:
+        spellings += [
+            (tmp_path, [str(m)]),
+            (tmp_path, [str(m / "*.pdf")]),
+            (tmp_path, [str(m / n) for n in names]),
+            (m, list(names)),
+            (m, [f"./{n}" for n in names]),
+            (m.parent, [f"{m.name}/{n}" for n in names]),
+        ]
+    assignments = []
+    for cwd, inputs in spellings:
+        monkeypatch.chdir(cwd)
+        shard_of: dict[str, int] = {}
+        for i in range(3):
+            plan, _ = _plan(inputs, None, None, f"{i}/3", ["md"], tmp_path / "out")
+            for src, _idx in plan:
+                assert Path(src.name).name not in shard_of, (cwd, inputs[0], src.name)
+                shard_of[Path(src.name).name] = i
+        assert sorted(shard_of) == sorted(names), (cwd, inputs[0])
+        assignments.append(shard_of)
+    assert all(a == assignments[0] for a in assignments), assignments
+    assert len(set(assignments[0].values())) == 3  # (the split is not all in one shard)

@@ -76,6 +76,23 @@ def _root(src: Source) -> Path | None:
     return src.root if src.root is not None else src.path.parent
 
 
+def shard_keys(sources: Sequence[Source]) -> list[str]:
+    """What ``--shard`` divides by, for each source: its path below the common root of all the
+    sources (as :func:`output_stems` lays them out), with its file name, ``/``-separated.  The
+    same corpus gets the same keys wherever it is mounted and however its paths are spelled
+    (``/mnt/a/x.pdf`` on one machine, ``/data/x.pdf`` or ``./x.pdf`` on another): keyed by the
+    path as typed, two machines dropped some documents and converted others twice."""
+    common = _common([_parts(root) for src in sources if (root := _root(src)) is not None])
+    keys = []
+    for src in sources:
+        if src.path is None:
+            keys.append(src.name)
+            continue
+        folder = _relative(src, common)[:-1]
+        keys.append("/".join((*folder, src.path.name)))
+    return keys
+
+
 def output_stems(sources: Sequence[Source], out_dir: Path, suffixes: Sequence[str] = ()) -> list[Path]:
     """``out_dir/<path relative to the common root>/<stem>`` for each source, in order (add a
     format's suffix for the file).  Raises :class:`InputError` (one line naming both inputs)

@@ -79,7 +79,7 @@ def _plan(
     """The inputs of this machine's shard with their page ranges, and each input's output stem
     (laid out over every input, before sharding, so that all machines agree on the names)."""
     from ..exporters import EXPORTERS
-    from ..outputs import output_stems
+    from ..outputs import output_stems, shard_keys
     from ..pages import prepare  # not ..run: see convert
 
     bad = [f for f in fmts if f not in EXPORTERS]
@@ -93,7 +93,8 @@ def _plan(
     if out is not None:
         stems = output_stems([src for src, _ in plan], out, [EXPORTERS[f][1] for f in fmts])
         stem_of = {src.key: stem for (src, _), stem in zip(plan, stems, strict=True)}
-    return [(src, idx) for src, idx in plan if _in_shard(str(src.rel or src.name), shard_spec)], stem_of
+    keys = shard_keys([src for src, _ in plan])
+    return [(src, idx) for (src, idx), key in zip(plan, keys, strict=True) if _in_shard(key, shard_spec)], stem_of
 
 
 def _check_outputs(out: Path | None, formats: str, fmts: list[str], as_json: bool) -> None:
