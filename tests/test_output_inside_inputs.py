@@ -124,3 +124,38 @@ def test_an_output_folder_at_or_above_what_is_walked_holds_the_inputs(pattern: s
         assert names == want, names
     else:  # the output folder holds the inputs: nothing below it is passed over
         assert names == sorted([*want, "written.pdf"]), names
+
+
+@pytest.mark.parametrize("kind", ["png", "tiff", "pdf-in-sub"])
+def test_a_searchable_pdf_never_replaces_a_pdf_no_run_wrote(kind: str, sim: Any, tmp_path: Path) -> None:
+    """``scans/invoice.pdf`` (the user's) beside ``scans/invoice.png`` converted with ``-o scans
+    -f md,pdf``: the searchable PDF of the image replaced the user's PDF without a word.  Now
+    the run is refused before anything is sent; the run's own PDF is replaced on a rerun."""
+    from PIL import Image
+
+    from .test_bad_inputs import assert_unusable
+
+    scans = tmp_path / "scans"
+    (scans / "sub").mkdir(parents=True)
+    theirs = text_pdf(scans / "invoice.pdf", [["the user's own"], ["three"], ["pages"]])
+    before = theirs.read_bytes()
+    if kind == "pdf-in-sub":  # another PDF input whose output lands on the user's PDF
+        src = text_pdf(scans / "sub" / "invoice.pdf", [["scanned"]])
+        out = scans
+        argv_in = [str(scans / "sub")]
+    else:
+        src = scans / f"invoice.{kind}"
+        Image.new("RGB", (300, 200), "white").save(src)
+        out = scans
+        argv_in = [str(src)]
+    jobs = sim.jobs_submitted
+    argv = ["convert", *argv_in, "-o", str(out), "-f", "md,pdf", "--backend", "runpod-chandra", "--no-cache", "--quiet"]
+    line = assert_unusable(ocr(argv, _env(sim)), "invoice.pdf", "no earlier run wrote")
+    assert str(src.name) in line
+    assert theirs.read_bytes() == before and sim.jobs_submitted == jobs  # nothing replaced, nothing sent
+    # elsewhere it converts, and a rerun (and --redo) replaces the run's own PDF
+    argv[argv.index(str(out))] = str(tmp_path / "ocr")
+    for again in (argv, [*argv, "--redo"]):
+        run = ocr(again, _env(sim))
+        assert run.code == 0, run.stderr
+    assert (tmp_path / "ocr" / "invoice.pdf").is_file()

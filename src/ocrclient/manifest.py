@@ -97,6 +97,11 @@ class Manifest:
         for p in entry.get("outputs") or []:
             self._owners[str(p)] = self._stems[os.path.splitext(str(p))[0]] = str(entry["key"])
 
+    def wrote(self, path: Path) -> bool:
+        """Whether ``path`` (a file under OUT) is named as an output by an entry."""
+        self.entries()
+        return os.path.relpath(path, self.out_dir) in self._owners
+
     def other_owner(self, src: Source, stem: Path) -> str | None:
         """The input (as given) whose outputs, at ``stem`` (where this run writes ``src``'s),
         are there from an earlier run, when that input is not ``src``: this run replaces them."""
