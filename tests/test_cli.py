@@ -399,8 +399,8 @@ def test_config_prints_valid_json_without_secrets(backend: str, keys: str) -> No
         conf.write_text(f'[backends.{backend}]\napi_key = "{file_key}"\n')
         conf.chmod(0o600)
     res = invoke("config", "--backend", backend, env=env)
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout)
+    data = json.loads(res.stdout)  # JSON, whether convert would take the settings or not
+    assert res.exit_code == (2 if data["refused"] else 0), res.output
     assert data["name"] == backend
     # a key from the profile's variable or the config file is resolved (and shown masked)
     env_key = keys == "env" and data["api_key_env"] in SECRETS
@@ -634,7 +634,8 @@ def test_every_command_reaching_a_backend_takes_the_flags_that_name_it(command: 
 def test_config_shows_the_render_flags_as_convert_gets_them() -> None:
     from .test_bad_inputs import ocr
 
-    run = ocr(["config", "--backend", "runpod-chandra", "--dpi", "100", "--image-format", "jpeg"])
+    run = ocr(["config", "--backend", "runpod-chandra", "--dpi", "100", "--image-format", "jpeg"],
+              {"RUNPOD_API_KEY": "rp-test-key-1234", "RUNPOD_CHANDRA_ENDPOINT_ID": "ep1"})
     assert run.code == 0, run.stderr
     render = json.loads(run.stdout)["render"]
     assert (render["dpi"], render["format"]) == (100, "jpeg")
@@ -920,3 +921,28 @@ def test_a_file_is_in_the_same_shard_however_the_corpus_is_named(tmp_path: Path,
         assignments.append(shard_of)
     assert all(a == assignments[0] for a in assignments), assignments
     assert len(set(assignments[0].values())) == 3  # (the split is not all in one shard)
+
+
+@pytest.mark.parametrize("backend", SHIPPED)
+@pytest.mark.parametrize("given", ["nothing", "key", "key+endpoint+url+model"])
+def test_config_refuses_exactly_what_convert_refuses(backend: str, given: str, pdf: Path, tmp_path: Path) -> None:
+    """``ocr config``'s "refused" is the line ``ocr convert`` stops on, for every shipped backend
+    with nothing, only a key, or everything set: missing settings were filled in for the check,
+    and ``ocr config`` said ``"refused": null`` (exit 0) where convert exited 2."""
+    env = {"NO_COLOR": "1"}
+    flags: list[str] = []
+    if given != "nothing":
+        env.update(SECRETS)
+    if given == "key+endpoint+url+model":
+        flags = ["--endpoint-id", "ep123", "--base-url", "http://127.0.0.1:9/v1", "--model", "some/model"]
+    shown = invoke("config", "--backend", backend, *flags, env=env)
+    refused = json.loads(shown.stdout)["refused"]
+    if not flags:  # `ocr backends` calls it configured exactly when convert would take it
+        rows = {r["name"]: r for r in json.loads(invoke("backends", "--json", env=env).stdout)}
+        assert rows[backend]["configured"] is (refused is None), (rows[backend], refused)
+    if refused is None:
+        assert shown.exit_code == 0, shown.output
+        return
+    assert shown.exit_code == 2 and shown.stderr.strip() == f"error: {refused}", shown.output
+    run = invoke("convert", str(pdf), "--backend", backend, *flags, "-o", str(tmp_path / "o"), "--quiet", env=env)
+    assert run.exit_code == 2 and run.stderr.strip() == f"error: {refused}", (refused, run.output)

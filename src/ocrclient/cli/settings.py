@@ -31,22 +31,14 @@ def _configured(cfg: Any) -> tuple[bool, str]:
 
 
 def _refused(cfg: Any) -> str | None:
-    """Why ``ocr convert`` would refuse ``cfg``'s settings before sending anything (its
-    dialect's settings, its transport's options, the pairing: what loading the backend checks),
-    or ``None``.  What is only missing here (a key, an endpoint, a URL, a model: ``configured``
-    says which) is filled in for the check, so that the settings themselves are judged."""
-    from pydantic import SecretStr
-
+    """The line ``ocr convert`` would stop on with ``cfg``'s settings before sending anything
+    (a missing key, endpoint, URL or model; its dialect's settings, its transport's options,
+    the pairing: what loading the backend checks), or ``None``.  (Missing settings were once
+    filled in here, and ``ocr config`` said nothing of what convert then refused.)"""
     from ..registry import Backend, load_dialect, load_transport
 
-    present = cfg.model_copy(update={
-        "api_key": cfg.api_key or (SecretStr("placeholder-key-0123456789") if not cfg.secret() else None),
-        "endpoint_id": cfg.resolved_endpoint_id() or "placeholder",
-        "base_url": cfg.base_url or ("http://placeholder.invalid/v1" if not cfg._resolved("base_url") else None),
-        "model": cfg.resolved_model() or "placeholder/model",
-    })  # fmt: skip
     try:
-        Backend(present, load_dialect(present), load_transport(present)).close()
+        Backend(cfg, load_dialect(cfg), load_transport(cfg)).close()
     except OcrError as exc:
         return str(exc)
     return None
