@@ -251,8 +251,12 @@ OUR_HANDLERS = [
     Shape(OURS, "500 inference", "failed", TransientError,
           job=str(ENVELOPE.error_output(RuntimeError("CUDA error: an illegal memory access"))["error"]),
           status=500),
-    Shape(OURS, "503 model failed to load", "failed", TransientError,
+    # our workers' startup verdict, kept and answered to every job: the run stops (it retried every
+    # page four times), but for running out of GPU memory, which another worker may not
+    Shape(OURS, "503 model failed to load", "failed", EndpointError,
           job=ours("chandra model failed to load: OSError: no space left on device", 503), status=503),
+    Shape(OURS, "503 model failed to load, out of memory", "failed", TransientError,
+          job=ours("chandra model failed to load: OutOfMemoryError: CUDA out of memory", 503), status=503),
     Shape(OURS, "504 pdf_url timeout", "failed", TransientError, job=ours("pdf_url download timed out", 504),
           status=504),
     Shape(OURS, "trocr 400 model not allowed", "failed", EndpointError,

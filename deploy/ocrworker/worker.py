@@ -133,6 +133,7 @@ class PageWorker:
             if parsed.route == MODELS_ROUTE:  # served only when it can be: a failed load is its 503
                 await asyncio.to_thread(self._ensure_model)
                 return [models_list(self.served_model)]
+            self._check_model(parsed.pages)
             return await self.run_pages(parsed.pages, t0)
         except JobError as exc:
             return error_output(exc)
@@ -141,6 +142,18 @@ class PageWorker:
             return error_output(
                 JobError(f"inference failed: {type(exc).__name__}: {exc}", code=500)
             )
+
+    def _check_model(self, pages: list[ChatPage]) -> None:
+        """A page asking for another model than the one served is refused as vLLM refuses it
+        (404, "The model `x` does not exist."): answered by this model, a Chandra-2 request
+        on a Chandra-1 endpoint came back ``ok`` with its boxes read on the other grid."""
+        for page in pages:
+            if page.model and page.model != self.served_model:
+                raise JobError(
+                    f"The model `{page.model}` does not exist. This endpoint serves {self.served_model}.",
+                    code=404,
+                    error_type="NotFoundError",
+                )
 
     async def run_pages(
         self, pages: list[ChatPage], t0: float | None = None

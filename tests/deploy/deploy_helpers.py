@@ -54,17 +54,19 @@ def data_url(png: bytes, mime: str = "image/png") -> str:
 
 
 def chat_request(
-    url: str | None = None, prompt: str = "OCR this page", **extra: Any
+    url: str | None = None, prompt: str = "OCR this page", *, model: str | None = None, **extra: Any
 ) -> dict[str, Any]:
+    """A chat request; with ``model`` it names one (a worker refuses any but its own)."""
     content: list[dict[str, Any]] = []
     if url is not None:
         content.append({"type": "image_url", "image_url": {"url": url}})
     content.append({"type": "text", "text": prompt})
     body: dict[str, Any] = {
-        "model": "test-model",
         "messages": [{"role": "user", "content": content}],
         "max_tokens": 256,
     }
+    if model is not None:
+        body["model"] = model
     body.update(extra)
     return body
 

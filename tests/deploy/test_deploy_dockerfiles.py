@@ -186,7 +186,7 @@ def _job(image: str) -> dict[str, Any]:
     if image == "runpod-trocr":
         return {"id": "t", "input": {"route": "/extract_text", "image": b64_png(page_png(lines=1)),
                                      "decoding_options": {"do_sample": True, "temperature": 0.3}}}  # fmt: skip
-    body = {"model": "m", "max_tokens": 32, "temperature": 0.2, "min_p": 0.05,
+    body = {"max_tokens": 32, "temperature": 0.2, "min_p": 0.05,
             "messages": [{"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": data_url(page_png())}},
                 {"type": "text", "text": "OCR"}]}]}  # fmt: skip

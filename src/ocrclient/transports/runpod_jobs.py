@@ -87,6 +87,10 @@ _ENDPOINT_WORDS = re.compile(
     r"larger than the context length|architecture this vllm version cannot serve",
     re.IGNORECASE,
 )
+#: the verdict of deploy/'s own workers when their model did not load: they keep it and answer
+#: every job with it (a 503 ``model_not_ready``), so no retry can help -- unless the GPU ran out
+#: of memory, which another worker may not
+_LOAD_VERDICT = re.compile(r"\bmodel failed to load\b(?!.*out ?of ?memory)", re.IGNORECASE)
 #: an HTTP status a worker quotes in its message ("vLLM returned HTTP 404: {...}")
 _QUOTED_STATUS = re.compile(r"\bHTTP(?:/\d(?:\.\d)?)?[ :]*([1-5]\d\d)\b")
 
@@ -177,7 +181,8 @@ def decode_job_error(error: Any, _depth: int = 0) -> tuple[str, str]:
 def classify_failure(kind: str, message: str, *, cause: str, job_id: str | None) -> OcrError:
     """A FAILED job (or an error output) -> Transient, Permanent or Endpoint, by what it says.
 
-    Order: an HTTP status first, from the error's type/code or quoted in the message (4xx
+    Order: deploy/'s workers' "model failed to load" verdict (endpoint), then an HTTP status,
+    from the error's type/code or quoted in the message (4xx
     permanent except 408/425/429, 5xx but 501 transient; a 4xx about the endpoint — see
     :func:`~ocrclient.errors.is_endpoint_error` — and a 401/403 the worker's own server answered
     it are :class:`EndpointError`), then worker-vllm's startup verdicts and "model not served"
@@ -192,6 +197,8 @@ def classify_failure(kind: str, message: str, *, cause: str, job_id: str | None)
     where = f"RunPod job {job_id} failed" if job_id else "RunPod job failed"
     text = f"{where}: {label}"
     code = re.search(r"\b([45]\d\d)\b", kind) or _QUOTED_STATUS.search(message)
+    if _LOAD_VERDICT.search(label):
+        return EndpointError(text, cause=cause, status=int(code.group(1)) if code else None)
     if code:
         status = int(code.group(1))
         if status in (408, 425, 429) or (status >= 500 and status != 501):
