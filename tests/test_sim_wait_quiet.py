@@ -55,3 +55,15 @@ def test_quiet_server_returns_after_the_quiet_period() -> None:
         assert time.monotonic() - t0 < 1.0
     finally:
         sim.stop()
+
+
+def test_a_fixed_latency_is_one_number_and_a_bad_one_is_refused() -> None:
+    """``FaultPlan(latency_s=0.05)`` was taken as given, and every simulator worker died
+    unpacking it: each request then waited for the client's timeout, with no word why."""
+    import pytest
+
+    assert FaultPlan(latency_s=0.05).latency_s == (0.05, 0.05)
+    assert FaultPlan(latency_s=(0.1, 0.2)).latency_s == (0.1, 0.2)
+    for bad in ((0.3, 0.1), -1.0):
+        with pytest.raises(ValueError, match="latency_s"):
+            FaultPlan(latency_s=bad)

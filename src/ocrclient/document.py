@@ -109,6 +109,13 @@ class Usage(_Model):
             cost_usd=_sum(self.cost_usd, other.cost_usd),
         )
 
+    def priced(self, price_per_gpu_second: float | None) -> Usage:
+        """This usage with its cost at ``price_per_gpu_second`` (unchanged without a price or
+        GPU time)."""
+        if price_per_gpu_second is None or self.gpu_seconds is None:
+            return self
+        return self.model_copy(update={"cost_usd": round(self.gpu_seconds * price_per_gpu_second, 6)})
+
 
 class PageError(_Model):
     """Why a page failed (or why it is degraded)."""

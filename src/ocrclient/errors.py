@@ -71,6 +71,10 @@ class OcrError(Exception):
 
     #: short machine name of the cause, used in stats ("retries by cause") and JSON output
     kind: str = "error"
+    #: what the failed attempt spent, when the server says (a FAILED RunPod job's executionTime,
+    #: a reply that could not be used): a page's and a run's usage count it (``Any``: a
+    #: :class:`~ocrclient.document.Usage`; errors import nothing of the document model)
+    spent: Any = None
 
     def __init__(self, message: str, *, cause: str | None = None) -> None:
         message = redact(" ".join(str(message).split()))

@@ -166,6 +166,8 @@ class Scheduler:
         self.backend = backend
         self.dialect = backend.dialect
         self.transport = backend.transport
+        #: a GPU-second's price: a pool's members' (when they agree: they are billed), else the profile's
+        self._price = getattr(self.transport, "price_per_gpu_second", None) or backend.config.price_per_gpu_second
         self.cache = cache
         self.on_event = on_event
         self._deliver = events.EventDelivery()
@@ -368,10 +370,11 @@ class Scheduler:
         self._last_gc_s = self._last_gc_end - now
         self._since_gc = 0
 
-    def _failed_page(self, page: PageImage, err: BaseException, attempts: int) -> Page:
+    def _failed_page(self, page: PageImage, err: BaseException, attempts: int, usage: Usage | None = None) -> Page:
         error = PageError.of(err)
         self._emit(PageFailed(page.source, page.number, error, attempts))
-        return Page(page=page.number, status="failed", error=error, attempts=attempts, **page.page_box.page_fields())
+        spent = {"usage": usage.priced(self._price)} if usage is not None else {}  # (failed attempts are paid for too)
+        return Page(page=page.number, status="failed", error=error, attempts=attempts, **spent, **page.page_box.page_fields())
 
     def _cache_key(self, page: PageImage) -> str | None:
         if self.cache is None or page.encoded is None:
@@ -398,16 +401,16 @@ class Scheduler:
         except BadOutputError as exc:
             salvaged: Page | None = getattr(exc, "partial_page", None)
             if salvaged is None:
-                return self._failed_page(page, exc, tries.number)
+                return self._failed_page(page, exc, tries.number, tries.usage)
             # every attempt was unusable, but the last one said something: keep it, degraded
             page_out = salvaged.model_copy(update={"status": "degraded", "error": PageError.of(exc)})
         except OcrError as exc:
-            return self._failed_page(page, exc, tries.number)
+            return self._failed_page(page, exc, tries.number, tries.usage)
         page_out = page_out.model_copy(
             update={
                 "attempts": tries.number,
                 "latency_s": round(time.monotonic() - started, 4),
-                "usage": self._priced(tries.usage),
+                "usage": tries.usage.priced(self._price),
             }
         )
         self._warm = True
@@ -456,14 +459,8 @@ class Scheduler:
             outcome = state.retry_state.outcome
             exc = outcome.exception() if outcome is not None and outcome.failed else None
             if isinstance(exc, OcrError):
-                tries.last_error = exc
+                tries.last_error, tries.usage = exc, tries.usage.add(exc.spent or Usage())
         return page_out
-
-    def _priced(self, usage: Usage) -> Usage:
-        price = self.backend.config.price_per_gpu_second
-        if price is not None and usage.gpu_seconds is not None:
-            return usage.model_copy(update={"cost_usd": round(usage.gpu_seconds * price, 6)})
-        return usage
 
     def _page_from(
         self, page: PageImage, content: PageContent, request: ModelRequest, warnings: list[str]
@@ -532,7 +529,8 @@ class Scheduler:
                 out = parsing.result()
             else:
                 out = self._parse(reply, page, request)
-        except OcrError:
+        except OcrError as exc:
+            exc.spent = usage  # (paid for, though not used)
             if cancelled:
                 raise asyncio.CancelledError from None
             raise

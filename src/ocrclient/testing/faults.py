@@ -182,7 +182,8 @@ class FaultPlan:
     """Rates per fault class, latency, service slots and cold start — all seeded.
 
     * ``rates`` – probability per request of each fault class in :data:`FAULTS` (summing ≤ 1).
-    * ``latency_s`` – (min, max) service time of a healthy request, drawn uniformly (seeded):
+    * ``latency_s`` – (min, max) service time of a healthy request, drawn uniformly (seeded), or
+      one number for a fixed time:
       how long it holds its slot, counted from when it got the slot (after any cold start), the
       simulator's own work inside the slot (the responder, building the reply) included.
     * ``slots`` – how many requests the simulated GPU serves at once; the rest queue.
@@ -196,7 +197,7 @@ class FaultPlan:
 
     seed: int = 0
     rates: Mapping[str, float] = field(default_factory=dict)
-    latency_s: tuple[float, float] = (0.0, 0.0)
+    latency_s: tuple[float, float] | float = (0.0, 0.0)
     slots: int = 8
     cold_start_s: float = 0.0
     retry_after_s: float = 1.0
@@ -215,6 +216,13 @@ class FaultPlan:
             raise ValueError(f"unknown fault classes: {sorted(unknown)}; known: {FAULTS}")
         if sum(self.rates.values()) > 1.0 + 1e-9:
             raise ValueError("fault rates sum to more than 1")
+        # one number is a fixed time (it was taken as given, and every simulator worker died
+        # unpacking it: each request then waited for its timeout, with no word why)
+        lat = self.latency_s
+        lo, hi = (lat, lat) if isinstance(lat, int | float) else lat
+        if not 0 <= float(lo) <= float(hi):
+            raise ValueError(f"latency_s needs 0 <= min <= max, got {lat!r}")
+        self.latency_s = (float(lo), float(hi))
 
     def _rng(self, key: str, n: int, salt: str) -> random.Random:
         return random.Random(f"{self.seed}:{salt}:{key}:{n}")
@@ -238,7 +246,7 @@ class FaultPlan:
 
     def latency(self, key: str) -> float:
         """Service time for a healthy request with this key."""
-        lo, hi = self.latency_s
+        lo, hi = self.latency_s  # type: ignore[misc]  # (a pair since __post_init__)
         if hi <= lo:
             return lo
         with self._lock:

@@ -88,6 +88,8 @@ class PoolTransport:
         if not members:
             raise ConfigError("a pool needs at least one member")
         self.members = members
+        #: a GPU-second's price on every member (``None``: unknown, or they differ)
+        self.price_per_gpu_second: float | None = None
         self.cooldown_s = cooldown_s
         self.max_cooldown_s = max_cooldown_s
         for m in members:  # a member that would resend a refused page itself hands it back
@@ -105,6 +107,7 @@ class PoolTransport:
             raise ConfigError(f"backend {cfg.name!r}: transport 'pool' needs transport_options.members")
         members = []
         sent = _model_sent(cfg)  # (each page's request carries the pool's model)
+        prices: set[float | None] = set()
         for i, spec in enumerate(specs):
             if not isinstance(spec, dict) or "backend" not in spec:
                 raise ConfigError(f"backend {cfg.name!r}: pool member {i + 1} needs a 'backend' name")
@@ -129,11 +132,11 @@ class PoolTransport:
             if member_cfg.transport == "pool":
                 raise ConfigError("pools cannot be nested")
             members.append(PoolMember(label, load_transport(member_cfg), weight=max(weight, 1e-3)))
-        return cls(
-            members,
-            cooldown_s=o.cooldown_s,
-            max_cooldown_s=o.max_cooldown_s,
-        )
+            prices.add(member_cfg.price_per_gpu_second)
+        pool = cls(members, cooldown_s=o.cooldown_s, max_cooldown_s=o.max_cooldown_s)
+        # the members' price when they agree (each page is billed by whichever member served it)
+        pool.price_per_gpu_second = prices.pop() if len(prices) == 1 else None
+        return pool
 
     def _pick(self) -> PoolMember:
         now = time.monotonic()

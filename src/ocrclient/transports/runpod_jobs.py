@@ -358,6 +358,18 @@ def job_reply(status: Mapping[str, Any], request: ModelRequest) -> ModelReply:
     job without output (the platform or handler lost the result) -> :class:`TransientError`;
     ``gpu_seconds`` / ``queue_seconds`` from ``executionTime`` / ``delayTime`` (ms).
     """
+    try:
+        return _job_reply(status, request)
+    except OcrError as exc:  # a job that ran and failed was billed too
+        gpu = seconds(status.get("executionTime"), 0.001)
+        if gpu and exc.spent is None:
+            from ..document import Usage
+
+            exc.spent = Usage(gpu_seconds=gpu, queue_seconds=seconds(status.get("delayTime"), 0.001))
+        raise
+
+
+def _job_reply(status: Mapping[str, Any], request: ModelRequest) -> ModelReply:
     job_id = str(status.get("id") or "") or None
     state = str(status.get("status") or "")
     if state == "FAILED":
