@@ -485,3 +485,59 @@ def test_every_call_refuses_a_closed_backend(name: str) -> None:
             call()
             pytest.fail(what)
     client.close()
+
+
+@pytest.mark.parametrize("call", ["convert", "convert_many", "stream_pages", "close", "with"])
+def test_every_blocking_client_call_from_its_own_callback_raises_and_the_client_lives_on(call: str) -> None:
+    """The whole kind: each blocking method of a Client, called from an ``on_event`` callback of
+    one of its own runs, raises UsageError; the run finishes and the client stays usable.
+    ``close()`` there froze the process for good (Ctrl-C did not end it)."""
+    errors: list[BaseException] = []
+    with OpenAISimulator() as sim, ocrclient.Client("openai", **sim_settings(sim)) as c:
+        calls = {
+            "convert": lambda: c.convert(png("inner")),
+            "convert_many": lambda: list(c.convert_many([png("inner")])),
+            "stream_pages": lambda: list(c.stream_pages(png("inner"))),
+            "close": c.close,
+            "with": lambda: c.__exit__(None, None, None),
+        }
+
+        def on_event(event: ocrclient.Event) -> None:
+            if isinstance(event, ocrclient.PageDone) and not errors:
+                try:
+                    calls[call]()
+                except ocrclient.UsageError as exc:
+                    errors.append(exc)
+
+        assert c.convert(png("outer"), on_event=on_event).ok
+        assert len(errors) == 1, errors
+        assert c.convert(png("after")).ok  # still open, still working
+
+
+def test_a_client_used_before_a_fork_refuses_in_the_child() -> None:
+    """A Client used in the parent, then called in a forked child (gunicorn --preload, Celery
+    prefork): the child waited forever on a loop thread that does not exist there."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with OpenAISimulator() as sim, ocrclient.Client("openai", **sim_settings(sim)) as c:
+        assert c.convert(png("parent")).ok
+        q = ctx.Queue()
+
+        def child() -> None:
+            try:
+                c.convert(png("child"))
+                q.put("returned")
+            except ocrclient.UsageError as exc:
+                q.put(f"UsageError: {exc}")
+
+        p = ctx.Process(target=child)
+        p.start()
+        p.join(30)
+        alive = p.is_alive()
+        if alive:
+            p.kill()
+        assert not alive, "the child hung"
+        got = q.get(timeout=5)
+        assert got.startswith("UsageError") and "forked" in got, got
+        assert c.convert(png("parent again")).ok

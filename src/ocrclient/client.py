@@ -409,7 +409,11 @@ class Client:
         )
 
     def close(self) -> None:
-        """Close the backend and end the client's thread; later calls raise UsageError."""
+        """Close the backend and end the client's thread; later calls raise UsageError (and so
+        does this one from inside one of the client's runs, an ``on_event`` callback)."""
+        if self._thread.in_thread():  # (it froze the process: the run waited on its own close)
+            raise UsageError("a client cannot be closed from inside one of its own runs (an on_event callback); "
+                             "close it after the run returns")
         if self._finalizer.detach() is None:
             return  # closed already
         try:

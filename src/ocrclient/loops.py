@@ -33,6 +33,7 @@ import atexit
 import concurrent.futures as cf
 import contextlib
 import contextvars
+import os
 import sys
 import threading
 import weakref
@@ -226,12 +227,18 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._pid = os.getpid()  # (its thread does not live on in a forked child)
         self._stopped = False
         #: the async generators :meth:`iterate` runs, not yet finished (closed one by one, the
         #: outermost first, when the thread ends: see :func:`_serve`)
         self._agens: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
 
     def _start(self) -> asyncio.AbstractEventLoop:
+        if self._loop is not None and self._pid != os.getpid():  # (a child waited forever on it)
+            raise UsageError("this client was used in the process it was forked from; make a new one in this process")
+        if self.in_thread():  # an on_event callback calling its own client: it waited for itself
+            raise UsageError("a blocking client call from inside one of its own runs (an on_event callback) "
+                             "would wait for itself; call it after the run returns")
         with self._lock:
             if self._stopped:
                 raise UsageError("this client is closed")
