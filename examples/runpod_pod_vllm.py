@@ -71,5 +71,5 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-if __name__ == "__main__":  # the guard matters: pages render in worker processes
+if __name__ == "__main__":  # (so that importing this file runs nothing; no guard is needed to render)
     sys.exit(main())

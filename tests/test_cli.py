@@ -946,3 +946,28 @@ def test_config_refuses_exactly_what_convert_refuses(backend: str, given: str, p
     assert shown.exit_code == 2 and shown.stderr.strip() == f"error: {refused}", shown.output
     run = invoke("convert", str(pdf), "--backend", backend, *flags, "-o", str(tmp_path / "o"), "--quiet", env=env)
     assert run.exit_code == 2 and run.stderr.strip() == f"error: {refused}", (refused, run.output)
+
+
+def test_a_missing_server_url_is_asked_for_in_the_backends_own_form() -> None:
+    """Modal's profile asked for a RunPod proxy URL (``https://<pod-id>-8000.proxy.runpod.net/v1``)."""
+    from ocrclient.config import resolve_config
+    from ocrclient.errors import ConfigError
+    from ocrclient.transports.openai import OpenAITransport
+
+    for name in SHIPPED:
+        cfg = resolve_config(name, model="m")
+        if cfg.transport != "openai" or cfg.resolved_base_url():
+            continue
+        with pytest.raises(ConfigError) as err:
+            OpenAITransport.from_config(cfg)
+        want = "modal.run" if cfg.transport_options.get("modal") else "proxy.runpod.net"
+        assert want in str(err.value), (name, str(err.value))
+
+
+def test_a_result_of_bytes_does_not_repeat_them_in_its_repr() -> None:
+    """A ConvertResult's repr held the whole upload (309,452 characters for a 110 kB PDF)."""
+    from ocrclient.pages import open_sources
+
+    data = (Path(__file__).parents[1] / "examples" / "sample.pdf").read_bytes()
+    [src] = open_sources([data])
+    assert src.data == data and len(repr(src)) < 1000, len(repr(src))

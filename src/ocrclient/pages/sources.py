@@ -48,7 +48,7 @@ class Source:
     name: str
     stem: str
     path: Path | None
-    data: bytes | None
+    data: bytes | None = field(repr=False)  # (a result's repr held the whole upload)
     kind: SourceKind
     page_count: int
     rel: Path | None = None

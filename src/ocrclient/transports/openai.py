@@ -270,10 +270,9 @@ class OpenAITransport(HttpImports):
         base = cfg.resolved_base_url() or os.environ.get(DEFAULT_BASE_URL_ENV)
         if not base:
             env = cfg.base_url_env or DEFAULT_BASE_URL_ENV
-            raise ConfigError(
-                f"backend {cfg.name!r} needs the server URL: set ${env} or pass --base-url "
-                "(e.g. https://<pod-id>-8000.proxy.runpod.net/v1)"
-            )
+            example = ("https://<workspace>--<app>-serve.modal.run/v1" if cfg.transport_options.get("modal")
+                       else "https://<pod-id>-8000.proxy.runpod.net/v1")  # fmt: skip
+            raise ConfigError(f"backend {cfg.name!r} needs the server URL: set ${env} or pass --base-url (e.g. {example})")
         api_key_env = cfg.api_key_env or DEFAULT_API_KEY_ENV
         from .options import OpenAIOptions, checked_options
 
