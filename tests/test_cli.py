@@ -971,3 +971,26 @@ def test_a_result_of_bytes_does_not_repeat_them_in_its_repr() -> None:
     data = (Path(__file__).parents[1] / "examples" / "sample.pdf").read_bytes()
     [src] = open_sources([data])
     assert src.data == data and len(repr(src)) < 1000, len(repr(src))
+
+
+@pytest.mark.parametrize("backend", SHIPPED)
+def test_document_mode_is_taken_only_by_a_deepseek_runpod_endpoint(backend: str, pdf: Path, tmp_path: Path) -> None:
+    """Every shipped backend with ``--document-mode``: convert refuses before sending (exit 2,
+    one line), unless the backend is a DeepSeek-OCR
+    RunPod endpoint.  A Chandra or TrOCR endpoint was sent the whole PDF (and ``ocr health``
+    said ok); every page then failed on the worker's refusal."""
+    from ocrclient.config import resolve_config
+    from ocrclient.docmode import check
+    from ocrclient.errors import ConfigError
+
+    cfg = resolve_config(backend, model="m" if backend in ("openai", "runpod") else None)
+    takes = cfg.transport == "runpod" and cfg.dialect == "deepseek"
+    if takes:
+        check(cfg)
+        return
+    with pytest.raises(ConfigError, match="--document-mode"):
+        check(cfg)
+    env = {"NO_COLOR": "1", **SECRETS}
+    flags = ["--endpoint-id", "ep1", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--document-mode"]
+    run = invoke("convert", str(pdf), "--backend", backend, *flags, "-o", str(tmp_path / "o"), "--quiet", env=env)
+    assert run.exit_code == 2 and "--document-mode" in run.stderr and run.stderr.count("\n") == 1, run.output

@@ -74,6 +74,16 @@ def check(cfg: BackendConfig) -> None:
     document mode and ``ocr health --document-mode`` ask the same)."""
     if cfg.transport != "runpod":
         raise ConfigError("--document-mode needs a RunPod endpoint running the whole-PDF worker")
+    from .dialects.deepseek import DeepSeekDialect
+    from .registry import dialect_class
+
+    cls = dialect_class(cfg.dialect)
+    if not (isinstance(cls, type) and issubclass(cls, DeepSeekDialect)):
+        # (a Chandra or TrOCR endpoint was sent the whole PDF, and every page failed on its refusal)
+        raise ConfigError(
+            f"--document-mode needs a DeepSeek-OCR endpoint running the whole-PDF worker; backend "
+            f"{cfg.name!r} speaks {cfg.dialect!r} (use --backend runpod-deepseek-ocr)"
+        )
 
 
 def pdf_subset(src: Source, indices: list[int]) -> tuple[bytes, list[PageBox]]:
