@@ -840,3 +840,22 @@ def test_a_key_is_masked_inside_words_and_where_a_message_was_cut(key: str, monk
     secrets_mod.register_secret(key)
     assert secrets_mod.redact(f"url=https://x/?k={key}tail") == "url=https://x/?k=***tail"
     assert key[:6] not in secrets_mod.redact(f"401 from server: key {key[:-2]}...")
+
+
+@pytest.mark.parametrize("secret", ["runpod-pod-key-2024", "ocular-key-123456", "local-0123456789ab"])
+def test_ocr_config_shows_a_setting_that_only_begins_like_a_secret(secret: str, tmp_path: Path) -> None:
+    """Every setting value that is the first characters of a key in the environment (the
+    transport ``runpod`` beside ``VLLM_API_KEY=runpod-pod-key-2024``) was shown as ``***``:
+    ``ocr config`` exists to show which transport convert will use.  The key itself stays masked."""
+    from ocrclient.secrets import redact, redact_data, register_secret
+
+    register_secret(secret)
+    shown = redact_data({"transport": secret.split("-")[0], "name": secret[:8], "api_key": secret,
+                         "nested": {"v": secret[:6]}, "message": f"key {secret}"})  # fmt: skip
+    assert shown["transport"] == secret.split("-")[0] and shown["name"] == secret[:8]
+    assert shown["nested"] == {"v": secret[:6]} and shown["api_key"] == "***"
+    assert secret not in json.dumps(shown)
+    run = ocr(["config", "--backend", "runpod-chandra"], {"VLLM_API_KEY": "runpod-pod-key-2024",
+                                                          "OCRCLIENT_CONFIG_DIR": str(tmp_path)})  # fmt: skip
+    assert json.loads(run.stdout)["transport"] == "runpod", run.stdout
+    assert redact(f"key {secret[:9]}...") != f"key {secret[:9]}..."  # a message cut short is still masked

@@ -90,11 +90,12 @@ CUT_PIECE = 6
 _ELLIPSIS = ".\u2026 "
 
 
-def redact(text: str) -> str:
+def redact(text: str, *, cuts: bool = True) -> str:
     """Mask registered secrets, secret-looking env values, bearer tokens and ``key=value`` pairs;
-    also a secret's piece where a message was cut short across it (its first characters at the
-    text's end, or its last ones at the start of a text resumed after a cut): messages are
-    shortened before they are masked in more than one place.
+    also (unless ``cuts`` is false: a whole value, never a message cut short) a secret's piece
+    where a message was cut short across it (its first characters at the text's end, or its last
+    ones at the start of a text resumed after a cut): messages are shortened before they are
+    masked in more than one place.
 
     >>> register_secret("sk-doctest-cut-0123456789")
     >>> redact("the server said: key sk-doctest-cut-01...")
@@ -109,7 +110,7 @@ def redact(text: str) -> str:
     for secret in _WORD_SECRETS:
         if secret in text:
             text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
-    for secret in secrets:
+    for secret in secrets if cuts else ():
         text = _mask_cut(text, secret)
     text = _BEARER.sub(r"\1***", text)
     text = _KV.sub(r"\1\2***", text)
@@ -184,9 +185,11 @@ _SECRET_FIELD = re.compile(r"(?i)api[_-]?key|modal[_-]secret|modal[_-]key|token|
 def redact_data(value: Any) -> Any:
     """A copy of JSON-like data (dicts, lists, scalars) with every string :func:`redact`-ed and
     every field named like a secret (``api_key``, ``token``, ``password``...) that holds a value
-    replaced by the string ``"***"`` — so the result still serialises to valid JSON."""
+    replaced by the string ``"***"`` — so the result still serialises to valid JSON.  A value is
+    whole, never a message cut short: one that is only the first characters of a secret (a
+    transport named ``runpod`` beside a key ``runpod-pod-key-...``) is shown as it is."""
     if isinstance(value, str):
-        return redact(value)
+        return redact(value, cuts=False)
     if isinstance(value, dict):
         return {
             k: "***" if _SECRET_FIELD.fullmatch(str(k)) and v is not None and not isinstance(v, bool) else redact_data(v)
