@@ -159,3 +159,31 @@ def test_a_searchable_pdf_never_replaces_a_pdf_no_run_wrote(kind: str, sim: Any,
         run = ocr(again, _env(sim))
         assert run.code == 0, run.stderr
     assert (tmp_path / "ocr" / "invoice.pdf").is_file()
+
+
+@pytest.mark.parametrize("gone", ["the whole folder", "one crop"])
+def test_a_rerun_makes_again_the_figure_crops_its_markdown_links_to(gone: str, sim: Any, tmp_path: Path) -> None:
+    """A deleted figure crop: the rerun took the document for finished (its md and json were
+    there) and left the markdown's links dangling.  Now it converts the document again (from
+    the page cache: nothing is sent) and the crops are back."""
+    _inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    argv = ["convert", str(tmp_path / "in"), "-o", str(out), "--backend", "runpod-chandra",
+            "--cache-dir", str(tmp_path / "cache"), "--json", "--quiet"]  # fmt: skip
+    assert ocr(argv, _env(sim)).code == 0
+    crops = sorted(out.rglob("*_figures/*.png"))
+    assert crops
+    if gone == "one crop":
+        crops[-1].unlink()
+    else:
+        import shutil
+
+        shutil.rmtree(crops[0].parent)
+    jobs = sim.jobs_submitted
+    rerun = ocr(argv, _env(sim))
+    assert rerun.code == 0, rerun.stderr
+    assert _converted(rerun.stdout), "the document with a missing crop was converted again"
+    assert sim.jobs_submitted == jobs  # (from the page cache)
+    assert all(c.is_file() for c in crops)
+    again = ocr(argv, _env(sim))  # and now it is finished
+    assert again.code == 0 and _converted(again.stdout) == []

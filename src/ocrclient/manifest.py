@@ -7,7 +7,7 @@ asked for, their status counts and the output files written — so a corpus run 
 the fact and resumable at the document level: a rerun skips an input whose last entry has no
 failed page and no output that could not be written fully, every format this run writes written with
 the same options (``--page-markers``...), the same backend, model, settings and page selection, unchanged size/mtime, and
-outputs still present where this run would write them and not written over since by another input's run (two inputs of one
+outputs still present where this run would write them (the figure crops a markdown output links to included) and not written over since by another input's run (two inputs of one
 name, converted to one folder in two runs; page-level resume is the cache's job; this saves even the rendering).  Lines without
 a ``key`` (older manifests) are not trusted: those inputs are converted again.  Appends are one
 ``write`` of one line each, so a kill leaves at most one partial last line, which is ignored.
@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from .document import Document, RunStats
 from .pages import Source
@@ -55,6 +57,22 @@ def _stat(src: Source) -> tuple[int | None, float | None]:
     except OSError:
         return None, None
     return st.st_size, st.st_mtime
+
+
+#: a markdown link to one of the figure crops written beside it (``doc_figures/page1_fig1.png``)
+_CROP_LINK = re.compile(r"\]\(([^)\s]*_figures/[^)\s]+)\)")
+
+
+def _crops_present(path: Path) -> bool:
+    """Whether every figure crop the markdown file ``path`` links to is there (``True`` for any
+    other file)."""
+    if path.suffix != ".md":
+        return True
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return all((path.parent / unquote(link)).is_file() for link in _CROP_LINK.findall(text))
 
 
 class Manifest:
@@ -145,7 +163,9 @@ class Manifest:
         return same and self._present(outputs)
 
     def _present(self, outputs: list[str]) -> bool:
-        return all((self.out_dir / p).is_file() for p in outputs)
+        """Every output file there, and every figure crop a markdown output links to (a crop
+        deleted since was not made again: the rerun skipped the document, its links dangling)."""
+        return all((self.out_dir / p).is_file() and _crops_present(self.out_dir / p) for p in outputs)
 
     def holds_more(self, src: Source, targets: Iterable[Path], stats: RunStats) -> bool:
         """Whether ``src``'s last entry has its files, all there, some where this run writes
