@@ -261,3 +261,54 @@ def test_a_file_beside_the_json_is_taken_as_the_input_only_if_it_can_be(tmp_path
         assert html.read_text() == "the run's own viewer"
     beside(sizes)  # the input itself, moved beside its JSON: found
     assert resolve_source(doc, base=out) == out / "doc.pdf"
+
+
+@pytest.mark.parametrize("kind", ["png", "pdf"])
+def test_ocr_view_finds_the_input_the_json_was_made_from_wherever_it_runs(kind: str, tmp_path: Path) -> None:
+    """The JSON names its input as typed (``scans/page.png``, relative): ``ocr view`` run from
+    another folder drew a different ``scans/page.png`` there under the boxes (any image was taken
+    for the input, and a PDF of the same page sizes), or said "source not available" from any
+    other folder.  It now takes the path the run's manifest records, and checks the pixels."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image, ImageDraw
+
+    from .pdfgen import text_pdf
+
+    a, b, elsewhere = tmp_path / "a", tmp_path / "b", tmp_path / "elsewhere"
+    for d in (a / "scans", b / "scans", elsewhere):
+        d.mkdir(parents=True)
+    if kind == "png":
+        img = Image.new("RGB", (600, 300), "white")
+        ImageDraw.Draw(img).text((40, 40), "INVOICE 42", fill="black", font_size=40)
+        img.save(a / "scans" / "page.png")
+        Image.new("RGB", (300, 900), "green").save(b / "scans" / "page.png")
+        Image.new("RGB", (600, 300), "green").save(elsewhere / "page.png")  # (same size, other pixels: a name alone)
+    else:
+        text_pdf(a / "scans" / "page.pdf", [["INVOICE 42"]])
+        text_pdf(b / "scans" / "page.pdf", [["another document"]])  # same page size
+    env = {**os.environ, "NO_COLOR": "1"}
+
+    def ocr(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ocrclient.cli", *args], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    out = tmp_path / "out"
+    made = ocr(a, "convert", f"scans/page.{kind}", "-o", str(out), "-b", "local", "--no-cache", "-q")
+    assert made.returncode == 0, made.stderr
+    want = (ocr(a, "view", str(out / "page.json"), "-o", str(tmp_path / "right.html")), tmp_path / "right.html")
+    assert want[0].returncode == 0, want[0].stderr
+    import re
+
+    def same(html: str) -> str:  # (each viewer has its own CSP nonce)
+        return re.sub(r"nonce[-=]\"?[\w-]+", "nonce", html)
+
+    right = same(want[1].read_text())
+    assert "source not available" not in right
+    for cwd in (b, elsewhere):
+        page = tmp_path / f"from-{cwd.name}.html"
+        run = ocr(cwd, "view", str(out / "page.json"), "-o", str(page))
+        assert run.returncode == 0, run.stderr
+        assert same(page.read_text()) == right, cwd.name  # the same viewer: the same input's pixels

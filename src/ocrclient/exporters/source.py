@@ -86,8 +86,31 @@ def resolve_source(doc: Document, source: str | Path | None = None, base: Path |
     raw = Path(doc.source).expanduser()
     candidates = [raw]
     if base is not None and not raw.is_absolute():
-        candidates += [base / raw, base / raw.name]
+        # where the run's manifest says the input was (a relative name read from elsewhere
+        # found another file of that name, or none)
+        candidates = [*_recorded(doc.source, base), raw, base / raw, base / raw.name]
     return next((c for c in candidates if _is_file(c) and could_be_input(doc, c)), None)
+
+
+def _recorded(source: str, base: Path) -> list[Path]:
+    """The resolved path the nearest ``manifest.jsonl`` at or above ``base`` records for the
+    input given as ``source`` (empty when none does)."""
+    import json
+
+    for folder in [base, *base.resolve().parents][:12]:
+        try:
+            lines = (folder / "manifest.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("input") == source and entry.get("key"):
+                return [Path(str(entry["key"]))]
+        return []
+    return []
 
 
 def _is_file(path: Path) -> bool:
@@ -115,7 +138,7 @@ def could_be_input(doc: Document, path: Path) -> bool:
     if any(p.page > src.page_count for p in doc.pages):
         return False
     if src.kind != "pdf":
-        return True
+        return _image_sizes_match(doc, src)
     try:
         pdf = open_pdf(src)
     except OcrError:
@@ -136,6 +159,27 @@ def could_be_input(doc: Document, path: Path) -> bool:
                         return False
         finally:
             pdf.close()
+    return True
+
+
+def _image_sizes_match(doc: Document, src: Source) -> bool:
+    """Whether each page of ``doc`` has the size (a point a pixel, upright) of its frame of the
+    image ``src``: any image was taken for the input, and another file of the same name drew
+    its pixels under the boxes of this one."""
+    from PIL import Image
+
+    from ..pages.render import quarter_turned
+
+    try:
+        with Image.open(src.path if src.path is not None else io.BytesIO(src.data or b"")) as img:
+            for p in sorted(doc.pages, key=lambda p: p.page):
+                if p.width > 0 and p.height > 0:
+                    img.seek(p.page - 1)
+                    w, h = img.size[::-1] if quarter_turned(img) else img.size
+                    if abs(w - p.width) > 0.5 or abs(h - p.height) > 0.5:
+                        return False
+    except (OSError, ValueError, EOFError, Image.DecompressionBombError):
+        return False
     return True
 
 
