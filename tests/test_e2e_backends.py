@@ -9,6 +9,8 @@ both documents must be equal (markdown and blocks, page by page).
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import subprocess
@@ -378,3 +380,35 @@ def test_trocr_over_plain_http_ocular(pdf: Path, tmp_path: Path) -> None:
         (block,) = page.blocks
         assert block.confidence == pytest.approx(0.81)
     assert len(responder.seen) == len(PAGES)
+
+
+def test_the_rapidocr_responder_answers_boxes_on_the_image_it_received_turned_any_way() -> None:
+    """The engine reads a turned page upright; the responder answered the upright page's boxes
+    for an image received turned (a page sent upside down got page one's boxes, and a quarter
+    turn boxes divided by the wrong sides): every turn, each line's box is the upright one
+    turned with the image."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ocrclient.geometry import rotate_norm_box
+    from ocrclient.testing.responders import RapidOCRResponder
+
+    img = Image.new("RGB", (800, 600), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=40)
+    draw.text((50, 40), "ALPHA BRAVO CHARLIE", fill="black", font=font)
+    draw.text((50, 480), "delta echo foxtrot golf", fill="black", font=font)
+    responder = RapidOCRResponder("deepseek")
+    found: dict[int, dict[str, tuple[float, ...]]] = {}
+    for ccw in (0, 90, 180, 270):
+        turned = img.rotate(ccw, expand=True)
+        buf = io.BytesIO()
+        turned.save(buf, "PNG")
+        body = {"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}}]}]}  # fmt: skip
+        found[ccw] = {b.text: tuple(b.box or ()) for b in responder.blocks_for(responder.sent_image(body))}
+    assert set(found[0]) == {"ALPHA BRAVO CHARLIE", "delta echo foxtrot golf"}, found[0]
+    for ccw in (90, 180, 270):
+        assert set(found[ccw]) == set(found[0]), (ccw, found[ccw])
+        for text, box in found[ccw].items():
+            want = rotate_norm_box(found[0][text], (360 - ccw) % 360)  # (turned clockwise)
+            assert max(abs(a - b) for a, b in zip(box, want, strict=True)) < 0.03, (ccw, text, box, want)

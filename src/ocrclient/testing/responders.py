@@ -592,12 +592,20 @@ class RapidOCRResponder(_Base):
         else:  # called from async code: keep its loop free
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 reply = pool.submit(run).result()
-        w, h = image.width, image.height
+        from ..geometry import rotate_norm_box
+
+        # the engine reads a turned page upright: its boxes are on the upright page (its
+        # ``image_size``), turned back clockwise by ``rotation`` onto the image received (a page
+        # sent upside down got the upright page's boxes)
+        rotation = int(reply.data.get("rotation") or 0) % 360
+        size = reply.data.get("image_size")
+        w, h = (float(size[0]), float(size[1])) if rotation and isinstance(size, list) and len(size) == 2 else (image.width, image.height)
         blocks: list[TruthBlock] = []
         for i, line in enumerate(reply.data.get("lines", [])):
             x0, y0, x1, y1 = (float(v) for v in line["box"])
             label = "section_header" if (i == 0 and self.first_line_heading) else "text"
-            blocks.append(TruthBlock(label, str(line["text"]), (x0 / w, y0 / h, x1 / w, y1 / h)))
+            box = rotate_norm_box((x0 / w, y0 / h, x1 / w, y1 / h), rotation) if rotation else (x0 / w, y0 / h, x1 / w, y1 / h)
+            blocks.append(TruthBlock(label, str(line["text"]), box))
         with self._lock:
             self._cache[image.digest] = blocks
         return blocks
