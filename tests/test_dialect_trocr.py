@@ -63,3 +63,32 @@ def test_empty_reply_is_bad_output() -> None:
 @given(fuzz_text, fuzz_finish)
 def test_fuzz_never_raises_other_errors(text: str, finish: str | None) -> None:
     fuzz_parse(TrOCRDialect().parse, text, finish)
+
+
+@pytest.mark.parametrize("options", [
+    {"ensemble_size": 6}, {"ensemble_size": 0}, {"ensemble_size": "three"}, {"use_preprocessing": "maybe"},
+    {"segment_lines": "sometimes"}, {"route": "/extract_structured"}, {"route": "/nowhere"},
+])  # fmt: skip
+def test_options_the_service_refuses_are_refused_when_the_backend_loads(options: dict) -> None:
+    """Each way a [dialect_options] value is one the Ocular service refuses (or one whose reply
+    this dialect cannot read): a one-line ConfigError when the backend loads, before anything is
+    sent.  They failed every page with pydantic's text (``ensemble_size = 6``), were taken for
+    true (``use_preprocessing = "maybe"``), or every page failed on the server (a structured
+    route)."""
+    from ocrclient.config import resolve_config
+    from ocrclient.errors import ConfigError
+    from ocrclient.registry import load_dialect
+
+    cfg = resolve_config("runpod-trocr", endpoint_id="ep", dialect_options=options)
+    with pytest.raises(ConfigError) as err:
+        load_dialect(cfg)
+    assert "\n" not in str(err.value) and "pydantic.dev" not in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("options", [{}, {"ensemble_size": 5, "use_preprocessing": "true"}, {"segment_lines": False},
+                                     {"route": "/extract_text_robust"}])  # fmt: skip
+def test_options_the_service_takes_load(options: dict) -> None:
+    from ocrclient.config import resolve_config
+    from ocrclient.registry import load_dialect
+
+    load_dialect(resolve_config("runpod-trocr", endpoint_id="ep", dialect_options=options))

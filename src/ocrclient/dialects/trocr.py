@@ -52,6 +52,10 @@ from .sampling import DEFAULT_LADDER, check_sampling, ladder_value
 __all__ = ["TrOCRDialect"]
 
 
+#: the routes whose reply this dialect reads (text; the structured ones answer fields it does not)
+TEXT_ROUTES = ("/extract_text", "/extract_text_robust")
+
+
 class TrOCRDialect(ModelDialect):
     """The Ocular ``/extract_text`` contract (TrOCR and friends).
 
@@ -81,6 +85,14 @@ class TrOCRDialect(ModelDialect):
         except (TypeError, ValueError) as exc:  # ValidationError is a ValueError
             detail = first_error(exc) if isinstance(exc, ValidationError) else str(exc)
             raise ConfigError(f"trocr: [sampling] asks for decoding the service refuses ({detail})") from exc
+        # the options, judged now as the service will judge every request (an ensemble_size of 6
+        # failed every page with pydantic's text; "maybe" was taken for true)
+        if route not in TEXT_ROUTES:
+            raise ConfigError(f"trocr: route {route!r} is not one this dialect reads; use one of {', '.join(TEXT_ROUTES)}")
+        try:
+            self._fields(b"", 1)
+        except ValidationError as exc:
+            raise ConfigError(f"trocr: [dialect_options] the service refuses ({first_error(exc)})") from exc
 
     @classmethod
     def config_kwargs(cls, cfg: BackendConfig) -> dict[str, Any]:
@@ -99,21 +111,26 @@ class TrOCRDialect(ModelDialect):
             out.update({"do_sample": True, "temperature": temperature, "num_beams": 1})
         return out
 
+    def _fields(self, image: Any, number: int) -> dict[str, Any]:
+        """The request body for ``image`` at attempt ``number``, validated (raises
+        ValidationError for options the service refuses)."""
+        fields: dict[str, Any] = {
+            "image": image if isinstance(image, str) else "",
+            "model_name": self.model,
+            "use_preprocessing": self.options.get("use_preprocessing", False),
+            "ensemble_size": self.options.get("ensemble_size", 1),
+            "decoding_options": self.decoding(number),
+        }
+        if self.options.get("segment_lines") is not None:
+            fields["segment_lines"] = self.options["segment_lines"]
+        if self.options.get("prompt"):
+            fields["prompt"] = str(self.options["prompt"])
+        return OcularRequest.model_validate(fields, strict=False).model_dump(exclude_unset=True)
+
     def build(self, page: Any, attempt: Any) -> ModelRequest:
         number = int(getattr(attempt, "number", 1) or 1)
         enc = require_image(page)
-        fields: dict[str, Any] = {
-            "image": enc.b64(),
-            "model_name": self.model,
-            "use_preprocessing": bool(self.options.get("use_preprocessing", False)),
-            "ensemble_size": int(self.options.get("ensemble_size", 1)),
-            "decoding_options": self.decoding(number),
-        }
-        if "segment_lines" in self.options:
-            fields["segment_lines"] = bool(self.options["segment_lines"])
-        if self.options.get("prompt"):
-            fields["prompt"] = str(self.options["prompt"])
-        body = OcularRequest.model_validate(fields).model_dump(exclude_unset=True)
+        body = self._fields(enc.b64(), number)
         return ModelRequest(
             body=body,
             kind="ocular",
