@@ -172,10 +172,15 @@ async def test_past_the_deadline_a_429_is_the_transient_error_it_is(sims: Callab
 
 async def test_the_gate_backs_off_exponentially_without_retry_after_and_resets() -> None:
     gate = EndpointGate(backoff_initial_s=0.5, backoff_max_s=3.0)
-    assert [gate.throttled("status", None) for _ in range(4)] == [0.5, 1.0, 2.0, 3.0]
-    assert gate.throttled("run", 5.0) == 5.0  # Retry-After wins when longer
+
+    def after_the_block(op: str, retry_after: float | None) -> float:  # (refused again once it passed)
+        gate.blocked_until = time.monotonic() - 0.01
+        return gate.throttled(op, retry_after)
+
+    assert [after_the_block("status", None) for _ in range(4)] == [0.5, 1.0, 2.0, 3.0]
+    assert after_the_block("run", 5.0) == 5.0  # Retry-After wins when longer
     gate.succeeded()
-    assert gate.throttled("cancel", None) == 0.5
+    assert after_the_block("cancel", None) == 0.5
     assert gate.throttles == {"status": 4, "run": 1, "cancel": 1}
 
 
@@ -271,3 +276,23 @@ async def test_the_hold_ends_before_the_attempt_so_a_late_job_is_cancelled(
         await t.aclose()
     assert info.value.cause == "timeout" and "cancelled it" in info.value.message
     assert sim.requests["runsync"] == 1 and sim.cancels_received == 1 and sim.jobs_submitted == 1
+
+
+@pytest.mark.parametrize("burst", [1, 3, 10, 64])
+def test_the_refusals_of_one_burst_are_one_strike(burst: int) -> None:
+    """Requests sent together and refused together (429 with Retry-After: 2) are one strike: each
+    refusal of the burst doubled the backoff, and 10 pages at 3 per 10 s took 75 s, the endpoint
+    held back 4, 8, 16, 30 s.  A refusal after the block has passed is the next strike."""
+    import time
+
+    from ocrclient.transports.runpod_rate import EndpointGate
+
+    gate = EndpointGate(backoff_initial_s=0.5, backoff_max_s=30.0)
+    t0 = time.monotonic()
+    waits = [gate.throttled("runsync", 2.0) for _ in range(burst)]
+    assert max(waits) == pytest.approx(2.0) and gate.blocked_until - t0 < 2.5, waits
+    gate.blocked_until = time.monotonic() - 0.01  # (the block has passed)
+    assert gate.throttled("runsync", None) == pytest.approx(1.0)  # strike 2: 0.5 * 2
+    gate.succeeded()
+    gate.blocked_until = time.monotonic() - 0.01
+    assert gate.throttled("runsync", None) == pytest.approx(0.5)  # back to the bottom

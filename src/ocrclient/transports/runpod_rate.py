@@ -170,7 +170,8 @@ class EndpointGate:
     def throttled(self, op: str, retry_after: float | None) -> float:
         """Record a 429 for ``op``: block the endpoint; returns the seconds blocked."""
         self.throttles[family(op)] = self.throttles.get(family(op), 0) + 1
-        self._strikes += 1
+        if time.monotonic() >= self.blocked_until:  # the refusals of one burst (requests sent
+            self._strikes += 1  # before the block) are one strike: each doubled it, to 30 s
         backoff = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (self._strikes - 1))
         wait = max(backoff, retry_after or 0.0)
         self.blocked_until = max(self.blocked_until, time.monotonic() + wait)
