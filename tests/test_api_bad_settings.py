@@ -161,3 +161,34 @@ def test_every_transport_option_given_a_wrong_kind_is_a_config_error(transport: 
 def test_a_flag_given_as_false_text_is_false() -> None:
     backend, settings, _ = _transport_settings()["openai"]
     assert _load(backend, settings, {"stream": "false"}).transport.stream is False
+
+
+def _dialect_profiles() -> list[tuple[str, str]]:
+    """(profile, dialect) for every built-in dialect, on a profile that speaks it."""
+    from ocrclient.registry import DIALECTS
+
+    generic = {"rapidocr": "local", "trocr": "runpod-trocr"}
+    return [(generic.get(d, "openai"), d) for d in sorted(DIALECTS)]
+
+
+@pytest.mark.parametrize(("profile", "dialect"), _dialect_profiles())
+def test_a_misspelt_dialect_option_is_refused_and_every_declared_one_taken(profile: str, dialect: str) -> None:
+    """The whole kind: each built-in dialect, given a misspelling of an option it reads, raises
+    ConfigError naming the option meant; each option it declares (and the run's own, the CLI's
+    --text-layer / --keep-furniture, and an option of another dialect: a generic profile's own
+    under --dialect) is taken.  ``text_layr = "never"`` was ignored without a word, and the text
+    layer used."""
+    from ocrclient.config import resolve_config
+    from ocrclient.errors import ConfigError
+    from ocrclient.registry import dialect_class, load_dialect
+
+    cls = dialect_class(dialect)
+    declared = dict(vars(cls)["OPTIONS"])
+    over = {"model": "m", "dialect": dialect, "endpoint_id": "ep", "base_url": "http://127.0.0.1:9/v1"}
+    for name in [*declared, "include_headers_footers", "text_layer"]:
+        typo = name[:-1] + ("x" if name[-1] != "x" else "y")
+        with pytest.raises(ConfigError, match=typo):
+            load_dialect(resolve_config(profile, **over, dialect_options={typo: "x"}))
+    load_dialect(resolve_config(profile, **over, dialect_options={"document_mode": False, "text_layer": "auto",
+                                                                  "include_headers_footers": False,
+                                                                  "prompt_position": "after"}))  # fmt: skip

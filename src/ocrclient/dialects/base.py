@@ -40,6 +40,7 @@ Example (a whole dialect: the protocol needs nothing more)::
 from __future__ import annotations
 
 import abc
+import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
@@ -65,6 +66,24 @@ class Dialect(Protocol):
     def build(self, page: PageImage, attempt: Attempt) -> ModelRequest: ...
 
     def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent: ...
+
+
+def check_options(cls: type, cfg: BackendConfig) -> None:
+    """Refuse a ``dialect_options`` key of ``cfg`` that misspells one the dialect ``cls``
+    declares it reads (its own ``OPTIONS``; nothing is checked without)."""
+    declared = vars(cls).get("OPTIONS")  # (its own: a plugin's subclass may read more than its parent)
+    if declared is not None:
+        from ..cache import RUN_DIALECT_OPTIONS
+
+        # (the CLI's --text-layer and --keep-furniture go to every dialect; read where they apply)
+        known = {*declared, *RUN_DIALECT_OPTIONS, "text_layer", "include_headers_footers"}
+        # a misspelling of an option it reads: refused (one for another dialect -- a generic
+        # profile's own, kept under --dialect -- is left alone, as every dialect leaves it)
+        for key in sorted(set(cfg.dialect_options) - known):
+            near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8)
+            if near:
+                raise ConfigError(f"dialect {getattr(cls, 'name', cls.__name__)!r} has no option {key!r} (dialect_options): "
+                                  f"did you mean {near[0]!r}? It reads: {', '.join(sorted(declared)) or 'none'}")
 
 
 class ModelDialect(abc.ABC):
@@ -101,7 +120,9 @@ class ModelDialect(abc.ABC):
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> Self:
-        """Build from a :class:`~ocrclient.config.BackendConfig`."""
+        """Build from a :class:`~ocrclient.config.BackendConfig` (its ``dialect_options`` checked
+        against those the dialect reads, when it says: a misspelt one was ignored without a word)."""
+        check_options(cls, cfg)
         return cls(
             model=cfg.model,
             render=cfg.render_spec(cls.DEFAULT_RENDER),

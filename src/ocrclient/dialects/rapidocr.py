@@ -95,6 +95,9 @@ class RapidOCRDialect:
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> RapidOCRDialect:
+        from .base import check_options
+
+        check_options(cls, cfg)
         opts = cfg.dialect_options
         return cls(
             cfg.render_spec(RenderSpec(dpi=150, format="png")),
