@@ -477,7 +477,7 @@ def convert(
     model: Annotated[str | None, typer.Option("--model", help="Override the model name.")] = None,
     dialect: Annotated[str | None, typer.Option("--dialect", help="Override the model dialect (generic backends).")] = None,
     transport: Annotated[str | None, typer.Option("--transport", help="Override the transport: runpod, openai, ocular.")] = None,
-    dpi: Annotated[float | None, typer.Option("--dpi", help="Render resolution.")] = None,
+    dpi: Annotated[float | None, typer.Option("--dpi", help="Render resolution (the profile's longest_side still caps the image: see ocr config).")] = None,
     image_format: Annotated[str | None, typer.Option("--image-format", help="png, jpeg or webp.")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
     document_mode: Annotated[bool, typer.Option("--document-mode", help="Send whole PDFs (DeepSeek seed contract).")] = False,

@@ -197,7 +197,7 @@ def config_show(
     dialect: Annotated[str | None, typer.Option("--dialect")] = None,
     transport: Annotated[str | None, typer.Option("--transport")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
-    dpi: Annotated[float | None, typer.Option("--dpi", help="Render resolution.")] = None,
+    dpi: Annotated[float | None, typer.Option("--dpi", help="Render resolution (the profile's longest_side still caps the image: see ocr config).")] = None,
     image_format: Annotated[str | None, typer.Option("--image-format", help="png, jpeg or webp.")] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, help="Pages in flight (ceiling).")] = None,
     text_layer: Annotated[str | None, typer.Option("--text-layer", help="local backend: auto, always or never.")] = None,

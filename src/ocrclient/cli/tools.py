@@ -35,7 +35,7 @@ def bench(
     dialect: Annotated[str | None, typer.Option("--dialect", help="Override the reply dialect.")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="RunPod: run, runsync or local.")] = None,
     transport: Annotated[str | None, typer.Option("--transport", help="Override the transport.")] = None,
-    dpi: Annotated[float | None, typer.Option("--dpi", help="Render resolution.")] = None,
+    dpi: Annotated[float | None, typer.Option("--dpi", help="Render resolution (the profile's longest_side still caps the image: see ocr config).")] = None,
     image_format: Annotated[str | None, typer.Option("--image-format", help="png, jpeg or webp.")] = None,
     metrics: Annotated[bool, typer.Option("--metrics", help="Sample the vLLM server's /metrics during the run.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
