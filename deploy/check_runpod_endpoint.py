@@ -90,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     headers = {}
     key = os.environ.get("RUNPOD_API_KEY", "")
+    if not key and not args.local:  # (it sent none, then said "the API key was refused")
+        print("set RUNPOD_API_KEY (or pass --local for the RunPod SDK's local server)", file=sys.stderr)
+        return 1
     if key and not args.local:
         headers["Authorization"] = f"Bearer {key}"
     if args.image:
@@ -169,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", default="")
     p.add_argument("--max-tokens", type=int, default=1024)
     p.add_argument("--timeout", type=float, default=600.0)
-    return run(p.parse_args(argv))
+    args = p.parse_args(argv)
+    try:
+        return run(args)
+    except (httpx.HTTPError, OSError, ValueError) as exc:  # one line, never a traceback
+        print(f"{type(exc).__name__}: {exc}".replace(os.environ.get("RUNPOD_API_KEY") or "\0", "***"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -247,3 +247,33 @@ def test_modal_check_sends_the_proxy_auth_pair_when_set(monkeypatch: pytest.Monk
                                               "https://ws--ocrclient-lightonocr-serve.modal.run/v1/models"]  # fmt: skip
         got = [(r.get_header("Modal-key"), r.get_header("Modal-secret")) for r in sent]
         assert got == [(key, secret)] * 2, got
+
+
+def test_check_script_fails_in_one_line_however_the_endpoint_is_out_of_reach(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listening, a server that never answers, no key: one line and exit 1 (it printed
+    httpx's tracebacks, and without a key sent none, then said "the API key was refused")."""
+    import socket
+
+    from deploy_helpers import free_port
+
+    monkeypatch.setenv("RUNPOD_API_KEY", "rp-check-secret-4242")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts, never answers
+    try:
+        cases = [
+            ["--url", f"http://127.0.0.1:{free_port()}", "--local"],
+            ["--url", f"http://127.0.0.1:{silent.getsockname()[1]}", "--timeout", "1"],
+            ["--url", f"http://127.0.0.1:{silent.getsockname()[1]}", "--local", "--timeout", "1"],
+        ]
+        for argv in cases:
+            assert check.main(argv) == 1, argv
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "Traceback" not in err and "rp-check-secret" not in err, (argv, err)
+        monkeypatch.delenv("RUNPOD_API_KEY")
+        assert check.main(["--endpoint-id", "ep1", "--base-url", f"http://127.0.0.1:{free_port()}"]) == 1
+        assert "RUNPOD_API_KEY" in capsys.readouterr().err
+    finally:
+        silent.close()
