@@ -506,3 +506,20 @@ def test_a_model_the_server_does_not_serve_ends_the_run(four_pages: Path, tmp_pa
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "The model `lightonai/LightOnOCR-2-1B` does not exist" in lines[0], run.stderr
     assert chats == 1
+
+
+@pytest.mark.parametrize("mode", ["run", "runsync", "local"])
+def test_a_404_from_the_endpoint_names_what_to_check_in_each_mode(mode: str, four_pages: Path, tmp_path: Path) -> None:
+    """In ``--mode local`` no endpoint id is used: a wrong URL said "RunPod endpoint None not
+    found ... check RUNPOD_CHANDRA_ENDPOINT_ID"; it now names the URL to check."""
+    with RunPodSimulator() as sim:
+        url = f"{sim.base_url}/nowhere" if mode == "local" else sim.base_url
+        run = _in_process("convert", str(four_pages), "-o", str(tmp_path / "out"), "--backend", "runpod-chandra",
+                          "--endpoint-id", "no-such-endpoint", "--base-url", url, "--mode", mode, "-c", "1",
+                          env={"RUNPOD_API_KEY": str(sim.api_key)})  # fmt: skip
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.exit_code == 2 and len(lines) == 1, run.output
+    if mode == "local":
+        assert "--base-url" in lines[0] and url in lines[0] and "None" not in lines[0], lines[0]
+    else:
+        assert "'no-such-endpoint' not found" in lines[0] and "--endpoint-id" in lines[0], lines[0]

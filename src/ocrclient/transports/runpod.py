@@ -316,11 +316,9 @@ class RunPodTransport(HttpImports):
                     status=status,
                 )
             if status == 404 and what in ("submit", "runsync"):
-                return EndpointError(
-                    f"RunPod endpoint {self.endpoint_id!r} not found (HTTP 404); check {self.endpoint_env} / --endpoint-id",
-                    cause="http_404",
-                    status=status,
-                )
+                where = (f"no RunPod SDK test server at {self.base_url} (HTTP 404); check --base-url" if self.mode == "local"
+                         else f"RunPod endpoint {self.endpoint_id!r} not found (HTTP 404); check {self.endpoint_env} / --endpoint-id")  # fmt: skip
+                return EndpointError(where, cause="http_404", status=status)
             return None
 
         return rule
