@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -781,3 +782,21 @@ def test_an_unknown_endpoint_names_the_variable_its_profile_reads(profile: str, 
         ocrclient.convert(pdf, backend=profile, base_url=sim.base_url, endpoint_id="not-this-one",
                           api_key=sim.api_key, model="m", cache=False)  # fmt: skip
     assert f"check {want} / --endpoint-id" in str(info.value)
+
+
+def test_an_attempt_cut_by_the_page_deadline_says_so_in_round_seconds(tmp_path: Path) -> None:
+    """A page deadline shorter than the attempt timeout cut the attempt: the page said "did not
+    finish within 0.0992292s (attempt timeout)", though the user had set timeout=1."""
+    import ocrclient
+    from ocrclient.testing import DialectResponder, FaultPlan
+
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "one.pdf", [["slow page"]])
+    with RunPodSimulator(plan=FaultPlan(latency_s=3.0), responder=DialectResponder("chandra")) as sim:
+        doc = ocrclient.convert(pdf, backend="runpod-chandra", base_url=sim.base_url, endpoint_id=sim.endpoint_id,
+                                api_key=sim.api_key, cache=False, timeout=1, max_attempts=5, page_deadline_s=2.5,
+                                cold_start_s=0, scheduler_options={"backoff_initial_s": 0.1})  # fmt: skip
+    message = doc.pages[0].error.message if doc.pages[0].error else ""
+    assert doc.pages[0].status == "failed" and "page_deadline_s" in message, message
+    assert not re.search(r"\d\.\d{3,}", message), message  # (no 0.0992292s)

@@ -387,7 +387,7 @@ class RunPodTransport(HttpImports):
             what = f"job {job.id}" if job.id else "job submission"
             tail = "; cancelled it" if job.id else ""
             raise TransientError(
-                f"RunPod {what} did not finish within {budget:g}s (attempt timeout){tail}",
+                f"RunPod {what} did not finish within {budget:.1f} s (the attempt's time: timeout, or what was left of page_deadline_s){tail}",
                 cause="timeout",
             ) from None
         except asyncio.CancelledError:  # the run is stopping (Ctrl-C): it must not wait long
