@@ -210,7 +210,7 @@ def test_a_job_in_queue_forever_ends_at_the_attempt_timeout_and_is_cancelled() -
         out = _drive(srv, timeout_s=1.0)
         cancels = srv.cancels
     err = _one_line_error(out.result, TransientError, "timeout")
-    assert "did not finish within 1s" in str(err)
+    assert "did not finish within 1.0 s" in str(err)
     assert 1.0 <= out.seconds < 4.0, out.seconds
     assert cancels == 1
 
