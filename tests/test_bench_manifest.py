@@ -282,3 +282,25 @@ def test_an_input_replaced_while_the_run_read_it_is_converted_again(tmp_path: Pa
     assert not Manifest(tmp_path / "out").done(again, backend="local", model=None, pages=None)
     m.record(again, Document(source=again.name, backend="local", pages=[]), [], pages=None)
     assert Manifest(tmp_path / "out").done(again, backend="local", model=None, pages=None)
+
+
+def test_key_of_names_the_latest_entry_for_an_input_and_skips_torn_lines(tmp_path: Path) -> None:
+    """``ocr view`` finds a run's input by the path its manifest records (``Manifest.key_of``):
+    two inputs given as the same name from two folders, in two runs, resolve to the later one; a
+    torn line and a line without a key count for nothing; a name no entry gives is ``None``."""
+    from ocrclient.manifest import Manifest
+
+    out = tmp_path / "out"
+    out.mkdir()
+    lines = [
+        {"input": "a.pdf", "key": "/first/a.pdf", "finished": "2026-01-01T00:00:00+00:00"},
+        {"input": "a.pdf", "key": "/second/a.pdf", "finished": "2026-01-02T00:00:00+00:00"},
+        {"input": "a.pdf", "finished": "2026-01-03T00:00:00+00:00"},
+        {"input": "b.pdf", "key": "/b.pdf", "finished": "2026-01-01T00:00:00+00:00"},
+    ]
+    text = "".join(json.dumps(e) + "\n" for e in lines) + '{"input": "a.pdf", "key": "/torn'
+    (out / "manifest.jsonl").write_text(text)
+    m = Manifest(out)
+    assert m.key_of("a.pdf") == "/second/a.pdf"
+    assert m.key_of("b.pdf") == "/b.pdf"
+    assert m.key_of("c.pdf") is None

@@ -111,6 +111,12 @@ class Manifest:
                         self._own(entry)
         return self._entries
 
+    def key_of(self, name: str) -> str | None:
+        """The resolved path (``key``) the latest entry for the input given as ``name`` records
+        (``None``: no entry names it)."""
+        found = [e for e in self.entries().values() if e.get("input") == name and e.get("key")]
+        return str(max(found, key=lambda e: str(e.get("finished") or ""))["key"]) if found else None
+
     def _own(self, entry: dict[str, Any]) -> None:
         for p in entry.get("outputs") or []:
             self._owners[str(p)] = self._stems[os.path.splitext(str(p))[0]] = str(entry["key"])

@@ -95,21 +95,12 @@ def resolve_source(doc: Document, source: str | Path | None = None, base: Path |
 def _recorded(source: str, base: Path) -> list[Path]:
     """The resolved path the nearest ``manifest.jsonl`` at or above ``base`` records for the
     input given as ``source`` (empty when none does)."""
-    import json
+    from ..manifest import Manifest
 
     for folder in [base, *base.resolve().parents][:12]:
-        try:
-            lines = (folder / "manifest.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            continue
-        for line in reversed(lines):
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and entry.get("input") == source and entry.get("key"):
-                return [Path(str(entry["key"]))]
-        return []
+        if _is_file(folder / "manifest.jsonl"):
+            key = Manifest(folder).key_of(source)
+            return [Path(key)] if key else []
     return []
 
 
