@@ -541,3 +541,51 @@ def test_a_client_used_before_a_fork_refuses_in_the_child() -> None:
         got = q.get(timeout=5)
         assert got.startswith("UsageError") and "forked" in got, got
         assert c.convert(png("parent again")).ok
+
+
+@pytest.mark.parametrize("ending", [SystemExit(3), KeyboardInterrupt()], ids=["sys.exit(3)", "KeyboardInterrupt"])
+@pytest.mark.parametrize("call", ["Client.convert", "Client.convert_many", "Client.stream_pages", "convert",
+                                  "convert_many", "stream_pages", "aconvert", "AsyncClient.convert"])  # fmt: skip
+def test_a_callback_that_ends_the_program_stops_the_run_and_is_raised_to_the_caller(
+    call: str, ending: BaseException, tmp_path: Path
+) -> None:
+    """``sys.exit(3)`` or a ``KeyboardInterrupt`` raised in ``on_event``, through every way in:
+    the caller meets that exception (its code kept), no request is sent after it, and the client
+    and the process's shared render threads keep working.  It ended the blocking client's loop
+    thread: the call raised CancelledRunError, the next call hung forever (sys.exit) or raised
+    "Executor shutdown has been called", and so did every later ``ocrclient.convert``."""
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "many.pdf", [[f"page {i}"] for i in range(12)])
+
+    def on_event(event: ocrclient.Event) -> None:
+        if isinstance(event, ocrclient.PageDone):
+            raise ending
+
+    with OpenAISimulator(plan=FaultPlan(latency_s=0.05)) as sim, ocrclient.Client("openai", **sim_settings(sim), concurrency=2) as c:
+        settings = {"backend": "openai", "concurrency": 2, **sim_settings(sim)}
+
+        async def in_async_client() -> Any:
+            async with ocrclient.AsyncClient(**settings) as ac:
+                return await ac.convert(pdf, on_event=on_event)
+
+        calls: dict[str, Callable[[], Any]] = {
+            "Client.convert": lambda: c.convert(pdf, on_event=on_event),
+            "Client.convert_many": lambda: list(c.convert_many([pdf], on_event=on_event)),
+            "Client.stream_pages": lambda: list(c.stream_pages(pdf, on_event=on_event)),
+            "convert": lambda: ocrclient.convert(pdf, on_event=on_event, **settings),
+            "convert_many": lambda: list(ocrclient.convert_many([pdf], on_event=on_event, **settings)),
+            "stream_pages": lambda: list(ocrclient.stream_pages(pdf, on_event=on_event, **settings)),
+            "aconvert": lambda: asyncio.run(ocrclient.aconvert(pdf, on_event=on_event, **settings)),
+            "AsyncClient.convert": lambda: asyncio.run(in_async_client()),
+        }
+        with pytest.raises(type(ending)) as raised:
+            calls[call]()
+        if isinstance(ending, SystemExit):
+            assert raised.value.code == 3
+        sent = sim.requests["POST /v1/chat/completions"]
+        time.sleep(0.3)
+        assert sim.requests["POST /v1/chat/completions"] == sent, "requests went on after the callback ended the program"
+        assert sent < 12, sent
+        assert c.convert(png("after")).ok  # the client lives on
+        assert ocrclient.convert(png("after"), **settings).ok  # and so do the shared render threads

@@ -83,14 +83,31 @@ Event = PageStarted | PageRetried | PageDone | PageFailed | DocumentDone
 class EventDelivery:
     """Hands a run's events to its ``on_event``: an exception the callback raises never loses a
     page, and the first is logged (a callback calling a blocking API raises ``UsageError``; it
-    was swallowed without a word); the others are counted in :attr:`failures`."""
+    was swallowed without a word); the others are counted in :attr:`failures`.
+
+    A callback that ends the program (``sys.exit()``, ``KeyboardInterrupt``) stops the run: it
+    is kept in :attr:`stopped_by`, no later event is delivered, :attr:`wake` tells the run, and
+    the run raises it (:meth:`check`) once it has cancelled its requests and kept what finished,
+    so the caller meets the ``SystemExit`` (its code) or ``KeyboardInterrupt`` itself.  Raised
+    where the event was, inside a page's task, it ended that task or the client's loop thread
+    instead (the client then hung or was unusable)."""
 
     def __init__(self) -> None:
         self.failures = 0
+        #: the ``SystemExit`` / ``KeyboardInterrupt`` a callback raised (the run stops on it)
+        self.stopped_by: BaseException | None = None
+        #: called once when a callback stops the run (the run's collector wakes to see it)
+        self.wake: Callable[[], None] | None = None
 
     def __call__(self, callback: Callable[[Event], None], event: Event) -> None:
+        if self.stopped_by is not None:
+            return
         try:
             callback(event)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            self.stopped_by = exc
+            if self.wake is not None:
+                self.wake()
         except Exception as exc:
             from .secrets import redact
 
@@ -98,3 +115,8 @@ class EventDelivery:
             if self.failures == 1:
                 log.warning("the on_event callback raised %s: %s (the run goes on; its later errors are not shown)",
                             type(exc).__name__, redact(str(exc)))  # fmt: skip
+
+    def check(self) -> None:
+        """Raise what a callback stopped the run with, if one did."""
+        if self.stopped_by is not None:
+            raise self.stopped_by

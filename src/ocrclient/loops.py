@@ -266,7 +266,7 @@ class LoopThread:
         context = contextvars.copy_context()
 
         def start() -> None:
-            task = loop.create_task(coro, context=context)
+            task = loop.create_task(_carrying(coro), context=context)
             tasks.append(task)
             task.add_done_callback(lambda t: _settle(t, done))
 
@@ -280,6 +280,9 @@ class LoopThread:
             loop.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])  # after start()
             cf.wait([done])
             raise
+        exc = done.exception()
+        if isinstance(exc, _Carried):  # the work's sys.exit() / KeyboardInterrupt, raised here
+            raise exc.exc
         return done.result()
 
     def iterate(self, agen: AsyncGenerator[_T, None]) -> Generator[_T, None, None]:
@@ -333,6 +336,23 @@ async def _next(agen: AsyncGenerator[_T, None]) -> _T:
         return await agen.__anext__()
     except StopAsyncIteration:
         return _END
+
+
+class _Carried(Exception):
+    """A ``SystemExit`` or ``KeyboardInterrupt`` the work raised on the loop's thread (an
+    ``on_event`` callback's ``sys.exit()``), carried to the caller's thread as an ordinary
+    exception and raised there: raised out of a task, it ended the loop and its thread."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(repr(exc))
+        self.exc = exc
+
+
+async def _carrying(coro: Coroutine[Any, Any, _T]) -> _T:
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise _Carried(exc) from None
 
 
 def _settle(task: asyncio.Task[_T], done: cf.Future[_T]) -> None:

@@ -238,6 +238,7 @@ class Scheduler:
         runs = [_Run(job) for job in documents]
         self._fed_all = False
         results: asyncio.Queue[tuple[int, Page] | None] = asyncio.Queue()
+        self._deliver.wake = lambda: results.put_nowait(None)  # (a callback's sys.exit stops the run)
         feeding_done = [False] * len(documents)
         feed_error: list[BaseException] = []
 
@@ -281,6 +282,7 @@ class Scheduler:
                     page = collect(item)
                     if per_page:
                         yield page
+                self._deliver.check()
                 if self._abort is not None:
                     raise self._abort
                 if feed_error:
