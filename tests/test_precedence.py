@@ -217,3 +217,36 @@ def test_every_cli_flag_of_an_env_setting_is_in_the_table() -> None:
     for field in ENV_SETTINGS:
         flag = "--" + field.replace("_", "-")
         assert bool(re.search(rf"{flag}(?![\w-])", res.stdout)) == (field in CLI_FLAGS), flag
+
+
+def _string_settings() -> list[str]:
+    """Every top-level BackendConfig field a string can set (its annotation names ``str``)."""
+    from ocrclient.config import BackendConfig
+
+    own = {"name", "description", "origin"}  # the profile's own, never settings of a run
+    return sorted(n for n, f in BackendConfig.model_fields.items()
+                  if n not in own and "str" in repr(f.annotation).lower() and "dict" not in repr(f.annotation))  # fmt: skip
+
+
+@pytest.mark.parametrize("blank", ["", "  "], ids=["empty", "blank"])
+@pytest.mark.parametrize("backend", sorted(ocrclient.config.list_profiles()))
+def test_an_empty_string_setting_is_not_set_in_every_layer(monkeypatch: pytest.MonkeyPatch, backend: str, blank: str) -> None:
+    """The whole kind: each string setting of each shipped profile, given as an empty or blank
+    string as an argument or in the user config, resolves as if not given, as an empty
+    environment variable does.  ``model=""`` was shown by ``ocr config`` (and recorded in each
+    Document) as ``''`` while the requests used the profile's model."""
+    fields = _string_settings()
+    assert {"model", "base_url", "endpoint_id", "api_key", "dialect", "transport"} <= set(fields)
+    cfg_dir = Path(os.environ["OCRCLIENT_CONFIG_DIR"])
+    cfg_dir.mkdir(parents=True, exist_ok=True)
+    (cfg_dir / "config.toml").unlink(missing_ok=True)
+    plain = resolve_config(backend).model_dump()
+    for field in fields:
+        assert resolve_config(backend, **{field: blank}).model_dump() == plain, field
+        user = cfg_dir / "config.toml"
+        user.write_text(f"[backends.{backend}]\n{field} = {json.dumps(blank)}\n")
+        user.chmod(0o600)
+        assert resolve_config(backend).model_dump() == plain, f"{field} in the user config"
+        user.unlink()
+    out = CliRunner().invoke(app, ["config", "--backend", backend, "--model", blank])
+    assert json.loads(out.stdout)["model"] == plain["model"], out.stdout

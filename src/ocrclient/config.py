@@ -456,11 +456,14 @@ def merge_layers(
     explicit: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """THE precedence rule of every setting: explicit argument > environment > user config >
-    profile.  Each layer is a mapping of settings; ``None`` values are "not set here" and nested
-    tables merge key by key."""
+    profile.  Each layer is a mapping of settings; ``None`` values are "not set here", and so is
+    an empty (or blank) string of a top-level setting, in every layer as in the environment's (a
+    ``model=""`` or ``--model "$UNSET"`` was shown by ``ocr config`` and recorded in the results
+    as ``''`` while the requests used the profile's model); nested tables merge key by key."""
     data: dict[str, Any] = {}
     for layer in (profile, user, env, explicit):
         if layer:
+            layer = {k: v for k, v in layer.items() if not (isinstance(v, str) and not v.strip())}
             data = _merge(_replaced_by(data, layer), layer)
     return data
 
@@ -535,7 +538,7 @@ def resolve_config(name: str | Path | None = None, **overrides: Any) -> BackendC
 
     Overrides use the field names of :class:`BackendConfig`; nested tables (``render``,
     ``sampling``, ``transport_options``, ``dialect_options``) merge key by key.  ``None`` values
-    are ignored, so CLI flags that were not given can be passed straight through.  Every value
+    (and empty strings) are ignored, so CLI flags that were not given can be passed straight through.  Every value
     follows :func:`merge_layers`: overrides > environment > user config > profile.
     """
     user = load_user_config()
