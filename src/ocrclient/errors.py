@@ -213,6 +213,9 @@ _MODEL_NOT_SERVED = re.compile(
 #: a 4xx message saying the server has no such route (worker-vllm's "Invalid route", our
 #: handlers' "unsupported openai_route" / "unknown route")
 _ROUTE_NOT_SERVED = re.compile(r"\b(?:invalid|unknown|unsupported) (?:openai_)?route\b", re.IGNORECASE)
+#: deploy/'s workers refusing the run's ``max_tokens`` over their ``OCR_MAX_TOKENS_LIMIT``: the
+#: same refusal for every page of the run (its ``max_tokens`` is the run's setting)
+_OVER_WORKER_LIMIT = re.compile(r"\bmax_tokens \d+ exceeds the limit \d+", re.IGNORECASE)
 #: a 404 message about something the request named (a file, a URL, a job), not the endpoint
 _INPUT_NOT_FOUND = re.compile(
     r"\b(?:path|file|pdf_url|url|job|request|document|image)\b(?:[^.;\n]|\.(?=\S)){0,200}?"
@@ -224,7 +227,8 @@ _INPUT_NOT_FOUND = re.compile(
 def is_endpoint_error(status: int | None, message: str) -> bool:
     """Whether an error is about the endpoint rather than the page: every 404 except one that
     names an input (a path, a job), a 405 (the server has no POST there), and any 4xx — or, with
-    no status, any message — saying the model or route is not served.  401/403/408/425/429 and
+    no status, any message — saying the model or route is not served, or that the run's
+    ``max_tokens`` is over the worker's limit.  401/403/408/425/429 and
     5xx never are.
 
     >>> is_endpoint_error(404, "The model `x` does not exist. (NotFoundError)")
@@ -233,10 +237,12 @@ def is_endpoint_error(status: int | None, message: str) -> bool:
     False
     >>> is_endpoint_error(400, "max_tokens must be a positive integer")
     False
+    >>> is_endpoint_error(400, "openai_input: max_tokens 20000 exceeds the limit 16384")
+    True
     """
     if status is not None and (not 400 <= status < 500 or status in (401, 403, 408, 425, 429)):
         return False
-    if _MODEL_NOT_SERVED.search(message) or _ROUTE_NOT_SERVED.search(message):
+    if _MODEL_NOT_SERVED.search(message) or _ROUTE_NOT_SERVED.search(message) or _OVER_WORKER_LIMIT.search(message):
         return True
     return status == 405 or (status == 404 and not _INPUT_NOT_FOUND.search(message))
 

@@ -19,7 +19,7 @@ import pytest
 from deploy_helpers import DEPLOY, chat_request, data_url, envelope, load_module, page_png
 from ocrworker.envelope import Generation
 
-from ocrclient.errors import EndpointError, TransientError
+from ocrclient.errors import EndpointError, PermanentError, TransientError
 from ocrclient.transports.runpod_jobs import classify_failure, decode_job_error
 
 WORKERS = {"chandra": DEPLOY / "runpod-chandra" / "handler.py",
@@ -79,3 +79,36 @@ async def test_a_model_that_did_not_load_stops_the_run(worker: Any, why: Excepti
         assert isinstance(err, EndpointError if stops else TransientError), (payload, type(err))
 
 
+
+
+#: each refusal of a worker's request check: whether it holds for every page of a run (the run's
+#: settings; no retry and no other page can mend it: the run stops) or for this page only
+REFUSALS = [
+    ("max_tokens over the worker's limit", {"max_tokens": 20000}, True),
+    ("the route is not served", "route", True),
+    ("the image is not an image", "garbage", False),
+    ("no image", "no-image", False),
+]
+
+
+@pytest.mark.parametrize(("what", "change", "stops"), REFUSALS, ids=[r[0] for r in REFUSALS])
+async def test_a_refusal_that_holds_for_every_page_stops_the_run(worker: Any, what: str, change: Any, stops: bool) -> None:
+    """The whole kind: each refusal of the worker's request check, as the client classifies the
+    FAILED job.  ``max_tokens`` over the worker's ``OCR_MAX_TOKENS_LIMIT`` is the run's setting,
+    refused for every page: each page failed on its own, the run went on through every page
+    (and each was billed a worker start); now it stops the run, like an unserved route.  A
+    refusal of one page's content fails that page only."""
+    image = data_url(page_png())
+    if change == "route":
+        job = {"id": "j", "input": {"openai_route": "/v1/completions", "openai_input": chat_request(image)}}
+    elif change == "garbage":
+        job = envelope(chat_request("data:image/png;base64,aGVsbG8gd29ybGQ="))
+    elif change == "no-image":
+        job = envelope(chat_request(None))
+    else:
+        job = envelope(chat_request(image, **change))
+    out = await worker.handler(job)
+    assert "error" in out, out
+    err = _client_error(out)
+    assert isinstance(err, EndpointError) == stops, (what, out["error"], type(err))
+    assert isinstance(err, (EndpointError, PermanentError)), (what, type(err))
