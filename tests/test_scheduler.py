@@ -689,3 +689,45 @@ async def test_a_cancel_while_a_finished_page_is_cached_keeps_its_page(when: dic
     assert all(p.status == "failed" and p.error and p.error.kind == "cancelled" for n, p in pages.items() if n != 1)
     assert cache.writes == 1 and t.sends[1] == 1
     assert [x for x in asyncio.all_tasks() if x is not asyncio.current_task()] == []
+
+
+def _later_failures() -> dict[str, Callable[[], object]]:
+    """Every way an attempt can fail without stopping the run, besides bad output with text."""
+    from ocrclient.errors import BadOutputError, PermanentError, TransientError
+
+    return {
+        "http_500": lambda: errors_mod.classify_status(500, "GPU fell over"),
+        "http_503": lambda: errors_mod.classify_status(503, "busy"),
+        "reset": lambda: TransientError("connection reset", cause="reset"),
+        "timeout": lambda: TransientError("timed out", cause="timeout"),
+        "unusable output": lambda: BadOutputError("not a page", cause="bad_reply"),
+        "http_400": lambda: PermanentError("HTTP 400: bad request", cause="http_400", status=400),
+    }
+
+
+@pytest.mark.parametrize("later", sorted(_later_failures()))
+async def test_text_a_truncated_attempt_returned_is_kept_whatever_fails_after_it(later: str) -> None:
+    """The whole kind: attempt 1 returns text cut at ``max_tokens`` (paid for, kept degraded
+    when nothing better comes), then every later attempt fails another way.  The page stays
+    degraded with that text, its error the truncation, a warning naming the later failure.
+    With one attempt it was kept; with more, a 5xx or a timeout at the end dropped it (``failed``,
+    empty): allowing retries gave a worse result."""
+    make = _later_failures()[later]
+    t = _Script(ModelReply("# Invoice 42\n\nTotal: 1,250", finish_reason="length"), *[make() for _ in range(3)])
+    doc = await sched(t, max_attempts=4).run_document("doc.pdf", page_stream(1))  # type: ignore[arg-type]
+    page = doc.pages[0]
+    assert page.status == "degraded", (later, page.status, page.error)
+    assert page.markdown == "# Invoice 42\n\nTotal: 1,250"
+    assert page.error is not None and page.error.cause == "length"
+    assert any("later attempt failed" in w for w in page.warnings), page.warnings
+    assert page.attempts == (2 if later == "http_400" else 4)
+
+
+async def test_the_latest_salvaged_text_is_kept_and_a_later_good_reply_wins() -> None:
+    t = _Script(ModelReply("first cut", finish_reason="length"), ModelReply("second, longer cut", finish_reason="length"),
+                errors_mod.classify_status(500, "down"))  # fmt: skip
+    page = (await sched(t, max_attempts=3).run_document("doc.pdf", page_stream(1))).pages[0]  # type: ignore[arg-type]
+    assert page.status == "degraded" and page.markdown == "second, longer cut"
+    t = _Script(ModelReply("cut", finish_reason="length"), errors_mod.classify_status(500, "down"), ModelReply("whole page", finish_reason="stop"))
+    page = (await sched(t, max_attempts=3).run_document("doc.pdf", page_stream(1))).pages[0]  # type: ignore[arg-type]
+    assert page.status == "ok" and page.markdown == "whole page" and page.error is None

@@ -81,20 +81,8 @@ OFF_LOOP_REPLY_CHARS = 64 * 1024
 #: freed slot waited for the parses of a whole round of replies: 0.05 s mean at 8 slots)
 BUILT_AHEAD = 2
 
-__all__ = [
-    "ABORTS_RUN",
-    "AdaptiveLimiter",
-    "DocumentDone",
-    "DocumentJob",
-    "Event",
-    "PageDone",
-    "PageFailed",
-    "PageRetried",
-    "PageStarted",
-    "RunAborted",
-    "Scheduler",
-    "content_to_blocks",
-]
+__all__ = ["ABORTS_RUN", "AdaptiveLimiter", "DocumentDone", "DocumentJob", "Event", "PageDone", "PageFailed",
+           "PageRetried", "PageStarted", "RunAborted", "Scheduler", "content_to_blocks"]  # fmt: skip
 
 
 #: the errors that stop a whole run (not just the page) at the first reply that carries one:
@@ -137,6 +125,9 @@ class _Tries:
     #: what the last request's dialect decided (its ``context``), handed to the next attempt
     context: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
+    #: the last attempt that said something although unusable (truncated, repeating), as a page,
+    #: with its error: kept, degraded, when no later attempt does better
+    salvaged: tuple[Page, BadOutputError] | None = None
 
 
 class Scheduler:
@@ -400,14 +391,15 @@ class Scheduler:
             page_out = await self._tries(page, deadline, tries)
         except ABORTS_RUN:
             raise
-        except BadOutputError as exc:
-            salvaged: Page | None = getattr(exc, "partial_page", None)
-            if salvaged is None:
-                return self._failed_page(page, exc, tries.number, tries.usage)
-            # every attempt was unusable, but the last one said something: keep it, degraded
-            page_out = salvaged.model_copy(update={"status": "degraded", "error": PageError.of(exc)})
         except OcrError as exc:
-            return self._failed_page(page, exc, tries.number, tries.usage)
+            if tries.salvaged is None:
+                return self._failed_page(page, exc, tries.number, tries.usage)
+            # no attempt was usable, but one said something (paid for): keep it, degraded, even
+            # when a later attempt failed otherwise (a 5xx, a timeout: it was dropped then)
+            salvaged, why = tries.salvaged
+            later = [] if exc is why else [f"a later attempt failed: {exc.message}"]
+            page_out = salvaged.model_copy(update={"status": "degraded", "error": PageError.of(why),
+                                                   "warnings": [*salvaged.warnings, *later]})  # fmt: skip
         page_out = page_out.model_copy(
             update={
                 "attempts": tries.number,
@@ -462,6 +454,8 @@ class Scheduler:
             exc = outcome.exception() if outcome is not None and outcome.failed else None
             if isinstance(exc, OcrError):
                 tries.last_error, tries.usage = exc, tries.usage.add(exc.spent or Usage())
+                if isinstance(exc, BadOutputError) and getattr(exc, "partial_page", None) is not None:
+                    tries.salvaged = (exc.partial_page, exc)  # type: ignore[attr-defined]
         return page_out
 
     def _page_from(
