@@ -747,3 +747,56 @@ async def test_restart_cuts_requests_in_flight_then_serves_again(stream: bool) -
     assert loading.status_code == 502 and healthy.status_code == 200
     assert reply.text == echo_responder(req.body).text and reply.finish_reason == "stop"
     assert plan.injected["hang"] == 1
+
+
+class _CutStream(HTTPSimulator):
+    """A streamed completion whose connection drops (``reset``) or goes silent after ``after``
+    of its events: ``content``, ``finish`` (the finish_reason chunk), ``usage``."""
+
+    EVENTS = ("content", "finish", "usage")
+
+    def __init__(self, after: str, how: str) -> None:
+        super().__init__()
+        self.after, self.how = after, how
+        self.posts = 0
+
+    def dispatch(self, req: SimRequest) -> Any:
+        self.posts += 1
+
+        def work(emit: Any) -> None:
+            base = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+            chunks = {
+                "content": {**base, "choices": [{"index": 0, "delta": {"content": "the whole page"}, "finish_reason": None}]},
+                "finish": {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                "usage": {**base, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}},
+            }
+            emit(("head", 200, [("Content-Type", "text/event-stream")], True))
+            for name in self.EVENTS[: self.EVENTS.index(self.after) + 1]:
+                emit(("data", b"data: " + json.dumps(chunks[name]).encode() + b"\n\n"))
+            if self.how == "silent":
+                time.sleep(1.5)
+            emit(("reset",))
+
+        return work
+
+
+@pytest.mark.parametrize("how", ["reset", "silent"])
+@pytest.mark.parametrize("after", _CutStream.EVENTS)
+async def test_a_stream_cut_after_its_finish_is_a_whole_reply(after: str, how: str) -> None:
+    """The whole kind: a stream dropped (or silent past the idle limit) after each of its events.
+    Once the finish_reason has come the reply is whole: it is kept, not sent again (it was:
+    "connection dropped mid-reply", the page paid for twice).  Before it, the cut is transient."""
+    with _CutStream(after, how) as sim:
+        t = OpenAITransport(sim.url, cap_max_tokens=False, idle_timeout_s=0.5)
+        body = {"model": "m", "messages": [], "max_tokens": 50}
+        try:
+            if after == "content":
+                with pytest.raises(TransientError):
+                    await t.send(ModelRequest(body=body, timeout_s=5))
+            else:
+                reply = await t.send(ModelRequest(body=body, timeout_s=5))
+                assert reply.text == "the whole page" and reply.finish_reason == "stop"
+                assert reply.completion_tokens == (3 if after == "usage" else 0)
+        finally:
+            await t.aclose()
+    assert sim.posts == 1

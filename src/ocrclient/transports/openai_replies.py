@@ -179,7 +179,13 @@ async def read_stream(response: httpx.Response, max_tokens: int | None, idle: fl
                 event = await (asyncio.wait_for(anext(events), idle) if idle else anext(events))
             except StopAsyncIteration:
                 break
-            except TimeoutError as exc:
+            except (httpx.TransportError, TimeoutError) as exc:
+                # the reply finished (its finish_reason came) and the connection dropped or went
+                # silent before [DONE]: the reply is whole, and the page paid for (it was sent again)
+                if seen.finish is not None:
+                    break
+                if not isinstance(exc, TimeoutError):
+                    raise
                 raise TransientError(
                     f"the stream was silent for more than {idle:g} s", cause="stream_idle"
                 ) from exc
