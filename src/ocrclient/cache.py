@@ -92,17 +92,20 @@ PRUNE_TO = 0.9
 REMEASURE = 0.05
 
 
-def _url(value: str | None) -> str | None:
-    return value.rstrip("/") if value else value
+def _url(cfg: BackendConfig) -> str | None:
+    """The endpoint's URL, one spelling per endpoint its transport reaches (``/v1`` or not)."""
+    from .transports.urls import endpoint_url
+
+    return endpoint_url(cfg.transport, cfg.resolved_base_url())
 
 
 #: the BackendConfig fields a page's content depends on, and how each enters the key (the
-#: endpoint's identity as it is reached: field or environment, trailing slash dropped)
+#: endpoint's identity as it is reached: field or environment, in its transport's one spelling)
 _KEY_FIELDS: dict[str, Callable[[BackendConfig], Any]] = {
     "transport": lambda c: c.transport,
     "dialect": lambda c: c.dialect,
     "model": lambda c: c.resolved_model(),
-    "base_url": lambda c: _url(c.resolved_base_url()),
+    "base_url": _url,
     "endpoint_id": lambda c: c.resolved_endpoint_id(),
     "render": lambda c: c.render.model_dump(exclude_none=True),
     "sampling": lambda c: c.sampling,
@@ -243,7 +246,7 @@ def pool_members_key(specs: Any) -> list[Any]:
             {
                 "transport": member.transport,
                 "model": member.resolved_model(),
-                "base_url": _url(member.resolved_base_url()),
+                "base_url": _url(member),
                 "endpoint_id": member.resolved_endpoint_id(),
                 "transport_options": _content_options(member.transport, member.transport_options),
             }

@@ -41,7 +41,7 @@ import re
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -53,7 +53,6 @@ from ..secrets import (
     install_logger_redaction,
     redact,
     register_secret,
-    register_url_secrets,
 )
 from .base import Health, ModelReply, ModelRequest, is_refusal
 from .closing import cancelled_if_closed
@@ -76,6 +75,7 @@ from .limits import (
     token_count,
 )
 from .openai_replies import CHAT, completion_reply, read_stream
+from .urls import normalize_base_url, split_query
 
 __all__ = ["OpenAITransport", "normalize_base_url"]
 
@@ -96,20 +96,6 @@ DEFAULT_BASE_URL_ENV = "OCRCLIENT_BASE_URL"
 MODEL_LIST_BYTES = 1024 * 1024
 
 
-def split_query(url: str) -> tuple[str, dict[str, str]]:
-    """``(url without query or fragment, query parameters)``: a query (e.g. ``?api_key=...`` on a
-    gateway URL) is sent as parameters on every request instead of being glued before the path,
-    and its values are registered as secrets.
-
-    >>> split_query("https://gw.example/v1?api_key=abcd1234")
-    ('https://gw.example/v1', {'api_key': 'abcd1234'})
-    """
-    register_url_secrets(url)
-    parts = urlsplit(url.strip())
-    params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), params
-
-
 def is_modal(modal: Any, url: str | None) -> bool:
     """A Modal endpoint: ``transport_options.modal`` when it is set, else a ``*.modal.run`` host."""
     return bool(modal) if modal is not None else (urlsplit((url or "").strip()).hostname or "").endswith(".modal.run")
@@ -120,23 +106,6 @@ def modal_env_names(opts: Mapping[str, Any]) -> tuple[str, str]:
     ``modal_secret_env``, else ``MODAL_KEY`` / ``MODAL_SECRET``)."""
     return (env_name(opts.get("modal_key_env", "MODAL_KEY"), "transport_options.modal_key_env", secret=True),
             env_name(opts.get("modal_secret_env", "MODAL_SECRET"), "transport_options.modal_secret_env", secret=True))
-
-
-def normalize_base_url(url: str) -> tuple[str, str]:
-    """``(root, api_base)`` for a server URL given with or without ``/v1``.
-
-    >>> normalize_base_url("https://abc-8000.proxy.runpod.net/v1/")
-    ('https://abc-8000.proxy.runpod.net', 'https://abc-8000.proxy.runpod.net/v1')
-    >>> normalize_base_url("http://127.0.0.1:8000")
-    ('http://127.0.0.1:8000', 'http://127.0.0.1:8000/v1')
-    """
-    u = split_query(url)[0].rstrip("/")
-    if not u.startswith(("http://", "https://")):
-        raise ConfigError(f"server URL must start with http:// or https://: {redact(u)!r}")
-    for suffix in ("/chat/completions", "/v1"):
-        if u.endswith(suffix):
-            u = u[: -len(suffix)].rstrip("/")
-    return u, u + "/v1"
 
 
 def api_key_from_aliases(names: Any, *, backend: str = "") -> str | None:
