@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -800,3 +801,34 @@ async def test_a_stream_cut_after_its_finish_is_a_whole_reply(after: str, how: s
         finally:
             await t.aclose()
     assert sim.posts == 1
+
+
+@pytest.mark.parametrize("names", [None, ("TEAM_MODAL_KEY", "TEAM_MODAL_SECRET")], ids=["default", "own"])
+@pytest.mark.parametrize("given", ["none", "wrong"])
+async def test_a_modal_auth_error_names_the_variables_the_profile_reads(
+    monkeypatch: pytest.MonkeyPatch, names: tuple[str, str] | None, given: str
+) -> None:
+    """The whole kind: with the default variables and with a profile's own
+    (``transport_options.modal_key_env`` / ``modal_secret_env``), without keys and with wrong
+    ones, the message names the variables this backend reads.  It always said "set MODAL_KEY
+    and MODAL_SECRET", which this profile never reads."""
+    key_env, secret_env = names or ("MODAL_KEY", "MODAL_SECRET")
+    for var in ("MODAL_KEY", "MODAL_SECRET", "TEAM_MODAL_KEY", "TEAM_MODAL_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    if given == "wrong":
+        monkeypatch.setenv(key_env, "wk-wrong-key-1234")
+        monkeypatch.setenv(secret_env, "ws-wrong-secret-1234")
+    options: dict[str, Any] = {"modal": True}
+    if names:
+        options |= {"modal_key_env": key_env, "modal_secret_env": secret_env}
+    with OpenAISimulator(mode="modal", modal_key="wk-right", modal_secret="ws-right") as sim:
+        cfg = BackendConfig(name="modal-test", transport="openai", dialect="plain", base_url=sim.base_url,
+                            transport_options=options)  # fmt: skip
+        t = OpenAITransport.from_config(cfg)
+        with pytest.raises(AuthError) as info:
+            await t.send(request(sim))
+        await t.aclose()
+    message = str(info.value)
+    assert key_env in message and secret_env in message, message
+    if names:
+        assert not re.search(r"(?<![A-Z_])MODAL_(KEY|SECRET)\b", message), message

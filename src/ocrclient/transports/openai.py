@@ -169,6 +169,7 @@ class OpenAITransport(HttpImports):
         max_connections: int = 100,
         api_key_env: str = DEFAULT_API_KEY_ENV,
         http_client: httpx.AsyncClient | None = None,
+        modal_env: tuple[str, str] = ("MODAL_KEY", "MODAL_SECRET"),
     ) -> None:
         self.root_url, self.api_url = normalize_base_url(base_url)
         self.modal = is_modal(modal, self.root_url)
@@ -181,9 +182,12 @@ class OpenAITransport(HttpImports):
         self.cap_max_tokens = cap_max_tokens
         self.prompt_token_reserve = prompt_token_reserve
         self._api_key_env = api_key_env
+        #: the variables Modal's proxy auth is read from (``transport_options.modal_key_env`` /
+        #: ``modal_secret_env``), named by messages
+        self._modal_env = modal_env
         api_key = header_secret(api_key, f"${api_key_env}" if api_key_env else "the API key")
-        modal_key = header_secret(modal_key, "the Modal key ($MODAL_KEY)")
-        modal_secret = header_secret(modal_secret, "the Modal secret ($MODAL_SECRET)")
+        modal_key = header_secret(modal_key, f"the Modal key (${modal_env[0]})")
+        modal_secret = header_secret(modal_secret, f"the Modal secret (${modal_env[1]})")
         key = api_key or "EMPTY"
         headers = {"Authorization": f"Bearer {key}"}
         if self.modal and modal_key and modal_secret:
@@ -253,6 +257,7 @@ class OpenAITransport(HttpImports):
         if key is None and cfg.api_key is None:
             key = api_key_from_aliases(o.api_key_env_aliases, backend=cfg.name)
         modal_key = modal_secret = None
+        key_env, secret_env = "MODAL_KEY", "MODAL_SECRET"
         if is_modal(o.modal, base):  # (Modal's proxy auth is read only for a Modal endpoint)
             key_env, secret_env = modal_env_names(o.model_dump())
             modal_key = os.environ.get(key_env) or o.modal_key
@@ -273,6 +278,7 @@ class OpenAITransport(HttpImports):
             prompt_token_reserve=o.prompt_token_reserve,
             max_connections=max(100, cfg.concurrency + 8),
             api_key_env=api_key_env,
+            modal_env=(key_env, secret_env),
         )
 
     # -- sending ------------------------------------------------------------------------------
@@ -366,9 +372,10 @@ class OpenAITransport(HttpImports):
     # -- error mapping ------------------------------------------------------------------------
     def _auth_hint(self) -> str:
         if self.modal:
+            key_env, secret_env = self._modal_env
             if not self._has_modal_keys:
-                return "this Modal endpoint needs proxy auth: set MODAL_KEY and MODAL_SECRET"
-            return "check MODAL_KEY / MODAL_SECRET (Modal proxy auth) and the API key"
+                return f"this Modal endpoint needs proxy auth: set {key_env} and {secret_env}"
+            return f"check {key_env} / {secret_env} (Modal proxy auth) and the API key"
         return f"check the API key (${self._api_key_env})"
 
     # -- model cards / max_model_len ------------------------------------------------------------
