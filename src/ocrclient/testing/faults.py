@@ -288,6 +288,17 @@ def _find_image(body: Any) -> Any:
     return None
 
 
+#: what the ``garbage`` fault makes a chat model say: a runaway loop, as VLMs fail (a unit
+#: repeated ~2,400 characters, past the client's repetition check), ``finish_reason`` stop
+GARBAGE_TEXT = "\u2591\u2591 ::: " + "lorem ipsum " * 200
+
+
+def garbage_reply(reply: SimReply) -> SimReply:
+    """``reply`` as the ``garbage`` fault turns it (:data:`GARBAGE_TEXT`, same token counts'
+    shape)."""
+    return SimReply(GARBAGE_TEXT, "stop", reply.prompt_tokens, 400, dict(reply.data))
+
+
 def echo_responder(body: dict[str, Any]) -> SimReply:
     """Answers plain markdown naming the image it saw: ``# Page <digest>`` plus a line."""
     digest = _image_digest(body)

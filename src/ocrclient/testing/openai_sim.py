@@ -49,7 +49,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from .faults import FaultPlan, Responder, SimReply
+from .faults import FaultPlan, Responder, SimReply, garbage_reply
 from .http_sim import (  # HTTPSimulator .. Worker: re-exported (their old home)
     CLOUDFLARE_524,
     FAULT_STATUS,
@@ -324,6 +324,5 @@ def _apply_output_fault(reply: SimReply, fault: str | None, max_tokens: Any) -> 
         tokens = max_tokens if isinstance(max_tokens, int) else len(cut.split())
         return SimReply(cut, "length", reply.prompt_tokens, tokens, dict(reply.data))
     if fault == "garbage":
-        junk = "\u2591" * 7 + " ::: " + "lorem " * 40
-        return SimReply(junk, "stop", reply.prompt_tokens, 47, dict(reply.data))
+        return garbage_reply(reply)
     return reply

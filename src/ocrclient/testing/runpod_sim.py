@@ -81,7 +81,15 @@ from ._server import (
     write_json,
     write_reply,
 )
-from .faults import CannedReply, FaultPlan, Responder, SimReply, body_key, echo_responder
+from .faults import (
+    CannedReply,
+    FaultPlan,
+    Responder,
+    SimReply,
+    body_key,
+    echo_responder,
+    garbage_reply,
+)
 from .runpod_limits import DOCUMENTED, RateWindow
 
 __all__ = ["RUNSYNC_LIMIT_BYTES", "RUN_LIMIT_BYTES", "RunPodSimulator", "SimJob"]
@@ -187,10 +195,6 @@ def _sse_batches(reply: SimReply, request: Mapping[str, Any], batch: int) -> lis
     events.append("data: [DONE]\n\n")
     batch = max(1, batch)
     return ["".join(events[i : i + batch]) for i in range(0, len(events), batch)]
-
-
-def _garbage(reply: SimReply) -> SimReply:
-    return SimReply("lorem " * 50, reply.finish_reason, reply.prompt_tokens, 50, dict(reply.data))
 
 
 class RunPodSimulator(ServerOwner):
@@ -541,7 +545,7 @@ class RunPodSimulator(ServerOwner):
         if fault == "length":
             return SimReply(reply.text, "length", reply.prompt_tokens, reply.completion_tokens, dict(reply.data))
         if fault == "garbage":
-            return _garbage(reply)
+            return garbage_reply(reply)
         return reply
 
     # -- HTTP-facing operations (called by the handler) -------------------------------------
