@@ -994,3 +994,43 @@ def test_document_mode_is_taken_only_by_a_deepseek_runpod_endpoint(backend: str,
     flags = ["--endpoint-id", "ep1", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--document-mode"]
     run = invoke("convert", str(pdf), "--backend", backend, *flags, "-o", str(tmp_path / "o"), "--quiet", env=env)
     assert run.exit_code == 2 and "--document-mode" in run.stderr and run.stderr.count("\n") == 1, run.output
+
+
+def _config_json(*args: str) -> dict[str, Any]:
+    out = CliRunner().invoke(app, ["config", *args])
+    return dict(json.loads(out.stdout))
+
+
+@pytest.mark.parametrize("dialect", ["lighton", "olmocr", "rolmocr", "chandra", "plain", "dots", "deepseek"])
+def test_ocr_config_shows_the_render_spec_pages_are_sent_at(dialect: str, tmp_path: Path) -> None:
+    """The whole kind: the generic ``openai`` backend under each chat dialect (whose own render
+    spec the profile's ``render`` is laid over), and the image the OpenAI simulator received.
+    ``ocr config`` showed only the profile's layer (dpi 150, no longest side) while LightOnOCR
+    pages went out at a longest side of 1540."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from ocrclient.testing import OpenAISimulator
+
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "one.pdf", [["one page"]])
+    with OpenAISimulator(model="m") as sim:
+        args = ["--backend", "openai", "--dialect", dialect, "--base-url", sim.base_url, "--model", "m"]
+        shown = _config_json(*args)["render_used"]
+        env = {"OCRCLIENT_API_KEY": sim.api_key or ""}
+        CliRunner().invoke(app, ["convert", str(pdf), *args, "--no-cache", "-o", str(tmp_path / "out")], env=env)
+        posts = [b for b in sim.bodies if isinstance(b, dict) and "messages" in b]
+    assert posts, "nothing was sent"
+    url = next(p["image_url"]["url"] for m in posts[0]["messages"] if isinstance(m["content"], list)
+               for p in m["content"] if p.get("type") == "image_url")  # fmt: skip
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert url.startswith(f"data:image/{shown['format']}")
+    # the page rendered here at the spec shown is the image that was sent
+    from ocrclient.imaging import RenderSpec
+    from ocrclient.pages import iter_pages
+
+    here = next(iter(iter_pages(pdf, RenderSpec(**shown))))
+    assert here.encoded is not None and (here.encoded.width, here.encoded.height) == image.size, (shown, image.size)

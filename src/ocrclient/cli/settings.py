@@ -4,11 +4,14 @@ whether a backend answers, the resolved settings, and the page cache."""
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import OcrError, redact, redact_data
+
+if TYPE_CHECKING:
+    from ..config import BackendConfig
 from .common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED_PAGES,
@@ -217,6 +220,7 @@ def config_show(
     except OcrError as exc:
         raise fail(str(exc)) from None
     data = cfg.public_dict()
+    data["render_used"] = _render_used(cfg)
     data["config_dir"] = str(config_dir())
     refused = _refused(cfg)
     data["refused"] = refused
@@ -224,6 +228,20 @@ def config_show(
     typer.echo(json.dumps(redact_data(data), indent=2, default=str))
     if refused:
         raise fail(refused)
+
+
+def _render_used(cfg: "BackendConfig") -> dict[str, Any] | None:
+    """The render spec pages are sent at: the dialect's own with the settings' ``render`` laid
+    over it (``render`` alone showed a dpi while the dialect's longest side capped the image);
+    ``None`` when the dialect does not load (``refused`` says why)."""
+    import dataclasses
+
+    from ..registry import load_dialect
+
+    try:
+        return dataclasses.asdict(load_dialect(cfg).render)
+    except OcrError:
+        return None
 
 
 _CONFIG_TEMPLATE = """\
