@@ -127,7 +127,9 @@ def _not_done(plan: "Plan", manifest: "Manifest", cfg: "BackendConfig", pages: s
         if not manifest.done(src, backend=cfg.name, model=cfg.model, pages=pages, stem=stem_of[src.key])
     ]
     if len(todo) != len(plan) and console is not None:
-        console.print(f"skipping {len(plan) - len(todo)} input(s) already done (see {manifest.path}; --redo to force)")
+        from rich.markup import escape
+
+        console.print(escape(f"skipping {len(plan) - len(todo)} input(s) already done (see {manifest.path}; --redo to force)"), soft_wrap=True)
     return todo
 
 

@@ -81,13 +81,16 @@ class Progress:
         elif isinstance(event, PageRetried):
             self.retries[event.cause] += 1
             if self.verbose:
+                from rich.markup import escape
+
                 self.console.print(
-                    f"retry page {event.page} of {event.source} (attempt {event.attempt}, {event.cause}): "
-                    f"{event.message}; next in {event.delay_s:.1f}s"
-                )
+                    escape(f"retry page {event.page} of {event.source} (attempt {event.attempt}, {event.cause}): "
+                           f"{event.message}; next in {event.delay_s:.1f}s"), soft_wrap=True
+                )  # fmt: skip
 
 
 def summary(results: list[Any], wall: float, console: Console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="ocr convert", show_lines=False)
@@ -96,7 +99,7 @@ def summary(results: list[Any], wall: float, console: Console) -> None:
     for r in results:
         s = r.document.stats
         table.add_row(
-            r.source.name,
+            escape(r.source.name),  # (a file's name is text, not markup: "[red]x.pdf")
             str(s.pages),
             str(s.ok),
             str(s.degraded),

@@ -73,6 +73,7 @@ def _env_names(cfg: Any, refused: list[str] | None = None) -> list[str]:
 def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """List the known backends, whether each is configured here, and the environment
     variables each one reads."""
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -121,7 +122,7 @@ def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-reada
     table.add_column("configured", no_wrap=True)
     for r in rows:
         mark = "[green]yes[/]" if r["configured"] else "[yellow]no[/]"
-        table.add_row(str(r["name"]), str(r["transport"]), str(r["dialect"]), str(r["model"]), mark)
+        table.add_row(*(escape(str(r[k])) for k in ("name", "transport", "dialect", "model")), mark)
     console.print(table)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(no_wrap=True, min_width=width)
@@ -183,7 +184,10 @@ def health(
                               indent=2, default=str))  # fmt: skip
     else:
         colour = "green" if h.ok else "red"
-        stdout().print(f"[{colour}]{'ok' if h.ok else 'down'}[/] {be.name}: {redact(h.detail)}")
+        from rich.markup import escape
+
+        # one line however long (a pipe is 80 columns to rich), the server's words as they are
+        stdout().print(f"[{colour}]{'ok' if h.ok else 'down'}[/] {escape(be.name)}: {escape(redact(h.detail))}", soft_wrap=True)
         for k, v in h.info.items():
             typer.echo(f"  {k}: {redact(str(v))}")
     raise typer.Exit(code)

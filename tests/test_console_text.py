@@ -1,0 +1,64 @@
+"""Text from outside (a server's error message, a file's name, a folder's path) is printed as
+text, on one line, by every human-readable line of the ``ocr`` command.  rich read it as markup:
+a server message holding ``[/]`` ended ``ocr convert -v`` and ``ocr health`` with a MarkupError
+traceback, ``[red]`` in a name was swallowed, and ``ocr health`` folded its one line at 80
+columns when piped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ocrclient.testing import CannedReply, OpenAISimulator
+
+from .pdfgen import text_pdf
+
+#: a server's message as a markup parser would misread it, longer than a pipe's 80 columns
+MESSAGE = "engine [/] is [red]down[/red] [bold]" + "x" * 90
+
+
+def _ocr(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "COLUMNS": "80", **env}
+    full.pop("OCRCLIENT_BACKEND", None)
+    return subprocess.run([sys.executable, "-m", "ocrclient", *args], capture_output=True, text=True,
+                          timeout=120, cwd=cwd, env=full)  # fmt: skip
+
+
+def _lines_with(text: str, needle: str) -> list[str]:
+    return [line for line in text.splitlines() if needle in line]
+
+
+def test_a_server_message_is_printed_as_text_on_one_line(tmp_path: Path) -> None:
+    pdf = text_pdf(tmp_path / "doc.pdf", [["one"]])
+    with OpenAISimulator(model="m") as sim:
+        sim.force_reply = CannedReply(503, {"error": {"message": MESSAGE, "type": "ServiceUnavailable", "code": 503}})
+        profile = tmp_path / "two-tries.toml"
+        profile.write_text('transport = "openai"\ndialect = "plain"\nmax_attempts = 2\napi_key_env = "OCRCLIENT_API_KEY"\n')
+        base = ["--backend", str(profile), "--base-url", sim.base_url, "--model", "m"]
+        env = {"OCRCLIENT_API_KEY": sim.api_key or ""}
+        health = _ocr("health", *base, cwd=tmp_path, **env)
+        convert = _ocr("convert", str(pdf), *base, "-o", str(tmp_path / "out"), "--no-cache", "-v", cwd=tmp_path, **env)
+    for name, run in (("health", health), ("convert -v", convert)):
+        out = run.stdout + run.stderr
+        assert "Traceback" not in out and "MarkupError" not in out, (name, out[-800:])
+        lines = _lines_with(out, "engine [/] is [red]down[/red] [bold]")
+        assert lines, (name, out[-800:])
+        assert all("x" * 90 in line for line in lines), (name, lines)  # not folded
+    assert health.returncode == 1
+    assert convert.returncode == 1
+
+
+def test_a_file_name_and_an_output_path_are_printed_as_text(tmp_path: Path) -> None:
+    folder = tmp_path / "[bold]run"
+    folder.mkdir()
+    pdf = text_pdf(folder / "[red]scan.pdf", [["one"]])
+    out = folder / "out"
+    first = _ocr("convert", pdf.name, "-o", str(out), "--no-cache", cwd=folder)
+    assert first.returncode == 0, first.stderr[-800:]
+    assert _lines_with(first.stdout + first.stderr, "[red]scan.pdf"), first.stdout + first.stderr
+    again = _ocr("convert", pdf.name, "-o", str(out), "--no-cache", cwd=folder)
+    said = again.stdout + again.stderr
+    assert again.returncode == 0 and "Traceback" not in said, said[-800:]
+    assert _lines_with(said, "skipping 1 input(s) already done") and "[bold]run" in said, said
