@@ -832,3 +832,31 @@ async def test_a_modal_auth_error_names_the_variables_the_profile_reads(
     assert key_env in message and secret_env in message, message
     if names:
         assert not re.search(r"(?<![A-Z_])MODAL_(KEY|SECRET)\b", message), message
+
+
+#: each FaultPlan setting, the launcher's option for it, and a value
+PLAN_OPTIONS = {
+    "seed": (["--seed", "7"], 7),
+    "rates": (["--rate", "hang=0.5"], {"hang": 0.5}),
+    "latency_s": (["--latency", "0.1", "0.2"], (0.1, 0.2)),
+    "slots": (["--slots", "3"], 3),
+    "cold_start_s": (["--cold-start", "1.5"], 1.5),
+    "retry_after_s": (["--retry-after", "4"], 4.0),
+    "hang_s": (["--hang", "2"], 2.0),
+    "first_byte_delay_s": (["--first-byte-delay", "0.7"], 0.7),
+    "max_faults_per_key": (["--max-faults-per-key", "2"], 2),
+}
+
+
+@pytest.mark.parametrize("kind", ["openai", "proxy", "runpod", "ocular"])
+def test_the_launcher_sets_every_fault_plan_setting(kind: str) -> None:
+    """The whole kind: every setting of a FaultPlan has its option in ``python -m
+    ocrclient.testing``.  ``--rate slow_first_byte=1`` could not give the 524 the docs promise
+    (no option for ``first_byte_delay_s``) and ``--rate hang=P`` held each request an hour."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(FaultPlan) if f.init}
+    assert fields == set(PLAN_OPTIONS), fields ^ set(PLAN_OPTIONS)
+    for name, (argv, want) in PLAN_OPTIONS.items():
+        sim = make_simulator(build_parser().parse_args([kind, *argv]))
+        assert getattr(sim.plan, name) == want, (kind, name, getattr(sim.plan, name))

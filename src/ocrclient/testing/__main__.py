@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, default=8)
     p.add_argument("--cold-start", type=float, default=0.0)
     p.add_argument("--max-faults-per-key", type=int, default=None)
+    p.add_argument("--retry-after", type=float, default=1.0, help="Retry-After (s) sent with http_429")
+    p.add_argument("--hang", type=float, default=3600.0, help="how long (s) a hang fault holds a request")
+    p.add_argument("--first-byte-delay", type=float, default=0.0, help="wait (s) before a slow_first_byte reply")
     p.add_argument("--api-key", default=None, help="API key to require (default: generated)")
     p.add_argument("--no-auth", action="store_true", help="accept requests without an API key")
     p.add_argument("--model", default=None, help="served model id (openai/proxy/modal)")
@@ -100,6 +103,7 @@ def make_simulator(args: argparse.Namespace) -> Any:
     plan = FaultPlan(
         seed=args.seed, rates=dict(args.rate), latency_s=tuple(args.latency), slots=args.slots,
         cold_start_s=args.cold_start, max_faults_per_key=args.max_faults_per_key,
+        retry_after_s=args.retry_after, hang_s=args.hang, first_byte_delay_s=args.first_byte_delay,
     )
     common: dict[str, Any] = {"plan": plan, "responder": _responder(args), "host": args.host,
                               "port": args.port}
