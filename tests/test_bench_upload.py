@@ -71,3 +71,32 @@ async def test_bench_counts_neither_pages_nor_bytes_that_went_nowhere(tmp_path: 
     done = report["ok"] + report["degraded"]
     assert 0 < done < 6 and report["pages_per_s"] == pytest.approx(done / report["wall_s"], rel=0.05)
     assert report["upload_bytes_per_request"] > 0 and answered == 6  # every body went up, answered or refused
+
+
+#: every way a backend is priced, and the cost ``ocr bench`` estimates from it
+PRICINGS = {
+    "per GPU-second, no GPU time reported (Modal)": ({"price_per_gpu_second": 0.000583}, "price_per_gpu_second"),
+    "per hour (a pod)": ({"price_per_hour": 0.69}, "price_per_hour"),
+    "unpriced": ({}, None),
+}
+
+
+@pytest.mark.parametrize("pricing", sorted(PRICINGS))
+async def test_bench_estimates_the_cost_of_every_priced_backend(pricing: str, tmp_path: Path) -> None:
+    """The whole kind, on the OpenAI API (whose server reports no GPU time): a backend priced per
+    GPU-second (the shipped Modal profile) is costed as one GPU held for the run; per hour (the
+    pod profile) as the hours of the run; an unpriced one is not costed.  Modal's price was never
+    used: its estimate was always null.  (RunPod's reported GPU-seconds: test_usage_spent.py.)"""
+    over, basis = PRICINGS[pricing]
+    pdf = text_pdf(tmp_path / "d.pdf", [["one"], ["two"]])
+    with OpenAISimulator(plan=FaultPlan(latency_s=0.05)) as sim:
+        report = await run_bench([str(pdf)], backend="openai", base_url=sim.base_url, api_key=sim.api_key,
+                                 model=sim.model, **over)  # fmt: skip
+    assert report["gpu_seconds"] is None  # (none reported: none invented)
+    if basis is None:
+        assert report["estimated_cost_usd"] is None and report["cost_basis"] is None
+        return
+    price = next(iter(over.values()))
+    want = price * report["wall_s"] / (3600.0 if basis == "price_per_hour" else 1.0)
+    assert report["estimated_cost_usd"] == pytest.approx(want, rel=0.02, abs=1e-6)
+    assert basis in report["cost_basis"]

@@ -180,8 +180,14 @@ async def run_bench(
     retries: Counter[str] = sum((Counter(d.stats.retries_by_cause) for d in docs), Counter())
     gpu = sum(p.usage.gpu_seconds or 0.0 for p in all_pages)
     cost = sum(p.usage.cost_usd or 0.0 for p in all_pages)
+    basis = "GPU-seconds the endpoint reported x price_per_gpu_second" if cost else None
     if not cost and be.config.price_per_hour:
-        cost = be.config.price_per_hour * wall / 3600.0
+        cost, basis = be.config.price_per_hour * wall / 3600.0, "wall time x price_per_hour"
+    elif not gpu and be.config.price_per_gpu_second:
+        # the server reports no GPU time (vLLM's API): one GPU held for the run, as a pod or a
+        # Modal container serving the run's concurrent requests at once is (Modal's profile was
+        # priced and never costed: its estimate said null)
+        cost, basis = be.config.price_per_gpu_second * wall, "wall time x price_per_gpu_second (one GPU held for the run)"
 
     report: dict[str, Any] = {
         "backend": be.name,
@@ -203,6 +209,7 @@ async def run_bench(
         "completion_tokens": sum(p.usage.completion_tokens for p in all_pages),
         "gpu_seconds": round(gpu, 3) if gpu else None,
         "estimated_cost_usd": round(cost, 6) if cost else None,
+        "cost_basis": basis,
         **_upload(counted, wall, concurrency or be.config.concurrency, percentile(latencies, 0.5)),
     }
     if metrics:
