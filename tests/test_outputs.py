@@ -170,6 +170,8 @@ def _tree(root: Path, *names: str) -> None:
         (["a/x.pdf", "b/x.pdf"], ["a/x.pdf", "b/x.pdf"], ["out/a/x", "out/b/x"]),
         (["a/x.pdf", "b/c/x.pdf"], ["a/*.pdf", "b/**/*.pdf"], ["out/a/x", "out/b/c/x"]),
         (["a/x.pdf", "a/y.pdf"], ["a/x.pdf", "a/y.pdf"], ["out/x", "out/y"]),
+        # names no file system folds together (full case folding made ß "ss": refused)
+        (["a/Straße.pdf", "a/STRASSE.pdf"], ["a/Straße.pdf", "a/STRASSE.pdf"], ["out/Straße", "out/STRASSE"]),
         (["a/x.pdf", "a/s/x.pdf"], ["a", "a/s/x.pdf"], ["out/s/x", "out/x"]),  # walked in order
     ],
 )

@@ -524,3 +524,48 @@ async def test_document_mode_outputs_get_page_images_of_the_pdf_it_sent(tmp_path
         assert [got[i].get_size() for i in range(len(got))] == [(800, 600), (600, 800)]
     finally:
         got.close()
+
+
+def _named_png(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (320, 120), "white").save(path)
+    path.with_suffix(".txt").write_text(text)  # (a file of its own beside it: not an input)
+    return path
+
+
+@pytest.mark.parametrize("how", ["convert", "convert_many", "aconvert"])
+def test_one_output_writer_across_calls_never_writes_one_input_over_another(how: str, tmp_path: Path) -> None:
+    """The whole kind, for one OutputWriter kept across calls (a service, a loop over files):
+    inputs of one name in other folders, in another case, are refused with InputError before
+    anything is sent and the first one's files are left as they were; the same input again, and
+    other names, are written.  The second call wrote b/x.png's outputs over a/x.png's, without
+    a word, where one call with both refuses them."""
+    import asyncio
+
+    a = _named_png(tmp_path / "a" / "x.png", "a")
+    b = _named_png(tmp_path / "b" / "x.png", "b")
+    upper = _named_png(tmp_path / "c" / "X.png", "c")
+    other = _named_png(tmp_path / "d" / "y.png", "d")
+    out = tmp_path / "out"
+    with OpenAISimulator(model=MODEL) as sim, OutputWriter(out, ["md", "json"]) as w:
+        settings = {"backend": "openai", "base_url": sim.base_url, "api_key": sim.api_key, "model": MODEL, "cache": False}
+
+        def call(path: Path) -> Any:
+            if how == "convert":
+                return ocrclient.convert(path, outputs=w, **settings)
+            if how == "convert_many":
+                return list(ocrclient.convert_many([path], outputs=w, **settings))
+            return asyncio.run(ocrclient.aconvert(path, outputs=w, **settings))
+
+        call(a)
+        first = (out / "x.json").read_text()
+        assert str(a.name) in first or "x.png" in first
+        for clash in (b, upper):
+            sent = sim.requests["POST /v1/chat/completions"]
+            with pytest.raises(ocrclient.InputError, match="already wrote"):
+                call(clash)
+            assert sim.requests["POST /v1/chat/completions"] == sent, "sent before refusing"
+            assert (out / "x.json").read_text() == first
+        call(a)  # the same input again: its own files, written anew
+        call(other)
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["x.json", "x.md", "y.json", "y.md"]

@@ -106,7 +106,7 @@ def output_stems(sources: Sequence[Source], out_dir: Path, suffixes: Sequence[st
     for src in sources:
         rel = _relative(src, common)
         stem = out_dir.joinpath(*rel)
-        other, taken = claimed.setdefault(tuple(p.casefold() for p in rel), (src, stem))
+        other, taken = claimed.setdefault(tuple(p.lower() for p in rel), (src, stem))  # (as file systems fold: ß is not ss)
         if other is not src:
             raise InputError(
                 f"{other.name} and {src.name} would both be written as {taken}.*; "

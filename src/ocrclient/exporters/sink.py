@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 from ..document import Document, Page
-from ..errors import ConfigError, OcrError
+from ..errors import ConfigError, InputError, OcrError
 from ..pages import PageImage, Source
 from .pieces import PagePieces
 
@@ -308,6 +308,14 @@ class OutputWriter:
         todo = [src for src in sources if src.key not in self.stems]
         if todo:
             stems = output_stems(todo, self.out_dir, [EXPORTERS[f][1] for f in self.formats])
+            # ... nor with a name this writer gave an input of an earlier call (one writer kept
+            # across calls wrote b/x.pdf's outputs over a/x.pdf's, without a word)
+            given = {str(stem).lower(): key for key, stem in self.stems.items()}
+            for src, stem in zip(todo, stems, strict=True):
+                other = given.get(str(stem).lower())
+                if other is not None and other != src.key:
+                    raise InputError(f"{src.name} would be written as {stem}.*, where this OutputWriter already wrote "
+                                     f"the outputs of {other}; use another OutputWriter (or out_dir) for it")  # fmt: skip
             self.stems.update({src.key: stem for src, stem in zip(todo, stems, strict=True)})
 
     def targets(self, source: Source) -> dict[str, Path]:
