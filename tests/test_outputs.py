@@ -205,3 +205,30 @@ def test_an_output_that_would_overwrite_an_input_is_refused(tmp_path: Path) -> N
         assert [str(s) for s in output_stems(sources, Path("scans"), [".md", ".json"])] == ["scans/x"]
         with pytest.raises(InputError, match=r"writing scans/x\.pdf for scans/x\.pdf would overwrite the input"):
             output_stems(sources, Path("scans"), [".md", ".pdf"])
+
+
+@pytest.mark.parametrize("spec", ["scans", "scans/*", "scans/**/*.*"], ids=["folder", "glob", "deep glob"])
+def test_a_searchable_pdf_written_beside_its_scan_is_never_an_input(spec: str, tmp_path: Path) -> None:
+    """The whole kind: ``ocr convert scans -o scans -f md,json,pdf`` (the README's layout: a scan
+    and the PDF made of it side by side), run again, into the same folder and into another one,
+    by a folder, a glob and a ``**`` glob.  The run's own ``scans/x.pdf`` (its manifest lists it)
+    was met as a second input named like the scan: the rerun exited 2, and so did every later
+    conversion of the folder anywhere."""
+    from typer.testing import CliRunner
+
+    from ocrclient.cli import app
+    from ocrclient.testing import OpenAISimulator
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    Image.new("RGB", (300, 120), "white").save(scans / "x.png")
+    with OpenAISimulator(model="m") as sim, contextlib.chdir(tmp_path):
+        base = ["--backend", "openai", "--base-url", sim.base_url, "--model", "m", "--no-cache", "-f", "md,json,pdf"]
+        env = {"OCRCLIENT_API_KEY": sim.api_key or ""}
+        runs = [CliRunner().invoke(app, ["convert", spec, "-o", out, *base], env=env) for out in ("scans", "scans", "elsewhere")]
+    for run in runs:
+        assert run.exit_code == 0, run.output
+    assert (scans / "x.pdf").is_file() and (tmp_path / "elsewhere" / "x.md").is_file()
+    assert not (tmp_path / "elsewhere" / "x.pdf.md").exists()
+    with contextlib.chdir(tmp_path):
+        assert [s.name for s in open_sources([spec])] == [os.path.join("scans", "x.png")]

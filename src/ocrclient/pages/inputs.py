@@ -47,17 +47,32 @@ def _ours(name: str, filenames: set[str]) -> bool:
     return name.endswith("_figures") and f"{name[: -len('_figures')]}.md" in filenames
 
 
+def _written_here(folder: Path) -> set[Path]:
+    """The files a run's manifest in ``folder`` (``manifest.jsonl``) lists as its outputs,
+    resolved: a searchable PDF written beside its scan (``-o`` the input folder) is the run's
+    output, not an input (a rerun met it as a second input named like the scan and refused)."""
+    if not (folder / "manifest.jsonl").is_file():
+        return set()
+    from ..manifest import Manifest  # (only where a manifest is: none is read on most walks)
+
+    base = folder.resolve()
+    return {base / str(p) for e in Manifest(folder).entries().values() for p in e.get("outputs") or []}
+
+
 def _walk(root: Path, exclude: Exclude = frozenset()) -> list[Path]:
     found: list[Path] = []
+    written: set[Path] = set()  # what the manifests met so far list (they list files below them)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         here, names = Path(dirpath), set(filenames)
         dirnames[:] = sorted(
             d for d in dirnames
             if not d.startswith(".") and not _ours(d, names) and not (exclude and (here / d).resolve() in exclude)
         )  # fmt: skip
+        if "manifest.jsonl" in names:
+            written |= _written_here(here)
         for fn in filenames:
             p = Path(dirpath) / fn
-            if _wanted(p) and p.is_file():
+            if _wanted(p) and p.is_file() and not (written and p.resolve() in written):
                 found.append(p)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
@@ -206,10 +221,19 @@ def _passed_over(path: Path, top: Path, exclude: Exclude, listed: dict[Path, set
     folder or a markdown output's figure crops folder *below* ``top`` (an output folder that is
     the root, or above it, holds the inputs; ``listed``: the file names of the folders looked in)."""
     full = path.resolve()
+
+    def written(folder: Path) -> set[Path]:  # (each folder's manifest read once per expansion)
+        key = Path(f"{folder}/manifest.jsonl")
+        if key not in listed:
+            listed[key] = {str(p) for p in _written_here(folder)}
+        return {Path(p) for p in listed[key]}
+
+    if full in written(full.parent):  # (a run's output beside its input: see _walk)
+        return True
     for folder in full.parents:
         if top not in folder.parents:  # the root itself, above it, or elsewhere: no more
             break
-        if folder in exclude:
+        if folder in exclude or full in written(folder):
             return True
         if folder.name.endswith("_figures"):
             names = listed.get(folder.parent)
