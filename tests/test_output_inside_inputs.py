@@ -92,13 +92,19 @@ def test_the_python_api_does_not_convert_its_own_outputs(sim: Any, tmp_path: Pat
 
 
 def test_a_users_own_figures_folder_and_a_file_named_outright_are_inputs(sim: Any, tmp_path: Path) -> None:
+    """... and a user's PDF kept in a folder named like a markdown's crops folder
+    (``report.md`` beside ``report_figures/``) is an input: only the crops a run saves there
+    (``page<N>_fig<K>.png``) are passed over (every file there was skipped, without a word)."""
     scans = tmp_path / "scans"
     (scans / "plates_figures").mkdir(parents=True)
     text_pdf(scans / "plates_figures" / "plate.pdf", [["a plate"]])  # no plates.md beside it: the user's
+    (scans / "notes_figures").mkdir()
+    (scans / "notes.md").write_text("the user's own notes")
+    text_pdf(scans / "notes_figures" / "appendix.pdf", [["an appendix"]])  # beside notes.md, and still the user's
     _inputs(scans)
     first = ocr(["convert", str(scans), "-o", str(scans / "ocr"), "--backend", "runpod-chandra", "--no-cache",
                  "--json", "--quiet"], _env(sim))  # fmt: skip
-    assert first.code == 0 and _converted(first.stdout) == ["memo.pdf", "plate.pdf", "report.pdf"], first.stderr
+    assert first.code == 0 and _converted(first.stdout) == ["appendix.pdf", "memo.pdf", "plate.pdf", "report.pdf"], first.stderr
     (crop,) = list((scans / "ocr" / "report_figures").glob("*.png"))[:1]
     named = ocr(["convert", str(crop), "-o", str(tmp_path / "crop"), "--backend", "runpod-chandra", "--no-cache",
                  "--json", "--quiet"], _env(sim))  # fmt: skip

@@ -51,6 +51,7 @@ from urllib.parse import quote
 
 from ..document import Block, Document, Page
 from ..errors import InputError
+from ..pages.inputs import CROP_NAME
 from ._io import atomic_write
 from .figures import FIGURE_DPI, FigureCrop, crop_figures, figure_blocks
 from .source import resolve_source
@@ -80,7 +81,6 @@ _CODE = re.compile(
     r"|(?P<ticks>`+)(?!`)(?:(?!\n[ \t]*\n)[^`]|`(?!(?P=ticks)))+?(?P=ticks)(?!`)"
 )
 _ALT_ATTR = re.compile(r"""\balt\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
-_CROP_NAME = re.compile(r"^page\d+_fig\d+\.png$")
 
 #: (page number, figure index on the page) -> relative link to the crop
 Links = dict[tuple[int, int], str]
@@ -317,7 +317,7 @@ def prune_figures(md_path: Path, keep: set[str]) -> None:
     folder = figure_dir(md_path)
     if folder.is_dir():
         for old in folder.iterdir():
-            if _CROP_NAME.match(old.name) and old.name not in keep:
+            if CROP_NAME.match(old.name) and old.name not in keep:
                 old.unlink(missing_ok=True)
         if not any(folder.iterdir()):
             folder.rmdir()

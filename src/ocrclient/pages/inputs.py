@@ -41,9 +41,14 @@ def _wanted(p: Path) -> bool:
 Exclude = frozenset[Path]
 
 
+#: the name of a figure crop a markdown output saves (``<stem>_figures/page<N>_fig<K>.png``)
+CROP_NAME = re.compile(r"^page\d+_fig\d+\.png$")
+
+
 def _ours(name: str, filenames: set[str]) -> bool:
     """Whether a folder ``name`` beside ``filenames`` is the figure crops folder of a markdown
-    output (``<stem>_figures`` next to ``<stem>.md``): the run's own output, not an input."""
+    output (``<stem>_figures`` next to ``<stem>.md``): its crops are the run's own output, not
+    inputs (other files there are the user's: a PDF kept in ``report_figures/`` was skipped)."""
     return name.endswith("_figures") and f"{name[: -len('_figures')]}.md" in filenames
 
 
@@ -62,16 +67,19 @@ def _written_here(folder: Path) -> set[Path]:
 def _walk(root: Path, exclude: Exclude = frozenset()) -> list[Path]:
     found: list[Path] = []
     written: set[Path] = set()  # what the manifests met so far list (they list files below them)
+    crops: set[Path] = set()  # the figure crops folders met so far
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         here, names = Path(dirpath), set(filenames)
         dirnames[:] = sorted(
-            d for d in dirnames
-            if not d.startswith(".") and not _ours(d, names) and not (exclude and (here / d).resolve() in exclude)
+            d for d in dirnames if not d.startswith(".") and not (exclude and (here / d).resolve() in exclude)
         )  # fmt: skip
+        crops |= {here / d for d in dirnames if _ours(d, names)}
         if "manifest.jsonl" in names:
             written |= _written_here(here)
         for fn in filenames:
             p = Path(dirpath) / fn
+            if here in crops and CROP_NAME.match(fn):
+                continue
             if _wanted(p) and p.is_file() and not (written and p.resolve() in written):
                 found.append(p)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
@@ -235,7 +243,7 @@ def _passed_over(path: Path, top: Path, exclude: Exclude, listed: dict[Path, set
             break
         if folder in exclude or full in written(folder):
             return True
-        if folder.name.endswith("_figures"):
+        if folder == full.parent and folder.name.endswith("_figures") and CROP_NAME.match(full.name):
             names = listed.get(folder.parent)
             if names is None:
                 names = listed[folder.parent] = {p.name for p in folder.parent.iterdir()}
