@@ -409,6 +409,13 @@ def _unusable_cases(tmp: Path) -> dict[str, tuple[list[str], tuple[str, ...]]]:
                                      ("not a toml profile",)),
         "base URL that is no URL": ([str(_write(tmp / "s7.pdf", _GOOD3)), "--base-url", "notaurl"], ("not an http(s) url",)),
         "base URL of another scheme": ([str(_write(tmp / "s8.pdf", _GOOD3)), "--base-url", "ftp://x/y"], ("not an http(s) url",)),
+        # (httpx raised InvalidURL with a traceback; a port out of range failed every page four times)
+        "base URL host no IP address": ([str(_write(tmp / "s9.pdf", _GOOD3)), "--base-url", "http://256.1.1.1/v2"],
+                                        ("is not an ip address",)),
+        "base URL port out of range": ([str(_write(tmp / "s10.pdf", _GOOD3)), "--base-url", "http://127.0.0.1:99999/v2"],
+                                       ("port is not a number",)),
+        "base URL port zero": ([str(_write(tmp / "s11.pdf", _GOOD3)), "--base-url", "http://127.0.0.1:0/v2"],
+                               ("port is not a number",)),
         "one bad input among good ones": (
             [str(_write(tmp / "good.pdf", _GOOD3)), str(_write(tmp / "bad.pdf", b"GIF89a..."))],
             ("bad.pdf",),
@@ -442,6 +449,9 @@ _UNUSABLE = [
     "profile that is not text",
     "base URL that is no URL",
     "base URL of another scheme",
+    "base URL host no IP address",
+    "base URL port out of range",
+    "base URL port zero",
     "one bad input among good ones",
 ]
 

@@ -1034,3 +1034,20 @@ def test_ocr_config_shows_the_render_spec_pages_are_sent_at(dialect: str, tmp_pa
 
     here = next(iter(iter_pages(pdf, RenderSpec(**shown))))
     assert here.encoded is not None and (here.encoded.width, here.encoded.height) == image.size, (shown, image.size)
+
+
+@pytest.mark.parametrize("url", ["http://256.1.1.1/v1", "http://127.0.0.1:99999/v1", "http://127.0.0.1:0/v1"])
+@pytest.mark.parametrize("command", ["health", "bench", "config"])
+def test_a_base_url_with_a_bad_host_or_port_is_one_line_from_every_command(command: str, url: str, tmp_path: Path) -> None:
+    """``health`` and ``bench`` printed httpx's InvalidURL traceback (or an ExceptionGroup) for
+    a host that is no IP address or a port out of range; ``convert``'s cases are in
+    test_bad_inputs.py.  Now each is refused as the settings' one line, exit 2."""
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "d.pdf", [["one"]])
+    args = {"health": ["health"], "bench": ["bench", str(pdf)], "config": ["config"]}[command]
+    run = subprocess.run([sys.executable, "-m", "ocrclient", *args, "--backend", "openai", "--base-url", url, "--model", "m"],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert run.returncode == 2, (run.returncode, run.stderr[-600:])
+    errors = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "base URL" in errors[0] and "Traceback" not in run.stderr, run.stderr[-600:]

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -229,6 +229,31 @@ class RenderSettings(BaseModel):
         return base.with_(**changes)
 
 
+def _bad_host(parts: SplitResult) -> str | None:
+    """What is wrong with a URL's host or port (``None``: nothing): a port out of 1-65535, a
+    dotted-quad host that is no IPv4 address (``256.1.1.1``), a bracketed one that is no IPv6
+    address, no host at all."""
+    import ipaddress
+
+    try:
+        port = parts.port
+    except ValueError:
+        return "its port is not a number from 1 to 65535"
+    if port == 0:
+        return "its port is not a number from 1 to 65535"
+    host = parts.hostname or ""
+    if not host:
+        return "it names no host"
+    try:
+        if ":" in host:
+            ipaddress.IPv6Address(host)
+        elif re.fullmatch(r"[\d.]+", host):
+            ipaddress.IPv4Address(host)
+    except ValueError:
+        return f"{host} is not an IP address"
+    return None
+
+
 def _spec_fields(spec: RenderSpec) -> dict[str, Any]:
     return {k: getattr(spec, k) for k in spec.__dataclass_fields__}
 
@@ -315,6 +340,9 @@ class BackendConfig(BaseModel):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ConfigError(f"base URL {url!r} is not an http(s) URL (e.g. https://host:8000/v1)")
+            why = _bad_host(parts)
+            if why:  # (httpx raised its InvalidURL with a traceback, or each page was retried)
+                raise ConfigError(f"base URL {url!r}: {why}")
         return url
 
     def resolved_model(self) -> str | None:
