@@ -1051,3 +1051,43 @@ def test_a_base_url_with_a_bad_host_or_port_is_one_line_from_every_command(comma
     assert run.returncode == 2, (run.returncode, run.stderr[-600:])
     errors = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "base URL" in errors[0] and "Traceback" not in run.stderr, run.stderr[-600:]
+
+
+#: user config files that cannot mean what they say, and the words of their one line
+BAD_USER_CONFIGS = {
+    "misspelt top-level key": ('default_backed = "runpod-chandra"\n', "did you mean 'default_backend'"),
+    "misspelt cache cap": ('cache_max_byte = "10M"\n', "did you mean 'cache_max_bytes'"),
+    "backends not a table": ("backends = 5\n", "backends must be a table"),
+    "a backend's table not a table": ("[backends]\nlocal = 5\n", "backends.local must be a table"),
+    "a backend's table a string": ('[backends]\nlocal = "fast"\n', "backends.local must be a table"),
+    "misspelt backend table": ("[backends.runpod-chandar]\nconcurrency = 2\n", "did you mean 'runpod-chandra'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_USER_CONFIGS))
+@pytest.mark.parametrize("command", ["convert", "config", "backends", "health", "cache", "bench"])
+def test_a_user_config_that_cannot_mean_what_it_says_is_one_line_from_every_command(
+    command: str, case: str, tmp_path: Path
+) -> None:
+    """The whole kind: each user config file that cannot be meant, through every command.  A
+    misspelt key was ignored (another backend ran, another cache cap held, without a word); a
+    ``backends`` that is not a table of tables was an AttributeError / TypeError traceback from
+    every command, ``--json`` too."""
+    from .pdfgen import text_pdf
+
+    text, words = BAD_USER_CONFIGS[case]
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "config.toml").write_text(text)
+    (cfg / "config.toml").chmod(0o600)
+    pdf = text_pdf(tmp_path / "d.pdf", [["one"]])
+    args = {"convert": ["convert", str(pdf), "-o", str(tmp_path / "out"), "--json"], "config": ["config"],
+            "backends": ["backends"], "health": ["health"], "cache": ["cache", "info"], "bench": ["bench", str(pdf)]}[command]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCRCLIENT_")}
+    run = subprocess.run([sys.executable, "-m", "ocrclient", *args], capture_output=True, text=True, timeout=120,
+                         env={**env, "OCRCLIENT_CONFIG_DIR": str(cfg), "OCRCLIENT_CACHE_DIR": str(tmp_path / "cache"),
+                              "COLUMNS": "200"})  # fmt: skip
+    assert run.returncode == 2, (run.returncode, run.stdout[-300:], run.stderr[-600:])
+    assert "Traceback" not in run.stderr and words in run.stderr + run.stdout, run.stderr[-600:]
+    errors = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, errors

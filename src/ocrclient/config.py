@@ -461,7 +461,40 @@ def load_user_config() -> dict[str, Any]:
         return {}
     data = _read_toml(path)
     _warn_if_world_readable(path, data)
+    _check_user_config(path, data)
     return data
+
+
+#: what the user config file's top level holds (see ``ocr config init``)
+USER_CONFIG_KEYS = ("default_backend", "cache_max_bytes", "backends")
+
+
+def _check_user_config(path: Path, data: Mapping[str, Any]) -> None:
+    """Refuse what the user config cannot mean, as one line: a key its top level does not take
+    (``default_backed``, ``cache_max_byte``: ignored, they changed which backend ran and the
+    cache's cap without a word), ``backends`` that is not a table of tables (a traceback in every
+    command), a ``[backends.NAME]`` one letter off a known backend (its overrides went nowhere).
+    A table for a backend not installed here (a plugin's) is left alone."""
+    import difflib
+
+    def near(word: str, known: Any) -> str:
+        close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.8)
+        return f" (did you mean {close[0]!r}?)" if close else ""
+
+    for key in data:
+        if key not in USER_CONFIG_KEYS:
+            raise ConfigError(f"{path}: unknown setting {key!r}{near(key, USER_CONFIG_KEYS)}; it takes {', '.join(USER_CONFIG_KEYS)}")
+    tables = data.get("backends", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: backends must be a table of [backends.NAME] tables")
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: backends.{name} must be a table ([backends.{name}] with settings under it)")
+    unknown = [n for n in tables if n not in (known := list_profiles())] if tables else []
+    for name in unknown:
+        hint = near(name, known)
+        if hint:
+            raise ConfigError(f"{path}: [backends.{name}] names no known backend{hint}")
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

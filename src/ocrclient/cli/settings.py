@@ -77,11 +77,12 @@ def backends(as_json: Annotated[bool, typer.Option("--json", help="Machine-reada
     from rich.table import Table
     from rich.text import Text
 
-    from ..config import list_profiles, resolve_config
+    from ..config import list_profiles, load_user_config, resolve_config
 
     rows: list[dict[str, Any]] = []
     env: dict[str, list[str]] = {}
     try:
+        load_user_config()  # (a user config that cannot be meant is every backend's: one line)
         profiles = list_profiles()  # a plugin clashing with a shipped backend is refused here
     except OcrError as exc:
         raise fail(str(exc), as_json=as_json) from None
