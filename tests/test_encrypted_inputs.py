@@ -12,6 +12,7 @@ there but cannot be read says so on the page."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,34 @@ def test_a_document_sent_whole_opens_without_the_password(indices: list[int], tw
     assert [sent[i].get_textpage().get_text_range() for i in range(len(sent))] == [
         twin[i].get_textpage().get_text_range() for i in indices
     ]
+
+
+def test_every_command_that_reads_inputs_takes_the_password_its_error_asks_for(twins: tuple[Path, Path], tmp_path: Path) -> None:
+    """The whole kind: each ``ocr`` command that takes documents (an ``inputs`` argument) takes
+    ``--password``, which its error for an encrypted PDF tells the user to pass.  ``ocr bench``
+    said "pass its password (--password ...)" and had no such option: an encrypted PDF could
+    not be benchmarked."""
+    import inspect
+
+    import typer.main
+
+    from ocrclient.cli import app
+
+    takers = []
+    for info in app.registered_commands:
+        params = inspect.signature(info.callback).parameters  # type: ignore[arg-type]
+        if "inputs" in params:
+            takers.append(info.name or typer.main.get_command_name(info.callback.__name__))  # type: ignore[union-attr]
+            assert "password" in params, info.callback
+    assert {"convert", "bench"} <= set(takers), takers
+    _, locked = twins
+    env = {**os.environ, "COLUMNS": "200", "OCRCLIENT_CACHE_DIR": str(tmp_path / "cache")}
+    for command in sorted(takers):
+        base = [sys.executable, "-m", "ocrclient", command, str(locked), "--text-layer", "always"] if command == "convert" else \
+               [sys.executable, "-m", "ocrclient", command, str(locked)]  # fmt: skip
+        out = ["-o", str(tmp_path / command)] if command == "convert" else []
+        refused = subprocess.run([*base, *out], capture_output=True, text=True, timeout=120, env=env)
+        assert refused.returncode == 2 and "--password" in refused.stderr, (command, refused.stderr)
+        done = subprocess.run([*base, *out, "--password", PASSWORD], capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, (command, done.stderr[-600:])
+        assert PASSWORD not in done.stdout + done.stderr

@@ -144,11 +144,12 @@ async def run_bench(
     *,
     backend: str | Backend | None = None,
     pages: str | None = None,
+    password: str | None = None,
     concurrency: int | None = None,
     metrics: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
-    plan = await asyncio.to_thread(prepare, inputs, pages=pages)
+    plan = await asyncio.to_thread(prepare, inputs, pages=pages, password=password)
     be = backend if isinstance(backend, Backend) else load_backend(backend, **overrides)
     samples: list[dict[str, float]] = []
     stop = asyncio.Event()
