@@ -1091,3 +1091,29 @@ def test_a_user_config_that_cannot_mean_what_it_says_is_one_line_from_every_comm
     assert "Traceback" not in run.stderr and words in run.stderr + run.stdout, run.stderr[-600:]
     errors = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(errors) == 1, errors
+
+
+@pytest.mark.parametrize("name", ["a-->x.png", "a--!>x.png", "a--x.png", "<!--x.png"])
+def test_a_document_named_with_comment_syntax_stays_inside_its_comment(name: str, tmp_path: Path) -> None:
+    """The whole kind: names holding what ends (or opens) an HTML comment, in the
+    ``<!-- document: NAME -->`` line between documents on stdout.  ``a-->x.png`` ended the
+    comment early: the rest of its name became the markdown's text."""
+    import re as _re
+
+    from PIL import Image
+
+    from ocrclient.testing import OpenAISimulator
+
+    for n in (name, "b.png"):
+        Image.new("RGB", (200, 80), "white").save(tmp_path / n)
+    with OpenAISimulator(model="m") as sim:
+        run = CliRunner().invoke(app, ["convert", str(tmp_path / name), str(tmp_path / "b.png"), "--backend", "openai",
+                                       "--base-url", sim.base_url, "--model", "m", "--no-cache", "--quiet"],
+                                 env={"OCRCLIENT_API_KEY": sim.api_key or ""})  # fmt: skip
+    assert run.exit_code == 0, run.output
+    heads = [line for line in run.stdout.splitlines() if line.startswith("<!-- document:")]
+    assert len(heads) == 2, run.stdout
+    for line in heads:  # one comment, closed at the end of its line, and nothing that ends one before
+        body = line[len("<!--") : -len("-->")]
+        assert line.endswith(" -->") and "--" not in body, line
+    assert not _re.search(r"-->\s*\S", run.stdout.replace("-->\n", "")), run.stdout

@@ -157,13 +157,13 @@ class _Emitter:
     def __call__(self, result: "ConvertResult") -> None:
         self.results.append(result)
         if self.writer is None:
-            from ..exporters.markdown import render
+            from ..exporters.markdown import comment_text, render
 
             # documents apart: a blank line (one newline ran the last paragraph of one into the
             # first of the next) and, when there are several, a comment naming each
             head = "\n\n" if len(self.results) > 1 else ""
             if self.several:
-                head += f"<!-- document: {result.source.name} -->\n\n"
+                head += f"<!-- document: {comment_text(result.source.name)} -->\n\n"  # ("a-->b.png" ended it)
             sys.stdout.write(head + render(result.document, page_markers=self.page_markers))
             sys.stdout.flush()
             return

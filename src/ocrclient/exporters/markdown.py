@@ -101,8 +101,12 @@ def figure_dir(md_path: Path) -> Path:
     return md_path.with_name(f"{md_path.stem}_figures")
 
 
-def _comment(text: str) -> str:
-    """Text safe inside an HTML comment (no ``--``, one line)."""
+def comment_text(text: str) -> str:
+    """Text safe inside an HTML comment (no ``--``, one line).
+
+    >>> comment_text("a-->b\\nc.png")
+    'a- ->b c.png'
+    """
     return " ".join(text.replace("--", "- -").split())
 
 
@@ -257,10 +261,10 @@ def page_markdown(page: Page, links: Links) -> str:
 def page_marker(page: Page) -> str:
     """``<!-- page N -->``, with the status for a degraded or failed page."""
     if page.status == "failed":
-        why = _comment(page.error.message if page.error else "")
+        why = comment_text(page.error.message if page.error else "")
         return f"<!-- page {page.page} failed: {why} -->" if why else f"<!-- page {page.page} failed -->"
     if page.status == "degraded":
-        why = _comment("; ".join(page.warnings))
+        why = comment_text("; ".join(page.warnings))
         return f"<!-- page {page.page} degraded: {why} -->" if why else f"<!-- page {page.page} degraded -->"
     return f"<!-- page {page.page} -->"
 
