@@ -1117,3 +1117,31 @@ def test_a_document_named_with_comment_syntax_stays_inside_its_comment(name: str
         body = line[len("<!--") : -len("-->")]
         assert line.endswith(" -->") and "--" not in body, line
     assert not _re.search(r"-->\s*\S", run.stdout.replace("-->\n", "")), run.stdout
+
+
+@pytest.mark.parametrize("fmt", ["md", "json", "txt", "html", "pdf"])
+def test_a_full_disk_names_the_output_it_could_not_write(fmt: str, sim: OpenAISimulator, pdf: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The whole kind: each format's file meeting a full disk, whose error names no file
+    ("[Errno 28] No space left on device" was all the error line and the JSON said): the line
+    names the file that was not written, and the others are written."""
+    import errno
+
+    import ocrclient.exporters._io as io_mod
+
+    real = io_mod.tempfile.mkstemp
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        if str(kwargs.get("prefix", "")).startswith(f".doc.{fmt}."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(io_mod.tempfile, "mkstemp", full)
+    out = tmp_path / "out"
+    res = invoke("convert", str(pdf), "-o", str(out), *sim_args(sim), "--format", "md,json,txt,html,pdf", "--json",
+                 env={**sim_env(sim), "COLUMNS": "80"})  # fmt: skip
+    assert res.exit_code == 1, res.output
+    (error,) = json.loads(res.stdout)["documents"][0]["output_errors"]
+    assert f"doc.{fmt}" in error and "No space left" in error, error
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and f"doc.{fmt}" in lines[0], res.stderr

@@ -222,8 +222,13 @@ class DocumentSink:
             for fmt, path in self.targets.items():
                 try:
                     written.paths.append(self._write(fmt, path, doc))
-                except (OcrError, OSError) as exc:
+                except OcrError as exc:
                     written.errors.append(str(exc))
+                except OSError as exc:  # (a full disk's error names no file: "[Errno 28] No space left")
+                    reason = exc.strerror or str(exc)
+                    if exc.filename and str(exc.filename) != str(path):
+                        reason += f": {exc.filename}"
+                    written.errors.append(f"cannot write {path}: {reason}")
         finally:
             self.close()
         return written
