@@ -62,10 +62,12 @@ class RenderSpec:
 
         if self.dpi is None and self.longest_side is None:
             raise ConfigError("a render spec needs dpi or longest_side")
-        for name in ("dpi", "longest_side", "min_side"):
+        for name in ("dpi", "longest_side", "min_side", "max_pixels"):
             value = getattr(self, name)
             if value is not None and not value > 0:  # (not NaN either)
                 raise ConfigError(f"render {name} must be positive (got {value!r})")
+        if self.dpi is not None and not 1 <= self.dpi < float("inf"):  # (1e-9 sent empty pages, inf was taken)
+            raise ConfigError(f"render dpi must be a number from 1 up (got {self.dpi!r})")
         if self.format not in _MIME:
             raise ConfigError(f"unknown image format {self.format!r} (png, jpeg, webp)")
         if not 1 <= self.quality <= 100:

@@ -105,16 +105,11 @@ class LocalTransport:
                 f"backend {cfg.name!r}: unknown transport option(s) {', '.join(unknown)} "
                 f"for the local engine (known: {', '.join(sorted(_OPTIONS))})"
             )
-        try:
-            settings = EngineSettings(
-                threads=int(opts.get("threads", 0)),
-                max_side_len=int(opts.get("max_side_len", 2000)),
-                use_cls=bool(opts.get("use_cls", True)),
-                text_score=float(opts.get("text_score", 0.5)),
-                tight_boxes=bool(opts.get("tight_boxes", True)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"backend {cfg.name!r}: bad transport option ({exc})") from exc
+        from .options import LocalOptions, checked_options
+
+        o = checked_options(LocalOptions, cfg, "local")  # (values: "maybe" was taken for true)
+        settings = EngineSettings(threads=o.threads, max_side_len=o.max_side_len, use_cls=o.use_cls,
+                                  text_score=o.text_score, tight_boxes=o.tight_boxes)  # fmt: skip
         if why := engine_missing():
             raise ConfigError(why)
         return cls(settings)

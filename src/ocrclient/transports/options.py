@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..config import BackendConfig
 from ..errors import ConfigError
 
-__all__ = ["OcularOptions", "OpenAIOptions", "PoolOptions", "checked_options"]
+__all__ = ["LocalOptions", "OcularOptions", "OpenAIOptions", "PoolOptions", "checked_options"]
 
 
 class _Options(BaseModel):
@@ -53,6 +53,17 @@ class PoolOptions(_Options):
     members: list[dict[str, Any]] = Field(default_factory=list)
     cooldown_s: float = Field(default=30.0, ge=0)
     max_cooldown_s: float = Field(default=600.0, ge=0)
+
+
+class LocalOptions(_Options):
+    """The ``local`` transport's: the embedded engine's settings (its unknown names are refused
+    by the transport itself, which takes no other transport's)."""
+
+    threads: int = Field(default=0, ge=0)
+    max_side_len: int = Field(default=2000, ge=32)  # (0 divided by zero, -5 failed every page)
+    use_cls: bool = True
+    text_score: float = Field(default=0.5, ge=0.0, le=1.0)  # (5 emptied every page: "no text found")
+    tight_boxes: bool = True
 
 
 #: each transport's options read through a model here
