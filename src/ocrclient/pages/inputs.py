@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from ..errors import ConfigError, InputError
 from ..secrets import register_secret
-from .ranges import check_page_range, parse_page_range
+from .ranges import check_page_range, format_pages, parse_page_range
 from .sources import SUPPORTED, Source, make_source
 
 __all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIXES", "open_sources", "prepare", "prepare_one"]
@@ -161,8 +161,12 @@ def prepare(
     password: str | None = None,
     exclude: Sequence[str | Path] = (),
 ) -> list[tuple[Source, list[int]]]:
-    """Open and validate every input and its page range up front (raises InputError, naming
-    the input whose pages the range does not fit); ``exclude`` as :func:`open_sources` takes it."""
+    """Open and validate every input and its page range up front; ``exclude`` as
+    :func:`open_sources` takes it.  One input whose pages the range does not fit raises
+    InputError naming it.  Of several (a folder, a pattern, a list), each takes the pages of the
+    range it has, with a warning for one it cuts short and one it leaves out (no page in range);
+    a range no input has a page of raises InputError.  ("the first three pages of every PDF in
+    a folder" was refused whole for one two-page PDF.)"""
     if pages is not None and not isinstance(pages, str):
         raise ConfigError(f"pages takes a range such as '1-3,7,10-' (got {type(pages).__name__} {pages!r})")
     if password is not None and not isinstance(password, str):
@@ -170,11 +174,25 @@ def prepare(
     register_secret(password, word=True)  # (it reaches the local engine's request: never shown in a log line)
     check_page_range(pages)  # (a range that cannot be read is no one input's fault)
     plan = []
-    for src in open_sources(inputs, password=password, exclude=exclude):
+    sources = open_sources(inputs, password=password, exclude=exclude)
+    for src in sources:
         try:
             plan.append((src, parse_page_range(pages, src.page_count)))
         except InputError as exc:
-            raise InputError(f"{src.name}: {exc}") from None
+            if len(sources) == 1:
+                raise InputError(f"{src.name}: {exc}") from None
+            import warnings
+
+            kept = parse_page_range(pages, src.page_count, clip=True)
+            has = f"{src.page_count} page{'s' if src.page_count != 1 else ''}"
+            if not kept:
+                warnings.warn(f"{src.name}: left out, the page range {pages!r} holds none of its {has}", stacklevel=2)
+                continue
+            warnings.warn(f"{src.name}: the page range {pages!r} runs past its {has}; its pages "
+                          f"{format_pages(kept)} are converted", stacklevel=2)  # fmt: skip
+            plan.append((src, kept))
+    if sources and not plan:
+        raise InputError(f"page range {pages!r}: no input has a page in it")
     return plan
 
 

@@ -12,14 +12,15 @@ from collections.abc import Iterator, Sequence
 
 from ..errors import InputError
 
-__all__ = ["check_page_range", "parse_page_range", "select_pages"]
+__all__ = ["check_page_range", "format_pages", "parse_page_range", "select_pages"]
 
 
-def parse_page_range(spec: str | None, page_count: int) -> list[int]:
+def parse_page_range(spec: str | None, page_count: int, *, clip: bool = False) -> list[int]:
     """``"1-3,7,10-"`` (1-based, inclusive) -> sorted unique 0-based indices.
 
     ``None``/empty means every page; ``"-3"`` means 1-3; ``"10-"`` means 10 to the end.
-    Raises :class:`InputError` for syntax errors and pages past the end.
+    Raises :class:`InputError` for syntax errors and pages past the end; with ``clip`` the
+    pages past the end are left out instead (possibly all of them: ``[]``).
 
     >>> parse_page_range("1-3,7,10-", 11)
     [0, 1, 2, 6, 9, 10]
@@ -31,6 +32,9 @@ def parse_page_range(spec: str | None, page_count: int) -> list[int]:
     picked: set[int] = set()
     for part, first, last in _parts(spec):
         last = page_count if last is None else last
+        if clip:
+            picked.update(range(first - 1, min(last, page_count)))
+            continue
         if last > page_count or first > page_count:  # (before "backwards": '9-' of 4 pages is past the end)
             bad = first if first > page_count else last
             noun = "page" if page_count == 1 else "pages"
@@ -40,7 +44,7 @@ def parse_page_range(spec: str | None, page_count: int) -> list[int]:
         if first > last:
             raise InputError(f"page range {spec!r}: {part!r} runs backwards")
         picked.update(range(first - 1, last))
-    if not picked:
+    if not picked and not clip:
         raise InputError(f"page range {spec!r} selects no pages")
     return sorted(picked)
 
@@ -92,3 +96,18 @@ def select_pages(pages: str | Sequence[int] | None, page_count: int) -> list[int
             )
     return out
 
+
+
+def format_pages(indices: Sequence[int]) -> str:
+    """0-based indices as the 1-based range that says them.
+
+    >>> format_pages([0, 1, 2, 6])
+    '1-3,7'
+    """
+    runs: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(f"{a + 1}" if a == b else f"{a + 1}-{b + 1}" for a, b in runs)
