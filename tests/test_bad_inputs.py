@@ -220,7 +220,7 @@ class Run:
         return [ln for ln in self.stderr.splitlines() if ln.strip()]
 
 
-def ocr(args: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> Run:
+def ocr(args: list[str], env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None) -> Run:
     """``python -m ocrclient.cli ARGS`` in a subprocess (no progress bar, no colour)."""
     full_env = dict(os.environ)
     full_env.update({"NO_COLOR": "1", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
@@ -232,7 +232,7 @@ def ocr(args: list[str], env: dict[str, str] | None = None, timeout: float = 60)
         text=True,
         env=full_env,
         timeout=timeout,
-        cwd=str(ROOT),
+        cwd=str(cwd or ROOT),
     )
     return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
 

@@ -883,6 +883,20 @@ def test_json_says_why_when_the_parser_refuses_the_command_line(argv: list[str],
     assert run.code == 2, run.stderr
     out = json.loads(run.stdout)
     assert out["exit_code"] == 2 and out["error"], out
+    # ... and without --json, one error line naming the help to read (it was typer's usage and a
+    # box of five lines)
+    plain = ocr([str(tmp_path / "out") if a == "OUT" else a for a in argv if a != "--json"])
+    lines = [line for line in plain.stderr.splitlines() if line.strip()]
+    assert plain.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), plain.stderr
+    assert f" {argv[0]} " in lines[0] and "--help tells more" in lines[0], lines
+
+
+def test_a_file_named_like_an_option_is_told_to_go_after_the_double_dash(tmp_path: Path) -> None:
+    from .test_bad_inputs import ocr
+
+    (tmp_path / "-scan.png").write_bytes(b"")
+    run = ocr(["convert", "-scan.png"], cwd=tmp_path)
+    assert run.code == 2 and "goes after --:" in run.stderr and "convert -- -scan.png" in run.stderr, run.stderr
 
 
 def test_a_file_is_in_the_same_shard_however_the_corpus_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ line on stderr; tracebacks only with ``--debug``, which never changes the exit c
 """
 
 import gc
+import os
 import sys
 from typing import Annotated
 
@@ -57,11 +58,10 @@ from . import convert, settings, tools  # noqa: E402,F401
 def main() -> None:
     """Console-script entry point."""
     try:
-        app()
+        sys.exit(_run(sys.argv[1:]))
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit as exc:
-        _usage_error_json(exc, sys.argv[1:])
         if exc.code in (EXIT_INTERRUPTED, EXIT_TERMINATED):  # stopped by a signal, all written: the process
             _ignore_late_signals()  # ends now, and one more Ctrl-C or SIGTERM must not break in
         raise
@@ -83,22 +83,39 @@ def _ignore_late_signals() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _usage_error_json(exc: SystemExit, argv: list[str]) -> None:
-    """A command line the parser refused (an unknown option, ``-c 0``, ``--dpi abc``): typer
-    printed its usage message and the command never ran, so ``--json`` printed nothing; print
-    the object every failing ``--json`` prints (README), with the parser's message."""
-    refused = exc.__context__  # (the parser's error: standalone mode exits from its handler)
-    if "--json" not in argv or exc.code != 2 or not callable(getattr(refused, "format_message", None)):
-        return
-    message = " ".join(str(refused.format_message()).split())  # type: ignore[union-attr]
-    if argv and argv[0] == "convert":
-        from .progress import summary_json
+def _run(argv: list[str]) -> int:
+    """The command's exit code.  A command line the parser refuses (an unknown option, ``-c 0``,
+    ``--dpi abc``) is one ``error:`` line naming the help to read, exit 2 (typer printed its usage
+    and a box of five lines), and with ``--json`` the object every failing ``--json`` prints
+    (README), with the parser's message."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:  # the parser's refusal (typer's click exceptions: a message and a code)
+        message, status = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
+        if not callable(message) or not isinstance(status, int):
+            raise
+        said = " ".join(str(message()).split())
+        if not said:  # (``ocr`` alone: the help is its answer, printed already)
+            return status
+        command = next((a for a in argv if not a.startswith("-")), "")
+        ctx = getattr(exc, "ctx", None)
+        where = str(getattr(ctx, "command_path", "") or "ocr")
+        if "--json" in argv and status == EXIT_BAD_INPUT:
+            from .common import failed_json
+            from .progress import summary_json
 
-        typer.echo(summary_json([], 0.0, 2, error=message))
-    else:
-        from .common import failed_json
+            if command == "convert":
+                typer.echo(summary_json([], 0.0, status, error=said))
+            else:
+                failed_json(said, status)
+        from .common import fail
 
-        failed_json(message, 2)
+        dashed = next((a for a in argv if a.startswith("-") and a != "-" and os.path.exists(a)), None)
+        if dashed is not None:  # (a file named "-scan.png" read as options: "No such option: -s")
+            said += f"; a file whose name starts with '-' goes after --: {where} -- {dashed}"
+        fail(f"{said} ({where} --help tells more)", status)
+        return status
+    return code if isinstance(code, int) else EXIT_OK
 
 
 if __name__ == "__main__":
