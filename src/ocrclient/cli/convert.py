@@ -9,8 +9,10 @@ markdown goes to stdout.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import os
 import sys
 import time
 from dataclasses import replace
@@ -109,14 +111,58 @@ def _check_outputs(out: Path | None, formats: str, fmts: list[str], as_json: boo
         raise ConfigError("--json prints the run's summary on stdout, where the markdown goes without -o: give -o DIR")
 
 
-def _output_folder(out: Path | None) -> None:
+def _output_folder(out: Path | None, shard: str | None = None) -> Any:
     """Make ``-o``'s folder once every setting is checked, before anything is sent (one line
-    when it cannot be; a refused run leaves none behind)."""
+    when it cannot be; a refused run leaves none behind), and hold it for this run: the held
+    lock (:func:`_hold`) to :func:`_let_go` when the run ends."""
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"-o {out}: cannot make the output folder ({exc.strerror or exc})") from None
+        return _hold(out, shard)
+    return None
+
+
+def _let_go(held: Any) -> None:
+    """The run's lock file removed and let go (a run killed leaves it, unlocked: harmless)."""
+    if held is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(held.name)
+        held.close()
+
+
+def _hold(out: Path, shard: str | None) -> Any:
+    """One ``ocr convert`` at a time per output folder (and shard: machines converting their own
+    shards into one shared folder go on side by side): a second run into it, started while the
+    first ran, sent every page again (both paid, both wrote).  An advisory lock on a file in the
+    folder, dropped by the system when the process ends however it ends; where the platform or
+    the file system has no such locks the run goes on unheld."""
+    try:
+        import fcntl
+    except ImportError:  # (Windows)
+        return None
+    name = ".ocrclient.lock" if not shard else f".ocrclient-shard-{shard.replace('/', '-of-')}.lock"
+    try:
+        fh = open(out / name, "a+")  # noqa: SIM115 - held open for the run
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        pid = fh.read().strip() or "?"
+        fh.close()
+        raise InputError(f"-o {out}: another ocr convert (pid {pid}) is writing there now{' for shard ' + shard if shard else ''}; "
+                         "wait for it to end, or give another -o") from None  # fmt: skip
+    except OSError:  # (a file system without locks)
+        fh.close()
+        return None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
 
 
 def _not_done(plan: "Plan", manifest: "Manifest", cfg: "BackendConfig", pages: str | None, stem_of: dict[str, Path], console: "Console | None") -> "Plan":
@@ -506,6 +552,7 @@ def convert(
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     console = stderr()
     pool: RenderPool | None = None
+    held: Any = None  # (the output folder's lock, this run's)
     try:
         try:
             _check_outputs(out, formats, fmts, as_json)
@@ -518,7 +565,7 @@ def convert(
             plan, manifest = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
             be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode)
-            _output_folder(out)
+            held = _output_folder(out, shard)
         except OcrError as exc:
             raise _refused(exc, as_json, started, debug) from None
         from ..run import Conversion
@@ -539,4 +586,5 @@ def convert(
     finally:
         if pool is not None:
             pool.close()  # the run closed it, unless it never started
+        _let_go(held)
     raise typer.Exit(_report(emit.results, time.monotonic() - emit.t0, as_json, quiet, console))

@@ -1,0 +1,77 @@
+"""One ``ocr convert`` at a time writes into an output folder (per shard).  Two runs started
+together into one folder both sent every page (22 jobs for 11 pages, four manifest lines),
+neither said a word.  The kind: a second run into the folder while one runs (refused before it
+sends anything, exit 2, naming the first run's pid), another shard into the same folder (goes
+on), and a run after the first ended (goes on: the lock ends with its process, a kill too)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ocrclient.testing import FaultPlan, OpenAISimulator
+
+from .pdfgen import text_pdf
+
+
+def _start(args: list[str], sim: OpenAISimulator, cwd: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "OCRCLIENT_API_KEY": sim.api_key or "", "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "-m", "ocrclient", "convert", *args, "--backend", "openai", "--base-url",
+                             sim.base_url, "--model", "m", "--no-cache", "-c", "2"],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _posts(sim: OpenAISimulator) -> int:
+    return sim.requests["POST /v1/chat/completions"]
+
+
+def _wait_for_posts(sim: OpenAISimulator, n: int, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while _posts(sim) < n:
+        assert time.monotonic() < end, "the first run sent nothing"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("end", ["finishes", "is killed"])
+def test_a_second_run_into_a_folder_being_written_is_refused(end: str, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(6):
+        text_pdf(docs / f"d{i}.pdf", [[f"doc {i}"]])
+    with OpenAISimulator(model="m", plan=FaultPlan(latency_s=0.4)) as sim:
+        first = _start([str(docs), "-o", "out"], sim, tmp_path)
+        _wait_for_posts(sim, 1)
+        second = _start([str(docs), "-o", "out"], sim, tmp_path)
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 2, (out, err)
+        assert "another ocr convert" in err and f"pid {first.pid}" in err, err
+        assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+        if end == "is killed":
+            first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=120)
+        sent = _posts(sim)
+        assert sent <= 6 if end == "finishes" else sent < 6, sent
+        again = _start([str(docs), "-o", "out"], sim, tmp_path)  # (the lock ended with the first run)
+        out, err = again.communicate(timeout=120)
+        assert again.returncode == 0, err
+    if end == "finishes":
+        assert _posts(sim) == 6, "a page was sent twice"
+
+
+def test_machines_converting_their_own_shards_into_one_folder_go_side_by_side(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(8):
+        text_pdf(docs / f"d{i}.pdf", [[f"doc {i}"]])
+    with OpenAISimulator(model="m", plan=FaultPlan(latency_s=0.2)) as sim:
+        runs = [_start([str(docs), "-o", "out", "--shard", f"{i}/2"], sim, tmp_path) for i in range(2)]
+        codes = [(r.communicate(timeout=120), r.returncode)[1] for r in runs]
+    assert codes == [0, 0]
+    assert _posts(sim) == 8
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.md")) == [f"d{i}.md" for i in range(8)]
