@@ -240,7 +240,8 @@ OURS = "our-handlers"
 OUR_HANDLERS = [
     Shape(OURS, "400 no image", "failed", PermanentError,
           job=ours("the request has no image (expected one image_url part)", 400), status=400),
-    Shape(OURS, "400 max_tokens", "failed", PermanentError,
+    # the run's max_tokens over the worker's OCR_MAX_TOKENS_LIMIT: every page's, the run stops
+    Shape(OURS, "400 max_tokens", "failed", EndpointError,
           job=ours("max_tokens 20000 exceeds the limit 16384", 400), status=400),
     Shape(OURS, "413 image too large", "failed", PermanentError,
           job=ours("image is 9000x9000 pixels, more than the limit of 40000000", 413), status=413),

@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-after", type=float, default=1.0, help="Retry-After (s) sent with http_429")
     p.add_argument("--hang", type=float, default=3600.0, help="how long (s) a hang fault holds a request")
     p.add_argument("--first-byte-delay", type=float, default=0.0, help="wait (s) before a slow_first_byte reply")
-    p.add_argument("--api-key", default=None, help="API key to require (default: generated)")
+    p.add_argument("--api-key", default=None,
+                   help="API key to require (default: runpod rp_sim_key_0123456789, openai/proxy generated, "
+                        "modal and ocular none)")
     p.add_argument("--no-auth", action="store_true", help="accept requests without an API key")
     p.add_argument("--model", default=None, help="served model id (openai/proxy/modal)")
     p.add_argument("--max-model-len", type=int, default=16384)

@@ -188,7 +188,8 @@ class FaultPlan:
       simulator's own work inside the slot (the responder, building the reply) included.
     * ``slots`` – how many requests the simulated GPU serves at once; the rest queue.
     * ``cold_start_s`` – delay before the first request is served (scaled-to-zero start).
-    * ``retry_after_s`` – the Retry-After value sent with 429s.
+    * ``retry_after_s`` – the Retry-After value sent with 429s, in seconds (fractions allowed,
+      for fast tests, where HTTP says whole seconds); ``None`` sends none (as RunPod's own 429s).
     * ``hang_s`` – how long a "hang" holds the request before giving up on it.
     * ``first_byte_delay_s`` – for ``slow_first_byte``.
     * ``max_faults_per_key`` – after this many faults for the same page, it is served healthy
@@ -200,7 +201,7 @@ class FaultPlan:
     latency_s: tuple[float, float] | float = (0.0, 0.0)
     slots: int = 8
     cold_start_s: float = 0.0
-    retry_after_s: float = 1.0
+    retry_after_s: float | None = 1.0
     hang_s: float = 3600.0
     first_byte_delay_s: float = 0.0
     max_faults_per_key: int | None = None

@@ -304,11 +304,13 @@ class HTTPSimulator(ProxyFront, abc.ABC):
     ) -> None:
         self.emit_bytes(emit, status, json.dumps(obj).encode(), "application/json", headers)
 
-    def count_key(self, body: Any) -> str:
+    def count_key(self, body: Any, received: Any = None) -> str:
+        """``body``'s fault key, counted; ``received`` (default ``body``) is kept in
+        :attr:`bodies`: the request as it came, where the key leaves some of it out."""
         key = self.key_fn(body)
         with self._lock:
             self.requests_by_key[key] += 1
-            self.bodies.append(body)
+            self.bodies.append(body if received is None else received)
             if len(self.bodies) > self.keep_bodies:  # pages carry images: bound the memory
                 del self.bodies[: len(self.bodies) - self.keep_bodies]
         return key

@@ -111,7 +111,7 @@ class OcularSimulator(HTTPSimulator):
         with self.serving(fault) as start:
             if fault in FAULT_STATUS:
                 status = FAULT_STATUS[fault]
-                headers = [("Retry-After", f"{self.plan.retry_after_s:g}")] if status == 429 else []
+                headers = [("Retry-After", f"{self.plan.retry_after_s:g}")] if status == 429 and self.plan.retry_after_s is not None else []
                 detail = "Invalid or missing API key" if status == 401 else (
                     f"OCR processing failed: simulated HTTP {status}")
                 self.emit_json(emit, status, {"detail": detail}, headers)

@@ -82,6 +82,10 @@ _REASON_TYPE = {
 # ---------------------------------------------------------------------------------------------
 
 
+#: the routes vLLM's server answers here, and the method each takes (another one: 405)
+_ROUTES = {"/health": "GET", "/v1/models": "GET", "/v1/chat/completions": "POST"}
+
+
 class OpenAISimulator(HTTPSimulator):
     """vLLM's OpenAI-compatible API on loopback, with seeded faults.
 
@@ -127,18 +131,18 @@ class OpenAISimulator(HTTPSimulator):
         return self.url + "/v1"
 
     # -- vLLM error bodies ----------------------------------------------------------------------
-    def error_body(self, status: int, message: str, err_type: str | None = None) -> dict[str, Any]:
+    def error_body(self, status: int, message: str, err_type: str | None = None, param: str | None = None) -> dict[str, Any]:
         err_type = err_type or _REASON_TYPE.get(status, "Error")
         if self.error_shape == "flat":
-            return {"object": "error", "message": message, "type": err_type, "param": None,
+            return {"object": "error", "message": message, "type": err_type, "param": param,
                     "code": status}
-        return {"error": {"message": message, "type": err_type, "param": None, "code": status}}
+        return {"error": {"message": message, "type": err_type, "param": param, "code": status}}
 
-    def emit_error(self, emit: Emit, status: int, message: str) -> None:
+    def emit_error(self, emit: Emit, status: int, message: str, param: str | None = None) -> None:
         headers = []
-        if status == 429:
+        if status == 429 and self.plan.retry_after_s is not None:  # (None: a 429 without one)
             headers.append(("Retry-After", f"{self.plan.retry_after_s:g}"))
-        self.emit_json(emit, status, self.error_body(status, message), headers)
+        self.emit_json(emit, status, self.error_body(status, message, param=param), headers)
 
     # -- routes --------------------------------------------------------------------------------
     def dispatch(self, req: SimRequest) -> Worker:
@@ -153,6 +157,9 @@ class OpenAISimulator(HTTPSimulator):
             return self._models
         if req.method == "POST" and path == "/v1/chat/completions":
             return lambda emit: self._chat(req, emit)
+        allowed = _ROUTES.get(path)
+        if allowed is not None:  # a route served, by another method: FastAPI's 405, as vLLM's
+            return lambda emit: self.emit_json(emit, 405, {"detail": "Method Not Allowed"}, [("Allow", allowed)])
         return lambda emit: self.emit_json(emit, 404, {"detail": "Not Found"})
 
     def _health(self, emit: Emit) -> None:
@@ -184,7 +191,8 @@ class OpenAISimulator(HTTPSimulator):
                 self.streamed += 1
             else:
                 self.non_streamed += 1
-        key = self.count_key({k: v for k, v in body.items() if k not in ("stream", "stream_options")})
+        # (keyed without the stream options, kept in ``bodies`` as received)
+        key = self.count_key({k: v for k, v in body.items() if k not in ("stream", "stream_options")}, body)
         fault = self.plan.draw(key)
         if self.force_status is not None:
             self.emit_error(emit, self.force_status, f"forced status {self.force_status}")
@@ -205,8 +213,14 @@ class OpenAISimulator(HTTPSimulator):
                 else:
                     self.emit_error(emit, status, msg)
                 return
-            if body.get("model") != self.model:
-                self.emit_error(emit, 404, f"The model `{body.get('model')}` does not exist.")
+            if body.get("model") not in (None, "", self.model):  # (none named: vLLM serves its own)
+                self.emit_error(emit, 404, f"The model `{body.get('model')}` does not exist.", param="model")
+                return
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+                # (vLLM's request validation: its 400, before the model runs)
+                self.emit_error(emit, 400, "messages: Field required" if messages is None
+                                else "messages: Input should be a non-empty list of message objects")  # fmt: skip
                 return
             start = self.first_byte_delayed(start, fault)
             reply = self.responder(body)

@@ -66,7 +66,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Self
@@ -197,6 +197,11 @@ def _sse_batches(reply: SimReply, request: Mapping[str, Any], batch: int) -> lis
     return ["".join(events[i : i + batch]) for i in range(0, len(events), batch)]
 
 
+def _retry_after(seconds: float | None) -> dict[str, str] | None:
+    """The ``Retry-After`` header of a 429 (``None``: none, as RunPod sends its own)."""
+    return {"Retry-After": f"{seconds:g}"} if seconds is not None else None
+
+
 class RunPodSimulator(ServerOwner):
     """A RunPod serverless endpoint (or the SDK's local test server) on 127.0.0.1.
 
@@ -235,11 +240,16 @@ class RunPodSimulator(ServerOwner):
         force_reply: CannedReply | None = None,
         rate_limits: Mapping[str, tuple[int, float, int | None]] | None = None,
         rate_retry_after_s: float | None = None,
+        key_fn: Callable[[Any], str] | None = None,
     ) -> None:
         if flavour not in ("api", "local"):
             raise ValueError("flavour must be 'api' or 'local'")
         self.plan = plan or FaultPlan()
         self.responder: Responder = responder or echo_responder
+        #: a job input -> its fault key (:func:`~ocrclient.testing.faults.body_key`; pass
+        #: :func:`~ocrclient.testing.faults.page_key` for a backend whose retries change the
+        #: sampling, so that ``max_faults_per_key`` counts the page, not each attempt)
+        self.key_fn: Callable[[Any], str] = key_fn or body_key
         self.flavour = flavour
         self.endpoint_id = endpoint_id
         self.api_key = api_key
@@ -376,7 +386,7 @@ class RunPodSimulator(ServerOwner):
         timeout_s = self.execution_timeout_s
         if policy and isinstance(policy.get("executionTimeout"), int | float):
             timeout_s = float(policy["executionTimeout"]) / 1000.0
-        key = key or body_key(job_input)
+        key = key or self.key_fn(job_input)
         prefix = "sync-" if sync else ""
         job = SimJob(
             id=f"{prefix}{uuid.uuid4()}-u1", input=job_input, key=key, sync=sync, execution_timeout_s=timeout_s,
@@ -691,7 +701,7 @@ class _Handler(SimHandler):
             self._read_body(None)
             failure = sim._next_status_error()
             if failure is not None:
-                headers = {"Retry-After": "0.05"} if failure == 429 else None
+                headers = _retry_after(sim.plan.retry_after_s) if failure == 429 else None
                 self._send(failure, {"error": HTTPStatus(failure).phrase}, headers)
                 return
             job = sim.job(job_id)
@@ -727,19 +737,19 @@ class _Handler(SimHandler):
             self._send(400, {"error": "body must be a JSON object with an 'input' field"})
             return
         job_input = body["input"]
-        key = body_key(job_input)
+        key = sim.key_fn(job_input)
         fault = sim.plan.draw(key)
         if fault == "reset":
             self._drop()
             return
         if fault and fault.startswith("http_"):
             code = int(fault[5:])
-            headers = {"Retry-After": f"{sim.plan.retry_after_s:g}"} if code == 429 else None
+            headers = _retry_after(sim.plan.retry_after_s) if code == 429 else None
             msg = HTTPStatus(code).phrase
             self._send(code, {"error": msg}, headers)
             return
         if sim.max_queue is not None and sim._queue_depth() >= sim.max_queue:
-            self._send(429, {"error": "Too Many Requests"}, {"Retry-After": f"{sim.plan.retry_after_s:g}"})
+            self._send(429, {"error": "Too Many Requests"}, _retry_after(sim.plan.retry_after_s))
             return
         policy = body.get("policy") if isinstance(body.get("policy"), Mapping) else None
         job = sim.submit(job_input, sync=(op == "runsync"), policy=policy, fault=fault, key=key)
@@ -797,7 +807,7 @@ class _Handler(SimHandler):
 
     def _run_local(self, jid: str, job_input: Any) -> dict[str, Any]:
         sim = self.simulator
-        key = body_key(job_input)
+        key = sim.key_fn(job_input)
         fault = sim.plan.draw(key)
         if fault and (fault.startswith("http_") or fault == "reset"):
             fault = None  # the local server has no gateway in front of it
