@@ -4,11 +4,19 @@ reach the network except loopback."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background by a shell without job control (``.ci/run &`` from a
+# script) inherits SIGINT ignored, and so would every ``ocr`` the tests start: their Ctrl-C
+# tests would send a signal no one hears.  The tests stand for a user at a terminal, where
+# Ctrl-C is heard: children start with SIGINT at its default (a caught signal is reset at exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -139,6 +139,21 @@ def _throttled_since(gate: Any, before: dict[str, int]) -> dict[str, int]:
     return {op: n - before.get(op, 0) for op, n in now.items() if n > before.get(op, 0)}
 
 
+def _cost(reported: float, gpu: float, wall: float, cfg: Any) -> tuple[float, str | None]:
+    """The run's estimated cost and how it was reckoned: the GPU-seconds the endpoint reported
+    at the profile's price; else the run's hours at ``price_per_hour`` (a pod); else, where the
+    server reports no GPU time (vLLM's API), one GPU held for the run at ``price_per_gpu_second``
+    (a pod, or a Modal container serving the run's requests at once: Modal's priced profile was
+    never costed, its estimate said null)."""
+    if reported:
+        return reported, "GPU-seconds the endpoint reported x price_per_gpu_second"
+    if cfg.price_per_hour:
+        return cfg.price_per_hour * wall / 3600.0, "wall time x price_per_hour"
+    if not gpu and cfg.price_per_gpu_second:
+        return cfg.price_per_gpu_second * wall, "wall time x price_per_gpu_second (one GPU held for the run)"
+    return 0.0, None
+
+
 async def run_bench(
     inputs: list[str],
     *,
@@ -180,15 +195,7 @@ async def run_bench(
     latencies = sorted(p.latency_s for p in all_pages if p.status != "failed")
     retries: Counter[str] = sum((Counter(d.stats.retries_by_cause) for d in docs), Counter())
     gpu = sum(p.usage.gpu_seconds or 0.0 for p in all_pages)
-    cost = sum(p.usage.cost_usd or 0.0 for p in all_pages)
-    basis = "GPU-seconds the endpoint reported x price_per_gpu_second" if cost else None
-    if not cost and be.config.price_per_hour:
-        cost, basis = be.config.price_per_hour * wall / 3600.0, "wall time x price_per_hour"
-    elif not gpu and be.config.price_per_gpu_second:
-        # the server reports no GPU time (vLLM's API): one GPU held for the run, as a pod or a
-        # Modal container serving the run's concurrent requests at once is (Modal's profile was
-        # priced and never costed: its estimate said null)
-        cost, basis = be.config.price_per_gpu_second * wall, "wall time x price_per_gpu_second (one GPU held for the run)"
+    cost, basis = _cost(sum(p.usage.cost_usd or 0.0 for p in all_pages), gpu, wall, be.config)
 
     report: dict[str, Any] = {
         "backend": be.name,

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -44,6 +44,11 @@ from pydantic import (
     field_validator,
 )
 
+from .envnames import (
+    ENV_NAME,
+    env_name,
+    not_a_name,
+)
 from .errors import ConfigError, register_secret
 from .imaging import RenderSpec
 from .secrets import header_secret, redact, register_url_secrets
@@ -75,43 +80,6 @@ ENV_SETTINGS: dict[str, str] = {
     "model": "model_env",
     "api_key": "api_key_env",
 }
-
-#: what an environment variable's name is (POSIX's portable names: letters, digits, ``_``)
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-#: what the name of a variable holding a secret is: in capitals, as every one ocrclient reads.
-#: Stricter, because the easy mistake is to put the key itself where its variable's name goes,
-#: and a name is shown in messages ("set RUNPOD_API_KEY") and by ``ocr config``: keys have
-#: lower-case letters or dashes (``rpa_...``, ``sk-...``, ``hf_...``), so none passes for a name.
-SECRET_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
-
-#: why a setting that names a variable refused its value (which is not shown: it is often the
-#: key itself)
-NOT_AN_ENV_NAME = "takes the name of an environment variable (letters, digits and _), not a value"
-NOT_A_SECRET_ENV_NAME = (
-    "takes the name of the environment variable holding the key, in capitals (e.g. RUNPOD_API_KEY), not the key itself"
-)
-
-
-def env_name(value: Any, what: str, *, secret: bool = False) -> str:
-    """``value`` when it is an environment variable's name (``secret``: of one holding a secret,
-    :data:`SECRET_ENV_NAME`), else a :class:`ConfigError` naming ``what`` without repeating the
-    value.
-
-    >>> env_name("RUNPOD_API_KEY", "api_key_env", secret=True)
-    'RUNPOD_API_KEY'
-    """
-    why = _not_a_name(value, secret)
-    if why is not None:
-        raise ConfigError(f"{what} {why}")
-    return value
-
-
-def _not_a_name(value: Any, secret: bool) -> str | None:
-    """Why ``value`` is no environment variable's name (``secret``: in capitals), else ``None``."""
-    pattern, why = (SECRET_ENV_NAME, NOT_A_SECRET_ENV_NAME) if secret else (ENV_NAME, NOT_AN_ENV_NAME)
-    return None if isinstance(value, str) and pattern.fullmatch(value) else why
-
 
 #: generic variables a transport falls back to when no layer sets the value: (transport, field)
 ENV_FALLBACKS: dict[tuple[str, str], str] = {
@@ -229,31 +197,6 @@ class RenderSettings(BaseModel):
         return base.with_(**changes)
 
 
-def _bad_host(parts: SplitResult) -> str | None:
-    """What is wrong with a URL's host or port (``None``: nothing): a port out of 1-65535, a
-    dotted-quad host that is no IPv4 address (``256.1.1.1``), a bracketed one that is no IPv6
-    address, no host at all."""
-    import ipaddress
-
-    try:
-        port = parts.port
-    except ValueError:
-        return "its port is not a number from 1 to 65535"
-    if port == 0:
-        return "its port is not a number from 1 to 65535"
-    host = parts.hostname or ""
-    if not host:
-        return "it names no host"
-    try:
-        if ":" in host:
-            ipaddress.IPv6Address(host)
-        elif re.fullmatch(r"[\d.]+", host):
-            ipaddress.IPv4Address(host)
-    except ValueError:
-        return f"{host} is not an IP address"
-    return None
-
-
 def _spec_fields(spec: RenderSpec) -> dict[str, Any]:
     return {k: getattr(spec, k) for k in spec.__dataclass_fields__}
 
@@ -296,7 +239,7 @@ class BackendConfig(BaseModel):
     @field_validator(*ENV_SETTINGS.values())
     @classmethod
     def _names_a_variable(cls, value: str | None, info: ValidationInfo) -> str | None:
-        why = _not_a_name(value, secret=info.field_name == "api_key_env") if value else None  # ("" reads none)
+        why = not_a_name(value, secret=info.field_name == "api_key_env") if value else None  # ("" reads none)
         if why is not None:
             raise ValueError(why)
         return value
@@ -340,7 +283,9 @@ class BackendConfig(BaseModel):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ConfigError(f"base URL {url!r} is not an http(s) URL (e.g. https://host:8000/v1)")
-            why = _bad_host(parts)
+            from .transports.urls import host_problem
+
+            why = host_problem(parts)
             if why:  # (httpx raised its InvalidURL with a traceback, or each page was retried)
                 raise ConfigError(f"base URL {url!r}: {why}")
         return url

@@ -9,6 +9,9 @@ as a tenacity :class:`~tenacity.AsyncRetrying`:
   changes the next request from the error it is handed);
 * anything else – not retried;
 * at most ``max_attempts`` attempts, and never past the page's ``deadline`` (waits are cut to it);
+  an attempt that could not connect to a server which has answered before (``free``: the pod or
+  the container restarting, 30-90 s) does not count, only the deadline bounds those (a short
+  outage failed every queued page in seconds, each burning its attempts against the closed port);
   a server's ``Retry-After`` that ends past the deadline stops the page at once, with that error
   (the server said no attempt is welcome before then: waiting to the deadline only to fail
   "deadline passed" would hold the slot and hide the cause).
@@ -23,7 +26,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_exponential,
     wait_random,
 )
@@ -40,6 +42,7 @@ def page_retrying(
     backoff_initial_s: float,
     backoff_max_s: float,
     on_retry: Callable[[OcrError, int, float], None],
+    free: Callable[[BaseException | None], bool] = lambda exc: False,
 ) -> AsyncRetrying:
     """The retry loop of one page (``deadline`` on the :func:`time.monotonic` clock).
     ``on_retry(error, attempt_number, delay_s)`` is called before each wait.
@@ -57,8 +60,12 @@ def page_retrying(
         base = max(0.0 if again else backoff(state), _asked_wait(state))
         return max(0.0, min(base, deadline - time.monotonic()))
 
+    counted = [0]  # the attempts that count (see ``free``)
+
     def stop(state: RetryCallState) -> bool:
-        if stop_after_attempt(max_attempts)(state):
+        if not free(state.outcome.exception() if state.outcome else None):
+            counted[0] += 1
+        if counted[0] >= max_attempts:
             return True
         return time.monotonic() + _asked_wait(state) >= deadline
 

@@ -174,6 +174,7 @@ class Scheduler:
         self.backoff_max_s = backoff_max_s
         self.timeout_grace_s = timeout_grace_s
         self._warm = self.cold_start_s <= 0
+        self._answered = False  # (a page came back: the server is there, a refusal is a restart)
         self._window = FirstWindow()  # what only the replies need waits for it
         self._sending = asyncio.Event()  # (each run makes its own: see run_documents)
         self._writes = WritesFirst()  # a freed slot's next request goes out before the parse
@@ -407,7 +408,7 @@ class Scheduler:
                 "usage": tries.usage.priced(self._price),
             }
         )
-        self._warm = True
+        self._warm = self._answered = True
         if key is not None and self.cache is not None:  # (its write and fsync off the event loop)
             # the page is done: a cancel during its write (Ctrl-C, a stopped run) lets the write
             # end and keeps the page, as a reply in hand is kept (_attempt)
@@ -444,6 +445,7 @@ class Scheduler:
             backoff_initial_s=self.backoff_initial_s,
             backoff_max_s=self.backoff_max_s,
             on_retry=on_retry,
+            free=lambda exc: self._answered and getattr(exc, "cause", None) == "connection",  # (a restart)
         )
         async for state in retrying:
             with state:

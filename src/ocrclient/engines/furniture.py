@@ -42,7 +42,7 @@ import re
 from collections.abc import Collection, Sequence
 
 from .lines import Box, Line, union
-from .text_layer import fold
+from .text_layer import Upright, open_page, open_pdf, text_lock
 
 __all__ = [
     "BAND",
@@ -53,11 +53,14 @@ __all__ = [
     "SAME_SIZE",
     "SIDE",
     "SPACED",
+    "band_lines",
+    "fold",
     "is_stamp",
     "mark_furniture",
     "ordinary_gap",
 ]
 
+#: the share of the page height at the top and at the bottom where running heads live
 BAND = 0.12
 #: a page number counts as furniture this far from the edge when nothing lies beyond it
 NUMBER_BAND = 0.4
@@ -208,3 +211,47 @@ def mark_furniture(
         if apart:
             out[i] = "page_header" if top else "page_footer"
     return out
+
+
+# -- the neighbours' bands (a PDF's pages next to one, read for their furniture) ---------------
+
+
+def fold(text: str) -> str:
+    """A line of text as furniture is compared: lower case, digits as ``#``, spaces collapsed."""
+    return " ".join("".join("#" if c.isdigit() else c for c in text.lower()).split())
+
+
+def band_lines(path: str, index: int, neighbours: int = 2, *, password: str | None = None) -> list[str]:
+    """The folded lines (:func:`fold`) in the top and bottom :data:`BAND` of up to
+    ``neighbours`` pages next to page ``index`` (the previous and next first), sorted, unique.
+    A page PDFium cannot load is passed over for the next nearest: it says nothing of the
+    others' furniture (and page ``index``'s own layer stays readable without it)."""
+    import pypdfium2 as pdfium
+
+    out: set[str] = set()
+    with text_lock():
+        n = len(open_pdf(path, password))
+        order = sorted((i for i in range(n) if i != index), key=lambda i: (abs(i - index), i))
+        read = 0
+        for i in order:
+            if read == neighbours:
+                break
+            try:
+                page = open_page(path, i, password)
+            except pdfium.PdfiumError:
+                continue
+            read += 1
+            try:
+                up = Upright(page)
+                left, bottom, right, top = up.left, up.bottom, up.left + up.w, up.top
+                band = BAND * (top - bottom)
+                textpage = page.get_textpage()
+                try:
+                    for lo, hi in ((top - band, top), (bottom, bottom + band)):
+                        text = textpage.get_text_bounded(left=left, bottom=lo, right=right, top=hi)
+                        out.update(f for ln in text.splitlines() if (f := fold(ln)))
+                finally:
+                    textpage.close()
+            finally:
+                page.close()
+    return sorted(out)

@@ -31,10 +31,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .furniture import band_lines
 from .lines import area, overlap, shared_area
 from .orientation import to_upright
 from .rapidocr import EngineSettings
-from .text_layer import Layer, band_lines, layer_lines, read_layer
+from .text_layer import Layer, layer_lines, read_layer
 from .trust import Sampler, Verdict, inked, judge
 
 __all__ = ["MODES", "PageReading", "read_pdf_page"]

@@ -33,7 +33,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["BAND", "SEGMENT_GAP", "Char", "Layer", "band_lines", "fold", "layer_lines", "page_count", "read_layer"]
+__all__ = ["SEGMENT_GAP", "Char", "Layer", "Upright", "layer_lines", "open_page", "open_pdf", "page_count", "read_layer", "text_lock"]
 
 #: a gap wider than this many em inside a line cuts it into separate segments (table cells,
 #: columns set on one baseline); justified prose stays well below it
@@ -101,14 +101,15 @@ _DOCS: OrderedDict[tuple[str, int, int, str | None], Any] = OrderedDict()
 _MAX_DOCS = 4
 
 
-def _lock() -> Any:
+def text_lock() -> Any:
     """PDFium is not thread-safe: every call holds the renderer's process-wide lock."""
     from ..pages.render import PDFIUM_LOCK
 
     return PDFIUM_LOCK
 
 
-def _open(path: str, password: str | None = None) -> Any:
+def open_pdf(path: str, password: str | None = None) -> Any:
+    """The PDF at ``path``, kept open for the next pages read (a few at a time).  Hold :func:`text_lock`."""
     import pypdfium2 as pdfium
 
     st = os.stat(path)
@@ -129,16 +130,16 @@ def _open(path: str, password: str | None = None) -> Any:
     return pdf
 
 
-def _load(path: str, index: int, password: str | None = None) -> Any:
+def open_page(path: str, index: int, password: str | None = None) -> Any:
     """Page ``index`` of the PDF at ``path``; a handle that fails to load one is dropped
-    (:func:`ocrclient.pages.render.load_page`).  Hold :func:`_lock`."""
+    (:func:`ocrclient.pages.render.load_page`).  Hold :func:`text_lock`."""
     from ..pages.render import load_page
 
-    return load_page(_open(path, password), index, lambda: _forget(path))
+    return load_page(open_pdf(path, password), index, lambda: _forget(path))
 
 
 def _forget(path: str) -> None:
-    """Close and forget the handles of ``path``: one failed to load a page (:func:`load_page`)."""
+    """Close and forget the handles of ``path``: one failed to load a page (:func:`open_page`)."""
     for key in [k for k in _DOCS if k[0] == path]:
         with contextlib.suppress(Exception):
             _DOCS.pop(key).close()
@@ -147,7 +148,7 @@ def _forget(path: str) -> None:
 def close_documents() -> None:
     """Close the PDFs kept open between pages (a transport's ``aclose``, and at exit: an open
     document holds its file and makes pypdfium2 warn when the interpreter ends)."""
-    with _lock():
+    with text_lock():
         while _DOCS:
             _, pdf = _DOCS.popitem()
             with contextlib.suppress(Exception):
@@ -157,11 +158,11 @@ def close_documents() -> None:
 
 def page_count(path: str) -> int:
     """How many pages the PDF at ``path`` has."""
-    with _lock():
-        return len(_open(path))
+    with text_lock():
+        return len(open_pdf(path))
 
 
-class _Upright:
+class Upright:
     """PDF user space -> points of the page upright (the CropBox's top-left corner as origin, y
     down, ``/Rotate`` *not* applied: text runs left to right there).  :attr:`rotation` is the
     page's ``/Rotate``, which turns this space into the displayed page."""
@@ -189,8 +190,8 @@ class _Upright:
 def read_layer(path: str, index: int, password: str | None = None) -> Layer:
     """The text layer of page ``index`` (0-based) of the PDF at ``path`` (see the module
     docstring); raises what pypdfium2 raises for a file it cannot open."""
-    with _lock():
-        page = _load(path, index, password)
+    with text_lock():
+        page = open_page(path, index, password)
         try:
             return _read_page(page)
         finally:
@@ -200,7 +201,7 @@ def read_layer(path: str, index: int, password: str | None = None) -> Layer:
 def _read_page(page: Any) -> Layer:
     import pypdfium2.raw as pdfium_c
 
-    disp = _Upright(page)
+    disp = Upright(page)
     layer = Layer(disp.w, disp.h, rotation=disp.rotation)
     textpage = page.get_textpage()
     try:
@@ -317,7 +318,7 @@ def _turn(layer: Layer, turn: int) -> None:
     layer.rotation = (layer.rotation - turn) % 360
 
 
-def _page_objects(page: Any, disp: _Upright, layer: Layer) -> None:
+def _page_objects(page: Any, disp: Upright, layer: Layer) -> None:
     """Image bounds and thin path rectangles (ruling lines) of the page, top-level and in forms."""
     import pypdfium2.raw as pdfium_c
 
@@ -583,50 +584,3 @@ def layer_lines(layer: Layer, scale: float = 1.0) -> list[dict[str, Any]]:
                 }
             )
     return out
-
-
-# -- the neighbours' bands (page furniture) --------------------------------------------------
-
-#: the share of the page height at the top and at the bottom where running heads live
-BAND = 0.12
-
-
-def fold(text: str) -> str:
-    """A line of text as furniture is compared: lower case, digits as ``#``, spaces collapsed."""
-    return " ".join("".join("#" if c.isdigit() else c for c in text.lower()).split())
-
-
-def band_lines(path: str, index: int, neighbours: int = 2, *, password: str | None = None) -> list[str]:
-    """The folded lines (:func:`fold`) in the top and bottom :data:`BAND` of up to
-    ``neighbours`` pages next to page ``index`` (the previous and next first), sorted, unique.
-    A page PDFium cannot load is passed over for the next nearest: it says nothing of the
-    others' furniture (and page ``index``'s own layer stays readable without it)."""
-    import pypdfium2 as pdfium
-
-    out: set[str] = set()
-    with _lock():
-        n = len(_open(path, password))
-        order = sorted((i for i in range(n) if i != index), key=lambda i: (abs(i - index), i))
-        read = 0
-        for i in order:
-            if read == neighbours:
-                break
-            try:
-                page = _load(path, i, password)
-            except pdfium.PdfiumError:
-                continue
-            read += 1
-            try:
-                up = _Upright(page)
-                left, bottom, right, top = up.left, up.bottom, up.left + up.w, up.top
-                band = BAND * (top - bottom)
-                textpage = page.get_textpage()
-                try:
-                    for lo, hi in ((top - band, top), (bottom, bottom + band)):
-                        text = textpage.get_text_bounded(left=left, bottom=lo, right=right, top=hi)
-                        out.update(f for ln in text.splitlines() if (f := fold(ln)))
-                finally:
-                    textpage.close()
-            finally:
-                page.close()
-    return sorted(out)

@@ -246,10 +246,7 @@ class RunPodSimulator(ServerOwner):
             raise ValueError("flavour must be 'api' or 'local'")
         self.plan = plan or FaultPlan()
         self.responder: Responder = responder or echo_responder
-        #: a job input -> its fault key (:func:`~ocrclient.testing.faults.body_key`; pass
-        #: :func:`~ocrclient.testing.faults.page_key` for a backend whose retries change the
-        #: sampling, so that ``max_faults_per_key`` counts the page, not each attempt)
-        self.key_fn: Callable[[Any], str] = key_fn or body_key
+        self.key_fn: Callable[[Any], str] = key_fn or body_key  # a job input -> its fault key (or page_key)
         self.flavour = flavour
         self.endpoint_id = endpoint_id
         self.api_key = api_key

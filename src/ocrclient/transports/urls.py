@@ -4,12 +4,14 @@ cache keys on an endpoint's URL in the form its transport reaches it: :func:`end
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+import ipaddress
+import re
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from ..errors import ConfigError
 from ..secrets import redact, register_url_secrets
 
-__all__ = ["endpoint_url", "normalize_base_url", "split_query"]
+__all__ = ["endpoint_url", "host_problem", "normalize_base_url", "split_query"]
 
 
 def split_query(url: str) -> tuple[str, dict[str, str]]:
@@ -62,3 +64,26 @@ def endpoint_url(transport: str | None, url: str | None) -> str | None:
         except ConfigError:
             return url.rstrip("/")
     return url.rstrip("/")
+
+
+def host_problem(parts: SplitResult) -> str | None:
+    """What is wrong with a URL's host or port (``None``: nothing): a port out of 1-65535, a
+    dotted-quad host that is no IPv4 address (``256.1.1.1``), a bracketed one that is no IPv6
+    address, no host at all."""
+    try:
+        port = parts.port
+    except ValueError:
+        return "its port is not a number from 1 to 65535"
+    if port == 0:
+        return "its port is not a number from 1 to 65535"
+    host = parts.hostname or ""
+    if not host:
+        return "it names no host"
+    try:
+        if ":" in host:
+            ipaddress.IPv6Address(host)
+        elif re.fullmatch(r"[\d.]+", host):
+            ipaddress.IPv4Address(host)
+    except ValueError:
+        return f"{host} is not an IP address"
+    return None
