@@ -646,6 +646,15 @@ def test_cap_default_env_and_user_config(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("OCRCLIENT_CACHE_MAX_BYTES", "lots")
     with pytest.raises(ConfigError, match="OCRCLIENT_CACHE_MAX_BYTES"):
         cache_max_bytes()
+    # a fraction of a byte is a unit forgotten (1.5 was a cap of one byte): every spelling
+    monkeypatch.delenv("OCRCLIENT_CACHE_MAX_BYTES")
+    for text in ("cache_max_bytes = 1.5\n", 'cache_max_bytes = "1.5"\n', 'cache_max_bytes = "0.5"\n'):
+        (cfg_dir / "config.toml").write_text(text)
+        with pytest.raises(ConfigError, match="give a unit"):
+            cache_max_bytes()
+    monkeypatch.setenv("OCRCLIENT_CACHE_MAX_BYTES", "2.5")
+    with pytest.raises(ConfigError, match="give a unit"):
+        cache_max_bytes()
 
 
 # -- ocr cache info | clear --------------------------------------------------------------------

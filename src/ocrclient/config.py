@@ -124,6 +124,8 @@ def parse_size(value: str | int, what: str = "size") -> int:
         number, unit = float(m.group(1)), m.group(2).upper()
     if number < 0:
         raise ConfigError(f"{what}: a size cannot be negative ({value!r})")
+    if not unit and number != int(number):  # (1.5 was a cap of one byte: a unit was meant)
+        raise ConfigError(f"{what}: {value!r} bytes is no whole number; give a unit, e.g. {value}G or {value}M")
     return int(number * _SIZE_UNITS[unit])
 
 
