@@ -20,7 +20,8 @@ so a freed slot is refilled at once and rendered pages never pile up however lon
 * **Cancel** – cancelling the run cancels in-flight attempts (transports cancel remote jobs), the
   pages that finished are kept in :attr:`Scheduler.partial`, unfinished pages are marked failed.
   A page whose reply had arrived is parsed to its end and kept (its GPU time is paid for).
-* **Resume** – finished pages go to the :class:`~ocrclient.cache.PageCache`; a rerun sends none.
+* **Resume** – finished pages go to the :class:`~ocrclient.cache.PageCache`; a rerun sends none,
+  nor does a page like one being read meanwhile (it waits for it, then reads it from the cache).
 
 It owns a request's ``page``/``source`` stamps and turns a dialect's parser bug into bad output.
 Beside it: the retry policy (:mod:`ocrclient.retries`), the AIMD limit (:mod:`ocrclient.concurrency`),
@@ -90,11 +91,6 @@ __all__ = ["ABORTS_RUN", "AdaptiveLimiter", "DocumentDone", "DocumentJob", "Even
 ABORTS_RUN: tuple[type[OcrError], ...] = RUN_STOPPING
 
 
-# ---------------------------------------------------------------------------------------------
-# the scheduler
-# ---------------------------------------------------------------------------------------------
-
-
 @dataclass
 class DocumentJob:
     """One document to process: its name, its page stream and, when known, the page numbers the
@@ -162,6 +158,7 @@ class Scheduler:
         self.cache = cache
         self.on_event = on_event
         self._deliver = events.EventDelivery()
+        self._twins: dict[str, asyncio.Future[None]] = {}  # cache key -> its page's read, under way
         #: requests at the backend (held from send to reply: building, parsing, backoff hold none)
         self.limiter = AdaptiveLimiter(concurrency or cfg.concurrency)
         #: pages taken from the streams and not finished (:data:`BUILT_AHEAD` per slot)
@@ -376,10 +373,23 @@ class Scheduler:
         return page_key_for(page, self.backend.config, self.dialect)
 
     async def _process(self, page: PageImage) -> Page:
+        """``page`` read; a page like it (the same image, the same settings: one cache key) being
+        read meanwhile is waited for and then served from the cache (it was sent again, paid)."""
+        key = self._cache_key(page)
+        while key is not None and (twin := self._twins.get(key)) is not None:
+            await asyncio.wait([twin])
+        if key is not None:
+            self._twins[key] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._read(page, key)
+        finally:
+            if key is not None:
+                self._twins.pop(key).set_result(None)
+
+    async def _read(self, page: PageImage, key: str | None) -> Page:
         if page.encoded is None:
             self._window.start(self.limiter)  # (it needs no request)
             return self._failed_page(page, OcrError(page.error or "page could not be rendered"), 0)
-        key = self._cache_key(page)
         hit = self._cached(page, key)
         if hit is not None:
             self._window.start(self.limiter)
@@ -401,13 +411,8 @@ class Scheduler:
             later = [] if exc is why else [f"a later attempt failed: {exc.message}"]
             page_out = salvaged.model_copy(update={"status": "degraded", "error": PageError.of(why),
                                                    "warnings": [*salvaged.warnings, *later]})  # fmt: skip
-        page_out = page_out.model_copy(
-            update={
-                "attempts": tries.number,
-                "latency_s": round(time.monotonic() - started, 4),
-                "usage": tries.usage.priced(self._price),
-            }
-        )
+        page_out = page_out.model_copy(update={"attempts": tries.number, "latency_s": round(time.monotonic() - started, 4),
+                                               "usage": tries.usage.priced(self._price)})  # fmt: skip
         self._warm = self._answered = True
         if key is not None and self.cache is not None:  # (its write and fsync off the event loop)
             # the page is done: a cancel during its write (Ctrl-C, a stopped run) lets the write
