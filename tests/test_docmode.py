@@ -355,3 +355,25 @@ def test_a_blank_one_page_document_is_an_empty_reply_not_a_missing_one(tmp_path:
     assert page.status == "failed" and page.error is not None
     assert page.error.kind == "bad_output" and page.error.cause == "empty", page.error
     assert "too large" not in page.error.message and sent > 1
+
+
+@pytest.mark.parametrize("detection", [True, False], ids=["with detection markdown", "without"])
+def test_a_blank_page_among_read_ones_says_no_text_found(detection: bool, tmp_path: Path) -> None:
+    """A document whose second page is blank, read whole: that page is degraded with "no text
+    found", as in page mode, not "no boxes for this page (no detection markdown)" (its boxes were
+    not lost: it has none), with and without the worker's detection markdown."""
+    pdf = blank_pdf(tmp_path / "d.pdf", [(600, 800)] * 3)
+
+    def respond(body: dict[str, Any]) -> SimReply:
+        md = SPLIT.join(["# Page 1\n\nBody of page 1.", "", "# Page 3\n\nBody of page 3."])
+        det = SPLIT.join(["<|ref|>title<|/ref|><|det|>[[100, 100, 500, 200]]<|/det|>\n# Page 1", "",
+                          "<|ref|>title<|/ref|><|det|>[[100, 100, 500, 200]]<|/det|>\n# Page 3"])  # fmt: skip
+        return SimReply(md, data={"detection_markdown": base64.b64encode(det.encode()).decode()} if detection else {})
+
+    with RunPodSimulator(responder=respond) as sim:
+        doc = ocrclient.convert(pdf, backend="runpod-deepseek-ocr", cache=False, document_mode=True,
+                                base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key)  # fmt: skip
+    blank = doc.pages[1]
+    assert blank.status == "degraded" and "no text found" in blank.warnings, blank.warnings
+    assert not any("no boxes for this page" in w for w in blank.warnings), blank.warnings
+    assert doc.pages[0].markdown.startswith("# Page 1") and doc.pages[2].markdown.startswith("# Page 3")

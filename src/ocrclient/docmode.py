@@ -27,6 +27,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .dialects.reply_checks import NO_TEXT
 from .document import Document, Page, Usage
 from .errors import ConfigError, InputError
 from .geometry import PageBox, rescale_blocks
@@ -178,8 +179,8 @@ def split_unit_page(unit: DocumentUnit, result: Page) -> list[Page]:
         # boxes were mapped on the unit's first page; bbox_norm is size-free
         blocks = rescale_blocks(holder.children, unit.boxes[i])
         warnings = [*shared, *own.get(i + 1, [])]
-        if not blocks:
-            warnings.append("no boxes for this page (no detection markdown)")
+        if not blocks:  # (a page that says nothing is said to be so: it has no boxes to give)
+            warnings.append(NO_TEXT if not holder.text.strip() else "no boxes for this page (no detection markdown)")
         out.append(
             Page(
                 # (a unit degraded by notes on some of its pages degrades those pages only)
