@@ -312,3 +312,23 @@ def test_ocr_view_finds_the_input_the_json_was_made_from_wherever_it_runs(kind: 
         run = ocr(cwd, "view", str(out / "page.json"), "-o", str(page))
         assert run.returncode == 0, run.stderr
         assert same(page.read_text()) == right, cwd.name  # the same viewer: the same input's pixels
+
+
+def test_ocr_view_takes_a_folder_for_its_output_and_refuses_one_for_its_input(tmp_path: Path) -> None:
+    """The whole kind of folder where a file was asked: ``-o FOLDER`` writes the viewer into it
+    (it said "Is a directory: .../.FOLDER.k_l0c64z.tmp", naming a temp file); a folder given as
+    the result says it is one (it said "no such file")."""
+    from typer.testing import CliRunner
+
+    from ocrclient.cli import app
+
+    _, doc, _ = build(tmp_path)
+    json_path = write_json(doc, tmp_path / "out" / "scan.json")
+    folder = tmp_path / "viewers"
+    folder.mkdir()
+    runner = CliRunner()
+    into = runner.invoke(app, ["view", str(json_path), "-o", str(folder)])
+    assert into.exit_code == 0 and (folder / "scan.html").is_file(), into.output
+    assert into.stdout.strip() == str(folder / "scan.html")
+    given = runner.invoke(app, ["view", str(tmp_path / "out")])
+    assert given.exit_code == 2 and "a folder" in given.output and ".json" in given.output, given.output

@@ -83,7 +83,7 @@ def bench(
 @app.command()
 def view(
     result: Annotated[Path, typer.Argument(help="A JSON result written by `ocr convert`.")],
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="HTML file to write (default: next to the JSON).")] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="HTML file (or folder) to write to (default: next to the JSON).")] = None,
     password: Annotated[str | None, typer.Option("--password", help="Password of an encrypted source PDF.")] = None,
 ) -> None:
     """Write a static HTML viewer: page images with block boxes drawn over them."""
@@ -92,8 +92,12 @@ def view(
     from ..secrets import register_secret
 
     register_secret(password)
+    if result.is_dir():
+        raise fail(f"{result}: a folder; give one of the .json results in it")
     if not result.is_file():
         raise fail(f"{result}: no such file")
+    if out is not None and out.is_dir():  # (its write met the folder: the error named a temp file)
+        out = out / result.with_suffix(".html").name
     try:
         with file_errors(f"cannot write the viewer {out or result.with_suffix('.html')}"), source_password(password):
             path = write_viewer(result, out)
