@@ -255,6 +255,37 @@ def test_multiframe_tiff_each_frame_is_a_page(tmp_path: Path, pool: RenderPool) 
         assert p.image().convert("L").getpixel((3, 3)) == 40 * p.index
 
 
+@pytest.mark.parametrize(("fmt", "suffix", "extra"), [("TIFF", "tif", {}), ("WEBP", "webp", {"lossless": True}), ("PNG", "png", {})])
+def test_every_frame_of_a_paged_format_is_a_page(
+    tmp_path: Path, pool: RenderPool, fmt: str, suffix: str, extra: dict[str, object]
+) -> None:
+    """A multi-page TIFF, an animated WebP and an animated PNG each give one page per frame, in
+    order, each its own picture (an animated WebP kept only its first frame, status ok)."""
+    frames = [Image.new("L", (64, 48), 40 * i + 20).convert("RGB") for i in range(3)]
+    f = tmp_path / f"anim.{suffix}"
+    frames[0].save(f, fmt, save_all=True, append_images=frames[1:], **extra)
+    [src] = open_sources([f])
+    assert src.page_count == 3
+    pages = list(iter_pages(src, RenderSpec(dpi=72), pool=pool))
+    assert [p.index for p in pages] == [0, 1, 2]
+    assert [p.image().convert("L").getpixel((3, 3)) for p in pages] == [20, 60, 100]
+
+
+def test_a_jpegs_further_pictures_are_not_pages(tmp_path: Path, pool: RenderPool) -> None:
+    """An MPO (a phone's JPEG with a second picture: a stereo view, a preview) is one page, its
+    first picture."""
+    f = tmp_path / "phone.jpg"
+    Image.new("RGB", (64, 48), (20, 20, 20)).save(
+        f, "MPO", save_all=True, append_images=[Image.new("RGB", (32, 24), (200, 200, 200))]
+    )
+    with Image.open(f) as img:
+        assert getattr(img, "n_frames", 1) == 2
+    [src] = open_sources([f])
+    assert src.page_count == 1
+    [page] = list(iter_pages(src, RenderSpec(dpi=72), pool=pool))
+    assert page.image().convert("L").getpixel((3, 3)) < 40
+
+
 def test_exif_orientation_applied(tmp_path: Path, pool: RenderPool) -> None:
     img = Image.new("RGB", (200, 100), (255, 255, 255))
     img.paste((0, 0, 0), (0, 0, 100, 100))  # stored: left half black

@@ -137,8 +137,15 @@ def _probe_pdf(data: bytes | Path, password: str | None, label: str) -> int:
     return count
 
 
+#: image formats whose frames are pages: a multi-page TIFF, an animated WebP or PNG (every frame
+#: as shown, none dropped).  A JPEG's further pictures (MPO: a phone's stereo view or preview)
+#: are not pages: its first picture is the photo.
+_PAGED_FORMATS = frozenset({"tiff", "webp", "png"})
+
+
 def _probe_image(data: bytes | Path, fmt: str, label: str) -> int:
-    """Frame count of an image (TIFF frames are pages); guards decompression bombs."""
+    """Frame count of an image (the frames of :data:`_PAGED_FORMATS` are pages); guards
+    decompression bombs."""
     import io
     import warnings
 
@@ -147,7 +154,7 @@ def _probe_image(data: bytes | Path, fmt: str, label: str) -> int:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             fp: Any = io.BytesIO(data) if isinstance(data, bytes) else data
             with Image.open(fp) as img:
-                frames = int(getattr(img, "n_frames", 1)) if fmt == "tiff" else 1
+                frames = int(getattr(img, "n_frames", 1)) if fmt in _PAGED_FORMATS else 1
                 limit = Image.MAX_IMAGE_PIXELS
                 for i in range(frames):
                     if i:
