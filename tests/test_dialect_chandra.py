@@ -62,6 +62,36 @@ def test_version_from_model_and_options() -> None:
         ChandraDialect(model="m", options={"version": 3})
 
 
+_NAMES = {"datalab-to/chandra": 1, "datalab-to/chandra-ocr-2": 2, "my/served-name": None}
+
+
+@pytest.mark.parametrize("profile", ["chandra", "runpod-chandra", "openai", "runpod"])
+@pytest.mark.parametrize("model", sorted(_NAMES))
+@pytest.mark.parametrize("version", [None, 1, 2])
+def test_a_version_against_its_models_name_is_refused_in_every_profile(
+    profile: str, model: str, version: int | None
+) -> None:
+    """Whatever profile carries the Chandra dialect and whatever it pins, a model whose name says
+    one version read with the other's grid is refused (``--model datalab-to/chandra-ocr-2`` on
+    runpod-chandra, which pins version 1, read Chandra 2's 0-1000 boxes on 0-1024, status ok);
+    a name that says neither takes the version given, and no version takes the name's."""
+    over: dict[str, object] = {"dialect": "chandra", "model": model}
+    if version is not None:
+        over["dialect_options"] = {"version": version}
+    name = profile if profile != "chandra" else "runpod-chandra"
+    cfg = resolve_config(name, **over)
+    pinned = cfg.dialect_options.get("version")
+    want = pinned if pinned is not None else (_NAMES[model] or 2)
+    named = _NAMES[model]
+    if named is not None and want != named:
+        with pytest.raises(ConfigError, match=f"is Chandra {named} but dialect_options.version is {want}"):
+            load_dialect(cfg)
+        return
+    d = load_dialect(cfg)
+    assert isinstance(d, ChandraDialect)
+    assert d.version == want and d.grid == (1024 if want == 1 else 1000)
+
+
 def test_profile_builds_v1_with_its_sampling() -> None:
     d = load_dialect(resolve_config("runpod-chandra"))
     assert isinstance(d, ChandraDialect) and d.version == 1

@@ -23,7 +23,8 @@ Facts, and where they were checked (the search index of public GitHub repositori
   ``MIN_PDF_IMAGE_DIM``), and the client scales to fit 3072 x 2048 pixels (``scale_to_fit``).
 
 The version is ``dialect_options.version`` (1 or 2); without it, a model name containing
-``chandra-ocr-2`` means 2, ``datalab-to/chandra`` means 1, anything else 2.
+``chandra-ocr-2`` means 2, ``datalab-to/chandra`` means 1, anything else 2.  A version that
+contradicts the model's name is refused (a :class:`ConfigError`).
 
 Example::
 
@@ -160,13 +161,19 @@ _SKIP_LABELS = {"blank-page"}
 _HEADER_FOOTER = {"page-header", "page-footer"}
 
 
-def _infer_version(model: str | None) -> int:
+def _named_version(model: str | None) -> int | None:
+    """The Chandra version a model name names (``chandra-ocr-2`` 2, ``datalab-to/chandra`` 1),
+    ``None`` for a name that says neither."""
     m = (model or "").lower()
     if "chandra-ocr-2" in m or "chandra-2" in m or "chandra2" in m:
         return 2
     if m.rstrip("/").endswith("datalab-to/chandra") or m == "chandra-1":
         return 1
-    return 2
+    return None
+
+
+def _infer_version(model: str | None) -> int:
+    return _named_version(model) or 2
 
 
 class ChandraDialect(ChatDialect):
@@ -198,6 +205,14 @@ class ChandraDialect(ChatDialect):
                 raise ConfigError("dialect_options.version must be 1 or 2") from exc
         if self.version not in (1, 2):
             raise ConfigError("dialect_options.version must be 1 or 2")
+        named = _named_version(self.model)
+        if named is not None and named != self.version:
+            # the boxes would be read on the other version's grid, every one of them off, status ok
+            raise ConfigError(
+                f"model {self.model!r} is Chandra {named} but dialect_options.version is {self.version} "
+                f"(its boxes would be read on the wrong grid): set dialect_options.version = {named} "
+                "(a [backends.<name>.dialect_options] table in the user config; dialect_options= in Python)"
+            )
         self.DEFAULT_MAX_TOKENS = 8192 if self.version == 1 else 12384
         self.grid = 1024 if self.version == 1 else 1000
         self.space = CoordSpace.grid(self.grid)
