@@ -428,8 +428,8 @@ class RunPodTransport(HttpImports):
             if self.mode != "local":
                 # the hold ends before the attempt does: the job's id then comes back in time to
                 # cancel the job if it is still running at the deadline
-                hold = remaining - min(5.0, remaining / 4)
-                wait_ms = max(1000, min(self.runsync_wait_ms, int(hold * 1000)))
+                hold = min(remaining - min(5.0, remaining / 4), self.runsync_wait_ms / 1000)  # (no limit: inf)
+                wait_ms = max(1000, int(hold * 1000))
                 url = f"{url}?wait={wait_ms}"
                 read_timeout = min(remaining, wait_ms / 1000 + 30.0)
             status = await self._call(
