@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,79 @@ def test_trocr_over_plain_http_sends_the_apps_key_not_the_runpod_key(tmp_path: P
                               "--no-cache", "--quiet"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert SENTINEL not in run.stderr + run.stdout
+
+
+class _Capture(ThreadingHTTPServer):
+    """A server that keeps every request's headers and answers the model list (404 to the rest)."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                outer.seen.append(dict(self.headers))
+                body = b'{"object":"list","data":[{"id":"m","object":"model"}]}'
+                self.send_response(200 if self.path.endswith("/models") else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def _url_cases() -> list[tuple[str, str | None]]:
+    """(profile, transport switched to or None) for every way a shipped profile reaches an
+    OpenAI-compatible or plain HTTP server."""
+    out: list[tuple[str, str | None]] = []
+    for name in sorted(list_profiles()):
+        own = resolve_config(name, base_url="http://127.0.0.1:9", endpoint_id="e", model="m").transport
+        out += [(name, None)] if own in ("openai", "ocular") else []
+        out += [(name, t) for t in ("openai", "ocular") if t != own and own in KEY_ENV_OF_TRANSPORT]
+    return out
+
+
+@pytest.mark.parametrize(("profile", "transport"), _url_cases())
+def test_the_generic_url_gets_only_the_generic_key(keys: None, monkeypatch: pytest.MonkeyPatch, profile: str,
+                                                    transport: str | None) -> None:  # fmt: skip
+    """``OCRCLIENT_BASE_URL`` is the generic server's: a profile with a URL variable of its own
+    (a pod's, a Modal app's) left unset is refused naming it, never sent to the generic server
+    with its own key and Modal's workspace tokens (modal-lightonocr sent MODAL_KEY/MODAL_SECRET
+    and the pod profile its vLLM key there); a profile without one, or switched to another
+    transport, goes there with the generic key only."""
+    import asyncio
+
+    from ocrclient.errors import ConfigError
+    from ocrclient.registry import load_transport
+
+    over: dict[str, str] = {"model": "m"} if transport is None else {"model": "m", "transport": transport}
+    for var in _key_vars(resolve_config(profile, base_url="http://127.0.0.1:9", endpoint_id="e", **over)):
+        monkeypatch.setenv(var, SENTINEL)
+    monkeypatch.setenv("MODAL_KEY", "wk-" + SENTINEL)
+    monkeypatch.setenv("MODAL_SECRET", "ws-" + SENTINEL)
+    own_var = resolve_config(profile, base_url="http://127.0.0.1:9", endpoint_id="e", **over).base_url_env
+    if own_var:
+        monkeypatch.delenv(own_var, raising=False)
+    with _Capture() as server:
+        monkeypatch.setenv("OCRCLIENT_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+        monkeypatch.setenv("OCRCLIENT_API_KEY", GENERIC)
+        try:
+            cfg = resolve_config(profile, endpoint_id="e", **over)
+            tr = load_transport(cfg)
+        except ConfigError as exc:
+            assert own_var not in (None, "OCRCLIENT_BASE_URL") and f"${own_var}" in str(exc), str(exc)
+            return
+        asyncio.run(tr.health())
+        asyncio.run(tr.aclose())
+        server.shutdown()
+    assert own_var in (None, "OCRCLIENT_BASE_URL"), own_var
+    assert server.seen, "nothing reached the generic server"
+    for headers in server.seen:
+        assert SENTINEL not in str(headers), headers

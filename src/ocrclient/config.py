@@ -489,6 +489,9 @@ KEY_ENV_OF_TRANSPORT: dict[str, str] = {
     "openai": "OCRCLIENT_API_KEY",
     "ocular": "OCRCLIENT_API_KEY",
 }
+#: ... and the variable it reads its server's URL from (a pod's or Modal app's URL variable names
+#: the server its key and Modal's tokens belong to, not the switched backend's)
+URL_ENV_OF_TRANSPORT: dict[str, str] = {"runpod": "RUNPOD_BASE_URL", "openai": "OCRCLIENT_BASE_URL", "ocular": "OCRCLIENT_BASE_URL"}
 
 
 def _replaced_by(data: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
@@ -505,6 +508,8 @@ def _replaced_by(data: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, An
             data["transport_options"] = {k: v for k, v in options.items() if k != "api_key_env_aliases"}
         if layer.get("api_key") is None and layer.get("api_key_env") is None and switched in KEY_ENV_OF_TRANSPORT:
             data["api_key_env"] = KEY_ENV_OF_TRANSPORT[str(switched)]
+        if layer.get("base_url_env") is None and switched in URL_ENV_OF_TRANSPORT:
+            data["base_url_env"] = URL_ENV_OF_TRANSPORT[str(switched)]
     over, below = layer.get("sampling"), data.get("sampling")
     if not isinstance(over, Mapping) or not isinstance(below, dict):
         return data
@@ -523,6 +528,8 @@ def _env_layer(names: Mapping[str, Any], transport: str | None) -> dict[str, str
             out[field] = os.environ[var]
     for (fallback_transport, field), var in ENV_FALLBACKS.items():
         if transport == fallback_transport and field not in out and not names.get(field) and os.environ.get(var):
+            if field == "base_url" and names.get("base_url_env") not in (None, "", var):
+                continue  # a server of its own (a pod, a Modal app): its key is not sent elsewhere
             out[field] = os.environ[var]
     return out
 

@@ -240,7 +240,9 @@ class OpenAITransport(HttpImports):
         ``modal_secret_env``, ``cap_max_tokens``, ``prompt_token_reserve``,
         ``api_key_env_aliases`` — other variables read for the key when ``api_key_env`` is
         unset)."""
-        base = cfg.resolved_base_url() or os.environ.get(DEFAULT_BASE_URL_ENV)
+        base = cfg.resolved_base_url()
+        if not base and cfg.base_url_env in (None, "", DEFAULT_BASE_URL_ENV):
+            base = os.environ.get(DEFAULT_BASE_URL_ENV)  # (a pod's or Modal app's key stays with its own URL)
         if not base:
             env = cfg.base_url_env or DEFAULT_BASE_URL_ENV
             example = ("https://<workspace>--<app>-serve.modal.run/v1" if cfg.transport_options.get("modal")
