@@ -117,10 +117,14 @@ class Usage(_Model):
         return self.model_copy(update={"cost_usd": round(self.gpu_seconds * price_per_gpu_second, 6)})
 
 
+#: what a page's error can be (``PageError.kind``)
+PAGE_ERROR_KINDS = ("transient", "permanent", "auth", "endpoint", "bad_output", "input", "config", "cancelled")
+
+
 class PageError(_Model):
     """Why a page failed (or why it is degraded)."""
 
-    kind: str = Field(description="transient | permanent | auth | endpoint | bad_output | input | config | cancelled")
+    kind: str = Field(description=" | ".join(PAGE_ERROR_KINDS))
     cause: str = Field("", description="finer cause, e.g. http_503, timeout, repetition")
     message: str
 
@@ -131,8 +135,9 @@ class PageError(_Model):
         from .errors import OcrError
         from .secrets import redact
 
-        if isinstance(err, OcrError):
-            return cls(kind=err.kind, cause=err.cause, message=err.message)
+        if isinstance(err, OcrError):  # (one a page cannot have, a plugin's plain OcrError: permanent)
+            kind = err.kind if err.kind in PAGE_ERROR_KINDS else "permanent"
+            return cls(kind=kind, cause=err.cause, message=err.message)
         if isinstance(err, TimeoutError):
             return cls(kind="transient", cause="timeout", message="attempt timed out")
         return cls(kind="bad_output", cause=type(err).__name__, message=redact(str(err)) or type(err).__name__)

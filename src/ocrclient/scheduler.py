@@ -54,6 +54,7 @@ from .errors import (
     RUN_STOPPING,
     BadOutputError,
     CancelledRunError,
+    InputError,
     OcrError,
     PermanentError,
     RunAborted,
@@ -121,8 +122,7 @@ class _Tries:
     #: what the last request's dialect decided (its ``context``), handed to the next attempt
     context: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
-    #: the last attempt that said something although unusable (truncated, repeating), as a page,
-    #: with its error: kept, degraded, when no later attempt does better
+    #: the last unusable attempt that said something (truncated...), as a page, and its error: kept
     salvaged: tuple[Page, BadOutputError] | None = None
 
 
@@ -389,7 +389,7 @@ class Scheduler:
     async def _read(self, page: PageImage, key: str | None) -> Page:
         if page.encoded is None:
             self._window.start(self.limiter)  # (it needs no request)
-            return self._failed_page(page, OcrError(page.error or "page could not be rendered"), 0)
+            return self._failed_page(page, InputError(page.error or "page could not be rendered", cause="render"), 0)
         hit = self._cached(page, key)
         if hit is not None:
             self._window.start(self.limiter)
@@ -400,8 +400,9 @@ class Scheduler:
         tries = _Tries()
         try:
             page_out = await self._tries(page, deadline, tries)
-        except ABORTS_RUN:
-            raise
+        except ABORTS_RUN as exc:  # the run stops: this page failed with what it sent and spent
+            self._abort = self._abort or exc
+            return self._failed_page(page, exc, tries.number, tries.usage)
         except OcrError as exc:
             if tries.salvaged is None:
                 return self._failed_page(page, exc, tries.number, tries.usage)
@@ -496,13 +497,12 @@ class Scheduler:
         request.page = page.number
         request.source = page.source
         async with self.limiter:  # a slot at the backend, from send to reply
-            if self._abort is not None:  # the run stops (a 401...): nothing more is sent
-                raise self._abort
             budget = self.attempt_timeout_s + (0 if self._warm else self.cold_start_s)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:  # (the last error names what the time went on)
-                last = f" after {tries.number - 1} attempt(s); the last: {tries.last_error}" if tries.last_error else ""
-                raise TransientError(f"page deadline passed{last}", cause="deadline")
+            if self._abort is not None or remaining <= 0:  # not sent (attempts are the requests sent):
+                tries.number -= 1  # the run stops (a 401...), or the deadline passed (the last error says on what)
+                last = f" after {tries.number} attempt(s); the last: {tries.last_error}" if tries.last_error else ""
+                raise self._abort or TransientError(f"page deadline passed{last}", cause="deadline")
             request.timeout_s = min(budget, remaining)
             self._window.start(self.limiter)
             self._emit(PageStarted(page.source, page.number, attempt.number))

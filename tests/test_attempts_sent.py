@@ -1,0 +1,73 @@
+"""A page's ``attempts`` are the requests it sent: an attempt cut before its request left (the
+page deadline passed while the page waited out a backoff or a slot; the run stopped) is not
+one (a 429 with Retry-After 1 s under a 3.5 s deadline sent 2 requests and said 3 attempts, and
+the run's stats, ``ocr bench`` and the per-attempt cost counted the third)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import ocrclient
+from ocrclient.testing import FaultPlan, OpenAISimulator
+
+from .pdfgen import text_pdf
+
+#: every way a page's attempts end on its deadline, and a run stopped by its server
+PLANS = {
+    "429 with Retry-After": (FaultPlan(rates={"http_429": 1.0}, retry_after_s=1.0), 2.5),
+    "503": (FaultPlan(rates={"http_503": 1.0}), 2.5),
+    "hang": (FaultPlan(rates={"hang": 1.0}, hang_s=30.0), 2.5),
+    "reset": (FaultPlan(rates={"reset": 1.0}), 2.5),
+    "401 stops the run": (FaultPlan(rates={"http_401": 1.0}), 30.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_a_pages_attempts_are_the_requests_it_sent(name: str, tmp_path: Path) -> None:
+    plan, deadline = PLANS[name]
+    pdf = text_pdf(tmp_path / "three.pdf", [["one"], ["two"], ["three"]])
+    with OpenAISimulator(model="m", plan=plan) as sim:
+        try:
+            doc = ocrclient.convert(pdf, backend="openai", base_url=sim.base_url, api_key=sim.api_key, model="m",
+                                    cache=False, render={"dpi": 36}, concurrency=1, max_attempts=50,
+                                    page_deadline_s=deadline, timeout=1.0,
+                                    scheduler_options={"backoff_initial_s": 0.2, "backoff_max_s": 0.5})  # fmt: skip
+        except ocrclient.RunAborted as stop:
+            [doc] = stop.documents
+        sent = sim.requests.get("POST /v1/chat/completions", 0)
+    assert sent >= 1
+    assert sum(p.attempts for p in doc.pages) == sent == doc.stats.attempts, [p.attempts for p in doc.pages]
+    for p in doc.pages:
+        if p.error is not None and "after" in p.error.message:
+            assert f"after {p.attempts} attempt(s)" in p.error.message, (p.attempts, p.error.message)
+
+
+def test_every_error_a_page_can_end_with_has_a_kind_the_schema_lists() -> None:
+    """``PageError.kind`` is one of the documented kinds whatever the page failed with: each of
+    ocrclient's error classes, a plain ``OcrError`` (a plugin's; a page that could not be
+    rendered said kind 'error'), a timeout, anything else."""
+    import inspect
+
+    from ocrclient import errors
+    from ocrclient.document import PAGE_ERROR_KINDS, PageError
+
+    made: list[BaseException] = [TimeoutError(), ValueError("x"), errors.OcrError("x")]
+    for _, cls in inspect.getmembers(errors, inspect.isclass):
+        if issubclass(cls, errors.OcrError) and cls not in (errors.OutputError, errors.RunAborted):
+            made.append(cls("x"))
+    made.append(errors.RunAborted(errors.AuthError("x")))
+    assert len(made) > 10
+    for err in made:
+        assert PageError.of(err).kind in PAGE_ERROR_KINDS, (type(err).__name__, PageError.of(err).kind)
+
+
+def test_a_page_that_cannot_be_rendered_is_an_input_error(tmp_path: Path) -> None:
+    from .pdfgen import blank_pdf
+
+    pdf = blank_pdf(tmp_path / "thin.pdf", [(300, 200), (612, 0.5)])
+    doc = ocrclient.convert(pdf, backend="local", cache=False, pages="2")
+    [page] = doc.pages
+    assert page.status == "failed" and page.error is not None
+    assert (page.error.kind, page.error.cause) == ("input", "render"), page.error
