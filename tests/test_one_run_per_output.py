@@ -47,6 +47,10 @@ def test_a_second_run_into_a_folder_being_written_is_refused(end: str, tmp_path:
     with OpenAISimulator(model="m", plan=FaultPlan(latency_s=0.4)) as sim:
         first = _start([str(docs), "-o", "out"], sim, tmp_path)
         _wait_for_posts(sim, 1)
+        end_by = time.monotonic() + 60
+        while not (tmp_path / "out" / "manifest.jsonl").exists():  # (a document done: the refusal comes first)
+            assert time.monotonic() < end_by, "the first run finished no document"
+            time.sleep(0.02)
         second = _start([str(docs), "-o", "out"], sim, tmp_path)
         out, err = second.communicate(timeout=120)
         assert second.returncode == 2, (out, err)

@@ -562,10 +562,12 @@ def convert(
             cfg, dia = _profile(backend, over, transport)
             options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
             wanted = {f: options.get(f, {}) for f in fmts}
+            if out is not None and out.is_dir():  # (a run writing there now: refused before its manifest is read)
+                held = _hold(out, shard)
             plan, manifest = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
             be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode)
-            held = _output_folder(out, shard)
+            held = held or _output_folder(out, shard)
         except OcrError as exc:
             raise _refused(exc, as_json, started, debug) from None
         from ..run import Conversion
