@@ -718,8 +718,13 @@ async def test_text_a_truncated_attempt_returned_is_kept_whatever_fails_after_it
     page = doc.pages[0]
     assert page.status == "degraded", (later, page.status, page.error)
     assert page.markdown == "# Invoice 42\n\nTotal: 1,250"
-    assert page.error is not None and page.error.cause == "length"
+    assert page.error is not None  # the truncation, or the later failure when that may pass (unsettled)
+    if later in ("http_500", "http_503", "reset", "timeout"):
+        assert page.error.kind == "transient", page.error
+    else:
+        assert page.error.cause == "length", page.error
     assert any("later attempt failed" in w for w in page.warnings), page.warnings
+    assert any("truncated" in w for w in page.warnings), page.warnings
     assert page.attempts == (2 if later == "http_400" else 4)
 
 

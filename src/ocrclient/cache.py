@@ -415,11 +415,12 @@ class PageCache:
         return page
 
     def put(self, key: str, page: Page) -> None:
-        """Store a finished page atomically (failed pages are never stored).  A cache that cannot
+        """Store a finished page atomically (never a failed page, nor one whose error may pass:
+        a page kept degraded because its last attempt met an outage).  A cache that cannot
         be written (read-only, full, its directory removed or cleared under a run) costs the page
         its entry, never the page: a warning, once per cache, and the run goes on.  Safe to call
         from several threads (a run calls it from worker threads)."""
-        if page.status == "failed":
+        if page.status == "failed" or (page.error is not None and page.error.kind == "transient"):
             return
         with self._writing:
             try:

@@ -5,7 +5,7 @@ keyed), its size and mtime, the backend and model, the digest of the settings th
 what a page reads (:func:`~ocrclient.cache.settings_digest`, the page cache's own), the pages
 asked for, their status counts and the output files written — so a corpus run is auditable after
 the fact and resumable at the document level: a rerun skips an input whose last entry has no
-failed page and no output that could not be written fully, every format this run writes written with
+failed page, no page kept degraded by an outage at its last attempt (``unsettled_pages``) and no output that could not be written fully, every format this run writes written with
 the same options (``--page-markers``...), the same backend, model, settings and page selection, unchanged size/mtime, and
 outputs still present where this run would write them (the figure crops a markdown output links to included) and not written over since by another input's run (two inputs of one
 name, converted to one folder in two runs; page-level resume is the cache's job; this saves even the rendering).  Lines without
@@ -146,7 +146,7 @@ class Manifest:
         writes ``src``'s outputs, see :func:`~ocrclient.outputs.output_stems`), outputs written
         anywhere else do not count."""
         entry = self.entries().get(src.key)
-        if not entry or entry.get("failed", 1) != 0 or entry.get("output_errors"):
+        if not entry or entry.get("failed", 1) != 0 or entry.get("output_errors") or entry.get("unsettled_pages"):
             return False
         size, mtime = _stat(src)
         same = (
@@ -244,6 +244,10 @@ class Manifest:
             "degraded": s.degraded,
             "failed": s.failed,
             "failed_pages": doc.failed_pages,
+            # kept degraded because their last attempt met an outage: a rerun tries them again
+            "unsettled_pages": [
+                p.page for p in doc.pages if p.status != "failed" and p.error is not None and p.error.kind == "transient"
+            ],
             "status": "ok" if s.failed == 0 else ("failed" if s.failed == s.pages else "partial"),
             "outputs": [os.path.relpath(p, self.out_dir) for p in outputs],
             "output_errors": output_errors,

@@ -406,11 +406,11 @@ class Scheduler:
         except OcrError as exc:
             if tries.salvaged is None:
                 return self._failed_page(page, exc, tries.number, tries.usage)
-            # no attempt was usable, but one said something (paid for): keep it, degraded, even
-            # when a later attempt failed otherwise (a 5xx, a timeout: it was dropped then)
+            # no attempt was usable, but one said something (paid for): kept, degraded, whatever came after
             salvaged, why = tries.salvaged
             later = [] if exc is why else [f"a later attempt failed: {exc.message}"]
-            page_out = salvaged.model_copy(update={"status": "degraded", "error": PageError.of(why),
+            err = exc if exc.kind == "transient" else why  # (one that may pass: a rerun tries again)
+            page_out = salvaged.model_copy(update={"status": "degraded", "error": PageError.of(err),
                                                    "warnings": [*salvaged.warnings, *later]})  # fmt: skip
         page_out = page_out.model_copy(update={"attempts": tries.number, "latency_s": round(time.monotonic() - started, 4),
                                                "usage": tries.usage.priced(self._price)})  # fmt: skip
