@@ -2,7 +2,7 @@
 it and is served from the cache: it was sent again, and paid, whenever the two were in flight
 together (8 jobs for a PDF of 8 identical pages at ``-c 8``; 20 for one 10-page PDF under two
 names).  The kind: identical pages in one document, one document under two names in one run,
-a twin whose read failed (the one waiting sends its own), and no cache (every page sent: nothing
+a twin whose read failed (the ones waiting fail with it, unsent), and no cache (every page sent: nothing
 to serve them from)."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import ocrclient
 from ocrclient.testing import FaultPlan, OpenAISimulator
@@ -45,13 +47,24 @@ def test_one_document_under_two_names_in_one_run_is_sent_once(tmp_path: Path) ->
     assert [r.document.stats.ok for r in results] == [5, 5]
 
 
-def test_a_page_whose_twin_failed_is_sent_itself(tmp_path: Path) -> None:
-    pdf = text_pdf(tmp_path / "same.pdf", [["the same page"]] * 3)
-    plan = FaultPlan(rates={"http_400": 1.0}, max_faults_per_key=1, latency_s=0.2)
+@pytest.mark.parametrize("fault", ["http_400", "http_503"])
+def test_a_page_whose_twin_failed_fails_with_it_unsent(fault: str, tmp_path: Path) -> None:
+    """The same request has the same fate: copies waiting for a page that failed -- refused
+    (400) or out of attempts (503 each time) -- fail with its error, naming it, and are not sent
+    (each copy went through every attempt again: 3 copies of a failing page, 12 jobs); the
+    manifest lists them all failed, so a rerun tries again."""
+    pdf = text_pdf(tmp_path / "same.pdf", [["the same page"]] * 3 + [["another page"]])
+    plan = FaultPlan(rates={fault: 1.0}, latency_s=0.2)
     with OpenAISimulator(model="m", plan=plan) as sim:
-        doc = ocrclient.convert(pdf, **_settings(sim, tmp_path))
-        assert _posts(sim) == 2  # the first failed (a 400 is not retried); the next was sent, then served
-    assert [p.status for p in doc.pages].count("failed") == 1 and [p.status for p in doc.pages].count("ok") == 2
+        doc = ocrclient.convert(pdf, **_settings(sim, tmp_path, max_attempts=3, scheduler_options={"backoff_initial_s": 0.05, "backoff_max_s": 0.1}))
+        attempts = 1 if fault == "http_400" else 3
+        assert _posts(sim) == 2 * attempts  # the first copy's attempts and the other page's
+    assert [p.status for p in doc.pages] == ["failed"] * 4
+    first = next(p for p in doc.pages[:3] if p.attempts)
+    for p in doc.pages[:3]:
+        assert p.error is not None and first.error is not None and p.error.kind == first.error.kind
+        if p is not first:
+            assert p.attempts == 0 and f"as page {first.page}, the same page: not sent again" in p.error.message
 
 
 def test_without_a_cache_every_page_is_sent(tmp_path: Path) -> None:

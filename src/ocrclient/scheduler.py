@@ -68,6 +68,7 @@ from .registry import Backend
 from .retries import page_retrying
 from .secrets import redact
 from .transports.limits import MAX_TOKEN_COUNT, request_max_tokens, seconds, token_count
+from .twins import Twins
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ class Scheduler:
         self.cache = cache
         self.on_event = on_event
         self._deliver = events.EventDelivery()
-        self._twins: dict[str, asyncio.Future[None]] = {}  # cache key -> its page's read, under way
+        self._twins: Twins[Page] = Twins()  # pages alike in flight: one read, its failure shared
         #: requests at the backend (held from send to reply: building, parsing, backoff hold none)
         self.limiter = AdaptiveLimiter(concurrency or cfg.concurrency)
         #: pages taken from the streams and not finished (:data:`BUILT_AHEAD` per slot)
@@ -361,8 +362,8 @@ class Scheduler:
         self._last_gc_s = self._last_gc_end - now
         self._since_gc = 0
 
-    def _failed_page(self, page: PageImage, err: BaseException, attempts: int, usage: Usage | None = None) -> Page:
-        error = PageError.of(err)
+    def _failed_page(self, page: PageImage, err: BaseException | PageError, attempts: int, usage: Usage | None = None) -> Page:
+        error = err if isinstance(err, PageError) else PageError.of(err)
         self._emit(PageFailed(page.source, page.number, error, attempts))
         spent = {"usage": usage.priced(self._price)} if usage is not None else {}  # (failed attempts are paid for too)
         return Page(page=page.number, status="failed", error=error, attempts=attempts, **spent, **page.page_box.page_fields())
@@ -373,18 +374,17 @@ class Scheduler:
         return page_key_for(page, self.backend.config, self.dialect)
 
     async def _process(self, page: PageImage) -> Page:
-        """``page`` read; a page like it (the same image, the same settings: one cache key) being
-        read meanwhile is waited for and then served from the cache (it was sent again, paid)."""
+        """``page`` read, once no page like it is (:mod:`.twins`): from the cache, or failed as it failed."""
         key = self._cache_key(page)
-        while key is not None and (twin := self._twins.get(key)) is not None:
-            await asyncio.wait([twin])
-        if key is not None:
-            self._twins[key] = asyncio.get_running_loop().create_future()
+        if (earlier := await self._twins.wait(key)) is not None and earlier.error is not None:
+            said = f"{earlier.error.message} (as page {earlier.page}, the same page: not sent again)"
+            return self._failed_page(page, earlier.error.model_copy(update={"message": said}), 0)
+        reading, out = self._twins.begin(key), None
         try:
-            return await self._read(page, key)
+            out = await self._read(page, key)
+            return out
         finally:
-            if key is not None:
-                self._twins.pop(key).set_result(None)
+            self._twins.end(key, reading, out if out is not None and out.status == "failed" else None)
 
     async def _read(self, page: PageImage, key: str | None) -> Page:
         if page.encoded is None:
