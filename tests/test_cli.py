@@ -906,12 +906,13 @@ def test_a_file_is_in_the_same_shard_however_the_corpus_is_named(tmp_path: Path,
     machine B (``/data/b/*.pdf``) dropped some documents and converted others twice."""
     from ocrclient.cli.convert import _plan
 
-    names = [f"doc{i}.pdf" for i in range(12)]
+    names = [f"doc{i}.pdf" for i in range(12)] + ["broken.pdf"]  # (one that cannot be converted: in one shard too)
     mounts = [tmp_path / "mnt" / "a" / "corpus", tmp_path / "data" / "corpus"]
     for m in mounts:
         m.mkdir(parents=True)
-        for i, n in enumerate(names):
+        for i, n in enumerate(names[:-1]):
             text_pdf(m / n, [[f"doc {i}"]], size=(0, 0, 100, 80))
+        (m / "broken.pdf").write_bytes((m / "doc0.pdf").read_bytes()[:200])
     spellings: list[tuple[Path, list[str]]] = []  # (working directory, inputs)
     for m in mounts:
         spellings += [
@@ -927,10 +928,10 @@ def test_a_file_is_in_the_same_shard_however_the_corpus_is_named(tmp_path: Path,
         monkeypatch.chdir(cwd)
         shard_of: dict[str, int] = {}
         for i in range(3):
-            plan, _ = _plan(inputs, None, None, f"{i}/3", ["md"], tmp_path / "out")
-            for src, _idx in plan:
-                assert Path(src.name).name not in shard_of, (cwd, inputs[0], src.name)
-                shard_of[Path(src.name).name] = i
+            plan, _, refused = _plan(inputs, None, None, f"{i}/3", ["md"], tmp_path / "out")
+            for name in [src.name for src, _idx in plan] + [r.name for r in refused]:
+                assert Path(name).name not in shard_of, (cwd, inputs[0], name)
+                shard_of[Path(name).name] = i
         assert sorted(shard_of) == sorted(names), (cwd, inputs[0])
         assignments.append(shard_of)
     assert all(a == assignments[0] for a in assignments), assignments

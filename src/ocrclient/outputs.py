@@ -34,6 +34,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .pages import Source
+from .pages.inputs import Refused
 
 __all__ = ["output_stems"]
 
@@ -62,7 +63,7 @@ def _safe(part: str) -> str:
     return re.sub(r"[^\w.-]+", "", part) or "root"
 
 
-def _relative(src: Source, common: Parts) -> Parts:
+def _relative(src: Source | Refused, common: Parts) -> Parts:
     if src.path is None:
         return (src.stem,)
     parts = _parts(src.path)
@@ -70,18 +71,20 @@ def _relative(src: Source, common: Parts) -> Parts:
     return (*(_safe(p) for p in folder), src.stem)
 
 
-def _root(src: Source) -> Path | None:
+def _root(src: Source | Refused) -> Path | None:
     if src.path is None:
         return None
     return src.root if src.root is not None else src.path.parent
 
 
-def shard_keys(sources: Sequence[Source]) -> list[str]:
+def shard_keys(sources: Sequence[Source | Refused]) -> list[str]:
     """What ``--shard`` divides by, for each source: its path below the common root of all the
     sources (as :func:`output_stems` lays them out), with its file name, ``/``-separated.  The
     same corpus gets the same keys wherever it is mounted and however its paths are spelled
     (``/mnt/a/x.pdf`` on one machine, ``/data/x.pdf`` or ``./x.pdf`` on another): keyed by the
-    path as typed, two machines dropped some documents and converted others twice."""
+    path as typed, two machines dropped some documents and converted others twice.  A file
+    refused as unusable (:class:`~ocrclient.pages.inputs.Refused`) is laid out with the others:
+    the shard it falls in reports it."""
     common = _common([_parts(root) for src in sources if (root := _root(src)) is not None])
     keys = []
     for src in sources:

@@ -9,10 +9,8 @@ markdown goes to stdout.
 """
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import os
 import sys
 import time
 from dataclasses import replace
@@ -36,6 +34,7 @@ from .common import (
     print_traceback,
     stderr,
 )
+from .lock import hold, let_go, output_folder
 from .progress import Progress, print_failed_pages, summary, summary_json
 
 if TYPE_CHECKING:
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
     from ..dialects.base import Dialect
     from ..manifest import Manifest
     from ..pages import RenderPool, Source
+    from ..pages.inputs import Refused
     from ..registry import Backend
     from ..run import Conversion, ConvertResult
 
@@ -77,9 +77,10 @@ def _in_shard(key: str, shard: tuple[int, int] | None) -> bool:
 
 def _plan(
     inputs: list[str], pages: str | None, password: str | None, shard: str | None, fmts: list[str], out: Path | None
-) -> "tuple[Plan, dict[str, Path]]":
-    """The inputs of this machine's shard with their page ranges, and each input's output stem
-    (laid out over every input, before sharding, so that all machines agree on the names)."""
+) -> "tuple[Plan, dict[str, Path], list[Refused]]":
+    """The inputs of this machine's shard with their page ranges, each input's output stem (laid
+    out over every input, before sharding, so that all machines agree on the names), and the
+    files of this shard that cannot be converted (of several: the others go on)."""
     from ..exporters import EXPORTERS
     from ..outputs import output_stems, shard_keys
     from ..pages import prepare  # not ..run: see convert
@@ -90,13 +91,17 @@ def _plan(
     if out is not None and out.exists() and not out.is_dir():
         raise InputError(f"-o {out}: exists and is not a directory")
     shard_spec = _parse_shard(shard)
-    plan = prepare(inputs, pages=pages, password=password, exclude=[out] if out is not None else [])
+    refused: list[Refused] = []
+    plan = prepare(inputs, pages=pages, password=password, exclude=[out] if out is not None else [], refused=refused)
     stem_of: dict[str, Path] = {}
     if out is not None:
         stems = output_stems([src for src, _ in plan], out, [EXPORTERS[f][1] for f in fmts])
         stem_of = {src.key: stem for (src, _), stem in zip(plan, stems, strict=True)}
-    keys = shard_keys([src for src, _ in plan])
-    return [(src, idx) for (src, idx), key in zip(plan, keys, strict=True) if _in_shard(key, shard_spec)], stem_of
+    keys = shard_keys([*(src for src, _ in plan), *refused])
+    mine = [_in_shard(key, shard_spec) for key in keys]
+    refused = [r for r, ok in zip(refused, mine[len(plan) :], strict=True) if ok]
+    plan = [entry for entry, ok in zip(plan, mine, strict=False) if ok]
+    return plan, stem_of, refused
 
 
 def _check_outputs(out: Path | None, formats: str, fmts: list[str], as_json: bool) -> None:
@@ -109,60 +114,6 @@ def _check_outputs(out: Path | None, formats: str, fmts: list[str], as_json: boo
         raise ConfigError(f"--format {formats}: files need -o DIR (without -o the markdown goes to stdout)")
     if out is None and as_json:
         raise ConfigError("--json prints the run's summary on stdout, where the markdown goes without -o: give -o DIR")
-
-
-def _output_folder(out: Path | None, shard: str | None = None) -> Any:
-    """Make ``-o``'s folder once every setting is checked, before anything is sent (one line
-    when it cannot be; a refused run leaves none behind), and hold it for this run: the held
-    lock (:func:`_hold`) to :func:`_let_go` when the run ends."""
-    if out is not None:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"-o {out}: cannot make the output folder ({exc.strerror or exc})") from None
-        return _hold(out, shard)
-    return None
-
-
-def _let_go(held: Any) -> None:
-    """The run's lock file removed and let go (a run killed leaves it, unlocked: harmless)."""
-    if held is not None:
-        with contextlib.suppress(OSError):
-            os.unlink(held.name)
-        held.close()
-
-
-def _hold(out: Path, shard: str | None) -> Any:
-    """One ``ocr convert`` at a time per output folder (and shard: machines converting their own
-    shards into one shared folder go on side by side): a second run into it, started while the
-    first ran, sent every page again (both paid, both wrote).  An advisory lock on a file in the
-    folder, dropped by the system when the process ends however it ends; where the platform or
-    the file system has no such locks the run goes on unheld."""
-    try:
-        import fcntl
-    except ImportError:  # (Windows)
-        return None
-    name = ".ocrclient.lock" if not shard else f".ocrclient-shard-{shard.replace('/', '-of-')}.lock"
-    try:
-        fh = open(out / name, "a+")  # noqa: SIM115 - held open for the run
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        pid = fh.read().strip() or "?"
-        fh.close()
-        raise InputError(f"-o {out}: another ocr convert (pid {pid}) is writing there now{' for shard ' + shard if shard else ''}; "
-                         "wait for it to end, or give another -o") from None  # fmt: skip
-    except OSError:  # (a file system without locks)
-        fh.close()
-        return None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    return fh
 
 
 def _not_done(plan: "Plan", manifest: "Manifest", cfg: "BackendConfig", pages: str | None, stem_of: dict[str, Path], console: "Console | None") -> "Plan":
@@ -377,13 +328,14 @@ def _refused(exc: OcrError, as_json: bool, started: float, debug: bool) -> typer
     return fail(str(exc))
 
 
-def _report(results: "list[ConvertResult]", wall: float, as_json: bool, quiet: bool, console: "Console") -> int:
+def _report(results: "list[ConvertResult]", wall: float, as_json: bool, quiet: bool, console: "Console",
+            refused: "list[Refused]") -> int:  # fmt: skip
     """The summary (``--json``: as JSON on stdout; the table on stderr unless ``--quiet``) and
-    the exit code."""
-    failed = any(r.document.stats.failed or r.output_errors for r in results)  # (a file not written fails too)
+    the exit code: 1 for a failed page, an output not written or an input refused."""
+    failed = refused or any(r.document.stats.failed or r.output_errors for r in results)
     code = EXIT_FAILED_PAGES if failed else EXIT_OK
     if as_json:
-        typer.echo(summary_json(results, wall, code))
+        typer.echo(summary_json(results, wall, code, refused=[(r.name, r.message) for r in refused]))
     if not quiet:
         summary(results, wall, console)
         print_failed_pages(results, console)
@@ -556,18 +508,22 @@ def convert(
     try:
         try:
             _check_outputs(out, formats, fmts, as_json)
-            plan, stem_of = _plan(inputs, pages, password, shard, fmts, out)
+            plan, stem_of, refused = _plan(inputs, pages, password, shard, fmts, out)
+            for r in refused:  # (one line each; the other inputs go on, and the exit is 1)
+                fail(f"{r.message} (not converted{'; the other inputs go on' if plan else ''})", as_json=False)
+            if refused and not plan:
+                raise InputError(f"nothing to convert: none of the {len(refused)} input(s) found can be (see above)")
             over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
             over["dialect_options"] = _layer_options(text_layer, keep_furniture)
             cfg, dia = _profile(backend, over, transport)
             options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
             wanted = {f: options.get(f, {}) for f in fmts}
             if out is not None and out.is_dir():  # (a run writing there now: refused before its manifest is read)
-                held = _hold(out, shard)
+                held = hold(out, shard)
             plan, manifest = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
             be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode)
-            held = held or _output_folder(out, shard)
+            held = held or output_folder(out, shard)
         except OcrError as exc:
             raise _refused(exc, as_json, started, debug) from None
         from ..run import Conversion
@@ -588,5 +544,5 @@ def convert(
     finally:
         if pool is not None:
             pool.close()  # the run closed it, unless it never started
-        _let_go(held)
-    raise typer.Exit(_report(emit.results, time.monotonic() - emit.t0, as_json, quiet, console))
+        let_go(held)
+    raise typer.Exit(_report(emit.results, time.monotonic() - emit.t0, as_json, quiet, console, refused))

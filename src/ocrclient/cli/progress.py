@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import redact
@@ -113,10 +114,13 @@ def summary(results: list[Any], wall: float, console: Console) -> None:
     console.print(f"{pages} pages in {wall:.1f}s")
 
 
-def summary_json(results: list[Any], wall: float, code: int, error: str | None = None) -> str:
-    """The ``--json`` summary: per document its page counts and failed pages, the wall time,
-    the exit code and, for a run that stopped or never started, why (``error``: the one line
-    ``ocr`` printed, "interrupted" or "terminated"; ``null`` for a run that ended)."""
+def summary_json(
+    results: list[Any], wall: float, code: int, error: str | None = None, refused: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The ``--json`` summary: per document its page counts and failed pages, the inputs
+    refused as unusable (``refused``: their names and why), the wall time, the exit code and,
+    for a run that stopped or never started, why (``error``: the one line ``ocr`` printed,
+    "interrupted" or "terminated"; ``null`` for a run that ended)."""
     return json.dumps(
         {
             "documents": [
@@ -131,6 +135,7 @@ def summary_json(results: list[Any], wall: float, code: int, error: str | None =
                 }
                 for r in results
             ],
+            "refused": [{"source": name, "error": redact(why)} for name, why in refused],
             "wall_s": round(wall, 3),
             "exit_code": code,
             "error": redact(error) if error else None,

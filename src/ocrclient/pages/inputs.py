@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +24,21 @@ from ..secrets import register_secret
 from .ranges import check_page_range, format_pages, parse_page_range
 from .sources import SUPPORTED, Source, make_source
 
-__all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIXES", "open_sources", "prepare", "prepare_one"]
+__all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIXES", "Refused", "open_sources", "prepare", "prepare_one"]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A file of several inputs that cannot be converted (not a PDF or image we take, corrupt,
+    encrypted without its password...): ``message`` says why, in one line.  Laid out with the
+    others (:func:`~ocrclient.outputs.shard_keys` takes it), so that every shard agrees whose it is."""
+
+    name: str
+    stem: str
+    path: Path
+    root: Path
+    rel: Path | None
+    message: str
 
 #: file name suffixes picked up when walking a directory or expanding a glob (the type itself
 #: is always decided by the file's magic bytes, never by its suffix)
@@ -100,6 +115,7 @@ def open_sources(
     *,
     password: str | None = None,
     exclude: Sequence[str | Path] = (),
+    refused: list[Refused] | None = None,
 ) -> list[Source]:
     """Resolve and validate inputs into documents, in a deterministic order.
 
@@ -111,37 +127,42 @@ def open_sources(
     ``password``, a PDF with no pages, an image over PIL's ``MAX_IMAGE_PIXELS``, and a
     directory or pattern that matches nothing.  Folders are walked past the ``exclude`` ones (a
     run's output folder) and past a markdown output's ``<stem>_figures`` crops; a file named
-    outright is always taken.
+    outright is always taken.  With ``refused`` (a list), a file of several that cannot be
+    converted is put there instead of raising: one unreadable file of a corpus stopped it all.
     """
     items: Sequence[Any] = (
         [inputs] if isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview)) else cast(Sequence[Any], inputs)
     )
+    # every input found first (a missing file, a pattern matching nothing: refused, whatever
+    # ``refused``), so that it is known whether a bad file is one of several
+    found: list[bytes | list[_Found]] = [
+        bytes(item) if isinstance(item, (bytes, bytearray, memoryview)) else _find_files(item, _resolved(exclude))
+        for item in items
+    ]
+    several = sum(1 if isinstance(f, bytes) else len(f) for f in found) > 1
     sources: list[Source] = []
     seen: set[str] = set()
-    for item in items:
-        if isinstance(item, (bytes, bytearray, memoryview)):
-            data = bytes(item)
-            digest = hashlib.sha256(data).hexdigest()
+    for entry in found:
+        if isinstance(entry, bytes):
+            digest = hashlib.sha256(entry).hexdigest()
             if ("sha256:" + digest) in seen:
                 continue
             seen.add("sha256:" + digest)
-            sources.append(
-                make_source(
-                    name=f"bytes:{digest[:12]}",
-                    stem=f"document-{digest[:8]}",
-                    path=None,
-                    data=data,
-                    rel=None,
-                    password=password,
-                )
-            )
+            sources.append(make_source(name=f"bytes:{digest[:12]}", stem=f"document-{digest[:8]}", path=None,
+                                       data=entry, rel=None, password=password))  # fmt: skip
             continue
-        for path, name, rel, root in _find_files(item, _resolved(exclude)):
+        for path, name, rel, root in entry:
             key = str(path.resolve())
             if key in seen:
                 continue
             seen.add(key)
-            src = make_source(name=name, stem=path.stem, path=path, data=None, rel=rel, password=password, root=root)
+            try:
+                src = make_source(name=name, stem=path.stem, path=path, data=None, rel=rel, password=password, root=root)
+            except InputError as exc:
+                if refused is None or not several:
+                    raise
+                refused.append(Refused(name, path.stem, path, root, rel, exc.message))
+                continue
             if src.data is not None:  # a pipe, read: kept once by its content, as bytes are
                 if src.key in seen:
                     continue
@@ -160,9 +181,10 @@ def prepare(
     pages: str | None = None,
     password: str | None = None,
     exclude: Sequence[str | Path] = (),
+    refused: list[Refused] | None = None,
 ) -> list[tuple[Source, list[int]]]:
-    """Open and validate every input and its page range up front; ``exclude`` as
-    :func:`open_sources` takes it.  One input whose pages the range does not fit raises
+    """Open and validate every input and its page range up front; ``exclude`` and ``refused``
+    as :func:`open_sources` takes them.  One input whose pages the range does not fit raises
     InputError naming it.  Of several (a folder, a pattern, a list), each takes the pages of the
     range it has, with a warning for one it cuts short and one it leaves out (no page in range);
     a range no input has a page of raises InputError.  ("the first three pages of every PDF in
@@ -174,7 +196,7 @@ def prepare(
     register_secret(password, word=True)  # (it reaches the local engine's request: never shown in a log line)
     check_page_range(pages)  # (a range that cannot be read is no one input's fault)
     plan = []
-    sources = open_sources(inputs, password=password, exclude=exclude)
+    sources = open_sources(inputs, password=password, exclude=exclude, refused=refused)
     for src in sources:
         try:
             plan.append((src, parse_page_range(pages, src.page_count)))
