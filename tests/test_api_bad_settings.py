@@ -192,3 +192,40 @@ def test_a_misspelt_dialect_option_is_refused_and_every_declared_one_taken(profi
     load_dialect(resolve_config(profile, **over, dialect_options={"document_mode": False, "text_layer": "auto",
                                                                   "include_headers_footers": False,
                                                                   "prompt_position": "after"}))  # fmt: skip
+
+
+async def _async_callback(event: object) -> None:
+    pass
+
+
+class _AsyncCallable:
+    async def __call__(self, event: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("callback", [_async_callback, _AsyncCallable(), __import__("functools").partial(_async_callback)],
+                         ids=["async def", "async __call__", "partial of async def"])  # fmt: skip
+@pytest.mark.parametrize("call", ["convert", "convert_many", "stream_pages", "aconvert", "aconvert_many", "astream_pages"])
+def test_an_async_on_event_is_refused_by_every_call_that_takes_one(call: str, callback: object, tmp_path: Path) -> None:
+    """An ``async def`` callback was never awaited: no event reached it, and no word but a
+    RuntimeWarning.  Every call that takes ``on_event`` refuses it before anything is read."""
+    import asyncio
+
+    pdf = text_pdf(tmp_path / "a.pdf", [["Hello"]])
+    kw: dict[str, Any] = {"backend": "local", "cache": False, "on_event": callback}
+
+    async def drain() -> None:
+        fn = getattr(ocrclient, call)
+        if call == "aconvert":
+            await fn(pdf, **kw)
+        else:
+            async for _ in fn([pdf] if call == "aconvert_many" else pdf, **kw):
+                pass
+
+    with pytest.raises(ConfigError, match="not an async def"):
+        if call.startswith("a"):
+            asyncio.run(drain())
+        elif call == "convert":
+            ocrclient.convert(pdf, **kw)
+        else:
+            list(getattr(ocrclient, call)([pdf] if call == "convert_many" else pdf, **kw))

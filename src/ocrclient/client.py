@@ -197,6 +197,10 @@ class AsyncClient:
             raise UsageError(f"this {type(self).__name__} is closed")
         if on_event is not None and not callable(on_event):
             raise ConfigError(f"on_event takes a function of one event, not {on_event!r}")
+        if inspect.iscoroutinefunction(on_event) or inspect.iscoroutinefunction(getattr(on_event, "__call__", None)):
+            # (it was never awaited: no event reached it, and no word but a RuntimeWarning)
+            raise ConfigError("on_event is called on the run's event loop and not awaited: give a plain function, "
+                              "not an async def (it may put each event on an asyncio.Queue)")  # fmt: skip
         loop = asyncio.get_running_loop()
         if self._limiter is None:
             self._loop, self._limiter = loop, AdaptiveLimiter(self._concurrency)
