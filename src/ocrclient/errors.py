@@ -286,8 +286,9 @@ def parse_retry_after(value: str | None) -> float | None:
 
 class RunAborted(OcrError):
     """The whole run stopped (bad credentials, or an endpoint that cannot serve the backend: see
-    :data:`RUN_STOPPING`).  ``documents`` (also ``partial``) holds what finished, with the unfinished
-    pages marked failed; ``error`` is the cause.
+    :data:`RUN_STOPPING`).  ``documents`` (also ``partial``) holds the run's documents not yet handed
+    to the caller (``convert_many`` does not repeat those it yielded), as far as they got, the
+    unfinished pages marked failed; ``error`` is the cause.
 
     An abort is also an instance of its cause's class: ``RunAborted(auth_error, docs)`` builds a
     ``RunAborted[AuthError]`` that subclasses both, so ``except AuthError`` (or ``except
