@@ -152,7 +152,9 @@ class AsyncClient:
     ) -> None:
         if concurrency is not None and (not isinstance(concurrency, Integral) or isinstance(concurrency, bool) or concurrency < 1):
             raise ConfigError(f"concurrency must be a whole number of pages, at least 1, not {concurrency!r}")
-        if timeout is not None and (scheduler_options or {}).get("attempt_timeout_s", timeout) != timeout:
+        if timeout is not None and (scheduler_options or {}).get("attempt_timeout_s", timeout) is not timeout and (
+            (scheduler_options or {})["attempt_timeout_s"] != timeout
+        ):  # (a NaN timeout alone is not two settings: it is refused as a bad value)
             raise UsageError("timeout= and scheduler_options['attempt_timeout_s'] are the same setting: give one")
         overrides = {k: v for k, v in locals().items() if k in BACKEND_SETTINGS and k not in _CLIENT_ONLY}
         be, self._owns_backend, extra = _load(backend, overrides, timeout)
@@ -197,7 +199,7 @@ class AsyncClient:
             raise UsageError(f"this {type(self).__name__} is closed")
         if on_event is not None and not callable(on_event):
             raise ConfigError(f"on_event takes a function of one event, not {on_event!r}")
-        if inspect.iscoroutinefunction(on_event) or inspect.iscoroutinefunction(getattr(on_event, "__call__", None)):
+        if inspect.iscoroutinefunction(on_event) or inspect.iscoroutinefunction(type(on_event).__call__):
             # (it was never awaited: no event reached it, and no word but a RuntimeWarning)
             raise ConfigError("on_event is called on the run's event loop and not awaited: give a plain function, "
                               "not an async def (it may put each event on an asyncio.Queue)")  # fmt: skip
