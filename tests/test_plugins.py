@@ -219,3 +219,38 @@ def test_the_plugins_page_shows_the_example_as_it_is() -> None:
     }  # fmt: skip
     for name, body in blocks:
         assert body in (ROOT / name).read_text(encoding="utf-8"), name
+
+
+_BAD_WRITERS = {
+    "raises": "def write(doc, path, **kw):\n    raise ValueError('exporter bug')\n",
+    "returns None": "def write(doc, path, **kw):\n    path.write_text('x')\n",
+    "returns a number": "def write(doc, path, **kw):\n    path.write_text('x')\n    return 3\n",
+    "not callable": "write = 3\n",
+}
+
+
+@pytest.mark.parametrize("how", sorted(_BAD_WRITERS))
+def test_a_failing_plugin_writer_costs_its_own_file_only(how: str, tmp_path: Path) -> None:
+    """A plugin writer that raises, returns no path or is no function: one error line for its
+    format, every other format and the manifest written, exit 1 (it was a traceback with only
+    the files written before it; in Python a raw ValueError that lost the converted document)."""
+    site = _dist_info(tmp_path / "site", "acme-bad", {"ocrclient.exporters": {"badfmt": "acme_bad_writer:write"}})
+    (site / "acme_bad_writer.py").write_text(_BAD_WRITERS[how], encoding="utf-8")
+    out = tmp_path / "out"
+    proc = _ocr(site, "convert", str(SAMPLE), "--pages", "1", "-f", "md,badfmt,json", "--no-cache", "-o", str(out), "-q")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "badfmt" in proc.stderr, proc.stderr
+    assert (out / "sample.md").is_file() and (out / "sample.json").is_file()
+    assert json.loads((out / "manifest.jsonl").read_text().splitlines()[-1])["output_errors"] == 1
+    # the same writer through the Python API: OutputError, with the document and the other files
+    code = ("import ocrclient, sys\n"
+            "from ocrclient.exporters import write_outputs\n"
+            f"doc = ocrclient.convert({str(SAMPLE)!r}, backend='local', pages='1', cache=False)\n"
+            "try:\n"
+            f"    write_outputs(doc, {str(tmp_path / 'api')!r}, 'sample', ['md', 'badfmt', 'json'])\n"
+            "except ocrclient.OutputError as exc:\n"
+            "    print(len(exc.errors), sorted(p.name for p in exc.written), exc.document.pages[0].status)\n")  # fmt: skip
+    api = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "src")]),
+                              "OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg")})  # fmt: skip
+    assert api.stdout.split() == ["1", "['sample.json',", "'sample.md']", "ok"], api.stdout + api.stderr

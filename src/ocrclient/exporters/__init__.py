@@ -19,13 +19,15 @@ Example::
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..document import Document
-from ..errors import ConfigError
+from ..errors import ConfigError, OcrError, OutputError
 from ..plugins import lazy_table
+from ..secrets import redact
 
 __all__ = ["BUILTIN_EXPORTERS", "EXPORTERS", "write_outputs"]
 
@@ -59,6 +61,14 @@ def _writer(fmt: str) -> Writer:
     return fn
 
 
+def wrote(fmt: str, path: Path, result: object) -> Path:
+    """The file a writer says it wrote: a writer (a plugin's) that returns no path is an error
+    of its format, as one that raises is (the manifest recorded ``None`` and failed)."""
+    if not isinstance(result, (str, os.PathLike)):
+        raise ConfigError(f"{path}: the {fmt} writer returned {type(result).__name__}, not the file it wrote")
+    return Path(result)
+
+
 def write_outputs(
     doc: Document,
     out_dir: str | Path,
@@ -80,5 +90,18 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     opts = options or {}
     writers = [(fmt, _writer(fmt)) for fmt in formats]  # fail on a bad format before writing
+    paths: list[Path] = []
+    errors: list[str] = []
     with source_password(password):
-        return [fn(doc, out / f"{stem}{EXPORTERS[fmt][1]}", **opts.get(fmt, {})) for fmt, fn in writers]
+        for fmt, fn in writers:  # (one writer failing -- a plugin's bug -- writes the others, then says so)
+            path = out / f"{stem}{EXPORTERS[fmt][1]}"
+            try:
+                paths.append(wrote(fmt, path, fn(doc, path, **opts.get(fmt, {}))))
+            except OSError:
+                raise
+            except Exception as exc:
+                errors.append(str(exc) if isinstance(exc, OcrError) else
+                              f"{path}: the {fmt} writer failed: {type(exc).__name__}: {redact(str(exc))}")  # fmt: skip
+    if errors:
+        raise OutputError(doc, errors, paths)
+    return paths

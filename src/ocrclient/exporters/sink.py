@@ -41,6 +41,7 @@ from typing import Any, TypedDict, Unpack
 from ..document import Document, Page
 from ..errors import ConfigError, InputError, OcrError
 from ..pages import PageImage, Source
+from ..secrets import redact
 from .pieces import PagePieces
 
 __all__ = ["DocumentSink", "OutputWriter", "SinkSettings", "Written"]
@@ -218,10 +219,12 @@ class DocumentSink:
         if lacking:  # (an error: the manifest does not count the document done, a rerun completes it)
             written.errors.append(f"page(s) {', '.join(map(str, lacking))} written without their page image (the run "
                                   "stopped before it was drawn): their figure crops or viewer images are missing")  # fmt: skip
+        from . import wrote
+
         try:
             for fmt, path in self.targets.items():
                 try:
-                    written.paths.append(self._write(fmt, path, doc))
+                    written.paths.append(wrote(fmt, path, self._write(fmt, path, doc)))
                 except OcrError as exc:
                     written.errors.append(str(exc))
                 except OSError as exc:  # (a full disk's error names no file: "[Errno 28] No space left")
@@ -229,6 +232,8 @@ class DocumentSink:
                     if exc.filename and str(exc.filename) != str(path):
                         reason += f": {exc.filename}"
                     written.errors.append(f"cannot write {path}: {reason}")
+                except Exception as exc:  # a writer's bug (a plugin's): that format, never the others
+                    written.errors.append(f"{path}: the {fmt} writer failed: {type(exc).__name__}: {redact(str(exc))}")
         finally:
             self.close()
         return written
