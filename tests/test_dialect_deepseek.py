@@ -109,6 +109,35 @@ def test_malformed_tags_degrade(ds: DeepSeekDialect) -> None:
         assert t in c.markdown
 
 
+_UNCLOSED = {
+    "first": (0,),
+    "middle": (1,),
+    "last": (2,),
+    "two in a row": (0, 1),
+    "every one": (0, 1, 2),
+}
+
+
+@pytest.mark.parametrize("where", sorted(_UNCLOSED))
+@pytest.mark.parametrize("boxes", ["[[100, {y0}, 900, {y1}]]", "[[100, {y0}, 500, {y1}], [500, {y0}, 900, {y1}]]"])
+def test_a_det_never_closed_loses_no_text(ds: DeepSeekDialect, where: str, boxes: str) -> None:
+    """A ``<|det|>`` the model never closed (anywhere, one or several boxes): every paragraph is
+    in the markdown once and its blocks carry its own boxes (the tag ran to the next one's close:
+    the paragraph after it was lost, the next one's text given its box)."""
+    paras = ["First paragraph here.", "Second paragraph whose tag is open.", "Third paragraph at the end."]
+    text = ""
+    for i, para in enumerate(paras):
+        det = boxes.format(y0=100 + 200 * i, y1=200 + 200 * i)
+        text += f"<|ref|>text<|/ref|><|det|>{det}{'' if i in _UNCLOSED[where] else '<|/det|>'}\n{para}\n\n"
+    c = ds.parse(reply(text), request_for(make_page()))
+    assert c.markdown == "\n\n".join(paras)
+    per = 2 if "], [" in boxes else 1
+    assert [b.text for b in c.blocks] == [p for p in paras for _ in range(per)]
+    for i, para in enumerate(paras):
+        for b in c.blocks[per * i : per * (i + 1)]:
+            assert b.box is not None and b.box[1] == 100 + 200 * i, (para, b.box)
+
+
 def test_no_tags_at_all(ds: DeepSeekDialect) -> None:
     c = ds.parse(reply("# Free OCR output\n\nplain text"), request_for(make_page()))
     assert c.markdown == "# Free OCR output\n\nplain text"

@@ -100,7 +100,12 @@ LABELS: Mapping[str, str] = {
     "code": "code",
 }
 
-_TAG = re.compile(r"<\|ref\|>(.*?)<\|/ref\|>\s*<\|det\|>(.*?)<\|/det\|>", re.S)
+#: a grounding tag: its label and its box list, closed by ``<|/det|>`` before the next tag; a
+#: ``<|det|>`` never closed ends with its box list (``[[...]]``), so the text after it is the
+#: block's (it ran to the next tag's close, swallowing a paragraph and giving its box to another)
+_TAG = re.compile(
+    r"<\|ref\|>(.*?)<\|/ref\|>\s*<\|det\|>(?:((?:(?!<\|ref\|>).)*?)<\|/det\|>|\s*(\[\[[^<\n]*?\]\]))", re.S
+)
 #: special tokens that survive with skip_special_tokens=false
 _SPECIALS = re.compile(r"<｜end▁of▁sentence｜>|<\|end▁of▁sentence\|>|<｜begin▁of▁sentence｜>|<\|grounding\|>")
 _LEFTOVER = re.compile(r"<\|/?(?:ref|det)\|>")
@@ -199,7 +204,7 @@ def parse_grounded(text: str) -> PageContent:
         body = _clean(text[m.end() : end])
         kind = block_type(label, LABELS)
         what = f"<|ref|>{label[:30]}"
-        boxes = _boxes(m.group(2), warnings, what)
+        boxes = _boxes(m.group(2) if m.group(2) is not None else m.group(3), warnings, what)
         if kind == "figure":
             figure_n += 1
             ref = f"![](images/{figure_n}.jpg)"
