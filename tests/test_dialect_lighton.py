@@ -61,6 +61,54 @@ def test_bbox_variant_reply(lo: LightOnDialect) -> None:
     assert c.space.label == "grid:1000" and not c.warnings
 
 
+#: pictures in every arrangement: (reference line, its box or None) in page order, and whether
+#: the line stands alone (a figure paragraph) or sits in a heading
+_ARRANGEMENTS = {
+    "all boxed": [("a", (100, 100, 300, 300), True), ("b", (100, 400, 900, 800), True)],
+    "one without a box first": [("a", None, True), ("b", (100, 400, 900, 800), True), ("c", (10, 850, 90, 990), True)],
+    "a logo in the heading": [("logo", (120, 30, 220, 80), False), ("chart", (100, 300, 900, 700), True)],
+    "two in headings around one": [("l", (1, 1, 50, 50), False), ("m", (100, 300, 900, 700), True), ("r", (900, 1, 999, 50), False)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ARRANGEMENTS))
+def test_each_box_goes_to_its_own_pictures_figure(lo: LightOnDialect, name: str) -> None:
+    """A figure block carries the box written after its own reference: a reference with no box,
+    or one inside a line of text (a logo in a heading), took the next picture's box by order,
+    and the chart's crop was the logo."""
+    parts = []
+    for src, box, alone in _ARRANGEMENTS[name]:
+        ref = f"![image]({src}.png)" + (",".join(map(str, box)) if box else "")
+        parts.append(ref if alone else f"# {ref} ACME Annual Report")
+        parts.append(f"Text after {src}.")
+    c = lo.parse(reply("\n\n".join(parts)), request_for(make_page()))
+    figs = [b for b in c.blocks if b.type == "figure"]
+    want = {f"{src}.png": box for src, box, _ in _ARRANGEMENTS[name]}
+    for f in figs:
+        if f.label in want:
+            assert f.box == want[f.label], (f.label, f.box)
+    standalone = [f"{src}.png" for src, _, alone in _ARRANGEMENTS[name] if alone]
+    in_order = [f.label or "" for f in figs if (f.label or "") in standalone or f.box is None]
+    assert [x for x in in_order if x] == [s for s in standalone if want[s] is not None]
+    assert sorted(f.label for f in figs if f.box is not None) == sorted(s for s, b in want.items() if b)
+
+
+@pytest.mark.parametrize("model", ["lightonai/LightOnOCR-2-1B", "lightonai/LightOnOCR-1B-1025", "my/served-name"])
+def test_numbers_after_a_picture_are_text_unless_the_model_writes_boxes(model: str) -> None:
+    """Only a -bbox model writes a box after a reference with a space between: from another
+    model "![..](..) 1, 2, 3, 4 are the steps" keeps its numbers (they were taken for a box,
+    dropped from the text, and a figure invented); written right after the reference, without a
+    space, it is the bbox format whatever the name."""
+    d = LightOnDialect(model=model)
+    c = d.parse(reply("![image](image_1.png) 1, 2, 3, 4 are the step numbers.\n\nEnd."), request_for(make_page()))
+    assert "1, 2, 3, 4 are the step numbers" in c.markdown and all(b.box is None for b in c.blocks)
+    c = d.parse(reply("![image](image_1.png)100,200,300,400\n\nEnd."), request_for(make_page()))
+    assert [b.box for b in c.blocks if b.type == "figure"] == [(100, 200, 300, 400)]
+    bbox = LightOnDialect(model=model + "-bbox")
+    c = bbox.parse(reply("![image](image_1.png) 100, 200, 300, 400\n\nEnd."), request_for(make_page()))
+    assert [b.box for b in c.blocks if b.type == "figure"] == [(100, 200, 300, 400)]
+
+
 def test_plain_variant_reply_has_no_boxes(lo: LightOnDialect) -> None:
     c = lo.parse(reply("Plain page text.\n\n![image](image_1.png)"), request_for(make_page()))
     assert all(b.box is None for b in c.blocks) and c.markdown.endswith("![image](image_1.png)")

@@ -44,8 +44,15 @@ __all__ = ["LightOnDialect", "parse_lighton"]
 
 GRID = 1000
 _N = r"([-+]?\d+(?:\.\d+)?)"
-_NUMS = r"[ \t]*\[?[ \t]*" + r"[ \t]*,[ \t]*".join([_N] * 4) + r"(?:[ \t]*\])?"
-_IMG_BOX = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]*)\)" + _NUMS)
+_NUMS = r"(?:\[[ \t]*)?" + r"[ \t]*,[ \t]*".join([_N] * 4) + r"(?:[ \t]*\])?"
+_REF = r"!\[([^\]\n]*)\]\(([^)\s]*)\)"
+#: a picture's box right after its reference (the -bbox models' own format) ...
+_IMG_BOX = re.compile(_REF + _NUMS)
+#: ... or after a space (the -bbox-soup card): only from a -bbox model, whose boxes these are (the
+#: step numbers "![..](..) 1, 2, 3, 4 are ..." of another model's page were taken for one)
+_IMG_BOX_SPACED = re.compile(_REF + r"[ \t]*" + _NUMS)
+#: a paragraph that is one picture reference, and its source
+_FIG_CHUNK = re.compile(r"[ \t]*!\[[^\]\n]*\]\(([^)\s]*)\)[ \t]*")
 #: a markdown thematic break (``---``): a separator in the markdown, not a block
 _RULE = re.compile(r"(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,}")
 
@@ -79,29 +86,31 @@ class LightOnDialect(ChatDialect):
         return parts
 
     def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
-        return parse_lighton(text)
+        return parse_lighton(text, spaced="bbox" in (self.model or "").lower())
 
 
-def parse_lighton(text: str) -> PageContent:
-    """Markdown blocks, plus figure blocks with boxes for ``![image](..)x1,y1,x2,y2``."""
+def parse_lighton(text: str, spaced: bool = True) -> PageContent:
+    """Markdown blocks, plus figure blocks with boxes for ``![image](..)x1,y1,x2,y2`` (``spaced``:
+    also with a space before the numbers).  Each box goes to the figure of its own reference:
+    a reference with no box, or one inside a line of text (a logo in a heading), took the next
+    picture's box by order, and its crop with it."""
     warnings: list[str] = []
-    figures: list[RawBlock] = []
+    boxed: dict[str, list[RawBlock]] = {}
 
     def repl(m: re.Match[str]) -> str:
         alt, src = m.group(1), m.group(2)
         box = parse_box(m.groups()[2:6], GRID, warnings, what=f"image {src or alt}")
-        figures.append(RawBlock(type="figure", text=alt, box=box, label=src or "image"))
+        boxed.setdefault(src, []).append(RawBlock(type="figure", text=alt, box=box, label=src or "image"))
         return f"![{alt}]({src})"
 
-    markdown = _IMG_BOX.sub(repl, text).strip()
+    markdown = (_IMG_BOX_SPACED if spaced else _IMG_BOX).sub(repl, text).strip()
+    # the source of each figure paragraph, in order (what markdown_blocks makes a figure block)
+    sources = iter([m.group(1) for chunk in re.split(r"\n[ \t]*\n", markdown) if (m := _FIG_CHUNK.fullmatch(chunk.strip("\n")))])
     blocks: list[RawBlock] = []
-    pending = list(figures)
     for block in markdown_blocks(markdown):
         if block.type == "text" and _RULE.fullmatch(block.text.strip()):
             continue  # a separator, not content: it stays in the markdown, it is no block
-        if block.type == "figure" and pending:
-            blocks.append(pending.pop(0))
-        else:
-            blocks.append(block)
-    blocks.extend(pending)
+        own = boxed.get(next(sources, None) or "") if block.type == "figure" else None
+        blocks.append(own.pop(0) if own else block)
+    blocks.extend(b for left in boxed.values() for b in left)  # (written inside text: boxes still)
     return PageContent(markdown=markdown, blocks=blocks, space=CoordSpace.grid(GRID), warnings=warnings)
