@@ -202,9 +202,13 @@ def test_entry_points_are_read_once(on_path: Path, monkeypatch: pytest.MonkeyPat
     [("acme_missing_pkg:p.toml", "package acme_missing_pkg is not installed"), ("no_colon_here", "is not 'package:file.toml'")],
 )
 def test_a_backend_entry_point_that_names_no_file_is_a_clear_error(on_path: Path, value: str, message: str) -> None:
+    """... when that backend is used; it is still listed (the others run: see below)."""
+    from ocrclient.config import resolve_config
+
     _dist_info(on_path, "acme-bad", {"ocrclient.backends": {"acme-bad": value}})
+    assert "acme-bad" in list_profiles() and "local" in list_profiles()
     with pytest.raises(ConfigError, match=rf"plugin 'acme-bad': backend 'acme-bad' = .*{message}"):
-        list_profiles()
+        resolve_config("acme-bad")
 
 
 def test_the_plugins_page_shows_the_example_as_it_is() -> None:
@@ -254,3 +258,60 @@ def test_a_failing_plugin_writer_costs_its_own_file_only(how: str, tmp_path: Pat
                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "src")]),
                               "OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg")})  # fmt: skip
     assert api.stdout.split() == ["1", "['sample.json',", "'sample.md']", "ok"], api.stdout + api.stderr
+
+
+_BROKEN_TRANSPORTS = {
+    "module that does not compile": "def broken(:\n",
+    "not a class": "Thing = 3\n",
+    "from_config raises": ("class Thing:\n    @classmethod\n    def from_config(cls, cfg):\n"
+                           "        raise RuntimeError('exploded')\n"),
+    "health raises": ("from ocrclient.transports.base import Health\n"
+                      "class Thing:\n    @classmethod\n    def from_config(cls, cfg):\n        return cls()\n"
+                      "    async def health(self):\n        raise RuntimeError('health exploded')\n"
+                      "    async def send(self, request):\n        raise RuntimeError('send exploded')\n"
+                      "    async def aclose(self):\n        pass\n"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", sorted(_BROKEN_TRANSPORTS))
+def test_a_broken_plugin_transport_is_one_line_in_every_command(how: str, tmp_path: Path) -> None:
+    """A plugin transport that does not import, is no class, fails to set up or fails its
+    health check: one error line from every command that uses it, never a traceback; ``ocr
+    backends`` still lists every backend (it printed a traceback and listed none)."""
+    site = _dist_info(tmp_path / "site", "acme-broken", {
+        "ocrclient.transports": {"acme-t": "acme_broken_t:Thing"},
+        "ocrclient.backends": {"acme-b": "acme_broken_t:acme-b.toml"},
+    })  # fmt: skip
+    pkg = site / "acme_broken_t"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(_BROKEN_TRANSPORTS[how], encoding="utf-8")
+    (pkg / "acme-b.toml").write_text('transport = "acme-t"\ndialect = "plain"\nmodel = "m"\n', encoding="utf-8")
+    out = tmp_path / "out"
+    for args in (["convert", str(SAMPLE), "--pages", "1", "--backend", "acme-b", "--no-cache", "-o", str(out), "-q"],
+                 ["config", "--backend", "acme-b"], ["health", "--backend", "acme-b"], ["backends"]):  # fmt: skip
+        proc = _ocr(site, *args)
+        assert "Traceback" not in proc.stderr + proc.stdout, (args, proc.stderr)
+        if args[0] == "backends":
+            assert proc.returncode == 0 and "local" in proc.stdout and "acme-b" in proc.stdout, proc.stderr
+            continue
+        if args[0] in ("convert", "config") and how == "health raises":  # (it sets up: pages fail, the run goes on)
+            assert proc.returncode == (1 if args[0] == "convert" else 0), proc.stderr
+            continue
+        assert proc.returncode in (1, 2), (args, proc.returncode, proc.stderr)
+        errors = [line for line in (proc.stderr + proc.stdout).splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 or args[0] == "config", (args, proc.stderr, proc.stdout)
+
+
+def test_a_plugin_backend_naming_no_file_fails_only_itself(tmp_path: Path) -> None:
+    """An ``ocrclient.backends`` entry point whose package is not installed: that backend is
+    refused in one line when used; every other backend still runs (``--backend local`` was
+    refused for it, and ``ocr backends`` listed nothing)."""
+    site = _dist_info(tmp_path / "site", "acme-nofile", {"ocrclient.backends": {"acme-x": "nosuchpkg:x.toml"}})
+    proc = _ocr(site, "convert", str(SAMPLE), "--pages", "1", "--backend", "local", "--no-cache", "-o", str(tmp_path / "o"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    proc = _ocr(site, "convert", str(SAMPLE), "--pages", "1", "--backend", "acme-x", "--no-cache", "-o", str(tmp_path / "p"))
+    assert proc.returncode == 2 and "nosuchpkg is not installed" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _ocr(site, "backends", "--json")
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert rows["acme-x"]["configured"] is False and "nosuchpkg" in rows["acme-x"]["detail"]
+    assert "local" in rows

@@ -354,9 +354,9 @@ def list_profiles() -> dict[str, Path]:
     """Known backend names -> profile file: shipped ones, plugins' (``ocrclient.backends`` entry
     points, :mod:`ocrclient.plugins`; a clash with a shipped name is an error), then the user's
     (which override both)."""
-    from .plugins import profile_path, table
+    from .plugins import listed_profile, table
 
-    return {**table("backend", _shipped_profiles(), profile_path), **_user_profiles()}
+    return {**table("backend", _shipped_profiles(), listed_profile), **_user_profiles()}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -569,6 +569,10 @@ def resolve_config(name: str | Path | None = None, **overrides: Any) -> BackendC
             known = ", ".join(sorted(profiles))
             raise ConfigError(f"unknown backend {name!r}; known backends: {known}")
         path = profiles[name]
+        from .plugins import BROKEN_PROFILES
+
+        if name in BROKEN_PROFILES and not path.is_file():  # (a plugin's entry point that names no file)
+            raise ConfigError(BROKEN_PROFILES[name])
     profile = _read_toml(path)
     _warn_if_world_readable(path, profile)
     profile.setdefault("name", path.stem)

@@ -135,6 +135,21 @@ def lazy_table(kind: str, builtin: Mapping[str, V], make: Callable[[Plugin], V])
     return _LazyTable(kind, builtin, make)
 
 
+#: plugin backends whose entry point names no profile file -> why (said when that one is used)
+BROKEN_PROFILES: dict[str, str] = {}
+
+
+def listed_profile(plugin: Plugin) -> Path:
+    """:func:`profile_path`, or for an entry point that names no file a path that is not there,
+    its error kept in :data:`BROKEN_PROFILES` for when that backend is used: one plugin's mistake
+    fails its own backend, not every one (``--backend local`` was refused for it)."""
+    try:
+        return profile_path(plugin)
+    except ConfigError as exc:
+        BROKEN_PROFILES[plugin.name] = exc.message
+        return Path(f"<{plugin.name}: no profile file>")
+
+
 def profile_path(plugin: Plugin) -> Path:
     """The TOML file a ``ocrclient.backends`` entry point names (``"package:file.toml"``),
     found without importing the package."""

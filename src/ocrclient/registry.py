@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import BackendConfig, resolve_config
 from .dialects.base import Dialect
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, OcrError, UsageError
 from .imaging import RenderSpec
 from .plugins import table
 
@@ -73,10 +73,26 @@ def _import(kind: str, name: str, builtin: dict[str, tuple[str, str | None]]) ->
     except ImportError as exc:
         hint = f"; install it with: pip install 'ocrclient[{extra}]'" if extra else ""
         raise ConfigError(f"{kind} {name!r} cannot be imported ({exc}){hint}") from exc
+    except Exception as exc:  # a plugin module that fails as it is imported (a SyntaxError...)
+        raise ConfigError(f"{kind} {name!r}: importing {module_name} failed ({type(exc).__name__}: {exc})") from exc
     try:
-        return getattr(module, attr)
+        found = getattr(module, attr)
     except AttributeError as exc:
         raise ConfigError(f"{kind} {name!r}: {target} has no {attr}") from exc
+    if not callable(getattr(found, "from_config", None)):
+        raise ConfigError(f"{kind} {name!r}: {target} is not a {kind} class (it has no from_config)")
+    return found
+
+
+def _built(kind: str, name: str, cls: Any, cfg: BackendConfig) -> Any:
+    """``cls.from_config(cfg)``: an error other than ocrclient's (a plugin's bug) is one
+    ConfigError line naming the class, never a traceback."""
+    try:
+        return cls.from_config(cfg)
+    except OcrError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{kind} {name!r} cannot be set up from backend {cfg.name!r}: {type(exc).__name__}: {exc}") from exc
 
 
 def transport_class(name: str) -> Any:
@@ -89,8 +105,7 @@ def load_transport(cfg: BackendConfig) -> Transport:
     from .errors import install_logger_redaction
 
     install_logger_redaction()  # httpx / openai log URLs: mask secrets before any handler
-    cls = transport_class(cfg.transport)
-    transport: Transport = cls.from_config(cfg)
+    transport: Transport = _built("transport", cfg.transport, transport_class(cfg.transport), cfg)
     return transport
 
 
@@ -101,7 +116,7 @@ def dialect_class(name: str) -> Any:
 
 
 def load_dialect(cfg: BackendConfig) -> Dialect:
-    dialect: Dialect = dialect_class(cfg.dialect).from_config(cfg)
+    dialect: Dialect = _built("dialect", cfg.dialect, dialect_class(cfg.dialect), cfg)
     return dialect
 
 

@@ -177,6 +177,9 @@ def health(
         h = asyncio.run(check())
     except OcrError as exc:
         raise fail(str(exc), EXIT_FAILED_PAGES, as_json=as_json) from None
+    except Exception as exc:  # a transport's bug (a plugin's): one line, not a traceback
+        raise fail(f"{be.name}: the health check failed: {type(exc).__name__}: {exc}", EXIT_FAILED_PAGES,
+                   as_json=as_json) from None  # fmt: skip
     # down: 1 (a server to wait for), or 2 when it refused the settings (key, endpoint, model), as convert
     code = 0 if h.ok else (EXIT_BAD_INPUT if h.refused else EXIT_FAILED_PAGES)
     if as_json:
