@@ -585,3 +585,39 @@ def test_lines_in_every_direction_sit_in_their_boxes_on_every_page_turn(rotate: 
                 hits = [b for t, b in found if t == text and x0 - 2 <= (b[0] + b[2]) / 2 <= x1 + 2
                         and y0 - 2 <= (b[1] + b[3]) / 2 <= y1 + 2]  # fmt: skip
                 assert hits, (rotate, text, (x0, y0, x1, y1), [f for f in found if f[0] == text])
+
+
+_SCRIPTS = {
+    "Cyrillic": "Привет мир",
+    "Greek": "Ελληνικά γράμματα",
+    "Japanese": "日本語テキスト",
+    "Korean": "한국어 문장",
+    "Devanagari": "हिन्दी पाठ",
+    "accents": "naïve café déjà",
+}
+
+
+@pytest.mark.parametrize("script", sorted(_SCRIPTS))
+def test_text_of_any_script_is_in_the_text_layer_or_said_missing(script: str, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """The whole kind: a line in any script is in the searchable PDF's text layer, or a warning
+    says that text was left out (CJK went missing from a PDF made with DejaVu Sans, exit 0, no
+    word even with -v)."""
+    import logging
+
+    src = write_pdf(tmp_path / "blank.pdf", [PdfPage(media=(0, 0, 400, 200), texts=[])])
+    text = _SCRIPTS[script]
+    page = make_page(1, (400, 200), [paragraph(ocr_line(text, 40, 60, 14, (400, 200), words=False))])
+    doc = Document(source=str(src), backend="test", pages=[page])
+    with caplog.at_level(logging.WARNING, logger="ocrclient.exporters.pdf"):
+        [out] = write_outputs(doc, tmp_path / "out", "blank", ["pdf"])
+    pdf = pdfium.PdfDocument(out)
+    try:
+        layer = pdf[0].get_textpage().get_text_range()
+    finally:
+        pdf.close()
+    kept = all(ch in layer for ch in text if not ch.isspace())
+    warned = any("left out of the text layer" in r.getMessage() for r in caplog.records)
+    assert kept or warned, (script, layer)
+    if pdf_exporter.system_font() is not None and script in ("Cyrillic", "Greek", "accents"):
+        assert kept and not warned, (script, layer)

@@ -250,7 +250,7 @@ class SearchablePdf:
             log.warning(
                 "%s: %d text run(s) have characters no available font covers; they were "
                 "transliterated or left out of the text layer (set OCRCLIENT_PDF_FONT to a "
-                "Unicode .ttf to keep them)", self.label, self._fonts.dropped,
+                "Unicode .ttf that has them, e.g. Noto Sans CJK, to keep them)", self.label, self._fonts.dropped,
             )
         buf = io.BytesIO()
         with PDFIUM_LOCK:

@@ -70,6 +70,9 @@ class Fonts:
         self._unicode_tried = False
         self._keep: list[Any] = []
         self.dropped = 0
+        #: the Unicode font through Pillow and its missing glyph's mask (``None``: not loaded yet)
+        self._glyphs: tuple[Any, Any] | None = None
+        self._covered: set[str] = set()
         self.metrics: dict[int, tuple[float, float]] = {}
         self.spaces: dict[int, float] = {}
         self.n_ink: dict[int, float] = {}
@@ -93,14 +96,42 @@ class Fonts:
         return self._unicode
 
     def pick(self, text: str) -> tuple[Any, bool]:
-        """The font for ``text`` and whether its words must be transliterated to fit it."""
+        """The font for ``text`` and whether its words must be transliterated to fit it.  Text
+        with characters the Unicode font has no glyph for (CJK, emoji in DejaVu Sans) is counted
+        in :attr:`dropped`: they are not in the text layer (it dropped them without a word)."""
         if winansi(text):
             return self.helvetica, False
         font = self.unicode_font()
         if font:
+            if self._uncovered(text):
+                self.dropped += 1
             return font, False
         self.dropped += 1
         return self.helvetica, True
+
+    def _uncovered(self, text: str) -> bool:
+        """Whether the Unicode font lacks a glyph for a character of ``text`` (FreeType, through
+        Pillow: a character drawn as the font's missing-glyph box)."""
+        if self._glyphs is None:
+            from PIL import ImageFont
+
+            try:
+                face = ImageFont.truetype(str(self._unicode_path), 24)
+                nothing = face.getmask("\U0010fffd")  # (no font maps this: its missing-glyph box)
+                self._glyphs = (face, (nothing.size, bytes(nothing)))
+            except (OSError, ValueError):
+                self._glyphs = (None, None)
+        face, missing = self._glyphs
+        if face is None:
+            return False
+        for ch in set(text) - self._covered:
+            if ch.isspace() or unicodedata.category(ch) in ("Mn", "Cf", "Cc"):
+                continue
+            mask = face.getmask(ch)
+            if (mask.size, bytes(mask)) == missing:
+                return True
+            self._covered.add(ch)
+        return False
 
     def advance(self, font: Any, size: float, text: str) -> float:
         """Where a character after ``text`` would start: the ink width of ``text + "n"`` less
