@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..document import Document
-from ..errors import ConfigError, OcrError, OutputError
+from ..errors import ConfigError, InputError, OcrError, OutputError
 from ..plugins import lazy_table
 from ..secrets import redact
 
@@ -97,7 +97,7 @@ def write_outputs(
             path = out / f"{stem}{EXPORTERS[fmt][1]}"
             try:
                 paths.append(wrote(fmt, path, fn(doc, path, **opts.get(fmt, {}))))
-            except OSError:
+            except (OSError, InputError):  # (the input itself: no format can be written)
                 raise
             except Exception as exc:
                 errors.append(str(exc) if isinstance(exc, OcrError) else

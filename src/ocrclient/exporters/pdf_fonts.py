@@ -115,12 +115,13 @@ class Fonts:
         if self._glyphs is None:
             from PIL import ImageFont
 
+            self._glyphs = (None, None)
             try:
-                face = ImageFont.truetype(str(self._unicode_path), 24)
-                nothing = face.getmask("\U0010fffd")  # (no font maps this: its missing-glyph box)
-                self._glyphs = (face, (nothing.size, bytes(nothing)))
+                loaded = ImageFont.truetype(str(self._unicode_path), 24)
+                nothing = loaded.getmask("\U0010fffd")  # (no font maps this: its missing-glyph box)
+                self._glyphs = (loaded, (nothing.size, bytes(nothing)))
             except (OSError, ValueError):
-                self._glyphs = (None, None)
+                pass
         face, missing = self._glyphs
         if face is None:
             return False
