@@ -1160,3 +1160,25 @@ def test_a_full_disk_names_the_output_it_could_not_write(fmt: str, sim: OpenAISi
     assert f"doc.{fmt}" in error and "No space left" in error, error
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and f"doc.{fmt}" in lines[0], res.stderr
+
+
+@pytest.mark.parametrize("cause", ["a failed page", "an output not written", "an input refused"])
+def test_under_quiet_every_exit_1_says_why(cause: str, tmp_path: Path) -> None:
+    """``--quiet`` keeps only errors on stderr: a run that exits 1 says why there, one line each
+    (a failed page's line was hidden: exit 1 with nothing on stderr, and without -o no JSON)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text_pdf(docs / "a.pdf", [["one"], ["two"]], size=(0, 0, 200, 120))
+    plan = FaultPlan(rates={"http_400": 1.0}, max_faults_per_key=1) if cause == "a failed page" else None
+    out = tmp_path / "out"
+    if cause == "an output not written":
+        out.mkdir()
+        (out / "a.json").mkdir()  # a folder where the JSON must go
+    if cause == "an input refused":
+        (docs / "empty.pdf").write_bytes(b"")
+    with OpenAISimulator(model=MODEL, plan=plan) as sim:
+        env = {**os.environ, **sim_env(sim), "OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg")}
+        run = _cli("convert", str(docs), "-o", str(out), *sim_args(sim), "-c", "1", "--no-cache", "--quiet", env=env)
+    assert run.returncode == 1, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith(("error:", "failed")) for line in lines), run.stderr

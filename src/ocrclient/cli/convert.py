@@ -338,7 +338,7 @@ def _report(results: "list[ConvertResult]", wall: float, as_json: bool, quiet: b
         typer.echo(summary_json(results, wall, code, refused=[(r.name, r.message) for r in refused]))
     if not quiet:
         summary(results, wall, console)
-        print_failed_pages(results, console)
+    print_failed_pages(results, console)  # (errors: said under --quiet too, which keeps only them)
     return code
 
 
