@@ -124,3 +124,29 @@ def test_a_second_signal_right_after_the_first_loses_nothing(sig: str, gap_s: fl
     assert sorted(Path(d["source"]).stem for d in summary["documents"]) == written
     said = {"SIGINT": "interrupted", "SIGTERM": "terminated"}[sig]
     assert f"{said}: wrote {len(written)} document(s)" in stderr
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ocr_bench_stopped_by_a_signal_cancels_its_jobs_and_says_so(sig: str, folder: Path, tmp_path: Path) -> None:
+    """``ocr bench`` stopped by Ctrl-C or SIGTERM: its RunPod jobs in flight are cancelled at
+    the endpoint, the exit is 130 / 143 and ``--json`` says why (SIGTERM killed it: exit -15, no
+    JSON, ten ``/run`` jobs left running and billing)."""
+    from ocrclient.testing import RunPodSimulator
+
+    code = {"SIGINT": 130, "SIGTERM": 143}[sig]
+    with RunPodSimulator(plan=FaultPlan(latency_s=(3.0, 3.0), slots=4)) as sim:
+        argv = [sys.executable, "-m", "ocrclient.cli", "bench", str(folder / "d000.pdf"), str(folder / "d001.pdf"),
+                "--backend", "runpod-olmocr", "--base-url", sim.base_url, "--endpoint-id", sim.endpoint_id,
+                "--mode", "run", "-c", "4", "--json"]  # fmt: skip
+        env = {**os.environ, "RUNPOD_API_KEY": sim.api_key, "NO_COLOR": "1", "OCRCLIENT_CONFIG_DIR": str(tmp_path / "c")}
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while sim.jobs_submitted < 4 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        time.sleep(0.3)  # (their ids known: each /run answered)
+        proc.send_signal(getattr(signal, sig))
+        stdout, stderr = proc.communicate(timeout=60)
+        cancels = sim.cancels_received
+    assert proc.returncode == code, (proc.returncode, stderr)
+    assert json.loads(stdout)["exit_code"] == code and "Traceback" not in stderr
+    assert cancels >= 4, cancels

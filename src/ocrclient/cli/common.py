@@ -22,6 +22,8 @@ import typer
 from ..errors import redact
 
 if TYPE_CHECKING:
+    import asyncio
+
     from rich.console import Console
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_TERMINATED",
+    "Termination",
     "app",
     "backend_overrides",
     "cache_app",
@@ -221,3 +224,50 @@ def backend_overrides(
     if topts:
         over["transport_options"] = topts
     return over
+
+
+class Termination:
+    """While a run goes on, Ctrl-C and SIGTERM (``timeout``, ``docker stop``, Kubernetes, systemd,
+    a batch scheduler's stop) end it alike: the run's task is cancelled, as asyncio does on a
+    Ctrl-C, so the jobs in flight are cancelled at the endpoint (they would go on billing) and
+    what finished is written; the exit code is 130 (Ctrl-C) or 143 (SIGTERM).  Python's own
+    SIGTERM ends the process at once, losing both.  A second signal, while the first is acted on
+    and what finished is written, is ignored (it killed the process before the files and
+    ``--json`` were written, or, raised wherever it fell, hung the cancel).  Only the main thread
+    can take a signal; a handler someone else installed, and an ignored SIGINT (a job a shell
+    started in the background), are left alone."""
+
+    #: stopped by SIGTERM (else by Ctrl-C, when :attr:`stopping`)
+    signalled = False
+    stopping = False
+    #: the run's task (``asyncio.run``'s), once it runs
+    task: asyncio.Task[Any] | None = None
+
+    def __enter__(self) -> Termination:
+        import signal
+        import threading
+
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+                if signal.getsignal(signum) == default:
+                    self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        import signal
+
+        if self.stopping:  # (a second one: the first is being acted on)
+            return
+        self.stopping = True
+        self.signalled = signum == signal.SIGTERM
+        if self.task is not None and not self.task.done():
+            self.task.get_loop().call_soon_threadsafe(self.task.cancel)
+        else:  # (not running yet, or done)
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)

@@ -4,7 +4,7 @@ result, print the output's JSON schema."""
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +13,8 @@ from .common import (
     EXIT_FAILED_PAGES,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
+    Termination,
     app,
     backend_overrides,
     fail,
@@ -45,25 +47,31 @@ def bench(
     rate the run achieved beside the rate needed to keep the endpoint busy."""
     from ..bench import run_bench
 
-    try:
-        report = asyncio.run(
-            run_bench(
-                inputs,
-                backend=backend,
-                pages=pages,
-                password=password,
-                concurrency=concurrency,
-                metrics=metrics,
-                **backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode),
-                **({"transport": transport} if transport else {}),
-            )
+    async def measure() -> dict[str, Any]:
+        term.task = asyncio.current_task()
+        return await run_bench(
+            inputs,
+            backend=backend,
+            pages=pages,
+            password=password,
+            concurrency=concurrency,
+            metrics=metrics,
+            **backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode),
+            **({"transport": transport} if transport else {}),
         )
-    except OcrError as exc:
-        raise fail(str(exc), as_json=as_json) from None
-    except KeyboardInterrupt:
-        if as_json:
-            failed_json("interrupted", EXIT_INTERRUPTED)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    # Ctrl-C and SIGTERM alike: the run's jobs cancelled at the endpoint, the exit 130 / 143 with
+    # its --json (SIGTERM killed the process: no JSON, RunPod jobs left running and billing)
+    with (term := Termination()):
+        try:
+            report = asyncio.run(measure())
+        except OcrError as exc:
+            raise fail(str(exc), as_json=as_json) from None
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            code = EXIT_TERMINATED if term.signalled else EXIT_INTERRUPTED
+            if as_json:
+                failed_json("terminated" if term.signalled else "interrupted", code)
+            raise typer.Exit(code) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
