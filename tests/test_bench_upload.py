@@ -100,3 +100,19 @@ async def test_bench_estimates_the_cost_of_every_priced_backend(pricing: str, tm
     want = price * report["wall_s"] / (3600.0 if basis == "price_per_hour" else 1.0)
     assert report["estimated_cost_usd"] == pytest.approx(want, rel=0.02, abs=1e-6)
     assert basis in report["cost_basis"]
+
+
+async def test_a_runpod_endpoint_that_ran_no_job_costs_nothing_known(tmp_path: Path) -> None:
+    """RunPod serverless bills the jobs that ran (their GPU-seconds): an endpoint that never
+    answered (nothing listening) has no cost estimate, not the run's wall time at the GPU
+    price ("one GPU held for the run", the Modal reckoning)."""
+    import socket
+
+    pdf = text_pdf(tmp_path / "d.pdf", [["one"]])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}/v2"
+    report = await run_bench([str(pdf)], backend="runpod-olmocr", base_url=nowhere, endpoint_id="e", api_key="k",
+                             max_attempts=1)  # fmt: skip
+    assert report["failed"] == 1
+    assert report["estimated_cost_usd"] is None and report["cost_basis"] is None, report

@@ -149,9 +149,9 @@ def _cost(reported: float, gpu: float, wall: float, cfg: Any) -> tuple[float, st
         return reported, "GPU-seconds the endpoint reported x price_per_gpu_second"
     if cfg.price_per_hour:
         return cfg.price_per_hour * wall / 3600.0, "wall time x price_per_hour"
-    if not gpu and cfg.price_per_gpu_second:
+    if not gpu and cfg.price_per_gpu_second and cfg.transport != "runpod":
         return cfg.price_per_gpu_second * wall, "wall time x price_per_gpu_second (one GPU held for the run)"
-    return 0.0, None
+    return 0.0, None  # (RunPod serverless bills the jobs that ran: none reported, none known)
 
 
 async def run_bench(
