@@ -116,3 +116,36 @@ async def test_a_runpod_endpoint_that_ran_no_job_costs_nothing_known(tmp_path: P
                              max_attempts=1)  # fmt: skip
     assert report["failed"] == 1
     assert report["estimated_cost_usd"] is None and report["cost_basis"] is None, report
+
+
+#: faults after which a body has gone up: each must be counted once (RunPod's FAILED jobs and the
+#: 429s sent again, and OpenAI replies cut after the body was read, were left out)
+UPLOAD_FAULTS = {
+    "runpod FAILED job": ("runpod", {"failed": 0.5}),
+    "runpod 429": ("runpod", {"http_429": 0.4}),
+    "runpod 503": ("runpod", {"http_503": 0.4}),
+    "openai reset": ("openai", {"reset": 0.4}),
+    "openai 503": ("openai", {"http_503": 0.4}),
+    "openai 400": ("openai", {"http_400": 0.4}),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(UPLOAD_FAULTS))
+async def test_bench_counts_every_body_the_server_got(fault: str, tmp_path: Path) -> None:
+    from ocrclient.testing import RunPodSimulator
+
+    cloud, rates = UPLOAD_FAULTS[fault]
+    pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i} text"] for i in range(6)])
+    plan = FaultPlan(seed=5, rates=rates, retry_after_s=0.2, latency_s=(0.02, 0.02))
+    if cloud == "runpod":
+        with RunPodSimulator(plan=plan) as rp:
+            report = await run_bench([str(pdf)], backend="runpod-olmocr", base_url=rp.base_url, endpoint_id=rp.endpoint_id,
+                                     api_key=rp.api_key, max_attempts=3)  # fmt: skip
+            got = rp.requests.get("runsync", 0) + rp.requests.get("run", 0)
+    else:
+        with OpenAISimulator(plan=plan) as sim:
+            report = await run_bench([str(pdf)], backend="openai", base_url=sim.base_url, api_key=sim.api_key,
+                                     model=sim.model, max_attempts=3)  # fmt: skip
+            got = sim.requests["POST /v1/chat/completions"]
+    assert got >= 6, got
+    assert report["upload_requests"] == got, (report["upload_requests"], got)

@@ -98,9 +98,12 @@ def body_bytes(value: Any) -> int:
 
 
 class _Counting:
-    """A transport that sends as the wrapped one and counts the bytes of the requests that went
-    up: those the server answered (a reply, or an HTTP error), not those that never reached it
-    (a refused connection uploads nothing)."""
+    """A transport that sends as the wrapped one and counts the request bodies that went up,
+    as its HTTP client wrote them (:data:`~ocrclient.transports.written.BODY_WRITTEN`): each one
+    written whole -- a job that then FAILED, a 429 sent again, a reply cut after the body was
+    read -- and none that never reached the server (a refused connection uploads nothing).  A
+    transport that writes by other means is counted by its request: answered, or refused by an
+    HTTP status."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -110,15 +113,29 @@ class _Counting:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    def _wrote(self, size: int) -> None:
+        self.requests, self.bytes = self.requests + 1, self.bytes + size
+
     async def send(self, request: Any) -> Any:
-        size = body_bytes(request.body)
+        from .transports.written import BODY_WRITTEN
+
+        written: list[int] = []  # (this send's own: others run beside it)
+
+        def wrote(size: int) -> None:
+            written.append(size)
+            self._wrote(size)
+
+        token = BODY_WRITTEN.set(wrote)
         try:
             reply = await self.inner.send(request)
         except OcrError as exc:
-            if getattr(exc, "status", None) is not None:  # the server answered: the body went up
-                self.requests, self.bytes = self.requests + 1, self.bytes + size
+            if not written and getattr(exc, "status", None) is not None:  # (answered)
+                self._wrote(body_bytes(request.body))
             raise
-        self.requests, self.bytes = self.requests + 1, self.bytes + size
+        finally:
+            BODY_WRITTEN.reset(token)
+        if not written:  # (a transport that writes by other means)
+            self._wrote(body_bytes(request.body))
         return reply
 
 
@@ -126,6 +143,7 @@ def _upload(counted: _Counting, wall: float, concurrency: int, p50: float | None
     per_request = counted.bytes / counted.requests if counted.requests else 0.0
     busy = per_request * 8 * concurrency / p50 / 1e6 if p50 else None
     return {
+        "upload_requests": counted.requests,
         "upload_bytes_per_request": round(per_request),
         "upload_mbit_s": round(counted.bytes * 8 / wall / 1e6, 3) if wall > 0 else 0.0,
         "upload_mbit_s_to_keep_busy": round(busy, 3) if busy is not None else None,

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["REQUEST_WRITTEN", "request_written", "trace"]
+__all__ = ["BODY_WRITTEN", "REQUEST_WRITTEN", "request_written", "trace"]
 
 #: what to call once the current task's request is all written (set by the scheduler around a
 #: send; ``None`` elsewhere, e.g. in a health check or a warm-up)
@@ -40,6 +40,16 @@ REQUEST_WRITTEN: ContextVar[Callable[[], None] | None] = ContextVar("ocrclient_r
 #: httpcore's trace events that end the writing of a request, over HTTP/1.1 and HTTP/2 (a
 #: failed write ends it too: the server may still answer, or the attempt fails)
 _WRITE_ENDS = ("send_request_body.complete", "send_request_body.failed")
+
+
+#: what to call with the size of each request body written whole, by the current task (``ocr
+#: bench``'s upload count: every body that went up -- a job that then FAILED, a 429 sent again
+#: -- and none that did not; a poll writes no body)
+BODY_WRITTEN: ContextVar[Callable[[int], None] | None] = ContextVar("ocrclient_body_written", default=None)
+
+
+#: the size of the body the current task is writing
+_WRITING: ContextVar[int] = ContextVar("ocrclient_body_writing", default=0)
 
 
 def request_written() -> None:
@@ -52,6 +62,23 @@ def request_written() -> None:
 
 
 async def trace(event: str, info: dict[str, Any]) -> None:
-    """httpcore's ``trace`` extension: calls :func:`request_written` when the body is written."""
+    """httpcore's ``trace`` extension: calls :func:`request_written` when the body is written
+    (and :data:`BODY_WRITTEN` with its size, when it was written whole)."""
+    if BODY_WRITTEN.get() is not None and event.endswith("send_request_body.started"):
+        _WRITING.set(_content_length(info.get("request")))  # (the end's info has no request)
     if event.endswith(_WRITE_ENDS):
         request_written()
+        count = BODY_WRITTEN.get()
+        if count is not None and event.endswith("send_request_body.complete") and _WRITING.get():
+            count(_WRITING.get())
+
+
+def _content_length(request: Any) -> int:
+    """The body size an httpcore request declares (0: none, or unknown)."""
+    for name, value in getattr(request, "headers", None) or ():
+        if bytes(name).lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
