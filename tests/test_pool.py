@@ -401,3 +401,40 @@ async def test_a_pool_whose_every_member_refuses_the_settings_says_so(refusing: 
     pool = PoolTransport([PoolMember(n, _Member(i < refusing)) for i, n in enumerate("ab")])  # type: ignore[arg-type]
     h = await pool.health()
     assert not h.ok and h.refused is refused
+
+
+@pytest.mark.parametrize(("member", "refused"), [
+    ('sampling = { max_tokens = 1234 }', "sampling is the pool's to set"),
+    ('render = { longest_side = 500 }', "render is the pool's to set"),
+    ('dialect_options = { prompt = "hi" }', "dialect_options is the pool's to set"),
+    ("max_attempts = 9", "max_attempts is the pool's to set"),
+    ("concurrency = 3", "concurrency is the pool's to set"),
+    ("weight = 0", "weight takes a positive number"),
+    ("weight = -1", "weight takes a positive number"),
+    ('weight = "x"', "weight takes a positive number"),
+    ("endpoint_idd = 3", "pool member b: .*endpoint_idd"),
+    ("weight = 2", None),
+    ('api_key = "member-key"', None),
+])  # fmt: skip
+def test_a_members_setting_is_used_or_refused_naming_the_member(member: str, refused: str | None, tmp_path: Path) -> None:
+    """The pool's dialect builds every request: a member's sampling, render or dialect options
+    (and the run's attempts, concurrency) were taken and silently dropped; a weight of 0 or -1
+    was taken; a member's typo was reported as the member backend's, not the member's."""
+    from ocrclient.errors import ConfigError
+
+    prof = tmp_path / "pool.toml"
+    prof.write_text(f"""
+transport = "pool"
+dialect = "plain"
+model = "m"
+[transport_options]
+members = [
+  {{ backend = "openai", base_url = "http://127.0.0.1:9/v1", label = "a" }},
+  {{ backend = "openai", base_url = "http://127.0.0.1:9/v1", label = "b", {member} }},
+]
+""", encoding="utf-8")  # fmt: skip
+    if refused is None:
+        load_backend(str(prof)).close()
+        return
+    with pytest.raises(ConfigError, match=refused):
+        load_backend(str(prof))

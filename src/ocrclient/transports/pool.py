@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,11 @@ from .base import Health, ModelReply, ModelRequest, Transport
 __all__ = ["PoolMember", "PoolTransport"]
 
 log = logging.getLogger(__name__)
+
+#: settings a member cannot have its own of: the pool's dialect builds every request and reads
+#: every reply, and the pool's run holds the pages (set on the pool, they hold for every member)
+_POOL_WIDE = frozenset({"render", "sampling", "dialect_options", "concurrency", "max_attempts",
+                        "page_deadline_s", "cold_start_s", "document_mode"})  # fmt: skip
 
 
 @dataclass
@@ -116,9 +122,18 @@ class PoolTransport:
             try:
                 weight = float(spec.pop("weight", 1.0))
             except (TypeError, ValueError):
-                raise ConfigError(f"backend {cfg.name!r}: pool member {i + 1}: weight takes a number") from None
+                weight = math.nan
+            if not weight > 0 or math.isinf(weight):  # (0 and -1 were taken, as 0.001)
+                raise ConfigError(f"backend {cfg.name!r}: pool member {i + 1}: weight takes a positive number")
             label = str(spec.pop("label", f"{name}#{i + 1}"))
-            member_cfg = resolve_config(name, **spec)
+            pool_wide = sorted(set(spec) & _POOL_WIDE)
+            if pool_wide:  # (the pool's dialect builds every request: a member's were dropped silently)
+                raise ConfigError(f"backend {cfg.name!r}: pool member {label}: {', '.join(pool_wide)} is the pool's "
+                                  "to set (every member gets the pool's requests, read by the pool's dialect)")  # fmt: skip
+            try:
+                member_cfg = resolve_config(name, **spec)
+            except ConfigError as exc:
+                raise ConfigError(f"backend {cfg.name!r}: pool member {label}: {exc.message}") from None
             if member_cfg.dialect != cfg.dialect:
                 raise ConfigError(
                     f"pool member {label} speaks dialect {member_cfg.dialect!r}, the pool {cfg.dialect!r}"
