@@ -332,3 +332,9 @@ def test_ocr_view_takes_a_folder_for_its_output_and_refuses_one_for_its_input(tm
     assert into.stdout.strip() == str(folder / "scan.html")
     given = runner.invoke(app, ["view", str(tmp_path / "out")])
     assert given.exit_code == 2 and "a folder" in given.output and ".json" in given.output, given.output
+    # a folder not there yet (``-o new/``, ``-o new``): made, the viewer inside; a new .html is a file
+    for name in ("new/", "deeper/new"):
+        made = runner.invoke(app, ["view", str(json_path), "-o", str(tmp_path / name)])
+        assert made.exit_code == 0 and (tmp_path / name / "scan.html").is_file(), made.output
+    as_file = runner.invoke(app, ["view", str(json_path), "-o", str(tmp_path / "v.HTML")])
+    assert as_file.exit_code == 0 and (tmp_path / "v.HTML").is_file(), as_file.output

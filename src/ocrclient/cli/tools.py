@@ -104,6 +104,11 @@ def view(
         raise fail(f"{result}: a folder; give one of the .json results in it")
     if not result.is_file():
         raise fail(f"{result}: no such file")
+    if out is not None and not out.exists() and out.suffix.lower() not in (".html", ".htm"):
+        # a new folder (``-o viewers/``: the shell's trailing slash is gone by here, and the
+        # viewer was written as a file named ``viewers``)
+        with file_errors(f"cannot make the folder {out}"):
+            out.mkdir(parents=True)
     if out is not None and out.is_dir():  # (its write met the folder: the error named a temp file)
         out = out / result.with_suffix(".html").name
     try:
