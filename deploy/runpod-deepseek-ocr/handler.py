@@ -76,7 +76,14 @@ def model_name() -> str:
 
 
 def served_model_name() -> str:
-    return os.environ.get("OPENAI_SERVED_MODEL_NAME_OVERRIDE", "").strip() or model_name()
+    """The name clients ask for: the override, else the hub id (``MODEL_NAME``), never the
+    ``MODEL_PATH`` directory the weights were loaded from (no client names it: every page the
+    profile sent was refused, 404, and the run stopped)."""
+    return (
+        os.environ.get("OPENAI_SERVED_MODEL_NAME_OVERRIDE", "").strip()
+        or os.environ.get("MODEL_NAME", "").strip()
+        or DEFAULT_MODEL
+    )
 
 
 def deepseek_prompt(text: str) -> str:
@@ -238,10 +245,11 @@ async def handle_document(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     doc = document_input(job["input"])
     prompt = doc.prompt or DEFAULT_PDF_PROMPT
-    out_root = doc.output_dir or os.environ.get("RUNPOD_OUTPUT_DIR") or "/tmp/runpod-output"
-    out_dir = safe_path(
+    default_root = os.environ.get("RUNPOD_OUTPUT_DIR") or "/tmp/runpod-output"
+    out_root = doc.output_dir or default_root
+    out_dir = safe_path(  # (the worker's own default folder is always allowed: OUTPUT_ROOTS set alone refused it)
         out_root,
-        roots=_roots("OUTPUT_ROOTS", DEFAULT_OUTPUT_ROOTS) + _roots("RUNPOD_OUTPUT_DIR", ""),
+        roots=_roots("OUTPUT_ROOTS", DEFAULT_OUTPUT_ROOTS) + _roots("RUNPOD_OUTPUT_DIR", default_root),
         must_exist=False,
     )
     # made before the model runs: a folder that cannot be is the request's fault (400), found

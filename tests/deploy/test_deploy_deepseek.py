@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -398,3 +399,50 @@ def test_default_output_roots_take_the_contracts_example(deepseek: Any, monkeypa
         deepseek.safe_path(path, roots=roots, must_exist=False)
     with pytest.raises(deepseek.JobError):
         deepseek.safe_path("/runpod/other", roots=roots, must_exist=False)
+
+
+@pytest.mark.parametrize("where", ["RUNPOD_OUTPUT_DIR unset", "RUNPOD_OUTPUT_DIR set"])
+async def test_a_job_naming_no_folder_writes_to_the_workers_own_whatever_output_roots(
+    where: str, deepseek: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``OUTPUT_ROOTS`` set (here to a folder of its own) a job that names no
+    ``output_dir`` writes to the worker's default folder (``RUNPOD_OUTPUT_DIR``, else
+    /tmp/runpod-output): with the variable unset every document-mode job was refused, 'outside
+    the allowed roots'."""
+    default = tmp_path / "default-out"
+    if where == "RUNPOD_OUTPUT_DIR set":
+        monkeypatch.setenv("RUNPOD_OUTPUT_DIR", str(default))
+    else:
+        monkeypatch.delenv("RUNPOD_OUTPUT_DIR", raising=False)
+    deepseek.set_model(grounded_model([]))
+    job = f"job-{tmp_path.name}"
+    out = await deepseek.handler({"id": job, "input": {"pdf_base64": base64.b64encode(make_pdf(1)).decode()}})
+    assert out.get("status") == "succeeded", out
+    want = default if where == "RUNPOD_OUTPUT_DIR set" else Path("/tmp/runpod-output")
+    assert Path(out["markdown_path"]).parent == (want / job).resolve()
+    shutil.rmtree(want / job, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("env", "served"), [
+    ({}, "deepseek-ai/DeepSeek-OCR"),
+    ({"MODEL_PATH": "/app/models/deepseek-ai/DeepSeek-OCR"}, "deepseek-ai/DeepSeek-OCR"),
+    ({"MODEL_NAME": "org/my-deepseek", "MODEL_PATH": "/app/models/x"}, "org/my-deepseek"),
+    ({"MODEL_PATH": "/app/models/x", "OPENAI_SERVED_MODEL_NAME_OVERRIDE": "served/as"}, "served/as"),
+])  # fmt: skip
+def test_the_worker_serves_the_name_clients_ask_for_wherever_its_weights_are(
+    env: dict[str, str], served: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed puts the weights at /app/models/deepseek-ai/DeepSeek-OCR and says to set
+    ``MODEL_PATH``: the worker then served the directory's path, and refused (404) every page
+    the runpod-deepseek-ocr profile sent; it serves the hub id, and the profile's model is it."""
+    from ocrclient.config import resolve_config
+
+    for var in ("MODEL_PATH", "MODEL_NAME", "OPENAI_SERVED_MODEL_NAME_OVERRIDE"):
+        monkeypatch.delenv(var, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    mod = load_module("deepseek_identity", HANDLER)
+    assert mod.WORKER.served_model == served
+    assert mod.model_name() == (env.get("MODEL_PATH") or env.get("MODEL_NAME") or "deepseek-ai/DeepSeek-OCR")
+    if not env.get("MODEL_NAME") and not env.get("OPENAI_SERVED_MODEL_NAME_OVERRIDE"):
+        assert resolve_config("runpod-deepseek-ocr").model == served
