@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="API key to require (default: runpod rp_sim_key_0123456789, openai/proxy generated, "
                         "modal and ocular none)")
     p.add_argument("--no-auth", action="store_true", help="accept requests without an API key")
-    p.add_argument("--model", default=None, help="served model id (openai/proxy/modal)")
+    p.add_argument("--model", default=None, help="served model id: a request naming another is refused as vLLM does")
+    p.add_argument("--flavour", choices=("api", "local"), default="api",
+                   help="runpod: the RunPod API (/v2/ENDPOINT/...) or the runpod SDK's local test server")
     p.add_argument("--max-model-len", type=int, default=16384)
     p.add_argument("--error-shape", choices=("new", "flat"), default="new")
     p.add_argument("--proxy-idle", type=float, default=100.0, help="proxy: 524 after S s of silence")
@@ -110,7 +112,7 @@ def make_simulator(args: argparse.Namespace) -> Any:
     common: dict[str, Any] = {"plan": plan, "responder": _responder(args), "host": args.host,
                               "port": args.port}
     if args.kind == "runpod":
-        kwargs = dict(common)
+        kwargs = {**common, "flavour": args.flavour, "model": args.model}
         if args.no_auth:
             kwargs["api_key"] = None
         elif args.api_key:

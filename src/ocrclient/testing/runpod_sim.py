@@ -202,6 +202,10 @@ def _retry_after(seconds: float | None) -> dict[str, str] | None:
     return {"Retry-After": f"{seconds:g}"} if seconds is not None else None
 
 
+class _NotServed(Exception):
+    """A chat request naming a model the worker does not serve."""
+
+
 class RunPodSimulator(ServerOwner):
     """A RunPod serverless endpoint (or the SDK's local test server) on 127.0.0.1.
 
@@ -241,12 +245,16 @@ class RunPodSimulator(ServerOwner):
         rate_limits: Mapping[str, tuple[int, float, int | None]] | None = None,
         rate_retry_after_s: float | None = None,
         key_fn: Callable[[Any], str] | None = None,
+        model: str | None = None,
     ) -> None:
         if flavour not in ("api", "local"):
             raise ValueError("flavour must be 'api' or 'local'")
         self.plan = plan or FaultPlan()
         self.responder: Responder = responder or echo_responder
         self.key_fn: Callable[[Any], str] = key_fn or body_key  # a job input -> its fault key (or page_key)
+        #: the model the worker serves: a chat request naming another FAILs as our workers and
+        #: vLLM refuse it (404 "The model `x` does not exist."); ``None``: any model is served
+        self.model = model
         self.flavour = flavour
         self.endpoint_id = endpoint_id
         self.api_key = api_key
@@ -489,6 +497,9 @@ class RunPodSimulator(ServerOwner):
             return "FAILED", None, error
         try:
             return "COMPLETED", self._output(job.input, fault), None
+        except _NotServed as exc:  # as the deploy/ workers say it (their handler's error output)
+            return "FAILED", None, json.dumps({"error_type": "not_found", "error_message": str(exc), "code": 404,
+                                               "retryable": False})  # fmt: skip
         except Exception as exc:  # the "handler" raised: FAILED as the runpod SDK reports it
             return "FAILED", None, self._error_json(exc, traceback.format_exc())
 
@@ -508,6 +519,11 @@ class RunPodSimulator(ServerOwner):
     def _output(self, job_input: Any, fault: str | None) -> Any:
         if isinstance(job_input, Mapping) and "openai_route" in job_input:
             request = job_input.get("openai_input") or {}
+            if str(job_input.get("openai_route")).rstrip("/").endswith("/models"):  # (what the worker serves)
+                return [{"object": "list", "data": [{"id": self.model or "sim", "object": "model"}]}]
+            asked = request.get("model") if isinstance(request, Mapping) else None
+            if self.model is not None and asked and asked != self.model:
+                raise _NotServed(f"The model `{asked}` does not exist. This endpoint serves {self.model}.")
             reply = self.responder(dict(request))
             if "raw_output" in reply.data:
                 return reply.data["raw_output"]
