@@ -300,6 +300,20 @@ def garbage_reply(reply: SimReply) -> SimReply:
     return SimReply(GARBAGE_TEXT, "stop", reply.prompt_tokens, 400, dict(reply.data))
 
 
+def cut_at_max_tokens(reply: SimReply, max_tokens: Any) -> SimReply:
+    """``reply`` as a vLLM server gives it under the request's ``max_tokens``: a longer one cut
+    there (a token is a word here), ``finish_reason`` "length" (the simulators answered every
+    word, "stop", whatever the limit: a client's cap could not be tested)."""
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        return reply
+    words = reply.text.split(" ")
+    made = reply.completion_tokens or len(reply.text.split())
+    if made <= max_tokens or len(words) <= 1:
+        return reply
+    cut = " ".join(words[:max_tokens])
+    return SimReply(cut, "length", reply.prompt_tokens, max_tokens, dict(reply.data))
+
+
 def echo_responder(body: dict[str, Any]) -> SimReply:
     """Answers plain markdown naming the image it saw: ``# Page <digest>`` plus a line."""
     digest = _image_digest(body)

@@ -49,7 +49,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from .faults import FaultPlan, Responder, SimReply, garbage_reply
+from .faults import FaultPlan, Responder, SimReply, cut_at_max_tokens, garbage_reply
 from .http_sim import (  # HTTPSimulator .. Worker: re-exported (their old home)
     CLOUDFLARE_524,
     FAULT_STATUS,
@@ -240,7 +240,7 @@ class OpenAISimulator(HTTPSimulator):
                     "prompt or the number of requested output tokens.",
                 )
                 return
-            reply = _apply_output_fault(reply, fault, max_tokens)
+            reply = _apply_output_fault(reply, fault, max_tokens) if fault else cut_at_max_tokens(reply, max_tokens)
             done = start + self.plan.latency(key)  # the responder's time is part of it
             if stream:
                 self._stream(body, reply, (start, done), emit, reset=fault == "reset")

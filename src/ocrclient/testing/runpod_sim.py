@@ -87,6 +87,7 @@ from .faults import (
     Responder,
     SimReply,
     body_key,
+    cut_at_max_tokens,
     echo_responder,
     garbage_reply,
 )
@@ -527,7 +528,8 @@ class RunPodSimulator(ServerOwner):
             reply = self.responder(dict(request))
             if "raw_output" in reply.data:
                 return reply.data["raw_output"]
-            reply = self._apply_model_fault(reply, fault)
+            limit = request.get("max_completion_tokens") or request.get("max_tokens")
+            reply = self._apply_model_fault(reply, fault) if fault else cut_at_max_tokens(reply, limit)
             if request.get("stream"):
                 return _sse_batches(reply, request, self.stream_batch)
             return [_chat_completion(reply, request)]
