@@ -10,9 +10,15 @@ import pytest
 from hypothesis import given, settings
 
 from ocrclient.dialects.base import Attempt
-from ocrclient.dialects.dots import IMAGE_TOKENS, PROMPT_LAYOUT_ALL_EN, DotsDialect, smart_resize
+from ocrclient.dialects.dots import (
+    IMAGE_TOKENS,
+    PROMPT_LAYOUT_ALL_EN,
+    DotsDialect,
+    parse_cells,
+    smart_resize,
+)
 from ocrclient.errors import BadOutputError
-from ocrclient.geometry import to_page
+from ocrclient.geometry import CoordSpace, to_page
 
 from .test_dialect_common import (
     assert_chat_shape,
@@ -61,7 +67,7 @@ def test_parse_cells(dots: DotsDialect) -> None:
     c = dots.parse(reply(json.dumps(cells)), request_for(page))
     assert [b.type for b in c.blocks] == ["page_header", "title", "table", "figure", "equation"]
     assert c.blocks[1].text == "Invoice" and c.blocks[3].box == (100, 450, 400, 700)
-    assert c.markdown == "# Invoice\n\n<table><tr><td>Pen</td></tr></table>\n\n![]()\n\n$$x^2$$"
+    assert c.markdown == "# Invoice\n\n<table><tr><td>Pen</td></tr></table>\n\n![]()\n\n$$\nx^2\n$$"
     assert page.encoded is not None
     h, w = smart_resize(page.encoded.height, page.encoded.width)
     assert (c.space.kind, c.space.width, c.space.height) == ("model_pixels", w, h)
@@ -123,3 +129,27 @@ def test_fuzz_never_raises_other_errors(text: str, finish: str | None) -> None:
 @given(fuzz_text)
 def test_fuzz_json_shaped(text: str) -> None:
     fuzz_parse(DotsDialect(model="m").parse, json.dumps([{"bbox": text, "category": text, "text": text}]), "stop")
+
+
+@pytest.mark.parametrize(("text", "md"), [
+    ("$$E = mc^2$$", "$$\nE = mc^2\n$$"),
+    ("\\[x^2\\]", "$$\nx^2\n$$"),
+    ("\\frac{a_1 * b_2}{c_3 * d_4} = \\sum_{i} x_i", "$$\n\\frac{a_1 * b_2}{c_3 * d_4} = \\sum_{i} x_i\n$$"),
+    ("\\documentclass{article}\\begin{document}\\alpha\\end{document}", "$$\n\\alpha\n$$"),
+    ("with inline $x$ math", "with inline $x$ math"),
+    ("E = mc2", "E = mc2"),
+    ("$$a$ and $b$$", "$$a$ and $b$$"),
+])  # fmt: skip
+def test_a_formula_cell_is_written_as_dots_own_markdown_writes_it(text: str, md: str) -> None:
+    """Display math between $$ lines, bare LaTeX put there (written bare, a formula's * were
+    read as emphasis); inline math and plain text as they are."""
+    c = parse_cells(json.dumps([{"bbox": [10, 10, 200, 50], "category": "Formula", "text": text}]), CoordSpace.grid(1000))
+    assert c.markdown == md and c.blocks[0].type == "equation"
+
+
+def test_a_cell_without_text_is_empty_and_a_number_is_its_digits() -> None:
+    """``"text": null`` became the word 'null' in the markdown and the block."""
+    cells = [{"bbox": [10, 10, 200, 50], "category": "Text", "text": None},
+             {"bbox": [10, 60, 200, 90], "category": "Text", "text": 12345}]  # fmt: skip
+    c = parse_cells(json.dumps(cells), CoordSpace.grid(1000))
+    assert c.markdown == "12345" and [b.text for b in c.blocks] == ["", "12345"]

@@ -144,6 +144,27 @@ class DotsDialect(ChatDialect):
                            truncated=reply.finish_reason == "length")  # fmt: skip
 
 
+#: LaTeX a formula cell may hold (a command, an environment, \[ \] or \( \) math)
+_LATEX = re.compile(r"\\begin\{|\\[a-zA-Z]+|\\\[|\\\(")
+_PREAMBLE = re.compile(r"\\documentclass\{[^}]+\}|\\usepackage(?:\[[^\]]*\])?\{[^}]+\}|\\(?:begin|end)\{document\}", re.I)
+
+
+def formula_markdown(text: str) -> str:
+    """A Formula cell's text as dots.ocr's own markdown writes it (``layoutjson2md``): display
+    math between ``$$`` lines -- ``$$x$$`` and ``\\[x\\]`` taken apart and put so, bare LaTeX put
+    so, its document preamble dropped -- and text that already holds inline ``$...$`` or
+    ``\\[...\\]`` math, or no LaTeX at all, as it is (bare, a formula's ``*`` read as emphasis)."""
+    text = text.strip()
+    if text.startswith("$$") and text.endswith("$$") and len(text) >= 4:
+        inner = text[2:-2].strip()
+        return text if "$" in inner else f"$$\n{inner}\n$$"
+    if text.startswith("\\[") and text.endswith("\\]"):
+        return f"$$\n{text[2:-2].strip()}\n$$"
+    if re.search(r"\\\[.*\\\]", text) or re.search(r"\$[^$]+\$", text) or not _LATEX.search(text):
+        return text
+    return f"$$\n{_PREAMBLE.sub('', text).strip()}\n$$"
+
+
 def _load_cells(text: str) -> tuple[Any, bool]:
     """The decoded reply, and whether the list's closing ``]`` had to be added.
 
@@ -210,7 +231,7 @@ def parse_cells(text: str, space: CoordSpace, *, include_headers_footers: bool =
         label = str(cell.get("category", "")) or None
         kind = block_type(label, LABELS)
         raw_text = cell.get("text", "")
-        body = raw_text if isinstance(raw_text, str) else json.dumps(raw_text, ensure_ascii=False)
+        body = raw_text if isinstance(raw_text, str) else "" if raw_text is None else json.dumps(raw_text, ensure_ascii=False)
         box = None
         if "bbox" in cell:
             box = parse_box(cell["bbox"] if isinstance(cell["bbox"], (list, tuple)) else str(cell["bbox"]),
@@ -222,6 +243,9 @@ def parse_cells(text: str, space: CoordSpace, *, include_headers_footers: bool =
             block_text = heading_text(md)
         elif kind == "figure":
             md = f"![{body.strip()}]()"
+            block_text = body.strip()
+        elif kind == "equation":
+            md = formula_markdown(body)
             block_text = body.strip()
         else:
             md = body.strip()
