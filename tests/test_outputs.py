@@ -207,6 +207,22 @@ def test_an_output_that_would_overwrite_an_input_is_refused(tmp_path: Path) -> N
             output_stems(sources, Path("scans"), [".md", ".pdf"])
 
 
+@pytest.mark.parametrize("name", ["manifest.pdf", "MANIFEST.png", "sub/manifest.pdf"])
+def test_an_output_that_would_be_the_runs_manifest_is_refused(name: str, tmp_path: Path) -> None:
+    """A format whose suffix is ``.jsonl`` (a plugin's) for an input named ``manifest``: its rows
+    went into ``OUT/manifest.jsonl``, both spoilt, and the rerun read '0 pages'; one below OUT's
+    top (``OUT/sub/manifest.jsonl``) is no manifest, and is written."""
+    _tree(tmp_path, f"docs/{name}", "docs/other.pdf")
+    with contextlib.chdir(tmp_path):
+        sources = open_sources(["docs"])
+        if "/" in name:
+            output_stems(sources, Path("out"), [".md", ".jsonl"])
+            return
+        with pytest.raises(InputError, match=r"would overwrite the run's manifest"):
+            output_stems(sources, Path("out"), [".md", ".jsonl"])
+        output_stems(sources, Path("out"), [".md", ".json"])  # (no .jsonl: fine)
+
+
 @pytest.mark.parametrize("spec", ["scans", "scans/*", "scans/**/*.*"], ids=["folder", "glob", "deep glob"])
 def test_a_searchable_pdf_written_beside_its_scan_is_never_an_input(spec: str, tmp_path: Path) -> None:
     """The whole kind: ``ocr convert scans -o scans -f md,json,pdf`` (the README's layout: a scan

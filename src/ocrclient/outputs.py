@@ -100,7 +100,8 @@ def output_stems(sources: Sequence[Source], out_dir: Path, suffixes: Sequence[st
     """``out_dir/<path relative to the common root>/<stem>`` for each source, in order (add a
     format's suffix for the file).  Raises :class:`InputError` (one line naming both inputs)
     when two sources would share a name (compared case-insensitively), or, for the given
-    ``suffixes``, when an output file would be one of the inputs."""
+    ``suffixes``, when an output file would be one of the inputs or the run's ``manifest.jsonl``
+    (a plugin's ``jsonl`` format of ``manifest.pdf`` wrote its rows into it)."""
     roots = [_parts(root) for src in sources if (root := _root(src)) is not None]
     common = _common(roots)
     stems: list[Path] = []
@@ -116,7 +117,11 @@ def output_stems(sources: Sequence[Source], out_dir: Path, suffixes: Sequence[st
                 "rename one or convert them in separate runs"
             )
         for suffix in suffixes:
-            hit = inputs.get(str(stem.with_name(stem.name + suffix).resolve()))
+            target = stem.with_name(stem.name + suffix)
+            if target.parent == out_dir and target.name.lower() == "manifest.jsonl":  # (the run's own record)
+                raise InputError(f"writing {target} for {src.name} would overwrite the run's manifest; "
+                                 "rename the input or leave out that format")  # fmt: skip
+            hit = inputs.get(str(target.resolve()))
             if hit is not None:
                 raise InputError(
                     f"writing {stem}{suffix} for {src.name} would overwrite the input {hit.name}; "
