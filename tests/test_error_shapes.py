@@ -524,3 +524,21 @@ def test_a_404_from_the_endpoint_names_what_to_check_in_each_mode(mode: str, fou
         assert "--base-url" in lines[0] and url in lines[0] and "None" not in lines[0], lines[0]
     else:
         assert "'no-such-endpoint' not found" in lines[0] and "--endpoint-id" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("suffix", ["/v1/models", "/v2", "/nowhere/v1"])
+@pytest.mark.parametrize("command", ["convert", "health"])
+def test_a_404_where_the_openai_api_should_be_names_the_url(suffix: str, command: str, four_pages: Path,
+                                                           tmp_path: Path) -> None:  # fmt: skip
+    """A base URL naming a path with no OpenAI API on it (``.../v1/models``, a RunPod URL) said
+    "HTTP 404: Not Found" (convert) or "GET /v1/models: Not Found" (health): the error names the
+    URL the requests went to and what to check; a model the server does not serve still says so
+    (above)."""
+    with OpenAISimulator(model="m") as sim:
+        url = sim.base_url.removesuffix("/v1") + suffix
+        args = [str(four_pages), "-o", str(tmp_path / "out"), "-c", "1"] if command == "convert" else []
+        run = _in_process(command, *args, "--backend", "openai", "--base-url", url, "--model", "m",
+                          env={"OCRCLIENT_API_KEY": str(sim.api_key)})  # fmt: skip
+    lines = [line for line in (run.stderr + run.stdout).splitlines() if "HTTP 404" in line]
+    assert run.exit_code == 2 and len(lines) == 1, run.output
+    assert "no OpenAI-compatible API at http://127.0.0.1:" in lines[0] and "check the base URL" in lines[0], lines[0]

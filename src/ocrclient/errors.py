@@ -60,6 +60,7 @@ __all__ = [
     "UsageError",
     "classify_status",
     "is_endpoint_error",
+    "is_model_refusal",
     "redact",
     "redact_data",
     "register_secret",
@@ -245,6 +246,12 @@ def is_endpoint_error(status: int | None, message: str) -> bool:
     if _MODEL_NOT_SERVED.search(message) or _ROUTE_NOT_SERVED.search(message) or _OVER_WORKER_LIMIT.search(message):
         return True
     return status == 405 or (status == 404 and not _INPUT_NOT_FOUND.search(message))
+
+
+def is_model_refusal(message: str) -> bool:
+    """Whether an error message says a model is not served (vLLM's "The model `x` does not
+    exist.", our TrOCR server's "model_name 'x' is not allowed")."""
+    return bool(_MODEL_NOT_SERVED.search(message))
 
 
 def classify_status(

@@ -46,7 +46,15 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..config import BackendConfig, env_name
-from ..errors import BadOutputError, ConfigError, OcrError, PermanentError, TransientError
+from ..errors import (
+    BadOutputError,
+    ConfigError,
+    EndpointError,
+    OcrError,
+    PermanentError,
+    TransientError,
+    is_model_refusal,
+)
 from ..loops import PerLoop
 from ..secrets import (
     header_secret,
@@ -63,6 +71,7 @@ from .http import (
     raise_for_status,
     release_loop,
     secrets_kept_home,
+    shown_url,
 )
 from .limits import (
     ERROR_BODY_BYTES,
@@ -321,7 +330,7 @@ class OpenAITransport(HttpImports):
         it times out at once)."""
         timeout = max(timeout, 0.0)
         try:
-            with map_errors(CHAT, timeout_s=timeout, hint=self._auth_hint()):
+            with map_errors(CHAT, timeout_s=timeout, hint=self._auth_hint(), rule=self._no_api_here):
                 async with asyncio.timeout(timeout):
                     log.debug("POST %s/chat/completions model=%s stream=%s max_tokens=%s page=%s",
                               redact(self.api_url), body.get("model"), stream, body.get("max_tokens"), page)
@@ -380,10 +389,19 @@ class OpenAITransport(HttpImports):
             return f"check {key_env} / {secret_env} (Modal proxy auth) and the API key"
         return f"check the API key (${self._api_key_env})"
 
+    def _no_api_here(self, status: int, message: str) -> OcrError | None:
+        """A 404 that names no model (vLLM's "The model `x` does not exist." does): no
+        OpenAI-compatible API at this URL, said with the URL (it said "HTTP 404: Not Found")."""
+        if status != 404 or is_model_refusal(message):
+            return None
+        said = f": {message}" if message else ""
+        return EndpointError(f"no OpenAI-compatible API at {shown_url(self.api_url)} (HTTP 404{said}); check the "
+                             "base URL: the API base, e.g. https://host:8000/v1", cause="http_404", status=404)  # fmt: skip
+
     # -- model cards / max_model_len ------------------------------------------------------------
     async def list_models(self, *, timeout: float | None = None) -> dict[str, int | None]:
         """``GET /v1/models`` as ``{model id: max_model_len or None}`` (raises on failure)."""
-        with map_errors("GET /v1/models", hint=self._auth_hint(), label_status=True):
+        with map_errors("GET /v1/models", hint=self._auth_hint(), label_status=True, rule=self._no_api_here):
             get = self._http.build_request("GET", self.api_url + "/models", timeout=timeout or self.health_timeout_s)
             resp = await read_capped(self._http, get, MODEL_LIST_BYTES, what="GET /v1/models")
             raise_for_status(resp)
