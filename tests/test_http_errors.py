@@ -71,9 +71,12 @@ def test_library_exceptions_become_transient_errors_by_cause(exc: BaseException,
     assert str(out).startswith("POST /x: ") and "\n" not in str(out)
 
 
-def test_the_attempt_budget_is_named_when_it_runs_out() -> None:
-    out = _mapped(TimeoutError(), timeout_s=12.5)
-    assert str(out) == "POST /x: no reply within 12.5 s"
+@pytest.mark.parametrize(("budget", "said"), [(12.5, "12.5 s"), (1.89762, "1.9 s"), (600.0, "600.0 s")])
+def test_the_attempt_budget_is_named_when_it_runs_out(budget: float, said: str) -> None:
+    """In tenths of a second, naming the page deadline as what may have cut it (it said 'within
+    1.89762 s' where page_deadline_s had cut the attempt), as the RunPod transport says it."""
+    out = _mapped(TimeoutError(), timeout_s=budget)
+    assert str(out) == f"POST /x: no reply within {said} (the attempt's time: timeout, or what was left of page_deadline_s)"
 
 
 def test_ocrclient_errors_and_unrelated_exceptions_pass_through_unchanged() -> None:

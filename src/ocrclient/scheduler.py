@@ -547,7 +547,7 @@ class Scheduler:
         try:
             return await asyncio.wait_for(self.transport.send(request), request.timeout_s + self.timeout_grace_s)
         except TimeoutError:
-            raise TransientError(f"no reply within {request.timeout_s:.0f}s", cause="timeout") from None
+            raise TransientError(f"no reply within {request.timeout_s:.1f} s (the attempt's time: timeout, or what was left of page_deadline_s)", cause="timeout") from None
         except TransientError as exc:
             if exc.status in (429, 503):
                 self.limiter.congestion()

@@ -208,7 +208,8 @@ def transport_error(
     """
     name = type(exc).__name__
     if isinstance(exc, TimeoutError) and timeout_s:  # the attempt's whole budget ran out
-        return TransientError(f"{what}: no reply within {timeout_s:g} s", cause="timeout")
+        return TransientError(f"{what}: no reply within {timeout_s:.1f} s (the attempt's time: timeout, or what was "
+                              "left of page_deadline_s)", cause="timeout")  # fmt: skip
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return TransientError(f"{what}: timed out ({name})", cause="timeout")
     if isinstance(exc, httpx.RemoteProtocolError) and not _NO_RESPONSE.search(str(exc)):
