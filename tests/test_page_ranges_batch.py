@@ -7,6 +7,7 @@ warnings, what was converted) and ``convert_many``; one input still refuses a ra
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def test_a_range_takes_from_each_document_the_pages_it_has(pages: str, folder: P
         results = list(ocrclient.convert_many([folder], pages=pages, cache=False))
     assert {Path(r.source.name).stem: len(r.document.pages) for r in results} == want
     assert {n for n in ("ten", "two", "one") if any(f"{n}.pdf" in str(w.message) for w in caught)} == warned
+    for line in said:  # said as English: "its page 1 is", "its pages 1-2 are" (it said "its pages 1 are")
+        assert re.search(r"its (page \d+ is|pages [\d,-]+ are) converted|left out", line), line
 
 
 def test_a_range_no_document_has_is_refused(folder: Path, tmp_path: Path) -> None:

@@ -210,8 +210,9 @@ def prepare(
             if not kept:
                 warnings.warn(f"{src.name}: left out, the page range {pages!r} holds none of its {has}", stacklevel=2)
                 continue
-            warnings.warn(f"{src.name}: the page range {pages!r} runs past its {has}; its pages "
-                          f"{format_pages(kept)} are converted", stacklevel=2)  # fmt: skip
+            which = f"page {kept[0] + 1} is" if len(kept) == 1 else f"pages {format_pages(kept)} are"
+            warnings.warn(f"{src.name}: the page range {pages!r} runs past its {has}; its {which} converted",
+                          stacklevel=2)  # fmt: skip
             plan.append((src, kept))
     if sources and not plan:
         raise InputError(f"page range {pages!r}: no input has a page in it")
