@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ocrclient.testing import CannedReply, OpenAISimulator
 
 from .pdfgen import text_pdf
@@ -62,3 +64,27 @@ def test_a_file_name_and_an_output_path_are_printed_as_text(tmp_path: Path) -> N
     said = again.stdout + again.stderr
     assert again.returncode == 0 and "Traceback" not in said, said[-800:]
     assert _lines_with(said, "skipping 1 input(s) already done") and "[bold]run" in said, said
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+def test_the_summary_table_shows_every_file_name_whole(width: int) -> None:
+    """At any width each file's whole name is in the summary, folded onto more lines where it
+    must be (at 80 columns two long paths were both cut to '/work/shared/…'), and the counts
+    are never folded."""
+    import io
+    import re as _re
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from ocrclient.cli.progress import summary
+    from ocrclient.document import RunStats
+
+    names = [f"/data/corpus/some_long_folder_name/document_{i}_with_a_long_name.pdf" for i in range(2)]
+    rows = [SimpleNamespace(source=SimpleNamespace(name=n), document=SimpleNamespace(stats=RunStats(pages=12345, ok=12345)))
+            for n in names]  # fmt: skip
+    buf = io.StringIO()
+    summary(rows, 1.0, Console(file=buf, width=width, no_color=True))
+    cells = [line.split("│")[1].strip() for line in buf.getvalue().splitlines() if line.startswith("│")]
+    assert "".join(cells) == "".join(names)
+    assert len(_re.findall(r"12345", buf.getvalue())) == 4

@@ -95,8 +95,13 @@ def summary(results: list[Any], wall: float, console: Console) -> None:
     from rich.table import Table
 
     table = Table(title="ocr convert", show_lines=False)
+    # a file's name folds onto more lines rather than being cut (at 80 columns two inputs were
+    # both "/work/shared/…"); the counts never fold
     for col in ("file", "pages", "ok", "degraded", "failed", "cached", "retries", "pages/s"):
-        table.add_column(col, justify="left" if col == "file" else "right")
+        if col == "file":
+            table.add_column(col, justify="left", overflow="fold")
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
     for r in results:
         s = r.document.stats
         table.add_row(
