@@ -988,3 +988,57 @@ def test_a_page_turned_by_rotate_reads_as_the_upright_page(rel: str, turn: int, 
         same = sum((Counter(words_a) & Counter(words_b)).values())
         assert same >= 0.95 * len(words_a), (turn, same, len(words_a))
         assert abs(len(b.blocks) - len(a.blocks)) <= max(4, len(a.blocks) // 5), (len(a.blocks), len(b.blocks))
+
+
+_CAPPED = ["ver the past three decades the", "pressure from many groups and", "governments and the nations",
+           "has required large companies to", "examine and redress their impact", "on society and the environment."]  # fmt: skip
+
+
+@pytest.mark.parametrize("cap", ["its own line", "in the first line", "overlapping the first line", "none"])
+def test_a_drop_cap_starts_its_paragraph_in_order(cap: str, tmp_path: Path) -> None:
+    """A paragraph opening with a large initial letter two or three lines tall: the letter begins
+    the first line's first word and the paragraph reads in order as one block (the letter was a
+    title of one letter, line 1 was glued to line 4 and lines 2-3 came after, the box of line 1
+    reached down over them).  The whole kind: the letter read as a line of its own, merged into
+    the first line by the layer, set a little into the first line's space; and no cap."""
+    from .pdfgen import PdfPage, write_pdf
+
+    indent = 72 if cap == "none" else (103 if cap == "overlapping the first line" else 100)
+    texts = [(indent if i < 3 else 72, 700 - 10 * i, 8, t) for i, t in enumerate(_CAPPED)]
+    if cap == "none":
+        texts[0] = (72, 700, 8, "O" + _CAPPED[0])
+    elif cap == "in the first line":  # one text run: the layer joins the letter into line 1
+        texts[0] = (72, 700, 8, "")
+        texts.insert(0, (72, 680, 30, "O"))
+        texts[1] = (100, 700, 8, _CAPPED[0])
+    else:
+        texts.insert(0, (72, 678.5 if cap == "its own line" else 672, 30 if cap == "its own line" else 40, "O"))
+    texts = [t for t in texts if t[3]]
+    pdf = write_pdf(tmp_path / "cap.pdf", [PdfPage(media=(0, 0, 400, 800), texts=texts)])
+    doc = ocrclient.convert(pdf, backend="local", cache=False)
+    [page] = doc.pages
+    assert page.markdown == "O" + " ".join(_CAPPED), page.markdown
+    [block] = page.blocks
+    assert block.type == "text" and block.bbox is not None
+    first = block.children[0]
+    assert first.text.startswith("Over") and first.bbox is not None
+    assert first.bbox[3] - first.bbox[1] < 12, first.bbox  # as tall as a line, not the letter
+
+
+def test_a_drop_cap_the_layer_reads_into_its_line_leaves_the_line_its_height() -> None:
+    """The layer's own line (the corpus' multi_column_miss): the tall initial is the line's first
+    glyph; the line's box is as tall as its other letters and the cap is recorded."""
+    layer = Layer(400.0, 800.0)
+    layer.chars.append(Char("O", (72.0, 94.0, 98.0, 122.0), (72.0, 92.0, 98.0, 124.0), 30.0))
+    x = 100.0
+    for ch in "ver the past":
+        if ch == " ":
+            layer.chars.append(Char(" ", (x, 94.0, x + 2, 102.0), (x, 93.0, x + 2, 103.0), 8.0, generated=True))
+            x += 2
+            continue
+        layer.chars.append(Char(ch, (x, 94.0, x + 4.5, 102.0), (x, 93.0, x + 4.5, 103.0), 8.0))
+        x += 4.6
+    [line] = layer_lines(layer)
+    assert line["text"] == "Over the past"
+    assert line["box"][1] == 94.0 and line["box"][3] == 102.0 and line["box"][0] == 72.0
+    assert line["cap"] == [72.0, 94.0, 98.0, 122.0]

@@ -93,13 +93,23 @@ def _starts_new_paragraph(prev: Line, cur: Line, para: Sequence[Line], em: float
         return True
     if min(prev.x1, cur.x1) - max(prev.x0, cur.x0) <= 0:
         return True
-    if abs(cur.x0 - prev.x0) > 1.5 * em:
+    if abs(cur.x0 - prev.x0) > 1.5 * em and not _beside_cap(para[0], cur, em):
         first_line_indent = len(para) == 1 and prev.x0 > cur.x0
         if not first_line_indent:
             return True
     width = max(ln.x1 for ln in para) - min(ln.x0 for ln in para)
     short = len(para) > 1 and prev.x1 < min(ln.x0 for ln in para) + 0.8 * width
     return short and prev.text.rstrip().endswith(_SENTENCE_END)
+
+
+def _beside_cap(first: Line, cur: Line, em: float) -> bool:
+    """Whether ``cur`` goes on the paragraph that ``first`` opens with a drop cap: a line beside
+    the cap starts at its right edge, the first line below it back at the paragraph's left."""
+    if first.cap is None:
+        return False
+    if abs(cur.x0 - first.x0) <= 1.5 * em:  # below the cap: back at the left
+        return True
+    return cur.y0 < first.cap[3] and abs(cur.x0 - first.cap[2]) <= 1.5 * em
 
 
 def _is_heading_text(text: str) -> bool:

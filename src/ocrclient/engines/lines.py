@@ -110,6 +110,7 @@ class Line(Measured):
     lbox: Box = (0.0, 0.0, 0.0, 0.0)
     size: float = 0.0  # estimated font size (em) in pixels
     source: str | None = None  # "text-layer" or "ocr", when the reply says per line
+    cap: Box | None = None  # the line starts with a drop cap: its box (the lines beside it are indented by it)
 
     def __post_init__(self) -> None:
         if self.lbox == (0.0, 0.0, 0.0, 0.0):
@@ -196,5 +197,38 @@ def lines_from_dicts(raw: Iterable[dict[str, Any]]) -> list[Line]:
         size = item.get("size")
         if isinstance(size, (int, float)) and size > 0:
             line.size = float(size)  # the text layer knows it
+        cap = item.get("cap")
+        if isinstance(cap, (list, tuple)) and len(cap) == 4:
+            line.cap = (float(cap[0]), float(cap[1]), float(cap[2]), float(cap[3]))
         out.append(line)
+    return join_drop_caps(out)
+
+
+def join_drop_caps(lines: list[Line]) -> list[Line]:
+    """A drop cap read as a line of its own (one large letter, at least two lines tall, its top
+    level with the line just right of it) put back at the start of that line, as its first
+    word's first letter (it was a title of one letter, and the paragraph beside it read out of
+    order); the line keeps its own height and records the cap (:attr:`Line.cap`)."""
+    out = list(lines)
+    for cap in lines:
+        if not (len(cap.text) == 1 and cap.text.isalpha()):
+            continue
+        size = cap.size or cap.h
+        beside = [ln for ln in out if ln is not cap and ln.cap is None and ln.text[:1].islower()
+                  and -0.5 * (ln.size or ln.h) <= ln.x0 - cap.x1 <= 2.0 * (ln.size or ln.h) and cap.h >= 2.0 * ln.h
+                  and abs(ln.y0 - cap.y0) <= 0.75 * ln.h and size > 1.5 * (ln.size or ln.h)]  # fmt: skip
+        if not beside:
+            continue
+        first = min(beside, key=lambda ln: ln.y0)
+        first.text = cap.text + first.text
+        first.box = (cap.x0, first.box[1], first.box[2], first.box[3])
+        first.lbox = (cap.x0, first.lbox[1], first.lbox[2], first.lbox[3])
+        if first.words:
+            w = dict(first.words[0])
+            w["text"] = cap.text + str(w.get("text", ""))
+            if w.get("box"):
+                w["box"] = [cap.x0, *list(w["box"])[1:]]
+            first.words = [w, *first.words[1:]]
+        first.cap = cap.box
+        out.remove(cap)
     return out

@@ -573,12 +573,18 @@ def layer_lines(layer: Layer, scale: float = 1.0) -> list[dict[str, Any]]:
                 continue
             glyphs = [c for w in words for c in w]
             sizes = sorted(c.size for c in glyphs)
+            box, det, cap = _union([c.box for c in glyphs], scale), _union([c.loose for c in glyphs], scale), {}
+            if len(glyphs) > 2 and glyphs[0].text.isalpha() and glyphs[0].size > 2 * sizes[len(sizes) // 2]:
+                # a drop cap: the line as tall as its other letters (it reached down over the lines beside it)
+                box[1::2], det[1::2] = _union([c.box for c in glyphs[1:]], scale)[1::2], _union([c.loose for c in glyphs[1:]], scale)[1::2]
+                cap = {"cap": _union([glyphs[0].box], scale)}  # (the lines beside it go on its paragraph)
             out.append(
                 {
                     "text": " ".join(w["text"] for w in wdicts),
                     "score": 1.0,
-                    "box": _union([c.box for c in glyphs], scale),
-                    "det_box": _union([c.loose for c in glyphs], scale),
+                    "box": box,
+                    "det_box": det,
+                    **cap,
                     "words": wdicts,
                     "size": round(sizes[len(sizes) // 2] * scale, 3),
                 }
