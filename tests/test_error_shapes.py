@@ -542,3 +542,15 @@ def test_a_404_where_the_openai_api_should_be_names_the_url(suffix: str, command
     lines = [line for line in (run.stderr + run.stdout).splitlines() if "HTTP 404" in line]
     assert run.exit_code == 2 and len(lines) == 1, run.output
     assert "no OpenAI-compatible API at http://127.0.0.1:" in lines[0] and "check the base URL" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("var", ["VLLM_API_KEY", "OCRCLIENT_API_KEY"])
+def test_a_refused_key_names_the_variable_it_came_from(var: str, four_pages: Path, tmp_path: Path) -> None:
+    """The pod profile reads VLLM_API_KEY, else OCRCLIENT_API_KEY: a refused key read from the
+    second was said to be $VLLM_API_KEY's."""
+    with OpenAISimulator(mode="proxy", model="lightonai/LightOnOCR-2-1B") as sim:
+        env = {"VLLM_API_KEY": "", "OCRCLIENT_API_KEY": "", var: "wrong-key-0123456789"}
+        run = _in_process("convert", str(four_pages), "-o", str(tmp_path / "out"), "--backend", "runpod-pod-lightonocr2",
+                          "--base-url", sim.base_url, "-c", "1", env=env)  # fmt: skip
+    assert run.exit_code == 2, run.output
+    assert f"${var}" in run.stderr and "wrong-key" not in run.stderr, run.stderr
