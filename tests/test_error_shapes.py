@@ -554,3 +554,15 @@ def test_a_refused_key_names_the_variable_it_came_from(var: str, four_pages: Pat
                           "--base-url", sim.base_url, "-c", "1", env=env)  # fmt: skip
     assert run.exit_code == 2, run.output
     assert f"${var}" in run.stderr and "wrong-key" not in run.stderr, run.stderr
+
+
+def test_a_404_that_an_input_was_not_found_fails_its_page_not_the_run(four_pages: Path, tmp_path: Path) -> None:
+    """A 404 saying what the request named does not exist (an image, a file) fails that page and
+    the run goes on; only a 404 that says no API is there stops the run, naming the URL."""
+    canned = CannedReply(404, {"error": {"message": "The image file does not exist: /srv/img/123.png"}})
+    with OpenAISimulator(model="m", force_reply=canned) as sim:
+        run = _in_process("convert", str(four_pages), "-o", str(tmp_path / "out"), "--backend", "openai",
+                          "--base-url", sim.base_url, "--model", "m", "-c", "1",
+                          env={"OCRCLIENT_API_KEY": str(sim.api_key)})  # fmt: skip
+    assert run.exit_code == 1, run.output
+    assert "no OpenAI-compatible API" not in run.stderr and "does not exist" in run.stderr, run.stderr

@@ -65,9 +65,11 @@ def test_nothing_left_to_convert_sends_nothing(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     bad = _unusable(docs)
-    run = _ocr("docs", "-o", "out", cwd=tmp_path)
+    run = _ocr("docs", "-o", "out", "--json", cwd=tmp_path)
     assert run.returncode == 2, run.stderr
     assert run.stderr.count("error:") == len(bad) + 1, run.stderr  # each, then why nothing is sent
+    summary = json.loads(run.stdout)
+    assert summary["exit_code"] == 2 and sorted(Path(r["source"]).name for r in summary["refused"]) == sorted(bad)
     assert f"nothing to convert: none of the {len(bad)} input(s) found can be" in run.stderr.splitlines()[-1]
     assert not (tmp_path / "out").exists()
 
@@ -91,6 +93,10 @@ def test_each_shard_reports_only_its_own_unusable_files(tmp_path: Path) -> None:
     converted: list[str] = []
     for i in range(3):
         run = _ocr("docs", "-o", "out", "--shard", f"{i}/3", "--json", cwd=tmp_path)
+        said_here = json.loads(run.stdout)["refused"]
+        assert run.returncode == (1 if said_here else 0), run.stderr
+    for i in range(3):  # (again, into another folder: the first round's manifest skips the converted)
+        run = _ocr("docs", "-o", "out2", "--shard", f"{i}/3", "--json", cwd=tmp_path)
         summary = json.loads(run.stdout)
         mine = [Path(r["source"]).name for r in summary["refused"]]
         assert run.returncode == (1 if mine else 0), run.stderr
@@ -99,3 +105,26 @@ def test_each_shard_reports_only_its_own_unusable_files(tmp_path: Path) -> None:
         converted += [Path(d["source"]).name for d in summary["documents"]]
     assert sorted(said) == sorted(bad)
     assert sorted(converted) == [f"d{i}.pdf" for i in range(6)]
+
+
+def test_a_shard_holding_only_unusable_files_reports_them_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its machine's share is done (those files cannot be converted); the others hold the rest:
+    exit 1 with the files under ``refused``, not exit 2 with an empty list."""
+    from ocrclient.cli.convert import _plan
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "empty.pdf").write_bytes(b"")
+    for i in range(3):
+        text_pdf(docs / f"d{i}.pdf", [[f"doc {i}"]], size=(0, 0, 200, 100))
+    monkeypatch.chdir(tmp_path)
+    lone = next(
+        (f"{i}/{n}" for n in range(2, 12) for i in range(n)
+         if (got := _plan(["docs"], None, None, f"{i}/{n}", ["md"], tmp_path / "o"))[2] and not got[0]),
+        None,
+    )  # fmt: skip
+    assert lone is not None, "no shard holds the unusable file alone"
+    run = _ocr("docs", "-o", "out", "--shard", lone, "--json", cwd=tmp_path)
+    summary = json.loads(run.stdout)
+    assert run.returncode == 1 and summary["exit_code"] == 1, run.stderr
+    assert [Path(r["source"]).name for r in summary["refused"]] == ["empty.pdf"] and summary["documents"] == []

@@ -272,11 +272,12 @@ def _run(conv: "Conversion", be: "Backend", reporter: "Progress", emit: "_Emitte
             raise fail(str(exc), code) from None
 
 
-def _refused(exc: OcrError, as_json: bool, started: float, debug: bool) -> typer.Exit:
-    """A run refused before it started: its one line (and ``--json``'s summary either way: a
-    script reading stdout gets one); the exit to raise."""
+def _refused(exc: OcrError, as_json: bool, started: float, debug: bool, refused: "list[Refused]") -> typer.Exit:
+    """A run refused before it started: its one line (and ``--json``'s summary either way, with
+    the inputs refused: a script reading stdout gets one); the exit to raise."""
     if as_json:
-        typer.echo(summary_json([], time.monotonic() - started, EXIT_BAD_INPUT, error=str(exc)))
+        typer.echo(summary_json([], time.monotonic() - started, EXIT_BAD_INPUT, error=str(exc),
+                                refused=[(r.name, r.message) for r in refused]))  # fmt: skip
     if debug:  # the traceback too, but the exit code stays the one without --debug
         print_traceback()
     return fail(str(exc))
@@ -459,13 +460,14 @@ def convert(
     console = stderr()
     pool: RenderPool | None = None
     held: Any = None  # (the output folder's lock, this run's)
+    refused: list[Refused] = []  # (inputs of several that cannot be converted: said, listed, exit 1)
     try:
         try:
             _check_outputs(out, formats, fmts, as_json)
             plan, stem_of, refused = _plan(inputs, pages, password, shard, fmts, out)
             for r in refused:  # (one line each; the other inputs go on, and the exit is 1)
                 fail(f"{r.message} (not converted{'; the other inputs go on' if plan else ''})", as_json=False)
-            if refused and not plan:
+            if refused and not plan and not shard:  # (a shard of only those: done, exit 1; others have the rest)
                 raise InputError(f"nothing to convert: none of the {len(refused)} input(s) found can be (see above)")
             over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
             over["dialect_options"] = _layer_options(text_layer, keep_furniture)
@@ -479,7 +481,7 @@ def convert(
             be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode)
             held = held or output_folder(out, shard)
         except OcrError as exc:
-            raise _refused(exc, as_json, started, debug) from None
+            raise _refused(exc, as_json, started, debug, refused) from None
         from ..run import Conversion
 
         show = progress if progress is not None else (not quiet and console.is_terminal)

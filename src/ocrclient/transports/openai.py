@@ -53,6 +53,7 @@ from ..errors import (
     OcrError,
     PermanentError,
     TransientError,
+    is_endpoint_error,
     is_model_refusal,
 )
 from ..loops import PerLoop
@@ -395,8 +396,8 @@ class OpenAITransport(HttpImports):
     def _no_api_here(self, status: int, message: str) -> OcrError | None:
         """A 404 that names no model (vLLM's "The model `x` does not exist." does): no
         OpenAI-compatible API at this URL, said with the URL (it said "HTTP 404: Not Found")."""
-        if status != 404 or is_model_refusal(message):
-            return None
+        if status != 404 or is_model_refusal(message) or not is_endpoint_error(status, message):
+            return None  # (a model not served says so; an input not found fails its page only)
         said = f": {message}" if message else ""
         return EndpointError(f"no OpenAI-compatible API at {shown_url(self.api_url)} (HTTP 404{said}); check the "
                              "base URL: the API base, e.g. https://host:8000/v1", cause="http_404", status=404)  # fmt: skip
