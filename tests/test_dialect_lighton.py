@@ -93,20 +93,28 @@ def test_each_box_goes_to_its_own_pictures_figure(lo: LightOnDialect, name: str)
     assert sorted(f.label for f in figs if f.box is not None) == sorted(s for s, b in want.items() if b)
 
 
-@pytest.mark.parametrize("model", ["lightonai/LightOnOCR-2-1B", "lightonai/LightOnOCR-1B-1025", "my/served-name"])
-def test_numbers_after_a_picture_are_text_unless_the_model_writes_boxes(model: str) -> None:
-    """Only a -bbox model writes a box after a reference with a space between: from another
-    model "![..](..) 1, 2, 3, 4 are the steps" keeps its numbers (they were taken for a box,
-    dropped from the text, and a figure invented); written right after the reference, without a
-    space, it is the bbox format whatever the name."""
+@pytest.mark.parametrize("model", ["lightonai/LightOnOCR-2-1B", "lightonai/LightOnOCR-2-1B-bbox", "models/LightOnOCR"])
+def test_numbers_after_a_picture_are_a_box_only_where_they_end_its_line(model: str) -> None:
+    """Whatever the model's name (a -bbox-soup model served from a folder has none of "bbox"):
+    the box right after the reference, or after a space ending the line, is the picture's; a
+    line that goes on after the numbers ("![..](..) 1, 2, 3, 4 are the steps") keeps them as
+    text (they were taken for a box, dropped from the text, and a figure invented)."""
     d = LightOnDialect(model=model)
     c = d.parse(reply("![image](image_1.png) 1, 2, 3, 4 are the step numbers.\n\nEnd."), request_for(make_page()))
     assert "1, 2, 3, 4 are the step numbers" in c.markdown and all(b.box is None for b in c.blocks)
-    c = d.parse(reply("![image](image_1.png)100,200,300,400\n\nEnd."), request_for(make_page()))
-    assert [b.box for b in c.blocks if b.type == "figure"] == [(100, 200, 300, 400)]
-    bbox = LightOnDialect(model=model + "-bbox")
-    c = bbox.parse(reply("![image](image_1.png) 100, 200, 300, 400\n\nEnd."), request_for(make_page()))
-    assert [b.box for b in c.blocks if b.type == "figure"] == [(100, 200, 300, 400)]
+    for written in ("100,200,300,400", " 100, 200, 300, 400", " [100, 200, 300, 400]"):
+        c = d.parse(reply(f"![image](image_1.png){written}\n\nEnd."), request_for(make_page()))
+        assert [b.box for b in c.blocks if b.type == "figure"] == [(100, 200, 300, 400)], written
+        assert "100" not in c.markdown
+
+
+def test_a_reference_the_split_reads_differently_does_not_shift_the_boxes(lo: LightOnDialect) -> None:
+    """A box-less reference whose source has a space (or whose alt text a line break) before a
+    boxed one: the boxed one keeps its box."""
+    c = lo.parse(reply("![logo](my logo.png)\n\nSome text\n\n![image](image_1.png)100,210,620,750"),
+                 request_for(make_page()))  # fmt: skip
+    figs = [b for b in c.blocks if b.type == "figure"]
+    assert [(f.label, f.box) for f in figs] == [(None, None), ("image_1.png", (100, 210, 620, 750))]
 
 
 def test_plain_variant_reply_has_no_boxes(lo: LightOnDialect) -> None:

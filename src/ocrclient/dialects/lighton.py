@@ -48,11 +48,11 @@ _NUMS = r"(?:\[[ \t]*)?" + r"[ \t]*,[ \t]*".join([_N] * 4) + r"(?:[ \t]*\])?"
 _REF = r"!\[([^\]\n]*)\]\(([^)\s]*)\)"
 #: a picture's box right after its reference (the -bbox models' own format) ...
 _IMG_BOX = re.compile(_REF + _NUMS)
-#: ... or after a space (the -bbox-soup card): only from a -bbox model, whose boxes these are (the
-#: step numbers "![..](..) 1, 2, 3, 4 are ..." of another model's page were taken for one)
-_IMG_BOX_SPACED = re.compile(_REF + r"[ \t]*" + _NUMS)
-#: a paragraph that is one picture reference, and its source
-_FIG_CHUNK = re.compile(r"[ \t]*!\[[^\]\n]*\]\(([^)\s]*)\)[ \t]*")
+#: ... or after a space (the -bbox-soup card writes it so), ending its line: numbers that text
+#: goes on after ("![..](..) 1, 2, 3, 4 are the steps") are the page's words, not a box
+_IMG_BOX_SPACED = re.compile(_REF + r"[ \t]+" + _NUMS + r"(?=[ \t]*(?:\n|$))")
+#: a paragraph that is one picture reference, and its source (as ``markdown_blocks`` takes it)
+_FIG_CHUNK = re.compile(r"\s*!\[[^\]]*\]\(([^)]*)\)\s*")
 #: a markdown thematic break (``---``): a separator in the markdown, not a block
 _RULE = re.compile(r"(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,}")
 
@@ -86,12 +86,12 @@ class LightOnDialect(ChatDialect):
         return parts
 
     def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
-        return parse_lighton(text, spaced="bbox" in (self.model or "").lower())
+        return parse_lighton(text)
 
 
-def parse_lighton(text: str, spaced: bool = True) -> PageContent:
-    """Markdown blocks, plus figure blocks with boxes for ``![image](..)x1,y1,x2,y2`` (``spaced``:
-    also with a space before the numbers).  Each box goes to the figure of its own reference:
+def parse_lighton(text: str) -> PageContent:
+    """Markdown blocks, plus figure blocks with boxes for ``![image](..)x1,y1,x2,y2`` (or with a
+    space before numbers that end the line).  Each box goes to the figure of its own reference:
     a reference with no box, or one inside a line of text (a logo in a heading), took the next
     picture's box by order, and its crop with it."""
     warnings: list[str] = []
@@ -103,7 +103,7 @@ def parse_lighton(text: str, spaced: bool = True) -> PageContent:
         boxed.setdefault(src, []).append(RawBlock(type="figure", text=alt, box=box, label=src or "image"))
         return f"![{alt}]({src})"
 
-    markdown = (_IMG_BOX_SPACED if spaced else _IMG_BOX).sub(repl, text).strip()
+    markdown = _IMG_BOX.sub(repl, _IMG_BOX_SPACED.sub(repl, text)).strip()
     # the source of each figure paragraph, in order (what markdown_blocks makes a figure block)
     sources = iter([m.group(1) for chunk in re.split(r"\n[ \t]*\n", markdown) if (m := _FIG_CHUNK.fullmatch(chunk.strip("\n")))])
     blocks: list[RawBlock] = []
