@@ -62,7 +62,9 @@ def test_version_from_model_and_options() -> None:
         ChandraDialect(model="m", options={"version": 3})
 
 
-_NAMES = {"datalab-to/chandra": 1, "datalab-to/chandra-ocr-2": 2, "my/served-name": None}
+_NAMES = {"datalab-to/chandra": 1, "datalab-to/chandra-ocr-2": 2, "my/served-name": None,
+          # a date after the name says no version (they were taken for Chandra 2, and refused)
+          "/models/chandra-20251001": None, "acme/chandra-2025-06-ft": None, "my/chandra2-ft": 2}
 
 
 @pytest.mark.parametrize("profile", ["chandra", "runpod-chandra", "openai", "runpod"])

@@ -165,11 +165,14 @@ def _named_version(model: str | None) -> int | None:
     """The Chandra version a model name names (``chandra-ocr-2`` 2, ``datalab-to/chandra`` 1),
     ``None`` for a name that says neither."""
     m = (model or "").lower()
-    if "chandra-ocr-2" in m or "chandra-2" in m or "chandra2" in m:
+    if _CHANDRA_2.search(m):  # (not a date: "chandra-20251001", "chandra-2025-06-ft" say nothing)
         return 2
     if m.rstrip("/").endswith("datalab-to/chandra") or m == "chandra-1":
         return 1
     return None
+
+
+_CHANDRA_2 = re.compile(r"chandra[-_]?(?:ocr[-_]?)?2(?![\d])")
 
 
 def _infer_version(model: str | None) -> int:
