@@ -159,7 +159,7 @@ class Scheduler:
         self.cache = cache
         self.on_event = on_event
         self._deliver = events.EventDelivery()
-        self._twins: Twins[Page] = Twins()  # pages alike in flight: one read, its failure shared
+        self._twins: Twins[tuple[str, Page]] = Twins()  # pages alike in flight: one read, its failure shared
         #: requests at the backend (held from send to reply: building, parsing, backoff hold none)
         self.limiter = AdaptiveLimiter(concurrency or cfg.concurrency)
         #: pages taken from the streams and not finished (:data:`BUILT_AHEAD` per slot)
@@ -185,8 +185,7 @@ class Scheduler:
         #: the run's retries by cause, and each document's (by its source)
         self.retries_by_cause: Counter[str] = Counter()
         self._retries_of: dict[str, Counter[str]] = {}
-        #: documents finished so far (and, after a cancel or abort, the partial ones: those from
-        #: the run's document number :attr:`partial_from` on, finished or not)
+        #: documents finished so far (after a cancel or abort: from document :attr:`partial_from` on, as far as they got)
         self.partial: list[Document] = []
         self.partial_from = 0
         #: how a document stopped part-way is reported, given its number in the run (document
@@ -376,15 +375,16 @@ class Scheduler:
     async def _process(self, page: PageImage) -> Page:
         """``page`` read, once no page like it is (:mod:`.twins`): from the cache, or failed as it failed."""
         key = self._cache_key(page)
-        if (earlier := await self._twins.wait(key)) is not None and earlier.error is not None:
-            said = f"{earlier.error.message} (as page {earlier.page}, the same page: not sent again)"
-            return self._failed_page(page, earlier.error.model_copy(update={"message": said}), 0)
+        if (earlier := await self._twins.wait(key)) is not None and (error := earlier[1].error) is not None:
+            where = f"page {earlier[1].page}" + ("" if earlier[0] == page.source else f" of {earlier[0]}")
+            self._window.start(self.limiter)  # (it needs no request)
+            return self._failed_page(page, error.model_copy(update={"message": f"{error.message} (as {where}, the same page: not sent again)"}), 0)
         reading, out = self._twins.begin(key), None
         try:
             out = await self._read(page, key)
             return out
         finally:
-            self._twins.end(key, reading, out if out is not None and out.status == "failed" else None)
+            self._twins.end(key, reading, (page.source, out) if out is not None and out.status == "failed" else None)
 
     async def _read(self, page: PageImage, key: str | None) -> Page:
         if page.encoded is None:
