@@ -1,6 +1,6 @@
 """OCR a document with LightOnOCR served by vLLM inside a Modal app (backend ``modal-lightonocr``).
 
-With ``MODAL_LIGHTONOCR_URL`` (or ``OCRCLIENT_BASE_URL``) set to your app's URL
+With ``MODAL_LIGHTONOCR_URL`` set to your app's URL
 (``https://<workspace>--lighton-ocr-vllm-serve.modal.run/v1``) and, when the endpoint requires
 proxy auth, ``MODAL_KEY`` / ``MODAL_SECRET``, it talks to Modal (see deploy/modal-lightonocr/).
 Without a URL it starts ``ocrclient.testing.OpenAISimulator(mode="modal")``: proxy auth (401
@@ -35,7 +35,7 @@ BACKEND = "modal-lightonocr"
 @contextlib.contextmanager
 def target() -> Iterator[tuple[dict[str, Any], OpenAISimulator | None]]:
     """(overrides for ``convert``, the simulator or None) — your Modal app when configured."""
-    url = os.environ.get("MODAL_LIGHTONOCR_URL") or os.environ.get("OCRCLIENT_BASE_URL")
+    url = os.environ.get("MODAL_LIGHTONOCR_URL")  # (its key goes only to its own server: not OCRCLIENT_BASE_URL)
     if url:
         auth = "with" if os.environ.get("MODAL_KEY") and os.environ.get("MODAL_SECRET") else "without"
         print(f"target: Modal ({url}, {auth} proxy auth)")

@@ -1,7 +1,7 @@
 """OCR a document with LightOnOCR-2 served by ``vllm serve`` on a RunPod GPU pod
 (backend ``runpod-pod-lightonocr2``, OpenAI API through the RunPod pod proxy).
 
-With ``RUNPOD_POD_BASE_URL`` (or ``OCRCLIENT_BASE_URL``) set to
+With ``RUNPOD_POD_BASE_URL`` set to
 ``https://<pod-id>-8000.proxy.runpod.net/v1`` it talks to your pod (the key in ``VLLM_API_KEY``,
 as on the pod; see deploy/runpod-pod-lightonocr2/).  Without it, it starts
 ``ocrclient.testing.OpenAISimulator(mode="proxy")``: a vLLM server behind a simulated pod proxy
@@ -35,7 +35,7 @@ BACKEND = "runpod-pod-lightonocr2"
 @contextlib.contextmanager
 def target() -> Iterator[tuple[dict[str, Any], OpenAISimulator | None]]:
     """(overrides for ``convert``, the simulator or None) — your pod when configured."""
-    url = os.environ.get("RUNPOD_POD_BASE_URL") or os.environ.get("OCRCLIENT_BASE_URL")
+    url = os.environ.get("RUNPOD_POD_BASE_URL")  # (its key goes only to its own server: not OCRCLIENT_BASE_URL)
     if url:
         print(f"target: RunPod pod ({url})")
         yield {"base_url": url}, None
