@@ -342,6 +342,23 @@ async def test_a_dropped_member_is_named_once_whatever_was_in_flight_there(caplo
     assert [r.getMessage() for r in caplog.records] == ["pool member east takes no more pages in this run: HTTP 401: bad key"]
 
 
+def _two_member_pool(tmp_path: Path, model: str, member_b: str) -> Path:
+    """A pool profile of two OpenAI members, ``a`` and ``b`` (with ``member_b``'s settings)."""
+    extra = f", {member_b}" if member_b else ""
+    prof = tmp_path / "pool.toml"
+    prof.write_text(f"""
+transport = "pool"
+dialect = "plain"
+model = "{model}"
+[transport_options]
+members = [
+  {{ backend = "openai", base_url = "http://127.0.0.1:9/v1", label = "a" }},
+  {{ backend = "openai", base_url = "http://127.0.0.1:9/v1", label = "b"{extra} }},
+]
+""", encoding="utf-8")  # fmt: skip
+    return prof
+
+
 @pytest.mark.parametrize(("member_model", "refused"), [("served-elsewhere", True), ("sim/ocr-model", False), (None, False)])
 def test_a_member_serving_another_model_is_refused_before_anything_is_sent(member_model: str | None, refused: bool,
                                                                          tmp_path: Path) -> None:  # fmt: skip
@@ -351,18 +368,7 @@ def test_a_member_serving_another_model_is_refused_before_anything_is_sent(membe
     (``convert`` and ``health`` alike), in one line; the same model, or none, is fine."""
     from ocrclient.errors import ConfigError
 
-    model = f', model = "{member_model}"' if member_model else ""
-    prof = tmp_path / "pool.toml"
-    prof.write_text(f"""
-transport = "pool"
-dialect = "plain"
-model = "sim/ocr-model"
-[transport_options]
-members = [
-  {{ backend = "openai", base_url = "http://127.0.0.1:9/v1", label = "a" }},
-  {{ backend = "openai", base_url = "http://127.0.0.1:9/v1", label = "b"{model} }},
-]
-""", encoding="utf-8")  # fmt: skip
+    prof = _two_member_pool(tmp_path, "sim/ocr-model", f'model = "{member_model}"' if member_model else "")
     if refused:
         with pytest.raises(ConfigError, match="pool member b serves model 'served-elsewhere'"):
             load_backend(str(prof))
@@ -422,17 +428,7 @@ def test_a_members_setting_is_used_or_refused_naming_the_member(member: str, ref
     was taken; a member's typo was reported as the member backend's, not the member's."""
     from ocrclient.errors import ConfigError
 
-    prof = tmp_path / "pool.toml"
-    prof.write_text(f"""
-transport = "pool"
-dialect = "plain"
-model = "m"
-[transport_options]
-members = [
-  {{ backend = "openai", base_url = "http://127.0.0.1:9/v1", label = "a" }},
-  {{ backend = "openai", base_url = "http://127.0.0.1:9/v1", label = "b", {member} }},
-]
-""", encoding="utf-8")  # fmt: skip
+    prof = _two_member_pool(tmp_path, "m", member)
     if refused is None:
         load_backend(str(prof)).close()
         return
