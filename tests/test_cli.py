@@ -905,6 +905,7 @@ def test_a_file_is_in_the_same_shard_however_the_corpus_is_named(tmp_path: Path,
     file in the same shard.  Keyed by the path as typed, machine A (``/mnt/a/*.pdf``) and
     machine B (``/data/b/*.pdf``) dropped some documents and converted others twice."""
     from ocrclient.cli.convert import _plan
+    from ocrclient.pages.inputs import Refused
 
     names = [f"doc{i}.pdf" for i in range(12)] + ["broken.pdf"]  # (one that cannot be converted: in one shard too)
     mounts = [tmp_path / "mnt" / "a" / "corpus", tmp_path / "data" / "corpus"]
@@ -928,7 +929,8 @@ def test_a_file_is_in_the_same_shard_however_the_corpus_is_named(tmp_path: Path,
         monkeypatch.chdir(cwd)
         shard_of: dict[str, int] = {}
         for i in range(3):
-            plan, _, refused = _plan(inputs, None, None, f"{i}/3", ["md"], tmp_path / "out")
+            refused: list[Refused] = []
+            plan, _ = _plan(inputs, None, None, f"{i}/3", ["md"], tmp_path / "out", refused)
             for name in [src.name for src, _idx in plan] + [r.name for r in refused]:
                 assert Path(name).name not in shard_of, (cwd, inputs[0], name)
                 shard_of[Path(name).name] = i

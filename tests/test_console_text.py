@@ -69,7 +69,7 @@ def test_a_file_name_and_an_output_path_are_printed_as_text(tmp_path: Path) -> N
 @pytest.mark.parametrize("width", [80, 100, 160])
 def test_the_summary_table_shows_every_file_name_whole(width: int) -> None:
     """At any width each file's whole name is in the summary, folded onto more lines where it
-    must be (at 80 columns two long paths were both cut to '/work/shared/…'), and the counts
+    must be (at 80 columns two long paths were both cut to '/data/corpus/…'), and the counts
     are never folded."""
     import io
     import re as _re

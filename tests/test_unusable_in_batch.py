@@ -111,6 +111,7 @@ def test_a_shard_holding_only_unusable_files_reports_them_and_exits_1(tmp_path: 
     """Its machine's share is done (those files cannot be converted); the others hold the rest:
     exit 1 with the files under ``refused``, not exit 2 with an empty list."""
     from ocrclient.cli.convert import _plan
+    from ocrclient.pages.inputs import Refused
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -118,11 +119,12 @@ def test_a_shard_holding_only_unusable_files_reports_them_and_exits_1(tmp_path: 
     for i in range(3):
         text_pdf(docs / f"d{i}.pdf", [[f"doc {i}"]], size=(0, 0, 200, 100))
     monkeypatch.chdir(tmp_path)
-    lone = next(
-        (f"{i}/{n}" for n in range(2, 12) for i in range(n)
-         if (got := _plan(["docs"], None, None, f"{i}/{n}", ["md"], tmp_path / "o"))[2] and not got[0]),
-        None,
-    )  # fmt: skip
+    def alone(spec: str) -> bool:
+        refused: list[Refused] = []
+        plan, _ = _plan(["docs"], None, None, spec, ["md"], tmp_path / "o", refused)
+        return bool(refused) and not plan
+
+    lone = next((f"{i}/{n}" for n in range(2, 12) for i in range(n) if alone(f"{i}/{n}")), None)
     assert lone is not None, "no shard holds the unusable file alone"
     run = _ocr("docs", "-o", "out", "--shard", lone, "--json", cwd=tmp_path)
     summary = json.loads(run.stdout)

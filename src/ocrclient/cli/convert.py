@@ -77,32 +77,41 @@ def _in_shard(key: str, shard: tuple[int, int] | None) -> bool:
 
 
 def _plan(
-    inputs: list[str], pages: str | None, password: str | None, shard: str | None, fmts: list[str], out: Path | None
-) -> "tuple[Plan, dict[str, Path], list[Refused]]":
-    """The inputs of this machine's shard with their page ranges, each input's output stem (laid
-    out over every input, before sharding, so that all machines agree on the names), and the
-    files of this shard that cannot be converted (of several: the others go on)."""
+    inputs: list[str], pages: str | None, password: str | None, shard: str | None, fmts: list[str], out: Path | None,
+    refused: "list[Refused] | None" = None,
+) -> "tuple[Plan, dict[str, Path]]":
+    """The inputs of this machine's shard with their page ranges, and each input's output stem
+    (laid out over every input, before sharding, so that all machines agree on the names).
+    ``refused`` gets the files of this shard that cannot be converted (of several: each is one
+    error line, the others go on; with none left and no shard to share the corpus, a run with
+    nothing to convert is refused)."""
     from ..exporters import EXPORTERS
     from ..outputs import output_stems, shard_keys
     from ..pages import prepare  # not ..run: see convert
 
-    bad = [f for f in fmts if f not in EXPORTERS]
-    if bad:
-        raise ConfigError(f"unknown --format {', '.join(bad)}; known: {', '.join(EXPORTERS)}")
+    unknown = [f for f in fmts if f not in EXPORTERS]
+    if unknown:
+        raise ConfigError(f"unknown --format {', '.join(unknown)}; known: {', '.join(EXPORTERS)}")
     if out is not None and out.exists() and not out.is_dir():
         raise InputError(f"-o {out}: exists and is not a directory")
     shard_spec = _parse_shard(shard)
-    refused: list[Refused] = []
-    plan = prepare(inputs, pages=pages, password=password, exclude=[out] if out is not None else [], refused=refused)
+    found: list[Refused] = []
+    plan = prepare(inputs, pages=pages, password=password, exclude=[out] if out is not None else [], refused=found)
     stem_of: dict[str, Path] = {}
     if out is not None:
         stems = output_stems([src for src, _ in plan], out, [EXPORTERS[f][1] for f in fmts])
         stem_of = {src.key: stem for (src, _), stem in zip(plan, stems, strict=True)}
-    keys = shard_keys([*(src for src, _ in plan), *refused])
+    keys = shard_keys([*(src for src, _ in plan), *found])
     mine = [_in_shard(key, shard_spec) for key in keys]
-    refused = [r for r, ok in zip(refused, mine[len(plan) :], strict=True) if ok]
+    bad = [r for r, ok in zip(found, mine[len(plan) :], strict=True) if ok]
     plan = [entry for entry, ok in zip(plan, mine, strict=False) if ok]
-    return plan, stem_of, refused
+    if refused is not None:
+        refused.extend(bad)
+    for r in bad:  # (one line each; the other inputs go on, and the exit is 1)
+        fail(f"{r.message} (not converted{'; the other inputs go on' if plan else ''})", as_json=False)
+    if bad and not plan and not shard:  # (a shard of only those is done, exit 1: others have the rest)
+        raise InputError(f"nothing to convert: none of the {len(bad)} input(s) found can be (see above)")
+    return plan, stem_of
 
 
 def _check_outputs(out: Path | None, formats: str, fmts: list[str], as_json: bool) -> None:
@@ -464,18 +473,13 @@ def convert(
     try:
         try:
             _check_outputs(out, formats, fmts, as_json)
-            plan, stem_of, refused = _plan(inputs, pages, password, shard, fmts, out)
-            for r in refused:  # (one line each; the other inputs go on, and the exit is 1)
-                fail(f"{r.message} (not converted{'; the other inputs go on' if plan else ''})", as_json=False)
-            if refused and not plan and not shard:  # (a shard of only those: done, exit 1; others have the rest)
-                raise InputError(f"nothing to convert: none of the {len(refused)} input(s) found can be (see above)")
+            plan, stem_of = _plan(inputs, pages, password, shard, fmts, out, refused)
             over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
             over["dialect_options"] = _layer_options(text_layer, keep_furniture)
             cfg, dia = _profile(backend, over, transport)
             options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
             wanted = {f: options.get(f, {}) for f in fmts}
-            if out is not None and out.is_dir():  # (a run writing there now: refused before its manifest is read)
-                held = hold(out, shard)
+            held = hold(out, shard) if out is not None and out.is_dir() else None  # (before its manifest is read)
             plan, manifest = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
             be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode)
@@ -489,11 +493,8 @@ def convert(
         emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console, several=len(plan) > 1, as_json=as_json,
                      t0=started)  # fmt: skip
         try:
-            conv = Conversion(
-                backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan,
-                outputs=emit.writer, document_mode=document_mode, isolate_render=isolate_render,
-                render_pool=pool,
-            )  # fmt: skip
+            conv = Conversion(backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan, outputs=emit.writer,
+                              document_mode=document_mode, isolate_render=isolate_render, render_pool=pool)  # fmt: skip
             _run(conv, be, reporter, emit, debug)
         finally:
             emit.close()

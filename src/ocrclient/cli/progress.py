@@ -96,7 +96,7 @@ def summary(results: list[Any], wall: float, console: Console) -> None:
 
     table = Table(title="ocr convert", show_lines=False)
     # a file's name folds onto more lines rather than being cut (at 80 columns two inputs were
-    # both "/work/shared/…"); the counts never fold
+    # both "/data/corpus/…"); the counts never fold
     for col in ("file", "pages", "ok", "degraded", "failed", "cached", "retries", "pages/s"):
         if col == "file":
             table.add_column(col, justify="left", overflow="fold")

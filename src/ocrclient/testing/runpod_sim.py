@@ -253,9 +253,7 @@ class RunPodSimulator(ServerOwner):
         self.plan = plan or FaultPlan()
         self.responder: Responder = responder or echo_responder
         self.key_fn: Callable[[Any], str] = key_fn or body_key  # a job input -> its fault key (or page_key)
-        #: the model the worker serves: a chat request naming another FAILs as our workers and
-        #: vLLM refuse it (404 "The model `x` does not exist."); ``None``: any model is served
-        self.model = model
+        self.model = model  # the model served (a chat job naming another FAILs, 404; None: any)
         self.flavour = flavour
         self.endpoint_id = endpoint_id
         self.api_key = api_key
@@ -273,8 +271,7 @@ class RunPodSimulator(ServerOwner):
         #: the exact ``error`` of a job FAILED by the ``failed`` fault (``None``: the runpod
         #: SDK's JSON for a handler that raised ``RuntimeError(failed_message)``)
         self.failed_error = failed_error
-        #: every request gets exactly this reply (a gateway's error shape); ``None`` = normal
-        self.force_reply = force_reply
+        self.force_reply = force_reply  # every request gets exactly this reply (a gateway's error shape)
         #: RunPod's per-endpoint limits (family -> requests, window s, concurrent); 429 past them
         self.rates = RateWindow(DOCUMENTED if rate_limits is None else rate_limits)
         self.rate_retry_after_s = rate_retry_after_s
