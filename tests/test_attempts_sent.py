@@ -71,3 +71,27 @@ def test_a_page_that_cannot_be_rendered_is_an_input_error(tmp_path: Path) -> Non
     [page] = doc.pages
     assert page.status == "failed" and page.error is not None
     assert (page.error.kind, page.error.cause) == ("input", "render"), page.error
+
+
+def test_tries_that_found_no_server_are_no_attempts(tmp_path: Path) -> None:
+    """A server restarting (its port refusing connections for 2 s) after the first page: the
+    second page's tries that found no server to connect to are waited out (they cost time, not
+    pages) and are no requests: its attempts are the requests the server saw (it said 12, for 2
+    requests, past max_attempts 3, and the run's stats 13 for 3)."""
+    import threading
+
+    pdf = text_pdf(tmp_path / "two.pdf", [["one"], ["two"]])
+    with OpenAISimulator(model="m", plan=FaultPlan(latency_s=0.3)) as sim:
+
+        def on_event(event: object) -> None:
+            if isinstance(event, ocrclient.PageDone) and event.page == 1:
+                threading.Thread(target=sim.restart, args=(2.0,), daemon=True).start()
+
+        doc = ocrclient.convert(pdf, backend="openai", base_url=sim.base_url, api_key=sim.api_key, model="m",
+                                concurrency=1, cache=False, max_attempts=3, on_event=on_event,
+                                scheduler_options={"backoff_initial_s": 0.05, "backoff_max_s": 0.2})  # fmt: skip
+        sent = sim.requests["POST /v1/chat/completions"]
+    assert [p.status for p in doc.pages] == ["ok", "ok"]
+    assert doc.stats.retries_by_cause.get("connection", 0) >= 2  # (it did meet a closed port)
+    assert sum(p.attempts for p in doc.pages) == doc.stats.attempts == sent, ([p.attempts for p in doc.pages], sent)
+    assert all(p.attempts <= 3 for p in doc.pages)

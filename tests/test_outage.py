@@ -57,5 +57,7 @@ def test_a_server_never_reached_fails_each_page_after_its_attempts(tmp_path: Pat
     t0 = time.monotonic()
     doc = ocrclient.convert(pdf, backend="openai", base_url=f"http://127.0.0.1:{port}/v1", api_key="k", model="m",
                             cache=False, max_attempts=3, scheduler_options=FAST)  # fmt: skip
-    assert [(p.status, p.attempts) for p in doc.pages] == [("failed", 3)] * 2
+    # its three tries, none of them a request a server got (attempts are requests sent)
+    assert [(p.status, p.attempts) for p in doc.pages] == [("failed", 0)] * 2
+    assert doc.stats.retries_by_cause == {"connection": 4}  # (two per page, before the third)
     assert time.monotonic() - t0 < 30

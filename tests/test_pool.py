@@ -268,7 +268,8 @@ async def test_a_runpod_member_that_refuses_every_job_hands_its_pages_over_at_on
         assert retries == [] and max(p.attempts for p in doc.pages) == 1
     else:  # b failed: the retry goes straight to a
         assert retries and all(delay == 0.0 for delay in retries), retries
-        assert max(p.attempts for p in doc.pages) == 2
+        # (attempts are requests sent: b's 503 was one; b down took none, there was no server)
+        assert max(p.attempts for p in doc.pages) == (1 if fault == "down" else 2)
     # no page waited out its attempt's budget (20 s) on b: handed over on b's first refusal
     assert max(p.latency_s or 0.0 for p in doc.pages) < 5.0
     assert a_busiest == 4  # a's every slot in use: the run's concurrency was not halved for b

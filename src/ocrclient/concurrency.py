@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Iterator
 
+from .errors import TransientError
 from .transports.written import REQUEST_WRITTEN
 
 __all__ = ["AdaptiveLimiter", "FirstWindow", "WritesFirst"]
@@ -168,6 +169,10 @@ class WritesFirst:
         token = REQUEST_WRITTEN.set(written)
         try:
             yield
+        except TransientError as exc:  # none of it written, no connection: it reached no server
+            if number in self.unwritten and exc.cause == "connection":
+                exc.unsent = True  # type: ignore[attr-defined]
+            raise
         finally:
             REQUEST_WRITTEN.reset(token)
             written(reported=False)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from tenacity import (
     AsyncRetrying,
@@ -30,9 +32,10 @@ from tenacity import (
     wait_random,
 )
 
+from .document import Page, Usage
 from .errors import BadOutputError, OcrError, TransientError
 
-__all__ = ["page_retrying"]
+__all__ = ["PageTries", "page_retrying"]
 
 
 def page_retrying(
@@ -104,3 +107,23 @@ def _asked_wait(state: RetryCallState) -> float:
     if hint is None or isinstance(exc, BadOutputError) or getattr(exc, "elsewhere", False):
         return 0.0
     return max(0.0, float(hint))
+
+
+@dataclass
+class PageTries:
+    """One page's attempts so far: what the next :class:`~ocrclient.dialects.base.Attempt` is
+    made of (``number``: the retry's), the usage, and how many were requests sent (``sent``: an
+    attempt cut before its request left, or one that found no server to take it, is not one)."""
+
+    number: int = 0
+    unsent: int = 0
+    last_error: OcrError | None = None
+    #: what the last request's dialect decided (its ``context``), handed to the next attempt
+    context: dict[str, Any] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    #: the last unusable attempt that said something (truncated...), as a page, and its error: kept
+    salvaged: tuple[Page, BadOutputError] | None = None
+
+    @property
+    def sent(self) -> int:
+        return max(0, self.number - self.unsent)

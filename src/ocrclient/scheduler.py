@@ -65,7 +65,7 @@ from .geometry import content_to_blocks
 from .loops import despite_cancel
 from .models import Attempt, ModelReply, ModelRequest, PageContent, PageImage
 from .registry import Backend
-from .retries import page_retrying
+from .retries import PageTries, page_retrying
 from .secrets import redact
 from .transports.limits import MAX_TOKEN_COUNT, request_max_tokens, seconds, token_count
 from .twins import Twins
@@ -112,19 +112,6 @@ class _Run:
     inflight: dict[int, PageImage] = field(default_factory=dict)
     submitted: int = 0
     started: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class _Tries:
-    """One page's attempts so far: what the next :class:`Attempt` is made of, and the usage."""
-
-    number: int = 0
-    last_error: OcrError | None = None
-    #: what the last request's dialect decided (its ``context``), handed to the next attempt
-    context: dict[str, Any] = field(default_factory=dict)
-    usage: Usage = field(default_factory=Usage)
-    #: the last unusable attempt that said something (truncated...), as a page, and its error: kept
-    salvaged: tuple[Page, BadOutputError] | None = None
 
 
 class Scheduler:
@@ -397,22 +384,22 @@ class Scheduler:
         self._sending.set()
         started = time.monotonic()
         deadline = started + self.page_deadline_s + (0 if self._warm else self.cold_start_s)
-        tries = _Tries()
+        tries = PageTries()
         try:
             page_out = await self._tries(page, deadline, tries)
         except ABORTS_RUN as exc:  # the run stops: this page failed with what it sent and spent
             self._abort = self._abort or exc
-            return self._failed_page(page, exc, tries.number, tries.usage)
+            return self._failed_page(page, exc, tries.sent, tries.usage)
         except OcrError as exc:
             if tries.salvaged is None:
-                return self._failed_page(page, exc, tries.number, tries.usage)
+                return self._failed_page(page, exc, tries.sent, tries.usage)
             # no attempt was usable, but one said something (paid for): kept, degraded, whatever came after
             salvaged, why = tries.salvaged
             later = [] if exc is why else [f"a later attempt failed: {exc.message}"]
             err = exc if exc.kind == "transient" else why  # (one that may pass: a rerun tries again)
             page_out = salvaged.model_copy(update={"status": "degraded", "error": PageError.of(err),
                                                    "warnings": [*salvaged.warnings, *later]})  # fmt: skip
-        page_out = page_out.model_copy(update={"attempts": tries.number, "latency_s": round(time.monotonic() - started, 4),
+        page_out = page_out.model_copy(update={"attempts": tries.sent, "latency_s": round(time.monotonic() - started, 4),
                                                "usage": tries.usage.priced(self._price)})  # fmt: skip
         self._warm = self._answered = True
         if key is not None and self.cache is not None:  # (its write and fsync off the event loop)
@@ -421,7 +408,7 @@ class Scheduler:
             writing = asyncio.ensure_future(asyncio.to_thread(self.cache.put, key, page_out))
             await despite_cancel(writing)
             writing.result()
-        self._emit(PageDone(page.source, page.number, page_out.status, tries.number, page_out.latency_s, False, page_out))
+        self._emit(PageDone(page.source, page.number, page_out.status, tries.sent, page_out.latency_s, False, page_out))
         return page_out
 
     def _cached(self, page: PageImage, key: str | None) -> Page | None:
@@ -433,7 +420,7 @@ class Scheduler:
         self._emit(PageDone(page.source, page.number, hit.status, 0, 0.0, True, hit))
         return hit
 
-    async def _tries(self, page: PageImage, deadline: float, tries: _Tries) -> Page:
+    async def _tries(self, page: PageImage, deadline: float, tries: PageTries) -> Page:
         """Attempt ``page`` until one attempt gives a page, retried by cause
         (:func:`~ocrclient.retries.page_retrying`); what went before is in ``tries``."""
         # the retry state is a reference cycle: its closures must not hold `page` (its encoded
@@ -462,6 +449,7 @@ class Scheduler:
             exc = outcome.exception() if outcome is not None and outcome.failed else None
             if isinstance(exc, OcrError):
                 tries.last_error, tries.usage = exc, tries.usage.add(exc.spent or Usage())
+                tries.unsent += bool(getattr(exc, "unsent", False))  # (it never reached a server)
                 if isinstance(exc, BadOutputError) and getattr(exc, "partial_page", None) is not None:
                     tries.salvaged = (exc.partial_page, exc)  # type: ignore[attr-defined]
         return page_out
@@ -482,7 +470,7 @@ class Scheduler:
             **page.page_box.page_fields(),
         )
 
-    async def _attempt(self, page: PageImage, tries: _Tries, deadline: float) -> tuple[Page, Usage]:
+    async def _attempt(self, page: PageImage, tries: PageTries, deadline: float) -> tuple[Page, Usage]:
         """One attempt: build, stamp, send, parse; raises the attempt's error by cause."""
         attempt = Attempt(tries.number, tries.last_error, dict(tries.context))
         try:
@@ -500,8 +488,8 @@ class Scheduler:
             budget = self.attempt_timeout_s + (0 if self._warm else self.cold_start_s)
             remaining = deadline - time.monotonic()
             if self._abort is not None or remaining <= 0:  # not sent (attempts are the requests sent):
-                tries.number -= 1  # the run stops (a 401...), or the deadline passed (the last error says on what)
-                last = f" after {tries.number} attempt(s); the last: {tries.last_error}" if tries.last_error else ""
+                tries.unsent += 1  # the run stops (a 401...), or the deadline passed (the last error says on what)
+                last = f" after {tries.sent} attempt(s); the last: {tries.last_error}" if tries.last_error else ""
                 raise self._abort or TransientError(f"page deadline passed{last}", cause="deadline")
             request.timeout_s = min(budget, remaining)
             self._window.start(self.limiter)
