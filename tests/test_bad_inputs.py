@@ -416,10 +416,8 @@ def _unusable_cases(tmp: Path) -> dict[str, tuple[list[str], tuple[str, ...]]]:
                                        ("port is not a number",)),
         "base URL port zero": ([str(_write(tmp / "s11.pdf", _GOOD3)), "--base-url", "http://127.0.0.1:0/v2"],
                                ("port is not a number",)),
-        "one bad input among good ones": (
-            [str(_write(tmp / "good.pdf", _GOOD3)), str(_write(tmp / "bad.pdf", b"GIF89a..."))],
-            ("bad.pdf",),
-        ),
+        # (one bad input among good ones is one error line and the good ones go on, exit 1:
+        # tests/test_unusable_in_batch.py)
     }
     return cases
 
@@ -452,7 +450,6 @@ _UNUSABLE = [
     "base URL host no IP address",
     "base URL port out of range",
     "base URL port zero",
-    "one bad input among good ones",
 ]
 
 

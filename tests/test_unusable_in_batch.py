@@ -130,3 +130,16 @@ def test_a_shard_holding_only_unusable_files_reports_them_and_exits_1(tmp_path: 
     summary = json.loads(run.stdout)
     assert run.returncode == 1 and summary["exit_code"] == 1, run.stderr
     assert [Path(r["source"]).name for r in summary["refused"]] == ["empty.pdf"] and summary["documents"] == []
+
+
+def test_inputs_named_one_by_one_are_a_batch_too(tmp_path: Path) -> None:
+    """``ocr convert good.pdf bad.pdf``: the same as a folder holding them."""
+    good = text_pdf(tmp_path / "good.pdf", [["good document"]], size=(0, 0, 200, 100))
+    (tmp_path / "bad.pdf").write_bytes(b"GIF89a...")
+    run = _ocr(str(good), "bad.pdf", "-o", "out", "--json", cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    assert [line for line in run.stderr.splitlines() if line.startswith("error:")] == [
+        line for line in run.stderr.splitlines() if "bad.pdf" in line and line.startswith("error:")
+    ]
+    summary = json.loads(run.stdout)
+    assert [r["source"] for r in summary["refused"]] == ["bad.pdf"] and summary["documents"][0]["ok"] == 1
