@@ -76,17 +76,16 @@ def _import(kind: str, name: str, builtin: dict[str, tuple[str, str | None]]) ->
     except Exception as exc:  # a plugin module that fails as it is imported (a SyntaxError...)
         raise ConfigError(f"{kind} {name!r}: importing {module_name} failed ({type(exc).__name__}: {exc})") from exc
     try:
-        found = getattr(module, attr)
+        return getattr(module, attr)
     except AttributeError as exc:
         raise ConfigError(f"{kind} {name!r}: {target} has no {attr}") from exc
-    if not callable(getattr(found, "from_config", None)):
-        raise ConfigError(f"{kind} {name!r}: {target} is not a {kind} class (it has no from_config)")
-    return found
 
 
 def _built(kind: str, name: str, cls: Any, cfg: BackendConfig) -> Any:
     """``cls.from_config(cfg)``: an error other than ocrclient's (a plugin's bug) is one
     ConfigError line naming the class, never a traceback."""
+    if not callable(getattr(cls, "from_config", None)):
+        raise ConfigError(f"{kind} {name!r} is not a {kind} class (it has no from_config)")
     try:
         return cls.from_config(cfg)
     except OcrError:
