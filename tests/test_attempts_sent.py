@@ -38,7 +38,12 @@ def test_a_pages_attempts_are_the_requests_it_sent(name: str, tmp_path: Path) ->
             [doc] = stop.documents
         sent = sim.requests.get("POST /v1/chat/completions", 0)
     assert sent >= 1
-    assert sum(p.attempts for p in doc.pages) == sent == doc.stats.attempts, [p.attempts for p in doc.pages]
+    attempts = sum(p.attempts for p in doc.pages)
+    assert attempts == doc.stats.attempts, [p.attempts for p in doc.pages]
+    if name == "reset":  # (a request whose write failed on a connection the server had just
+        assert attempts >= sent  # reset is an attempt the server never read: under load, a few)
+    else:
+        assert attempts == sent, [p.attempts for p in doc.pages]
     for p in doc.pages:
         if p.error is not None and "after" in p.error.message:
             assert f"after {p.attempts} attempt(s)" in p.error.message, (p.attempts, p.error.message)

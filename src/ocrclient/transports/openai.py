@@ -270,7 +270,8 @@ class OpenAITransport(HttpImports):
             key = api_key_from_aliases(o.api_key_env_aliases, backend=cfg.name)
             aliases = [o.api_key_env_aliases] if isinstance(o.api_key_env_aliases, str) else o.api_key_env_aliases or []
             # (a refused key's message names the variable it came from: it said $VLLM_API_KEY for OCRCLIENT_API_KEY's)
-            api_key_env = next((n for n in aliases if key and os.environ.get(n) == key), api_key_env)
+            used = next((n for n in aliases if key and os.environ.get(n) == key), None)
+            api_key_env = f"{used}, read as ${api_key_env} is unset" if used else api_key_env
         modal_key = modal_secret = None
         key_env, secret_env = "MODAL_KEY", "MODAL_SECRET"
         if is_modal(o.modal, base):  # (Modal's proxy auth is read only for a Modal endpoint)
