@@ -118,10 +118,10 @@ def modal_env_names(opts: Mapping[str, Any]) -> tuple[str, str]:
             env_name(opts.get("modal_secret_env", "MODAL_SECRET"), "transport_options.modal_secret_env", secret=True))
 
 
-def api_key_from_aliases(names: Any, *, backend: str = "") -> str | None:
+def api_key_from_aliases(names: Any, *, backend: str = "") -> tuple[str, str] | None:
     """The API key from the first set variable of ``transport_options.api_key_env_aliases``
     (other names a profile accepts for its ``api_key_env``, read only when that one is unset),
-    registered for redaction.
+    registered for redaction, with that variable's name.
 
     >>> api_key_from_aliases(["OCRCLIENT_DOCTEST_UNSET_VARIABLE"]) is None
     True
@@ -137,7 +137,7 @@ def api_key_from_aliases(names: Any, *, backend: str = "") -> str | None:
         value = os.environ.get(name)
         if value:
             register_secret(value)
-            return value
+            return value, name
     return None
 
 
@@ -267,11 +267,10 @@ class OpenAITransport(HttpImports):
             key = os.environ.get(DEFAULT_API_KEY_ENV) or None
             register_secret(key)
         if key is None and cfg.api_key is None:
-            key = api_key_from_aliases(o.api_key_env_aliases, backend=cfg.name)
-            aliases = [o.api_key_env_aliases] if isinstance(o.api_key_env_aliases, str) else o.api_key_env_aliases or []
-            # (a refused key's message names the variable it came from: it said $VLLM_API_KEY for OCRCLIENT_API_KEY's)
-            used = next((n for n in aliases if key and os.environ.get(n) == key), None)
-            api_key_env = f"{used}, read as ${api_key_env} is unset" if used else api_key_env
+            found = api_key_from_aliases(o.api_key_env_aliases, backend=cfg.name)
+            if found is not None:  # (a refused key's message names the variable it came from)
+                key, used = found
+                api_key_env = f"{used}, read as ${api_key_env} is unset"
         modal_key = modal_secret = None
         key_env, secret_env = "MODAL_KEY", "MODAL_SECRET"
         if is_modal(o.modal, base):  # (Modal's proxy auth is read only for a Modal endpoint)
