@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import warnings
 from pathlib import Path
 
 import ocrclient
@@ -48,6 +49,21 @@ def main() -> int:
         except ocrclient.AuthError as exc:
             aborted = isinstance(exc, ocrclient.RunAborted)
             print(f"AuthError: run stopped (RunAborted: {aborted})")
+
+    # no server at the address (a pod stopped, a wrong port): the pages wait for one, and after
+    # unreachable_s (300 s by default) the run stops: EndpointDownError, a RunAborted whose
+    # documents hold what finished; a rerun sends the pages not done
+    with OpenAISimulator() as sim:
+        gone = sim.base_url
+    try:
+        with warnings.catch_warnings():  # ("no server answers ...: waiting up to 1 s")
+            warnings.simplefilter("ignore")
+            ocrclient.convert(SAMPLE, backend="openai", base_url=gone, api_key="k", model="m", cache=False,
+                              unreachable_s=1.0)  # fmt: skip
+    except ocrclient.EndpointDownError as exc:
+        assert isinstance(exc, ocrclient.RunAborted)
+        (doc,) = exc.documents
+        print(f"EndpointDownError: run stopped, {len(doc.failed_pages)} pages not done ({exc.cause})")
 
     # a blocking call where an event loop runs: UsageError naming the async twin
     async def handler() -> None:

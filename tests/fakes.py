@@ -136,3 +136,19 @@ def make_backend(transport: Any, dialect: Any | None = None, **cfg: Any) -> Back
         **{"concurrency": 4, "max_attempts": 4, "cold_start_s": 0, **cfg},
     )
     return Backend(config, dialect or FakeDialect(), transport)
+
+
+def short_outage(*backends: str, seconds: float = 0.5) -> None:
+    """For a test that sends to an address nobody listens on: its run stops after ``seconds``
+    of no server (``unreachable_s``, 300 s by default, the run waiting for the server meanwhile),
+    set in the test's own config file (``$OCRCLIENT_CONFIG_DIR``, a fresh one per test: see
+    conftest.py) for each of ``backends``, so ``ocr`` run in-process or as a subprocess of the
+    test's environment reads it too."""
+    import os
+    from pathlib import Path
+
+    conf = Path(os.environ["OCRCLIENT_CONFIG_DIR"])
+    conf.mkdir(parents=True, exist_ok=True)
+    with (conf / "config.toml").open("a", encoding="utf-8") as f:
+        for name in backends:
+            f.write(f'\n["backends"."{name}"]\nunreachable_s = {seconds}\n')

@@ -22,7 +22,8 @@ PROMISES = {
     "api_fastapi.py": [r"POST /ocr: 200, pages \[1, 2\]", r"POST /ocr \(not a document\): 422"],
     "api_errors.py": [r"InputError: no-such-file\.pdf", r"ConfigError: unknown backend",
                       r"failed page: status=failed kind=transient attempts=2",
-                      r"AuthError: run stopped \(RunAborted: True\)", r"UsageError: ocrclient\.convert\(\) blocks"],
+                      r"AuthError: run stopped \(RunAborted: True\)",
+                      r"EndpointDownError: run stopped, 4 pages not done \(endpoint_down\)", r"UsageError: ocrclient\.convert\(\) blocks"],
 }  # fmt: skip
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ocrclient.bench import body_bytes, run_bench
-from ocrclient.testing import FaultPlan, OpenAISimulator
+from ocrclient.errors import EndpointDownError
+from ocrclient.testing import FaultPlan, OpenAISimulator, RunPodSimulator
 
 from .pdfgen import text_pdf
 
@@ -52,18 +53,19 @@ def test_cli_bench_prints_the_upload_rates(tmp_path: Path) -> None:
 
 
 async def test_bench_counts_neither_pages_nor_bytes_that_went_nowhere(tmp_path: Path) -> None:
-    """Against an endpoint that is not there every page fails: no throughput and nothing
-    uploaded (it reported 0.63 pages/s and 13 Mbit/s of upload for six refused connections);
-    against one that answers some pages with an error, the bodies it got are counted and the
-    pages that failed are not."""
+    """Against an endpoint that is not there the bench stops once ``unreachable_s`` is over, as
+    a conversion does (it reported 0.63 pages/s and 13 Mbit/s of upload for six refused
+    connections); against one that answers some pages with an error, the bodies it got are
+    counted and the pages that failed are not."""
     import socket
 
     pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i} text"] for i in range(6)])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
-    report = await run_bench([str(pdf)], backend="openai", base_url=nowhere, api_key="k", model="m", max_attempts=1)
-    assert (report["failed"], report["pages_per_s"], report["upload_mbit_s"]) == (6, 0.0, 0.0)
+    with pytest.warns(UserWarning, match="no server answers"), pytest.raises(EndpointDownError):
+        await run_bench([str(pdf)], backend="openai", base_url=nowhere, api_key="k", model="m", max_attempts=1,
+                        unreachable_s=0.5)  # fmt: skip
     with OpenAISimulator(plan=FaultPlan(seed=2, rates={"http_400": 0.5}, latency_s=(0.02, 0.02))) as sim:
         report = await run_bench([str(pdf)], backend="openai", base_url=sim.base_url, api_key=sim.api_key,
                                  model=sim.model, max_attempts=1)  # fmt: skip
@@ -103,17 +105,14 @@ async def test_bench_estimates_the_cost_of_every_priced_backend(pricing: str, tm
 
 
 async def test_a_runpod_endpoint_that_ran_no_job_costs_nothing_known(tmp_path: Path) -> None:
-    """RunPod serverless bills the jobs that ran (their GPU-seconds): an endpoint that never
-    answered (nothing listening) has no cost estimate, not the run's wall time at the GPU
-    price ("one GPU held for the run", the Modal reckoning)."""
-    import socket
-
+    """RunPod serverless bills the jobs that ran (their GPU-seconds): an endpoint that ran no
+    job (every submit refused with a 503, no job made) has no cost estimate, not the run's
+    wall time at the GPU price ("one GPU held for the run", the Modal reckoning)."""
     pdf = text_pdf(tmp_path / "d.pdf", [["one"]])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}/v2"
-    report = await run_bench([str(pdf)], backend="runpod-olmocr", base_url=nowhere, endpoint_id="e", api_key="k",
-                             max_attempts=1)  # fmt: skip
+    with RunPodSimulator(plan=FaultPlan(rates={"http_503": 1.0})) as sim:
+        report = await run_bench([str(pdf)], backend="runpod-olmocr", base_url=sim.base_url,
+                                 endpoint_id=sim.endpoint_id, api_key=sim.api_key, max_attempts=1)  # fmt: skip
+        assert sim.jobs_submitted == 0
     assert report["failed"] == 1
     assert report["estimated_cost_usd"] is None and report["cost_basis"] is None, report
 

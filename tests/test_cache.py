@@ -200,6 +200,7 @@ NEUTRAL_VALUES: dict[str, Any] = {
     "attempt_timeout_s": 5.0,
     "page_deadline_s": 50.0,
     "cold_start_s": 1.0,
+    "unreachable_s": 1.0,
     "price_per_gpu_second": 0.5,
     "price_per_hour": 3.0,
 }

@@ -30,6 +30,7 @@ from ocrclient.pages import (
 )
 
 from .conftest import CORPUS, require_corpus
+from .fakes import short_outage
 
 LOW = RenderSpec(dpi=36)
 
@@ -1053,6 +1054,7 @@ def test_the_cli_passes_isolate_render_to_the_run(monkeypatch: pytest.MonkeyPatc
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(run, "Conversion", spy)
+    short_outage("openai")  # (nothing listens at the URL: the run stops at once)
     png = tmp_path / "one.png"
     Image.new("RGB", (60, 40), "white").save(png)
     for flag in ([], ["--isolate-render"]):

@@ -223,7 +223,7 @@ async def _convert(pdf: Path, base_url: str, cache: Path, mode: str = "direct", 
         max_attempts=3,
         transport_options=topts,
         cache=cache,
-        scheduler_options={"backoff_initial_s": 0.01, "backoff_max_s": 0.05},
+        scheduler_options={"backoff_initial_s": 0.01, "backoff_max_s": 0.05, **over.pop("scheduler_options", {})},
         **over,
     )
 
@@ -341,18 +341,27 @@ def _records_text(caplog: pytest.LogCaptureFixture, *, ours: bool) -> str:
     return "\n".join(parts)
 
 
-async def _convert_to_key_url(pdf: Path, tmp_path: Path) -> Any:
-    # a URL to nowhere carrying keys in its query string: every attempt fails to connect
+async def _convert_to_key_url(pdf: Path, tmp_path: Path) -> tuple[Any, str]:
+    """A URL to nowhere carrying keys in its query string: every attempt fails to connect, and
+    the run stops once ``unreachable_s`` is over.  The stopped run's document, and all it said
+    (the warning that it waits, the error that stopped it)."""
+    import ocrclient
+
     url = f"http://127.0.0.1:{_free_port()}/v1?api_key={KEY}&auth={OCR_KEY}"
-    return await _convert(pdf, url, tmp_path / "cache")
+    waits = pytest.warns(UserWarning, match="no server answers")
+    with waits as said, pytest.raises(ocrclient.RunAborted) as stopped:
+        await _convert(pdf, url, tmp_path / "cache", scheduler_options={"unreachable_s": 0.5})
+    (doc,) = stopped.value.documents
+    return doc, "\n".join([*(str(w.message) for w in said), full_error_text(stopped.value)])
 
 
 async def test_bad_url_with_key_in_query_string_leaks_nothing(
     env: dict[str, str], pdf: Path, tmp_path: Path, debug_logs: pytest.LogCaptureFixture
 ) -> None:
-    doc = await _convert_to_key_url(pdf, tmp_path)
+    doc, said = await _convert_to_key_url(pdf, tmp_path)
     assert [p.status for p in doc.pages] == ["failed"] * 4
     assert doc.pages[0].error is not None and "connection" in doc.pages[0].error.message
+    assert "no server answered" in said and leaks(said) == []
     assert leaks(doc.model_dump_json()) == []
     assert leaks(_records_text(debug_logs, ours=True)) == []
     # a URL that is not http(s): a configuration error naming it, masked
@@ -694,16 +703,21 @@ def test_a_secret_inside_the_base_url_is_masked_everywhere(
     import ocrclient
 
     url = URL_FORMS[form].format(secret=URL_SECRET, port=_free_port(), path=URL_PROFILES[profile])
-    settings: dict[str, Any] = {"base_url": url, "base_url_env": "", "endpoint_id": "ep", "model": "m"}
+    settings: dict[str, Any] = {"base_url": url, "base_url_env": "", "endpoint_id": "ep", "model": "m",
+                                "unreachable_s": 0.5}  # fmt: skip
     if profile == "runpod-trocr":
         settings["transport"] = "ocular"
     be = ocrclient.load_backend(profile, **settings)
     try:
         with ocrclient.Client(backend=be, max_attempts=1) as client:
             shown = [repr(be), str(be.config), repr(be.config), repr(client)]
-            doc = client.convert(pdf, pages="1")
+            # nothing listens there: the run stops once unreachable_s is over, having said so
+            with pytest.warns(UserWarning, match="no server answers") as said, pytest.raises(ocrclient.RunAborted) as stopped:
+                client.convert(pdf, pages="1")
     finally:
         be.close()
+    (doc,) = stopped.value.documents
+    shown += [str(w.message) for w in said] + [full_error_text(stopped.value)]
     assert doc.pages[0].status == "failed"
     assert leaks("\n".join(shown)) == []
     assert leaks(doc.model_dump_json()) == []

@@ -132,6 +132,7 @@ NEUTRAL_FIELDS: frozenset[str] = frozenset(
         "attempt_timeout_s",
         "page_deadline_s",
         "cold_start_s",
+        "unreachable_s",
         "price_per_gpu_second",
         "price_per_hour",
     }

@@ -54,7 +54,7 @@ __all__ = ["AsyncClient", "Client"]
 #: the client settings that are not :class:`~ocrclient.config.BackendConfig` fields
 _CLIENT_ONLY = ("backend", "timeout", "concurrency", "cache", "scheduler_options", "isolate_render")
 #: the settings a loaded :class:`Backend` can still take: they are the scheduler's
-_SCHEDULER_SETTINGS = ("max_attempts", "attempt_timeout_s", "page_deadline_s", "cold_start_s")
+_SCHEDULER_SETTINGS = ("max_attempts", "attempt_timeout_s", "page_deadline_s", "cold_start_s", "unreachable_s")
 
 
 @asynccontextmanager
@@ -106,8 +106,8 @@ class AsyncClient:
 
     ``backend`` is a backend's name (``"local"``, ``"runpod-chandra"``), a TOML profile path, or
     a :class:`~ocrclient.Backend` from :func:`~ocrclient.load_backend` (yours to close; of the
-    backend's settings only ``timeout``, ``max_attempts``, ``page_deadline_s`` and
-    ``cold_start_s`` apply to it; the client's own, below, apply to any backend).
+    backend's settings only ``timeout``, ``max_attempts``, ``page_deadline_s``, ``cold_start_s``
+    and ``unreachable_s`` apply to it; the client's own, below, apply to any backend).
     ``None`` picks ``$OCRCLIENT_BACKEND``, the user config's ``default_backend``, else ``local``.
     ``concurrency`` is the most pages in flight at once across every call (default: the
     profile's); ``timeout`` the seconds one attempt at a page may take (the profile's
@@ -141,6 +141,7 @@ class AsyncClient:
         attempt_timeout_s: float | None = None,
         page_deadline_s: float | None = None,
         cold_start_s: float | None = None,
+        unreachable_s: float | None = None,
         api_key_env: str | None = None,
         endpoint_id_env: str | None = None,
         base_url_env: str | None = None,
@@ -330,6 +331,7 @@ class Client:
         attempt_timeout_s: float | None = None,
         page_deadline_s: float | None = None,
         cold_start_s: float | None = None,
+        unreachable_s: float | None = None,
         api_key_env: str | None = None,
         endpoint_id_env: str | None = None,
         base_url_env: str | None = None,

@@ -161,6 +161,7 @@ class SchedulerOptions(BaseModel):
     backoff_initial_s: Seconds = 1.0
     backoff_max_s: Seconds = 60.0
     timeout_grace_s: Seconds = 5.0
+    unreachable_s: PositiveSeconds | None = None
 
     @classmethod
     def checked(cls, options: Mapping[str, Any], root: str = "scheduler_options") -> dict[str, Any]:
@@ -231,6 +232,7 @@ class BackendConfig(BaseModel):
     attempt_timeout_s: PositiveSeconds = 600.0
     page_deadline_s: PositiveSeconds = 1800.0
     cold_start_s: Seconds = 600.0
+    unreachable_s: PositiveSeconds = 300.0
     price_per_gpu_second: float | None = None
     price_per_hour: float | None = None
     transport_options: dict[str, Any] = Field(default_factory=dict)

@@ -50,6 +50,7 @@ __all__ = [
     "BadOutputError",
     "CancelledRunError",
     "ConfigError",
+    "EndpointDownError",
     "EndpointError",
     "InputError",
     "OcrError",
@@ -107,6 +108,15 @@ class TransientError(OcrError):
         self.status = status
         #: the next attempt goes to another server (a pool's other member): no backoff before it
         self.elsewhere = elsewhere
+
+
+class EndpointDownError(TransientError):
+    """No server answered at the endpoint's address for longer than the run allows
+    (``unreachable_s``: :class:`ocrclient.retries.Reachability`): the whole run stops; a rerun
+    sends the pages not done."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, cause="endpoint_down")
 
 
 class PermanentError(OcrError):

@@ -15,11 +15,21 @@ as a tenacity :class:`~tenacity.AsyncRetrying`:
   a server's ``Retry-After`` that ends past the deadline stops the page at once, with that error
   (the server said no attempt is welcome before then: waiting to the deadline only to fail
   "deadline passed" would hold the slot and hide the cause).
+
+The run's own rule, :class:`Reachability`: an attempt that found no server (:func:`unreachable`)
+while no reply came from the endpoint since it started costs the page nothing (a restart, a
+server still loading: the page waits for it), but the endpoint may stay silent only so long.
+Once it has not answered for ``unreachable_s`` (a backend setting, 300 s: a pod's vLLM restarting
+takes 30-90 s), the run stops with :class:`EndpointDownError`: what finished is kept, the pages not done
+are failed with it, and a rerun sends only them.  An endpoint that died mid-run failed its
+pages wave after wave, each page waiting out its whole deadline (1800 s) first.
 """
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,14 +38,15 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     wait_exponential,
     wait_random,
 )
 
 from .document import Page, Usage
-from .errors import BadOutputError, OcrError, TransientError
+from .errors import BadOutputError, EndpointDownError, OcrError, TransientError
 
-__all__ = ["PageTries", "page_retrying"]
+__all__ = ["EndpointDownError", "PageTries", "Reachability", "page_retrying", "unreachable"]
 
 
 def page_retrying(
@@ -54,7 +65,9 @@ def page_retrying(
     lives until the cyclic garbage collector runs (a page's image must not be among it).
     """
     # exponential from backoff_initial_s, capped, plus up to one initial step of jitter
-    backoff = wait_exponential(multiplier=backoff_initial_s, max=backoff_max_s) + wait_random(0, backoff_initial_s)
+    backoff = wait_exponential(multiplier=backoff_initial_s, max=backoff_max_s) + wait_random(
+        0, backoff_initial_s
+    )
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -91,7 +104,8 @@ def page_retrying(
         on_retry(exc, state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
 
     return AsyncRetrying(
-        retry=retry_if_exception_type((TransientError, BadOutputError)),
+        retry=retry_if_exception_type((TransientError, BadOutputError))
+        & retry_if_not_exception_type(EndpointDownError),
         stop=stop,
         wait=wait,
         before_sleep=before_sleep,
@@ -117,6 +131,9 @@ class PageTries:
 
     number: int = 0
     unsent: int = 0
+    #: attempts that found no server while none answered (:class:`Reachability`): not the
+    #: dialect's attempts (its sampling ladder goes by the others)
+    free: int = 0
     last_error: OcrError | None = None
     #: what the last request's dialect decided (its ``context``), handed to the next attempt
     context: dict[str, Any] = field(default_factory=dict)
@@ -127,3 +144,71 @@ class PageTries:
     @property
     def sent(self) -> int:
         return max(0, self.number - self.unsent)
+
+
+def unreachable(exc: BaseException | None) -> bool:
+    """Whether a failed attempt found no server behind the address: the connection was refused
+    or failed (cause ``connection``), or a gateway had nothing listening behind it (502: a RunPod
+    pod's proxy while vLLM is down or still loading).  A timeout, a reset mid-reply or a 503 are
+    a server's answers about a page (one page may always time out), not its absence; a pool's
+    member found down while another member is up (``elsewhere``) is not the endpoint's."""
+    return (
+        isinstance(exc, TransientError)
+        and (exc.cause == "connection" or exc.status == 502)
+        and not exc.elsewhere
+    )
+
+
+class Reachability:
+    """Whether the endpoint is there, over the whole run (see the module's text).
+
+    ``after(exc, started)`` is told of each attempt as it ends (``exc`` ``None``: it succeeded;
+    ``started`` on the :func:`time.monotonic` clock) and says whether it was free (it found no
+    server, and nothing answered since it started: every page was waiting alike) and, when the
+    endpoint has now been silent too long, the error that stops the run.  The first silence of
+    an outage is said once as a Python warning (``ocr convert`` prints it as one line).
+    """
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.last_answer = -math.inf
+        #: when the outage under way began (its first attempt that found no server)
+        self.since: float | None = None
+
+    def after(
+        self, exc: BaseException | None, started: float
+    ) -> tuple[bool, EndpointDownError | None]:
+        now = time.monotonic()
+        if not unreachable(exc):
+            if exc is None or _answer(exc):
+                self.last_answer, self.since = now, None
+            return False, None
+        free = self.last_answer < started
+        if not free:  # a server answered meanwhile (another page, a pool's other member): no outage
+            return False, None
+        limit = self.limit_s
+        if self.since is None:
+            self.since = now
+            warnings.warn(f"no server answers at the endpoint ({exc}): waiting up to {limit:.0f} s for it before "
+                          "the run stops", stacklevel=2)  # fmt: skip
+        silent = now - self.since
+        if silent < limit:
+            return True, None
+        return True, EndpointDownError(
+            f"no server answered at the endpoint for {silent:.0f} s (the last attempt: {exc}); the pages not "
+            "done were not sent again: a rerun sends them"
+        )
+
+
+def _answer(exc: BaseException) -> bool:
+    """Whether a failed attempt's error came from a server (a status, a reply it could not use,
+    a job's verdict), not from a request that never went out or a wait that ran out."""
+    if getattr(exc, "unsent", False):
+        return False
+    return getattr(exc, "cause", None) not in (
+        "timeout",
+        "deadline",
+        "closed",
+        "build_error",
+        "cancelled",
+    )

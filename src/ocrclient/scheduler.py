@@ -54,6 +54,7 @@ from .errors import (
     RUN_STOPPING,
     BadOutputError,
     CancelledRunError,
+    EndpointDownError,
     InputError,
     OcrError,
     PermanentError,
@@ -65,7 +66,7 @@ from .geometry import content_to_blocks
 from .loops import despite_cancel
 from .models import Attempt, ModelReply, ModelRequest, PageContent, PageImage
 from .registry import Backend
-from .retries import PageTries, page_retrying
+from .retries import PageTries, Reachability, page_retrying
 from .secrets import redact
 from .transports.limits import MAX_TOKEN_COUNT, request_max_tokens, seconds, token_count
 from .twins import Twins
@@ -89,8 +90,8 @@ __all__ = ["ABORTS_RUN", "AdaptiveLimiter", "DocumentDone", "DocumentJob", "Even
 
 
 #: the errors that stop a whole run (not just the page) at the first reply that carries one:
-#: a refused key, an endpoint that cannot serve the backend (one list, in errors.py)
-ABORTS_RUN: tuple[type[OcrError], ...] = RUN_STOPPING
+#: a refused key, an endpoint that cannot serve the backend (errors.py), an endpoint gone too long
+ABORTS_RUN: tuple[type[OcrError], ...] = (*RUN_STOPPING, EndpointDownError)
 
 
 @dataclass
@@ -136,6 +137,7 @@ class Scheduler:
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 60.0,
         timeout_grace_s: float = 5.0,
+        unreachable_s: float | None = None,
     ) -> None:
         cfg = backend.config
         self.backend = backend
@@ -159,7 +161,8 @@ class Scheduler:
         self.backoff_max_s = backoff_max_s
         self.timeout_grace_s = timeout_grace_s
         self._warm = self.cold_start_s <= 0
-        self._answered = False  # (a page came back: the server is there, a refusal is a restart)
+        #: how long the endpoint may find no server before the run stops (see :mod:`.retries`)
+        self._reach = Reachability(unreachable_s or cfg.unreachable_s)
         self._window = FirstWindow()  # what only the replies need waits for it
         self._sending = asyncio.Event()  # (each run makes its own: see run_documents)
         self._writes = WritesFirst()  # a freed slot's next request goes out before the parse
@@ -401,7 +404,7 @@ class Scheduler:
                                                    "warnings": [*salvaged.warnings, *later]})  # fmt: skip
         page_out = page_out.model_copy(update={"attempts": tries.sent, "latency_s": round(time.monotonic() - started, 4),
                                                "usage": tries.usage.priced(self._price)})  # fmt: skip
-        self._warm = self._answered = True
+        self._warm = True
         if key is not None and self.cache is not None:  # (its write and fsync off the event loop)
             # the page is done: a cancel during its write (Ctrl-C, a stopped run) lets the write
             # end and keeps the page, as a reply in hand is kept (_attempt)
@@ -438,9 +441,11 @@ class Scheduler:
             backoff_initial_s=self.backoff_initial_s,
             backoff_max_s=self.backoff_max_s,
             on_retry=on_retry,
-            free=lambda exc: self._answered and getattr(exc, "cause", None) == "connection",  # (a restart)
+            free=lambda exc: free[0],  # (it found no server, and none answered meanwhile: see Reachability)
         )
+        free = [False]
         async for state in retrying:
+            started = time.monotonic()
             with state:
                 tries.number = state.retry_state.attempt_number
                 page_out, usage = await self._attempt(page, tries, deadline)
@@ -452,6 +457,10 @@ class Scheduler:
                 tries.unsent += bool(getattr(exc, "unsent", False))  # (it never reached a server)
                 if isinstance(exc, BadOutputError) and getattr(exc, "partial_page", None) is not None:
                     tries.salvaged = (exc.partial_page, exc)  # type: ignore[attr-defined]
+            free[0], down = self._reach.after(exc, started)
+            tries.free += free[0]
+            if down is not None:  # the endpoint has been gone too long: the run stops
+                raise down
         return page_out
 
     def _page_from(
@@ -472,7 +481,7 @@ class Scheduler:
 
     async def _attempt(self, page: PageImage, tries: PageTries, deadline: float) -> tuple[Page, Usage]:
         """One attempt: build, stamp, send, parse; raises the attempt's error by cause."""
-        attempt = Attempt(tries.number, tries.last_error, dict(tries.context))
+        attempt = Attempt(tries.number - tries.free, tries.last_error, dict(tries.context))
         try:
             request = await asyncio.to_thread(self.dialect.build, page, attempt)
         except OcrError:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..console import start_collecting
-from ..errors import ConfigError, InputError, OcrError, redact
+from ..errors import ConfigError, EndpointDownError, InputError, OcrError, redact
 from .common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED_PAGES,
@@ -271,7 +271,9 @@ def _run(conv: "Conversion", be: "Backend", reporter: "Progress", emit: "_Emitte
         except OcrError as exc:
             from ..scheduler import RunAborted
 
-            code = EXIT_BAD_INPUT if isinstance(exc, ConfigError | InputError | RunAborted) else EXIT_FAILED_PAGES
+            # (a run stopped by an endpoint gone too long failed pages a rerun may pass: 1, not 2)
+            stopped = isinstance(exc, ConfigError | InputError | RunAborted) and not isinstance(exc, EndpointDownError)
+            code = EXIT_BAD_INPUT if stopped else EXIT_FAILED_PAGES
             if isinstance(exc, RunAborted):
                 term.stopping = True
                 emit.partial(conv, "stopped")

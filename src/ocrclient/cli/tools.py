@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import OcrError
+from ..errors import EndpointDownError, OcrError
 from .common import (
     EXIT_FAILED_PAGES,
     EXIT_INTERRUPTED,
@@ -65,6 +65,8 @@ def bench(
     with (term := Termination()):
         try:
             report = asyncio.run(measure())
+        except EndpointDownError as exc:  # (as ocr convert: pages failed that a rerun may pass)
+            raise fail(str(exc), EXIT_FAILED_PAGES, as_json=as_json) from None
         except OcrError as exc:
             raise fail(str(exc), as_json=as_json) from None
         except (KeyboardInterrupt, asyncio.CancelledError):

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 #: settings a member cannot have its own of: the pool's dialect builds every request and reads
 #: every reply, and the pool's run holds the pages (set on the pool, they hold for every member)
 _POOL_WIDE = frozenset({"render", "sampling", "dialect_options", "concurrency", "max_attempts",
-                        "page_deadline_s", "cold_start_s", "document_mode"})  # fmt: skip
+                        "page_deadline_s", "cold_start_s", "unreachable_s", "document_mode"})  # fmt: skip
 
 
 @dataclass
