@@ -106,11 +106,11 @@ def test_a_server_never_reached_stops_the_run_once_its_wait_is_over(
     warning, then stops with every page failed ``endpoint_down``, none sent, none dropped."""
     pdf = text_pdf(tmp_path / "d.pdf", [["one"], ["two"], ["three"]])
     t0 = time.monotonic()
-    waits = pytest.warns(
-        UserWarning, match=r"no server answers at the endpoint .*waiting up to 1 s"
-    )
+    port = _closed_port()
+    # the warning names where (a mistyped port shows there)
+    waits = pytest.warns(UserWarning, match=rf"no server answers at the endpoint http://127\.0\.0\.1:{port}\S* .*waiting up to 1 s")
     with waits as said, pytest.raises(ocrclient.RunAborted) as stopped:
-        ocrclient.convert(pdf, **_never_reached(backend, _closed_port()), cache=False, max_attempts=2,  # type: ignore[arg-type]
+        ocrclient.convert(pdf, **_never_reached(backend, port), cache=False, max_attempts=2,  # type: ignore[arg-type]
                           scheduler_options={**FAST, "unreachable_s": 1.0})  # fmt: skip
     took = time.monotonic() - t0
     assert len([w for w in said if "no server answers" in str(w.message)]) == 1
@@ -225,12 +225,13 @@ def test_the_cli_says_the_wait_and_stops_with_exit_1(
     monkeypatch.setenv("OCRCLIENT_CONFIG_DIR", str(tmp_path / "conf"))
     pdf = text_pdf(tmp_path / "d.pdf", [["one"], ["two"]])
     monkeypatch.setenv("OCRCLIENT_API_KEY", "k")
+    port = _closed_port()
     args = ["convert", str(pdf), "-o", str(tmp_path / "out"), "--backend", "openai", "--model", "m",
-            "--base-url", f"http://127.0.0.1:{_closed_port()}/v1", "--no-cache", "--json"]  # fmt: skip
+            "--base-url", f"http://127.0.0.1:{port}/v1", "--no-cache", "--json"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output
     err = result.stderr
-    assert err.count("warning: no server answers at the endpoint") == 1
+    assert err.count(f"warning: no server answers at the endpoint http://127.0.0.1:{port}/v1 (") == 1, err
     assert re.search(r"error: run stopped: no server answered at the endpoint for \d+ s", err), err
     assert "Traceback" not in err
     summary = json.loads(result.stdout)

@@ -169,8 +169,10 @@ class Reachability:
     an outage is said once as a Python warning (``ocr convert`` prints it as one line).
     """
 
-    def __init__(self, limit_s: float) -> None:
+    def __init__(self, limit_s: float, url: str | None = None) -> None:
         self.limit_s = limit_s
+        #: the endpoint's address, named in the warning (a mistyped port shows there)
+        self.url = url
         self.last_answer = -math.inf
         #: when the outage under way began (its first attempt that found no server)
         self.since: float | None = None
@@ -189,8 +191,8 @@ class Reachability:
         limit = self.limit_s
         if self.since is None:
             self.since = now
-            warnings.warn(f"no server answers at the endpoint ({exc}): waiting up to {limit:.0f} s for it before "
-                          "the run stops", stacklevel=2)  # fmt: skip
+            warnings.warn(f"no server answers at the endpoint{self._at()} ({exc}): waiting up to {limit:.0f} s for it "
+                          "before the run stops", stacklevel=2)  # fmt: skip
         silent = now - self.since
         if silent < limit:
             return True, None
@@ -199,6 +201,14 @@ class Reachability:
             "done were not sent again: a rerun sends them"
         )
 
+
+    def _at(self) -> str:
+        """`` <url>`` as a message shows a URL (no credentials, no query), or nothing."""
+        if not self.url:
+            return ""
+        from .transports.http import shown_url
+
+        return f" {shown_url(self.url)}"
 
 def _answer(exc: BaseException) -> bool:
     """Whether a failed attempt's error came from a server (a status, a reply it could not use,

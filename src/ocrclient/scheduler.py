@@ -162,7 +162,8 @@ class Scheduler:
         self.timeout_grace_s = timeout_grace_s
         self._warm = self.cold_start_s <= 0
         #: how long the endpoint may find no server before the run stops (see :mod:`.retries`)
-        self._reach = Reachability(unreachable_s or cfg.unreachable_s)
+        url = getattr(self.transport, "api_url", None) or getattr(self.transport, "base_url", None)
+        self._reach = Reachability(unreachable_s or cfg.unreachable_s, url if isinstance(url, str) else None)
         self._window = FirstWindow()  # what only the replies need waits for it
         self._sending = asyncio.Event()  # (each run makes its own: see run_documents)
         self._writes = WritesFirst()  # a freed slot's next request goes out before the parse
