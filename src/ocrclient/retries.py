@@ -188,19 +188,17 @@ class Reachability:
         free = self.last_answer < started
         if not free:  # a server answered meanwhile (another page, a pool's other member): no outage
             return False, None
-        limit = self.limit_s
         if self.since is None:
             self.since = now
-            warnings.warn(f"no server answers at the endpoint{self._at()} ({exc}): waiting up to {limit:.0f} s for it "
-                          "before the run stops", stacklevel=2)  # fmt: skip
+            warnings.warn(f"no server answers at the endpoint{self._at()} ({exc}): waiting up to {self.limit_s:.0f} s "
+                          "for it before the run stops", stacklevel=2)  # fmt: skip
         silent = now - self.since
-        if silent < limit:
+        if silent < self.limit_s:
             return True, None
         return True, EndpointDownError(
             f"no server answered at the endpoint for {silent:.0f} s (the last attempt: {exc}); the pages not "
             "done were not sent again: a rerun sends them"
         )
-
 
     def _at(self) -> str:
         """`` <url>`` as a message shows a URL (no credentials, no query), or nothing."""
@@ -209,6 +207,7 @@ class Reachability:
         from .transports.http import shown_url
 
         return f" {shown_url(self.url)}"
+
 
 def _answer(exc: BaseException) -> bool:
     """Whether a failed attempt's error came from a server (a status, a reply it could not use,
