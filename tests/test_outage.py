@@ -4,10 +4,10 @@ answered meanwhile does not count against ``max_attempts``.  A 12-second restart
 pages in 11 s, each queued page burning its four attempts against the closed port.
 
 But the endpoint may find no server only so long (``unreachable_s``, a backend setting, 300 s):
-then the run stops, what finished is kept, the pages not
-done fail with ``endpoint_down`` and a rerun sends only them.  An endpoint that died mid-run
-failed its pages wave after wave, each page waiting out its whole deadline (1800 s) first: 64
-pages at concurrency 8 took four hours to fail."""
+then the run stops, what finished is kept, the pages not done fail with ``endpoint_down`` and a
+rerun sends only them.  An endpoint that died mid-run failed its pages wave after wave, each page
+waiting out its whole deadline (1800 s) first: at concurrency 8, 16 pages are taken at a time, so
+64 pages would take two hours to fail (reckoned from the settings, not timed)."""
 
 from __future__ import annotations
 
