@@ -20,8 +20,8 @@ The run's own rule, :class:`Reachability`: an attempt that found no server (:fun
 while no reply came from the endpoint since it started costs the page nothing (a restart, a
 server still loading: the page waits for it), but the endpoint may stay silent only so long.
 Once it has not answered for ``unreachable_s`` (a backend setting, 300 s: a pod's vLLM restarting
-takes 30-90 s), the run stops with :class:`EndpointDownError`: what finished is kept, the pages not done
-are failed with it, and a rerun sends only them.  An endpoint that died mid-run failed its
+takes 30-90 s), the run stops with :class:`~ocrclient.errors.EndpointDownError`: what finished
+is kept, the pages not done are failed with it, and a rerun sends only them.  An endpoint that died mid-run failed its
 pages wave after wave, each page waiting out its whole deadline (1800 s) first.
 """
 
@@ -46,7 +46,7 @@ from tenacity import (
 from .document import Page, Usage
 from .errors import BadOutputError, EndpointDownError, OcrError, TransientError
 
-__all__ = ["EndpointDownError", "PageTries", "Reachability", "page_retrying", "unreachable"]
+__all__ = ["PageTries", "Reachability", "page_retrying", "unreachable"]
 
 
 def page_retrying(
@@ -65,9 +65,7 @@ def page_retrying(
     lives until the cyclic garbage collector runs (a page's image must not be among it).
     """
     # exponential from backoff_initial_s, capped, plus up to one initial step of jitter
-    backoff = wait_exponential(multiplier=backoff_initial_s, max=backoff_max_s) + wait_random(
-        0, backoff_initial_s
-    )
+    backoff = wait_exponential(multiplier=backoff_initial_s, max=backoff_max_s) + wait_random(0, backoff_initial_s)
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -152,11 +150,7 @@ def unreachable(exc: BaseException | None) -> bool:
     pod's proxy while vLLM is down or still loading).  A timeout, a reset mid-reply or a 503 are
     a server's answers about a page (one page may always time out), not its absence; a pool's
     member found down while another member is up (``elsewhere``) is not the endpoint's."""
-    return (
-        isinstance(exc, TransientError)
-        and (exc.cause == "connection" or exc.status == 502)
-        and not exc.elsewhere
-    )
+    return isinstance(exc, TransientError) and (exc.cause == "connection" or exc.status == 502) and not exc.elsewhere
 
 
 class Reachability:
@@ -177,9 +171,7 @@ class Reachability:
         #: when the outage under way began (its first attempt that found no server)
         self.since: float | None = None
 
-    def after(
-        self, exc: BaseException | None, started: float
-    ) -> tuple[bool, EndpointDownError | None]:
+    def after(self, exc: BaseException | None, started: float) -> tuple[bool, EndpointDownError | None]:
         now = time.monotonic()
         if not unreachable(exc):
             if exc is None or _answer(exc):
@@ -214,10 +206,4 @@ def _answer(exc: BaseException) -> bool:
     a job's verdict), not from a request that never went out or a wait that ran out."""
     if getattr(exc, "unsent", False):
         return False
-    return getattr(exc, "cause", None) not in (
-        "timeout",
-        "deadline",
-        "closed",
-        "build_error",
-        "cancelled",
-    )
+    return getattr(exc, "cause", None) not in ("timeout", "deadline", "closed", "build_error", "cancelled")

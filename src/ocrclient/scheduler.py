@@ -436,6 +436,7 @@ class Scheduler:
             self._retries_of.setdefault(source, Counter())[exc.cause] += 1
             self._emit(PageRetried(source, number, attempt, exc.kind, exc.cause, exc.message, delay))
 
+        free = [False]  # the last attempt's verdict (Reachability.after), read by the retry's stop
         retrying = page_retrying(
             max_attempts=self.max_attempts,
             deadline=deadline,
@@ -444,7 +445,6 @@ class Scheduler:
             on_retry=on_retry,
             free=lambda exc: free[0],  # (it found no server, and none answered meanwhile: see Reachability)
         )
-        free = [False]
         async for state in retrying:
             started = time.monotonic()
             with state:
