@@ -63,9 +63,7 @@ def test_a_restart_of_a_server_that_answered_loses_no_page(tmp_path: Path) -> No
 
         doc = asyncio.run(run())
     assert sim.restarts == 1
-    assert [p.status for p in doc.pages] == ["ok"] * 12, [
-        (p.page, p.error) for p in doc.pages if p.error
-    ]
+    assert [p.status for p in doc.pages] == ["ok"] * 12, [(p.page, p.error) for p in doc.pages if p.error]
     assert doc.stats.retries_by_cause.get("connection", 0) > 4  # (it was refused, and tried again)
 
 
@@ -81,26 +79,13 @@ def _never_reached(backend: str, port: int) -> dict[str, object]:
     url = f"http://127.0.0.1:{port}"
     return {
         "openai": {"backend": "openai", "base_url": f"{url}/v1", "api_key": "k", "model": "m"},
-        "runpod": {
-            "backend": "runpod",
-            "base_url": f"{url}/v2",
-            "endpoint_id": "ep",
-            "api_key": "k",
-            "model": "m",
-        },
-        "ocular": {
-            "backend": "runpod-trocr",
-            "transport": "ocular",
-            "base_url": url,
-            "api_key": "k",
-        },
+        "runpod": {"backend": "runpod", "base_url": f"{url}/v2", "endpoint_id": "ep", "api_key": "k", "model": "m"},
+        "ocular": {"backend": "runpod-trocr", "transport": "ocular", "base_url": url, "api_key": "k"},
     }[backend]
 
 
 @pytest.mark.parametrize("backend", ["openai", "runpod", "ocular"])
-def test_a_server_never_reached_stops_the_run_once_its_wait_is_over(
-    tmp_path: Path, backend: str
-) -> None:
+def test_a_server_never_reached_stops_the_run_once_its_wait_is_over(tmp_path: Path, backend: str) -> None:
     """Every transport alike: no page burns its attempts against the closed port (a server still
     coming up would fail them all), the run waits ``unreachable_s`` for it, said once as a
     warning, then stops with every page failed ``endpoint_down``, none sent, none dropped."""
@@ -115,20 +100,11 @@ def test_a_server_never_reached_stops_the_run_once_its_wait_is_over(
     took = time.monotonic() - t0
     assert len([w for w in said if "no server answers" in str(w.message)]) == 1
     exc = stopped.value
-    assert (
-        isinstance(exc, ocrclient.EndpointDownError)
-        and isinstance(exc, TransientError)
-        and exc.cause == "endpoint_down"
-    )
-    assert "no server answered at the endpoint for 1 s" in str(exc) and "a rerun sends them" in str(
-        exc
-    )
+    assert isinstance(exc, ocrclient.EndpointDownError) and isinstance(exc, TransientError)
+    assert exc.cause == "endpoint_down"
+    assert "no server answered at the endpoint for 1 s" in str(exc) and "a rerun sends them" in str(exc)
     (doc,) = exc.documents
-    assert [(p.page, p.status, p.attempts) for p in doc.pages] == [
-        (1, "failed", 0),
-        (2, "failed", 0),
-        (3, "failed", 0),
-    ]
+    assert [(p.page, p.status, p.attempts) for p in doc.pages] == [(1, "failed", 0), (2, "failed", 0), (3, "failed", 0)]
     assert {p.error.cause for p in doc.pages if p.error} == {"endpoint_down"}
     assert 1.0 <= took < 20
 
