@@ -65,6 +65,9 @@ class LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    #: the listen backlog of a real server (uvicorn 2048, nginx 511), not socketserver's 5: with
+    #: 5, fifty clients connecting at once overflowed it and some saw their connection reset
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, address: tuple[str, int], handler: type[SimHandler], owner: Any) -> None:
         super().__init__(address, handler)
