@@ -402,7 +402,7 @@ class PageCache:
         path = self._path(key)
         try:
             raw = path.read_text(encoding="utf-8")
-            page = Page.model_validate_json(raw)
+            page = Page.from_json(raw)
         except FileNotFoundError:
             self.misses += 1
             return None

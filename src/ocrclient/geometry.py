@@ -264,14 +264,14 @@ def _to_block(block: type[Block], raw: RawBlock, space: CoordSpace, frame: Frame
     if raw.box is not None:
         mapped = to_page(raw.box, space, frame, page)
         bbox, bbox_norm, flags = mapped.bbox, mapped.bbox_norm, mapped.flags
-    return block(
+    return block.built(
         type=raw.type,
         text=raw.text,
         bbox=bbox,
         bbox_norm=bbox_norm,
         confidence=raw.confidence,
         label=raw.label,
-        flags=flags,
+        flags=list(flags),
         children=[_to_block(block, c, space, frame, page) for c in raw.children],
         source=raw.source if raw.source in ("text-layer", "ocr") else None,
     )
