@@ -7,6 +7,7 @@ Runs, each in its own process, with its output shown as it goes:
 * ``bench_render.py``     page stream vs serial render loop; RSS at 100 vs 1000 pages
 * ``bench_scheduler.py``  server-bound efficiency, client-bound pages/s, convert RSS, faults
 * ``bench_outputs.py``    last page done -> last output written (figure crops), beside the old re-render
+* ``bench_memory.py``     peak RSS of ``ocr convert``'s defaults over a long text-layer PDF, beside the build before
 * ``chaos.py``            500 pages through the RunPod + OpenAI simulators under every fault
 * ``crash_resume.py``     SIGKILL ``ocr convert`` at random points, rerun, count resends
 * ``bad_documents.py``    (when present) hostile inputs
@@ -36,6 +37,7 @@ SCRIPTS: list[tuple[str, list[str], list[str] | None]] = [
     ("bench_render.py", [], ["--pages", "40", "--repeat", "1", "--rss-pages", "50,300"]),
     ("bench_scheduler.py", [], ["--quick"]),
     ("bench_outputs.py", [], ["--quick"]),
+    ("bench_memory.py", [], ["--quick"]),
     ("chaos.py", [], ["--quick"]),
     ("crash_resume.py", [], ["--quick"]),
     ("bad_documents.py", [], ["--quick"]),
