@@ -278,6 +278,30 @@ async def test_the_hold_ends_before_the_attempt_so_a_late_job_is_cancelled(
     assert sim.requests["runsync"] == 1 and sim.cancels_received == 1 and sim.jobs_submitted == 1
 
 
+@pytest.mark.parametrize("timeout_s", [0.3, 0.8, 1.2, 1.4, 2.0, 3.5])
+async def test_no_attempt_too_short_for_a_hold_leaves_its_job_running(
+    sims: Callable[..., RunPodSimulator], timeout_s: float
+) -> None:
+    """The whole kind of the case above: every time an attempt can have.  RunPod holds a
+    ``/runsync`` at least 1 s, so an attempt with less than ~1.3 s left got its job's id back
+    too late (or never) to cancel it, and the job ran on beside the retry.  Such an attempt is
+    submitted by ``/run``, whose reply is the id, so every late job is cancelled."""
+    sim = sims(plan=FaultPlan(latency_s=(5.0, 5.0)))
+    t = transport(sim)
+    try:
+        with pytest.raises(TransientError) as info:
+            await t.send(page_request(1, timeout_s=timeout_s))
+    finally:
+        await t.aclose()
+    assert info.value.cause == "timeout" and "cancelled it" in info.value.message, info.value.message
+    assert sim.jobs_submitted == 1 and sim.cancels_received == 1
+    for _ in range(300):  # (the simulator frees the slot as it reads the cancel)
+        if sim.running_now == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert sim.running_now == 0
+
+
 @pytest.mark.parametrize("burst", [1, 3, 10, 64])
 def test_the_refusals_of_one_burst_are_one_strike(burst: int) -> None:
     """Requests sent together and refused together (429 with Retry-After: 2) are one strike: each

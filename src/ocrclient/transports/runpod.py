@@ -13,7 +13,9 @@ in :mod:`.runpod_jobs`):
   same).  ``/runsync`` results are kept 1 minute.  One request and one job per page; the price:
   while the request is held the job id is unknown, so a run stopped then (Ctrl-C) cannot cancel
   those jobs (each runs its one page to the end), and a connection lost during the hold leaves
-  its job running while the scheduler's retry submits the page again.
+  its job running while the scheduler's retry submits the page again.  An attempt with less
+  than ~1.3 s left goes by ``/run``: the hold is 1 s at least, and the id would come back too
+  late to cancel the job at the deadline.
 * ``mode="run"``: ``POST .../run`` -> ``{"id", "status"}``, then ``GET .../status/{id}`` until
   a terminal status (``COMPLETED``, ``FAILED``, ``CANCELLED``, ``TIMED_OUT``).  Results of
   ``/run`` are kept 30 minutes.  A finished job is seen at the next poll, so each page costs its
@@ -102,16 +104,8 @@ from .runpod_jobs import (  # classify_failure .. parse_chat_output: re-exported
 )
 from .runpod_rate import DOCUMENTED_LIMITS, EndpointGate
 
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_LOCAL_URL",
-    "RUNSYNC_LIMIT_BYTES",
-    "RUN_LIMIT_BYTES",
-    "RunPodTransport",
-    "classify_failure",
-    "decode_job_error",
-    "parse_chat_output",
-]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_LOCAL_URL", "RUNSYNC_LIMIT_BYTES", "RUN_LIMIT_BYTES", "RunPodTransport",
+           "classify_failure", "decode_job_error", "parse_chat_output"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -417,18 +411,23 @@ class RunPodTransport(HttpImports):
         return reply
 
     async def _run(self, data: bytes, route: str, job: _Job, deadline: float, limit: int) -> dict[str, Any]:
+        remaining = deadline - time.monotonic()
+        # the hold ends before the attempt does: the job's id then comes back in time to cancel
+        # the job if it is still running at the deadline
+        hold = min(remaining - min(5.0, remaining / 4), self.runsync_wait_ms / 1000)  # (no limit: inf)
+        if route == "runsync" and self.mode != "local" and hold < 1.0 and len(data) <= self.max_run_bytes:
+            # RunPod holds 1 s at least: the id would come back past the deadline (or not at
+            # all), too late to cancel the job; /run answers with the id at once
+            route = "run"
         if route == "run":  # (a page dropped meanwhile: its job is cancelled once its id is known)
             submit = self._call("POST", self.url("run"), content=data, timeout=30.0, what="submit", limit=limit,
                                 deadline=deadline)  # fmt: skip
             status = await finish_if_dropped(submit, self._dropped_job, self._submits)
         else:
-            remaining = max(1.0, deadline - time.monotonic())
+            remaining = max(1.0, remaining)
             url = self.url("runsync")
             read_timeout = remaining
             if self.mode != "local":
-                # the hold ends before the attempt does: the job's id then comes back in time to
-                # cancel the job if it is still running at the deadline
-                hold = min(remaining - min(5.0, remaining / 4), self.runsync_wait_ms / 1000)  # (no limit: inf)
                 wait_ms = max(1000, int(hold * 1000))
                 url = f"{url}?wait={wait_ms}"
                 read_timeout = min(remaining, wait_ms / 1000 + 30.0)
