@@ -88,3 +88,40 @@ def test_the_summary_table_shows_every_file_name_whole(width: int) -> None:
     cells = [line.split("│")[1].strip() for line in buf.getvalue().splitlines() if line.startswith("│")]
     assert "".join(cells) == "".join(names)
     assert len(_re.findall(r"12345", buf.getvalue())) == 4
+
+
+@pytest.mark.parametrize(("extra", "column", "count"), [
+    ({}, None, ""), ({"degraded": 2}, "degraded", "2"), ({"cached": 5}, "cached", "5"),
+    ({"retries_by_cause": {"http_503": 3}}, "retries", "3"),
+])  # fmt: skip
+def test_the_summary_shows_degraded_cached_and_retries_when_a_file_has_some(
+    extra: dict[str, object], column: str | None, count: str
+) -> None:
+    """Their three zeros left a file's name 14 of 80 columns ("quarterly-report-2024.pdf"
+    folded over two lines); a run with none of them shows a 40-character name on one line, and
+    a column comes back, with every file's count, as soon as one file has some."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from ocrclient.cli.progress import summary
+    from ocrclient.document import RunStats
+
+    names = ["annual-statement-consolidated-2023-q4.pdf", "b.pdf"]
+    stats = [RunStats(pages=10, ok=10, **extra), RunStats(pages=3, ok=3)]  # type: ignore[arg-type]
+    rows = [SimpleNamespace(source=SimpleNamespace(name=n), document=SimpleNamespace(stats=s))
+            for n, s in zip(names, stats, strict=True)]  # fmt: skip
+    buf = io.StringIO()
+    summary(rows, 1.0, Console(file=buf, width=80, no_color=True))
+    lines = buf.getvalue().splitlines()
+    header = next(line for line in lines if "file" in line and "pages" in line)
+    shown = [c.strip() for c in header.strip("┃").split("┃")]
+    assert shown == ["file", "pages", "ok", *([column] if column == "degraded" else []), "failed",
+                     *([column] if column in ("cached", "retries") else []), "pages/s"]  # fmt: skip
+    body = [[c.strip() for c in line.strip("│").split("│")] for line in lines if line.startswith("│")]
+    if column is None:
+        assert [r[0] for r in body] == names  # each name on one line
+    else:  # (the name may fold again: each file's count on its first line)
+        assert "".join(r[0] for r in body) == "".join(names)
+        assert [r[shown.index(column)] for r in body if r[shown.index(column)]] == [count, "0"]

@@ -95,25 +95,27 @@ def summary(results: list[Any], wall: float, console: Console) -> None:
     from rich.table import Table
 
     table = Table(title="ocr convert", show_lines=False)
+    rows = []
+    for r in results:
+        s = r.document.stats
+        rows.append({
+            "file": escape(r.source.name),  # (a file's name is text, not markup: "[red]x.pdf")
+            "pages": str(s.pages), "ok": str(s.ok), "degraded": str(s.degraded),
+            "failed": f"[red]{s.failed}[/]" if s.failed else "0", "cached": str(s.cached),
+            "retries": str(sum(s.retries_by_cause.values())), "pages/s": f"{s.pages_per_s:.2f}",
+        })  # fmt: skip
     # a file's name folds onto more lines rather than being cut (at 80 columns two inputs were
-    # both "/data/corpus/…"); the counts never fold
-    for col in ("file", "pages", "ok", "degraded", "failed", "cached", "retries", "pages/s"):
+    # both "/data/corpus/…"); the counts never fold.  Degraded, cached and retries show when a
+    # file has some: their three zeros left the name 14 of 80 columns, folding most names
+    columns = ("file", "pages", "ok", "degraded", "failed", "cached", "retries", "pages/s")
+    shown = [c for c in columns if c not in ("degraded", "cached", "retries") or any(r[c] != "0" for r in rows)]
+    for col in shown:
         if col == "file":
             table.add_column(col, justify="left", overflow="fold")
         else:
             table.add_column(col, justify="right", no_wrap=True)
-    for r in results:
-        s = r.document.stats
-        table.add_row(
-            escape(r.source.name),  # (a file's name is text, not markup: "[red]x.pdf")
-            str(s.pages),
-            str(s.ok),
-            str(s.degraded),
-            f"[red]{s.failed}[/]" if s.failed else "0",
-            str(s.cached),
-            str(sum(s.retries_by_cause.values())),
-            f"{s.pages_per_s:.2f}",
-        )
+    for row in rows:
+        table.add_row(*(row[c] for c in shown))
     console.print(table)
     pages = sum(r.document.stats.pages for r in results)
     console.print(f"{pages} pages in {wall:.1f}s")
