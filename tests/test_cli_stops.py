@@ -150,3 +150,38 @@ def test_ocr_bench_stopped_by_a_signal_cancels_its_jobs_and_says_so(sig: str, fo
     assert proc.returncode == code, (proc.returncode, stderr)
     assert json.loads(stdout)["exit_code"] == code and "Traceback" not in stderr
     assert cancels >= 4, cancels
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("command", ["convert", "health"])
+def test_a_signal_while_the_command_starts_ends_it_cleanly(sig: str, command: str, tmp_path: Path) -> None:
+    """Ctrl-C in the first ~0.4 s of ``ocr`` (while it imports, parses, opens the inputs and
+    loads the engine) printed a traceback from inside some import, or -- inside NumPy's import
+    under onnxruntime -- "the local backend needs rapidocr and onnxruntime (import numpy
+    failed)", exit 2; elsewhere typer turned it into a silent exit 130 with no ``--json``; and
+    SIGTERM ended the process with neither.  The whole kind: each signal at moments spread over
+    the start and the run, for ``ocr convert`` with the default backend and for another command:
+    whenever it lands, no traceback, the stop's exit code and ``--json``'s object saying so (or,
+    when it came too late, the command's own end)."""
+    pdf = text_pdf(tmp_path / "doc.pdf", [[f"page {i} line {j}" for j in range(30)] for i in range(30)])
+    argv = {"convert": ["convert", str(pdf), "-o", str(tmp_path / "out"), "--no-progress", "--json"],
+            "health": ["health", "--backend", "local", "--json"]}[command]  # fmt: skip
+    env = {**os.environ, "OCRCLIENT_CACHE_DIR": str(tmp_path / "cache"), "OCRCLIENT_CONFIG_DIR": str(tmp_path / "config"),
+           "NO_COLOR": "1"}  # fmt: skip
+    code, word = {"SIGINT": (130, "interrupted"), "SIGTERM": (143, "terminated")}[sig]
+    outcomes = []
+    for delay in (0.15, 0.25, 0.35, 0.5, 0.7, 1.0):
+        proc = subprocess.Popen([sys.executable, "-m", "ocrclient", *argv], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(delay)
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err and "import numpy failed" not in err, (delay, err[-1500:])
+        said = json.loads(out)  # (one JSON object, whenever the signal came)
+        if proc.returncode == code:
+            assert said["error"] == word and said["exit_code"] == code, (delay, said)
+            assert word in err, (delay, err)
+        else:  # (it had ended by then)
+            assert proc.returncode == 0 and said.get("error") is None, (delay, proc.returncode, said, err[-800:])
+        outcomes.append(proc.returncode)
+    assert outcomes[0] == code, outcomes  # (the first moments are the start's)

@@ -31,20 +31,114 @@ from __future__ import annotations
 
 import atexit
 import gc
+import json
 import os
+import signal
 import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, ModuleType
+from typing import Any
 
-__all__ = ["leaving_at_once", "main", "start_collecting"]
+__all__ = ["early_signal", "early_signal_seen", "leaving_at_once", "main", "signals_held", "start_collecting",
+           "stopped_before_run", "take_signals_early"]  # fmt: skip
 
 
 class _Exit:
     """What :func:`_leave` needs: the command's exit code (``None``: not finished, or by an
-    uncaught exception) and the program's ``__main__`` when it was armed."""
+    uncaught exception) and the program's ``__main__`` when it was armed; and the signal that
+    stopped the command before its run took signals over (:func:`early_signal`)."""
 
     code: int | None = None
     program: ModuleType | None = None
+    signal: int | None = None
+    regiven = 0
+    started = time.monotonic()
+
+
+def _unraisable(hook: Any) -> None:
+    """An interrupt from :func:`early_signal` that fell inside a weakref callback or a
+    ``__del__`` (importlib's module locks have one) is not raised there but printed as
+    "Exception ignored in ..." with a traceback, and the command went on as if no Ctrl-C had
+    come: it is given again, to be raised at the next line of the command."""
+    if isinstance(hook.exc_value, KeyboardInterrupt) and _Exit.signal is not None and _Exit.regiven < 5:
+        _Exit.regiven += 1
+        signal.raise_signal(_Exit.signal)
+        return
+    sys.__unraisablehook__(hook)
+
+
+def early_signal(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C and SIGTERM while the command starts, before a run takes them over
+    (:class:`ocrclient.cli.common.Termination`): a ``KeyboardInterrupt`` where it falls, the
+    signal noted, and :func:`stopped_before_run` says so.  Before it, Ctrl-C in the first
+    0.3 s printed a traceback from inside some import, with ``--json`` no summary, and SIGTERM
+    ended the process with neither."""
+    _Exit.signal = signum
+    raise KeyboardInterrupt
+
+
+def early_signal_seen() -> bool:
+    """Whether :func:`early_signal` took a signal (typer answers the ``KeyboardInterrupt`` it
+    raised inside a command with a silent exit 130)."""
+    return _Exit.signal is not None
+
+
+def take_signals_early() -> None:
+    """:func:`early_signal` for SIGINT and SIGTERM, where their handlers are Python's own (a
+    handler someone else installed, and a SIGINT ignored by a shell's background job, stay)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+        if signal.getsignal(signum) == default:
+            signal.signal(signum, early_signal)
+            if sys.unraisablehook is sys.__unraisablehook__:
+                sys.unraisablehook = _unraisable
+
+
+def stopped_before_run(argv: Sequence[str]) -> int:
+    """The end of a command stopped by Ctrl-C or SIGTERM before its run began (or one without a
+    run): 130 or 143, the one line ``interrupted`` / ``terminated`` on stderr and, with
+    ``--json``, its object on stdout -- ``ocr convert``'s summary, with no document, or every
+    other command's ``{"ok": false, "error", "exit_code"}``.  Another signal meanwhile is
+    ignored (the process is ending)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    code, why = (143, "terminated") if _Exit.signal == signal.SIGTERM else (130, "interrupted")
+    if "--json" in argv:
+        command = next((a for a in argv if not a.startswith("-")), "")
+        said = ({"documents": [], "refused": [], "wall_s": round(time.monotonic() - _Exit.started, 3),
+                 "exit_code": code, "error": why} if command == "convert"
+                else {"ok": False, "error": why, "exit_code": code})  # fmt: skip
+        sys.stdout.write(json.dumps(said, indent=2) + "\n")
+    sys.stderr.write(f"{why}\n")
+    return code
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held while the block runs, then acted on as they would have been.
+    For an import that goes through a C extension's import of NumPy (onnxruntime, OpenCV):
+    an interrupt inside it is turned into an ``ImportError`` ("import numpy failed", its
+    traceback printed), which read as a missing install.  Only the main thread takes signals;
+    elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum)) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 def start_collecting() -> None:
@@ -121,13 +215,18 @@ def _leave() -> None:
 def main() -> None:
     """The ``ocr`` command."""
     gc.disable()
+    _Exit.started = time.monotonic()
+    take_signals_early()
     if atexit._ncallbacks() == 0 and _the_program_is_ocr(sys._getframe(1)):  # nothing would run after _leave
         _Exit.program = sys.modules.get("__main__")
         atexit.register(_leave)
     try:
-        from .cli import main as run
+        try:
+            from .cli import main as run
 
-        run()
+            run()
+        except KeyboardInterrupt:  # (while the command line was imported)
+            raise SystemExit(stopped_before_run(sys.argv[1:])) from None
         _Exit.code = 0
     except SystemExit as exc:
         _Exit.code = _exit_code(exc.code)

@@ -59,8 +59,10 @@ def main() -> None:
     """Console-script entry point."""
     try:
         sys.exit(_run(sys.argv[1:]))
-    except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:  # (while typer started: outside the command)
+        from ..console import stopped_before_run
+
+        sys.exit(stopped_before_run(sys.argv[1:]))
     except SystemExit as exc:
         if exc.code in (EXIT_INTERRUPTED, EXIT_TERMINATED):  # stopped by a signal, all written: the process
             _ignore_late_signals()  # ends now, and one more Ctrl-C or SIGTERM must not break in
@@ -88,6 +90,9 @@ def _run(argv: list[str]) -> int:
     ``--dpi abc``) is one ``error:`` line naming the help to read, exit 2 (typer printed its usage
     and a box of five lines), and with ``--json`` the object every failing ``--json`` prints
     (README), with the parser's message."""
+    from ..console import early_signal_seen, stopped_before_run, take_signals_early
+
+    take_signals_early()  # (python -m ocrclient.cli: ocrclient.console took them for the ocr script)
     try:
         code = app(standalone_mode=False)
     except Exception as exc:  # the parser's refusal (typer's click exceptions: a message and a code)
@@ -115,6 +120,8 @@ def _run(argv: list[str]) -> int:
             said += f"; a file whose name starts with '-' goes after --: {where} -- {dashed}"
         fail(f"{said} ({where} --help tells more)", status)
         return status
+    if code == EXIT_INTERRUPTED and early_signal_seen():  # (typer's silent 130 for a Ctrl-C in a command)
+        return stopped_before_run(argv)
     return code if isinstance(code, int) else EXIT_OK
 
 

@@ -247,10 +247,12 @@ class Termination:
         import signal
         import threading
 
+        from ..console import early_signal  # (the ocr command's own, while it started)
+
         self._previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
-                if signal.getsignal(signum) == default:
+                if signal.getsignal(signum) in (default, early_signal):
                     self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 
@@ -269,5 +271,9 @@ class Termination:
     def __exit__(self, *exc: object) -> None:
         import signal
 
+        from ..console import early_signal
+
         for signum, previous in self._previous.items():
+            if previous is early_signal:  # (the start is over: a signal now meets Python's own)
+                previous = signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler
             signal.signal(signum, previous)

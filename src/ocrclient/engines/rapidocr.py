@@ -210,9 +210,12 @@ def engine_missing() -> str | None:
     missing or broken install is a configuration error before any page is rendered."""
     import importlib
 
+    from ..console import signals_held
+
     for name in ENGINE_MODULES:
         try:
-            importlib.import_module(name)
+            with signals_held():  # (a Ctrl-C inside NumPy's import read as a broken install)
+                importlib.import_module(name)
         except ImportError as exc:
             why = " ".join(str(exc).split())[:200] or f"{name} cannot be imported"
             return f"the local backend needs rapidocr and onnxruntime ({why}); install them with: {INSTALL_HINT}"
@@ -232,8 +235,11 @@ def get_engine(settings: EngineSettings | None = None) -> Engine:
         if engine is not None:
             return engine
         _quiet_rapidocr_logging()
+        from ..console import signals_held
+
         try:
-            from rapidocr import RapidOCR
+            with signals_held():  # (a Ctrl-C inside NumPy's import read as a broken install)
+                from rapidocr import RapidOCR
         except ImportError as exc:
             raise ConfigError(
                 f"the local backend needs rapidocr and onnxruntime ({exc}); install them with: {INSTALL_HINT}"
