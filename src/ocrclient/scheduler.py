@@ -176,7 +176,7 @@ class Scheduler:
         #: the run's retries by cause, and each document's (by its source)
         self.retries_by_cause: Counter[str] = Counter()
         self._retries_of: dict[str, Counter[str]] = {}
-        #: documents finished so far (after a cancel or abort: from document :attr:`partial_from` on, as far as they got)
+        #: from document :attr:`partial_from` on: the last finished, not yet handed over for sure (after a cancel or abort: every one left, as far as it got)
         self.partial: list[Document] = []
         self.partial_from = 0
         #: how a document stopped part-way is reported, given its number in the run (document
@@ -272,11 +272,12 @@ class Scheduler:
                 ):
                     run = runs[next_doc]
                     doc = self._document(run, time.monotonic() - run.started)
-                    self.partial.append(doc)
+                    # kept until the next is asked for (a stop then reports it); the ones before were handed over
+                    self.partial, self.partial_from = ([*self.partial, doc], 0) if per_page else ([doc], next_doc)
                     self._emit(DocumentDone(doc.source, doc))
                     if not per_page:
                         yield doc
-                    next_doc += 1
+                    next_doc, run.pages = next_doc + 1, {}  # (handed over: the run lets its pages go)
         except BaseException as exc:
             await self._cancel_all(feeder)
             while not results.empty():  # pages that finished but were not collected yet: kept

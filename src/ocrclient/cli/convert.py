@@ -162,6 +162,12 @@ class _Emitter:
         self.manifest = manifest
 
     def __call__(self, result: "ConvertResult") -> None:
+        try:
+            self._take(result)
+        finally:  # (kept for the summary: its counts and failed pages, not its text and boxes)
+            self.results[-1] = _for_summary(self.results[-1])
+
+    def _take(self, result: "ConvertResult") -> None:
         self.results.append(result)
         if self.writer is None:
             from ..exporters.markdown import comment_text, render
@@ -240,6 +246,15 @@ class _Emitter:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _for_summary(result: "ConvertResult") -> "ConvertResult":
+    """A written document as the summary needs it: its counts and each page's fate and error,
+    without its pages' text and blocks.  A run over many documents held every one whole to its
+    end (30 documents of 10 text-layer pages: 528 MB at the end against 270 MB for 10)."""
+    doc = result.document
+    pages = [p.model_copy(update={"markdown": "", "blocks": []}) for p in doc.pages]
+    return replace(result, document=doc.model_copy(update={"pages": pages}))
 
 
 def _run(conv: "Conversion", be: "Backend", reporter: "Progress", emit: "_Emitter", debug: bool) -> None:
