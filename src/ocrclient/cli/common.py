@@ -274,6 +274,6 @@ class Termination:
         from ..console import early_signal
 
         for signum, previous in self._previous.items():
-            if previous is early_signal:  # (the start is over: a signal now meets Python's own)
-                previous = signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler
-            signal.signal(signum, previous)
+            # the ocr command's run is over: what is left is its summary, a few ms, which a signal
+            # now would lose (SIGTERM's default ended it without --json's summary)
+            signal.signal(signum, signal.SIG_IGN if previous is early_signal else previous)
