@@ -5,7 +5,7 @@ of finished documents, its per-document bookkeeping (each page), and ``ocr conve
 list (each whole document) -- so memory grew with the run: 30 documents of 10 text-layer pages
 ended at 550 MB against 169 MB now, and a batch of thousands of PDFs grew without bound.  The
 whole kind: the Python API (``convert_many``, sync and async, with outputs written or not) and
-the command, each over 12 documents."""
+the command, each over 6 documents."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from ocrclient.exporters.sink import OutputWriter
 
 from .pdfgen import text_pdf
 
-DOCS = 12
+DOCS = 6
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ main()
 
 def test_ocr_convert_holds_for_its_summary_only_what_the_summary_says(folder: Path, tmp_path: Path) -> None:
     """At the summary the command holds every document's counts and pages' fates, and the
-    blocks of one document at most (the run's last, still its own), not of all twelve."""
+    blocks of one document at most (the run's last, still its own), not of all six."""
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     env = {**os.environ, "OCRCLIENT_CACHE_DIR": str(tmp_path / "cache"), "OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg"),
@@ -102,7 +102,7 @@ def test_ocr_convert_holds_for_its_summary_only_what_the_summary_says(folder: Pa
     per_doc = _blocks_of(tmp_path / "out" / "d00.json")
     assert probe["results"] == DOCS and probe["pages"] == [3] * DOCS
     assert probe["blocks"] <= per_doc, (probe["blocks"], per_doc)
-    assert "12 pages" not in run.stderr and f"{3 * DOCS} pages" in run.stderr  # (the summary's total)
+    assert f"{3 * DOCS} pages in" in run.stderr  # (the summary's total, from the counts it kept)
 
 
 def _blocks_of(path: Path) -> int:
