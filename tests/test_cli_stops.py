@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from ocrclient.cli.progress import summary_json
 from ocrclient.testing import CannedReply, FaultPlan, OpenAISimulator
 
 from .pdfgen import text_pdf
@@ -185,11 +186,16 @@ def test_a_signal_while_the_command_starts_ends_it_cleanly(sig: str, command: st
         said = json.loads(out)  # (one JSON object, whenever the signal came)
         if proc.returncode == code:
             assert said["error"] == word and said["exit_code"] == code, (delay, said)
+            assert said.keys() == (SUMMARY_KEYS if command == "convert" else {"ok", "error", "exit_code"}), said
             assert word in err, (delay, err)
         else:  # (it had ended by then)
             assert proc.returncode == 0 and said.get("error") is None, (delay, proc.returncode, said, err[-800:])
         outcomes.append(proc.returncode)
     assert outcomes[0] == code, outcomes  # (the first moments are the start's)
+
+
+#: the keys of ``ocr convert --json``'s summary (what a run stopped at its start prints too)
+SUMMARY_KEYS = json.loads(summary_json([], 0.0, 0)).keys()
 
 
 def _catches(pid: int, signum: int) -> bool:

@@ -126,11 +126,11 @@ def signals_held() -> Iterator[None]:
     an interrupt inside it is turned into an ``ImportError`` ("import numpy failed", its
     traceback printed), which read as a missing install.  Only the main thread takes signals;
     elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    signums = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or None in map(signal.getsignal, signums):
+        yield  # (None: a handler set outside Python, which could not be put back)
         return
     held: list[int] = []
-    signums = (signal.SIGINT, signal.SIGTERM)
     previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum)) for signum in signums}
     try:
         yield
