@@ -43,8 +43,8 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
-__all__ = ["early_signal", "early_signal_seen", "leaving_at_once", "main", "signals_held", "start_collecting",
-           "stopped_before_run", "take_signals_early"]  # fmt: skip
+__all__ = ["early_signal", "early_signal_seen", "ignore_signals", "leaving_at_once", "main", "signals_held",
+           "start_collecting", "stopped_before_run", "take_signals_early"]  # fmt: skip
 
 
 class _Exit:
@@ -99,15 +99,22 @@ def take_signals_early() -> None:
                 sys.unraisablehook = _unraisable
 
 
+def ignore_signals() -> None:
+    """SIGINT and SIGTERM ignored from now on: the ``ocr`` process is ending after a stop (a
+    second signal landing then raised ``KeyboardInterrupt`` inside the interpreter's shutdown,
+    or cut the ``--json`` line short).  Only the main thread can set them."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+
 def stopped_before_run(argv: Sequence[str]) -> int:
     """The end of a command stopped by Ctrl-C or SIGTERM before its run began (or one without a
     run): 130 or 143, the one line ``interrupted`` / ``terminated`` on stderr and, with
     ``--json``, its object on stdout -- ``ocr convert``'s summary, with no document, or every
     other command's ``{"ok": false, "error", "exit_code"}``.  Another signal meanwhile is
     ignored (the process is ending)."""
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)
+    ignore_signals()
     code, why = (143, "terminated") if _Exit.signal == signal.SIGTERM else (130, "interrupted")
     if "--json" in argv:
         command = next((a for a in argv if not a.startswith("-")), "")

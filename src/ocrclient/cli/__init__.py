@@ -65,24 +65,15 @@ def main() -> None:
         sys.exit(stopped_before_run(sys.argv[1:]))
     except SystemExit as exc:
         if exc.code in (EXIT_INTERRUPTED, EXIT_TERMINATED):  # stopped by a signal, all written: the process
-            _ignore_late_signals()  # ends now, and one more Ctrl-C or SIGTERM must not break in
+            from ..console import ignore_signals
+
+            ignore_signals()  # ends now, and one more Ctrl-C or SIGTERM must not break in
         raise
     finally:
         # the run is over: spare the interpreter's exit a garbage collection over every object
         # the imported libraries made (up to 1 s with large libraries loaded, measured; it made
         # Ctrl-C slow to take effect).  Files are closed by then; stdout/stderr are flushed.
         gc.freeze()
-
-
-def _ignore_late_signals() -> None:
-    """SIGINT and SIGTERM ignored from now on (the ``ocr`` process is exiting after a stop: a
-    second signal landing then raised KeyboardInterrupt inside the interpreter's shutdown)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _run(argv: list[str]) -> int:

@@ -162,10 +162,9 @@ class _Emitter:
         self.manifest = manifest
 
     def __call__(self, result: "ConvertResult") -> None:
-        try:
-            self._take(result)
-        finally:  # (kept for the summary: its counts and failed pages, not its text and boxes)
-            self.results[-1] = _for_summary(self.results[-1])
+        self._take(result)
+        # (kept for the summary: its counts and failed pages, not its text and boxes)
+        self.results[-1] = _for_summary(self.results[-1])
 
     def _take(self, result: "ConvertResult") -> None:
         self.results.append(result)
