@@ -45,12 +45,14 @@ client = ocrclient.Client("local", cache=False)
 caught = []
 def work():
     try:
-        client.convert(sys.argv[1], pages="2")
+        client.convert(sys.argv[1])
     except BaseException as exc:
         caught.append(type(exc).__name__)
 worker = threading.Thread(target=work)
 worker.start()
-time.sleep(4.0)
+while not any(t.name == "ocrclient-left-behind-on-stop" for t in threading.enumerate()):
+    time.sleep(0.05)  # (the engine's thread: it loads the engine, then reads the strip)
+time.sleep(1.5)
 started = time.monotonic()
 client.close()
 worker.join(30)
@@ -58,12 +60,25 @@ print(f"closed in {time.monotonic() - started:.2f} s; caught {caught}", flush=Tr
 """
 
 
+def _tall_strip(path: Path, height: int = 3600) -> Path:
+    """A 900 x ``height`` px strip of ~100 printed lines: the engine reads it in tiles for
+    several seconds (a few more than the 1.5 s the script gives it before closing)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("L", (900, height), 255)
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default(size=22)
+    for i, y in enumerate(range(20, height - 40, 36)):
+        draw.text((20, y), f"line {i} of a long strip read by the embedded engine", fill=0, font=font)
+    img.save(path)
+    return path
+
+
 def test_closing_a_local_client_does_not_wait_for_the_page_being_read(tmp_path: Path) -> None:
     """``Client.close()`` returns at once (the call gets ``CancelledRunError``); the script then
     ends normally, waiting at exit for the engine's thread (one still in native code while the
     interpreter tears down aborted the process: "terminate called", exit 134)."""
-    pdf = corpus("gnarly", "skinnypage.pdf")
-    run = subprocess.run([sys.executable, "-c", _SCRIPT, str(pdf)], capture_output=True, text=True, timeout=180)
+    strip = _tall_strip(tmp_path / "strip.png")
+    run = subprocess.run([sys.executable, "-c", _SCRIPT, str(strip)], capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "terminate called" not in run.stderr
     closed = float(run.stdout.split("closed in ")[1].split(" s")[0])

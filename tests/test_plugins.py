@@ -285,7 +285,8 @@ def test_a_broken_plugin_transport_is_one_line_in_every_command(how: str, tmp_pa
     pkg = site / "acme_broken_t"
     pkg.mkdir()
     (pkg / "__init__.py").write_text(_BROKEN_TRANSPORTS[how], encoding="utf-8")
-    (pkg / "acme-b.toml").write_text('transport = "acme-t"\ndialect = "plain"\nmodel = "m"\n', encoding="utf-8")
+    (pkg / "acme-b.toml").write_text('transport = "acme-t"\ndialect = "plain"\nmodel = "m"\nmax_attempts = 1\n',
+                                     encoding="utf-8")  # (one attempt: a send that raises is not tried again)
     out = tmp_path / "out"
     for args in (["convert", str(SAMPLE), "--pages", "1", "--backend", "acme-b", "--no-cache", "-o", str(out), "-q"],
                  ["config", "--backend", "acme-b"], ["health", "--backend", "acme-b"], ["backends"]):  # fmt: skip

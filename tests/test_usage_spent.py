@@ -36,6 +36,7 @@ def test_every_job_a_page_ran_is_in_its_usage(fault: str, mode: str, tmp_path: P
         doc = ocrclient.convert(
             pdf, backend="runpod-chandra", base_url=sim.base_url, endpoint_id=sim.endpoint_id,
             api_key=sim.api_key, cache=False, transport_options={"mode": mode},
+            scheduler_options={"backoff_initial_s": 0.05, "backoff_max_s": 0.2},  # (the retries' waits: not what is counted)
         )  # fmt: skip
         billed = _billed(sim)
     assert len(doc.pages) == PAGES
