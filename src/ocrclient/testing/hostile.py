@@ -9,7 +9,8 @@ purpose, to check that a client stays *bounded* â€” in time, memory and output â
 behaviour           what the server does
 ==================  =============================================================================
 ``huge_body``       a ``200`` whose reply text is ``size`` bytes (a runaway model: ``unit``
-                    repeated), generated as it is written, so the server holds almost nothing
+                    repeated), generated as it is written, so the server holds almost nothing;
+                    to a streamed request, one SSE event of that size
 ``huge_stream``     (``openai``) an SSE stream whose content deltas add up to ``size`` bytes
 ``empty_deltas``    (``openai``) an SSE stream of empty content deltas that never finishes
 ``deep_nesting``    JSON nested ``depth`` levels deep where the reply should be
@@ -33,6 +34,7 @@ the hostile reply on the others.
 
 Example (pytest; the client bounded by its caps, see ``docs/testing.md``)::
 
+    import ocrclient
     from ocrclient.testing.hostile import HostileServer
 
     def test_runaway_reply_is_capped(tmp_path):
@@ -338,6 +340,11 @@ class HostileServer(ServerOwner):
             while time.monotonic() < end:
                 yield empty
             return  # no finish, no [DONE]: whatever came, it never ends properly
+        elif b == "huge_body":  # streamed, the runaway reply is one event of ``size`` bytes
+            head, _, tail = self._chunk("\0").partition(b"\\u0000")
+            yield head
+            yield from self._repeats(self.size)
+            yield tail
         elif b == "deep_nesting":
             yield b"data: " + b"".join(self._nested()) + b"\n\n"
         elif b == "early_close":
