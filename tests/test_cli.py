@@ -519,7 +519,8 @@ def test_ocr_backends_lists_every_credential_and_endpoint_variable_a_backend_rea
 ) -> None:
     """What a backend reads from the environment to find its server and authenticate (any name
     with KEY, SECRET, TOKEN, URL, ENDPOINT or MODEL in it) is in ``ocr backends``' list for it:
-    the Modal profile read MODAL_KEY / MODAL_SECRET without saying so."""
+    the Modal profile read MODAL_KEY / MODAL_SECRET without saying so.  And nothing more: the
+    pod and Modal profiles listed OCRCLIENT_BASE_URL, which they never fall back to."""
     import os
 
     from ocrclient.cli.settings import _env_names
@@ -544,6 +545,38 @@ def test_ocr_backends_lists_every_credential_and_endpoint_variable_a_backend_rea
     wanted = {n for n in env.read | bare.read if re.search(r"KEY|SECRET|TOKEN|URL|ENDPOINT|MODEL", n)}
     wanted -= {"OCRCLIENT_BACKEND", "SSLKEYLOGFILE"}  # the choice of backend; TLS debugging
     assert wanted <= set(listed), (sorted(wanted - set(listed)), listed)
+    read = env.read | bare.read
+    for name in listed:  # each with the others set: a key's alias is read when the key's own variable is not
+        one_less = _ReadEnv({k: v for k, v in env.items() if k != name})
+        monkeypatch.setattr(os, "environ", one_less)
+        with contextlib.suppress(OcrError):
+            load_backend(profile).close()
+        read |= one_less.read
+    assert set(listed) <= read, (sorted(set(listed) - read), listed)
+
+
+@pytest.mark.parametrize("profile", sorted(list_profiles()))
+def test_ocr_backends_lists_a_generic_variable_exactly_when_the_backend_falls_back_to_it(
+    profile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``RUNPOD_ENDPOINT_ID`` and ``OCRCLIENT_BASE_URL`` are listed for a backend when its
+    settings take them, and only then: the pod and Modal profiles, which never fall back to the
+    generic server's URL, listed it."""
+    import os
+
+    from ocrclient.cli.settings import _env_names
+    from ocrclient.config import ENV_FALLBACKS
+
+    for name in list(os.environ):
+        if name.startswith(("RUNPOD_", "MODAL_", "OCRCLIENT_", "VLLM_")):
+            monkeypatch.delenv(name)
+    for (_, field), var in ENV_FALLBACKS.items():
+        value = "http://127.0.0.1:9/fallback/v1" if field == "base_url" else "fallback-id"
+        monkeypatch.setenv(var, value)
+        cfg = resolve_config(profile)
+        taken = getattr(cfg, field) == value
+        assert (var in _env_names(cfg)) == taken, (var, taken, _env_names(cfg))
+        monkeypatch.delenv(var)
 
 
 def test_several_documents_on_stdout_stay_apart_and_named(sim: OpenAISimulator, tmp_path: Path) -> None:

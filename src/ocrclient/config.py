@@ -528,12 +528,22 @@ def _env_layer(names: Mapping[str, Any], transport: str | None) -> dict[str, str
         var = names.get(env_field)
         if var and os.environ.get(var):
             out[field] = os.environ[var]
-    for (fallback_transport, field), var in ENV_FALLBACKS.items():
-        if transport == fallback_transport and field not in out and not names.get(field) and os.environ.get(var):
-            if field == "base_url" and names.get("base_url_env") not in (None, "", var):
-                continue  # a server of its own (a pod, a Modal app): its key is not sent elsewhere
+    for fallback_transport, field in ENV_FALLBACKS:
+        var = fallback_env(transport, field, names.get(f"{field}_env")) if transport == fallback_transport else None
+        if var and field not in out and not names.get(field) and os.environ.get(var):
             out[field] = os.environ[var]
     return out
+
+
+def fallback_env(transport: str | None, field: str, own_env: str | None) -> str | None:
+    """The generic variable (:data:`ENV_FALLBACKS`) that ``field`` falls back to for a profile
+    on ``transport`` whose own variable for it is ``own_env``; ``None`` when there is none: a
+    profile with a URL variable of its own (a pod, a Modal app) never reads the generic server's
+    ``OCRCLIENT_BASE_URL``, so its key is not sent elsewhere."""
+    var = ENV_FALLBACKS.get((transport or "", field))
+    if var is not None and field == "base_url" and own_env not in (None, "", var):
+        return None
+    return var
 
 
 def resolve_backend_name(name: str | Path | None = None, *, user: Mapping[str, Any] | None = None) -> str:

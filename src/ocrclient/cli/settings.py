@@ -51,12 +51,13 @@ def _env_names(cfg: Any, refused: list[str] | None = None) -> list[str]:
     """The environment variables a profile reads (endpoint, URL, model, key), in that order, then
     those its transport reads from its options (a key's aliases, Modal's proxy auth); a setting
     among those the backend refuses goes to ``refused``."""
-    from ..config import ENV_FALLBACKS
+    from ..config import fallback_env
     from ..registry import transport_class
 
     names = []
     for field in ("endpoint_id", "base_url", "model", "api_key"):  # each one's variable, then its fallback
-        names += [getattr(cfg, f"{field}_env"), ENV_FALLBACKS.get((cfg.transport, field))]
+        own = getattr(cfg, f"{field}_env")
+        names += [own, fallback_env(cfg.transport, field, own)]
     try:
         more = getattr(transport_class(cfg.transport), "env_names", None)
     except OcrError:  # (a transport that cannot be imported says so in the table above)
