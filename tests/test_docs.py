@@ -12,6 +12,8 @@ Kinds checked (every .md in the repository, every source/test/benchmark/example/
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -179,3 +181,23 @@ def test_every_python_block_a_doc_shows_as_a_script_compiles(md: Path) -> None:
             compile(block, f"{_doc_id(md)} python block {i + 1}", "exec")
         except SyntaxError as exc:
             pytest.fail(f"{_doc_id(md)} python block {i + 1} does not compile as a script: {exc}")
+
+
+_PY_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def test_every_python_block_of_the_docs_names_only_what_it_defines_or_imports(tmp_path: Path) -> None:
+    """A reader pastes a ```python block of README.md or docs/ into a script as it is: a name it
+    uses and neither defines nor imports fails there (README's ``OutputWriter`` lines used
+    ``ocrclient`` and ``pdf_bytes`` that nothing gave them).  pyflakes' undefined-name check
+    (ruff F821) over each block on its own."""
+    blocks = []
+    for md in MARKDOWN:
+        for i, m in enumerate(_PY_BLOCK.finditer(md.read_text(encoding="utf-8"))):
+            name = f"{md.relative_to(ROOT).as_posix().replace('/', '__')}__{i}.py"
+            (tmp_path / name).write_text(m.group(1), encoding="utf-8")
+            blocks.append(name)
+    assert len(blocks) >= 10, blocks  # (README's and docs/' examples are found)
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F821",
+                           "--output-format", "concise", "."], cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-1000:]
