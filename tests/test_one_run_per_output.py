@@ -83,3 +83,39 @@ def test_machines_converting_their_own_shards_into_one_folder_go_side_by_side(tm
     assert codes == [0, 0]
     assert _posts(sim) == 8
     assert sorted(p.name for p in (tmp_path / "out").glob("*.md")) == [f"d{i}.md" for i in range(8)]
+
+
+_SHARDS = [None, "0/2", "1/2", "0/3", "2/3"]
+
+
+@pytest.mark.parametrize("second", _SHARDS, ids=str)
+@pytest.mark.parametrize("first", _SHARDS, ids=str)
+def test_two_runs_whose_documents_may_overlap_never_write_one_folder_together(
+    first: str | None, second: str | None, tmp_path: Path
+) -> None:
+    """Every pair of runs into one folder, unsharded or any shard: the second is refused exactly
+    when the two may convert a document in common (an unsharded run beside a shard, or shards
+    of different counts, both sent and paid for the same pages).  The overlap is taken from how
+    ``--shard`` divides documents, over 200 names."""
+    from ocrclient.cli.convert import _in_shard, _parse_shard
+    from ocrclient.cli.lock import hold, let_go
+    from ocrclient.errors import InputError
+
+    def docs(spec: str | None) -> set[str]:
+        return {k for k in (f"d{i}.pdf" for i in range(200)) if _in_shard(k, _parse_shard(spec))}
+
+    overlap = bool(docs(first) & docs(second))
+    held = hold(tmp_path, first)
+    assert held is not None  # (this file system has locks)
+    try:
+        try:
+            let_go(hold(tmp_path, second))
+            refused = ""
+        except InputError as exc:
+            refused = str(exc)
+        assert bool(refused) == overlap, (first, second, refused)
+        if refused:
+            assert f"pid {os.getpid()}" in refused and "another ocr convert" in refused, refused
+    finally:
+        let_go(held)
+    let_go(hold(tmp_path, second))  # (the first has ended: the second goes on)

@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,75 @@ def test_a_searchable_pdf_written_beside_its_scan_is_never_an_input(spec: str, t
     assert not (tmp_path / "elsewhere" / "x.pdf.md").exists()
     with contextlib.chdir(tmp_path):
         assert [s.name for s in open_sources([spec])] == [os.path.join("scans", "x.png")]
+
+
+#: what the other input of the command is: convertible, refused as unusable, or left out by the
+#: page range ("2-": a one-page document has none of it)
+_OTHER = {
+    "usable": lambda p: _two_pages(p),
+    "empty file": lambda p: p.write_bytes(b""),
+    "not a document": lambda p: p.write_text("plain text, named .pdf"),
+    "encrypted, no password": lambda p: _encrypted(p),
+    "left out by the range": lambda p: _one_page(p),
+}
+
+
+def _two_pages(path: Path) -> None:
+    from .pdfgen import text_pdf
+
+    text_pdf(path, [["one"], ["two"]])
+
+
+def _one_page(path: Path) -> None:
+    from .pdfgen import text_pdf
+
+    text_pdf(path, [["only page"]])
+
+
+def _encrypted(path: Path) -> None:
+    from .test_bad_inputs import build_pdf
+
+    path.write_bytes(build_pdf([(612, 792)] * 2, user_password="secret-pw"))
+
+
+@pytest.mark.parametrize("other", sorted(_OTHER))
+@pytest.mark.parametrize("pages", [None, "2-"])
+def test_where_an_inputs_outputs_go_does_not_hang_on_whether_the_others_convert(
+    other: str, pages: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ocr convert a/x.pdf b/y.pdf -o out`` writes ``out/a/x.*`` whatever ``b/y.pdf`` is: with it
+    refused (empty, not a document, encrypted) or left out by ``--pages``, x went to ``out/x.*``,
+    and a rerun once y was fixed wrote a second copy at ``out/a/x.*``."""
+    from ocrclient.cli.convert import _plan
+    from ocrclient.pages.inputs import Refused
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _two_pages(tmp_path / "a" / "x.pdf")
+    _OTHER[other](tmp_path / "b" / "y.pdf")
+    monkeypatch.chdir(tmp_path)
+    refused: list[Refused] = []
+    with warnings.catch_warnings():  # (the page range's notes on y)
+        warnings.simplefilter("ignore")
+        plan, stem_of = _plan(["a/x.pdf", "b/y.pdf"], pages, None, None, ["md"], tmp_path / "out", refused)
+    x = next(src for src, _ in plan if src.name.endswith("x.pdf"))
+    assert stem_of[x.key] == tmp_path / "out" / "a" / "x", (other, pages, stem_of)
+
+
+def test_the_python_api_lays_out_a_left_out_input_with_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same through ``convert_many(..., outputs=OutputWriter(...))``: the input the page
+    range leaves out still takes its place in the layout."""
+    import ocrclient
+    from ocrclient.exporters.sink import OutputWriter
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _two_pages(tmp_path / "a" / "x.pdf")
+    _one_page(tmp_path / "b" / "y.pdf")
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings(), OutputWriter(tmp_path / "out", ["json"]) as outputs:
+        warnings.simplefilter("ignore")
+        results = list(ocrclient.convert_many(["a/x.pdf", "b/y.pdf"], pages="2-", backend="local", cache=False,
+                                              outputs=outputs))  # fmt: skip
+    assert [Path(r.source.name).name for r in results] == ["x.pdf"]
+    assert (tmp_path / "out" / "a" / "x.json").is_file(), sorted(p.name for p in (tmp_path / "out").rglob("*"))

@@ -96,13 +96,18 @@ def shard_keys(sources: Sequence[Source | Refused]) -> list[str]:
     return keys
 
 
-def output_stems(sources: Sequence[Source], out_dir: Path, suffixes: Sequence[str] = ()) -> list[Path]:
+def output_stems(
+    sources: Sequence[Source], out_dir: Path, suffixes: Sequence[str] = (), beside: Sequence[Source | Refused] = ()
+) -> list[Path]:
     """``out_dir/<path relative to the common root>/<stem>`` for each source, in order (add a
-    format's suffix for the file).  Raises :class:`InputError` (one line naming both inputs)
+    format's suffix for the file).  The common root is that of ``sources`` and ``beside``: the
+    inputs of the same command that are not converted (refused as unusable, left out by the page
+    range), so that where a file's outputs go does not hang on which others could be read (a
+    rerun after a refused file was fixed wrote a second copy of every other document).  Raises :class:`InputError` (one line naming both inputs)
     when two sources would share a name (compared case-insensitively), or, for the given
     ``suffixes``, when an output file would be one of the inputs or the run's ``manifest.jsonl``
     (a plugin's ``jsonl`` format of ``manifest.pdf`` wrote its rows into it)."""
-    roots = [_parts(root) for src in sources if (root := _root(src)) is not None]
+    roots = [_parts(root) for src in [*sources, *beside] if (root := _root(src)) is not None]
     common = _common(roots)
     stems: list[Path] = []
     claimed: dict[Parts, tuple[Source, Path]] = {}

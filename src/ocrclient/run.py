@@ -138,6 +138,8 @@ class Conversion:
         #: send each document whole, as one job (see :mod:`ocrclient.docmode`)
         self.document_mode = document_mode
         self.plan = prepared
+        #: the inputs of several that the page range left out (laid out with the others)
+        self.left_out: list[Source] = []
         self.outputs = outputs
         self.overrides = overrides
         #: a concurrency limit shared with other runs (an :class:`~ocrclient.AsyncClient`'s):
@@ -165,9 +167,12 @@ class Conversion:
         if self.plan is None:
             assert self.inputs is not None or self.one_document, "Conversion needs inputs or prepared"
             inputs: Any = self.inputs  # (one path or bytes, checked there, when one_document)
-            prep = prepare_one if self.one_document else prepare
             out = [self.outputs.out_dir] if self.outputs is not None else []  # (not its own outputs)
-            plan = await asyncio.to_thread(prep, inputs, pages=self.pages, password=self.password, exclude=out)
+            if self.one_document:
+                plan = await asyncio.to_thread(prepare_one, inputs, pages=self.pages, password=self.password, exclude=out)
+            else:
+                plan = await asyncio.to_thread(prepare, inputs, pages=self.pages, password=self.password, exclude=out,
+                                               left_out=self.left_out)  # fmt: skip
             self.plan = plan
         return self.plan
 
@@ -227,7 +232,7 @@ class Conversion:
     async def __aiter__(self) -> AsyncGenerator[ConvertResult, None]:
         plan = await self._prepare()
         if self.outputs is not None:  # each input its own output names, before anything is sent
-            self.outputs.lay_out([src for src, _ in plan])
+            self.outputs.lay_out([src for src, _ in plan], beside=self.left_out)
         async with AsyncExitStack() as stack:
             be, pool = await self._open(stack, plan)
             if docmode.requested(be.config, self.document_mode):

@@ -96,14 +96,16 @@ def _plan(
         raise InputError(f"-o {out}: exists and is not a directory")
     shard_spec = _parse_shard(shard)
     found: list[Refused] = []
-    plan = prepare(inputs, pages=pages, password=password, exclude=[out] if out is not None else [], refused=found)
+    left: list[Source] = []  # (of several, those the page range leaves out)
+    plan = prepare(inputs, pages=pages, password=password, exclude=[out] if out is not None else [], refused=found,
+                   left_out=left)  # fmt: skip
     stem_of: dict[str, Path] = {}
-    if out is not None:
-        stems = output_stems([src for src, _ in plan], out, [EXPORTERS[f][1] for f in fmts])
+    if out is not None:  # (laid out with every input named, converted or not: see output_stems)
+        stems = output_stems([src for src, _ in plan], out, [EXPORTERS[f][1] for f in fmts], beside=[*found, *left])
         stem_of = {src.key: stem for (src, _), stem in zip(plan, stems, strict=True)}
-    keys = shard_keys([*(src for src, _ in plan), *found])
+    keys = shard_keys([*(src for src, _ in plan), *found, *left])
     mine = [_in_shard(key, shard_spec) for key in keys]
-    bad = [r for r, ok in zip(found, mine[len(plan) :], strict=True) if ok]
+    bad = [r for r, ok in zip(found, mine[len(plan) : len(plan) + len(found)], strict=True) if ok]
     plan = [entry for entry, ok in zip(plan, mine, strict=False) if ok]
     if refused is not None:
         refused.extend(bad)

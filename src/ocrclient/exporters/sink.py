@@ -306,18 +306,18 @@ class OutputWriter:
         self._done: dict[int, tuple[weakref.ref[Source], Written | None]] = {}
         self._lock = threading.Lock()
 
-    def lay_out(self, sources: Sequence[Source]) -> None:
+    def lay_out(self, sources: Sequence[Source], beside: Sequence[Source] = ()) -> None:
         """Give each of a run's ``sources`` that has no stem yet its own, as ``ocr convert``
         does (:func:`~ocrclient.outputs.output_stems`: mirrored under the folder from their
-        common root): two inputs named alike (``a/x.pdf``, ``b/x.pdf``) were both written as
-        ``x.*``, the second over the first.  Raises :class:`InputError` for names that would
-        still collide."""
+        common root, with ``beside``, the inputs the page range left out): two inputs named
+        alike (``a/x.pdf``, ``b/x.pdf``) were both written as ``x.*``, the second over the
+        first.  Raises :class:`InputError` for names that would still collide."""
         from ..outputs import output_stems
         from . import EXPORTERS
 
         todo = [src for src in sources if src.key not in self.stems]
         if todo:
-            stems = output_stems(todo, self.out_dir, [EXPORTERS[f][1] for f in self.formats])
+            stems = output_stems(todo, self.out_dir, [EXPORTERS[f][1] for f in self.formats], beside=beside)
             # ... nor with a name this writer gave an input of an earlier call (one writer kept
             # across calls wrote b/x.pdf's outputs over a/x.pdf's, without a word)
             given = {str(stem).lower(): key for key, stem in self.stems.items()}

@@ -182,9 +182,11 @@ def prepare(
     password: str | None = None,
     exclude: Sequence[str | Path] = (),
     refused: list[Refused] | None = None,
+    left_out: list[Source] | None = None,
 ) -> list[tuple[Source, list[int]]]:
     """Open and validate every input and its page range up front; ``exclude`` and ``refused``
-    as :func:`open_sources` takes them.  One input whose pages the range does not fit raises
+    as :func:`open_sources` takes them; ``left_out`` (a list) gets the inputs of several that
+    the range leaves out.  One input whose pages the range does not fit raises
     InputError naming it.  Of several (a folder, a pattern, a list), each takes the pages of the
     range it has, with a warning for one it cuts short and one it leaves out (no page in range);
     a range no input has a page of raises InputError.  ("the first three pages of every PDF in
@@ -209,6 +211,8 @@ def prepare(
             has = f"{src.page_count} page{'s' if src.page_count != 1 else ''}"
             if not kept:
                 warnings.warn(f"{src.name}: left out, the page range {pages!r} holds none of its {has}", stacklevel=2)
+                if left_out is not None:
+                    left_out.append(src)
                 continue
             which = f"page {kept[0] + 1} is" if len(kept) == 1 else f"pages {format_pages(kept)} are"
             warnings.warn(f"{src.name}: the page range {pages!r} runs past its {has}; its {which} converted",
