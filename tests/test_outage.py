@@ -15,6 +15,7 @@ import asyncio
 import re
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -38,11 +39,14 @@ FAST = {"backoff_initial_s": 0.05, "backoff_max_s": 0.4}
 
 
 def test_a_restart_of_a_server_that_answered_loses_no_page(tmp_path: Path) -> None:
+    """Refused for 3 s mid-run: every page comes back, and the restart is not said as an outage
+    (a silence shorter than ``retries.WARN_AFTER_S`` is a retry like any other)."""
     pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(12)])
     with (
         OpenAISimulator(model="m", plan=FaultPlan(latency_s=0.15)) as sim,
-        pytest.warns(UserWarning, match="up to 300 s"),
+        warnings.catch_warnings(record=True) as said,
     ):
+        warnings.simplefilter("always")
         answered = threading.Event()
 
         def on_event(event: ocrclient.Event) -> None:
@@ -63,6 +67,7 @@ def test_a_restart_of_a_server_that_answered_loses_no_page(tmp_path: Path) -> No
 
         doc = asyncio.run(run())
     assert sim.restarts == 1
+    assert not [w for w in said if "no server answers" in str(w.message)], [str(w.message) for w in said]
     assert [p.status for p in doc.pages] == ["ok"] * 12, [(p.page, p.error) for p in doc.pages if p.error]
     assert doc.stats.retries_by_cause.get("connection", 0) > 4  # (it was refused, and tried again)
 
@@ -111,16 +116,18 @@ def test_a_server_never_reached_stops_the_run_once_its_wait_is_over(tmp_path: Pa
 
 def test_a_server_still_coming_up_fails_no_page(tmp_path: Path) -> None:
     """Before its first answer too: a server that refuses for 2 s (vLLM loading) is waited for,
-    though each page may try only twice."""
+    though each page may try only twice (and not said: shorter than ``retries.WARN_AFTER_S``)."""
     pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(6)])
     with OpenAISimulator(model="m") as sim:
         down = threading.Thread(target=sim.restart, args=(2.0,))
         down.start()
         try:
-            with pytest.warns(UserWarning, match="no server answers"):
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always")
                 doc = ocrclient.convert(pdf, backend="openai", base_url=sim.base_url, api_key=sim.api_key, model="m",
                                         cache=False, concurrency=3, max_attempts=2,
                                         scheduler_options=FAST)  # fmt: skip
+            assert not [w for w in said if "no server answers" in str(w.message)]
         finally:
             down.join()
         temperatures = [body.get("temperature") for body in sim.bodies]
@@ -250,10 +257,19 @@ def test_the_clock_of_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retries.time, "monotonic", lambda: now[0])
     refused = TransientError("refused", cause="connection")
     reach = Reachability(10.0)
-    with pytest.warns(UserWarning, match="waiting up to 10 s"):
+    assert reach.warn_after_s == 5.0  # (WARN_AFTER_S, or half of the limit if less)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a silence not yet WARN_AFTER_S long is not said)
         assert reach.after(refused, 99.0) == (True, None)  # (nothing answered yet: free)
+        now[0] = 104.9
+        assert reach.after(refused, 104.0) == (True, None)
     now[0] = 105.0
-    assert reach.after(refused, 104.0) == (True, None)  # (said once per outage)
+    with pytest.warns(UserWarning, match="waiting up to 10 s"):
+        assert reach.after(refused, 104.5) == (True, None)  # (silent 5 s: said, once per outage)
+    now[0] = 107.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert reach.after(refused, 106.0) == (True, None)
     now[0] = 110.0
     free, down = reach.after(refused, 109.0)
     assert free and isinstance(down, EndpointDownError) and "for 10 s" in str(down)
@@ -265,14 +281,15 @@ def test_the_clock_of_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     now[0] = 140.0
     for waited in (TransientError("no reply", cause="timeout"), TransientError("deadline", cause="deadline")):
         assert reach.after(waited, 139.0) == (False, None)  # neither an answer nor an absence
-    with pytest.warns(UserWarning, match="waiting up to 10 s"):  # (a new outage: said again)
-        assert reach.after(refused, 139.0) == (True, None)
+    assert reach.after(refused, 139.0) == (True, None)  # (a new outage begins)
     now[0] = 150.0
-    free, down = reach.after(refused, 149.0)
+    with pytest.warns(UserWarning, match="waiting up to 10 s"):  # (said again, at the latest as it stops)
+        free, down = reach.after(refused, 149.0)
     assert free and isinstance(down, EndpointDownError) and "for 10 s" in str(down)
     now[0] = 151.0
     assert reach.after(TransientError("HTTP 503", cause="http_503", status=503), 150.0) == (False, None)
     assert reach.since is None  # a 503 is a server's answer
+    assert Reachability(1.0).warn_after_s == 0.5
 
 
 def test_a_pool_stops_only_when_no_member_has_a_server(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:

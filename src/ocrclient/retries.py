@@ -153,14 +153,20 @@ def unreachable(exc: BaseException | None) -> bool:
     return isinstance(exc, TransientError) and (exc.cause == "connection" or exc.status == 502) and not exc.elsewhere
 
 
+#: the longest silence of the endpoint that is not said (:class:`Reachability`)
+WARN_AFTER_S = 5.0
+
+
 class Reachability:
     """Whether the endpoint is there, over the whole run (see the module's text).
 
     ``after(exc, started)`` is told of each attempt as it ends (``exc`` ``None``: it succeeded;
     ``started`` on the :func:`time.monotonic` clock) and says whether it was free (it found no
     server, and nothing answered since it started: every page was waiting alike) and, when the
-    endpoint has now been silent too long, the error that stops the run.  The first silence of
-    an outage is said once as a Python warning (``ocr convert`` prints it as one line).
+    endpoint has now been silent too long, the error that stops the run.  An outage is said once,
+    as a Python warning (``ocr convert`` prints it as one line), when it has lasted
+    :data:`WARN_AFTER_S` (or half of ``limit_s``, if less): a silence shorter than that is a
+    retry like any other.
     """
 
     def __init__(self, limit_s: float, url: str | None = None) -> None:
@@ -170,21 +176,28 @@ class Reachability:
         self.last_answer = -math.inf
         #: when the outage under way began (its first attempt that found no server)
         self.since: float | None = None
+        #: whether the outage under way was said (once it lasted :attr:`warn_after_s`)
+        self.said = False
+        #: how long a silence lasts before it is said: one dropped connection, tried again a
+        #: second later, is a retry, not an outage (every fault-injected run said one)
+        self.warn_after_s = min(WARN_AFTER_S, limit_s / 2)
 
     def after(self, exc: BaseException | None, started: float) -> tuple[bool, EndpointDownError | None]:
         now = time.monotonic()
         if not unreachable(exc):
             if exc is None or _answer(exc):
-                self.last_answer, self.since = now, None
+                self.last_answer, self.since, self.said = now, None, False
             return False, None
         free = self.last_answer < started
         if not free:  # a server answered meanwhile (another page, a pool's other member): no outage
             return False, None
         if self.since is None:
             self.since = now
+        silent = now - self.since
+        if not self.said and silent >= self.warn_after_s:
+            self.said = True
             warnings.warn(f"no server answers at the endpoint{self._at()} ({exc}): waiting up to {self.limit_s:.0f} s "
                           "for it before the run stops", stacklevel=2)  # fmt: skip
-        silent = now - self.since
         if silent < self.limit_s:
             return True, None
         return True, EndpointDownError(
