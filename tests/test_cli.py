@@ -565,7 +565,7 @@ def test_ocr_backends_lists_a_generic_variable_exactly_when_the_backend_falls_ba
     import os
 
     from ocrclient.cli.settings import _env_names
-    from ocrclient.config import ENV_FALLBACKS
+    from ocrclient.envnames import ENV_FALLBACKS
 
     for name in list(os.environ):
         if name.startswith(("RUNPOD_", "MODAL_", "OCRCLIENT_", "VLLM_")):

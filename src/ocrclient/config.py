@@ -45,8 +45,10 @@ from pydantic import (
 )
 
 from .envnames import (
+    ENV_FALLBACKS,
     ENV_NAME,
     env_name,
+    fallback_env,
     not_a_name,
 )
 from .errors import ConfigError, register_secret
@@ -79,12 +81,6 @@ ENV_SETTINGS: dict[str, str] = {
     "endpoint_id": "endpoint_id_env",
     "model": "model_env",
     "api_key": "api_key_env",
-}
-
-#: generic variables a transport falls back to when no layer sets the value: (transport, field)
-ENV_FALLBACKS: dict[tuple[str, str], str] = {
-    ("runpod", "endpoint_id"): "RUNPOD_ENDPOINT_ID",
-    ("openai", "base_url"): "OCRCLIENT_BASE_URL",
 }
 
 #: the page cache's default size cap (2 GiB); ``OCRCLIENT_CACHE_MAX_BYTES`` or ``cache_max_bytes``
@@ -533,17 +529,6 @@ def _env_layer(names: Mapping[str, Any], transport: str | None) -> dict[str, str
         if var and field not in out and not names.get(field) and os.environ.get(var):
             out[field] = os.environ[var]
     return out
-
-
-def fallback_env(transport: str | None, field: str, own_env: str | None) -> str | None:
-    """The generic variable (:data:`ENV_FALLBACKS`) that ``field`` falls back to for a profile
-    on ``transport`` whose own variable for it is ``own_env``; ``None`` when there is none: a
-    profile with a URL variable of its own (a pod, a Modal app) never reads the generic server's
-    ``OCRCLIENT_BASE_URL``, so its key is not sent elsewhere."""
-    var = ENV_FALLBACKS.get((transport or "", field))
-    if var is not None and field == "base_url" and own_env not in (None, "", var):
-        return None
-    return var
 
 
 def resolve_backend_name(name: str | Path | None = None, *, user: Mapping[str, Any] | None = None) -> str:

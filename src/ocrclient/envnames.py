@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["ENV_NAME", "NOT_AN_ENV_NAME", "NOT_A_SECRET_ENV_NAME", "SECRET_ENV_NAME", "env_name", "not_a_name"]
+__all__ = ["ENV_FALLBACKS", "ENV_NAME", "NOT_AN_ENV_NAME", "NOT_A_SECRET_ENV_NAME", "SECRET_ENV_NAME", "env_name", "fallback_env", "not_a_name"]
 
 #: what an environment variable's name is (POSIX's portable names: letters, digits, ``_``)
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -46,3 +46,21 @@ def not_a_name(value: Any, secret: bool) -> str | None:
     """Why ``value`` is no environment variable's name (``secret``: in capitals), else ``None``."""
     pattern, why = (SECRET_ENV_NAME, NOT_A_SECRET_ENV_NAME) if secret else (ENV_NAME, NOT_AN_ENV_NAME)
     return None if isinstance(value, str) and pattern.fullmatch(value) else why
+
+
+#: generic variables a transport falls back to when no layer sets the value: (transport, field)
+ENV_FALLBACKS: dict[tuple[str, str], str] = {
+    ("runpod", "endpoint_id"): "RUNPOD_ENDPOINT_ID",
+    ("openai", "base_url"): "OCRCLIENT_BASE_URL",
+}
+
+
+def fallback_env(transport: str | None, field: str, own_env: str | None) -> str | None:
+    """The generic variable (:data:`ENV_FALLBACKS`) that ``field`` falls back to for a profile
+    on ``transport`` whose own variable for it is ``own_env``; ``None`` when there is none: a
+    profile with a URL variable of its own (a pod, a Modal app) never reads the generic server's
+    ``OCRCLIENT_BASE_URL``, so its key is not sent elsewhere."""
+    var = ENV_FALLBACKS.get((transport or "", field))
+    if var is not None and field == "base_url" and own_env not in (None, "", var):
+        return None
+    return var

@@ -51,7 +51,7 @@ def _env_names(cfg: Any, refused: list[str] | None = None) -> list[str]:
     """The environment variables a profile reads (endpoint, URL, model, key), in that order, then
     those its transport reads from its options (a key's aliases, Modal's proxy auth); a setting
     among those the backend refuses goes to ``refused``."""
-    from ..config import fallback_env
+    from ..envnames import fallback_env
     from ..registry import transport_class
 
     names = []
