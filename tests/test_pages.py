@@ -28,6 +28,7 @@ from ocrclient.pages import (
     open_sources,
     parse_page_range,
 )
+from ocrclient.pages import inputs as inputs_module
 
 from .conftest import CORPUS, require_corpus
 from .fakes import short_outage
@@ -1145,3 +1146,24 @@ def test_an_image_is_grown_no_further_than_its_own_pixels_or_min_side(profile: s
         if min(w, h) < spec.min_side and w * h * grow * grow <= (spec.max_pixels or 10**12):
             assert min(tw, th) >= spec.min_side - 1, (profile, w, h, tw, th)
         assert abs(tw / th - w / h) <= max(w / h, h / w) * 0.02 + 1 / min(th, tw), (profile, w, h, tw, th)
+
+
+@pytest.mark.parametrize("kind", sorted(inputs_module._IMAGES_NOT_TAKEN))
+def test_a_folder_walk_names_the_images_of_a_kind_it_leaves_out(kind: str, tmp_path: Path) -> None:
+    """A scan folder's GIFs (HEICs, ...) were left out without a word, while one named outright
+    is refused saying why: the walk says which it passed over, once, and takes the rest; a file
+    that is no image (notes, a JSON) is passed over silently, as before."""
+    import warnings
+
+    scans = tmp_path / "scans"
+    (scans / "sub").mkdir(parents=True)
+    Image.new("RGB", (40, 30), "white").save(scans / "a.png")
+    (scans / "sub" / f"photo{kind}").write_bytes(b"\x00" * 16)  # (only its name is looked at)
+    (scans / "notes.txt").write_text("not a document")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        sources = open_sources([scans])
+    assert [Path(s.name).name for s in sources] == ["a.png"]
+    lines = [str(w.message) for w in said]
+    assert len(lines) == 1 and f"sub/photo{kind}" in lines[0] and kind.lstrip(".").upper() in lines[0], lines
+    assert "notes.txt" not in lines[0]

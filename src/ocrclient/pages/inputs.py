@@ -51,6 +51,23 @@ def _wanted(p: Path) -> bool:
     return p.suffix.lower() in PDF_SUFFIXES | IMAGE_SUFFIXES and not p.name.startswith(".")
 
 
+#: image files of kinds not converted: a folder walk names those it passes over (a scan folder's
+#: GIFs were left out without a word, while a GIF named outright is refused saying why)
+_IMAGES_NOT_TAKEN = frozenset({".gif", ".heic", ".heif", ".avif", ".jp2", ".j2k", ".jpx", ".jxl", ".svg", ".djvu"})
+
+
+def _say_passed_over(root: Path, files: list[Path]) -> None:
+    """One warning for the images of kinds not converted that a walk of ``root`` passed over."""
+    if not files:
+        return
+    import warnings
+
+    kinds = ", ".join(sorted({f.suffix.lower().lstrip(".").upper() for f in files}))
+    names = ", ".join(str(f.relative_to(root)) for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    warnings.warn(f"{root}: {len(files)} image file(s) of a kind not converted ({kinds}) left out: {names}; "
+                  f"convert them to PNG or PDF to include them", stacklevel=3)  # fmt: skip
+
+
 #: folders a walk passes over (resolved): the run's own output folder, so a rerun with ``-o``
 #: inside the folder it converts does not send back what the last run wrote
 Exclude = frozenset[Path]
@@ -81,6 +98,7 @@ def _written_here(folder: Path) -> set[Path]:
 
 def _walk(root: Path, exclude: Exclude = frozenset()) -> list[Path]:
     found: list[Path] = []
+    passed: list[Path] = []  # images of a kind not taken
     written: set[Path] = set()  # what the manifests met so far list (they list files below them)
     crops: set[Path] = set()  # the figure crops folders met so far
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -97,6 +115,9 @@ def _walk(root: Path, exclude: Exclude = frozenset()) -> list[Path]:
                 continue
             if _wanted(p) and p.is_file() and not (written and p.resolve() in written):
                 found.append(p)
+            elif p.suffix.lower() in _IMAGES_NOT_TAKEN and not fn.startswith("."):
+                passed.append(p)
+    _say_passed_over(root, sorted(passed, key=lambda p: p.relative_to(root).as_posix()))
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
