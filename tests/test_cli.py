@@ -354,6 +354,25 @@ def test_same_named_inputs_in_two_folders_write_two_documents(
     assert "skipping 2 input(s) already done" in again.stderr and sum(sim.requests_by_key.values()) == sent
 
 
+def test_json_lists_the_inputs_a_rerun_left_alone_as_done(sim: OpenAISimulator, tmp_path: Path) -> None:
+    """A rerun's ``--json`` names the documents it skipped as done ("documents": [] alone told a
+    script nothing of what exists); one converted again (``--redo``, or new) is not among them."""
+    docs = tmp_path / "in"
+    docs.mkdir()
+    for name in ("a", "b"):
+        text_pdf(docs / f"{name}.pdf", [[name]], size=(0, 0, 200, 120))
+    first = invoke("convert", str(docs), "-o", str(tmp_path / "out"), *sim_args(sim), "--json", env=sim_env(sim))
+    assert first.exit_code == 0 and json.loads(first.stdout)["skipped"] == [], first.output
+    text_pdf(docs / "c.pdf", [["c"]], size=(0, 0, 200, 120))
+    again = invoke("convert", str(docs), "-o", str(tmp_path / "out"), *sim_args(sim), "--json", env=sim_env(sim))
+    said = json.loads(again.stdout)
+    assert again.exit_code == 0 and said["exit_code"] == 0, again.output
+    assert [Path(d["source"]).name for d in said["documents"]] == ["c.pdf"]
+    assert [Path(d["source"]).name for d in said["skipped"]] == ["a.pdf", "b.pdf"]
+    redo = invoke("convert", str(docs), "-o", str(tmp_path / "out"), *sim_args(sim), "--json", "--redo", env=sim_env(sim))
+    assert json.loads(redo.stdout)["skipped"] == [] and len(json.loads(redo.stdout)["documents"]) == 3
+
+
 def test_two_inputs_with_one_output_name_are_refused_before_sending(sim: OpenAISimulator, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()

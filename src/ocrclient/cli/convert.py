@@ -148,9 +148,11 @@ class _Emitter:
 
     def __init__(self, out: Path | None, fmts: list[str], options: dict[str, dict[str, Any]], stem_of: dict[str, Path],
                  manifest: "Manifest | None", pages: str | None, console: "Console", several: bool = False,
-                 as_json: bool = False, t0: float | None = None) -> None:  # fmt: skip
+                 as_json: bool = False, t0: float | None = None, skipped: list[str] | None = None) -> None:  # fmt: skip
         from ..exporters.sink import OutputWriter
 
+        #: the inputs the manifest said were done (``--json``'s ``skipped``)
+        self.skipped = list(skipped or [])
         self.console = console
         self.as_json = as_json
         #: when the command started (the summary's wall time)
@@ -235,7 +237,7 @@ class _Emitter:
     def stopped(self, code: int, why: str) -> None:
         """The ``--json`` summary of a stopped run (its files are written by then)."""
         if self.as_json:
-            typer.echo(summary_json(self.results, time.monotonic() - self.t0, code, error=why))
+            typer.echo(summary_json(self.results, time.monotonic() - self.t0, code, error=why, skipped=self.skipped))
 
     def _earlier_is_better(self, result: "ConvertResult") -> bool:
         """Whether the manifest's entry for ``result``'s input has its files where this run
@@ -311,13 +313,13 @@ def _refused(exc: OcrError, as_json: bool, started: float, debug: bool, refused:
 
 
 def _report(results: "list[ConvertResult]", wall: float, as_json: bool, quiet: bool, console: "Console",
-            refused: "list[Refused]") -> int:  # fmt: skip
+            refused: "list[Refused]", skipped: list[str]) -> int:  # fmt: skip
     """The summary (``--json``: as JSON on stdout; the table on stderr unless ``--quiet``) and
     the exit code: 1 for a failed page, an output not written or an input refused."""
     failed = refused or any(r.document.stats.failed or r.output_errors for r in results)
     code = EXIT_FAILED_PAGES if failed else EXIT_OK
     if as_json:
-        typer.echo(summary_json(results, wall, code, refused=[(r.name, r.message) for r in refused]))
+        typer.echo(summary_json(results, wall, code, refused=[(r.name, r.message) for r in refused], skipped=skipped))
     if not quiet:
         summary(results, wall, console)
     print_failed_pages(results, console)  # (errors: said under --quiet too, which keeps only them)
@@ -383,16 +385,17 @@ def _no_foreign_pdf(plan: "Plan", manifest: "Manifest", stem_of: dict[str, Path]
 def _resumed(
     plan: "Plan", out: Path | None, cfg: "BackendConfig", redo: bool, pages: str | None, stem_of: dict[str, Path],
     formats: dict[str, dict[str, Any]], console: "Console | None", document_mode: bool = False,
-) -> "tuple[Plan, Manifest | None]":  # fmt: skip
-    """The run manifest of ``out`` (``None`` without one) and ``plan`` without the inputs it
-    says are done (with ``formats``, the formats written and their options).  Its settings
+) -> "tuple[Plan, Manifest | None, list[str]]":  # fmt: skip
+    """The run manifest of ``out`` (``None`` without one), ``plan`` without the inputs it
+    says are done (with ``formats``, the formats written and their options), and those inputs'
+    names (``--json`` lists them as ``skipped``).  Its settings
     digest names the transport's options, so computing it imports the transport: it is
     computed here only when there are entries to compare it with (a rerun), else by
     :func:`_backend`, after the head start."""
     from ..manifest import Manifest
 
     if out is None:
-        return plan, None
+        return plan, None, []
     manifest = Manifest(out)
     manifest.formats = formats
     _no_foreign_pdf(plan, manifest, stem_of, formats)
@@ -402,10 +405,12 @@ def _resumed(
             from rich.markup import escape
 
             console.print(f"warning: {escape(f'{src.name} replaces the outputs of {owner} at {stem_of[src.key]}.*')}", soft_wrap=True)
+    todo = plan
     if not redo and manifest.entries():
         manifest.settings = _digest(cfg, document_mode)
-        plan = _not_done(plan, manifest, cfg, pages, stem_of, console)
-    return plan, manifest
+        todo = _not_done(plan, manifest, cfg, pages, stem_of, console)
+    left = {src.key for src, _ in todo}
+    return todo, manifest, [src.name for src, _ in plan if src.key not in left]
 
 
 def _head_start(plan: "Plan", cfg: "BackendConfig", dia: "Dialect", document_mode: bool, isolate_render: bool) -> "RenderPool | None":
@@ -498,7 +503,7 @@ def convert(
             options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
             wanted = {f: options.get(f, {}) for f in fmts}
             held = hold(out, shard) if out is not None and out.is_dir() else None  # (before its manifest is read)
-            plan, manifest = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode)
+            plan, manifest, skipped = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
             be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode)
             held = held or output_folder(out, shard)
@@ -509,7 +514,7 @@ def convert(
         show = progress if progress is not None else (not quiet and console.is_terminal)
         reporter = Progress(sum(len(idx) for _, idx in plan), bool(show), verbose and not quiet)
         emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console, several=len(plan) > 1, as_json=as_json,
-                     t0=started)  # fmt: skip
+                     t0=started, skipped=skipped)  # fmt: skip
         try:
             conv = Conversion(backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan, outputs=emit.writer,
                               document_mode=document_mode, isolate_render=isolate_render, render_pool=pool)  # fmt: skip
@@ -520,4 +525,4 @@ def convert(
         if pool is not None:
             pool.close()  # the run closed it, unless it never started
         let_go(held)
-    raise typer.Exit(_report(emit.results, time.monotonic() - emit.t0, as_json, quiet, console, refused))
+    raise typer.Exit(_report(emit.results, time.monotonic() - emit.t0, as_json, quiet, console, refused, emit.skipped))

@@ -122,10 +122,12 @@ def summary(results: list[Any], wall: float, console: Console) -> None:
 
 
 def summary_json(
-    results: list[Any], wall: float, code: int, error: str | None = None, refused: Sequence[tuple[str, str]] = ()
+    results: list[Any], wall: float, code: int, error: str | None = None, refused: Sequence[tuple[str, str]] = (),
+    skipped: Sequence[str] = (),
 ) -> str:
     """The ``--json`` summary: per document its page counts and failed pages, the inputs
-    refused as unusable (``refused``: their names and why), the wall time, the exit code and,
+    refused as unusable (``refused``: their names and why), the inputs a rerun found done with
+    the same settings and left alone (``skipped``), the wall time, the exit code and,
     for a run that stopped or never started, why (``error``: the one line ``ocr`` printed,
     "interrupted" or "terminated"; ``null`` for a run that ended)."""
     return json.dumps(
@@ -143,6 +145,7 @@ def summary_json(
                 for r in results
             ],
             "refused": [{"source": name, "error": redact(why)} for name, why in refused],
+            "skipped": [{"source": name} for name in skipped],
             "wall_s": round(wall, 3),
             "exit_code": code,
             "error": redact(error) if error else None,
