@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from ocrclient.errors import InputError
@@ -1167,3 +1169,55 @@ def test_a_folder_walk_names_the_images_of_a_kind_it_leaves_out(kind: str, tmp_p
     lines = [str(w.message) for w in said]
     assert len(lines) == 1 and f"sub/photo{kind}" in lines[0] and kind.lstrip(".").upper() in lines[0], lines
     assert "notes.txt" not in lines[0]
+
+
+def _worker_pixel_limit() -> int:
+    """The page image pixels our RunPod workers take (deploy/ocrworker: ``OCR_MAX_IMAGE_PIXELS``)."""
+    import importlib
+    import sys
+
+    from .conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        return int(importlib.import_module("ocrworker.envelope").Limits().max_image_pixels)
+    finally:
+        sys.path.remove(str(ROOT / "deploy"))
+
+
+_SIZES = st.floats(min_value=1.0, max_value=30_000.0, allow_nan=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(w=_SIZES, h=_SIZES, dpi=st.one_of(st.none(), st.floats(min_value=1.0, max_value=600.0)),
+       longest=st.one_of(st.none(), st.integers(min_value=16, max_value=40_000)),
+       budget=st.one_of(st.none(), st.integers(min_value=10_000, max_value=80_000_000)),
+       fmt=st.sampled_from(["png", "jpeg", "webp"]), min_side=st.integers(min_value=1, max_value=2048))  # fmt: skip
+def test_a_page_never_renders_past_its_budget_its_formats_side_or_the_workers_limit(
+    w: float, h: float, dpi: float | None, longest: int | None, budget: int | None, fmt: str, min_side: int
+) -> None:
+    """Every page size under every spec a profile or flag can give: at most the spec's pixel
+    budget (and so the workers' 40 M limit: a page fitted to it was rounded to 40,005,625 pixels
+    and refused with a 413), and no side longer than its format can hold (WebP 16383 px: a tall
+    page failed to encode)."""
+    from ocrclient.imaging import MAX_SIDE
+
+    if dpi is None and longest is None:
+        dpi = 150.0
+    spec = RenderSpec(dpi=dpi, longest_side=longest, max_pixels=budget, format=fmt, min_side=min_side)  # type: ignore[arg-type]
+    pw, ph = spec.pixel_size(w, h)
+    assert pw >= 1 and ph >= 1
+    assert pw * ph <= spec.budget <= WORKER_PIXELS, (pw, ph, spec)
+    assert max(pw, ph) <= MAX_SIDE.get(fmt, 1 << 31), (pw, ph, spec)
+
+
+WORKER_PIXELS = _worker_pixel_limit()
+
+
+def test_a_tall_page_sent_as_webp_is_encoded(pool: RenderPool) -> None:
+    """The corpus' 14,295 pt strip at a dpi profile's 144 as WebP: 28,590 px tall, past WebP's
+    16383, failed as "cannot render (encoding error 5)"; it is sent at WebP's longest side."""
+    data = make_pdf([{"w": 234, "h": 14295}])
+    [page] = list(iter_pages(data, RenderSpec(dpi=144, format="webp"), pool=pool))
+    assert page.error is None, page.error
+    assert page.encoded.format == "webp" and page.encoded.height == 16383

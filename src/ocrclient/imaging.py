@@ -35,6 +35,10 @@ _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 #: would otherwise be 1.7 gigapixels)
 MAX_PIXELS = 40_000_000
 
+#: the longest side an image format can hold (WebP's is 16383 px: a tall page sent as WebP failed
+#: to encode; JPEG's 65535); PNG has none that a page reaches
+MAX_SIDE = {"webp": 16383, "jpeg": 65535}
+
 
 @dataclass(frozen=True)
 class RenderSpec:
@@ -89,19 +93,38 @@ class RenderSpec:
             scale = self.dpi / 72.0
             if self.longest_side is not None:
                 scale = min(scale, self.longest_side / longest)
-        budget = min(self.max_pixels or MAX_PIXELS, MAX_PIXELS)
+        budget = self.budget
         if width_pt * height_pt * scale * scale > budget:
             scale = math.sqrt(budget / (width_pt * height_pt))
+        side = MAX_SIDE.get(self.format)
+        if side is not None and longest * scale > side:
+            scale = side / longest
         shortest = min(width_pt, height_pt)
         if shortest * scale < self.min_side:
-            # tiny or skinny page: grow it, but never past the budget
-            scale = min(self.min_side / shortest, math.sqrt(budget / (width_pt * height_pt)))
+            # tiny or skinny page: grow it, but never past the budget (nor the format's side)
+            scale = min(self.min_side / shortest, math.sqrt(budget / (width_pt * height_pt)),
+                        (side or math.inf) / longest)  # fmt: skip
         return scale
 
+    @property
+    def budget(self) -> int:
+        """The most pixels (width x height) an image of this spec has."""
+        return min(self.max_pixels or MAX_PIXELS, MAX_PIXELS)
+
     def pixel_size(self, width_pt: float, height_pt: float) -> tuple[int, int]:
-        """The (width, height) in pixels that a page of this size renders to."""
+        """The (width, height) in pixels that a page of this size renders to: never more pixels
+        than the budget, nor a side longer than the format holds (each side rounded, or cut
+        down where rounding up went past them: a page fitted to the 40 M budget was rounded to
+        40,005,625 pixels, which the workers refuse)."""
         s = self.scale(width_pt, height_pt)
-        return max(1, round(width_pt * s)), max(1, round(height_pt * s))
+        w, h = max(1, round(width_pt * s)), max(1, round(height_pt * s))
+        side = MAX_SIDE.get(self.format, w * h)
+        if w * h > self.budget or max(w, h) > side:
+            w, h = max(1, math.floor(width_pt * s)), max(1, math.floor(height_pt * s))
+        w, h = min(w, side), min(h, side)
+        if w * h > self.budget:  # (a side held at one pixel: the other gives way)
+            w, h = (w, self.budget // w) if w <= h else (self.budget // h, h)
+        return w, h
 
     @property
     def mime(self) -> str:
