@@ -47,7 +47,7 @@ def set_service(service: OcrService | None) -> None:
 
 
 def _error(message: str, status: int) -> dict[str, str]:
-    kind = {400: "invalid_request", 404: "not_found", 413: "payload_too_large"}.get(
+    kind = {400: "invalid_request", 404: "not_found", 413: "payload_too_large", 503: "model_not_ready"}.get(
         status, "server_error"
     )
     payload = {

@@ -248,10 +248,15 @@ def extract_fields(text: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 # -- the real model -------------------------------------------------------------------------
 class TrOcrModels:
-    """Lazily loads ``TrOCRProcessor`` + ``VisionEncoderDecoderModel`` per model name."""
+    """Lazily loads ``TrOCRProcessor`` + ``VisionEncoderDecoderModel`` per model name.  A model
+    that fails to load is not tried again: its error is kept and every job for it is answered
+    ``503 ... model failed to load`` (as the other workers of deploy/ answer), which the client
+    reads as the endpoint's verdict and stops the run on (each job tried the load again and
+    failed as a retryable 500, every page three times)."""
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[Any, Any]] = {}
+        self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def loaded(self) -> list[str]:
@@ -259,24 +264,34 @@ class TrOcrModels:
 
     def get(self, name: str) -> tuple[Any, Any]:
         with self._lock:
+            if name in self._errors:
+                raise ServiceError(self._errors[name], status=503)
             if name not in self._cache:
-                import torch
-                from transformers import TrOCRProcessor, VisionEncoderDecoderModel
-
-                processor = TrOCRProcessor.from_pretrained(name)
-                model = VisionEncoderDecoderModel.from_pretrained(name)
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-                if device == "cuda":
-                    model = model.half()
-                self._cache[name] = (processor, model.to(device).eval())
+                try:
+                    self._cache[name] = self._load(name)
+                except Exception as exc:
+                    self._errors[name] = f"TrOCR model failed to load ({name}): {type(exc).__name__}: {exc}"
+                    raise ServiceError(self._errors[name], status=503) from exc
             return self._cache[name]
+
+    @staticmethod
+    def _load(name: str) -> tuple[Any, Any]:
+        import torch
+        from transformers import TrOCRProcessor, VisionEncoderDecoderModel
+
+        processor = TrOCRProcessor.from_pretrained(name)
+        model = VisionEncoderDecoderModel.from_pretrained(name)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda":
+            model = model.half()
+        return processor, model.to(device).eval()
 
     def __call__(
         self, name: str, images: list[Image.Image], decoding: dict[str, Any]
     ) -> list[tuple[str, float, int]]:
+        processor, model = self.get(name)  # (first: a model that cannot load is its kept 503)
         import torch
 
-        processor, model = self.get(name)
         pixel_values = processor(images=images, return_tensors="pt").pixel_values
         pixel_values = pixel_values.to(model.device, dtype=next(model.parameters()).dtype)
         opts = {"max_new_tokens": 128, "num_beams": 1, **decoding}

@@ -173,8 +173,9 @@ async def test_real_model_path_is_lazy_and_needs_torch_only_when_used(
         "gpu_available": False,
         "memory_info": {},
     }
-    with pytest.raises(ImportError):
+    with pytest.raises(core.ServiceError, match=r"model failed to load.*ModuleNotFoundError") as refused:
         await svc.route("/extract_text", {"image": b64(page_png(lines=1))})
+    assert refused.value.status == 503  # (the load's verdict, kept: see the test below)
 
 
 def test_fastapi_app_routes_and_auth(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -433,3 +434,36 @@ async def test_the_default_allow_list_is_the_whole_microsoft_set(size: str, kind
     name = f"microsoft/trocr-{size}-{kind}"
     await svc.route("/extract_text", {"image": b64(page_png()), "model_name": name})
     assert rec.calls[-1][0] == name
+
+
+async def test_a_model_that_fails_to_load_is_a_kept_503_verdict_the_client_stops_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As deploy/'s other workers do: the load error is kept (not tried again job after job)
+    and every job is answered ``503 ... model failed to load``, which the client reads as the
+    endpoint's verdict and stops the run on.  Each job tried the load again and failed as a
+    retryable 500 ("OCR failed: ModuleNotFoundError"), every page three times."""
+    from ocrclient.errors import EndpointError
+    from ocrclient.transports.runpod_jobs import classify_failure
+
+    loads: list[str] = []
+
+    def broken(name: str) -> Any:
+        loads.append(name)
+        raise ModuleNotFoundError("No module named 'torch'")
+
+    monkeypatch.setattr(core.TrOcrModels, "_load", staticmethod(broken))
+    monkeypatch.delenv("TROCR_STANDIN", raising=False)
+    handler = load_module("trocr_handler_load", FOLDER / "handler.py")
+    handler.set_service(core.OcrService())
+    try:
+        for job in ("1", "2"):
+            out = await handler.handler({"id": job, "input": {"route": "/extract_text", "image": b64(page_png(lines=1))}})
+            err = json.loads(out["error"])
+            assert err["code"] == 503 and err["error_type"] == "model_not_ready", err
+            assert "model failed to load" in err["error_message"] and "torch" in err["error_message"], err
+            verdict = classify_failure(err["error_type"], err["error_message"], cause="runpod_failed", job_id=job)
+            assert isinstance(verdict, EndpointError), verdict
+        assert len(loads) == 1  # (kept: the second job did not load again)
+    finally:
+        handler.set_service(None)
