@@ -52,7 +52,7 @@ import re
 import ssl
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, cast
@@ -70,7 +70,7 @@ from ..errors import (
     classify_status,
     parse_retry_after,
 )
-from ..loops import PerLoop, running_loop
+from ..loops import PerLoop, at_loop_shutdown, running_loop
 from ..secrets import clip
 from . import written
 from .base import release_request_body_hook
@@ -446,9 +446,10 @@ class _DeferredClient:
     in front of it.  One per loop: a client's kept-alive connections belong to the loop that
     opened them, and a loaded backend outlives loops (each blocking ``Client`` and each
     ``ocrclient.convert`` runs on a loop of its own, a script may ``asyncio.run`` twice, two
-    threads may each run one).  A connection of a loop that has ended is never used again: that
-    loop's client is dropped when the next one is built, and its sockets close as it is
-    collected; :meth:`release` closes the running loop's client while its loop still runs (a
+    threads may each run one).  A connection of a loop that has ended is never used again: each
+    client is closed as its loop shuts down (:func:`~ocrclient.loops.at_loop_shutdown`:
+    ``asyncio.run`` and the blocking clients' loops do as they end) and dropped when the next is
+    built; :meth:`release` closes the running loop's client while its loop still runs (a
     blocking client does it as it closes).  Outside any loop (a request built in a worker
     thread) any client built so far serves: they differ only in their connections.  Everything
     but :attr:`is_closed`, :meth:`release` and :meth:`aclose` is the running loop's client's own."""
@@ -457,11 +458,17 @@ class _DeferredClient:
         self._build = build
         self._clients = PerLoop(self._new)
         self._closed = False
+        #: one per client built on a running loop: closes it as that loop shuts down
+        self._keepers: list[AsyncGenerator[None, None]] = []
 
     def _new(self) -> httpx.AsyncClient:
         if self._closed:  # (the run's pages still to send are cancelled, not retried as a bug)
             raise CancelledRunError("the transport was closed", cause="closed")
-        return self._build()
+        client = self._build()
+        if running_loop() is not None:  # (its connections closed as that loop ends)
+            self._keepers = [k for k in self._keepers if getattr(k, "ag_frame", None) is not None]
+            self._keepers.append(at_loop_shutdown(client.aclose))
+        return client
 
     def _built(self) -> httpx.AsyncClient:
         return self._clients.get(any_outside=True)
