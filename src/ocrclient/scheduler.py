@@ -579,11 +579,11 @@ class Scheduler:
     def _document(self, run: _Run, wall_s: float, unfinished: OcrError | None = None) -> Document:
         pages = dict(run.pages)
         if unfinished is not None:
-            # pages in flight or never reached when the run stopped: present and failed
-            missing = set(run.inflight) | (set(run.job.expected_pages or ()) - set(pages))
-            for number in missing:
-                box = run.inflight[number].page_box if number in run.inflight else None
-                pages[number] = Page(page=number, status="failed", error=PageError.of(unfinished), **(box.page_fields() if box else {}))
+            # pages in flight or never reached when the run stopped: failed, and said (one in flight had no last event)
+            for number in sorted(set(run.inflight) | (set(run.job.expected_pages or ()) - set(pages))):
+                box, error = run.inflight[number].page_box if number in run.inflight else None, PageError.of(unfinished)
+                pages[number] = Page(page=number, status="failed", error=error, **(box.page_fields() if box else {}))
+                self._emit(PageFailed(run.job.source, number, error, 0))
         ordered = [pages[k] for k in sorted(pages)]
         return Document(
             source=run.job.source,
