@@ -350,6 +350,22 @@ async def test_payload_limit_checked_before_sending(sim_factory: Callable[..., R
     assert t.max_runsync_bytes == 20_000_000 and t.max_run_bytes == 10_000_000
 
 
+@pytest.mark.parametrize("mode", ["run", "runsync"])
+async def test_a_whole_pdf_over_the_limit_is_told_to_go_as_pages(mode: str, sim_factory: Callable[..., RunPodSimulator]) -> None:
+    """A document-mode job (the whole PDF) over RunPod's limit: no render setting makes it
+    smaller, so the line says to send its pages (it said to lower the dpi)."""
+    sim = sim_factory()
+    t = transport_for(sim, mode=mode, max_run_bytes=2_000, max_runsync_bytes=2_000)
+    try:
+        with pytest.raises(PermanentError) as info:
+            await t.send(ModelRequest(body={"pdf_base64": "J" * 3_000}, kind="document", timeout_s=5))
+    finally:
+        await t.aclose()
+    said = str(info.value)
+    assert info.value.cause == "payload_too_large" and said.startswith("document payload"), said
+    assert "--document-mode" in said and "dpi" not in said and sim.requests_total == 0, said
+
+
 async def test_runsync_limit_is_twice_run_limit(sim_factory: Callable[..., RunPodSimulator]) -> None:
     sim = sim_factory()
     small = {"max_run_bytes": 2_000, "max_runsync_bytes": 4_000}

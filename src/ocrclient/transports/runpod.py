@@ -289,15 +289,13 @@ class RunPodTransport(HttpImports):
             payload["policy"] = dict(self.policy)
         return payload
 
-    def _check_size(self, size: int, route: str) -> None:
+    def _check_size(self, size: int, route: str, kind: str) -> None:
         limit = self.max_run_bytes if route == "run" else self.max_runsync_bytes
-        if size > limit:
-            raise PermanentError(
-                f"page payload is {size / 1e6:.1f} MB, over RunPod's {limit / 1e6:g} MB limit "
-                f"for /{route}; lower dpi or longest_side, or set the image format to jpeg or webp",
-                cause="payload_too_large",
-                status=413,
-            )
+        if size > limit:  # (a whole PDF's job: no render setting makes it smaller)
+            what, fix = (("document", "send its pages instead (without --document-mode)") if kind == "document"
+                         else ("page", "lower dpi or longest_side, or set the image format to jpeg or webp"))  # fmt: skip
+            raise PermanentError(f"{what} payload is {size / 1e6:.1f} MB, over RunPod's {limit / 1e6:g} MB limit "
+                                 f"for /{route}; {fix}", cause="payload_too_large", status=413)  # fmt: skip
     # -- HTTP --------------------------------------------------------------------------------
     def _status_rule(self, what: str) -> StatusRule:
         """RunPod's own reading of an error status (the rest: :func:`.http.status_error`)."""
@@ -305,7 +303,8 @@ class RunPodTransport(HttpImports):
         def rule(status: int, message: str) -> OcrError | None:
             if status == 413:
                 return PermanentError(
-                    f"RunPod {what}: HTTP 413 payload too large; lower dpi or longest_side, or use jpeg/webp",
+                    f"RunPod {what}: HTTP 413 payload too large; lower dpi or longest_side, or use jpeg/webp "
+                    "(a whole PDF's job: send its pages instead)",
                     cause="payload_too_large",
                     status=status,
                 )
@@ -366,7 +365,7 @@ class RunPodTransport(HttpImports):
         started = time.monotonic()
         route = "run" if self.mode == "run" else "runsync"
         data = json_bytes(self.envelope(request))
-        self._check_size(len(data), route)
+        self._check_size(len(data), route, request.kind)
         budget = request.timeout_s if request.timeout_s and request.timeout_s > 0 else self.default_timeout_s
         deadline = started + budget
         job = _Job()
