@@ -524,8 +524,8 @@ def _env_layer(names: Mapping[str, Any], transport: str | None) -> dict[str, str
         var = names.get(env_field)
         if var and os.environ.get(var):
             out[field] = os.environ[var]
-    for fallback_transport, field in ENV_FALLBACKS:
-        var = fallback_env(transport, field, names.get(f"{field}_env")) if transport == fallback_transport else None
+    for field in {field for _, field in ENV_FALLBACKS}:
+        var = fallback_env(transport, field, names.get(f"{field}_env"))  # (None: not this transport's)
         if var and field not in out and not names.get(field) and os.environ.get(var):
             out[field] = os.environ[var]
     return out

@@ -296,6 +296,7 @@ class RunPodTransport(HttpImports):
                          else ("page", "lower dpi or longest_side, or set the image format to jpeg or webp"))  # fmt: skip
             raise PermanentError(f"{what} payload is {size / 1e6:.1f} MB, over RunPod's {limit / 1e6:g} MB limit "
                                  f"for /{route}; {fix}", cause="payload_too_large", status=413)  # fmt: skip
+
     # -- HTTP --------------------------------------------------------------------------------
     def _status_rule(self, what: str) -> StatusRule:
         """RunPod's own reading of an error status (the rest: :func:`.http.status_error`)."""
