@@ -21,7 +21,7 @@ import modal
 APP_NAME = os.environ.get("APP_NAME", "ocrclient-lightonocr")
 MODEL_ID = os.environ.get("MODEL_ID", "lightonai/LightOnOCR-1B-1025")
 MODEL_REVISION = os.environ.get("MODEL_REVISION", "")  # pin a commit for reproducible deploys
-GPU = os.environ.get("GPU", "L40S")
+GPU = os.environ.get("GPU", "A100-40GB")  # the seed guide's GPU (and the price the profile counts)
 MAX_INPUTS = int(os.environ.get("MAX_INPUTS", "64"))
 MAX_NUM_SEQS = int(os.environ.get("MAX_NUM_SEQS", "128"))
 MAX_MODEL_LEN = int(os.environ.get("MAX_MODEL_LEN", "8192"))
