@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 
@@ -152,3 +154,22 @@ def test_geometry_roundtrip(lo: LightOnDialect) -> None:
 @given(fuzz_text, fuzz_finish)
 def test_fuzz_never_raises_other_errors(text: str, finish: str | None) -> None:
     fuzz_parse(LightOnDialect(model="m").parse, text, finish)
+
+
+@pytest.mark.parametrize("name", ["runpod-pod-lightonocr2", "modal-lightonocr", None])
+def test_pages_render_at_200_dpi_capped_at_1540_never_enlarged(name: str | None, tmp_path: Path) -> None:
+    """The seeds' rule (scale 2.77, then ``min(1, 1540 / side)``): a letter page is shrunk to
+    1540 px, a small page or image goes at its 200 dpi / own pixels.  Both profiles and the
+    dialect's own spec sent a 3 x 2 in page and a 600 x 400 image at 1540 x 1027, 6.6x the
+    pixels, each paid for in vision tokens.  Rendered through the page stream, as a run does."""
+    from PIL import Image
+
+    from ocrclient.pages import iter_pages, open_sources
+
+    from .pdfgen import blank_pdf
+
+    spec = load_dialect(resolve_config(name)).render if name else LightOnDialect().render
+    pdf = blank_pdf(tmp_path / "pages.pdf", [(612, 792), (216, 144), (595, 842)])
+    Image.new("RGB", (600, 400), "white").save(tmp_path / "small.png")
+    sizes = [(p.encoded.width, p.encoded.height) for src in open_sources([pdf, tmp_path / "small.png"]) for p in iter_pages(src, spec) if p.encoded]
+    assert sizes == [(1190, 1540), (600, 400), (1088, 1540), (600, 400)]

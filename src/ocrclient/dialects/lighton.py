@@ -68,7 +68,9 @@ class LightOnDialect(ChatDialect):
 
     name = "lighton"
     OPTIONS: Mapping[str, Any] = {"prompt": None}
-    DEFAULT_RENDER = RenderSpec(dpi=None, longest_side=1540)
+    # the card's and both seed guides': 200 dpi, the longest side capped at 1540 px (never
+    # enlarged to it: a receipt's page went out at 6.6x its pixels)
+    DEFAULT_RENDER = RenderSpec(dpi=200.0, longest_side=1540)
     DEFAULT_MODEL = "lightonai/LightOnOCR-2-1B"
     DEFAULT_MAX_TOKENS = 4096
     DEFAULT_LADDER = (0.2, 0.3, 0.4, 0.5)
