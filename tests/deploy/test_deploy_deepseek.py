@@ -18,6 +18,7 @@ from ocrworker.envelope import ChatPage, Generation
 from PIL import Image
 
 from ocrclient.dialects.deepseek import split_pages
+from ocrclient.transports.runpod_jobs import _document_reply
 
 HANDLER = DEPLOY / "runpod-deepseek-ocr" / "handler.py"
 
@@ -169,6 +170,11 @@ async def test_whole_pdf_base64(deepseek: Any, tmp_path: Path) -> None:
     assert md_path.parent == (tmp_path / "out" / "job-7").resolve()
     assert md_path.read_text() == markdown
     assert Path(out["detection_markdown_path"]).read_text() == detection
+    # the tokens each page spent reach the client's reply (they were dropped: a document's pages
+    # counted no tokens, in its stats nor its cost)
+    reply = _document_reply(out, "job-7")
+    assert reply.completion_tokens == 27 == sum(p["usage"]["completion_tokens"] for p in out["pages"])
+    assert reply.prompt_tokens == sum(p["usage"]["prompt_tokens"] for p in out["pages"])
 
 
 async def test_whole_pdf_is_rendered_in_chunks_in_order(

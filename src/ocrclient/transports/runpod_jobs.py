@@ -460,4 +460,21 @@ def _document_reply(output: Any, job_id: str | None) -> ModelReply:
     data = {k: v for k, v in item.items() if k not in ("markdown", "layout_pdf_base64")}
     if "detection_markdown" in data:
         data["detection_markdown"] = _b64_text(data["detection_markdown"])
-    return ModelReply(text=text, finish_reason="stop", data=data)
+    prompt_tokens, completion_tokens = _document_usage(item)
+    return ModelReply(text=text, finish_reason="stop", data=data, prompt_tokens=prompt_tokens,
+                      completion_tokens=completion_tokens)  # fmt: skip
+
+
+def _document_usage(item: Mapping[str, Any]) -> tuple[int, int]:
+    """The tokens a whole-PDF job spent: its top-level ``usage`` when it gives one, else the sum
+    of its ``pages[].usage`` (the project's worker reports each page's; they were dropped, and a
+    document's pages counted no tokens)."""
+    listed = item.get("pages")
+    usages = [item["usage"]] if isinstance(item.get("usage"), Mapping) else [
+        e.get("usage") for e in (listed if isinstance(listed, list) else []) if isinstance(e, Mapping)]  # fmt: skip
+    prompt = completion = 0
+    for usage in usages:
+        if isinstance(usage, Mapping):
+            prompt += token_count(usage.get("prompt_tokens") or usage.get("input") or 0)
+            completion += token_count(usage.get("completion_tokens") or usage.get("output") or 0)
+    return token_count(prompt), token_count(completion)
