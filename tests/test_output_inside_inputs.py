@@ -167,6 +167,38 @@ def test_a_searchable_pdf_never_replaces_a_pdf_no_run_wrote(kind: str, sim: Any,
     assert (tmp_path / "ocr" / "invoice.pdf").is_file()
 
 
+@pytest.mark.parametrize("fmt", ["md", "json", "txt", "html", "pdf"])
+def test_no_output_replaces_a_file_no_run_wrote(fmt: str, sim: Any, tmp_path: Path) -> None:
+    """The whole kind of the searchable PDF's rule above: ``report.md`` (the user's own notes)
+    beside ``report.pdf`` converted with ``-o`` their folder was replaced by the OCR's markdown
+    without a word, exit 0 (and so its JSON, text, HTML).  Each format's file is now refused
+    before anything is sent, and the run's own files are replaced by a rerun."""
+    from .test_bad_inputs import assert_unusable
+
+    folder = tmp_path / "x"
+    folder.mkdir()
+    text_pdf(folder / "report.pdf", [["page one"]])
+    mine = folder / f"report.{fmt}"
+    if fmt != "pdf":
+        mine.write_text("my own notes\n")
+    else:  # (the input is an image here, so that the user's PDF is not the input)
+        (folder / "report.pdf").rename(mine)
+        from PIL import Image
+
+        Image.new("RGB", (300, 200), "white").save(folder / "report.png")
+    before, jobs = mine.read_bytes(), sim.jobs_submitted
+    src = folder / ("report.png" if fmt == "pdf" else "report.pdf")
+    argv = ["convert", str(src), "-o", str(folder), "-f", f"md,{fmt}" if fmt != "md" else "md", "--backend", "runpod-chandra",
+            "--no-cache", "--quiet"]  # fmt: skip
+    assert_unusable(ocr(argv, _env(sim)), f"report.{fmt}", "no earlier run wrote")
+    assert mine.read_bytes() == before and sim.jobs_submitted == jobs  # nothing replaced, nothing sent
+    mine.unlink()
+    for again in (argv, [*argv, "--redo"]):  # the run's own files: replaced on a rerun
+        run = ocr(again, _env(sim))
+        assert run.code == 0, run.stderr
+    assert mine.is_file() and mine.read_bytes() != before
+
+
 @pytest.mark.parametrize("gone", ["the whole folder", "one crop"])
 def test_a_rerun_makes_again_the_figure_crops_its_markdown_links_to(gone: str, sim: Any, tmp_path: Path) -> None:
     """A deleted figure crop: the rerun took the document for finished (its md and json were

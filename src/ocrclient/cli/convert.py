@@ -367,19 +367,23 @@ def _digest(cfg: "BackendConfig", document_mode: bool) -> str:
     return settings_digest(cfg) + ("+document" if docmode.requested(cfg, document_mode) else "")
 
 
-def _no_foreign_pdf(plan: "Plan", manifest: "Manifest", stem_of: dict[str, Path], formats: dict[str, Any]) -> None:
-    """Refuse (before anything is sent) to write a searchable PDF over a PDF in OUT that no
-    earlier run here wrote: a document of the user's (``scans/invoice.pdf`` beside the
-    ``scans/invoice.png`` converted with ``-o scans``) was replaced without a word."""
-    if "pdf" not in formats:
-        return
+def _no_foreign_outputs(plan: "Plan", manifest: "Manifest", stem_of: dict[str, Path], formats: dict[str, Any]) -> None:
+    """Refuse (before anything is sent) to write any output over a file in OUT that no earlier
+    run here wrote: a document of the user's (``scans/invoice.pdf`` beside the
+    ``scans/invoice.png`` converted with ``-o scans -f pdf``), or their own notes
+    (``report.md`` beside ``report.pdf`` converted with ``-o`` its folder), was replaced without
+    a word.  Every format's file, built-in or a plugin's."""
+    from ..exporters import EXPORTERS
+
     for src, _ in plan:
-        target = stem_of[src.key].with_name(stem_of[src.key].name + ".pdf")
-        if target.is_file() and not manifest.wrote(target):
-            raise InputError(
-                f"writing {target} for {src.name} would replace a PDF that no earlier run wrote "
-                f"(it is not in {manifest.path.name}); choose another -o or move that file"
-            )
+        for fmt in formats:
+            target = stem_of[src.key].with_name(stem_of[src.key].name + EXPORTERS[fmt][1])
+            if target.is_file() and not manifest.wrote(target):
+                kind = "PDF" if fmt == "pdf" else "file"
+                raise InputError(
+                    f"writing {target} for {src.name} would replace a {kind} that no earlier run wrote "
+                    f"(it is not in {manifest.path.name}); choose another -o or move that file"
+                )
 
 
 def _resumed(
@@ -398,7 +402,7 @@ def _resumed(
         return plan, None, []
     manifest = Manifest(out)
     manifest.formats = formats
-    _no_foreign_pdf(plan, manifest, stem_of, formats)
+    _no_foreign_outputs(plan, manifest, stem_of, formats)
     for src, _ in plan:
         owner = manifest.other_owner(src, stem_of[src.key])
         if owner is not None and console is not None:  # (inputs of one name in one run are refused before this)
