@@ -10,18 +10,22 @@ served from an earlier run) and a fresh process, whose peak is its own ``VmHWM``
 of every process under it, sampled from ``/proc`` (``bench_scheduler.rss_child``).
 
 * **ours** -- the CLI as shipped: each word's block made by ``Block.built`` (no second
-  validation, one shared set of set fields) and the JSON written page by page
-  (``exporters/jsonout.py``);
-* **JSON at once** -- the same CLI with the JSON dumped as one string first
+  validation, one shared set of set fields), the JSON written page by page
+  (``exporters/jsonout.py``), and lean outputs (``OutputWriter(lean=True)``): each page's
+  pieces of the JSON and the markdown spilled to a file beside the outputs as it finishes, and
+  its blocks let go of (``exporters/spill.py``);
+* **blocks kept** -- the same CLI with ``lean=False``: every page keeps its blocks until the
+  document is written (the CLI before session 28);
+* **JSON at once** -- blocks kept, and the JSON dumped as one string first
   (``doc.model_dump_json(indent=2)``, the same bytes);
-* **before** -- the baseline, both as they were before session 26: every block validated
+* **before** -- the baseline, as it was before session 26: blocks kept, every block validated
   (``Block(**values)``) and the JSON dumped at once.
 
-All three in the same run, interleaved.  Printed: peak MB of each at both sizes, MB per page
+All four in the same run, interleaved.  Printed: peak MB of each at both sizes, MB per page
 between the sizes, and the judged ratio ours / before at the larger size (target <= 0.75x).
 The runs' outputs must be the same (every page's markdown and blocks; the timings aside).
-What still grows with the page count is the document itself: the ``Document`` the run hands
-back holds every page's blocks until the document is written.
+What still grows with the page count in ours is what the document keeps of each page without
+its blocks (its markdown, status, usage) and the files written.
 """
 
 from __future__ import annotations
@@ -41,11 +45,20 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 TARGET = 0.75
-MODES = ("ours", "JSON at once", "before")
+MODES = ("ours", "blocks kept", "JSON at once", "before")
 
 
 def child(mode: str, argv: list[str]) -> None:
-    """Run ``ocr convert argv`` here, the JSON written the ``mode`` way; print the peaks."""
+    """Run ``ocr convert argv`` here, the ``mode`` way; print the peaks."""
+    if mode != "ours":
+        from ocrclient.exporters.sink import OutputWriter
+
+        init = OutputWriter.__init__
+
+        def kept(self: OutputWriter, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **{**kwargs, "lean": False})
+
+        OutputWriter.__init__ = kept  # type: ignore[method-assign]
     if mode in ("JSON at once", "before"):
         from ocrclient.exporters import _io, jsonout
 

@@ -162,7 +162,8 @@ class _Emitter:
         #: several documents go to stdout: each is named as it starts
         self.several = several
         self.results: list[ConvertResult] = []
-        self.writer = OutputWriter(out, fmts, options=options, stems=stem_of) if out is not None else None
+        # (lean: each page's outputs spilled as it finishes and its blocks let go, the files the same)
+        self.writer = OutputWriter(out, fmts, options=options, stems=stem_of, lean=True) if out is not None else None
         self.manifest = manifest
 
     def __call__(self, result: "ConvertResult") -> None:

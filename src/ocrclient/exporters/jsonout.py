@@ -9,10 +9,10 @@ on its own and indented into the document's ``pages`` list as it is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..document import Document
+from ..document import Document, Page
 from ._io import atomic_write
 
 #: where the pages go in the dump of the document without them (a JSON string holds no raw
@@ -20,13 +20,21 @@ from ._io import atomic_write
 _EMPTY_PAGES = '\n  "pages": []'
 
 
-def write(doc: Document, path: Path) -> Path:
-    return atomic_write(path, dump_pieces(doc))
+def write(doc: Document, path: Path, *, pieces: Callable[[Page], str] | None = None) -> Path:
+    """Write ``doc`` to ``path``; ``pieces`` gives each page's piece (:func:`page_piece`) when
+    the caller made them already (a run's outputs spilled as its pages finished)."""
+    return atomic_write(path, dump_pieces(doc, pieces or page_piece))
 
 
-def dump_pieces(doc: Document) -> Iterator[str]:
+def page_piece(page: Page) -> str:
+    """``page`` as it stands in the document's JSON: dumped with ``indent=2`` and indented into
+    the ``pages`` list."""
+    return page.model_dump_json(indent=2).replace("\n", "\n    ")
+
+
+def dump_pieces(doc: Document, pieces: Callable[[Page], str] = page_piece) -> Iterator[str]:
     """``doc.model_dump_json(indent=2) + "\\n"`` in pieces: the document's own fields, then one
-    page at a time."""
+    page at a time (each page's piece from ``pieces``)."""
     if not doc.pages:
         yield doc.model_dump_json(indent=2) + "\n"
         return
@@ -36,5 +44,5 @@ def dump_pieces(doc: Document) -> Iterator[str]:
         return
     yield head + '\n  "pages": ['
     for i, page in enumerate(doc.pages):
-        yield ("," if i else "") + "\n    " + page.model_dump_json(indent=2).replace("\n", "\n    ")
+        yield ("," if i else "") + "\n    " + pieces(page)
     yield "\n  ]" + tail + "\n"

@@ -45,6 +45,7 @@ import html
 import io
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -270,11 +271,18 @@ def page_marker(page: Page) -> str:
 
 
 def render(
-    doc: Document, *, page_separators: bool = False, page_markers: bool = False, links: Links | None = None
+    doc: Document,
+    *,
+    page_separators: bool = False,
+    page_markers: bool = False,
+    links: Links | None = None,
+    bodies: Callable[[Page], str] | None = None,
 ) -> str:
     """The markdown of ``doc`` (figure references rewritten to ``links`` when given): only the
     pages' text unless ``page_markers`` / ``page_separators`` ask for comments; ``""`` when
-    there is nothing to write, else the text ends with one newline."""
+    there is nothing to write, else the text ends with one newline.  ``bodies`` gives a page's
+    text (:func:`page_markdown`) when the caller made it already (a run's outputs, spilled as
+    its pages finished)."""
     parts: list[str] = []
     for page in doc.pages:
         if page_markers:
@@ -282,7 +290,7 @@ def render(
         elif page_separators:
             parts.append(f"<!-- page {page.page} -->")
         if page.status != "failed":
-            body = page_markdown(page, links or {})
+            body = bodies(page) if bodies is not None else page_markdown(page, links or {})
             if body:
                 parts.append(body)
     text = "\n\n".join(parts).strip()
@@ -375,15 +383,18 @@ def write(
     figures: bool = True,
     source: str | Path | None = None,
     links: Links | None = None,
+    bodies: Callable[[Page], str] | None = None,
 ) -> Path:
     """Write ``path``.  With ``links`` (a run's crops, already saved by
     :mod:`ocrclient.exporters.sink`) the markdown links them; otherwise, with ``figures``, the
     crops are cut from a new render of the input (:func:`render_with_figures`) and saved in
-    ``<stem>_figures/``.  Crops of an earlier run that this one does not have are removed."""
+    ``<stem>_figures/``.  Crops of an earlier run that this one does not have are removed.
+    ``bodies``: as :func:`render` takes it (with ``links``, or without ``figures``)."""
     if links is not None or not figures:
         if figures:
             prune_figures(path, {crop_name(p, k) for p, k in links or {}})
-        return atomic_write(path, render(doc, page_separators=page_separators, page_markers=page_markers, links=links))
+        text = render(doc, page_separators=page_separators, page_markers=page_markers, links=links, bodies=bodies)
+        return atomic_write(path, text)
     result = render_with_figures(doc, path, page_separators=page_separators, page_markers=page_markers, source=source)
     for note in result.notes:
         log.warning("%s", note)

@@ -88,9 +88,11 @@ class PagePieces:
         self._pdf = SearchablePdf(self._source_pdf, force_ocr_text=force, label=self.source.name,
                                   reopen=lambda: open_pdf(self.source))  # fmt: skip
 
-    def make(self, page: Page, image: PageImage | None) -> None:
-        """Make ``page``'s pieces for every output from ``image`` (decoded once, if needed)."""
+    def make(self, page: Page, image: PageImage | None) -> bool:
+        """Make ``page``'s pieces for every output from ``image`` (decoded once, if needed);
+        ``False`` when one of them failed (said in :attr:`notes`)."""
         decoded: Image.Image | None = None
+        made = True
 
         def pixels() -> Image.Image | None:
             nonlocal decoded
@@ -103,6 +105,8 @@ class PagePieces:
                 step(page, image, pixels)
             except Exception as exc:  # one output's trouble never loses the run or the others
                 self.note(f"{self.source.name} page {page.page}: {what} not made ({type(exc).__name__}: {exc})")
+                made = False
+        return made
 
     def note(self, line: str) -> None:
         with self._lock:

@@ -11,7 +11,11 @@ the scheduler reports the page done (``PageDone``, whose ``result`` is the finis
   (opened when the document started, from its bytes for a document given as bytes) or, for an
   image input, made from the page image.
 
-Those pieces are made and kept by :class:`ocrclient.exporters.pieces.PagePieces`.
+Those pieces are made and kept by :class:`ocrclient.exporters.pieces.PagePieces`.  In lean mode
+(``OutputWriter(..., lean=True)``, what ``ocr convert -o`` uses) each page's piece of the JSON
+and of the markdown is spilled to a hidden file beside the outputs too, and the page's blocks
+are let go of (:mod:`ocrclient.exporters.spill`): the document's memory no longer grows with
+its pages' blocks, and the files are the same bytes.
 So no writer opens the input once its pages are done, figure crops and page images exist for
 documents given as bytes, memory holds crops' names, not pages, and when the document's last
 page is done only the small files are left to write (:meth:`DocumentSink.finish`: markdown,
@@ -43,6 +47,7 @@ from ..errors import ConfigError, InputError, OcrError
 from ..pages import PageImage, Source
 from ..secrets import redact
 from .pieces import PagePieces
+from .spill import LEAN_FORMATS, PageSpill
 
 __all__ = ["DocumentSink", "OutputWriter", "SinkSettings", "Written"]
 
@@ -74,6 +79,8 @@ class SinkSettings(TypedDict, total=False):
     pages: int
     #: runs the page work (``None``: in the calling thread)
     executor: cf.Executor | None
+    #: spill each page's outputs as it finishes and drop its blocks (see OutputWriter)
+    lean: bool
 
 
 class DocumentSink:
@@ -98,6 +105,8 @@ class DocumentSink:
         self.pages = settings.get("pages", 0)
         self.executor = settings.get("executor")
         self.pieces = PagePieces(source, self.targets, self.options, self.pages)
+        #: lean mode, when every format can be written from spilled pages (:data:`LEAN_FORMATS`)
+        self.spill = self._spill() if settings.get("lean", False) and set(self.targets) <= LEAN_FORMATS else None
         self.finished = False
         self._written: Written | None = None
         self._finish_lock = threading.Lock()
@@ -122,6 +131,11 @@ class DocumentSink:
         if "pdf" in sink.targets:
             sink.pieces.open_pdf()
         return sink
+
+    def _spill(self) -> PageSpill:
+        first = next(iter(self.targets.values()), None)
+        folder, stem = (first.parent, first.stem) if first is not None else (Path("."), self.source.stem)
+        return PageSpill(folder, stem, json="json" in self.targets, md="md" in self.targets)
 
     # what the pages have left so far (kept by the pieces)
     @property
@@ -152,7 +166,7 @@ class DocumentSink:
     def take_image(self, image: PageImage) -> None:
         """The run rendered a page of this document (before it is sent): keep it until the page
         is done.  The scheduler holds it for as long anyway."""
-        if self.wants_images() or "pdf" in self.targets:  # a PDF input's page: only its number
+        if self.wants_images() or "pdf" in self.targets or self.spill is not None:  # (else: only its number)
             with self._lock:
                 self._pending[image.number] = image if self.wants_images() else None
 
@@ -186,7 +200,15 @@ class DocumentSink:
             self._futures.discard(future)
 
     def _process(self, number: int, page: Page | None, image: PageImage | None) -> None:
-        self.pieces.make(page if page is not None else _failed_stub(number), image)
+        made = self.pieces.make(page if page is not None else _failed_stub(number), image)
+        if self.spill is None or page is None or not made:  # (a page whose pieces failed keeps its blocks)
+            return
+        try:
+            self.spill.put(page, dict(self.links) if self.figures else {})
+        except Exception as exc:  # (a full disk): the page keeps its blocks, written from them at the end
+            self.pieces.note(f"{self.source.name} page {page.page}: not spilled ({type(exc).__name__}: {exc})")
+            return
+        page.blocks = []  # its outputs hold what they need of them: let go (the document keeps the rest)
 
     # -- the end ------------------------------------------------------------------------------
     def finish(self, doc: Document) -> Written:
@@ -255,9 +277,16 @@ class DocumentSink:
         from . import _writer, html, markdown
 
         opts = self.options.get(fmt, {})
+        links = dict(self.links) if self.figures else None
         if fmt == "md":
             md = {k: v for k, v in opts.items() if k in ("page_markers", "page_separators", "figures")}
-            return markdown.write(doc, path, links=dict(self.links) if self.figures else None, **md)
+            spill, got = self.spill, links or {}
+            bodies = None if spill is None else lambda page: spill.md_body(page, got)
+            return markdown.write(doc, path, links=links, bodies=bodies, **md)
+        if fmt == "json" and self.spill is not None:
+            from . import jsonout
+
+            return jsonout.write(doc, path, pieces=self.spill.json_piece)
         if fmt == "html":
             return html.write(doc, path, images=self.pieces.html_images(), missing=self.missing)
         if fmt == "pdf":
@@ -265,9 +294,11 @@ class DocumentSink:
         return _writer(fmt)(doc, path, **opts)
 
     def close(self) -> None:
-        """Free what the sink holds (the PDF, the input's handle, spilled images)."""
+        """Free what the sink holds (the PDF, the input's handle, spilled images and pages)."""
         self.finished = True
         self.pieces.close()
+        if self.spill is not None:
+            self.spill.close()
 
 
 class OutputWriter:
@@ -279,6 +310,16 @@ class OutputWriter:
     :class:`~ocrclient.api.Conversion` / ``aconvert(..., outputs=...)``; each
     :class:`~ocrclient.api.ConvertResult` then lists the files written.  Close it (or use it as
     a context manager) when the run is over.
+
+    ``lean=True`` (``ocr convert -o`` runs with it): as each page finishes, its pieces of the
+    JSON and the markdown are spilled to a hidden file beside the outputs and the page's
+    ``blocks`` are emptied, so a long document's memory does not grow with its blocks (about
+    1.3 MB a text-layer page).  The files written are the same bytes, but the
+    :class:`~ocrclient.document.Document` the run hands back then has pages without blocks
+    (their markdown, status, usage and the rest are kept; the blocks are in the JSON written).
+    A document written in formats that need every page's blocks at the end (``html``, a
+    plugin's) keeps them (:data:`ocrclient.exporters.spill.LEAN_FORMATS`).  Default: ``False``,
+    every page keeps its blocks.
     """
 
     def __init__(
@@ -289,6 +330,7 @@ class OutputWriter:
         options: Mapping[str, Mapping[str, Any]] | None = None,
         stems: Mapping[str, Path] | None = None,
         workers: int = DEFAULT_WORKERS,
+        lean: bool = False,
     ) -> None:
         from . import EXPORTERS
 
@@ -299,6 +341,7 @@ class OutputWriter:
         self.formats = list(dict.fromkeys(formats))
         self.options = options or {}
         self.stems = dict(stems or {})
+        self.lean = lean
         self._executor = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ocrclient-outputs")
         self._sinks: list[DocumentSink] = []
         #: the documents whose files this writer has begun to write, by their source (held
@@ -336,7 +379,8 @@ class OutputWriter:
 
     def open(self, source: Source, pages: Sequence[int] = ()) -> DocumentSink:
         """The sink of a document whose pages are about to start (``pages``: their numbers)."""
-        sink = DocumentSink.start(source, self.targets(source), self.options, pages=len(pages), executor=self._executor)
+        sink = DocumentSink.start(source, self.targets(source), self.options, pages=len(pages), executor=self._executor,
+                                  lean=self.lean)  # fmt: skip
         with self._lock:
             self._sinks.append(sink)
             self._done.pop(id(source), None)  # a new run of it: written anew
