@@ -198,3 +198,58 @@ def test_a_document_this_run_began_to_write_is_its_own(inputs: Path, tmp_path: P
     entry = _last_entries(out)["a"]
     assert (entry["ok"], entry["failed"]) == (1, 1)
     assert not Manifest(out, settings="s").done(src, backend="openai", model=None, pages=None, stem=out / "a")
+
+
+def test_a_document_a_killed_run_began_to_replace_is_converted_again(inputs: Path, tmp_path: Path) -> None:
+    """SIGKILL (the OOM killer, a power cut: nothing of the run runs after it) while a rerun
+    replaces a finished document's files: its first page's figure crops were written over the
+    earlier ones, the manifest's entry still said done, and the next run skipped the document
+    with a markdown linking crops of other boxes.  The entry is now marked not done before the
+    first file is replaced, so the next run converts it again; the documents the killed run
+    never wrote stay done; and what the killed run left beside the outputs (the spilled pages)
+    is removed."""
+    import threading
+    import time
+
+    from ocrclient.testing.responders import DialectResponder
+
+    def figure_at(box: tuple[float, float, float, float]) -> Any:
+        return DialectResponder("chandra", truth=lambda image: [("text", "Body.", (0.1, 0.05, 0.9, 0.15)), ("figure", "a chart", box)])
+
+    gate = threading.Event()
+    state: dict[str, Any] = {"inner": figure_at((0.1, 0.2, 0.5, 0.7)), "answers": None}
+
+    def respond(body: dict[str, Any]) -> SimReply:
+        if state["answers"] is not None:
+            state["answers"] -= 1
+            if state["answers"] < 0:  # the killed run's later pages: held until it is gone
+                gate.wait(60)
+        reply: SimReply = state["inner"](body)
+        return reply
+
+    out = tmp_path / "out"
+    with OpenAISimulator(model="datalab-to/chandra", responder=respond) as sim:
+        argv = [sys.executable, "-m", "ocrclient", "convert", str(inputs), "-o", str(out), "--backend", "openai",
+                "--base-url", sim.base_url, "--model", "datalab-to/chandra", "--dialect", "chandra", "--no-cache",
+                "--concurrency", "1", "--no-progress"]  # fmt: skip
+        env = {**os.environ, "OCRCLIENT_API_KEY": str(sim.api_key)}
+        assert subprocess.run(argv, env=env, capture_output=True, timeout=120).returncode == 0
+        crop = out / "a_figures" / "page1_fig1.png"
+        first = crop.read_bytes()
+        state.update(inner=figure_at((0.5, 0.2, 0.95, 0.4)), answers=1)
+        killed = subprocess.Popen([*argv, "--redo"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while not (crop.read_bytes() != first and list(out.glob(".a.*.spill"))) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            killed.kill()
+            killed.wait()
+            gate.set()
+        assert crop.read_bytes() != first, "the killed run wrote no crop"
+        left = list(out.glob(".a.*"))
+        state.update(inner=figure_at((0.1, 0.2, 0.5, 0.7)), answers=None)
+        again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "skipping 2 input(s) already done" in again.stderr, again.stderr  # b, c
+    assert crop.read_bytes() == first
+    assert left and not list(out.glob(".a.*")), left

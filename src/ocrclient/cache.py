@@ -358,13 +358,17 @@ class PageCache:
     """Finished pages on disk, one JSON file per key (``<dir>/pages/ab/abcd....json``).
 
     ``max_bytes`` caps its size (``None``: :func:`~ocrclient.config.cache_max_bytes`, 0: no cap).
+    ``retry_degraded``: a page kept degraded (a garbled or cut reply, a blank page) is not taken
+    from it but sent again (``ocr convert --retry-degraded``); a cache that serves it always had
+    no way to retry such a page but to clear every page of every document.
     """
 
-    def __init__(self, directory: str | Path, *, max_bytes: int | None = None) -> None:
+    def __init__(self, directory: str | Path, *, max_bytes: int | None = None, retry_degraded: bool = False) -> None:
         from .config import cache_max_bytes
 
         self.directory = Path(directory)
         self.max_bytes = cache_max_bytes() if max_bytes is None else max(0, int(max_bytes))
+        self.retry_degraded = retry_degraded
         self.hits = 0
         self.misses = 0
         self.writes = 0
@@ -408,6 +412,9 @@ class PageCache:
             return None
         except (OSError, ValidationError, ValueError):
             # a damaged entry is a miss; it will be rewritten
+            self.misses += 1
+            return None
+        if self.retry_degraded and page.status == "degraded":
             self.misses += 1
             return None
         with contextlib.suppress(OSError):

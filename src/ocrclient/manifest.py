@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +92,10 @@ class Manifest:
         #: input whose entry named it last
         self._owners: dict[str, str] = {}
         self._stems: dict[str, str] = {}
+        self._lock = threading.Lock()
+        #: pages kept degraded are to be sent again (``--retry-degraded``): a document with any
+        #: is not done
+        self.retry_degraded = False
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """Last entry per input (later lines win; a torn last line is ignored)."""
@@ -147,6 +152,8 @@ class Manifest:
         anywhere else do not count."""
         entry = self.entries().get(src.key)
         if not entry or entry.get("failed", 1) != 0 or entry.get("output_errors") or entry.get("unsettled_pages"):
+            return False
+        if self.retry_degraded and entry.get("degraded", 1) != 0:
             return False
         size, mtime = _stat(src)
         same = (
@@ -207,13 +214,28 @@ class Manifest:
         self._append({**entry, "output_errors": int(entry.get("output_errors") or 0) + 1, "note": why,
                       "finished": datetime.now(UTC).isoformat(timespec="seconds")})  # fmt: skip
 
+    def reopen(self, src: Source, stem: Path) -> None:
+        """``src`` starts to be written at ``stem``: every entry whose outputs are there (``src``'s
+        own, or another input's of that name) is appended again, not done, before a file is
+        replaced.  A run killed meanwhile (SIGKILL, the OOM killer: nothing of it runs) had
+        written new figure crops, or a new markdown beside the old JSON, under an entry that
+        still said done, and the next run skipped the document with its outputs mixed."""
+        want = os.path.relpath(stem, self.out_dir)
+        for key in dict.fromkeys([src.key, self._stems.get(want) if self.entries() else None]):
+            entry = self.entries().get(key) if key is not None else None
+            if entry is None or entry.get("output_errors"):
+                continue  # (not done already)
+            if any(os.path.splitext(str(p))[0] == want for p in entry.get("outputs") or []):
+                self._append({**entry, "output_errors": 1, "note": "being converted again: its outputs are being replaced",
+                              "finished": datetime.now(UTC).isoformat(timespec="seconds")})  # fmt: skip
+
     def _append(self, entry: dict[str, Any]) -> None:
         """One line, in one write; after a torn last line (a run killed mid-append) on a line of
         its own (glued to it, it was unreadable too).  Raises :class:`OSError` when the file
         cannot be written (a full disk, a read-only folder): the caller says so and goes on."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
-        with self.path.open("ab+") as fh:
+        with self._lock, self.path.open("ab+") as fh:  # (documents start and end on other threads)
             if fh.seek(0, os.SEEK_END) > 0:
                 fh.seek(-1, os.SEEK_END)
                 if fh.read(1) != b"\n":

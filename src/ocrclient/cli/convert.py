@@ -9,6 +9,7 @@ markdown goes to stdout.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import sys
@@ -163,8 +164,19 @@ class _Emitter:
         self.several = several
         self.results: list[ConvertResult] = []
         # (lean: each page's outputs spilled as it finishes and its blocks let go, the files the same)
-        self.writer = OutputWriter(out, fmts, options=options, stems=stem_of, lean=True) if out is not None else None
         self.manifest = manifest
+        self.writer = OutputWriter(out, fmts, options=options, stems=stem_of, lean=True, on_write=self._writing) if out is not None else None
+
+    def _writing(self, source: "Source", stem: Path) -> None:
+        """A document's files start to be written: the manifest's entries for them are not done
+        from now on (:meth:`~ocrclient.manifest.Manifest.reopen`), and what a killed run left
+        beside them goes (this run holds the folder's lock: no other run writes them)."""
+        from ..exporters._io import sweep_leftovers
+
+        if self.manifest is not None:
+            with contextlib.suppress(OSError):  # (recording it at its end fails too, and says so)
+                self.manifest.reopen(source, stem)
+        sweep_leftovers(stem)
 
     def __call__(self, result: "ConvertResult") -> None:
         self._take(result)
@@ -389,7 +401,7 @@ def _no_foreign_outputs(plan: "Plan", manifest: "Manifest", stem_of: dict[str, P
 
 def _resumed(
     plan: "Plan", out: Path | None, cfg: "BackendConfig", redo: bool, pages: str | None, stem_of: dict[str, Path],
-    formats: dict[str, dict[str, Any]], console: "Console | None", document_mode: bool = False,
+    formats: dict[str, dict[str, Any]], console: "Console | None", document_mode: bool = False, retry_degraded: bool = False,
 ) -> "tuple[Plan, Manifest | None, list[str]]":  # fmt: skip
     """The run manifest of ``out`` (``None`` without one), ``plan`` without the inputs it
     says are done (with ``formats``, the formats written and their options), and those inputs'
@@ -402,7 +414,7 @@ def _resumed(
     if out is None:
         return plan, None, []
     manifest = Manifest(out)
-    manifest.formats = formats
+    manifest.formats, manifest.retry_degraded = formats, retry_degraded
     _no_foreign_outputs(plan, manifest, stem_of, formats)
     for src, _ in plan:
         owner = manifest.other_owner(src, stem_of[src.key])
@@ -436,7 +448,7 @@ def _head_start(plan: "Plan", cfg: "BackendConfig", dia: "Dialect", document_mod
 
 def _backend(
     cfg: "BackendConfig", dia: "Dialect", no_cache: bool, cache_dir: Path | None, manifest: "Manifest | None",
-    document_mode: bool = False,
+    document_mode: bool = False, retry_degraded: bool = False,
 ) -> "tuple[Backend, PageCache | None]":
     """The backend (its transport imported, built and preloaded here, while the first page
     renders) and the run's page cache; the manifest gets its settings digest."""
@@ -448,7 +460,10 @@ def _backend(
         manifest.settings = _digest(cfg, document_mode)
     from ..run import open_cache
 
-    return be, open_cache(None if no_cache else cache_dir or True)  # (its cap is read here: a bad one is one line)
+    cache = open_cache(None if no_cache else cache_dir or True)  # (its cap is read here: a bad one is one line)
+    if cache is not None:
+        cache.retry_degraded = retry_degraded
+    return be, cache
 
 
 @app.command()
@@ -478,6 +493,7 @@ def convert(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the resume cache.")] = False,
     shard: Annotated[str | None, typer.Option("--shard", help="i/n: process only this machine's share of the inputs.")] = None,
     redo: Annotated[bool, typer.Option("--redo", help="Convert inputs the manifest says are done again.")] = False,
+    retry_degraded: Annotated[bool, typer.Option("--retry-degraded", help="Send again the pages kept degraded (a garbled or cut reply, a blank page): not from the cache; their documents are not done.")] = False,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log retries and failures.")] = False,
@@ -508,9 +524,9 @@ def convert(
             options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
             wanted = {f: options.get(f, {}) for f in fmts}
             held = hold(out, shard) if out is not None and out.is_dir() else None  # (before its manifest is read)
-            plan, manifest, skipped = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode)
+            plan, manifest, skipped = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode, retry_degraded)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
-            be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode)
+            be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode, retry_degraded)
             held = held or output_folder(out, shard)
         except OcrError as exc:
             raise _refused(exc, as_json, started, debug, refused) from None

@@ -326,7 +326,7 @@ def cache_info(
 
 @cache_app.command("clear")
 def cache_clear(cache_dir: CacheDirOption = None) -> None:
-    """Delete every cached page (the next run sends every page again)."""
+    """Delete every cached page (the next run sends again every page it converts; documents an output folder's manifest says are done are still skipped: --redo converts them)."""
     cache = _page_cache(cache_dir)
     with file_errors(f"cannot clear the page cache in {cache.directory}"):
         removed = cache.clear()

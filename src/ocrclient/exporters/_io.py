@@ -1,8 +1,11 @@
-"""Atomic file writes shared by the exporters (a kill never leaves half a file)."""
+"""Atomic file writes shared by the exporters (a kill never leaves half a file), and the sweep
+of what a killed run's writers left behind."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,3 +34,37 @@ def atomic_write(path: Path, data: bytes | str | Iterable[str]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+#: what a run's writers keep beside a document's outputs while it runs, named from its stem and
+#: removed when they are done: a file being written (``atomic_write``: ``.<stem>.md.<rand>.tmp``),
+#: the spilled pages (``.<stem>.<rand>.spill``) and the viewer's spilled page images
+#: (``.<stem>.<rand>.pages/``); a killed run (SIGKILL, the OOM killer, a power cut) leaves them
+_LEFTOVER = r"\.{stem}\.(?:[^./]+\.[a-z0-9_]{{8}}\.tmp|[a-z0-9_]{{8}}\.(?:spill|pages))"
+
+
+def sweep_leftovers(stem: Path, before: float | None = None) -> list[Path]:
+    """Remove what a killed run left beside the outputs at ``stem`` (``out/report`` for
+    ``out/report.md`` ...), with ``before`` only what was last changed before that time (as
+    ``os.stat`` gives it); returns what was removed.  Call it where no other writer can be
+    writing that stem (``ocr convert`` holds the output folder's lock, and sweeps a document's
+    stem before its first file is written).  At thousands of pages a kill left gigabytes of
+    spilled page images, never removed, as many times as the run was killed."""
+    pattern = re.compile(_LEFTOVER.format(stem=re.escape(stem.name)))
+    removed = []
+    try:
+        names = [e for e in os.scandir(stem.parent) if pattern.fullmatch(e.name)]
+    except OSError:
+        return []
+    for entry in names:
+        try:
+            if before is not None and entry.stat(follow_symlinks=False).st_mtime >= before:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed

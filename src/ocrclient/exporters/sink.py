@@ -37,7 +37,7 @@ import concurrent.futures as cf
 import logging
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
@@ -81,6 +81,8 @@ class SinkSettings(TypedDict, total=False):
     executor: cf.Executor | None
     #: spill each page's outputs as it finishes and drop its blocks (see OutputWriter)
     lean: bool
+    #: called once, before the first of the document's files is written (see OutputWriter)
+    before_write: Callable[[], None] | None
 
 
 class DocumentSink:
@@ -104,6 +106,8 @@ class DocumentSink:
         self.options = {k: dict(v) for k, v in (options or {}).items()}
         self.pages = settings.get("pages", 0)
         self.executor = settings.get("executor")
+        self._before_write = settings.get("before_write")
+        self._before_lock = threading.Lock()
         self.pieces = PagePieces(source, self.targets, self.options, self.pages)
         #: lean mode, when every format can be written from spilled pages (:data:`LEAN_FORMATS`)
         self.spill = self._spill() if settings.get("lean", False) and set(self.targets) <= LEAN_FORMATS else None
@@ -199,7 +203,16 @@ class DocumentSink:
         with self._lock:
             self._futures.discard(future)
 
+    def _writing(self) -> None:
+        """The document's files are about to be written: its ``before_write``, once, and done
+        before any thread writes one."""
+        with self._before_lock:
+            before, self._before_write = self._before_write, None
+            if before is not None:
+                before()
+
     def _process(self, number: int, page: Page | None, image: PageImage | None) -> None:
+        self._writing()
         made = self.pieces.make(page if page is not None else _failed_stub(number), image)
         if self.spill is None or page is None or not made:  # (a page whose pieces failed keeps its blocks)
             return
@@ -221,6 +234,7 @@ class DocumentSink:
             return self._written
 
     def _finish(self, doc: Document) -> Written:
+        self._writing()
         with self._lock:
             futures, self._futures = self._futures, set()
         cf.wait(futures)
@@ -320,6 +334,11 @@ class OutputWriter:
     A document written in formats that need every page's blocks at the end (``html``, a
     plugin's) keeps them (:data:`ocrclient.exporters.spill.LEAN_FORMATS`).  Default: ``False``,
     every page keeps its blocks.
+
+    ``on_write(source, stem)`` is called once for each document, before the first of its
+    files is written (the first finished page's figure crops, or its files at its end):
+    ``ocr convert`` marks the run manifest's entries for those files not done then, so a run
+    killed while it replaces them is not taken for finished by the next.
     """
 
     def __init__(
@@ -331,6 +350,7 @@ class OutputWriter:
         stems: Mapping[str, Path] | None = None,
         workers: int = DEFAULT_WORKERS,
         lean: bool = False,
+        on_write: Callable[[Source, Path], None] | None = None,
     ) -> None:
         from . import EXPORTERS
 
@@ -342,6 +362,7 @@ class OutputWriter:
         self.options = options or {}
         self.stems = dict(stems or {})
         self.lean = lean
+        self.on_write = on_write
         self._executor = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ocrclient-outputs")
         self._sinks: list[DocumentSink] = []
         #: the documents whose files this writer has begun to write, by their source (held
@@ -379,12 +400,18 @@ class OutputWriter:
 
     def open(self, source: Source, pages: Sequence[int] = ()) -> DocumentSink:
         """The sink of a document whose pages are about to start (``pages``: their numbers)."""
+        stem = self.stems.get(source.key, self.out_dir / source.stem)
         sink = DocumentSink.start(source, self.targets(source), self.options, pages=len(pages), executor=self._executor,
-                                  lean=self.lean)  # fmt: skip
+                                  lean=self.lean, before_write=self._before_write(source, stem))  # fmt: skip
         with self._lock:
             self._sinks.append(sink)
             self._done.pop(id(source), None)  # a new run of it: written anew
         return sink
+
+    def _before_write(self, source: Source, stem: Path | None = None) -> Callable[[], None] | None:
+        """``on_write`` for ``source``'s sink (``None`` without one)."""
+        on_write, where = self.on_write, stem or self.stems.get(source.key, self.out_dir / source.stem)
+        return None if on_write is None else lambda: on_write(source, where)
 
     def on_event(self, event: object) -> None:
         """Route the scheduler's ``PageDone`` / ``PageFailed`` to the document's sink."""
@@ -413,7 +440,8 @@ class OutputWriter:
             if sink is None:
                 if written is not None:
                     return written
-                sink = DocumentSink(source, self.targets(source), self.options, pages=len(doc.pages))
+                sink = DocumentSink(source, self.targets(source), self.options, pages=len(doc.pages),
+                                    before_write=self._before_write(source))  # fmt: skip
                 self._sinks.append(sink)
         written = sink.finish(doc)
         with self._lock:
