@@ -781,11 +781,17 @@ def test_release_keeps_the_body_a_redirect_or_auth_flow_resends() -> None:
         assert req.content == kept and b"".join(req.stream) == kept, status  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("given", ["flag", "own variable", "fallback variable"])
 @pytest.mark.parametrize("profile", ["runpod", "runpod-chandra", "runpod-olmocr", "runpod-rolmocr", "runpod-trocr",
                                      "runpod-deepseek-ocr"])  # fmt: skip
-def test_an_unknown_endpoint_names_the_variable_its_profile_reads(profile: str, tmp_path: Path) -> None:
+def test_an_unknown_endpoint_names_the_variable_it_was_read_from(
+    profile: str, given: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A 404 for the endpoint said "check RUNPOD_ENDPOINT_ID" whatever the profile: the olmOCR
-    profile reads RUNPOD_OLMOCR_ENDPOINT_ID first.  Every shipped RunPod profile names its own."""
+    profile reads RUNPOD_OLMOCR_ENDPOINT_ID first.  Then, with the id read from the generic
+    RUNPOD_ENDPOINT_ID, it named the profile's own variable, which was not set.  The whole kind:
+    every shipped RunPod profile, its id given as a flag, in its own variable, in the generic
+    one: the message names where it came from (the profile's own variable for a flag)."""
     import ocrclient
     from ocrclient.config import resolve_config
     from ocrclient.errors import RunAborted
@@ -793,10 +799,16 @@ def test_an_unknown_endpoint_names_the_variable_its_profile_reads(profile: str, 
     from .pdfgen import text_pdf
 
     pdf = text_pdf(tmp_path / "a.pdf", [["one"]])
-    want = resolve_config(profile, endpoint_id="x", model="m").endpoint_id_env or "RUNPOD_ENDPOINT_ID"
+    own = resolve_config(profile, endpoint_id="x", model="m").endpoint_id_env
+    for var in {own, "RUNPOD_ENDPOINT_ID"} - {None}:
+        monkeypatch.delenv(str(var), raising=False)
+    want = {"flag": own, "own variable": own, "fallback variable": "RUNPOD_ENDPOINT_ID"}[given] or "RUNPOD_ENDPOINT_ID"
+    flag = {"endpoint_id": "not-this-one"} if given == "flag" else {}
+    if given != "flag":
+        monkeypatch.setenv(want, "not-this-one")
     with RunPodSimulator() as sim, pytest.raises(RunAborted) as info:
-        ocrclient.convert(pdf, backend=profile, base_url=sim.base_url, endpoint_id="not-this-one",
-                          api_key=sim.api_key, model="m", cache=False)  # fmt: skip
+        ocrclient.convert(pdf, backend=profile, base_url=sim.base_url, api_key=sim.api_key, model="m", cache=False,
+                          **flag)  # fmt: skip
     assert f"check {want} / --endpoint-id" in str(info.value)
 
 

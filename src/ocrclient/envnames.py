@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["ENV_FALLBACKS", "ENV_NAME", "NOT_AN_ENV_NAME", "NOT_A_SECRET_ENV_NAME", "SECRET_ENV_NAME", "env_name", "fallback_env", "not_a_name"]
+__all__ = ["ENV_FALLBACKS", "ENV_NAME", "NOT_AN_ENV_NAME", "NOT_A_SECRET_ENV_NAME", "SECRET_ENV_NAME", "env_name", "env_that_gave", "fallback_env", "not_a_name"]
 
 #: what an environment variable's name is (POSIX's portable names: letters, digits, ``_``)
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -64,3 +64,17 @@ def fallback_env(transport: str | None, field: str, own_env: str | None) -> str 
     if var is not None and field == "base_url" and own_env not in (None, "", var):
         return None
     return var
+
+
+def env_that_gave(value: str | None, transport: str, field: str, own_env: str | None) -> str | None:
+    """The variable ``value`` of ``field`` was read from: the profile's own ``own_env``, or the
+    generic one it falls back to (:func:`fallback_env`); ``None`` when neither holds it (a flag,
+    a config file gave it).  A message that names the variable to check names this one: an
+    unknown RunPod endpoint read from ``RUNPOD_ENDPOINT_ID`` said to check the profile's own
+    ``RUNPOD_OLMOCR_ENDPOINT_ID``, which was not set."""
+    import os
+
+    for var in (own_env, fallback_env(transport, field, own_env)):
+        if var and value and os.environ.get(var) == value:
+            return var
+    return None

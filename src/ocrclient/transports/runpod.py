@@ -73,6 +73,7 @@ from tenacity import (
 )
 
 from ..config import BackendConfig
+from ..envnames import env_that_gave
 from ..errors import (
     BadOutputError,
     CancelledRunError,
@@ -264,7 +265,7 @@ class RunPodTransport(HttpImports):
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"backend {cfg.name!r}: bad runpod transport_options ({exc})") from exc
-        transport.endpoint_env = cfg.endpoint_id_env or transport.endpoint_env
+        transport.endpoint_env = env_that_gave(endpoint_id, "runpod", "endpoint_id", cfg.endpoint_id_env) or cfg.endpoint_id_env or transport.endpoint_env
         return transport
 
     # -- urls --------------------------------------------------------------------------------
