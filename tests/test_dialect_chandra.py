@@ -286,3 +286,15 @@ def test_markdown_is_chandras_own_on_every_recorded_reply(v2: ChandraDialect, na
     assert len(ours) == len(ref)
     # a Section-Header block without an <h*> tag is a heading in ours ("## ..."), text in Chandra's
     assert [o.removeprefix("## ") if o.removeprefix("## ") == r else o for o, r in zip(ours, ref, strict=True)] == ref
+
+
+def test_a_figure_writes_one_reference_whatever_holds_its_images() -> None:
+    """A figure div whose pictures sit inside a paragraph writes one reference, its own (they were
+    written again beside it: three references for one figure, and the next figure's crop linked
+    from the second)."""
+    from ocrclient.dialects.chandra import parse_chandra_html
+
+    c = parse_chandra_html('<div data-bbox="1 1 100 100" data-label="Figure"><p><img alt="a"/> <img alt="b"/></p><p>desc</p>'
+                           '</div><div data-bbox="1 200 100 300" data-label="Image"><img alt="c"/></div>', 1000)  # fmt: skip
+    assert c.markdown == "![a]()\n\ndesc\n\n![c]()"
+    assert [(b.type, b.text) for b in c.blocks] == [("figure", "a"), ("figure", "c")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 
@@ -86,7 +88,9 @@ def test_several_boxes_in_one_tag_and_images(ds: DeepSeekDialect) -> None:
     c = ds.parse(reply(text), request_for(make_page()))
     assert [b.type for b in c.blocks] == ["figure", "figure", "caption"]
     assert c.blocks[1].box == (500, 20, 900, 400)
-    assert c.markdown == "![](images/1.jpg)\n\nFigure 1: two panels"
+    # each box of the image tag a figure of its own, referenced in place (one reference for two
+    # figures: the second took the next picture's reference, or was put at the page's end)
+    assert c.markdown == "![](images/1.jpg)\n\n![](images/2.jpg)\n\nFigure 1: two panels"
 
 
 def test_malformed_tags_degrade(ds: DeepSeekDialect) -> None:
@@ -132,10 +136,11 @@ def test_a_det_never_closed_loses_no_text(ds: DeepSeekDialect, where: str, boxes
     c = ds.parse(reply(text), request_for(make_page()))
     assert c.markdown == "\n\n".join(paras)
     per = 2 if "], [" in boxes else 1
-    assert [b.text for b in c.blocks] == [p for p in paras for _ in range(per)]
-    for i, para in enumerate(paras):
-        for b in c.blocks[per * i : per * (i + 1)]:
-            assert b.box is not None and b.box[1] == 100 + 200 * i, (para, b.box)
+    assert [b.text for b in c.blocks] == paras  # (each text once, whatever its boxes)
+    for i, (para, b) in enumerate(zip(paras, c.blocks, strict=True)):
+        assert b.box is not None and b.box[1] == 100 + 200 * i, (para, b.box)
+        assert len(b.children) == (per if per > 1 else 0), b.children
+        assert all(k.box is not None and k.box[1] == 100 + 200 * i and not k.text for k in b.children), (para, b)
 
 
 def test_no_tags_at_all(ds: DeepSeekDialect) -> None:
@@ -201,3 +206,49 @@ async def test_over_the_wire_with_simulated_vllm(ds: DeepSeekDialect) -> None:
     assert seen[0]["max_tokens"] == 8192
     content = ds.parse(got, request_for(page))
     assert content.markdown.startswith("# Übungsblatt Sto 8") and len(content.blocks) == 18
+
+
+@pytest.mark.parametrize("label", ["text", "title", "table_caption"])
+def test_a_tag_with_several_boxes_writes_its_text_once_in_every_output(ds: DeepSeekDialect, label: str, tmp_path: Path) -> None:
+    """The whole kind: a reference with several boxes is one block, its text once, its boxes
+    its children and its own box their union; each output (md, json, txt, html, the searchable
+    PDF's text layer) holds that text exactly as often as a one-box reference's.  It was a block
+    per box, each with the whole text: twice in the JSON, the viewer and the PDF's text layer."""
+    import json
+
+    import pypdfium2 as pdfium
+    from PIL import Image
+
+    from ocrclient.document import Document, Page
+    from ocrclient.exporters import write_outputs
+    from ocrclient.geometry import content_to_blocks
+
+    text = ("<|ref|>image<|/ref|><|det|>[[100, 100, 300, 300], [600, 100, 900, 300]]<|/det|>\n"
+            "<|ref|>text<|/ref|><|det|>[[100, 320, 900, 350]]<|/det|>\nBetween the pictures and the rest.\n"
+            f"<|ref|>{label}<|/ref|><|det|>[[100, 400, 900, 450], [100, 460, 900, 500]]<|/det|>\nQuokka zebra twice\n"
+            f"<|ref|>{label}<|/ref|><|det|>[[100, 600, 900, 650]]<|/det|>\nWombat yak once\n")  # fmt: skip
+    page = make_page(ds.render)
+    request = request_for(page)
+    c = ds.parse(reply(text), request)
+    assert [b.type for b in c.blocks[:2]] == ["figure", "figure"]  # (one per box, each cropped)
+    multi = c.blocks[3]
+    assert multi.box == (100, 400, 900, 500) and [k.box for k in multi.children] == [(100, 400, 900, 450), (100, 460, 900, 500)]
+    assert all(not k.text and k.type == multi.type for k in multi.children)
+    src = tmp_path / "p.png"
+    Image.open(__import__("io").BytesIO(page.encoded.data)).save(src)  # type: ignore[union-attr]
+    w, h = page.frame.width_px, page.frame.height_px
+    doc = Document(source=str(src), backend="t", pages=[Page(page=1, status="ok", width=w, height=h, markdown=c.markdown,
+                                                             blocks=content_to_blocks(c, request, page))])  # fmt: skip
+    paths = {p.suffix: p for p in write_outputs(doc, tmp_path / "out", "p", ["md", "json", "txt", "html", "pdf"])}
+    pdf = pdfium.PdfDocument(paths[".pdf"])
+    written = {
+        ".json": json.dumps(json.loads(paths[".json"].read_text())),
+        ".pdf": pdf[0].get_textpage().get_text_range(),
+        **{k: paths[k].read_text() for k in (".md", ".txt", ".html")},
+    }
+    pdf.close()
+    for suffix, body in written.items():
+        once = body.count("Wombat yak once")
+        assert once >= 1 and body.count("Quokka zebra twice") == once, (suffix, body)
+    md = paths[".md"].read_text()
+    assert md.startswith("![Figure 1](p_figures/page1_fig1.png)\n\n![Figure 2](p_figures/page1_fig2.png)\n\nBetween"), md

@@ -173,3 +173,23 @@ def test_pages_render_at_200_dpi_capped_at_1540_never_enlarged(name: str | None,
     Image.new("RGB", (600, 400), "white").save(tmp_path / "small.png")
     sizes = [(p.encoded.width, p.encoded.height) for src in open_sources([pdf, tmp_path / "small.png"]) for p in iter_pages(src, spec) if p.encoded]
     assert sizes == [(1190, 1540), (600, 400), (1088, 1540), (600, 400)]
+
+
+def test_pictures_sharing_a_paragraph_are_figures_in_reading_order(lo: LightOnDialect) -> None:
+    """Two pictures in one paragraph before a single-picture one: each its own figure block, in
+    reading order, and no text block repeats them (they were a box-less text block holding both
+    references, their figures appended after the third: the markdown's K-th reference linked
+    the K-th figure, another picture's crop)."""
+    text = ("![image](image_1.png)600,200,900,300\n![image](image_2.png)400,400,500,500\n\nSome caption text.\n\n"
+            "![image](image_3.png)100,650,350,850\n")  # fmt: skip
+    c = lo.parse(reply(text), request_for(make_page()))
+    assert [(b.type, b.label, b.box) for b in c.blocks] == [
+        ("figure", "image_1.png", (600, 200, 900, 300)), ("figure", "image_2.png", (400, 400, 500, 500)),
+        ("text", None, None), ("figure", "image_3.png", (100, 650, 350, 850))]  # fmt: skip
+    assert c.blocks[2].text == "Some caption text."
+    # words in the paragraph with its pictures: one block of them, where they start, pictures apart
+    c = lo.parse(reply("Panels:\n![a](a.png)1,2,3,4\n![b](b.png)5,6,7,8\nleft and right.\n\n# ![logo](l.png)9,9,20,20 ACME"),
+                 request_for(make_page()))  # fmt: skip
+    assert [(b.type, b.text) for b in c.blocks] == [("text", "Panels:\nleft and right."), ("figure", "a"), ("figure", "b"),
+                                                    ("title", "ACME"), ("figure", "logo")]  # fmt: skip
+    assert all("![" not in b.text for b in c.blocks)

@@ -154,7 +154,11 @@ class Block(_Model):
     confidence: float | None = None
     label: str | None = Field(None, description="the model's own label, before mapping to type")
     flags: list[str] = Field(default_factory=list, description="geometry notes: clamped, reversed, degenerate")
-    children: list[Block] = Field(default_factory=list, description="lines of a paragraph, words of a line")
+    children: list[Block] = Field(
+        default_factory=list,
+        description="lines of a paragraph, words of a line; or the parts of a block the model boxed in several "
+        "places, without text (the block holds it once; its box is their union)",
+    )
     source: Literal["text-layer", "ocr"] | None = Field(
         None, description="where the text came from: the PDF's own text layer or OCR (null: not said)"
     )

@@ -305,8 +305,8 @@ def _figure_markdown(node: Tag) -> str:
 
     alt = _alt(node)
     rest = copy.copy(node)
-    for img in rest.find_all("img", recursive=False):
-        img.decompose()
+    for img in rest.find_all("img"):  # (one nested in a <p> too: a second reference for one figure
+        img.decompose()  # took the next figure's crop)
     extra = to_markdown(rest)
     clean_alt = re.sub(r"[\[\]]", "", alt)
     out = f"![{clean_alt}]()"

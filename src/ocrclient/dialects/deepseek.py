@@ -14,7 +14,9 @@ Facts, and where they were checked:
   started with ``--logits_processors vllm.model_executor.models.deepseek_ocr:NGramPerReqLogitsProcessor``.
   ``temperature=0``, ``max_tokens=8192`` (recipe and ``run_dpsk_ocr_pdf.py``).
 * Reply: ``<|ref|>label<|/ref|><|det|>[[x1, y1, x2, y2], ...]<|/det|>`` followed by the block's
-  markdown; one tag may hold several boxes; coordinates are ``v / 999`` of the image's width /
+  markdown; one tag may hold several boxes (read as one block, its text once, its box their
+  union and each box a child; an ``image`` tag as a figure per box, as the script crops each box
+  apart); coordinates are ``v / 999`` of the image's width /
   height (``run_dpsk_ocr_pdf.py`` ``draw_bounding_boxes``); ``image`` refs become pictures
   (``![](images/...)``) and every other tag is removed from the markdown (same file).  Replies that
   did not end in the end-of-sentence token were treated as repetition and skipped there.
@@ -71,6 +73,8 @@ _ENDS_WITH_SPLIT = re.compile(r"<---\s*Page Split\s*--->\s*$")
 #: that page alone (the others stay as they are)
 PAGE_NOTE = re.compile(r"^document page (\d+): (.*)$", re.DOTALL)
 GRID = 999
+#: a box on the grid, as the model wrote it
+Box = tuple[float, float, float, float]
 
 #: vllm_xargs of the DeepSeek-OCR vLLM recipe (the n-gram no-repeat logits processor)
 NGRAM_XARGS: Mapping[str, Any] = {"ngram_size": 30, "window_size": 90, "whitelist_token_ids": [128821, 128822]}
@@ -149,7 +153,7 @@ class DeepSeekDialect(ChatDialect):
         return parse_grounded(text)
 
 
-def _boxes(det: str, warnings: list[str], what: str) -> list[tuple[float, float, float, float]]:
+def _boxes(det: str, warnings: list[str], what: str) -> list[Box]:
     det = det.strip()
     try:
         value = ast.literal_eval(det)
@@ -186,7 +190,8 @@ def _clean(md: str) -> str:
 
 
 def parse_grounded(text: str) -> PageContent:
-    """Parse a grounding-mode reply: one block per box, markdown without the tags."""
+    """Parse a grounding-mode reply: one block per tag (an ``image`` tag: one figure per box),
+    markdown without the tags."""
     warnings: list[str] = []
     blocks: list[RawBlock] = []
     parts: list[str] = []
@@ -206,24 +211,44 @@ def parse_grounded(text: str) -> PageContent:
         what = f"<|ref|>{label[:30]}"
         boxes = _boxes(m.group(2) if m.group(2) is not None else m.group(3), warnings, what)
         if kind == "figure":
-            figure_n += 1
-            ref = f"![](images/{figure_n}.jpg)"
-            parts.append(ref if not body else ref + "\n\n" + body)
-            text_for_block = body
-        else:
-            if body:
-                parts.append(body)
-            text_for_block = heading_text(body) if kind in ("title", "section_header") else body
-        if not boxes:
-            blocks.append(RawBlock(type=kind, text=text_for_block, label=label))
-        for box in boxes:
-            blocks.append(RawBlock(type=kind, text=text_for_block, box=box, label=label))
+            figures = _figures(boxes, body, label)
+            refs = [f"![](images/{figure_n + k}.jpg)" for k in range(1, len(figures) + 1)]
+            figure_n += len(figures)
+            parts.append("\n\n".join(refs + ([body] if body else [])))
+            blocks.extend(figures)
+            continue
+        if body:
+            parts.append(body)
+        text_for_block = heading_text(body) if kind in ("title", "section_header") else body
+        blocks.append(_grounded_block(kind, text_for_block, label, boxes))
     return PageContent(
         markdown="\n\n".join(p for p in parts if p.strip()),
         blocks=blocks,
         space=CoordSpace.grid(GRID),
         warnings=warnings,
     )
+
+
+def _figures(boxes: list[Box], body: str, label: str) -> list[RawBlock]:
+    """An ``image`` tag's figures: one per box, each cropped and referenced in place (DeepSeek's
+    own script crops every box of an image tag as a picture of its own; their union would crop
+    the text between two pictures too), the tag's text (if any) on the first one only."""
+    if not boxes:
+        return [RawBlock(type="figure", text=body, label=label)]
+    return [RawBlock(type="figure", text=body if k == 0 else "", box=box, label=label) for k, box in enumerate(boxes)]
+
+
+def _grounded_block(kind: str, text: str, label: str, boxes: list[Box]) -> RawBlock:
+    """One tag's block, its text once: a tag with several boxes (a paragraph that goes on in the
+    next column) is one block whose box holds them all, each box a child without text of its
+    own (a block per box, each with the whole text, wrote it once per box in the JSON, the
+    viewer and the searchable PDF's text layer)."""
+    if len(boxes) <= 1:
+        return RawBlock(type=kind, text=text, box=boxes[0] if boxes else None, label=label)
+    ordered = [(min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3])) for b in boxes]
+    union = (min(b[0] for b in ordered), min(b[1] for b in ordered), max(b[2] for b in ordered), max(b[3] for b in ordered))
+    children = [RawBlock(type=kind, box=box, label=label) for box in boxes]
+    return RawBlock(type=kind, text=text, box=union, label=label, children=children)
 
 
 class DeepSeekDocumentDialect:

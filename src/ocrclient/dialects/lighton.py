@@ -37,7 +37,7 @@ from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
 from ..models import ModelReply, ModelRequest, PageContent, RawBlock
 from .base import ChatDialect
-from .parsing import markdown_blocks, parse_box
+from .parsing import chunk_block, markdown_chunks, parse_box
 from .request_parts import image_part, text_part
 
 __all__ = ["LightOnDialect", "parse_lighton"]
@@ -46,13 +46,14 @@ GRID = 1000
 _N = r"([-+]?\d+(?:\.\d+)?)"
 _NUMS = r"(?:\[[ \t]*)?" + r"[ \t]*,[ \t]*".join([_N] * 4) + r"(?:[ \t]*\])?"
 _REF = r"!\[([^\]\n]*)\]\(([^)\s]*)\)"
-#: a picture's box right after its reference (the -bbox models' own format) ...
-_IMG_BOX = re.compile(_REF + _NUMS)
-#: ... or after a space (the -bbox-soup card writes it so), ending its line: numbers that text
-#: goes on after ("![..](..) 1, 2, 3, 4 are the steps") are the page's words, not a box
-_IMG_BOX_SPACED = re.compile(_REF + r"[ \t]+" + _NUMS + r"(?=[ \t]*(?:\n|$))")
-#: a paragraph that is one picture reference, and its source (as ``markdown_blocks`` takes it)
-_FIG_CHUNK = re.compile(r"\s*!\[[^\]]*\]\(([^)]*)\)\s*")
+#: a picture's box right after its reference (the -bbox models' own format), or after a space
+#: (the -bbox-soup card writes it so) ending its line: numbers that text goes on after ("![..](..)
+#: 1, 2, 3, 4 are the steps") are the page's words, not a box
+_IMG_BOX = re.compile(_REF + r"(?:" + _NUMS + r"|[ \t]+" + _NUMS + r"(?=[ \t]*(?:\n|$)))")
+#: any picture reference, as the markdown writer finds them (a source with spaces included)
+_ANY_REF = re.compile(r"!\[([^\]\n]*)\]\(([^)\n]*)\)")
+#: paragraphs whose pictures stay in their text (a table's cell, code, math): not split apart
+_KEEP_WHOLE = ("table", "code", "equation")
 #: a markdown thematic break (``---``): a separator in the markdown, not a block
 _RULE = re.compile(r"(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,}")
 
@@ -93,26 +94,74 @@ class LightOnDialect(ChatDialect):
 
 def parse_lighton(text: str) -> PageContent:
     """Markdown blocks, plus figure blocks with boxes for ``![image](..)x1,y1,x2,y2`` (or with a
-    space before numbers that end the line).  Each box goes to the figure of its own reference:
-    a reference with no box, or one inside a line of text (a logo in a heading), took the next
-    picture's box by order, and its crop with it."""
+    space before numbers that end the line), in reading order.  Each picture reference is a
+    figure block of its own, carrying the box written after it: a paragraph holding several
+    pictures (one per line, as the -bbox models write them) gives one figure per picture and
+    its other text, if any, one block without the pictures (the pictures were one box-less text
+    block, their boxed figures appended at the page's end: the K-th reference linked another
+    picture's crop)."""
     warnings: list[str] = []
-    boxed: dict[str, list[RawBlock]] = {}
-
-    def repl(m: re.Match[str]) -> str:
-        alt, src = m.group(1), m.group(2)
-        box = parse_box(m.groups()[2:6], GRID, warnings, what=f"image {src or alt}")
-        boxed.setdefault(src, []).append(RawBlock(type="figure", text=alt, box=box, label=src or "image"))
-        return f"![{alt}]({src})"
-
-    markdown = _IMG_BOX.sub(repl, _IMG_BOX_SPACED.sub(repl, text)).strip()
-    # the source of each figure paragraph, in order (what markdown_blocks makes a figure block)
-    sources = iter([m.group(1) for chunk in re.split(r"\n[ \t]*\n", markdown) if (m := _FIG_CHUNK.fullmatch(chunk.strip("\n")))])
+    markdown, boxed = _strip_boxes(text, warnings)
     blocks: list[RawBlock] = []
-    for block in markdown_blocks(markdown):
+    for start, chunk in markdown_chunks(markdown):
+        block = chunk_block(chunk)
         if block.type == "text" and _RULE.fullmatch(block.text.strip()):
             continue  # a separator, not content: it stays in the markdown, it is no block
-        own = boxed.get(next(sources, None) or "") if block.type == "figure" else None
-        blocks.append(own.pop(0) if own else block)
-    blocks.extend(b for left in boxed.values() for b in left)  # (written inside text: boxes still)
+        refs = list(_ANY_REF.finditer(chunk))
+        if block.type in _KEEP_WHOLE or not refs:
+            blocks.append(block)  # (a boxed picture inside a table: its figure follows the table)
+            blocks.extend(boxed[start + m.start()] for m in refs if start + m.start() in boxed)
+            continue
+        blocks.extend(_split_pictures(chunk, start, refs, boxed))
     return PageContent(markdown=markdown, blocks=blocks, space=CoordSpace.grid(GRID), warnings=warnings)
+
+
+def _strip_boxes(text: str, warnings: list[str]) -> tuple[str, dict[int, RawBlock]]:
+    """``text`` without the boxes written after its pictures, and the figure block of each boxed
+    picture by the offset of its reference in that markdown."""
+    out: list[str] = []
+    at: dict[int, RawBlock] = {}
+    pos = size = 0
+    for m in _IMG_BOX.finditer(text):
+        alt, src = m.group(1), m.group(2)
+        nums = [g for g in m.groups()[2:] if g is not None]
+        box = parse_box(nums, GRID, warnings, what=f"image {src or alt}")
+        ref = f"![{alt}]({src})"
+        out += [text[pos : m.start()], ref]
+        size += m.start() - pos
+        at[size] = RawBlock(type="figure", text=alt, box=box, label=src or "image")
+        size += len(ref)
+        pos = m.end()
+    out.append(text[pos:])
+    joined = "".join(out)
+    lead = len(joined) - len(joined.lstrip())
+    return joined.strip(), {k - lead: b for k, b in at.items()}
+
+
+def _split_pictures(chunk: str, start: int, refs: list[re.Match[str]], boxed: dict[int, RawBlock]) -> list[RawBlock]:
+    """A paragraph holding pictures: a figure block per picture (its boxed one, else a box-less
+    one with its alt text) and the paragraph's other text, if any, one block where it starts."""
+    rest = _without_pictures(chunk)
+    out: list[RawBlock] = []
+    pos = 0
+    for m in refs:
+        if rest and chunk[pos : m.start()].strip():
+            out.append(chunk_block(rest))
+            rest = ""
+        out.append(boxed.get(start + m.start()) or RawBlock(type="figure", text=m.group(1)))
+        pos = m.end()
+    if rest:
+        out.append(chunk_block(rest))
+    return out
+
+
+def _without_pictures(chunk: str) -> str:
+    """A paragraph's text with its picture references taken out (a line left empty dropped)."""
+    lines = []
+    for line in chunk.split("\n"):
+        if _ANY_REF.search(line):
+            line = " ".join(_ANY_REF.sub(" ", line).split())
+            if not line or line in ("#", "##", "###", "####", "#####", "######", "-", "*", "+"):
+                continue
+        lines.append(line)
+    return "\n".join(lines).strip("\n")

@@ -23,7 +23,7 @@ from typing import Any
 from ..document import BLOCK_TYPES
 from ..models import RawBlock
 
-__all__ = ["block_type", "heading_text", "markdown_blocks", "parse_box"]
+__all__ = ["block_type", "chunk_block", "heading_text", "markdown_blocks", "markdown_chunks", "parse_box"]
 
 
 def block_type(label: str | None, mapping: Mapping[str, str], default: str = "text") -> str:
@@ -104,28 +104,43 @@ def _md_type(chunk: str) -> str:
     return "text"
 
 
-def markdown_blocks(markdown: str) -> list[RawBlock]:
-    """Split model markdown on blank lines (keeping fenced code, ``$$`` math and HTML tables whole)
-    into box-less blocks with a type guessed from the markdown syntax."""
-    blocks: list[RawBlock] = []
+def chunk_block(chunk: str) -> RawBlock:
+    """One paragraph of model markdown (a chunk of :func:`markdown_chunks`) as a box-less block
+    with a type guessed from its markdown syntax."""
+    kind = _md_type(chunk)
+    text = chunk
+    m = _FIG.match(chunk.strip())
+    if kind == "figure" and m:
+        text = m.group(1)
+    elif kind in ("title", "section_header"):
+        text = heading_text(chunk)
+    return RawBlock(type=kind, text=text)
+
+
+def markdown_chunks(markdown: str) -> list[tuple[int, str]]:
+    """Model markdown split on blank lines (keeping fenced code, ``$$`` math and HTML tables
+    whole): each paragraph with its offset in ``markdown``.
+
+    >>> markdown_chunks("A\n\n\nB c")
+    [(0, 'A'), (4, 'B c')]
+    """
+    chunks: list[tuple[int, str]] = []
     buf: list[str] = []
+    start = pos = 0
     fence: str | None = None
 
     def flush() -> None:
-        chunk = "\n".join(buf).strip("\n")
+        joined = "\n".join(buf)
+        chunk = joined.strip("\n")
         buf.clear()
         if chunk.strip():
-            kind = _md_type(chunk)
-            text = chunk
-            m = _FIG.match(chunk.strip())
-            if kind == "figure" and m:
-                text = m.group(1)
-            elif kind in ("title", "section_header"):
-                text = heading_text(chunk)
-            blocks.append(RawBlock(type=kind, text=text))
+            chunks.append((start + len(joined) - len(joined.lstrip("\n")), chunk))
 
     for line in markdown.split("\n"):
         stripped = line.strip()
+        if not buf:
+            start = pos
+        pos += len(line) + 1
         if fence is None:
             if stripped.startswith("```"):
                 fence = "```"
@@ -144,4 +159,10 @@ def markdown_blocks(markdown: str) -> list[RawBlock]:
         ):
             fence = None
     flush()
-    return blocks
+    return chunks
+
+
+def markdown_blocks(markdown: str) -> list[RawBlock]:
+    """Split model markdown on blank lines (keeping fenced code, ``$$`` math and HTML tables whole)
+    into box-less blocks with a type guessed from the markdown syntax."""
+    return [chunk_block(chunk) for _, chunk in markdown_chunks(markdown)]

@@ -18,8 +18,11 @@ finishes (:mod:`ocrclient.exporters.sink`), so they exist for documents given as
 then links the crop:
 
 * if the page markdown already has image references (``![alt](image_1.png)``, ``![alt]()``,
-  ``<img ...>``), the K-th reference on the page is the K-th figure block (models write them in
-  the same order) and is rewritten to ``![caption or alt](<stem>_figures/pageN_figK.png)``;
+  ``<img ...>``), a figure block whose label names one reference's source (LightOnOCR's
+  ``image_2.png``) takes that reference, and the K-th of the other references on the page is the
+  K-th of the other figure blocks (models write them in the same order, and each dialect makes
+  one figure block per reference it writes, in that order); the reference is rewritten to
+  ``![caption or alt](<stem>_figures/pageN_figK.png)``;
 * a figure with no reference of its own is inserted as its own paragraph right after the
   paragraph holding the text of the block before it in block order (before the next block's
   paragraph when there is no such block, at the end of the page when neither is found).
@@ -225,6 +228,37 @@ def _text_block_spans(page: Page, md: str) -> list[tuple[int, int]]:
     return spans
 
 
+def _src(m: re.Match[str]) -> str:
+    """The source an image reference names (``![alt](src)``; ``""`` for an ``<img>`` tag)."""
+    return (m.group("src") or "").strip()
+
+
+def _own_refs(figs: list[Block], refs: list[re.Match[str]], free: list[re.Match[str]]) -> dict[int, re.Match[str]]:
+    """Each figure's own reference (figure index from 1 -> reference) among ``free``, the
+    references a figure may take (``refs``: every one outside code).  A figure whose label is
+    the source of exactly one reference on the page (LightOnOCR's ``image_2.png``) is that
+    reference's, wherever either is written (or has none, when that reference is inside a text
+    block); the other figures take the references left, the K-th the K-th, as models write
+    them in the same order."""
+    names: dict[str, list[re.Match[str]]] = {}
+    for m in refs:
+        if _src(m):
+            names.setdefault(_src(m), []).append(m)
+    labels = [f.label or "" for f in figs]
+    named = {k for k, label in enumerate(labels, start=1) if len(names.get(label, ())) == 1 and labels.count(label) == 1}
+    own: dict[int, re.Match[str]] = {}
+    for k in named:
+        if (m := names[labels[k - 1]][0]) in free:
+            own[k] = m
+    left = iter([m for m in free if not any(m is o for o in own.values())])
+    for k in range(1, len(figs) + 1):
+        if k not in named:
+            nxt: re.Match[str] | None = next(left, None)
+            if nxt is not None:
+                own[k] = nxt
+    return own
+
+
 def page_markdown(page: Page, links: Links) -> str:
     """One page's markdown with its figure references pointing at the crops in ``links``."""
     md = page.markdown.strip()
@@ -238,14 +272,13 @@ def page_markdown(page: Page, links: Links) -> str:
     # nor those written inside a text block (a logo inline in a heading): a figure's crop went to
     # the first such reference on the page, and the figure's own was left empty
     inline = _text_block_spans(page, md)
-    refs = [m for m in refs if not any(a <= m.start() < b for a, b in inline)]
+    own = _own_refs(figs, refs, [m for m in refs if not any(a <= m.start() < b for a, b in inline)])
     edits: list[tuple[int, int, str]] = []
     for k, fig in enumerate(figs, start=1):
         link = links.get((page.page, k))
         if link is None:
             continue
-        if k <= len(refs):
-            m = refs[k - 1]
+        if (m := own.get(k)) is not None:
             edits.append((m.start(), m.end(), f"![{_alt_for(page, fig, k, _ref_alt(m))}]({link})"))
         else:
             pos, before = _insert_at(md, page, fig)
