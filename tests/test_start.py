@@ -290,6 +290,39 @@ async def test_the_dialects_warm_up_waits_for_the_first_window_of_requests(pages
     assert seen["dialect"] == window and seen["in flight"] == window, seen
 
 
+async def test_the_dialects_warm_up_waits_for_the_windows_requests_to_be_written() -> None:
+    """... and for the requests of that window to be written: the last one's upload (a 0.6 MB
+    page) went on while the dialect's import held the interpreter, and the page reached the
+    server later (the start stagger).  A transport reporting the first body written at once
+    and each later one 0.2 s after its send starts: the dialect warms up once all 4 are
+    written, not as the 4th starts."""
+    from ocrclient.transports.written import REQUEST_WRITTEN
+
+    from .fakes import FakeDialect
+
+    written: list[float] = []
+    seen: dict[str, int] = {}
+
+    class Uploading(FakeTransport):
+        async def send(self, request: Any) -> Any:
+            report = REQUEST_WRITTEN.get()
+            if written:
+                await _sleep(0.2)  # the upload
+            written.append(1)
+            if report is not None:
+                report()
+            return await super().send(request)
+
+    class Dialect(FakeDialect):
+        async def warm_up(self) -> None:
+            seen["written"] = len(written)
+
+    be = make_backend(Uploading(service_s=0.3), Dialect())
+    doc = await asyncio.wait_for(Scheduler(be, concurrency=4).run_document("doc.pdf", page_stream(8)), 30)
+    assert [p.status for p in doc.pages] == ["ok"] * 8
+    assert seen["written"] == 4, seen
+
+
 async def test_a_backend_warmed_up_with_no_window_warms_every_part_at_once() -> None:
     """``Backend.warm_up()`` without the scheduler's event (a caller's own warm-up) runs both
     parts' warm-ups and returns."""

@@ -23,6 +23,10 @@ __all__ = ["AdaptiveLimiter", "FirstWindow", "WritesFirst"]
 #: (:meth:`WritesFirst.after_reply`): a page's upload over a slow link is not waited out
 SEND_FIRST_MAX_S = 0.05
 
+#: how long what waits for the first window of requests to be written waits at most
+#: (:meth:`WritesFirst.drained`): the first pages' uploads over a slow link are not waited out
+WINDOW_WRITTEN_MAX_S = 1.0
+
 
 class AdaptiveLimiter:
     """An AIMD concurrency limit shared by every document of one backend.
@@ -176,6 +180,17 @@ class WritesFirst:
         finally:
             REQUEST_WRITTEN.reset(token)
             written(reported=False)
+
+    async def drained(self, max_s: float = WINDOW_WRITTEN_MAX_S) -> None:
+        """Return once every request sent so far is written (at most ``max_s``; at once while
+        the transport has reported no write: one that never does is not waited for)."""
+        if not self.reported:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max_s):
+                while self.unwritten:
+                    self._changed.clear()
+                    await self._changed.wait()
 
     async def after_reply(self, limiter: AdaptiveLimiter) -> None:
         """Called as a reply frees its slot of ``limiter``: when a task waits for the slot,

@@ -31,6 +31,7 @@ from .imaging import RenderSpec
 from .plugins import table
 
 if TYPE_CHECKING:  # the transports import httpx: only load_transport imports one
+    from .concurrency import WritesFirst
     from .transports.base import Transport
 
 __all__ = ["DIALECTS", "TRANSPORTS", "Backend", "configured", "load_backend", "load_dialect", "load_transport"]
@@ -172,20 +173,24 @@ class Backend:
             except Exception as exc:
                 log.debug("%s.preload failed: %s", type(self.transport).__name__, exc)
 
-    async def warm_up(self, requests_out: asyncio.Event | None = None) -> None:
+    async def warm_up(self, requests_out: asyncio.Event | None = None, writes: WritesFirst | None = None) -> None:
         """Prepare what the first request and the first reply need, each before it is needed:
         each part's own optional ``async warm_up()``.  The transport's (the OpenAI transport reads
         ``/v1/models``, the RunPod transport imports the async HTTP stack) starts at once, beside
         the first page's render; the dialect's (Chandra imports its HTML parser, ~60 ms of Python
         holding the interpreter) waits for ``requests_out``, which the scheduler sets once the
-        first window of requests has gone, so it runs while they are served, not while the first
-        pages are encoded and sent.  It never raises (a part that cannot warm up works as it did:
-        the first request, or the first reply's parse, does it then)."""
+        first window of requests has gone, and then for those requests to be written (``writes``,
+        :meth:`~ocrclient.concurrency.WritesFirst.drained`: the last one's upload went on beside
+        the import), so it runs while they are served, not while the first pages are encoded and
+        sent.  It never raises (a part that cannot warm up works as it did: the first request, or
+        the first reply's parse, does it then)."""
 
         async def dialect() -> None:
             if requests_out is not None:
                 await requests_out.wait()
                 await asyncio.sleep(0)  # the request that filled the window starts first
+                if writes is not None:
+                    await writes.drained()
             await _warm(self.dialect)
 
         await asyncio.gather(_warm(self.transport), dialect())

@@ -301,7 +301,7 @@ class Scheduler:
         may start a container scaled to zero)."""
         if self.cache is not None:
             await sending.wait()
-        await self.backend.warm_up(self._window.out)
+        await self.backend.warm_up(self._window.out, self._writes)
 
     def _keep_partial(self, runs: list[_Run], first: int, reason: OcrError) -> None:
         """The run stopped: its documents from number ``first`` on, as far as they got, in
