@@ -404,6 +404,8 @@ class RunPodSimulator(ServerOwner):
             self.max_outstanding = max(self.max_outstanding, states["IN_QUEUE"] + states["IN_PROGRESS"])
             if self._warm_at is None:
                 self._warm_at = self.clock() + self.plan.cold_start_s
+            if self._stop.is_set():  # (stop() is releasing every waiter: a /runsync must not wait)
+                job.done_event.set()
         self._queue.put(job)
         return job
 
