@@ -25,7 +25,15 @@ import sys
 import threading
 from typing import Any
 
-from .faults import FAULTS, FaultPlan, FixedResponder, ReplayResponder, Responder, echo_responder
+from .faults import (
+    FAULTS,
+    FaultPlan,
+    FixedResponder,
+    ReplayResponder,
+    Responder,
+    check_rate,
+    echo_responder,
+)
 from .responders import DIALECT_NAMES, DialectResponder
 
 KINDS = ("runpod", "openai", "modal", "proxy", "ocular")
@@ -36,9 +44,9 @@ def _rate(text: str) -> tuple[str, float]:
     if name not in FAULTS or not value:
         raise argparse.ArgumentTypeError(f"expected FAULT=P with FAULT one of {', '.join(FAULTS)}")
     try:
-        return name, float(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a probability: {value!r}") from exc
+        return name, check_rate(name, float(value))
+    except ValueError as exc:  # (-0.5, 1.5, nan, inf were taken: the simulator served with them)
+        raise argparse.ArgumentTypeError(f"not a probability in [0, 1]: {value!r}") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
