@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="served model id: a request naming another is refused as vLLM does")
     p.add_argument("--flavour", choices=("api", "local"), default="api",
                    help="runpod: the RunPod API (/v2/ENDPOINT/...) or the runpod SDK's local test server")
-    p.add_argument("--max-model-len", type=int, default=16384)
+    p.add_argument("--max-model-len", type=int, default=16384,
+                   help="the served model's context: a chat request (runpod: chat job) whose prompt + "
+                        "max_tokens is over it gets vLLM's 400 (runpod: the job FAILs with it)")
     p.add_argument("--error-shape", choices=("new", "flat"), default="new")
     p.add_argument("--proxy-idle", type=float, default=100.0, help="proxy: 524 after S s of silence")
     p.add_argument("--modal-redirect-after", type=float, default=150.0)
@@ -120,7 +122,7 @@ def make_simulator(args: argparse.Namespace) -> Any:
     common: dict[str, Any] = {"plan": plan, "responder": _responder(args), "host": args.host,
                               "port": args.port}
     if args.kind == "runpod":
-        kwargs = {**common, "flavour": args.flavour, "model": args.model}
+        kwargs = {**common, "flavour": args.flavour, "model": args.model, "max_model_len": args.max_model_len}
         if args.no_auth:
             kwargs["api_key"] = None
         elif args.api_key:
