@@ -25,7 +25,15 @@ import sys
 import threading
 from typing import Any
 
-from .faults import FAULTS, FaultPlan, FixedResponder, ReplayResponder, Responder, echo_responder
+from .faults import (
+    FAULTS,
+    FaultPlan,
+    FixedResponder,
+    ReplayResponder,
+    Responder,
+    check_rate,
+    echo_responder,
+)
 from .responders import DIALECT_NAMES, DialectResponder
 
 KINDS = ("runpod", "openai", "modal", "proxy", "ocular")
@@ -36,9 +44,9 @@ def _rate(text: str) -> tuple[str, float]:
     if name not in FAULTS or not value:
         raise argparse.ArgumentTypeError(f"expected FAULT=P with FAULT one of {', '.join(FAULTS)}")
     try:
-        return name, float(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a probability: {value!r}") from exc
+        return name, check_rate(name, float(value))
+    except ValueError as exc:  # (-0.5, 1.5, nan, inf were taken: the simulator served with them)
+        raise argparse.ArgumentTypeError(f"not a probability in [0, 1]: {value!r}") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="served model id: a request naming another is refused as vLLM does")
     p.add_argument("--flavour", choices=("api", "local"), default="api",
                    help="runpod: the RunPod API (/v2/ENDPOINT/...) or the runpod SDK's local test server")
-    p.add_argument("--max-model-len", type=int, default=16384)
+    p.add_argument("--max-model-len", type=int, default=16384,
+                   help="the served model's context: a chat request (runpod: chat job) whose prompt + "
+                        "max_tokens is over it gets vLLM's 400 (runpod: the job FAILs with it)")
     p.add_argument("--error-shape", choices=("new", "flat"), default="new")
     p.add_argument("--proxy-idle", type=float, default=100.0, help="proxy: 524 after S s of silence")
     p.add_argument("--modal-redirect-after", type=float, default=150.0)
@@ -112,7 +122,7 @@ def make_simulator(args: argparse.Namespace) -> Any:
     common: dict[str, Any] = {"plan": plan, "responder": _responder(args), "host": args.host,
                               "port": args.port}
     if args.kind == "runpod":
-        kwargs = {**common, "flavour": args.flavour, "model": args.model}
+        kwargs = {**common, "flavour": args.flavour, "model": args.model, "max_model_len": args.max_model_len}
         if args.no_auth:
             kwargs["api_key"] = None
         elif args.api_key:

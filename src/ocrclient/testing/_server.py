@@ -6,7 +6,8 @@ own (so it runs beside pytest-asyncio's loop without interference), and one thre
 connection is plenty for loopback tests.
 
 * :class:`LoopbackServer` serves one simulator (its ``owner``) in a daemon thread; it tracks its
-  open connections so that a restart can cut them all, idle keep-alive ones included, and it
+  open connections so that a restart or stop can cut them all, idle keep-alive ones included
+  (a stopped server answers on none and leaves no thread behind), and it
   stays quiet about clients that hang up (cancelled sends, timeouts, resets are normal here).
 * :class:`SimHandler` speaks HTTP/1.1 with ``TCP_NODELAY`` and hands each request to
   :meth:`SimHandler.respond` (a simulator's handler overrides it).
@@ -76,8 +77,10 @@ class LoopbackServer(ThreadingHTTPServer):
         #: set when this run ends (stop, restart): the simulator's workers watch it while they wait
         self.cut = threading.Event()
         self.thread: threading.Thread | None = None
+        self.name = "sim"
         self._conn_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
+        self._threads_alive: set[threading.Thread] = set()
         #: TCP connections accepted by this run (a client that reuses its connections opens
         #: as many as it has requests in flight at once, not one per request)
         self.accepted = 0
@@ -89,6 +92,7 @@ class LoopbackServer(ThreadingHTTPServer):
     ) -> LoopbackServer:
         """Listen on ``host:port`` (0: any free port) and serve in a daemon thread."""
         server = cls((host, port), handler, owner)
+        server.name = name
         server.thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True, name=name
         )
@@ -99,17 +103,41 @@ class LoopbackServer(ThreadingHTTPServer):
     def port(self) -> int:
         return int(self.server_address[1])
 
-    def stop(self) -> None:
-        """Stop serving and close the listening socket (the port refuses from now on)."""
+    def stop(self, join_s: float = 2.0) -> None:
+        """Stop as the process would end: the port refuses from now on, every open connection
+        (idle keep-alive ones included) is reset, and the threads serving them end, waited for
+        up to ``join_s`` seconds in all.  (It closed the port only: a client that kept its
+        connection alive was still answered by a stopped simulator, and its handler thread
+        lived on until the client hung up.)"""
         self.cut.set()
-        self.shutdown()
+        self.shutdown()  # accept no more connections (every accepted one is tracked by now)
         self.server_close()
+        self.cut_connections()
+        deadline = time.monotonic() + join_s
+        for thread in self.threads():
+            if thread is not threading.current_thread():
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def threads(self) -> list[threading.Thread]:
+        """The threads of this run still alive: those serving connections, and those
+        :meth:`spawn` started."""
+        with self._conn_lock:
+            return [t for t in self._threads_alive if t.is_alive()]
+
+    def spawn(self, target: Any, name: str) -> threading.Thread:
+        """Start a daemon thread belonging to this run (:meth:`stop` waits for it)."""
+        thread = threading.Thread(target=target, daemon=True, name=name)
+        with self._conn_lock:
+            self._threads_alive = {t for t in self._threads_alive if t.is_alive()}
+            self._threads_alive.add(thread)
+        thread.start()
+        return thread
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
             self._connections.add(request)
             self.accepted += 1
-        super().process_request(request, client_address)
+        self.spawn(lambda: self.process_request_thread(request, client_address), f"{self.name}-conn")
 
     def shutdown_request(self, request: Any) -> None:
         with self._conn_lock:

@@ -177,11 +177,29 @@ def _feed(digest: Any, value: Any) -> None:
         digest.update(raw)
 
 
+def check_rate(name: str, rate: Any) -> float:
+    """``rate`` if it is a probability (a finite number in [0, 1]), else a ``ValueError``
+    naming the fault:
+
+        >>> check_rate("http_503", 0.25)
+        0.25
+        >>> check_rate("failed", float("nan"))
+        Traceback (most recent call last):
+        ...
+        ValueError: fault rate of failed must be a number in [0, 1], got nan
+    """
+    ok = isinstance(rate, int | float) and not isinstance(rate, bool) and 0.0 <= rate <= 1.0  # (NaN: False)
+    if not ok:
+        raise ValueError(f"fault rate of {name} must be a number in [0, 1], got {rate!r}")
+    return float(rate)
+
+
 @dataclass
 class FaultPlan:
     """Rates per fault class, latency, service slots and cold start — all seeded.
 
-    * ``rates`` – probability per request of each fault class in :data:`FAULTS` (summing ≤ 1).
+    * ``rates`` – probability per request of each fault class in :data:`FAULTS`: each a number in
+      [0, 1] (else ``ValueError``), summing ≤ 1.
     * ``latency_s`` – (min, max) service time of a healthy request, drawn uniformly (seeded), or
       one number for a fixed time:
       how long it holds its slot, counted from when it got the slot (after any cold start), the
@@ -215,6 +233,8 @@ class FaultPlan:
         unknown = set(self.rates) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown fault classes: {sorted(unknown)}; known: {FAULTS}")
+        for name, rate in self.rates.items():  # (-0.5 or NaN passed while the sum was <= 1)
+            check_rate(name, rate)
         if sum(self.rates.values()) > 1.0 + 1e-9:
             raise ValueError("fault rates sum to more than 1")
         # one number is a fixed time (it was taken as given, and every simulator worker died

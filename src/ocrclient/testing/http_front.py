@@ -209,7 +209,7 @@ class ProxyFront(ServerOwner):
                     rec.done.set()
                     return
 
-        threading.Thread(target=collect, daemon=True, name=f"{self.name}-collect").start()
+        h.server.spawn(collect, f"{self.name}-collect")  # (stop() waits for it)
         self._see_other(h, req, call_id)
 
     def serve_result(self, h: SimHandler, req: SimRequest, call_id: str, started: float) -> None:

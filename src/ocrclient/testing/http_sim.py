@@ -388,7 +388,7 @@ class HTTPSimulator(ProxyFront, abc.ABC):
                                                           "type": "InternalServerError",
                                                           "param": None, "code": 500}})
 
-            threading.Thread(target=run, daemon=True, name=f"{self.name}-work").start()
+            h.server.spawn(run, f"{self.name}-work")  # (stop() waits for it)
             self.pump(h, req, q, started)
         finally:
             with self._lock:

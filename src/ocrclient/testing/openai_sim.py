@@ -8,8 +8,10 @@
   final usage chunk when ``stream_options.include_usage`` is set),
 * vLLM's error bodies, ``{"error": {"message", "type", "param", "code"}}`` (``error_shape="new"``)
   or the older flat ``{"object": "error", "message", ...}`` (``error_shape="flat"``), the API-key
-  check (401 ``{"error": "Unauthorized"}`` on ``/v1/*``), 404 for an unknown model and 400 when
-  ``max_tokens`` does not fit in ``max_model_len``.
+  check (401 ``{"error": "Unauthorized"}`` on ``/v1/*``), and vLLM's request checks
+  (:mod:`.vllm_checks`, shared with the RunPod simulator's chat jobs): 404 for an unknown model,
+  400 for no messages, a ``max_tokens`` that is no integer or below 1 or does not fit in
+  ``max_model_len``, a negative ``temperature``, a ``top_p`` outside (0, 1].
 
 Faults come from a seeded :class:`~ocrclient.testing.faults.FaultPlan` (``http_*``, ``reset``,
 ``hang``, ``slow_first_byte``, ``length``, ``garbage``), plus service slots, latency and cold start;
@@ -59,6 +61,7 @@ from .http_sim import (  # HTTPSimulator .. Worker: re-exported (their old home)
     SimulatorMode,
     Worker,
 )
+from .vllm_checks import Refusal, check_chat, check_generation
 
 __all__ = ["CLOUDFLARE_524", "FAULT_STATUS", "Emit", "HTTPSimulator", "OpenAISimulator", "SimRequest",
            "SimulatorMode", "Worker"]
@@ -213,32 +216,13 @@ class OpenAISimulator(HTTPSimulator):
                 else:
                     self.emit_error(emit, status, msg)
                 return
-            if body.get("model") not in (None, "", self.model):  # (none named: vLLM serves its own)
-                self.emit_error(emit, 404, f"The model `{body.get('model')}` does not exist.", param="model")
-                return
-            messages = body.get("messages")
-            if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-                # (vLLM's request validation: its 400, before the model runs)
-                self.emit_error(emit, 400, "messages: Field required" if messages is None
-                                else "messages: Input should be a non-empty list of message objects")  # fmt: skip
-                return
-            start = self.first_byte_delayed(start, fault)
-            reply = self.responder(body)
-            max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-            prompt_tokens = reply.prompt_tokens
-            if (
-                self.max_model_len is not None
-                and isinstance(max_tokens, int)
-                and prompt_tokens + max_tokens > self.max_model_len
-            ):
-                self.emit_error(
-                    emit, 400,
-                    f"This model's maximum context length is {self.max_model_len} tokens. "
-                    f"However, you requested {max_tokens} output tokens and your prompt contains "
-                    f"at least {prompt_tokens} input tokens, for a total of at least "
-                    f"{prompt_tokens + max_tokens} tokens. Please reduce the length of the input "
-                    "prompt or the number of requested output tokens.",
-                )
+            try:  # vLLM's checks (shared with the RunPod simulator's chat jobs)
+                max_tokens = check_chat(body, model=self.model)
+                start = self.first_byte_delayed(start, fault)
+                reply = self.responder(body)
+                check_generation(body, max_tokens, reply.prompt_tokens, self.max_model_len)
+            except Refusal as refused:
+                self.emit_error(emit, refused.status, refused.message, param=refused.param)
                 return
             reply = _apply_output_fault(reply, fault, max_tokens) if fault else cut_at_max_tokens(reply, max_tokens)
             done = start + self.plan.latency(key)  # the responder's time is part of it

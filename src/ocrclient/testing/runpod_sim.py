@@ -8,6 +8,9 @@ responder says, wrapped in the output shape of the worker that would have run it
 
 * ``{"openai_route": ..., "openai_input": req}`` -> worker-vllm's aggregated stream:
   ``[chat_completion]``, or (``req["stream"]``) a list of SSE strings ending in ``data: [DONE]``;
+  ``req`` is checked as vLLM checks it (:mod:`.vllm_checks`, the OpenAI simulator's checks: the
+  model, the messages, ``max_tokens`` against ``max_model_len``, ...), and a request vLLM
+  refuses ends ``FAILED`` as the official worker reports it (:func:`worker_refusal`);
 * ``{"route": "/extract_text", ...}`` -> the ocular ``OCRResponse`` dict
   (``text``, ``confidence``, ``language``, ``processing_time``, ``metadata``);
 * anything else -> the DeepSeek whole-PDF worker dict (``status``, ``markdown`` base64, ...).
@@ -92,6 +95,7 @@ from .faults import (
     garbage_reply,
 )
 from .runpod_limits import DOCUMENTED, RateWindow
+from .vllm_checks import Refusal, check_chat, check_generation
 
 __all__ = ["RUNSYNC_LIMIT_BYTES", "RUN_LIMIT_BYTES", "RunPodSimulator", "SimJob"]
 
@@ -203,8 +207,19 @@ def _retry_after(seconds: float | None) -> dict[str, str] | None:
     return {"Retry-After": f"{seconds:g}"} if seconds is not None else None
 
 
-class _NotServed(Exception):
-    """A chat request naming a model the worker does not serve."""
+def worker_refusal(refused: Refusal) -> str:
+    """The ``error`` of a job whose request the worker's vLLM server refused, as today's
+    official worker (``runpod-workers/worker-vllm``, ``vllm serve`` behind its handler) ends it:
+    the handler yields ``{"error": {"message": "vLLM returned HTTP <status>: <vLLM's reply>",
+    "type": "worker_error", "code": None}}`` and RunPod marks the job ``FAILED`` with the
+    Python ``str()`` of the inner dict (deploy/README.md)."""
+    reply = {"error": {"message": refused.message, "type": _VLLM_ERROR_TYPE.get(refused.status, "BadRequestError"),
+                       "param": refused.param, "code": refused.status}}  # fmt: skip
+    quoted = json.dumps(reply, separators=(",", ":"))
+    return str({"message": f"vLLM returned HTTP {refused.status}: {quoted}", "type": "worker_error", "code": None})
+
+
+_VLLM_ERROR_TYPE = {400: "BadRequestError", 404: "NotFoundError"}
 
 
 class RunPodSimulator(ServerOwner):
@@ -247,6 +262,7 @@ class RunPodSimulator(ServerOwner):
         rate_retry_after_s: float | None = None,
         key_fn: Callable[[Any], str] | None = None,
         model: str | None = None,
+        max_model_len: int | None = 16384,
     ) -> None:
         if flavour not in ("api", "local"):
             raise ValueError("flavour must be 'api' or 'local'")
@@ -254,6 +270,9 @@ class RunPodSimulator(ServerOwner):
         self.responder: Responder = responder or echo_responder
         self.key_fn: Callable[[Any], str] = key_fn or body_key  # a job input -> its fault key (or page_key)
         self.model = model  # the model served (a chat job naming another FAILs, 404; None: any)
+        #: the served model's context (as vLLM's ``--max-model-len``): a chat job whose prompt +
+        #: ``max_tokens`` is over it FAILs with vLLM's 400 (``None``: no limit)
+        self.max_model_len = max_model_len
         self.flavour = flavour
         self.endpoint_id = endpoint_id
         self.api_key = api_key
@@ -287,6 +306,10 @@ class RunPodSimulator(ServerOwner):
         self._server: LoopbackServer | None = None
         self._threads: list[threading.Thread] = []
 
+        self._status_errors: list[int] = []
+        self._start_counters()
+
+    def _start_counters(self) -> None:
         self.jobs_submitted = 0
         self.jobs_by_key: Counter[str] = Counter()
         self.cancels_received = 0
@@ -301,7 +324,6 @@ class RunPodSimulator(ServerOwner):
         self.max_queued = 0
         #: when each operation's requests arrived (``time.monotonic``), for rates over time
         self.request_times: dict[str, list[float]] = {}
-        self._status_errors: list[int] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -404,6 +426,8 @@ class RunPodSimulator(ServerOwner):
             self.max_outstanding = max(self.max_outstanding, states["IN_QUEUE"] + states["IN_PROGRESS"])
             if self._warm_at is None:
                 self._warm_at = self.clock() + self.plan.cold_start_s
+            if self._stop.is_set():  # (stop() is releasing every waiter: a /runsync must not wait)
+                job.done_event.set()
         self._queue.put(job)
         return job
 
@@ -495,9 +519,8 @@ class RunPodSimulator(ServerOwner):
             return "FAILED", None, error
         try:
             return "COMPLETED", self._output(job.input, fault), None
-        except _NotServed as exc:  # as the deploy/ workers say it (their handler's error output)
-            return "FAILED", None, json.dumps({"error_type": "not_found", "error_message": str(exc), "code": 404,
-                                               "retryable": False})  # fmt: skip
+        except Refusal as refused:  # the worker's vLLM server refused the request
+            return "FAILED", None, worker_refusal(refused)
         except Exception as exc:  # the "handler" raised: FAILED as the runpod SDK reports it
             return "FAILED", None, self._error_json(exc, traceback.format_exc())
 
@@ -519,13 +542,13 @@ class RunPodSimulator(ServerOwner):
             request = job_input.get("openai_input") or {}
             if str(job_input.get("openai_route")).rstrip("/").endswith("/models"):  # (what the worker serves)
                 return [{"object": "list", "data": [{"id": self.model or "sim", "object": "model"}]}]
-            asked = request.get("model") if isinstance(request, Mapping) else None
-            if self.model is not None and asked and asked != self.model:
-                raise _NotServed(f"The model `{asked}` does not exist. This endpoint serves {self.model}.")
+            if not isinstance(request, Mapping):
+                raise Refusal(400, "request body is not a JSON object")
+            limit = check_chat(request, model=self.model)  # vLLM's checks, as the OpenAI simulator's
             reply = self.responder(dict(request))
+            check_generation(request, limit, reply.prompt_tokens, self.max_model_len)
             if "raw_output" in reply.data:
                 return reply.data["raw_output"]
-            limit = request.get("max_completion_tokens") or request.get("max_tokens")
             reply = self._apply_model_fault(reply, fault) if fault else cut_at_max_tokens(reply, limit)
             if request.get("stream"):
                 return _sse_batches(reply, request, self.stream_batch)
@@ -848,6 +871,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--slots", type=int, default=4)
     p.add_argument("--latency", type=float, nargs=2, default=(0.2, 0.8), metavar=("MIN", "MAX"))
     p.add_argument("--cold-start", type=float, default=0.0)
+    p.add_argument("--max-model-len", type=int, default=16384,
+                   help="the served model's context: a chat job whose prompt + max_tokens is over it FAILs")
     p.add_argument("--fault", action="append", default=[], metavar="NAME=RATE",
                    help="e.g. --fault failed=0.1 --fault http_429=0.05")
     args = p.parse_args(argv)
@@ -856,7 +881,7 @@ def main(argv: list[str] | None = None) -> None:
         plan = FaultPlan(seed=args.seed, rates=rates, latency_s=tuple(args.latency), slots=args.slots,
                          cold_start_s=args.cold_start)
         sim = RunPodSimulator(plan=plan, flavour=args.flavour, endpoint_id=args.endpoint_id,
-                              api_key=args.api_key, port=args.port).start()
+                              api_key=args.api_key, port=args.port, max_model_len=args.max_model_len).start()
     except (ValueError, OSError, OverflowError) as exc:
         p.error(f"{exc} (--fault takes NAME=RATE)" if "float" in str(exc) else str(exc))
     try:
