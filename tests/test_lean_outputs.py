@@ -15,10 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import types
 from collections.abc import Callable
@@ -35,6 +32,7 @@ from ocrclient.exporters.sink import OutputWriter
 from ocrclient.testing import DialectResponder, FaultPlan, OpenAISimulator, SimReply
 
 from .pdfgen import text_pdf
+from .test_long_runs_memory import probed
 from .test_run_outputs import MODEL, aspects, by_aspect, make_pdf
 
 ALL = ["md", "json", "txt", "html", "pdf"]
@@ -192,14 +190,7 @@ def test_ocr_convert_holds_no_block_of_the_pages_it_has_written(tmp_path: Path) 
     """When the document's last page is done, the command holds none of its pages' blocks (it
     held all 12 pages' until the files were written; they are the JSON's)."""
     pdf = text_pdf(tmp_path / "long.pdf", [[f"page {p} line {j} " + "word " * 8 for j in range(10)] for p in range(12)])
-    script = tmp_path / "probe.py"
-    script.write_text(PROBE)
-    env = {**os.environ, "OCRCLIENT_CACHE_DIR": str(tmp_path / "cache"), "OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg"),
-           "NO_COLOR": "1"}  # fmt: skip
-    run = subprocess.run([sys.executable, str(script), "convert", str(pdf), "-o", str(tmp_path / "out"), "--no-progress"],
-                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    probe = json.loads(next(ln for ln in run.stderr.splitlines() if ln.startswith("PROBE "))[len("PROBE ") :])
+    probe, _ = probed(PROBE, tmp_path, "convert", str(pdf), "-o", str(tmp_path / "out"), "--no-progress")
     pages = json.loads((tmp_path / "out" / "long.json").read_text())["pages"]
     per_page = min(_count(p["blocks"]) for p in pages)
     assert probe["pages"] == 12 and per_page > 50

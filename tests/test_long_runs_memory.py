@@ -88,21 +88,28 @@ main()
 """
 
 
+def probed(probe: str, tmp_path: Path, *argv: str) -> tuple[dict[str, Any], str]:
+    """Run ``ocr`` through the script ``probe`` (which prints one ``PROBE <json>`` line on
+    stderr) with ``argv`` and fresh cache and config folders under ``tmp_path``: that JSON, and
+    the command's stderr."""
+    script = tmp_path / "probe.py"
+    script.write_text(probe)
+    env = {**os.environ, "OCRCLIENT_CACHE_DIR": str(tmp_path / "cache"), "OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg"),
+           "NO_COLOR": "1"}  # fmt: skip
+    run = subprocess.run([sys.executable, str(script), *argv], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    found: dict[str, Any] = json.loads(next(ln for ln in run.stderr.splitlines() if ln.startswith("PROBE "))[len("PROBE ") :])
+    return found, run.stderr
+
+
 def test_ocr_convert_holds_for_its_summary_only_what_the_summary_says(folder: Path, tmp_path: Path) -> None:
     """At the summary the command holds every document's counts and pages' fates, and the
     blocks of one document at most (the run's last, still its own), not of all six."""
-    script = tmp_path / "probe.py"
-    script.write_text(PROBE)
-    env = {**os.environ, "OCRCLIENT_CACHE_DIR": str(tmp_path / "cache"), "OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg"),
-           "NO_COLOR": "1"}  # fmt: skip
-    run = subprocess.run([sys.executable, str(script), "convert", str(folder), "-o", str(tmp_path / "out"), "--no-progress"],
-                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    probe = json.loads(next(ln for ln in run.stderr.splitlines() if ln.startswith("PROBE "))[len("PROBE ") :])
+    probe, stderr = probed(PROBE, tmp_path, "convert", str(folder), "-o", str(tmp_path / "out"), "--no-progress")
     per_doc = _blocks_of(tmp_path / "out" / "d00.json")
     assert probe["results"] == DOCS and probe["pages"] == [3] * DOCS
     assert probe["blocks"] <= per_doc, (probe["blocks"], per_doc)
-    assert f"{3 * DOCS} pages in" in run.stderr  # (the summary's total, from the counts it kept)
+    assert f"{3 * DOCS} pages in" in stderr  # (the summary's total, from the counts it kept)
 
 
 def _blocks_of(path: Path) -> int:

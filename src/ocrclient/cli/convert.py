@@ -387,10 +387,14 @@ def _no_foreign_outputs(plan: "Plan", manifest: "Manifest", stem_of: dict[str, P
     (``report.md`` beside ``report.pdf`` converted with ``-o`` its folder), was replaced without
     a word.  Every format's file, built-in or a plugin's."""
     from ..exporters import EXPORTERS
+    from ..exporters.jsonout import written_for
 
     for src, _ in plan:
+        stem = stem_of[src.key]
+        if written_for(stem.with_name(stem.name + ".json"), src.name):
+            continue  # a run's, which the manifest could not record (a full disk): its files were written together
         for fmt in formats:
-            target = stem_of[src.key].with_name(stem_of[src.key].name + EXPORTERS[fmt][1])
+            target = stem.with_name(stem.name + EXPORTERS[fmt][1])
             if target.is_file() and not manifest.wrote(target):
                 kind = "PDF" if fmt == "pdf" else "file"
                 raise InputError(

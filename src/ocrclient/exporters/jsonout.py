@@ -9,8 +9,10 @@ on its own and indented into the document's ``pages`` list as it is written.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from ..document import Document, Page
 from ._io import atomic_write
@@ -46,3 +48,27 @@ def dump_pieces(doc: Document, pieces: Callable[[Page], str] = page_piece) -> It
     for i, page in enumerate(doc.pages):
         yield ("," if i else "") + "\n    " + pieces(page)
     yield "\n  ]" + tail + "\n"
+
+
+#: how the file starts: the schema version, then the source (``Document``'s first fields)
+_HEAD = re.compile(r'\{\s*"schema_version":\s*"[^"]*",\s*"source":\s*("(?:[^"\\]|\\.)*")')
+
+
+def written_for(path: Path, name: str) -> bool:
+    """Whether ``path`` is a document JSON this module wrote for an input named like ``name``
+    (the same file name; its head is read, not the whole file).  ``ocr convert`` takes the other
+    outputs beside such a file for a run's too when its manifest could not record them (a full
+    disk): they were written together."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    match = _HEAD.match(head)
+    if match is None:
+        return False
+    try:
+        source = json.loads(match.group(1))
+    except ValueError:
+        return False
+    return isinstance(source, str) and PurePath(source).name == PurePath(name).name
