@@ -35,7 +35,7 @@ CASES = {
 
 
 def _sim(case: str) -> Any:
-    plan = FaultPlan(latency_s=(1.0, 1.0))
+    plan = FaultPlan(latency_s=(2.0, 2.0))  # (the close comes at 0.3 s: no page done by then, even on a loaded machine)
     if case.startswith("openai"):
         return OpenAISimulator(plan=plan, model="m")
     if case == "ocular":

@@ -203,10 +203,12 @@ def _count(blocks: list[dict[str, Any]]) -> int:
 
 def test_a_lean_documents_blocks_go_as_its_pages_finish(texts: list[Path], tmp_path: Path) -> None:
     """In process: the document handed back holds no block, and nothing else does."""
+    gc.collect()
+    before = sum(type(o) is Block for o in gc.get_objects())  # (other tests' in this process: 34 in a full run)
     with OutputWriter(tmp_path / "out", ["md", "json"], lean=True) as writer:
         doc = ocrclient.convert(texts[0], backend="local", cache=False, outputs=writer)
         gc.collect()
-        assert sum(type(o) is Block for o in gc.get_objects()) == 0
+        assert sum(type(o) is Block for o in gc.get_objects()) <= before
     assert [len(p.blocks) for p in doc.pages] == [0] * 4 and all(p.markdown for p in doc.pages)
     assert all(p["blocks"] for p in json.loads((tmp_path / "out" / "t0.json").read_text())["pages"])
 

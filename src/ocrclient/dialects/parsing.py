@@ -121,7 +121,7 @@ def markdown_chunks(markdown: str) -> list[tuple[int, str]]:
     """Model markdown split on blank lines (keeping fenced code, ``$$`` math and HTML tables
     whole): each paragraph with its offset in ``markdown``.
 
-    >>> markdown_chunks("A\n\n\nB c")
+    >>> markdown_chunks("A\\n\\n\\nB c")
     [(0, 'A'), (4, 'B c')]
     """
     chunks: list[tuple[int, str]] = []

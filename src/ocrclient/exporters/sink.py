@@ -212,7 +212,10 @@ class DocumentSink:
                 before()
 
     def _process(self, number: int, page: Page | None, image: PageImage | None) -> None:
-        self._writing()
+        from .figures import has_figure_boxes
+
+        if page is not None and self.figures and has_figure_boxes(page):  # (its crops are written now)
+            self._writing()
         made = self.pieces.make(page if page is not None else _failed_stub(number), image)
         if self.spill is None or page is None or not made:  # (a page whose pieces failed keeps its blocks)
             return
