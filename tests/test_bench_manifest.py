@@ -67,8 +67,10 @@ def test_manifest_records_and_skips_done_inputs(tmp_path: Path) -> None:
         assert first.returncode == 0, first.stderr
         sent = sum(sim.requests_by_key.values())
         lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
-        assert {x["input"] for x in lines} == {str(docs / "a.pdf"), str(docs / "sub" / "b.png")}
-        assert all(x["status"] == "ok" and x["failed"] == 0 for x in lines)
+        last = {x["key"]: x for x in lines}  # (each input's files are named, "writing", before they are written)
+        assert sorted(x["status"] for x in lines) == ["ok", "ok", "writing", "writing"]
+        assert {x["input"] for x in last.values()} == {str(docs / "a.pdf"), str(docs / "sub" / "b.png")}
+        assert all(x["status"] == "ok" and x["failed"] == 0 for x in last.values())
         assert (out / "sub" / "b.md").is_file() and (out / "a.json").is_file()  # mirrors the input tree
         second = _run(args, env, tmp_path)
         assert second.returncode == 0, second.stderr
@@ -240,7 +242,8 @@ def test_a_manifest_that_cannot_be_written_fails_its_documents_not_the_run(tmp_p
     (out / "manifest.jsonl").rmdir()
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert len((out / "manifest.jsonl").read_text().splitlines()) == 3
+    lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(x["status"] for x in lines) == ["ok"] * 3 + ["writing"] * 3
 
 
 def test_a_record_after_a_torn_last_line_is_a_line_of_its_own(tmp_path: Path) -> None:

@@ -225,3 +225,28 @@ def test_a_rerun_makes_again_the_figure_crops_its_markdown_links_to(gone: str, s
     assert all(c.is_file() for c in crops)
     again = ocr(argv, _env(sim))  # and now it is finished
     assert again.code == 0 and _converted(again.stdout) == []
+
+
+def test_a_runs_json_beside_a_users_file_does_not_let_it_be_replaced(tmp_path: Path) -> None:
+    """A run's JSON makes the files beside it the run's only when the manifest could not record
+    that run (a full disk), and only for the very input it names: a recorded ``report.json``, or
+    one made for another ``report.pdf``, let the user's ``report.md`` beside it be replaced."""
+    from .test_bad_inputs import assert_unusable
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        text_pdf(tmp_path / name / "report.pdf", [[f"report {name}"]])
+    out = tmp_path / "out"
+    env = {"OCRCLIENT_CACHE_DIR": str(tmp_path / "cache"), "OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg")}
+    base = ["--backend", "local", "--no-progress", "-q"]
+    assert ocr(["convert", str(tmp_path / "a" / "report.pdf"), "-o", str(out), "-f", "json", *base], env).code == 0
+    (out / "report.md").write_text("my own notes\n")
+    assert_unusable(ocr(["convert", str(tmp_path / "a" / "report.pdf"), "-o", str(out), "-f", "md,json", *base], env),
+                    "report.md", "no earlier run wrote")  # fmt: skip
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "report.json").write_bytes((out / "report.json").read_bytes())  # a's JSON, no manifest here
+    (other / "report.md").write_text("my own notes\n")
+    assert_unusable(ocr(["convert", str(tmp_path / "b" / "report.pdf"), "-o", str(other), "-f", "md,json", *base], env),
+                    "report.md", "no earlier run wrote")  # fmt: skip
+    assert (out / "report.md").read_text() == (other / "report.md").read_text() == "my own notes\n"

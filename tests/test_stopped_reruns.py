@@ -253,3 +253,44 @@ def test_a_document_a_killed_run_began_to_replace_is_converted_again(inputs: Pat
     assert again.returncode == 0 and "skipping 2 input(s) already done" in again.stderr, again.stderr  # b, c
     assert crop.read_bytes() == first
     assert left and not list(out.glob(".a.*")), left
+
+
+KILLED_WHILE_WRITING = """\
+import os, sys
+from ocrclient.exporters import jsonout
+def killed(*args, **kwargs):  # the markdown is written; the process dies before the JSON
+    os._exit(9)
+jsonout.write = killed
+from ocrclient.console import main
+sys.argv = ["ocr", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("formats", ["md,json", "md,json,txt,html,pdf"])
+def test_a_new_document_killed_while_its_files_are_written_is_converted_by_the_rerun(
+    formats: str, inputs: Path, tmp_path: Path
+) -> None:
+    """A run killed (the OOM killer, at a document's end when its big JSON is written) after a
+    new document's markdown was written and before its manifest line: every rerun of the folder
+    was refused, the markdown being "a file that no earlier run wrote".  The manifest now names
+    a document's files, not done, before the first is written: the rerun converts it (from the
+    cache), and the documents the killed run never reached go as usual.  Every format's writer
+    runs in the rerun, the viewer's spilled page images included (the sweep of a killed run's
+    leftovers once removed the run's own)."""
+    out = tmp_path / "out"
+    env = {**os.environ, "OCRCLIENT_CACHE_DIR": str(tmp_path / "cache"), "OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg")}
+    argv = ["convert", str(inputs / "a.pdf"), "-o", str(out), "--backend", "local", "-f", formats, "--no-progress"]
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_WHILE_WRITING)
+    killed = subprocess.run([sys.executable, str(script), *argv], env=env, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == 9 and (out / "a.md").is_file() and not (out / "a.json").exists(), killed.stderr
+    again = subprocess.run([sys.executable, "-m", "ocrclient", *argv], env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    for suffix in formats.split(","):
+        assert (out / f"a.{suffix}").is_file(), suffix
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], list(out.iterdir())
+    last = _last_entries(out)["a"]
+    assert last["status"] == "ok" and not last["output_errors"]
+    rerun = subprocess.run([sys.executable, "-m", "ocrclient", *argv], env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0 and "skipping 1 input(s) already done" in rerun.stderr, rerun.stderr

@@ -1,4 +1,6 @@
-"""The run manifest: ``OUT/manifest.jsonl``, one line per finished document.
+"""The run manifest: ``OUT/manifest.jsonl``, a line per finished document, and before it a line
+that names the document's files, not done (``"status": "writing"``, :meth:`Manifest.reopen`),
+written before the first of them is: an input's last line is its state.
 
 Each line records the input (as given, and its resolved path ``key``, by which entries are
 keyed), its size and mtime, the backend and model, the digest of the settings that can change
@@ -214,20 +216,30 @@ class Manifest:
         self._append({**entry, "output_errors": int(entry.get("output_errors") or 0) + 1, "note": why,
                       "finished": datetime.now(UTC).isoformat(timespec="seconds")})  # fmt: skip
 
-    def reopen(self, src: Source, stem: Path) -> None:
-        """``src`` starts to be written at ``stem``: every entry whose outputs are there (``src``'s
-        own, or another input's of that name) is appended again, not done, before a file is
-        replaced.  A run killed meanwhile (SIGKILL, the OOM killer: nothing of it runs) had
-        written new figure crops, or a new markdown beside the old JSON, under an entry that
-        still said done, and the next run skipped the document with its outputs mixed."""
+    def reopen(self, src: Source, stem: Path, targets: Iterable[Path] = ()) -> None:
+        """``src`` starts to be written at ``stem`` (its files ``targets``): every entry whose
+        outputs are there (``src``'s own, or another input's of that name) is appended again, not
+        done, before a file is replaced; and the files are named by an entry of ``src``'s, not
+        done, before one is written.  A run killed meanwhile (SIGKILL, the OOM killer: nothing of
+        it runs) had written new figure crops, or a new markdown beside the old JSON, under an
+        entry that still said done, and the next run skipped the document with its outputs
+        mixed; a new document's markdown, written before its JSON when the kill came, was
+        refused by every rerun as a file no run wrote."""
         want = os.path.relpath(stem, self.out_dir)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         for key in dict.fromkeys([src.key, self._stems.get(want) if self.entries() else None]):
             entry = self.entries().get(key) if key is not None else None
             if entry is None or entry.get("output_errors"):
                 continue  # (not done already)
             if any(os.path.splitext(str(p))[0] == want for p in entry.get("outputs") or []):
                 self._append({**entry, "output_errors": 1, "note": "being converted again: its outputs are being replaced",
-                              "finished": datetime.now(UTC).isoformat(timespec="seconds")})  # fmt: skip
+                              "finished": now})  # fmt: skip
+        names = [os.path.relpath(p, self.out_dir) for p in targets]
+        if any(self._owners.get(n) != src.key for n in names):
+            entry = self.entries().get(src.key) or {"input": src.name, "key": src.key, "status": "writing"}
+            listed = [str(p) for p in entry.get("outputs") or []]
+            self._append({**entry, "outputs": [*listed, *(n for n in names if n not in listed)], "output_errors": 1,
+                          "note": "being written", "finished": now})  # fmt: skip
 
     def _append(self, entry: dict[str, Any]) -> None:
         """One line, in one write; after a torn last line (a run killed mid-append) on a line of

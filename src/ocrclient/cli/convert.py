@@ -165,18 +165,15 @@ class _Emitter:
         self.results: list[ConvertResult] = []
         # (lean: each page's outputs spilled as it finishes and its blocks let go, the files the same)
         self.manifest = manifest
-        self.writer = OutputWriter(out, fmts, options=options, stems=stem_of, lean=True, on_write=self._writing) if out is not None else None
+        self.writer = OutputWriter(out, fmts, options=options, stems=stem_of, lean=True, on_write=self._writing,
+                                   sweep=True) if out is not None else None  # fmt: skip
 
     def _writing(self, source: "Source", stem: Path) -> None:
-        """A document's files start to be written: the manifest's entries for them are not done
-        from now on (:meth:`~ocrclient.manifest.Manifest.reopen`), and what a killed run left
-        beside them goes (this run holds the folder's lock: no other run writes them)."""
-        from ..exporters._io import sweep_leftovers
-
-        if self.manifest is not None:
+        """A document's files start to be written: the manifest names them, not done, from now
+        on (:meth:`~ocrclient.manifest.Manifest.reopen`)."""
+        if self.manifest is not None and self.writer is not None:
             with contextlib.suppress(OSError):  # (recording it at its end fails too, and says so)
-                self.manifest.reopen(source, stem)
-        sweep_leftovers(stem)
+                self.manifest.reopen(source, stem, self.writer.targets(source).values())
 
     def __call__(self, result: "ConvertResult") -> None:
         self._take(result)
@@ -391,8 +388,9 @@ def _no_foreign_outputs(plan: "Plan", manifest: "Manifest", stem_of: dict[str, P
 
     for src, _ in plan:
         stem = stem_of[src.key]
-        if written_for(stem.with_name(stem.name + ".json"), src.name):
-            continue  # a run's, which the manifest could not record (a full disk): its files were written together
+        doc_json = stem.with_name(stem.name + ".json")
+        if not manifest.wrote(doc_json) and written_for(doc_json, src.name):
+            continue  # a run's, that its manifest could not record (a full disk): its files were written together
         for fmt in formats:
             target = stem.with_name(stem.name + EXPORTERS[fmt][1])
             if target.is_file() and not manifest.wrote(target):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePath
+from pathlib import Path
 
 from ..document import Document, Page
 from ._io import atomic_write
@@ -55,8 +55,8 @@ _HEAD = re.compile(r'\{\s*"schema_version":\s*"[^"]*",\s*"source":\s*("(?:[^"\\]
 
 
 def written_for(path: Path, name: str) -> bool:
-    """Whether ``path`` is a document JSON this module wrote for an input named like ``name``
-    (the same file name; its head is read, not the whole file).  ``ocr convert`` takes the other
+    """Whether ``path`` is a document JSON this module wrote for the input named ``name`` (its
+    head is read, not the whole file).  ``ocr convert`` takes the other
     outputs beside such a file for a run's too when its manifest could not record them (a full
     disk): they were written together."""
     try:
@@ -71,4 +71,4 @@ def written_for(path: Path, name: str) -> bool:
         source = json.loads(match.group(1))
     except ValueError:
         return False
-    return isinstance(source, str) and PurePath(source).name == PurePath(name).name
+    return isinstance(source, str) and source == name

@@ -341,7 +341,10 @@ class OutputWriter:
     ``on_write(source, stem)`` is called once for each document, before the first of its
     files is written (the first finished page's figure crops, or its files at its end):
     ``ocr convert`` marks the run manifest's entries for those files not done then, so a run
-    killed while it replaces them is not taken for finished by the next.
+    killed while it replaces them is not taken for finished by the next.  ``sweep=True``: as
+    each document opens, before its sink makes anything, what a killed run left beside its
+    outputs is removed (:func:`~ocrclient.exporters._io.sweep_leftovers`); only for a writer
+    that no other can be writing beside (``ocr convert`` holds the folder's lock).
     """
 
     def __init__(
@@ -354,6 +357,7 @@ class OutputWriter:
         workers: int = DEFAULT_WORKERS,
         lean: bool = False,
         on_write: Callable[[Source, Path], None] | None = None,
+        sweep: bool = False,
     ) -> None:
         from . import EXPORTERS
 
@@ -366,6 +370,7 @@ class OutputWriter:
         self.stems = dict(stems or {})
         self.lean = lean
         self.on_write = on_write
+        self.sweep = sweep
         self._executor = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ocrclient-outputs")
         self._sinks: list[DocumentSink] = []
         #: the documents whose files this writer has begun to write, by their source (held
@@ -404,6 +409,10 @@ class OutputWriter:
     def open(self, source: Source, pages: Sequence[int] = ()) -> DocumentSink:
         """The sink of a document whose pages are about to start (``pages``: their numbers)."""
         stem = self.stems.get(source.key, self.out_dir / source.stem)
+        if self.sweep:
+            from ._io import sweep_leftovers
+
+            sweep_leftovers(stem)
         sink = DocumentSink.start(source, self.targets(source), self.options, pages=len(pages), executor=self._executor,
                                   lean=self.lean, before_write=self._before_write(source, stem))  # fmt: skip
         with self._lock:
