@@ -43,12 +43,11 @@ def atomic_write(path: Path, data: bytes | str | Iterable[str]) -> Path:
 _LEFTOVER = r"\.{stem}\.(?:[^./]+\.[a-z0-9_]{{8}}\.tmp|[a-z0-9_]{{8}}\.(?:spill|pages))"
 
 
-def sweep_leftovers(stem: Path, before: float | None = None) -> list[Path]:
+def sweep_leftovers(stem: Path) -> list[Path]:
     """Remove what a killed run left beside the outputs at ``stem`` (``out/report`` for
-    ``out/report.md`` ...), with ``before`` only what was last changed before that time (as
-    ``os.stat`` gives it); returns what was removed.  Call it where no other writer can be
+    ``out/report.md`` ...); returns what was removed.  Call it where no other writer can be
     writing that stem (``ocr convert`` holds the output folder's lock, and sweeps a document's
-    stem before its first file is written).  At thousands of pages a kill left gigabytes of
+    stem as it opens, before its sink makes anything).  At thousands of pages a kill left gigabytes of
     spilled page images, never removed, as many times as the run was killed."""
     pattern = re.compile(_LEFTOVER.format(stem=re.escape(stem.name)))
     removed = []
@@ -58,8 +57,6 @@ def sweep_leftovers(stem: Path, before: float | None = None) -> list[Path]:
         return []
     for entry in names:
         try:
-            if before is not None and entry.stat(follow_symlinks=False).st_mtime >= before:
-                continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
             else:
