@@ -177,7 +177,7 @@ def neutral_transport_options(transport: str) -> frozenset[str]:
 
 
 #: ``dialect_options`` the run reads whatever the dialect (:mod:`ocrclient.docmode`), with defaults
-RUN_DIALECT_OPTIONS: Mapping[str, Any] = {"document_mode": False, "document_prompt": None}
+RUN_DIALECT_OPTIONS: Mapping[str, Any] = {"document_mode": False, "document_prompt": None, "document_pages": None}
 
 
 @functools.lru_cache(maxsize=64)
@@ -186,7 +186,7 @@ def dialect_options_read(dialect: str) -> Mapping[str, Any] | None:
     ``OPTIONS``); ``None`` when it does not say (or cannot be imported): then all are keyed.
 
     >>> dict(dialect_options_read("olmocr"))
-    {'document_mode': False, 'document_prompt': None, 'prompt': None}
+    {'document_mode': False, 'document_prompt': None, 'document_pages': None, 'prompt': None}
     """
     from .errors import ConfigError
     from .registry import dialect_class

@@ -9,8 +9,16 @@ cancel and the resume cache all apply — with the page dialect wrapped for the 
 splits the result back into pages (:func:`split_unit_page`): markdown per page, boxes from the
 per-page grounding tags, moved onto each page by :func:`ocrclient.geometry.rescale_blocks`.
 
+A long document goes as several jobs, each a PDF of at most ``dialect_options.document_pages``
+pages (:data:`DOCUMENT_PAGES` by default) and small enough for RunPod's request-body limit
+(:func:`document_units`): the worker refuses a PDF over its own page limit (``MAX_PDF_PAGES``,
+200 in deploy/runpod-deepseek-ocr) and RunPod one over 10 MB, and each refusal failed every page
+of the document.  The jobs of a document run side by side under ``--concurrency``, and a failed
+one fails its own pages only.
+
 If the worker returns a different number of pages than were sent, nothing is guessed: the whole
-markdown goes to the first page and every page is marked degraded with the reason.
+markdown of that job goes to its first page and each of its pages is marked degraded with the
+reason.
 
 The PDF is cut here rather than where pages are rendered: this mode renders nothing, it sends
 the document's own bytes.  A unit's resume-cache key is its source's content and the pages cut
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import io
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -28,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .dialects.reply_checks import NO_TEXT
-from .document import Document, Page, Usage
+from .document import Document, Page, PageError, Usage
 from .errors import ConfigError, InputError
 from .geometry import PageBox, rescale_blocks
 from .imaging import EncodedImage
@@ -43,11 +52,13 @@ if TYPE_CHECKING:
     from .scheduler import Scheduler
 
 __all__ = [
+    "DOCUMENT_PAGES",
     "DocumentDialect",
     "DocumentUnit",
     "check",
     "convert",
     "document_unit",
+    "document_units",
     "pdf_subset",
     "requested",
     "split_unit_page",
@@ -148,6 +159,43 @@ def document_unit(src: Source, indices: list[int]) -> DocumentUnit:
     return DocumentUnit(unit, [i + 1 for i in indices], boxes)
 
 
+#: pages a whole-PDF job carries at most, unless ``dialect_options.document_pages`` says: a
+#: quarter of the worker's own limit (``MAX_PDF_PAGES``, 200), so that a long document spreads
+#: over ``--concurrency`` jobs (and workers) and a job lost costs its pages, not the book
+DOCUMENT_PAGES = 50
+
+#: what a job's JSON adds to the PDF's base64 (the prompt, the field names), with room to spare
+_ENVELOPE_BYTES = 64 * 1024
+
+
+def body_budget(transport: Any) -> int | None:
+    """The largest PDF (raw bytes) a job of ``transport`` may carry: RunPod's request-body limit
+    for the routes it may use, less the base64 growth and the envelope; ``None`` without one."""
+    limits = [getattr(transport, name, None) for name in ("max_run_bytes", "max_runsync_bytes")]
+    known = [int(v) for v in limits if isinstance(v, int) and v > 0]
+    return max(1, (min(known) - _ENVELOPE_BYTES) * 3 // 4) if known else None
+
+
+def document_units(
+    src: Source, indices: list[int], *, max_pages: int = DOCUMENT_PAGES, max_bytes: int | None = None
+) -> list[DocumentUnit]:
+    """The selected pages of a PDF cut into units of at most ``max_pages`` pages each, a unit whose
+    PDF is over ``max_bytes`` cut in halves again until it fits (one page over it stays one unit:
+    the transport refuses it with its reason, failing that page only)."""
+    size = max(1, int(max_pages))
+    pending = [indices[i : i + size] for i in range(0, len(indices), size)]
+    units: list[DocumentUnit] = []
+    while pending:
+        chunk = pending.pop(0)
+        unit = document_unit(src, chunk)
+        if max_bytes is not None and len(chunk) > 1 and len(unit.page.encoded.data) > max_bytes:
+            half = (len(chunk) + 1) // 2
+            pending[:0] = [chunk[:half], chunk[half:]]
+            continue
+        units.append(unit)
+    return units
+
+
 def split_unit_page(unit: DocumentUnit, result: Page) -> list[Page]:
     """Turn the unit's single result page into one Page per page sent."""
     n = len(unit.numbers)
@@ -215,27 +263,33 @@ def _notes(warnings: list[str]) -> tuple[list[str], dict[int, list[str]]]:
 
 async def convert(
     be: Backend, plan: list[tuple[Source, list[int]]], scheduler: Callable[[Backend], Scheduler]
-) -> AsyncGenerator[tuple[Source, DocumentUnit, Document], None]:
-    """Run ``plan`` in whole-document mode through ``be``'s transport: one job per document,
-    each :class:`Document` (split back into pages) yielded in input order with its source and
-    the unit that was sent (its PDF bytes, for outputs that need page images).  ``scheduler`` makes
-    the run's scheduler for the wrapped backend."""
+) -> AsyncGenerator[tuple[Source, list[DocumentUnit], Document], None]:
+    """Run ``plan`` in whole-document mode through ``be``'s transport: each document as one or
+    more jobs (:func:`document_units`), each :class:`Document` (split back into pages) yielded in
+    input order with its source and the units that were sent (their PDF bytes, for outputs that
+    need page images).  ``scheduler`` makes the run's scheduler for the wrapped backend."""
     from .dialects.deepseek import DeepSeekDocumentDialect
     from .registry import Backend
     from .scheduler import DocumentJob
 
     check(be.config)
-    units = [await asyncio.to_thread(document_unit, src, idx) for src, idx in plan]
-    dialect = DeepSeekDocumentDialect(be.dialect, prompt=be.config.dialect_options.get("document_prompt"))
+    opts = be.config.dialect_options
+    cut = functools.partial(document_units, max_pages=int(opts.get("document_pages") or DOCUMENT_PAGES),
+                            max_bytes=body_budget(be.transport))  # fmt: skip
+    units = [await asyncio.to_thread(cut, src, idx) for src, idx in plan]
+    dialect = DeepSeekDocumentDialect(be.dialect, prompt=opts.get("document_prompt"))
     sched = scheduler(Backend(be.config, dialect, be.transport))
 
-    async def one(page: PageImage) -> AsyncIterator[PageImage]:
-        yield page
+    async def each(cuts: list[DocumentUnit]) -> AsyncIterator[PageImage]:
+        for unit in cuts:
+            yield unit.page
 
-    jobs = [DocumentJob(u.page.source, one(u.page), expected_pages=[u.page.number]) for u in units]
+    jobs = [DocumentJob(src.name, each(us), expected_pages=[u.page.number for u in us]) for (src, _), us in zip(plan, units, strict=True)]
+
     def split(i: int, doc: Document) -> Document:
-        pages = split_unit_page(units[i], doc.pages[0])
-        # each page keeps the attempts its unit took; the run made them once, not once a page
+        by_number = {p.page: p for p in doc.pages}
+        pages = [page for u in units[i] for page in split_unit_page(u, _unit_result(u, by_number))]
+        # each page keeps the attempts its job took; the run made them once, not once a page
         stats = sched.stats(pages, doc.stats.wall_s, doc.source).model_copy(update={"attempts": doc.stats.attempts})
         return doc.model_copy(update={"pages": pages, "stats": stats})
 
@@ -245,3 +299,12 @@ async def convert(
         async for doc in docs:
             yield plan[done][0], units[done], split(done, doc)
             done += 1
+
+
+def _unit_result(unit: DocumentUnit, by_number: dict[int, Page]) -> Page:
+    """The scheduler's page for ``unit`` (a failed one if it has none: never a page dropped)."""
+    found = by_number.get(unit.page.number)
+    if found is not None:
+        return found
+    error = PageError(kind="permanent", cause="missing", message="the run returned nothing for this job")
+    return Page(page=unit.page.number, status="failed", error=error)

@@ -238,9 +238,9 @@ class Conversion:
             if docmode.requested(be.config, self.document_mode):
                 # (each inner run closed with this one, not when collected: see Scheduler._run)
                 units = await stack.enter_async_context(aclosing(docmode.convert(be, plan, self._scheduler)))
-                async for src, unit, doc in units:
+                async for src, cuts, doc in units:
                     if self.outputs is not None:
-                        await self._unit_images(src, unit, doc.pages, be, pool)
+                        await self._unit_images(src, cuts, doc.pages, be, pool)
                     result = await self._result(src, doc)
                     self.yielded += 1
                     yield result
@@ -273,19 +273,22 @@ class Conversion:
             async for page in pages:
                 yield page
 
-    async def _unit_images(self, src: Source, unit: Any, pages: list[Page], be: Backend, pool: RenderPool) -> None:
+    async def _unit_images(self, src: Source, units: list[Any], pages: list[Page], be: Backend, pool: RenderPool) -> None:
         """Document mode sends no page images: for the outputs that need them, the run renders
-        the pages of the PDF it sent (the unit's own bytes, in memory) and feeds the sink."""
+        the pages of the PDFs it sent (the units' own bytes, in memory) and feeds the sink."""
         from .pages import open_sources
 
         assert self.outputs is not None
-        sink = await asyncio.to_thread(self.outputs.open, src, unit.numbers)
-        if not sink.wants_images() or unit.page.encoded is None:
+        sink = await asyncio.to_thread(self.outputs.open, src, [n for unit in units for n in unit.numbers])
+        if not sink.wants_images():
             return
-        (sent,) = await asyncio.to_thread(open_sources, [unit.page.encoded.data])
         by_number = {p.page: p for p in pages}
-        numbers = iter(unit.numbers)
-        async for image in aiter_pages(sent, be.render, pool=pool):
-            number = next(numbers)
-            sink.take_image(replace(image, source=src.name, index=number - 1))
-            sink.page_done(number, by_number.get(number))
+        for unit in units:
+            if unit.page.encoded is None:
+                continue
+            (sent,) = await asyncio.to_thread(open_sources, [unit.page.encoded.data])
+            numbers = iter(unit.numbers)
+            async for image in aiter_pages(sent, be.render, pool=pool):
+                number = next(numbers)
+                sink.take_image(replace(image, source=src.name, index=number - 1))
+                sink.page_done(number, by_number.get(number))
