@@ -188,7 +188,8 @@ def document_units(
     while pending:
         chunk = pending.pop(0)
         unit = document_unit(src, chunk)
-        if max_bytes is not None and len(chunk) > 1 and len(unit.page.encoded.data) > max_bytes:
+        size_of = len(unit.page.encoded.data) if unit.page.encoded is not None else 0
+        if max_bytes is not None and len(chunk) > 1 and size_of > max_bytes:
             half = (len(chunk) + 1) // 2
             pending[:0] = [chunk[:half], chunk[half:]]
             continue
