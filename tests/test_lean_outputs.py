@@ -212,3 +212,40 @@ def test_a_lean_documents_blocks_go_as_its_pages_finish(texts: list[Path], tmp_p
     assert [len(p.blocks) for p in doc.pages] == [0] * 4 and all(p.markdown for p in doc.pages)
     assert all(p["blocks"] for p in json.loads((tmp_path / "out" / "t0.json").read_text())["pages"])
 
+
+
+STDOUT_PROBE = """\
+import gc, json, sys
+from ocrclient.cli import convert as cli_convert
+from ocrclient.document import Block
+real = cli_convert._Emitter._take
+def take(self, result):
+    gc.collect()
+    blocks = sum(type(o) is Block for o in gc.get_objects())
+    print("PROBE " + json.dumps({"blocks": blocks, "pages": len(result.document.pages)}), file=sys.stderr)
+    return real(self, result)
+cli_convert._Emitter._take = take
+from ocrclient.console import main
+sys.argv = ["ocr", *sys.argv[1:]]
+main()
+"""
+
+
+def test_ocr_convert_to_stdout_holds_no_block_of_its_finished_pages_and_prints_the_same(tmp_path: Path) -> None:
+    """Markdown to stdout (no ``-o``) held every page's blocks until the document ended (1.3 MB a
+    page of a born-digital PDF with the default backend); it needs their text only.  The
+    markdown printed is the one ``-o`` writes (no crop is linked on stdout: none here)."""
+    pdf = text_pdf(tmp_path / "long.pdf", [[f"page {p} line {j} " + "word " * 8 for j in range(10)] for p in range(12)])
+    probe, _ = probed(STDOUT_PROBE, tmp_path, "convert", str(pdf), "--no-progress", "--page-markers")
+    assert probe["pages"] == 12 and probe["blocks"] < 50, probe
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OCRCLIENT_CACHE_DIR": str(tmp_path / "cache"), "OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg")}
+    printed = subprocess.run([sys.executable, "-m", "ocrclient", "convert", str(pdf), "--page-markers", "-q"],
+                             env=env, capture_output=True, text=True, timeout=120, check=True).stdout  # fmt: skip
+    subprocess.run([sys.executable, "-m", "ocrclient", "convert", str(pdf), "--page-markers", "-q", "-o", str(tmp_path / "out")],
+                   env=env, capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    assert printed == (tmp_path / "out" / "long.md").read_text(encoding="utf-8")
+    assert printed.count("<!-- page ") == 12 and "page 11 line 0" in printed

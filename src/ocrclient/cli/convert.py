@@ -40,6 +40,8 @@ from .lock import hold, let_go, output_folder
 from .progress import Progress, print_failed_pages, summary, summary_json
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
 
     from ..cache import PageCache
@@ -143,6 +145,16 @@ def _not_done(plan: "Plan", manifest: "Manifest", cfg: "BackendConfig", pages: s
     return todo
 
 
+def _each(*handlers: "Callable[[object], None]") -> "Callable[[object], None]":
+    """One event handler calling ``handlers`` in turn."""
+
+    def each(event: object) -> None:
+        for handler in handlers:
+            handler(event)
+
+    return each
+
+
 class _Emitter:
     """Takes each finished document: its files are written by the run's outputs (or its
     markdown goes to stdout); errors of single formats are reported, the manifest records it."""
@@ -167,6 +179,19 @@ class _Emitter:
         self.manifest = manifest
         self.writer = OutputWriter(out, fmts, options=options, stems=stem_of, lean=True, on_write=self._writing,
                                    sweep=True) if out is not None else None  # fmt: skip
+
+    def events(self, reporter: "Callable[[object], None]") -> "Callable[[object], None]":
+        """The run's event handler: ``reporter``'s, and to stdout :meth:`on_event`'s first."""
+        return reporter if self.writer is not None else _each(self.on_event, reporter)
+
+    def on_event(self, event: object) -> None:
+        """Markdown to stdout needs a page's text, not its blocks (no crop is linked there): each
+        finished page lets go of them, as ``-o`` does, so a long document's memory does not grow
+        with its words' boxes (the cache has stored the page by then)."""
+        from ..scheduler import PageDone
+
+        if self.writer is None and isinstance(event, PageDone) and event.result is not None:
+            event.result.blocks = []
 
     def _writing(self, source: "Source", stem: Path) -> None:
         """A document's files start to be written: the manifest names them, not done, from now
@@ -539,7 +564,7 @@ def convert(
         emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console, several=len(plan) > 1, as_json=as_json,
                      t0=started, skipped=skipped)  # fmt: skip
         try:
-            conv = Conversion(backend=be, cache=cache, concurrency=concurrency, on_event=reporter, prepared=plan, outputs=emit.writer,
+            conv = Conversion(backend=be, cache=cache, concurrency=concurrency, on_event=emit.events(reporter), prepared=plan, outputs=emit.writer,
                               document_mode=document_mode, isolate_render=isolate_render, render_pool=pool)  # fmt: skip
             _run(conv, be, reporter, emit, debug)
         finally:
