@@ -10,7 +10,9 @@ responder says, wrapped in the output shape of the worker that would have run it
   ``[chat_completion]``, or (``req["stream"]``) a list of SSE strings ending in ``data: [DONE]``;
   ``req`` is checked as vLLM checks it (:mod:`.vllm_checks`, the OpenAI simulator's checks: the
   model, the messages, ``max_tokens`` against ``max_model_len``, ...), and a request vLLM
-  refuses ends ``FAILED`` as the official worker reports it (:func:`worker_refusal`);
+  refuses ends ``FAILED`` as the official worker reports it (:func:`worker_refusal`) -- in the
+  local flavour, as the SDK's local server reports it: ``COMPLETED`` with the error item the
+  worker yielded (:mod:`.runpod_local` says how that server answers each handler outcome);
 * ``{"route": "/extract_text", ...}`` -> the ocular ``OCRResponse`` dict
   (``text``, ``confidence``, ``language``, ``processing_time``, ``metadata``);
 * anything else -> the DeepSeek whole-PDF worker dict (``status``, ``markdown`` base64, ...).
@@ -62,6 +64,7 @@ import argparse
 import base64
 import contextlib
 import json
+import math
 import queue
 import re
 import threading
@@ -95,6 +98,7 @@ from .faults import (
     garbage_reply,
 )
 from .runpod_limits import DOCUMENTED, RateWindow
+from .runpod_local import Handled, answer, dispatch_local
 from .vllm_checks import Refusal, check_chat, check_generation
 
 __all__ = ["RUNSYNC_LIMIT_BYTES", "RUN_LIMIT_BYTES", "RunPodSimulator", "SimJob"]
@@ -213,10 +217,17 @@ def worker_refusal(refused: Refusal) -> str:
     the handler yields ``{"error": {"message": "vLLM returned HTTP <status>: <vLLM's reply>",
     "type": "worker_error", "code": None}}`` and RunPod marks the job ``FAILED`` with the
     Python ``str()`` of the inner dict (deploy/README.md)."""
+    return str(worker_error(refused))
+
+
+def worker_error(refused: Refusal) -> dict[str, Any]:
+    """The error object the official worker yields (as ``{"error": <this>}``) for a request its
+    vLLM server refused: ``{"message": "vLLM returned HTTP <status>: <vLLM's reply>", "type":
+    "worker_error", "code": None}``."""
     reply = {"error": {"message": refused.message, "type": _VLLM_ERROR_TYPE.get(refused.status, "BadRequestError"),
                        "param": refused.param, "code": refused.status}}  # fmt: skip
     quoted = json.dumps(reply, separators=(",", ":"))
-    return str({"message": f"vLLM returned HTTP {refused.status}: {quoted}", "type": "worker_error", "code": None})
+    return {"message": f"vLLM returned HTTP {refused.status}: {quoted}", "type": "worker_error", "code": None}
 
 
 _VLLM_ERROR_TYPE = {400: "BadRequestError", 404: "NotFoundError"}
@@ -408,7 +419,7 @@ class RunPodSimulator(ServerOwner):
     ) -> SimJob:
         """Queue a job (``fault`` is what the plan drew for it at submission; ``key`` is
         :func:`body_key` of ``job_input`` when the caller has it already)."""
-        timeout_s = self.execution_timeout_s
+        timeout_s = math.inf if self.flavour == "local" else self.execution_timeout_s  # (the SDK: none)
         if policy and isinstance(policy.get("executionTimeout"), int | float):
             timeout_s = float(policy["executionTimeout"]) / 1000.0
         key = key or self.key_fn(job_input)
@@ -498,6 +509,11 @@ class RunPodSimulator(ServerOwner):
             if not self._hold(job, max(0.0, start + limit - self.clock())):
                 self._finish(job, "TIMED_OUT")
             return
+        if self.flavour == "local":  # the SDK's local server answers by what the handler did
+            handled = self._handle_local(job, fault)
+            if not self._hold(job, max(0.0, start + latency - self.clock())):
+                self._finish(job, answer(job.id, handled).status, output=handled, has_output=True)
+            return
         status, output, error = self._outcome(job, fault)
         if self._hold(job, max(0.0, start + latency - self.clock())):
             return
@@ -584,6 +600,50 @@ class RunPodSimulator(ServerOwner):
             "markdown_path": f"{out_dir}/result.md",
             **reply.data,
         }
+
+    @staticmethod
+    def serves_as_generator(job_input: Any) -> bool:
+        """Whether the worker that runs this job is a generator handler: worker-vllm's, for the
+        ``openai_route`` chat jobs; the ocular and whole-PDF workers return their output."""
+        return isinstance(job_input, Mapping) and "openai_route" in job_input
+
+    def _handle_local(self, job: SimJob, fault: str | None) -> Handled:
+        """What the worker's handler does with ``job`` (:mod:`.runpod_local` makes the SDK's
+        local server's reply of it): a refusal of vLLM's is an item ``{"error": ...}`` it
+        yields, a ``failed`` fault an exception it raises (an ``{"error": failed_error}`` it
+        returns or yields, when that is set), ``no_output`` nothing returned or yielded."""
+        generator = self.serves_as_generator(job.input)
+        if fault == "no_output":
+            return Handled(generator, [] if generator else None)
+        if fault == "failed":
+            if self.failed_error is not None:
+                error = {"error": self.failed_error}
+                return Handled(generator, [error] if generator else error)
+            return Handled(generator, raised=self._error_json(RuntimeError(self.failed_message), ""))
+        try:
+            output = self._output(job.input, fault)
+        except Exception as exc:
+            if isinstance(exc, Refusal) and generator:  # the official worker yields the error
+                return Handled(True, [{"error": worker_error(exc)}])
+            return Handled(generator, raised=self._error_json(exc, traceback.format_exc()))
+        if generator and not isinstance(output, list):  # (a raw_output: what it yielded)
+            output = [output]
+        return Handled(generator, output)
+
+    def run_local(self, job_input: Any) -> Handled | None:
+        """Run one job of the local flavour inside its request, on a slot (the SDK's server
+        runs the handler inside the request): what the handler did, ``None`` if the job was
+        lost (a restart, a stop)."""
+        key = self.key_fn(job_input)
+        fault = self.plan.draw(key)
+        if fault and (fault.startswith("http_") or fault in ("reset", "timed_out")):
+            fault = None  # no gateway in front of the local server, no execution timeout
+        job = self.submit(job_input, sync=True, fault=fault, key=key)
+        job.done_event.wait()  # (a restart, a stop release it too)
+        done = self.job(job.id)
+        if done is None or not isinstance(done.output, Handled):
+            return None
+        return done.output
 
     @staticmethod
     def _apply_model_fault(reply: SimReply, fault: str | None) -> SimReply:
@@ -699,8 +759,8 @@ class _Handler(SimHandler):
             self._read_body(None)
             self._send_raw(sim.force_reply)
             return
-        if sim.flavour == "local":
-            self._dispatch_local(method, parts.path)
+        if sim.flavour == "local":  # the runpod SDK's --rp_serve_api server
+            dispatch_local(self, sim, method, parts.path, sim.run_local)
             return
         m = _ROUTE.match(parts.path)
         if not m:
@@ -798,67 +858,6 @@ class _Handler(SimHandler):
         job.done_event.wait(min(wait_s, sim.runsync_block_s))
         current = sim.job(job.id)
         self._send(200, current.reply() if current else {"id": job.id, "status": "IN_QUEUE"})
-
-    # -- the runpod SDK's --rp_serve_api flavour ---------------------------------------------
-    def _dispatch_local(self, method: str, path: str) -> None:
-        sim = self.simulator
-        m = _LOCAL_ROUTE.match(path)
-        if path == "/openapi.json" and method == "GET":
-            self._send(200, {"openapi": "3.1.0", "paths": {"/run": {}, "/runsync": {}, "/stream/{job_id}": {}, "/status/{job_id}": {}}})
-            return
-        if not m or method != "POST":
-            self._read_body(None)
-            self._send(404 if not m else 405, {"detail": "Not Found" if not m else "Method Not Allowed"})
-            return
-        op, job_id = m.group("op"), m.group("id")
-        sim._count(op)
-        if op == "run":
-            body, _ = self._read_body(None)
-            if not isinstance(body, dict) or "input" not in body:
-                self._send(422, {"detail": [{"type": "missing", "loc": ["body", "input"], "msg": "Field required"}]})
-                return
-            jid = f"test-{uuid.uuid4()}"
-            with sim._lock:
-                sim._local_pending[jid] = body["input"]
-            self._send(200, {"id": jid, "status": "IN_PROGRESS"})
-            return
-        if op == "runsync":
-            body, _ = self._read_body(None)
-            if not isinstance(body, dict) or "input" not in body:
-                self._send(422, {"detail": [{"type": "missing", "loc": ["body", "input"], "msg": "Field required"}]})
-                return
-            self._send(200, self._run_local(f"test-{uuid.uuid4()}", body["input"]))
-            return
-        self._read_body(None)
-        if op != "status":  # (/stream is not simulated: the job stays for its /status)
-            self._send(404, {"error": f"POST /{op} not supported by the simulator"})
-            return
-        with sim._lock:
-            pending = sim._local_pending.pop(job_id or "", None)
-        if pending is not None and job_id:
-            self._send(200, self._run_local(job_id, pending))
-        else:
-            self._send(200, {"id": job_id, "status": "FAILED", "error": "Job ID not found"})
-
-    def _run_local(self, jid: str, job_input: Any) -> dict[str, Any]:
-        sim = self.simulator
-        key = sim.key_fn(job_input)
-        fault = sim.plan.draw(key)
-        if fault and (fault.startswith("http_") or fault == "reset"):
-            fault = None  # the local server has no gateway in front of it
-        job = sim.submit(job_input, sync=True, fault=fault, key=key)
-        # the SDK's server runs the handler inside the request; bounded by hang_s / timeout
-        job.done_event.wait(max(sim.plan.hang_s, job.execution_timeout_s) + 1.0)
-        done = sim.job(job.id)
-        if done is None or done.status not in TERMINAL:
-            return {"id": jid, "status": "FAILED", "error": "Job ID not found"}
-        if done.status == "FAILED":
-            return {"id": jid, "status": "FAILED", "error": done.error}
-        out: dict[str, Any] = {"id": jid, "status": done.status}
-        if done.has_output:
-            out["output"] = done.output
-        return out
-
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m ocrclient.testing.runpod_sim --port 8765``: serve until Ctrl-C."""
