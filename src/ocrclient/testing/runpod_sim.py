@@ -55,6 +55,10 @@ Not simulated: the ``ttl`` policy, ``/stream`` and ``/retry``, webhooks, whether
 also extends the retention.  Unverified guesses: the bodies of 401/404/413/429 replies (RunPod
 documents the status codes, not the bodies) — clients should rely on the status code only.
 
+``restart()`` loses every job and restarts the endpoint's workers (their threads joined); in
+the local flavour it restarts the server too, as ``stop()`` stops it (connections reset,
+threads joined), on the same port.
+
 Run one by hand: ``python -m ocrclient.testing.runpod_sim --port 8765``.
 """
 
@@ -345,47 +349,84 @@ class RunPodSimulator(ServerOwner):
 
     def start(self) -> Self:
         self._stop.clear()
-        self._queue = queue.Queue()  # no stop marks left over from an earlier stop()
+        with self._lock:
+            self._queue = queue.Queue()  # no stop marks left over from an earlier stop()
         self._server = LoopbackServer.start(self, _Handler, host=self.host, port=self._port, name="runpod-sim")
-        assert self._server.thread is not None
-        self._threads = [self._server.thread]
-        for i in range(max(1, self.plan.slots)):
-            w = threading.Thread(target=self._worker, args=(f"sim-worker-{i}",), daemon=True)
-            w.start()
-            self._threads.append(w)
+        self._start_workers()
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
+    def _start_workers(self) -> None:
+        """The endpoint's slot threads, on the queue of jobs now current."""
+        jobs = self._queue
+        self._threads = []
+        for i in range(max(1, self.plan.slots)):
+            w = threading.Thread(target=self._worker, args=(f"sim-worker-{i}", jobs), daemon=True)
+            w.start()
+            self._threads.append(w)
+
+    def _stop_workers(self, jobs: queue.Queue[SimJob | None]) -> None:
+        """A stop mark on ``jobs`` (their queue) for each slot thread, then each joined (a job
+        running is cancelled by then)."""
+        threads, self._threads = self._threads, []
+        for _ in threads:
+            jobs.put(None)
+        for t in threads:
+            t.join(timeout=2.0)
+
+    def _release_jobs(self, *, lose: bool) -> queue.Queue[SimJob | None]:
+        """Every job cancelled and its waiters released; ``lose`` (a restart): every job
+        forgotten, and a fresh queue for the jobs from now on.  The queue the slot threads
+        took their jobs from."""
         with self._lock:
+            jobs = self._queue
             for job in self._jobs.values():
                 job.cancel_event.set()
                 job.done_event.set()  # release runsync / local requests still waiting
-        if self._server is not None:
-            self._server.stop()
-        for _ in self._threads:
-            # a stop mark for each slot thread, which blocks on the queue (one more than needed:
-            # the list holds the server thread too; start() begins with a fresh queue)
-            self._queue.put(None)
-        for t in self._threads:
-            t.join(timeout=2.0)
-        self._threads = []
+            if lose:
+                self._generation += 1
+                self._jobs.clear()
+                self._local_pending.clear()
+                self._warm_at = None
+                self._queue = queue.Queue()
+        return jobs
 
-    def restart(self) -> None:
-        """An endpoint restart: every job (queued, running, finished) is lost -> 404."""
-        with self._lock:
-            self._generation += 1
-            for job in self._jobs.values():
-                job.cancel_event.set()
-                job.done_event.set()
-            self._jobs.clear()
-            self._local_pending.clear()
-            self._warm_at = None
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
+    def stop(self) -> None:
+        self._stop.set()
+        server = self._server
+        if server is not None:
+            server.close()  # cut first: a request held (a /runsync) gets no reply, as at a restart
+        jobs = self._release_jobs(lose=False)
+        if server is not None:
+            server.join()
+        self._stop_workers(jobs)
+
+    def restart(self, down_s: float = 0.1) -> None:
+        """An endpoint restart: every job (queued, running, finished) is lost (a ``/status``
+        404, in the local flavour ``"Job ID not found"``), and its workers with them: the slot
+        threads end, are waited for, and new ones take the next jobs; the cold start runs again.
+
+        RunPod's API in front of an endpoint does not restart with it: its connections are
+        kept, and a ``/runsync`` held answers the unfinished job at once.  In the local flavour
+        the SDK's server is the worker process, and it restarts as :meth:`stop` stops it: every
+        open connection is reset (a request in flight gets no reply), the threads serving them
+        have ended, the port refuses connections for ``down_s`` seconds, then the server listens
+        again on the same port.  Blocks for ``down_s`` (local flavour): from async code call it
+        in a thread (``await asyncio.to_thread(sim.restart)``)."""
+        server = self._server
+        if server is None:
+            raise RuntimeError("simulator not started")
+        local = self.flavour == "local"
+        if local:
+            server.close()
+        jobs = self._release_jobs(lose=True)
+        if local:
+            server.join()
+        self._stop_workers(jobs)
+        if self._stop.is_set():
+            return  # stopped meanwhile
+        self._start_workers()
+        if local and not self._stop.wait(down_s):
+            self._server = LoopbackServer.start(self, _Handler, host=self.host, port=server.port, name="runpod-sim")
 
     def fail_next_status(self, count: int, code: int = 503) -> None:
         """Answer the next ``count`` status requests with HTTP ``code`` (a flaky gateway)."""
@@ -439,18 +480,18 @@ class RunPodSimulator(ServerOwner):
                 self._warm_at = self.clock() + self.plan.cold_start_s
             if self._stop.is_set():  # (stop() is releasing every waiter: a /runsync must not wait)
                 job.done_event.set()
-        self._queue.put(job)
+            self._queue.put(job)  # (under the lock: a restart swaps the queue)
         return job
 
     def _queue_depth(self) -> int:
         with self._lock:
             return sum(1 for j in self._jobs.values() if j.status == "IN_QUEUE")
 
-    def _worker(self, worker_id: str) -> None:
+    def _worker(self, worker_id: str, jobs: queue.Queue[SimJob | None]) -> None:
         # blocks on the queue: 64 slot threads waking every 50 ms to look at a stop flag cost the
         # simulator 6% of a core while idle, a quarter of its CPU in a busy benchmark
         while not self._stop.is_set():
-            job = self._queue.get()
+            job = jobs.get()
             if job is None:
                 return
             with self._lock:
@@ -541,6 +582,50 @@ class RunPodSimulator(ServerOwner):
             return "FAILED", None, self._error_json(exc, traceback.format_exc())
 
     @staticmethod
+    def serves_as_generator(job_input: Any) -> bool:
+        """Whether the worker that runs this job is a generator handler: worker-vllm's, for the
+        ``openai_route`` chat jobs; the ocular and whole-PDF workers return their output."""
+        return isinstance(job_input, Mapping) and "openai_route" in job_input
+
+    def _handle_local(self, job: SimJob, fault: str | None) -> Handled:
+        """What the worker's handler does with ``job`` (:mod:`.runpod_local` makes the SDK's
+        local server's reply of it): a refusal of vLLM's is an item ``{"error": ...}`` it
+        yields, a ``failed`` fault an exception it raises (an ``{"error": failed_error}`` it
+        returns or yields, when that is set), ``no_output`` nothing returned or yielded."""
+        generator = self.serves_as_generator(job.input)
+        if fault == "no_output":
+            return Handled(generator, [] if generator else None)
+        if fault == "failed":
+            if self.failed_error is not None:
+                error = {"error": self.failed_error}
+                return Handled(generator, [error] if generator else error)
+            return Handled(generator, raised=self._error_json(RuntimeError(self.failed_message), ""))
+        try:
+            output = self._output(job.input, fault)
+        except Exception as exc:
+            if isinstance(exc, Refusal) and generator:  # the official worker yields the error
+                return Handled(True, [{"error": worker_error(exc)}])
+            return Handled(generator, raised=self._error_json(exc, traceback.format_exc()))
+        if generator and not isinstance(output, list):  # (a raw_output: what it yielded)
+            output = [output]
+        return Handled(generator, output)
+
+    def run_local(self, job_input: Any) -> Handled | None:
+        """Run one job of the local flavour inside its request, on a slot (the SDK's server
+        runs the handler inside the request): what the handler did, ``None`` if the job was
+        lost (a restart, a stop)."""
+        key = self.key_fn(job_input)
+        fault = self.plan.draw(key)
+        if fault and (fault.startswith("http_") or fault in ("reset", "timed_out")):
+            fault = None  # no gateway in front of the local server, no execution timeout
+        job = self.submit(job_input, sync=True, fault=fault, key=key)
+        job.done_event.wait()  # (a restart, a stop release it too)
+        done = self.job(job.id)
+        if done is None or not isinstance(done.output, Handled):
+            return None
+        return done.output
+
+    @staticmethod
     def _error_json(exc: BaseException, tb: str) -> str:
         return json.dumps(
             {
@@ -600,50 +685,6 @@ class RunPodSimulator(ServerOwner):
             "markdown_path": f"{out_dir}/result.md",
             **reply.data,
         }
-
-    @staticmethod
-    def serves_as_generator(job_input: Any) -> bool:
-        """Whether the worker that runs this job is a generator handler: worker-vllm's, for the
-        ``openai_route`` chat jobs; the ocular and whole-PDF workers return their output."""
-        return isinstance(job_input, Mapping) and "openai_route" in job_input
-
-    def _handle_local(self, job: SimJob, fault: str | None) -> Handled:
-        """What the worker's handler does with ``job`` (:mod:`.runpod_local` makes the SDK's
-        local server's reply of it): a refusal of vLLM's is an item ``{"error": ...}`` it
-        yields, a ``failed`` fault an exception it raises (an ``{"error": failed_error}`` it
-        returns or yields, when that is set), ``no_output`` nothing returned or yielded."""
-        generator = self.serves_as_generator(job.input)
-        if fault == "no_output":
-            return Handled(generator, [] if generator else None)
-        if fault == "failed":
-            if self.failed_error is not None:
-                error = {"error": self.failed_error}
-                return Handled(generator, [error] if generator else error)
-            return Handled(generator, raised=self._error_json(RuntimeError(self.failed_message), ""))
-        try:
-            output = self._output(job.input, fault)
-        except Exception as exc:
-            if isinstance(exc, Refusal) and generator:  # the official worker yields the error
-                return Handled(True, [{"error": worker_error(exc)}])
-            return Handled(generator, raised=self._error_json(exc, traceback.format_exc()))
-        if generator and not isinstance(output, list):  # (a raw_output: what it yielded)
-            output = [output]
-        return Handled(generator, output)
-
-    def run_local(self, job_input: Any) -> Handled | None:
-        """Run one job of the local flavour inside its request, on a slot (the SDK's server
-        runs the handler inside the request): what the handler did, ``None`` if the job was
-        lost (a restart, a stop)."""
-        key = self.key_fn(job_input)
-        fault = self.plan.draw(key)
-        if fault and (fault.startswith("http_") or fault in ("reset", "timed_out")):
-            fault = None  # no gateway in front of the local server, no execution timeout
-        job = self.submit(job_input, sync=True, fault=fault, key=key)
-        job.done_event.wait()  # (a restart, a stop release it too)
-        done = self.job(job.id)
-        if done is None or not isinstance(done.output, Handled):
-            return None
-        return done.output
 
     @staticmethod
     def _apply_model_fault(reply: SimReply, fault: str | None) -> SimReply:
