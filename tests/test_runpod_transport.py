@@ -531,6 +531,29 @@ async def test_restart_loses_in_flight_jobs(sim_factory: Callable[..., RunPodSim
     assert info.value.cause == "job_expired"
 
 
+async def test_a_local_server_restart_cuts_the_job_in_flight_then_serves(
+    sim_factory: Callable[..., RunPodSimulator],
+) -> None:
+    """The SDK's local server restarting (``restart()`` in the local flavour): the ``/runsync``
+    in flight ends at once with a connection error (a transient one, no reply read as a
+    result), and the same client's next job is served on the server back on its port."""
+    sim = sim_factory(flavour="local", plan=FaultPlan(rates={"hang": 1.0}, hang_s=30.0, max_faults_per_key=1))
+    t = transport_for(sim)
+    try:
+        task = asyncio.create_task(t.send(chat_request(timeout_s=20)))
+        await wait_until(lambda: sim.running_now == 1)
+        started = time.monotonic()
+        await asyncio.to_thread(sim.restart, 0.2)
+        with pytest.raises(TransientError) as cut:
+            await task
+        assert time.monotonic() - started < 5
+        assert cut.value.cause in ("reset", "connection"), cut.value
+        reply = await t.send(chat_request(timeout_s=20))  # its key's hang was used up
+    finally:
+        await t.aclose()
+    assert reply.text and reply.finish_reason == "stop"
+
+
 # ---------------------------------------------------------------------------------------------
 # cancellation and deadlines
 # ---------------------------------------------------------------------------------------------
@@ -614,8 +637,11 @@ async def test_local_mode_routes(sim_factory: Callable[..., RunPodSimulator]) ->
         assert reply.text == "local ok" and reply.gpu_seconds is None
         bad = chat_request()
         bad.body["messages"][0]["content"][1]["text"] = "boom"
-        with pytest.raises(TransientError, match="segmentation fault"):
+        # a chat job's worker (worker-vllm's generator handler) that raises: the SDK's local
+        # server loses the error and answers HTTP 500 (tests/test_runpod_local_sdk.py)
+        with pytest.raises(TransientError, match="Internal Server Error") as crash:
             await t.send(bad)
+        assert crash.value.status == 500
         assert (await t.health()).ok is True
     finally:
         await t.aclose()

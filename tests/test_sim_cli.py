@@ -69,9 +69,12 @@ def test_a_cold_endpoint_shows_no_worker_up_before_its_first_job() -> None:
 
 
 def test_stream_in_the_local_flavour_leaves_the_job_for_its_status() -> None:
+    """A job whose worker returns (not a generator): the SDK's /stream refuses it and leaves it."""
     with RunPodSimulator(flavour="local") as sim:
         jid = httpx.post(sim.base_url + "/run", json={"input": {"a": 1}}, timeout=10).json()["id"]
-        assert httpx.post(sim.base_url + f"/stream/{jid}", timeout=10).status_code == 404
+        refused = httpx.post(sim.base_url + f"/stream/{jid}", timeout=10)
+        assert refused.status_code == 200 and refused.json() == {
+            "id": jid, "status": "FAILED", "error": "Stream not supported, handler must be a generator."}
         status = httpx.post(sim.base_url + f"/status/{jid}", timeout=30).json()
     assert status["status"] == "COMPLETED", status
 

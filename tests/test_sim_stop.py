@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from ocrclient.testing import FaultPlan, OcularSimulator, OpenAISimulator
+from ocrclient.testing import FaultPlan, OcularSimulator, OpenAISimulator, SimReply
+from ocrclient.testing.faults import echo_responder
 from ocrclient.testing.hostile import HostileServer
 from ocrclient.testing.runpod_sim import RunPodSimulator
 
@@ -127,3 +128,124 @@ def _busy(sim: Any) -> bool:
     if isinstance(sim, RunPodSimulator):
         return sim.running_now > 0
     return sim.max_active > 0
+
+
+# -- restart(), consistent with stop() ---------------------------------------------------------
+
+
+def _old_threads(sim: Any) -> list[threading.Thread]:
+    """The threads of the simulator's server run now (accepting, serving connections, their
+    workers), and RunPod's slot threads."""
+    server = sim._server
+    threads = [server.thread, *server.threads()]
+    return threads + list(getattr(sim, "_threads", []))
+
+
+def _idle_request(kind: str, sim: Any) -> Request:
+    """A request answered at once whatever the plan (the page requests take 30 s here)."""
+    if kind == "runpod-local":
+        return "POST", "/status/test-none", None, {}
+    if kind == "runpod":
+        return "GET", f"/v2/{sim.endpoint_id}/health", None, {"Authorization": f"Bearer {sim.api_key}"}
+    return "GET", "/health", None, dict(getattr(sim, "modal_headers", None) or {})
+
+
+def _in_flight(sim: Any, request: Request, serving: Callable[[], bool] | None = None) -> tuple[threading.Thread, list[Any]]:
+    """``request`` sent from a thread; returns once the simulator is serving it."""
+    serving = serving or (lambda: _busy(sim))
+    outcome: list[Any] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+        try:
+            reply = _send(conn, request)
+            outcome.append((reply.status, reply.read()))
+        except (http.client.HTTPException, OSError) as exc:
+            outcome.append(exc)
+        finally:
+            conn.close()
+
+    caller = threading.Thread(target=client)
+    caller.start()
+    deadline = time.monotonic() + 5
+    while not serving() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert serving()
+    return caller, outcome
+
+
+@pytest.mark.parametrize("kind", ["openai", "modal", "ocular", "runpod-local"])
+def test_restart_ends_the_old_servers_threads_and_cuts_its_connections(kind: str) -> None:
+    """``restart()`` is a stop and a start on the same port: a request in flight and an idle
+    kept-alive connection both end with a connection error (no reply, no hang), every thread of
+    the old server has ended when it returns (it waited for none of those serving connections,
+    and the RunPod simulator's slot threads went on: the one still in its responder, which no
+    cut interrupts, outlived it), and a new connection is then served."""
+    make, request_of = SIMULATORS[kind]
+    sim = make()
+    entered = threading.Event()
+
+    def busy_responder(body: dict[str, Any]) -> SimReply:  # the model's work: uninterruptible
+        entered.set()
+        time.sleep(0.5)
+        return echo_responder(body)
+
+    sim.responder = busy_responder
+    sim.start()
+    try:
+        port, request, idle_request = sim.port, request_of(sim), _idle_request(kind, sim)
+        idle = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        reply = _send(idle, idle_request)
+        reply.read()
+        assert reply.status == 200 and not reply.will_close, kind
+        caller, outcome = _in_flight(sim, request, entered.is_set)
+        old = _old_threads(sim)
+        sim.responder = echo_responder  # (what the server serves once back)
+        started = time.monotonic()
+        sim.restart(0.0)
+        assert time.monotonic() - started < 3.0, kind
+        assert [t.name for t in old if t.is_alive()] == [], kind  # ended, not ending
+        caller.join(timeout=5)
+        assert not caller.is_alive() and isinstance(outcome[0], http.client.HTTPException | OSError), outcome
+        with pytest.raises((http.client.HTTPException, OSError)):  # the kept-alive one: cut
+            _send(idle, idle_request).read()
+        idle.close()
+        again = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            served = _send(again, request)
+            assert served.status == 200 and served.read(), kind
+        finally:
+            again.close()
+    finally:
+        sim.stop()
+
+
+def test_a_runpod_endpoint_restart_ends_its_workers_and_keeps_the_api_connections() -> None:
+    """RunPod's API does not restart with an endpoint: a kept-alive connection goes on being
+    answered, the ``/runsync`` held answers the unfinished job at once (then 404: lost), and the
+    endpoint's old slot threads have ended when ``restart()`` returns, new ones serving."""
+    before = set(threading.enumerate())
+    sim = RunPodSimulator(plan=FaultPlan(latency_s=30.0, slots=2)).start()
+    try:
+        idle_request = _idle_request("runpod", sim)
+        idle = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+        assert _send(idle, idle_request).read()
+        method, path, body, headers = _runpod(sim)
+        caller, outcome = _in_flight(sim, (method, path.replace("/run", "/runsync"), body, headers))
+        workers = list(sim._threads)
+        sim.plan = FaultPlan(latency_s=0.0, slots=2)
+        sim.restart()
+        assert [t.name for t in workers if t.is_alive()] == []
+        assert len(sim._threads) == 2 and all(t.is_alive() for t in sim._threads)
+        caller.join(timeout=5)
+        status, raw = outcome[0]
+        held = json.loads(raw)
+        assert status == 200 and held["status"] in ("IN_QUEUE", "IN_PROGRESS"), held
+        lost = _send(idle, ("GET", f"/v2/{sim.endpoint_id}/status/{held['id']}", None, headers))
+        assert lost.status == 404 and lost.read()  # on the same connection: kept
+        done = _send(idle, (method, path.replace("/run", "/runsync"), {"input": {"x": 3}}, headers))
+        assert done.status == 200 and json.loads(done.read())["status"] == "COMPLETED"
+        idle.close()
+    finally:
+        sim.stop()
+    assert _new_threads(before) == []

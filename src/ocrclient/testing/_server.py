@@ -109,12 +109,22 @@ class LoopbackServer(ThreadingHTTPServer):
         up to ``join_s`` seconds in all.  (It closed the port only: a client that kept its
         connection alive was still answered by a stopped simulator, and its handler thread
         lived on until the client hung up.)"""
+        self.close()
+        self.join(join_s)
+
+    def close(self) -> None:
+        """The first half of :meth:`stop`: :attr:`cut` set, the port closed, every open
+        connection reset; what the threads serving them write from now on goes nowhere."""
         self.cut.set()
         self.shutdown()  # accept no more connections (every accepted one is tracked by now)
         self.server_close()
         self.cut_connections()
+
+    def join(self, join_s: float = 2.0) -> None:
+        """The second half of :meth:`stop`: wait up to ``join_s`` seconds in all for the
+        threads of this run (the one accepting connections, and :meth:`threads`) to end."""
         deadline = time.monotonic() + join_s
-        for thread in self.threads():
+        for thread in [*([self.thread] if self.thread is not None else []), *self.threads()]:
             if thread is not threading.current_thread():
                 thread.join(timeout=max(0.0, deadline - time.monotonic()))
 

@@ -174,8 +174,9 @@ class HTTPSimulator(ProxyFront, abc.ABC):
     def restart(self, down_s: float = 0.1) -> None:
         """A server restart (the process dies and comes back on the same port).
 
-        Every open connection is reset (requests in flight, idle keep-alive connections), the
-        workers of the old process give up, the port refuses connections for ``down_s``
+        As :meth:`stop`: every open connection is reset (requests in flight, idle keep-alive
+        connections), the workers of the old process give up and every thread of the old server
+        has ended when the port comes back; the port refuses connections for ``down_s``
         seconds, then the server listens again at the same :attr:`url` (and ``base_url``) and
         loads its models anew: the plan's ``cold_start_s`` runs again from that moment
         (``/health`` answers 502 and requests wait until it is over).  Counters are kept;
@@ -186,10 +187,10 @@ class HTTPSimulator(ProxyFront, abc.ABC):
         if old is None:
             raise RuntimeError("simulator not started")
         port = int(old.server_address[1])
-        old.shutdown()  # accept no more connections
-        old.server_close()  # from now on the port refuses them
-        old.cut.set()  # the old process's workers stop at their next wait
-        old.cut_connections()
+        # as stop(): the port refuses from now on, every open connection is reset, the old
+        # process's workers stop at their next wait, and its threads are waited for (restart
+        # returned with them still running, unlike stop())
+        old.stop()
         if thread is not None:
             thread.join(timeout=2.0)
         with self._lock:

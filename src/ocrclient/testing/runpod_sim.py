@@ -10,7 +10,9 @@ responder says, wrapped in the output shape of the worker that would have run it
   ``[chat_completion]``, or (``req["stream"]``) a list of SSE strings ending in ``data: [DONE]``;
   ``req`` is checked as vLLM checks it (:mod:`.vllm_checks`, the OpenAI simulator's checks: the
   model, the messages, ``max_tokens`` against ``max_model_len``, ...), and a request vLLM
-  refuses ends ``FAILED`` as the official worker reports it (:func:`worker_refusal`);
+  refuses ends ``FAILED`` as the official worker reports it (:func:`worker_refusal`) -- in the
+  local flavour, as the SDK's local server reports it: ``COMPLETED`` with the error item the
+  worker yielded (:mod:`.runpod_local` says how that server answers each handler outcome);
 * ``{"route": "/extract_text", ...}`` -> the ocular ``OCRResponse`` dict
   (``text``, ``confidence``, ``language``, ``processing_time``, ``metadata``);
 * anything else -> the DeepSeek whole-PDF worker dict (``status``, ``markdown`` base64, ...).
@@ -53,6 +55,10 @@ Not simulated: the ``ttl`` policy, ``/stream`` and ``/retry``, webhooks, whether
 also extends the retention.  Unverified guesses: the bodies of 401/404/413/429 replies (RunPod
 documents the status codes, not the bodies) — clients should rely on the status code only.
 
+``restart()`` loses every job and restarts the endpoint's workers (their threads joined); in
+the local flavour it restarts the server too, as ``stop()`` stops it (connections reset,
+threads joined), on the same port.
+
 Run one by hand: ``python -m ocrclient.testing.runpod_sim --port 8765``.
 """
 
@@ -62,6 +68,7 @@ import argparse
 import base64
 import contextlib
 import json
+import math
 import queue
 import re
 import threading
@@ -95,6 +102,7 @@ from .faults import (
     garbage_reply,
 )
 from .runpod_limits import DOCUMENTED, RateWindow
+from .runpod_local import Handled, answer, dispatch_local
 from .vllm_checks import Refusal, check_chat, check_generation
 
 __all__ = ["RUNSYNC_LIMIT_BYTES", "RUN_LIMIT_BYTES", "RunPodSimulator", "SimJob"]
@@ -213,10 +221,17 @@ def worker_refusal(refused: Refusal) -> str:
     the handler yields ``{"error": {"message": "vLLM returned HTTP <status>: <vLLM's reply>",
     "type": "worker_error", "code": None}}`` and RunPod marks the job ``FAILED`` with the
     Python ``str()`` of the inner dict (deploy/README.md)."""
+    return str(worker_error(refused))
+
+
+def worker_error(refused: Refusal) -> dict[str, Any]:
+    """The error object the official worker yields (as ``{"error": <this>}``) for a request its
+    vLLM server refused: ``{"message": "vLLM returned HTTP <status>: <vLLM's reply>", "type":
+    "worker_error", "code": None}``."""
     reply = {"error": {"message": refused.message, "type": _VLLM_ERROR_TYPE.get(refused.status, "BadRequestError"),
                        "param": refused.param, "code": refused.status}}  # fmt: skip
     quoted = json.dumps(reply, separators=(",", ":"))
-    return str({"message": f"vLLM returned HTTP {refused.status}: {quoted}", "type": "worker_error", "code": None})
+    return {"message": f"vLLM returned HTTP {refused.status}: {quoted}", "type": "worker_error", "code": None}
 
 
 _VLLM_ERROR_TYPE = {400: "BadRequestError", 404: "NotFoundError"}
@@ -334,47 +349,84 @@ class RunPodSimulator(ServerOwner):
 
     def start(self) -> Self:
         self._stop.clear()
-        self._queue = queue.Queue()  # no stop marks left over from an earlier stop()
+        with self._lock:
+            self._queue = queue.Queue()  # no stop marks left over from an earlier stop()
         self._server = LoopbackServer.start(self, _Handler, host=self.host, port=self._port, name="runpod-sim")
-        assert self._server.thread is not None
-        self._threads = [self._server.thread]
-        for i in range(max(1, self.plan.slots)):
-            w = threading.Thread(target=self._worker, args=(f"sim-worker-{i}",), daemon=True)
-            w.start()
-            self._threads.append(w)
+        self._start_workers()
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
+    def _start_workers(self) -> None:
+        """The endpoint's slot threads, on the queue of jobs now current."""
+        jobs = self._queue
+        self._threads = []
+        for i in range(max(1, self.plan.slots)):
+            w = threading.Thread(target=self._worker, args=(f"sim-worker-{i}", jobs), daemon=True)
+            w.start()
+            self._threads.append(w)
+
+    def _stop_workers(self, jobs: queue.Queue[SimJob | None]) -> None:
+        """A stop mark on ``jobs`` (their queue) for each slot thread, then each joined (a job
+        running is cancelled by then)."""
+        threads, self._threads = self._threads, []
+        for _ in threads:
+            jobs.put(None)
+        for t in threads:
+            t.join(timeout=2.0)
+
+    def _release_jobs(self, *, lose: bool) -> queue.Queue[SimJob | None]:
+        """Every job cancelled and its waiters released; ``lose`` (a restart): every job
+        forgotten, and a fresh queue for the jobs from now on.  The queue the slot threads
+        took their jobs from."""
         with self._lock:
+            jobs = self._queue
             for job in self._jobs.values():
                 job.cancel_event.set()
                 job.done_event.set()  # release runsync / local requests still waiting
-        if self._server is not None:
-            self._server.stop()
-        for _ in self._threads:
-            # a stop mark for each slot thread, which blocks on the queue (one more than needed:
-            # the list holds the server thread too; start() begins with a fresh queue)
-            self._queue.put(None)
-        for t in self._threads:
-            t.join(timeout=2.0)
-        self._threads = []
+            if lose:
+                self._generation += 1
+                self._jobs.clear()
+                self._local_pending.clear()
+                self._warm_at = None
+                self._queue = queue.Queue()
+        return jobs
 
-    def restart(self) -> None:
-        """An endpoint restart: every job (queued, running, finished) is lost -> 404."""
-        with self._lock:
-            self._generation += 1
-            for job in self._jobs.values():
-                job.cancel_event.set()
-                job.done_event.set()
-            self._jobs.clear()
-            self._local_pending.clear()
-            self._warm_at = None
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
+    def stop(self) -> None:
+        self._stop.set()
+        server = self._server
+        if server is not None:
+            server.close()  # cut first: a request held (a /runsync) gets no reply, as at a restart
+        jobs = self._release_jobs(lose=False)
+        if server is not None:
+            server.join()
+        self._stop_workers(jobs)
+
+    def restart(self, down_s: float = 0.1) -> None:
+        """An endpoint restart: every job (queued, running, finished) is lost (a ``/status``
+        404, in the local flavour ``"Job ID not found"``), and its workers with them: the slot
+        threads end, are waited for, and new ones take the next jobs; the cold start runs again.
+
+        RunPod's API in front of an endpoint does not restart with it: its connections are
+        kept, and a ``/runsync`` held answers the unfinished job at once.  In the local flavour
+        the SDK's server is the worker process, and it restarts as :meth:`stop` stops it: every
+        open connection is reset (a request in flight gets no reply), the threads serving them
+        have ended, the port refuses connections for ``down_s`` seconds, then the server listens
+        again on the same port.  Blocks for ``down_s`` (local flavour): from async code call it
+        in a thread (``await asyncio.to_thread(sim.restart)``)."""
+        server = self._server
+        if server is None:
+            raise RuntimeError("simulator not started")
+        local = self.flavour == "local"
+        if local:
+            server.close()
+        jobs = self._release_jobs(lose=True)
+        if local:
+            server.join()
+        self._stop_workers(jobs)
+        if self._stop.is_set():
+            return  # stopped meanwhile
+        self._start_workers()
+        if local and not self._stop.wait(down_s):
+            self._server = LoopbackServer.start(self, _Handler, host=self.host, port=server.port, name="runpod-sim")
 
     def fail_next_status(self, count: int, code: int = 503) -> None:
         """Answer the next ``count`` status requests with HTTP ``code`` (a flaky gateway)."""
@@ -408,7 +460,7 @@ class RunPodSimulator(ServerOwner):
     ) -> SimJob:
         """Queue a job (``fault`` is what the plan drew for it at submission; ``key`` is
         :func:`body_key` of ``job_input`` when the caller has it already)."""
-        timeout_s = self.execution_timeout_s
+        timeout_s = math.inf if self.flavour == "local" else self.execution_timeout_s  # (the SDK: none)
         if policy and isinstance(policy.get("executionTimeout"), int | float):
             timeout_s = float(policy["executionTimeout"]) / 1000.0
         key = key or self.key_fn(job_input)
@@ -428,18 +480,18 @@ class RunPodSimulator(ServerOwner):
                 self._warm_at = self.clock() + self.plan.cold_start_s
             if self._stop.is_set():  # (stop() is releasing every waiter: a /runsync must not wait)
                 job.done_event.set()
-        self._queue.put(job)
+            self._queue.put(job)  # (under the lock: a restart swaps the queue)
         return job
 
     def _queue_depth(self) -> int:
         with self._lock:
             return sum(1 for j in self._jobs.values() if j.status == "IN_QUEUE")
 
-    def _worker(self, worker_id: str) -> None:
+    def _worker(self, worker_id: str, jobs: queue.Queue[SimJob | None]) -> None:
         # blocks on the queue: 64 slot threads waking every 50 ms to look at a stop flag cost the
         # simulator 6% of a core while idle, a quarter of its CPU in a busy benchmark
         while not self._stop.is_set():
-            job = self._queue.get()
+            job = jobs.get()
             if job is None:
                 return
             with self._lock:
@@ -498,6 +550,11 @@ class RunPodSimulator(ServerOwner):
             if not self._hold(job, max(0.0, start + limit - self.clock())):
                 self._finish(job, "TIMED_OUT")
             return
+        if self.flavour == "local":  # the SDK's local server answers by what the handler did
+            handled = self._handle_local(job, fault)
+            if not self._hold(job, max(0.0, start + latency - self.clock())):
+                self._finish(job, answer(job.id, handled).status, output=handled, has_output=True)
+            return
         status, output, error = self._outcome(job, fault)
         if self._hold(job, max(0.0, start + latency - self.clock())):
             return
@@ -523,6 +580,50 @@ class RunPodSimulator(ServerOwner):
             return "FAILED", None, worker_refusal(refused)
         except Exception as exc:  # the "handler" raised: FAILED as the runpod SDK reports it
             return "FAILED", None, self._error_json(exc, traceback.format_exc())
+
+    @staticmethod
+    def serves_as_generator(job_input: Any) -> bool:
+        """Whether the worker that runs this job is a generator handler: worker-vllm's, for the
+        ``openai_route`` chat jobs; the ocular and whole-PDF workers return their output."""
+        return isinstance(job_input, Mapping) and "openai_route" in job_input
+
+    def _handle_local(self, job: SimJob, fault: str | None) -> Handled:
+        """What the worker's handler does with ``job`` (:mod:`.runpod_local` makes the SDK's
+        local server's reply of it): a refusal of vLLM's is an item ``{"error": ...}`` it
+        yields, a ``failed`` fault an exception it raises (an ``{"error": failed_error}`` it
+        returns or yields, when that is set), ``no_output`` nothing returned or yielded."""
+        generator = self.serves_as_generator(job.input)
+        if fault == "no_output":
+            return Handled(generator, [] if generator else None)
+        if fault == "failed":
+            if self.failed_error is not None:
+                error = {"error": self.failed_error}
+                return Handled(generator, [error] if generator else error)
+            return Handled(generator, raised=self._error_json(RuntimeError(self.failed_message), ""))
+        try:
+            output = self._output(job.input, fault)
+        except Exception as exc:
+            if isinstance(exc, Refusal) and generator:  # the official worker yields the error
+                return Handled(True, [{"error": worker_error(exc)}])
+            return Handled(generator, raised=self._error_json(exc, traceback.format_exc()))
+        if generator and not isinstance(output, list):  # (a raw_output: what it yielded)
+            output = [output]
+        return Handled(generator, output)
+
+    def run_local(self, job_input: Any) -> Handled | None:
+        """Run one job of the local flavour inside its request, on a slot (the SDK's server
+        runs the handler inside the request): what the handler did, ``None`` if the job was
+        lost (a restart, a stop)."""
+        key = self.key_fn(job_input)
+        fault = self.plan.draw(key)
+        if fault and (fault.startswith("http_") or fault in ("reset", "timed_out")):
+            fault = None  # no gateway in front of the local server, no execution timeout
+        job = self.submit(job_input, sync=True, fault=fault, key=key)
+        job.done_event.wait()  # (a restart, a stop release it too)
+        done = self.job(job.id)
+        if done is None or not isinstance(done.output, Handled):
+            return None
+        return done.output
 
     @staticmethod
     def _error_json(exc: BaseException, tb: str) -> str:
@@ -699,8 +800,8 @@ class _Handler(SimHandler):
             self._read_body(None)
             self._send_raw(sim.force_reply)
             return
-        if sim.flavour == "local":
-            self._dispatch_local(method, parts.path)
+        if sim.flavour == "local":  # the runpod SDK's --rp_serve_api server
+            dispatch_local(self, sim, method, parts.path, sim.run_local)
             return
         m = _ROUTE.match(parts.path)
         if not m:
@@ -798,67 +899,6 @@ class _Handler(SimHandler):
         job.done_event.wait(min(wait_s, sim.runsync_block_s))
         current = sim.job(job.id)
         self._send(200, current.reply() if current else {"id": job.id, "status": "IN_QUEUE"})
-
-    # -- the runpod SDK's --rp_serve_api flavour ---------------------------------------------
-    def _dispatch_local(self, method: str, path: str) -> None:
-        sim = self.simulator
-        m = _LOCAL_ROUTE.match(path)
-        if path == "/openapi.json" and method == "GET":
-            self._send(200, {"openapi": "3.1.0", "paths": {"/run": {}, "/runsync": {}, "/stream/{job_id}": {}, "/status/{job_id}": {}}})
-            return
-        if not m or method != "POST":
-            self._read_body(None)
-            self._send(404 if not m else 405, {"detail": "Not Found" if not m else "Method Not Allowed"})
-            return
-        op, job_id = m.group("op"), m.group("id")
-        sim._count(op)
-        if op == "run":
-            body, _ = self._read_body(None)
-            if not isinstance(body, dict) or "input" not in body:
-                self._send(422, {"detail": [{"type": "missing", "loc": ["body", "input"], "msg": "Field required"}]})
-                return
-            jid = f"test-{uuid.uuid4()}"
-            with sim._lock:
-                sim._local_pending[jid] = body["input"]
-            self._send(200, {"id": jid, "status": "IN_PROGRESS"})
-            return
-        if op == "runsync":
-            body, _ = self._read_body(None)
-            if not isinstance(body, dict) or "input" not in body:
-                self._send(422, {"detail": [{"type": "missing", "loc": ["body", "input"], "msg": "Field required"}]})
-                return
-            self._send(200, self._run_local(f"test-{uuid.uuid4()}", body["input"]))
-            return
-        self._read_body(None)
-        if op != "status":  # (/stream is not simulated: the job stays for its /status)
-            self._send(404, {"error": f"POST /{op} not supported by the simulator"})
-            return
-        with sim._lock:
-            pending = sim._local_pending.pop(job_id or "", None)
-        if pending is not None and job_id:
-            self._send(200, self._run_local(job_id, pending))
-        else:
-            self._send(200, {"id": job_id, "status": "FAILED", "error": "Job ID not found"})
-
-    def _run_local(self, jid: str, job_input: Any) -> dict[str, Any]:
-        sim = self.simulator
-        key = sim.key_fn(job_input)
-        fault = sim.plan.draw(key)
-        if fault and (fault.startswith("http_") or fault == "reset"):
-            fault = None  # the local server has no gateway in front of it
-        job = sim.submit(job_input, sync=True, fault=fault, key=key)
-        # the SDK's server runs the handler inside the request; bounded by hang_s / timeout
-        job.done_event.wait(max(sim.plan.hang_s, job.execution_timeout_s) + 1.0)
-        done = sim.job(job.id)
-        if done is None or done.status not in TERMINAL:
-            return {"id": jid, "status": "FAILED", "error": "Job ID not found"}
-        if done.status == "FAILED":
-            return {"id": jid, "status": "FAILED", "error": done.error}
-        out: dict[str, Any] = {"id": jid, "status": done.status}
-        if done.has_output:
-            out["output"] = done.output
-        return out
-
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m ocrclient.testing.runpod_sim --port 8765``: serve until Ctrl-C."""
