@@ -114,7 +114,7 @@ def cli_env(api_key: str | None) -> dict[str, str]:
 
 def read_cache(cache: Path) -> tuple[set[str], int, int]:
     """(digests of the finished pages, corrupt entries, leftover temp files)."""
-    from ocrclient.document import Page
+    from ocrclient.cache import entry_page
 
     finished: set[str] = set()
     corrupt = 0
@@ -122,7 +122,7 @@ def read_cache(cache: Path) -> tuple[set[str], int, int]:
         if f.name.startswith(".tmp-"):
             continue
         try:
-            page = Page.model_validate_json(f.read_text(encoding="utf-8"))
+            page = entry_page(f.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             corrupt += 1
             continue

@@ -260,18 +260,24 @@ def test_every_dialect_option_read_anywhere_is_declared() -> None:
     """The whole kind behind the resume cache keying a page on the options its dialect reads
     (``OPTIONS``): an option a dialect read but did not declare would leave the key, and a
     changed value would be served the old page.  Every option read in a dialect's module is
-    declared by that module's dialect; the run's own (``docmode``) by ``RUN_DIALECT_OPTIONS``."""
+    declared by that module's dialect; the run's own (``docmode``) by ``RUN_DIALECT_OPTIONS``.
+    An output option (``OUTPUT_OPTIONS``: out of the key) is read in no dialect's module at all:
+    no request and no parse depend on it, the run picks among what the parse gave."""
     from ocrclient.cache import RUN_DIALECT_OPTIONS
     from ocrclient.registry import DIALECTS, dialect_class
 
     read = dialect_options_by_module()
     assert read["docmode"] and read["docmode"] <= set(RUN_DIALECT_OPTIONS)
-    assert {"include_headers_footers", "text_layer", "prompt", "route"} <= set().union(*read.values())
+    assert {"text_layer", "prompt", "route"} <= set().union(*read.values())
+    furniture = {name for name in DIALECTS if "include_headers_footers" in dialect_class(name).OUTPUT_OPTIONS}
+    assert furniture == {"chandra", "dots", "rapidocr"}
     for name, (target, _) in DIALECTS.items():
         module = target.partition(":")[0].rpartition(".")[2]
-        declared = dialect_class(name).OPTIONS
+        cls = dialect_class(name)
+        declared, output = cls.OPTIONS, cls.OUTPUT_OPTIONS
         assert declared is not None, f"{name} declares no OPTIONS"
         assert read[module] <= set(declared) | set(RUN_DIALECT_OPTIONS), (name, read[module] - set(declared))
+        assert not set(output) & (set(declared) | read[module]), (name, "an output option read by the dialect")
 
 
 @pytest.mark.parametrize("profile", sorted(shipped_profiles()))
@@ -279,23 +285,33 @@ def test_a_dialect_option_changes_the_key_only_where_the_dialect_reads_it(profil
     """Every shipped profile: an option its dialect does not read (``--keep-furniture`` on
     olmOCR, ``--text-layer`` on a remote model) and one set to its default (``--text-layer auto``
     on the local engine) keep the key (both sent every page again); each option it reads, at
-    another value, moves it."""
-    from ocrclient.cache import dialect_options_read
+    another value, moves it.  An output option (``--keep-furniture`` on Chandra, dots.ocr, the
+    local engine) keeps the page key too, and moves the run manifest's settings digest (its
+    outputs differ) only where the dialect has it, and not at its default."""
+    from ocrclient.cache import dialect_options_read, output_options_read
 
     cfg = shipped_profiles()[profile]
-    read = dialect_options_read(cfg.dialect)
+    read, output = dialect_options_read(cfg.dialect), output_options_read(cfg.dialect)
     assert read is not None
 
     def with_(**opts: Any) -> BackendConfig:
         return cfg.model_copy(update={"dialect_options": {**cfg.dialect_options, **opts}})
 
+    def keyed(c: BackendConfig) -> str:
+        return json.dumps(key_settings(c), sort_keys=True, default=str)
+
     for option in ("include_headers_footers", "text_layer", "min_pixels", "route", "not_an_option"):
         if option not in read:
-            assert settings_digest(with_(**{option: "x"})) == settings_digest(cfg), option
+            assert keyed(with_(**{option: "x"})) == keyed(cfg), option
+            assert (settings_digest(with_(**{option: "x"})) == settings_digest(cfg)) == (option not in output), option
     for option, default in read.items():
         if option not in cfg.dialect_options and default is not None:
             assert settings_digest(with_(**{option: default})) == settings_digest(cfg), option
+        assert keyed(with_(**{option: ["another", "value"]})) != keyed(cfg), option
         assert settings_digest(with_(**{option: ["another", "value"]})) != settings_digest(cfg), option
+    for option, default in output.items():
+        assert settings_digest(with_(**{option: default})) == settings_digest(cfg), option
+        assert keyed(with_(**{option: True})) == keyed(cfg), option
 
 
 def test_transport_option_discovery_finds_the_known_ones() -> None:

@@ -135,9 +135,16 @@ def test_real_reply_raglit(v2: ChandraDialect) -> None:
 
 
 def test_headers_footers_option() -> None:
-    d = ChandraDialect(model="m", options={"include_headers_footers": True})
+    """The parse reads no furniture option: its markdown leaves the Page-Header out and
+    ``furniture_markdown`` keeps it in place, whatever the option (an output option: the run
+    picks one, so a cached page serves either)."""
     text = (REPLIES / "chandra" / "papermeister_structured.html").read_text(encoding="utf-8")
-    assert "Fossils 86" in d.parse(reply(text), request_for(make_page())).markdown
+    for options in ({}, {"include_headers_footers": True}):
+        c = ChandraDialect(model="m", options=options).parse(reply(text), request_for(make_page()))
+        assert c.furniture_markdown is not None and c.furniture_markdown.startswith("Fossils 86\n\n")
+        assert c.furniture_markdown.removeprefix("Fossils 86\n\n") == c.markdown == c.markdown_for(False)
+        assert c.markdown_for(True) == c.furniture_markdown
+        assert c.blocks[0].type == "page_header"  # (the JSON types it either way)
 
 
 def test_v1_json_boxes_and_math_tables() -> None:

@@ -17,11 +17,22 @@ reads: credentials, concurrency, timeouts, retries, prices, descriptions); likew
 :func:`neutral_transport_options`) are left out and every other one is in the key.  Of the
 ``dialect_options``, the key has those the dialect reads (its ``OPTIONS``, with the run's own,
 :data:`RUN_DIALECT_OPTIONS`), each unless at its default: ``--keep-furniture`` on a dialect
-without furniture, or ``--text-layer auto`` on the local engine, sends nothing again.  A pool's
+without furniture, or ``--text-layer auto`` on the local engine, sends nothing again.  The
+dialect's output options (its ``OUTPUT_OPTIONS``: ``include_headers_footers``, the CLI's
+``--keep-furniture``) are read by no request and no parse but as the run makes the page, from
+what the parse gave: an entry holds the page's markdown without its furniture and, beside it, with
+it (:meth:`PageCache.put`), so they stay out of the key and toggling one sends nothing again;
+they are in :func:`settings_digest` (the run manifest's: the outputs differ, so a rerun that
+toggles one writes a done document's outputs again, from the cache).  A pool's
 members enter it as the endpoints they reach (:func:`pool_members_key`): each member's profile
 resolved with its overrides, the environment and the user config, as the pool builds it, so a
 member pointed at another endpoint sends its pages again, while a member's weight or label (who
 serves a page, not what it reads) and the members' order change nothing.
+
+An entry is ``{"page": <the page's JSON>, "furniture_markdown": <str or null>}``.  An earlier
+version's, the page's JSON alone, does not say the markdown with furniture: a run that keeps it
+takes that for a miss (sent once again, rewritten), one that leaves it out is served it (its key
+had no ``include_headers_footers``: its markdown has none), so no key version is bumped.
 
 Writes are atomic (temp file + rename in the same directory), so a kill at any moment leaves
 either the old entry or the new one.  The cache holds at most ``max_bytes`` (default
@@ -76,8 +87,11 @@ __all__ = [
     "CacheInfo",
     "PageCache",
     "engine_versions",
+    "entry_page",
+    "keeps_furniture",
     "key_settings",
     "neutral_transport_options",
+    "output_options",
     "page_key",
 ]
 
@@ -201,6 +215,38 @@ def dialect_options_read(dialect: str) -> Mapping[str, Any] | None:
     return None if declared is None else {**RUN_DIALECT_OPTIONS, **declared}
 
 
+@functools.lru_cache(maxsize=64)
+def output_options_read(dialect: str) -> Mapping[str, Any]:
+    """The output options of the dialect named ``dialect`` (its ``OUTPUT_OPTIONS``, with their
+    defaults: read as the run makes a page, by no request and no parse); none when it cannot be
+    imported.
+
+    >>> dict(output_options_read("chandra"))
+    {'include_headers_footers': False}
+    """
+    from .errors import ConfigError
+    from .registry import dialect_class
+
+    try:
+        cls = dialect_class(dialect)
+    except ConfigError:
+        return {}
+    return dict(getattr(cls, "OUTPUT_OPTIONS", None) or {})
+
+
+def output_options(cfg: BackendConfig) -> dict[str, Any]:
+    """The output options ``cfg`` sets for its dialect, those not at their default (out of the
+    page key, in :func:`settings_digest`)."""
+    read = output_options_read(cfg.dialect)
+    return {k: v for k, v in cfg.dialect_options.items() if k in read and v is not None and v != read[k]}
+
+
+def keeps_furniture(cfg: BackendConfig) -> bool:
+    """Whether a run with ``cfg`` keeps the page furniture in its pages' markdown
+    (``include_headers_footers`` on a dialect that has furniture: ``--keep-furniture``)."""
+    return bool(output_options(cfg).get("include_headers_footers"))
+
+
 def _content_dialect_options(dialect: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """The options that can change what a page reads: those the dialect reads, not at their
     default (``--keep-furniture`` on a dialect without furniture, ``--text-layer auto`` on the
@@ -276,9 +322,14 @@ def key_settings(cfg: BackendConfig) -> dict[str, Any]:
 
 
 def settings_digest(cfg: BackendConfig) -> str:
-    """A short digest of :func:`key_settings`: equal exactly when every setting that can change
-    what a page reads is equal (the run manifest's test of "converted with these settings")."""
-    blob = json.dumps(key_settings(cfg), sort_keys=True, default=str).encode()
+    """A short digest of :func:`key_settings` and the :func:`output_options`: equal exactly when
+    every setting that can change what a page reads, or how its page is made of it, is equal (the
+    run manifest's test of "converted with these settings").  Without an output option set it is
+    the digest of the key settings alone (as manifests of earlier versions hold it)."""
+    settings = key_settings(cfg)
+    if chosen := output_options(cfg):
+        settings["output_options"] = chosen
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -344,6 +395,26 @@ def page_key_for(page: PageImage, cfg: BackendConfig, dialect: Dialect) -> str |
     return page_key(page.content_key or page.encoded.data, cfg, dialect.name, source, place)
 
 
+def _entry(raw: str | bytes) -> tuple[Page, bool]:
+    """The page an entry holds, and whether the entry says its markdown with the furniture (an
+    entry of an earlier version is the page's JSON alone: it does not)."""
+    data = json.loads(raw)
+    if type(data) is dict and "page" in data and "status" not in data:
+        furniture = data.get("furniture_markdown")
+        if furniture is not None and type(furniture) is not str:
+            raise ValueError("furniture_markdown is not a string")
+        page = Page.from_data(data["page"])
+        page._furniture_markdown = furniture
+        return page, True
+    return Page.from_data(data), False
+
+
+def entry_page(raw: str | bytes) -> Page:
+    """The page a cache entry's text holds (as :meth:`PageCache.get` reads it); ``ValueError``
+    (or pydantic's ``ValidationError``, one) for text that is no entry."""
+    return _entry(raw)[0]
+
+
 @dataclass(frozen=True)
 class CacheInfo:
     """What ``ocr cache info`` prints."""
@@ -402,11 +473,15 @@ class PageCache:
                 if f.name.endswith(".json") and (temp or not f.name.startswith(".tmp-")):
                     yield f
 
-    def get(self, key: str) -> Page | None:
+    def get(self, key: str, *, furniture: bool = False) -> Page | None:
+        """The page stored under ``key`` (``None``: a miss), as it was read: its markdown without
+        the page furniture, with it beside (``Page._furniture_markdown``).  ``furniture``: the run
+        keeps the furniture, so an entry of an earlier version, which does not say the markdown
+        with it, is a miss (sent again, its entry rewritten)."""
         path = self._path(key)
         try:
             raw = path.read_text(encoding="utf-8")
-            page = Page.from_json(raw)
+            page, says_furniture = _entry(raw)
         except FileNotFoundError:
             self.misses += 1
             return None
@@ -414,7 +489,7 @@ class PageCache:
             # a damaged entry is a miss; it will be rewritten
             self.misses += 1
             return None
-        if self.retry_degraded and page.status == "degraded":
+        if (self.retry_degraded and page.status == "degraded") or (furniture and not says_furniture):
             self.misses += 1
             return None
         with contextlib.suppress(OSError):
@@ -423,7 +498,7 @@ class PageCache:
         return page
 
     def put(self, key: str, page: Page) -> None:
-        """Store a finished page atomically (never a failed page, nor one whose error may pass:
+        """Store a finished page as read (its markdown with the furniture beside it) atomically (never a failed page, nor one whose error may pass:
         a page kept degraded because its last attempt met an outage).  A cache that cannot
         be written (read-only, full, its directory removed or cleared under a run) costs the page
         its entry, never the page: a warning, once per cache, and the run goes on.  Safe to call
@@ -442,7 +517,8 @@ class PageCache:
     def _put(self, key: str, page: Page) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = page.model_copy(update={"cached": False}).model_dump_json().encode("utf-8")
+        page_json = page.model_copy(update={"cached": False}).model_dump_json()
+        data = f'{{"page":{page_json},"furniture_markdown":{json.dumps(page._furniture_markdown)}}}'.encode()
         if self.max_bytes and (self._size is None or self._unmeasured > self.max_bytes * REMEASURE):
             self._size, self._unmeasured = self.info().bytes, 0
         try:

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 __all__ = [
     "BLOCK_TYPES",
@@ -220,17 +220,34 @@ class Page(_Model):
     latency_s: float = 0.0
     usage: Usage = Field(default_factory=Usage)
     cached: bool = Field(False, description="served from the resume cache, nothing was sent")
+    #: while a run makes the page (never in its JSON): its markdown with the page furniture kept,
+    #: when that differs from ``markdown`` (then without it), as the dialect read both
+    #: (:attr:`~ocrclient.models.PageContent.furniture_markdown`).  The resume cache stores it
+    #: beside the page, and the run then picks one (``--keep-furniture``) and lets this go
+    _furniture_markdown: str | None = PrivateAttr(default=None)
 
     @property
     def text(self) -> str:
         return self.markdown
+
+    def as_made(self, keep_furniture: bool) -> Page:
+        """This page, as read, as a run gives it: its markdown with the page furniture when
+        ``keep_furniture`` (and it has any), the other markdown let go."""
+        furniture, self._furniture_markdown = self._furniture_markdown, None
+        if keep_furniture and furniture is not None:
+            return self.model_copy(update={"markdown": furniture})
+        return self
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Page:
         """The page ``Page.model_validate_json(raw)`` gives (or its refusal: ``ValueError`` for
         text that is not JSON, ``ValidationError`` for JSON that is no page), its blocks made by
         :meth:`Block.built` (what a rerun's pages served from the cache are made of)."""
-        data = json.loads(raw)
+        return cls.from_data(json.loads(raw))
+
+    @classmethod
+    def from_data(cls, data: Any) -> Page:
+        """:meth:`from_json` of JSON already decoded (``data`` is consumed: its blocks replaced)."""
         if type(data) is dict and type(data.get("blocks")) is list:
             data["blocks"] = [_block_of(b) for b in data["blocks"]]
         return cls.model_validate(data)

@@ -205,3 +205,16 @@ class PageContent:
     warnings: list[str] = field(default_factory=list)
     #: free-form facts the model reported (olmOCR's front matter, language, ...)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the markdown with the page furniture kept (running headers, footers, page numbers: blocks
+    #: typed ``page_header`` / ``page_footer``), which ``markdown`` always leaves out; ``None``
+    #: when the page has none in it (the same either way).  The page takes it when
+    #: ``dialect_options.include_headers_footers`` asks (``ocr convert --keep-furniture``): an
+    #: option of the output, never of the parse, so the resume cache keeps both and toggling it
+    #: sends nothing again (``OUTPUT_OPTIONS`` of the dialect)
+    furniture_markdown: str | None = None
+
+    def markdown_for(self, keep_furniture: bool) -> str:
+        """The page's markdown, its furniture kept or not."""
+        if keep_furniture and self.furniture_markdown is not None:
+            return self.furniture_markdown
+        return self.markdown

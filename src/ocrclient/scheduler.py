@@ -20,8 +20,10 @@ so a freed slot is refilled at once and rendered pages never pile up however lon
 * **Cancel** – cancelling the run cancels in-flight attempts (transports cancel remote jobs), the
   pages that finished are kept in :attr:`Scheduler.partial`, unfinished pages are marked failed.
   A page whose reply had arrived is parsed to its end and kept (its GPU time is paid for).
-* **Resume** – finished pages go to the :class:`~ocrclient.cache.PageCache`; a rerun sends none,
-  nor does a page like one being read meanwhile (it waits for it, then reads it from the cache).
+* **Resume** – finished pages go to the :class:`~ocrclient.cache.PageCache` as read (their
+  markdown with the page furniture beside), then take the run's output options
+  (``--keep-furniture``: :meth:`Page.as_made`); a rerun sends none, nor does a page like one
+  being read meanwhile (it waits for it, then reads it from the cache).
 
 It owns a request's ``page``/``source`` stamps and turns a dialect's parser bug into bad output.
 Beside it: the retry policy (:mod:`ocrclient.retries`), the AIMD limit (:mod:`ocrclient.concurrency`),
@@ -47,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import events
-from .cache import PageCache, page_key_for
+from .cache import PageCache, keeps_furniture, page_key_for
 from .concurrency import AdaptiveLimiter, FirstWindow, WritesFirst
 from .document import Document, Page, PageError, RunStats, Usage
 from .errors import (
@@ -146,6 +148,7 @@ class Scheduler:
         #: a GPU-second's price: a pool's members' (when they agree: they are billed), else the profile's
         self._price = getattr(self.transport, "price_per_gpu_second", None) or backend.config.price_per_gpu_second
         self.cache = cache
+        self._keep_furniture = keeps_furniture(cfg)  # (an output option: the cache holds both markdowns)
         self.on_event = on_event
         self._deliver = events.EventDelivery()
         self._twins: Twins[tuple[str, Page]] = Twins()  # pages alike in flight: one read, its failure shared
@@ -413,15 +416,16 @@ class Scheduler:
             writing = asyncio.ensure_future(asyncio.to_thread(self.cache.put, key, page_out))
             await despite_cancel(writing)
             writing.result()
+        page_out = page_out.as_made(self._keep_furniture)
         self._emit(PageDone(page.source, page.number, page_out.status, tries.sent, page_out.latency_s, False, page_out))
         return page_out
 
     def _cached(self, page: PageImage, key: str | None) -> Page | None:
         """The page from the resume cache, or ``None``."""
-        hit = self.cache.get(key) if key is not None and self.cache is not None else None
+        hit = self.cache.get(key, furniture=self._keep_furniture) if key is not None and self.cache is not None else None
         if hit is None:
             return None
-        hit = hit.model_copy(update={"page": page.number, "cached": True})
+        hit = hit.model_copy(update={"page": page.number, "cached": True}).as_made(self._keep_furniture)
         self._emit(PageDone(page.source, page.number, hit.status, 0, 0.0, True, hit))
         return hit
 
@@ -465,21 +469,16 @@ class Scheduler:
                 raise down
         return page_out
 
-    def _page_from(
-        self, page: PageImage, content: PageContent, request: ModelRequest, warnings: list[str]
-    ) -> Page:
+    def _page_from(self, page: PageImage, content: PageContent, request: ModelRequest, warnings: list[str]) -> Page:
+        """The page as read (its markdown without the furniture, with it beside: the cache keeps both)."""
         try:
             blocks = content_to_blocks(content, request, page)
         except (ValueError, TypeError) as exc:
             blocks, warnings = [], [*warnings, f"boxes dropped: {exc}"]
-        return Page(
-            page=page.number,
-            status="degraded" if warnings else "ok",
-            warnings=warnings,
-            markdown=content.markdown,
-            blocks=blocks,
-            **page.page_box.page_fields(),
-        )
+        out = Page(page=page.number, status="degraded" if warnings else "ok", warnings=warnings,
+                   markdown=content.markdown, blocks=blocks, **page.page_box.page_fields())  # fmt: skip
+        out._furniture_markdown = content.furniture_markdown
+        return out
 
     async def _attempt(self, page: PageImage, tries: PageTries, deadline: float) -> tuple[Page, Usage]:
         """One attempt: build, stamp, send, parse; raises the attempt's error by cause."""

@@ -76,6 +76,7 @@ def check_options(cls: type, cfg: BackendConfig) -> None:
         from ..cache import RUN_DIALECT_OPTIONS
 
         # (the CLI's --text-layer and --keep-furniture go to every dialect; read where they apply)
+        declared = {*declared, *getattr(cls, "OUTPUT_OPTIONS", {})}
         known = {*declared, *RUN_DIALECT_OPTIONS, "text_layer", "include_headers_footers"}
         # a misspelling of an option it reads: refused (one for another dialect -- a generic
         # profile's own, kept under --dialect -- is left alone, as every dialect leaves it)
@@ -99,6 +100,12 @@ class ModelDialect(abc.ABC):
     #: resume cache keys a page on these only, a default as good as absent
     #: (:func:`~ocrclient.cache.key_settings`).  ``None``: not declared, every option is keyed
     OPTIONS: Mapping[str, Any] | None = None
+    #: the ``dialect_options`` that choose only among what ``parse`` gives, each with its default:
+    #: read by no request and no parse, but as the run makes a page -- ``include_headers_footers``
+    #: takes the markdown with the page furniture (``PageContent.furniture_markdown``).  Out of
+    #: the resume cache's key (it stores both: toggling one sends nothing again), in the run
+    #: manifest's settings digest (the outputs differ: :func:`~ocrclient.cache.settings_digest`)
+    OUTPUT_OPTIONS: Mapping[str, Any] = {}
     #: the model's own render spec (before the profile's [render] is laid over it)
     DEFAULT_RENDER: RenderSpec = RenderSpec(dpi=150.0)
     DEFAULT_MODEL: str | None = None

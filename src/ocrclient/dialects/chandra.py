@@ -17,7 +17,9 @@ Facts, and where they were checked (the search index of public GitHub repositori
   ``max_tokens``: 8192 (Chandra 1 ``settings.py``), 12384 (Chandra 2 README / settings).
 * Parsing: top-level ``<div>`` elements only; ``data-bbox`` read as JSON, else split on spaces
   (``chandra/output.py`` ``parse_layout``), boxes are fractions of each axis of the image sent;
-  Page-Header / Page-Footer are left out of the markdown by default, tables stay HTML, ``<math>``
+  Page-Header / Page-Footer are left out of the markdown by default (kept in
+  ``PageContent.furniture_markdown``: ``dialect_options.include_headers_footers``, an output
+  option, picks it), tables stay HTML, ``<math>``
   becomes ``$...$`` / ``$$...$$`` (``chandra/output.py`` ``parse_markdown``).
 * Render: PDFs at 192 dpi with the shortest side at least 1024 px (``IMAGE_DPI``,
   ``MIN_PDF_IMAGE_DIM``), and the client scales to fit 3072 x 2048 pixels (``scale_to_fit``).
@@ -190,7 +192,10 @@ class ChandraDialect(ChatDialect):
     """
 
     name = "chandra"
-    OPTIONS: Mapping[str, Any] = {"version": None, "prompt": None, "include_headers_footers": False}
+    OPTIONS: Mapping[str, Any] = {"version": None, "prompt": None}
+    #: read by no request and no parse: the run picks the markdown with or without furniture
+    #: (``PageContent.furniture_markdown``; see ``ModelDialect.OUTPUT_OPTIONS``)
+    OUTPUT_OPTIONS: Mapping[str, Any] = {"include_headers_footers": False}
     DEFAULT_RENDER = RenderSpec(dpi=192.0, min_side=1024, max_pixels=3072 * 2048)
     DEFAULT_MODEL = "datalab-to/chandra-ocr-2"
     DEFAULT_LADDER = (0.0, 0.3, 0.4, 0.5)
@@ -220,7 +225,6 @@ class ChandraDialect(ChatDialect):
         self.grid = 1024 if self.version == 1 else 1000
         self.space = CoordSpace.grid(self.grid)
         self.prompt = str(self.options.get("prompt") or build_prompt(self.version))
-        self.include_headers_footers = bool(self.options.get("include_headers_footers", False))
 
     def content(self, page: Any, image: EncodedImage, attempt: Any) -> list[dict[str, Any]]:
         return [image_part(image), text_part(self.prompt)]
@@ -231,11 +235,12 @@ class ChandraDialect(ChatDialect):
         await asyncio.to_thread(importlib.import_module, "._html", __package__)
 
     def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
-        return parse_chandra_html(text, self.grid, include_headers_footers=self.include_headers_footers)
+        return parse_chandra_html(text, self.grid)
 
 
-def parse_chandra_html(text: str, grid: int, *, include_headers_footers: bool = False) -> PageContent:
-    """Parse a Chandra HTML reply into blocks (boxes on ``grid``) and page markdown."""
+def parse_chandra_html(text: str, grid: int) -> PageContent:
+    """Parse a Chandra HTML reply into blocks (boxes on ``grid``) and page markdown (without the
+    Page-Header / Page-Footer blocks; with them in ``furniture_markdown``)."""
     from bs4 import NavigableString, Tag  # the HTML parser loads with the first reply (warm_up)
 
     from ._html import parse_html, to_markdown
@@ -244,6 +249,7 @@ def parse_chandra_html(text: str, grid: int, *, include_headers_footers: bool = 
     warnings: list[str] = [f"html: {n}" for n in notes]
     blocks: list[RawBlock] = []
     parts: list[str] = []
+    furniture: set[int] = set()  # the parts that are page furniture
     loose: list[str] = []
     n_div = 0
 
@@ -278,15 +284,20 @@ def parse_chandra_html(text: str, grid: int, *, include_headers_footers: bool = 
             else:
                 block_text = md
             blocks.append(RawBlock(type=kind, text=block_text, box=box, label=label))
-            if md and (include_headers_footers or key not in _HEADER_FOOTER):
+            if md:
+                if key in _HEADER_FOOTER:
+                    furniture.add(len(parts))
                 parts.append(md)
         elif not (isinstance(child, NavigableString) and not child.strip()):
             loose.append(str(child) if isinstance(child, Tag) else html.escape(str(child), quote=False))
     flush_loose()
     if n_div == 0:
         warnings.append("no layout blocks (data-label divs) in the reply")
+    kept = "\n\n".join(p for p in parts if p.strip())
+    markdown = "\n\n".join(p for i, p in enumerate(parts) if p.strip() and i not in furniture)
     return PageContent(
-        markdown="\n\n".join(p for p in parts if p.strip()),
+        markdown=markdown,
+        furniture_markdown=kept if kept != markdown else None,
         blocks=blocks,
         space=CoordSpace.grid(grid),
         warnings=warnings,

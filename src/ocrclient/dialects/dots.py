@@ -114,8 +114,10 @@ class DotsDialect(ChatDialect):
     """
 
     name = "dots"
-    OPTIONS: Mapping[str, Any] = {"prompt": None, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS,
-                                  "include_headers_footers": False}  # fmt: skip
+    OPTIONS: Mapping[str, Any] = {"prompt": None, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS}
+    #: read by no request and no parse: the run picks the markdown with or without furniture
+    #: (``PageContent.furniture_markdown``; see ``ModelDialect.OUTPUT_OPTIONS``)
+    OUTPUT_OPTIONS: Mapping[str, Any] = {"include_headers_footers": False}
     DEFAULT_RENDER = RenderSpec(dpi=200.0, max_pixels=MAX_PIXELS)
     DEFAULT_MODEL = "rednote-hilab/dots.ocr"
     DEFAULT_MAX_TOKENS = 16384
@@ -127,7 +129,6 @@ class DotsDialect(ChatDialect):
         self.prompt = str(self.options.get("prompt") or PROMPT_LAYOUT_ALL_EN)
         self.min_pixels = int(self.options.get("min_pixels", MIN_PIXELS))
         self.max_pixels = int(self.options.get("max_pixels", MAX_PIXELS))
-        self.include_headers_footers = bool(self.options.get("include_headers_footers", False))
 
     def space_for(self, width: int, height: int) -> CoordSpace:
         """The model's pixel space for a sent image of ``width x height``."""
@@ -140,8 +141,7 @@ class DotsDialect(ChatDialect):
     def parse_text(self, text: str, reply: ModelReply, request: ModelRequest) -> PageContent:
         frame = request.frame  # the image the model saw
         space = self.space_for(frame.width_px, frame.height_px) if frame is not None else CoordSpace.sent_pixels()
-        return parse_cells(text, space, include_headers_footers=self.include_headers_footers,
-                           truncated=reply.finish_reason == "length")  # fmt: skip
+        return parse_cells(text, space, truncated=reply.finish_reason == "length")
 
 
 #: LaTeX a formula cell may hold (a command, an environment, \[ \] or \( \) math)
@@ -199,9 +199,9 @@ def _salvage(text: str) -> list[Any]:
     return cells
 
 
-def parse_cells(text: str, space: CoordSpace, *, include_headers_footers: bool = False,
-                truncated: bool = False) -> PageContent:  # fmt: skip
-    """JSON cells -> blocks on ``space`` (model pixels) and page markdown."""
+def parse_cells(text: str, space: CoordSpace, *, truncated: bool = False) -> PageContent:
+    """JSON cells -> blocks on ``space`` (model pixels) and page markdown (without the
+    Page-header / Page-footer cells; with them in ``furniture_markdown``)."""
     warnings: list[str] = []
     meta: dict[str, Any] = {}
     try:
@@ -224,6 +224,7 @@ def parse_cells(text: str, space: CoordSpace, *, include_headers_footers: bool =
     grid: float | tuple[float, float] = (space.width, space.height) if space.kind == "model_pixels" else 1e9
     blocks: list[RawBlock] = []
     parts: list[str] = []
+    kept: list[str] = []  # with the page furniture
     for i, cell in enumerate(cells):
         if not isinstance(cell, dict):
             warnings.append(f"cell {i + 1} is not an object; skipped")
@@ -251,6 +252,10 @@ def parse_cells(text: str, space: CoordSpace, *, include_headers_footers: bool =
             md = body.strip()
             block_text = md
         blocks.append(RawBlock(type=kind, text=block_text, box=box, label=label))
-        if md.strip() and (include_headers_footers or kind not in _HEADER_FOOTER):
-            parts.append(md.strip())
-    return PageContent(markdown="\n\n".join(parts), blocks=blocks, space=space, warnings=warnings, meta=meta)
+        if md.strip():
+            kept.append(md.strip())
+            if kind not in _HEADER_FOOTER:
+                parts.append(md.strip())
+    markdown, furniture = "\n\n".join(parts), "\n\n".join(kept)
+    return PageContent(markdown=markdown, furniture_markdown=furniture if furniture != markdown else None,
+                       blocks=blocks, space=space, warnings=warnings, meta=meta)  # fmt: skip

@@ -10,7 +10,8 @@ Blocks: one :class:`RawBlock` per paragraph/table, with ``line`` children, each 
 children; boxes in :meth:`CoordSpace.sent_pixels`; every block says where its text came from
 (``source``: ``"text-layer"`` or ``"ocr"``).  The markdown is the paragraphs separated by blank
 lines, without the page furniture (running headers, footers, page numbers: typed
-``page_header`` / ``page_footer``, :mod:`ocrclient.engines.furniture`).  A page without any text
+``page_header`` / ``page_footer``, :mod:`ocrclient.engines.furniture`; the markdown with it is
+``PageContent.furniture_markdown``).  A page without any text
 gives ``markdown=""`` and the warning ``"no text found"``.
 
 ``dialect_options``:
@@ -20,7 +21,9 @@ gives ``markdown=""`` and the warning ``"no text found"``.
   ``ocr convert --text-layer``.  ``build`` names the page's PDF in the request for the first two
   (``body["pdf"]``), and the ``local`` transport decides (:mod:`ocrclient.engines.pdf_page`).
 * ``include_headers_footers`` – keep the page furniture in the markdown (default false; the
-  name Chandra's and dots.ocr's dialects use); ``ocr convert --keep-furniture``.
+  name Chandra's and dots.ocr's dialects use); ``ocr convert --keep-furniture``.  An output
+  option (``OUTPUT_OPTIONS``): neither ``build`` nor ``parse`` reads it, the run picks the page's
+  markdown with it (so the resume cache serves either, and toggling it reads nothing again).
 
 Example::
 
@@ -36,7 +39,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..engines.layout import layout_lines
+from ..engines.layout import lay_out
 from ..engines.lines import lines_from_dicts
 from ..errors import ConfigError
 from ..geometry import CoordSpace, rotate_norm_box
@@ -79,19 +82,19 @@ class RapidOCRDialect:
     #: the page image itself, for the embedded engine (the ``local`` transport)
     SENDS = "engine"
     #: the ``dialect_options`` read, with their defaults (see ``ModelDialect.OPTIONS``)
-    OPTIONS: Mapping[str, Any] = {"text_layer": "auto", "include_headers_footers": False}
+    OPTIONS: Mapping[str, Any] = {"text_layer": "auto"}
+    #: read by neither ``build`` nor ``parse``: the run picks the markdown with or without the
+    #: furniture (see ``ModelDialect.OUTPUT_OPTIONS``)
+    OUTPUT_OPTIONS: Mapping[str, Any] = {"include_headers_footers": False}
     TEXT_LAYER_MODES = ("auto", "always", "never")
 
-    def __init__(
-        self, render: RenderSpec | None = None, *, text_layer: str = "auto", keep_furniture: bool = False
-    ) -> None:
+    def __init__(self, render: RenderSpec | None = None, *, text_layer: str = "auto") -> None:
         if text_layer not in self.TEXT_LAYER_MODES:
             raise ConfigError(
                 f"text_layer must be one of {', '.join(self.TEXT_LAYER_MODES)} (got {text_layer!r})"
             )
         self.render = render or RenderSpec(dpi=150, format="png")
         self.text_layer = text_layer
-        self.keep_furniture = keep_furniture
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> RapidOCRDialect:
@@ -102,7 +105,6 @@ class RapidOCRDialect:
         return cls(
             cfg.render_spec(RenderSpec(dpi=150, format="png")),
             text_layer=str(opts.get("text_layer", "auto")),
-            keep_furniture=bool(opts.get("include_headers_footers", False)),
         )
 
     def reads_source(self, page: PageImage) -> bool:
@@ -135,16 +137,16 @@ class RapidOCRDialect:
         page_size = (float(size[0]), float(size[1])) if isinstance(size, list) and len(size) == 2 else None
         found = data.get("text_layer")
         layer: dict[str, Any] = found if isinstance(found, dict) else {}
-        markdown, blocks, meta = layout_lines(
+        laid = lay_out(
             lines,
             page.number if page is not None else request.page or 1,
             page_size=page_size,
             repeated=set(layer.get("repeated") or ()),
-            keep_furniture=self.keep_furniture,
             source="text-layer" if data.get("source") == "text-layer" else "ocr",
             running=page is None or page.pdf_path is not None,  # (an image file stands alone)
         )
         rotation = int(data.get("rotation") or 0) % 360
+        blocks, meta = laid.blocks, laid.meta
         if rotation and page_size is not None and request.frame is not None:
             _upright_to_sent(blocks, page_size, rotation, request.frame.width_px, request.frame.height_px)
         warnings = []
@@ -152,7 +154,8 @@ class RapidOCRDialect:
             meta["text_layer"] = {"used": bool(layer.get("used")), "why": str(layer.get("why", ""))}
             if layer.get("unreadable"):  # (not a page without one: a layer there that failed)
                 warnings.append(f"{layer.get('why')}; the page was OCR'd instead")
-        return PageContent(markdown=markdown, blocks=blocks, space=space, meta=meta, warnings=warnings)
+        return PageContent(markdown=laid.markdown, furniture_markdown=laid.furniture_markdown, blocks=blocks,
+                           space=space, meta=meta, warnings=warnings)  # fmt: skip
 
 
 def _upright_to_sent(

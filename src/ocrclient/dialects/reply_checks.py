@@ -187,6 +187,8 @@ def finish(content: PageContent, reply: ModelReply, *, strict_stop: bool = False
     rep = detect_repetition(reply.text or "") or detect_repetition(content.markdown)
     if rep is not None:
         content.markdown = trim_repetition(content.markdown)
+        if content.furniture_markdown is not None:
+            content.furniture_markdown = trim_repetition(content.furniture_markdown)
         content.blocks = bound_blocks(content.blocks, len(content.markdown) + BLOCK_TEXT_SLACK)
         content.warnings.append(f"repetition: {rep}")
         raise BadOutputError(

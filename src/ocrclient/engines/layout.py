@@ -34,7 +34,7 @@ geometry alone, in stages:
 
 Blocks: one :class:`RawBlock` per paragraph/table, with ``line`` children, each with ``word``
 children; boxes in the lines' space (pixels of the image sent).  The markdown is the paragraphs
-separated by blank lines.
+separated by blank lines, without the page furniture (:func:`lay_out` gives it with and without).
 
 >>> from ocrclient.engines.lines import Line
 >>> md, blocks, meta = layout_lines([Line("Hello world", (10.0, 10.0, 120.0, 30.0), 0.9)])
@@ -47,6 +47,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..dialects.base import RawBlock
@@ -55,7 +56,7 @@ from .lines import Line, estimate_size, union, weighted_median
 from .reading_order import Item, reading_order
 from .tables import Table, find_tables, table_markdown
 
-__all__ = ["HEADING_RATIO", "TITLE_RATIO", "layout_lines"]
+__all__ = ["HEADING_RATIO", "TITLE_RATIO", "PageLayout", "lay_out", "layout_lines"]
 
 HEADING_RATIO = 1.18
 TITLE_RATIO = 1.5
@@ -161,16 +162,43 @@ def layout_lines(
     source: str | None = None,
     running: bool = True,
 ) -> tuple[str, list[RawBlock], dict[str, Any]]:
-    """Lines -> (markdown, blocks, meta).  See the module docstring for the rules.
+    """Lines -> (markdown, blocks, meta): :func:`lay_out`'s, the markdown with the page
+    furniture when ``keep_furniture``."""
+    laid = lay_out(lines, page_number, page_size=page_size, repeated=repeated, source=source, running=running)
+    markdown = laid.furniture_markdown if keep_furniture and laid.furniture_markdown is not None else laid.markdown
+    return markdown, laid.blocks, laid.meta
+
+
+@dataclass
+class PageLayout:
+    """A page laid out: its markdown without the page furniture, and with it when that differs
+    (``None``: the same), its blocks (furniture typed ``page_header`` / ``page_footer``), meta."""
+
+    markdown: str
+    furniture_markdown: str | None
+    blocks: list[RawBlock]
+    meta: dict[str, Any]
+
+
+def lay_out(
+    lines: Sequence[Line],
+    page_number: int = 1,
+    *,
+    page_size: tuple[float, float] | None = None,
+    repeated: Collection[str] = (),
+    source: str | None = None,
+    running: bool = True,
+) -> PageLayout:
+    """Lines -> their layout.  See the module docstring for the rules.
 
     ``page_size`` (in the lines' space) lets page furniture be found (:mod:`.furniture`, with
     ``repeated``: the neighbouring pages' folded band lines, and ``running``: ``False`` for a
     standalone image, whose only furniture is its page number); furniture blocks are typed
-    ``page_header`` / ``page_footer`` and left out of the markdown unless ``keep_furniture``.
-    ``source`` (``"text-layer"`` or ``"ocr"``) is set on every block.  A line whose font size
-    is known (``Line.size`` set: the text layer's) keeps it."""
+    ``page_header`` / ``page_footer`` and left out of the markdown (``furniture_markdown`` has
+    them).  ``source`` (``"text-layer"`` or ``"ocr"``) is set on every block.  A line whose
+    font size is known (``Line.size`` set: the text layer's) keeps it."""
     if not lines:
-        return "", [], {}
+        return PageLayout("", None, [], {})
     for ln in lines:
         if ln.size <= 0:
             ln.size = estimate_size(ln.text, ln.lbox)
@@ -183,14 +211,14 @@ def layout_lines(
     if page_size is not None:
         paras = [g if isinstance(g, list) else None for g in groups]
         kinds = mark_furniture(paras, kinds, page_size, em, repeated, running=running)
-    markdown, blocks = _blocks(groups, kinds, keep_furniture)
+    markdown, furniture_markdown, blocks = _blocks(groups, kinds)
     if source is not None:
         _tag(blocks, source)
     meta = {"body_size_px": round(body, 2), "lines": len(lines), "tables": len(tables)}
     furniture = sum(k in _FURNITURE for k in kinds)
     if furniture:
         meta["furniture"] = furniture
-    return markdown, blocks, meta
+    return PageLayout(markdown, furniture_markdown, blocks, meta)
 
 
 def _tag(blocks: Sequence[RawBlock], source: str) -> None:
@@ -247,13 +275,12 @@ def _classify(groups: Sequence[list[Line] | Table], body: float, page_number: in
     return kinds
 
 
-def _blocks(
-    groups: Sequence[list[Line] | Table], kinds: Sequence[str], keep_furniture: bool = True
-) -> tuple[str, list[RawBlock]]:
-    """The page's markdown and blocks, one per group (furniture in the markdown only when
-    ``keep_furniture``)."""
+def _blocks(groups: Sequence[list[Line] | Table], kinds: Sequence[str]) -> tuple[str, str | None, list[RawBlock]]:
+    """The page's markdown without its furniture, with it (``None``: no furniture in it) and
+    its blocks, one per group."""
     blocks: list[RawBlock] = []
     parts: list[str] = []
+    furniture: set[int] = set()  # the parts that are furniture
     for g, kind in zip(groups, kinds, strict=True):
         if isinstance(g, Table):
             md = table_markdown(g)
@@ -279,8 +306,9 @@ def _blocks(
                 children=[_line_block(ln) for ln in g],
             )
         )
-        if kind in _FURNITURE and not keep_furniture:
-            continue
+        if kind in _FURNITURE:
+            furniture.add(len(parts))
         prefix = {"title": "# ", "section_header": "## "}.get(kind, "")
         parts.append(prefix + text)
-    return "\n\n".join(parts), blocks
+    markdown, kept = "\n\n".join(p for i, p in enumerate(parts) if i not in furniture), "\n\n".join(parts)
+    return markdown, kept if kept != markdown else None, blocks
