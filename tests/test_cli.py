@@ -212,6 +212,8 @@ def test_exit_1_when_a_page_fails(pdf: Path, tmp_path: Path) -> None:
         (["missing.pdf"], "missing.pdf"),
         (["{pdf}", "--backend", "no-such-backend"], "unknown backend"),
         (["{pdf}", "--pages", "7-9"], "page"),
+        (["{pdf}", "--pages", ""], "page range '' is empty"),  # ("$RANGE" unset: every page was sent)
+        (["{pdf}", "--pages", "  "], "is empty"),
         (["{pdf}", "--format", "md,docx"], "unknown --format"),
         (["{pdf}", "--shard", "3/2"], "--shard"),
     ],

@@ -64,7 +64,7 @@ def _parse_shard(shard: str | None) -> tuple[int, int] | None:
     except ValueError:
         raise InputError(f"--shard takes i/n (e.g. 0/4), got {shard!r}") from None
     if n < 1 or not 0 <= i < n:
-        raise InputError(f"--shard {shard}: need 0 <= i < n")
+        raise InputError(f"--shard {shard}: need 0 <= i < n (i counts from 0: the shards of 3 are 0/3, 1/3, 2/3)")
     return i, n
 
 
@@ -518,7 +518,7 @@ def convert(
     isolate_render: Annotated[bool, typer.Option("--isolate-render", help="Render in worker processes: a PDFium crash on a hostile PDF stops the run with an error instead of killing it.")] = False,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Resume cache directory.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the resume cache.")] = False,
-    shard: Annotated[str | None, typer.Option("--shard", help="i/n: process only this machine's share of the inputs.")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="i/n: process only this machine's share of the inputs (i from 0 to n-1: 0/3, 1/3, 2/3).")] = None,
     redo: Annotated[bool, typer.Option("--redo", help="Convert inputs the manifest says are done again.")] = False,
     retry_degraded: Annotated[bool, typer.Option("--retry-degraded", help="Send again the pages kept degraded (a garbled or cut reply, a blank page): not from the cache; their documents are not done.")] = False,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY).")] = None,

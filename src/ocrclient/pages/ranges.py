@@ -18,8 +18,9 @@ __all__ = ["check_page_range", "format_pages", "parse_page_range", "select_pages
 def parse_page_range(spec: str | None, page_count: int, *, clip: bool = False) -> list[int]:
     """``"1-3,7,10-"`` (1-based, inclusive) -> sorted unique 0-based indices.
 
-    ``None``/empty means every page; ``"-3"`` means 1-3; ``"10-"`` means 10 to the end.
-    Raises :class:`InputError` for syntax errors and pages past the end; with ``clip`` the
+    ``None`` means every page; ``"-3"`` means 1-3; ``"10-"`` means 10 to the end.
+    Raises :class:`InputError` for syntax errors, a blank range (``--pages "$RANGE"`` with the
+    variable unset converted every page, paid for) and pages past the end; with ``clip`` the
     pages past the end are left out instead (possibly all of them: ``[]``).
 
     >>> parse_page_range("1-3,7,10-", 11)
@@ -27,8 +28,9 @@ def parse_page_range(spec: str | None, page_count: int, *, clip: bool = False) -
     >>> parse_page_range("-2", 5)
     [0, 1]
     """
-    if spec is None or not spec.strip():
+    if spec is None:
         return list(range(page_count))
+    check_page_range(spec)
     picked: set[int] = set()
     for part, first, last in _parts(spec):
         last = page_count if last is None else last
@@ -51,8 +53,11 @@ def parse_page_range(spec: str | None, page_count: int, *, clip: bool = False) -
 
 def check_page_range(spec: str | None) -> None:
     """Raise :class:`InputError` when ``spec`` cannot be read, whatever the document (what is
-    left to check is whether it fits one: :func:`parse_page_range`)."""
-    if spec is not None and spec.strip():
+    left to check is whether it fits one: :func:`parse_page_range`).  A blank one is refused:
+    no range is written ``None`` (``--pages`` left out)."""
+    if spec is not None and not spec.strip():
+        raise InputError(f"page range {spec!r} is empty; leave the page range out to take every page")
+    if spec is not None:
         parts = list(_parts(spec))
         if not parts:
             raise InputError(f"page range {spec!r} selects no pages")
