@@ -68,6 +68,18 @@ def _say_passed_over(root: Path, files: list[Path]) -> None:
                   f"convert them to PNG or PDF to include them", stacklevel=3)  # fmt: skip
 
 
+def _say_hidden(root: Path, files: list[Path]) -> None:
+    """One warning for the hidden PDFs and images (names starting with ".") a walk of ``root``
+    left out, as it leaves out hidden folders: they were left out without a word."""
+    if not files:
+        return
+    import warnings
+
+    names = ", ".join(str(f.relative_to(root)) for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    warnings.warn(f"{root}: {len(files)} hidden file(s) left out (a name starting with '.', as hidden folders are): "
+                  f"{names}; name them to include them", stacklevel=3)  # fmt: skip
+
+
 #: folders a walk passes over (resolved): the run's own output folder, so a rerun with ``-o``
 #: inside the folder it converts does not send back what the last run wrote
 Exclude = frozenset[Path]
@@ -99,6 +111,7 @@ def _written_here(folder: Path) -> set[Path]:
 def _walk(root: Path, exclude: Exclude = frozenset()) -> list[Path]:
     found: list[Path] = []
     passed: list[Path] = []  # images of a kind not taken
+    hidden: list[Path] = []  # PDFs and images named ".x"
     written: set[Path] = set()  # what the manifests met so far list (they list files below them)
     crops: set[Path] = set()  # the figure crops folders met so far
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -115,9 +128,13 @@ def _walk(root: Path, exclude: Exclude = frozenset()) -> list[Path]:
                 continue
             if _wanted(p) and p.is_file() and not (written and p.resolve() in written):
                 found.append(p)
-            elif p.suffix.lower() in _IMAGES_NOT_TAKEN and not fn.startswith("."):
+            elif fn.startswith("."):
+                if p.suffix.lower() in PDF_SUFFIXES | IMAGE_SUFFIXES:
+                    hidden.append(p)
+            elif p.suffix.lower() in _IMAGES_NOT_TAKEN:
                 passed.append(p)
     _say_passed_over(root, sorted(passed, key=lambda p: p.relative_to(root).as_posix()))
+    _say_hidden(root, sorted(hidden, key=lambda p: p.relative_to(root).as_posix()))
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
