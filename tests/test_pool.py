@@ -10,7 +10,7 @@ from typing import ClassVar
 import pytest
 
 import ocrclient
-from ocrclient.errors import AuthError, EndpointError, TransientError
+from ocrclient.errors import RUN_STOPPING, AuthError, EndpointError, OcrError, TransientError
 from ocrclient.registry import load_backend
 from ocrclient.testing import FaultPlan, OpenAISimulator
 from ocrclient.transports.base import Health, ModelReply, ModelRequest
@@ -284,6 +284,20 @@ async def test_a_dropped_member_is_named_in_a_warning(caplog: pytest.LogCaptureF
         await pool.send(ModelRequest(body={}))
     assert info.value.elsewhere
     assert [r.getMessage() for r in caplog.records] == ["pool member east takes no more pages in this run: HTTP 401: bad key"]
+
+
+@pytest.mark.parametrize("west_says", [AuthError("HTTP 403: key revoked"), EndpointError("HTTP 404: endpoint 'w' not found")])
+async def test_when_every_member_is_refused_the_error_names_each(west_says: OcrError, caplog: pytest.LogCaptureFixture) -> None:
+    """The run stops when the last member is refused: its error names every member and why (it
+    said the last one's refusal only, and the warnings named the others but that last one)."""
+    pool = PoolTransport([PoolMember("east", _Dead(AuthError("HTTP 401: bad key")), weight=10),  # type: ignore[arg-type]
+                          PoolMember("west", _Dead(west_says))])  # type: ignore[arg-type]  # fmt: skip
+    with caplog.at_level("WARNING", logger="ocrclient.transports.pool"), pytest.raises(TransientError):
+        await pool.send(ModelRequest(body={}))
+    with pytest.raises(type(west_says)) as info:
+        await pool.send(ModelRequest(body={}))
+    assert info.value.message == f"every pool member refused: east: HTTP 401: bad key; west: {west_says.message}"
+    assert isinstance(info.value, RUN_STOPPING)
 
 
 async def test_a_member_slowed_down_now_and_then_stays_in_the_pool(tmp_path: Path) -> None:

@@ -196,8 +196,11 @@ class PoolTransport:
                 member.fatal = exc
                 member.failed += 1
                 member.last_error = exc.message
-                if all(m.auth_failed for m in self.members):
-                    raise
+                if all(m.auth_failed for m in self.members):  # the run stops: each member said, not the last alone
+                    if len(self.members) == 1:
+                        raise
+                    said = "; ".join(f"{m.name}: {m.last_error}" for m in self.members)
+                    raise type(exc)(f"every pool member refused: {said}", cause=exc.cause, status=exc.status) from exc
                 if first:
                     log.warning("pool member %s takes no more pages in this run: %s", member.name, exc.message)
                 # another member may accept: let the scheduler retry there
