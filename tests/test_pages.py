@@ -1097,27 +1097,28 @@ async def test_conversion_closes_its_render_pool_off_the_event_loop(
 
 def test_long_documents_are_reopened_and_render_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """pdfium keeps what it parsed while a document is open, so a renderer reopens a document
-    after ``_REOPEN_AFTER`` pages; pages rendered across the reopen are identical."""
-    import ocrclient.pages.render as pages_mod
+    after ``REOPEN_AFTER`` pages; pages rendered across the reopen are identical."""
+    import pypdfium2 as pdfium
 
-    monkeypatch.setattr(pages_mod, "_REOPEN_AFTER", 3)
+    from ocrclient.pages import pdfdocs
+
+    monkeypatch.setattr(pdfdocs, "REOPEN_AFTER", 3)
+    monkeypatch.setattr(pdfdocs, "PAGE_BUDGET_S", 1e9)  # (however long opening took)
     f = write(tmp_path / "long.pdf", make_pdf(8))
     [src] = open_sources([f])
     opened: list[object] = []
-    real_open = pages_mod._open_pdf
+    real_open = pdfium.PdfDocument
 
-    def spy(path: str, password: str | None) -> object:
-        pdf = real_open(path, password)
-        if not opened or opened[-1] is not pdf:
-            opened.append(pdf)
-        return pdf
+    def spy(*args: object, **kwargs: object) -> object:
+        opened.append(real_open(*args, **kwargs))  # type: ignore[arg-type]
+        return opened[-1]
 
-    monkeypatch.setattr(pages_mod, "_open_pdf", spy)
+    monkeypatch.setattr(pdfium, "PdfDocument", spy)
     with RenderPool(workers=0) as inline:
         first = [p.encoded.data for p in iter_pages(src, LOW, pool=inline)]  # type: ignore[union-attr]
         again = [p.encoded.data for p in iter_pages(src, LOW, pool=inline)]  # type: ignore[union-attr]
     assert len(first) == 8 and first == again
-    assert len(opened) >= 16 // 3  # one document object per 3 renders, not one for all 16
+    assert len(opened) == -(-16 // 3)  # one document object per 3 renders, not one for all 16
 
 
 def _shipped_specs() -> list[tuple[str, RenderSpec]]:

@@ -23,15 +23,16 @@ Ligatures (``ﬁ``) are spelled out and PDFium's hyphen marker at a line end bec
 from __future__ import annotations
 
 import atexit
-import contextlib
 import ctypes
 import itertools
 import math
-import os
 import unicodedata
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..pages.pdfdocs import OpenPdfs
 
 __all__ = ["SEGMENT_GAP", "Char", "Layer", "Upright", "layer_lines", "open_page", "open_pdf", "page_count", "read_layer", "text_lock"]
 
@@ -97,8 +98,9 @@ class Layer:
 
 # -- opening ---------------------------------------------------------------------------------
 
-_DOCS: OrderedDict[tuple[str, int, int, str | None], Any] = OrderedDict()
-_MAX_DOCS = 4
+#: the documents kept open between the pages read (opened afresh every few dozen pages: what
+#: PDFium keeps of a document's pages while it is open stays bounded, :mod:`ocrclient.pages.pdfdocs`)
+_PDFS: OpenPdfs | None = None
 
 
 def text_lock() -> Any:
@@ -108,52 +110,37 @@ def text_lock() -> Any:
     return PDFIUM_LOCK
 
 
+def _open() -> OpenPdfs:
+    global _PDFS
+    if _PDFS is None:
+        from ..pages.pdfdocs import OpenPdfs
+
+        _PDFS = OpenPdfs()
+    if not _PDFS:
+        # registered after pypdfium2's own exit hook, so it runs first (hooks run last-in
+        # first-out): the documents are closed before pypdfium2 looks for open ones
+        atexit.unregister(close_documents)
+        atexit.register(close_documents)
+    return _PDFS
+
+
 def open_pdf(path: str, password: str | None = None) -> Any:
     """The PDF at ``path``, kept open for the next pages read (a few at a time).  Hold :func:`text_lock`."""
-    import pypdfium2 as pdfium
-
-    st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns, password)
-    pdf = _DOCS.get(key)
-    if pdf is None:
-        if not _DOCS:
-            # registered after pypdfium2's own exit hook, so it runs first (hooks run last-in
-            # first-out): the documents are closed before pypdfium2 looks for open ones
-            atexit.unregister(close_documents)
-            atexit.register(close_documents)
-        pdf = _DOCS[key] = pdfium.PdfDocument(path, password=password)
-        while len(_DOCS) > _MAX_DOCS:
-            _, old = _DOCS.popitem(last=False)
-            with contextlib.suppress(Exception):
-                old.close()
-    _DOCS.move_to_end(key)
-    return pdf
+    return _open().document(path, password)
 
 
 def open_page(path: str, index: int, password: str | None = None) -> Any:
     """Page ``index`` of the PDF at ``path``; a handle that fails to load one is dropped
-    (:func:`ocrclient.pages.render.load_page`).  Hold :func:`text_lock`."""
-    from ..pages.render import load_page
-
-    return load_page(open_pdf(path, password), index, lambda: _forget(path))
-
-
-def _forget(path: str) -> None:
-    """Close and forget the handles of ``path``: one failed to load a page (:func:`open_page`)."""
-    for key in [k for k in _DOCS if k[0] == path]:
-        with contextlib.suppress(Exception):
-            _DOCS.pop(key).close()
+    (:func:`ocrclient.pages.pdfdocs.load_page`).  Hold :func:`text_lock`."""
+    return _open().page(path, index, password)
 
 
 def close_documents() -> None:
     """Close the PDFs kept open between pages (a transport's ``aclose``, and at exit: an open
     document holds its file and makes pypdfium2 warn when the interpreter ends)."""
     with text_lock():
-        while _DOCS:
-            _, pdf = _DOCS.popitem()
-            with contextlib.suppress(Exception):
-                pdf.close()
-
+        if _PDFS is not None:
+            _PDFS.close()
 
 
 def page_count(path: str) -> int:

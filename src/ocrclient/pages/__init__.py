@@ -9,6 +9,9 @@
   applied, EXIF orientation applied for images) to the backend's
   :class:`~ocrclient.imaging.RenderSpec` and encoded: a :class:`PageImage`.  It is the one owner
   of a PDF page's box (:func:`~ocrclient.pages.render.pdf_page_box`) and of flattening;
+* :mod:`~ocrclient.pages.pdfdocs` — the PDFs a process keeps open between pages (the
+  renderer's, the text layer's), each opened afresh every few dozen pages: PDFium keeps what a
+  page loads until its document is closed;
 * :mod:`~ocrclient.pages.pool` — :class:`RenderPool`, the worker processes that render (PDFium
   is not thread-safe), from a fork server that never runs the caller's ``__main__``;
 * :mod:`~ocrclient.pages.stream` — :func:`iter_pages` / :func:`aiter_pages`, the pull-based

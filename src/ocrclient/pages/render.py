@@ -9,19 +9,16 @@ asks, with ``/Rotate`` and the CropBox applied; images are taken as displayed (E
 applied), at their own pixel size unless the spec shrinks them.  A page that cannot be rendered
 comes back with ``encoded=None`` and ``error`` set, never as an exception.
 
-Each process keeps the last few documents open (:data:`_MAX_DOCS`), so a document is parsed
-once per process, not once per page, and reopened every :data:`_REOPEN_AFTER` pages so that
-PDFium's per-document memory stays bounded.
+Each process keeps the last few documents open (:data:`_PDFS`), so a document is parsed once per
+process, not once per page, and opens each afresh every few dozen pages, so that what PDFium keeps
+of a document's pages while it is open stays bounded (:mod:`ocrclient.pages.pdfdocs`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +27,9 @@ from PIL import Image
 from ..geometry import PageBox
 from ..imaging import RenderSpec, encode, grey_of_bgr
 from ..models import PageImage
+from .pdfdocs import OpenPdfs, load_page
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from .sources import SourceKind
 
 __all__ = [
@@ -71,76 +67,13 @@ class RenderJob:
     max_image_pixels: int | None = None
 
 
-#: per-process cache of open documents: (path, size, mtime_ns, password) -> PdfDocument
-_DOCS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_MAX_DOCS = 4
-#: pdfium keeps every object it has parsed for as long as the document is open (about 10 kB per
-#: rendered page of dense text): a worker reopens a document after this many pages, so a
-#: 10,000-page PDF does not grow it by 100 MB
-_REOPEN_AFTER = 256
-_USES: dict[tuple[Any, ...], int] = {}
-
-
-def _open_pdf(path: str, password: str | None) -> Any:
-    import pypdfium2 as pdfium
-
-    st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns, password)
-    pdf = _DOCS.get(key)
-    if pdf is not None:
-        _USES[key] = _USES.get(key, 0) + 1
-        if _USES[key] < _REOPEN_AFTER:
-            _DOCS.move_to_end(key)
-            return pdf
-        del _DOCS[key]
-        with contextlib.suppress(Exception):
-            pdf.close()
-    _USES[key] = 0
-    pdf = pdfium.PdfDocument(path, password=password)
-    with contextlib.suppress(Exception):  # forms are a nicety; never fail a render for them
-        pdf.init_forms()
-    _DOCS[key] = pdf
-    while len(_DOCS) > _MAX_DOCS:
-        old_key, old = _DOCS.popitem(last=False)
-        _USES.pop(old_key, None)
-        with contextlib.suppress(Exception):
-            old.close()
-    return pdf
-
-
-def _forget_pdf(path: str) -> None:
-    """Close and forget this process's handles of ``path``: one failed to load a page (see
-    :func:`load_page`)."""
-    for key in [k for k in _DOCS if k[0] == path]:
-        _USES.pop(key, None)
-        with contextlib.suppress(Exception):
-            _DOCS.pop(key).close()
-
-
-def load_page(pdf: Any, index: int, forget: Callable[[], None]) -> Any:
-    """Page ``index`` of the open ``pdf``.  When PDFium cannot load it, ``forget`` drops the
-    handle before the error goes on: in a damaged page tree (a ``/Kids`` entry pointing at no
-    page), a handle that failed to load one page can hand back the wrong page for a later index
-    (measured: 20 of 400 load orders of a 5-page PDF missing its first or second page gave
-    another page's content; none on a handle opened afresh after each failure).  Every reader of
-    a page by its index (the renderer, the text layer, the searchable PDF's copy) goes by this
-    rule."""
-    import pypdfium2 as pdfium
-
-    try:
-        return pdf[index]
-    except pdfium.PdfiumError:
-        forget()
-        raise
+#: the documents this process keeps open between its renders (form fields drawn too)
+_PDFS = OpenPdfs(forms=True)
 
 
 def close_open_documents() -> None:
     """Close the documents this process keeps open (an inline pool's, when it closes)."""
-    while _DOCS:
-        _, pdf = _DOCS.popitem()
-        with contextlib.suppress(Exception):
-            pdf.close()
-    _USES.clear()
+    _PDFS.close()
 
 
 def pdf_page_box(page: Any) -> PageBox:
@@ -185,8 +118,7 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
     page_box = PageBox(0.0, 0.0)
     try:
         with PDFIUM_LOCK:  # PDFium's part only: the encode below runs beside other renders
-            pdf = _open_pdf(job.path, job.password)
-            page = load_page(pdf, job.index, lambda: _forget_pdf(job.path))
+            page = _PDFS.page(job.path, job.index, job.password)
             try:
                 page_box = pdf_page_box(page)
                 width, height = page_box.width, page_box.height
