@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ocrclient.errors import OcrError
+from ocrclient.errors import OcrError, TransientError
 from ocrclient.testing import FaultPlan, SimReply
 from ocrclient.testing.runpod_sim import RunPodSimulator, _chat_completion
 
@@ -268,7 +268,14 @@ async def test_the_client_goes_on_after_a_500_closed_its_connection(request: pyt
         try:
             with pytest.raises(OcrError) as failed:
                 await transport.send(ModelRequest(body={**CHAT, **crash.spec}, kind="chat", timeout_s=20))
-            reply = await transport.send(ModelRequest(body={**CHAT, **fine.spec}, kind="chat", timeout_s=20))
+            try:
+                reply = await transport.send(ModelRequest(body={**CHAT, **fine.spec}, kind="chat", timeout_s=20))
+            except TransientError as exc:
+                # (uvicorn hangs up without "Connection: close": a job sent on that connection
+                # before the hang-up is seen meets a reset, a transient error the scheduler
+                # retries; on a loaded machine that race is won now and then)
+                assert exc.cause in ("connection", "reset"), exc
+                reply = await transport.send(ModelRequest(body={**CHAT, **fine.spec}, kind="chat", timeout_s=20))
         finally:
             await transport.aclose()
     assert failed.value.status == 500 and reply.text == "hello"
