@@ -56,6 +56,11 @@ def _wanted(p: Path) -> bool:
 _IMAGES_NOT_TAKEN = frozenset({".gif", ".heic", ".heif", ".avif", ".jp2", ".j2k", ".jpx", ".jxl", ".svg", ".djvu"})
 
 
+def _some(root: Path, files: list[Path]) -> str:
+    """The first three of ``files`` by their path below ``root``, and how many more."""
+    return ", ".join(str(f.relative_to(root)) for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+
+
 def _say_passed_over(root: Path, files: list[Path]) -> None:
     """One warning for the images of kinds not converted that a walk of ``root`` passed over."""
     if not files:
@@ -63,8 +68,7 @@ def _say_passed_over(root: Path, files: list[Path]) -> None:
     import warnings
 
     kinds = ", ".join(sorted({f.suffix.lower().lstrip(".").upper() for f in files}))
-    names = ", ".join(str(f.relative_to(root)) for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-    warnings.warn(f"{root}: {len(files)} image file(s) of a kind not converted ({kinds}) left out: {names}; "
+    warnings.warn(f"{root}: {len(files)} image file(s) of a kind not converted ({kinds}) left out: {_some(root, files)}; "
                   f"convert them to PNG or PDF to include them", stacklevel=3)  # fmt: skip
 
 
@@ -75,9 +79,8 @@ def _say_hidden(root: Path, files: list[Path]) -> None:
         return
     import warnings
 
-    names = ", ".join(str(f.relative_to(root)) for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     warnings.warn(f"{root}: {len(files)} hidden file(s) left out (a name starting with '.', as hidden folders are): "
-                  f"{names}; name them to include them", stacklevel=3)  # fmt: skip
+                  f"{_some(root, files)}; name them to include them", stacklevel=3)  # fmt: skip
 
 
 #: folders a walk passes over (resolved): the run's own output folder, so a rerun with ``-o``
