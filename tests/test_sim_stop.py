@@ -99,23 +99,7 @@ def test_stop_ends_a_request_in_flight_and_its_threads(kind: str) -> None:
     request = request_of(sim)
     if kind == "runpod":
         request = (request[0], request[1].replace("/run", "/runsync"), *request[2:])
-    outcome: list[Any] = []
-
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
-        try:
-            outcome.append(_send(conn, request).read())
-        except (http.client.HTTPException, OSError) as exc:
-            outcome.append(exc)
-        finally:
-            conn.close()
-
-    caller = threading.Thread(target=client)
-    caller.start()
-    deadline = time.monotonic() + 5
-    while not _busy(sim) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _busy(sim), kind
+    caller, outcome = _in_flight(sim, request)
     started = time.monotonic()
     sim.stop()
     assert time.monotonic() - started < 2.5, kind
