@@ -21,7 +21,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,6 +41,7 @@ __all__ = [
     "PageImage",
     "RawBlock",
     "RequestKind",
+    "page_markdowns",
 ]
 
 
@@ -218,3 +219,17 @@ class PageContent:
         if keep_furniture and self.furniture_markdown is not None:
             return self.furniture_markdown
         return self.markdown
+
+
+def page_markdowns(parts: Sequence[tuple[str, bool]]) -> tuple[str, str | None]:
+    """A page's :attr:`PageContent.markdown` and :attr:`PageContent.furniture_markdown` from its
+    ``parts`` in reading order, each ``(text, is page furniture)``, joined by blank lines.
+
+    >>> page_markdowns([("Head", True), ("Body", False)])
+    ('Body', 'Head\\n\\nBody')
+    >>> page_markdowns([("Body", False)])
+    ('Body', None)
+    """
+    markdown = "\n\n".join(text for text, furniture in parts if not furniture)
+    kept = "\n\n".join(text for text, _ in parts)
+    return markdown, kept if kept != markdown else None

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
-from ..models import ModelReply, ModelRequest, PageContent, RawBlock
+from ..models import ModelReply, ModelRequest, PageContent, RawBlock, page_markdowns
 from .base import ChatDialect
 from .parsing import block_type, heading_text, parse_box
 from .request_parts import image_part, text_part
@@ -248,8 +248,7 @@ def parse_chandra_html(text: str, grid: int) -> PageContent:
     root, notes = parse_html(text)
     warnings: list[str] = [f"html: {n}" for n in notes]
     blocks: list[RawBlock] = []
-    parts: list[str] = []
-    furniture: set[int] = set()  # the parts that are page furniture
+    parts: list[tuple[str, bool]] = []  # (markdown, is page furniture)
     loose: list[str] = []
     n_div = 0
 
@@ -258,7 +257,7 @@ def parse_chandra_html(text: str, grid: int) -> PageContent:
         loose.clear()
         if md.strip():
             blocks.append(RawBlock(type="text", text=md))
-            parts.append(md)
+            parts.append((md, False))
 
     for child in list(root.children):
         if isinstance(child, Tag) and child.name == "div" and (child.has_attr("data-label") or child.has_attr("data-bbox")):
@@ -285,19 +284,16 @@ def parse_chandra_html(text: str, grid: int) -> PageContent:
                 block_text = md
             blocks.append(RawBlock(type=kind, text=block_text, box=box, label=label))
             if md:
-                if key in _HEADER_FOOTER:
-                    furniture.add(len(parts))
-                parts.append(md)
+                parts.append((md, key in _HEADER_FOOTER))
         elif not (isinstance(child, NavigableString) and not child.strip()):
             loose.append(str(child) if isinstance(child, Tag) else html.escape(str(child), quote=False))
     flush_loose()
     if n_div == 0:
         warnings.append("no layout blocks (data-label divs) in the reply")
-    kept = "\n\n".join(p for p in parts if p.strip())
-    markdown = "\n\n".join(p for i, p in enumerate(parts) if p.strip() and i not in furniture)
+    markdown, furniture_markdown = page_markdowns([part for part in parts if part[0].strip()])
     return PageContent(
         markdown=markdown,
-        furniture_markdown=kept if kept != markdown else None,
+        furniture_markdown=furniture_markdown,
         blocks=blocks,
         space=CoordSpace.grid(grid),
         warnings=warnings,

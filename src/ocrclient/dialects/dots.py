@@ -35,7 +35,7 @@ from typing import Any
 from ..errors import BadOutputError
 from ..geometry import CoordSpace
 from ..imaging import EncodedImage, RenderSpec
-from ..models import ModelReply, ModelRequest, PageContent, RawBlock
+from ..models import ModelReply, ModelRequest, PageContent, RawBlock, page_markdowns
 from .base import ChatDialect
 from .parsing import block_type, heading_text, parse_box
 from .request_parts import image_part, text_part
@@ -223,8 +223,7 @@ def parse_cells(text: str, space: CoordSpace, *, truncated: bool = False) -> Pag
         raise BadOutputError("dots.ocr reply is not a JSON list of layout cells", cause="unparseable")
     grid: float | tuple[float, float] = (space.width, space.height) if space.kind == "model_pixels" else 1e9
     blocks: list[RawBlock] = []
-    parts: list[str] = []
-    kept: list[str] = []  # with the page furniture
+    parts: list[tuple[str, bool]] = []  # (markdown, is page furniture)
     for i, cell in enumerate(cells):
         if not isinstance(cell, dict):
             warnings.append(f"cell {i + 1} is not an object; skipped")
@@ -253,9 +252,7 @@ def parse_cells(text: str, space: CoordSpace, *, truncated: bool = False) -> Pag
             block_text = md
         blocks.append(RawBlock(type=kind, text=block_text, box=box, label=label))
         if md.strip():
-            kept.append(md.strip())
-            if kind not in _HEADER_FOOTER:
-                parts.append(md.strip())
-    markdown, furniture = "\n\n".join(parts), "\n\n".join(kept)
-    return PageContent(markdown=markdown, furniture_markdown=furniture if furniture != markdown else None,
+            parts.append((md.strip(), kind in _HEADER_FOOTER))
+    markdown, furniture = page_markdowns(parts)
+    return PageContent(markdown=markdown, furniture_markdown=furniture,
                        blocks=blocks, space=space, warnings=warnings, meta=meta)  # fmt: skip

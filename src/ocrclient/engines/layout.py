@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..dialects.base import RawBlock
+from ..models import page_markdowns
 from .furniture import mark_furniture
 from .lines import Line, estimate_size, union, weighted_median
 from .reading_order import Item, reading_order
@@ -279,8 +280,7 @@ def _blocks(groups: Sequence[list[Line] | Table], kinds: Sequence[str]) -> tuple
     """The page's markdown without its furniture, with it (``None``: no furniture in it) and
     its blocks, one per group."""
     blocks: list[RawBlock] = []
-    parts: list[str] = []
-    furniture: set[int] = set()  # the parts that are furniture
+    parts: list[tuple[str, bool]] = []  # (markdown, is page furniture)
     for g, kind in zip(groups, kinds, strict=True):
         if isinstance(g, Table):
             md = table_markdown(g)
@@ -294,7 +294,7 @@ def _blocks(groups: Sequence[list[Line] | Table], kinds: Sequence[str]) -> tuple
                     children=children,
                 )
             )
-            parts.append(md)
+            parts.append((md, False))
             continue
         text = _join_lines([ln.text for ln in g])
         blocks.append(
@@ -306,9 +306,6 @@ def _blocks(groups: Sequence[list[Line] | Table], kinds: Sequence[str]) -> tuple
                 children=[_line_block(ln) for ln in g],
             )
         )
-        if kind in _FURNITURE:
-            furniture.add(len(parts))
         prefix = {"title": "# ", "section_header": "## "}.get(kind, "")
-        parts.append(prefix + text)
-    markdown, kept = "\n\n".join(p for i, p in enumerate(parts) if i not in furniture), "\n\n".join(parts)
-    return markdown, kept if kept != markdown else None, blocks
+        parts.append((prefix + text, kind in _FURNITURE))
+    return *page_markdowns(parts), blocks
