@@ -320,3 +320,42 @@ def test_the_refusals_of_one_burst_are_one_strike(burst: int) -> None:
     gate.succeeded()
     gate.blocked_until = time.monotonic() - 0.01
     assert gate.throttled("runsync", None) == pytest.approx(0.5)  # back to the bottom
+
+
+#: every public way to run pages, each given a concurrency three times the profile's own (8)
+_WAYS = ["convert", "aconvert", "convert_many", "stream_pages", "Client", "AsyncClient", "load_backend"]
+
+
+@pytest.mark.parametrize("way", _WAYS)
+async def test_every_way_of_running_keeps_the_concurrency_it_is_given(tmp_path: Path, way: str) -> None:
+    """``concurrency=24`` means 24 jobs at the endpoint at once, whichever door the pages go
+    through: the scheduler's pages in hand were sized from the profile's 8 (16 at most) when a
+    client handed the run its own limiter, so a Client of 24 ran 16."""
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(100, 130)] * 48)
+    with RunPodSimulator(plan=FaultPlan(latency_s=(0.4, 0.4), slots=64)) as sim:
+        over: dict[str, Any] = {"base_url": sim.base_url, "endpoint_id": sim.endpoint_id, "api_key": sim.api_key,
+                                "model": "sim/ocr-model", "render": {"dpi": 30}}  # fmt: skip
+        run = {"cache": False, "concurrency": 24}
+        if way == "convert":
+            pages = (await asyncio.to_thread(ocrclient.convert, pdf, backend="runpod", **over, **run)).pages
+        elif way == "aconvert":
+            pages = (await ocrclient.aconvert(pdf, backend="runpod", **over, **run)).pages
+        elif way == "convert_many":
+            (result,) = await asyncio.to_thread(ocrclient.convert_many, [pdf], backend="runpod", **over, **run)
+            pages = result.document.pages
+        elif way == "stream_pages":
+            pages = await asyncio.to_thread(lambda: list(ocrclient.stream_pages(pdf, backend="runpod", **over, **run)))
+        elif way == "Client":
+            with ocrclient.Client("runpod", **over, **run) as client:
+                pages = (await asyncio.to_thread(client.convert, pdf)).pages
+        elif way == "AsyncClient":
+            async with ocrclient.AsyncClient("runpod", **over, **run) as aclient:
+                pages = (await aclient.convert(pdf)).pages
+        else:
+            backend = load_backend("runpod", concurrency=24, **over)
+            try:
+                pages = (await ocrclient.aconvert(pdf, backend=backend, cache=False)).pages
+            finally:
+                await backend.aclose()
+    assert sorted(p.page for p in pages) == list(range(1, 49)) and all(p.status == "ok" for p in pages)
+    assert sim.max_outstanding == 24, sim.max_outstanding  # reached, never exceeded

@@ -193,10 +193,9 @@ class Conversion:
     def _scheduler(self, be: Backend) -> Scheduler:
         """The run's one scheduler (kept in :attr:`scheduler` for :attr:`partial`)."""
         self.scheduler = Scheduler(
-            be, concurrency=self.concurrency, cache=self.cache, on_event=self._on_event, **self.scheduler_options
-        )
-        if self.limiter is not None:
-            self.scheduler.limiter = self.limiter
+            be, concurrency=self.concurrency, cache=self.cache, on_event=self._on_event, limiter=self.limiter,
+            **self.scheduler_options,
+        )  # fmt: skip
         return self.scheduler
 
     def _on_event(self, event: Event) -> None:

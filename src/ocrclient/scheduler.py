@@ -140,6 +140,7 @@ class Scheduler:
         backoff_max_s: float = 60.0,
         timeout_grace_s: float = 5.0,
         unreachable_s: float | None = None,
+        limiter: AdaptiveLimiter | None = None,
     ) -> None:
         cfg = backend.config
         self.backend = backend
@@ -152,8 +153,9 @@ class Scheduler:
         self.on_event = on_event
         self._deliver = events.EventDelivery()
         self._twins: Twins[tuple[str, Page]] = Twins()  # pages alike in flight: one read, its failure shared
-        #: requests at the backend (held from send to reply: building, parsing, backoff hold none)
-        self.limiter = AdaptiveLimiter(concurrency or cfg.concurrency)
+        #: requests at the backend (held from send to reply: building, parsing, backoff hold none);
+        #: a client's ``limiter`` is shared by its runs (its ceiling is the client's concurrency)
+        self.limiter = limiter or AdaptiveLimiter(concurrency or cfg.concurrency)
         #: pages taken from the streams and not finished (:data:`BUILT_AHEAD` per slot)
         self._admitted = asyncio.Semaphore(BUILT_AHEAD * self.limiter.ceiling)
         self.max_attempts = max_attempts or cfg.max_attempts
