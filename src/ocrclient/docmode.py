@@ -32,8 +32,8 @@ import contextlib
 import functools
 import hashlib
 import io
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .dialects.reply_checks import NO_TEXT
@@ -48,6 +48,7 @@ from .pages.render import pdf_page_box
 if TYPE_CHECKING:
     from .config import BackendConfig
     from .dialects.deepseek import DeepSeekDocumentDialect as DocumentDialect
+    from .events import Event
     from .registry import Backend
     from .scheduler import Scheduler
 
@@ -295,11 +296,37 @@ async def convert(
         return doc.model_copy(update={"pages": pages, "stats": stats})
 
     sched.report_partial = split  # a run stopped part-way reports each document's own pages too
+    sched.events_of = _page_events(plan, units, split)  # on_event hears of pages, not jobs
     done = 0
     async with contextlib.aclosing(sched.run_documents(jobs)) as docs:  # closed with this one
         async for doc in docs:
             yield plan[done][0], units[done], split(done, doc)
             done += 1
+
+
+def _page_events(
+    plan: list[tuple[Source, list[int]]], units: list[list[DocumentUnit]], split: Callable[[int, Document], Document]
+) -> Callable[[Event], Iterable[Event]]:
+    """The events ``on_event`` is told for one of the scheduler's: a job's started, retried,
+    done or failed as that of each page it carries (done: each page as the job's result splits
+    into), and a document done as its pages, as :func:`convert` yields it."""
+    from .events import DocumentDone, PageDone
+
+    unit_of = {(src.name, unit.page.number): unit for (src, _), cuts in zip(plan, units, strict=True) for unit in cuts}
+    index_of = {src.name: i for i, (src, _) in enumerate(plan)}
+
+    def events_of(event: Event) -> Iterable[Event]:
+        if isinstance(event, DocumentDone):
+            i = index_of.get(event.source)
+            return [event if i is None else replace(event, document=split(i, event.document))]
+        unit = unit_of.get((event.source, event.page))
+        if unit is None:
+            return [event]
+        if isinstance(event, PageDone) and event.result is not None:
+            return [replace(event, page=p.page, status=p.status, result=p) for p in split_unit_page(unit, event.result)]
+        return [replace(event, page=number) for number in unit.numbers]
+
+    return events_of
 
 
 def _unit_result(unit: DocumentUnit, by_number: dict[int, Page]) -> Page:

@@ -44,7 +44,7 @@ import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,11 +187,15 @@ class Scheduler:
         #: how a document stopped part-way is reported, given its number in the run (document
         #: mode: the unit's one result page split into the pages it stands for)
         self.report_partial: Callable[[int, Document], Document] | None = None
+        #: the events ``on_event`` is told for one of the run's (document mode: a unit's event as
+        #: one for each page it stands for)
+        self.events_of: Callable[[Event], Iterable[Event]] | None = None
 
     # -- events ---------------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
         if self.on_event is not None:
-            self._deliver(self.on_event, event)  # (a broken callback never loses a page)
+            for each in (event,) if self.events_of is None else self.events_of(event):
+                self._deliver(self.on_event, each)  # (a broken callback never loses a page)
 
     # -- public API -----------------------------------------------------------------------
     async def run_document(self, source: str, pages: AsyncIterable[PageImage]) -> Document:
