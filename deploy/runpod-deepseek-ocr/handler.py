@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import re
@@ -203,6 +204,11 @@ def open_pdf(data: bytes, *, max_pages: int) -> Any:
             pdf = pdfium.PdfDocument(data)
         except Exception as exc:
             raise JobError(f"PDF cannot be opened ({type(exc).__name__})") from exc
+        # the form environment, before any page is loaded (a page loaded earlier has none): the
+        # pages then draw their AcroForm fields' values, as the client's page mode does (a
+        # filled form with /NeedAppearances and no appearance streams came out blank here)
+        with contextlib.suppress(Exception):  # forms are a nicety: never fail a job for them
+            pdf.init_forms()
         n = len(pdf)
         if n == 0 or n > max_pages:
             pdf.close()
@@ -224,7 +230,7 @@ def render_pages(pdf: Any, start: int, stop: int, *, dpi: int) -> list[Any]:
         with PDFIUM_LOCK:  # a page at a time: other jobs' pages render in between
             page = pdf[i]
             try:
-                bitmap = page.render(scale=dpi / 72)
+                bitmap = page.render(scale=dpi / 72, may_draw_forms=True)  # (FPDF_FFLDraw)
                 try:
                     image = bitmap.to_pil().convert("RGB")  # (a copy: the bitmap's memory is PDFium's)
                 finally:

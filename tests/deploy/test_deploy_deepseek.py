@@ -177,6 +177,68 @@ async def test_whole_pdf_base64(deepseek: Any, tmp_path: Path) -> None:
     assert reply.prompt_tokens == sum(p["usage"]["prompt_tokens"] for p in out["pages"])
 
 
+def form_pdf(value: str) -> bytes:
+    """Three 300x200 pt pages, a filled AcroForm text field on the second and third (``/V``
+    ``value``, ``/NeedAppearances true``, no appearance stream: only a form-aware render draws it)."""
+    esc = value.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [7 0 R 8 0 R] /NeedAppearances true"
+        b" /DA (/Helv 0 Tf 0 g) /DR << /Font << /Helv 3 0 R >> >> >> >>",
+        b"<< /Type /Pages /Kids [4 0 R 5 0 R 6 0 R] /Count 3 /MediaBox [0 0 300 200] >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+        b"<< /Type /Page /Parent 2 0 R >>",
+        b"<< /Type /Page /Parent 2 0 R /Annots [7 0 R] >>",
+        b"<< /Type /Page /Parent 2 0 R /Annots [8 0 R] >>",
+    ]
+    for name, page in (("name", 5), ("again", 6)):
+        objects.append(
+            f"<< /Type /Annot /Subtype /Widget /FT /Tx /T ({name}) /V ({esc}) /F 4 /P {page} 0 R"
+            f" /Rect [30 80 270 120] /DA (/Helv 16 Tf 0 g) >>".encode()
+        )
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for num, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (num, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+async def test_document_mode_draws_form_fields_as_page_mode_does(deepseek: Any, tmp_path: Path) -> None:
+    """A filled form's values reach the model in document mode: the worker renders each page
+    pixel for pixel as the client's page mode does at the same dpi (it drew no form fields: a
+    filled form came out blank in document mode only)."""
+    from ocrclient.imaging import RenderSpec
+    from ocrclient.pages.render import RenderJob, close_open_documents, render_job
+
+    calls: list[ChatPage] = []
+    deepseek.set_model(grounded_model(calls))
+    path = tmp_path / "vol" / "form.pdf"
+    path.write_bytes(form_pdf("JOHN SMITHERSON"))
+    out = await deepseek.handler(
+        {"id": "f", "input": {"pdf_path": str(path), "output_dir": str(tmp_path / "out")}}
+    )
+    assert out["status"] == "succeeded" and len(calls) == 3, out
+    spec = RenderSpec(dpi=144)  # the worker's PDF_DPI
+    try:
+        for i, call in enumerate(calls):
+            job = RenderJob(kind="pdf", path=str(path), password=None, index=i, spec=spec, name=path.name)
+            page = render_job(job)
+            assert page.error is None and page.encoded is not None
+            client = Image.open(io.BytesIO(page.encoded.data)).convert("RGB")
+            assert call.image.size == client.size == (600, 400)
+            assert call.image.tobytes() == client.tobytes(), f"page {i + 1} differs from page mode"
+    finally:
+        close_open_documents()
+    # and the value is drawn (dark pixels inside the field's box), on the form pages only
+    field = (60, 160, 540, 240)  # the /Rect at 2x, top-down
+    inked = [c.image.convert("L").crop(field).getextrema()[0] < 128 for c in calls]
+    assert inked == [False, True, True]
+
+
 async def test_whole_pdf_is_rendered_in_chunks_in_order(
     deepseek: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
