@@ -5,7 +5,7 @@ A user's Ctrl-C on 3000 small PDFs wrote an empty ``.md`` and an all-"cancelled"
 do it, and ``--json`` printed nothing.  The kind: every way a run stops (SIGINT, SIGTERM, the key
 refused mid-run) x ``--json`` or not: the documents a page of which finished are written and
 recorded, the others are not (a rerun converts them, and says how many), the exit code is the
-stop's, and ``--json`` still prints the summary with it."""
+stop's, and ``--json`` still prints the summary with it, naming those others ``unfinished``."""
 
 from __future__ import annotations
 
@@ -89,6 +89,9 @@ def test_a_stopped_run_writes_the_documents_it_began_and_no_others(
         why = {"key refused": "401"}.get(stop) or ("terminated" if code == 143 else "interrupted")
         assert why in summary["error"], summary["error"]  # (why it stopped)
         assert sorted(Path(d["source"]).stem for d in summary["documents"]) == written
+        # the others are named too: a rerun converts them (the documents alone left them unsaid)
+        unfinished = sorted(Path(d["source"]).stem for d in summary["unfinished"])
+        assert sorted(written + unfinished) == [f"d{i:03d}" for i in range(DOCS)], summary
     else:
         assert stdout == ""
 

@@ -446,7 +446,7 @@ def test_markdown_rewrites_img_tags_in_order_and_keeps_boxless_refs(tmp_path: Pa
     blocks = [
         Block(type="text", text="Top", bbox=[0, 0, 50, 10]),
         Block(type="figure", text="", bbox=[10, 20, 110, 70]),          # -> the <img> tag
-        Block(type="figure", text="no box"),                             # -> ![kept]() unchanged
+        Block(type="figure", text="no box"),                             # -> ![kept]() as text: no crop
         Block(type="text", text="Middle", bbox=[0, 80, 50, 90]),
         Block(type="figure", text="third", bbox=[0, 100, 30, 130]),     # no ref left: inserted
         Block(type="text", text="End", bbox=[0, 200, 50, 210]),
@@ -455,7 +455,7 @@ def test_markdown_rewrites_img_tags_in_order_and_keeps_boxless_refs(tmp_path: Pa
         Page(page=1, status="ok", width=300, height=300, markdown=md, blocks=blocks)])
     out = markdown.write(doc, tmp_path / "p.md").read_text()
     assert out == (
-        'Top\n\n![a "chart"](p_figures/page1_fig1.png)\n\n![kept]()\n\nMiddle'
+        'Top\n\n![a "chart"](p_figures/page1_fig1.png)\n\n*[image: kept]*\n\nMiddle'
         "\n\n![third](p_figures/page1_fig3.png)\n\nEnd\n"
     )
     assert sorted(f.name for f in (tmp_path / "p_figures").iterdir()) == ["page1_fig1.png", "page1_fig3.png"]
@@ -974,7 +974,7 @@ def test_a_figure_link_never_lands_on_an_image_inside_text(inline: str, where: s
     md = "\n\n".join(written[id(b)] for b in parts)
     page = Page(page=1, status="ok", width=300, height=300, markdown=md, blocks=parts)
     out = markdown.page_markdown(page, {(1, 1): "p_figures/page1_fig1.png", (1, 2): "p_figures/page1_fig2.png"})
-    assert text in out, out  # the text's own image as it was read
+    assert markdown.unlinked(text) in out, out  # the text's own image as it was read (one linking nothing as text)
     paras = out.split("\n\n")
     fig_paras = [p for p in paras if "p_figures/" in p]
     assert len(fig_paras) == 2 and "page1_fig1" in fig_paras[0] and "page1_fig2" in fig_paras[1], out

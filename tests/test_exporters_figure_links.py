@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from ocrclient.dialects.base import Attempt
-from ocrclient.document import Page
+from ocrclient.document import Document, Page
 from ocrclient.exporters.figures import cut_figures
-from ocrclient.exporters.markdown import page_markdown
+from ocrclient.exporters.markdown import page_markdown, render, write
 from ocrclient.geometry import PageBox, content_to_blocks
 from ocrclient.imaging import encode
 from ocrclient.pages import PageImage
@@ -133,10 +134,9 @@ def _colour(rgb: tuple[int, ...]) -> int | None:
     return next((i for i, (_, c) in enumerate(FIGURES) if all(abs(a - b) < 40 for a, b in zip(rgb, c, strict=False))), None)
 
 
-@pytest.mark.parametrize("layout", sorted(LAYOUTS))
-@pytest.mark.parametrize("dialect", sorted(DIALECTS))
-def test_each_reference_links_the_crop_of_its_own_box(dialect: str, layout: str) -> None:
-    model, write = DIALECTS[dialect]
+def _page(dialect: str, layout: str) -> tuple[Page, Image.Image]:
+    """The page a reply of ``dialect`` writing ``layout`` becomes, as a run makes it, and its image."""
+    model, written_as = DIALECTS[dialect]
     d = dialect_class(dialect)(model=model)
     w, h = d.render.pixel_size(W_PT, H_PT)
     img = Image.new("RGB", (w, h), "white")
@@ -146,9 +146,16 @@ def test_each_reference_links_the_crop_of_its_own_box(dialect: str, layout: str)
     request = d.build(page, Attempt(1))
     assert request.frame is not None
     space = d.space_for(request.frame.width_px, request.frame.height_px) if dialect == "dots" else d.space
-    content = d.parse(reply(write(LAYOUTS[layout], *space.extent(request.frame))), request)
+    content = d.parse(reply(written_as(LAYOUTS[layout], *space.extent(request.frame))), request)
     out = Page(page=1, status="ok", width=W_PT, height=H_PT, markdown=content.markdown,
                blocks=content_to_blocks(content, request, page))  # fmt: skip
+    return out, img
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_each_reference_links_the_crop_of_its_own_box(dialect: str, layout: str) -> None:
+    out, img = _page(dialect, layout)
     crops = {c.index: c for c in cut_figures(out, img)}
     links = {(1, k): f"t_figures/page1_fig{k}.png" for k in crops}
     md = page_markdown(out, links)
@@ -156,9 +163,11 @@ def test_each_reference_links_the_crop_of_its_own_box(dialect: str, layout: str)
     got = [_colour(crops[k].image.getpixel((crops[k].image.width // 2, crops[k].image.height // 2))) for k in linked]
     want = [w for para in LAYOUTS[layout] for k, w in para if k == "fig" and w is not None]
     assert got == want, (md, [(b.type, b.text, b.bbox_norm) for b in out.blocks])
-    # a picture without a box keeps the model's reference, where it was written
+    # a picture without a box keeps the model's reference, where it was written (one that links
+    # nothing, ``![alt]()``, as its alt text: no broken image)
     unboxed = sum(1 for para in LAYOUTS[layout] for k, w in para if (k != "text" and w is None) or k == "inline")
-    assert len(re.findall(r"!\[[^\]\n]*\]\((?!t_figures/)[^)\n]*\)|<img\b", md)) == unboxed, md
+    assert len(re.findall(r"!\[[^\]\n]*\]\((?!t_figures/)[^)\n]*\)|<img\b|\*\[image[^\]\n]*\]\*", md)) == unboxed, md
+    assert "]()" not in md, md
     # and no block but a figure holds a picture that is a figure block of its own
     for b in out.blocks:
         if b.type != "figure" and "![" in b.text:
@@ -182,3 +191,30 @@ def test_a_figure_named_by_its_reference_takes_that_reference_in_any_block_order
     page = Page(page=1, status="ok", width=100, height=100, markdown=md, blocks=blocks)
     out = page_markdown(page, {(1, k): f"f/{k}.png" for k in range(1, 5)})
     assert re.findall(r"\]\(f/(\d)\.png\)", out) == ["2", "4", "3", "1"], out
+
+
+@pytest.mark.parametrize(("dialect", "layout"), [*((d, lay) for d in sorted(DIALECTS) for lay in sorted(LAYOUTS)),
+                                                ("plain", "")])  # fmt: skip
+def test_a_picture_without_a_crop_is_never_an_empty_link(dialect: str, layout: str, tmp_path: Path) -> None:
+    """The whole kind: every markdown written with no crop for a picture -- ``ocr convert``
+    without ``-o`` (:func:`~ocrclient.exporters.markdown.render`, as the Python API's), the
+    Python API's :attr:`Document.markdown`, a run's ``.md`` with no crop cut (its page image
+    lost), a Document written again without its input -- for each dialect's pictures (the plain
+    dialect's prompt asks for ``![description]()``, without blocks).  Chandra's and dots.ocr's
+    ``![alt]()`` was printed as it was, a broken image; its alt text stands in its place."""
+    if dialect == "plain":
+        page = Page(page=1, status="ok", width=W_PT, height=H_PT, markdown="Intro.\n\n![a chart]()\n\n![ ]() End.")
+    else:
+        page, _ = _page(dialect, layout)
+    doc = Document(source=str(tmp_path / "gone.pdf"), backend="t", pages=[page])
+    written = {
+        "stdout / render": render(doc),
+        "Document.markdown": doc.markdown,
+        "a run's .md, no crop": write(doc, tmp_path / "run.md", links={}).read_text(),
+        "a Document written again, no input": write(doc, tmp_path / "again.md").read_text(),
+    }
+    pictures = [e for para in LAYOUTS[layout] for e in para if e[0] != "text"] if dialect != "plain" else [1, 2]
+    for where, md in written.items():
+        assert not re.search(r"\]\(\s*\)", md), (where, md)
+        shown = len(re.findall(r"!\[[^\]\n]*\]\([^)\n]+\)|<img\b|\*\[image[^\]\n]*\]\*", md))
+        assert shown == len(pictures), (where, md)  # (each in its place)

@@ -118,8 +118,8 @@ def stopped_before_run(argv: Sequence[str]) -> int:
     code, why = (143, "terminated") if _Exit.signal == signal.SIGTERM else (130, "interrupted")
     if "--json" in argv:
         command = next((a for a in argv if not a.startswith("-")), "")
-        said = ({"documents": [], "refused": [], "skipped": [], "wall_s": round(time.monotonic() - _Exit.started, 3),
-                 "exit_code": code, "error": why} if command == "convert"
+        said = ({"documents": [], "refused": [], "skipped": [], "left_out": [], "unfinished": [],
+                 "wall_s": round(time.monotonic() - _Exit.started, 3), "exit_code": code, "error": why} if command == "convert"
                 else {"ok": False, "error": why, "exit_code": code})  # fmt: skip
         sys.stdout.write(json.dumps(said, indent=2) + "\n")
     sys.stderr.write(f"{why}\n")

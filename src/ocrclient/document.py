@@ -324,8 +324,13 @@ class Document(_Model):
     @property
     def markdown(self) -> str:
         """All pages' markdown joined by blank lines: only what the model read (a failed page,
-        its error in :attr:`Page.error`, and a page without text contribute nothing)."""
-        return page_separator_join(self.pages, separator="\n\n")
+        its error in :attr:`Page.error`, and a page without text contribute nothing); a picture
+        reference that links nothing (``![alt]()``: no crop is written here) is its alt text,
+        ``*[image: alt]*`` (:func:`~ocrclient.exporters.markdown.unlinked`)."""
+        from .exporters.mdrefs import unlinked
+
+        # (each page's own: a code span or fence is one page's)
+        return "\n\n".join(unlinked(t) for p in self.pages if p.status != "failed" and (t := p.markdown.strip()))
 
     @property
     def ok(self) -> bool:

@@ -37,7 +37,7 @@ from .common import (
     stderr,
 )
 from .lock import hold, let_go, output_folder
-from .progress import Progress, print_failed_pages, summary, summary_json
+from .progress import Progress, Unconverted, print_failed_pages, summary
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,16 +81,18 @@ def _in_shard(key: str, shard: tuple[int, int] | None) -> bool:
 
 def _plan(
     inputs: list[str], pages: str | None, password: str | None, shard: str | None, fmts: list[str], out: Path | None,
-    refused: "list[Refused] | None" = None,
+    refused: "list[Refused] | None" = None, left_out: "list[tuple[str, str]] | None" = None,
 ) -> "tuple[Plan, dict[str, Path]]":
     """The inputs of this machine's shard with their page ranges, and each input's output stem
     (laid out over every input, before sharding, so that all machines agree on the names).
     ``refused`` gets the files of this shard that cannot be converted (of several: each is one
     error line, the others go on; with none left and no shard to share the corpus, a run with
-    nothing to convert is refused)."""
+    nothing to convert is refused); ``left_out`` the name of each input of this shard that the
+    page range leaves out, and why (``--json`` lists them)."""
     from ..exporters import EXPORTERS
     from ..outputs import output_stems, shard_keys
     from ..pages import prepare  # not ..run: see convert
+    from ..pages.inputs import left_out_reason
 
     unknown = [f for f in fmts if f not in EXPORTERS]
     if unknown:
@@ -109,6 +111,9 @@ def _plan(
     keys = shard_keys([*(src for src, _ in plan), *found, *left])
     mine = [_in_shard(key, shard_spec) for key in keys]
     bad = [r for r, ok in zip(found, mine[len(plan) : len(plan) + len(found)], strict=True) if ok]
+    if left_out is not None:
+        left_out.extend((src.name, left_out_reason(pages, src.page_count))
+                        for src, ok in zip(left, mine[len(plan) + len(found) :], strict=True) if ok)  # fmt: skip
     plan = [entry for entry, ok in zip(plan, mine, strict=False) if ok]
     if refused is not None:
         refused.extend(bad)
@@ -161,11 +166,11 @@ class _Emitter:
 
     def __init__(self, out: Path | None, fmts: list[str], options: dict[str, dict[str, Any]], stem_of: dict[str, Path],
                  manifest: "Manifest | None", pages: str | None, console: "Console", several: bool = False,
-                 as_json: bool = False, t0: float | None = None, skipped: list[str] | None = None) -> None:  # fmt: skip
+                 as_json: bool = False, t0: float | None = None, gone: Unconverted | None = None) -> None:  # fmt: skip
         from ..exporters.sink import OutputWriter
 
-        #: the inputs the manifest said were done (``--json``'s ``skipped``)
-        self.skipped = list(skipped or [])
+        #: the inputs not converted and those planned, for the ``--json`` summary
+        self.gone = gone or Unconverted()
         self.console = console
         self.as_json = as_json
         #: when the command started (the summary's wall time)
@@ -272,7 +277,7 @@ class _Emitter:
     def stopped(self, code: int, why: str) -> None:
         """The ``--json`` summary of a stopped run (its files are written by then)."""
         if self.as_json:
-            typer.echo(summary_json(self.results, time.monotonic() - self.t0, code, error=why, skipped=self.skipped))
+            typer.echo(self.gone.summary(self.results, time.monotonic() - self.t0, code, error=why))
 
     def _earlier_is_better(self, result: "ConvertResult") -> bool:
         """Whether the manifest's entry for ``result``'s input has its files where this run
@@ -336,25 +341,24 @@ def _run(conv: "Conversion", be: "Backend", reporter: "Progress", emit: "_Emitte
             raise fail(str(exc), code) from None
 
 
-def _refused(exc: OcrError, as_json: bool, started: float, debug: bool, refused: "list[Refused]") -> typer.Exit:
+def _refused(exc: OcrError, as_json: bool, started: float, debug: bool, gone: Unconverted) -> typer.Exit:
     """A run refused before it started: its one line (and ``--json``'s summary either way, with
-    the inputs refused: a script reading stdout gets one); the exit to raise."""
+    the inputs refused or left out: a script reading stdout gets one); the exit to raise."""
     if as_json:
-        typer.echo(summary_json([], time.monotonic() - started, EXIT_BAD_INPUT, error=str(exc),
-                                refused=[(r.name, r.message) for r in refused]))  # fmt: skip
+        typer.echo(gone.summary([], time.monotonic() - started, EXIT_BAD_INPUT, error=str(exc)))
     if debug:  # the traceback too, but the exit code stays the one without --debug
         print_traceback()
     return fail(str(exc))
 
 
 def _report(results: "list[ConvertResult]", wall: float, as_json: bool, quiet: bool, console: "Console",
-            refused: "list[Refused]", skipped: list[str]) -> int:  # fmt: skip
+            gone: Unconverted) -> int:  # fmt: skip
     """The summary (``--json``: as JSON on stdout; the table on stderr unless ``--quiet``) and
     the exit code: 1 for a failed page, an output not written or an input refused."""
-    failed = refused or any(r.document.stats.failed or r.output_errors for r in results)
+    failed = gone.refused or any(r.document.stats.failed or r.output_errors for r in results)
     code = EXIT_FAILED_PAGES if failed else EXIT_OK
     if as_json:
-        typer.echo(summary_json(results, wall, code, refused=[(r.name, r.message) for r in refused], skipped=skipped))
+        typer.echo(gone.summary(results, wall, code))
     if not quiet:
         summary(results, wall, console)
     print_failed_pages(results, console)  # (errors: said under --quiet too, which keeps only them)
@@ -540,29 +544,29 @@ def convert(
     console = stderr()
     pool: RenderPool | None = None
     held: Any = None  # (the output folder's lock, this run's)
-    refused: list[Refused] = []  # (inputs of several that cannot be converted: said, listed, exit 1)
+    gone = Unconverted()  # (inputs not converted, each listed by --json: refused ones are said, exit 1)
     try:
         try:
             _check_outputs(out, formats, fmts, as_json)
-            plan, stem_of = _plan(inputs, pages, password, shard, fmts, out, refused)
+            plan, stem_of = _plan(inputs, pages, password, shard, fmts, out, gone.refused, gone.left_out)
             over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
             over["dialect_options"] = _layer_options(text_layer, keep_furniture)
             cfg, dia = _profile(backend, over, transport)
             options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
             wanted = {f: options.get(f, {}) for f in fmts}
             held = hold(out, shard) if out is not None and out.is_dir() else None  # (before its manifest is read)
-            plan, manifest, skipped = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode, retry_degraded)
+            plan, manifest, gone.skipped = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode, retry_degraded)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
             be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode, retry_degraded)
             held = held or output_folder(out, shard)
         except OcrError as exc:
-            raise _refused(exc, as_json, started, debug, refused) from None
+            raise _refused(exc, as_json, started, debug, gone) from None
         from ..run import Conversion
 
         show = progress if progress is not None else (not quiet and console.is_terminal)
         reporter = Progress(sum(len(idx) for _, idx in plan), bool(show), verbose and not quiet)
         emit = _Emitter(out, fmts, options, stem_of, manifest, pages, console, several=len(plan) > 1, as_json=as_json,
-                     t0=started, skipped=skipped)  # fmt: skip
+                     t0=started, gone=replace(gone, planned=[src for src, _ in plan]))  # fmt: skip
         try:
             conv = Conversion(backend=be, cache=cache, concurrency=concurrency, on_event=emit.events(reporter), prepared=plan, outputs=emit.writer,
                               document_mode=document_mode, isolate_render=isolate_render, render_pool=pool)  # fmt: skip
@@ -573,4 +577,4 @@ def convert(
         if pool is not None:
             pool.close()  # the run closed it, unless it never started
         let_go(held)
-    raise typer.Exit(_report(emit.results, time.monotonic() - emit.t0, as_json, quiet, console, refused, emit.skipped))
+    raise typer.Exit(_report(emit.results, time.monotonic() - emit.t0, as_json, quiet, console, emit.gone))

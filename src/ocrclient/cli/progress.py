@@ -7,6 +7,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import redact
@@ -16,7 +17,10 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress as RichProgress
 
-__all__ = ["Progress", "print_failed_pages", "summary", "summary_json"]
+    from ..pages import Source
+    from ..pages.inputs import Refused
+
+__all__ = ["Progress", "Unconverted", "print_failed_pages", "summary", "summary_json"]
 
 
 class Progress:
@@ -123,13 +127,16 @@ def summary(results: list[Any], wall: float, console: Console) -> None:
 
 def summary_json(
     results: list[Any], wall: float, code: int, error: str | None = None, refused: Sequence[tuple[str, str]] = (),
-    skipped: Sequence[str] = (),
+    skipped: Sequence[str] = (), left_out: Sequence[tuple[str, str]] = (), unfinished: Sequence[str] = (),
 ) -> str:
-    """The ``--json`` summary: per document its page counts and failed pages, the inputs
-    refused as unusable (``refused``: their names and why), the inputs a rerun found done with
-    the same settings and left alone (``skipped``), the wall time, the exit code and,
-    for a run that stopped or never started, why (``error``: the one line ``ocr`` printed,
-    "interrupted" or "terminated"; ``null`` for a run that ended)."""
+    """The ``--json`` summary: per document its page counts and failed pages, then every input
+    named that has no document, each list by why: the inputs refused as unusable (``refused``:
+    their names and why), the inputs a rerun found done with the same settings and left alone
+    (``skipped``), the inputs of several the page range left out (``left_out``: their names and
+    why), the inputs of a run that stopped before their documents were written
+    (``unfinished``: a rerun converts them); the wall time, the exit code and, for a run that
+    stopped or never started, why (``error``: the one line ``ocr`` printed, "interrupted" or
+    "terminated"; ``null`` for a run that ended)."""
     return json.dumps(
         {
             "documents": [
@@ -146,12 +153,35 @@ def summary_json(
             ],
             "refused": [{"source": name, "error": redact(why)} for name, why in refused],
             "skipped": [{"source": name} for name in skipped],
+            "left_out": [{"source": name, "reason": why} for name, why in left_out],
+            "unfinished": [{"source": name} for name in unfinished],
             "wall_s": round(wall, 3),
             "exit_code": code,
             "error": redact(error) if error else None,
         },
         indent=2,
     )
+
+
+@dataclass
+class Unconverted:
+    """The inputs of an ``ocr convert`` run that it does not convert, which its ``--json``
+    summary lists beside the documents (a script reading it could not tell that an input left
+    out by ``--pages`` had been named at all): refused as unusable, left out by the page range
+    (name, why), found done by the manifest (``skipped``); and the inputs the run set out to
+    convert (``planned``), of which a stopped run's summary lists those it wrote no document of."""
+
+    refused: list[Refused] = field(default_factory=list)
+    left_out: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    planned: list[Source] = field(default_factory=list)
+
+    def summary(self, results: list[Any], wall: float, code: int, error: str | None = None) -> str:
+        """:func:`summary_json` of ``results`` with these inputs."""
+        written = {r.source.key for r in results}
+        unfinished = [src.name for src in self.planned if src.key not in written]
+        return summary_json(results, wall, code, error=error, refused=[(r.name, r.message) for r in self.refused],
+                            skipped=self.skipped, left_out=self.left_out, unfinished=unfinished)  # fmt: skip
 
 
 def print_failed_pages(results: list[Any], console: Console) -> None:

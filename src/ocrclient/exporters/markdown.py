@@ -29,8 +29,16 @@ then links the crop:
 
 The alt text is the caption block next to the figure, else the figure's own text, else the
 reference's alt, else ``Figure K``.  When a page has no image (it could not be rendered, or a
-Document written without its run has no input to be found) nothing is cropped for it, the markdown of those pages is left exactly as the model
+Document written without its run has no input to be found) nothing is cropped for it, the markdown of those pages is left as the model
 wrote it, and a warning is logged; writing never fails for it.
+
+A reference that links nothing (``![alt]()``: the placeholder the Chandra and dots.ocr dialects
+write for a picture, and the plain prompt asks for) is shown as a broken image, so whatever has
+no crop to link -- the markdown sent to stdout, :func:`render` without ``links``,
+:attr:`Document.markdown <ocrclient.document.Document.markdown>`, a picture without a box, a
+page that could not be rendered -- writes it as its alt text in italics: ``*[image: alt]*``, or
+``*[image]*`` without alt (:func:`unlinked`).  A reference written in code is the text's, and is
+left as it is.
 
 Example::
 
@@ -58,6 +66,8 @@ from ..errors import InputError
 from ..pages.inputs import CROP_NAME
 from ._io import atomic_write
 from .figures import FIGURE_DPI, FigureCrop, crop_figures, figure_blocks
+from .mdrefs import CODE as _CODE
+from .mdrefs import unlinked
 from .source import resolve_source
 
 __all__ = [
@@ -70,6 +80,7 @@ __all__ = [
     "render",
     "render_with_figures",
     "save_crop",
+    "unlinked",
     "write",
 ]
 
@@ -77,13 +88,6 @@ log = logging.getLogger("ocrclient.exporters.markdown")
 
 #: markdown image references and HTML <img> tags, as models write them
 _IMAGE_REF = re.compile(r"!\[(?P<alt>[^\]\n]*)\]\((?P<src>[^)\n]*)\)|<img\b(?P<attrs>[^>]*)>", re.I)
-#: code in markdown: a fenced block (``` or ~~~ to a closing fence at least as long: one never
-#: closed is OCR's noise, not code) or an inline code span (as many backticks to close as opened,
-#: within its paragraph: a lone backtick, OCR's apostrophe, opens none)
-_CODE = re.compile(
-    r"(?ms)^ {0,3}(?P<fence>`{3,}|~{3,})[^\n]*\n.*?^ {0,3}(?P=fence)[`~]*[ \t]*$"
-    r"|(?P<ticks>`+)(?!`)(?:(?!\n[ \t]*\n)[^`]|`(?!(?P=ticks)))+?(?P=ticks)(?!`)"
-)
 _ALT_ATTR = re.compile(r"""\balt\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
 
 #: (page number, figure index on the page) -> relative link to the crop
@@ -260,11 +264,12 @@ def _own_refs(figs: list[Block], refs: list[re.Match[str]], free: list[re.Match[
 
 
 def page_markdown(page: Page, links: Links) -> str:
-    """One page's markdown with its figure references pointing at the crops in ``links``."""
+    """One page's markdown with its figure references pointing at the crops in ``links`` (and
+    those that link nothing written as text: :func:`unlinked`)."""
     md = page.markdown.strip()
     figs = figure_blocks(page)
     if not figs or not any((page.page, k) in links for k in range(1, len(figs) + 1)):
-        return md
+        return unlinked(md)
     code = [m.span() for m in _CODE.finditer(md)]
     # the page's own image references, not the text's: one written in code (a README read
     # aloud: `![logo](logo.png)`) is the text's, and was linked to a crop in place of the figure's
@@ -289,7 +294,7 @@ def page_markdown(page: Page, links: Links) -> str:
                 edits.append((pos, pos, ("\n\n" if pos else "") + ref))
     for start, end, new in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
         md = md[:start] + new + md[end:]
-    return md.strip()
+    return unlinked(md.strip())  # (the references left: of pictures without a crop)
 
 
 def page_marker(page: Page) -> str:

@@ -24,7 +24,7 @@ from ..secrets import register_secret
 from .ranges import check_page_range, format_pages, parse_page_range
 from .sources import SUPPORTED, Source, make_source
 
-__all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIXES", "Refused", "open_sources", "prepare", "prepare_one"]
+__all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIXES", "Refused", "left_out_reason", "open_sources", "prepare", "prepare_one"]
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,11 @@ def _resolved(folders: Sequence[str | Path]) -> Exclude:
     return frozenset(Path(f).expanduser().resolve() for f in folders)
 
 
+def left_out_reason(pages: str | None, page_count: int) -> str:
+    """Why :func:`prepare` leaves out an input of several: the range holds none of its pages."""
+    return f"the page range {pages!r} holds none of its {page_count} page{'s' if page_count != 1 else ''}"
+
+
 def prepare(
     inputs: Sequence[str | Path | bytes] | str | Path | bytes,
     *,
@@ -251,7 +256,7 @@ def prepare(
             kept = parse_page_range(pages, src.page_count, clip=True)
             has = f"{src.page_count} page{'s' if src.page_count != 1 else ''}"
             if not kept:
-                warnings.warn(f"{src.name}: left out, the page range {pages!r} holds none of its {has}", stacklevel=2)
+                warnings.warn(f"{src.name}: left out, {left_out_reason(pages, src.page_count)}", stacklevel=2)
                 if left_out is not None:
                     left_out.append(src)
                 continue
