@@ -153,8 +153,8 @@ class Scheduler:
         self.on_event = on_event
         self._deliver = events.EventDelivery()
         self._twins: Twins[tuple[str, Page]] = Twins()  # pages alike in flight: one read, its failure shared
-        #: requests at the backend (held from send to reply: building, parsing, backoff hold none);
-        #: a client's ``limiter`` is shared by its runs (its ceiling is the client's concurrency)
+        #: requests at the backend (held from send to reply: building, parsing, backoff hold none;
+        #: a client's ``limiter``, its concurrency, is shared by its runs)
         self.limiter = limiter or AdaptiveLimiter(concurrency or cfg.concurrency)
         #: pages taken from the streams and not finished (:data:`BUILT_AHEAD` per slot)
         self._admitted = asyncio.Semaphore(BUILT_AHEAD * self.limiter.ceiling)
@@ -162,9 +162,7 @@ class Scheduler:
         self.attempt_timeout_s = attempt_timeout_s or cfg.attempt_timeout_s
         self.page_deadline_s = page_deadline_s or cfg.page_deadline_s
         self.cold_start_s = cfg.cold_start_s if cold_start_s is None else cold_start_s
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
-        self.timeout_grace_s = timeout_grace_s
+        self.backoff_initial_s, self.backoff_max_s, self.timeout_grace_s = backoff_initial_s, backoff_max_s, timeout_grace_s
         self._warm = self.cold_start_s <= 0
         #: how long the endpoint may find no server before the run stops (see :mod:`.retries`)
         url = getattr(self.transport, "api_url", None) or getattr(self.transport, "base_url", None)
@@ -174,10 +172,8 @@ class Scheduler:
         self._writes = WritesFirst()  # a freed slot's next request goes out before the parse
         self._abort: OcrError | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._since_gc = 0
+        self._since_gc, self._last_gc_end, self._last_gc_s = 0, 0.0, 0.0
         self._fed_all = False  # the run's feeder has sent its last page (see _collect_garbage)
-        self._last_gc_end = 0.0
-        self._last_gc_s = 0.0
         #: the run's retries by cause, and each document's (by its source)
         self.retries_by_cause: Counter[str] = Counter()
         self._retries_of: dict[str, Counter[str]] = {}
@@ -187,8 +183,7 @@ class Scheduler:
         #: how a document stopped part-way is reported, given its number in the run (document
         #: mode: the unit's one result page split into the pages it stands for)
         self.report_partial: Callable[[int, Document], Document] | None = None
-        #: the events ``on_event`` is told for one of the run's (document mode: a unit's event as
-        #: one for each page it stands for)
+        #: the events ``on_event`` is told for one of the run's (document mode: a job's as its pages')
         self.events_of: Callable[[Event], Iterable[Event]] | None = None
 
     # -- events ---------------------------------------------------------------------------
