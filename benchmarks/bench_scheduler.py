@@ -382,10 +382,12 @@ def _pool_backend(hosts: Sequence[SimHost], topts: dict[str, Any], concurrency: 
 
 def slots_run(
     pdf: Path, pages: int, *, slots: int, endpoints: int, service_s: float, mode: str, tmp: Path,
-    block_s: float | None = None,
+    block_s: float | None = None, shortcut: bool = False,
 ) -> dict[str, Any]:
     """One conversion at ``--concurrency`` = the slots of all endpoints, judged on the simulators'
-    clock: efficiency = ideal busy time / (first request -> last page done)."""
+    clock: efficiency = ideal busy time / (first request -> last page done).  ``shortcut``: the
+    way most Python users write it, ``aconvert(pdf, backend="runpod", concurrency=N, ...)``, the
+    backend loaded by the run (else loaded first with ``load_backend(..., concurrency=N)``)."""
     from ocrclient.api import aconvert
     from ocrclient.config import resolve_config
     from ocrclient.registry import load_backend
@@ -397,13 +399,18 @@ def slots_run(
     plan = {"slots": slots, "latency_s": (service_s, service_s)}
     hosts = [SimHost("runpod", plan, **sim_kw) for _ in range(endpoints)]
     try:
-        if endpoints == 1:
-            over = {**hosts[0].backend_overrides(), "render": profile_render(), "transport_options": topts}
+        over = {**hosts[0].backend_overrides(), "render": profile_render(), "transport_options": topts}
+        if shortcut:
+            be = None
+        elif endpoints == 1:
             be = load_backend("runpod", concurrency=concurrency, cold_start_s=0, **over)
         else:
             be = _pool_backend(hosts, topts, concurrency, tmp)
 
         async def go() -> Any:
+            if be is None:
+                return await aconvert(str(pdf), backend="runpod", cache=False, concurrency=concurrency,
+                                      pages=f"1-{pages}", cold_start_s=0, **over)  # fmt: skip
             try:
                 return await aconvert(str(pdf), backend=be, cache=False, concurrency=concurrency, pages=f"1-{pages}")
             finally:
@@ -718,6 +725,7 @@ def slots_section(
                              ">= 0.97" if judged else "(>= 0.97)", r["efficiency"] >= 0.97 if judged else None))
             rows.append(_row(f"(a) jobs beyond --concurrency at an endpoint, {mode}, {where}", f"{r['beyond']}",
                              "<= 0", r["beyond"] <= 0))  # fmt: skip
+    rows += _shortcut_rows(pdf, tmp, figures, service_s=service_s)
     limit = STATUS_LIMIT[0] / STATUS_LIMIT[1]
     svc = max(service_s, 1.5)
     print(
@@ -738,6 +746,30 @@ def slots_section(
         rows.append(_row(f"(a2) status req/s at {STATUS_JOBS} jobs, {label}", f"{r['status_per_s']:.1f}",
                          f"< {limit:g}, no 429", ok))  # fmt: skip
     return rows
+
+
+#: slots of the endpoint (a3) runs at: over twice a profile's default concurrency (8), where a
+#: run given ``concurrency=N`` by a client once held at most 16 pages
+SHORTCUT_SLOTS = 32
+
+
+def _shortcut_rows(pdf: Path, tmp: Path, figures: dict[str, Any], *, service_s: float) -> list[tuple[str, str, str, str]]:
+    """(a3): ``aconvert(pdf, backend="runpod", concurrency=32)`` against 32 slots: the jobs it
+    keeps at the endpoint (judged: all 32) and its efficiency (info: 32 first pages to render on
+    this machine's cores before every slot has one)."""
+    pages = 4 * SHORTCUT_SLOTS
+    print(f"\n(a3) the Python shortcut as users write it, aconvert(pdf, backend='runpod', concurrency={SHORTCUT_SLOTS}),"
+          f" against {SHORTCUT_SLOTS} slots, {pages} pages, {service_s:g} s each, runsync")  # fmt: skip
+    r = slots_run(pdf, pages, slots=SHORTCUT_SLOTS, endpoints=1, service_s=service_s, mode="runsync", tmp=tmp,
+                  shortcut=True)  # fmt: skip
+    assert r["ok"] == pages, r
+    print(f"    jobs at the endpoint at once: {r['max_outstanding']} of {SHORTCUT_SLOTS}; efficiency {r['efficiency']:.3f}")
+    figures["a3:shortcut"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items() if k != "job_times"}
+    return [
+        _row(f"(a3) jobs at once, aconvert(concurrency={SHORTCUT_SLOTS})", f"{r['max_outstanding']}",
+             f"= {SHORTCUT_SLOTS}", r["max_outstanding"] == SHORTCUT_SLOTS),
+        _row(f"(a3) efficiency, aconvert(concurrency={SHORTCUT_SLOTS})", f"{r['efficiency']:.3f}", "(>= 0.97)", None),
+    ]  # fmt: skip
 
 
 def _row(name: str, value: str, target: str, ok: bool | None) -> tuple[str, str, str, str]:
