@@ -284,7 +284,7 @@ class RunPodSimulator(ServerOwner):
         self.plan = plan or FaultPlan()
         self.responder: Responder = responder or echo_responder
         self.key_fn: Callable[[Any], str] = key_fn or body_key  # a job input -> its fault key (or page_key)
-        self.model = model  # the model served (a chat job naming another FAILs, 404; None: any)
+        self.model = model  # the model served (a chat job naming another FAILs, 404; None: any, listed as none)
         #: the served model's context (as vLLM's ``--max-model-len``): a chat job whose prompt +
         #: ``max_tokens`` is over it FAILs with vLLM's 400 (``None``: no limit)
         self.max_model_len = max_model_len
@@ -642,7 +642,7 @@ class RunPodSimulator(ServerOwner):
         if isinstance(job_input, Mapping) and "openai_route" in job_input:
             request = job_input.get("openai_input") or {}
             if str(job_input.get("openai_route")).rstrip("/").endswith("/models"):  # (what the worker serves)
-                return [{"object": "list", "data": [{"id": self.model or "sim", "object": "model"}]}]
+                return [{"object": "list", "data": [{"id": self.model, "object": "model"}] if self.model else []}]
             if not isinstance(request, Mapping):
                 raise Refusal(400, "request body is not a JSON object")
             limit = check_chat(request, model=self.model)  # vLLM's checks, as the OpenAI simulator's

@@ -170,6 +170,7 @@ class RunPodTransport(HttpImports):
     TAKES: frozenset[str] = frozenset({"chat", "ocular", "document"})  # (request kinds: see Backend)
 
     neutral_options = frozenset(_NEUTRAL_OPTIONS)
+    model: str | None = None  # the profile's model: ``ocr health`` asks the worker whether it serves it
 
     def __init__(
         self,
@@ -265,6 +266,7 @@ class RunPodTransport(HttpImports):
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"backend {cfg.name!r}: bad runpod transport_options ({exc})") from exc
+        transport.model = cfg.model
         transport.endpoint_env = env_that_gave(endpoint_id, "runpod", "endpoint_id", cfg.endpoint_id_env) or cfg.endpoint_id_env or transport.endpoint_env
         return transport
 

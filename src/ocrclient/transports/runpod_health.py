@@ -1,14 +1,20 @@
 """``ocr health`` of a RunPod endpoint: ``GET .../health`` (workers and queue) with the key, or
-the SDK's local test server's ``/openapi.json`` (it has no ``/health``).  Never raises."""
+the SDK's local test server's ``/openapi.json`` (it has no ``/health``); then, when a worker is
+up to answer, whether it serves the profile's model (a ``/v1/models`` job, as worker-vllm and
+deploy/'s workers take it).  Never raises."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..errors import OcrError
-from .base import Health
+from .base import Health, json_bytes
 from .http import map_errors
 from .limits import ERROR_BODY_BYTES, loads, read_capped
+from .runpod_jobs import _flatten, _is_error_obj, decode_job_error
 
 if TYPE_CHECKING:
     from .runpod import RunPodTransport
@@ -16,7 +22,64 @@ if TYPE_CHECKING:
 __all__ = ["endpoint_health"]
 
 
+#: how long ``ocr health`` waits for a worker's model list: an idle worker answers at once; one
+#: still loading its model leaves the model unconfirmed, not failed
+MODELS_WAIT_S = 20.0
+
+
 async def endpoint_health(t: RunPodTransport) -> Health:
+    """``t``'s endpoint up and authorised, and its worker serving ``t.model`` when one is up to
+    say so: a worker serving another model, or whose model failed to load, is down (the run
+    would stop at its first page); no worker up is not asked (a job would start one, billed)."""
+    up = await _endpoint_up(t)
+    if not up.ok or not t.model:
+        return up
+    workers = up.info.get("workers") or {}
+    if t.mode != "local" and not (workers.get("idle") or workers.get("running")):
+        return replace(up, detail=f"{up.detail}; model not checked: no worker is up (a job would start one)")
+    try:
+        models = await served_models(t)
+    except OcrError as exc:
+        if exc.message.startswith("model_not_ready") or " 503:" in exc.message:  # (deploy/'s failed load)
+            return Health(False, f"the worker's model is not ready: {exc.message}", up.info)
+        return replace(up, detail=f"{up.detail}; model not confirmed ({exc.message})")
+    if not models:
+        why = "the worker names no model" if models is not None else f"no model list within {MODELS_WAIT_S:g} s"
+        return replace(up, detail=f"{up.detail}; model not confirmed ({why})")
+    info = {**up.info, "models": models}
+    if t.model not in models:
+        served = ", ".join(models) or "none"
+        return Health(False, f"model {t.model!r} is not served; the endpoint serves: {served}", info, refused=True)
+    return Health(True, f"{up.detail}; model {t.model} served", info)
+
+
+async def served_models(t: RunPodTransport, wait_s: float = MODELS_WAIT_S) -> list[str] | None:
+    """The models ``t``'s worker serves, from a ``/v1/models`` job; ``None`` when it does not
+    answer within ``wait_s`` (its job is then cancelled).  Raises :class:`OcrError` with the
+    worker's ``kind code: message`` when the job fails or its output is an error."""
+    from .runpod import _Job
+
+    job = _Job()
+    data = json_bytes({"input": {"openai_route": "/v1/models"}})
+    try:
+        async with asyncio.timeout(wait_s):
+            status = await t._run(data, "runsync", job, time.monotonic() + wait_s, ERROR_BODY_BYTES)
+    except TimeoutError:
+        if job.id and not job.terminal:
+            await t._cancel_shielded(job.id)
+        return None
+    finally:
+        if job.id:
+            t.in_flight.discard(job.id)
+    items = _flatten(status.get("output")) if status.get("status") == "COMPLETED" else []
+    bad = status.get("error") if status.get("status") != "COMPLETED" else next((i for i in items if _is_error_obj(i)), None)
+    if bad is not None or status.get("status") != "COMPLETED":
+        kind, message = decode_job_error(bad or f"job {status.get('status')}")
+        raise OcrError(f"{kind}: {message}" if kind else message)
+    return [str(m.get("id")) for i in items if isinstance(i, dict) for m in i.get("data") or [] if isinstance(m, dict)]
+
+
+async def _endpoint_up(t: RunPodTransport) -> Health:
     """``t``'s endpoint: up and authorised (workers idle/running, jobs queued/in progress)."""
     if t.mode == "local":
         try:
