@@ -1,5 +1,6 @@
 """`ocr bench` reports bytes on the wire: the mean request body, the upload rate achieved and the
-rate needed to keep the endpoint busy (``concurrency`` requests in flight at the median latency)."""
+rate needed to keep the endpoint busy (the requests the run can have in flight -- ``concurrency``,
+at most its pages -- at the median latency); the in-process local engine uploads nothing."""
 
 from __future__ import annotations
 
@@ -37,6 +38,53 @@ async def test_bench_reports_upload_needed_beside_achieved(tmp_path: Path) -> No
     assert abs(report["upload_mbit_s"] - achieved) <= 0.05 * achieved + 0.001
     need = report["upload_bytes_per_request"] * 8 * 2 / report["latency_p50_s"] / 1e6
     assert abs(report["upload_mbit_s_to_keep_busy"] - need) <= 0.01 * need + 0.001
+    assert report["upload_in_flight"] == 2 and 1 <= report["upload_peak_in_flight"] <= 2
+
+
+async def test_a_run_of_fewer_pages_than_the_concurrency_needs_only_what_its_pages_need(tmp_path: Path) -> None:
+    """3 pages at concurrency 16 never have more than 3 requests in flight: the rate needed to
+    keep the endpoint busy is 3 bodies per median latency, not 16 (6 pages at concurrency 16
+    claimed 27 Mbit/s needed against 5 achieved)."""
+    pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i} text"] for i in range(3)])
+    with OpenAISimulator(plan=FaultPlan(latency_s=(0.2, 0.2), slots=16)) as sim:
+        report = await run_bench([str(pdf)], backend="openai", base_url=sim.base_url, api_key=sim.api_key,
+                                 model=sim.model, concurrency=16)  # fmt: skip
+    assert report["pages"] == 3 and report["upload_requests"] == 3
+    three = report["upload_bytes_per_request"] * 8 * 3 / report["latency_p50_s"] / 1e6
+    assert report["upload_mbit_s_to_keep_busy"] <= three * 1.01 + 0.001, (report, three)
+    # the three went up at once, each taking about the median latency: what was needed, was achieved
+    assert report["upload_mbit_s_to_keep_busy"] <= 2 * report["upload_mbit_s"], report
+    assert report["upload_in_flight"] == 3 and report["upload_peak_in_flight"] <= 3
+
+
+def _local_pdf(tmp_path: Path) -> Path:
+    pytest.importorskip("rapidocr", reason="the local engine is in the local extra")
+    return text_pdf(tmp_path / "d.pdf", [["one line of text"], ["another line"]])
+
+
+async def test_the_local_engine_reports_no_upload(tmp_path: Path) -> None:
+    """The local engine runs in-process: nothing goes up, so no upload figure (it reported
+    requests, bytes and Mbit/s, needed and achieved, for bytes that never left the process)."""
+    report = await run_bench([str(_local_pdf(tmp_path))], backend="local", render={"dpi": 72})
+    assert report["pages"] == 2 and report["failed"] == 0, report
+    for key in ("upload_requests", "upload_bytes_per_request", "upload_mbit_s", "upload_mbit_s_to_keep_busy",
+                "upload_in_flight", "upload_peak_in_flight"):  # fmt: skip
+        assert report.get(key) is None, (key, report.get(key))
+    assert "nothing uploaded" in report["upload_detail"]
+
+
+def test_cli_bench_says_the_local_engine_uploads_nothing(tmp_path: Path) -> None:
+    pdf = _local_pdf(tmp_path)
+    env = {**os.environ, "COLUMNS": "200"}
+    for extra in (["--json"], []):
+        run = subprocess.run([sys.executable, "-m", "ocrclient.cli", "bench", str(pdf), "--backend", "local", "--dpi", "72",
+                              *extra], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        if extra:
+            report = json.loads(run.stdout)
+            assert report["upload_mbit_s"] is None and report["upload_mbit_s_to_keep_busy"] is None
+        else:
+            assert "nothing uploaded" in run.stdout and "upload_mbit_s" not in run.stdout, run.stdout
 
 
 def test_cli_bench_prints_the_upload_rates(tmp_path: Path) -> None:

@@ -4,10 +4,16 @@ Prometheus ``/metrics`` during the run (running / waiting requests, KV-cache use
 
 Bytes on the wire: every request body the transport is handed is counted (its JSON text: the
 page image travels base64-encoded inside it), and the report sets the upload rate the run
-achieved beside the rate needed to keep the endpoint busy: ``concurrency`` requests in flight,
-each served in the median latency measured, each carrying the mean body size
-(``upload_mbit_s`` and ``upload_mbit_s_to_keep_busy``).  When the second is near or above what
-the link can upload, the link, not the GPU, sets the pace.
+achieved (``upload_mbit_s``: the bytes counted over the run's wall time) beside the rate needed
+to keep the endpoint busy (``upload_mbit_s_to_keep_busy``): ``upload_in_flight`` requests in
+flight, each carrying the mean body size and each served in the median latency measured, so
+in-flight x mean body x 8 / p50.  ``upload_in_flight`` is the requests this run could have in
+flight at once: ``min(concurrency, pages, requests sent)`` -- a run of 6 pages at concurrency 16
+never has more than 6 (it was counted as 16, claiming 27 Mbit/s needed against 5 achieved).
+``upload_peak_in_flight`` is the most requests measured in flight at once.  When the rate needed
+is near or above what the link can upload, the link, not the GPU, sets the pace.  The ``local``
+transport runs its engine in-process and uploads nothing: its upload figures are null and
+``upload_detail`` says so.
 
 The run bypasses the resume cache (a cached page would measure nothing).
 
@@ -109,6 +115,8 @@ class _Counting:
         self.inner = inner
         self.requests = 0
         self.bytes = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -126,6 +134,8 @@ class _Counting:
             self._wrote(size)
 
         token = BODY_WRITTEN.set(wrote)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
             reply = await self.inner.send(request)
         except OcrError as exc:
@@ -133,18 +143,33 @@ class _Counting:
                 self._wrote(body_bytes(request.body))
             raise
         finally:
+            self.in_flight -= 1
             BODY_WRITTEN.reset(token)
         if not written:  # (a transport that writes by other means)
             self._wrote(body_bytes(request.body))
         return reply
 
 
-def _upload(counted: _Counting, wall: float, concurrency: int, p50: float | None) -> dict[str, Any]:
+#: the report's upload figures (null where nothing is uploaded)
+UPLOAD_KEYS = ("upload_requests", "upload_bytes_per_request", "upload_in_flight", "upload_peak_in_flight",
+               "upload_mbit_s", "upload_mbit_s_to_keep_busy")  # fmt: skip
+
+
+def _upload(counted: _Counting, wall: float, concurrency: int, pages: int, latencies: list[float], transport: str) -> dict[str, Any]:
+    """The bytes on the wire (see the module's docstring); none for the in-process engine."""
+    p50 = percentile(latencies, 0.5)
+    if transport == "local":
+        return {**dict.fromkeys(UPLOAD_KEYS), "upload_detail": "nothing uploaded: the local engine runs in-process"}
     per_request = counted.bytes / counted.requests if counted.requests else 0.0
-    busy = per_request * 8 * concurrency / p50 / 1e6 if p50 else None
+    # the requests that can be in flight at once: never more than the run's pages (one attempt
+    # of a page at a time) nor than the requests it sent
+    in_flight = max(0, min(concurrency, pages, counted.requests))
+    busy = per_request * 8 * in_flight / p50 / 1e6 if p50 else None
     return {
         "upload_requests": counted.requests,
         "upload_bytes_per_request": round(per_request),
+        "upload_in_flight": in_flight,
+        "upload_peak_in_flight": counted.peak_in_flight,
         "upload_mbit_s": round(counted.bytes * 8 / wall / 1e6, 3) if wall > 0 else 0.0,
         "upload_mbit_s_to_keep_busy": round(busy, 3) if busy is not None else None,
     }
@@ -236,7 +261,7 @@ async def run_bench(
         "gpu_seconds": round(gpu, 3) if gpu else None,
         "estimated_cost_usd": round(cost, 6) if cost else None,
         "cost_basis": basis,
-        **_upload(counted, wall, concurrency or be.config.concurrency, percentile(latencies, 0.5)),
+        **_upload(counted, wall, concurrency or be.config.concurrency, len(all_pages), latencies, be.config.transport),
     }
     if metrics:
         report["metrics"] = (

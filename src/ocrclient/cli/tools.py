@@ -44,7 +44,9 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Measure a backend: pages/s, latency p50/p95, retries, tokens, cost estimate, and the upload
-    rate the run achieved beside the rate needed to keep the endpoint busy."""
+    rate the run achieved beside the rate needed to keep the endpoint busy (the requests the run
+    can have in flight, at most its pages, x the mean body / the median latency); the local
+    engine uploads nothing."""
     from ..bench import run_bench
 
     async def measure() -> dict[str, Any]:
@@ -83,7 +85,7 @@ def bench(
         table.add_column("metric")
         table.add_column("value", justify="right")
         for k, v in report.items():
-            if k in ("backend",):
+            if k in ("backend",) or (k.startswith("upload_") and v is None):  # (local: upload_detail says why)
                 continue
             table.add_row(k, json.dumps(v) if isinstance(v, dict) else str(v))
         stdout().print(table)
