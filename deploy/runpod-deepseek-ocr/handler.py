@@ -26,6 +26,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import os
 import re
 import shutil
@@ -223,14 +224,46 @@ def close_pdf(pdf: Any) -> None:
         pdf.close()
 
 
-def render_pages(pdf: Any, start: int, stop: int, *, dpi: int) -> list[Any]:
-    """Pages ``start..stop-1`` as RGB PIL images (rendered a chunk at a time to bound memory)."""
+def _bitmap_pixels(width_pt: float, height_pt: float, scale: float) -> int:
+    """The pixels of the bitmap PDFium makes for a page at ``scale`` (pypdfium2 rounds each
+    side up: ``ceil(width * scale) x ceil(height * scale)``)."""
+    return math.ceil(width_pt * scale) * math.ceil(height_pt * scale)
+
+
+def render_scale(width_pt: float, height_pt: float, *, dpi: float, max_pixels: int) -> float:
+    """The scale (pixels per point) a ``width_pt`` x ``height_pt`` page renders at: ``dpi / 72``,
+    lowered (aspect ratio kept) so its bitmap holds at most ``max_pixels`` pixels -- the worker's
+    own image limit (``OCR_MAX_IMAGE_PIXELS``, ``Limits.max_image_pixels``), which page mode's
+    images are held to.  Computed from the page size before anything is rendered: a 14400 pt
+    square page at 144 dpi would be a 28800 x 28800 bitmap (829 M pixels, ~2.5 GB).  A page
+    within the limit renders at ``dpi`` exactly, as it always did.
+
+    >>> render_scale(612, 792, dpi=144, max_pixels=40_000_000)   # US letter: 1224 x 1584
+    2.0
+    """
+    scale = dpi / 72
+    if width_pt <= 0 or height_pt <= 0 or _bitmap_pixels(width_pt, height_pt, scale) <= max_pixels:
+        return scale
+    # the largest s with (w*s + 1) * (h*s + 1) <= max_pixels: each side rounded up stays inside
+    area, perimeter = width_pt * height_pt, width_pt + height_pt
+    scale = (math.sqrt(perimeter**2 + 4 * area * (max_pixels - 1)) - perimeter) / (2 * area)
+    while scale > 0 and _bitmap_pixels(width_pt, height_pt, scale) > max_pixels:
+        scale *= 1 - 1e-9  # (float rounding at the very edge)
+    return scale
+
+
+def render_pages(pdf: Any, start: int, stop: int, *, dpi: int, max_pixels: int) -> list[Any]:
+    """Pages ``start..stop-1`` as RGB PIL images (rendered a chunk at a time to bound memory),
+    each at ``dpi`` or, for a page that would come out bigger than ``max_pixels``, scaled down
+    to fit (:func:`render_scale`)."""
     images = []
     for i in range(start, stop):
         with PDFIUM_LOCK:  # a page at a time: other jobs' pages render in between
             page = pdf[i]
             try:
-                bitmap = page.render(scale=dpi / 72, may_draw_forms=True)  # (FPDF_FFLDraw)
+                width_pt, height_pt = page.get_size()
+                scale = render_scale(width_pt, height_pt, dpi=dpi, max_pixels=max_pixels)
+                bitmap = page.render(scale=scale, may_draw_forms=True)  # (FPDF_FFLDraw)
                 try:
                     image = bitmap.to_pil().convert("RGB")  # (a copy: the bitmap's memory is PDFium's)
                 finally:
@@ -281,13 +314,14 @@ async def _run_document(doc: DocumentJobInput, prompt: str, job_dir: Path, t0: f
     with PDFIUM_LOCK:  # (counting pages is a PDFium call too)
         page_count = len(pdf)
     dpi = env_int("PDF_DPI", 144)
+    max_pixels = WORKER.limits.max_image_pixels  # (OCR_MAX_IMAGE_PIXELS: page mode's image limit)
     max_tokens = env_int("OCR_DEFAULT_MAX_TOKENS", 8192)
     chunk = max(1, 2 * WORKER.max_batch)
     completions: list[dict[str, Any]] = []
     try:
         for start in range(0, page_count, chunk):
             stop = min(page_count, start + chunk)
-            images = await asyncio.to_thread(render_pages, pdf, start, stop, dpi=dpi)
+            images = await asyncio.to_thread(render_pages, pdf, start, stop, dpi=dpi, max_pixels=max_pixels)
             pages = [
                 ChatPage(image=img, prompt=prompt, max_tokens=max_tokens, index=start + i)
                 for i, img in enumerate(images)
