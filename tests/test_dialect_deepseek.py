@@ -42,7 +42,7 @@ def test_build_request_shape_and_vllm_extras(ds: DeepSeekDialect) -> None:
     assert text_parts(req) == ["<|grounding|>Convert the document to markdown."]
     assert req.body["skip_special_tokens"] is False
     assert req.body["vllm_xargs"] == {"ngram_size": 30, "window_size": 90, "whitelist_token_ids": [128821, 128822]}
-    assert req.body["max_tokens"] == 8192 and req.body["temperature"] == 0.0
+    assert req.body["max_tokens"] == 7168 and req.body["temperature"] == 0.0
     assert ds.build(page, Attempt(2)).body["temperature"] == 0.2
 
 
@@ -203,7 +203,7 @@ async def test_over_the_wire_with_simulated_vllm(ds: DeepSeekDialect) -> None:
             await transport.aclose()
     assert seen[0]["skip_special_tokens"] is False
     assert seen[0]["vllm_xargs"]["ngram_size"] == 30
-    assert seen[0]["max_tokens"] == 8192
+    assert seen[0]["max_tokens"] == 7168
     content = ds.parse(got, request_for(page))
     assert content.markdown.startswith("# Übungsblatt Sto 8") and len(content.blocks) == 18
 

@@ -140,8 +140,10 @@ class Limits:
     default_max_tokens: int = 8192
 
     @classmethod
-    def from_env(cls) -> Limits:
-        d = cls()
+    def from_env(cls, **defaults: int) -> Limits:
+        """The ``OCR_*`` variables; one unset takes ``defaults`` (a worker's own), else the
+        class default."""
+        d = cls(**defaults)
         return cls(
             max_pages=_env_int("OCR_MAX_PAGES", d.max_pages),
             max_image_bytes=_env_int("OCR_MAX_IMAGE_BYTES", d.max_image_bytes),

@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import logging
+import math
 import os
 import re
 import shutil
@@ -40,7 +42,7 @@ _HERE = Path(__file__).resolve().parent
 if not (_HERE / "ocrworker").is_dir():  # source tree: deploy/ocrworker next to this folder
     sys.path.insert(0, str(_HERE.parent))
 
-from ocrworker.envelope import ChatPage, Generation, JobError, decode_base64, error_output  # noqa: E402
+from ocrworker.envelope import ChatPage, Generation, JobError, Limits, decode_base64, error_output  # noqa: E402
 from ocrworker.modelcache import configure_offline, resolve_model_path  # noqa: E402
 from ocrworker.netguard import UrlPolicy, fetch_url, safe_path  # noqa: E402
 from ocrworker.vllm_engine import sampling_kwargs, to_generation  # noqa: E402
@@ -53,6 +55,19 @@ from ocrclient.contracts.runpod import PDF_KEYS, DocumentJobInput  # noqa: E402
 log = logging.getLogger("deepseek-ocr-worker")
 
 DEFAULT_MODEL = "deepseek-ai/DeepSeek-OCR"
+#: DeepSeek-OCR's context, vLLM's ``max_model_len`` (8192 in the model's config and in DeepSeek's
+#: own vLLM scripts); ``MAX_MODEL_LEN`` sets it
+DEFAULT_MAX_MODEL_LEN = 8192
+#: the most tokens one page's image takes in vLLM's DeepSeek-OCR processor ("Gundam": a 1024 px
+#: global view, 16 x (16 + 1) + 1 = 273, plus, for an image over 640 px, w x h tiles of 640 px,
+#: 2 <= w*h <= 6, (10 w + 1) x 10 h <= 660 for 1 x 6)
+MAX_IMAGE_TOKENS = 273 + 660
+#: what a page's prompt may take besides its image: BOS, the prompt text, a chat template's tokens
+PROMPT_TOKENS = 1024 - MAX_IMAGE_TOKENS
+#: the reply's length when a request names none (and in document mode): the context less the
+#: largest prompt (7168 at 8192; 8192 asked of an 8192 context was refused by vLLM's server,
+#: 400 "maximum context length", for every page); the runpod-deepseek-ocr profile sends the same
+DEFAULT_MAX_TOKENS = DEFAULT_MAX_MODEL_LEN - MAX_IMAGE_TOKENS - PROMPT_TOKENS
 DEFAULT_PDF_PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
 #: what ends each page of the markdown, as DeepSeek's own PDF script writes it (after every
 #: page, the last one too)
@@ -87,6 +102,29 @@ def served_model_name() -> str:
     )
 
 
+def max_model_len() -> int:
+    return env_int("MAX_MODEL_LEN", DEFAULT_MAX_MODEL_LEN)
+
+
+def worker_limits() -> Limits:
+    """The ``OCR_*`` limits, held within the context (``MAX_MODEL_LEN``): ``max_tokens`` up to
+    the context at most (``OCR_MAX_TOKENS_LIMIT``; a request asking more can never be served:
+    the shared default, 16384, was twice DeepSeek-OCR's 8192), and by default the context less
+    the largest prompt (``OCR_DEFAULT_MAX_TOKENS``)."""
+    context = max_model_len()
+    limits = Limits.from_env(
+        max_tokens_limit=context,
+        default_max_tokens=max(1, context - MAX_IMAGE_TOKENS - PROMPT_TOKENS),
+    )
+    if limits.max_tokens_limit > context:
+        log.warning("OCR_MAX_TOKENS_LIMIT %d is over MAX_MODEL_LEN %d: using %d",
+                    limits.max_tokens_limit, context, context)  # fmt: skip
+        limits = dataclasses.replace(limits, max_tokens_limit=context)
+    return dataclasses.replace(
+        limits, default_max_tokens=min(limits.default_max_tokens, limits.max_tokens_limit)
+    )
+
+
 def deepseek_prompt(text: str) -> str:
     """DeepSeek-OCR wants the ``<image>`` placeholder in the prompt; add it when missing."""
     text = text.strip() or DEFAULT_PDF_PROMPT
@@ -107,7 +145,7 @@ def load_model() -> ModelFn:
     llm = LLM(
         model=path,
         served_model_name=served_model_name(),
-        max_model_len=env_int("MAX_MODEL_LEN", 8192),
+        max_model_len=max_model_len(),
         gpu_memory_utilization=env_float("GPU_MEMORY_UTILIZATION", 0.9),
         max_num_seqs=env_int("MAX_NUM_SEQS", 32),
         limit_mm_per_prompt={"image": 1},
@@ -135,7 +173,9 @@ def load_model() -> ModelFn:
     return run
 
 
-WORKER = PageWorker("deepseek-ocr", served_model=served_model_name(), loader=load_model)
+WORKER = PageWorker(
+    "deepseek-ocr", served_model=served_model_name(), loader=load_model, limits=worker_limits()
+)
 
 
 def set_model(fn: ModelFn | None) -> None:
@@ -223,14 +263,46 @@ def close_pdf(pdf: Any) -> None:
         pdf.close()
 
 
-def render_pages(pdf: Any, start: int, stop: int, *, dpi: int) -> list[Any]:
-    """Pages ``start..stop-1`` as RGB PIL images (rendered a chunk at a time to bound memory)."""
+def _bitmap_pixels(width_pt: float, height_pt: float, scale: float) -> int:
+    """The pixels of the bitmap PDFium makes for a page at ``scale`` (pypdfium2 rounds each
+    side up: ``ceil(width * scale) x ceil(height * scale)``)."""
+    return math.ceil(width_pt * scale) * math.ceil(height_pt * scale)
+
+
+def render_scale(width_pt: float, height_pt: float, *, dpi: float, max_pixels: int) -> float:
+    """The scale (pixels per point) a ``width_pt`` x ``height_pt`` page renders at: ``dpi / 72``,
+    lowered (aspect ratio kept) so its bitmap holds at most ``max_pixels`` pixels -- the worker's
+    own image limit (``OCR_MAX_IMAGE_PIXELS``, ``Limits.max_image_pixels``), which page mode's
+    images are held to.  Computed from the page size before anything is rendered: a 14400 pt
+    square page at 144 dpi would be a 28800 x 28800 bitmap (829 M pixels, ~2.5 GB).  A page
+    within the limit renders at ``dpi`` exactly, as it always did.
+
+    >>> render_scale(612, 792, dpi=144, max_pixels=40_000_000)   # US letter: 1224 x 1584
+    2.0
+    """
+    scale = dpi / 72
+    if width_pt <= 0 or height_pt <= 0 or _bitmap_pixels(width_pt, height_pt, scale) <= max_pixels:
+        return scale
+    # the largest s with (w*s + 1) * (h*s + 1) <= max_pixels: each side rounded up stays inside
+    area, perimeter = width_pt * height_pt, width_pt + height_pt
+    scale = (math.sqrt(perimeter**2 + 4 * area * (max_pixels - 1)) - perimeter) / (2 * area)
+    while scale > 0 and _bitmap_pixels(width_pt, height_pt, scale) > max_pixels:
+        scale *= 1 - 1e-9  # (float rounding at the very edge)
+    return scale
+
+
+def render_pages(pdf: Any, start: int, stop: int, *, dpi: int, max_pixels: int) -> list[Any]:
+    """Pages ``start..stop-1`` as RGB PIL images (rendered a chunk at a time to bound memory),
+    each at ``dpi`` or, for a page that would come out bigger than ``max_pixels``, scaled down
+    to fit (:func:`render_scale`)."""
     images = []
     for i in range(start, stop):
         with PDFIUM_LOCK:  # a page at a time: other jobs' pages render in between
             page = pdf[i]
             try:
-                bitmap = page.render(scale=dpi / 72, may_draw_forms=True)  # (FPDF_FFLDraw)
+                width_pt, height_pt = page.get_size()
+                scale = render_scale(width_pt, height_pt, dpi=dpi, max_pixels=max_pixels)
+                bitmap = page.render(scale=scale, may_draw_forms=True)  # (FPDF_FFLDraw)
                 try:
                     image = bitmap.to_pil().convert("RGB")  # (a copy: the bitmap's memory is PDFium's)
                 finally:
@@ -281,13 +353,14 @@ async def _run_document(doc: DocumentJobInput, prompt: str, job_dir: Path, t0: f
     with PDFIUM_LOCK:  # (counting pages is a PDFium call too)
         page_count = len(pdf)
     dpi = env_int("PDF_DPI", 144)
-    max_tokens = env_int("OCR_DEFAULT_MAX_TOKENS", 8192)
+    max_pixels = WORKER.limits.max_image_pixels  # (OCR_MAX_IMAGE_PIXELS: page mode's image limit)
+    max_tokens = WORKER.limits.default_max_tokens  # (OCR_DEFAULT_MAX_TOKENS, within the context)
     chunk = max(1, 2 * WORKER.max_batch)
     completions: list[dict[str, Any]] = []
     try:
         for start in range(0, page_count, chunk):
             stop = min(page_count, start + chunk)
-            images = await asyncio.to_thread(render_pages, pdf, start, stop, dpi=dpi)
+            images = await asyncio.to_thread(render_pages, pdf, start, stop, dpi=dpi, max_pixels=max_pixels)
             pages = [
                 ChatPage(image=img, prompt=prompt, max_tokens=max_tokens, index=start + i)
                 for i, img in enumerate(images)

@@ -248,9 +248,9 @@ async def test_whole_pdf_is_rendered_in_chunks_in_order(
     rendered: list[tuple[int, int]] = []
     real = deepseek.render_pages
 
-    def spy(pdf: Any, start: int, stop: int, *, dpi: int) -> list[Any]:
+    def spy(pdf: Any, start: int, stop: int, **kwargs: Any) -> list[Any]:
         rendered.append((start, stop))
-        return real(pdf, start, stop, dpi=dpi)
+        return real(pdf, start, stop, **kwargs)
 
     monkeypatch.setattr(deepseek, "render_pages", spy)
     pdf = base64.b64encode(make_pdf(5)).decode()

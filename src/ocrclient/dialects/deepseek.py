@@ -12,7 +12,9 @@ Facts, and where they were checked:
   ``NGramPerReqLogitsProcessor``: ``ngram_size=30``, ``window_size=90``,
   ``whitelist_token_ids=[128821, 128822]`` (``<td>``, ``</td>``) — same recipe; the server must be
   started with ``--logits_processors vllm.model_executor.models.deepseek_ocr:NGramPerReqLogitsProcessor``.
-  ``temperature=0``, ``max_tokens=8192`` (recipe and ``run_dpsk_ocr_pdf.py``).
+  ``temperature=0``; ``max_tokens=7168``: the model's 8192-token context (the recipe's and
+  ``run_dpsk_ocr_pdf.py``'s ``max_model_len``) less the prompt, whose image alone takes up to
+  933 tokens (the recipe's ``max_tokens=8192`` is refused by vLLM's server at that context).
 * Reply: ``<|ref|>label<|/ref|><|det|>[[x1, y1, x2, y2], ...]<|/det|>`` followed by the block's
   markdown; one tag may hold several boxes (read as one block, its text once, its box their
   union and each box a child; an ``image`` tag as a figure per box, as the script crops each box
@@ -129,7 +131,7 @@ class DeepSeekDialect(ChatDialect):
     OPTIONS: Mapping[str, Any] = {"prompt": None, "ngram_logits_processor": True}
     DEFAULT_RENDER = RenderSpec(dpi=144.0)
     DEFAULT_MODEL = "deepseek-ai/DeepSeek-OCR"
-    DEFAULT_MAX_TOKENS = 8192
+    DEFAULT_MAX_TOKENS = 7168
     DEFAULT_LADDER = (0.0, 0.2, 0.4, 0.6)
 
     def __init__(self, **kwargs: Any) -> None:
