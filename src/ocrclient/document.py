@@ -341,12 +341,6 @@ class Document(_Model):
         return [p.page for p in self.pages if p.status == "failed"]
 
 
-def page_separator_join(pages: list[Page], separator: str = "\n\n") -> str:
-    """The text of the pages that have some, joined by ``separator`` (failed pages skipped)."""
-    parts = [text for p in pages if p.status != "failed" and (text := p.markdown.strip())]
-    return separator.join(parts)
-
-
 def json_schema() -> dict[str, object]:
     """The JSON schema of :class:`Document` (what ``<stem>.json`` validates against)."""
     schema = Document.model_json_schema()

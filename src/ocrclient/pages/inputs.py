@@ -216,9 +216,14 @@ def _resolved(folders: Sequence[str | Path]) -> Exclude:
     return frozenset(Path(f).expanduser().resolve() for f in folders)
 
 
+def _pages_of(count: int) -> str:
+    """``"1 page"``, ``"3 pages"``."""
+    return f"{count} page{'s' if count != 1 else ''}"
+
+
 def left_out_reason(pages: str | None, page_count: int) -> str:
     """Why :func:`prepare` leaves out an input of several: the range holds none of its pages."""
-    return f"the page range {pages!r} holds none of its {page_count} page{'s' if page_count != 1 else ''}"
+    return f"the page range {pages!r} holds none of its {_pages_of(page_count)}"
 
 
 def prepare(
@@ -254,7 +259,7 @@ def prepare(
             import warnings
 
             kept = parse_page_range(pages, src.page_count, clip=True)
-            has = f"{src.page_count} page{'s' if src.page_count != 1 else ''}"
+            has = _pages_of(src.page_count)
             if not kept:
                 warnings.warn(f"{src.name}: left out, {left_out_reason(pages, src.page_count)}", stacklevel=2)
                 if left_out is not None:

@@ -48,8 +48,7 @@ async def endpoint_health(t: RunPodTransport) -> Health:
         return replace(up, detail=f"{up.detail}; model not confirmed ({why})")
     info = {**up.info, "models": models}
     if t.model not in models:
-        served = ", ".join(models) or "none"
-        return Health(False, f"model {t.model!r} is not served; the endpoint serves: {served}", info, refused=True)
+        return Health(False, f"model {t.model!r} is not served; the endpoint serves: {', '.join(models)}", info, refused=True)
     return Health(True, f"{up.detail}; model {t.model} served", info)
 
 
@@ -71,10 +70,11 @@ async def served_models(t: RunPodTransport, wait_s: float = MODELS_WAIT_S) -> li
     finally:
         if job.id:
             t.in_flight.discard(job.id)
-    items = _flatten(status.get("output")) if status.get("status") == "COMPLETED" else []
-    bad = status.get("error") if status.get("status") != "COMPLETED" else next((i for i in items if _is_error_obj(i)), None)
-    if bad is not None or status.get("status") != "COMPLETED":
-        kind, message = decode_job_error(bad or f"job {status.get('status')}")
+    state = status.get("status")
+    items = _flatten(status.get("output")) if state == "COMPLETED" else []
+    bad = next((i for i in items if _is_error_obj(i)), None) if state == "COMPLETED" else status.get("error") or f"job {state}"
+    if bad is not None:
+        kind, message = decode_job_error(bad)
         raise OcrError(f"{kind}: {message}" if kind else message)
     return [str(m.get("id")) for i in items if isinstance(i, dict) for m in i.get("data") or [] if isinstance(m, dict)]
 
