@@ -5,6 +5,7 @@ the run's stats, ``ocr bench`` and the per-attempt cost counted the third)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,12 @@ def test_tries_that_found_no_server_are_no_attempts(tmp_path: Path) -> None:
         def on_event(event: object) -> None:
             if isinstance(event, ocrclient.PageDone) and event.page == 1:
                 threading.Thread(target=sim.restart, args=(2.0,), daemon=True).start()
+                # the port is closed before the second page can go (else, on a busy machine, its
+                # request could be written to the kept-alive connection and then reset: a request
+                # the client sent, rightly an attempt, that the server never counted)
+                deadline = time.monotonic() + 10
+                while sim.restarts == 0 and time.monotonic() < deadline:
+                    time.sleep(0.005)
 
         doc = ocrclient.convert(pdf, backend="openai", base_url=sim.base_url, api_key=sim.api_key, model="m",
                                 concurrency=1, cache=False, max_attempts=3, on_event=on_event,

@@ -431,8 +431,9 @@ class HostileServer(ServerOwner):
 
     def _job_status(self, h: _Handler, jid: str) -> None:
         hostile = self._jobs[jid]
-        if hostile and self.behaviour == "in_queue_forever":
-            self._send_json(h, 200, {"id": jid, "status": "IN_QUEUE"})
+        if hostile and self.behaviour == "in_queue_forever":  # (written: the client holds the job's id)
+            data = json.dumps({"id": jid, "status": "IN_QUEUE"}).encode()
+            self._send(h, 200, [[data]], len(data), hostile=True)
             return
         if hostile and self.behaviour == "no_output":
             self._send_json(h, 200, {"id": jid, "status": "COMPLETED", "delayTime": 3, "executionTime": 40})
