@@ -173,8 +173,11 @@ class WritesFirst:
         token = REQUEST_WRITTEN.set(written)
         try:
             yield
-        except TransientError as exc:  # none of it written, no connection: it reached no server
-            if number in self.unwritten and exc.cause == "connection":
+        except TransientError as exc:
+            # none of it written: no connection, or (a transport known to report its writes)
+            # its time ran out before the request was whole -- connecting to a busy server, or
+            # a try begun a moment before the page's deadline: no server had a request to serve
+            if number in self.unwritten and (exc.cause == "connection" or (exc.cause == "timeout" and self.reported)):
                 exc.unsent = True  # type: ignore[attr-defined]
             raise
         finally:
