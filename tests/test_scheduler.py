@@ -359,6 +359,22 @@ async def test_scheduler_reduces_concurrency_under_429() -> None:
     assert s.limiter.min_seen < 16
 
 
+@pytest.mark.parametrize("fault", ["http_429", "http_500", "http_502", "http_503", "reset"])
+async def test_only_a_429_takes_slots_away(fault: str) -> None:
+    """Every transient failure a page can meet, scattered (one page in ten): only "too many
+    requests" shrinks the window.  A 503 halved it as a 429 did, and came back one slot per
+    window of successes, so 10% of 503s held a run of 8 slots at 4 in flight (38 s for 150 pages
+    of 1 s that took 21 s under as many 500s): the user's concurrency is the endpoint's slots,
+    and a server's failure is retried, not taken as a sign of too many requests."""
+    plan = FaultPlan(seed=3, rates={fault: 0.1}, max_faults_per_key=1, retry_after_s=0.01)
+    t = FakeTransport(plan, service_s=0.01)
+    s = sched(t, concurrency=16)
+    doc = await s.run_document("doc.pdf", page_stream(60))
+    assert all(p.status == "ok" for p in doc.pages)
+    assert sum(p.attempts for p in doc.pages) > 60  # (faults were met)
+    assert (s.limiter.min_seen < 16) is (fault == "http_429"), s.limiter.min_seen
+
+
 async def test_full_collections_every_n_pages_within_a_time_share(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages leave reference cycles behind in the libraries they pass through; the scheduler runs
     a full collection every GC_EVERY_PAGES finished pages, unless the last one was so recent

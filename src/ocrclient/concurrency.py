@@ -1,7 +1,7 @@
 """Adaptive concurrency: how many pages of a backend are in flight at once.
 
 One :class:`AdaptiveLimiter` is shared by every document of a run: the user's limit is its
-ceiling, congestion (HTTP 429/503) halves it, successes climb back by one slot per window (AIMD).
+ceiling, congestion (HTTP 429: too many requests) halves it, successes climb back by one slot per window (AIMD).
 :class:`FirstWindow` tells when the first window of requests is out; :class:`WritesFirst` has
 a reply wait, before it is parsed, for the request that takes its slot to be written.
 """
@@ -31,7 +31,7 @@ WINDOW_WRITTEN_MAX_S = 1.0
 class AdaptiveLimiter:
     """An AIMD concurrency limit shared by every document of one backend.
 
-    ``ceiling`` is the user's limit; congestion (429/503) halves the current limit (at most once
+    ``ceiling`` is the user's limit; congestion (a 429) halves the current limit (at most once
     per ``cooldown_s``), and each window of ``limit`` successes adds one slot back.
 
     Example::

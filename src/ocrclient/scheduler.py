@@ -13,8 +13,8 @@ so a freed slot is refilled at once and rendered pages never pile up however lon
   run at the first reply.  Attempts per page and total time per page are capped.
 * **Deadlines** – each attempt has a timeout; until the backend has answered once, attempts get
   the profile's cold-start allowance on top (a scaled-to-zero endpoint can take minutes).
-* **Adaptive concurrency** – AIMD: 429/503 halve the limit, successes climb back by one slot per
-  window; the user's limit is the ceiling.
+* **Adaptive concurrency** – AIMD: a 429 halves the limit, successes climb back by one slot per
+  window; the user's limit is the ceiling.  A 5xx is the server's failure: retried, the limit kept.
 * **Writes first** – a reply is parsed once the page waiting for the slot it freed is sent
   (:class:`~ocrclient.concurrency.WritesFirst`).
 * **Cancel** – cancelling the run cancels in-flight attempts (transports cancel remote jobs), the
@@ -548,9 +548,9 @@ class Scheduler:
         except TimeoutError:
             raise TransientError(f"no reply within {request.timeout_s:.1f} s (the attempt's time: timeout, or what was left of page_deadline_s)", cause="timeout") from None
         except TransientError as exc:
-            if exc.status in (429, 503):
+            if exc.status == 429:  # "too many requests": fewer in flight (AIMD)
                 self.limiter.congestion()
-            raise
+            raise  # (a 5xx is the server's failure, not a sign of too many: retried, the window kept)
         except OcrError:
             raise
         except Exception as exc:  # a transport bug must not lose the page

@@ -215,7 +215,7 @@ class PoolTransport:
                 else:
                     self._bench(member, exc.message)
                 # with another member to go to, the next attempt goes at once, and one member's
-                # 503 is not the run's congestion (the scheduler would halve its concurrency)
+                # 429 is not the run's congestion (the scheduler would halve its concurrency)
                 others = self._any_healthy()
                 raise TransientError(
                     f"pool member {member.name}: {exc.message}",
