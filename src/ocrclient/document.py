@@ -217,7 +217,7 @@ class Page(_Model):
     markdown: str = ""
     blocks: list[Block] = Field(default_factory=list)
     attempts: int = 0
-    latency_s: float = 0.0
+    latency_s: float = Field(0.0, description="seconds from the page's first request to its result (retries included, its wait for a free slot not)")
     usage: Usage = Field(default_factory=Usage)
     cached: bool = Field(False, description="served from the resume cache, nothing was sent")
     #: while a run makes the page (never in its JSON): its markdown with the page furniture kept,

@@ -136,6 +136,9 @@ class PageTries:
     #: what the last request's dialect decided (its ``context``), handed to the next attempt
     context: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
+    #: when the page's first request went (monotonic): its latency runs from there, its wait
+    #: for a free slot behind the run's other pages not counted
+    first_sent_at: float | None = None
     #: the last unusable attempt that said something (truncated...), as a page, and its error: kept
     salvaged: tuple[Page, BadOutputError] | None = None
 

@@ -408,7 +408,7 @@ class Scheduler:
             err = exc if exc.kind == "transient" else why  # (one that may pass: a rerun tries again)
             page_out = salvaged.model_copy(update={"status": "degraded", "error": PageError.of(err),
                                                    "warnings": [*salvaged.warnings, *later]})  # fmt: skip
-        page_out = page_out.model_copy(update={"attempts": tries.sent, "latency_s": round(time.monotonic() - started, 4),
+        page_out = page_out.model_copy(update={"attempts": tries.sent, "latency_s": round(time.monotonic() - (tries.first_sent_at or started), 4),
                                                "usage": tries.usage.priced(self._price)})  # fmt: skip
         self._warm = True
         if key is not None and self.cache is not None:  # (its write and fsync off the event loop)
@@ -504,6 +504,7 @@ class Scheduler:
                 raise self._abort or TransientError(f"page deadline passed{last}", cause="deadline")
             request.timeout_s = min(budget, remaining)
             self._window.start(self.limiter)
+            tries.first_sent_at = tries.first_sent_at or time.monotonic()
             self._emit(PageStarted(page.source, page.number, attempt.number))
             with self._writes.writing():
                 reply = await self._send(request)
