@@ -223,12 +223,13 @@ def main() -> None:
     """The ``ocr`` command."""
     gc.disable()
     _Exit.started = time.monotonic()
-    take_signals_early()
-    if atexit._ncallbacks() == 0 and _the_program_is_ocr(sys._getframe(1)):  # nothing would run after _leave
-        _Exit.program = sys.modules.get("__main__")
-        atexit.register(_leave)
+    caller = sys._getframe(1)
     try:
-        try:
+        try:  # (a signal from the moment its handler is in: a stop before the run, no traceback)
+            take_signals_early()
+            if atexit._ncallbacks() == 0 and _the_program_is_ocr(caller):  # nothing would run after _leave
+                _Exit.program = sys.modules.get("__main__")
+                atexit.register(_leave)
             from .cli import main as run
 
             run()
