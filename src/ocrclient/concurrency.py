@@ -1,7 +1,8 @@
 """Adaptive concurrency: how many pages of a backend are in flight at once.
 
 One :class:`AdaptiveLimiter` is shared by every document of a run: the user's limit is its
-ceiling, congestion (HTTP 429: too many requests) halves it, successes climb back by one slot per window (AIMD).
+ceiling, congestion (HTTP 429: too many requests) halves it, successes climb back by one slot
+per window (AIMD).
 :class:`FirstWindow` tells when the first window of requests is out; :class:`WritesFirst` has
 a reply wait, before it is parsed, for the request that takes its slot to be written.
 """

@@ -432,8 +432,7 @@ class HostileServer(ServerOwner):
     def _job_status(self, h: _Handler, jid: str) -> None:
         hostile = self._jobs[jid]
         if hostile and self.behaviour == "in_queue_forever":  # (written: the client holds the job's id)
-            data = json.dumps({"id": jid, "status": "IN_QUEUE"}).encode()
-            self._send(h, 200, [[data]], len(data), hostile=True)
+            self._send_json(h, 200, {"id": jid, "status": "IN_QUEUE"}, hostile=True)
             return
         if hostile and self.behaviour == "no_output":
             self._send_json(h, 200, {"id": jid, "status": "COMPLETED", "delayTime": 3, "executionTime": 40})
@@ -446,9 +445,9 @@ class HostileServer(ServerOwner):
         self._send(h, 200, parts, n, cut=hostile and self.behaviour == "early_close", hostile=hostile)
 
     # -- writing --------------------------------------------------------------------------------
-    def _send_json(self, h: _Handler, status: int, obj: Any) -> None:
+    def _send_json(self, h: _Handler, status: int, obj: Any, *, hostile: bool = False) -> None:
         data = json.dumps(obj).encode()
-        self._send(h, status, [[data]], len(data))
+        self._send(h, status, [[data]], len(data), hostile=hostile)
 
     def _send(
         self,
