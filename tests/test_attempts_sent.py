@@ -84,6 +84,7 @@ def test_a_page_that_cannot_be_rendered_is_an_input_error(tmp_path: Path) -> Non
     assert (page.error.kind, page.error.cause) == ("input", "render"), page.error
 
 
+@pytest.mark.serial  # (under the two processes' load its count was one off in 1 of 5 runs: not yet explained)
 def test_tries_that_found_no_server_are_no_attempts(tmp_path: Path) -> None:
     """A server restarting (its port refusing connections for 2 s) after the first page: the
     second page's tries that found no server to connect to are waited out (they cost time, not
