@@ -243,6 +243,59 @@ async def test_one_async_client_keeps_its_limit_across_50_concurrent_calls() -> 
     assert separate > 4, separate
 
 
+async def test_calls_at_once_share_the_clients_render_pool_and_its_pages_in_hand(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Twelve calls at once on one AsyncClient render on one pool (its two threads, not two per
+    call) and hold between them the pages one run would (rendered, request built, not done:
+    ``BUILT_AHEAD`` per slot), not that many each: 20 calls at once each with a pool and a
+    budget of their own peaked at 555 MB against 145 MB for one call over the same pages.  The
+    pool closes with the client; one whose worker died is replaced at the next call."""
+    from ocrclient import client as client_module
+    from ocrclient.scheduler import BUILT_AHEAD, Scheduler
+
+    from .pdfgen import text_pdf
+
+    pools: list[Any] = []
+    real_pool = client_module.RenderPool
+
+    def counted(**kwargs: Any) -> Any:
+        pools.append(real_pool(**kwargs))
+        return pools[-1]
+
+    monkeypatch.setattr(client_module, "RenderPool", counted)
+    in_hand, most = [0], [0]
+    real_task = Scheduler._page_task
+
+    async def page_task(self: Any, *args: Any) -> None:
+        in_hand[0] += 1
+        most[0] = max(most[0], in_hand[0])
+        try:
+            await real_task(self, *args)
+        finally:
+            in_hand[0] -= 1
+
+    monkeypatch.setattr(Scheduler, "_page_task", page_task)
+    pdfs = [text_pdf(tmp_path / f"d{i}.pdf", [[f"doc {i} page {k}"] for k in range(4)]) for i in range(12)]
+    threads: set[str] = set()
+    plan = FaultPlan(latency_s=(0.05, 0.05), slots=64)
+    with OpenAISimulator(plan=plan) as sim:
+        async with ocrclient.AsyncClient("openai", concurrency=2, **sim_settings(sim)) as client:
+            calls = asyncio.gather(*(client.convert(pdf) for pdf in pdfs))
+            while not calls.done():
+                threads |= {t.name for t in threading.enumerate() if t.name.startswith("ocrclient-render")}
+                await asyncio.sleep(0.005)
+            docs = await calls
+            assert len(pools) == 1 and not pools[0].closed
+            pools[0]._broken = "a worker died"  # (as an isolated pool's crash leaves it)
+            again = await client.convert(pdfs[0])
+            assert len(pools) == 2 and again.ok
+        assert all(pool.closed for pool in pools)
+    assert all(d.ok for d in docs) and [len(d.pages) for d in docs] == [4] * 12
+    assert len(threads) <= 2, threads
+    assert 2 <= most[0] <= BUILT_AHEAD * 2, most[0]
+
+
 def test_one_client_shared_by_threads_keeps_its_limit() -> None:
     """A sync Client called from 12 threads at once: one loop, one limit."""
     plan = FaultPlan(latency_s=(0.05, 0.05), slots=64)
@@ -393,10 +446,13 @@ async def test_an_async_client_belongs_to_one_loop() -> None:
         await client.aclose()
 
 
-def test_closing_a_client_under_a_running_call_is_an_ocrclient_error() -> None:
-    """``Client.close()`` from another thread while a ``convert`` runs: the call ends with
+@pytest.mark.parametrize("call", ["convert", "convert_many", "stream_pages"])
+def test_closing_a_client_under_a_running_call_is_an_ocrclient_error(call: str) -> None:
+    """``Client.close()`` from another thread while a call runs: the call ends with
     ``CancelledRunError`` (one of ``ocrclient.errors``), not asyncio's ``CancelledError``, a
-    ``BaseException`` that got past ``except Exception``."""
+    ``BaseException`` that got past ``except Exception``, nor (the backend closed under it) as
+    a document of failed pages: the calls are cancelled before the backend closes (with the
+    render pool shared by the client's calls, a call ended that way 1 run in 5)."""
     plan = FaultPlan(latency_s=(2.0, 2.0), slots=4)
     caught: list[BaseException] = []
     with OpenAISimulator(plan=plan) as sim:
@@ -404,7 +460,10 @@ def test_closing_a_client_under_a_running_call_is_an_ocrclient_error() -> None:
 
         def work() -> None:
             try:
-                c.convert(png("slow page"))
+                if call == "convert":
+                    c.convert(png("slow page"))
+                else:
+                    list(getattr(c, call)(png("slow page")))
             except BaseException as exc:  # (what reaches the caller is the point)
                 caught.append(exc)
 

@@ -949,6 +949,50 @@ async def test_aiter_pages_is_lazy_and_bounded() -> None:
         assert consumed == 10 and pool.submitted == 10
 
 
+def test_streams_on_one_pool_share_its_window_and_each_keeps_one() -> None:
+    """Streams rendering on one pool at once hold its window between them (each its share of
+    ``prefetch``, at least one page), not a window each: the many calls at once of one
+    AsyncClient keep as many rendered pages as one call would.  One stream has it whole."""
+    with RenderPool(workers=2) as pool:
+        first = iter_pages(make_pdf(12), LOW, pool=pool, prefetch=8)
+        next(first)
+        assert pool.submitted == 8  # alone: the whole window
+        second = iter_pages(make_pdf(12), LOW, pool=pool, prefetch=8)
+        next(second)
+        assert pool.submitted == 12  # its share: 8 // 2
+        next(first)
+        assert pool.submitted == 12  # the first has 6 ahead, above its share of 4: nothing more
+        many = [iter_pages(make_pdf(3), LOW, pool=pool, prefetch=8) for _ in range(10)]
+        for stream in many:
+            next(stream)
+        assert pool.submitted == 12 + 2 + 2 + 8  # the 3rd and 4th stream 8 // 3 and 8 // 4, the rest one each
+        for stream in [second, *many]:
+            stream.close()  # type: ignore[attr-defined]
+        next(first)
+        assert pool.submitted == 24 + 2  # alone again: its 6 ahead topped up to the whole window
+        assert [p.number for p in first] == list(range(4, 13))
+
+
+def test_spilled_bytes_go_with_the_last_stream_of_them() -> None:
+    """In-memory bytes are written to a file for the workers while a stream of them renders,
+    and removed when the last such stream ends: a long-lived pool keeps no file of a call that
+    has ended."""
+    data = make_pdf(3)
+    with RenderPool(workers=2) as pool:
+        one, two = (iter_pages(data, LOW, pool=pool) for _ in range(2))
+        next(one)
+        next(two)
+        assert pool._tmpdir is not None
+        tmp = Path(pool._tmpdir)
+        assert len(list(tmp.iterdir())) == 1  # one file for both
+        assert len(list(one)) == 2
+        assert len(list(tmp.iterdir())) == 1  # the other stream still renders from it
+        assert len(list(two)) == 2
+        assert list(tmp.iterdir()) == []
+        assert [p.number for p in iter_pages(data, LOW, pool=pool)] == [1, 2, 3]  # spilled again
+        assert list(tmp.iterdir()) == []
+
+
 @pytest.mark.parametrize("orientation", [1, 6, 8])
 def test_large_jpeg_downscaled_keeps_original_page_size(
     tmp_path: Path, orientation: int, pool: RenderPool

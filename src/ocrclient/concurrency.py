@@ -53,6 +53,16 @@ class AdaptiveLimiter:
         self.min_seen = self.ceiling
         #: tasks waiting for a slot
         self.waiting = 0
+        self._admission: asyncio.Semaphore | None = None
+
+    def admission(self, per_slot: int) -> asyncio.Semaphore:
+        """The pages the runs sharing this limit may hold at once between them: ``per_slot``
+        per slot of the ceiling, made at the first call (later calls get the same one).  The
+        many calls at once of one :class:`~ocrclient.AsyncClient` share it, so they hold
+        the pages one run would (each rendered and its request built), not that many each."""
+        if self._admission is None:
+            self._admission = asyncio.Semaphore(per_slot * self.ceiling)
+        return self._admission
 
     async def acquire(self) -> None:
         async with self._cond:

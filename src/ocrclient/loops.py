@@ -253,6 +253,8 @@ class LoopThread:
         #: the async generators :meth:`iterate` runs, not yet finished (closed one by one, the
         #: outermost first, when the thread ends: see :func:`_serve`)
         self._agens: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
+        #: the calls running on the loop (:meth:`cancel_calls`)
+        self._calls: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
     def _start(self) -> asyncio.AbstractEventLoop:
         if self._loop is not None and self._pid != os.getpid():  # (a child waited forever on it)
@@ -289,6 +291,7 @@ class LoopThread:
         def start() -> None:
             task = loop.create_task(_carrying(coro), context=context)
             tasks.append(task)
+            self._calls.add(task)
             task.add_done_callback(lambda t: _settle(t, done))
 
         loop.call_soon_threadsafe(start)
@@ -326,6 +329,15 @@ class LoopThread:
             self._loop.create_task(agen.aclose())
             return
         self.call(agen.aclose())
+
+    async def cancel_calls(self) -> None:
+        """Cancel the calls running on the loop (each raises :class:`CancelledRunError` to its
+        caller) and wait for them to wind down; run on the loop, by a call of its own."""
+        me = asyncio.current_task()
+        calls = [task for task in self._calls if task is not me and not task.done()]
+        for task in calls:
+            task.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
 
     def stop(self) -> None:
         """End the thread (what still runs on it is cancelled); later calls raise UsageError."""

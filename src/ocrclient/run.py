@@ -102,7 +102,9 @@ class Conversion:
     ``render_pool``: a :class:`~ocrclient.pages.RenderPool` the run renders with instead of
     starting its own, and closes when it ends (``ocr convert`` hands over one whose first
     pages it has started with :meth:`~ocrclient.pages.RenderPool.prime`, so they render
-    while the backend's transport is imported and built).
+    while the backend's transport is imported and built).  ``shared_pool``: one the run renders
+    with and leaves open, shared with other runs (an :class:`~ocrclient.AsyncClient`'s: its
+    calls at once render on one pool's workers, not each on its own).
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class Conversion:
         limiter: AdaptiveLimiter | None = None,
         isolate_render: bool = False,
         render_pool: RenderPool | None = None,
+        shared_pool: RenderPool | None = None,
         one_document: bool = False,
         **overrides: Any,
     ) -> None:
@@ -148,6 +151,7 @@ class Conversion:
         #: render in worker processes, so a PDFium crash fails the run instead of ending this process
         self.isolate_render = isolate_render
         self.render_pool = render_pool
+        self.shared_pool = shared_pool
         self.scheduler: Scheduler | None = None
         self.yielded = 0
         self.loaded_backend: Backend | None = None
@@ -187,6 +191,8 @@ class Conversion:
             stack.push_async_callback(be.aclose)
         self.loaded_backend = be
         given, self.render_pool = self.render_pool, None  # closed by this run, used by no other
+        if given is None and self.shared_pool is not None:
+            return be, self.shared_pool  # (its owner closes it)
         pool = await stack.enter_async_context(given or pool_for(plan, isolated=self.isolate_render))
         return be, pool
 

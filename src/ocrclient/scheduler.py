@@ -156,8 +156,8 @@ class Scheduler:
         #: requests at the backend (held from send to reply: building, parsing, backoff hold none;
         #: a client's ``limiter``, its concurrency, is shared by its runs)
         self.limiter = limiter or AdaptiveLimiter(concurrency or cfg.concurrency)
-        #: pages taken from the streams and not finished (:data:`BUILT_AHEAD` per slot)
-        self._admitted = asyncio.Semaphore(BUILT_AHEAD * self.limiter.ceiling)
+        #: pages taken from the streams and not finished (:data:`BUILT_AHEAD` per slot; shared with the limiter)
+        self._admitted = self.limiter.admission(BUILT_AHEAD)
         self.max_attempts = max_attempts or cfg.max_attempts
         self.attempt_timeout_s = attempt_timeout_s or cfg.attempt_timeout_s
         self.page_deadline_s = page_deadline_s or cfg.page_deadline_s

@@ -22,7 +22,7 @@ import signal
 import tempfile
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,8 @@ class RenderPool:
         #: interpreter exits
         self._rm_tmpdir: weakref.finalize[Any, Any] | None = None
         self._spilled: dict[str, str] = {}
+        #: the streams of each spilled source open now (its file goes with the last)
+        self._spill_users: dict[str, int] = {}
         #: each source path resolved once (a resolve is a few lstat calls: per page, it showed)
         self._resolved: dict[Path, str] = {}
         self._closed = False
@@ -130,6 +132,8 @@ class RenderPool:
         self.submitted = 0
         #: renders started by :meth:`prime`, until a stream asks for them
         self._primed: dict[RenderJob, cf.Future[PageImage]] = {}
+        #: the page streams rendering on this pool now (:meth:`window`)
+        self._streams = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -220,6 +224,12 @@ class RenderPool:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def broken(self) -> bool:
+        """Whether a worker process died (an isolated pool): every render raises
+        :class:`RenderPoolError` from now on."""
+        return self._broken is not None
+
     # -- work --------------------------------------------------------------------------------
 
     def _path_of(self, source: Source) -> str:
@@ -258,6 +268,40 @@ class RenderPool:
             source.name,
             Image.MAX_IMAGE_PIXELS,
         )
+
+    @contextlib.contextmanager
+    def streaming(self, source: Source) -> Iterator[None]:
+        """A page stream of ``source`` renders on this pool while inside (see :meth:`window`).
+        In-memory bytes spilled to a file for it are removed when the last stream of them ends:
+        a long-lived pool (an :class:`~ocrclient.AsyncClient`'s) keeps no file of a call that
+        has ended."""
+        key = source.key if source.path is None else None
+        with self._lock:
+            self._streams += 1
+            if key is not None:
+                self._spill_users[key] = self._spill_users.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            spilled = None
+            with self._lock:
+                self._streams -= 1
+                if key is not None:
+                    self._spill_users[key] -= 1
+                    if not self._spill_users[key]:
+                        del self._spill_users[key]
+                        spilled = self._spilled.pop(key, None)
+            if spilled is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(spilled)
+
+    def window(self, depth: int) -> int:
+        """How many renders a stream of this pool may have ahead of its consumer, of the
+        ``depth`` it asked for: its share of ``depth`` among the streams rendering on the pool
+        now, and at least one.  One stream has all of it; the many calls at once of one
+        :class:`~ocrclient.AsyncClient` (one pool) hold about ``depth`` rendered pages between
+        them, not ``depth`` each (each encoded page is ~0.5 MB at Chandra's size)."""
+        return max(1, depth // max(1, self._streams))
 
     def submit_blocks(self, source: Source) -> bool:
         """Whether :meth:`submit` of a page of ``source`` may hold up its caller: an inline pool

@@ -114,19 +114,22 @@ def _submitted(
     src: Source, indices: list[int], spec: RenderSpec, pool: RenderPool, depth: int
 ) -> Generator[cf.Future[PageImage], None, None]:
     """The renders of ``indices``, in order, submitted lazily: each pull tops the window up to
-    ``depth`` outstanding renders (nothing is submitted before the first pull) and hands over
-    the oldest.  Closing it cancels those not handed over.  Both streams drive this one window."""
+    ``depth`` outstanding renders (its share of ``depth`` when other streams render on the pool
+    too: :meth:`~ocrclient.pages.RenderPool.window`; nothing is submitted before the first pull)
+    and hands over the oldest.  Closing it cancels those not handed over.  Both streams drive
+    this one window."""
     pending: deque[cf.Future[PageImage]] = deque()
     todo = iter(indices)
-    try:
-        while True:
-            pending.extend(pool.submit(src, i, spec) for i in islice(todo, depth - len(pending)))
-            if not pending:
-                return
-            yield pending.popleft()
-    finally:
-        for fut in pending:
-            fut.cancel()
+    with pool.streaming(src):
+        try:
+            while True:
+                pending.extend(pool.submit(src, i, spec) for i in islice(todo, max(0, pool.window(depth) - len(pending))))
+                if not pending:
+                    return
+                yield pending.popleft()
+        finally:
+            for fut in pending:
+                fut.cancel()
 
 
 async def aiter_pages(
