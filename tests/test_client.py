@@ -296,6 +296,24 @@ async def test_calls_at_once_share_the_clients_render_pool_and_its_pages_in_hand
     assert 2 <= most[0] <= BUILT_AHEAD * 2, most[0]
 
 
+async def test_a_long_lived_client_keeps_no_file_of_the_bytes_of_a_call_that_ended(tmp_path: Path) -> None:
+    """Bytes given to a call are spilled to a file for the render workers (and the local
+    engine's text layer reads the PDF again from it, after its page was rendered); the file
+    goes when the call ends, not when the client closes: a service converting uploads for
+    days on one client would otherwise fill its temporary folder."""
+    from .pdfgen import text_pdf
+
+    data = text_pdf(tmp_path / "d.pdf", [["Alpha reviews the year"], ["Bravo reviews the quays"]]).read_bytes()
+    async with ocrclient.AsyncClient("local", cache=False) as client:
+        docs = await asyncio.gather(*(client.convert(data) for _ in range(3)))
+        pool = client._render_pool
+        assert pool is not None and pool._tmpdir is not None
+        assert list(Path(pool._tmpdir).iterdir()) == []
+        again = await client.convert(data)
+    assert [[p.status for p in d.pages] for d in [*docs, again]] == [["ok", "ok"]] * 4
+    assert all(not p.warnings for d in [*docs, again] for p in d.pages), [p.warnings for p in again.pages]
+
+
 def test_one_client_shared_by_threads_keeps_its_limit() -> None:
     """A sync Client called from 12 threads at once: one loop, one limit."""
     plan = FaultPlan(latency_s=(0.05, 0.05), slots=64)

@@ -973,24 +973,27 @@ def test_streams_on_one_pool_share_its_window_and_each_keeps_one() -> None:
         assert [p.number for p in first] == list(range(4, 13))
 
 
-def test_spilled_bytes_go_with_the_last_stream_of_them() -> None:
-    """In-memory bytes are written to a file for the workers while a stream of them renders,
-    and removed when the last such stream ends: a long-lived pool keeps no file of a call that
-    has ended."""
+def test_spilled_bytes_go_with_the_last_run_holding_them() -> None:
+    """In-memory bytes are written to a file for the workers (and for an engine that reads a
+    page again, e.g. its text layer); a run holds them while it lasts, and the file goes with
+    the last run holding them: a long-lived pool keeps no file of a call that has ended.  Bytes
+    streamed outside any run keep theirs until the pool closes."""
     data = make_pdf(3)
+    (src,) = open_sources([data])
     with RenderPool(workers=2) as pool:
-        one, two = (iter_pages(data, LOW, pool=pool) for _ in range(2))
-        next(one)
-        next(two)
-        assert pool._tmpdir is not None
-        tmp = Path(pool._tmpdir)
-        assert len(list(tmp.iterdir())) == 1  # one file for both
-        assert len(list(one)) == 2
-        assert len(list(tmp.iterdir())) == 1  # the other stream still renders from it
-        assert len(list(two)) == 2
+        with pool.holding([src]):
+            with pool.holding([src]):
+                assert [p.number for p in iter_pages(src, LOW, pool=pool)] == [1, 2, 3]
+                assert pool._tmpdir is not None
+                tmp = Path(pool._tmpdir)
+                assert len(list(tmp.iterdir())) == 1  # streamed whole, still held
+            assert len(list(tmp.iterdir())) == 1  # the other run still holds it
+            assert [p.number for p in iter_pages(src, LOW, pool=pool)] == [1, 2, 3]
+            assert len(list(tmp.iterdir())) == 1  # one file for the same bytes
         assert list(tmp.iterdir()) == []
-        assert [p.number for p in iter_pages(data, LOW, pool=pool)] == [1, 2, 3]  # spilled again
-        assert list(tmp.iterdir()) == []
+        assert len(list(iter_pages(data, LOW, pool=pool))) == 3
+        assert len(list(tmp.iterdir())) == 1  # held by no run: kept...
+    assert not tmp.exists()  # ...until the pool closes
 
 
 @pytest.mark.parametrize("orientation", [1, 6, 8])

@@ -191,8 +191,10 @@ class Conversion:
             stack.push_async_callback(be.aclose)
         self.loaded_backend = be
         given, self.render_pool = self.render_pool, None  # closed by this run, used by no other
-        if given is None and self.shared_pool is not None:
-            return be, self.shared_pool  # (its owner closes it)
+        if given is None and self.shared_pool is not None:  # (its owner closes it)
+            pool = self.shared_pool
+            stack.enter_context(pool.holding([src for src, _ in plan]))  # (its files of bytes go with the run)
+            return be, pool
         pool = await stack.enter_async_context(given or pool_for(plan, isolated=self.isolate_render))
         return be, pool
 
@@ -293,7 +295,8 @@ class Conversion:
                 continue
             (sent,) = await asyncio.to_thread(open_sources, [unit.page.encoded.data])
             numbers = iter(unit.numbers)
-            async for image in aiter_pages(sent, be.render, pool=pool):
-                number = next(numbers)
-                sink.take_image(replace(image, source=src.name, index=number - 1))
+            with pool.holding([sent]):  # (its file, a long-lived pool's, goes when its pages are in)
+                async for image in aiter_pages(sent, be.render, pool=pool):
+                    number = next(numbers)
+                    sink.take_image(replace(image, source=src.name, index=number - 1))
                 sink.page_done(number, by_number.get(number))

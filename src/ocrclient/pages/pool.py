@@ -120,7 +120,7 @@ class RenderPool:
         #: interpreter exits
         self._rm_tmpdir: weakref.finalize[Any, Any] | None = None
         self._spilled: dict[str, str] = {}
-        #: the streams of each spilled source open now (its file goes with the last)
+        #: the runs holding each spilled source now (its file goes with the last: :meth:`holding`)
         self._spill_users: dict[str, int] = {}
         #: each source path resolved once (a resolve is a few lstat calls: per page, it showed)
         self._resolved: dict[Path, str] = {}
@@ -270,30 +270,41 @@ class RenderPool:
         )
 
     @contextlib.contextmanager
-    def streaming(self, source: Source) -> Iterator[None]:
-        """A page stream of ``source`` renders on this pool while inside (see :meth:`window`).
-        In-memory bytes spilled to a file for it are removed when the last stream of them ends:
-        a long-lived pool (an :class:`~ocrclient.AsyncClient`'s) keeps no file of a call that
-        has ended."""
-        key = source.key if source.path is None else None
+    def streaming(self) -> Iterator[None]:
+        """A page stream renders on this pool while inside (see :meth:`window`)."""
         with self._lock:
             self._streams += 1
-            if key is not None:
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._streams -= 1
+
+    @contextlib.contextmanager
+    def holding(self, sources: Sequence[Source]) -> Iterator[None]:
+        """A run of ``sources`` uses this pool while inside: in-memory bytes spilled to a file
+        for the workers (whose pages an engine may read again from it, e.g. a text layer) are
+        removed when the last run holding them ends, so a long-lived pool (an
+        :class:`~ocrclient.AsyncClient`'s) keeps no file of a call that has ended.  (Bytes
+        streamed outside any run keep their file until the pool closes.)"""
+        keys = [src.key for src in sources if src.path is None]
+        with self._lock:
+            for key in keys:
                 self._spill_users[key] = self._spill_users.get(key, 0) + 1
         try:
             yield
         finally:
-            spilled = None
+            gone = []
             with self._lock:
-                self._streams -= 1
-                if key is not None:
+                for key in keys:
                     self._spill_users[key] -= 1
                     if not self._spill_users[key]:
                         del self._spill_users[key]
-                        spilled = self._spilled.pop(key, None)
-            if spilled is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(spilled)
+                        gone.append(self._spilled.pop(key, None))
+            for spilled in gone:
+                if spilled is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(spilled)
 
     def window(self, depth: int) -> int:
         """How many renders a stream of this pool may have ahead of its consumer, of the

@@ -16,6 +16,7 @@ of a document's pages while it is open stays bounded (:mod:`ocrclient.pages.pdfd
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import threading
 import time
@@ -76,6 +77,22 @@ def close_open_documents() -> None:
     _PDFS.close()
 
 
+def _close_at_exit() -> None:
+    with PDFIUM_LOCK:
+        close_open_documents()
+
+
+def _documents() -> OpenPdfs:
+    """The documents kept open, closed at the interpreter's exit too (a pool left open, an
+    :class:`~ocrclient.AsyncClient`'s never closed, would make pypdfium2 warn of each).  The
+    exit hook is registered again whenever the cache was empty: after pypdfium2's own, so it
+    runs first (hooks run last-in first-out)."""
+    if not _PDFS:
+        atexit.unregister(_close_at_exit)
+        atexit.register(_close_at_exit)
+    return _PDFS
+
+
 def pdf_page_box(page: Any) -> PageBox:
     """The geometry of a PDF page as displayed: the one place the client reads a page's box.
 
@@ -118,7 +135,7 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
     page_box = PageBox(0.0, 0.0)
     try:
         with PDFIUM_LOCK:  # PDFium's part only: the encode below runs beside other renders
-            page = _PDFS.page(job.path, job.index, job.password)
+            page = _documents().page(job.path, job.index, job.password)
             try:
                 page_box = pdf_page_box(page)
                 width, height = page_box.width, page_box.height

@@ -120,7 +120,7 @@ def _submitted(
     this one window."""
     pending: deque[cf.Future[PageImage]] = deque()
     todo = iter(indices)
-    with pool.streaming(src):
+    with pool.streaming():
         try:
             while True:
                 pending.extend(pool.submit(src, i, spec) for i in islice(todo, max(0, pool.window(depth) - len(pending))))
