@@ -6,7 +6,7 @@ lowest ``in-flight / weight``; a member whose attempt fails with a transient err
 timeout) is benched for a cooldown that doubles on repeated failures, one that answers 429 (its
 RunPod transport hands the refusal back rather than resend it) sits out that slow-down only, so
 the scheduler's next attempt — the scheduler still owns every retry — lands on another member at
-once, and one member's 429 / 503 does not lower the run's concurrency.  When every member is
+once, and one member's 429 does not lower the run's concurrency.  When every member is
 benched, the one whose cooldown ends first is tried.  A member that answers an auth or endpoint
 error (bad key, unknown endpoint id or model) is dropped; that error only stops the run when
 every member has had one.
@@ -221,7 +221,7 @@ class PoolTransport:
                     f"pool member {member.name}: {exc.message}",
                     cause=exc.cause,
                     retry_after=None if others else exc.retry_after,
-                    status=None if others and exc.status in (429, 503) else exc.status,
+                    status=None if others and exc.status == 429 else exc.status,
                     elsewhere=others,
                 ) from exc
             except PermanentError:
