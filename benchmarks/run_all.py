@@ -8,6 +8,7 @@ Runs, each in its own process, with its output shown as it goes:
 * ``bench_scheduler.py``  server-bound efficiency, client-bound pages/s, convert RSS, faults
 * ``bench_outputs.py``    last page done -> last output written (figure crops), beside the old re-render
 * ``bench_memory.py``     peak RSS of ``ocr convert``'s defaults over a long text-layer PDF, beside the build before
+* ``bench_calls.py``      many calls at once on one AsyncClient: peak RSS against one call, beside per-call pools
 * ``chaos.py``            500 pages through the RunPod + OpenAI simulators under every fault
 * ``crash_resume.py``     SIGKILL ``ocr convert`` at random points, rerun, count resends
 * ``bad_documents.py``    (when present) hostile inputs
@@ -38,6 +39,7 @@ SCRIPTS: list[tuple[str, list[str], list[str] | None]] = [
     ("bench_scheduler.py", [], ["--quick"]),
     ("bench_outputs.py", [], ["--quick"]),
     ("bench_memory.py", [], ["--quick"]),
+    ("bench_calls.py", [], ["--pages", "120", "--calls", "1,20"]),
     ("chaos.py", [], ["--quick"]),
     ("crash_resume.py", [], ["--quick"]),
     ("bad_documents.py", [], ["--quick"]),
