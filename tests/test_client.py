@@ -314,6 +314,119 @@ async def test_a_long_lived_client_keeps_no_file_of_the_bytes_of_a_call_that_end
     assert all(not p.warnings for d in [*docs, again] for p in d.pages), [p.warnings for p in again.pages]
 
 
+async def test_calls_stopped_early_give_back_their_pages_in_hand(tmp_path: Path) -> None:
+    """A client's calls share one budget of pages in hand (two per slot): every way a call can
+    stop early gives its pages back -- a page task cancelled before it ran included (it never
+    ran a ``finally``) -- so the client's next calls are never left waiting for a budget
+    nobody holds.  (Each ``stream_pages`` left after its first page lost one page of it: the
+    fifth hung at ``concurrency=2``.)"""
+    import contextlib
+
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "d.pdf", [[f"page {k}"] for k in range(16)])
+
+    async def first_page(client: ocrclient.AsyncClient) -> int:
+        async with contextlib.aclosing(client.stream_pages(pdf)) as pages:
+            async for page in pages:
+                return page.page
+        raise AssertionError("no page")
+
+    with OpenAISimulator(plan=FaultPlan(latency_s=(0.0, 0.02), slots=64)) as sim:
+        async with ocrclient.AsyncClient("openai", concurrency=2, **sim_settings(sim)) as client:
+            for _ in range(8):
+                await asyncio.wait_for(first_page(client), 30)
+            for _ in range(6):  # calls cancelled part way
+                task = asyncio.create_task(client.convert(pdf))
+                await asyncio.sleep(0.05)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            doc = await asyncio.wait_for(client.convert(pdf), 30)
+    assert doc.ok and len(doc.pages) == 16
+
+
+async def test_closing_an_async_client_under_its_calls_lets_them_end_as_documents(tmp_path: Path) -> None:
+    """``aclose()`` while calls run: each ends as it did with a pool of its own -- a document
+    whose unfinished pages say the client closed -- not with the shared pool's bare
+    ``RuntimeError``; the pool closes when the last of them ends."""
+    from .pdfgen import text_pdf
+
+    pdf = text_pdf(tmp_path / "long.pdf", [[f"page {k}"] for k in range(30)])
+    with OpenAISimulator(plan=FaultPlan(latency_s=(0.05, 0.1), slots=64)) as sim:
+        client = ocrclient.AsyncClient("openai", concurrency=2, **sim_settings(sim))
+        calls = [asyncio.create_task(client.convert(pdf)) for _ in range(3)]
+        await asyncio.sleep(0.8)
+        pool = client._render_pool
+        await client.aclose()
+        ended = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(doc, ocrclient.Document) for doc in ended), ended
+    assert all(len(doc.pages) == 30 for doc in ended if isinstance(doc, ocrclient.Document))
+    deadline = time.monotonic() + 10
+    while pool is not None and not pool.closed and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert pool is not None and pool.closed
+
+
+@pytest.mark.parametrize("how", ["relative path", "symlink"])
+async def test_a_long_lived_client_reads_the_file_each_call_names(how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same name given to two calls of one client, naming another file by then (a relative
+    path from another working directory, a symlink pointed elsewhere): each call reads the
+    file it named.  (The client's pool remembered each path as resolved by the first call, and
+    the second call sent the first file's pages.)"""
+    from .pdfgen import text_pdf
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = text_pdf(tmp_path / "a" / "doc.pdf", [["Alpha first"]])
+    two = text_pdf(tmp_path / "b" / "doc.pdf", [["Bravo second"]])
+    link = tmp_path / "latest.pdf"
+    with OpenAISimulator(plan=FaultPlan(latency_s=(0.0, 0.0), slots=8)) as sim:
+        async with ocrclient.AsyncClient("openai", **sim_settings(sim)) as client:
+            got = []
+            for target in (one, two):
+                if how == "relative path":
+                    monkeypatch.chdir(target.parent)
+                    name: Path = Path("doc.pdf")
+                else:
+                    link.unlink(missing_ok=True)
+                    link.symlink_to(target)
+                    name = link
+                got.append((await client.convert(name)).markdown)
+    alone = []
+    for target in (one, two):  # what each file gives on a client of its own
+        with OpenAISimulator(plan=FaultPlan(latency_s=(0.0, 0.0), slots=8)) as sim:
+            alone.append((await ocrclient.aconvert(target, backend="openai", **sim_settings(sim))).markdown)
+    assert got == alone and alone[0] != alone[1]
+
+
+async def test_bytes_of_calls_cancelled_part_way_leave_no_file_once_a_call_ends() -> None:
+    """A call given bytes and cancelled while its render thread is still writing them to a
+    file for the workers: that file, written after the call let go of it, goes when the next
+    call ends (not when the client closes: a service's cancelled uploads filled its temporary
+    folder)."""
+    from PIL import Image as PILImage
+
+    def upload(seed: int) -> bytes:
+        img = PILImage.effect_noise((1400, 1400), 60 + seed).convert("RGB")
+        buf = io.BytesIO()
+        img.save(buf, "PNG", compress_level=0)
+        return buf.getvalue()
+
+    with OpenAISimulator(plan=FaultPlan(latency_s=(0.0, 0.01), slots=64)) as sim:
+        async with ocrclient.AsyncClient("openai", **sim_settings(sim)) as client:
+            for i in range(12):
+                task = asyncio.create_task(client.convert(upload(i)))
+                await asyncio.sleep(0.01 + (i % 4) * 0.01)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            await asyncio.sleep(0.5)  # (the render threads' late writes land)
+            doc = await client.convert(png("the last call"))
+            pool = client._render_pool
+            assert pool is not None and doc.ok
+            left = list(Path(pool._tmpdir).iterdir()) if pool._tmpdir else []
+    assert left == [], left
+
+
 def test_one_client_shared_by_threads_keeps_its_limit() -> None:
     """A sync Client called from 12 threads at once: one loop, one limit."""
     plan = FaultPlan(latency_s=(0.05, 0.05), slots=64)

@@ -221,7 +221,7 @@ class AsyncClient:
         pool = self._render_pool
         if pool is None or pool.closed or pool.broken:  # (an isolated pool whose worker died is replaced)
             if pool is not None and not pool.closed:
-                loop.run_in_executor(None, pool.close)  # (off the loop; its calls have failed)
+                pool.close_when_idle()  # (when its calls, which have failed, have ended)
             pool = self._render_pool = RenderPool(isolated=self._isolate_render)
         return Conversion(
             inputs, backend=self._backend, pages=pages, password=password, cache=self._cache,
@@ -312,10 +312,11 @@ class AsyncClient:
             await self._backend.aclose()
 
     def _close_pool(self) -> None:
-        """Close the render pool (its workers end once a render under way is done)."""
+        """Close the render pool: now, or when the calls still running end (they finish on it
+        rather than meet it closed); its workers end once a render under way is done."""
         pool, self._render_pool = self._render_pool, None
         if pool is not None:
-            pool.close()
+            pool.close_when_idle()
 
     async def __aenter__(self) -> AsyncClient:
         return self

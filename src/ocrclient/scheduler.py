@@ -239,7 +239,7 @@ class Scheduler:
                         run.inflight[page.number] = page
                         task = asyncio.create_task(self._page_task(i, page, results))
                         self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
+                        task.add_done_callback(self._page_ended)
                     feeding_done[i] = True
                     await results.put(None)  # wake the collector to re-check completion
                 self._fed_all = True
@@ -325,6 +325,10 @@ class Scheduler:
         # transports send their remote cancels while unwinding; wait for them (bounded)
         await asyncio.wait(tasks, timeout=15.0)
 
+    def _page_ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)  # a task cancelled before it ran runs no finally: its permit (a client's) goes back here
+        self._admitted.release()
+
     async def _page_task(
         self, doc_index: int, page: PageImage, results: asyncio.Queue[tuple[int, Page] | None]
     ) -> None:
@@ -337,17 +341,13 @@ class Scheduler:
             log.error("page %s of %s: %s: %s", page.number, page.source, type(exc).__name__, redact(str(exc)),
                       exc_info=log.isEnabledFor(logging.DEBUG))  # fmt: skip
             result = self._failed_page(page, exc, 0)
-        finally:
-            self._admitted.release()
         await results.put((doc_index, result))
         self._collect_garbage()
 
     def _collect_garbage(self) -> None:
-        """A full collection every ``GC_EVERY_PAGES`` finished pages, but never more than
-        ``GC_MAX_SHARE`` of the time (a full collection of a big heap takes tens of ms), and
-        none once the run's last page has been sent: memory grows no more, and a collection
-        would only hold up the last replies and the run's end (the caller's own collector, or
-        the process's exit, frees what is left)."""
+        """A full collection every ``GC_EVERY_PAGES`` finished pages, never more than ``GC_MAX_SHARE``
+        of the time (one of a big heap takes tens of ms), none once the last page is sent: memory
+        grows no more, and it would only hold up the last replies and the run's end."""
         self._since_gc += 1
         now = time.perf_counter()
         if self._fed_all or self._since_gc < GC_EVERY_PAGES or now - self._last_gc_end < self._last_gc_s / GC_MAX_SHARE:

@@ -23,7 +23,6 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -122,8 +121,14 @@ class RenderPool:
         self._spilled: dict[str, str] = {}
         #: the runs holding each spilled source now (its file goes with the last: :meth:`holding`)
         self._spill_users: dict[str, int] = {}
+        #: the runs holding the pool now, and whether the last of them closes it
+        self._holders = 0
+        self._close_when_idle = False
         #: each source path resolved once (a resolve is a few lstat calls: per page, it showed)
-        self._resolved: dict[Path, str] = {}
+        #: (per Source: each call opens its own, so a relative path or a symlink is resolved
+        #: again by the next call, as the file it prepared -- a long-lived pool keyed by the path
+        #: as given rendered the file an earlier call had found there)
+        self._resolved: dict[int, tuple[Source, str]] = {}
         self._closed = False
         self._broken: str | None = None
         #: the thread starting the workers in the background (:meth:`start_soon`)
@@ -234,12 +239,12 @@ class RenderPool:
 
     def _path_of(self, source: Source) -> str:
         if source.path is not None:
-            resolved = self._resolved.get(source.path)
-            if resolved is None:
+            hit = self._resolved.get(id(source))
+            if hit is None or hit[0] is not source:
                 if len(self._resolved) >= 1024:  # a long-lived pool sees many documents
                     self._resolved.clear()
-                resolved = self._resolved[source.path] = str(source.path.resolve())
-            return resolved
+                hit = self._resolved[id(source)] = (source, str(source.path.resolve()))
+            return hit[1]
         assert source.data is not None
         key = source.key
         with self._lock:
@@ -289,22 +294,36 @@ class RenderPool:
         streamed outside any run keep their file until the pool closes.)"""
         keys = [src.key for src in sources if src.path is None]
         with self._lock:
+            self._holders += 1
             for key in keys:
                 self._spill_users[key] = self._spill_users.get(key, 0) + 1
         try:
             yield
         finally:
-            gone = []
             with self._lock:
+                self._holders -= 1
                 for key in keys:
                     self._spill_users[key] -= 1
                     if not self._spill_users[key]:
                         del self._spill_users[key]
-                        gone.append(self._spilled.pop(key, None))
+                # every file no run holds: this run's, and one a cancelled run's render thread
+                # wrote after that run had let go (a pool only runs use: a client's)
+                gone = [self._spilled.pop(k) for k in [k for k in self._spilled if k not in self._spill_users]]
+                close = self._close_when_idle and not self._holders
             for spilled in gone:
-                if spilled is not None:
-                    with contextlib.suppress(OSError):
-                        os.unlink(spilled)
+                with contextlib.suppress(OSError):
+                    os.unlink(spilled)
+            if close:  # the client closed while this run went on: the last run closes the pool
+                threading.Thread(target=self.close, name="ocrclient-render-pool-close", daemon=True).start()
+
+    def close_when_idle(self) -> None:
+        """:meth:`close` now, or when the last run :meth:`holding` this pool ends (a client closed
+        under its calls: they finish on the pool rather than meet it closed)."""
+        with self._lock:
+            self._close_when_idle = True
+            busy = self._holders > 0
+        if not busy:
+            self.close()
 
     def window(self, depth: int) -> int:
         """How many renders a stream of this pool may have ahead of its consumer, of the
