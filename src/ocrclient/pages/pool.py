@@ -124,11 +124,6 @@ class RenderPool:
         #: the runs holding the pool now, and whether the last of them closes it
         self._holders = 0
         self._close_when_idle = False
-        #: each source path resolved once (a resolve is a few lstat calls: per page, it showed)
-        #: (per Source: each call opens its own, so a relative path or a symlink is resolved
-        #: again by the next call, as the file it prepared -- a long-lived pool keyed by the path
-        #: as given rendered the file an earlier call had found there)
-        self._resolved: dict[int, tuple[Source, str]] = {}
         self._closed = False
         self._broken: str | None = None
         #: the thread starting the workers in the background (:meth:`start_soon`)
@@ -239,12 +234,7 @@ class RenderPool:
 
     def _path_of(self, source: Source) -> str:
         if source.path is not None:
-            hit = self._resolved.get(id(source))
-            if hit is None or hit[0] is not source:
-                if len(self._resolved) >= 1024:  # a long-lived pool sees many documents
-                    self._resolved.clear()
-                hit = self._resolved[id(source)] = (source, str(source.path.resolve()))
-            return hit[1]
+            return source.key  # (its resolved path, worked out once per source: each call opens its own)
         assert source.data is not None
         key = source.key
         with self._lock:

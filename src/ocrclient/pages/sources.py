@@ -13,6 +13,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,9 +66,12 @@ class Source:
         if (self.path is None) == (self.data is None):
             raise ValueError("a Source has exactly one of path and data")
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """A stable identity for caches: the resolved path, or a hash of the bytes."""
+        """A stable identity for caches: the resolved path, or a hash of the bytes; worked out
+        once per source (the render pool asks it for every page: a resolve is a few ``lstat``
+        calls), so a call reads the file its path named when it was opened, however the path
+        is re-pointed meanwhile, and the next call's source resolves it again."""
         if self.path is not None:
             return str(self.path.resolve())
         assert self.data is not None
