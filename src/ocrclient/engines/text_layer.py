@@ -22,7 +22,6 @@ Ligatures (``ﬁ``) are spelled out and PDFium's hyphen marker at a line end bec
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import itertools
 import math
@@ -115,12 +114,7 @@ def _open() -> OpenPdfs:
     if _PDFS is None:
         from ..pages.pdfdocs import OpenPdfs
 
-        _PDFS = OpenPdfs()
-    if not _PDFS:
-        # registered after pypdfium2's own exit hook, so it runs first (hooks run last-in
-        # first-out): the documents are closed before pypdfium2 looks for open ones
-        atexit.unregister(close_documents)
-        atexit.register(close_documents)
+        _PDFS = OpenPdfs(lock=text_lock())  # (closed at exit too)
     return _PDFS
 
 

@@ -25,6 +25,7 @@ Every caller holds :data:`ocrclient.pages.render.PDFIUM_LOCK`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import os
@@ -104,11 +105,15 @@ def _close(pdf: Any) -> None:
 class OpenPdfs:
     """The last ``max_docs`` documents a process read, kept open and opened afresh every few
     pages (see the module's text); ``forms`` initialises each one's form fields (the renderer
-    draws them).  Hold :data:`~ocrclient.pages.render.PDFIUM_LOCK` for every call."""
+    draws them).  Hold :data:`~ocrclient.pages.render.PDFIUM_LOCK` for every call; ``lock`` is
+    that lock, which the interpreter's exit takes to close what is still open (an open
+    document holds its file, and pypdfium2 warns of it at exit: a client never closed keeps
+    its pool's)."""
 
-    def __init__(self, *, forms: bool = False, max_docs: int = 4) -> None:
+    def __init__(self, *, lock: Any, forms: bool = False, max_docs: int = 4) -> None:
         self.forms = forms
         self.max_docs = max_docs
+        self._lock = lock
         self._docs: OrderedDict[tuple[str, int, int, str | None], _Open] = OrderedDict()
 
     def _entry(self, path: str, password: str | None) -> _Open:
@@ -122,6 +127,9 @@ class OpenPdfs:
             _close(entry.pdf)
             entry = None
         if entry is None:
+            if not self._docs:  # registered again after pypdfium2's own hook, so it runs first (last in, first out)
+                atexit.unregister(self._close_at_exit)
+                atexit.register(self._close_at_exit)
             t0 = time.perf_counter()
             pdf = pdfium.PdfDocument(path, password=password)
             if self.forms:
@@ -158,3 +166,7 @@ class OpenPdfs:
 
     def __len__(self) -> int:
         return len(self._docs)
+
+    def _close_at_exit(self) -> None:
+        with self._lock:
+            self.close()

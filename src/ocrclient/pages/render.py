@@ -16,7 +16,6 @@ of a document's pages while it is open stays bounded (:mod:`ocrclient.pages.pdfd
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import threading
 import time
@@ -69,28 +68,12 @@ class RenderJob:
 
 
 #: the documents this process keeps open between its renders (form fields drawn too)
-_PDFS = OpenPdfs(forms=True)
+_PDFS = OpenPdfs(lock=PDFIUM_LOCK, forms=True)
 
 
 def close_open_documents() -> None:
     """Close the documents this process keeps open (an inline pool's, when it closes)."""
     _PDFS.close()
-
-
-def _close_at_exit() -> None:
-    with PDFIUM_LOCK:
-        close_open_documents()
-
-
-def _documents() -> OpenPdfs:
-    """The documents kept open, closed at the interpreter's exit too (a pool left open, an
-    :class:`~ocrclient.AsyncClient`'s never closed, would make pypdfium2 warn of each).  The
-    exit hook is registered again whenever the cache was empty: after pypdfium2's own, so it
-    runs first (hooks run last-in first-out)."""
-    if not _PDFS:
-        atexit.unregister(_close_at_exit)
-        atexit.register(_close_at_exit)
-    return _PDFS
 
 
 def pdf_page_box(page: Any) -> PageBox:
@@ -135,7 +118,7 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
     page_box = PageBox(0.0, 0.0)
     try:
         with PDFIUM_LOCK:  # PDFium's part only: the encode below runs beside other renders
-            page = _documents().page(job.path, job.index, job.password)
+            page = _PDFS.page(job.path, job.index, job.password)
             try:
                 page_box = pdf_page_box(page)
                 width, height = page_box.width, page_box.height
