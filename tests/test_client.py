@@ -733,6 +733,7 @@ def test_a_client_used_before_a_fork_refuses_in_the_child() -> None:
         assert c.convert(png("parent again")).ok
 
 
+@pytest.mark.serial  # (in CI's two-process run its Client.convert cases saw one more request reach the simulator after the callback: not yet explained; they pass alone)
 @pytest.mark.parametrize("ending", [SystemExit(3), KeyboardInterrupt()], ids=["sys.exit(3)", "KeyboardInterrupt"])
 @pytest.mark.parametrize("call", ["Client.convert", "Client.convert_many", "Client.stream_pages", "convert",
                                   "convert_many", "stream_pages", "aconvert", "AsyncClient.convert"])  # fmt: skip
