@@ -75,6 +75,7 @@ from ..secrets import clip
 from . import written
 from .base import release_request_body_hook
 from .limits import ERROR_BODY_BYTES, aloads, error_body
+from .resend import ResendingTransport, no_response
 
 __all__ = [
     "HttpImports",
@@ -98,8 +99,6 @@ StatusRule = Callable[[int, str], OcrError | None]
 _TITLE = re.compile(r"(?is)<title>(.*?)</title>")
 _TAGS = re.compile(r"(?s)<[^>]+>")
 _MAX_MESSAGE = 300
-#: httpcore's words for a server that closed the connection before any byte of a reply
-_NO_RESPONSE = re.compile(r"without sending a response", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +211,7 @@ def transport_error(
                               "left of page_deadline_s)", cause="timeout")  # fmt: skip
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return TransientError(f"{what}: timed out ({name})", cause="timeout")
-    if isinstance(exc, httpx.RemoteProtocolError) and not _NO_RESPONSE.search(str(exc)):
+    if isinstance(exc, httpx.RemoteProtocolError) and not no_response(exc):
         return TransientError(f"{what}: connection dropped mid-reply ({exc})", cause="reset")
     if isinstance(exc, httpx.TooManyRedirects):
         return TransientError(f"{what}: too many redirects", cause="redirects")
@@ -552,23 +551,24 @@ def make_client(
 ) -> httpx.AsyncClient:
     """A transport's own ``httpx.AsyncClient``: the shared TLS context, connection limits,
     ``params`` sent with every request, ``request_hooks`` run before each, a page's request
-    reporting when it is written (:mod:`.written`), and each sent request body released as
+    reporting when it is written (:mod:`.written`), an idempotent request met by a connection
+    the server had closed sent again once (:mod:`.resend`), and each sent request body released as
     soon as its reply arrives (see
     :func:`~ocrclient.transports.base.release_request_body`).  It is built at its first use (see
     :class:`_DeferredClient`)."""
 
     def build() -> httpx.AsyncClient:
+        limits = httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections if max_keepalive is None else max_keepalive,
+        )
         return httpx.AsyncClient(
             headers=headers,
             params=params,
             timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections if max_keepalive is None else max_keepalive,
-            ),
+            transport=ResendingTransport(verify=shared_ssl_context(), limits=limits),
             follow_redirects=follow_redirects,
             max_redirects=20,
-            verify=shared_ssl_context(),
             event_hooks={
                 "request": [*(request_hooks or []), _trace_writes],
                 "response": [release_request_body_hook],
