@@ -733,12 +733,40 @@ def test_a_client_used_before_a_fork_refuses_in_the_child() -> None:
         assert c.convert(png("parent again")).ok
 
 
-@pytest.mark.serial  # (in CI's two-process run its Client.convert cases saw one more request reach the simulator after the callback: not yet explained; they pass alone)
+class SendTimes:
+    """The moments the scheduler handed a request to the OpenAI transport (``send`` entered)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from ocrclient.transports.openai import OpenAITransport
+
+        self.times: list[float] = []
+        real = OpenAITransport.send
+
+        async def send(transport: OpenAITransport, request: Any) -> Any:
+            self.times.append(time.monotonic())
+            return await real(transport, request)
+
+        monkeypatch.setattr(OpenAITransport, "send", send)
+
+
+def _nothing_goes_on(sim: OpenAISimulator, sends: SendTimes, ended_at: float) -> None:
+    """No request was handed to the transport after the callback ended the program (one
+    written before may still reach the simulator a moment later: not a request sent after),
+    and none goes on in the background once the call has raised."""
+    late = [round(t - ended_at, 4) for t in sends.times if t > ended_at]
+    assert not late, f"requests sent after the callback ended the program (s after): {late}"
+    assert sim.wait_quiet(0.3), "requests went on after the call raised"
+    sent = sim.requests["POST /v1/chat/completions"]
+    time.sleep(0.3)
+    assert sim.requests["POST /v1/chat/completions"] == sent, "requests went on after the call raised"
+    assert sent <= len(sends.times)
+
+
 @pytest.mark.parametrize("ending", [SystemExit(3), KeyboardInterrupt()], ids=["sys.exit(3)", "KeyboardInterrupt"])
 @pytest.mark.parametrize("call", ["Client.convert", "Client.convert_many", "Client.stream_pages", "convert",
                                   "convert_many", "stream_pages", "aconvert", "AsyncClient.convert"])  # fmt: skip
 def test_a_callback_that_ends_the_program_stops_the_run_and_is_raised_to_the_caller(
-    call: str, ending: BaseException, tmp_path: Path
+    call: str, ending: BaseException, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``sys.exit(3)`` or a ``KeyboardInterrupt`` raised in ``on_event``, through every way in:
     the caller meets that exception (its code kept), no request is sent after it, and the client
@@ -748,9 +776,11 @@ def test_a_callback_that_ends_the_program_stops_the_run_and_is_raised_to_the_cal
     from .pdfgen import text_pdf
 
     pdf = text_pdf(tmp_path / "many.pdf", [[f"page {i}"] for i in range(12)])
+    ended: list[float] = []
 
     def on_event(event: ocrclient.Event) -> None:
         if isinstance(event, ocrclient.PageDone):
+            ended.append(time.monotonic())
             raise ending
 
     with OpenAISimulator(plan=FaultPlan(latency_s=0.05)) as sim, ocrclient.Client("openai", **sim_settings(sim), concurrency=2) as c:
@@ -770,13 +800,43 @@ def test_a_callback_that_ends_the_program_stops_the_run_and_is_raised_to_the_cal
             "aconvert": lambda: asyncio.run(ocrclient.aconvert(pdf, on_event=on_event, **settings)),
             "AsyncClient.convert": lambda: asyncio.run(in_async_client()),
         }
+        sends = SendTimes(monkeypatch)
         with pytest.raises(type(ending)) as raised:
             calls[call]()
         if isinstance(ending, SystemExit):
             assert raised.value.code == 3
-        sent = sim.requests["POST /v1/chat/completions"]
-        time.sleep(0.3)
-        assert sim.requests["POST /v1/chat/completions"] == sent, "requests went on after the callback ended the program"
-        assert sent < 12, sent
+        assert len(ended) == 1  # (no event is delivered after it)
+        _nothing_goes_on(sim, sends, ended[0])
+        assert len(sends.times) < 12, len(sends.times)
         assert c.convert(png("after")).ok  # the client lives on
         assert ocrclient.convert(png("after"), **settings).ok  # and so do the shared render threads
+
+
+@pytest.mark.parametrize("kind", ["PageStarted", "PageRetried", "PageDone", "PageFailed", "DocumentDone"])
+def test_a_callback_that_ends_the_program_on_any_event_sends_nothing_after(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole kind: ``sys.exit`` on each kind of event (a retry and a failure drawn by the
+    simulator's faults, two documents for a ``DocumentDone`` before pages are left to send).
+    On ``PageStarted`` the very request that event announced was sent anyway."""
+    from .pdfgen import text_pdf
+
+    pdfs = [text_pdf(tmp_path / f"d{d}.pdf", [[f"doc {d} page {i}"] for i in range(6)]) for d in range(2)]
+    ended: list[float] = []
+
+    def on_event(event: ocrclient.Event) -> None:
+        if type(event).__name__ == kind:
+            ended.append(time.monotonic())
+            raise SystemExit(3)
+
+    rates = {"http_500": 0.5} if kind in ("PageRetried", "PageFailed") else {}
+    plan = FaultPlan(latency_s=0.05, rates=rates, seed=7)
+    with OpenAISimulator(plan=plan) as sim:
+        settings = {"backend": "openai", "concurrency": 2, "cache": False, "max_attempts": 1 if kind == "PageFailed" else 3,
+                    "scheduler_options": {"backoff_initial_s": 0.01, "backoff_max_s": 0.02}, **sim_settings(sim)}  # fmt: skip
+        sends = SendTimes(monkeypatch)
+        with pytest.raises(SystemExit):
+            list(ocrclient.convert_many(pdfs, on_event=on_event, **settings))
+        assert len(ended) == 1
+        _nothing_goes_on(sim, sends, ended[0])
+        assert len(sends.times) < 12

@@ -318,7 +318,6 @@ class Scheduler:
         self.partial_from = first
 
     async def _cancel_all(self, feeder: asyncio.Task[Any]) -> None:
-        feeder.cancel()
         tasks = [*self._tasks, feeder]
         for t in tasks:
             t.cancel()
@@ -493,8 +492,7 @@ class Scheduler:
                 f"request could not be built: {type(exc).__name__}: {exc}", cause="build_error"
             ) from exc
         tries.context = request.context  # what the dialect decided, for the next attempt
-        request.page = page.number
-        request.source = page.source
+        request.page, request.source = page.number, page.source
         async with self.limiter:  # a slot at the backend, from send to reply
             budget = self.attempt_timeout_s + (0 if self._warm else self.cold_start_s)
             remaining = deadline - time.monotonic()
@@ -506,6 +504,8 @@ class Scheduler:
             self._window.start(self.limiter)
             tries.first_sent_at = tries.first_sent_at or time.monotonic()
             self._emit(PageStarted(page.source, page.number, attempt.number))
+            if self._deliver.stopped_by is not None:  # a callback ended the program (on this event or one before): not sent
+                raise asyncio.CancelledError
             with self._writes.writing():
                 reply = await self._send(request)
         # The reply is in hand, and paid for.  A cancel from here on (Ctrl-C, a stopped run)
@@ -544,8 +544,9 @@ class Scheduler:
     async def _send(self, request: ModelRequest) -> ModelReply:
         """The transport's reply, within the attempt's time; any failure as an OcrError."""
         assert request.timeout_s is not None
-        try:
-            return await asyncio.wait_for(self.transport.send(request), request.timeout_s + self.timeout_grace_s)
+        try:  # (awaited in this task, not a new one: no other task runs between the checks above and the send)
+            async with asyncio.timeout(request.timeout_s + self.timeout_grace_s):
+                return await self.transport.send(request)
         except TimeoutError:
             raise TransientError(f"no reply within {request.timeout_s:.1f} s (the attempt's time: timeout, or what was left of page_deadline_s)", cause="timeout") from None
         except TransientError as exc:
@@ -572,9 +573,7 @@ class Scheduler:
         except OcrError:
             raise
         except Exception as exc:  # a parser bug is bad output, never a crash
-            raise BadOutputError(
-                f"reply could not be parsed: {type(exc).__name__}: {exc}", cause="parser_error"
-            ) from exc
+            raise BadOutputError(f"reply could not be parsed: {type(exc).__name__}: {exc}", cause="parser_error") from exc
         return self._page_from(page, content, request, list(content.warnings))
 
     def _document(self, run: _Run, wall_s: float, unfinished: OcrError | None = None) -> Document:
