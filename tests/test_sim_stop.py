@@ -6,8 +6,10 @@ connection's handler thread lived on until the client hung up."""
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -197,6 +199,49 @@ def test_restart_ends_the_old_servers_threads_and_cuts_its_connections(kind: str
         again = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
             served = _send(again, request)
+            assert served.status == 200 and served.read(), kind
+        finally:
+            again.close()
+    finally:
+        sim.stop()
+
+
+@pytest.mark.parametrize("kind", ["openai", "modal", "ocular", "runpod-local"])
+def test_a_restarting_server_refuses_connections_and_keeps_its_port(kind: str) -> None:
+    """While a restart is down its port refuses connections, and no one else can take it: on a
+    busy machine (another server's bind to port 0, a client's ephemeral port) it was taken now
+    and then in the down time, and the server could not come back ("Address already in use").
+    A bind to the port meanwhile is refused, and the server comes back on it."""
+    make, request_of = SIMULATORS[kind]
+    sim = make()
+    sim.start()
+    try:
+        port = sim.port
+        restarting = threading.Thread(target=sim.restart, args=(1.0,), daemon=True)
+        restarting.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # (until the old server has closed)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except ConnectionRefusedError:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the port never refused a connection")
+        intruder = socket.socket()
+        try:
+            with pytest.raises(OSError) as taken:
+                intruder.bind(("127.0.0.1", port))
+            assert taken.value.errno == errno.EADDRINUSE
+        finally:
+            intruder.close()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        restarting.join(timeout=10)
+        assert not restarting.is_alive()
+        again = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            served = _send(again, request_of(sim))
             assert served.status == 200 and served.read(), kind
         finally:
             again.close()

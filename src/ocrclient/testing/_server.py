@@ -70,8 +70,13 @@ class LoopbackServer(ThreadingHTTPServer):
     #: 5, fifty clients connecting at once overflowed it and some saw their connection reset
     request_queue_size = socket.SOMAXCONN
 
-    def __init__(self, address: tuple[str, int], handler: type[SimHandler], owner: Any) -> None:
-        super().__init__(address, handler)
+    def __init__(self, address: tuple[str, int], handler: type[SimHandler], owner: Any, held: socket.socket | None = None) -> None:
+        super().__init__(address, handler, bind_and_activate=held is None)
+        if held is not None:  # the port a restart kept (hold_port): listened on again
+            self.socket.close()
+            self.socket = held
+            self.server_address = held.getsockname()
+            self.server_activate()
         #: the simulator whose requests this server serves (its handler reads it)
         self.owner = owner
         #: set when this run ends (stop, restart): the simulator's workers watch it while they wait
@@ -88,10 +93,11 @@ class LoopbackServer(ThreadingHTTPServer):
     @classmethod
     def start(
         cls, owner: Any, handler: type[SimHandler], *, host: str = "127.0.0.1", port: int = 0,
-        poll_interval: float = 0.05, name: str = "sim",
+        poll_interval: float = 0.05, name: str = "sim", held: socket.socket | None = None,
     ) -> LoopbackServer:
-        """Listen on ``host:port`` (0: any free port) and serve in a daemon thread."""
-        server = cls((host, port), handler, owner)
+        """Listen on ``host:port`` (0: any free port), or on the socket ``held`` for it
+        (:func:`hold_port`), and serve in a daemon thread."""
+        server = cls((host, port), handler, owner, held)
         server.name = name
         server.thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True, name=name
@@ -279,6 +285,22 @@ def _read_chunks(h: BaseHTTPRequestHandler) -> bytes:
         parts.append(h.rfile.read(size))
         h.rfile.readline(8)  # the chunk's CRLF
     return b"".join(parts)
+
+
+def hold_port(host: str, port: int) -> socket.socket | None:
+    """``host:port``, just closed by a server that restarts, kept bound and not listening: it
+    refuses connections as a server that is down does, and no one else takes it meanwhile (on
+    a busy machine another server's bind to port 0, or a client's ephemeral port, took it, and
+    the server could not come back: "Address already in use").  ``None`` if it was taken
+    already; :meth:`LoopbackServer.start` listens on it again (``held``)."""
+    sock = socket.socket(LoopbackServer.address_family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (past its connections' TIME_WAIT)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
 
 def write_reply(

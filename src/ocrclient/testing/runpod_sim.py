@@ -87,6 +87,7 @@ from ._server import (
     ServerOwner,
     SimHandler,
     hang_up,
+    hold_port,
     read_body,
     write_json,
     write_reply,
@@ -416,17 +417,21 @@ class RunPodSimulator(ServerOwner):
         if server is None:
             raise RuntimeError("simulator not started")
         local = self.flavour == "local"
+        held = None
         if local:
             server.close()
+            held = hold_port(self.host, server.port)  # (refusing connections meanwhile)
         jobs = self._release_jobs(lose=True)
         if local:
             server.join()
         self._stop_workers(jobs)
-        if self._stop.is_set():
-            return  # stopped meanwhile
-        self._start_workers()
-        if local and not self._stop.wait(down_s):
-            self._server = LoopbackServer.start(self, _Handler, host=self.host, port=server.port, name="runpod-sim")
+        if not self._stop.is_set():
+            self._start_workers()
+            if local and not self._stop.wait(down_s):
+                self._server = LoopbackServer.start(self, _Handler, host=self.host, port=server.port, name="runpod-sim", held=held)
+                return
+        if held is not None:
+            held.close()  # stopped meanwhile
 
     def fail_next_status(self, count: int, code: int = 503) -> None:
         """Answer the next ``count`` status requests with HTTP ``code`` (a flaky gateway)."""
