@@ -722,7 +722,7 @@ def test_an_inline_pool_primes_nothing(tmp_path: Path, monkeypatch: pytest.Monke
 def test_ocr_convert_starts_its_first_page_before_it_builds_the_transport(
     transport: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``ocr convert`` primes its first page before it imports and builds the transport, and
+    """``ocr convert`` primes its first three pages before it imports and builds the transport, and
     every page is still rendered exactly once and read; a rerun that the manifest skips renders
     nothing (the manifest is read before the head start)."""
     from typer.testing import CliRunner
@@ -762,7 +762,7 @@ def test_ocr_convert_starts_its_first_page_before_it_builds_the_transport(
         argv = ["convert", str(pdf), "-o", str(out), *args, "--concurrency", "2", "--no-cache", "--quiet"]
         first = CliRunner().invoke(app, argv, catch_exceptions=False)
         assert first.exit_code == 0, first.output
-        assert order[:2] == ["render 0", "transport"], order
+        assert order[:4] == ["render 0", "render 1", "render 2", "transport"], order  # (HEAD_START_PAGES)
         assert sorted(rendered) == [0, 1, 2, 3, 4]
         pages = json.loads((out / "d.json").read_text())["pages"]
         assert [p["page"] for p in pages] == [1, 2, 3, 4, 5] and {p["status"] for p in pages} == {"ok"}

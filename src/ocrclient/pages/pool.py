@@ -335,13 +335,14 @@ class RenderPool:
     def prime(self, plan: Sequence[tuple[Source, Sequence[int]]], spec: RenderSpec, pages: int = 1) -> int:
         """Start rendering the first ``pages`` pages of ``plan`` now, before any stream asks for
         them; returns how many.  A head start for a caller that knows its first page and render
-        spec before the rest of its run is set up: ``ocr convert`` primes its first page, then
-        imports and builds its transport while it renders.  A stream's :meth:`submit` of the
+        spec before the rest of its run is set up: ``ocr convert`` primes its first pages, then
+        imports and builds its transport while they render.  A stream's :meth:`submit` of the
         same page at the same spec takes the render under way instead of starting another;
-        renders no stream takes are dropped with the pool.  One page is the default: the
-        caller's thread is busy meanwhile, and a second render thread beside it slowed that
-        thread more than it gained (``benchmarks/README.md``).  An inline pool (``workers=0``)
-        primes nothing: its render would block the caller."""
+        renders no stream takes are dropped with the pool.  Each page primed beside the
+        caller's busy thread slows that thread (the render threads take the interpreter lock
+        back after each C call), so it pays only up to a few pages: ``ocr convert`` primes
+        three (``benchmarks/README.md``).  An inline pool (``workers=0``) primes nothing: its
+        render would block the caller."""
         if self.workers == 0 or pages < 1:
             return 0
         jobs = [self._job(src, i, spec) for src, indices in plan for i in indices[:pages]][:pages]
