@@ -608,6 +608,56 @@ def test_closing_a_client_under_a_running_call_is_an_ocrclient_error(call: str) 
     assert len(caught) == 1 and isinstance(caught[0], ocrclient.errors.CancelledRunError), caught
 
 
+def test_a_client_closed_while_other_threads_call_it_says_so_to_each_and_nothing_else() -> None:
+    """The whole kind: a ``Client`` closed while six threads keep calling each of its blocking
+    calls (``convert``, ``convert_many``, ``stream_pages``) in a loop.  Each call ends as running
+    when the client closed (``CancelledRunError``) or refused as closed (``UsageError``, "this
+    client is closed"), whichever moment of the close it met, and nothing is printed.  Before, a
+    call that met the close half-way was told "this AsyncClient is closed" (a class the caller
+    never made) or "the 'openai' Backend is closed: load another" (a backend the client owned),
+    and Python warned on stderr of a coroutine never awaited (a call cancelled before its first
+    step, or queued on the loop as it ended)."""
+    import gc
+    import warnings
+
+    image = png("x")
+    seen: dict[str, int] = {}
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        for round_ in range(8):
+            with OpenAISimulator(plan=FaultPlan(latency_s=(0.01, 0.05), slots=8)) as sim:
+                c = ocrclient.Client("openai", **sim_settings(sim))
+                calls: list[Callable[[], object]] = [
+                    lambda c=c: c.convert(image),
+                    lambda c=c: list(c.convert_many([image])),
+                    lambda c=c: list(c.stream_pages(image)),
+                ]
+
+                def work(call: Callable[[], object]) -> None:
+                    while True:
+                        try:
+                            call()
+                        except BaseException as exc:  # (what reaches the caller is the point)
+                            said = f"{type(exc).__name__}: {exc}"
+                            seen[said] = seen.get(said, 0) + 1
+                            if isinstance(exc, ocrclient.UsageError) or not isinstance(exc, ocrclient.OcrError):
+                                return
+
+                threads = [threading.Thread(target=work, args=(calls[i % 3],)) for i in range(6)]
+                for t in threads:
+                    t.start()
+                time.sleep(0.2 + 0.02 * round_)  # the close falls at a different moment each round
+                c.close()
+                for t in threads:
+                    t.join(30)
+                assert not any(t.is_alive() for t in threads)
+        gc.collect()
+    assert set(seen) <= {"UsageError: this client is closed",
+                         "CancelledRunError: the client was closed while this call was running"}, seen  # fmt: skip
+    assert seen.get("UsageError: this client is closed") == 6 * 8, seen  # every thread told, once
+    assert not [str(w.message) for w in warned if issubclass(w.category, RuntimeWarning)]
+
+
 @pytest.mark.parametrize("how", ["stream_pages", "convert_many"])
 def test_closing_a_client_with_an_iteration_left_unfinished_is_quiet(how: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An iterator taken from a Client and left unfinished, then ``close()``: the loop's shutdown

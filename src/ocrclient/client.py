@@ -462,6 +462,7 @@ class Client:
         under it, it could end as a document of failed pages instead, as a race decided), and a
         backend lent to it lets go of the connections it made there (it stays the caller's,
         usable from another loop)."""
+        self._thread.close_to_new_calls()
         await self._thread.cancel_calls()
         await self._async._close_backend()
         await self._async.backend.release()

@@ -250,6 +250,9 @@ class LoopThread:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()  # (its thread does not live on in a forked child)
         self._stopped = False
+        #: set on the loop as the client's close begins (:meth:`close_to_new_calls`): a call not
+        #: yet running is refused from then on, as after :meth:`stop`
+        self._closing = False
         #: the async generators :meth:`iterate` runs, not yet finished (closed one by one, the
         #: outermost first, when the thread ends: see :func:`_serve`)
         self._agens: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
@@ -263,8 +266,8 @@ class LoopThread:
             raise UsageError("a blocking client call from inside one of its own runs (an on_event callback) "
                              "would wait for itself; call it after the run returns")
         with self._lock:
-            if self._stopped:
-                raise UsageError("this client is closed")
+            if self._stopped or self._closing:
+                raise UsageError(CLOSED)
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 _OWN_LOOPS.add(loop)
@@ -289,17 +292,30 @@ class LoopThread:
         context = contextvars.copy_context()
 
         def start() -> None:
+            if self._stopped or self._closing:  # the client closed since _start: not begun
+                coro.close()
+                done.set_exception(UsageError(CLOSED))
+                return
             task = loop.create_task(_carrying(coro), context=context)
             tasks.append(task)
             self._calls.add(task)
-            task.add_done_callback(lambda t: _settle(t, done))
+            task.add_done_callback(lambda t: _settle(t, done, coro))
 
-        loop.call_soon_threadsafe(start)
+        try:
+            loop.call_soon_threadsafe(start)
+        except RuntimeError:  # the loop closed since _start (the client's close ended meanwhile)
+            coro.close()
+            raise UsageError(CLOSED) from None
         try:
             # in slices: a SIGINT delivered to another thread does not wake a blocked wait, but
             # this thread handles it as soon as it runs Python code again
             while not done.done():
                 cf.wait([done], timeout=0.1)
+                if not done.done() and self._ended():
+                    coro.close()  # start() never ran: the loop ended first
+                    raise UsageError(CLOSED)
+        except UsageError:
+            raise
         except BaseException:
             loop.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])  # after start()
             cf.wait([done])
@@ -322,8 +338,19 @@ class LoopThread:
         finally:
             self._close_agen(agen)
 
+    def _ended(self) -> bool:
+        """Whether the loop's thread has ended (what is still queued on the loop never runs)."""
+        thread = self._thread
+        return thread is not None and not thread.is_alive()
+
+    def close_to_new_calls(self) -> None:
+        """Refuse every call not yet running on the loop (:class:`UsageError`), from now on;
+        called on the loop as the client's close begins, so that a call made meanwhile from
+        another thread meets a closed client, not the backend closing under it."""
+        self._closing = True
+
     def _close_agen(self, agen: AsyncGenerator[Any, None]) -> None:
-        if self._stopped or self._loop is None:
+        if self._stopped or self._closing or self._loop is None:
             return  # the loop's shutdown finalizes what is left
         if self.in_thread():  # collected on the loop's own thread: cannot wait for itself
             self._loop.create_task(agen.aclose())
@@ -360,6 +387,9 @@ class LoopThread:
             loop.call_soon_threadsafe(loop.stop)
 
 
+#: what a blocking client's call raises once the client is closed, however it meets the close
+CLOSED = "this client is closed"
+
 #: what :func:`_next` returns at the end of an async generator
 _END: Any = object()
 
@@ -388,8 +418,9 @@ async def _carrying(coro: Coroutine[Any, Any, _T]) -> _T:
         raise _Carried(exc) from None
 
 
-def _settle(task: asyncio.Task[_T], done: cf.Future[_T]) -> None:
+def _settle(task: asyncio.Task[_T], done: cf.Future[_T], coro: Coroutine[Any, Any, _T]) -> None:
     if task.cancelled():  # the client closed under the call (a caller's own interrupt raises itself)
+        coro.close()  # (a task cancelled before its first step never started it: no warning of that)
         done.set_exception(CancelledRunError("the client was closed while this call was running"))
     elif (exc := task.exception()) is not None:
         done.set_exception(exc)
