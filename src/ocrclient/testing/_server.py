@@ -79,10 +79,14 @@ class LoopbackServer(ThreadingHTTPServer):
             self.server_activate()
         #: the simulator whose requests this server serves (its handler reads it)
         self.owner = owner
+        self.handler = handler
         #: set when this run ends (stop, restart): the simulator's workers watch it while they wait
         self.cut = threading.Event()
         self.thread: threading.Thread | None = None
         self.name = "sim"
+        self.poll_interval = 0.05
+        #: the port :meth:`close` kept bound for :meth:`relisten` (``keep_port``)
+        self._held: socket.socket | None = None
         self._conn_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._threads_alive: set[threading.Thread] = set()
@@ -98,7 +102,7 @@ class LoopbackServer(ThreadingHTTPServer):
         """Listen on ``host:port`` (0: any free port), or on the socket ``held`` for it
         (:func:`hold_port`), and serve in a daemon thread."""
         server = cls((host, port), handler, owner, held)
-        server.name = name
+        server.name, server.poll_interval = name, poll_interval
         server.thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True, name=name
         )
@@ -118,13 +122,31 @@ class LoopbackServer(ThreadingHTTPServer):
         self.close()
         self.join(join_s)
 
-    def close(self) -> None:
+    def close(self, keep_port: bool = False) -> None:
         """The first half of :meth:`stop`: :attr:`cut` set, the port closed, every open
-        connection reset; what the threads serving them write from now on goes nowhere."""
+        connection reset; what the threads serving them write from now on goes nowhere.  With
+        ``keep_port`` (a restart) the port stays bound, not listening (:func:`hold_port`), until
+        :meth:`relisten` listens on it again or :meth:`release_port` lets it go."""
         self.cut.set()
         self.shutdown()  # accept no more connections (every accepted one is tracked by now)
         self.server_close()
+        if keep_port:
+            self._held = hold_port(str(self.server_address[0]), self.port)  # (refusing connections meanwhile)
         self.cut_connections()
+
+    def relisten(self) -> LoopbackServer:
+        """The next run of this closed server (:meth:`close` with ``keep_port``): the same
+        simulator, handler, name and port, served anew; on a new bind of the port if another
+        had taken it meanwhile."""
+        held, self._held = self._held, None
+        return type(self).start(self.owner, self.handler, host=str(self.server_address[0]),
+                                port=self.port, poll_interval=self.poll_interval, name=self.name, held=held)  # fmt: skip
+
+    def release_port(self) -> None:
+        """Let go of the port :meth:`close` kept (the simulator stopped while it was down)."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def join(self, join_s: float = 2.0) -> None:
         """The second half of :meth:`stop`: wait up to ``join_s`` seconds in all for the

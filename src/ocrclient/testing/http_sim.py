@@ -34,7 +34,6 @@ import abc
 import json
 import logging
 import queue
-import socket
 import threading
 import time
 from collections import Counter
@@ -44,7 +43,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from ..secrets import redact
-from ._server import LoopbackServer, SimHandler, hold_port, read_body
+from ._server import LoopbackServer, SimHandler, read_body
 from .faults import CannedReply, FaultPlan, Responder, body_key, echo_responder
 from .http_front import (  # CLOUDFLARE_524 .. Worker: re-exported (their old home)
     CLOUDFLARE_524,
@@ -160,10 +159,8 @@ class HTTPSimulator(ProxyFront, abc.ABC):
         self._listen(self._port)
         return self
 
-    def _listen(self, port: int, held: socket.socket | None = None) -> None:
-        self._server = LoopbackServer.start(
-            self, _Handler, host=self.host, port=port, poll_interval=0.01, name=f"{self.name}-sim", held=held
-        )
+    def _listen(self, port: int) -> None:
+        self._server = LoopbackServer.start(self, _Handler, host=self.host, port=port, poll_interval=0.01, name=f"{self.name}-sim")
         self._thread = self._server.thread
 
     def stop(self) -> None:
@@ -187,24 +184,22 @@ class HTTPSimulator(ProxyFront, abc.ABC):
         old, thread = self._server, self._thread
         if old is None:
             raise RuntimeError("simulator not started")
-        port = int(old.server_address[1])
         # as stop(): the port refuses from now on, every open connection is reset, the old
         # process's workers stop at their next wait, and its threads are waited for (restart
         # returned with them still running, unlike stop())
-        old.close()
-        held = hold_port(self.host, port)  # (refusing connections meanwhile)
+        old.close(keep_port=True)
         old.join()
         if thread is not None:
             thread.join(timeout=2.0)
         with self._lock:
             self.restarts += 1
         if self._stop.wait(down_s):
-            if held is not None:
-                held.close()
+            old.release_port()
             return  # stopped while down
         with self._lock:
             self._ready_at = self.clock() + self.plan.cold_start_s
-        self._listen(port, held)
+        self._server = old.relisten()
+        self._thread = self._server.thread
 
     @property
     def url(self) -> str:

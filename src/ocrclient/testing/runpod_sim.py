@@ -87,7 +87,6 @@ from ._server import (
     ServerOwner,
     SimHandler,
     hang_up,
-    hold_port,
     read_body,
     write_json,
     write_reply,
@@ -417,10 +416,8 @@ class RunPodSimulator(ServerOwner):
         if server is None:
             raise RuntimeError("simulator not started")
         local = self.flavour == "local"
-        held = None
         if local:
-            server.close()
-            held = hold_port(self.host, server.port)  # (refusing connections meanwhile)
+            server.close(keep_port=True)
         jobs = self._release_jobs(lose=True)
         if local:
             server.join()
@@ -428,10 +425,10 @@ class RunPodSimulator(ServerOwner):
         if not self._stop.is_set():
             self._start_workers()
             if local and not self._stop.wait(down_s):
-                self._server = LoopbackServer.start(self, _Handler, host=self.host, port=server.port, name="runpod-sim", held=held)
+                self._server = server.relisten()
                 return
-        if held is not None:
-            held.close()  # stopped meanwhile
+        if local:
+            server.release_port()  # stopped meanwhile
 
     def fail_next_status(self, count: int, code: int = 503) -> None:
         """Answer the next ``count`` status requests with HTTP ``code`` (a flaky gateway)."""
