@@ -143,3 +143,68 @@ async def test_a_try_that_ended_before_its_request_was_written_is_no_attempt(
         raise TransientError("the try failed", cause=cause)
     unsent = not written_first and (cause == "connection" or (cause == "timeout" and reports))
     assert bool(getattr(caught.value, "unsent", False)) is unsent
+
+
+class _Stopping(FaultPlan):
+    """With ``refuse_third``, the third request the server reads is refused (401) and the others
+    answered after 1.5 s; else the first page's request is answered at once and the others
+    after 30 s."""
+
+    def __init__(self, refuse_third: bool) -> None:
+        super().__init__(latency_s=1.5 if refuse_third else 30.0)
+        self.refuse_third, self.calls, self.first_key = refuse_third, 0, ""
+
+    def draw(self, key: str) -> str | None:
+        super().draw(key)  # (counted as every request is)
+        with self._lock:
+            self.calls += 1
+            self.first_key = self.first_key or key
+            return "http_401" if self.refuse_third and self.calls == 3 else None
+
+    def latency(self, key: str) -> float:
+        return 0.0 if key == self.first_key and not self.refuse_third else super().latency(key)
+
+
+@pytest.mark.parametrize("stop", ["another page's key refused", "the call cancelled"])
+async def test_pages_in_flight_when_the_run_stops_count_the_requests_they_sent(stop: str, tmp_path: Path) -> None:
+    """The kind: every way a run stops with pages in flight that still hands back what it did
+    (a page's 401 stops it: ``RunAborted.documents``; the call cancelled: the partial document
+    its outputs writer wrote, as ``ocr convert`` writes on Ctrl-C or SIGTERM).  Each page in
+    flight was sent once, and says so, as its ``PageFailed`` event does, and the stats count
+    it.  They said 0 attempts (the run's own count dropped them), though the server had read
+    their requests and, on a GPU, worked on them.  (A request cut while still being written, as
+    its server could not yet read, is none: ``test_a_server_never_reached_stops_the_run...``.)"""
+    import asyncio
+    import json
+
+    from ocrclient.exporters.sink import OutputWriter
+
+    pdf = text_pdf(tmp_path / "three.pdf", [["one"], ["two"], ["three"]])
+    events: list[ocrclient.Event] = []
+    refused = stop.endswith("refused")
+    settings = {"model": "m", "cache": False, "concurrency": 3, "render": {"dpi": 36}, "on_event": events.append}
+    with OpenAISimulator(model="m", plan=_Stopping(refused)) as sim, OutputWriter(tmp_path / "out", ["json"]) as outputs:
+        call = asyncio.ensure_future(ocrclient.aconvert(pdf, backend="openai", base_url=sim.base_url,
+                                                        api_key=str(sim.api_key), outputs=outputs, **settings))  # fmt: skip
+        if refused:
+            with pytest.raises(ocrclient.RunAborted) as stopped:
+                await call
+            [doc] = stopped.value.documents
+            pages = [(p.page, p.status, p.attempts) for p in doc.pages]
+            assert doc.stats.attempts == 3
+            assert [s for _, s, _ in pages] == ["failed"] * 3
+        else:
+            while sim.requests.get("POST /v1/chat/completions", 0) < 3 or not any(isinstance(e, ocrclient.PageDone) for e in events):
+                await asyncio.sleep(0.02)  # the first page done, the others in flight
+            await asyncio.sleep(0.3)  # (the server has read them: the client sees them written)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            written = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
+            pages = [(p["page"], p["status"], p["attempts"]) for p in written["pages"]]
+            assert written["stats"]["attempts"] == 3
+            assert sorted(s for _, s, _ in pages) == ["failed", "failed", "ok"]  # (the first the server read: done)
+        assert sim.requests.get("POST /v1/chat/completions", 0) == 3
+    assert [(n, a) for n, _, a in pages] == [(1, 1), (2, 1), (3, 1)]
+    failed = [e for e in events if isinstance(e, ocrclient.PageFailed)]
+    assert sorted((e.page, e.attempts) for e in failed) == [(n, 1) for n, status, _ in pages if status == "failed"]

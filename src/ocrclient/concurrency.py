@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .errors import TransientError
 from .transports.written import REQUEST_WRITTEN
@@ -168,8 +168,9 @@ class WritesFirst:
         self._changed = asyncio.Event()  # a request was sent or written
 
     @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
-        """Around one send: the request counts as unwritten until it is reported or ends."""
+    def writing(self, on_written: Callable[[], None] | None = None) -> Iterator[None]:
+        """Around one send: the request counts as unwritten until it is reported (then
+        ``on_written`` is called) or ends."""
         self.sent += 1
         number = self.sent
 
@@ -178,6 +179,8 @@ class WritesFirst:
                 self.unwritten.discard(number)
                 self.reported = self.reported or reported
                 self._changed.set()
+                if reported and on_written is not None:
+                    on_written()
 
         self.unwritten.add(number)
         self._changed.set()

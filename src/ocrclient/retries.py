@@ -129,6 +129,12 @@ class PageTries:
 
     number: int = 0
     unsent: int = 0
+    #: whether the current attempt's request went to the transport (one that did not, whatever
+    #: ended it, is unsent: a stopped run, the deadline, a build error, a cancel before it left),
+    #: and whether the transport said it was written (one cut by a cancel before that is unsent:
+    #: the run stopped while it was still connecting)
+    handed: bool = False
+    written: bool = False
     #: attempts that found no server while none answered (:class:`Reachability`): not the
     #: dialect's attempts (its sampling ladder goes by the others)
     free: int = 0

@@ -18,7 +18,8 @@ so a freed slot is refilled at once and rendered pages never pile up however lon
 * **Writes first** – a reply is parsed once the page waiting for the slot it freed is sent
   (:class:`~ocrclient.concurrency.WritesFirst`).
 * **Cancel** – cancelling the run cancels in-flight attempts (transports cancel remote jobs), the
-  pages that finished are kept in :attr:`Scheduler.partial`, unfinished pages are marked failed.
+  pages that finished are kept in :attr:`Scheduler.partial`, unfinished pages are marked failed
+  (with the requests they sent and what those cost).
   A page whose reply had arrived is parsed to its end and kept (its GPU time is paid for).
 * **Resume** – finished pages go to the :class:`~ocrclient.cache.PageCache` as read (their
   markdown with the page furniture beside), then take the run's output options
@@ -113,6 +114,8 @@ class _Run:
     job: DocumentJob
     pages: dict[int, Page] = field(default_factory=dict)
     inflight: dict[int, PageImage] = field(default_factory=dict)
+    #: the attempts of each page in flight (what a page the run stops under sent and spent)
+    tries: dict[int, PageTries] = field(default_factory=dict)
     submitted: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -236,8 +239,8 @@ class Scheduler:
                         await self._admitted.acquire()
                         run.submitted += 1
                         self._window.take()
-                        run.inflight[page.number] = page
-                        task = asyncio.create_task(self._page_task(i, page, results))
+                        run.inflight[page.number], run.tries[page.number] = page, PageTries()
+                        task = asyncio.create_task(self._page_task(i, page, results, run.tries[page.number]))
                         self._tasks.add(task)
                         task.add_done_callback(self._page_ended)
                     feeding_done[i] = True
@@ -257,6 +260,7 @@ class Scheduler:
             idx, page = item
             runs[idx].pages[page.page] = page
             runs[idx].inflight.pop(page.page, None)
+            runs[idx].tries.pop(page.page, None)
             return page
 
         try:
@@ -288,9 +292,7 @@ class Scheduler:
                 left = results.get_nowait()
                 if left is not None:
                     collect(left)
-            reason: OcrError = (
-                exc if isinstance(exc, OcrError) else CancelledRunError("cancelled before it finished")
-            )
+            reason: OcrError = exc if isinstance(exc, OcrError) else CancelledRunError("cancelled before it finished")
             self._keep_partial(runs, next_doc, reason)
             if isinstance(exc, ABORTS_RUN) and not isinstance(exc, RunAborted):
                 raise RunAborted(exc, self.partial) from None
@@ -329,17 +331,17 @@ class Scheduler:
         self._admitted.release()
 
     async def _page_task(
-        self, doc_index: int, page: PageImage, results: asyncio.Queue[tuple[int, Page] | None]
+        self, doc_index: int, page: PageImage, results: asyncio.Queue[tuple[int, Page] | None], tries: PageTries
     ) -> None:
         try:
-            result = await self._process(page)
+            result = await self._process(page, tries)
         except ABORTS_RUN as exc:
             self._abort = exc
-            result = self._failed_page(page, exc, 1)
+            result = self._failed_page(page, exc, tries.sent, tries.usage)
         except Exception as exc:  # a defect (ours, a plugin's): the page fails; the run never waits for it
             log.error("page %s of %s: %s: %s", page.number, page.source, type(exc).__name__, redact(str(exc)),
                       exc_info=log.isEnabledFor(logging.DEBUG))  # fmt: skip
-            result = self._failed_page(page, exc, 0)
+            result = self._failed_page(page, exc, tries.sent, tries.usage)
         await results.put((doc_index, result))
         self._collect_garbage()
 
@@ -367,7 +369,7 @@ class Scheduler:
             return None
         return page_key_for(page, self.backend.config, self.dialect)
 
-    async def _process(self, page: PageImage) -> Page:
+    async def _process(self, page: PageImage, tries: PageTries) -> Page:
         """``page`` read, once no page like it is (:mod:`.twins`): from the cache, or failed as it failed."""
         key = self._cache_key(page)
         if (earlier := await self._twins.wait(key)) is not None and (error := earlier[1].error) is not None:
@@ -376,12 +378,12 @@ class Scheduler:
             return self._failed_page(page, error.model_copy(update={"message": f"{error.message} (as {where}, the same page: not sent again)"}), 0)
         reading, out = self._twins.begin(key), None
         try:
-            out = await self._read(page, key)
+            out = await self._read(page, key, tries)
             return out
         finally:
             self._twins.end(key, reading, (page.source, out) if out is not None and out.status == "failed" else None)
 
-    async def _read(self, page: PageImage, key: str | None) -> Page:
+    async def _read(self, page: PageImage, key: str | None, tries: PageTries) -> Page:
         if page.encoded is None:
             self._window.start(self.limiter)  # (it needs no request)
             return self._failed_page(page, InputError(page.error or "page could not be rendered", cause="render"), 0)
@@ -392,7 +394,6 @@ class Scheduler:
         self._sending.set()
         started = time.monotonic()
         deadline = started + self.page_deadline_s + (0 if self._warm else self.cold_start_s)
-        tries = PageTries()
         try:
             page_out = await self._tries(page, deadline, tries)
         except ABORTS_RUN as exc:  # the run stops: this page failed with what it sent and spent
@@ -453,14 +454,15 @@ class Scheduler:
         async for state in retrying:
             started = time.monotonic()
             with state:
-                tries.number = state.retry_state.attempt_number
+                tries.number, tries.handed, tries.written = state.retry_state.attempt_number, False, False
                 page_out, usage = await self._attempt(page, tries, deadline)
                 tries.usage = tries.usage.add(usage)
             outcome = state.retry_state.outcome
             exc = outcome.exception() if outcome is not None and outcome.failed else None
+            cut = isinstance(exc, asyncio.CancelledError) and not tries.written  # (a cut request still being written)
+            tries.unsent += exc is not None and (not tries.handed or cut or bool(getattr(exc, "unsent", False)))  # (it never reached a server)
             if isinstance(exc, OcrError):
                 tries.last_error, tries.usage = exc, tries.usage.add(exc.spent or Usage())
-                tries.unsent += bool(getattr(exc, "unsent", False))  # (it never reached a server)
                 if isinstance(exc, BadOutputError) and getattr(exc, "partial_page", None) is not None:
                     tries.salvaged = (exc.partial_page, exc)  # type: ignore[attr-defined]
             free[0], down = self._reach.after(exc, started)
@@ -497,8 +499,8 @@ class Scheduler:
             budget = self.attempt_timeout_s + (0 if self._warm else self.cold_start_s)
             remaining = deadline - time.monotonic()
             if self._abort is not None or remaining <= 0:  # not sent (attempts are the requests sent):
-                tries.unsent += 1  # the run stops (a 401...), or the deadline passed (the last error says on what)
-                last = f" after {tries.sent} attempt(s); the last: {tries.last_error}" if tries.last_error else ""
+                # the run stops (a 401...), or the deadline passed (the last error says on what)
+                last = f" after {tries.sent - 1} attempt(s); the last: {tries.last_error}" if tries.last_error else ""
                 raise self._abort or TransientError(f"page deadline passed{last}", cause="deadline")
             request.timeout_s = min(budget, remaining)
             self._window.start(self.limiter)
@@ -506,7 +508,8 @@ class Scheduler:
             self._emit(PageStarted(page.source, page.number, attempt.number))
             if self._deliver.stopped_by is not None:  # a callback ended the program (on this event or one before): not sent
                 raise asyncio.CancelledError
-            with self._writes.writing():
+            tries.handed = True
+            with self._writes.writing(lambda: setattr(tries, "written", True)):
                 reply = await self._send(request)
         # The reply is in hand, and paid for.  A cancel from here on (Ctrl-C, a stopped run)
         # still parses it -- locally, bounded by the reply caps -- and keeps its page; the
@@ -582,16 +585,13 @@ class Scheduler:
             # pages in flight or never reached when the run stopped: failed, and said (one in flight had no last event)
             for number in sorted(set(run.inflight) | (set(run.job.expected_pages or ()) - set(pages))):
                 box, error = run.inflight[number].page_box if number in run.inflight else None, PageError.of(unfinished)
-                pages[number] = Page(page=number, status="failed", error=error, **(box.page_fields() if box else {}))
-                self._emit(PageFailed(run.job.source, number, error, 0))
+                tries = run.tries.get(number, PageTries())  # (the requests it sent, and what they cost)
+                pages[number] = Page(page=number, status="failed", error=error, attempts=tries.sent,
+                                     usage=tries.usage.priced(self._price), **(box.page_fields() if box else {}))  # fmt: skip
+                self._emit(PageFailed(run.job.source, number, error, tries.sent))
         ordered = [pages[k] for k in sorted(pages)]
-        return Document(
-            source=run.job.source,
-            backend=self.backend.name,
-            model=self.backend.config.model,
-            pages=ordered,
-            stats=self.stats(ordered, wall_s, run.job.source),
-        )
+        return Document(source=run.job.source, backend=self.backend.name, model=self.backend.config.model,
+                        pages=ordered, stats=self.stats(ordered, wall_s, run.job.source))  # fmt: skip
 
     def stats(self, pages: Sequence[Page], wall_s: float, source: str | None = None) -> RunStats:
         """The stats of ``pages``: with ``source``, that document's retries; else the run's."""
