@@ -199,6 +199,36 @@ def test_no_output_replaces_a_file_no_run_wrote(fmt: str, sim: Any, tmp_path: Pa
     assert mine.is_file() and mine.read_bytes() != before
 
 
+@pytest.mark.parametrize("case", ["one it would replace", "one it would remove", "an input there"])
+def test_no_figure_crop_replaces_or_removes_a_file_no_run_wrote(case: str, sim: Any, tmp_path: Path) -> None:
+    """The same rule for the markdown's figure crops (``report_figures/page<N>_fig<K>.png``): a
+    run wrote its crops over a file of that name there that no run wrote, and removed the others
+    as an earlier run's crops it no longer had -- the user's own image, or an input of the same
+    run (``ocr convert x -o x`` with ``x/report_figures/page9_fig1.png``: converted, then
+    deleted).  Now refused before anything is sent; the run's own crops are replaced and
+    pruned by its reruns as before."""
+    from PIL import Image
+
+    from .test_bad_inputs import assert_unusable
+
+    folder = tmp_path / "x"
+    (folder / "report_figures").mkdir(parents=True)
+    text_pdf(folder / "report.pdf", [["page one"]])
+    name = {"one it would replace": "page1_fig1.png", "one it would remove": "page7_fig1.png"}.get(case, "page9_fig1.png")
+    mine = folder / "report_figures" / name
+    Image.new("RGB", (300, 200), "white").save(mine)
+    before, jobs = mine.read_bytes(), sim.jobs_submitted
+    src = folder if case == "an input there" else folder / "report.pdf"
+    argv = ["convert", str(src), "-o", str(folder), "--backend", "runpod-chandra", "--no-cache", "--quiet"]
+    assert_unusable(ocr(argv, _env(sim)), name, "no earlier run wrote")
+    assert mine.read_bytes() == before and sim.jobs_submitted == jobs  # nothing replaced, nothing sent
+    mine.rename(tmp_path / name)  # moved away, as the message says
+    for again in (argv, [*argv, "--redo"]):
+        run = ocr(again, _env(sim))
+        assert run.code == 0, run.stderr
+    assert (folder / "report_figures" / "page1_fig1.png").is_file()  # the run's own crop
+
+
 @pytest.mark.parametrize("gone", ["the whole folder", "one crop"])
 def test_a_rerun_makes_again_the_figure_crops_its_markdown_links_to(gone: str, sim: Any, tmp_path: Path) -> None:
     """A deleted figure crop: the rerun took the document for finished (its md and json were

@@ -419,6 +419,7 @@ def _no_foreign_outputs(plan: "Plan", manifest: "Manifest", stem_of: dict[str, P
     a word.  Every format's file, built-in or a plugin's."""
     from ..exporters import EXPORTERS
     from ..exporters.jsonout import written_for
+    from ..pages.inputs import CROP_NAME, figure_dir
 
     for src, _ in plan:
         stem = stem_of[src.key]
@@ -432,6 +433,17 @@ def _no_foreign_outputs(plan: "Plan", manifest: "Manifest", stem_of: dict[str, P
                 raise InputError(
                     f"writing {target} for {src.name} would replace a {kind} that no earlier run wrote "
                     f"(it is not in {manifest.path.name}); choose another -o or move that file"
+                )
+        # the markdown's figure crops: written into <stem>_figures/, and the crops of an earlier
+        # run there that this one has not are removed; they are a run's when its <stem>.md is
+        md = stem.with_name(stem.name + ".md")
+        crops = figure_dir(md)
+        if "md" in formats and crops.is_dir() and not manifest.wrote(md):
+            theirs = sorted(p.name for p in crops.iterdir() if CROP_NAME.match(p.name))
+            if theirs:
+                raise InputError(
+                    f"writing the figure crops of {src.name} into {crops} would replace or remove {len(theirs)} file(s) "
+                    f"named as crops that no earlier run wrote ({theirs[0]}{', ...' if len(theirs) > 1 else ''}); choose another -o or move them"
                 )
 
 

@@ -63,7 +63,7 @@ from urllib.parse import quote
 
 from ..document import Block, Document, Page
 from ..errors import InputError
-from ..pages.inputs import CROP_NAME
+from ..pages.inputs import CROP_NAME, figure_dir
 from ._io import atomic_write
 from .figures import FIGURE_DPI, FigureCrop, crop_figures, figure_blocks
 from .mdrefs import CODE as _CODE
@@ -102,11 +102,6 @@ class MarkdownResult:
     text: str
     crops: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-def figure_dir(md_path: Path) -> Path:
-    """Where the crops of ``md_path`` go: ``<stem>_figures`` beside it."""
-    return md_path.with_name(f"{md_path.stem}_figures")
 
 
 def comment_text(text: str) -> str:

@@ -92,6 +92,11 @@ Exclude = frozenset[Path]
 CROP_NAME = re.compile(r"^page\d+_fig\d+\.png$")
 
 
+def figure_dir(md_path: Path) -> Path:
+    """Where the crops of ``md_path`` go: ``<stem>_figures`` beside it."""
+    return md_path.with_name(f"{md_path.stem}_figures")
+
+
 def _ours(name: str, filenames: set[str]) -> bool:
     """Whether a folder ``name`` beside ``filenames`` is the figure crops folder of a markdown
     output (``<stem>_figures`` next to ``<stem>.md``): its crops are the run's own output, not
