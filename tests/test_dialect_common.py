@@ -578,3 +578,40 @@ def test_a_reply_that_says_nothing_is_never_an_ok_empty_page(dialect: str, reply
         return
     said = content.markdown.strip() or any(b.text.strip() for b in content.blocks)
     assert said or content.warnings, (content.markdown, content.blocks)
+
+
+# ---------------------------------------------------------------------------------------------
+# a runaway reply is never an ok page
+# ---------------------------------------------------------------------------------------------
+
+#: a model's text running away at the end of a page (what a greedy decode of a table can do)
+RUNAWAY = " lorem ipsum" * 400
+
+
+@pytest.mark.parametrize(("name", "dialect"), [d for d in _every_dialect() if d[0] != "rapidocr"],
+                         ids=lambda v: v if isinstance(v, str) else "")  # fmt: skip
+def test_every_dialect_calls_a_runaway_reply_what_it_is(name: str, dialect: Any) -> None:
+    """The kind: every model dialect, and the whole-PDF one (``--document-mode``, each page of
+    its reply), reading a reply whose text runs away at the end.  A page dialect raises it as
+    bad output (``repetition``, retried with other sampling), its partial content trimmed; the
+    whole-PDF dialect, whose job has no sampling to vary, keeps each page trimmed with a note on
+    the runaway one.  The whole-PDF dialect read it as a clean page: a page of "lorem ipsum"
+    kept as the document's text, no retry, no word of it."""
+    from ocrclient.dialects.deepseek import PAGE_END, DeepSeekDocumentDialect
+
+    request = dialect.build(make_page(dialect.render), Attempt(1))
+    healthy = _reply_for(name, request)
+    with pytest.raises(BadOutputError) as caught:
+        dialect.parse(ModelReply(text=healthy.text + RUNAWAY, finish_reason="stop", data=healthy.data), request)
+    assert caught.value.cause == "repetition"
+    partial = caught.value.partial
+    assert isinstance(partial, PageContent) and len(partial.markdown) < 1000, partial
+    if name != "deepseek":
+        return
+    whole = DeepSeekDocumentDialect(dialect)
+    unit = whole.build(make_page(dialect.render), Attempt(1))
+    for pages, runaway in ((["Page one.", "Page two." + RUNAWAY, "Page three."], 2), (["One page." + RUNAWAY], 1)):
+        content = whole.parse(ModelReply(text="".join(p + PAGE_END for p in pages), finish_reason="stop"), unit)
+        assert len(content.markdown) < 1000 and [b.text[:9] for b in content.blocks] == [p[:9] for p in pages]
+        assert all(len(b.text) < 100 for b in content.blocks)
+        assert [w for w in content.warnings if "repetition" in w] == [w for w in content.warnings if w.startswith(f"document page {runaway}: repetition:")] != []

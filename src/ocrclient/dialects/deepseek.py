@@ -57,6 +57,7 @@ from ..imaging import EncodedImage, RenderSpec
 from ..models import ModelReply, ModelRequest, PageContent, RawBlock
 from .base import ChatDialect
 from .parsing import block_type, heading_text, parse_box
+from .reply_checks import detect_repetition, trim_repetition
 from .request_parts import image_part, text_part
 
 __all__ = ["DEFAULT_DOCUMENT_PROMPT", "DEFAULT_PROMPT", "DeepSeekDialect", "DeepSeekDocumentDialect", "parse_grounded"]
@@ -286,13 +287,23 @@ class DeepSeekDocumentDialect:
 
     def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent:
         """One holder block per page; a page's own troubles (its reply cut at ``max_tokens``,
-        as the worker's ``pages[].finish_reason`` says; its grounding unreadable) are notes on
-        that page (:func:`page_note`), the unit's on every page."""
+        as the worker's ``pages[].finish_reason`` says; its grounding unreadable; its text
+        running away in an endless repetition, cut down to two copies) are notes on that page
+        (:func:`page_note`), the unit's on every page.  A runaway is not retried, unlike a
+        page's: the job has no sampling to vary (the worker's own decoding), and the same PDF
+        would cost the whole unit again for the same text."""
         text = reply.text or ""
         if not text.strip():
             raise BadOutputError("the worker returned empty markdown", cause="empty")
         detection = reply.data.get("detection_markdown")
         pages_md = split_pages(text)
+        runaway: list[str] = []
+        for k, md in enumerate(pages_md):
+            if (rep := detect_repetition(md)) is not None:
+                pages_md[k] = trim_repetition(md)
+                runaway.append(page_note(k + 1, f"repetition: {rep}"))
+        if runaway:
+            text = "".join(md.strip() + PAGE_END for md in pages_md)  # (as DeepSeek's own script writes them)
         pages_det = split_pages(detection) if isinstance(detection, str) and detection.strip() else []
         blocks: list[RawBlock] = []
         warnings: list[str] = []
@@ -310,7 +321,7 @@ class DeepSeekDocumentDialect:
             if isinstance(entry, dict) and entry.get("finish_reason") == "length":
                 number = entry.get("page")
                 warnings.append(page_note(number if isinstance(number, int) else k + 1, "truncated: the reply hit max_tokens"))
-        return PageContent(markdown=text, blocks=blocks, space=CoordSpace.grid(GRID), warnings=warnings)
+        return PageContent(markdown=text, blocks=blocks, space=CoordSpace.grid(GRID), warnings=[*warnings, *runaway])
 
 
 def split_pages(text: str) -> list[str]:
