@@ -232,3 +232,23 @@ def test_an_async_on_event_is_refused_by_every_call_that_takes_one(call: str, ca
             ocrclient.convert(pdf, **kw)
         else:
             list(getattr(ocrclient, call)([pdf] if call == "convert_many" else pdf, **kw))
+
+
+def test_no_numeric_setting_takes_a_negative_number() -> None:
+    """The kind: every number among a backend's settings (counts, times, prices), given -1,
+    is a ConfigError naming it: ``price_per_gpu_second = -1`` was taken, and ``ocr bench``
+    priced the run below nothing."""
+    import types
+    import typing
+
+    from ocrclient.config import BackendConfig, resolve_config
+
+    def numeric(annotation: Any) -> bool:
+        args = typing.get_args(annotation) if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) else ()
+        return annotation in (int, float) or any(a in (int, float) for a in args)
+
+    fields = [name for name, f in BackendConfig.model_fields.items() if numeric(f.annotation)]
+    assert {"concurrency", "max_attempts", "price_per_gpu_second", "price_per_hour", "cold_start_s"} <= set(fields), fields
+    for name in fields:
+        with pytest.raises(ConfigError, match=name):
+            resolve_config("local", **{name: -1})

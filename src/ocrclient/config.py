@@ -229,8 +229,8 @@ class BackendConfig(BaseModel):
     page_deadline_s: PositiveSeconds = 1800.0
     cold_start_s: Seconds = 600.0
     unreachable_s: PositiveSeconds = 300.0
-    price_per_gpu_second: float | None = None
-    price_per_hour: float | None = None
+    price_per_gpu_second: float | None = Field(None, ge=0)  # (a negative price made a negative cost)
+    price_per_hour: float | None = Field(None, ge=0)
     transport_options: dict[str, Any] = Field(default_factory=dict)
     dialect_options: dict[str, Any] = Field(default_factory=dict)
     #: where the profile came from (file path), for `ocr config`

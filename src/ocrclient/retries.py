@@ -205,7 +205,7 @@ class Reachability:
         silent = now - self.since
         if not self.said and silent >= self.warn_after_s:
             self.said = True
-            warnings.warn(f"no server answers at the endpoint{self._at()} ({exc}): waiting up to {self.limit_s:.0f} s "
+            warnings.warn(f"no server answers at the endpoint{self._at()} ({exc}): waiting up to {self.limit_s:g} s "
                           "for it before the run stops", stacklevel=2)  # fmt: skip
         if silent < self.limit_s:
             return True, None
