@@ -229,6 +229,34 @@ def test_no_figure_crop_replaces_or_removes_a_file_no_run_wrote(case: str, sim: 
     assert (folder / "report_figures" / "page1_fig1.png").is_file()  # the run's own crop
 
 
+def test_a_write_removes_only_the_crops_its_earlier_markdown_linked(sim: Any, tmp_path: Path) -> None:
+    """The other half of the rule, for every writer (the Python API's ``OutputWriter``, which
+    keeps no manifest, and a Document written again without its run): the crops an earlier
+    markdown linked that the new one has not are removed, and nothing else named like a crop
+    (they all were: a user's ``page9_fig1.png`` beside a run's crops went with them)."""
+    from PIL import Image
+
+    from ocrclient.document import Document
+    from ocrclient.exporters.markdown import write
+
+    out = tmp_path / "out"
+    pdf = text_pdf(tmp_path / "report.pdf", [["page one"], ["page two"]])
+    kw = {"backend": "runpod-chandra", "cache": False, "api_key": KEY, "endpoint_id": sim.endpoint_id, "base_url": sim.base_url}
+    (out / "report_figures").mkdir(parents=True)
+    mine = out / "report_figures" / "page9_fig1.png"
+    Image.new("RGB", (30, 20), "white").save(mine)
+    with OutputWriter(out, ["md"]) as writer:
+        doc = ocrclient.convert(pdf, outputs=writer, **kw)
+    ran = sorted(p.name for p in (out / "report_figures").iterdir())
+    assert ran == ["page1_fig1.png", "page2_fig1.png", "page9_fig1.png"]  # the run's two, and the user's
+    # the same document written again with page 2's figure gone: its crop goes, the user's stays
+    fewer = Document.model_validate({**doc.model_dump(), "pages": [doc.pages[0].model_dump(),
+                                     {**doc.pages[1].model_dump(), "blocks": [], "markdown": "page two"}]})  # fmt: skip
+    write(fewer, out / "report.md", source=pdf)
+    assert sorted(p.name for p in (out / "report_figures").iterdir()) == ["page1_fig1.png", "page9_fig1.png"]
+    assert mine.is_file()
+
+
 @pytest.mark.parametrize("gone", ["the whole folder", "one crop"])
 def test_a_rerun_makes_again_the_figure_crops_its_markdown_links_to(gone: str, sim: Any, tmp_path: Path) -> None:
     """A deleted figure crop: the rerun took the document for finished (its md and json were

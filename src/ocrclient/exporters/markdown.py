@@ -59,7 +59,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from ..document import Block, Document, Page
 from ..errors import InputError
@@ -75,6 +75,7 @@ __all__ = [
     "crop_link",
     "crop_name",
     "figure_dir",
+    "linked_crops",
     "page_marker",
     "prune_figures",
     "render",
@@ -351,19 +352,36 @@ def save_crop(md_path: Path, crop: FigureCrop) -> str:
     return crop_link(md_path, crop.page, crop.index)
 
 
+#: a markdown link to a crop in a figure folder (``](doc_figures/page1_fig1.png)``)
+_CROP_LINK = re.compile(r"\]\(([^)\s]*_figures/[^)\s]+)\)")
+
+
 def crop_link(md_path: Path, page: int, index: int) -> str:
     """The relative link from ``md_path`` to a crop of its figure folder."""
     return quote(f"{figure_dir(md_path).name}/{crop_name(page, index)}", safe="/")
 
 
+def linked_crops(md_path: Path) -> set[str]:
+    """The names of the crops in its figure folder that the markdown file ``md_path`` links to
+    (none when it cannot be read)."""
+    try:
+        text = md_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    prefix = figure_dir(md_path).name + "/"
+    found = (unquote(link) for link in _CROP_LINK.findall(text))
+    return {link[len(prefix) :] for link in found if link.startswith(prefix) and CROP_NAME.match(link[len(prefix) :])}
+
+
 def prune_figures(md_path: Path, keep: set[str]) -> None:
-    """Remove the crops of an earlier run that this one no longer has (and the folder when it
-    is left empty)."""
+    """Remove the crops the markdown at ``md_path`` linked (an earlier run's, read before it is
+    written over) that this one no longer has, and the folder when it is left empty.  Nothing
+    else there is touched (every file named like a crop went, before: a user's image, an input
+    of the same run)."""
     folder = figure_dir(md_path)
     if folder.is_dir():
-        for old in folder.iterdir():
-            if CROP_NAME.match(old.name) and old.name not in keep:
-                old.unlink(missing_ok=True)
+        for name in linked_crops(md_path) - keep:
+            (folder / name).unlink(missing_ok=True)
         if not any(folder.iterdir()):
             folder.rmdir()
 
