@@ -229,6 +229,41 @@ def test_no_figure_crop_replaces_or_removes_a_file_no_run_wrote(case: str, sim: 
     assert (folder / "report_figures" / "page1_fig1.png").is_file()  # the run's own crop
 
 
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_a_run_stopped_after_its_first_crops_is_resumed_not_refused(stop: str, tmp_path: Path) -> None:
+    """The refusal above never takes a run's own crops for a user's: a run stopped (or killed)
+    once some of its crops are written, before its markdown is, is resumed by the next run into
+    the same folder (its manifest names the document's files before the first crop is written)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ocrclient.testing import FaultPlan
+
+    pdf = text_pdf(tmp_path / "long.pdf", [[f"page {i}"] for i in range(12)])
+    out = tmp_path / "out"
+    with RunPodSimulator(api_key=KEY, plan=FaultPlan(latency_s=1.0, slots=2),
+                         responder=DialectResponder("chandra", truth=_truth)) as slow:  # fmt: skip
+        argv = ["convert", str(pdf), "-o", str(out), "--backend", "runpod-chandra", "--cache-dir", str(tmp_path / "cache"),
+                "--concurrency", "2", "--quiet"]  # fmt: skip
+        env = {**os.environ, **_env(slow), "NO_COLOR": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "ocrclient.cli", *argv], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not list(out.glob("long_figures/*.png")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(getattr(signal, stop))
+        proc.communicate(timeout=60)
+        # SIGTERM: what had finished written (with its manifest entry); SIGKILL: no markdown yet
+        assert (proc.returncode, (out / "long.md").is_file()) == ((143, True) if stop == "SIGTERM" else (-9, False))
+        assert len(list(out.glob("long_figures/*.png"))) < 12
+        rerun = ocr(argv, _env(slow), timeout=120)
+    assert rerun.code == 0, rerun.stderr
+    assert len(list(out.glob("long_figures/*.png"))) == 12
+
+
 def test_a_write_removes_only_the_crops_its_earlier_markdown_linked(sim: Any, tmp_path: Path) -> None:
     """The other half of the rule, for every writer (the Python API's ``OutputWriter``, which
     keeps no manifest, and a Document written again without its run): the crops an earlier
