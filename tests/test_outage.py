@@ -314,3 +314,25 @@ def test_a_pool_stops_only_when_no_member_has_a_server(tmp_path: Path, recwarn: 
     with pytest.warns(UserWarning, match="no server answers"), pytest.raises(EndpointDownError):
         ocrclient.convert(pdf, backend=str(pool([gone, f"http://127.0.0.1:{_closed_port()}/v1"])), cache=False,
                           scheduler_options=FAST)  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["Client", "convert"])
+def test_the_python_apis_outage_warning_is_one_line_on_stderr(how: str, tmp_path: Path) -> None:
+    """A script's run against a server that is gone, under Python's own warning display: the
+    wait is said in one line naming the package, not a line of ocrclient's source (it came from
+    the client's event loop, where no frame of the caller's is: ``scheduler.py:466`` and the
+    line of code below it)."""
+    import subprocess
+    import sys
+
+    pdf = text_pdf(tmp_path / "d.pdf", [["one"]])
+    call = ("with ocrclient.Client('openai', **kw) as c:\n    c.convert(pdf)" if how == "Client"
+            else "ocrclient.convert(pdf, backend='openai', **kw)")  # fmt: skip
+    script = (f"import ocrclient\npdf = {str(pdf)!r}\n"
+              f"kw = dict(base_url='http://127.0.0.1:{_closed_port()}/v1', model='m', cache=False, unreachable_s=1.0)\n"
+              f"try:\n    " + call.replace("\n", "\n    ") + "\nexcept ocrclient.EndpointDownError:\n    print('stopped')\n")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "stopped", run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "UserWarning: no server answers at the endpoint" in lines[0], run.stderr
+    assert ".py" not in lines[0].split("UserWarning")[0], lines

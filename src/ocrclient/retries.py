@@ -205,8 +205,10 @@ class Reachability:
         silent = now - self.since
         if not self.said and silent >= self.warn_after_s:
             self.said = True
-            warnings.warn(f"no server answers at the endpoint{self._at()} ({exc}): waiting up to {self.limit_s:g} s "
-                          "for it before the run stops", stacklevel=2)  # fmt: skip
+            # told from the run's event loop (a Client's own thread): no line of the caller's to
+            # point at, so it names the package, not a line of this file (one line on stderr)
+            warnings.warn_explicit(f"no server answers at the endpoint{self._at()} ({exc}): waiting up to {self.limit_s:g} s "
+                                   "for it before the run stops", UserWarning, "ocrclient", 0, module=__name__)  # fmt: skip
         if silent < self.limit_s:
             return True, None
         return True, EndpointDownError(
