@@ -208,3 +208,27 @@ async def test_pages_in_flight_when_the_run_stops_count_the_requests_they_sent(s
     assert [(n, a) for n, _, a in pages] == [(1, 1), (2, 1), (3, 1)]
     failed = [e for e in events if isinstance(e, ocrclient.PageFailed)]
     assert sorted((e.page, e.attempts) for e in failed) == [(n, 1) for n, status, _ in pages if status == "failed"]
+
+
+async def test_pages_in_flight_at_a_transport_that_never_says_written_count_as_sent() -> None:
+    """The same stop through a transport that does not say when a request is written (the
+    local engine's, a plugin's; here the suite's fake): a page it had in hand when the run was
+    cancelled was sent (only a transport that says so can tell a request cut while still being
+    written), and a page whose reply came before the cancel counts its request too."""
+    import asyncio
+
+    from ocrclient.scheduler import Scheduler
+
+    from .fakes import FakeTransport, make_backend, page_stream
+
+    transport = FakeTransport(service_s=5.0)
+    sched = Scheduler(make_backend(transport))
+    run = asyncio.ensure_future(sched.run_document("doc.pdf", page_stream(3)))
+    while transport.inflight < 3:
+        await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    [doc] = sched.partial
+    assert [(p.page, p.status, p.attempts) for p in doc.pages] == [(1, "failed", 1), (2, "failed", 1), (3, "failed", 1)]
+    assert doc.stats.attempts == 3

@@ -610,8 +610,13 @@ def test_every_dialect_calls_a_runaway_reply_what_it_is(name: str, dialect: Any)
         return
     whole = DeepSeekDocumentDialect(dialect)
     unit = whole.build(make_page(dialect.render), Attempt(1))
+    grounding = "<|ref|>text<|/ref|><|det|>[[10, 10, 500, 100]]<|/det|>\n"
     for pages, runaway in ((["Page one.", "Page two." + RUNAWAY, "Page three."], 2), (["One page." + RUNAWAY], 1)):
-        content = whole.parse(ModelReply(text="".join(p + PAGE_END for p in pages), finish_reason="stop"), unit)
+        # the worker's reply: the markdown, and the same pages with their grounding (the page's boxes)
+        said = ModelReply(text="".join(p + PAGE_END for p in pages), finish_reason="stop",
+                          data={"detection_markdown": "".join(grounding + p + PAGE_END for p in pages)})  # fmt: skip
+        content = whole.parse(said, unit)
         assert len(content.markdown) < 1000 and [b.text[:9] for b in content.blocks] == [p[:9] for p in pages]
-        assert all(len(b.text) < 100 for b in content.blocks)
+        assert all(len(b.text) < 100 and b.children for b in content.blocks)
+        assert all(len(c.text) < 100 for b in content.blocks for c in b.children)  # (the boxes' text too)
         assert [w for w in content.warnings if "repetition" in w] == [w for w in content.warnings if w.startswith(f"document page {runaway}: repetition:")] != []

@@ -147,10 +147,10 @@ class Scheduler:
     ) -> None:
         cfg = backend.config
         self.backend = backend
-        self.dialect = backend.dialect
-        self.transport = backend.transport
+        self.dialect, self.transport = backend.dialect, backend.transport
         #: a GPU-second's price: a pool's members' (when they agree: they are billed), else the profile's
         self._price = getattr(self.transport, "price_per_gpu_second", None) or backend.config.price_per_gpu_second
+        self._reports_writes = bool(getattr(self.transport, "reports_writes", False))
         self.cache = cache
         self._keep_furniture = keeps_furniture(cfg)  # (an output option: the cache holds both markdowns)
         self.on_event = on_event
@@ -459,7 +459,7 @@ class Scheduler:
                 tries.usage = tries.usage.add(usage)
             outcome = state.retry_state.outcome
             exc = outcome.exception() if outcome is not None and outcome.failed else None
-            cut = isinstance(exc, asyncio.CancelledError) and not tries.written  # (a cut request still being written)
+            cut = isinstance(exc, asyncio.CancelledError) and not tries.written and self._reports_writes  # (cut while being written)
             tries.unsent += exc is not None and (not tries.handed or cut or bool(getattr(exc, "unsent", False)))  # (it never reached a server)
             if isinstance(exc, OcrError):
                 tries.last_error, tries.usage = exc, tries.usage.add(exc.spent or Usage())
@@ -511,6 +511,7 @@ class Scheduler:
             tries.handed = True
             with self._writes.writing(lambda: setattr(tries, "written", True)):
                 reply = await self._send(request)
+            tries.written = True  # (a reply in hand: written, whether the transport says so or not)
         # The reply is in hand, and paid for.  A cancel from here on (Ctrl-C, a stopped run)
         # still parses it -- locally, bounded by the reply caps -- and keeps its page; the
         # page then stops (a reply that cannot be used is not retried: the cancel wins).

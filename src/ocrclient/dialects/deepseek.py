@@ -57,7 +57,7 @@ from ..imaging import EncodedImage, RenderSpec
 from ..models import ModelReply, ModelRequest, PageContent, RawBlock
 from .base import ChatDialect
 from .parsing import block_type, heading_text, parse_box
-from .reply_checks import detect_repetition, trim_repetition
+from .reply_checks import BLOCK_TEXT_SLACK, bound_blocks, detect_repetition, trim_repetition
 from .request_parts import image_part, text_part
 
 __all__ = ["DEFAULT_DOCUMENT_PROMPT", "DEFAULT_PROMPT", "DeepSeekDialect", "DeepSeekDocumentDialect", "parse_grounded"]
@@ -297,22 +297,23 @@ class DeepSeekDocumentDialect:
             raise BadOutputError("the worker returned empty markdown", cause="empty")
         detection = reply.data.get("detection_markdown")
         pages_md = split_pages(text)
-        runaway: list[str] = []
-        for k, md in enumerate(pages_md):
-            if (rep := detect_repetition(md)) is not None:
+        pages_det = split_pages(detection) if isinstance(detection, str) and detection.strip() else []
+        grounded = len(pages_det) == len(pages_md)
+        runaway: dict[int, str] = {}  # page index -> the note on it
+        for k, md in enumerate(pages_md):  # its markdown, or its grounded text, running away
+            if (rep := detect_repetition(md) or (detect_repetition(pages_det[k]) if grounded else None)) is not None:
                 pages_md[k] = trim_repetition(md)
-                runaway.append(page_note(k + 1, f"repetition: {rep}"))
+                runaway[k] = page_note(k + 1, f"repetition: {rep}")
         if runaway:
             text = "".join(md.strip() + PAGE_END for md in pages_md)  # (as DeepSeek's own script writes them)
-        pages_det = split_pages(detection) if isinstance(detection, str) and detection.strip() else []
         blocks: list[RawBlock] = []
         warnings: list[str] = []
         for k, md in enumerate(pages_md):
             children: list[RawBlock] = []
-            if len(pages_det) == len(pages_md):
-                grounded = parse_grounded(pages_det[k])
-                children = grounded.blocks
-                warnings.extend(page_note(k + 1, w) for w in grounded.warnings)
+            if grounded:
+                read = parse_grounded(pages_det[k])
+                children = read.blocks if k not in runaway else bound_blocks(read.blocks, len(md) + BLOCK_TEXT_SLACK)
+                warnings.extend(page_note(k + 1, w) for w in read.warnings)
             blocks.append(RawBlock("text", md.strip(), label=f"document-page:{k + 1}", children=children))
         if pages_det and len(pages_det) != len(pages_md):
             warnings.append("detection markdown does not match the pages: no boxes")
@@ -321,7 +322,7 @@ class DeepSeekDocumentDialect:
             if isinstance(entry, dict) and entry.get("finish_reason") == "length":
                 number = entry.get("page")
                 warnings.append(page_note(number if isinstance(number, int) else k + 1, "truncated: the reply hit max_tokens"))
-        return PageContent(markdown=text, blocks=blocks, space=CoordSpace.grid(GRID), warnings=[*warnings, *runaway])
+        return PageContent(markdown=text, blocks=blocks, space=CoordSpace.grid(GRID), warnings=[*warnings, *runaway.values()])
 
 
 def split_pages(text: str) -> list[str]:

@@ -419,6 +419,10 @@ class HttpImports:
     caller's thread and the certificates in a thread of their own (``preload``,
     :meth:`~ocrclient.registry.Backend.preload`, for a caller with set-up work left to do)."""
 
+    #: its requests are sent by a :func:`make_client` client, which says when each is written
+    #: (:mod:`.written`): one cut before that was never read (the scheduler counts no attempt)
+    reports_writes = True
+
     def _server_url(self) -> str:
         """Where the transport's requests go (its ``base_url``)."""
         return str(getattr(self, "base_url", ""))

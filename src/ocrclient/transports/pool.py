@@ -102,6 +102,11 @@ class PoolTransport:
             if hasattr(m.transport, "hand_back_429"):  # while another member can take it
                 m.transport.hand_back_429 = functools.partial(self._any_healthy, but=m)
 
+    @property
+    def reports_writes(self) -> bool:
+        """Whether every member says when its requests are written (see ``HttpImports``)."""
+        return all(getattr(m.transport, "reports_writes", False) for m in self.members)
+
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> PoolTransport:
         from ..registry import load_transport
