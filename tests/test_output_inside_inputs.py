@@ -233,7 +233,9 @@ def test_no_figure_crop_replaces_or_removes_a_file_no_run_wrote(case: str, sim: 
 def test_a_run_stopped_after_its_first_crops_is_resumed_not_refused(stop: str, tmp_path: Path) -> None:
     """The refusal above never takes a run's own crops for a user's: a run stopped (or killed)
     once some of its crops are written, before its markdown is, is resumed by the next run into
-    the same folder (its manifest names the document's files before the first crop is written)."""
+    the same folder (its manifest names the document's files before the first crop is written),
+    and the crops it left that the next run has not are removed (a killed run's, which no
+    markdown links, stayed when only the linked ones were)."""
     import os
     import signal
     import subprocess
@@ -252,13 +254,17 @@ def test_a_run_stopped_after_its_first_crops_is_resumed_not_refused(stop: str, t
         proc = subprocess.Popen([sys.executable, "-m", "ocrclient.cli", *argv], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
         deadline = time.monotonic() + 60
-        while not list(out.glob("long_figures/*.png")) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while len(list(out.glob("long_figures/*.png"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # (pages 1 and 2 done, one more: two or more crops besides page 1's)
         proc.send_signal(getattr(signal, stop))
         proc.communicate(timeout=60)
         # SIGTERM: what had finished written (with its manifest entry); SIGKILL: no markdown yet
         assert (proc.returncode, (out / "long.md").is_file()) == ((143, True) if stop == "SIGTERM" else (-9, False))
-        assert len(list(out.glob("long_figures/*.png"))) < 12
+        left = sorted(p.name for p in out.glob("long_figures/*.png"))
+        assert 3 <= len(left) < 12, left
+        fewer = ocr([*argv, "--pages", "1"], _env(slow), timeout=120)  # one page: the others' crops go
+        assert fewer.code == 0, fewer.stderr
+        assert sorted(p.name for p in out.glob("long_figures/*.png")) == ["page1_fig1.png"]
         rerun = ocr(argv, _env(slow), timeout=120)
     assert rerun.code == 0, rerun.stderr
     assert len(list(out.glob("long_figures/*.png"))) == 12

@@ -373,14 +373,16 @@ def linked_crops(md_path: Path) -> set[str]:
     return {link[len(prefix) :] for link in found if link.startswith(prefix) and CROP_NAME.match(link[len(prefix) :])}
 
 
-def prune_figures(md_path: Path, keep: set[str]) -> None:
+def prune_figures(md_path: Path, keep: set[str], every: bool = False) -> None:
     """Remove the crops the markdown at ``md_path`` linked (an earlier run's, read before it is
     written over) that this one no longer has, and the folder when it is left empty.  Nothing
     else there is touched (every file named like a crop went, before: a user's image, an input
-    of the same run)."""
+    of the same run), unless ``every``: the caller knows every crop-named file there to be an
+    earlier run's (``ocr convert`` refused the folder otherwise), a killed run's among them."""
     folder = figure_dir(md_path)
     if folder.is_dir():
-        for name in linked_crops(md_path) - keep:
+        earlier = {p.name for p in folder.iterdir() if CROP_NAME.match(p.name)} if every else linked_crops(md_path)
+        for name in earlier - keep:
             (folder / name).unlink(missing_ok=True)
         if not any(folder.iterdir()):
             folder.rmdir()
@@ -435,15 +437,17 @@ def write(
     source: str | Path | None = None,
     links: Links | None = None,
     bodies: Callable[[Page], str] | None = None,
+    own_figures: bool = False,
 ) -> Path:
     """Write ``path``.  With ``links`` (a run's crops, already saved by
     :mod:`ocrclient.exporters.sink`) the markdown links them; otherwise, with ``figures``, the
     crops are cut from a new render of the input (:func:`render_with_figures`) and saved in
     ``<stem>_figures/``.  Crops of an earlier run that this one does not have are removed.
-    ``bodies``: as :func:`render` takes it (with ``links``, or without ``figures``)."""
+    ``bodies``: as :func:`render` takes it (with ``links``, or without ``figures``).
+    ``own_figures``: see :func:`prune_figures`."""
     if links is not None or not figures:
         if figures:
-            prune_figures(path, {crop_name(p, k) for p, k in links or {}})
+            prune_figures(path, {crop_name(p, k) for p, k in links or {}}, every=own_figures)
         text = render(doc, page_separators=page_separators, page_markers=page_markers, links=links, bodies=bodies)
         return atomic_write(path, text)
     result = render_with_figures(doc, path, page_separators=page_separators, page_markers=page_markers, source=source)
@@ -452,5 +456,5 @@ def write(
     folder = figure_dir(path)
     for name, data in result.crops.items():
         atomic_write(folder / name, data)
-    prune_figures(path, set(result.crops))
+    prune_figures(path, set(result.crops), every=own_figures)
     return atomic_write(path, result.text)

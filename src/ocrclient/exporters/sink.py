@@ -83,6 +83,10 @@ class SinkSettings(TypedDict, total=False):
     lean: bool
     #: called once, before the first of the document's files is written (see OutputWriter)
     before_write: Callable[[], None] | None
+    #: every file named like a crop in the figure folder is an earlier run's (``ocr convert``,
+    #: which refused a folder holding one that no run wrote): the markdown's write removes each
+    #: one this run has not (a killed run's, which no markdown links), not only those linked
+    own_figures: bool
 
 
 class DocumentSink:
@@ -107,6 +111,7 @@ class DocumentSink:
         self.pages = settings.get("pages", 0)
         self.executor = settings.get("executor")
         self._before_write = settings.get("before_write")
+        self.own_figures = settings.get("own_figures", False)
         self._before_lock = threading.Lock()
         self.pieces = PagePieces(source, self.targets, self.options, self.pages)
         #: lean mode, when every format can be written from spilled pages (:data:`LEAN_FORMATS`)
@@ -299,7 +304,7 @@ class DocumentSink:
             md = {k: v for k, v in opts.items() if k in ("page_markers", "page_separators", "figures")}
             spill, got = self.spill, links or {}
             bodies = None if spill is None else lambda page: spill.md_body(page, got)
-            return markdown.write(doc, path, links=links, bodies=bodies, **md)
+            return markdown.write(doc, path, links=links, bodies=bodies, own_figures=self.own_figures, **md)
         if fmt == "json" and self.spill is not None:
             from . import jsonout
 
@@ -414,7 +419,7 @@ class OutputWriter:
 
             sweep_leftovers(stem)
         sink = DocumentSink.start(source, self.targets(source), self.options, pages=len(pages), executor=self._executor,
-                                  lean=self.lean, before_write=self._before_write(source, stem))  # fmt: skip
+                                  lean=self.lean, before_write=self._before_write(source, stem), own_figures=self.sweep)  # fmt: skip
         with self._lock:
             self._sinks.append(sink)
             self._done.pop(id(source), None)  # a new run of it: written anew
@@ -453,7 +458,7 @@ class OutputWriter:
                 if written is not None:
                     return written
                 sink = DocumentSink(source, self.targets(source), self.options, pages=len(doc.pages),
-                                    before_write=self._before_write(source))  # fmt: skip
+                                    before_write=self._before_write(source), own_figures=self.sweep)  # fmt: skip
                 self._sinks.append(sink)
         written = sink.finish(doc)
         with self._lock:
