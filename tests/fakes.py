@@ -35,6 +35,19 @@ def make_page(index: int, source: str = "doc.pdf", *, error: str | None = None) 
     )
 
 
+async def cancel_with_in_flight(sched: Any, transport: FakeTransport, pages: int, in_flight: int) -> None:
+    """Run a ``pages``-page document through ``sched``, cancel it once ``transport`` has
+    ``in_flight`` requests in hand, and see the run end with the cancel."""
+    import pytest
+
+    run = asyncio.create_task(sched.run_document("doc.pdf", page_stream(pages)))
+    while transport.inflight < in_flight:
+        await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+
+
 async def page_stream(n: int, source: str = "doc.pdf", *, errors: set[int] = frozenset(), pulled: list[int] | None = None) -> AsyncIterator[PageImage]:  # type: ignore[assignment]
     for i in range(n):
         if pulled is not None:

@@ -215,20 +215,14 @@ async def test_pages_in_flight_at_a_transport_that_never_says_written_count_as_s
     local engine's, a plugin's; here the suite's fake): a page it had in hand when the run was
     cancelled was sent (only a transport that says so can tell a request cut while still being
     written), and a page whose reply came before the cancel counts its request too."""
-    import asyncio
 
     from ocrclient.scheduler import Scheduler
 
-    from .fakes import FakeTransport, make_backend, page_stream
+    from .fakes import FakeTransport, cancel_with_in_flight, make_backend
 
     transport = FakeTransport(service_s=5.0)
     sched = Scheduler(make_backend(transport))
-    run = asyncio.ensure_future(sched.run_document("doc.pdf", page_stream(3)))
-    while transport.inflight < 3:
-        await asyncio.sleep(0.01)
-    run.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await run
+    await cancel_with_in_flight(sched, transport, pages=3, in_flight=3)
     [doc] = sched.partial
     assert [(p.page, p.status, p.attempts) for p in doc.pages] == [(1, "failed", 1), (2, "failed", 1), (3, "failed", 1)]
     assert doc.stats.attempts == 3

@@ -31,7 +31,14 @@ from ocrclient.testing.faults import FaultPlan
 from ocrclient.transports import written
 from ocrclient.transports.base import Health, ModelReply, ModelRequest
 
-from .fakes import FakeDialect, FakeTransport, make_backend, make_page, page_stream
+from .fakes import (
+    FakeDialect,
+    FakeTransport,
+    cancel_with_in_flight,
+    make_backend,
+    make_page,
+    page_stream,
+)
 
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
 
@@ -143,12 +150,7 @@ async def test_boxes_are_mapped_to_page_points() -> None:
 async def test_cancel_leaves_no_task_running() -> None:
     t = FakeTransport(service_s=10)
     s = sched(t, concurrency=3)
-    run = asyncio.create_task(s.run_document("doc.pdf", page_stream(10)))
-    while t.inflight < 3:
-        await asyncio.sleep(0.01)
-    run.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await run
+    await cancel_with_in_flight(s, t, pages=10, in_flight=3)
     assert t.inflight == 0
     assert t.cancelled == 3
     others = [x for x in asyncio.all_tasks() if x is not asyncio.current_task()]
