@@ -419,8 +419,7 @@ class HttpImports:
     caller's thread and the certificates in a thread of their own (``preload``,
     :meth:`~ocrclient.registry.Backend.preload`, for a caller with set-up work left to do)."""
 
-    #: its requests are sent by a :func:`make_client` client, which says when each is written
-    #: (:mod:`.written`): one cut before that was never read (the scheduler counts no attempt)
+    #: its :func:`make_client` client says when each request is written (:mod:`.written`)
     reports_writes = True
 
     def _server_url(self) -> str:
