@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from urllib.parse import unquote
 
 from .document import Document, RunStats
 from .pages import Source
+from .pages.inputs import CROP_LINK
 
 __all__ = ["Manifest"]
 
@@ -62,10 +62,6 @@ def _stat(src: Source) -> tuple[int | None, float | None]:
     return st.st_size, st.st_mtime
 
 
-#: a markdown link to one of the figure crops written beside it (``doc_figures/page1_fig1.png``)
-_CROP_LINK = re.compile(r"\]\(([^)\s]*_figures/[^)\s]+)\)")
-
-
 def _crops_present(path: Path) -> bool:
     """Whether every figure crop the markdown file ``path`` links to is there (``True`` for any
     other file)."""
@@ -75,7 +71,7 @@ def _crops_present(path: Path) -> bool:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    return all((path.parent / unquote(link)).is_file() for link in _CROP_LINK.findall(text))
+    return all((path.parent / unquote(link)).is_file() for link in CROP_LINK.findall(text))
 
 
 class Manifest:

@@ -437,8 +437,7 @@ def _no_foreign_outputs(plan: "Plan", manifest: "Manifest", stem_of: dict[str, P
         # the markdown's figure crops: written into <stem>_figures/, and the crops of an earlier
         # run there that this one has not are removed; they are a run's when its <stem>.md is
         md = stem.with_name(stem.name + ".md")
-        crops = figure_dir(md)
-        if "md" in formats and crops.is_dir() and not manifest.wrote(md):
+        if "md" in formats and (crops := figure_dir(md)).is_dir() and not manifest.wrote(md):
             theirs = sorted(p.name for p in crops.iterdir() if CROP_NAME.match(p.name))
             if theirs:
                 raise InputError(

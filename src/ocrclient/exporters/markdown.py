@@ -63,7 +63,7 @@ from urllib.parse import quote, unquote
 
 from ..document import Block, Document, Page
 from ..errors import InputError
-from ..pages.inputs import CROP_NAME, figure_dir
+from ..pages.inputs import CROP_LINK, CROP_NAME, figure_dir
 from ._io import atomic_write
 from .figures import FIGURE_DPI, FigureCrop, crop_figures, figure_blocks
 from .mdrefs import CODE as _CODE
@@ -352,10 +352,6 @@ def save_crop(md_path: Path, crop: FigureCrop) -> str:
     return crop_link(md_path, crop.page, crop.index)
 
 
-#: a markdown link to a crop in a figure folder (``](doc_figures/page1_fig1.png)``)
-_CROP_LINK = re.compile(r"\]\(([^)\s]*_figures/[^)\s]+)\)")
-
-
 def crop_link(md_path: Path, page: int, index: int) -> str:
     """The relative link from ``md_path`` to a crop of its figure folder."""
     return quote(f"{figure_dir(md_path).name}/{crop_name(page, index)}", safe="/")
@@ -369,8 +365,9 @@ def linked_crops(md_path: Path) -> set[str]:
     except OSError:
         return set()
     prefix = figure_dir(md_path).name + "/"
-    found = (unquote(link) for link in _CROP_LINK.findall(text))
-    return {link[len(prefix) :] for link in found if link.startswith(prefix) and CROP_NAME.match(link[len(prefix) :])}
+    links = (unquote(link) for link in CROP_LINK.findall(text))
+    names = (link[len(prefix) :] for link in links if link.startswith(prefix))
+    return {name for name in names if CROP_NAME.match(name)}
 
 
 def prune_figures(md_path: Path, keep: set[str], every: bool = False) -> None:

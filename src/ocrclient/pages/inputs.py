@@ -92,6 +92,10 @@ Exclude = frozenset[Path]
 CROP_NAME = re.compile(r"^page\d+_fig\d+\.png$")
 
 
+#: a markdown link to one of the figure crops written beside it (``](doc_figures/page1_fig1.png)``)
+CROP_LINK = re.compile(r"\]\(([^)\s]*_figures/[^)\s]+)\)")
+
+
 def figure_dir(md_path: Path) -> Path:
     """Where the crops of ``md_path`` go: ``<stem>_figures`` beside it."""
     return md_path.with_name(f"{md_path.stem}_figures")
