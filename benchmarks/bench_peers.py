@@ -46,9 +46,11 @@ patched onto its handler in the simulator's process).  Printed per client:
 falls on all of them alike), and each printed figure is the median of a client's runs.  Each
 figure is also printed as a ratio to ocrclient's OpenAI row in the same run, and each
 ocrclient row is set beside the naive loop that sent the same images over the same API, and
-under them the **start floor**: a process importing only the libraries ``ocr convert`` needs before
-its first request (:data:`FLOOR`), start -> imports done, the median of seven, set beside each
-naive loop's first request (what is left for ocrclient's own start to be level).  A second
+under them the **start floors** (:data:`FLOORS`): processes importing only libraries, start ->
+imports done, the median of seven each, in three layers: the naive loop's own libraries, then
+with pydantic (the settings), then with typer (the command line), which is every library ``ocr
+convert`` needs before its first request; the last is set beside each naive loop's first request
+(what is left for ocrclient's own start to be level).  A second
 table explains the efficiency, on the simulator's clock, from the page requests (OpenAI: chat
 completions; RunPod: ``/run`` and ``/runsync`` submits, not ``/status``):
 
@@ -440,34 +442,43 @@ if __name__ == "__main__":
 '''
 
 
-#: the libraries ``ocr convert`` imports before its first request, and nothing of its own: the
-#: start no CLI built on the required dependencies can beat.  typer (0.29 on) coerces every
-#: option through a pydantic ``TypeAdapter`` (``typer._adapters``), the settings are pydantic
-#: models, pypdfium2 and PIL render, httpx/httpcore/h11/anyio send.
-FLOOR = """\
-import time
-import asyncio, httpx, pypdfium2, PIL.Image, typer, pydantic.main
-try:
-    import typer._adapters
-except ImportError:  # typer before 0.29 coerces without pydantic
-    pass
-import httpcore, h11, anyio, anyio._backends._asyncio
-print(time.monotonic())
-"""
+#: the start floors, each a process importing libraries and nothing of ocrclient's, in layers:
+#: the naive loop's own (pypdfium2 and PIL render, httpx/httpcore/h11/anyio send), then with
+#: pydantic (ocrclient's settings are pydantic models, validated before anything is sent), then
+#: with typer (the command line: from 0.29 on it coerces every option through a pydantic
+#: ``TypeAdapter``, ``typer._adapters``).  The last is the start no CLI built on the required
+#: dependencies can beat; the gaps between them are what each layer costs at start.
+FLOORS = [
+    ("the naive loop's libraries", "asyncio, httpx, pypdfium2, PIL, httpcore, h11, anyio"),
+    ("+ pydantic", "pydantic"),
+    ("+ typer", "typer with its pydantic option coercion"),
+]
+_FLOOR_IMPORTS = [
+    "import asyncio, httpx, pypdfium2, PIL.Image, httpcore, h11, anyio, anyio._backends._asyncio",
+    "import pydantic.main",
+    "import typer\ntry:\n    import typer._adapters\nexcept ImportError:  # typer before 0.29 coerces without pydantic\n    pass",
+]
 
 
-def start_floor(py: str, cwd: Path, runs: int = 7) -> float | None:
-    """The median of ``runs`` processes' start -> :data:`FLOOR`'s imports done, in seconds (None
-    when it fails)."""
-    took = []
+def floor_code(layers: int) -> str:
+    """The program of the floor with the first ``layers`` of :data:`FLOORS`."""
+    return "import time\n" + "\n".join(_FLOOR_IMPORTS[:layers]) + "\nprint(time.monotonic())\n"
+
+
+def start_floors(py: str, cwd: Path, runs: int = 7) -> list[float] | None:
+    """Each floor of :data:`FLOORS`: the median of ``runs`` processes' start -> its imports
+    done, in seconds, the layers interleaved run by run (None when one fails)."""
+    took: list[list[float]] = [[] for _ in FLOORS]
     for _ in range(runs):
-        t_start = time.monotonic()
-        done = subprocess.run([py, "-c", FLOOR], env=_env(), cwd=cwd, capture_output=True, text=True, timeout=60)
-        try:
-            took.append(float(done.stdout.strip()) - t_start)
-        except ValueError:
-            return None
-    return sorted(took)[len(took) // 2]
+        for layer in range(len(FLOORS)):
+            t_start = time.monotonic()
+            done = subprocess.run([py, "-c", floor_code(layer + 1)], env=_env(), cwd=cwd, capture_output=True, text=True,
+                                  timeout=60)  # fmt: skip
+            try:
+                took[layer].append(float(done.stdout.strip()) - t_start)
+            except ValueError:
+                return None
+    return [sorted(t)[len(t) // 2] for t in took]
 
 
 def install_vlmparse(tmp: Path) -> tuple[Path | None, str]:
@@ -607,9 +618,9 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def print_pairs(results: list[tuple[str, dict[str, Any]]], floor_s: float | None = None) -> None:
+def print_pairs(results: list[tuple[str, dict[str, Any]]], floors: list[float] | None = None) -> None:
     """Each ocrclient row against its naive baseline: ours / naive per column, and which is ahead;
-    then the start floor (:data:`FLOOR`) beside each naive loop's first request."""
+    then the start floors (:data:`FLOORS`) beside each naive loop's first request."""
     by = dict(results)
     for ours, naive in PAIRS:
         a, b = by.get(ours), by.get(naive)
@@ -623,18 +634,19 @@ def print_pairs(results: list[tuple[str, dict[str, Any]]], floor_s: float | None
             level = a[key] == b[key]
             cells.append(f"{header} {a[key] / b[key]:.2f}x " + ("level" if level else "ahead" if ahead else "BEHIND"))
         print(f"{ours} / {naive}: " + ", ".join(cells))
-    if floor_s is None:
+    if not floors:
         return
-    print(f"start floor: {floor_s:.3f} s (python importing only the libraries ocr convert needs before its "
-          "first request: httpx, asyncio, pypdfium2, PIL, typer with its pydantic option coercion, pydantic, "
-          "httpcore, h11, anyio; none of ocrclient's code)")  # fmt: skip
+    print("start floors (python importing only libraries, none of ocrclient's code; median of 7 each):")
+    for (label, what), floor_s in zip(FLOORS, floors, strict=True):
+        print(f"  {label}: {floor_s:.3f} s ({what})")
+    floor_s = floors[-1]
     for _ours, naive in PAIRS:
         b = by.get(naive)
         if b is not None and "error" not in b and b.get("first_request_s"):
             left = b["first_request_s"] - floor_s
             print(f"  {naive} first request {b['first_request_s']:.3f} s: "
-                  + (f"{left * 1000:.0f} ms left for ocrclient's own start to be level" if left > 0
-                     else f"{-left * 1000:.0f} ms before the floor: no client on these libraries can be ahead"))  # fmt: skip
+                  + (f"{left * 1000:.0f} ms left above the last floor for ocrclient's own start to be level" if left > 0
+                     else f"{-left * 1000:.0f} ms before the last floor: no client on these libraries can be ahead"))  # fmt: skip
 
 
 DIAGNOSTICS = [  # key, header
@@ -736,8 +748,7 @@ def main() -> int:
         print()
         print_table(results, "ocrclient runpod-pod-lightonocr2")
         print()
-        floor_s = start_floor(py, tmp)
-        print_pairs(results, floor_s)
+        print_pairs(results, start_floors(py, tmp))
         print()
         print_diagnostics(results, args.service_s)
         print(f"load average (1 min) at end: {os.getloadavg()[0]:.2f}")
