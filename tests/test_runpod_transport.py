@@ -20,6 +20,7 @@ from ocrclient.errors import (
     AuthError,
     CancelledRunError,
     ConfigError,
+    OcrError,
     PermanentError,
     TransientError,
 )
@@ -32,6 +33,7 @@ from ocrclient.transports.runpod import (
     decode_job_error,
     parse_chat_output,
 )
+from ocrclient.transports.runpod_jobs import job_reply
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -703,6 +705,35 @@ def test_decode_job_error_shapes() -> None:
     assert isinstance(classify_failure("", "something odd happened", cause="c", job_id=None), TransientError)
     assert isinstance(classify_failure("RuntimeError", "CUDA error: invalid argument", cause="c", job_id=None),
                       TransientError)
+
+
+_OUTPUT = [{"choices": [{"message": {"content": "# Title"}, "finish_reason": "stop"}]}]
+
+
+@pytest.mark.parametrize("state", ["COMPLETED", "FAILED", "TIMED_OUT"])
+@pytest.mark.parametrize(("execution", "delay", "run_s"),
+                         [(5e5, 5e5, 1.2), (1e308, 1e308, 1.2), (int("9" * 400), 0, None), (800, 900, 0.8), (0, 5e5, 0.0)],
+                         ids=["both-long", "1e308", "400-digits", "queue-long", "queue-only"])  # fmt: skip
+def test_a_jobs_reported_times_together_are_at_most_the_wait(state: str, execution: float, delay: float,
+                                                             run_s: float | None) -> None:  # fmt: skip
+    """Every terminal job, its reply or its failure's ``spent``: executionTime + delayTime, as
+    charged, never more than the client waited for the job (a bogus or hostile server's numbers
+    charged ~1 s of GPU a page more); the run first, then the queue in what is left."""
+    status = {"id": "j1", "status": state, "executionTime": execution, "delayTime": delay, "output": _OUTPUT,
+              "error": "CUDA error: out of memory"}  # fmt: skip
+    waited = 1.2
+    try:
+        reply = job_reply(status, chat_request(), waited_s=waited)
+        gpu, queue = reply.gpu_seconds, reply.queue_seconds
+        assert reply.latency_s == waited
+    except OcrError as exc:
+        assert state != "COMPLETED"
+        gpu, queue = (exc.spent.gpu_seconds, exc.spent.queue_seconds) if exc.spent is not None else (None, None)
+    assert (gpu or 0) + (queue or 0) <= waited, (gpu, queue)
+    if state == "COMPLETED" or (state == "FAILED" and run_s):  # (the run is reported first; a failure's when it ran)
+        assert gpu == run_s, gpu
+    if state == "COMPLETED" and (execution, delay) == (800, 900):
+        assert (gpu, queue) == (0.8, pytest.approx(0.4)), (gpu, queue)  # (the queue in what the run left)
 
 
 @pytest.mark.parametrize(

@@ -398,20 +398,12 @@ class RunPodTransport(HttpImports):
         finally:
             if job.id:
                 self.in_flight.discard(job.id)
-        try:
-            reply = job_reply(status, request)
+        try:  # (its queue and run bounded by our wait: the job was submitted within it)
+            return job_reply(status, request, waited_s=time.monotonic() - started)
         except RecursionError:  # an error or output nested deeper than its readers go
             raise BadOutputError(
                 f"RunPod job {job.id}: the reply is nested too deeply to read", cause="reply_too_deep"
             ) from None
-        reply.latency_s = time.monotonic() - started
-        # a job cannot have queued or run longer than we waited for it (what it costs follows)
-        bound = reply.latency_s + 1.0
-        if reply.gpu_seconds is not None:
-            reply.gpu_seconds = min(reply.gpu_seconds, bound)
-        if reply.queue_seconds is not None:
-            reply.queue_seconds = min(reply.queue_seconds, bound)
-        return reply
 
     async def _run(self, data: bytes, route: str, job: _Job, deadline: float, limit: int) -> dict[str, Any]:
         remaining = deadline - time.monotonic()

@@ -351,22 +351,39 @@ def _unwrap_single(output: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def job_reply(status: Mapping[str, Any], request: ModelRequest) -> ModelReply:
+def job_reply(status: Mapping[str, Any], request: ModelRequest, waited_s: float | None = None) -> ModelReply:
     """The reply of a job in a terminal status, or the error it ended with.
 
     ``FAILED`` -> :func:`classify_failure`; ``TIMED_OUT`` / ``CANCELLED`` and a ``COMPLETED``
     job without output (the platform or handler lost the result) -> :class:`TransientError`;
-    ``gpu_seconds`` / ``queue_seconds`` from ``executionTime`` / ``delayTime`` (ms).
+    ``gpu_seconds`` / ``queue_seconds`` from ``executionTime`` / ``delayTime`` (ms), of a reply
+    and of a failed job's ``spent`` alike.  With ``waited_s`` (the client's wait, the job
+    submitted within it: the reply's ``latency_s``), the two together are at most that wait: a
+    job cannot have queued and run longer than it was waited for, and its cost follows them.
     """
     try:
-        return _job_reply(status, request)
+        reply = _job_reply(status, request)
     except OcrError as exc:  # a job that ran and failed was billed too
-        gpu = seconds(status.get("executionTime"), 0.001)
+        gpu, queue = _within(waited_s, status)
         if gpu and exc.spent is None:
             from ..document import Usage
 
-            exc.spent = Usage(gpu_seconds=gpu, queue_seconds=seconds(status.get("delayTime"), 0.001))
+            exc.spent = Usage(gpu_seconds=gpu, queue_seconds=queue)
         raise
+    reply.gpu_seconds, reply.queue_seconds = _within(waited_s, status)
+    if waited_s is not None:
+        reply.latency_s = waited_s
+    return reply
+
+
+def _within(waited_s: float | None, status: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """The job's ``executionTime`` and ``delayTime`` in seconds (NaN, negative, absurd -> None
+    or clamped), together at most ``waited_s``: the run first, the queue in what is left."""
+    gpu, queue = seconds(status.get("executionTime"), 0.001), seconds(status.get("delayTime"), 0.001)
+    if waited_s is not None:
+        gpu = None if gpu is None else min(gpu, waited_s)
+        queue = None if queue is None else min(queue, max(0.0, waited_s - (gpu or 0.0)))
+    return gpu, queue
 
 
 def _job_reply(status: Mapping[str, Any], request: ModelRequest) -> ModelReply:
@@ -398,8 +415,6 @@ def _job_reply(status: Mapping[str, Any], request: ModelRequest) -> ModelReply:
     else:
         reply = _document_reply(output, job_id)
     reply.job_id = job_id
-    reply.gpu_seconds = seconds(status.get("executionTime"), 0.001)  # NaN, negative, absurd -> None / clamped
-    reply.queue_seconds = seconds(status.get("delayTime"), 0.001)
     return reply
 
 
