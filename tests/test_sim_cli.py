@@ -29,12 +29,16 @@ def _busy_port() -> tuple[socket.socket, int]:
     ["-m", "ocrclient.testing.runpod_sim", "--fault", "failed"],
     ["-m", "ocrclient.testing.runpod_sim", "--fault", "nosuch=0.1"],
     ["-m", "ocrclient.testing.runpod_sim", "--port", "BUSY"],
+    ["-m", "ocrclient.testing", "nosuch"],
+    ["-m", "ocrclient.testing", "openai", "--latency", "x", "1"],
+    ["-m", "ocrclient.testing.hostile", "no_such_behaviour"],
+    ["-m", "ocrclient.testing.runpod_sim", "--no-such-option"],
 ])  # fmt: skip
 def test_every_bad_simulator_command_line_is_one_line_exit_2(argv: list[str]) -> None:
     """Each way to start a simulator wrongly (a plan whose rates add up past 1, a port out of
     range or in use, no replay files, a behaviour without that contract's form, a --fault
-    without a rate or of no known class) printed a traceback, exit 1: now argparse's one
-    line, exit 2."""
+    without a rate or of no known class) printed a traceback, exit 1: now one line (argparse's
+    error without its usage block), exit 2."""
     busy, port = _busy_port()
     try:
         argv = [str(port) if a == "BUSY" else a for a in argv]
@@ -42,7 +46,8 @@ def test_every_bad_simulator_command_line_is_one_line_exit_2(argv: list[str]) ->
     finally:
         busy.close()
     assert run.returncode == 2, run.stderr
-    assert "Traceback" not in run.stderr and run.stderr.strip().splitlines()[-1].split(": error: ")[1], run.stderr
+    assert "Traceback" not in run.stderr and run.stderr.strip().split(": error: ")[1], run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr  # (not argparse's usage block first)
 
 
 def test_a_simulator_stopped_and_started_again_restarts() -> None:

@@ -25,6 +25,7 @@ import sys
 import threading
 from typing import Any
 
+from ._cli import OneLineParser
 from .faults import (
     FAULTS,
     FaultPlan,
@@ -50,7 +51,7 @@ def _rate(text: str) -> tuple[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ocrclient.testing", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m ocrclient.testing", description=__doc__.split("\n\n")[0])
     p.add_argument("kind", choices=KINDS)
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any free port)")
     p.add_argument("--host", default="127.0.0.1")

@@ -66,6 +66,7 @@ from contextlib import suppress
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
+from ._cli import OneLineParser
 from ._server import (
     LoopbackServer,
     ServerOwner,
@@ -195,9 +196,7 @@ class HostileServer(ServerOwner):
 
     def stop(self) -> None:
         self._stop.set()
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        self._stop_server()
 
     @property
     def url(self) -> str:
@@ -515,7 +514,7 @@ class _Handler(SimHandler):
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m ocrclient.testing.hostile BEHAVIOUR [--contract C] [--size 40MB] ...``"""
-    p = argparse.ArgumentParser(prog="python -m ocrclient.testing.hostile", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m ocrclient.testing.hostile", description=__doc__.split("\n")[0])
     p.add_argument("behaviour", choices=sorted(BEHAVIOURS))
     p.add_argument("--contract", choices=CONTRACTS, default="openai")
     p.add_argument("--port", type=int, default=0)

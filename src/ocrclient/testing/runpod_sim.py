@@ -64,7 +64,6 @@ Run one by hand: ``python -m ocrclient.testing.runpod_sim --port 8765``.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import json
@@ -82,6 +81,7 @@ from http import HTTPStatus
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from ._cli import OneLineParser
 from ._server import (
     LoopbackServer,
     ServerOwner,
@@ -904,7 +904,7 @@ class _Handler(SimHandler):
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m ocrclient.testing.runpod_sim --port 8765``: serve until Ctrl-C."""
-    p = argparse.ArgumentParser(description="Simulated RunPod serverless endpoint on loopback")
+    p = OneLineParser(prog="python -m ocrclient.testing.runpod_sim", description="Simulated RunPod serverless endpoint on loopback")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--flavour", choices=["api", "local"], default="api")
     p.add_argument("--endpoint-id", default="sim-endpoint")
