@@ -510,6 +510,25 @@ async def test_modal_without_keys_is_an_auth_error(monkeypatch: pytest.MonkeyPat
     assert health.ok is False
 
 
+def test_modal_result_url_redirects_to_itself_until_the_result_is_ready() -> None:
+    """The documented wire (docs/testing.md): a request not answering after
+    ``modal_redirect_after_s`` gets a 303 to its result URL, whose GET answers once the result
+    is ready, or, still not ready after another ``modal_redirect_after_s``, a 303 to itself."""
+    with OpenAISimulator(mode="modal", model="m", modal_redirect_after_s=0.4, plan=FaultPlan(latency_s=1.0)) as sim:
+        c = httpx.Client(timeout=30)
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
+        first = c.post(sim.base_url + "/chat/completions", headers=sim.modal_headers, json=body)
+        assert first.status_code == 303 and "__modal_function_call_id=fc-" in first.headers["location"]
+        hops, resp = [], first
+        while resp.status_code == 303:
+            assert len(hops) < 10
+            hops.append(resp.headers["location"])
+            resp = c.get(hops[-1], headers=sim.modal_headers)
+        c.close()
+    assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"]
+    assert len(hops) >= 2 and len(set(hops)) == 1, hops  # (another 303, to the same URL)
+
+
 async def test_modal_cold_start_waits_then_answers() -> None:
     plan = FaultPlan(cold_start_s=1.0)
     with OpenAISimulator(plan=plan, mode="modal", modal_redirect_after_s=0.3) as sim:

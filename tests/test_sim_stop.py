@@ -280,3 +280,20 @@ def test_a_runpod_endpoint_restart_ends_its_workers_and_keeps_the_api_connection
     finally:
         sim.stop()
     assert _new_threads(before) == []
+
+
+@pytest.mark.parametrize("kind", sorted(SIMULATORS))
+def test_every_simulator_still_says_where_it_was_after_stop(kind: str) -> None:
+    """``port``, ``url`` and ``base_url`` read after ``stop()`` (a test's teardown logging
+    them) gave the last address on the RunPod simulator and raised ``RuntimeError: ... not
+    started`` on the others; before ``start()`` each raises on every simulator alike."""
+    make, _ = SIMULATORS[kind]
+    sim = make()
+    names = [n for n in ("port", "url", "base_url") if hasattr(type(sim), n)]
+    for name in names:
+        with pytest.raises(RuntimeError, match="not started"):
+            getattr(sim, name)
+    with sim:
+        where = {n: getattr(sim, n) for n in names}
+    assert {n: getattr(sim, n) for n in names} == where
+    assert "port" in names and str(where["port"]) in where.get("base_url", where.get("url", ""))

@@ -204,9 +204,11 @@ class LoopbackServer(ThreadingHTTPServer):
 
 class ServerOwner(abc.ABC):
     """What a simulator holding a :class:`LoopbackServer` gets: a context manager that starts
-    and stops it, and its port."""
+    and stops it, and its port, still read after the stop (a test's teardown that logs
+    ``sim.base_url`` works for every simulator alike)."""
 
     _server: LoopbackServer | None
+    _last_port: int | None = None
 
     @abc.abstractmethod
     def start(self) -> Self: ...
@@ -222,9 +224,18 @@ class ServerOwner(abc.ABC):
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if self._server is not None:
+            return self._server.port
+        if self._last_port is None:
             raise RuntimeError(f"{type(self).__name__} not started")
-        return self._server.port
+        return self._last_port
+
+    def _stop_server(self) -> None:
+        """Stop the server and let it go, its port kept for :attr:`port`."""
+        if self._server is not None:
+            self._last_port = self._server.port
+            self._server.stop()
+            self._server = None
 
     def clock(self) -> float:
         """The simulator's clock (``time.monotonic``): what its service deadlines and job times

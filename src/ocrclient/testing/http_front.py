@@ -11,7 +11,8 @@ the front the simulator plays (:data:`SimulatorMode`):
   mid-body cuts the connection;
 * ``modal`` — a Modal web endpoint: 401 ``modal-http: ...`` without the right ``Modal-Key`` /
   ``Modal-Secret`` (:meth:`ProxyFront.modal_denied`), and a request not answering after
-  ``modal_redirect_after_s`` gets ``303 See Other`` to a result URL that serves it on GET.
+  ``modal_redirect_after_s`` gets ``303 See Other`` to a result URL that serves it on GET (or,
+  not ready after another ``modal_redirect_after_s``, redirects to itself again).
 
 :class:`~ocrclient.testing.http_sim.HTTPSimulator` is built on it.
 """

@@ -165,9 +165,7 @@ class HTTPSimulator(ProxyFront, abc.ABC):
 
     def stop(self) -> None:
         self._stop.set()
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        self._stop_server()
 
     def restart(self, down_s: float = 0.1) -> None:
         """A server restart (the process dies and comes back on the same port).

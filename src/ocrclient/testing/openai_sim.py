@@ -33,7 +33,9 @@ Modes:
 * ``mode="modal"`` — a Modal web endpoint: 401 ``modal-http: missing credentials for proxy
   authorization`` without the right ``Modal-Key`` / ``Modal-Secret`` headers, and a request that
   has not started answering after ``modal_redirect_after_s`` gets ``303 See Other`` to a result URL
-  (``?__modal_function_call_id=fc-...``) that serves the answer on GET, blocking until it is ready.
+  (``?__modal_function_call_id=fc-...``) whose GET answers once the result is ready, or, not
+  ready after another ``modal_redirect_after_s``, with another 303 to itself: a client follows
+  the redirects until the answer comes.
 
 Example::
 
