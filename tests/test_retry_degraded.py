@@ -92,3 +92,37 @@ def test_the_python_apis_cache_retries_degraded_pages_when_asked(tmp_path: Path)
         assert len(sent) == n
         doc = ocrclient.convert(pdf, cache=PageCache(tmp_path / "c", retry_degraded=True), **settings)
         assert [p.status for p in doc.pages] == ["ok", "ok"] and len(sent) == n + 2
+
+
+@pytest.mark.parametrize("status", [400, 503, 401], ids=["refused", "unavailable", "key-refused-run-stops"])
+def test_a_retry_that_fails_keeps_the_earlier_degraded_reading(status: int, tmp_path: Path) -> None:
+    """``--retry-degraded`` sends a kept page again; when that fails (a refusal, attempts run
+    out, a refused key that stops the run; its twin in the run alike) the page keeps its earlier
+    degraded reading, said in a warning: it became ``failed`` with no markdown, the document's
+    outputs went backwards (a plain rerun then served the old reading back from the cache)."""
+    import ocrclient
+    from ocrclient.cache import PageCache
+    from ocrclient.errors import RunAborted
+
+    pdf = text_pdf(tmp_path / "doc.pdf", [["page one"], ["page two"], ["page one"]])  # (page 3: page 1's twin)
+
+    def respond(body: dict[str, Any]) -> SimReply:
+        return SimReply("the page, cut", finish_reason="length")
+
+    with OpenAISimulator(model="m", responder=respond) as sim:
+        settings: dict[str, Any] = {"backend": "openai", "dialect": "plain", "base_url": sim.base_url, "model": "m",
+                                    "api_key": sim.api_key, "concurrency": 1, "max_attempts": 1}  # fmt: skip
+        first = ocrclient.convert(pdf, cache=PageCache(tmp_path / "c"), **settings)
+        assert [p.status for p in first.pages] == ["degraded"] * 3
+        sim.force_status = status
+        try:
+            doc = ocrclient.convert(pdf, cache=PageCache(tmp_path / "c", retry_degraded=True), **settings)
+        except RunAborted as stopped:
+            assert status == 401
+            doc = stopped.documents[0]
+    retried = [p for p in doc.pages if p.attempts]
+    assert retried and all(p.status == "degraded" and p.markdown == "the page, cut" for p in retried), doc.pages
+    for page in retried:
+        assert page.cached and any("sent again (--retry-degraded) and failed" in w for w in page.warnings), page.warnings
+    if status != 401:  # (the run went on: every page kept, the twin of the failed one too)
+        assert [p.status for p in doc.pages] == ["degraded"] * 3 and [p.markdown for p in doc.pages] == ["the page, cut"] * 3

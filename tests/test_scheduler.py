@@ -381,11 +381,11 @@ async def test_full_collections_every_n_pages_within_a_time_share(monkeypatch: p
     """Pages leave reference cycles behind in the libraries they pass through; the scheduler runs
     a full collection every GC_EVERY_PAGES finished pages, unless the last one was so recent
     that collections would take more than GC_MAX_SHARE of the time."""
-    import ocrclient.scheduler as sched_mod
+    import ocrclient.concurrency as pacing
 
     calls: list[int] = []
-    monkeypatch.setattr(sched_mod.gc, "collect", lambda *a: calls.append(1) or 0)
-    monkeypatch.setattr(sched_mod, "GC_EVERY_PAGES", 10)
+    monkeypatch.setattr(pacing.gc, "collect", lambda *a: calls.append(1) or 0)
+    monkeypatch.setattr(pacing, "GC_EVERY_PAGES", 10)
     finished: list[object] = []
 
     async def last_page_held(n: int) -> Any:
@@ -408,8 +408,8 @@ async def test_full_collections_every_n_pages_within_a_time_share(monkeypatch: p
 
     calls.clear()
     s = sched(FakeTransport(FaultPlan(seed=1)), concurrency=4)
-    s._last_gc_s = 3600.0  # pretend the last collection took an hour: none for a long while
-    s._last_gc_end = time.perf_counter()
+    s._gc.last_s = 3600.0  # pretend the last collection took an hour: none for a long while
+    s._gc.last_end = time.perf_counter()
     doc = await s.run_document("doc.pdf", page_stream(45))
     assert doc.stats.ok == 45 and calls == []
 
@@ -422,15 +422,15 @@ async def test_no_full_collection_once_the_last_page_is_sent(
     skipped (at the 64th page of a 64-page run it held up the run's end by ~25 ms).  Every
     page sent at once: none at all; one page in flight (two admitted): after pages 10 and 20,
     not after the 30th.  A scheduler run twice counts afresh each run."""
-    import ocrclient.scheduler as sched_mod
+    import ocrclient.concurrency as pacing
 
     calls: list[int] = []
-    monkeypatch.setattr(sched_mod.gc, "collect", lambda *a: calls.append(1) or 0)
-    monkeypatch.setattr(sched_mod, "GC_EVERY_PAGES", 10)
+    monkeypatch.setattr(pacing.gc, "collect", lambda *a: calls.append(1) or 0)
+    monkeypatch.setattr(pacing, "GC_EVERY_PAGES", 10)
     s = sched(FakeTransport(FaultPlan(seed=1), service_s=service_s), concurrency=concurrency)
     for _ in range(2):
         calls.clear()
-        s._since_gc = 0
+        s._gc.since = 0
         doc = await s.run_document("doc.pdf", page_stream(pages))
         assert doc.stats.ok == pages and len(calls) == expected
 

@@ -473,28 +473,26 @@ class PageCache:
                 if f.name.endswith(".json") and (temp or not f.name.startswith(".tmp-")):
                     yield f
 
-    def get(self, key: str, *, furniture: bool = False) -> Page | None:
+    def get(self, key: str, *, furniture: bool = False, kept: bool = False) -> Page | None:
         """The page stored under ``key`` (``None``: a miss), as it was read: its markdown without
         the page furniture, with it beside (``Page._furniture_markdown``).  ``furniture``: the run
         keeps the furniture, so an entry of an earlier version, which does not say the markdown
-        with it, is a miss (sent again, its entry rewritten)."""
+        with it, is a miss (sent again, its entry rewritten).  ``kept``: a degraded page too under
+        :attr:`retry_degraded` (what a retry that fails keeps), neither a hit nor a miss."""
         path = self._path(key)
         try:
             raw = path.read_text(encoding="utf-8")
             page, says_furniture = _entry(raw)
-        except FileNotFoundError:
-            self.misses += 1
+        except (OSError, ValidationError, ValueError):  # (none, or damaged: a miss, rewritten)
+            self.misses += not kept
             return None
-        except (OSError, ValidationError, ValueError):
-            # a damaged entry is a miss; it will be rewritten
-            self.misses += 1
+        if (self.retry_degraded and page.status == "degraded" and not kept) or (furniture and not says_furniture):
+            self.misses += not kept
             return None
-        if (self.retry_degraded and page.status == "degraded") or (furniture and not says_furniture):
-            self.misses += 1
-            return None
-        with contextlib.suppress(OSError):
-            os.utime(path)  # recently used: the last to be pruned
-        self.hits += 1
+        if not kept:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used: the last to be pruned
+            self.hits += 1
         return page
 
     def put(self, key: str, page: Page) -> None:

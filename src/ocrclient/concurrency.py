@@ -4,13 +4,15 @@ One :class:`AdaptiveLimiter` is shared by every document of a run: the user's li
 ceiling, congestion (HTTP 429: too many requests) halves it, successes climb back by one slot
 per window (AIMD).
 :class:`FirstWindow` tells when the first window of requests is out; :class:`WritesFirst` has
-a reply wait, before it is parsed, for the request that takes its slot to be written.
+a reply wait, before it is parsed, for the request that takes its slot to be written;
+:class:`Collections` paces the run's full garbage collections by the pages it finishes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +20,14 @@ from collections.abc import Callable, Iterator
 from .errors import TransientError
 from .transports.written import REQUEST_WRITTEN
 
-__all__ = ["AdaptiveLimiter", "FirstWindow", "WritesFirst"]
+__all__ = ["AdaptiveLimiter", "Collections", "FirstWindow", "WritesFirst"]
+
+#: a full garbage collection every this many finished pages: each page leaves reference cycles
+#: (tenacity's retry state, httpx's response <-> stream, tracebacks) that CPython collects only
+#: when the heap has grown by a quarter (the request body is released by the transports too)
+GC_EVERY_PAGES = 64
+#: ... but at most this share of the wall time goes to those collections
+GC_MAX_SHARE = 0.02
 
 #: how long a reply waits, before it is parsed, for the requests of freed slots to be written
 #: (:meth:`WritesFirst.after_reply`): a page's upload over a slow link is not waited out
@@ -221,3 +230,24 @@ class WritesFirst:
                 while limiter.handing_over() or any(n > since for n in self.unwritten):
                     self._changed.clear()
                     await self._changed.wait()
+
+
+class Collections:
+    """A run's full garbage collections: one every :data:`GC_EVERY_PAGES` finished pages
+    (:meth:`page_done`), never more than :data:`GC_MAX_SHARE` of the time (one of a big heap
+    takes tens of ms), none once the run's last page is sent (:attr:`fed_all`): memory grows
+    no more, and it would only hold up the last replies and the run's end."""
+
+    def __init__(self) -> None:
+        self.since, self.last_end, self.last_s = 0, 0.0, 0.0
+        self.fed_all = False
+
+    def page_done(self) -> None:
+        self.since += 1
+        now = time.perf_counter()
+        if self.fed_all or self.since < GC_EVERY_PAGES or now - self.last_end < self.last_s / GC_MAX_SHARE:
+            return
+        gc.collect()
+        self.last_end = time.perf_counter()
+        self.last_s = self.last_end - now
+        self.since = 0

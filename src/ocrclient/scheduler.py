@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections import Counter
@@ -51,7 +50,7 @@ from typing import Any
 
 from . import events
 from .cache import PageCache, keeps_furniture, page_key_for
-from .concurrency import AdaptiveLimiter, FirstWindow, WritesFirst
+from .concurrency import AdaptiveLimiter, Collections, FirstWindow, WritesFirst
 from .document import Document, Page, PageError, RunStats, Usage
 from .errors import (
     RUN_STOPPING,
@@ -76,12 +75,6 @@ from .twins import Twins
 
 log = logging.getLogger(__name__)
 
-#: a full garbage collection every this many finished pages: each page leaves reference cycles
-#: (tenacity's retry state, httpx's response <-> stream, tracebacks) that CPython collects only
-#: when the heap has grown by a quarter (the request body is released by the transports too)
-GC_EVERY_PAGES = 64
-#: ... but at most this share of the wall time goes to those collections
-GC_MAX_SHARE = 0.02
 #: replies longer than this are parsed in a worker thread: the event loop never waits for one
 OFF_LOOP_REPLY_CHARS = 64 * 1024
 #: pages in hand per request slot: one sent, one built and waiting for the slot (with one, a
@@ -175,8 +168,7 @@ class Scheduler:
         self._writes = WritesFirst()  # a freed slot's next request goes out before the parse
         self._abort: OcrError | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._since_gc, self._last_gc_end, self._last_gc_s = 0, 0.0, 0.0
-        self._fed_all = False  # the run's feeder has sent its last page (see _collect_garbage)
+        self._gc = Collections()  # (its fed_all: the run's feeder has sent its last page)
         #: the run's retries by cause, and each document's (by its source)
         self.retries_by_cause: Counter[str] = Counter()
         self._retries_of: dict[str, Counter[str]] = {}
@@ -223,7 +215,7 @@ class Scheduler:
     # -- internals ------------------------------------------------------------------------
     async def _run(self, documents: Sequence[DocumentJob], *, per_page: bool) -> AsyncGenerator[Document | Page, None]:
         runs = [_Run(job) for job in documents]
-        self._fed_all = False
+        self._gc.fed_all = False
         results: asyncio.Queue[tuple[int, Page] | None] = asyncio.Queue()
         self._deliver.wake = lambda: results.put_nowait(None)  # (a callback's sys.exit stops the run)
         feeding_done = [False] * len(documents)
@@ -245,7 +237,7 @@ class Scheduler:
                         task.add_done_callback(self._page_ended)
                     feeding_done[i] = True
                     await results.put(None)  # wake the collector to re-check completion
-                self._fed_all = True
+                self._gc.fed_all = True
                 self._window.all_taken(self.limiter)
             except Exception as exc:  # the page stream broke: surface it to the collector
                 feed_error.append(exc)
@@ -343,25 +335,18 @@ class Scheduler:
                       exc_info=log.isEnabledFor(logging.DEBUG))  # fmt: skip
             result = self._failed_page(page, exc, tries.sent, tries.usage)
         await results.put((doc_index, result))
-        self._collect_garbage()
+        self._gc.page_done()
 
-    def _collect_garbage(self) -> None:
-        """A full collection every ``GC_EVERY_PAGES`` finished pages, never more than ``GC_MAX_SHARE``
-        of the time (one of a big heap takes tens of ms), none once the last page is sent: memory
-        grows no more, and it would only hold up the last replies and the run's end."""
-        self._since_gc += 1
-        now = time.perf_counter()
-        if self._fed_all or self._since_gc < GC_EVERY_PAGES or now - self._last_gc_end < self._last_gc_s / GC_MAX_SHARE:
-            return
-        gc.collect()
-        self._last_gc_end = time.perf_counter()
-        self._last_gc_s = self._last_gc_end - now
-        self._since_gc = 0
-
-    def _failed_page(self, page: PageImage, err: BaseException | PageError, attempts: int, usage: Usage | None = None) -> Page:
+    def _failed_page(self, page: PageImage, err: BaseException | PageError, attempts: int, usage: Usage | None = None,
+                     kept: Page | None = None) -> Page:  # fmt: skip
         error = err if isinstance(err, PageError) else PageError.of(err)
-        self._emit(PageFailed(page.source, page.number, error, attempts))
         spent = {"usage": usage.priced(self._price)} if usage is not None else {}  # (failed attempts are paid for too)
+        if kept is not None:  # sent again for --retry-degraded, in vain: its earlier reading stays, never a worse one
+            out = kept.model_copy(update={"page": page.number, "cached": True, "attempts": attempts, **spent, "warnings": [
+                *kept.warnings, f"sent again (--retry-degraded) and failed: {error.message}; the earlier reading is kept"]})
+            self._emit(PageDone(page.source, page.number, out.status, attempts, 0.0, True, out.as_made(self._keep_furniture)))
+            return out.as_made(self._keep_furniture)
+        self._emit(PageFailed(page.source, page.number, error, attempts))
         return Page(page=page.number, status="failed", error=error, attempts=attempts, **spent, **page.page_box.page_fields())
 
     def _cache_key(self, page: PageImage) -> str | None:
@@ -375,7 +360,8 @@ class Scheduler:
         if (earlier := await self._twins.wait(key)) is not None and (error := earlier[1].error) is not None:
             where = f"page {earlier[1].page}" + ("" if earlier[0] == page.source else f" of {earlier[0]}")
             self._window.start(self.limiter)  # (it needs no request)
-            return self._failed_page(page, error.model_copy(update={"message": f"{error.message} (as {where}, the same page: not sent again)"}), 0)
+            return self._failed_page(page, error.model_copy(update={"message": f"{error.message} (as {where}, the same page: not sent again)"}), 0,
+                                     kept=self._kept(key))  # fmt: skip
         reading, out = self._twins.begin(key), None
         try:
             out = await self._read(page, key, tries)
@@ -392,16 +378,16 @@ class Scheduler:
             self._window.start(self.limiter)
             return hit
         self._sending.set()
-        started = time.monotonic()
+        started, kept = time.monotonic(), self._kept(key)
         deadline = started + self.page_deadline_s + (0 if self._warm else self.cold_start_s)
         try:
             page_out = await self._tries(page, deadline, tries)
         except ABORTS_RUN as exc:  # the run stops: this page failed with what it sent and spent
             self._abort = self._abort or exc
-            return self._failed_page(page, exc, tries.sent, tries.usage)
+            return self._failed_page(page, exc, tries.sent, tries.usage, kept)
         except OcrError as exc:
             if tries.salvaged is None:
-                return self._failed_page(page, exc, tries.sent, tries.usage)
+                return self._failed_page(page, exc, tries.sent, tries.usage, kept)
             # no attempt was usable, but one said something (paid for): kept, degraded, whatever came after
             salvaged, why = tries.salvaged
             later = [] if exc is why else [f"a later attempt failed: {exc.message}"]
@@ -420,6 +406,11 @@ class Scheduler:
         page_out = page_out.as_made(self._keep_furniture)
         self._emit(PageDone(page.source, page.number, page_out.status, tries.sent, page_out.latency_s, False, page_out))
         return page_out
+
+    def _kept(self, key: str | None) -> Page | None:
+        """The degraded reading in the cache that ``--retry-degraded`` sends again (``None``: none)."""
+        cache = self.cache
+        return cache.get(key, kept=True) if key is not None and cache is not None and cache.retry_degraded else None
 
     def _cached(self, page: PageImage, key: str | None) -> Page | None:
         """The page from the resume cache, or ``None``."""

@@ -540,7 +540,7 @@ def convert(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the resume cache.")] = False,
     shard: Annotated[str | None, typer.Option("--shard", help="i/n: process only this machine's share of the inputs (i from 0 to n-1: 0/3, 1/3, 2/3).")] = None,
     redo: Annotated[bool, typer.Option("--redo", help="Convert inputs the manifest says are done again.")] = False,
-    retry_degraded: Annotated[bool, typer.Option("--retry-degraded", help="Send again the pages kept degraded (a garbled or cut reply, a blank page): not from the cache; their documents are not done.")] = False,
+    retry_degraded: Annotated[bool, typer.Option("--retry-degraded", help="Send again the pages kept degraded (a garbled or cut reply, a blank page): not from the cache; their documents are not done; a page whose retry fails keeps its earlier reading.")] = False,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log retries and failures.")] = False,
