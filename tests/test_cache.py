@@ -915,24 +915,29 @@ def test_a_dialect_subclass_without_its_own_options_keys_on_every_option(tmp_pat
 #: (another host, port or path prefix) another key
 SPELLINGS = {
     "openai": (["http://h:8000/v1", "http://h:8000/v1/", "http://h:8000", "http://h:8000/",
-                "http://h:8000/v1/chat/completions", "http://h:8000/v1?api_key=abcd1234", " http://h:8000/v1 "],
-               ["http://h:8001/v1", "http://g:8000/v1", "http://h:8000/gw/v1", "https://h:8000/v1"]),
-    "runpod": (["https://api.runpod.ai/v2", "https://api.runpod.ai/v2/"],
-               ["https://api.runpod.ai/v3", "https://other.example/v2"]),
-    "ocular": (["http://h:8000", "http://h:8000/"], ["http://h:8001", "http://h:8000/gw"]),
+                "http://h:8000/v1/chat/completions", "http://h:8000/v1?api_key=abcd1234", " http://h:8000/v1 ",
+                "HTTP://H:8000/v1", "http://H:8000"],
+               ["http://h:8001/v1", "http://g:8000/v1", "http://h:8000/gw/v1", "https://h:8000/v1", "http://h/v1"]),
+    "runpod": (["https://api.runpod.ai/v2", "https://api.runpod.ai/v2/", "HTTPS://API.RunPod.ai/v2",
+                "https://api.runpod.ai:443/v2", "https://api.runpod.ai:443/v2/"],
+               ["https://api.runpod.ai/v3", "https://other.example/v2", "https://api.runpod.ai:8443/v2",
+                "http://api.runpod.ai/v2", "https://api.runpod.ai/V2"]),
+    "ocular": (["http://h:8000", "http://h:8000/", "HTTP://h:8000"], ["http://h:8001", "http://h:8000/gw"]),
+    "openai:80": (["http://h/v1", "http://h:80/v1", "http://H:80"], ["http://h:8080/v1", "https://h/v1"]),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("transport", sorted(SPELLINGS))
 def test_one_server_however_written_is_one_key_and_another_server_another(transport: str) -> None:
     """The whole kind: a server written with or without ``/v1``, as its ``/chat/completions``,
-    with a trailing slash or a credential in its query, is the one server its transport reaches:
+    with a trailing slash or a credential in its query, its scheme or host in capitals, its
+    default port written out, is the one server its transport reaches:
     its pages are served from the cache and its documents skipped by the manifest.  Each
     spelling missed the cache (every page sent again) and changed the manifest's digest."""
     same, other = SPELLINGS[transport]
 
     def cfg(url: str) -> BackendConfig:
-        return base_config(transport=transport, base_url=url, transport_options={})
+        return base_config(transport=transport.partition(":")[0], base_url=url, transport_options={})
 
     keys = {u: key(cfg(u)) for u in same}
     digests = {u: settings_digest(cfg(u)) for u in same}

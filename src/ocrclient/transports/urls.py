@@ -53,17 +53,38 @@ def endpoint_url(transport: str | None, url: str | None) -> str | None:
 
     >>> endpoint_url("openai", "http://127.0.0.1:8000/v1/chat/completions?key=abcd1234")
     'http://127.0.0.1:8000/v1'
-    >>> endpoint_url("runpod", "https://api.runpod.ai/v2/")
+    >>> endpoint_url("runpod", "HTTPS://API.runpod.ai:443/v2/")
     'https://api.runpod.ai/v2'
     """
     if not url:
         return url
+    url = _canonical(url.strip())
     if transport == "openai":
         try:
             return normalize_base_url(url)[1]
         except ConfigError:
             return url.rstrip("/")
     return url.rstrip("/")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _canonical(url: str) -> str:
+    """``url`` with its scheme and host in lower case and its scheme's default port left out,
+    as a client reaches it (the path is kept as written); a URL that cannot be read is kept."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    if not parts.hostname:
+        return url
+    scheme, host = parts.scheme.lower(), parts.hostname  # (urlsplit lowers the host)
+    user = parts.netloc.rpartition("@")[0]
+    netloc = (user + "@" if user else "") + (f"[{host}]" if ":" in host else host)
+    netloc += "" if port is None or port == _DEFAULT_PORTS.get(scheme) else f":{port}"
+    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def host_problem(parts: SplitResult) -> str | None:
