@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 
@@ -305,3 +307,25 @@ def test_a_figure_writes_one_reference_whatever_holds_its_images() -> None:
                            '</div><div data-bbox="1 200 100 300" data-label="Image"><img alt="c"/></div>', 1000)  # fmt: skip
     assert c.markdown == "![a]()\n\ndesc\n\n![c]()"
     assert [(b.type, b.text) for b in c.blocks] == [("figure", "a"), ("figure", "c")]
+
+
+def test_the_documented_chandra_2_switch_sends_chandra_2s_own_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/backends.md's user-config table for Chandra 2, as written there: the requests carry
+    Chandra 2's model, its 12384-token cap and the profile's other sampling; its boxes are read
+    on 0-1000.  The doc said model and version only, and the profile's Chandra 1 cap (8192) cut
+    dense Chandra 2 pages."""
+    import re
+
+    doc = (Path(__file__).parents[1] / "docs" / "backends.md").read_text(encoding="utf-8")
+    table = next(b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if "[backends.runpod-chandra]" in b)
+    (tmp_path / "config.toml").write_text(table)
+    monkeypatch.setenv("OCRCLIENT_CONFIG_DIR", str(tmp_path))
+    d = load_dialect(resolve_config("runpod-chandra"))
+    assert isinstance(d, ChandraDialect) and d.version == 2 and d.grid == 1000
+    page = make_page(d.render)
+    bodies = [d.build(page, n).body for n in (1, 2)]
+    assert {b["model"] for b in bodies} == {"datalab-to/chandra-ocr-2"}
+    assert {b["max_tokens"] for b in bodies} == {12384} == {d.DEFAULT_MAX_TOKENS}
+    assert bodies[0]["top_p"] == 0.1 and bodies[1]["top_p"] == 0.95  # (the profile's ladders kept)
