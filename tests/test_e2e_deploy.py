@@ -137,6 +137,40 @@ def test_trocr_worker_end_to_end(worker: object, tmp_path: Path) -> None:
     assert block.confidence is not None and 0 < block.confidence <= 1
 
 
+#: the seed's (OLM/RoLM Ocular) own decoding defaults, merged under a caller's options: the plain
+#: and the robust route's
+SEED_DECODING = [
+    {"num_beams": 4, "max_length": 512, "early_stopping": True, "do_sample": False, "temperature": 0.0},
+    {"num_beams": 8, "max_length": 768, "repetition_penalty": 1.2, "temperature": 0.0, "length_penalty": 1.0},
+]
+
+
+def test_trocr_worker_takes_the_seeds_own_decoding_defaults(worker: object, tmp_path: Path) -> None:
+    """An Ocular client passing the seed's greedy defaults (``"temperature": 0.0`` beside
+    ``"do_sample": false``) through ``decoding_options`` was refused 400 ("Input should be
+    greater than 0"): every one of them is taken, on both routes; a sampled request at 0 stays
+    refused, in one line."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    base = worker("runpod-trocr", {"TROCR_STANDIN": "1"})  # type: ignore[operator]
+    buf = io.BytesIO()
+    Image.new("L", (200, 40), 255).save(buf, "PNG")
+    image = base64.b64encode(buf.getvalue()).decode()
+
+    def job(route: str, options: dict[str, object]) -> dict[str, object]:
+        body = {"input": {"route": route, "image": image, "decoding_options": options}}
+        return httpx.post(base + "/runsync", json=body, timeout=60).json()  # type: ignore[no-any-return]
+
+    for route, options in zip(("/extract_text", "/extract_text_robust"), SEED_DECODING, strict=True):
+        done = job(route, options)
+        assert done.get("status") == "COMPLETED" and "text" in done["output"], (route, done)  # type: ignore[operator]
+    refused = job("/extract_text", {"do_sample": True, "temperature": 0.0})
+    assert refused.get("status") == "FAILED" and "above 0 when do_sample" in str(refused.get("error")), refused
+
+
 class FaultProxy:
     """A loopback proxy in front of a worker: the first job for each page image answers HTTP 503
     (a transient fault), later ones go through to the worker; every job body is kept."""

@@ -16,6 +16,8 @@ Example::
     {'image': 'aGk=', 'decoding_options': {'num_beams': 4}}
     >>> DecodingOptions(do_sample=True, temperature=0.3).generate_kwargs()
     {'do_sample': True, 'temperature': 0.3}
+    >>> DecodingOptions(num_beams=4, do_sample=False, temperature=0.0).generate_kwargs()  # the seed's defaults
+    {'num_beams': 4, 'do_sample': False}
 """
 
 from __future__ import annotations
@@ -56,13 +58,27 @@ class DecodingOptions(Strict):
     no_repeat_ngram_size: int | None = Field(default=None, ge=0, le=64, strict=True)
     early_stopping: bool | Literal["never"] | None = None
     do_sample: bool | None = Field(default=None, strict=True)
-    temperature: float | None = Field(default=None, gt=0, le=5)
+    #: 0 only without sampling: the seed's greedy defaults send ``"temperature": 0.0`` beside
+    #: ``"do_sample": false`` (a sampled reply needs one above 0)
+    temperature: float | None = Field(default=None, ge=0, le=5)
     top_k: int | None = Field(default=None, ge=0, le=1000, strict=True)
     top_p: float | None = Field(default=None, gt=0, le=1)
 
+    @model_validator(mode="after")
+    def _sampling_is_warm(self) -> DecodingOptions:
+        if self.do_sample and self.temperature == 0:
+            raise ValueError("temperature must be above 0 when do_sample is true")
+        return self
+
     def generate_kwargs(self) -> dict[str, Any]:
-        """The options that were given, as ``generate()`` keyword arguments."""
-        return self.model_dump(exclude_none=True)
+        """The options that were given, as ``generate()`` keyword arguments; without
+        ``do_sample`` the sampling ones (``temperature``, ``top_k``, ``top_p``) are left out:
+        beam search or greedy decoding reads none of them."""
+        kwargs = self.model_dump(exclude_none=True)
+        if not self.do_sample:
+            for name in ("temperature", "top_k", "top_p"):
+                kwargs.pop(name, None)
+        return kwargs
 
 
 class OcularRequest(Lenient):
