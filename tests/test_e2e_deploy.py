@@ -137,6 +137,20 @@ def test_trocr_worker_end_to_end(worker: object, tmp_path: Path) -> None:
     assert block.confidence is not None and 0 < block.confidence <= 1
 
 
+def test_health_of_the_trocr_worker_says_whether_its_model_loaded(worker: object) -> None:
+    """``ocr health`` against the real handler: a worker whose model failed to load (no torch,
+    or no weights offline) is down, exit 1, saying why, as its jobs are answered; it said "ok
+    ... model not confirmed", exit 0, having sent a ``/v1/models`` job the worker refused as a
+    bad request.  A worker that can serve the profile's model is up."""
+    cases = [({"TROCR_STANDIN": "", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}, 1, "model failed to load"),
+             ({"TROCR_STANDIN": "1"}, 0, "model microsoft/trocr-base-printed served")]  # fmt: skip
+    for env, code, says in cases:
+        base = worker("runpod-trocr", env)  # type: ignore[operator]
+        res = ocr("health", "--backend", "runpod-trocr", "--mode", "local", "--base-url", base, "--endpoint-id", "local", "--json")
+        report = json.loads(res.stdout)
+        assert res.returncode == code and says in report["detail"], (res.returncode, report, res.stderr)
+
+
 #: the seed's (OLM/RoLM Ocular) own decoding defaults, merged under a caller's options: the plain
 #: and the robust route's
 SEED_DECODING = [

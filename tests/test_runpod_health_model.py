@@ -63,3 +63,39 @@ def test_no_worker_up_is_not_asked_a_job_would_start_one() -> None:
         submitted = sim.jobs_submitted
     assert exit_code == 0 and report["ok"] is True
     assert "model not checked: no worker is up" in report["detail"] and submitted == 0
+
+
+#: runpod-trocr's model (backends/runpod-trocr.toml)
+TROCR = "microsoft/trocr-base-printed"
+
+
+@pytest.mark.parametrize("flavour", ["api", "local"])
+@pytest.mark.parametrize(
+    ("health", "code", "says"),
+    [
+        (None, 0, f"model {TROCR} served"),
+        ({"status": "healthy", "models_loaded": [], "models_allowed": [TROCR], "models_failed": {}}, 0, f"model {TROCR} served"),
+        ({"status": "healthy", "models_loaded": [], "models_allowed": [TROCR],
+          "models_failed": {TROCR: "TrOCR model failed to load: ModuleNotFoundError: No module named 'torch'"}}, 1,
+         "the worker's model is not ready: model_not_ready 503: TrOCR model failed to load"),
+        ({"status": "healthy", "models_loaded": ["other/trocr"], "models_allowed": ["other/trocr"], "models_failed": {}}, 2,
+         f"model '{TROCR}' is not served; the endpoint serves: other/trocr"),
+    ],
+    ids=["loaded", "allowed", "load failed", "another model"],
+)  # fmt: skip
+def test_health_asks_an_ocular_worker_its_own_health_job(
+    flavour: str, health: dict[str, Any] | None, code: int, says: str
+) -> None:
+    """runpod-trocr's worker knows no ``/v1/models`` job: it refused it as a bad request, and
+    ``ocr health`` said "ok ... model not confirmed" (exit 0) for a worker whose model had
+    failed to load, the next convert stopping at its first page (exit 2).  It now asks the
+    worker's own ``/health`` job (the profile's ``health_route``): its models loaded or allowed
+    are served, one that failed to load is down."""
+    with RunPodSimulator(flavour=flavour, model=TROCR) as sim:
+        sim.worker_health = health
+        argv = ["health", "--backend", "runpod-trocr", "--base-url", sim.base_url, "--json"]
+        argv += ["--mode", "local"] if sim.flavour == "local" else ["--endpoint-id", sim.endpoint_id]
+        res = CliRunner().invoke(app, argv, env={"RUNPOD_API_KEY": str(sim.api_key), "NO_COLOR": "1"}, catch_exceptions=False)
+    report = json.loads(res.stdout)
+    assert res.exit_code == code, report
+    assert report["ok"] is (code == 0) and says in report["detail"], report

@@ -8,7 +8,8 @@ Contract (the OLM / RoLM "ocular" service):
 * ``/extract_text_robust`` -- same, with >= 3 image variants and wider beam search
 * ``/extract_structured`` (+ ``_robust``) -- same plus ``"schema": {...}`` ->
   ``{"structured_data", "confidence", "processing_time", "metadata"}``
-* ``/health`` -> ``{"status", "models_loaded", "gpu_available", "memory_info"}``
+* ``/health`` -> ``{"status", "models_loaded", "models_allowed", "models_failed", "gpu_available",
+  "memory_info"}``
 
 The request bodies are the client's own models (``ocrclient.contracts.ocular``, copied into the
 image), so the TrOCR dialect and this service validate against the same definition;
@@ -262,6 +263,10 @@ class TrOcrModels:
     def loaded(self) -> list[str]:
         return list(self._cache)
 
+    def failed(self) -> dict[str, str]:
+        """Each model that failed to load, and why (its jobs are answered 503)."""
+        return dict(self._errors)
+
     def get(self, name: str) -> tuple[Any, Any]:
         with self._lock:
             if name in self._errors:
@@ -410,6 +415,9 @@ class OcrService:
         return {
             "status": "healthy",
             "models_loaded": loaded,
+            # what a job may name (loaded on first use) and what failed to load (its jobs: 503)
+            "models_allowed": sorted(self.allowed),
+            "models_failed": self._models.failed() if self._models else {},
             "gpu_available": gpu,
             "memory_info": memory,
         }

@@ -15,6 +15,9 @@ responder says, wrapped in the output shape of the worker that would have run it
   worker yielded (:mod:`.runpod_local` says how that server answers each handler outcome);
 * ``{"route": "/extract_text", ...}`` -> the ocular ``OCRResponse`` dict
   (``text``, ``confidence``, ``language``, ``processing_time``, ``metadata``);
+  ``{"route": "/health"}`` -> the Ocular worker's health (deploy/runpod-trocr): ``status``,
+  ``models_loaded`` (the model), ``models_allowed``, ``models_failed`` (``{}``), or what
+  :attr:`worker_health` is set to;
 * anything else -> the DeepSeek whole-PDF worker dict (``status``, ``markdown`` base64, ...).
 
 A responder that returns ``SimReply(data={"raw_output": X})`` makes ``X`` the job output as is;
@@ -285,6 +288,8 @@ class RunPodSimulator(ServerOwner):
         self.responder: Responder = responder or echo_responder
         self.key_fn: Callable[[Any], str] = key_fn or body_key  # a job input -> its fault key (or page_key)
         self.model = model  # the model served (a chat job naming another FAILs, 404; None: any, listed as none)
+        #: what an Ocular worker's ``{"route": "/health"}`` job answers (None: the model loaded, nothing failed)
+        self.worker_health: dict[str, Any] | None = None
         #: the served model's context (as vLLM's ``--max-model-len``): a chat job whose prompt +
         #: ``max_tokens`` is over it FAILs with vLLM's 400 (``None``: no limit)
         self.max_model_len = max_model_len
@@ -656,6 +661,10 @@ class RunPodSimulator(ServerOwner):
             if request.get("stream"):
                 return _sse_batches(reply, request, self.stream_batch)
             return [_chat_completion(reply, request)]
+        if isinstance(job_input, Mapping) and job_input.get("route") == "/health":  # (the Ocular worker's own)
+            models = [self.model] if self.model else []
+            return self.worker_health or {"status": "healthy", "models_loaded": models, "models_allowed": models,
+                                          "models_failed": {}, "gpu_available": True, "memory_info": {}}  # fmt: skip
         if isinstance(job_input, Mapping) and "route" in job_input:
             body = {k: v for k, v in job_input.items() if k != "route"}
             reply = self.responder(body)

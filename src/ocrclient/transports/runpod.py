@@ -136,6 +136,7 @@ _NEUTRAL_OPTIONS = {
     "cancel_timeout_s",
     "max_poll_errors",
     "rate_share",
+    "health_route",  # (what ``ocr health`` asks a worker: see runpod_health)
 }
 _OPTIONS = set(_NEUTRAL_OPTIONS)
 _POLICY_KEYS = {"executionTimeout", "ttl", "lowPriority"}
@@ -189,6 +190,7 @@ class RunPodTransport(HttpImports):
         cancel_timeout_s: float = 5.0,
         max_poll_errors: int = 5,
         rate_share: float = 0.5,
+        health_route: str | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         if mode not in MODES:
@@ -211,6 +213,7 @@ class RunPodTransport(HttpImports):
         self.default_timeout_s = float(default_timeout_s)
         self.cancel_timeout_s = float(cancel_timeout_s)
         self.max_poll_errors = int(max_poll_errors)
+        self.health_route = health_route  # the worker's own health job (Ocular: "/health"), else a /v1/models job
         #: this endpoint's pacing and 429 backoff, shared by every send to it (:mod:`.runpod_rate`)
         self.gate = EndpointGate.shared(self.url("run"), share=float(rate_share))
         #: a pool's (pool.py): while it says True, a 429 to /run or /runsync is raised, not resent

@@ -1,7 +1,11 @@
 """``ocr health`` of a RunPod endpoint: ``GET .../health`` (workers and queue) with the key, or
 the SDK's local test server's ``/openapi.json`` (it has no ``/health``); then, when a worker is
-up to answer, whether it serves the profile's model (a ``/v1/models`` job, as worker-vllm and
-deploy/'s workers take it).  Never raises."""
+up to answer, whether it serves the profile's model: a ``/v1/models`` job, as worker-vllm and
+deploy/'s vLLM workers take it, or, with the transport option ``health_route``, the worker's
+own health job (``{"route": "/health"}``: the Ocular worker of deploy/runpod-trocr, which knows
+no ``/v1/models`` and refused that job as a bad request, its model never checked), whose
+``models_loaded`` and ``models_allowed`` it serves and whose ``models_failed`` did not load.
+Never raises."""
 
 from __future__ import annotations
 
@@ -59,7 +63,7 @@ async def served_models(t: RunPodTransport, wait_s: float = MODELS_WAIT_S) -> li
     from .runpod import _Job
 
     job = _Job()
-    data = json_bytes({"input": {"openai_route": "/v1/models"}})
+    data = json_bytes({"input": {"route": t.health_route} if t.health_route else {"openai_route": "/v1/models"}})
     try:
         async with asyncio.timeout(wait_s):
             status = await t._run(data, "runsync", job, time.monotonic() + wait_s, ERROR_BODY_BYTES)
@@ -76,7 +80,19 @@ async def served_models(t: RunPodTransport, wait_s: float = MODELS_WAIT_S) -> li
     if bad is not None:
         kind, message = decode_job_error(bad)
         raise OcrError(f"{kind}: {message}" if kind else message)
+    if t.health_route:
+        return _ocular_models(next((i for i in items if isinstance(i, dict)), {}), t.model)
     return [str(m.get("id")) for i in items if isinstance(i, dict) for m in i.get("data") or [] if isinstance(m, dict)]
+
+
+def _ocular_models(report: dict[str, object], model: str | None) -> list[str]:
+    """The models an Ocular worker's health report says it serves (loaded, or allowed: loaded
+    on first use); raises the 503 its jobs answer when ``model`` failed to load."""
+    failed = report.get("models_failed")
+    if isinstance(failed, dict) and model in failed:
+        raise OcrError(f"model_not_ready 503: {failed[model]}")
+    named = [report.get("models_loaded"), report.get("models_allowed")]
+    return list(dict.fromkeys(str(m) for ms in named if isinstance(ms, list) for m in ms))
 
 
 async def _endpoint_up(t: RunPodTransport) -> Health:
