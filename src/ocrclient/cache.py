@@ -61,6 +61,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -582,7 +583,9 @@ class PageCache:
         return CacheInfo(str(self.directory), entries, size, self.max_bytes)
 
     def clear(self) -> int:
-        """Delete every entry (and leftover temp files); returns how many entries were removed."""
+        """Delete every entry (and leftover temp files, and the recall entries: :mod:`.recall`);
+        returns how many entries were removed."""
+        shutil.rmtree(self.directory / "recall", ignore_errors=True)
         removed = 0
         for f in self._files(temp=True):
             try:

@@ -31,6 +31,7 @@ from .imaging import EncodedImage
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .document import Page
     from .errors import OcrError
 
 __all__ = [
@@ -78,6 +79,9 @@ class PageImage:
     #: bytes): a document-mode unit's, whose cut PDF differs at every cut
     #: (:func:`ocrclient.docmode.document_unit`)
     content_key: bytes | None = None
+    #: a page the resume cache already holds, not rendered (:mod:`ocrclient.recall`): its cache
+    #: key and its reading (``encoded`` is ``None``, ``error`` too)
+    recalled: tuple[str, Page] | None = None
 
     @property
     def number(self) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import docmode
-from .cache import PageCache
+from .cache import PageCache, keeps_furniture
 from .concurrency import AdaptiveLimiter
 from .config import cache_dir as default_cache_dir
 from .document import Document, Page
@@ -30,6 +30,7 @@ from .models import PageImage
 from .pages import RenderPool, Source, aiter_pages, prepare
 from .pages.inputs import prepare_one
 from .pages.pool import pool_for
+from .recall import Recall
 from .registry import Backend, load_backend
 from .scheduler import DocumentJob, Event, Scheduler
 
@@ -153,6 +154,8 @@ class Conversion:
         self.render_pool = render_pool
         self.shared_pool = shared_pool
         self.scheduler: Scheduler | None = None
+        #: the run's recall of the pages its cache holds (:mod:`.recall`; ``None`` without a cache)
+        self.recall: Recall | None = None
         self.yielded = 0
         self.loaded_backend: Backend | None = None
 
@@ -199,11 +202,15 @@ class Conversion:
         return be, pool
 
     def _scheduler(self, be: Backend) -> Scheduler:
-        """The run's one scheduler (kept in :attr:`scheduler` for :attr:`partial`)."""
+        """The run's one scheduler (kept in :attr:`scheduler` for :attr:`partial`), writing the
+        recall entries of the pages it reads (:mod:`.recall`)."""
         self.scheduler = Scheduler(
             be, concurrency=self.concurrency, cache=self.cache, on_event=self._on_event, limiter=self.limiter,
             **self.scheduler_options,
         )  # fmt: skip
+        if self.cache is not None:
+            self.recall = Recall(self.cache, be.config, be.dialect.name, be.render, furniture=keeps_furniture(be.config))
+            self.scheduler.recall = self.recall
         return self.scheduler
 
     def _on_event(self, event: Event) -> None:
@@ -215,14 +222,20 @@ class Conversion:
             self.on_event(event)
 
     def _pages(self, src: Source, indices: list[int], be: Backend, pool: RenderPool) -> AsyncIterator[PageImage]:
-        """The page stream of one document; with outputs, each page image is handed to the
-        document's sink on its way to the scheduler (the sink starts with the stream)."""
-        stream = aiter_pages(src, be.render, pages=indices, pool=pool)
-        return stream if self.outputs is None else self._tee(src, indices, stream)
+        """The page stream of one document, a page the cache holds recalled, not rendered, unless
+        the document's outputs need its image (:mod:`.recall`); with outputs, each page image is
+        handed to the document's sink on its way to the scheduler (the sink starts with the stream)."""
+        needs: list[Callable[[Page], bool] | None] = [None]  # (the sink's, once it is open)
+        recall = self.recall
+        pick = None if recall is None else lambda s, i: recall.page(s, i, needs[0])
+        stream = aiter_pages(src, be.render, pages=indices, pool=pool, recall=pick)
+        return stream if self.outputs is None else self._tee(src, indices, stream, needs)
 
-    async def _tee(self, src: Source, indices: list[int], stream: AsyncIterator[PageImage]) -> AsyncIterator[PageImage]:
+    async def _tee(self, src: Source, indices: list[int], stream: AsyncIterator[PageImage],
+                   needs: list[Callable[[Page], bool] | None]) -> AsyncIterator[PageImage]:  # fmt: skip
         assert self.outputs is not None
         sink = await asyncio.to_thread(self.outputs.open, src, [i + 1 for i in indices])
+        needs[0] = sink.needs_image
         # (an unfinished `stream` is closed by the event loop's async-generator finalizer, as it
         # is without outputs; closing it from here while the loop shuts down raised)
         async for page in stream:

@@ -67,6 +67,7 @@ from .events import DocumentDone, Event, PageDone, PageFailed, PageRetried, Page
 from .geometry import content_to_blocks
 from .loops import despite_cancel
 from .models import Attempt, ModelReply, ModelRequest, PageContent, PageImage
+from .recall import Recall
 from .registry import Backend
 from .retries import PageTries, Reachability, page_retrying
 from .secrets import redact
@@ -145,6 +146,7 @@ class Scheduler:
         self._price = getattr(self.transport, "price_per_gpu_second", None) or backend.config.price_per_gpu_second
         self._reports_writes = bool(getattr(self.transport, "reports_writes", False))
         self.cache = cache
+        self.recall: Recall | None = None  # (the run's: rendered pages' recall entries are written)
         self._keep_furniture = keeps_furniture(cfg)  # (an output option: the cache holds both markdowns)
         self.on_event = on_event
         self._deliver = events.EventDelivery()
@@ -181,7 +183,6 @@ class Scheduler:
         #: the events ``on_event`` is told for one of the run's (document mode: a job's as its pages')
         self.events_of: Callable[[Event], Iterable[Event]] | None = None
 
-    # -- events ---------------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
         if self.on_event is not None:
             for each in (event,) if self.events_of is None else self.events_of(event):
@@ -190,8 +191,8 @@ class Scheduler:
     # -- public API -----------------------------------------------------------------------
     async def run_document(self, source: str, pages: AsyncIterable[PageImage]) -> Document:
         """Process one document's page stream; returns the Document with pages in order."""
-        docs = [d async for d in self.run_documents([DocumentJob(source, pages)])]
-        return docs[0]
+        (doc,) = [d async for d in self.run_documents([DocumentJob(source, pages)])]
+        return doc
 
     async def run_documents(self, documents: Sequence[DocumentJob]) -> AsyncGenerator[Document, None]:
         """Process several documents through one shared concurrency limit, yielding each
@@ -350,8 +351,8 @@ class Scheduler:
         return Page(page=page.number, status="failed", error=error, attempts=attempts, **spent, **page.page_box.page_fields())
 
     def _cache_key(self, page: PageImage) -> str | None:
-        if self.cache is None or page.encoded is None:
-            return None
+        if page.recalled is not None or self.cache is None or page.encoded is None:
+            return page.recalled[0] if page.recalled is not None else None
         return page_key_for(page, self.backend.config, self.dialect)
 
     async def _process(self, page: PageImage, tries: PageTries) -> Page:
@@ -370,7 +371,7 @@ class Scheduler:
             self._twins.end(key, reading, (page.source, out) if out is not None and out.status == "failed" else None)
 
     async def _read(self, page: PageImage, key: str | None, tries: PageTries) -> Page:
-        if page.encoded is None:
+        if page.encoded is None and page.recalled is None:
             self._window.start(self.limiter)  # (it needs no request)
             return self._failed_page(page, InputError(page.error or "page could not be rendered", cause="render"), 0)
         hit = self._cached(page, key)
@@ -400,7 +401,7 @@ class Scheduler:
         if key is not None and self.cache is not None:  # (its write and fsync off the event loop)
             # the page is done: a cancel during its write (Ctrl-C, a stopped run) lets the write
             # end and keeps the page, as a reply in hand is kept (_attempt)
-            writing = asyncio.ensure_future(asyncio.to_thread(self.cache.put, key, page_out))
+            writing = asyncio.ensure_future(asyncio.to_thread(self._store, self.cache, page, key, page_out))
             await despite_cancel(writing)
             writing.result()
         page_out = page_out.as_made(self._keep_furniture)
@@ -409,14 +410,22 @@ class Scheduler:
 
     def _kept(self, key: str | None) -> Page | None:
         """The degraded reading in the cache that ``--retry-degraded`` sends again (``None``: none)."""
-        cache = self.cache
-        return cache.get(key, kept=True) if key is not None and cache is not None and cache.retry_degraded else None
+        return self.cache.get(key, kept=True) if key is not None and self.cache is not None and self.cache.retry_degraded else None
+
+    def _store(self, cache: PageCache, page: PageImage, key: str, page_out: Page) -> None:
+        """A read page into the cache, and its recall entry (:mod:`.recall`): off the event loop."""
+        cache.put(key, page_out)
+        if self.recall is not None:
+            self.recall.remember(page, key)
 
     def _cached(self, page: PageImage, key: str | None) -> Page | None:
-        """The page from the resume cache, or ``None``."""
-        hit = self.cache.get(key, furniture=self._keep_furniture) if key is not None and self.cache is not None else None
+        """The page from the resume cache (recalled: already read from it), or ``None``."""
+        hit = page.recalled[1] if page.recalled is not None else (
+            self.cache.get(key, furniture=self._keep_furniture) if key is not None and self.cache is not None else None)
         if hit is None:
             return None
+        if self.recall is not None and page.recalled is None and key is not None:
+            self.recall.remember(page, key)  # (rendered, found in the cache: the next run recalls it)
         hit = hit.model_copy(update={"page": page.number, "cached": True}).as_made(self._keep_furniture)
         self._emit(PageDone(page.source, page.number, hit.status, 0, 0.0, True, hit))
         return hit

@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures as cf
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import TypeGuard
@@ -27,6 +27,9 @@ from .render import PageImage
 from .sources import Source, make_source
 
 __all__ = ["aiter_pages", "iter_pages"]
+
+#: ``(source, index) -> PageImage | None``: a page without rendering it, or ``None`` (render it)
+Recalled = Callable[[Source, int], PageImage | None]
 
 
 def _is_open(source: Source | str | Path | bytes, password: str | None) -> TypeGuard[Source]:
@@ -111,19 +114,28 @@ def _iter(
 
 
 def _submitted(
-    src: Source, indices: list[int], spec: RenderSpec, pool: RenderPool, depth: int
+    src: Source, indices: list[int], spec: RenderSpec, pool: RenderPool, depth: int, recall: Recalled | None = None
 ) -> Generator[cf.Future[PageImage], None, None]:
     """The renders of ``indices``, in order, submitted lazily: each pull tops the window up to
     ``depth`` outstanding renders (its share of ``depth`` when other streams render on the pool
     too: :meth:`~ocrclient.pages.RenderPool.window`; nothing is submitted before the first pull)
     and hands over the oldest.  Closing it cancels those not handed over.  Both streams drive
-    this one window."""
+    this one window.  ``recall(src, index)`` gives a page without rendering it when it can
+    (:class:`~ocrclient.recall.Recall`): handed over as it is, in its turn."""
     pending: deque[cf.Future[PageImage]] = deque()
     todo = iter(indices)
+
+    def submit(i: int) -> cf.Future[PageImage]:
+        if recall is not None and (page := recall(src, i)) is not None:
+            done: cf.Future[PageImage] = cf.Future()
+            done.set_result(page)
+            return done
+        return pool.submit(src, i, spec)
+
     with pool.streaming():
         try:
             while True:
-                pending.extend(pool.submit(src, i, spec) for i in islice(todo, max(0, pool.window(depth) - len(pending))))
+                pending.extend(submit(i) for i in islice(todo, max(0, pool.window(depth) - len(pending))))
                 if not pending:
                     return
                 yield pending.popleft()
@@ -140,10 +152,13 @@ async def aiter_pages(
     password: str | None = None,
     pool: RenderPool | None = None,
     prefetch: int | None = None,
+    recall: Recalled | None = None,
 ) -> AsyncIterator[PageImage]:
     """Async twin of :func:`iter_pages` (same arguments, same bounds).  Validation, pool start
     and waiting on renders run off the event loop; being an async generator, it raises
-    :class:`InputError` on the first ``__anext__`` rather than on the call.
+    :class:`InputError` on the first ``__anext__`` rather than on the call.  ``recall(source,
+    index)`` gives a page without rendering it when it can (it reads the disk: called off the
+    loop).
 
     Example::
 
@@ -156,10 +171,10 @@ async def aiter_pages(
         src, indices, rpool, own, depth = await asyncio.to_thread(
             _plan, source, pages, password, pool, prefetch
         )
-    futures = _submitted(src, indices, spec, rpool, depth)
+    futures = _submitted(src, indices, spec, rpool, depth, recall)
     try:
         while True:
-            if rpool.submit_blocks(src):  # processes to start, bytes to spill, renders inline
+            if recall is not None or rpool.submit_blocks(src):  # processes to start, bytes to spill, renders inline
                 fut = await asyncio.to_thread(next, futures, None)
             else:
                 fut = next(futures, None)

@@ -1,0 +1,174 @@
+"""Resume without rendering (:mod:`ocrclient.recall`): a PDF page the page cache already holds is
+recalled, not rendered, and gives exactly what rendering it would have.
+
+The cache is keyed by the image sent, so a rerun rendered every page to find it there: 184
+cached pages of a 200-page run were rendered again (~7 s) before the first request for page 185
+left.  The whole kind, as a second run after a first: nothing changed, a wider page range, every
+render setting, a backend setting, the PDF's content, a page cut at ``max_tokens`` retried with
+``retry_degraded`` -- each second run sends and yields the same with its recall entries as
+without them (the cache copied, its entries removed), and renders only what it sends or what an
+output needs; a page whose cache entry was pruned is rendered and sent; a page with figures is
+rendered for its crops when the outputs have any, its crops the same as the first run's.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ocrclient
+from ocrclient.cache import PageCache
+from ocrclient.document import Document
+from ocrclient.exporters.sink import OutputWriter
+from ocrclient.testing import OpenAISimulator, SimReply
+
+from .pdfgen import text_pdf
+
+PAGES = [[f"Page {n} of the report, its own words."] for n in range(1, 7)]
+CHAT = "POST /v1/chat/completions"
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The 0-based index of every page the run renders (the render pool's render_job)."""
+    import ocrclient.pages.pool as pool_mod
+
+    seen: list[int] = []
+    real = pool_mod.render_job
+
+    def counting(job: Any) -> Any:
+        seen.append(job.index)
+        return real(job)
+
+    monkeypatch.setattr(pool_mod, "render_job", counting)
+    return seen
+
+
+def _image_of(body: dict[str, Any]) -> str:
+    return next(p["image_url"]["url"] for m in body["messages"] if isinstance(m["content"], list)
+                for p in m["content"] if p.get("type") == "image_url")  # fmt: skip
+
+
+def _pages(doc: Document) -> list[dict[str, Any]]:
+    return [p.model_dump(include={"page", "status", "markdown", "blocks", "width", "height", "rotation", "warnings"})
+            for p in doc.pages]  # fmt: skip
+
+
+def _run(pdf: Path, cache: Path, sim: OpenAISimulator, *, retry_degraded: bool = False, **over: Any) -> Document:
+    settings: dict[str, Any] = {"backend": "openai", "dialect": "plain", "base_url": sim.base_url, "model": "m",
+                                "api_key": sim.api_key, "concurrency": 2, **over}  # fmt: skip
+    return ocrclient.convert(pdf, cache=PageCache(cache, retry_degraded=retry_degraded), **settings)
+
+
+def test_a_rerun_renders_no_page_the_cache_holds(tmp_path: Path, renders: list[int]) -> None:
+    pdf = text_pdf(tmp_path / "doc.pdf", PAGES)
+    with OpenAISimulator(model="m") as sim:
+        first = _run(pdf, tmp_path / "c", sim)
+        assert sorted(renders) == list(range(6)) and sim.requests[CHAT] == 6
+        renders.clear()
+        again = _run(pdf, tmp_path / "c", sim)
+        assert renders == [] and sim.requests[CHAT] == 6  # (nothing rendered, nothing sent)
+    assert _pages(again) == _pages(first) and all(p.cached for p in again.pages)
+
+
+#: what changes between the first run and the second: (first run's settings, second run's, the
+#: PDF's pages for the second run or None)
+CHANGES: dict[str, tuple[dict[str, Any], dict[str, Any], list[list[str]] | None]] = {
+    "nothing": ({}, {}, None),
+    "wider pages": ({"pages": "2-4"}, {}, None),
+    "dpi": ({}, {"render": {"dpi": 100}}, None),
+    "image format": ({}, {"render": {"format": "jpeg"}}, None),
+    "longest side": ({}, {"render": {"longest_side": 700, "dpi": None}}, None),
+    "max tokens": ({}, {"sampling": {"max_tokens": 1500}}, None),
+    "pdf content": ({}, {}, [*PAGES[:2], ["Page 3, rewritten."], *PAGES[3:]]),
+    "degraded retried": ({}, {"retry_degraded": True}, None),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_recall_gives_what_rendering_would_have(change: str, tmp_path: Path, renders: list[int]) -> None:
+    first_over, second_over, rewritten = CHANGES[change]
+    pdf = text_pdf(tmp_path / "doc.pdf", PAGES)
+    order: dict[str, int] = {}
+    state = {"cut": True}
+
+    def respond(body: dict[str, Any]) -> SimReply:  # (the third page image seen is cut at max_tokens, at first)
+        n = order.setdefault(_image_of(body), len(order) + 1)
+        if n == 3 and state["cut"]:
+            return SimReply("the page, cut", finish_reason="length")
+        return SimReply(f"# Page image {n}\n\nAll of it.")
+
+    with OpenAISimulator(model="m", responder=respond) as sim:
+        _run(pdf, tmp_path / "c", sim, concurrency=1, **first_over)
+        state["cut"] = False
+        if rewritten is not None:
+            text_pdf(pdf, rewritten)
+        shutil.copytree(tmp_path / "c", tmp_path / "plain")
+        shutil.rmtree(tmp_path / "plain" / "recall")  # (the same cache without its recall entries)
+        assert any((tmp_path / "c" / "recall").rglob("*")), "the first run wrote no recall entry"
+        seen = []
+        for cache in ("c", "plain"):
+            renders.clear()
+            before = sim.requests[CHAT]
+            doc = _run(pdf, tmp_path / cache, sim, concurrency=1, **second_over)
+            seen.append((_pages(doc), sim.requests[CHAT] - before, sorted(renders)))
+    (recalled, sent, rendered), (rendered_doc, sent_plain, _all) = seen
+    assert recalled == rendered_doc and sent == sent_plain, change
+    # with its entries, a run renders only what it sends; a PDF whose bytes changed, every page
+    # (its entries are keyed by the file's bytes: the pages it did not change are served from
+    # the cache after their render, as before)
+    assert len(rendered) == (len(PAGES) if rewritten is not None else sent), (change, rendered)
+
+
+def test_a_page_whose_cache_entry_is_gone_is_rendered_and_sent(tmp_path: Path, renders: list[int]) -> None:
+    pdf = text_pdf(tmp_path / "doc.pdf", PAGES)
+    with OpenAISimulator(model="m") as sim:
+        first = _run(pdf, tmp_path / "c", sim)
+        entries = sorted((tmp_path / "c" / "pages").rglob("*.json"), key=lambda p: p.stat().st_mtime)
+        entries[0].unlink()  # (pruned)
+        renders.clear()
+        again = _run(pdf, tmp_path / "c", sim)
+        assert len(renders) == 1 and sim.requests[CHAT] == 7
+    assert [p.status for p in again.pages] == ["ok"] * 6 and [p.markdown for p in again.pages] == [p.markdown for p in first.pages]
+
+
+def _chandra(body: dict[str, Any], order: dict[str, int]) -> SimReply:
+    """Chandra 2's HTML: the second page image seen holds a figure, the others text."""
+    n = order.setdefault(_image_of(body), len(order) + 1)
+    text = f'<div data-bbox="100 100 900 200" data-label="Text"><p>Page image {n}.</p></div>'
+    if n == 2:
+        text += '<div data-bbox="100 300 600 700" data-label="Image"><img alt="chart"/></div>'
+    return SimReply(text)
+
+
+@pytest.mark.parametrize("formats", [["md", "json"], ["json"], ["md", "json", "html"]], ids=["crops", "no md", "viewer"])
+def test_a_page_whose_outputs_need_its_image_is_rendered(formats: list[str], tmp_path: Path, renders: list[int]) -> None:
+    """With figure crops (md), the page with a figure is rendered again for its crop and the
+    others are recalled; without md none is rendered; the HTML viewer needs every page image.
+    The outputs are the first run's."""
+    pdf = text_pdf(tmp_path / "doc.pdf", PAGES[:4])
+    order: dict[str, int] = {}
+    with OpenAISimulator(model="datalab-to/chandra-ocr-2", responder=lambda b: _chandra(b, order)) as sim:
+        settings = {"backend": "openai", "dialect": "chandra", "base_url": sim.base_url, "model": "datalab-to/chandra-ocr-2",
+                    "api_key": sim.api_key, "concurrency": 1}  # fmt: skip
+        outs = []
+        for out in ("first", "second"):
+            renders.clear()
+            with OutputWriter(tmp_path / out, formats) as writer:
+                doc = ocrclient.convert(pdf, cache=PageCache(tmp_path / "c"), outputs=writer, **settings)
+            outs.append((doc, sorted(renders)))
+        assert sim.requests[CHAT] == 4
+    (first, _), (second, rendered) = outs
+    figure_page = next(p.page for p in first.pages if any(b.type == "figure" for b in p.blocks)) - 1
+    want = list(range(4)) if "html" in formats else [figure_page] if "md" in formats else []
+    assert rendered == want, (formats, rendered)
+    for path in sorted((tmp_path / "first").rglob("*")):
+        twin = tmp_path / "second" / path.relative_to(tmp_path / "first")
+        if path.is_file() and path.suffix in (".md", ".png"):
+            assert twin.read_bytes() == path.read_bytes(), path.name
+    if "md" in formats:
+        assert any((tmp_path / "second").rglob("*.png")), "no figure crop"
+    assert _pages(second) == _pages(first)
