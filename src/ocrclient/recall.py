@@ -39,7 +39,6 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,15 +60,17 @@ RECALL_FORMAT = 1
 
 
 @functools.cache
-def _renderer_versions() -> dict[str, str | None]:
-    """The packages that make a page image from a PDF page: another version may make other bytes."""
-    found: dict[str, str | None] = {}
-    for name in ("pypdfium2", "pillow", "ocrclient"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+def _renderer_versions() -> dict[str, str]:
+    """What makes a page image from a PDF page -- pypdfium2 and its PDFium build, Pillow, this
+    package's encoder -- read from the modules (the package metadata took ~30 ms at the first
+    page): another version may make other bytes."""
+    import PIL
+    import pypdfium2
+
+    from . import __version__
+
+    return {"pypdfium2": str(getattr(pypdfium2, "PYPDFIUM_INFO", "")), "pdfium": str(getattr(pypdfium2, "PDFIUM_INFO", "")),
+            "pillow": PIL.__version__, "ocrclient": __version__}  # fmt: skip
 
 
 def recall_key(pdf_digest: str, index: int, spec: RenderSpec, settings: Mapping[str, Any], dialect: str) -> str:
