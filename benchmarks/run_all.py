@@ -11,6 +11,7 @@ Runs, each in its own process, with its output shown as it goes:
 * ``bench_calls.py``      many calls at once on one AsyncClient: peak RSS against one call, beside per-call pools
 * ``chaos.py``            500 pages through the RunPod + OpenAI simulators under every fault
 * ``crash_resume.py``     SIGKILL ``ocr convert`` at random points, rerun, count resends
+* ``bench_resume.py``     a rerun's first request with cached pages recalled, beside rendering them
 * ``bad_documents.py``    (when present) hostile inputs
 * ``bench_olmocr.py``     the ``local`` backend scored with olmOCR-bench's rules (full run only)
 
@@ -42,6 +43,7 @@ SCRIPTS: list[tuple[str, list[str], list[str] | None]] = [
     ("bench_calls.py", [], ["--pages", "120", "--calls", "1,20"]),
     ("chaos.py", [], ["--quick"]),
     ("crash_resume.py", [], ["--quick"]),
+    ("bench_resume.py", [], ["--quick"]),
     ("bad_documents.py", [], ["--quick"]),
     ("bench_olmocr.py", [], None),  # every corpus page through the engine: minutes, no small version
 ]
