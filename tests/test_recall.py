@@ -13,7 +13,9 @@ rendered for its crops when the outputs have any, its crops the same as the firs
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +174,67 @@ def test_a_page_whose_outputs_need_its_image_is_rendered(formats: list[str], tmp
     if "md" in formats:
         assert any((tmp_path / "second").rglob("*.png")), "no figure crop"
     assert _pages(second) == _pages(first)
+
+
+def test_a_pdf_replaced_while_its_pages_are_read_is_not_recalled_as_before(tmp_path: Path, renders: list[int]) -> None:
+    """A PDF replaced while its first page was being read: its pages' readings are of the bytes
+    before, so no recall entry may name them for the file now there (one written when the page
+    was stored named the old reading under the new file's identity).  The next run gives what
+    rendering gives."""
+    pdf = text_pdf(tmp_path / "doc.pdf", PAGES[:2])
+    replaced: list[bool] = []
+
+    def respond(body: dict[str, Any]) -> SimReply:
+        if not replaced:
+            replaced.append(True)
+            time.sleep(0.05)
+            text_pdf(tmp_path / "new.pdf", [["Another report entirely."], ["Its second page."]])
+            os.replace(tmp_path / "new.pdf", pdf)
+        return SimReply(f"# Reading {len(replaced)} of {_image_of(body)[-12:]}")
+
+    with OpenAISimulator(model="m", responder=respond) as sim:
+        _run(pdf, tmp_path / "c", sim, concurrency=1)
+        shutil.copytree(tmp_path / "c", tmp_path / "plain")
+        shutil.rmtree(tmp_path / "plain" / "recall", ignore_errors=True)
+        seen = []
+        for cache in ("c", "plain"):
+            before = sim.requests[CHAT]
+            doc = _run(pdf, tmp_path / cache, sim, concurrency=1)
+            seen.append((_pages(doc), sim.requests[CHAT] - before))
+    assert seen[0] == seen[1], seen
+
+
+def test_the_recall_key_changes_with_the_render_and_encode_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The package's version stays put while its renderer changes: the source of its render and
+    encode modules is in the key, so a changed encoder renders (and sends) as rendering would."""
+    import ocrclient.imaging as imaging
+    from ocrclient.imaging import RenderSpec
+    from ocrclient.recall import _renderer_versions, recall_key
+
+    def key() -> str:
+        _renderer_versions.cache_clear()
+        return recall_key((1, 2, 3, 4), 0, RenderSpec(dpi=192), {"model": "m"}, "plain")
+
+    before = key()
+    changed = tmp_path / "imaging.py"
+    changed.write_bytes(Path(str(imaging.__file__)).read_bytes() + b"\n# a changed encoder\n")
+    monkeypatch.setattr(imaging, "__file__", str(changed))
+    after = key()
+    monkeypatch.undo()
+    assert after != before and key() == before
+
+
+def test_stream_pages_recall_and_bytes_inputs_write_no_entry(tmp_path: Path, renders: list[int]) -> None:
+    """``stream_pages`` recalls the pages a run cached, as ``convert`` does; a document given as
+    bytes (no file to find it by again) is neither recalled nor given entries."""
+    pdf = text_pdf(tmp_path / "doc.pdf", PAGES[:3])
+    with OpenAISimulator(model="m") as sim:
+        settings: dict[str, Any] = {"backend": "openai", "dialect": "plain", "base_url": sim.base_url, "model": "m",
+                                    "api_key": sim.api_key}  # fmt: skip
+        ocrclient.convert(pdf.read_bytes(), cache=PageCache(tmp_path / "b"), **settings)
+        assert not list((tmp_path / "b").glob("recall/*/*"))
+        list(ocrclient.stream_pages(pdf, cache=PageCache(tmp_path / "c"), **settings))
+        renders.clear()
+        again = list(ocrclient.stream_pages(pdf, cache=PageCache(tmp_path / "c"), **settings))
+        assert renders == [] and sim.requests[CHAT] == 6
+    assert sorted(p.page for p in again) == [1, 2, 3] and all(p.cached for p in again)

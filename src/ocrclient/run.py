@@ -30,7 +30,7 @@ from .models import PageImage
 from .pages import RenderPool, Source, aiter_pages, prepare
 from .pages.inputs import prepare_one
 from .pages.pool import pool_for
-from .recall import Recall
+from .recall import NeedsImage, Recall
 from .registry import Backend, load_backend
 from .scheduler import DocumentJob, Event, Scheduler
 
@@ -225,14 +225,14 @@ class Conversion:
         """The page stream of one document, a page the cache holds recalled, not rendered, unless
         the document's outputs need its image (:mod:`.recall`); with outputs, each page image is
         handed to the document's sink on its way to the scheduler (the sink starts with the stream)."""
-        needs: list[Callable[[Page], bool] | None] = [None]  # (the sink's, once it is open)
+        needs: list[NeedsImage | None] = [None]  # (the sink's, once it is open)
         recall = self.recall
         pick = None if recall is None else lambda s, i: recall.page(s, i, needs[0])
         stream = aiter_pages(src, be.render, pages=indices, pool=pool, recall=pick)
         return stream if self.outputs is None else self._tee(src, indices, stream, needs)
 
     async def _tee(self, src: Source, indices: list[int], stream: AsyncIterator[PageImage],
-                   needs: list[Callable[[Page], bool] | None]) -> AsyncIterator[PageImage]:  # fmt: skip
+                   needs: list[NeedsImage | None]) -> AsyncIterator[PageImage]:  # fmt: skip
         assert self.outputs is not None
         sink = await asyncio.to_thread(self.outputs.open, src, [i + 1 for i in indices])
         needs[0] = sink.needs_image
@@ -286,7 +286,8 @@ class Conversion:
         async with AsyncExitStack() as stack:
             be, pool = await self._open(stack, plan)
             sched = self._scheduler(be)
-            images = aiter_pages(src, be.render, pages=indices, pool=pool)
+            recall = self.recall
+            images = aiter_pages(src, be.render, pages=indices, pool=pool, recall=None if recall is None else recall.page)
             pages = await stack.enter_async_context(
                 aclosing(sched.iter_pages(src.name, images, expected_pages=[i + 1 for i in indices]))
             )

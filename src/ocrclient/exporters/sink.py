@@ -171,13 +171,15 @@ class DocumentSink:
         """Whether any output of this document is made from page images."""
         return self.pieces.wants_images()
 
-    def needs_image(self, page: Page) -> bool:
-        """Whether an output of this document is made from ``page``'s image (its figure crops,
-        its viewer page, an image's PDF page): a page the cache holds is rendered for it
-        (:mod:`ocrclient.recall`)."""
+    def needs_image(self, page: Page | None) -> bool:
+        """Whether an output of this document is made from the image of a page read as ``page``
+        (its figure crops), or (``None``) of every page whatever it reads (the viewer, an
+        image's PDF page): a page the cache holds is rendered for it (:mod:`ocrclient.recall`)."""
         from .figures import has_figure_boxes
 
-        return self.wants_images() and ("html" in self.targets or self.source.kind == "image" or has_figure_boxes(page))
+        if not self.wants_images():
+            return False
+        return "html" in self.targets or self.source.kind == "image" or (page is not None and has_figure_boxes(page))
 
     # -- pages --------------------------------------------------------------------------------
     def take_image(self, image: PageImage) -> None:
