@@ -126,3 +126,26 @@ def test_a_retry_that_fails_keeps_the_earlier_degraded_reading(status: int, tmp_
         assert page.cached and any("sent again (--retry-degraded) and failed" in w for w in page.warnings), page.warnings
     if status != 401:  # (the run went on: every page kept, the twin of the failed one too)
         assert [p.status for p in doc.pages] == ["degraded"] * 3 and [p.markdown for p in doc.pages] == ["the page, cut"] * 3
+
+
+def test_pages_in_flight_when_a_refused_key_stops_the_retry_keep_their_earlier_reading(tmp_path: Path) -> None:
+    """Several degraded pages sent again at once, the first reply a refused key (the run stops):
+    the others in flight were failed with no markdown, their earlier reading lost from the
+    outputs as the one page's was; each keeps it now."""
+    import ocrclient
+    from ocrclient.cache import PageCache
+    from ocrclient.errors import RunAborted
+    from ocrclient.testing import FaultPlan
+
+    pdf = text_pdf(tmp_path / "doc.pdf", [[f"page {n}"] for n in range(1, 5)])
+    with OpenAISimulator(model="m", responder=lambda body: SimReply("the page, cut", finish_reason="length")) as sim:
+        settings: dict[str, Any] = {"backend": "openai", "dialect": "plain", "base_url": sim.base_url, "model": "m",
+                                    "api_key": sim.api_key, "concurrency": 4, "max_attempts": 1}  # fmt: skip
+        first = ocrclient.convert(pdf, cache=PageCache(tmp_path / "c"), **settings)
+        assert [p.status for p in first.pages] == ["degraded"] * 4
+        sim.plan = FaultPlan(rates={"http_401": 1.0}, latency_s=(0.3, 0.6), slots=8)  # (every page in flight first)
+        with pytest.raises(RunAborted) as stopped:
+            ocrclient.convert(pdf, cache=PageCache(tmp_path / "c", retry_degraded=True), **settings)
+    (doc,) = stopped.value.documents
+    assert [(p.status, p.markdown) for p in doc.pages] == [("degraded", "the page, cut")] * 4, doc.pages
+    assert sum(any("the earlier reading is kept" in w for w in p.warnings) for p in doc.pages) == 4

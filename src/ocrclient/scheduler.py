@@ -85,7 +85,6 @@ BUILT_AHEAD = 2
 __all__ = ["ABORTS_RUN", "AdaptiveLimiter", "DocumentDone", "DocumentJob", "Event", "PageDone", "PageFailed",
            "PageRetried", "PageStarted", "RunAborted", "Scheduler", "content_to_blocks"]  # fmt: skip
 
-
 #: the errors that stop a whole run (not just the page) at the first reply that carries one:
 #: a refused key, an endpoint that cannot serve the backend (errors.py), an endpoint gone too long
 ABORTS_RUN: tuple[type[OcrError], ...] = (*RUN_STOPPING, EndpointDownError)
@@ -585,11 +584,12 @@ class Scheduler:
         if unfinished is not None:
             # pages in flight or never reached when the run stopped: failed, and said (one in flight had no last event)
             for number in sorted(set(run.inflight) | (set(run.job.expected_pages or ()) - set(pages))):
-                box, error = run.inflight[number].page_box if number in run.inflight else None, PageError.of(unfinished)
                 tries = run.tries.get(number, PageTries())  # (the requests it sent, and what they cost)
-                pages[number] = Page(page=number, status="failed", error=error, attempts=tries.sent,
-                                     usage=tries.usage.priced(self._price), **(box.page_fields() if box else {}))  # fmt: skip
-                self._emit(PageFailed(run.job.source, number, error, tries.sent))
+                if (page := run.inflight.get(number)) is not None:  # (under --retry-degraded its earlier reading stays)
+                    pages[number] = self._failed_page(page, unfinished, tries.sent, tries.usage, self._kept(self._cache_key(page)))
+                    continue
+                pages[number] = Page(page=number, status="failed", error=PageError.of(unfinished), attempts=tries.sent, usage=tries.usage.priced(self._price))
+                self._emit(PageFailed(run.job.source, number, PageError.of(unfinished), tries.sent))
         ordered = [pages[k] for k in sorted(pages)]
         return Document(source=run.job.source, backend=self.backend.name, model=self.backend.config.model,
                         pages=ordered, stats=self.stats(ordered, wall_s, run.job.source))  # fmt: skip
