@@ -167,15 +167,20 @@ async def test_real_model_path_is_lazy_and_needs_torch_only_when_used(
     monkeypatch.setitem(sys.modules, "transformers", None)
     svc = core.OcrService()  # no import of torch/transformers yet
     assert isinstance(svc.recognizer, core.TrOcrModels)
-    assert svc.health() == {
+    health = svc.health()
+    assert {k: health[k] for k in ("status", "models_loaded", "models_failed", "gpu_available", "memory_info")} == {
         "status": "healthy",
         "models_loaded": [],
+        "models_failed": {},
         "gpu_available": False,
         "memory_info": {},
     }
+    assert svc.default_model in health["models_allowed"]
     with pytest.raises(core.ServiceError, match=r"model failed to load.*ModuleNotFoundError") as refused:
         await svc.route("/extract_text", {"image": b64(page_png(lines=1))})
     assert refused.value.status == 503  # (the load's verdict, kept: see the test below)
+    # its health says so now (what `ocr health` reads: the worker is down for that model)
+    assert "ModuleNotFoundError" in svc.health()["models_failed"][svc.default_model]
 
 
 def test_fastapi_app_routes_and_auth(monkeypatch: pytest.MonkeyPatch) -> None:
