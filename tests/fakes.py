@@ -165,3 +165,19 @@ def short_outage(*backends: str, seconds: float = 0.5) -> None:
     with (conf / "config.toml").open("a", encoding="utf-8") as f:
         for name in backends:
             f.write(f'\n["backends"."{name}"]\nunreachable_s = {seconds}\n')
+
+
+def counting_renders(monkeypatch: Any) -> list[int]:
+    """Every page index the render pools of this process render (their ``render_job``), in the
+    order they start."""
+    from ocrclient.pages import pool as pool_mod
+
+    rendered: list[int] = []
+    real = pool_mod.render_job
+
+    def counting(job: Any) -> PageImage:
+        rendered.append(job.index)
+        return real(job)
+
+    monkeypatch.setattr(pool_mod, "render_job", counting)
+    return rendered

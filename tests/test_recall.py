@@ -27,6 +27,7 @@ from ocrclient.document import Document
 from ocrclient.exporters.sink import OutputWriter
 from ocrclient.testing import OpenAISimulator, SimReply
 
+from .fakes import counting_renders
 from .pdfgen import text_pdf
 
 PAGES = [[f"Page {n} of the report, its own words."] for n in range(1, 7)]
@@ -36,17 +37,7 @@ CHAT = "POST /v1/chat/completions"
 @pytest.fixture
 def renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The 0-based index of every page the run renders (the render pool's render_job)."""
-    import ocrclient.pages.pool as pool_mod
-
-    seen: list[int] = []
-    real = pool_mod.render_job
-
-    def counting(job: Any) -> Any:
-        seen.append(job.index)
-        return real(job)
-
-    monkeypatch.setattr(pool_mod, "render_job", counting)
-    return seen
+    return counting_renders(monkeypatch)
 
 
 def _image_of(body: dict[str, Any]) -> str:

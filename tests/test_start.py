@@ -43,7 +43,7 @@ from ocrclient.registry import Backend
 from ocrclient.scheduler import RunAborted, Scheduler
 
 from .conftest import ROOT
-from .fakes import FakeTransport, make_backend, make_page, page_stream
+from .fakes import FakeTransport, counting_renders, make_backend, make_page, page_stream
 from .pdfgen import text_pdf
 
 
@@ -650,27 +650,12 @@ async def test_a_pool_warms_up_every_member() -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _counting_renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every page index the pools of this process render, in the order they start."""
-    from ocrclient.pages import pool as pool_mod
-
-    rendered: list[int] = []
-    real = pool_mod.render_job
-
-    def counting(job: Any) -> PageImage:
-        rendered.append(job.index)
-        return real(job)
-
-    monkeypatch.setattr(pool_mod, "render_job", counting)
-    return rendered
-
-
 def test_a_primed_page_is_rendered_once_and_handed_to_its_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``prime`` renders the first page at once; the stream that then asks for it takes that
     render (the same image as an unprimed stream's), and no page is rendered twice."""
     from ocrclient.pages import open_sources
 
-    rendered = _counting_renders(monkeypatch)
+    rendered = counting_renders(monkeypatch)
     pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(4)])
     spec = RenderSpec(dpi=50)
     (src,) = open_sources([pdf])
@@ -692,7 +677,7 @@ def test_a_primed_page_at_another_spec_or_page_is_not_taken(tmp_path: Path, monk
     spec: at another spec, or from another page on, it renders its own."""
     from ocrclient.pages import open_sources
 
-    rendered = _counting_renders(monkeypatch)
+    rendered = counting_renders(monkeypatch)
     pdf = text_pdf(tmp_path / "d.pdf", [["one"], ["two"], ["three"]])
     (src,) = open_sources([pdf])
     with RenderPool(workers=2) as pool:
@@ -707,7 +692,7 @@ def test_a_primed_page_at_another_spec_or_page_is_not_taken(tmp_path: Path, monk
 def test_an_inline_pool_primes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ocrclient.pages import open_sources
 
-    rendered = _counting_renders(monkeypatch)
+    rendered = counting_renders(monkeypatch)
     (src,) = open_sources([text_pdf(tmp_path / "d.pdf", [["one"]])])
     with RenderPool(workers=0) as pool:
         assert pool.prime([(src, [0])], RenderSpec(dpi=50)) == 0
@@ -732,7 +717,7 @@ def test_ocr_convert_starts_its_first_page_before_it_builds_the_transport(
     from ocrclient.pages.pool import RenderPool as Pool
     from ocrclient.testing import DialectResponder, OpenAISimulator, RunPodSimulator
 
-    rendered = _counting_renders(monkeypatch)
+    rendered = counting_renders(monkeypatch)
     order: list[str] = []
     real_submit, real_load = Pool._submit_job, registry.load_transport
 
