@@ -42,13 +42,13 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cache import CACHE_FORMAT, PageCache, key_settings
 from .document import SCHEMA_VERSION
+from .exporters._io import atomic_write
 from .geometry import PageBox
 from .models import PageImage
 
@@ -129,7 +129,6 @@ class Recall:
         self.settings = key_settings(cfg)
         #: each PDF this run looked up (its path as the renderer opens it), as the run found it
         self._found: dict[str, tuple[int, int, int, int] | None] = {}
-        self.recalled = 0
 
     def _path(self, key: str) -> Path:
         return self.cache.directory / "recall" / key[:2] / key
@@ -150,15 +149,8 @@ class Recall:
         if found is None or _file_id(path) != found:  # (not looked up here, or changed since)
             return
         entry = {"key": key, "box": dataclasses.asdict(page.page_box), "render_scale": page.render_scale}
-        target = self._path(recall_key(found, page.index, self.spec, self.settings, self.dialect))
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-            with os.fdopen(fd, "wb") as f:
-                f.write(json.dumps(entry).encode())
-            os.replace(tmp, target)
-        except OSError:
-            return
+        with contextlib.suppress(OSError):
+            atomic_write(self._path(recall_key(found, page.index, self.spec, self.settings, self.dialect)), json.dumps(entry))
 
     def page(self, source: Source, index: int, needs_image: NeedsImage | None = None) -> PageImage | None:
         """Page ``index`` of ``source`` from the cache, without rendering it (``None``: render
@@ -178,12 +170,11 @@ class Recall:
             return None
         hit = self.cache.get(key, furniture=self.furniture)
         if hit is None:
-            if not (self.cache.directory / "pages" / key[:2] / f"{key}.json").exists():
+            if not self.cache._path(key).exists():
                 with contextlib.suppress(OSError):  # (its page is gone: so is its entry)
                     os.unlink(recall)
             return None
         if needs_image is not None and needs_image(hit):
             return None
-        self.recalled += 1
         return PageImage(source.name, index, box, None, render_scale=scale, pdf_path=source.key,
                          pdf_password=source.password, recalled=(key, hit))  # fmt: skip

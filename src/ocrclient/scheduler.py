@@ -343,16 +343,16 @@ class Scheduler:
         spent = {"usage": usage.priced(self._price)} if usage is not None else {}  # (failed attempts are paid for too)
         if kept is not None:  # sent again for --retry-degraded, in vain: its earlier reading stays, never a worse one
             out = kept.model_copy(update={"page": page.number, "cached": True, "attempts": attempts, **spent, "warnings": [
-                *kept.warnings, f"sent again (--retry-degraded) and failed: {error.message}; the earlier reading is kept"]})
-            self._emit(PageDone(page.source, page.number, out.status, attempts, 0.0, True, out.as_made(self._keep_furniture)))
-            return out.as_made(self._keep_furniture)
+                *kept.warnings, f"sent again (--retry-degraded) and failed: {error.message}; the earlier reading is kept"]}).as_made(self._keep_furniture)
+            self._emit(PageDone(page.source, page.number, out.status, attempts, 0.0, True, out))
+            return out
         self._emit(PageFailed(page.source, page.number, error, attempts))
         return Page(page=page.number, status="failed", error=error, attempts=attempts, **spent, **page.page_box.page_fields())
 
     def _cache_key(self, page: PageImage) -> str | None:
-        if page.recalled is not None or self.cache is None or page.encoded is None:
-            return page.recalled[0] if page.recalled is not None else None
-        return page_key_for(page, self.backend.config, self.dialect)
+        if page.recalled is not None:
+            return page.recalled[0]
+        return None if self.cache is None or page.encoded is None else page_key_for(page, self.backend.config, self.dialect)
 
     async def _process(self, page: PageImage, tries: PageTries) -> Page:
         """``page`` read, once no page like it is (:mod:`.twins`): from the cache, or failed as it failed."""

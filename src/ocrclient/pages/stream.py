@@ -157,8 +157,8 @@ async def aiter_pages(
     """Async twin of :func:`iter_pages` (same arguments, same bounds).  Validation, pool start
     and waiting on renders run off the event loop; being an async generator, it raises
     :class:`InputError` on the first ``__anext__`` rather than on the call.  ``recall(source,
-    index)`` gives a page without rendering it when it can (its first call, which hashes the
-    file, runs off the loop).
+    index)`` gives a page without rendering it when it can (a stat and a small read: on the
+    loop, as a render's submit is).
 
     Example::
 
@@ -172,11 +172,10 @@ async def aiter_pages(
             _plan, source, pages, password, pool, prefetch
         )
     futures = _submitted(src, indices, spec, rpool, depth, recall)
-    first = recall is not None  # (its first look hashes the file: off the loop; then small reads)
     try:
         while True:
-            if first or rpool.submit_blocks(src):  # processes to start, bytes to spill, renders inline
-                first, fut = False, await asyncio.to_thread(next, futures, None)
+            if rpool.submit_blocks(src):  # processes to start, bytes to spill, renders inline
+                fut = await asyncio.to_thread(next, futures, None)
             else:
                 fut = next(futures, None)
             if fut is None:
