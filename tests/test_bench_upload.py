@@ -52,8 +52,8 @@ async def test_a_run_of_fewer_pages_than_the_concurrency_needs_only_what_its_pag
     assert report["pages"] == 3 and report["upload_requests"] == 3
     three = report["upload_bytes_per_request"] * 8 * 3 / report["latency_p50_s"] / 1e6
     assert report["upload_mbit_s_to_keep_busy"] <= three * 1.01 + 0.001, (report, three)
-    # the three went up at once, each taking about the median latency: what was needed, was achieved
-    assert report["upload_mbit_s_to_keep_busy"] <= 2 * report["upload_mbit_s"], report
+    # (what was achieved, the bytes over the run's wall, is left alone here: on a loaded machine
+    # the three pages render one after another and the wall is several latencies, by chance)
     assert report["upload_in_flight"] == 3 and report["upload_peak_in_flight"] <= 3
 
 
