@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,7 @@ def test_pages_in_flight_when_a_refused_key_stops_the_retry_keep_their_earlier_r
     import ocrclient
     from ocrclient.cache import PageCache
     from ocrclient.errors import RunAborted
-    from ocrclient.testing import FaultPlan
+    from ocrclient.testing.vllm_checks import Refusal
 
     pdf = text_pdf(tmp_path / "doc.pdf", [[f"page {n}"] for n in range(1, 5)])
     with OpenAISimulator(model="m", responder=lambda body: SimReply("the page, cut", finish_reason="length")) as sim:
@@ -143,7 +144,15 @@ def test_pages_in_flight_when_a_refused_key_stops_the_retry_keep_their_earlier_r
                                     "api_key": sim.api_key, "concurrency": 4, "max_attempts": 1}  # fmt: skip
         first = ocrclient.convert(pdf, cache=PageCache(tmp_path / "c"), **settings)
         assert [p.status for p in first.pages] == ["degraded"] * 4
-        sim.plan = FaultPlan(rates={"http_401": 1.0}, latency_s=(0.3, 0.6), slots=8)  # (every page in flight first)
+        # the refusal once every page is in flight (a 401 drawn by the plan is answered at once: a
+        # page rendered late on a loaded machine was not sent yet, so failed unfinished, not kept)
+        arrived = threading.Barrier(4, timeout=30)
+
+        def refused(body: dict[str, Any]) -> SimReply:
+            arrived.wait()
+            raise Refusal(401, "Unauthorized")
+
+        sim.responder = refused
         with pytest.raises(RunAborted) as stopped:
             ocrclient.convert(pdf, cache=PageCache(tmp_path / "c", retry_degraded=True), **settings)
     (doc,) = stopped.value.documents

@@ -203,7 +203,8 @@ class FaultPlan:
     * ``latency_s`` – (min, max) service time of a healthy request, drawn uniformly (seeded), or
       one number for a fixed time:
       how long it holds its slot, counted from when it got the slot (after any cold start), the
-      simulator's own work inside the slot (the responder, building the reply) included.
+      simulator's own work inside the slot (the responder, building the reply) included.  An
+      ``http_*`` fault is answered as soon as its request has a slot, without it.
     * ``slots`` – how many requests the simulated GPU serves at once; the rest queue.
     * ``cold_start_s`` – delay before the first request is served (scaled-to-zero start).
     * ``retry_after_s`` – the Retry-After value sent with 429s, in seconds (fractions allowed,
