@@ -29,6 +29,10 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     base = tmp_path_factory.mktemp("ocrhome")
     monkeypatch.setenv("OCRCLIENT_CACHE_DIR", str(base / "cache"))
     monkeypatch.setenv("OCRCLIENT_CONFIG_DIR", str(base / "config"))
+    # the suite runs two workers on two cores: an engine per worker spinning on every core made
+    # the OCR tests slower (two OCR files: 144 s and 3m58 of CPU, with one thread each 121 s
+    # and 2m41); tests/test_local_threads.py runs without it
+    monkeypatch.setenv("OCRCLIENT_LOCAL_THREADS", "1")
     for var in ("RUNPOD_API_KEY", "RUNPOD_ENDPOINT_ID", "OCRCLIENT_API_KEY", "VLLM_API_KEY", "OCRCLIENT_BACKEND",
                 "MODAL_KEY", "MODAL_SECRET"):
         monkeypatch.delenv(var, raising=False)

@@ -32,6 +32,7 @@ from ..errors import ConfigError, PermanentError
 __all__ = [
     "ENGINE_MODULES",
     "INSTALL_HINT",
+    "THREADS_ENV",
     "Engine",
     "EngineSettings",
     "engine_constructions",
@@ -42,11 +43,17 @@ __all__ = [
     "run_engine",
 ]
 
+#: the engine's intra-op threads where its settings leave them at 0 (see :class:`EngineSettings`)
+THREADS_ENV = "OCRCLIENT_LOCAL_THREADS"
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """What the one RapidOCR engine of a process is built with.
 
-    * ``threads`` – onnxruntime intra-op threads (default: the CPU count, capped at 8);
+    * ``threads`` – onnxruntime intra-op threads (``0``: ``$OCRCLIENT_LOCAL_THREADS`` when set, as
+      for several ``ocr`` processes side by side on one machine, each spinning on every core
+      otherwise; else the CPU count, capped at 8);
     * ``max_side_len`` – RapidOCR downscales images whose longest side is larger (boxes are still
       returned in pixels of the image sent);
     * ``use_cls`` – run the 0/180 degree text-line orientation classifier;
@@ -62,8 +69,14 @@ class EngineSettings:
     tight_boxes: bool = True
 
     def resolved_threads(self) -> int:
+        """The intra-op threads; :class:`ConfigError` for an ``$OCRCLIENT_LOCAL_THREADS`` that is
+        not a whole number from 1 on."""
         if self.threads > 0:
             return self.threads
+        if env := os.environ.get(THREADS_ENV, "").strip():
+            if not env.isdigit() or int(env) < 1:
+                raise ConfigError(f"{THREADS_ENV} must be a whole number of threads, 1 or more; got {env[:40]!r}")
+            return int(env)
         try:
             cpus = len(os.sched_getaffinity(0))  # the CPUs this process may use (containers)
         except (AttributeError, OSError):

@@ -70,7 +70,7 @@ class LocalTransport:
     """Runs RapidOCR in-process, on the CPU.
 
     ``from_config`` reads ``transport_options``: ``threads`` (onnxruntime intra-op threads,
-    default the CPU count), ``max_side_len`` (default 2000), ``use_cls`` (default true),
+    default ``$OCRCLIENT_LOCAL_THREADS``, else the CPU count), ``max_side_len`` (default 2000), ``use_cls`` (default true),
     ``text_score`` (default 0.5), ``tight_boxes`` (default true).
 
     Example::
@@ -112,6 +112,7 @@ class LocalTransport:
                                   text_score=o.text_score, tight_boxes=o.tight_boxes)  # fmt: skip
         if why := engine_missing():
             raise ConfigError(why)
+        settings.resolved_threads()  # (a bad $OCRCLIENT_LOCAL_THREADS: before any page)
         return cls(settings)
 
     # -- the seam ----------------------------------------------------------------------------
