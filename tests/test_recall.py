@@ -137,6 +137,42 @@ def _chandra(body: dict[str, Any], order: dict[str, int]) -> SimReply:
     return SimReply(text)
 
 
+def _on_disk(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+
+def test_the_caps_count_and_prune_take_in_the_recall_entries(tmp_path: Path, renders: list[int]) -> None:
+    """The recall entries were outside the cache's cap: never counted, never pruned (a few
+    hundred bytes and a disk block each, one per page ever read).  Now ``info`` counts their
+    bytes (its entries are still the pages), a prune takes them by age with the pages, and a
+    recall refreshes its entry as a hit refreshes its page: a prune keeps the recently used pair."""
+    pdf = text_pdf(tmp_path / "doc.pdf", PAGES)
+    with OpenAISimulator(model="m") as sim:
+        _run(pdf, tmp_path / "c", sim, pages="1-3")
+        for i, f in enumerate(sorted((tmp_path / "c").rglob("*"))):  # (the first three: long unused)
+            if f.is_file():
+                os.utime(f, (1_000_000 + i, 1_000_000 + i))
+        _run(pdf, tmp_path / "c", sim, pages="2")  # (recalled: its page and its entry used now)
+        _run(pdf, tmp_path / "c", sim, pages="4-6")
+        cache = PageCache(tmp_path / "c", max_bytes=0)
+        recall = [f for f in (tmp_path / "c" / "recall").rglob("*") if f.is_file()]
+        assert len(recall) == 6 and cache.info().entries == len(cache) == 6
+        assert cache.info().bytes == _on_disk(tmp_path / "c") > _on_disk(tmp_path / "c" / "pages")
+        # down to what the four recently used pages and their entries take
+        files = [f for f in (tmp_path / "c").rglob("*") if f.is_file()]
+        fresh = sorted(files, key=lambda f: f.stat().st_mtime)[-8:]
+        assert cache.prune(sum(f.stat().st_size for f in fresh)) == 4  # (two pages, their two entries)
+        assert sorted(p.name for p in (tmp_path / "c").rglob("*") if p.is_file()) == sorted(f.name for f in fresh)
+        renders.clear()
+        before = sim.requests[CHAT]
+        doc = _run(pdf, tmp_path / "c", sim)
+        # pages 2, 4-6 recalled; 1 and 3, pruned with their entries, rendered and sent again
+        assert sorted(renders) == [0, 2] and sim.requests[CHAT] - before == 2
+        assert [p.status for p in doc.pages] == ["ok"] * 6
+        assert cache.prune(0) == 12 and cache.info().bytes == 0 and not any(f.is_file() for f in (tmp_path / "c").rglob("*"))
+
+
+
 @pytest.mark.parametrize("formats", [["md", "json"], ["json"], ["md", "json", "html"]], ids=["crops", "no md", "viewer"])
 def test_a_page_whose_outputs_need_its_image_is_rendered(formats: list[str], tmp_path: Path, renders: list[int]) -> None:
     """With figure crops (md), the page with a figure is rendered again for its crop and the

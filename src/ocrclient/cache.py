@@ -39,7 +39,8 @@ either the old entry or the new one.  The cache holds at most ``max_bytes`` (def
 :data:`~ocrclient.config.DEFAULT_CACHE_MAX_BYTES`, 2 GiB; ``OCRCLIENT_CACHE_MAX_BYTES`` or
 ``cache_max_bytes`` in the user config change it, 0 lifts it): when a write takes it over, the
 least recently used entries (oldest modification time; a hit refreshes it) are deleted until it
-is under :data:`PRUNE_TO` of the cap.  Several processes may share one cache: each counts its own
+is under :data:`PRUNE_TO` of the cap; the recall entries (:mod:`.recall`: a page found without
+rendering it) count and go with them, by the same age (a recall refreshes its entry).  Several processes may share one cache: each counts its own
 writes and measures the directory again once it has written :data:`REMEASURE` of the cap since
 it last did, so together they overshoot the cap by at most that share each.
 
@@ -441,11 +442,7 @@ class PageCache:
         self.directory = Path(directory)
         self.max_bytes = cache_max_bytes() if max_bytes is None else max(0, int(max_bytes))
         self.retry_degraded = retry_degraded
-        self.hits = 0
-        self.misses = 0
-        self.writes = 0
-        self.write_errors = 0
-        self.pruned = 0
+        self.hits = self.misses = self.writes = self.write_errors = self.pruned = 0
         #: bytes on disk as this process sees them (measured at the first write, then kept up
         #: and measured again every REMEASURE of the cap written: see the module's text)
         self._size: int | None = None
@@ -457,22 +454,23 @@ class PageCache:
     def _path(self, key: str) -> Path:
         return self.directory / "pages" / key[:2] / f"{key}.json"
 
-    def _files(self, *, temp: bool = False) -> Iterator[os.DirEntry[str]]:
-        """The entries (or, with ``temp``, also the temp files a killed writer left behind)."""
-        try:
-            shards = list(os.scandir(self.directory / "pages"))
-        except FileNotFoundError:
-            return
-        for shard in shards:
-            if not shard.is_dir(follow_symlinks=False):
-                continue
+    def _files(self, *, temp: bool = False, recall: bool = False) -> Iterator[os.DirEntry[str]]:
+        """The page entries; ``recall``: the recall entries too; ``temp``: and the temp files left."""
+        for sub in ("pages", "recall") if recall else ("pages",):
             try:
-                files = list(os.scandir(shard.path))
+                shards = list(os.scandir(self.directory / sub))
             except FileNotFoundError:
                 continue
-            for f in files:
-                if f.name.endswith(".json") and (temp or not f.name.startswith(".tmp-")):
-                    yield f
+            for shard in shards:
+                if not shard.is_dir(follow_symlinks=False):
+                    continue
+                try:
+                    files = list(os.scandir(shard.path))
+                except FileNotFoundError:
+                    continue
+                for f in files:  # (a temp file's name starts with a dot: ".tmp-..." and atomic_write's)
+                    if (sub == "recall" or f.name.endswith(".json")) and (temp or not f.name.startswith(".")):
+                        yield f
 
     def get(self, key: str, *, furniture: bool = False, kept: bool = False) -> Page | None:
         """The page stored under ``key`` (``None``: a miss), as it was read: its markdown without
@@ -520,10 +518,9 @@ class PageCache:
         data = f'{{"page":{page_json},"furniture_markdown":{json.dumps(page._furniture_markdown)}}}'.encode()
         if self.max_bytes and (self._size is None or self._unmeasured > self.max_bytes * REMEASURE):
             self._size, self._unmeasured = self.info().bytes, 0
-        try:
+        replaced = 0
+        with contextlib.suppress(OSError):  # (none yet, or pruned meanwhile by another process)
             replaced = path.stat().st_size
-        except OSError:
-            replaced = 0
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -550,7 +547,7 @@ class PageCache:
                 return 0
             target = int(self.max_bytes * PRUNE_TO)
         entries: list[tuple[float, int, str]] = []
-        for f in self._files():
+        for f in self._files(recall=True):
             try:
                 st = f.stat(follow_symlinks=False)
             except OSError:
@@ -572,14 +569,14 @@ class PageCache:
         return removed
 
     def info(self) -> CacheInfo:
-        """Directory, entries, bytes on disk and the cap."""
+        """Directory, page entries, bytes on disk (the recall entries' too) and the cap."""
         entries = size = 0
-        for f in self._files():
+        for f in self._files(recall=True):
             try:
                 size += f.stat(follow_symlinks=False).st_size
             except OSError:
                 continue
-            entries += 1
+            entries += f.name.endswith(".json")
         return CacheInfo(str(self.directory), entries, size, self.max_bytes)
 
     def clear(self) -> int:

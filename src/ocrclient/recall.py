@@ -22,9 +22,10 @@ whose page is gone, a page whose outputs need its image (its figure crops, the H
 An entry is written only for a file this run looked up, and only while the file is still as the
 run found it then (a PDF replaced while its pages were read gets none: its readings are of the
 bytes before); images, and documents given as bytes, are neither recalled nor remembered.  The
-entries live in ``<cache>/recall/ab/<key>`` (a few hundred bytes each, outside the cache's size
-cap; :meth:`~ocrclient.cache.PageCache.clear` removes them, and one whose page is gone is removed
-when it is next asked for).
+entries live in ``<cache>/recall/ab/<key>`` (a few hundred bytes each): the cache's size cap
+counts them and prunes them with its pages, least recently used first (a recall refreshes its
+entry, as a hit its page); :meth:`~ocrclient.cache.PageCache.clear` removes them, and one whose
+page is gone is removed when it is next asked for.
 
 Example::
 
@@ -176,5 +177,7 @@ class Recall:
             return None
         if needs_image is not None and needs_image(hit):
             return None
+        with contextlib.suppress(OSError):
+            os.utime(recall)  # (recently used, as its page: the cache's cap prunes both by age)
         return PageImage(source.name, index, box, None, render_scale=scale, pdf_path=source.key,
                          pdf_password=source.password, recalled=(key, hit))  # fmt: skip
