@@ -60,8 +60,8 @@ print(f"closed in {time.monotonic() - started:.2f} s; caught {caught}", flush=Tr
 """
 
 
-def _tall_strip(path: Path, height: int = 3600) -> Path:
-    """A 900 x ``height`` px strip of ~100 printed lines: the engine reads it in tiles for
+def _tall_strip(path: Path, height: int = 2000) -> Path:
+    """A 900 x ``height`` px strip of ~55 printed lines: the engine reads it in tiles for
     several seconds (a few more than the 1.5 s the script gives it before closing)."""
     from PIL import Image, ImageDraw, ImageFont
 
