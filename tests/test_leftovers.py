@@ -14,6 +14,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from ocrclient.exporters._io import sweep_leftovers
 
 
@@ -40,3 +42,26 @@ def test_a_killed_runs_leftovers_go_and_nothing_else(tmp_path: Path) -> None:
 
 def test_a_folder_that_is_not_there_sweeps_nothing(tmp_path: Path) -> None:
     assert sweep_leftovers(tmp_path / "no" / "report") == []
+
+
+def test_atomic_write_follows_the_umask_without_ever_setting_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A written file has 0666 less the umask, read without setting it: ``os.umask`` can only be
+    read by setting it, and with the cache's recall entries written for every page from worker
+    threads, a shard folder or output another thread made in that moment came out 0777."""
+    import os
+    import sys
+
+    from ocrclient.exporters._io import atomic_write
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the umask is read from /proc/self/status on Linux")
+    real = os.umask
+    for mask in (0o022, 0o027, 0o077):
+        real(mask)
+        try:
+            monkeypatch.setattr(os, "umask", lambda _: pytest.fail("the umask was set"))
+            path = atomic_write(tmp_path / f"out-{mask:o}.md", "text")
+        finally:
+            monkeypatch.setattr(os, "umask", real)
+            real(0o022)
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, oct(path.stat().st_mode)

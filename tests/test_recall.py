@@ -265,3 +265,96 @@ def test_stream_pages_recall_and_bytes_inputs_write_no_entry(tmp_path: Path, ren
         again = list(ocrclient.stream_pages(pdf, cache=PageCache(tmp_path / "c"), **settings))
         assert renders == [] and sim.requests[CHAT] == 6
     assert sorted(p.page for p in again) == [1, 2, 3] and all(p.cached for p in again)
+
+
+def _replace_keeping_size_and_mtime(pdf: Path, lines: list[list[str]], *, in_place: bool) -> None:
+    """``pdf`` given other content of its size with its modification time restored: written in
+    place (``cp -p``, ``rsync --inplace -t``), or a new file renamed over it (an archive's
+    fixed times: another inode)."""
+    st = os.stat(pdf)
+    new = text_pdf(pdf.with_name("new.pdf"), lines)
+    assert new.stat().st_size == st.st_size
+    if in_place:
+        with open(pdf, "r+b") as fh:
+            fh.write(new.read_bytes())
+        new.unlink()
+    else:
+        os.replace(new, pdf)
+    os.utime(pdf, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(pdf).st_size, os.stat(pdf).st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def _readings(body: dict[str, Any]) -> SimReply:
+    return SimReply(f"reading of image {hash(_image_of(body)) & 0xFFFFFF:06x}")
+
+
+@pytest.mark.parametrize("how", ["replaced after the head start rendered it", "rewritten in place, mtime kept",
+                                 "renamed over, size and mtime kept"])  # fmt: skip
+def test_a_file_changed_after_its_pages_were_rendered_never_recalls_their_readings(how: str, tmp_path: Path) -> None:
+    """Every way a PDF can change between its pages' render and a later lookup: each rerun sends
+    and yields with the recall entries what it does without them.  Before, ``ocr convert``'s head
+    start rendered pages before the run looked the file up (a file replaced in between got the
+    old pages' readings recalled for the new file ever after), and a file rewritten with its size
+    and modification time kept was taken for the same file."""
+    import asyncio
+
+    from ocrclient.pages import prepare
+    from ocrclient.pages.pool import pool_for
+    from ocrclient.registry import load_backend
+    from ocrclient.run import Conversion
+
+    pdf = text_pdf(tmp_path / "doc.pdf", [["Version ONE, page 1."], ["Version ONE, page 2."]])
+    two = [["Version TWO, page 1."], ["Version TWO, page 2."]]
+    with OpenAISimulator(model="m", responder=_readings) as sim:
+        settings: dict[str, Any] = {"dialect": "plain", "base_url": sim.base_url, "model": "m", "api_key": sim.api_key}
+        if how.startswith("replaced after the head start"):  # (as ocr convert does: prime, then build the backend)
+            plan = prepare([str(pdf)])
+            backend = load_backend("openai", **settings)
+            pool = pool_for(plan)
+            pool.start_soon()
+            assert pool.prime(plan, backend.render, 3) == 2
+            deadline = time.monotonic() + 30
+            while any(not f.done() for f in pool._primed.values()) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            _replace_keeping_size_and_mtime(pdf, two, in_place=False)
+
+            async def first() -> None:
+                conv = Conversion(backend=backend, cache=PageCache(tmp_path / "c"), prepared=plan, render_pool=pool)
+                (doc,) = [r.document async for r in conv]
+                assert [p.status for p in doc.pages] == ["ok", "ok"]
+
+            asyncio.run(first())
+            pool.close()
+        else:
+            ocrclient.convert(pdf, backend="openai", cache=PageCache(tmp_path / "c"), **settings)
+            time.sleep(0.02)  # (the change time moves on: its clock ticks in milliseconds)
+            _replace_keeping_size_and_mtime(pdf, two, in_place=how.startswith("rewritten"))
+        shutil.copytree(tmp_path / "c", tmp_path / "plain")
+        shutil.rmtree(tmp_path / "plain" / "recall", ignore_errors=True)
+        seen = []
+        for cache in ("c", "plain"):
+            before = sim.requests[CHAT]
+            doc = ocrclient.convert(pdf, backend="openai", cache=PageCache(tmp_path / cache), **settings)
+            seen.append((_pages(doc), sim.requests[CHAT] - before))
+    assert seen[0] == seen[1], how
+    assert seen[0][1] == 2  # (the new file's pages: every one sent)
+
+
+def test_recall_entries_a_run_writes_on_hits_alone_keep_the_cache_under_its_cap(tmp_path: Path) -> None:
+    """A cache whose pages are all there, the PDF found afresh by each run (a checkout, a
+    download: another inode): every page is rendered, hit, and given a new entry.  Only a page's
+    write enforced the cap, so run after run of hits grew the entries past it for good."""
+    src = text_pdf(tmp_path / "src.pdf", [[f"Page {n} of the report."] for n in range(1, 13)])
+    with OpenAISimulator(model="m") as sim:
+        settings: dict[str, Any] = {"backend": "openai", "dialect": "plain", "base_url": sim.base_url, "model": "m",
+                                    "api_key": sim.api_key, "concurrency": 4}  # fmt: skip
+        shutil.copy(src, tmp_path / "doc.pdf")
+        ocrclient.convert(tmp_path / "doc.pdf", cache=PageCache(tmp_path / "c", max_bytes=0), **settings)
+        cap = PageCache(tmp_path / "c", max_bytes=0).info().bytes + 1500
+        for _ in range(6):
+            (tmp_path / "doc.pdf").unlink()
+            shutil.copy(src, tmp_path / "doc.pdf")
+            doc = ocrclient.convert(tmp_path / "doc.pdf", cache=PageCache(tmp_path / "c", max_bytes=cap), **settings)
+            assert [p.status for p in doc.pages] == ["ok"] * 12
+            on_disk = sum(f.stat().st_size for f in (tmp_path / "c").rglob("*") if f.is_file())
+            assert on_disk <= cap, (on_disk, cap)

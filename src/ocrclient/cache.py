@@ -34,8 +34,7 @@ version's, the page's JSON alone, does not say the markdown with furniture: a ru
 takes that for a miss (sent once again, rewritten), one that leaves it out is served it (its key
 had no ``include_headers_footers``: its markdown has none), so no key version is bumped.
 
-Writes are atomic (temp file + rename in the same directory), so a kill at any moment leaves
-either the old entry or the new one.  The cache holds at most ``max_bytes`` (default
+Writes are atomic (temp file + rename), so a kill at any moment leaves the old entry or the new.  The cache holds at most ``max_bytes`` (default
 :data:`~ocrclient.config.DEFAULT_CACHE_MAX_BYTES`, 2 GiB; ``OCRCLIENT_CACHE_MAX_BYTES`` or
 ``cache_max_bytes`` in the user config change it, 0 lifts it): when a write takes it over, the
 least recently used entries (oldest modification time; a hit refreshes it) are deleted until it
@@ -468,7 +467,7 @@ class PageCache:
                     files = list(os.scandir(shard.path))
                 except FileNotFoundError:
                     continue
-                for f in files:  # (a temp file's name starts with a dot: ".tmp-..." and atomic_write's)
+                for f in files:  # (a temp file's name starts with a dot)
                     if (sub == "recall" or f.name.endswith(".json")) and (temp or not f.name.startswith(".")):
                         yield f
 
@@ -495,27 +494,33 @@ class PageCache:
         return page
 
     def put(self, key: str, page: Page) -> None:
-        """Store a finished page as read (its markdown with the furniture beside it) atomically (never a failed page, nor one whose error may pass:
-        a page kept degraded because its last attempt met an outage).  A cache that cannot
-        be written (read-only, full, its directory removed or cleared under a run) costs the page
-        its entry, never the page: a warning, once per cache, and the run goes on.  Safe to call
-        from several threads (a run calls it from worker threads)."""
+        """Store a finished page as read (its markdown with the furniture beside it) atomically,
+        never a failed page nor one whose error may pass (kept degraded by an outage).  A cache
+        that cannot be written (read-only, full, removed or cleared under a run) costs the page its
+        entry, never the page: a warning, once per cache.  Safe to call from several threads."""
         if page.status == "failed" or (page.error is not None and page.error.kind == "transient"):
             return
+        page_json = page.model_copy(update={"cached": False}).model_dump_json()
+        data = f'{{"page":{page_json},"furniture_markdown":{json.dumps(page._furniture_markdown)}}}'.encode()
         with self._writing:
             try:
-                self._put(key, page)
+                self._write(self._path(key), data, sync=True)
+                self.writes += 1
             except OSError as exc:
                 self.write_errors += 1
                 if self.write_errors == 1:
                     log.warning("the page cache in %s cannot be written (%s): a page it does not store is sent "
                                 "again by a rerun (said once)", self.directory, exc)  # fmt: skip
 
-    def _put(self, key: str, page: Page) -> None:
-        path = self._path(key)
+    def put_recall(self, path: Path, data: bytes) -> None:
+        """A recall entry (:mod:`.recall`) at ``path``, under :attr:`directory`: written whole,
+        counted in the cap, pruned with the pages; one that cannot be written is only missing."""
+        with self._writing, contextlib.suppress(OSError):
+            self._write(path, data, sync=False)
+
+    def _write(self, path: Path, data: bytes, *, sync: bool) -> None:
+        """``data`` into ``path`` by a temp file's rename (``sync``: on disk first), counted."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        page_json = page.model_copy(update={"cached": False}).model_dump_json()
-        data = f'{{"page":{page_json},"furniture_markdown":{json.dumps(page._furniture_markdown)}}}'.encode()
         if self.max_bytes and (self._size is None or self._unmeasured > self.max_bytes * REMEASURE):
             self._size, self._unmeasured = self.info().bytes, 0
         replaced = 0
@@ -525,13 +530,13 @@ class PageCache:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if sync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self.writes += 1
         if self._size is not None:
             self._size += len(data) - replaced
             self._unmeasured += len(data)
@@ -539,9 +544,8 @@ class PageCache:
                 self.prune()
 
     def prune(self, target: int | None = None) -> int:
-        """Delete the least recently used entries until the cache holds at most ``target``
-        bytes (default: :data:`PRUNE_TO` of the cap; nothing to do without a cap).  Returns how
-        many entries were deleted."""
+        """Delete the least recently used entries until the cache holds at most ``target`` bytes
+        (default: :data:`PRUNE_TO` of the cap; none without one); returns how many went."""
         if target is None:
             if not self.max_bytes:
                 return 0
@@ -580,8 +584,7 @@ class PageCache:
         return CacheInfo(str(self.directory), entries, size, self.max_bytes)
 
     def clear(self) -> int:
-        """Delete every entry (and leftover temp files, and the recall entries: :mod:`.recall`);
-        returns how many entries were removed."""
+        """Delete every entry, leftover temp file and recall entry; returns how many pages went."""
         shutil.rmtree(self.directory / "recall", ignore_errors=True)
         removed = 0
         for f in self._files(temp=True):

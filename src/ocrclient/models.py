@@ -82,6 +82,10 @@ class PageImage:
     #: a page the resume cache already holds, not rendered (:mod:`ocrclient.recall`): its cache
     #: key and its reading (``encoded`` is ``None``, ``error`` too)
     recalled: tuple[str, Page] | None = None
+    #: the PDF file as the renderer opened it (:func:`~ocrclient.pages.pdfdocs.file_identity`;
+    #: ``None`` for images, or a file that changed as it was opened): a recall entry is written
+    #: under it, so a page rendered before its file was replaced never names the new file's
+    file_id: tuple[int, ...] | None = None
 
     @property
     def number(self) -> int:

@@ -6,9 +6,9 @@ each at Chandra's 192 dpi) before its first request for page 901 left, the GPUs 
 (184 cached pages: the first request 5.1 s after the start against 0.8 s, benchmarks/README.md).
 So when a rendered PDF page's reading goes into the cache, or is served from it, a small
 **recall entry** is written beside the cache's pages: under a key of what the rendered image is
-made of -- the PDF file as the run found it (device, inode, size and modification time: what
-``make`` and the renderer's own open-document cache go by; hashing the bytes put a 400 MB PDF's
-read on the first request), the page's index, the render spec, the renderer and the encoder
+made of -- the PDF file as the renderer opened it (device, inode, size, modification and change
+time: :func:`~ocrclient.pages.pdfdocs.file_identity`, what the renderer's own open-document cache
+goes by; hashing the bytes put a 400 MB PDF's read on the first request), the page's index, the render spec, the renderer and the encoder
 (pypdfium2 and its PDFium, Pillow, zlib, the source of ocrclient's render and encode modules) --
 and of the backend settings the page key holds (:func:`~ocrclient.cache.key_settings` and the
 dialect), it names the page's cache key and its geometry.  A later run asks for it before
@@ -19,9 +19,9 @@ reading, and the scheduler serves it as any cache hit.  Anything else -- no entr
 whose page is gone, a page whose outputs need its image (its figure crops, the HTML viewer:
 ``needs_image``) -- renders the page as before, so a recall gives what rendering would have.
 
-An entry is written only for a file this run looked up, and only while the file is still as the
-run found it then (a PDF replaced while its pages were read gets none: its readings are of the
-bytes before); images, and documents given as bytes, are neither recalled nor remembered.  The
+An entry is written under the file a page was rendered from, and only while the file is still
+that one (a PDF replaced after its pages were rendered, even by ``ocr convert``'s head start
+before the run looked the file up, gets none: their readings are of the bytes before); images, and documents given as bytes, are neither recalled nor remembered.  The
 entries live in ``<cache>/recall/ab/<key>`` (a few hundred bytes each): the cache's size cap
 counts them and prunes them with its pages, least recently used first (a recall refreshes its
 entry, as a hit its page); :meth:`~ocrclient.cache.PageCache.clear` removes them, and one whose
@@ -49,9 +49,9 @@ from typing import TYPE_CHECKING, Any
 
 from .cache import CACHE_FORMAT, PageCache, key_settings
 from .document import SCHEMA_VERSION
-from .exporters._io import atomic_write
 from .geometry import PageBox
 from .models import PageImage
+from .pages.pdfdocs import FileId, file_identity
 
 if TYPE_CHECKING:
     from .config import BackendConfig
@@ -65,7 +65,7 @@ __all__ = ["NeedsImage", "Recall", "recall_key"]
 NeedsImage = Callable[["Page | None"], bool]
 
 #: bumped when what a recall entry says changes
-RECALL_FORMAT = 1
+RECALL_FORMAT = 2
 
 
 @functools.cache
@@ -92,18 +92,8 @@ def _renderer_versions() -> dict[str, str]:
             "pillow": PIL.__version__, "zlib": zlib.ZLIB_RUNTIME_VERSION, "code": code.hexdigest()}  # fmt: skip
 
 
-def _file_id(path: str) -> tuple[int, int, int, int] | None:
-    """The file at ``path`` as found now (device, inode, size, modification time), ``None``
-    when it cannot be read."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
 def recall_key(file_id: Sequence[int], index: int, spec: RenderSpec, settings: Mapping[str, Any], dialect: str) -> str:
-    """The recall key of page ``index`` (0-based) of the PDF file ``file_id`` (:func:`_file_id`),
+    """The recall key of page ``index`` (0-based) of the PDF file ``file_id`` (:func:`file_identity`),
     rendered to ``spec`` for a backend of ``settings`` (:func:`~ocrclient.cache.key_settings`)
     and ``dialect``."""
     parts = {
@@ -129,29 +119,31 @@ class Recall:
         self.cache, self.spec, self.dialect, self.furniture = cache, spec, dialect, furniture
         self.settings = key_settings(cfg)
         #: each PDF this run looked up (its path as the renderer opens it), as the run found it
-        self._found: dict[str, tuple[int, int, int, int] | None] = {}
+        self._found: dict[str, FileId | None] = {}
 
     def _path(self, key: str) -> Path:
         return self.cache.directory / "recall" / key[:2] / key
 
-    def _found_id(self, path: str) -> tuple[int, int, int, int] | None:
+    def _found_id(self, path: str) -> FileId | None:
         if path not in self._found:
-            self._found[path] = _file_id(path)
+            self._found[path] = file_identity(path)
         return self._found[path]
 
     def remember(self, page: PageImage, key: str) -> None:
         """``page`` (rendered from a PDF to this run's spec) has its reading in the cache under
-        ``key``: write its recall entry, when this run looked its file up and the file is still
-        as it was then.  A cache that cannot be written costs only the entry."""
-        path = page.pdf_path
-        if path is None or page.encoded is None or page.content_key is not None:
-            return
-        found = self._found.get(path)
-        if found is None or _file_id(path) != found:  # (not looked up here, or changed since)
+        ``key``: write its recall entry, for a file this run looked up, under the file the renderer opened
+        (:attr:`~ocrclient.models.PageImage.file_id`), while the file is still that one.  The
+        cache counts it in its cap (:meth:`~ocrclient.cache.PageCache.put_recall`); one that
+        cannot be written costs only the entry."""
+        path, rendered = page.pdf_path, page.file_id
+        if path not in self._found or rendered is None or page.encoded is None or page.content_key is not None:
+            return  # (a file this run did not look up: a document given as bytes, the pool's copy)
+        now = file_identity(path)
+        if now is None or now != rendered:  # (changed since it was rendered: its reading is of the file before)
             return
         entry = {"key": key, "box": dataclasses.asdict(page.page_box), "render_scale": page.render_scale}
-        with contextlib.suppress(OSError):
-            atomic_write(self._path(recall_key(found, page.index, self.spec, self.settings, self.dialect)), json.dumps(entry))
+        where = self._path(recall_key(now, page.index, self.spec, self.settings, self.dialect))
+        self.cache.put_recall(where, json.dumps(entry).encode())
 
     def page(self, source: Source, index: int, needs_image: NeedsImage | None = None) -> PageImage | None:
         """Page ``index`` of ``source`` from the cache, without rendering it (``None``: render

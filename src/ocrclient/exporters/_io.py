@@ -3,17 +3,29 @@ of what a killed run's writers left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+_UMASK_LOCK = threading.Lock()
+
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process's umask, read without setting it where the system says it (Linux:
+    ``/proc/self/status``): ``os.umask`` can only be read by setting it, and a file or folder
+    another thread made in that moment (the cache's, an output) came out world-writable."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii", errors="replace") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)  # (the strictest in that moment, never a looser one)
+        os.umask(mask)
     return mask
 
 

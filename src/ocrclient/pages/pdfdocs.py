@@ -37,7 +37,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["PAGE_BUDGET_S", "REOPEN_AFTER", "REOPEN_MAX", "OpenPdfs", "load_page"]
+__all__ = ["PAGE_BUDGET_S", "REOPEN_AFTER", "REOPEN_MAX", "FileId", "OpenPdfs", "file_identity", "load_page"]
+
+#: a file as found (:func:`file_identity`)
+FileId = tuple[int, int, int, int, int]
 
 #: pages read from a document before it is opened afresh (when opening it was cheap)
 REOPEN_AFTER = 32
@@ -47,6 +50,21 @@ REOPEN_AFTER = 32
 PAGE_BUDGET_S = 0.0001
 #: the most pages read from a document between two openings, however long opening it took
 REOPEN_MAX = 256
+
+
+def file_identity(path: str) -> FileId | None:
+    """The file at ``path`` as found now: device, inode, size, modification and change time
+    (``None``: it cannot be read).  The change time is in it because nothing sets it back: a file
+    rewritten in place with its modification time restored (``cp -p``, ``touch -r``, an archive's
+    fixed times) is another file; a chmod or a new hard link costs a document opened afresh."""
+    try:
+        return _identity(os.stat(path))
+    except OSError:
+        return None
+
+
+def _identity(st: os.stat_result) -> FileId:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def load_page(pdf: Any, index: int, forget: Callable[[], None]) -> Any:
@@ -73,6 +91,8 @@ class _Open:
     pdf: Any
     #: seconds it took to open
     open_s: float
+    #: the file it was opened from (``None``: the file changed while it was opened)
+    file_id: FileId | None = None
     #: pages read from it since, and the seconds PDFium took to load the first and the rest
     pages: int = 0
     first_s: float = 0.0
@@ -114,13 +134,13 @@ class OpenPdfs:
         self.forms = forms
         self.max_docs = max_docs
         self._lock = lock
-        self._docs: OrderedDict[tuple[str, int, int, str | None], _Open] = OrderedDict()
+        self._docs: OrderedDict[tuple[str, FileId, str | None], _Open] = OrderedDict()
 
     def _entry(self, path: str, password: str | None) -> _Open:
         import pypdfium2 as pdfium
 
-        st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns, password)
+        found = _identity(os.stat(path))
+        key = (path, found, password)
         entry = self._docs.get(key)
         if entry is not None and entry.spent():
             del self._docs[key]
@@ -135,7 +155,7 @@ class OpenPdfs:
             if self.forms:
                 with contextlib.suppress(Exception):  # forms are a nicety: never fail a page for them
                     pdf.init_forms()
-            entry = self._docs[key] = _Open(pdf, time.perf_counter() - t0)
+            entry = self._docs[key] = _Open(pdf, time.perf_counter() - t0, found if file_identity(path) == found else None)
             while len(self._docs) > self.max_docs:
                 _close(self._docs.popitem(last=False)[1].pdf)
         self._docs.move_to_end(key)
@@ -148,11 +168,16 @@ class OpenPdfs:
     def page(self, path: str, index: int, password: str | None = None) -> Any:
         """Page ``index`` of ``path``, loaded by :func:`load_page` (a handle that fails to load a
         page is dropped).  The caller closes the page."""
+        return self.page_of(path, index, password)[0]
+
+    def page_of(self, path: str, index: int, password: str | None = None) -> tuple[Any, FileId | None]:
+        """:meth:`page`, and the file it was read from (:func:`file_identity` as the document was
+        opened; ``None``: the file changed as it was)."""
         entry = self._entry(path, password)
         t0 = time.perf_counter()
         page = load_page(entry.pdf, index, lambda: self.forget(path))
         entry.loaded(time.perf_counter() - t0)
-        return page
+        return page, entry.file_id
 
     def forget(self, path: str) -> None:
         """Close and forget the handles of ``path``."""

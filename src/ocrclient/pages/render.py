@@ -27,7 +27,7 @@ from PIL import Image
 from ..geometry import PageBox
 from ..imaging import RenderSpec, encode, grey_of_bgr
 from ..models import PageImage
-from .pdfdocs import OpenPdfs, load_page
+from .pdfdocs import FileId, OpenPdfs, load_page
 
 if TYPE_CHECKING:
     from .sources import SourceKind
@@ -92,12 +92,13 @@ def pdf_page_box(page: Any) -> PageBox:
     return PageBox(float(width), float(height), int(page.get_rotation()), float(left), float(bottom))
 
 
-def _encoded_page(job: RenderJob, page_box: PageBox, img: Image.Image, render_scale: float) -> PageImage:
+def _encoded_page(job: RenderJob, page_box: PageBox, img: Image.Image, render_scale: float,
+                  file_id: FileId | None = None) -> PageImage:  # fmt: skip
     """The rendered page, encoded as the job's spec asks."""
     encoded = encode(img, job.spec)
     pdf_path, password = (job.path, job.password) if job.kind == "pdf" else (None, None)
     return PageImage(job.name, job.index, page_box, encoded, render_scale=render_scale, pdf_path=pdf_path,
-                     pdf_password=password)  # fmt: skip
+                     pdf_password=password, file_id=file_id)  # fmt: skip
 
 
 def _failed_page(job: RenderJob, page_box: PageBox, error: str) -> PageImage:
@@ -118,7 +119,7 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
     page_box = PageBox(0.0, 0.0)
     try:
         with PDFIUM_LOCK:  # PDFium's part only: the encode below runs beside other renders
-            page = _PDFS.page(job.path, job.index, job.password)
+            page, file_id = _PDFS.page_of(job.path, job.index, job.password)
             try:
                 page_box = pdf_page_box(page)
                 width, height = page_box.width, page_box.height
@@ -154,7 +155,7 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
         img = one_channel or Image.frombuffer(mode, (px_w, px_h), pixels, "raw", raw, stride, 1)
         if raw == "BGR":  # the image is a copy (decoded, or the grey bytes): the buffer (10 MB
             del bitmap, buffer, pixels  # for a chandra page) goes now, not after the encode
-        return _encoded_page(job, page_box, img, px_w / width)
+        return _encoded_page(job, page_box, img, px_w / width, file_id)
     except Exception as exc:
         return _failed_page(job, page_box, f"page {job.index + 1}: cannot render ({_why(exc)})")
 
