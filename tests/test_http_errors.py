@@ -56,7 +56,7 @@ def _status(status: int, body: bytes = b"", **kwargs: Any) -> BaseException:
         (httpx.ConnectTimeout("connect timed out", request=REQ), "timeout"),
         (TimeoutError(), "timeout"),
         (httpx.RemoteProtocolError("Server disconnected without sending a response.", request=REQ),
-         "connection"),
+         "reset"),
         (httpx.RemoteProtocolError("peer closed connection without sending complete message body",
                                    request=REQ), "reset"),
         (httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=REQ), "redirects"),

@@ -103,7 +103,7 @@ async def test_a_request_on_a_connection_the_server_closed(server: ClosingServer
         else:
             with pytest.raises(TransientError) as failed, map_errors(f"{method} /x"):
                 await client.request(method, url, **body)
-            assert failed.value.cause == "connection" and "without sending a response" in failed.value.message
+            assert failed.value.cause == "reset" and "without sending a response" in failed.value.message
             assert server.seen == [(1, method), (1, method)]  # never sent twice by the transport
     finally:
         await client.aclose()

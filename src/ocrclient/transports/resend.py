@@ -9,7 +9,9 @@ disconnected without sending a response": the server never saw it.  For ``GET`` 
 ``OPTIONS`` (a health check, a RunPod ``/status`` poll) :class:`ResendingTransport` sends it
 again on a fresh connection, as urllib3 does for idempotent methods.  A ``POST`` (a page's
 job) is not sent again here: it fails as a :class:`~ocrclient.errors.TransientError` with cause
-``connection`` and the scheduler decides (see ``scheduler.py``)."""
+``reset``, an attempt the scheduler retries (a server that took a job and hung up is not an
+endpoint with no server: counted as one, its tries were free, backed off up to a minute each,
+past the page's ``max_attempts``, under a warning that no server answers)."""
 
 from __future__ import annotations
 
