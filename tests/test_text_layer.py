@@ -344,7 +344,7 @@ def test_trust_refuses_text_that_is_not_on_ink() -> None:
         ("visible", None, True),  # a slide's own words: no sample needed
         ("invisible", "same", True),  # a scan's OCR layer a sample read agrees with
         ("invisible", "other", False),  # ... that it disagrees with: OCR alone
-        ("invisible", "no sampler", True),  # (as check 5: an OCR layer that cannot be sampled stands)
+        ("invisible", "no sampler", True),  # (as check 4: an OCR layer that cannot be sampled stands)
         ("shifted", "no sampler", False),  # implausible letters that cannot be checked
         ("shifted", None, False),  # ... and that a sample read disagrees with
     ],

@@ -3,22 +3,24 @@
 :func:`judge` runs the checks in order, cheapest first, and the first that fails sends the page
 to OCR (its reason is kept in the reply's ``text_layer.why``):
 
-1. **Enough text**: at least :data:`MIN_CHARS` characters that are not spaces.
-2. **Valid Unicode**: at most :data:`MAX_BAD` of them are unusable — a font without a Unicode map
-   (PDFium's map error), private-use code points, U+FFFD, control characters.  ``(cid:12)``-style
-   garbage and symbol fonts end here.
-3. **Not mostly image**: a page whose image objects cover at least half of it and that has fewer
-   than :data:`IMAGE_PAGE_CHARS` characters is a slide or a poster whose words are in the images:
-   it is OCR'd, and the layer's own lines (those on ink) replace the OCR lines they cover
+1. **Valid Unicode**: at most :data:`MAX_BAD` of its characters (not spaces) are unusable — a
+   font without a Unicode map (PDFium's map error), private-use code points, U+FFFD, control
+   characters.  ``(cid:12)``-style garbage and symbol fonts end here.
+2. **Enough text, not mostly image**: a page with fewer than :data:`MIN_CHARS` characters (a
+   scan with a page number in its layer, or a memo's one short line), or whose image objects
+   cover at least half of it with fewer than :data:`IMAGE_PAGE_CHARS` (a slide or a poster whose
+   words are in the images), is OCR'd, and the layer's own lines (those on ink) replace the OCR
+   lines they cover or stand where the OCR found none (a short line OCR missed on a page of
+   white was read as nothing, the page degraded with no text)
    (:mod:`ocrclient.engines.pdf_page`) — unless the layer is a scan's OCR layer (mostly
-   invisible) or its letters are implausible and a sample read (check 5) does not agree with
+   invisible) or its letters are implausible and a sample read (check 4) does not agree with
    it: then the page is OCR'd alone (a short scanned page whose invisible layer said other words
    than the scan got the layer's words).
-4. **Glyphs on ink**: the page image is rendered anyway (it is what OCR would read); at least
+3. **Glyphs on ink**: the page image is rendered anyway (it is what OCR would read); at least
    :data:`MIN_INKED` of the text (by characters) must sit on inked pixels (contrast inside the
    line's box).  White or hidden text, and an invisible layer that does not lie over the scan it
    claims to transcribe, fail here.
-5. **Agrees with a sample read**: when the layer is the OCR layer of a scan, whose quality is
+4. **Agrees with a sample read**: when the layer is the OCR layer of a scan, whose quality is
    unknown (mostly *invisible*, render mode 3, or on a page :data:`SCAN_COVER` covered by images,
    where visible text may lie under the scan) or its Latin letters are implausible (the letter frequencies of
    a shifted or scrambled font encoding: fewer than :data:`MIN_COMMON_LETTERS` of them among the
@@ -27,7 +29,7 @@ to OCR (its reason is kept in the reply's ``text_layer.why``):
    median similarity must reach :data:`MIN_AGREEMENT`.  Lines in scripts the recogniser does not
    read are not sampled; with too few Latin lines to sample, an implausible layer fails.
 
-Born-digital pages pass 1–4 from the layer and a few numpy reductions over the rendered image, so
+Born-digital pages pass 1–3 from the layer and a few numpy reductions over the rendered image, so
 they never pay for OCR; only suspicious layers pay for a small sample.
 """
 
@@ -141,8 +143,8 @@ def judge(layer: Layer, lines: Sequence[dict[str, Any]], gray: Any, sample: Samp
     of ``gray`` (the page image upright, a numpy array), ``sample`` the recogniser (``None``:
     a layer that would need a sample read fails)."""
     chars = layer.text_chars
-    if len(chars) < MIN_CHARS:
-        return Verdict(False, f"too little text ({len(chars)} characters)")
+    if not chars:
+        return Verdict(False, "no text")
     bad = sum(_bad(c.text, c.unmapped) for c in chars) / len(chars)
     if bad > MAX_BAD:
         return Verdict(False, f"{bad:.0%} of the characters have no valid Unicode")
@@ -150,8 +152,9 @@ def judge(layer: Layer, lines: Sequence[dict[str, Any]], gray: Any, sample: Samp
     invisible = sum(c.invisible for c in chars) / len(chars)
     letters = plausible_letters("".join(c.text for c in chars))
     implausible = letters is not None and letters < MIN_COMMON_LETTERS
-    if cover >= 0.5 and len(chars) < IMAGE_PAGE_CHARS:
-        why = f"mostly image ({cover:.0%} of the page) with little text"
+    few = len(chars) < MIN_CHARS
+    if few or (cover >= 0.5 and len(chars) < IMAGE_PAGE_CHARS):
+        why = f"too little text ({len(chars)} characters)" if few else f"mostly image ({cover:.0%} of the page) with little text"
         if invisible >= 0.5 or implausible:  # a scan's OCR layer: its lines replace none unchecked
             checked = _sampled(lines, gray, sample, implausible)
             if not checked.trusted:
@@ -168,7 +171,7 @@ def judge(layer: Layer, lines: Sequence[dict[str, Any]], gray: Any, sample: Samp
 
 
 def _sampled(lines: Sequence[dict[str, Any]], gray: Any, sample: Sampler | None, implausible: bool) -> Verdict:
-    """Check 5 (see the module docstring): a scan's OCR layer, or one of implausible letters,
+    """Check 4 (see the module docstring): a scan's OCR layer, or one of implausible letters,
     against a sample read of a few of its lines."""
     what = "implausible letters" if implausible else "a scan's OCR layer"
     agree = _agreement(lines, gray, sample) if sample is not None else None
