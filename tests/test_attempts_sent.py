@@ -141,7 +141,7 @@ async def test_a_try_that_ended_before_its_request_was_written_is_no_attempt(
         if written_first:
             written.request_written()
         raise TransientError("the try failed", cause=cause)
-    unsent = not written_first and (cause == "connection" or (cause == "timeout" and reports))
+    unsent = not written_first and (cause == "connection" or (cause in ("timeout", "reset") and reports))
     assert bool(getattr(caught.value, "unsent", False)) is unsent
 
 

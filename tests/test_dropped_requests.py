@@ -11,6 +11,7 @@ modes, its status polls; the OpenAI path when its server drops the request)."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -52,7 +53,9 @@ def test_a_runpod_endpoint_dropping_every_job_spends_the_pages_attempts(mode: st
 
 
 class _Dropping:
-    """A server that reads each request and closes the connection without a byte of reply."""
+    """A server that reads each request whole and closes the connection without a byte of reply
+    (a request left unread makes the kernel answer with a reset, which the client reads as a
+    connection that failed)."""
 
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -70,11 +73,12 @@ class _Dropping:
             with conn:
                 conn.settimeout(5)
                 data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
+                while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
                     data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                while length and len(body) < int(length[1]) and (chunk := conn.recv(65536)):
+                    body += chunk
                 if data.startswith(b"POST"):
                     self.seen += 1
 

@@ -38,7 +38,7 @@ def test_threads_come_from_the_profile_then_the_variable_then_the_cpus(
     )
 
 
-@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5", "1e3"])
+@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5", "1e3", "\u00b2", "\u0663"])
 def test_a_bad_variable_is_a_config_error(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(THREADS_ENV, bad)
     with pytest.raises(ConfigError, match=THREADS_ENV):

@@ -358,3 +358,35 @@ def test_recall_entries_a_run_writes_on_hits_alone_keep_the_cache_under_its_cap(
             assert [p.status for p in doc.pages] == ["ok"] * 12
             on_disk = sum(f.stat().st_size for f in (tmp_path / "c").rglob("*") if f.is_file())
             assert on_disk <= cap, (on_disk, cap)
+
+
+def test_every_write_of_the_cache_is_off_the_event_loop(tmp_path: Path) -> None:
+    """A page stored (with its recall entry) on a first run, and a rendered page found in the
+    cache on a rerun (its recall entry written): each write waits on the cache's lock (another
+    thread's fsync, a prune, the first write's measure of the whole cache), so none runs on the
+    loop that sends and reads every page.  A hit's recall entry was written on it."""
+    import threading
+
+    loop: set[int] = set()
+    writers: list[tuple[str, int]] = []
+
+    class Watched(PageCache):
+        def put(self, key: str, page: Any) -> None:
+            writers.append(("put", threading.get_ident()))
+            super().put(key, page)
+
+        def put_recall(self, path: Path, data: bytes) -> None:
+            writers.append(("put_recall", threading.get_ident()))
+            super().put_recall(path, data)
+
+    pdf = text_pdf(tmp_path / "doc.pdf", PAGES[:4])
+    with OpenAISimulator(model="m") as sim:
+        settings: dict[str, Any] = {"backend": "openai", "dialect": "plain", "base_url": sim.base_url, "model": "m",
+                                    "api_key": sim.api_key, "on_event": lambda e: loop.add(threading.get_ident())}  # fmt: skip
+        ocrclient.convert(pdf, cache=Watched(tmp_path / "c"), **settings)
+        assert sorted(w for w, _ in writers) == ["put"] * 4 + ["put_recall"] * 4
+        shutil.rmtree(tmp_path / "c" / "recall")  # (the rerun renders each page, finds it, writes its entry)
+        writers.clear()
+        doc = ocrclient.convert(pdf, cache=Watched(tmp_path / "c"), **settings)
+    assert all(p.cached for p in doc.pages) and [w for w, _ in writers] == ["put_recall"] * 4
+    assert loop and not loop & {thread for _, thread in writers}, (loop, writers)

@@ -5,7 +5,8 @@ letter page of white came out degraded with no text, and a page whose only other
 black box said "ok" with that box misread as "1" and its line gone, while ``--text-layer
 always`` read each one.  The whole kind, in one document: short lines at the sizes and places a
 page holds them, alone or beside a filled box, and text no one sees (white, invisible), which
-stays out."""
+stays out, as does a scan's short invisible OCR layer that says other words than the scan (too
+short to be checked by a sample read: the page is OCR'd alone)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,19 @@ import ocrclient
 from .pdfgen import PdfPage, write_pdf
 
 LETTER = (0.0, 0.0, 612.0, 792.0)
+
+
+def _scan(text: str) -> tuple[bytes, int, int]:
+    """A 600 x 400 px JPEG saying ``text`` (a 300 x 200 pt page scanned at 144 dpi)."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGB", (600, 400), "white")
+    ImageDraw.Draw(img).text((40, 62), text, font=ImageFont.load_default(size=40), fill="black")
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=95)
+    return buf.getvalue(), 600, 400
 BOX = (36.0, 36.0, 116.0, 76.0)
 
 #: (what the page holds, its PdfPage, the text its markdown must have, text it must not have)
@@ -29,6 +43,8 @@ PAGES: list[tuple[str, PdfPage, str, str | None]] = [
     ("white words beside a line", PdfPage(media=LETTER, texts=[(36, 732, 18, "charlie")], hidden=[(36, 600, 14, "secret", "white")]),
      "charlie", "secret"),
     ("invisible words on a blank page", PdfPage(media=LETTER, hidden=[(36, 600, 14, "ghost text", "invisible")]), "", "ghost"),
+    ("a scan whose short OCR layer is wrong", PdfPage(media=(0.0, 0.0, 300.0, 200.0), scan=_scan("Invoice 2024"), invisible=True,
+                                                       texts=[(20, 150, 20, "Lnvoice 2O25")]), "Invoice 2024", "Lnvoice"),
 ]  # fmt: skip
 
 

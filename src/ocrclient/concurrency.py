@@ -199,8 +199,10 @@ class WritesFirst:
         except TransientError as exc:
             # none of it written: no connection, or (a transport known to report its writes)
             # its time ran out before the request was whole -- connecting to a busy server, or
-            # a try begun a moment before the page's deadline: no server had a request to serve
-            if number in self.unwritten and (exc.cause == "connection" or (exc.cause == "timeout" and self.reported)):
+            # a try begun a moment before the page's deadline -- or its connection was found
+            # closed as it was written (a kept-alive one the server had just closed: httpcore
+            # reads the hang-up as a reset): no server had a request to serve
+            if number in self.unwritten and (exc.cause == "connection" or (exc.cause in ("timeout", "reset") and self.reported)):
                 exc.unsent = True  # type: ignore[attr-defined]
             raise
         finally:

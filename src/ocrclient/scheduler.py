@@ -373,8 +373,9 @@ class Scheduler:
         if page.encoded is None and page.recalled is None:
             self._window.start(self.limiter)  # (it needs no request)
             return self._failed_page(page, InputError(page.error or "page could not be rendered", cause="render"), 0)
-        hit = self._cached(page, key)
-        if hit is not None:
+        if (hit := self._cached(page, key)) is not None:
+            if self.recall is not None and page.recalled is None and key is not None:  # (rendered, found: off the loop)
+                await asyncio.to_thread(self.recall.remember, page, key)  # (the next run recalls it)
             self._window.start(self.limiter)
             return hit
         self._sending.set()
@@ -423,8 +424,6 @@ class Scheduler:
             self.cache.get(key, furniture=self._keep_furniture) if key is not None and self.cache is not None else None)
         if hit is None:
             return None
-        if self.recall is not None and page.recalled is None and key is not None:
-            self.recall.remember(page, key)  # (rendered, found in the cache: the next run recalls it)
         hit = hit.model_copy(update={"page": page.number, "cached": True}).as_made(self._keep_furniture)
         self._emit(PageDone(page.source, page.number, hit.status, 0, 0.0, True, hit))
         return hit

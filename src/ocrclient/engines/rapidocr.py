@@ -74,7 +74,7 @@ class EngineSettings:
         if self.threads > 0:
             return self.threads
         if env := os.environ.get(THREADS_ENV, "").strip():
-            if not env.isdigit() or int(env) < 1:
+            if not (env.isascii() and env.isdigit()) or int(env) < 1:
                 raise ConfigError(f"{THREADS_ENV} must be a whole number of threads, 1 or more; got {env[:40]!r}")
             return int(env)
         try:

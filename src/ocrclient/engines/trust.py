@@ -12,10 +12,11 @@ to OCR (its reason is kept in the reply's ``text_layer.why``):
    words are in the images), is OCR'd, and the layer's own lines (those on ink) replace the OCR
    lines they cover or stand where the OCR found none (a short line OCR missed on a page of
    white was read as nothing, the page degraded with no text)
-   (:mod:`ocrclient.engines.pdf_page`) — unless the layer is a scan's OCR layer (mostly
-   invisible) or its letters are implausible and a sample read (check 4) does not agree with
-   it: then the page is OCR'd alone (a short scanned page whose invisible layer said other words
-   than the scan got the layer's words).
+   (:mod:`ocrclient.engines.pdf_page`; a page the PDF turns is OCR'd alone) — unless the layer is
+   a scan's OCR layer (mostly invisible) or its letters are implausible and a sample read (check
+   4) does not agree with it, or, under :data:`MIN_CHARS`, is too short to be sampled: then the
+   page is OCR'd alone (a short scanned page whose invisible layer said other words than the
+   scan got the layer's words).
 3. **Glyphs on ink**: the page image is rendered anyway (it is what OCR would read); at least
    :data:`MIN_INKED` of the text (by characters) must sit on inked pixels (contrast inside the
    line's box).  White or hidden text, and an invisible layer that does not lie over the scan it
@@ -152,9 +153,10 @@ def judge(layer: Layer, lines: Sequence[dict[str, Any]], gray: Any, sample: Samp
     invisible = sum(c.invisible for c in chars) / len(chars)
     letters = plausible_letters("".join(c.text for c in chars))
     implausible = letters is not None and letters < MIN_COMMON_LETTERS
-    few = len(chars) < MIN_CHARS
-    if few or (cover >= 0.5 and len(chars) < IMAGE_PAGE_CHARS):
-        why = f"too little text ({len(chars)} characters)" if few else f"mostly image ({cover:.0%} of the page) with little text"
+    if len(chars) < MIN_CHARS:  # (too short to sample: a scan's OCR layer or odd letters are OCR'd alone)
+        return Verdict(False, f"too little text ({len(chars)} characters)", image_page=invisible < 0.5 and not implausible)
+    if cover >= 0.5 and len(chars) < IMAGE_PAGE_CHARS:
+        why = f"mostly image ({cover:.0%} of the page) with little text"
         if invisible >= 0.5 or implausible:  # a scan's OCR layer: its lines replace none unchecked
             checked = _sampled(lines, gray, sample, implausible)
             if not checked.trusted:

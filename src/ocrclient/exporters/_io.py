@@ -3,44 +3,40 @@ of what a killed run's writers left behind."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
+import secrets
 import shutil
-import tempfile
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-_UMASK_LOCK = threading.Lock()
 
-
-def _umask() -> int:
-    """The process's umask, read without setting it where the system says it (Linux:
-    ``/proc/self/status``): ``os.umask`` can only be read by setting it, and a file or folder
-    another thread made in that moment (the cache's, an output) came out world-writable."""
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii", errors="replace") as status:
-        for line in status:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    with _UMASK_LOCK:
-        mask = os.umask(0o077)  # (the strictest in that moment, never a looser one)
-        os.umask(mask)
-    return mask
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temp file beside ``path`` (``.<name>.<8 random>.tmp``), open for writing, made with
+    0666 for the umask to narrow as it does for any file the process makes (the umask can only be
+    read by setting it, and a file or folder another thread made in that moment came out
+    world-writable: mkstemp's 0600 widened by hand needed it)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp name beside {path}")
 
 
 def atomic_write(path: Path, data: bytes | str | Iterable[str]) -> Path:
     """Write ``data`` to ``path`` via a temp file + rename; the file gets normal permissions
-    (0666 less the umask), not mkstemp's 0600.  ``data`` may be text given in pieces, written as
+    (0666 less the umask).  ``data`` may be text given in pieces, written as
     they come (a large document's JSON is never one string in memory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pieces = [data] if isinstance(data, bytes | str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             for piece in pieces:
                 fh.write(piece.encode("utf-8") if isinstance(piece, str) else piece)
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
