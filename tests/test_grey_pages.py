@@ -187,9 +187,9 @@ def test_the_renders_buffer_is_gone_before_the_page_is_encoded(tmp_path: Path, c
     encoded_at: list[tuple[int, str]] = []
     encode_page = render._encoded_page
 
-    def measured(job: object, box: object, img: Image.Image, scale: float) -> object:
+    def measured(job: object, box: object, img: Image.Image, scale: float, *rest: object) -> object:
         encoded_at.append((tracemalloc.get_traced_memory()[0], img.mode))
-        return encode_page(job, box, img, scale)  # type: ignore[arg-type]
+        return encode_page(job, box, img, scale, *rest)  # type: ignore[arg-type]
 
     monkeypatch.setattr(render, "_encoded_page", measured)
     tracemalloc.start()

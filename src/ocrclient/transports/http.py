@@ -18,8 +18,7 @@
     ``Retry-After``, 524 the pod proxy's idle cut, a 4xx about the endpoint ``EndpointError``,
     any other 4xx ``PermanentError``;
   - ``TimeoutError`` / ``httpx.TimeoutException``: ``TransientError`` cause ``timeout``;
-    ``httpx.RemoteProtocolError`` (a connection dropped mid-reply or before any reply, a
-    ``POST`` on a kept-alive one the server had just closed too): cause ``reset``; ``httpx.TooManyRedirects``:
+    ``httpx.RemoteProtocolError`` (dropped mid-reply or before any reply): ``reset``; ``httpx.TooManyRedirects``:
     ``redirects``; ``httpx.DecodingError``: ``bad_reply``; any other ``httpx.HTTPError``:
     ``connection``;
   - ``RecursionError`` (JSON deeper than a decoder goes): ``BadOutputError`` ``reply_too_deep``.
@@ -212,10 +211,8 @@ def transport_error(
                               "left of page_deadline_s)", cause="timeout")  # fmt: skip
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return TransientError(f"{what}: timed out ({name})", cause="timeout")
-    if isinstance(exc, httpx.RemoteProtocolError):  # (a server that took the request and hung up: an
-        # attempt, not an endpoint with no server -- a free try, backed off up to a minute each)
-        where = "before any reply" if no_response(exc) else "mid-reply"
-        return TransientError(f"{what}: connection dropped {where} ({exc})", cause="reset")
+    if isinstance(exc, httpx.RemoteProtocolError):  # (a server that took it and hung up: an attempt, not no server)
+        return TransientError(f"{what}: connection dropped {'before any ' if no_response(exc) else 'mid-'}reply ({exc})", cause="reset")
     if isinstance(exc, httpx.TooManyRedirects):
         return TransientError(f"{what}: too many redirects", cause="redirects")
     if isinstance(exc, httpx.DecodingError):  # a body that does not decode as its encoding says
