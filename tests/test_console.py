@@ -244,3 +244,25 @@ def test_the_exit_status_of_every_kind_of_code(code: object, status: int | None)
     from ocrclient.console import _exit_code
 
     assert _exit_code(code) == status
+
+
+def test_ocr_never_imports_httpxs_own_command_line(tmp_path: Path) -> None:
+    """httpx imports its command line (click, pygments' lexers, rich's syntax and tables) when
+    click is installed, ~30-100 ms before the first request; the ``ocr`` process does not, and a
+    conversion through httpx still works.  Importing the package leaves httpx as it is."""
+    import importlib.util
+
+    if importlib.util.find_spec("click") is None:
+        pytest.skip("httpx imports its command line only beside click")
+    pdf = text_pdf(tmp_path / "a.pdf", [["one"]])
+    with OpenAISimulator(model="m") as sim:
+        run = subprocess.run([sys.executable, "-X", "importtime", "-m", "ocrclient", "convert", str(pdf), "-o", str(tmp_path / "out"),
+                              "--backend", "openai", "--base-url", sim.base_url, "--model", "m", "--dialect", "plain", "--no-cache", "-q"],
+                             capture_output=True, text=True, env={**os.environ, "OCRCLIENT_API_KEY": sim.api_key}, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert "httpx" in imported and "pygments.lexers" not in imported and "rich.syntax" not in imported
+    assert (tmp_path / "out" / "a.md").read_text(encoding="utf-8").strip()
+    library = subprocess.run([sys.executable, "-c", "import ocrclient, httpx, sys; print('httpx._main' in sys.modules)"],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert library.stdout.strip() == "True", library.stderr

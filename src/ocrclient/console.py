@@ -9,7 +9,9 @@ cyclic garbage collector runs over them again and again as they are made (those 
 once it runs: ``ocr convert`` turns it on as its run begins (:func:`ocrclient.cli.convert._run`),
 every other command as it is dispatched (:func:`ocrclient.cli.main_callback`), and this function
 on its way out, whatever happened; each through :func:`start_collecting`.
-Importing :mod:`ocrclient` or :mod:`ocrclient.cli` from Python changes nothing.
+Importing :mod:`ocrclient` or :mod:`ocrclient.cli` from Python changes nothing.  The command
+also keeps httpx from importing its own command line (``httpx._main``, when click is installed:
+click, pygments, rich's syntax and tables, 60-100 ms before the first request).
 
 **The way out.**  Once the command has finished, the interpreter's own exit (tearing down every
 module and freeing the objects of typer, pydantic, httpx, ...) took about 10 ms of the ~30 ms from
@@ -230,6 +232,10 @@ def main() -> None:
             if atexit._ncallbacks() == 0 and _the_program_is_ocr(caller):  # nothing would run after _leave
                 _Exit.program = sys.modules.get("__main__")
                 atexit.register(_leave)
+            # httpx imports its own command line when click is installed (click, pygments' lexers,
+            # rich's syntax, progress and table: ~30 ms before the first request, measured with
+            # click beside us); this process is ocr's, which never runs httpx's command line
+            sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
             from .cli import main as run
 
             run()
