@@ -1201,14 +1201,14 @@ def test_a_full_disk_names_the_output_it_could_not_write(fmt: str, sim: OpenAISi
 
     import ocrclient.exporters._io as io_mod
 
-    real = io_mod.tempfile.mkstemp
+    real = io_mod._temp_beside
 
-    def full(*args: Any, **kwargs: Any) -> Any:
-        if str(kwargs.get("prefix", "")).startswith(f".doc.{fmt}."):
+    def full(path: Path) -> Any:
+        if path.name == f"doc.{fmt}":
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(*args, **kwargs)
+        return real(path)
 
-    monkeypatch.setattr(io_mod.tempfile, "mkstemp", full)
+    monkeypatch.setattr(io_mod, "_temp_beside", full)
     out = tmp_path / "out"
     res = invoke("convert", str(pdf), "-o", str(out), *sim_args(sim), "--format", "md,json,txt,html,pdf", "--json",
                  env={**sim_env(sim), "COLUMNS": "80"})  # fmt: skip
