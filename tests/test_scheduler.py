@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import pickle
 import random
 import time
@@ -16,6 +17,7 @@ import pytest
 import ocrclient.errors as errors_mod
 from ocrclient.cache import PageCache
 from ocrclient.errors import AuthError, OcrError
+from ocrclient.events import PageFailed
 from ocrclient.scheduler import (
     ABORTS_RUN,
     BUILT_AHEAD,
@@ -193,8 +195,24 @@ async def test_cold_start_allowance_applies_until_first_success() -> None:
     t = FakeTransport()
     s = sched(t, attempt_timeout_s=5, cold_start_s=100, concurrency=1)
     await s.run_document("doc.pdf", page_stream(3))
-    assert t.timeouts[0] == pytest.approx(105)
+    assert t.timeouts[0] == pytest.approx(105, abs=0.5)
     assert t.timeouts[1] == pytest.approx(5)
+
+
+async def test_the_cold_start_allowance_is_one_for_the_run_not_one_per_page() -> None:
+    """An endpoint answering 503 to every request never reads a page: each page took the whole
+    cold-start allowance on top of its deadline (300 s each by default, page after page).  It is
+    one allowance, counted from the run's first page sent: the first page has it, the pages that
+    start once it is spent have their own deadline alone."""
+    t = FakeTransport(FaultPlan(seed=1, rates={"http_503": 1.0}))
+    ends = [time.monotonic()]
+    s = sched(t, max_attempts=50, page_deadline_s=0.3, cold_start_s=1.5, concurrency=1,
+              on_event=lambda e: isinstance(e, PageFailed) and ends.append(time.monotonic()))  # fmt: skip
+    doc = await s.run_document("doc.pdf", page_stream(4))
+    assert [p.status for p in doc.pages] == ["failed"] * 4 and len(ends) == 5
+    first, *later = (b - a for a, b in itertools.pairwise(ends))  # (one page at a time: each page's time)
+    assert first >= 1.2, first  # (0.3 s + the allowance)
+    assert all(x <= 0.9 for x in later[1:]), later  # (the allowance spent: the deadline alone)
 
 
 async def test_page_deadline_caps_total_time() -> None:

@@ -11,8 +11,8 @@ so a freed slot is refilled at once and rendered pages never pile up however lon
   :class:`~ocrclient.errors.PermanentError` fails the page at once; :class:`~ocrclient.errors.AuthError`
   and :class:`~ocrclient.errors.EndpointError` (an unknown endpoint id or model) stop the whole
   run at the first reply.  Attempts per page and total time per page are capped.
-* **Deadlines** – each attempt has a timeout; until the backend has answered once, attempts get
-  the profile's cold-start allowance on top (a scaled-to-zero endpoint can take minutes).
+* **Deadlines** – each attempt has a timeout; until the backend has read a page, attempts get what
+  is left of one cold-start allowance, counted from the run's first page sent (:meth:`Scheduler._cold_left`).
 * **Adaptive concurrency** – AIMD: a 429 halves the limit, successes climb back by one slot per
   window; the user's limit is the ceiling.  A 5xx is the server's failure: retried, the limit kept.
 * **Writes first** – a reply is parsed once the page waiting for the slot it freed is sent
@@ -150,8 +150,7 @@ class Scheduler:
         self.on_event = on_event
         self._deliver = events.EventDelivery()
         self._twins: Twins[tuple[str, Page]] = Twins()  # pages alike in flight: one read, its failure shared
-        #: requests at the backend (held from send to reply: building, parsing, backoff hold none;
-        #: a client's ``limiter``, its concurrency, is shared by its runs)
+        #: requests at the backend, send to reply (a client's ``limiter`` is shared by its runs)
         self.limiter = limiter or AdaptiveLimiter(concurrency or cfg.concurrency)
         #: pages taken from the streams and not finished (:data:`BUILT_AHEAD` per slot; shared with the limiter)
         self._admitted = self.limiter.admission(BUILT_AHEAD)
@@ -161,6 +160,7 @@ class Scheduler:
         self.cold_start_s = cfg.cold_start_s if cold_start_s is None else cold_start_s
         self.backoff_initial_s, self.backoff_max_s, self.timeout_grace_s = backoff_initial_s, backoff_max_s, timeout_grace_s
         self._warm = self.cold_start_s <= 0
+        self._cold_from: float | None = None  # (the run's first page sent: its cold start counts from there)
         #: how long the endpoint may find no server before the run stops (see :mod:`.retries`)
         url = getattr(self.transport, "api_url", None) or getattr(self.transport, "base_url", None)
         self._reach = Reachability(unreachable_s or cfg.unreachable_s, url if isinstance(url, str) else None)
@@ -176,8 +176,7 @@ class Scheduler:
         #: from document :attr:`partial_from` on: the last finished, not yet handed over for sure (after a cancel or abort: every one left, as far as it got)
         self.partial: list[Document] = []
         self.partial_from = 0
-        #: how a document stopped part-way is reported, given its number in the run (document
-        #: mode: the unit's one result page split into the pages it stands for)
+        #: how a document stopped part-way is reported, by its number (document mode: split in pages)
         self.report_partial: Callable[[int, Document], Document] | None = None
         #: the events ``on_event`` is told for one of the run's (document mode: a job's as its pages')
         self.events_of: Callable[[Event], Iterable[Event]] | None = None
@@ -380,7 +379,7 @@ class Scheduler:
             return hit
         self._sending.set()
         started, kept = time.monotonic(), self._kept(key)
-        deadline = started + self.page_deadline_s + (0 if self._warm else self.cold_start_s)
+        deadline = started + self.page_deadline_s + self._cold_left()
         try:
             page_out = await self._tries(page, deadline, tries)
         except ABORTS_RUN as exc:  # the run stops: this page failed with what it sent and spent
@@ -399,14 +398,19 @@ class Scheduler:
                                                "usage": tries.usage.priced(self._price)})  # fmt: skip
         self._warm = True
         if key is not None and self.cache is not None:  # (its write and fsync off the event loop)
-            # the page is done: a cancel during its write (Ctrl-C, a stopped run) lets the write
-            # end and keeps the page, as a reply in hand is kept (_attempt)
+            # the page is done: a cancel during its write lets the write end, as a reply in hand (_attempt)
             writing = asyncio.ensure_future(asyncio.to_thread(self._store, self.cache, page, key, page_out))
             await despite_cancel(writing)
             writing.result()
         page_out = page_out.as_made(self._keep_furniture)
         self._emit(PageDone(page.source, page.number, page_out.status, tries.sent, page_out.latency_s, False, page_out))
         return page_out
+
+    def _cold_left(self) -> float:
+        """What is left of the backend's cold start, one allowance for the run from its first page
+        sent until a page is read (an endpoint answering 503 to all gave each page all of it)."""
+        self._cold_from = self._cold_from or time.monotonic()
+        return 0.0 if self._warm else max(0.0, self.cold_start_s - (time.monotonic() - self._cold_from))
 
     def _kept(self, key: str | None) -> Page | None:
         """The degraded reading in the cache that ``--retry-degraded`` sends again (``None``: none)."""
@@ -431,8 +435,7 @@ class Scheduler:
     async def _tries(self, page: PageImage, deadline: float, tries: PageTries) -> Page:
         """Attempt ``page`` until one attempt gives a page, retried by cause
         (:func:`~ocrclient.retries.page_retrying`); what went before is in ``tries``."""
-        # the retry state is a reference cycle: its closures must not hold `page` (its encoded
-        # image would live until the cyclic GC runs; memory grew with page count)
+        # the retry state is a reference cycle: its closures must not hold `page` (its image lived on)
         source, number = page.source, page.number
 
         def on_retry(exc: OcrError, attempt: int, delay: float) -> None:
@@ -494,7 +497,7 @@ class Scheduler:
         tries.context = request.context  # what the dialect decided, for the next attempt
         request.page, request.source = page.number, page.source
         async with self.limiter:  # a slot at the backend, from send to reply
-            budget = self.attempt_timeout_s + (0 if self._warm else self.cold_start_s)
+            budget = self.attempt_timeout_s + self._cold_left()
             remaining = deadline - time.monotonic()
             if self._abort is not None or remaining <= 0:  # not sent (attempts are the requests sent):
                 # the run stops (a 401...), or the deadline passed (the last error says on what)
@@ -510,16 +513,14 @@ class Scheduler:
             with self._writes.writing(lambda: setattr(tries, "written", True)):
                 reply = await self._send(request)
             tries.written = True  # (a reply in hand: written, whether the transport says so or not)
-        # The reply is in hand, and paid for.  A cancel from here on (Ctrl-C, a stopped run)
-        # still parses it -- locally, bounded by the reply caps -- and keeps its page; the
-        # page then stops (a reply that cannot be used is not retried: the cancel wins).
+        # The reply is in hand, and paid for.  A cancel from here on still parses it (bounded by
+        # the reply caps) and keeps its page, which then stops (the cancel wins over a retry).
         cancelled = False
         try:
             await self._writes.after_reply(self.limiter)
         except asyncio.CancelledError:
             cancelled = True
-        # whatever transport it came through, a number a server sent stays sane; no reply has
-        # more tokens than its request allowed
+        # a number a server sent stays sane; no reply has more tokens than its request allowed
         most = request_max_tokens(request) or MAX_TOKEN_COUNT
         usage = Usage(
             prompt_tokens=token_count(reply.prompt_tokens),
