@@ -102,11 +102,12 @@ def test_numbers_of_any_numeric_type_are_taken() -> None:
 
 def test_one_setting_given_two_ways_is_refused() -> None:
     """``timeout`` is the attempt's limit, as ``attempt_timeout_s``: given both ways (as a keyword
-    or a scheduler option) with two values, one was dropped without a word."""
-    from ocrclient.errors import UsageError
+    or a scheduler option) with two values, one was dropped without a word.  A bad setting, so a
+    ``ConfigError`` as every other (it was a ``UsageError``, which ``except ConfigError`` missed)."""
+    from ocrclient.errors import ConfigError
 
     for other in ({"attempt_timeout_s": 10}, {"scheduler_options": {"attempt_timeout_s": 10}}):
-        with pytest.raises(UsageError, match="are the same setting: give one"):
+        with pytest.raises(ConfigError, match="are the same setting: give one"):
             ocrclient.Client("local", timeout=30, **other)  # type: ignore[arg-type]
     ocrclient.Client("local", timeout=30, scheduler_options={"attempt_timeout_s": 30}).close()  # the same: fine
 

@@ -42,6 +42,7 @@ __all__ = [
     "InputError",
     "OcrError",
     "OutputError",
+    "OutputWriter",
     "Page",
     "PageCache",
     "PageDone",
@@ -95,6 +96,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from .events import DocumentDone, Event, PageDone, PageFailed, PageRetried, PageStarted
+    from .exporters.sink import OutputWriter
     from .pages import RenderPoolError
     from .registry import Backend
     from .run import ConvertResult
@@ -113,6 +115,7 @@ _LAZY = {
     "Backend": "registry",
     "ConvertResult": "run",
     "PageCache": "cache",
+    "OutputWriter": "exporters.sink",
     "Block": "document",
     "Document": "document",
     "Page": "document",

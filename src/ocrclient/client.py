@@ -88,7 +88,7 @@ def _load(
         if not isinstance(timeout, Real) or isinstance(timeout, bool) or not timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
         if given.setdefault("attempt_timeout_s", timeout) != timeout:
-            raise UsageError("timeout= and attempt_timeout_s= are the same setting: give one")
+            raise ConfigError("timeout= and attempt_timeout_s= are the same setting: give one")
     if not isinstance(backend, Backend):
         return load_backend(None if backend is None else str(backend), **given), True, {}
     backend.check_open()
@@ -157,7 +157,7 @@ class AsyncClient:
         if timeout is not None and (scheduler_options or {}).get("attempt_timeout_s", timeout) is not timeout and (
             (scheduler_options or {})["attempt_timeout_s"] != timeout
         ):  # (a NaN timeout alone is not two settings: it is refused as a bad value)
-            raise UsageError("timeout= and scheduler_options['attempt_timeout_s'] are the same setting: give one")
+            raise ConfigError("timeout= and scheduler_options['attempt_timeout_s'] are the same setting: give one")
         overrides = {k: v for k, v in locals().items() if k in BACKEND_SETTINGS and k not in _CLIENT_ONLY}
         be, self._owns_backend, extra = _load(backend, overrides, timeout)
         self._backend = be
