@@ -297,3 +297,33 @@ def test_every_simulator_still_says_where_it_was_after_stop(kind: str) -> None:
         where = {n: getattr(sim, n) for n in names}
     assert {n: getattr(sim, n) for n in names} == where
     assert "port" in names and str(where["port"]) in where.get("base_url", where.get("url", ""))
+
+
+def test_a_restart_whose_port_another_socket_took_as_it_closed_comes_back_on_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart keeps its port bound while down; when another socket took it in the moment the
+    server closed (a loaded machine's ephemeral port: seen once in the suite), the restart waited
+    for nothing and failed with "Address already in use".  It now takes the port back once the
+    other socket lets it go."""
+    from ocrclient.testing import _server
+
+    real = _server.hold_port
+    squatters: list[socket.socket] = []
+
+    def taken_first(host: str, port: int) -> socket.socket | None:
+        if not squatters:  # (as the server closed: another socket binds the port for 0.3 s)
+            other = socket.socket()
+            other.bind((host, port))
+            squatters.append(other)
+            threading.Timer(0.3, other.close).start()
+            return None
+        return real(host, port)
+
+    monkeypatch.setattr(_server, "hold_port", taken_first)
+    with OpenAISimulator(model="m") as sim:
+        port = sim.port
+        sim.restart(0.0)
+        assert sim.port == port and squatters
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/v1/models", headers={"Authorization": f"Bearer {sim.api_key}"})
+        assert conn.getresponse().status == 200
+        conn.close()
