@@ -162,6 +162,36 @@ def test_public_names_import_from_the_top_level_and_dir_lists_them() -> None:
         ocrclient.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
 
 
+def test_every_class_a_public_signature_names_is_exported() -> None:
+    """The kind: a class of ocrclient's that a public function's or client method's parameter
+    is annotated with is a top-level name (``outputs: OutputWriter`` was not: the docs say every
+    public name imports from the top level, and it had to come from ``ocrclient.exporters.sink``)."""
+    import inspect
+    import pkgutil
+    import re
+
+    classes = set()
+    for mod in pkgutil.walk_packages(ocrclient.__path__, "ocrclient."):
+        if mod.name.startswith(("ocrclient.testing", "ocrclient.cli")) or mod.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(mod.name)
+        classes |= {n for n, c in vars(module).items() if inspect.isclass(c) and c.__module__ == mod.name and not n.startswith("_")}
+    named: set[str] = set()
+    for name in ocrclient.__all__:
+        obj = getattr(ocrclient, name)
+        if inspect.isfunction(obj):
+            targets = [obj]
+        elif name in ("Client", "AsyncClient"):
+            targets = [obj.__init__, *(f for n, f in inspect.getmembers(obj, inspect.isfunction) if not n.startswith("_"))]
+        else:
+            continue
+        for target in targets:
+            for param in inspect.signature(target).parameters.values():
+                named |= set(re.findall(r"[A-Za-z_]\w*", str(param.annotation))) & classes
+    assert "OutputWriter" in named and "Backend" in named
+    assert named <= set(ocrclient.__all__), named - set(ocrclient.__all__)
+
+
 def test_every_exception_and_event_class_is_exported() -> None:
     """The kind, not a list: every OcrError subclass and event class defined in the package is a
     top-level name."""
