@@ -506,7 +506,7 @@ def test_timeout_is_the_attempt_timeout() -> None:
             doc = c.convert(png("slow"))
     assert doc.pages[0].status == "failed" and doc.pages[0].error is not None
     assert doc.pages[0].error.cause == "timeout", doc.pages[0].error
-    with pytest.raises(ocrclient.UsageError, match="same setting"):
+    with pytest.raises(ocrclient.ConfigError, match="same setting"):  # (a bad setting, as every other)
         ocrclient.Client("openai", timeout=5, attempt_timeout_s=6)
     with pytest.raises(ocrclient.ConfigError, match="timeout"):
         ocrclient.Client("openai", timeout=0)
