@@ -34,14 +34,14 @@ version's, the page's JSON alone, does not say the markdown with furniture: a ru
 takes that for a miss (sent once again, rewritten), one that leaves it out is served it (its key
 had no ``include_headers_footers``: its markdown has none), so no key version is bumped.
 
-Writes are atomic (temp file + rename), so a kill at any moment leaves the old entry or the new.  The cache holds at most ``max_bytes`` (default
-:data:`~ocrclient.config.DEFAULT_CACHE_MAX_BYTES`, 2 GiB; ``OCRCLIENT_CACHE_MAX_BYTES`` or
-``cache_max_bytes`` in the user config change it, 0 lifts it): when a write takes it over, the
-least recently used entries (oldest modification time; a hit refreshes it) are deleted until it
-is under :data:`PRUNE_TO` of the cap; the recall entries (:mod:`.recall`: a page found without
-rendering it) count and go with them, by the same age (a recall refreshes its entry).  Several processes may share one cache: each counts its own
-writes and measures the directory again once it has written :data:`REMEASURE` of the cap since
-it last did, so together they overshoot the cap by at most that share each.
+Writes are atomic (temp file + rename), so a kill at any moment leaves the old entry or the new.
+The cache holds at most ``max_bytes`` (default :data:`~ocrclient.config.DEFAULT_CACHE_MAX_BYTES`,
+2 GiB; ``OCRCLIENT_CACHE_MAX_BYTES`` or ``cache_max_bytes`` in the user config change it, 0 lifts
+it): when a write takes it over, the least recently used entries (oldest modification time; a hit
+refreshes it), the recall entries (:mod:`.recall`: a recall refreshes one) with the pages, are
+deleted until it is under :data:`PRUNE_TO` of the cap.  Several processes may share one cache:
+each counts its own writes and measures the directory again once it has written :data:`REMEASURE`
+of the cap since it last did, so together they overshoot the cap by at most that share each.
 
 Example::
 
@@ -132,26 +132,11 @@ KEY_FIELDS: frozenset[str] = frozenset(_KEY_FIELDS)
 #: the BackendConfig fields that cannot change what a page reads, so they stay out of the key:
 #: names and provenance, the variables that *hold* settings (their values are in the key via the
 #: resolved field, the key's never), credentials, concurrency, retries, timeouts, prices
-NEUTRAL_FIELDS: frozenset[str] = frozenset(
-    {
-        "name",
-        "description",
-        "origin",
-        "api_key",
-        "api_key_env",
-        "base_url_env",
-        "endpoint_id_env",
-        "model_env",
-        "concurrency",
-        "max_attempts",
-        "attempt_timeout_s",
-        "page_deadline_s",
-        "cold_start_s",
-        "unreachable_s",
-        "price_per_gpu_second",
-        "price_per_hour",
-    }
-)
+NEUTRAL_FIELDS: frozenset[str] = frozenset({
+    "name", "description", "origin", "api_key", "api_key_env", "base_url_env", "endpoint_id_env", "model_env",
+    "concurrency", "max_attempts", "attempt_timeout_s", "page_deadline_s", "cold_start_s", "unreachable_s",
+    "price_per_gpu_second", "price_per_hour",
+})  # fmt: skip
 
 #: keys that hold credentials: dropped at any depth (a pool member may carry an ``api_key``)
 _SECRET_OPTIONS = frozenset({"api_key", "modal_key", "modal_secret"})
@@ -453,6 +438,10 @@ class PageCache:
     def _path(self, key: str) -> Path:
         return self.directory / "pages" / key[:2] / f"{key}.json"
 
+    def recall_path(self, key: str) -> Path:
+        """Where the recall entry ``key`` (:mod:`.recall`) lives, beside the pages."""
+        return self.directory / "recall" / key[:2] / key
+
     def _files(self, *, temp: bool = False, recall: bool = False) -> Iterator[os.DirEntry[str]]:
         """The page entries; ``recall``: the recall entries too; ``temp``: and the temp files left."""
         for sub in ("pages", "recall") if recall else ("pages",):
@@ -512,11 +501,11 @@ class PageCache:
                     log.warning("the page cache in %s cannot be written (%s): a page it does not store is sent "
                                 "again by a rerun (said once)", self.directory, exc)  # fmt: skip
 
-    def put_recall(self, path: Path, data: bytes) -> None:
-        """A recall entry (:mod:`.recall`) at ``path``, under :attr:`directory`: written whole,
-        counted in the cap, pruned with the pages; one that cannot be written is only missing."""
+    def put_recall(self, key: str, data: bytes) -> None:
+        """The recall entry ``key``: written whole, counted in the cap, pruned with the pages (one
+        that cannot be written is only missing)."""
         with self._writing, contextlib.suppress(OSError):
-            self._write(path, data, sync=False)
+            self._write(self.recall_path(key), data, sync=False)
 
     def _write(self, path: Path, data: bytes, *, sync: bool) -> None:
         """``data`` into ``path`` by a temp file's rename (``sync``: on disk first), counted."""
@@ -573,7 +562,7 @@ class PageCache:
         return removed
 
     def info(self) -> CacheInfo:
-        """Directory, page entries, bytes on disk (the recall entries' too) and the cap."""
+        """Directory, page entries, bytes on disk (recall entries' too) and the cap."""
         entries = size = 0
         for f in self._files(recall=True):
             try:

@@ -121,9 +121,6 @@ class Recall:
         #: each PDF this run looked up (its path as the renderer opens it), as the run found it
         self._found: dict[str, FileId | None] = {}
 
-    def _path(self, key: str) -> Path:
-        return self.cache.directory / "recall" / key[:2] / key
-
     def _found_id(self, path: str) -> FileId | None:
         if path not in self._found:
             self._found[path] = file_identity(path)
@@ -142,8 +139,7 @@ class Recall:
         if now is None or now != rendered:  # (changed since it was rendered: its reading is of the file before)
             return
         entry = {"key": key, "box": dataclasses.asdict(page.page_box), "render_scale": page.render_scale}
-        where = self._path(recall_key(now, page.index, self.spec, self.settings, self.dialect))
-        self.cache.put_recall(where, json.dumps(entry).encode())
+        self.cache.put_recall(recall_key(now, page.index, self.spec, self.settings, self.dialect), json.dumps(entry).encode())
 
     def page(self, source: Source, index: int, needs_image: NeedsImage | None = None) -> PageImage | None:
         """Page ``index`` of ``source`` from the cache, without rendering it (``None``: render
@@ -155,7 +151,7 @@ class Recall:
         found = self._found_id(source.key)  # (the path the renderer opens: RenderPool._path_of)
         if found is None:
             return None
-        recall = self._path(recall_key(found, index, self.spec, self.settings, self.dialect))
+        recall = self.cache.recall_path(recall_key(found, index, self.spec, self.settings, self.dialect))
         try:
             entry = json.loads(recall.read_bytes())
             key, box, scale = str(entry["key"]), PageBox(**entry["box"]), float(entry["render_scale"])
