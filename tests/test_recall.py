@@ -367,7 +367,7 @@ def test_every_write_of_the_cache_is_off_the_event_loop(tmp_path: Path) -> None:
     loop that sends and reads every page.  A hit's recall entry was written on it."""
     import threading
 
-    loop: set[int] = set()
+    loop: set[int] = set()  # (each run's own: a thread's id is given again once it has ended)
     writers: list[tuple[str, int]] = []
 
     class Watched(PageCache):
@@ -375,18 +375,22 @@ def test_every_write_of_the_cache_is_off_the_event_loop(tmp_path: Path) -> None:
             writers.append(("put", threading.get_ident()))
             super().put(key, page)
 
-        def put_recall(self, path: Path, data: bytes) -> None:
+        def put_recall(self, key: str, data: bytes) -> None:
             writers.append(("put_recall", threading.get_ident()))
-            super().put_recall(path, data)
+            super().put_recall(key, data)
+
+    def run() -> tuple[Document, list[str]]:
+        loop.clear()
+        writers.clear()
+        doc = ocrclient.convert(pdf, cache=Watched(tmp_path / "c"), **settings)
+        assert loop and not loop & {thread for _, thread in writers}, (loop, writers)
+        return doc, sorted(w for w, _ in writers)
 
     pdf = text_pdf(tmp_path / "doc.pdf", PAGES[:4])
     with OpenAISimulator(model="m") as sim:
         settings: dict[str, Any] = {"backend": "openai", "dialect": "plain", "base_url": sim.base_url, "model": "m",
                                     "api_key": sim.api_key, "on_event": lambda e: loop.add(threading.get_ident())}  # fmt: skip
-        ocrclient.convert(pdf, cache=Watched(tmp_path / "c"), **settings)
-        assert sorted(w for w, _ in writers) == ["put"] * 4 + ["put_recall"] * 4
+        assert run()[1] == ["put"] * 4 + ["put_recall"] * 4
         shutil.rmtree(tmp_path / "c" / "recall")  # (the rerun renders each page, finds it, writes its entry)
-        writers.clear()
-        doc = ocrclient.convert(pdf, cache=Watched(tmp_path / "c"), **settings)
-    assert all(p.cached for p in doc.pages) and [w for w, _ in writers] == ["put_recall"] * 4
-    assert loop and not loop & {thread for _, thread in writers}, (loop, writers)
+        doc, written = run()
+    assert all(p.cached for p in doc.pages) and written == ["put_recall"] * 4
