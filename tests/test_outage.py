@@ -107,7 +107,9 @@ def test_a_server_never_reached_stops_the_run_once_its_wait_is_over(tmp_path: Pa
     exc = stopped.value
     assert isinstance(exc, ocrclient.EndpointDownError) and isinstance(exc, TransientError)
     assert exc.cause == "endpoint_down"
-    assert "no server answered at the endpoint for 1 s" in str(exc) and "a rerun sends them" in str(exc)
+    # (the silence as measured, at least the 1 s waited: on a loaded machine the try that ends it comes later)
+    silent = re.search(r"no server answered at the endpoint for (\d+) s", str(exc))
+    assert silent and int(silent[1]) >= 1 and "a rerun sends them" in str(exc), str(exc)
     (doc,) = exc.documents
     assert [(p.page, p.status, p.attempts) for p in doc.pages] == [(1, "failed", 0), (2, "failed", 0), (3, "failed", 0)]
     assert {p.error.cause for p in doc.pages if p.error} == {"endpoint_down"}
