@@ -13,15 +13,6 @@ Importing :mod:`ocrclient` or :mod:`ocrclient.cli` from Python changes nothing. 
 also keeps httpx from importing its own command line (``httpx._main``, when click is installed:
 click, pygments, rich's syntax and tables, 60-100 ms before the first request).
 
-**Memory.**  The command asks glibc to hand every block of 128 KiB or more straight back to the
-system when it is freed (:func:`_large_blocks_returned`).  A page is rendered into buffers of
-several MB (a Chandra page at 192 dpi: a 10 MB bitmap, its image, its PNG, its base64 body), two
-render threads at a time; glibc's own rule raises its threshold to the largest block freed, so
-from the first page on those buffers came from the threads' heaps, which kept the freed memory
-as the pages went on: peak RSS of ``ocr convert --backend runpod-chandra`` over 16 pages, 120 MB
-with glibc's rule, 96 MB with the fixed threshold (``benchmarks/README.md``, session 37).  Only
-the ``ocr`` process: importing :mod:`ocrclient` leaves a program's allocator as it is.
-
 **The way out.**  Once the command has finished, the interpreter's own exit (tearing down every
 module and freeing the objects of typer, pydantic, httpx, ...) took about 10 ms of the ~30 ms from
 a run's last reply to the process's end (``ocr convert`` of 64 pages, four runs each way,
@@ -230,31 +221,9 @@ def _leave() -> None:
     os._exit(_Exit.code)
 
 
-#: glibc's ``M_MMAP_THRESHOLD`` (``mallopt``): blocks this large or larger are mapped on their
-#: own and unmapped when freed; setting it turns glibc's moving threshold off
-_M_MMAP_THRESHOLD, _LARGE_BLOCK = -3, 128 * 1024
-
-
-def _large_blocks_returned() -> bool:
-    """Large blocks (:data:`_LARGE_BLOCK` and up) given back to the system as soon as they are
-    freed (see the module's text); whether the C library took it (glibc does; elsewhere, or with
-    ``MALLOC_MMAP_THRESHOLD_`` set by the user, nothing changes)."""
-    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, _LARGE_BLOCK))
-
-
 def main() -> None:
     """The ``ocr`` command."""
     gc.disable()
-    _large_blocks_returned()
     _Exit.started = time.monotonic()
     caller = sys._getframe(1)
     try:
