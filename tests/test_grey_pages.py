@@ -167,38 +167,3 @@ def test_a_pdf_page_is_sent_as_pdfium_draws_it_grey_or_colour(tmp_path: Path) ->
             doc.close()
         assert sent.size == drawn.size
         assert sent.convert("RGB").tobytes() == drawn.tobytes(), pdf.name
-
-
-@pytest.mark.parametrize("colour", [False, True], ids=["grey", "colour"])
-def test_the_renders_buffer_is_gone_before_the_page_is_encoded(tmp_path: Path, colour: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """PDFium's BGR buffer (3 bytes a pixel) is released once the image to encode is made of it
-    (a copy, grey or colour), not held through the encode: Python's memory during the encode
-    is below the buffer's size."""
-    import tracemalloc
-
-    import ocrclient.pages.render as render
-
-    picture = _page(size=(600, 800))
-    if colour:
-        ImageDraw.Draw(picture).rectangle((100, 100, 200, 200), fill=(200, 30, 30))
-    pdf = tmp_path / "p.pdf"
-    picture.save(pdf, "PDF", resolution=72)
-    spec = RenderSpec(dpi=144)  # 1200 x 1600: a 5.8 MB buffer
-    encoded_at: list[tuple[int, str]] = []
-    encode_page = render._encoded_page
-
-    def measured(job: object, box: object, img: Image.Image, scale: float, *rest: object) -> object:
-        encoded_at.append((tracemalloc.get_traced_memory()[0], img.mode))
-        return encode_page(job, box, img, scale, *rest)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(render, "_encoded_page", measured)
-    tracemalloc.start()
-    try:
-        with RenderPool(workers=0) as pool:
-            (page,) = list(iter_pages(pdf, spec, pool=pool))
-    finally:
-        tracemalloc.stop()
-    assert page.encoded is not None and page.encoded.width == 1200
-    (held, mode), buffer = encoded_at[0], 1200 * 1600 * 3
-    assert mode == ("RGB" if colour else "L")
-    assert held < buffer * 0.75, (held, buffer)

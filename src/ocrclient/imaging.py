@@ -206,15 +206,15 @@ def grey_of_bgr(pixels: bytes | bytearray, width: int, height: int) -> Image.Ima
         line = pixels[row * stride : (row + 1) * stride]
         if not line[0::3] == line[1::3] == line[2::3]:
             return None
-    blues = []
+    grey = bytearray(len(pixels) // 3)  # (filled band by band: no list of bands joined at the end)
     step = _GREY_BAND * stride
     for top in range(0, len(pixels), step):  # in bands: see _GREY_BAND
         end = min(top + step, len(pixels))
         blue = pixels[top:end:3]
         if blue != pixels[top + 1 : end : 3] or blue != pixels[top + 2 : end : 3]:
             return None
-        blues.append(blue)
-    return Image.frombuffer("L", (width, height), b"".join(blues), "raw", "L", 0, 1)
+        grey[top // 3 : top // 3 + len(blue)] = blue
+    return Image.frombuffer("L", (width, height), grey, "raw", "L", 0, 1)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -12,6 +12,14 @@ comes back with ``encoded=None`` and ``error`` set, never as an exception.
 Each process keeps the last few documents open (:data:`_PDFS`), so a document is parsed once per
 process, not once per page, and opens each afresh every few dozen pages, so that what PDFium keeps
 of a document's pages while it is open stays bounded (:mod:`ocrclient.pages.pdfdocs`).
+
+A PDF page is drawn into one pixel buffer per process, kept from page to page
+(:data:`_PIXELS`): the page's image is read out of it under the same lock as PDFium's drawing,
+and only the encode runs beside other renders.  Two threads each drawing into a fresh 10 MB
+buffer (a Chandra page at 192 dpi) held two of them at once and left the freed ones in glibc's
+per-thread heaps: peak RSS of ``ocr convert --backend runpod-chandra`` over 16 pages went from
+122-123 MB to ~113 MB with the shared buffer, at the same wall and CPU time
+(``benchmarks/README.md``, session 37).
 """
 
 from __future__ import annotations
@@ -71,9 +79,36 @@ class RenderJob:
 _PDFS = OpenPdfs(lock=PDFIUM_LOCK, forms=True)
 
 
+class _PixelBuffer:
+    """The buffer PDFium draws a page into, reused by the next page of the same byte size
+    (used under :data:`PDFIUM_LOCK` only, and never handed out past it: the image made of it
+    is a copy)."""
+
+    def __init__(self) -> None:
+        self._buf: bytearray | None = None
+
+    def white(self, size: int) -> bytearray:
+        """``size`` bytes of 0xFF (a white page, before PDFium draws on it)."""
+        if self._buf is None or len(self._buf) != size:
+            self._buf = None  # (the old one goes before the new one is made)
+            self._buf = bytearray(b"\xff") * size
+        else:
+            ctypes.memset((ctypes.c_ubyte * size).from_buffer(self._buf), 0xFF, size)
+        return self._buf
+
+    def release(self) -> None:
+        self._buf = None
+
+
+#: the pixel buffer of this process's PDF renders (see the module's text)
+_PIXELS = _PixelBuffer()
+
+
 def close_open_documents() -> None:
-    """Close the documents this process keeps open (an inline pool's, when it closes)."""
+    """Close the documents this process keeps open (an inline pool's, when it closes), and let
+    the render's pixel buffer go."""
     _PDFS.close()
+    _PIXELS.release()
 
 
 def pdf_page_box(page: Any) -> PageBox:
@@ -133,10 +168,11 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
                 flags = pdfium_c.FPDF_ANNOT | (pdfium_c.FPDF_GRAYSCALE if spec.grayscale else 0)
                 grey = (pdfium_c.FPDFBitmap_Gray, "L", "L")
                 fmt, mode, raw = grey if spec.grayscale else (pdfium_c.FPDFBitmap_BGR, "RGB", "BGR")
-                # the pixels live in a buffer of ours (white before PDFium draws on it), so
-                # reading them out runs after the lock, beside other renders
+                # the pixels live in a buffer of ours (white before PDFium draws on it): BGR in
+                # the process's buffer, read out below before the lock is let go; L (a grayscale
+                # spec) in a buffer of its own, which the image maps
                 stride = px_w * len(raw)
-                pixels = bytearray(b"\xff") * (stride * px_h)
+                pixels = _PIXELS.white(stride * px_h) if raw == "BGR" else bytearray(b"\xff") * (stride * px_h)
                 buffer = (ctypes.c_ubyte * len(pixels)).from_buffer(pixels)  # PDFium draws into it
                 bitmap = pdfium.PdfBitmap.new_native(px_w, px_h, fmt, buffer=buffer, stride=stride)
                 try:
@@ -146,15 +182,18 @@ def _render_pdf_page(job: RenderJob) -> PageImage:
                         pdfium_c.FPDF_FFLDraw(page.formenv, bitmap, page, 0, 0, px_w, px_h, 0, flags)
                 finally:
                     bitmap.close()
+                    del bitmap, buffer
             finally:
                 page.close()
-        # outside the lock: BGR is decoded into an RGB image, unless the page goes out as a
-        # one-channel PNG (every pixel grey: encode would make it one); an L image maps the
-        # buffer, which is ours (Python's memory, kept alive by the image), not PDFium's
-        one_channel = grey_of_bgr(pixels, px_w, px_h) if raw == "BGR" and spec.format == "png" else None
-        img = one_channel or Image.frombuffer(mode, (px_w, px_h), pixels, "raw", raw, stride, 1)
-        if raw == "BGR":  # the image is a copy (decoded, or the grey bytes): the buffer (10 MB
-            del bitmap, buffer, pixels  # for a chandra page) goes now, not after the encode
+            if raw == "BGR":
+                # BGR is decoded into an RGB image, or taken as a one-channel image when the page
+                # goes out as PNG and every pixel is grey (encode would make it one): a copy
+                # either way, so the buffer is free for the next page once the lock is let go
+                one_channel = grey_of_bgr(pixels, px_w, px_h) if spec.format == "png" else None
+                img = one_channel or Image.frombuffer(mode, (px_w, px_h), pixels, "raw", raw, stride, 1)
+                del pixels
+        if raw != "BGR":  # an L image maps its own buffer (Python's memory, kept alive by the image)
+            img = Image.frombuffer(mode, (px_w, px_h), pixels, "raw", raw, stride, 1)
         return _encoded_page(job, page_box, img, px_w / width, file_id)
     except Exception as exc:
         return _failed_page(job, page_box, f"page {job.index + 1}: cannot render ({_why(exc)})")
