@@ -13,6 +13,17 @@ Importing :mod:`ocrclient` or :mod:`ocrclient.cli` from Python changes nothing. 
 also keeps httpx from importing its own command line (``httpx._main``, when click is installed:
 click, pygments, rich's syntax and tables, 60-100 ms before the first request).
 
+**Memory.**  With glibc, the command lets its threads allocate from two heaps (arenas) at
+most (:func:`_two_heaps`).  glibc gives each new thread a heap of its own, up to eight per core,
+and a heap keeps what was freed in it for its own thread: the render threads, the event loop and
+the threads that write outputs and the cache each held the freed buffers of the pages they had
+handled (PNG bytes, base64 bodies, replies of hundreds of kB).  Peak RSS of ``ocr convert
+--backend runpod-chandra`` over 16 pages at 8 in flight: 107-108 MB with glibc's rule, 101-105
+MB with two heaps, at the same CPU time (five interleaved pairs, ``benchmarks/README.md``,
+session 37).  The threads rarely meet in ``malloc``: Python's small objects never reach it, and
+one thread runs Python at a time.  Only the ``ocr`` process: importing :mod:`ocrclient`
+leaves a program's allocator as it is, and a ``MALLOC_ARENA_MAX`` the user set is theirs.
+
 **The way out.**  Once the command has finished, the interpreter's own exit (tearing down every
 module and freeing the objects of typer, pydantic, httpx, ...) took about 10 ms of the ~30 ms from
 a run's last reply to the process's end (``ocr convert`` of 64 pages, four runs each way,
@@ -221,9 +232,32 @@ def _leave() -> None:
     os._exit(_Exit.code)
 
 
+#: glibc's ``M_ARENA_MAX`` (``mallopt``): the most heaps threads allocate from
+_M_ARENA_MAX = -8
+#: the heaps the command's threads share (see the module's text)
+HEAPS = 2
+
+
+def _two_heaps() -> bool:
+    """At most :data:`HEAPS` malloc heaps for the process's threads (see the module's text);
+    whether the C library took it (glibc does; elsewhere, or with ``MALLOC_ARENA_MAX`` set by
+    the user, nothing changes)."""
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, HEAPS))
+
+
 def main() -> None:
     """The ``ocr`` command."""
     gc.disable()
+    _two_heaps()  # (before any thread allocates: a thread's heap is given at its first malloc)
     _Exit.started = time.monotonic()
     caller = sys._getframe(1)
     try:
