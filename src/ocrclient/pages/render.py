@@ -18,7 +18,7 @@ A PDF page is drawn into one pixel buffer per process, kept from page to page
 and only the encode runs beside other renders.  Two threads each drawing into a fresh 10 MB
 buffer (a Chandra page at 192 dpi) held two of them at once and left the freed ones in glibc's
 per-thread heaps: peak RSS of ``ocr convert --backend runpod-chandra`` over 16 pages went from
-122-123 MB to ~113 MB with the shared buffer, at the same wall and CPU time
+122-123 MB to ~109 MB with the shared buffer (and the grey check writing into one bytearray), at the same wall and CPU time
 (``benchmarks/README.md``, session 37).
 """
 
