@@ -4,8 +4,9 @@ PDFium draws each page into one buffer, reused page after page, and the image to
 read out of it before the render lock is let go; only the encode runs beside other renders.
 Checked for every kind of page image a render makes (grey PNG, colour PNG, JPEG, WebP, a
 grayscale spec): pages rendered by two threads at once, in any order, are byte for byte the
-pages rendered one at a time in a fresh process state; a page drawn where a darker page of the
-same size was drawn has nothing of it; two threads never hold two buffers.
+pages rendered one at a time in a fresh process state; a page drawn where a black page of the
+same size was drawn has nothing of it; the buffer is kept while renders follow one another and
+let go when none is under way; two threads never hold two buffers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from PIL import Image, ImageDraw
 import ocrclient.pages.render as render
 from ocrclient.imaging import RenderSpec
 from ocrclient.pages import RenderPool, iter_pages
+
+from .pdfgen import text_pdf
+
+_PIXELS_HELD = render._PIXELS
 
 SPECS = {
     "grey png": (RenderSpec(dpi=100), False),
@@ -74,34 +79,70 @@ def test_pages_rendered_side_by_side_are_the_pages_rendered_alone(tmp_path: Path
         assert _bytes(pdf, spec, workers=2) == alone
 
 
+def _black_then_text(path: Path) -> Path:
+    """Page 1 black all over (an opaque image), page 2 of the same size only vector text and a
+    rectangle, drawn on whatever the buffer holds: a buffer not made white again shows through."""
+    import pypdfium2 as pdfium
+
+    black = path.with_suffix(".black.pdf")
+    Image.new("RGB", (300, 200), (0, 0, 0)).save(black, "PDF", resolution=72)
+    texts = text_pdf(path.with_suffix(".text.pdf"), [["nothing but text", "and white around it"]], size=(0, 0, 300, 200))
+    out = pdfium.PdfDocument.new()
+    for part in (black, texts):
+        src = pdfium.PdfDocument(str(part))
+        out.import_pages(src)
+        src.close()
+    out.save(str(path))
+    out.close()
+    black.unlink()
+    return path
+
+
 @pytest.mark.parametrize("kind", sorted(SPECS))
 def test_a_page_drawn_after_a_black_page_has_nothing_of_it(tmp_path: Path, kind: str) -> None:
-    spec, colour = SPECS[kind]
-    after_black = _bytes(_pdf(tmp_path / "a.pdf", 2, colour, dark_first=True), spec, workers=0)[1]
-    after_white = _bytes(_pdf(tmp_path / "b.pdf", 2, colour), spec, workers=0)[1]
-    assert after_black == after_white
+    spec, _ = SPECS[kind]
+    pdf = _black_then_text(tmp_path / "doc.pdf")
+    with RenderPool(workers=0) as pool:
+        _PIXELS_HELD.enter()  # (a render under way: the buffer is kept from page 1 to page 2)
+        try:
+            pages = list(iter_pages(pdf, spec, pool=pool))
+        finally:
+            _PIXELS_HELD.leave()
+    (alone,) = list(iter_pages(text_pdf(tmp_path / "alone.pdf", [["nothing but text", "and white around it"]],
+                                        size=(0, 0, 300, 200)), spec))  # fmt: skip
+    assert pages[1].encoded is not None and alone.encoded is not None
+    assert pages[1].encoded.data == alone.encoded.data, kind
 
 
-def test_the_buffer_is_reused_page_after_page_and_let_go_with_the_pool(tmp_path: Path) -> None:
+def test_the_buffer_is_reused_while_renders_follow_and_let_go_when_none_is_under_way(tmp_path: Path) -> None:
+    """While a render is under way the next page draws into the same buffer; once the last
+    render has ended the buffer is gone, the pool still open (an idle long-lived client held the
+    last page's buffer, up to 120 MB)."""
     pdf = _pdf(tmp_path / "doc.pdf", 3, colour=False)
-    seen: list[int] = []
+    seen: list[bytearray] = []
     white = render._PIXELS.white
 
     def spy(size: int) -> bytearray:
         buf = white(size)
-        seen.append(id(buf))
+        seen.append(buf)
         return buf
 
     render._PIXELS.white = spy  # type: ignore[method-assign]
     try:
         with RenderPool(workers=2) as pool:
+            render._PIXELS.enter()  # (as a render under way elsewhere)
+            try:
+                assert len(list(iter_pages(pdf, RenderSpec(dpi=100), pool=pool))) == 3
+                assert len(seen) == 3 and seen[0] is seen[1] is seen[2]
+                assert render._PIXELS._buf is seen[0]
+            finally:
+                render._PIXELS.leave()
+            assert render._PIXELS._buf is None  # the last render ended: nothing held, pool open
+            seen.clear()
             assert len(list(iter_pages(pdf, RenderSpec(dpi=100), pool=pool))) == 3
-            assert len(set(seen)) == 1 and len(seen) == 3
-            held = render._PIXELS._buf
-            assert held is not None and id(held) == seen[0]
+            assert len(seen) == 3 and render._PIXELS._buf is None
     finally:
         del render._PIXELS.white
-    assert render._PIXELS._buf is None  # the pool's close let it go
 
 
 def test_two_render_threads_never_hold_two_buffers(tmp_path: Path) -> None:
