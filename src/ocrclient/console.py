@@ -21,8 +21,10 @@ handled (PNG bytes, base64 bodies, replies of hundreds of kB).  Peak RSS of ``oc
 --backend runpod-chandra`` over 16 pages at 8 in flight: 107-108 MB with glibc's rule, 101-105
 MB with two heaps, at the same CPU time (five interleaved pairs, ``benchmarks/README.md``,
 session 37).  The threads rarely meet in ``malloc``: Python's small objects never reach it, and
-one thread runs Python at a time.  Only the ``ocr`` process: importing :mod:`ocrclient`
-leaves a program's allocator as it is, and a ``MALLOC_ARENA_MAX`` the user set is theirs.
+one thread runs Python at a time.  Only when this process *is* the ``ocr`` command (as for
+the way out, below: :func:`_the_program_is_ocr`): importing :mod:`ocrclient`, or a program
+calling :func:`main`, leaves its allocator as it is, and a heap count the user set
+(``MALLOC_ARENA_MAX``, ``GLIBC_TUNABLES``) is theirs.
 
 **The way out.**  Once the command has finished, the interpreter's own exit (tearing down every
 module and freeing the objects of typer, pydantic, httpx, ...) took about 10 ms of the ~30 ms from
@@ -240,15 +242,16 @@ HEAPS = 2
 
 def _two_heaps() -> bool:
     """At most :data:`HEAPS` malloc heaps for the process's threads (see the module's text);
-    whether the C library took it (glibc does; elsewhere, or with ``MALLOC_ARENA_MAX`` set by
-    the user, nothing changes)."""
-    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+    whether the C library took it (glibc does; elsewhere, or with a heap count the user set,
+    ``MALLOC_ARENA_MAX`` or ``GLIBC_TUNABLES``'s ``glibc.malloc.arena_max``, nothing changes)."""
+    if (not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ
+            or "glibc.malloc.arena_max" in os.environ.get("GLIBC_TUNABLES", "")):  # fmt: skip
         return False
-    import ctypes
-
     try:
+        import ctypes
+
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_ARENA_MAX, HEAPS))
@@ -257,13 +260,15 @@ def _two_heaps() -> bool:
 def main() -> None:
     """The ``ocr`` command."""
     gc.disable()
-    _two_heaps()  # (before any thread allocates: a thread's heap is given at its first malloc)
     _Exit.started = time.monotonic()
     caller = sys._getframe(1)
     try:
         try:  # (a signal from the moment its handler is in: a stop before the run, no traceback)
             take_signals_early()
-            if atexit._ncallbacks() == 0 and _the_program_is_ocr(caller):  # nothing would run after _leave
+            program = _the_program_is_ocr(caller)
+            if program:  # (before any thread allocates: a thread's heap is given at its first malloc)
+                _two_heaps()
+            if atexit._ncallbacks() == 0 and program:  # nothing would run after _leave
                 _Exit.program = sys.modules.get("__main__")
                 atexit.register(_leave)
             # httpx imports its own command line when click is installed (click, pygments' lexers,
