@@ -623,16 +623,19 @@ def test_several_documents_on_stdout_stay_apart_and_named(sim: OpenAISimulator, 
     (["-f", "md,html"], "--format md,html: files need -o DIR"),
     (["-f", ""], "--format '' names no format"),
     (["-f", ",", "-o", "OUT"], "--format ',' names no format"),
+    (["--no-cache", "--cache-dir", "OUT"], "--cache-dir OUT and --no-cache contradict each other"),
 ])  # fmt: skip
 def test_outputs_that_cannot_be_had_as_asked_are_refused(flags: list[str], needle: str, sim: OpenAISimulator,
                                                          pdf: Path, tmp_path: Path) -> None:  # fmt: skip
     """--json or file formats without -o (the markdown goes to stdout: JSON mixed with markdown,
-    formats dropped without a word), or no format at all (every page sent, nothing written)."""
+    formats dropped without a word), no format at all (every page sent, nothing written), or a
+    cache folder with --no-cache (the folder was ignored without a word)."""
     flags = [str(tmp_path / "out") if f == "OUT" else f for f in flags]
     before = dict(sim.requests)
     res = invoke("convert", str(pdf), *sim_args(sim), *flags, env=sim_env(sim))
-    assert res.exit_code == 2 and res.stderr.startswith(f"error: {needle}"), res.stderr
+    assert res.exit_code == 2 and res.stderr.startswith(f"error: {needle.replace('OUT', str(tmp_path / 'out'))}"), res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and dict(sim.requests) == before  # one line, nothing sent
+    assert not (tmp_path / "out").exists()  # (nothing made either)
     ok = invoke("convert", str(pdf), *sim_args(sim), "-f", "md", "--quiet", env=sim_env(sim))  # md to stdout: fine
     assert ok.exit_code == 0 and ok.stdout.count("Text of image") == 3
 
@@ -711,7 +714,7 @@ def test_health_takes_document_mode_and_refuses_it_where_convert_would(tmp_path:
     refused = ocr(["health", *args])
     converted = ocr(["convert", str(pdf), "-o", str(tmp_path / "out"), *args])
     assert refused.code == converted.code == 2
-    line = "--document-mode needs a RunPod endpoint running the whole-PDF worker"
+    line = "document mode (whole PDFs) needs a RunPod endpoint running the whole-PDF worker"
     assert line in refused.stderr and line in converted.stderr
     with RunPodSimulator(api_key="rp-health") as sim:
         env = {**os.environ, "RUNPOD_API_KEY": "rp-health", "NO_COLOR": "1"}
@@ -915,7 +918,7 @@ def test_health_refuses_a_profile_asking_document_mode_where_convert_would(tmp_p
     prof.write_text('transport = "openai"\ndialect = "deepseek"\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\n'
                     '[dialect_options]\ndocument_mode = true\n', encoding="utf-8")  # fmt: skip
     run = ocr(["health", "--backend", str(prof)])
-    assert run.code == 2 and "--document-mode needs a RunPod endpoint" in run.stderr, run.stderr
+    assert run.code == 2 and "document mode (whole PDFs) needs a RunPod endpoint" in run.stderr, run.stderr
 
 
 @pytest.mark.parametrize("argv", [

@@ -377,3 +377,28 @@ def test_a_blank_page_among_read_ones_says_no_text_found(detection: bool, tmp_pa
     assert blank.status == "degraded" and "no text found" in blank.warnings, blank.warnings
     assert not any("no boxes for this page" in w for w in blank.warnings), blank.warnings
     assert doc.pages[0].markdown.startswith("# Page 1") and doc.pages[2].markdown.startswith("# Page 3")
+
+
+def test_an_image_in_document_mode_is_refused_in_the_words_of_each_caller(tmp_path: Path) -> None:
+    """An image cannot go as a whole PDF: from Python the refusal names document mode, not the
+    command line's flag (it said "--document-mode needs a PDF" to a caller who passed
+    ``document_mode=True``); from ``ocr convert`` it is one line and exit 2, nothing sent."""
+    from PIL import Image
+
+    from ocrclient.errors import InputError
+
+    from .test_bad_inputs import ocr
+
+    png = tmp_path / "scan.png"
+    Image.new("RGB", (200, 300), "white").save(png)
+    with RunPodSimulator() as sim:
+        with pytest.raises(InputError) as got:
+            ocrclient.convert(png, backend="runpod-deepseek-ocr", cache=False, document_mode=True,
+                              base_url=sim.base_url, endpoint_id=sim.endpoint_id, api_key=sim.api_key)  # fmt: skip
+        said = str(got.value)
+        assert "scan.png: document mode (whole PDFs) needs a PDF, not an image" in said and "--" not in said
+        run = ocr(["convert", str(png), "-o", str(tmp_path / "out"), "--backend", "runpod-deepseek-ocr", "--document-mode",
+                   "--base-url", sim.base_url, "--endpoint-id", str(sim.endpoint_id)], env={"RUNPOD_API_KEY": sim.api_key})  # fmt: skip
+    assert sim.requests["run"] + sim.requests["runsync"] == 0, sim.requests  # (nothing sent)
+    assert run.code == 2 and "document mode (whole PDFs) needs a PDF, not an image" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr

@@ -86,7 +86,7 @@ def check(cfg: BackendConfig) -> None:
     """Raise :class:`ConfigError` when ``cfg``'s backend cannot take whole documents (a run in
     document mode and ``ocr health --document-mode`` ask the same)."""
     if cfg.transport != "runpod":
-        raise ConfigError("--document-mode needs a RunPod endpoint running the whole-PDF worker")
+        raise ConfigError("document mode (whole PDFs) needs a RunPod endpoint running the whole-PDF worker")
     from .dialects.deepseek import DeepSeekDialect
     from .registry import dialect_class
 
@@ -94,7 +94,7 @@ def check(cfg: BackendConfig) -> None:
     if not (isinstance(cls, type) and issubclass(cls, DeepSeekDialect)):
         # (a Chandra or TrOCR endpoint was sent the whole PDF, and every page failed on its refusal)
         raise ConfigError(
-            f"--document-mode needs a DeepSeek-OCR endpoint running the whole-PDF worker; backend "
+            f"document mode (whole PDFs) needs a DeepSeek-OCR endpoint running the whole-PDF worker; backend "
             f"{cfg.name!r} speaks {cfg.dialect!r} (use --backend runpod-deepseek-ocr)"
         )
 
@@ -148,7 +148,7 @@ def _content_digest(src: Source) -> str:
 def document_unit(src: Source, indices: list[int]) -> DocumentUnit:
     """Cut the selected pages of a PDF into one unit (a PageImage whose bytes are the PDF)."""
     if src.kind != "pdf":
-        raise InputError(f"{src.name}: --document-mode needs a PDF, not an image")
+        raise InputError(f"{src.name}: document mode (whole PDFs) needs a PDF, not an image")
     data, boxes = pdf_subset(src, indices)
     unit = PageImage(
         source=src.name,

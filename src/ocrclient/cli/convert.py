@@ -129,10 +129,13 @@ def _plan(
     return plan, stem_of
 
 
-def _check_outputs(out: Path | None, formats: str, fmts: list[str], as_json: bool) -> None:
+def _check_outputs(out: Path | None, formats: str, fmts: list[str], as_json: bool, unused_cache: Path | None = None) -> None:
     """Refuse outputs that cannot be had as asked: no format at all, formats that are files
     without ``-o`` (the markdown goes to stdout: they were dropped without a word), ``--json``
-    without ``-o`` (its summary goes to stdout too: the two mixed were neither)."""
+    without ``-o`` (its summary goes to stdout too: the two mixed were neither), a cache folder
+    with ``--no-cache`` (``unused_cache``: it was ignored without a word)."""
+    if unused_cache is not None:
+        raise ConfigError(f"--cache-dir {unused_cache} and --no-cache contradict each other: give one")
     if not fmts:
         raise ConfigError(f"--format {formats!r} names no format (e.g. md,json)")
     if out is None and formats != DEFAULT_FORMATS and set(fmts) - {"md"}:
@@ -563,7 +566,7 @@ def convert(
     gone = Unconverted()  # (inputs not converted, each listed by --json: refused ones are said, exit 1)
     try:
         try:
-            _check_outputs(out, formats, fmts, as_json)
+            _check_outputs(out, formats, fmts, as_json, cache_dir if no_cache else None)
             plan, stem_of = _plan(inputs, pages, password, shard, fmts, out, gone.refused, gone.left_out)
             over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
             over["dialect_options"] = _layer_options(text_layer, keep_furniture)

@@ -298,7 +298,7 @@ class RunPodTransport(HttpImports):
     def _check_size(self, size: int, route: str, kind: str) -> None:
         limit = self.max_run_bytes if route == "run" else self.max_runsync_bytes
         if size > limit:  # (a whole PDF's job: no render setting makes it smaller)
-            what, fix = (("document", "send its pages instead (without --document-mode)") if kind == "document"
+            what, fix = (("document", "send its pages instead (without document mode)") if kind == "document"
                          else ("page", "lower dpi or longest_side, or set the image format to jpeg or webp"))  # fmt: skip
             raise PermanentError(f"{what} payload is {size / 1e6:.1f} MB, over RunPod's {limit / 1e6:g} MB limit "
                                  f"for /{route}; {fix}", cause="payload_too_large", status=413)  # fmt: skip
