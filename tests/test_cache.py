@@ -558,6 +558,20 @@ def _entry_bytes(tmp_path: Path) -> int:
     return probe.info().bytes
 
 
+def test_holds_tells_an_entry_on_disk_whether_or_not_get_serves_it(tmp_path: Path) -> None:
+    """``holds``: what the recall asks before it drops an entry whose page is gone (a page the
+    cache keeps but does not serve, a degraded one under ``retry_degraded``, keeps its entry)."""
+    cache = PageCache(tmp_path / "c", retry_degraded=True)
+    ok, degraded = "aa" * 32, "bb" * 32
+    cache.put(ok, _page(1))
+    cache.put(degraded, Page(page=2, status="degraded", markdown="cut"))
+    assert cache.holds(ok) and cache.get(ok) is not None
+    assert cache.holds(degraded) and cache.get(degraded) is None
+    assert not cache.holds("cc" * 32)
+    os.unlink(cache._path(ok))
+    assert not cache.holds(ok)
+
+
 def test_cap_prunes_least_recently_used_entries(tmp_path: Path) -> None:
     one = _entry_bytes(tmp_path)
     cache = PageCache(tmp_path / "c", max_bytes=10 * one)

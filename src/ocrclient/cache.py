@@ -438,6 +438,10 @@ class PageCache:
     def _path(self, key: str) -> Path:
         return self.directory / "pages" / key[:2] / f"{key}.json"
 
+    def holds(self, key: str) -> bool:
+        """Whether page ``key`` has an entry on disk, served or not (``get`` may refuse it)."""
+        return self._path(key).exists()
+
     def recall_path(self, key: str) -> Path:
         """Where the recall entry ``key`` (:mod:`.recall`) lives, beside the pages."""
         return self.directory / "recall" / key[:2] / key

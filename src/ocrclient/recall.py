@@ -159,7 +159,7 @@ class Recall:
             return None
         hit = self.cache.get(key, furniture=self.furniture)
         if hit is None:
-            if not self.cache._path(key).exists():
+            if not self.cache.holds(key):
                 with contextlib.suppress(OSError):  # (its page is gone: so is its entry)
                     os.unlink(recall)
             return None
