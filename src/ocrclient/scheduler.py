@@ -588,8 +588,8 @@ class Scheduler:
                 if (page := run.inflight.get(number)) is not None:  # (under --retry-degraded its earlier reading stays)
                     pages[number] = self._failed_page(page, unfinished, tries.sent, tries.usage, self._kept(self._cache_key(page)))
                     continue
-                pages[number] = Page(page=number, status="failed", error=PageError.of(unfinished), attempts=tries.sent, usage=tries.usage.priced(self._price))
-                self._emit(PageFailed(run.job.source, number, PageError.of(unfinished), tries.sent))
+                pages[number] = Page(page=number, status="failed", error=(said := PageError.of(unfinished)), attempts=tries.sent, usage=tries.usage.priced(self._price))
+                self._emit(PageFailed(run.job.source, number, said, tries.sent))
         ordered = [pages[k] for k in sorted(pages)]
         return Document(source=run.job.source, backend=self.backend.name, model=self.backend.config.model,
                         pages=ordered, stats=self.stats(ordered, wall_s, run.job.source))  # fmt: skip
