@@ -11,9 +11,6 @@ modes, its status polls; the OpenAI path when its server drops the request)."""
 
 from __future__ import annotations
 
-import re
-import socket
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -23,6 +20,7 @@ import pytest
 
 import ocrclient
 from ocrclient.testing import FaultPlan, RunPodSimulator
+from ocrclient.testing.hostile import HostileServer
 
 from .pdfgen import text_pdf
 
@@ -52,50 +50,20 @@ def test_a_runpod_endpoint_dropping_every_job_spends_the_pages_attempts(mode: st
     assert took < 20, took
 
 
-class _Dropping:
-    """A server that reads each request whole and closes the connection without a byte of reply
-    (a request left unread makes the kernel answer with a reset, which the client reads as a
-    connection that failed)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.seen = 0
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                data = b""
-                while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
-                    data += chunk
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-                while length and len(body) < int(length[1]) and (chunk := conn.recv(65536)):
-                    body += chunk
-                if data.startswith(b"POST"):
-                    self.seen += 1
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def test_an_openai_server_dropping_every_request_spends_the_pages_attempts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("contract", ["openai", "runpod", "ocular"])
+def test_a_server_dropping_every_request_spends_the_pages_attempts(contract: str, tmp_path: Path) -> None:
+    """The hostile server's ``no_reply``: each model request read whole, then the connection
+    closed without a byte of reply, on every contract a transport speaks."""
     pdf = text_pdf(tmp_path / "a.pdf", [["one"]])
-    server = _Dropping()
-    try:
-        doc, said, took = _convert(pdf, backend="openai", dialect="plain", model="m", api_key="k",
-                                   base_url=f"http://127.0.0.1:{server.port}/v1")  # fmt: skip
-    finally:
-        server.close()
+    with HostileServer("no_reply", contract=contract) as srv:
+        where: dict[str, Any] = {"openai": {"backend": "openai", "api_key": srv.api_key},
+                                 "runpod": {"backend": "runpod", "api_key": srv.api_key, "endpoint_id": srv.endpoint_id},
+                                 "ocular": {"backend": "runpod-trocr", "transport": "ocular", "api_key": "k"}}[contract]  # fmt: skip
+        if contract != "ocular":
+            where |= {"dialect": "plain", "model": srv.model}
+        doc, said, took = _convert(pdf, base_url=srv.base_url, **where)
     [page] = doc.pages
     assert page.status == "failed" and page.error is not None and page.error.cause == "reset", page.error
-    assert page.attempts == 3 == server.seen, (page.attempts, server.seen)
+    assert page.attempts == 3 == srv.hostile_replies, (page.attempts, srv.hostile_replies)
     assert not any("no server answers" in s for s in said), said
     assert took < 20, took

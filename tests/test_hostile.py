@@ -209,6 +209,17 @@ def test_early_close_is_a_transient_one_line_error(contract: str, stream: bool) 
     assert out.seconds < 10, out.seconds
 
 
+@pytest.mark.parametrize(("contract", "stream"), _paths("no_reply"))
+def test_a_request_answered_by_a_hang_up_is_a_reset_one_line_error(contract: str, stream: bool) -> None:
+    """``no_reply``: the request read whole, the connection closed with no reply -- an attempt
+    (cause ``reset``), not "no server at the endpoint" (``unreachable``)."""
+    with HostileServer("no_reply", contract=contract) as srv:  # type: ignore[arg-type]
+        out = _drive(srv, stream)
+        assert srv.hostile_replies == 1
+    _one_line_error(out.result, TransientError, cause="reset")
+    assert out.seconds < 10, out.seconds
+
+
 def test_a_job_in_queue_forever_ends_at_the_attempt_timeout_and_is_cancelled() -> None:
     with HostileServer("in_queue_forever", contract="runpod") as srv:
         out = _drive(srv, timeout_s=1.0)

@@ -22,6 +22,9 @@ behaviour           what the server does
 ``in_queue_forever`` (``runpod``) every job stays ``IN_QUEUE`` whatever the client does (a cancel
                     is answered, and changes nothing)
 ``no_output``       (``runpod``) every job ends ``COMPLETED`` without an ``output``
+``no_reply``        the model request (RunPod: the ``/run`` or ``/runsync`` submit) is read whole,
+                    then the connection closes without a byte of reply: a server that crashed on
+                    the request (no job is made)
 ==================  =============================================================================
 
 Each ``contract`` is the wire shape of one transport: ``"openai"`` (``/v1/chat/completions``,
@@ -89,6 +92,7 @@ BEHAVIOURS: dict[str, tuple[str, ...]] = {
     "early_close": ("openai", "runpod", "ocular"),
     "in_queue_forever": ("runpod",),
     "no_output": ("runpod",),
+    "no_reply": ("openai", "runpod", "ocular"),
 }
 CONTRACTS = ("openai", "runpod", "ocular")
 Contract = Literal["openai", "runpod", "ocular"]
@@ -384,7 +388,9 @@ class HostileServer(ServerOwner):
             self._send_json(h, 200, {"object": "list", "data": [card]})
         elif path.endswith("/chat/completions"):
             hostile = self._next_is_hostile()
-            if isinstance(body, dict) and body.get("stream"):
+            if hostile and self.behaviour == "no_reply":
+                hang_up(h)
+            elif isinstance(body, dict) and body.get("stream"):
                 self._send(h, 200, [self._sse(hostile)], None, "text/event-stream", hostile=hostile)
             else:
                 parts, n = self._body(hostile)
@@ -397,6 +403,9 @@ class HostileServer(ServerOwner):
             self._send_json(h, 200, {"status": "healthy", "models_loaded": [self.model]})
             return
         hostile = self._next_is_hostile()
+        if hostile and self.behaviour == "no_reply":
+            hang_up(h)
+            return
         parts, n = self._body(hostile)
         self._send(h, 200, parts, n, cut=hostile and self.behaviour == "early_close", hostile=hostile)
 
@@ -413,6 +422,11 @@ class HostileServer(ServerOwner):
             with self._lock:
                 self._jobs[jid] = False
             hostile = self._next_is_hostile()
+            if hostile and self.behaviour == "no_reply":
+                with self._lock:
+                    del self._jobs[jid]
+                hang_up(h)
+                return
             with self._lock:
                 self._jobs[jid] = hostile
             if op == "run":
