@@ -215,7 +215,10 @@ def test_exit_1_when_a_page_fails(pdf: Path, tmp_path: Path) -> None:
         (["{pdf}", "--pages", ""], "page range '' is empty"),  # ("$RANGE" unset: every page was sent)
         (["{pdf}", "--pages", "  "], "is empty"),
         (["{pdf}", "--format", "md,docx"], "unknown --format"),
-        (["{pdf}", "--shard", "3/2"], "--shard"),
+        (["{pdf}", "--shard", "3/2"], "--shard 3/2: need 0 <= i < n (i counts from 0: the shards of 2 are 0/2, 1/2)"),
+        (["{pdf}", "--shard", "7/5"], "the shards of 5 are 0/5, 1/5, ... 4/5)"),  # (it always said "of 3")
+        (["{pdf}", "--shard", "0/0"], "--shard 0/0: n, the number of shards, is at least 1"),
+        (["{pdf}", "--shard", "a/b"], "--shard takes i/n (e.g. 0/4), got 'a/b'"),
     ],
 )
 def test_exit_2_on_bad_input(args: list[str], message: str, pdf: Path, tmp_path: Path) -> None:
@@ -962,7 +965,7 @@ def test_a_file_is_in_the_same_shard_however_the_corpus_is_named(tmp_path: Path,
     lists, relative ones (with and without ``./``) from its own folder: every spelling puts each
     file in the same shard.  Keyed by the path as typed, machine A (``/mnt/a/*.pdf``) and
     machine B (``/data/b/*.pdf``) dropped some documents and converted others twice."""
-    from ocrclient.cli.convert import _plan
+    from ocrclient.cli.plan import plan_inputs as _plan
     from ocrclient.pages.inputs import Refused
 
     names = [f"doc{i}.pdf" for i in range(12)] + ["broken.pdf"]  # (one that cannot be converted: in one shard too)
@@ -1063,12 +1066,13 @@ def test_document_mode_is_taken_only_by_a_deepseek_runpod_endpoint(backend: str,
     if takes:
         check(cfg)
         return
-    with pytest.raises(ConfigError, match="--document-mode"):
+    with pytest.raises(ConfigError, match=r"document mode \(whole PDFs\) needs"):
         check(cfg)
     env = {"NO_COLOR": "1", **SECRETS}
     flags = ["--endpoint-id", "ep1", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--document-mode"]
     run = invoke("convert", str(pdf), "--backend", backend, *flags, "-o", str(tmp_path / "o"), "--quiet", env=env)
-    assert run.exit_code == 2 and "--document-mode" in run.stderr and run.stderr.count("\n") == 1, run.output
+    assert run.exit_code == 2 and "document mode (whole PDFs) needs" in run.stderr and run.stderr.count("\n") == 1, run.output
+    assert not (tmp_path / "o").exists()  # (refused before the output folder is made)
 
 
 def _config_json(*args: str) -> dict[str, Any]:

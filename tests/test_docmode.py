@@ -402,3 +402,47 @@ def test_an_image_in_document_mode_is_refused_in_the_words_of_each_caller(tmp_pa
     assert sim.requests["run"] + sim.requests["runsync"] == 0, sim.requests  # (nothing sent)
     assert run.code == 2 and "document mode (whole PDFs) needs a PDF, not an image" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_images_among_pdfs_in_document_mode_are_refused_each_and_the_pdfs_go_on(tmp_path: Path) -> None:
+    """Of several inputs, an image in document mode is an input that cannot be converted: one
+    line, listed as refused by ``--json``, the PDFs converted, exit 1 (the image stopped the whole
+    run, exit 2, nothing converted); images alone: nothing to convert, exit 2."""
+    import json
+
+    from PIL import Image
+
+    from ocrclient.testing.responders import DialectResponder
+
+    from .test_bad_inputs import ocr
+
+    png = tmp_path / "scan.png"
+    Image.new("RGB", (200, 300), "white").save(png)
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(600, 800)])
+    with RunPodSimulator(responder=DialectResponder("deepseek")) as sim:
+        where = ["--backend", "runpod-deepseek-ocr", "--document-mode", "--base-url", sim.base_url,
+                 "--endpoint-id", str(sim.endpoint_id), "--no-cache"]  # fmt: skip
+        env = {"RUNPOD_API_KEY": sim.api_key}
+        mixed = ocr(["convert", str(png), str(pdf), "-o", str(tmp_path / "out"), "--json", *where], env=env)
+        alone = ocr(["convert", str(png), str(png.with_name("copy.png")), "-o", str(tmp_path / "none"), *where], env=env)
+    said = json.loads(mixed.stdout)
+    assert mixed.code == 1, mixed.stderr
+    assert [r["source"] for r in said["refused"]] == [str(png)] and "needs a PDF" in said["refused"][0]["error"]
+    assert [d["source"] for d in said["documents"]] == [str(pdf)], said
+    assert (tmp_path / "out" / "doc.md").is_file()
+    assert mixed.stderr.count("scan.png: document mode (whole PDFs) needs a PDF, not an image") == 1, mixed.stderr
+    assert "Traceback" not in mixed.stderr
+    assert alone.code == 2, alone.stderr
+
+
+def test_a_backend_that_cannot_take_documents_is_refused_before_the_output_folder_is_made(tmp_path: Path) -> None:
+    from .test_bad_inputs import ocr
+
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(600, 800)])
+    for backend in ("local", "runpod-chandra"):
+        out = tmp_path / f"out-{backend}"
+        run = ocr(["convert", str(pdf), "-o", str(out), "--backend", backend, "--document-mode", "--endpoint-id", "e"],
+                  env={"RUNPOD_API_KEY": "k"})  # fmt: skip
+        assert run.code == 2 and "document mode (whole PDFs) needs" in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert not out.exists(), backend

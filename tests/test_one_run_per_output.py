@@ -97,9 +97,10 @@ def test_two_runs_whose_documents_may_overlap_never_write_one_folder_together(
     when the two may convert a document in common (an unsharded run beside a shard, or shards
     of different counts, both sent and paid for the same pages).  The overlap is taken from how
     ``--shard`` divides documents, over 200 names."""
-    from ocrclient.cli.convert import _in_shard, _parse_shard
     from ocrclient.cli.lock import hold, let_go
     from ocrclient.errors import InputError
+    from ocrclient.outputs import in_shard as _in_shard
+    from ocrclient.outputs import parse_shard as _parse_shard
 
     def docs(spec: str | None) -> set[str]:
         return {k for k in (f"d{i}.pdf" for i in range(200)) if _in_shard(k, _parse_shard(spec))}

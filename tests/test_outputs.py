@@ -288,7 +288,7 @@ def test_where_an_inputs_outputs_go_does_not_hang_on_whether_the_others_convert(
     """``ocr convert a/x.pdf b/y.pdf -o out`` writes ``out/a/x.*`` whatever ``b/y.pdf`` is: with it
     refused (empty, not a document, encrypted) or left out by ``--pages``, x went to ``out/x.*``,
     and a rerun once y was fixed wrote a second copy at ``out/a/x.*``."""
-    from ocrclient.cli.convert import _plan
+    from ocrclient.cli.plan import plan_inputs as _plan
     from ocrclient.pages.inputs import Refused
 
     (tmp_path / "a").mkdir()

@@ -365,7 +365,7 @@ async def test_a_whole_pdf_over_the_limit_is_told_to_go_as_pages(mode: str, sim_
         await t.aclose()
     said = str(info.value)
     assert info.value.cause == "payload_too_large" and said.startswith("document payload"), said
-    assert "--document-mode" in said and "dpi" not in said and sim.requests_total == 0, said
+    assert "without document mode" in said and "dpi" not in said and sim.requests_total == 0, said
 
 
 async def test_runsync_limit_is_twice_run_limit(sim_factory: Callable[..., RunPodSimulator]) -> None:

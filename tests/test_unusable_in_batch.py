@@ -110,7 +110,7 @@ def test_each_shard_reports_only_its_own_unusable_files(tmp_path: Path) -> None:
 def test_a_shard_holding_only_unusable_files_reports_them_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its machine's share is done (those files cannot be converted); the others hold the rest:
     exit 1 with the files under ``refused``, not exit 2 with an empty list."""
-    from ocrclient.cli.convert import _plan
+    from ocrclient.cli.plan import plan_inputs as _plan
     from ocrclient.pages.inputs import Refused
 
     docs = tmp_path / "docs"

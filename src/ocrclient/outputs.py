@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -75,6 +76,34 @@ def _root(src: Source | Refused) -> Path | None:
     if src.path is None:
         return None
     return src.root if src.root is not None else src.path.parent
+
+
+def parse_shard(shard: str | None) -> tuple[int, int] | None:
+    """``--shard i/n`` as ``(i, n)`` (``None``: no shard); a bad one is one ``InputError`` line.
+
+    >>> parse_shard("1/3")
+    (1, 3)
+    """
+    if not shard:
+        return None
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise InputError(f"--shard takes i/n (e.g. 0/4), got {shard!r}") from None
+    if n < 1:
+        raise InputError(f"--shard {shard}: n, the number of shards, is at least 1 (e.g. 0/4)")
+    if not 0 <= i < n:
+        shards = ", ".join(f"{k}/{n}" for k in range(n)) if n <= 4 else f"0/{n}, 1/{n}, ... {n - 1}/{n}"
+        raise InputError(f"--shard {shard}: need 0 <= i < n (i counts from 0: the shards of {n} are {shards})")
+    return i, n
+
+
+def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
+    """Whether the input of ``key`` (:func:`shard_keys`) is shard ``(i, n)``'s."""
+    if shard is None:
+        return True
+    digest = int(hashlib.sha256(key.encode()).hexdigest()[:12], 16)
+    return digest % shard[1] == shard[0]
 
 
 def shard_keys(sources: Sequence[Source | Refused]) -> list[str]:

@@ -10,7 +10,6 @@ markdown goes to stdout.
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import sys
 import time
@@ -37,6 +36,7 @@ from .common import (
     stderr,
 )
 from .lock import hold, let_go, output_folder
+from .plan import Plan, plan_inputs, whole_pdfs
 from .progress import Progress, Unconverted, print_failed_pages, summary
 
 if TYPE_CHECKING:
@@ -49,84 +49,16 @@ if TYPE_CHECKING:
     from ..dialects.base import Dialect
     from ..manifest import Manifest
     from ..pages import RenderPool, Source
-    from ..pages.inputs import Refused
     from ..registry import Backend
     from ..run import Conversion, ConvertResult
 
-Plan = list[tuple["Source", list[int]]]
-
-
-def _parse_shard(shard: str | None) -> tuple[int, int] | None:
-    if not shard:
-        return None
-    try:
-        i, n = (int(x) for x in shard.split("/"))
-    except ValueError:
-        raise InputError(f"--shard takes i/n (e.g. 0/4), got {shard!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise InputError(f"--shard {shard}: need 0 <= i < n (i counts from 0: the shards of 3 are 0/3, 1/3, 2/3)")
-    return i, n
-
-
 #: what ``ocr convert -o DIR`` writes unless ``--format`` says otherwise
 DEFAULT_FORMATS = "md,json"
-#: pages rendered while the command imports and builds its transport (:func:`_head_start`).
-#: Three: the first window's start stagger fell from ~0.27 to ~0.19 s and ``runpod-chandra``'s
-#: efficiency from 0.967 to 0.973 (medians of 9 interleaved runs, 8 slots x 1.5 s); one page
-#: sent its first request ~0.07 s sooner, eight no better than three (benchmarks/README.md)
+#: pages rendered while the command imports and builds its transport (:func:`_head_start`). Three:
+#: the first window's start stagger fell from ~0.27 to ~0.19 s and ``runpod-chandra``'s efficiency
+#: from 0.967 to 0.973 (medians of 9 interleaved runs, 8 slots x 1.5 s); one page sent its first
+#: request ~0.07 s sooner, eight no better than three (benchmarks/README.md)
 HEAD_START_PAGES = 3
-
-
-def _in_shard(key: str, shard: tuple[int, int] | None) -> bool:
-    if shard is None:
-        return True
-    digest = int(hashlib.sha256(key.encode()).hexdigest()[:12], 16)
-    return digest % shard[1] == shard[0]
-
-
-def _plan(
-    inputs: list[str], pages: str | None, password: str | None, shard: str | None, fmts: list[str], out: Path | None,
-    refused: "list[Refused] | None" = None, left_out: "list[tuple[str, str]] | None" = None,
-) -> "tuple[Plan, dict[str, Path]]":
-    """The inputs of this machine's shard with their page ranges, and each input's output stem
-    (laid out over every input, before sharding, so that all machines agree on the names).
-    ``refused`` gets the files of this shard that cannot be converted (of several: each is one
-    error line, the others go on; with none left and no shard to share the corpus, a run with
-    nothing to convert is refused); ``left_out`` the name of each input of this shard that the
-    page range leaves out, and why (``--json`` lists them)."""
-    from ..exporters import EXPORTERS
-    from ..outputs import output_stems, shard_keys
-    from ..pages import prepare  # not ..run: see convert
-    from ..pages.inputs import left_out_reason
-
-    unknown = [f for f in fmts if f not in EXPORTERS]
-    if unknown:
-        raise ConfigError(f"unknown --format {', '.join(unknown)}; known: {', '.join(EXPORTERS)}")
-    if out is not None and out.exists() and not out.is_dir():
-        raise InputError(f"-o {out}: exists and is not a directory")
-    shard_spec = _parse_shard(shard)
-    found: list[Refused] = []
-    left: list[Source] = []  # (of several, those the page range leaves out)
-    plan = prepare(inputs, pages=pages, password=password, exclude=[out] if out is not None else [], refused=found,
-                   left_out=left)  # fmt: skip
-    stem_of: dict[str, Path] = {}
-    if out is not None:  # (laid out with every input named, converted or not: see output_stems)
-        stems = output_stems([src for src, _ in plan], out, [EXPORTERS[f][1] for f in fmts], beside=[*found, *left])
-        stem_of = {src.key: stem for (src, _), stem in zip(plan, stems, strict=True)}
-    keys = shard_keys([*(src for src, _ in plan), *found, *left])
-    mine = [_in_shard(key, shard_spec) for key in keys]
-    bad = [r for r, ok in zip(found, mine[len(plan) : len(plan) + len(found)], strict=True) if ok]
-    if left_out is not None:
-        left_out.extend((src.name, left_out_reason(pages, src.page_count))
-                        for src, ok in zip(left, mine[len(plan) + len(found) :], strict=True) if ok)  # fmt: skip
-    plan = [entry for entry, ok in zip(plan, mine, strict=False) if ok]
-    if refused is not None:
-        refused.extend(bad)
-    for r in bad:  # (one line each; the other inputs go on, and the exit is 1)
-        fail(f"{r.message} (not converted{'; the other inputs go on' if plan else ''})", as_json=False)
-    if bad and not plan and not shard:  # (a shard of only those is done, exit 1: others have the rest)
-        raise InputError(f"nothing to convert: none of the {len(bad)} input(s) found can be (see above)")
-    return plan, stem_of
 
 
 def _check_outputs(out: Path | None, formats: str, fmts: list[str], as_json: bool, unused_cache: Path | None = None) -> None:
@@ -484,11 +416,13 @@ def _head_start(plan: "Plan", cfg: "BackendConfig", dia: "Dialect", document_mod
     """The run's render pool, its first :data:`HEAD_START_PAGES` pages already rendering
     (:meth:`~ocrclient.pages.RenderPool.prime`) while this thread goes on to import and build
     the transport; ``None`` in document mode (no page is rendered to be sent: the run makes
-    what it needs itself)."""
+    what it needs itself), once the backend is found to take whole documents (a refusal then
+    comes before the output folder is made)."""
     from .. import docmode
     from ..pages.pool import pool_for
 
     if docmode.requested(cfg, document_mode):
+        docmode.check(cfg)
         return None
     pool = pool_for(plan, isolated=isolate_render)
     pool.start_soon()
@@ -555,8 +489,7 @@ def convert(
 ) -> None:
     """Convert documents to markdown + JSON.  Outputs mirror the inputs under OUT from their
     common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
-    # the first page starts rendering as soon as the inputs and the render spec are known
-    # (_head_start); the transport and the run's machinery are imported while it renders
+    # the first pages render once the inputs and the render spec are known, while the transport is imported (_head_start)
     started = time.monotonic()
     _messages(quiet, verbose)
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
@@ -567,10 +500,11 @@ def convert(
     try:
         try:
             _check_outputs(out, formats, fmts, as_json, cache_dir if no_cache else None)
-            plan, stem_of = _plan(inputs, pages, password, shard, fmts, out, gone.refused, gone.left_out)
+            plan, stem_of = plan_inputs(inputs, pages, password, shard, fmts, out, gone.refused, gone.left_out)
             over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
             over["dialect_options"] = _layer_options(text_layer, keep_furniture)
             cfg, dia = _profile(backend, over, transport)
+            plan = whole_pdfs(plan, cfg, document_mode, gone.refused, shard)
             options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
             wanted = {f: options.get(f, {}) for f in fmts}
             held = hold(out, shard) if out is not None and out.is_dir() else None  # (before its manifest is read)
