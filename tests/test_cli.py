@@ -627,12 +627,16 @@ def test_several_documents_on_stdout_stay_apart_and_named(sim: OpenAISimulator, 
     (["-f", ""], "--format '' names no format"),
     (["-f", ",", "-o", "OUT"], "--format ',' names no format"),
     (["--no-cache", "--cache-dir", "OUT"], "--cache-dir OUT and --no-cache contradict each other"),
+    (["--quiet", "--verbose"], "--quiet and --verbose contradict each other"),
+    (["-o", "OUT", "--force-ocr-text"], "--force-ocr-text changes the pdf output, which --format md,json does not write"),
+    (["-o", "OUT", "-f", "json", "--page-markers"], "--page-markers changes the md output, which --format json does not write"),
 ])  # fmt: skip
 def test_outputs_that_cannot_be_had_as_asked_are_refused(flags: list[str], needle: str, sim: OpenAISimulator,
                                                          pdf: Path, tmp_path: Path) -> None:  # fmt: skip
     """--json or file formats without -o (the markdown goes to stdout: JSON mixed with markdown,
-    formats dropped without a word), no format at all (every page sent, nothing written), or a
-    cache folder with --no-cache (the folder was ignored without a word)."""
+    formats dropped without a word), no format at all (every page sent, nothing written), or
+    settings that did nothing without a word: a cache folder with --no-cache, --verbose with
+    --quiet, an option of a format not written."""
     flags = [str(tmp_path / "out") if f == "OUT" else f for f in flags]
     before = dict(sim.requests)
     res = invoke("convert", str(pdf), *sim_args(sim), *flags, env=sim_env(sim))

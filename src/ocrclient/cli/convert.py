@@ -306,7 +306,10 @@ def _report(results: "list[ConvertResult]", wall: float, as_json: bool, quiet: b
 
 
 def _messages(quiet: bool, verbose: bool) -> None:
-    """``--quiet``: no warnings on stderr; ``--verbose``: the run's log there (redacted)."""
+    """``--quiet``: no warnings on stderr; ``--verbose``: the run's log there (redacted); both
+    are refused (``--quiet`` won without a word)."""
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose contradict each other: give one")
     if quiet:
         one_line_warnings(quiet=True)
     if verbose:
@@ -314,6 +317,15 @@ def _messages(quiet: bool, verbose: bool) -> None:
 
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
         install_log_redaction()
+
+
+def _wanted(options: dict[str, dict[str, Any]], fmts: list[str]) -> dict[str, dict[str, Any]]:
+    """The options of the formats written; one set for a format not written is refused
+    (``--force-ocr-text`` without pdf, ``--page-markers`` without md did nothing, without a word)."""
+    for fmt, opts in options.items():
+        if fmt not in fmts and (given := ["--" + name.replace("_", "-") for name, value in opts.items() if value]):
+            raise ConfigError(f"{given[0]} changes the {fmt} output, which --format {','.join(fmts)} does not write: add {fmt} or leave it out")
+    return {f: options.get(f, {}) for f in fmts}
 
 
 def _layer_options(text_layer: str | None, keep_furniture: bool) -> dict[str, Any] | None:
@@ -491,7 +503,6 @@ def convert(
     common root (OUT/<stem>.md, OUT/<stem>.json for one file)."""
     # the first pages render once the inputs and the render spec are known, while the transport is imported (_head_start)
     started = time.monotonic()
-    _messages(quiet, verbose)
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     console = stderr()
     pool: RenderPool | None = None
@@ -499,6 +510,7 @@ def convert(
     gone = Unconverted()  # (inputs not converted, each listed by --json: refused ones are said, exit 1)
     try:
         try:
+            _messages(quiet, verbose)
             _check_outputs(out, formats, fmts, as_json, cache_dir if no_cache else None)
             plan, stem_of = plan_inputs(inputs, pages, password, shard, fmts, out, gone.refused, gone.left_out)
             over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
@@ -506,7 +518,7 @@ def convert(
             cfg, dia = _profile(backend, over, transport)
             plan = whole_pdfs(plan, cfg, document_mode, gone.refused, shard)
             options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
-            wanted = {f: options.get(f, {}) for f in fmts}
+            wanted = _wanted(options, fmts)
             held = hold(out, shard) if out is not None and out.is_dir() else None  # (before its manifest is read)
             plan, manifest, gone.skipped = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode, retry_degraded)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
