@@ -5,8 +5,8 @@ read out of it before the render lock is let go; only the encode runs beside oth
 Checked for every kind of page image a render makes (grey PNG, colour PNG, JPEG, WebP, a
 grayscale spec): pages rendered by two threads at once, in any order, are byte for byte the
 pages rendered one at a time in a fresh process state; a page drawn where a black page of the
-same size was drawn has nothing of it; the buffer is kept while renders follow one another and
-let go when none is under way; two threads never hold two buffers.
+same size was drawn has nothing of it; the buffer is kept while a page stream renders on the
+pool and let go when its streams have all ended; two threads never hold two buffers.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from ocrclient.imaging import RenderSpec
 from ocrclient.pages import RenderPool, iter_pages
 
 from .pdfgen import text_pdf
-
-_PIXELS_HELD = render._PIXELS
 
 SPECS = {
     "grey png": (RenderSpec(dpi=100), False),
@@ -102,24 +100,21 @@ def _black_then_text(path: Path) -> Path:
 def test_a_page_drawn_after_a_black_page_has_nothing_of_it(tmp_path: Path, kind: str) -> None:
     spec, _ = SPECS[kind]
     pdf = _black_then_text(tmp_path / "doc.pdf")
-    with RenderPool(workers=0) as pool:
-        _PIXELS_HELD.enter()  # (a render under way: the buffer is kept from page 1 to page 2)
-        try:
-            pages = list(iter_pages(pdf, spec, pool=pool))
-        finally:
-            _PIXELS_HELD.leave()
+    with RenderPool(workers=0) as pool:  # (one stream: the buffer is kept from page 1 to page 2)
+        pages = list(iter_pages(pdf, spec, pool=pool))
     (alone,) = list(iter_pages(text_pdf(tmp_path / "alone.pdf", [["nothing but text", "and white around it"]],
                                         size=(0, 0, 300, 200)), spec))  # fmt: skip
     assert pages[1].encoded is not None and alone.encoded is not None
     assert pages[1].encoded.data == alone.encoded.data, kind
 
 
-def test_the_buffer_is_reused_while_renders_follow_and_let_go_when_none_is_under_way(tmp_path: Path) -> None:
-    """While a render is under way the next page draws into the same buffer; once the last
-    render has ended the buffer is gone, the pool still open (an idle long-lived client held the
-    last page's buffer, up to 120 MB)."""
+def test_the_buffer_is_reused_while_a_stream_renders_and_let_go_when_the_pools_streams_end(tmp_path: Path) -> None:
+    """While a page stream renders on the pool every page draws into the same buffer; once the
+    pool's streams have all ended the buffer is gone, the pool still open (an idle long-lived
+    client held the last page's buffer, up to 120 MB)."""
     pdf = _pdf(tmp_path / "doc.pdf", 3, colour=False)
     seen: list[bytearray] = []
+    held: list[bool] = []
     white = render._PIXELS.white
 
     def spy(size: int) -> bytearray:
@@ -130,17 +125,14 @@ def test_the_buffer_is_reused_while_renders_follow_and_let_go_when_none_is_under
     render._PIXELS.white = spy  # type: ignore[method-assign]
     try:
         with RenderPool(workers=2) as pool:
-            render._PIXELS.enter()  # (as a render under way elsewhere)
-            try:
+            for _ in iter_pages(pdf, RenderSpec(dpi=100), pool=pool):
+                held.append(render._PIXELS._buf is not None)
+            assert len(seen) == 3 and seen[0] is seen[1] is seen[2] and all(held)
+            assert render._PIXELS._buf is None  # the stream ended: nothing held, the pool open
+            with pool.streaming():  # (two streams at once: the first to end keeps it for the other)
                 assert len(list(iter_pages(pdf, RenderSpec(dpi=100), pool=pool))) == 3
-                assert len(seen) == 3 and seen[0] is seen[1] is seen[2]
-                assert render._PIXELS._buf is seen[0]
-            finally:
-                render._PIXELS.leave()
-            assert render._PIXELS._buf is None  # the last render ended: nothing held, pool open
-            seen.clear()
-            assert len(list(iter_pages(pdf, RenderSpec(dpi=100), pool=pool))) == 3
-            assert len(seen) == 3 and render._PIXELS._buf is None
+                assert render._PIXELS._buf is seen[-1]
+            assert render._PIXELS._buf is None
     finally:
         del render._PIXELS.white
 

@@ -29,7 +29,14 @@ from PIL import Image
 
 from ..errors import OcrError
 from ..imaging import RenderSpec
-from .render import PDFIUM_LOCK, PageImage, RenderJob, close_open_documents, render_job
+from .render import (
+    PDFIUM_LOCK,
+    PageImage,
+    RenderJob,
+    close_open_documents,
+    release_pixels,
+    render_job,
+)
 from .sources import Source
 
 __all__ = ["PREFETCH_PER_WORKER", "RenderPool", "RenderPoolError", "default_workers", "pool_for"]
@@ -274,6 +281,9 @@ class RenderPool:
         finally:
             with self._lock:
                 self._streams -= 1
+                idle = self._streams == 0
+            if idle and not (self.isolated and self.workers):  # (a worker process keeps its own)
+                release_pixels()  # the page buffer kept from page to page: none while idle
 
     @contextlib.contextmanager
     def holding(self, sources: Sequence[Source]) -> Iterator[None]:

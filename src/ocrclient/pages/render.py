@@ -15,8 +15,8 @@ of a document's pages while it is open stays bounded (:mod:`ocrclient.pages.pdfd
 
 A PDF page is drawn into one pixel buffer per process, kept from page to page
 (:data:`_PIXELS`): the page's image is read out of it under the same lock as PDFium's drawing,
-and only the encode runs beside other renders; the last render under way lets it go, so an idle
-pool holds none.  Two threads each drawing into a fresh 10 MB
+and only the encode runs beside other renders; a pool lets it go when its page streams have all
+ended (:func:`release_pixels`), so an idle pool holds none.  Two threads each drawing into a fresh 10 MB
 buffer (a Chandra page at 192 dpi) held two of them at once and left the freed ones in glibc's
 per-thread heaps: peak RSS of ``ocr convert --backend runpod-chandra`` over 16 pages went from
 122-123 MB to ~109 MB with the shared buffer (and the grey check writing into one bytearray), at the same wall and CPU time
@@ -50,6 +50,7 @@ __all__ = [
     "load_page",
     "pdf_page_box",
     "quarter_turned",
+    "release_pixels",
     "render_job",
 ]
 
@@ -83,29 +84,11 @@ _PDFS = OpenPdfs(lock=PDFIUM_LOCK, forms=True)
 class _PixelBuffer:
     """The buffer PDFium draws a page into, reused by the next page of the same byte size
     (used under :data:`PDFIUM_LOCK` only, and never handed out past it: the image made of it
-    is a copy).  Kept only while renders follow one another: the last render of this process
-    to end lets it go (:meth:`leave`), so an idle pool (a long-lived client's) holds no page
-    buffer (up to ``MAX_PIXELS`` x 3 bytes: 120 MB)."""
+    is a copy).  Let go when a pool's page streams have all ended (:func:`release_pixels`), so an
+    idle pool (a long-lived client's) holds no page buffer (up to ``MAX_PIXELS`` x 3 bytes)."""
 
     def __init__(self) -> None:
         self._buf: bytearray | None = None
-        #: renders of this process under way (started, not ended)
-        self._renders = 0
-        self._count = threading.Lock()
-
-    def enter(self) -> None:
-        with self._count:
-            self._renders += 1
-
-    def leave(self) -> None:
-        """A render ended: the last one under way lets the buffer go."""
-        with self._count:
-            self._renders -= 1
-            last = self._renders == 0
-        if last:
-            with PDFIUM_LOCK, self._count:  # (no render is drawing in it: they hold the lock)
-                if self._renders == 0:
-                    self._buf = None
 
     def white(self, size: int) -> bytearray:
         """``size`` bytes of 0xFF (a white page, before PDFium draws on it)."""
@@ -123,6 +106,13 @@ class _PixelBuffer:
 
 #: the pixel buffer of this process's PDF renders (see the module's text)
 _PIXELS = _PixelBuffer()
+
+
+def release_pixels() -> None:
+    """Let this process's pixel buffer go (a pool whose page streams have all ended); a render
+    under way keeps the one it draws in, and the next makes a new one."""
+    with PDFIUM_LOCK:
+        _PIXELS.release()
 
 
 def close_open_documents() -> None:
@@ -308,13 +298,6 @@ def render_job(job: RenderJob) -> PageImage:
     """Render one page; never raises for a bad page.  Thread-safe: PDFium runs under
     :data:`PDFIUM_LOCK`, the encode outside it."""
     t0 = time.perf_counter()
-    if job.kind != "pdf":
-        page = _render_image_page(job)
-    else:
-        _PIXELS.enter()
-        try:
-            page = _render_pdf_page(job)
-        finally:
-            _PIXELS.leave()
+    page = _render_pdf_page(job) if job.kind == "pdf" else _render_image_page(job)
     page.render_s = time.perf_counter() - t0
     return page
