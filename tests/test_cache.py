@@ -688,6 +688,19 @@ def test_cap_default_env_and_user_config(monkeypatch: pytest.MonkeyPatch) -> Non
         cache_max_bytes()
 
 
+def test_a_cap_is_read_exactly_in_every_spelling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sizes are read as decimals, not floats: a 23-digit cap came back rounded."""
+    cfg_dir = Path(os.environ["OCRCLIENT_CONFIG_DIR"])
+    cfg_dir.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("OCRCLIENT_CACHE_MAX_BYTES", "12345678901234567890123")
+    assert cache_max_bytes() == 12345678901234567890123
+    monkeypatch.delenv("OCRCLIENT_CACHE_MAX_BYTES")
+    for text, want in ((f"cache_max_bytes = {2**70 + 1}\n", 2**70 + 1), ('cache_max_bytes = "9007199254740993"\n', 2**53 + 1),
+                       ('cache_max_bytes = "1.5G"\n', 3 * 1024**3 // 2), ('cache_max_bytes = "0.1T"\n', 1024**4 // 10)):  # fmt: skip
+        (cfg_dir / "config.toml").write_text(text)
+        assert cache_max_bytes() == want, text
+
+
 # -- ocr cache info | clear --------------------------------------------------------------------
 
 

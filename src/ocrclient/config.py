@@ -29,6 +29,7 @@ import sys
 import tomllib
 import warnings
 from collections.abc import Mapping
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -111,13 +112,13 @@ def parse_size(value: str | int, what: str = "size") -> int:
     """Bytes from ``2147483648``, ``"500M"``, ``"2G"``, ``"2GiB"`` or ``"1.5 GB"`` (binary units)."""
     if isinstance(value, bool):
         raise ConfigError(f"{what}: expected a size in bytes, got {value!r}")
-    if isinstance(value, int):
-        number, unit = float(value), ""
+    if isinstance(value, int):  # (exact, as the decimal below: a float rounded a 23-digit cap)
+        number, unit = Decimal(value), ""
     else:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
         if m is None:
             raise ConfigError(f"{what}: expected a size such as 2G or 500M, got {value!r}")
-        number, unit = float(m.group(1)), m.group(2).upper()
+        number, unit = Decimal(m.group(1)), m.group(2).upper()
     if number < 0:
         raise ConfigError(f"{what}: a size cannot be negative ({value!r})")
     if not unit and number != int(number):  # (1.5 was a cap of one byte: a unit was meant)
