@@ -512,13 +512,13 @@ def convert(
         try:
             _messages(quiet, verbose)
             _check_outputs(out, formats, fmts, as_json, cache_dir if no_cache else None)
+            options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
+            wanted = _wanted(options, fmts)  # (refused before any input is opened, as the outputs are)
             plan, stem_of = plan_inputs(inputs, pages, password, shard, fmts, out, gone.refused, gone.left_out)
             over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
             over["dialect_options"] = _layer_options(text_layer, keep_furniture)
             cfg, dia = _profile(backend, over, transport)
             plan = whole_pdfs(plan, cfg, document_mode, gone.refused, shard)
-            options = {"md": {"page_markers": page_markers}, "pdf": {"force_ocr_text": force_ocr_text}}
-            wanted = _wanted(options, fmts)
             held = hold(out, shard) if out is not None and out.is_dir() else None  # (before its manifest is read)
             plan, manifest, gone.skipped = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode, retry_degraded)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)

@@ -57,13 +57,21 @@ def plan_inputs(
         left_out.extend((src.name, left_out_reason(pages, src.page_count))
                         for src, ok in zip(left, mine[len(plan) + len(found) :], strict=True) if ok)  # fmt: skip
     plan = [entry for entry, ok in zip(plan, mine, strict=False) if ok]
+    _refuse(bad, plan, refused, shard, f"none of the {len(bad)} input(s) found can be")
+    return plan, stem_of
+
+
+def _refuse(bad: list[Refused], kept: Plan, refused: list[Refused] | None, shard: str | None, none_left: str) -> None:
+    """``bad``, inputs of several that cannot be converted: each listed in ``refused`` and said in
+    one line (the others go on, and the exit is 1); with none ``kept`` and no shard to share the
+    corpus, the run has nothing to convert (``none_left`` says why).  A shard of only those is
+    done, exit 1: other machines have the rest."""
     if refused is not None:
         refused.extend(bad)
-    for r in bad:  # (one line each; the other inputs go on, and the exit is 1)
-        fail(f"{r.message} (not converted{'; the other inputs go on' if plan else ''})", as_json=False)
-    if bad and not plan and not shard:  # (a shard of only those is done, exit 1: others have the rest)
-        raise InputError(f"nothing to convert: none of the {len(bad)} input(s) found can be (see above)")
-    return plan, stem_of
+    for r in bad:
+        fail(f"{r.message} (not converted{'; the other inputs go on' if kept else ''})", as_json=False)
+    if bad and not kept and not shard:
+        raise InputError(f"nothing to convert: {none_left} (see above)")
 
 
 def whole_pdfs(plan: Plan, cfg: BackendConfig, document_mode: bool, refused: list[Refused], shard: str | None) -> Plan:
@@ -76,13 +84,10 @@ def whole_pdfs(plan: Plan, cfg: BackendConfig, document_mode: bool, refused: lis
     images = [src for src, _ in plan if src.kind != "pdf"]
     if not images or not docmode.requested(cfg, document_mode):
         return plan
+    bad = [Refused(src.name, src.stem, src.path or Path(src.name), src.root or Path("."), src.rel,
+                   f"{src.name}: document mode (whole PDFs) needs a PDF, not an image") for src in images]  # fmt: skip
+    if len(plan) == 1:
+        raise InputError(bad[0].message)
     pdfs = [(src, idx) for src, idx in plan if src.kind == "pdf"]
-    for src in images:
-        line = f"{src.name}: document mode (whole PDFs) needs a PDF, not an image"
-        if len(plan) == 1:
-            raise InputError(line)
-        refused.append(Refused(src.name, src.stem, src.path or Path(src.name), src.root or Path("."), src.rel, line))
-        fail(f"{line} (not converted{'; the other inputs go on' if pdfs else ''})", as_json=False)
-    if not pdfs and not shard:
-        raise InputError(f"nothing to convert: none of the {len(images)} input(s) is a PDF (see above)")
+    _refuse(bad, pdfs, refused, shard, f"none of the {len(images)} input(s) is a PDF")
     return pdfs
