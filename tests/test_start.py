@@ -167,32 +167,45 @@ def _openai_backend(sim: Any, model: str) -> Backend:
     return make_backend(OpenAITransport(sim.base_url, api_key=sim.api_key, model=model), LightOnDialect(model=model))
 
 
-async def test_the_model_cards_are_read_while_the_first_page_renders() -> None:
-    """``GET /v1/models`` leaves when the run starts, before any page is ready (the stream below
-    holds its first page until the transport has the cards), and the requests that leave after
-    its reply are capped to what it said (max_model_len 1024 -> max_tokens 768)."""
+async def test_the_model_cards_are_asked_for_once_the_first_request_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``GET /v1/models`` leaves once the run's first request is written, not before: its round
+    trip does not hold up the first page's (the OpenAI transport's ``warm_up_asks_server``).
+    The stream below holds its second page until the transport has the cards: the requests
+    that leave after their reply are capped to what it said (max_model_len 1024 -> max_tokens
+    768)."""
     from ocrclient.testing import DialectResponder, OpenAISimulator
 
     with OpenAISimulator(responder=DialectResponder("lighton"), model=MODEL, max_model_len=1024) as sim:
         be = _openai_backend(sim, MODEL)
+        transport: Any = be.transport
+        sched = Scheduler(be)
+        real = transport.list_models
+        asked_when: list[tuple[int, bool]] = []  # (requests sent, the first one written) as the cards were asked for
+
+        async def noted(**kw: Any) -> Any:
+            asked_when.append((sched._writes.sent, 1 not in sched._writes.unwritten))
+            return await real(**kw)
+
+        monkeypatch.setattr(transport, "list_models", noted)
 
         async def pages() -> AsyncIterator[PageImage]:
+            yield make_page(0)
             deadline = time.monotonic() + 20
-            while be.transport._models is None:  # type: ignore[attr-defined]
-                assert time.monotonic() < deadline, "no model cards before the first page was ready"
+            while transport._models is None:
+                assert time.monotonic() < deadline, "no model cards after the first request was written"
                 await _sleep(0.01)
-            assert not sim.requests["POST /v1/chat/completions"]
-            for i in range(3):
+            for i in (1, 2):
                 yield make_page(i)
 
         try:
-            doc = await Scheduler(be).run_document("doc.pdf", pages())
+            doc = await sched.run_document("doc.pdf", pages())
         finally:
             await be.aclose()
     assert [p.status for p in doc.pages] == ["ok", "ok", "ok"]
-    assert sim.requests["GET /v1/models"] == 1  # read once, not again
+    assert asked_when == [(1, True)]  # once, after the first request was written
+    assert sim.requests["GET /v1/models"] == 1
     sent = [b for b in sim.bodies if isinstance(b, dict) and "messages" in b]
-    assert len(sent) == 3 and all(b["max_tokens"] == 768 for b in sent)
+    assert [b["max_tokens"] for b in sent[-2:]] == [768, 768]  # pages 2 and 3, after the cards
 
 
 async def test_the_first_requests_do_not_wait_for_the_model_cards(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,7 +250,7 @@ async def test_a_wrong_model_still_stops_the_run_with_the_servers_error() -> Non
             await be.aclose()
     assert isinstance(info.value, EndpointError) and info.value.status == 404
     assert "The model `no/such-model` does not exist." in str(info.value)
-    assert sim.requests["GET /v1/models"] == 1
+    assert sim.requests["GET /v1/models"] <= 1  # (asked for once the first request was written, or not yet)
 
 
 async def test_a_warm_up_that_fails_or_never_ends_changes_nothing() -> None:
@@ -703,11 +716,113 @@ def test_an_inline_pool_primes_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     assert rendered == []
 
 
+def _gated_renders(monkeypatch: pytest.MonkeyPatch, gate: threading.Event) -> list[tuple[int, float, float]]:
+    """Every page the render pools render, as ``(index, start, end)``; page 0 waits for ``gate``."""
+    from ocrclient.pages import pool as pool_mod
+
+    spans: list[tuple[int, float, float]] = []
+    real = pool_mod.render_job
+
+    def gated(job: Any) -> PageImage:
+        t0 = time.monotonic()
+        if job.index == 0:
+            assert gate.wait(30), "page 0 was never let go"
+        try:
+            return real(job)
+        finally:
+            spans.append((job.index, t0, time.monotonic()))
+
+    monkeypatch.setattr(pool_mod, "render_job", gated)
+    return spans
+
+
+@pytest.mark.parametrize(("cpus", "workers", "lanes"), [(1, 1, 1), (2, 2, 1), (3, 2, 2), (8, 2, 2), (8, 1, 1)])
+def test_primed_pages_leave_the_caller_a_cpu(cpus: int, workers: int, lanes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The primed pages render at most ``workers`` at a time, one fewer when that would take every
+    CPU (the caller's thread, importing meanwhile, keeps one), and at least one."""
+    from ocrclient.pages import pool as pool_mod
+
+    monkeypatch.setattr(pool_mod, "usable_cpus", lambda: cpus)
+    assert RenderPool(workers=workers).prime_lanes() == lanes
+
+
+def test_primed_pages_on_two_cpus_render_one_after_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On two CPUs the head start's pages take one lane: while no stream asks for them, the
+    second starts when the first has ended, the third when the second has; each is then handed
+    to its stream, rendered once."""
+    from ocrclient.pages import open_sources
+    from ocrclient.pages import pool as pool_mod
+
+    monkeypatch.setattr(pool_mod, "usable_cpus", lambda: 2)
+    gate = threading.Event()
+    spans = _gated_renders(monkeypatch, gate)
+    (src,) = open_sources([text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(4)])])
+    spec = RenderSpec(dpi=50)
+    with RenderPool(workers=2) as pool:
+        assert pool.prime([(src, [0, 1, 2, 3])], spec, pages=3) == 3
+        time.sleep(0.3)
+        assert spans == []  # page 0 is held: pages 1 and 2 wait their turn, though a worker is free
+        gate.set()
+        deadline = time.monotonic() + 30
+        while len(spans) < 3:
+            assert time.monotonic() < deadline, f"the primed pages never all rendered: {spans}"
+            time.sleep(0.01)
+        assert [i for i, _, _ in spans] == [0, 1, 2]
+        assert all(spans[k][2] <= spans[k + 1][1] for k in range(2)), spans  # none overlapped
+        pages = list(iter_pages(src, spec, pool=pool))
+    assert [p.number for p in pages] == [1, 2, 3, 4] and all(p.encoded is not None for p in pages)
+    assert sorted(i for i, _, _ in spans) == [0, 1, 2, 3]  # four pages, four renders
+
+
+def test_a_stream_asking_for_a_queued_primed_page_starts_it_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A primed page still waiting for its turn in the lane starts as soon as a stream asks for
+    it (the run has begun: the caller no longer needs the CPU), not when the page before it ends;
+    it is rendered once."""
+    from ocrclient.pages import open_sources
+    from ocrclient.pages import pool as pool_mod
+
+    monkeypatch.setattr(pool_mod, "usable_cpus", lambda: 2)
+    gate = threading.Event()
+    spans = _gated_renders(monkeypatch, gate)
+    (src,) = open_sources([text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(3)])])
+    spec = RenderSpec(dpi=50)
+    try:
+        with RenderPool(workers=2) as pool:
+            assert pool.prime([(src, [0, 1, 2])], spec, pages=3) == 3
+            third = list(iter_pages(src, spec, pages=[2], pool=pool))  # (returns once page 3 is rendered)
+            assert [i for i, _, _ in spans] == [2]  # while page 0 is still held
+            gate.set()
+            pages = third + list(iter_pages(src, spec, pages=[0, 1], pool=pool))
+    finally:
+        gate.set()
+    assert [p.number for p in pages] == [3, 1, 2] and all(p.encoded is not None for p in pages)
+    assert sorted(i for i, _, _ in spans) == [0, 1, 2]
+
+
+def test_a_pool_closed_with_primed_pages_waiting_renders_them_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing the pool while primed pages wait for their turn: the one rendering ends, the
+    waiting ones are never rendered, and nothing is raised."""
+    from ocrclient.pages import open_sources
+    from ocrclient.pages import pool as pool_mod
+
+    monkeypatch.setattr(pool_mod, "usable_cpus", lambda: 2)
+    gate = threading.Event()
+    spans = _gated_renders(monkeypatch, gate)
+    (src,) = open_sources([text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(3)])])
+    pool = RenderPool(workers=2)
+    assert pool.prime([(src, [0, 1, 2])], RenderSpec(dpi=50), pages=3) == 3
+    threading.Timer(0.2, gate.set).start()
+    pool.close()  # (waits for page 0, let go by the timer)
+    time.sleep(0.2)
+    assert [i for i, _, _ in spans] == [0]
+
+
 @pytest.mark.parametrize("transport", ["runpod", "openai"])
 def test_ocr_convert_starts_its_first_page_before_it_builds_the_transport(
     transport: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``ocr convert`` primes its first three pages before it imports and builds the transport, and
+    """``ocr convert`` primes its first three pages before it imports and builds the transport (on
+    two CPUs the first renders and the others wait their turn in its lane), and
     every page is still rendered exactly once and read; a rerun that the manifest skips renders
     nothing (the manifest is read before the head start)."""
     from typer.testing import CliRunner
@@ -717,19 +832,27 @@ def test_ocr_convert_starts_its_first_page_before_it_builds_the_transport(
     from ocrclient.pages.pool import RenderPool as Pool
     from ocrclient.testing import DialectResponder, OpenAISimulator, RunPodSimulator
 
+    from ocrclient.pages import pool as pool_mod
+
     rendered = counting_renders(monkeypatch)
     order: list[str] = []
-    real_submit, real_load = Pool._submit_job, registry.load_transport
+    real_submit, real_queue, real_load = Pool._submit_job, Pool._queue_after, registry.load_transport
+    monkeypatch.setattr(pool_mod, "usable_cpus", lambda: 2)  # one lane: the primed pages queue in turn
 
     def submit(self: Any, job: Any) -> Any:
         order.append(f"render {job.index}")
         return real_submit(self, job)
+
+    def queue(self: Any, job: Any, after: Any) -> Any:
+        order.append(f"queue {job.index}")
+        return real_queue(self, job, after)
 
     def load(cfg: Any) -> Any:
         order.append("transport")
         return real_load(cfg)
 
     monkeypatch.setattr(Pool, "_submit_job", submit)
+    monkeypatch.setattr(Pool, "_queue_after", queue)
     monkeypatch.setattr(registry, "load_transport", load)
     pdf = text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(5)])
     out = tmp_path / "out"
@@ -747,7 +870,7 @@ def test_ocr_convert_starts_its_first_page_before_it_builds_the_transport(
         argv = ["convert", str(pdf), "-o", str(out), *args, "--concurrency", "2", "--no-cache", "--quiet"]
         first = CliRunner().invoke(app, argv, catch_exceptions=False)
         assert first.exit_code == 0, first.output
-        assert order[:4] == ["render 0", "render 1", "render 2", "transport"], order  # (HEAD_START_PAGES)
+        assert order[:4] == ["render 0", "queue 1", "queue 2", "transport"], order  # (HEAD_START_PAGES)
         assert sorted(rendered) == [0, 1, 2, 3, 4]
         pages = json.loads((out / "d.json").read_text())["pages"]
         assert [p["page"] for p in pages] == [1, 2, 3, 4, 5] and {p["status"] for p in pages} == {"ok"}

@@ -56,8 +56,9 @@ if TYPE_CHECKING:
 DEFAULT_FORMATS = "md,json"
 #: pages rendered while the command imports and builds its transport (:func:`_head_start`). Three:
 #: the first window's start stagger fell from ~0.27 to ~0.19 s and ``runpod-chandra``'s efficiency
-#: from 0.967 to 0.973 (medians of 9 interleaved runs, 8 slots x 1.5 s); one page sent its first
-#: request ~0.07 s sooner, eight no better than three (benchmarks/README.md)
+#: from 0.967 to 0.973 (medians of 9 interleaved runs, 8 slots x 1.5 s), eight no better than
+#: three.  On two CPUs they render one after another (:meth:`RenderPool.prime`): three at once sent
+#: the first request ~0.05 s later than one (benchmarks/README.md)
 HEAD_START_PAGES = 3
 
 

@@ -22,7 +22,7 @@ import signal
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from PIL import Image
@@ -56,12 +56,16 @@ class RenderPoolError(OcrError):
 #: cost is that many encoded pages (a few MB).
 PREFETCH_PER_WORKER = 4
 
-def default_workers() -> int:
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the platform tells it)."""
     try:
-        n = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    return max(1, min(2, n))
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    return max(1, min(2, usable_cpus()))
 
 
 #: what the render workers' fork server imports once, so each worker starts with it loaded
@@ -139,6 +143,8 @@ class RenderPool:
         self.submitted = 0
         #: renders started by :meth:`prime`, until a stream asks for them
         self._primed: dict[RenderJob, cf.Future[PageImage]] = {}
+        #: primed renders waiting for the one before them in their lane: each one's starter
+        self._queued: dict[RenderJob, Callable[[], None]] = {}
         #: the page streams rendering on this pool now (:meth:`window`)
         self._streams = 0
 
@@ -220,6 +226,7 @@ class RenderPool:
         if ex is not None:
             ex.shutdown(wait=True, cancel_futures=True)
         self._primed.clear()
+        self._queued.clear()
         if not self.isolated or self.workers == 0:  # renders in this process cached documents here
             with PDFIUM_LOCK:
                 close_open_documents()
@@ -348,18 +355,55 @@ class RenderPool:
         spec before the rest of its run is set up: ``ocr convert`` primes its first pages, then
         imports and builds its transport while they render.  A stream's :meth:`submit` of the
         same page at the same spec takes the render under way instead of starting another;
-        renders no stream takes are dropped with the pool.  Each page primed beside the
-        caller's busy thread slows that thread (the render threads take the interpreter lock
-        back after each C call), so it pays only up to a few pages: ``ocr convert`` primes
-        three (``benchmarks/README.md``).  An inline pool (``workers=0``) primes nothing: its
-        render would block the caller."""
+        renders no stream takes are dropped with the pool.
+
+        The primed pages render in order, at most :meth:`prime_lanes` at a time (one on two
+        CPUs) while no stream has asked for them: the caller's thread, busy importing, keeps a
+        core (a render beside it takes the interpreter lock back after each C call, and the two
+        compete for the cores).  A stream that asks for a page still waiting for its turn starts
+        it at once.  On two CPUs, three pages primed at once sent ``ocr convert``'s first
+        request ~50 ms later than one lane (``benchmarks/README.md``).  An inline pool
+        (``workers=0``) primes nothing: its render would block the caller."""
         if self.workers == 0 or pages < 1:
             return 0
         jobs = [self._job(src, i, spec) for src, indices in plan for i in indices[:pages]][:pages]
+        lanes = self.prime_lanes()
+        started: list[cf.Future[PageImage]] = []
         for job in jobs:
             if job not in self._primed:
-                self._primed[job] = self._submit_job(job)
+                after = started[-lanes] if len(started) >= lanes else None
+                self._primed[job] = self._submit_job(job) if after is None else self._queue_after(job, after)
+                started.append(self._primed[job])
         return len(jobs)
+
+    def prime_lanes(self) -> int:
+        """How many primed pages render at once before a stream asks for them: the workers,
+        less one for the caller's thread when that would leave no CPU free, and at least one."""
+        return max(1, min(self.workers, usable_cpus() - 1))
+
+    def _queue_after(self, job: RenderJob, after: cf.Future[PageImage]) -> cf.Future[PageImage]:
+        """``job`` handed to the workers once ``after`` has ended (however it ended), or when a
+        stream asks for it first (:meth:`submit`); the future returned stands for it from now
+        on, and a stream that cancels it before it starts stops it."""
+        fut: cf.Future[PageImage] = cf.Future()
+        once = threading.Lock()
+
+        def start() -> None:
+            if not once.acquire(blocking=False):  # (started already: by its turn or by a stream)
+                return
+            self._queued.pop(job, None)
+            if not fut.set_running_or_notify_cancel():  # the stream let it go meanwhile
+                return
+            try:
+                inner = self._submit_job(job)
+            except BaseException as exc:  # closed or broken meanwhile: the consumer meets it
+                fut.set_exception(exc)
+                return
+            inner.add_done_callback(lambda done: _settle(fut, done))
+
+        self._queued[job] = start
+        after.add_done_callback(lambda _: start())
+        return fut
 
     def submit(self, source: Source, index: int, spec: RenderSpec) -> cf.Future[PageImage]:
         """Render one page (0-based ``index``) of ``source``; the future never fails for a bad
@@ -367,6 +411,9 @@ class RenderPool:
         handed over, not rendered again."""
         job = self._job(source, index, spec)
         primed = self._primed.pop(job, None) if self._primed else None
+        queued = self._queued.get(job) if primed is not None else None
+        if queued is not None:  # asked for before its turn in the head start's lane: now
+            queued()
         if primed is not None and not primed.cancelled():
             return primed
         return self._submit_job(job)
