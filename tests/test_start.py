@@ -167,45 +167,32 @@ def _openai_backend(sim: Any, model: str) -> Backend:
     return make_backend(OpenAITransport(sim.base_url, api_key=sim.api_key, model=model), LightOnDialect(model=model))
 
 
-async def test_the_model_cards_are_asked_for_once_the_first_request_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``GET /v1/models`` leaves once the run's first request is written, not before: its round
-    trip does not hold up the first page's (the OpenAI transport's ``warm_up_asks_server``).
-    The stream below holds its second page until the transport has the cards: the requests
-    that leave after their reply are capped to what it said (max_model_len 1024 -> max_tokens
-    768)."""
+async def test_the_model_cards_are_read_while_the_first_page_renders() -> None:
+    """``GET /v1/models`` leaves when the run starts, before any page is ready (the stream below
+    holds its first page until the transport has the cards), and the requests that leave after
+    its reply are capped to what it said (max_model_len 1024 -> max_tokens 768)."""
     from ocrclient.testing import DialectResponder, OpenAISimulator
 
     with OpenAISimulator(responder=DialectResponder("lighton"), model=MODEL, max_model_len=1024) as sim:
         be = _openai_backend(sim, MODEL)
-        transport: Any = be.transport
-        sched = Scheduler(be)
-        real = transport.list_models
-        asked_when: list[tuple[int, bool]] = []  # (requests sent, the first one written) as the cards were asked for
-
-        async def noted(**kw: Any) -> Any:
-            asked_when.append((sched._writes.sent, 1 not in sched._writes.unwritten))
-            return await real(**kw)
-
-        monkeypatch.setattr(transport, "list_models", noted)
 
         async def pages() -> AsyncIterator[PageImage]:
-            yield make_page(0)
             deadline = time.monotonic() + 20
-            while transport._models is None:
-                assert time.monotonic() < deadline, "no model cards after the first request was written"
+            while be.transport._models is None:  # type: ignore[attr-defined]
+                assert time.monotonic() < deadline, "no model cards before the first page was ready"
                 await _sleep(0.01)
-            for i in (1, 2):
+            assert not sim.requests["POST /v1/chat/completions"]
+            for i in range(3):
                 yield make_page(i)
 
         try:
-            doc = await sched.run_document("doc.pdf", pages())
+            doc = await Scheduler(be).run_document("doc.pdf", pages())
         finally:
             await be.aclose()
     assert [p.status for p in doc.pages] == ["ok", "ok", "ok"]
-    assert asked_when == [(1, True)]  # once, after the first request was written
-    assert sim.requests["GET /v1/models"] == 1
+    assert sim.requests["GET /v1/models"] == 1  # read once, not again
     sent = [b for b in sim.bodies if isinstance(b, dict) and "messages" in b]
-    assert [b["max_tokens"] for b in sent[-2:]] == [768, 768]  # pages 2 and 3, after the cards
+    assert len(sent) == 3 and all(b["max_tokens"] == 768 for b in sent)
 
 
 async def test_the_first_requests_do_not_wait_for_the_model_cards(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -250,7 +237,7 @@ async def test_a_wrong_model_still_stops_the_run_with_the_servers_error() -> Non
             await be.aclose()
     assert isinstance(info.value, EndpointError) and info.value.status == 404
     assert "The model `no/such-model` does not exist." in str(info.value)
-    assert sim.requests["GET /v1/models"] <= 1  # (asked for once the first request was written, or not yet)
+    assert sim.requests["GET /v1/models"] == 1
 
 
 async def test_a_warm_up_that_fails_or_never_ends_changes_nothing() -> None:
@@ -799,6 +786,86 @@ def test_a_stream_asking_for_a_queued_primed_page_starts_it_at_once(tmp_path: Pa
     assert sorted(i for i, _, _ in spans) == [0, 1, 2]
 
 
+def test_a_stream_that_stops_cancels_a_handed_over_primed_page_not_yet_rendering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream that stops early cancels the renders it asked for and has not taken (a primed
+    page among them): one still waiting for a worker is never rendered, as a page it asked for
+    itself."""
+    from ocrclient.pages import open_sources
+    from ocrclient.pages import pool as pool_mod
+    from ocrclient.pages.stream import _submitted
+
+    monkeypatch.setattr(pool_mod, "usable_cpus", lambda: 2)
+    gate = threading.Event()
+    started: list[int] = []
+    real = pool_mod.render_job
+
+    def gated(job: Any) -> PageImage:
+        started.append(job.index)
+        if job.index in (0, 1):
+            assert gate.wait(30)
+        return real(job)
+
+    monkeypatch.setattr(pool_mod, "render_job", gated)
+    (src,) = open_sources([text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(3)])])
+    spec = RenderSpec(dpi=50)
+    try:
+        with RenderPool(workers=2) as pool:
+            assert pool.prime([(src, [0, 1, 2])], spec, pages=3) == 3
+            futures = _submitted(src, [0, 1, 2], spec, pool, depth=3)
+            next(futures)  # the stream asks for pages 0-2 and takes page 0's render
+            time.sleep(0.2)  # (pages 0 and 1 hold both workers: page 2 waits for one)
+            futures.close()  # the stream stops: pages 1 and 2 are let go
+            gate.set()
+            time.sleep(0.3)
+    finally:
+        gate.set()
+    assert sorted(started) == [0, 1]  # page 2 never rendered
+
+
+def test_a_pool_closing_while_a_primed_page_starts_the_next_builds_no_executor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The render thread that ends a primed page starts the next one in its lane; a close()
+    under way at that moment (the thread switched out between the closed check and taking the
+    pool's lock, forced here) leaves no executor behind and no page rendered after it."""
+    from ocrclient.pages import open_sources
+    from ocrclient.pages import pool as pool_mod
+
+    monkeypatch.setattr(pool_mod, "usable_cpus", lambda: 2)
+    gate = threading.Event()
+    spans = _gated_renders(monkeypatch, gate)
+    (src,) = open_sources([text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(3)])])
+    before = set(threading.enumerate())
+    pool = RenderPool(workers=2)
+    in_callback = threading.Event()
+
+    class Preempted:
+        """The pool's lock: a render thread waits, before taking it, until close() has let the
+        executor go."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __enter__(self) -> Any:
+            if threading.current_thread().name.startswith("ocrclient-render") and not in_callback.is_set():
+                in_callback.set()
+                deadline = time.monotonic() + 5
+                while pool._executor is not None and time.monotonic() < deadline:
+                    time.sleep(0.001)
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc: Any) -> Any:
+            return self.inner.__exit__(*exc)
+
+    assert pool.prime([(src, [0, 1, 2])], RenderSpec(dpi=50), pages=3) == 3
+    pool._lock = Preempted(pool._lock)  # type: ignore[assignment]
+    gate.set()
+    assert in_callback.wait(10)
+    pool.close()
+    time.sleep(0.3)
+    assert pool._executor is None
+    assert [i for i, _, _ in spans] == [0]
+    assert not [t.name for t in set(threading.enumerate()) - before if t.name.startswith("ocrclient-render")]
+
+
 def test_a_pool_closed_with_primed_pages_waiting_renders_them_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Closing the pool while primed pages wait for their turn: the one rendering ends, the
     waiting ones are never rendered, and nothing is raised."""
@@ -829,10 +896,9 @@ def test_ocr_convert_starts_its_first_page_before_it_builds_the_transport(
 
     from ocrclient import registry
     from ocrclient.cli import app
+    from ocrclient.pages import pool as pool_mod
     from ocrclient.pages.pool import RenderPool as Pool
     from ocrclient.testing import DialectResponder, OpenAISimulator, RunPodSimulator
-
-    from ocrclient.pages import pool as pool_mod
 
     rendered = counting_renders(monkeypatch)
     order: list[str] = []

@@ -166,36 +166,6 @@ async def test_written_is_counted_once_however_often_it_is_reported() -> None:
     assert not writes.unwritten
 
 
-async def test_first_written_waits_for_the_first_request_written_and_no_longer_than_its_bound() -> None:
-    """What waits for the run's first request (the OpenAI transport's read of the model cards)
-    returns once that request is written, whatever the later ones do; when it is never reported
-    written (a slow upload), once ``max_s`` has passed after it was sent; and a send that ends
-    unwritten (refused before a byte went) lets it go too."""
-    writes = WritesFirst()
-    waiter = asyncio.create_task(writes.first_written(max_s=5.0))
-    await asyncio.sleep(0.05)
-    assert not waiter.done()  # nothing sent yet
-    with writes.writing():
-        await asyncio.sleep(0.05)
-        assert not waiter.done()  # sent, not yet written
-        with writes.writing():  # a second request, never written while the first is waited for
-            written.request_written()  # (reported inside the inner send: the second's)
-        await asyncio.sleep(0.05)
-        assert not waiter.done()
-        written.request_written()  # the first's
-        await asyncio.wait_for(waiter, 1.0)
-    slow = WritesFirst()
-    with slow.writing():
-        started = time.monotonic()
-        await slow.first_written(max_s=0.2)
-        assert 0.15 < time.monotonic() - started < 2.0
-    ended = WritesFirst()
-    waiter = asyncio.create_task(ended.first_written(max_s=5.0))
-    with ended.writing():
-        await asyncio.sleep(0.05)
-    await asyncio.wait_for(waiter, 1.0)
-
-
 async def test_the_limiter_tells_a_slot_being_handed_over() -> None:
     limiter = AdaptiveLimiter(1)
     await limiter.acquire()

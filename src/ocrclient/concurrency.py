@@ -220,18 +220,6 @@ class WritesFirst:
                     self._changed.clear()
                     await self._changed.wait()
 
-    async def first_written(self, max_s: float = WINDOW_WRITTEN_MAX_S) -> None:
-        """Return once the run's first request is written, or its send has ended (at most
-        ``max_s`` after it was sent: a slow upload is not waited out)."""
-        while not self.sent:
-            self._changed.clear()
-            await self._changed.wait()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max_s):
-                while 1 in self.unwritten:
-                    self._changed.clear()
-                    await self._changed.wait()
-
     async def after_reply(self, limiter: AdaptiveLimiter) -> None:
         """Called as a reply frees its slot of ``limiter``: when a task waits for the slot,
         return once it is taken and the requests sent since are written (at most

@@ -175,23 +175,15 @@ class Backend:
 
     async def warm_up(self, requests_out: asyncio.Event | None = None, writes: WritesFirst | None = None) -> None:
         """Prepare what the first request and the first reply need, each before it is needed:
-        each part's own optional ``async warm_up()``.  The transport's starts at once, beside the
-        first page's render (the RunPod transport imports the async HTTP stack), or, for a
-        transport whose warm-up asks its server (``warm_up_asks_server``: the OpenAI transport
-        reads ``/v1/models``), once the first request is written (``writes``,
-        :meth:`~ocrclient.concurrency.WritesFirst.first_written`), so that its round trip does
-        not hold up the first page's (~25 ms on two CPUs, ``benchmarks/README.md``); the dialect's (Chandra imports its HTML parser, ~60 ms of Python
+        each part's own optional ``async warm_up()``.  The transport's (the OpenAI transport reads
+        ``/v1/models``, the RunPod transport imports the async HTTP stack) starts at once, beside
+        the first page's render; the dialect's (Chandra imports its HTML parser, ~60 ms of Python
         holding the interpreter) waits for ``requests_out``, which the scheduler sets once the
         first window of requests has gone, and then for those requests to be written (``writes``,
         :meth:`~ocrclient.concurrency.WritesFirst.drained`: the last one's upload went on beside
         the import), so it runs while they are served, not while the first pages are encoded and
         sent.  It never raises (a part that cannot warm up works as it did: the first request, or
         the first reply's parse, does it then)."""
-
-        async def transport() -> None:
-            if writes is not None and getattr(self.transport, "warm_up_asks_server", False):
-                await writes.first_written()
-            await _warm(self.transport)
 
         async def dialect() -> None:
             if requests_out is not None:
@@ -201,7 +193,7 @@ class Backend:
                     await writes.drained()
             await _warm(self.dialect)
 
-        await asyncio.gather(transport(), dialect())
+        await asyncio.gather(_warm(self.transport), dialect())
 
     async def release(self) -> None:
         """Let go of what the backend holds on the running event loop, which is about to end

@@ -143,8 +143,9 @@ class RenderPool:
         self.submitted = 0
         #: renders started by :meth:`prime`, until a stream asks for them
         self._primed: dict[RenderJob, cf.Future[PageImage]] = {}
-        #: primed renders waiting for the one before them in their lane: each one's starter
-        self._queued: dict[RenderJob, Callable[[], None]] = {}
+        #: primed renders that wait for the one before them in their lane: each one's starter
+        #: (it starts the render at most once and returns its future, None if the pool refused)
+        self._queued: dict[RenderJob, Callable[[], cf.Future[PageImage] | None]] = {}
         #: the page streams rendering on this pool now (:meth:`window`)
         self._streams = 0
 
@@ -197,6 +198,8 @@ class RenderPool:
         if self.workers == 0:
             return None
         with self._lock:
+            if self._closed:  # (closed meanwhile: no executor is built that nothing would shut down)
+                raise RuntimeError("RenderPool is closed")
             if self._executor is None and not self.isolated:
                 self._executor = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="ocrclient-render")
             if self._executor is None:  # (multiprocessing is imported by isolated pools only)
@@ -217,12 +220,14 @@ class RenderPool:
     def close(self) -> None:
         """Stop the workers (pending renders are cancelled; running ones end first) and remove
         spilled bytes."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         if self._booting is not None:  # a start under way finishes first: its executor is shut down below
             self._booting.join()
-        ex, self._executor = self._executor, None
+        with self._lock:
+            ex, self._executor = self._executor, None
         if ex is not None:
             ex.shutdown(wait=True, cancel_futures=True)
         self._primed.clear()
@@ -383,23 +388,25 @@ class RenderPool:
 
     def _queue_after(self, job: RenderJob, after: cf.Future[PageImage]) -> cf.Future[PageImage]:
         """``job`` handed to the workers once ``after`` has ended (however it ended), or when a
-        stream asks for it first (:meth:`submit`); the future returned stands for it from now
-        on, and a stream that cancels it before it starts stops it."""
+        stream asks for it first (:meth:`submit`, which then hands the stream the render's own
+        future, so that the stream can cancel it); the future returned stands for it in the lane
+        and takes its outcome."""
         fut: cf.Future[PageImage] = cf.Future()
         once = threading.Lock()
+        tried: list[cf.Future[PageImage] | None] = []  # (the render's future once started; None: refused)
 
-        def start() -> None:
-            if not once.acquire(blocking=False):  # (started already: by its turn or by a stream)
-                return
-            self._queued.pop(job, None)
-            if not fut.set_running_or_notify_cancel():  # the stream let it go meanwhile
-                return
-            try:
-                inner = self._submit_job(job)
-            except BaseException as exc:  # closed or broken meanwhile: the consumer meets it
-                fut.set_exception(exc)
-                return
-            inner.add_done_callback(lambda done: _settle(fut, done))
+        def start() -> cf.Future[PageImage] | None:
+            with once:
+                if not tried:
+                    try:
+                        render = self._submit_job(job)
+                    except BaseException as exc:  # closed or broken meanwhile: the consumer meets it
+                        tried.append(None)
+                        fut.set_exception(exc)
+                        return None
+                    tried.append(render)
+                    render.add_done_callback(lambda done: _settle(fut, done))
+                return tried[0]
 
         self._queued[job] = start
         after.add_done_callback(lambda _: start())
@@ -411,9 +418,11 @@ class RenderPool:
         handed over, not rendered again."""
         job = self._job(source, index, spec)
         primed = self._primed.pop(job, None) if self._primed else None
-        queued = self._queued.get(job) if primed is not None else None
-        if queued is not None:  # asked for before its turn in the head start's lane: now
-            queued()
+        queued = self._queued.pop(job, None) if primed is not None else None
+        if queued is not None:  # waiting in the head start's lane, or started by it: the render itself
+            render = queued()
+            if render is not None:
+                return render
         if primed is not None and not primed.cancelled():
             return primed
         return self._submit_job(job)

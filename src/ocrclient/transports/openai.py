@@ -17,8 +17,8 @@ are read by :mod:`.openai_replies` and the error statuses mapped by :func:`.http
 * ``max_tokens`` is capped so it fits the server's ``max_model_len``, because vLLM rejects
   ``prompt + max_tokens > max_model_len`` (a 400 naming the length): the cap is ``max_model_len -
   prompt_token_reserve`` (default a quarter of the context).  The length comes from ``GET
-  /v1/models``, read by the run's warm-up (failures tolerated) once the first request is written,
-  without holding up any request, or from such a refusal, after which the refused request is sent once more, capped.
+  /v1/models``, read by the run's warm-up (failures tolerated) without holding up the first
+  requests, or from such a refusal, after which the refused request is sent once more, capped.
 * Errors become :mod:`ocrclient.errors` classes through :func:`.http.map_errors`: HTTP statuses
   with the message parsed from either vLLM error shape and ``Retry-After`` surfaced; 524 is
   ``TransientError(cause="proxy_idle_524")``; connection errors, timeouts and a stream cut
@@ -443,14 +443,10 @@ class OpenAITransport(HttpImports):
     def _server_url(self) -> str:
         return self.root_url
 
-    #: :meth:`warm_up` asks the server: a run starts it once its first request is written
-    warm_up_asks_server = True
-
     async def warm_up(self) -> None:
-        """Read the model cards as the run's first request is written (``Backend.warm_up``):
-        the requests that leave after their reply are capped by them (:meth:`_cap`); none waits
-        for it (:meth:`_cards` tolerates its failure as before; a wrong model is still refused
-        by the server's reply)."""
+        """Read the model cards as the run starts (``Backend.warm_up``): the requests that leave
+        after their reply are capped by them (:meth:`_cap`); none waits for it (:meth:`_cards`
+        tolerates its failure as before; a wrong model is still refused by the server's reply)."""
         if self.cap_max_tokens or not self.model:
             await self._cards()
 

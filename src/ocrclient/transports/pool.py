@@ -256,12 +256,6 @@ class PoolTransport:
             except Exception as exc:
                 log.debug("pool member %s: preload failed: %s", m.name, exc)
 
-    @property
-    def warm_up_asks_server(self) -> bool:
-        """Whether a member's warm-up asks its server (``Backend.warm_up`` then starts the
-        members' warm-ups once the first request is written)."""
-        return any(getattr(m.transport, "warm_up_asks_server", False) for m in self.members)
-
     async def warm_up(self) -> None:
         """Every member's own warm-up, side by side (``Backend.warm_up``; failures are theirs to
         tolerate: a member that cannot warm up works as it did)."""
