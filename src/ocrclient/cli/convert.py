@@ -58,7 +58,7 @@ DEFAULT_FORMATS = "md,json"
 #: the first window's start stagger fell from ~0.27 to ~0.19 s and ``runpod-chandra``'s efficiency
 #: from 0.967 to 0.973 (medians of 9 interleaved runs, 8 slots x 1.5 s), eight no better than
 #: three.  On two CPUs they render one after another (:meth:`RenderPool.prime`): three at once sent
-#: the first request ~0.05 s later than one (benchmarks/README.md)
+#: ``runpod-chandra``'s first request 60-80 ms later than one lane (benchmarks/README.md, session 38)
 HEAD_START_PAGES = 3
 
 

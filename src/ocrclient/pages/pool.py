@@ -366,8 +366,9 @@ class RenderPool:
         CPUs) while no stream has asked for them: the caller's thread, busy importing, keeps a
         core (a render beside it takes the interpreter lock back after each C call, and the two
         compete for the cores).  A stream that asks for a page still waiting for its turn starts
-        it at once.  On two CPUs, three pages primed at once sent ``ocr convert``'s first
-        request ~50 ms later than one lane (``benchmarks/README.md``).  An inline pool
+        it at once.  On two CPUs, three pages primed at once sent ``ocr convert --backend
+        runpod-chandra``'s first request 60-80 ms later than one lane (``benchmarks/README.md``,
+        session 38).  An inline pool
         (``workers=0``) primes nothing: its render would block the caller."""
         if self.workers == 0 or pages < 1:
             return 0
