@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import contextlib
 import json
 import multiprocessing
@@ -813,8 +814,8 @@ def test_a_stream_that_stops_cancels_a_handed_over_primed_page_not_yet_rendering
             assert pool.prime([(src, [0, 1, 2])], spec, pages=3) == 3
             futures = _submitted(src, [0, 1, 2], spec, pool, depth=3)
             next(futures)  # the stream asks for pages 0-2 and takes page 0's render
-            time.sleep(0.2)  # (pages 0 and 1 hold both workers: page 2 waits for one)
-            futures.close()  # the stream stops: pages 1 and 2 are let go
+            _until(lambda: sorted(started) == [0, 1], f"pages 0 and 1 never both started: {started}")
+            futures.close()  # the stream stops (pages 0 and 1 hold both workers): 1 and 2 are let go
             gate.set()
             time.sleep(0.3)
     finally:
@@ -864,6 +865,136 @@ def test_a_pool_closing_while_a_primed_page_starts_the_next_builds_no_executor(t
     assert pool._executor is None
     assert [i for i, _, _ in spans] == [0]
     assert not [t.name for t in set(threading.enumerate()) - before if t.name.startswith("ocrclient-render")]
+
+
+def _gated_by_page(monkeypatch: pytest.MonkeyPatch, pages: int) -> tuple[dict[int, threading.Event], list[int]]:
+    """Every page the render pools render waits for its own gate; the pages started, in order."""
+    from ocrclient.pages import pool as pool_mod
+
+    gates = {i: threading.Event() for i in range(pages)}
+    started: list[int] = []
+    real = pool_mod.render_job
+
+    def gated(job: Any) -> PageImage:
+        started.append(job.index)
+        assert gates[job.index].wait(30)
+        return real(job)
+
+    monkeypatch.setattr(pool_mod, "render_job", gated)
+    return gates, started
+
+
+def _until(check: Any, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def test_close_and_a_stream_asking_for_a_waiting_primed_page_at_once_both_return(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream asks for a primed page still waiting in the lane while the pool closes (the
+    stream's thread switched out between the closed check and handing the render to the workers,
+    forced here, until the close has begun): the close cancels the page before it, whose lane
+    turn would start the asked-for page.  Neither waits for the other: both return, and the
+    stream meets the closed pool."""
+    from ocrclient.pages import open_sources
+    from ocrclient.pages import pool as pool_mod
+
+    monkeypatch.setattr(pool_mod, "usable_cpus", lambda: 2)
+    gates, started = _gated_by_page(monkeypatch, 6)
+    (src,) = open_sources([text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(6)])])
+    spec = RenderSpec(dpi=50)
+    pool = RenderPool(workers=2)
+    try:
+        assert pool.prime([(src, [0, 1, 2])], spec, pages=3) == 3  # one lane: 0 renders, 1 and 2 wait
+        _until(lambda: 0 in started, "page 0 never started")
+        pool.submit(src, 4, spec)  # another stream's page takes the second worker
+        _until(lambda: 4 in started, "page 4 never started")
+        pool.submit(src, 1, spec)  # page 1 asked for: it waits for a worker
+        real_ensure = pool._ensure_executor
+
+        def switched_out() -> Any:
+            ex = real_ensure()
+            if threading.current_thread().name == "stream":
+                _until(lambda: getattr(ex, "_shutdown", False), "the close never began")
+                time.sleep(0.05)
+            return ex
+
+        monkeypatch.setattr(pool, "_ensure_executor", switched_out)
+        got: dict[str, Any] = {}
+
+        def ask() -> None:
+            try:
+                got["page 3"] = pool.submit(src, 2, spec)
+            except BaseException as exc:
+                got["page 3"] = exc
+
+        stream = threading.Thread(target=ask, name="stream", daemon=True)
+        closing = threading.Thread(target=pool.close, name="close", daemon=True)
+        stream.start()
+        time.sleep(0.05)
+        closing.start()
+        time.sleep(0.3)
+    finally:
+        for gate in gates.values():
+            gate.set()
+    stream.join(10)
+    closing.join(10)
+    assert not stream.is_alive() and not closing.is_alive(), "close() and the stream's submit() wait for each other"
+    outcome = got["page 3"]  # the closed pool, in its words or its executor's
+    if isinstance(outcome, cf.Future):
+        with pytest.raises(RuntimeError, match="closed|after shutdown"):
+            outcome.result(5)
+    else:
+        assert isinstance(outcome, RuntimeError) and "closed" in str(outcome)
+
+
+def test_a_stream_asking_for_a_primed_page_while_the_pool_closes_meets_the_closed_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While close() waits for the renders under way, a stream that asks for a primed page whose
+    render the close cancelled meets the closed pool, as for any other page: not a cancelled
+    future (awaited, it raised CancelledError in a task no one cancelled)."""
+    from ocrclient.pages import open_sources
+    from ocrclient.pages import pool as pool_mod
+
+    monkeypatch.setattr(pool_mod, "usable_cpus", lambda: 2)
+    gates, started = _gated_by_page(monkeypatch, 6)
+    (src,) = open_sources([text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(6)])])
+    spec = RenderSpec(dpi=50)
+    pool = RenderPool(workers=2)
+    try:
+        assert pool.prime([(src, [0, 1, 2])], spec, pages=3) == 3
+        _until(lambda: 0 in started, "page 0 never started")
+        pool.submit(src, 4, spec)  # another stream's pages: 4 takes the second worker, 5 waits
+        _until(lambda: 4 in started, "page 4 never started")
+        pool.submit(src, 5, spec)
+        gates[0].set()  # page 0 ends: its lane turn starts page 1 (behind page 5)
+        _until(lambda: 5 in started, "page 5 never started")
+        time.sleep(0.05)
+        closing = threading.Thread(target=pool.close, name="close", daemon=True)
+        closing.start()  # cancels page 1's render, waits for pages 4 and 5
+        time.sleep(0.2)
+        assert closing.is_alive()
+        try:
+            handed = pool.submit(src, 1, spec)
+        except RuntimeError as exc:
+            assert "closed" in str(exc)
+        else:
+            assert not handed.cancelled()
+            with pytest.raises(RuntimeError, match="closed"):
+                handed.result(5)
+    finally:
+        for gate in gates.values():
+            gate.set()
+    closing.join(10)
+
+
+def test_prime_starts_no_more_pages_than_its_streams_render_ahead(tmp_path: Path) -> None:
+    from ocrclient.pages import open_sources
+    from ocrclient.pages.pool import PREFETCH_PER_WORKER
+
+    (src,) = open_sources([text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(12)])])
+    with RenderPool(workers=2) as pool:
+        assert pool.prime([(src, list(range(12)))], RenderSpec(dpi=50), pages=1000) == 2 * PREFETCH_PER_WORKER
 
 
 def test_a_pool_closed_with_primed_pages_waiting_renders_them_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

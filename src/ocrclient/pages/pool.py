@@ -356,7 +356,8 @@ class RenderPool:
 
     def prime(self, plan: Sequence[tuple[Source, Sequence[int]]], spec: RenderSpec, pages: int = 1) -> int:
         """Start rendering the first ``pages`` pages of ``plan`` now, before any stream asks for
-        them; returns how many.  A head start for a caller that knows its first page and render
+        them (at most what its streams render ahead of their consumer: :data:`PREFETCH_PER_WORKER`
+        per worker); returns how many.  A head start for a caller that knows its first page and render
         spec before the rest of its run is set up: ``ocr convert`` primes its first pages, then
         imports and builds its transport while they render.  A stream's :meth:`submit` of the
         same page at the same spec takes the render under way instead of starting another;
@@ -372,6 +373,7 @@ class RenderPool:
         (``workers=0``) primes nothing: its render would block the caller."""
         if self.workers == 0 or pages < 1:
             return 0
+        pages = min(pages, PREFETCH_PER_WORKER * self.workers)  # (what its streams would render ahead, at most)
         jobs = [self._job(src, i, spec) for src, indices in plan for i in indices[:pages]][:pages]
         lanes = self.prime_lanes()
         started: list[cf.Future[PageImage]] = []
@@ -396,8 +398,13 @@ class RenderPool:
         once = threading.Lock()
         tried: list[cf.Future[PageImage] | None] = []  # (the render's future once started; None: refused)
 
-        def start() -> cf.Future[PageImage] | None:
-            with once:
+        def start(wait: bool = True) -> cf.Future[PageImage] | None:
+            # the lane's turn (a done-callback, possibly run by ThreadPoolExecutor.shutdown()
+            # under its _shutdown_lock) never waits for a stream's submit() starting it: that
+            # submit may itself be waiting for the executor's lock
+            if not once.acquire(blocking=wait):
+                return None
+            try:
                 if not tried:
                     try:
                         render = self._submit_job(job)
@@ -408,9 +415,11 @@ class RenderPool:
                     tried.append(render)
                     render.add_done_callback(lambda done: _settle(fut, done))
                 return tried[0]
+            finally:
+                once.release()
 
         self._queued[job] = start
-        after.add_done_callback(lambda _: start())
+        after.add_done_callback(lambda _: start(wait=False))
         return fut
 
     def submit(self, source: Source, index: int, spec: RenderSpec) -> cf.Future[PageImage]:
@@ -422,8 +431,10 @@ class RenderPool:
         queued = self._queued.pop(job, None) if primed is not None else None
         if queued is not None:  # waiting in the head start's lane, or started by it: the render itself
             render = queued()
-            if render is not None:
+            if render is not None and not render.cancelled():
                 return render
+            if render is not None:  # cancelled by a close() under way: as any page submitted now
+                return self._submit_job(job)
         if primed is not None and not primed.cancelled():
             return primed
         return self._submit_job(job)
