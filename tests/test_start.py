@@ -943,7 +943,7 @@ def test_close_and_a_stream_asking_for_a_waiting_primed_page_at_once_both_return
     assert not stream.is_alive() and not closing.is_alive(), "close() and the stream's submit() wait for each other"
     outcome = got["page 3"]  # the closed pool, in its words or its executor's
     if isinstance(outcome, cf.Future):
-        with pytest.raises(RuntimeError, match="closed|after shutdown"):
+        with pytest.raises(RuntimeError, match=r"closed|after shutdown"):
             outcome.result(5)
     else:
         assert isinstance(outcome, RuntimeError) and "closed" in str(outcome)
