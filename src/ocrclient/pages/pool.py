@@ -80,7 +80,8 @@ def _worker_init() -> None:
 
 
 def _settle(fut: cf.Future[PageImage], done: cf.Future[PageImage]) -> None:
-    """``fut`` (running) takes the outcome of ``done``."""
+    """``fut`` (not yet settled: running, or a lane's page waiting its turn) takes the outcome
+    of ``done``."""
     if done.cancelled():
         fut.set_exception(cf.CancelledError())
         return
@@ -369,8 +370,8 @@ class RenderPool:
         compete for the cores).  A stream that asks for a page still waiting for its turn starts
         it at once.  On two CPUs, three pages primed at once sent ``ocr convert --backend
         runpod-chandra``'s first request 60-80 ms later than one lane (``benchmarks/README.md``,
-        session 38).  An inline pool
-        (``workers=0``) primes nothing: its render would block the caller."""
+        session 38).  An inline pool (``workers=0``) primes nothing: its render would block the
+        caller."""
         if self.workers == 0 or pages < 1:
             return 0
         pages = min(pages, PREFETCH_PER_WORKER * self.workers)  # (what its streams would render ahead, at most)
