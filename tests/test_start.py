@@ -891,12 +891,10 @@ def _until(check: Any, what: str) -> None:
         time.sleep(0.005)
 
 
-def test_close_and_a_stream_asking_for_a_waiting_primed_page_at_once_both_return(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stream asks for a primed page still waiting in the lane while the pool closes (the
-    stream's thread switched out between the closed check and handing the render to the workers,
-    forced here, until the close has begun): the close cancels the page before it, whose lane
-    turn would start the asked-for page.  Neither waits for the other: both return, and the
-    stream meets the closed pool."""
+def _one_lane_both_workers_busy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, RenderSpec, dict[int, threading.Event], list[int]]:
+    """A two-worker pool on two CPUs (one lane) with pages 0-2 of a 6-page PDF primed: page 0
+    rendering, 1 and 2 waiting their turn, and another stream's page 4 rendering on the second
+    worker; every render waits for its page's gate.  (pool, source, spec, gates, pages started)"""
     from ocrclient.pages import open_sources
     from ocrclient.pages import pool as pool_mod
 
@@ -905,11 +903,21 @@ def test_close_and_a_stream_asking_for_a_waiting_primed_page_at_once_both_return
     (src,) = open_sources([text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(6)])])
     spec = RenderSpec(dpi=50)
     pool = RenderPool(workers=2)
+    assert pool.prime([(src, [0, 1, 2])], spec, pages=3) == 3
+    _until(lambda: 0 in started, "page 0 never started")
+    pool.submit(src, 4, spec)
+    _until(lambda: 4 in started, "page 4 never started")
+    return pool, src, spec, gates, started
+
+
+def test_close_and_a_stream_asking_for_a_waiting_primed_page_at_once_both_return(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream asks for a primed page still waiting in the lane while the pool closes (the
+    stream's thread switched out between the closed check and handing the render to the workers,
+    forced here, until the close has begun): the close cancels the page before it, whose lane
+    turn would start the asked-for page.  Neither waits for the other: both return, and the
+    stream meets the closed pool."""
+    pool, src, spec, gates, _ = _one_lane_both_workers_busy(tmp_path, monkeypatch)
     try:
-        assert pool.prime([(src, [0, 1, 2])], spec, pages=3) == 3  # one lane: 0 renders, 1 and 2 wait
-        _until(lambda: 0 in started, "page 0 never started")
-        pool.submit(src, 4, spec)  # another stream's page takes the second worker
-        _until(lambda: 4 in started, "page 4 never started")
         pool.submit(src, 1, spec)  # page 1 asked for: it waits for a worker
         real_ensure = pool._ensure_executor
 
@@ -953,19 +961,9 @@ def test_a_stream_asking_for_a_primed_page_while_the_pool_closes_meets_the_close
     """While close() waits for the renders under way, a stream that asks for a primed page whose
     render the close cancelled meets the closed pool, as for any other page: not a cancelled
     future (awaited, it raised CancelledError in a task no one cancelled)."""
-    from ocrclient.pages import open_sources
-    from ocrclient.pages import pool as pool_mod
-
-    monkeypatch.setattr(pool_mod, "usable_cpus", lambda: 2)
-    gates, started = _gated_by_page(monkeypatch, 6)
-    (src,) = open_sources([text_pdf(tmp_path / "d.pdf", [[f"page {i}"] for i in range(6)])])
-    spec = RenderSpec(dpi=50)
-    pool = RenderPool(workers=2)
+    pool, src, spec, gates, started = _one_lane_both_workers_busy(tmp_path, monkeypatch)
     try:
-        assert pool.prime([(src, [0, 1, 2])], spec, pages=3) == 3
-        _until(lambda: 0 in started, "page 0 never started")
-        pool.submit(src, 4, spec)  # another stream's pages: 4 takes the second worker, 5 waits
-        _until(lambda: 4 in started, "page 4 never started")
+        # (another stream's pages: 4 holds the second worker, 5 waits)
         pool.submit(src, 5, spec)
         gates[0].set()  # page 0 ends: its lane turn starts page 1 (behind page 5)
         _until(lambda: 5 in started, "page 5 never started")
