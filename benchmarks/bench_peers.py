@@ -314,15 +314,19 @@ def diagnostics(pages: list[tuple[float, float]], slots: int, held: list[tuple[f
     }
 
 
+def page_requests(spans: list[tuple[float, float, str, int]]) -> list[tuple[float, float, str, int]]:
+    """The requests of ``spans`` that carry a page: not a health check or the model list (the
+    OpenAI transport reads /v1/models once for max_model_len; vlmparse may too)."""
+    return [s for s in spans if not s[2].endswith(("/health", "/models"))]
+
+
 def figures(run: dict[str, Any], spans: list[tuple[float, float, str, int]], pages: int, slots: int,
             service_s: float, jobs: list[tuple[float, float]] | None = None,
             held: list[tuple[float, float]] | None = None) -> dict[str, Any]:  # fmt: skip
     """The printed figures of one client run from its process times and the simulator's log
     (``jobs``: the RunPod simulator's page submits, ``(arrived, result ready)``; ``held``: each
     slot service's ``(start, end)``)."""
-    # a page's request: not a health check or the model list (the OpenAI transport reads
-    # /v1/models once for max_model_len; vlmparse may too)
-    work = [s for s in spans if not s[2].endswith(("/health", "/models"))]
+    work = page_requests(spans)
     if not work:
         return {**run, "error": "sent no request"}
     first = min(s[0] for s in work)

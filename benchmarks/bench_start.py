@@ -45,6 +45,7 @@ from bench_peers import (
     Sim,
     _env,
     compile_sources,
+    page_requests,
     user_python,
 )
 
@@ -86,7 +87,7 @@ def first_request(sim: Sim) -> float | None:
     """When the simulator saw the first page request since the last call (health checks and the
     model list are not pages)."""
     spans, _, _ = sim.take()
-    work = [s[0] for s in spans if not s[2].endswith(("/health", "/models"))]
+    work = [s[0] for s in page_requests(spans)]
     return min(work) if work else None
 
 

@@ -82,7 +82,9 @@ _LOCK = re.compile(r"^\.ocrclient(?:-shard-(\d+)-of-(\d+))?\.lock$")
 def _lock_name(shard: str | None) -> str:
     if not shard:
         return ".ocrclient.lock"
-    i, n = (int(x) for x in shard.split("/"))  # (checked by the plan: i/n, 0 <= i < n)
+    from ..outputs import parse_shard  # (the plan's reading of --shard, checked there already)
+
+    i, n = parse_shard(shard) or (0, 1)
     return f".ocrclient-shard-{i}-of-{n}.lock"
 
 

@@ -77,11 +77,9 @@ class EngineSettings:
             if not (env.isascii() and env.isdigit()) or int(env) < 1:
                 raise ConfigError(f"{THREADS_ENV} must be a whole number of threads, 1 or more; got {env[:40]!r}")
             return int(env)
-        try:
-            cpus = len(os.sched_getaffinity(0))  # the CPUs this process may use (containers)
-        except (AttributeError, OSError):
-            cpus = os.cpu_count() or 1
-        return max(1, min(cpus, 8))
+        from ..pages.pool import usable_cpus  # the CPUs this process may use (containers)
+
+        return max(1, min(usable_cpus(), 8))
 
     def params(self) -> dict[str, Any]:
         """RapidOCR ``params`` (dotted config keys)."""
