@@ -19,12 +19,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import typer
 
-from ..errors import redact
+from ..errors import ConfigError, OcrError, redact
 
 if TYPE_CHECKING:
     import asyncio
 
     from rich.console import Console
+
+    from ..config import BackendConfig
+    from ..registry import Backend
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -36,6 +39,8 @@ __all__ = [
     "app",
     "backend_overrides",
     "cache_app",
+    "check_flags_read",
+    "checked_backend",
     "config_app",
     "fail",
     "failed_page",
@@ -224,6 +229,71 @@ def backend_overrides(
     if topts:
         over["transport_options"] = topts
     return over
+
+
+#: the flags that set what only some backends read: (the overrides' table, the setting) -> flag
+_READ_BY_SOME = {
+    ("", "endpoint_id"): "--endpoint-id",
+    ("", "base_url"): "--base-url",
+    ("", "api_key_env"): "--api-key-env",
+    ("transport_options", "mode"): "--mode",
+    ("dialect_options", "text_layer"): "--text-layer",
+    ("dialect_options", "include_headers_footers"): "--keep-furniture",
+}
+
+
+def check_flags_read(over: dict[str, Any], cfg: BackendConfig, transport: object, dialect: object) -> None:
+    """Refuse, in one line (:class:`~ocrclient.errors.ConfigError`), a flag among ``over`` (the
+    overrides of :func:`backend_overrides`, with ``dialect_options``) that the backend's
+    ``transport`` or ``dialect`` (each a class or an instance) would not read: ``--mode run`` for
+    a vLLM pod, ``--text-layer`` for Chandra were accepted and did nothing.  What each reads is
+    what it declares (``READS``: :func:`~ocrclient.transports.base.unread_settings`;
+    ``OPTIONS``: :func:`~ocrclient.dialects.base.unread_options`); one that declares nothing
+    (a plugin's) is taken to read them all."""
+    from ..dialects.base import unread_options
+    from ..transports.base import unread_settings
+
+    for (table, name), flag in _READ_BY_SOME.items():
+        if (over.get(table) or {} if table else over).get(name) in (None, "", False):
+            continue
+        if table == "dialect_options":
+            if unread_options(dialect, [name]):
+                raise ConfigError(f"{flag} does nothing with backend {cfg.name!r}: its dialect {cfg.dialect!r} reads no "
+                                  f"{name} option{_read_by('dialect', name)}")  # fmt: skip
+        elif unread_settings(transport, [name]):
+            raise ConfigError(f"{flag} does nothing with backend {cfg.name!r}: its transport {cfg.transport!r} does "
+                              f"not read {name}{_read_by('transport', name)}")  # fmt: skip
+
+
+def checked_backend(backend: str | None, over: dict[str, Any], transport: str | None = None) -> Backend:
+    """The backend ``backend`` with the overrides ``over`` (and ``--transport``), once
+    :func:`check_flags_read` has found every flag read (checked before anything is built)."""
+    from ..config import resolve_config
+    from ..registry import Backend, dialect_class, load_dialect, load_transport, transport_class
+
+    cfg = resolve_config(backend, **over, **({"transport": transport} if transport else {}))
+    check_flags_read(over, cfg, transport_class(cfg.transport), dialect_class(cfg.dialect))
+    return Backend(cfg, load_dialect(cfg), load_transport(cfg))
+
+
+def _read_by(kind: str, name: str) -> str:
+    """`` (read by the runpod transport)``: the built-in transports (dialects) that read ``name``."""
+    from ..dialects.base import unread_options
+    from ..registry import DIALECTS, TRANSPORTS, dialect_class, transport_class
+    from ..transports.base import unread_settings
+
+    readers = []
+    for each in TRANSPORTS if kind == "transport" else DIALECTS:
+        try:
+            cls = transport_class(each) if kind == "transport" else dialect_class(each)
+        except OcrError:  # (an extra not installed)
+            continue
+        if not (unread_settings(cls, [name]) if kind == "transport" else unread_options(cls, [name])):
+            readers.append(each)
+    if not readers:
+        return ""
+    names = readers[0] if len(readers) == 1 else f"{', '.join(readers[:-1])} and {readers[-1]}"
+    return f" (read by the {names} {kind}{'s' if len(readers) > 1 else ''})"
 
 
 class Termination:

@@ -30,6 +30,7 @@ from .common import (
     Termination,
     app,
     backend_overrides,
+    check_flags_read,
     fail,
     one_line_warnings,
     print_traceback,
@@ -445,12 +446,14 @@ def _head_start(plan: "Plan", cfg: "BackendConfig", dia: "Dialect", document_mod
 
 def _backend(
     cfg: "BackendConfig", dia: "Dialect", no_cache: bool, cache_dir: Path | None, manifest: "Manifest | None",
-    document_mode: bool = False, retry_degraded: bool = False,
+    document_mode: bool = False, retry_degraded: bool = False, over: dict[str, Any] | None = None,
 ) -> "tuple[Backend, PageCache | None]":
     """The backend (its transport imported, built and preloaded here, while the first page
-    renders) and the run's page cache; the manifest gets its settings digest."""
-    from ..registry import Backend, load_transport
+    renders; a flag ``over`` gave that it would not read refused first) and the run's page
+    cache; the manifest gets its settings digest."""
+    from ..registry import Backend, load_transport, transport_class
 
+    check_flags_read(over or {}, cfg, transport_class(cfg.transport), dia)
     be = Backend(cfg, dia, load_transport(cfg))
     be.preload()
     if manifest is not None and manifest.settings is None:  # (_resumed set it on a rerun)
@@ -523,7 +526,7 @@ def convert(
             held = hold(out, shard) if out is not None and out.is_dir() else None  # (before its manifest is read)
             plan, manifest, gone.skipped = _resumed(plan, out, cfg, redo, pages, stem_of, wanted, None if quiet else console, document_mode, retry_degraded)
             pool = _head_start(plan, cfg, dia, document_mode, isolate_render)
-            be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode, retry_degraded)
+            be, cache = _backend(cfg, dia, no_cache, cache_dir, manifest, document_mode, retry_degraded, over)
             held = held or output_folder(out, shard)
         except OcrError as exc:
             raise _refused(exc, as_json, started, debug, gone) from None

@@ -18,6 +18,8 @@ from .common import (
     app,
     backend_overrides,
     cache_app,
+    check_flags_read,
+    checked_backend,
     config_app,
     fail,
     file_errors,
@@ -29,18 +31,20 @@ def _configured(cfg: Any) -> tuple[bool, str]:
     from ..registry import configured
 
     ok, detail = configured(cfg)
-    refused = _refused(cfg) if ok else None
+    refused = _refused(cfg, {}) if ok else None
     return (False, refused) if refused else (ok, detail)
 
 
-def _refused(cfg: Any) -> str | None:
+def _refused(cfg: Any, over: dict[str, Any]) -> str | None:
     """The line ``ocr convert`` would stop on with ``cfg``'s settings before sending anything
     (a missing key, endpoint, URL or model; its dialect's settings, its transport's options,
-    the pairing: what loading the backend checks), or ``None``.  (Missing settings were once
-    filled in here, and ``ocr config`` said nothing of what convert then refused.)"""
-    from ..registry import Backend, load_dialect, load_transport
+    the pairing: what loading the backend checks; a flag of ``over`` it would not read), or
+    ``None``.  (Missing settings were once filled in here, and ``ocr config`` said nothing of
+    what convert then refused.)"""
+    from ..registry import Backend, dialect_class, load_dialect, load_transport, transport_class
 
     try:
+        check_flags_read(over, cfg, transport_class(cfg.transport), dialect_class(cfg.dialect))
         Backend(cfg, load_dialect(cfg), load_transport(cfg)).close()
     except OcrError as exc:
         return str(exc)
@@ -155,11 +159,9 @@ def health(
 ) -> None:
     """Check that a backend is reachable and authorised (workers/queue, models).  It takes the
     flags ``ocr convert`` takes to name the backend, so a command line that converts checks."""
-    from ..registry import load_backend
-
     try:
         over = backend_overrides(endpoint_id, base_url, api_key_env, model, None, dialect, None, mode)
-        be = load_backend(backend, **over, transport=transport)
+        be = checked_backend(backend, over, transport)
         from ..docmode import check as takes_documents
         from ..docmode import requested
 
@@ -231,7 +233,7 @@ def config_show(
     data = cfg.public_dict()
     data["render_used"] = _render_used(cfg)
     data["config_dir"] = str(config_dir())
-    refused = _refused(cfg)
+    refused = _refused(cfg, over)
     data["refused"] = refused
     # mask value by value: redacting the serialised text could turn a value into bare ***
     typer.echo(json.dumps(redact_data(data), indent=2, default=str))

@@ -17,6 +17,7 @@ from .common import (
     Termination,
     app,
     backend_overrides,
+    checked_backend,
     fail,
     failed_json,
     file_errors,
@@ -49,18 +50,16 @@ def bench(
     engine uploads nothing."""
     from ..bench import run_bench
 
+    over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
+
     async def measure() -> dict[str, Any]:
         term.task = asyncio.current_task()
-        return await run_bench(
-            inputs,
-            backend=backend,
-            pages=pages,
-            password=password,
-            concurrency=concurrency,
-            metrics=metrics,
-            **backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode),
-            **({"transport": transport} if transport else {}),
-        )
+        be = checked_backend(backend, over, transport)  # (a flag the backend would not read: refused)
+        try:
+            return await run_bench(inputs, backend=be, pages=pages, password=password, concurrency=concurrency,
+                                   metrics=metrics)  # fmt: skip
+        finally:
+            await be.aclose()
 
     # Ctrl-C and SIGTERM alike: the run's jobs cancelled at the endpoint, the exit 130 / 143 with
     # its --json (SIGTERM killed the process: no JSON, RunPod jobs left running and billing)

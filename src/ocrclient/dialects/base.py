@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import abc
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from ..errors import ConfigError
@@ -85,6 +85,25 @@ def check_options(cls: type, cfg: BackendConfig) -> None:
             if near:
                 raise ConfigError(f"dialect {getattr(cls, 'name', cls.__name__)!r} has no option {key!r} (dialect_options): "
                                   f"did you mean {near[0]!r}? It reads: {', '.join(sorted(declared)) or 'none'}")
+
+
+def unread_options(dialect: type | object, names: Iterable[str]) -> list[str]:
+    """Those of the ``dialect_options`` ``names`` that a dialect class (or instance) does not
+    read: neither in its own ``OPTIONS`` nor in its ``OUTPUT_OPTIONS`` (``ocr`` refuses
+    ``--text-layer`` and ``--keep-furniture`` for such a dialect); none when it declares no
+    ``OPTIONS`` of its own (a plugin's subclass may read more than its parent).
+
+    >>> class Plain:
+    ...     OPTIONS = {"prompt": None}
+    >>> unread_options(Plain, ["prompt", "text_layer"]), unread_options(object, ["text_layer"])
+    (['text_layer'], [])
+    """
+    cls = dialect if isinstance(dialect, type) else type(dialect)
+    declared = vars(cls).get("OPTIONS")
+    if declared is None:
+        return []
+    reads = {*declared, *getattr(cls, "OUTPUT_OPTIONS", {})}
+    return [n for n in names if n not in reads]
 
 
 class ModelDialect(abc.ABC):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,6 +30,7 @@ from ..imaging import Base64Text
 from ..models import ModelReply, ModelRequest, RequestKind  # the seam's data (re-exported here)
 
 __all__ = [
+    "FLAG_SETTINGS",
     "Health",
     "ModelReply",
     "ModelRequest",
@@ -38,7 +40,12 @@ __all__ = [
     "neutral_options",
     "release_request_body",
     "release_request_body_hook",
+    "unread_settings",
 ]
+
+#: the settings a command-line flag names that only some transports read (``--endpoint-id``,
+#: ``--base-url``, ``--api-key-env``, ``--mode``): what a transport's ``READS`` is drawn from
+FLAG_SETTINGS = frozenset({"endpoint_id", "base_url", "api_key_env", "mode"})
 
 
 @dataclass
@@ -69,6 +76,12 @@ class Transport(Protocol):
     its key and keys on every other option; a class that declares none keys on all of them
     (see :func:`neutral_options`).
 
+    It may also declare ``READS``: the frozenset of the settings named by the command line's
+    backend flags that it reads, among :data:`FLAG_SETTINGS` (``endpoint_id``, ``base_url``,
+    ``api_key_env``, ``mode``).  ``ocr`` then refuses such a flag for a backend whose transport
+    would not read it (``--mode run`` for a vLLM pod did nothing); a class that declares none is
+    taken to read them all (see :func:`unread_settings`).
+
     A transport that holds something of the event loop it is used on (an HTTP client's
     kept-alive connections) keeps one per loop and may define ``async def release()``: let go
     of the running loop's, which is about to end, and stay usable from the next
@@ -92,6 +105,19 @@ def neutral_options(transport: type | object) -> frozenset[str]:
     (['poll_interval_s'], frozenset())
     """
     return frozenset(getattr(transport, "neutral_options", ()))
+
+
+def unread_settings(transport: type | object, settings: Iterable[str]) -> list[str]:
+    """Those of ``settings`` (of :data:`FLAG_SETTINGS`) that a transport class (or instance)
+    declares in its ``READS`` that it does not read; none when it declares nothing.
+
+    >>> class Pod:
+    ...     READS = frozenset({"base_url", "api_key_env"})
+    >>> unread_settings(Pod, ["base_url", "mode"]), unread_settings(object, ["mode"])
+    (['mode'], [])
+    """
+    reads = getattr(transport, "READS", None)
+    return [] if reads is None else [s for s in settings if s in FLAG_SETTINGS and s not in reads]
 
 
 def release_request_body(response: httpx.Response) -> None:

@@ -154,6 +154,10 @@ class OpenAITransport(HttpImports):
     #: the kinds of request it carries (``Backend`` checks its dialect's ``SENDS`` against them)
     TAKES: frozenset[str] = frozenset({"chat"})
 
+    #: the backend flags' settings it reads (``ocr`` refuses ``--endpoint-id`` and ``--mode``:
+    #: see ``Transport``)
+    READS: frozenset[str] = frozenset({"base_url", "api_key_env"})
+
     #: options that cannot change what a page reads (the cache key leaves them out)
     neutral_options = frozenset(
         {"stream", "idle_timeout_s", "connect_timeout_s", "health_timeout_s", "modal", "modal_key_env",

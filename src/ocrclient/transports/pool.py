@@ -90,6 +90,10 @@ class PoolTransport:
     #: options that cannot change what a page reads (the cache key leaves them out)
     neutral_options = frozenset({"cooldown_s", "max_cooldown_s"})
 
+    #: the backend flags' settings it reads: none (each member's are its own, in
+    #: ``transport_options.members``; see ``Transport``)
+    READS: frozenset[str] = frozenset()
+
     def __init__(self, members: list[PoolMember], *, cooldown_s: float = 30.0, max_cooldown_s: float = 600.0) -> None:
         if not members:
             raise ConfigError("a pool needs at least one member")

@@ -1,0 +1,241 @@
+"""A backend flag the chosen backend would not read is refused, in one line, by every command
+that takes it (``--mode run`` for a vLLM pod, ``--endpoint-id`` for the local engine,
+``--text-layer`` for Chandra were accepted and did nothing).  What a transport reads is what it
+declares (``READS``), and each declaration is checked against the transport itself: built from a
+profile with the setting at a value found nowhere else, a transport that declares the setting
+holds that value somewhere, and one that does not declare it holds it nowhere."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import BaseModel, SecretStr
+from typer.testing import CliRunner
+
+from ocrclient.cli import app
+from ocrclient.cli.common import check_flags_read
+from ocrclient.config import BackendConfig, resolve_config
+from ocrclient.dialects.base import unread_options
+from ocrclient.errors import ConfigError
+from ocrclient.registry import DIALECTS, TRANSPORTS, dialect_class, load_transport, transport_class
+from ocrclient.transports.base import FLAG_SETTINGS, unread_settings
+
+from .pdfgen import blank_pdf
+
+KEY = "rp_flag_sentinel_key_7f3a"
+URL = "http://flag-sentinel-host.invalid:4321/v1"
+ENDPOINT = "flagsentinelendpoint"
+
+#: a profile of each built-in transport (the pool's one member has settings of its own)
+PROFILES: dict[str, dict[str, Any]] = {
+    "runpod": {"transport": "runpod", "dialect": "chandra", "model": "m", "endpoint_id": "own-endpoint",
+               "api_key": "rp_own_key"},
+    "openai": {"transport": "openai", "dialect": "lighton", "model": "m", "base_url": "http://own-host.invalid/v1",
+               "api_key": "own-key"},
+    "ocular": {"transport": "ocular", "dialect": "trocr", "model": "m", "base_url": "http://own-host.invalid"},
+    "local": {"transport": "local", "dialect": "rapidocr"},
+    "pool": {"transport": "pool", "dialect": "plain", "model": "m", "transport_options": {"members": [
+        {"backend": "openai", "base_url": "http://member-host.invalid/v1", "api_key": "member-key"}]}},
+}  # fmt: skip
+
+#: each setting a flag names: the value given, and the env it needs (the key is named, not given)
+GIVEN: dict[str, tuple[dict[str, Any], dict[str, str], str]] = {
+    "endpoint_id": ({"endpoint_id": ENDPOINT}, {}, ENDPOINT),
+    "base_url": ({"base_url": URL}, {}, "flag-sentinel-host"),
+    "api_key_env": ({"api_key_env": "OCR_FLAG_SENTINEL_KEY", "api_key": None}, {"OCR_FLAG_SENTINEL_KEY": KEY}, KEY),
+    "mode": ({"transport_options": {"mode": "run"}}, {}, ""),
+}
+
+
+def test_the_table_covers_every_built_in_transport_and_every_flag_setting() -> None:
+    assert set(PROFILES) == set(TRANSPORTS)
+    assert set(GIVEN) == set(FLAG_SETTINGS)
+    for name in TRANSPORTS:  # (a built-in that declared nothing would be taken to read everything)
+        assert getattr(transport_class(name), "READS", None) is not None, name
+
+
+def _holds(obj: Any, found: Callable[[str, Any], bool], seen: set[int] | None = None, depth: int = 8,
+           attr: str = "") -> bool:  # fmt: skip
+    """Whether ``obj`` (its attributes, containers, headers, URLs, secrets) holds a value that
+    ``found(attribute name, value)`` accepts; settings objects (the profile itself) are not looked in."""
+    seen = set() if seen is None else seen
+    if depth < 0 or id(obj) in seen or isinstance(obj, (BaseModel, type)):
+        return False
+    seen.add(id(obj))
+    if isinstance(obj, SecretStr):
+        obj = obj.get_secret_value()
+    if isinstance(obj, (str, bytes, httpx.URL)):
+        return found(attr, obj.decode("latin-1") if isinstance(obj, bytes) else str(obj))
+    if isinstance(obj, (int, float, type(None))):
+        return False
+    if isinstance(obj, httpx.Headers):
+        return any(found(k, v) for k, v in obj.items())
+    if isinstance(obj, dict):
+        return any(_holds(v, found, seen, depth - 1, str(k)) or _holds(k, found, seen, depth - 1) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return any(_holds(v, found, seen, depth - 1, attr) for v in obj)
+    if inspect.ismethod(obj):
+        obj = obj.__func__
+    if inspect.isfunction(obj):  # (what a closure keeps: a client built at its first use)
+        cells = [c.cell_contents for c in obj.__closure__ or () if c.cell_contents is not None]
+        return any(_holds(v, found, seen, depth - 1, attr) for v in cells)
+    fields = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
+    for cls in type(obj).__mro__:
+        for slot in getattr(cls, "__slots__", ()):
+            if isinstance(slot, str) and hasattr(obj, slot):
+                fields.setdefault(slot, getattr(obj, slot))
+    return any(_holds(v, found, seen, depth - 1, k) for k, v in fields.items())
+
+
+def _built(transport: str, setting: str | None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    data = dict(PROFILES[transport])
+    if setting is not None:
+        over, env, _ = GIVEN[setting]
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        for k, v in over.items():
+            if isinstance(v, dict):
+                data[k] = {**data.get(k, {}), **v}
+            elif v is None:
+                data.pop(k, None)
+            else:
+                data[k] = v
+    cfg = BackendConfig.model_validate({"name": f"flags-{transport}", **data})
+    return load_transport(cfg)
+
+
+@pytest.mark.parametrize("setting", sorted(FLAG_SETTINGS))
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+def test_a_transport_declares_a_setting_exactly_when_it_reads_it(transport: str, setting: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    declared = not unread_settings(transport_class(transport), [setting])
+    needle = GIVEN[setting][2]
+    if setting == "mode":  # (the value is one of RunPod's three: looked for as the attribute ``mode``)
+        def found(attr: str, value: str) -> bool:
+            return attr == "mode" and value == "run"
+    else:
+        def found(attr: str, value: str) -> bool:
+            return needle in value
+    for given in (None, setting):  # (the value is nowhere without the setting)
+        try:
+            t = _built(transport, given, monkeypatch)
+        except ConfigError:  # (refused by the transport itself: not read either)
+            assert given is not None and not declared
+            continue
+        try:
+            assert _holds(t, found) is (declared and given is not None), (transport, given, declared)
+        finally:
+            asyncio.run(t.aclose())
+
+
+#: the dialect options a flag sets: the flag, a value it gives
+DIALECT_FLAGS = {"text_layer": ("--text-layer", "never"), "include_headers_footers": ("--keep-furniture", True)}
+
+
+@pytest.mark.parametrize("option", sorted(DIALECT_FLAGS))
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_a_dialect_option_flag_is_refused_exactly_when_the_dialect_does_not_read_it(dialect: str, option: str) -> None:
+    cls = dialect_class(dialect)
+    reads = {*(vars(cls).get("OPTIONS") or {}), *getattr(cls, "OUTPUT_OPTIONS", {})}
+    assert vars(cls).get("OPTIONS") is not None, dialect  # (every built-in declares what it reads)
+    cfg = BackendConfig(name="x", transport="openai", dialect=dialect, model="m")
+    flag, value = DIALECT_FLAGS[option]
+    over = {"dialect_options": {option: value}}
+    if option in reads:
+        assert not unread_options(cls, [option])
+        check_flags_read(over, cfg, transport_class("openai"), cls)
+    else:
+        with pytest.raises(ConfigError, match=f"^{flag} does nothing with backend 'x': its dialect '{dialect}'"):
+            check_flags_read(over, cfg, transport_class("openai"), cls)
+
+
+def test_a_dialect_or_transport_declaring_nothing_is_taken_to_read_every_flag() -> None:
+    class Plugin:  # (a plugin's: it may read them)
+        pass
+
+    cfg = BackendConfig(name="p", transport="mine", dialect="mine", model="m")
+    over = {"endpoint_id": "e", "base_url": URL, "api_key_env": "K", "transport_options": {"mode": "run"},
+            "dialect_options": {"text_layer": "never", "include_headers_footers": True}}  # fmt: skip
+    check_flags_read(over, cfg, Plugin, Plugin)
+
+
+# -- every command that takes the flags ---------------------------------------------------------
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"OCRCLIENT_CONFIG_DIR": str(tmp_path / "cfg"), "OCRCLIENT_CACHE_DIR": str(tmp_path / "cache"),
+            "RUNPOD_API_KEY": "rp_test_key", "RUNPOD_ENDPOINT_ID": "ep", "RUNPOD_POD_BASE_URL": "http://127.0.0.1:9/v1"}  # fmt: skip
+
+
+def _commands(pdf: Path) -> dict[str, list[str]]:
+    return {"convert": ["convert", str(pdf), "-o", str(pdf.parent / "out")], "bench": ["bench", str(pdf)],
+            "health": ["health"], "config": ["config"]}  # fmt: skip
+
+
+#: (a backend, a flag it does not read, the words of the refusal) -- one per kind of refusal
+REFUSED = [
+    ("local", ["--endpoint-id", "e1"], "--endpoint-id does nothing with backend 'local': its transport 'local' does not read endpoint_id (read by the runpod transport)"),
+    ("runpod-pod-lightonocr2", ["--mode", "run"], "--mode does nothing with backend 'runpod-pod-lightonocr2': its transport 'openai' does not read mode (read by the runpod transport)"),
+    ("local", ["--base-url", "http://127.0.0.1:9"], "--base-url does nothing with backend 'local': its transport 'local' does not read base_url (read by the runpod, openai and ocular transports)"),
+    ("local", ["--api-key-env", "MY_KEY"], "--api-key-env does nothing with backend 'local': its transport 'local' does not read api_key_env"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["convert", "bench", "health", "config"])
+@pytest.mark.parametrize(("backend", "flag", "said"), REFUSED, ids=[f"{b} {f[0]}" for b, f, _ in REFUSED])
+def test_every_command_refuses_a_flag_its_backend_would_not_read(command: str, backend: str, flag: list[str], said: str,
+                                                                 tmp_path: Path, env: dict[str, str]) -> None:  # fmt: skip
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(200, 260)])
+    res = CliRunner().invoke(app, [*_commands(pdf)[command], "--backend", backend, *flag], env=env, catch_exceptions=False)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and said in lines[0], res.output
+    assert not (pdf.parent / "out").exists()  # (refused before the output folder is made)
+
+
+def test_the_text_layer_flags_are_refused_for_chandra_by_convert_and_config(tmp_path: Path, env: dict[str, str]) -> None:
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(200, 260)])
+    for command in ("convert", "config"):
+        res = CliRunner().invoke(app, [*_commands(pdf)[command], "--backend", "runpod-chandra", "--text-layer", "never"],
+                                 env=env, catch_exceptions=False)  # fmt: skip
+        assert res.exit_code == 2, res.output
+        assert "error: --text-layer does nothing with backend 'runpod-chandra': its dialect 'chandra' reads no text_layer option (read by the rapidocr dialect)" in res.output
+
+
+def test_flags_the_backend_reads_are_taken(tmp_path: Path, env: dict[str, str]) -> None:
+    """``ocr config`` shows them in the settings, and refuses nothing."""
+    for backend, flags, shown in [
+        ("runpod-chandra", ["--endpoint-id", "e9", "--mode", "run", "--keep-furniture"], {"endpoint_id": "e9"}),
+        ("runpod-pod-lightonocr2", ["--base-url", "http://127.0.0.1:9/v1"], {"base_url": "http://127.0.0.1:9/v1"}),
+        ("local", ["--text-layer", "never", "--keep-furniture"], {}),
+    ]:
+        res = CliRunner().invoke(app, ["config", "--backend", backend, *flags], env=env, catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        data = json.loads(res.output)
+        assert data["refused"] is None
+        for k, v in shown.items():
+            assert data[k] == v
+
+
+def test_a_flag_read_by_the_runpod_transport_is_refused_when_the_profile_is_sent_over_another(env: dict[str, str]) -> None:
+    """``--transport`` changes who reads: ``runpod-trocr`` over ``ocular`` reads no ``--mode``."""
+    res = CliRunner().invoke(app, ["config", "--backend", "runpod-trocr", "--transport", "ocular", "--mode", "run"],
+                             env={**env, "OCULAR_URL": "http://127.0.0.1:9"}, catch_exceptions=False)  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "--mode does nothing with backend 'runpod-trocr': its transport 'ocular' does not read mode" in res.output
+
+
+def test_resolved_settings_from_the_environment_are_not_flags(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An endpoint id in the environment (which may serve another backend) is no flag: nothing refused."""
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    cfg = resolve_config("local")
+    check_flags_read({}, cfg, transport_class(cfg.transport), dialect_class(cfg.dialect))
