@@ -137,7 +137,7 @@ def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
                 spans.append((t0, time.monotonic(), f"{self.command} {self.path.split('?')[0]}", self.bench_status))
 
     _server.SimHandler.send_response = noted  # type: ignore[method-assign]
-    _server.SimHandler.do_GET = _server.SimHandler.do_POST = timed  # type: ignore[method-assign]
+    _server.SimHandler.do_GET = _server.SimHandler.do_POST = timed
     plan = FaultPlan(slots=slots, latency_s=(service_s, service_s))
     sim: Any
     jobs: list[tuple[float, Any]] = []  # RunPod: (its /run or /runsync request's arrival, the job)
@@ -173,7 +173,7 @@ def _host_main(kind: str, slots: int, service_s: float, conn: Any) -> None:
                     with lock:
                         holds.append((start, self.clock()))
 
-        HTTPSimulator.serving = held  # type: ignore[assignment,method-assign]
+        HTTPSimulator.serving = held  # type: ignore[method-assign]
 
         # vlmparse names the model "vllm-model" (the served name of the servers it deploys)
         model = "vllm-model" if kind == "openai-vlmparse" else "lightonai/LightOnOCR-2-1B"

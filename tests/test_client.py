@@ -725,7 +725,7 @@ def test_an_on_event_callback_that_raises_is_logged_once_and_loses_no_page(tmp_p
         ocrclient.convert(png("inside"), backend="openai")  # a blocking call on the run's loop
 
     with caplog.at_level(logging.WARNING, logger="ocrclient.events"), OpenAISimulator() as sim:
-        doc = asyncio.run(ocrclient.aconvert(pdf, on_event=broken, **sim_settings(sim)))
+        doc = asyncio.run(ocrclient.aconvert(pdf, backend="openai", on_event=broken, **sim_settings(sim)))
     assert doc.ok and len(doc.pages) == 3 and len(seen) > 3
     said = [r.getMessage() for r in caplog.records if r.name == "ocrclient.events"]
     assert len(said) == 1 and "UsageError" in said[0], said

@@ -19,13 +19,21 @@ import pytest
 from pydantic import BaseModel, SecretStr
 from typer.testing import CliRunner
 
+import ocrclient
 from ocrclient.cli import app
 from ocrclient.cli.common import check_flags_read
 from ocrclient.config import BackendConfig, resolve_config
 from ocrclient.dialects.base import unread_options
 from ocrclient.errors import ConfigError
-from ocrclient.registry import DIALECTS, TRANSPORTS, dialect_class, load_transport, transport_class
-from ocrclient.transports.base import FLAG_SETTINGS, unread_settings
+from ocrclient.registry import (
+    DIALECTS,
+    READ_BY_SOME,
+    TRANSPORTS,
+    dialect_class,
+    load_transport,
+    transport_class,
+)
+from ocrclient.transports.base import CHOSEN_SETTINGS, unread_settings
 
 from .pdfgen import blank_pdf
 
@@ -50,13 +58,14 @@ GIVEN: dict[str, tuple[dict[str, Any], dict[str, str], str]] = {
     "endpoint_id": ({"endpoint_id": ENDPOINT}, {}, ENDPOINT),
     "base_url": ({"base_url": URL}, {}, "flag-sentinel-host"),
     "api_key_env": ({"api_key_env": "OCR_FLAG_SENTINEL_KEY", "api_key": None}, {"OCR_FLAG_SENTINEL_KEY": KEY}, KEY),
+    "api_key": ({"api_key": KEY}, {}, KEY),
     "mode": ({"transport_options": {"mode": "run"}}, {}, ""),
 }
 
 
 def test_the_table_covers_every_built_in_transport_and_every_flag_setting() -> None:
     assert set(PROFILES) == set(TRANSPORTS)
-    assert set(GIVEN) == set(FLAG_SETTINGS)
+    assert set(GIVEN) == set(CHOSEN_SETTINGS)
     for name in TRANSPORTS:  # (a built-in that declared nothing would be taken to read everything)
         assert getattr(transport_class(name), "READS", None) is not None, name
 
@@ -111,7 +120,7 @@ def _built(transport: str, setting: str | None, monkeypatch: pytest.MonkeyPatch)
     return load_transport(cfg)
 
 
-@pytest.mark.parametrize("setting", sorted(FLAG_SETTINGS))
+@pytest.mark.parametrize("setting", sorted(CHOSEN_SETTINGS))
 @pytest.mark.parametrize("transport", sorted(TRANSPORTS))
 def test_a_transport_declares_a_setting_exactly_when_it_reads_it(transport: str, setting: str,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
@@ -198,7 +207,8 @@ def test_every_command_refuses_a_flag_its_backend_would_not_read(command: str, b
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and said in lines[0], res.output
-    assert not (pdf.parent / "out").exists()  # (refused before the output folder is made)
+    if command == "convert":
+        assert not (pdf.parent / "out").exists()  # (refused before the output folder is made)
 
 
 def test_the_text_layer_flags_are_refused_for_chandra_by_convert_and_config(tmp_path: Path, env: dict[str, str]) -> None:
@@ -239,3 +249,93 @@ def test_resolved_settings_from_the_environment_are_not_flags(env: dict[str, str
         monkeypatch.setenv(k, v)
     cfg = resolve_config("local")
     check_flags_read({}, cfg, transport_class(cfg.transport), dialect_class(cfg.dialect))
+
+
+# -- the same settings chosen in Python, and in a pool member's table ----------------------------
+
+
+@pytest.mark.parametrize(("where", "name"), READ_BY_SOME)
+@pytest.mark.parametrize("backend", ["local", "runpod-pod-lightonocr2", "runpod-chandra"])
+def test_load_backend_refuses_a_keyword_its_backend_would_not_read(backend: str, where: str, name: str,
+                                                                   env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    for k, v in {**env, "OCR_FLAG_VALUE_KEY": "rp_flag_value_key"}.items():
+        monkeypatch.setenv(k, v)
+    value: Any = {"text_layer": "never", "include_headers_footers": True, "mode": "run", "endpoint_id": "e1",
+                  "base_url": "http://127.0.0.1:9/v1", "api_key": "rp_flag_value_key", "api_key_env": "OCR_FLAG_VALUE_KEY"}[name]  # fmt: skip
+    kwargs: dict[str, Any] = {where: {name: value}} if where else {name: value}
+    cfg = resolve_config(backend)
+    cls_t, cls_d = transport_class(cfg.transport), dialect_class(cfg.dialect)
+    read = not (unread_options(cls_d, [name]) if where == "dialect_options" else unread_settings(cls_t, [name]))
+    if read:
+        ocrclient.load_backend(backend, **kwargs).close()
+        return
+    shown = f"{where}[{name!r}]" if where else name
+    with pytest.raises(ConfigError) as got:
+        ocrclient.load_backend(backend, **kwargs)
+    assert str(got.value).startswith(f"{shown} does nothing with backend {backend!r}: its "), got.value
+    assert "\n" not in str(got.value) and "rp_flag_value_key" not in str(got.value)
+
+
+def test_convert_refuses_a_key_for_the_local_engine_before_any_page(tmp_path: Path) -> None:
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(200, 260)])
+    with pytest.raises(ConfigError, match=r"^api_key does nothing with backend 'local': its transport 'local' does not read api_key"):
+        ocrclient.convert(pdf, backend="local", api_key="sk-never-shown")
+
+
+def test_a_pool_member_setting_its_backend_would_not_read_is_refused_naming_the_member(tmp_path: Path) -> None:
+    prof = tmp_path / "pool.toml"
+    prof.write_text('transport = "pool"\ndialect = "plain"\nmodel = "m"\n[transport_options]\nmembers = [\n'
+                    '  { backend = "openai", base_url = "http://127.0.0.1:9/v1", label = "a" },\n'
+                    '  { backend = "openai", base_url = "http://127.0.0.1:9/v1", endpoint_id = "e1", label = "b" },\n]\n',
+                    encoding="utf-8")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^backend 'pool': pool member b: endpoint_id does nothing with backend 'openai': its transport 'openai' does not read endpoint_id \(read by the runpod transport\)$"):
+        ocrclient.load_backend(str(prof))
+    prof.write_text(prof.read_text().replace(', endpoint_id = "e1"', ""), encoding="utf-8")
+    ocrclient.load_backend(str(prof)).close()  # (without it the pool loads)
+
+
+def test_a_plugin_subclass_of_a_built_in_transport_is_not_held_to_its_parents_reads() -> None:
+    """A plugin's OpenAI-compatible transport may read an endpoint id its parent does not: one
+    that declares no ``READS`` of its own is taken to read every setting."""
+    from ocrclient.transports.openai import OpenAITransport
+
+    class EndpointOpenAI(OpenAITransport):
+        pass
+
+    class Declared(OpenAITransport):
+        READS = frozenset({"base_url", "endpoint_id"})
+
+    assert unread_settings(EndpointOpenAI, ["endpoint_id", "mode"]) == []
+    assert unread_settings(Declared, ["endpoint_id", "mode"]) == ["mode"]
+    cfg = BackendConfig(name="ep", transport="epplug:EndpointOpenAI", dialect="plain", model="m")
+    check_flags_read({"endpoint_id": "abc"}, cfg, EndpointOpenAI, dialect_class("plain"))
+
+
+def test_bench_says_a_missing_input_before_a_backend_that_cannot_load(tmp_path: Path, env: dict[str, str]) -> None:
+    """As ``convert`` does (and ``bench`` did before flags were checked): the inputs first."""
+    res = CliRunner().invoke(app, ["bench", str(tmp_path / "nope.pdf"), "--backend", "runpod-chandra"],
+                             env={**env, "RUNPOD_API_KEY": ""}, catch_exceptions=False)  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "nope.pdf" in res.output and "API key" not in res.output, res.output
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_a_dialect_declares_text_layer_exactly_when_it_changes_what_is_sent(dialect: str) -> None:
+    """The behaviour behind ``--text-layer``'s refusal: a PDF page's request, built with
+    ``text_layer = "never"`` and without, differs for a dialect that declares the option and is
+    the same for one that does not."""
+    from dataclasses import replace
+
+    from ocrclient.models import Attempt
+    from ocrclient.registry import load_dialect
+
+    from .fakes import make_page
+
+    declared = not unread_options(dialect_class(dialect), ["text_layer"])
+    sent = []
+    for options in ({}, {"text_layer": "never"}):
+        cfg = BackendConfig(name="x", transport="openai", dialect=dialect, model="m", dialect_options=options)
+        built = load_dialect(cfg)
+        page = replace(make_page(0), pdf_path="doc.pdf")
+        sent.append(repr(built.build(page, Attempt(1)).body))
+    assert (sent[0] != sent[1]) is declared, dialect

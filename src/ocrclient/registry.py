@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,8 @@ if TYPE_CHECKING:  # the transports import httpx: only load_transport imports on
     from .concurrency import WritesFirst
     from .transports.base import Transport
 
-__all__ = ["DIALECTS", "TRANSPORTS", "Backend", "configured", "load_backend", "load_dialect", "load_transport"]
+__all__ = ["DIALECTS", "TRANSPORTS", "Backend", "check_read", "configured", "load_backend", "load_dialect",
+           "load_transport"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -240,9 +242,11 @@ def load_backend(name: str | None = None, /, **overrides: Any) -> Backend:
     """Load a named backend (or a TOML profile path) with optional overrides.
 
     ``overrides`` are :class:`~ocrclient.config.BackendConfig` fields, e.g.
-    ``load_backend("runpod-chandra", endpoint_id="abc123", concurrency=16)``.
+    ``load_backend("runpod-chandra", endpoint_id="abc123", concurrency=16)``; one the backend
+    would not read is refused (:func:`check_read`).
     """
     cfg = resolve_config(name, **overrides)
+    check_read(overrides, cfg, transport_class(cfg.transport), dialect_class(cfg.dialect))
     dialect = load_dialect(cfg)
     transport = load_transport(cfg)
     return Backend(cfg, dialect, transport)
@@ -270,3 +274,58 @@ def configured(cfg: BackendConfig) -> tuple[bool, str]:
         members = cfg.transport_options.get("members") or []
         return (bool(members), f"{len(members)} members")
     return True, "third-party transport"
+
+
+#: the settings, given explicitly, that only some backends read: (the overrides' table, the name)
+READ_BY_SOME = (("", "endpoint_id"), ("", "base_url"), ("", "api_key"), ("", "api_key_env"), ("transport_options", "mode"),
+                ("dialect_options", "text_layer"), ("dialect_options", "include_headers_footers"))  # fmt: skip
+
+
+def _keyword(table: str, name: str) -> str:
+    return f"{table}[{name!r}]" if table else name
+
+
+def check_read(over: Mapping[str, Any], cfg: BackendConfig, transport: object, dialect: object,
+               label: Callable[[str, str], str] = _keyword) -> None:  # fmt: skip
+    """Refuse, in one line (:class:`ConfigError`), a setting given in ``over`` (overrides, or a
+    pool member's table: what someone chose for this backend, not what the environment or a
+    profile holds for any) that the backend's ``transport`` or ``dialect`` (each a class or an
+    instance) would not read: ``endpoint_id`` for the local engine, RunPod's ``mode`` for a vLLM
+    pod, ``text_layer`` for Chandra were taken and did nothing.  What each reads is what it
+    declares (``READS``: :func:`~ocrclient.transports.base.unread_settings`; ``OPTIONS``:
+    :func:`~ocrclient.dialects.base.unread_options`); one that declares nothing (a plugin's) is
+    taken to read them all.  ``label(table, name)`` is the setting as the caller named it (the
+    CLI: its flag; else the keyword, ``transport_options['mode']``)."""
+    from .dialects.base import unread_options
+    from .transports.base import unread_settings
+
+    for where, name in READ_BY_SOME:
+        given = over.get(where) or {} if where else over
+        if not isinstance(given, Mapping) or given.get(name) in (None, "", False):
+            continue
+        if where == "dialect_options":
+            if unread_options(dialect, [name]):
+                raise ConfigError(f"{label(where, name)} does nothing with backend {cfg.name!r}: its dialect "
+                                  f"{cfg.dialect!r} reads no {name} option{_read_by('dialect', name)}")  # fmt: skip
+        elif unread_settings(transport, [name]):
+            raise ConfigError(f"{label(where, name)} does nothing with backend {cfg.name!r}: its transport "
+                              f"{cfg.transport!r} does not read {name}{_read_by('transport', name)}")  # fmt: skip
+
+
+def _read_by(kind: str, name: str) -> str:
+    """`` (read by the runpod transport)``: the built-in transports (dialects) that read ``name``."""
+    from .dialects.base import unread_options
+    from .transports.base import unread_settings
+
+    readers = []
+    for each in TRANSPORTS if kind == "transport" else DIALECTS:
+        try:
+            cls = transport_class(each) if kind == "transport" else dialect_class(each)
+        except OcrError:  # (an extra not installed)
+            continue
+        if not (unread_settings(cls, [name]) if kind == "transport" else unread_options(cls, [name])):
+            readers.append(each)
+    if not readers:
+        return ""
+    names = readers[0] if len(readers) == 1 else f"{', '.join(readers[:-1])} and {readers[-1]}"
+    return f" (read by the {names} {kind}{'s' if len(readers) > 1 else ''})"

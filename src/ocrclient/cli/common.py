@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import typer
 
-from ..errors import ConfigError, OcrError, redact
+from ..errors import OcrError, redact
 
 if TYPE_CHECKING:
     import asyncio
@@ -45,6 +45,7 @@ __all__ = [
     "fail",
     "failed_page",
     "file_errors",
+    "flags_checked",
     "one_line_warnings",
     "print_traceback",
     "real_console",
@@ -232,7 +233,7 @@ def backend_overrides(
 
 
 #: the flags that set what only some backends read: (the overrides' table, the setting) -> flag
-_READ_BY_SOME = {
+_FLAGS = {
     ("", "endpoint_id"): "--endpoint-id",
     ("", "base_url"): "--base-url",
     ("", "api_key_env"): "--api-key-env",
@@ -243,26 +244,13 @@ _READ_BY_SOME = {
 
 
 def check_flags_read(over: dict[str, Any], cfg: BackendConfig, transport: object, dialect: object) -> None:
-    """Refuse, in one line (:class:`~ocrclient.errors.ConfigError`), a flag among ``over`` (the
-    overrides of :func:`backend_overrides`, with ``dialect_options``) that the backend's
-    ``transport`` or ``dialect`` (each a class or an instance) would not read: ``--mode run`` for
-    a vLLM pod, ``--text-layer`` for Chandra were accepted and did nothing.  What each reads is
-    what it declares (``READS``: :func:`~ocrclient.transports.base.unread_settings`;
-    ``OPTIONS``: :func:`~ocrclient.dialects.base.unread_options`); one that declares nothing
-    (a plugin's) is taken to read them all."""
-    from ..dialects.base import unread_options
-    from ..transports.base import unread_settings
+    """Refuse, in one line, a flag among ``over`` (the overrides of :func:`backend_overrides`,
+    with ``dialect_options``) that the backend's ``transport`` or ``dialect`` would not read
+    (``--mode run`` for a vLLM pod, ``--text-layer`` for Chandra were accepted and did nothing):
+    :func:`~ocrclient.registry.check_read`, naming the flag."""
+    from ..registry import check_read
 
-    for (table, name), flag in _READ_BY_SOME.items():
-        if (over.get(table) or {} if table else over).get(name) in (None, "", False):
-            continue
-        if table == "dialect_options":
-            if unread_options(dialect, [name]):
-                raise ConfigError(f"{flag} does nothing with backend {cfg.name!r}: its dialect {cfg.dialect!r} reads no "
-                                  f"{name} option{_read_by('dialect', name)}")  # fmt: skip
-        elif unread_settings(transport, [name]):
-            raise ConfigError(f"{flag} does nothing with backend {cfg.name!r}: its transport {cfg.transport!r} does "
-                              f"not read {name}{_read_by('transport', name)}")  # fmt: skip
+    check_read(over, cfg, transport, dialect, label=lambda table, name: _FLAGS.get((table, name), name))
 
 
 def checked_backend(backend: str | None, over: dict[str, Any], transport: str | None = None) -> Backend:
@@ -276,24 +264,18 @@ def checked_backend(backend: str | None, over: dict[str, Any], transport: str | 
     return Backend(cfg, load_dialect(cfg), load_transport(cfg))
 
 
-def _read_by(kind: str, name: str) -> str:
-    """`` (read by the runpod transport)``: the built-in transports (dialects) that read ``name``."""
-    from ..dialects.base import unread_options
-    from ..registry import DIALECTS, TRANSPORTS, dialect_class, transport_class
-    from ..transports.base import unread_settings
+def flags_checked(backend: str | None, over: dict[str, Any]) -> None:
+    """:func:`check_flags_read` on the settings ``backend`` and ``over`` resolve to, building
+    nothing; settings that do not resolve are left for the command to say where it would."""
+    from ..config import resolve_config
+    from ..registry import dialect_class, transport_class
 
-    readers = []
-    for each in TRANSPORTS if kind == "transport" else DIALECTS:
-        try:
-            cls = transport_class(each) if kind == "transport" else dialect_class(each)
-        except OcrError:  # (an extra not installed)
-            continue
-        if not (unread_settings(cls, [name]) if kind == "transport" else unread_options(cls, [name])):
-            readers.append(each)
-    if not readers:
-        return ""
-    names = readers[0] if len(readers) == 1 else f"{', '.join(readers[:-1])} and {readers[-1]}"
-    return f" (read by the {names} {kind}{'s' if len(readers) > 1 else ''})"
+    try:
+        cfg = resolve_config(backend, **over)
+        classes = transport_class(cfg.transport), dialect_class(cfg.dialect)
+    except OcrError:
+        return
+    check_flags_read(over, cfg, *classes)
 
 
 class Termination:

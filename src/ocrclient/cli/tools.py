@@ -17,10 +17,10 @@ from .common import (
     Termination,
     app,
     backend_overrides,
-    checked_backend,
     fail,
     failed_json,
     file_errors,
+    flags_checked,
     stdout,
 )
 
@@ -51,15 +51,17 @@ def bench(
     from ..bench import run_bench
 
     over = backend_overrides(endpoint_id, base_url, api_key_env, model, dpi, dialect, image_format, mode)
+    if transport:
+        over["transport"] = transport
+    try:
+        flags_checked(backend, over)  # (bad inputs, then a backend that cannot load: said by the run, in that order)
+    except OcrError as exc:
+        raise fail(str(exc), as_json=as_json) from None
 
     async def measure() -> dict[str, Any]:
         term.task = asyncio.current_task()
-        be = checked_backend(backend, over, transport)  # (a flag the backend would not read: refused)
-        try:
-            return await run_bench(inputs, backend=be, pages=pages, password=password, concurrency=concurrency,
-                                   metrics=metrics)  # fmt: skip
-        finally:
-            await be.aclose()
+        return await run_bench(inputs, backend=backend, pages=pages, password=password, concurrency=concurrency,
+                               metrics=metrics, **over)  # fmt: skip
 
     # Ctrl-C and SIGTERM alike: the run's jobs cancelled at the endpoint, the exit 130 / 143 with
     # its --json (SIGTERM killed the process: no JSON, RunPod jobs left running and billing)

@@ -30,7 +30,7 @@ from ..imaging import Base64Text
 from ..models import ModelReply, ModelRequest, RequestKind  # the seam's data (re-exported here)
 
 __all__ = [
-    "FLAG_SETTINGS",
+    "CHOSEN_SETTINGS",
     "Health",
     "ModelReply",
     "ModelRequest",
@@ -43,9 +43,9 @@ __all__ = [
     "unread_settings",
 ]
 
-#: the settings a command-line flag names that only some transports read (``--endpoint-id``,
-#: ``--base-url``, ``--api-key-env``, ``--mode``): what a transport's ``READS`` is drawn from
-FLAG_SETTINGS = frozenset({"endpoint_id", "base_url", "api_key_env", "mode"})
+#: the settings chosen for one backend (a flag, a keyword, a pool member's table) that only some
+#: transports read (``transport_options.mode`` is ``mode``): what a transport's ``READS`` is drawn from
+CHOSEN_SETTINGS = frozenset({"endpoint_id", "base_url", "api_key", "api_key_env", "mode"})
 
 
 @dataclass
@@ -76,11 +76,11 @@ class Transport(Protocol):
     its key and keys on every other option; a class that declares none keys on all of them
     (see :func:`neutral_options`).
 
-    It may also declare ``READS``: the frozenset of the settings named by the command line's
-    backend flags that it reads, among :data:`FLAG_SETTINGS` (``endpoint_id``, ``base_url``,
-    ``api_key_env``, ``mode``).  ``ocr`` then refuses such a flag for a backend whose transport
-    would not read it (``--mode run`` for a vLLM pod did nothing); a class that declares none is
-    taken to read them all (see :func:`unread_settings`).
+    It may also declare ``READS``: the frozenset of the settings among :data:`CHOSEN_SETTINGS`
+    (``endpoint_id``, ``base_url``, ``api_key``, ``api_key_env``, ``mode``) that it reads.  Such
+    a setting chosen for a backend whose transport would not read it (``--mode run`` for a vLLM
+    pod did nothing) is then refused (:func:`~ocrclient.registry.check_read`); a class that
+    declares none is taken to read them all (see :func:`unread_settings`).
 
     A transport that holds something of the event loop it is used on (an HTTP client's
     kept-alive connections) keeps one per loop and may define ``async def release()``: let go
@@ -108,16 +108,17 @@ def neutral_options(transport: type | object) -> frozenset[str]:
 
 
 def unread_settings(transport: type | object, settings: Iterable[str]) -> list[str]:
-    """Those of ``settings`` (of :data:`FLAG_SETTINGS`) that a transport class (or instance)
-    declares in its ``READS`` that it does not read; none when it declares nothing.
+    """Those of ``settings`` (of :data:`CHOSEN_SETTINGS`) that a transport class (or instance)
+    declares in its own ``READS`` that it does not read; none when it declares nothing itself (a
+    plugin's subclass of a built-in may read more than its parent: it is not held to the parent's).
 
     >>> class Pod:
     ...     READS = frozenset({"base_url", "api_key_env"})
     >>> unread_settings(Pod, ["base_url", "mode"]), unread_settings(object, ["mode"])
     (['mode'], [])
     """
-    reads = getattr(transport, "READS", None)
-    return [] if reads is None else [s for s in settings if s in FLAG_SETTINGS and s not in reads]
+    reads = vars(transport if isinstance(transport, type) else type(transport)).get("READS")
+    return [] if reads is None else [s for s in settings if s in CHOSEN_SETTINGS and s not in reads]
 
 
 def release_request_body(response: httpx.Response) -> None:

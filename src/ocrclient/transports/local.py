@@ -84,7 +84,7 @@ class LocalTransport:
     #: the kinds of request it carries (``Backend`` checks its dialect's ``SENDS`` against them)
     TAKES: frozenset[str] = frozenset({"engine"})
 
-    #: the backend flags' settings it reads: none (no server, no key; see ``Transport``)
+    #: the settings chosen for a backend that it reads: none (no server, no key; see ``Transport``)
     READS: frozenset[str] = frozenset()
 
     #: options that cannot change what a page reads (the cache key leaves them out)

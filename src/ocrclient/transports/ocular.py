@@ -65,9 +65,9 @@ class OcularTransport(HttpImports):
     #: the kinds of request it carries (``Backend`` checks its dialect's ``SENDS`` against them)
     TAKES: frozenset[str] = frozenset({"ocular"})
 
-    #: the backend flags' settings it reads (``ocr`` refuses ``--endpoint-id`` and ``--mode``:
+    #: the settings chosen for a backend that it reads (``endpoint_id`` and ``mode`` are refused:
     #: see ``Transport``)
-    READS: frozenset[str] = frozenset({"base_url", "api_key_env"})
+    READS: frozenset[str] = frozenset({"base_url", "api_key", "api_key_env"})
 
     #: options that cannot change what a page reads (the cache key leaves them out)
     neutral_options = frozenset({"api_key_header", "connect_timeout_s"})

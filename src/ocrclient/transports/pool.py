@@ -90,7 +90,7 @@ class PoolTransport:
     #: options that cannot change what a page reads (the cache key leaves them out)
     neutral_options = frozenset({"cooldown_s", "max_cooldown_s"})
 
-    #: the backend flags' settings it reads: none (each member's are its own, in
+    #: the settings chosen for a backend that it reads: none (each member's are its own, in
     #: ``transport_options.members``; see ``Transport``)
     READS: frozenset[str] = frozenset()
 
@@ -113,7 +113,7 @@ class PoolTransport:
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> PoolTransport:
-        from ..registry import load_transport
+        from ..registry import check_read, dialect_class, load_transport, transport_class
         from .options import PoolOptions, checked_options
 
         o = checked_options(PoolOptions, cfg, "pool")
@@ -141,6 +141,7 @@ class PoolTransport:
                                   "to set (every member gets the pool's requests, read by the pool's dialect)")  # fmt: skip
             try:
                 member_cfg = resolve_config(name, **spec)
+                check_read(spec, member_cfg, transport_class(member_cfg.transport), dialect_class(member_cfg.dialect))
             except ConfigError as exc:
                 raise ConfigError(f"backend {cfg.name!r}: pool member {label}: {exc.message}") from None
             if member_cfg.dialect != cfg.dialect:

@@ -170,8 +170,8 @@ class RunPodTransport(HttpImports):
 
     TAKES: frozenset[str] = frozenset({"chat", "ocular", "document"})  # (request kinds: see Backend)
 
-    #: the backend flags' settings it reads (``ocr`` refuses the others: see ``Transport``)
-    READS: frozenset[str] = frozenset({"endpoint_id", "base_url", "api_key_env", "mode"})
+    #: the settings chosen for a backend that it reads (every one: see ``Transport``)
+    READS: frozenset[str] = frozenset({"endpoint_id", "base_url", "api_key", "api_key_env", "mode"})
 
     neutral_options = frozenset(_NEUTRAL_OPTIONS)
     model: str | None = None  # the profile's model: ``ocr health`` asks the worker whether it serves it
