@@ -23,6 +23,16 @@ from ocrclient.testing.faults import FaultPlan
 from ocrclient.transports.base import Health, ModelReply, ModelRequest
 
 
+def read_by(transport: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` less those the built-in ``transport`` would not read (``load_backend``
+    refuses a setting chosen for a backend that does not read it: ``registry.check_read``)."""
+    from ocrclient.registry import transport_class
+    from ocrclient.transports.base import unread_settings
+
+    unread = set(unread_settings(transport_class(transport), settings))
+    return {k: v for k, v in settings.items() if k not in unread}
+
+
 def make_page(index: int, source: str = "doc.pdf", *, error: str | None = None) -> PageImage:
     img = Image.new("L", (40, 52), color=(index * 37) % 256)
     spec = RenderSpec(dpi=10, format="png")

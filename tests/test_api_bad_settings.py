@@ -125,7 +125,7 @@ def _transport_settings() -> dict[str, tuple[str, dict[str, Any], set[str]]]:
         "openai": ("openai", {"base_url": "http://127.0.0.1:9/v1", "model": "m"}, set(MODELS["openai"].model_fields)),
         "ocular": ("runpod-trocr", {"transport": "ocular", "base_url": "http://127.0.0.1:9"},
                    set(MODELS["ocular"].model_fields)),
-        "pool": ("openai", {"transport": "pool", "base_url": "http://127.0.0.1:9/v1", "model": "m"},
+        "pool": ("openai", {"transport": "pool", "model": "m"},  # (its members name their URLs)
                  set(MODELS["pool"].model_fields) - {"members"}),
         "local": ("local", {}, set(LOCAL)),
     }  # fmt: skip

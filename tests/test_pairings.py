@@ -14,6 +14,7 @@ from ocrclient.config import list_profiles, resolve_config
 from ocrclient.errors import ConfigError
 from ocrclient.registry import DIALECTS, TRANSPORTS, dialect_class, load_backend, transport_class
 
+from .fakes import read_by
 from .pdfgen import text_pdf
 
 _OVER = {"base_url": "http://127.0.0.1:9/v1", "endpoint_id": "e", "model": "m", "api_key": "k-0123456789"}
@@ -31,11 +32,12 @@ def test_every_dialect_over_every_transport_loads_only_where_it_can_run(dialect:
     sends, takes = dialect_class(dialect).SENDS, transport_class(transport).TAKES
     profile = tmp_path / "pair.toml"  # (nothing but the pair: no option of another transport's)
     profile.write_text(f'transport = "{transport}"\ndialect = "{dialect}"\n', encoding="utf-8")
+    over = read_by(transport, _OVER)  # (what this transport reads of them: the others are refused)
     if sends in takes:
-        load_backend(str(profile), **_OVER).close()
+        load_backend(str(profile), **over).close()
     else:
         with pytest.raises(ConfigError, match=f"the {transport} transport cannot carry the {dialect} dialect"):
-            load_backend(str(profile), **_OVER)
+            load_backend(str(profile), **over)
 
 
 @pytest.mark.parametrize("profile", sorted(list_profiles()))

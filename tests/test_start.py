@@ -413,12 +413,16 @@ def test_a_default_start_imports_neither_multiprocessing_nor_the_request_models(
         from ocrclient.config import list_profiles
         from ocrclient.pages import prepare
         from ocrclient.pages.pool import pool_for
-        from ocrclient.registry import load_backend
+        from ocrclient.config import resolve_config
+        from ocrclient.registry import load_backend, transport_class
+        from ocrclient.transports.base import unread_settings
         plan = prepare([{str(pdf)!r}])
         for name in sorted(list_profiles(), key=lambda n: ("deepseek" in n, n)):  # (see below)
             if name == "local":
                 continue
-            be = load_backend(name, endpoint_id="e", api_key="k", base_url="http://127.0.0.1:9/v1", model="m")
+            kw = dict(endpoint_id="e", api_key="k", base_url="http://127.0.0.1:9/v1", model="m")
+            unread = unread_settings(transport_class(resolve_config(name).transport), kw)  # (refused: load_backend)
+            be = load_backend(name, **{{k: v for k, v in kw.items() if k not in unread}})
             pool = pool_for(plan)
             pool.prime(plan, be.render)
             page = pool.result(pool.submit(plan[0][0], 0, be.render))
