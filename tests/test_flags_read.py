@@ -339,3 +339,13 @@ def test_a_dialect_declares_text_layer_exactly_when_it_changes_what_is_sent(dial
         page = replace(make_page(0), pdf_path="doc.pdf")
         sent.append(repr(built.build(page, Attempt(1)).body))
     assert (sent[0] != sent[1]) is declared, dialect
+
+
+def test_run_bench_refuses_settings_beside_a_loaded_backend(tmp_path: Path) -> None:
+    """They were dropped without a word (a ``Client`` refuses them the same way)."""
+    from ocrclient.bench import run_bench
+    from ocrclient.errors import UsageError
+
+    pdf = blank_pdf(tmp_path / "doc.pdf", [(200, 260)])
+    with ocrclient.load_backend("local") as be, pytest.raises(UsageError, match=r"a loaded Backend's settings are fixed: pass endpoint_id, model"):
+        asyncio.run(run_bench([str(pdf)], backend=be, model="m", endpoint_id="e"))

@@ -36,7 +36,7 @@ import httpx
 
 from .api import Conversion, prepare
 from .document import percentile
-from .errors import OcrError
+from .errors import OcrError, UsageError
 from .registry import Backend, load_backend
 
 __all__ = ["body_bytes", "parse_prometheus", "run_bench"]
@@ -208,6 +208,10 @@ async def run_bench(
     **overrides: Any,
 ) -> dict[str, Any]:
     plan = await asyncio.to_thread(prepare, inputs, pages=pages, password=password)
+    fixed = sorted(k for k, v in overrides.items() if v is not None)
+    if isinstance(backend, Backend) and fixed:  # (they were dropped without a word, as a Client refuses them)
+        raise UsageError(f"a loaded Backend's settings are fixed: pass {', '.join(fixed)} to load_backend() "
+                         "or give run_bench the backend's name")  # fmt: skip
     be = backend if isinstance(backend, Backend) else load_backend(backend, **overrides)
     samples: list[dict[str, float]] = []
     stop = asyncio.Event()
