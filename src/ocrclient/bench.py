@@ -197,6 +197,18 @@ def _cost(reported: float, gpu: float, wall: float, cfg: Any) -> tuple[float, st
     return 0.0, None  # (RunPod serverless bills the jobs that ran: none reported, none known)
 
 
+def _backend(backend: str | Backend | None, overrides: dict[str, Any]) -> Backend:
+    """The backend to measure: ``backend`` loaded with ``overrides``, or the loaded one given
+    (settings beside it are refused, as a Client refuses them: they were dropped without a word)."""
+    if not isinstance(backend, Backend):
+        return load_backend(backend, **overrides)
+    fixed = sorted(k for k, v in overrides.items() if v is not None)
+    if fixed:
+        raise UsageError(f"a loaded Backend's settings are fixed: pass {', '.join(fixed)} to load_backend() "
+                         "or give run_bench the backend's name")  # fmt: skip
+    return backend
+
+
 async def run_bench(
     inputs: list[str],
     *,
@@ -208,11 +220,7 @@ async def run_bench(
     **overrides: Any,
 ) -> dict[str, Any]:
     plan = await asyncio.to_thread(prepare, inputs, pages=pages, password=password)
-    fixed = sorted(k for k, v in overrides.items() if v is not None)
-    if isinstance(backend, Backend) and fixed:  # (they were dropped without a word, as a Client refuses them)
-        raise UsageError(f"a loaded Backend's settings are fixed: pass {', '.join(fixed)} to load_backend() "
-                         "or give run_bench the backend's name")  # fmt: skip
-    be = backend if isinstance(backend, Backend) else load_backend(backend, **overrides)
+    be = _backend(backend, overrides)
     samples: list[dict[str, float]] = []
     stop = asyncio.Event()
     sampler = None
