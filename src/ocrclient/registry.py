@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the transports import httpx: only load_transport imports on
     from .transports.base import Transport
 
 __all__ = ["DIALECTS", "TRANSPORTS", "Backend", "check_read", "configured", "load_backend", "load_dialect",
-           "load_transport"]  # fmt: skip
+           "load_transport", "loaded"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +245,13 @@ def load_backend(name: str | None = None, /, **overrides: Any) -> Backend:
     ``load_backend("runpod-chandra", endpoint_id="abc123", concurrency=16)``; one the backend
     would not read is refused (:func:`check_read`).
     """
+    return loaded(name, overrides)
+
+
+def loaded(name: str | None, overrides: Mapping[str, Any], label: Callable[[str, str], str] | None = None) -> Backend:
+    """:func:`load_backend`'s work, a refused setting named by ``label`` (:func:`check_read`)."""
     cfg = resolve_config(name, **overrides)
-    check_read(overrides, cfg, transport_class(cfg.transport), dialect_class(cfg.dialect))
+    check_read(overrides, cfg, label=label or _keyword)
     dialect = load_dialect(cfg)
     transport = load_transport(cfg)
     return Backend(cfg, dialect, transport)
@@ -285,12 +290,12 @@ def _keyword(table: str, name: str) -> str:
     return f"{table}[{name!r}]" if table else name
 
 
-def check_read(over: Mapping[str, Any], cfg: BackendConfig, transport: object, dialect: object,
+def check_read(over: Mapping[str, Any], cfg: BackendConfig, transport: object = None, dialect: object = None,
                label: Callable[[str, str], str] = _keyword) -> None:  # fmt: skip
     """Refuse, in one line (:class:`ConfigError`), a setting given in ``over`` (overrides, or a
     pool member's table: what someone chose for this backend, not what the environment or a
     profile holds for any) that the backend's ``transport`` or ``dialect`` (each a class or an
-    instance) would not read: ``endpoint_id`` for the local engine, RunPod's ``mode`` for a vLLM
+    instance; by default the classes ``cfg`` names) would not read: ``endpoint_id`` for the local engine, RunPod's ``mode`` for a vLLM
     pod, ``text_layer`` for Chandra were taken and did nothing.  What each reads is what it
     declares (``READS``: :func:`~ocrclient.transports.base.unread_settings`; ``OPTIONS``:
     :func:`~ocrclient.dialects.base.unread_options`); one that declares nothing (a plugin's) is
@@ -299,6 +304,8 @@ def check_read(over: Mapping[str, Any], cfg: BackendConfig, transport: object, d
     from .dialects.base import unread_options
     from .transports.base import unread_settings
 
+    transport = transport_class(cfg.transport) if transport is None else transport
+    dialect = dialect_class(cfg.dialect) if dialect is None else dialect
     for where, name in READ_BY_SOME:
         given = over.get(where) or {} if where else over
         if not isinstance(given, Mapping) or given.get(name) in (None, "", False):

@@ -243,25 +243,26 @@ _FLAGS = {
 }
 
 
-def check_flags_read(over: dict[str, Any], cfg: BackendConfig, transport: object, dialect: object) -> None:
+def _flag(table: str, name: str) -> str:
+    return _FLAGS.get((table, name), name)
+
+
+def check_flags_read(over: dict[str, Any], cfg: BackendConfig, transport: object = None, dialect: object = None) -> None:
     """Refuse, in one line, a flag among ``over`` (the overrides of :func:`backend_overrides`,
-    with ``dialect_options``) that the backend's ``transport`` or ``dialect`` would not read
-    (``--mode run`` for a vLLM pod, ``--text-layer`` for Chandra were accepted and did nothing):
-    :func:`~ocrclient.registry.check_read`, naming the flag."""
+    with ``dialect_options``) that the backend's ``transport`` or ``dialect`` (by default the
+    classes ``cfg`` names) would not read (``--mode run`` for a vLLM pod, ``--text-layer`` for
+    Chandra were accepted and did nothing): :func:`~ocrclient.registry.check_read`, naming the flag."""
     from ..registry import check_read
 
-    check_read(over, cfg, transport, dialect, label=lambda table, name: _FLAGS.get((table, name), name))
+    check_read(over, cfg, transport, dialect, label=_flag)
 
 
 def checked_backend(backend: str | None, over: dict[str, Any], transport: str | None = None) -> Backend:
-    """The backend ``backend`` with the overrides ``over`` (and ``--transport``), once
-    :func:`check_flags_read` has found every flag read (checked before anything is built)."""
-    from ..config import resolve_config
-    from ..registry import Backend, dialect_class, load_dialect, load_transport, transport_class
+    """The backend ``backend`` with the overrides ``over`` (and ``--transport``), once every
+    flag is found read (:func:`~ocrclient.registry.loaded`: checked before anything is built)."""
+    from ..registry import loaded
 
-    cfg = resolve_config(backend, **over, **({"transport": transport} if transport else {}))
-    check_flags_read(over, cfg, transport_class(cfg.transport), dialect_class(cfg.dialect))
-    return Backend(cfg, load_dialect(cfg), load_transport(cfg))
+    return loaded(backend, {**over, **({"transport": transport} if transport else {})}, label=_flag)
 
 
 def flags_checked(backend: str | None, over: dict[str, Any]) -> None:

@@ -451,9 +451,9 @@ def _backend(
     """The backend (its transport imported, built and preloaded here, while the first page
     renders; a flag ``over`` gave that it would not read refused first) and the run's page
     cache; the manifest gets its settings digest."""
-    from ..registry import Backend, load_transport, transport_class
+    from ..registry import Backend, load_transport
 
-    check_flags_read(over or {}, cfg, transport_class(cfg.transport), dia)
+    check_flags_read(over or {}, cfg, dialect=dia)
     be = Backend(cfg, dia, load_transport(cfg))
     be.preload()
     if manifest is not None and manifest.settings is None:  # (_resumed set it on a rerun)

@@ -41,10 +41,10 @@ def _refused(cfg: Any, over: dict[str, Any]) -> str | None:
     the pairing: what loading the backend checks; a flag of ``over`` it would not read), or
     ``None``.  (Missing settings were once filled in here, and ``ocr config`` said nothing of
     what convert then refused.)"""
-    from ..registry import Backend, dialect_class, load_dialect, load_transport, transport_class
+    from ..registry import Backend, load_dialect, load_transport
 
     try:
-        check_flags_read(over, cfg, transport_class(cfg.transport), dialect_class(cfg.dialect))
+        check_flags_read(over, cfg)
         Backend(cfg, load_dialect(cfg), load_transport(cfg)).close()
     except OcrError as exc:
         return str(exc)

@@ -68,15 +68,23 @@ class Dialect(Protocol):
     def parse(self, reply: ModelReply, request: ModelRequest) -> PageContent: ...
 
 
+def declared_options(dialect: type | object) -> set[str] | None:
+    """The ``dialect_options`` a dialect class (or instance) declares it reads: its own
+    ``OPTIONS`` (a plugin's subclass may read more than its parent) and its ``OUTPUT_OPTIONS``;
+    ``None`` when it declares no ``OPTIONS`` of its own."""
+    cls = dialect if isinstance(dialect, type) else type(dialect)
+    own = vars(cls).get("OPTIONS")
+    return None if own is None else {*own, *getattr(cls, "OUTPUT_OPTIONS", {})}
+
+
 def check_options(cls: type, cfg: BackendConfig) -> None:
     """Refuse a ``dialect_options`` key of ``cfg`` that misspells one the dialect ``cls``
-    declares it reads (its own ``OPTIONS``; nothing is checked without)."""
-    declared = vars(cls).get("OPTIONS")  # (its own: a plugin's subclass may read more than its parent)
+    declares it reads (:func:`declared_options`; nothing is checked without)."""
+    declared = declared_options(cls)
     if declared is not None:
         from ..cache import RUN_DIALECT_OPTIONS
 
         # (the CLI's --text-layer and --keep-furniture go to every dialect; read where they apply)
-        declared = {*declared, *getattr(cls, "OUTPUT_OPTIONS", {})}
         known = {*declared, *RUN_DIALECT_OPTIONS, "text_layer", "include_headers_footers"}
         # a misspelling of an option it reads: refused (one for another dialect -- a generic
         # profile's own, kept under --dialect -- is left alone, as every dialect leaves it)
@@ -98,12 +106,8 @@ def unread_options(dialect: type | object, names: Iterable[str]) -> list[str]:
     >>> unread_options(Plain, ["prompt", "text_layer"]), unread_options(object, ["text_layer"])
     (['text_layer'], [])
     """
-    cls = dialect if isinstance(dialect, type) else type(dialect)
-    declared = vars(cls).get("OPTIONS")
-    if declared is None:
-        return []
-    reads = {*declared, *getattr(cls, "OUTPUT_OPTIONS", {})}
-    return [n for n in names if n not in reads]
+    reads = declared_options(dialect)
+    return [] if reads is None else [n for n in names if n not in reads]
 
 
 class ModelDialect(abc.ABC):

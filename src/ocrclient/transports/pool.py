@@ -113,7 +113,7 @@ class PoolTransport:
 
     @classmethod
     def from_config(cls, cfg: BackendConfig) -> PoolTransport:
-        from ..registry import check_read, dialect_class, load_transport, transport_class
+        from ..registry import check_read, load_transport
         from .options import PoolOptions, checked_options
 
         o = checked_options(PoolOptions, cfg, "pool")
@@ -141,7 +141,7 @@ class PoolTransport:
                                   "to set (every member gets the pool's requests, read by the pool's dialect)")  # fmt: skip
             try:
                 member_cfg = resolve_config(name, **spec)
-                check_read(spec, member_cfg, transport_class(member_cfg.transport), dialect_class(member_cfg.dialect))
+                check_read(spec, member_cfg)
             except ConfigError as exc:
                 raise ConfigError(f"backend {cfg.name!r}: pool member {label}: {exc.message}") from None
             if member_cfg.dialect != cfg.dialect:
